@@ -1,0 +1,116 @@
+"""Input validation shared by every simulator.
+
+Every check raises ``ValueError`` with a message naming the parameter, the value received and the allowed range,
+before any array is allocated or any function is compiled.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+
+def positive_int(name: str, value: Any) -> int:
+    """Return ``value`` as an int, or raise if it is not an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def nonnegative_int(name: str, value: Any) -> int:
+    """Return ``value`` as an int, or raise if it is not an integer >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def in_interval(name: str, value: Any, low: float, high: float, *, low_open: bool = False,
+                high_open: bool = False) -> float:
+    """Return ``value`` as a float, or raise if it lies outside the interval [low, high] (ends as given)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    ok = math.isfinite(x) or (math.isinf(x) and ((x > 0 and high == math.inf) or (x < 0 and low == -math.inf)))
+    ok = ok and (x > low if low_open else x >= low) and (x < high if high_open else x <= high)
+    if not ok:
+        raise ValueError(f"{name} must lie in {left}{low}, {high}{right}, got {value!r}")
+    return x
+
+
+def finite_array(name: str, value: Any, *, shape: tuple[int | None, ...] | None = None) -> np.ndarray:
+    """Return ``value`` as a float64 NumPy array; raise on NaN/inf or on a shape that does not match."""
+    arr = np.asarray(value, dtype=np.float64)
+    if shape is not None:
+        ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape))
+        if not ok:
+            want = "(" + ", ".join("?" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must contain only finite numbers (found NaN or inf)")
+    return arr
+
+
+def spd_matrix(name: str, value: Any, dim: int) -> np.ndarray:
+    """Return ``value`` as a (dim, dim) symmetric positive-definite float64 matrix, or raise."""
+    arr = finite_array(name, value, shape=(dim, dim))
+    if not np.allclose(arr, arr.T, rtol=1e-10, atol=1e-12 * max(1.0, float(np.abs(arr).max()))):
+        raise ValueError(f"{name} must be symmetric; max |{name} - {name}^T| = {np.abs(arr - arr.T).max():.3g}")
+    try:
+        np.linalg.cholesky(arr)
+    except np.linalg.LinAlgError:
+        eig = np.linalg.eigvalsh(arr).min()
+        raise ValueError(f"{name} must be positive definite; its smallest eigenvalue is {eig:.3g}") from None
+    return arr
+
+
+def simplex_vector(name: str, value: Any, size: int, *, atol: float = 1e-6) -> np.ndarray:
+    """Return ``value`` as a probability vector of length ``size``, or raise if it is off the simplex."""
+    arr = finite_array(name, value, shape=(size,))
+    if np.any(arr < 0) or abs(arr.sum() - 1.0) > atol:
+        raise ValueError(f"{name} must lie on the simplex (entries >= 0 summing to 1); "
+                         f"got min {arr.min():.3g}, sum {arr.sum():.6g}")
+    return arr
+
+
+def fits_in_memory(name: str, count: int, bytes_each: int, *, available: int | None = None,
+                   fraction: float = 0.8) -> None:
+    """Raise if ``count`` items of ``bytes_each`` bytes would not fit in ``fraction`` of the available memory."""
+    if available is None:
+        available = available_memory_bytes()
+    need = count * bytes_each
+    if available and need > fraction * available:
+        fit = int(fraction * available // max(bytes_each, 1))
+        raise ValueError(
+            f"{name}={count} needs about {need / 2**30:.1f} GiB ({bytes_each} bytes each) but only "
+            f"{available / 2**30:.1f} GiB is available; use at most {fit} or run in chunks")
+
+
+def available_memory_bytes() -> int:
+    """Best guess of the memory available to the default JAX device (host RAM on CPU)."""
+    try:
+        import jax
+
+        stats = jax.devices()[0].memory_stats()
+        if stats and "bytes_limit" in stats:
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    except Exception:  # noqa: BLE001 - memory stats are optional on some backends
+        pass
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

@@ -1,0 +1,64 @@
+"""Replicate keys and sharding of the replicate axis over all local devices (and hosts).
+
+Each replicate's key is derived from its global index with ``jax.random.fold_in(root, index)``, so a replicate's
+draw never depends on how replicates are chunked, padded or spread over devices and processes.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+AXIS = "replicas"
+
+
+def root_key(seed: int | jax.Array) -> jax.Array:
+    """A typed PRNG key from an integer seed (keys pass through unchanged)."""
+    if isinstance(seed, (int, np.integer)):
+        return jax.random.key(int(seed))
+    return seed
+
+
+def replicate_keys(seed: int | jax.Array, start: int, count: int) -> jax.Array:
+    """Keys of replicates ``start .. start+count-1``: ``fold_in(root_key(seed), index)``."""
+    root = root_key(seed)
+    idx = jnp.arange(start, start + count, dtype=jnp.uint32)
+    return jax.vmap(lambda i: jax.random.fold_in(root, i))(idx)
+
+
+def replicate_mesh(devices=None) -> Mesh:
+    """A one-axis mesh named ``replicas`` over ``devices`` (default: all devices of all processes)."""
+    devices = jax.devices() if devices is None else devices
+    return Mesh(np.asarray(devices), (AXIS,))
+
+
+def replicate_sharding(mesh: Mesh | None = None) -> NamedSharding:
+    """Sharding that splits the leading (replicate) axis over the mesh."""
+    return NamedSharding(mesh or replicate_mesh(), PartitionSpec(AXIS))
+
+
+def padded_count(count: int, mesh: Mesh | None = None) -> int:
+    """``count`` rounded up to a multiple of the number of devices in the mesh."""
+    size = (mesh or replicate_mesh()).size
+    return -(-count // size) * size
+
+
+def run_sharded(batched_fn: Callable, keys: jax.Array, *args, mesh: Mesh | None = None):
+    """Apply ``batched_fn(keys, *args)`` with the replicate axis of ``keys`` sharded over the mesh.
+
+    ``keys`` is padded to a multiple of the device count (padding replicates are dropped from the outputs);
+    ``args`` are replicated on every device. Outputs keep the leading replicate axis.
+    """
+    mesh = mesh or replicate_mesh()
+    count = keys.shape[0]
+    total = padded_count(count, mesh)
+    if total != count:
+        keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (total - count,) + keys.shape[1:])])
+    if mesh.size > 1:
+        keys = jax.device_put(keys, replicate_sharding(mesh))
+    out = batched_fn(keys, *args)
+    return jax.tree_util.tree_map(lambda x: x[:count], out)

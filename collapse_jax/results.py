@@ -1,0 +1,196 @@
+"""Run folders: every experiment writes its configuration, labelled arrays and plots here, atomically.
+
+A run folder holds ``config.json`` (the full configuration, versions and device), ``arrays.npz`` (named arrays) with
+``arrays.json`` (each array's axis labels and description), plots as PNG, and ``manifest.json`` written last. Every
+file is written to a temporary name in the same folder and renamed into place, so an interrupted run never leaves a
+file that looks complete; a folder without ``manifest.json`` is an unfinished run.
+
+Long sweeps checkpoint finished chunks with :meth:`RunFolder.save_chunk` and pick them up with
+:meth:`RunFolder.load_chunk`, so a rerun with the same folder resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import os
+import platform
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+DEFAULT_ROOT = Path("runs")
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    _atomic_write_bytes(Path(path), text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically (NumPy scalars and arrays are converted)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def atomic_savez(path: str | os.PathLike, arrays: Mapping[str, Any]) -> None:
+    """Save arrays to an ``.npz`` file atomically (compressed)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    _atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def atomic_savefig(fig, path: str | os.PathLike, **kwargs) -> None:
+    """Save a Matplotlib figure atomically (format from the file suffix)."""
+    path = Path(path)
+    buf = io.BytesIO()
+    kwargs.setdefault("dpi", 150)
+    kwargs.setdefault("bbox_inches", "tight")
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png", **kwargs)
+    _atomic_write_bytes(path, buf.getvalue())
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def environment_info() -> dict[str, Any]:
+    """Versions, devices and host: recorded with every run and benchmark."""
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "numpy": np.__version__,
+    }
+    try:
+        import jax
+        import jaxlib
+
+        info.update(jax=jax.__version__, jaxlib=jaxlib.__version__, backend=jax.default_backend(),
+                    devices=[str(d) for d in jax.devices()], device_kind=jax.devices()[0].device_kind,
+                    x64=bool(jax.config.jax_enable_x64))
+    except Exception as exc:  # noqa: BLE001 - environment info must never break a run
+        info["jax_error"] = repr(exc)
+    return info
+
+
+@dataclass
+class RunFolder:
+    """One experiment's output folder.
+
+    Create with :meth:`create` (a new time-stamped folder under ``runs/``) or :meth:`open` (an existing one, to resume).
+    """
+
+    path: Path
+    array_labels: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, name: str, out: str | os.PathLike | None = None, *, root: str | os.PathLike = DEFAULT_ROOT
+               ) -> "RunFolder":
+        """A folder ``out`` (if given; reused for resuming) or ``root/name-YYYYmmdd-HHMMSS[-k]``."""
+        if out is not None:
+            path = Path(out)
+            path.mkdir(parents=True, exist_ok=True)
+            return cls(path)
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = Path(root) / f"{name}-{stamp}"
+        path, k = base, 1
+        while True:
+            try:
+                path.mkdir(parents=True, exist_ok=False)
+                return cls(path)
+            except FileExistsError:
+                k += 1
+                path = base.with_name(f"{base.name}-{k}")
+
+    @property
+    def complete(self) -> bool:
+        """Whether the run finished (its manifest was written)."""
+        return (self.path / "manifest.json").exists()
+
+    def write_config(self, config: Mapping[str, Any]) -> Path:
+        """Write the full configuration with environment info to ``config.json``."""
+        target = self.path / "config.json"
+        atomic_write_json(target, {"config": dict(config), "environment": environment_info(),
+                                   "written": _dt.datetime.now().isoformat(timespec="seconds")})
+        return target
+
+    def save_arrays(self, arrays: Mapping[str, Any], labels: Mapping[str, Sequence[str]],
+                    descriptions: Mapping[str, str] | None = None, filename: str = "arrays.npz") -> Path:
+        """Save named arrays with their axis labels (``labels[name]`` names each axis, e.g. replicate, step)."""
+        descriptions = descriptions or {}
+        meta = {}
+        for key, value in arrays.items():
+            arr = np.asarray(value)
+            axes = list(labels.get(key, ()))
+            if len(axes) != arr.ndim:
+                raise ValueError(f"array {key!r} has {arr.ndim} axes but {len(axes)} labels {axes}")
+            meta[key] = {"axes": axes, "shape": list(arr.shape), "dtype": str(arr.dtype),
+                         "description": descriptions.get(key, "")}
+        target = self.path / filename
+        atomic_savez(target, arrays)
+        self.array_labels.update(meta)
+        atomic_write_json(self.path / (Path(filename).stem + ".json"), meta)
+        return target
+
+    def save_figure(self, fig, name: str) -> Path:
+        target = self.path / name
+        atomic_savefig(fig, target)
+        return target
+
+    def save_text(self, name: str, text: str) -> Path:
+        target = self.path / name
+        atomic_write_text(target, text)
+        return target
+
+    # --- resumable chunks -------------------------------------------------------------------------------------
+    def chunk_path(self, index: int) -> Path:
+        return self.path / "chunks" / f"chunk-{index:06d}.npz"
+
+    def save_chunk(self, index: int, arrays: Mapping[str, Any]) -> None:
+        """Checkpoint one finished chunk of a sweep (atomic)."""
+        atomic_savez(self.chunk_path(index), arrays)
+
+    def load_chunk(self, index: int) -> dict[str, np.ndarray] | None:
+        """A finished chunk's arrays, or None if that chunk has not been written."""
+        path = self.chunk_path(index)
+        if not path.exists():
+            return None
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+
+    def finish(self, summary: Mapping[str, Any] | None = None) -> Path:
+        """Write ``manifest.json`` last: the list of files and a summary. Its presence marks the run complete."""
+        files = sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*")
+                       if p.is_file() and not p.name.startswith(".") and p.name != "manifest.json")
+        target = self.path / "manifest.json"
+        atomic_write_json(target, {"files": files, "summary": dict(summary or {}),
+                                   "finished": _dt.datetime.now().isoformat(timespec="seconds")})
+        return target
