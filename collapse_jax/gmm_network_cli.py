@@ -143,8 +143,23 @@ def run(args) -> int:
 
 
 def theory_curves(cfg) -> dict[str, np.ndarray]:
-    """Theory curves on the simulation's axes (see collapse_jax.gmm_theory)."""
-    return {}
+    """Theory on the simulation's axes (collapse_jax.gmm_theory, well-separated components, no pruning):
+
+    ``second_moment``: the recursion's root-mean-square ``sqrt(E||D(t)||_F^2)`` from Dirichlet(a) initial weights;
+    ``mean_field``: Appendix A's contraction ``prod_{s<t} (1 - alpha_s)^{k_s}`` applied to the same rms at t = 0.
+    """
+    from collapse_jax import gmm_theory as th
+
+    kw = dict(num_models=cfg.num_models, num_components=cfg.num_components, points_per_step=cfg.points_per_step,
+              beta=cfg.beta, num_steps=cfg.num_steps, dirichlet_a=cfg.dirichlet_a, num_human=cfg.num_human,
+              pi_ref=cfg.pi_ref, alpha=None if cfg.alpha is None else np.asarray(cfg.alpha),
+              c=None if cfg.c is None else np.asarray(cfg.c))
+    rms = th.second_moment_dnorm(**kw)
+    sched = th.schedule(num_models=cfg.num_models, num_components=cfg.num_components,
+                        points_per_step=cfg.points_per_step, beta=cfg.beta, num_steps=cfg.num_steps,
+                        num_human=cfg.num_human, alpha=kw["alpha"], c=kw["c"])
+    contraction = np.concatenate([[1.0], np.cumprod(th.contraction_factor(sched.k, sched.alpha))])
+    return {"second_moment": rms, "mean_field": rms[0] * contraction}
 
 
 def make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R, dropped, collapsed):

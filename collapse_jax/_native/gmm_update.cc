@@ -67,51 +67,73 @@ inline void prune(T* p, int B, T eps) {
   }
 }
 
+// One point's update (Algorithm 2, lines 3-13) of weights p from the point's stored features u.
 template <typename T>
-void update_lane(const T* pool, const T* p_in, const uint32_t* seeds, const int32_t* counts, const T* coefs,
-                 T* p_out, int64_t n, int64_t B, int64_t S, std::vector<uint32_t>& perm, std::vector<T>& work) {
-  const int64_t N = counts[0];
-  const int64_t k = counts[1];
-  const T alpha = coefs[0], c = coefs[1], eps = coefs[2];
-  const T keep = T(1) - alpha;
-  const T gain = alpha / (T(1) - T(B) * c);
-  if ((int64_t)perm.size() < N) perm.resize(N);
-  work.resize(2 * B);
-  for (int64_t i = 0; i < n; ++i) {
-    T* p = p_out + i * B;
-    for (int64_t b = 0; b < B; ++b) p[b] = p_in[i * B + b];
-    if (k <= 0 || N <= 0) continue;
-    SplitMix64 rng{((uint64_t)seeds[2 * i] << 32) | (uint64_t)seeds[2 * i + 1]};
-    for (int64_t m = 0; m < N; ++m) perm[m] = (uint32_t)m;
-    for (int64_t j = 0; j < k; ++j) {
-      const int64_t r = j + (int64_t)rng.bounded((uint32_t)(N - j));
-      const uint32_t idx = perm[r];
-      perm[r] = perm[j];
-      perm[j] = idx;
-      const T* u = pool + (int64_t)idx * S;
-      if (B == 2) {
-        const T o0 = p[0] / (p[0] + p[1] * u[0]);
-        p[0] = keep * p[0] + gain * (o0 - c);
-        p[1] = keep * p[1] + gain * ((T(1) - o0) - c);
-        if (p[0] <= T(0) || p[1] <= T(0)) prune(p, 2, eps);
-      } else {
-        T* z = work.data();
-        T zmax = -std::numeric_limits<T>::infinity();
-        for (int64_t b = 0; b < B; ++b) {
-          z[b] = p[b] > T(0) ? std::log(p[b]) + u[b] : -std::numeric_limits<T>::infinity();
-          zmax = std::max(zmax, z[b]);
-        }
-        T total = T(0);
-        for (int64_t b = 0; b < B; ++b) {
-          z[b] = std::exp(z[b] - zmax);
-          total += z[b];
-        }
-        bool any_nonpos = false;
-        for (int64_t b = 0; b < B; ++b) {
-          p[b] = keep * p[b] + gain * (z[b] / total - c);
-          any_nonpos |= p[b] <= T(0);
-        }
-        if (any_nonpos) prune(p, (int)B, eps);
+inline void update_point(T* p, const T* u, int64_t B, T keep, T gain, T c, T eps, T* z) {
+  if (B == 2) {
+    const T o0 = p[0] / (p[0] + p[1] * u[0]);
+    p[0] = keep * p[0] + gain * (o0 - c);
+    p[1] = keep * p[1] + gain * ((T(1) - o0) - c);
+    if (p[0] <= T(0) || p[1] <= T(0)) prune(p, 2, eps);
+    return;
+  }
+  T zmax = -std::numeric_limits<T>::infinity();
+  for (int64_t b = 0; b < B; ++b) {
+    z[b] = p[b] > T(0) ? std::log(p[b]) + u[b] : -std::numeric_limits<T>::infinity();
+    zmax = std::max(zmax, z[b]);
+  }
+  T total = T(0);
+  for (int64_t b = 0; b < B; ++b) {
+    z[b] = std::exp(z[b] - zmax);
+    total += z[b];
+  }
+  bool any_nonpos = false;
+  for (int64_t b = 0; b < B; ++b) {
+    p[b] = keep * p[b] + gain * (z[b] / total - c);
+    any_nonpos |= p[b] <= T(0);
+  }
+  if (any_nonpos) prune(p, (int)B, eps);
+}
+
+// A group of lanes processed together: every (lane, model) pair is an independent chain of k dependent updates.
+// Advancing all chains one draw at a time (round robin) lets the CPU overlap their latencies; a single chain is
+// bound by the latency of its division and would run several times slower.
+template <typename T>
+void update_group(const T* pool, const T* p_in, const uint32_t* seeds, const int32_t* counts, const T* coefs,
+                  T* p_out, int64_t lanes, int64_t Nmax, int64_t n, int64_t B, int64_t S,
+                  std::vector<uint32_t>& perm, std::vector<T>& work) {
+  const int64_t chains = lanes * n;
+  if ((int64_t)perm.size() < chains * Nmax) perm.resize(chains * Nmax);
+  work.resize(B);
+  std::vector<SplitMix64> rng(chains);
+  int64_t kmax = 0;
+  for (int64_t l = 0; l < lanes; ++l) {
+    const int64_t N = counts[2 * l];
+    kmax = std::max<int64_t>(kmax, counts[2 * l + 1]);
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t ch = l * n + i;
+      for (int64_t b = 0; b < B; ++b) p_out[ch * B + b] = p_in[ch * B + b];
+      rng[ch].s = ((uint64_t)seeds[2 * ch] << 32) | (uint64_t)seeds[2 * ch + 1];
+      uint32_t* pm = perm.data() + ch * Nmax;
+      for (int64_t m = 0; m < N; ++m) pm[m] = (uint32_t)m;
+    }
+  }
+  for (int64_t j = 0; j < kmax; ++j) {
+    for (int64_t l = 0; l < lanes; ++l) {
+      const int64_t N = counts[2 * l], k = counts[2 * l + 1];
+      if (j >= k) continue;
+      const T* cf = coefs + 3 * l;
+      const T alpha = cf[0], c = cf[1], eps = cf[2];
+      const T keep = T(1) - alpha, gain = alpha / (T(1) - T(B) * c);
+      const T* lane_pool = pool + l * Nmax * S;
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t ch = l * n + i;
+        uint32_t* pm = perm.data() + ch * Nmax;
+        const int64_t r = j + (int64_t)rng[ch].bounded((uint32_t)(N - j));
+        const uint32_t idx = pm[r];
+        pm[r] = pm[j];
+        pm[j] = idx;
+        update_point(p_out + ch * B, lane_pool + (int64_t)idx * S, B, keep, gain, c, eps, work.data());
       }
     }
   }
@@ -141,12 +163,16 @@ ffi::Error GmmUpdateImpl(ffi::Buffer<DT> pool, ffi::Buffer<DT> p, ffi::Buffer<ff
   for (int64_t l = 0; l < lanes; ++l)
     if (c_d[2 * l] > Nmax || c_d[2 * l + 1] > c_d[2 * l] || c_d[2 * l] < 0)
       return ffi::Error::InvalidArgument("gmm_update: need 0 <= k <= N <= Nmax");
+  // about 12 chains per group: enough independent work to hide latency, scratch still in L2
+  const int64_t group = std::max<int64_t>(1, 12 / std::max<int64_t>(n, 1));
   auto work = [&](int64_t begin, int64_t end) {
     std::vector<uint32_t> perm;
     std::vector<T> scratch;
-    for (int64_t l = begin; l < end; ++l)
-      update_lane<T>(pool_d + l * Nmax * S, p_d + l * n * B, s_d + l * n * 2, c_d + l * 2, k_d + l * 3,
-                     o_d + l * n * B, n, B, S, perm, scratch);
+    for (int64_t l = begin; l < end; l += group) {
+      const int64_t g = std::min(group, end - l);
+      update_group<T>(pool_d + l * Nmax * S, p_d + l * n * B, s_d + l * n * 2, c_d + l * 2, k_d + l * 3,
+                      o_d + l * n * B, g, Nmax, n, B, S, perm, scratch);
+    }
   };
   int64_t threads = std::max<int64_t>(1, std::min<int64_t>(num_threads, lanes));
   if (threads == 1) {
