@@ -4,9 +4,9 @@ Writes ``benchmarks/results/gmm_theory_fit.json`` and prints the Markdown tables
 
     PYTHONPATH=. python3 benchmarks/gmm_theory_fit.py --replicates 1000 --replicates-fig6 500
 
-Simulator: ``collapse_jax.gmm_network.simulate`` when it exists and ``--simulator jax`` is asked for; otherwise (the
-default) the vectorised-over-replicates NumPy implementation of Algorithms 2-3 below, written from
-``shared/spec/lwd_gmm_network.md`` and checked against ``tests/gmm_reference.py`` with ``--check-reference``.
+Simulator: the vectorised-over-replicates NumPy implementation of Algorithms 2-3 below (the JAX simulator
+``collapse_jax.gmm_network`` was not on main when this was written), written from ``shared/spec/lwd_gmm_network.md``
+and checked against ``tests/gmm_reference.py`` with ``--check-reference``.
 """
 
 from __future__ import annotations
@@ -98,12 +98,6 @@ def simulate_numpy(rng, *, num_replicates, num_models=3, mu=((-5.0,), (5.0,)), s
     return history
 
 
-def simulate_jax(seed, *, num_replicates, **kwargs):  # pragma: no cover - used only when the JAX simulator exists
-    from collapse_jax import gmm_network  # noqa: F401
-
-    raise NotImplementedError("collapse_jax.gmm_network is not on this branch yet; use --simulator numpy")
-
-
 def dnorm_of(history):
     diff = history[..., :, None, :] - history[..., None, :, :]
     return np.sqrt(np.sum(diff * diff, axis=(-3, -2, -1)))
@@ -150,13 +144,17 @@ def fit_setting(name, *, num_components, mu, replicates, seed, num_steps=200, ba
         se = float(np.std(dt**2, ddof=1) / np.sqrt(dt.size) / (2 * rms)) if rms > 0 else float("nan")
         se_clean = (float(np.std(dt[clean] ** 2, ddof=1) / np.sqrt(clean.sum()) / (2 * rms_clean))
                     if clean.sum() > 1 else float("nan"))
+        rms_same = float(np.sqrt(np.mean(dt[same_support] ** 2))) if same_support.any() else float("nan")
+        se_same = (float(np.std(dt[same_support] ** 2, ddof=1) / np.sqrt(same_support.sum()) / (2 * rms_same))
+                   if same_support.sum() > 1 else float("nan"))
         rows.append({
             "t": t, "k_t": int(sched.k[t]),
             "theory_rms": float(theory[t]), "mean_field": float(meanfield[t]),
             "sim_rms": rms, "sim_rms_se": se, "sim_mean": float(dt.mean()), "sim_median": float(np.median(dt)),
             "sim_rms_clean": rms_clean, "sim_rms_clean_se": se_clean,
             "sim_median_clean": float(np.median(dt[clean])) if clean.any() else float("nan"),
-            "sim_rms_same_support": float(np.sqrt(np.mean(dt[same_support] ** 2))) if same_support.any() else None,
+            "sim_rms_same_support": rms_same, "sim_rms_same_support_se": se_same,
+            "relerr_rms_same_support": rel(theory[t], rms_same),
             "relerr_rms": rel(theory[t], rms), "relerr_rms_clean": rel(theory[t], rms_clean),
             "relerr_median": rel(theory[t], float(np.median(dt))),
             "relerr_mean": rel(theory[t], float(dt.mean())),
@@ -170,22 +168,30 @@ def fit_setting(name, *, num_components, mu, replicates, seed, num_steps=200, ba
             "rows": rows}
 
 
+def _cell(value, se=None, relerr=None):
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    out = f"{value:.4f}" + (f" ± {se:.4f}" if se is not None and np.isfinite(se) else "")
+    return out + (f" ({100 * relerr:+.0f}%)" if relerr is not None else "")
+
+
 def table(res):
+    """Markdown table; rel. err = (theory - simulated) / simulated."""
     lines = [f"**{res['setting']}**: {res['replicates']} replicates ({res['replicates_clean']} with no dropped "
-             f"component by the last step, {res['replicates_same_support']} whose models all keep the same components), "
-             f"seed {res['seed']}, {res['sim_seconds']:.0f} s.", "",
-             "| t | k_t | theory sqrt(E\\|\\|D\\|\\|^2) | mean field | sim RMS (all) | rel. err | sim RMS (no drop) "
-             "| rel. err | sim RMS (same support) | sim mean | sim median | rel. err vs median | dropped | collapsed |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"component by the last step, {res['replicates_same_support']} whose models all keep the same "
+             f"components), seed {res['seed']}, {res['sim_seconds']:.0f} s.", "",
+             "| t | k_t | theory sqrt(E\\|\\|D\\|\\|^2) | mean field | sim RMS, all (rel. err) "
+             "| sim RMS, no drop (rel. err) | sim RMS, same support (rel. err) | sim mean, all | sim median, all "
+             "| sim median, no drop | dropped | collapsed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
-        lines.append(
-            f"| {r['t']} | {r['k_t']} | {r['theory_rms']:.4f} | {r['mean_field']:.2e} | {r['sim_rms']:.4f} "
-            f"± {r['sim_rms_se']:.4f} | {100 * r['relerr_rms']:+.0f}% | {r['sim_rms_clean']:.4f} ± "
-            f"{r['sim_rms_clean_se']:.4f} | {100 * r['relerr_rms_clean']:+.0f}% | "
-            f"{r['sim_rms_same_support'] if r['sim_rms_same_support'] is None else round(r['sim_rms_same_support'], 4)}"
-            f" | {r['sim_mean']:.4f} | "
-            f"{r['sim_median']:.4f} | {100 * r['relerr_median']:+.0f}% | {r['frac_dropped']:.2f} | "
-            f"{r['frac_collapsed']:.2f} |")
+        lines.append(" | ".join([
+            f"| {r['t']}", str(r["k_t"]), f"{r['theory_rms']:.4f}", f"{r['mean_field']:.1e}",
+            _cell(r["sim_rms"], r["sim_rms_se"], r["relerr_rms"]),
+            _cell(r["sim_rms_clean"], r["sim_rms_clean_se"], r["relerr_rms_clean"]),
+            _cell(r["sim_rms_same_support"], r["sim_rms_same_support_se"], r["relerr_rms_same_support"]),
+            _cell(r["sim_mean"]), _cell(r["sim_median"]), _cell(r["sim_median_clean"]),
+            f"{r['frac_dropped']:.2f}", f"{r['frac_collapsed']:.2f} |"]))
     return "\n".join(lines)
 
 
