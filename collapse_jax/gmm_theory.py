@@ -46,10 +46,11 @@ class Schedule(NamedTuple):
 def _per_step(name, value, default, num_steps):
     if value is None:
         return default
-    arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (num_steps,)).copy()
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a float or an array of shape ({num_steps},), got shape {np.shape(value)}")
-    return arr
+    try:
+        return np.broadcast_to(np.asarray(value, dtype=np.float64), (num_steps,)).copy()
+    except ValueError:
+        raise ValueError(f"{name} must be a float or an array of shape ({num_steps},), got shape "
+                         f"{np.shape(value)}") from None
 
 
 def schedule(*, num_models: int, num_components: int, points_per_step: int, beta: float, num_steps: int,
@@ -265,7 +266,9 @@ def pair_sq_distances(mom: Moments):
 def second_moment(*, num_models: int = 3, num_components: int = 2, points_per_step: int = 3, beta: float = 0.5,
                   num_steps: int = 200, pi0=None, dirichlet_a=None, num_human: int = 0, pi_ref=None, alpha=None,
                   c=None, ownership=None):
-    """Run the moment recursion for t = 0..T. Returns a dict of arrays over t:
+    """Run the moment recursion (Eqs. 3.3-3.9) for t = 0..T from fixed ``pi0`` (n, B) or i.i.d. Dirichlet(``dirichlet_a``)
+    initial weights (Dirichlet(1) if neither is given); ``ownership`` is the matrix M of assumption A1 (default I).
+    Returns a dict of arrays over t:
     ``dnorm2`` (T+1,) = E||D(t)||_F^2; ``pair_sq`` (T+1, n, n); ``mean`` (T+1, n, B) = E[Pi_i(t)];
     ``composition_mean`` (T+1, B) = E[f(t)]; ``diversity`` (T+1,) = E[1 - ||f(t)||^2]; ``k`` (T,)."""
     n, B, T = num_models, num_components, int(num_steps)

@@ -125,7 +125,7 @@ def test_dirichlet_moments_closed_form_vs_monte_carlo():
     rng = np.random.default_rng(1)
     for a, B in [(1.0, 2), (0.5, 5), (3.0, 11)]:
         mean, second = gt.dirichlet_moments(a, B)
-        x = rng.dirichlet(np.full(B, a), size=400_000)
+        x = rng.dirichlet(np.full(B, a), size=100_000)
         assert np.allclose(mean, 1 / B) and np.isclose(second.sum(), 1.0)  # sum_bc E p_b p_c = 1
         prod = x[:, :, None] * x[:, None, :]
         se = prod.std(0) / np.sqrt(x.shape[0])
@@ -134,7 +134,7 @@ def test_dirichlet_moments_closed_form_vs_monte_carlo():
     n, B, a = 3, 2, 1.0
     mom = gt.initial_moments(num_models=n, num_components=B, dirichlet_a=a)
     d2 = gt.pair_sq_distances(mom).sum()
-    x = rng.dirichlet(np.full(B, a), size=(200_000, n))
+    x = rng.dirichlet(np.full(B, a), size=(100_000, n))
     diff = x[:, :, None] - x[:, None, :]
     mc = (diff**2).sum(axis=(1, 2, 3))
     assert abs(zscore(mc, d2)) < Z_MAX
@@ -263,7 +263,7 @@ def test_second_moment_recursion_vs_linearised_network(cfg):
     cfg = dict(cfg)
     a0 = cfg.pop("a0")
     n, B, L, beta, T = (cfg.pop(x) for x in ("n", "B", "L", "beta", "T"))
-    hist, comp = linearised_network(rng, replicates=20_000, n=n, B=B, L=L, beta=beta, T=T, a0=a0, **cfg)
+    hist, comp = linearised_network(rng, replicates=12_000, n=n, B=B, L=L, beta=beta, T=T, a0=a0, **cfg)
     th = gt.second_moment(num_models=n, num_components=B, points_per_step=L, beta=beta, num_steps=T,
                           dirichlet_a=a0, **cfg)
     diff = hist[:, :, :, None, :] - hist[:, :, None, :, :]
