@@ -31,9 +31,11 @@ TIMES = (1, 2, 5, 10, 20, 50, 100, 200)
 
 
 def simulate_numpy(rng, *, num_replicates, num_models=3, mu=((-5.0,), (5.0,)), sigma=((1.0,),), points_per_step=3,
-                   beta=0.5, dirichlet_a=1.0, num_steps=200, eps=0.0, num_human=0, pi_ref=None, alpha=None, c=None):
+                   beta=0.5, dirichlet_a=1.0, num_steps=200, eps=0.0, num_human=0, pi_ref=None, alpha=None, c=None,
+                   return_counts=False):
     """Returns ``Pi`` (num_steps+1, num_replicates, num_models, num_components), recorded before each step's update
-    (same convention as ``tests/gmm_reference.simulate``)."""
+    (same convention as ``tests/gmm_reference.simulate``); with ``return_counts`` also the label counts of A(t),
+    (num_steps+1, num_replicates, num_components)."""
     mu = np.asarray(mu, np.float64)
     sigma = np.asarray(sigma, np.float64)
     B, dim = mu.shape
@@ -44,6 +46,7 @@ def simulate_numpy(rng, *, num_replicates, num_models=3, mu=((-5.0,), (5.0,)), s
                                 num_human=num_human, alpha=alpha, c=c)
     n_max = num_human + n * L * T
     ll_all = np.zeros((R, n_max, B))  # log N(u; mu_b, Sigma) up to a constant, per posted point
+    counts = np.zeros((R, B), dtype=np.int64)  # generating-component counts of the points posted so far
 
     def post(weights, start, count):
         """Draw ``count`` points per row of ``weights`` (R, rows, B) and store their log-likelihoods from ``start``."""
@@ -55,15 +58,18 @@ def simulate_numpy(rng, *, num_replicates, num_models=3, mu=((-5.0,), (5.0,)), s
         diff = x[..., None, :] - mu  # (R, rows, count, B, dim)
         ll = -0.5 * np.einsum("...i,ij,...j->...", diff, sig_inv, diff)
         ll_all[:, start:start + rows * count] = ll.reshape(R, rows * count, B)
+        counts[:] += np.eye(B, dtype=np.int64)[comp].sum(axis=(1, 2))
 
     Pi = rng.dirichlet(np.full(B, dirichlet_a), size=(R, n))
     if num_human > 0:
         ref = np.full(B, 1.0 / B) if pi_ref is None else np.asarray(pi_ref, np.float64)
         post(np.broadcast_to(ref, (R, 1, B)), 0, num_human)
     history = np.empty((T + 1, R, n, B))
+    count_hist = np.empty((T + 1, R, B), dtype=np.int64)
     rr = np.arange(R)[:, None, None]
     for t in range(T + 1):
         history[t] = Pi
+        count_hist[t] = counts
         if t == T:
             break
         N = int(sched.internet_size[t])
@@ -95,7 +101,7 @@ def simulate_numpy(rng, *, num_replicates, num_models=3, mu=((-5.0,), (5.0,)), s
                             p[..., b] = pb
             Pi = p
         post(posts_from, num_human + n * L * t, L)
-    return history
+    return (history, count_hist) if return_counts else history
 
 
 def dnorm_of(history):
@@ -108,6 +114,27 @@ def dnorm_of(history):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def conditional_floor(pi, counts, mu, *, k, alpha, c, num_models=3):
+    """Per replicate, the quasi-static noise floor of Eq. (3.2) given that replicate's internet composition f and its
+    current ownership matrix M (evaluated at the models' mean weights, so dropped components own nothing):
+    ``||D||^2 ~ n (n-1) 2 gamma^2 kappa tr(M C_f M^T) / (1 - r^2)``. A diagnostic that uses the simulated f and support,
+    not a prediction from t = 0."""
+    R, n, B = pi.shape
+    N = counts.sum(-1)[0]
+    if k == 0 or N == 0:
+        return np.full(R, np.nan)
+    r = (1 - alpha) ** k
+    gamma = alpha / (1 - B * c)
+    kappa = gmm_theory.without_replacement_factor(k, alpha, N)
+    out = np.empty(R)
+    for j in range(R):
+        f = counts[j] / N
+        M = gmm_theory.ownership_matrix(mu, [[1.0]], pi[j].mean(0))
+        out[j] = num_models * (num_models - 1) * 2 * gamma**2 * kappa * np.trace(
+            M @ (np.diag(f) - np.outer(f, f)) @ M.T) / (1 - r * r)
+    return out
+
+
 def rel(a, b):
     return float((a - b) / b) if b > 0 else float("nan")
 
@@ -116,10 +143,14 @@ def fit_setting(name, *, num_components, mu, replicates, seed, num_steps=200, ba
     rng = np.random.default_rng(seed)
     T = num_steps
     t0 = time.perf_counter()
-    hist = []
+    hist, cnt = [], []
     for start in range(0, replicates, batch):
-        hist.append(simulate_numpy(rng, num_replicates=min(batch, replicates - start), mu=mu, num_steps=T))
+        h, cn = simulate_numpy(rng, num_replicates=min(batch, replicates - start), mu=mu, num_steps=T,
+                               return_counts=True)
+        hist.append(h)
+        cnt.append(cn)
     history = np.concatenate(hist, axis=1)  # (T+1, R, n, B)
+    counts = np.concatenate(cnt, axis=1)  # (T+1, R, B)
     sim_s = time.perf_counter() - t0
     d = dnorm_of(history)  # (T+1, R)
     zero = history <= 0.0
@@ -137,6 +168,8 @@ def fit_setting(name, *, num_components, mu, replicates, seed, num_steps=200, ba
     meanfield = theory[0] * np.concatenate([[1.0], np.cumprod(r[:T])])  # sqrt(E||D(0)||^2) prod r_s
     rows = []
     for t in TIMES:
+        floor2 = conditional_floor(history[t], counts[t], np.asarray(mu)[:, 0], k=int(sched.k[t]),
+                                   alpha=sched.alpha[t], c=sched.c[t])
         dt = d[t]
         rms = float(np.sqrt(np.mean(dt**2)))
         rms_clean = float(np.sqrt(np.mean(dt[clean] ** 2))) if clean.any() else float("nan")
@@ -150,11 +183,15 @@ def fit_setting(name, *, num_components, mu, replicates, seed, num_steps=200, ba
         rows.append({
             "t": t, "k_t": int(sched.k[t]),
             "theory_rms": float(theory[t]), "mean_field": float(meanfield[t]),
+            "theory_median_b2": (float(theory[t] * gmm_theory.quantile_over_rms_two_components(3))
+                                 if num_components == 2 else None),
             "sim_rms": rms, "sim_rms_se": se, "sim_mean": float(dt.mean()), "sim_median": float(np.median(dt)),
             "sim_rms_clean": rms_clean, "sim_rms_clean_se": se_clean,
             "sim_median_clean": float(np.median(dt[clean])) if clean.any() else float("nan"),
             "sim_rms_same_support": rms_same, "sim_rms_same_support_se": se_same,
             "relerr_rms_same_support": rel(theory[t], rms_same),
+            "floor_rms_same_support": (float(np.sqrt(np.mean(floor2[same_support])))
+                                       if same_support.any() else float("nan")),
             "relerr_rms": rel(theory[t], rms), "relerr_rms_clean": rel(theory[t], rms_clean),
             "relerr_median": rel(theory[t], float(np.median(dt))),
             "relerr_mean": rel(theory[t], float(dt.mean())),
@@ -182,15 +219,16 @@ def table(res):
              f"components), seed {res['seed']}, {res['sim_seconds']:.0f} s.", "",
              "| t | k_t | theory sqrt(E\\|\\|D\\|\\|^2) | mean field | sim RMS, all (rel. err) "
              "| sim RMS, no drop (rel. err) | sim RMS, same support (rel. err) | sim mean, all | sim median, all "
-             "| sim median, no drop | dropped | collapsed |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| sim median, no drop | theory median (B = 2) | conditional floor, same support | dropped | collapsed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         lines.append(" | ".join([
             f"| {r['t']}", str(r["k_t"]), f"{r['theory_rms']:.4f}", f"{r['mean_field']:.1e}",
             _cell(r["sim_rms"], r["sim_rms_se"], r["relerr_rms"]),
             _cell(r["sim_rms_clean"], r["sim_rms_clean_se"], r["relerr_rms_clean"]),
             _cell(r["sim_rms_same_support"], r["sim_rms_same_support_se"], r["relerr_rms_same_support"]),
-            _cell(r["sim_mean"]), _cell(r["sim_median"]), _cell(r["sim_median_clean"]),
+            _cell(r["sim_mean"]), _cell(r["sim_median"]), _cell(r["sim_median_clean"]), _cell(r["theory_median_b2"]),
+            _cell(r["floor_rms_same_support"]),
             f"{r['frac_dropped']:.2f}", f"{r['frac_collapsed']:.2f} |"]))
     return "\n".join(lines)
 
@@ -215,7 +253,13 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=20261121)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "gmm_theory_fit.json"))
     ap.add_argument("--check-reference", action="store_true")
+    ap.add_argument("--tables-only", action="store_true", help="print the tables of an existing --out file")
     args = ap.parse_args(argv)
+    if args.tables_only:
+        with open(args.out) as fh:
+            for res in json.load(fh)["settings"]:
+                print(table(res), "\n")
+        return
     if args.check_reference:
         check_reference()
         return

@@ -343,6 +343,16 @@ def asymptotic_dnorm(t, *, num_models: int, points_per_step: int, beta: float, d
     return np.sqrt(num_models * (num_models - 1) * noise_floor_constant(beta) * diversity / k)
 
 
+def quantile_over_rms_two_components(num_models: int, q: float = 0.5) -> float:
+    """B = 2: ratio of the q-quantile of ``||D||_F`` to its RMS when the models' weights are i.i.d. Gaussian around a
+    common value (the noise floor): ``||D||_F^2 = 4 n sum_i (p_i - pbar)^2 ~ RMS^2 chi2_{n-1} / (n-1)``. For n = 3 the
+    median ratio is ``sqrt(ln 2) = 0.833`` (Rayleigh). Ignores the spread of f over replicates."""
+    from scipy.stats import chi2
+
+    dof = num_models - 1
+    return float(np.sqrt(chi2.ppf(q, dof) / dof))
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Size of the well-separated assumption: ownership matrix by quadrature (d = 1)
 # ----------------------------------------------------------------------------------------------------------------

@@ -291,3 +291,12 @@ def test_noise_floor_constant_and_t_minus_half_law():
     # ||D|| falls like t^{-1/2}: local log-log slope between t = 1000 and 3000
     slope = np.log(th["dnorm2"][3000] / th["dnorm2"][1000]) / np.log(3.0) / 2
     assert abs(slope + 0.5) < 0.01
+
+
+def test_median_over_rms_two_components():
+    assert np.isclose(gt.quantile_over_rms_two_components(3), np.sqrt(np.log(2)))
+    rng = np.random.default_rng(5)
+    p = rng.standard_normal((200_000, 4))  # n = 4 models, Gaussian weights of component 1
+    d = np.sqrt(4 * 4 * ((p - p.mean(1, keepdims=True)) ** 2).sum(1))
+    ratio = np.median(d) / np.sqrt(np.mean(d**2))
+    assert abs(ratio - gt.quantile_over_rms_two_components(4)) < 0.01
