@@ -55,10 +55,10 @@ def simulate(rng, *, num_models=3, mu=((-5.0,), (5.0,)), sigma=((1.0,),), points
         return mu[comps] + rng.standard_normal((count, dim)) @ chol.T
 
     Pi = rng.dirichlet(np.full(B, dirichlet_a), size=n)
-    internet = []
+    internet = []  # log-likelihoods of each posted point, computed once when it is posted
     if num_human > 0:
         ref = np.full(B, 1.0 / B) if pi_ref is None else np.asarray(pi_ref, float)
-        internet.extend(draw_points(ref, num_human))
+        internet.extend(log_normal_pdf(u, mu, sigma_inv, logdet) for u in draw_points(ref, num_human))
     dnorm = np.zeros(T + 1)
     history = np.zeros((T + 1, n, B))
     for t in range(T + 1):
@@ -73,12 +73,12 @@ def simulate(rng, *, num_models=3, mu=((-5.0,), (5.0,)), sigma=((1.0,),), points
         if k > 0:
             a_t = 1.0 / k if alpha is None else float(np.broadcast_to(alpha, (T,))[t])
             c_t = 1.0 / (k * B * B) if c is None else float(np.broadcast_to(c, (T,))[t])
-            lls = np.array([log_normal_pdf(u, mu, sigma_inv, logdet) for u in internet])
+            lls = np.array(internet)
             new = np.empty_like(Pi)
             for i in range(n):
                 idx = rng.choice(N, size=k, replace=False)  # ordered, uniformly random, without replacement
                 new[i] = zivkovic_update(Pi[i], lls[idx], a_t, c_t, eps)
             Pi = new
         for i in range(n):
-            internet.extend(posts[i])
+            internet.extend(log_normal_pdf(u, mu, sigma_inv, logdet) for u in posts[i])
     return dnorm, history

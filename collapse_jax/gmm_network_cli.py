@@ -1,0 +1,218 @@
+"""``collapse-jax gmm-network``: the LWD GMM network with its theory, written to a run folder with plots.
+
+``collapse-jax gmm-network`` reproduces the seed's Figures 4 and 5 (B = 2) and ``--preset fig6`` Figure 6
+(B = 11): the paper's 5 replicates as lines, a band over many more replicates, and the theory curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+PRESETS = {"fig4": 4, "fig6": 6}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "gmm-network",
+        help="simulate the LWD network of interacting GMMs (seed 000, Figures 4-6)",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--preset", choices=sorted(PRESETS), default="fig4",
+                   help="paper setting to start from (fig4: B=2, mu=-5,5; fig6: B=11, mu_b=5(b-5)); "
+                        "the options below override it")
+    p.add_argument("--replicates", type=int, default=10_000, help="R, replicates for the band and summaries")
+    p.add_argument("--paper-replicates", type=int, default=5,
+                   help="replicates drawn as individual lines, as in the paper (their weights are saved too)")
+    p.add_argument("--seed", type=int, default=0, help="root seed; replicate r uses fold_in(key(seed), r)")
+    p.add_argument("--steps", type=int, default=None, help="T, number of steps (paper: 200)")
+    p.add_argument("--models", type=int, default=None, help="n, number of GMMs (paper: 3)")
+    p.add_argument("--mu", type=str, default=None,
+                   help="component means as JSON: [m0, m1, ...] for d=1 or [[..d..], ...] (paper: [-5, 5])")
+    p.add_argument("--sigma", type=str, default=None,
+                   help="shared covariance as JSON: a variance (d=1) or a d x d matrix (paper: 1)")
+    p.add_argument("--points-per-step", type=int, default=None, help="L, points each model posts per step (3)")
+    p.add_argument("--beta", type=float, default=None, help="fraction of the internet read per step, (0, 1] (0.5)")
+    p.add_argument("--dirichlet-a", type=float, default=None, help="a of Pi_i(0) ~ Dirichlet(a) (1)")
+    p.add_argument("--eps", type=float, default=None, help="pruning threshold of Algorithm 2, [0, 1] (0)")
+    p.add_argument("--human", type=int, default=None, help="m0, human points in A(0) (0)")
+    p.add_argument("--pi-ref", type=str, default=None, help="JSON weights of the human data's GMM (uniform)")
+    p.add_argument("--alpha", type=str, default=None,
+                   help="Algorithm 2's alpha: a number, or a JSON list with one value per step (paper: 1/k_t)")
+    p.add_argument("--c", type=str, default=None,
+                   help="Algorithm 2's c: a number, or a JSON list per step (paper: 1/(k_t B^2))")
+    p.add_argument("--replicate-batch", type=int, default=20_000,
+                   help="replicates simulated per call; each finished batch is checkpointed so a rerun with the "
+                        "same --out resumes")
+    p.add_argument("--backend", choices=["auto", "native", "jax"], default="auto",
+                   help="native: C++ CPU kernel; jax: portable pure-JAX kernel (GPU); auto: native on CPU")
+    p.add_argument("--out", type=str, default=None, help="run folder (default runs/gmm-network-<time>)")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    p.set_defaults(func=run)
+
+
+def _json_arg(text):
+    return None if text is None else json.loads(text)
+
+
+def config_from_args(args):
+    from collapse_jax import gmm_network as gn
+
+    overrides = {k: v for k, v in dict(
+        num_steps=args.steps, num_models=args.models, mu=_json_arg(args.mu), sigma=_json_arg(args.sigma),
+        points_per_step=args.points_per_step, beta=args.beta, dirichlet_a=args.dirichlet_a, eps=args.eps,
+        num_human=args.human, pi_ref=_json_arg(args.pi_ref), alpha=_json_arg(args.alpha), c=_json_arg(args.c),
+    ).items() if v is not None}
+    return gn.paper_config(PRESETS[args.preset], **overrides)
+
+
+def run(args) -> int:
+    import jax
+
+    from collapse_jax import _checks
+    from collapse_jax import gmm_network as gn
+    from collapse_jax.results import RunFolder
+
+    cfg = config_from_args(args)  # validates every parameter before anything is compiled
+    R = _checks.positive_int("replicates", args.replicates)
+    paper_R = _checks.nonnegative_int("paper-replicates", args.paper_replicates)
+    batch = _checks.positive_int("replicate-batch", args.replicate_batch)
+    backend = gn.resolve_backend(args.backend)
+    folder = RunFolder.create(f"gmm-network-{args.preset}", args.out)
+    config = dict(command="gmm-network", preset=args.preset, replicates=R, paper_replicates=paper_R,
+                  seed=args.seed, backend=backend, replicate_batch=batch,
+                  dtype="float64" if jax.config.jax_enable_x64 else "float32", network=gn._as_kwargs(cfg))
+    folder.write_config(config)
+
+    t0 = time.perf_counter()
+    pieces = []
+    for index, start in enumerate(range(0, R, batch)):
+        count = min(batch, R - start)
+        done = folder.load_chunk(index)
+        if done is None or done["dnorm"].shape[0] != count:
+            res = gn.simulate(cfg, count, seed=args.seed, backend=backend, first_replicate=start)
+            done = dict(dnorm=res.dnorm, alive=res.alive, collapsed=res.collapsed)
+            folder.save_chunk(index, done)
+        pieces.append(done)
+    dnorm = np.concatenate([p["dnorm"] for p in pieces])
+    alive = np.concatenate([p["alive"] for p in pieces])
+    collapsed = np.concatenate([p["collapsed"] for p in pieces])
+    paper = gn.simulate(cfg.replace(record_pi=True), max(paper_R, 1), seed=args.seed, backend=backend,
+                        show_progress=False)
+    elapsed = time.perf_counter() - t0
+
+    summary = gn.summarize(dnorm)
+    dropped = (alive < cfg.num_components).any(axis=-1).mean(axis=0)
+    steps = np.arange(cfg.num_steps + 1)
+    theory = theory_curves(cfg)
+    arrays = dict(dnorm=dnorm, alive=alive, collapsed=collapsed, paper_weights=paper.weights[:paper_R],
+                  steps=steps, fraction_dropped=dropped, fraction_collapsed=collapsed.mean(axis=0),
+                  **{f"summary_{k}": v for k, v in summary.items()}, **{f"theory_{k}": v for k, v in theory.items()})
+    labels = dict(dnorm=("replicate", "step"), alive=("replicate", "step", "model"),
+                  collapsed=("replicate", "step"), paper_weights=("replicate", "step", "model", "component"),
+                  steps=("step",), fraction_dropped=("step",), fraction_collapsed=("step",),
+                  **{f"summary_{k}": ("step",) for k in summary}, **{f"theory_{k}": ("step",) for k in theory})
+    descriptions = dict(
+        dnorm="||D(t)||_F per replicate, t = 0..T (recorded before step t's update)",
+        alive="number of components with positive weight, per model",
+        collapsed="every model one-hot on the same component",
+        paper_weights="Pi(t) of the first paper_replicates replicates",
+        fraction_dropped="fraction of replicates in which some model has a dropped component",
+        fraction_collapsed="fraction of replicates collapsed onto one component")
+    folder.save_arrays(arrays, labels, descriptions)
+    plots = [] if args.no_plots else make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R,
+                                                dropped, collapsed.mean(axis=0))
+    marks = [t for t in (1, 5, 20, 50, 100, 200, cfg.num_steps) if t <= cfg.num_steps]
+    table = "\n".join(f"  t={t:4d}  median {summary['q50'][t]:.4f}  mean {summary['mean'][t]:.4f}  "
+                      f"5-95% [{summary['q05'][t]:.4f}, {summary['q95'][t]:.4f}]  dropped {dropped[t]:.3f}"
+                      for t in sorted(set(marks)))
+    folder.save_text("summary.txt", f"||D(t)||_F over {R} replicates ({backend} backend, {elapsed:.1f} s)\n"
+                     + table + "\n")
+    folder.finish(dict(replicates=R, seconds=elapsed, median_final=float(summary["q50"][-1]),
+                       mean_final=float(summary["mean"][-1]), fraction_dropped_final=float(dropped[-1])))
+    print(f"gmm-network ({args.preset}): {R} replicates x {cfg.num_steps} steps in {elapsed:.1f} s ({backend})")
+    print(table)
+    print(f"results: {folder.path}/  (arrays.npz, arrays.json, config.json, summary.txt)")
+    for plot in plots:
+        print(f"plot:    {plot}")
+    return 0
+
+
+def theory_curves(cfg) -> dict[str, np.ndarray]:
+    """Theory curves on the simulation's axes (see collapse_jax.gmm_theory)."""
+    return {}
+
+
+def make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R, dropped, collapsed):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    R = dnorm.shape[0]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, logscale in zip(axes, (False, True)):
+        ax.fill_between(steps, summary["q05"], summary["q95"], color="tab:blue", alpha=0.2,
+                        label=f"5-95% of {R:,} replicates")
+        ax.plot(steps, summary["q50"], color="tab:blue", lw=2, label="median")
+        ax.plot(steps, summary["mean"], color="tab:blue", lw=1, ls="--", label="mean")
+        for r in range(paper_R):
+            ax.plot(steps, paper.dnorm[r], lw=0.8, color="0.35", alpha=0.8,
+                    label="the paper's view: single replicates" if r == 0 else None)
+        styles = {"mean_field": ("tab:red", "mean field (Appendix A)"),
+                  "second_moment": ("tab:green", "second-moment recursion (rms)")}
+        for name, curve in theory.items():
+            color, text = styles.get(name, ("k", name))
+            ax.plot(steps, curve, color=color, lw=1.5, label=text)
+        ax.set_xlabel("step t")
+        ax.set_ylabel(r"$\|D(t)\|_F$")
+        if logscale:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            positive = summary["q05"][1:][summary["q05"][1:] > 0]
+            lo = max(positive.min() if positive.size else 1e-4, 1e-4)
+            ax.set_ylim(lo / 2, max(summary["q95"].max(), dnorm[:paper_R].max() if paper_R else 0) * 1.5)
+            ax.set_xlim(1, steps[-1])
+            ref = summary["q50"][min(50, steps[-1])] * np.sqrt(min(50, steps[-1]) / steps[1:])
+            ax.plot(steps[1:], ref, color="0.5", ls=":", label=r"$\propto t^{-1/2}$")
+            ax.set_title("log-log")
+        else:
+            ax.set_title(f"GMM network: n={cfg.num_models}, B={cfg.num_components}, L={cfg.points_per_step}, "
+                         f"beta={cfg.beta}")
+        ax.legend(fontsize=8)
+    paths = [folder.save_figure(fig, "dnorm.png")]
+    plt.close(fig)
+
+    if paper_R > 0 and cfg.dim == 1:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+        mu = np.asarray(cfg.mu)[:, 0]
+        sd = float(np.sqrt(cfg.sigma[0][0]))
+        x = np.linspace(mu.min() - 4 * sd, mu.max() + 4 * sd, 1000)
+        comps = np.exp(-0.5 * ((x[:, None] - mu) / sd) ** 2) / (sd * np.sqrt(2 * np.pi))
+        for ax, t in zip(axes, (1, cfg.num_steps)):
+            for i in range(cfg.num_models):
+                w = paper.weights[0, t, i]
+                ax.plot(x, comps @ w, lw=1.5, label=f"model {i + 1}: weights {np.array2string(w, precision=2)}"
+                        if cfg.num_components <= 3 else f"model {i + 1}")
+            ax.set_title(f"densities of the {cfg.num_models} GMMs at t = {t} (replicate 0)")
+            ax.set_xlabel("x")
+            ax.legend(fontsize=8)
+        axes[0].set_ylabel("density")
+        paths.append(folder.save_figure(fig, "densities.png"))
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(steps, dropped, label="some model has a dropped component")
+    ax.plot(steps, collapsed, label="all models collapsed onto one component")
+    ax.set_xlabel("step t")
+    ax.set_ylabel(f"fraction of {R:,} replicates")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title("absorption by Algorithm 2's pruning step")
+    paths.append(folder.save_figure(fig, "dropped.png"))
+    plt.close(fig)
+    return paths
