@@ -4,9 +4,10 @@ Writes ``benchmarks/results/gmm_theory_fit.json`` and prints the Markdown tables
 
     PYTHONPATH=. python3 benchmarks/gmm_theory_fit.py --replicates 1000 --replicates-fig6 500
 
-Simulator: the vectorised-over-replicates NumPy implementation of Algorithms 2-3 below (the JAX simulator
-``collapse_jax.gmm_network`` was not on main when this was written), written from ``shared/spec/lwd_gmm_network.md``
-and checked against ``tests/gmm_reference.py`` with ``--check-reference``.
+Simulator: by default the vectorised-over-replicates NumPy implementation of Algorithms 2-3 below, written from
+``shared/spec/lwd_gmm_network.md`` and checked against ``tests/gmm_reference.py`` with ``--check-reference``; it also
+records the internet's label counts, which the conditional-floor diagnostic needs. ``--simulator jax`` uses the
+project's engine ``collapse_jax.gmm_network.simulate`` (float64) instead, as an independent cross-check.
 """
 
 from __future__ import annotations
@@ -139,18 +140,36 @@ def rel(a, b):
     return float((a - b) / b) if b > 0 else float("nan")
 
 
-def fit_setting(name, *, num_components, mu, replicates, seed, num_steps=200, batch=250):
-    rng = np.random.default_rng(seed)
+def simulate_jax_engine(*, num_components, mu, replicates, seed, num_steps):
+    """The project's JAX engine (collapse_jax.gmm_network, float64): weights (T+1, R, n, B); no label counts."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    from collapse_jax import gmm_network
+
+    cfg = gmm_network.make_config(mu=mu, sigma=((1.0,),), num_models=3, points_per_step=3, beta=0.5,
+                                  dirichlet_a=1.0, num_steps=num_steps, record_pi=True)
+    res = gmm_network.simulate(cfg, replicates, seed=seed, dtype=np.float64, show_progress=False)
+    return np.moveaxis(np.asarray(res.weights, np.float64), 0, 1)
+
+
+def fit_setting(name, *, num_components, mu, replicates, seed, num_steps=200, batch=250, simulator="numpy"):
     T = num_steps
     t0 = time.perf_counter()
-    hist, cnt = [], []
-    for start in range(0, replicates, batch):
-        h, cn = simulate_numpy(rng, num_replicates=min(batch, replicates - start), mu=mu, num_steps=T,
-                               return_counts=True)
-        hist.append(h)
-        cnt.append(cn)
-    history = np.concatenate(hist, axis=1)  # (T+1, R, n, B)
-    counts = np.concatenate(cnt, axis=1)  # (T+1, R, B)
+    if simulator == "jax":
+        history = simulate_jax_engine(num_components=num_components, mu=mu, replicates=replicates, seed=seed,
+                                      num_steps=T)
+        counts = None
+    else:
+        rng = np.random.default_rng(seed)
+        hist, cnt = [], []
+        for start in range(0, replicates, batch):
+            h, cn = simulate_numpy(rng, num_replicates=min(batch, replicates - start), mu=mu, num_steps=T,
+                                   return_counts=True)
+            hist.append(h)
+            cnt.append(cn)
+        history = np.concatenate(hist, axis=1)  # (T+1, R, n, B)
+        counts = np.concatenate(cnt, axis=1)  # (T+1, R, B)
     sim_s = time.perf_counter() - t0
     d = dnorm_of(history)  # (T+1, R)
     zero = history <= 0.0
@@ -168,8 +187,9 @@ def fit_setting(name, *, num_components, mu, replicates, seed, num_steps=200, ba
     meanfield = theory[0] * np.concatenate([[1.0], np.cumprod(r[:T])])  # sqrt(E||D(0)||^2) prod r_s
     rows = []
     for t in TIMES:
-        floor2 = conditional_floor(history[t], counts[t], np.asarray(mu)[:, 0], k=int(sched.k[t]),
-                                   alpha=sched.alpha[t], c=sched.c[t])
+        floor2 = (conditional_floor(history[t], counts[t], np.asarray(mu)[:, 0], k=int(sched.k[t]),
+                                    alpha=sched.alpha[t], c=sched.c[t]) if counts is not None
+                  else np.full(history.shape[1], np.nan))
         dt = d[t]
         rms = float(np.sqrt(np.mean(dt**2)))
         rms_clean = float(np.sqrt(np.mean(dt[clean] ** 2))) if clean.any() else float("nan")
@@ -200,7 +220,7 @@ def fit_setting(name, *, num_components, mu, replicates, seed, num_steps=200, ba
             "sim_diversity_proxy": float(np.mean(1.0 - np.sum(history[t].mean(1) ** 2, -1))),
         })
     return {"setting": name, "num_components": num_components, "mu": [list(m) for m in mu],
-            "replicates": replicates, "replicates_clean": int(clean.sum()),
+            "replicates": replicates, "simulator": simulator, "replicates_clean": int(clean.sum()),
             "replicates_same_support": int(same_support.sum()), "seed": seed, "sim_seconds": sim_s,
             "rows": rows}
 
@@ -227,8 +247,8 @@ def table(res):
             _cell(r["sim_rms"], r["sim_rms_se"], r["relerr_rms"]),
             _cell(r["sim_rms_clean"], r["sim_rms_clean_se"], r["relerr_rms_clean"]),
             _cell(r["sim_rms_same_support"], r["sim_rms_same_support_se"], r["relerr_rms_same_support"]),
-            _cell(r["sim_mean"]), _cell(r["sim_median"]), _cell(r["sim_median_clean"]), _cell(r["theory_median_b2"]),
-            _cell(r["floor_rms_same_support"]),
+            _cell(r["sim_mean"]), _cell(r["sim_median"]), _cell(r["sim_median_clean"]), _cell(r.get("theory_median_b2")),
+            _cell(r.get("floor_rms_same_support")),
             f"{r['frac_dropped']:.2f}", f"{r['frac_collapsed']:.2f} |"]))
     return "\n".join(lines)
 
@@ -253,35 +273,44 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=20261121)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "gmm_theory_fit.json"))
     ap.add_argument("--check-reference", action="store_true")
+    ap.add_argument("--simulator", choices=("numpy", "jax"), default="numpy",
+                    help="numpy: simulate_numpy below (records label counts); jax: collapse_jax.gmm_network")
     ap.add_argument("--tables-only", action="store_true", help="print the tables of an existing --out file")
     args = ap.parse_args(argv)
     if args.tables_only:
-        with open(args.out) as fh:
-            for res in json.load(fh)["settings"]:
+        for sim, run in _load_runs(args.out).items():
+            print(f"### simulator: {run['simulator']}\n")
+            for res in run["settings"]:
                 print(table(res), "\n")
         return
-    if args.check_reference:
-        check_reference()
-        return
     fig4 = fit_setting("Figure 4 (B = 2, mu = (-5, 5))", num_components=2, mu=((-5.0,), (5.0,)),
-                       replicates=args.replicates, seed=args.seed)
+                       replicates=args.replicates, seed=args.seed, simulator=args.simulator)
     print(table(fig4), "\n", flush=True)
     B6 = 11
     mu6 = tuple((5.0 * (b - (B6 - 1) / 2),) for b in range(B6))
     fig6 = fit_setting("Figure 6 (B = 11, mu_b = 5 (b - 5))", num_components=B6, mu=mu6,
-                       replicates=args.replicates_fig6, seed=args.seed + 1)
+                       replicates=args.replicates_fig6, seed=args.seed + 1, simulator=args.simulator)
     print(table(fig6), flush=True)
     own = gmm_theory.ownership_matrix(np.array(mu6)[:, 0], [[1.0]])
-    out = {"command": "PYTHONPATH=. python3 benchmarks/gmm_theory_fit.py " + " ".join(argv or sys.argv[1:]),
-           "simulator": "vectorised NumPy (benchmarks/gmm_theory_fit.py:simulate_numpy)",
+    run = {"command": "PYTHONPATH=. python3 benchmarks/gmm_theory_fit.py " + " ".join(argv or sys.argv[1:]),
+           "simulator": ("vectorised NumPy (benchmarks/gmm_theory_fit.py:simulate_numpy)" if args.simulator == "numpy"
+                         else "collapse_jax.gmm_network.simulate, float64"),
            "python": platform.python_version(), "numpy": np.__version__, "machine": platform.machine(),
            "fig6_ownership_leak_uniform_weights": float(1.0 - own[5, 5]),
            "settings": [fig4, fig6]}
+    runs = _load_runs(args.out) if os.path.exists(args.out) else {}
+    runs[args.simulator] = run  # one entry per simulator, so the NumPy run and the JAX cross-check sit side by side
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     tmp = args.out + ".tmp"
     with open(tmp, "w") as fh:
-        json.dump(out, fh, indent=1)
+        json.dump({"runs": runs}, fh, indent=1)
     os.replace(tmp, args.out)
+
+
+def _load_runs(path):
+    with open(path) as fh:
+        data = json.load(fh)
+    return data["runs"] if "runs" in data else {"numpy": data}
 
 
 if __name__ == "__main__":
