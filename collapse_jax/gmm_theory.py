@@ -1,0 +1,378 @@
+"""Closed-form theory for the LWD GMM network (seed 000, Section 3.2, Algorithms 2-3, Appendix A).
+
+Two recursions, both exact for the *linearised* network (derivation: ``docs/gmm_theory.md``):
+
+* ``mean_field``: Appendix A's recursion for ``E[Pi_i(t)]`` with the corrected geometric factor,
+  ``E[Pi_i(t+1)] = r_t Pi_i(t) + (1 - r_t) (pibar(t) - c_t) / (1 - B c_t)``, ``r_t = (1 - alpha_t)^{k_t}``
+  (the seed prints ``1 - abar^{k+1}``; summing ``alpha sum_{s<k} abar^s`` gives ``1 - abar^k``).
+* ``second_moment``: a closed recursion for the first and second moments of the weights ``Pi_i(t)`` and of the
+  internet's composition ``f(t)`` (share of each component among the points of ``A(t)``). It gives
+  ``E||D(t)||_F^2 = sum_{i != j} E||Pi_i(t) - Pi_j(t)||^2`` including the sampling noise of each model's ``k_t``
+  draws and the without-replacement overlap of draws from the same finite ``A(t)``.
+
+The linearised network is Algorithm 3 with two simplifications, both from Appendix A:
+(i) a drawn point's ownership is a fixed column of an ownership matrix ``M`` indexed by the point's generating
+component (``M = I``, "well separated", by default), and (ii) no pruning (step 3 of Algorithm 2 is never needed).
+Under (i)-(ii) one step of Algorithm 2 is linear in the drawn labels, which is what closes the moment recursion.
+What this leaves out (pruning, absorbed replicates, the ownership's dependence on ``p``) is in the doc.
+
+Pure NumPy, float64. Names: ``num_models`` n, ``num_components`` B, ``num_steps`` T, ``points_per_step`` L.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+_E1 = np.exp(-1.0)
+_E2 = np.exp(-2.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Schedules: |A(t)|, k_t, alpha_t, c_t  (Algorithm 3, step 6; Section 4.2's alpha_t = 1/k_t, c_t = 1/(k_t B^2))
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class Schedule(NamedTuple):
+    """Per-step constants. ``internet_size`` (T+1,) is ``|A(t)|``; the rest (T,) are for the step t -> t+1."""
+
+    internet_size: np.ndarray  # |A(t)| = m0 + n L t, t = 0..T
+    k: np.ndarray  # k_t = floor(beta |A(t)|), t = 0..T-1
+    alpha: np.ndarray  # alpha_t (0 where k_t = 0)
+    c: np.ndarray  # c_t (0 where k_t = 0)
+
+
+def _per_step(name, value, default, num_steps):
+    if value is None:
+        return default
+    try:
+        return np.broadcast_to(np.asarray(value, dtype=np.float64), (num_steps,)).copy()
+    except ValueError:
+        raise ValueError(f"{name} must be a float or an array of shape ({num_steps},), got shape "
+                         f"{np.shape(value)}") from None
+
+
+def schedule(*, num_models: int, num_components: int, points_per_step: int, beta: float, num_steps: int,
+             num_human: int = 0, alpha=None, c=None) -> Schedule:
+    """``|A(t)| = m0 + n L t``, ``k_t = floor(beta |A(t)|)``; ``alpha``/``c`` None = paper's ``1/k_t``, ``1/(k_t B^2)``,
+    else a float or an array over t = 0..T-1 (used only where ``k_t > 0``)."""
+    if not 0.0 < beta <= 1.0:
+        raise ValueError(f"beta must lie in (0, 1], got {beta!r}")
+    T = int(num_steps)
+    size = num_human + num_models * points_per_step * np.arange(T + 1)
+    k = np.floor(beta * size[:T]).astype(np.int64)  # same expression as the reference simulator
+    kk = np.maximum(k, 1).astype(np.float64)
+    a = _per_step("alpha", alpha, 1.0 / kk, T)
+    cc = _per_step("c", c, 1.0 / (kk * num_components**2), T)
+    if np.any((k > 0) & ((a < 0) | (a > 1))):
+        raise ValueError("alpha_t must lie in [0, 1]")
+    if np.any((k > 0) & (cc * num_components >= 1)):
+        raise ValueError("c_t must satisfy B c_t < 1")
+    a = np.where(k > 0, a, 0.0)
+    cc = np.where(k > 0, cc, 0.0)
+    return Schedule(size.astype(np.int64), k, a, cc)
+
+
+def contraction_factor(k, alpha):
+    """Per-step contraction of the mean pairwise difference, ``r_t = (1 - alpha_t)^{k_t}`` (Appendix A)."""
+    return (1.0 - np.asarray(alpha, np.float64)) ** np.asarray(k)
+
+
+def geometric_sums(k, alpha):
+    """Exact finite-k sums of the sequential weights ``w_s = (1-alpha)^{k-s}``, s = 1..k (Algorithm 2's loop).
+
+    Returns ``(S1, S2) = (sum_{j<k} abar^j, sum_{j<k} abar^{2j}) = ((1 - abar^k)/alpha, (1 - abar^{2k})/(1 - abar^2))``;
+    both equal k when alpha = 0. Then ``alpha S1 = 1 - abar^k`` is the corrected geometric factor of Appendix A.
+    """
+    k = np.asarray(k, np.float64)
+    a = np.asarray(alpha, np.float64)
+    abar = 1.0 - a
+    safe_a = np.where(a > 0, a, 1.0)
+    one_m_abar2 = 1.0 - abar**2
+    safe_d = np.where(one_m_abar2 > 0, one_m_abar2, 1.0)
+    s1 = np.where(a > 0, (1.0 - abar**k) / safe_a, k)
+    s2 = np.where(one_m_abar2 > 0, (1.0 - abar ** (2 * k)) / safe_d, k)
+    return s1, s2
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Mean field (Appendix A, Eq. 10 and the k-point sum, with the corrected factor 1 - abar^k)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def expected_update(p, f, *, k: int, alpha: float, c: float):
+    """One step of Algorithm 2 in expectation over ``k`` points drawn from an internet with composition ``f``
+    (well-separated ownership): ``r p + (1 - r) (f - c) / (1 - B c)``, ``r = (1 - alpha)^k``."""
+    p = np.asarray(p, np.float64)
+    B = p.shape[-1]
+    if k == 0:
+        return p.copy()
+    r = (1.0 - alpha) ** k
+    return r * p + (1.0 - r) * (np.asarray(f, np.float64) - c) / (1.0 - B * c)
+
+
+def mean_field(pi0, *, points_per_step: int, beta: float, num_steps: int, num_human: int = 0, pi_ref=None,
+               alpha=None, c=None):
+    """``E[Pi_i(t)]``, t = 0..T, shape (T+1, n, B), from Appendix A's recursion with the corrected factor:
+
+        E[Pi_i(t+1)] = r_t E[Pi_i(t)] + (1 - r_t) (pibar(t) - c_t) / (1 - B c_t),   r_t = (1 - alpha_t)^{k_t},
+
+    ``pibar(t) = (m0 pi_ref + L sum_{t' < t} sum_i E[Pi_i(t')]) / |A(t)|`` (each point carries its generator's weights;
+    human points carry ``pi_ref``). Exact for the expectation of the linearised network (``docs/gmm_theory.md``, Sec. 2).
+    """
+    pi0 = np.asarray(pi0, np.float64)
+    n, B = pi0.shape
+    L, T = points_per_step, int(num_steps)
+    s = schedule(num_models=n, num_components=B, points_per_step=L, beta=beta, num_steps=T, num_human=num_human,
+                 alpha=alpha, c=c)
+    ref = np.full(B, 1.0 / B) if pi_ref is None else np.asarray(pi_ref, np.float64)
+    out = np.empty((T + 1, n, B))
+    out[0] = pi0
+    posted = num_human * ref  # sum of generator weights over the points of A(t)
+    for t in range(T):
+        pibar = posted / s.internet_size[t] if s.internet_size[t] > 0 else np.zeros(B)
+        out[t + 1] = expected_update(out[t], pibar, k=int(s.k[t]), alpha=s.alpha[t], c=s.c[t])
+        posted = posted + L * out[t].sum(axis=0)  # posts of step t come from Pi(t), before the update
+    return out
+
+
+def _dnorm_of(pi):
+    diff = pi[..., :, None, :] - pi[..., None, :, :]
+    return np.sqrt(np.sum(diff * diff, axis=(-3, -2, -1)))
+
+
+def mean_field_dnorm(pi0, **kwargs):
+    """``||D(t)||_F`` of the mean-field trajectories, t = 0..T. Every pairwise difference contracts by ``r_t``, so
+    this equals ``||D(0)||_F prod_{s<t} (1 - alpha_s)^{k_s}``, about ``e^{-t}`` for alpha = 1/k."""
+    return _dnorm_of(mean_field(pi0, **kwargs))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Second-moment recursion (docs/gmm_theory.md, Sec. 3)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class Moments(NamedTuple):
+    """Moments of the linearised network at one step. n models, B components.
+
+    m: (n, B) E[Pi_i];  S: (n, n, B, B) E[Pi_i Pi_j^T];  g: (B,) E[f];  G: (B, B) E[f f^T];
+    H: (n, B, B) E[f Pi_i^T];  size: |A(t)| (f is the component share among the points of A(t); 0 if A is empty).
+    """
+
+    m: np.ndarray
+    S: np.ndarray
+    g: np.ndarray
+    G: np.ndarray
+    H: np.ndarray
+    size: int
+
+
+def dirichlet_moments(a: float, num_components: int):
+    """First and second moments of ``p ~ Dirichlet(a, ..., a)``: ``E p_b = 1/B``,
+    ``E p_b p_b' = a (a + [b = b']) / (B a (B a + 1))``. Returns ``(mean (B,), second (B, B))``."""
+    B = num_components
+    A = B * a
+    mean = np.full(B, 1.0 / B)
+    second = (a * a + a * np.eye(B)) / (A * (A + 1.0))
+    return mean, second
+
+
+def initial_moments(*, num_models: int, num_components: int, pi0=None, dirichlet_a=None, num_human: int = 0,
+                    pi_ref=None) -> Moments:
+    """Moments at t = 0: models either fixed at ``pi0`` (n, B) or i.i.d. Dirichlet(a); ``A(0)``: ``num_human`` points
+    with labels i.i.d. Cat(pi_ref), independent of the models."""
+    n, B = num_models, num_components
+    if (pi0 is None) == (dirichlet_a is None):
+        raise ValueError("give exactly one of pi0 and dirichlet_a")
+    if pi0 is not None:
+        m = np.asarray(pi0, np.float64).reshape(n, B)
+        S = np.einsum("ib,jc->ijbc", m, m)
+    else:
+        mean, second = dirichlet_moments(dirichlet_a, B)
+        m = np.tile(mean, (n, 1))
+        S = np.einsum("ib,jc->ijbc", m, m)
+        S[np.arange(n), np.arange(n)] = second
+    ref = np.full(B, 1.0 / B) if pi_ref is None else np.asarray(pi_ref, np.float64)
+    if num_human > 0:
+        g = ref.copy()
+        G = np.outer(ref, ref) + (np.diag(ref) - np.outer(ref, ref)) / num_human
+        H = np.einsum("b,ic->ibc", ref, m)
+    else:
+        g, G, H = np.zeros(B), np.zeros((B, B)), np.zeros((n, B, B))
+    return Moments(m, S, g, G, H, int(num_human))
+
+
+def without_replacement_factor(k, alpha, internet_size):
+    """``kappa = S2 - (S1^2 - S2)/(N - 1)``: ``Cov(X | A) = kappa (diag f - f f^T)`` for ``X = sum_s w_s e_{z_s}``, the
+    weighted label counts of k draws without replacement from N points (the second term is the overlap)."""
+    s1, s2 = geometric_sums(k, alpha)
+    N = np.asarray(internet_size, np.float64)
+    overlap = np.where(N > 1, (s1 * s1 - s2) / np.where(N > 1, N - 1.0, 1.0), 0.0)
+    return s2 - overlap
+
+
+def moment_step(mom: Moments, *, points_per_step: int, k: int, alpha: float, c: float, ownership=None) -> Moments:
+    """Moments at t+1 from moments at t (linearised network; docs/gmm_theory.md, Eqs. 3.2-3.7).
+
+    Model i's update over its k ordered draws with labels z_1..z_k is (Algorithm 2 with ownership M e_z, no pruning)
+        Pi_i' = r Pi_i + gamma (M X_i - c S1 1),   X_i = sum_s abar^{k-s} e_{z_s},   gamma = alpha / (1 - B c),
+    with E[X_i | A] = S1 f, Cov(X_i | A) = kappa (diag f - f f^T), X_i and X_j independent given A. The posts of step t
+    are Y_l ~ Multinomial(L, Pi_l(t)), and f' = (N f + sum_l Y_l) / (N + n L).
+    """
+    m, S, g, G, H, N = mom
+    n, B = m.shape
+    L = points_per_step
+    M = np.eye(B) if ownership is None else np.asarray(ownership, np.float64)
+    ones = np.ones(B)
+    if k > 0:
+        r = (1.0 - alpha) ** k
+        s1, _ = geometric_sums(k, alpha)
+        gamma = alpha / (1.0 - B * c)
+        u = gamma * s1  # = (1 - r) / (1 - B c)
+        delta = c * u
+        kappa = without_replacement_factor(k, alpha, N)
+        # Q_i = r Pi_i + gamma M X_i;  Pi_i' = Q_i - delta 1
+        EQ = r * m + u * (M @ g)[None, :]
+        MGM = M @ G @ M.T
+        cross = r * u * np.einsum("ibc,dc->ibd", np.swapaxes(H, 1, 2), M)  # r u E[Pi_i f^T] M^T
+        EQQ = (r * r * S + cross[:, None, :, :] + np.swapaxes(cross, 1, 2)[None, :, :, :] + u * u * MGM)
+        noise = gamma**2 * kappa * (M @ (np.diag(g) - G) @ M.T)  # own draws' sampling noise, i = j only
+        EQQ[np.arange(n), np.arange(n)] += noise
+        m_new = EQ - delta * ones[None, :]
+        S_new = (EQQ - delta * EQ[:, None, :, None] - delta * EQ[None, :, None, :] + delta**2)
+        EfQ = r * H + u * (G @ M.T)[None]  # E[f Q_i^T]
+        EYQ = L * (r * S + u * np.einsum("lcb,dc->lbd", H, M)[:, None])  # E[Y_l Q_i^T], indexed (l, i, b, d)
+    else:
+        m_new, S_new = m, S
+        EfQ, EYQ, delta = H, L * S, 0.0
+    # composition after this step's posts (posted from Pi(t), before the update)
+    N_new = N + n * L
+    g_new = (N * g + L * m.sum(axis=0)) / N_new
+    sumH = H.sum(axis=0)
+    YY = L * (np.diag(m.sum(axis=0)) - np.einsum("llbc->bc", S)) + L * L * S.sum(axis=(0, 1))
+    G_new = (N * N * G + N * L * (sumH + sumH.T) + YY) / N_new**2
+    H_new = (N * EfQ + EYQ.sum(axis=0)) / N_new - delta * np.einsum("b,id->ibd", g_new, np.ones((n, B)))
+    return Moments(m_new, S_new, g_new, G_new, H_new, N_new)
+
+
+def pair_sq_distances(mom: Moments):
+    """``E||Pi_i - Pi_j||^2`` for all pairs, (n, n): ``tr S_ii + tr S_jj - 2 tr S_ij``."""
+    tr = np.einsum("ijbb->ij", mom.S)
+    d = np.diag(tr)
+    return d[:, None] + d[None, :] - 2.0 * tr
+
+
+def second_moment(*, num_models: int = 3, num_components: int = 2, points_per_step: int = 3, beta: float = 0.5,
+                  num_steps: int = 200, pi0=None, dirichlet_a=None, num_human: int = 0, pi_ref=None, alpha=None,
+                  c=None, ownership=None):
+    """Run the moment recursion (Eqs. 3.3-3.9) for t = 0..T from fixed ``pi0`` (n, B) or i.i.d. Dirichlet(``dirichlet_a``)
+    initial weights (Dirichlet(1) if neither is given); ``ownership`` is the matrix M of assumption A1 (default I).
+    Returns a dict of arrays over t:
+    ``dnorm2`` (T+1,) = E||D(t)||_F^2; ``pair_sq`` (T+1, n, n); ``mean`` (T+1, n, B) = E[Pi_i(t)];
+    ``composition_mean`` (T+1, B) = E[f(t)]; ``diversity`` (T+1,) = E[1 - ||f(t)||^2]; ``k`` (T,)."""
+    n, B, T = num_models, num_components, int(num_steps)
+    if pi0 is None and dirichlet_a is None:
+        dirichlet_a = 1.0
+    s = schedule(num_models=n, num_components=B, points_per_step=points_per_step, beta=beta, num_steps=T,
+                 num_human=num_human, alpha=alpha, c=c)
+    mom = initial_moments(num_models=n, num_components=B, pi0=pi0, dirichlet_a=dirichlet_a, num_human=num_human,
+                          pi_ref=pi_ref)
+    pair = np.empty((T + 1, n, n))
+    mean = np.empty((T + 1, n, B))
+    gmean = np.empty((T + 1, B))
+    div = np.empty(T + 1)
+    for t in range(T + 1):
+        pair[t] = pair_sq_distances(mom)
+        mean[t] = mom.m
+        gmean[t] = mom.g
+        div[t] = (1.0 - np.trace(mom.G)) if mom.size > 0 else np.nan
+        if t == T:
+            break
+        mom = moment_step(mom, points_per_step=points_per_step, k=int(s.k[t]), alpha=s.alpha[t], c=s.c[t],
+                          ownership=ownership)
+    return {"dnorm2": pair.sum(axis=(1, 2)), "pair_sq": pair, "mean": mean, "composition_mean": gmean,
+            "diversity": div, "k": s.k}
+
+
+def second_moment_dnorm2(**kwargs):
+    """``E||D(t)||_F^2`` for t = 0..T from the second-moment recursion (arguments of ``second_moment``)."""
+    return second_moment(**kwargs)["dnorm2"]
+
+
+def second_moment_dnorm(**kwargs):
+    """``sqrt(E||D(t)||_F^2)``, t = 0..T: the root-mean-square ``||D(t)||_F`` predicted by the recursion."""
+    return np.sqrt(np.maximum(second_moment_dnorm2(**kwargs), 0.0))
+
+
+def expected_pair_sq_after_step(p_i, p_j, f, *, internet_size: int, k: int, alpha: float, c: float, ownership=None):
+    """One step, conditional on the internet (composition ``f``, ``N`` points) and on ``Pi_i, Pi_j``:
+
+        E||Pi_i' - Pi_j'||^2 = r^2 ||Pi_i - Pi_j||^2 + 2 gamma^2 kappa tr(M (diag f - f f^T) M^T),
+
+    r = (1-alpha)^k, gamma = alpha/(1 - B c), kappa = S2 - (S1^2 - S2)/(N - 1)  (docs/gmm_theory.md, Eq. 3.4)."""
+    p_i, p_j, f = (np.asarray(x, np.float64) for x in (p_i, p_j, f))
+    B = f.size
+    M = np.eye(B) if ownership is None else np.asarray(ownership, np.float64)
+    diff2 = np.sum((p_i - p_j) ** 2)
+    if k == 0:
+        return diff2
+    r = (1.0 - alpha) ** k
+    gamma = alpha / (1.0 - B * c)
+    kappa = without_replacement_factor(k, alpha, internet_size)
+    return r * r * diff2 + 2.0 * gamma**2 * kappa * np.trace(M @ (np.diag(f) - np.outer(f, f)) @ M.T)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The t^{-1/2} law (docs/gmm_theory.md, Sec. 4)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def noise_floor_constant(beta: float) -> float:
+    """``C_beta`` in the quasi-static fixed point ``E||Pi_i - Pi_j||^2 ~ C_beta (1 - ||f||^2) / k_t`` (alpha = 1/k,
+    k -> infinity): ``C_beta = 1 - 2 beta (1 - e^-1)^2 / (1 - e^-2)``; 0.5379 at beta = 0.5. For B = 2 this is
+    ``E(p_i - p_j)^2 ~ C_beta f (1 - f) / k_t`` for the weight p of one component."""
+    return 1.0 - 2.0 * beta * (1.0 - _E1) ** 2 / (1.0 - _E2)
+
+
+def asymptotic_dnorm(t, *, num_models: int, points_per_step: int, beta: float, diversity: float):
+    """Large-t law ``||D(t)||_F ~ sqrt(n (n-1) C_beta (1 - ||f||^2) / k_t)``, ``k_t ~ beta n L t``, i.e. a constant times
+    ``t^{-1/2}``; ``diversity`` is ``1 - ||f||^2`` (1/2 for two equally shared components)."""
+    t = np.asarray(t, np.float64)
+    k = beta * num_models * points_per_step * t
+    return np.sqrt(num_models * (num_models - 1) * noise_floor_constant(beta) * diversity / k)
+
+
+def quantile_over_rms_two_components(num_models: int, q: float = 0.5) -> float:
+    """B = 2: ratio of the q-quantile of ``||D||_F`` to its RMS when the models' weights are i.i.d. Gaussian around a
+    common value (the noise floor): ``||D||_F^2 = 4 n sum_i (p_i - pbar)^2 ~ RMS^2 chi2_{n-1} / (n-1)``. For n = 3 the
+    median ratio is ``sqrt(ln 2) = 0.833`` (Rayleigh). Ignores the spread of f over replicates."""
+    from scipy.stats import chi2
+
+    dof = num_models - 1
+    return float(np.sqrt(chi2.ppf(q, dof) / dof))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Size of the well-separated assumption: ownership matrix by quadrature (d = 1)
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def ownership_matrix(mu, sigma, weights=None, *, num_nodes: int = 80):
+    """``M[b, b'] = E[o_b(u) | u ~ N(mu_b', sigma)]`` for a model with weights ``p`` (default uniform), d = 1, by
+    Gauss-Hermite quadrature. ``M = I`` is the well-separated limit; ``1 - diag(M)`` is the ownership a component's
+    own points leak to the others. M depends on p: that dependence is what the linearised network leaves out."""
+    mu = np.asarray(mu, np.float64).reshape(-1)
+    sd = float(np.sqrt(np.asarray(sigma, np.float64).reshape(-1)[0]))
+    B = mu.size
+    p = np.full(B, 1.0 / B) if weights is None else np.asarray(weights, np.float64)
+    x, w = np.polynomial.hermite_e.hermegauss(num_nodes)  # nodes/weights for exp(-x^2/2)
+    w = w / w.sum()
+    u = mu[None, :] + sd * x[:, None]  # (nodes, b') points from component b'
+    with np.errstate(divide="ignore"):
+        logp = np.log(p)
+    ll = -0.5 * ((u[:, :, None] - mu[None, None, :]) / sd) ** 2 + logp[None, None, :]  # (nodes, b', b)
+    ll = ll - ll.max(axis=-1, keepdims=True)
+    o = np.exp(ll)
+    o = o / o.sum(axis=-1, keepdims=True)
+    return np.einsum("n,nab->ba", w, o)
