@@ -491,8 +491,7 @@ def simulate(cfg: GMMNetworkConfig, num_replicates: int, seed: int = 0, *, dtype
         keys = jnp.concatenate([keys, replicate_keys(seed, first_replicate + R, total - R)])
     sharding = replicate_sharding(mesh)
     keys = jax.device_put(keys, sharding)
-    init = jax.jit(jax.vmap(lambda k: init_state(k, cfg, dtype)), out_shardings=sharding)
-    run_chunk = _chunk_runner(cfg, backend, sharding)
+    init, run_chunk, final = _compiled(cfg, backend, sharding, dtype)
     state = init(keys)
     pieces = []
     work = np.concatenate([[0], np.cumsum(sched.num_draws)]) * cfg.num_models
@@ -502,25 +501,28 @@ def simulate(cfg: GMMNetworkConfig, num_replicates: int, seed: int = 0, *, dtype
             length = min(chunk, T - start)
             pieces.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:R, :length], rec))
             pbar.update(int(work[start + length] - work[start]) * R)
-    final = jax.jit(jax.vmap(lambda w: _record(w, cfg)))(state.weights)
-    pieces.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:R, None], final))
+    pieces.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:R, None], final(state.weights)))
     cat = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
     return GMMNetworkResult(cat.dnorm, cat.alive, cat.collapsed, cat.weights, cat.distances)
 
 
-_RUNNERS: dict = {}
+_COMPILED: dict = {}
 
 
-def _chunk_runner(cfg, backend, sharding):
-    key = (cfg, backend, sharding)
-    if key not in _RUNNERS:
+def _compiled(cfg, backend, sharding, dtype):
+    """The jitted initialisation, chunk-of-steps runner and final record for one configuration (cached, so that
+    repeated calls with the same configuration never recompile)."""
+    key = (cfg, backend, sharding, jnp.dtype(dtype).name)
+    if key not in _COMPILED:
         step = make_step(cfg, backend)
 
         def run(state, xs):
-            return jax.vmap(lambda s: lax.scan(step, s, xs), out_axes=(0, 0))(state)
+            return jax.vmap(lambda s: lax.scan(step, s, xs))(state)
 
-        _RUNNERS[key] = jax.jit(run, donate_argnums=0)
-    return _RUNNERS[key]
+        _COMPILED[key] = (jax.jit(jax.vmap(lambda k: init_state(k, cfg, dtype)), out_shardings=sharding),
+                          jax.jit(run, donate_argnums=0),
+                          jax.jit(jax.vmap(lambda w: _record(w, cfg))))
+    return _COMPILED[key]
 
 
 def summarize(dnorm: np.ndarray, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> dict[str, np.ndarray]:
