@@ -11,7 +11,6 @@ so everything has finished; figures are medians of ``--repeats`` warm calls. Res
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import sys
@@ -31,7 +30,8 @@ def main() -> None:
     ap.add_argument("--jax-max-replicates", type=int, default=1000,
                     help="largest R timed with the portable pure-JAX kernel (slow on CPU)")
     ap.add_argument("--numpy-replicates", type=int, default=3)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="warm repeats for R <= 1000 (one above)")
+    ap.add_argument("--batch", type=int, default=10_000, help="replicates per simulate call")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gmm_network.json"))
     args = ap.parse_args()
     if args.devices > 1:
@@ -45,17 +45,25 @@ def main() -> None:
     from collapse_jax import gmm_network as gn
     from collapse_jax.results import atomic_write_json, environment_info
 
+    def sim(cfg, R, backend, seed):
+        # beyond --batch replicates, run batches of --batch (as the CLI does): same compiled shapes, bounded memory
+        for start in range(0, R, args.batch):
+            gn.simulate(cfg, min(args.batch, R - start), seed=seed, backend=backend, show_progress=False,
+                        first_replicate=start)
+
     def timed(cfg, R, backend, repeats):
         t0 = time.perf_counter()
-        gn.simulate(cfg, R, seed=0, backend=backend, show_progress=False)
+        sim(cfg, min(R, args.batch), backend, 0)  # compiles (for R > batch: one batch as warm-up)
         first = time.perf_counter() - t0
+        if R > args.batch:
+            first = 0.0  # compiled by the batch-sized run before
         times = []
         for rep in range(repeats):
             t0 = time.perf_counter()
-            gn.simulate(cfg, R, seed=rep + 1, backend=backend, show_progress=False)
+            sim(cfg, R, backend, rep + 1)
             times.append(time.perf_counter() - t0)
         warm = float(np.median(times))
-        return dict(replicates=R, steps=cfg.num_steps, seconds=warm, compile_seconds=max(first - warm, 0.0),
+        return dict(replicates=R, steps=cfg.num_steps, seconds=warm, compile_seconds=max(first - warm, 0.0) if R <= args.batch else None,
                     repeats=len(times), seconds_per_replicate=warm / R,
                     replicate_steps_per_second=R * cfg.num_steps / warm,
                     point_updates_per_second=R * cfg.num_models * int(gn.step_schedule(cfg).num_draws.sum()) / warm)
@@ -77,7 +85,7 @@ def main() -> None:
         for R in args.replicates:
             if backend == "jax" and R > args.jax_max_replicates:
                 continue
-            repeats = args.repeats if R <= 10_000 else 1
+            repeats = args.repeats if R <= 1000 else 1
             row = dict(backend=backend, **timed(cfg, R, backend, repeats))
             row["speedup_vs_numpy"] = numpy_per_rep / row["seconds_per_replicate"]
             out["rows"].append(row)
@@ -87,7 +95,7 @@ def main() -> None:
     # progress bar on (20 calls of T/20 steps) against off (one call), same R
     R = args.scaling_replicates
     t0 = time.perf_counter(); gn.simulate(cfg, R, seed=1, show_progress=False); off = time.perf_counter() - t0
-    t0 = time.perf_counter(); gn.simulate(cfg, R, seed=1, show_progress=True); warm_on = time.perf_counter() - t0
+    gn.simulate(cfg, R, seed=1, show_progress=True)  # compiles the chunked runner
     t0 = time.perf_counter(); gn.simulate(cfg, R, seed=2, show_progress=True); on = time.perf_counter() - t0
     out["progress_overhead"] = dict(replicates=R, seconds_without=off, seconds_with=on)
     print(f"progress bar: {on:.3f} s with, {off:.3f} s without (R={R})", flush=True)

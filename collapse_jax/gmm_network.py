@@ -34,7 +34,6 @@ from collapse_jax import progress as _progress
 from collapse_jax.distance import pairwise_distances, frobenius_norm
 from collapse_jax.replicates import replicate_keys, replicate_mesh, replicate_sharding, padded_count
 
-Schedule = "float | Sequence[float] | None"
 
 
 @dataclass(frozen=True)
