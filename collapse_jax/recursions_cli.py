@@ -187,6 +187,92 @@ def cmd_validate(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------------------------------------------
+# Seed 003 Figure 6 / Appendix C.2, settings 1-8 (multinomial and Gaussian model classes)
+# ------------------------------------------------------------------------------------------------------------------
+C2_NAMES = ["1 pure synth., n lin.", "2 pure synth., n quad.", "3 accumulate, pure synth.", "4 n=100, alpha=0.5",
+            "5 n lin., alpha=1/t", "6 n lin., alpha=0.5", "7 n lin., alpha=t^-1/2", "8 n lin., alpha=t^-1/4"]
+
+
+def c2_settings(num_steps: int, base: int = 100):
+    """(alpha, n, regime) of seed 003 Appendix C.2's settings 1-8 (our concrete values; see docs/recursions.md)."""
+    from collapse_jax import schedules as S
+
+    lin, quad = S.linear_size(base, num_steps), S.quadratic_size(base, num_steps)
+    zero = S.pure_synthetic_alpha(num_steps)
+    return [(zero, lin, "replace"), (zero, quad, "replace"), (zero, lin, "accumulate"),
+            (S.constant_alpha(0.5, num_steps), S.constant_size(base, num_steps), "replace"),
+            (S.power_decay_alpha(1.0, num_steps), lin, "replace"), (S.constant_alpha(0.5, num_steps), lin, "replace"),
+            (S.power_decay_alpha(0.5, num_steps), lin, "replace"),
+            (S.power_decay_alpha(0.25, num_steps), lin, "replace")]
+
+
+def cmd_c2(args) -> int:
+    from collapse_jax import gaussian as G
+    from collapse_jax import multinomial as M
+
+    num_steps = _checks.positive_int("steps", args.steps)
+    reps = _checks.positive_int("replicates", args.replicates)
+    start = time.perf_counter()
+    p = np.random.default_rng(args.seed).dirichlet(np.ones(args.categories))
+    settings = c2_settings(num_steps)
+    for alpha, n, regime in settings:
+        M.check_inputs(p, alpha, n, M.MultinomialConfig(regime))
+    run = RunFolder.create("recursions-c2", args.out)
+    run.write_config({"command": "recursions-c2", "p": p, "settings": C2_NAMES, "num_steps": num_steps,
+                      "replicates": reps, "seed": args.seed, "gaussian": {"mu": 0.0, "sigma": 1.0}})
+    mult, gauss, theory = [], [], []
+    for regime in ("replace", "accumulate"):
+        idx = [i for i, s in enumerate(settings) if s[2] == regime]
+        alpha = np.stack([settings[i][0] for i in idx])
+        n = np.stack([settings[i][1] for i in idx])
+        lm = M.simulate(args.seed, p, alpha, n, M.MultinomialConfig(regime), reps)
+        lg = G.simulate(args.seed, 0.0, 1.0, alpha, n, G.GaussianConfig(regime), reps)
+        for j, i in enumerate(idx):
+            mult.append((i, lm[j]))
+            gauss.append((i, lg[j]))
+    mult = np.stack([x for _, x in sorted(mult, key=lambda y: y[0])])
+    gauss = np.stack([x for _, x in sorted(gauss, key=lambda y: y[0])])
+    theory = np.stack([M.theory_risk(p, a, n, M.MultinomialConfig(r)) for a, n, r in settings])
+    run.save_arrays({"multinomial": mult, "gaussian": gauss, "multinomial_theory": theory},
+                    {"multinomial": ["setting", "replicate", "step"], "gaussian": ["setting", "replicate", "step"],
+                     "multinomial_theory": ["setting", "step"]},
+                    {"gaussian": "(mu_hat - mu)^2 + (sigma_hat - sigma)^2 = W2^2, true N(0, 1)"})
+    plt = _plt()
+    t = np.arange(num_steps + 1)
+    colors = plt.cm.tab10(np.arange(8))
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8), sharex=True)
+    for col, (name, losses) in enumerate([("multinomial", mult), ("Gaussian", gauss)]):
+        for row, group in enumerate([range(0, 4), range(4, 8)]):
+            ax = axes[row, col]
+            for i in group:
+                _band(ax, t, losses[i], colors[i], C2_NAMES[i])
+                if col == 0:
+                    ax.plot(t, theory[i], color="k", ls="--", lw=0.7)
+                elif i == 0:
+                    ax.plot(t, G.pure_synthetic_w2(1.0, settings[0][1]), color="k", ls="--", lw=0.7)
+                elif i == 1:
+                    ax.plot(t, G.pure_synthetic_w2(1.0, settings[1][1]), color="k", ls="--", lw=0.7)
+            if row == 0 and col == 0:
+                ax.axhline(M.fixed_alpha_limit(p, 0.5, 100), color=colors[3], ls=":", lw=1.2)
+            ax.set_yscale("log")
+            ax.set_title(f"{name}: settings {group.start + 1}-{group.stop}", fontsize=10)
+            ax.legend(fontsize=7)
+            if row == 1:
+                ax.set_xlabel("generation t")
+    axes[0, 0].set_ylabel(r"$\|\hat p_t - p\|^2$")
+    axes[0, 1].set_ylabel(r"$(\hat\mu-\mu)^2 + (\hat\sigma-\sigma)^2$")
+    fig.suptitle(f"Seed 003 Figure 6 / App. C.2 (multinomial K={args.categories} and Gaussian; {reps} replicates; "
+                 "-- exact theory, : Cor. 3.2 limit)")
+    fig.tight_layout()
+    run.save_figure(fig, "c2.png")
+    plt.close(fig)
+    elapsed = time.perf_counter() - start
+    run.finish({"elapsed_s": elapsed})
+    print(f"recursions-c2: {run.path} ({elapsed:.1f} s end to end)")
+    return 0
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("validate", help="theory vs Monte Carlo for every theorem / proposition (writes a table)")
     p.add_argument("--replicates", type=int, default=4000)
@@ -197,7 +283,9 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_validate)
 
     for name, fn, helptext in [("recursions-fig2", cmd_fig2, "seed 003 Figure 2: 4 x 4 alpha_t x n_t grid"),
-                               ("recursions-fig3", cmd_fig3, "seed 003 Figure 3: pure synthetic + accumulation")]:
+                               ("recursions-fig3", cmd_fig3, "seed 003 Figure 3: pure synthetic + accumulation"),
+                               ("recursions-c2", cmd_c2, "seed 003 Figure 6 / App. C.2 settings 1-8 "
+                                                         "(multinomial, Gaussian)")]:
         q = sub.add_parser(name, help=helptext)
         q.add_argument("--replicates", type=int, default=100)
         q.add_argument("--steps", type=int, default=200)

@@ -181,18 +181,29 @@ def test_contract_jit_vmap_keys():
     kappa = jnp.ones_like(alpha)
     cfg = M.MultinomialConfig("accumulate")
     keys = jax.random.split(jax.random.key(2), 3)
-    with jax.disable_jit():
-        eager = np.asarray(M.replicate_risk(keys[0], p, alpha, n, kappa, cfg))
     jitted = np.asarray(M.batched_risk(keys, p, alpha[None], n[None], kappa[None], cfg))[0]
     loop = np.stack([np.asarray(jax.jit(M.replicate_risk, static_argnums=5)(k, p, alpha, n, kappa, cfg))
                      for k in keys])
-    np.testing.assert_allclose(jitted[0], eager, rtol=1e-12)
     np.testing.assert_allclose(jitted, loop, rtol=1e-12)
     again = np.asarray(M.batched_risk(keys, p, alpha[None], n[None], kappa[None], cfg))[0]
     np.testing.assert_array_equal(jitted, again)
     other = np.asarray(M.batched_risk(jax.random.split(jax.random.key(3), 3), p, alpha[None], n[None],
                                       kappa[None], cfg))[0]
     assert not np.array_equal(jitted, other)
+
+
+@pytest.mark.slow
+def test_contract_jit_equals_eager():
+    """Slow (about a minute on 2 cores): one replicate without jit against the compiled batch."""
+    p = jnp.asarray(P)
+    alpha, n = jnp.asarray(S.constant_alpha(0.4, 3)), jnp.asarray(S.linear_size(6, 3))
+    kappa = jnp.ones_like(alpha)
+    cfg = M.MultinomialConfig("accumulate")
+    keys = jax.random.split(jax.random.key(2), 3)
+    jitted = np.asarray(M.batched_risk(keys, p, alpha[None], n[None], kappa[None], cfg))[0]
+    with jax.disable_jit():
+        eager = np.asarray(M.replicate_risk(keys[0], p, alpha, n, kappa, cfg))
+    np.testing.assert_allclose(jitted[0], eager, rtol=1e-12)
 
 
 def test_chunking_does_not_change_draws():
