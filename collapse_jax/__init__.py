@@ -15,3 +15,9 @@ __all__ = [
     "replicate_sharding",
     "run_sharded",
 ]
+
+# Iterative-training recursions (seeds 003 and 004).
+from collapse_jax import gaussian, linear_regression, multinomial, schedules  # noqa: E402
+from collapse_jax.multinomial import MultinomialConfig, sample_multinomial  # noqa: E402
+
+__all__ += ["gaussian", "linear_regression", "multinomial", "schedules", "MultinomialConfig", "sample_multinomial"]

@@ -1,0 +1,119 @@
+"""Benchmark: multinomial recursion, replicate-generations per second (JAX vs NumPy), seed 003 Section 3.
+
+Three simulators of the same recursion (K categories, T generations, replace or accumulate, fixed or growing n_t):
+- jax: collapse_jax.multinomial.simulate's compiled batch (tree of exact binomials, vmap over replicates, scan over
+  generations); compile time reported apart (first call), then the median of --repeats timed calls, each ending in
+  block_until_ready;
+- numpy-vectorised: Generator.multinomial with one probability row per replicate, a Python loop over generations;
+- numpy-raw: the test reference that draws every raw token (tests/multinomial_reference.py), on a few replicates.
+Writes benchmarks/results/multinomial-<time>.json with the environment (device, versions).
+
+Example: PYTHONPATH=. python3 benchmarks/bench_multinomial.py --replicates 1000 10000 --steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from collapse_jax import multinomial as M  # noqa: E402
+from collapse_jax import schedules as S  # noqa: E402
+from collapse_jax.replicates import replicate_keys  # noqa: E402
+from collapse_jax.results import atomic_write_json, environment_info  # noqa: E402
+
+
+def numpy_vectorised(rng, p, alpha, n, regime, reps):
+    k = p.shape[0]
+    counts = rng.multinomial(int(n[0]), p, size=reps).astype(float)
+    total = np.full(reps, n[0])
+    p_hat = counts / total[:, None]
+    for t in range(1, n.shape[0]):
+        q = alpha[t] * p + (1 - alpha[t]) * p_hat
+        q /= q.sum(1, keepdims=True)
+        new = rng.multinomial(int(n[t]), q).astype(float)
+        if regime == "accumulate":
+            counts, total = counts + new, total + n[t]
+        else:
+            counts, total = new, np.full(reps, n[t])
+        p_hat = counts / total[:, None]
+    return np.sum((p_hat - p) ** 2, 1) if k else None
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--replicates", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--categories", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--numpy-max-replicates", type=int, default=10000)
+    ap.add_argument("--raw-replicates", type=int, default=3)
+    ap.add_argument("--sizes", nargs="+", default=["fixed", "linear"],
+                    help="fixed: n_t = 1000; linear: n_t = 100 (t+1); big: n_t = 5000 (t+1) (1e6 at t = 199)")
+    ap.add_argument("--regimes", nargs="+", default=["replace", "accumulate"])
+    args = ap.parse_args(argv)
+    T, K = args.steps, args.categories
+    p = np.random.default_rng(0).dirichlet(np.ones(K))
+    alpha = S.constant_alpha(0.5, T)
+    size_of = {"fixed": S.constant_size(1000, T), "linear": S.linear_size(100, T), "big": S.linear_size(5000, T)}
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    results = []
+    for regime in args.regimes:
+        for size in args.sizes:
+            n = size_of[size]
+            cfg = M.MultinomialConfig(regime)
+            for reps in args.replicates:
+                row = {"regime": regime, "sizes": size, "replicates": reps, "steps": T, "categories": K}
+                keys = replicate_keys(0, 0, reps)
+                a = (keys, jnp.asarray(p, dtype), jnp.asarray(alpha[None], dtype), jnp.asarray(n[None], dtype),
+                     jnp.ones((1, T + 1), dtype), cfg)
+                t0 = time.perf_counter()
+                M.batched_risk(*a).block_until_ready()
+                first = time.perf_counter() - t0
+                times = []
+                for _ in range(args.repeats):
+                    t0 = time.perf_counter()
+                    M.batched_risk(*a).block_until_ready()
+                    times.append(time.perf_counter() - t0)
+                med = statistics.median(times)
+                row.update(jax_first_call_s=first, jax_compile_s_estimate=max(first - med, 0.0), jax_run_s=med,
+                           jax_rep_gen_per_s=reps * T / med)
+                if reps <= args.numpy_max_replicates:
+                    times = []
+                    for r in range(args.repeats):
+                        t0 = time.perf_counter()
+                        numpy_vectorised(np.random.default_rng(r), p, alpha, n, regime, reps)
+                        times.append(time.perf_counter() - t0)
+                    row.update(numpy_vec_run_s=statistics.median(times),
+                               numpy_vec_rep_gen_per_s=reps * T / statistics.median(times))
+                print(row, flush=True)
+                results.append(row)
+            if args.raw_replicates:
+                import multinomial_reference as ref
+
+                t0 = time.perf_counter()
+                ref.simulate(np.random.default_rng(0), p, alpha, n, regime, num_replicates=args.raw_replicates)
+                dt_raw = time.perf_counter() - t0
+                row = {"regime": regime, "sizes": size, "replicates": args.raw_replicates, "steps": T,
+                       "categories": K, "numpy_raw_run_s": dt_raw,
+                       "numpy_raw_rep_gen_per_s": args.raw_replicates * T / dt_raw}
+                print(row, flush=True)
+                results.append(row)
+    out = Path(__file__).parent / "results" / f"multinomial-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    atomic_write_json(out, {"command": " ".join(["python3", "benchmarks/bench_multinomial.py"] + sys.argv[1:]),
+                            "environment": environment_info(), "results": results,
+                            "load_average": list(__import__("os").getloadavg())})
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Linear regression retrained on its own labels: replace vs accumulate (seed 004, Gerstgrasser et al. 2024).
+
+``x ~ N(0, I_d)``, ``y = x . w* + e``, ``e ~ N(0, sigma^2)``; each run draws one design ``X`` (T x d, ``T >= d + 2``)
+kept for every iteration. Iteration 1 fits OLS on real labels ``y_1 = X w* + E_1``; iteration ``i + 1`` labels the
+same design with the last fit, ``y_{i+1} = X w_hat_i + E_{i+1}``, and refits:
+- replace: OLS on ``(X, y_{i+1})`` only, so ``w_hat_n = w* + (X^T X)^{-1} X^T (E_1 + ... + E_n)``;
+- accumulate: OLS on all ``(X, y_1), ..., (X, y_n)``, so ``w_hat_n = w* + (X^T X)^{-1} X^T sum_i E_i / i``.
+Test error ``E||w_hat_n - w*||^2`` (expectation over X and the noise): replace ``sigma^2 d n / (T - d - 1)``,
+accumulate ``sigma^2 d / (T - d - 1) sum_{i<=n} 1/i^2 <= sigma^2 d / (T - d - 1) pi^2 / 6``.
+
+The simulator fits by least squares on the generated labels (it does not use the closed form of ``w_hat``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from collapse_jax import _checks
+from collapse_jax.replicates import replicate_keys
+
+
+@dataclass(frozen=True)
+class LinearRegressionConfig:
+    """Static configuration: ``dim`` d, ``num_samples`` T (>= d + 2), ``num_iterations`` n, ``regime``."""
+
+    dim: int = 5
+    num_samples: int = 20
+    num_iterations: int = 20
+    regime: str = "replace"
+
+    def __post_init__(self):
+        _checks.positive_int("dim", self.dim)
+        _checks.positive_int("num_iterations", self.num_iterations)
+        if _checks.positive_int("num_samples", self.num_samples) < self.dim + 2:
+            raise ValueError(f"num_samples must be >= dim + 2 = {self.dim + 2} (finite error), "
+                             f"got {self.num_samples}")
+        if self.regime not in ("replace", "accumulate"):
+            raise ValueError(f"regime must be 'replace' or 'accumulate', got {self.regime!r}")
+
+
+def replicate_error(key: jax.Array, w_star: jax.Array, sigma: jax.Array, config: LinearRegressionConfig
+                    ) -> jax.Array:
+    """Kernel for one run: ``||w_hat_i - w*||^2`` for iterations i = 1..n, shape (n,)."""
+    design_key, noise_key = jax.random.split(key)
+    x = jax.random.normal(design_key, (config.num_samples, config.dim), w_star.dtype)
+    gram = x.T @ x
+    chol = jax.scipy.linalg.cho_factor(gram)
+
+    def ols(xty):
+        return jax.scipy.linalg.cho_solve(chol, xty)
+
+    def step(carry, inputs):
+        w_hat, xty_sum = carry
+        i, k = inputs
+        y = x @ w_hat + sigma * jax.random.normal(k, (config.num_samples,), w_star.dtype)
+        if config.regime == "accumulate":
+            xty_sum = xty_sum + x.T @ y
+            w_new = ols(xty_sum / i)  # OLS on i stacked copies of X: (i X^T X)^{-1} sum_j X^T y_j
+        else:
+            w_new = ols(x.T @ y)
+        return (w_new, xty_sum), jnp.sum((w_new - w_star) ** 2)
+
+    keys = jax.random.split(noise_key, config.num_iterations)
+    idx = jnp.arange(1, config.num_iterations + 1, dtype=w_star.dtype)
+    # iteration 1 labels with w*: start the carry at w_hat_0 = w*
+    _, errors = jax.lax.scan(step, (w_star, jnp.zeros_like(w_star)), (idx, keys))
+    return errors
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def batched_error(keys, w_star, sigma, config: LinearRegressionConfig):
+    return jax.vmap(replicate_error, in_axes=(0, None, None, None))(keys, w_star, sigma, config)
+
+
+def simulate(seed, w_star, sigma: float, config: LinearRegressionConfig, num_replicates: int) -> np.ndarray:
+    """Monte Carlo errors, shape (R, n)."""
+    w = _checks.finite_array("w_star", w_star, shape=(config.dim,))
+    sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True)
+    num_replicates = _checks.positive_int("num_replicates", num_replicates)
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    keys = replicate_keys(seed, 0, num_replicates)
+    return np.asarray(batched_error(keys, jnp.asarray(w, dtype), jnp.asarray(sigma, dtype), config))
+
+
+def replace_error(sigma: float, dim: int, num_samples: int, num_iterations: int) -> np.ndarray:
+    """``sigma^2 d n / (T - d - 1)`` for n = 1..num_iterations (seed 004)."""
+    return sigma ** 2 * dim / (num_samples - dim - 1) * np.arange(1, num_iterations + 1)
+
+
+def accumulate_error(sigma: float, dim: int, num_samples: int, num_iterations: int) -> np.ndarray:
+    """``sigma^2 d / (T - d - 1) sum_{i<=n} 1/i^2`` for n = 1..num_iterations (seed 004)."""
+    i = np.arange(1, num_iterations + 1)
+    return sigma ** 2 * dim / (num_samples - dim - 1) * np.cumsum(1.0 / i ** 2)
+
+
+def accumulate_bound(sigma: float, dim: int, num_samples: int) -> float:
+    """``sigma^2 d / (T - d - 1) pi^2 / 6``."""
+    return sigma ** 2 * dim / (num_samples - dim - 1) * math.pi ** 2 / 6
+
+
+def validation_rows(table, *, num_replicates: int, seed: int) -> None:
+    """Rows for ``collapse-jax validate``."""
+    for d, t_samples, sigma in [(5, 20, 1.0), (10, 15, 0.5)]:
+        w = np.linspace(-1, 1, d)
+        n = 20
+        for regime in ("replace", "accumulate"):
+            cfg = LinearRegressionConfig(d, t_samples, n, regime)
+            err = simulate(seed, w, sigma, cfg, num_replicates)
+            theory = (replace_error if regime == "replace" else accumulate_error)(sigma, d, t_samples, n)
+            for i in (1, n):
+                table.add_mean(f"seed 004 linear regression {regime}: sigma^2 d "
+                               f"{'n' if regime == 'replace' else 'sum 1/i^2'} / (T-d-1)",
+                               f"d={d}, T={t_samples}, sigma={sigma}, iteration {i}", "exact", err[:, i - 1],
+                               theory[i - 1])
+            if regime == "accumulate":
+                table.add_mean("seed 004 accumulate bounded by sigma^2 d/(T-d-1) pi^2/6",
+                               f"d={d}, T={t_samples}, sigma={sigma}, iteration {n}", "statement", err[:, n - 1],
+                               accumulate_bound(sigma, d, t_samples), side="<")

@@ -1,0 +1,511 @@
+"""Multinomial / categorical next-token model iteratively retrained on real + synthetic data (seed 003, Section 3).
+
+True distribution ``Cat(p)`` on K categories; the estimator is the vector of empirical frequencies. At generation
+``t >= 1`` the training data are ``n_t`` draws from ``alpha_t p + (1 - alpha_t) p_hat_{t-1}`` (Eq. 1). Risk
+``r_t = E||p_hat_t - p||^2``. Regimes (:class:`MultinomialConfig`): ``replace`` (Theorem 3.1), ``accumulate``
+(Theorem A.1, general ``alpha_t``), ``filter`` (Theorem D.2: a classifier with type-I error ``a`` and type-II error
+``b`` screens each batch). Pure synthetic is ``alpha_t = 0``; adaptive weights (Appendix E) are
+:func:`adaptive_alpha`.
+
+A generation costs O(K) whatever ``n_t``: counts are drawn as ``Multinomial(n_t, q_t)`` by a balanced binary tree of
+K - 1 conditional binomials (:func:`sample_multinomial`), never as ``n_t`` individual draws.
+
+Simulator: :func:`replicate_risk` is the kernel for one replicate (``lax.scan`` over generations); :func:`simulate`
+vmaps it over replicates (keys ``fold_in(seed, replicate index)``) and over a grid of schedules. Theory:
+:func:`replace_risk`, :func:`accumulate_risk`, :func:`filter_risk`, :func:`fixed_alpha_limit`,
+:func:`pure_synthetic_limit`, :func:`adaptive_alpha`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from scipy import stats
+
+from collapse_jax import _checks, schedules
+from collapse_jax.progress import bar
+from collapse_jax.replicates import replicate_keys
+
+REGIMES = ("replace", "accumulate", "filter")
+
+
+# ==================================================================================================================
+# Exact binomial sampler: inversion for small means, BTRS (Hoermann 1993) otherwise
+# ==================================================================================================================
+_BTRS_MIN_MEAN = 10.0
+
+
+def _binomial_inversion(key: jax.Array, n: jax.Array, p: jax.Array) -> jax.Array:
+    """Sequential-search inversion for ``n p < 10`` (p <= 1/2): walk the cdf from 0, pmf by its ratio recursion."""
+    dtype = p.dtype
+    u = jax.random.uniform(key, p.shape, dtype)
+    ratio = p / (1 - p)
+    f0 = jnp.exp(n * jnp.log1p(-p))
+
+    def cond(c):
+        k, f, cdf = c
+        return jnp.any((u > cdf) & (k < n) & (f > 0))
+
+    def body(c):
+        k, f, cdf = c
+        go = (u > cdf) & (k < n) & (f > 0)
+        k1 = k + 1
+        f1 = f * (n - k) / k1 * ratio
+        return jnp.where(go, k1, k), jnp.where(go, f1, f), jnp.where(go, cdf + f1, cdf)
+
+    k, _, _ = jax.lax.while_loop(cond, body, (jnp.zeros_like(p), f0, f0))
+    return k
+
+
+_STIRLING_TAIL = (0.0810614667953272, 0.0413406959554092, 0.0276779256849983, 0.02079067210376509,
+                  0.0166446911898211, 0.0138761288230707, 0.0118967099458917, 0.0104112652619720,
+                  0.00925546218271273, 0.00833056343336287)
+
+
+def _stirling_tail(k: jax.Array) -> jax.Array:
+    """``log k! - [(k + 1/2) log(k + 1) - (k + 1) + log(2 pi)/2]`` (table for k <= 9, series beyond)."""
+    table = jnp.asarray(_STIRLING_TAIL, k.dtype)[jnp.clip(k, 0, 9).astype(jnp.int32)]
+    kp1 = k + 1
+    kp1sq = kp1 * kp1
+    series = (1.0 / 12 - (1.0 / 360 - 1.0 / 1260 / kp1sq) / kp1sq) / kp1
+    return jnp.where(k <= 9, table, series)
+
+
+def _binomial_btrs(key: jax.Array, n: jax.Array, p: jax.Array, active: jax.Array) -> jax.Array:
+    """Transformed rejection with squeeze (BTRS, Hoermann 1993) for ``n p >= 10``, p <= 1/2. Exact (rejection).
+
+    The acceptance bound ``log f(k) - log f(m)`` is evaluated as differences of logs plus Stirling tails (as in
+    TensorFlow's sampler), not as differences of ``lgamma`` values, so it stays accurate for n up to 1e9 in float32.
+    Only ``active`` lanes iterate.
+    """
+    dtype = p.dtype
+    q = 1 - p
+    spq = jnp.sqrt(n * p * q)
+    b = 1.15 + 2.53 * spq
+    a = -0.0873 + 0.0248 * b + 0.01 * p
+    c = n * p + 0.5
+    v_r = 0.92 - 4.2 / b
+    alpha = (2.83 + 5.1 / b) * spq
+    r = p / q
+    m = jnp.floor((n + 1) * p)
+    tail_m = _stirling_tail(m) + _stirling_tail(n - m)
+
+    def cond(c_):
+        return jnp.any(~c_[2])
+
+    def body(c_):
+        k_, out, done = c_
+        k_, ku, kv = jax.random.split(k_, 3)
+        u = jax.random.uniform(ku, p.shape, dtype) - 0.5
+        v = jax.random.uniform(kv, p.shape, dtype)
+        us = 0.5 - jnp.abs(u)
+        k = jnp.floor((2 * a / us + b) * u + c)
+        in_range = (k >= 0) & (k <= n)
+        squeeze = (us >= 0.07) & (v <= v_r)
+        kk = jnp.clip(k, 0, n)
+        lv = jnp.log(v * alpha / (a / (us * us) + b))
+        bound = ((m + 0.5) * jnp.log((m + 1) / (r * (n - m + 1)))
+                 + (n + 1) * jnp.log((n - m + 1) / (n - kk + 1))
+                 + (kk + 0.5) * jnp.log(r * (n - kk + 1) / (kk + 1))
+                 + tail_m - _stirling_tail(kk) - _stirling_tail(n - kk))
+        accept = in_range & (squeeze | (lv <= bound)) & ~done
+        return k_, jnp.where(accept, kk, out), done | accept
+
+    _, out, _ = jax.lax.while_loop(cond, body, (key, jnp.zeros_like(p), ~active))
+    return out
+
+
+def binomial(key: jax.Array, n: jax.Array, p: jax.Array) -> jax.Array:
+    """Exact ``Binomial(n, p)`` draws, elementwise over broadcast ``n`` (whole numbers, float) and ``p`` in [0, 1].
+
+    Cost O(1) in ``n``: for ``p > 1/2`` draws ``n - Binomial(n, 1 - p)``; means below 10 use inversion (at most
+    ~mean + 10 sd cheap iterations), larger means use BTRS (about 1.15 proposals per draw, two uniforms each).
+    Both branches run vectorised; each element's parameters are masked so the other branch exits at once.
+    """
+    dtype = jnp.result_type(float)
+    n = jnp.asarray(n, dtype)
+    p = jnp.asarray(p, dtype)
+    n, p = jnp.broadcast_arrays(n, p)
+    flip = p > 0.5
+    pp = jnp.where(flip, 1 - p, p)
+    big = n * pp >= _BTRS_MIN_MEAN
+    inv_key, btrs_key = jax.random.split(key)
+    # Masked parameters: inversion lanes that belong to BTRS get n = 0 (exit at once) and vice versa.
+    x_inv = _binomial_inversion(inv_key, jnp.where(big, 0.0, n), jnp.where(big, 0.25, pp))
+    x_big = _binomial_btrs(btrs_key, jnp.where(big, n, 100.0), jnp.where(big, pp, 0.5), big)
+    x = jnp.where(big, x_big, x_inv)
+    x = jnp.where((n <= 0) | (pp <= 0), 0.0, x)
+    return jnp.where(flip, n - x, x)
+
+
+
+# ==================================================================================================================
+# Exact multinomial sampler: a balanced tree of conditional binomials
+# ==================================================================================================================
+@functools.lru_cache(maxsize=None)
+def _tree_plan(num_categories: int) -> tuple:
+    """Static plan of the binary splitting tree for K categories.
+
+    Each level lists, for the segments that split, (lo, mid, hi) boundaries and a gather index that assembles the
+    next level's segment counts from ``concat([counts, left, right])``. K - 1 binomials in ceil(log2 K) levels.
+    """
+    segments = [(0, num_categories)]
+    levels = []
+    while any(hi - lo > 1 for lo, hi in segments):
+        split = [j for j, (lo, hi) in enumerate(segments) if hi - lo > 1]
+        num_seg, num_split = len(segments), len(split)
+        lo = np.array([segments[j][0] for j in split])
+        hi = np.array([segments[j][1] for j in split])
+        mid = (lo + hi) // 2
+        gather, new = [], []
+        for j, (a, b) in enumerate(segments):
+            if b - a > 1:
+                s = split.index(j)
+                m = (a + b) // 2
+                gather += [num_seg + s, num_seg + num_split + s]
+                new += [(a, m), (m, b)]
+            else:
+                gather.append(j)
+                new.append((a, b))
+        levels.append((lo, mid, hi, np.array(split), np.array(gather)))
+        segments = new
+    return tuple(levels)
+
+
+def sample_multinomial(key: jax.Array, n: jax.Array, q: jax.Array) -> jax.Array:
+    """Exact ``Multinomial(n, q)`` counts (float array of shape (K,)) for one draw; O(K) work whatever ``n``.
+
+    The total ``n`` is split down a balanced binary tree: a node with count ``m`` and mass ``Q`` sends
+    ``Binomial(m, Q_left / Q)`` to its left child and the rest to its right child. Each split is an exact
+    conditional of the multinomial, so the leaves are exactly multinomial (up to floating-point rounding of ``q``).
+
+    Args:
+      key: PRNG key.
+      n: total count (scalar, whole number; float so that n can exceed the int32 range in float64).
+      q: probabilities (K,), nonnegative, summing to 1 (they are renormalised by their sum).
+    Returns:
+      counts (K,) summing exactly to ``n``.
+    """
+    q = jnp.asarray(q)
+    num_categories = q.shape[-1]
+    dtype = q.dtype
+    counts = jnp.reshape(jnp.asarray(n, dtype), (1,))
+    if num_categories == 1:
+        return counts
+    cum = jnp.concatenate([jnp.zeros((1,), dtype), jnp.cumsum(q)])
+    plan = _tree_plan(num_categories)
+    keys = jax.random.split(key, len(plan))
+    for level_key, (lo, mid, hi, split, gather) in zip(keys, plan):
+        node_mass = cum[hi] - cum[lo]
+        left_mass = cum[mid] - cum[lo]
+        ratio = jnp.where(node_mass > 0, left_mass / jnp.where(node_mass > 0, node_mass, 1.0), 0.0)
+        ratio = jnp.clip(ratio, 0.0, 1.0)
+        parent = counts[split]
+        left = binomial(level_key, parent, ratio)
+        right = parent - left
+        counts = jnp.concatenate([counts, left, right])[gather]
+    return counts
+
+
+# ==================================================================================================================
+# Simulator
+# ==================================================================================================================
+@dataclass(frozen=True)
+class MultinomialConfig:
+    """Static configuration of a multinomial recursion.
+
+    Attributes:
+      regime: ``"replace"`` (fit on generation t's data only), ``"accumulate"`` (fit on all data so far) or
+        ``"filter"`` (a classifier keeps each point of generation t's data before a replace fit).
+      type1: filter only: probability ``a`` that a real point is rejected, in [0, 1).
+      type2: filter only: probability ``b`` that a synthetic point is kept, in [0, 1).
+    """
+
+    regime: str = "replace"
+    type1: float = 0.0
+    type2: float = 0.0
+
+    def __post_init__(self):
+        if self.regime not in REGIMES:
+            raise ValueError(f"regime must be one of {REGIMES}, got {self.regime!r}")
+        _checks.in_interval("type1", self.type1, 0.0, 1.0, high_open=True)
+        _checks.in_interval("type2", self.type2, 0.0, 1.0, high_open=True)
+
+
+class State(NamedTuple):
+    """Per-replicate state: current fit and accumulated counts (accumulate regime; else the last counts)."""
+
+    p_hat: jax.Array  # (K,)
+    counts: jax.Array  # (K,)
+    total: jax.Array  # ()
+
+
+def _truncated_binomial(key: jax.Array, n: jax.Array, kappa: jax.Array) -> jax.Array:
+    """``Binomial(n, kappa)`` conditioned on being > 0 (redraw until positive; kappa > 0 is checked upstream)."""
+
+    def cond(carry):
+        return carry[1] <= 0
+
+    def body(carry):
+        k, _ = carry
+        k, sub = jax.random.split(k)
+        return k, binomial(sub, n, kappa)
+
+    k0, sub = jax.random.split(key)
+    return jax.lax.while_loop(cond, body, (k0, binomial(sub, n, kappa)))[1]
+
+
+def build_step(config: MultinomialConfig, p: jax.Array) -> Callable:
+    """The one-generation update ``step(state, (key, alpha_t, n_t, kappa_t)) -> (state, loss_t)`` for one replicate.
+
+    For the filter regime ``alpha_t`` is already the real weight among kept points, ``alpha~_t``, and ``kappa_t``
+    the keep probability (Theorem D.2; computed on the host by :func:`filter_schedules`); other regimes ignore
+    ``kappa_t``.
+    """
+
+    def step(state: State, inputs):
+        key, alpha_t, n_t, kappa_t = inputs
+        if config.regime == "filter":
+            kept_key, draw_key = jax.random.split(key)
+            n_t = _truncated_binomial(kept_key, n_t, kappa_t)  # kept size N_t | N_t > 0
+        else:
+            draw_key = key
+        q = alpha_t * p + (1 - alpha_t) * state.p_hat  # population mixture, Eq. (1)
+        new = sample_multinomial(draw_key, n_t, q)
+        if config.regime == "accumulate":
+            counts, total = state.counts + new, state.total + n_t  # all data of steps 0..t (Theorem A.1)
+        else:
+            counts, total = new, n_t
+        p_hat = counts / total
+        return State(p_hat, counts, total), jnp.sum((p_hat - p) ** 2)
+
+    return step
+
+
+def filter_schedules(alpha: np.ndarray, type1: float, type2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Theorem D.2: keep probability ``kappa_t = alpha_t (1-a) + (1-alpha_t) b`` and kept real weight
+    ``alpha~_t = alpha_t (1-a) / kappa_t`` (index 0: kappa = 1, alpha~ = 1)."""
+    kappa = alpha * (1 - type1) + (1 - alpha) * type2
+    kappa[..., 0] = 1.0
+    tilde = np.where(kappa > 0, alpha * (1 - type1) / np.where(kappa > 0, kappa, 1.0), 0.0)
+    tilde[..., 0] = 1.0
+    return tilde, kappa
+
+
+def replicate_risk(key: jax.Array, p: jax.Array, alpha: jax.Array, n: jax.Array, kappa: jax.Array,
+                   config: MultinomialConfig) -> jax.Array:
+    """Kernel for one replicate: the losses ``||p_hat_t - p||^2`` for t = 0..T, shape (T + 1,).
+
+    ``alpha``, ``n``, ``kappa`` have shape (T + 1,); index 0 is the initial fit on ``n_0`` real draws.
+    """
+    init_key, steps_key = jax.random.split(key)
+    n = n.astype(p.dtype)
+    counts0 = sample_multinomial(init_key, n[0], p)
+    state = State(counts0 / n[0], counts0, n[0])
+    risk0 = jnp.sum((state.p_hat - p) ** 2)
+    keys = jax.random.split(steps_key, alpha.shape[0] - 1)
+    inputs = (keys, alpha[1:].astype(p.dtype), n[1:], kappa[1:].astype(p.dtype))
+    _, risks = jax.lax.scan(build_step(config, p), state, inputs)
+    return jnp.concatenate([risk0[None], risks])
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def batched_risk(keys: jax.Array, p: jax.Array, alpha: jax.Array, n: jax.Array, kappa: jax.Array,
+                 config: MultinomialConfig) -> jax.Array:
+    """Losses for replicate keys (R,) and a grid of schedules (G, T + 1) -> (G, R, T + 1).
+
+    Only ``config.regime`` is static: one compilation serves every schedule and every filter error pair.
+    """
+    over_replicates = jax.vmap(replicate_risk, in_axes=(0, None, None, None, None, None))
+    over_grid = jax.vmap(over_replicates, in_axes=(None, None, 0, 0, 0, None))
+    return over_grid(keys, p, alpha, n, kappa, MultinomialConfig(config.regime))
+
+
+def check_inputs(p, alpha, n, config: MultinomialConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate ``p`` (simplex), ``alpha`` ([0, 1]), ``n`` (>= 1) and the filter (keeps something) before compute."""
+    p_arr = np.asarray(p, dtype=np.float64)
+    if p_arr.ndim != 1 or p_arr.shape[0] < 2:
+        raise ValueError(f"p must be a probability vector with K >= 2 entries, got shape {p_arr.shape}")
+    p_arr = _checks.simplex_vector("p", p_arr, p_arr.shape[0])
+    alpha, n = schedules.check_pair(alpha, n)
+    if config.regime == "filter":
+        kappa = alpha[..., 1:] * (1 - config.type1) + (1 - alpha[..., 1:]) * config.type2
+        if np.any(kappa <= 0):
+            raise ValueError("the filter keeps nothing: keep probability alpha_t (1 - type1) + (1 - alpha_t) type2 "
+                             f"is 0 at some step (type1={config.type1}, type2={config.type2})")
+        p_empty = np.exp(n[..., 1:] * np.log1p(-np.minimum(kappa, 1 - 1e-300)))
+        if np.any(p_empty > 0.99):
+            raise ValueError("the filter keeps nothing in more than 99% of batches at some step "
+                             f"(max P(N_t = 0) = {p_empty.max():.4g}); raise n_t or lower the filter's errors")
+    if not jax.config.jax_enable_x64 and np.max(n) > 2 ** 24:
+        raise ValueError(f"n_t up to {np.max(n):.4g} exceeds 2**24, beyond exact float32 counts; enable float64 "
+                         "(collapse-jax --x64 or jax_enable_x64)")
+    return p_arr, alpha, n
+
+
+def simulate(seed: int | jax.Array, p, alpha, n, config: MultinomialConfig = MultinomialConfig(),
+             num_replicates: int = 100, *, chunk_size: int | None = None, progress: bool | None = None
+             ) -> np.ndarray:
+    """Monte Carlo losses ``||p_hat_t - p||^2``.
+
+    Args:
+      seed: integer seed or key; replicate ``i`` uses ``fold_in(key, i)`` (independent of chunking).
+      p: true probabilities (K,).
+      alpha, n: schedules (T + 1,) or grids (G, T + 1) (see :mod:`collapse_jax.schedules`).
+      config: regime and filter errors.
+      num_replicates: R.
+      chunk_size: replicates per compiled call (default all); a progress bar runs over chunks.
+    Returns:
+      losses, shape (R, T + 1) for 1-D schedules or (G, R, T + 1) for grids (NumPy).
+    """
+    p_arr, alpha, n = check_inputs(p, alpha, n, config)
+    num_replicates = _checks.positive_int("num_replicates", num_replicates)
+    grid = alpha.ndim == 2 or n.ndim == 2
+    alpha2, n2 = (np.array(x) for x in np.broadcast_arrays(np.atleast_2d(alpha), np.atleast_2d(n)))
+    if config.regime == "filter":
+        alpha2, kappa2 = filter_schedules(alpha2, config.type1, config.type2)
+    else:
+        kappa2 = np.ones_like(alpha2)
+    chunk = num_replicates if chunk_size is None else _checks.positive_int("chunk_size", chunk_size)
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    p_j, alpha_j, n_j, kappa_j = (jnp.asarray(x, dtype) for x in (p_arr, alpha2, n2, kappa2))
+    outs = []
+    with bar(num_replicates, "multinomial replicates", "rep",
+             disable=None if progress is None else not progress) as pbar:
+        for start in range(0, num_replicates, chunk):
+            count = min(chunk, num_replicates - start)
+            keys = replicate_keys(seed, start, count)
+            outs.append(np.asarray(batched_risk(keys, p_j, alpha_j, n_j, kappa_j, MultinomialConfig(config.regime))))
+            pbar.update(count)
+    out = np.concatenate(outs, axis=1)
+    return out if grid else out[0]
+
+
+# ==================================================================================================================
+# Exact theory (float64 NumPy)
+# ==================================================================================================================
+def _s(p) -> float:
+    p = np.asarray(p, dtype=np.float64)
+    return float(1.0 - np.sum(p * p))
+
+
+def replace_risk(p, alpha, n) -> np.ndarray:
+    """Theorem 3.1: ``r_0 = s/n_0``, ``r_t = (1 - alpha_t)^2 (1 - 1/n_t) r_{t-1} + s/n_t``, ``s = 1 - ||p||^2``."""
+    alpha, n = schedules.check_pair(alpha, n)
+    s = _s(p)
+    r = np.empty(n.shape)
+    r[..., 0] = s / n[..., 0]
+    for t in range(1, n.shape[-1]):
+        r[..., t] = (1 - alpha[..., t]) ** 2 * (1 - 1 / n[..., t]) * r[..., t - 1] + s / n[..., t]
+    return r
+
+
+def accumulate_risk(p, alpha, n) -> np.ndarray:
+    """Theorem A.1 (general alpha_t), ``S_t = n_0 + ... + n_t``, ``c_t = (S_{t-1} + n_t (1 - alpha_t)) / S_t``:
+
+    ``r_t = c_t^2 r_{t-1} + (n_t / S_t^2) (s - (1 - alpha_t)^2 r_{t-1})``.
+    """
+    alpha, n = schedules.check_pair(alpha, n)
+    s = _s(p)
+    big_s = np.cumsum(n, axis=-1)
+    r = np.empty(n.shape)
+    r[..., 0] = s / n[..., 0]
+    for t in range(1, n.shape[-1]):
+        c = (big_s[..., t - 1] + n[..., t] * (1 - alpha[..., t])) / big_s[..., t]
+        r[..., t] = c ** 2 * r[..., t - 1] + n[..., t] / big_s[..., t] ** 2 * (s - (1 - alpha[..., t]) ** 2
+                                                                                 * r[..., t - 1])
+    return r
+
+
+def expected_inverse_kept(n: float, kappa: float) -> float:
+    """Exact ``E[1/N | N > 0]`` for ``N ~ Binomial(n, kappa)`` (sum over the pmf, tails beyond 40 sd dropped)."""
+    n, kappa = int(n), float(kappa)
+    if kappa >= 1.0:
+        return 1.0 / n
+    mean, sd = n * kappa, math.sqrt(n * kappa * (1 - kappa))
+    lo, hi = max(1, int(mean - 40 * sd) - 1), min(n, int(mean + 40 * sd) + 2)
+    k = np.arange(lo, hi + 1, dtype=np.float64)
+    pmf = stats.binom.pmf(k, n, kappa)
+    return float(np.sum(pmf / k) / -np.expm1(n * np.log1p(-kappa)))
+
+
+def filter_risk(p, alpha, n, type1: float, type2: float, *, mean_field: bool = False) -> np.ndarray:
+    """Theorem D.2: ``r_t = (1 - alpha~_t)^2 (1 - E[1/N_t]) r_{t-1} + s E[1/N_t]``.
+
+    ``kappa_t = alpha_t (1 - a) + (1 - alpha_t) b``, ``alpha~_t = alpha_t (1 - a) / kappa_t``,
+    ``N_t ~ Binomial(n_t, kappa_t) | N_t > 0``. ``mean_field=True`` uses ``E[1/N_t] ~ 1/(n_t kappa_t)`` (Remark D.3).
+    """
+    alpha, n = schedules.check_pair(alpha, n)
+    if alpha.ndim != 1 or n.ndim != 1:
+        raise ValueError("filter_risk takes 1-D schedules")
+    a = _checks.in_interval("type1", type1, 0.0, 1.0, high_open=True)
+    b = _checks.in_interval("type2", type2, 0.0, 1.0, high_open=True)
+    s = _s(p)
+    r = np.empty(n.shape)
+    r[0] = s / n[0]
+    for t in range(1, n.shape[0]):
+        kappa = alpha[t] * (1 - a) + (1 - alpha[t]) * b
+        if kappa <= 0:
+            raise ValueError(f"the filter keeps nothing at step {t} (keep probability 0)")
+        tilde = alpha[t] * (1 - a) / kappa
+        inv = 1 / (n[t] * kappa) if mean_field else expected_inverse_kept(n[t], kappa)
+        r[t] = (1 - tilde) ** 2 * (1 - inv) * r[t - 1] + s * inv
+    return r
+
+
+def fixed_alpha_limit(p, alpha: float, n: int) -> float:
+    """Corollary 3.2 / Remark 3.3: ``r_inf = (s/n) / (1 - (1 - alpha)^2 (1 - 1/n))`` for fixed ``alpha``, ``n``."""
+    alpha = _checks.in_interval("alpha", alpha, 0.0, 1.0)
+    n = _checks.positive_int("n", n)
+    s = _s(p)
+    denom = 1 - (1 - alpha) ** 2 * (1 - 1 / n)
+    return s if denom == 0 else (s / n) / denom
+
+
+def pure_synthetic_limit(p, n) -> np.ndarray:
+    """Corollary 3.6 (alpha_t = 0, replace): ``r_t = s (1 - prod_{i<=t} (1 - 1/n_i))`` (cumulative products)."""
+    n = schedules.check_sizes(n)
+    return _s(p) * (1 - np.cumprod(1 - 1 / n, axis=-1))
+
+
+def adaptive_alpha(p, f: Callable[[float], float], n, *, regime: str = "replace") -> tuple[np.ndarray, np.ndarray]:
+    """Appendix E: naturally adaptive weights ``1 - alpha_t = f(r_{t-1})`` with ``r`` the exact risk.
+
+    ``f`` maps a risk to the synthetic share in [0, 1] (decreasing in the risk). Returns ``(alpha, r)``; ``alpha``
+    is a deterministic schedule (it depends on the expected risk, not on a replicate's draw), so the Monte Carlo
+    simulator runs it as any other schedule.
+    """
+    n = schedules.check_sizes(n)
+    if n.ndim != 1:
+        raise ValueError("adaptive_alpha takes a 1-D n schedule")
+    if regime not in ("replace", "accumulate"):
+        raise ValueError(f"regime must be 'replace' or 'accumulate', got {regime!r}")
+    s = _s(p)
+    alpha = np.ones(n.shape)
+    r = np.empty(n.shape)
+    r[0] = s / n[0]
+    big_s = np.cumsum(n)
+    for t in range(1, n.shape[0]):
+        share = _checks.in_interval("f(r)", f(r[t - 1]), 0.0, 1.0)
+        alpha[t] = 1 - share
+        if regime == "replace":
+            r[t] = share ** 2 * (1 - 1 / n[t]) * r[t - 1] + s / n[t]
+        else:
+            c = (big_s[t - 1] + n[t] * share) / big_s[t]
+            r[t] = c ** 2 * r[t - 1] + n[t] / big_s[t] ** 2 * (s - share ** 2 * r[t - 1])
+    return alpha, r
+
+
+def theory_risk(p, alpha, n, config: MultinomialConfig = MultinomialConfig()) -> np.ndarray:
+    """The exact recurrence for ``config.regime`` (replace, accumulate or filter)."""
+    if config.regime == "replace":
+        return replace_risk(p, alpha, n)
+    if config.regime == "accumulate":
+        return accumulate_risk(p, alpha, n)
+    return filter_risk(p, alpha, n, config.type1, config.type2)

@@ -1,0 +1,321 @@
+"""Command-line experiments for the iterative-training recursions (seeds 003 and 004).
+
+Subcommands: ``validate`` (theory vs Monte Carlo table -> docs/validation.md), ``recursions-fig2`` (seed 003
+Figure 2), ``recursions-fig3`` (seed 003 Figure 3), plus those registered by :func:`add_parser` below. Each writes a
+run folder (config, labelled arrays, plots, manifest) through :class:`collapse_jax.results.RunFolder`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from collapse_jax import _checks
+from collapse_jax.results import RunFolder, atomic_write_text
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _band(ax, t, losses, color, label):
+    """Mean over replicates with a 95% confidence band for the mean (Student t)."""
+    from scipy import stats
+
+    mean = losses.mean(0)
+    half = stats.t.ppf(0.975, losses.shape[0] - 1) * losses.std(0, ddof=1) / np.sqrt(losses.shape[0])
+    ax.plot(t, mean, color=color, lw=1.4, label=label)
+    ax.fill_between(t, np.maximum(mean - half, 1e-300), mean + half, color=color, alpha=0.25, lw=0)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Figure 2 of seed 003
+# ------------------------------------------------------------------------------------------------------------------
+FIG2_ALPHAS = ("alpha=0.5", "alpha=1/log(t+e)", "alpha=t^-1/2", "alpha=t^-2")
+FIG2_SIZES = ("n=10", "n=10(t+1)", "n=10(t+1)^2", "n=10(t+1)^2.5")
+
+
+def fig2_schedules(num_steps: int):
+    from collapse_jax import schedules as S
+
+    alphas = [S.constant_alpha(0.5, num_steps), S.inverse_log_alpha(num_steps), S.power_decay_alpha(0.5, num_steps),
+              S.power_decay_alpha(2.0, num_steps)]
+    sizes = [S.constant_size(10, num_steps), S.linear_size(10, num_steps), S.quadratic_size(10, num_steps),
+             S.polynomial_size(10, 2.5, num_steps)]
+    alpha = np.stack([a for a in alphas for _ in sizes])
+    n = np.stack([m for _ in alphas for m in sizes])
+    return alpha, n
+
+
+def cmd_fig2(args) -> int:
+    from collapse_jax import multinomial as M
+
+    num_steps = _checks.positive_int("steps", args.steps)
+    reps = _checks.positive_int("replicates", args.replicates)
+    k = _checks.positive_int("categories", args.categories)
+    start = time.perf_counter()
+    p = np.random.default_rng(args.seed).dirichlet(np.ones(k))
+    alpha, n = fig2_schedules(num_steps)
+    M.check_inputs(p, alpha, n, M.MultinomialConfig())
+    run = RunFolder.create("recursions-fig2", args.out)
+    run.write_config({"command": "recursions-fig2", "p": p, "alphas": FIG2_ALPHAS, "sizes": FIG2_SIZES,
+                      "num_steps": num_steps, "replicates": reps, "seed": args.seed})
+    losses, theory = {}, {}
+    for regime in ("replace", "accumulate"):
+        cfg = M.MultinomialConfig(regime)
+        losses[regime] = M.simulate(args.seed, p, alpha, n, cfg, reps)
+        theory[regime] = np.stack([M.theory_risk(p, a, m, cfg) for a, m in zip(alpha, n)])
+    run.save_arrays({"losses_replace": losses["replace"], "losses_accumulate": losses["accumulate"],
+                     "theory_replace": theory["replace"], "theory_accumulate": theory["accumulate"],
+                     "alpha": alpha, "n": n, "p": p},
+                    {"losses_replace": ["setting", "replicate", "step"],
+                     "losses_accumulate": ["setting", "replicate", "step"],
+                     "theory_replace": ["setting", "step"], "theory_accumulate": ["setting", "step"],
+                     "alpha": ["setting", "step"], "n": ["setting", "step"], "p": ["category"]},
+                    {"losses_replace": "||p_hat_t - p||^2, settings = alphas x sizes (row-major)"})
+    plt = _plt()
+    t = np.arange(num_steps + 1)
+    colors = ["tab:blue", "tab:orange", "tab:green", "tab:red"]
+    fig, axes = plt.subplots(2, 4, figsize=(16, 7.5), sharex=True, sharey="row")
+    r0 = (1 - np.sum(p ** 2)) / 10
+    for row, regime in enumerate(("replace", "accumulate")):
+        for col, aname in enumerate(FIG2_ALPHAS):
+            ax = axes[row, col]
+            for j, nname in enumerate(FIG2_SIZES):
+                g = col * 4 + j
+                _band(ax, t, losses[regime][g], colors[j], nname)
+                ax.plot(t, theory[regime][g], color="k", ls="--", lw=0.8)
+            ax.axhline(r0, color="grey", ls=":", lw=1)
+            ax.set_yscale("log")
+            ax.set_title(f"{'no accumulation' if regime == 'replace' else 'accumulation'}: {aname}", fontsize=10)
+            if row == 1:
+                ax.set_xlabel("generation t")
+            if col == 0:
+                ax.set_ylabel(r"$\|\hat p_t - p\|^2$")
+    axes[0, 0].legend(fontsize=8, title="mean, 95% band; -- exact", title_fontsize=8)
+    fig.suptitle(f"Seed 003 Figure 2: multinomial K={k}, {reps} replicates (dotted: r_0 = s/n_0)")
+    fig.tight_layout()
+    run.save_figure(fig, "fig2.png")
+    plt.close(fig)
+    elapsed = time.perf_counter() - start
+    run.finish({"elapsed_s": elapsed})
+    print(f"recursions-fig2: {run.path} ({elapsed:.1f} s end to end)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Figure 3 of seed 003: pure synthetic with accumulation
+# ------------------------------------------------------------------------------------------------------------------
+def cmd_fig3(args) -> int:
+    from collapse_jax import multinomial as M
+    from collapse_jax import schedules as S
+
+    num_steps = _checks.positive_int("steps", args.steps)
+    reps = _checks.positive_int("replicates", args.replicates)
+    k = _checks.positive_int("categories", args.categories)
+    start = time.perf_counter()
+    p = np.random.default_rng(args.seed).dirichlet(np.ones(k))
+    names = ["n=10", "n=10(t+1)", "n=10(t+1)^2", "n=10(t+1)^2.5"]
+    n = np.stack([S.constant_size(10, num_steps), S.linear_size(10, num_steps), S.quadratic_size(10, num_steps),
+                  S.polynomial_size(10, 2.5, num_steps)])
+    alpha = np.stack([S.pure_synthetic_alpha(num_steps)] * 4)
+    cfg = M.MultinomialConfig("accumulate")
+    M.check_inputs(p, alpha, n, cfg)
+    run = RunFolder.create("recursions-fig3", args.out)
+    run.write_config({"command": "recursions-fig3", "p": p, "sizes": names, "num_steps": num_steps,
+                      "replicates": reps, "seed": args.seed})
+    losses = M.simulate(args.seed, p, alpha, n, cfg, reps)
+    theory = np.stack([M.accumulate_risk(p, a, m) for a, m in zip(alpha, n)])
+    run.save_arrays({"losses": losses, "theory": theory, "n": n},
+                    {"losses": ["setting", "replicate", "step"], "theory": ["setting", "step"],
+                     "n": ["setting", "step"]})
+    plt = _plt()
+    t = np.arange(num_steps + 1)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for j, (name, color) in enumerate(zip(names, ["tab:blue", "tab:orange", "tab:green", "tab:red"])):
+        _band(ax, t, losses[j], color, name)
+        ax.plot(t, theory[j], color="k", ls="--", lw=0.8)
+    ax.axhline((1 - np.sum(p ** 2)) / 10, color="grey", ls=":", lw=1, label="r_0 = s/n_0")
+    ax.set_xlabel("generation t")
+    ax.set_ylabel(r"$\|\hat p_t - p\|^2$")
+    ax.set_title(f"Seed 003 Figure 3: pure synthetic with accumulation (K={k}, {reps} replicates; -- Thm A.1)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    run.save_figure(fig, "fig3.png")
+    plt.close(fig)
+    elapsed = time.perf_counter() - start
+    run.finish({"elapsed_s": elapsed})
+    print(f"recursions-fig3: {run.path} ({elapsed:.1f} s end to end)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# validate
+# ------------------------------------------------------------------------------------------------------------------
+def cmd_validate(args) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # theory checks run in float64
+    from collapse_jax import validate as V
+
+    reps = _checks.positive_int("replicates", args.replicates)
+    steps = _checks.positive_int("steps", args.steps)
+    start = time.perf_counter()
+    run = RunFolder.create("validate", args.out)
+    run.write_config({"command": "validate", "replicates": reps, "steps": steps, "seed": args.seed})
+    table = V.run_all(num_replicates=reps, num_steps=steps, seed=args.seed, extra=V.extra_checks(reps, args.seed))
+    elapsed = time.perf_counter() - start
+    bad = [i for i, r in enumerate(table.rows, 1) if not r.agree]
+    md = V.render(table, reps=reps, steps=steps, seed=args.seed, elapsed=elapsed,
+                  command=f"PYTHONPATH=. python3 -m collapse_jax.recursions_cli validate --replicates {reps} --steps {steps} "
+                          f"--seed {args.seed}")
+    run.save_text("validation.md", md)
+    if args.doc:
+        atomic_write_text(Path(args.doc), md)
+    print(table.markdown())
+    print(f"\n{len(table.rows)} checks, {len(table.rows) - len(bad)} agree, disagreements: {bad or 'none'} "
+          f"({elapsed:.0f} s); written to {run.path}" + (f" and {args.doc}" if args.doc else ""))
+    run.finish({"rows": len(table.rows), "disagree": bad, "elapsed_s": elapsed})
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Seed 003 Figure 6 / Appendix C.2, settings 1-8 (multinomial and Gaussian model classes)
+# ------------------------------------------------------------------------------------------------------------------
+C2_NAMES = ["1 pure synth., n lin.", "2 pure synth., n quad.", "3 accumulate, pure synth.", "4 n=100, alpha=0.5",
+            "5 n lin., alpha=1/t", "6 n lin., alpha=0.5", "7 n lin., alpha=t^-1/2", "8 n lin., alpha=t^-1/4"]
+
+
+def c2_settings(num_steps: int, base: int = 100):
+    """(alpha, n, regime) of seed 003 Appendix C.2's settings 1-8 (our concrete values; see docs/recursions.md)."""
+    from collapse_jax import schedules as S
+
+    lin, quad = S.linear_size(base, num_steps), S.quadratic_size(base, num_steps)
+    zero = S.pure_synthetic_alpha(num_steps)
+    return [(zero, lin, "replace"), (zero, quad, "replace"), (zero, lin, "accumulate"),
+            (S.constant_alpha(0.5, num_steps), S.constant_size(base, num_steps), "replace"),
+            (S.power_decay_alpha(1.0, num_steps), lin, "replace"), (S.constant_alpha(0.5, num_steps), lin, "replace"),
+            (S.power_decay_alpha(0.5, num_steps), lin, "replace"),
+            (S.power_decay_alpha(0.25, num_steps), lin, "replace")]
+
+
+def cmd_c2(args) -> int:
+    from collapse_jax import gaussian as G
+    from collapse_jax import multinomial as M
+
+    num_steps = _checks.positive_int("steps", args.steps)
+    reps = _checks.positive_int("replicates", args.replicates)
+    start = time.perf_counter()
+    p = np.random.default_rng(args.seed).dirichlet(np.ones(args.categories))
+    settings = c2_settings(num_steps)
+    for alpha, n, regime in settings:
+        M.check_inputs(p, alpha, n, M.MultinomialConfig(regime))
+    run = RunFolder.create("recursions-c2", args.out)
+    run.write_config({"command": "recursions-c2", "p": p, "settings": C2_NAMES, "num_steps": num_steps,
+                      "replicates": reps, "seed": args.seed, "gaussian": {"mu": 0.0, "sigma": 1.0}})
+    mult, gauss, theory = [], [], []
+    for regime in ("replace", "accumulate"):
+        idx = [i for i, s in enumerate(settings) if s[2] == regime]
+        alpha = np.stack([settings[i][0] for i in idx])
+        n = np.stack([settings[i][1] for i in idx])
+        lm = M.simulate(args.seed, p, alpha, n, M.MultinomialConfig(regime), reps)
+        lg = G.simulate(args.seed, 0.0, 1.0, alpha, n, G.GaussianConfig(regime), reps)
+        for j, i in enumerate(idx):
+            mult.append((i, lm[j]))
+            gauss.append((i, lg[j]))
+    mult = np.stack([x for _, x in sorted(mult, key=lambda y: y[0])])
+    gauss = np.stack([x for _, x in sorted(gauss, key=lambda y: y[0])])
+    theory = np.stack([M.theory_risk(p, a, n, M.MultinomialConfig(r)) for a, n, r in settings])
+    run.save_arrays({"multinomial": mult, "gaussian": gauss, "multinomial_theory": theory},
+                    {"multinomial": ["setting", "replicate", "step"], "gaussian": ["setting", "replicate", "step"],
+                     "multinomial_theory": ["setting", "step"]},
+                    {"gaussian": "(mu_hat - mu)^2 + (sigma_hat - sigma)^2 = W2^2, true N(0, 1)"})
+    plt = _plt()
+    t = np.arange(num_steps + 1)
+    colors = plt.cm.tab10(np.arange(8))
+    fig, axes = plt.subplots(2, 2, figsize=(13, 8), sharex=True)
+    for col, (name, losses) in enumerate([("multinomial", mult), ("Gaussian", gauss)]):
+        for row, group in enumerate([range(0, 4), range(4, 8)]):
+            ax = axes[row, col]
+            for i in group:
+                _band(ax, t, losses[i], colors[i], C2_NAMES[i])
+                if col == 0:
+                    ax.plot(t, theory[i], color="k", ls="--", lw=0.7)
+                elif i == 0:
+                    ax.plot(t, G.pure_synthetic_w2(1.0, settings[0][1]), color="k", ls="--", lw=0.7)
+                elif i == 1:
+                    ax.plot(t, G.pure_synthetic_w2(1.0, settings[1][1]), color="k", ls="--", lw=0.7)
+            if row == 0 and col == 0:
+                ax.axhline(M.fixed_alpha_limit(p, 0.5, 100), color=colors[3], ls=":", lw=1.2)
+            ax.set_yscale("log")
+            ax.set_title(f"{name}: settings {group.start + 1}-{group.stop}", fontsize=10)
+            ax.legend(fontsize=7)
+            if row == 1:
+                ax.set_xlabel("generation t")
+    axes[0, 0].set_ylabel(r"$\|\hat p_t - p\|^2$")
+    axes[0, 1].set_ylabel(r"$(\hat\mu-\mu)^2 + (\hat\sigma-\sigma)^2$")
+    fig.suptitle(f"Seed 003 Figure 6 / App. C.2 (multinomial K={args.categories} and Gaussian; {reps} replicates; "
+                 "-- exact theory, : Cor. 3.2 limit)")
+    fig.tight_layout()
+    run.save_figure(fig, "c2.png")
+    plt.close(fig)
+    elapsed = time.perf_counter() - start
+    run.finish({"elapsed_s": elapsed})
+    print(f"recursions-c2: {run.path} ({elapsed:.1f} s end to end)")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("validate", help="theory vs Monte Carlo for every theorem / proposition (writes a table)")
+    p.add_argument("--replicates", type=int, default=4000)
+    p.add_argument("--steps", type=int, default=30, help="generations T of the multinomial checks")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--doc", default="docs/validation.md", help="also write the table here ('' to skip)")
+    p.add_argument("--out", default=None, help="run folder (default runs/validate-<time>)")
+    p.set_defaults(func=cmd_validate)
+
+    for name, fn, helptext in [("recursions-fig2", cmd_fig2, "seed 003 Figure 2: 4 x 4 alpha_t x n_t grid"),
+                               ("recursions-fig3", cmd_fig3, "seed 003 Figure 3: pure synthetic + accumulation"),
+                               ("recursions-c2", cmd_c2, "seed 003 Figure 6 / App. C.2 settings 1-8 "
+                                                         "(multinomial, Gaussian)")]:
+        q = sub.add_parser(name, help=helptext)
+        q.add_argument("--replicates", type=int, default=100)
+        q.add_argument("--steps", type=int, default=200)
+        q.add_argument("--categories", type=int, default=10)
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--out", default=None)
+        q.set_defaults(func=fn)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run these subcommands alone (``python3 -m collapse_jax.recursions_cli COMMAND``), without importing the other
+    experiment modules listed in :mod:`collapse_jax.cli` (some may not exist in a partial checkout)."""
+    import sys
+
+    parser = argparse.ArgumentParser(prog="collapse-jax", description="Iterative-training recursions.")
+    parser.add_argument("--x64", action="store_true", help="compute in float64 (default float32)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    add_parser(sub)
+    args = parser.parse_args(argv)
+    if args.x64:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as exc:
+        print(f"collapse-jax {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

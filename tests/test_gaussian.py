@@ -1,0 +1,63 @@
+"""Gaussian recursion by sufficient statistics: NumPy raw-draw reference, exact pure-synthetic W2, contract, input."""
+
+import jax
+import numpy as np
+import pytest
+from scipy import stats
+
+import gaussian_reference as ref
+from collapse_jax import gaussian as G
+from collapse_jax import schedules as S
+
+T = 6
+
+
+@pytest.mark.parametrize("regime", ["replace", "accumulate"])
+def test_matches_numpy_reference(regime):
+    alpha, n = S.constant_alpha(0.4, T), S.linear_size(6, T)
+    loss = G.simulate(3, 0.5, 1.3, alpha, n, G.GaussianConfig(regime), 6000)
+    np_loss = ref.simulate(np.random.default_rng(3), 0.5, 1.3, alpha, n, regime, 600)
+    for t in (1, T):
+        assert stats.ks_2samp(loss[:, t], np_loss[:, t]).pvalue > 1e-3, (regime, t)
+
+
+def test_pure_synthetic_exact_w2():
+    n = np.stack([S.constant_size(5, T), S.linear_size(3, T)])
+    alpha = np.stack([S.pure_synthetic_alpha(T)] * 2)
+    loss = G.simulate(1, -1.0, 2.0, alpha, n, G.GaussianConfig(), 20000)
+    for g in range(2):
+        exact = G.pure_synthetic_w2(2.0, n[g])
+        se = loss[g].std(0, ddof=1) / np.sqrt(loss.shape[1])
+        assert np.all(np.abs(loss[g].mean(0) - exact) < 4 * se)
+    # power: the same Monte Carlo rejects "no drift" (the risk stays at its t = 0 value)
+    se = loss[0].std(0, ddof=1) / np.sqrt(loss.shape[1])
+    assert loss[0].mean(0)[-1] - G.pure_synthetic_w2(2.0, n[0])[0] > 10 * se[-1]
+
+
+def test_contract_same_key():
+    alpha, n = S.constant_alpha(0.4, T), S.linear_size(6, T)
+    a = G.simulate(5, 0.0, 1.0, alpha, n, G.GaussianConfig(), 8)
+    b = G.simulate(5, 0.0, 1.0, alpha, n, G.GaussianConfig(), 8)
+    c = G.simulate(6, 0.0, 1.0, alpha, n, G.GaussianConfig(), 8)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.slow
+def test_contract_jit_equals_eager():
+    """Slow (minutes on 2 cores): the whole recursion without jit."""
+    alpha, n = S.constant_alpha(0.4, T), S.linear_size(6, T)
+    a = G.simulate(5, 0.0, 1.0, alpha, n, G.GaussianConfig(), 8)
+    with jax.disable_jit():
+        eager = G.simulate(5, 0.0, 1.0, alpha, n, G.GaussianConfig(), 2)
+    np.testing.assert_allclose(eager, a[:2], rtol=1e-10)
+
+
+def test_bad_input():
+    alpha, n = S.constant_alpha(0.4, T), S.linear_size(6, T)
+    with pytest.raises(ValueError, match="sigma"):
+        G.simulate(0, 0.0, -1.0, alpha, n)
+    with pytest.raises(ValueError, match="n must be >= 2"):
+        G.simulate(0, 0.0, 1.0, alpha, S.constant_size(1, T))
+    with pytest.raises(ValueError, match="alpha"):
+        G.simulate(0, 0.0, 1.0, alpha * 2, n)

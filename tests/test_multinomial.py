@@ -1,0 +1,248 @@
+"""Multinomial recursion: sampler exactness, NumPy reference, exact recurrences, contract and bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+import collapse_jax.multinomial as M
+from collapse_jax import schedules as S
+import multinomial_reference as ref
+
+K, T, R, CHUNK = 6, 8, 4000, 4000  # one shape everywhere: one compilation per regime per worker
+P = np.array([0.35, 0.25, 0.15, 0.12, 0.08, 0.05])
+
+
+def _grid():
+    alpha = np.stack([S.constant_alpha(0.3, T), S.power_decay_alpha(0.7, T), S.pure_synthetic_alpha(T),
+                      S.constant_alpha(0.9, T)])
+    n = np.stack([S.constant_size(15, T), S.linear_size(8, T), S.quadratic_size(3, T), S.constant_size(4, T)])
+    return alpha, n
+
+
+def _chi2_pvalue(x, pmf_fn):
+    lo, hi = int(x.min()), int(x.max())
+    ks = np.arange(lo, hi + 1)
+    obs = np.bincount((x - lo).astype(int), minlength=ks.size).astype(float)
+    exp = pmf_fn(ks) * x.size
+    exp[0] += pmf_fn.cdf_below(lo) * x.size
+    exp[-1] += pmf_fn.sf_above(hi) * x.size
+    keep = exp >= 5
+    o = np.append(obs[keep], obs[~keep].sum())
+    e = np.append(exp[keep], exp[~keep].sum())
+    if e[-1] < 5:
+        o, e = o[:-2].tolist() + [o[-2] + o[-1]], e[:-2].tolist() + [e[-2] + e[-1]]
+    return stats.chisquare(np.asarray(o), np.asarray(e) * np.sum(o) / np.sum(e)).pvalue
+
+
+class _Binom:
+    def __init__(self, n, p):
+        self.d = stats.binom(n, p)
+
+    def __call__(self, k):
+        return self.d.pmf(k)
+
+    def cdf_below(self, k):
+        return self.d.cdf(k - 1)
+
+    def sf_above(self, k):
+        return self.d.sf(k)
+
+
+# --- exact binomial and multinomial samplers -----------------------------------------------------------------------
+CASES = [(5, 0.3), (40, 0.1), (1000, 0.004), (1000, 0.03), (10 ** 6, 0.3), (30, 0.9), (10 ** 6, 2e-6), (12, 0.5),
+         (10 ** 9, 1e-3), (7, 0.0), (7, 1.0), (0, 0.4)]
+
+
+def test_binomial_matches_scipy_pmf():
+    draws = 40000
+    n = jnp.asarray([[c[0]] * draws for c in CASES], jnp.float64)
+    p = jnp.asarray([[c[1]] * draws for c in CASES], jnp.float64)
+    x = np.asarray(jax.jit(M.binomial)(jax.random.key(11), n, p))
+    for (nn, pp), row in zip(CASES, x):
+        assert np.all(row == np.round(row)) and row.min() >= 0 and row.max() <= nn
+        if pp in (0.0, 1.0) or nn == 0:
+            assert np.all(row == nn * pp)
+            continue
+        assert _chi2_pvalue(row, _Binom(nn, pp)) > 1e-3, (nn, pp)
+        z = (row.mean() - nn * pp) / np.sqrt(nn * pp * (1 - pp) / draws)
+        assert abs(z) < 4.5, (nn, pp, z)
+
+
+def test_binomial_detects_a_wrong_pmf():
+    """The goodness-of-fit check above can fail: the draws reject a binomial with a slightly different p."""
+    x = np.asarray(jax.jit(M.binomial)(jax.random.key(3), jnp.full((40000,), 1000.0), jnp.full((40000,), 0.03)))
+    assert _chi2_pvalue(x, _Binom(1000, 0.0315)) < 1e-6
+
+
+def test_multinomial_counts_exact_moments():
+    q = jnp.asarray(np.array([0.5, 0.2, 0.15, 0.1, 0.05, 0.0]))
+    draws, n = 30000, 250.0
+    keys = jax.random.split(jax.random.key(5), draws)
+    c = np.asarray(jax.jit(jax.vmap(M.sample_multinomial, in_axes=(0, None, None)))(keys, n, q))
+    assert np.all(c.sum(1) == n) and np.all(c[:, -1] == 0)
+    qq = np.asarray(q)
+    cov = n * (np.diag(qq) - np.outer(qq, qq))
+    emp = np.cov(c.T)
+    se = np.sqrt((cov ** 2 + np.outer(np.diag(cov), np.diag(cov))) / draws) + 1e-12
+    assert np.all(np.abs(emp - cov) < 5 * se)
+    for j in range(5):  # each margin is exactly Binomial(n, q_j)
+        assert _chi2_pvalue(c[:, j], _Binom(int(n), qq[j])) > 1e-3
+
+
+# --- simulator vs NumPy reference ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("regime,type1,type2", [("replace", 0, 0), ("accumulate", 0, 0), ("filter", 0.3, 0.2)])
+def test_simulator_matches_numpy_reference(regime, type1, type2):
+    alpha, n = _grid()  # the grid shape shared by every simulate call here: one compilation per regime
+    cfg = M.MultinomialConfig(regime, type1, type2)
+    jx = M.simulate(7, P, alpha, n, cfg, R, chunk_size=CHUNK, progress=False)[1]
+    np_ = ref.simulate(np.random.default_rng(7), P, alpha[1], n[1], regime, type1, type2, num_replicates=400)
+    for t in (1, T // 2, T):
+        assert stats.ks_2samp(jx[:, t], np_[:, t]).pvalue > 1e-3, (regime, t)
+
+
+# --- simulator vs exact recurrences (float64) ----------------------------------------------------------------------
+@pytest.mark.parametrize("cfg", [M.MultinomialConfig("replace"), M.MultinomialConfig("accumulate"),
+                                 M.MultinomialConfig("filter", 0.2, 0.3)])
+def test_monte_carlo_matches_exact_recurrence(cfg):
+    alpha, n = _grid()
+    losses = M.simulate(1, P, alpha, n, cfg, R, chunk_size=CHUNK, progress=False)
+    for g in range(alpha.shape[0]):
+        theory = M.theory_risk(P, alpha[g], n[g], cfg)
+        mean, se = losses[g].mean(0), losses[g].std(0, ddof=1) / np.sqrt(R)
+        z = (mean - theory) / se
+        assert np.all(np.abs(z) < 4.0), (cfg.regime, g, z)
+
+
+def test_monte_carlo_rejects_the_wrong_recurrence():
+    """Power check: the same Monte Carlo tells replace from accumulate, so the agreement above is not vacuous."""
+    alpha, n = _grid()
+    losses = M.simulate(1, P, alpha, n, M.MultinomialConfig("replace"), R, chunk_size=CHUNK, progress=False)
+    wrong = M.accumulate_risk(P, alpha[0], n[0])
+    z = (losses[0].mean(0) - wrong) / (losses[0].std(0, ddof=1) / np.sqrt(R))
+    assert np.max(np.abs(z)) > 10
+
+
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(seed=st.integers(0, 10 ** 6), a0=st.lists(st.floats(0.0, 1.0), min_size=4, max_size=4),
+       gamma=st.lists(st.floats(0.0, 1.5), min_size=4, max_size=4),
+       n0=st.lists(st.integers(1, 40), min_size=4, max_size=4), regime=st.sampled_from(["replace", "accumulate"]))
+def test_property_random_parameters(seed, a0, gamma, n0, regime):
+    """Four random (p, alpha_t = a0 t^-gamma, n_t = n0 (t+1)) settings per example, one grid call."""
+    p = np.random.default_rng(seed).dirichlet(np.ones(K))
+    t = np.maximum(np.arange(T + 1), 1.0)
+    alpha = np.stack([np.minimum(1.0, a * t ** -g) for a, g in zip(a0, gamma)])
+    n = np.stack([S.linear_size(m, T) for m in n0])
+    cfg = M.MultinomialConfig(regime)
+    losses = M.simulate(seed, p, alpha, n, cfg, R, chunk_size=CHUNK, progress=False)
+    for g in range(4):
+        theory = M.theory_risk(p, alpha[g], n[g], cfg)
+        se = losses[g].std(0, ddof=1) / np.sqrt(R)
+        assert np.all(np.abs(losses[g].mean(0) - theory) < 4.5 * se + 1e-15)
+
+
+# --- theory identities ---------------------------------------------------------------------------------------------
+def test_theory_identities():
+    s = 1 - np.sum(P ** 2)
+    long = 4000
+    r = M.replace_risk(P, S.constant_alpha(0.2, long), S.constant_size(10, long))
+    assert r[-1] == pytest.approx(M.fixed_alpha_limit(P, 0.2, 10), rel=1e-10)
+    assert M.fixed_alpha_limit(P, 0.0, 10) == pytest.approx(s)
+    assert M.fixed_alpha_limit(P, 1.0, 10) == pytest.approx(s / 10)
+    n = S.linear_size(3, 30)
+    assert np.allclose(M.replace_risk(P, S.pure_synthetic_alpha(30), n), M.pure_synthetic_limit(P, n))
+    alpha = S.power_decay_alpha(0.5, 30)
+    # a filter that keeps everything (a = 0, b = 1 - 1e-16 ~ 1) reduces to replace
+    assert np.allclose(M.filter_risk(P, alpha, n, 0.0, 1 - 1e-15), M.replace_risk(P, alpha, n), rtol=1e-9)
+    # alpha = 1 everywhere: accumulate is a single sample of size S_t
+    n2 = S.constant_size(7, 5)
+    assert np.allclose(M.accumulate_risk(P, np.ones(6), n2), s / np.cumsum(n2))
+    # exact E[1/N | N > 0] against brute force, and the mean-field form for large n
+    k = np.arange(1, 51)
+    brute = np.sum(stats.binom.pmf(k, 50, 0.1) / k) / (1 - 0.9 ** 50)
+    assert M.expected_inverse_kept(50, 0.1) == pytest.approx(brute, rel=1e-12)
+    assert M.expected_inverse_kept(10 ** 6, 0.3) == pytest.approx(1 / (3e5), rel=1e-4)
+
+
+def test_adaptive_alpha_is_a_recurrence_fixed_point():
+    n = S.constant_size(20, 50)
+    alpha, r = M.adaptive_alpha(P, lambda risk: float(np.exp(-20 * risk)), n)
+    assert np.allclose(r, M.replace_risk(P, alpha, n))
+    assert np.allclose(1 - alpha[1:], np.exp(-20 * r[:-1]))
+
+
+# --- contract: jit == eager, vmap == loop, same key == same draw -----------------------------------------------------
+def test_contract_jit_vmap_keys():
+    p = jnp.asarray(P)
+    alpha, n = jnp.asarray(S.constant_alpha(0.4, 3)), jnp.asarray(S.linear_size(6, 3))
+    kappa = jnp.ones_like(alpha)
+    cfg = M.MultinomialConfig("accumulate")
+    keys = jax.random.split(jax.random.key(2), 3)
+    jitted = np.asarray(M.batched_risk(keys, p, alpha[None], n[None], kappa[None], cfg))[0]
+    loop = np.stack([np.asarray(jax.jit(M.replicate_risk, static_argnums=5)(k, p, alpha, n, kappa, cfg))
+                     for k in keys])
+    np.testing.assert_allclose(jitted, loop, rtol=1e-12)
+    again = np.asarray(M.batched_risk(keys, p, alpha[None], n[None], kappa[None], cfg))[0]
+    np.testing.assert_array_equal(jitted, again)
+    other = np.asarray(M.batched_risk(jax.random.split(jax.random.key(3), 3), p, alpha[None], n[None],
+                                      kappa[None], cfg))[0]
+    assert not np.array_equal(jitted, other)
+
+
+@pytest.mark.slow
+def test_contract_jit_equals_eager():
+    """Slow (about a minute on 2 cores): one replicate without jit against the compiled batch."""
+    p = jnp.asarray(P)
+    alpha, n = jnp.asarray(S.constant_alpha(0.4, 3)), jnp.asarray(S.linear_size(6, 3))
+    kappa = jnp.ones_like(alpha)
+    cfg = M.MultinomialConfig("accumulate")
+    keys = jax.random.split(jax.random.key(2), 3)
+    jitted = np.asarray(M.batched_risk(keys, p, alpha[None], n[None], kappa[None], cfg))[0]
+    with jax.disable_jit():
+        eager = np.asarray(M.replicate_risk(keys[0], p, alpha, n, kappa, cfg))
+    np.testing.assert_allclose(jitted[0], eager, rtol=1e-12)
+
+
+def test_chunking_does_not_change_draws():
+    alpha, n = _grid()
+    whole = M.simulate(4, P, alpha, n, M.MultinomialConfig(), R, chunk_size=CHUNK, progress=False)
+    parts = M.simulate(4, P, alpha, n, M.MultinomialConfig(), 2 * R, chunk_size=CHUNK, progress=False)
+    np.testing.assert_array_equal(whole, parts[:, :R])
+
+
+# --- bad input: clear errors before compute ------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(alpha=np.r_[1.0, 0.5, 1.2]), "alpha must lie in"),
+    (dict(alpha=np.r_[1.0, -0.1, 0.5]), "alpha must lie in"),
+    (dict(n=np.r_[5.0, 0.0, 5.0]), "n must be >= 1"),
+    (dict(n=np.r_[5.0, 2.5, 5.0]), "whole numbers"),
+    (dict(n=np.r_[5.0, 5.0]), "same length"),
+    (dict(p=np.r_[0.5, 0.6, -0.1]), "simplex"),
+    (dict(p=np.r_[0.5, 0.4, 0.05]), "simplex"),
+    (dict(config=M.MultinomialConfig("filter", 1.0 - 1e-12, 0.0), alpha=np.r_[1.0, 0.0, 0.0]), "keeps nothing"),
+])
+def test_bad_input_raises_before_compute(kwargs, match):
+    args = dict(p=np.r_[0.5, 0.3, 0.2], alpha=np.r_[1.0, 0.5, 0.5], n=np.r_[5.0, 5.0, 5.0],
+                config=M.MultinomialConfig())
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        M.simulate(0, args["p"], args["alpha"], args["n"], args["config"], 3)
+
+
+@pytest.mark.parametrize("kwargs", [dict(regime="nope"), dict(regime="filter", type1=1.0),
+                                    dict(regime="filter", type2=-0.1)])
+def test_bad_config(kwargs):
+    with pytest.raises(ValueError):
+        M.MultinomialConfig(**kwargs)
+
+
+def test_bad_schedules():
+    with pytest.raises(ValueError, match="num_steps"):
+        S.check_alpha(np.ones(5), num_steps=5)
+    with pytest.raises(ValueError, match="alpha"):
+        S.constant_alpha(1.5, 4)
+    with pytest.raises(ValueError, match="n must"):
+        S.constant_size(0, 4)
