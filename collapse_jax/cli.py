@@ -13,6 +13,7 @@ import sys
 # Experiment modules, each contributing one or more subcommands.
 COMMAND_MODULES = [
     "collapse_jax.gmm_network_cli",
+    "collapse_jax.sigma_cli",
 ]
 
 
