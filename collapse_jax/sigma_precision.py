@@ -27,7 +27,7 @@ FAMILIES = ("isotropic", "anisotropic", "student_t", "unit_norm")
 EMBEDDINGS = "embeddings"
 DEFAULT_RATIOS = (1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 DEFAULT_DIMS = (8, 32, 128, 384)
-DEFAULT_BLOCKS = (4000, 4000, 1000, 200)
+DEFAULT_BLOCKS = (1000, 400, 80, 8)
 CHUNK_ROWS = 32768
 
 
