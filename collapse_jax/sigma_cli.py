@@ -53,8 +53,9 @@ def add_parser(sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = sp.PrecisionConfig()
     p.add_argument("--dims", type=_ints, default=d.dims, help="comma-separated dimensions d")
-    p.add_argument("--blocks", type=_ints, default=d.blocks,
-                   help="random blocks per cell: one entry per dimension, or one for all")
+    p.add_argument("--blocks", type=_ints, default=None,
+                   help=f"random blocks per cell: one entry per dimension, or one for all (default: {d.blocks} for "
+                        "d = 8, 32, 128, 384; other d take the entry of the next listed d)")
     p.add_argument("--families", type=_names, default=d.families,
                    help=f"comma-separated data families from {', '.join(sp.FAMILIES)}; empty ('') to run only "
                         "--embeddings")
@@ -77,7 +78,8 @@ def add_parser(sub) -> None:
 
 
 def config_from_args(args) -> sp.PrecisionConfig:
-    cfg = sp.PrecisionConfig(dims=tuple(args.dims), blocks=tuple(args.blocks), families=tuple(args.families),
+    blocks = tuple(args.blocks) if args.blocks else sp.PrecisionConfig.default_blocks(args.dims)
+    cfg = sp.PrecisionConfig(dims=tuple(args.dims), blocks=blocks, families=tuple(args.families),
                              num_points=args.num_points, ratios=tuple(args.ratios), level=args.level,
                              seed=args.seed, t_dof=args.t_dof, condition_number=args.condition_number,
                              embeddings=args.embeddings)

@@ -75,6 +75,12 @@ class PrecisionConfig:
                 raise ValueError(f"num_points N={self.num_points} must exceed the dimension d={d}")
         return self
 
+    @staticmethod
+    def default_blocks(dims) -> tuple[int, ...]:
+        """Default blocks per cell for each dimension, sized for a 2-core CPU (cost ~ 3 * 100 d * d^2 per block)."""
+        return tuple(DEFAULT_BLOCKS[min(int(np.searchsorted(DEFAULT_DIMS, d)), len(DEFAULT_DIMS) - 1)]
+                     for d in dims) or (DEFAULT_BLOCKS[-1],)
+
     def blocks_for(self, index: int) -> int:
         return self.blocks[0] if len(self.blocks) == 1 else self.blocks[index]
 

@@ -242,3 +242,21 @@ def test_bad_input_errors_name_the_problem():
         spp.PrecisionConfig(families=("cauchy",)).validate()
     with pytest.raises(ValueError, match="t_dof"):
         spp.PrecisionConfig(t_dof=3.0).validate()
+
+
+def test_cli_embeddings_cell_runs_and_resumes(tmp_path):
+    from collapse_jax import sigma_cli
+
+    emb = np.random.default_rng(9).standard_normal((500, 3))
+    np.save(tmp_path / "emb.npy", emb)
+    argv = ["sigma-precision", "--families", "", "--dims", "", "--embeddings", str(tmp_path / "emb.npy"),
+            "--blocks", "5", "--ratios", "1,10", "--out", str(tmp_path / "run")]
+    assert sigma_cli.main(argv) == 0
+    table = (tmp_path / "run" / "table.md").read_text()
+    assert "| embeddings | 3 | 4 |" in table and "| embeddings | 3 | 30 |" in table
+    assert (tmp_path / "run" / "manifest.json").exists() and (tmp_path / "run" / "coverage.png").exists()
+    chunk = np.load(tmp_path / "run" / "chunks" / "chunk-000000.npz")
+    assert float(chunk["truth"]) == pytest.approx(ref.logdet(emb.T @ emb), rel=1e-12)
+    assert sigma_cli.main(argv) == 0  # resume: the chunk is reused, same table
+    assert (tmp_path / "run" / "table.md").read_text() == table
+    assert sigma_cli.main(argv[:-1] + [str(tmp_path / "run"), "--seed", "1"]) == 2  # different config, same folder
