@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES = [
     "collapse_jax.gmm_network_cli",
     "collapse_jax.recursions_cli",
+    "collapse_jax.sigma_cli",
 ]
 
 

@@ -30,3 +30,30 @@ def distance_matrix_norm(x: jnp.ndarray) -> jnp.ndarray:
     """``||D||_F`` of the pairwise distance matrix of the rows of ``x``: ``sqrt(sum_ij ||x_i - x_j||^2)``."""
     diff = x[..., :, None, :] - x[..., None, :, :]
     return jnp.sqrt(jnp.sum(diff * diff, axis=(-3, -2, -1)))
+
+
+def within_model_spread(x: jnp.ndarray) -> jnp.ndarray:
+    """Within-model spread: mean distance of a model's L embeddings to their mean (seed 000, Figure 3).
+
+    ``x`` (..., num_samples, dim) -> (...,): ``(1/L) sum_l ||phi_l - mean_l phi_l||_2``; 0 for a point mass.
+    """
+    centred = x - jnp.mean(x, axis=-2, keepdims=True)
+    sq = jnp.sum(centred * centred, axis=-1)
+    return jnp.mean(jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0), axis=-1)
+
+
+def classical_mds(d: jnp.ndarray, num_components: int = 2) -> jnp.ndarray:
+    """Classical (Torgerson) multidimensional scaling of a distance matrix ``d`` (m, m) -> coordinates (m, k).
+
+    ``B = -1/2 J D^2 J`` with ``J = I - 11^T/m``; coordinates are the top ``k`` eigenvectors scaled by the square roots
+    of their (clipped at 0) eigenvalues. Exact (up to rotation/reflection) when ``d`` is Euclidean in ``k`` dims.
+    Each column's sign is fixed so that its entry of largest magnitude is positive (deterministic output).
+    """
+    m = d.shape[-1]
+    j = jnp.eye(m, dtype=d.dtype) - 1.0 / m
+    b = -0.5 * j @ (d * d) @ j
+    w, v = jnp.linalg.eigh((b + b.T) / 2)
+    w, v = w[::-1][:num_components], v[:, ::-1][:, :num_components]
+    coords = v * jnp.sqrt(jnp.maximum(w, 0.0))
+    pivot = jnp.take_along_axis(coords, jnp.argmax(jnp.abs(coords), axis=0)[None, :], axis=0)
+    return coords * jnp.where(pivot < 0, -1.0, 1.0)

@@ -1,0 +1,110 @@
+"""Sigma-UB monitoring (seed 002, Section 3.4 and Appendix B; spec ``sigma_spectral.md``).
+
+Track I (deterministic "KF" envelope): with unit-norm embeddings the unseen tail has ``tr G_2 = N - n >= rho(G_2)``,
+so ``G <= G_1 + tau I`` (Loewner), ``tau = N - n``, and ``L_eps(G) <= L_eps(G_1 + tau I)``; normalised gain
+``G_I = log det(G_1 + (eps + tau) I) - d log(eps + tau) = sum_i log(1 + lambda_i(G_1) / (eps + tau))``.
+
+Track II (LLN scaling): ``U_LLN = L_eps(G_1) + d log(N / n)``; covariance-normalised ``U_cov = log det(G_1/n + eps I)``.
+
+Drifts against a baseline checkpoint ``g0``: ``Delta U(g) = U(g) - U(g0)``, ``Delta G_I(g) = G_I(g) - G_I(g0)``.
+The observed index set (n of the N rows) is drawn once per run and reused at every checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from collapse_jax import _checks, spectral
+
+
+class TrackValues(NamedTuple):
+    envelope: jnp.ndarray  # L_eps(G_1 + tau I): Track I upper envelope of L_eps(G)
+    gain: jnp.ndarray      # G_I, the normalised Track I gain
+    u_lln: jnp.ndarray     # Track II, size corrected
+    u_cov: jnp.ndarray     # Track II, covariance normalised
+
+
+def tracks(g1: jnp.ndarray, n, num_points, eps: float) -> TrackValues:
+    """Track I and Track II from one checkpoint's observed Gram ``G_1`` (dim, dim) of ``n`` rows out of ``N``."""
+    d = g1.shape[-1]
+    tau = jnp.asarray(num_points - n, g1.dtype)
+    eye = jnp.eye(d, dtype=g1.dtype)
+    envelope = spectral.logdet_chol(g1 + tau * eye, eps)
+    gain = envelope - d * jnp.log(eps + tau)
+    u_lln = spectral.logdet_chol(g1, eps) + d * jnp.log(jnp.asarray(num_points, g1.dtype) / n)
+    u_cov = spectral.logdet_chol(g1 / n, eps)
+    return TrackValues(envelope, gain, u_lln, u_cov)
+
+
+def drifts(values: TrackValues, baseline: int = 0) -> TrackValues:
+    """``Delta X(g) = X(g) - X(g0)`` for each track along the leading (checkpoint) axis."""
+    return TrackValues(*(v - v[baseline] for v in values))
+
+
+def observed_indices(key: jax.Array, num_points: int, n: int) -> np.ndarray:
+    """The observed index set: ``n`` distinct rows of ``N``, drawn once per run from ``key``, sorted."""
+    n, num_points = _checks.positive_int("n", n), _checks.positive_int("N", num_points)
+    if n > num_points:
+        raise ValueError(f"observed block size n={n} exceeds the number of embeddings N={num_points}")
+    return np.sort(np.asarray(jax.random.choice(key, num_points, (n,), replace=False)))
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """Unit-norm rows (Track I's assumption); raises on a zero row."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if np.any(norms == 0):
+        raise ValueError("an embedding has zero norm and cannot be normalised to unit norm")
+    return x / norms
+
+
+@dataclass
+class SigmaMonitor:
+    """Online Sigma-UB monitor: feed one checkpoint's embeddings ``(N, d)`` at a time with :meth:`update`.
+
+    The observed index set is drawn on the first update (from ``key``) and reused; every checkpoint must have the
+    same ``N`` and ``d``. Embeddings are normalised to unit norm when ``normalize`` (Track I's assumption).
+    """
+
+    key: jax.Array
+    n: int
+    eps: float = 1e-6
+    normalize: bool = True
+    indices: np.ndarray | None = None
+    history: list = field(default_factory=list)
+    shape: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        self.n = _checks.positive_int("n", self.n)
+        self.eps = _checks.in_interval("eps", self.eps, 0.0, np.inf)
+
+    def update(self, embeddings) -> dict:
+        """Score one checkpoint; returns its tracks and drifts against the first checkpoint."""
+        x = spectral.check_embeddings("embeddings", embeddings, None if self.shape is None else self.shape[1])
+        if self.shape is not None and x.shape[0] != self.shape[0]:
+            raise ValueError(f"embeddings has N={x.shape[0]} rows but the run started with N={self.shape[0]}")
+        num_points, d = x.shape
+        if self.indices is None:
+            spectral.check_eps(self.eps, num_points=self.n, dim=d)
+            self.indices = observed_indices(self.key, num_points, self.n)
+            self.shape = (num_points, d)
+        block = x[self.indices]
+        if self.normalize:
+            block = normalize_rows(block)
+        g1 = spectral.gram(jnp.asarray(block))
+        vals = tracks(g1, self.n, num_points, self.eps)
+        if not all(np.isfinite(float(v)) for v in vals):
+            raise ValueError("G_1 + eps I is not positive definite at this checkpoint; use a larger eps")
+        self.history.append(vals)
+        base = self.history[0]
+        return dict(checkpoint=len(self.history) - 1, **{k: float(v) for k, v in vals._asdict().items()},
+                    delta_u_lln=float(vals.u_lln - base.u_lln), delta_u_cov=float(vals.u_cov - base.u_cov),
+                    delta_gain=float(vals.gain - base.gain))
+
+    def values(self) -> TrackValues:
+        """All checkpoints so far, stacked: each field ``(num_checkpoints,)``."""
+        return TrackValues(*(jnp.stack(v) for v in zip(*self.history)))

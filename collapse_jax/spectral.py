@@ -1,0 +1,358 @@
+"""Sigma spectral estimators: Gram streaming, log-det, Theorems 1-3 and bias-corrected intervals (seed 002).
+
+Convention: embeddings are the *rows* of ``x`` with shape ``(num_points, dim)``; the Gram matrix is the
+``(dim, dim)`` matrix ``G = sum_i x_i x_i^T = x^T x`` (the seed writes ``X X^T`` with embeddings as columns; it is
+the same matrix). The observed block has ``n`` rows, the full data set ``N``; ``G = G_1 + G_2``.
+
+Equation references are to ``shared/spec/sigma_spectral.md`` (which restates the seed's stripped equations):
+
+* regularised log-det ``L_eps(M) = log det(M + eps I) = 2 sum log diag chol(M + eps I)``;
+* Theorem 1: ``log det G_1 <= log det G <= sum_i log(lambda_i(G_1) + rho(G_2))``;
+* Theorem 2: ``L_hat = log det G_1 + d log(N/n)``; over-estimation ratio ``OR = prod_i lambda_1(S) / lambda_i(S)``;
+* Theorem 3: ``log det G in L_hat +- z tau_hat / sqrt(n)``, ``tau^2 = Var(M)``, ``M = x^T Sigma^{-1} x``;
+  block-size rule ``n >= (z tau / e)^2``.
+
+Corrections that go beyond the seed (derived in ``docs/sigma.md``):
+
+* exact for zero-mean Gaussian data: ``det G_1 / det G`` is Wilks' Lambda, a product of independent
+  ``Beta((n-i+1)/2, (N-n)/2)``, so ``log det G - log det G_1`` has mean ``sum_i psi((N-i+1)/2) - psi((n-i+1)/2)``
+  and variance ``sum_i psi'((n-i+1)/2) - psi'((N-i+1)/2)`` (digamma / trigamma);
+* distribution-free, second order: ``E[log det G - L_hat] ~ (E[M^2] - d)/2 * (1/n - 1/N)`` with ``E[M^2]`` estimated
+  from the block's own in-sample Mahalanobis norms;
+* scaled-Wishart (hybrid): the exact Gaussian bias times ``(E[M^2] - d) / (d (d + 1))``, which equals the second-order
+  term to leading order but keeps the Gaussian's higher-order ``d/n`` terms.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import digamma, polygamma
+from scipy.stats import norm as _norm
+
+from collapse_jax import _checks
+
+# --------------------------------------------------------------------------------------------------------------
+# Input validation (raises before any compute)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def check_embeddings(name: str, x, dim: int | None = None) -> np.ndarray:
+    """Return ``x`` as a finite float64 ``(num_points, dim)`` array or raise ``ValueError`` naming the problem."""
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D array (num_points, dim), got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"{name} has dim {arr.shape[1]} but {dim} was expected (non-matching dimensions)")
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.count_nonzero(~np.isfinite(arr)))
+        raise ValueError(f"{name} contains {bad} NaN/inf entries; embeddings must be finite")
+    return arr
+
+
+def check_block_sizes(n: int, dim: int, num_points: int) -> tuple[int, int, int]:
+    """Check ``d < n <= N`` (Theorems 2-3 need a block with more rows than dimensions, inside the data)."""
+    n = _checks.positive_int("n", n)
+    dim = _checks.positive_int("dim", dim)
+    num_points = _checks.positive_int("N", num_points)
+    if n <= dim:
+        raise ValueError(f"block size n must exceed the dimension d (n > d), got n={n}, d={dim}")
+    if num_points < n:
+        raise ValueError(f"total count N must be at least the block size n, got N={num_points} < n={n}")
+    return n, dim, num_points
+
+
+def check_eps(eps: float, *, num_points: int | None = None, dim: int | None = None) -> float:
+    """``eps >= 0``; ``eps > 0`` is required when the Gram matrix is rank deficient (fewer points than ``dim``)."""
+    eps = _checks.in_interval("eps", eps, 0.0, math.inf)
+    if num_points is not None and dim is not None and num_points < dim and eps <= 0:
+        raise ValueError(f"eps must be > 0 for rank-deficient input ({num_points} points in dim {dim}); got eps={eps}")
+    return eps
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Gram matrices and log-determinants
+# --------------------------------------------------------------------------------------------------------------
+
+
+def gram(x: jnp.ndarray) -> jnp.ndarray:
+    """``G = x^T x`` for rows ``x`` (..., num_points, dim) -> (..., dim, dim)."""
+    return jnp.einsum("...ni,...nj->...ij", x, x)
+
+
+@jax.jit
+def _accumulate(g: jnp.ndarray, chunk: jnp.ndarray) -> jnp.ndarray:
+    return g + gram(chunk.astype(g.dtype))
+
+
+class StreamedGram(NamedTuple):
+    gram: np.ndarray  # (dim, dim)
+    num_points: int
+
+
+def gram_streaming(chunks: Iterable, dim: int, *, dtype=None, progress=None) -> StreamedGram:
+    """Accumulate ``G = sum_chunks c^T c`` chunk by chunk without holding all embeddings (N can be 10^7 or more).
+
+    ``chunks`` yields ``(rows, dim)`` arrays (NumPy or JAX); each is checked for finite values and matching ``dim``
+    before it is added. Chunks of equal size share one compilation. ``progress`` is an optional tqdm-like bar.
+    """
+    dim = _checks.positive_int("dim", dim)
+    dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    g = jnp.zeros((dim, dim), dtype)
+    count = 0
+    for k, c in enumerate(chunks):
+        c = check_embeddings(f"chunk {k}", c, dim)
+        g = _accumulate(g, jnp.asarray(c))
+        count += c.shape[0]
+        if progress is not None:
+            progress.update(c.shape[0])
+    if count == 0:
+        raise ValueError("chunks yielded no embeddings")
+    return StreamedGram(np.asarray(g), count)
+
+
+def array_chunks(x, chunk_size: int):
+    """Yield consecutive row chunks of an array (a memory-mapped ``.npy`` file works too)."""
+    chunk_size = _checks.positive_int("chunk_size", chunk_size)
+    for start in range(0, x.shape[0], chunk_size):
+        yield np.asarray(x[start:start + chunk_size])
+
+
+def logdet_chol(m: jnp.ndarray, eps: float = 0.0) -> jnp.ndarray:
+    """``L_eps(M) = log det(M + eps I) = 2 sum_i log diag chol(M + eps I)`` (batched over leading axes).
+
+    Returns NaN (not an error) for a matrix that is not positive definite, so it can run inside jit/vmap; use
+    :func:`logdet` for checked input.
+    """
+    d = m.shape[-1]
+    chol = jnp.linalg.cholesky(m + eps * jnp.eye(d, dtype=m.dtype))
+    return 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+
+
+def logdet(g, eps: float = 0.0, *, num_points: int | None = None) -> jnp.ndarray:
+    """Checked :func:`logdet_chol` of a (batch of) Gram matrices; ``num_points`` (rows behind G) enables the
+    rank-deficiency check on ``eps``. Raises if the shifted matrix is not positive definite."""
+    g = np.asarray(g)
+    if g.ndim < 2 or g.shape[-1] != g.shape[-2]:
+        raise ValueError(f"Gram matrix must be square (..., dim, dim), got shape {g.shape}")
+    if not np.all(np.isfinite(g)):
+        raise ValueError("Gram matrix contains NaN/inf")
+    eps = check_eps(eps, num_points=num_points, dim=g.shape[-1])
+    out = logdet_chol(jnp.asarray(g), eps)
+    if not np.all(np.isfinite(np.asarray(out))):
+        raise ValueError("Gram matrix + eps I is not positive definite (rank deficient?); use eps > 0")
+    return out
+
+
+def batched_logdet(grams: jnp.ndarray, eps: float = 0.0) -> jnp.ndarray:
+    """Jitted log-det of a stack of Gram matrices ``(num_blocks, dim, dim)`` -> ``(num_blocks,)``."""
+    return _batched_logdet(grams, eps)
+
+
+_batched_logdet = jax.jit(logdet_chol)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Theorem 1 (deterministic bounds) and Theorem 2 (scaling, over-estimation ratio)
+# --------------------------------------------------------------------------------------------------------------
+
+
+class Theorem1Bounds(NamedTuple):
+    lower: jnp.ndarray  # log det G_1
+    upper: jnp.ndarray  # sum_i log(lambda_i(G_1) + rho(G_2))
+
+
+def theorem1_bounds(g1: jnp.ndarray, g2: jnp.ndarray) -> Theorem1Bounds:
+    """Theorem 1: ``log det G_1 <= log det(G_1 + G_2) <= sum_i log(lambda_i(G_1) + lambda_max(G_2))``."""
+    lam1 = jnp.linalg.eigvalsh(g1)
+    rho2 = jnp.linalg.eigvalsh(g2)[..., -1]
+    return Theorem1Bounds(jnp.sum(jnp.log(lam1), axis=-1), jnp.sum(jnp.log(lam1 + rho2[..., None]), axis=-1))
+
+
+def scaling_estimate(logdet_g1, n, num_points, dim):
+    """Theorem 2 plug-in: ``L_hat = log det G_1 + d log(N / n)``."""
+    return logdet_g1 + dim * jnp.log(jnp.asarray(num_points, jnp.result_type(float)) / n)
+
+
+def log_overestimation_ratio(sigma_eigenvalues: jnp.ndarray) -> jnp.ndarray:
+    """Theorem 2: ``log OR = sum_i log(lambda_1(Sigma) / lambda_i(Sigma))`` (0 when Sigma is isotropic)."""
+    lam = jnp.asarray(sigma_eigenvalues)
+    return jnp.sum(jnp.log(jnp.max(lam, axis=-1, keepdims=True) / lam), axis=-1)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Theorem 3: Mahalanobis moments, the seed's interval, the block-size rule
+# --------------------------------------------------------------------------------------------------------------
+
+
+def mahalanobis_insample(x_block: jnp.ndarray, g1: jnp.ndarray | None = None) -> jnp.ndarray:
+    """In-sample ``M_i = x_i^T (G_1/n)^{-1} x_i = n h_i`` (h_i the leverages) for the block's rows (n, d) -> (n,).
+
+    ``sum_i M_i = n d`` exactly, so the mean is ``d`` and ``mean(M_i^2) - d^2`` is the plug-in ``tau_hat^2``.
+    """
+    n = x_block.shape[-2]
+    g1 = gram(x_block) if g1 is None else g1
+    chol = jnp.linalg.cholesky(g1)
+    w = jax.scipy.linalg.solve_triangular(chol, jnp.swapaxes(x_block, -1, -2), lower=True)
+    return n * jnp.sum(w * w, axis=-2)
+
+
+def gaussian_insample_var(dim, n):
+    """``Var(M_i)`` of in-sample Mahalanobis norms for Gaussian data: ``n h_i``, ``h_i ~ Beta(d/2, (n-d)/2)``,
+    gives ``2 d (n - d) / (n + 2)`` (vs the population ``2 d``)."""
+    return 2.0 * dim * (n - dim) / (n + 2.0)
+
+
+class MahalanobisMoments(NamedTuple):
+    tau2_plugin: jnp.ndarray  # in-sample Var(M): the seed's tau_hat^2
+    tau2: jnp.ndarray         # calibrated estimate of the population Var(M)
+    m2: jnp.ndarray           # calibrated estimate of E[M^2] = d^2 + Var(M)
+
+
+def mahalanobis_moments(m2_insample, dim, n) -> MahalanobisMoments:
+    """From the block's in-sample ``mean(M_i^2)``: the seed's plug-in ``tau_hat^2 = mean(M_i^2) - d^2`` and a
+    calibrated ``tau^2 = tau_hat^2 * 2d / (2d(n-d)/(n+2))`` (unbiased for Gaussian data: in-sample leverages shrink
+    ``Var(M)`` by ``(n-d)/(n+2)``), with ``E[M^2] = d^2 + tau^2``."""
+    tau2_plugin = jnp.maximum(m2_insample - dim * dim, 0.0)
+    tau2 = tau2_plugin * (n + 2.0) / (n - dim)
+    return MahalanobisMoments(tau2_plugin, tau2, dim * dim + tau2)
+
+
+def z_value(level: float) -> float:
+    """Two-sided normal quantile ``z_{1 - a/2}`` for coverage ``level = 1 - a``."""
+    level = _checks.in_interval("level", level, 0.0, 1.0, low_open=True, high_open=True)
+    return float(_norm.ppf(0.5 + level / 2.0))
+
+
+class Interval(NamedTuple):
+    center: jnp.ndarray
+    half_width: jnp.ndarray
+
+    @property
+    def low(self):
+        return self.center - self.half_width
+
+    @property
+    def high(self):
+        return self.center + self.half_width
+
+    def covers(self, truth):
+        return jnp.abs(truth - self.center) <= self.half_width
+
+
+def seed_interval(l_hat, tau2_plugin, n, z) -> Interval:
+    """Theorem 3 as the seed states it (``N >> n``): ``L_hat +- z tau_hat / sqrt(n)``."""
+    return Interval(l_hat, z * jnp.sqrt(tau2_plugin / n))
+
+
+def block_size_rule(tau, precision, z) -> jnp.ndarray:
+    """Theorem 3 block-size rule: the smallest ``n`` with ``z tau / sqrt(n) <= e``, i.e. ``ceil((z tau / e)^2)``."""
+    return jnp.ceil((z * jnp.asarray(tau) / precision) ** 2)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Bias corrections and corrected intervals
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _halves(dim: int, m):
+    i = jnp.arange(1, dim + 1, dtype=jnp.result_type(float))
+    return (jnp.asarray(m, i.dtype)[..., None] - i + 1.0) / 2.0
+
+
+def wishart_logdet_bias(dim: int, m):
+    """``E[log det(G_m / m)] - log det Sigma = sum_{i=1}^d [psi((m-i+1)/2) + log(2/m)]`` for Gaussian rows."""
+    a = _halves(dim, m)
+    return jnp.sum(digamma(a), axis=-1) + dim * jnp.log(2.0 / jnp.asarray(m, a.dtype))
+
+
+def wishart_bias(dim: int, n, num_points):
+    """Exact Gaussian bias ``E[log det G - L_hat] = b(N) - b(n)`` with ``b`` = :func:`wishart_logdet_bias` (> 0)."""
+    return wishart_logdet_bias(dim, num_points) - wishart_logdet_bias(dim, n)
+
+
+def wishart_variance(dim: int, n, num_points):
+    """Exact Gaussian ``Var(log det G - log det G_1) = sum_i psi'((n-i+1)/2) - psi'((N-i+1)/2)`` (Wilks' Lambda)."""
+    a_n, a_big = _halves(dim, n), _halves(dim, num_points)
+    return jnp.sum(polygamma(1, a_n) - polygamma(1, a_big), axis=-1)
+
+
+def second_order_bias(m2, dim, n, num_points):
+    """Distribution-free second-order bias ``(E[M^2] - d)/2 * (1/n - 1/N)`` (= ``d(d+1)/2 (1/n - 1/N)`` Gaussian)."""
+    return 0.5 * (m2 - dim) * (1.0 / n - 1.0 / num_points)
+
+
+def second_order_interval(l_hat, moments: MahalanobisMoments, dim, n, num_points, z) -> Interval:
+    """``L_hat + (E[M^2]-d)/2 (1/n - 1/N) +- z sqrt(tau^2 (1/n - 1/N))`` with the block's calibrated moments."""
+    c = 1.0 / n - 1.0 / num_points
+    return Interval(l_hat + second_order_bias(moments.m2, dim, n, num_points), z * jnp.sqrt(moments.tau2 * c))
+
+
+def wishart_interval(l_hat, dim: int, n, num_points, z) -> Interval:
+    """Exact for zero-mean Gaussian rows: ``L_hat + wishart_bias +- z sqrt(wishart_variance)``."""
+    return Interval(l_hat + wishart_bias(dim, n, num_points), z * jnp.sqrt(wishart_variance(dim, n, num_points)))
+
+
+def scaled_wishart_interval(l_hat, moments: MahalanobisMoments, dim: int, n, num_points, z) -> Interval:
+    """Hybrid, distribution-free in its leading terms: with ``r = (E[M^2] - d) / (d (d + 1))`` (1 for Gaussian),
+    centre ``L_hat + r * wishart_bias``; variance ``tau^2 (1/n - 1/N) + r^2 (wishart_variance - 2d (1/n - 1/N))``
+    (the Gaussian's higher-order variance scaled like the second-order term). Exact for Gaussian data."""
+    c = 1.0 / n - 1.0 / num_points
+    r = (moments.m2 - dim) / (dim * (dim + 1.0))
+    higher = jnp.maximum(wishart_variance(dim, n, num_points) - 2.0 * dim * c, 0.0)
+    return Interval(l_hat + r * wishart_bias(dim, n, num_points), z * jnp.sqrt(moments.tau2 * c + r * r * higher))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# One block, end to end
+# --------------------------------------------------------------------------------------------------------------
+
+
+class BlockEstimates(NamedTuple):
+    logdet_g1: jnp.ndarray
+    l_hat: jnp.ndarray
+    moments: MahalanobisMoments
+    seed: Interval
+    second_order: Interval
+    wishart: Interval
+    scaled_wishart: Interval
+
+
+def block_estimates_from_stats(logdet_g1, m2_insample, dim: int, n, num_points, z) -> BlockEstimates:
+    """All estimators from a block's two sufficient statistics: ``log det G_1`` and in-sample ``mean(M_i^2)``."""
+    l_hat = scaling_estimate(logdet_g1, n, num_points, dim)
+    mom = mahalanobis_moments(m2_insample, dim, n)
+    return BlockEstimates(logdet_g1, l_hat, mom, seed_interval(l_hat, mom.tau2_plugin, n, z),
+                          second_order_interval(l_hat, mom, dim, n, num_points, z),
+                          wishart_interval(l_hat, dim, n, num_points, z),
+                          scaled_wishart_interval(l_hat, mom, dim, n, num_points, z))
+
+
+def block_estimates(x_block, num_points: int, *, level: float = 0.95) -> BlockEstimates:
+    """Estimate ``log det G`` of an ``N``-point data set from an observed block of ``n`` rows (checked input)."""
+    x_block = check_embeddings("x_block", x_block)
+    n, dim = x_block.shape
+    check_block_sizes(n, dim, num_points)
+    z = z_value(level)
+    xb = jnp.asarray(x_block)
+    g1 = gram(xb)
+    m = mahalanobis_insample(xb, g1)
+    return block_estimates_from_stats(logdet_chol(g1), jnp.mean(m * m), dim, n, num_points, z)
+
+
+ESTIMATORS = ("seed", "second_order", "wishart", "scaled_wishart")
+
+__all__ = [
+    "BlockEstimates", "ESTIMATORS", "Interval", "MahalanobisMoments", "StreamedGram", "Theorem1Bounds",
+    "array_chunks", "batched_logdet", "block_estimates", "block_estimates_from_stats", "block_size_rule",
+    "check_block_sizes", "check_embeddings", "check_eps", "gaussian_insample_var", "gram", "gram_streaming",
+    "log_overestimation_ratio", "logdet", "logdet_chol", "mahalanobis_insample", "mahalanobis_moments",
+    "scaled_wishart_interval", "scaling_estimate", "second_order_bias", "second_order_interval", "seed_interval",
+    "theorem1_bounds", "wishart_bias", "wishart_interval", "wishart_logdet_bias", "wishart_variance", "z_value",
+]

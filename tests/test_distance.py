@@ -1,0 +1,47 @@
+"""Distance estimators: existing functions unchanged; within-model spread and classical MDS vs NumPy reference."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from collapse_jax import distance
+from tests import spectral_reference as ref
+
+
+def test_pairwise_and_frobenius_match_reference():
+    x = np.random.default_rng(0).standard_normal((6, 4))
+    d = np.asarray(distance.pairwise_distances(jnp.asarray(x)))
+    np.testing.assert_allclose(d, ref.pairwise(x), rtol=1e-12, atol=1e-12)
+    assert float(distance.frobenius_norm(jnp.asarray(d))) == pytest.approx(np.linalg.norm(ref.pairwise(x)))
+    assert float(distance.distance_matrix_norm(jnp.asarray(x))) == pytest.approx(np.linalg.norm(ref.pairwise(x)))
+
+
+def test_within_model_spread():
+    x = np.random.default_rng(1).standard_normal((3, 50, 5))
+    expect = [np.mean(np.linalg.norm(xi - xi.mean(0), axis=1)) for xi in x]
+    np.testing.assert_allclose(np.asarray(distance.within_model_spread(jnp.asarray(x))), expect, rtol=1e-12)
+    assert float(distance.within_model_spread(jnp.ones((10, 3)))) == 0.0  # point mass
+    g = jax.grad(lambda a: distance.within_model_spread(a))(jnp.ones((10, 3)))
+    assert np.all(np.isfinite(np.asarray(g)))
+    np.testing.assert_allclose(np.asarray(jax.vmap(distance.within_model_spread)(jnp.asarray(x))), expect, rtol=1e-12)
+
+
+def test_classical_mds_recovers_planar_configuration():
+    r = np.random.default_rng(2)
+    pts = r.standard_normal((12, 2)) * [3.0, 1.0]
+    dist = ref.pairwise(pts)
+    y = np.asarray(distance.classical_mds(jnp.asarray(dist), 2))
+    np.testing.assert_allclose(ref.pairwise(y), dist, rtol=1e-8, atol=1e-8)  # distances reproduced exactly
+    ry = ref.classical_mds(dist, 2)
+    np.testing.assert_allclose(np.abs(y), np.abs(ry), rtol=1e-7, atol=1e-8)  # same axes up to sign
+    np.testing.assert_allclose(np.asarray(jax.jit(distance.classical_mds, static_argnums=1)(jnp.asarray(dist), 2)),
+                               y, rtol=1e-10, atol=1e-10)
+
+
+def test_classical_mds_of_high_dimensional_points_is_a_projection():
+    x = np.random.default_rng(3).standard_normal((20, 8))
+    y = np.asarray(distance.classical_mds(distance.pairwise_distances(jnp.asarray(x)), 2))
+    # 2-D MDS distances never exceed the originals (a projection of the centred points onto the top-2 PCs)
+    assert np.all(ref.pairwise(y) <= ref.pairwise(x) + 1e-9)
+    assert y.shape == (20, 2)

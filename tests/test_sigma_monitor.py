@@ -1,0 +1,80 @@
+"""Sigma-UB monitor: Track I is an upper envelope under unit-norm columns; Tracks vs NumPy reference; online object."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from collapse_jax import sigma_monitor as sm
+from tests import spectral_reference as ref
+
+
+@settings(max_examples=25, deadline=None)
+@given(d=st.integers(2, 6), n_extra=st.integers(1, 15), rest=st.integers(1, 60), seed=st.integers(0, 2**31 - 1),
+       eps=st.sampled_from([1e-6, 1e-2, 1.0]), aniso=st.floats(1.0, 100.0))
+def test_track_one_is_an_upper_envelope_for_unit_norm_rows(d, n_extra, rest, seed, eps, aniso):
+    r = np.random.default_rng(seed)
+    x = sm.normalize_rows(r.standard_normal((d + n_extra + rest, d)) * np.geomspace(1, aniso, d))
+    n = d + n_extra
+    g1, g = x[:n].T @ x[:n], x.T @ x
+    vals = sm.tracks(jnp.asarray(g1), n, len(x), eps)
+    assert ref.logdet(g, eps) <= float(vals.envelope) + 1e-9
+
+
+def test_track_one_envelope_can_fail_without_unit_norm():
+    # the assumption matters: with large-norm rows the unseen energy exceeds N - n and the envelope is violated
+    r = np.random.default_rng(0)
+    x = 10.0 * r.standard_normal((200, 4))
+    vals = sm.tracks(jnp.asarray(x[:20].T @ x[:20]), 20, 200, 1e-6)
+    assert ref.logdet(x.T @ x, 1e-6) > float(vals.envelope)
+
+
+def test_tracks_match_reference():
+    r = np.random.default_rng(1)
+    x = sm.normalize_rows(r.standard_normal((300, 5)))
+    g1 = x[:40].T @ x[:40]
+    vals = sm.tracks(jnp.asarray(g1), 40, 300, 1e-3)
+    g_i, u_lln, u_cov = ref.track_one(g1, 40, 300, 1e-3)
+    assert float(vals.gain) == pytest.approx(g_i, rel=1e-10)
+    assert float(vals.u_lln) == pytest.approx(u_lln, rel=1e-10)
+    assert float(vals.u_cov) == pytest.approx(u_cov, rel=1e-10)
+    # jit == eager
+    jv = jax.jit(sm.tracks, static_argnums=(1, 2, 3))(jnp.asarray(g1), 40, 300, 1e-3)
+    np.testing.assert_allclose(np.asarray(jv), np.asarray(vals), rtol=1e-12)
+
+
+def test_online_monitor_detects_contraction_and_reuses_indices():
+    r = np.random.default_rng(2)
+    mon = sm.SigmaMonitor(jax.random.key(0), n=100, eps=1e-6)
+    healthy = r.standard_normal((2000, 8))
+    first = mon.update(healthy)
+    idx = mon.indices.copy()
+    assert first["delta_u_cov"] == 0.0
+    collapsed = healthy * np.r_[np.ones(4), 0.05 * np.ones(4)]  # half the directions contract
+    rec = mon.update(collapsed)
+    np.testing.assert_array_equal(mon.indices, idx)
+    assert rec["delta_u_cov"] < -5 and rec["delta_u_lln"] < -5 and rec["delta_gain"] < 0
+    assert mon.values().u_cov.shape == (2,)
+    # same key, same observed set
+    mon2 = sm.SigmaMonitor(jax.random.key(0), n=100)
+    mon2.update(healthy)
+    np.testing.assert_array_equal(mon2.indices, idx)
+    np.testing.assert_array_equal(sm.drifts(mon.values()).u_cov, np.asarray([0.0, rec["delta_u_cov"]]))
+
+
+def test_monitor_bad_input():
+    mon = sm.SigmaMonitor(jax.random.key(0), n=10)
+    mon.update(np.random.default_rng(0).standard_normal((50, 3)))
+    with pytest.raises(ValueError, match="non-matching dimensions"):
+        mon.update(np.ones((50, 4)))
+    with pytest.raises(ValueError, match="N=40"):
+        mon.update(np.ones((40, 3)))
+    bad = np.ones((50, 3))
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN/inf"):
+        mon.update(bad)
+    with pytest.raises(ValueError, match="rank-deficient"):
+        sm.SigmaMonitor(jax.random.key(0), n=2, eps=0.0).update(np.ones((50, 3)))
+    with pytest.raises(ValueError, match="exceeds"):
+        sm.observed_indices(jax.random.key(0), 5, 10)
