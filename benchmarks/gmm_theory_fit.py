@@ -106,8 +106,12 @@ def simulate_numpy(rng, *, num_replicates, num_models=3, mu=((-5.0,), (5.0,)), s
 
 
 def dnorm_of(history):
-    diff = history[..., :, None, :] - history[..., None, :, :]
-    return np.sqrt(np.sum(diff * diff, axis=(-3, -2, -1)))
+    """||D||_F over the last two axes (models, components), one leading index at a time to bound memory."""
+    out = np.empty(history.shape[:-2])
+    for idx in np.ndindex(history.shape[:1]):
+        diff = history[idx][..., :, None, :] - history[idx][..., None, :, :]
+        out[idx] = np.sqrt(np.sum(diff * diff, axis=(-3, -2, -1)))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
