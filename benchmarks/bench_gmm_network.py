@@ -89,7 +89,7 @@ def main() -> None:
             row = dict(backend=backend, **timed(cfg, R, backend, repeats))
             row["speedup_vs_numpy"] = numpy_per_rep / row["seconds_per_replicate"]
             out["rows"].append(row)
-            print(f"{backend:6s} R={R:>7d}: {row['seconds']:.3f} s (compile {row['compile_seconds']:.2f} s), "
+            print(f"{backend:6s} R={R:>7d}: {row['seconds']:.3f} s (compile {row['compile_seconds'] or 0:.2f} s), "
                   f"{row['replicate_steps_per_second']:.3g} replicate-steps/s, "
                   f"{row['point_updates_per_second']:.3g} updates/s, x{row['speedup_vs_numpy']:.0f} NumPy", flush=True)
     # progress bar on (20 calls of T/20 steps) against off (one call), same R
