@@ -7,7 +7,6 @@ run folder (config, labelled arrays, plots, manifest) through :class:`collapse_j
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
@@ -296,25 +295,10 @@ def add_parser(sub) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run these subcommands alone (``python3 -m collapse_jax.recursions_cli COMMAND``), without importing the other
-    experiment modules listed in :mod:`collapse_jax.cli` (some may not exist in a partial checkout)."""
-    import sys
+    """``python3 -m collapse_jax.recursions_cli COMMAND ...``: the same as ``collapse-jax COMMAND ...``."""
+    from collapse_jax.cli import main as cli_main
 
-    parser = argparse.ArgumentParser(prog="collapse-jax", description="Iterative-training recursions.")
-    parser.add_argument("--x64", action="store_true", help="compute in float64 (default float32)")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    if args.x64:
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
-    try:
-        return int(args.func(args) or 0)
-    except ValueError as exc:
-        print(f"collapse-jax {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

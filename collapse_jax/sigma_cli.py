@@ -180,23 +180,11 @@ def run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m collapse_jax.sigma_cli sigma-precision ...``) that does not import the other
-    experiments' modules; ``collapse-jax sigma-precision`` is the same command through :mod:`collapse_jax.cli`."""
-    import sys
+    """``python3 -m collapse_jax.sigma_cli COMMAND ...``: the same as ``collapse-jax COMMAND ...``."""
+    from collapse_jax.cli import main as cli_main
 
-    parser = argparse.ArgumentParser(prog="collapse-jax")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    add_parser(sub)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except ValueError as exc:
-        print(f"collapse-jax {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return cli_main(argv)
 
 
 if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())
+    raise SystemExit(main())
