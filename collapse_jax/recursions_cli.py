@@ -102,11 +102,16 @@ def cmd_fig2(args) -> int:
     axes[0, 0].legend(fontsize=8, title="mean, 95% band; -- exact", title_fontsize=8)
     fig.suptitle(f"Seed 003 Figure 2: multinomial K={k}, {reps} replicates (dotted: r_0 = s/n_0)")
     fig.tight_layout()
-    run.save_figure(fig, "fig2.png")
-    plt.close(fig)
+    return _finish(run, fig, "fig2.png", "recursions-fig2", start)
+
+
+def _finish(run, fig, filename: str, command: str, start: float) -> int:
+    """Save the figure, mark the run complete with its wall time, and say where it went."""
+    run.save_figure(fig, filename)
+    _plt().close(fig)
     elapsed = time.perf_counter() - start
     run.finish({"elapsed_s": elapsed})
-    print(f"recursions-fig2: {run.path} ({elapsed:.1f} s end to end)")
+    print(f"{command}: {run.path} ({elapsed:.1f} s end to end)")
     return 0
 
 
@@ -148,12 +153,7 @@ def cmd_fig3(args) -> int:
     ax.set_title(f"Seed 003 Figure 3: pure synthetic with accumulation (K={k}, {reps} replicates; -- Thm A.1)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    run.save_figure(fig, "fig3.png")
-    plt.close(fig)
-    elapsed = time.perf_counter() - start
-    run.finish({"elapsed_s": elapsed})
-    print(f"recursions-fig3: {run.path} ({elapsed:.1f} s end to end)")
-    return 0
+    return _finish(run, fig, "fig3.png", "recursions-fig3", start)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -264,12 +264,7 @@ def cmd_c2(args) -> int:
     fig.suptitle(f"Seed 003 Figure 6 / App. C.2 (multinomial K={args.categories} and Gaussian; {reps} replicates; "
                  "-- exact theory, : Cor. 3.2 limit)")
     fig.tight_layout()
-    run.save_figure(fig, "c2.png")
-    plt.close(fig)
-    elapsed = time.perf_counter() - start
-    run.finish({"elapsed_s": elapsed})
-    print(f"recursions-c2: {run.path} ({elapsed:.1f} s end to end)")
-    return 0
+    return _finish(run, fig, "c2.png", "recursions-c2", start)
 
 
 def add_parser(sub) -> None:

@@ -88,19 +88,25 @@ def geometric_size(base: int, rate: float, num_steps: int) -> np.ndarray:
 
 
 # --- validation of user-supplied arrays ----------------------------------------------------------------------------
+def _schedule_array(name: str, value: Any, num_steps: int | None) -> np.ndarray:
+    """A finite float64 copy of a schedule of shape (num_steps + 1,) or (grid, num_steps + 1), or a clear error."""
+    arr = np.array(_checks.finite_array(name, value), dtype=np.float64)
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"{name} must be a 1-D schedule (or a 2-D grid of schedules), got shape {arr.shape}")
+    if num_steps is not None and arr.shape[-1] != num_steps + 1:
+        raise ValueError(f"{name} must have length num_steps + 1 = {num_steps + 1} (t = 0..{num_steps}), "
+                         f"got {arr.shape[-1]}")
+    if arr.shape[-1] < 2:
+        raise ValueError(f"{name} must have length >= 2 (t = 0 and at least one retraining), got {arr.shape[-1]}")
+    return arr
+
+
 def check_alpha(alpha: Any, num_steps: int | None = None) -> np.ndarray:
     """Validate an ``alpha`` schedule: shape (num_steps + 1,) (or (grid, num_steps + 1)), values in [0, 1].
 
     ``alpha[..., 0]`` is set to 1 (generation 0 is fitted on real data only).
     """
-    arr = np.array(_checks.finite_array("alpha", alpha), dtype=np.float64)
-    if arr.ndim not in (1, 2):
-        raise ValueError(f"alpha must be a 1-D schedule (or a 2-D grid of schedules), got shape {arr.shape}")
-    if num_steps is not None and arr.shape[-1] != num_steps + 1:
-        raise ValueError(f"alpha must have length num_steps + 1 = {num_steps + 1} (t = 0..{num_steps}), "
-                         f"got {arr.shape[-1]}")
-    if arr.shape[-1] < 2:
-        raise ValueError(f"alpha must have length >= 2 (t = 0 and at least one retraining), got {arr.shape[-1]}")
+    arr = _schedule_array("alpha", alpha, num_steps)
     if np.any(arr < 0) or np.any(arr > 1):
         raise ValueError(f"alpha must lie in [0, 1] for every t, got min {arr.min():.6g}, max {arr.max():.6g}")
     arr[..., 0] = 1.0
@@ -109,14 +115,7 @@ def check_alpha(alpha: Any, num_steps: int | None = None) -> np.ndarray:
 
 def check_sizes(n: Any, num_steps: int | None = None) -> np.ndarray:
     """Validate a sample-size schedule: shape (num_steps + 1,) (or (grid, num_steps + 1)), integers >= 1."""
-    arr = np.array(_checks.finite_array("n", n), dtype=np.float64)
-    if arr.ndim not in (1, 2):
-        raise ValueError(f"n must be a 1-D schedule (or a 2-D grid of schedules), got shape {arr.shape}")
-    if num_steps is not None and arr.shape[-1] != num_steps + 1:
-        raise ValueError(f"n must have length num_steps + 1 = {num_steps + 1} (t = 0..{num_steps}), "
-                         f"got {arr.shape[-1]}")
-    if arr.shape[-1] < 2:
-        raise ValueError(f"n must have length >= 2 (t = 0 and at least one retraining), got {arr.shape[-1]}")
+    arr = _schedule_array("n", n, num_steps)
     if np.any(arr < 1):
         raise ValueError(f"n must be >= 1 at every step, got min {arr.min():.6g}")
     if np.any(arr != np.round(arr)):
