@@ -416,18 +416,9 @@ def _xs(sched: StepSchedule, start: int, length: int):
 
 def resolve_backend(backend: str) -> str:
     """``auto``: the native kernel on CPU when it builds, else the portable JAX kernel."""
-    if backend not in ("auto", "native", "jax"):
-        raise ValueError(f"backend must be 'auto', 'native' or 'jax', got {backend!r}")
-    if backend == "auto":
-        from collapse_jax import _native
+    from collapse_jax import _native
 
-        return "native" if jax.default_backend() == "cpu" and _native.available() else "jax"
-    if backend == "native":
-        from collapse_jax import _native
-
-        if jax.default_backend() != "cpu" or not _native.available():
-            raise ValueError("backend='native' needs the CPU backend and a C++ compiler; use backend='jax'")
-    return backend
+    return _native.resolve_backend(backend)
 
 
 # --------------------------------------------------------------------------------------------------------------

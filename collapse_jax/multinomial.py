@@ -10,8 +10,16 @@ True distribution ``Cat(p)`` on K categories; the estimator is the vector of emp
 A generation costs O(K) whatever ``n_t``: counts are drawn as ``Multinomial(n_t, q_t)`` by a balanced binary tree of
 K - 1 conditional binomials (:func:`sample_multinomial`), never as ``n_t`` individual draws.
 
-Simulator: :func:`replicate_risk` is the kernel for one replicate (``lax.scan`` over generations); :func:`simulate`
-vmaps it over replicates (keys ``fold_in(seed, replicate index)``) and over a grid of schedules. Theory:
+Simulator, two backends with the same distribution (checked against each other and against the raw-draw NumPy
+reference in tests/):
+- ``native`` (CPU default): :func:`batched_risk_native`, a C++ kernel (``collapse_jax/_native/multinomial_risk.cc``)
+  that runs whole replicates with per-replicate loops (inversion / BTRS binomials, conditional binomials across
+  categories) on a SplitMix64 stream seeded from each replicate's JAX key; multithreaded.
+- ``jax`` (portable: GPU, or no C++ compiler): :func:`replicate_risk` is the kernel for one replicate
+  (``lax.scan`` over generations, the binomial-tree sampler), vmapped by :func:`batched_risk` over replicates and
+  over a grid of schedules.
+Replicate ``i`` uses the key ``fold_in(seed, i)`` in both, so results do not depend on chunking; the two backends
+draw different numbers from the same law. Theory:
 :func:`replace_risk`, :func:`accumulate_risk`, :func:`filter_risk`, :func:`fixed_alpha_limit`,
 :func:`pure_synthetic_limit`, :func:`adaptive_alpha`.
 """
@@ -315,6 +323,55 @@ def replicate_risk(key: jax.Array, p: jax.Array, alpha: jax.Array, n: jax.Array,
     return jnp.concatenate([risk0[None], risks])
 
 
+def _native_call(targets: dict, shape: tuple, dtype) -> Callable:
+    """An ``ffi_call`` of a native multinomial kernel (float32/float64 by ``dtype``); under ``jax.vmap`` it runs
+    once per mapped element (``vmap_method="sequential"``)."""
+    from collapse_jax import _native
+
+    if not _native.available():
+        raise RuntimeError("the native multinomial kernel is unavailable (no C++ compiler?); use backend='jax'")
+    target = targets["float64" if dtype == jnp.float64 else "float32"]
+    call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, dtype), vmap_method="sequential")
+    return functools.partial(call, num_threads=np.int64(_native.cpu_threads()))
+
+
+def _native_seeds(keys: jax.Array) -> jax.Array:
+    """Two uint32 seed words per replicate key, (R, 2): the native kernel's per-replicate stream."""
+    return jax.vmap(lambda k: jax.random.bits(k, (2,), jnp.uint32))(keys)
+
+
+@jax.jit
+def sample_multinomial_native(keys: jax.Array, n: jax.Array, q: jax.Array) -> jax.Array:
+    """Native CPU sampler: exact ``Multinomial(n_r, q_r)`` counts for keys (R,), n (R,), q (R, K) -> (R, K).
+
+    Conditional binomials across categories (inversion below mean 10, BTRS above), O(K) per row whatever ``n``;
+    row ``r`` depends only on ``keys[r]``. ``q`` rows are used as given (nonnegative; the last category takes the
+    remainder).
+    """
+    from collapse_jax import _native
+
+    q = jnp.asarray(q)
+    n = jnp.asarray(n, q.dtype)
+    return _native_call(_native.COUNTS_TARGETS, q.shape, q.dtype)(n, q, _native_seeds(keys))
+
+
+@functools.partial(jax.jit, static_argnames=("regime",))
+def batched_risk_native(keys: jax.Array, p: jax.Array, alpha: jax.Array, n: jax.Array, kappa: jax.Array,
+                        regime: str) -> jax.Array:
+    """Native CPU kernel: losses for replicate keys (R,) and schedules (G, T + 1) -> (G, R, T + 1).
+
+    Same inputs as :func:`batched_risk` (``kappa`` from :func:`filter_schedules` for the filter regime). A replicate
+    draws the same random stream for every schedule of the grid (common random numbers).
+    """
+    from collapse_jax import _native
+
+    if regime not in REGIMES:
+        raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
+    alpha, n, kappa = (jnp.asarray(x, p.dtype) for x in (alpha, n, kappa))
+    call = _native_call(_native.MULTINOMIAL_TARGETS, (alpha.shape[0], keys.shape[0], alpha.shape[1]), p.dtype)
+    return call(p, alpha, n, kappa, _native_seeds(keys), regime=np.int64(REGIMES.index(regime)))
+
+
 @functools.partial(jax.jit, static_argnames=("config",))
 def batched_risk(keys: jax.Array, p: jax.Array, alpha: jax.Array, n: jax.Array, kappa: jax.Array,
                  config: MultinomialConfig) -> jax.Array:
@@ -350,8 +407,8 @@ def check_inputs(p, alpha, n, config: MultinomialConfig) -> tuple[np.ndarray, np
 
 
 def simulate(seed: int | jax.Array, p, alpha, n, config: MultinomialConfig = MultinomialConfig(),
-             num_replicates: int = 100, *, chunk_size: int | None = None, progress: bool | None = None
-             ) -> np.ndarray:
+             num_replicates: int = 100, *, chunk_size: int | None = None, progress: bool | None = None,
+             backend: str = "auto") -> np.ndarray:
     """Monte Carlo losses ``||p_hat_t - p||^2``.
 
     Args:
@@ -360,19 +417,27 @@ def simulate(seed: int | jax.Array, p, alpha, n, config: MultinomialConfig = Mul
       alpha, n: schedules (T + 1,) or grids (G, T + 1) (see :mod:`collapse_jax.schedules`).
       config: regime and filter errors.
       num_replicates: R.
-      chunk_size: replicates per compiled call (default all); a progress bar runs over chunks.
+      chunk_size: replicates per compiled call (default: all for ``jax``, 10,000 for ``native``); a progress bar
+        runs over chunks.
+      backend: ``"auto"`` (native on CPU when a C++ compiler is found, else jax), ``"native"`` or ``"jax"``.
     Returns:
       losses, shape (R, T + 1) for 1-D schedules or (G, R, T + 1) for grids (NumPy).
     """
+    from collapse_jax import _native
+
     p_arr, alpha, n = check_inputs(p, alpha, n, config)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
+    backend = _native.resolve_backend(backend)
     grid = alpha.ndim == 2 or n.ndim == 2
     alpha2, n2 = (np.array(x) for x in np.broadcast_arrays(np.atleast_2d(alpha), np.atleast_2d(n)))
     if config.regime == "filter":
         alpha2, kappa2 = filter_schedules(alpha2, config.type1, config.type2)
     else:
         kappa2 = np.ones_like(alpha2)
-    chunk = num_replicates if chunk_size is None else _checks.positive_int("chunk_size", chunk_size)
+    if chunk_size is not None:
+        chunk = _checks.positive_int("chunk_size", chunk_size)
+    else:
+        chunk = num_replicates if backend == "jax" else min(num_replicates, 10_000)
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     p_j, alpha_j, n_j, kappa_j = (jnp.asarray(x, dtype) for x in (p_arr, alpha2, n2, kappa2))
     outs = []
@@ -381,7 +446,11 @@ def simulate(seed: int | jax.Array, p, alpha, n, config: MultinomialConfig = Mul
         for start in range(0, num_replicates, chunk):
             count = min(chunk, num_replicates - start)
             keys = replicate_keys(seed, start, count)
-            outs.append(np.asarray(batched_risk(keys, p_j, alpha_j, n_j, kappa_j, MultinomialConfig(config.regime))))
+            if backend == "native":
+                outs.append(np.asarray(batched_risk_native(keys, p_j, alpha_j, n_j, kappa_j, config.regime)))
+            else:
+                outs.append(np.asarray(batched_risk(keys, p_j, alpha_j, n_j, kappa_j,
+                                                    MultinomialConfig(config.regime))))
             pbar.update(count)
     out = np.concatenate(outs, axis=1)
     return out if grid else out[0]

@@ -57,12 +57,33 @@ CASES = [(5, 0.3), (40, 0.1), (1000, 0.004), (1000, 0.03), (10 ** 6, 0.3), (30, 
          (10 ** 9, 1e-3), (7, 0.0), (7, 1.0), (0, 0.4)]
 
 
-def test_binomial_matches_scipy_pmf():
+def _atoms(x):
+    """Losses rounded to 1e-12: small-n losses are discrete, and summation order (C++, XLA, NumPy) moves an atom by
+    ~1e-17, which a two-sample KS test would read as a difference in law."""
+    return np.round(x, 12)
+
+
+def _native_counts(n, q, seed=0):
+    """Native sampler rows: n (R,), q (R, K) -> counts (R, K)."""
+    keys = jax.random.split(jax.random.key(seed), len(n))
+    return np.asarray(M.sample_multinomial_native(keys, jnp.asarray(n, jnp.float64), jnp.asarray(q, jnp.float64)))
+
+
+def _binomial_draws(sampler, n, p, draws, seed):
+    """``draws`` Binomial(n, p) from the JAX sampler or from the native kernel (first margin of a two-category
+    multinomial)."""
+    if sampler == "jax":
+        return np.asarray(jax.jit(M.binomial)(jax.random.key(seed), jnp.full((draws,), float(n)),
+                                              jnp.full((draws,), float(p))))
+    return _native_counts(np.full(draws, float(n)), np.tile([p, 1 - p], (draws, 1)), seed=seed)[:, 0]
+
+
+@pytest.mark.parametrize("sampler", ["jax", "native"])
+def test_binomial_matches_scipy_pmf(sampler):
+    """Every branch: inversion, BTRS, p > 1/2 (flip), n = 1e9, degenerate p and n."""
     draws = 40000
-    n = jnp.asarray([[c[0]] * draws for c in CASES], jnp.float64)
-    p = jnp.asarray([[c[1]] * draws for c in CASES], jnp.float64)
-    x = np.asarray(jax.jit(M.binomial)(jax.random.key(11), n, p))
-    for (nn, pp), row in zip(CASES, x):
+    for i, (nn, pp) in enumerate(CASES):
+        row = _binomial_draws(sampler, nn, pp, draws, seed=11 + i)
         assert np.all(row == np.round(row)) and row.min() >= 0 and row.max() <= nn
         if pp in (0.0, 1.0) or nn == 0:
             assert np.all(row == nn * pp)
@@ -72,9 +93,10 @@ def test_binomial_matches_scipy_pmf():
         assert abs(z) < 4.5, (nn, pp, z)
 
 
-def test_binomial_detects_a_wrong_pmf():
+@pytest.mark.parametrize("sampler", ["jax", "native"])
+def test_binomial_detects_a_wrong_pmf(sampler):
     """The goodness-of-fit check above can fail: the draws reject a binomial with a slightly different p."""
-    x = np.asarray(jax.jit(M.binomial)(jax.random.key(3), jnp.full((40000,), 1000.0), jnp.full((40000,), 0.03)))
+    x = _binomial_draws(sampler, 1000, 0.03, 40000, seed=3)
     assert _chi2_pvalue(x, _Binom(1000, 0.0315)) < 1e-6
 
 
@@ -93,23 +115,37 @@ def test_multinomial_counts_exact_moments():
         assert _chi2_pvalue(c[:, j], _Binom(int(n), qq[j])) > 1e-3
 
 
+def test_native_multinomial_counts_exact_moments():
+    qq = np.array([0.5, 0.2, 0.15, 0.1, 0.05, 0.0])
+    draws, n = 30000, 250.0
+    c = _native_counts(np.full(draws, n), np.tile(qq, (draws, 1)), seed=5)
+    assert np.all(c.sum(1) == n) and np.all(c[:, -1] == 0)
+    cov = n * (np.diag(qq) - np.outer(qq, qq))
+    se = np.sqrt((cov ** 2 + np.outer(np.diag(cov), np.diag(cov))) / draws) + 1e-12
+    assert np.all(np.abs(np.cov(c.T) - cov) < 5 * se)
+    for j in range(5):
+        assert _chi2_pvalue(c[:, j], _Binom(int(n), qq[j])) > 1e-3
+
+
 # --- simulator vs NumPy reference ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["native", "jax"])
 @pytest.mark.parametrize("regime,type1,type2", [("replace", 0, 0), ("accumulate", 0, 0), ("filter", 0.3, 0.2)])
-def test_simulator_matches_numpy_reference(regime, type1, type2):
+def test_simulator_matches_numpy_reference(regime, type1, type2, backend):
     alpha, n = _grid()  # the grid shape shared by every simulate call here: one compilation per regime
     cfg = M.MultinomialConfig(regime, type1, type2)
-    jx = M.simulate(7, P, alpha, n, cfg, R, chunk_size=CHUNK, progress=False)[1]
+    jx = M.simulate(7, P, alpha, n, cfg, R, chunk_size=CHUNK, progress=False, backend=backend)[1]
     np_ = ref.simulate(np.random.default_rng(7), P, alpha[1], n[1], regime, type1, type2, num_replicates=400)
     for t in (1, T // 2, T):
-        assert stats.ks_2samp(jx[:, t], np_[:, t]).pvalue > 1e-3, (regime, t)
+        assert stats.ks_2samp(_atoms(jx[:, t]), _atoms(np_[:, t])).pvalue > 1e-3, (regime, t)
 
 
 # --- simulator vs exact recurrences (float64) ----------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["native", "jax"])
 @pytest.mark.parametrize("cfg", [M.MultinomialConfig("replace"), M.MultinomialConfig("accumulate"),
                                  M.MultinomialConfig("filter", 0.2, 0.3)])
-def test_monte_carlo_matches_exact_recurrence(cfg):
+def test_monte_carlo_matches_exact_recurrence(cfg, backend):
     alpha, n = _grid()
-    losses = M.simulate(1, P, alpha, n, cfg, R, chunk_size=CHUNK, progress=False)
+    losses = M.simulate(1, P, alpha, n, cfg, R, chunk_size=CHUNK, progress=False, backend=backend)
     for g in range(alpha.shape[0]):
         theory = M.theory_risk(P, alpha[g], n[g], cfg)
         mean, se = losses[g].mean(0), losses[g].std(0, ddof=1) / np.sqrt(R)
@@ -206,11 +242,50 @@ def test_contract_jit_equals_eager():
     np.testing.assert_allclose(jitted[0], eager, rtol=1e-12)
 
 
-def test_chunking_does_not_change_draws():
+@pytest.mark.parametrize("backend", ["native", "jax"])
+def test_chunking_does_not_change_draws(backend):
     alpha, n = _grid()
-    whole = M.simulate(4, P, alpha, n, M.MultinomialConfig(), R, chunk_size=CHUNK, progress=False)
-    parts = M.simulate(4, P, alpha, n, M.MultinomialConfig(), 2 * R, chunk_size=CHUNK, progress=False)
+    whole = M.simulate(4, P, alpha, n, M.MultinomialConfig(), R, chunk_size=CHUNK, progress=False, backend=backend)
+    parts = M.simulate(4, P, alpha, n, M.MultinomialConfig(), 2 * R, chunk_size=CHUNK, progress=False,
+                       backend=backend)
     np.testing.assert_array_equal(whole, parts[:, :R])
+    if backend == "native":  # smaller chunks than the default
+        small = M.simulate(4, P, alpha, n, M.MultinomialConfig(), R, chunk_size=999, progress=False,
+                           backend=backend)
+        np.testing.assert_array_equal(whole, small)
+
+
+@pytest.mark.parametrize("regime", ["accumulate", "filter"])
+def test_native_contract_jit_vmap_keys(regime):
+    """Native kernel: batched == a loop of single-replicate calls == vmap of them == eager; keys decide the draw."""
+    p = jnp.asarray(P)
+    alpha, n = S.constant_alpha(0.4, 5), S.linear_size(6, 5)
+    tilde, kappa = M.filter_schedules(alpha[None].copy(), 0.2, 0.3) if regime == "filter" else (alpha[None],
+                                                                                               np.ones((1, 6)))
+    alpha_j, n_j, kappa_j = (jnp.asarray(x, jnp.float64) for x in (tilde, n[None], kappa))
+    keys = jax.random.split(jax.random.key(2), 4)
+    batched = np.asarray(M.batched_risk_native(keys, p, alpha_j, n_j, kappa_j, regime))[0]
+    one = lambda k: M.batched_risk_native(k[None], p, alpha_j, n_j, kappa_j, regime)[0, 0]  # noqa: E731
+    loop = np.stack([np.asarray(one(k)) for k in keys])
+    vmapped = np.asarray(jax.vmap(one)(keys))
+    with jax.disable_jit():
+        eager = np.asarray(one(keys[1]))
+    np.testing.assert_array_equal(batched, loop)
+    np.testing.assert_array_equal(batched, vmapped)
+    np.testing.assert_array_equal(batched[1], eager)
+    other = np.asarray(M.batched_risk_native(jax.random.split(jax.random.key(3), 4), p, alpha_j, n_j, kappa_j,
+                                             regime))[0]
+    assert not np.array_equal(batched, other)
+
+
+def test_backends_agree_in_distribution():
+    alpha, n = _grid()
+    cfg = M.MultinomialConfig("accumulate")
+    a = M.simulate(8, P, alpha, n, cfg, R, chunk_size=CHUNK, progress=False, backend="native")
+    b = M.simulate(8, P, alpha, n, cfg, R, chunk_size=CHUNK, progress=False, backend="jax")
+    for g in range(alpha.shape[0]):
+        assert stats.ks_2samp(_atoms(a[g, :, T]), _atoms(b[g, :, T])).pvalue > 1e-3, g
+        assert not np.array_equal(a[g], b[g])  # different streams, same law
 
 
 # --- bad input: clear errors before compute ------------------------------------------------------------------------
@@ -230,6 +305,11 @@ def test_bad_input_raises_before_compute(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         M.simulate(0, args["p"], args["alpha"], args["n"], args["config"], 3)
+
+
+def test_bad_backend():
+    with pytest.raises(ValueError, match="backend"):
+        M.simulate(0, np.r_[0.5, 0.5], np.r_[1.0, 0.5], np.r_[5.0, 5.0], M.MultinomialConfig(), 3, backend="gpu")
 
 
 @pytest.mark.parametrize("kwargs", [dict(regime="nope"), dict(regime="filter", type1=1.0),

@@ -2,7 +2,9 @@
 
 Why: exact sampling without replacement needs a per-replicate swap (a scatter), which XLA:CPU expands into a loop
 costing about 1 microsecond per element; the GMM network's inner update therefore runs ~50x faster as a small C++
-loop (see docs/benchmarks.md). The kernel is built once per source version and compiler into
+loop (see docs/benchmarks.md). Likewise the multinomial recursion's exact binomials are rejection loops, which vmap
+runs until the slowest lane finishes. The kernels (the ``.cc`` files in _SOURCES, one shared library) are built once per
+source version and compiler into
 ``$COLLAPSE_JAX_CACHE`` (default ``~/.cache/collapse-jax``), atomically. If no compiler is available, or
 ``COLLAPSE_JAX_NATIVE=0``, :func:`available` returns False and the portable pure-JAX path is used instead.
 """
@@ -19,10 +21,15 @@ import threading
 import warnings
 from pathlib import Path
 
-_SOURCE = Path(__file__).with_name("gmm_update.cc")
+_SOURCES = (Path(__file__).with_name("gmm_update.cc"), Path(__file__).with_name("multinomial_risk.cc"))
 _LOCK = threading.Lock()
 _STATE: dict[str, object] = {}
 TARGETS = {"float32": "collapse_jax_gmm_update_f32", "float64": "collapse_jax_gmm_update_f64"}
+MULTINOMIAL_TARGETS = {"float32": "collapse_jax_multinomial_risk_f32", "float64": "collapse_jax_multinomial_risk_f64"}
+COUNTS_TARGETS = {"float32": "collapse_jax_multinomial_counts_f32", "float64": "collapse_jax_multinomial_counts_f64"}
+_SYMBOLS = {TARGETS["float32"]: "GmmUpdateF32", TARGETS["float64"]: "GmmUpdateF64",
+            MULTINOMIAL_TARGETS["float32"]: "MultinomialRiskF32", MULTINOMIAL_TARGETS["float64"]: "MultinomialRiskF64",
+            COUNTS_TARGETS["float32"]: "MultinomialCountsF32", COUNTS_TARGETS["float64"]: "MultinomialCountsF64"}
 
 
 def _cache_dir() -> Path:
@@ -38,19 +45,21 @@ def _build(cxx: str) -> Path:
 
     include = jax.ffi.include_dir()
     flags = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-fno-math-errno"]
-    tag = hashlib.sha256(_SOURCE.read_bytes() + " ".join([cxx, include, *flags]).encode()).hexdigest()[:16]
-    target = _cache_dir() / f"gmm_update-{tag}.so"
+    digest = hashlib.sha256(" ".join([cxx, include, *flags]).encode())
+    for source in _SOURCES:
+        digest.update(source.read_bytes())
+    target = _cache_dir() / f"native-{digest.hexdigest()[:16]}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
     os.close(fd)
     try:
-        subprocess.run([cxx, *flags, f"-I{include}", str(_SOURCE), "-o", tmp], check=True, capture_output=True,
-                       text=True)
+        subprocess.run([cxx, *flags, f"-I{include}", *map(str, _SOURCES), "-o", tmp], check=True,
+                       capture_output=True, text=True)
         os.replace(tmp, target)
     except subprocess.CalledProcessError as exc:
-        raise RuntimeError(f"compiling {_SOURCE.name} failed:\n{exc.stderr}") from None
+        raise RuntimeError(f"compiling {', '.join(s.name for s in _SOURCES)} failed:\n{exc.stderr}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -58,7 +67,7 @@ def _build(cxx: str) -> Path:
 
 
 def available() -> bool:
-    """Whether the native CPU kernel is built and registered (building it on the first call)."""
+    """Whether the native CPU kernels are built and registered (building it on the first call)."""
     with _LOCK:
         if "ok" in _STATE:
             return bool(_STATE["ok"])
@@ -66,21 +75,19 @@ def available() -> bool:
         if os.environ.get("COLLAPSE_JAX_NATIVE", "1") not in ("0", "false", "no"):
             cxx = _compiler()
             if cxx is None:
-                warnings.warn("collapse_jax: no C++ compiler found; using the slower pure-JAX CPU kernel",
+                warnings.warn("collapse_jax: no C++ compiler found; using the slower pure-JAX CPU kernels",
                               RuntimeWarning, stacklevel=3)
             else:
                 try:
                     import jax
 
                     lib = ctypes.cdll.LoadLibrary(str(_build(cxx)))
-                    jax.ffi.register_ffi_target(TARGETS["float32"], jax.ffi.pycapsule(lib.GmmUpdateF32),
-                                                platform="cpu")
-                    jax.ffi.register_ffi_target(TARGETS["float64"], jax.ffi.pycapsule(lib.GmmUpdateF64),
-                                                platform="cpu")
+                    for target, symbol in _SYMBOLS.items():
+                        jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
                     _STATE["lib"] = lib
                     ok = True
                 except (RuntimeError, OSError) as exc:
-                    warnings.warn(f"collapse_jax: native kernel unavailable ({exc}); using pure JAX",
+                    warnings.warn(f"collapse_jax: native kernels unavailable ({exc}); using pure JAX",
                                   RuntimeWarning, stacklevel=3)
         _STATE["ok"] = ok
         return ok
@@ -98,3 +105,17 @@ def cpu_threads() -> int:
     except AttributeError:
         cpus = os.cpu_count() or 1
     return max(1, cpus // max(1, len(jax.local_devices(backend="cpu"))))
+
+
+def resolve_backend(backend: str) -> str:
+    """``"auto"`` -> ``"native"`` on the CPU backend when the kernels build, else ``"jax"`` (the portable path);
+    ``"native"`` is checked to be usable; ``"jax"`` passes through."""
+    import jax
+
+    if backend not in ("auto", "native", "jax"):
+        raise ValueError(f"backend must be 'auto', 'native' or 'jax', got {backend!r}")
+    if backend == "auto":
+        return "native" if jax.default_backend() == "cpu" and available() else "jax"
+    if backend == "native" and (jax.default_backend() != "cpu" or not available()):
+        raise ValueError("backend='native' needs the CPU backend and a C++ compiler; use backend='jax'")
+    return backend
