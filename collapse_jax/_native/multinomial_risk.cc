@@ -27,6 +27,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -75,8 +76,21 @@ inline double binomial_inversion(Rng& rng, double n, double p) {
   }
 }
 
-// Binomial(n, p) for p <= 1/2 and n p >= 10: BTRS. The bound log f(k) - log f(m) is a sum of log ratios plus
-// Stirling tails (accurate for n up to 2^53); it is evaluated only when the squeeze does not accept.
+// log k! for k < kLogFactorialSize (1 MiB, built once with lgamma). Below that size BTRS evaluates its bound as
+// log f(k) - log f(m) = log m! + log (n-m)! - log k! - log (n-k)! + (k - m) log(p/q) from the table; above it as
+// log ratios plus Stirling tails (accurate for n up to 2^53). Rounding of the table's terms (~1e-11 at n = 1e5)
+// moves the acceptance probability by that much, far below any Monte Carlo resolution.
+constexpr int64_t kLogFactorialSize = 1 << 17;
+struct LogFactorials {
+  std::vector<double> v;
+  LogFactorials() : v(kLogFactorialSize) {
+    for (int64_t k = 0; k < kLogFactorialSize; ++k) v[k] = std::lgamma(k + 1.0);
+  }
+};
+const LogFactorials kLogFact;
+
+// Binomial(n, p) for p <= 1/2 and n p >= 10: BTRS; the bound is evaluated only when the squeeze does not accept.
+// Per iteration it draws u then v; binomial_btrs_vec below consumes a lane's stream identically.
 inline double binomial_btrs(Rng& rng, double n, double p) {
   const double q = 1 - p;
   const double spq = std::sqrt(n * p * q);
@@ -84,8 +98,9 @@ inline double binomial_btrs(Rng& rng, double n, double p) {
   const double a = -0.0873 + 0.0248 * b + 0.01 * p;
   const double c = n * p + 0.5;
   const double v_r = 0.92 - 4.2 / b;
+  const bool table = n < kLogFactorialSize;
   bool have_bound = false;
-  double alpha = 0, r = 0, m = 0, lead = 0;
+  double alpha = 0, r = 0, m = 0, lead = 0, log_r = 0;
   for (;;) {
     const double u = rng.uniform() - 0.5;
     const double v = rng.uniform();
@@ -97,15 +112,115 @@ inline double binomial_btrs(Rng& rng, double n, double p) {
       alpha = (2.83 + 5.1 / b) * spq;
       r = p / q;
       m = std::floor((n + 1) * p);
-      lead = (m + 0.5) * std::log((m + 1) / (r * (n - m + 1))) + stirling_tail(m) + stirling_tail(n - m);
+      if (table) {
+        log_r = std::log(r);
+        lead = kLogFact.v[(int64_t)m] + kLogFact.v[(int64_t)(n - m)];
+      } else {
+        lead = (m + 0.5) * std::log((m + 1) / (r * (n - m + 1))) + stirling_tail(m) + stirling_tail(n - m);
+      }
       have_bound = true;
     }
     const double lv = std::log(v * alpha / (a / (us * us) + b));
-    const double bound = lead + (n + 1) * std::log((n - m + 1) / (n - k + 1)) +
-                         (k + 0.5) * std::log(r * (n - k + 1) / (k + 1)) - stirling_tail(k) -
-                         stirling_tail(n - k);
+    const double bound =
+        table ? lead - kLogFact.v[(int64_t)k] - kLogFact.v[(int64_t)(n - k)] + (k - m) * log_r
+              : lead + (n + 1) * std::log((n - m + 1) / (n - k + 1)) +
+                    (k + 0.5) * std::log(r * (n - k + 1) / (k + 1)) - stirling_tail(k) - stirling_tail(n - k);
     if (lv <= bound) return k;
   }
+}
+
+// ---- eight lanes at once (GCC/Clang vector extensions; AVX-512 when compiled for it) ---------------------------
+constexpr int kWidth = 8;
+typedef double vd __attribute__((vector_size(8 * kWidth)));
+typedef int64_t vi __attribute__((vector_size(8 * kWidth)));
+typedef uint64_t vu __attribute__((vector_size(8 * kWidth)));
+
+inline bool any(vi mask) {
+  for (int i = 0; i < kWidth; ++i)
+    if (mask[i]) return true;
+  return false;
+}
+
+// Elementwise floor and sqrt as loops over plain arrays, which the compiler turns into single vector instructions.
+inline vd vfloor(vd x) {
+  double a[kWidth];
+  std::memcpy(a, &x, sizeof(a));
+  for (int i = 0; i < kWidth; ++i) a[i] = std::floor(a[i]);
+  std::memcpy(&x, a, sizeof(a));
+  return x;
+}
+
+inline vd vsqrt(vd x) {
+  double a[kWidth];
+  std::memcpy(a, &x, sizeof(a));
+  for (int i = 0; i < kWidth; ++i) a[i] = std::sqrt(a[i]);
+  std::memcpy(&x, a, sizeof(a));
+  return x;
+}
+
+// Natural log of positive finite normal doubles (fdlibm's e_log.c reduction and polynomial, < 1 ulp); 0 -> -inf.
+inline vd vlog(vd x) {
+  const vi bits = (vi)x;
+  vi e = ((bits >> 52) & 0x7ff) - 1023;
+  vd m = (vd)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);  // [1, 2)
+  const vi big = m > 1.4142135623730951;
+  m = big ? m * 0.5 : m;
+  e = big ? e + 1 : e;
+  const vd f = m - 1.0, s = f / (2.0 + f), z = s * s, w = z * z;
+  const vd t1 = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01 + w * 1.531383769920937332e-01));
+  const vd t2 = z * (6.666666666666735130e-01 +
+                     w * (2.857142874366239149e-01 + w * (1.818357216161805012e-01 + w * 1.479819860511658591e-01)));
+  const vd hfsq = 0.5 * f * f, dk = __builtin_convertvector(e, vd);
+  const vd out = dk * 6.93147180369123816490e-01 - ((hfsq - (s * (hfsq + t2 + t1) + dk * 1.90821492927058770002e-10)) - f);
+  return x > 0.0 ? out : -__builtin_inf() + 0.0 * x;
+}
+
+// Rng::uniform for every lane in mask (the others' states do not move).
+inline vd vuniform(vu& state, vi mask) {
+  state = (vu)mask ? state + 0x9E3779B97F4A7C15ULL : state;
+  vu z = state;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  z = z ^ (z >> 31);
+  return __builtin_convertvector(z >> 11, vd) * 0x1.0p-53;
+}
+
+// binomial_btrs for the lanes in mask (each with p <= 1/2, n p >= 10, n < kLogFactorialSize), all at once: a lane
+// draws exactly what binomial_btrs would draw from its stream (up to vlog's last bit), whatever the other lanes do.
+inline vd binomial_btrs_vec(vu& state, vd n, vd p, vi mask) {
+  const vd q = 1.0 - p;
+  const vd spq = vsqrt(n * p * q);
+  const vd b = 1.15 + 2.53 * spq;
+  const vd a = -0.0873 + 0.0248 * b + 0.01 * p;
+  const vd c = n * p + 0.5;
+  const vd v_r = 0.92 - 4.2 / b;
+  const vd alpha = (2.83 + 5.1 / b) * spq;
+  const vd m = vfloor((n + 1.0) * p);
+  const vd log_r = vlog(p / q);
+  vd lead = {};
+  for (int i = 0; i < kWidth; ++i)
+    if (mask[i]) lead[i] = kLogFact.v[(int64_t)m[i]] + kLogFact.v[(int64_t)(n[i] - m[i])];
+  vd out = {};
+  vi todo = mask;
+  while (any(todo)) {
+    const vd u = vuniform(state, todo) - 0.5;
+    const vd v = vuniform(state, todo);
+    const vd us = 0.5 - (u < 0.0 ? -u : u);
+    const vd k = vfloor((2.0 * a / us + b) * u + c);
+    const vi in_range = todo & (k >= 0.0) & (k <= n);
+    vi accept = in_range & (us >= 0.07) & (v <= v_r);
+    const vi slow = in_range & ~accept;
+    if (any(slow)) {
+      const vd lv = vlog(v * alpha / (a / (us * us) + b));
+      vd log_fk = {};
+      for (int i = 0; i < kWidth; ++i)
+        if (slow[i]) log_fk[i] = kLogFact.v[(int64_t)k[i]] + kLogFact.v[(int64_t)(n[i] - k[i])];
+      accept |= slow & (lv <= lead - log_fk + (k - m) * log_r);
+    }
+    out = accept ? k : out;
+    todo &= ~accept;
+  }
+  return out;
 }
 
 inline double binomial(Rng& rng, double n, double p) {
@@ -117,14 +232,20 @@ inline double binomial(Rng& rng, double n, double p) {
   return flip ? n - x : x;
 }
 
-// Exact Multinomial(size_l, q_l) counts for a group of L independent lanes, by conditional binomials: category k
-// gets Binomial(remaining count, q_k / tail_k), tail_k = q_k + ... + q_{K-1}. Rows of q, tail, out are (L, K).
-// The lanes advance together, category by category: a lane's binomials form a dependent chain (each one's count
-// depends on the previous one's), bound by latency; interleaving independent lanes lets the CPU overlap them.
+// Exact Multinomial(size_l, q_l) counts for a group of L <= kWidth independent lanes, by conditional binomials:
+// category k gets Binomial(remaining count, q_k / tail_k), tail_k = q_k + ... + q_{K-1}. Rows of q, tail, out are
+// (L, K); rng has kWidth entries. The lanes advance together, category by category: lanes in BTRS's range go
+// through binomial_btrs_vec together, the others (small means, n >= 2^17, degenerate) one by one. A lane's draws
+// depend only on its own stream.
 inline void multinomial_group(Rng* rng, const double* size, const double* q, const double* tail, int64_t K,
-                              int64_t L, double* out, double* left) {
+                              int64_t L, double* out) {
+  static_assert(sizeof(Rng) == sizeof(uint64_t), "Rng must be one 64-bit state");
+  double left[kWidth];
   for (int64_t l = 0; l < L; ++l) left[l] = size[l];
   for (int64_t k = 0; k < K - 1; ++k) {
+    vd n = {}, p = {};
+    vi vec = {};
+    bool flip[kWidth] = {};
     for (int64_t l = 0; l < L; ++l) {
       const double* ql = q + l * K;
       const double* tl = tail + l * K;
@@ -135,9 +256,28 @@ inline void multinomial_group(Rng* rng, const double* size, const double* q, con
         continue;
       }
       const double ratio = tl[k] > 0 ? std::min(1.0, std::max(0.0, ql[k] / tl[k])) : 0.0;
+      flip[l] = ratio > 0.5;
+      const double pp = flip[l] ? 1 - ratio : ratio;
+      if (pp > 0 && left[l] * pp >= 10 && left[l] < kLogFactorialSize) {
+        n[l] = left[l];
+        p[l] = pp;
+        vec[l] = -1;
+        continue;
+      }
       const double x = binomial(rng[l], left[l], ratio);
       ol[k] = x;
       left[l] -= x;
+    }
+    if (!any(vec)) continue;
+    vu state;
+    std::memcpy(&state, rng, sizeof(state));
+    const vd x = binomial_btrs_vec(state, n, p, vec);
+    std::memcpy(rng, &state, sizeof(state));
+    for (int64_t l = 0; l < L; ++l) {
+      if (!vec[l]) continue;
+      const double xl = flip[l] ? n[l] - x[l] : x[l];
+      out[l * K + k] = xl;
+      left[l] -= xl;
     }
   }
   for (int64_t l = 0; l < L; ++l) out[l * K + K - 1] = left[l];
@@ -152,21 +292,20 @@ struct Problem {
   int64_t K, G, R, T1, regime;
 };
 
-constexpr int64_t kGroup = 8;  // lanes interleaved per group
+constexpr int64_t kGroup = kWidth;  // lanes per group
 
 // Lanes first..first+L-1 (lane = g R + r), whole runs; out rows are (L, T1).
 template <typename T>
 void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<double>& work) {
   const int64_t K = pr.K, T1 = pr.T1;
-  work.resize(4 * L * K + 3 * L);
+  work.resize(4 * L * K + 2 * L);
   double* counts = work.data();
   double* q = counts + L * K;
   double* tail = q + L * K;
   double* fresh = tail + L * K;
   double* total = fresh + L * K;
   double* size = total + L;
-  double* left = size + L;
-  Rng rng[kGroup];
+  Rng rng[kGroup] = {};
   const double *alpha[kGroup], *n[kGroup], *kappa[kGroup];
   for (int64_t l = 0; l < L; ++l) {
     const int64_t g = (first + l) / pr.R, r = (first + l) % pr.R;
@@ -199,7 +338,7 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
     size[l] = total[l] = n[l][0];
   }
   tails(q);
-  multinomial_group(rng, size, q, tail, K, L, counts, left);
+  multinomial_group(rng, size, q, tail, K, L, counts);
   record(0);
   for (int64_t t = 1; t < T1; ++t) {
     for (int64_t l = 0; l < L; ++l) {
@@ -215,11 +354,11 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
     }
     tails(q);
     if (pr.regime == 1) {
-      multinomial_group(rng, size, q, tail, K, L, fresh, left);
+      multinomial_group(rng, size, q, tail, K, L, fresh);
       for (int64_t i = 0; i < L * K; ++i) counts[i] += fresh[i];
       for (int64_t l = 0; l < L; ++l) total[l] += size[l];
     } else {
-      multinomial_group(rng, size, q, tail, K, L, counts, left);
+      multinomial_group(rng, size, q, tail, K, L, counts);
       for (int64_t l = 0; l < L; ++l) total[l] = size[l];
     }
     record(t);
@@ -288,22 +427,27 @@ ffi::Error MultinomialCountsImpl(ffi::Buffer<DT> n, ffi::Buffer<DT> q, ffi::Buff
   const uint32_t* s_d = seeds.typed_data();
   T* out = counts->typed_data();
   auto work = [&](int64_t begin, int64_t end) {
-    std::vector<double> row(3 * K);
-    double left;
-    for (int64_t r = begin; r < end; ++r) {
-      double* qr = row.data();
-      double* tail = qr + K;
-      double* o = tail + K;
-      double acc = 0;
-      for (int64_t k = K - 1; k >= 0; --k) {
-        qr[k] = (double)q_d[r * K + k];
-        acc += qr[k];
-        tail[k] = acc;
+    std::vector<double> rows(3 * kWidth * K);
+    double* qr = rows.data();
+    double* tail = qr + kWidth * K;
+    double* o = tail + kWidth * K;
+    for (int64_t r0 = begin; r0 < end; r0 += kWidth) {
+      const int64_t L = std::min<int64_t>(kWidth, end - r0);
+      Rng rng[kWidth] = {};
+      double size[kWidth];
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t r = r0 + l;
+        double acc = 0;
+        for (int64_t k = K - 1; k >= 0; --k) {
+          qr[l * K + k] = (double)q_d[r * K + k];
+          acc += qr[l * K + k];
+          tail[l * K + k] = acc;
+        }
+        rng[l].s = ((uint64_t)s_d[2 * r] << 32) | (uint64_t)s_d[2 * r + 1];
+        size[l] = (double)n_d[r];
       }
-      Rng rng{((uint64_t)s_d[2 * r] << 32) | (uint64_t)s_d[2 * r + 1]};
-      const double size = (double)n_d[r];
-      multinomial_group(&rng, &size, qr, tail, K, 1, o, &left);
-      for (int64_t k = 0; k < K; ++k) out[r * K + k] = (T)o[k];
+      multinomial_group(rng, size, qr, tail, K, L, o);
+      for (int64_t i = 0; i < L * K; ++i) out[r0 * K + i] = (T)o[i];
     }
   };
   parallel_for(R, num_threads, work);
