@@ -1,14 +1,17 @@
 """Benchmark: multinomial recursion, replicate-generations per second (JAX vs NumPy), seed 003 Section 3.
 
-Three simulators of the same recursion (K categories, T generations, replace or accumulate, fixed or growing n_t):
-- jax: collapse_jax.multinomial.simulate's compiled batch (tree of exact binomials, vmap over replicates, scan over
-  generations); compile time reported apart (first call), then the median of --repeats timed calls, each ending in
+Simulators of the same recursion (K categories, T generations, replace or accumulate, fixed or growing n_t):
+- native: collapse_jax.multinomial.batched_risk_native (the CPU default: C++ kernel, per-replicate exact binomials,
+  8-lane vectors, all cores);
+- jax: collapse_jax.multinomial.batched_risk (the portable path: tree of exact binomials, vmap over replicates, scan
+  over generations);
+  for both, compile time is reported apart (first call), then the median of --repeats timed calls, each ending in
   block_until_ready;
 - numpy-vectorised: Generator.multinomial with one probability row per replicate, a Python loop over generations;
 - numpy-raw: the test reference that draws every raw token (tests/multinomial_reference.py), on a few replicates.
 Writes benchmarks/results/multinomial-<time>.json with the environment (device, versions).
 
-Example: PYTHONPATH=. python3 benchmarks/bench_multinomial.py --replicates 1000 10000 --steps 200
+Example: python3 benchmarks/bench_multinomial.py --replicates 1000 10000 --steps 200 --backends native jax
 """
 
 from __future__ import annotations
@@ -49,6 +52,19 @@ def numpy_vectorised(rng, p, alpha, n, regime, reps):
     return np.sum((p_hat - p) ** 2, 1) if k else None
 
 
+def _time(run, repeats):
+    """First call (compilation included) and the median of ``repeats`` further calls, in seconds."""
+    t0 = time.perf_counter()
+    run().block_until_ready()
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run().block_until_ready()
+        times.append(time.perf_counter() - t0)
+    return first, statistics.median(times)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--replicates", type=int, nargs="+", default=[1000, 10000])
@@ -60,6 +76,8 @@ def main(argv=None):
     ap.add_argument("--sizes", nargs="+", default=["fixed", "linear"],
                     help="fixed: n_t = 1000; linear: n_t = 100 (t+1); big: n_t = 5000 (t+1) (1e6 at t = 199)")
     ap.add_argument("--regimes", nargs="+", default=["replace", "accumulate"])
+    ap.add_argument("--backends", nargs="+", default=["native"], choices=["native", "jax"])
+    ap.add_argument("--jax-max-replicates", type=int, default=10000)
     args = ap.parse_args(argv)
     T, K = args.steps, args.categories
     p = np.random.default_rng(0).dirichlet(np.ones(K))
@@ -75,18 +93,16 @@ def main(argv=None):
                 row = {"regime": regime, "sizes": size, "replicates": reps, "steps": T, "categories": K}
                 keys = replicate_keys(0, 0, reps)
                 a = (keys, jnp.asarray(p, dtype), jnp.asarray(alpha[None], dtype), jnp.asarray(n[None], dtype),
-                     jnp.ones((1, T + 1), dtype), cfg)
-                t0 = time.perf_counter()
-                M.batched_risk(*a).block_until_ready()
-                first = time.perf_counter() - t0
-                times = []
-                for _ in range(args.repeats):
-                    t0 = time.perf_counter()
-                    M.batched_risk(*a).block_until_ready()
-                    times.append(time.perf_counter() - t0)
-                med = statistics.median(times)
-                row.update(jax_first_call_s=first, jax_compile_s_estimate=max(first - med, 0.0), jax_run_s=med,
-                           jax_rep_gen_per_s=reps * T / med)
+                     jnp.ones((1, T + 1), dtype))
+                runners = {"native": lambda: M.batched_risk_native(*a, regime),
+                           "jax": lambda: M.batched_risk(*a, cfg)}
+                for backend in args.backends:
+                    if backend == "jax" and reps > args.jax_max_replicates:
+                        continue
+                    first, med = _time(runners[backend], args.repeats)
+                    row.update({f"{backend}_first_call_s": first,
+                                f"{backend}_compile_s_estimate": max(first - med, 0.0),
+                                f"{backend}_run_s": med, f"{backend}_rep_gen_per_s": reps * T / med})
                 if reps <= args.numpy_max_replicates:
                     times = []
                     for r in range(args.repeats):
