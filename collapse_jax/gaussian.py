@@ -98,8 +98,8 @@ def batched_loss(keys, mu, sigma, alpha, n, config: GaussianConfig):
 def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = GaussianConfig(),
              num_replicates: int = 100) -> np.ndarray:
     """Monte Carlo losses, (R, T + 1) for 1-D schedules or (G, R, T + 1) for grids. Requires ``n_t >= 2``."""
-    mu = _checks.in_interval("mu", mu, -math.inf, math.inf)
-    sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True)
+    mu = _checks.in_interval("mu", mu, -math.inf, math.inf, low_open=True, high_open=True)
+    sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
     alpha, n = schedules.check_pair(alpha, n)
     if np.any(n < 2):
         raise ValueError(f"n must be >= 2 at every step (unbiased variance), got min {n.min():.0f}")

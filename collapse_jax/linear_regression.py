@@ -81,7 +81,7 @@ def batched_error(keys, w_star, sigma, config: LinearRegressionConfig):
 def simulate(seed, w_star, sigma: float, config: LinearRegressionConfig, num_replicates: int) -> np.ndarray:
     """Monte Carlo errors, shape (R, n)."""
     w = _checks.finite_array("w_star", w_star, shape=(config.dim,))
-    sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True)
+    sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
     keys = replicate_keys(seed, 0, num_replicates)

@@ -1,12 +1,14 @@
 """Command-line experiments for the iterative-training recursions (seeds 003 and 004).
 
 Subcommands: ``validate`` (theory vs Monte Carlo table -> docs/validation.md), ``recursions-fig2`` (seed 003
-Figure 2), ``recursions-fig3`` (seed 003 Figure 3), plus those registered by :func:`add_parser` below. Each writes a
-run folder (config, labelled arrays, plots, manifest) through :class:`collapse_jax.results.RunFolder`.
+Figure 2), ``recursions-fig3`` (seed 003 Figure 3), plus those registered by :func:`add_parser` below (among them
+seed 004's ``recursions-linreg`` and ``recursions-w2``). Each writes a run folder (config, labelled arrays, plots,
+manifest) through :class:`collapse_jax.results.RunFolder`.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -25,12 +27,17 @@ def _plt():
     return plt
 
 
-def _band(ax, t, losses, color, label):
-    """Mean over replicates with a 95% confidence band for the mean (Student t)."""
+def _mean_ci(losses):
+    """Mean over replicates (axis 0) and the half-width of its 95% confidence interval (Student t)."""
     from scipy import stats
 
-    mean = losses.mean(0)
     half = stats.t.ppf(0.975, losses.shape[0] - 1) * losses.std(0, ddof=1) / np.sqrt(losses.shape[0])
+    return losses.mean(0), half
+
+
+def _band(ax, t, losses, color, label):
+    """Mean over replicates with a 95% confidence band for the mean (Student t)."""
+    mean, half = _mean_ci(losses)
     ax.plot(t, mean, color=color, lw=1.4, label=label)
     ax.fill_between(t, np.maximum(mean - half, 1e-300), mean + half, color=color, alpha=0.25, lw=0)
 
@@ -105,12 +112,12 @@ def cmd_fig2(args) -> int:
     return _finish(run, fig, "fig2.png", "recursions-fig2", start)
 
 
-def _finish(run, fig, filename: str, command: str, start: float) -> int:
-    """Save the figure, mark the run complete with its wall time, and say where it went."""
+def _finish(run, fig, filename: str, command: str, start: float, summary: dict | None = None) -> int:
+    """Save the figure, mark the run complete with its wall time (and ``summary``), and say where it went."""
     run.save_figure(fig, filename)
     _plt().close(fig)
     elapsed = time.perf_counter() - start
-    run.finish({"elapsed_s": elapsed})
+    run.finish({"elapsed_s": elapsed, **(summary or {})})
     print(f"{command}: {run.path} ({elapsed:.1f} s end to end)")
     return 0
 
@@ -267,6 +274,188 @@ def cmd_c2(args) -> int:
     return _finish(run, fig, "c2.png", "recursions-c2", start)
 
 
+# ------------------------------------------------------------------------------------------------------------------
+# Seed 004: linear regression replace vs accumulate (Gerstgrasser et al. 2024), Gaussian W2 (Shumailov et al. 2024)
+# ------------------------------------------------------------------------------------------------------------------
+def _at_least_two_replicates(value) -> int:
+    if _checks.positive_int("replicates", value) < 2:
+        raise ValueError(f"replicates must be an integer >= 2 (a confidence band needs two), got {value!r}")
+    return int(value)
+
+
+def _agreement(mc, theory):
+    """Per-step Monte Carlo mean, 95% half-width, theory and whether theory lies inside the interval."""
+    mean, half = _mean_ci(mc)
+    return {"mc_mean": mean, "ci_half_width": half, "theory": theory, "inside": np.abs(mean - theory) <= half}
+
+
+def cmd_linreg(args) -> int:
+    from collapse_jax import linear_regression as LR
+    from collapse_jax.progress import bar
+
+    iterations = _checks.positive_int("iterations", args.iterations)
+    reps = _at_least_two_replicates(args.replicates)
+    sigma = _checks.in_interval("sigma", args.sigma, 0.0, math.inf, low_open=True, high_open=True)
+    configs = {r: LR.LinearRegressionConfig(args.dim, args.num_samples, iterations, r)
+               for r in ("replace", "accumulate")}  # checks dim >= 1 and num_samples >= dim + 2
+    d, t_samples = args.dim, args.num_samples
+    start = time.perf_counter()
+    w_star = np.full(d, 1.0 / np.sqrt(d))  # the error does not depend on w*; a unit vector
+    run = RunFolder.create("recursions-linreg", args.out)
+    run.write_config({"command": "recursions-linreg", "dim": d, "num_samples": t_samples, "sigma": sigma,
+                      "iterations": iterations, "replicates": reps, "seed": args.seed, "w_star": w_star,
+                      "design": "x ~ N(0, I_d); one fixed design X per replicate, drawn afresh for each replicate"})
+    errors, theory = {}, {"replace": LR.replace_error(sigma, d, t_samples, iterations),
+                          "accumulate": LR.accumulate_error(sigma, d, t_samples, iterations)}
+    with bar(2, "recursions-linreg regimes", "regime") as pbar:
+        for regime, cfg in configs.items():
+            errors[regime] = LR.simulate(args.seed, w_star, sigma, cfg, reps)
+            pbar.update(1)
+    bound = LR.accumulate_bound(sigma, d, t_samples)
+    n = np.arange(1, iterations + 1)
+    run.save_arrays({"errors_replace": errors["replace"], "errors_accumulate": errors["accumulate"],
+                     "theory_replace": theory["replace"], "theory_accumulate": theory["accumulate"],
+                     "bound_accumulate": bound, "iteration": n, "w_star": w_star},
+                    {"errors_replace": ["replicate", "iteration"], "errors_accumulate": ["replicate", "iteration"],
+                     "theory_replace": ["iteration"], "theory_accumulate": ["iteration"], "bound_accumulate": [],
+                     "iteration": ["iteration"], "w_star": ["dim"]},
+                    {"errors_replace": "||w_hat_n - w*||^2, iterations n = 1..N",
+                     "theory_replace": "sigma^2 d n / (T - d - 1)",
+                     "theory_accumulate": "sigma^2 d / (T - d - 1) sum_{i<=n} 1/i^2",
+                     "bound_accumulate": "sigma^2 d / (T - d - 1) pi^2 / 6"})
+    summary = {}
+    for regime in ("replace", "accumulate"):
+        a = _agreement(errors[regime], theory[regime])
+        summary[regime] = {"last_mc_mean": a["mc_mean"][-1], "last_ci_half_width": a["ci_half_width"][-1],
+                           "last_theory": a["theory"][-1], "iterations_theory_inside_ci": int(a["inside"].sum())}
+        print(f"{regime:>10}: iteration {iterations}: Monte Carlo {a['mc_mean'][-1]:.4g} +- "
+              f"{a['ci_half_width'][-1]:.2g}, theory {a['theory'][-1]:.4g}; theory inside the 95% CI at "
+              f"{int(a['inside'].sum())}/{iterations} iterations")
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, scale in zip(axes, ("linear", "log")):  # a linear-scale and a log-log panel
+        for regime, color in (("replace", "tab:red"), ("accumulate", "tab:blue")):
+            _band(ax, n, errors[regime], color, f"{regime} (Monte Carlo mean, 95% band)")
+            ax.plot(n, theory[regime], color="k", ls="--", lw=0.9)
+        ax.axhline(bound, color="grey", ls=":", lw=1.2, label=r"$\sigma^2 d/(T-d-1)\,\pi^2/6$")
+        ax.plot([], [], color="k", ls="--", lw=0.9,
+                label=r"exact: $\frac{\sigma^2 d}{T-d-1}\,n$ (replace), $\frac{\sigma^2 d}{T-d-1}\sum_{i\leq n} i^{-2}$ "
+                      "(accumulate)")
+        ax.set_yscale(scale)
+        ax.set_xscale(scale)
+        ax.set_xlabel("model-fitting iteration n")
+        ax.set_ylabel(r"$\|\hat w_n - w^*\|^2$")
+        ax.set_title("linear scale" if scale == "linear" else "log-log scale", fontsize=10)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"Seed 004 (Gerstgrasser et al. 2024): linear regression, replace vs accumulate "
+                 f"(d={d}, T={t_samples}, sigma={sigma:g}, {reps} replicates)")
+    fig.tight_layout()
+    return _finish(run, fig, "linreg.png", "recursions-linreg", start, summary)
+
+
+def _stays_outside_from(inside) -> int | None:
+    """First generation from which theory stays outside the Monte Carlo interval to the end (None: it ends inside)."""
+    if inside[-1]:
+        return None
+    back_inside = np.flatnonzero(inside)
+    return int(back_inside[-1] + 1) if back_inside.size else 0
+
+
+def w2_schedules(sizes, linear_base: int, generations: int):
+    """Names and (G, T + 1) sample-size schedules: constant ``M`` for each of ``sizes``, then ``M_0 (t + 1)``."""
+    from collapse_jax import schedules as S
+
+    names = [f"M={m}" for m in sizes] + ([f"M_t={linear_base}(t+1)"] if linear_base else [])
+    n = [S.constant_size(m, generations) for m in sizes] + ([S.linear_size(linear_base, generations)]
+                                                            if linear_base else [])
+    return names, np.stack(n)
+
+
+def cmd_w2(args) -> int:
+    from collapse_jax import gaussian as G
+    from collapse_jax import schedules as S
+    from collapse_jax.progress import bar
+
+    generations = _checks.positive_int("generations", args.generations)
+    reps = _at_least_two_replicates(args.replicates)
+    sigma = _checks.in_interval("sigma", args.sigma, 0.0, math.inf, low_open=True, high_open=True)
+    mu = _checks.in_interval("mu", args.mu, -math.inf, math.inf, low_open=True, high_open=True)
+    sizes = list(args.sizes)
+    if any(isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 2 for m in sizes):
+        raise ValueError(f"sizes: every M must be an integer >= 2 (unbiased variance), got {sizes}")
+    base = _checks.nonnegative_int("linear_base", args.linear_base)
+    if base == 1:
+        raise ValueError("linear_base must be 0 (no growing schedule) or an integer >= 2 (M_0 = linear_base), got 1")
+    if not sizes and not base:
+        raise ValueError("nothing to simulate: give --sizes and/or a --linear-base >= 2")
+    start = time.perf_counter()
+    names, n = w2_schedules(sizes, base, generations)
+    alpha = S.pure_synthetic_alpha(generations)
+    run = RunFolder.create("recursions-w2", args.out)
+    run.write_config({"command": "recursions-w2", "mu": mu, "sigma": sigma, "settings": names,
+                      "generations": generations, "replicates": reps, "seed": args.seed,
+                      "estimator": "sample mean, unbiased sample variance; pure synthetic (alpha_t = 0), replace"})
+    losses = []
+    with bar(len(names), "recursions-w2 settings", "setting") as pbar:
+        for n_g in n:
+            losses.append(G.simulate(args.seed, mu, sigma, alpha, n_g, G.GaussianConfig("replace"), reps))
+            pbar.update(1)
+    losses = np.stack(losses)
+    exact = np.stack([G.pure_synthetic_w2(sigma, n_g) for n_g in n])
+    first = np.stack([G.shumailov_first_order_w2(sigma, n_g) for n_g in n])
+    run.save_arrays({"w2": losses, "exact": exact, "first_order": first, "n": n},
+                    {"w2": ["setting", "replicate", "generation"], "exact": ["setting", "generation"],
+                     "first_order": ["setting", "generation"], "n": ["setting", "generation"]},
+                    {"w2": "W_2^2(N(mu_hat_t, sigma_hat_t^2), N(mu, sigma^2)) = (mu_hat-mu)^2 + (sigma_hat-sigma)^2",
+                     "exact": "sigma^2 sum_{i<=t} 1/M_i + 2 sigma^2 (1 - prod_{i<=t} E sqrt(chi2_{M_i-1}/(M_i-1)))",
+                     "first_order": "(3/2) sigma^2 sum_{i<=t} 1/M_i (Shumailov et al.)"})
+    summary = {}
+    for g, name in enumerate(names):
+        vs_first, vs_exact = _agreement(losses[g], first[g]), _agreement(losses[g], exact[g])
+        summary[name] = {"last_mc_mean": vs_first["mc_mean"][-1], "last_ci_half_width": vs_first["ci_half_width"][-1],
+                         "last_mc_median": np.median(losses[g][:, -1]), "last_exact": exact[g, -1],
+                         "last_first_order": first[g, -1],
+                         "first_order_outside_ci_from": _stays_outside_from(vs_first["inside"]),
+                         "exact_outside_ci_from": _stays_outside_from(vs_exact["inside"])}
+        s = summary[name]
+        print(f"{name:>14}: t={generations}: Monte Carlo {s['last_mc_mean']:.4g} +- {s['last_ci_half_width']:.2g} "
+              f"(median {s['last_mc_median']:.3g}), exact {s['last_exact']:.4g}, first order "
+              f"{s['last_first_order']:.4g}; outside the 95% CI for good from t = first order "
+              f"{s['first_order_outside_ci_from']}, exact {s['exact_outside_ci_from']}")
+    plt = _plt()
+    t = np.arange(generations + 1)
+    colors = plt.cm.tab10(np.arange(len(names)))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for g, (name, color) in enumerate(zip(names, colors)):
+        _band(axes[0], t, losses[g], color, name)
+        axes[0].plot(t, exact[g], color=color, ls="--", lw=0.9)
+        axes[0].plot(t, first[g], color=color, ls=":", lw=1.2)
+        _band(axes[1], t + 1, losses[g] / first[g], color, name)
+        axes[1].plot(t + 1, exact[g] / first[g], color=color, ls="--", lw=0.9)
+        axes[1].plot(t + 1, np.median(losses[g], 0) / first[g], color=color, ls="-.", lw=0.8)
+    axes[0].plot([], [], color="k", ls="--", lw=0.9, label="exact E (gaussian.pure_synthetic_w2)")
+    axes[0].plot([], [], color="k", ls=":", lw=1.2, label=r"first order $\frac{3}{2}\sigma^2\sum_{i\leq t} 1/M_i$")
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("generation t")
+    axes[0].set_ylabel(r"$W_2^2(N(\hat\mu_t, \hat\sigma_t^2), N(\mu, \sigma^2))$")
+    axes[0].set_title("Monte Carlo mean, 95% band; exact and first-order expectation", fontsize=10)
+    axes[0].legend(fontsize=8)
+    axes[1].axhline(1.0, color="grey", lw=0.8)
+    axes[1].plot([], [], color="k", ls="--", lw=0.9, label="exact / first order")
+    axes[1].plot([], [], color="k", ls="-.", lw=0.8, label="Monte Carlo median / first order")
+    axes[1].set_xscale("log")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("generation t + 1")
+    axes[1].set_ylabel("ratio to the first-order law")
+    axes[1].set_title("Monte Carlo mean (band), exact and median over the first-order law", fontsize=10)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"Seed 004 (Shumailov et al.): Gaussian refitted on its own samples, N({mu:g}, {sigma:g}^2), "
+                 f"{reps} replicates")
+    fig.tight_layout()
+    return _finish(run, fig, "w2.png", "recursions-w2", start, summary)
+
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("validate", help="theory vs Monte Carlo for every theorem / proposition (writes a table)")
     p.add_argument("--replicates", type=int, default=4000)
@@ -287,6 +476,32 @@ def add_parser(sub) -> None:
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--out", default=None)
         q.set_defaults(func=fn)
+
+    q = sub.add_parser("recursions-linreg", help="seed 004: linear regression on its own labels, replace vs "
+                                                 "accumulate (Gerstgrasser et al. 2024)")
+    q.add_argument("--dim", type=int, default=10, help="d, number of features (default 10)")
+    q.add_argument("--num-samples", type=int, default=20, help="T, samples per iteration, >= d + 2 (default 20)")
+    q.add_argument("--sigma", type=float, default=1.0, help="label noise standard deviation, > 0 (default 1)")
+    q.add_argument("--iterations", type=int, default=50, help="model-fitting iterations n (default 50)")
+    q.add_argument("--replicates", type=int, default=10000,
+                   help="Monte Carlo runs, each with its own fixed design X (default 10000)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", default=None, help="run folder (default runs/recursions-linreg-<time>)")
+    q.set_defaults(func=cmd_linreg)
+
+    q = sub.add_parser("recursions-w2", help="seed 004: Shumailov et al.'s Gaussian W2 growth under pure synthetic "
+                                             "training")
+    q.add_argument("--sizes", type=int, nargs="*", default=[10, 30, 100],
+                   help="constant sample sizes M, each >= 2 (default 10 30 100)")
+    q.add_argument("--linear-base", type=int, default=10,
+                   help="also the growing schedule M_t = BASE (t + 1), BASE >= 2; 0 skips it (default 10)")
+    q.add_argument("--generations", type=int, default=200, help="generations t = 0..GENERATIONS (default 200)")
+    q.add_argument("--replicates", type=int, default=2000)
+    q.add_argument("--mu", type=float, default=0.0, help="true mean (default 0)")
+    q.add_argument("--sigma", type=float, default=1.0, help="true standard deviation, > 0 (default 1)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", default=None, help="run folder (default runs/recursions-w2-<time>)")
+    q.set_defaults(func=cmd_w2)
 
 
 def main(argv: list[str] | None = None) -> int:
