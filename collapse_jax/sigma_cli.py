@@ -57,8 +57,10 @@ def add_parser(sub) -> None:
                    help=f"random blocks per cell: one entry per dimension, or one for all (default: {d.blocks} for "
                         "d = 8, 32, 128, 384; other d take the entry of the next listed d)")
     p.add_argument("--families", type=_names, default=d.families,
-                   help=f"comma-separated data families from {', '.join(sp.FAMILIES)}; empty ('') to run only "
-                        "--embeddings")
+                   help=f"comma-separated data families from {', '.join(sp.FAMILIES + tuple(sp.POPULATIONS))}; "
+                        "empty ('') to run only --embeddings. Real-data families (default when installed): "
+                        + "; ".join(f"{k}: {v.about}; d={v.dim} cells only, other d skipped"
+                                    for k, v in sp.POPULATIONS.items()))
     p.add_argument("--num-points", type=int, default=d.num_points, help="N, rows in each cell's data set")
     p.add_argument("--ratios", type=_floats, default=d.ratios,
                    help="block sizes as multiples n/d (1 means n = d+1); rounded, capped at N")
@@ -104,9 +106,13 @@ def load_embeddings(path: str) -> np.ndarray:
 
 def cells(cfg: sp.PrecisionConfig) -> list[tuple[str, int, int]]:
     """(family, d, num_blocks) of every cell, in run order; the embeddings cell (if any) last with d = -1."""
-    out = [(fam, d, cfg.blocks_for(i)) for i, d in enumerate(cfg.dims) for fam in cfg.families]
+    out = [(fam, d, cfg.blocks_for(i)) for i, d in enumerate(cfg.dims) for fam in cfg.families
+           if sp.family_has_dim(fam, d)]
     if cfg.embeddings:
         out.append((sp.EMBEDDINGS, -1, max(cfg.blocks)))
+    if not out:
+        raise ValueError(f"no cells to run: families {', '.join(cfg.families) or '(none)'} have no cell at dims "
+                         f"{', '.join(map(str, cfg.dims)) or '(none)'} (real-data families run only at their own d)")
     return out
 
 

