@@ -191,6 +191,10 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
 
 def run(args) -> int:
     cfg = config_from_args(args)
+    if args.threads is not None:
+        from collapse_jax import _checks
+
+        _checks.positive_int("threads", args.threads)
     folder = RunFolder.create("sigma-precision", args.out)
     summary = run_sweep(cfg, folder, args.threads)
     print(sp.markdown_table(summary["rows"]))
