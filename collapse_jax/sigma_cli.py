@@ -73,6 +73,11 @@ def add_parser(sub) -> None:
     p.add_argument("--embeddings", type=str, default=None,
                    help="optional .npy file (num_points, dim) of real embeddings, e.g. from the llm extra's "
                         "sentence encoder; scored as one more cell with its own N and d")
+    p.add_argument("--engine", choices=sp.ENGINES, default=d.engine,
+                   help="block kernel: native (Intel AMX, C++; CPUs that have it), numpy (float32 BLAS, any CPU), "
+                        "jax (XLA; GPUs), auto (native, else numpy on CPU; jax elsewhere)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="worker threads for data, Gram and blocks (default: the CPUs this process may use)")
     p.add_argument("--quick", action="store_true",
                    help=f"small sweep for a smoke test: {QUICK} (overrides those options)")
     p.add_argument("--out", type=str, default=None, help="run folder (reuse to resume); default runs/sigma-precision-*")
@@ -84,7 +89,7 @@ def config_from_args(args) -> sp.PrecisionConfig:
     cfg = sp.PrecisionConfig(dims=tuple(args.dims), blocks=blocks, families=tuple(args.families),
                              num_points=args.num_points, ratios=tuple(args.ratios), level=args.level,
                              seed=args.seed, t_dof=args.t_dof, condition_number=args.condition_number,
-                             embeddings=args.embeddings)
+                             embeddings=args.embeddings, engine=args.engine)
     if args.quick:
         cfg = replace(cfg, **QUICK)
     return cfg.validate()
@@ -116,11 +121,14 @@ def cells(cfg: sp.PrecisionConfig) -> list[tuple[str, int, int]]:
     return out
 
 
-def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder) -> dict:
+def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = None) -> dict:
     """Run (or resume) every cell, then write arrays, tables and plots. Returns the summary."""
     import jax
 
+    from collapse_jax import _checks, _native
+
     jax.config.update("jax_enable_x64", True)
+    threads = _checks.positive_int("threads", threads) if threads is not None else _native.spectral_threads()
     cfg_json = asdict(cfg)
     existing = folder.path / "config.json"
     if existing.exists():
@@ -132,15 +140,28 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder) -> dict:
     emb = load_embeddings(cfg.embeddings) if cfg.embeddings else None
     todo = cells(cfg)
     t0 = time.perf_counter()
-    results, rows = [], []
+    results, rows, engines = [], [], {}
+    # one float64 and one float32 buffer for all synthetic cells: fresh 3 GB arrays per cell cost seconds of page
+    # faults each (views of the first N * d elements serve every d)
+    size = cfg.num_points * max(cfg.dims, default=0)
+    buf64 = np.empty(size) if cfg.families and size else None
+    buf32 = np.empty(max(size, emb.size if emb is not None else 0), np.float32) if size or emb is not None else None
     with bar(len(todo), "sigma-precision cells", unit="cell") as cell_bar:
         for idx, (fam, d, blocks) in enumerate(todo):
             chunk = folder.load_chunk(idx)
             if chunk is None:
-                data = emb if fam == sp.EMBEDDINGS else sp.family_dataset(cfg.seed, idx, cfg.num_points, d, fam, cfg)
+                if fam == sp.EMBEDDINGS:
+                    data = emb
+                else:
+                    view = buf64[:cfg.num_points * d].reshape(cfg.num_points, d)
+                    data = sp.family_dataset(cfg.seed, idx, cfg.num_points, d, fam, cfg, threads, out=view)
                 ns = sp.block_sizes(data.shape[1], data.shape[0], cfg.ratios)
                 with bar(blocks, f"{fam} d={data.shape[1]}", unit="block") as b:
-                    res = sp.run_cell(data, fam, ns, blocks, seed=cfg.seed, cell=idx, progress=b.update)
+                    res = sp.run_cell(data, fam, ns, blocks, seed=cfg.seed, cell=idx, progress=b.update,
+                                      engine=cfg.engine, threads=threads,
+                                      scratch=None if buf32 is None or buf32.size < data.size
+                                      else buf32[:data.size].reshape(data.shape))
+                engines[f"cell{idx:02d}"] = res.extra
                 del data
                 folder.save_chunk(idx, res.to_arrays())
             else:
@@ -170,15 +191,19 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder) -> dict:
         plt.close(fig)
     compute_s = float(sum(r.seconds for r in results))
     summary = dict(cells=len(results), wall_seconds_this_call=time.perf_counter() - t0,
-                   compute_seconds_all_cells=compute_s, rows=rows)
+                   compute_seconds_all_cells=compute_s, threads=threads, cells_run_this_call=engines, rows=rows)
     folder.finish({k: v for k, v in summary.items() if k != "rows"})
     return summary
 
 
 def run(args) -> int:
     cfg = config_from_args(args)
+    if args.threads is not None:
+        from collapse_jax import _checks
+
+        _checks.positive_int("threads", args.threads)
     folder = RunFolder.create("sigma-precision", args.out)
-    summary = run_sweep(cfg, folder)
+    summary = run_sweep(cfg, folder, args.threads)
     print(sp.markdown_table(summary["rows"]))
     print(f"wrote {folder.path} ({summary['cells']} cells, {summary['wall_seconds_this_call']:.1f} s this call, "
           f"{summary['compute_seconds_all_cells']:.1f} s cell compute in total)")

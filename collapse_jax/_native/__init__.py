@@ -3,8 +3,8 @@
 Why: exact sampling without replacement needs a per-replicate swap (a scatter), which XLA:CPU expands into a loop
 costing about 1 microsecond per element; the GMM network's inner update therefore runs ~50x faster as a small C++
 loop (see docs/benchmarks.md). Likewise the multinomial recursion's exact binomials are rejection loops, which vmap
-runs until the slowest lane finishes. The kernels (the ``.cc`` files in _SOURCES, one shared library) are built once per
-source version and compiler into
+runs until the slowest lane finishes. The jax.ffi kernels (the ``.cc`` files in _SOURCES, one shared library) are built
+once per source version, compiler and CPU into
 ``$COLLAPSE_JAX_CACHE`` (default ``~/.cache/collapse-jax``), atomically. If no compiler is available, or
 ``COLLAPSE_JAX_NATIVE=0``, :func:`available` returns False and the portable pure-JAX path is used instead.
 """
@@ -53,9 +53,10 @@ def _cpu_fingerprint() -> str:
     return f"{platform.machine()} {platform.processor()}"
 
 
-def _build(cxx: str) -> Path:
-    """Compile the kernels for this CPU (``-march=native``: the multinomial kernel's eight-lane vectors become
-    AVX-512/AVX2 instructions), or for the generic target if the compiler refuses that flag."""
+def _build(cxx: str, sources: tuple[Path, ...] = _SOURCES, name: str = "native") -> Path:
+    """Compile ``sources`` into one library for this CPU (``-march=native``: the multinomial kernel's eight-lane
+    vectors become AVX-512/AVX2 instructions, the spectral kernels use AMX where present), or for the generic target
+    if the compiler refuses that flag."""
     import jax
 
     include = jax.ffi.include_dir()
@@ -63,16 +64,16 @@ def _build(cxx: str) -> Path:
     errors = []
     for flags, machine in ((base + ["-march=native"], _cpu_fingerprint()), (base, "")):
         digest = hashlib.sha256(" ".join([cxx, include, *flags, machine]).encode())
-        for source in _SOURCES:
+        for source in sources:
             digest.update(source.read_bytes())
-        target = _cache_dir() / f"native-{digest.hexdigest()[:16]}.so"
+        target = _cache_dir() / f"{name}-{digest.hexdigest()[:16]}.so"
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
         os.close(fd)
         try:
-            subprocess.run([cxx, *flags, f"-I{include}", *map(str, _SOURCES), "-o", tmp], check=True,
+            subprocess.run([cxx, *flags, f"-I{include}", *map(str, sources), "-o", tmp], check=True,
                            capture_output=True, text=True)
             os.replace(tmp, target)
             return target
@@ -81,7 +82,11 @@ def _build(cxx: str) -> Path:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-    raise RuntimeError(f"compiling {', '.join(s.name for s in _SOURCES)} failed:\n" + "\n".join(errors))
+    raise RuntimeError(f"compiling {', '.join(s.name for s in sources)} failed:\n" + "\n".join(errors))
+
+
+def _enabled() -> bool:
+    return os.environ.get("COLLAPSE_JAX_NATIVE", "1") not in ("0", "false", "no")
 
 
 def available() -> bool:
@@ -90,7 +95,7 @@ def available() -> bool:
         if "ok" in _STATE:
             return bool(_STATE["ok"])
         ok = False
-        if os.environ.get("COLLAPSE_JAX_NATIVE", "1") not in ("0", "false", "no"):
+        if _enabled():
             cxx = _compiler()
             if cxx is None:
                 warnings.warn("collapse_jax: no C++ compiler found; using the slower pure-JAX CPU kernels",
@@ -137,3 +142,51 @@ def resolve_backend(backend: str) -> str:
     if backend == "native" and (jax.default_backend() != "cpu" or not available()):
         raise ValueError("backend='native' needs the CPU backend and a C++ compiler; use backend='jax'")
     return backend
+
+
+SPECTRAL_SOURCE = Path(__file__).with_name("spectral_kernels.cc")
+LOGDET_TARGET = "collapse_jax_batched_logdet"
+
+
+def spectral_library():
+    """The spectral kernels (``ctypes.CDLL``, its batched log-det registered with jax.ffi as :data:`LOGDET_TARGET`),
+    built on first use with ``-march=native``; None when native code is disabled or cannot be built."""
+    with _LOCK:
+        if "spectral" in _STATE:
+            return _STATE["spectral"]
+        lib = None
+        cxx = _compiler() if _enabled() else None
+        if cxx is not None:
+            try:
+                import jax
+
+                lib = ctypes.CDLL(str(_build(cxx, (SPECTRAL_SOURCE,), "spectral_kernels")))
+                jax.ffi.register_ffi_target(LOGDET_TARGET, jax.ffi.pycapsule(lib.BatchedLogdet), platform="cpu")
+                lib.cj_amx_available.restype = ctypes.c_int
+                lib.cj_block_stats.restype = ctypes.c_int64
+                lib.cj_block_stats.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                                               ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                                               ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+            except (RuntimeError, OSError) as exc:
+                warnings.warn(f"collapse_jax: native spectral kernels unavailable ({exc}); using JAX/NumPy",
+                              RuntimeWarning, stacklevel=3)
+                lib = None
+        _STATE["spectral"] = lib
+        return lib
+
+
+def amx_available() -> bool:
+    """Whether the AMX block-statistics kernel can run here (built for this CPU, tile state granted by the OS)."""
+    lib = spectral_library()
+    return bool(lib is not None and lib.cj_amx_available())
+
+
+def spectral_threads() -> int:
+    """Threads for the spectral kernels: ``COLLAPSE_JAX_THREADS`` or the CPUs this process may run on."""
+    env = os.environ.get("COLLAPSE_JAX_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
