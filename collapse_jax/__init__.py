@@ -24,10 +24,13 @@ __all__ = [
 ]
 
 # Iterative-training recursions (seeds 003 and 004).
-from collapse_jax import gaussian, linear_regression, multinomial, schedules  # noqa: E402
+from collapse_jax import gaussian, linear_regression, logistic, mixture_refit, multinomial, schedules  # noqa: E402
+from collapse_jax.logistic import LogisticConfig  # noqa: E402
+from collapse_jax.mixture_refit import MixtureConfig  # noqa: E402
 from collapse_jax.multinomial import MultinomialConfig, sample_multinomial  # noqa: E402
 
-__all__ += ["gaussian", "linear_regression", "multinomial", "schedules", "MultinomialConfig", "sample_multinomial"]
+__all__ += ["gaussian", "linear_regression", "logistic", "mixture_refit", "multinomial", "schedules",
+            "LogisticConfig", "MixtureConfig", "MultinomialConfig", "sample_multinomial"]
 
 # Sigma spectral estimators (seed 002) and distance estimators shared with the GMM network and the LLM side.
 from collapse_jax import sigma_monitor, sigma_precision, spectral  # noqa: E402

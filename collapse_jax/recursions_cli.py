@@ -194,10 +194,27 @@ def cmd_validate(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Seed 003 Figure 6 / Appendix C.2, settings 1-8 (multinomial and Gaussian model classes)
+# Seed 003 Figure 6 / Appendix C.2, settings 1-8, for the four model classes
 # ------------------------------------------------------------------------------------------------------------------
-C2_NAMES = ["1 pure synth., n lin.", "2 pure synth., n quad.", "3 accumulate, pure synth.", "4 n=100, alpha=0.5",
-            "5 n lin., alpha=1/t", "6 n lin., alpha=0.5", "7 n lin., alpha=t^-1/2", "8 n lin., alpha=t^-1/4"]
+C2_MODELS = ("multinomial", "gaussian", "gmm", "logistic")
+C2_TITLES = {"multinomial": "multinomial", "gaussian": "Gaussian", "gmm": "Gaussian mixture (EM)",
+             "logistic": "logistic regression"}
+C2_YLABELS = {"multinomial": r"$\|\hat p_t - p\|^2$", "gaussian": r"$(\hat\mu-\mu)^2 + (\hat\sigma-\sigma)^2$",
+              "gmm": r"$W_1(G, \hat G_t)$", "logistic": r"$\|\hat\theta_t - \theta\|^2$"}
+# True models of the C.2 sweep (the seed's values are not in our text; see docs/recursions.md).
+C2_GAUSSIAN = {"mu": 0.0, "sigma": 1.0}
+C2_GMM = {"weights": [0.3, 0.4, 0.3], "means": [-3.0, 0.0, 3.0], "sds": [0.5, 0.5, 0.5]}
+C2_LOGISTIC = {"beta": [1.0, -1.0, 0.5], "intercept": 0.25}
+
+
+def c2_names(base: int = 100) -> list[str]:
+    """Legend labels of settings 1-8 for linear growth ``base (t + 1)``."""
+    return ["1 pure synth., n lin.", "2 pure synth., n quad.", "3 accumulate, pure synth.",
+            f"4 n={base}, alpha=0.5", "5 n lin., alpha=1/t", "6 n lin., alpha=0.5", "7 n lin., alpha=t^-1/2",
+            "8 n lin., alpha=t^-1/4"]
+
+
+C2_NAMES = c2_names()
 
 
 def c2_settings(num_steps: int, base: int = 100):
@@ -213,64 +230,181 @@ def c2_settings(num_steps: int, base: int = 100):
             (S.power_decay_alpha(0.25, num_steps), lin, "replace")]
 
 
-def cmd_c2(args) -> int:
-    from collapse_jax import gaussian as G
+def _c2_run(settings, simulate) -> np.ndarray:
+    """Losses (8, R, T + 1): ``simulate(alpha_grid, n_grid, regime) -> (G, R, T + 1)``, one grid per regime."""
+    out: list = [None] * len(settings)
+    for regime in dict.fromkeys(r for _, _, r in settings):
+        idx = [i for i, s in enumerate(settings) if s[2] == regime]
+        losses = simulate(np.stack([settings[i][0] for i in idx]), np.stack([settings[i][1] for i in idx]), regime)
+        for j, i in enumerate(idx):
+            out[i] = losses[j]
+    return np.stack(out)
+
+
+def _tallied(simulate, flagged):
+    """Wrap ``simulate(alpha, n, regime) -> (losses, info)`` into one returning the losses, with its warnings
+    silenced and ``flagged(info, regime)`` (a boolean array per fit) counted in ``tally = [flagged, fits]``."""
+    import warnings
+
+    tally = [0, 0]
+
+    def sim(alpha, n, regime):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            losses, info = simulate(alpha, n, regime)
+        flags = flagged(info, regime)
+        tally[0] += int(np.sum(flags))
+        tally[1] += flags.size
+        return losses
+
+    return sim, tally
+
+
+def _c2_model(model: str, args, settings, p):
+    """Check the inputs of one model class (before any compute) and return a runner ``() -> (losses, theory, note)``.
+
+    ``theory`` maps a setting index to its closed-form curve (exact, or first-order for logistic regression).
+    """
+    reps, seed = args.replicates, args.seed
+    if model == "multinomial":
+        from collapse_jax import multinomial as M
+
+        for alpha, n, regime in settings:
+            M.check_inputs(p, alpha, n, M.MultinomialConfig(regime))
+
+        def run():
+            losses = _c2_run(settings, lambda a, n, r: M.simulate(seed, p, a, n, M.MultinomialConfig(r), reps))
+            theory = {i: M.theory_risk(p, a, n, M.MultinomialConfig(r)) for i, (a, n, r) in enumerate(settings)}
+            return losses, theory, "exact Thm 3.1 / A.1"
+    elif model == "gaussian":
+        from collapse_jax import gaussian as G
+
+        mu, sigma = C2_GAUSSIAN["mu"], C2_GAUSSIAN["sigma"]
+        for alpha, n, regime in settings:
+            if np.any(n < 2):
+                raise ValueError("Gaussian: n must be >= 2 at every step (unbiased variance)")
+
+        def run():
+            losses = _c2_run(settings, lambda a, n, r: G.simulate(seed, mu, sigma, a, n, G.GaussianConfig(r),
+                                                                         reps))
+            return losses, {i: G.pure_synthetic_w2(sigma, settings[i][1]) for i in (0, 1)}, "exact pure-synthetic W2"
+    elif model == "gmm":
+        from collapse_jax import _sample_buffer
+        from collapse_jax import mixture_refit as MR
+
+        cfg = {r: MR.MixtureConfig(r, max_iter=args.gmm_max_iter) for r in _sample_buffer.REGIMES}
+        for alpha, n, regime in settings:
+            MR.check_inputs(C2_GMM["weights"], C2_GMM["means"], C2_GMM["sds"], alpha, n)
+            _sample_buffer.setup(alpha, n, cfg[regime], "mixture", 1, reps, None, 1)
+
+        def run():
+            sim, tally = _tallied(lambda a, n, r: MR.simulate(seed, C2_GMM["weights"], C2_GMM["means"], C2_GMM["sds"],
+                                                              a, n, cfg[r], reps, return_info=True),
+                                  lambda info, r: info["iterations"] >= cfg[r].max_iter)
+            losses = _c2_run(settings, sim)
+            return losses, {}, f"no closed form; {tally[0]} of {tally[1]} EM fits stopped at max_iter"
+    elif model == "logistic":
+        from collapse_jax import _sample_buffer
+        from collapse_jax import logistic as L
+
+        beta, b0 = C2_LOGISTIC["beta"], C2_LOGISTIC["intercept"]
+        for alpha, n, regime in settings:
+            L.check_inputs(beta, b0, alpha, n)
+            _sample_buffer.setup(alpha, n, L.LogisticConfig(regime), "logistic", len(beta) + 2, reps, None, 1)
+
+        def run():
+            sim, tally = _tallied(lambda a, n, r: L.simulate(seed, beta, b0, a, n, L.LogisticConfig(r), reps,
+                                                             return_info=True),
+                                  lambda info, r: ~info["ok"])
+            losses = _c2_run(settings, sim)
+            theory = {i: L.first_order_risk(beta, b0, a, n, r) for i, (a, n, r) in enumerate(settings)}
+            return losses, theory, f"theory first-order (approximate); {tally[0]} of {tally[1]} fits failed (NaN)"
+    else:
+        raise ValueError(f"models must be among {C2_MODELS}, got {model!r}")
+    return run
+
+
+def _c2_plot(results, p, bases, reps: int):
+    """A (models x 2) grid: settings 1-4 left, 5-8 right; mean with 95% band, theory dashed in the setting's colour.
+
+    Replicates with a NaN (a failed logistic fit) are left out of the mean; the panel title gives their count.
+    """
+    from matplotlib.ticker import MaxNLocator
+
     from collapse_jax import multinomial as M
 
-    num_steps = _checks.positive_int("steps", args.steps)
-    reps = _checks.positive_int("replicates", args.replicates)
-    start = time.perf_counter()
-    p = np.random.default_rng(args.seed).dirichlet(np.ones(args.categories))
-    settings = c2_settings(num_steps)
-    for alpha, n, regime in settings:
-        M.check_inputs(p, alpha, n, M.MultinomialConfig(regime))
-    run = RunFolder.create("recursions-c2", args.out)
-    run.write_config({"command": "recursions-c2", "p": p, "settings": C2_NAMES, "num_steps": num_steps,
-                      "replicates": reps, "seed": args.seed, "gaussian": {"mu": 0.0, "sigma": 1.0}})
-    mult, gauss, theory = [], [], []
-    for regime in ("replace", "accumulate"):
-        idx = [i for i, s in enumerate(settings) if s[2] == regime]
-        alpha = np.stack([settings[i][0] for i in idx])
-        n = np.stack([settings[i][1] for i in idx])
-        lm = M.simulate(args.seed, p, alpha, n, M.MultinomialConfig(regime), reps)
-        lg = G.simulate(args.seed, 0.0, 1.0, alpha, n, G.GaussianConfig(regime), reps)
-        for j, i in enumerate(idx):
-            mult.append((i, lm[j]))
-            gauss.append((i, lg[j]))
-    mult = np.stack([x for _, x in sorted(mult, key=lambda y: y[0])])
-    gauss = np.stack([x for _, x in sorted(gauss, key=lambda y: y[0])])
-    theory = np.stack([M.theory_risk(p, a, n, M.MultinomialConfig(r)) for a, n, r in settings])
-    run.save_arrays({"multinomial": mult, "gaussian": gauss, "multinomial_theory": theory},
-                    {"multinomial": ["setting", "replicate", "step"], "gaussian": ["setting", "replicate", "step"],
-                     "multinomial_theory": ["setting", "step"]},
-                    {"gaussian": "(mu_hat - mu)^2 + (sigma_hat - sigma)^2 = W2^2, true N(0, 1)"})
     plt = _plt()
-    t = np.arange(num_steps + 1)
     colors = plt.cm.tab10(np.arange(8))
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8), sharex=True)
-    for col, (name, losses) in enumerate([("multinomial", mult), ("Gaussian", gauss)]):
-        for row, group in enumerate([range(0, 4), range(4, 8)]):
+    models = list(results)
+    fig, axes = plt.subplots(len(models), 2, figsize=(13, 3.8 * len(models)), squeeze=False)
+    for row, model in enumerate(models):
+        losses, theory, note = results[model]
+        t = np.arange(losses.shape[-1])
+        names = c2_names(bases[model])
+        for col, group in enumerate([range(0, 4), range(4, 8)]):
             ax = axes[row, col]
             for i in group:
-                _band(ax, t, losses[i], colors[i], C2_NAMES[i])
-                if col == 0:
-                    ax.plot(t, theory[i], color="k", ls="--", lw=0.7)
-                elif i == 0:
-                    ax.plot(t, G.pure_synthetic_w2(1.0, settings[0][1]), color="k", ls="--", lw=0.7)
-                elif i == 1:
-                    ax.plot(t, G.pure_synthetic_w2(1.0, settings[1][1]), color="k", ls="--", lw=0.7)
-            if row == 0 and col == 0:
-                ax.axhline(M.fixed_alpha_limit(p, 0.5, 100), color=colors[3], ls=":", lw=1.2)
+                finite = losses[i][np.all(np.isfinite(losses[i]), axis=1)]
+                if finite.shape[0] >= 2:
+                    _band(ax, t, finite, colors[i], names[i])
+                if i in theory:
+                    ax.plot(t, theory[i], color=colors[i], ls="--", lw=1.0)
+            if model == "multinomial" and col == 0:
+                ax.axhline(M.fixed_alpha_limit(p, 0.5, bases[model]), color=colors[3], ls=":", lw=1.2)
             ax.set_yscale("log")
-            ax.set_title(f"{name}: settings {group.start + 1}-{group.stop}", fontsize=10)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_title(f"{C2_TITLES[model]}: settings {group.start + 1}-{group.stop}\n{note}", fontsize=9)
+            ax.set_ylabel(C2_YLABELS[model])
+            ax.set_xlabel("generation t")
             ax.legend(fontsize=7)
-            if row == 1:
-                ax.set_xlabel("generation t")
-    axes[0, 0].set_ylabel(r"$\|\hat p_t - p\|^2$")
-    axes[0, 1].set_ylabel(r"$(\hat\mu-\mu)^2 + (\hat\sigma-\sigma)^2$")
-    fig.suptitle(f"Seed 003 Figure 6 / App. C.2 (multinomial K={args.categories} and Gaussian; {reps} replicates; "
-                 "-- exact theory, : Cor. 3.2 limit)")
-    fig.tight_layout()
+    fig.suptitle(f"Seed 003 Figure 6 / App. C.2 settings 1-8, {reps} replicates, mean with 95% band; dashed: theory "
+                 "(multinomial exact, Gaussian exact for pure synthetic, logistic first-order); dotted: Cor. 3.2 limit",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    return fig
+
+
+def cmd_c2(args) -> int:
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in models if m not in C2_MODELS]
+    if bad or not models:
+        raise ValueError(f"models must be a comma-separated subset of {','.join(C2_MODELS)}, got {args.models!r}")
+    reps = _checks.positive_int("replicates", args.replicates)
+    steps = {"multinomial": _checks.positive_int("steps", args.steps), "gaussian": args.steps,
+             "gmm": _checks.positive_int("gmm_steps", args.gmm_steps),
+             "logistic": _checks.positive_int("logistic_steps", args.logistic_steps)}
+    bases = {"multinomial": _checks.positive_int("base", args.base), "gaussian": args.base,
+             "gmm": _checks.positive_int("gmm_base", args.gmm_base),
+             "logistic": _checks.positive_int("logistic_base", args.logistic_base)}
+    _checks.positive_int("gmm_max_iter", args.gmm_max_iter)
+    start = time.perf_counter()
+    p = np.random.default_rng(args.seed).dirichlet(np.ones(_checks.positive_int("categories", args.categories)))
+    settings_of = {m: c2_settings(steps[m], bases[m]) for m in models}
+    runners = {m: _c2_model(m, args, settings_of[m], p) for m in models}  # every input checked before compute
+    run = RunFolder.create("recursions-c2", args.out)
+    run.write_config({"command": "recursions-c2", "models": models, "p": p,
+                      "settings": {m: c2_names(bases[m]) for m in models},
+                      "steps": {m: steps[m] for m in models}, "base": {m: bases[m] for m in models},
+                      "replicates": reps, "seed": args.seed, "gaussian": C2_GAUSSIAN, "gmm": C2_GMM,
+                      "gmm_max_iter": args.gmm_max_iter, "logistic": C2_LOGISTIC})
+    results, timings = {}, {}
+    for m in models:
+        t0 = time.perf_counter()
+        results[m] = runners[m]()
+        timings[m] = time.perf_counter() - t0
+        print(f"recursions-c2: {m}: {timings[m]:.1f} s ({results[m][2]})")
+    arrays = {m: results[m][0] for m in models}
+    labels = {m: ["setting", "replicate", "step"] for m in models}
+    for m in models:
+        for i, curve in results[m][1].items():
+            arrays[f"{m}_theory_{i + 1}"] = curve
+            labels[f"{m}_theory_{i + 1}"] = ["step"]
+    run.save_arrays(arrays, labels, {
+        "multinomial": "||p_hat_t - p||^2, p ~ Dirichlet(1) (see config)",
+        "gaussian": "(mu_hat - mu)^2 + (sigma_hat - sigma)^2 = W2^2, true N(0, 1)",
+        "gmm": "W1 between true and fitted mixing measures (EM refit); true mixture in config",
+        "logistic": "||theta_hat_t - theta||^2 (intercept included), NaN after a failed fit; theory first-order"})
+    fig = _c2_plot(results, p, bases, reps)
     return _finish(run, fig, "c2.png", "recursions-c2", start)
 
 
@@ -455,6 +589,27 @@ def cmd_w2(args) -> int:
     return _finish(run, fig, "w2.png", "recursions-w2", start, summary)
 
 
+def _c2_parser(sub) -> None:
+    q = sub.add_parser("recursions-c2", help="seed 003 Figure 6 / App. C.2 settings 1-8 for the multinomial, "
+                                             "Gaussian, Gaussian-mixture (EM) and logistic model classes")
+    q.add_argument("--models", default=",".join(C2_MODELS),
+                   help="comma-separated model classes to run, among " + ",".join(C2_MODELS) + " (default all)")
+    q.add_argument("--replicates", type=int, default=100, help="Monte Carlo replicates per setting (default 100)")
+    q.add_argument("--steps", type=int, default=200, help="generations T, multinomial and Gaussian (default 200)")
+    q.add_argument("--base", type=int, default=100,
+                   help="n_0 for multinomial and Gaussian: n_t = base (fixed), base(t+1) or base(t+1)^2 (default 100)")
+    q.add_argument("--categories", type=int, default=10, help="K of the multinomial, p ~ Dirichlet(1) (default 10)")
+    q.add_argument("--gmm-steps", type=int, default=30,
+                   help="generations T of the Gaussian mixture (EM reads every raw sample; default 30)")
+    q.add_argument("--gmm-base", type=int, default=50, help="n_0 of the Gaussian mixture (default 50)")
+    q.add_argument("--gmm-max-iter", type=int, default=100, help="EM iterations at most per fit (default 100)")
+    q.add_argument("--logistic-steps", type=int, default=20,
+                   help="generations T of logistic regression (Newton reads every raw sample; default 20)")
+    q.add_argument("--logistic-base", type=int, default=100, help="n_0 of logistic regression (default 100)")
+    q.add_argument("--seed", type=int, default=0, help="random seed (replicates and the multinomial p)")
+    q.add_argument("--out", default=None, help="run folder (default runs/recursions-c2-<time>)")
+    q.set_defaults(func=cmd_c2)
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("validate", help="theory vs Monte Carlo for every theorem / proposition (writes a table)")
@@ -466,9 +621,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_validate)
 
     for name, fn, helptext in [("recursions-fig2", cmd_fig2, "seed 003 Figure 2: 4 x 4 alpha_t x n_t grid"),
-                               ("recursions-fig3", cmd_fig3, "seed 003 Figure 3: pure synthetic + accumulation"),
-                               ("recursions-c2", cmd_c2, "seed 003 Figure 6 / App. C.2 settings 1-8 "
-                                                         "(multinomial, Gaussian)")]:
+                               ("recursions-fig3", cmd_fig3, "seed 003 Figure 3: pure synthetic + accumulation")]:
         q = sub.add_parser(name, help=helptext)
         q.add_argument("--replicates", type=int, default=100)
         q.add_argument("--steps", type=int, default=200)
@@ -476,6 +629,7 @@ def add_parser(sub) -> None:
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--out", default=None)
         q.set_defaults(func=fn)
+    _c2_parser(sub)
 
     q = sub.add_parser("recursions-linreg", help="seed 004: linear regression on its own labels, replace vs "
                                                  "accumulate (Gerstgrasser et al. 2024)")

@@ -1,0 +1,265 @@
+"""Univariate Gaussian mixture iteratively refitted by EM on real + synthetic data (seed 003, Appendix C.2).
+
+True mixture ``P = sum_k w_k N(m_k, s_k^2)`` with a known number of components K. Generation 0 fits EM on ``n_0``
+draws of ``P``; generation ``t >= 1`` draws ``n_t`` points from ``alpha_t P + (1 - alpha_t) P_hat_{t-1}`` (each
+point is real with probability ``alpha_t``, an exact per-point Bernoulli split, equivalent in law to a
+``Binomial(n_t, alpha_t)`` split) and refits. Regimes (:class:`MixtureConfig`): ``replace`` (EM on generation t's
+points) and ``accumulate`` (EM on all points of generations 0..t); pure synthetic is ``alpha_t = 0``.
+
+Risk: the 1-Wasserstein distance between the mixing measures ``G = sum_k w_k delta_{m_k}`` and
+``G_hat_t = sum_k w_hat_k delta_{m_hat_k}`` (weights on the component means; on the line
+``W_1 = int |F_G - F_G_hat|``), :func:`mixing_w1`.
+
+EM (:func:`em_fit`), K components, one pass over the data per iteration:
+- start: generation 0 starts from the true mixture (an oracle start, so that the risk measures statistical error and
+  not EM's local optima or label switching); generation t starts from the fit of generation t - 1 (warm start);
+- stop: when ``max_k max(|dw_k|, |dm_k| / s_k, |ds_k| / s_k) <= tol`` or after ``max_iter`` iterations (reported:
+  :func:`simulate` returns the iteration counts with ``return_info=True`` and warns when a fit hit the cap);
+- guards: a component whose responsibility mass is below ``1e-12 n`` keeps its previous mean and variance (its
+  weight becomes ~0; a component of weight exactly 0 is a fixed point of EM and stays dead); variances are floored
+  at ``var_floor`` (default 1e-6, in squared data units) so that a component collapsing onto one point cannot
+  produce a zero or negative variance.
+
+Cost: EM needs the raw samples (no fixed-size sufficient statistic), so a generation costs
+O(iterations x K x n_t) (replace) or O(iterations x K x (n_0 + ... + n_t)) (accumulate) time, and each replicate holds
+a buffer of ``max n_t`` or ``n_0 + ... + n_T`` points; sizes beyond ``max_points`` per replicate, or beyond the memory
+available, are refused before compute. No closed-form risk exists for this model.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from collapse_jax import _checks, _sample_buffer, schedules
+
+
+@dataclass(frozen=True)
+class MixtureConfig:
+    """Static configuration of a mixture recursion.
+
+    Attributes:
+      regime: ``"replace"`` (EM on generation t's data) or ``"accumulate"`` (EM on all data so far).
+      max_iter: EM iterations at most per generation (>= 1).
+      tol: EM stopping tolerance on the largest parameter change (weights; means and sds relative to the sd).
+      var_floor: lower bound on every fitted variance (> 0, squared data units).
+      chunk: rows per chunk of the EM passes (memory of the responsibilities: chunk x K).
+      max_points: largest raw-sample buffer allowed per replicate (a guard on time and memory).
+    """
+
+    regime: str = "replace"
+    max_iter: int = 100
+    tol: float = 1e-5
+    var_floor: float = 1e-6
+    chunk: int = 256
+    max_points: int = 2_000_000
+
+    def __post_init__(self):
+        _sample_buffer.check_config(self, ("var_floor",))
+
+
+class Mixture(NamedTuple):
+    """Parameters of a univariate K-component Gaussian mixture, each of shape (K,)."""
+
+    weights: jax.Array
+    means: jax.Array
+    sds: jax.Array
+
+
+# ==================================================================================================================
+# Risk: W1 between mixing measures
+# ==================================================================================================================
+def mixing_w1(a: Mixture, b: Mixture) -> jax.Array:
+    """``W_1(sum_k a.w_k delta_{a.m_k}, sum_k b.w_k delta_{b.m_k}) = int |F_a(x) - F_b(x)| dx`` (exact, 2K atoms)."""
+    points = jnp.concatenate([a.means, b.means])
+    mass = jnp.concatenate([a.weights, -b.weights])
+    order = jnp.argsort(points)
+    cdf_gap = jnp.cumsum(mass[order])[:-1]
+    return jnp.sum(jnp.abs(cdf_gap) * jnp.diff(points[order]))
+
+
+# ==================================================================================================================
+# Sampling and EM
+# ==================================================================================================================
+def _component(u: jax.Array, weights: jax.Array) -> jax.Array:
+    """Inverse-cdf component index for uniforms ``u`` (a zero-weight component is never chosen)."""
+    edges = jnp.cumsum(weights)[:-1]
+    return jnp.sum(u[:, None] >= edges[None, :], axis=1)
+
+
+def draw_mixed(key: jax.Array, size: int, alpha_t: jax.Array, truth: Mixture, fit: Mixture) -> jax.Array:
+    """``size`` i.i.d. draws from ``alpha_t truth + (1 - alpha_t) fit``: a real/synthetic coin per point, then a
+    component, then a normal."""
+    k_src, k_comp, k_z = jax.random.split(key, 3)
+    dtype = truth.means.dtype
+    real = jax.random.uniform(k_src, (size,), dtype) < alpha_t
+    u = jax.random.uniform(k_comp, (size,), dtype)
+    comp = jnp.where(real, _component(u, truth.weights), _component(u, fit.weights))
+    mean = jnp.where(real, truth.means[comp], fit.means[comp])
+    sd = jnp.where(real, truth.sds[comp], fit.sds[comp])
+    return mean + sd * jax.random.normal(k_z, (size,), dtype)
+
+
+def _em_statistics(x: jax.Array, count: jax.Array, fit: Mixture, chunk: int):
+    """Responsibility mass ``N_k``, ``sum_i r_ik (x_i - m_k)`` and ``sum_i r_ik (x_i - m_k)^2`` over valid rows."""
+    log_w = jnp.log(fit.weights)
+    log_norm = -jnp.log(fit.sds) - 0.5 * math.log(2 * math.pi)
+
+    def fn(xs, valid):
+        d = xs[:, None] - fit.means[None, :]
+        logp = log_w + log_norm - 0.5 * (d / fit.sds) ** 2
+        r = jax.nn.softmax(logp, axis=1) * valid[:, None]
+        return r.sum(0), (r * d).sum(0), (r * d * d).sum(0)
+
+    zero = jnp.zeros_like(fit.means)
+    return _sample_buffer.reduce_rows(fn, x, count, chunk, (zero, zero, zero))
+
+
+def em_step(x: jax.Array, count: jax.Array, fit: Mixture, config: MixtureConfig, chunk: int) -> Mixture:
+    """One EM iteration on the first ``count`` rows of ``x`` (E-step and M-step, with the guards of the module doc)."""
+    mass, s1, s2 = _em_statistics(x, count, fit, chunk)
+    n = jnp.asarray(count, x.dtype)
+    alive = mass > 1e-12 * n
+    safe = jnp.where(alive, mass, 1.0)
+    shift = s1 / safe
+    var = jnp.maximum(s2 / safe - shift * shift, config.var_floor)
+    means = jnp.where(alive, fit.means + shift, fit.means)
+    sds = jnp.where(alive, jnp.sqrt(var), fit.sds)
+    return Mixture(mass / n, means, sds)
+
+
+def em_fit(x: jax.Array, count: jax.Array, start: Mixture, config: MixtureConfig, chunk: int
+           ) -> tuple[Mixture, jax.Array]:
+    """EM from ``start`` on the first ``count`` rows of ``x`` until the tolerance or ``max_iter``.
+
+    Returns the fit and the number of iterations used (``max_iter`` means the tolerance was not reached).
+    """
+    tol = max(config.tol, 10 * float(jnp.finfo(x.dtype).eps))
+
+    def cond(c):
+        _, it, change = c
+        return (it < config.max_iter) & (change > tol)
+
+    def body(c):
+        fit, it, _ = c
+        new = em_step(x, count, fit, config, chunk)
+        change = jnp.max(jnp.maximum(jnp.abs(new.weights - fit.weights),
+                                     jnp.maximum(jnp.abs(new.means - fit.means),
+                                                 jnp.abs(new.sds - fit.sds)) / fit.sds))
+        return new, it + 1, change
+
+    fit, it, _ = jax.lax.while_loop(cond, body, (start, jnp.int32(0), jnp.asarray(jnp.inf, x.dtype)))
+    return fit, it
+
+
+# ==================================================================================================================
+# Simulator
+# ==================================================================================================================
+def replicate_risk(key: jax.Array, truth: Mixture, alpha: jax.Array, n: jax.Array, config: MixtureConfig,
+                   buffer: int, chunk: int) -> tuple[jax.Array, jax.Array]:
+    """Kernel for one replicate: ``W_1(G, G_hat_t)`` and EM iterations for t = 0..T, each of shape (T + 1,).
+
+    ``buffer``, ``chunk`` are the static sizes of :func:`collapse_jax._sample_buffer.plan`.
+    """
+    init_key, steps_key = jax.random.split(key)
+    dtype = truth.means.dtype
+    n = n.astype(dtype)
+    one = jnp.ones((), dtype)
+    data = _sample_buffer.write_draws(jnp.zeros((buffer,), dtype), init_key, 0, n[0], chunk,
+                                      lambda k, size: draw_mixed(k, size, one, truth, truth))
+    fit0, it0 = em_fit(data, n[0], truth, config, chunk)
+
+    def step(carry, inputs):
+        data, fit, total = carry
+        k, a_t, n_t = inputs
+        offset = total if config.regime == "accumulate" else 0
+        data = _sample_buffer.write_draws(data, k, offset, n_t, chunk,
+                                          lambda kk, size: draw_mixed(kk, size, a_t, truth, fit))
+        total = offset + n_t
+        new, it = em_fit(data, total, fit, config, chunk)
+        return (data, new, total), (mixing_w1(truth, new), it)
+
+    keys = jax.random.split(steps_key, alpha.shape[0] - 1)
+    _, (risks, iters) = jax.lax.scan(step, (data, fit0, n[0]), (keys, alpha[1:].astype(dtype), n[1:]))
+    return jnp.concatenate([mixing_w1(truth, fit0)[None], risks]), jnp.concatenate([it0[None], iters])
+
+
+@functools.partial(jax.jit, static_argnames=("config", "buffer", "chunk", "batch_size"))
+def batched_risk(keys: jax.Array, truth: Mixture, alpha: jax.Array, n: jax.Array, config: MixtureConfig,
+                 buffer: int, chunk: int, batch_size: int = 1) -> tuple[jax.Array, jax.Array]:
+    """Replicate keys (R,) x schedule grid (G, T + 1) -> risks and EM iterations, each (G, R, T + 1).
+
+    Replicates run ``batch_size`` at a time in lockstep (``lax.map`` over vmapped batches), the grid one schedule
+    after the other: EM's ``while_loop`` under ``vmap`` iterates until the slowest lane has converged, and EM's
+    iteration counts are heavy-tailed (a mean of ~7 but a maximum of ~60 over 500 lanes in the C.2 sweep), so a wide
+    vmap wastes most of its work (measured: 10x slower for 100 lanes than for 1); the point axis already fills the
+    vector units.
+    """
+    kernel = functools.partial(replicate_risk, truth=truth, config=config, buffer=buffer, chunk=chunk)
+
+    def over_replicates(schedule):
+        a, m = schedule
+        return jax.lax.map(lambda k: kernel(k, alpha=a, n=m), keys, batch_size=batch_size)
+
+    return jax.lax.map(over_replicates, (alpha, n))
+
+
+def check_inputs(weights, means, sds, alpha, n) -> tuple[Mixture, np.ndarray, np.ndarray]:
+    """Validate the true mixture and the schedules before compute; returns float64 NumPy arrays."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or w.shape[0] < 1:
+        raise ValueError(f"weights must be a vector of K >= 1 mixture weights, got shape {w.shape}")
+    k = w.shape[0]
+    w = _checks.simplex_vector("weights", w, k)
+    if np.any(w <= 0):
+        raise ValueError(f"weights must be > 0 (a component of weight 0 is not in the mixture), got min {w.min():.3g}")
+    m = _checks.finite_array("means", means, shape=(k,))
+    s = _checks.finite_array("sds", sds, shape=(k,))
+    if np.any(s <= 0):
+        raise ValueError(f"sds must be > 0, got min {s.min():.3g}")
+    alpha, n = schedules.check_pair(alpha, n)
+    if np.any(n < 3 * k):
+        raise ValueError(f"n must be >= 3K = {3 * k} at every step (EM fits 3K - 1 free parameters), "
+                         f"got min {n.min():.0f}")
+    return Mixture(w / w.sum(), m, s), alpha, n
+
+
+def simulate(seed: int | jax.Array, weights, means, sds, alpha, n, config: MixtureConfig = MixtureConfig(),
+             num_replicates: int = 100, *, chunk_size: int | None = None, batch_size: int = 1,
+             progress: bool | None = None, return_info: bool = False):
+    """Monte Carlo risks ``W_1(G, G_hat_t)``.
+
+    Args:
+      seed: integer seed or key; replicate ``i`` uses ``fold_in(key, i)`` (independent of chunking).
+      weights, means, sds: the true mixture (K,) each; weights on the simplex and > 0, sds > 0.
+      alpha, n: schedules (T + 1,) or grids (G, T + 1); ``n_t >= 3K``.
+      config: regime and EM settings.
+      num_replicates: R.
+      chunk_size: replicates per compiled call (default all); a progress bar runs over chunks.
+      batch_size: replicates advanced in lockstep inside a call (:func:`batched_risk`); results do not depend on it.
+      return_info: also return ``{"iterations": ...}``, EM iterations per replicate and generation.
+    Returns:
+      risks, shape (R, T + 1) for 1-D schedules or (G, R, T + 1) for grids (NumPy); with ``return_info`` a pair
+      ``(risks, info)``. Warns if any EM fit stopped at ``max_iter`` before reaching ``tol``.
+    """
+    truth, alpha, n = check_inputs(weights, means, sds, alpha, n)
+    run = _sample_buffer.setup(alpha, n, config, "mixture", 1, num_replicates, chunk_size, batch_size)
+    truth_j = Mixture(*(jnp.asarray(x, run.dtype) for x in truth))
+    alpha_j, n_j = jnp.asarray(run.alpha, run.dtype), jnp.asarray(run.n, run.dtype)
+    risks, iters = _sample_buffer.map_replicate_chunks(
+        lambda keys: batched_risk(keys, truth_j, alpha_j, n_j, config, run.buffer, run.chunk, run.batch_size),
+        seed, run, "mixture replicates", progress)
+    capped = int(np.sum(iters >= config.max_iter))
+    if capped:
+        warnings.warn(f"mixture EM: {capped} of {iters.size} fits stopped at max_iter={config.max_iter} before "
+                      f"reaching tol={config.tol} (raise max_iter or tol)", RuntimeWarning, stacklevel=2)
+    if not run.grid:
+        risks, iters = risks[0], iters[0]
+    return (risks, {"iterations": iters}) if return_info else risks

@@ -1,0 +1,164 @@
+"""EM mixture recursion: NumPy raw-draw reference (KS), one EM step and W1 against independent code, guards,
+contract (jit == eager, vmap == loop, same key, chunking) and bad input."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import mixture_refit_reference as ref
+from collapse_jax import mixture_refit as MR
+from collapse_jax import schedules as S
+from collapse_jax.replicates import replicate_keys
+
+W, MEANS, SDS = np.r_[0.3, 0.4, 0.3], np.r_[-3.0, 0.0, 3.0], np.r_[1.0, 0.8, 1.0]
+T = 2
+
+
+def _truth():
+    return MR.Mixture(*(jnp.asarray(a) for a in (W, MEANS, SDS)))
+
+
+def test_mixing_w1_matches_scipy():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a = MR.Mixture(jnp.asarray(rng.dirichlet(np.ones(3))), jnp.asarray(rng.normal(size=3)), jnp.ones(3))
+        b = MR.Mixture(jnp.asarray(rng.dirichlet(np.ones(3))), jnp.asarray(rng.normal(size=3)), jnp.ones(3))
+        want = stats.wasserstein_distance(a.means, b.means, a.weights, b.weights)
+        assert float(MR.mixing_w1(a, b)) == pytest.approx(want, rel=1e-12, abs=1e-14)
+    assert float(MR.mixing_w1(_truth(), _truth())) == 0.0
+
+
+def test_em_step_matches_numpy():
+    x = np.random.default_rng(1).normal(size=300) * 2
+    start = MR.Mixture(jnp.asarray([0.2, 0.5, 0.3]), jnp.asarray([-1.0, 0.1, 2.0]), jnp.asarray([1.0, 0.5, 2.0]))
+    padded = jnp.asarray(np.r_[x, np.full(84, 99.0)])  # rows beyond count must be ignored
+    got = MR.em_step(padded, jnp.asarray(300.0), start, MR.MixtureConfig(), 128)
+    want = ref.em_step(x, *(np.asarray(a) for a in start), 1e-6)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(np.asarray(g), w, rtol=1e-12)
+
+
+def test_em_guards_empty_component_and_variance_floor():
+    x = jnp.asarray(np.r_[np.zeros(20), np.ones(20)])  # two atoms: variance 0 in each component
+    start = MR.Mixture(jnp.asarray([0.4, 0.4, 0.2]), jnp.asarray([0.0, 1.0, 1e3]), jnp.asarray([0.3, 0.3, 1.0]))
+    cfg = MR.MixtureConfig(var_floor=1e-4)
+    fit, _ = MR.em_fit(x, jnp.asarray(40.0), start, cfg, 40)
+    assert np.all(np.isfinite(np.asarray(fit.weights)))
+    np.testing.assert_allclose(np.asarray(fit.weights), [0.5, 0.5, 0.0], atol=1e-12)
+    np.testing.assert_allclose(np.asarray(fit.sds)[:2], 1e-2)  # floored at sqrt(var_floor)
+    assert float(fit.means[2]) == 1e3 and float(fit.sds[2]) == 1.0  # an empty component keeps its parameters
+
+
+@functools.lru_cache(maxsize=None)
+def _jax_risk(regime, alpha_value):
+    alpha, n = S.constant_alpha(alpha_value, T), S.linear_size(15, T)
+    return MR.simulate(3, W, MEANS, SDS, alpha, n, MR.MixtureConfig(regime), 2000, progress=False)
+
+
+@pytest.mark.parametrize("regime,alpha_value", [("replace", 0.4), ("accumulate", 0.0)])
+def test_matches_numpy_reference(regime, alpha_value):
+    alpha, n = S.constant_alpha(alpha_value, T), S.linear_size(15, T)
+    np_risk = ref.simulate(np.random.default_rng(3), W, MEANS, SDS, alpha, n, regime, 300)
+    for t in range(T + 1):
+        assert stats.ks_2samp(_jax_risk(regime, alpha_value)[:, t], np_risk[:, t]).pvalue > 1e-3, (regime, t)
+
+
+def test_ks_rejects_a_wrong_alpha():
+    """Power: the same KS test tells alpha = 0.4 from alpha = 0 (pure synthetic) at t = T."""
+    n = S.linear_size(15, T)
+    np_risk = ref.simulate(np.random.default_rng(4), W, MEANS, SDS, S.pure_synthetic_alpha(T), n, "replace", 300)
+    assert stats.ks_2samp(_jax_risk("replace", 0.4)[:, T], np_risk[:, T]).pvalue < 1e-3  # the acceptance threshold
+
+
+def _sizes(n, cfg):
+    return MR._sample_buffer.plan(np.asarray(n), cfg.regime, cfg.chunk, cfg.max_points, "mixture")
+
+
+def test_contract_vmap_loop_keys_chunks():
+    """vmap (batch_size=3) == a loop of single replicates (lax.map, batch_size=1); replicate i's draw depends only
+    on (seed, i), not on chunking; another seed gives other draws."""
+    alpha, n = S.constant_alpha(0.4, T), S.linear_size(12, T)
+    cfg = MR.MixtureConfig("accumulate")
+    loop = MR.simulate(5, W, MEANS, SDS, alpha, n, cfg, 6, chunk_size=3, batch_size=1, progress=False)
+    vmapped = MR.simulate(5, W, MEANS, SDS, alpha, n, cfg, 6, batch_size=3, progress=False)
+    np.testing.assert_allclose(vmapped, loop, rtol=1e-10)
+    again = MR.simulate(5, W, MEANS, SDS, alpha, n, cfg, 3, batch_size=1, progress=False)
+    np.testing.assert_array_equal(again, loop[:3])
+    other = MR.simulate(6, W, MEANS, SDS, alpha, n, cfg, 3, batch_size=1, progress=False)
+    assert not np.array_equal(other, loop[:3])
+
+
+def test_contract_jit_equals_eager():
+    """One EM fit and one mixed draw: compiled == eager."""
+    cfg = MR.MixtureConfig(max_iter=3)
+    key = jax.random.key(7)
+
+    def f():
+        x = MR.draw_mixed(key, 24, jnp.asarray(0.4), _truth(), _truth()._replace(means=jnp.asarray([-1.0, 0.0, 1.0])))
+        fit, it = MR.em_fit(x, jnp.asarray(20.0), _truth(), cfg, 8)
+        return x, fit, it, MR.mixing_w1(_truth(), fit)
+
+    jitted = jax.jit(f)()
+    with jax.disable_jit():
+        eager = f()
+    for j, e in zip(jax.tree.leaves(jitted), jax.tree.leaves(eager)):
+        np.testing.assert_allclose(np.asarray(j), np.asarray(e), rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_contract_replicate_jit_equals_eager():
+    """Slow (about 10 s under load): a whole replicate without jit against the compiled batch."""
+    alpha, n = S.constant_alpha(0.4, 1), S.constant_size(12, 1)
+    cfg = MR.MixtureConfig("accumulate", max_iter=3)
+    jitted, info = MR.simulate(7, W, MEANS, SDS, alpha, n, cfg, 2, progress=False, return_info=True)
+    with jax.disable_jit():
+        eager, iters = MR.replicate_risk(replicate_keys(7, 0, 1)[0], _truth(), jnp.asarray(alpha),
+                                         jnp.asarray(n), cfg, *_sizes(n, cfg))
+    np.testing.assert_allclose(np.asarray(eager), jitted[0], rtol=1e-10)
+    np.testing.assert_array_equal(np.asarray(iters), info["iterations"][0])
+
+
+def test_warns_when_em_stops_at_max_iter():
+    alpha, n = S.constant_alpha(0.4, 1), S.constant_size(12, 1)
+    with pytest.warns(RuntimeWarning, match="max_iter=2"):
+        _, info = MR.simulate(7, W, MEANS, SDS, alpha, n, MR.MixtureConfig(max_iter=2), 4, progress=False,
+                              return_info=True)
+    assert np.all(info["iterations"] <= 2) and np.any(info["iterations"] == 2)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(alpha=np.r_[1.0, 0.5, 1.2]), "alpha must lie in"),
+    (dict(alpha=np.r_[1.0, -0.1, 0.5]), "alpha must lie in"),
+    (dict(n=np.r_[12.0, 0.0, 12.0]), "n must be >= 1"),
+    (dict(n=np.r_[12.0, 8.0, 12.0]), "n must be >= 3K = 9"),
+    (dict(n=np.r_[12.0, 12.0]), "same length"),
+    (dict(weights=np.r_[0.5, 0.6, -0.1]), "simplex"),
+    (dict(weights=np.r_[0.5, 0.4, 0.05]), "simplex"),
+    (dict(weights=np.r_[0.5, 0.5, 0.0]), "weights must be > 0"),
+    (dict(sds=np.r_[1.0, 0.0, 1.0]), "sds must be > 0"),
+    (dict(means=np.r_[0.0, 1.0]), "means must have shape"),
+    (dict(config=MR.MixtureConfig("accumulate", max_points=30)), "max_points=30"),
+])
+def test_bad_input_raises_before_compute(kwargs, match):
+    args = dict(weights=W, means=MEANS, sds=SDS, alpha=np.r_[1.0, 0.5, 0.5], n=np.r_[12.0, 12.0, 12.0],
+                config=MR.MixtureConfig("accumulate"))
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        MR.simulate(0, args["weights"], args["means"], args["sds"], args["alpha"], args["n"], args["config"], 3)
+
+
+@pytest.mark.parametrize("kwargs", [dict(regime="filter"), dict(max_iter=0), dict(tol=0.0), dict(var_floor=-1.0),
+                                    dict(chunk=0)])
+def test_bad_config(kwargs):
+    with pytest.raises(ValueError):
+        MR.MixtureConfig(**kwargs)
+
+
+def test_memory_guard():
+    alpha, n = S.constant_alpha(0.4, 2), S.constant_size(10 ** 6, 2)
+    with pytest.raises(ValueError, match="batch_size .* GiB"):
+        MR.simulate(0, W, MEANS, SDS, alpha, n, MR.MixtureConfig(), 3, batch_size=10 ** 6)

@@ -1,0 +1,34 @@
+"""``recursions-c2``: bad options fail before any compute or run folder; a tiny end-to-end run (slow)."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+
+from collapse_jax.cli import main
+
+
+@pytest.mark.parametrize("extra,match", [(["--models", "gmm,nope"], "models must be"),
+                                         (["--models", "gmm", "--gmm-base", "2"], "n must be >= 3K"),
+                                         (["--models", "logistic", "--logistic-base", "3"], r"n must be >= 2 \(d \+ 1\)"),
+                                         (["--replicates", "0"], "replicates must be")])
+def test_bad_options_fail_before_compute(tmp_path, capsys, extra, match):
+    out = tmp_path / "run"
+    assert main(["recursions-c2", "--out", str(out)] + extra) == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_tiny_run_all_models(tmp_path):
+    """Slow (eight compilations): every model class, 3 replicates, 2 generations."""
+    out = tmp_path / "run"
+    argv = ["recursions-c2", "--out", str(out), "--replicates", "3", "--steps", "2", "--base", "10",
+            "--gmm-steps", "2", "--gmm-base", "10", "--logistic-steps", "2", "--logistic-base", "10"]
+    assert main(argv) == 0
+    arrays = np.load(out / "arrays.npz")
+    for model in ("multinomial", "gaussian", "gmm", "logistic"):
+        assert arrays[model].shape == (8, 3, 3)
+    assert (out / "c2.png").stat().st_size > 0
+    assert json.loads((out / "config.json").read_text())["config"]["models"] == ["multinomial", "gaussian", "gmm", "logistic"]
