@@ -201,10 +201,9 @@ C2_TITLES = {"multinomial": "multinomial", "gaussian": "Gaussian", "gmm": "Gauss
              "logistic": "logistic regression"}
 C2_YLABELS = {"multinomial": r"$\|\hat p_t - p\|^2$", "gaussian": r"$(\hat\mu-\mu)^2 + (\hat\sigma-\sigma)^2$",
               "gmm": r"$W_1(G, \hat G_t)$", "logistic": r"$\|\hat\theta_t - \theta\|^2$"}
-# True models of the C.2 sweep (the seed's values are not in our text; see docs/recursions.md).
+# True Gaussian of the C.2 sweep (the seed's values are not in our text; the mixture and logistic models are
+# mixture_refit.SEED003_C2 and logistic.SEED003_C2; see docs/recursions.md).
 C2_GAUSSIAN = {"mu": 0.0, "sigma": 1.0}
-C2_GMM = {"weights": [0.3, 0.4, 0.3], "means": [-3.0, 0.0, 3.0], "sds": [0.5, 0.5, 0.5]}
-C2_LOGISTIC = {"beta": [1.0, -1.0, 0.5], "intercept": 0.25}
 
 
 def c2_names(base: int = 100) -> list[str]:
@@ -292,13 +291,14 @@ def _c2_model(model: str, args, settings, p):
         from collapse_jax import _sample_buffer
         from collapse_jax import mixture_refit as MR
 
+        truth = MR.SEED003_C2
         cfg = {r: MR.MixtureConfig(r, max_iter=args.gmm_max_iter) for r in _sample_buffer.REGIMES}
         for alpha, n, regime in settings:
-            MR.check_inputs(C2_GMM["weights"], C2_GMM["means"], C2_GMM["sds"], alpha, n)
+            MR.check_inputs(truth["weights"], truth["means"], truth["sds"], alpha, n)
             _sample_buffer.setup(alpha, n, cfg[regime], "mixture", 1, reps, None, 1)
 
         def run():
-            sim, tally = _tallied(lambda a, n, r: MR.simulate(seed, C2_GMM["weights"], C2_GMM["means"], C2_GMM["sds"],
+            sim, tally = _tallied(lambda a, n, r: MR.simulate(seed, truth["weights"], truth["means"], truth["sds"],
                                                               a, n, cfg[r], reps, return_info=True),
                                   lambda info, r: info["iterations"] >= cfg[r].max_iter)
             losses = _c2_run(settings, sim)
@@ -307,7 +307,7 @@ def _c2_model(model: str, args, settings, p):
         from collapse_jax import _sample_buffer
         from collapse_jax import logistic as L
 
-        beta, b0 = C2_LOGISTIC["beta"], C2_LOGISTIC["intercept"]
+        beta, b0 = L.SEED003_C2["beta"], L.SEED003_C2["intercept"]
         for alpha, n, regime in settings:
             L.check_inputs(beta, b0, alpha, n)
             _sample_buffer.setup(alpha, n, L.LogisticConfig(regime), "logistic", len(beta) + 2, reps, None, 1)
@@ -365,6 +365,9 @@ def _c2_plot(results, p, bases, reps: int):
 
 
 def cmd_c2(args) -> int:
+    from collapse_jax import logistic as L
+    from collapse_jax import mixture_refit as MR
+
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     bad = [m for m in models if m not in C2_MODELS]
     if bad or not models:
@@ -385,8 +388,8 @@ def cmd_c2(args) -> int:
     run.write_config({"command": "recursions-c2", "models": models, "p": p,
                       "settings": {m: c2_names(bases[m]) for m in models},
                       "steps": {m: steps[m] for m in models}, "base": {m: bases[m] for m in models},
-                      "replicates": reps, "seed": args.seed, "gaussian": C2_GAUSSIAN, "gmm": C2_GMM,
-                      "gmm_max_iter": args.gmm_max_iter, "logistic": C2_LOGISTIC})
+                      "replicates": reps, "seed": args.seed, "gaussian": C2_GAUSSIAN, "gmm": MR.SEED003_C2,
+                      "gmm_max_iter": args.gmm_max_iter, "logistic": L.SEED003_C2})
     results, timings = {}, {}
     for m in models:
         t0 = time.perf_counter()

@@ -1,7 +1,8 @@
 """``collapse-jax validate``: every theorem / proposition check of the recursions, as one honest table.
 
 Each row is a claim from seed 003 (Theorems 3.1, A.1, D.2, Corollaries 3.2, 3.6, Propositions 3.4, 3.7, 3.8, Remark
-D.3, Appendix E) or seed 004 (linear regression replace / accumulate, Gaussian W2), a setting, the Monte Carlo value
+D.3, Appendix E; the logistic first-order recurrence and Appendix C.2's empirical statements about the EM mixture and
+logistic models) or seed 004 (linear regression replace / accumulate, Gaussian W2), a setting, the Monte Carlo value
 with its 95% interval (Student t over replicates), the theory value and whether they agree.
 
 Two kinds of rows:
@@ -198,7 +199,7 @@ def run_all(*, num_replicates: int = 4000, num_steps: int = 30, seed: int = 0, p
 
 
 def extra_checks(num_replicates: int, seed: int) -> list[Callable[[Table], None]]:
-    """Checks of the other models (seed 004), where their modules exist."""
+    """Checks of the other models (seed 004; seed 003 App. C.2), where their modules exist."""
     out = []
     try:
         from collapse_jax import linear_regression as LR
@@ -210,6 +211,14 @@ def extra_checks(num_replicates: int, seed: int) -> list[Callable[[Table], None]
         from collapse_jax import gaussian as G
 
         out.append(lambda table: G.validation_rows(table, num_replicates=num_replicates, seed=seed))
+    except ImportError:
+        pass
+    try:  # seed 003 App. C.2: logistic first-order theory, and the empirical GMM / logistic statements
+        from collapse_jax import logistic as L
+        from collapse_jax import mixture_refit as MR
+
+        out.append(lambda table: L.validation_rows(table, num_replicates=num_replicates, seed=seed))
+        out.append(lambda table: MR.validation_rows(table, num_replicates=num_replicates, seed=seed))
     except ImportError:
         pass
     return out
