@@ -4,7 +4,8 @@
 //    one matrix per thread at a time (a blocked right-looking Cholesky whose trailing update is a register-blocked
 //    AVX-512 kernel). Registered with jax.ffi as "collapse_jax_batched_logdet" (spectral.batched_logdet).
 //    Why native: XLA:CPU's batched Cholesky calls LAPACK once per matrix through a multithreaded BLAS; on the shared
-//    2-core machine that ran 10-29 ms per d = 384 matrix against ~0.6 ms here (docs/benchmarks.md).
+//    2-core machine that ran 2-29 ms per d = 384 matrix, depending on the load, against 0.4-0.6 ms here
+//    (docs/benchmarks.md).
 //
 // 2. Block statistics for the precision sweep (cj_block_stats, called through ctypes): for each random block (rows
 //    of a float32 population, in chain order) and each prefix size n_k: log det G_1(n_k) and the in-sample
@@ -15,7 +16,7 @@
 //    rows. The first segment (n_1 ~ d rows, the worst-conditioned Gram) is accumulated in float64; Cholesky, inverse
 //    and log-det are float64. The sweep feeds the population whitened by its own Gram (sigma_precision.whiten), so
 //    no block is ill-conditioned beyond the Wishart's own spread. Measured against a float64 reference on whitened
-//    data (d = 8..384): |error of log det G_1| <= 4e-5, relative error of Var(M_i) <= 3e-4 (tests/test_spectral.py).
+//    rows (d = 8..384): |error of log det G_1| <= 6e-5, relative error of Var(M_i) <= 3.3e-4 (tests/test_spectral.py).
 //    Without AMX (other CPUs) the caller uses the NumPy engine instead.
 //
 // Layout: row-major everywhere. Matrices are lower-triangular in their lower part; upper parts are scratch.
