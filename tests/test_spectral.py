@@ -103,7 +103,7 @@ needs_amx = pytest.mark.skipif(not AMX, reason="no AMX-capable CPU / C++ compile
 @pytest.mark.parametrize("dim", [3, 8, 40, 96])
 def test_native_block_stats_match_float64_reference(dim):
     # The AMX kernel on a whitened float32 population (what the sweep feeds it) against exact float64 statistics of
-    # the same float32 rows. Measured errors: |d log det| <= 4e-5, relative error of Var(M_i) <= 3e-4 (d <= 384).
+    # the same float32 rows. Measured errors: |d log det| <= 6e-5, relative error of Var(M_i) <= 3.3e-4 (d <= 384).
     r = rng(20 + dim)
     num_points = 40 * dim + 500
     pop = r.standard_normal((num_points, dim)).astype(np.float32)

@@ -4,7 +4,8 @@
 //    one matrix per thread at a time (a blocked right-looking Cholesky whose trailing update is a register-blocked
 //    AVX-512 kernel). Registered with jax.ffi as "collapse_jax_batched_logdet" (spectral.batched_logdet).
 //    Why native: XLA:CPU's batched Cholesky calls LAPACK once per matrix through a multithreaded BLAS; on the shared
-//    2-core machine that ran 10-29 ms per d = 384 matrix against ~0.6 ms here (docs/benchmarks.md).
+//    2-core machine that ran 2-29 ms per d = 384 matrix, depending on the load, against 0.4-0.6 ms here
+//    (docs/benchmarks.md).
 //
 // 2. Block statistics for the precision sweep (cj_block_stats, called through ctypes): for each random block (rows
 //    of a float32 population, in chain order) and each prefix size n_k: log det G_1(n_k) and the in-sample
@@ -15,7 +16,7 @@
 //    rows. The first segment (n_1 ~ d rows, the worst-conditioned Gram) is accumulated in float64; Cholesky, inverse
 //    and log-det are float64. The sweep feeds the population whitened by its own Gram (sigma_precision.whiten), so
 //    no block is ill-conditioned beyond the Wishart's own spread. Measured against a float64 reference on whitened
-//    data (d = 8..384): |error of log det G_1| <= 4e-5, relative error of Var(M_i) <= 3e-4 (tests/test_spectral.py).
+//    rows (d = 8..384): |error of log det G_1| <= 6e-5, relative error of Var(M_i) <= 3.3e-4 (tests/test_spectral.py).
 //    Without AMX (other CPUs) the caller uses the NumPy engine instead.
 //
 // Layout: row-major everywhere. Matrices are lower-triangular in their lower part; upper parts are scratch.
@@ -25,6 +26,8 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <new>
 #include <thread>
 #include <vector>
@@ -467,6 +470,32 @@ struct BlockWorkspace {
   }
 };
 
+// Workspaces outlive a call (the sweep makes one call per batch of blocks): a fresh 60 MB workspace per thread and
+// call cost ~20 CPU-seconds of page faults over the full sweep.
+std::mutex g_pool_mutex;
+std::vector<std::unique_ptr<BlockWorkspace>> g_pool;
+
+std::unique_ptr<BlockWorkspace> take_workspace(int64_t d, int64_t padded_rows, int64_t n1, int64_t n_max) {
+  std::unique_ptr<BlockWorkspace> w;
+  {
+    std::lock_guard<std::mutex> lock(g_pool_mutex);
+    if (!g_pool.empty()) {
+      w = std::move(g_pool.back());
+      g_pool.pop_back();
+    }
+  }
+  if (!w) w = std::make_unique<BlockWorkspace>();
+  if (w->d != d || w->xh.size() != static_cast<size_t>(padded_rows * ((d + 31) / 32 * 32)) ||
+      w->x1.size() != static_cast<size_t>(n1 * d) || w->order.size() != static_cast<size_t>(n_max))
+    w->resize(d, padded_rows, n1, n_max);
+  return w;
+}
+
+void give_back_workspace(std::unique_ptr<BlockWorkspace> w) {
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  g_pool.push_back(std::move(w));
+}
+
 // Split 32 features of a row (zero beyond d, or a zero row for src == nullptr) into hi/lo bf16 vectors.
 inline void split32(const float* src, int64_t f, int64_t d, __m512i* hi, __m512i* lo) {
   __m512 v0, v1;
@@ -652,6 +681,14 @@ void pack_inverse(BlockWorkspace& w) {
 
 extern "C" {
 
+// Frees the block-statistics workspaces kept between calls.
+void cj_release_workspaces() {
+#if CJ_HAVE_AMX
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  g_pool.clear();
+#endif
+}
+
 // 1 if this build has the AMX kernel and the OS grants the tile state to this process.
 int cj_amx_available() {
 #if CJ_HAVE_AMX
@@ -684,8 +721,8 @@ int64_t cj_block_stats(const float* pop, int64_t num_points, int64_t d, const in
   const int64_t threads = std::max<int64_t>(1, std::min(default_threads(num_threads), num_blocks));
   std::atomic<int64_t> next{0}, failed{0};
   auto worker = [&] {
-    BlockWorkspace w;
-    w.resize(d, rows, ns[0], n_max);
+    std::unique_ptr<BlockWorkspace> held = take_workspace(d, rows, ns[0], n_max);
+    BlockWorkspace& w = *held;
     load_tile_config();
     const int64_t dp = w.dp, n1 = ns[0];
     for (;;) {
@@ -747,6 +784,7 @@ int64_t cj_block_stats(const float* pop, int64_t num_points, int64_t d, const in
       }
     }
     _tile_release();
+    give_back_workspace(std::move(held));
   };
   std::vector<std::thread> pool;
   for (int64_t t = 1; t < threads; ++t) pool.emplace_back(worker);
