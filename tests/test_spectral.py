@@ -11,7 +11,9 @@ from collapse_jax import _native
 from collapse_jax import sigma_precision as spp
 from collapse_jax import spectral as sp
 
+NATIVE = _native.spectral_library() is not None  # native kernels need a C++ compiler (and COLLAPSE_JAX_NATIVE != 0)
 AMX = _native.amx_available()  # the native sweep engine's tests run only where it can
+needs_native = pytest.mark.skipif(not NATIVE, reason="native kernels unavailable (no C++ compiler or disabled)")
 
 
 def rng(seed=0):
@@ -41,7 +43,7 @@ def test_logdet_matches_slogdet(eps):
 
 
 @pytest.mark.parametrize("dim", [1, 9, 17, 40, 70])
-@pytest.mark.parametrize("backend", ["native", "xla"])
+@pytest.mark.parametrize("backend", [pytest.param("native", marks=needs_native), "xla"])
 def test_batched_logdet_equals_loop_of_slogdet(dim, backend):
     # dims around the native kernel's 8 x 16 register tiles and 32-column blocks (masked edges)
     xs = rng(2).standard_normal((6, 2 * dim + 3, dim)) * np.linspace(0.2, 5.0, dim)
@@ -51,6 +53,7 @@ def test_batched_logdet_equals_loop_of_slogdet(dim, backend):
                                    [ref.logdet(g, eps) for g in gs], rtol=1e-12)
 
 
+@needs_native
 def test_batched_logdet_native_contract():
     xs = rng(3).standard_normal((2, 4, 40, 12))
     gs = jnp.asarray(np.einsum("abni,abnj->abij", xs, xs))
