@@ -61,14 +61,19 @@ def fig2_schedules(num_steps: int):
     return alpha, n
 
 
-def cmd_fig2(args) -> int:
-    from collapse_jax import multinomial as M
-
+def _multinomial_args(args) -> tuple[int, int, np.ndarray]:
+    """Checked ``--steps``, ``--replicates`` and the true ``p ~ Dirichlet(1)`` on ``--categories`` (``--seed``)."""
     num_steps = _checks.positive_int("steps", args.steps)
     reps = _checks.positive_int("replicates", args.replicates)
     k = _checks.positive_int("categories", args.categories)
+    return num_steps, reps, np.random.default_rng(args.seed).dirichlet(np.ones(k))
+
+
+def cmd_fig2(args) -> int:
+    from collapse_jax import multinomial as M
+
+    num_steps, reps, p = _multinomial_args(args)
     start = time.perf_counter()
-    p = np.random.default_rng(args.seed).dirichlet(np.ones(k))
     alpha, n = fig2_schedules(num_steps)
     M.check_inputs(p, alpha, n, M.MultinomialConfig())
     run = RunFolder.create("recursions-fig2", args.out)
@@ -107,7 +112,7 @@ def cmd_fig2(args) -> int:
             if col == 0:
                 ax.set_ylabel(r"$\|\hat p_t - p\|^2$")
     axes[0, 0].legend(fontsize=8, title="mean, 95% band; -- exact", title_fontsize=8)
-    fig.suptitle(f"Seed 003 Figure 2: multinomial K={k}, {reps} replicates (dotted: r_0 = s/n_0)")
+    fig.suptitle(f"Seed 003 Figure 2: multinomial K={p.size}, {reps} replicates (dotted: r_0 = s/n_0)")
     fig.tight_layout()
     return _finish(run, fig, "fig2.png", "recursions-fig2", start)
 
@@ -129,11 +134,8 @@ def cmd_fig3(args) -> int:
     from collapse_jax import multinomial as M
     from collapse_jax import schedules as S
 
-    num_steps = _checks.positive_int("steps", args.steps)
-    reps = _checks.positive_int("replicates", args.replicates)
-    k = _checks.positive_int("categories", args.categories)
+    num_steps, reps, p = _multinomial_args(args)
     start = time.perf_counter()
-    p = np.random.default_rng(args.seed).dirichlet(np.ones(k))
     names = ["n=10", "n=10(t+1)", "n=10(t+1)^2", "n=10(t+1)^2.5"]
     n = np.stack([S.constant_size(10, num_steps), S.linear_size(10, num_steps), S.quadratic_size(10, num_steps),
                   S.polynomial_size(10, 2.5, num_steps)])
@@ -157,7 +159,7 @@ def cmd_fig3(args) -> int:
     ax.axhline((1 - np.sum(p ** 2)) / 10, color="grey", ls=":", lw=1, label="r_0 = s/n_0")
     ax.set_xlabel("generation t")
     ax.set_ylabel(r"$\|\hat p_t - p\|^2$")
-    ax.set_title(f"Seed 003 Figure 3: pure synthetic with accumulation (K={k}, {reps} replicates; -- Thm A.1)")
+    ax.set_title(f"Seed 003 Figure 3: pure synthetic with accumulation (K={p.size}, {reps} replicates; -- Thm A.1)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _finish(run, fig, "fig3.png", "recursions-fig3", start)

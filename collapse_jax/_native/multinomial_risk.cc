@@ -141,22 +141,20 @@ inline bool any(vi mask) {
   return false;
 }
 
-// Elementwise floor and sqrt as loops over plain arrays, which the compiler turns into single vector instructions.
-inline vd vfloor(vd x) {
+// Elementwise f as a loop over a plain array, which the compiler turns into one vector instruction (floor, sqrt).
+template <double (*F)(double)>
+inline vd velementwise(vd x) {
   double a[kWidth];
   std::memcpy(a, &x, sizeof(a));
-  for (int i = 0; i < kWidth; ++i) a[i] = std::floor(a[i]);
+  for (int i = 0; i < kWidth; ++i) a[i] = F(a[i]);
   std::memcpy(&x, a, sizeof(a));
   return x;
 }
 
-inline vd vsqrt(vd x) {
-  double a[kWidth];
-  std::memcpy(a, &x, sizeof(a));
-  for (int i = 0; i < kWidth; ++i) a[i] = std::sqrt(a[i]);
-  std::memcpy(&x, a, sizeof(a));
-  return x;
-}
+inline double floor_(double x) { return std::floor(x); }
+inline double sqrt_(double x) { return std::sqrt(x); }
+inline vd vfloor(vd x) { return velementwise<floor_>(x); }
+inline vd vsqrt(vd x) { return velementwise<sqrt_>(x); }
 
 // Natural log of positive finite normal doubles (fdlibm's e_log.c reduction and polynomial, < 1 ulp); 0 -> -inf.
 inline vd vlog(vd x) {
