@@ -355,21 +355,38 @@ def sample_multinomial_native(keys: jax.Array, n: jax.Array, q: jax.Array) -> ja
     return _native_call(_native.COUNTS_TARGETS, q.shape, q.dtype)(n, q, _native_seeds(keys))
 
 
-@functools.partial(jax.jit, static_argnames=("regime",))
+NATIVE_ENGINES = ("auto", "group", "refill")
+
+
 def batched_risk_native(keys: jax.Array, p: jax.Array, alpha: jax.Array, n: jax.Array, kappa: jax.Array,
-                        regime: str) -> jax.Array:
+                        regime: str, engine: str = "auto") -> jax.Array:
     """Native CPU kernel: losses for replicate keys (R,) and schedules (G, T + 1) -> (G, R, T + 1).
 
     Same inputs as :func:`batched_risk` (``kappa`` from :func:`filter_schedules` for the filter regime). A replicate
-    draws the same random stream for every schedule of the grid (common random numbers).
+    draws the same random stream for every schedule of the grid (common random numbers). ``engine``: "refill"
+    (AVX-512 builds, the fastest), "group" (any build) or "auto" (refill where built); both give the same numbers,
+    see :func:`collapse_jax._native.multinomial_engines`.
     """
     from collapse_jax import _native
 
     if regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
+    if engine not in NATIVE_ENGINES:
+        raise ValueError(f"engine must be one of {NATIVE_ENGINES}, got {engine!r}")
+    if engine == "refill" and "refill" not in _native.multinomial_engines():
+        raise ValueError("engine='refill' needs a native build with AVX-512 (this one has "
+                         f"{_native.multinomial_engines() or 'no native kernels'}); use engine='group' or 'auto'")
+    return _batched_risk_native(keys, p, alpha, n, kappa, regime, engine)
+
+
+@functools.partial(jax.jit, static_argnames=("regime", "engine"))
+def _batched_risk_native(keys, p, alpha, n, kappa, regime: str, engine: str) -> jax.Array:
+    from collapse_jax import _native
+
     alpha, n, kappa = (jnp.asarray(x, p.dtype) for x in (alpha, n, kappa))
     call = _native_call(_native.MULTINOMIAL_TARGETS, (alpha.shape[0], keys.shape[0], alpha.shape[1]), p.dtype)
-    return call(p, alpha, n, kappa, _native_seeds(keys), regime=np.int64(REGIMES.index(regime)))
+    return call(p, alpha, n, kappa, _native_seeds(keys), regime=np.int64(REGIMES.index(regime)),
+                engine=np.int64(NATIVE_ENGINES.index(engine)))
 
 
 @functools.partial(jax.jit, static_argnames=("config",))

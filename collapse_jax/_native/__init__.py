@@ -116,6 +116,17 @@ def available() -> bool:
         return ok
 
 
+def multinomial_engines() -> tuple[str, ...]:
+    """Engines of the native multinomial kernel in this build: ``("refill", "group")`` where it was compiled with
+    AVX-512, ``("group",)`` elsewhere, ``()`` without native kernels. Both draw the same numbers; "refill" is the
+    faster (``"auto"`` picks it when present)."""
+    if not available():
+        return ()
+    has_refill = _STATE["lib"].collapse_jax_multinomial_has_refill
+    has_refill.restype = ctypes.c_int
+    return ("refill", "group") if has_refill() else ("group",)
+
+
 def cpu_threads() -> int:
     """Threads the native kernel may use per CPU device."""
     import jax
