@@ -2,7 +2,9 @@
 
 Simulators of the same recursion (K categories, T generations, replace or accumulate, fixed or growing n_t):
 - native: collapse_jax.multinomial.batched_risk_native (the CPU default: C++ kernel, per-replicate exact binomials,
-  8-lane vectors, all cores);
+  all cores; its fastest engine here, "refill" on AVX-512 CPUs);
+- native-group: the same kernel's "group" engine (any CPU: eight replicates advance category by category; same
+  numbers as refill);
 - jax: collapse_jax.multinomial.batched_risk (the portable path: tree of exact binomials, vmap over replicates, scan
   over generations);
   for both, compile time is reported apart (first call), then the median of --repeats timed calls, each ending in
@@ -32,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from collapse_jax import multinomial as M  # noqa: E402
 from collapse_jax import schedules as S  # noqa: E402
 from collapse_jax.replicates import replicate_keys  # noqa: E402
+from collapse_jax._native import multinomial_engines as native_engines  # noqa: E402
 from collapse_jax.results import atomic_write_json, environment_info  # noqa: E402
 
 
@@ -76,7 +79,7 @@ def main(argv=None):
     ap.add_argument("--sizes", nargs="+", default=["fixed", "linear"],
                     help="fixed: n_t = 1000; linear: n_t = 100 (t+1); big: n_t = 5000 (t+1) (1e6 at t = 199)")
     ap.add_argument("--regimes", nargs="+", default=["replace", "accumulate"])
-    ap.add_argument("--backends", nargs="+", default=["native"], choices=["native", "jax"])
+    ap.add_argument("--backends", nargs="+", default=["native"], choices=["native", "native-group", "jax"])
     ap.add_argument("--jax-max-replicates", type=int, default=10000)
     args = ap.parse_args(argv)
     T, K = args.steps, args.categories
@@ -95,6 +98,7 @@ def main(argv=None):
                 a = (keys, jnp.asarray(p, dtype), jnp.asarray(alpha[None], dtype), jnp.asarray(n[None], dtype),
                      jnp.ones((1, T + 1), dtype))
                 runners = {"native": lambda: M.batched_risk_native(*a, regime),
+                           "native-group": lambda: M.batched_risk_native(*a, regime, engine="group"),
                            "jax": lambda: M.batched_risk(*a, cfg)}
                 for backend in args.backends:
                     if backend == "jax" and reps > args.jax_max_replicates:
@@ -127,6 +131,7 @@ def main(argv=None):
     out = Path(__file__).parent / "results" / f"multinomial-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
     atomic_write_json(out, {"command": " ".join(["python3", "benchmarks/bench_multinomial.py"] + sys.argv[1:]),
                             "environment": environment_info(), "results": results,
+                            "native_engines": list(native_engines()),
                             "load_average": list(__import__("os").getloadavg())})
     print(f"written {out}")
 

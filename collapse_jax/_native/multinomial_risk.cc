@@ -81,45 +81,6 @@ struct LogFactorials {
 };
 const LogFactorials kLogFact;
 
-// Binomial(n, p) for p <= 1/2 and n p >= 10: BTRS; the bound is evaluated only when the squeeze does not accept.
-// Per iteration it draws u then v; binomial_btrs_vec below consumes a lane's stream identically.
-inline double binomial_btrs(Rng& rng, double n, double p) {
-  const double q = 1 - p;
-  const double spq = std::sqrt(n * p * q);
-  const double b = 1.15 + 2.53 * spq;
-  const double a = -0.0873 + 0.0248 * b + 0.01 * p;
-  const double c = n * p + 0.5;
-  const double v_r = 0.92 - 4.2 / b;
-  const bool table = n < kLogFactorialSize;
-  bool have_bound = false;
-  double alpha = 0, r = 0, m = 0, lead = 0, log_r = 0;
-  for (;;) {
-    const double u = rng.uniform() - 0.5;
-    const double v = rng.uniform();
-    const double us = 0.5 - std::fabs(u);
-    const double k = std::floor((2 * a / us + b) * u + c);
-    if (k < 0 || k > n) continue;
-    if (us >= 0.07 && v <= v_r) return k;
-    if (!have_bound) {
-      alpha = (2.83 + 5.1 / b) * spq;
-      r = p / q;
-      m = std::floor((n + 1) * p);
-      if (table) {
-        log_r = std::log(r);
-        lead = kLogFact.v[(int64_t)m] + kLogFact.v[(int64_t)(n - m)];
-      } else {
-        lead = (m + 0.5) * std::log((m + 1) / (r * (n - m + 1))) + stirling_tail(m) + stirling_tail(n - m);
-      }
-      have_bound = true;
-    }
-    const double lv = std::log(v * alpha / (a / (us * us) + b));
-    const double bound =
-        table ? lead - kLogFact.v[(int64_t)k] - kLogFact.v[(int64_t)(n - k)] + (k - m) * log_r
-              : lead + (n + 1) * std::log((n - m + 1) / (n - k + 1)) +
-                    (k + 0.5) * std::log(r * (n - k + 1) / (k + 1)) - stirling_tail(k) - stirling_tail(n - k);
-    if (lv <= bound) return k;
-  }
-}
 
 // ---- eight lanes at once (GCC/Clang vector extensions; AVX-512 when compiled for it) ---------------------------
 // The vector math below is shared by every engine (and by the scalar inversion, through lane 0), so that a lane
@@ -219,16 +180,35 @@ struct InversionStart {
 inline InversionStart inversion_start(vd n, vd p) { return {vexp(n * vlog1p(-p)), p * vrecip(1.0 - p)}; }
 inline vd inversion_next(vd f, vd n, vd k, vd ratio) { return f * ((n - k) * vrecip(k + 1.0) * ratio); }
 
-// BTRS (n p >= 10, n < kLogFactorialSize; Hoermann 1993): constants, then per proposal (u, v) the candidate
+// BTRS (n p >= 10; Hoermann 1993): constants, then per proposal (u, v) the candidate
 // k = floor((2 a / us + b) u + c) with us = 1/2 - |u - 1/2|; it is accepted at once when us >= 0.07 and v <= v_r,
-// otherwise when log(v alpha / (a / us^2 + b)) <= log f(k) - log f(m), the last term from the log-factorial table.
+// otherwise when log(v alpha / (a / us^2 + b)) <= log f(k) - log f(m). For n < kLogFactorialSize that bound is
+// lead - log k! - log (n-k)! + (k - m) log r with lead = log m! + log (n-m)! from the table; above, log ratios plus
+// Stirling tails (btrs_*_stirling).
 struct BtrsConstants {
-  vd a, b, c, v_r, alpha, m, log_r;
+  vd a, b, c, v_r, alpha, m, r, log_r;
 };
 inline BtrsConstants btrs_constants(vd n, vd p) {
-  const vd q = 1.0 - p, spq = vsqrt(n * p * q), b = 1.15 + 2.53 * spq, inv_b = vrecip(b);
+  const vd q = 1.0 - p, spq = vsqrt(n * p * q), b = 1.15 + 2.53 * spq, inv_b = vrecip(b), r = p * vrecip(q);
   return {-0.0873 + 0.0248 * b + 0.01 * p, b, n * p + 0.5, 0.92 - 4.2 * inv_b, (2.83 + 5.1 * inv_b) * spq,
-          vfloor((n + 1.0) * p), vlog(p * vrecip(q))};
+          vfloor((n + 1.0) * p), r, vlog(r)};
+}
+
+// stirling_tail of whole k >= 0 in every lane (lanes outside a mask may hold anything: only 0..9 read the table).
+inline vd vstirling_tail(vd k) {
+  const vd inv = vrecip(k + 1.0), inv2 = inv * inv;
+  vd out = (1.0 / 12 - (1.0 / 360 - 1.0 / 1260 * inv2) * inv2) * inv;
+  for (int i = 0; i < kWidth; ++i)
+    if (k[i] >= 0 && k[i] <= 9) out[i] = stirling_tail(k[i]);
+  return out;
+}
+inline vd btrs_lead_stirling(const BtrsConstants& c, vd n) {
+  return (c.m + 0.5) * vlog((c.m + 1.0) * vrecip(c.r * (n - c.m + 1.0))) + vstirling_tail(c.m) +
+         vstirling_tail(n - c.m);
+}
+inline vd btrs_bound_stirling(const BtrsConstants& c, vd lead, vd n, vd k) {
+  return lead + (n + 1.0) * vlog((n - c.m + 1.0) * vrecip(n - k + 1.0)) +
+         (k + 0.5) * vlog(c.r * (n - k + 1.0) * vrecip(k + 1.0)) - vstirling_tail(k) - vstirling_tail(n - k);
 }
 // Candidate k for uniforms u (already minus 1/2); also returns us and w = 1/us for btrs_log_v.
 inline vd btrs_candidate(const BtrsConstants& c, vd u, vd& us, vd& w) {
@@ -258,13 +238,15 @@ inline double binomial_inversion(Rng& rng, double n, double p) {
   }
 }
 
-// binomial_btrs for the lanes in mask (each with p <= 1/2, n p >= 10, n < kLogFactorialSize), all at once, the
-// group engine's sampler. Per proposal a lane draws u then v from its own stream, whatever the other lanes do.
+// BTRS for the lanes in mask (each with p <= 1/2, n p >= 10), all at once: the group engine's sampler. Per proposal
+// a lane draws u then v from its own stream, whatever the other lanes do.
 inline vd binomial_btrs_vec(vu& state, vd n, vd p, vi mask) {
   const BtrsConstants c = btrs_constants(n, p);
+  const vi big = mask & (n >= (double)kLogFactorialSize);
   vd lead = {};
   for (int i = 0; i < kWidth; ++i)
-    if (mask[i]) lead[i] = kLogFact.v[(int64_t)c.m[i]] + kLogFact.v[(int64_t)(n[i] - c.m[i])];
+    if (mask[i] && !big[i]) lead[i] = kLogFact.v[(int64_t)c.m[i]] + kLogFact.v[(int64_t)(n[i] - c.m[i])];
+  if (any(big)) lead = big ? btrs_lead_stirling(c, n) : lead;
   vd out = {};
   vi todo = mask;
   while (any(todo)) {
@@ -279,8 +261,10 @@ inline vd binomial_btrs_vec(vu& state, vd n, vd p, vi mask) {
       const vd lv = btrs_log_v(c, v, w);
       vd log_fk = {};
       for (int i = 0; i < kWidth; ++i)
-        if (slow[i]) log_fk[i] = kLogFact.v[(int64_t)k[i]] + kLogFact.v[(int64_t)(n[i] - k[i])];
-      accept |= slow & (lv <= btrs_bound(c, lead, log_fk, k));
+        if (slow[i] && !big[i]) log_fk[i] = kLogFact.v[(int64_t)k[i]] + kLogFact.v[(int64_t)(n[i] - k[i])];
+      vd bound = btrs_bound(c, lead, log_fk, k);
+      if (any(slow & big)) bound = big ? btrs_bound_stirling(c, lead, n, k) : bound;
+      accept |= slow & (lv <= bound);
     }
     out = accept ? k : out;
     todo &= ~accept;
@@ -288,12 +272,24 @@ inline vd binomial_btrs_vec(vu& state, vd n, vd p, vi mask) {
   return out;
 }
 
+// Binomial(n, p), one draw: the engines' samplers on one lane (the filter's kept sizes, degenerate categories, the
+// group engine's small means).
 inline double binomial(Rng& rng, double n, double p) {
   if (n <= 0 || p <= 0) return 0;
   if (p >= 1) return n;
   const bool flip = p > 0.5;
   const double pp = flip ? 1 - p : p;
-  const double x = n * pp < 10 ? binomial_inversion(rng, n, pp) : binomial_btrs(rng, n, pp);
+  double x;
+  if (n * pp < 10) {
+    x = binomial_inversion(rng, n, pp);
+  } else {
+    vu state = {};
+    state[0] = rng.s;
+    vi lane0 = {};
+    lane0[0] = -1;
+    x = binomial_btrs_vec(state, broadcast(n), broadcast(pp), lane0)[0];
+    rng.s = state[0];
+  }
   return flip ? n - x : x;
 }
 
@@ -335,7 +331,7 @@ inline double squared_error(const double* counts, double total, const double* p,
 // Exact Multinomial(size_l, q_l) counts for a group of L <= kWidth independent lanes, by conditional binomials:
 // category k gets Binomial(remaining count, r_k), r the rows of conditional_row. Rows of ratio and out are (L, K);
 // rng has kWidth entries. The lanes advance together, category by category: lanes in BTRS's range go through
-// binomial_btrs_vec together, the others (small means, n >= 2^17, degenerate) one by one. A lane's draws depend
+// binomial_btrs_vec together, the others (small means, degenerate) one by one. A lane's draws depend
 // only on its own stream.
 inline void multinomial_group(Rng* rng, const double* size, const double* ratio, int64_t K, int64_t L, double* out) {
   static_assert(sizeof(Rng) == sizeof(uint64_t), "Rng must be one 64-bit state");
@@ -349,7 +345,7 @@ inline void multinomial_group(Rng* rng, const double* size, const double* ratio,
       const double r = ratio[l * K + k];
       flip[l] = r > 0.5;
       const double pp = flip[l] ? 1 - r : r;
-      if (pp > 0 && left[l] * pp >= 10 && left[l] < kLogFactorialSize) {
+      if (pp > 0 && left[l] * pp >= 10) {
         n[l] = left[l];
         p[l] = pp;
         vec[l] = -1;
@@ -451,8 +447,7 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
 // (about half of each vector sat idle). Here each vector lane ("slot") runs its own replicate and moves on as soon as
 // its own binomial is drawn. A slot is in one of two vector modes: BTRS (one proposal per pass) or inversion
 // (kInversionSteps cdf steps per pass). After a draw it moves to its next category in vector form; the end of a
-// generation, the next replicate, probabilities 0 or 1 and n >= 2^17 go through scalar code (about once per
-// generation). A slot consumes its lane's stream exactly as run_group does (same draws, same order, same
+// generation, the next replicate and probabilities 0 or 1 go through scalar code (about once per generation). A slot consumes its lane's stream exactly as run_group does (same draws, same order, same
 // arithmetic), so the two engines give the same losses; a test checks it bit for bit.
 constexpr bool kHaveRefill = true;
 
@@ -536,8 +531,9 @@ class RefillRun {
     __m512i st, kc, base;
     vd n, p;
     __mmask8 flip = 0, bt = 0, iv = 0, fresh = 0;
-    BtrsConstants c;     // BTRS slots: constants
-    vd lead;             // and log m! + log (n - m)!
+    BtrsConstants c;     // BTRS slots: constants,
+    vd lead;             // the bound's lead term,
+    __mmask8 big = 0;    // and which slots have n >= kLogFactorialSize (Stirling bound)
     vd ui, ki, f, cdf, f0, ratio;  // inversion slots: binomial_inversion's u, k, f, cdf, f0 and ratio
     vd x;                          // this pass's draws
     __mmask8 accept = 0, new_bt = 0, new_iv = 0;
@@ -582,8 +578,13 @@ class RefillRun {
       c.v_r = select8(mask, s.v_r, c.v_r);
       c.alpha = select8(mask, s.alpha, c.alpha);
       c.m = select8(mask, s.m, c.m);
+      c.r = select8(mask, s.r, c.r);
       c.log_r = select8(mask, s.log_r, c.log_r);
-      lead = select8(mask, gather8(mask, s.m, lf) + gather8(mask, n - s.m, lf), lead);
+      const __mmask8 large = COLLAPSE_CMP8(mask, n, _CMP_GE_OQ, broadcast((double)kLogFactorialSize));
+      const __mmask8 table = mask & ~large;
+      big = (big & ~mask) | large;
+      lead = select8(table, gather8(table, s.m, lf) + gather8(table, n - s.m, lf), lead);
+      if (large) lead = select8(large, btrs_lead_stirling(s, n), lead);
     }
     void start_inversion(__mmask8 mask) {
       const InversionStart s = inversion_start(n, p);
@@ -611,8 +612,11 @@ class RefillRun {
       accept = COLLAPSE_CMP8(COLLAPSE_CMP8(in_range, us, _CMP_GE_OQ, broadcast(0.07)), v, _CMP_LE_OQ, c.v_r);
       if (const __mmask8 slow = in_range & ~accept) {
         // The exact test log(y) <= bound, decided by a rough log where it is at least kRoughLogError away.
-        const vd log_fk = gather8(slow, x, lf) + gather8(slow, n - x, lf);
-        const vd y = btrs_log_arg(c, v, w), bound = btrs_bound(c, lead, log_fk, x), rough = vlog_rough(y);
+        const __mmask8 table = slow & ~big;
+        const vd log_fk = gather8(table, x, lf) + gather8(table, n - x, lf);
+        vd bound = btrs_bound(c, lead, log_fk, x);
+        if (const __mmask8 large = slow & big) bound = select8(large, btrs_bound_stirling(c, lead, n, x), bound);
+        const vd y = btrs_log_arg(c, v, w), rough = vlog_rough(y);
         accept |= COLLAPSE_CMP8(slow, rough, _CMP_LE_OQ, bound - kRoughLogError);
         if (const __mmask8 close = COLLAPSE_CMP8(slow & ~accept, rough, _CMP_LE_OQ, bound + kRoughLogError))
           accept |= COLLAPSE_CMP8(close, vlog(y), _CMP_LE_OQ, bound);
@@ -641,7 +645,7 @@ class RefillRun {
     }
 
     // Drawn slots: record the count, move to the next category and read its conditional probability; scalar code
-    // takes the slots at the end of a generation (and p in {0, 1}, n >= 2^17).
+    // takes the slots at the end of a generation (and p in {0, 1}).
     inline void move(RefillRun& run, int bank) {
       if (!accept) return;
       const vd zero = {};
@@ -657,14 +661,13 @@ class RefillRun {
       flip = (flip & ~accept) | flipped;
       const __mmask8 open = COLLAPSE_CMP8(COLLAPSE_CMP8(accept, p, _CMP_GT_OQ, zero), n, _CMP_GT_OQ, zero);
       const vd mean = n * p;
-      const __mmask8 to_bt = COLLAPSE_CMP8(COLLAPSE_CMP8(open, mean, _CMP_GE_OQ, broadcast(10.0)), n, _CMP_LT_OQ,
-                                           broadcast((double)kLogFactorialSize));
+      const __mmask8 to_bt = COLLAPSE_CMP8(open, mean, _CMP_GE_OQ, broadcast(10.0));
       const __mmask8 to_iv = COLLAPSE_CMP8(open, mean, _CMP_LT_OQ, broadcast(10.0));
       bt = (bt & ~accept) | to_bt;
       iv = (iv & ~accept) | to_iv;
       new_bt = to_bt;
       new_iv = to_iv;
-      if (const __mmask8 other = accept & ~(to_bt | to_iv)) {  // end of generation, p in {0, 1}, n >= 2^17: scalar
+      if (const __mmask8 other = accept & ~(to_bt | to_iv)) {  // end of generation, p in {0, 1}: scalar
         spill(run, bank);
         for (int l = 0; l < kWidth; ++l) {
           if (!(other >> l & 1)) continue;
@@ -763,7 +766,7 @@ class RefillRun {
       const double r = ratio(s)[k];
       const bool f = r > 0.5;
       const double pp = f ? 1 - r : r;
-      if (pp > 0 && left > 0 && (left * pp < 10 || left < kLogFactorialSize)) {
+      if (pp > 0 && left > 0) {
         n_[s] = left;
         p_[s] = pp;
         kc_[s] = k;
