@@ -447,8 +447,9 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
 // (about half of each vector sat idle). Here each vector lane ("slot") runs its own replicate and moves on as soon as
 // its own binomial is drawn. A slot is in one of two vector modes: BTRS (one proposal per pass) or inversion
 // (kInversionSteps cdf steps per pass). After a draw it moves to its next category in vector form; the end of a
-// generation, the next replicate and probabilities 0 or 1 go through scalar code (about once per generation). A slot consumes its lane's stream exactly as run_group does (same draws, same order, same
-// arithmetic), so the two engines give the same losses; a test checks it bit for bit.
+// generation, the next replicate and probabilities 0 or 1 go through scalar code (about once per generation). A
+// slot consumes its lane's stream exactly as run_group does (same draws, same order, same arithmetic), so the two
+// engines give the same losses; a test checks it bit for bit.
 constexpr bool kHaveRefill = true;
 
 inline __m512d set8(double x) { return _mm512_set1_pd(x); }
