@@ -283,8 +283,8 @@ def test_native_contract_jit_vmap_keys(regime):
 def test_native_engines_draw_identically(regime):
     """The refill engine (AVX-512) and the group engine consume each replicate's stream the same way: equal losses,
     bit for bit, over every sampler path: zero and tiny probabilities (inversion, no-draw categories), moderate and
-    large means (vector BTRS), n_t >= 2^17 (scalar BTRS), the filter's kept-size draws, a grid of two schedules and
-    a replicate count that is no multiple of the vector width."""
+    large means (BTRS), n >= 2^17 (BTRS with the Stirling bound), the filter's kept-size draws, a grid of two
+    schedules and a replicate count that is no multiple of the vector width."""
     from collapse_jax import _native
 
     if "refill" not in _native.multinomial_engines():
