@@ -305,6 +305,19 @@ def test_native_engines_draw_identically(regime):
     assert np.unique(refill[:, :, -1]).size > 30  # replicates differ
 
 
+@pytest.mark.parametrize("engine", ["group", "refill"])
+def test_native_loss_is_exact_when_p_hat_equals_p(engine):
+    """p_hat = counts / total is correctly rounded: one category (p_hat = p = 1 always) gives losses of exactly 0."""
+    from collapse_jax import _native
+
+    if engine not in _native.multinomial_engines():
+        pytest.skip(f"no {engine} engine in this build")
+    sched = [jnp.asarray(x[None], jnp.float64) for x in (S.constant_alpha(0.5, 3), S.linear_size(7, 3))]
+    loss = M.batched_risk_native(jax.random.split(jax.random.key(0), 9), jnp.ones(1), *sched,
+                                 jnp.ones_like(sched[0]), "accumulate", engine=engine)
+    assert np.all(np.asarray(loss) == 0.0)
+
+
 def test_native_engine_name_is_checked():
     p = jnp.asarray(P)
     alpha, n = (jnp.asarray(x[None], jnp.float64) for x in (S.constant_alpha(0.5, 3), S.linear_size(5, 3)))

@@ -311,18 +311,18 @@ inline void mixture_row(const double* p, const double* counts, double total, dou
   for (int64_t k = 0; k < K; ++k) q[k] = a * p[k] + scale * counts[k];
 }
 
-// ||counts / total - p||^2, summed in eight interleaved partial sums.
+// ||counts / total - p||^2, summed in eight interleaved partial sums. p_hat = counts / total is a true division (the
+// empirical frequency correctly rounded, as in the JAX path; a loss is exactly 0 when p_hat equals p).
 inline double squared_error(const double* counts, double total, const double* p, int64_t K) {
-  const double inv = 1 / total;
   double part[kWidth] = {};
   int64_t k = 0;
   for (; k + kWidth <= K; k += kWidth)
     for (int j = 0; j < kWidth; ++j) {
-      const double e = counts[k + j] * inv - p[k + j];
+      const double e = counts[k + j] / total - p[k + j];
       part[j] += e * e;
     }
   for (; k < K; ++k) {
-    const double e = counts[k] * inv - p[k];
+    const double e = counts[k] / total - p[k];
     part[0] += e * e;
   }
   return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
