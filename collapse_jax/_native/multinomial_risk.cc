@@ -161,14 +161,18 @@ inline vd vlog1p(vd x) {
   return u == 1.0 ? x : vlog(u) * (x * vrecip(u - 1.0));
 }
 
-// Rng::uniform for every lane in mask (the others' states do not move).
-inline vd vuniform(vu& state, vi mask) {
-  state = (vu)mask ? state + 0x9E3779B97F4A7C15ULL : state;
-  vu z = state;
+// Rng::next's output mix and Rng::uniform, lane by lane, for states already advanced.
+inline vd vmix_uniform(vu z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   z = z ^ (z >> 31);
   return __builtin_convertvector(z >> 11, vd) * 0x1.0p-53;
+}
+
+// Rng::uniform for every lane in mask (the others' states do not move).
+inline vd vuniform(vu& state, vi mask) {
+  state = (vu)mask ? state + 0x9E3779B97F4A7C15ULL : state;
+  return vmix_uniform(state);
 }
 
 // ---- the two exact binomial samplers' arithmetic, for p <= 1/2 ----------------------------------------------------
@@ -450,11 +454,9 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
 // generation, the next replicate and probabilities 0 or 1 go through scalar code (about once per generation). A
 // slot consumes its lane's stream exactly as run_group does (same draws, same order, same arithmetic), so the two
 // engines give the same losses; a test checks it bit for bit.
-constexpr bool kHaveRefill = true;
 
-inline __m512d set8(double x) { return _mm512_set1_pd(x); }
 inline __m512d gather8(__mmask8 mask, vd index, const double* table) {
-  return _mm512_mask_i64gather_pd(set8(0), mask, _mm512_cvttpd_epi64((__m512d)index), table, 8);
+  return _mm512_mask_i64gather_pd(_mm512_setzero_pd(), mask, _mm512_cvttpd_epi64((__m512d)index), table, 8);
 }
 inline vd select8(__mmask8 mask, vd yes, vd no) { return (vd)_mm512_mask_mov_pd((__m512d)no, mask, (__m512d)yes); }
 #define COLLAPSE_CMP8(mask, x, op, y) _mm512_mask_cmp_pd_mask((mask), (__m512d)(x), (__m512d)(y), (op))
@@ -475,16 +477,10 @@ inline vd vlog_rough(vd x) {
   return e * 6.93147180559945309417e-01 + poly;
 }
 
-// Rng::uniform for the slots in mask (the others' states do not move): vuniform with a bit mask.
-inline vd uniform8(__m512i& st, __mmask8 mask) {
-  st = _mm512_mask_add_epi64(st, mask, st, _mm512_set1_epi64((int64_t)0x9E3779B97F4A7C15ULL));
-  __m512i z = st;
-  z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)),
-                         _mm512_set1_epi64((int64_t)0xBF58476D1CE4E5B9ULL));
-  z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)),
-                         _mm512_set1_epi64((int64_t)0x94D049BB133111EBULL));
-  z = _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
-  return (vd)_mm512_mul_pd(_mm512_cvtepu64_pd(_mm512_srli_epi64(z, 11)), set8(0x1.0p-53));
+// vuniform for the slots in a bit mask.
+inline vd uniform8(vu& st, __mmask8 mask) {
+  st = (vu)_mm512_mask_add_epi64((__m512i)st, mask, (__m512i)st, _mm512_set1_epi64((int64_t)0x9E3779B97F4A7C15ULL));
+  return vmix_uniform(st);
 }
 
 // Whole runs of the lanes handed out by next (lane = g R + r, up to end), into out rows (lane, T1) of the full
@@ -529,7 +525,8 @@ class RefillRun {
  private:
   // Eight slots' vector state.
   struct Bank {
-    __m512i st, kc, base;
+    vu st;
+    __m512i kc, base;
     vd n, p;
     __mmask8 flip = 0, bt = 0, iv = 0, fresh = 0;
     BtrsConstants c;     // BTRS slots: constants,
@@ -544,7 +541,7 @@ class RefillRun {
       for (int l = 0; l < kWidth; ++l) run.base_[o + l] = (o + l) * run.Kp_;
       base = _mm512_load_si512(run.base_ + o);
       reload(run, bank);
-      c = btrs_constants(n, p);
+      c = BtrsConstants{};
       lead = vd{};
       ui = ki = f = cdf = f0 = ratio = vd{};
       start_btrs(bt);
@@ -552,7 +549,7 @@ class RefillRun {
     }
     void spill(RefillRun& run, int bank) {
       const int o = bank * kWidth;
-      _mm512_store_si512(run.st_ + o, st);
+      _mm512_store_si512(run.st_ + o, (__m512i)st);
       _mm512_store_si512(run.kc_ + o, kc);
       _mm512_store_pd(run.n_ + o, (__m512d)n);
       _mm512_store_pd(run.p_ + o, (__m512d)p);
@@ -562,7 +559,7 @@ class RefillRun {
     }
     void reload(RefillRun& run, int bank) {
       const int o = bank * kWidth;
-      st = _mm512_load_si512(run.st_ + o);
+      st = (vu)_mm512_load_si512(run.st_ + o);
       kc = _mm512_load_si512(run.kc_ + o);
       n = (vd)_mm512_load_pd(run.n_ + o);
       p = (vd)_mm512_load_pd(run.p_ + o);
@@ -805,7 +802,6 @@ class RefillRun {
 };
 #else
 #define COLLAPSE_JAX_REFILL 0
-constexpr bool kHaveRefill = false;
 #endif
 
 // work(begin, end) over [0, count) split into contiguous ranges, one per thread.
@@ -837,7 +833,7 @@ ffi::Error MultinomialRiskImpl(ffi::Buffer<DT> p, ffi::Buffer<DT> alpha, ffi::Bu
   if (n.element_count() != alpha.element_count() || kappa.element_count() != alpha.element_count())
     return ffi::Error::InvalidArgument("multinomial_risk: schedules disagree in shape");
   if (regime < 0 || regime > 2) return ffi::Error::InvalidArgument("multinomial_risk: regime must be 0, 1 or 2");
-  if (engine < 0 || engine > 2 || (engine == 2 && !kHaveRefill))
+  if (engine < 0 || engine > 2 || (engine == 2 && !COLLAPSE_JAX_REFILL))
     return ffi::Error::InvalidArgument("multinomial_risk: engine must be 0 (auto), 1 (group) or 2 (refill, AVX-512 "
                                        "builds only)");
   const int64_t K = p.dimensions()[0], G = ad[0], T1 = ad[1], R = sd[0];
@@ -936,4 +932,4 @@ DEFINE_COUNTS_HANDLER(MultinomialCountsF32, ffi::F32)
 DEFINE_COUNTS_HANDLER(MultinomialCountsF64, ffi::F64)
 
 // Whether this build has the refill engine (AVX-512), for collapse_jax._native.multinomial_engines.
-extern "C" int collapse_jax_multinomial_has_refill() { return kHaveRefill ? 1 : 0; }
+extern "C" int collapse_jax_multinomial_has_refill() { return COLLAPSE_JAX_REFILL; }
