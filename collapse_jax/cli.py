@@ -1,13 +1,16 @@
 """The ``collapse-jax`` command line: one subcommand per experiment.
 
 Each experiment module defines ``add_parser(subparsers)`` (its options, documented in ``--help``) and registers
-``func`` on its parser; this file only lists the modules, imported when the command line is built.
+``func`` on its parser; this file only lists the core's modules, imported when the command line is built. Other
+packages add commands through the entry-point group ``collapse_jax.commands`` (each entry names such a module), so the
+core never imports them: ``llm_bridge`` registers its commands there in ``pyproject.toml``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import sys
 
 # Experiment modules, each contributing one or more subcommands.
@@ -16,6 +19,7 @@ COMMAND_MODULES = [
     "collapse_jax.recursions_cli",
     "collapse_jax.sigma_cli",
 ]
+ENTRY_POINT_GROUP = "collapse_jax.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)
+    for entry in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        entry.load().add_parser(sub)
     return parser
 
 

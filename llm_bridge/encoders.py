@@ -27,6 +27,7 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
+from llm_bridge.generators import check_texts
 
 INSTALL_HINT = ('install the optional llm extra from the collapse-jax folder: '
                 'python3 -m pip install torch==2.13.0 && python3 -m pip install -e ".[llm]"')
@@ -65,20 +66,6 @@ def model_folder(name: str, path: str | os.PathLike, required: Sequence[str]) ->
     if missing:
         raise ValueError(f"{name} {str(folder)!r} is not a saved model folder: missing {', '.join(missing)}")
     return folder
-
-
-def check_texts(texts: Any) -> list[str]:
-    """``texts`` as a list of str; a bare string or a non-string item raises a ValueError naming it."""
-    if isinstance(texts, (str, bytes)):
-        raise ValueError("texts must be a sequence of strings, got a single string; wrap it in a list")
-    try:
-        items = list(texts)
-    except TypeError:
-        raise ValueError(f"texts must be a sequence of strings, got {type(texts).__name__}") from None
-    for i, t in enumerate(items):
-        if not isinstance(t, str):
-            raise ValueError(f"texts[{i}] must be a str, got {type(t).__name__}")
-    return items
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,129 @@
+"""One interface for every text generator: the Flax nanoGPT (:mod:`llm_bridge.nanogpt`) and Hugging Face causal LMs
+from a local folder (:mod:`llm_bridge.hf_causal`) both implement :class:`Generator`, so every experiment takes either.
+
+* :class:`Sampling`: how to sample (new tokens, temperature, top-k, top-p, stop string), validated before any compute.
+* :class:`Generator`: ``generate(prompts, sampling, seed=...) -> list[str]`` (the continuations only, prompt removed,
+  cut at the stop string), ``perplexity(texts) -> PerplexityResult`` and ``finetune(texts, ...) -> list[float]``
+  (a few optimiser steps on a list of texts, for recursive training).
+* :func:`check_texts`: a list of strings or a ``ValueError`` that names the parameter (empty lists refused on request).
+* :func:`fit_prompts`: token prompts cut on the left to what the context leaves for the new tokens, with one
+  warning that gives the count of prompts cut.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from collapse_jax import _checks
+
+
+def check_texts(texts: Any, name: str = "texts", *, allow_empty: bool = True) -> list[str]:
+    """``texts`` as a list of str; a bare string, a non-string item (``name[i]``) or, unless ``allow_empty``, an
+    empty list raises a ValueError naming ``name``."""
+    if isinstance(texts, (str, bytes)):
+        raise ValueError(f"{name} must be a sequence of strings, got a single string; wrap it in a list")
+    try:
+        items = list(texts)
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of strings, got {type(texts).__name__}") from None
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise ValueError(f"{name}[{i}] must be a str, got {type(t).__name__}")
+    if not items and not allow_empty:
+        raise ValueError(f"{name} must hold at least one text, got an empty list")
+    return items
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How :meth:`Generator.generate` samples.
+
+    ``temperature`` > 0 divides the logits; ``top_k`` (>= 1, or None for all) keeps the k most likely tokens;
+    ``top_p`` in (0, 1] keeps the smallest set of most likely tokens whose probability reaches p (nucleus; 1 keeps
+    all); ``stop``: generation of a text ends at the first occurrence of this string, which is cut off (None: only
+    ``max_new_tokens`` or the model's end-of-text token end it).
+    """
+
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float = 1.0
+    stop: str | None = None
+
+    def __post_init__(self) -> None:
+        _checks.positive_int("max_new_tokens", self.max_new_tokens)
+        t = _checks.in_interval("temperature", self.temperature, 0.0, math.inf, low_open=True, high_open=True)
+        object.__setattr__(self, "temperature", t)
+        if self.top_k is not None:
+            _checks.positive_int("top_k", self.top_k)
+        object.__setattr__(self, "top_p", _checks.in_interval("top_p", self.top_p, 0.0, 1.0, low_open=True))
+        if self.stop is not None and (not isinstance(self.stop, str) or not self.stop):
+            raise ValueError(f"stop must be a non-empty string or None, got {self.stop!r}")
+
+
+class PerplexityResult(NamedTuple):
+    """Per-text negative log-likelihood (nats, summed over the text's predicted tokens) and token counts; a text's
+    perplexity is ``exp(nll / tokens)``, the corpus's ``exp(sum nll / sum tokens)``."""
+
+    nll: np.ndarray        # (num_texts,) float64
+    tokens: np.ndarray     # (num_texts,) int64: tokens predicted (a text of t tokens predicts t - 1, or t after BOS)
+
+    @property
+    def per_text(self) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.exp(self.nll / np.maximum(self.tokens, 1))
+
+    @property
+    def corpus(self) -> float:
+        return float(np.exp(self.nll.sum() / max(int(self.tokens.sum()), 1)))
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """What every experiment needs of a language model."""
+
+    name: str
+    context_length: int
+
+    def generate(self, prompts: Sequence[str], sampling: Sampling = Sampling(), *, seed: int = 0,
+                 batch_size: int = 32, progress: bool | None = None) -> list[str]:
+        """One continuation per prompt (prompt not included, cut at ``sampling.stop``); deterministic per seed."""
+        ...
+
+    def perplexity(self, texts: Sequence[str], *, batch_size: int = 32) -> PerplexityResult:
+        """Negative log-likelihood of each text under the model (texts longer than the context are scored in
+        windows)."""
+        ...
+
+    def finetune(self, texts: Sequence[str], *, steps: int, learning_rate: float = 1e-4, batch_size: int = 8,
+                 seed: int = 0) -> list[float]:
+        """``steps`` optimiser steps on ``texts`` in place; returns the training loss of each step."""
+        ...
+
+
+def fit_prompts(prompts: list[list[int]], context_length: int, max_new_tokens: int) -> list[list[int]]:
+    """Cut each token prompt on the left so that prompt + ``max_new_tokens`` fits ``context_length``; warn once with
+    the count of prompts cut. ``max_new_tokens`` must leave room for at least one prompt token."""
+    room = context_length - max_new_tokens
+    if room < 1:
+        raise ValueError(f"max_new_tokens must be at most context_length - 1 = {context_length - 1} for this model, "
+                         f"got {max_new_tokens}")
+    cut = sum(len(p) > room for p in prompts)
+    if cut:
+        warnings.warn(f"{cut} of {len(prompts)} prompts are longer than the {room} tokens the context "
+                      f"({context_length}) leaves beside {max_new_tokens} new tokens; their start was cut off",
+                      stacklevel=3)
+    return [p[-room:] if len(p) > room else p for p in prompts]
+
+
+def cut_at_stop(text: str, stop: str | None) -> str:
+    """``text`` up to the first occurrence of ``stop`` (all of it when ``stop`` is None or absent)."""
+    if stop is None:
+        return text
+    i = text.find(stop)
+    return text if i < 0 else text[:i]
