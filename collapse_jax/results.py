@@ -80,6 +80,26 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
 
 
+SIMD_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_fp16", "amx_tile",
+                 "amx_bf16", "amx_int8", "asimd", "sve")
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU's model name and which of :data:`SIMD_FEATURES` it has (Linux ``/proc/cpuinfo``), so a benchmark
+    figure says which kernels could run."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())      # the first processor's lines
+    except OSError:
+        pass
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    return {"cpu_model": model, "cpu_features": [f for f in SIMD_FEATURES if f in flags]}
+
+
 def environment_info() -> dict[str, Any]:
     """Versions, devices and host: recorded with every run and benchmark."""
     info: dict[str, Any] = {
@@ -87,6 +107,7 @@ def environment_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        **cpu_info(),
         "numpy": np.__version__,
     }
     try:
