@@ -1,0 +1,222 @@
+"""Benchmark the Flax nanoGPT: training tokens/s against a PyTorch twin, generation with and without the cache,
+and (``--quality``) a timed training run's held-out perplexity against add-k unigram and bigram baselines.
+
+Usage:
+    python benchmarks/bench_nanogpt.py                      # speed: train (Flax vs PyTorch) + generation
+    python benchmarks/bench_nanogpt.py --quality --minutes 10   # + seed003 trained for 10 minutes vs n-gram baselines
+
+Training speed: the same architecture (``benchmarks/nanogpt_torch.py``, checked against the Flax model in
+tests/test_nanogpt_torch_twin.py), the same batch (``--batch`` windows of ``--context`` + 1 tokens drawn at random from
+one token stream on every step), AdamW + clipping, on the same CPU, one after the other. Compile / first-call time is
+reported apart; figures are medians over ``--repeats`` timed blocks of ``--steps`` steps, each block ending in
+``block_until_ready`` (Flax) or a loss read back (PyTorch, synchronous on the CPU). Results: JSON in
+benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def median_rate(run, items: int, repeats: int) -> tuple[float, list[float]]:
+    """(items/s of the median block, block seconds): ``run()`` does one block of work and waits for it."""
+    import numpy as np
+
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return items / float(np.median(times)), times
+
+
+def bench_flax_train(args, stream) -> dict:
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from llm_bridge import nanogpt as ng
+    from llm_bridge import nanogpt_train as nt
+
+    out = {}
+    for dtype in args.dtypes:
+        cfg = ng.preset_config(args.preset, args.vocab, context_length=args.context, dtype=dtype)
+        graphdef, params = nnx.split(ng.init_model(cfg, 0))
+        tc = nt.TrainConfig()
+        opt_state = nt.optimizer(tc).init(params)
+        step_fn = nt.train_step(graphdef, (tc.grad_clip, tc.beta1, tc.beta2, tc.weight_decay), args.batch,
+                                args.context)
+        state = {"params": params, "opt": opt_state, "step": 0}
+        stream_d = jnp.asarray(stream)
+
+        def block(n):
+            p, o = state["params"], state["opt"]
+            for _ in range(n):
+                p, o, loss = step_fn(p, o, stream_d, 0, state["step"], 3e-4)
+                state["step"] += 1
+            jax.block_until_ready(loss)
+            state["params"], state["opt"] = p, o
+
+        t0 = time.perf_counter()
+        block(1)
+        first = time.perf_counter() - t0
+        block(2)
+        rate, times = median_rate(lambda: block(args.steps), args.steps * args.batch * args.context, args.repeats)
+        out[dtype] = dict(tokens_per_second=rate, block_seconds=times, first_step_seconds=first,
+                          params=cfg.num_params())
+        print(f"flax {dtype}: {rate:,.0f} tokens/s (first step incl. compile {first:.1f} s)", flush=True)
+    return out
+
+
+def bench_torch_train(args, stream, compiled: bool) -> dict:
+    import torch
+
+    import nanogpt_torch as tg
+
+    torch.manual_seed(0)
+    model = tg.GPT(args.vocab, args.context, *PRESET_SHAPES[args.preset])
+    model.train()
+    opt = tg.adamw(model, 3e-4)
+    data = torch.from_numpy(stream.astype("int64"))
+    gen = torch.Generator().manual_seed(0)
+    step_model = torch.compile(model) if compiled else model
+
+    def block(n):
+        for _ in range(n):
+            starts = torch.randint(0, len(data) - args.context - 1, (args.batch,), generator=gen)
+            batch = torch.stack([data[s:s + args.context + 1] for s in starts.tolist()])
+            tg.train_step(step_model, opt, batch)
+
+    t0 = time.perf_counter()
+    block(1)
+    first = time.perf_counter() - t0
+    block(2)
+    rate, times = median_rate(lambda: block(args.steps), args.steps * args.batch * args.context, args.repeats)
+    name = "torch.compile" if compiled else "torch eager"
+    print(f"{name}: {rate:,.0f} tokens/s (first step {first:.1f} s; {torch.get_num_threads()} threads)", flush=True)
+    return dict(tokens_per_second=rate, block_seconds=times, first_step_seconds=first,
+                threads=torch.get_num_threads(), torch=torch.__version__)
+
+
+def bench_generation(args) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from llm_bridge import nanogpt as ng
+
+    cfg = ng.preset_config(args.preset, args.vocab, context_length=args.context)
+    graphdef, params = nnx.split(ng.init_model(cfg, 0))
+    rng = np.random.default_rng(0)
+    prompts = jnp.asarray(rng.integers(1, args.vocab, (args.gen_batch, args.prompt_len)), jnp.int32)
+    pad = jnp.zeros((args.gen_batch,), jnp.int32)
+    keys = jax.random.split(jax.random.key(0), args.gen_batch)
+    out = {}
+    for use_cache in (True, False):
+        def run():
+            # eot_id = -1: no row stops early, so every row makes all max_new_tokens tokens
+            toks = ng.generate_tokens(graphdef, params, prompts, pad, keys, 1.0, max_new_tokens=args.new_tokens,
+                                      top_k=None, top_p=1.0, use_cache=use_cache, eot_id=-1)
+            jax.block_until_ready(toks)
+
+        t0 = time.perf_counter()
+        run()
+        first = time.perf_counter() - t0
+        rate, times = median_rate(run, args.gen_batch * args.new_tokens, args.repeats)
+        key = "cache" if use_cache else "no_cache"
+        out[key] = dict(tokens_per_second=rate, seconds=times, first_call_seconds=first)
+        print(f"generation {key}: {rate:,.0f} new tokens/s (batch {args.gen_batch}, prompt {args.prompt_len}, "
+              f"{args.new_tokens} new)", flush=True)
+    out["speedup"] = out["cache"]["tokens_per_second"] / out["no_cache"]["tokens_per_second"]
+    return out
+
+
+def bench_quality(args) -> dict:
+    """Train ``--preset`` for ``--minutes`` on the standard-library corpus (the CLI's defaults), then compare its
+    held-out perplexity with add-k unigram / bigram models of the same tokens fitted on the same training text."""
+    import numpy as np
+
+    from llm_bridge import ngram
+    from llm_bridge import nanogpt_train as nt
+
+    folder = Path(args.quality_out) / f"nanogpt-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    spec = nt.ModelSpec(preset=args.preset)
+    tc = nt.TrainConfig(minutes=args.minutes, steps=args.quality_steps, batch_size=args.batch)
+    result = nt.train(folder, spec, nt.DataConfig(), tc)
+    saved = nt.read_run_config(folder)
+    tokenizer, prepared, _ = nt.prepare_data(nt.DataConfig(**saved["data"]), nt.TrainConfig(**saved["train"]),
+                                             result.model.context_length, result.model.tokenizer)
+    held = prepared.held_out_windows                        # (windows, context + 1): the model's held-out tokens
+    # the n-gram models predict the same tokens as the model: every window's tokens 1..context given what precedes
+    v = tokenizer.vocab_size
+    uni = ngram.best_k(prepared.train, held.reshape(-1), v, order=1)
+    bi_logs = {k: np.concatenate([ngram.heldout_log_probs(prepared.train, w, v, 2, k) for w in held])
+               for k in ngram.K_GRID}
+    bi_k = min(bi_logs, key=lambda k: -bi_logs[k].mean())
+    res = dict(folder=str(folder), minutes=args.minutes, steps=result.step, stopped_by=result.stopped_by,
+               train_tokens=int(len(prepared.train)), held_out_windows=int(len(held)), vocab_size=v,
+               model_perplexity=result.held_out_perplexity, train_tokens_per_second=result.tokens_per_second,
+               unigram=dict(k=uni.k, perplexity=uni.perplexity),
+               bigram=dict(k=bi_k, perplexity=float(np.exp(-bi_logs[bi_k].mean()))))
+    samples = result.model.generate(["The", "A list", "This function"], seed=0)
+    res["samples"] = samples
+    print(json.dumps(res, indent=2), flush=True)
+    return res
+
+
+PRESET_SHAPES = {"seed003": (4, 4, 256), "tiny": (2, 2, 32)}   # (num_layers, num_heads, dim), as llm_bridge.nanogpt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="seed003", choices=sorted(PRESET_SHAPES))
+    ap.add_argument("--vocab", type=int, default=4096, help="vocabulary size (the BPE default)")
+    ap.add_argument("--context", type=int, default=128)
+    ap.add_argument("--batch", type=int, default=32, help="training windows per step")
+    ap.add_argument("--steps", type=int, default=5, help="training steps per timed block")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--dtypes", nargs="+", default=["float32"], help="Flax compute dtypes (bfloat16 for accelerators)")
+    ap.add_argument("--no-torch-compile", action="store_true", help="skip the torch.compile variant")
+    ap.add_argument("--gen-batch", type=int, default=32)
+    ap.add_argument("--prompt-len", type=int, default=16)
+    ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--quality", action="store_true", help="also the timed training run against n-gram baselines")
+    ap.add_argument("--minutes", type=float, default=10.0, help="training budget of the --quality run")
+    ap.add_argument("--quality-steps", type=int, default=100_000, help="schedule length of the --quality run")
+    ap.add_argument("--quality-out", default=str(ROOT / "runs"))
+    ap.add_argument("--out", default=None, help="JSON file (default benchmarks/results/nanogpt-<time>.json)")
+    args = ap.parse_args()
+
+    import numpy as np
+
+    from collapse_jax.results import atomic_write_json, environment_info
+
+    stream = np.random.default_rng(0).integers(0, args.vocab, 400_000).astype(np.int32)
+    res = dict(environment=environment_info(), args=vars(args))
+    res["train_flax"] = bench_flax_train(args, stream)
+    res["train_torch_eager"] = bench_torch_train(args, stream, compiled=False)
+    if not args.no_torch_compile:
+        try:
+            res["train_torch_compile"] = bench_torch_train(args, stream, compiled=True)
+        except Exception as exc:  # noqa: BLE001 - torch.compile needs a working C++ toolchain; report, don't fail
+            res["train_torch_compile"] = dict(error=repr(exc))
+            print(f"torch.compile failed: {exc!r}", flush=True)
+    res["generation"] = bench_generation(args)
+    if args.quality:
+        res["quality"] = bench_quality(args)
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"nanogpt-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    atomic_write_json(out, res)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
