@@ -218,9 +218,9 @@ class HFCausalLM:
         A text is its tokens after the start token (see the module docstring), so a text of ``t`` tokens predicts
         ``t`` (``t - 1`` for a tokenizer without BOS/EOS); ``nll = -sum_i log p(x_i | x_<i)``, log-softmax of the
         logits in float32, summed in float64. Texts longer than the context are scored in windows that move by
-        ``stride`` tokens (1 to ``context_length - 1``; default half the context; see :meth:`windows`). Windows run longest first,
-        ``batch_size`` at a time, right-padded with an attention mask; the logits of a batch, ``batch_size x C x
-        vocabulary`` floats, bound the memory.
+        ``stride`` tokens (1 to ``context_length - 1``; default half the context; see :meth:`windows`). Windows run
+        longest first, ``batch_size`` at a time, right-padded with an attention mask; the logits of a batch,
+        ``batch_size x C x vocabulary`` floats, bound the memory.
         """
         items = check_texts(texts, allow_empty=False)
         batch_size = _checks.positive_int("batch_size", batch_size)
@@ -284,7 +284,9 @@ class HFCausalLM:
                 for _ in range(steps):
                     idx = picks.choice(len(docs), size=min(batch_size, len(docs)), replace=False)
                     ids, mask = self.pad([docs[i] for i in idx], left=False)
-                    loss = self.model(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+                    logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+                    targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+                    loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()

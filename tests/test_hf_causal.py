@@ -82,15 +82,14 @@ def fresh(tiny_folder):
     return hf_causal_lm(tiny_folder)
 
 
-def hand_nll(model, ids: list[int], start: int, end: int, first: int = 0) -> float:
-    """-log p(ids[i] | ids[first:i]) summed over i in [start, end), one forward pass per token."""
+def hand_nll(model, ids: list[int], context_start=lambda i: 0) -> float:
+    """-sum over i >= 1 of log p(ids[i] | ids[context_start(i):i]), one forward pass and log-softmax per token."""
     import torch
 
     total = 0.0
     with torch.no_grad():
-        for i in range(start, end):
-            lo = first(i) if callable(first) else first
-            logits = model(torch.tensor([ids[lo:i + 1]])).logits[0, -2]
+        for i in range(1, len(ids)):
+            logits = model(torch.tensor([ids[context_start(i):i + 1]])).logits[0, -2]
             total -= float(torch.log_softmax(logits.double(), dim=-1)[ids[i]])
     return total
 
@@ -210,7 +209,8 @@ def test_long_prompts_are_cut_on_the_left_with_one_warning(lm, corpus_texts):
     (lambda m: m.generate(["x"], Sampling(top_p=0.0)), "top_p"),
     (lambda m: m.generate(["x"], Sampling(top_p=1.5)), "top_p"),
     (lambda m: m.generate(["x"], Sampling(top_k=0)), "top_k"),
-    (lambda m: m.generate(["x"], Sampling(max_new_tokens=CONTEXT)), f"max_new_tokens must be at most context_length - 1 = {CONTEXT - 1}"),
+    (lambda m: m.generate(["x"], Sampling(max_new_tokens=CONTEXT)),
+     f"max_new_tokens must be at most context_length - 1 = {CONTEXT - 1}"),
     (lambda m: m.generate(["x"], batch_size=0), "batch_size"),
     (lambda m: m.generate(["x"], seed=-1), "seed"),
     (lambda m: m.generate(["x"], {"temperature": 1.0}), "sampling must be"),
@@ -237,7 +237,7 @@ def test_perplexity_matches_a_hand_loop_over_the_logits(lm, corpus_texts):
     for j, text in enumerate(texts):
         ids = lm.encode(text)
         assert len(ids) <= CONTEXT and res.tokens[j] == len(ids) - 1
-        assert res.nll[j] == pytest.approx(hand_nll(lm.model, ids, 1, len(ids)), rel=1e-5, abs=1e-5)
+        assert res.nll[j] == pytest.approx(hand_nll(lm.model, ids), rel=1e-5, abs=1e-5)
     assert res.nll[5] == 0.0 and res.tokens[5] == 0                  # "" is the start token alone
     np.testing.assert_allclose(lm.perplexity(texts, batch_size=1).nll, res.nll, rtol=1e-6)
 
@@ -250,7 +250,7 @@ def test_perplexity_windows_of_long_texts(lm, corpus_texts, stride):
     S = stride or CONTEXT // 2
     res = lm.perplexity(["The cat", text], batch_size=4, stride=stride)
     assert res.tokens[1] == len(ids) - 1
-    want = hand_nll(lm.model, ids, 1, len(ids), first=lambda i: S * max(0, (i - CONTEXT) // S + 1))
+    want = hand_nll(lm.model, ids, context_start=lambda i: S * max(0, (i - CONTEXT) // S + 1))
     assert res.nll[1] == pytest.approx(want, rel=1e-5)
     assert res.nll[0] == pytest.approx(lm.perplexity(["The cat"]).nll[0], rel=1e-6)
 
