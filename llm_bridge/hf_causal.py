@@ -1,0 +1,346 @@
+"""Hugging Face causal language models from a local folder, as a :class:`~llm_bridge.generators.Generator`.
+
+:func:`hf_causal_lm` loads any ``AutoModelForCausalLM`` + ``AutoTokenizer`` folder (as written by
+``save_pretrained``) with ``local_files_only=True``: nothing is downloaded, and a hub id is refused. The returned
+:class:`HFCausalLM` generates, scores and fine-tunes with the same interface as the Flax nanoGPT:
+
+* :meth:`HFCausalLM.generate`: batched sampling (left padding + attention mask) with ``Sampling``'s temperature,
+  top-k and top-p; a row ends at the end-of-text token, after ``max_new_tokens`` or at ``Sampling.stop``; only the
+  new tokens are decoded. Deterministic per seed: batch ``b`` samples from torch's RNG seeded with a value derived
+  from ``(seed, b)`` inside ``torch.random.fork_rng``, so the global RNG state neither matters nor changes.
+* :meth:`HFCausalLM.perplexity`: summed negative log-likelihood of each text's tokens, texts longer than the context
+  scored in overlapping windows.
+* :meth:`HFCausalLM.finetune`: AdamW steps on random batches of texts, in place (for recursive training).
+* :meth:`HFCausalLM.save`: model and tokenizer written to a folder that :func:`hf_causal_lm` loads again.
+
+Every text is tokenized without the tokenizer's own special tokens and prefixed with one start token: the
+tokenizer's BOS token, else its EOS token (GPT-2's ``<|endoftext|>`` is both), else nothing. So the first word of a
+text is predicted too, an empty prompt is a valid prompt, and every tokenizer (GPT-2's adds no BOS, Llama's does)
+is treated alike. Fine-tuning also appends the EOS token, so that the model learns where a text ends.
+
+torch and transformers come from the optional ``llm`` extra and are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from collapse_jax import _checks
+from collapse_jax.progress import bar
+from llm_bridge.encoders import model_folder, require
+from llm_bridge.generators import PerplexityResult, Sampling, check_texts, cut_at_stop, fit_prompts
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
+
+# Streams of the seed tree: generation batch b uses (seed, GENERATE, b); fine-tuning uses (seed, FINETUNE).
+GENERATE, FINETUNE = 0, 1
+
+
+def checkpoint_folder(path: str | os.PathLike) -> Path:
+    """``path`` as a folder holding ``config.json``, weights and tokenizer files, or a ValueError naming the path and
+    what is missing (weights: one of :data:`WEIGHT_FILES`; tokenizer: one of :data:`TOKENIZER_FILES`)."""
+    folder = model_folder("path", path, ["config.json"])
+    missing = []
+    if not any((folder / f).is_file() for f in WEIGHT_FILES):
+        missing.append(f"weights (one of {', '.join(WEIGHT_FILES)})")
+    if not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        missing.append(f"a tokenizer (one of {', '.join(TOKENIZER_FILES)})")
+    if missing:
+        raise ValueError(f"path {str(folder)!r} is not a saved causal LM folder: it has no {' and no '.join(missing)}; "
+                         "write one with model.save_pretrained(path) and tokenizer.save_pretrained(path)")
+    return folder
+
+
+def context_length_of(config: Any, tokenizer: Any) -> int:
+    """The number of positions the model takes: the smallest of the config's ``n_positions`` /
+    ``max_position_embeddings`` and the tokenizer's ``model_max_length`` (ignored when it is transformers' "no limit"
+    sentinel, about 10**30)."""
+    limits = [v for k in ("n_positions", "max_position_embeddings")
+              if isinstance(v := getattr(config, k, None), int) and v > 0]
+    if not limits:
+        raise ValueError(f"the model config ({type(config).__name__}) gives no context length "
+                         "(neither n_positions nor max_position_embeddings)")
+    tok = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok, int) and 0 < tok < 10**9:
+        limits.append(tok)
+    return min(limits)
+
+
+def torch_seed(*words: int) -> int:
+    """A 63-bit torch seed derived from integer ``words`` (NumPy's SeedSequence: distinct words, independent
+    streams)."""
+    return int(np.random.SeedSequence(list(words)).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+class HFCausalLM:
+    """A Hugging Face causal LM and its tokenizer, implementing :class:`~llm_bridge.generators.Generator`.
+
+    Build it with :func:`hf_causal_lm` (from a folder) or directly from a loaded ``model`` (an
+    ``AutoModelForCausalLM``) and ``tokenizer``. The model is kept in eval mode except inside :meth:`finetune`.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, name: str | None = None) -> None:
+        self.torch = require("torch")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.name = name or f"hf:{type(model).__name__}"
+        self.context_length = context_length_of(model.config, tokenizer)
+        eos = [tokenizer.eos_token_id, model.generation_config.eos_token_id, model.config.eos_token_id]
+        flat = [i for e in eos for i in (e if isinstance(e, (list, tuple)) else [e]) if isinstance(i, int)]
+        self.eos_ids: list[int] = list(dict.fromkeys(flat))                 # every token that ends a text
+        start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        self.prefix: list[int] = [] if start is None else [int(start)]    # the start token of every text
+        self.suffix: list[int] = self.eos_ids[:1]                         # appended to fine-tuning texts
+        pad = tokenizer.pad_token_id
+        self.pad_id: int = int(pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0))
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Tokens in and out
+    # ----------------------------------------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` after the start token (:attr:`prefix`), no other special tokens."""
+        return self.prefix + self.tokenizer.encode(text, add_special_tokens=False)
+
+    def pad(self, rows: Sequence[Sequence[int]], *, left: bool) -> tuple[Any, Any]:
+        """``rows`` padded to one length with :attr:`pad_id` on the left (generation) or right (scoring, training):
+        ``(input_ids, attention_mask)``, each a ``(len(rows), longest)`` int64 tensor on the model's device."""
+        width = max(len(r) for r in rows)
+        ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            cols = slice(width - len(r), width) if left else slice(0, len(r))
+            ids[i, cols] = r
+            mask[i, cols] = 1
+        return (self.torch.from_numpy(ids).to(self.device), self.torch.from_numpy(mask).to(self.device))
+
+    def decode(self, new_tokens: Sequence[int], stop: str | None) -> str:
+        """The text of generated tokens up to the first end-of-text token, cut at ``stop``."""
+        ends = [j for j, t in enumerate(new_tokens) if t in self.eos_ids]
+        kept = list(new_tokens[:ends[0]] if ends else new_tokens)
+        return cut_at_stop(self.tokenizer.decode(kept, skip_special_tokens=True), stop)
+
+    @contextmanager
+    def seeded(self, *words: int) -> Iterator[None]:
+        """torch's RNG seeded with :func:`torch_seed` of ``words`` inside, the caller's RNG state restored after."""
+        torch = self.torch
+        dev = self.device
+        on_cpu = dev.type == "cpu"
+        with torch.random.fork_rng(devices=[] if on_cpu else [dev.index or 0],
+                                   device_type=None if on_cpu else dev.type):
+            torch.manual_seed(torch_seed(*words))
+            yield
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Generator interface
+    # ----------------------------------------------------------------------------------------------------------
+
+    def generate(self, prompts: Sequence[str], sampling: Sampling = Sampling(), *, seed: int = 0,
+                 batch_size: int = 32, progress: bool | None = None) -> list[str]:
+        """One sampled continuation per prompt: the new tokens only, decoded, cut at ``sampling.stop``.
+
+        Prompts run in input order, ``batch_size`` at a time, left-padded with an attention mask. Each is the start
+        token + its tokens; a prompt longer than the ``context_length - max_new_tokens`` tokens the context leaves
+        loses its beginning (one warning gives the count; the start token is kept). Sampling: logits / temperature,
+        then top-k (``None``: all tokens), then top-p; a row ends at an end-of-text token, after
+        ``max_new_tokens``, or once its text contains ``sampling.stop`` (transformers' ``stop_strings``; the text is
+        cut there). Batch ``b`` is sampled from torch's RNG seeded by ``torch_seed(seed, GENERATE, b)``: the same
+        prompts, sampling, seed and batch size give the same texts whatever the global RNG state, which is left
+        unchanged.
+        """
+        items = check_texts(prompts, "prompts", allow_empty=False)
+        if not isinstance(sampling, Sampling):
+            raise ValueError(f"sampling must be a llm_bridge.generators.Sampling, got {type(sampling).__name__}")
+        seed = _checks.nonnegative_int("seed", seed)
+        batch_size = _checks.positive_int("batch_size", batch_size)
+        if not self.prefix and any(t == "" for t in items):
+            raise ValueError(f"prompts[{items.index('')}] is empty and the tokenizer has no BOS or EOS token to start "
+                             "a text from; give every prompt at least one token")
+        full = [self.encode(t) for t in items]
+        fitted = fit_prompts(full, self.context_length, sampling.max_new_tokens)
+        start = len(self.prefix)
+        fitted = [f if len(f) == len(p) else self.prefix + f[start:] for f, p in zip(fitted, full)]
+
+        transformers = require("transformers")
+        config = transformers.GenerationConfig(
+            do_sample=True, temperature=sampling.temperature, top_k=sampling.top_k or 0, top_p=sampling.top_p,
+            max_new_tokens=sampling.max_new_tokens, pad_token_id=self.pad_id, eos_token_id=self.eos_ids or None,
+            stop_strings=sampling.stop)
+        texts: list[str] = []
+        with bar(len(items), f"generating ({self.name})", unit="text",
+                 disable=None if progress is None else not progress) as b, self.torch.inference_mode():
+            for k, lo in enumerate(range(0, len(items), batch_size)):
+                ids, mask = self.pad(fitted[lo:lo + batch_size], left=True)
+                with self.seeded(seed, GENERATE, k):
+                    out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
+                                              tokenizer=self.tokenizer if sampling.stop else None)
+                texts.extend(self.decode(row, sampling.stop) for row in out[:, ids.shape[1]:].tolist())
+                b.update(ids.shape[0])
+        return texts
+
+    def windows(self, tokens: Sequence[int], stride: int) -> list[tuple[list[int], int]]:
+        """The scoring windows of one token sequence: ``(window tokens, m)`` pairs whose last ``m`` tokens are
+        predicted there.
+
+        Window ``k`` covers tokens ``[k * stride, min(k * stride + C, n))`` of the ``n`` tokens (``C`` the context
+        length) and predicts those the previous window did not reach, so token ``i >= 1`` is predicted once, from
+        tokens ``[k * stride, i)`` with ``k = max(0, floor((i - C) / stride) + 1)``: at least ``C - stride`` tokens
+        of context once the text is longer than the context.
+        """
+        C, n = self.context_length, len(tokens)
+        out, begin, reached = [], 0, 1                      # token 0 has no context: never predicted
+        while True:
+            end = min(begin + C, n)
+            if end > reached:
+                out.append((list(tokens[begin:end]), end - reached))
+                reached = end
+            if end == n:
+                return out
+            begin += stride
+
+    def perplexity(self, texts: Sequence[str], *, batch_size: int = 32, stride: int | None = None
+                   ) -> PerplexityResult:
+        """Negative log-likelihood (nats) of each text and the number of tokens predicted.
+
+        A text is its tokens after the start token (see the module docstring), so a text of ``t`` tokens predicts
+        ``t`` (``t - 1`` for a tokenizer without BOS/EOS); ``nll = -sum_i log p(x_i | x_<i)``, log-softmax of the
+        logits in float32, summed in float64. Texts longer than the context are scored in windows that move by
+        ``stride`` tokens (1 to ``context_length - 1``; default half the context; see :meth:`windows`). Windows run
+        longest first, ``batch_size`` at a time, right-padded with an attention mask; the logits of a batch,
+        ``batch_size x C x vocabulary`` floats, bound the memory.
+        """
+        items = check_texts(texts, allow_empty=False)
+        batch_size = _checks.positive_int("batch_size", batch_size)
+        C = self.context_length
+        stride = max(C // 2, 1) if stride is None else _checks.positive_int("stride", stride)
+        if stride >= C:
+            raise ValueError(f"stride must be at most context_length - 1 = {C - 1} (a window's first token must "
+                             f"have been predicted by the window before), got {stride}")
+        work = [(i, w, m) for i, t in enumerate(items) for w, m in self.windows(self.encode(t), stride)]
+        work.sort(key=lambda x: -len(x[1]))
+        nll = np.zeros(len(items))
+        tokens = np.zeros(len(items), dtype=np.int64)
+        F = self.torch.nn.functional
+        with self.torch.inference_mode():
+            for lo in range(0, len(work), batch_size):
+                chunk = work[lo:lo + batch_size]
+                ids, mask = self.pad([w for _, w, _ in chunk], left=False)
+                logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+                targets = ids[:, 1:].clone()
+                scored = self.torch.zeros_like(targets, dtype=self.torch.bool)
+                for r, (_, w, m) in enumerate(chunk):
+                    scored[r, len(w) - 1 - m:len(w) - 1] = True
+                targets[~scored] = -100
+                loss = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100, reduction="none")
+                row_nll = loss.double().sum(dim=1).cpu().numpy()
+                for r, (i, _, m) in enumerate(chunk):
+                    nll[i] += row_nll[r]
+                    tokens[i] += m
+        return PerplexityResult(nll, tokens)
+
+    def finetune(self, texts: Sequence[str], *, steps: int, learning_rate: float = 1e-4, batch_size: int = 8,
+                 seed: int = 0, weight_decay: float = 0.01) -> list[float]:
+        """``steps`` AdamW steps on ``texts``, in place; returns each step's mean token cross-entropy (nats).
+
+        Each text becomes start token + tokens + EOS token, cut to the context length. Step ``s`` takes
+        ``min(batch_size, len(texts))`` distinct texts drawn at random (NumPy generator seeded from ``seed``),
+        right-pads them and masks the padding out of the loss. A fresh ``torch.optim.AdamW`` (``learning_rate``,
+        ``weight_decay``) runs in train mode (dropout on, its RNG seeded from ``seed`` and the caller's RNG state
+        restored); the model is back in eval mode afterwards, also after an error. Same texts and arguments, same
+        losses and weights.
+        """
+        items = check_texts(texts, allow_empty=False)
+        steps = _checks.positive_int("steps", steps)
+        learning_rate = _checks.in_interval("learning_rate", learning_rate, 0.0, np.inf, low_open=True,
+                                            high_open=True)
+        batch_size = _checks.positive_int("batch_size", batch_size)
+        seed = _checks.nonnegative_int("seed", seed)
+        weight_decay = _checks.in_interval("weight_decay", weight_decay, 0.0, np.inf, high_open=True)
+        docs = [(self.encode(t) + self.suffix)[:self.context_length] for t in items]
+        docs = [d for d in docs if len(d) >= 2]
+        if not docs:
+            raise ValueError("texts must give at least one text of two or more tokens to train on; all are empty")
+
+        torch = self.torch
+        picks = np.random.default_rng(np.random.SeedSequence([seed, FINETUNE]))
+        opt = torch.optim.AdamW(self.model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+        losses: list[float] = []
+        self.model.train()
+        try:
+            with self.seeded(seed, FINETUNE), bar(steps, f"fine-tuning ({self.name})", unit="step") as b:
+                for _ in range(steps):
+                    idx = picks.choice(len(docs), size=min(batch_size, len(docs)), replace=False)
+                    ids, mask = self.pad([docs[i] for i in idx], left=False)
+                    logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+                    targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+                    loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    losses.append(float(loss.detach()))
+                    b.set_postfix(loss=f"{losses[-1]:.3f}")
+                    b.update(1)
+        finally:
+            self.model.eval()
+        return losses
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write model and tokenizer (``save_pretrained``) to folder ``path``, which :func:`hf_causal_lm` loads.
+
+        Written to a temporary folder beside ``path`` and renamed into place, so ``path`` never holds half a
+        model; an existing ``path`` is replaced.
+        """
+        folder = Path(path).expanduser()
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+        try:
+            self.model.save_pretrained(str(tmp))
+            self.tokenizer.save_pretrained(str(tmp))
+            if folder.exists():
+                old = tmp.with_suffix(".old")
+                os.replace(folder, old)
+                os.replace(tmp, folder)
+                shutil.rmtree(old)
+            else:
+                os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return folder
+
+
+def hf_causal_lm(path: str | os.PathLike, *, device: str | None = None, dtype: Any = None) -> HFCausalLM:
+    """A causal LM + tokenizer from a local ``save_pretrained`` folder (never downloaded), in eval mode.
+
+    ``device``: a torch device (default ``"cpu"``). ``dtype``: the weights' dtype, a ``torch.dtype`` or its name
+    (``"float32"``, ``"bfloat16"``, ...) or ``"auto"`` for the checkpoint's own; default float32, so that scores
+    on CPU are exact and reproducible (pass ``"bfloat16"`` for a large model). A missing folder, a hub id, or a
+    folder without ``config.json``, weights or tokenizer files is a ValueError naming the path and what is missing.
+    """
+    folder = checkpoint_folder(path)
+    torch = require("torch")
+    transformers = require("transformers")
+    if dtype is None:
+        dtype = torch.float32
+    elif isinstance(dtype, str) and dtype != "auto":
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ValueError(f"dtype must be a torch dtype, its name (e.g. 'float32', 'bfloat16') or 'auto', "
+                             f"got {dtype!r}")
+        dtype = getattr(torch, dtype)
+    elif not isinstance(dtype, (str, torch.dtype)):
+        raise ValueError(f"dtype must be a torch dtype, its name or 'auto', got {dtype!r}")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=dtype)
+    return HFCausalLM(model.to(device or "cpu"), tokenizer, name=f"hf:{folder.name}")

@@ -1,0 +1,293 @@
+"""llm_bridge.hf_causal: Hugging Face causal LMs from a local folder, on a tiny random GPT-2 built here.
+
+The fixture trains a 400-token byte-level BPE (``tokenizers``) on 300 standard-library sentences, wraps it in
+``PreTrainedTokenizerFast`` with ``<|endoftext|>`` as BOS and EOS, builds a random 2-layer, 2-head, 32-d GPT-2 with a
+64-token context and saves both with ``save_pretrained``; the tests load that folder like a user's checkpoint.
+Skipped without the ``llm`` extra (torch, transformers, tokenizers).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+
+import numpy as np
+import pytest
+
+from llm_bridge.generators import Generator, Sampling, cut_at_stop
+
+HAVE_LLM = all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers", "tokenizers"))
+pytestmark = pytest.mark.skipif(not HAVE_LLM, reason="needs the llm extra (torch, transformers, tokenizers): "
+                                                     "python3 -m pip install torch==2.13.0 && "
+                                                     "python3 -m pip install -e '.[llm]'")
+
+CONTEXT = 64
+PROMPTS = ["The cat", "", "In Python the value of an expression", "A class", "Return the", "x"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on the shared 2-core machine, two threads made each tiny op wait ~10 ms for the other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def corpus_texts():
+    from llm_bridge import corpus as cp
+
+    return list(cp.stdlib_corpus(cp.CorpusConfig(docstrings=False)).texts[:300])
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory, corpus_texts):
+    """A saved tiny GPT-2 + byte-level BPE tokenizer folder (see the module docstring)."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(corpus_texts, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>",
+                                                     eos_token="<|endoftext|>")
+    eos = tokenizer.eos_token_id
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=len(tokenizer), n_positions=CONTEXT, n_embd=32, n_layer=2, n_head=2,
+                                     bos_token_id=eos, eos_token_id=eos)
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    transformers.GPT2LMHeadModel(config).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_folder):
+    """The tiny model loaded once for the tests that do not change it."""
+    from llm_bridge.hf_causal import hf_causal_lm
+
+    return hf_causal_lm(tiny_folder)
+
+
+def fresh(tiny_folder):
+    from llm_bridge.hf_causal import hf_causal_lm
+
+    return hf_causal_lm(tiny_folder)
+
+
+def hand_nll(model, ids: list[int], context_start=lambda i: 0) -> float:
+    """-sum over i >= 1 of log p(ids[i] | ids[context_start(i):i]), one forward pass and log-softmax per token."""
+    import torch
+
+    total = 0.0
+    with torch.no_grad():
+        for i in range(1, len(ids)):
+            logits = model(torch.tensor([ids[context_start(i):i + 1]])).logits[0, -2]
+            total -= float(torch.log_softmax(logits.double(), dim=-1)[ids[i]])
+    return total
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_loads_a_saved_folder_as_a_generator(lm, tiny_folder):
+    assert isinstance(lm, Generator)
+    assert lm.context_length == CONTEXT and lm.name == f"hf:{tiny_folder.name}"
+    eos = lm.tokenizer.eos_token_id
+    assert lm.prefix == [eos] and lm.eos_ids == [eos] and lm.pad_id == eos
+    assert not lm.model.training
+    assert lm.encode("The cat") == [eos] + lm.tokenizer.encode("The cat")
+
+
+def test_dtype_option(tiny_folder):
+    import torch
+
+    from llm_bridge.hf_causal import hf_causal_lm
+
+    half = hf_causal_lm(tiny_folder, dtype="bfloat16")
+    assert next(half.model.parameters()).dtype == torch.bfloat16
+    assert np.isfinite(half.perplexity(["The cat sat on the mat."]).corpus)
+
+
+def test_bad_folders(tmp_path, tiny_folder):
+    from llm_bridge.hf_causal import hf_causal_lm
+
+    with pytest.raises(ValueError, match="not a directory"):
+        hf_causal_lm(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="'openai-community/gpt2'.*not a directory"):
+        hf_causal_lm("openai-community/gpt2")
+    with pytest.raises(ValueError, match="missing config.json"):
+        hf_causal_lm(tmp_path)
+    shutil.copy(tiny_folder / "config.json", tmp_path)
+    with pytest.raises(ValueError, match=f"{tmp_path}.*no weights.*and no a tokenizer"):
+        hf_causal_lm(tmp_path)
+    shutil.copy(tiny_folder / "model.safetensors", tmp_path)
+    with pytest.raises(ValueError, match="no a tokenizer"):
+        hf_causal_lm(tmp_path)
+    with pytest.raises(ValueError, match="dtype"):
+        hf_causal_lm(tiny_folder, dtype="float33")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Generation
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_generate_is_deterministic_per_seed_and_leaves_global_rng_alone(lm):
+    import torch
+
+    sampling = Sampling(max_new_tokens=12)
+    state = torch.get_rng_state()
+    first = lm.generate(PROMPTS, sampling, seed=3, batch_size=4)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert len(first) == len(PROMPTS) and all(isinstance(t, str) and t for t in first)
+    torch.manual_seed(12345)                                   # another global state and a call in between
+    lm.generate(PROMPTS[:2], sampling, seed=9, batch_size=1)
+    assert lm.generate(PROMPTS, sampling, seed=3, batch_size=4) == first
+    other = lm.generate(PROMPTS, sampling, seed=4, batch_size=4)
+    assert sum(a != b for a, b in zip(first, other)) >= len(PROMPTS) - 1
+
+
+def test_left_padded_batches_match_prompts_run_alone(lm):
+    """top_k = 1 leaves one token to sample, so padding a prompt on the left must not change its continuation."""
+    greedy = Sampling(max_new_tokens=10, top_k=1)
+    batched = lm.generate(PROMPTS, greedy, seed=0, batch_size=len(PROMPTS))
+    alone = [lm.generate([p], greedy, seed=0)[0] for p in PROMPTS]
+    assert batched == alone
+    assert len(set(batched)) > 1
+
+
+def test_top_k_and_top_p_narrow_the_samples(lm):
+    """Eight rows of one prompt: all-token sampling gives distinct rows, a tiny nucleus gives the greedy row."""
+    wide = lm.generate(["The cat"] * 8, Sampling(max_new_tokens=8), seed=1)
+    narrow = lm.generate(["The cat"] * 8, Sampling(max_new_tokens=8, top_p=1e-6), seed=1)
+    greedy = lm.generate(["The cat"], Sampling(max_new_tokens=8, top_k=1))
+    assert len(set(wide)) == 8 and set(narrow) == set(greedy)
+
+
+def test_stop_cuts_the_text_and_ends_rows_early(lm):
+    """Sampling draws for every row at every step, so the same seed gives the same tokens with and without a stop
+    string, and the stopped texts are the unstopped ones cut at the stop."""
+    plain = lm.generate(PROMPTS, Sampling(max_new_tokens=20), seed=5, batch_size=3)
+    stopped = lm.generate(PROMPTS, Sampling(max_new_tokens=20, stop="e"), seed=5, batch_size=3)
+    assert stopped == [cut_at_stop(t, "e") for t in plain]
+    assert sum("e" in t for t in plain) >= 2 and not any("e" in t for t in stopped)
+
+
+def test_long_prompts_are_cut_on_the_left_with_one_warning(lm, corpus_texts):
+    long = " ".join(corpus_texts[:3])
+    assert len(lm.encode(long)) > CONTEXT
+    with pytest.warns(UserWarning, match=r"^1 of 2 prompts are longer than the 56 tokens"):
+        out = lm.generate(["The cat", long], Sampling(max_new_tokens=8), seed=0)
+    assert len(out) == 2
+    import torch
+
+    tail = lm.encode(long)[-(CONTEXT - 8 - 1):]             # the start token is kept in front of the last 55
+    with pytest.warns(UserWarning):
+        cut = lm.generate([long], Sampling(max_new_tokens=8, top_k=1))
+    with torch.no_grad():
+        by_hand = lm.model.generate(torch.tensor([lm.prefix + tail]), do_sample=False, max_new_tokens=8,
+                                    pad_token_id=lm.pad_id)
+    assert cut == [lm.decode(by_hand[0, CONTEXT - 8:].tolist(), None)]
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda m: m.generate([]), "prompts must hold at least one text"),
+    (lambda m: m.generate(["ok", 3]), r"prompts\[1\] must be a str"),
+    (lambda m: m.generate("a bare string"), "single string"),
+    (lambda m: m.generate(["x"], Sampling(temperature=0.0)), "temperature"),
+    (lambda m: m.generate(["x"], Sampling(temperature=-1.0)), "temperature"),
+    (lambda m: m.generate(["x"], Sampling(top_p=0.0)), "top_p"),
+    (lambda m: m.generate(["x"], Sampling(top_p=1.5)), "top_p"),
+    (lambda m: m.generate(["x"], Sampling(top_k=0)), "top_k"),
+    (lambda m: m.generate(["x"], Sampling(max_new_tokens=CONTEXT)),
+     f"max_new_tokens must be at most context_length - 1 = {CONTEXT - 1}"),
+    (lambda m: m.generate(["x"], batch_size=0), "batch_size"),
+    (lambda m: m.generate(["x"], seed=-1), "seed"),
+    (lambda m: m.generate(["x"], {"temperature": 1.0}), "sampling must be"),
+    (lambda m: m.perplexity([]), "texts must hold at least one text"),
+    (lambda m: m.perplexity(["x", None]), r"texts\[1\]"),
+    (lambda m: m.perplexity(["x"], stride=CONTEXT), "stride must be at most context_length - 1"),
+    (lambda m: m.finetune([], steps=1), "texts must hold"),
+    (lambda m: m.finetune(["x"], steps=0), "steps"),
+    (lambda m: m.finetune(["x"], steps=1, learning_rate=0.0), "learning_rate"),
+])
+def test_bad_input_is_refused_before_any_compute(lm, call, match):
+    with pytest.raises(ValueError, match=match):
+        call(lm)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Perplexity
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_perplexity_matches_a_hand_loop_over_the_logits(lm, corpus_texts):
+    texts = [t for t in corpus_texts if len(lm.encode(t)) <= CONTEXT][:5] + ["", "x"]
+    res = lm.perplexity(texts, batch_size=3)
+    for j, text in enumerate(texts):
+        ids = lm.encode(text)
+        assert len(ids) <= CONTEXT and res.tokens[j] == len(ids) - 1
+        assert res.nll[j] == pytest.approx(hand_nll(lm.model, ids), rel=1e-5, abs=1e-5)
+    assert res.nll[5] == 0.0 and res.tokens[5] == 0                  # "" is the start token alone
+    np.testing.assert_allclose(lm.perplexity(texts, batch_size=1).nll, res.nll, rtol=1e-6)
+
+
+@pytest.mark.parametrize("stride", [1, 16, None, CONTEXT - 1])
+def test_perplexity_windows_of_long_texts(lm, corpus_texts, stride):
+    """Token i is predicted once, from tokens [k S, i) with k = max(0, floor((i - C) / S) + 1)."""
+    text = next(t for k in range(1, 20) if len(lm.encode(t := " ".join(corpus_texts[:k]))) > 2 * CONTEXT)
+    ids = lm.encode(text)
+    S = stride or CONTEXT // 2
+    res = lm.perplexity(["The cat", text], batch_size=4, stride=stride)
+    assert res.tokens[1] == len(ids) - 1
+    want = hand_nll(lm.model, ids, context_start=lambda i: S * max(0, (i - CONTEXT) // S + 1))
+    assert res.nll[1] == pytest.approx(want, rel=1e-5)
+    assert res.nll[0] == pytest.approx(lm.perplexity(["The cat"]).nll[0], rel=1e-6)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Fine-tuning and saving
+# --------------------------------------------------------------------------------------------------------------
+
+
+def test_finetune_lowers_the_loss_deterministically(tiny_folder, corpus_texts):
+    texts = corpus_texts[:12]
+    a, b, c = fresh(tiny_folder), fresh(tiny_folder), fresh(tiny_folder)
+    before = a.perplexity(texts).corpus
+    losses = a.finetune(texts, steps=30, learning_rate=3e-3, batch_size=4, seed=7)
+    assert len(losses) == 30 and not a.model.training
+    assert a.perplexity(texts).corpus < 0.5 * before
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 0.5
+    assert b.finetune(texts, steps=30, learning_rate=3e-3, batch_size=4, seed=7) == losses
+    for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert np.array_equal(pa.numpy(), pb.numpy()), name
+    assert c.finetune(texts, steps=30, learning_rate=3e-3, batch_size=4, seed=8) != losses
+
+
+def test_finetuned_model_learns_to_end_texts_and_saves(tiny_folder, tmp_path):
+    """After training on one sentence + EOS, greedy generation from an empty prompt writes the sentence and stops
+    (the EOS token ends the row); saving and loading keeps the weights exactly."""
+    from llm_bridge.hf_causal import hf_causal_lm
+
+    lm = fresh(tiny_folder)
+    lm.finetune(["The cat sat."], steps=40, learning_rate=1e-2, batch_size=4, seed=0)
+    greedy = Sampling(max_new_tokens=20, top_k=1)
+    assert lm.generate(["", "The cat sat."], greedy) == ["The cat sat.", ""]
+    target = tmp_path / "gen1"
+    lm.save(target)
+    lm.save(target)                                              # an existing folder is replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gen1"]
+    back = hf_causal_lm(target)
+    texts = ["The cat sat.", "A dog ran."]
+    np.testing.assert_array_equal(back.perplexity(texts).nll, lm.perplexity(texts).nll)
+    assert back.generate(["", "The"], greedy) == lm.generate(["", "The"], greedy)
