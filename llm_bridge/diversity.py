@@ -200,11 +200,11 @@ def self_bleu_scores(texts: Sequence[str], hypotheses: Sequence[int] | None = No
     """Sentence BLEU / 100 of each text in ``hypotheses`` (indices; default all) against all the other texts.
 
     Identical to ``sacrebleu.metrics.BLEU(lowercase=True, tokenize="13a", smooth_method=smooth_method,
-    effective_order=True).sentence_score(texts[i], texts[:i] + texts[i+1:]).score / 100`` (capped at 1; tested), but linear in
-    the corpus instead of quadratic: sacrebleu merges the references' n-gram counts (per n-gram, the maximum over
-    references) on every call, 1.5 s per hypothesis against 10,000 references here. Instead each text's n-grams
-    (sacrebleu's ``extract_all_word_ngrams``, orders 1-4) are read once, the leave-one-out maximum comes from the
-    corpus's largest and second-largest count of each n-gram, the reference length is sacrebleu's closest length
+    effective_order=True).sentence_score(texts[i], texts[:i] + texts[i+1:]).score / 100`` (capped at 1; tested),
+    but linear in the corpus instead of quadratic: sacrebleu merges the references' n-gram counts (per n-gram, the
+    maximum over references) on every call, 1.5 s per hypothesis against 10,000 references here. Instead each text's
+    n-grams (sacrebleu's ``extract_all_word_ngrams``, orders 1-4) are read once, the leave-one-out maximum comes from
+    the corpus's largest and second-largest count of each n-gram, the reference length is sacrebleu's closest length
     (ties to the shorter) among the other texts, and the score is sacrebleu's own ``BLEU.compute_bleu``.
     """
     if smooth_method not in SMOOTH_METHODS:
