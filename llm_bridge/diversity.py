@@ -147,8 +147,11 @@ def compression_ratio(texts: Sequence[str]) -> float | None:
     of the texts' order and puts texts with equal starts next to each other, which matters because DEFLATE only sees
     the previous 32 KiB. None when every text is empty.
     """
-    raw = "\n".join(sorted(check_texts(texts, allow_empty=False))).encode("utf-8")
-    return len(raw) / len(zlib.compress(raw, 9)) if raw else None
+    items = check_texts(texts, allow_empty=False)
+    if not any(items):
+        return None
+    raw = "\n".join(sorted(items)).encode("utf-8")
+    return len(raw) / len(zlib.compress(raw, 9))
 
 
 # --------------------------------------------------------------------------------------------------------------
