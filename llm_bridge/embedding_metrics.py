@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Sequence
 
 import jax
@@ -69,7 +70,8 @@ def sigma_monitor(num_points: int, dim: int, *, block: int | None = None, eps: f
     block = math.ceil(num_points / 2) if block is None else _checks.positive_int("block", block)
     if block > num_points:
         raise ValueError(f"block must be at most num_points = {num_points}, got {block}")
-    eps = 0.01 / dim if eps is None else _checks.in_interval("eps", eps, 0.0, math.inf, low_open=True)
+    eps = 0.01 / dim if eps is None else _checks.in_interval("eps", eps, 0.0, math.inf, low_open=True,
+                                                             high_open=True)
     seed = _checks.nonnegative_int("seed", seed)
     return SigmaMonitor(jax.random.key(seed), block, eps=eps, normalize=True)
 
@@ -83,8 +85,11 @@ def response_distances(flat: Any, *, chunk_bytes: int = 2**26) -> jnp.ndarray:
     """
     x = jnp.asarray(flat)
     m, d = x.shape
-    rows = max(1, min(m, chunk_bytes // max(1, m * d * x.dtype.itemsize)))
+    return _row_blocks(x, max(1, min(m, chunk_bytes // max(1, m * d * x.dtype.itemsize))))
 
+
+@partial(jax.jit, static_argnums=1)
+def _row_blocks(x: jnp.ndarray, rows: int) -> jnp.ndarray:
     def one_row(row):
         diff = x - row
         return jnp.sqrt(jnp.sum(diff * diff, axis=-1))
