@@ -18,7 +18,8 @@ times 100).
 * :func:`semantic_diversity`: mean pairwise cosine distance ``1 - cos(e_i, e_j)`` of sentence embeddings.
 
 :func:`ordering_violations` checks that every metric orders text sets from most to least diverse (human text,
-then a low-temperature generator's text, then one text repeated); :func:`bigram_texts` is that generator.
+then a low-temperature generator's text, then one text repeated; add the nanoGPT's samples as one more set);
+:func:`bigram_texts` is that low-temperature generator.
 sacrebleu comes from the optional ``llm`` extra and is imported inside the functions that need it.
 """
 
@@ -284,7 +285,7 @@ def semantic_diversity(embeddings: Any) -> float | None:
     if m < 2:
         return None
     s = (e / norms[:, None]).sum(axis=0)
-    return float(1.0 - (s @ s - m) / (m * (m - 1)))
+    return max(0.0, float(1.0 - (s @ s - m) / (m * (m - 1))))  # >= 0 exactly; rounding can give -1e-16
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -380,15 +381,22 @@ def ordering_violations(text_sets: Mapping[str, Sequence[str]], **diversity_kwar
     """Check that every metric ranks ``text_sets`` (name -> texts, given from most to least diverse) in that order.
 
     Each set is scored with :func:`diversity` (``diversity_kwargs`` passed on; give sets of the same size, since TTR
-    and distinct-n fall with corpus size); returns one message per metric and adjacent pair that is not strictly
-    ordered (an empty list means every metric agrees with the given order). Metrics that are None for any set are
-    skipped.
+    and distinct-n fall with corpus size) and the reports go to :func:`report_violations`.
     """
     if len(text_sets) < 2:
         raise ValueError(f"text_sets must hold at least 2 named sets to order, got {len(text_sets)}")
-    reports = {name: diversity(texts, **diversity_kwargs).as_dict() for name, texts in text_sets.items()}
-    keys = [k for k in reports[next(iter(reports))] if k.startswith("distinct_")] + list(HIGHER_IS_DIVERSE)
+    return report_violations({name: diversity(texts, **diversity_kwargs).as_dict()
+                              for name, texts in text_sets.items()})
+
+
+def report_violations(reports: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One message per metric and adjacent pair of ``reports`` (name -> :meth:`DiversityReport.as_dict`, from most
+    to least diverse) that the metric does not strictly order that way; an empty list means every metric agrees.
+    Metrics that are None for any report are skipped."""
+    if len(reports) < 2:
+        raise ValueError(f"reports must hold at least 2 named reports to order, got {len(reports)}")
     names = list(reports)
+    keys = [k for k in reports[names[0]] if k.startswith("distinct_")] + list(HIGHER_IS_DIVERSE)
     out = []
     for key in keys:
         vals = [reports[n][key] for n in names]

@@ -216,6 +216,7 @@ def test_semantic_ordering_with_minilm(human):
     reports = {k: dv.diversity(v, encoder=enc) for k, v in sets.items()}
     assert reports["human"].semantic > reports["bigram T=0.7"].semantic > reports["one text repeated"].semantic
     assert reports["one text repeated"].semantic == pytest.approx(0.0, abs=1e-6)
+    assert dv.report_violations({k: r.as_dict() for k, r in reports.items()}) == []
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -243,6 +244,7 @@ def test_semantic_ordering_with_minilm(human):
     (lambda: dv.distinct_n(["a"], 0), "n must be an integer >= 1"),
     (lambda: dv.bigram_texts(["a b"], 3, temperature=0), r"temperature must lie in \(0.0, inf\)"),
     (lambda: dv.ordering_violations({"one": ["a"]}), "at least 2 named sets"),
+    (lambda: dv.report_violations({"one": {}}), "at least 2 named reports"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
