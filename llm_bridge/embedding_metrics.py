@@ -1,0 +1,181 @@
+"""The bridge into the core: per-model responses (num_models x num_samples texts) -> embeddings -> the estimators of
+:mod:`collapse_jax.distance` and :mod:`collapse_jax.sigma_monitor` (seed 000, Eq. 2 and 4 and Figure 3; seed 002,
+Section 3.4).
+
+:func:`measure_responses` embeds the texts (an :class:`~llm_bridge.encoders.Encoder`, or precomputed embeddings) and
+hands them to :func:`measure_embeddings`, the array-level core. The core takes any ``(num_models, num_samples, dim)``
+array, so the GMM network's weight vectors ``Pi`` (``(num_models, num_components)``, read as one sample per model)
+or per-sample one-hot component indicators (``(num_models, num_samples, num_components)``) go through exactly the
+same code as LLM embeddings: the LLM side and the theory side are measured identically.
+
+Sigma-UB (:class:`~collapse_jax.sigma_monitor.SigmaMonitor`): the rows are all ``N = num_models * num_samples``
+responses, model-major; :func:`sigma_monitor` makes the default monitor: an observed block of ``ceil(N / 2)`` rows
+drawn once from ``seed`` and kept for the run (seed 002, Appendix C.3: "observed block fixed within run"; half, so
+that Track I's tail ``tau = N - n`` and Track II's size correction ``d log(N / n)`` are both at work), rows scaled to
+unit norm (Track I's assumption), and ``eps = 0.01 / dim``: the rows have unit norm, so ``tr(G_1 / n) = 1`` and the
+mean eigenvalue of ``G_1 / n`` is ``1 / dim``; eps floors ``U_cov``'s spectrum at 1 % of that mean (directions with
+less variance count as collapsed), and is negligible beside ``G_1``'s own eigenvalues (order ``n / dim``) in
+Track I and ``U_LLN`` except in directions the block does not span (``n < dim``), each of which adds ``log eps`` at
+every checkpoint. Keep the returned monitor and pass it to the next step's call: drifts are against its first call.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from collapse_jax import _checks, distance
+from collapse_jax.sigma_monitor import SigmaMonitor
+from llm_bridge.encoders import Encoder
+from llm_bridge.generators import check_texts
+
+
+@dataclass(frozen=True)
+class NetworkMetrics:
+    """The core's estimators on one step of a network of ``num_models`` models with ``num_samples`` responses each.
+
+    ``mds`` rows are model-major (row ``i * num_samples + l`` is model ``i``'s response ``l``; :attr:`model_of_row`
+    gives ``i``); ``sigma`` is :meth:`SigmaMonitor.update`'s dict (tracks, and drifts against the monitor's first
+    checkpoint) and ``monitor`` the monitor to pass to the next step; both None when Sigma was not asked for.
+    """
+
+    embeddings: np.ndarray   # (num_models, num_samples, dim)
+    means: np.ndarray        # X: (num_models, dim)
+    distances: np.ndarray    # D: (num_models, num_models), D_ij = ||X_i - X_j||_2
+    dnorm: float             # ||D||_F
+    spread: np.ndarray       # (num_models,): mean distance of a model's embeddings to their mean
+    mds: np.ndarray | None   # (num_models * num_samples, mds_components)
+    sigma: dict | None
+    monitor: SigmaMonitor | None
+
+    @property
+    def model_of_row(self) -> np.ndarray:
+        """Model index of each row of ``mds`` (and of the flattened embeddings): ``(num_models * num_samples,)``."""
+        n, L = self.embeddings.shape[:2]
+        return np.repeat(np.arange(n), L)
+
+
+def sigma_monitor(num_points: int, dim: int, *, block: int | None = None, eps: float | None = None,
+                  seed: int = 0) -> SigmaMonitor:
+    """The default Sigma monitor for ``num_points`` responses of dimension ``dim`` (see the module docstring):
+    observed block ``ceil(num_points / 2)`` rows drawn from ``jax.random.key(seed)``, ``eps = 0.01 / dim``."""
+    num_points = _checks.positive_int("num_points", num_points)
+    dim = _checks.positive_int("dim", dim)
+    block = math.ceil(num_points / 2) if block is None else _checks.positive_int("block", block)
+    if block > num_points:
+        raise ValueError(f"block must be at most num_points = {num_points}, got {block}")
+    eps = 0.01 / dim if eps is None else _checks.in_interval("eps", eps, 0.0, math.inf, low_open=True,
+                                                             high_open=True)
+    seed = _checks.nonnegative_int("seed", seed)
+    return SigmaMonitor(jax.random.key(seed), block, eps=eps, normalize=True)
+
+
+def response_distances(flat: Any, *, chunk_bytes: int = 2**26) -> jnp.ndarray:
+    """``||e_a - e_b||_2`` for all rows of ``flat`` (num_points, dim) -> (num_points, num_points).
+
+    :func:`collapse_jax.distance.pairwise_distances`'s formula (differences, not the Gram trick: exact zero
+    diagonal, exact symmetry), one block of rows at a time so memory stays near ``chunk_bytes`` instead of
+    ``num_points^2 * dim`` numbers.
+    """
+    x = jnp.asarray(flat)
+    m, d = x.shape
+    return _row_blocks(x, max(1, min(m, chunk_bytes // max(1, m * d * x.dtype.itemsize))))
+
+
+@partial(jax.jit, static_argnums=1)
+def _row_blocks(x: jnp.ndarray, rows: int) -> jnp.ndarray:
+    def one_row(row):
+        diff = x - row
+        return jnp.sqrt(jnp.sum(diff * diff, axis=-1))
+
+    return jax.lax.map(one_row, x, batch_size=rows)
+
+
+def _check_embeddings(embeddings: Any) -> np.ndarray:
+    arr = np.asarray(embeddings)
+    if arr.ndim == 2:
+        arr = arr[:, None, :]
+    if arr.ndim != 3 or min(arr.shape) < 1:
+        raise ValueError(f"embeddings must have shape (num_models, num_samples, dim) or (num_models, dim), "
+                         f"got {np.shape(embeddings)}")
+    if arr.shape[0] < 2:
+        raise ValueError(f"embeddings must hold at least 2 models (num_models >= 2) for a distance matrix, "
+                         f"got {arr.shape[0]}")
+    return _checks.finite_array("embeddings", arr)
+
+
+def measure_embeddings(embeddings: Any, *, sigma: bool = True, monitor: SigmaMonitor | None = None,
+                       mds_components: int | None = 2, seed: int = 0) -> NetworkMetrics:
+    """Every core estimator on ``embeddings`` (num_models, num_samples, dim); a 2-D (num_models, dim) array is read
+    as one sample per model (e.g. the GMM network's weights ``Pi``).
+
+    ``X_i = mean_l e_il`` (seed 000, Eq. 2); ``D = distance.pairwise_distances(X)``, ``||D||_F =
+    distance.frobenius_norm(D)`` (Eq. 4); ``distance.within_model_spread``; ``distance.classical_mds`` of the
+    distances between all responses (:func:`response_distances`), ``mds_components`` columns (None: skipped);
+    Sigma tracks of the flattened responses from ``monitor`` (None: :func:`sigma_monitor` with ``seed``; ``sigma``
+    False: skipped). Float64 when JAX runs with x64, else float32.
+    """
+    e = _check_embeddings(embeddings)
+    if mds_components is not None:
+        mds_components = _checks.positive_int("mds_components", mds_components)
+    n, L, d = e.shape
+    flat = e.reshape(n * L, d)
+    x = jnp.asarray(e)
+    means = jnp.mean(x, axis=1)
+    dist = distance.pairwise_distances(means)
+    mds = None
+    if mds_components is not None:
+        mds = np.asarray(distance.classical_mds(response_distances(flat), min(mds_components, n * L)))
+    sigma_values = None
+    if sigma:
+        monitor = monitor if monitor is not None else sigma_monitor(n * L, d, seed=seed)
+        sigma_values = monitor.update(flat)
+    else:
+        monitor = None
+    return NetworkMetrics(embeddings=np.asarray(x), means=np.asarray(means), distances=np.asarray(dist),
+                          dnorm=float(distance.frobenius_norm(dist)),
+                          spread=np.asarray(distance.within_model_spread(x)), mds=mds, sigma=sigma_values,
+                          monitor=monitor)
+
+
+def check_responses(responses: Any) -> list[list[str]]:
+    """``responses`` as a rectangular list (num_models >= 2) of non-empty lists of str, or a ValueError naming the
+    offending ``responses[i]``."""
+    if isinstance(responses, (str, bytes)) or not isinstance(responses, Sequence):
+        raise ValueError(f"responses must be a list of per-model lists of texts, got {type(responses).__name__}")
+    models = [check_texts(r, f"responses[{i}]", allow_empty=False) for i, r in enumerate(responses)]
+    if len(models) < 2:
+        raise ValueError(f"responses must hold at least 2 models (num_models >= 2), got {len(models)}")
+    L = len(models[0])
+    for i, r in enumerate(models):
+        if len(r) != L:
+            raise ValueError(f"responses must be rectangular (num_models x num_samples): responses[0] has {L} texts "
+                             f"but responses[{i}] has {len(r)}")
+    return models
+
+
+def measure_responses(responses: Sequence[Sequence[str]], encoder: Encoder | None = None, *,
+                      embeddings: Any = None, sigma: bool = True, monitor: SigmaMonitor | None = None,
+                      mds_components: int | None = 2, seed: int = 0, batch_size: int = 32) -> NetworkMetrics:
+    """:func:`measure_embeddings` of per-model responses: ``responses[i][l]`` is model ``i``'s ``l``-th text.
+
+    The texts are embedded by ``encoder`` (all in one :meth:`Encoder.encode` call, model-major) or ``embeddings``
+    (num_models, num_samples, dim) are given (exactly one of the two).
+    """
+    models = check_responses(responses)
+    n, L = len(models), len(models[0])
+    if (encoder is None) == (embeddings is None):
+        raise ValueError("give exactly one of encoder and embeddings")
+    if embeddings is None:
+        batch_size = _checks.positive_int("batch_size", batch_size)
+        embeddings = encoder.encode([t for r in models for t in r], batch_size=batch_size).reshape(n, L, -1)
+    elif np.ndim(embeddings) != 3 or np.shape(embeddings)[:2] != (n, L):
+        raise ValueError(f"embeddings must have shape (num_models, num_samples, dim) = ({n}, {L}, dim) to match "
+                         f"responses, got {np.shape(embeddings)}")
+    return measure_embeddings(embeddings, sigma=sigma, monitor=monitor, mds_components=mds_components, seed=seed)

@@ -1,0 +1,251 @@
+"""Text-diversity metrics (llm_bridge.diversity): hand-computed values, sacrebleu's own BLEU, properties, and a sane
+ordering on real text (standard-library sentences > a low-temperature bigram sampler > one sentence repeated)."""
+
+import math
+import zlib
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sacrebleu")
+
+from llm_bridge import corpus  # noqa: E402
+from llm_bridge import diversity as dv  # noqa: E402
+
+CAT = "The cat sat on the mat"
+DOG = "the dog sat on the log"
+
+
+@pytest.fixture(scope="module")
+def human():
+    """400 human sentences from the language reference topics (pydoc_data; fast to read, no docstring parsing)."""
+    texts = corpus.stdlib_corpus(corpus.CorpusConfig(docstrings=False)).texts
+    return list(texts[:400])
+
+
+def test_tokenize_is_sacrebleu_13a_lowercased():
+    assert dv.tokenize("Hello, World!  ") == ["hello", ",", "world", "!"]
+    assert dv.tokenize(CAT) == ["the", "cat", "sat", "on", "the", "mat"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Hand-computed values on two six-word sentences:
+#   the cat sat on the mat / the dog sat on the log
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_ttr_by_hand():
+    # first 4 tokens: "the cat sat on" + "the dog sat on" -> types {the, cat, sat, on, dog} = 5 of 8 tokens
+    assert dv.type_token_ratio([CAT, DOG], length=4) == pytest.approx(5 / 8)
+    # length 6: all 12 tokens, types {the, cat, sat, on, mat, dog, log} = 7
+    assert dv.type_token_ratio([CAT, DOG], length=6) == pytest.approx(7 / 12)
+
+
+def test_ttr_leaves_out_short_texts():
+    # length 3: "a b" (2 tokens) is left out; "a b c" + "c d e" -> types {a, b, c, d, e} = 5 of 6
+    assert dv.type_token_ratio(["a b c", "a b", "c d e f"], length=3) == pytest.approx(5 / 6)
+    assert dv.type_token_ratio(["a b", "c"], length=3) is None
+    report = dv.diversity(["a b c", "a b", "c d e f"], ttr_length=3)
+    assert report.ttr_texts == 2 and report.ttr == pytest.approx(5 / 6)
+
+
+def test_distinct_n_by_hand():
+    # bigrams: 5 + 5 = 10; shared: "sat on", "on the" -> 8 distinct
+    assert dv.distinct_n([CAT, DOG], 2) == pytest.approx(8 / 10)
+    # trigrams: 4 + 4 = 8; shared: "sat on the" -> 7 distinct
+    assert dv.distinct_n([CAT, DOG], 3) == pytest.approx(7 / 8)
+    # unigrams: 12 tokens, 7 types; n-grams never cross texts: "a" + "b" has no bigram
+    assert dv.distinct_n([CAT, DOG], 1) == pytest.approx(7 / 12)
+    assert dv.distinct_n(["a", "b"], 2) is None
+
+
+def test_hhi_by_hand():
+    # bigram counts: "sat on" 2, "on the" 2, six others 1; C = 10 -> (4 + 4 + 6) / 100
+    assert dv.ngram_hhi([CAT, DOG], n=2, buckets=None) == pytest.approx(0.14)
+    # no collision among 8 types in 2^20 buckets with this hash -> the exact value
+    assert dv.ngram_hhi([CAT, DOG], n=2) == pytest.approx(0.14)
+    # one bucket: everything collides -> 1
+    assert dv.ngram_hhi([CAT, DOG], n=2, buckets=1) == pytest.approx(1.0)
+    # a single repeated trigram type
+    assert dv.ngram_hhi(["x x x x"], n=3, buckets=None) == pytest.approx(1.0)
+
+
+def test_hashed_hhi_never_below_exact(human):
+    exact = dv.ngram_hhi(human, n=2, buckets=None)
+    for buckets in (7, 101, 4099):
+        assert dv.ngram_hhi(human, n=2, buckets=buckets) >= exact - 1e-15
+    # the bucket of an n-gram is a stable hash (blake2b), not Python's salted hash(): fixed value
+    assert dv._bucket(("sat", "on"), 2**20) == int.from_bytes(
+        __import__("hashlib").blake2b(b"sat on", digest_size=8).digest(), "little") % 2**20
+
+
+def test_self_bleu_by_hand():
+    # CAT against DOG (and vice versa): unigram matches the x2, sat, on = 4/6; bigrams "sat on", "on the" = 2/5;
+    # trigram "sat on the" = 1/4; 4-grams 0/3 -> exp smoothing: 100 / (2 * 3); equal lengths -> BP = 1
+    p = [100 * 4 / 6, 100 * 2 / 5, 100 * 1 / 4, 100 / (2 * 3)]
+    bleu = math.exp(sum(math.log(v) for v in p) / 4) / 100
+    np.testing.assert_allclose(dv.self_bleu_scores([CAT, DOG]), [bleu, bleu], rtol=1e-12)
+    assert dv.self_bleu([CAT, DOG]) == pytest.approx(bleu, rel=1e-12)
+    assert dv.diversity([CAT, DOG]).self_bleu_diversity == pytest.approx(1 - bleu, rel=1e-12)
+
+
+def test_compression_ratio_by_hand():
+    raw = (CAT + "\n" + DOG).encode()  # sorted: "The cat ..." < "the dog ..." (uppercase first)
+    assert dv.compression_ratio([DOG, CAT]) == pytest.approx(len(raw) / len(zlib.compress(raw, 9)))
+    assert dv.compression_ratio(["", ""]) is None
+
+
+def test_semantic_diversity_by_hand():
+    # cos: (e1, e2) = 0, (e1, e3) = (e2, e3) = 1/sqrt 2 -> distances 1, 1 - 1/sqrt 2 twice
+    e = [[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]]
+    assert dv.semantic_diversity(e) == pytest.approx((3 - math.sqrt(2)) / 3, rel=1e-12)
+    assert dv.semantic_diversity([[1.0, 2.0]]) is None
+    assert dv.semantic_diversity([[1.0, 2.0], [3.0, 6.0]]) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_semantic_diversity_matches_all_pairs_loop():
+    e = np.random.default_rng(0).normal(size=(9, 5))
+    u = e / np.linalg.norm(e, axis=1, keepdims=True)
+    pairs = [1 - u[i] @ u[j] for i in range(9) for j in range(i + 1, 9)]
+    assert dv.semantic_diversity(e) == pytest.approx(np.mean(pairs), rel=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Self-BLEU against sacrebleu's own sentence BLEU
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("smooth", ["exp", "floor", "add-k", "none"])
+def test_self_bleu_equals_sacrebleu_sentence_score(human, smooth):
+    from sacrebleu.metrics import BLEU
+
+    # real sentences plus duplicates (leave-one-out must still see the twin), a prefix, an empty text, and lengths
+    # that tie for the closest reference length
+    texts = human[:60] + [human[3], human[3][:40], "", "one two three", "one two three four five"]
+    bleu = BLEU(lowercase=True, tokenize="13a", smooth_method=smooth, effective_order=True)
+    want = [bleu.sentence_score(t, texts[:i] + texts[i + 1:]).score / 100 for i, t in enumerate(texts)]
+    got = dv.self_bleu_scores(texts, smooth_method=smooth)
+    np.testing.assert_allclose(got, np.minimum(want, 1.0), rtol=1e-13, atol=1e-15)
+    assert got[3] == pytest.approx(1.0) and got[60] == pytest.approx(1.0)
+
+
+def test_self_bleu_hypothesis_subsample_is_seeded(human):
+    idx = dv.hypothesis_sample(len(human), 50, seed=3)
+    assert len(idx) == 50 and len(set(idx)) == 50 and np.all(np.diff(idx) > 0)
+    np.testing.assert_array_equal(idx, dv.hypothesis_sample(len(human), 50, seed=3))
+    assert not np.array_equal(idx, dv.hypothesis_sample(len(human), 50, seed=4))
+    np.testing.assert_array_equal(dv.hypothesis_sample(10, 50, seed=0), np.arange(10))
+    sub = dv.self_bleu(human, max_hypotheses=50, seed=3)
+    assert sub == pytest.approx(np.mean(dv.self_bleu_scores(human)[idx]), rel=1e-12)
+    report = dv.diversity(human, self_bleu_max=50, seed=3)
+    assert report.self_bleu_hypotheses == 50 and report.self_bleu_diversity == pytest.approx(1 - sub, rel=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Properties
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_duplicated_corpus(human):
+    texts = human[:100]
+    once, twice = dv.diversity(texts), dv.diversity(texts + texts)
+    for n in (2, 3):
+        assert twice.distinct[n] == pytest.approx(once.distinct[n] / 2, rel=1e-12)
+    assert twice.ttr == pytest.approx(once.ttr / 2, rel=1e-12)
+    assert twice.self_bleu_diversity == pytest.approx(0.0, abs=1e-12)
+    assert twice.hhi == pytest.approx(once.hhi, rel=1e-12)  # shares unchanged
+    assert twice.compression_ratio > once.compression_ratio
+
+
+def test_permutation_invariance(human):
+    texts = human[:80]
+    emb = np.random.default_rng(1).normal(size=(80, 6))
+    perm = np.random.default_rng(2).permutation(80)
+    a = dv.diversity(texts, embeddings=emb).as_dict()
+    b = dv.diversity([texts[i] for i in perm], embeddings=emb[perm]).as_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k] == pytest.approx(b[k], rel=1e-12), k
+
+
+def test_report_fields_and_dict(human):
+    r = dv.diversity(human[:50], ngram_orders=(1, 2, 3), hhi_order=2, hhi_buckets=None)
+    d = r.as_dict()
+    assert d["num_texts"] == 50 and d["semantic"] is None and d["hhi_buckets"] is None
+    assert {"distinct_1", "distinct_2", "distinct_3"} <= d.keys() and "distinct" not in d
+    assert d["hhi"] == pytest.approx(dv.ngram_hhi(human[:50], n=2, buckets=None))
+    assert d["distinct_2"] == pytest.approx(dv.distinct_n(human[:50], 2))
+    assert d["ttr"] == pytest.approx(dv.type_token_ratio(human[:50], length=10))
+    assert d["compression_ratio"] == pytest.approx(dv.compression_ratio(human[:50]))
+    single = dv.diversity(["just one text here"])
+    assert single.self_bleu_diversity is None and single.self_bleu_hypotheses == 0
+
+
+def test_bigram_texts_deterministic_and_length_matched(human):
+    a = dv.bigram_texts(human, 30, temperature=0.7, seed=5)
+    assert a == dv.bigram_texts(human, 30, temperature=0.7, seed=5)
+    assert a != dv.bigram_texts(human, 30, temperature=0.7, seed=6)
+    assert [len(t.split()) for t in a] == [len(dv.tokenize(t)) for t in human[:30]]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Ordering on real text
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def repeated_median(texts):
+    """The text of median token length, repeated len(texts) times."""
+    lengths = [len(dv.tokenize(t)) for t in texts]
+    return [texts[int(np.argsort(lengths, kind="stable")[len(texts) // 2])]] * len(texts)
+
+
+def test_ordering_human_bigram_repeated(human):
+    sets = {"human": human, "bigram T=0.7": dv.bigram_texts(human, len(human), temperature=0.7),
+            "one text repeated": repeated_median(human)}
+    assert dv.ordering_violations(sets) == []
+    # the check can fail: in reverse order every metric is violated
+    reverse = dict(reversed(list(sets.items())))
+    assert len(dv.ordering_violations(reverse)) == 2 * 6
+
+
+def test_semantic_ordering_with_minilm(human):
+    enc = pytest.importorskip("llm_bridge.encoders").minilm_encoder()
+    texts = human[:40]
+    sets = {"human": texts, "bigram T=0.7": dv.bigram_texts(texts, len(texts), temperature=0.7),
+            "one text repeated": repeated_median(texts)}
+    reports = {k: dv.diversity(v, encoder=enc) for k, v in sets.items()}
+    assert reports["human"].semantic > reports["bigram T=0.7"].semantic > reports["one text repeated"].semantic
+    assert reports["one text repeated"].semantic == pytest.approx(0.0, abs=1e-6)
+    assert dv.report_violations({k: r.as_dict() for k, r in reports.items()}) == []
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Bad input: clear messages before any compute
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: dv.diversity([]), "texts must hold at least one text"),
+    (lambda: dv.diversity("a text"), "single string"),
+    (lambda: dv.diversity(["a", 3]), r"texts\[1\] must be a str"),
+    (lambda: dv.diversity(["a b"], ttr_length=0), "ttr_length must be an integer >= 1"),
+    (lambda: dv.diversity(["a b"], ngram_orders=(2, 0)), "ngram_orders must be an integer >= 1"),
+    (lambda: dv.diversity(["a b"], hhi_buckets=0), "hhi_buckets must be an integer >= 1"),
+    (lambda: dv.diversity(["a b"], self_bleu_max=0), "self_bleu_max must be an integer >= 1"),
+    (lambda: dv.diversity(["a b"], seed=-1), "seed must be an integer >= 0"),
+    (lambda: dv.diversity(["a", "b"], embeddings=np.ones((3, 2))), r"embeddings must have shape \(2, \?\)"),
+    (lambda: dv.diversity(["a", "b"], embeddings=[[1.0, np.nan], [1.0, 1.0]]), "finite"),
+    (lambda: dv.diversity(["a", "b"], embeddings=np.ones((2, 2)), encoder=object()), "not both"),
+    (lambda: dv.semantic_diversity([[0.0, 0.0], [1.0, 0.0]]), "zero rows"),
+    (lambda: dv.self_bleu_scores(["only one"]), "at least 2 texts"),
+    (lambda: dv.self_bleu_scores(["a", "b"], [2]), r"hypotheses must hold indices in \[0, 1\]"),
+    (lambda: dv.self_bleu_scores(["a", "b"], smooth_method="add-one"), "smooth_method must be one of"),
+    (lambda: dv.type_token_ratio(["a"], length=-2), "length must be an integer >= 1"),
+    (lambda: dv.distinct_n(["a"], 0), "n must be an integer >= 1"),
+    (lambda: dv.bigram_texts(["a b"], 3, temperature=0), r"temperature must lie in \(0.0, inf\)"),
+    (lambda: dv.ordering_violations({"one": ["a"]}), "at least 2 named sets"),
+    (lambda: dv.report_violations({"one": {}}), "at least 2 named reports"),
+])
+def test_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -1,0 +1,149 @@
+"""The bridge into the core (llm_bridge.embedding_metrics): per-model responses or GMM weights -> the estimators of
+collapse_jax.distance and collapse_jax.sigma_monitor, checked against direct calls of those functions and against
+the GMM network simulator's own ||D(t)||_F."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from collapse_jax import distance, gmm_network, sigma_monitor, spectral
+from llm_bridge import embedding_metrics as em
+
+
+@pytest.fixture
+def emb():
+    """(num_models=3, num_samples=5, dim=8) embeddings."""
+    return np.random.default_rng(0).normal(size=(3, 5, 8))
+
+
+def test_matches_direct_core_calls(emb):
+    m = em.measure_embeddings(emb, seed=4)
+    x = jnp.asarray(emb)
+    means = jnp.mean(x, axis=1)
+    d = distance.pairwise_distances(means)
+    flat = emb.reshape(15, 8)
+    np.testing.assert_allclose(m.means, emb.mean(axis=1), rtol=1e-14)
+    np.testing.assert_allclose(m.distances, d, rtol=1e-14)
+    assert m.dnorm == pytest.approx(float(distance.frobenius_norm(d)), rel=1e-14)
+    assert m.dnorm == pytest.approx(float(distance.distance_matrix_norm(means)), rel=1e-12)
+    np.testing.assert_allclose(m.spread, distance.within_model_spread(x), rtol=1e-14)
+    all_d = distance.pairwise_distances(jnp.asarray(flat))
+    np.testing.assert_allclose(em.response_distances(flat), all_d, rtol=1e-14, atol=1e-14)
+    np.testing.assert_allclose(m.mds, distance.classical_mds(all_d, 2), rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(m.embeddings, emb)
+
+    # Sigma: the same monitor settings fed directly; and Track values from the observed block by hand
+    ref = sigma_monitor.SigmaMonitor(jax.random.key(4), 8, eps=0.01 / 8)
+    assert m.sigma == pytest.approx(ref.update(flat), rel=1e-12)
+    np.testing.assert_array_equal(m.monitor.indices, ref.indices)
+    block = sigma_monitor.normalize_rows(flat[ref.indices])
+    vals = sigma_monitor.tracks(spectral.gram(jnp.asarray(block)), 8, 15, 0.01 / 8)
+    assert m.sigma["u_cov"] == pytest.approx(float(vals.u_cov), rel=1e-12)
+    assert m.sigma["envelope"] == pytest.approx(float(vals.envelope), rel=1e-12)
+
+
+def test_shapes_and_rows(emb):
+    m = em.measure_embeddings(emb, mds_components=3)
+    assert m.means.shape == (3, 8) and m.distances.shape == (3, 3) and m.spread.shape == (3,)
+    assert m.mds.shape == (15, 3)
+    np.testing.assert_array_equal(m.model_of_row, [0] * 5 + [1] * 5 + [2] * 5)
+    none = em.measure_embeddings(emb, sigma=False, mds_components=None)
+    assert none.sigma is None and none.monitor is None and none.mds is None
+    assert none.dnorm == m.dnorm
+
+
+def test_response_distances_in_row_blocks(emb):
+    flat = emb.reshape(15, 8)
+    whole = em.response_distances(flat)
+    small = em.response_distances(flat, chunk_bytes=1)  # one row per block
+    np.testing.assert_array_equal(whole, small)
+    assert np.all(np.diag(whole) == 0) and np.array_equal(whole, whole.T)
+
+
+def test_monitor_kept_across_steps(emb):
+    first = em.measure_embeddings(emb, seed=1)
+    again = em.measure_embeddings(emb, monitor=first.monitor)
+    assert again.sigma["checkpoint"] == 1 and again.sigma["delta_u_cov"] == pytest.approx(0.0, abs=1e-12)
+    # contraction: every response pulled towards its model's first response -> Track II drifts down
+    shrunk = emb[:, :1] + 0.05 * (emb - emb[:, :1])
+    later = em.measure_embeddings(shrunk, monitor=first.monitor)
+    assert later.sigma["checkpoint"] == 2 and later.sigma["delta_u_cov"] < -1.0
+    with pytest.raises(ValueError, match="N=10 rows but the run started with N=15"):
+        em.measure_embeddings(emb[:2], monitor=first.monitor)
+
+
+def test_gmm_network_weights_give_the_simulators_dnorm():
+    cfg = gmm_network.make_config(mu=((-5.0,), (0.0,), (5.0,)), num_models=4, num_steps=6, record_pi=True,
+                                  record_d=True)
+    res = gmm_network.simulate(cfg, 2, seed=3, dtype=jnp.float64, show_progress=False)
+    monitor = None
+    for r in range(2):
+        for t in range(cfg.num_steps + 1):
+            pi = res.weights[r, t]  # (num_models, num_components)
+            m = em.measure_embeddings(pi, monitor=monitor if r == 0 else None)
+            monitor = m.monitor if r == 0 else monitor
+            assert m.dnorm == pytest.approx(float(res.dnorm[r, t]), rel=1e-12, abs=1e-15)
+            np.testing.assert_allclose(m.distances, res.distances[r, t], rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(m.means, pi, rtol=1e-15)
+            np.testing.assert_array_equal(m.spread, np.zeros(4))
+    assert monitor.values().u_cov.shape == (cfg.num_steps + 1,)
+
+
+def test_gmm_one_hot_samples():
+    """Per-sample one-hot component indicators: X_i = component frequencies (exact), and ||D||_F tends to the
+    weights' as the sample grows."""
+    pi = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.4, 0.4, 0.2]])
+    rng = np.random.default_rng(0)
+    comps = np.stack([rng.choice(3, size=4000, p=p) for p in pi])  # (num_models, num_samples)
+    one_hot = np.eye(3)[comps]  # (num_models, num_samples, num_components)
+    m = em.measure_embeddings(one_hot, mds_components=None, sigma=False)
+    freq = np.stack([np.bincount(c, minlength=3) / 4000 for c in comps])
+    np.testing.assert_allclose(m.means, freq, rtol=1e-13)
+    assert m.dnorm == pytest.approx(float(distance.distance_matrix_norm(jnp.asarray(freq))), rel=1e-12)
+    assert m.dnorm == pytest.approx(em.measure_embeddings(pi, sigma=False).dnorm, abs=0.03)  # SE ~ 0.01
+
+
+def test_responses_with_precomputed_embeddings(emb):
+    responses = [[f"model {i} text {l}" for l in range(5)] for i in range(3)]
+    a = em.measure_responses(responses, embeddings=emb, seed=2)
+    b = em.measure_embeddings(emb, seed=2)
+    assert a.dnorm == b.dnorm and a.sigma == b.sigma
+    np.testing.assert_array_equal(a.mds, b.mds)
+
+
+def test_responses_with_minilm():
+    enc = pytest.importorskip("llm_bridge.encoders").minilm_encoder()
+    responses = [["The cat sat on the mat.", "A cat is sleeping on a rug."],
+                 ["Stock prices fell sharply today.", "The market dropped at the opening bell."],
+                 ["The kitten naps on the carpet.", "My cat sleeps on the mat all day."]]
+    m = em.measure_responses(responses, enc)
+    flat = enc.encode([t for r in responses for t in r])
+    np.testing.assert_allclose(m.embeddings, flat.reshape(3, 2, -1), rtol=1e-6, atol=1e-7)
+    # the two cat models are closer to each other than either is to the finance model
+    assert m.distances[0, 2] < min(m.distances[0, 1], m.distances[1, 2])
+    assert m.embeddings.shape == (3, 2, 384) and np.isfinite(m.sigma["u_cov"])
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: em.measure_responses([["a", "b"], ["c"]], embeddings=np.ones((2, 2, 3))),
+     r"rectangular .*responses\[0\] has 2 texts but responses\[1\] has 1"),
+    (lambda: em.measure_responses([], embeddings=np.ones((2, 2, 3))), r"at least 2 models"),
+    (lambda: em.measure_responses([["a", "b"]], embeddings=np.ones((1, 2, 3))), r"at least 2 models"),
+    (lambda: em.measure_responses([["a"], []], embeddings=np.ones((2, 1, 3))), r"responses\[1\] must hold at least"),
+    (lambda: em.measure_responses([["a"], [3]], embeddings=np.ones((2, 1, 3))), r"responses\[1\]\[0\] must be a str"),
+    (lambda: em.measure_responses("ab", embeddings=np.ones((2, 1, 3))), "list of per-model lists"),
+    (lambda: em.measure_responses([["a"], ["b"]]), "exactly one of encoder and embeddings"),
+    (lambda: em.measure_responses([["a"], ["b"]], embeddings=np.ones((2, 2, 3))),
+     r"embeddings must have shape .* = \(2, 1, dim\)"),
+    (lambda: em.measure_embeddings(np.ones((1, 4, 3))), r"at least 2 models"),
+    (lambda: em.measure_embeddings(np.ones((2, 0, 3))), r"shape \(num_models, num_samples, dim\)"),
+    (lambda: em.measure_embeddings(np.ones(5)), r"shape \(num_models, num_samples, dim\)"),
+    (lambda: em.measure_embeddings(np.full((2, 2, 3), np.inf)), "finite"),
+    (lambda: em.measure_embeddings(np.ones((2, 2, 3)), mds_components=0), "mds_components must be an integer"),
+    (lambda: em.sigma_monitor(10, 4, block=11), "block must be at most num_points = 10"),
+    (lambda: em.sigma_monitor(10, 4, eps=0.0), r"eps must lie in \(0.0, inf\)"),
+])
+def test_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
