@@ -84,19 +84,25 @@ def test_mahalanobis_and_block_estimates_match_reference():
 
 
 def _reference_prefix_stats(x, ns):
-    """Exact (float64 NumPy loops) log det G_1 and in-sample mean(M_i^2) of each prefix of the rows x."""
+    """Exact (float64 NumPy loops) log det G_1, in-sample mean(M_i^2), and mean and variance of log(1 - h_i) from
+    the n leave-one-out log-dets themselves (log det G_(-i) - log det G_1), for each prefix of the rows x."""
     x = np.asarray(x, np.float64)
-    return (np.array([ref.logdet(ref.gram(x[:n])) for n in ns]),
-            np.array([np.mean(ref.mahalanobis(x[:n]) ** 2) for n in ns]))
+    lds = np.array([ref.logdet(ref.gram(x[:n])) for n in ns])
+    steps = [np.array([ref.logdet(ref.gram(np.delete(x[:n], i, axis=0))) for i in range(n)]) - ld
+             for n, ld in zip(ns, lds)]
+    return (lds, np.array([np.mean(ref.mahalanobis(x[:n]) ** 2) for n in ns]),
+            np.array([st.mean() for st in steps]), np.array([st.var() for st in steps]))
 
 
 def test_prefix_block_stats_matches_reference():
     x = rng(4).standard_normal((90, 5))
-    ns = (6, 11, 40, 90)
-    ld, m2 = spp.jit_prefix_block_stats(jnp.asarray(x), ns)
-    ref_ld, ref_m2 = _reference_prefix_stats(x, ns)
-    np.testing.assert_allclose(np.asarray(ld), ref_ld, rtol=1e-10)
-    np.testing.assert_allclose(np.asarray(m2), ref_m2, rtol=1e-10)  # float64 input: float64 product
+    ns = (7, 11, 40, 90)
+    ref_stats = _reference_prefix_stats(x, ns)
+    for got, want in zip(spp.jit_prefix_block_stats(jnp.asarray(x), ns), ref_stats):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-9)  # float64 input: float64 product
+    for got, want in zip(spp.numpy_prefix_block_stats(x.astype(np.float32), ns),
+                         _reference_prefix_stats(x.astype(np.float32), ns)):
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)  # float32 products
 
 
 needs_amx = pytest.mark.skipif(not AMX, reason="no AMX-capable CPU / C++ compiler here: the native engine cannot run")
@@ -112,12 +118,14 @@ def test_native_block_stats_match_float64_reference(dim):
     pop = r.standard_normal((num_points, dim)).astype(np.float32)
     ns = spp.block_sizes(dim, num_points, (1.0, 1.25, 2.0, 5.0, 20.0, 40.0))
     idx = np.stack([r.choice(num_points, ns[-1], replace=False) for _ in range(3)])
-    ld, m2 = spp.native_block_stats(pop, idx, ns, threads=2)
+    ld, m2, loo_mean, loo_var = spp.native_block_stats(pop, idx, ns, threads=2)
     for b in range(3):
-        ref_ld, ref_m2 = _reference_prefix_stats(pop[idx[b]], ns)
+        ref_ld, ref_m2, ref_lm, ref_lv = _reference_prefix_stats(pop[idx[b]], ns)
         np.testing.assert_allclose(ld[b], ref_ld, rtol=0, atol=2e-4)
         var, ref_var = m2[b] - dim * dim, ref_m2 - dim * dim  # in-sample Var(M_i), the part the intervals use
         np.testing.assert_allclose(var, ref_var, rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(loo_mean[b][1:], ref_lm[1:], rtol=2e-3)  # n = d + 1: h_i near 1, ill-posed
+        np.testing.assert_allclose(loo_var[b][1:], ref_lv[1:], rtol=5e-3)
 
 
 @needs_amx
@@ -305,9 +313,11 @@ def test_run_cell_small_end_to_end(engine):
     assert res.truth == pytest.approx(ref.logdet(data.T @ data), rel=1e-12)
     for b in (0, 5):
         idx = spp.block_indices(0, 0, b, 3000, 500)
-        ref_ld, ref_m2 = _reference_prefix_stats(data[idx], ns)
+        ref_ld, ref_m2, ref_lm, ref_lv = _reference_prefix_stats(data[idx], ns)
         np.testing.assert_allclose(res.logdet_g1[b], ref_ld, rtol=0, atol=2e-4)
         np.testing.assert_allclose(res.m2_insample[b] - 25, ref_m2 - 25, rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(res.loo_mean[b][1:], ref_lm[1:], rtol=2e-3)
+        np.testing.assert_allclose(res.loo_var[b][1:], ref_lv[1:], rtol=5e-3)
     rows = spp.summarize_cell(res, 0.95)
     assert [r["n"] for r in rows] == [6, 50, 500]
 
