@@ -304,7 +304,8 @@ def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
             w = x[a:min(n, a + 4096)] @ linv_t
             h[a:a + w.shape[0]] = np.einsum("ij,ij->i", w, w, dtype=np.float64)
         m2s.append(d * d + np.var(n * h))
-        lg = np.log1p(-h)
+        with np.errstate(invalid="ignore", divide="ignore"):  # n = d + 1: h_i ~ 1 (float32) -> NaN, unused there
+            lg = np.log1p(-h)
         loo_means.append(lg.mean())
         loo_vars.append(lg.var())
     return np.asarray(lds), np.asarray(m2s), np.asarray(loo_means), np.asarray(loo_vars)
