@@ -49,7 +49,7 @@ def add_parser(sub) -> None:
             "Gram matrix, then score random blocks of n rows (n from d+1 to 100 d): bias and SD of "
             "L_hat = log det G_1 + d log(N/n), and the coverage of the seed's Theorem-3 interval "
             "L_hat +- z tau_hat/sqrt(n) and of the corrected intervals (second-order, exact Wishart, scaled "
-            "Wishart). Resumable: rerun with the same --out to continue after an interruption."),
+            "Wishart, leverage jackknife). A block size equal to N is exact and reported as such. Resumable: rerun with the same --out to continue after an interruption."),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     d = sp.PrecisionConfig()
     p.add_argument("--dims", type=_ints, default=d.dims, help="comma-separated dimensions d")
@@ -174,12 +174,17 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
         key = f"cell{idx:02d}_{res.family}_d{res.dim}"
         arrays[f"{key}_logdet_g1"] = res.logdet_g1
         arrays[f"{key}_m2_insample"] = res.m2_insample
+        arrays[f"{key}_loo_mean"] = res.loo_mean
+        arrays[f"{key}_loo_var"] = res.loo_var
         arrays[f"{key}_ns"] = res.ns
         arrays[f"{key}_truth"] = np.float64(res.truth)
         labels.update({f"{key}_logdet_g1": ("block", "block_size"), f"{key}_m2_insample": ("block", "block_size"),
+                       f"{key}_loo_mean": ("block", "block_size"), f"{key}_loo_var": ("block", "block_size"),
                        f"{key}_ns": ("block_size",), f"{key}_truth": ()})
         desc[f"{key}_logdet_g1"] = "log det G_1 of each random block at each block size"
         desc[f"{key}_m2_insample"] = "in-sample mean of M_i^2 (squared Mahalanobis norms) per block and size"
+        desc[f"{key}_loo_mean"] = "mean over rows of log(1 - h_i), h_i = M_i / n (leave-one-out log-det steps)"
+        desc[f"{key}_loo_var"] = "variance over rows of log(1 - h_i) (the jackknife variance, up to n - 1)"
         desc[f"{key}_truth"] = "exact log det G of the cell's N-point data set (streamed Gram)"
     folder.save_arrays(arrays, labels, desc)
     folder.save_text("table.md", sp.markdown_table(rows))

@@ -8,10 +8,15 @@ Track II (LLN scaling): ``U_LLN = L_eps(G_1) + d log(N / n)``; covariance-normal
 
 Drifts against a baseline checkpoint ``g0``: ``Delta U(g) = U(g) - U(g0)``, ``Delta G_I(g) = G_I(g) - G_I(g0)``.
 The observed index set (n of the N rows) is drawn once per run and reused at every checkpoint.
+
+Interval: each checkpoint also reports the leverage-jackknife interval for ``log det G`` of all ``N`` (normalised)
+rows from the observed block (``spectral.jackknife_interval``, docs/sigma.md), the interval that kept its level on
+real sentence embeddings; it needs ``n >= d + 2`` (NaN below; :func:`logdet_interval` raises instead).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -54,6 +59,18 @@ def observed_indices(key: jax.Array, num_points: int, n: int) -> np.ndarray:
     return np.sort(np.asarray(jax.random.choice(key, num_points, (n,), replace=False)))
 
 
+def logdet_interval(block, num_points: int, level: float = 0.95) -> spectral.Interval:
+    """Leverage-jackknife interval for ``log det G`` (eps = 0) of ``N`` rows from an observed ``(n, d)`` block of them.
+
+    Raises ``ValueError`` naming ``n`` and the minimum ``d + 2`` when the block is too small for its leave-one-out
+    sub-blocks, and as :func:`spectral.block_estimates` for other bad input."""
+    block = spectral.check_embeddings("block", block)
+    n, d = block.shape
+    spectral.check_block_sizes(n, d, num_points)
+    spectral.check_jackknife_block(n, d)
+    return spectral.block_estimates(block, num_points, level=level).jackknife
+
+
 def normalize_rows(x: np.ndarray) -> np.ndarray:
     """Unit-norm rows (Track I's assumption); raises on a zero row."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
@@ -68,12 +85,15 @@ class SigmaMonitor:
 
     The observed index set is drawn on the first update (from ``key``) and reused; every checkpoint must have the
     same ``N`` and ``d``. Embeddings are normalised to unit norm when ``normalize`` (Track I's assumption).
+    Each update also reports ``logdet_low`` / ``logdet_center`` / ``logdet_high``: the nominal-``level``
+    leverage-jackknife interval for ``log det G`` of the checkpoint's N (normalised) rows (NaN when ``n < d + 2``).
     """
 
     key: jax.Array
     n: int
     eps: float = 1e-6
     normalize: bool = True
+    level: float = 0.95
     indices: np.ndarray | None = None
     history: list = field(default_factory=list)
     shape: tuple[int, int] | None = None
@@ -81,6 +101,7 @@ class SigmaMonitor:
     def __post_init__(self):
         self.n = _checks.positive_int("n", self.n)
         self.eps = _checks.in_interval("eps", self.eps, 0.0, np.inf)
+        self.level = _checks.in_interval("level", self.level, 0.0, 1.0, low_open=True, high_open=True)
 
     def update(self, embeddings) -> dict:
         """Score one checkpoint; returns its tracks and drifts against the first checkpoint."""
@@ -101,9 +122,14 @@ class SigmaMonitor:
             raise ValueError("G_1 + eps I is not positive definite at this checkpoint; use a larger eps")
         self.history.append(vals)
         base = self.history[0]
+        if self.n >= spectral.jackknife_min_block(d) and self.n <= num_points:
+            iv = logdet_interval(block, num_points, self.level)
+            interval = dict(logdet_low=float(iv.low), logdet_center=float(iv.center), logdet_high=float(iv.high))
+        else:
+            interval = dict(logdet_low=math.nan, logdet_center=math.nan, logdet_high=math.nan)
         return dict(checkpoint=len(self.history) - 1, **{k: float(v) for k, v in vals._asdict().items()},
                     delta_u_lln=float(vals.u_lln - base.u_lln), delta_u_cov=float(vals.u_cov - base.u_cov),
-                    delta_gain=float(vals.gain - base.gain))
+                    delta_gain=float(vals.gain - base.gain), **interval)
 
     def values(self) -> TrackValues:
         """All checkpoints so far, stacked: each field ``(num_checkpoints,)``."""

@@ -5,8 +5,9 @@ its exact ``log det G`` is computed by streaming the Gram matrix, and ``num_bloc
 without replacement) are scored at every block size ``n`` of the grid. A block's rows are a random permutation
 prefix, so the Gram matrices of all block sizes come from one pass of prefix sums (``G_1(n_k) = G_1(n_{k-1}) +``
 rows ``n_{k-1}..n_k``); each block size is marginally a uniform random ``n``-subset, which is all the statistics
-need. Per block and block size the kernel keeps two sufficient statistics, ``log det G_1`` and the in-sample
-``mean(M_i^2)``; every estimator and interval of :mod:`collapse_jax.spectral` is a function of them.
+need. Per block and block size the kernel keeps four sufficient statistics, ``log det G_1``, the in-sample
+``mean(M_i^2)`` and the mean and variance over rows of ``log(1 - h_i)`` (``h_i = M_i / n``, the leave-one-out
+log-det steps); every estimator and interval of :mod:`collapse_jax.spectral` is a function of them.
 """
 
 from __future__ import annotations
@@ -242,9 +243,10 @@ def mahalanobis_second_moment(m: jnp.ndarray, dim: int) -> jnp.ndarray:
     return dim * dim + jnp.var(m, axis=-1)
 
 
-def prefix_block_stats(x: jnp.ndarray, ns: tuple[int, ...]) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """For one block's rows ``x`` (n_max, d) in random order: ``log det G_1(n)`` and the in-sample ``mean(M_i^2)``
-    for each prefix length ``n`` in ``ns`` (static, increasing). Returns two ``(len(ns),)`` arrays.
+def prefix_block_stats(x: jnp.ndarray, ns: tuple[int, ...]) -> tuple[jnp.ndarray, ...]:
+    """For one block's rows ``x`` (n_max, d) in random order: ``log det G_1(n)``, the in-sample ``mean(M_i^2)`` and
+    the mean and variance of ``log(1 - M_i / n)`` (:class:`spectral.LeaveOneOut`) for each prefix length ``n`` in
+    ``ns`` (static, increasing). Returns four ``(len(ns),)`` arrays.
 
     Gram, Cholesky and log-det run in float64 (when x64 is on); ``M_i = n ||L^{-1} x_i||^2`` is formed in ``x``'s
     dtype (float32 input: the engine's whitened rows; float64 input: exact).
@@ -253,7 +255,7 @@ def prefix_block_stats(x: jnp.ndarray, ns: tuple[int, ...]) -> tuple[jnp.ndarray
     acc = jnp.result_type(float)
     g = jnp.zeros((d, d), acc)
     prev = 0
-    lds, m2s = [], []
+    lds, m2s, loo_means, loo_vars = [], [], [], []
     for n in ns:
         seg = x[prev:n].astype(acc)
         g = g + seg.T @ seg
@@ -262,8 +264,12 @@ def prefix_block_stats(x: jnp.ndarray, ns: tuple[int, ...]) -> tuple[jnp.ndarray
         lds.append(2.0 * jnp.sum(jnp.log(jnp.diagonal(chol))))
         linv = jax.scipy.linalg.solve_triangular(chol, jnp.eye(d, dtype=acc), lower=True)
         w = x[:n] @ linv.T.astype(x.dtype)
-        m2s.append(mahalanobis_second_moment(n * jnp.sum((w * w).astype(acc), axis=1), d))
-    return jnp.stack(lds), jnp.stack(m2s)
+        h = jnp.sum((w * w).astype(acc), axis=1)
+        m2s.append(mahalanobis_second_moment(n * h, d))
+        loo = spectral.leave_one_out_stats(h)
+        loo_means.append(loo.mean)
+        loo_vars.append(loo.var)
+    return jnp.stack(lds), jnp.stack(m2s), jnp.stack(loo_means), jnp.stack(loo_vars)
 
 
 # One compiled kernel per (n_max, d, ns); the "jax" engine loops blocks in Python (dispatch is asynchronous). It is
@@ -272,7 +278,7 @@ def prefix_block_stats(x: jnp.ndarray, ns: tuple[int, ...]) -> tuple[jnp.ndarray
 jit_prefix_block_stats = jax.jit(prefix_block_stats, static_argnums=1)
 
 
-def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, np.ndarray]:
+def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
     """The "numpy" engine, one block: as :func:`prefix_block_stats` for float32 rows ``x``, with the two O(n d^2)
     products in float32 BLAS (Gram chunks of <= 4096 rows added into a float64 accumulator; the first, worst-
     conditioned segment of ``ns[0]`` rows in float64) and Cholesky / inverse in float64. Portable CPU fallback when
@@ -283,7 +289,7 @@ def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, np.ndarray]
     first = np.asarray(x[:ns[0]], np.float64)
     g = first.T @ first
     eye = np.eye(d)
-    lds, m2s = [], []
+    lds, m2s, loo_means, loo_vars = [], [], [], []
     prev = ns[0]
     for n in ns:
         for a in range(prev, n, 4096):
@@ -293,18 +299,23 @@ def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, np.ndarray]
         chol = np.linalg.cholesky(g)
         lds.append(2.0 * np.sum(np.log(np.diag(chol))))
         linv_t = solve_triangular(chol, eye, lower=True).T.astype(np.float32)
-        m = np.empty(n)
+        h = np.empty(n)
         for a in range(0, n, 4096):
             w = x[a:min(n, a + 4096)] @ linv_t
-            m[a:a + w.shape[0]] = n * np.einsum("ij,ij->i", w, w, dtype=np.float64)
-        m2s.append(d * d + np.var(m))
-    return np.asarray(lds), np.asarray(m2s)
+            h[a:a + w.shape[0]] = np.einsum("ij,ij->i", w, w, dtype=np.float64)
+        m2s.append(d * d + np.var(n * h))
+        with np.errstate(invalid="ignore", divide="ignore"):  # n = d + 1: h_i ~ 1 (float32) -> NaN, unused there
+            lg = np.log1p(-h)
+        loo_means.append(lg.mean())
+        loo_vars.append(lg.var())
+    return np.asarray(lds), np.asarray(m2s), np.asarray(loo_means), np.asarray(loo_vars)
 
 
-def native_block_stats(w32: np.ndarray, idx: np.ndarray, ns, threads: int) -> tuple[np.ndarray, np.ndarray]:
+def native_block_stats(w32: np.ndarray, idx: np.ndarray, ns, threads: int) -> tuple[np.ndarray, ...]:
     """The "native" engine: blocks ``idx`` (num_blocks, n_max) of rows of the float32 population ``w32``, all prefix
     sizes, on Intel AMX (``collapse_jax/_native/spectral_kernels.cc``; ``threads`` blocks at a time). Returns
-    ``(log det G_1, mean(M_i^2))``, each (num_blocks, len(ns)). Raises if a block Gram is not positive definite."""
+    ``(log det G_1, mean(M_i^2), mean log(1 - h_i), Var log(1 - h_i))``, each (num_blocks, len(ns)). Raises if a
+    block Gram is not positive definite."""
     from collapse_jax import _native
 
     lib = _native.spectral_library()
@@ -318,13 +329,16 @@ def native_block_stats(w32: np.ndarray, idx: np.ndarray, ns, threads: int) -> tu
         raise ValueError("native_block_stats: need d < ns[0] < ... < ns[-1] <= n_max and indices inside the data")
     ld = np.empty((nb, len(ns)))
     m2 = np.empty((nb, len(ns)))
+    loo_mean = np.empty((nb, len(ns)))
+    loo_var = np.empty((nb, len(ns)))
     rc = lib.cj_block_stats(w32.ctypes.data, w32.shape[0], w32.shape[1], idx.ctypes.data, nb, n_max,
-                            ns.ctypes.data, len(ns), ld.ctypes.data, m2.ctypes.data, threads)
+                            ns.ctypes.data, len(ns), ld.ctypes.data, m2.ctypes.data, loo_mean.ctypes.data,
+                            loo_var.ctypes.data, threads)
     if rc == 1:
         raise RuntimeError("AMX kernel unavailable")
     if rc >= 2:
         raise FloatingPointError(f"block {rc - 2}: Gram matrix not positive definite")
-    return ld, m2
+    return ld, m2, loo_mean, loo_var
 
 
 def resolve_engine(engine: str) -> str:
@@ -386,18 +400,23 @@ class CellResult:
     truth: float            # exact log det G
     logdet_g1: np.ndarray   # (num_blocks, num_sizes)
     m2_insample: np.ndarray  # (num_blocks, num_sizes)
+    loo_mean: np.ndarray     # (num_blocks, num_sizes): mean_i log(1 - h_i)
+    loo_var: np.ndarray      # (num_blocks, num_sizes): Var_i log(1 - h_i)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def to_arrays(self) -> dict:
         return dict(ns=self.ns, truth=np.float64(self.truth), logdet_g1=self.logdet_g1,
-                    m2_insample=self.m2_insample, num_points=np.int64(self.num_points), dim=np.int64(self.dim),
-                    seconds=np.float64(self.seconds))
+                    m2_insample=self.m2_insample, loo_mean=self.loo_mean, loo_var=self.loo_var,
+                    num_points=np.int64(self.num_points), dim=np.int64(self.dim), seconds=np.float64(self.seconds))
 
     @classmethod
     def from_arrays(cls, family: str, arrays: dict) -> "CellResult":
+        """From :meth:`to_arrays`; chunks written before the leave-one-out statistics existed get NaN for them."""
+        nan = np.full(np.shape(arrays["logdet_g1"]), np.nan)
         return cls(family, int(arrays["dim"]), int(arrays["num_points"]), arrays["ns"], float(arrays["truth"]),
-                   arrays["logdet_g1"], arrays["m2_insample"], float(arrays["seconds"]))
+                   arrays["logdet_g1"], arrays["m2_insample"], arrays.get("loo_mean", nan),
+                   arrays.get("loo_var", nan), float(arrays["seconds"]))
 
 
 def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, seed: int, cell: int,
@@ -422,8 +441,7 @@ def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, 
     timings = dict(prepare_seconds=time.perf_counter() - t0)
     n_max = int(ns[-1])
     ns_static = tuple(int(n) for n in ns)
-    lds = np.empty((num_blocks, len(ns)))
-    m2s = np.empty((num_blocks, len(ns)))
+    stats = np.empty((4, num_blocks, len(ns)))  # log det G_1, mean(M_i^2), mean and Var of log(1 - h_i)
 
     def indices(b0, b1):
         return np.stack([block_indices(seed, cell, b, num_points, n_max) for b in range(b0, b1)])
@@ -438,7 +456,7 @@ def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, 
                 idx = nxt.result()
                 if b1 < num_blocks:
                     nxt = ahead.submit(indices, b1, min(b1 + batch, num_blocks))
-                lds[b0:b1], m2s[b0:b1] = native_block_stats(w32, idx, ns_static, threads)
+                stats[:, b0:b1] = native_block_stats(w32, idx, ns_static, threads)
                 if progress is not None:
                     progress(b1 - b0)
     elif engine == "numpy":
@@ -446,8 +464,8 @@ def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, 
             return numpy_prefix_block_stats(w32[block_indices(seed, cell, b, num_points, n_max)], ns_static)
 
         with spectral.one_blas_thread(), ThreadPoolExecutor(threads) as ex:
-            for b, (ld, m2) in enumerate(ex.map(one, range(num_blocks))):
-                lds[b], m2s[b] = ld, m2
+            for b, one_stats in enumerate(ex.map(one, range(num_blocks))):
+                stats[:, b] = one_stats
                 if progress is not None:
                     progress(1)
     else:
@@ -457,11 +475,11 @@ def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, 
             outs.append(jit_prefix_block_stats(xb, ns_static))
             if progress is not None:
                 progress(1)
-        for b, (ld, m2) in enumerate(outs):
-            lds[b], m2s[b] = np.asarray(ld), np.asarray(m2)
-    lds += truth  # log det G_1 = log det(W_1^T W_1) + log det G
+        for b, one_stats in enumerate(outs):
+            stats[:, b] = np.asarray(one_stats)
+    stats[0] += truth  # log det G_1 = log det(W_1^T W_1) + log det G
     timings["blocks_seconds"] = time.perf_counter() - t0 - timings["prepare_seconds"]
-    return CellResult(family, dim, num_points, np.asarray(ns), truth, lds, m2s, time.perf_counter() - t0,
+    return CellResult(family, dim, num_points, np.asarray(ns), truth, *stats, time.perf_counter() - t0,
                       extra=dict(engine=engine, threads=threads, **timings))
 
 
@@ -471,11 +489,17 @@ def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, 
 
 
 def summarize_cell(res: CellResult, level: float) -> list[dict]:
-    """Per block size: bias, SD and RMSE of ``L_hat``, and for each interval its centre's bias and its coverage."""
+    """Per block size: bias, SD and RMSE of ``L_hat``, and for each interval its centre's bias, its coverage and its
+    median half-width (``width_ratio_jackknife``: the jackknife's over the exact Wishart's, per block).
+
+    A block size equal to ``N`` is the whole population: ``L_hat`` is exact there (every half-width is 0 and the error
+    is rounding only), so the row is marked ``exact`` and its coverages are NaN (printed "exact"), not 0.
+    """
     z = spectral.z_value(level)
     ns = res.ns.astype(np.float64)
+    loo = spectral.LeaveOneOut(jnp.asarray(res.loo_mean), jnp.asarray(res.loo_var))
     est = spectral.block_estimates_from_stats(jnp.asarray(res.logdet_g1), jnp.asarray(res.m2_insample), res.dim,
-                                              jnp.asarray(ns)[None, :], res.num_points, z)
+                                              jnp.asarray(ns)[None, :], res.num_points, z, loo)
     rows = []
     err = np.asarray(est.l_hat) - res.truth
     tau2 = np.asarray(est.moments.tau2)
@@ -486,14 +510,19 @@ def summarize_cell(res: CellResult, level: float) -> list[dict]:
                    rmse=float(np.sqrt(np.mean(err[:, k] ** 2))),
                    sqrt_2d_over_n=float(np.sqrt(2 * res.dim / n)),
                    tau_hat=float(np.sqrt(np.median(tau2[:, k]))),
-                   wishart_bias=float(spectral.wishart_bias(res.dim, float(n), float(res.num_points))))
+                   wishart_bias=float(spectral.wishart_bias(res.dim, float(n), float(res.num_points))),
+                   exact=bool(n == res.num_points))
         for name in spectral.ESTIMATORS:
             iv = getattr(est, name)
             centre = np.asarray(iv.center)[:, k]
             hw = np.asarray(iv.half_width)[:, k]
             row[f"bias_{name}"] = float(centre.mean() - res.truth)
-            row[f"coverage_{name}"] = float(np.mean(np.abs(res.truth - centre) <= hw))
+            row[f"coverage_{name}"] = (math.nan if row["exact"] or not np.all(np.isfinite(hw))
+                                       else float(np.mean(np.abs(res.truth - centre) <= hw)))
             row[f"halfwidth_{name}"] = float(np.median(hw))
+        hw_w = np.asarray(est.wishart.half_width)[:, k]
+        row["width_ratio_jackknife"] = (float(np.median(np.asarray(est.jackknife.half_width)[:, k] / hw_w))
+                                        if np.all(hw_w > 0) else math.nan)
         rows.append(row)
     return rows
 
@@ -501,13 +530,21 @@ def summarize_cell(res: CellResult, level: float) -> list[dict]:
 TABLE_COLUMNS = [("family", "{}"), ("d", "{}"), ("n", "{}"), ("n_over_d2", "{:.3g}"), ("blocks", "{}"),
                  ("bias", "{:+.3g}"), ("sd", "{:.3g}"), ("sqrt_2d_over_n", "{:.3g}"),
                  ("coverage_seed", "{:.3f}"), ("coverage_second_order", "{:.3f}"), ("coverage_wishart", "{:.3f}"),
-                 ("coverage_scaled_wishart", "{:.3f}")]
+                 ("coverage_scaled_wishart", "{:.3f}"), ("coverage_jackknife", "{:.3f}"),
+                 ("width_ratio_jackknife", "{:.3f}")]
+
+
+def _cell(row: dict, column: str, fmt: str) -> str:
+    value = row[column]
+    if column.startswith("coverage_") and isinstance(value, float) and math.isnan(value):
+        return "exact" if row.get("exact") else "n/a"  # n = N; or too small a block for this interval
+    return "n/a" if isinstance(value, float) and math.isnan(value) else fmt.format(value)
 
 
 def markdown_table(rows: list[dict]) -> str:
     head = "| " + " | ".join(c for c, _ in TABLE_COLUMNS) + " |"
     sep = "|" + "|".join("---" for _ in TABLE_COLUMNS) + "|"
-    body = ["| " + " | ".join(f.format(r[c]) for c, f in TABLE_COLUMNS) + " |" for r in rows]
+    body = ["| " + " | ".join(_cell(r, c, f) for c, f in TABLE_COLUMNS) + " |" for r in rows]
     return "\n".join([head, sep] + body) + "\n"
 
 
@@ -521,7 +558,8 @@ def csv_table(rows: list[dict]) -> str:
 # --------------------------------------------------------------------------------------------------------------
 
 LABELS = {"seed": "seed: L_hat ± z τ̂/√n", "second_order": "2nd-order corrected",
-          "wishart": "Wishart exact (Gaussian)", "scaled_wishart": "scaled Wishart (hybrid)"}
+          "wishart": "Wishart exact (Gaussian)", "scaled_wishart": "scaled Wishart (hybrid)",
+          "jackknife": "leverage jackknife"}
 
 
 def coverage_figure(rows: list[dict], level: float):
@@ -532,7 +570,7 @@ def coverage_figure(rows: list[dict], level: float):
 
     families = list(dict.fromkeys(r["family"] for r in rows))
     dims = sorted({r["d"] for r in rows})
-    fig, axes = plt.subplots(len(families), len(spectral.ESTIMATORS), figsize=(3.3 * 4, 2.6 * len(families)),
+    fig, axes = plt.subplots(len(families), len(spectral.ESTIMATORS), figsize=(3.3 * len(spectral.ESTIMATORS), 2.6 * len(families)),
                              sharex=True, sharey=True, squeeze=False)
     colors = plt.cm.viridis(np.linspace(0, 0.85, max(len(dims), 1)))
     for i, fam in enumerate(families):

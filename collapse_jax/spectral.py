@@ -20,7 +20,11 @@ Corrections that go beyond the seed (derived in ``docs/sigma.md``):
 * distribution-free, second order: ``E[log det G - L_hat] ~ (E[M^2] - d)/2 * (1/n - 1/N)`` with ``E[M^2]`` estimated
   from the block's own in-sample Mahalanobis norms;
 * scaled-Wishart (hybrid): the exact Gaussian bias times ``(E[M^2] - d) / (d (d + 1))``, which equals the second-order
-  term to leading order but keeps the Gaussian's higher-order ``d/n`` terms.
+  term to leading order but keeps the Gaussian's higher-order ``d/n`` terms;
+* leverage jackknife: the block's own leave-one-out log-dets ``log det G_1 + log(1 - h_i)`` (``h_i`` the leverages)
+  measure the bias step ``beta(n) - beta(n - 1)`` of this data without a model (unbiased for any distribution);
+  the Gaussian curve ``b`` only carries that step to ``N``; the variance is the jackknife variance of
+  ``log(1 - h_i)`` calibrated by its Gaussian expectation (Beta leverages).
 """
 
 from __future__ import annotations
@@ -401,6 +405,70 @@ def scaled_wishart_interval(l_hat, moments: MahalanobisMoments, dim: int, n, num
     return Interval(l_hat + r * wishart_bias(dim, n, num_points), z * jnp.sqrt(moments.tau2 * c + r * r * higher))
 
 
+def jackknife_min_block(dim: int) -> int:
+    """Smallest block for :func:`jackknife_interval`: ``n = d + 2``, so that every leave-one-out block has
+    ``n - 1 > d`` rows (the condition any block must meet, :func:`check_block_sizes`)."""
+    return dim + 2
+
+
+def check_jackknife_block(n: int, dim: int) -> int:
+    """Raise ``ValueError`` naming ``n`` and the minimum ``d + 2`` when a block is too small for its sub-blocks."""
+    n = _checks.positive_int("n", n)
+    if n < jackknife_min_block(dim):
+        raise ValueError(f"the leverage-jackknife interval needs leave-one-out sub-blocks with more rows than dimensions: "
+                         f"n >= d + 2 = {jackknife_min_block(dim)}, got n={n} (d={dim})")
+    return n
+
+
+class LeaveOneOut(NamedTuple):
+    """Per block: ``mean_i log(1 - h_i)`` and ``Var_i log(1 - h_i)`` (population variance over the n rows), where
+    ``h_i = x_i^T G_1^{-1} x_i = M_i / n`` and ``log det(G_1 - x_i x_i^T) = log det G_1 + log(1 - h_i)``."""
+
+    mean: jnp.ndarray
+    var: jnp.ndarray
+
+
+def leave_one_out_stats(h) -> LeaveOneOut:
+    """:class:`LeaveOneOut` from leverages ``h`` (..., n) (``M_i / n`` of :func:`mahalanobis_insample`)."""
+    lg = jnp.log1p(-h)
+    return LeaveOneOut(jnp.mean(lg, axis=-1), jnp.var(lg, axis=-1))
+
+
+def gaussian_loo_moments(dim: int, n):
+    """For zero-mean Gaussian rows ``h_i ~ Beta(d/2, (n-d)/2)``, so ``E log(1 - h_i) = psi((n-d)/2) - psi(n/2)`` and
+    ``Var log(1 - h_i) = psi'((n-d)/2) - psi'(n/2)``. Returns ``(mean, var)``."""
+    n = jnp.asarray(n, jnp.result_type(float))
+    a, c = (n - dim) / 2.0, n / 2.0
+    return digamma(a) - digamma(c), polygamma(1, a) - polygamma(1, c)
+
+
+def jackknife_bias_ratio(loo_mean, dim: int, n):
+    """``r = D / E_Gauss[D]`` with ``D = theta(n) - mean_i theta_(-i) = -mean_i log(1 - h_i) - d log(n / (n-1))``,
+    ``theta(m) = log det(G_m / m)``: the block's own estimate of the bias step ``beta(n) - beta(n-1)`` over the exact
+    Gaussian step ``b(n) - b(n-1) = psi(n/2) - psi((n-d)/2) - d log(n/(n-1))`` (1 in expectation for Gaussian rows)."""
+    n = jnp.asarray(n, jnp.result_type(float))
+    mean_g, _ = gaussian_loo_moments(dim, n)
+    shift = dim * jnp.log(n / (n - 1.0))
+    return (-loo_mean - shift) / (-mean_g - shift)
+
+
+def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z) -> Interval:
+    """Leverage-jackknife interval: centre ``L_hat + r * wishart_bias`` with ``r`` from :func:`jackknife_bias_ratio`;
+    variance ``Var_i log(1 - h_i) / E_Gauss[Var log(1 - h)] * wishart_variance`` (the delete-one jackknife variance
+    of ``log det(G_1/n)``, scaled so that its Gaussian expectation is the exact Wilks variance; finite-population
+    factor included through ``wishart_variance``). Needs ``n >= d + 2`` (NaN below; :func:`check_jackknife_block`).
+    Exact (half-width 0) at ``n = N``."""
+    n_arr = jnp.asarray(n, jnp.result_type(float))
+    ok = n_arr >= jackknife_min_block(dim)
+    n_safe = jnp.where(ok, n_arr, jackknife_min_block(dim))
+    r = jackknife_bias_ratio(loo.mean, dim, n_safe)
+    _, var_g = gaussian_loo_moments(dim, n_safe)
+    var = loo.var / var_g * wishart_variance(dim, n_safe, num_points)
+    nan = jnp.asarray(jnp.nan, r.dtype)
+    return Interval(jnp.where(ok, l_hat + r * wishart_bias(dim, n_safe, num_points), nan),
+                    jnp.where(ok, z * jnp.sqrt(var), nan))
+
+
 # --------------------------------------------------------------------------------------------------------------
 # One block, end to end
 # --------------------------------------------------------------------------------------------------------------
@@ -414,16 +482,23 @@ class BlockEstimates(NamedTuple):
     second_order: Interval
     wishart: Interval
     scaled_wishart: Interval
+    jackknife: Interval  # NaN where n < d + 2, or where the leave-one-out statistics were not given
 
 
-def block_estimates_from_stats(logdet_g1, m2_insample, dim: int, n, num_points, z) -> BlockEstimates:
-    """All estimators from a block's two sufficient statistics: ``log det G_1`` and in-sample ``mean(M_i^2)``."""
+def block_estimates_from_stats(logdet_g1, m2_insample, dim: int, n, num_points, z,
+                               loo: LeaveOneOut | None = None) -> BlockEstimates:
+    """All estimators from a block's sufficient statistics: ``log det G_1``, in-sample ``mean(M_i^2)`` and (for the
+    leverage jackknife) the leave-one-out :class:`LeaveOneOut` statistics; without ``loo`` that interval is NaN."""
     l_hat = scaling_estimate(logdet_g1, n, num_points, dim)
     mom = mahalanobis_moments(m2_insample, dim, n)
+    if loo is None:
+        nan = jnp.full(jnp.shape(l_hat), jnp.nan, jnp.result_type(l_hat, float))
+        loo = LeaveOneOut(nan, nan)
     return BlockEstimates(logdet_g1, l_hat, mom, seed_interval(l_hat, mom.tau2_plugin, n, z),
                           second_order_interval(l_hat, mom, dim, n, num_points, z),
                           wishart_interval(l_hat, dim, n, num_points, z),
-                          scaled_wishart_interval(l_hat, mom, dim, n, num_points, z))
+                          scaled_wishart_interval(l_hat, mom, dim, n, num_points, z),
+                          jackknife_interval(l_hat, loo, dim, n, num_points, z))
 
 
 def block_estimates(x_block, num_points: int, *, level: float = 0.95) -> BlockEstimates:
@@ -435,16 +510,18 @@ def block_estimates(x_block, num_points: int, *, level: float = 0.95) -> BlockEs
     xb = jnp.asarray(x_block)
     g1 = gram(xb)
     m = mahalanobis_insample(xb, g1)
-    return block_estimates_from_stats(logdet_chol(g1), jnp.mean(m * m), dim, n, num_points, z)
+    loo = leave_one_out_stats(m / n) if n >= jackknife_min_block(dim) else None
+    return block_estimates_from_stats(logdet_chol(g1), jnp.mean(m * m), dim, n, num_points, z, loo)
 
 
-ESTIMATORS = ("seed", "second_order", "wishart", "scaled_wishart")
+ESTIMATORS = ("seed", "second_order", "wishart", "scaled_wishart", "jackknife")
 
 __all__ = [
     "BlockEstimates", "ESTIMATORS", "Interval", "MahalanobisMoments", "StreamedGram", "Theorem1Bounds",
     "array_chunks", "batched_logdet", "block_estimates", "block_estimates_from_stats", "block_size_rule",
-    "check_block_sizes", "check_embeddings", "check_eps", "gaussian_insample_var", "gram", "gram_streaming",
-    "log_overestimation_ratio", "logdet", "logdet_chol", "one_blas_thread", "mahalanobis_insample", "mahalanobis_moments",
+    "check_block_sizes", "check_embeddings", "check_eps", "check_jackknife_block", "gaussian_insample_var",
+    "gaussian_loo_moments", "gram", "gram_streaming", "jackknife_bias_ratio", "jackknife_interval",
+    "jackknife_min_block", "LeaveOneOut", "leave_one_out_stats", "log_overestimation_ratio", "logdet", "logdet_chol", "one_blas_thread", "mahalanobis_insample", "mahalanobis_moments",
     "scaled_wishart_interval", "scaling_estimate", "second_order_bias", "second_order_interval", "seed_interval",
     "theorem1_bounds", "wishart_bias", "wishart_interval", "wishart_logdet_bias", "wishart_variance", "z_value",
 ]

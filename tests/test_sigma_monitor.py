@@ -78,3 +78,22 @@ def test_monitor_bad_input():
         sm.SigmaMonitor(jax.random.key(0), n=2, eps=0.0).update(np.ones((50, 3)))
     with pytest.raises(ValueError, match="exceeds"):
         sm.observed_indices(jax.random.key(0), 5, 10)
+
+
+def test_monitor_reports_the_jackknife_interval_for_log_det_g():
+    r = np.random.default_rng(3)
+    x = r.standard_normal((3000, 6)) * np.geomspace(1, 20, 6)
+    mon = sm.SigmaMonitor(jax.random.key(1), n=300)
+    rec = mon.update(x)
+    unit = sm.normalize_rows(x)
+    iv = sm.logdet_interval(unit[mon.indices], 3000)
+    assert rec["logdet_center"] == pytest.approx(float(iv.center), rel=1e-12)
+    assert rec["logdet_low"] < rec["logdet_center"] < rec["logdet_high"]
+    truth = ref.logdet(unit.T @ unit)
+    assert rec["logdet_low"] <= truth <= rec["logdet_high"]
+    assert rec["logdet_high"] - rec["logdet_low"] < 2.0  # ~ 2 z sqrt(2d/n)-sized, not huge
+    # too small a block for the leave-one-out sub-blocks: the tracks still come, the interval is NaN
+    small = sm.SigmaMonitor(jax.random.key(1), n=7).update(x)
+    assert np.isnan(small["logdet_center"]) and np.isfinite(small["u_lln"])
+    with pytest.raises(ValueError, match="level"):
+        sm.SigmaMonitor(jax.random.key(1), n=30, level=1.0)

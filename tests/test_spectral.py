@@ -84,19 +84,25 @@ def test_mahalanobis_and_block_estimates_match_reference():
 
 
 def _reference_prefix_stats(x, ns):
-    """Exact (float64 NumPy loops) log det G_1 and in-sample mean(M_i^2) of each prefix of the rows x."""
+    """Exact (float64 NumPy loops) log det G_1, in-sample mean(M_i^2), and mean and variance of log(1 - h_i) from
+    the n leave-one-out log-dets themselves (log det G_(-i) - log det G_1), for each prefix of the rows x."""
     x = np.asarray(x, np.float64)
-    return (np.array([ref.logdet(ref.gram(x[:n])) for n in ns]),
-            np.array([np.mean(ref.mahalanobis(x[:n]) ** 2) for n in ns]))
+    lds = np.array([ref.logdet(ref.gram(x[:n])) for n in ns])
+    steps = [np.array([ref.logdet(ref.gram(np.delete(x[:n], i, axis=0))) for i in range(n)]) - ld
+             for n, ld in zip(ns, lds)]
+    return (lds, np.array([np.mean(ref.mahalanobis(x[:n]) ** 2) for n in ns]),
+            np.array([st.mean() for st in steps]), np.array([st.var() for st in steps]))
 
 
 def test_prefix_block_stats_matches_reference():
     x = rng(4).standard_normal((90, 5))
-    ns = (6, 11, 40, 90)
-    ld, m2 = spp.jit_prefix_block_stats(jnp.asarray(x), ns)
-    ref_ld, ref_m2 = _reference_prefix_stats(x, ns)
-    np.testing.assert_allclose(np.asarray(ld), ref_ld, rtol=1e-10)
-    np.testing.assert_allclose(np.asarray(m2), ref_m2, rtol=1e-10)  # float64 input: float64 product
+    ns = (7, 11, 40, 90)
+    ref_stats = _reference_prefix_stats(x, ns)
+    for got, want in zip(spp.jit_prefix_block_stats(jnp.asarray(x), ns), ref_stats):
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-9)  # float64 input: float64 product
+    for got, want in zip(spp.numpy_prefix_block_stats(x.astype(np.float32), ns),
+                         _reference_prefix_stats(x.astype(np.float32), ns)):
+        np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)  # float32 products
 
 
 needs_amx = pytest.mark.skipif(not AMX, reason="no AMX-capable CPU / C++ compiler here: the native engine cannot run")
@@ -112,12 +118,14 @@ def test_native_block_stats_match_float64_reference(dim):
     pop = r.standard_normal((num_points, dim)).astype(np.float32)
     ns = spp.block_sizes(dim, num_points, (1.0, 1.25, 2.0, 5.0, 20.0, 40.0))
     idx = np.stack([r.choice(num_points, ns[-1], replace=False) for _ in range(3)])
-    ld, m2 = spp.native_block_stats(pop, idx, ns, threads=2)
+    ld, m2, loo_mean, loo_var = spp.native_block_stats(pop, idx, ns, threads=2)
     for b in range(3):
-        ref_ld, ref_m2 = _reference_prefix_stats(pop[idx[b]], ns)
+        ref_ld, ref_m2, ref_lm, ref_lv = _reference_prefix_stats(pop[idx[b]], ns)
         np.testing.assert_allclose(ld[b], ref_ld, rtol=0, atol=2e-4)
         var, ref_var = m2[b] - dim * dim, ref_m2 - dim * dim  # in-sample Var(M_i), the part the intervals use
         np.testing.assert_allclose(var, ref_var, rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(loo_mean[b][1:], ref_lm[1:], rtol=2e-3)  # n = d + 1: h_i near 1, ill-posed
+        np.testing.assert_allclose(loo_var[b][1:], ref_lv[1:], rtol=5e-3)
 
 
 @needs_amx
@@ -305,9 +313,11 @@ def test_run_cell_small_end_to_end(engine):
     assert res.truth == pytest.approx(ref.logdet(data.T @ data), rel=1e-12)
     for b in (0, 5):
         idx = spp.block_indices(0, 0, b, 3000, 500)
-        ref_ld, ref_m2 = _reference_prefix_stats(data[idx], ns)
+        ref_ld, ref_m2, ref_lm, ref_lv = _reference_prefix_stats(data[idx], ns)
         np.testing.assert_allclose(res.logdet_g1[b], ref_ld, rtol=0, atol=2e-4)
         np.testing.assert_allclose(res.m2_insample[b] - 25, ref_m2 - 25, rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(res.loo_mean[b][1:], ref_lm[1:], rtol=2e-3)
+        np.testing.assert_allclose(res.loo_var[b][1:], ref_lv[1:], rtol=5e-3)
     rows = spp.summarize_cell(res, 0.95)
     assert [r["n"] for r in rows] == [6, 50, 500]
 
@@ -386,3 +396,94 @@ def test_cli_embeddings_cell_runs_and_resumes(tmp_path):
     assert sigma_cli.main(argv) == 0  # resume: the chunk is reused, same table
     assert (tmp_path / "run" / "table.md").read_text() == table
     assert sigma_cli.main(argv[:-1] + [str(tmp_path / "run"), "--seed", "1"]) == 2  # different config, same folder
+
+
+# ---------------------------------------------------------------- leverage jackknife (issue 13)
+def _leverage_blocks(family, d, n, reps, seed, big=None):
+    """Per replicate: log det G_1 of n i.i.d. rows, their leave-one-out stats and in-sample mean(M_i^2); with
+    ``big`` also log det G of ``big`` rows whose first n are the block (float64, vectorised NumPy)."""
+    cfg = spp.PrecisionConfig(condition_number=50.0, t_dof=9.0)
+    r = np.random.default_rng(seed)
+    x = spp.sample_family(r, reps * (big or n), d, family, cfg.t_dof, cfg.condition_number).reshape(reps, -1, d)
+    xb = x[:, :n]
+    g1 = np.einsum("rni,rnj->rij", xb, xb)
+    h = np.einsum("rni,rij,rnj->rn", xb, np.linalg.inv(g1), xb)
+    full = np.linalg.slogdet(np.einsum("rni,rnj->rij", x, x))[1] if big else None
+    loo = sp.leave_one_out_stats(jnp.asarray(h))
+    return np.linalg.slogdet(g1)[1], loo, np.mean((n * h) ** 2, axis=1), full
+
+
+def test_leave_one_out_stats_are_the_leave_one_out_logdets():
+    x = rng(40).standard_normal((30, 4)) * [1.0, 3.0, 0.2, 1.0]
+    h = np.asarray(sp.mahalanobis_insample(jnp.asarray(x))) / 30
+    steps = np.array([ref.logdet(ref.gram(np.delete(x, i, 0))) for i in range(30)]) - ref.logdet(ref.gram(x))
+    loo = sp.leave_one_out_stats(jnp.asarray(h))
+    assert float(loo.mean) == pytest.approx(steps.mean(), rel=1e-10)
+    assert float(loo.var) == pytest.approx(steps.var(), rel=1e-8)
+    mean_g, var_g = sp.gaussian_loo_moments(4, 30)  # Beta(d/2, (n-d)/2) leverages, checked by Monte Carlo
+    _, loo_mc, _, _ = _leverage_blocks("isotropic", 4, 30, 3000, 41)
+    assert float(np.mean(loo_mc.mean)) == pytest.approx(float(mean_g), rel=5e-3)
+    assert float(np.mean(loo_mc.var)) == pytest.approx(float(var_g) * 29 / 30, rel=0.05)
+
+
+def test_jackknife_agrees_with_exact_wishart_on_gaussian_data():
+    # Gaussian rows: the bias ratio r is 1 in expectation, the centre and the variance are the Wishart ones to Monte
+    # Carlo precision, and the coverage is nominal (float64; d = 6, n = 20 -> d/n large enough to matter).
+    d, n, big, reps = 6, 20, 200, 3000
+    ld, loo, m2, full = _leverage_blocks("isotropic", d, n, reps, 42, big)
+    z = sp.z_value(0.95)
+    est = sp.block_estimates_from_stats(jnp.asarray(ld), jnp.asarray(m2), d, n, big, z, loo)
+    r = np.asarray(sp.jackknife_bias_ratio(loo.mean, d, n))
+    assert abs(r.mean() - 1.0) < 4 * r.std() / np.sqrt(reps)
+    jk, wi = est.jackknife, est.wishart
+    shift = np.asarray(jk.center - wi.center)
+    assert abs(shift.mean()) < 4 * shift.std() / np.sqrt(reps) + 1e-12
+    assert float(np.mean(np.asarray(jk.half_width) ** 2)) == pytest.approx(float(wi.half_width) ** 2, rel=0.05)
+    cover = float(np.mean(np.asarray(jk.covers(jnp.asarray(full)))))
+    assert 0.935 <= cover <= 0.965, cover  # SE 0.4 pp at 3000 blocks
+
+
+@pytest.mark.parametrize("family", ["student_t", "unit_norm", "anisotropic"])
+def test_jackknife_bias_correction_is_unbiased_to_leading_order(family):
+    # Known truth: i.i.d. rows with Sigma = E[x x^T] of the family (N -> infinity). The plug-in log det(G_1/n) is
+    # biased by ~(E[M^2] - d)/(2n), which differs by family (t with nu = 9: kurtosis; unit norm: M = d exactly);
+    # the jackknife centre must remove the leading term: its remaining bias is a small fraction of the plug-in's.
+    d, n, reps = 4, 60, 4000
+    ld, loo, m2, _ = _leverage_blocks(family, d, n, reps, 43)
+    truth = np.sum(np.log(spp.family_eigenvalues(family, d, 50.0)))
+    plug_in = ld - d * np.log(n)
+    centre = plug_in + np.asarray(sp.jackknife_bias_ratio(loo.mean, d, n)) * float(sp.wishart_bias(d, n, 1e15))
+    bias_plug, bias_jk = plug_in.mean() - truth, centre.mean() - truth
+    se = centre.std() / np.sqrt(reps)
+    assert abs(bias_plug) > 10 * se  # the bias is there to be removed (the test can fail)
+    assert abs(bias_jk) < max(0.1 * abs(bias_plug), 3 * se), (bias_plug, bias_jk, se)
+    gaussian_bias = -float(sp.wishart_bias(d, n, 1e15))  # and the data's bias is not the Gaussian one
+    assert abs(bias_plug - gaussian_bias) > 0.1 * abs(gaussian_bias) or family == "anisotropic"
+
+
+def test_jackknife_small_blocks_and_exact_edge():
+    x = rng(44).standard_normal((6, 5))  # n = d + 1: leave-one-out blocks would have n - 1 = d rows
+    with pytest.raises(ValueError, match=r"n >= d \+ 2 = 7, got n=6"):
+        sp.check_jackknife_block(6, 5)
+    from collapse_jax import sigma_monitor as sm
+
+    with pytest.raises(ValueError, match=r"n >= d \+ 2 = 7, got n=6"):
+        sm.logdet_interval(x, 100)
+    est = sp.block_estimates(x, 100)  # block_estimates still gives the other intervals there
+    assert np.isnan(float(est.jackknife.center)) and np.isfinite(float(est.wishart.center))
+    y = rng(45).standard_normal((40, 5))
+    whole = sm.logdet_interval(y, 40)  # n = N: the block is the population; exact, half-width 0
+    assert float(whole.half_width) == 0.0
+    assert float(whole.center) == pytest.approx(ref.logdet(ref.gram(y)), rel=1e-12)
+
+
+def test_summary_reports_the_whole_population_as_exact():
+    data = spp.family_dataset(0, 0, 400, 4, "isotropic", spp.PrecisionConfig())
+    ns = spp.block_sizes(4, 400, (2.0, 100.0, 200.0))
+    assert list(ns) == [8, 400]
+    rows = spp.summarize_cell(spp.run_cell(data, "isotropic", ns, 30, seed=0, cell=0, engine="numpy"), 0.95)
+    assert rows[1]["exact"] and not rows[0]["exact"]
+    assert abs(rows[1]["bias"]) < 1e-3 and np.isnan(rows[1]["coverage_jackknife"])
+    assert 0.0 < rows[0]["coverage_jackknife"] <= 1.0 and rows[0]["width_ratio_jackknife"] > 0
+    table = spp.markdown_table(rows)
+    assert "| exact |" in table and "nan" not in table

@@ -177,7 +177,8 @@ def spectral_library():
                 lib.cj_block_stats.restype = ctypes.c_int64
                 lib.cj_block_stats.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
                                                ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                                               ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+                                               ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                               ctypes.c_int64]
             except (RuntimeError, OSError) as exc:
                 warnings.warn(f"collapse_jax: native spectral kernels unavailable ({exc}); using JAX/NumPy",
                               RuntimeWarning, stacklevel=3)

@@ -9,7 +9,8 @@
 //
 // 2. Block statistics for the precision sweep (cj_block_stats, called through ctypes): for each random block (rows
 //    of a float32 population, in chain order) and each prefix size n_k: log det G_1(n_k) and the in-sample
-//    mean(M_i^2), M_i = n x_i^T G_1^{-1} x_i. The two O(n d^2) products (Gram accumulation, and the Mahalanobis
+//    mean(M_i^2), M_i = n x_i^T G_1^{-1} x_i, and the mean and variance of log(1 - h_i), h_i = M_i / n (the
+//    leave-one-out log-det steps of the leverage-jackknife interval, spectral.jackknife_interval). The two O(n d^2) products (Gram accumulation, and the Mahalanobis
 //    rows y_i = L^{-1} x_i with the explicit inverse factor) run on Intel AMX tiles: every float32 operand is split
 //    into bfloat16 hi + lo (x = hi + lo + r, |r| <= 2^-18 |x|) and the products hi*hi, hi*lo, lo*hi (and lo*lo where
 //    it is systematic: the Gram's diagonal tiles) are accumulated in float32 and flushed to float64 every chunk of
@@ -604,13 +605,16 @@ void gram_chunk(BlockWorkspace& w, int64_t r0, int64_t nrows) {
 
 // Sum over the padded chain rows [0, nrows) (nrows % 32 == 0) of ||inv x_r||^2 and of its square, in float64
 // (a zero padding row adds 0 to both).
-void mahalanobis_rows(BlockWorkspace& w, int64_t nrows, double scale, double* s1, double* s2) {
+// Sums over the rows of M_r = scale * h_r, M_r^2, log(1 - h_r) and log(1 - h_r)^2, h_r = ||inv x_r||^2. Padding
+// rows are zero and add 0 to every sum.
+void mahalanobis_rows(BlockWorkspace& w, int64_t nrows, double scale, double* s1, double* s2, double* s3,
+                      double* s4) {
   const int64_t dp = w.dp, nfb = dp / 32, njt = dp / 16;
   const uint16_t* aops[2] = {w.xh.data(), w.xl.data()};
   const uint32_t* bops[2] = {w.ivh.data(), w.ivl.data()};
   float* ct = w.ctile.data();
   alignas(64) float sums[32 * 16];
-  double acc1 = 0.0, acc2 = 0.0;
+  double acc1 = 0.0, acc2 = 0.0, acc3 = 0.0, acc4 = 0.0;
   for (int64_t r0 = 0; r0 < nrows; r0 += 32) {
     const int64_t rt = r0 / 16;
     for (int i = 0; i < 32 * 16; i += 16) _mm512_store_ps(sums + i, _mm512_setzero_ps());
@@ -633,13 +637,18 @@ void mahalanobis_rows(BlockWorkspace& w, int64_t nrows, double scale, double* s1
       }
     }
     for (int r = 0; r < 32; ++r) {
-      const double m = scale * _mm512_reduce_add_ps(_mm512_load_ps(sums + r * 16));
+      const double h = _mm512_reduce_add_ps(_mm512_load_ps(sums + r * 16));
+      const double m = scale * h, l = std::log1p(-h);
       acc1 += m;
       acc2 += m * m;
+      acc3 += l;
+      acc4 += l * l;
     }
   }
   *s1 = acc1;
   *s2 = acc2;
+  *s3 = acc3;
+  *s4 = acc4;
 }
 
 // Split inv (lower, dp x dp float64) into bf16 hi/lo B tiles: tile (f/32, j/16), row (f/2)%16, column j%16
@@ -703,12 +712,13 @@ int cj_amx_available() {
 
 // Block statistics (see the file comment). pop: (num_points, d) float32; idx: (num_blocks, n_max) row indices in
 // chain order; ns: (num_sizes,) increasing prefix sizes, ns[last] <= n_max, ns[0] > d. Outputs (num_blocks,
-// num_sizes): logdet (log det G_1) and m2 (in-sample mean(M_i^2), computed as d^2 + Var(M_i), which equals it
-// because mean(M_i) = d exactly; this cancels a common relative error in the M_i). Returns 0 on success, 1 if AMX
+// num_sizes): logdet (log det G_1), m2 (in-sample mean(M_i^2), computed as d^2 + Var(M_i), which equals it
+// because mean(M_i) = d exactly; this cancels a common relative error in the M_i), loo_mean and loo_var (mean and
+// variance over the rows of log(1 - h_i), h_i = M_i / n). Returns 0 on success, 1 if AMX
 // is unavailable, 2 + block if a block Gram was not positive definite.
 int64_t cj_block_stats(const float* pop, int64_t num_points, int64_t d, const int64_t* idx, int64_t num_blocks,
                        int64_t n_max, const int64_t* ns, int64_t num_sizes, double* logdet, double* m2,
-                       int64_t num_threads) {
+                       double* loo_mean, double* loo_var, int64_t num_threads) {
 #if CJ_HAVE_AMX
   if (!cj_amx_available()) return 1;
   // padded chain layout: segment s = rows [ns[s-1], ns[s]) padded to a multiple of 32
@@ -766,21 +776,25 @@ int64_t cj_block_stats(const float* pop, int64_t num_points, int64_t d, const in
         const int64_t n = ns[s];
         double* ld_out = logdet + b * num_sizes + s;
         double* m2_out = m2 + b * num_sizes + s;
+        double* lm_out = loo_mean + b * num_sizes + s;
+        double* lv_out = loo_var + b * num_sizes + s;
         for (int64_t i = 0; i < d; ++i)
           for (int64_t j = 0; j <= i; ++j) w.chol[i * d + j] = w.g[i * dp + j];
         if (!cholesky_lower(w.chol.data(), d, d, w.work.data())) {
           int64_t expected = 0;
           failed.compare_exchange_strong(expected, 2 + b);
-          *ld_out = *m2_out = std::numeric_limits<double>::quiet_NaN();
+          *ld_out = *m2_out = *lm_out = *lv_out = std::numeric_limits<double>::quiet_NaN();
           continue;
         }
         *ld_out = logdet_from_chol(w.chol.data(), d, d);
         invert_lower(w.chol.data(), d, d, w.inv.data(), dp, w.work.data());
         pack_inverse(w);
-        double s1 = 0.0, s2 = 0.0;  // sums of M_r and M_r^2, M_r = n ||inv x_r||^2
-        mahalanobis_rows(w, pad_start[s + 1], static_cast<double>(n), &s1, &s2);
-        const double mean = s1 / n;
+        double s1 = 0.0, s2 = 0.0, s3 = 0.0, s4 = 0.0;  // sums of M_r, M_r^2, log(1 - h_r), log(1 - h_r)^2
+        mahalanobis_rows(w, pad_start[s + 1], static_cast<double>(n), &s1, &s2, &s3, &s4);
+        const double mean = s1 / n, lmean = s3 / n;
         *m2_out = static_cast<double>(d) * d + (s2 / n - mean * mean);
+        *lm_out = lmean;
+        *lv_out = s4 / n - lmean * lmean;
       }
     }
     _tile_release();
@@ -793,7 +807,7 @@ int64_t cj_block_stats(const float* pop, int64_t num_points, int64_t d, const in
   return failed.load();
 #else
   (void)pop; (void)num_points; (void)d; (void)idx; (void)num_blocks; (void)n_max; (void)ns; (void)num_sizes;
-  (void)logdet; (void)m2; (void)num_threads;
+  (void)logdet; (void)m2; (void)loo_mean; (void)loo_var; (void)num_threads;
   return 1;
 #endif
 }
