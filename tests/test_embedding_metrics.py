@@ -35,7 +35,7 @@ def test_matches_direct_core_calls(emb):
 
     # Sigma: the same monitor settings fed directly; and Track values from the observed block by hand
     ref = sigma_monitor.SigmaMonitor(jax.random.key(4), 8, eps=0.01 / 8)
-    assert m.sigma == pytest.approx(ref.update(flat), rel=1e-12)
+    assert m.sigma == pytest.approx(ref.update(flat), rel=1e-12, nan_ok=True)   # interval NaN: n < d + 2
     np.testing.assert_array_equal(m.monitor.indices, ref.indices)
     block = sigma_monitor.normalize_rows(flat[ref.indices])
     vals = sigma_monitor.tracks(spectral.gram(jnp.asarray(block)), 8, 15, 0.01 / 8)
