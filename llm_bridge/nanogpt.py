@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import asdict, dataclass, replace
-from functools import partial
+from functools import lru_cache, partial, wraps
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,6 +40,16 @@ from llm_bridge.bpe import TextTokenizer
 from llm_bridge.generators import PerplexityResult, Sampling, check_texts, cut_at_stop, fit_prompts
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def without_x64(fn):
+    """Run ``fn`` with ``jax_enable_x64`` off: the model, its training and its sampling give the same numbers
+    whatever the global flag (the core's ``--x64`` and the test suite turn it on)."""
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        with jax.enable_x64(False):
+            return fn(*args, **kwargs)
+    return wrapper
 LN_EPS = 1e-5
 INIT_STD = 0.02
 
@@ -140,8 +150,10 @@ class CausalSelfAttention(nnx.Module):
         q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
         q, k, v = (a.reshape(b, t, self.num_heads, self.head_dim) for a in (q, k, v))
         if cache is not None:
-            k = jax.lax.dynamic_update_slice(cache[0], k.astype(cache[0].dtype), (0, cache_index, 0, 0))
-            v = jax.lax.dynamic_update_slice(cache[1], v.astype(cache[1].dtype), (0, cache_index, 0, 0))
+            zero = jnp.int32(0)
+            at = (zero, jnp.asarray(cache_index, jnp.int32), zero, zero)
+            k = jax.lax.dynamic_update_slice(cache[0], k.astype(cache[0].dtype), at)
+            v = jax.lax.dynamic_update_slice(cache[1], v.astype(cache[1].dtype), at)
             cache = (k, v)
         scores = jnp.einsum("bthd,bshd->bhts", q, k, preferred_element_type=jnp.float32)
         scores = scores * (1.0 / math.sqrt(self.head_dim))
@@ -223,10 +235,32 @@ class GPT(nnx.Module):
         return logits, (tuple(new_cache) if cache is not None else None)
 
 
+def committed(tree):
+    """``tree``'s arrays committed to the default device, as a compiled function's outputs are: a function fed
+    uncommitted arrays (fresh initialisations) the first time would be compiled once more for the second call."""
+    return jax.device_put(tree, jax.devices()[0])
+
+
 def init_model(cfg: GPTConfig, seed: int = 0) -> GPT:
-    """A freshly initialised model; parameters from ``fold_in(key(seed), 2)``."""
-    key = jax.random.fold_in(jax.random.key(seed), 2)
-    return GPT(cfg, rngs=nnx.Rngs(params=key))
+    """A freshly initialised model; parameters from ``fold_in(key(seed), 2)`` (initialised in one compiled call)."""
+    return nnx.merge(model_graphdef(cfg), init_params(cfg, seed))
+
+
+@without_x64
+def init_params(cfg: GPTConfig, seed: int = 0) -> nnx.State:
+    """The parameter ``State`` of :func:`init_model`."""
+    return _init_params(cfg, jax.random.fold_in(jax.random.key(seed), 2))
+
+
+@partial(jax.jit, static_argnames=("cfg",))
+def _init_params(cfg: GPTConfig, key) -> nnx.State:
+    return nnx.split(GPT(cfg, rngs=nnx.Rngs(params=key)))[1]
+
+
+@lru_cache(maxsize=32)
+def model_graphdef(cfg: GPTConfig):
+    """The static structure of a :class:`GPT` with ``cfg`` (no parameters are computed)."""
+    return nnx.graphdef(nnx.eval_shape(lambda: GPT(cfg, rngs=nnx.Rngs(params=0))))
 
 
 def empty_cache(cfg: GPTConfig, batch: int, length: int) -> KVCache:
@@ -241,6 +275,10 @@ def forward(graphdef, params, tokens, positions=None, mask=None, cache=None, cac
     """:meth:`GPT.__call__` on a split model (``nnx.split``), for use inside ``jax.jit``."""
     model = nnx.merge(graphdef, params)
     return model(tokens, positions, mask, cache, cache_index, deterministic=deterministic, dropout_key=dropout_key)
+
+
+forward_jit = jax.jit(forward, static_argnames=("graphdef", "deterministic"))
+forward_jit.__doc__ = """:func:`forward`, compiled (one compilation per input shape)."""
 
 
 def token_nll(logits, targets):
@@ -396,15 +434,15 @@ class NanoGPT:
                              f"{config.vocab_size}")
         self.config = config
         self.tokenizer = tokenizer
-        self.graphdef = nnx.graphdef(nnx.eval_shape(lambda: init_model(config)))
-        self.params = params
+        self.graphdef = model_graphdef(config)
+        self.params = committed(params)
         self.name = name
         self.step = step
 
     @classmethod
     def create(cls, config: GPTConfig, tokenizer: TextTokenizer, seed: int = 0, **kwargs) -> "NanoGPT":
         """Fresh weights (:func:`init_model` with ``seed``)."""
-        return cls(config, tokenizer, nnx.split(init_model(config, seed))[1], **kwargs)
+        return cls(config, tokenizer, init_params(config, seed), **kwargs)
 
     @property
     def context_length(self) -> int:
@@ -426,7 +464,7 @@ class NanoGPT:
         saved = nt.read_run_config(folder)
         cfg = GPTConfig(**saved["model"])
         tokenizer = TextTokenizer.load(folder / saved.get("tokenizer_file", "tokenizer.json"))
-        abstract = nnx.split(nnx.eval_shape(lambda: init_model(cfg)))[1]
+        abstract = nnx.eval_shape(lambda: init_params(cfg))
         got_step, params = nt.restore_params(folder, abstract, step=step)
         return cls(cfg, tokenizer, params, name=f"nanogpt:{folder.name}", step=got_step)
 
@@ -463,6 +501,7 @@ class NanoGPT:
                                  use_cache=use_cache)
         return [cut_at_stop(self.tokenizer.decode(r), sampling.stop) for r in rows]
 
+    @without_x64
     def generate_ids(self, prompts: Sequence[str], sampling: Sampling = Sampling(), *, seed: int = 0,
                      batch_size: int = 32, progress: bool | None = None, use_cache: bool = True) -> list[list[int]]:
         """:meth:`generate` before decoding: each prompt's new token ids up to (not including) the first EOT."""
@@ -502,6 +541,7 @@ class NanoGPT:
         return out
 
     # --- perplexity ---------------------------------------------------------------------------------------------
+    @without_x64
     def perplexity(self, texts: Sequence[str], *, batch_size: int = 32, stride: int | None = None,
                    progress: bool | None = None) -> PerplexityResult:
         """NLL (nats) of each text's tokens after an EOT (as BOS): a text of t tokens predicts t tokens.

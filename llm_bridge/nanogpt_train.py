@@ -40,7 +40,7 @@ from collapse_jax.results import RunFolder, atomic_write_json
 from llm_bridge import bpe
 from llm_bridge.encoders import require
 from llm_bridge.generators import check_texts
-from llm_bridge.nanogpt import GPTConfig, NanoGPT, forward, init_model, preset_config, token_nll
+from llm_bridge.nanogpt import GPTConfig, NanoGPT, committed, forward, preset_config, token_nll, without_x64
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -217,6 +217,7 @@ def eval_windows(stream: np.ndarray, context: int, count: int) -> np.ndarray:
     return np.stack([stream[s:s + context + 1] for s in starts]).astype(np.int32)
 
 
+@without_x64
 def mean_window_nll(model: NanoGPT, windows: np.ndarray, batch_size: int) -> float:
     """Mean -log p over every target token of ``windows`` (n, context + 1), in fixed-shape batches."""
     from llm_bridge.nanogpt import _weighted_nll
@@ -306,7 +307,7 @@ def train_step(graphdef, hyper: tuple[float, float, float, float], batch_size: i
 
 
 def _copy(tree):
-    return jax.tree.map(jnp.copy, tree)
+    return committed(jax.tree.map(jnp.copy, tree))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -348,12 +349,14 @@ def _restore_step(mngr, step: int, items: dict[str, Any]) -> dict[str, Any]:
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from exc
 
 
-def restore_latest(folder: Path, items: dict[str, Any], *, step: int | None = None) -> tuple[int, dict[str, Any]]:
+def restore_latest(folder: Path, items: dict[str, Any], *, step: int | None = None, set_aside: bool = False
+                   ) -> tuple[int, dict[str, Any]]:
     """``(step, restored items)`` from the newest checkpoint of ``folder`` that restores (or exactly ``step``).
 
     ``items`` maps item names to example trees (shapes and dtypes). A newer step that fails is skipped with a
-    warning naming it; a ``step`` asked for that fails raises :class:`CheckpointError`; no restorable step raises
-    a ValueError naming the folder.
+    warning naming it (``set_aside``: and moved to ``checkpoints-corrupt/<step>``, out of the way of the steps a
+    resumed run writes again); a ``step`` asked for that fails raises :class:`CheckpointError`; no restorable step
+    raises a ValueError naming the folder.
     """
     folder = Path(folder)
     with checkpoint_manager(folder) as mngr:
@@ -364,10 +367,23 @@ def restore_latest(folder: Path, items: dict[str, Any], *, step: int | None = No
             return step, _restore_step(mngr, step, items)
         for s in steps:
             try:
-                return s, _restore_step(mngr, s, items)
+                restored = _restore_step(mngr, s, items)
             except CheckpointError as exc:
-                warnings.warn(f"{exc}; resuming from the previous checkpoint instead", stacklevel=3)
+                warnings.warn(f"{exc}; using the previous checkpoint instead", stacklevel=3)
+                continue
+            for bad in (b for b in steps if b > s and set_aside):
+                target = folder / f"{CHECKPOINTS}-corrupt" / str(bad)
+                target.parent.mkdir(exist_ok=True)
+                os.replace(mngr.directory / str(bad), target)
+                warnings.warn(f"moved the checkpoint that did not restore to {str(target)!r}", stacklevel=3)
+            return s, restored
     raise ValueError(f"{str(folder)!r} holds no checkpoint that restores (steps tried: {steps})")
+
+
+def has_checkpoints(folder: Path) -> bool:
+    """Whether ``folder/checkpoints`` holds a finished step (Orbax's unfinished ones carry a ``.tmp`` suffix)."""
+    ckpt = Path(folder) / CHECKPOINTS
+    return ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir())
 
 
 def restore_params(folder: Path, abstract_params, *, step: int | None = None):
@@ -402,8 +418,10 @@ class _Data:
     num_docs: tuple[int, int]
 
 
-def _prepare_data(data: DataConfig, tc: TrainConfig, context: int, tokenizer: bpe.TextTokenizer | None
-                  ) -> tuple[bpe.TextTokenizer, _Data, str]:
+def prepare_data(data: DataConfig, tc: TrainConfig, context: int, tokenizer: bpe.TextTokenizer | None
+                 ) -> tuple[bpe.TextTokenizer, _Data, str]:
+    """(tokenizer, token streams, text hash) of a run: documents split by :func:`split_documents`, the tokenizer
+    trained on the training documents (unless given), the training stream and the fixed held-out windows."""
     from llm_bridge.corpus import corpus_hash
 
     docs = load_documents(data)
@@ -418,6 +436,7 @@ def _prepare_data(data: DataConfig, tc: TrainConfig, context: int, tokenizer: bp
     return tokenizer, _Data(train, windows, (len(train_docs), len(held_docs))), corpus_hash(docs)
 
 
+@without_x64
 def train(folder: str | os.PathLike, spec: ModelSpec = ModelSpec(), data: DataConfig = DataConfig(),
           tc: TrainConfig = TrainConfig(), *, until: int | None = None, progress: bool | None = None) -> TrainResult:
     """A new training run in ``folder`` (created; an existing run there is refused: use :func:`resume`).
@@ -431,7 +450,7 @@ def train(folder: str | os.PathLike, spec: ModelSpec = ModelSpec(), data: DataCo
         raise ValueError(f"{str(folder)!r} already holds a run; resume it or choose a new folder")
     spec.resolve(bpe.byte_tokenizer().vocab_size)              # validate sizes before any text is read
     context = spec.resolve(257).context_length
-    tokenizer, prepared, text_hash = _prepare_data(data, tc, context, None)
+    tokenizer, prepared, text_hash = prepare_data(data, tc, context, None)
     cfg = spec.resolve(tokenizer.vocab_size)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save(folder)
@@ -444,6 +463,7 @@ def train(folder: str | os.PathLike, spec: ModelSpec = ModelSpec(), data: DataCo
     return _run(folder, cfg, tc, tokenizer, prepared, progress=progress, started=started, until=until)
 
 
+@without_x64
 def resume(folder: str | os.PathLike, *, until: int | None = None, progress: bool | None = None) -> TrainResult:
     """Continue the run in ``folder`` from its newest checkpoint that restores, with its saved configuration
     (a fresh start when it has none yet). The final parameters equal those of an uninterrupted run."""
@@ -452,7 +472,7 @@ def resume(folder: str | os.PathLike, *, until: int | None = None, progress: boo
     saved = read_run_config(folder)
     cfg, tc, data = GPTConfig(**saved["model"]), TrainConfig(**saved["train"]), DataConfig(**saved["data"])
     tokenizer = bpe.TextTokenizer.load(folder / saved["tokenizer_file"])
-    _, prepared, text_hash = _prepare_data(data, tc, cfg.context_length, tokenizer)
+    _, prepared, text_hash = prepare_data(data, tc, cfg.context_length, tokenizer)
     if text_hash != saved["text_hash"]:
         raise ValueError(f"the training text of {str(folder)!r} changed since the run started (hash "
                          f"{text_hash[:12]} != {saved['text_hash'][:12]}); it cannot be resumed exactly")
@@ -482,22 +502,22 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
     run = RunFolder(folder)
     model = NanoGPT.create(cfg, tokenizer, tc.seed, name=f"nanogpt:{folder.name}")
     tx = optimizer(tc)
-    opt_state = tx.init(model.params)
+    model.params, opt_state = committed((model.params, tx.init(model.params)))
     step_fn = train_step(model.graphdef, _hyper(tc), tc.batch_size, cfg.context_length)
     stream = jnp.asarray(prepared.train)
     metrics: dict[str, list] = {"train": [], "eval": []}
     start_step, total, elapsed_before = 0, tc.steps, 0.0
-    mngr = checkpoint_manager(folder, tc.keep_checkpoints)
-    if resuming and mngr.all_steps():
+    if resuming and has_checkpoints(folder):
         example = {"opt_state": opt_state, "step": np.asarray(0), "total_steps": np.asarray(0),
                    "elapsed": np.asarray(0.0)}
-        start_step, got = restore_latest(folder, {"params": model.params, "train_state": example})
-        model.params, state = got["params"], got["train_state"]
+        start_step, got = restore_latest(folder, {"params": model.params, "train_state": example}, set_aside=True)
+        model.params, state = committed((got["params"], got["train_state"]))
         opt_state, total, elapsed_before = state["opt_state"], int(state["total_steps"]), float(state["elapsed"])
         if (folder / METRICS_FILE).exists():
             old = json.loads((folder / METRICS_FILE).read_text())
             metrics = {"train": [r for r in old["train"] if r[0] < start_step],
                        "eval": [r for r in old["eval"] if r["step"] <= start_step]}
+    mngr = checkpoint_manager(folder, tc.keep_checkpoints)     # after restoring: corrupt steps are set aside
     budget = None if tc.minutes is None else tc.minutes * 60.0
 
     def elapsed() -> float:
@@ -523,7 +543,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
         if total is None:
             total = _steps_for_budget(step_fn, model.params, opt_state, stream, tc, budget - elapsed(),
                                       first["eval_s"])
-    lr_at = schedule(tc, total)
+    lrs = np.asarray(schedule(tc, total)(np.arange(1, total + 1)), dtype=np.float32)   # lrs[s]: step s
     step, stopped_by, tokens_per_step = start_step, "steps", tc.batch_size * cfg.context_length
     pending: list[tuple[int, jax.Array, float]] = []
     timed_steps, timed_s, mark = 0, 0.0, None       # mark: (step, time) of the last sync; None before compiling
@@ -536,9 +556,8 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
             if until is not None and step >= until:
                 stopped_by = "until"
                 break
-            lr = float(lr_at(step + 1))
-            model.params, opt_state, loss = step_fn(model.params, opt_state, stream, tc.seed, step,
-                                                    jnp.float32(lr))
+            lr = lrs[step]
+            model.params, opt_state, loss = step_fn(model.params, opt_state, stream, tc.seed, step, lr)
             pending.append((step, loss, lr))
             step += 1
             if step % 10 == 0 or step == total:
@@ -551,7 +570,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
                               tok_s=f"{tokens_per_step * timed_steps / max(timed_s, 1e-9):.0f}")
             b.update(1)
             if step % tc.eval_every == 0 or step % tc.checkpoint_every == 0:
-                metrics["train"] += [[s, float(v), lr_s] for s, v, lr_s in pending]
+                metrics["train"] += [[s, float(v), float(lr_s)] for s, v, lr_s in pending]
                 pending = []
                 if step % tc.eval_every == 0:
                     evaluate(step)
@@ -559,7 +578,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
                     checkpoint(step)
                 if mark is not None:                   # evaluation and checkpoint time is not training time
                     mark = (step, time.perf_counter())
-    metrics["train"] += [[s, float(v), lr_s] for s, v, lr_s in pending]
+    metrics["train"] += [[s, float(v), float(lr_s)] for s, v, lr_s in pending]
     final = metrics["eval"][-1] if metrics["eval"] and metrics["eval"][-1]["step"] == step else evaluate(step)
     if step not in mngr.all_steps():
         checkpoint(step)
@@ -608,6 +627,7 @@ def plot_losses(run: RunFolder, metrics: dict) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+@without_x64
 def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate: float = 1e-4, batch_size: int = 8,
              seed: int = 0) -> list[float]:
     """``steps`` AdamW steps (constant ``learning_rate``, betas 0.9/0.95, weight decay 0.1 on matrices, clipping
@@ -626,7 +646,7 @@ def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate:
     seq_len = min(model.context_length, len(stream) - 1)
     step_fn = train_step(model.graphdef, _hyper(tc), tc.batch_size, seq_len)
     params = _copy(model.params)              # donated below: never the caller's (possibly shared) arrays
-    opt_state = optimizer(tc).init(params)
+    opt_state = committed(optimizer(tc).init(params))
     stream, lr, losses = jnp.asarray(stream), jnp.float32(tc.learning_rate), []
     for s in range(steps):
         params, opt_state, loss = step_fn(params, opt_state, stream, tc.seed, s, lr)
