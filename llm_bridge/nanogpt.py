@@ -321,11 +321,19 @@ def filter_logits(logits, top_k: int | None = None, top_p: float = 1.0):
 
 
 def sample_tokens(logits, keys, temperature, top_k: int | None, top_p: float):
-    """One token per row: logits (batch, vocab), keys (batch,) typed keys. top_k == 1 is greedy (argmax)."""
+    """One token per row: logits (batch, vocab), keys (batch,) typed keys. top_k == 1 is greedy (argmax).
+
+    Inverse-CDF draw, one uniform per row: the first token whose cumulative probability reaches ``u * total`` with
+    ``u`` in (0, 1], so a token of probability 0 (filtered out) is never drawn. (``jax.random.categorical`` draws
+    a Gumbel variable per vocabulary entry: a third of a decode step's time on CPU.)
+    """
     if top_k == 1:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     scaled = filter_logits(logits.astype(jnp.float32) / temperature, top_k, top_p)
-    return jax.vmap(jax.random.categorical)(keys, scaled).astype(jnp.int32)
+    cdf = jnp.cumsum(jax.nn.softmax(scaled, axis=-1), axis=-1)
+    u = 1.0 - jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32))(keys)          # (0, 1]
+    idx = jnp.sum(cdf < (u * cdf[:, -1])[:, None], axis=-1)
+    return jnp.minimum(idx, logits.shape[-1] - 1).astype(jnp.int32)
 
 
 @partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p", "use_cache", "eot_id"))
