@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from functools import lru_cache, partial, wraps
 from pathlib import Path
 from typing import Any, Sequence
@@ -320,8 +320,9 @@ def filter_logits(logits, top_k: int | None = None, top_p: float = 1.0):
     return logits
 
 
-def sample_tokens(logits, keys, temperature, top_k: int | None, top_p: float):
-    """One token per row: logits (batch, vocab), keys (batch,) typed keys. top_k == 1 is greedy (argmax).
+def sample_tokens(logits, keys, temperature, top_k: int | None, top_p: float, greedy=False):
+    """One token per row: logits (batch, vocab), keys (batch,) typed keys. ``top_k == 1`` (static) or ``greedy``
+    (a traced bool, so that greedy and sampled decoding share one compilation) take the argmax.
 
     Inverse-CDF draw, one uniform per row: the first token whose cumulative probability reaches ``u * total`` with
     ``u`` in (0, 1], so a token of probability 0 (filtered out) is never drawn. (``jax.random.categorical`` draws
@@ -332,18 +333,19 @@ def sample_tokens(logits, keys, temperature, top_k: int | None, top_p: float):
     scaled = filter_logits(logits.astype(jnp.float32) / temperature, top_k, top_p)
     cdf = jnp.cumsum(jax.nn.softmax(scaled, axis=-1), axis=-1)
     u = 1.0 - jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32))(keys)          # (0, 1]
-    idx = jnp.sum(cdf < (u * cdf[:, -1])[:, None], axis=-1)
-    return jnp.minimum(idx, logits.shape[-1] - 1).astype(jnp.int32)
+    idx = jnp.minimum(jnp.sum(cdf < (u * cdf[:, -1])[:, None], axis=-1), logits.shape[-1] - 1)
+    return jnp.where(greedy, jnp.argmax(logits, axis=-1), idx).astype(jnp.int32)
 
 
 @partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p", "use_cache", "eot_id"))
-def generate_tokens(graphdef, params, prompts, pad, keys, temperature, *, max_new_tokens: int,
+def generate_tokens(graphdef, params, prompts, pad, keys, temperature, greedy, *, max_new_tokens: int,
                     top_k: int | None, top_p: float, use_cache: bool, eot_id: int):
     """New tokens for a batch of left-padded prompts, int32 (batch, max_new_tokens).
 
     prompts: int (batch, P), row b's prompt in its last ``P - pad[b]`` columns. keys: (batch,) typed keys; the
     token of row b at step t is drawn with ``fold_in(keys[b], t)``, so a row's draws do not depend on the rest of the
-    batch. A row that emits EOT keeps emitting EOT; the loop stops when every row has.
+    batch; ``greedy`` (a traced bool) takes the argmax instead. A row that emits EOT keeps emitting EOT; the loop
+    stops when every row has.
 
     Buffer of S = P + max_new_tokens columns; column i of row b has position ``max(i - pad[b], 0)`` and may attend
     columns ``pad[b] <= s <= i``. ``use_cache``: prefill the prompt once into a key/value cache of S slots, then one
@@ -360,7 +362,7 @@ def generate_tokens(graphdef, params, prompts, pad, keys, temperature, *, max_ne
 
     def draw(logits, t):
         step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys)
-        return sample_tokens(logits, step_keys, temperature, top_k, top_p)
+        return sample_tokens(logits, step_keys, temperature, top_k, top_p, greedy)
 
     if use_cache:
         logits, cache = forward(graphdef, params, buf[:, :p], positions[:, :p],
@@ -478,10 +480,13 @@ class NanoGPT:
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``config.json``, ``tokenizer.json`` and the parameters (an Orbax checkpoint at ``self.step``) to
-        ``folder``, loadable with :meth:`load`."""
+        ``folder``, loadable with :meth:`load`. Saving again to the same folder adds a step; a training run's folder
+        is refused."""
         from llm_bridge import nanogpt_train as nt
 
         folder = Path(folder)
+        if (folder / "config.json").is_file() and "train" in nt.read_run_config(folder):
+            raise ValueError(f"{str(folder)!r} holds a training run; save the model to another folder")
         folder.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save(folder)
         nt.write_run_config(folder, {"model": asdict(self.config), "tokenizer_file": "tokenizer.json",
@@ -526,6 +531,8 @@ class NanoGPT:
         order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
         width = min(batch_size, len(ids))
         root = jax.random.key(seed)
+        greedy = sampling.top_k == 1                     # a runtime flag: greedy and sampling share a compilation
+        top_k = None if greedy else sampling.top_k
         out: list[list[int]] = [[] for _ in ids]
         with bar(len(ids), f"generating ({self.name})", unit="text",
                  disable=None if progress is None else not progress) as b:
@@ -540,8 +547,8 @@ class NanoGPT:
                 keys = jax.vmap(jax.random.fold_in, (None, 0))(root, np.asarray(idx + [0] * (width - len(idx))))
                 toks = np.asarray(generate_tokens(
                     self.graphdef, self.params, prompt, pad, keys, np.float32(sampling.temperature),
-                    max_new_tokens=sampling.max_new_tokens, top_k=sampling.top_k, top_p=sampling.top_p,
-                    use_cache=use_cache, eot_id=eot))
+                    np.bool_(greedy), max_new_tokens=sampling.max_new_tokens, top_k=top_k,
+                    top_p=1.0 if greedy else sampling.top_p, use_cache=use_cache, eot_id=eot))
                 for r, i in enumerate(idx):
                     row = toks[r].tolist()
                     out[i] = row[:row.index(eot)] if eot in row else row

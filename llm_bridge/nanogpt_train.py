@@ -32,7 +32,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from llm_bridge import bpe
 
-TEXTS = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog", "héllo wörld — ünïcödé 中文 😀",
-         "tabs\tand\r\nnew lines", "the the the cat cat"] * 5
+TEXTS = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog",
+         "héllo wörld — ünïcödé 中文 😀", "tabs\tand\r\nnew lines", "the the the cat cat"] * 5
 TRAINED = bpe.train_bpe(TEXTS, vocab_size=300)      # module level: hypothesis tests cannot take fixtures
 
 

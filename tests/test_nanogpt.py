@@ -8,6 +8,7 @@ Everything runs on a ``tiny`` model (2 layers, 2 heads, 32-d, context 32) traine
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -16,7 +17,6 @@ import signal
 import subprocess
 import sys
 import time
-import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from llm_bridge import bpe, nanogpt_cli
+from llm_bridge import nanogpt_cli
 from llm_bridge import nanogpt as ng
 from llm_bridge import nanogpt_train as nt
 from llm_bridge.generators import Generator, Sampling
@@ -258,16 +258,13 @@ def test_eot_ends_a_row_and_stop_string_cuts(model):
     wte[eot] *= 20.0
     p["wte"]["embedding"] = wte
     p["ln_f"]["scale"] = np.zeros_like(p["ln_f"]["scale"])
-    p["ln_f"]["bias"] = wte[eot] / np.linalg.norm(wte[eot])       # logits = wte @ e_eot: EOT largest
+    p["ln_f"]["bias"] = 100 * wte[eot] / np.linalg.norm(wte[eot])   # logits = 100 wte @ e_eot: EOT ~ certain
     params = jax.tree.map(jnp.copy, model.params)
     nnx.replace_by_pure_dict(params, p)
     eager = ng.NanoGPT(model.config, model.tokenizer, params)
-    prompts = np.full((2, 4), eot, np.int32)
-    keys = jax.random.split(jax.random.key(0), 2)
-    toks = ng.generate_tokens(eager.graphdef, eager.params, prompts, np.zeros(2, np.int32), keys, np.float32(1.0),
-                              max_new_tokens=6, top_k=1, top_p=1.0, use_cache=True, eot_id=eot)
-    assert np.all(np.asarray(toks) == eot)
-    assert eager.generate(["the cat", "a"], Sampling(max_new_tokens=6, top_k=1)) == ["", ""]
+    assert np.argmax(_last_logits(eager, [eot])) == eot
+    assert eager.generate_ids(PROMPTS, Sampling(max_new_tokens=12, top_k=1)) == [[]] * len(PROMPTS)
+    assert eager.generate(PROMPTS, Sampling(max_new_tokens=12, temperature=0.5), seed=3) == [""] * len(PROMPTS)
     texts = model.generate(PROMPTS, Sampling(max_new_tokens=12, temperature=1.0), seed=1)
     cut = model.generate(PROMPTS, Sampling(max_new_tokens=12, temperature=1.0, stop=" "), seed=1)
     assert cut == [t.split(" ")[0] for t in texts]
@@ -339,8 +336,9 @@ def test_score_windows_cover_each_token_once():
 
 def test_run_folder_contents(reference_run):
     f = reference_run.folder
-    assert {"config.json", "tokenizer.json", "metrics.json", "loss.png", "manifest.json"} <= {p.name for p in f.iterdir()}
-    assert sorted(int(p.name) for p in (f / "checkpoints").iterdir()) == [STEPS - 4, STEPS]
+    files = {p.name for p in f.iterdir()}
+    assert {"config.json", "tokenizer.json", "metrics.json", "loss.png", "manifest.json"} <= files
+    assert sorted(int(p.name) for p in (f / "checkpoints").iterdir()) == [STEPS - 4, STEPS]   # keep 2
     metrics = json.loads((f / "metrics.json").read_text())
     assert [r[0] for r in metrics["train"]] == list(range(STEPS))
     assert [r["step"] for r in metrics["eval"]] == [0, 8, 16]
@@ -401,6 +399,8 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path, data_dir, reference
     _assert_params_equal(done.model.params, reference_run.model.params)
 
 
+# Orbax leaves the reads of the other arrays of a failed restore un-awaited: noise, not a failure (collected here).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_corrupt_checkpoint_is_reported_and_the_previous_one_used(tmp_path, reference_run):
     run = tmp_path / "run"
     shutil.copytree(reference_run.folder, run)
@@ -418,6 +418,7 @@ def test_corrupt_checkpoint_is_reported_and_the_previous_one_used(tmp_path, refe
         done = nt.resume(run, progress=False)
     assert (run / "checkpoints-corrupt" / str(STEPS)).is_dir()
     _assert_params_equal(done.model.params, reference_run.model.params)
+    gc.collect()
 
 
 def test_time_budget_stops_and_checkpoints(tmp_path, data_dir):
@@ -454,7 +455,7 @@ def test_train_bad_input(tmp_path, data_dir, reference_run):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def test_finetune_lowers_the_loss_in_place_and_saves(tmp_path, model):
+def test_finetune_lowers_the_loss_in_place_and_saves(tmp_path, model, reference_run):
     clone = ng.NanoGPT(model.config, model.tokenizer, model.params, step=model.step)   # shares `model`'s arrays
     texts = ["the red bird flew over the green house."] * 8
     before = clone.perplexity(texts).corpus
@@ -469,6 +470,8 @@ def test_finetune_lowers_the_loss_in_place_and_saves(tmp_path, model):
     back = ng.NanoGPT.load(tmp_path / "ft")
     _assert_params_equal(back.params, clone.params)
     assert back.step == clone.step
+    with pytest.raises(ValueError, match="holds a training run"):
+        clone.save(reference_run.folder)
     with pytest.raises(ValueError, match="texts must hold at least one text"):
         clone.finetune([], steps=1)
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
@@ -486,7 +489,7 @@ def _cli(*argv) -> int:
 
 def test_cli_sample_eval_and_errors(capsys, reference_run, data_dir, tmp_path):
     run = str(reference_run.folder)
-    assert _cli("sample", run, "--prompt", "the cat", "--prompt", "a", "--count", "2", "--max-new-tokens", "6",
+    assert _cli("sample", run, "--prompt", "the cat", "--prompt", "a", "--count", "2", "--max-new-tokens", "12",
                 "--json", "--seed", "1") == 0
     samples = json.loads(capsys.readouterr().out)
     assert [s["prompt"] for s in samples] == ["the cat", "the cat", "a", "a"]
