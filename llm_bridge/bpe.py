@@ -1,0 +1,137 @@
+"""Tokenizers for the nanoGPT that need no download: byte-level BPE trained here, or plain bytes.
+
+Both are ``tokenizers.Tokenizer`` objects (Hugging Face's ``tokenizers`` library) with GPT-2's byte-level
+pre-tokenizer and decoder, so every Unicode text maps to bytes and back exactly (``decode(encode(t)) == t``), and one
+special token ``<|endoftext|>`` (EOT) that separates documents and serves as the beginning-of-sequence token.
+
+* :func:`train_bpe`: byte-level BPE trained on a list of texts (vocabulary ``vocab_size`` including the 256 byte
+  symbols and EOT; EOT has id 0); the same texts give the same merges.
+* :func:`byte_tokenizer`: the fallback, no merges: ids 0-255 are the bytes, EOT is 256 (vocabulary 257).
+
+:class:`TextTokenizer` wraps either and is saved as one JSON file (``tokenizer.json``) inside a model folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from collapse_jax import _checks
+from llm_bridge.encoders import require
+from llm_bridge.generators import check_texts
+
+EOT = "<|endoftext|>"
+FILENAME = "tokenizer.json"
+KINDS = ("bpe", "byte")
+
+
+def _byte_symbols() -> list[str]:
+    """GPT-2's printable stand-in for each byte 0-255 (the alphabet of the byte-level pre-tokenizer)."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    extra = iter(range(256, 512))
+    return [chr(b) if b in keep else chr(next(extra)) for b in range(256)]
+
+
+def _byte_level(model) -> Any:
+    """A ``tokenizers.Tokenizer`` around ``model`` with the byte-level pre-tokenizer/decoder and EOT as special."""
+    tk = require("tokenizers")
+    tok = tk.Tokenizer(model)
+    tok.pre_tokenizer = tk.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = tk.decoders.ByteLevel()
+    return tok
+
+
+@dataclass
+class TextTokenizer:
+    """Text <-> token ids. ``kind`` is ``"bpe"`` or ``"byte"``; ``eot_id`` is the id of ``<|endoftext|>``."""
+
+    tokenizer: Any   # tokenizers.Tokenizer
+    kind: str
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.tokenizer.get_vocab_size(with_added_tokens=True))
+
+    @property
+    def eot_id(self) -> int:
+        return int(self.tokenizer.token_to_id(EOT))
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of one text (no EOT added)."""
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of each text (no EOT added), in parallel inside ``tokenizers``."""
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of ``ids``; EOT tokens are written as ``<|endoftext|>``."""
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """One int32 stream: EOT before every document, ``[EOT, doc0..., EOT, doc1..., ...]``."""
+        eot = self.eot_id
+        pieces = [np.asarray([eot] + ids, dtype=np.int32) for ids in self.encode_batch(texts)]
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write ``folder/tokenizer.json`` atomically and return its path."""
+        from collapse_jax.results import atomic_write_text
+
+        path = Path(folder) / FILENAME
+        atomic_write_text(path, self.tokenizer.to_str(pretty=True))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TextTokenizer":
+        """A tokenizer saved by :meth:`save` (``path`` is the JSON file or the folder that holds it)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / FILENAME
+        if not path.is_file():
+            raise ValueError(f"tokenizer file {str(path)!r} does not exist")
+        tk = require("tokenizers")
+        try:
+            tok = tk.Tokenizer.from_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - tokenizers raises its own Exception type
+            raise ValueError(f"tokenizer file {str(path)!r} could not be read: {exc}") from exc
+        if tok.token_to_id(EOT) is None:
+            raise ValueError(f"tokenizer file {str(path)!r} has no {EOT} token")
+        merges = json.loads(tok.to_str())["model"].get("merges")
+        return cls(tok, "bpe" if merges else "byte")
+
+
+def byte_tokenizer() -> TextTokenizer:
+    """Plain bytes: ids 0-255 are the UTF-8 bytes of the text, 256 is ``<|endoftext|>``."""
+    tk = require("tokenizers")
+    vocab = {s: b for b, s in enumerate(_byte_symbols())}
+    tok = _byte_level(tk.models.BPE(vocab=vocab, merges=[]))
+    tok.add_special_tokens([EOT])
+    return TextTokenizer(tok, "byte")
+
+
+def train_bpe(texts: Sequence[str], vocab_size: int = 4096) -> TextTokenizer:
+    """Byte-level BPE learnt from ``texts``: ``<|endoftext|>`` (id 0), the 256 byte symbols, then merges until
+    ``vocab_size`` tokens (fewer if the texts run out of pairs). Deterministic for the same texts."""
+    items = check_texts(texts, allow_empty=False)
+    vocab_size = _checks.positive_int("vocab_size", vocab_size)
+    if vocab_size < 257:
+        raise ValueError(f"vocab_size must be >= 257 (256 bytes + {EOT}), got {vocab_size}")
+    tk = require("tokenizers")
+    tok = _byte_level(tk.models.BPE())
+    trainer = tk.trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT], show_progress=False,
+                                     initial_alphabet=_byte_symbols(), min_frequency=2)
+    tok.train_from_iterator(items, trainer, length=len(items))
+    return TextTokenizer(tok, "bpe")
+
+
+def make_tokenizer(kind: str, texts: Sequence[str], vocab_size: int = 4096) -> TextTokenizer:
+    """``"bpe"``: :func:`train_bpe` on ``texts``; ``"byte"``: :func:`byte_tokenizer` (``texts`` unused)."""
+    if kind not in KINDS:
+        raise ValueError(f"tokenizer must be one of {', '.join(KINDS)}, got {kind!r}")
+    return train_bpe(texts, vocab_size) if kind == "bpe" else byte_tokenizer()

@@ -1,0 +1,604 @@
+"""A GPT-2 style nanoGPT in Flax NNX: the model, batched generation with a key/value cache, and perplexity.
+
+Architecture (fixed; a PyTorch twin follows it line by line for the speed benchmark):
+
+* token embedding ``(vocab_size, dim)`` + learned position embedding ``(context_length, dim)``, dropout;
+* ``num_layers`` pre-LayerNorm blocks ``x = x + Attn(LN1(x)); x = x + MLP(LN2(x))``; final LayerNorm;
+  ``logits = x @ token_embedding^T`` (tied, no bias);
+* Attn: one fused ``qkv`` Linear(dim, 3 dim) split into q, k, v (in that order), ``num_heads`` heads of
+  ``head_dim = dim / num_heads``, causal ``softmax(q k^T / sqrt(head_dim))``, attention dropout, output
+  Linear(dim, dim), residual dropout;
+* MLP: Linear(dim, 4 dim) -> GELU (tanh approximation) -> Linear(4 dim, dim) -> dropout;
+* LayerNorm eps 1e-5 with scale and bias; init normal(0.02) for Linear kernels and embeddings, zero biases, the two
+  residual output projections (attention out, MLP out) normal(0.02 / sqrt(2 num_layers)).
+
+Parameters are float32; ``dtype="bfloat16"`` runs the matmuls in bfloat16 (LayerNorm, softmax and the loss stay in
+float32), an option for accelerators.
+
+Every compiled function here is pure: it takes the model's ``graphdef`` (static) and parameter ``State`` and merges
+them inside, so ``jax.jit`` sees only arrays. :class:`NanoGPT` (model + tokenizer) implements
+:class:`llm_bridge.generators.Generator`; training lives in :mod:`llm_bridge.nanogpt_train`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from functools import lru_cache, partial, wraps
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from collapse_jax import _checks
+from collapse_jax.progress import bar
+from llm_bridge.bpe import TextTokenizer
+from llm_bridge.generators import PerplexityResult, Sampling, check_texts, cut_at_stop, fit_prompts
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def without_x64(fn):
+    """Run ``fn`` with ``jax_enable_x64`` off: the model, its training and its sampling give the same numbers
+    whatever the global flag (the core's ``--x64`` and the test suite turn it on)."""
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        with jax.enable_x64(False):
+            return fn(*args, **kwargs)
+    return wrapper
+LN_EPS = 1e-5
+INIT_STD = 0.02
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """Model sizes. ``dim`` must be a multiple of ``num_heads``; ``dropout`` in [0, 1); ``dtype`` the matmul dtype."""
+
+    vocab_size: int
+    context_length: int
+    num_layers: int
+    num_heads: int
+    dim: int
+    dropout: float = 0.0
+    bias: bool = True
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "context_length", "num_layers", "num_heads", "dim"):
+            _checks.positive_int(name, getattr(self, name))
+        if self.vocab_size < 2:
+            raise ValueError(f"vocab_size must be >= 2, got {self.vocab_size}")
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim ({self.dim}) must be a multiple of num_heads ({self.num_heads})")
+        object.__setattr__(self, "dropout", _checks.in_interval("dropout", self.dropout, 0.0, 1.0, high_open=True))
+        if not isinstance(self.bias, bool):
+            raise ValueError(f"bias must be True or False, got {self.bias!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.dim // self.num_heads
+
+    @property
+    def compute_dtype(self):
+        return DTYPES[self.dtype]
+
+    def num_params(self) -> int:
+        """Parameter count (tied embedding counted once)."""
+        d, b = self.dim, int(self.bias)
+        per_layer = 4 * d + (3 * d * d + 3 * d * b) + (d * d + d * b) + (4 * d * d + 4 * d * b) + (4 * d * d + d * b)
+        return self.vocab_size * d + self.context_length * d + self.num_layers * per_layer + 2 * d
+
+
+# Model sizes without the vocabulary (it comes from the tokenizer). seed003: seed 003 Section 5.2.
+PRESETS: dict[str, dict[str, int]] = {
+    "seed003": dict(num_layers=4, num_heads=4, dim=256, context_length=128),
+    "tiny": dict(num_layers=2, num_heads=2, dim=32, context_length=32),
+}
+
+
+def preset_config(name: str, vocab_size: int, **overrides: Any) -> GPTConfig:
+    """``PRESETS[name]`` with ``vocab_size``; keyword arguments that are not None override the preset."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
+    sizes = dict(PRESETS[name])
+    sizes.update({k: v for k, v in overrides.items() if v is not None})
+    return GPTConfig(vocab_size=vocab_size, **sizes)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The model
+# ----------------------------------------------------------------------------------------------------------------
+
+KVCache = tuple  # one (k, v) pair per layer, each (batch, cache_len, num_heads, head_dim)
+
+
+def _linear(cfg: GPTConfig, d_in: int, d_out: int, std: float, rngs: nnx.Rngs) -> nnx.Linear:
+    return nnx.Linear(d_in, d_out, use_bias=cfg.bias, dtype=cfg.compute_dtype, param_dtype=jnp.float32,
+                      kernel_init=nnx.initializers.normal(std), bias_init=nnx.initializers.zeros_init(), rngs=rngs)
+
+
+def _layer_norm(cfg: GPTConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    return nnx.LayerNorm(cfg.dim, epsilon=LN_EPS, use_bias=cfg.bias, use_scale=True, param_dtype=jnp.float32,
+                         rngs=rngs)
+
+
+def _fold(key, i: int):
+    return None if key is None else jax.random.fold_in(key, i)
+
+
+class CausalSelfAttention(nnx.Module):
+    """Multi-head causal self-attention with one fused qkv projection and an optional key/value cache."""
+
+    def __init__(self, cfg: GPTConfig, *, rngs: nnx.Rngs):
+        self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
+        self.qkv = _linear(cfg, cfg.dim, 3 * cfg.dim, INIT_STD, rngs)
+        self.out = _linear(cfg, cfg.dim, cfg.dim, INIT_STD / math.sqrt(2 * cfg.num_layers), rngs)
+        self.attn_dropout = nnx.Dropout(cfg.dropout)
+        self.resid_dropout = nnx.Dropout(cfg.dropout)
+
+    def __call__(self, x, mask, cache=None, cache_index=0, *, deterministic=True, key=None):
+        """``x`` (batch, T, dim), ``mask`` bool (batch, T, S): query t may attend key s. Without a cache S = T;
+        with ``cache`` = (k, v) of shape (batch, S, heads, head_dim), this call's keys/values are written at
+        ``cache_index`` and every query attends over the whole cache. Returns (output, new cache or None)."""
+        b, t, d = x.shape
+        q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
+        q, k, v = (a.reshape(b, t, self.num_heads, self.head_dim) for a in (q, k, v))
+        if cache is not None:
+            zero = jnp.int32(0)
+            at = (zero, jnp.asarray(cache_index, jnp.int32), zero, zero)
+            k = jax.lax.dynamic_update_slice(cache[0], k.astype(cache[0].dtype), at)
+            v = jax.lax.dynamic_update_slice(cache[1], v.astype(cache[1].dtype), at)
+            cache = (k, v)
+        scores = jnp.einsum("bthd,bshd->bhts", q, k, preferred_element_type=jnp.float32)
+        scores = scores * (1.0 / math.sqrt(self.head_dim))
+        # finfo.min, not -inf: a row with no allowed key (a left-pad query) stays finite instead of NaN.
+        scores = jnp.where(mask[:, None], scores, jnp.finfo(jnp.float32).min)
+        probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+        probs = self.attn_dropout(probs, deterministic=deterministic, rngs=_fold(key, 0))
+        y = jnp.einsum("bhts,bshd->bthd", probs, v).reshape(b, t, d)
+        return self.resid_dropout(self.out(y), deterministic=deterministic, rngs=_fold(key, 1)), cache
+
+
+class MLP(nnx.Module):
+    """Linear(dim, 4 dim) -> GELU (tanh approximation) -> Linear(4 dim, dim) -> dropout."""
+
+    def __init__(self, cfg: GPTConfig, *, rngs: nnx.Rngs):
+        self.fc = _linear(cfg, cfg.dim, 4 * cfg.dim, INIT_STD, rngs)
+        self.proj = _linear(cfg, 4 * cfg.dim, cfg.dim, INIT_STD / math.sqrt(2 * cfg.num_layers), rngs)
+        self.dropout = nnx.Dropout(cfg.dropout)
+
+    def __call__(self, x, *, deterministic=True, key=None):
+        h = jax.nn.gelu(self.fc(x), approximate=True)
+        return self.dropout(self.proj(h), deterministic=deterministic, rngs=key)
+
+
+class Block(nnx.Module):
+    """Pre-LayerNorm transformer block: ``x + Attn(LN1(x))``, then ``x + MLP(LN2(x))``."""
+
+    def __init__(self, cfg: GPTConfig, *, rngs: nnx.Rngs):
+        self.ln1 = _layer_norm(cfg, rngs)
+        self.attn = CausalSelfAttention(cfg, rngs=rngs)
+        self.ln2 = _layer_norm(cfg, rngs)
+        self.mlp = MLP(cfg, rngs=rngs)
+
+    def __call__(self, x, mask, cache=None, cache_index=0, *, deterministic=True, key=None):
+        a, cache = self.attn(self.ln1(x), mask, cache, cache_index, deterministic=deterministic, key=_fold(key, 0))
+        x = x + a
+        x = x + self.mlp(self.ln2(x), deterministic=deterministic, key=_fold(key, 1))
+        return x, cache
+
+
+class GPT(nnx.Module):
+    """The decoder. ``GPT(cfg, rngs=nnx.Rngs(params=key))``; call it on token ids to get float32 logits."""
+
+    def __init__(self, cfg: GPTConfig, *, rngs: nnx.Rngs):
+        self.config = cfg
+        embed_init = nnx.initializers.normal(INIT_STD)
+        self.wte = nnx.Embed(cfg.vocab_size, cfg.dim, embedding_init=embed_init, param_dtype=jnp.float32, rngs=rngs)
+        self.wpe = nnx.Embed(cfg.context_length, cfg.dim, embedding_init=embed_init, param_dtype=jnp.float32,
+                             rngs=rngs)
+        self.dropout = nnx.Dropout(cfg.dropout)
+        self.blocks = nnx.List([Block(cfg, rngs=rngs) for _ in range(cfg.num_layers)])
+        self.ln_f = _layer_norm(cfg, rngs)
+
+    def __call__(self, tokens, positions=None, mask=None, cache: KVCache | None = None, cache_index=0, *,
+                 deterministic: bool = True, dropout_key=None):
+        """Logits of the next token at every position.
+
+        tokens: int (batch, T). positions: int (batch, T), default ``0..T-1``. mask: bool (batch, T, S), query t may
+        attend key s; default causal (S = T). cache: per-layer (k, v) of shape (batch, S, heads, head_dim), this
+        call's keys/values written at ``cache_index`` (then ``mask`` must be given). ``dropout_key`` is needed when
+        ``deterministic=False`` and dropout > 0. Returns (logits float32 (batch, T, vocab), new cache or None).
+        """
+        t = tokens.shape[1]
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), tokens.shape)
+        if mask is None:
+            mask = jnp.tril(jnp.ones((t, t), dtype=bool))[None]
+        x = self.wte(tokens) + self.wpe(positions)
+        x = self.dropout(x, deterministic=deterministic, rngs=_fold(dropout_key, 0))
+        new_cache = []
+        for i, block in enumerate(self.blocks):
+            x, c = block(x, mask, None if cache is None else cache[i], cache_index, deterministic=deterministic,
+                         key=_fold(dropout_key, i + 1))
+            new_cache.append(c)
+        x = self.ln_f(x)
+        cdt = self.config.compute_dtype
+        logits = jnp.einsum("btd,vd->btv", x.astype(cdt), self.wte.embedding[...].astype(cdt),
+                            preferred_element_type=jnp.float32)
+        return logits, (tuple(new_cache) if cache is not None else None)
+
+
+def committed(tree):
+    """``tree``'s arrays committed to the default device, as a compiled function's outputs are: a function fed
+    uncommitted arrays (fresh initialisations) the first time would be compiled once more for the second call."""
+    return jax.device_put(tree, jax.devices()[0])
+
+
+def init_model(cfg: GPTConfig, seed: int = 0) -> GPT:
+    """A freshly initialised model; parameters from ``fold_in(key(seed), 2)`` (initialised in one compiled call)."""
+    return nnx.merge(model_graphdef(cfg), init_params(cfg, seed))
+
+
+@without_x64
+def init_params(cfg: GPTConfig, seed: int = 0) -> nnx.State:
+    """The parameter ``State`` of :func:`init_model`."""
+    return _init_params(cfg, jax.random.fold_in(jax.random.key(seed), 2))
+
+
+@partial(jax.jit, static_argnames=("cfg",))
+def _init_params(cfg: GPTConfig, key) -> nnx.State:
+    return nnx.split(GPT(cfg, rngs=nnx.Rngs(params=key)))[1]
+
+
+@lru_cache(maxsize=32)
+def model_graphdef(cfg: GPTConfig):
+    """The static structure of a :class:`GPT` with ``cfg`` (no parameters are computed)."""
+    return nnx.graphdef(nnx.eval_shape(lambda: GPT(cfg, rngs=nnx.Rngs(params=0))))
+
+
+def empty_cache(cfg: GPTConfig, batch: int, length: int) -> KVCache:
+    """Zeros (k, v) per layer, each (batch, length, heads, head_dim) in the compute dtype."""
+    shape = (batch, length, cfg.num_heads, cfg.head_dim)
+    return tuple((jnp.zeros(shape, cfg.compute_dtype), jnp.zeros(shape, cfg.compute_dtype))
+                 for _ in range(cfg.num_layers))
+
+
+def forward(graphdef, params, tokens, positions=None, mask=None, cache=None, cache_index=0, *,
+            deterministic=True, dropout_key=None):
+    """:meth:`GPT.__call__` on a split model (``nnx.split``), for use inside ``jax.jit``."""
+    model = nnx.merge(graphdef, params)
+    return model(tokens, positions, mask, cache, cache_index, deterministic=deterministic, dropout_key=dropout_key)
+
+
+forward_jit = jax.jit(forward, static_argnames=("graphdef", "deterministic"))
+forward_jit.__doc__ = """:func:`forward`, compiled (one compilation per input shape)."""
+
+
+def token_nll(logits, targets):
+    """-log p(target) per position, float32: logits (..., vocab), targets int (...)."""
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    return -jnp.take_along_axis(logp, targets[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+@partial(jax.jit, static_argnames=("graphdef",))
+def _weighted_nll(graphdef, params, inputs, targets, weights):
+    """Sum over positions of ``weights * -log p(targets | inputs)`` per row: inputs/targets (batch, T)."""
+    logits, _ = forward(graphdef, params, inputs)
+    return jnp.sum(token_nll(logits, targets) * weights, axis=-1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sampling
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def filter_logits(logits, top_k: int | None = None, top_p: float = 1.0):
+    """Logits with every token outside the top-k / nucleus set at -inf. logits: (..., vocab) float.
+
+    top-k keeps the ``top_k`` largest (ties at the k-th value kept); top-p keeps the smallest set of most likely
+    tokens whose probability reaches ``top_p`` (a token is kept when the probability of the tokens strictly before
+    it in descending order is < p; ties at the cut-off kept). ``top_k`` and ``top_p`` are static.
+    """
+    neg = jnp.asarray(-jnp.inf, logits.dtype)
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
+        logits = jnp.where(logits < kth, neg, logits)
+    if top_p < 1.0:
+        desc = -jnp.sort(-logits, axis=-1)
+        probs = jax.nn.softmax(desc, axis=-1)
+        before = jnp.cumsum(probs, axis=-1) - probs
+        kept = jnp.sum(before < top_p, axis=-1, keepdims=True)           # >= 1
+        cutoff = jnp.take_along_axis(desc, kept - 1, axis=-1)
+        logits = jnp.where(logits < cutoff, neg, logits)
+    return logits
+
+
+def sample_tokens(logits, keys, temperature, top_k: int | None, top_p: float, greedy=False):
+    """One token per row: logits (batch, vocab), keys (batch,) typed keys. ``top_k == 1`` (static) or ``greedy``
+    (a traced bool, so that greedy and sampled decoding share one compilation) take the argmax.
+
+    Inverse-CDF draw, one uniform per row: the first token whose cumulative probability reaches ``u * total`` with
+    ``u`` in (0, 1], so a token of probability 0 (filtered out) is never drawn. (``jax.random.categorical`` draws
+    a Gumbel variable per vocabulary entry: a third of a decode step's time on CPU.)
+    """
+    if top_k == 1:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    scaled = filter_logits(logits.astype(jnp.float32) / temperature, top_k, top_p)
+    cdf = jnp.cumsum(jax.nn.softmax(scaled, axis=-1), axis=-1)
+    u = 1.0 - jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32))(keys)          # (0, 1]
+    idx = jnp.minimum(jnp.sum(cdf < (u * cdf[:, -1])[:, None], axis=-1), logits.shape[-1] - 1)
+    return jnp.where(greedy, jnp.argmax(logits, axis=-1), idx).astype(jnp.int32)
+
+
+@partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p", "use_cache", "eot_id"))
+def generate_tokens(graphdef, params, prompts, pad, keys, temperature, greedy, *, max_new_tokens: int,
+                    top_k: int | None, top_p: float, use_cache: bool, eot_id: int):
+    """New tokens for a batch of left-padded prompts, int32 (batch, max_new_tokens).
+
+    prompts: int (batch, P), row b's prompt in its last ``P - pad[b]`` columns. keys: (batch,) typed keys; the
+    token of row b at step t is drawn with ``fold_in(keys[b], t)``, so a row's draws do not depend on the rest of the
+    batch; ``greedy`` (a traced bool) takes the argmax instead. A row that emits EOT keeps emitting EOT; the loop
+    stops when every row has.
+
+    Buffer of S = P + max_new_tokens columns; column i of row b has position ``max(i - pad[b], 0)`` and may attend
+    columns ``pad[b] <= s <= i``. ``use_cache``: prefill the prompt once into a key/value cache of S slots, then one
+    token per step; otherwise every step recomputes all S columns (the causal mask hides the unfilled ones).
+    """
+    cfg = nnx.merge(graphdef, params).config
+    batch, p = prompts.shape
+    s = p + max_new_tokens
+    col = jnp.arange(s, dtype=jnp.int32)
+    positions = jnp.maximum(col[None] - pad[:, None], 0)
+    valid = col[None] >= pad[:, None]                                  # (batch, S)
+    causal = col[:, None] >= col[None, :]                              # (S, S)
+    buf = jnp.concatenate([prompts.astype(jnp.int32), jnp.zeros((batch, max_new_tokens), jnp.int32)], axis=1)
+
+    def draw(logits, t):
+        step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys)
+        return sample_tokens(logits, step_keys, temperature, top_k, top_p, greedy)
+
+    if use_cache:
+        logits, cache = forward(graphdef, params, buf[:, :p], positions[:, :p],
+                                causal[None, :p, :] & valid[:, None, :], empty_cache(cfg, batch, s), 0)
+    else:
+        logits, cache = forward(graphdef, params, buf[:, :p], positions[:, :p], causal[None, :p, :p]
+                                & valid[:, None, :p])
+    last = logits[:, -1]
+
+    def next_logits(buf, cache, i):
+        """Logits after column i (whose token was just written)."""
+        if use_cache:
+            tok = jax.lax.dynamic_slice_in_dim(buf, i, 1, axis=1)
+            pos = jax.lax.dynamic_slice_in_dim(positions, i, 1, axis=1)
+            m = (jax.lax.dynamic_slice_in_dim(causal, i, 1, axis=0)[None] & valid[:, None, :])
+            logits, cache = forward(graphdef, params, tok, pos, m, cache, i)
+            return logits[:, 0], cache
+        logits, _ = forward(graphdef, params, buf, positions, causal[None] & valid[:, None, :])
+        return jax.lax.dynamic_index_in_dim(logits, i, axis=1, keepdims=False), cache
+
+    def emit(carry):
+        t, buf, cache, last, done = carry
+        tok = jnp.where(done, eot_id, draw(last, t))
+        buf = jax.lax.dynamic_update_slice_in_dim(buf, tok[:, None], p + t, axis=1)
+        return buf, done | (tok == eot_id)
+
+    def body(carry):
+        t, buf, cache, last, done = carry
+        buf, done = emit(carry)
+        last, cache = next_logits(buf, cache, p + t)
+        return t + 1, buf, cache, last, done
+
+    carry = (jnp.int32(0), buf, cache, last, jnp.zeros(batch, bool))
+    carry = jax.lax.while_loop(lambda c: (c[0] < max_new_tokens - 1) & ~jnp.all(c[4]), body, carry)
+    buf, _ = emit(carry)
+    return buf[:, p:]
+
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Perplexity windows
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def score_windows(length: int, context: int, stride: int) -> list[tuple[int, int, int]]:
+    """How a sequence of ``length`` tokens (BOS first) is scored: ``(start, first, stop)`` per window.
+
+    The window's inputs are tokens ``[start, start + context)``; it scores target indices ``first <= i < stop``.
+    Token ``i >= 1`` is scored in the first window that reaches it, ``k = max(0, ceil((i - context) / stride))``,
+    from the ``i - k stride`` tokens before it (at least ``context - stride`` once the text is longer than the
+    context). Every token from 1 to ``length - 1`` is scored exactly once.
+    """
+    out, scored = [], 1
+    start = 0
+    while scored < length:
+        stop = min(start + context + 1, length)
+        out.append((start, scored, stop))
+        scored = stop
+        start += stride
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The generator
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class NanoGPT:
+    """A nanoGPT with its tokenizer: implements :class:`llm_bridge.generators.Generator`.
+
+    Build with :meth:`create` (fresh weights), :meth:`load` (a training run folder or a folder written by
+    :meth:`save`). ``params`` is the model's parameter ``nnx.State``; ``graphdef`` its static structure.
+    """
+
+    def __init__(self, config: GPTConfig, tokenizer: TextTokenizer, params, *, name: str = "nanogpt",
+                 step: int = 0):
+        if tokenizer.vocab_size > config.vocab_size:
+            raise ValueError(f"tokenizer has {tokenizer.vocab_size} tokens but the model's vocab_size is "
+                             f"{config.vocab_size}")
+        self.config = config
+        self.tokenizer = tokenizer
+        self.graphdef = model_graphdef(config)
+        self.params = committed(params)
+        self.name = name
+        self.step = step
+
+    @classmethod
+    def create(cls, config: GPTConfig, tokenizer: TextTokenizer, seed: int = 0, **kwargs) -> "NanoGPT":
+        """Fresh weights (:func:`init_model` with ``seed``)."""
+        return cls(config, tokenizer, init_params(config, seed), **kwargs)
+
+    @property
+    def context_length(self) -> int:
+        return self.config.context_length
+
+    @property
+    def model(self) -> GPT:
+        """The parameters as a :class:`GPT` module (a view; changing it does not change ``params``)."""
+        return nnx.merge(self.graphdef, self.params)
+
+    # --- saving -------------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, folder: str | os.PathLike, *, step: int | None = None) -> "NanoGPT":
+        """A model from a training run folder (``collapse-jax nanogpt train``) or a :meth:`save` folder: its
+        ``config.json``, ``tokenizer.json`` and the latest checkpoint that restores (``step`` for a given one)."""
+        from llm_bridge import nanogpt_train as nt
+
+        folder = Path(folder).expanduser()
+        saved = nt.read_run_config(folder)
+        cfg = GPTConfig(**saved["model"])
+        tokenizer = TextTokenizer.load(folder / saved.get("tokenizer_file", "tokenizer.json"))
+        abstract = nnx.eval_shape(lambda: init_params(cfg))
+        got_step, params = nt.restore_params(folder, abstract, step=step)
+        return cls(cfg, tokenizer, params, name=f"nanogpt:{folder.name}", step=got_step)
+
+    def save(self, folder: str | os.PathLike) -> Path:
+        """Write ``config.json``, ``tokenizer.json`` and the parameters (an Orbax checkpoint at ``self.step``) to
+        ``folder``, loadable with :meth:`load`. Saving again to the same folder adds a step; a training run's folder
+        is refused."""
+        from llm_bridge import nanogpt_train as nt
+
+        folder = Path(folder)
+        if (folder / "config.json").is_file() and "train" in nt.read_run_config(folder):
+            raise ValueError(f"{str(folder)!r} holds a training run; save the model to another folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save(folder)
+        nt.write_run_config(folder, {"model": asdict(self.config), "tokenizer_file": "tokenizer.json",
+                                     "tokenizer_kind": self.tokenizer.kind})
+        nt.save_params(folder, self.step, self.params)
+        return folder
+
+    # --- generation ---------------------------------------------------------------------------------------------
+    def encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
+        """EOT (as BOS) followed by each prompt's tokens."""
+        eot = self.tokenizer.eot_id
+        return [[eot] + ids for ids in self.tokenizer.encode_batch(prompts)]
+
+    def generate(self, prompts: Sequence[str], sampling: Sampling = Sampling(), *, seed: int = 0,
+                 batch_size: int = 32, progress: bool | None = None, use_cache: bool = True) -> list[str]:
+        """One continuation per prompt (prompt removed, ended by EOT or ``max_new_tokens``, cut at
+        ``sampling.stop``).
+
+        Each prompt is EOT + its tokens, cut on the left when prompt + ``max_new_tokens`` exceeds the context (one
+        warning with the count). Prompts are run shortest first in batches of ``batch_size``, left-padded to a
+        multiple of 16 tokens; prompt i draws with ``fold_in(key(seed), i)``, so its text does not depend on the
+        batch it ran in. ``use_cache=False`` recomputes the whole sequence for every new token (same tokens, slower).
+        """
+        rows = self.generate_ids(prompts, sampling, seed=seed, batch_size=batch_size, progress=progress,
+                                 use_cache=use_cache)
+        return [cut_at_stop(self.tokenizer.decode(r), sampling.stop) for r in rows]
+
+    @without_x64
+    def generate_ids(self, prompts: Sequence[str], sampling: Sampling = Sampling(), *, seed: int = 0,
+                     batch_size: int = 32, progress: bool | None = None, use_cache: bool = True) -> list[list[int]]:
+        """:meth:`generate` before decoding: each prompt's new token ids up to (not including) the first EOT."""
+        items = check_texts(prompts, "prompts")
+        if not isinstance(sampling, Sampling):
+            raise ValueError(f"sampling must be a Sampling, got {type(sampling).__name__}")
+        batch_size = _checks.positive_int("batch_size", batch_size)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        ids = fit_prompts(self.encode_prompts(items), self.context_length, sampling.max_new_tokens)
+        if not ids:
+            return []
+        eot, room = self.tokenizer.eot_id, self.context_length - sampling.max_new_tokens
+        order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
+        width = min(batch_size, len(ids))
+        root = jax.random.key(seed)
+        greedy = sampling.top_k == 1                     # a runtime flag: greedy and sampling share a compilation
+        top_k = None if greedy else sampling.top_k
+        out: list[list[int]] = [[] for _ in ids]
+        with bar(len(ids), f"generating ({self.name})", unit="text",
+                 disable=None if progress is None else not progress) as b:
+            for start in range(0, len(ids), width):
+                idx = order[start:start + width]
+                rows = [ids[i] for i in idx] + [[eot]] * (width - len(idx))     # filler rows keep one shape
+                p = min(room, 16 * math.ceil(max(map(len, rows)) / 16))
+                prompt = np.full((width, p), eot, dtype=np.int32)
+                for r, row in enumerate(rows):
+                    prompt[r, p - len(row):] = row
+                pad = np.asarray([p - len(row) for row in rows], dtype=np.int32)
+                keys = jax.vmap(jax.random.fold_in, (None, 0))(root, np.asarray(idx + [0] * (width - len(idx))))
+                toks = np.asarray(generate_tokens(
+                    self.graphdef, self.params, prompt, pad, keys, np.float32(sampling.temperature),
+                    np.bool_(greedy), max_new_tokens=sampling.max_new_tokens, top_k=top_k,
+                    top_p=1.0 if greedy else sampling.top_p, use_cache=use_cache, eot_id=eot))
+                for r, i in enumerate(idx):
+                    row = toks[r].tolist()
+                    out[i] = row[:row.index(eot)] if eot in row else row
+                b.update(len(idx))
+        return out
+
+    # --- perplexity ---------------------------------------------------------------------------------------------
+    @without_x64
+    def perplexity(self, texts: Sequence[str], *, batch_size: int = 32, stride: int | None = None,
+                   progress: bool | None = None) -> PerplexityResult:
+        """NLL (nats) of each text's tokens after an EOT (as BOS): a text of t tokens predicts t tokens.
+
+        Texts longer than the context are scored in windows of ``context_length`` inputs that start every
+        ``stride`` tokens (default context / 2), each token once, from at least ``context - stride`` tokens
+        before it (:func:`score_windows`). Windows run in fixed-shape batches of ``batch_size``.
+        """
+        items = check_texts(texts)
+        batch_size = _checks.positive_int("batch_size", batch_size)
+        c = self.context_length
+        stride = c // 2 if stride is None else _checks.positive_int("stride", stride)
+        if stride > c:
+            raise ValueError(f"stride must be at most context_length = {c}, got {stride}")
+        eot = self.tokenizer.eot_id
+        seqs = [[eot] + ids for ids in self.tokenizer.encode_batch(items)]
+        owners, inputs, targets, weights = [], [], [], []
+        for n, seq in enumerate(seqs):
+            for start, first, stop in score_windows(len(seq), c, stride):
+                window = np.asarray(seq[start:start + c + 1], dtype=np.int32)
+                x, y, w = (np.full(c, eot, np.int32), np.full(c, eot, np.int32), np.zeros(c, np.float32))
+                x[:len(window) - 1], y[:len(window) - 1] = window[:-1], window[1:]
+                w[first - start - 1:stop - start - 1] = 1.0
+                owners.append(n), inputs.append(x), targets.append(y), weights.append(w)
+        nll = np.zeros(len(items), dtype=np.float64)
+        with bar(len(inputs), f"perplexity ({self.name})", unit="window",
+                 disable=None if progress is None else not progress) as b:
+            for start in range(0, len(inputs), batch_size):
+                sl = slice(start, start + batch_size)
+                rows = len(inputs[sl])
+                fill = batch_size - rows if len(inputs) > batch_size else 0
+                stack = [np.stack(a[sl] + [a[0]] * fill) for a in (inputs, targets, weights)]
+                got = np.asarray(_weighted_nll(self.graphdef, self.params, *stack), dtype=np.float64)[:rows]
+                np.add.at(nll, owners[sl], got)
+                b.update(rows)
+        return PerplexityResult(nll, np.asarray([len(s) - 1 for s in seqs], dtype=np.int64))
+
+    # --- fine-tuning --------------------------------------------------------------------------------------------
+    def finetune(self, texts: Sequence[str], *, steps: int, learning_rate: float = 1e-4, batch_size: int = 8,
+                 seed: int = 0) -> list[float]:
+        """``steps`` AdamW steps on ``texts`` in place (fresh optimiser state; see
+        :func:`llm_bridge.nanogpt_train.finetune`); returns each step's training loss."""
+        from llm_bridge import nanogpt_train as nt
+
+        return nt.finetune(self, texts, steps=steps, learning_rate=learning_rate, batch_size=batch_size, seed=seed)

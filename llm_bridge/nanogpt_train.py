@@ -1,0 +1,655 @@
+"""Training the nanoGPT: data, the jitted AdamW step, held-out evaluation, Orbax checkpoints and exact resume.
+
+A run folder holds ``config.json`` (model, training and data configuration, tokenizer file, versions),
+``tokenizer.json``, ``checkpoints/<step>/`` (Orbax: ``params`` and ``train_state`` = optimiser state, step,
+schedule length and elapsed time), ``metrics.json`` (training loss per step, held-out loss and perplexity per
+evaluation; rewritten atomically), ``loss.png`` and ``manifest.json`` (written last: the run finished).
+
+Reproducibility: the batch of step s is drawn with ``fold_in(fold_in(key(seed), 0), s)`` and its dropout with
+``fold_in(fold_in(key(seed), 1), s)``; the learning rate of step s is the schedule at s + 1. Nothing else carries
+state from step to step but the parameters and the optimiser state, both checkpointed, so a run resumed from a
+checkpoint replays the remaining steps exactly (bitwise on CPU).
+
+Checkpoints: Orbax writes each step to a temporary folder and renames it when complete, so a killed run leaves no
+half-written step that looks finished. A step that fails to restore (a truncated or missing file) raises
+:class:`CheckpointError` naming its folder; resuming then warns and falls back to the previous step, which Orbax
+keeps (``keep_checkpoints`` >= 2).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from collapse_jax import _checks
+from collapse_jax.progress import bar
+from collapse_jax.results import RunFolder, atomic_write_json
+from llm_bridge import bpe
+from llm_bridge.encoders import require
+from llm_bridge.generators import check_texts
+from llm_bridge.nanogpt import GPTConfig, NanoGPT, committed, forward, preset_config, token_nll, without_x64
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+CHECKPOINTS = "checkpoints"
+DATA_KEY, DROPOUT_KEY = 0, 1          # fold_in(key(seed), .) streams; 2 initialises the parameters
+
+
+class CheckpointError(ValueError):
+    """A checkpoint step folder that does not restore (corrupt, truncated or partial)."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Configuration
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping. ``steps``: schedule length and stop (None with ``minutes``: as many steps as
+    the time budget allows, measured before training starts); ``minutes``: stop when this much wall time has
+    passed (checkpoint and final evaluation follow)."""
+
+    steps: int | None = 5000
+    minutes: float | None = None
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eval_every: int = 250
+    eval_windows: int = 64
+    checkpoint_every: int = 250
+    keep_checkpoints: int = 2
+    held_out_fraction: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps is None and self.minutes is None:
+            raise ValueError("give steps, minutes or both")
+        if self.steps is not None:
+            _checks.positive_int("steps", self.steps)
+        if self.minutes is not None:
+            _checks.in_interval("minutes", self.minutes, 0.0, math.inf, low_open=True, high_open=True)
+        for name in ("batch_size", "eval_every", "eval_windows", "checkpoint_every"):
+            _checks.positive_int(name, getattr(self, name))
+        _checks.nonnegative_int("warmup_steps", self.warmup_steps)
+        _checks.nonnegative_int("seed", self.seed)
+        if _checks.positive_int("keep_checkpoints", self.keep_checkpoints) < 2:
+            raise ValueError(f"keep_checkpoints must be >= 2 (a corrupt latest step falls back to the previous "
+                             f"one), got {self.keep_checkpoints}")
+        _checks.in_interval("learning_rate", self.learning_rate, 0.0, math.inf, low_open=True, high_open=True)
+        _checks.in_interval("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        _checks.in_interval("weight_decay", self.weight_decay, 0.0, math.inf, high_open=True)
+        _checks.in_interval("grad_clip", self.grad_clip, 0.0, math.inf, low_open=True, high_open=True)
+        _checks.in_interval("beta1", self.beta1, 0.0, 1.0, high_open=True)
+        _checks.in_interval("beta2", self.beta2, 0.0, 1.0, high_open=True)
+        _checks.in_interval("held_out_fraction", self.held_out_fraction, 0.0, 1.0, low_open=True, high_open=True)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The training text: ``source`` is ``"stdlib"`` (:func:`llm_bridge.corpus.stdlib_corpus`, cut into ``unit``
+    s) or a ``.txt`` file or a folder of them (documents: blank-line separated paragraphs); ``tokenizer`` ``"bpe"``
+    (trained on the training documents, ``vocab_size`` tokens) or ``"byte"``."""
+
+    source: str = "stdlib"
+    unit: str = "paragraph"
+    tokenizer: str = "bpe"
+    vocab_size: int = 4096
+
+    def __post_init__(self) -> None:
+        if self.unit not in ("sentence", "paragraph"):
+            raise ValueError(f"unit must be 'sentence' or 'paragraph', got {self.unit!r}")
+        if self.tokenizer not in bpe.KINDS:
+            raise ValueError(f"tokenizer must be one of {', '.join(bpe.KINDS)}, got {self.tokenizer!r}")
+        if _checks.positive_int("vocab_size", self.vocab_size) < 257:
+            raise ValueError(f"vocab_size must be >= 257 (256 bytes + EOT), got {self.vocab_size}")
+        if self.source != "stdlib" and not Path(self.source).exists():
+            raise ValueError(f"data path {self.source!r} does not exist")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Model sizes before the vocabulary is known: a preset (:data:`llm_bridge.nanogpt.PRESETS`) and overrides."""
+
+    preset: str = "seed003"
+    num_layers: int | None = None
+    num_heads: int | None = None
+    dim: int | None = None
+    context_length: int | None = None
+    dropout: float = 0.0
+    dtype: str = "float32"
+
+    def resolve(self, vocab_size: int) -> GPTConfig:
+        return preset_config(self.preset, vocab_size, num_layers=self.num_layers, num_heads=self.num_heads,
+                             dim=self.dim, context_length=self.context_length, dropout=self.dropout,
+                             dtype=self.dtype)
+
+
+def write_run_config(folder: Path, config: dict[str, Any]) -> None:
+    RunFolder(Path(folder)).write_config(config)
+
+
+def read_run_config(folder: str | os.PathLike) -> dict[str, Any]:
+    """``config.json``'s configuration, or a ValueError naming the folder or file that is missing or unreadable."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"model folder {str(folder)!r} does not exist")
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise ValueError(f"model folder {str(folder)!r} holds no {CONFIG_FILE}; it is not a nanoGPT run")
+    try:
+        saved = json.loads(path.read_text())["config"]
+        saved["model"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{str(path)!r} is not a nanoGPT configuration ({exc!r})") from None
+    return saved
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def text_documents(path: str | os.PathLike) -> list[str]:
+    """Blank-line separated paragraphs (whitespace collapsed) of a ``.txt`` file, or of every ``.txt`` file in a
+    folder (sorted by relative path, recursive)."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"data path {str(path)!r} does not exist")
+    files = sorted(path.rglob("*.txt"), key=lambda p: p.relative_to(path).as_posix()) if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"data folder {str(path)!r} holds no .txt files")
+    docs = []
+    for f in files:
+        for par in f.read_text(encoding="utf-8", errors="replace").split("\n\n"):
+            text = " ".join(par.split())
+            if text:
+                docs.append(text)
+    return docs
+
+
+def load_documents(data: DataConfig) -> list[str]:
+    """The documents ``data`` names, in a fixed order."""
+    if data.source == "stdlib":
+        from llm_bridge import corpus
+
+        return list(corpus.stdlib_corpus(corpus.CorpusConfig(unit=data.unit, max_chars=4000)).texts)
+    return text_documents(data.source)
+
+
+def split_documents(docs: Sequence[str], held_out_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    """(train, held-out): ``round(fraction * n)`` documents (at least 1) drawn by ``default_rng(seed)``, both
+    lists in corpus order."""
+    if len(docs) < 2:
+        raise ValueError(f"the training text must hold at least 2 documents (train and held-out), got {len(docs)}")
+    n_held = min(len(docs) - 1, max(1, round(held_out_fraction * len(docs))))
+    held = np.zeros(len(docs), bool)
+    held[np.random.default_rng(seed).permutation(len(docs))[:n_held]] = True
+    return [d for d, h in zip(docs, held) if not h], [d for d, h in zip(docs, held) if h]
+
+
+def eval_windows(stream: np.ndarray, context: int, count: int) -> np.ndarray:
+    """Up to ``count`` windows of ``context + 1`` tokens, evenly spaced over ``stream``: int32 (n, context + 1)."""
+    room = len(stream) - context - 1
+    if room < 0:
+        raise ValueError(f"the held-out text has {len(stream)} tokens, fewer than context_length + 1 = "
+                         f"{context + 1}; give more text or a larger held_out_fraction")
+    n = min(count, room // context + 1)
+    starts = np.round(np.linspace(0, room, n)).astype(np.int64)
+    return np.stack([stream[s:s + context + 1] for s in starts]).astype(np.int32)
+
+
+@without_x64
+def mean_window_nll(model: NanoGPT, windows: np.ndarray, batch_size: int) -> float:
+    """Mean -log p over every target token of ``windows`` (n, context + 1), in fixed-shape batches."""
+    from llm_bridge.nanogpt import _weighted_nll
+
+    total, width = 0.0, min(batch_size, len(windows))
+    for start in range(0, len(windows), width):
+        chunk = windows[start:start + width]
+        weights = np.ones((width, windows.shape[1] - 1), np.float32)
+        weights[len(chunk):] = 0.0
+        chunk = np.concatenate([chunk, np.repeat(windows[:1], width - len(chunk), axis=0)])
+        total += float(jnp.sum(_weighted_nll(model.graphdef, model.params, chunk[:, :-1], chunk[:, 1:], weights)))
+    return total / (len(windows) * (windows.shape[1] - 1))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The optimiser and the train step
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def decay_mask(params):
+    """Weight decay on matrices (Linear kernels, embeddings) only: biases and LayerNorm scales are vectors."""
+    return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def optimizer(tc: TrainConfig) -> optax.GradientTransformation:
+    """AdamW without its learning rate (:func:`adamw_chain` with ``tc``'s settings)."""
+    return adamw_chain(*_hyper(tc))
+
+
+def _hyper(tc: TrainConfig) -> tuple[float, float, float, float]:
+    return tc.grad_clip, tc.beta1, tc.beta2, tc.weight_decay
+
+
+def adamw_chain(grad_clip: float, beta1: float, beta2: float, weight_decay: float) -> optax.GradientTransformation:
+    """Clip the global gradient norm, Adam moments, decoupled weight decay on matrices. The step multiplies the
+    result by ``-lr`` (``optax.adamw`` is this chain followed by ``scale_by_learning_rate``), so the schedule is a
+    plain input and its length never enters the compiled step."""
+    return optax.chain(optax.clip_by_global_norm(grad_clip), optax.scale_by_adam(b1=beta1, b2=beta2, eps=1e-8),
+                       optax.add_decayed_weights(weight_decay, mask=decay_mask))
+
+
+def schedule(tc: TrainConfig, total_steps: int) -> optax.Schedule:
+    """Linear warm-up from 0 to ``learning_rate`` over ``warmup_steps``, cosine decay to ``min_lr_ratio`` times it
+    at ``total_steps``; step s (0-based) uses the value at s + 1."""
+    warmup = min(tc.warmup_steps, total_steps)
+    return optax.warmup_cosine_decay_schedule(0.0, tc.learning_rate, warmup, max(total_steps, warmup + 1),
+                                              tc.learning_rate * tc.min_lr_ratio)
+
+
+def step_keys(seed: int, step) -> tuple[jax.Array, jax.Array]:
+    """(batch key, dropout key) of one step: ``fold_in(fold_in(key(seed), stream), step)``."""
+    root = jax.random.key(seed)
+    return (jax.random.fold_in(jax.random.fold_in(root, DATA_KEY), step),
+            jax.random.fold_in(jax.random.fold_in(root, DROPOUT_KEY), step))
+
+
+def random_windows(key, stream, batch_size: int, length: int):
+    """``batch_size`` windows of ``length`` tokens at uniform random starts in ``stream``: int32 (batch, length)."""
+    starts = jax.random.randint(key, (batch_size,), 0, stream.shape[0] - length + 1, dtype=jnp.int32)
+    return jax.vmap(lambda s: jax.lax.dynamic_slice_in_dim(stream, s, length))(starts)
+
+
+@lru_cache(maxsize=16)
+def train_step(graphdef, hyper: tuple[float, float, float, float], batch_size: int, seq_len: int) -> Callable:
+    """The jitted step ``(params, opt_state, stream, seed, step, lr) -> (params, opt_state, loss)``.
+
+    Draws ``batch_size`` windows of ``seq_len + 1`` tokens from ``stream`` with the step's key, next-token
+    cross-entropy with dropout, one update of :func:`adamw_chain` (``hyper``) scaled by ``-lr``. ``params`` and
+    ``opt_state`` are donated.
+    """
+    tx = adamw_chain(*hyper)
+
+    def step(params, opt_state, stream, seed, step, lr):
+        data_key, dropout_key = step_keys(seed, step)
+        batch = random_windows(data_key, stream, batch_size, seq_len + 1)
+
+        def loss_fn(p):
+            logits, _ = forward(graphdef, p, batch[:, :-1], deterministic=False, dropout_key=dropout_key)
+            return jnp.mean(token_nll(logits, batch[:, 1:]))
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        updates = jax.tree.map(lambda u: (-lr * u).astype(u.dtype), updates)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+def _copy(tree):
+    return committed(jax.tree.map(jnp.copy, tree))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _ocp():
+    return require("orbax.checkpoint")
+
+
+def checkpoint_manager(folder: Path, keep: int = 2):
+    """Orbax manager of ``folder/checkpoints``: synchronous saves, the newest ``keep`` steps kept."""
+    ocp = _ocp()
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True)
+    return ocp.CheckpointManager(Path(folder).absolute() / CHECKPOINTS, options=options)
+
+
+def save_params(folder: Path, step: int, params) -> None:
+    """A checkpoint of the parameters alone (what :meth:`NanoGPT.save` writes)."""
+    ocp = _ocp()
+    with checkpoint_manager(folder) as mngr:
+        mngr.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)), force=True)
+
+
+def _abstract(tree):
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), tree)
+
+
+def _restore_step(mngr, step: int, items: dict[str, Any]) -> dict[str, Any]:
+    ocp = _ocp()
+    args = ocp.args.Composite(**{k: ocp.args.StandardRestore(_abstract(v)) for k, v in items.items()})
+    try:
+        restored = mngr.restore(step, args=args)
+        return {k: restored[k] for k in items}
+    except Exception as exc:  # noqa: BLE001 - Orbax/TensorStore raise many types for a damaged file
+        path = mngr.directory / str(step)
+        raise CheckpointError(f"checkpoint {str(path)!r} could not be restored "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from exc
+
+
+def restore_latest(folder: Path, items: dict[str, Any], *, step: int | None = None, set_aside: bool = False
+                   ) -> tuple[int, dict[str, Any]]:
+    """``(step, restored items)`` from the newest checkpoint of ``folder`` that restores (or exactly ``step``).
+
+    ``items`` maps item names to example trees (shapes and dtypes). A newer step that fails is skipped with a
+    warning naming it (``set_aside``: and moved to ``checkpoints-corrupt/<step>``, out of the way of the steps a
+    resumed run writes again); a ``step`` asked for that fails raises :class:`CheckpointError`; no restorable step
+    raises a ValueError naming the folder.
+    """
+    folder = Path(folder)
+    with checkpoint_manager(folder) as mngr:
+        steps = sorted(mngr.all_steps(), reverse=True)
+        if step is not None:
+            if step not in steps:
+                raise ValueError(f"{str(folder / CHECKPOINTS)!r} has no checkpoint at step {step}; it has {steps}")
+            return step, _restore_step(mngr, step, items)
+        for s in steps:
+            try:
+                restored = _restore_step(mngr, s, items)
+            except CheckpointError as exc:
+                warnings.warn(f"{exc}; using the previous checkpoint instead", stacklevel=3)
+                continue
+            for bad in (b for b in steps if b > s and set_aside):
+                target = folder / f"{CHECKPOINTS}-corrupt" / str(bad)
+                target.parent.mkdir(exist_ok=True)
+                os.replace(mngr.directory / str(bad), target)
+                warnings.warn(f"moved the checkpoint that did not restore to {str(target)!r}", stacklevel=3)
+            return s, restored
+    raise ValueError(f"{str(folder)!r} holds no checkpoint that restores (steps tried: {steps})")
+
+
+def has_checkpoints(folder: Path) -> bool:
+    """Whether ``folder/checkpoints`` holds a finished step (Orbax's unfinished ones carry a ``.tmp`` suffix)."""
+    ckpt = Path(folder) / CHECKPOINTS
+    return ckpt.is_dir() and any(p.name.isdigit() for p in ckpt.iterdir())
+
+
+def restore_params(folder: Path, abstract_params, *, step: int | None = None):
+    """(step, parameters) of the newest restorable checkpoint (see :func:`restore_latest`)."""
+    step, got = restore_latest(folder, {"params": abstract_params}, step=step)
+    return step, got["params"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The training run
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    """What a run ended with: the model, its final step, held-out loss/perplexity, training throughput."""
+
+    model: NanoGPT
+    step: int
+    held_out_loss: float
+    held_out_perplexity: float
+    tokens_per_second: float
+    folder: Path
+    stopped_by: str            # "steps", "minutes" or "until"
+    metrics: dict = field(repr=False, default_factory=dict)
+
+
+@dataclass
+class _Data:
+    train: np.ndarray
+    held_out_windows: np.ndarray
+    num_docs: tuple[int, int]
+
+
+def prepare_data(data: DataConfig, tc: TrainConfig, context: int, tokenizer: bpe.TextTokenizer | None
+                 ) -> tuple[bpe.TextTokenizer, _Data, str]:
+    """(tokenizer, token streams, text hash) of a run: documents split by :func:`split_documents`, the tokenizer
+    trained on the training documents (unless given), the training stream and the fixed held-out windows."""
+    from llm_bridge.corpus import corpus_hash
+
+    docs = load_documents(data)
+    train_docs, held_docs = split_documents(docs, tc.held_out_fraction, tc.seed)
+    if tokenizer is None:
+        tokenizer = bpe.make_tokenizer(data.tokenizer, train_docs, data.vocab_size)
+    train = tokenizer.encode_documents(train_docs)
+    if len(train) < context + 2:
+        raise ValueError(f"the training text has {len(train)} tokens, fewer than context_length + 2 = "
+                         f"{context + 2}; give more text or a shorter context")
+    windows = eval_windows(tokenizer.encode_documents(held_docs), context, tc.eval_windows)
+    return tokenizer, _Data(train, windows, (len(train_docs), len(held_docs))), corpus_hash(docs)
+
+
+@without_x64
+def train(folder: str | os.PathLike, spec: ModelSpec = ModelSpec(), data: DataConfig = DataConfig(),
+          tc: TrainConfig = TrainConfig(), *, until: int | None = None, progress: bool | None = None) -> TrainResult:
+    """A new training run in ``folder`` (created; an existing run there is refused: use :func:`resume`).
+
+    ``until``: stop after this step (checkpointed, no ``manifest.json``) although the schedule spans
+    ``tc.steps``; :func:`resume` continues it.
+    """
+    started = time.perf_counter()
+    folder = Path(folder)
+    if (folder / CONFIG_FILE).exists():
+        raise ValueError(f"{str(folder)!r} already holds a run; resume it or choose a new folder")
+    spec.resolve(bpe.byte_tokenizer().vocab_size)              # validate sizes before any text is read
+    context = spec.resolve(257).context_length
+    tokenizer, prepared, text_hash = prepare_data(data, tc, context, None)
+    cfg = spec.resolve(tokenizer.vocab_size)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(folder)
+    write_run_config(folder, {"model": asdict(cfg), "spec": asdict(spec), "train": asdict(tc), "data": asdict(data),
+                              "tokenizer_file": bpe.FILENAME, "tokenizer_kind": tokenizer.kind,
+                              "text_hash": text_hash, "documents": {"train": prepared.num_docs[0],
+                                                                    "held_out": prepared.num_docs[1]},
+                              "tokens": {"train": int(len(prepared.train)),
+                                         "held_out_windows": int(len(prepared.held_out_windows))}})
+    return _run(folder, cfg, tc, tokenizer, prepared, progress=progress, started=started, until=until)
+
+
+@without_x64
+def resume(folder: str | os.PathLike, *, until: int | None = None, progress: bool | None = None) -> TrainResult:
+    """Continue the run in ``folder`` from its newest checkpoint that restores, with its saved configuration
+    (a fresh start when it has none yet). The final parameters equal those of an uninterrupted run."""
+    started = time.perf_counter()
+    folder = Path(folder)
+    saved = read_run_config(folder)
+    cfg, tc, data = GPTConfig(**saved["model"]), TrainConfig(**saved["train"]), DataConfig(**saved["data"])
+    tokenizer = bpe.TextTokenizer.load(folder / saved["tokenizer_file"])
+    _, prepared, text_hash = prepare_data(data, tc, cfg.context_length, tokenizer)
+    if text_hash != saved["text_hash"]:
+        raise ValueError(f"the training text of {str(folder)!r} changed since the run started (hash "
+                         f"{text_hash[:12]} != {saved['text_hash'][:12]}); it cannot be resumed exactly")
+    return _run(folder, cfg, tc, tokenizer, prepared, progress=progress, started=started, until=until,
+                resuming=True)
+
+
+def _steps_for_budget(step_fn, params, opt_state, stream, tc: TrainConfig, seconds_left: float,
+                      seconds_per_eval: float) -> int:
+    """Schedule length for a time budget: time 3 steps (compiled) on copies, divide the time left."""
+    p, o = _copy(params), _copy(opt_state)
+    p, o, loss = step_fn(p, o, stream, tc.seed, 0, jnp.float32(0.0))
+    loss.block_until_ready()
+    t0 = time.perf_counter()
+    for _ in range(3):
+        p, o, loss = step_fn(p, o, stream, tc.seed, 0, jnp.float32(0.0))
+    loss.block_until_ready()
+    per_step = (time.perf_counter() - t0) / 3 + seconds_per_eval / tc.eval_every
+    return max(1, int(seconds_left / per_step))
+
+
+def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Data, *, progress, started: float,
+         until: int | None, resuming: bool = False) -> TrainResult:
+    """The training loop shared by :func:`train` and :func:`resume` (``started``: the caller's clock at entry, for
+    the time budget)."""
+    ocp = _ocp()
+    run = RunFolder(folder)
+    model = NanoGPT.create(cfg, tokenizer, tc.seed, name=f"nanogpt:{folder.name}")
+    tx = optimizer(tc)
+    model.params, opt_state = committed((model.params, tx.init(model.params)))
+    step_fn = train_step(model.graphdef, _hyper(tc), tc.batch_size, cfg.context_length)
+    stream = jnp.asarray(prepared.train)
+    metrics: dict[str, list] = {"train": [], "eval": []}
+    start_step, total, elapsed_before = 0, tc.steps, 0.0
+    if resuming and has_checkpoints(folder):
+        example = {"opt_state": opt_state, "step": np.asarray(0), "total_steps": np.asarray(0),
+                   "elapsed": np.asarray(0.0)}
+        start_step, got = restore_latest(folder, {"params": model.params, "train_state": example}, set_aside=True)
+        model.params, state = committed((got["params"], got["train_state"]))
+        opt_state, total, elapsed_before = state["opt_state"], int(state["total_steps"]), float(state["elapsed"])
+        if (folder / METRICS_FILE).exists():
+            old = json.loads((folder / METRICS_FILE).read_text())
+            metrics = {"train": [r for r in old["train"] if r[0] < start_step],
+                       "eval": [r for r in old["eval"] if r["step"] <= start_step]}
+    mngr = checkpoint_manager(folder, tc.keep_checkpoints)     # after restoring: corrupt steps are set aside
+    budget = None if tc.minutes is None else tc.minutes * 60.0
+
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - started
+
+    def evaluate(step: int) -> dict:
+        t0 = time.perf_counter()
+        loss = mean_window_nll(model, prepared.held_out_windows, tc.batch_size)
+        row = {"step": step, "loss": loss, "perplexity": math.exp(loss), "elapsed_s": elapsed(),
+               "eval_s": time.perf_counter() - t0}
+        metrics["eval"] = [r for r in metrics["eval"] if r["step"] != step] + [row]
+        return row
+
+    def checkpoint(step: int) -> None:
+        state = {"opt_state": opt_state, "step": np.asarray(step), "total_steps": np.asarray(total),
+                 "elapsed": np.asarray(elapsed())}
+        mngr.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(model.params),
+                                                train_state=ocp.args.StandardSave(state)), force=True)
+        atomic_write_json(folder / METRICS_FILE, metrics)
+
+    if start_step == 0:
+        first = evaluate(0)
+        if total is None:
+            total = _steps_for_budget(step_fn, model.params, opt_state, stream, tc, budget - elapsed(),
+                                      first["eval_s"])
+    lrs = np.asarray(schedule(tc, total)(np.arange(1, total + 1)), dtype=np.float32)   # lrs[s]: step s
+    step, stopped_by, tokens_per_step = start_step, "steps", tc.batch_size * cfg.context_length
+    pending: list[tuple[int, jax.Array, float]] = []
+    timed_steps, timed_s, mark = 0, 0.0, None       # mark: (step, time) of the last sync; None before compiling
+    with bar(total, f"training {folder.name}", unit="step", disable=None if progress is None else not progress) as b:
+        b.update(step)
+        while step < total:
+            if budget is not None and elapsed() >= budget:
+                stopped_by = "minutes"
+                break
+            if until is not None and step >= until:
+                stopped_by = "until"
+                break
+            lr = lrs[step]
+            model.params, opt_state, loss = step_fn(model.params, opt_state, stream, tc.seed, step, lr)
+            pending.append((step, loss, lr))
+            step += 1
+            if step % 10 == 0 or step == total:
+                loss_value = float(loss)               # waits for the step, so the clock below is honest
+                now = time.perf_counter()
+                if mark is not None:                   # steps since the last sync, compilation excluded
+                    timed_steps, timed_s = timed_steps + step - mark[0], timed_s + now - mark[1]
+                mark = (step, now)
+                b.set_postfix(loss=f"{loss_value:.3f}",
+                              tok_s=f"{tokens_per_step * timed_steps / max(timed_s, 1e-9):.0f}")
+            b.update(1)
+            if step % tc.eval_every == 0 or step % tc.checkpoint_every == 0:
+                metrics["train"] += [[s, float(v), float(lr_s)] for s, v, lr_s in pending]
+                pending = []
+                if step % tc.eval_every == 0:
+                    evaluate(step)
+                if step % tc.checkpoint_every == 0:
+                    checkpoint(step)
+                if mark is not None:                   # evaluation and checkpoint time is not training time
+                    mark = (step, time.perf_counter())
+    metrics["train"] += [[s, float(v), float(lr_s)] for s, v, lr_s in pending]
+    final = metrics["eval"][-1] if metrics["eval"] and metrics["eval"][-1]["step"] == step else evaluate(step)
+    if step not in mngr.all_steps():
+        checkpoint(step)
+    mngr.close()
+    tokens_per_second = tokens_per_step * timed_steps / timed_s if timed_s else float("nan")
+    metrics["summary"] = {"step": step, "total_steps": total, "stopped_by": stopped_by,
+                          "held_out_loss": final["loss"], "held_out_perplexity": final["perplexity"],
+                          "train_tokens_per_second_this_session": tokens_per_second,
+                          "elapsed_s": elapsed()}
+    atomic_write_json(folder / METRICS_FILE, metrics)
+    plot_losses(run, metrics)
+    if stopped_by != "until":
+        run.finish(metrics["summary"])
+    model.step = step
+    return TrainResult(model, step, final["loss"], final["perplexity"], tokens_per_second, folder, stopped_by,
+                       metrics)
+
+
+def plot_losses(run: RunFolder, metrics: dict) -> None:
+    """``loss.png``: training loss per step (and its running mean) and held-out loss per evaluation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    if metrics["train"]:
+        steps, losses = np.asarray([r[0] for r in metrics["train"]]) + 1, np.asarray([r[1] for r in metrics["train"]])
+        ax.plot(steps, losses, color="0.75", lw=0.6, label="training batch")
+        k = max(1, len(losses) // 50)
+        if k > 1:
+            ax.plot(steps[k - 1:], np.convolve(losses, np.ones(k) / k, mode="valid"), color="C0",
+                    label=f"training, mean of {k}")
+    ev = metrics["eval"]
+    ax.plot([r["step"] for r in ev], [r["loss"] for r in ev], "o-", color="C3", ms=3, label="held-out")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats / token)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    run.save_figure(fig, "loss.png")
+    plt.close(fig)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Fine-tuning a loaded model
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@without_x64
+def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate: float = 1e-4, batch_size: int = 8,
+             seed: int = 0) -> list[float]:
+    """``steps`` AdamW steps (constant ``learning_rate``, betas 0.9/0.95, weight decay 0.1 on matrices, clipping
+    1.0, a fresh optimiser state) on windows of ``texts``, updating ``model.params`` in place.
+
+    The texts become one stream ``[EOT, text0, EOT, text1, ...]``; each step draws ``batch_size`` windows of
+    ``min(context, len - 1) + 1`` tokens with the keys of :func:`step_keys` (``seed``, step). Returns the
+    training loss of each step.
+    """
+    items = check_texts(texts, allow_empty=False)
+    steps = _checks.positive_int("steps", steps)
+    tc = TrainConfig(steps=steps, learning_rate=learning_rate, batch_size=batch_size, seed=seed, warmup_steps=0)
+    stream = model.tokenizer.encode_documents(items)
+    if len(stream) < 2:
+        raise ValueError("texts must hold at least one token to predict")
+    seq_len = min(model.context_length, len(stream) - 1)
+    step_fn = train_step(model.graphdef, _hyper(tc), tc.batch_size, seq_len)
+    params = _copy(model.params)              # donated below: never the caller's (possibly shared) arrays
+    opt_state = committed(optimizer(tc).init(params))
+    stream, lr, losses = jnp.asarray(stream), jnp.float32(tc.learning_rate), []
+    for s in range(steps):
+        params, opt_state, loss = step_fn(params, opt_state, stream, tc.seed, s, lr)
+        losses.append(loss)
+    model.params = params
+    model.step += steps
+    return [float(v) for v in losses]

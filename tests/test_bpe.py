@@ -1,0 +1,75 @@
+"""llm_bridge.bpe: byte-level BPE trained here and the plain byte tokenizer (round trips, determinism, files)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llm_bridge import bpe
+
+TEXTS = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog",
+         "héllo wörld — ünïcödé 中文 😀", "tabs\tand\r\nnew lines", "the the the cat cat"] * 5
+TRAINED = bpe.train_bpe(TEXTS, vocab_size=300)      # module level: hypothesis tests cannot take fixtures
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return TRAINED
+
+
+def test_bpe_layout_and_determinism(trained):
+    assert trained.kind == "bpe" and trained.eot_id == 0
+    assert 257 < trained.vocab_size <= 300
+    again = bpe.train_bpe(TEXTS, vocab_size=300)
+    assert again.tokenizer.to_str() == trained.tokenizer.to_str()
+    # merges learnt: a frequent word is fewer tokens than its bytes
+    assert len(trained.encode("the cat")) < len("the cat".encode())
+
+
+def test_byte_tokenizer_ids_are_bytes():
+    tok = bpe.byte_tokenizer()
+    assert tok.kind == "byte" and tok.vocab_size == 257 and tok.eot_id == 256
+    text = "aé😀\x00"
+    assert tok.encode(text) == list(text.encode("utf-8"))
+    assert tok.decode(tok.encode(text)) == text
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=60))
+def test_any_unicode_round_trips(text):
+    for tok in (bpe.byte_tokenizer(), TRAINED):
+        assert tok.decode(tok.encode(text)) == text
+
+
+def test_documents_stream_and_eot(trained):
+    stream = trained.encode_documents(["the cat", "a dog"])
+    eot = trained.eot_id
+    assert stream.dtype.name == "int32" and stream[0] == eot
+    parts = trained.decode(stream.tolist()).split(bpe.EOT)
+    assert parts == ["", "the cat", "a dog"]
+
+
+def test_save_load(tmp_path, trained):
+    path = trained.save(tmp_path)
+    assert path.name == "tokenizer.json"
+    back = bpe.TextTokenizer.load(tmp_path)
+    assert back.kind == "bpe" and back.encode("the cat sat") == trained.encode("the cat sat")
+    bpe.byte_tokenizer().save(tmp_path / "b")
+    assert bpe.TextTokenizer.load(tmp_path / "b" / "tokenizer.json").kind == "byte"
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(ValueError, match="vocab_size must be >= 257"):
+        bpe.train_bpe(TEXTS, vocab_size=100)
+    with pytest.raises(ValueError, match="texts must hold at least one text"):
+        bpe.train_bpe([], vocab_size=300)
+    with pytest.raises(ValueError, match=r"texts\[1\] must be a str"):
+        bpe.train_bpe(["a", 3], vocab_size=300)
+    with pytest.raises(ValueError, match="does not exist"):
+        bpe.TextTokenizer.load(tmp_path / "missing")
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ValueError, match="could not be read"):
+        bpe.TextTokenizer.load(tmp_path)
+    with pytest.raises(ValueError, match="tokenizer must be one of"):
+        bpe.make_tokenizer("wordpiece", TEXTS)
