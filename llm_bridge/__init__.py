@@ -6,11 +6,17 @@
 * :mod:`llm_bridge.corpus`: human text present on every machine (the Python standard library's documentation).
 * :mod:`llm_bridge.populations`: embeddings cached on disk, e.g. the stdlib corpus embedded by MiniLM, which the Sigma
   precision sweep uses as its ``sentences`` family.
+* :mod:`llm_bridge.generators`: the one interface every text generator implements (``generate``, ``perplexity``,
+  ``finetune``) and its sampling settings; :mod:`llm_bridge.nanogpt` (a GPT-2 style model in Flax NNX, trained by
+  :mod:`llm_bridge.nanogpt_train`, tokenized by :mod:`llm_bridge.bpe`) and :mod:`llm_bridge.hf_causal` (Hugging
+  Face causal LMs from a local folder) implement it; :mod:`llm_bridge.ngram` gives the add-k n-gram baselines.
+* :mod:`llm_bridge.diversity`: text-diversity metrics (seed 004's table) in one call;
+  :mod:`llm_bridge.embedding_metrics`: per-model responses -> embeddings -> the core's distance and Sigma estimators.
 
 Heavy dependencies (torch, transformers, sentence-transformers) come from the optional ``llm`` extra and are imported
 lazily inside the functions that need them, never at import time of this package or of ``collapse_jax``.
 """
 
-from llm_bridge import corpus, encoders, populations
+from llm_bridge import corpus, diversity, embedding_metrics, encoders, generators, ngram, populations
 
-__all__ = ["corpus", "encoders", "populations"]
+__all__ = ["corpus", "diversity", "embedding_metrics", "encoders", "generators", "ngram", "populations"]
