@@ -124,7 +124,7 @@ def bench_generation(args) -> dict:
     for use_cache in (True, False):
         def run():
             # eot_id = -1: no row stops early, so every row makes all max_new_tokens tokens
-            toks = ng.generate_tokens(graphdef, params, prompts, pad, keys, 1.0, max_new_tokens=args.new_tokens,
+            toks = ng.generate_tokens(graphdef, params, prompts, pad, keys, 1.0, False, max_new_tokens=args.new_tokens,
                                       top_k=None, top_p=1.0, use_cache=use_cache, eot_id=-1)
             jax.block_until_ready(toks)
 
@@ -142,34 +142,52 @@ def bench_generation(args) -> dict:
 
 def bench_quality(args) -> dict:
     """Train ``--preset`` for ``--minutes`` on the standard-library corpus (the CLI's defaults), then compare its
-    held-out perplexity with add-k unigram / bigram models of the same tokens fitted on the same training text."""
+    held-out perplexity with add-k unigram / bigram models of the same tokens fitted on the same training text, and
+    rank the diversity of its samples between human sentences and one sentence repeated."""
     import numpy as np
 
-    from llm_bridge import ngram
+    from llm_bridge import corpus, diversity, encoders, ngram
     from llm_bridge import nanogpt_train as nt
+    from llm_bridge.generators import Sampling
 
     folder = Path(args.quality_out) / f"nanogpt-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     spec = nt.ModelSpec(preset=args.preset)
-    tc = nt.TrainConfig(minutes=args.minutes, steps=args.quality_steps, batch_size=args.batch)
+    tc = nt.TrainConfig(steps=None, minutes=args.minutes, batch_size=args.batch, eval_windows=args.eval_windows)
     result = nt.train(folder, spec, nt.DataConfig(), tc)
     saved = nt.read_run_config(folder)
     tokenizer, prepared, _ = nt.prepare_data(nt.DataConfig(**saved["data"]), nt.TrainConfig(**saved["train"]),
                                              result.model.context_length, result.model.tokenizer)
-    held = prepared.held_out_windows                        # (windows, context + 1): the model's held-out tokens
-    # the n-gram models predict the same tokens as the model: every window's tokens 1..context given what precedes
+    held = prepared.held_out_windows        # (windows, context + 1): the held-out tokens the model was scored on
+    # the n-gram models predict the same tokens as the model: tokens 1..context of every window, each given the
+    # one before (bigram) or nothing (unigram)
     v = tokenizer.vocab_size
-    uni = ngram.best_k(prepared.train, held.reshape(-1), v, order=1)
-    bi_logs = {k: np.concatenate([ngram.heldout_log_probs(prepared.train, w, v, 2, k) for w in held])
-               for k in ngram.K_GRID}
-    bi_k = min(bi_logs, key=lambda k: -bi_logs[k].mean())
+    def window_logs(order, k):
+        per = [ngram.heldout_log_probs(prepared.train, w, v, order, k) for w in held]
+        return np.concatenate([p[1:] if order == 1 else p for p in per])
+
+    logs = {(order, k): window_logs(order, k) for order in (1, 2) for k in ngram.K_GRID}
+    best = {order: min(ngram.K_GRID, key=lambda k: -logs[order, k].mean()) for order in (1, 2)}
+    baselines = {name: dict(k=best[order], perplexity=float(np.exp(-logs[order, best[order]].mean())),
+                            predicted_tokens=int(logs[order, best[order]].size))
+                 for name, order in (("unigram", 1), ("bigram", 2))}
     res = dict(folder=str(folder), minutes=args.minutes, steps=result.step, stopped_by=result.stopped_by,
                train_tokens=int(len(prepared.train)), held_out_windows=int(len(held)), vocab_size=v,
                model_perplexity=result.held_out_perplexity, train_tokens_per_second=result.tokens_per_second,
-               unigram=dict(k=uni.k, perplexity=uni.perplexity),
-               bigram=dict(k=bi_k, perplexity=float(np.exp(-bi_logs[bi_k].mean()))))
-    samples = result.model.generate(["The", "A list", "This function"], seed=0)
-    res["samples"] = samples
+               **baselines)
     print(json.dumps(res, indent=2), flush=True)
+
+    # samples, and the diversity ordering human > nanoGPT at low temperature > one text repeated
+    sampling = Sampling(max_new_tokens=40, temperature=args.sample_temperature, stop="\n")
+    samples = result.model.generate([""] * args.diversity_texts, sampling, seed=0)
+    human = corpus.stdlib_corpus().texts
+    pick = np.random.default_rng(0).choice(len(human), args.diversity_texts, replace=False)
+    sets = {"human stdlib sentences": [human[i] for i in pick],
+            f"nanoGPT samples (T = {args.sample_temperature})": [t.strip() or "." for t in samples],
+            "one sentence repeated": [human[pick[0]]] * args.diversity_texts}
+    enc = encoders.minilm_encoder()
+    reports = {name: diversity.diversity(texts, encoder=enc).as_dict() for name, texts in sets.items()}
+    res.update(samples=samples[:12], diversity=reports, ordering_violations=diversity.report_violations(reports))
+    print(json.dumps({k: res[k] for k in ("samples", "diversity", "ordering_violations")}, indent=2), flush=True)
     return res
 
 
@@ -191,7 +209,9 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--quality", action="store_true", help="also the timed training run against n-gram baselines")
     ap.add_argument("--minutes", type=float, default=10.0, help="training budget of the --quality run")
-    ap.add_argument("--quality-steps", type=int, default=100_000, help="schedule length of the --quality run")
+    ap.add_argument("--eval-windows", type=int, default=256, help="held-out windows of the --quality run")
+    ap.add_argument("--sample-temperature", type=float, default=0.7, help="temperature of the diversity samples")
+    ap.add_argument("--diversity-texts", type=int, default=200, help="texts per set in the diversity ordering")
     ap.add_argument("--quality-out", default=str(ROOT / "runs"))
     ap.add_argument("--out", default=None, help="JSON file (default benchmarks/results/nanogpt-<time>.json)")
     args = ap.parse_args()
