@@ -55,14 +55,17 @@ def _cpu_fingerprint() -> str:
 
 def _build(cxx: str, sources: tuple[Path, ...] = _SOURCES, name: str = "native") -> Path:
     """Compile ``sources`` into one library for this CPU (``-march=native``: the multinomial kernel's eight-lane
-    vectors become AVX-512/AVX2 instructions, the spectral kernels use AMX where present), or for the generic target
-    if the compiler refuses that flag."""
+    vectors become AVX-512/AVX2 instructions, the GMM network kernel's lanes AVX-512/AVX2 vectors, the spectral
+    kernels use AMX where present), or for the generic target if the compiler refuses that flag.
+    ``COLLAPSE_JAX_MARCH`` (e.g. ``x86-64-v3``) builds for that target instead of ``native``: how the tests run the
+    AVX2 code paths on an AVX-512 machine."""
     import jax
 
     include = jax.ffi.include_dir()
     base = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-fno-math-errno", "-fno-trapping-math"]
+    march = os.environ.get("COLLAPSE_JAX_MARCH", "native")
     errors = []
-    for flags, machine in ((base + ["-march=native"], _cpu_fingerprint()), (base, "")):
+    for flags, machine in ((base + [f"-march={march}"], _cpu_fingerprint() if march == "native" else ""), (base, "")):
         digest = hashlib.sha256(" ".join([cxx, include, *flags, machine]).encode())
         for source in sources:
             digest.update(source.read_bytes())

@@ -361,14 +361,15 @@ class Group {
   typedef decltype(vt{} <= vt{}) vm;
 
   Group(const Problem<T>& pr, int64_t G)
-      : pr_(pr), G_(G), V_((G * pr.n + W - 1) / W), P_(pr.pool_size), S2_(pr.B == 2 ? 1 : 2 * pr.B),
-        h_vals_(nullptr, &std::free), h_idx_(nullptr, &std::free), h_pool_(nullptr, &std::free),
+      : pr_(pr), G_(G), V_((G * pr.n + W - 1) / W), P_(pr.pool_size), S2_(pr.B == 2 ? 1 : pr.B),
+        h_vals_(nullptr, &std::free), h_idx_(nullptr, &std::free), h_pool_(nullptr, &std::free), h_logpool_(nullptr, &std::free),
         h_p_(nullptr, &std::free), h_rng_(nullptr, &std::free), h_base_(nullptr, &std::free) {
     if (pr.B == 2) {
       vals_ = aligned_array<T>(h_vals_, (size_t)V_ * P_ * W);
     } else {
       idx_ = aligned_array<uint32_t>(h_idx_, (size_t)V_ * P_ * W);
       pool_ = aligned_array<T>(h_pool_, (size_t)G_ * P_ * S2_);
+      logpool_ = aligned_array<T>(h_logpool_, (size_t)G_ * P_ * S2_);
       base_ = aligned_array<vu>(h_base_, (size_t)V_);
     }
     p_ = aligned_array<vt>(h_p_, (size_t)V_ * pr.B);
@@ -402,11 +403,11 @@ class Group {
  private:
   const Problem<T>& pr_;
   const int64_t G_, V_, P_, S2_;
-  int64_t count_ = 0;
-  std::unique_ptr<void, decltype(&std::free)> h_vals_, h_idx_, h_pool_, h_p_, h_rng_, h_base_;
+  std::unique_ptr<void, decltype(&std::free)> h_vals_, h_idx_, h_pool_, h_logpool_, h_p_, h_rng_, h_base_;
   T* vals_ = nullptr;        // B = 2: [v][pos][lane] likelihood ratios
   uint32_t* idx_ = nullptr;  // B > 2: [v][pos][lane] point indices
-  T* pool_ = nullptr;        // B > 2: [rep][pos][likelihoods relative to the max (B), log-likelihoods (B)]
+  T* pool_ = nullptr;        // B > 2: [rep][pos][b] likelihoods relative to the point's best component
+  T* logpool_ = nullptr;     // B > 2: [rep][pos][b] their logarithms (read only by the log-space fallback)
   vu* base_ = nullptr;       // B > 2: [v] offset of each lane's replicate pool
   vt* p_ = nullptr;          // [v][b] weights
   vu* rng_ = nullptr;        // [v][4] xoshiro128++ states
@@ -418,7 +419,6 @@ class Group {
   T& weight(int64_t chain, int64_t b) { return p_[(chain / W) * pr_.B + b][chain % W]; }
 
   void init(int64_t first, int64_t count) {
-    count_ = count;
     const int64_t n = pr_.n, B = pr_.B;
     for (int64_t ch = 0; ch < V_ * W; ++ch) {
       const int64_t rep = ch / n, i = ch % n, v = ch / W, lane = ch % W;
@@ -449,6 +449,7 @@ class Group {
         for (int64_t pos = 0; pos < P_; ++pos)
           for (int lane = 0; lane < W; ++lane) idx_[(v * P_ + pos) * W + lane] = (uint32_t)pos;
       std::fill(pool_, pool_ + G_ * P_ * S2_, T(0));
+      std::fill(logpool_, logpool_ + G_ * P_ * S2_, T(0));
       for (int64_t v = 0; v < V_; ++v)
         for (int lane = 0; lane < W; ++lane) {
           const int64_t rep = (v * W + lane) / n;
@@ -474,9 +475,10 @@ class Group {
       }
     } else {
       T* row = pool_ + (rep * P_ + pos) * S2_;
+      T* logrow = logpool_ + (rep * P_ + pos) * S2_;
       for (int64_t b = 0; b < B; ++b) {
         row[b] = (T)std::exp(f[b]);
-        row[B + b] = (T)f[b];
+        logrow[b] = (T)f[b];
       }
     }
   }
@@ -611,7 +613,7 @@ class Group {
         const vm small = total < tiny;
         if (__builtin_expect(any(small), 0)) {
           for (int lane = 0; lane < W; ++lane)
-            if (small[lane]) log_space_ownership(p, pool_ + row[lane] + B, lane, o.data());
+            if (small[lane]) log_space_ownership(p, logpool_ + row[lane], lane, o.data());
         }
         vt scale = T(1) + vt{};
         for (int64_t b = 0; b < B; ++b) {
@@ -649,7 +651,7 @@ void run_all(const Problem<T>& pr, int64_t num_threads) {
   // About 96 chains per group (enough independent vectors to overlap latencies), the group's copies of the
   // internet within ~1.5 MB (L2), and a multiple of W chains when the number of models allows.
   const int64_t per_rep = pr.pool_size * (pr.B == 2 ? pr.n * (int64_t)sizeof(T)
-                                                      : pr.n * 4 + 2 * pr.B * (int64_t)sizeof(T));
+                                                      : pr.n * 4 + pr.B * (int64_t)sizeof(T));
   int64_t G = std::max<int64_t>(1, (96 + pr.n - 1) / pr.n);
   G = std::min<int64_t>(G, std::max<int64_t>(1, (3 << 19) / std::max<int64_t>(per_rep, 1)));
   G = std::max<int64_t>(G, (W + pr.n - 1) / pr.n);
@@ -696,7 +698,7 @@ ffi::Error GmmNetworkImpl(ffi::Buffer<DT> w0, ffi::Buffer<DT> human, ffi::Buffer
   pr.T1 = pr.steps + 1;
   pr.m0 = num_human;
   const int64_t B = pr.B;
-  if (pr.n < 1 || B < 2 || pr.d < 1 || pr.L < 1) return ffi::Error::InvalidArgument("gmm_network: need n, d, L >= 1, B >= 2");
+  if (pr.n < 1 || B < 1 || pr.d < 1 || pr.L < 1) return ffi::Error::InvalidArgument("gmm_network: need n, B, d, L >= 1");
   pr.R = (int64_t)w0.element_count() / (pr.n * B);
   if ((int64_t)geometry.size() != B * pr.d + pr.d * pr.d + B * B * pr.d)
     return ffi::Error::InvalidArgument("gmm_network: geometry must hold mu, chol and shift");
@@ -712,7 +714,7 @@ ffi::Error GmmNetworkImpl(ffi::Buffer<DT> w0, ffi::Buffer<DT> human, ffi::Buffer
   for (int64_t t = 0; t < pr.steps; ++t)
     if (draws[t] < 0 || draws[t] > points[t] || points[t] < 0 || points[t] + pr.n * pr.L > pr.pool_size)
       return ffi::Error::InvalidArgument("gmm_network: need 0 <= k_t <= |A(t)| and |A(t)| + n L <= |A(T)|");
-  if (pr.pool_size * (B == 2 ? 1 : 2 * B) * 16 >= ((int64_t)1 << 31))
+  if (pr.pool_size * B * 16 >= ((int64_t)1 << 31))
     return ffi::Error::InvalidArgument("gmm_network: internet too large for 32-bit offsets");
   std::vector<T> alpha_t(alpha.begin(), alpha.end()), c_t(c.begin(), c.end());
   pr.eps = (T)eps;
