@@ -190,18 +190,20 @@ struct SplitMix64 {
   inline double uniform() { return (double)(next() >> 11) * 0x1.0p-53; }  // [0, 1)
 };
 
-inline uint32_t rotl32(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
+template <typename U>
+inline U rotl32(U x, int k) { return (x << k) | (x >> (32 - k)); }
 
-// xoshiro128++ for one lane (used for Lemire's rare redraws; the vector version below is the same recurrence).
-inline uint32_t xoshiro_next(uint32_t& s0, uint32_t& s1, uint32_t& s2, uint32_t& s3) {
-  const uint32_t result = rotl32(s0 + s3, 7) + s0;
-  const uint32_t t = s1 << 9;
+// xoshiro128++ (Blackman & Vigna 2019) for one lane (U = uint32_t) or every lane of a vector (U = u32xW).
+template <typename U>
+inline U xoshiro_next(U& s0, U& s1, U& s2, U& s3) {
+  const U result = rotl32<U>(s0 + s3, 7) + s0;
+  const U t = s1 << 9;
   s2 ^= s0;
   s3 ^= s1;
   s1 ^= s2;
   s0 ^= s3;
   s2 ^= t;
-  s3 = rotl32(s3, 11);
+  s3 = rotl32<U>(s3, 11);
   return result;
 }
 
@@ -514,15 +516,7 @@ class Group {
     vu& s1 = rng_[v * 4 + 1];
     vu& s2 = rng_[v * 4 + 2];
     vu& s3 = rng_[v * 4 + 3];
-    const vu sum = s0 + s3;
-    const vu x = ((sum << 7) | (sum >> 25)) + s0;
-    const vu t = s1 << 9;
-    s2 ^= s0;
-    s3 ^= s1;
-    s1 ^= s2;
-    s0 ^= s3;
-    s2 ^= t;
-    s3 = (s3 << 11) | (s3 >> 21);
+    const vu x = xoshiro_next<vu>(s0, s1, s2, s3);
     vu hi, lo;
     mul_wide(x, range, hi, lo);
     if (__builtin_expect(any(lo < range), 0)) {
@@ -542,6 +536,20 @@ class Group {
     return hi + j;
   }
 
+  // Draw j of vector v's chains: swap position j of each chain's copy of the internet with a uniform position in
+  // [j, N) (range = N - j) and return the element now at j.
+  template <typename VS, typename S>
+  inline VS draw(S* copies, int64_t v, int64_t j, uint32_t range) {
+    const vu at = positions(v, (uint32_t)j, range) * (uint32_t)W + iota_;
+    S* a = copies + v * P_ * W;
+    const VS drawn = gather<VS>(a, at);
+    VS* aj = reinterpret_cast<VS*>(a + j * W);
+    const VS old = *aj;
+    *aj = drawn;
+    scatter(a, at, old);
+    return drawn;
+  }
+
   // B = 2: o_0 = p_0 / (p_0 + p_1 rho), the update, and Algorithm 2's pruning. One division per lane and draw: a
   // chain that has already dropped a component (weight exactly 0) owns every point with its other component
   // (o = 0 or 1), so it needs no ownership division, only the pruning one (its dropped weight -gain c <= 0 is
@@ -551,13 +559,7 @@ class Group {
     for (int64_t j = 0; j < k; ++j) {
       const uint32_t range = (uint32_t)(N - j);
       for (int64_t v = 0; v < V_; ++v) {
-        const vu at = positions(v, (uint32_t)j, range) * (uint32_t)W + iota_;
-        T* a = vals_ + v * P_ * W;
-        const vt g = gather<vt>(a, at);
-        vt* aj = reinterpret_cast<vt*>(a + j * W);
-        const vt y = *aj;
-        *aj = g;
-        scatter(a, at, y);
+        const vt g = draw<vt>(vals_, v, j, range);
         vt& p0 = p_[v * 2];
         vt& p1 = p_[v * 2 + 1];
         const vm z0 = p0 == T(0), z1 = p1 == T(0), dead = z0 | z1;
@@ -594,13 +596,7 @@ class Group {
     for (int64_t j = 0; j < k; ++j) {
       const uint32_t range = (uint32_t)(N - j);
       for (int64_t v = 0; v < V_; ++v) {
-        const vu at = positions(v, (uint32_t)j, range) * (uint32_t)W + iota_;
-        uint32_t* a = idx_ + v * P_ * W;
-        const vu g = gather<vu>(a, at);
-        vu* aj = reinterpret_cast<vu*>(a + j * W);
-        const vu y = *aj;
-        *aj = g;
-        scatter(a, at, y);
+        const vu g = draw<vu>(idx_, v, j, range);
         const vu row = base_[v] + g * (uint32_t)S2_;
         vt* p = p_ + v * B;
         vt total{};
