@@ -127,6 +127,9 @@ def test_vmap_equals_loop_and_chunking_is_invisible(backend):
     run = jax.jit(lambda k: gn.run_network(k, cfg, dtype=jnp.float64, backend=backend))
     for r in range(5):
         np.testing.assert_allclose(np.asarray(run(keys[r]).weights), batched.weights[r], rtol=1e-12, atol=1e-14)
+    if backend == "native":  # vmap of the single-network kernel: one kernel call over the batch
+        mapped = jax.jit(jax.vmap(lambda k: gn.run_network(k, cfg, dtype=jnp.float64, backend=backend)))(keys)
+        np.testing.assert_array_equal(np.asarray(mapped.weights), batched.weights)
     # replicates are indexed globally: a slice starting at replicate 2 reproduces replicates 2..4
     part = gn.simulate(cfg, 3, seed=9, backend=backend, first_replicate=2)
     np.testing.assert_array_equal(part.weights, batched.weights[2:])
