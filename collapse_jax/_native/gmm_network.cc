@@ -55,8 +55,12 @@
 
 namespace ffi = xla::ffi;
 
+#if defined(__clang__)
+#pragma clang fp contract(off)  // the same roundings in every lane width (see above)
+#else
 #pragma GCC push_options
-#pragma GCC optimize("fp-contract=off")  // the same roundings in every lane width (see above)
+#pragma GCC optimize("fp-contract=off")
+#endif
 
 namespace {
 
@@ -743,7 +747,9 @@ ffi::Error GmmNetworkImpl(ffi::Buffer<DT> w0, ffi::Buffer<DT> human, ffi::Buffer
 
 }  // namespace
 
+#if !defined(__clang__)
 #pragma GCC pop_options
+#endif
 
 extern "C" int64_t collapse_jax_gmm_progress() { return g_progress.load(std::memory_order_relaxed); }
 extern "C" int collapse_jax_gmm_lanes(int double_precision) {
