@@ -417,6 +417,9 @@ def native_records(keys: jax.Array, cfg: GMMNetworkConfig, dtype=jnp.float32, *,
         raise RuntimeError("the native GMM kernel is unavailable (no C++ compiler?); use backend='jax'")
     if engine not in ("vector", "scalar"):
         raise ValueError(f"engine must be 'vector' or 'scalar', got {engine!r}")
+    if cfg.pool_size * cfg.num_components * 16 >= 2**31:  # the kernel's gathers use 32-bit offsets
+        raise ValueError(f"the native kernel supports internets of < 2^27 / num_components points; this one holds "
+                         f"{cfg.pool_size} (reduce num_steps, num_models or points_per_step)")
     dtype = jnp.dtype(dtype)
     weights, human, rest = jax.vmap(lambda k: initial(k, cfg, dtype))(keys)
     if cfg.num_human == 0:  # the kernel takes at least one (unused) human row
