@@ -6,21 +6,25 @@ points uniformly without replacement from the internet as it was before this ste
 point by point with the recursive rule of Zivkovic & van der Heijden (2004) (Algorithm 2). The tracked statistic is
 ``||D(t)||_F`` with ``D_ij = ||Pi_i(t) - Pi_j(t)||_2``.
 
-The kernel simulates one network (``lax.scan`` over steps); replicates are batched with ``vmap`` and sharded over
-all devices. A point's component likelihoods never change, so they are computed once when the point is posted and
-stored in the internet ("pool"): the update then costs O(B) per drawn point whatever the dimension.
-
-Sampling without replacement is exact in both kernels:
-- ``backend="native"`` (CPU default): a C++ kernel (partial Fisher-Yates with Lemire's exact bounded integers), see
-  ``collapse_jax/_native``; XLA:CPU cannot run the per-replicate swap fast.
-- ``backend="jax"`` (portable, any device): each model draws an index uniformly and keeps it only if unused this
-  step (a per-model bitmap), so accepted draws form a uniform random ordered sample without replacement.
+A point's component likelihoods never change, so they are computed once when the point is posted and stored in the
+internet ("pool"): the update then costs O(B) per drawn point whatever the dimension. Two kernels, both exact in
+their sampling without replacement:
+- ``backend="native"`` (CPU default): whole replicates in C++ (``collapse_jax/_native/gmm_network.cc``): posts,
+  draws (partial Fisher-Yates on each model's own copy of the internet, xoshiro128++ and Lemire's exact bounded
+  integers), updates and records, (replicate, model) chains in SIMD lanes. XLA:CPU cannot run the per-replicate
+  swap fast.
+- ``backend="jax"`` (portable, any device, the reference): one network is ``lax.scan`` over steps, replicates are
+  batched with ``vmap``; each model draws an index uniformly and keeps it only if unused this step (a per-model
+  bitmap), so accepted draws form a uniform random ordered sample without replacement.
+Replicates are sharded over all devices; replicate r's stream depends only on ``fold_in(key(seed), r)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
 
@@ -332,21 +336,6 @@ def _update_jax(p, pool, num_points, num_draws, alpha, c, eps, key, *, block: in
     return lax.while_loop(cond, one_block, init)[0]
 
 
-def _update_native(p, pool, num_points, num_draws, alpha, c, eps, key):
-    """Native CPU update (collapse_jax/_native/gmm_update.cc); same distribution as :func:`_update_jax`."""
-    from collapse_jax import _native
-
-    if not _native.available():
-        raise RuntimeError("the native GMM kernel is unavailable (no C++ compiler?); use backend='jax'")
-    n = p.shape[0]
-    seeds = jax.random.bits(key, (n, 2), jnp.uint32)
-    counts = jnp.stack([num_points, num_draws]).astype(jnp.int32)
-    coefs = jnp.stack([jnp.asarray(alpha, p.dtype), jnp.asarray(c, p.dtype), jnp.asarray(eps, p.dtype)])
-    target = _native.TARGETS["float64" if p.dtype == jnp.float64 else "float32"]
-    call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(p.shape, p.dtype), vmap_method="broadcast_all")
-    return call(pool, p, seeds, counts, coefs, num_threads=np.int64(_native.cpu_threads()))
-
-
 def _record(p: jax.Array, cfg: GMMNetworkConfig) -> Record:
     d = pairwise_distances(p)
     alive = jnp.sum(p > 0, axis=-1).astype(jnp.int8)
@@ -356,23 +345,31 @@ def _record(p: jax.Array, cfg: GMMNetworkConfig) -> Record:
                   d if cfg.record_d else None)
 
 
-def init_state(key: jax.Array, cfg: GMMNetworkConfig, dtype=jnp.float32) -> State:
-    """``Pi_i(0) ~ Dirichlet(a)`` and the internet ``A(0)`` (``m0`` human points from the reference GMM)."""
+def initial(key: jax.Array, cfg: GMMNetworkConfig, dtype=jnp.float32):
+    """``Pi(0)`` (num_models, num_components) with rows ``~ Dirichlet(a)``, the features of the ``m0`` human points
+    of ``A(0)`` (m0, S) drawn from the reference GMM, and the key left for the steps."""
     k_pi, k_human, key = jax.random.split(key, 3)
     B = cfg.num_components
     weights = jax.random.dirichlet(k_pi, jnp.full((B,), cfg.dirichlet_a, dtype), (cfg.num_models,))
-    pool = jnp.zeros((cfg.pool_size, _feature_size(cfg)), dtype)
+    human = jnp.zeros((0, _feature_size(cfg)), dtype)
     if cfg.num_human > 0:
         ref = jnp.full((B,), 1.0 / B, dtype) if cfg.pi_ref is None else jnp.asarray(cfg.pi_ref, dtype)
         human = point_features(draw_points(k_human, ref, cfg.num_human, cfg, dtype), cfg, dtype)
-        pool = lax.dynamic_update_slice_in_dim(pool, human, 0, axis=0)
-    return State(weights.astype(dtype), pool, key)
+    return weights.astype(dtype), human, key
 
 
-def make_step(cfg: GMMNetworkConfig, backend: str):
-    """The step function ``(state, xs) -> (state, record)`` of one network; ``xs`` = (active, |A(t)|, k_t,
-    alpha_t, c_t) for one step (``active`` False makes it a no-op, used to pad the last chunk of steps)."""
-    update = {"native": _update_native, "jax": _update_jax}[backend]
+def init_state(key: jax.Array, cfg: GMMNetworkConfig, dtype=jnp.float32) -> State:
+    """The portable kernel's state at t = 0: :func:`initial`'s weights, and the internet ``A(0)`` stored in a pool
+    with room for every later post."""
+    weights, human, key = initial(key, cfg, dtype)
+    pool = jnp.zeros((cfg.pool_size, _feature_size(cfg)), dtype)
+    pool = lax.dynamic_update_slice_in_dim(pool, human, 0, axis=0)
+    return State(weights, pool, key)
+
+
+def make_step(cfg: GMMNetworkConfig):
+    """The portable kernel's step function ``(state, xs) -> (state, record)`` of one network; ``xs`` = (active,
+    |A(t)|, k_t, alpha_t, c_t) for one step (``active`` False makes it a no-op, used to pad the last chunk)."""
     n, L = cfg.num_models, cfg.points_per_step
 
     def step(state: State, xs):
@@ -383,8 +380,8 @@ def make_step(cfg: GMMNetworkConfig, backend: str):
         posts = draw_points(k_post, state.weights, L, cfg, dtype)
         feats = point_features(posts.reshape(n * L, cfg.dim), cfg, dtype)
         draws = jnp.where(active, num_draws, 0)
-        weights = update(state.weights, state.pool, num_points, draws, alpha.astype(dtype), c.astype(dtype),
-                         jnp.asarray(cfg.eps, dtype), k_draw)
+        weights = _update_jax(state.weights, state.pool, num_points, draws, alpha.astype(dtype), c.astype(dtype),
+                              jnp.asarray(cfg.eps, dtype), k_draw)
         # the pool has room for the last step's posts too, so this write never clips
         pool = lax.dynamic_update_slice_in_dim(state.pool, feats, num_points, axis=0)
         new = State(jnp.where(active, weights, state.weights), pool, jnp.where(active, key, state.key))
@@ -394,14 +391,59 @@ def make_step(cfg: GMMNetworkConfig, backend: str):
 
 
 def run_network(key: jax.Array, cfg: GMMNetworkConfig, *, dtype=jnp.float32, backend: str = "auto") -> Record:
-    """Simulate one network for all steps; records for t = 0..T (leading axis T+1). Pure and jit-able."""
+    """Simulate one network for all steps; records for t = 0..T (leading axis T+1). Pure, jit- and vmap-able."""
     backend = resolve_backend(backend)
+    if backend == "native":
+        return jax.tree_util.tree_map(lambda r: r[0], native_records(key[None], cfg, dtype))
     sched = step_schedule(cfg)
     state = init_state(key, cfg, dtype)
     xs = _xs(sched, 0, cfg.num_steps)
-    state, records = lax.scan(make_step(cfg, backend), state, xs)
+    state, records = lax.scan(make_step(cfg), state, xs)
     final = _record(state.weights, cfg)
     return jax.tree_util.tree_map(lambda r, f: jnp.concatenate([r, f[None]]), records, final)
+
+
+def native_records(keys: jax.Array, cfg: GMMNetworkConfig, dtype=jnp.float32, *, engine: str = "vector") -> Record:
+    """Whole replicates in the native kernel: records (num_replicates, T+1, ...) for replicate keys (num_replicates,).
+
+    Replicate r draws Pi(0) and the human points as the portable kernel does (:func:`initial`), then four seed words
+    from its remaining key: one SplitMix64 stream for its posts and one xoshiro128++ stream per model for its draws.
+    ``engine="scalar"`` runs the same arithmetic one lane at a time (a check of the vector code: the results are
+    bit-identical).
+    """
+    from collapse_jax import _native
+
+    if not _native.available():
+        raise RuntimeError("the native GMM kernel is unavailable (no C++ compiler?); use backend='jax'")
+    if engine not in ("vector", "scalar"):
+        raise ValueError(f"engine must be 'vector' or 'scalar', got {engine!r}")
+    if cfg.pool_size * cfg.num_components * 16 >= 2**31:  # the kernel's gathers use 32-bit offsets
+        raise ValueError(f"the native kernel supports internets of < 2^27 / num_components points; this one holds "
+                         f"{cfg.pool_size} (reduce num_steps, num_models or points_per_step)")
+    dtype = jnp.dtype(dtype)
+    weights, human, rest = jax.vmap(lambda k: initial(k, cfg, dtype))(keys)
+    if cfg.num_human == 0:  # the kernel takes at least one (unused) human row
+        human = jnp.zeros(weights.shape[:1] + (1, _feature_size(cfg)), dtype)
+    seeds = jax.vmap(lambda k: jax.random.bits(k, (4,), jnp.uint32))(rest)
+    R, T1, n, B = keys.shape[0], cfg.num_steps + 1, cfg.num_models, cfg.num_components
+    shapes = (jax.ShapeDtypeStruct((R, T1), dtype), jax.ShapeDtypeStruct((R, T1, n), jnp.int8),
+              jax.ShapeDtypeStruct((R, T1), jnp.int8),
+              jax.ShapeDtypeStruct((R, T1 if cfg.record_pi else 0, n, B), dtype),
+              jax.ShapeDtypeStruct((R, T1 if cfg.record_d else 0, n, n), dtype))
+    sched = step_schedule(cfg)
+    chol = _cholesky(cfg)
+    mu = np.asarray(cfg.mu)
+    shift = (mu[:, None, :] - mu[None, :, :]) @ _whitener(cfg).T  # shift[c, b] = L^{-1} (mu_c - mu_b)
+    call = jax.ffi.ffi_call(_native.GMM_TARGETS[dtype.name], shapes, vmap_method="broadcast_all")
+    dnorm, alive, collapsed, pi, dist = call(
+        weights, human, seeds, points=sched.num_points.astype(np.int32), draws=sched.num_draws.astype(np.int32),
+        alpha=sched.alpha.astype(np.float64), c=sched.c.astype(np.float64),
+        geometry=np.concatenate([mu.ravel(), chol.ravel(), shift.ravel()]).astype(np.float64),
+        eps=np.float64(cfg.eps), clamp=np.float64(_clamp(dtype)), num_human=np.int64(cfg.num_human),
+        points_per_step=np.int64(cfg.points_per_step), dim=np.int64(cfg.dim),
+        num_threads=np.int64(_native.cpu_threads()), engine=np.int64(engine == "scalar"))
+    return Record(dnorm, alive, collapsed.astype(bool), pi if cfg.record_pi else None,
+                  dist if cfg.record_d else None)
 
 
 def _xs(sched: StepSchedule, start: int, length: int):
@@ -440,11 +482,13 @@ def bytes_per_replicate(cfg: GMMNetworkConfig, dtype=jnp.float32, backend: str =
     """Device memory one replicate needs (state, records, the kernel's scratch)."""
     item = jnp.dtype(dtype).itemsize
     T1, n, B = cfg.num_steps + 1, cfg.num_models, cfg.num_components
-    pool = cfg.pool_size * _feature_size(cfg) * item
     rec = T1 * (item + n + 1)
     rec += T1 * n * B * item if cfg.record_pi else 0
     rec += T1 * n * n * item if cfg.record_d else 0
-    scratch = n * (-(-max(cfg.max_points, 1) // 32)) * 4 if backend == "jax" else 0
+    if backend == "native":  # inputs and records; the internet lives in per-thread scratch of a few replicates
+        return rec + n * B * item + max(cfg.num_human, 1) * _feature_size(cfg) * item + 16
+    pool = cfg.pool_size * _feature_size(cfg) * item
+    scratch = n * (-(-max(cfg.max_points, 1) // 32)) * 4
     # the scan keeps the pool twice (input and output buffers) in the worst case
     return 2 * pool + rec + 2 * n * B * item + scratch
 
@@ -455,8 +499,9 @@ def simulate(cfg: GMMNetworkConfig, num_replicates: int, seed: int = 0, *, dtype
     """Simulate ``num_replicates`` independent networks; replicate r uses ``fold_in(key(seed), first_replicate+r)``.
 
     The replicate axis is sharded over all devices of ``mesh`` (default: ``jax.devices()``); results do not depend
-    on the number of devices. Steps run in calls of ``steps_per_call`` (default: all at once without a progress
-    bar, chunks of ~T/20 with one) so a progress bar can follow the work, measured in point updates.
+    on the number of devices. The native kernel runs all steps in one call per device (a progress bar follows the
+    kernel's count of point updates); the portable kernel runs steps in calls of ``steps_per_call`` (default: all
+    at once without a progress bar, chunks of ~T/20 with one). The bar counts point updates.
     """
     R = _checks.positive_int("num_replicates", num_replicates)
     if not isinstance(cfg, GMMNetworkConfig):
@@ -481,11 +526,16 @@ def simulate(cfg: GMMNetworkConfig, num_replicates: int, seed: int = 0, *, dtype
         keys = jnp.concatenate([keys, replicate_keys(seed, first_replicate + R, total - R)])
     sharding = replicate_sharding(mesh)
     keys = jax.device_put(keys, sharding)
-    init, run_chunk, final = _compiled(cfg, backend, sharding, dtype)
-    state = init(keys)
-    pieces = []
     work = np.concatenate([[0], np.cumsum(sched.num_draws)]) * cfg.num_models
     with _progress.bar(int(work[-1]) * R, "gmm-network", unit="upd", disable=not show) as pbar:
+        if backend == "native":
+            run = _compiled_native(cfg, mesh, dtype)
+            with _follow_native_progress(pbar if show else None, int(work[-1]) * R):
+                rec = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], run(keys))
+            return GMMNetworkResult(rec.dnorm, rec.alive, rec.collapsed, rec.weights, rec.distances)
+        init, run_chunk, final = _compiled(cfg, sharding, dtype)
+        state = init(keys)
+        pieces = []
         for start in range(0, T, chunk):
             state, rec = run_chunk(state, _xs(sched, start, chunk))
             length = min(chunk, T - start)
@@ -496,15 +546,44 @@ def simulate(cfg: GMMNetworkConfig, num_replicates: int, seed: int = 0, *, dtype
     return GMMNetworkResult(cat.dnorm, cat.alive, cat.collapsed, cat.weights, cat.distances)
 
 
+@contextlib.contextmanager
+def _follow_native_progress(pbar, total: int, interval: float = 0.25):
+    """While the block runs, move ``pbar`` with the native kernel's count of point updates (polled from a thread;
+    the count is per process, so simultaneous simulations in threads would share one bar's count)."""
+    if pbar is None:
+        yield
+        return
+    from collapse_jax import _native
+
+    start, done = _native.gmm_progress(), threading.Event()
+
+    def poll():
+        shown = 0
+        while not done.wait(interval):
+            now = min(_native.gmm_progress() - start, total)
+            if now > shown:
+                pbar.update(now - shown)
+                shown = now
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        pbar.update(max(total - pbar.n, 0))
+
+
 _COMPILED: dict = {}
 
 
-def _compiled(cfg, backend, sharding, dtype):
-    """The jitted initialisation, chunk-of-steps runner and final record for one configuration (cached, so that
-    repeated calls with the same configuration never recompile)."""
-    key = (cfg, backend, sharding, jnp.dtype(dtype).name)
+def _compiled(cfg, sharding, dtype):
+    """The portable kernel's jitted initialisation, chunk-of-steps runner and final record for one configuration
+    (cached, so that repeated calls with the same configuration never recompile)."""
+    key = ("jax", cfg, sharding, jnp.dtype(dtype).name)
     if key not in _COMPILED:
-        step = make_step(cfg, backend)
+        step = make_step(cfg)
 
         def run(state, xs):
             return jax.vmap(lambda s: lax.scan(step, s, xs))(state)
@@ -512,6 +591,16 @@ def _compiled(cfg, backend, sharding, dtype):
         _COMPILED[key] = (jax.jit(jax.vmap(lambda k: init_state(k, cfg, dtype)), out_shardings=sharding),
                           jax.jit(run, donate_argnums=0),
                           jax.jit(jax.vmap(lambda w: _record(w, cfg))))
+    return _COMPILED[key]
+
+
+def _compiled_native(cfg, mesh, dtype):
+    """The native kernel for replicate keys sharded over ``mesh``: each device runs its shard in one call."""
+    key = ("native", cfg, mesh, jnp.dtype(dtype).name)
+    if key not in _COMPILED:
+        spec = replicate_sharding(mesh).spec
+        _COMPILED[key] = jax.jit(jax.shard_map(lambda k: native_records(k, cfg, dtype), mesh=mesh, in_specs=spec,
+                                               out_specs=spec))
     return _COMPILED[key]
 
 

@@ -1,8 +1,8 @@
 """Native CPU kernels, compiled on first use with the system C++ compiler and registered with ``jax.ffi``.
 
 Why: exact sampling without replacement needs a per-replicate swap (a scatter), which XLA:CPU expands into a loop
-costing about 1 microsecond per element; the GMM network's inner update therefore runs ~50x faster as a small C++
-loop (see docs/benchmarks.md). Likewise the multinomial recursion's exact binomials are rejection loops, which vmap
+costing about 1 microsecond per element; the GMM network therefore runs whole replicates in C++, several in SIMD
+lanes (see docs/gmm_network.md and docs/benchmarks.md). Likewise the multinomial recursion's exact binomials are rejection loops, which vmap
 runs until the slowest lane finishes. The jax.ffi kernels (the ``.cc`` files in _SOURCES, one shared library) are built
 once per source version, compiler and CPU into
 ``$COLLAPSE_JAX_CACHE`` (default ``~/.cache/collapse-jax``), atomically. If no compiler is available, or
@@ -22,13 +22,13 @@ import threading
 import warnings
 from pathlib import Path
 
-_SOURCES = (Path(__file__).with_name("gmm_update.cc"), Path(__file__).with_name("multinomial_risk.cc"))
+_SOURCES = (Path(__file__).with_name("gmm_network.cc"), Path(__file__).with_name("multinomial_risk.cc"))
 _LOCK = threading.Lock()
 _STATE: dict[str, object] = {}
-TARGETS = {"float32": "collapse_jax_gmm_update_f32", "float64": "collapse_jax_gmm_update_f64"}
+GMM_TARGETS = {"float32": "collapse_jax_gmm_network_f32", "float64": "collapse_jax_gmm_network_f64"}
 MULTINOMIAL_TARGETS = {"float32": "collapse_jax_multinomial_risk_f32", "float64": "collapse_jax_multinomial_risk_f64"}
 COUNTS_TARGETS = {"float32": "collapse_jax_multinomial_counts_f32", "float64": "collapse_jax_multinomial_counts_f64"}
-_SYMBOLS = {TARGETS["float32"]: "GmmUpdateF32", TARGETS["float64"]: "GmmUpdateF64",
+_SYMBOLS = {GMM_TARGETS["float32"]: "GmmNetworkF32", GMM_TARGETS["float64"]: "GmmNetworkF64",
             MULTINOMIAL_TARGETS["float32"]: "MultinomialRiskF32", MULTINOMIAL_TARGETS["float64"]: "MultinomialRiskF64",
             COUNTS_TARGETS["float32"]: "MultinomialCountsF32", COUNTS_TARGETS["float64"]: "MultinomialCountsF64"}
 
@@ -55,14 +55,17 @@ def _cpu_fingerprint() -> str:
 
 def _build(cxx: str, sources: tuple[Path, ...] = _SOURCES, name: str = "native") -> Path:
     """Compile ``sources`` into one library for this CPU (``-march=native``: the multinomial kernel's eight-lane
-    vectors become AVX-512/AVX2 instructions, the spectral kernels use AMX where present), or for the generic target
-    if the compiler refuses that flag."""
+    vectors become AVX-512/AVX2 instructions, the GMM network kernel's lanes AVX-512/AVX2 vectors, the spectral
+    kernels use AMX where present), or for the generic target if the compiler refuses that flag.
+    ``COLLAPSE_JAX_MARCH`` (e.g. ``x86-64-v3``) builds for that target instead of ``native``: how the tests run the
+    AVX2 code paths on an AVX-512 machine."""
     import jax
 
     include = jax.ffi.include_dir()
     base = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-fno-math-errno", "-fno-trapping-math"]
+    march = os.environ.get("COLLAPSE_JAX_MARCH", "native")
     errors = []
-    for flags, machine in ((base + ["-march=native"], _cpu_fingerprint()), (base, "")):
+    for flags, machine in ((base + [f"-march={march}"], _cpu_fingerprint() if march == "native" else ""), (base, "")):
         digest = hashlib.sha256(" ".join([cxx, include, *flags, machine]).encode())
         for source in sources:
             digest.update(source.read_bytes())
@@ -125,6 +128,24 @@ def multinomial_engines() -> tuple[str, ...]:
     has_refill = _STATE["lib"].collapse_jax_multinomial_has_refill
     has_refill.restype = ctypes.c_int
     return ("refill", "group") if has_refill() else ("group",)
+
+
+def gmm_progress() -> int:
+    """Point updates the native GMM network kernel has done in this process so far (for progress bars)."""
+    if not available():
+        return 0
+    fn = _STATE["lib"].collapse_jax_gmm_progress
+    fn.restype = ctypes.c_int64
+    return int(fn())
+
+
+def gmm_lanes(double_precision: bool = False) -> int:
+    """SIMD lanes of the native GMM network kernel in this build (16 float32 lanes with AVX-512, 8 with AVX2)."""
+    if not available():
+        return 0
+    fn = _STATE["lib"].collapse_jax_gmm_lanes
+    fn.restype = ctypes.c_int
+    return int(fn(int(double_precision)))
 
 
 def cpu_threads() -> int:
