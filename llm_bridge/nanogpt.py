@@ -128,6 +128,13 @@ def _layer_norm(cfg: GPTConfig, rngs: nnx.Rngs) -> nnx.LayerNorm:
                          rngs=rngs)
 
 
+def rows(linear: nnx.Linear, x):
+    """``linear`` on x (batch, T, d_in) as one (batch T, d_in) matrix: -> (batch, T, d_out). The same values; XLA:CPU
+    computes the weight gradient of a 2-d dot without first copying the activations into transposed order, which
+    made the MLP's forward + backward 1.7x slower with 3-d inputs (seed003 batch, 361 ms against 214 ms)."""
+    return linear(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+
+
 def _fold(key, i: int):
     return None if key is None else jax.random.fold_in(key, i)
 
@@ -147,7 +154,7 @@ class CausalSelfAttention(nnx.Module):
         with ``cache`` = (k, v) of shape (batch, S, heads, head_dim), this call's keys/values are written at
         ``cache_index`` and every query attends over the whole cache. Returns (output, new cache or None)."""
         b, t, d = x.shape
-        q, k, v = jnp.split(self.qkv(x), 3, axis=-1)
+        q, k, v = jnp.split(rows(self.qkv, x), 3, axis=-1)
         q, k, v = (a.reshape(b, t, self.num_heads, self.head_dim) for a in (q, k, v))
         if cache is not None:
             zero = jnp.int32(0)
@@ -162,7 +169,7 @@ class CausalSelfAttention(nnx.Module):
         probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
         probs = self.attn_dropout(probs, deterministic=deterministic, rngs=_fold(key, 0))
         y = jnp.einsum("bhts,bshd->bthd", probs, v).reshape(b, t, d)
-        return self.resid_dropout(self.out(y), deterministic=deterministic, rngs=_fold(key, 1)), cache
+        return self.resid_dropout(rows(self.out, y), deterministic=deterministic, rngs=_fold(key, 1)), cache
 
 
 class MLP(nnx.Module):
@@ -174,8 +181,8 @@ class MLP(nnx.Module):
         self.dropout = nnx.Dropout(cfg.dropout)
 
     def __call__(self, x, *, deterministic=True, key=None):
-        h = jax.nn.gelu(self.fc(x), approximate=True)
-        return self.dropout(self.proj(h), deterministic=deterministic, rngs=key)
+        h = jax.nn.gelu(rows(self.fc, x), approximate=True)
+        return self.dropout(rows(self.proj, h), deterministic=deterministic, rngs=key)
 
 
 class Block(nnx.Module):
