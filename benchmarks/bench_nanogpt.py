@@ -7,9 +7,10 @@ Usage:
 
 Training speed: the same architecture (``benchmarks/nanogpt_torch.py``, checked against the Flax model in
 tests/test_nanogpt_torch_twin.py), the same batch (``--batch`` windows of ``--context`` + 1 tokens drawn at random from
-one token stream on every step), AdamW + clipping, on the same CPU, one after the other. Compile / first-call time is
-reported apart; figures are medians over ``--repeats`` timed blocks of ``--steps`` steps, each block ending in
-``block_until_ready`` (Flax) or a loss read back (PyTorch, synchronous on the CPU). Results: JSON in
+one token stream on every step), AdamW + clipping, on the same CPU, their timed blocks interleaved (a load change
+from other jobs hits both alike). Compile / first-call time is reported apart; figures are medians over
+``--repeats`` timed blocks of ``--steps`` steps, each block ending in ``block_until_ready`` (Flax) or a loss read
+back (PyTorch, synchronous on the CPU). Results: JSON in
 benchmarks/results/.
 """
 
@@ -26,19 +27,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def median_rate(run, items: int, repeats: int) -> tuple[float, list[float]]:
-    """(items/s of the median block, block seconds): ``run()`` does one block of work and waits for it."""
-    import numpy as np
-
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t0)
-    return items / float(np.median(times)), times
-
-
-def bench_flax_train(args, stream) -> dict:
+def flax_trainer(args, stream, dtype: str):
+    """(one-block function, parameter count): ``block(n)`` runs n Flax train steps and waits for the last."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -46,37 +36,26 @@ def bench_flax_train(args, stream) -> dict:
     from llm_bridge import nanogpt as ng
     from llm_bridge import nanogpt_train as nt
 
-    out = {}
-    for dtype in args.dtypes:
-        cfg = ng.preset_config(args.preset, args.vocab, context_length=args.context, dtype=dtype)
-        graphdef, params = nnx.split(ng.init_model(cfg, 0))
-        tc = nt.TrainConfig()
-        opt_state = nt.optimizer(tc).init(params)
-        step_fn = nt.train_step(graphdef, (tc.grad_clip, tc.beta1, tc.beta2, tc.weight_decay), args.batch,
-                                args.context)
-        state = {"params": params, "opt": opt_state, "step": 0}
-        stream_d = jnp.asarray(stream)
+    cfg = ng.preset_config(args.preset, args.vocab, context_length=args.context, dtype=dtype)
+    graphdef, params = nnx.split(ng.init_model(cfg, 0))
+    tc = nt.TrainConfig()
+    step_fn = nt.train_step(graphdef, (tc.grad_clip, tc.beta1, tc.beta2, tc.weight_decay), args.batch, args.context)
+    state = {"params": params, "opt": nt.optimizer(tc).init(params), "step": 0}
+    stream_d = jnp.asarray(stream)
 
-        def block(n):
-            p, o = state["params"], state["opt"]
-            for _ in range(n):
-                p, o, loss = step_fn(p, o, stream_d, 0, state["step"], 3e-4)
-                state["step"] += 1
-            jax.block_until_ready(loss)
-            state["params"], state["opt"] = p, o
+    def block(n):
+        p, o = state["params"], state["opt"]
+        for _ in range(n):
+            p, o, loss = step_fn(p, o, stream_d, 0, state["step"], 3e-4)
+            state["step"] += 1
+        jax.block_until_ready(loss)
+        state["params"], state["opt"] = p, o
 
-        t0 = time.perf_counter()
-        block(1)
-        first = time.perf_counter() - t0
-        block(2)
-        rate, times = median_rate(lambda: block(args.steps), args.steps * args.batch * args.context, args.repeats)
-        out[dtype] = dict(tokens_per_second=rate, block_seconds=times, first_step_seconds=first,
-                          params=cfg.num_params())
-        print(f"flax {dtype}: {rate:,.0f} tokens/s (first step incl. compile {first:.1f} s)", flush=True)
-    return out
+    return block, cfg.num_params()
 
 
-def bench_torch_train(args, stream, compiled: bool) -> dict:
+def torch_trainer(args, stream, compiled: bool):
+    """One-block function of the PyTorch twin: ``block(n)`` runs n train steps (synchronous on the CPU)."""
     import torch
 
     import nanogpt_torch as tg
@@ -95,15 +74,49 @@ def bench_torch_train(args, stream, compiled: bool) -> dict:
             batch = torch.stack([data[s:s + args.context + 1] for s in starts.tolist()])
             tg.train_step(step_model, opt, batch)
 
-    t0 = time.perf_counter()
-    block(1)
-    first = time.perf_counter() - t0
-    block(2)
-    rate, times = median_rate(lambda: block(args.steps), args.steps * args.batch * args.context, args.repeats)
-    name = "torch.compile" if compiled else "torch eager"
-    print(f"{name}: {rate:,.0f} tokens/s (first step {first:.1f} s; {torch.get_num_threads()} threads)", flush=True)
-    return dict(tokens_per_second=rate, block_seconds=times, first_step_seconds=first,
-                threads=torch.get_num_threads(), torch=torch.__version__)
+    return block
+
+
+def bench_train(args, stream) -> dict:
+    """Training tokens/s of every framework, their timed blocks interleaved (round r times each framework's block
+    r), so that a change in the machine's load hits all of them alike."""
+    import numpy as np
+    import torch
+
+    blocks = {f"flax {d}": flax_trainer(args, stream, d)[0] for d in args.dtypes}
+    blocks["torch eager"] = torch_trainer(args, stream, compiled=False)
+    if not args.no_torch_compile:
+        blocks["torch.compile"] = torch_trainer(args, stream, compiled=True)
+    out = {name: {"block_seconds": []} for name in blocks}
+    for name, block in blocks.items():                       # first step (compilation), then 2 warm steps
+        t0 = time.perf_counter()
+        block(1)
+        out[name]["first_step_seconds"] = time.perf_counter() - t0
+        block(2)
+    for _ in range(args.repeats):
+        for name, block in blocks.items():
+            t0 = time.perf_counter()
+            block(args.steps)
+            out[name]["block_seconds"].append(time.perf_counter() - t0)
+    tokens = args.steps * args.batch * args.context
+    for name, row in out.items():
+        row["tokens_per_second"] = tokens / float(np.median(row["block_seconds"]))
+        print(f"{name}: {row['tokens_per_second']:,.0f} tokens/s (first step {row['first_step_seconds']:.1f} s)",
+              flush=True)
+    out["torch_threads"], out["torch"] = torch.get_num_threads(), torch.__version__
+    return out
+
+
+def median_rate(run, items: int, repeats: int) -> tuple[float, list[float]]:
+    """(items/s of the median call, call seconds): ``run()`` does one call of work and waits for it."""
+    import numpy as np
+
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t0)
+    return items / float(np.median(times)), times
 
 
 def bench_generation(args) -> dict:
@@ -152,7 +165,8 @@ def bench_quality(args) -> dict:
 
     folder = Path(args.quality_out) / f"nanogpt-{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     spec = nt.ModelSpec(preset=args.preset)
-    tc = nt.TrainConfig(steps=None, minutes=args.minutes, batch_size=args.batch, eval_windows=args.eval_windows)
+    tc = nt.TrainConfig(steps=None, minutes=args.minutes, batch_size=args.quality_batch, eval_windows=args.eval_windows,
+                        warmup_steps=args.quality_warmup, learning_rate=args.quality_lr)
     result = nt.train(folder, spec, nt.DataConfig(), tc)
     saved = nt.read_run_config(folder)
     tokenizer, prepared, _ = nt.prepare_data(nt.DataConfig(**saved["data"]), nt.TrainConfig(**saved["train"]),
@@ -210,6 +224,9 @@ def main() -> None:
     ap.add_argument("--quality", action="store_true", help="also the timed training run against n-gram baselines")
     ap.add_argument("--minutes", type=float, default=10.0, help="training budget of the --quality run")
     ap.add_argument("--eval-windows", type=int, default=256, help="held-out windows of the --quality run")
+    ap.add_argument("--quality-batch", type=int, default=16, help="training windows per step of the --quality run")
+    ap.add_argument("--quality-warmup", type=int, default=30, help="warm-up steps of the --quality run")
+    ap.add_argument("--quality-lr", type=float, default=2e-3, help="peak learning rate of the --quality run")
     ap.add_argument("--sample-temperature", type=float, default=0.7, help="temperature of the diversity samples")
     ap.add_argument("--diversity-texts", type=int, default=200, help="texts per set in the diversity ordering")
     ap.add_argument("--quality-out", default=str(ROOT / "runs"))
@@ -222,14 +239,7 @@ def main() -> None:
 
     stream = np.random.default_rng(0).integers(0, args.vocab, 400_000).astype(np.int32)
     res = dict(environment=environment_info(), args=vars(args))
-    res["train_flax"] = bench_flax_train(args, stream)
-    res["train_torch_eager"] = bench_torch_train(args, stream, compiled=False)
-    if not args.no_torch_compile:
-        try:
-            res["train_torch_compile"] = bench_torch_train(args, stream, compiled=True)
-        except Exception as exc:  # noqa: BLE001 - torch.compile needs a working C++ toolchain; report, don't fail
-            res["train_torch_compile"] = dict(error=repr(exc))
-            print(f"torch.compile failed: {exc!r}", flush=True)
+    res["train"] = bench_train(args, stream)
     res["generation"] = bench_generation(args)
     if args.quality:
         res["quality"] = bench_quality(args)
