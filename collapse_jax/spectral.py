@@ -22,9 +22,11 @@ Corrections that go beyond the seed (derived in ``docs/sigma.md``):
 * scaled-Wishart (hybrid): the exact Gaussian bias times ``(E[M^2] - d) / (d (d + 1))``, which equals the second-order
   term to leading order but keeps the Gaussian's higher-order ``d/n`` terms;
 * leverage jackknife: the block's own leave-one-out log-dets ``log det G_1 + log(1 - h_i)`` (``h_i`` the leverages)
-  measure the bias step ``beta(n) - beta(n - 1)`` of this data without a model (unbiased for any distribution);
-  the Gaussian curve ``b`` only carries that step to ``N``; the variance is the jackknife variance of
-  ``log(1 - h_i)`` calibrated by its Gaussian expectation (Beta leverages).
+  and leave-two-out log-dets (``+ log det(I - H_SS)``, all pairs through one weighted Gram) measure the first and
+  second differences of this data's bias curve at n without a model (unbiased for any distribution); a two-parameter
+  curve ``A b + kappa int log(t/n) db`` through them carries the bias to ``N``; the variance is the jackknife variance
+  of ``log(1 - h_i)``, calibrated by its Gaussian expectation (Beta leverages) to the power of the block's
+  second-order share relative to the Gaussian's (Efron-Stein over-statement).
 """
 
 from __future__ import annotations
