@@ -328,7 +328,8 @@ def native_block_stats(w32: np.ndarray, idx: np.ndarray, ns, threads: int) -> tu
     sizes, on Intel AMX (``collapse_jax/_native/spectral_kernels.cc``; ``threads`` blocks at a time). Returns
     ``(log det G_1, mean(M_i^2), mean log(1 - h_i), Var log(1 - h_i), pair variance, pair mean)``, each
     (num_blocks, len(ns)); the kernel does not form the leave-two-out statistics, so the last two are NaN (the
-    jackknife interval then falls back to its one-parameter bias and the plain Gaussian calibration of its variance). Raises if a block Gram is not positive definite."""
+    jackknife interval then falls back to its one-parameter bias and the plain Gaussian calibration of its
+    variance). Raises if a block Gram is not positive definite."""
     from collapse_jax import _native
 
     lib = _native.spectral_library()
