@@ -303,8 +303,10 @@ def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
         for a in range(0, n, 4096):
             np.matmul(x[a:min(n, a + 4096)], linv_t, out=w[a:min(n, a + 4096)])
         h = np.einsum("ij,ij->i", w, w, dtype=np.float64)
-        h_cross = np.stack([np.einsum("ij,ij->i", w, np.roll(w, -k, axis=0), dtype=np.float64)
-                            for k in range(1, spectral.PAIR_OFFSETS + 1)])
+        h_cross = np.empty((spectral.PAIR_OFFSETS, n))  # h_{i, i+k mod n}, without copying rolled rows
+        for k in range(1, spectral.PAIR_OFFSETS + 1):
+            h_cross[k - 1, :n - k] = np.einsum("ij,ij->i", w[:n - k], w[k:], dtype=np.float64)
+            h_cross[k - 1, n - k:] = np.einsum("ij,ij->i", w[n - k:], w[:k], dtype=np.float64)
         partner = np.stack([np.roll(h, -k) for k in range(1, spectral.PAIR_OFFSETS + 1)])
         m2s.append(d * d + np.var(n * h))
         with np.errstate(invalid="ignore", divide="ignore"):  # n = d + 1: h_i ~ 1 (float32) -> NaN, unused there
