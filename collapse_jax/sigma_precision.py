@@ -5,9 +5,10 @@ its exact ``log det G`` is computed by streaming the Gram matrix, and ``num_bloc
 without replacement) are scored at every block size ``n`` of the grid. A block's rows are a random permutation
 prefix, so the Gram matrices of all block sizes come from one pass of prefix sums (``G_1(n_k) = G_1(n_{k-1}) +``
 rows ``n_{k-1}..n_k``); each block size is marginally a uniform random ``n``-subset, which is all the statistics
-need. Per block and block size the kernel keeps four sufficient statistics, ``log det G_1``, the in-sample
-``mean(M_i^2)`` and the mean and variance over rows of ``log(1 - h_i)`` (``h_i = M_i / n``, the leave-one-out
-log-det steps); every estimator and interval of :mod:`collapse_jax.spectral` is a function of them.
+need. Per block and block size the kernel keeps six sufficient statistics, ``log det G_1``, the in-sample
+``mean(M_i^2)``, the mean and variance over rows of ``log(1 - h_i)`` (``h_i = M_i / n``, the leave-one-out
+log-det steps) and the variance and mean of the leave-two-out interaction over row pairs
+(:class:`spectral.LeaveOneOut`); every estimator and interval of :mod:`collapse_jax.spectral` is a function of them.
 """
 
 from __future__ import annotations
@@ -234,6 +235,7 @@ def population(family: str, dim: int) -> np.ndarray:
 # storage and the AMX kernel's 17-bit operands lose nothing measurable (tests/test_spectral.py; docs/sigma.md).
 
 ENGINES = ("auto", "native", "numpy", "jax")
+LOO_FIELDS = spectral.LeaveOneOut._fields  # mean, var, pair_var, pair_mean
 
 
 def mahalanobis_second_moment(m: jnp.ndarray, dim: int) -> jnp.ndarray:
@@ -245,8 +247,8 @@ def mahalanobis_second_moment(m: jnp.ndarray, dim: int) -> jnp.ndarray:
 
 def prefix_block_stats(x: jnp.ndarray, ns: tuple[int, ...]) -> tuple[jnp.ndarray, ...]:
     """For one block's rows ``x`` (n_max, d) in random order: ``log det G_1(n)``, the in-sample ``mean(M_i^2)`` and
-    the mean and variance of ``log(1 - M_i / n)`` (:class:`spectral.LeaveOneOut`) for each prefix length ``n`` in
-    ``ns`` (static, increasing). Returns four ``(len(ns),)`` arrays.
+    the four :class:`spectral.LeaveOneOut` statistics for each prefix length ``n`` in ``ns`` (static, increasing).
+    Returns six ``(len(ns),)`` arrays.
 
     Gram, Cholesky and log-det run in float64 (when x64 is on); ``M_i = n ||L^{-1} x_i||^2`` is formed in ``x``'s
     dtype (float32 input: the engine's whitened rows; float64 input: exact).
@@ -255,7 +257,7 @@ def prefix_block_stats(x: jnp.ndarray, ns: tuple[int, ...]) -> tuple[jnp.ndarray
     acc = jnp.result_type(float)
     g = jnp.zeros((d, d), acc)
     prev = 0
-    lds, m2s, loo_means, loo_vars = [], [], [], []
+    lds, m2s, loos = [], [], []
     for n in ns:
         seg = x[prev:n].astype(acc)
         g = g + seg.T @ seg
@@ -266,10 +268,8 @@ def prefix_block_stats(x: jnp.ndarray, ns: tuple[int, ...]) -> tuple[jnp.ndarray
         w = x[:n] @ linv.T.astype(x.dtype)
         h = jnp.sum((w * w).astype(acc), axis=1)
         m2s.append(mahalanobis_second_moment(n * h, d))
-        loo = spectral.leave_one_out_stats(h)
-        loo_means.append(loo.mean)
-        loo_vars.append(loo.var)
-    return jnp.stack(lds), jnp.stack(m2s), jnp.stack(loo_means), jnp.stack(loo_vars)
+        loos.append(spectral.leverage_statistics(w.astype(acc)))
+    return (jnp.stack(lds), jnp.stack(m2s), *(jnp.stack([getattr(lo, f) for lo in loos]) for f in LOO_FIELDS))
 
 
 # One compiled kernel per (n_max, d, ns); the "jax" engine loops blocks in Python (dispatch is asynchronous). It is
@@ -289,7 +289,7 @@ def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
     first = np.asarray(x[:ns[0]], np.float64)
     g = first.T @ first
     eye = np.eye(d)
-    lds, m2s, loo_means, loo_vars = [], [], [], []
+    lds, m2s, loo_means, loo_vars, pair_vars, pair_means = [], [], [], [], [], []
     prev = ns[0]
     for n in ns:
         for a in range(prev, n, 4096):
@@ -299,23 +299,39 @@ def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
         chol = np.linalg.cholesky(g)
         lds.append(2.0 * np.sum(np.log(np.diag(chol))))
         linv_t = solve_triangular(chol, eye, lower=True).T.astype(np.float32)
-        h = np.empty(n)
+        w = np.empty((n, d), np.float32)
         for a in range(0, n, 4096):
-            w = x[a:min(n, a + 4096)] @ linv_t
-            h[a:a + w.shape[0]] = np.einsum("ij,ij->i", w, w, dtype=np.float64)
+            np.matmul(x[a:min(n, a + 4096)], linv_t, out=w[a:min(n, a + 4096)])
+        h = np.einsum("ij,ij->i", w, w, dtype=np.float64)
+        h_cross = np.empty((spectral.PAIR_OFFSETS, n))  # h_{i, i+k mod n}, without copying rolled rows
+        for k in range(1, spectral.PAIR_OFFSETS + 1):
+            h_cross[k - 1, :n - k] = np.einsum("ij,ij->i", w[:n - k], w[k:], dtype=np.float64)
+            h_cross[k - 1, n - k:] = np.einsum("ij,ij->i", w[n - k:], w[:k], dtype=np.float64)
+        partner = np.stack([np.roll(h, -k) for k in range(1, spectral.PAIR_OFFSETS + 1)])
         m2s.append(d * d + np.var(n * h))
         with np.errstate(invalid="ignore", divide="ignore"):  # n = d + 1: h_i ~ 1 (float32) -> NaN, unused there
             lg = np.log1p(-h)
+            pair_x = h_cross**2 / ((1.0 - h) * (1.0 - partner))
+            delta = np.log1p(-pair_x)
+            a_sqrt = np.sqrt(1.0 / (1.0 - h)).astype(np.float32)
+        wa = w * a_sqrt[:, None]  # all pairs: sum_{i != j} x_ij = ||W^T diag(a) W||_F^2 - sum_i a_i^2 h_i^2
+        ga = (wa.T @ wa).astype(np.float64)
+        pair_sum = np.sum(ga * ga) - np.sum((h / (1.0 - h)) ** 2)
         loo_means.append(lg.mean())
         loo_vars.append(lg.var())
-    return np.asarray(lds), np.asarray(m2s), np.asarray(loo_means), np.asarray(loo_vars)
+        pair_vars.append(delta.var())
+        pair_means.append(-pair_sum / (n * (n - 1.0)) + np.mean(delta + pair_x))
+    return (np.asarray(lds), np.asarray(m2s), np.asarray(loo_means), np.asarray(loo_vars), np.asarray(pair_vars),
+            np.asarray(pair_means))
 
 
 def native_block_stats(w32: np.ndarray, idx: np.ndarray, ns, threads: int) -> tuple[np.ndarray, ...]:
     """The "native" engine: blocks ``idx`` (num_blocks, n_max) of rows of the float32 population ``w32``, all prefix
     sizes, on Intel AMX (``collapse_jax/_native/spectral_kernels.cc``; ``threads`` blocks at a time). Returns
-    ``(log det G_1, mean(M_i^2), mean log(1 - h_i), Var log(1 - h_i))``, each (num_blocks, len(ns)). Raises if a
-    block Gram is not positive definite."""
+    ``(log det G_1, mean(M_i^2), mean log(1 - h_i), Var log(1 - h_i), pair variance, pair mean)``, each
+    (num_blocks, len(ns)); the kernel does not form the leave-two-out statistics, so the last two are NaN (the
+    jackknife interval then falls back to its one-parameter bias and the plain Gaussian calibration of its
+    variance). Raises if a block Gram is not positive definite."""
     from collapse_jax import _native
 
     lib = _native.spectral_library()
@@ -338,7 +354,7 @@ def native_block_stats(w32: np.ndarray, idx: np.ndarray, ns, threads: int) -> tu
         raise RuntimeError("AMX kernel unavailable")
     if rc >= 2:
         raise FloatingPointError(f"block {rc - 2}: Gram matrix not positive definite")
-    return ld, m2, loo_mean, loo_var
+    return ld, m2, loo_mean, loo_var, np.full_like(ld, np.nan), np.full_like(ld, np.nan)
 
 
 def resolve_engine(engine: str) -> str:
@@ -402,12 +418,15 @@ class CellResult:
     m2_insample: np.ndarray  # (num_blocks, num_sizes)
     loo_mean: np.ndarray     # (num_blocks, num_sizes): mean_i log(1 - h_i)
     loo_var: np.ndarray      # (num_blocks, num_sizes): Var_i log(1 - h_i)
+    loo_pair_var: np.ndarray  # (num_blocks, num_sizes): Var over sampled pairs of the leave-two-out interaction
+    loo_pair_mean: np.ndarray  # (num_blocks, num_sizes): its mean over all pairs (spectral.LeaveOneOut)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
 
     def to_arrays(self) -> dict:
         return dict(ns=self.ns, truth=np.float64(self.truth), logdet_g1=self.logdet_g1,
                     m2_insample=self.m2_insample, loo_mean=self.loo_mean, loo_var=self.loo_var,
+                    loo_pair_var=self.loo_pair_var, loo_pair_mean=self.loo_pair_mean,
                     num_points=np.int64(self.num_points), dim=np.int64(self.dim), seconds=np.float64(self.seconds))
 
     @classmethod
@@ -416,7 +435,8 @@ class CellResult:
         nan = np.full(np.shape(arrays["logdet_g1"]), np.nan)
         return cls(family, int(arrays["dim"]), int(arrays["num_points"]), arrays["ns"], float(arrays["truth"]),
                    arrays["logdet_g1"], arrays["m2_insample"], arrays.get("loo_mean", nan),
-                   arrays.get("loo_var", nan), float(arrays["seconds"]))
+                   arrays.get("loo_var", nan), arrays.get("loo_pair_var", nan), arrays.get("loo_pair_mean", nan),
+                   float(arrays["seconds"]))
 
 
 def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, seed: int, cell: int,
@@ -441,7 +461,7 @@ def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, 
     timings = dict(prepare_seconds=time.perf_counter() - t0)
     n_max = int(ns[-1])
     ns_static = tuple(int(n) for n in ns)
-    stats = np.empty((4, num_blocks, len(ns)))  # log det G_1, mean(M_i^2), mean and Var of log(1 - h_i)
+    stats = np.empty((6, num_blocks, len(ns)))  # log det G_1, mean(M_i^2), then the LeaveOneOut fields
 
     def indices(b0, b1):
         return np.stack([block_indices(seed, cell, b, num_points, n_max) for b in range(b0, b1)])
@@ -497,7 +517,8 @@ def summarize_cell(res: CellResult, level: float) -> list[dict]:
     """
     z = spectral.z_value(level)
     ns = res.ns.astype(np.float64)
-    loo = spectral.LeaveOneOut(jnp.asarray(res.loo_mean), jnp.asarray(res.loo_var))
+    loo = spectral.LeaveOneOut(jnp.asarray(res.loo_mean), jnp.asarray(res.loo_var), jnp.asarray(res.loo_pair_var),
+                               jnp.asarray(res.loo_pair_mean))
     est = spectral.block_estimates_from_stats(jnp.asarray(res.logdet_g1), jnp.asarray(res.m2_insample), res.dim,
                                               jnp.asarray(ns)[None, :], res.num_points, z, loo)
     rows = []

@@ -22,16 +22,18 @@ Corrections that go beyond the seed (derived in ``docs/sigma.md``):
 * scaled-Wishart (hybrid): the exact Gaussian bias times ``(E[M^2] - d) / (d (d + 1))``, which equals the second-order
   term to leading order but keeps the Gaussian's higher-order ``d/n`` terms;
 * leverage jackknife: the block's own leave-one-out log-dets ``log det G_1 + log(1 - h_i)`` (``h_i`` the leverages)
-  measure the bias step ``beta(n) - beta(n - 1)`` of this data without a model (unbiased for any distribution);
-  the Gaussian curve ``b`` only carries that step to ``N``; the variance is the jackknife variance of
-  ``log(1 - h_i)`` calibrated by its Gaussian expectation (Beta leverages).
+  and leave-two-out log-dets (``+ log det(I - H_SS)``, all pairs through one weighted Gram) measure the first and
+  second differences of this data's bias curve at n without a model (unbiased for any distribution); a two-parameter
+  curve ``A b + kappa int log(t/n) db`` through them carries the bias to ``N``; the variance is the jackknife variance
+  of ``log(1 - h_i)``, calibrated by its Gaussian expectation (Beta leverages) to the power of the block's
+  second-order share relative to the Gaussian's (Efron-Stein over-statement).
 """
 
 from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
+from functools import lru_cache, partial
 from typing import Iterable, NamedTuple
 
 import jax
@@ -421,17 +423,60 @@ def check_jackknife_block(n: int, dim: int) -> int:
 
 
 class LeaveOneOut(NamedTuple):
-    """Per block: ``mean_i log(1 - h_i)`` and ``Var_i log(1 - h_i)`` (population variance over the n rows), where
-    ``h_i = x_i^T G_1^{-1} x_i = M_i / n`` and ``log det(G_1 - x_i x_i^T) = log det G_1 + log(1 - h_i)``."""
+    """A block's leave-one-out and leave-two-out statistics (``h_ij = x_i^T G_1^{-1} x_j``, ``h_i = h_ii = M_i / n``):
+
+    * ``mean``, ``var``: mean and variance over the n rows of ``log(1 - h_i)``, where
+      ``log det(G_1 - x_i x_i^T) = log det G_1 + log(1 - h_i)``;
+    * ``pair_var``: variance over the ``PAIR_OFFSETS * n`` cyclic pairs ``(i, i + k)``, ``k = 1..PAIR_OFFSETS``, of
+      the leave-two-out interaction ``delta_ij = log(1 - x_ij)``, ``x_ij = h_ij^2 / ((1 - h_i)(1 - h_j))``, the second
+      difference ``T - T_(-i) - T_(-j) + T_(-ij)`` of ``T = log det G_1``;
+    * ``pair_mean``: mean of ``delta_ij`` over all ``n (n - 1)`` ordered pairs: ``-mean x_ij`` exactly from
+      ``sum_{i != j} x_ij = ||W^T diag(a) W||_F^2 - sum_i a_i^2 h_i^2`` (``a_i = 1/(1 - h_i)``, ``W`` the whitened
+      rows), plus the sampled pairs' mean of ``delta_ij + x_ij`` (the small ``-x^2/2 - ...`` remainder).
+
+    ``pair_var`` / ``pair_mean`` are ``None`` where they were not computed."""
 
     mean: jnp.ndarray
     var: jnp.ndarray
+    pair_var: jnp.ndarray | None = None
+    pair_mean: jnp.ndarray | None = None
 
 
-def leave_one_out_stats(h) -> LeaveOneOut:
-    """:class:`LeaveOneOut` from leverages ``h`` (..., n) (``M_i / n`` of :func:`mahalanobis_insample`)."""
+PAIR_OFFSETS = 4  # row pairs (i, i + k mod n), k = 1..4: 4 n pairs per block, 4 n d multiply-adds
+
+
+def leave_one_out_stats(h, h_cross=None, pair_sum=None) -> LeaveOneOut:
+    """:class:`LeaveOneOut` from leverages ``h`` (..., n) (``M_i / n`` of :func:`mahalanobis_insample`) and, if given,
+    the cross leverages ``h_cross`` (..., K, n), row ``k - 1`` holding ``h_{i, i+k mod n}`` (:func:`cross_leverages`),
+    and ``pair_sum = sum_{i != j} x_ij`` (..., ) over all ordered pairs (:func:`leverage_statistics`)."""
     lg = jnp.log1p(-h)
-    return LeaveOneOut(jnp.mean(lg, axis=-1), jnp.var(lg, axis=-1))
+    if h_cross is None:
+        return LeaveOneOut(jnp.mean(lg, axis=-1), jnp.var(lg, axis=-1))
+    partner = jnp.stack([jnp.roll(h, -k, axis=-1) for k in range(1, h_cross.shape[-2] + 1)], axis=-2)
+    x = h_cross**2 / ((1.0 - h[..., None, :]) * (1.0 - partner))
+    delta = jnp.log1p(-x)
+    pair_mean = None
+    if pair_sum is not None:
+        n = h.shape[-1]
+        pair_mean = -pair_sum / (n * (n - 1.0)) + jnp.mean(delta + x, axis=(-2, -1))
+    return LeaveOneOut(jnp.mean(lg, axis=-1), jnp.var(lg, axis=-1), jnp.var(delta, axis=(-2, -1)), pair_mean)
+
+
+def cross_leverages(w, offsets: int = PAIR_OFFSETS):
+    """``h_{i, i+k mod n} = w_i . w_{i+k}``, ``k = 1..offsets``, for whitened rows ``w = x L^{-T}`` (``G_1 = L L^T``):
+    (..., n, d) -> (..., offsets, n)."""
+    return jnp.stack([jnp.sum(w * jnp.roll(w, -k, axis=-2), axis=-1) for k in range(1, offsets + 1)], axis=-2)
+
+
+def leverage_statistics(w) -> LeaveOneOut:
+    """All of :class:`LeaveOneOut` from one block's whitened rows ``w = x L^{-T}`` (n, d), ``G_1 = L L^T``: leverages,
+    cross leverages and the all-pairs sum ``||W^T diag(a) W||_F^2 - sum_i a_i^2 h_i^2`` (one more d x d Gram)."""
+    h = jnp.sum(w * w, axis=-1)
+    a = 1.0 / (1.0 - h)
+    wa = w * jnp.sqrt(a)[..., None]
+    ga = jnp.swapaxes(wa, -1, -2) @ wa
+    pair_sum = jnp.sum(ga * ga, axis=(-2, -1)) - jnp.sum((a * h) ** 2, axis=-1)
+    return leave_one_out_stats(h, cross_leverages(w), pair_sum)
 
 
 def gaussian_loo_moments(dim: int, n):
@@ -440,6 +485,47 @@ def gaussian_loo_moments(dim: int, n):
     n = jnp.asarray(n, jnp.result_type(float))
     a, c = (n - dim) / 2.0, n / 2.0
     return digamma(a) - digamma(c), polygamma(1, a) - polygamma(1, c)
+
+
+PAIR_DRAWS = 20_000
+
+
+@lru_cache(maxsize=4096)
+def _gaussian_pair_var(dim: int, n: int) -> float:
+    rng = np.random.default_rng(np.random.SeedSequence([20261129, dim, n]))
+
+    def wishart2(dof):  # 2 x 2 Wishart(dof, I) by Bartlett: T lower triangular, W = T T^T
+        t11 = np.sqrt(rng.chisquare(dof, PAIR_DRAWS))
+        t22 = np.sqrt(rng.chisquare(dof - 1, PAIR_DRAWS))
+        t21 = rng.standard_normal(PAIR_DRAWS)
+        return np.stack([np.stack([t11 * t11, t11 * t21], -1), np.stack([t11 * t21, t21 * t21 + t22 * t22], -1)], -2)
+
+    w1, w2 = wishart2(dim), wishart2(n - dim)
+    ev, vec = np.linalg.eigh(w1)
+    root = (vec * np.sqrt(ev)[..., None, :]) @ np.swapaxes(vec, -1, -2)
+    u = np.linalg.inv(np.eye(2) + root @ np.linalg.inv(w2) @ root)  # I - H_SS, H_SS ~ matrix Beta(d/2, (n-d)/2)
+    delta = np.log(np.linalg.det(u)) - np.log(u[:, 0, 0]) - np.log(u[:, 1, 1])
+    return float(np.var(delta))
+
+
+def gaussian_pair_var(dim: int, n) -> np.ndarray:
+    """``Var delta_ij`` of :class:`LeaveOneOut` for zero-mean Gaussian rows (needs concrete ``n``, >= d + 2).
+
+    For Gaussian rows the hat matrix ``H = X G_1^{-1} X^T`` is a uniformly random rank-d projection, so its 2 x 2
+    principal block is matrix Beta: ``H_SS = C (I + C)^{-1}``, ``C = W_1^{1/2} W_2^{-1} W_1^{1/2}`` with independent
+    ``W_1 ~ W_2(d, I)``, ``W_2 ~ W_2(n - d, I)``; no closed form is used for ``Var log det(I - H_SS)`` minus its
+    diagonal terms: it is the variance over :data:`PAIR_DRAWS` fixed-seed draws of these 2 x 2 matrices (relative
+    error ~1 %, deterministic, cached per (d, n))."""
+    n = np.asarray(n)
+    return np.vectorize(lambda m: _gaussian_pair_var(int(dim), int(m)), otypes=[np.float64])(n)
+
+
+def jackknife_overstatement(dim: int, n):
+    """Efron-Stein factor of Gaussian rows: ``rho = E[v_J] / Var log det G_1``, ``v_J = (n - 1) Var_i log(1 - h_i)``:
+    ``(n - 1)(psi'((n-d)/2) - psi'(n/2)) / sum_i psi'((n-i+1)/2)`` (d = 384: 1.83 at n = 1.5 d, 1.06 at 10 d, -> 1)."""
+    n = jnp.asarray(n, jnp.result_type(float))
+    _, var_g = gaussian_loo_moments(dim, n)
+    return (n - 1.0) * var_g / jnp.sum(polygamma(1, _halves(dim, n)), axis=-1)
 
 
 def jackknife_bias_ratio(loo_mean, dim: int, n):
@@ -452,21 +538,88 @@ def jackknife_bias_ratio(loo_mean, dim: int, n):
     return (-loo_mean - shift) / (-mean_g - shift)
 
 
+def gaussian_bias_step(dim: int, n):
+    """``b(n) - b(n - 1) = psi(n/2) - psi((n - d)/2) - d log(n / (n - 1))`` (the digamma sum of
+    :func:`wishart_logdet_bias` telescopes): the Gaussian bias step of one row."""
+    n = jnp.asarray(n, jnp.result_type(float))
+    return digamma(n / 2.0) - digamma((n - dim) / 2.0) - dim * jnp.log(n / (n - 1.0))
+
+
+def log_weighted_bias(dim: int, low, high, n, num_nodes: int = 256):
+    """``J(low, high) = int_low^high log(t / n) db(t)`` for the Gaussian curve ``b`` (:func:`wishart_logdet_bias`):
+    midpoint rule on ``num_nodes`` geometric intervals (exact ``b`` at the nodes)."""
+    f = jnp.result_type(float)
+    low, high, n = (jnp.asarray(v, f)[..., None] for v in (low, high, n))
+    t = low * (high / low) ** (jnp.arange(num_nodes + 1, dtype=f) / num_nodes)
+    mid = jnp.sqrt(t[..., 1:] * t[..., :-1])
+    return jnp.sum(jnp.log(mid / n) * jnp.diff(wishart_logdet_bias(dim, t), axis=-1), axis=-1)
+
+
+def jackknife_bias_coefficients(dim: int, n, num_points):
+    """``(c1, c2)`` with ``E[c1 D_1 + c2 D_2] = beta(N) - beta(n)`` whenever the data's bias curve is
+    ``beta(m) = A b(m) + kappa int^m log(t / n) db(t)`` (any ``A``, ``kappa``; Gaussian rows: ``A = 1``, ``kappa = 0``).
+
+    ``D_1`` (first difference, :func:`jackknife_bias_ratio`) and ``D_2`` (second difference, from
+    ``LeaveOneOut.pair_mean``) of the block's own leave-one-out / leave-two-out log-dets have
+    ``E D_1 = A (b(n) - b(n-1)) + kappa Phi_1``, ``E D_2 = A (b(n) - 2 b(n-1) + b(n-2)) + kappa (Phi_1 - Phi_0)``, with
+    ``Phi_1 = log((n - 1/2)/n) (b(n) - b(n-1))``, ``Phi_0 = log((n - 3/2)/n) (b(n-1) - b(n-2))`` (midpoint rule over one
+    row); the target is ``A (b(N) - b(n)) + kappa J(n, N)`` (:func:`log_weighted_bias`). Solving the 2 x 2 system
+    gives the coefficients; at ``n = N`` both are 0."""
+    n = jnp.asarray(n, jnp.result_type(float))
+    step1, step0 = gaussian_bias_step(dim, n), gaussian_bias_step(dim, n - 1.0)
+    phi1, phi0 = jnp.log((n - 0.5) / n) * step1, jnp.log((n - 1.5) / n) * step0
+    curv_b, curv_phi = step1 - step0, phi1 - phi0
+    target_b = wishart_bias(dim, n, num_points)
+    target_phi = log_weighted_bias(dim, n, num_points, n)
+    det = step1 * curv_phi - phi1 * curv_b
+    return (target_b * curv_phi - target_phi * curv_b) / det, (target_phi * step1 - target_b * phi1) / det
+
+
+def jackknife_bias(loo: LeaveOneOut, dim: int, n, num_points):
+    """The leverage jackknife's estimate of ``E[log det G - L_hat] = beta(N) - beta(n)`` (``beta`` the data's bias
+    curve of ``log det(G_m / m)``): ``c1 D_1 + c2 D_2`` (:func:`jackknife_bias_coefficients`), with the block's
+    first difference ``D_1 = -mean_i log(1 - h_i) - d log(n/(n-1))`` and second difference
+    ``D_2 = mean_{i != j} delta_ij - d log(n (n-2) / (n-1)^2)``; both are unbiased for the data's ``beta`` steps at n
+    (for any distribution and N), so the estimate is unbiased whenever the curve has the two-parameter shape above,
+    and exactly for Gaussian rows. Without ``loo.pair_mean`` (or where it is NaN): ``r * wishart_bias``, the
+    one-parameter version (``kappa = 0``)."""
+    n = jnp.asarray(n, jnp.result_type(float))
+    one_step = jackknife_bias_ratio(loo.mean, dim, n) * wishart_bias(dim, n, num_points)
+    if loo.pair_mean is None:
+        return one_step
+    d1 = -loo.mean - dim * jnp.log(n / (n - 1.0))
+    d2 = loo.pair_mean - dim * jnp.log1p(-1.0 / (n - 1.0) ** 2)
+    c1, c2 = jackknife_bias_coefficients(dim, n, num_points)
+    two_step = c1 * d1 + c2 * d2
+    return jnp.where(jnp.isfinite(two_step), two_step, one_step)
+
+
 def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z) -> Interval:
-    """Leverage-jackknife interval: centre ``L_hat + r * wishart_bias`` with ``r`` from :func:`jackknife_bias_ratio`;
-    variance ``Var_i log(1 - h_i) / E_Gauss[Var log(1 - h)] * wishart_variance`` (the delete-one jackknife variance
-    of ``log det(G_1/n)``, scaled so that its Gaussian expectation is the exact Wilks variance; finite-population
-    factor included through ``wishart_variance``). Needs ``n >= d + 2`` (NaN below; :func:`check_jackknife_block`).
-    Exact (half-width 0) at ``n = N``."""
+    """Leverage-jackknife interval: centre ``L_hat + jackknife_bias`` (:func:`jackknife_bias`); variance
+    ``Var_i log(1 - h_i) / E_Gauss[Var log(1 - h)] * wishart_variance * rho^((1 - q / q_G)(1 - n / N))``.
+
+    The first factor is the delete-one jackknife variance of ``log det(G_1/n)`` scaled so that its Gaussian expectation
+    is the exact Wilks variance (finite-population factor included through ``wishart_variance``). The jackknife
+    over-states the pair (second-order) part of the variance (Efron-Stein; ``rho`` = :func:`jackknife_overstatement`
+    for Gaussian rows); ``q = n Var(delta) / (2 Var log(1 - h))`` measures that part's share in this block (from
+    ``loo.pair_var``) and ``q_G`` the Gaussian share (:func:`gaussian_pair_var`), so the Gaussian calibration ``1/rho``
+    is applied as ``rho^(-q/q_G)``: in full for a Gaussian share, not at all for a linear statistic (q = 0: Efron-
+    Stein holds with equality), more for a larger pair share (vectors uniform on the sphere); damped towards n = N.
+    Without ``loo.pair_var`` the factor is 1. Needs ``n >= d + 2`` (NaN below; :func:`check_jackknife_block`).
+    Exact (half-width 0) at ``n = N``. ``n`` must be concrete when ``loo.pair_var`` is given (NumPy draws)."""
     n_arr = jnp.asarray(n, jnp.result_type(float))
     ok = n_arr >= jackknife_min_block(dim)
     n_safe = jnp.where(ok, n_arr, jackknife_min_block(dim))
-    r = jackknife_bias_ratio(loo.mean, dim, n_safe)
+    bias = jackknife_bias(loo, dim, n_safe, num_points)
     _, var_g = gaussian_loo_moments(dim, n_safe)
     var = loo.var / var_g * wishart_variance(dim, n_safe, num_points)
-    nan = jnp.asarray(jnp.nan, r.dtype)
-    return Interval(jnp.where(ok, l_hat + r * wishart_bias(dim, n_safe, num_points), nan),
-                    jnp.where(ok, z * jnp.sqrt(var), nan))
+    if loo.pair_var is not None:
+        n_np = np.maximum(np.asarray(n, np.float64), jackknife_min_block(dim))
+        share = (loo.pair_var / loo.var) / (gaussian_pair_var(dim, n_np) / var_g)  # q / q_G
+        exponent = (1.0 - share) * (1.0 - n_safe / num_points)
+        var = var * jnp.where(jnp.isfinite(exponent), jackknife_overstatement(dim, n_safe) ** exponent, 1.0)
+    nan = jnp.asarray(jnp.nan, jnp.result_type(bias, var))
+    return Interval(jnp.where(ok, l_hat + bias, nan), jnp.where(ok, z * jnp.sqrt(var), nan))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -510,18 +663,23 @@ def block_estimates(x_block, num_points: int, *, level: float = 0.95) -> BlockEs
     xb = jnp.asarray(x_block)
     g1 = gram(xb)
     m = mahalanobis_insample(xb, g1)
-    loo = leave_one_out_stats(m / n) if n >= jackknife_min_block(dim) else None
+    loo = None
+    if n >= jackknife_min_block(dim):
+        loo = leverage_statistics(jax.scipy.linalg.solve_triangular(jnp.linalg.cholesky(g1), xb.T, lower=True).T)
     return block_estimates_from_stats(logdet_chol(g1), jnp.mean(m * m), dim, n, num_points, z, loo)
 
 
 ESTIMATORS = ("seed", "second_order", "wishart", "scaled_wishart", "jackknife")
 
 __all__ = [
-    "BlockEstimates", "ESTIMATORS", "Interval", "MahalanobisMoments", "StreamedGram", "Theorem1Bounds",
     "array_chunks", "batched_logdet", "block_estimates", "block_estimates_from_stats", "block_size_rule",
-    "check_block_sizes", "check_embeddings", "check_eps", "check_jackknife_block", "gaussian_insample_var",
-    "gaussian_loo_moments", "gram", "gram_streaming", "jackknife_bias_ratio", "jackknife_interval",
-    "jackknife_min_block", "LeaveOneOut", "leave_one_out_stats", "log_overestimation_ratio", "logdet", "logdet_chol", "one_blas_thread", "mahalanobis_insample", "mahalanobis_moments",
-    "scaled_wishart_interval", "scaling_estimate", "second_order_bias", "second_order_interval", "seed_interval",
-    "theorem1_bounds", "wishart_bias", "wishart_interval", "wishart_logdet_bias", "wishart_variance", "z_value",
+    "BlockEstimates", "check_block_sizes", "check_embeddings", "check_eps", "check_jackknife_block",
+    "cross_leverages", "ESTIMATORS", "gaussian_bias_step", "gaussian_insample_var", "gaussian_loo_moments",
+    "gaussian_pair_var", "gram", "gram_streaming", "Interval", "jackknife_bias", "jackknife_bias_coefficients",
+    "jackknife_bias_ratio", "jackknife_interval", "jackknife_min_block", "jackknife_overstatement",
+    "leave_one_out_stats", "LeaveOneOut", "leverage_statistics", "log_overestimation_ratio", "log_weighted_bias",
+    "logdet", "logdet_chol", "mahalanobis_insample", "mahalanobis_moments", "MahalanobisMoments", "one_blas_thread",
+    "PAIR_OFFSETS", "scaled_wishart_interval", "scaling_estimate", "second_order_bias", "second_order_interval",
+    "seed_interval", "StreamedGram", "theorem1_bounds", "Theorem1Bounds", "wishart_bias", "wishart_interval",
+    "wishart_logdet_bias", "wishart_variance", "z_value",
 ]
