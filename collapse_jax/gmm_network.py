@@ -58,6 +58,8 @@ class GMMNetworkConfig:
       alpha, c: Algorithm 2's coefficients; None = the paper's ``1/k_t`` and ``1/(k_t B^2)``; a number = constant;
         a sequence = one value per step t = 0..T-1.
       record_pi, record_d: also return ``Pi(t)`` (replicate, step, model, component) and ``D(t)``.
+      initial_weights: ``Pi(0)`` for every replicate, ``num_models`` rows on the simplex (None: Dirichlet draws);
+        e.g. weights fitted to data (:mod:`llm_bridge.web_gmm_proxy`).
     """
 
     mu: tuple = ((-5.0,), (5.0,))
@@ -74,6 +76,7 @@ class GMMNetworkConfig:
     c: Any = None
     record_pi: bool = False
     record_d: bool = False
+    initial_weights: tuple | None = None
 
     @property
     def num_components(self) -> int:
@@ -108,7 +111,7 @@ def _tuplify(x):
 
 def make_config(*, mu=((-5.0,), (5.0,)), sigma=((1.0,),), num_models=3, points_per_step=3, beta=0.5,
                 dirichlet_a=1.0, num_steps=200, eps=0.0, num_human=0, pi_ref=None, alpha=None, c=None,
-                record_pi=False, record_d=False) -> GMMNetworkConfig:
+                record_pi=False, record_d=False, initial_weights=None) -> GMMNetworkConfig:
     """Validate every parameter (clear ``ValueError`` naming it) and return a :class:`GMMNetworkConfig`.
 
     ``mu`` may be given as (B,) for d = 1 or (B, d); ``sigma`` as a number (d = 1, variance) or (d, d).
@@ -137,13 +140,16 @@ def make_config(*, mu=((-5.0,), (5.0,)), sigma=((1.0,),), num_models=3, points_p
         pi_ref = tuple(float(v) for v in _checks.simplex_vector("pi_ref", pi_ref, B))
     alpha = _schedule_arg("alpha", alpha, T, 0.0, 1.0, low_open=True)
     c = _schedule_arg("c", c, T, 0.0, 1.0 / B, high_open=True)
+    if initial_weights is not None:
+        w0 = _checks.finite_array("initial_weights", initial_weights, shape=(n, B))
+        initial_weights = _tuplify([_checks.simplex_vector(f"initial_weights[{i}]", w, B) for i, w in enumerate(w0)])
     max_points = m0 + n * L * max(T - 1, 0)
     if max_points >= 2**31 - 1:
         raise ValueError(f"the internet would hold {max_points} points; at most 2^31 - 2 are supported "
                          "(reduce num_steps, num_models or points_per_step)")
     return GMMNetworkConfig(mu=_tuplify(mu_arr), sigma=_tuplify(sig), num_models=n, points_per_step=L, beta=beta,
                             dirichlet_a=a, num_steps=T, eps=eps, num_human=m0, pi_ref=pi_ref, alpha=alpha, c=c,
-                            record_pi=bool(record_pi), record_d=bool(record_d))
+                            record_pi=bool(record_pi), record_d=bool(record_d), initial_weights=initial_weights)
 
 
 def _schedule_arg(name, value, T, low, high, **kw):
@@ -346,11 +352,15 @@ def _record(p: jax.Array, cfg: GMMNetworkConfig) -> Record:
 
 
 def initial(key: jax.Array, cfg: GMMNetworkConfig, dtype=jnp.float32):
-    """``Pi(0)`` (num_models, num_components) with rows ``~ Dirichlet(a)``, the features of the ``m0`` human points
-    of ``A(0)`` (m0, S) drawn from the reference GMM, and the key left for the steps."""
+    """``Pi(0)`` (num_models, num_components) with rows ``~ Dirichlet(a)`` (or ``cfg.initial_weights``), the
+    features of the ``m0`` human points of ``A(0)`` (m0, S) drawn from the reference GMM, and the key left for the
+    steps."""
     k_pi, k_human, key = jax.random.split(key, 3)
     B = cfg.num_components
-    weights = jax.random.dirichlet(k_pi, jnp.full((B,), cfg.dirichlet_a, dtype), (cfg.num_models,))
+    if cfg.initial_weights is None:
+        weights = jax.random.dirichlet(k_pi, jnp.full((B,), cfg.dirichlet_a, dtype), (cfg.num_models,))
+    else:
+        weights = jnp.asarray(cfg.initial_weights, dtype)
     human = jnp.zeros((0, _feature_size(cfg)), dtype)
     if cfg.num_human > 0:
         ref = jnp.full((B,), 1.0 / B, dtype) if cfg.pi_ref is None else jnp.asarray(cfg.pi_ref, dtype)

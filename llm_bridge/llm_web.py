@@ -1,0 +1,479 @@
+"""LLM Web Dynamics with real generators (seed 000, Algorithm 1, Section 4.1, Figures 2-3).
+
+``n`` language models with different priors share an internet ``A(t)`` of texts about one topic. At every step
+t = 0..T each model ``i``
+
+1. retrieves ``k_t = floor(beta |A(t)|)`` texts of ``A(t)`` uniformly without replacement (Algorithm 1, line 3);
+2. reads them, by one of two modes:
+   ``context`` (the seed): the retrieved texts, in the order drawn, then the query, joined by ``separator``, form
+   the prompt; texts are added while prompt + ``max_new_tokens`` fits the model's context window and the number
+   that fit is recorded; ``finetune`` (beyond the seed): ``finetune_steps`` optimiser steps on the retrieved texts
+   (the literal analogue of the GMM network's weight update), carried forward from step to step, and the prompt is
+   the query alone;
+3. generates ``L`` answers (line 4); an answer is the first sentence of query + continuation (the seed asks its
+   models for exactly one sentence; ``query_is_prefix=False``: of the continuation alone, for instruction models);
+4. the answers are embedded (MiniLM by default; line 5), ``X_i(t)`` = their mean (Eq. 1), ``D_ij = ||X_i - X_j||``
+   (Eq. 2) and ``||D(t)||_F`` recorded (line 8); each model's first answer is posted: ``A(t+1) = A(t) + n`` texts
+   (line 9).
+
+Default generators: nanoGPTs (:mod:`llm_bridge.nanogpt`) trained here, each on its own contiguous part of the
+standard-library corpus (:mod:`llm_bridge.corpus`, topics first, then docstrings by source path), so each starts
+from its own view of the language; ``hf``: Hugging Face causal LMs from local folders instead.
+
+Run folder (everything written atomically; ``steps/step-TTTT.json`` is written last for its step, so its presence
+marks the step done): ``config.json``; ``human.json`` / ``human.npz`` (A(0), the query, A(0)'s embeddings);
+``base/`` (the trained nanoGPTs and their text parts, cached: a resumed run does not retrain); ``steps/step-TTTT.npz``
+(embeddings, num_models x L x dim) and ``.json`` (retrieved indices, how many fit, prompts' token counts, answers,
+raw continuations, posted texts, fine-tuning losses, ||D||_F, D, spread, diversity); ``state/step-TTTT/`` (finetune
+mode: each model after step t); then :func:`analyse`'s outputs (:mod:`llm_bridge.llm_web_report`).
+
+Determinism and resume: model i's retrieval at step t uses ``SeedSequence([seed, t, i, 0])``, its sampling seed
+``[seed, t, i, 1]``, its fine-tuning seed ``[seed, t, i, 2]``; nothing else carries over between steps but the
+internet (rebuilt from the stored posts) and, in finetune mode, the models (reloaded from ``state/``). A killed run
+resumed with :func:`resume` therefore ends with the same texts, embeddings and metrics as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from collapse_jax import _checks
+from collapse_jax.progress import bar
+from collapse_jax.results import RunFolder, atomic_savez, atomic_write_json
+from llm_bridge.generators import Generator, Sampling
+
+MODES = ("context", "finetune")
+RETRIEVE, SAMPLE, FINETUNE = 0, 1, 2          # the last word of each step's seed sequences
+STEPS, STATE, BASE = "steps", "state", "base"
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """One LLM Web Dynamics experiment; every field is validated on construction (ValueError naming it).
+
+    Network (seed 000 Algorithm 1): ``num_models`` (n), ``samples`` (L answers per model and step), ``beta``,
+    ``num_steps`` (T: steps t = 0..T), ``num_human`` (|A(0)|: standard-library sentences containing ``topic``),
+    ``query``, ``mode`` (``context`` or ``finetune``), ``separator`` (joins retrieved texts and query).
+    Sampling: ``max_new_tokens``, ``temperature``, ``top_k``, ``top_p``. Finetune mode: ``finetune_steps``,
+    ``finetune_lr``, ``finetune_batch``. Base nanoGPTs: ``model_*`` sizes, ``tokenizer`` / ``vocab_size``,
+    ``train_steps``, ``train_batch``, ``train_lr``; ``corpus_docstrings`` False trains on the language reference
+    topics only (small, for tests). ``hf``: local Hugging Face causal LM folders instead (one per model;
+    ``hf_dtype`` their weights' dtype). ``encoder``: a sentence-transformers folder (None: the packaged
+    all-MiniLM-L6-v2). GMM comparison: ``gmm_replicates``, ``gmm_posts`` (points each GMM posts per step: 1 matches
+    Algorithm 1's internet, which grows by n per step; the seed's Algorithm 3 posts L), ``proxy_dims`` (PCA
+    dimensions of the calibrated proxy), ``proxy_components`` (B = 1..this). ``seed``: every random draw.
+    """
+
+    num_models: int = 3
+    samples: int = 16
+    beta: float = 0.5
+    num_steps: int = 30
+    num_human: int = 20
+    topic: str = "exception"
+    query: str = "When an exception is raised"
+    query_is_prefix: bool = True
+    mode: str = "context"
+    separator: str = " "
+    max_new_tokens: int = 40
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float = 0.95
+    finetune_steps: int = 4
+    finetune_lr: float = 3e-4
+    finetune_batch: int = 8
+    model_layers: int = 2
+    model_heads: int = 4
+    model_dim: int = 128
+    model_context: int = 128
+    tokenizer: str = "bpe"
+    vocab_size: int = 2048
+    train_steps: int = 400
+    train_batch: int = 16
+    train_lr: float = 2e-3
+    corpus_docstrings: bool = True
+    hf: tuple[str, ...] = ()
+    hf_dtype: str | None = None
+    encoder: str | None = None
+    gmm_replicates: int = 1000
+    gmm_posts: int = 1
+    proxy_dims: int = 3
+    proxy_components: int = 8
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hf", tuple(str(p) for p in self.hf))
+        for name in ("num_models", "samples", "num_steps", "num_human", "max_new_tokens", "finetune_steps",
+                     "finetune_batch", "model_layers", "model_heads", "model_dim", "model_context", "train_steps",
+                     "train_batch", "gmm_replicates", "gmm_posts", "proxy_dims", "proxy_components"):
+            _checks.positive_int(name, getattr(self, name))
+        _checks.nonnegative_int("seed", self.seed)
+        if self.num_models < 2:
+            raise ValueError(f"num_models must be at least 2 (a distance matrix needs two models), got "
+                             f"{self.num_models}")
+        _checks.in_interval("beta", self.beta, 0.0, 1.0, low_open=True)
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        for name in ("topic", "query"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ValueError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+        if not isinstance(self.separator, str):
+            raise ValueError(f"separator must be a string, got {self.separator!r}")
+        Sampling(self.max_new_tokens, self.temperature, self.top_k, self.top_p)      # validates the sampling
+        _checks.in_interval("finetune_lr", self.finetune_lr, 0.0, math.inf, low_open=True, high_open=True)
+        _checks.in_interval("train_lr", self.train_lr, 0.0, math.inf, low_open=True, high_open=True)
+        if self.model_dim % self.model_heads:
+            raise ValueError(f"model_dim ({self.model_dim}) must be a multiple of model_heads ({self.model_heads})")
+        if self.max_new_tokens >= self.model_context and not self.hf:
+            raise ValueError(f"max_new_tokens must be below model_context = {self.model_context}, got "
+                             f"{self.max_new_tokens}")
+        if self.tokenizer not in ("bpe", "byte"):
+            raise ValueError(f"tokenizer must be 'bpe' or 'byte', got {self.tokenizer!r}")
+        if _checks.positive_int("vocab_size", self.vocab_size) < 257:
+            raise ValueError(f"vocab_size must be >= 257 (256 bytes + EOT), got {self.vocab_size}")
+        if self.hf:
+            if len(self.hf) != self.num_models:
+                raise ValueError(f"hf must name one model folder per model: num_models = {self.num_models} but "
+                                 f"{len(self.hf)} folders were given")
+            for p in self.hf:
+                if not Path(p).expanduser().is_dir():
+                    raise ValueError(f"hf model folder {p!r} does not exist")
+        if self.encoder is not None and not Path(self.encoder).expanduser().is_dir():
+            raise ValueError(f"encoder folder {self.encoder!r} does not exist")
+        if self.proxy_components > self.num_models * self.samples:
+            raise ValueError(f"proxy_components must be at most num_models * samples = "
+                             f"{self.num_models * self.samples} (the t = 0 answers it is fitted to), got "
+                             f"{self.proxy_components}")
+        for name in ("query_is_prefix", "corpus_docstrings"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+
+    @property
+    def sampling(self) -> Sampling:
+        return Sampling(self.max_new_tokens, self.temperature, self.top_k, self.top_p)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (the form ``config.json`` stores)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, saved: dict[str, Any]) -> "WebConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(saved) - names)
+        if unknown:
+            raise ValueError(f"unknown configuration fields {unknown}")
+        return cls(**{k: tuple(v) if k == "hf" else v for k, v in saved.items()})
+
+
+# Presets: the CPU default (finishes in minutes on 2 cores) and the seed's Section 4.1 network sizes.
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {},
+    "paper": dict(num_models=3, samples=40, beta=0.5, num_steps=60),
+}
+
+
+def preset(name: str, **overrides: Any) -> WebConfig:
+    """:data:`PRESETS` ``[name]`` with ``overrides`` (None values ignored)."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
+    return WebConfig(**{**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The internet, the models, the encoder
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def step_seed(cfg: WebConfig, t: int, i: int, stream: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([cfg.seed, t, i, stream])
+
+
+def human_internet(cfg: WebConfig) -> list[str]:
+    """``A(0)``: ``num_human`` standard-library sentences (at most 200 characters) that contain ``topic`` as a word
+    (case-insensitive), drawn without replacement with ``SeedSequence([seed])``, in corpus order."""
+    from llm_bridge import corpus
+
+    pattern = re.compile(rf"\b{re.escape(cfg.topic.strip())}", re.IGNORECASE)
+    texts = corpus.stdlib_corpus(corpus.CorpusConfig(docstrings=cfg.corpus_docstrings)).texts
+    pool = [t for t in texts if len(t) <= 200 and pattern.search(t)]
+    if len(pool) < cfg.num_human:
+        raise ValueError(f"num_human must be at most {len(pool)}, the standard-library sentences about topic "
+                         f"{cfg.topic!r}, got {cfg.num_human}")
+    pick = np.sort(np.random.default_rng(np.random.SeedSequence([cfg.seed])).choice(len(pool), cfg.num_human,
+                                                                                  replace=False))
+    return [pool[j] for j in pick]
+
+
+def training_parts(cfg: WebConfig) -> list[list[str]]:
+    """The base nanoGPTs' texts: the stdlib paragraph corpus cut into ``num_models`` contiguous parts."""
+    from llm_bridge import corpus
+
+    docs = corpus.stdlib_corpus(corpus.CorpusConfig(unit="paragraph", max_chars=4000,
+                                                    docstrings=cfg.corpus_docstrings)).texts
+    cuts = np.linspace(0, len(docs), cfg.num_models + 1).round().astype(int)
+    return [list(docs[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def base_generators(cfg: WebConfig, folder: Path, *, progress: bool | None = None) -> list[Generator]:
+    """The models at t = 0: ``hf`` folders loaded, or nanoGPTs trained into ``folder/base/model-i`` (a finished
+    training is loaded, an interrupted one resumed, so no model is trained twice)."""
+    if cfg.hf:
+        from llm_bridge.hf_causal import hf_causal_lm
+
+        return [hf_causal_lm(p, dtype=cfg.hf_dtype) for p in cfg.hf]
+    from llm_bridge import nanogpt_train as nt
+    from llm_bridge.nanogpt import NanoGPT
+
+    base = folder / BASE
+    parts = None
+    models = []
+    for i in range(cfg.num_models):
+        run = base / f"model-{i}"
+        if (run / "manifest.json").is_file():
+            models.append(NanoGPT.load(run))
+        elif (run / "config.json").is_file():
+            models.append(nt.resume(run, progress=progress).model)
+        else:
+            parts = parts or training_parts(cfg)
+            text = base / f"part-{i}.txt"
+            text.parent.mkdir(parents=True, exist_ok=True)
+            text.write_text("\n\n".join(parts[i]) + "\n", encoding="utf-8")
+            spec = nt.ModelSpec(num_layers=cfg.model_layers, num_heads=cfg.model_heads, dim=cfg.model_dim,
+                                context_length=cfg.model_context)
+            data = nt.DataConfig(source=str(text), tokenizer=cfg.tokenizer, vocab_size=cfg.vocab_size)
+            tc = nt.TrainConfig(steps=cfg.train_steps, batch_size=cfg.train_batch, learning_rate=cfg.train_lr,
+                                warmup_steps=min(30, cfg.train_steps // 10), eval_every=cfg.train_steps,
+                                eval_windows=32, checkpoint_every=max(1, cfg.train_steps // 4),
+                                seed=cfg.seed + i)
+            models.append(nt.train(run, spec, data, tc, progress=progress).model)
+    return models
+
+
+def save_generator(model: Generator, folder: Path) -> None:
+    """Write a model (nanoGPT or Hugging Face) to ``folder`` so :func:`load_generator` reads it back."""
+    model.save(folder)
+
+
+def load_generator(cfg: WebConfig, folder: Path) -> Generator:
+    if cfg.hf:
+        from llm_bridge.hf_causal import hf_causal_lm
+
+        return hf_causal_lm(folder, dtype=cfg.hf_dtype)
+    from llm_bridge.nanogpt import NanoGPT
+
+    return NanoGPT.load(folder)
+
+
+def load_encoder(cfg: WebConfig):
+    from llm_bridge import encoders
+
+    return encoders.minilm_encoder() if cfg.encoder is None else encoders.sentence_transformer_encoder(cfg.encoder)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One step
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def prompt_tokens(model: Generator, text: str) -> int:
+    """Tokens the model's ``generate`` feeds for prompt ``text`` (its start token included)."""
+    if hasattr(model, "encode_prompts"):           # nanoGPT: EOT + tokens
+        return len(model.encode_prompts([text])[0])
+    if hasattr(model, "encode"):                   # Hugging Face: start token + tokens
+        return len(model.encode(text))
+    raise ValueError(f"cannot count prompt tokens of {type(model).__name__}: it has neither encode_prompts nor "
+                     "encode")
+
+
+def fit_context(model: Generator, retrieved: Sequence[str], query: str, separator: str, max_new_tokens: int
+                ) -> tuple[str, int]:
+    """(prompt, m): the first ``m`` retrieved texts and the query joined by ``separator``, with ``m`` as large as
+    keeps prompt + ``max_new_tokens`` within the model's context window."""
+    room = model.context_length - max_new_tokens
+
+    def build(m: int) -> str:
+        return separator.join([*retrieved[:m], query])
+
+    if prompt_tokens(model, build(0)) > room:
+        raise ValueError(f"the query alone takes {prompt_tokens(model, build(0))} tokens, more than the "
+                         f"{room} that max_new_tokens = {max_new_tokens} leaves of {model.name}'s context "
+                         f"({model.context_length}); shorten the query or lower max_new_tokens")
+    m = 0
+    while m < len(retrieved) and prompt_tokens(model, build(m + 1)) <= room:
+        m += 1
+    return build(m), m
+
+
+def answer(cfg: WebConfig, continuation: str) -> str:
+    """The posted/embedded answer: the first sentence of query + continuation (or of the continuation alone)."""
+    from llm_bridge.corpus import sentences
+
+    text = " ".join(((cfg.query + continuation) if cfg.query_is_prefix else continuation).split())
+    parts = sentences(text)
+    return parts[0] if parts else (cfg.query if cfg.query_is_prefix else "")
+
+
+def step_metrics(responses: Sequence[Sequence[str]], embeddings: np.ndarray) -> dict[str, Any]:
+    """||D||_F, D, X-spread (:func:`llm_bridge.embedding_metrics.measure_embeddings`) and each model's diversity
+    report (:func:`llm_bridge.diversity.diversity`) of one step: responses (n x L texts), embeddings (n, L, dim),
+    in float64."""
+    from llm_bridge.diversity import diversity
+    from llm_bridge.embedding_metrics import measure_embeddings
+
+    import jax
+
+    with jax.enable_x64(True):          # float64 whatever the global flag: analyse() recomputes the same numbers
+        m = measure_embeddings(embeddings, sigma=False, mds_components=None)
+    return {"dnorm": m.dnorm, "distances": m.distances.tolist(), "spread": m.spread.tolist(),
+            "diversity": [diversity(list(r), embeddings=e).as_dict() for r, e in zip(responses, embeddings)]}
+
+
+def step_path(folder: Path, t: int, suffix: str) -> Path:
+    return folder / STEPS / f"step-{t:04d}.{suffix}"
+
+
+def completed_steps(folder: Path) -> int:
+    """Number of consecutive finished steps from t = 0 (a step is finished when its JSON record exists)."""
+    t = 0
+    while step_path(folder, t, "json").is_file() and step_path(folder, t, "npz").is_file():
+        t += 1
+    return t
+
+
+def read_step(folder: Path, t: int) -> tuple[dict[str, Any], np.ndarray]:
+    """(record, embeddings (n, L, dim)) of step t."""
+    record = json.loads(step_path(folder, t, "json").read_text())
+    with np.load(step_path(folder, t, "npz")) as z:
+        return record, z["embeddings"]
+
+
+def run_step(cfg: WebConfig, t: int, models: list[Generator], internet: list[str], encoder) -> tuple[dict, np.ndarray]:
+    """Algorithm 1, lines 2-9, for step t: (record, embeddings). ``models`` are fine-tuned in place in finetune
+    mode."""
+    k = int(math.floor(cfg.beta * len(internet) + 1e-9))
+    sampling = cfg.sampling
+    rec: dict[str, Any] = {"t": t, "models": [m.name for m in models], "internet_size": len(internet), "k": k, "retrieved": [], "fitted": [],
+                           "prompt_tokens": [], "continuations": [], "responses": [], "finetune_losses": []}
+    for i, model in enumerate(models):
+        idx = np.random.default_rng(step_seed(cfg, t, i, RETRIEVE)).choice(len(internet), k, replace=False)
+        retrieved = [internet[j] for j in idx]
+        if cfg.mode == "context":
+            prompt, fitted = fit_context(model, retrieved, cfg.query, cfg.separator, cfg.max_new_tokens)
+            losses = []
+        else:
+            prompt, fitted = cfg.query, 0
+            losses = [] if not retrieved else model.finetune(
+                retrieved, steps=cfg.finetune_steps, learning_rate=cfg.finetune_lr, batch_size=cfg.finetune_batch,
+                seed=int(step_seed(cfg, t, i, FINETUNE).generate_state(1)[0] >> 1))
+        seed = int(step_seed(cfg, t, i, SAMPLE).generate_state(1)[0] >> 1)
+        continuations = model.generate([prompt] * cfg.samples, sampling, seed=seed, progress=False)
+        rec["retrieved"].append(idx.tolist())
+        rec["fitted"].append(fitted)
+        rec["prompt_tokens"].append(prompt_tokens(model, prompt))
+        rec["continuations"].append(continuations)
+        rec["responses"].append([answer(cfg, c) for c in continuations])
+        rec["finetune_losses"].append(losses)
+    flat = [r for rows in rec["responses"] for r in rows]
+    emb = encoder.encode(flat, batch_size=64, progress=False).reshape(cfg.num_models, cfg.samples, -1)
+    rec["posted"] = [rows[0] for rows in rec["responses"]]
+    rec["metrics"] = step_metrics(rec["responses"], emb)
+    return rec, emb
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The run
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def saved_config(folder: str | Path) -> WebConfig | None:
+    """The configuration an llm-web run folder was started with (None if it holds none)."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        return WebConfig.from_dict(json.loads(path.read_text())["config"])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{str(path)!r} is not an llm-web configuration ({exc!r})") from None
+
+
+def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None = None,
+        progress: bool | None = None, analyse_after: bool = True) -> Path:
+    """Run (or continue) the experiment in ``folder`` (default ``runs/llm-web-<time>``) and analyse it.
+
+    A folder that already holds this configuration is continued from its last finished step; one that holds
+    another configuration is refused. ``until``: stop before step ``until`` (steps 0..until-1 done, no analysis),
+    as if killed there; a later call continues.
+    """
+    if not isinstance(cfg, WebConfig):
+        raise ValueError(f"cfg must be a WebConfig, got {type(cfg).__name__}")
+    if until is not None:
+        _checks.nonnegative_int("until", until)
+    out = RunFolder.create("llm-web", folder)
+    path = out.path
+    old = saved_config(path)
+    if old is None:
+        out.write_config(cfg.as_dict())
+    elif old != cfg:
+        diff = sorted(k for k, v in cfg.as_dict().items() if old.as_dict().get(k) != v)
+        raise ValueError(f"{str(path)!r} holds an llm-web run with another configuration (differs in {diff}); "
+                         "resume it with its own configuration or choose a new folder")
+    started = time.perf_counter()
+    encoder = load_encoder(cfg)
+    human_file = path / "human.json"
+    if human_file.is_file():
+        human = json.loads(human_file.read_text())["texts"]
+    else:
+        human = human_internet(cfg)
+        atomic_savez(path / "human.npz", {"embeddings": encoder.encode(human, batch_size=64, progress=False)})
+        atomic_write_json(human_file, {"topic": cfg.topic, "query": cfg.query, "texts": human})
+    done = completed_steps(path)
+    if done > cfg.num_steps:
+        done = cfg.num_steps + 1
+    internet = list(human)
+    for t in range(done):
+        internet += read_step(path, t)[0]["posted"]
+    if cfg.mode == "finetune" and done > 0:
+        models = [load_generator(cfg, path / STATE / f"step-{done - 1:04d}" / f"model-{i}")
+                  for i in range(cfg.num_models)]
+    else:
+        models = base_generators(cfg, path, progress=progress)
+    with bar(cfg.num_steps + 1, "llm-web", unit="step", disable=None if progress is None else not progress) as b:
+        b.update(done)
+        for t in range(done, cfg.num_steps + 1):
+            if until is not None and t >= until:
+                return path
+            t0 = time.perf_counter()
+            rec, emb = run_step(cfg, t, models, internet, encoder)
+            rec["seconds"] = time.perf_counter() - t0
+            atomic_savez(step_path(path, t, "npz"), {"embeddings": emb})
+            if cfg.mode == "finetune":
+                for i, model in enumerate(models):
+                    save_generator(model, path / STATE / f"step-{t:04d}" / f"model-{i}")
+            atomic_write_json(step_path(path, t, "json"), rec)         # the step's commit point
+            for old_state in sorted((path / STATE).glob("step-*")) if cfg.mode == "finetune" else []:
+                if old_state.name != f"step-{t:04d}":
+                    shutil.rmtree(old_state, ignore_errors=True)
+            internet += rec["posted"]
+            b.update(1)
+    atomic_write_json(path / "timing.json", {"last_session_seconds": time.perf_counter() - started})
+    if analyse_after:
+        from llm_bridge.llm_web_report import analyse
+
+        analyse(path)
+    return path
+
+
+def resume(folder: str | Path, *, until: int | None = None, progress: bool | None = None) -> Path:
+    """Continue the run in ``folder`` with its saved configuration (then analyse it)."""
+    cfg = saved_config(folder)
+    if cfg is None:
+        raise ValueError(f"{str(folder)!r} holds no llm-web run (no config.json)")
+    return run(cfg, folder, until=until, progress=progress)

@@ -1,0 +1,275 @@
+"""Analysis of an LLM Web Dynamics run folder (:mod:`llm_bridge.llm_web`), from its stored texts and embeddings
+alone: nothing is generated, so a finished (or partial) run can be re-analysed at any time.
+
+:func:`analyse` writes to the run folder:
+
+* ``arrays.npz`` / ``arrays.json``: ||D(t)||_F (recomputed and as recorded), normalised to t = 0, X-spread, the GMM
+  bands, the calibrated proxies' bands and the LLM curve in the proxy's projection;
+* ``dnorm.png``: ||D(t)||_F / ||D(0)||_F of the LLMs with the GMM network's 5-95 % band and median (same n, beta,
+  |A(0)|; the seed's Figure 4 components), and the raw ||D(t)||_F (seed 000 Figure 2);
+* ``mds.png``: classical MDS of all answers at t = 1 and t = T (Figure 3); ``spread.png``: within-model spread;
+  ``diversity.png``: each model's diversity metrics over t; ``proxy.png``: the calibrated proxy's band for each
+  B = 1..proxy_components against the LLM curve in the same projection, with the coverage;
+* ``summary.json`` and ``report.md``: the numbers and sample answers at t = 1 and t = T; ``manifest.json`` last.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from collapse_jax import distance, gmm_network
+from collapse_jax.results import RunFolder, atomic_write_json
+from llm_bridge import web_gmm_proxy as proxy
+from llm_bridge.llm_web import WebConfig, completed_steps, read_step, saved_config, step_metrics
+
+DIVERSITY_PANELS = (("distinct_2", "distinct-2"), ("self_bleu_diversity", "1 - self-BLEU"),
+                    ("semantic", "semantic diversity"), ("compression_ratio", "compression ratio (lower = more diverse)"))
+SAMPLES_SHOWN = 3
+
+
+def load_run(folder: Path) -> tuple[WebConfig, list[dict[str, Any]], np.ndarray]:
+    """(configuration, step records, embeddings (num_steps_done, n, L, dim)) of a run folder."""
+    cfg = saved_config(folder)
+    if cfg is None:
+        raise ValueError(f"run folder {str(folder)!r} holds no llm-web run (no config.json)")
+    done = min(completed_steps(folder), cfg.num_steps + 1)
+    if done < 2:
+        raise ValueError(f"run folder {str(folder)!r} has {done} finished steps; analysis needs at least 2")
+    steps = [read_step(folder, t) for t in range(done)]
+    return cfg, [s[0] for s in steps], np.stack([s[1] for s in steps])
+
+
+def gmm_band(cfg: WebConfig, num_steps: int) -> dict[str, Any]:
+    """The GMM network with the run's n, beta and |A(0)| (components of the seed's Figure 4, Dirichlet(1) starts),
+    ``gmm_replicates`` replicates: ||D(t)||_F / ||D(0)||_F per replicate, summarised."""
+    gcfg = gmm_network.paper_config(4, num_models=cfg.num_models, points_per_step=cfg.gmm_posts, beta=cfg.beta,
+                                    num_steps=num_steps, num_human=cfg.num_human)
+    res = gmm_network.simulate(gcfg, cfg.gmm_replicates, seed=cfg.seed, dtype=jnp.float64, show_progress=False)
+    return {"curves": proxy.normalised(res.dnorm), **proxy.band(proxy.normalised(res.dnorm))}
+
+
+def calibrated_proxies(cfg: WebConfig, emb: np.ndarray, human: np.ndarray) -> dict[str, Any]:
+    """For B = 1..proxy_components: the proxy fitted to the t = 0 answers (:mod:`llm_bridge.web_gmm_proxy`), its
+    band over ``gmm_replicates`` replicates and its coverage of the LLM curve in the same projection.
+
+    ``emb``: (T+1, n, L, dim) answer embeddings; ``human``: (|A(0)|, dim) embeddings of the human texts.
+    """
+    T = emb.shape[0] - 1
+    proj = proxy.pca_basis(emb[0].reshape(-1, emb.shape[-1]), cfg.proxy_dims)
+    pts0 = proj(emb[0])
+    llm = proxy.normalised(np.asarray(distance.distance_matrix_norm(proj(emb.mean(axis=2)))))
+    human_pts = proj(human)
+    out: dict[str, Any] = {"explained": proj.explained, "llm": llm, "coverage": [], "weights0": [], "pi_ref": [],
+                           "log_likelihood": []}
+    bands = []
+    for B in range(1, cfg.proxy_components + 1):
+        fit = proxy.fit_shared_gmm(pts0, B, seed=cfg.seed)
+        pi_ref = proxy.fit_weights(human_pts, fit.means, fit.cov)
+        gcfg = gmm_network.make_config(mu=fit.means, sigma=(fit.cov + fit.cov.T) / 2, num_models=cfg.num_models,
+                                       points_per_step=cfg.gmm_posts, beta=cfg.beta, num_steps=T,
+                                       num_human=cfg.num_human, pi_ref=pi_ref)
+        weights = proxy.simulate_fixed_start(gcfg, fit.weights, cfg.gmm_replicates, seed=cfg.seed + B)
+        bands.append(proxy.band(proxy.normalised(proxy.mean_dnorm(weights, fit.means))))
+        out["coverage"].append(proxy.coverage(llm, bands[-1]["low"], bands[-1]["high"]))
+        out["weights0"].append(fit.weights.tolist())
+        out["pi_ref"].append(pi_ref.tolist())
+        out["log_likelihood"].append(fit.log_likelihood)
+    for key in ("low", "median", "high"):
+        out[key] = np.stack([b[key] for b in bands])
+    return out
+
+
+def analyse(folder: str | Path) -> dict[str, Any]:
+    """Recompute every output of the run in ``folder`` from its stored answers and embeddings (see the module
+    docstring); returns the summary written to ``summary.json``."""
+    import jax
+
+    path = Path(folder)
+    cfg, records, emb = load_run(path)
+    T = emb.shape[0] - 1
+    metrics = [step_metrics(r["responses"], e) for r, e in zip(records, emb)]
+    dnorm = np.asarray([m["dnorm"] for m in metrics])
+    recorded = np.asarray([r["metrics"]["dnorm"] for r in records])
+    with np.load(path / "human.npz") as z:
+        human = z["embeddings"]
+    with jax.enable_x64(True):
+        gmm = gmm_band(cfg, T)
+        prox = calibrated_proxies(cfg, emb, human)
+    llm = proxy.normalised(dnorm)
+    gmm_cov = proxy.coverage(llm, gmm["low"], gmm["high"])
+    spread = np.asarray([m["spread"] for m in metrics])
+
+    out = RunFolder(path)
+    out.save_arrays(
+        {"dnorm": dnorm, "dnorm_recorded": recorded, "dnorm_normalised": llm, "spread": spread,
+         "fitted": np.asarray([r["fitted"] for r in records]), "gmm_low": gmm["low"], "gmm_median": gmm["median"],
+         "gmm_high": gmm["high"], "proxy_llm": prox["llm"], "proxy_low": prox["low"],
+         "proxy_median": prox["median"], "proxy_high": prox["high"], "proxy_coverage": np.asarray(prox["coverage"])},
+        {"dnorm": ["step"], "dnorm_recorded": ["step"], "dnorm_normalised": ["step"], "spread": ["step", "model"],
+         "fitted": ["step", "model"], "gmm_low": ["step"], "gmm_median": ["step"], "gmm_high": ["step"],
+         "proxy_llm": ["step"], "proxy_low": ["components", "step"], "proxy_median": ["components", "step"],
+         "proxy_high": ["components", "step"], "proxy_coverage": ["components"]},
+        {"dnorm": "||D(t)||_F of the answers' mean embeddings, recomputed from the stored embeddings",
+         "dnorm_recorded": "||D(t)||_F as recorded while the run generated",
+         "dnorm_normalised": "dnorm / dnorm[0]",
+         "spread": "mean distance of a model's L answer embeddings to their mean",
+         "fitted": "retrieved texts that fitted in the prompt (context mode; 0 in finetune mode)",
+         "gmm_low": "GMM network (n, beta, |A(0)| of the run; Figure 4 components): 5 % quantile of ||D||_F/||D(0)||_F",
+         "gmm_median": "GMM network: median of ||D(t)||_F / ||D(0)||_F",
+         "gmm_high": "GMM network: 95 % quantile of ||D(t)||_F / ||D(0)||_F",
+         "proxy_llm": "LLM ||D(t)||_F / ||D(0)||_F in the proxy's PCA projection",
+         "proxy_low": "calibrated proxy with B = index + 1 components: 5 % quantile (normalised)",
+         "proxy_median": "calibrated proxy: median (normalised)",
+         "proxy_high": "calibrated proxy: 95 % quantile (normalised)",
+         "proxy_coverage": "fraction of steps t = 1..T with the LLM curve inside the proxy's 5-95 % band"})
+    summary = {
+        "mode": cfg.mode, "steps_done": T + 1, "num_steps": cfg.num_steps,
+        "models": records[0]["models"],
+        "dnorm_t0": float(dnorm[0]), "dnorm_tT": float(dnorm[-1]), "dnorm_ratio": float(llm[-1]),
+        "dnorm_min_ratio": float(np.nanmin(llm)),
+        "dnorm_recorded_max_abs_diff": float(np.max(np.abs(dnorm - recorded))),
+        "spread_t0": spread[0].tolist(), "spread_tT": spread[-1].tolist(),
+        "mean_fitted": float(np.mean([r["fitted"] for r in records])),
+        "gmm_median_tT": float(gmm["median"][-1]), "gmm_band_tT": [float(gmm["low"][-1]), float(gmm["high"][-1])],
+        "gmm_coverage": gmm_cov, "gmm_posts": cfg.gmm_posts, "gmm_replicates": cfg.gmm_replicates,
+        "proxy_dims": int(prox["explained"].size), "proxy_explained": prox["explained"].tolist(),
+        "proxy_coverage": {str(B + 1): c for B, c in enumerate(prox["coverage"])},
+        "proxy_llm_ratio": float(prox["llm"][-1]),
+        "proxy_median_tT": {str(B + 1): float(prox["median"][B, -1]) for B in range(len(prox["coverage"]))},
+        "proxy_weights0": {str(B + 1): w for B, w in enumerate(prox["weights0"])},
+        "diversity_t0": [m for m in metrics[0]["diversity"]], "diversity_tT": [m for m in metrics[-1]["diversity"]],
+        "samples_t1": [r[:SAMPLES_SHOWN] for r in records[1]["responses"]],
+        "samples_tT": [r[:SAMPLES_SHOWN] for r in records[-1]["responses"]],
+        "step_seconds": float(np.sum([r.get("seconds", 0.0) for r in records])),
+    }
+    atomic_write_json(path / "summary.json", summary)
+    plots(out, cfg, records, emb, metrics, llm, dnorm, gmm, prox)
+    out.save_text("report.md", report_markdown(cfg, summary))
+    out.finish({k: summary[k] for k in ("dnorm_t0", "dnorm_tT", "dnorm_ratio", "gmm_coverage", "proxy_coverage")})
+    return summary
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Plots and the report
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plots(out: RunFolder, cfg: WebConfig, records, emb, metrics, llm, dnorm, gmm, prox) -> None:
+    """The five figures of the module docstring."""
+    from llm_bridge.embedding_metrics import measure_embeddings
+
+    plt = _pyplot()
+    T = emb.shape[0] - 1
+    t = np.arange(T + 1)
+    label = f"{cfg.mode} mode, n={cfg.num_models}, L={cfg.samples}, beta={cfg.beta}"
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    a.fill_between(t, gmm["low"], gmm["high"], color="C1", alpha=0.25, label="GMM network 5-95 %")
+    a.plot(t, gmm["median"], color="C1", lw=1.2, label="GMM network median")
+    a.plot(t, llm, "o-", color="C0", ms=3, label="LLM network")
+    a.set(xlabel="t", ylabel="||D(t)||_F / ||D(0)||_F", title=f"normalised to t = 0 ({label})")
+    a.legend(fontsize=8)
+    a.grid(alpha=0.3)
+    b.plot(t, dnorm, "o-", color="C0", ms=3)
+    b.set(xlabel="t", ylabel="||D(t)||_F (embedding units)", title="LLM network, raw (seed 000 Figure 2)")
+    b.grid(alpha=0.3)
+    out.save_figure(fig, "dnorm.png")
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    for ax, step in zip(axes, (1, T)):
+        m = measure_embeddings(emb[step], sigma=False, mds_components=2)
+        for i in range(cfg.num_models):
+            rows = m.model_of_row == i
+            ax.scatter(m.mds[rows, 0], m.mds[rows, 1], s=14, alpha=0.7, label=f"model {i}")
+        ax.set(title=f"t = {step}", xlabel="MDS 1", ylabel="MDS 2")
+        ax.legend(fontsize=8)
+    fig.suptitle("classical MDS of all answers' embeddings (seed 000 Figure 3)")
+    out.save_figure(fig, "mds.png")
+    plt.close(fig)
+
+    spread = np.asarray([m["spread"] for m in metrics])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i in range(cfg.num_models):
+        ax.plot(t, spread[:, i], "o-", ms=3, label=f"model {i}")
+    ax.set(xlabel="t", ylabel="mean distance to the model's mean embedding", title="within-model spread")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    out.save_figure(fig, "spread.png")
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(DIVERSITY_PANELS), figsize=(4 * len(DIVERSITY_PANELS), 3.6))
+    for ax, (key, title) in zip(axes, DIVERSITY_PANELS):
+        for i in range(cfg.num_models):
+            vals = [m["diversity"][i][key] for m in metrics]
+            ax.plot(t, [np.nan if v is None else v for v in vals], "o-", ms=2.5, label=f"model {i}")
+        ax.set(xlabel="t", title=title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    out.save_figure(fig, "diversity.png")
+    plt.close(fig)
+
+    Bs = len(prox["coverage"])
+    cols = min(4, Bs)
+    rows = -(-Bs // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False, sharex=True)
+    for B in range(Bs):
+        ax = axes[B // cols, B % cols]
+        ax.fill_between(t, prox["low"][B], prox["high"][B], color="C2", alpha=0.3)
+        ax.plot(t, prox["median"][B], color="C2", lw=1)
+        ax.plot(t, prox["llm"], "o-", color="C0", ms=2)
+        cov = prox["coverage"][B]
+        ax.set_title(f"B = {B + 1}: " + ("undefined (D = 0)" if np.isnan(cov) else f"{cov:.0%} inside"), fontsize=9)
+        ax.grid(alpha=0.3)
+    for B in range(Bs, rows * cols):
+        axes[B // cols, B % cols].axis("off")
+    fig.suptitle(f"calibrated GMM proxy (PCA to {prox['explained'].size} dims, {cfg.gmm_replicates} replicates) "
+                 "vs the LLM curve, both ||D(t)||_F / ||D(0)||_F")
+    out.save_figure(fig, "proxy.png")
+    plt.close(fig)
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3g}"
+
+
+def report_markdown(cfg: WebConfig, s: dict[str, Any]) -> str:
+    """``report.md``: configuration, the headline numbers and sample answers at t = 1 and t = T."""
+    T = s["steps_done"] - 1
+    lines = [f"# LLM Web Dynamics run ({cfg.mode} mode)", "",
+             f"n = {cfg.num_models}, L = {cfg.samples}, beta = {cfg.beta}, T = {T} (steps t = 0..{T}), "
+             f"|A(0)| = {cfg.num_human} sentences about {cfg.topic!r}, query {cfg.query!r}; models: "
+             + (", ".join(cfg.hf) if cfg.hf else f"nanoGPTs ({cfg.model_layers} layers, {cfg.model_dim}-d, context "
+                f"{cfg.model_context}, {cfg.train_steps} training steps) on {cfg.num_models} parts of the "
+                "standard-library corpus") + ".", "",
+             "| quantity | value |", "|---|---|",
+             f"| ||D(0)||_F | {_fmt(s['dnorm_t0'])} |", f"| ||D(T)||_F | {_fmt(s['dnorm_tT'])} |",
+             f"| ||D(T)||_F / ||D(0)||_F | {_fmt(s['dnorm_ratio'])} (min over t: {_fmt(s['dnorm_min_ratio'])}) |",
+             f"| recomputed vs recorded ||D||_F, max abs diff | {_fmt(s['dnorm_recorded_max_abs_diff'])} |",
+             f"| retrieved texts that fit the prompt, mean | {_fmt(s['mean_fitted'])} |",
+             f"| GMM network median at T (normalised) | {_fmt(s['gmm_median_tT'])} |",
+             f"| steps with the LLM curve inside the GMM 5-95 % band | {_fmt(s['gmm_coverage'])} |", "",
+             f"Calibrated proxy (PCA to {s['proxy_dims']} dims, explaining "
+             f"{', '.join(f'{v:.0%}' for v in s['proxy_explained'])} of the t = 0 answers' variance; LLM curve in "
+             f"that projection ends at {_fmt(s['proxy_llm_ratio'])}):", "",
+             "| B | fraction of steps t = 1..T inside the 5-95 % band | proxy median at T |", "|---|---|---|"]
+    lines += [f"| {B} | {_fmt(c)} | {_fmt(s['proxy_median_tT'][B])} |" for B, c in s["proxy_coverage"].items()]
+    for key, when in (("samples_t1", "t = 1"), ("samples_tT", f"t = {T}")):
+        lines += ["", f"## Sample answers at {when}", ""]
+        for i, texts in enumerate(s[key]):
+            lines += [f"- model {i}: " + " / ".join(f"`{x}`" for x in texts)]
+    return "\n".join(lines) + "\n"

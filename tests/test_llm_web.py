@@ -1,0 +1,246 @@
+"""LLM Web Dynamics (llm_bridge.llm_web, llm_web_report, web_gmm_proxy, llm_web_cli) on tiny models.
+
+One context-mode run through the CLI (3 one-layer byte-level nanoGPTs trained for 20 steps on the language reference
+topics, L = 4, T = 3) is shared; the other runs reuse its trained base models (copied ``base/``), as a resumed run
+would.
+"""
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from collapse_jax import gmm_network
+from llm_bridge import llm_web, llm_web_cli
+from llm_bridge import web_gmm_proxy as proxy
+from llm_bridge.embedding_metrics import measure_embeddings
+
+TINY = dict(num_models=3, samples=4, num_steps=3, num_human=6, max_new_tokens=16, model_layers=1, model_heads=2,
+            model_dim=32, model_context=192, tokenizer="byte", train_steps=20, train_batch=8,
+            corpus_docstrings=False, gmm_replicates=50, proxy_dims=2, proxy_components=2)
+CLI_ARGS = ["--num-models", "3", "--samples", "4", "--num-steps", "3", "--num-human", "6", "--max-new-tokens", "16",
+            "--model-layers", "1", "--model-heads", "2", "--model-dim", "32", "--model-context", "192",
+            "--tokenizer", "byte", "--train-steps", "20", "--train-batch", "8", "--corpus-docstrings", "false",
+            "--gmm-replicates", "50", "--proxy-dims", "2", "--proxy-components", "2"]
+ARTEFACTS = ("config.json", "human.json", "human.npz", "arrays.npz", "arrays.json", "summary.json", "report.md",
+             "dnorm.png", "mds.png", "spread.png", "diversity.png", "proxy.png", "manifest.json")
+
+
+@pytest.fixture(scope="module")
+def context_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("web") / "context"
+    assert llm_web_cli.main([*CLI_ARGS, "--out", str(folder)]) == 0
+    return folder
+
+
+def _steps(folder, count):
+    out = []
+    for t in range(count):
+        rec, emb = llm_web.read_step(folder, t)
+        rec.pop("seconds")
+        out.append((rec, emb))
+    return out
+
+
+def _assert_same_steps(a, b, count):
+    for (ra, ea), (rb, eb) in zip(_steps(a, count), _steps(b, count)):
+        assert ra == rb
+        np.testing.assert_array_equal(ea, eb)
+
+
+def _with_base(src, dst):
+    """A new run folder holding ``src``'s trained base models (what a resumed run finds)."""
+    dst.mkdir(parents=True)
+    shutil.copytree(src / "base", dst / "base")
+    return dst
+
+
+def test_run_writes_every_artefact_with_finite_metrics(context_run):
+    for name in ARTEFACTS:
+        assert (context_run / name).is_file(), name
+    cfg = llm_web.saved_config(context_run)
+    assert cfg == llm_web.WebConfig(**TINY)
+    summary = json.loads((context_run / "summary.json").read_text())
+    for key in ("dnorm_t0", "dnorm_tT", "dnorm_ratio", "gmm_median_tT"):
+        assert np.isfinite(summary[key]) and summary[key] >= 0, key
+    assert 0.0 <= summary["gmm_coverage"] <= 1.0
+    assert np.isnan(summary["proxy_coverage"]["1"])              # one component: D = 0, band undefined
+    assert 0.0 <= summary["proxy_coverage"]["2"] <= 1.0
+    assert summary["dnorm_recorded_max_abs_diff"] == 0.0
+    with np.load(context_run / "arrays.npz") as z:
+        assert z["gmm_low"].shape == (4,) and z["proxy_high"].shape == (2, 4)
+        assert np.all(np.isfinite(z["spread"])) and np.all(z["spread"] > 0)
+        np.testing.assert_allclose(z["gmm_median"][0], 1.0)
+    assert "Sample answers at t = 1" in (context_run / "report.md").read_text()
+
+
+def test_recorded_dnorm_equals_recomputation_from_stored_embeddings(context_run):
+    internet = len(json.loads((context_run / "human.json").read_text())["texts"])
+    for t in range(4):
+        rec, emb = llm_web.read_step(context_run, t)
+        assert emb.shape == (3, 4, 384) and np.all(np.isfinite(emb))
+        x = emb.astype(np.float64).mean(axis=1)
+        by_hand = np.sqrt(sum(np.sum((x[i] - x[j]) ** 2) for i in range(3) for j in range(3)))
+        assert rec["metrics"]["dnorm"] == measure_embeddings(emb, sigma=False, mds_components=None).dnorm
+        np.testing.assert_allclose(rec["metrics"]["dnorm"], by_hand, rtol=1e-6)
+        # Algorithm 1: |A(t)| = |A(0)| + n t, k_t = floor(beta |A(t)|), one posted answer per model
+        assert rec["internet_size"] == internet + 3 * t
+        assert rec["k"] == int(0.5 * rec["internet_size"])
+        assert all(len(set(r)) == rec["k"] for r in rec["retrieved"])
+        assert rec["posted"] == [r[0] for r in rec["responses"]]
+        assert all(r.startswith(llm_web.WebConfig().query) for rows in rec["responses"] for r in rows)
+
+
+def test_prompt_holds_as_many_retrieved_texts_as_the_context_allows(context_run):
+    from llm_bridge.nanogpt import NanoGPT
+
+    model = NanoGPT.load(context_run / "base" / "model-0")
+    texts = json.loads((context_run / "human.json").read_text())["texts"]
+    query, new = "When an exception is raised", 16
+    prompt, m = llm_web.fit_context(model, texts, query, " ", new)
+    assert prompt == " ".join([*texts[:m], query])
+    assert llm_web.prompt_tokens(model, prompt) + new <= model.context_length
+    if m < len(texts):
+        longer = " ".join([*texts[:m + 1], query])
+        assert llm_web.prompt_tokens(model, longer) + new > model.context_length
+    rec, _ = llm_web.read_step(context_run, 2)
+    assert all(0 <= f <= rec["k"] for f in rec["fitted"])
+    assert all(p + new <= 192 for p in rec["prompt_tokens"])
+    with pytest.raises(ValueError, match="query alone"):
+        llm_web.fit_context(model, texts, "x" * 300, " ", new)
+
+
+def test_killed_context_run_resumes_to_the_same_result(context_run, tmp_path):
+    folder = _with_base(context_run, tmp_path / "resumed")
+    cfg = llm_web.WebConfig(**TINY)
+    llm_web.run(cfg, folder, until=2)
+    assert llm_web.completed_steps(folder) == 2 and not (folder / "summary.json").exists()
+    (folder / "steps" / "step-0001.json").unlink()        # killed after writing step 1's embeddings, before its record
+    llm_web.run(cfg, folder, analyse_after=False)
+    _assert_same_steps(context_run, folder, 4)
+    for i in range(3):                                    # the cached base models were loaded, not retrained
+        assert json.loads((folder / "base" / f"model-{i}" / "manifest.json").read_text()) == \
+            json.loads((context_run / "base" / f"model-{i}" / "manifest.json").read_text())
+
+
+def test_finetune_mode_resumes_to_the_same_result(context_run, tmp_path):
+    # two steps only: every fine-tuning call on new texts compiles the training step anew (seconds each)
+    cfg = llm_web.WebConfig(**{**TINY, "mode": "finetune", "num_steps": 1, "finetune_steps": 2,
+                               "finetune_batch": 4})
+    whole = llm_web.run(cfg, _with_base(context_run, tmp_path / "whole"), analyse_after=False)
+    part = _with_base(context_run, tmp_path / "part")
+    llm_web.run(cfg, part, until=1)
+    assert sorted(p.name for p in (part / "state").iterdir()) == ["step-0000"]
+    llm_web.run(cfg, part, analyse_after=False)
+    _assert_same_steps(whole, part, 2)
+    rec, _ = llm_web.read_step(whole, 1)
+    assert rec["fitted"] == [0, 0, 0] and all(len(losses) == 2 for losses in rec["finetune_losses"])
+    assert all(np.isfinite(losses).all() for losses in rec["finetune_losses"])
+    assert sorted(p.name for p in (whole / "state").iterdir()) == ["step-0001"]
+    # the models moved: step 1's answers differ from the context run's (other prompts, other weights)
+    assert llm_web.read_step(context_run, 1)[0]["responses"] != rec["responses"]
+
+
+def test_analyse_recomputes_outputs_without_generating(context_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(context_run, copy, ignore=shutil.ignore_patterns("base", "*.png", "summary.json", "report.md",
+                                                                        "arrays.*", "manifest.json"))
+    assert llm_web_cli.main(["--analyse", str(copy)]) == 0
+    a = json.loads((context_run / "summary.json").read_text())
+    b = json.loads((copy / "summary.json").read_text())
+    a.pop("step_seconds"), b.pop("step_seconds")
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+    for name in ARTEFACTS:
+        assert (copy / name).is_file(), name
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(beta=0.0), "beta"), (dict(beta=1.5), "beta"), (dict(mode="rag"), "mode"), (dict(num_models=1), "num_models"),
+    (dict(samples=0), "samples"), (dict(num_steps=-1), "num_steps"), (dict(hf=("/no/such/model",) * 3), "/no/such"),
+    (dict(hf=("/tmp",)), "one model folder per model"), (dict(proxy_components=13), "proxy_components"),
+    (dict(max_new_tokens=192), "max_new_tokens"), (dict(top_p=0.0), "top_p"), (dict(model_heads=3), "model_dim"),
+    (dict(encoder="/no/such/encoder"), "encoder"), (dict(query=" "), "query"), (dict(seed=-1), "seed"),
+])
+def test_bad_configuration_is_refused_before_any_compute(change, match):
+    with pytest.raises(ValueError, match=match):
+        llm_web.WebConfig(**{**TINY, **change})
+
+
+def test_bad_runs_and_cli_errors(context_run, tmp_path, capsys):
+    with pytest.raises(ValueError, match="another configuration"):
+        llm_web.run(llm_web.WebConfig(**{**TINY, "beta": 0.25}), context_run)
+    with pytest.raises(ValueError, match="no llm-web run"):
+        llm_web.resume(tmp_path)
+    with pytest.raises(ValueError, match="no config.json"):
+        llm_web_cli.cmd_llm_web(llm_web_cli_args("--analyse", str(tmp_path)))
+    assert llm_web_cli.main(["--beta", "2"]) == 2
+    assert "beta must lie in (0.0, 1.0]" in capsys.readouterr().err
+    assert llm_web_cli.main(["--resume"]) == 2
+    assert llm_web_cli.main(["--resume", "--out", str(context_run), "--beta", "0.3"]) == 2
+    assert "drop --beta" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="num_human must be at most"):
+        llm_web.human_internet(llm_web.WebConfig(**{**TINY, "num_human": 10**5}))
+
+
+def llm_web_cli_args(*argv):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    llm_web_cli.add_parser(parser.add_subparsers())
+    return parser.parse_args(["llm-web", *argv])
+
+
+def test_cli_help_lists_every_option(capsys):
+    with pytest.raises(SystemExit):
+        llm_web_cli.main(["--help"])
+    text = capsys.readouterr().out
+    for f in dataclasses.fields(llm_web.WebConfig):
+        assert "--" + f.name.replace("_", "-") in text, f.name
+    for opt in ("--preset", "--out", "--resume", "--until", "--analyse"):
+        assert opt in text
+    paper = llm_web_cli.config_from_args(llm_web_cli_args("--preset", "paper"))
+    assert (paper.num_models, paper.samples, paper.beta, paper.num_steps) == (3, 40, 0.5, 60)
+
+
+# --- the calibrated GMM proxy ---------------------------------------------------------------------------------
+
+
+def test_shared_gmm_fit_recovers_weights_of_separated_components():
+    rng = np.random.default_rng(0)
+    means = np.array([[-6.0, 0.0], [6.0, 0.0], [0.0, 8.0]])
+    truth = np.array([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    pts = np.stack([means[rng.choice(3, 400, p=w)] + rng.normal(size=(400, 2)) for w in truth])
+    fit = proxy.fit_shared_gmm(pts, 3, seed=1)
+    order = [int(np.argmin(np.sum((fit.means - m) ** 2, axis=1))) for m in means]
+    np.testing.assert_allclose(fit.weights[:, order], truth, atol=0.06)
+    np.testing.assert_allclose(fit.cov, np.eye(2), atol=0.2)
+    np.testing.assert_allclose(proxy.fit_weights(pts[1], fit.means, fit.cov)[order], truth[1], atol=0.06)
+    proj = proxy.pca_basis(pts.reshape(-1, 2), 1)
+    assert proj.basis.shape == (2, 1) and 0.5 < proj.explained[0] <= 1.0
+
+
+def test_fixed_start_gmm_network_starts_from_the_given_weights():
+    w0 = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    cfg = gmm_network.paper_config(4, num_steps=5, num_human=4)
+    a = proxy.simulate_fixed_start(cfg, w0, 8, seed=3)
+    assert a.shape == (8, 6, 3, 2)
+    np.testing.assert_allclose(a[:, 0], np.broadcast_to(w0, (8, 3, 2)), atol=1e-12)
+    np.testing.assert_allclose(a.sum(-1), 1.0, atol=1e-9)
+    np.testing.assert_array_equal(a, proxy.simulate_fixed_start(cfg, w0, 8, seed=3))
+    assert not np.array_equal(a, proxy.simulate_fixed_start(cfg, w0, 8, seed=4))
+    d = proxy.mean_dnorm(a, np.array([[-5.0], [5.0]]))
+    np.testing.assert_allclose(d[:, 0], 10 * np.sqrt(2 * (0.7**2 + 0.3**2 + 0.4**2)))
+    with pytest.raises(ValueError, match=r"initial_weights\[1\]"):
+        proxy.simulate_fixed_start(cfg, [[0.5, 0.5], [0.6, 0.6], [1.0, 0.0]], 2)
+    with pytest.raises(ValueError, match="initial_weights"):
+        gmm_network.make_config(initial_weights=[[1.0, 0.0]])
+
+
+def test_coverage_and_normalisation():
+    curve = np.array([2.0, 1.0, 0.5, 0.2])
+    assert list(proxy.normalised(curve)) == [1.0, 0.5, 0.25, 0.1]
+    assert proxy.coverage(proxy.normalised(curve), np.full(4, 0.2), np.full(4, 0.6)) == pytest.approx(2 / 3)
+    assert np.isnan(proxy.coverage(curve, np.full(4, np.nan), np.ones(4)))
+    assert np.all(np.isnan(proxy.normalised(np.zeros((2, 3)))))
