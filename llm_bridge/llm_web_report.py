@@ -6,7 +6,8 @@ alone: nothing is generated, so a finished (or partial) run can be re-analysed a
 * ``arrays.npz`` / ``arrays.json``: ||D(t)||_F (recomputed and as recorded), normalised to t = 0, X-spread, the GMM
   bands, the calibrated proxies' bands and the LLM curve in the proxy's projection;
 * ``dnorm.png``: ||D(t)||_F / ||D(0)||_F of the LLMs with the GMM network's 5-95 % band and median (same n, beta,
-  |A(0)|; the seed's Figure 4 components), and the raw ||D(t)||_F (seed 000 Figure 2);
+  |A(0)|; the seed's Figure 4 components), and the raw ||D(t)||_F (seed 000 Figure 2) with its sampling-noise floor
+  (:func:`noise_floor`) and the floor-corrected value;
 * ``mds.png``: classical MDS of all answers at t = 1 and t = T (Figure 3); ``spread.png``: within-model spread;
   ``diversity.png``: each model's diversity metrics over t; ``proxy.png``: the calibrated proxy's band for each
   B = 1..proxy_components against the LLM curve in the same projection, with the coverage;
@@ -42,6 +43,19 @@ def load_run(folder: Path) -> tuple[WebConfig, list[dict[str, Any]], np.ndarray]
         raise ValueError(f"run folder {str(folder)!r} has {done} finished steps; analysis needs at least 2")
     steps = [read_step(folder, t) for t in range(done)]
     return cfg, [s[0] for s in steps], np.stack([s[1] for s in steps])
+
+
+def noise_floor(emb: np.ndarray) -> np.ndarray:
+    """``sqrt(E ||D||_F^2)`` if the models were one and the same distribution: (..., n, L, dim) -> (...).
+
+    ``X_i`` is a mean of L draws, so ``E ||X_i - X_j||^2 = ||mu_i - mu_j||^2 + (v_i + v_j) / L`` with ``v_i`` the
+    trace of model i's embedding covariance (estimated unbiasedly from its L answers); summed over i != j the noise
+    term is ``2 (n - 1) sum_i v_i / L``. ``||D||_F^2`` minus its square estimates the population ``||D||_F^2``.
+    """
+    e = np.asarray(emb, np.float64)
+    n, L = e.shape[-3], e.shape[-2]
+    v = e.var(axis=-2, ddof=1).sum(-1)
+    return np.sqrt(2 * (n - 1) * v.sum(-1) / L)
 
 
 def gmm_band(cfg: WebConfig, num_steps: int) -> dict[str, Any]:
@@ -103,20 +117,26 @@ def analyse(folder: str | Path) -> dict[str, Any]:
     llm = proxy.normalised(dnorm)
     gmm_cov = proxy.coverage(llm, gmm["low"], gmm["high"])
     spread = np.asarray([m["spread"] for m in metrics])
+    floor = noise_floor(emb)
+    signal = np.sqrt(np.maximum(dnorm**2 - floor**2, 0.0))
 
     out = RunFolder(path)
     out.save_arrays(
-        {"dnorm": dnorm, "dnorm_recorded": recorded, "dnorm_normalised": llm, "spread": spread,
+        {"dnorm": dnorm, "dnorm_recorded": recorded, "dnorm_normalised": llm, "dnorm_floor": floor,
+         "dnorm_signal": signal, "spread": spread,
          "fitted": np.asarray([r["fitted"] for r in records]), "gmm_low": gmm["low"], "gmm_median": gmm["median"],
          "gmm_high": gmm["high"], "proxy_llm": prox["llm"], "proxy_low": prox["low"],
          "proxy_median": prox["median"], "proxy_high": prox["high"], "proxy_coverage": np.asarray(prox["coverage"])},
-        {"dnorm": ["step"], "dnorm_recorded": ["step"], "dnorm_normalised": ["step"], "spread": ["step", "model"],
+        {"dnorm": ["step"], "dnorm_recorded": ["step"], "dnorm_normalised": ["step"], "dnorm_floor": ["step"],
+         "dnorm_signal": ["step"], "spread": ["step", "model"],
          "fitted": ["step", "model"], "gmm_low": ["step"], "gmm_median": ["step"], "gmm_high": ["step"],
          "proxy_llm": ["step"], "proxy_low": ["components", "step"], "proxy_median": ["components", "step"],
          "proxy_high": ["components", "step"], "proxy_coverage": ["components"]},
         {"dnorm": "||D(t)||_F of the answers' mean embeddings, recomputed from the stored embeddings",
          "dnorm_recorded": "||D(t)||_F as recorded while the run generated",
          "dnorm_normalised": "dnorm / dnorm[0]",
+         "dnorm_floor": "||D||_F expected from sampling noise alone (identical models, L answers each)",
+         "dnorm_signal": "sqrt(max(dnorm^2 - dnorm_floor^2, 0)): estimate of the population ||D||_F",
          "spread": "mean distance of a model's L answer embeddings to their mean",
          "fitted": "retrieved texts that fitted in the prompt (context mode; 0 in finetune mode)",
          "gmm_low": "GMM network (n, beta, |A(0)| of the run; Figure 4 components): 5 % quantile of ||D||_F/||D(0)||_F",
@@ -132,6 +152,10 @@ def analyse(folder: str | Path) -> dict[str, Any]:
         "models": records[0]["models"],
         "dnorm_t0": float(dnorm[0]), "dnorm_tT": float(dnorm[-1]), "dnorm_ratio": float(llm[-1]),
         "dnorm_min_ratio": float(np.nanmin(llm)),
+        "noise_floor_t0": float(floor[0]), "noise_floor_tT": float(floor[-1]),
+        "signal_t0": float(signal[0]), "signal_tT": float(signal[-1]),
+        "signal_mean_last_third": float(signal[-max(1, (T + 1) // 3):].mean()),
+        "signal_mean_first_third": float(signal[:max(1, (T + 1) // 3)].mean()),
         "dnorm_recorded_max_abs_diff": float(np.max(np.abs(dnorm - recorded))),
         "spread_t0": spread[0].tolist(), "spread_tT": spread[-1].tolist(),
         "mean_fitted": float(np.mean([r["fitted"] for r in records])),
@@ -148,7 +172,7 @@ def analyse(folder: str | Path) -> dict[str, Any]:
         "step_seconds": float(np.sum([r.get("seconds", 0.0) for r in records])),
     }
     atomic_write_json(path / "summary.json", summary)
-    plots(out, cfg, records, emb, metrics, llm, dnorm, gmm, prox)
+    plots(out, cfg, emb, metrics, llm, (dnorm, floor, signal), gmm, prox)
     out.save_text("report.md", report_markdown(cfg, summary))
     out.finish({k: summary[k] for k in ("dnorm_t0", "dnorm_tT", "dnorm_ratio", "gmm_coverage", "proxy_coverage")})
     return summary
@@ -168,8 +192,8 @@ def _pyplot():
     return plt
 
 
-def plots(out: RunFolder, cfg: WebConfig, records, emb, metrics, llm, dnorm, gmm, prox) -> None:
-    """The five figures of the module docstring."""
+def plots(out: RunFolder, cfg: WebConfig, emb, metrics, llm, raw, gmm, prox) -> None:
+    """The five figures of the module docstring; ``raw`` = (||D||_F, its noise floor, the floor-corrected value)."""
     from llm_bridge.embedding_metrics import measure_embeddings
 
     plt = _pyplot()
@@ -184,8 +208,11 @@ def plots(out: RunFolder, cfg: WebConfig, records, emb, metrics, llm, dnorm, gmm
     a.set(xlabel="t", ylabel="||D(t)||_F / ||D(0)||_F", title=f"normalised to t = 0 ({label})")
     a.legend(fontsize=8)
     a.grid(alpha=0.3)
-    b.plot(t, dnorm, "o-", color="C0", ms=3)
-    b.set(xlabel="t", ylabel="||D(t)||_F (embedding units)", title="LLM network, raw (seed 000 Figure 2)")
+    b.plot(t, raw[0], "o-", color="C0", ms=3, label="||D(t)||_F")
+    b.plot(t, raw[1], "--", color="0.4", label="sampling-noise floor (identical models)")
+    b.plot(t, raw[2], "s-", color="C3", ms=2.5, lw=1, label="floor-corrected sqrt(||D||^2 - floor^2)")
+    b.set(xlabel="t", ylabel="embedding units", title="LLM network, raw (seed 000 Figure 2)")
+    b.legend(fontsize=8)
     b.grid(alpha=0.3)
     out.save_figure(fig, "dnorm.png")
     plt.close(fig)
@@ -259,6 +286,10 @@ def report_markdown(cfg: WebConfig, s: dict[str, Any]) -> str:
              "| quantity | value |", "|---|---|",
              f"| ||D(0)||_F | {_fmt(s['dnorm_t0'])} |", f"| ||D(T)||_F | {_fmt(s['dnorm_tT'])} |",
              f"| ||D(T)||_F / ||D(0)||_F | {_fmt(s['dnorm_ratio'])} (min over t: {_fmt(s['dnorm_min_ratio'])}) |",
+             f"| sampling-noise floor of ||D||_F at t = 0, T | {_fmt(s['noise_floor_t0'])}, "
+             f"{_fmt(s['noise_floor_tT'])} |",
+             f"| floor-corrected ||D||_F, mean over the first / last third of the steps | "
+             f"{_fmt(s['signal_mean_first_third'])} / {_fmt(s['signal_mean_last_third'])} |",
              f"| recomputed vs recorded ||D||_F, max abs diff | {_fmt(s['dnorm_recorded_max_abs_diff'])} |",
              f"| retrieved texts that fit the prompt, mean | {_fmt(s['mean_fitted'])} |",
              f"| GMM network median at T (normalised) | {_fmt(s['gmm_median_tT'])} |",

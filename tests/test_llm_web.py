@@ -244,3 +244,16 @@ def test_coverage_and_normalisation():
     assert proxy.coverage(proxy.normalised(curve), np.full(4, 0.2), np.full(4, 0.6)) == pytest.approx(2 / 3)
     assert np.isnan(proxy.coverage(curve, np.full(4, np.nan), np.ones(4)))
     assert np.all(np.isnan(proxy.normalised(np.zeros((2, 3)))))
+
+
+def test_noise_floor_is_the_expected_dnorm_of_identical_models():
+    from llm_bridge.llm_web_report import noise_floor
+
+    rng = np.random.default_rng(0)
+    scale = np.array([1.0, 2.0, 0.5, 1.0, 3.0])
+    e = rng.normal(size=(4000, 3, 8, 5)) * scale                  # 4000 networks of 3 identical models, L = 8
+    x = e.mean(axis=2)
+    d2 = np.sum((x[:, :, None] - x[:, None]) ** 2, axis=(-3, -2, -1))
+    exact = 2 * 2 * 3 * np.sum(scale**2) / 8                      # 2 (n - 1) sum_i tr(Cov) / L
+    np.testing.assert_allclose(d2.mean(), exact, rtol=0.05)
+    np.testing.assert_allclose((noise_floor(e) ** 2).mean(), exact, rtol=0.03)
