@@ -12,6 +12,8 @@
   Face causal LMs from a local folder) implement it; :mod:`llm_bridge.ngram` gives the add-k n-gram baselines.
 * :mod:`llm_bridge.diversity`: text-diversity metrics (seed 004's table) in one call;
   :mod:`llm_bridge.embedding_metrics`: per-model responses -> embeddings -> the core's distance and Sigma estimators.
+* :mod:`llm_bridge.llm_web`: LLM Web Dynamics (seed 000 Algorithm 1) with real generators, analysed by
+  :mod:`llm_bridge.llm_web_report` next to the GMM network and the calibrated proxy of :mod:`llm_bridge.web_gmm_proxy`.
 
 Heavy dependencies (torch, transformers, sentence-transformers) come from the optional ``llm`` extra and are imported
 lazily inside the functions that need them, never at import time of this package or of ``collapse_jax``.
