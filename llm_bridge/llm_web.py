@@ -258,7 +258,9 @@ def base_generators(cfg: WebConfig, folder: Path, *, progress: bool | None = Non
 
 
 def save_generator(model: Generator, folder: Path) -> None:
-    """Write a model (nanoGPT or Hugging Face) to ``folder`` so :func:`load_generator` reads it back."""
+    """Write a model (nanoGPT or Hugging Face) to ``folder`` so :func:`load_generator` reads it back (whatever an
+    interrupted earlier attempt left there is removed first)."""
+    shutil.rmtree(folder, ignore_errors=True)
     model.save(folder)
 
 
@@ -426,6 +428,22 @@ def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None =
         raise ValueError(f"{str(path)!r} holds an llm-web run with another configuration (differs in {diff}); "
                          "resume it with its own configuration or choose a new folder")
     started = time.perf_counter()
+    done = min(completed_steps(path), cfg.num_steps + 1)
+    stop = cfg.num_steps + 1 if until is None else min(until, cfg.num_steps + 1)
+    if done < stop:
+        generate_steps(cfg, path, done, stop, progress)
+    if stop <= cfg.num_steps:
+        return path
+    atomic_write_json(path / "timing.json", {"last_session_seconds": time.perf_counter() - started})
+    if analyse_after:
+        from llm_bridge.llm_web_report import analyse
+
+        analyse(path)
+    return path
+
+
+def generate_steps(cfg: WebConfig, path: Path, done: int, stop: int, progress: bool | None) -> None:
+    """Steps ``done``..``stop - 1`` of the run in ``path`` (steps before ``done`` are stored)."""
     encoder = load_encoder(cfg)
     human_file = path / "human.json"
     if human_file.is_file():
@@ -434,9 +452,6 @@ def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None =
         human = human_internet(cfg)
         atomic_savez(path / "human.npz", {"embeddings": encoder.encode(human, batch_size=64, progress=False)})
         atomic_write_json(human_file, {"topic": cfg.topic, "query": cfg.query, "texts": human})
-    done = completed_steps(path)
-    if done > cfg.num_steps:
-        done = cfg.num_steps + 1
     internet = list(human)
     for t in range(done):
         internet += read_step(path, t)[0]["posted"]
@@ -445,11 +460,11 @@ def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None =
                   for i in range(cfg.num_models)]
     else:
         models = base_generators(cfg, path, progress=progress)
+    for i, model in enumerate(models):            # the same names whether loaded from base/ or state/
+        model.name = f"hf:{cfg.hf[i]}" if cfg.hf else f"nanogpt:{BASE}/model-{i}"
     with bar(cfg.num_steps + 1, "llm-web", unit="step", disable=None if progress is None else not progress) as b:
         b.update(done)
-        for t in range(done, cfg.num_steps + 1):
-            if until is not None and t >= until:
-                return path
+        for t in range(done, stop):
             t0 = time.perf_counter()
             rec, emb = run_step(cfg, t, models, internet, encoder)
             rec["seconds"] = time.perf_counter() - t0
@@ -463,12 +478,6 @@ def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None =
                     shutil.rmtree(old_state, ignore_errors=True)
             internet += rec["posted"]
             b.update(1)
-    atomic_write_json(path / "timing.json", {"last_session_seconds": time.perf_counter() - started})
-    if analyse_after:
-        from llm_bridge.llm_web_report import analyse
-
-        analyse(path)
-    return path
 
 
 def resume(folder: str | Path, *, until: int | None = None, progress: bool | None = None) -> Path:

@@ -257,3 +257,52 @@ def test_noise_floor_is_the_expected_dnorm_of_identical_models():
     exact = 2 * 2 * 3 * np.sum(scale**2) / 8                      # 2 (n - 1) sum_i tr(Cov) / L
     np.testing.assert_allclose(d2.mean(), exact, rtol=0.05)
     np.testing.assert_allclose((noise_floor(e) ** 2).mean(), exact, rtol=0.03)
+
+
+# --- Hugging Face causal LMs from local folders ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hf_folders(tmp_path_factory):
+    """Two tiny random GPT-2s (different init seeds, so different priors) sharing a 300-token BPE, saved locally."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from llm_bridge import corpus as cp
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(cp.stdlib_corpus(cp.CorpusConfig(docstrings=False)).texts[:200], trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|endoftext|>",
+                                               eos_token="<|endoftext|>")
+    folders = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        config = transformers.GPT2Config(vocab_size=len(tok), n_positions=128, n_embd=32, n_layer=1, n_head=2,
+                                         bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
+        folder = tmp_path_factory.mktemp(f"gpt2-{seed}")
+        transformers.GPT2LMHeadModel(config).save_pretrained(str(folder))
+        tok.save_pretrained(str(folder))
+        folders.append(str(folder))
+    return tuple(folders)
+
+
+def test_hf_models_run_in_both_modes_and_finetune_resumes(hf_folders, tmp_path):
+    base = dict(hf=hf_folders, num_models=2, samples=3, num_steps=1, num_human=4, max_new_tokens=12,
+                corpus_docstrings=False, gmm_replicates=20, proxy_dims=2, proxy_components=2)
+    ctx = llm_web.run(llm_web.WebConfig(**base), tmp_path / "ctx", analyse_after=False)
+    rec, emb = llm_web.read_step(ctx, 1)
+    assert emb.shape == (2, 3, 384) and rec["models"][0].startswith("hf:")
+    assert all(p + 12 <= 128 for p in rec["prompt_tokens"]) and max(rec["fitted"]) >= 1
+    assert not (ctx / "base").exists()                          # nothing trained: the folders are the models
+    cfg = llm_web.WebConfig(**base, mode="finetune", finetune_steps=2, finetune_batch=2)
+    whole = llm_web.run(cfg, tmp_path / "whole", analyse_after=False)
+    part = llm_web.run(cfg, tmp_path / "part", until=1)
+    assert (part / "state" / "step-0000" / "model-1" / "config.json").is_file()
+    llm_web.run(cfg, part, analyse_after=False)
+    _assert_same_steps(whole, part, 2)
+    assert all(len(losses) == 2 for losses in llm_web.read_step(whole, 1)[0]["finetune_losses"])
