@@ -41,6 +41,7 @@ import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -275,9 +276,15 @@ def load_generator(cfg: WebConfig, folder: Path) -> Generator:
 
 
 def load_encoder(cfg: WebConfig):
+    """The run's sentence encoder (loaded once per process and folder: encoding does not change it)."""
+    return _encoder(cfg.encoder)
+
+
+@lru_cache(maxsize=2)
+def _encoder(folder: str | None):
     from llm_bridge import encoders
 
-    return encoders.minilm_encoder() if cfg.encoder is None else encoders.sentence_transformer_encoder(cfg.encoder)
+    return encoders.minilm_encoder() if folder is None else encoders.sentence_transformer_encoder(folder)
 
 
 # ----------------------------------------------------------------------------------------------------------------

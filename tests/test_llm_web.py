@@ -125,8 +125,10 @@ def test_killed_context_run_resumes_to_the_same_result(context_run, tmp_path):
             json.loads((context_run / "base" / f"model-{i}" / "manifest.json").read_text())
 
 
+@pytest.mark.slow
 def test_finetune_mode_resumes_to_the_same_result(context_run, tmp_path):
-    # two steps only: every fine-tuning call on new texts compiles the training step anew (seconds each)
+    """nanoGPTs in finetune mode (slow: every fine-tuning call on new texts compiles the nanoGPT training step anew,
+    about 5 s per model and step; CI covers finetune-mode resume with the Hugging Face models below)."""
     cfg = llm_web.WebConfig(**{**TINY, "mode": "finetune", "num_steps": 1, "finetune_steps": 2,
                                "finetune_batch": 4})
     whole = llm_web.run(cfg, _with_base(context_run, tmp_path / "whole"), analyse_after=False)
@@ -236,6 +238,13 @@ def test_fixed_start_gmm_network_starts_from_the_given_weights():
         proxy.simulate_fixed_start(cfg, [[0.5, 0.5], [0.6, 0.6], [1.0, 0.0]], 2)
     with pytest.raises(ValueError, match="initial_weights"):
         gmm_network.make_config(initial_weights=[[1.0, 0.0]])
+    # both kernels start from gmm_network.initial, which takes the given weights and still draws the human points
+    import jax
+
+    fixed = cfg.replace(initial_weights=w0)
+    w, human, _ = gmm_network.initial(jax.random.key(0), fixed)
+    np.testing.assert_allclose(np.asarray(w), w0, rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(human), np.asarray(gmm_network.initial(jax.random.key(0), cfg)[1]))
 
 
 def test_coverage_and_normalisation():
