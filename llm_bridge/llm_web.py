@@ -198,8 +198,8 @@ def step_seed(cfg: WebConfig, t: int, i: int, stream: int) -> np.random.SeedSequ
 
 
 def human_internet(cfg: WebConfig) -> list[str]:
-    """``A(0)``: ``num_human`` standard-library sentences (at most 200 characters) that contain ``topic`` as a word
-    (case-insensitive), drawn without replacement with ``SeedSequence([seed])``, in corpus order."""
+    """``A(0)``: ``num_human`` standard-library sentences (at most 200 characters) with a word that starts with
+    ``topic`` (case-insensitive: "exception" also finds "Exceptions"), drawn without replacement with ``SeedSequence([seed])``, in corpus order."""
     from llm_bridge import corpus
 
     pattern = re.compile(rf"\b{re.escape(cfg.topic.strip())}", re.IGNORECASE)
