@@ -56,6 +56,7 @@ HELP = {
     "seed": "seed of every draw (retrieval, sampling, fine-tuning, training, GMM replicates)",
 }
 BOOLS = ("query_is_prefix", "corpus_docstrings")
+CHOICES = {"mode": MODES, "tokenizer": ("bpe", "byte")}
 
 
 def _bool(text: str) -> bool:
@@ -81,7 +82,7 @@ def add_parser(sub) -> None:
         value = getattr(default, f.name)
         kind = _bool if f.name in BOOLS else (type(value) if value is not None and f.name != "top_k" else
                                               (int if f.name == "top_k" else str))
-        extra = {"choices": MODES} if f.name == "mode" else {}
+        extra = {"choices": CHOICES[f.name]} if f.name in CHOICES else {}
         g.add_argument(opt, type=kind, default=None, help=f"{HELP[f.name]} (default {value!r})", **extra)
     g.add_argument("--hf", nargs="+", default=None, metavar="PATH",
                    help="Hugging Face causal LM folders (save_pretrained), one per model, instead of nanoGPTs")
