@@ -13,6 +13,7 @@ log-det steps) and the variance and mean of the leave-two-out interaction over r
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -277,6 +278,16 @@ def prefix_block_stats(x: jnp.ndarray, ns: tuple[int, ...]) -> tuple[jnp.ndarray
 # block in the previous sweep), so the CPU engines below are used there.
 jit_prefix_block_stats = jax.jit(prefix_block_stats, static_argnums=1)
 
+# Gathered rows per batched call of the jax engine (a batch of blocks is gathered and processed at once).
+JAX_BATCH_BYTES = 1 << 30
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def jit_batched_block_stats(w: jnp.ndarray, idx: jnp.ndarray, ns: tuple[int, ...]) -> jnp.ndarray:
+    """:func:`prefix_block_stats` of the blocks ``w[idx[b]]`` for index rows ``idx`` (blocks, n_max), gathered on the
+    device: the six statistics stacked, shape (6, blocks, len(ns))."""
+    return jnp.stack(jax.vmap(lambda i: prefix_block_stats(w[i], ns))(idx), axis=0)
+
 
 def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
     """The "numpy" engine, one block: as :func:`prefix_block_stats` for float32 rows ``x``, with the two O(n d^2)
@@ -489,14 +500,18 @@ def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, 
                 if progress is not None:
                     progress(1)
     else:
-        outs = []
-        for b in range(num_blocks):
-            xb = jnp.asarray(w32[block_indices(seed, cell, b, num_points, n_max)])
-            outs.append(jit_prefix_block_stats(xb, ns_static))
+        # the whitened population goes to the device once; each call gathers and runs a batch of blocks there
+        w_dev = jnp.asarray(w32)
+        batch = max(1, min(num_blocks, JAX_BATCH_BYTES // (n_max * dim * 4)))
+        for b0 in range(0, num_blocks, batch):
+            b1 = min(b0 + batch, num_blocks)
+            idx = indices(b0, b1)
+            if b1 - b0 < batch:  # pad the last batch with its first block (one compilation per cell)
+                idx = np.concatenate([idx, np.repeat(idx[:1], batch - (b1 - b0), axis=0)])
+            out = np.asarray(jit_batched_block_stats(w_dev, jnp.asarray(idx, jnp.int32), ns_static))
+            stats[:, b0:b1] = out[:, :b1 - b0]
             if progress is not None:
-                progress(1)
-        for b, one_stats in enumerate(outs):
-            stats[:, b] = np.asarray(one_stats)
+                progress(b1 - b0)
     stats[0] += truth  # log det G_1 = log det(W_1^T W_1) + log det G
     timings["blocks_seconds"] = time.perf_counter() - t0 - timings["prepare_seconds"]
     return CellResult(family, dim, num_points, np.asarray(ns), truth, *stats, time.perf_counter() - t0,

@@ -371,6 +371,18 @@ def test_run_cell_is_affine_invariant_and_engines_agree():
         np.testing.assert_allclose(other.m2_insample, base.m2_insample, rtol=1e-4)
 
 
+def test_jax_engine_batches_are_invisible(monkeypatch):
+    # 8 blocks in batches of 3 (the last one padded) give exactly the statistics of one batch of 8.
+    cfg = spp.PrecisionConfig()
+    data = spp.family_dataset(2, 1, 2000, 4, "isotropic", cfg)
+    ns = spp.block_sizes(4, 2000, (1.0, 5.0, 20.0))
+    whole = spp.run_cell(data, "isotropic", ns, 8, seed=3, cell=1, engine="jax")
+    monkeypatch.setattr(spp, "JAX_BATCH_BYTES", 3 * int(ns[-1]) * 4 * 4)
+    batched = spp.run_cell(data, "isotropic", ns, 8, seed=3, cell=1, engine="jax")
+    for field in ("logdet_g1", "m2_insample", "loo_mean", "loo_var", "loo_pair_var", "loo_pair_mean"):
+        np.testing.assert_allclose(getattr(batched, field), getattr(whole, field), rtol=1e-12, atol=1e-12)
+
+
 def test_family_dataset_does_not_depend_on_threads_and_fills_out():
     cfg = spp.PrecisionConfig()
     one = spp.family_dataset(5, 3, 70_000, 4, "unit_norm", cfg, threads=1)
