@@ -311,7 +311,7 @@ def markdown(results: dict) -> str:
         lines.append("")
     mn = results.get("multinomial", {})
     if mn.get("rows"):
-        first = mn["rows"][0]
+        first = next((r for r in mn["rows"] if "categories" in r), dict(categories="?", generations="?"))
         lines += [f"| multinomial (K = {first['categories']}, T = {first['generations']}) | n_t | R | warm s | "
                   "replicate-generations/s | "
                   "max rel. dev. from theory |", "|---|---|---|---|---|---|"]
