@@ -79,3 +79,19 @@ def test_bad_input():
         run(keys, a, n, block=24)
     with pytest.raises(ValueError, match="same shape"):
         run(keys, a, S.constant_size(10, 3))
+
+
+def test_simulate_runs_the_pallas_backend():
+    """``simulate(backend="pallas")`` is the kernel's result per replicate (chunks do not matter); a grid of
+    schedules runs row by row; the filter regime is refused with the backend's name."""
+    T = 3
+    alpha, n = S.constant_alpha(0.5, T), S.constant_size(40, T)
+    whole = mn.simulate(2, P, alpha, n, num_replicates=12, backend="pallas", progress=False)
+    chunked = mn.simulate(2, P, alpha, n, num_replicates=12, backend="pallas", chunk_size=5, progress=False)
+    np.testing.assert_array_equal(whole, chunked)
+    np.testing.assert_array_equal(whole, run(replicate_keys(2, 0, 12), alpha, n))
+    grid = mn.simulate(2, P, np.stack([alpha, alpha]), n, num_replicates=4, backend="pallas", progress=False)
+    assert grid.shape == (2, 4, T + 1)
+    np.testing.assert_array_equal(grid[0], grid[1])
+    with pytest.raises(ValueError, match="pallas"):
+        mn.simulate(2, P, alpha, n, mn.MultinomialConfig("filter", 0.1, 0.1), num_replicates=4, backend="pallas")
