@@ -328,6 +328,7 @@ def test_families_have_the_stated_second_moment():
 ENGINES_HERE = ["numpy", "jax"] + (["native"] if AMX else [])
 
 
+@pytest.mark.fallback
 @pytest.mark.parametrize("engine", ENGINES_HERE)
 def test_run_cell_small_end_to_end(engine):
     # Raw (not whitened) anisotropic data: every engine works on the whitened float32 population and must return the
@@ -353,6 +354,7 @@ def test_run_cell_small_end_to_end(engine):
     assert [r["n"] for r in rows] == [6, 50, 500]
 
 
+@pytest.mark.fallback
 def test_run_cell_is_affine_invariant_and_engines_agree():
     # x -> A x changes log det G_1 and log det G by the same 2 log|det A| and leaves M_i alone: the errors of L_hat
     # and the Mahalanobis moments must not move (a wrong whitening or a lost log det G term would show here).
@@ -423,6 +425,7 @@ def test_bad_input_errors_name_the_problem():
         spp.PrecisionConfig(t_dof=3.0).validate()
 
 
+@pytest.mark.fallback
 def test_cli_embeddings_cell_runs_and_resumes(tmp_path):
     from collapse_jax import sigma_cli
 
