@@ -525,8 +525,8 @@ def simulate(cfg: GMMNetworkConfig, num_replicates: int, seed: int = 0, *, dtype
 
     The replicate axis is sharded over all devices of ``mesh`` (default: ``jax.devices()``); results do not depend
     on the number of devices. The native kernel runs all steps in one call per device (a progress bar follows the
-    kernel's count of point updates); the portable kernel runs steps in calls of ``steps_per_call`` (default: all
-    at once without a progress bar, chunks of ~T/20 with one). The bar counts point updates.
+    kernel's count of point updates, shown in replicates); the portable kernel runs steps in calls of
+    ``steps_per_call`` (default: all at once without a progress bar, chunks of ~T/20 with one), its bar in steps.
     """
     R = _checks.positive_int("num_replicates", num_replicates)
     if not isinstance(cfg, GMMNetworkConfig):
@@ -549,44 +549,47 @@ def simulate(cfg: GMMNetworkConfig, num_replicates: int, seed: int = 0, *, dtype
         keys = jnp.concatenate([keys, replicate_keys(seed, first_replicate + R, total - R)])
     sharding = replicate_sharding(mesh)
     keys = jax.device_put(keys, sharding)
-    work = np.concatenate([[0], np.cumsum(sched.num_draws)]) * cfg.num_models
-    with _progress.bar(int(work[-1]) * R, "gmm-network", unit="upd", disable=not show) as pbar:
-        if backend == "native":
-            run = _compiled_native(cfg, mesh, dtype)
-            with _follow_native_progress(pbar if show else None, int(work[-1]) * R):
-                rec = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], run(keys))
-            return GMMNetworkResult(rec.dnorm, rec.alive, rec.collapsed, rec.weights, rec.distances)
-        init, run_chunk, final = _compiled(cfg, sharding, dtype)
-        state = init(keys)
-        pieces = []
-        for start in range(0, T, chunk):
+    if backend == "native":  # whole replicates run one after another in each thread: a bar over replicates
+        per_replicate = int(np.sum(sched.num_draws)) * cfg.num_models  # point updates of one replicate
+        run = _compiled_native(cfg, mesh, dtype)
+        with _progress.bar(R, "gmm-network", unit="rep", disable=not show) as pbar, \
+                _follow_native_progress(pbar if show else None, per_replicate * total, per_replicate):
+            rec = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], run(keys))
+        return GMMNetworkResult(rec.dnorm, rec.alive, rec.collapsed, rec.weights, rec.distances)
+    init, run_chunk, final = _compiled(cfg, sharding, dtype)
+    state = init(keys)
+    pieces = []
+    with _progress.bar(T, f"gmm-network ({R} replicates)", unit="step", disable=not show) as pbar:
+        for start in range(0, T, chunk):  # every replicate advances together: a bar over steps
             state, rec = run_chunk(state, _xs(sched, start, chunk))
             length = min(chunk, T - start)
             pieces.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:R, :length], rec))
-            pbar.update(int(work[start + length] - work[start]) * R)
+            pbar.update(length)
     pieces.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:R, None], final(state.weights)))
     cat = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
     return GMMNetworkResult(cat.dnorm, cat.alive, cat.collapsed, cat.weights, cat.distances)
 
 
 @contextlib.contextmanager
-def _follow_native_progress(pbar, total: int, interval: float = 0.25):
-    """While the block runs, move ``pbar`` with the native kernel's count of point updates (polled from a thread;
-    the count is per process, so simultaneous simulations in threads would share one bar's count)."""
+def _follow_native_progress(pbar, total_updates: int, per_replicate: int, interval: float = 0.25):
+    """While the block runs, move ``pbar`` (in replicates) with the native kernel's count of point updates divided by
+    one replicate's updates (polled from a thread; the count is per process, so simultaneous simulations in threads
+    would share one bar's count)."""
     if pbar is None:
         yield
         return
     from collapse_jax import _native
 
     start, done = _native.gmm_progress(), threading.Event()
+    total = pbar.total
 
     def poll():
         shown = 0
         while not done.wait(interval):
-            now = min(_native.gmm_progress() - start, total)
+            now = min(_native.gmm_progress() - start, total_updates) // per_replicate
             if now > shown:
-                pbar.update(now - shown)
-                shown = now
+                pbar.update(min(now, total) - shown)
+                shown = min(now, total)
 
     thread = threading.Thread(target=poll, daemon=True)
     thread.start()
