@@ -99,7 +99,7 @@ class RecursiveConfig:
     """
 
     settings: tuple[str, ...] = tuple(SETTINGS)
-    generations: int = 4
+    generations: int = 3
     repetitions: int = 3
     seed: int = 0
     source: str = "stdlib"
@@ -110,7 +110,7 @@ class RecursiveConfig:
     alpha: float = 0.5
     gamma: float = 1.0
     held_out_docs: int = 200
-    classifier_docs: int = 200
+    classifier_docs: int = 100
     vocab_size: int = 512
     num_layers: int = 2
     num_heads: int = 2
@@ -118,7 +118,7 @@ class RecursiveConfig:
     context_length: int = 64
     dropout: float = 0.0
     dtype: str = "float32"
-    steps: int = 300
+    steps: int = 250
     batch_size: int = 16
     learning_rate: float = 2e-3
     warmup_steps: int = 20
