@@ -118,7 +118,7 @@ class RecursiveConfig:
     context_length: int = 64
     dropout: float = 0.0
     dtype: str = "float32"
-    steps: int = 250
+    steps: int = 200
     batch_size: int = 16
     learning_rate: float = 2e-3
     warmup_steps: int = 20
@@ -142,12 +142,9 @@ class RecursiveConfig:
                 raise ValueError(f"settings: unknown setting {name!r}; choose from {', '.join(SETTINGS)}")
         if len(set(names)) != len(names):
             raise ValueError(f"settings must not repeat a setting, got {', '.join(names)}")
-        for name in ("generations", "repetitions", "doc_words", "n0", "n", "held_out_docs", "num_layers",
-                     "num_heads", "dim", "context_length", "steps", "batch_size", "sample_tokens", "prompts",
-                     "responses", "prompt_words", "response_tokens"):
+        for name in ("generations", "repetitions", "doc_words", "n0", "n", "held_out_docs", "sample_tokens",
+                     "prompts", "responses", "prompt_words", "response_tokens"):
             _checks.positive_int(name, getattr(self, name))
-        _checks.nonnegative_int("seed", self.seed)
-        _checks.nonnegative_int("warmup_steps", self.warmup_steps)
         if _checks.positive_int("classifier_docs", self.classifier_docs) < 4:
             raise ValueError(f"classifier_docs must be >= 4 (half fit, half measure), got {self.classifier_docs}")
         if self.n_growth not in N_GROWTH:
@@ -156,14 +153,8 @@ class RecursiveConfig:
         _checks.in_interval("gamma", self.gamma, 0.0, math.inf, high_open=True)
         if _checks.positive_int("vocab_size", self.vocab_size) < 257:
             raise ValueError(f"vocab_size must be >= 257 (256 bytes + EOT), got {self.vocab_size}")
-        if self.dim % self.num_heads:
-            raise ValueError(f"dim ({self.dim}) must be a multiple of num_heads ({self.num_heads})")
-        _checks.in_interval("dropout", self.dropout, 0.0, 1.0, high_open=True)
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        _checks.in_interval("learning_rate", self.learning_rate, 0.0, math.inf, low_open=True, high_open=True)
-        _checks.in_interval("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
-        _checks.in_interval("weight_decay", self.weight_decay, 0.0, math.inf, high_open=True)
+        self.gpt_config(self.vocab_size)            # model sizes, dropout, dtype
+        self.train_config(self.seed)                # steps, batch, learning rate, warm-up, decay, seed
         _checks.in_interval("temperature", self.temperature, 0.0, math.inf, low_open=True, high_open=True)
         _checks.in_interval("ridge", self.ridge, 0.0, math.inf, low_open=True, high_open=True)
         for name in ("sample_tokens", "response_tokens"):
