@@ -45,7 +45,7 @@ import json
 import math
 import shutil
 import zlib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
@@ -60,7 +60,7 @@ from collapse_jax.results import RunFolder, atomic_savez, atomic_write_json
 from llm_bridge import bpe, synthetic_filter
 from llm_bridge import nanogpt_train as nt
 from llm_bridge.generators import Sampling
-from llm_bridge.nanogpt import DTYPES, GPTConfig, NanoGPT, committed, init_params, without_x64
+from llm_bridge.nanogpt import GPTConfig, NanoGPT, committed, init_params, without_x64
 
 
 @dataclass(frozen=True)
@@ -323,8 +323,8 @@ def train_params(model: NanoGPT, texts: Sequence[str], start, config: RecursiveC
     params = nt._copy(start)
     opt_state = committed(nt.optimizer(tc).init(params))
     lrs = np.asarray(nt.schedule(tc, tc.steps)(np.arange(1, tc.steps + 1)), dtype=np.float32)
-    size = jnp.int32(len(stream))          # padded to a power of two: one compilation per bucket, not per length
-    padded = np.zeros(1 << (len(stream) - 1).bit_length(), np.int32)
+    size = jnp.int32(len(stream))          # padded to a power of two (at least 2^16 tokens): one compilation per
+    padded = np.zeros(max(1 << 16, 1 << (len(stream) - 1).bit_length()), np.int32)   # bucket, not per length
     padded[:len(stream)] = stream
     stream, losses = jnp.asarray(padded), []
     for s in range(tc.steps):
@@ -689,7 +689,9 @@ PANELS = (("held_out_perplexity", "held-out perplexity (real text)"),
 
 def _band(ax, values: np.ndarray, color, label: str, style: str = "o-") -> None:
     """Mean over repetitions (rows) with a min-max band."""
+    import matplotlib.ticker
     g = np.arange(values.shape[1])
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.plot(g, np.nanmean(values, axis=0), style, color=color, ms=3, lw=1.3, label=label)
     if values.shape[0] > 1:
         ax.fill_between(g, np.nanmin(values, axis=0), np.nanmax(values, axis=0), color=color, alpha=0.15, lw=0)

@@ -3,7 +3,6 @@ Sigma recomputed from the stored embeddings, the theory beside the curves, kill 
 input refused before compute."""
 
 import json
-import math
 import shutil
 
 import numpy as np
