@@ -216,7 +216,7 @@ class RecursiveConfig:
 # generations and 5 repetitions on longer documents.
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {},
-    "gpu": dict(generations=10, repetitions=5, n0=2000, n=2000, doc_words=100, held_out_docs=500,
+    "gpu": dict(generations=10, repetitions=5, n0=1500, n=1500, doc_words=100, held_out_docs=500,
                 classifier_docs=400, vocab_size=2048, num_layers=4, num_heads=4, dim=256, context_length=128,
                 steps=1500, batch_size=32, learning_rate=1e-3, warmup_steps=100, sample_tokens=127, prompts=64,
                 responses=8, response_tokens=48, dtype="bfloat16"),

@@ -203,3 +203,17 @@ def test_cli_help_lists_every_parameter_and_bad_input_returns_2(capsys):
         assert cli._flag(f) in out, f
     assert cli.main(["--alpha", "2", "--out", "/tmp/never-made"]) == 2
     assert "alpha" in capsys.readouterr().err
+
+
+def test_presets_are_valid_and_the_command_is_registered():
+    import tomllib
+    from pathlib import Path
+
+    gpu = rt.preset("gpu")
+    assert (gpu.num_layers, gpu.num_heads, gpu.dim, gpu.context_length, gpu.batch_size) == (4, 4, 256, 128, 32)
+    assert rt.preset("cpu") == rt.RecursiveConfig()
+    with pytest.raises(ValueError, match="preset"):
+        rt.preset("tpu")
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    commands = pyproject["project"]["entry-points"]["collapse_jax.commands"]
+    assert commands["recursive-train"] == "llm_bridge.recursive_train_cli"
