@@ -3,7 +3,13 @@ Sigma recomputed from the stored embeddings, the theory beside the curves, kill 
 input refused before compute."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,7 +213,6 @@ def test_cli_help_lists_every_parameter_and_bad_input_returns_2(capsys):
 
 def test_presets_are_valid_and_the_command_is_registered():
     import tomllib
-    from pathlib import Path
 
     gpu = rt.preset("gpu")
     assert (gpu.num_layers, gpu.num_heads, gpu.dim, gpu.context_length, gpu.batch_size) == (4, 4, 256, 128, 32)
@@ -217,3 +222,37 @@ def test_presets_are_valid_and_the_command_is_registered():
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     commands = pyproject["project"]["entry-points"]["collapse_jax.commands"]
     assert commands["recursive-train"] == "llm_bridge.recursive_train_cli"
+
+
+def _cli_args(config, out):
+    args = []
+    for name, value in config.__dict__.items():
+        args += [cli._flag(name), ",".join(value) if name == "settings" else str(value)]
+    return [sys.executable, "-m", "llm_bridge.recursive_train_cli", *args, "--out", str(out)]
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_moment_then_rerun_gives_the_uninterrupted_files(config, tmp_path):
+    """Two command-line runs (no x64, as users run it): one uninterrupted, one killed with SIGKILL partway through
+    a generation and rerun; every JSON and array file must match."""
+    env = {**os.environ, "COLLAPSE_JAX_PROGRESS": "0", "PYTHONPATH": str(Path(__file__).parents[1])}
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(_cli_args(config, whole), env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(_cli_args(config, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while len(list(killed.rglob("metrics.json"))) < 2 and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.7)                                     # into the next generation's training or writing
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "manifest.json").exists()
+    subprocess.run(_cli_args(config, killed), env=env, check=True, capture_output=True)
+    files = sorted(p.relative_to(whole) for p in whole.rglob("*") if p.suffix in (".json", ".npz")
+                   and p.name not in ("config.json", "manifest.json") and "checkpoints" not in p.parts)
+    assert len(files) > 20
+    for rel in files:
+        if rel.suffix == ".npz":
+            a, b = np.load(whole / rel), np.load(killed / rel)
+            for k in a.files:
+                np.testing.assert_array_equal(a[k], b[k], err_msg=str(rel))
+        else:
+            assert (whole / rel).read_text() == (killed / rel).read_text(), rel
