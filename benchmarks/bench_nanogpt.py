@@ -54,25 +54,29 @@ def flax_trainer(args, stream, dtype: str):
     return block, cfg.num_params()
 
 
-def torch_trainer(args, stream, compiled: bool):
-    """One-block function of the PyTorch twin: ``block(n)`` runs n train steps (synchronous on the CPU)."""
+def torch_trainer(args, stream, compiled: bool, dtype: str = "float32"):
+    """One-block function of the PyTorch twin on ``--torch-device``: ``block(n)`` runs n train steps and waits for
+    the last (``dtype`` bfloat16: autocast, float32 master weights)."""
     import torch
 
     import nanogpt_torch as tg
 
+    device = torch.device(args.torch_device)
     torch.manual_seed(0)
-    model = tg.GPT(args.vocab, args.context, *PRESET_SHAPES[args.preset])
+    model = tg.GPT(args.vocab, args.context, *PRESET_SHAPES[args.preset]).to(device)
     model.train()
     opt = tg.adamw(model, 3e-4)
-    data = torch.from_numpy(stream.astype("int64"))
+    data = torch.from_numpy(stream.astype("int64")).to(device)
+    offsets = torch.arange(args.context + 1, device=device)
     gen = torch.Generator().manual_seed(0)
     step_model = torch.compile(model) if compiled else model
+    autocast = None if dtype == "float32" else getattr(torch, dtype)
 
     def block(n):
         for _ in range(n):
-            starts = torch.randint(0, len(data) - args.context - 1, (args.batch,), generator=gen)
-            batch = torch.stack([data[s:s + args.context + 1] for s in starts.tolist()])
-            tg.train_step(step_model, opt, batch)
+            starts = torch.randint(0, len(data) - args.context - 1, (args.batch,), generator=gen).to(device)
+            loss = tg.train_step(step_model, opt, data[starts[:, None] + offsets], autocast_dtype=autocast)
+        float(loss)  # waits for the device
 
     return block
 
@@ -84,9 +88,11 @@ def bench_train(args, stream) -> dict:
     import torch
 
     blocks = {f"flax {d}": flax_trainer(args, stream, d)[0] for d in args.dtypes}
-    blocks["torch eager"] = torch_trainer(args, stream, compiled=False)
-    if not args.no_torch_compile:
-        blocks["torch.compile"] = torch_trainer(args, stream, compiled=True)
+    for d in args.torch_dtypes:
+        suffix = "" if d == "float32" else f" {d}"
+        blocks[f"torch eager{suffix}"] = torch_trainer(args, stream, compiled=False, dtype=d)
+        if not args.no_torch_compile and d in args.torch_compile_dtypes:
+            blocks[f"torch.compile{suffix}"] = torch_trainer(args, stream, compiled=True, dtype=d)
     out = {name: {"block_seconds": []} for name in blocks}
     for name, block in blocks.items():                       # first step (compilation), then 2 warm steps
         t0 = time.perf_counter()
@@ -205,7 +211,7 @@ def bench_quality(args) -> dict:
     return res
 
 
-PRESET_SHAPES = {"seed003": (4, 4, 256), "tiny": (2, 2, 32)}   # (num_layers, num_heads, dim), as llm_bridge.nanogpt
+PRESET_SHAPES = {"seed003": (4, 4, 256), "tiny": (2, 2, 32), "seed003x4": (4, 8, 512)}   # (num_layers, num_heads, dim), as llm_bridge.nanogpt
 
 
 def main() -> None:
@@ -218,6 +224,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dtypes", nargs="+", default=["float32"], help="Flax compute dtypes (bfloat16 for accelerators)")
     ap.add_argument("--no-torch-compile", action="store_true", help="skip the torch.compile variant")
+    ap.add_argument("--torch-device", default="cpu", help="device of the PyTorch twin (cuda on a GPU machine)")
+    ap.add_argument("--torch-dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+                    help="PyTorch compute dtypes (bfloat16: autocast)")
+    ap.add_argument("--torch-compile-dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+                    help="dtypes that also get a torch.compile variant")
+    ap.add_argument("--no-generation", action="store_true", help="skip the generation benchmark")
     ap.add_argument("--gen-batch", type=int, default=32)
     ap.add_argument("--prompt-len", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=64)
@@ -240,7 +252,8 @@ def main() -> None:
     stream = np.random.default_rng(0).integers(0, args.vocab, 400_000).astype(np.int32)
     res = dict(environment=environment_info(), args=vars(args))
     res["train"] = bench_train(args, stream)
-    res["generation"] = bench_generation(args)
+    if not args.no_generation:
+        res["generation"] = bench_generation(args)
     if args.quality:
         res["quality"] = bench_quality(args)
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"nanogpt-{time.strftime('%Y%m%d-%H%M%S')}.json")

@@ -69,12 +69,16 @@ def adamw(model: GPT, lr: float, weight_decay: float = 0.1) -> torch.optim.AdamW
                              lr=lr, betas=(0.9, 0.95))
 
 
-def train_step(model: GPT, opt: torch.optim.Optimizer, batch: torch.Tensor, clip: float = 1.0) -> float:
-    """One step on ``batch`` (batch, context + 1) token ids: next-token cross-entropy, clipping, AdamW."""
-    logits = model(batch[:, :-1])
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1))
+def train_step(model: GPT, opt: torch.optim.Optimizer, batch: torch.Tensor, clip: float = 1.0,
+               autocast_dtype: torch.dtype | None = None) -> torch.Tensor:
+    """One step on ``batch`` (batch, context + 1) token ids: next-token cross-entropy, clipping, AdamW. Returns the
+    loss as a tensor (no host synchronisation; ``float()`` it to wait). ``autocast_dtype`` (e.g. bfloat16 on a GPU):
+    forward and backward under ``torch.autocast`` with float32 master weights, as the Flax model's ``dtype``."""
+    with torch.autocast(batch.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        logits = model(batch[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch[:, 1:].reshape(-1))
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     opt.step()
-    return float(loss.detach())
+    return loss.detach()

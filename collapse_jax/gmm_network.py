@@ -300,21 +300,42 @@ def zivkovic_step(p: jax.Array, o: jax.Array, alpha, c, eps) -> jax.Array:
     return p
 
 
-def _mulhi(bits: jax.Array, m: jax.Array) -> jax.Array:
-    """``floor(bits * m / 2^32)`` in uint32 arithmetic, exact for m < 2^16 (multiply-shift, Lemire 2019)."""
-    return ((bits >> 16) * m + (((bits & 0xFFFF) * m) >> 16)) >> 16
+def _mulhi(a: jax.Array, m: jax.Array) -> jax.Array:
+    """High word of the 64-bit product ``a * m`` of two uint32 arrays, from 16-bit limbs (no uint64 needed)."""
+    a1, a0, m1, m0 = a >> 16, a & 0xFFFF, m >> 16, m & 0xFFFF
+    lo, mid1, mid2 = a0 * m0, a1 * m0, a0 * m1
+    carry = ((mid1 & 0xFFFF) + (mid2 & 0xFFFF) + (lo >> 16)) >> 16
+    return a1 * m1 + (mid1 >> 16) + (mid2 >> 16) + carry
+
+
+def bounded_uniform(bits: jax.Array, m: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Lemire's (2019) exact bounded integers: ``r = floor(bits m / 2^32)`` is uniform on [0, m) given ``ok``.
+
+    ``ok`` is False for the ``2^32 mod m`` values of ``bits`` whose ``r`` would be drawn once too often; the caller
+    treats them as rejected draws (here: like a repeat of an index already used), so accepted indices are exactly
+    uniform for every ``m`` < 2^32.
+    """
+    m = m.astype(jnp.uint32)
+    low = bits * m  # the low word of the product (uint32 arithmetic wraps)
+    return _mulhi(bits, m), low >= (jnp.uint32(0) - m) % m
+
+
+SCATTER_MIN_WORDS = 64  # bitmaps wider than this (internets over 2,048 points) are updated by scatter on a CPU too
 
 
 def _update_jax(p, pool, num_points, num_draws, alpha, c, eps, key, *, block: int = 32):
     """Portable update: every model accepts ``num_draws`` distinct uniform indices (rejecting repeats with a
-    per-model bitmap), applying the weight update at each acceptance, in the order accepted."""
+    per-model bitmap), applying the weight update at each acceptance, in the order accepted.
+
+    The bitmap is updated with a one-hot mask over its words while it is small (vectorises well on a CPU) and by a
+    scatter of one word per model otherwise (O(1) per draw whatever the internet's size; the GPU form)."""
     n, B = p.shape
     max_points = pool.shape[0]
     words = max(1, -(-max_points // 32))
     word_ids = jnp.arange(words, dtype=jnp.uint32)
     size = jnp.maximum(num_points, 1).astype(jnp.uint32)
-    if max_points >= 2**16:
-        raise ValueError("the portable kernel supports internets of < 65536 points; use backend='native'")
+    scatter = words > SCATTER_MIN_WORDS or jax.default_backend() != "cpu"
+    models = jnp.arange(n)
 
     def cond(state):
         return jnp.any(state[2] < num_draws)
@@ -325,11 +346,15 @@ def _update_jax(p, pool, num_points, num_draws, alpha, c, eps, key, *, block: in
 
         def body(j, inner):
             p, used, count = inner
-            r = _mulhi(bits[j], size)
-            word = jnp.take_along_axis(used, (r >> 5).astype(jnp.int32)[:, None], axis=1)[:, 0]
-            accept = (((word >> (r & 31)) & 1) == 0) & (count < num_draws)
-            hit = accept[:, None] & (word_ids[None, :] == (r >> 5)[:, None])
-            used = used | jnp.where(hit, (jnp.uint32(1) << (r & 31))[:, None], jnp.uint32(0))
+            r, fair = bounded_uniform(bits[j], size)
+            w = (r >> 5).astype(jnp.int32)
+            word = jnp.take_along_axis(used, w[:, None], axis=1)[:, 0]
+            accept = fair & (((word >> (r & 31)) & 1) == 0) & (count < num_draws)
+            flag = jnp.where(accept, jnp.uint32(1) << (r & 31), jnp.uint32(0))
+            if scatter:
+                used = used.at[models, w].set(word | flag)
+            else:
+                used = used | jnp.where(word_ids[None, :] == (r >> 5)[:, None], flag[:, None], jnp.uint32(0))
             feat = pool[r.astype(jnp.int32)]
             p_new = zivkovic_step(p, ownership(p, feat), alpha, c, eps)
             p = jnp.where(accept[:, None], p_new, p)
@@ -510,8 +535,8 @@ def simulate(cfg: GMMNetworkConfig, num_replicates: int, seed: int = 0, *, dtype
 
     The replicate axis is sharded over all devices of ``mesh`` (default: ``jax.devices()``); results do not depend
     on the number of devices. The native kernel runs all steps in one call per device (a progress bar follows the
-    kernel's count of point updates); the portable kernel runs steps in calls of ``steps_per_call`` (default: all
-    at once without a progress bar, chunks of ~T/20 with one). The bar counts point updates.
+    kernel's count of point updates, shown in replicates); the portable kernel runs steps in calls of
+    ``steps_per_call`` (default: all at once without a progress bar, chunks of ~T/20 with one), its bar in steps.
     """
     R = _checks.positive_int("num_replicates", num_replicates)
     if not isinstance(cfg, GMMNetworkConfig):
@@ -520,8 +545,6 @@ def simulate(cfg: GMMNetworkConfig, num_replicates: int, seed: int = 0, *, dtype
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True) or --x64)")
     backend = resolve_backend(backend)
-    if backend == "jax" and cfg.max_points >= 2**16:
-        raise ValueError(f"backend='jax' supports internets of < 65536 points; this one reaches {cfg.max_points}")
     mesh = mesh or replicate_mesh()
     total = padded_count(R, mesh)
     _checks.fits_in_memory("num_replicates", total, bytes_per_replicate(cfg, dtype, backend))
@@ -536,44 +559,47 @@ def simulate(cfg: GMMNetworkConfig, num_replicates: int, seed: int = 0, *, dtype
         keys = jnp.concatenate([keys, replicate_keys(seed, first_replicate + R, total - R)])
     sharding = replicate_sharding(mesh)
     keys = jax.device_put(keys, sharding)
-    work = np.concatenate([[0], np.cumsum(sched.num_draws)]) * cfg.num_models
-    with _progress.bar(int(work[-1]) * R, "gmm-network", unit="upd", disable=not show) as pbar:
-        if backend == "native":
-            run = _compiled_native(cfg, mesh, dtype)
-            with _follow_native_progress(pbar if show else None, int(work[-1]) * R):
-                rec = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], run(keys))
-            return GMMNetworkResult(rec.dnorm, rec.alive, rec.collapsed, rec.weights, rec.distances)
-        init, run_chunk, final = _compiled(cfg, sharding, dtype)
-        state = init(keys)
-        pieces = []
-        for start in range(0, T, chunk):
+    if backend == "native":  # whole replicates run one after another in each thread: a bar over replicates
+        per_replicate = int(np.sum(sched.num_draws)) * cfg.num_models  # point updates of one replicate
+        run = _compiled_native(cfg, mesh, dtype)
+        with _progress.bar(R, "gmm-network", unit="rep", disable=not show) as pbar, \
+                _follow_native_progress(pbar if show else None, per_replicate * total, per_replicate):
+            rec = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], run(keys))
+        return GMMNetworkResult(rec.dnorm, rec.alive, rec.collapsed, rec.weights, rec.distances)
+    init, run_chunk, final = _compiled(cfg, sharding, dtype)
+    state = init(keys)
+    pieces = []
+    with _progress.bar(T, f"gmm-network ({R} replicates)", unit="step", disable=not show) as pbar:
+        for start in range(0, T, chunk):  # every replicate advances together: a bar over steps
             state, rec = run_chunk(state, _xs(sched, start, chunk))
             length = min(chunk, T - start)
             pieces.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:R, :length], rec))
-            pbar.update(int(work[start + length] - work[start]) * R)
+            pbar.update(length)
     pieces.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:R, None], final(state.weights)))
     cat = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
     return GMMNetworkResult(cat.dnorm, cat.alive, cat.collapsed, cat.weights, cat.distances)
 
 
 @contextlib.contextmanager
-def _follow_native_progress(pbar, total: int, interval: float = 0.25):
-    """While the block runs, move ``pbar`` with the native kernel's count of point updates (polled from a thread;
-    the count is per process, so simultaneous simulations in threads would share one bar's count)."""
+def _follow_native_progress(pbar, total_updates: int, per_replicate: int, interval: float = 0.25):
+    """While the block runs, move ``pbar`` (in replicates) with the native kernel's count of point updates divided by
+    one replicate's updates (polled from a thread; the count is per process, so simultaneous simulations in threads
+    would share one bar's count)."""
     if pbar is None:
         yield
         return
     from collapse_jax import _native
 
     start, done = _native.gmm_progress(), threading.Event()
+    total = pbar.total
 
     def poll():
         shown = 0
         while not done.wait(interval):
-            now = min(_native.gmm_progress() - start, total)
+            now = min(_native.gmm_progress() - start, total_updates) // per_replicate
             if now > shown:
-                pbar.update(now - shown)
-                shown = now
+                pbar.update(min(now, total) - shown)
+                shown = min(now, total)
 
     thread = threading.Thread(target=poll, daemon=True)
     thread.start()

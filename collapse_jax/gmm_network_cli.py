@@ -31,19 +31,19 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="root seed; replicate r uses fold_in(key(seed), r)")
     p.add_argument("--steps", type=int, default=None, help="T, number of steps (paper: 200)")
     p.add_argument("--models", type=int, default=None, help="n, number of GMMs (paper: 3)")
-    p.add_argument("--mu", type=str, default=None,
+    p.add_argument("--mu", type=_json_arg, default=None,
                    help="component means as JSON: [m0, m1, ...] for d=1 or [[..d..], ...] (paper: [-5, 5])")
-    p.add_argument("--sigma", type=str, default=None,
+    p.add_argument("--sigma", type=_json_arg, default=None,
                    help="shared covariance as JSON: a variance (d=1) or a d x d matrix (paper: 1)")
     p.add_argument("--points-per-step", type=int, default=None, help="L, points each model posts per step (3)")
     p.add_argument("--beta", type=float, default=None, help="fraction of the internet read per step, (0, 1] (0.5)")
     p.add_argument("--dirichlet-a", type=float, default=None, help="a of Pi_i(0) ~ Dirichlet(a) (1)")
     p.add_argument("--eps", type=float, default=None, help="pruning threshold of Algorithm 2, [0, 1] (0)")
     p.add_argument("--human", type=int, default=None, help="m0, human points in A(0) (0)")
-    p.add_argument("--pi-ref", type=str, default=None, help="JSON weights of the human data's GMM (uniform)")
-    p.add_argument("--alpha", type=str, default=None,
+    p.add_argument("--pi-ref", type=_json_arg, default=None, help="JSON weights of the human data's GMM (uniform)")
+    p.add_argument("--alpha", type=_json_arg, default=None,
                    help="Algorithm 2's alpha: a number, or a JSON list with one value per step (paper: 1/k_t)")
-    p.add_argument("--c", type=str, default=None,
+    p.add_argument("--c", type=_json_arg, default=None,
                    help="Algorithm 2's c: a number, or a JSON list per step (paper: 1/(k_t B^2))")
     p.add_argument("--replicate-batch", type=int, default=20_000,
                    help="replicates simulated per call; each finished batch is checkpointed so a rerun with the "
@@ -55,17 +55,22 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _json_arg(text):
-    return None if text is None else json.loads(text)
+def _json_arg(text: str):
+    """A JSON value from the command line; argparse reports a failure as ``argument --FLAG: ...``."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not JSON ({exc.msg} at character {exc.pos}); give a number "
+                                         "or a bracketed list, e.g. '[-5, 5]' or '[[0, 0], [3, 3]]'") from None
 
 
 def config_from_args(args):
     from collapse_jax import gmm_network as gn
 
     overrides = {k: v for k, v in dict(
-        num_steps=args.steps, num_models=args.models, mu=_json_arg(args.mu), sigma=_json_arg(args.sigma),
+        num_steps=args.steps, num_models=args.models, mu=args.mu, sigma=args.sigma,
         points_per_step=args.points_per_step, beta=args.beta, dirichlet_a=args.dirichlet_a, eps=args.eps,
-        num_human=args.human, pi_ref=_json_arg(args.pi_ref), alpha=_json_arg(args.alpha), c=_json_arg(args.c),
+        num_human=args.human, pi_ref=args.pi_ref, alpha=args.alpha, c=args.c,
     ).items() if v is not None}
     return gn.paper_config(PRESETS[args.preset], **overrides)
 

@@ -119,6 +119,12 @@ def environment_info() -> dict[str, Any]:
                     x64=bool(jax.config.jax_enable_x64))
     except Exception as exc:  # noqa: BLE001 - environment info must never break a run
         info["jax_error"] = repr(exc)
+    try:
+        from collapse_jax import _native
+
+        info["native"] = _native.status()  # which native kernels this process has loaded (none built for this)
+    except Exception as exc:  # noqa: BLE001
+        info["native_error"] = repr(exc)
     return info
 
 

@@ -57,10 +57,10 @@ def add_parser(sub) -> None:
                    help=f"random blocks per cell: one entry per dimension, or one for all (default: {d.blocks} for "
                         "d = 8, 32, 128, 384; other d take the entry of the next listed d)")
     p.add_argument("--families", type=_names, default=d.families,
-                   help=f"comma-separated data families from {', '.join(sp.FAMILIES + tuple(sp.POPULATIONS))}; "
+                   help=f"comma-separated data families from {', '.join(sp.FAMILIES + tuple(sp.populations()))}; "
                         "empty ('') to run only --embeddings. Real-data families (default when installed): "
                         + "; ".join(f"{k}: {v.about}; d={v.dim} cells only, other d skipped"
-                                    for k, v in sp.POPULATIONS.items()))
+                                    for k, v in sp.populations().items()))
     p.add_argument("--num-points", type=int, default=d.num_points, help="N, rows in each cell's data set")
     p.add_argument("--ratios", type=_floats, default=d.ratios,
                    help="block sizes as multiples n/d (1 means n = d+1); rounded, capped at N")

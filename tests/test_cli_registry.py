@@ -6,6 +6,8 @@ import pytest
 
 from collapse_jax import cli
 
+pytestmark = pytest.mark.fallback  # also runs in the pure-JAX pass (COLLAPSE_JAX_NATIVE=0)
+
 
 def test_llm_bridge_registers_nanogpt_through_the_entry_point_group():
     names = {e.name: e.value for e in importlib.metadata.entry_points(group=cli.ENTRY_POINT_GROUP)}
@@ -17,3 +19,16 @@ def test_registered_commands_parse(capsys):
         cli.main(["nanogpt", "train", "--help"])
     assert exc.value.code == 0
     assert "--resume" in capsys.readouterr().out
+
+
+def test_info_reports_devices_cpu_and_native_kernels(capsys):
+    import json
+
+    assert cli.main(["info", "--json", "--no-build"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["devices"] and info["cpu_model"]
+    native = info["native"]
+    assert set(native) >= {"enabled", "compiler", "cache_dir", "simulators_library", "spectral_library"}
+    assert cli.main(["info"]) == 0  # builds (or reports why not) and prints the text summary
+    text = capsys.readouterr().out
+    assert "build cache:" in text and "native kernels:" in text

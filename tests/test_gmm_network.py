@@ -12,9 +12,11 @@ import pytest
 from scipy import stats
 
 import gmm_reference
+from native_support import BACKENDS_HERE, NATIVE_PARAM, needs_native
 from collapse_jax import gmm_network as gn
 
-BACKENDS = ["jax", "native"]
+BACKENDS = BACKENDS_HERE  # loops inside a test
+PARAMS = ["jax", NATIVE_PARAM]  # parametrised tests
 
 
 def small_config(**kw):
@@ -64,6 +66,7 @@ def test_three_components_2d_with_human_data_matches_reference():
             assert ks.pvalue > 1e-3, (backend, t, ks)
 
 
+@needs_native
 def test_backends_agree_in_distribution():
     """Figure 6 setting (B = 11): the two kernels draw from the same distribution."""
     cfg = gn.paper_config(6, num_steps=25)
@@ -76,7 +79,8 @@ def test_backends_agree_in_distribution():
 # ---------------------------------------------------------------------------------------------------- invariants
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.fallback
+@pytest.mark.parametrize("backend", PARAMS)
 def test_invariants_every_step(backend):
     cfg = gn.paper_config(6, num_steps=40, record_pi=True, record_d=True)
     res = gn.simulate(cfg, 32, seed=3, backend=backend)
@@ -95,6 +99,7 @@ def test_invariants_every_step(backend):
     np.testing.assert_array_equal(res.dnorm[:, 0], res.dnorm[:, 1])  # k_0 = 0: no update at t = 0
 
 
+@pytest.mark.fallback
 def test_float32_default_runs_and_stays_on_simplex():
     res = gn.simulate(small_config(record_pi=True), 32, seed=0, dtype=jnp.float32)
     assert res.weights.dtype == np.float32
@@ -105,7 +110,7 @@ def test_float32_default_runs_and_stays_on_simplex():
 # ---------------------------------------------------------------------------------------------------- contracts
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", PARAMS)
 def test_same_seed_same_result_and_seeds_differ(backend):
     cfg = small_config()
     a = gn.simulate(cfg, 8, seed=5, backend=backend).dnorm
@@ -115,7 +120,7 @@ def test_same_seed_same_result_and_seeds_differ(backend):
     assert not np.allclose(a[:, 5:], c[:, 5:])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", PARAMS)
 def test_vmap_equals_loop_and_chunking_is_invisible(backend):
     cfg = small_config(num_steps=12, record_pi=True)
     batched = gn.simulate(cfg, 5, seed=9, backend=backend, steps_per_call=5)
@@ -135,7 +140,7 @@ def test_vmap_equals_loop_and_chunking_is_invisible(backend):
     np.testing.assert_array_equal(part.weights, batched.weights[2:])
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", PARAMS)
 def test_jit_equals_eager(backend):
     cfg = small_config(num_steps=4, record_pi=True)
     key = jax.random.key(4)
@@ -153,29 +158,22 @@ def test_sharded_equals_unsharded():
         from collapse_jax import gmm_network as gn
         from collapse_jax.replicates import replicate_mesh
         cfg = gn.paper_config(4, num_steps=15, record_pi=True)
-        for backend in ("jax", "native"):
+        for backend in BACKENDS_HERE:
             one = gn.simulate(cfg, 6, seed=3, backend=backend, mesh=replicate_mesh(jax.devices()[:1]))
             four = gn.simulate(cfg, 6, seed=3, backend=backend)
             np.testing.assert_array_equal(one.weights, four.weights)
         print("ok")
-    """)
+    """).replace("BACKENDS_HERE", repr(BACKENDS))
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
 
 
-def _native_only():
-    from collapse_jax import _native
-
-    if not _native.available():
-        pytest.skip("native kernels need a C++ compiler")
-
-
+@needs_native
 def test_native_scalar_engine_is_bit_identical():
     """The vector kernel (16/8 lanes with AVX-512/AVX2) against the same arithmetic one lane at a time: B = 2 (its
     own update path), B = 11, and B = 3 in d = 2 with human data, eps > 0, constant alpha and c, in float64;
     37 replicates, so the last group has padding lanes."""
-    _native_only()
     from collapse_jax.replicates import replicate_keys
 
     keys = replicate_keys(21, 0, 37)
@@ -192,12 +190,12 @@ def test_native_scalar_engine_is_bit_identical():
         assert np.asarray(vec.weights).dtype == dtype
 
 
+@needs_native
 @pytest.mark.parametrize("march", ["x86-64-v3", pytest.param("x86-64", marks=pytest.mark.slow)])
 def test_native_avx2_and_generic_builds_draw_the_same(march, tmp_path):
     """The kernel built for AVX2 (x86-64-v3: 8 float32 lanes) and for plain x86-64 (4 lanes) gives bit-identical
     results to this machine's build (16 lanes where it has AVX-512): draws do not depend on the CPU kind. Each
     build compiles the native library once (~20 s, cached by source version)."""
-    _native_only()
     if not sys.platform.startswith("linux") or os.uname().machine != "x86_64":
         pytest.skip("x86-64 only")
     code = textwrap.dedent(f"""
@@ -226,10 +224,10 @@ def test_native_avx2_and_generic_builds_draw_the_same(march, tmp_path):
         np.testing.assert_array_equal(here, other[name])
 
 
+@needs_native
 def test_native_replicate_depends_only_on_its_index():
     """Replicates run in groups of ~32 inside the kernel and in shards over devices: a slice that starts inside a
     group and crosses into the next reproduces the whole batch's replicates exactly, and so does a single one."""
-    _native_only()
     cfg = small_config(num_steps=20, record_pi=True)
     whole = gn.simulate(cfg, 70, seed=4, backend="native", show_progress=False)
     part = gn.simulate(cfg, 5, seed=4, backend="native", first_replicate=30, show_progress=False)
@@ -238,10 +236,10 @@ def test_native_replicate_depends_only_on_its_index():
     np.testing.assert_array_equal(one.weights, whole.weights[69:])
 
 
+@needs_native
 def test_native_far_components_match_reference():
     """Components 30 standard deviations apart: a point far from every component a model still has makes the
     likelihood-ratio ownership underflow, and the kernel must fall back to log space (as the reference computes)."""
-    _native_only()
     kw = dict(mu=((-30.0,), (0.0,), (30.0,)), num_models=3, points_per_step=3, beta=0.5, dirichlet_a=0.3,
               num_steps=15)
     rng = np.random.default_rng(8)
@@ -255,9 +253,9 @@ def test_native_far_components_match_reference():
         assert ks.pvalue > 1e-3, (t, ks)
 
 
+@needs_native
 def test_native_progress_counts_every_update():
     """The progress bar follows the kernel's count of point updates: R n sum_t k_t for one simulation."""
-    _native_only()
     from collapse_jax import _native
 
     cfg = small_config(num_steps=25)
@@ -266,6 +264,7 @@ def test_native_progress_counts_every_update():
     assert _native.gmm_progress() - before == 9 * cfg.num_models * int(gn.step_schedule(cfg).num_draws.sum())
 
 
+@pytest.mark.fallback
 def test_without_native_kernels_auto_uses_jax():
     code = textwrap.dedent("""
         from collapse_jax import gmm_network as gn
@@ -311,3 +310,46 @@ def test_bad_replicate_counts():
         gn.simulate(cfg, 0)
     with pytest.raises(ValueError, match="num_replicates=.* needs about .* GiB"):
         gn.simulate(gn.paper_config(4, num_steps=2000), 10**9)
+
+
+# ---------------------------------------------------------------------------------------------------- portable kernel at scale
+
+
+def test_bounded_uniform_is_exact_lemire():
+    """The 16-bit-limb high word equals the 64-bit product's, and the acceptance is Lemire's rule (low word of the
+    product >= 2^32 mod m) computed in 64-bit NumPy, which makes accepted values exactly uniform (Lemire 2019)."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 2**32, 200_000, dtype=np.uint64)
+    m = rng.integers(1, 2**32, 200_000, dtype=np.uint64)
+    m[:6] = [1, 2, 3, 65_535, 65_536, 2**32 - 1]
+    hi = np.asarray(gn._mulhi(jnp.asarray(a, jnp.uint32), jnp.asarray(m, jnp.uint32)))
+    np.testing.assert_array_equal(hi, (a * m) >> np.uint64(32))
+    bits = jnp.arange(2**20, dtype=jnp.uint32) << 12  # 2^20 inputs spread over the 32-bit range
+    for bound in (3, 7, 1000, 65_537, 1_000_003):
+        r, ok = gn.bounded_uniform(bits | 0x5A5, jnp.uint32(bound))
+        r, ok = np.asarray(r), np.asarray(ok)
+        assert r.max() < bound
+        low = (np.asarray(bits | 0x5A5, np.uint64) * bound) & np.uint64(2**32 - 1)
+        np.testing.assert_array_equal(ok, low >= (2**32 % bound))
+
+
+def test_scatter_and_one_hot_bitmaps_draw_the_same(monkeypatch):
+    """The two forms of the bitmap update are the same arithmetic: identical records for the same seed."""
+    cfg = small_config(num_steps=12)
+    one_hot = gn.simulate(cfg, 6, seed=2, backend="jax", show_progress=False).dnorm
+    monkeypatch.setattr(gn, "SCATTER_MIN_WORDS", 0)
+    gn._COMPILED.clear()
+    scattered = gn.simulate(cfg, 6, seed=2, backend="jax", show_progress=False).dnorm
+    gn._COMPILED.clear()
+    np.testing.assert_array_equal(one_hot, scattered)
+
+
+@needs_native
+def test_portable_kernel_takes_internets_beyond_65536_points():
+    """An internet of 100,000 human points (beyond the old 2^16 cap): the portable kernel agrees with the native
+    one in distribution."""
+    cfg = gn.paper_config(4, num_human=100_000, beta=0.002, num_steps=3)
+    a = gn.simulate(cfg, 300, seed=1, backend="jax", show_progress=False).dnorm
+    b = gn.simulate(cfg, 300, seed=2, backend="native", show_progress=False).dnorm
+    for t in (1, 2, 3):
+        assert stats.ks_2samp(a[:, t], b[:, t]).pvalue > 1e-3, t

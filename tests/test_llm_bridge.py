@@ -290,7 +290,7 @@ def fake_population(monkeypatch):
     module = types.ModuleType("fake_population_module")
     module.rows = lambda: rows
     monkeypatch.setitem(sys.modules, "fake_population_module", module)
-    monkeypatch.setitem(sp.POPULATIONS, "fake", sp.Population(4, "fake_population_module:rows", (), "test rows"))
+    monkeypatch.setitem(sp.populations(), "fake", sp.Population(4, "fake_population_module:rows", (), "test rows"))
     return rows
 
 
@@ -314,14 +314,14 @@ def test_population_family_errors(fake_population, monkeypatch):
     cfg = sp.PrecisionConfig(dims=(8,), blocks=(5,), families=("fake",), num_points=100).validate()
     with pytest.raises(ValueError, match="no cells to run"):
         sigma_cli.cells(cfg)
-    monkeypatch.setitem(sp.POPULATIONS, "fake", sp.Population(4, "x:y", ("a_module_that_is_not_installed",), ""))
+    monkeypatch.setitem(sp.populations(), "fake", sp.Population(4, "x:y", ("a_module_that_is_not_installed",), ""))
     with pytest.raises(ValueError, match="needs the llm extra"):
         sp.PrecisionConfig(dims=(4,), blocks=(5,), families=("fake",)).validate()
     assert "fake" not in sp.default_families()
 
 
 def test_sentences_family_is_registered_at_minilm_dimension():
-    assert sp.POPULATIONS["sentences"].dim == 384
+    assert sp.populations()["sentences"].dim == 384
     assert ("sentences" in sp.default_families()) == sp.population_available("sentences")
     assert sp.family_has_dim("sentences", 384) and not sp.family_has_dim("sentences", 128)
     assert sp.family_has_dim("isotropic", 128)

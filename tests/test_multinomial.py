@@ -11,6 +11,7 @@ from scipy import stats
 import collapse_jax.multinomial as M
 from collapse_jax import schedules as S
 import multinomial_reference as ref
+from native_support import NATIVE_PARAM, needs_native
 
 K, T, R, CHUNK = 6, 8, 4000, 4000  # one shape everywhere: one compilation per regime per worker
 P = np.array([0.35, 0.25, 0.15, 0.12, 0.08, 0.05])
@@ -78,7 +79,7 @@ def _binomial_draws(sampler, n, p, draws, seed):
     return _native_counts(np.full(draws, float(n)), np.tile([p, 1 - p], (draws, 1)), seed=seed)[:, 0]
 
 
-@pytest.mark.parametrize("sampler", ["jax", "native"])
+@pytest.mark.parametrize("sampler", ["jax", NATIVE_PARAM])
 def test_binomial_matches_scipy_pmf(sampler):
     """Every branch: inversion, BTRS, p > 1/2 (flip), n = 1e9, degenerate p and n."""
     draws = 40000
@@ -93,7 +94,7 @@ def test_binomial_matches_scipy_pmf(sampler):
         assert abs(z) < 4.5, (nn, pp, z)
 
 
-@pytest.mark.parametrize("sampler", ["jax", "native"])
+@pytest.mark.parametrize("sampler", ["jax", NATIVE_PARAM])
 def test_binomial_detects_a_wrong_pmf(sampler):
     """The goodness-of-fit check above can fail: the draws reject a binomial with a slightly different p."""
     x = _binomial_draws(sampler, 1000, 0.03, 40000, seed=3)
@@ -115,6 +116,7 @@ def test_multinomial_counts_exact_moments():
         assert _chi2_pvalue(c[:, j], _Binom(int(n), qq[j])) > 1e-3
 
 
+@needs_native
 def test_native_multinomial_counts_exact_moments():
     qq = np.array([0.5, 0.2, 0.15, 0.1, 0.05, 0.0])
     draws, n = 30000, 250.0
@@ -128,7 +130,7 @@ def test_native_multinomial_counts_exact_moments():
 
 
 # --- simulator vs NumPy reference ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("backend", ["native", "jax"])
+@pytest.mark.parametrize("backend", [NATIVE_PARAM, "jax"])
 @pytest.mark.parametrize("regime,type1,type2", [("replace", 0, 0), ("accumulate", 0, 0), ("filter", 0.3, 0.2)])
 def test_simulator_matches_numpy_reference(regime, type1, type2, backend):
     alpha, n = _grid()  # the grid shape shared by every simulate call here: one compilation per regime
@@ -140,7 +142,7 @@ def test_simulator_matches_numpy_reference(regime, type1, type2, backend):
 
 
 # --- simulator vs exact recurrences (float64) ----------------------------------------------------------------------
-@pytest.mark.parametrize("backend", ["native", "jax"])
+@pytest.mark.parametrize("backend", [NATIVE_PARAM, "jax"])
 @pytest.mark.parametrize("cfg", [M.MultinomialConfig("replace"), M.MultinomialConfig("accumulate"),
                                  M.MultinomialConfig("filter", 0.2, 0.3)])
 def test_monte_carlo_matches_exact_recurrence(cfg, backend):
@@ -243,7 +245,7 @@ def test_contract_jit_equals_eager():
     np.testing.assert_allclose(jitted[0], eager, rtol=1e-12)
 
 
-@pytest.mark.parametrize("backend", ["native", "jax"])
+@pytest.mark.parametrize("backend", [NATIVE_PARAM, "jax"])
 def test_chunking_does_not_change_draws(backend):
     alpha, n = _grid()
     whole = M.simulate(4, P, alpha, n, M.MultinomialConfig(), R, chunk_size=CHUNK, progress=False, backend=backend)
@@ -256,6 +258,7 @@ def test_chunking_does_not_change_draws(backend):
         np.testing.assert_array_equal(whole, small)
 
 
+@needs_native
 @pytest.mark.parametrize("regime", ["accumulate", "filter"])
 def test_native_contract_jit_vmap_keys(regime):
     """Native kernel: batched == a loop of single-replicate calls == vmap of them == eager; keys decide the draw."""
@@ -279,6 +282,7 @@ def test_native_contract_jit_vmap_keys(regime):
     assert not np.array_equal(batched, other)
 
 
+@needs_native
 @pytest.mark.parametrize("regime", M.REGIMES)
 def test_native_engines_draw_identically(regime):
     """The refill engine (AVX-512) and the group engine consume each replicate's stream the same way: equal losses,
@@ -305,6 +309,7 @@ def test_native_engines_draw_identically(regime):
     assert np.unique(refill[:, :, -1]).size > 30  # replicates differ
 
 
+@needs_native
 @pytest.mark.parametrize("engine", ["group", "refill"])
 def test_native_loss_is_exact_when_p_hat_equals_p(engine):
     """p_hat = counts / total is correctly rounded: one category (p_hat = p = 1 always) gives losses of exactly 0."""
@@ -318,6 +323,7 @@ def test_native_loss_is_exact_when_p_hat_equals_p(engine):
     assert np.all(np.asarray(loss) == 0.0)
 
 
+@needs_native
 def test_native_engine_name_is_checked():
     p = jnp.asarray(P)
     alpha, n = (jnp.asarray(x[None], jnp.float64) for x in (S.constant_alpha(0.5, 3), S.linear_size(5, 3)))
@@ -326,6 +332,7 @@ def test_native_engine_name_is_checked():
                               engine="fast")
 
 
+@needs_native
 def test_backends_agree_in_distribution():
     alpha, n = _grid()
     cfg = M.MultinomialConfig("accumulate")

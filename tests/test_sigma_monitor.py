@@ -9,6 +9,8 @@ from hypothesis import given, settings, strategies as st
 from collapse_jax import sigma_monitor as sm
 from tests import spectral_reference as ref
 
+pytestmark = pytest.mark.fallback  # also runs in the pure-JAX pass (COLLAPSE_JAX_NATIVE=0)
+
 
 @settings(max_examples=25, deadline=None)
 @given(d=st.integers(2, 6), n_extra=st.integers(1, 15), rest=st.integers(1, 60), seed=st.integers(0, 2**31 - 1),

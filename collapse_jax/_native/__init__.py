@@ -12,6 +12,7 @@ once per source version, compiler and CPU into
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -53,6 +54,16 @@ def _cpu_fingerprint() -> str:
     return f"{platform.machine()} {platform.processor()}"
 
 
+@functools.lru_cache(maxsize=None)
+def _compiler_version(cxx: str) -> str:
+    """First line of ``cxx --version`` (part of the build cache key)."""
+    try:
+        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.splitlines()[0] if out else "unknown"
+
+
 def _build(cxx: str, sources: tuple[Path, ...] = _SOURCES, name: str = "native") -> Path:
     """Compile ``sources`` into one library for this CPU (``-march=native``: the multinomial kernel's eight-lane
     vectors become AVX-512/AVX2 instructions, the GMM network kernel's lanes AVX-512/AVX2 vectors, the spectral
@@ -62,11 +73,12 @@ def _build(cxx: str, sources: tuple[Path, ...] = _SOURCES, name: str = "native")
     import jax
 
     include = jax.ffi.include_dir()
+    toolchain = f"{_compiler_version(cxx)} jaxlib {jax.__version__}"  # a new compiler or jaxlib rebuilds
     base = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-fno-math-errno", "-fno-trapping-math"]
     march = os.environ.get("COLLAPSE_JAX_MARCH", "native")
     errors = []
     for flags, machine in ((base + [f"-march={march}"], _cpu_fingerprint() if march == "native" else ""), (base, "")):
-        digest = hashlib.sha256(" ".join([cxx, include, *flags, machine]).encode())
+        digest = hashlib.sha256(" ".join([cxx, toolchain, include, *flags, machine]).encode())
         for source in sources:
             digest.update(source.read_bytes())
         target = _cache_dir() / f"{name}-{digest.hexdigest()[:16]}.so"
@@ -223,3 +235,24 @@ def spectral_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
+
+
+def status(build: bool = False) -> dict:
+    """What native code this process has (``build=True``: build and load it first): whether it is enabled, the
+    compiler and target, the build cache, the loaded libraries and their engines. Recorded with every run (without
+    building), printed by ``collapse-jax info`` (after building)."""
+    if build:
+        available()
+        spectral_library()
+    cxx = _compiler()
+    out = {"enabled": _enabled(), "compiler": cxx, "compiler_version": _compiler_version(cxx) if cxx else None,
+           "march": os.environ.get("COLLAPSE_JAX_MARCH", "native"), "cache_dir": str(_cache_dir())}
+    lib, spectral = _STATE.get("lib"), _STATE.get("spectral")
+    out["simulators_library"] = getattr(lib, "_name", None)
+    if lib is not None:
+        out["multinomial_engines"] = list(multinomial_engines())
+        out["gmm_lanes_float32"], out["gmm_lanes_float64"] = gmm_lanes(False), gmm_lanes(True)
+    out["spectral_library"] = getattr(spectral, "_name", None)
+    if spectral is not None:
+        out["amx"] = amx_available()
+    return out

@@ -1,0 +1,443 @@
+"""Every GPU benchmark of issue 12 (part 2) and issue 14 in one run of a few minutes: one JSON, one markdown table.
+
+Sections, in this order, each in its own process with its own time budget (a section that runs out of time or fails
+is recorded as such and the others still run; rows whose predicted time exceeds what is left are skipped, with the
+prediction recorded):
+
+- ``gmm``: the portable JAX GMM network kernel, Figure 4 (B = 2) at R = 10^4, 10^5, 10^6 replicates and Figure 6
+  (B = 11) at R = 10^4, 10^5; replicates/s, compile time apart.
+- ``multinomial``: the multinomial recursion (K = 50, T = 200 generations, alpha = 0.5, replace; n_t = 1000 fixed
+  and n_t = 100 fixed) at R = 10^6 and 10^7, Pallas kernel (``multinomial_pallas``) and vmapped JAX sampler;
+  replicate-generations/s and the largest relative deviation of the mean loss from the exact recurrence.
+- ``logdet``: ``spectral.batched_logdet`` (XLA batched Cholesky) of 10,000 Gram matrices at d = 384, float64 and
+  float32, against the 2-core CPU figure in docs/benchmarks.md.
+- ``nanogpt``: Flax nanoGPT training tokens/s (float32, bfloat16) against the PyTorch twin on the same GPU
+  (eager in each dtype, torch.compile in the last one) for the seed003 preset and the 4x larger ``seed003x4``.
+- ``sigma``: the default ``sigma-precision`` sweep with the GPU (``jax``) block engine, as far as its budget goes;
+  per-cell times.
+
+Usage (the project need not be installed: run from the repository root, or let ``benchmarks/gpu.sh`` do it)::
+
+    python3 benchmarks/gpu_bench.py --out DIR            # full sizes (a GPU; about 8 minutes)
+    python3 benchmarks/gpu_bench.py --out DIR --small    # tiny sizes: an end-to-end check on any machine
+
+Timing: warm calls after a first (compiling) call, ``block_until_ready`` or host copies, medians of repeats; the
+compile time is the first call minus the warm median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTIONS = ("gmm", "multinomial", "logdet", "nanogpt", "sigma")
+BUDGETS = {"gmm": 100, "multinomial": 120, "logdet": 25, "nanogpt": 150, "sigma": 50}  # seconds, full sizes
+
+
+def _median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else 0.5 * (xs[len(xs) // 2 - 1] + xs[len(xs) // 2])
+
+
+class Clock:
+    """A section's budget: ``left()`` seconds remain; ``fits(seconds)`` says whether a row predicted to take that
+    long still fits."""
+
+    def __init__(self, budget: float):
+        self.end = time.perf_counter() + budget
+
+    def left(self) -> float:
+        return self.end - time.perf_counter()
+
+    def fits(self, seconds: float) -> bool:
+        return seconds < self.left()
+
+
+def timed(run, repeats: int) -> tuple[float, list[float]]:
+    """(first call seconds, warm call seconds) of ``run()``, which must wait for its results."""
+    t0 = time.perf_counter()
+    run()
+    first = time.perf_counter() - t0
+    warm = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        warm.append(time.perf_counter() - t0)
+    return first, warm
+
+
+def timed_chunks(run_chunk, num_chunks: int, repeats: int) -> dict:
+    """Time ``run_chunk(i)`` for i < num_chunks (each waits for its result). With three chunks or more, one pass:
+    the first chunk compiles, the rest are warm, and the warm time of the whole is their mean times num_chunks.
+    Otherwise a first pass (compiling) and ``repeats`` warm passes."""
+    def one_pass():
+        times = []
+        for i in range(num_chunks):
+            t0 = time.perf_counter()
+            run_chunk(i)
+            times.append(time.perf_counter() - t0)
+        return times
+
+    first = one_pass()
+    if num_chunks >= 3:
+        warm = sum(first[1:]) / (num_chunks - 1) * num_chunks
+        return dict(first_call_s=sum(first), warm_s=[warm], chunk_s=first, compile_s=max(first[0] - warm / num_chunks, 0),
+                    timing="one pass; warm = mean of chunks 2.. x chunks")
+    warm = [sum(one_pass()) for _ in range(repeats)]
+    return dict(first_call_s=sum(first), warm_s=warm, compile_s=max(sum(first) - _median(warm), 0.0),
+                timing=f"first pass, then median of {repeats} warm passes")
+
+
+# ---------------------------------------------------------------------------------------------------- sections
+
+
+def section_gmm(args, clock: Clock) -> dict:
+    import numpy as np
+
+    from collapse_jax import gmm_network as gn
+
+    plan = [(4, r) for r in args.gmm_replicates] + [(6, r) for r in args.gmm_fig6_replicates]
+    rows, last = [], {}
+    for figure, R in plan:
+        cfg = gn.paper_config(figure, num_steps=args.gmm_steps)
+        per_rep = last.get(figure)
+        predicted = None if per_rep is None else per_rep * R * (1.1 if R >= 3 * args.gmm_chunk else 2.2) + 5
+        row = dict(figure=figure, replicates=R, steps=cfg.num_steps, num_components=cfg.num_components)
+        if predicted is not None and not clock.fits(predicted):
+            rows.append(dict(row, skipped=f"predicted {predicted:.0f} s > {clock.left():.0f} s left"))
+            continue
+        chunk = min(R, args.gmm_chunk)
+        parts = {}
+
+        def run_chunk(i):
+            parts[i] = gn.simulate(cfg, chunk, seed=0, first_replicate=i * chunk, backend="jax",
+                                   show_progress=False)
+
+        t = timed_chunks(run_chunk, -(-R // chunk), 1 if R >= 10**5 else 2)
+        w = _median(t["warm_s"])
+        d = np.concatenate([parts[i].dnorm for i in sorted(parts)])
+        collapsed = np.concatenate([parts[i].collapsed[:, -1] for i in sorted(parts)])
+        last[figure] = w / R
+        rows.append(dict(row, chunk=chunk, **t, replicates_per_s=R / w, dnorm_mean_t0=float(d[:, 0].mean()),
+                         dnorm_mean_tT=float(d[:, -1].mean()), collapsed_fraction_tT=float(np.mean(collapsed))))
+        print(f"gmm fig{figure} R={R}: {w:.2f} s warm ({R / w:,.0f} replicates/s), first pass "
+              f"{t['first_call_s']:.1f} s", flush=True)
+    return dict(rows=rows)
+
+
+def section_multinomial(args, clock: Clock) -> dict:
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from collapse_jax import multinomial as mn
+    from collapse_jax import schedules as S
+    from collapse_jax.replicates import replicate_keys
+
+    K, T = args.mn_categories, args.mn_steps
+    p = np.random.default_rng(0).dirichlet(np.ones(K))
+    alpha = S.constant_alpha(0.5, T)
+    cfg = mn.MultinomialConfig("replace")
+    interpret = jax.default_backend() == "cpu"
+    rows, per_rg = [], {}
+    for backend in args.mn_backends:
+        if backend == "pallas":
+            try:
+                from collapse_jax import multinomial_pallas as mp
+            except Exception as e:  # an older or newer Pallas without the Triton API: record it, time the rest
+                rows.append(dict(backend=backend, skipped=f"import failed: {e!r}"))
+                continue
+        for size in args.mn_sizes:
+            n = S.constant_size(size, T)
+            theory = mn.theory_risk(p, alpha, n, cfg)
+            f32 = (jnp.asarray(p, jnp.float32), jnp.asarray(alpha, jnp.float32), jnp.asarray(n, jnp.float32))
+            for R in args.mn_replicates:
+                chunk = min(R, args.mn_chunk)
+                row = dict(backend=backend, categories=K, generations=T, n_t=size, replicates=R, chunk=chunk)
+                if (backend, size) in per_rg:
+                    predicted = per_rg[backend, size] * R * T * (1.1 if R >= 3 * chunk else 2.2) + 5
+                    if not clock.fits(predicted):
+                        rows.append(dict(row, skipped=f"predicted {predicted:.0f} s > {clock.left():.0f} s left"))
+                        continue
+                sums = np.zeros(T + 1)
+
+                def one_chunk(keys):
+                    if backend == "pallas":
+                        return mp.batched_risk_pallas(keys, *f32, interpret=interpret)
+                    return mn.batched_risk(keys, f32[0], f32[1][None], f32[2][None],
+                                           jnp.ones((1, T + 1), jnp.float32), cfg)[0]
+
+                def run_chunk(i):
+                    loss = one_chunk(replicate_keys(0, i * chunk, chunk))
+                    sums[:] += np.asarray(jnp.sum(loss, axis=0), np.float64)
+
+                t = timed_chunks(run_chunk, -(-R // chunk), 1)
+                num_passes = 1 + (len(t["warm_s"]) if len(t.get("chunk_s", [])) == 0 else 0)
+                w = _median(t["warm_s"])
+                per_rg[backend, size] = w / (R * T)
+                mean = sums / (R * num_passes)  # every pass draws the same replicates: the mean is theirs
+                rel = float(np.max(np.abs(mean[1:] / theory[1:] - 1)))
+                rows.append(dict(row, **t, replicate_generations_per_s=R * T / w, max_rel_dev_from_theory=rel))
+                print(f"multinomial {backend} n={size} R={R}: {w:.2f} s warm ({R * T / w:,.0f} "
+                      f"replicate-generations/s), max |mean/theory - 1| = {rel:.2e}", flush=True)
+    return dict(rows=rows, device=str(jax.devices()[0]))
+
+
+def section_logdet(args, clock: Clock) -> dict:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    import numpy as np
+
+    from collapse_jax import spectral
+
+    d, count = args.logdet_dim, args.logdet_count
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((100, 2 * d, d))
+    grams = np.einsum("bnd,bne->bde", base, base)  # 100 distinct SPD matrices, tiled to ``count``
+    grams = np.tile(grams, (-(-count // 100), 1, 1))[:count]
+    ref = np.linalg.slogdet(grams[:20])[1]
+    rows = []
+    for dtype in ("float64", "float32"):
+        g = jnp.asarray(grams, dtype)
+        out = {}
+
+        def run():
+            out["ld"] = spectral.batched_logdet(g, backend="xla").block_until_ready()
+
+        first, warm = timed(run, 3)
+        w = _median(warm)
+        err = float(np.max(np.abs(np.asarray(out["ld"][:20], np.float64) - ref) / np.abs(ref)))
+        rows.append(dict(dtype=dtype, count=count, dim=d, first_call_s=first, warm_s=warm, matrices_per_s=count / w,
+                         max_rel_err=err))
+        print(f"logdet {dtype}: {w * 1e3:.1f} ms for {count} (d={d}), rel err {err:.1e}", flush=True)
+    return dict(rows=rows)
+
+
+def section_nanogpt(args, clock: Clock) -> dict:
+    out = {}
+    for preset in args.nano_presets:
+        left = clock.left()
+        if left < 20:
+            out[preset] = dict(skipped=f"{left:.0f} s left")
+            continue
+        path = Path(args.tmp) / f"nanogpt-{preset}.json"
+        cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_nanogpt.py"), "--preset", preset,
+               "--batch", str(args.nano_batch), "--steps", str(args.nano_steps), "--repeats", "3",
+               "--dtypes", *args.nano_flax_dtypes, "--torch-device", args.torch_device,
+               "--torch-dtypes", *args.nano_torch_dtypes, "--torch-compile-dtypes", args.nano_torch_dtypes[-1],
+               "--out", str(path)]
+        if args.no_torch_compile:
+            cmd.append("--no-torch-compile")
+        if preset != args.nano_presets[0]:
+            cmd.append("--no-generation")
+        env = dict(os.environ, XLA_PYTHON_CLIENT_MEM_FRACTION="0.4")
+        try:
+            proc = subprocess.run(cmd, timeout=max(left - 5, 1), env=env)
+            out[preset] = json.loads(path.read_text()) if proc.returncode == 0 else dict(error=proc.returncode)
+        except subprocess.TimeoutExpired:
+            out[preset] = dict(error=f"timed out after {left - 5:.0f} s")
+    return out
+
+
+def section_sigma(args, clock: Clock) -> dict:
+    folder = Path(args.tmp) / "sigma-run"
+    cmd = [sys.executable, "-m", "collapse_jax.cli", "sigma-precision", "--engine", "jax", "--out", str(folder)]
+    cmd += args.sigma_args.split() if args.sigma_args else []
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, timeout=max(clock.left() - 5, 1))
+        status = f"exit {proc.returncode}"
+    except subprocess.TimeoutExpired:
+        status = f"stopped after {time.perf_counter() - t0:.0f} s (budget)"
+    wall = time.perf_counter() - t0
+    chunks = sorted((folder / "chunks").glob("chunk-*.npz"))
+    cells = [p.name for p in chunks]
+    # seconds from the sweep's start to each finished cell (the per-cell timings reach the manifest only at the end)
+    started = (folder / "config.json").stat().st_mtime if (folder / "config.json").exists() else None
+    cell_done_s = [p.stat().st_mtime - started for p in chunks] if started else []
+    manifest = folder / "manifest.json"
+    done = json.loads(manifest.read_text())["summary"] if manifest.exists() else None
+    # per-cell seconds and engine of the cells finished in this call (recorded in the manifest when the sweep ends)
+    return dict(status=status, wall_s=wall, command=" ".join(cmd[1:]), cells_saved=cells,
+                cell_done_s=cell_done_s, summary=done)
+
+
+# ---------------------------------------------------------------------------------------------------- driver
+
+
+def child(args) -> None:
+    import jax
+
+    fn = globals()[f"section_{args.section}"]
+    t0 = time.perf_counter()
+    res = fn(args, Clock(args.budget))
+    res["section_wall_s"] = time.perf_counter() - t0
+    res["jax_devices"] = [str(d) for d in jax.devices()]
+    Path(args.result).write_text(json.dumps(res, indent=1, default=str))
+
+
+def environment() -> dict:
+    from collapse_jax.results import environment_info
+
+    env = environment_info()
+    try:
+        env["nvidia_smi"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version,clocks.max.sm", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as e:
+        env["nvidia_smi"] = f"unavailable ({e.__class__.__name__})"
+    return env
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# GPU benchmarks ({results['environment'].get('nvidia_smi') or 'no GPU'})", ""]
+    gmm = results.get("gmm", {})
+    if gmm.get("rows"):
+        lines += ["| GMM network (JAX kernel) | R | warm s | replicates/s | compile s |", "|---|---|---|---|---|"]
+        for r in gmm["rows"]:
+            if "skipped" in r:
+                lines.append(f"| Figure {r['figure']} | {r['replicates']:,} | skipped: {r['skipped']} | | |")
+            else:
+                lines.append(f"| Figure {r['figure']} | {r['replicates']:,} | {_median(r['warm_s']):.2f} | "
+                             f"{r['replicates_per_s']:,.0f} | {r['compile_s']:.1f} |")
+        lines.append("")
+    mn = results.get("multinomial", {})
+    if mn.get("rows"):
+        first = next((r for r in mn["rows"] if "categories" in r), dict(categories="?", generations="?"))
+        lines += [f"| multinomial (K = {first['categories']}, T = {first['generations']}) | n_t | R | warm s | "
+                  "replicate-generations/s | "
+                  "max rel. dev. from theory |", "|---|---|---|---|---|---|"]
+        for r in mn["rows"]:
+            if "skipped" in r and "n_t" not in r:
+                lines.append(f"| {r['backend']} | | | {r['skipped']} | | |")
+            elif "skipped" in r:
+                lines.append(f"| {r['backend']}, replace | {r['n_t']} | {r['replicates']:,} | skipped: {r['skipped']} | | |")
+            else:
+                lines.append(f"| {r['backend']}, replace | {r['n_t']} | {r['replicates']:,} | {_median(r['warm_s']):.2f} | "
+                             f"{r['replicate_generations_per_s']:,.0f} | {r['max_rel_dev_from_theory']:.1e} |")
+        lines.append("")
+    ld = results.get("logdet", {})
+    if ld.get("rows"):
+        lines += ["| batched log-det (XLA) | count x d | warm ms | matrices/s | max rel. err |", "|---|---|---|---|---|"]
+        for r in ld["rows"]:
+            lines.append(f"| {r['dtype']} | {r['count']:,} x {r['dim']} | {_median(r['warm_s']) * 1e3:.1f} | "
+                         f"{r['matrices_per_s']:,.0f} | {r['max_rel_err']:.1e} |")
+        lines.append("")
+    ng = results.get("nanogpt", {})
+    for preset, res in ng.items():
+        if not isinstance(res, dict) or "train" not in res:
+            if isinstance(res, dict) and preset not in ("section_wall_s", "jax_devices", "status"):
+                lines += [f"nanoGPT {preset}: {res}", ""]
+            continue
+        lines += [f"| nanoGPT {preset} training | tokens/s | first step s |", "|---|---|---|"]
+        for name, row in res["train"].items():
+            if isinstance(row, dict) and "tokens_per_second" in row:
+                lines.append(f"| {name} | {row['tokens_per_second']:,.0f} | {row['first_step_seconds']:.1f} |")
+        gen = res.get("generation")
+        if gen:
+            lines.append(f"| generation, cache / no cache (new tokens/s) | {gen['cache']['tokens_per_second']:,.0f} / "
+                         f"{gen['no_cache']['tokens_per_second']:,.0f} | |")
+        lines.append("")
+    sg = results.get("sigma", {})
+    if sg.get("status"):
+        lines += [f"sigma-precision (jax engine): {sg['status']}, wall {sg.get('wall_s', 0):.0f} s, "
+                  f"cells saved: {len(sg.get('cells_saved') or [])}, finished at "
+                  f"{', '.join(f'{t:.0f}' for t in sg.get('cell_done_s') or [])} s", ""]
+    for name in SECTIONS:
+        if "error" in results.get(name, {}) and name != "nanogpt":
+            lines += [f"{name}: {results[name]['error']}", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gpu"), help="folder for gpu.json/gpu.md")
+    ap.add_argument("--small", action="store_true", help="tiny sizes: an end-to-end check of the script on a CPU")
+    ap.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
+    ap.add_argument("--budget-scale", type=float, default=1.0, help="multiply every section's time budget")
+    # child mode
+    ap.add_argument("--section", help=argparse.SUPPRESS)
+    ap.add_argument("--budget", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--result", help=argparse.SUPPRESS)
+    ap.add_argument("--tmp", help=argparse.SUPPRESS)
+    # sizes (set from --small in the parent and passed to children)
+    ap.add_argument("--gmm-replicates", type=int, nargs="+", default=[10**4, 10**5, 10**6])
+    ap.add_argument("--gmm-fig6-replicates", type=int, nargs="+", default=[10**4, 10**5])
+    ap.add_argument("--gmm-steps", type=int, default=200)
+    ap.add_argument("--gmm-chunk", type=int, default=250_000, help="replicates per simulate call")
+    ap.add_argument("--mn-replicates", type=int, nargs="+", default=[10**6, 10**7])
+    ap.add_argument("--mn-sizes", type=int, nargs="+", default=[1000, 100])
+    ap.add_argument("--mn-backends", nargs="+", default=["pallas", "jax"], choices=["pallas", "jax"])
+    ap.add_argument("--mn-categories", type=int, default=50)
+    ap.add_argument("--mn-steps", type=int, default=200)
+    ap.add_argument("--mn-chunk", type=int, default=2_000_000, help="replicates per compiled call")
+    ap.add_argument("--logdet-count", type=int, default=10_000)
+    ap.add_argument("--logdet-dim", type=int, default=384)
+    ap.add_argument("--nano-presets", nargs="+", default=["seed003", "seed003x4"])
+    ap.add_argument("--nano-batch", type=int, default=32)
+    ap.add_argument("--nano-steps", type=int, default=20, help="train steps per timed block")
+    ap.add_argument("--nano-flax-dtypes", nargs="+", default=["float32", "bfloat16"])
+    ap.add_argument("--nano-torch-dtypes", nargs="+", default=["float32", "bfloat16"])
+    ap.add_argument("--torch-device", default="cuda")
+    ap.add_argument("--no-torch-compile", action="store_true")
+    ap.add_argument("--sigma-args", default="", help="extra arguments of the sigma-precision sweep")
+    args = ap.parse_args()
+    if args.section:
+        child(args)
+        return
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"gpu-bench-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    sizes = []
+    if args.small:
+        sizes = ["--gmm-replicates", "16", "64", "--gmm-fig6-replicates", "16", "--gmm-steps", "20",
+                 "--mn-replicates", "64", "512", "--mn-chunk", "128", "--gmm-chunk", "16", "--mn-steps", "20", "--logdet-count", "50",
+                 "--logdet-dim", "32", "--nano-presets", "tiny", "--nano-steps", "1", "--nano-batch", "4",
+                 "--nano-flax-dtypes", "float32", "--torch-device", "cpu", "--no-torch-compile",
+                 "--nano-torch-dtypes", "float32",
+                 "--sigma-args", "--dims 8 --blocks 20 --num-points 20000 --families isotropic,student_t"]
+    else:
+        for name in ("gmm_replicates", "gmm_fig6_replicates", "mn_replicates", "mn_sizes", "mn_backends", "nano_presets",
+                     "nano_flax_dtypes", "nano_torch_dtypes"):
+            sizes += [f"--{name.replace('_', '-')}", *map(str, getattr(args, name))]
+        for name in ("gmm_steps", "gmm_chunk", "mn_categories", "mn_steps", "mn_chunk", "logdet_count", "logdet_dim",
+                     "nano_batch", "nano_steps", "torch_device"):
+            sizes += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+        if args.no_torch_compile:
+            sizes.append("--no-torch-compile")
+        if args.sigma_args:
+            sizes += ["--sigma-args", args.sigma_args]
+    results = dict(environment=environment(), command=" ".join(sys.argv), small=args.small)
+    print(json.dumps(results["environment"], default=str), flush=True)
+    for name in args.sections:
+        budget = BUDGETS[name] * args.budget_scale
+        result = tmp / f"{name}.json"
+        cmd = [sys.executable, __file__, "--section", name, "--budget", str(budget), "--result", str(result),
+               "--tmp", str(tmp), *sizes]
+        t0 = time.perf_counter()
+        print(f"== {name} (budget {budget:.0f} s)", flush=True)
+        try:
+            proc = subprocess.run(cmd, timeout=budget + 60)
+            results[name] = (json.loads(result.read_text()) if proc.returncode == 0 and result.exists()
+                             else dict(error=f"exit {proc.returncode}"))
+        except subprocess.TimeoutExpired:
+            results[name] = dict(error=f"killed after {budget + 60:.0f} s")
+        results[name]["wall_s"] = time.perf_counter() - t0
+        (out / "gpu.json").write_text(json.dumps(results, indent=1, default=str))
+        (out / "gpu.md").write_text(markdown(results))
+    print(markdown(results), flush=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    main()

@@ -1,0 +1,45 @@
+"""``collapse-jax info``: the devices JAX sees, the CPU and its SIMD features, which native kernels were built (for
+which target, with which compiler, where the build cache is), and the versions a bug report needs."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("info", help="devices, CPU features, native kernels and build cache, versions",
+                       description=__doc__)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the text summary")
+    p.add_argument("--no-build", action="store_true",
+                   help="report native kernels as they are, without compiling them first")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from collapse_jax import _native
+    from collapse_jax.results import environment_info
+
+    info = environment_info()
+    info["native"] = _native.status(build=not args.no_build)
+    if args.json:
+        print(json.dumps(info, indent=1, default=str))
+        return 0
+    nat = info["native"]
+    lines = [
+        f"jax {info.get('jax')} / jaxlib {info.get('jaxlib')}, backend {info.get('backend')}, "
+        f"devices: {', '.join(info.get('devices', []))} ({info.get('device_kind')})",
+        f"python {info['python']}, numpy {info['numpy']}, {info['platform']}",
+        f"CPU: {info['cpu_model']}, {info['cpu_count']} logical CPUs; SIMD: {' '.join(info['cpu_features']) or 'none'}",
+        f"native kernels: {'enabled' if nat['enabled'] else 'disabled (COLLAPSE_JAX_NATIVE=0)'}; compiler "
+        f"{nat['compiler'] or 'none found'} ({nat['compiler_version'] or '-'}), target -march={nat['march']}",
+        f"  simulators: {nat['simulators_library'] or 'not built'}",
+    ]
+    if nat.get("multinomial_engines") is not None:
+        lines.append(f"    multinomial engines: {', '.join(nat['multinomial_engines'])}; GMM network lanes: "
+                     f"{nat['gmm_lanes_float32']} float32 / {nat['gmm_lanes_float64']} float64")
+    lines.append(f"  spectral: {nat['spectral_library'] or 'not built'}")
+    if "amx" in nat:
+        lines.append(f"    AMX block-statistics engine: {'yes' if nat['amx'] else 'no (numpy engine on this CPU)'}")
+    lines.append(f"  build cache: {nat['cache_dir']} (COLLAPSE_JAX_CACHE)")
+    print("\n".join(lines))
+    return 0

@@ -1,0 +1,258 @@
+"""``collapse-jax recursive-train`` end to end on a tiny model and a small real text: artefacts, finite metrics,
+Sigma recomputed from the stored embeddings, the theory beside the curves, kill + resume == uninterrupted, bad
+input refused before compute."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collapse_jax import multinomial
+from llm_bridge import recursive_train as rt
+from llm_bridge import recursive_train_cli as cli
+from llm_bridge import synthetic_filter
+from llm_bridge.embedding_metrics import sigma_monitor
+
+SETTINGS = ("accumulate", "filtered", "s2-carry")
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """The language-reference topics (real prose shipped with Python) as a .txt file of paragraphs."""
+    from llm_bridge import corpus
+
+    paragraphs = [p for doc in corpus.topic_documents() for p in corpus.paragraphs(doc) if len(p.split()) >= 8]
+    path = tmp_path_factory.mktemp("text") / "topics.txt"
+    path.write_text("\n\n".join(paragraphs[:400]), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def config(source):
+    return rt.RecursiveConfig(settings=SETTINGS, generations=2, repetitions=1, seed=3, source=source, doc_words=30,
+                              n0=40, n=40, alpha=0.5, held_out_docs=12, classifier_docs=8, vocab_size=300,
+                              num_layers=1, num_heads=2, dim=32, context_length=32, steps=12, batch_size=8,
+                              warmup_steps=2, sample_tokens=24, prompts=3, responses=2, prompt_words=3,
+                              response_tokens=10)
+
+
+@pytest.fixture(scope="module")
+def finished(config, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs") / "full"
+    return folder, rt.run(folder, config, progress=False)
+
+
+def _gen_folders(folder, config):
+    yield folder / "rep0" / "gen00"
+    for s in config.settings:
+        for t in range(1, config.generations + 1):
+            yield folder / "rep0" / s / f"gen{t:02d}"
+
+
+def test_artefacts_exist_and_metrics_are_finite(finished, config):
+    folder, results = finished
+    for name in ("config.json", "results.json", "curves.npz", "recursive_train.png", "theory.png", "manifest.json",
+                 "rep0/tokenizer.json", "rep0/classifier_real.npz"):
+        assert (folder / name).is_file(), name
+    for gen in _gen_folders(folder, config):
+        for name in ("train.json", "samples.json", "responses.json", "embeddings.npz", "metrics.json"):
+            assert (gen / name).is_file(), gen / name
+        assert any(p.name.isdigit() for p in (gen / "checkpoints").iterdir())
+        samples = json.loads((gen / "samples.json").read_text())
+        assert len(samples) == config.num_samples
+    for name in ("held_out_perplexity", "unigram_distance_raw", "training_unigram_distance", "track2_drift",
+                 "track1_drift", "distinct_2", "self_bleu_diversity", "semantic_diversity", "train_loss"):
+        arr = np.asarray(results["curves"][name], dtype=float)
+        assert arr.shape == (len(SETTINGS), 1, config.generations + 1)
+        assert np.all(np.isfinite(arr)), name
+    assert np.all(np.asarray(results["curves"]["held_out_perplexity"]) > 1.0)
+    assert np.all(np.isfinite(np.asarray(results["theory"]["risk"], dtype=float)))
+
+
+def test_sigma_recomputed_from_stored_embeddings_equals_the_recorded_drift(finished, config):
+    folder, results = finished
+    for i, s in enumerate(config.settings):
+        gens = [folder / "rep0" / "gen00"] + [folder / "rep0" / s / f"gen{t:02d}" for t in (1, 2)]
+        embs = [np.load(g / "embeddings.npz")["embeddings"] for g in gens]
+        monitor = sigma_monitor(embs[0].shape[0], embs[0].shape[1], seed=rt.derive_seed(config.seed, 0, "sigma"))
+        drifts = [monitor.update(e)["delta_u_lln"] for e in embs]
+        np.testing.assert_allclose(drifts, results["curves"]["track2_drift"][i][0], rtol=1e-10, atol=1e-10)
+        assert drifts[0] == 0.0
+
+
+def test_training_data_follow_the_setting(finished, config):
+    folder, _ = finished
+    n0 = json.loads((folder / "rep0/gen00/train.json").read_text())
+    assert len(n0["texts"]) == config.n0 and all(n0["real"])
+    acc = json.loads((folder / "rep0/accumulate/gen02/metrics.json").read_text())["data"]
+    assert acc["training_documents"] == config.n0 + 2 * config.n and acc["real_documents"] == 0
+    s2 = json.loads((folder / "rep0/s2-carry/gen01/train.json").read_text())
+    prev = json.loads((folder / "rep0/gen00/samples.json").read_text())
+    assert s2["texts"] == prev[:config.n] and not any(s2["real"])
+    filt = json.loads((folder / "rep0/filtered/gen01/metrics.json").read_text())["data"]
+    f = filt["filter"]
+    assert filt["fresh"] == round(config.alpha * config.n) and filt["synthetic"] == config.n - filt["fresh"]
+    assert f["kept"] == f["kept_real"] + f["kept_synthetic"] == filt["documents"]
+    assert 0.0 <= f["type1"] <= 1.0 and 0.0 <= f["type2"] <= 1.0
+
+
+def test_theory_is_the_multinomial_recurrence_of_the_token_schedules(finished, config):
+    _, results = finished
+    s = results["theory"]["s"][0]
+    for i, name in enumerate(config.settings):
+        alpha, n = (np.asarray(a) for a in results["theory"]["schedules_alpha_n_tokens"][name][0])
+        risk = np.asarray(results["theory"]["risk"][i][0])
+        assert risk[0] == pytest.approx(s / n[0])
+        if name == "accumulate":
+            c = (n[0] + n[1] * (1 - alpha[1])) / (n[0] + n[1])
+            expected = c ** 2 * risk[0] + n[1] / (n[0] + n[1]) ** 2 * (s - (1 - alpha[1]) ** 2 * risk[0])
+            assert risk[1] == pytest.approx(expected)
+        if name == "s2-carry":
+            assert risk[1] == pytest.approx((1 - 1 / n[1]) * risk[0] + s / n[1])
+        if name == "filtered":
+            e = results["theory"]["filter_errors"]["filtered"]
+            kappa = alpha[1] * (1 - e["type1_mean"]) + (1 - alpha[1]) * e["type2_mean"]
+            tilde = alpha[1] * (1 - e["type1_mean"]) / kappa
+            inv = multinomial.expected_inverse_kept(n[1], kappa)
+            assert risk[1] == pytest.approx((1 - tilde) ** 2 * (1 - inv) * risk[0] + s * inv)
+
+
+def test_killed_and_resumed_run_equals_the_uninterrupted_one(finished, config, tmp_path):
+    folder, results = finished
+    part = tmp_path / "part"
+    assert rt.run(part, config, until=3, progress=False) is None
+    made = [g for g in _gen_folders(part, config) if (g / "metrics.json").is_file()]
+    assert len(made) == 3
+    # a generation killed halfway: files of its own but no metrics.json
+    half = next(g for g in _gen_folders(part, config) if not (g / "metrics.json").is_file())
+    shutil.copytree(folder / half.relative_to(part) / "checkpoints", half / "checkpoints")
+    (half / "samples.json").write_text("[\"cut off")
+    resumed = rt.run(part, config, progress=False)
+    assert json.dumps(resumed, sort_keys=True) == json.dumps(results, sort_keys=True)
+    for gen in _gen_folders(folder, config):
+        twin = part / gen.relative_to(folder)
+        for name in ("train.json", "samples.json", "responses.json", "metrics.json"):
+            assert (gen / name).read_text() == (twin / name).read_text(), twin / name
+        np.testing.assert_array_equal(np.load(gen / "embeddings.npz")["embeddings"],
+                                      np.load(twin / "embeddings.npz")["embeddings"])
+
+
+def test_a_folder_with_another_configuration_is_refused(finished, config):
+    folder, _ = finished
+    with pytest.raises(ValueError, match="another configuration.*steps"):
+        rt.run(folder, rt.RecursiveConfig(**{**config.__dict__, "steps": 13}), progress=False)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (dict(settings=("nope",)), "settings"),
+    (dict(settings=()), "settings"),
+    (dict(settings=("fixed", "fixed")), "settings"),
+    (dict(generations=0), "generations"),
+    (dict(alpha=1.5), "alpha"),
+    (dict(sample_tokens=64), "sample_tokens"),
+    (dict(classifier_docs=2), "classifier_docs"),
+    (dict(prompts=20, held_out_docs=12), "prompts"),
+    (dict(dim=30, num_heads=4), "dim"),
+    (dict(vocab_size=100), "vocab_size"),
+    (dict(n_growth="cubic"), "n_growth"),
+    (dict(source="/no/such/file.txt"), "/no/such/file.txt"),
+    (dict(temperature=0.0), "temperature"),
+])
+def test_bad_configuration_is_refused(config, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        rt.RecursiveConfig(**{**config.__dict__, **overrides})
+
+
+def test_too_little_text_is_refused_before_any_folder_is_made(config, tmp_path):
+    big = rt.RecursiveConfig(**{**config.__dict__, "n0": 5000})
+    with pytest.raises(ValueError, match="documents"):
+        rt.run(tmp_path / "never", big)
+    assert not (tmp_path / "never").exists()
+
+
+def test_schedules_follow_seed_003_settings():
+    cfg = rt.RecursiveConfig(generations=3, n0=10, n=20, alpha=0.5, gamma=1.0, n_growth="linear")
+    np.testing.assert_array_equal(cfg.sizes(), [10, 20, 40, 60])
+    np.testing.assert_array_equal(cfg.fresh_counts("synthetic"), [10, 0, 0, 0])
+    np.testing.assert_array_equal(cfg.fresh_counts("fixed"), [10, 10, 20, 30])
+    np.testing.assert_array_equal(cfg.fresh_counts("decaying"), [10, 10, 10, 10])   # 0.5/t of 20 t
+    assert rt.derive_seed(0, 1, "a") == rt.derive_seed(0, 1, "a") != rt.derive_seed(0, 2, "a")
+
+
+def test_classifier_separates_shifted_clouds_and_measures_its_errors():
+    rng = np.random.default_rng(0)
+    real, syn = rng.normal(0.0, 1.0, (200, 5)), rng.normal(0.0, 1.0, (200, 5)) + np.array([2.0, 0, 0, 0, 0])
+    clf = synthetic_filter.fit(real[:100], syn[:100], ridge=1.0)
+    a, b = synthetic_filter.error_rates(clf, real[100:], syn[100:])
+    # Bayes errors for a shift of 2 along one axis: Phi(-1) = 0.159 each
+    assert a == pytest.approx(0.159, abs=0.08) and b == pytest.approx(0.159, abs=0.08)
+    assert clf.weights[0] < 0 and abs(clf.weights[1:]).max() < abs(clf.weights[0])
+    with pytest.raises(ValueError, match="ridge"):
+        synthetic_filter.fit(real, syn, ridge=0.0)
+    with pytest.raises(ValueError, match="synthetic"):
+        synthetic_filter.fit(real, syn[:, :3])
+
+
+def test_cli_help_lists_every_parameter_and_bad_input_returns_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for f in rt.RecursiveConfig.__dataclass_fields__:
+        assert cli._flag(f) in out, f
+    assert cli.main(["--alpha", "2", "--out", "/tmp/never-made"]) == 2
+    assert "alpha" in capsys.readouterr().err
+
+
+def test_presets_are_valid_and_the_command_is_registered():
+    import tomllib
+
+    gpu = rt.preset("gpu")
+    assert (gpu.num_layers, gpu.num_heads, gpu.dim, gpu.context_length, gpu.batch_size) == (4, 4, 256, 128, 32)
+    assert rt.preset("cpu") == rt.RecursiveConfig()
+    with pytest.raises(ValueError, match="preset"):
+        rt.preset("tpu")
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    commands = pyproject["project"]["entry-points"]["collapse_jax.commands"]
+    assert commands["recursive-train"] == "llm_bridge.recursive_train_cli"
+
+
+def _cli_args(config, out):
+    args = []
+    for name, value in config.__dict__.items():
+        args += [cli._flag(name), ",".join(value) if name == "settings" else str(value)]
+    return [sys.executable, "-m", "llm_bridge.recursive_train_cli", *args, "--out", str(out)]
+
+
+@pytest.mark.slow
+def test_sigkill_at_a_random_moment_then_rerun_gives_the_uninterrupted_files(config, tmp_path):
+    """Two command-line runs (no x64, as users run it): one uninterrupted, one killed with SIGKILL partway through
+    a generation and rerun; every JSON and array file must match."""
+    env = {**os.environ, "COLLAPSE_JAX_PROGRESS": "0", "PYTHONPATH": str(Path(__file__).parents[1])}
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run(_cli_args(config, whole), env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(_cli_args(config, killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while len(list(killed.rglob("metrics.json"))) < 2 and proc.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.7)                                     # into the next generation's training or writing
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "manifest.json").exists()
+    subprocess.run(_cli_args(config, killed), env=env, check=True, capture_output=True)
+    files = sorted(p.relative_to(whole) for p in whole.rglob("*") if p.suffix in (".json", ".npz")
+                   and p.name not in ("config.json", "manifest.json") and "checkpoints" not in p.parts)
+    assert len(files) > 20
+    for rel in files:
+        if rel.suffix == ".npz":
+            a, b = np.load(whole / rel), np.load(killed / rel)
+            for k in a.files:
+                np.testing.assert_array_equal(a[k], b[k], err_msg=str(rel))
+        else:
+            assert (whole / rel).read_text() == (killed / rel).read_text(), rel
