@@ -639,7 +639,9 @@ def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate:
 
     The texts become one stream ``[EOT, text0, EOT, text1, ...]``; each step draws ``batch_size`` windows of
     ``min(context, len - 1) + 1`` tokens with the keys of :func:`step_keys` (``seed``, step). Returns the
-    training loss of each step.
+    training loss of each step. The stream is zero-padded to a power of two (at least 1024 tokens) and windows are
+    drawn from its real length (:func:`random_windows`' ``size``), so calls on texts of different lengths share a
+    compilation and give the same numbers as an unpadded stream.
     """
     items = check_texts(texts, allow_empty=False)
     steps = _checks.positive_int("steps", steps)
@@ -651,9 +653,12 @@ def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate:
     step_fn = train_step(model.graphdef, _hyper(tc), tc.batch_size, seq_len)
     params = _copy(model.params)              # donated below: never the caller's (possibly shared) arrays
     opt_state = committed(optimizer(tc).init(params))
-    stream, lr, losses = jnp.asarray(stream), jnp.float32(tc.learning_rate), []
+    padded = np.zeros(1 << max(10, (len(stream) - 1).bit_length()), np.int32)
+    padded[:len(stream)] = stream
+    stream, size = jnp.asarray(padded), np.int32(len(stream))
+    lr, losses = jnp.float32(tc.learning_rate), []
     for s in range(steps):
-        params, opt_state, loss = step_fn(params, opt_state, stream, tc.seed, s, lr)
+        params, opt_state, loss = step_fn(params, opt_state, stream, tc.seed, s, lr, size)
         losses.append(loss)
     model.params = params
     model.step += steps

@@ -125,10 +125,7 @@ def test_killed_context_run_resumes_to_the_same_result(context_run, tmp_path):
             json.loads((context_run / "base" / f"model-{i}" / "manifest.json").read_text())
 
 
-@pytest.mark.slow
 def test_finetune_mode_resumes_to_the_same_result(context_run, tmp_path):
-    """nanoGPTs in finetune mode (slow: every fine-tuning call on new texts compiles the nanoGPT training step anew,
-    about 5 s per model and step; CI covers finetune-mode resume with the Hugging Face models below)."""
     cfg = llm_web.WebConfig(**{**TINY, "mode": "finetune", "num_steps": 1, "finetune_steps": 2,
                                "finetune_batch": 4})
     whole = llm_web.run(cfg, _with_base(context_run, tmp_path / "whole"), analyse_after=False)
