@@ -13,7 +13,6 @@ exact ``E W_2^2 = sigma^2 sum_{i<=t} 1/M_i + 2 sigma^2 (1 - prod_{i<=t} c(M_i - 
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -22,9 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
-from collapse_jax import _checks, schedules
+from collapse_jax import _checks, driver, schedules
 from collapse_jax.multinomial import binomial
-from collapse_jax.replicates import replicate_keys
 
 
 @dataclass(frozen=True)
@@ -88,15 +86,8 @@ def replicate_loss(key, mu, sigma, alpha, n, config: GaussianConfig):
     return jnp.concatenate([loss(m0, v0)[None], losses])
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
-def batched_loss(keys, mu, sigma, alpha, n, config: GaussianConfig):
-    """Replicates (R,) x schedule grid (G, T + 1) -> (G, R, T + 1)."""
-    f = jax.vmap(replicate_loss, in_axes=(0, None, None, None, None, None))
-    return jax.vmap(f, in_axes=(None, None, None, 0, 0, None))(keys, mu, sigma, alpha, n, config)
-
-
 def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = GaussianConfig(),
-             num_replicates: int = 100) -> np.ndarray:
+             num_replicates: int = 100, *, progress: bool | None = None) -> np.ndarray:
     """Monte Carlo losses, (R, T + 1) for 1-D schedules or (G, R, T + 1) for grids. Requires ``n_t >= 2``."""
     mu = _checks.in_interval("mu", mu, -math.inf, math.inf, low_open=True, high_open=True)
     sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
@@ -107,10 +98,15 @@ def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = G
     grid = alpha.ndim == 2 or n.ndim == 2
     alpha2, n2 = (np.array(x) for x in np.broadcast_arrays(np.atleast_2d(alpha), np.atleast_2d(n)))
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-    keys = replicate_keys(seed, 0, num_replicates)
-    out = np.asarray(batched_loss(keys, jnp.asarray(mu, dtype), jnp.asarray(sigma, dtype), jnp.asarray(alpha2, dtype),
-                                  jnp.asarray(n2, dtype), config))
+    params = tuple(np.asarray(x, dtype) for x in (mu, sigma, alpha2, n2))
+    out = driver.run_replicates(_kernel, params, config, num_replicates, seed, grid_axes=(None, None, 0, 0),
+                                progress=progress, desc="gaussian replicates")
     return out if grid else out[0]
+
+
+def _kernel(key, params, config: GaussianConfig):
+    """:func:`replicate_loss` in the driver's ``kernel(key, params, config)`` form."""
+    return replicate_loss(key, *params, config)
 
 
 def _c(m):

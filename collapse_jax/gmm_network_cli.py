@@ -141,7 +141,7 @@ def run(args) -> int:
                        mean_final=float(summary["mean"][-1]), fraction_dropped_final=float(dropped[-1])))
     print(f"gmm-network ({args.preset}): {R} replicates x {cfg.num_steps} steps in {elapsed:.1f} s ({backend})")
     print(table)
-    print(f"results: {folder.path}/  (arrays.npz, arrays.json, config.json, summary.txt)")
+    print(f"results: {folder.path}/  (arrays.nc, arrays.npz, arrays.json, config.json, summary.txt)")
     for plot in plots:
         print(f"plot:    {plot}")
     return 0

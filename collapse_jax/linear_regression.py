@@ -13,7 +13,6 @@ The simulator fits by least squares on the generated labels (it does not use the
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -21,8 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from collapse_jax import _checks
-from collapse_jax.replicates import replicate_keys
+from collapse_jax import _checks, driver
 
 
 @dataclass(frozen=True)
@@ -73,19 +71,20 @@ def replicate_error(key: jax.Array, w_star: jax.Array, sigma: jax.Array, config:
     return errors
 
 
-@functools.partial(jax.jit, static_argnames=("config",))
-def batched_error(keys, w_star, sigma, config: LinearRegressionConfig):
-    return jax.vmap(replicate_error, in_axes=(0, None, None, None))(keys, w_star, sigma, config)
-
-
-def simulate(seed, w_star, sigma: float, config: LinearRegressionConfig, num_replicates: int) -> np.ndarray:
+def simulate(seed, w_star, sigma: float, config: LinearRegressionConfig, num_replicates: int, *,
+             progress: bool | None = None) -> np.ndarray:
     """Monte Carlo errors, shape (R, n)."""
     w = _checks.finite_array("w_star", w_star, shape=(config.dim,))
     sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-    keys = replicate_keys(seed, 0, num_replicates)
-    return np.asarray(batched_error(keys, jnp.asarray(w, dtype), jnp.asarray(sigma, dtype), config))
+    return driver.run_replicates(_kernel, (np.asarray(w, dtype), np.asarray(sigma, dtype)), config, num_replicates,
+                                 seed, progress=progress, desc="linear-regression replicates")
+
+
+def _kernel(key, params, config: LinearRegressionConfig):
+    """:func:`replicate_error` in the driver's ``kernel(key, params, config)`` form."""
+    return replicate_error(key, *params, config)
 
 
 def replace_error(sigma: float, dim: int, num_samples: int, num_iterations: int) -> np.ndarray:

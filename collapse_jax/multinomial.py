@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from collapse_jax import _checks, schedules
+from collapse_jax import _checks, driver, schedules
 from collapse_jax.progress import bar
 from collapse_jax.replicates import replicate_keys
 
@@ -404,6 +404,11 @@ def batched_risk(keys: jax.Array, p: jax.Array, alpha: jax.Array, n: jax.Array, 
     return over_grid(keys, p, alpha, n, kappa, MultinomialConfig(config.regime))
 
 
+def _kernel(key, params, config: MultinomialConfig):
+    """:func:`replicate_risk` in the driver's ``kernel(key, params, config)`` form."""
+    return replicate_risk(key, *params, config)
+
+
 def check_inputs(p, alpha, n, config: MultinomialConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate ``p`` (simplex), ``alpha`` ([0, 1]), ``n`` (>= 1) and the filter (keeps something) before compute."""
     p_arr = np.asarray(p, dtype=np.float64)
@@ -496,9 +501,10 @@ def simulate(seed: int | jax.Array, p, alpha, n, config: MultinomialConfig = Mul
                 outs.append(np.stack([np.asarray(multinomial_pallas.batched_risk_pallas(
                     keys, p_j, a_row, n_row, regime=config.regime, interpret=jax.default_backend() == "cpu"))
                     for a_row, n_row in zip(alpha_j, n_j)]))
-            else:
-                outs.append(np.asarray(batched_risk(keys, p_j, alpha_j, n_j, kappa_j,
-                                                    MultinomialConfig(config.regime))))
+            else:  # the portable path through the driver: the replicate axis sharded over every device
+                outs.append(driver.run_replicates(_kernel, (p_j, alpha_j, n_j, kappa_j), MultinomialConfig(config.regime),
+                                                  count, seed, grid_axes=(None, 0, 0, 0), first_replicate=start,
+                                                  chunk_size=count, progress=False))
             pbar.update(count)
     out = np.concatenate(outs, axis=1)
     return out if grid else out[0]

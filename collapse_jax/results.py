@@ -1,7 +1,9 @@
 """Run folders: every experiment writes its configuration, labelled arrays and plots here, atomically.
 
 A run folder holds ``config.json`` (the full configuration, versions and device), ``arrays.npz`` (named arrays) with
-``arrays.json`` (each array's axis labels and description), plots as PNG, and ``manifest.json`` written last. Every
+``arrays.json`` (each array's axis labels and description), the same arrays as a labelled netCDF dataset
+``arrays.nc`` (named dimensions, descriptions, configuration and environment as attributes: open it with
+``xarray.open_dataset`` without this library), plots as PNG, and ``manifest.json`` written last. Every
 file is written to a temporary name in the same folder and renamed into place, so an interrupted run never leaves a
 file that looks complete; a folder without ``manifest.json`` is an unfinished run.
 
@@ -128,6 +130,50 @@ def environment_info() -> dict[str, Any]:
     return info
 
 
+def labelled_dataset(arrays: Mapping[str, Any], labels: Mapping[str, Sequence[str]],
+                     descriptions: Mapping[str, str] | None = None, attrs: Mapping[str, Any] | None = None):
+    """An ``xarray.Dataset`` of named arrays with named dimensions (``labels[name]``: one name per axis, e.g.
+    replicate, step, model), each variable's description in its ``description`` attribute and ``attrs`` (e.g. the
+    run's configuration and environment, as JSON strings) on the dataset.
+
+    A dimension name used with two sizes (e.g. ``block_size`` of cells with different block sizes) gets the
+    variable's name appended for the variables where it differs from its first use, so every variable keeps its own
+    axis. Types netCDF-3 lacks are widened: bool -> int8, int64 -> int32 where the values fit (else float64).
+    """
+    import xarray as xr
+
+    descriptions = descriptions or {}
+    sizes: dict[str, int] = {}
+    variables = {}
+    for key, value in arrays.items():
+        arr = np.asarray(value)
+        if arr.dtype == bool:
+            arr = arr.astype(np.int8)
+        elif arr.dtype.kind in "iu" and arr.dtype.itemsize > 4:
+            fits = arr.size == 0 or (arr.min() >= np.iinfo(np.int32).min and arr.max() <= np.iinfo(np.int32).max)
+            arr = arr.astype(np.int32 if fits else np.float64)
+        elif arr.dtype == np.float16:
+            arr = arr.astype(np.float32)
+        dims = []
+        for dim, size in zip(labels.get(key, ()), arr.shape):
+            if sizes.setdefault(dim, size) != size:
+                dim = f"{dim}_{key}"
+            dims.append(dim)
+        variables[key] = xr.Variable(dims, arr, attrs={"description": descriptions.get(key, "")})
+    return xr.Dataset(variables, attrs={k: v if isinstance(v, (str, int, float)) else json.dumps(v, default=str)
+                                        for k, v in (attrs or {}).items()})
+
+
+def atomic_write_dataset(path: str | os.PathLike, arrays: Mapping[str, Any], labels: Mapping[str, Sequence[str]],
+                         descriptions: Mapping[str, str] | None = None, attrs: Mapping[str, Any] | None = None) -> Path:
+    """:func:`labelled_dataset` written as netCDF (scipy's netCDF-3 writer, no extra library), atomically: a
+    scientist opens it with ``xarray.open_dataset`` (or any netCDF reader) without this library."""
+    path = Path(path)
+    data = labelled_dataset(arrays, labels, descriptions, attrs).to_netcdf(engine="scipy")
+    _atomic_write_bytes(path, bytes(data))
+    return path
+
+
 @dataclass
 class RunFolder:
     """One experiment's output folder.
@@ -185,6 +231,9 @@ class RunFolder:
         atomic_savez(target, arrays)
         self.array_labels.update(meta)
         atomic_write_json(self.path / (Path(filename).stem + ".json"), meta)
+        config = self.path / "config.json"
+        atomic_write_dataset(self.path / (Path(filename).stem + ".nc"), arrays, labels, descriptions,
+                             json.loads(config.read_text()) if config.exists() else {})
         return target
 
     def save_figure(self, fig, name: str) -> Path:

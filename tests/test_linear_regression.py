@@ -6,6 +6,7 @@ import pytest
 from scipy import stats
 
 import linear_regression_reference as ref
+from collapse_jax import driver
 from collapse_jax import linear_regression as LR
 
 W = np.linspace(-1.0, 1.0, 4)
@@ -27,14 +28,16 @@ def test_matches_numpy_reference_and_theory(regime):
         assert abs(err.mean(0)[-1] - LR.replace_error(0.7, 4, 12, 8)[-1]) > 10 * se[-1]
 
 
-def test_contract_same_key_vmap_loop():
+def test_contract_chunks_and_keys():
+    """Replicate r's errors depend only on its index: chunked runs and a run started at a later replicate agree with
+    one call; another seed differs (jit == eager and vmap == loop: tests/test_contracts.py)."""
     cfg = LR.LinearRegressionConfig(4, 12, 8, "accumulate")
-    keys = jax.random.split(jax.random.key(1), 3)
-    w = jax.numpy.asarray(W)
-    batched = np.asarray(LR.batched_error(keys, w, 0.7, cfg))
-    loop = np.stack([np.asarray(LR.batched_error(k[None], w, 0.7, cfg))[0] for k in keys])
-    np.testing.assert_allclose(batched, loop, rtol=1e-10)
-    np.testing.assert_array_equal(batched, np.asarray(LR.batched_error(keys, w, 0.7, cfg)))
+    whole = LR.simulate(1, W, 0.7, cfg, 5)
+    chunked = driver.run_replicates(LR._kernel, (np.asarray(W), np.asarray(0.7)), cfg, 5, 1, chunk_size=2)
+    np.testing.assert_array_equal(whole, chunked)
+    later = driver.run_replicates(LR._kernel, (np.asarray(W), np.asarray(0.7)), cfg, 2, 1, first_replicate=3)
+    np.testing.assert_array_equal(whole[3:], later)
+    assert not np.array_equal(whole, LR.simulate(2, W, 0.7, cfg, 5))
 
 
 def test_bad_input():

@@ -1,0 +1,80 @@
+"""The replicate driver: results depend only on each replicate's global index, never on chunks, padding, the number of
+devices or the memory budget; grids run the same replicates at every grid point."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from collapse_jax import driver
+from collapse_jax import gaussian as G
+from collapse_jax import schedules as S
+
+pytestmark = pytest.mark.fallback  # also runs in the pure-JAX pass (COLLAPSE_JAX_NATIVE=0)
+
+
+def kernel(key, params, config):
+    """A toy replicate: ``scale * normal(size)`` cumulated, plus the shift."""
+    scale, shift = params
+    return {"path": jnp.cumsum(scale * jax.random.normal(key, (config,))) + shift, "first": jax.random.uniform(key)}
+
+
+PARAMS = (np.asarray(2.0), np.asarray(0.5))
+
+
+def test_chunks_padding_and_first_replicate_are_invisible():
+    whole = driver.run_replicates(kernel, PARAMS, 4, 7, seed=3)
+    assert whole["path"].shape == (7, 4) and whole["first"].shape == (7,)
+    for chunk in (1, 2, 3, 7, 50):
+        chunked = driver.run_replicates(kernel, PARAMS, 4, 7, seed=3, chunk_size=chunk)
+        jax.tree.map(np.testing.assert_array_equal, chunked, whole)
+    tail = driver.run_replicates(kernel, PARAMS, 4, 3, seed=3, first_replicate=4)
+    np.testing.assert_array_equal(tail["path"], whole["path"][4:])
+    small = driver.run_replicates(kernel, PARAMS, 4, 7, seed=3, memory_budget=8 * 8 * 20)  # a few replicates/call
+    np.testing.assert_array_equal(small["path"], whole["path"])
+    assert not np.array_equal(driver.run_replicates(kernel, PARAMS, 4, 7, seed=4)["path"], whole["path"])
+
+
+def test_grid_runs_the_same_replicates_at_every_point():
+    scales = np.asarray([1.0, 2.0, 3.0])
+    out = driver.run_replicates(kernel, (scales, np.asarray(0.0)), 4, 5, seed=1, grid_axes=(0, None))
+    assert out["path"].shape == (3, 5, 4)
+    np.testing.assert_allclose(out["path"][2], 3 * out["path"][0], rtol=1e-12)  # common random numbers
+    one = driver.run_replicates(kernel, (np.asarray(2.0), np.asarray(0.0)), 4, 5, seed=1)
+    np.testing.assert_allclose(out["path"][1], one["path"], rtol=1e-12)
+
+
+def test_bad_input_names_the_parameter():
+    with pytest.raises(ValueError, match="num_replicates"):
+        driver.run_replicates(kernel, PARAMS, 4, 0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        driver.run_replicates(kernel, PARAMS, 4, 3, chunk_size=0)
+    with pytest.raises(ValueError, match="first_replicate"):
+        driver.run_replicates(kernel, PARAMS, 4, 3, first_replicate=-1)
+
+
+def test_sharded_over_four_devices_equals_one():
+    """A simulator through the driver (the Gaussian recursion) on 4 XLA host devices equals the 1-device run."""
+    code = textwrap.dedent("""
+        import jax, numpy as np
+        jax.config.update("jax_enable_x64", True)
+        assert len(jax.devices()) == 4
+        from collapse_jax import driver, gaussian as G, schedules as S
+        from collapse_jax.replicates import replicate_mesh
+        alpha, n = S.constant_alpha(0.5, 3), S.constant_size(5, 3)
+        params = tuple(np.asarray(x) for x in (0.5, 1.3, alpha[None], n[None]))
+        args = (G._kernel, params, G.GaussianConfig(), 7, 2)
+        four = driver.run_replicates(*args, grid_axes=(None, None, 0, 0))
+        one = driver.run_replicates(*args, grid_axes=(None, None, 0, 0), mesh=replicate_mesh(jax.devices()[:1]))
+        np.testing.assert_array_equal(four, one)
+        np.testing.assert_array_equal(four[0], G.simulate(2, 0.5, 1.3, alpha, n, num_replicates=7))
+        print("ok")
+    """)
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]

@@ -1,0 +1,39 @@
+"""Run folders: every saved array set is also a labelled netCDF dataset a scientist opens without this library."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from collapse_jax.results import RunFolder
+
+pytestmark = pytest.mark.fallback  # also runs in the pure-JAX pass (COLLAPSE_JAX_NATIVE=0)
+
+
+def test_save_arrays_writes_a_labelled_dataset(tmp_path):
+    folder = RunFolder.create("t", tmp_path / "run")
+    folder.write_config({"beta": 0.5, "mu": [-5, 5]})
+    dnorm = np.random.default_rng(0).random((3, 4))
+    folder.save_arrays(
+        {"dnorm": dnorm, "collapsed": np.array([True, False, True]), "ns": np.arange(5, dtype=np.int64),
+         "other_ns": np.arange(2, dtype=np.int64), "big": np.array([2**40], dtype=np.int64)},
+        {"dnorm": ("replicate", "step"), "collapsed": ("replicate",), "ns": ("block_size",),
+         "other_ns": ("block_size",), "big": ("one",)},
+        {"dnorm": "||D(t)||_F"})
+    ds = xr.open_dataset(tmp_path / "run" / "arrays.nc")
+    assert ds["dnorm"].dims == ("replicate", "step") and ds["dnorm"].attrs["description"] == "||D(t)||_F"
+    np.testing.assert_array_equal(ds["dnorm"].values, dnorm)
+    np.testing.assert_array_equal(ds["collapsed"].values, [1, 0, 1])
+    assert ds["other_ns"].dims == ("block_size_other_ns",)  # same name, another size: its own axis
+    assert ds["big"].values[0] == 2**40  # beyond int32: widened to float64, exact
+    assert json.loads(ds.attrs["config"]) == {"beta": 0.5, "mu": [-5, 5]}
+    assert "cpu_model" in json.loads(ds.attrs["environment"])
+    ds.close()
+
+
+def test_mismatched_labels_are_refused_before_writing(tmp_path):
+    folder = RunFolder.create("t", tmp_path / "run")
+    with pytest.raises(ValueError, match="has 2 axes but 1 labels"):
+        folder.save_arrays({"x": np.zeros((2, 2))}, {"x": ("replicate",)})
+    assert not (tmp_path / "run" / "arrays.nc").exists()
