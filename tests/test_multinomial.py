@@ -381,3 +381,47 @@ def test_bad_schedules():
         S.constant_alpha(1.5, 4)
     with pytest.raises(ValueError, match="n must"):
         S.constant_size(0, 4)
+
+
+@needs_native
+def test_avx2_build_draws_the_same_counts(tmp_path):
+    """A CPU without AVX-512 (the library built for x86-64-v3 runs only the group engine) draws exactly the counts
+    this machine draws for the same keys, on every sampler path (n from 1 to 10^7: inversion and BTRS); the losses
+    agree to the last bit or two (its reciprocals are true divisions), not necessarily bit for bit."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    if not sys.platform.startswith("linux") or os.uname().machine != "x86_64":
+        pytest.skip("x86-64 only")
+    code = textwrap.dedent(f"""
+        import sys, numpy as np, jax, jax.numpy as jnp
+        jax.config.update("jax_enable_x64", True)
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        from test_multinomial import _cross_cpu_draws
+        from collapse_jax import _native
+        assert _native.multinomial_engines() == ("group",), _native.multinomial_engines()
+        np.savez("{tmp_path}/avx2.npz", **_cross_cpu_draws())
+    """)
+    env = dict(os.environ, COLLAPSE_JAX_MARCH="x86-64-v3", JAX_PLATFORMS="cpu")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    other, here = np.load(tmp_path / "avx2.npz"), _cross_cpu_draws()
+    np.testing.assert_array_equal(other["counts"], here["counts"])
+    np.testing.assert_allclose(other["loss"], here["loss"], rtol=1e-13, atol=0)
+
+
+def _cross_cpu_draws() -> dict:
+    """Counts of 500 multinomial rows (n log-uniform on [1, 10^7], K = 20) and losses of 40 accumulate runs (group
+    engine, the one every build has), for fixed keys."""
+    from collapse_jax.replicates import replicate_keys
+
+    rng = np.random.default_rng(1)
+    q = rng.dirichlet(np.full(20, 0.5), 500)
+    n = np.exp(rng.uniform(0, np.log(1e7), 500)).round()
+    counts = M.sample_multinomial_native(replicate_keys(9, 0, 500), jnp.asarray(n), jnp.asarray(q))
+    alpha, sizes = (jnp.asarray(x[None], jnp.float64) for x in (S.constant_alpha(0.5, 20), S.linear_size(100, 20)))
+    loss = M.batched_risk_native(replicate_keys(5, 0, 40), jnp.asarray(P), alpha, sizes, jnp.ones_like(sizes),
+                                 "accumulate", engine="group")
+    return {"counts": np.asarray(counts), "loss": np.asarray(loss)}
