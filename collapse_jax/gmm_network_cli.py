@@ -12,6 +12,8 @@ import time
 
 import numpy as np
 
+from collapse_jax import cli_options as opts
+
 PRESETS = {"fig4": 4, "fig6": 6}
 
 
@@ -25,10 +27,10 @@ def add_parser(sub) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), default="fig4",
                    help="paper setting to start from (fig4: B=2, mu=-5,5; fig6: B=11, mu_b=5(b-5)); "
                         "the options below override it")
-    p.add_argument("--replicates", type=int, default=10_000, help="R, replicates for the band and summaries")
+    opts.add_replicates(p, 10_000, "R, replicates for the band and summaries")
     p.add_argument("--paper-replicates", type=int, default=5,
                    help="replicates drawn as individual lines, as in the paper (their weights are saved too)")
-    p.add_argument("--seed", type=int, default=0, help="root seed; replicate r uses fold_in(key(seed), r)")
+    opts.add_seed(p)
     p.add_argument("--steps", type=int, default=None, help="T, number of steps (paper: 200)")
     p.add_argument("--models", type=int, default=None, help="n, number of GMMs (paper: 3)")
     p.add_argument("--mu", type=_json_arg, default=None,
@@ -50,7 +52,7 @@ def add_parser(sub) -> None:
                         "same --out resumes")
     p.add_argument("--backend", choices=["auto", "native", "jax"], default="auto",
                    help="native: C++ CPU kernel; jax: portable pure-JAX kernel (GPU); auto: native on CPU")
-    p.add_argument("--out", type=str, default=None, help="run folder (default runs/gmm-network-<time>)")
+    opts.add_out(p, "gmm-network-<preset>")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
     p.set_defaults(func=run)
 

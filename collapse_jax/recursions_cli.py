@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from collapse_jax import cli_options as opts
 from collapse_jax import _checks
 from collapse_jax.results import RunFolder, atomic_write_text
 
@@ -599,7 +600,7 @@ def _c2_parser(sub) -> None:
                                              "Gaussian, Gaussian-mixture (EM) and logistic model classes")
     q.add_argument("--models", default=",".join(C2_MODELS),
                    help="comma-separated model classes to run, among " + ",".join(C2_MODELS) + " (default all)")
-    q.add_argument("--replicates", type=int, default=100, help="Monte Carlo replicates per setting (default 100)")
+    opts.add_replicates(q, 100, "Monte Carlo replicates per setting")
     q.add_argument("--steps", type=int, default=200, help="generations T, multinomial and Gaussian (default 200)")
     q.add_argument("--base", type=int, default=100,
                    help="n_0 for multinomial and Gaussian: n_t = base (fixed), base(t+1) or base(t+1)^2 (default 100)")
@@ -611,28 +612,28 @@ def _c2_parser(sub) -> None:
     q.add_argument("--logistic-steps", type=int, default=20,
                    help="generations T of logistic regression (Newton reads every raw sample; default 20)")
     q.add_argument("--logistic-base", type=int, default=100, help="n_0 of logistic regression (default 100)")
-    q.add_argument("--seed", type=int, default=0, help="random seed (replicates and the multinomial p)")
-    q.add_argument("--out", default=None, help="run folder (default runs/recursions-c2-<time>)")
+    opts.add_seed(q, "replicates and the multinomial p")
+    opts.add_out(q, "recursions-c2")
     q.set_defaults(func=cmd_c2)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("validate", help="theory vs Monte Carlo for every theorem / proposition (writes a table)")
-    p.add_argument("--replicates", type=int, default=4000)
+    opts.add_replicates(p, 4000, "Monte Carlo replicates per checked statement")
     p.add_argument("--steps", type=int, default=30, help="generations T of the multinomial checks")
-    p.add_argument("--seed", type=int, default=0)
+    opts.add_seed(p)
     p.add_argument("--doc", default="docs/validation.md", help="also write the table here ('' to skip)")
-    p.add_argument("--out", default=None, help="run folder (default runs/validate-<time>)")
+    opts.add_out(p, "validate")
     p.set_defaults(func=cmd_validate)
 
     for name, fn, helptext in [("recursions-fig2", cmd_fig2, "seed 003 Figure 2: 4 x 4 alpha_t x n_t grid"),
                                ("recursions-fig3", cmd_fig3, "seed 003 Figure 3: pure synthetic + accumulation")]:
         q = sub.add_parser(name, help=helptext)
-        q.add_argument("--replicates", type=int, default=100)
-        q.add_argument("--steps", type=int, default=200)
-        q.add_argument("--categories", type=int, default=10)
-        q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--out", default=None)
+        opts.add_replicates(q, 100, "Monte Carlo replicates per curve")
+        q.add_argument("--steps", type=int, default=200, help="generations T (default 200)")
+        q.add_argument("--categories", type=int, default=10, help="K of the multinomial, p ~ Dirichlet(1) (default 10)")
+        opts.add_seed(q, "replicates and the multinomial p")
+        opts.add_out(q, name)
         q.set_defaults(func=fn)
     _c2_parser(sub)
 
@@ -642,10 +643,9 @@ def add_parser(sub) -> None:
     q.add_argument("--num-samples", type=int, default=20, help="T, samples per iteration, >= d + 2 (default 20)")
     q.add_argument("--sigma", type=float, default=1.0, help="label noise standard deviation, > 0 (default 1)")
     q.add_argument("--iterations", type=int, default=50, help="model-fitting iterations n (default 50)")
-    q.add_argument("--replicates", type=int, default=10000,
-                   help="Monte Carlo runs, each with its own fixed design X (default 10000)")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--out", default=None, help="run folder (default runs/recursions-linreg-<time>)")
+    opts.add_replicates(q, 10000, "Monte Carlo runs, each with its own fixed design X")
+    opts.add_seed(q)
+    opts.add_out(q, "recursions-linreg")
     q.set_defaults(func=cmd_linreg)
 
     q = sub.add_parser("recursions-w2", help="seed 004: Shumailov et al.'s Gaussian W2 growth under pure synthetic "
@@ -655,11 +655,11 @@ def add_parser(sub) -> None:
     q.add_argument("--linear-base", type=int, default=10,
                    help="also the growing schedule M_t = BASE (t + 1), BASE >= 2; 0 skips it (default 10)")
     q.add_argument("--generations", type=int, default=200, help="generations t = 0..GENERATIONS (default 200)")
-    q.add_argument("--replicates", type=int, default=2000)
+    opts.add_replicates(q, 2000, "Monte Carlo replicates per schedule")
     q.add_argument("--mu", type=float, default=0.0, help="true mean (default 0)")
     q.add_argument("--sigma", type=float, default=1.0, help="true standard deviation, > 0 (default 1)")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--out", default=None, help="run folder (default runs/recursions-w2-<time>)")
+    opts.add_seed(q)
+    opts.add_out(q, "recursions-w2")
     q.set_defaults(func=cmd_w2)
 
 

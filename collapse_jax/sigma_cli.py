@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from collapse_jax import cli_options as opts
 from collapse_jax import sigma_precision as sp
 from collapse_jax.progress import bar
 from collapse_jax.results import RunFolder
@@ -65,7 +66,7 @@ def add_parser(sub) -> None:
     p.add_argument("--ratios", type=_floats, default=d.ratios,
                    help="block sizes as multiples n/d (1 means n = d+1); rounded, capped at N")
     p.add_argument("--level", type=float, default=d.level, help="nominal coverage of the intervals")
-    p.add_argument("--seed", type=int, default=d.seed, help="root seed (data sets and block draws)")
+    opts.add_seed(p, "data sets and block draws")
     p.add_argument("--t-dof", type=float, default=d.t_dof,
                    help="degrees of freedom of the student_t family (> 4: finite fourth moment)")
     p.add_argument("--condition-number", type=float, default=d.condition_number,
@@ -80,7 +81,7 @@ def add_parser(sub) -> None:
                    help="worker threads for data, Gram and blocks (default: the CPUs this process may use)")
     p.add_argument("--quick", action="store_true",
                    help=f"small sweep for a smoke test: {QUICK} (overrides those options)")
-    p.add_argument("--out", type=str, default=None, help="run folder (reuse to resume); default runs/sigma-precision-*")
+    opts.add_out(p, "sigma-precision")
     p.set_defaults(func=run)
 
 

@@ -32,3 +32,13 @@ def test_info_reports_devices_cpu_and_native_kernels(capsys):
     assert cli.main(["info"]) == 0  # builds (or reports why not) and prints the text summary
     text = capsys.readouterr().out
     assert "build cache:" in text and "native kernels:" in text
+
+
+def test_every_option_of_every_command_has_help():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    missing = {name: [a.option_strings for a in p._actions if a.option_strings and not a.help]
+               for name, p in sub.choices.items()}
+    assert not {k: v for k, v in missing.items() if v}, missing
+    assert {"gmm-network", "validate", "sigma-precision", "info", "nanogpt", "llm-web", "recursive-train"} <= set(
+        sub.choices)
