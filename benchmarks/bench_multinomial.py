@@ -77,7 +77,8 @@ def main(argv=None):
     ap.add_argument("--numpy-max-replicates", type=int, default=10000)
     ap.add_argument("--raw-replicates", type=int, default=3)
     ap.add_argument("--sizes", nargs="+", default=["fixed", "linear"],
-                    help="fixed: n_t = 1000; linear: n_t = 100 (t+1); big: n_t = 5000 (t+1) (1e6 at t = 199)")
+                    help="fixed: n_t = 1000; fixed:N: n_t = N; linear: n_t = 100 (t+1); "
+                         "big: n_t = 5000 (t+1) (1e6 at t = 199)")
     ap.add_argument("--regimes", nargs="+", default=["replace", "accumulate"])
     ap.add_argument("--backends", nargs="+", default=["native"], choices=["native", "native-group", "jax"])
     ap.add_argument("--jax-max-replicates", type=int, default=10000)
@@ -90,7 +91,7 @@ def main(argv=None):
     results = []
     for regime in args.regimes:
         for size in args.sizes:
-            n = size_of[size]
+            n = S.constant_size(int(float(size.split(":")[1])), T) if size.startswith("fixed:") else size_of[size]
             cfg = M.MultinomialConfig(regime)
             for reps in args.replicates:
                 row = {"regime": regime, "sizes": size, "replicates": reps, "steps": T, "categories": K}
