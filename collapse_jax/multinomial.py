@@ -88,24 +88,45 @@ def _stirling_tail(k: jax.Array) -> jax.Array:
     return jnp.where(k <= 9, table, series)
 
 
-def _binomial_btrs(key: jax.Array, n: jax.Array, p: jax.Array, active: jax.Array) -> jax.Array:
-    """Transformed rejection with squeeze (BTRS, Hoermann 1993) for ``n p >= 10``, p <= 1/2. Exact (rejection).
-
-    The acceptance bound ``log f(k) - log f(m)`` is evaluated as differences of logs plus Stirling tails (as in
-    TensorFlow's sampler), not as differences of ``lgamma`` values, so it stays accurate for n up to 1e9 in float32.
-    Only ``active`` lanes iterate.
-    """
-    dtype = p.dtype
+def btrs_constants(n, p, stirling_tail=None) -> tuple:
+    """The per-(n, p) constants of BTRS (Hoermann 1993) for ``n p >= 10``, p <= 1/2: ``(a, b, c, v_r, alpha, r, m,
+    tail_m)``. ``stirling_tail``: :func:`_stirling_tail` or an equivalent without a table gather (Pallas)."""
+    stirling_tail = stirling_tail or _stirling_tail
     q = 1 - p
     spq = jnp.sqrt(n * p * q)
     b = 1.15 + 2.53 * spq
     a = -0.0873 + 0.0248 * b + 0.01 * p
-    c = n * p + 0.5
-    v_r = 0.92 - 4.2 / b
-    alpha = (2.83 + 5.1 / b) * spq
-    r = p / q
     m = jnp.floor((n + 1) * p)
-    tail_m = _stirling_tail(m) + _stirling_tail(n - m)
+    return (a, b, n * p + 0.5, 0.92 - 4.2 / b, (2.83 + 5.1 / b) * spq, p / q, m,
+            stirling_tail(m) + stirling_tail(n - m))
+
+
+def btrs_proposal(n, consts: tuple, u, v, stirling_tail=None) -> tuple:
+    """One BTRS proposal from uniforms ``u`` in (-1/2, 1/2) and ``v`` in (0, 1): ``(k, accepted)``.
+
+    The acceptance bound ``log f(k) - log f(m)`` is evaluated as differences of logs plus Stirling tails (as in
+    TensorFlow's sampler), not as differences of ``lgamma`` values, so it stays accurate for n up to 1e9 in float32.
+    """
+    stirling_tail = stirling_tail or _stirling_tail
+    a, b, c, v_r, alpha, r, m, tail_m = consts
+    us = 0.5 - jnp.abs(u)
+    k = jnp.floor((2 * a / us + b) * u + c)
+    in_range = (k >= 0) & (k <= n)
+    squeeze = (us >= 0.07) & (v <= v_r)
+    kk = jnp.clip(k, 0, n)
+    lv = jnp.log(v * alpha / (a / (us * us) + b))
+    bound = ((m + 0.5) * jnp.log((m + 1) / (r * (n - m + 1)))
+             + (n + 1) * jnp.log((n - m + 1) / (n - kk + 1))
+             + (kk + 0.5) * jnp.log(r * (n - kk + 1) / (kk + 1))
+             + tail_m - stirling_tail(kk) - stirling_tail(n - kk))
+    return kk, in_range & (squeeze | (lv <= bound))
+
+
+def _binomial_btrs(key: jax.Array, n: jax.Array, p: jax.Array, active: jax.Array) -> jax.Array:
+    """Transformed rejection with squeeze (BTRS, Hoermann 1993) for ``n p >= 10``, p <= 1/2. Exact (rejection).
+    Only ``active`` lanes iterate (:func:`btrs_proposal` until accepted)."""
+    dtype = p.dtype
+    consts = btrs_constants(n, p)
 
     def cond(c_):
         return jnp.any(~c_[2])
@@ -115,17 +136,8 @@ def _binomial_btrs(key: jax.Array, n: jax.Array, p: jax.Array, active: jax.Array
         k_, ku, kv = jax.random.split(k_, 3)
         u = jax.random.uniform(ku, p.shape, dtype) - 0.5
         v = jax.random.uniform(kv, p.shape, dtype)
-        us = 0.5 - jnp.abs(u)
-        k = jnp.floor((2 * a / us + b) * u + c)
-        in_range = (k >= 0) & (k <= n)
-        squeeze = (us >= 0.07) & (v <= v_r)
-        kk = jnp.clip(k, 0, n)
-        lv = jnp.log(v * alpha / (a / (us * us) + b))
-        bound = ((m + 0.5) * jnp.log((m + 1) / (r * (n - m + 1)))
-                 + (n + 1) * jnp.log((n - m + 1) / (n - kk + 1))
-                 + (kk + 0.5) * jnp.log(r * (n - kk + 1) / (kk + 1))
-                 + tail_m - _stirling_tail(kk) - _stirling_tail(n - kk))
-        accept = in_range & (squeeze | (lv <= bound)) & ~done
+        kk, ok = btrs_proposal(n, consts, u, v)
+        accept = ok & ~done
         return k_, jnp.where(accept, kk, out), done | accept
 
     _, out, _ = jax.lax.while_loop(cond, body, (key, jnp.zeros_like(p), ~active))

@@ -25,7 +25,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from collapse_jax.multinomial import _BTRS_MIN_MEAN, _STIRLING_TAIL
+from collapse_jax.multinomial import _BTRS_MIN_MEAN, _STIRLING_TAIL, btrs_constants, btrs_proposal
 
 REGIMES = ("replace", "accumulate")
 _ROT = ((13, 15, 26, 6), (17, 29, 16, 24))
@@ -98,37 +98,17 @@ def _binomial(n, p, k0, k1, ctr):
 
     # BTRS (two uniforms per proposal; a lane's counter advances only while it proposes)
     nb = jnp.where(big, n, 100.0)
-    pb = jnp.where(big, pp, 0.5)
-    q = 1 - pb
-    spq = jnp.sqrt(nb * pb * q)
-    b = 1.15 + 2.53 * spq
-    a = -0.0873 + 0.0248 * b + 0.01 * pb
-    c = nb * pb + 0.5
-    v_r = 0.92 - 4.2 / b
-    alpha = (2.83 + 5.1 / b) * spq
-    r = pb / q
-    m = jnp.floor((nb + 1) * pb)
-    tail_m = _stirling_tail(m) + _stirling_tail(nb - m)
+    consts = btrs_constants(nb, jnp.where(big, pp, 0.5), _stirling_tail)
 
     def btrs_body(s):
         out, done, ctr_ = s
         u1, v = _uniforms(k0, k1, ctr_)
         ctr_ = jnp.where(done, ctr_, ctr_ + jnp.uint32(1))
-        u1 = u1 - 0.5
-        us = 0.5 - jnp.abs(u1)
-        k = jnp.floor((2 * a / us + b) * u1 + c)
-        in_range = (k >= 0) & (k <= nb)
-        squeeze = (us >= 0.07) & (v <= v_r)
-        kk = jnp.clip(k, 0, nb)
-        lv = jnp.log(v * alpha / (a / (us * us) + b))
-        bound = ((m + 0.5) * jnp.log((m + 1) / (r * (nb - m + 1)))
-                 + (nb + 1) * jnp.log((nb - m + 1) / (nb - kk + 1))
-                 + (kk + 0.5) * jnp.log(r * (nb - kk + 1) / (kk + 1))
-                 + tail_m - _stirling_tail(kk) - _stirling_tail(nb - kk))
-        accept = in_range & (squeeze | (lv <= bound)) & ~done
+        kk, ok = btrs_proposal(nb, consts, u1 - 0.5, v, _stirling_tail)
+        accept = ok & ~done
         return jnp.where(accept, kk, out), done | accept, ctr_
 
-    x_big, _, ctr = lax.while_loop(lambda s: _any(~s[1]), btrs_body, (jnp.zeros_like(pb), ~big, ctr))
+    x_big, _, ctr = lax.while_loop(lambda s: _any(~s[1]), btrs_body, (jnp.zeros_like(nb), ~big, ctr))
     x = jnp.where(big, x_big, jnp.where(small, x_inv, 0.0))
     return jnp.where(flip, n - x, x), ctr
 
