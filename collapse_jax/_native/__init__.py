@@ -2,11 +2,12 @@
 
 Why: exact sampling without replacement needs a per-replicate swap (a scatter), which XLA:CPU expands into a loop
 costing about 1 microsecond per element; the GMM network therefore runs whole replicates in C++, several in SIMD
-lanes (see docs/gmm_network.md and docs/benchmarks.md). Likewise the multinomial recursion's exact binomials are rejection loops, which vmap
-runs until the slowest lane finishes. The jax.ffi kernels (the ``.cc`` files in _SOURCES, one shared library) are built
-once per source version, compiler and CPU into
-``$COLLAPSE_JAX_CACHE`` (default ``~/.cache/collapse-jax``), atomically. If no compiler is available, or
-``COLLAPSE_JAX_NATIVE=0``, :func:`available` returns False and the portable pure-JAX path is used instead.
+lanes (see docs/gmm_network.md and docs/benchmarks.md). Likewise the multinomial recursion's exact binomials are
+rejection loops, which vmap runs until the slowest lane finishes; and the spectral kernels (batched log-det, the
+Sigma sweep's block statistics) beat XLA:CPU's factorisations. One loader (:func:`_library`) builds each library
+of :data:`_LIBRARIES` once per source version, compiler, jaxlib and CPU into ``$COLLAPSE_JAX_CACHE`` (default
+``~/.cache/collapse-jax``), atomically. If no compiler is available, or ``COLLAPSE_JAX_NATIVE=0``, the libraries are
+None, :func:`available` returns False and the portable pure-JAX (or NumPy) paths are used instead.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import subprocess
 import tempfile
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 _SOURCES = (Path(__file__).with_name("gmm_network.cc"), Path(__file__).with_name("multinomial_risk.cc"))
@@ -32,6 +34,35 @@ COUNTS_TARGETS = {"float32": "collapse_jax_multinomial_counts_f32", "float64": "
 _SYMBOLS = {GMM_TARGETS["float32"]: "GmmNetworkF32", GMM_TARGETS["float64"]: "GmmNetworkF64",
             MULTINOMIAL_TARGETS["float32"]: "MultinomialRiskF32", MULTINOMIAL_TARGETS["float64"]: "MultinomialRiskF64",
             COUNTS_TARGETS["float32"]: "MultinomialCountsF32", COUNTS_TARGETS["float64"]: "MultinomialCountsF64"}
+
+
+SPECTRAL_SOURCE = Path(__file__).with_name("spectral_kernels.cc")
+LOGDET_TARGET = "collapse_jax_batched_logdet"
+_I64, _PTR, _INT = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+
+
+@dataclass(frozen=True)
+class _Library:
+    """One shared library: its sources, the jax.ffi targets it registers (target -> symbol), the ctypes signatures
+    of its plain C functions (name -> (restype, argtypes)), and what runs without it."""
+
+    sources: tuple[Path, ...]
+    ffi_targets: dict[str, str]
+    signatures: dict[str, tuple]
+    without: str
+
+
+_LIBRARIES = {
+    "native": _Library(_SOURCES, _SYMBOLS,
+                       {"collapse_jax_multinomial_has_refill": (_INT, []), "collapse_jax_gmm_progress": (_I64, []),
+                        "collapse_jax_gmm_lanes": (_INT, [_INT])},
+                       "the slower pure-JAX CPU kernels"),
+    "spectral_kernels": _Library((SPECTRAL_SOURCE,), {LOGDET_TARGET: "BatchedLogdet"},
+                                 {"cj_amx_available": (_INT, []),
+                                  "cj_block_stats": (_I64, [_PTR, _I64, _I64, _PTR, _I64, _I64, _PTR, _I64, _PTR, _PTR,
+                                                            _PTR, _PTR, _I64])},
+                                 "JAX/NumPy"),
+}
 
 
 def _cache_dir() -> Path:
@@ -104,31 +135,39 @@ def _enabled() -> bool:
     return os.environ.get("COLLAPSE_JAX_NATIVE", "1") not in ("0", "false", "no")
 
 
-def available() -> bool:
-    """Whether the native CPU kernels are built and registered (building it on the first call)."""
+def _library(name: str):
+    """The shared library ``name`` of :data:`_LIBRARIES` (``ctypes.CDLL``, its ffi targets registered, its C
+    functions typed), built on first use; None when native code is disabled or cannot be built (with one warning
+    that says what runs instead)."""
     with _LOCK:
-        if "ok" in _STATE:
-            return bool(_STATE["ok"])
-        ok = False
+        if name in _STATE:
+            return _STATE[name]
+        spec, lib = _LIBRARIES[name], None
         if _enabled():
             cxx = _compiler()
             if cxx is None:
-                warnings.warn("collapse_jax: no C++ compiler found; using the slower pure-JAX CPU kernels",
-                              RuntimeWarning, stacklevel=3)
+                warnings.warn(f"collapse_jax: no C++ compiler found; using {spec.without}", RuntimeWarning,
+                              stacklevel=3)
             else:
                 try:
                     import jax
 
-                    lib = ctypes.cdll.LoadLibrary(str(_build(cxx)))
-                    for target, symbol in _SYMBOLS.items():
+                    lib = ctypes.CDLL(str(_build(cxx, spec.sources, name)))
+                    for target, symbol in spec.ffi_targets.items():
                         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
-                    _STATE["lib"] = lib
-                    ok = True
-                except (RuntimeError, OSError) as exc:
-                    warnings.warn(f"collapse_jax: native kernels unavailable ({exc}); using pure JAX",
+                    for fn, (restype, argtypes) in spec.signatures.items():
+                        getattr(lib, fn).restype, getattr(lib, fn).argtypes = restype, argtypes
+                except (RuntimeError, OSError, AttributeError) as exc:
+                    warnings.warn(f"collapse_jax: native {name} unavailable ({exc}); using {spec.without}",
                                   RuntimeWarning, stacklevel=3)
-        _STATE["ok"] = ok
-        return ok
+                    lib = None
+        _STATE[name] = lib
+        return lib
+
+
+def available() -> bool:
+    """Whether the native simulator kernels are built and registered (building them on the first call)."""
+    return _library("native") is not None
 
 
 def multinomial_engines() -> tuple[str, ...]:
@@ -137,27 +176,21 @@ def multinomial_engines() -> tuple[str, ...]:
     faster (``"auto"`` picks it when present)."""
     if not available():
         return ()
-    has_refill = _STATE["lib"].collapse_jax_multinomial_has_refill
-    has_refill.restype = ctypes.c_int
-    return ("refill", "group") if has_refill() else ("group",)
+    return ("refill", "group") if _library("native").collapse_jax_multinomial_has_refill() else ("group",)
 
 
 def gmm_progress() -> int:
     """Point updates the native GMM network kernel has done in this process so far (for progress bars)."""
     if not available():
         return 0
-    fn = _STATE["lib"].collapse_jax_gmm_progress
-    fn.restype = ctypes.c_int64
-    return int(fn())
+    return int(_library("native").collapse_jax_gmm_progress())
 
 
 def gmm_lanes(double_precision: bool = False) -> int:
     """SIMD lanes of the native GMM network kernel in this build (16 float32 lanes with AVX-512, 8 with AVX2)."""
     if not available():
         return 0
-    fn = _STATE["lib"].collapse_jax_gmm_lanes
-    fn.restype = ctypes.c_int
-    return int(fn(int(double_precision)))
+    return int(_library("native").collapse_jax_gmm_lanes(int(double_precision)))
 
 
 def cpu_threads() -> int:
@@ -188,36 +221,10 @@ def resolve_backend(backend: str) -> str:
     return backend
 
 
-SPECTRAL_SOURCE = Path(__file__).with_name("spectral_kernels.cc")
-LOGDET_TARGET = "collapse_jax_batched_logdet"
-
-
 def spectral_library():
     """The spectral kernels (``ctypes.CDLL``, its batched log-det registered with jax.ffi as :data:`LOGDET_TARGET`),
     built on first use with ``-march=native``; None when native code is disabled or cannot be built."""
-    with _LOCK:
-        if "spectral" in _STATE:
-            return _STATE["spectral"]
-        lib = None
-        cxx = _compiler() if _enabled() else None
-        if cxx is not None:
-            try:
-                import jax
-
-                lib = ctypes.CDLL(str(_build(cxx, (SPECTRAL_SOURCE,), "spectral_kernels")))
-                jax.ffi.register_ffi_target(LOGDET_TARGET, jax.ffi.pycapsule(lib.BatchedLogdet), platform="cpu")
-                lib.cj_amx_available.restype = ctypes.c_int
-                lib.cj_block_stats.restype = ctypes.c_int64
-                lib.cj_block_stats.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
-                                               ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                                               ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
-                                               ctypes.c_int64]
-            except (RuntimeError, OSError) as exc:
-                warnings.warn(f"collapse_jax: native spectral kernels unavailable ({exc}); using JAX/NumPy",
-                              RuntimeWarning, stacklevel=3)
-                lib = None
-        _STATE["spectral"] = lib
-        return lib
+    return _library("spectral_kernels")
 
 
 def amx_available() -> bool:
@@ -247,7 +254,7 @@ def status(build: bool = False) -> dict:
     cxx = _compiler()
     out = {"enabled": _enabled(), "compiler": cxx, "compiler_version": _compiler_version(cxx) if cxx else None,
            "march": os.environ.get("COLLAPSE_JAX_MARCH", "native"), "cache_dir": str(_cache_dir())}
-    lib, spectral = _STATE.get("lib"), _STATE.get("spectral")
+    lib, spectral = _STATE.get("native"), _STATE.get("spectral_kernels")
     out["simulators_library"] = getattr(lib, "_name", None)
     if lib is not None:
         out["multinomial_engines"] = list(multinomial_engines())
