@@ -23,24 +23,6 @@ from collapse_jax.results import RunFolder
 QUICK = dict(dims=(8, 32), blocks=(200,), num_points=20_000, ratios=(1.0, 2.0, 5.0, 20.0, 100.0))
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
-
-
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "sigma-precision",
@@ -50,33 +32,9 @@ def add_parser(sub) -> None:
             "Gram matrix, then score random blocks of n rows (n from d+1 to 100 d): bias and SD of "
             "L_hat = log det G_1 + d log(N/n), and the coverage of the seed's Theorem-3 interval "
             "L_hat +- z tau_hat/sqrt(n) and of the corrected intervals (second-order, exact Wishart, scaled "
-            "Wishart, leverage jackknife). A block size equal to N is exact and reported as such. Resumable: rerun with the same --out to continue after an interruption."),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    d = sp.PrecisionConfig()
-    p.add_argument("--dims", type=_ints, default=d.dims, help="comma-separated dimensions d")
-    p.add_argument("--blocks", type=_ints, default=None,
-                   help=f"random blocks per cell: one entry per dimension, or one for all (default: {d.blocks} for "
-                        "d = 8, 32, 128, 384; other d take the entry of the next listed d)")
-    p.add_argument("--families", type=_names, default=d.families,
-                   help=f"comma-separated data families from {', '.join(sp.FAMILIES + tuple(sp.populations()))}; "
-                        "empty ('') to run only --embeddings. Real-data families (default when installed): "
-                        + "; ".join(f"{k}: {v.about}; d={v.dim} cells only, other d skipped"
-                                    for k, v in sp.populations().items()))
-    p.add_argument("--num-points", type=int, default=d.num_points, help="N, rows in each cell's data set")
-    p.add_argument("--ratios", type=_floats, default=d.ratios,
-                   help="block sizes as multiples n/d (1 means n = d+1); rounded, capped at N")
-    p.add_argument("--level", type=float, default=d.level, help="nominal coverage of the intervals")
-    opts.add_seed(p, "data sets and block draws")
-    p.add_argument("--t-dof", type=float, default=d.t_dof,
-                   help="degrees of freedom of the student_t family (> 4: finite fourth moment)")
-    p.add_argument("--condition-number", type=float, default=d.condition_number,
-                   help="condition number of Sigma in the anisotropic family (geometric spectrum)")
-    p.add_argument("--embeddings", type=str, default=None,
-                   help="optional .npy file (num_points, dim) of real embeddings, e.g. from the llm extra's "
-                        "sentence encoder; scored as one more cell with its own N and d")
-    p.add_argument("--engine", choices=sp.ENGINES, default=d.engine,
-                   help="block kernel: native (Intel AMX, C++; CPUs that have it), numpy (float32 BLAS, any CPU), "
-                        "jax (XLA; GPUs), auto (native, else numpy on CPU; jax elsewhere)")
+            "Wishart, leverage jackknife). A block size equal to N is exact and reported as such. Resumable: rerun "
+            "with the same --out to continue after an interruption."))
+    opts.add_config(p, sp.PrecisionConfig)
     p.add_argument("--threads", type=int, default=None,
                    help="worker threads for data, Gram and blocks (default: the CPUs this process may use)")
     p.add_argument("--quick", action="store_true",
@@ -86,11 +44,8 @@ def add_parser(sub) -> None:
 
 
 def config_from_args(args) -> sp.PrecisionConfig:
-    blocks = tuple(args.blocks) if args.blocks else sp.PrecisionConfig.default_blocks(args.dims)
-    cfg = sp.PrecisionConfig(dims=tuple(args.dims), blocks=blocks, families=tuple(args.families),
-                             num_points=args.num_points, ratios=tuple(args.ratios), level=args.level,
-                             seed=args.seed, t_dof=args.t_dof, condition_number=args.condition_number,
-                             embeddings=args.embeddings, engine=args.engine)
+    dims = args.dims if args.dims is not None else sp.PrecisionConfig().dims
+    cfg = opts.config_from_args(sp.PrecisionConfig, args, blocks=args.blocks or sp.PrecisionConfig.default_blocks(dims))
     if args.quick:
         cfg = replace(cfg, **QUICK)
     return cfg.validate()

@@ -33,6 +33,7 @@ DEFAULT_RATIOS = (1.0, 1.25, 1.5, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 DEFAULT_DIMS = (8, 32, 128, 384)
 DEFAULT_BLOCKS = (4000, 4000, 2000, 1000)
 CHUNK_ROWS = 32768
+ENGINES = ("auto", "native", "numpy", "jax")
 
 
 @dataclass(frozen=True)
@@ -43,17 +44,31 @@ class PrecisionConfig:
     capped at ``N``. ``blocks`` gives the number of random blocks per cell for each entry of ``dims``.
     """
 
-    dims: tuple[int, ...] = DEFAULT_DIMS
-    blocks: tuple[int, ...] = DEFAULT_BLOCKS
-    families: tuple[str, ...] = field(default_factory=lambda: default_families())
-    num_points: int = 1_000_000
-    ratios: tuple[float, ...] = DEFAULT_RATIOS
-    level: float = 0.95
-    seed: int = 0
-    t_dof: float = 5.0
-    condition_number: float = 1e3
-    embeddings: str | None = None
-    engine: str = "auto"
+    dims: tuple[int, ...] = field(default=DEFAULT_DIMS, metadata={"help": "dimensions d"})
+    blocks: tuple[int, ...] = field(default=DEFAULT_BLOCKS, metadata={
+        "help": "random blocks per cell: one entry per dimension, or one for all",
+        "default_help": f"{','.join(map(str, DEFAULT_BLOCKS))} for d = {', '.join(map(str, DEFAULT_DIMS))}; other d "
+                        "take the entry of the next listed d"})
+    families: tuple[str, ...] = field(default_factory=lambda: default_families(), metadata={
+        "help": f"data families from {', '.join(FAMILIES)} and the registered real-data families (real-data "
+                "families are in the default when installed and have cells at their own d only); empty ('') to run "
+                "only --embeddings",
+        "default_help": "the four synthetic families and every installed real-data family"})
+    num_points: int = field(default=1_000_000, metadata={"help": "N, rows in each cell's data set"})
+    ratios: tuple[float, ...] = field(default=DEFAULT_RATIOS, metadata={
+        "help": "block sizes as multiples n/d (1 means n = d+1); rounded, capped at N"})
+    level: float = field(default=0.95, metadata={"help": "nominal coverage of the intervals"})
+    seed: int = field(default=0, metadata={"help": "data sets and block draws"})
+    t_dof: float = field(default=5.0, metadata={
+        "help": "degrees of freedom of the student_t family (> 4: finite fourth moment)"})
+    condition_number: float = field(default=1e3, metadata={
+        "help": "condition number of Sigma in the anisotropic family (geometric spectrum)"})
+    embeddings: str | None = field(default=None, metadata={
+        "help": "optional .npy file (num_points, dim) of real embeddings, e.g. from the llm extra's sentence "
+                "encoder; scored as one more cell with its own N and d", "metavar": "FILE", "default_help": "none"})
+    engine: str = field(default="auto", metadata={
+        "help": "block kernel: native (Intel AMX, C++; CPUs that have it), numpy (float32 BLAS, any CPU), jax (XLA; "
+                "GPUs), auto (native, else numpy on CPU; jax elsewhere)", "choices": ENGINES})
 
     def validate(self) -> "PrecisionConfig":
         if len(self.dims) == 0 and self.embeddings is None:
@@ -257,7 +272,6 @@ def population(family: str, dim: int) -> np.ndarray:
 # data's conditioning (a condition number of 10^3 in Sigma makes G_1 ~10^9-conditioned at n ~ d) so that float32
 # storage and the AMX kernel's 17-bit operands lose nothing measurable (tests/test_spectral.py; docs/sigma.md).
 
-ENGINES = ("auto", "native", "numpy", "jax")
 LOO_FIELDS = spectral.LeaveOneOut._fields  # mean, var, pair_var, pair_mean
 
 

@@ -1,0 +1,68 @@
+"""Flags generated from a frozen config dataclass (collapse_jax.cli_options.add_config / config_from_args)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+import pytest
+
+from collapse_jax import cli_options as opts
+
+
+@dataclass(frozen=True)
+class Demo:
+    sizes: tuple[int, ...] = field(default=(1, 2), metadata={"help": "sizes"})
+    rates: tuple[float, ...] = field(default=(0.5,), metadata={"help": "rates"})
+    names: tuple[str, ...] = field(default=("a",), metadata={"help": "names"})
+    steps: int = field(default=3, metadata={"help": "steps"})
+    scale: float = field(default=1.5, metadata={"help": "scale"})
+    mode: str = field(default="x", metadata={"help": "mode", "choices": ("x", "y")})
+    path: str | None = field(default=None, metadata={"help": "a file", "default_help": "none"})
+    fast: bool = field(default=False, metadata={"help": "go fast"})
+    seed: int = field(default=0, metadata={"help": "the draws"})
+
+
+def parse(*argv, cls=Demo):
+    p = argparse.ArgumentParser()
+    opts.add_config(p, cls)
+    return p, p.parse_args(list(argv))
+
+
+def test_defaults_come_from_the_class():
+    _, args = parse()
+    assert opts.config_from_args(Demo, args) == Demo()
+
+
+def test_every_type_parses():
+    _, args = parse("--sizes", "4,5,6", "--rates", "0.1,2", "--names", "p, q", "--steps", "7", "--scale", "2",
+                    "--mode", "y", "--path", "f.npy", "--fast", "--seed", "9")
+    assert opts.config_from_args(Demo, args) == Demo((4, 5, 6), (0.1, 2.0), ("p", "q"), 7, 2.0, "y", "f.npy", True, 9)
+    _, args = parse("--names", "")
+    assert opts.config_from_args(Demo, args).names == ()
+
+
+def test_overrides_win_and_bad_values_name_the_flag(capsys):
+    _, args = parse("--steps", "7")
+    assert opts.config_from_args(Demo, args, steps=8).steps == 8
+    for argv in (["--sizes", "1,x"], ["--mode", "z"], ["--steps", "1.5"]):
+        with pytest.raises(SystemExit):
+            parse(*argv)
+        assert argv[0] in capsys.readouterr().err
+
+
+def test_help_lists_every_field_with_its_default():
+    p, _ = parse()
+    text = p.format_help()
+    for flag in ("--sizes", "--rates", "--names", "--steps", "--scale", "--mode", "--path", "--fast", "--seed"):
+        assert flag in text
+    assert "(default 1,2)" in text and "(default none)" in text and "the draws" in text
+
+
+def test_a_field_without_help_is_refused():
+    @dataclass(frozen=True)
+    class Bare:
+        steps: int = 3
+
+    with pytest.raises(TypeError, match="Bare.steps has no help"):
+        parse(cls=Bare)
