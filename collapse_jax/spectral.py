@@ -594,7 +594,7 @@ def jackknife_bias(loo: LeaveOneOut, dim: int, n, num_points):
     return jnp.where(jnp.isfinite(two_step), two_step, one_step)
 
 
-def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z) -> Interval:
+def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z, *, calibrate: bool = True) -> Interval:
     """Leverage-jackknife interval: centre ``L_hat + jackknife_bias`` (:func:`jackknife_bias`); variance
     ``Var_i log(1 - h_i) / E_Gauss[Var log(1 - h)] * wishart_variance * rho^((1 - q / q_G)(1 - n / N))``.
 
@@ -606,7 +606,12 @@ def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z) -> I
     is applied as ``rho^(-q/q_G)``: in full for a Gaussian share, not at all for a linear statistic (q = 0: Efron-
     Stein holds with equality), more for a larger pair share (vectors uniform on the sphere); damped towards n = N.
     Without ``loo.pair_var`` the factor is 1. Needs ``n >= d + 2`` (NaN below; :func:`check_jackknife_block`).
-    Exact (half-width 0) at ``n = N``. ``n`` must be concrete when ``loo.pair_var`` is given (NumPy draws)."""
+    Exact (half-width 0) at ``n = N``. ``n`` must be concrete when ``loo.pair_var`` is given (NumPy draws).
+
+    Small blocks (``calibrate``): with few rows the studentised error has heavier tails than the normal one (the
+    variance is estimated from n rows), so the half-width uses :func:`jackknife_critical_value` instead of ``z``:
+    the Gaussian-calibrated quantile for blocks of at most :data:`JACKKNIFE_CALIBRATION_ROWS` rows and n < 10 d,
+    ``z`` elsewhere."""
     n_arr = jnp.asarray(n, jnp.result_type(float))
     ok = n_arr >= jackknife_min_block(dim)
     n_safe = jnp.where(ok, n_arr, jackknife_min_block(dim))
@@ -618,8 +623,54 @@ def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z) -> I
         share = (loo.pair_var / loo.var) / (gaussian_pair_var(dim, n_np) / var_g)  # q / q_G
         exponent = (1.0 - share) * (1.0 - n_safe / num_points)
         var = var * jnp.where(jnp.isfinite(exponent), jackknife_overstatement(dim, n_safe) ** exponent, 1.0)
+    crit = z
+    if calibrate:
+        try:
+            crit = jackknife_critical_value(dim, np.asarray(n), z)
+        except jax.errors.TracerArrayConversionError:  # traced n: no table lookup inside a trace
+            pass
     nan = jnp.asarray(jnp.nan, jnp.result_type(bias, var))
-    return Interval(jnp.where(ok, l_hat + bias, nan), jnp.where(ok, z * jnp.sqrt(var), nan))
+    return Interval(jnp.where(ok, l_hat + bias, nan), jnp.where(ok, crit * jnp.sqrt(var), nan))
+
+
+JACKKNIFE_CALIBRATION_ROWS = 128  # blocks of at most this many rows (and n < 10 d) get a calibrated critical value
+JACKKNIFE_CALIBRATION_REPS = 4000
+
+
+def jackknife_critical_value(dim: int, n, z: float) -> np.ndarray:
+    """Critical value of the jackknife interval for blocks of ``n`` rows (array): where ``d + 2 <= n <=``
+    :data:`JACKKNIFE_CALIBRATION_ROWS` and ``n < 10 d``, ``max(z, q)`` with ``q`` the two-sided quantile (the level
+    of ``z``) of the jackknife's studentised error ``|log det G - centre| / sd`` over
+    :data:`JACKKNIFE_CALIBRATION_REPS` blocks of Gaussian rows (:func:`gaussian_jackknife_quantile`); ``z``
+    elsewhere, where the studentised error is normal to Monte Carlo precision (docs/sigma.md, "Small blocks")."""
+    n = np.asarray(n)
+    out = np.full(n.shape, float(z))
+    for idx, m in np.ndenumerate(n):
+        m = int(m)
+        if jackknife_min_block(dim) <= m <= JACKKNIFE_CALIBRATION_ROWS and m < 10 * dim:
+            out[idx] = max(float(z), gaussian_jackknife_quantile(int(dim), m, float(z)))
+    return out if out.ndim else out[()]
+
+
+@lru_cache(maxsize=None)
+def gaussian_jackknife_quantile(dim: int, n: int, z: float, reps: int = JACKKNIFE_CALIBRATION_REPS) -> float:
+    """Quantile at level ``2 Phi(z) - 1`` of ``|log det G - centre| / sd`` of the (uncalibrated) jackknife interval
+    over ``reps`` blocks of ``n`` rows from ``N(0, I_d)``, the population ``N`` taken as 10^12 (so ``log det G = d
+    log N`` to within 1e-5; for ``n << N`` the finite-population terms vanish). The block statistics come from the
+    sweep's numpy engine (float32 rows, as in the sweep). Deterministic: the draws are seeded by ``(dim, n)``;
+    cached per process (about 1 s for d = 8, a few seconds at 128 rows)."""
+    from collapse_jax.sigma_precision import numpy_prefix_block_stats  # the sweep's engine (it imports this module)
+
+    rng = np.random.default_rng([dim, n, 20261130])
+    big_n = 1e12
+    with one_blas_thread():
+        stats = np.array([numpy_prefix_block_stats(rng.standard_normal((n, dim)).astype(np.float32), (n,))
+                          for _ in range(reps)])[..., 0]  # (reps, 6)
+    loo = LeaveOneOut(*(jnp.asarray(stats[:, k]) for k in range(2, 6)))
+    iv = jackknife_interval(jnp.asarray(stats[:, 0] + dim * math.log(big_n / n)), loo, dim, n, big_n, 1.0,
+                            calibrate=False)
+    pivots = np.abs(dim * math.log(big_n) - np.asarray(iv.center)) / np.asarray(iv.half_width)
+    return float(np.quantile(pivots, 2.0 * _norm.cdf(z) - 1.0))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -674,9 +725,9 @@ ESTIMATORS = ("seed", "second_order", "wishart", "scaled_wishart", "jackknife")
 __all__ = [
     "array_chunks", "batched_logdet", "block_estimates", "block_estimates_from_stats", "block_size_rule",
     "BlockEstimates", "check_block_sizes", "check_embeddings", "check_eps", "check_jackknife_block",
-    "cross_leverages", "ESTIMATORS", "gaussian_bias_step", "gaussian_insample_var", "gaussian_loo_moments",
+    "cross_leverages", "ESTIMATORS", "gaussian_bias_step", "gaussian_insample_var", "gaussian_jackknife_quantile", "gaussian_loo_moments",
     "gaussian_pair_var", "gram", "gram_streaming", "Interval", "jackknife_bias", "jackknife_bias_coefficients",
-    "jackknife_bias_ratio", "jackknife_interval", "jackknife_min_block", "jackknife_overstatement",
+    "jackknife_bias_ratio", "jackknife_critical_value", "jackknife_interval", "jackknife_min_block", "jackknife_overstatement",
     "leave_one_out_stats", "LeaveOneOut", "leverage_statistics", "log_overestimation_ratio", "log_weighted_bias",
     "logdet", "logdet_chol", "mahalanobis_insample", "mahalanobis_moments", "MahalanobisMoments", "one_blas_thread",
     "PAIR_OFFSETS", "scaled_wishart_interval", "scaling_estimate", "second_order_bias", "second_order_interval",

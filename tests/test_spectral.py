@@ -487,11 +487,16 @@ def test_jackknife_agrees_with_exact_wishart_on_gaussian_data():
     r = np.asarray(sp.jackknife_bias_ratio(loo.mean, d, n))
     assert abs(r.mean() - 1.0) < 4 * r.std() / np.sqrt(reps)
     jk, wi = est.jackknife, est.wishart
+    raw = sp.jackknife_interval(est.l_hat, loo, d, n, big, z, calibrate=False)  # with z: the variance itself
     shift = np.asarray(jk.center - wi.center)
     assert abs(shift.mean()) < 4 * shift.std() / np.sqrt(reps) + 1e-12
-    assert float(np.mean(np.asarray(jk.half_width) ** 2)) == pytest.approx(float(wi.half_width) ** 2, rel=0.05)
-    cover = float(np.mean(np.asarray(jk.covers(jnp.asarray(full)))))
-    assert 0.935 <= cover <= 0.965, cover  # SE 0.4 pp at 3000 blocks
+    assert float(np.mean(np.asarray(raw.half_width) ** 2)) == pytest.approx(float(wi.half_width) ** 2, rel=0.05)
+    crit = sp.jackknife_critical_value(d, n, z)  # n = 40 rows: the small-block critical value applies
+    assert z < crit < 1.2 * z
+    np.testing.assert_allclose(np.asarray(jk.half_width), np.asarray(raw.half_width) * crit / z)
+    for interval in (raw, jk):
+        cover = float(np.mean(np.asarray(interval.covers(jnp.asarray(full)))))
+        assert 0.935 <= cover <= 0.97, cover  # SE 0.4 pp at 3000 blocks
 
 
 def test_pair_interactions_are_the_leave_two_out_logdets_and_gaussian_pair_var_is_right():
@@ -530,7 +535,8 @@ def test_jackknife_variance_follows_the_pair_share(family):
     new = sp.block_estimates_from_stats(jnp.asarray(ld), jnp.asarray(m2), d, n, big, z, loo).jackknife
     old = sp.jackknife_interval(jnp.asarray(ld), sp.LeaveOneOut(loo.mean, loo.var), d, n, big, z)
     truth = np.var(full - np.asarray(new.center))
-    v_new, v_old = (float(np.mean((np.asarray(iv.half_width) / z) ** 2)) for iv in (new, old))
+    crit = sp.jackknife_critical_value(d, n, z)  # both intervals use the small-block critical value
+    v_new, v_old = (float(np.mean((np.asarray(iv.half_width) / crit) ** 2)) for iv in (new, old))
     if family == "isotropic":
         assert v_new == pytest.approx(v_old, rel=0.02)
     else:
