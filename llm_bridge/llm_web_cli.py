@@ -16,6 +16,7 @@ import json
 import sys
 from dataclasses import fields
 
+from collapse_jax import cli_options as opts
 from llm_bridge.llm_web import MODES, PRESETS, WebConfig
 
 HELP = {
@@ -87,7 +88,7 @@ def add_parser(sub) -> None:
     g.add_argument("--hf", nargs="+", default=None, metavar="PATH",
                    help="Hugging Face causal LM folders (save_pretrained), one per model, instead of nanoGPTs")
     r = p.add_argument_group("run folder")
-    r.add_argument("--out", type=str, default=None, help="run folder (default runs/llm-web-<time>)")
+    opts.add_out(r, "llm-web")
     r.add_argument("--resume", action="store_true",
                    help="continue the run in --out with its saved configuration (no experiment options)")
     r.add_argument("--until", type=int, default=None,

@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 
+from collapse_jax import cli_options as opts
 from llm_bridge import nanogpt_train as nt
 from llm_bridge.nanogpt import PRESETS
 
@@ -98,7 +99,7 @@ def _add_train(verbs) -> None:
     g.add_argument("--seed", type=int, default=None, help=f"seed of data split, init, batches, dropout "
                                                           f"(default {t.seed})")
     g = q.add_argument_group("run folder")
-    g.add_argument("--out", type=str, default=None, help="run folder (default runs/nanogpt-<time>)")
+    opts.add_out(g, "nanogpt")
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest checkpoint that restores, with its saved "
                         "configuration (model, data and training options must not be given)")
@@ -126,7 +127,7 @@ def _add_sample(verbs) -> None:
     q.add_argument("--prompts-file", type=str, default=None, help="a file with one prompt per line")
     q.add_argument("--count", type=int, default=1, help="samples per prompt")
     _sampling_options(q)
-    q.add_argument("--seed", type=int, default=0, help="sampling seed")
+    opts.add_seed(q, "the sampling draws")
     q.add_argument("--batch-size", type=int, default=32, help="prompts per batch")
     q.add_argument("--no-cache", action="store_true", help="recompute the whole context for each token (slow)")
     q.add_argument("--step", type=int, default=None, help="checkpoint step (default: newest that restores)")

@@ -15,6 +15,7 @@ import argparse
 import sys
 from dataclasses import fields
 
+from collapse_jax import cli_options as opts
 from llm_bridge import recursive_train as rt
 
 HELP = {
@@ -81,8 +82,7 @@ def add_parser(sub) -> None:
         kind = {"settings": str, "source": str, "n_growth": str, "dtype": str}.get(f.name, type(default))
         p.add_argument(_flag(f.name), dest=f.name, type=kind, default=None,
                        help=f"{HELP[f.name]} (cpu {shown}{extra})")
-    p.add_argument("--out", type=str, default=None, help="run folder (default runs/recursive-train-<time>); an "
-                                                          "existing one is resumed")
+    opts.add_out(p, "recursive-train")
     p.add_argument("--until", type=int, default=None,
                    help="stop after making this many generations in this call (rerun to continue)")
     p.set_defaults(func=cmd_run)
