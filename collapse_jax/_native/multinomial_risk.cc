@@ -332,12 +332,54 @@ inline double squared_error(const double* counts, double total, const double* p,
   return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
 }
 
+// ---- small samples: categorical draws ----------------------------------------------------------------------------
+// The binomial chain costs K - 1 draws whatever n; with n small against K most categories get nothing. Then the n
+// items are drawn one by one instead: inverse cdf over the prefix sums c_k = q_0 + ... + q_k, an item landing in the
+// first k with c_k > u c_{K-1}, started from a guide table (Chen and Asau 1974) so a draw costs O(1) comparisons on
+// average: O(K + n) per generation. Exact (up to rounding of the prefix sums: a probability below 1e-16 of the
+// running sum can be lost); a category with q_k = 0 is never drawn. kCategoricalPerCategory: the path is taken when
+// n <= kCategoricalPerCategory K (measured crossover, docs/benchmarks.md); the choice depends only on (n, K), so every
+// engine and build takes the same path for the same generation.
+constexpr double kCategoricalPerCategory = 3.0;
+inline bool use_categorical(double n, int64_t K) { return n <= kCategoricalPerCategory * (double)K; }
+
+// Multinomial(n, q) counts into out (K,) by n categorical draws (q >= 0, not necessarily normalised; negative
+// entries count as 0). cum (K,) and guide (K + 2,) are scratch. Item: x = u c_{K-1}, bucket g = trunc(x K / c_{K-1});
+// guide[g] = #{k : bucket(c_k) < g} is the first category whose prefix sum reaches bucket g, never past x's category
+// (bucket() is monotone), so the search walks forward from there: two branch-free steps, then a loop that rarely
+// runs. The guide table is built without branches: guide[bucket(c_k) + 1] = k + 1, then a running maximum.
+inline void multinomial_categorical(Rng& rng, double n, const double* q, int64_t K, double* cum, int64_t* guide,
+                                    double* out) {
+  double acc = 0;
+  for (int64_t k = 0; k < K; ++k) cum[k] = acc += std::max(q[k], 0.0);
+  std::fill(out, out + K, 0.0);
+  if (!(acc > 0)) {  // no mass anywhere: everything to category 0, as the binomial chain does
+    out[0] = n;
+    return;
+  }
+  const double total = acc, per = (double)K / total;
+  std::fill(guide, guide + K + 2, int64_t(0));
+  for (int64_t k = 0; k < K; ++k) guide[std::min<int64_t>(K, (int64_t)(cum[k] * per)) + 1] = k + 1;
+  for (int64_t g = 1; g <= K; ++g) guide[g] = std::max(guide[g], guide[g - 1]);
+  for (double i = 0; i < n; ++i) {
+    double x;
+    do x = rng.uniform() * total;
+    while (x >= total);  // rounding up to the total: redraw (probability ~1e-16)
+    int64_t k = guide[std::min<int64_t>(K, (int64_t)(x * per))];
+    k += cum[k] <= x;
+    k += cum[k] <= x;
+    while (cum[k] <= x) ++k;
+    out[k] += 1;
+  }
+}
+
 // Exact Multinomial(size_l, q_l) counts for a group of L <= kWidth independent lanes, by conditional binomials:
 // category k gets Binomial(remaining count, r_k), r the rows of conditional_row. Rows of ratio and out are (L, K);
-// rng has kWidth entries. The lanes advance together, category by category: lanes in BTRS's range go through
-// binomial_btrs_vec together, the others (small means, degenerate) one by one. A lane's draws depend
-// only on its own stream.
-inline void multinomial_group(Rng* rng, const double* size, const double* ratio, int64_t K, int64_t L, double* out) {
+// rng has kWidth entries; lanes with chain[l] false are left alone. The lanes advance together, category by
+// category: lanes in BTRS's range go through binomial_btrs_vec together, the others (small means, degenerate) one
+// by one. A lane's draws depend only on its own stream.
+inline void multinomial_group(Rng* rng, const double* size, const double* ratio, int64_t K, int64_t L,
+                              const bool* chain, double* out) {
   static_assert(sizeof(Rng) == sizeof(uint64_t), "Rng must be one 64-bit state");
   double left[kWidth];
   for (int64_t l = 0; l < L; ++l) left[l] = size[l];
@@ -346,6 +388,7 @@ inline void multinomial_group(Rng* rng, const double* size, const double* ratio,
     vi vec = {};
     bool flip[kWidth] = {};
     for (int64_t l = 0; l < L; ++l) {
+      if (!chain[l]) continue;
       const double r = ratio[l * K + k];
       flip[l] = r > 0.5;
       const double pp = flip[l] ? 1 - r : r;
@@ -371,7 +414,34 @@ inline void multinomial_group(Rng* rng, const double* size, const double* ratio,
       left[l] -= xl;
     }
   }
-  for (int64_t l = 0; l < L; ++l) out[l * K + K - 1] = left[l];
+  for (int64_t l = 0; l < L; ++l)
+    if (chain[l]) out[l * K + K - 1] = left[l];
+}
+
+// Scratch rows of multinomial_lanes, grown as needed.
+struct LaneScratch {
+  std::vector<double> ratio, tail;
+  std::vector<int64_t> guide;
+};
+
+// Exact Multinomial(size_l, q_l) counts for L <= kWidth lanes (rows of q and out are (L, K)): small samples by
+// categorical draws, the others by multinomial_group's conditional binomials.
+inline void multinomial_lanes(Rng* rng, const double* size, const double* q, int64_t K, int64_t L, double* out,
+                              LaneScratch& scratch) {
+  scratch.ratio.resize(L * K);
+  scratch.tail.resize(K);
+  scratch.guide.resize(K + 2);
+  bool chain[kWidth] = {};
+  bool any_chain = false;
+  for (int64_t l = 0; l < L; ++l) {
+    chain[l] = !use_categorical(size[l], K);
+    any_chain |= chain[l];
+    if (chain[l])
+      conditional_row(q + l * K, K, scratch.tail.data(), scratch.ratio.data() + l * K);
+    else
+      multinomial_categorical(rng[l], size[l], q + l * K, K, scratch.tail.data(), scratch.guide.data(), out + l * K);
+  }
+  if (any_chain) multinomial_group(rng, size, scratch.ratio.data(), K, L, chain, out);
 }
 
 struct Problem {
@@ -387,14 +457,13 @@ constexpr int64_t kGroup = kWidth;  // lanes per group
 
 // Lanes first..first+L-1 (lane = g R + r), whole runs; out rows are (L, T1).
 template <typename T>
-void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<double>& work) {
+void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<double>& work,
+               LaneScratch& scratch) {
   const int64_t K = pr.K, T1 = pr.T1;
-  work.resize(5 * L * K + 2 * L);
+  work.resize(3 * L * K + 2 * L);
   double* counts = work.data();
   double* q = counts + L * K;
-  double* tail = q + L * K;
-  double* ratio = tail + L * K;
-  double* fresh = ratio + L * K;
+  double* fresh = q + L * K;
   double* total = fresh + L * K;
   double* size = total + L;
   Rng rng[kGroup] = {};
@@ -406,9 +475,6 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
     kappa[l] = pr.kappa + g * T1;
     rng[l].s = ((uint64_t)pr.seeds[2 * r] << 32) | (uint64_t)pr.seeds[2 * r + 1];
   }
-  auto ratios = [&]() {
-    for (int64_t l = 0; l < L; ++l) conditional_row(q + l * K, K, tail, ratio + l * K);
-  };
   auto record = [&](int64_t t) {
     for (int64_t l = 0; l < L; ++l) out[l * T1 + t] = (T)squared_error(counts + l * K, total[l], pr.p, K);
   };
@@ -416,8 +482,7 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
     std::copy(pr.p, pr.p + K, q + l * K);
     size[l] = total[l] = n[l][0];
   }
-  ratios();
-  multinomial_group(rng, size, ratio, K, L, counts);
+  multinomial_lanes(rng, size, q, K, L, counts, scratch);
   record(0);
   for (int64_t t = 1; t < T1; ++t) {
     for (int64_t l = 0; l < L; ++l) {
@@ -430,13 +495,12 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
       }
       mixture_row(pr.p, counts + l * K, total[l], alpha[l][t], K, q + l * K);
     }
-    ratios();
     if (pr.regime == 1) {
-      multinomial_group(rng, size, ratio, K, L, fresh);
+      multinomial_lanes(rng, size, q, K, L, fresh, scratch);
       for (int64_t i = 0; i < L * K; ++i) counts[i] += fresh[i];
       for (int64_t l = 0; l < L; ++l) total[l] += size[l];
     } else {
-      multinomial_group(rng, size, ratio, K, L, counts);
+      multinomial_lanes(rng, size, q, K, L, counts, scratch);
       for (int64_t l = 0; l < L; ++l) total[l] = size[l];
     }
     record(t);
@@ -497,13 +561,13 @@ class RefillRun {
 
   RefillRun(const Problem& pr, std::atomic<int64_t>& next, int64_t end, T* out)
       : pr_(pr), K_(pr.K), Kp_((pr.K + 7) & ~int64_t(7)), next_(next), end_(end), out_(out),
-        rows_(4 * kSlots * Kp_), tail_(pr.K) {}
+        rows_(4 * kSlots * Kp_), tail_(pr.K), guide_(pr.K + 2) {}
 
   void run() {
     Bank banks[kBanks];
     for (int s = 0; s < kSlots; ++s) {
       Rng rng{0};
-      if (take_lane(s, rng)) advance(s, rng);
+      if (begin_generation(s, rng, take_lane(s, rng))) advance(s, rng);
     }
     for (int i = 0; i < kBanks; ++i) banks[i].load(*this, i);
     for (;;) {  // the banks' phases interleave, so their dependency chains overlap
@@ -696,10 +760,11 @@ class RefillRun {
   // (r_{K-1} = 0 is in neither vector mode, so the scalar path ends the generation.)
   void ratios(int s) { conditional_row(q(s), K_, tail_.data(), ratio(s)); }
 
-  // Slot s starts the range's next lane at generation 0; false (slot idle) when the range is done.
-  bool take_lane(int s, Rng& rng) {
+  // Slot s starts the range's next lane at generation 0 (q(s) = p); returns n_0, or -1 (slot idle) when the range
+  // is done.
+  double take_lane(int s, Rng& rng) {
     const int64_t lane = next_.fetch_add(1, std::memory_order_relaxed);
-    if (lane >= end_) return false;
+    if (lane >= end_) return -1;
     lane_[s] = lane;
     const int64_t g = lane / pr_.R, r = lane % pr_.R;
     alpha_[s] = pr_.alpha + g * pr_.T1;
@@ -708,14 +773,29 @@ class RefillRun {
     rng.s = ((uint64_t)pr_.seeds[2 * r] << 32) | (uint64_t)pr_.seeds[2 * r + 1];
     t_[s] = 0;
     std::copy(pr_.p, pr_.p + K_, q(s));
-    ratios(s);
-    n_[s] = drawn_[s] = size_[s][0];
-    kc_[s] = 0;
-    return true;
+    return size_[s][0];
   }
 
-  // Generation t_[s] is drawn (draw(s)): update the counts, record the loss, set up the next generation or lane.
-  bool end_generation(int s, Rng& rng) {
+  // Generation t_[s] of slot s draws `size` items from q(s). A large sample is set up for the binomial chain
+  // (true); a small one is drawn here by categorical draws and finished, and so on through the next generations and
+  // lanes; false once the range is done (size -1: already done).
+  bool begin_generation(int s, Rng& rng, double size) {
+    for (; size >= 0; size = end_generation(s, rng)) {
+      drawn_[s] = size;
+      if (!use_categorical(size, K_)) {
+        ratios(s);
+        n_[s] = size;
+        kc_[s] = 0;
+        return true;
+      }
+      multinomial_categorical(rng, size, q(s), K_, tail_.data(), guide_.data(), draw(s));
+    }
+    return false;
+  }
+
+  // Generation t_[s] is drawn (draw(s)): update the counts, record the loss, put the next generation's sampling
+  // distribution in q(s) (or take the next lane); returns that generation's size (-1: no lane left).
+  double end_generation(int s, Rng& rng) {
     const int64_t t = t_[s], K = K_;
     double* cnt = counts(s);
     const double* d = draw(s);
@@ -737,10 +817,7 @@ class RefillRun {
       size = kept;
     }
     mixture_row(pr_.p, cnt, total_[s], alpha_[s][t + 1], K, q(s));
-    ratios(s);
-    n_[s] = drawn_[s] = size;
-    kc_[s] = 0;
-    return true;
+    return size;
   }
 
   // Scalar draws for slot s (from category kc_[s] with n_[s] left) until it reaches a category for one of the
@@ -756,7 +833,7 @@ class RefillRun {
     for (;;) {
       if (k == K_ - 1) {
         d[k] = left;
-        if (!end_generation(s, rng)) break;
+        if (!begin_generation(s, rng, end_generation(s, rng))) break;
         left = n_[s];
         k = 0;
         continue;
@@ -789,7 +866,8 @@ class RefillRun {
   const int64_t end_;
   T* out_;
   std::vector<double> rows_;  // counts, draw, ratio, q rows: (4, kSlots, Kp)
-  std::vector<double> tail_;  // conditional_row's scratch
+  std::vector<double> tail_;     // conditional_row's and multinomial_categorical's scratch
+  std::vector<int64_t> guide_;  // multinomial_categorical's guide table
   alignas(64) uint64_t st_[kSlots] = {};
   alignas(64) int64_t kc_[kSlots] = {};
   alignas(64) int64_t base_[kSlots] = {};
@@ -855,9 +933,10 @@ ffi::Error MultinomialRiskImpl(ffi::Buffer<DT> p, ffi::Buffer<DT> alpha, ffi::Bu
   }
 #endif
   auto work = [&](int64_t begin, int64_t end) {
-    std::vector<double> scratch;
+    std::vector<double> work;
+    LaneScratch scratch;
     for (int64_t l = begin; l < end; l += kGroup)
-      run_group<T>(pr, l, std::min(kGroup, end - l), out + l * T1, scratch);
+      run_group<T>(pr, l, std::min(kGroup, end - l), out + l * T1, work, scratch);
   };
   parallel_for(lanes, num_threads, work);
   return ffi::Error::Success();
@@ -877,11 +956,10 @@ ffi::Error MultinomialCountsImpl(ffi::Buffer<DT> n, ffi::Buffer<DT> q, ffi::Buff
   const uint32_t* s_d = seeds.typed_data();
   T* out = counts->typed_data();
   auto work = [&](int64_t begin, int64_t end) {
-    std::vector<double> rows(3 * kWidth * K + K);
+    std::vector<double> rows(2 * kWidth * K);
     double* qr = rows.data();
-    double* ratio = qr + kWidth * K;
-    double* o = ratio + kWidth * K;
-    double* tail = o + kWidth * K;
+    double* o = qr + kWidth * K;
+    LaneScratch scratch;
     for (int64_t r0 = begin; r0 < end; r0 += kWidth) {
       const int64_t L = std::min<int64_t>(kWidth, end - r0);
       Rng rng[kWidth] = {};
@@ -889,11 +967,10 @@ ffi::Error MultinomialCountsImpl(ffi::Buffer<DT> n, ffi::Buffer<DT> q, ffi::Buff
       for (int64_t l = 0; l < L; ++l) {
         const int64_t r = r0 + l;
         for (int64_t k = 0; k < K; ++k) qr[l * K + k] = (double)q_d[r * K + k];
-        conditional_row(qr + l * K, K, tail, ratio + l * K);
         rng[l].s = ((uint64_t)s_d[2 * r] << 32) | (uint64_t)s_d[2 * r + 1];
         size[l] = (double)n_d[r];
       }
-      multinomial_group(rng, size, ratio, K, L, o);
+      multinomial_lanes(rng, size, qr, K, L, o, scratch);
       for (int64_t i = 0; i < L * K; ++i) out[r0 * K + i] = (T)o[i];
     }
   };
