@@ -386,8 +386,9 @@ def test_bad_schedules():
 @needs_native
 def test_avx2_build_draws_the_same_counts(tmp_path):
     """A CPU without AVX-512 (the library built for x86-64-v3 runs only the group engine) draws exactly the counts
-    this machine draws for the same keys, on every sampler path (n from 1 to 10^7: inversion and BTRS); the losses
-    agree to the last bit or two (its reciprocals are true divisions), not necessarily bit for bit."""
+    this machine draws for the same keys, on every sampler path (n from 1 to 10^7: item by item for n <= 3 K = 60,
+    about a quarter of the rows, then inversion and BTRS); the losses agree to the last bit or two (its reciprocals
+    are true divisions), not necessarily bit for bit. docs/recursions.md states exactly this."""
     import os
     import subprocess
     import sys

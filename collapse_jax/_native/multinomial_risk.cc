@@ -2,18 +2,20 @@
 // generation of every replicate and every schedule of a grid, in one call.
 //
 // Same model as collapse_jax/multinomial.py's portable JAX path: at generation t the counts are an exact
-// Multinomial(n_t, q_t) draw, q_t = alpha_t p + (1 - alpha_t) p_hat_{t-1}, drawn as K - 1 conditional binomials
-// (category k gets Binomial(remaining count, q_k / remaining mass)). Each binomial is exact: sequential-search
-// inversion when the mean is below 10, BTRS (Hoermann 1993, transformed rejection with squeeze) otherwise, so a
-// generation costs O(K) whatever n_t. The filter regime first draws the kept size N_t ~ Binomial(n_t, kappa_t)
-// conditioned on N_t > 0 (redraw until positive).
+// Multinomial(n_t, q_t) draw, q_t = alpha_t p + (1 - alpha_t) p_hat_{t-1}. Small samples (n_t <= 3 K) are drawn
+// item by item (inverse cdf over the prefix sums of q_t with a guide table: O(K + n_t)); larger ones as K - 1
+// conditional binomials (category k gets Binomial(remaining count, q_k / remaining mass)). Each binomial is exact:
+// sequential-search inversion when the mean is below 10, BTRS (Hoermann 1993, transformed rejection with squeeze)
+// otherwise, so such a generation costs O(K) whatever n_t. The filter regime first draws the kept size
+// N_t ~ Binomial(n_t, kappa_t) conditioned on N_t > 0 (redraw until positive).
 //
 // Why native: the JAX path's vmapped rejection loops run until the slowest lane finishes and threefry is slow on a
 // CPU; here each replicate runs its own loops on a SplitMix64 stream seeded from its JAX key.
 //
-// Two engines draw identical numbers (each replicate consumes its own stream the same way): "refill" (AVX-512
-// builds; each vector lane moves on to its next category as soon as its own draw is done, lanes handed out
-// dynamically across threads) and "group" (any build; eight replicates advance category by category together).
+// Two engines draw identical numbers (each replicate consumes its own stream the same way, and which path a
+// generation takes depends only on n_t and K): "refill" (AVX-512 builds; each vector lane moves on to its next
+// category as soon as its own draw is done, lanes handed out dynamically across threads) and "group" (any build;
+// eight replicates advance category by category together). Small-sample generations run as scalar code in both.
 //
 // Buffers:
 //   p      (K,)        true probabilities.
@@ -85,9 +87,13 @@ const LogFactorials kLogFact;
 // ---- eight lanes at once (GCC/Clang vector extensions; AVX-512 when compiled for it) ---------------------------
 // The vector math below is shared by every engine (and by the scalar inversion, through lane 0), so that a lane
 // draws the same numbers whichever engine runs it.
-// Eight-lane helpers are always inlined: out of line, AVX2 builds pass their 64-byte arguments through memory.
-
+// Eight-lane helpers: always inlined in AVX2 builds, which would otherwise pass their 64-byte arguments through
+// memory; elsewhere left to the compiler.
+#if defined(__AVX2__) && !defined(__AVX512F__)
 #define VEC_INLINE inline __attribute__((always_inline))
+#else
+#define VEC_INLINE inline
+#endif
 constexpr int kWidth = 8;
 typedef double vd __attribute__((vector_size(8 * kWidth)));
 typedef int64_t vi __attribute__((vector_size(8 * kWidth)));
