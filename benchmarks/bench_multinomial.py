@@ -8,7 +8,7 @@ Simulators of the same recursion (K categories, T generations, replace or accumu
 - jax: collapse_jax.multinomial.batched_risk (the portable path: tree of exact binomials, vmap over replicates, scan
   over generations);
   for both, compile time is reported apart (first call), then the median of --repeats timed calls, each ending in
-  block_until_ready;
+  block_until_ready; wall seconds and the process's CPU seconds (all threads) are both recorded, as for NumPy;
 - numpy-vectorised: Generator.multinomial with one probability row per replicate, a Python loop over generations;
 - numpy-raw: the test reference that draws every raw token (tests/multinomial_reference.py), on a few replicates.
 Writes benchmarks/results/multinomial-<time>.json with the environment (device, versions).
@@ -56,16 +56,19 @@ def numpy_vectorised(rng, p, alpha, n, regime, reps):
 
 
 def _time(run, repeats):
-    """First call (compilation included) and the median of ``repeats`` further calls, in seconds."""
+    """First call (compilation included), then the medians of ``repeats`` further calls: wall seconds and this
+    process's CPU seconds (all its threads; on a machine shared with other jobs, work per CPU second is the figure
+    that other jobs disturb least)."""
     t0 = time.perf_counter()
     run().block_until_ready()
     first = time.perf_counter() - t0
-    times = []
+    walls, cpus = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         run().block_until_ready()
-        times.append(time.perf_counter() - t0)
-    return first, statistics.median(times)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+    return first, statistics.median(walls), statistics.median(cpus)
 
 
 def main(argv=None):
@@ -104,18 +107,22 @@ def main(argv=None):
                 for backend in args.backends:
                     if backend == "jax" and reps > args.jax_max_replicates:
                         continue
-                    first, med = _time(runners[backend], args.repeats)
+                    first, med, cpu = _time(runners[backend], args.repeats)
                     row.update({f"{backend}_first_call_s": first,
                                 f"{backend}_compile_s_estimate": max(first - med, 0.0),
-                                f"{backend}_run_s": med, f"{backend}_rep_gen_per_s": reps * T / med})
+                                f"{backend}_run_s": med, f"{backend}_rep_gen_per_s": reps * T / med,
+                                f"{backend}_cpu_s": cpu, f"{backend}_rep_gen_per_cpu_s": reps * T / cpu})
                 if reps <= args.numpy_max_replicates:
-                    times = []
+                    walls, cpus = [], []
                     for r in range(args.repeats):
-                        t0 = time.perf_counter()
+                        t0, c0 = time.perf_counter(), time.process_time()
                         numpy_vectorised(np.random.default_rng(r), p, alpha, n, regime, reps)
-                        times.append(time.perf_counter() - t0)
-                    row.update(numpy_vec_run_s=statistics.median(times),
-                               numpy_vec_rep_gen_per_s=reps * T / statistics.median(times))
+                        walls.append(time.perf_counter() - t0)
+                        cpus.append(time.process_time() - c0)
+                    row.update(numpy_vec_run_s=statistics.median(walls),
+                               numpy_vec_rep_gen_per_s=reps * T / statistics.median(walls),
+                               numpy_vec_cpu_s=statistics.median(cpus),
+                               numpy_vec_rep_gen_per_cpu_s=reps * T / statistics.median(cpus))
                 print(row, flush=True)
                 results.append(row)
             if args.raw_replicates:

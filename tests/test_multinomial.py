@@ -386,8 +386,9 @@ def test_bad_schedules():
 @needs_native
 def test_avx2_build_draws_the_same_counts(tmp_path):
     """A CPU without AVX-512 (the library built for x86-64-v3 runs only the group engine) draws exactly the counts
-    this machine draws for the same keys, on every sampler path (n from 1 to 10^7: inversion and BTRS); the losses
-    agree to the last bit or two (its reciprocals are true divisions), not necessarily bit for bit."""
+    this machine draws for the same keys, on every sampler path (n from 1 to 10^7: item by item for n <= 3 K = 60,
+    about a quarter of the rows, then inversion and BTRS); the losses agree to the last bit or two (its reciprocals
+    are true divisions), not necessarily bit for bit. docs/recursions.md states exactly this."""
     import os
     import subprocess
     import sys
@@ -425,3 +426,80 @@ def _cross_cpu_draws() -> dict:
     loss = M.batched_risk_native(replicate_keys(5, 0, 40), jnp.asarray(P), alpha, sizes, jnp.ones_like(sizes),
                                  "accumulate", engine="group")
     return {"counts": np.asarray(counts), "loss": np.asarray(loss)}
+
+
+# --- small samples: the native kernel's categorical path (n <= 3 K) ------------------------------------------------
+@needs_native
+def test_native_categorical_path_joint_law():
+    """n <= 3 K items are drawn one by one (guide-table inverse cdf): the whole joint law, every outcome of
+    Multinomial(3, q) over 4 categories (one of probability 0, never drawn), against scipy's pmf; q unnormalised."""
+    q = np.array([0.5, 0.3, 0.0, 0.2])
+    draws, n = 40000, 3
+    c = _native_counts(np.full(draws, float(n)), np.tile(7.0 * q, (draws, 1)), seed=21)
+    assert np.all(c.sum(1) == n) and np.all(c[:, 2] == 0)
+    outcomes, index = np.unique(c, axis=0, return_inverse=True)
+    support = [np.array([a, b, 0, n - a - b]) for a in range(n + 1) for b in range(n + 1 - a)]
+    assert len(outcomes) == len(support)
+    observed = np.bincount(index.ravel(), minlength=len(outcomes))
+    expected = stats.multinomial.pmf(outcomes, n, q) * draws
+    assert stats.chisquare(observed, expected).pvalue > 1e-3
+    wrong = stats.multinomial.pmf(outcomes, n, [0.48, 0.32, 0.0, 0.2])  # power: a nearby law is rejected
+    assert stats.chisquare(observed, wrong / wrong.sum() * draws).pvalue < 1e-6
+
+
+@needs_native
+@pytest.mark.parametrize("num_categories,n", [(1000, 10), (200, 50), (30, 90), (30, 91), (12, 1)])
+def test_native_categorical_path_margins(num_categories, n):
+    """Each margin of a small-sample draw is Binomial(n, q_k), at several (K, n) on both sides of the switch to the
+    binomial chain (n = 3 K = 90 is the last categorical size at K = 30, 91 the first chain one)."""
+    rng = np.random.default_rng(num_categories + n)
+    q = rng.dirichlet(np.full(num_categories, 0.7))
+    q[rng.permutation(num_categories)[:num_categories // 10]] = 0.0
+    q /= q.sum()
+    draws = 20000
+    c = _native_counts(np.full(draws, float(n)), np.tile(q, (draws, 1)), seed=n)
+    assert np.all(c.sum(1) == n) and np.all(c[:, q == 0] == 0)
+    for k in np.argsort(q)[::-1][:3].tolist() + [int(np.argsort(q)[num_categories // 2])]:
+        assert _chi2_pvalue(c[:, k], _Binom(n, q[k])) > 1e-3, (k, q[k])
+    cov = n * (np.diag(q) - np.outer(q, q))  # and the covariance of the largest two, within 5 standard errors
+    top = np.argsort(q)[::-1][:2]
+    emp = np.cov(c[:, top].T)
+    se = np.sqrt((cov[np.ix_(top, top)] ** 2 + np.outer(np.diag(cov)[top], np.diag(cov)[top])) / draws)
+    assert np.all(np.abs(emp - cov[np.ix_(top, top)]) < 5 * se)
+
+
+@needs_native
+@pytest.mark.parametrize("regime", ["replace", "accumulate"])
+def test_native_small_samples_match_exact_recurrence(regime):
+    """K = 40 categories and n_t = 5 ... 284 (categorical generations up to n_t = 104 <= 3 K, binomial-chain ones
+    from 145): Monte Carlo means within 4 standard errors of Theorem 3.1 / A.1 at every generation."""
+    p = np.random.default_rng(3).dirichlet(np.ones(40))
+    steps, reps = 12, 4000
+    alpha, n = S.constant_alpha(0.3, steps), np.round(5 * 1.4 ** np.arange(steps + 1) + 0.4)
+    assert n.min() <= 120 < n.max()
+    cfg = M.MultinomialConfig(regime)
+    losses = M.simulate(2, p, alpha, n, cfg, reps, progress=False, backend="native")
+    theory = M.theory_risk(p, alpha, n, cfg)
+    z = (losses.mean(0) - theory) / (losses.std(0, ddof=1) / np.sqrt(reps))
+    assert np.all(np.abs(z) < 4.0), z
+
+
+@needs_native
+@pytest.mark.parametrize("regime", M.REGIMES)
+def test_native_engines_agree_across_paths(regime):
+    """Generations of one run switch between the categorical path and the binomial chain (K = 300; n_t = 1, 10,
+    900 categorical; 901, 5000 chain): the refill and group engines still draw the same losses, bit for bit."""
+    from collapse_jax import _native
+
+    if "refill" not in _native.multinomial_engines():
+        pytest.skip(f"no refill engine in this build ({_native.multinomial_engines()})")
+    p = jnp.asarray(np.random.default_rng(4).dirichlet(np.full(300, 0.5)))
+    n = np.array([[10, 900, 901, 5000, 1, 900, 40]], float)
+    alpha = np.array([[1.0, 0.5, 0.2, 0.9, 0.0, 0.7, 0.3]])
+    tilde, kappa = M.filter_schedules(alpha.copy(), 0.1, 0.4) if regime == "filter" else (alpha, np.ones_like(alpha))
+    args = [jnp.asarray(x, jnp.float64) for x in (tilde, n, kappa)]
+    keys = jax.random.split(jax.random.key(12), 19)
+    refill = np.asarray(M.batched_risk_native(keys, p, *args, regime, engine="refill"))
+    group = np.asarray(M.batched_risk_native(keys, p, *args, regime, engine="group"))
+    assert np.all(np.isfinite(refill))
+    np.testing.assert_array_equal(refill, group)

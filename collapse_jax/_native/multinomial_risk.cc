@@ -2,18 +2,20 @@
 // generation of every replicate and every schedule of a grid, in one call.
 //
 // Same model as collapse_jax/multinomial.py's portable JAX path: at generation t the counts are an exact
-// Multinomial(n_t, q_t) draw, q_t = alpha_t p + (1 - alpha_t) p_hat_{t-1}, drawn as K - 1 conditional binomials
-// (category k gets Binomial(remaining count, q_k / remaining mass)). Each binomial is exact: sequential-search
-// inversion when the mean is below 10, BTRS (Hoermann 1993, transformed rejection with squeeze) otherwise, so a
-// generation costs O(K) whatever n_t. The filter regime first draws the kept size N_t ~ Binomial(n_t, kappa_t)
-// conditioned on N_t > 0 (redraw until positive).
+// Multinomial(n_t, q_t) draw, q_t = alpha_t p + (1 - alpha_t) p_hat_{t-1}. Small samples (n_t <= 3 K) are drawn
+// item by item (inverse cdf over the prefix sums of q_t with a guide table: O(K + n_t)); larger ones as K - 1
+// conditional binomials (category k gets Binomial(remaining count, q_k / remaining mass)). Each binomial is exact:
+// sequential-search inversion when the mean is below 10, BTRS (Hoermann 1993, transformed rejection with squeeze)
+// otherwise, so such a generation costs O(K) whatever n_t. The filter regime first draws the kept size
+// N_t ~ Binomial(n_t, kappa_t) conditioned on N_t > 0 (redraw until positive).
 //
 // Why native: the JAX path's vmapped rejection loops run until the slowest lane finishes and threefry is slow on a
 // CPU; here each replicate runs its own loops on a SplitMix64 stream seeded from its JAX key.
 //
-// Two engines draw identical numbers (each replicate consumes its own stream the same way): "refill" (AVX-512
-// builds; each vector lane moves on to its next category as soon as its own draw is done, lanes handed out
-// dynamically across threads) and "group" (any build; eight replicates advance category by category together).
+// Two engines draw identical numbers (each replicate consumes its own stream the same way, and which path a
+// generation takes depends only on n_t and K): "refill" (AVX-512 builds; each vector lane moves on to its next
+// category as soon as its own draw is done, lanes handed out dynamically across threads) and "group" (any build;
+// eight replicates advance category by category together). Small-sample generations run as scalar code in both.
 //
 // Buffers:
 //   p      (K,)        true probabilities.
@@ -36,7 +38,7 @@
 #include <thread>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -85,25 +87,80 @@ const LogFactorials kLogFact;
 // ---- eight lanes at once (GCC/Clang vector extensions; AVX-512 when compiled for it) ---------------------------
 // The vector math below is shared by every engine (and by the scalar inversion, through lane 0), so that a lane
 // draws the same numbers whichever engine runs it.
+// Eight-lane helpers: always inlined in AVX2 builds, which would otherwise pass their 64-byte arguments through
+// memory; elsewhere left to the compiler.
+#if defined(__AVX2__) && !defined(__AVX512F__)
+#define VEC_INLINE inline __attribute__((always_inline))
+#else
+#define VEC_INLINE inline
+#endif
 constexpr int kWidth = 8;
 typedef double vd __attribute__((vector_size(8 * kWidth)));
 typedef int64_t vi __attribute__((vector_size(8 * kWidth)));
 typedef uint64_t vu __attribute__((vector_size(8 * kWidth)));
 
-inline bool any(vi mask) {
+// Lane-wise compares (all-ones / zero lanes), selects and "any lane set". GCC splits eight-wide arithmetic into two
+// AVX2 registers by itself but compiles eight-wide compares and selects lane by lane (with branches) there, so
+// AVX2-only builds spell them out on the two halves; the results are the same.
+#if defined(__AVX2__) && !defined(__AVX512F__)
+union Halves {  // a vd / vi as two AVX2 registers
+  vd d;
+  vi i;
+  __m256d pd[2];
+  __m256i si[2];
+};
+template <int OP>
+VEC_INLINE vi vcmp(vd x, vd y) {
+  Halves a, b, r;
+  a.d = x;
+  b.d = y;
+  for (int h = 0; h < 2; ++h) r.pd[h] = _mm256_cmp_pd(a.pd[h], b.pd[h], OP);
+  return r.i;
+}
+VEC_INLINE vi vge(vd x, vd y) { return vcmp<_CMP_GE_OQ>(x, y); }
+VEC_INLINE vi vle(vd x, vd y) { return vcmp<_CMP_LE_OQ>(x, y); }
+VEC_INLINE vi vgt(vd x, vd y) { return vcmp<_CMP_GT_OQ>(x, y); }
+VEC_INLINE vi vlt(vd x, vd y) { return vcmp<_CMP_LT_OQ>(x, y); }
+VEC_INLINE vi veq(vd x, vd y) { return vcmp<_CMP_EQ_OQ>(x, y); }
+VEC_INLINE vd vsel(vi mask, vd yes, vd no) {
+  Halves m, a, b, r;
+  m.i = mask;
+  a.d = yes;
+  b.d = no;
+  for (int h = 0; h < 2; ++h) r.pd[h] = _mm256_blendv_pd(b.pd[h], a.pd[h], m.pd[h]);
+  return r.d;
+}
+VEC_INLINE bool any(vi mask) {
+  Halves m;
+  m.i = mask;
+  const __m256i both = _mm256_or_si256(m.si[0], m.si[1]);
+  return !_mm256_testz_si256(both, both);
+}
+#else
+VEC_INLINE vi vge(vd x, vd y) { return x >= y; }
+VEC_INLINE vi vle(vd x, vd y) { return x <= y; }
+VEC_INLINE vi vgt(vd x, vd y) { return x > y; }
+VEC_INLINE vi vlt(vd x, vd y) { return x < y; }
+VEC_INLINE vi veq(vd x, vd y) { return x == y; }
+VEC_INLINE vd vsel(vi mask, vd yes, vd no) { return mask ? yes : no; }
+VEC_INLINE bool any(vi mask) {
   for (int i = 0; i < kWidth; ++i)
     if (mask[i]) return true;
   return false;
 }
+#endif
+VEC_INLINE vi vsel(vi mask, vi yes, vi no) { return (vi)vsel(mask, (vd)yes, (vd)no); }
+VEC_INLINE vu vsel(vi mask, vu yes, vu no) { return (vu)vsel(mask, (vd)yes, (vd)no); }
+VEC_INLINE vd vabs(vd x) { return (vd)((vi)x & 0x7fffffffffffffffLL); }
 
-inline vd broadcast(double x) { return x + (vd){}; }
+VEC_INLINE vd broadcast(double x) { return x + (vd){}; }
 
 #if defined(__AVX512F__)
-inline vd vfloor(vd x) { return (vd)_mm512_roundscale_pd((__m512d)x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
-inline vd vsqrt(vd x) { return (vd)_mm512_sqrt_pd((__m512d)x); }
+VEC_INLINE vd vfloor(vd x) { return (vd)_mm512_roundscale_pd((__m512d)x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+VEC_INLINE vd vsqrt(vd x) { return (vd)_mm512_sqrt_pd((__m512d)x); }
 // 1/x: the 14-bit estimate and two Newton steps (within an ulp or two). Division is the sampler's bottleneck
 // (one divider port, 16 cycles per 8-wide divide); this keeps it off that port.
-inline vd vrecip(vd x) {
+VEC_INLINE vd vrecip(vd x) {
   vd r = (vd)_mm512_rcp14_pd((__m512d)x);
   r = r + r * (1.0 - x * r);
   return r + r * (1.0 - x * r);
@@ -111,7 +168,7 @@ inline vd vrecip(vd x) {
 #else
 // Elementwise f as a loop over a plain array, which the compiler turns into vector instructions (floor, sqrt).
 template <double (*F)(double)>
-inline vd velementwise(vd x) {
+VEC_INLINE vd velementwise(vd x) {
   double a[kWidth];
   std::memcpy(a, &x, sizeof(a));
   for (int i = 0; i < kWidth; ++i) a[i] = F(a[i]);
@@ -120,30 +177,50 @@ inline vd velementwise(vd x) {
 }
 inline double floor_(double x) { return std::floor(x); }
 inline double sqrt_(double x) { return std::sqrt(x); }
-inline vd vfloor(vd x) { return velementwise<floor_>(x); }
-inline vd vsqrt(vd x) { return velementwise<sqrt_>(x); }
-inline vd vrecip(vd x) { return 1.0 / x; }
+VEC_INLINE vd vfloor(vd x) { return velementwise<floor_>(x); }
+VEC_INLINE vd vsqrt(vd x) { return velementwise<sqrt_>(x); }
+VEC_INLINE vd vrecip(vd x) { return 1.0 / x; }
+#endif
+
+// Exact conversions between whole doubles and 64-bit integers. AVX-512 has instructions for them; elsewhere the
+// compiler would convert lane by lane, so they go through the 2^52 trick (exact in the ranges used here).
+#if defined(__AVX512DQ__)
+VEC_INLINE vd small_to_double(vi x) { return __builtin_convertvector(x, vd); }
+VEC_INLINE vi whole_to_int(vd x) { return __builtin_convertvector(x, vi); }
+VEC_INLINE vd u53_to_double(vu x) { return __builtin_convertvector(x, vd); }
+#else
+VEC_INLINE vd small_to_double(vi x) {  // |x| < 2^51
+  return (vd)(x + 0x4338000000000000LL) - 6755399441055744.0;
+}
+VEC_INLINE vi whole_to_int(vd x) {  // whole |x| < 2^51
+  return (vi)(x + 6755399441055744.0) - 0x4338000000000000LL;
+}
+VEC_INLINE vd u53_to_double(vu x) {  // x < 2^53: two 26/27-bit halves, each exact, summed exactly
+  const vd hi = (vd)((x >> 26) | 0x4330000000000000ULL) - 4503599627370496.0;
+  const vd lo = (vd)((x & 0x3ffffffULL) | 0x4330000000000000ULL) - 4503599627370496.0;
+  return hi * 67108864.0 + lo;
+}
 #endif
 
 // Natural log of positive finite normal doubles (fdlibm's e_log.c reduction and polynomial, about 1 ulp); 0 -> -inf.
-inline vd vlog(vd x) {
+VEC_INLINE vd vlog(vd x) {
   const vi bits = (vi)x;
   vi e = ((bits >> 52) & 0x7ff) - 1023;
   vd m = (vd)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);  // [1, 2)
-  const vi big = m > 1.4142135623730951;
-  m = big ? m * 0.5 : m;
-  e = big ? e + 1 : e;
+  const vi big = vgt(m, broadcast(1.4142135623730951));
+  m = vsel(big, m * 0.5, m);
+  e = vsel(big, e + 1, e);
   const vd f = m - 1.0, s = f * vrecip(2.0 + f), z = s * s, w = z * z;
   const vd t1 = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01 + w * 1.531383769920937332e-01));
   const vd t2 = z * (6.666666666666735130e-01 +
                      w * (2.857142874366239149e-01 + w * (1.818357216161805012e-01 + w * 1.479819860511658591e-01)));
-  const vd hfsq = 0.5 * f * f, dk = __builtin_convertvector(e, vd);
+  const vd hfsq = 0.5 * f * f, dk = small_to_double(e);
   const vd out = dk * 6.93147180369123816490e-01 - ((hfsq - (s * (hfsq + t2 + t1) + dk * 1.90821492927058770002e-10)) - f);
-  return x > 0.0 ? out : -__builtin_inf() + 0.0 * x;
+  return vsel(vgt(x, broadcast(0.0)), out, -__builtin_inf() + 0.0 * x);
 }
 
 // exp for x in [-708, 0] (fdlibm's e_exp.c reduction and rational approximation, about 1 ulp).
-inline vd vexp(vd x) {
+VEC_INLINE vd vexp(vd x) {
   const vd kd = vfloor(x * 1.44269504088896338700e+00 + 0.5);
   const vd hi = x - kd * 6.93147180369123816490e-01, lo = kd * 1.90821492927058770002e-10;
   const vd r = hi - lo, t = r * r;
@@ -152,26 +229,26 @@ inline vd vexp(vd x) {
                              t * (6.61375632143793436117e-05 +
                                   t * (-1.65339022054652515390e-06 + t * 4.13813679705723846039e-08))));
   const vd y = 1.0 - ((lo - (r * c) * vrecip(2.0 - c)) - hi);
-  return (vd)((vu)y + ((vu)__builtin_convertvector(kd, vi) << 52));
+  return (vd)((vu)y + ((vu)whole_to_int(kd) << 52));
 }
 
 // log1p for x in (-1, 0]: log(1 + x) corrected by x / ((1 + x) - 1) (a few ulp).
-inline vd vlog1p(vd x) {
+VEC_INLINE vd vlog1p(vd x) {
   const vd u = 1.0 + x;
-  return u == 1.0 ? x : vlog(u) * (x * vrecip(u - 1.0));
+  return vsel(veq(u, broadcast(1.0)), x, vlog(u) * (x * vrecip(u - 1.0)));
 }
 
 // Rng::next's output mix and Rng::uniform, lane by lane, for states already advanced.
-inline vd vmix_uniform(vu z) {
+VEC_INLINE vd vmix_uniform(vu z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   z = z ^ (z >> 31);
-  return __builtin_convertvector(z >> 11, vd) * 0x1.0p-53;
+  return u53_to_double(z >> 11) * 0x1.0p-53;
 }
 
 // Rng::uniform for every lane in mask (the others' states do not move).
-inline vd vuniform(vu& state, vi mask) {
-  state = (vu)mask ? state + 0x9E3779B97F4A7C15ULL : state;
+VEC_INLINE vd vuniform(vu& state, vi mask) {
+  state = vsel(mask, state + 0x9E3779B97F4A7C15ULL, state);
   return vmix_uniform(state);
 }
 
@@ -181,8 +258,8 @@ inline vd vuniform(vu& state, vi mask) {
 struct InversionStart {
   vd f0, ratio;
 };
-inline InversionStart inversion_start(vd n, vd p) { return {vexp(n * vlog1p(-p)), p * vrecip(1.0 - p)}; }
-inline vd inversion_next(vd f, vd n, vd k, vd ratio) { return f * ((n - k) * vrecip(k + 1.0) * ratio); }
+VEC_INLINE InversionStart inversion_start(vd n, vd p) { return {vexp(n * vlog1p(-p)), p * vrecip(1.0 - p)}; }
+VEC_INLINE vd inversion_next(vd f, vd n, vd k, vd ratio) { return f * ((n - k) * vrecip(k + 1.0) * ratio); }
 
 // BTRS (n p >= 10; Hoermann 1993): constants, then per proposal (u, v) the candidate
 // k = floor((2 a / us + b) u + c) with us = 1/2 - |u - 1/2|; it is accepted at once when us >= 0.07 and v <= v_r,
@@ -192,37 +269,37 @@ inline vd inversion_next(vd f, vd n, vd k, vd ratio) { return f * ((n - k) * vre
 struct BtrsConstants {
   vd a, b, c, v_r, alpha, m, r, log_r;
 };
-inline BtrsConstants btrs_constants(vd n, vd p) {
+VEC_INLINE BtrsConstants btrs_constants(vd n, vd p) {
   const vd q = 1.0 - p, spq = vsqrt(n * p * q), b = 1.15 + 2.53 * spq, inv_b = vrecip(b), r = p * vrecip(q);
   return {-0.0873 + 0.0248 * b + 0.01 * p, b, n * p + 0.5, 0.92 - 4.2 * inv_b, (2.83 + 5.1 * inv_b) * spq,
           vfloor((n + 1.0) * p), r, vlog(r)};
 }
 
 // stirling_tail of whole k >= 0 in every lane (lanes outside a mask may hold anything: only 0..9 read the table).
-inline vd vstirling_tail(vd k) {
+VEC_INLINE vd vstirling_tail(vd k) {
   const vd inv = vrecip(k + 1.0), inv2 = inv * inv;
   vd out = (1.0 / 12 - (1.0 / 360 - 1.0 / 1260 * inv2) * inv2) * inv;
   for (int i = 0; i < kWidth; ++i)
     if (k[i] >= 0 && k[i] <= 9) out[i] = stirling_tail(k[i]);
   return out;
 }
-inline vd btrs_lead_stirling(const BtrsConstants& c, vd n) {
+VEC_INLINE vd btrs_lead_stirling(const BtrsConstants& c, vd n) {
   return (c.m + 0.5) * vlog((c.m + 1.0) * vrecip(c.r * (n - c.m + 1.0))) + vstirling_tail(c.m) +
          vstirling_tail(n - c.m);
 }
-inline vd btrs_bound_stirling(const BtrsConstants& c, vd lead, vd n, vd k) {
+VEC_INLINE vd btrs_bound_stirling(const BtrsConstants& c, vd lead, vd n, vd k) {
   return lead + (n + 1.0) * vlog((n - c.m + 1.0) * vrecip(n - k + 1.0)) +
          (k + 0.5) * vlog(c.r * (n - k + 1.0) * vrecip(k + 1.0)) - vstirling_tail(k) - vstirling_tail(n - k);
 }
 // Candidate k for uniforms u (already minus 1/2); also returns us and w = 1/us for btrs_log_v.
-inline vd btrs_candidate(const BtrsConstants& c, vd u, vd& us, vd& w) {
-  us = 0.5 - (u < 0.0 ? -u : u);
+VEC_INLINE vd btrs_candidate(const BtrsConstants& c, vd u, vd& us, vd& w) {
+  us = 0.5 - vabs(u);
   w = vrecip(us);
   return vfloor((2.0 * c.a * w + c.b) * u + c.c);
 }
-inline vd btrs_log_arg(const BtrsConstants& c, vd v, vd w) { return v * c.alpha * vrecip(c.a * w * w + c.b); }
-inline vd btrs_log_v(const BtrsConstants& c, vd v, vd w) { return vlog(btrs_log_arg(c, v, w)); }
-inline vd btrs_bound(const BtrsConstants& c, vd lead, vd log_fk, vd k) { return lead - log_fk + (k - c.m) * c.log_r; }
+VEC_INLINE vd btrs_log_arg(const BtrsConstants& c, vd v, vd w) { return v * c.alpha * vrecip(c.a * w * w + c.b); }
+VEC_INLINE vd btrs_log_v(const BtrsConstants& c, vd v, vd w) { return vlog(btrs_log_arg(c, v, w)); }
+VEC_INLINE vd btrs_bound(const BtrsConstants& c, vd lead, vd log_fk, vd k) { return lead - log_fk + (k - c.m) * c.log_r; }
 
 // Binomial(n, p) for p <= 1/2 and n p < 10 (the vector engines' inversion, one lane). If rounding leaves the
 // uniform above the computed cdf's total, the draw is repeated (probability ~1e-15).
@@ -244,13 +321,13 @@ inline double binomial_inversion(Rng& rng, double n, double p) {
 
 // BTRS for the lanes in mask (each with p <= 1/2, n p >= 10), all at once: the group engine's sampler. Per proposal
 // a lane draws u then v from its own stream, whatever the other lanes do.
-inline vd binomial_btrs_vec(vu& state, vd n, vd p, vi mask) {
+VEC_INLINE vd binomial_btrs_vec(vu& state, vd n, vd p, vi mask) {
   const BtrsConstants c = btrs_constants(n, p);
-  const vi big = mask & (n >= (double)kLogFactorialSize);
+  const vi big = mask & vge(n, broadcast((double)kLogFactorialSize));
   vd lead = {};
   for (int i = 0; i < kWidth; ++i)
     if (mask[i] && !big[i]) lead[i] = kLogFact.v[(int64_t)c.m[i]] + kLogFact.v[(int64_t)(n[i] - c.m[i])];
-  if (any(big)) lead = big ? btrs_lead_stirling(c, n) : lead;
+  if (any(big)) lead = vsel(big, btrs_lead_stirling(c, n), lead);
   vd out = {};
   vi todo = mask;
   while (any(todo)) {
@@ -258,8 +335,8 @@ inline vd binomial_btrs_vec(vu& state, vd n, vd p, vi mask) {
     const vd v = vuniform(state, todo);
     vd us, w;
     const vd k = btrs_candidate(c, u, us, w);
-    const vi in_range = todo & (k >= 0.0) & (k <= n);
-    vi accept = in_range & (us >= 0.07) & (v <= c.v_r);
+    const vi in_range = todo & vge(k, broadcast(0.0)) & vle(k, n);
+    vi accept = in_range & vge(us, broadcast(0.07)) & vle(v, c.v_r);
     const vi slow = in_range & ~accept;
     if (any(slow)) {
       const vd lv = btrs_log_v(c, v, w);
@@ -267,10 +344,10 @@ inline vd binomial_btrs_vec(vu& state, vd n, vd p, vi mask) {
       for (int i = 0; i < kWidth; ++i)
         if (slow[i] && !big[i]) log_fk[i] = kLogFact.v[(int64_t)k[i]] + kLogFact.v[(int64_t)(n[i] - k[i])];
       vd bound = btrs_bound(c, lead, log_fk, k);
-      if (any(slow & big)) bound = big ? btrs_bound_stirling(c, lead, n, k) : bound;
-      accept |= slow & (lv <= bound);
+      if (any(slow & big)) bound = vsel(big, btrs_bound_stirling(c, lead, n, k), bound);
+      accept |= slow & vle(lv, bound);
     }
-    out = accept ? k : out;
+    out = vsel(accept, k, out);
     todo &= ~accept;
   }
   return out;
@@ -332,12 +409,54 @@ inline double squared_error(const double* counts, double total, const double* p,
   return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
 }
 
+// ---- small samples: categorical draws ----------------------------------------------------------------------------
+// The binomial chain costs K - 1 draws whatever n; with n small against K most categories get nothing. Then the n
+// items are drawn one by one instead: inverse cdf over the prefix sums c_k = q_0 + ... + q_k, an item landing in the
+// first k with c_k > u c_{K-1}, started from a guide table (Chen and Asau 1974) so a draw costs O(1) comparisons on
+// average: O(K + n) per generation. Exact (up to rounding of the prefix sums: a probability below 1e-16 of the
+// running sum can be lost); a category with q_k = 0 is never drawn. kCategoricalPerCategory: the path is taken when
+// n <= kCategoricalPerCategory K (measured crossover, docs/benchmarks.md); the choice depends only on (n, K), so every
+// engine and build takes the same path for the same generation.
+constexpr double kCategoricalPerCategory = 3.0;
+inline bool use_categorical(double n, int64_t K) { return n <= kCategoricalPerCategory * (double)K; }
+
+// Multinomial(n, q) counts into out (K,) by n categorical draws (q >= 0, not necessarily normalised; negative
+// entries count as 0). cum (K,) and guide (K + 2,) are scratch. Item: x = u c_{K-1}, bucket g = trunc(x K / c_{K-1});
+// guide[g] = #{k : bucket(c_k) < g} is the first category whose prefix sum reaches bucket g, never past x's category
+// (bucket() is monotone), so the search walks forward from there: two branch-free steps, then a loop that rarely
+// runs. The guide table is built without branches: guide[bucket(c_k) + 1] = k + 1, then a running maximum.
+inline void multinomial_categorical(Rng& rng, double n, const double* q, int64_t K, double* cum, int64_t* guide,
+                                    double* out) {
+  double acc = 0;
+  for (int64_t k = 0; k < K; ++k) cum[k] = acc += std::max(q[k], 0.0);
+  std::fill(out, out + K, 0.0);
+  if (!(acc > 0)) {  // no mass anywhere: everything to category 0, as the binomial chain does
+    out[0] = n;
+    return;
+  }
+  const double total = acc, per = (double)K / total;
+  std::fill(guide, guide + K + 2, int64_t(0));
+  for (int64_t k = 0; k < K; ++k) guide[std::min<int64_t>(K, (int64_t)(cum[k] * per)) + 1] = k + 1;
+  for (int64_t g = 1; g <= K; ++g) guide[g] = std::max(guide[g], guide[g - 1]);
+  for (double i = 0; i < n; ++i) {
+    double x;
+    do x = rng.uniform() * total;
+    while (x >= total);  // rounding up to the total: redraw (probability ~1e-16)
+    int64_t k = guide[std::min<int64_t>(K, (int64_t)(x * per))];
+    k += cum[k] <= x;
+    k += cum[k] <= x;
+    while (cum[k] <= x) ++k;
+    out[k] += 1;
+  }
+}
+
 // Exact Multinomial(size_l, q_l) counts for a group of L <= kWidth independent lanes, by conditional binomials:
 // category k gets Binomial(remaining count, r_k), r the rows of conditional_row. Rows of ratio and out are (L, K);
-// rng has kWidth entries. The lanes advance together, category by category: lanes in BTRS's range go through
-// binomial_btrs_vec together, the others (small means, degenerate) one by one. A lane's draws depend
-// only on its own stream.
-inline void multinomial_group(Rng* rng, const double* size, const double* ratio, int64_t K, int64_t L, double* out) {
+// rng has kWidth entries; lanes with chain[l] false are left alone. The lanes advance together, category by
+// category: lanes in BTRS's range go through binomial_btrs_vec together, the others (small means, degenerate) one
+// by one. A lane's draws depend only on its own stream.
+inline void multinomial_group(Rng* rng, const double* size, const double* ratio, int64_t K, int64_t L,
+                              const bool* chain, double* out) {
   static_assert(sizeof(Rng) == sizeof(uint64_t), "Rng must be one 64-bit state");
   double left[kWidth];
   for (int64_t l = 0; l < L; ++l) left[l] = size[l];
@@ -346,6 +465,7 @@ inline void multinomial_group(Rng* rng, const double* size, const double* ratio,
     vi vec = {};
     bool flip[kWidth] = {};
     for (int64_t l = 0; l < L; ++l) {
+      if (!chain[l]) continue;
       const double r = ratio[l * K + k];
       flip[l] = r > 0.5;
       const double pp = flip[l] ? 1 - r : r;
@@ -371,7 +491,34 @@ inline void multinomial_group(Rng* rng, const double* size, const double* ratio,
       left[l] -= xl;
     }
   }
-  for (int64_t l = 0; l < L; ++l) out[l * K + K - 1] = left[l];
+  for (int64_t l = 0; l < L; ++l)
+    if (chain[l]) out[l * K + K - 1] = left[l];
+}
+
+// Scratch rows of multinomial_lanes, grown as needed.
+struct LaneScratch {
+  std::vector<double> ratio, tail;
+  std::vector<int64_t> guide;
+};
+
+// Exact Multinomial(size_l, q_l) counts for L <= kWidth lanes (rows of q and out are (L, K)): small samples by
+// categorical draws, the others by multinomial_group's conditional binomials.
+inline void multinomial_lanes(Rng* rng, const double* size, const double* q, int64_t K, int64_t L, double* out,
+                              LaneScratch& scratch) {
+  scratch.ratio.resize(L * K);
+  scratch.tail.resize(K);
+  scratch.guide.resize(K + 2);
+  bool chain[kWidth] = {};
+  bool any_chain = false;
+  for (int64_t l = 0; l < L; ++l) {
+    chain[l] = !use_categorical(size[l], K);
+    any_chain |= chain[l];
+    if (chain[l])
+      conditional_row(q + l * K, K, scratch.tail.data(), scratch.ratio.data() + l * K);
+    else
+      multinomial_categorical(rng[l], size[l], q + l * K, K, scratch.tail.data(), scratch.guide.data(), out + l * K);
+  }
+  if (any_chain) multinomial_group(rng, size, scratch.ratio.data(), K, L, chain, out);
 }
 
 struct Problem {
@@ -387,14 +534,13 @@ constexpr int64_t kGroup = kWidth;  // lanes per group
 
 // Lanes first..first+L-1 (lane = g R + r), whole runs; out rows are (L, T1).
 template <typename T>
-void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<double>& work) {
+void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<double>& work,
+               LaneScratch& scratch) {
   const int64_t K = pr.K, T1 = pr.T1;
-  work.resize(5 * L * K + 2 * L);
+  work.resize(3 * L * K + 2 * L);
   double* counts = work.data();
   double* q = counts + L * K;
-  double* tail = q + L * K;
-  double* ratio = tail + L * K;
-  double* fresh = ratio + L * K;
+  double* fresh = q + L * K;
   double* total = fresh + L * K;
   double* size = total + L;
   Rng rng[kGroup] = {};
@@ -406,9 +552,6 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
     kappa[l] = pr.kappa + g * T1;
     rng[l].s = ((uint64_t)pr.seeds[2 * r] << 32) | (uint64_t)pr.seeds[2 * r + 1];
   }
-  auto ratios = [&]() {
-    for (int64_t l = 0; l < L; ++l) conditional_row(q + l * K, K, tail, ratio + l * K);
-  };
   auto record = [&](int64_t t) {
     for (int64_t l = 0; l < L; ++l) out[l * T1 + t] = (T)squared_error(counts + l * K, total[l], pr.p, K);
   };
@@ -416,8 +559,7 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
     std::copy(pr.p, pr.p + K, q + l * K);
     size[l] = total[l] = n[l][0];
   }
-  ratios();
-  multinomial_group(rng, size, ratio, K, L, counts);
+  multinomial_lanes(rng, size, q, K, L, counts, scratch);
   record(0);
   for (int64_t t = 1; t < T1; ++t) {
     for (int64_t l = 0; l < L; ++l) {
@@ -430,13 +572,12 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
       }
       mixture_row(pr.p, counts + l * K, total[l], alpha[l][t], K, q + l * K);
     }
-    ratios();
     if (pr.regime == 1) {
-      multinomial_group(rng, size, ratio, K, L, fresh);
+      multinomial_lanes(rng, size, q, K, L, fresh, scratch);
       for (int64_t i = 0; i < L * K; ++i) counts[i] += fresh[i];
       for (int64_t l = 0; l < L; ++l) total[l] += size[l];
     } else {
-      multinomial_group(rng, size, ratio, K, L, counts);
+      multinomial_lanes(rng, size, q, K, L, counts, scratch);
       for (int64_t l = 0; l < L; ++l) total[l] = size[l];
     }
     record(t);
@@ -446,7 +587,7 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
 
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 #define COLLAPSE_JAX_REFILL 1
-// ---- the refill engine (AVX-512) -------------------------------------------------------------------------------
+// ---- the refill engine (AVX-512) ---------------------------------------------------------------------------------
 // run_group advances its eight lanes category by category, so every vector waits for its group's slowest lane
 // (about half of each vector sat idle). Here each vector lane ("slot") runs its own replicate and moves on as soon as
 // its own binomial is drawn. A slot is in one of two vector modes: BTRS (one proposal per pass) or inversion
@@ -454,19 +595,41 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
 // generation, the next replicate and probabilities 0 or 1 go through scalar code (about once per generation). A
 // slot consumes its lane's stream exactly as run_group does (same draws, same order, same arithmetic), so the two
 // engines give the same losses; a test checks it bit for bit.
-
-inline __m512d gather8(__mmask8 mask, vd index, const double* table) {
-  return _mm512_mask_i64gather_pd(_mm512_setzero_pd(), mask, _mm512_cvttpd_epi64((__m512d)index), table, 8);
+//
+// Lane masks are k registers; the few operations beyond plain vd arithmetic (masked compares, selects, gathers,
+// scatters) are AVX-512 intrinsics. (A port to AVX2, masks as vectors and two four-wide halves per operation, drew
+// the same numbers but ran no faster than the group engine there: 0.26 vs 0.29 M replicate-generations per CPU
+// second, so AVX2 builds keep only the group engine.)
+typedef __mmask8 Mask;
+VEC_INLINE uint8_t mask_bits(Mask m) { return m; }
+VEC_INLINE Mask bits_mask(uint8_t b) { return b; }
+template <int OP>
+VEC_INLINE Mask cmp8(Mask m, vd x, vd y) { return _mm512_mask_cmp_pd_mask(m, (__m512d)x, (__m512d)y, OP); }
+VEC_INLINE vd select8(Mask m, vd yes, vd no) { return (vd)_mm512_mask_mov_pd((__m512d)no, m, (__m512d)yes); }
+// table[index] in the lanes of m (index whole doubles / int64), 0 elsewhere.
+VEC_INLINE vd gather8(Mask m, vd index, const double* table) {
+  return (vd)_mm512_mask_i64gather_pd(_mm512_setzero_pd(), m, _mm512_cvttpd_epi64((__m512d)index), table, 8);
 }
-inline vd select8(__mmask8 mask, vd yes, vd no) { return (vd)_mm512_mask_mov_pd((__m512d)no, mask, (__m512d)yes); }
-#define COLLAPSE_CMP8(mask, x, op, y) _mm512_mask_cmp_pd_mask((mask), (__m512d)(x), (__m512d)(y), (op))
+VEC_INLINE vd gather8(Mask m, vi index, const double* table) {
+  return (vd)_mm512_mask_i64gather_pd(_mm512_setzero_pd(), m, (__m512i)index, table, 8);
+}
+VEC_INLINE void scatter8(Mask m, vi index, vd x, double* table) {
+  _mm512_mask_i64scatter_pd(table, m, (__m512i)index, (__m512d)x, 8);
+}
+VEC_INLINE vi add8(Mask m, vi x, int64_t y) {
+  return (vi)_mm512_mask_add_epi64((__m512i)x, m, (__m512i)x, _mm512_set1_epi64(y));
+}
+// Unbiased exponent and mantissa in [1, 2) of positive x (getexp(0) = -inf).
+VEC_INLINE vd exponent8(vd x) { return (vd)_mm512_getexp_pd((__m512d)x); }
+VEC_INLINE vd mantissa8(vd x) { return (vd)_mm512_getmant_pd((__m512d)x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src); }
+#define COLLAPSE_CMP8(mask, x, op, y) cmp8<op>((mask), (x), (y))
 
 // log x within 2.6e-7 for x > 0 (0 -> -inf): exponent and mantissa m in [1, 2), log m by a degree-7 polynomial
 // (Chebyshev interpolant of log1p on [0, 1], coefficients fitted and checked in float64 on 4e6 points).
 constexpr double kRoughLogError = 1e-6;
-inline vd vlog_rough(vd x) {
-  const vd e = (vd)_mm512_getexp_pd((__m512d)x);
-  const vd f = (vd)_mm512_getmant_pd((__m512d)x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src) - 1.0;
+VEC_INLINE vd vlog_rough(vd x) {
+  const vd e = exponent8(x);
+  const vd f = mantissa8(x) - 1.0;
   const vd poly =
       2.5546730203496182e-07 +
       f * (0.99996708094384434 +
@@ -477,9 +640,9 @@ inline vd vlog_rough(vd x) {
   return e * 6.93147180559945309417e-01 + poly;
 }
 
-// vuniform for the slots in a bit mask.
-inline vd uniform8(vu& st, __mmask8 mask) {
-  st = (vu)_mm512_mask_add_epi64((__m512i)st, mask, (__m512i)st, _mm512_set1_epi64((int64_t)0x9E3779B97F4A7C15ULL));
+// vuniform for the slots in a mask.
+VEC_INLINE vd uniform8(vu& st, Mask mask) {
+  st = (vu)add8(mask, (vi)st, (int64_t)0x9E3779B97F4A7C15ULL);
   return vmix_uniform(st);
 }
 
@@ -497,13 +660,13 @@ class RefillRun {
 
   RefillRun(const Problem& pr, std::atomic<int64_t>& next, int64_t end, T* out)
       : pr_(pr), K_(pr.K), Kp_((pr.K + 7) & ~int64_t(7)), next_(next), end_(end), out_(out),
-        rows_(4 * kSlots * Kp_), tail_(pr.K) {}
+        rows_(4 * kSlots * Kp_), tail_(pr.K), guide_(pr.K + 2) {}
 
   void run() {
     Bank banks[kBanks];
     for (int s = 0; s < kSlots; ++s) {
       Rng rng{0};
-      if (take_lane(s, rng)) advance(s, rng);
+      if (begin_generation(s, rng, take_lane(s, rng))) advance(s, rng);
     }
     for (int i = 0; i < kBanks; ++i) banks[i].load(*this, i);
     for (;;) {  // the banks' phases interleave, so their dependency chains overlap
@@ -526,20 +689,20 @@ class RefillRun {
   // Eight slots' vector state.
   struct Bank {
     vu st;
-    __m512i kc, base;
+    vi kc, base;
     vd n, p;
-    __mmask8 flip = 0, bt = 0, iv = 0, fresh = 0;
+    Mask flip = 0, bt = 0, iv = 0, fresh = 0;
     BtrsConstants c;     // BTRS slots: constants,
     vd lead;             // the bound's lead term,
-    __mmask8 big = 0;    // and which slots have n >= kLogFactorialSize (Stirling bound)
+    Mask big = 0;        // and which slots have n >= kLogFactorialSize (Stirling bound)
     vd ui, ki, f, cdf, f0, ratio;  // inversion slots: binomial_inversion's u, k, f, cdf, f0 and ratio
     vd x;                          // this pass's draws
-    __mmask8 accept = 0, new_bt = 0, new_iv = 0;
+    Mask accept = 0, new_bt = 0, new_iv = 0;
 
     void load(RefillRun& run, int bank) {
       const int o = bank * kWidth;
       for (int l = 0; l < kWidth; ++l) run.base_[o + l] = (o + l) * run.Kp_;
-      base = _mm512_load_si512(run.base_ + o);
+      std::memcpy(&base, run.base_ + o, sizeof(base));
       reload(run, bank);
       c = BtrsConstants{};
       lead = vd{};
@@ -549,25 +712,25 @@ class RefillRun {
     }
     void spill(RefillRun& run, int bank) {
       const int o = bank * kWidth;
-      _mm512_store_si512(run.st_ + o, (__m512i)st);
-      _mm512_store_si512(run.kc_ + o, kc);
-      _mm512_store_pd(run.n_ + o, (__m512d)n);
-      _mm512_store_pd(run.p_ + o, (__m512d)p);
-      run.flip_[bank] = flip;
-      run.bt_[bank] = bt;
-      run.iv_[bank] = iv;
+      std::memcpy(run.st_ + o, &st, sizeof(st));
+      std::memcpy(run.kc_ + o, &kc, sizeof(kc));
+      std::memcpy(run.n_ + o, &n, sizeof(n));
+      std::memcpy(run.p_ + o, &p, sizeof(p));
+      run.flip_[bank] = mask_bits(flip);
+      run.bt_[bank] = mask_bits(bt);
+      run.iv_[bank] = mask_bits(iv);
     }
     void reload(RefillRun& run, int bank) {
       const int o = bank * kWidth;
-      st = (vu)_mm512_load_si512(run.st_ + o);
-      kc = _mm512_load_si512(run.kc_ + o);
-      n = (vd)_mm512_load_pd(run.n_ + o);
-      p = (vd)_mm512_load_pd(run.p_ + o);
-      flip = run.flip_[bank];
-      bt = run.bt_[bank];
-      iv = run.iv_[bank];
+      std::memcpy(&st, run.st_ + o, sizeof(st));
+      std::memcpy(&kc, run.kc_ + o, sizeof(kc));
+      std::memcpy(&n, run.n_ + o, sizeof(n));
+      std::memcpy(&p, run.p_ + o, sizeof(p));
+      flip = bits_mask(run.flip_[bank]);
+      bt = bits_mask(run.bt_[bank]);
+      iv = bits_mask(run.iv_[bank]);
     }
-    void start_btrs(__mmask8 mask) {
+    VEC_INLINE void start_btrs(Mask mask) {
       const double* lf = kLogFact.v.data();
       const BtrsConstants s = btrs_constants(n, p);
       c.a = select8(mask, s.a, c.a);
@@ -578,13 +741,13 @@ class RefillRun {
       c.m = select8(mask, s.m, c.m);
       c.r = select8(mask, s.r, c.r);
       c.log_r = select8(mask, s.log_r, c.log_r);
-      const __mmask8 large = COLLAPSE_CMP8(mask, n, _CMP_GE_OQ, broadcast((double)kLogFactorialSize));
-      const __mmask8 table = mask & ~large;
+      const Mask large = COLLAPSE_CMP8(mask, n, _CMP_GE_OQ, broadcast((double)kLogFactorialSize));
+      const Mask table = mask & ~large;
       big = (big & ~mask) | large;
       lead = select8(table, gather8(table, s.m, lf) + gather8(table, n - s.m, lf), lead);
       if (large) lead = select8(large, btrs_lead_stirling(s, n), lead);
     }
-    void start_inversion(__mmask8 mask) {
+    VEC_INLINE void start_inversion(Mask mask) {
       const InversionStart s = inversion_start(n, p);
       f0 = select8(mask, s.f0, f0);
       ratio = select8(mask, s.ratio, ratio);
@@ -606,27 +769,27 @@ class RefillRun {
       fresh = 0;
       vd us, w;
       x = btrs_candidate(c, u0 - 0.5, us, w);
-      const __mmask8 in_range = COLLAPSE_CMP8(COLLAPSE_CMP8(bt, x, _CMP_GE_OQ, zero), x, _CMP_LE_OQ, n);
+      const Mask in_range = COLLAPSE_CMP8(COLLAPSE_CMP8(bt, x, _CMP_GE_OQ, zero), x, _CMP_LE_OQ, n);
       accept = COLLAPSE_CMP8(COLLAPSE_CMP8(in_range, us, _CMP_GE_OQ, broadcast(0.07)), v, _CMP_LE_OQ, c.v_r);
-      if (const __mmask8 slow = in_range & ~accept) {
+      if (const Mask slow = in_range & ~accept) {
         // The exact test log(y) <= bound, decided by a rough log where it is at least kRoughLogError away.
-        const __mmask8 table = slow & ~big;
+        const Mask table = slow & ~big;
         const vd log_fk = gather8(table, x, lf) + gather8(table, n - x, lf);
         vd bound = btrs_bound(c, lead, log_fk, x);
-        if (const __mmask8 large = slow & big) bound = select8(large, btrs_bound_stirling(c, lead, n, x), bound);
+        if (const Mask large = slow & big) bound = select8(large, btrs_bound_stirling(c, lead, n, x), bound);
         const vd y = btrs_log_arg(c, v, w), rough = vlog_rough(y);
         accept |= COLLAPSE_CMP8(slow, rough, _CMP_LE_OQ, bound - kRoughLogError);
-        if (const __mmask8 close = COLLAPSE_CMP8(slow & ~accept, rough, _CMP_LE_OQ, bound + kRoughLogError))
+        if (const Mask close = COLLAPSE_CMP8(slow & ~accept, rough, _CMP_LE_OQ, bound + kRoughLogError))
           accept |= COLLAPSE_CMP8(close, vlog(y), _CMP_LE_OQ, bound);
       }
       if (iv) {  // kInversionSteps steps of the cdf walk, each after its test
-        __mmask8 walking = iv;
+        Mask walking = iv;
         for (int step = 0; step < kInversionSteps && walking; ++step) {
-          const __mmask8 go = COLLAPSE_CMP8(
+          const Mask go = COLLAPSE_CMP8(
               COLLAPSE_CMP8(COLLAPSE_CMP8(walking, ui, _CMP_GT_OQ, cdf), ki, _CMP_LT_OQ, n), f, _CMP_GT_OQ, zero);
-          const __mmask8 stop = walking & ~go;
-          const __mmask8 took = COLLAPSE_CMP8(stop, ui, _CMP_LE_OQ, cdf) | COLLAPSE_CMP8(stop, ki, _CMP_GE_OQ, n);
-          if (const __mmask8 again = stop & ~took) {  // rounding left u above the cdf's total: redraw (~1e-15)
+          const Mask stop = walking & ~go;
+          const Mask took = COLLAPSE_CMP8(stop, ui, _CMP_LE_OQ, cdf) | COLLAPSE_CMP8(stop, ki, _CMP_GE_OQ, n);
+          if (const Mask again = stop & ~took) {  // rounding left u above the cdf's total: redraw (~1e-15)
             ki = select8(again, zero, ki);
             f = select8(again, f0, f);
             cdf = select8(again, f0, cdf);
@@ -648,27 +811,27 @@ class RefillRun {
       if (!accept) return;
       const vd zero = {};
       x = select8(flip, n - x, x);
-      const __m512i at = _mm512_add_epi64(base, kc);
-      _mm512_mask_i64scatter_pd(run.rows_.data() + kSlots * run.Kp_, accept, at, (__m512d)x, 8);
+      const vi at = base + kc;
+      scatter8(accept, at, x, run.rows_.data() + kSlots * run.Kp_);
       n = select8(accept, n - x, n);
-      kc = _mm512_mask_add_epi64(kc, accept, kc, _mm512_set1_epi64(1));
-      const vd r = (vd)_mm512_mask_i64gather_pd(_mm512_setzero_pd(), accept, _mm512_add_epi64(at, _mm512_set1_epi64(1)),
-                                                run.rows_.data() + 2 * kSlots * run.Kp_, 8);
-      const __mmask8 flipped = COLLAPSE_CMP8(accept, r, _CMP_GT_OQ, broadcast(0.5));
+      kc = add8(accept, kc, 1);
+      const vd r = gather8(accept, at + 1, run.rows_.data() + 2 * kSlots * run.Kp_);
+      const Mask flipped = COLLAPSE_CMP8(accept, r, _CMP_GT_OQ, broadcast(0.5));
       p = select8(accept, select8(flipped, 1.0 - r, r), p);
       flip = (flip & ~accept) | flipped;
-      const __mmask8 open = COLLAPSE_CMP8(COLLAPSE_CMP8(accept, p, _CMP_GT_OQ, zero), n, _CMP_GT_OQ, zero);
+      const Mask open = COLLAPSE_CMP8(COLLAPSE_CMP8(accept, p, _CMP_GT_OQ, zero), n, _CMP_GT_OQ, zero);
       const vd mean = n * p;
-      const __mmask8 to_bt = COLLAPSE_CMP8(open, mean, _CMP_GE_OQ, broadcast(10.0));
-      const __mmask8 to_iv = COLLAPSE_CMP8(open, mean, _CMP_LT_OQ, broadcast(10.0));
+      const Mask to_bt = COLLAPSE_CMP8(open, mean, _CMP_GE_OQ, broadcast(10.0));
+      const Mask to_iv = COLLAPSE_CMP8(open, mean, _CMP_LT_OQ, broadcast(10.0));
       bt = (bt & ~accept) | to_bt;
       iv = (iv & ~accept) | to_iv;
       new_bt = to_bt;
       new_iv = to_iv;
-      if (const __mmask8 other = accept & ~(to_bt | to_iv)) {  // end of generation, p in {0, 1}: scalar
+      if (const Mask other = accept & ~(to_bt | to_iv)) {  // end of generation, p in {0, 1}: scalar
         spill(run, bank);
+        const uint8_t other_bits = mask_bits(other);
         for (int l = 0; l < kWidth; ++l) {
-          if (!(other >> l & 1)) continue;
+          if (!(other_bits >> l & 1)) continue;
           Rng rng{run.st_[bank * kWidth + l]};
           run.advance(bank * kWidth + l, rng);
         }
@@ -696,10 +859,11 @@ class RefillRun {
   // (r_{K-1} = 0 is in neither vector mode, so the scalar path ends the generation.)
   void ratios(int s) { conditional_row(q(s), K_, tail_.data(), ratio(s)); }
 
-  // Slot s starts the range's next lane at generation 0; false (slot idle) when the range is done.
-  bool take_lane(int s, Rng& rng) {
+  // Slot s starts the range's next lane at generation 0 (q(s) = p); returns n_0, or -1 (slot idle) when the range
+  // is done.
+  double take_lane(int s, Rng& rng) {
     const int64_t lane = next_.fetch_add(1, std::memory_order_relaxed);
-    if (lane >= end_) return false;
+    if (lane >= end_) return -1;
     lane_[s] = lane;
     const int64_t g = lane / pr_.R, r = lane % pr_.R;
     alpha_[s] = pr_.alpha + g * pr_.T1;
@@ -708,14 +872,29 @@ class RefillRun {
     rng.s = ((uint64_t)pr_.seeds[2 * r] << 32) | (uint64_t)pr_.seeds[2 * r + 1];
     t_[s] = 0;
     std::copy(pr_.p, pr_.p + K_, q(s));
-    ratios(s);
-    n_[s] = drawn_[s] = size_[s][0];
-    kc_[s] = 0;
-    return true;
+    return size_[s][0];
   }
 
-  // Generation t_[s] is drawn (draw(s)): update the counts, record the loss, set up the next generation or lane.
-  bool end_generation(int s, Rng& rng) {
+  // Generation t_[s] of slot s draws `size` items from q(s). A large sample is set up for the binomial chain
+  // (true); a small one is drawn here by categorical draws and finished, and so on through the next generations and
+  // lanes; false once the range is done (size -1: already done).
+  bool begin_generation(int s, Rng& rng, double size) {
+    for (; size >= 0; size = end_generation(s, rng)) {
+      drawn_[s] = size;
+      if (!use_categorical(size, K_)) {
+        ratios(s);
+        n_[s] = size;
+        kc_[s] = 0;
+        return true;
+      }
+      multinomial_categorical(rng, size, q(s), K_, tail_.data(), guide_.data(), draw(s));
+    }
+    return false;
+  }
+
+  // Generation t_[s] is drawn (draw(s)): update the counts, record the loss, put the next generation's sampling
+  // distribution in q(s) (or take the next lane); returns that generation's size (-1: no lane left).
+  double end_generation(int s, Rng& rng) {
     const int64_t t = t_[s], K = K_;
     double* cnt = counts(s);
     const double* d = draw(s);
@@ -737,26 +916,23 @@ class RefillRun {
       size = kept;
     }
     mixture_row(pr_.p, cnt, total_[s], alpha_[s][t + 1], K, q(s));
-    ratios(s);
-    n_[s] = drawn_[s] = size;
-    kc_[s] = 0;
-    return true;
+    return size;
   }
 
   // Scalar draws for slot s (from category kc_[s] with n_[s] left) until it reaches a category for one of the
   // vector modes (n_, p_, flip_, bt_/iv_ set) or its range of lanes is done (the slot goes idle).
   void advance(int s, Rng& rng) {
     const int bank = s / kWidth;
-    const __mmask8 bit = (__mmask8)(1u << (s % kWidth));
-    bt_[bank] &= (__mmask8)~bit;
-    iv_[bank] &= (__mmask8)~bit;
+    const uint8_t bit = (uint8_t)(1u << (s % kWidth));
+    bt_[bank] &= (uint8_t)~bit;
+    iv_[bank] &= (uint8_t)~bit;
     double left = n_[s];
     int64_t k = kc_[s];
     double* d = draw(s);
     for (;;) {
       if (k == K_ - 1) {
         d[k] = left;
-        if (!end_generation(s, rng)) break;
+        if (!begin_generation(s, rng, end_generation(s, rng))) break;
         left = n_[s];
         k = 0;
         continue;
@@ -768,7 +944,7 @@ class RefillRun {
         n_[s] = left;
         p_[s] = pp;
         kc_[s] = k;
-        flip_[bank] = f ? (flip_[bank] | bit) : (flip_[bank] & (__mmask8)~bit);
+        flip_[bank] = f ? (flip_[bank] | bit) : (flip_[bank] & (uint8_t)~bit);
         if (left * pp < 10)
           iv_[bank] |= bit;
         else
@@ -789,13 +965,14 @@ class RefillRun {
   const int64_t end_;
   T* out_;
   std::vector<double> rows_;  // counts, draw, ratio, q rows: (4, kSlots, Kp)
-  std::vector<double> tail_;  // conditional_row's scratch
+  std::vector<double> tail_;     // conditional_row's and multinomial_categorical's scratch
+  std::vector<int64_t> guide_;  // multinomial_categorical's guide table
   alignas(64) uint64_t st_[kSlots] = {};
   alignas(64) int64_t kc_[kSlots] = {};
   alignas(64) int64_t base_[kSlots] = {};
   alignas(64) double n_[kSlots] = {};
   alignas(64) double p_[kSlots] = {};
-  __mmask8 flip_[kBanks] = {}, bt_[kBanks] = {}, iv_[kBanks] = {};
+  uint8_t flip_[kBanks] = {}, bt_[kBanks] = {}, iv_[kBanks] = {};  // lane bits of each bank's masks
   int64_t lane_[kSlots] = {}, t_[kSlots] = {};
   double total_[kSlots] = {}, drawn_[kSlots] = {};
   const double *alpha_[kSlots] = {}, *size_[kSlots] = {}, *kappa_[kSlots] = {};
@@ -855,9 +1032,10 @@ ffi::Error MultinomialRiskImpl(ffi::Buffer<DT> p, ffi::Buffer<DT> alpha, ffi::Bu
   }
 #endif
   auto work = [&](int64_t begin, int64_t end) {
-    std::vector<double> scratch;
+    std::vector<double> work;
+    LaneScratch scratch;
     for (int64_t l = begin; l < end; l += kGroup)
-      run_group<T>(pr, l, std::min(kGroup, end - l), out + l * T1, scratch);
+      run_group<T>(pr, l, std::min(kGroup, end - l), out + l * T1, work, scratch);
   };
   parallel_for(lanes, num_threads, work);
   return ffi::Error::Success();
@@ -877,11 +1055,10 @@ ffi::Error MultinomialCountsImpl(ffi::Buffer<DT> n, ffi::Buffer<DT> q, ffi::Buff
   const uint32_t* s_d = seeds.typed_data();
   T* out = counts->typed_data();
   auto work = [&](int64_t begin, int64_t end) {
-    std::vector<double> rows(3 * kWidth * K + K);
+    std::vector<double> rows(2 * kWidth * K);
     double* qr = rows.data();
-    double* ratio = qr + kWidth * K;
-    double* o = ratio + kWidth * K;
-    double* tail = o + kWidth * K;
+    double* o = qr + kWidth * K;
+    LaneScratch scratch;
     for (int64_t r0 = begin; r0 < end; r0 += kWidth) {
       const int64_t L = std::min<int64_t>(kWidth, end - r0);
       Rng rng[kWidth] = {};
@@ -889,11 +1066,10 @@ ffi::Error MultinomialCountsImpl(ffi::Buffer<DT> n, ffi::Buffer<DT> q, ffi::Buff
       for (int64_t l = 0; l < L; ++l) {
         const int64_t r = r0 + l;
         for (int64_t k = 0; k < K; ++k) qr[l * K + k] = (double)q_d[r * K + k];
-        conditional_row(qr + l * K, K, tail, ratio + l * K);
         rng[l].s = ((uint64_t)s_d[2 * r] << 32) | (uint64_t)s_d[2 * r + 1];
         size[l] = (double)n_d[r];
       }
-      multinomial_group(rng, size, ratio, K, L, o);
+      multinomial_lanes(rng, size, qr, K, L, o, scratch);
       for (int64_t i = 0; i < L * K; ++i) out[r0 * K + i] = (T)o[i];
     }
   };
