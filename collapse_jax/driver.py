@@ -33,6 +33,7 @@ from collapse_jax.replicates import AXIS, padded_count, replicate_keys, replicat
 
 Kernel = Callable[[jax.Array, Any, Any], Any]
 _COMPILED: dict = {}
+_BYTES: dict = {}
 
 
 def scan_kernel(init: Callable, step: Callable, step_inputs: Callable, observe: Callable | None = None) -> Kernel:
@@ -77,8 +78,7 @@ def batched(kernel: Kernel, config, *, grid_axes=None, mesh=None, lanes: int | N
     (Newton, EM), whose ``while_loop`` under a wide ``vmap`` runs until its slowest lane is done.
     """
     mesh = mesh or replicate_mesh()
-    cache_key = (kernel, config, None if grid_axes is None else jax.tree.structure(grid_axes, is_leaf=lambda x: x is None),
-                 None if grid_axes is None else tuple(jax.tree.leaves(grid_axes)), mesh, lanes)
+    cache_key = (kernel, config, _grid_key(grid_axes), mesh, lanes)
     if cache_key in _COMPILED:
         return _COMPILED[cache_key]
 
@@ -108,14 +108,27 @@ def batched(kernel: Kernel, config, *, grid_axes=None, mesh=None, lanes: int | N
     return _COMPILED[cache_key]
 
 
-def replicate_bytes(kernel: Kernel, params, config, grid_axes=None) -> int:
-    """Bytes of one replicate's outputs (over the whole grid), from the kernel's abstract evaluation."""
-    key = jax.random.key(0)
+def _grid_key(grid_axes):
+    """A hashable description of a ``grid_axes`` prefix (None entries kept)."""
     if grid_axes is None:
-        out = jax.eval_shape(lambda k, p: kernel(k, p, config), key, params)
-    else:
-        out = jax.eval_shape(jax.vmap(lambda k, p: kernel(k, p, config), in_axes=(None, grid_axes)), key, params)
-    return int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(out)))
+        return None
+    return jax.tree.structure(grid_axes, is_leaf=lambda x: x is None), tuple(jax.tree.leaves(grid_axes))
+
+
+def replicate_bytes(kernel: Kernel, params, config, grid_axes=None) -> int:
+    """Bytes of one replicate's outputs (over the whole grid), from the kernel's abstract evaluation (traced once per
+    kernel, config, grid layout and parameter shapes: tracing a kernel with loops costs as much as a short run)."""
+    leaves, treedef = jax.tree.flatten(jax.tree.map(jnp.asarray, params))
+    cache_key = (kernel, config, _grid_key(grid_axes), treedef,
+                 tuple((x.shape, x.dtype.name) for x in leaves))
+    if cache_key not in _BYTES:
+        key = jax.random.key(0)
+        if grid_axes is None:
+            out = jax.eval_shape(lambda k, p: kernel(k, p, config), key, params)
+        else:
+            out = jax.eval_shape(jax.vmap(lambda k, p: kernel(k, p, config), in_axes=(None, grid_axes)), key, params)
+        _BYTES[cache_key] = int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(out)))
+    return _BYTES[cache_key]
 
 
 def run_replicates(kernel: Kernel, params, config, num_replicates: int, seed: int | jax.Array = 0, *,

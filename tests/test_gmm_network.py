@@ -312,6 +312,12 @@ def test_bad_replicate_counts():
         gn.simulate(0, cfg, 0)
     with pytest.raises(ValueError, match="num_replicates=.* needs about .* GiB"):
         gn.simulate(0, gn.paper_config(4, num_steps=2000), 10**9)
+    for kwargs, name in [(dict(chunk_size=0), "chunk_size"), (dict(first_replicate=-1), "first_replicate"),
+                         (dict(memory_budget=0), "memory_budget"), (dict(steps_per_call=0), "steps_per_call")]:
+        with pytest.raises(ValueError, match=f"{name} must be an integer"):
+            gn.simulate(0, cfg, 2, **kwargs)
+    with pytest.raises(ValueError, match="config must be a GMMNetworkConfig"):
+        gn.simulate(cfg, 2, 5)  # the pre-issue-10 argument order (config, num_replicates, seed)
 
 
 # ---------------------------------------------------------------------------------------------------- portable kernel at scale
