@@ -36,7 +36,7 @@ def _call(case: str):
 
         alpha, n = S.constant_alpha(0.5, 5), S.constant_size(200, 5)
         return lambda: L.simulate(0, L.SEED003_C2["beta"], L.SEED003_C2["intercept"], alpha, n,
-                                  L.LogisticConfig("accumulate"), 200, progress=False)
+                                  L.LogisticConfig("accumulate"), 1000, progress=False)
     if case == "mixture":
         from collapse_jax import mixture_refit as MR
 
@@ -44,7 +44,7 @@ def _call(case: str):
         n = S.linear_size(50, 6)
         alpha = np.stack([S.pure_synthetic_alpha(6), S.constant_alpha(0.5, 6)])
         return lambda: MR.simulate(0, t["weights"], t["means"], t["sds"], alpha, np.stack([n, n]), MR.MixtureConfig(),
-                                   100, progress=False)
+                                   500, progress=False)
     if case == "gaussian":
         from collapse_jax import gaussian as G
 

@@ -571,7 +571,7 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     _checks.fits_in_memory("chunk_size (replicates per call)", padded_count(chunk, mesh), per)
     show = _progress.enabled() if progress is None else progress
     T = cfg.num_steps
-    steps = steps_per_call or (max(1, -(-T // 20)) if show else T)
+    steps = steps_per_call if steps_per_call is not None else (max(1, -(-T // 20)) if show else T)
     steps = min(_checks.positive_int("steps_per_call", steps), T)
     parts = [_simulate_chunk(seed, cfg, first + start, min(chunk, R - start), dtype, backend, steps, mesh, show)
              for start in range(0, R, chunk)]
