@@ -70,7 +70,7 @@ def main() -> None:
     def sim(cfg, R, backend, seed):
         # beyond --batch replicates, run batches of --batch (as the CLI does): same compiled shapes, bounded memory
         for start in range(0, R, args.batch):
-            gn.simulate(cfg, min(args.batch, R - start), seed=seed, backend=backend, show_progress=False,
+            gn.simulate(seed, cfg, min(args.batch, R - start), backend=backend, progress=False,
                         first_replicate=start)
 
     def timed(cfg, R, backend, repeats):
@@ -133,9 +133,9 @@ def main() -> None:
     # progress bar on against off, same R
     cfg = config("fig4")
     R = args.scaling_replicates
-    t0 = time.perf_counter(); gn.simulate(cfg, R, seed=1, show_progress=False); off = time.perf_counter() - t0
-    gn.simulate(cfg, R, seed=1, show_progress=True)
-    t0 = time.perf_counter(); gn.simulate(cfg, R, seed=2, show_progress=True); on = time.perf_counter() - t0
+    t0 = time.perf_counter(); gn.simulate(1, cfg, R, progress=False); off = time.perf_counter() - t0
+    gn.simulate(1, cfg, R, progress=True)
+    t0 = time.perf_counter(); gn.simulate(2, cfg, R, progress=True); on = time.perf_counter() - t0
     out["progress_overhead"] = dict(replicates=R, seconds_without=off, seconds_with=on)
     print(f"progress bar: {on:.3f} s with, {off:.3f} s without (R={R})", flush=True)
     for T in args.steps_scaling:

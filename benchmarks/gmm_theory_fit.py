@@ -153,7 +153,7 @@ def simulate_jax_engine(*, num_components, mu, replicates, seed, num_steps):
 
     cfg = gmm_network.make_config(mu=mu, sigma=((1.0,),), num_models=3, points_per_step=3, beta=0.5,
                                   dirichlet_a=1.0, num_steps=num_steps, record_pi=True)
-    res = gmm_network.simulate(cfg, replicates, seed=seed, dtype=np.float64, show_progress=False)
+    res = gmm_network.simulate(seed, cfg, replicates, dtype=np.float64, progress=False)
     return np.moveaxis(np.asarray(res.weights, np.float64), 0, 1)
 
 

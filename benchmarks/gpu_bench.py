@@ -116,8 +116,7 @@ def section_gmm(args, clock: Clock) -> dict:
         parts = {}
 
         def run_chunk(i):
-            parts[i] = gn.simulate(cfg, chunk, seed=0, first_replicate=i * chunk, backend="jax",
-                                   show_progress=False)
+            parts[i] = gn.simulate(0, cfg, chunk, first_replicate=i * chunk, backend="jax", progress=False)
 
         t = timed_chunks(run_chunk, -(-R // chunk), 1 if R >= 10**5 else 2)
         w = _median(t["warm_s"])
@@ -136,6 +135,7 @@ def section_multinomial(args, clock: Clock) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
+    from collapse_jax import driver
     from collapse_jax import multinomial as mn
     from collapse_jax import schedules as S
     from collapse_jax.replicates import replicate_keys
@@ -170,8 +170,7 @@ def section_multinomial(args, clock: Clock) -> dict:
                 def one_chunk(keys):
                     if backend == "pallas":
                         return mp.batched_risk_pallas(keys, *f32, interpret=interpret)
-                    return mn.batched_risk(keys, f32[0], f32[1][None], f32[2][None],
-                                           jnp.ones((1, T + 1), jnp.float32), cfg)[0]
+                    return driver.batched(mn.kernel, cfg)(keys, mn.Params(*f32, jnp.ones(T + 1, jnp.float32)))
 
                 def run_chunk(i):
                     loss = one_chunk(replicate_keys(0, i * chunk, chunk))

@@ -3,6 +3,7 @@
 The public API is what this module re-exports.
 """
 
+from collapse_jax import driver
 from collapse_jax.results import RunFolder
 from collapse_jax.replicates import replicate_keys, replicate_mesh, replicate_sharding, run_sharded
 
@@ -17,6 +18,7 @@ __all__ = [
     "gmm_network",
     "gmm_theory",
     "RunFolder",
+    "driver",
     "replicate_keys",
     "replicate_mesh",
     "replicate_sharding",

@@ -11,8 +11,9 @@ O(buffer size), whatever the largest ``n_t`` of the run, and the per-chunk tempo
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,11 +26,13 @@ REGIMES = ("replace", "accumulate")
 
 def check_config(config, positive_floats: tuple[str, ...]) -> None:
     """Validate the fields shared by the raw-sample configs (``regime``, ``max_iter``, ``tol``, ``chunk``,
-    ``max_points``) and the named fields that must be positive numbers."""
+    ``max_points``, ``lanes``, ``buffer``) and the named fields that must be positive numbers."""
     if config.regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES}, got {config.regime!r}")
-    for name in ("max_iter", "chunk", "max_points"):
+    for name in ("max_iter", "chunk", "max_points", "lanes"):
         _checks.positive_int(name, getattr(config, name))
+    if config.buffer is not None:
+        _checks.positive_int("buffer", config.buffer)
     for name in ("tol",) + positive_floats:
         _checks.in_interval(name, getattr(config, name), 0.0, math.inf, low_open=True)
 
@@ -52,35 +55,22 @@ def plan(n: np.ndarray, regime: str, chunk: int, max_points: int, model: str) ->
     return -(-(need + chunk) // chunk) * chunk, chunk
 
 
-class Setup(NamedTuple):
-    """What :func:`setup` derives before compute: the grids, static sizes, dtype and replicate chunking."""
-
-    grid: bool  # the caller passed (G, T + 1) grids (else 1-D schedules)
-    alpha: np.ndarray  # (G, T + 1)
-    n: np.ndarray  # (G, T + 1)
-    buffer: int
-    chunk: int
-    dtype: Any
-    num_replicates: int
-    chunk_size: int | None
-    batch_size: int
+def sized(config, n: np.ndarray, model: str, numbers_per_row: int):
+    """``config`` with ``buffer`` and ``chunk`` set by :func:`plan` for the schedule(s) ``n`` (static sizes of the
+    kernel), after checking that ``config.lanes`` buffers (the replicates a device runs in lockstep) fit in memory."""
+    buffer, chunk = plan(n, config.regime, config.chunk, config.max_points, model)
+    itemsize = 8 if jax.config.jax_enable_x64 else 4
+    _checks.fits_in_memory("lanes (replicates in lockstep, each with a raw-sample buffer)", config.lanes,
+                           buffer * numbers_per_row * itemsize)
+    return dataclasses.replace(config, buffer=buffer, chunk=chunk)
 
 
-def setup(alpha: np.ndarray, n: np.ndarray, config, model: str, numbers_per_row: int, num_replicates: int,
-          chunk_size: int | None, batch_size: int) -> Setup:
-    """Shared preamble of the raw-sample simulators (inputs already validated): grids, buffer sizes, memory check."""
-    num_replicates = _checks.positive_int("num_replicates", num_replicates)
-    if chunk_size is not None:
-        chunk_size = _checks.positive_int("chunk_size", chunk_size)
-    batch_size = _checks.positive_int("batch_size", batch_size)
-    alpha2, n2 = (np.array(x) for x in np.broadcast_arrays(np.atleast_2d(alpha), np.atleast_2d(n)))
-    buffer, chunk = plan(n2, config.regime, config.chunk, config.max_points, model)
-    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-    # lax.map keeps one raw-sample buffer per lockstep lane alive at a time
-    _checks.fits_in_memory("batch_size (replicates in lockstep, each with a raw-sample buffer)", batch_size,
-                           buffer * numbers_per_row * jnp.dtype(dtype).itemsize)
-    return Setup(alpha.ndim == 2 or n.ndim == 2, alpha2, n2, buffer, chunk, dtype, num_replicates, chunk_size,
-                 batch_size)
+def require_buffer(config) -> int:
+    """``config.buffer``, or a ValueError if the config was not sized for a schedule (:func:`sized`)."""
+    if config.buffer is None:
+        raise ValueError(f"{type(config).__name__}.buffer is None: size the config for the schedule first "
+                         "(sized_config(config, n))")
+    return config.buffer
 
 
 def write_draws(buffer: Any, key: jax.Array, offset: jax.Array, count: jax.Array, chunk: int,
@@ -121,20 +111,3 @@ def reduce_rows(fn: Callable, data: Any, count: jax.Array, chunk: int, init: Any
         return jax.tree.map(lambda f, a, b: jax.tree.map(f, a, b), combine, acc, new)
 
     return jax.lax.fori_loop(0, (count + chunk - 1) // chunk, body, init)
-
-
-def map_replicate_chunks(batched: Callable, seed, run: Setup, desc: str, progress: bool | None) -> Any:
-    """Run ``batched(keys)`` over chunks of ``run.chunk_size`` replicate keys (``fold_in(seed, index)``) with a
-    progress bar; returns the NumPy outputs (G, R, ...) concatenated over chunks (independent of chunking)."""
-    from collapse_jax.progress import bar
-    from collapse_jax.replicates import replicate_keys
-
-    total = run.num_replicates
-    chunk = run.chunk_size or total
-    outs = []
-    with bar(total, desc, "rep", disable=None if progress is None else not progress) as pbar:
-        for start in range(0, total, chunk):
-            count = min(chunk, total - start)
-            outs.append(jax.tree.map(np.asarray, batched(replicate_keys(seed, start, count))))
-            pbar.update(count)
-    return jax.tree.map(lambda *xs: np.concatenate(xs, axis=1), *outs)

@@ -1,11 +1,21 @@
-"""One driver for Monte Carlo replicates of any simulator kernel: keys from global indices, vmap over replicates
-(and over a grid of parameters), one jit at the outermost level, the replicate axis sharded over every device,
-chunks sized to a memory budget, a progress bar in replicates.
+"""One driver for Monte Carlo replicates of any simulator: the one-replicate kernel built from a simulator's
+``init``/``step`` contract, keys from global indices, vmap over replicates (and over a grid of parameters), one jit
+at the outermost level, the replicate axis sharded over every device, chunks sized to a memory budget, a progress
+bar in replicates.
 
-A kernel is a pure function ``kernel(key, params, config) -> pytree`` for one replicate: ``key`` a typed PRNG key,
-``params`` a pytree of arrays (what may vary across a grid), ``config`` a hashable static configuration. The driver
-calls it for replicates ``first .. first + R - 1`` with keys ``fold_in(key(seed), index)``, so results never depend
-on chunking, padding or the number of devices (tests/test_driver.py).
+A simulator exposes, for ONE replicate (docs/driver.md):
+
+- ``init(key, params, config) -> state``: the state at t = 0 (the initial fit);
+- ``step_inputs(params, config) -> inputs``: the per-step inputs (``alpha_t``, ``n_t``, ...) for t = 1..T, arrays
+  with a leading ``step`` axis;
+- ``step(key, state, inputs_t, config) -> (state, record_t)``: one update, the paper's equation;
+- optionally ``observe(state, config) -> record``: the record of a state (the record at t = 0).
+
+``params`` is a pytree of arrays (what may vary across a grid), ``config`` a frozen, hashable dataclass (static).
+:func:`scan_kernel` turns these into ``kernel(key, params, config) -> records`` for one replicate; the driver calls
+it for replicates ``first .. first + R - 1`` with keys ``fold_in(key(seed), index)``, so results never depend on
+chunking, padding or the number of devices (tests/test_driver.py). The driver is the only place that vmaps, jits,
+shards and chunks.
 """
 
 from __future__ import annotations
@@ -15,41 +25,116 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
-from collapse_jax.replicates import padded_count, replicate_keys, replicate_mesh, replicate_sharding
+from collapse_jax.replicates import AXIS, padded_count, replicate_keys, replicate_mesh, replicate_sharding
 
 Kernel = Callable[[jax.Array, Any, Any], Any]
 _COMPILED: dict = {}
+_BYTES: dict = {}
 
 
-def _batched(kernel: Kernel, config, grid_axes, mesh):
-    """``(keys (R,), params) -> outputs`` (R, ...) or, with a grid, (G, R, ...); jitted once per kernel, config,
-    grid layout and mesh, keys sharded over the mesh's replicate axis."""
-    key = (kernel, config, None if grid_axes is None else jax.tree.structure(grid_axes),
-           None if grid_axes is None else tuple(jax.tree.leaves(grid_axes)), mesh)
-    if key not in _COMPILED:
-        over_replicates = jax.vmap(lambda k, p: kernel(k, p, config), in_axes=(0, None))
+def scan_kernel(init: Callable, step: Callable, step_inputs: Callable, observe: Callable | None = None) -> Kernel:
+    """The one-replicate kernel ``kernel(key, params, config) -> records`` of an ``init``/``step`` simulator.
+
+    ``key`` splits into ``(init_key, steps_key)``; ``state_0 = init(init_key, params, config)``; step t = 1..T uses
+    the t-th key of ``split(steps_key, T)`` and the t-th slice of ``step_inputs(params, config)`` (``lax.scan``).
+    Records have a leading step axis: (T, ...), or (T + 1, ...) with ``observe(state_0, config)`` first.
+    """
+
+    def kernel(key: jax.Array, params, config):
+        init_key, steps_key = jax.random.split(key)
+        state = init(init_key, params, config)
+        inputs = step_inputs(params, config)
+        keys = jax.random.split(steps_key, jax.tree.leaves(inputs)[0].shape[0])
+        _, records = jax.lax.scan(lambda s, x: step(x[0], s, x[1], config), state, (keys, inputs))
+        if observe is None:
+            return records
+        return jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), observe(state, config), records)
+
+    return kernel
+
+
+def _grid_point(params, grid_axes, i):
+    """Grid point ``i`` of ``params``: leaves whose ``grid_axes`` entry is 0 indexed at ``i``, the others shared."""
+    return jax.tree.map(lambda axis, sub: sub if axis is None else jax.tree.map(lambda x: x[i], sub),
+                        grid_axes, params, is_leaf=lambda x: x is None)
+
+
+def _grid_size(params, grid_axes) -> int:
+    sizes = jax.tree.map(lambda axis, sub: None if axis is None else jax.tree.leaves(sub)[0].shape[0],
+                         grid_axes, params, is_leaf=lambda x: x is None)
+    return jax.tree.leaves(sizes)[0]
+
+
+def batched(kernel: Kernel, config, *, grid_axes=None, mesh=None, lanes: int | None = None) -> Callable:
+    """``(keys (R,), params) -> outputs`` (R, ...) or, with a grid, (G, R, ...): jitted once per kernel, config,
+    grid layout, mesh and lanes (cached), the replicate axis split over the mesh.
+
+    ``lanes`` None: one ``vmap`` over the replicates (and over the grid). An integer: each device maps its replicates
+    ``lanes`` at a time (``lax.map``) and the grid one point after the other, for kernels with data-dependent loops
+    (Newton, EM), whose ``while_loop`` under a wide ``vmap`` runs until its slowest lane is done.
+    """
+    mesh = mesh or replicate_mesh()
+    cache_key = (kernel, config, _grid_key(grid_axes), mesh, lanes)
+    if cache_key in _COMPILED:
+        return _COMPILED[cache_key]
+
+    def one(key, params):
+        return kernel(key, params, config)
+
+    if lanes is None:
+        over_replicates = jax.vmap(one, in_axes=(0, None))
         fn = over_replicates if grid_axes is None else jax.vmap(over_replicates, in_axes=(None, grid_axes))
-        _COMPILED[key] = jax.jit(fn, in_shardings=(replicate_sharding(mesh), None))
-    return _COMPILED[key]
+        _COMPILED[cache_key] = jax.jit(fn, in_shardings=(replicate_sharding(mesh), None))
+    else:
+        lanes = _checks.positive_int("lanes", lanes)
+
+        def over_replicates(keys, params):
+            return jax.lax.map(lambda k: one(k, params), keys, batch_size=lanes)
+
+        def local(keys, params):  # one device's replicates
+            if grid_axes is None:
+                return over_replicates(keys, params)
+            points = jnp.arange(_grid_size(params, grid_axes))
+            return jax.lax.map(lambda i: over_replicates(keys, _grid_point(params, grid_axes, i)), points)
+
+        out_spec = PartitionSpec(AXIS) if grid_axes is None else PartitionSpec(None, AXIS)
+        # check_vma off: kernels build their loop carries from replicated zeros, which the check would flag
+        _COMPILED[cache_key] = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(PartitionSpec(AXIS), PartitionSpec()),
+                                                     out_specs=out_spec, check_vma=False))
+    return _COMPILED[cache_key]
+
+
+def _grid_key(grid_axes):
+    """A hashable description of a ``grid_axes`` prefix (None entries kept)."""
+    if grid_axes is None:
+        return None
+    return jax.tree.structure(grid_axes, is_leaf=lambda x: x is None), tuple(jax.tree.leaves(grid_axes))
 
 
 def replicate_bytes(kernel: Kernel, params, config, grid_axes=None) -> int:
-    """Bytes of one replicate's outputs (over the whole grid), from the kernel's abstract evaluation."""
-    key = jax.random.key(0)
-    if grid_axes is None:
-        out = jax.eval_shape(lambda k, p: kernel(k, p, config), key, params)
-    else:
-        out = jax.eval_shape(jax.vmap(lambda k, p: kernel(k, p, config), in_axes=(None, grid_axes)), key, params)
-    return int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(out)))
+    """Bytes of one replicate's outputs (over the whole grid), from the kernel's abstract evaluation (traced once per
+    kernel, config, grid layout and parameter shapes: tracing a kernel with loops costs as much as a short run)."""
+    leaves, treedef = jax.tree.flatten(jax.tree.map(jnp.asarray, params))
+    cache_key = (kernel, config, _grid_key(grid_axes), treedef,
+                 tuple((x.shape, x.dtype.name) for x in leaves))
+    if cache_key not in _BYTES:
+        key = jax.random.key(0)
+        if grid_axes is None:
+            out = jax.eval_shape(lambda k, p: kernel(k, p, config), key, params)
+        else:
+            out = jax.eval_shape(jax.vmap(lambda k, p: kernel(k, p, config), in_axes=(None, grid_axes)), key, params)
+        _BYTES[cache_key] = int(sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(out)))
+    return _BYTES[cache_key]
 
 
 def run_replicates(kernel: Kernel, params, config, num_replicates: int, seed: int | jax.Array = 0, *,
                    grid_axes=None, first_replicate: int = 0, chunk_size: int | None = None,
-                   memory_budget: int | None = None, mesh=None, progress: bool | None = None,
-                   desc: str = "replicates") -> Any:
+                   memory_budget: int | None = None, mesh=None, lanes: int | None = None,
+                   progress: bool | None = None, desc: str = "replicates") -> Any:
     """Outputs of ``kernel`` for ``num_replicates`` replicates as NumPy arrays, replicate axis first ((R, ...);
     with ``grid_axes``, (G, R, ...)).
 
@@ -63,10 +148,10 @@ def run_replicates(kernel: Kernel, params, config, num_replicates: int, seed: in
         :func:`collapse_jax._checks.available_memory_bytes` reports); intermediate arrays are assumed to need up to
         eight times the outputs.
       mesh: a one-axis device mesh (default: every device); each chunk is padded to a multiple of its size.
+      lanes: see :func:`batched` (None: vmap).
       progress: show a bar in replicates (None: the ``COLLAPSE_JAX_PROGRESS`` default).
     """
     R = _checks.positive_int("num_replicates", num_replicates)
-    first = _checks.nonnegative_int("first_replicate", first_replicate)
     mesh = mesh or replicate_mesh()
     if chunk_size is None:
         budget = memory_budget if memory_budget is not None else _checks.available_memory_bytes() // 2
@@ -76,15 +161,38 @@ def run_replicates(kernel: Kernel, params, config, num_replicates: int, seed: in
     else:
         chunk = _checks.positive_int("chunk_size", chunk_size)
     chunk = padded_count(min(chunk, R), mesh)  # every call the same shape: one compilation
-    run = _batched(kernel, config, grid_axes, mesh)
+    run = batched(kernel, config, grid_axes=grid_axes, mesh=mesh, lanes=lanes)
     params = jax.tree.map(jnp.asarray, params)
-    axis = 0 if grid_axes is None else 1
+    return map_chunks(lambda keys: run(keys, params), R, seed, chunk, first_replicate=first_replicate,
+                      replicate_axis=0 if grid_axes is None else 1, pad=True, progress=progress, desc=desc)
+
+
+def map_chunks(run: Callable[[jax.Array], Any], num_replicates: int, seed: int | jax.Array, chunk: int, *,
+               first_replicate: int = 0, replicate_axis: int = 0, pad: bool = True, progress: bool | None = None,
+               desc: str = "replicates") -> Any:
+    """``run(keys)`` over chunks of ``chunk`` replicate keys ``fold_in(key(seed), index)``, with a bar in replicates;
+    the NumPy outputs concatenated along ``replicate_axis``.
+
+    ``pad``: the last chunk is padded with later replicates (dropped from the outputs) so that every call has the
+    same shape (one compilation); else the last call is smaller. For batched kernels that are not a
+    :func:`run_replicates` kernel (the native and Pallas multinomial kernels).
+    """
+    R = _checks.positive_int("num_replicates", num_replicates)
+    first = _checks.nonnegative_int("first_replicate", first_replicate)
+    chunk = _checks.positive_int("chunk_size", chunk)
     outs = []
     with bar(R, desc, "rep", disable=None if progress is None else not progress) as pbar:
         for start in range(0, R, chunk):
             count = min(chunk, R - start)
-            keys = replicate_keys(seed, first + start, chunk)  # the last chunk is padded with later replicates
-            out = run(keys, params)
-            outs.append(jax.tree.map(lambda x: np.take(np.asarray(x), np.arange(count), axis=axis), out))
+            keys = replicate_keys(seed, first + start, chunk if pad else count)
+            out = run(keys)
+            outs.append(jax.tree.map(lambda x: np.take(np.asarray(x), np.arange(count), axis=replicate_axis), out))
             pbar.update(count)
-    return jax.tree.map(lambda *xs: np.concatenate(xs, axis=axis), *outs)
+    return jax.tree.map(lambda *xs: np.concatenate(xs, axis=replicate_axis), *outs)
+
+
+def check_jax_backend(backend: str, model: str) -> None:
+    """The ``backend`` of a simulator with only the JAX implementation: ``"auto"`` or ``"jax"``."""
+    if backend not in ("auto", "jax"):
+        raise ValueError(f"backend must be 'auto' or 'jax' (the {model} simulator has no native kernel), "
+                         f"got {backend!r}")

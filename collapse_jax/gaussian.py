@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -36,77 +37,113 @@ class GaussianConfig:
             raise ValueError(f"regime must be 'replace' or 'accumulate', got {self.regime!r}")
 
 
-def _group(key, size, mean, var):
-    """Sufficient statistics (size, mean, sum of squared deviations) of ``size`` draws from ``N(mean, var)``."""
+class Group(NamedTuple):
+    """Sufficient statistics of a group of draws, each a scalar: size N, mean, sum of squared deviations."""
+
+    size: jax.Array
+    mean: jax.Array
+    ss: jax.Array
+
+
+class Params(NamedTuple):
+    """What a grid may vary: the true ``mu``, ``sigma`` (scalars) and the schedules ``alpha``, ``n`` (step,) =
+    (T + 1,), index 0 the real data of generation 0."""
+
+    mu: jax.Array
+    sigma: jax.Array
+    alpha: jax.Array
+    n: jax.Array
+
+
+class State(NamedTuple):
+    """One replicate after generation t: the truth and the training data of the current fit (replace: generation
+    t's draws; accumulate: all draws of generations 0..t)."""
+
+    mu: jax.Array  # ()
+    sigma: jax.Array  # ()
+    data: Group
+
+
+def _group(key, size, mean, var) -> Group:
+    """Sufficient statistics of ``size`` draws from ``N(mean, var)``: mean ``~ N(mean, var / N)``, sum of squared
+    deviations ``~ var chi2_{N-1}``, independent."""
     k_mean, k_chi = jax.random.split(key)
     safe = jnp.maximum(size, 1.0)
     m = mean + jnp.sqrt(var / safe) * jax.random.normal(k_mean, (), mean.dtype)
     df = jnp.maximum(size - 1.0, 0.0)
     chi2 = 2.0 * jax.random.gamma(k_chi, jnp.maximum(df / 2.0, 1e-3), (), mean.dtype)
     ss = jnp.where(df > 0, var * chi2, 0.0)
-    return size, jnp.where(size > 0, m, 0.0), ss
+    return Group(size, jnp.where(size > 0, m, 0.0), ss)
 
 
-def _pool(a, b):
-    """Exact pooling of two groups' (size, mean, sum of squared deviations)."""
-    n1, m1, s1 = a
-    n2, m2, s2 = b
-    n = n1 + n2
+def _pool(a: Group, b: Group) -> Group:
+    """Exact pooling of two groups (Chan et al.'s update)."""
+    n = a.size + b.size
     safe = jnp.maximum(n, 1.0)
-    delta = m2 - m1
-    return n, m1 + delta * n2 / safe, s1 + s2 + delta * delta * n1 * n2 / safe
+    delta = b.mean - a.mean
+    return Group(n, a.mean + delta * b.size / safe, a.ss + b.ss + delta * delta * a.size * b.size / safe)
 
 
-def replicate_loss(key, mu, sigma, alpha, n, config: GaussianConfig):
-    """Kernel for one replicate: ``(mu_hat_t - mu)^2 + (sigma_hat_t - sigma)^2`` for t = 0..T."""
-    init_key, steps_key = jax.random.split(key)
-    var = sigma * sigma
-    stats0 = _group(init_key, n[0], mu, var)
+def fit(data: Group) -> tuple[jax.Array, jax.Array]:
+    """``(mu_hat, sigma_hat^2)``: sample mean and unbiased variance."""
+    return data.mean, data.ss / (data.size - 1.0)
 
-    def fit(s):
-        size, m, ss = s
-        return m, ss / (size - 1.0)
 
-    def loss(m, v):
-        return (m - mu) ** 2 + (jnp.sqrt(v) - sigma) ** 2
+def init(key: jax.Array, params: Params, config: GaussianConfig) -> State:
+    """Generation 0: ``n_0`` real draws from ``N(mu, sigma^2)``."""
+    return State(params.mu, params.sigma, _group(key, params.n[0], params.mu, params.sigma * params.sigma))
 
-    def step(carry, inputs):
-        acc, m_hat, v_hat = carry
-        k, a_t, n_t = inputs
-        k_split, k_real, k_syn = jax.random.split(k, 3)
-        n_real = binomial(k_split, n_t, a_t)
-        new = _pool(_group(k_real, n_real, mu, var), _group(k_syn, n_t - n_real, m_hat, v_hat))
-        acc = _pool(acc, new) if config.regime == "accumulate" else new
-        m_new, v_new = fit(acc)
-        return (acc, m_new, v_new), loss(m_new, v_new)
 
-    m0, v0 = fit(stats0)
-    keys = jax.random.split(steps_key, alpha.shape[0] - 1)
-    _, losses = jax.lax.scan(step, (stats0, m0, v0), (keys, alpha[1:], n[1:]))
-    return jnp.concatenate([loss(m0, v0)[None], losses])
+def step_inputs(params: Params, config: GaussianConfig) -> tuple[jax.Array, jax.Array]:
+    """``(alpha_t, n_t)`` for t = 1..T, each (step,) = (T,)."""
+    return params.alpha[1:], params.n[1:]
+
+
+def step(key: jax.Array, state: State, inputs: tuple[jax.Array, jax.Array], config: GaussianConfig
+         ) -> tuple[State, jax.Array]:
+    """Generation t (seed 003 Eq. 1): ``n_t`` draws from ``alpha_t N(mu, sigma^2) + (1 - alpha_t) N(mu_hat,
+    sigma_hat^2)``, the real count ``Binomial(n_t, alpha_t)``; refit on them (replace) or on all data (accumulate).
+    Record: the loss of the new fit."""
+    alpha_t, n_t = inputs
+    k_split, k_real, k_syn = jax.random.split(key, 3)
+    mean, var = fit(state.data)
+    n_real = binomial(k_split, n_t, alpha_t)
+    new = _pool(_group(k_real, n_real, state.mu, state.sigma * state.sigma), _group(k_syn, n_t - n_real, mean, var))
+    state = state._replace(data=_pool(state.data, new) if config.regime == "accumulate" else new)
+    return state, observe(state, config)
+
+
+def observe(state: State, config: GaussianConfig) -> jax.Array:
+    """``(mu_hat - mu)^2 + (sigma_hat - sigma)^2`` (= ``W_2^2`` between the fitted and the true Gaussian)."""
+    mean, var = fit(state.data)
+    return (mean - state.mu) ** 2 + (jnp.sqrt(var) - state.sigma) ** 2
+
+
+kernel = driver.scan_kernel(init, step, step_inputs, observe)
+kernel.__doc__ = """One replicate: the losses for t = 0..T, (step,) = (T + 1,) (:func:`driver.scan_kernel`)."""
 
 
 def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = GaussianConfig(),
-             num_replicates: int = 100, *, progress: bool | None = None) -> np.ndarray:
-    """Monte Carlo losses, (R, T + 1) for 1-D schedules or (G, R, T + 1) for grids. Requires ``n_t >= 2``."""
+             num_replicates: int = 100, *, backend: str = "auto", first_replicate: int = 0,
+             chunk_size: int | None = None, memory_budget: int | None = None, mesh=None,
+             progress: bool | None = None) -> np.ndarray:
+    """Monte Carlo losses, (replicate, step) = (R, T + 1) for 1-D schedules or (grid, replicate, step) for (G, T + 1)
+    grids. Requires ``n_t >= 2``. Keywords: docs/driver.md (``backend``: "auto" or "jax", the only implementation).
+    """
     mu = _checks.in_interval("mu", mu, -math.inf, math.inf, low_open=True, high_open=True)
     sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
     alpha, n = schedules.check_pair(alpha, n)
     if np.any(n < 2):
         raise ValueError(f"n must be >= 2 at every step (unbiased variance), got min {n.min():.0f}")
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
-    grid = alpha.ndim == 2 or n.ndim == 2
-    alpha2, n2 = (np.array(x) for x in np.broadcast_arrays(np.atleast_2d(alpha), np.atleast_2d(n)))
+    driver.check_jax_backend(backend, "Gaussian")
+    grid, alpha2, n2 = schedules.as_grid(alpha, n)
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-    params = tuple(np.asarray(x, dtype) for x in (mu, sigma, alpha2, n2))
-    out = driver.run_replicates(_kernel, params, config, num_replicates, seed, grid_axes=(None, None, 0, 0),
-                                progress=progress, desc="gaussian replicates")
+    params = Params(*(np.asarray(x, dtype) for x in (mu, sigma, alpha2, n2)))
+    out = driver.run_replicates(kernel, params, config, num_replicates, seed, grid_axes=Params(None, None, 0, 0),
+                                first_replicate=first_replicate, chunk_size=chunk_size, memory_budget=memory_budget,
+                                mesh=mesh, progress=progress, desc="gaussian replicates")
     return out if grid else out[0]
-
-
-def _kernel(key, params, config: GaussianConfig):
-    """:func:`replicate_loss` in the driver's ``kernel(key, params, config)`` form."""
-    return replicate_loss(key, *params, config)
 
 
 def _c(m):

@@ -513,13 +513,21 @@ class GMMNetworkResult(NamedTuple):
     distances: np.ndarray | None  # (num_replicates, T+1, num_models, num_models)
 
 
-def bytes_per_replicate(cfg: GMMNetworkConfig, dtype=jnp.float32, backend: str = "native") -> int:
-    """Device memory one replicate needs (state, records, the kernel's scratch)."""
+def record_bytes(cfg: GMMNetworkConfig, dtype=jnp.float32) -> int:
+    """Memory of one replicate's records (what :func:`simulate` returns for it)."""
     item = jnp.dtype(dtype).itemsize
     T1, n, B = cfg.num_steps + 1, cfg.num_models, cfg.num_components
     rec = T1 * (item + n + 1)
     rec += T1 * n * B * item if cfg.record_pi else 0
     rec += T1 * n * n * item if cfg.record_d else 0
+    return rec
+
+
+def bytes_per_replicate(cfg: GMMNetworkConfig, dtype=jnp.float32, backend: str = "native") -> int:
+    """Device memory one replicate needs (state, records, the kernel's scratch)."""
+    item = jnp.dtype(dtype).itemsize
+    n, B = cfg.num_models, cfg.num_components
+    rec = record_bytes(cfg, dtype)
     if backend == "native":  # inputs and records; the internet lives in per-thread scratch of a few replicates
         return rec + n * B * item + max(cfg.num_human, 1) * _feature_size(cfg) * item + 16
     pool = cfg.pool_size * _feature_size(cfg) * item
@@ -528,32 +536,56 @@ def bytes_per_replicate(cfg: GMMNetworkConfig, dtype=jnp.float32, backend: str =
     return 2 * pool + rec + 2 * n * B * item + scratch
 
 
-def simulate(cfg: GMMNetworkConfig, num_replicates: int, seed: int = 0, *, dtype=None, backend: str = "auto",
-             first_replicate: int = 0, steps_per_call: int | None = None, show_progress: bool | None = None,
-             mesh=None) -> GMMNetworkResult:
+def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: int, *, dtype=None,
+             backend: str = "auto", first_replicate: int = 0, chunk_size: int | None = None,
+             memory_budget: int | None = None, steps_per_call: int | None = None, mesh=None,
+             progress: bool | None = None) -> GMMNetworkResult:
     """Simulate ``num_replicates`` independent networks; replicate r uses ``fold_in(key(seed), first_replicate+r)``.
 
     The replicate axis is sharded over all devices of ``mesh`` (default: ``jax.devices()``); results do not depend
-    on the number of devices. The native kernel runs all steps in one call per device (a progress bar follows the
-    kernel's count of point updates, shown in replicates); the portable kernel runs steps in calls of
-    ``steps_per_call`` (default: all at once without a progress bar, chunks of ~T/20 with one), its bar in steps.
+    on the number of devices nor on ``chunk_size`` (replicates per call; default: as many as ``memory_budget``
+    bytes hold, by :func:`bytes_per_replicate`; the budget defaults to half the device's memory). The native kernel
+    runs all steps in one call per device (a progress bar follows the kernel's count of point updates, shown in
+    replicates); the portable kernel runs steps in calls of ``steps_per_call`` (default: all at once without a
+    progress bar, chunks of ~T/20 with one), its bar in steps. ``dtype``: float32 or float64 (default: float64 with
+    x64 on).
     """
+    cfg = config
     R = _checks.positive_int("num_replicates", num_replicates)
+    first = _checks.nonnegative_int("first_replicate", first_replicate)
     if not isinstance(cfg, GMMNetworkConfig):
-        raise ValueError(f"cfg must be a GMMNetworkConfig (use make_config), got {type(cfg).__name__}")
+        raise ValueError(f"config must be a GMMNetworkConfig (use make_config), got {type(cfg).__name__}")
     dtype = jnp.dtype(dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True) or --x64)")
     backend = resolve_backend(backend)
     mesh = mesh or replicate_mesh()
-    total = padded_count(R, mesh)
-    _checks.fits_in_memory("num_replicates", total, bytes_per_replicate(cfg, dtype, backend))
-    show = _progress.enabled() if show_progress is None else show_progress
+    _checks.fits_in_memory("num_replicates", R, record_bytes(cfg, dtype))  # the records all come back to the host
+    per = bytes_per_replicate(cfg, dtype, backend)
+    if chunk_size is None:
+        budget = memory_budget if memory_budget is not None else _checks.available_memory_bytes() // 2
+        chunk = max(mesh.size, _checks.positive_int("memory_budget", budget) // per // mesh.size * mesh.size)
+    else:
+        chunk = _checks.positive_int("chunk_size", chunk_size)
+    chunk = min(chunk, R)
+    _checks.fits_in_memory("chunk_size (replicates per call)", padded_count(chunk, mesh), per)
+    show = _progress.enabled() if progress is None else progress
     T = cfg.num_steps
-    chunk = steps_per_call or (max(1, -(-T // 20)) if show else T)
-    chunk = min(_checks.positive_int("steps_per_call", chunk), T)
-    sched = step_schedule(cfg)
+    steps = steps_per_call if steps_per_call is not None else (max(1, -(-T // 20)) if show else T)
+    steps = min(_checks.positive_int("steps_per_call", steps), T)
+    parts = [_simulate_chunk(seed, cfg, first + start, min(chunk, R - start), dtype, backend, steps, mesh, show)
+             for start in range(0, R, chunk)]
+    return GMMNetworkResult(*(None if parts[0][i] is None else np.concatenate([p[i] for p in parts])
+                              for i in range(len(GMMNetworkResult._fields))))
 
+
+def _simulate_chunk(seed, cfg: GMMNetworkConfig, first_replicate: int, R: int, dtype, backend: str,
+                    steps_per_call: int, mesh, show: bool) -> GMMNetworkResult:
+    """Replicates ``first_replicate .. first_replicate + R - 1`` in one sharded call (native) or in calls of
+    ``steps_per_call`` steps (portable)."""
+    total = padded_count(R, mesh)
+    T = cfg.num_steps
+    sched = step_schedule(cfg)
     keys = replicate_keys(seed, first_replicate, R)
     if total != R:  # padding replicates (dropped below) keep every device's shard the same size
         keys = jnp.concatenate([keys, replicate_keys(seed, first_replicate + R, total - R)])
@@ -570,9 +602,9 @@ def simulate(cfg: GMMNetworkConfig, num_replicates: int, seed: int = 0, *, dtype
     state = init(keys)
     pieces = []
     with _progress.bar(T, f"gmm-network ({R} replicates)", unit="step", disable=not show) as pbar:
-        for start in range(0, T, chunk):  # every replicate advances together: a bar over steps
-            state, rec = run_chunk(state, _xs(sched, start, chunk))
-            length = min(chunk, T - start)
+        for start in range(0, T, steps_per_call):  # every replicate advances together: a bar over steps
+            state, rec = run_chunk(state, _xs(sched, start, steps_per_call))
+            length = min(steps_per_call, T - start)
             pieces.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:R, :length], rec))
             pbar.update(length)
     pieces.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:R, None], final(state.weights)))

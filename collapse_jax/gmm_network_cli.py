@@ -101,15 +101,15 @@ def run(args) -> int:
         count = min(batch, R - start)
         done = folder.load_chunk(index)
         if done is None or done["dnorm"].shape[0] != count:
-            res = gn.simulate(cfg, count, seed=args.seed, backend=backend, first_replicate=start)
+            res = gn.simulate(args.seed, cfg, count, backend=backend, first_replicate=start)
             done = dict(dnorm=res.dnorm, alive=res.alive, collapsed=res.collapsed)
             folder.save_chunk(index, done)
         pieces.append(done)
     dnorm = np.concatenate([p["dnorm"] for p in pieces])
     alive = np.concatenate([p["alive"] for p in pieces])
     collapsed = np.concatenate([p["collapsed"] for p in pieces])
-    paper = gn.simulate(cfg.replace(record_pi=True), max(paper_R, 1), seed=args.seed, backend=backend,
-                        show_progress=False)
+    paper = gn.simulate(args.seed, cfg.replace(record_pi=True), max(paper_R, 1), backend=backend,
+                        progress=False)
     elapsed = time.perf_counter() - t0
 
     summary = gn.summarize(dnorm)

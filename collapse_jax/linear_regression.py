@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -42,49 +43,68 @@ class LinearRegressionConfig:
             raise ValueError(f"regime must be 'replace' or 'accumulate', got {self.regime!r}")
 
 
-def replicate_error(key: jax.Array, w_star: jax.Array, sigma: jax.Array, config: LinearRegressionConfig
-                    ) -> jax.Array:
-    """Kernel for one run: ``||w_hat_i - w*||^2`` for iterations i = 1..n, shape (n,)."""
-    design_key, noise_key = jax.random.split(key)
-    x = jax.random.normal(design_key, (config.num_samples, config.dim), w_star.dtype)
-    gram = x.T @ x
-    chol = jax.scipy.linalg.cho_factor(gram)
+class Params(NamedTuple):
+    """What a grid may vary: the true coefficients ``w_star`` (feature,) = (d,) and the noise sd ``sigma`` ()."""
 
-    def ols(xty):
-        return jax.scipy.linalg.cho_solve(chol, xty)
+    w_star: jax.Array
+    sigma: jax.Array
 
-    def step(carry, inputs):
-        w_hat, xty_sum = carry
-        i, k = inputs
-        y = x @ w_hat + sigma * jax.random.normal(k, (config.num_samples,), w_star.dtype)
-        if config.regime == "accumulate":
-            xty_sum = xty_sum + x.T @ y
-            w_new = ols(xty_sum / i)  # OLS on i stacked copies of X: (i X^T X)^{-1} sum_j X^T y_j
-        else:
-            w_new = ols(x.T @ y)
-        return (w_new, xty_sum), jnp.sum((w_new - w_star) ** 2)
 
-    keys = jax.random.split(noise_key, config.num_iterations)
-    idx = jnp.arange(1, config.num_iterations + 1, dtype=w_star.dtype)
-    # iteration 1 labels with w*: start the carry at w_hat_0 = w*
-    _, errors = jax.lax.scan(step, (w_star, jnp.zeros_like(w_star)), (idx, keys))
-    return errors
+class State(NamedTuple):
+    """One run after iteration i: the truth, the design ``X`` (sample, feature) = (T, d) drawn once and the Cholesky
+    factor of ``X^T X`` (d, d), the last fit ``w_hat_i`` (d,) and ``sum_j X^T y_j`` (d,) over iterations 1..i (accumulate)."""
+
+    w_star: jax.Array
+    sigma: jax.Array
+    design: jax.Array
+    chol: jax.Array  # upper Cholesky factor of X^T X (d, d)
+    w_hat: jax.Array
+    xty_sum: jax.Array
+
+
+def init(key: jax.Array, params: Params, config: LinearRegressionConfig) -> State:
+    """Draw the design ``X ~ N(0, I_d)`` row-wise; ``w_hat_0 = w*`` (iteration 1 labels with the truth)."""
+    x = jax.random.normal(key, (config.num_samples, config.dim), params.w_star.dtype)
+    return State(params.w_star, params.sigma, x, jax.scipy.linalg.cho_factor(x.T @ x)[0], params.w_star,
+                 jnp.zeros_like(params.w_star))
+
+
+def step_inputs(params: Params, config: LinearRegressionConfig) -> jax.Array:
+    """The iteration number i = 1..n (step,) = (n,), as a float."""
+    return jnp.arange(1, config.num_iterations + 1, dtype=params.w_star.dtype)
+
+
+def step(key: jax.Array, state: State, i: jax.Array, config: LinearRegressionConfig) -> tuple[State, jax.Array]:
+    """Iteration i (seed 004): label the design with the last fit, ``y_i = X w_hat_{i-1} + E_i``, and refit OLS on
+    ``(X, y_i)`` (replace) or on all ``(X, y_1), ..., (X, y_i)`` (accumulate). Record ``||w_hat_i - w*||^2``."""
+    x = state.design
+    y = x @ state.w_hat + state.sigma * jax.random.normal(key, (config.num_samples,), x.dtype)
+    if config.regime == "accumulate":
+        xty_sum = state.xty_sum + x.T @ y
+        w_hat = jax.scipy.linalg.cho_solve((state.chol, False), xty_sum / i)  # OLS on i stacked copies of X
+    else:
+        xty_sum = state.xty_sum
+        w_hat = jax.scipy.linalg.cho_solve((state.chol, False), x.T @ y)
+    return state._replace(w_hat=w_hat, xty_sum=xty_sum), jnp.sum((w_hat - state.w_star) ** 2)
+
+
+kernel = driver.scan_kernel(init, step, step_inputs)
+kernel.__doc__ = """One run: ``||w_hat_i - w*||^2`` for i = 1..n, (step,) = (n,) (:func:`driver.scan_kernel`)."""
 
 
 def simulate(seed, w_star, sigma: float, config: LinearRegressionConfig, num_replicates: int, *,
-             progress: bool | None = None) -> np.ndarray:
-    """Monte Carlo errors, shape (R, n)."""
+             backend: str = "auto", first_replicate: int = 0, chunk_size: int | None = None,
+             memory_budget: int | None = None, mesh=None, progress: bool | None = None) -> np.ndarray:
+    """Monte Carlo errors, (replicate, step) = (R, n). Keywords: docs/driver.md (``backend``: "auto" or "jax")."""
     w = _checks.finite_array("w_star", w_star, shape=(config.dim,))
     sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
+    driver.check_jax_backend(backend, "linear-regression")
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-    return driver.run_replicates(_kernel, (np.asarray(w, dtype), np.asarray(sigma, dtype)), config, num_replicates,
-                                 seed, progress=progress, desc="linear-regression replicates")
-
-
-def _kernel(key, params, config: LinearRegressionConfig):
-    """:func:`replicate_error` in the driver's ``kernel(key, params, config)`` form."""
-    return replicate_error(key, *params, config)
+    return driver.run_replicates(kernel, Params(np.asarray(w, dtype), np.asarray(sigma, dtype)), config,
+                                 num_replicates, seed, first_replicate=first_replicate, chunk_size=chunk_size,
+                                 memory_budget=memory_budget, mesh=mesh, progress=progress,
+                                 desc="linear-regression replicates")
 
 
 def replace_error(sigma: float, dim: int, num_samples: int, num_iterations: int) -> np.ndarray:

@@ -18,8 +18,7 @@ Separation: when a batch is linearly separable the maximum-likelihood estimate d
 ridge then only makes Newton converge to a huge, meaningless fit. Every fit is therefore checked: it *fails* if Newton
 did not converge within ``max_iter`` steps, if the fit is not finite, or if the fit classifies every training point
 correctly (a certificate that the data are separable). A failed fit's risk, and the risk of every later generation of
-that replicate (they descend from it), is NaN; :func:`simulate` warns with the count (``return_info=True`` gives the
-flags). Below about ``n = 2 (d + 1)`` separation is likely (Cover 1965), so ``n_t >= 2 (d + 1)`` is required.
+that replicate (they descend from it), is NaN; :func:`simulate` warns with the count and returns the flags. Below about ``n = 2 (d + 1)`` separation is likely (Cover 1965), so ``n_t >= 2 (d + 1)`` is required.
 
 Cost: the fit needs the raw samples, so a generation costs O(iterations x n_t x (d + 1)^2) (replace) or
 O(iterations x (n_0 + ... + n_t) x (d + 1)^2) (accumulate) time and each replicate holds a buffer of ``max n_t`` or
@@ -35,16 +34,16 @@ Theorem 3.1 and A.1 recurrences with ``s`` replaced by ``c`` and their finite-sa
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from collapse_jax import _checks, _sample_buffer, schedules
+from collapse_jax import _checks, _sample_buffer, driver, schedules
 
 
 # The true model of our seed 003 App. C.2 runs (the seed's values are not in our text).
@@ -62,6 +61,11 @@ class LogisticConfig:
       ridge: penalty ``(ridge / 2) ||theta||^2`` added to the negative log-likelihood (> 0).
       chunk: rows per chunk of the passes over the data.
       max_points: largest raw-sample buffer allowed per replicate (a guard on time and memory).
+      lanes: replicates a device advances in lockstep (``vmap`` width; :func:`collapse_jax.driver.batched`):
+        1 on a CPU, where Newton's loop under a wide ``vmap`` waits for its slowest lane; more on a GPU. Results do
+        not depend on it.
+      buffer: rows of each replicate's raw-sample buffer, a static size: None until :func:`sized_config` sets it
+        (and ``chunk``) for a schedule; :func:`simulate` does so.
     """
 
     regime: str = "replace"
@@ -70,6 +74,8 @@ class LogisticConfig:
     ridge: float = 1e-6
     chunk: int = 256
     max_points: int = 2_000_000
+    lanes: int = 1
+    buffer: int | None = None
 
     def __post_init__(self):
         _sample_buffer.check_config(self, ("ridge",))
@@ -151,60 +157,93 @@ def newton_fit(data, count, start: jax.Array, config: LogisticConfig, chunk: int
 
 
 # ==================================================================================================================
-# Simulator
+# Simulator: the init/step contract (docs/driver.md)
 # ==================================================================================================================
-def replicate_risk(key: jax.Array, theta: jax.Array, alpha: jax.Array, n: jax.Array, config: LogisticConfig,
-                   buffer: int, chunk: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Kernel for one replicate: ``||theta_hat_t - theta||^2`` (NaN from the first failed fit on), Newton steps and
-    fit-ok flags for t = 0..T, each of shape (T + 1,). ``buffer``, ``chunk``: see :func:`_sample_buffer.plan`."""
-    init_key, steps_key = jax.random.split(key)
+class Params(NamedTuple):
+    """What a grid may vary: the truth ``theta = (b_0, beta)`` (feature,) = (d + 1,) and the schedules ``alpha``,
+    ``n`` (step,) = (T + 1,), index 0 the real data of generation 0."""
+
+    theta: jax.Array
+    alpha: jax.Array
+    n: jax.Array
+
+
+class State(NamedTuple):
+    """One replicate after generation t: the truth, the raw-sample buffer (rows ``0 .. total - 1`` valid: generation
+    t's points for replace, generations 0..t's for accumulate), the last fit and its Newton steps and ok flag, and
+    whether every fit so far succeeded."""
+
+    theta: jax.Array  # (d + 1,)
+    data: tuple[jax.Array, jax.Array]  # design (buffer, d + 1), labels (buffer,)
+    total: jax.Array  # ()
+    fit: jax.Array  # (d + 1,)
+    newton_steps: jax.Array  # () int32
+    ok: jax.Array  # () bool
+    alive: jax.Array  # () bool
+
+
+class Record(NamedTuple):
+    """Per generation: the risk ``||theta_hat_t - theta||^2`` (NaN from a replicate's first failed fit on), Newton
+    steps and the fit-ok flag. One replicate: (step,) each; :func:`simulate`: (replicate, step) or (grid, replicate,
+    step)."""
+
+    risk: Any
+    newton_steps: Any
+    ok: Any
+
+
+def sized_config(config: LogisticConfig, n, dim: int) -> LogisticConfig:
+    """``config`` with the raw-sample buffer sized for the schedule(s) ``n`` and ``dim`` features (static sizes)."""
+    return _sample_buffer.sized(config, np.asarray(n), "logistic", dim + 2)
+
+
+def init(key: jax.Array, params: Params, config: LogisticConfig) -> State:
+    """Generation 0: ``n_0`` points labelled by the true ``theta``, fitted by Newton from ``theta = 0``."""
+    theta, n0 = params.theta, params.n[0]
     dtype = theta.dtype
-    n = n.astype(dtype)
-    one = jnp.ones((), dtype)
+    buffer = _sample_buffer.require_buffer(config)
     data = (jnp.zeros((buffer, theta.shape[0]), dtype), jnp.zeros((buffer,), dtype))
-    data = _sample_buffer.write_draws(data, init_key, 0, n[0], chunk,
+    one = jnp.ones((), dtype)
+    data = _sample_buffer.write_draws(data, key, 0, n0, config.chunk,
                                       lambda k, size: draw_mixed(k, size, one, theta, theta))
-    fit0, steps0, ok0 = newton_fit(data, n[0], jnp.zeros_like(theta), config, chunk)
-
-    def loss(fit, alive):
-        return jnp.where(alive, jnp.sum((fit - theta) ** 2), jnp.nan)
-
-    def step(carry, inputs):
-        data, fit, total, alive = carry
-        k, a_t, n_t = inputs
-        offset = total if config.regime == "accumulate" else 0
-        data = _sample_buffer.write_draws(data, k, offset, n_t, chunk,
-                                          lambda kk, size: draw_mixed(kk, size, a_t, theta, fit))
-        total = offset + n_t
-        new, steps, ok = newton_fit(data, total, fit, config, chunk)
-        alive = alive & ok
-        return (data, new, total, alive), (loss(new, alive), steps, ok)
-
-    keys = jax.random.split(steps_key, alpha.shape[0] - 1)
-    _, (risks, steps, oks) = jax.lax.scan(step, (data, fit0, n[0], ok0), (keys, alpha[1:].astype(dtype), n[1:]))
-    return (jnp.concatenate([loss(fit0, ok0)[None], risks]), jnp.concatenate([steps0[None], steps]),
-            jnp.concatenate([ok0[None], oks]))
+    fit, steps, ok = newton_fit(data, n0, jnp.zeros_like(theta), config, config.chunk)
+    return State(theta, data, n0, fit, steps, ok, ok)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "buffer", "chunk", "batch_size"))
-def batched_risk(keys: jax.Array, theta: jax.Array, alpha: jax.Array, n: jax.Array, config: LogisticConfig,
-                 buffer: int, chunk: int, batch_size: int = 1):
-    """Replicate keys (R,) x schedule grid (G, T + 1) -> risks, Newton steps, ok flags, each (G, R, T + 1).
-
-    Replicates run ``batch_size`` at a time in lockstep (``lax.map`` over vmapped batches), the grid one schedule
-    after the other (a ``while_loop`` under ``vmap`` runs until its slowest lane is done).
-    """
-    kernel = functools.partial(replicate_risk, theta=theta, config=config, buffer=buffer, chunk=chunk)
-
-    def over_replicates(schedule):
-        a, m = schedule
-        return jax.lax.map(lambda k: kernel(k, alpha=a, n=m), keys, batch_size=batch_size)
-
-    return jax.lax.map(over_replicates, (alpha, n))
+def step_inputs(params: Params, config: LogisticConfig) -> tuple[jax.Array, jax.Array]:
+    """``(alpha_t, n_t)`` for t = 1..T, each (step,) = (T,)."""
+    return params.alpha[1:], params.n[1:]
 
 
-def check_inputs(beta, intercept, alpha, n) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validate ``beta`` (d,), ``intercept`` and the schedules before compute; returns ``theta = (b_0, beta)``."""
+def step(key: jax.Array, state: State, inputs: tuple[jax.Array, jax.Array], config: LogisticConfig
+         ) -> tuple[State, Record]:
+    """Generation t (seed 003 App. C.2): ``n_t`` fresh points, each labelled by the truth with probability
+    ``alpha_t`` or by the last fit (:func:`draw_mixed`), written after the kept data (accumulate) or over them
+    (replace); Newton from the last fit on all valid rows."""
+    alpha_t, n_t = inputs
+    offset = state.total if config.regime == "accumulate" else 0
+    data = _sample_buffer.write_draws(state.data, key, offset, n_t, config.chunk,
+                                      lambda k, size: draw_mixed(k, size, alpha_t, state.theta, state.fit))
+    total = offset + n_t
+    fit, steps, ok = newton_fit(data, total, state.fit, config, config.chunk)
+    state = State(state.theta, data, total, fit, steps, ok, state.alive & ok)
+    return state, observe(state, config)
+
+
+def observe(state: State, config: LogisticConfig) -> Record:
+    """The risk of the last fit (NaN once a fit has failed), its Newton steps and ok flag."""
+    risk = jnp.where(state.alive, jnp.sum((state.fit - state.theta) ** 2), jnp.nan)
+    return Record(risk, state.newton_steps, state.ok)
+
+
+kernel = driver.scan_kernel(init, step, step_inputs, observe)
+kernel.__doc__ = """One replicate: :class:`Record` for t = 0..T, (step,) = (T + 1,) each (:func:`driver.scan_kernel`)."""
+
+
+def check_inputs(beta, intercept, alpha, n, config: LogisticConfig = LogisticConfig()
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, LogisticConfig]:
+    """Validate ``beta`` (d,), ``intercept``, the schedules and the buffer they need before compute; returns
+    ``theta = (b_0, beta)``, ``alpha``, ``n`` and the config sized for them (:func:`sized_config`)."""
     b = np.asarray(beta, dtype=np.float64)
     if b.ndim != 1 or b.shape[0] < 1:
         raise ValueError(f"beta must be a vector of d >= 1 coefficients, got shape {b.shape}")
@@ -215,42 +254,43 @@ def check_inputs(beta, intercept, alpha, n) -> tuple[np.ndarray, np.ndarray, np.
     if np.any(n < 2 * p):
         raise ValueError(f"n must be >= 2 (d + 1) = {2 * p} at every step (below that the data are often "
                          f"separable and the MLE does not exist), got min {n.min():.0f}")
-    return np.concatenate([[b0], b]), alpha, n
+    return np.concatenate([[b0], b]), alpha, n, sized_config(config, n, b.shape[0])
 
 
 def simulate(seed: int | jax.Array, beta, intercept: float, alpha, n, config: LogisticConfig = LogisticConfig(),
-             num_replicates: int = 100, *, chunk_size: int | None = None, batch_size: int = 1,
-             progress: bool | None = None, return_info: bool = False):
-    """Monte Carlo risks ``||theta_hat_t - theta||^2``.
+             num_replicates: int = 100, *, backend: str = "auto", first_replicate: int = 0,
+             chunk_size: int | None = None, memory_budget: int | None = None, mesh=None,
+             progress: bool | None = None) -> Record:
+    """Monte Carlo risks ``||theta_hat_t - theta||^2``, with each fit's Newton steps and ok flag.
 
     Args:
       seed: integer seed or key; replicate ``i`` uses ``fold_in(key, i)`` (independent of chunking).
       beta: true coefficients (d,); intercept: true ``b_0``.
-      alpha, n: schedules (T + 1,) or grids (G, T + 1); ``n_t >= 2 (d + 1)``.
-      config: regime and Newton settings.
+      alpha, n: schedules (step,) = (T + 1,) or grids (grid, step); ``n_t >= 2 (d + 1)``.
+      config: regime, Newton settings and ``lanes``.
       num_replicates: R.
-      chunk_size: replicates per compiled call (default all); a progress bar runs over chunks.
-      batch_size: replicates advanced in lockstep inside a call (:func:`batched_risk`); results do not depend on it.
-      return_info: also return ``{"steps": ..., "ok": ...}`` (Newton steps and fit-ok flags).
+      backend, first_replicate, chunk_size, memory_budget, mesh, progress: as every simulator (docs/driver.md);
+        ``backend`` "auto" or "jax" (the only implementation).
     Returns:
-      risks, shape (R, T + 1) for 1-D schedules or (G, R, T + 1) for grids (NumPy), NaN from a replicate's first
-      failed fit on (warned); with ``return_info`` a pair ``(risks, info)``.
+      :class:`Record` of NumPy arrays, (replicate, step) = (R, T + 1) for 1-D schedules or (grid, replicate, step)
+      for grids; risks are NaN from a replicate's first failed fit on (warned with the count).
     """
-    theta, alpha, n = check_inputs(beta, intercept, alpha, n)
-    run = _sample_buffer.setup(alpha, n, config, "logistic", theta.shape[0] + 1, num_replicates, chunk_size,
-                               batch_size)
-    theta_j, alpha_j, n_j = (jnp.asarray(x, run.dtype) for x in (theta, run.alpha, run.n))
-    risks, steps, ok = _sample_buffer.map_replicate_chunks(
-        lambda keys: batched_risk(keys, theta_j, alpha_j, n_j, config, run.buffer, run.chunk, run.batch_size),
-        seed, run, "logistic replicates", progress)
-    failed = int(np.sum(~ok))
+    theta, alpha, n, config = check_inputs(beta, intercept, alpha, n, config)
+    num_replicates = _checks.positive_int("num_replicates", num_replicates)
+    driver.check_jax_backend(backend, "logistic")
+    grid, alpha2, n2 = schedules.as_grid(alpha, n)
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    params = Params(*(np.asarray(x, dtype) for x in (theta, alpha2, n2)))
+    out = Record(*driver.run_replicates(kernel, params, config, num_replicates, seed, grid_axes=Params(None, 0, 0),
+                                        first_replicate=first_replicate, chunk_size=chunk_size,
+                                        memory_budget=memory_budget, mesh=mesh, lanes=config.lanes,
+                                        progress=progress, desc="logistic replicates"))
+    failed = int(np.sum(~out.ok))
     if failed:
-        warnings.warn(f"logistic: {failed} of {ok.size} fits failed (separable data or no convergence within "
+        warnings.warn(f"logistic: {failed} of {out.ok.size} fits failed (separable data or no convergence within "
                       f"max_iter={config.max_iter}); their risks and all later ones of the same replicate are NaN",
                       RuntimeWarning, stacklevel=2)
-    if not run.grid:
-        risks, steps, ok = risks[0], steps[0], ok[0]
-    return (risks, {"steps": steps, "ok": ok}) if return_info else risks
+    return out if grid else Record(*(x[0] for x in out))
 
 
 # ==================================================================================================================
@@ -306,14 +346,14 @@ def validation_rows(table, *, num_replicates: int, seed: int) -> None:
     steps = 2
     for regime, alpha_value, size in [("replace", 0.5, 2000), ("accumulate", 0.0, 2000), ("replace", 0.5, 100)]:
         alpha, n = schedules.constant_alpha(alpha_value, steps), schedules.constant_size(size, steps)
-        risk = simulate(seed, beta, b0, alpha, n, LogisticConfig(regime), num_replicates)
+        risk = simulate(seed, beta, b0, alpha, n, LogisticConfig(regime), num_replicates).risk
         table.add_mean(f"logistic {regime}: first-order (delta-method) risk recurrence, t={steps}",
                        f"d=3, alpha={alpha_value}, n={size}", "approximation", risk[:, steps],
                        first_order_risk(beta, b0, alpha, n, regime)[steps])
     steps = 6
     n = schedules.linear_size(100, steps)
     alpha = np.stack([schedules.pure_synthetic_alpha(steps), schedules.constant_alpha(0.5, steps)])
-    risk = simulate(seed, beta, b0, alpha, np.stack([n, n]), LogisticConfig(), num_replicates)
+    risk = simulate(seed, beta, b0, alpha, np.stack([n, n]), LogisticConfig(), num_replicates).risk
     setting = f"d=3, n=100(t+1), T={steps}"
     table.add_mean("App. C.2 (empirical) logistic pure synthetic: no improvement (r_T - r_0 > 0)", setting,
                    "statement", risk[0][:, steps] - risk[0][:, 0], 0.0, side=">")

@@ -14,7 +14,7 @@ EM (:func:`em_fit`), K components, one pass over the data per iteration:
 - start: generation 0 starts from the true mixture (an oracle start, so that the risk measures statistical error and
   not EM's local optima or label switching); generation t starts from the fit of generation t - 1 (warm start);
 - stop: when ``max_k max(|dw_k|, |dm_k| / s_k, |ds_k| / s_k) <= tol`` or after ``max_iter`` iterations (reported:
-  :func:`simulate` returns the iteration counts with ``return_info=True`` and warns when a fit hit the cap);
+  :func:`simulate` returns the iteration counts and warns when a fit hit the cap);
 - guards: a component whose responsibility mass is below ``1e-12 n`` keeps its previous mean and variance (its
   weight becomes ~0; a component of weight exactly 0 is a fixed point of EM and stays dead); variances are floored
   at ``var_floor`` (default 1e-6, in squared data units) so that a component collapsing onto one point cannot
@@ -28,17 +28,16 @@ available, are refused before compute. No closed-form risk exists for this model
 
 from __future__ import annotations
 
-import functools
 import math
 import warnings
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from collapse_jax import _checks, _sample_buffer, schedules
+from collapse_jax import _checks, _sample_buffer, driver, schedules
 
 
 # The true mixture of our seed 003 App. C.2 runs (the seed's values are not in our text): well-separated components
@@ -57,6 +56,13 @@ class MixtureConfig:
       var_floor: lower bound on every fitted variance (> 0, squared data units).
       chunk: rows per chunk of the EM passes (memory of the responsibilities: chunk x K).
       max_points: largest raw-sample buffer allowed per replicate (a guard on time and memory).
+      lanes: replicates a device advances in lockstep (``vmap`` width; :func:`collapse_jax.driver.batched`):
+        1 on a CPU, because EM's iteration counts are heavy-tailed (a mean of ~7 but a maximum of ~60 over 500
+        lanes in the C.2 sweep) and its loop under a wide ``vmap`` runs until the slowest lane has converged
+        (measured: 10x slower for 100 lanes than for 1; the point axis already fills the vector units). Results do
+        not depend on it.
+      buffer: points in each replicate's raw-sample buffer, a static size: None until :func:`sized_config` sets it
+        (and ``chunk``) for a schedule; :func:`simulate` does so.
     """
 
     regime: str = "replace"
@@ -65,6 +71,8 @@ class MixtureConfig:
     var_floor: float = 1e-6
     chunk: int = 256
     max_points: int = 2_000_000
+    lanes: int = 1
+    buffer: int | None = None
 
     def __post_init__(self):
         _sample_buffer.check_config(self, ("var_floor",))
@@ -165,59 +173,84 @@ def em_fit(x: jax.Array, count: jax.Array, start: Mixture, config: MixtureConfig
 
 
 # ==================================================================================================================
-# Simulator
+# Simulator: the init/step contract (docs/driver.md)
 # ==================================================================================================================
-def replicate_risk(key: jax.Array, truth: Mixture, alpha: jax.Array, n: jax.Array, config: MixtureConfig,
-                   buffer: int, chunk: int) -> tuple[jax.Array, jax.Array]:
-    """Kernel for one replicate: ``W_1(G, G_hat_t)`` and EM iterations for t = 0..T, each of shape (T + 1,).
+class Params(NamedTuple):
+    """What a grid may vary: the true mixture (component,) = (K,) each, and the schedules ``alpha``, ``n``
+    (step,) = (T + 1,), index 0 the real data of generation 0."""
 
-    ``buffer``, ``chunk`` are the static sizes of :func:`collapse_jax._sample_buffer.plan`.
-    """
-    init_key, steps_key = jax.random.split(key)
+    truth: Mixture
+    alpha: jax.Array
+    n: jax.Array
+
+
+class State(NamedTuple):
+    """One replicate after generation t: the truth, the raw-sample buffer (points ``0 .. total - 1`` valid:
+    generation t's for replace, generations 0..t's for accumulate), the last fit and its EM iterations."""
+
+    truth: Mixture
+    data: jax.Array  # (buffer,)
+    total: jax.Array  # ()
+    fit: Mixture
+    iterations: jax.Array  # () int32
+
+
+class Record(NamedTuple):
+    """Per generation: the risk ``W_1(G, G_hat_t)`` and the EM iterations of the fit. One replicate: (step,) each;
+    :func:`simulate`: (replicate, step) or (grid, replicate, step)."""
+
+    risk: Any
+    iterations: Any
+
+
+def sized_config(config: MixtureConfig, n) -> MixtureConfig:
+    """``config`` with the raw-sample buffer sized for the schedule(s) ``n`` (static sizes)."""
+    return _sample_buffer.sized(config, np.asarray(n), "mixture", 1)
+
+
+def init(key: jax.Array, params: Params, config: MixtureConfig) -> State:
+    """Generation 0: ``n_0`` draws of the true mixture, fitted by EM from the truth (an oracle start)."""
+    truth, n0 = params.truth, params.n[0]
     dtype = truth.means.dtype
-    n = n.astype(dtype)
     one = jnp.ones((), dtype)
-    data = _sample_buffer.write_draws(jnp.zeros((buffer,), dtype), init_key, 0, n[0], chunk,
-                                      lambda k, size: draw_mixed(k, size, one, truth, truth))
-    fit0, it0 = em_fit(data, n[0], truth, config, chunk)
-
-    def step(carry, inputs):
-        data, fit, total = carry
-        k, a_t, n_t = inputs
-        offset = total if config.regime == "accumulate" else 0
-        data = _sample_buffer.write_draws(data, k, offset, n_t, chunk,
-                                          lambda kk, size: draw_mixed(kk, size, a_t, truth, fit))
-        total = offset + n_t
-        new, it = em_fit(data, total, fit, config, chunk)
-        return (data, new, total), (mixing_w1(truth, new), it)
-
-    keys = jax.random.split(steps_key, alpha.shape[0] - 1)
-    _, (risks, iters) = jax.lax.scan(step, (data, fit0, n[0]), (keys, alpha[1:].astype(dtype), n[1:]))
-    return jnp.concatenate([mixing_w1(truth, fit0)[None], risks]), jnp.concatenate([it0[None], iters])
+    data = _sample_buffer.write_draws(jnp.zeros((_sample_buffer.require_buffer(config),), dtype), key, 0, n0,
+                                      config.chunk, lambda k, size: draw_mixed(k, size, one, truth, truth))
+    fit, iterations = em_fit(data, n0, truth, config, config.chunk)
+    return State(truth, data, n0, fit, iterations)
 
 
-@functools.partial(jax.jit, static_argnames=("config", "buffer", "chunk", "batch_size"))
-def batched_risk(keys: jax.Array, truth: Mixture, alpha: jax.Array, n: jax.Array, config: MixtureConfig,
-                 buffer: int, chunk: int, batch_size: int = 1) -> tuple[jax.Array, jax.Array]:
-    """Replicate keys (R,) x schedule grid (G, T + 1) -> risks and EM iterations, each (G, R, T + 1).
-
-    Replicates run ``batch_size`` at a time in lockstep (``lax.map`` over vmapped batches), the grid one schedule
-    after the other: EM's ``while_loop`` under ``vmap`` iterates until the slowest lane has converged, and EM's
-    iteration counts are heavy-tailed (a mean of ~7 but a maximum of ~60 over 500 lanes in the C.2 sweep), so a wide
-    vmap wastes most of its work (measured: 10x slower for 100 lanes than for 1); the point axis already fills the
-    vector units.
-    """
-    kernel = functools.partial(replicate_risk, truth=truth, config=config, buffer=buffer, chunk=chunk)
-
-    def over_replicates(schedule):
-        a, m = schedule
-        return jax.lax.map(lambda k: kernel(k, alpha=a, n=m), keys, batch_size=batch_size)
-
-    return jax.lax.map(over_replicates, (alpha, n))
+def step_inputs(params: Params, config: MixtureConfig) -> tuple[jax.Array, jax.Array]:
+    """``(alpha_t, n_t)`` for t = 1..T, each (step,) = (T,)."""
+    return params.alpha[1:], params.n[1:]
 
 
-def check_inputs(weights, means, sds, alpha, n) -> tuple[Mixture, np.ndarray, np.ndarray]:
-    """Validate the true mixture and the schedules before compute; returns float64 NumPy arrays."""
+def step(key: jax.Array, state: State, inputs: tuple[jax.Array, jax.Array], config: MixtureConfig
+         ) -> tuple[State, Record]:
+    """Generation t (seed 003 App. C.2): ``n_t`` draws from ``alpha_t P + (1 - alpha_t) P_hat_{t-1}``
+    (:func:`draw_mixed`), written after the kept data (accumulate) or over them (replace); EM from the last fit."""
+    alpha_t, n_t = inputs
+    offset = state.total if config.regime == "accumulate" else 0
+    data = _sample_buffer.write_draws(state.data, key, offset, n_t, config.chunk,
+                                      lambda k, size: draw_mixed(k, size, alpha_t, state.truth, state.fit))
+    total = offset + n_t
+    fit, iterations = em_fit(data, total, state.fit, config, config.chunk)
+    state = State(state.truth, data, total, fit, iterations)
+    return state, observe(state, config)
+
+
+def observe(state: State, config: MixtureConfig) -> Record:
+    """``W_1`` between the true and the fitted mixing measures, and the fit's EM iterations."""
+    return Record(mixing_w1(state.truth, state.fit), state.iterations)
+
+
+kernel = driver.scan_kernel(init, step, step_inputs, observe)
+kernel.__doc__ = """One replicate: :class:`Record` for t = 0..T, (step,) = (T + 1,) each (:func:`driver.scan_kernel`)."""
+
+
+def check_inputs(weights, means, sds, alpha, n, config: MixtureConfig = MixtureConfig()
+                 ) -> tuple[Mixture, np.ndarray, np.ndarray, MixtureConfig]:
+    """Validate the true mixture, the schedules and the buffer they need before compute; returns float64 NumPy
+    arrays and the config sized for the schedules (:func:`sized_config`)."""
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 1 or w.shape[0] < 1:
         raise ValueError(f"weights must be a vector of K >= 1 mixture weights, got shape {w.shape}")
@@ -233,41 +266,43 @@ def check_inputs(weights, means, sds, alpha, n) -> tuple[Mixture, np.ndarray, np
     if np.any(n < 3 * k):
         raise ValueError(f"n must be >= 3K = {3 * k} at every step (EM fits 3K - 1 free parameters), "
                          f"got min {n.min():.0f}")
-    return Mixture(w / w.sum(), m, s), alpha, n
+    return Mixture(w / w.sum(), m, s), alpha, n, sized_config(config, n)
 
 
 def simulate(seed: int | jax.Array, weights, means, sds, alpha, n, config: MixtureConfig = MixtureConfig(),
-             num_replicates: int = 100, *, chunk_size: int | None = None, batch_size: int = 1,
-             progress: bool | None = None, return_info: bool = False):
-    """Monte Carlo risks ``W_1(G, G_hat_t)``.
+             num_replicates: int = 100, *, backend: str = "auto", first_replicate: int = 0,
+             chunk_size: int | None = None, memory_budget: int | None = None, mesh=None,
+             progress: bool | None = None) -> Record:
+    """Monte Carlo risks ``W_1(G, G_hat_t)``, with each fit's EM iterations.
 
     Args:
       seed: integer seed or key; replicate ``i`` uses ``fold_in(key, i)`` (independent of chunking).
-      weights, means, sds: the true mixture (K,) each; weights on the simplex and > 0, sds > 0.
-      alpha, n: schedules (T + 1,) or grids (G, T + 1); ``n_t >= 3K``.
-      config: regime and EM settings.
+      weights, means, sds: the true mixture (component,) = (K,) each; weights on the simplex and > 0, sds > 0.
+      alpha, n: schedules (step,) = (T + 1,) or grids (grid, step); ``n_t >= 3K``.
+      config: regime, EM settings and ``lanes``.
       num_replicates: R.
-      chunk_size: replicates per compiled call (default all); a progress bar runs over chunks.
-      batch_size: replicates advanced in lockstep inside a call (:func:`batched_risk`); results do not depend on it.
-      return_info: also return ``{"iterations": ...}``, EM iterations per replicate and generation.
+      backend, first_replicate, chunk_size, memory_budget, mesh, progress: as every simulator (docs/driver.md);
+        ``backend`` "auto" or "jax" (the only implementation).
     Returns:
-      risks, shape (R, T + 1) for 1-D schedules or (G, R, T + 1) for grids (NumPy); with ``return_info`` a pair
-      ``(risks, info)``. Warns if any EM fit stopped at ``max_iter`` before reaching ``tol``.
+      :class:`Record` of NumPy arrays, (replicate, step) = (R, T + 1) for 1-D schedules or (grid, replicate, step)
+      for grids. Warns if any EM fit stopped at ``max_iter`` before reaching ``tol``.
     """
-    truth, alpha, n = check_inputs(weights, means, sds, alpha, n)
-    run = _sample_buffer.setup(alpha, n, config, "mixture", 1, num_replicates, chunk_size, batch_size)
-    truth_j = Mixture(*(jnp.asarray(x, run.dtype) for x in truth))
-    alpha_j, n_j = jnp.asarray(run.alpha, run.dtype), jnp.asarray(run.n, run.dtype)
-    risks, iters = _sample_buffer.map_replicate_chunks(
-        lambda keys: batched_risk(keys, truth_j, alpha_j, n_j, config, run.buffer, run.chunk, run.batch_size),
-        seed, run, "mixture replicates", progress)
-    capped = int(np.sum(iters >= config.max_iter))
+    truth, alpha, n, config = check_inputs(weights, means, sds, alpha, n, config)
+    num_replicates = _checks.positive_int("num_replicates", num_replicates)
+    driver.check_jax_backend(backend, "mixture")
+    grid, alpha2, n2 = schedules.as_grid(alpha, n)
+    dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    params = Params(Mixture(*(np.asarray(x, dtype) for x in truth)), np.asarray(alpha2, dtype),
+                    np.asarray(n2, dtype))
+    out = Record(*driver.run_replicates(kernel, params, config, num_replicates, seed, grid_axes=Params(None, 0, 0),
+                                        first_replicate=first_replicate, chunk_size=chunk_size,
+                                        memory_budget=memory_budget, mesh=mesh, lanes=config.lanes,
+                                        progress=progress, desc="mixture replicates"))
+    capped = int(np.sum(out.iterations >= config.max_iter))
     if capped:
-        warnings.warn(f"mixture EM: {capped} of {iters.size} fits stopped at max_iter={config.max_iter} before "
-                      f"reaching tol={config.tol} (raise max_iter or tol)", RuntimeWarning, stacklevel=2)
-    if not run.grid:
-        risks, iters = risks[0], iters[0]
-    return (risks, {"iterations": iters}) if return_info else risks
+        warnings.warn(f"mixture EM: {capped} of {out.iterations.size} fits stopped at max_iter={config.max_iter} "
+                      f"before reaching tol={config.tol} (raise max_iter or tol)", RuntimeWarning, stacklevel=2)
+    return out if grid else Record(*(x[0] for x in out))
 
 
 def validation_rows(table, *, num_replicates: int, seed: int) -> None:
@@ -277,9 +312,9 @@ def validation_rows(table, *, num_replicates: int, seed: int) -> None:
     truth = SEED003_C2
     alpha = np.stack([schedules.pure_synthetic_alpha(steps), schedules.constant_alpha(0.5, steps)])
     rep = simulate(seed, truth["weights"], truth["means"], truth["sds"], alpha, np.stack([n, n]), MixtureConfig(),
-                   num_replicates)
+                   num_replicates).risk
     acc = simulate(seed, truth["weights"], truth["means"], truth["sds"], alpha[0], n, MixtureConfig("accumulate"),
-                   num_replicates)
+                   num_replicates).risk
     setting = f"K=3 well separated, n=50(t+1), T={steps}"
     table.add_mean("App. C.2 (empirical) GMM/EM pure synthetic: no improvement (W1_T - W1_0 > 0)", setting,
                    "statement", rep[0][:, steps] - rep[0][:, 0], 0.0, side=">")

@@ -15,9 +15,9 @@ reference or the exact recurrences in tests/):
 - ``native`` (CPU default): :func:`batched_risk_native`, a C++ kernel (``collapse_jax/_native/multinomial_risk.cc``)
   that runs whole replicates with per-replicate loops (inversion / BTRS binomials, conditional binomials across
   categories) on a SplitMix64 stream seeded from each replicate's JAX key; multithreaded.
-- ``jax`` (portable: GPU, or no C++ compiler): :func:`replicate_risk` is the kernel for one replicate
-  (``lax.scan`` over generations, the binomial-tree sampler), vmapped by :func:`batched_risk` over replicates and
-  over a grid of schedules.
+- ``jax`` (portable: GPU, or no C++ compiler): the simulator contract (docs/driver.md) for one replicate,
+  :func:`init` and :func:`step` (the binomial-tree sampler), run by :mod:`collapse_jax.driver` (``lax.scan`` over
+  generations, ``vmap`` over replicates and over a grid of schedules, the replicate axis sharded).
 - ``pallas`` (GPU default for replace and accumulate): :mod:`collapse_jax.multinomial_pallas`, one Triton kernel that
   runs whole replicates per lane (conditional binomials across categories, as the native kernel), 17-32x the
   ``jax`` path on an H200 (docs/benchmarks.md).
@@ -40,8 +40,6 @@ import numpy as np
 from scipy import stats
 
 from collapse_jax import _checks, driver, schedules
-from collapse_jax.progress import bar
-from collapse_jax.replicates import replicate_keys
 
 REGIMES = ("replace", "accumulate", "filter")
 
@@ -183,8 +181,8 @@ def _tree_plan(num_categories: int) -> tuple:
     while any(hi - lo > 1 for lo, hi in segments):
         split = [j for j, (lo, hi) in enumerate(segments) if hi - lo > 1]
         num_seg, num_split = len(segments), len(split)
-        lo = np.array([segments[j][0] for j in split])
-        hi = np.array([segments[j][1] for j in split])
+        lo = np.array([segments[j][0] for j in split], np.int32)  # int32 in both precisions (x64 on or off)
+        hi = np.array([segments[j][1] for j in split], np.int32)
         mid = (lo + hi) // 2
         gather, new = [], []
         for j, (a, b) in enumerate(segments):
@@ -196,7 +194,7 @@ def _tree_plan(num_categories: int) -> tuple:
             else:
                 gather.append(j)
                 new.append((a, b))
-        levels.append((lo, mid, hi, np.array(split), np.array(gather)))
+        levels.append((lo, mid, hi, np.array(split, np.int32), np.array(gather, np.int32)))
         segments = new
     return tuple(levels)
 
@@ -261,9 +259,21 @@ class MultinomialConfig:
         _checks.in_interval("type2", self.type2, 0.0, 1.0, high_open=True)
 
 
-class State(NamedTuple):
-    """Per-replicate state: current fit and accumulated counts (accumulate regime; else the last counts)."""
+class Params(NamedTuple):
+    """What a grid may vary: the true ``p`` (category,) = (K,) and the schedules ``alpha``, ``n``, ``kappa``
+    (step,) = (T + 1,), index 0 the real data of generation 0 (``kappa``: the filter's keep probability, else 1)."""
 
+    p: jax.Array
+    alpha: jax.Array
+    n: jax.Array
+    kappa: jax.Array
+
+
+class State(NamedTuple):
+    """One replicate after generation t: the truth, the current fit and the counts it was fitted on (accumulate: all
+    counts of generations 0..t; else generation t's)."""
+
+    p: jax.Array  # (K,)
     p_hat: jax.Array  # (K,)
     counts: jax.Array  # (K,)
     total: jax.Array  # ()
@@ -284,31 +294,48 @@ def _truncated_binomial(key: jax.Array, n: jax.Array, kappa: jax.Array) -> jax.A
     return jax.lax.while_loop(cond, body, (k0, binomial(sub, n, kappa)))[1]
 
 
-def build_step(config: MultinomialConfig, p: jax.Array) -> Callable:
-    """The one-generation update ``step(state, (key, alpha_t, n_t, kappa_t)) -> (state, loss_t)`` for one replicate.
+def init(key: jax.Array, params: Params, config: MultinomialConfig) -> State:
+    """Generation 0: the empirical frequencies of ``n_0`` real draws, ``Multinomial(n_0, p)``."""
+    counts = sample_multinomial(key, params.n[0], params.p)
+    return State(params.p, counts / params.n[0], counts, params.n[0])
 
-    For the filter regime ``alpha_t`` is already the real weight among kept points, ``alpha~_t``, and ``kappa_t``
-    the keep probability (Theorem D.2; computed on the host by :func:`filter_schedules`); other regimes ignore
-    ``kappa_t``.
+
+def step_inputs(params: Params, config: MultinomialConfig) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(alpha_t, n_t, kappa_t)`` for t = 1..T, each (step,) = (T,)."""
+    return params.alpha[1:], params.n[1:], params.kappa[1:]
+
+
+def step(key: jax.Array, state: State, inputs: tuple[jax.Array, jax.Array, jax.Array], config: MultinomialConfig
+         ) -> tuple[State, jax.Array]:
+    """Generation t (seed 003 Eq. 1): ``n_t`` draws from ``q_t = alpha_t p + (1 - alpha_t) p_hat_{t-1}``, refitted
+    on them (replace, Theorem 3.1) or on all counts so far (accumulate, Theorem A.1). Record ``||p_hat_t - p||^2``.
+
+    Filter (Theorem D.2): ``alpha_t`` is already the real weight among kept points, ``alpha~_t``, and the kept size
+    is ``N_t ~ Binomial(n_t, kappa_t) | N_t > 0`` (:func:`filter_schedules`); other regimes ignore ``kappa_t``.
     """
+    alpha_t, n_t, kappa_t = inputs
+    if config.regime == "filter":
+        kept_key, draw_key = jax.random.split(key)
+        n_t = _truncated_binomial(kept_key, n_t, kappa_t)
+    else:
+        draw_key = key
+    q = alpha_t * state.p + (1 - alpha_t) * state.p_hat  # population mixture, Eq. (1)
+    new = sample_multinomial(draw_key, n_t, q)
+    if config.regime == "accumulate":
+        counts, total = state.counts + new, state.total + n_t
+    else:
+        counts, total = new, n_t
+    state = State(state.p, counts / total, counts, total)
+    return state, observe(state, config)
 
-    def step(state: State, inputs):
-        key, alpha_t, n_t, kappa_t = inputs
-        if config.regime == "filter":
-            kept_key, draw_key = jax.random.split(key)
-            n_t = _truncated_binomial(kept_key, n_t, kappa_t)  # kept size N_t | N_t > 0
-        else:
-            draw_key = key
-        q = alpha_t * p + (1 - alpha_t) * state.p_hat  # population mixture, Eq. (1)
-        new = sample_multinomial(draw_key, n_t, q)
-        if config.regime == "accumulate":
-            counts, total = state.counts + new, state.total + n_t  # all data of steps 0..t (Theorem A.1)
-        else:
-            counts, total = new, n_t
-        p_hat = counts / total
-        return State(p_hat, counts, total), jnp.sum((p_hat - p) ** 2)
 
-    return step
+def observe(state: State, config: MultinomialConfig) -> jax.Array:
+    """The loss ``||p_hat_t - p||^2``."""
+    return jnp.sum((state.p_hat - state.p) ** 2)
+
+
+kernel = driver.scan_kernel(init, step, step_inputs, observe)
+kernel.__doc__ = """One replicate: the losses for t = 0..T, (step,) = (T + 1,) (:func:`driver.scan_kernel`)."""
 
 
 def filter_schedules(alpha: np.ndarray, type1: float, type2: float) -> tuple[np.ndarray, np.ndarray]:
@@ -319,23 +346,6 @@ def filter_schedules(alpha: np.ndarray, type1: float, type2: float) -> tuple[np.
     tilde = np.where(kappa > 0, alpha * (1 - type1) / np.where(kappa > 0, kappa, 1.0), 0.0)
     tilde[..., 0] = 1.0
     return tilde, kappa
-
-
-def replicate_risk(key: jax.Array, p: jax.Array, alpha: jax.Array, n: jax.Array, kappa: jax.Array,
-                   config: MultinomialConfig) -> jax.Array:
-    """Kernel for one replicate: the losses ``||p_hat_t - p||^2`` for t = 0..T, shape (T + 1,).
-
-    ``alpha``, ``n``, ``kappa`` have shape (T + 1,); index 0 is the initial fit on ``n_0`` real draws.
-    """
-    init_key, steps_key = jax.random.split(key)
-    n = n.astype(p.dtype)
-    counts0 = sample_multinomial(init_key, n[0], p)
-    state = State(counts0 / n[0], counts0, n[0])
-    risk0 = jnp.sum((state.p_hat - p) ** 2)
-    keys = jax.random.split(steps_key, alpha.shape[0] - 1)
-    inputs = (keys, alpha[1:].astype(p.dtype), n[1:], kappa[1:].astype(p.dtype))
-    _, risks = jax.lax.scan(build_step(config, p), state, inputs)
-    return jnp.concatenate([risk0[None], risks])
 
 
 def _native_call(targets: dict, shape: tuple, dtype) -> Callable:
@@ -378,7 +388,7 @@ def batched_risk_native(keys: jax.Array, p: jax.Array, alpha: jax.Array, n: jax.
                         regime: str, engine: str = "auto") -> jax.Array:
     """Native CPU kernel: losses for replicate keys (R,) and schedules (G, T + 1) -> (G, R, T + 1).
 
-    Same inputs as :func:`batched_risk` (``kappa`` from :func:`filter_schedules` for the filter regime). A replicate
+    Same inputs as :class:`Params` (``kappa`` from :func:`filter_schedules` for the filter regime). A replicate
     draws the same random stream for every schedule of the grid (common random numbers). ``engine``: "refill"
     (AVX-512 builds, the fastest), "group" (any build) or "auto" (refill where built); both give the same numbers,
     see :func:`collapse_jax._native.multinomial_engines`.
@@ -403,23 +413,6 @@ def _batched_risk_native(keys, p, alpha, n, kappa, regime: str, engine: str) -> 
     call = _native_call(_native.MULTINOMIAL_TARGETS, (alpha.shape[0], keys.shape[0], alpha.shape[1]), p.dtype)
     return call(p, alpha, n, kappa, _native_seeds(keys), regime=np.int64(REGIMES.index(regime)),
                 engine=np.int64(NATIVE_ENGINES.index(engine)))
-
-
-@functools.partial(jax.jit, static_argnames=("config",))
-def batched_risk(keys: jax.Array, p: jax.Array, alpha: jax.Array, n: jax.Array, kappa: jax.Array,
-                 config: MultinomialConfig) -> jax.Array:
-    """Losses for replicate keys (R,) and a grid of schedules (G, T + 1) -> (G, R, T + 1).
-
-    Only ``config.regime`` is static: one compilation serves every schedule and every filter error pair.
-    """
-    over_replicates = jax.vmap(replicate_risk, in_axes=(0, None, None, None, None, None))
-    over_grid = jax.vmap(over_replicates, in_axes=(None, None, 0, 0, 0, None))
-    return over_grid(keys, p, alpha, n, kappa, MultinomialConfig(config.regime))
-
-
-def _kernel(key, params, config: MultinomialConfig):
-    """:func:`replicate_risk` in the driver's ``kernel(key, params, config)`` form."""
-    return replicate_risk(key, *params, config)
 
 
 def check_inputs(p, alpha, n, config: MultinomialConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -462,64 +455,59 @@ def resolve_backend(backend: str, regime: str = "replace") -> str:
 
 
 def simulate(seed: int | jax.Array, p, alpha, n, config: MultinomialConfig = MultinomialConfig(),
-             num_replicates: int = 100, *, chunk_size: int | None = None, progress: bool | None = None,
-             backend: str = "auto") -> np.ndarray:
+             num_replicates: int = 100, *, backend: str = "auto", first_replicate: int = 0,
+             chunk_size: int | None = None, memory_budget: int | None = None, mesh=None,
+             progress: bool | None = None) -> np.ndarray:
     """Monte Carlo losses ``||p_hat_t - p||^2``.
 
     Args:
       seed: integer seed or key; replicate ``i`` uses ``fold_in(key, i)`` (independent of chunking).
-      p: true probabilities (K,).
-      alpha, n: schedules (T + 1,) or grids (G, T + 1) (see :mod:`collapse_jax.schedules`).
+      p: true probabilities (category,) = (K,).
+      alpha, n: schedules (step,) = (T + 1,) or grids (grid, step) (see :mod:`collapse_jax.schedules`).
       config: regime and filter errors.
       num_replicates: R.
-      chunk_size: replicates per compiled call (default: all for ``jax``, 10,000 for ``native``); a progress bar
-        runs over chunks.
       backend: ``"auto"`` (native on CPU when a C++ compiler is found, Pallas on a GPU, else jax), ``"native"``,
         ``"jax"`` or ``"pallas"`` (see :func:`resolve_backend`).
+      first_replicate, memory_budget, mesh, progress: as :func:`collapse_jax.driver.run_replicates` (``mesh`` and
+        ``memory_budget``: the ``jax`` backend; the native and Pallas kernels run on the default device).
+      chunk_size: replicates per call (default: by ``memory_budget`` for ``jax``, 10,000 for ``native``,
+        2,000,000 for ``pallas``).
     Returns:
-      losses, shape (R, T + 1) for 1-D schedules or (G, R, T + 1) for grids (NumPy).
+      losses, (replicate, step) = (R, T + 1) for 1-D schedules or (grid, replicate, step) for grids (NumPy).
     """
-    from collapse_jax import _native
-
     p_arr, alpha, n = check_inputs(p, alpha, n, config)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
     backend = resolve_backend(backend, config.regime)
     if backend == "pallas" and np.max(n) > 2 ** 24:
         raise ValueError(f"n_t up to {np.max(n):.4g} exceeds 2**24, beyond the Pallas kernel's exact float32 counts; "
                          "use backend='jax' with float64")
-    grid = alpha.ndim == 2 or n.ndim == 2
-    alpha2, n2 = (np.array(x) for x in np.broadcast_arrays(np.atleast_2d(alpha), np.atleast_2d(n)))
+    if chunk_size is not None:
+        chunk_size = _checks.positive_int("chunk_size", chunk_size)
+    grid, alpha2, n2 = schedules.as_grid(alpha, n)
     if config.regime == "filter":
         alpha2, kappa2 = filter_schedules(alpha2, config.type1, config.type2)
     else:
         kappa2 = np.ones_like(alpha2)
-    if chunk_size is not None:
-        chunk = _checks.positive_int("chunk_size", chunk_size)
-    else:
-        chunk = num_replicates if backend == "jax" else min(num_replicates,
-                                                            2_000_000 if backend == "pallas" else 10_000)
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-    p_j, alpha_j, n_j, kappa_j = (jnp.asarray(x, dtype) for x in (p_arr, alpha2, n2, kappa2))
-    outs = []
-    with bar(num_replicates, "multinomial replicates", "rep",
-             disable=None if progress is None else not progress) as pbar:
-        for start in range(0, num_replicates, chunk):
-            count = min(chunk, num_replicates - start)
-            keys = replicate_keys(seed, start, count)
-            if backend == "native":
-                outs.append(np.asarray(batched_risk_native(keys, p_j, alpha_j, n_j, kappa_j, config.regime)))
-            elif backend == "pallas":
-                from collapse_jax import multinomial_pallas
+    params = Params(*(jnp.asarray(x, dtype) for x in (p_arr, alpha2, n2, kappa2)))
+    common = dict(first_replicate=first_replicate, progress=progress, desc="multinomial replicates")
+    if backend == "jax":  # only the regime is static: one compilation serves every schedule and filter error pair
+        out = driver.run_replicates(kernel, params, MultinomialConfig(config.regime), num_replicates, seed,
+                                    grid_axes=Params(None, 0, 0, 0), chunk_size=chunk_size,
+                                    memory_budget=memory_budget, mesh=mesh, **common)
+    elif backend == "native":
+        out = driver.map_chunks(lambda keys: batched_risk_native(keys, *params, config.regime), num_replicates, seed,
+                                min(chunk_size or 10_000, num_replicates), replicate_axis=1, pad=False, **common)
+    else:
+        from collapse_jax import multinomial_pallas
 
-                outs.append(np.stack([np.asarray(multinomial_pallas.batched_risk_pallas(
-                    keys, p_j, a_row, n_row, regime=config.regime, interpret=jax.default_backend() == "cpu"))
-                    for a_row, n_row in zip(alpha_j, n_j)]))
-            else:  # the portable path through the driver: the replicate axis sharded over every device
-                outs.append(driver.run_replicates(_kernel, (p_j, alpha_j, n_j, kappa_j), MultinomialConfig(config.regime),
-                                                  count, seed, grid_axes=(None, 0, 0, 0), first_replicate=start,
-                                                  chunk_size=count, progress=False))
-            pbar.update(count)
-    out = np.concatenate(outs, axis=1)
+        def run(keys):
+            return np.stack([np.asarray(multinomial_pallas.batched_risk_pallas(
+                keys, params.p, a_row, n_row, regime=config.regime, interpret=jax.default_backend() == "cpu"))
+                for a_row, n_row in zip(params.alpha, params.n)])
+
+        out = driver.map_chunks(run, num_replicates, seed, min(chunk_size or 2_000_000, num_replicates),
+                                replicate_axis=1, pad=False, **common)
     return out if grid else out[0]
 
 

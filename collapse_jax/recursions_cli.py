@@ -244,8 +244,8 @@ def _c2_run(settings, simulate) -> np.ndarray:
 
 
 def _tallied(simulate, flagged):
-    """Wrap ``simulate(alpha, n, regime) -> (losses, info)`` into one returning the losses, with its warnings
-    silenced and ``flagged(info, regime)`` (a boolean array per fit) counted in ``tally = [flagged, fits]``."""
+    """Wrap ``simulate(alpha, n, regime) -> Record`` into one returning the risks, with its warnings silenced and
+    ``flagged(record, regime)`` (a boolean array per fit) counted in ``tally = [flagged, fits]``."""
     import warnings
 
     tally = [0, 0]
@@ -253,11 +253,11 @@ def _tallied(simulate, flagged):
     def sim(alpha, n, regime):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            losses, info = simulate(alpha, n, regime)
-        flags = flagged(info, regime)
+            record = simulate(alpha, n, regime)
+        flags = flagged(record, regime)
         tally[0] += int(np.sum(flags))
         tally[1] += flags.size
-        return losses
+        return record.risk
 
     return sim, tally
 
@@ -291,34 +291,29 @@ def _c2_model(model: str, args, settings, p):
                                                                          reps))
             return losses, {i: G.pure_synthetic_w2(sigma, settings[i][1]) for i in (0, 1)}, "exact pure-synthetic W2"
     elif model == "gmm":
-        from collapse_jax import _sample_buffer
         from collapse_jax import mixture_refit as MR
 
         truth = MR.SEED003_C2
-        cfg = {r: MR.MixtureConfig(r, max_iter=args.gmm_max_iter) for r in _sample_buffer.REGIMES}
+        cfg = {r: MR.MixtureConfig(r, max_iter=args.gmm_max_iter) for r in ("replace", "accumulate")}
         for alpha, n, regime in settings:
-            MR.check_inputs(truth["weights"], truth["means"], truth["sds"], alpha, n)
-            _sample_buffer.setup(alpha, n, cfg[regime], "mixture", 1, reps, None, 1)
+            MR.check_inputs(truth["weights"], truth["means"], truth["sds"], alpha, n, cfg[regime])
 
         def run():
             sim, tally = _tallied(lambda a, n, r: MR.simulate(seed, truth["weights"], truth["means"], truth["sds"],
-                                                              a, n, cfg[r], reps, return_info=True),
-                                  lambda info, r: info["iterations"] >= cfg[r].max_iter)
+                                                              a, n, cfg[r], reps),
+                                  lambda record, r: record.iterations >= cfg[r].max_iter)
             losses = _c2_run(settings, sim)
             return losses, {}, f"no closed form; {tally[0]} of {tally[1]} EM fits stopped at max_iter"
     elif model == "logistic":
-        from collapse_jax import _sample_buffer
         from collapse_jax import logistic as L
 
         beta, b0 = L.SEED003_C2["beta"], L.SEED003_C2["intercept"]
         for alpha, n, regime in settings:
-            L.check_inputs(beta, b0, alpha, n)
-            _sample_buffer.setup(alpha, n, L.LogisticConfig(regime), "logistic", len(beta) + 2, reps, None, 1)
+            L.check_inputs(beta, b0, alpha, n, L.LogisticConfig(regime))
 
         def run():
-            sim, tally = _tallied(lambda a, n, r: L.simulate(seed, beta, b0, a, n, L.LogisticConfig(r), reps,
-                                                             return_info=True),
-                                  lambda info, r: ~info["ok"])
+            sim, tally = _tallied(lambda a, n, r: L.simulate(seed, beta, b0, a, n, L.LogisticConfig(r), reps),
+                                  lambda record, r: ~record.ok)
             losses = _c2_run(settings, sim)
             theory = {i: L.first_order_risk(beta, b0, a, n, r) for i, (a, n, r) in enumerate(settings)}
             return losses, theory, f"theory first-order (approximate); {tally[0]} of {tally[1]} fits failed (NaN)"

@@ -131,3 +131,10 @@ def check_pair(alpha: Any, n: Any) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"alpha and n must have the same length (num_steps + 1), got {alpha.shape[-1]} "
                          f"and {n.shape[-1]}")
     return alpha, n
+
+
+def as_grid(alpha: np.ndarray, n: np.ndarray) -> tuple[bool, np.ndarray, np.ndarray]:
+    """``(grid, alpha, n)``: whether the caller passed a grid (either schedule 2-D), and both broadcast to
+    (grid, step) = (G, T + 1)."""
+    alpha2, n2 = (np.array(x) for x in np.broadcast_arrays(np.atleast_2d(alpha), np.atleast_2d(n)))
+    return alpha.ndim == 2 or n.ndim == 2, alpha2, n2

@@ -63,7 +63,7 @@ def gmm_band(cfg: WebConfig, num_steps: int) -> dict[str, Any]:
     ``gmm_replicates`` replicates: ||D(t)||_F / ||D(0)||_F per replicate, summarised."""
     gcfg = gmm_network.paper_config(4, num_models=cfg.num_models, points_per_step=cfg.gmm_posts, beta=cfg.beta,
                                     num_steps=num_steps, num_human=cfg.num_human)
-    res = gmm_network.simulate(gcfg, cfg.gmm_replicates, seed=cfg.seed, dtype=jnp.float64, show_progress=False)
+    res = gmm_network.simulate(cfg.seed, gcfg, cfg.gmm_replicates, dtype=jnp.float64, progress=False)
     return {"curves": proxy.normalised(res.dnorm), **proxy.band(proxy.normalised(res.dnorm))}
 
 

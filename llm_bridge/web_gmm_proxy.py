@@ -156,7 +156,7 @@ def simulate_fixed_start(cfg: gmm_network.GMMNetworkConfig, initial_weights: Any
         raise ValueError(f"cfg must be a GMMNetworkConfig (use gmm_network.make_config), got {type(cfg).__name__}")
     cfg = cfg.replace(initial_weights=initial_weights, record_pi=True)
     with jax.enable_x64(True):
-        res = gmm_network.simulate(cfg, num_replicates, seed, dtype=jnp.float64, show_progress=False)
+        res = gmm_network.simulate(seed, cfg, num_replicates, dtype=jnp.float64, progress=False)
     return np.asarray(res.weights, dtype=np.float64)
 
 

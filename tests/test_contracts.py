@@ -1,10 +1,14 @@
-"""One contract for every simulator's per-replicate kernel, in float64 and float32 (the default dtype):
+"""One contract for every simulator, in float64 and float32 (x64 off, the default dtype):
 
-- jit equals eager (``jax.disable_jit``; float64 only, where the comparison is tightest and op-by-op runs once);
-- vmap over replicate keys equals a Python loop over them;
-- the same key gives the same draw, another key another.
+- the init/step simulators (docs/driver.md): the kernel is ``init`` followed by ``step`` over the per-step inputs;
+  jit equals eager (``jax.disable_jit``; float64 only, where the comparison is tightest and op-by-op runs once);
+  vmap over replicate keys equals a Python loop over them; the same key gives the same draw, another key another;
+  the kernel computes in the dtype it was given; the driver's chunking (and lanes) is invisible;
+- the GMM network's portable kernel and the Sigma block statistics: the same, minus the init/step form and the
+  driver.
 
-Shapes are tiny so that the eager runs stay cheap. Chunking and sharding are checked in each simulator's own tests.
+Shapes are tiny so that the eager runs stay cheap. Sharding is checked in tests/test_driver.py and
+tests/test_gmm_network.py.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import pytest
 
 import chex
 
+from collapse_jax import driver
 from collapse_jax import gaussian as G
 from collapse_jax import gmm_network as gn
 from collapse_jax import linear_regression as LR
@@ -24,32 +29,35 @@ from collapse_jax import mixture_refit as MR
 from collapse_jax import multinomial as M
 from collapse_jax import schedules as S
 from collapse_jax import sigma_precision as sp
+from collapse_jax.replicates import replicate_keys
 
 
-def _kernels(dtype):
-    """name -> (one replicate's kernel ``key -> pytree``), inputs in ``dtype``."""
+def _simulators(dtype):
+    """name -> (module, params, config) of an init/step simulator, params in ``dtype``."""
     f = lambda x: jnp.asarray(x, dtype)  # noqa: E731
-    alpha, n = S.constant_alpha(0.5, 2), S.constant_size(12, 2)
+    alpha, n = f(S.constant_alpha(0.5, 2)), f(S.constant_size(12, 2))
+    return {
+        "gaussian": (G, G.Params(f(0.5), f(1.3), alpha, n), G.GaussianConfig("accumulate")),
+        "linear_regression": (LR, LR.Params(f([1.0, -0.5]), f(0.7)), LR.LinearRegressionConfig(2, 5, 2)),
+        "multinomial": (M, M.Params(f([0.5, 0.3, 0.2]), alpha, n, jnp.ones(3, dtype)),
+                        M.MultinomialConfig("accumulate")),
+        "logistic": (L, L.Params(f([0.2, 1.0, -1.0]), alpha, n), L.sized_config(L.LogisticConfig(max_iter=4), n, 2)),
+        "mixture_refit": (MR, MR.Params(MR.Mixture(f([0.3, 0.7]), f([-2.0, 2.0]), f([1.0, 1.0])), alpha, n),
+                          MR.sized_config(MR.MixtureConfig("accumulate", max_iter=3), n)),
+    }
+
+
+def _other_kernels(dtype):
+    """name -> one replicate's kernel ``key -> pytree`` of the simulators outside the init/step form."""
     gmm_cfg = gn.paper_config(4, num_steps=3)
-    lr_cfg = LR.LinearRegressionConfig(dim=2, num_samples=5, num_iterations=2)
-    log_cfg = L.LogisticConfig(max_iter=4)
-    log_sizes = L._sample_buffer.plan(n, log_cfg.regime, log_cfg.chunk, log_cfg.max_points, "logistic")
-    mix_cfg = MR.MixtureConfig(max_iter=3)
-    mix_sizes = MR._sample_buffer.plan(n, mix_cfg.regime, mix_cfg.chunk, mix_cfg.max_points, "mixture")
-    truth = MR.Mixture(f([0.3, 0.7]), f([-2.0, 2.0]), f([1.0, 1.0]))
-    p = f([0.5, 0.3, 0.2])
     return {
         "gmm_network": lambda k: gn.run_network(k, gmm_cfg, dtype=dtype, backend="jax"),
-        "multinomial": lambda k: M.replicate_risk(k, p, f(alpha), f(n), jnp.ones(3, dtype), M.MultinomialConfig()),
-        "gaussian": lambda k: G.replicate_loss(k, f(0.5), f(1.3), f(alpha), f(n), G.GaussianConfig("accumulate")),
-        "linear_regression": lambda k: LR.replicate_error(k, f([1.0, -0.5]), f(0.7), lr_cfg),
-        "logistic": lambda k: L.replicate_risk(k, f([0.2, 1.0, -1.0]), f(alpha), f(n), log_cfg, *log_sizes),
-        "mixture_refit": lambda k: MR.replicate_risk(k, truth, f(alpha), f(n), mix_cfg, *mix_sizes),
         "sigma_block": lambda k: sp.prefix_block_stats(jax.random.normal(k, (12, 3), dtype), (5, 8, 12)),
     }
 
 
-NAMES = list(_kernels(jnp.float32))
+SIMULATORS = list(_simulators(jnp.float32))
+OTHERS = list(_other_kernels(jnp.float32))
 
 
 @pytest.fixture(params=["float64", "float32"])
@@ -67,12 +75,11 @@ def _floats(tree):
     return [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_kernel_contract(name, dtype):
-    kernel = _kernels(dtype)[name]
+def _check_kernel(name, kernel, dtype):
+    """jit == eager (float64), dtype kept, vmap == loop, same key == same draw; returns the jitted kernel and its
+    jitted vmap over 3 keys."""
     keys = jax.random.split(jax.random.key(11), 3)
     rtol = 1e-9 if dtype == jnp.float64 else 2e-4
-
     compiled = jax.jit(kernel)
     jitted = compiled(keys[0])
     assert all(x.dtype == dtype for x in _floats(jitted)), name  # the kernel computes in the requested dtype
@@ -81,11 +88,43 @@ def test_kernel_contract(name, dtype):
             eager = kernel(keys[0])
         chex.assert_trees_all_close(jitted, eager, rtol=rtol, atol=rtol)
 
-    mapped = jax.jit(jax.vmap(kernel))(keys)
+    vmapped = jax.jit(jax.vmap(kernel))
     looped = jax.tree.map(lambda *xs: jnp.stack(xs), *[compiled(k) for k in keys])
-    chex.assert_trees_all_close(mapped, looped, rtol=rtol, atol=rtol)
+    chex.assert_trees_all_close(vmapped(keys), looped, rtol=rtol, atol=rtol)
 
     chex.assert_trees_all_equal(compiled(keys[0]), jitted)
     other = compiled(keys[1])
     assert any(not np.array_equal(np.asarray(a), np.asarray(b))
                for a, b in zip(_floats(jitted), _floats(other))), f"{name}: two keys gave the same draw"
+    return compiled, vmapped
+
+
+@pytest.mark.parametrize("name", SIMULATORS)
+def test_init_step_contract(name, dtype):
+    module, params, config = _simulators(dtype)[name]
+    compiled, vmapped = _check_kernel(name, lambda k: module.kernel(k, params, config), dtype)
+    rtol = 1e-9 if dtype == jnp.float64 else 2e-4
+
+    def by_hand(key):
+        """init, then step over the per-step inputs (a Python loop) with the keys of driver.scan_kernel."""
+        init_key, steps_key = jax.random.split(key)
+        state = module.init(init_key, params, config)
+        inputs = module.step_inputs(params, config)
+        num_steps = jax.tree.leaves(inputs)[0].shape[0]
+        records = [module.observe(state, config)] if hasattr(module, "observe") else []
+        for t, k in enumerate(jax.random.split(steps_key, num_steps)):
+            state, record = module.step(k, state, jax.tree.map(lambda x: x[t], inputs), config)
+            records.append(record)
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *records)
+
+    key = jax.random.key(5)
+    chex.assert_trees_all_close(jax.jit(by_hand)(key), compiled(key), rtol=rtol, atol=rtol)
+
+    # the driver as simulate() runs it: replicate r's draw is the kernel at fold_in(key(seed), r), whatever the chunks
+    run = driver.run_replicates(module.kernel, params, config, 3, 3, chunk_size=2, lanes=getattr(config, "lanes", None))
+    chex.assert_trees_all_close(run, jax.tree.map(np.asarray, vmapped(replicate_keys(3, 0, 3))), rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("name", OTHERS)
+def test_kernel_contract(name, dtype):
+    _check_kernel(name, _other_kernels(dtype)[name], dtype)

@@ -49,6 +49,38 @@ def test_grid_runs_the_same_replicates_at_every_point():
     np.testing.assert_allclose(out["path"][1], one["path"], rtol=1e-12)
 
 
+def test_lanes_map_the_same_replicates_as_vmap():
+    """``lanes``: replicates mapped k at a time (and the grid point by point) give the vmapped numbers."""
+    scales = np.asarray([1.0, 2.0, 3.0])
+    vmapped = driver.run_replicates(kernel, (scales, np.asarray(0.5)), 4, 5, seed=1, grid_axes=(0, None))
+    for lanes in (1, 2):
+        mapped = driver.run_replicates(kernel, (scales, np.asarray(0.5)), 4, 5, seed=1, grid_axes=(0, None),
+                                       lanes=lanes, chunk_size=3)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), mapped, vmapped)
+
+
+def test_scan_kernel_runs_init_then_steps():
+    """``scan_kernel``: state_0 from the first half of the key, step t from the t-th key of the second half, the
+    observed state_0 first."""
+
+    def init(key, params, config):
+        return params * jax.random.uniform(key)
+
+    def step(key, state, x, config):
+        state = state + x * jax.random.uniform(key)
+        return state, state
+
+    kern = driver.scan_kernel(init, step, lambda params, config: jnp.arange(1.0, 4.0), lambda s, c: -s)
+    key = jax.random.key(2)
+    init_key, steps_key = jax.random.split(key)
+    state = 2.0 * jax.random.uniform(init_key)
+    want = [-state]
+    for x, k in zip((1.0, 2.0, 3.0), jax.random.split(steps_key, 3)):
+        state = state + x * jax.random.uniform(k)
+        want.append(state)
+    np.testing.assert_allclose(np.asarray(kern(key, jnp.asarray(2.0), None)), np.asarray(want), rtol=1e-12)
+
+
 def test_bad_input_names_the_parameter():
     with pytest.raises(ValueError, match="num_replicates"):
         driver.run_replicates(kernel, PARAMS, 4, 0)
@@ -67,11 +99,13 @@ def test_sharded_over_four_devices_equals_one():
         from collapse_jax import driver, gaussian as G, schedules as S
         from collapse_jax.replicates import replicate_mesh
         alpha, n = S.constant_alpha(0.5, 3), S.constant_size(5, 3)
-        params = tuple(np.asarray(x) for x in (0.5, 1.3, alpha[None], n[None]))
-        args = (G._kernel, params, G.GaussianConfig(), 7, 2)
-        four = driver.run_replicates(*args, grid_axes=(None, None, 0, 0))
-        one = driver.run_replicates(*args, grid_axes=(None, None, 0, 0), mesh=replicate_mesh(jax.devices()[:1]))
+        params = G.Params(*(np.asarray(x) for x in (0.5, 1.3, alpha[None], n[None])))
+        args = (G.kernel, params, G.GaussianConfig(), 7, 2)
+        four = driver.run_replicates(*args, grid_axes=G.Params(None, None, 0, 0))
+        one = driver.run_replicates(*args, grid_axes=G.Params(None, None, 0, 0), mesh=replicate_mesh(jax.devices()[:1]))
         np.testing.assert_array_equal(four, one)
+        mapped = driver.run_replicates(*args, grid_axes=G.Params(None, None, 0, 0), lanes=1)  # shard_map + lax.map
+        np.testing.assert_allclose(mapped, one, rtol=1e-12)
         np.testing.assert_array_equal(four[0], G.simulate(2, 0.5, 1.3, alpha, n, num_replicates=7))
         print("ok")
     """)

@@ -76,7 +76,7 @@ def test_monitor_kept_across_steps(emb):
 def test_gmm_network_weights_give_the_simulators_dnorm():
     cfg = gmm_network.make_config(mu=((-5.0,), (0.0,), (5.0,)), num_models=4, num_steps=6, record_pi=True,
                                   record_d=True)
-    res = gmm_network.simulate(cfg, 2, seed=3, dtype=jnp.float64, show_progress=False)
+    res = gmm_network.simulate(3, cfg, 2, dtype=jnp.float64, progress=False)
     monitor = None
     for r in range(2):
         for t in range(cfg.num_steps + 1):

@@ -36,7 +36,7 @@ def test_matches_numpy_reference_in_distribution():
     runs = [gmm_reference.simulate(rng, num_steps=T) for _ in range(250)]
     ref_dnorm, ref_pi = np.stack([r[0] for r in runs]), np.stack([r[1] for r in runs])
     for backend in BACKENDS:
-        res = gn.simulate(small_config(num_steps=T, record_pi=True), 500, seed=7, backend=backend)
+        res = gn.simulate(7, small_config(num_steps=T, record_pi=True), 500, backend=backend)
         for t in (1, 2, 5, 10, 25):
             ks = stats.ks_2samp(res.dnorm[:, t], ref_dnorm[:, t])
             assert ks.pvalue > 1e-3, (backend, t, ks)
@@ -47,7 +47,7 @@ def test_matches_numpy_reference_in_distribution():
         se = np.sqrt(dropped_ref * (1 - dropped_ref) * (1 / 250 + 1 / 500))
         assert abs(dropped - dropped_ref) < 4 * se + 1e-9, (backend, dropped, dropped_ref)
     # the comparison has power: the same network reading the whole internet (beta = 1) is rejected
-    wrong = gn.simulate(small_config(num_steps=T, beta=1.0), 500, seed=7).dnorm
+    wrong = gn.simulate(7, small_config(num_steps=T, beta=1.0), 500).dnorm
     assert stats.ks_2samp(wrong[:, T], ref_dnorm[:, T]).pvalue < 1e-3
 
 
@@ -60,7 +60,7 @@ def test_three_components_2d_with_human_data_matches_reference():
     rng = np.random.default_rng(3)
     ref = np.stack([gmm_reference.simulate(rng, **kw)[0] for _ in range(250)])
     for backend in BACKENDS:
-        res = gn.simulate(gn.make_config(**kw), 500, seed=11, backend=backend)
+        res = gn.simulate(11, gn.make_config(**kw), 500, backend=backend)
         for t in (1, 4, 10):
             ks = stats.ks_2samp(res.dnorm[:, t], ref[:, t])
             assert ks.pvalue > 1e-3, (backend, t, ks)
@@ -70,8 +70,8 @@ def test_three_components_2d_with_human_data_matches_reference():
 def test_backends_agree_in_distribution():
     """Figure 6 setting (B = 11): the two kernels draw from the same distribution."""
     cfg = gn.paper_config(6, num_steps=25)
-    a = gn.simulate(cfg, 400, seed=1, backend="jax").dnorm
-    b = gn.simulate(cfg, 400, seed=2, backend="native").dnorm
+    a = gn.simulate(1, cfg, 400, backend="jax").dnorm
+    b = gn.simulate(2, cfg, 400, backend="native").dnorm
     for t in (1, 10, 25):
         assert stats.ks_2samp(a[:, t], b[:, t]).pvalue > 1e-3
 
@@ -83,7 +83,7 @@ def test_backends_agree_in_distribution():
 @pytest.mark.parametrize("backend", PARAMS)
 def test_invariants_every_step(backend):
     cfg = gn.paper_config(6, num_steps=40, record_pi=True, record_d=True)
-    res = gn.simulate(cfg, 32, seed=3, backend=backend)
+    res = gn.simulate(3, cfg, 32, backend=backend)
     w = res.weights
     assert np.all(w >= 0)
     np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-9)
@@ -101,7 +101,7 @@ def test_invariants_every_step(backend):
 
 @pytest.mark.fallback
 def test_float32_default_runs_and_stays_on_simplex():
-    res = gn.simulate(small_config(record_pi=True), 32, seed=0, dtype=jnp.float32)
+    res = gn.simulate(0, small_config(record_pi=True), 32, dtype=jnp.float32)
     assert res.weights.dtype == np.float32
     np.testing.assert_allclose(res.weights.sum(-1), 1.0, atol=1e-5)
     assert np.all(np.isfinite(res.dnorm))
@@ -113,9 +113,9 @@ def test_float32_default_runs_and_stays_on_simplex():
 @pytest.mark.parametrize("backend", PARAMS)
 def test_same_seed_same_result_and_seeds_differ(backend):
     cfg = small_config()
-    a = gn.simulate(cfg, 8, seed=5, backend=backend).dnorm
-    b = gn.simulate(cfg, 8, seed=5, backend=backend).dnorm
-    c = gn.simulate(cfg, 8, seed=6, backend=backend).dnorm
+    a = gn.simulate(5, cfg, 8, backend=backend).dnorm
+    b = gn.simulate(5, cfg, 8, backend=backend).dnorm
+    c = gn.simulate(6, cfg, 8, backend=backend).dnorm
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a[:, 5:], c[:, 5:])
 
@@ -123,8 +123,8 @@ def test_same_seed_same_result_and_seeds_differ(backend):
 @pytest.mark.parametrize("backend", PARAMS)
 def test_vmap_equals_loop_and_chunking_is_invisible(backend):
     cfg = small_config(num_steps=12, record_pi=True)
-    batched = gn.simulate(cfg, 5, seed=9, backend=backend, steps_per_call=5)
-    whole = gn.simulate(cfg, 5, seed=9, backend=backend, steps_per_call=12)
+    batched = gn.simulate(9, cfg, 5, backend=backend, steps_per_call=5)
+    whole = gn.simulate(9, cfg, 5, backend=backend, steps_per_call=12)
     np.testing.assert_array_equal(batched.weights, whole.weights)
     from collapse_jax.replicates import replicate_keys
 
@@ -136,8 +136,10 @@ def test_vmap_equals_loop_and_chunking_is_invisible(backend):
         mapped = jax.jit(jax.vmap(lambda k: gn.run_network(k, cfg, dtype=jnp.float64, backend=backend)))(keys)
         np.testing.assert_array_equal(np.asarray(mapped.weights), batched.weights)
     # replicates are indexed globally: a slice starting at replicate 2 reproduces replicates 2..4
-    part = gn.simulate(cfg, 3, seed=9, backend=backend, first_replicate=2)
+    part = gn.simulate(9, cfg, 3, backend=backend, first_replicate=2)
     np.testing.assert_array_equal(part.weights, batched.weights[2:])
+    chunked = gn.simulate(9, cfg, 5, backend=backend, chunk_size=2, steps_per_call=5)  # replicates per call
+    np.testing.assert_array_equal(chunked.weights, batched.weights)
 
 
 @pytest.mark.parametrize("backend", PARAMS)
@@ -159,8 +161,8 @@ def test_sharded_equals_unsharded():
         from collapse_jax.replicates import replicate_mesh
         cfg = gn.paper_config(4, num_steps=15, record_pi=True)
         for backend in BACKENDS_HERE:
-            one = gn.simulate(cfg, 6, seed=3, backend=backend, mesh=replicate_mesh(jax.devices()[:1]))
-            four = gn.simulate(cfg, 6, seed=3, backend=backend)
+            one = gn.simulate(3, cfg, 6, backend=backend, mesh=replicate_mesh(jax.devices()[:1]))
+            four = gn.simulate(3, cfg, 6, backend=backend)
             np.testing.assert_array_equal(one.weights, four.weights)
         print("ok")
     """).replace("BACKENDS_HERE", repr(BACKENDS))
@@ -229,10 +231,10 @@ def test_native_replicate_depends_only_on_its_index():
     """Replicates run in groups of ~32 inside the kernel and in shards over devices: a slice that starts inside a
     group and crosses into the next reproduces the whole batch's replicates exactly, and so does a single one."""
     cfg = small_config(num_steps=20, record_pi=True)
-    whole = gn.simulate(cfg, 70, seed=4, backend="native", show_progress=False)
-    part = gn.simulate(cfg, 5, seed=4, backend="native", first_replicate=30, show_progress=False)
+    whole = gn.simulate(4, cfg, 70, backend="native", progress=False)
+    part = gn.simulate(4, cfg, 5, backend="native", first_replicate=30, progress=False)
     np.testing.assert_array_equal(part.weights, whole.weights[30:35])
-    one = gn.simulate(cfg, 1, seed=4, backend="native", first_replicate=69, show_progress=False)
+    one = gn.simulate(4, cfg, 1, backend="native", first_replicate=69, progress=False)
     np.testing.assert_array_equal(one.weights, whole.weights[69:])
 
 
@@ -244,7 +246,7 @@ def test_native_far_components_match_reference():
               num_steps=15)
     rng = np.random.default_rng(8)
     ref = np.stack([gmm_reference.simulate(rng, **kw)[1] for _ in range(200)])
-    res = gn.simulate(gn.make_config(**kw, record_pi=True), 400, seed=5, backend="native", show_progress=False)
+    res = gn.simulate(5, gn.make_config(**kw, record_pi=True), 400, backend="native", progress=False)
     w = res.weights
     assert np.all(np.isfinite(w)) and np.all(w >= 0)
     np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-5)
@@ -260,7 +262,7 @@ def test_native_progress_counts_every_update():
 
     cfg = small_config(num_steps=25)
     before = _native.gmm_progress()
-    gn.simulate(cfg, 9, seed=1, backend="native", show_progress=True)
+    gn.simulate(1, cfg, 9, backend="native", progress=True)
     assert _native.gmm_progress() - before == 9 * cfg.num_models * int(gn.step_schedule(cfg).num_draws.sum())
 
 
@@ -269,7 +271,7 @@ def test_without_native_kernels_auto_uses_jax():
     code = textwrap.dedent("""
         from collapse_jax import gmm_network as gn
         assert gn.resolve_backend("auto") == "jax"
-        res = gn.simulate(gn.paper_config(4, num_steps=5), 2, seed=0, show_progress=False)
+        res = gn.simulate(0, gn.paper_config(4, num_steps=5), 2, progress=False)
         assert res.dnorm.shape == (2, 6)
         print("ok")
     """)
@@ -307,9 +309,15 @@ def test_bad_input_names_the_parameter(kwargs, message):
 def test_bad_replicate_counts():
     cfg = small_config()
     with pytest.raises(ValueError, match="num_replicates must be an integer >= 1"):
-        gn.simulate(cfg, 0)
+        gn.simulate(0, cfg, 0)
     with pytest.raises(ValueError, match="num_replicates=.* needs about .* GiB"):
-        gn.simulate(gn.paper_config(4, num_steps=2000), 10**9)
+        gn.simulate(0, gn.paper_config(4, num_steps=2000), 10**9)
+    for kwargs, name in [(dict(chunk_size=0), "chunk_size"), (dict(first_replicate=-1), "first_replicate"),
+                         (dict(memory_budget=0), "memory_budget"), (dict(steps_per_call=0), "steps_per_call")]:
+        with pytest.raises(ValueError, match=f"{name} must be an integer"):
+            gn.simulate(0, cfg, 2, **kwargs)
+    with pytest.raises(ValueError, match="config must be a GMMNetworkConfig"):
+        gn.simulate(cfg, 2, 5)  # the pre-issue-10 argument order (config, num_replicates, seed)
 
 
 # ---------------------------------------------------------------------------------------------------- portable kernel at scale
@@ -336,10 +344,10 @@ def test_bounded_uniform_is_exact_lemire():
 def test_scatter_and_one_hot_bitmaps_draw_the_same(monkeypatch):
     """The two forms of the bitmap update are the same arithmetic: identical records for the same seed."""
     cfg = small_config(num_steps=12)
-    one_hot = gn.simulate(cfg, 6, seed=2, backend="jax", show_progress=False).dnorm
+    one_hot = gn.simulate(2, cfg, 6, backend="jax", progress=False).dnorm
     monkeypatch.setattr(gn, "SCATTER_MIN_WORDS", 0)
     gn._COMPILED.clear()
-    scattered = gn.simulate(cfg, 6, seed=2, backend="jax", show_progress=False).dnorm
+    scattered = gn.simulate(2, cfg, 6, backend="jax", progress=False).dnorm
     gn._COMPILED.clear()
     np.testing.assert_array_equal(one_hot, scattered)
 
@@ -349,7 +357,7 @@ def test_portable_kernel_takes_internets_beyond_65536_points():
     """An internet of 100,000 human points (beyond the old 2^16 cap): the portable kernel agrees with the native
     one in distribution."""
     cfg = gn.paper_config(4, num_human=100_000, beta=0.002, num_steps=3)
-    a = gn.simulate(cfg, 300, seed=1, backend="jax", show_progress=False).dnorm
-    b = gn.simulate(cfg, 300, seed=2, backend="native", show_progress=False).dnorm
+    a = gn.simulate(1, cfg, 300, backend="jax", progress=False).dnorm
+    b = gn.simulate(2, cfg, 300, backend="native", progress=False).dnorm
     for t in (1, 2, 3):
         assert stats.ks_2samp(a[:, t], b[:, t]).pvalue > 1e-3, t

@@ -33,9 +33,9 @@ def test_contract_chunks_and_keys():
     one call; another seed differs (jit == eager and vmap == loop: tests/test_contracts.py)."""
     cfg = LR.LinearRegressionConfig(4, 12, 8, "accumulate")
     whole = LR.simulate(1, W, 0.7, cfg, 5)
-    chunked = driver.run_replicates(LR._kernel, (np.asarray(W), np.asarray(0.7)), cfg, 5, 1, chunk_size=2)
+    chunked = driver.run_replicates(LR.kernel, LR.Params(np.asarray(W), np.asarray(0.7)), cfg, 5, 1, chunk_size=2)
     np.testing.assert_array_equal(whole, chunked)
-    later = driver.run_replicates(LR._kernel, (np.asarray(W), np.asarray(0.7)), cfg, 2, 1, first_replicate=3)
+    later = driver.run_replicates(LR.kernel, LR.Params(np.asarray(W), np.asarray(0.7)), cfg, 2, 1, first_replicate=3)
     np.testing.assert_array_equal(whole[3:], later)
     assert not np.array_equal(whole, LR.simulate(2, W, 0.7, cfg, 5))
 

@@ -22,7 +22,7 @@ T = 3
 @functools.lru_cache(maxsize=None)
 def _jax_risk(regime, alpha_value):
     alpha, n = S.constant_alpha(alpha_value, T), S.linear_size(60, T)
-    return L.simulate(3, BETA, B0, alpha, n, L.LogisticConfig(regime), 2000, progress=False)
+    return L.simulate(3, BETA, B0, alpha, n, L.LogisticConfig(regime), 2000, progress=False).risk
 
 
 @pytest.mark.parametrize("regime,alpha_value", [("replace", 0.3), ("accumulate", 0.0)])
@@ -73,10 +73,9 @@ def test_separable_data_fail_and_give_nan():
     assert not bool(ok)
     alpha, n = S.constant_alpha(0.5, 2), S.constant_size(8, 2)
     with pytest.warns(RuntimeWarning, match="fits failed"):
-        risk, info = L.simulate(0, [30.0, 0.0, 0.0], 0.0, alpha, n, L.LogisticConfig(), 50, progress=False,
-                                return_info=True)
-    failed_at = np.argmax(~info["ok"], axis=1)
-    rows = np.flatnonzero(~info["ok"].all(1))
+        risk, _, ok = L.simulate(0, [30.0, 0.0, 0.0], 0.0, alpha, n, L.LogisticConfig(), 50, progress=False)
+    failed_at = np.argmax(~ok, axis=1)
+    rows = np.flatnonzero(~ok.all(1))
     assert rows.size > 0
     for r in rows:  # NaN from the first failed fit on, finite before
         assert np.isnan(risk[r, failed_at[r]:]).all() and np.isfinite(risk[r, :failed_at[r]]).all()
@@ -97,7 +96,7 @@ def test_first_order_theory_at_large_n(regime, alpha_value):
     replicates: Monte Carlo / theory = 1.13 at n = 250, 1.00-1.03 at n = 1000 and 4000). At n = 1000 it must lie
     within 4 Monte Carlo standard errors plus 5%; at n = 60 the same Monte Carlo sees it is too low."""
     alpha, n = S.constant_alpha(alpha_value, 2), S.constant_size(1000, 2)
-    risk = L.simulate(1, BETA, B0, alpha, n, L.LogisticConfig(regime), 800, progress=False)
+    risk = L.simulate(1, BETA, B0, alpha, n, L.LogisticConfig(regime), 800, progress=False).risk
     theory = L.first_order_risk(BETA, B0, alpha, n, regime)
     mean, se = risk.mean(0), risk.std(0, ddof=1) / np.sqrt(risk.shape[0])
     assert np.all(np.abs(mean - theory) <= 4 * se + 0.05 * theory), (mean / theory)
@@ -110,17 +109,20 @@ def test_first_order_theory_at_large_n(regime, alpha_value):
 
 
 def test_contract_vmap_loop_keys_chunks():
-    """vmap (batch_size=3) == a loop of single replicates (lax.map, batch_size=1); replicate i's draw depends only
-    on (seed, i), not on chunking; another seed gives other draws."""
+    """vmap (lanes=3) == a loop of single replicates (lax.map, lanes=1); replicate i's draw depends only on
+    (seed, i), not on chunking; another seed gives other draws."""
     alpha, n = S.constant_alpha(0.4, 2), S.linear_size(20, 2)
     cfg = L.LogisticConfig("accumulate")
-    loop = L.simulate(5, BETA, B0, alpha, n, cfg, 6, chunk_size=3, batch_size=1, progress=False)
-    vmapped = L.simulate(5, BETA, B0, alpha, n, cfg, 6, batch_size=3, progress=False)
-    np.testing.assert_allclose(vmapped, loop, rtol=1e-10)
-    again = L.simulate(5, BETA, B0, alpha, n, cfg, 3, batch_size=1, progress=False)
-    np.testing.assert_array_equal(again, loop[:3])
-    other = L.simulate(6, BETA, B0, alpha, n, cfg, 3, batch_size=1, progress=False)
-    assert not np.array_equal(other, loop[:3])
+    loop = L.simulate(5, BETA, B0, alpha, n, cfg, 6, chunk_size=3, progress=False)
+    vmapped = L.simulate(5, BETA, B0, alpha, n, L.LogisticConfig("accumulate", lanes=3), 6, progress=False)
+    np.testing.assert_allclose(vmapped.risk, loop.risk, rtol=1e-10)
+    np.testing.assert_array_equal(vmapped.newton_steps, loop.newton_steps)
+    again = L.simulate(5, BETA, B0, alpha, n, cfg, 3, progress=False)
+    np.testing.assert_array_equal(again.risk, loop.risk[:3])
+    later = L.simulate(5, BETA, B0, alpha, n, cfg, 3, first_replicate=3, progress=False)
+    np.testing.assert_array_equal(later.risk, loop.risk[3:])
+    other = L.simulate(6, BETA, B0, alpha, n, cfg, 3, progress=False)
+    assert not np.array_equal(other.risk, loop.risk[:3])
 
 
 def test_contract_jit_equals_eager():
@@ -148,17 +150,19 @@ def test_contract_jit_equals_eager():
     (dict(beta=np.ones((2, 2))), "beta must be a vector"),
     (dict(intercept=np.inf), "intercept"),
     (dict(config=L.LogisticConfig("accumulate", max_points=30)), "max_points=30"),
+    (dict(backend="native"), "backend must be 'auto' or 'jax'"),
 ])
 def test_bad_input_raises_before_compute(kwargs, match):
     args = dict(beta=BETA, intercept=B0, alpha=np.r_[1.0, 0.5, 0.5], n=np.r_[12.0, 12.0, 12.0],
-                config=L.LogisticConfig())
+                config=L.LogisticConfig(), backend="auto")
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
-        L.simulate(0, args["beta"], args["intercept"], args["alpha"], args["n"], args["config"], 3)
+        L.simulate(0, args["beta"], args["intercept"], args["alpha"], args["n"], args["config"], 3,
+                   backend=args["backend"])
 
 
 @pytest.mark.parametrize("kwargs", [dict(regime="filter"), dict(max_iter=0), dict(tol=0.0), dict(ridge=0.0),
-                                    dict(chunk=0)])
+                                    dict(chunk=0), dict(lanes=0), dict(buffer=0)])
 def test_bad_config(kwargs):
     with pytest.raises(ValueError):
         L.LogisticConfig(**kwargs)

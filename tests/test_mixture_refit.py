@@ -1,5 +1,6 @@
 """EM mixture recursion: NumPy raw-draw reference (KS), one EM step and W1 against independent code, guards,
-contract (jit == eager, vmap == loop, same key, chunking) and bad input."""
+contract (jit == eager for one fit, vmap == loop, same key, chunking; the whole kernel: tests/test_contracts.py) and
+bad input."""
 
 import functools
 
@@ -12,7 +13,6 @@ from scipy import stats
 import mixture_refit_reference as ref
 from collapse_jax import mixture_refit as MR
 from collapse_jax import schedules as S
-from collapse_jax.replicates import replicate_keys
 
 W, MEANS, SDS = np.r_[0.3, 0.4, 0.3], np.r_[-3.0, 0.0, 3.0], np.r_[1.0, 0.8, 1.0]
 T = 2
@@ -56,7 +56,7 @@ def test_em_guards_empty_component_and_variance_floor():
 @functools.lru_cache(maxsize=None)
 def _jax_risk(regime, alpha_value):
     alpha, n = S.constant_alpha(alpha_value, T), S.linear_size(15, T)
-    return MR.simulate(3, W, MEANS, SDS, alpha, n, MR.MixtureConfig(regime), 2000, progress=False)
+    return MR.simulate(3, W, MEANS, SDS, alpha, n, MR.MixtureConfig(regime), 2000, progress=False).risk
 
 
 @pytest.mark.parametrize("regime,alpha_value", [("replace", 0.4), ("accumulate", 0.0)])
@@ -74,22 +74,19 @@ def test_ks_rejects_a_wrong_alpha():
     assert stats.ks_2samp(_jax_risk("replace", 0.4)[:, T], np_risk[:, T]).pvalue < 1e-3  # the acceptance threshold
 
 
-def _sizes(n, cfg):
-    return MR._sample_buffer.plan(np.asarray(n), cfg.regime, cfg.chunk, cfg.max_points, "mixture")
-
-
 def test_contract_vmap_loop_keys_chunks():
-    """vmap (batch_size=3) == a loop of single replicates (lax.map, batch_size=1); replicate i's draw depends only
-    on (seed, i), not on chunking; another seed gives other draws."""
+    """vmap (lanes=3) == a loop of single replicates (lax.map, lanes=1); replicate i's draw depends only on
+    (seed, i), not on chunking; another seed gives other draws."""
     alpha, n = S.constant_alpha(0.4, T), S.linear_size(12, T)
     cfg = MR.MixtureConfig("accumulate")
-    loop = MR.simulate(5, W, MEANS, SDS, alpha, n, cfg, 6, chunk_size=3, batch_size=1, progress=False)
-    vmapped = MR.simulate(5, W, MEANS, SDS, alpha, n, cfg, 6, batch_size=3, progress=False)
-    np.testing.assert_allclose(vmapped, loop, rtol=1e-10)
-    again = MR.simulate(5, W, MEANS, SDS, alpha, n, cfg, 3, batch_size=1, progress=False)
-    np.testing.assert_array_equal(again, loop[:3])
-    other = MR.simulate(6, W, MEANS, SDS, alpha, n, cfg, 3, batch_size=1, progress=False)
-    assert not np.array_equal(other, loop[:3])
+    loop = MR.simulate(5, W, MEANS, SDS, alpha, n, cfg, 6, chunk_size=3, progress=False)
+    vmapped = MR.simulate(5, W, MEANS, SDS, alpha, n, MR.MixtureConfig("accumulate", lanes=3), 6, progress=False)
+    np.testing.assert_allclose(vmapped.risk, loop.risk, rtol=1e-10)
+    np.testing.assert_array_equal(vmapped.iterations, loop.iterations)
+    again = MR.simulate(5, W, MEANS, SDS, alpha, n, cfg, 3, progress=False)
+    np.testing.assert_array_equal(again.risk, loop.risk[:3])
+    other = MR.simulate(6, W, MEANS, SDS, alpha, n, cfg, 3, progress=False)
+    assert not np.array_equal(other.risk, loop.risk[:3])
 
 
 def test_contract_jit_equals_eager():
@@ -109,25 +106,12 @@ def test_contract_jit_equals_eager():
         np.testing.assert_allclose(np.asarray(j), np.asarray(e), rtol=1e-10)
 
 
-@pytest.mark.slow
-def test_contract_replicate_jit_equals_eager():
-    """Slow (about 10 s under load): a whole replicate without jit against the compiled batch."""
-    alpha, n = S.constant_alpha(0.4, 1), S.constant_size(12, 1)
-    cfg = MR.MixtureConfig("accumulate", max_iter=3)
-    jitted, info = MR.simulate(7, W, MEANS, SDS, alpha, n, cfg, 2, progress=False, return_info=True)
-    with jax.disable_jit():
-        eager, iters = MR.replicate_risk(replicate_keys(7, 0, 1)[0], _truth(), jnp.asarray(alpha),
-                                         jnp.asarray(n), cfg, *_sizes(n, cfg))
-    np.testing.assert_allclose(np.asarray(eager), jitted[0], rtol=1e-10)
-    np.testing.assert_array_equal(np.asarray(iters), info["iterations"][0])
-
-
 def test_warns_when_em_stops_at_max_iter():
     alpha, n = S.constant_alpha(0.4, 1), S.constant_size(12, 1)
     with pytest.warns(RuntimeWarning, match="max_iter=2"):
-        _, info = MR.simulate(7, W, MEANS, SDS, alpha, n, MR.MixtureConfig(max_iter=2), 4, progress=False,
-                              return_info=True)
-    assert np.all(info["iterations"] <= 2) and np.any(info["iterations"] == 2)
+        iterations = MR.simulate(7, W, MEANS, SDS, alpha, n, MR.MixtureConfig(max_iter=2), 4,
+                                 progress=False).iterations
+    assert np.all(iterations <= 2) and np.any(iterations == 2)
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -152,7 +136,7 @@ def test_bad_input_raises_before_compute(kwargs, match):
 
 
 @pytest.mark.parametrize("kwargs", [dict(regime="filter"), dict(max_iter=0), dict(tol=0.0), dict(var_floor=-1.0),
-                                    dict(chunk=0)])
+                                    dict(chunk=0), dict(lanes=0), dict(buffer=0)])
 def test_bad_config(kwargs):
     with pytest.raises(ValueError):
         MR.MixtureConfig(**kwargs)
@@ -160,5 +144,5 @@ def test_bad_config(kwargs):
 
 def test_memory_guard():
     alpha, n = S.constant_alpha(0.4, 2), S.constant_size(10 ** 6, 2)
-    with pytest.raises(ValueError, match="batch_size .* GiB"):
-        MR.simulate(0, W, MEANS, SDS, alpha, n, MR.MixtureConfig(), 3, batch_size=10 ** 6)
+    with pytest.raises(ValueError, match="lanes .* GiB"):
+        MR.simulate(0, W, MEANS, SDS, alpha, n, MR.MixtureConfig(lanes=10 ** 6), 3)

@@ -212,39 +212,6 @@ def test_adaptive_alpha_is_a_recurrence_fixed_point():
     assert np.allclose(1 - alpha[1:], np.exp(-20 * r[:-1]))
 
 
-# --- contract: jit == eager, vmap == loop, same key == same draw -----------------------------------------------------
-def _contract_setup():
-    """Three replicates of a short accumulate run, compiled batch: (inputs of replicate_risk, keys, batch losses)."""
-    p = jnp.asarray(P)
-    alpha, n = jnp.asarray(S.constant_alpha(0.4, 3)), jnp.asarray(S.linear_size(6, 3))
-    kappa = jnp.ones_like(alpha)
-    cfg = M.MultinomialConfig("accumulate")
-    keys = jax.random.split(jax.random.key(2), 3)
-    jitted = np.asarray(M.batched_risk(keys, p, alpha[None], n[None], kappa[None], cfg))[0]
-    return (p, alpha, n, kappa, cfg), keys, jitted
-
-
-def test_contract_jit_vmap_keys():
-    (p, alpha, n, kappa, cfg), keys, jitted = _contract_setup()
-    loop = np.stack([np.asarray(jax.jit(M.replicate_risk, static_argnums=5)(k, p, alpha, n, kappa, cfg))
-                     for k in keys])
-    np.testing.assert_allclose(jitted, loop, rtol=1e-12)
-    again = np.asarray(M.batched_risk(keys, p, alpha[None], n[None], kappa[None], cfg))[0]
-    np.testing.assert_array_equal(jitted, again)
-    other = np.asarray(M.batched_risk(jax.random.split(jax.random.key(3), 3), p, alpha[None], n[None],
-                                      kappa[None], cfg))[0]
-    assert not np.array_equal(jitted, other)
-
-
-@pytest.mark.slow
-def test_contract_jit_equals_eager():
-    """Slow (about a minute on 2 cores): one replicate without jit against the compiled batch."""
-    (p, alpha, n, kappa, cfg), keys, jitted = _contract_setup()
-    with jax.disable_jit():
-        eager = np.asarray(M.replicate_risk(keys[0], p, alpha, n, kappa, cfg))
-    np.testing.assert_allclose(jitted[0], eager, rtol=1e-12)
-
-
 @pytest.mark.parametrize("backend", [NATIVE_PARAM, "jax"])
 def test_chunking_does_not_change_draws(backend):
     alpha, n = _grid()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from collapse_jax import driver
 from collapse_jax import multinomial as mn
 from collapse_jax import multinomial_pallas as mp
 from collapse_jax import schedules as S
@@ -51,8 +52,8 @@ def test_same_law_as_portable_sampler():
     alpha, n = S.constant_alpha(0.5, T), S.constant_size(60, T)
     ours = run(replicate_keys(5, 0, R), alpha, n, block=128)
     f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
-    ref = np.asarray(mn.batched_risk(replicate_keys(6, 0, R), f32(P), f32(alpha[None]), f32(n[None]),
-                                     jnp.ones((1, T + 1), jnp.float32), mn.MultinomialConfig("replace")))[0]
+    ref = driver.run_replicates(mn.kernel, mn.Params(f32(P), f32(alpha), f32(n), jnp.ones(T + 1, jnp.float32)),
+                                mn.MultinomialConfig("replace"), R, 6)
     for t in (0, T):
         assert stats.ks_2samp(ours[:, t], ref[:, t]).pvalue > 1e-3, t
 

@@ -1,0 +1,116 @@
+"""Before/after cost of moving the simulators onto the init/step contract and the driver (issue 10).
+
+Runs the same ``simulate`` calls (logistic, EM mixture, Gaussian, multinomial ``jax``) in this checkout and in
+``--base`` (extracted with ``git archive`` into a temporary folder), each in its own worker process, the two
+alternating ``--rounds`` times. A worker times one first call (compilation included) apart, then ``--repeats``
+calls; it reports wall and process-CPU seconds (``simulate`` returns NumPy arrays, so every call has finished its
+device work). The summary gives the median over all timed calls per side and the ratio this / base. Run it under
+``flock /work/bench.lock`` on the shared machine.
+
+Usage: ``PYTHONPATH=. python3 benchmarks/bench_driver.py --base main --rounds 2 --repeats 3``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CASES = ("logistic", "mixture", "gaussian", "multinomial")
+
+
+def _call(case: str):
+    """A ``() -> None`` running one ``simulate`` call of ``case`` (the same arguments in both trees)."""
+    import numpy as np
+
+    from collapse_jax import schedules as S
+
+    if case == "logistic":
+        from collapse_jax import logistic as L
+
+        alpha, n = S.constant_alpha(0.5, 5), S.constant_size(200, 5)
+        return lambda: L.simulate(0, L.SEED003_C2["beta"], L.SEED003_C2["intercept"], alpha, n,
+                                  L.LogisticConfig("accumulate"), 1000, progress=False)
+    if case == "mixture":
+        from collapse_jax import mixture_refit as MR
+
+        t = MR.SEED003_C2
+        n = S.linear_size(50, 6)
+        alpha = np.stack([S.pure_synthetic_alpha(6), S.constant_alpha(0.5, 6)])
+        return lambda: MR.simulate(0, t["weights"], t["means"], t["sds"], alpha, np.stack([n, n]), MR.MixtureConfig(),
+                                   500, progress=False)
+    if case == "gaussian":
+        from collapse_jax import gaussian as G
+
+        alpha, n = S.constant_alpha(0.5, 50), S.constant_size(100, 50)
+        return lambda: G.simulate(0, 0.0, 1.0, np.stack([alpha, alpha / 2]), np.stack([n, n]), G.GaussianConfig(),
+                                  20_000, progress=False)
+    from collapse_jax import multinomial as M
+
+    alpha, n = S.constant_alpha(0.5, 30), S.constant_size(100, 30)
+    p = np.full(20, 1 / 20)
+    return lambda: M.simulate(0, p, alpha, n, M.MultinomialConfig(), 5_000, progress=False, backend="jax")
+
+
+def worker(case: str, repeats: int) -> dict:
+    import warnings
+
+    warnings.simplefilter("ignore", RuntimeWarning)  # capped EM fits are expected in the mixture case
+    run = _call(case)
+    t0 = time.perf_counter()
+    run()
+    first = time.perf_counter() - t0
+    wall, cpu = [], []
+    for _ in range(repeats):
+        w0, c0 = time.perf_counter(), time.process_time()
+        run()
+        wall.append(time.perf_counter() - w0)
+        cpu.append(time.process_time() - c0)
+    return {"first_s": first, "wall_s": wall, "cpu_s": cpu}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--base", default="main", help="git revision to compare against")
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.repeats)))
+        return 0
+    here = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, COLLAPSE_JAX_PROGRESS="0", JAX_PLATFORMS="cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(here), "archive", args.base], check=True, capture_output=True)
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        trees = {args.base: Path(tmp), "this checkout": here}
+        print(f"load average before: {os.getloadavg()}", flush=True)
+        for case in args.cases:
+            runs: dict = {name: [] for name in trees}
+            for _ in range(args.rounds):
+                for name, tree in trees.items():
+                    out = subprocess.run([sys.executable, str(here / "benchmarks" / "bench_driver.py"), "--worker",
+                                          case, "--repeats", str(args.repeats)], cwd=tree, check=True,
+                                         capture_output=True, text=True, env=dict(env, PYTHONPATH=str(tree)))
+                    runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+            med = {name: {k: statistics.median([t for r in rs for t in r[k]]) for k in ("wall_s", "cpu_s")}
+                   | {"first_s": statistics.median([r["first_s"] for r in rs])} for name, rs in runs.items()}
+            for name, m in med.items():
+                print(f"{case:12s} {name:14s} first {m['first_s']:7.2f} s   median wall {m['wall_s']:7.3f} s   "
+                      f"cpu {m['cpu_s']:7.3f} s", flush=True)
+            print(f"{case:12s} ratio this/base: wall {med['this checkout']['wall_s'] / med[args.base]['wall_s']:.3f}"
+                  f", cpu {med['this checkout']['cpu_s'] / med[args.base]['cpu_s']:.3f}", flush=True)
+        print(f"load average after: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
