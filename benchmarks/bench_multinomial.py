@@ -5,8 +5,8 @@ Simulators of the same recursion (K categories, T generations, replace or accumu
   all cores; its fastest engine here, "refill" on AVX-512 CPUs);
 - native-group: the same kernel's "group" engine (any CPU: eight replicates advance category by category; same
   numbers as refill);
-- jax: collapse_jax.multinomial.batched_risk (the portable path: tree of exact binomials, vmap over replicates, scan
-  over generations);
+- jax: collapse_jax.multinomial.kernel run by driver.batched (the portable path: tree of exact binomials, vmap over
+  replicates, scan over generations);
   for both, compile time is reported apart (first call), then the median of --repeats timed calls, each ending in
   block_until_ready; wall seconds and the process's CPU seconds (all threads) are both recorded, as for NumPy;
 - numpy-vectorised: Generator.multinomial with one probability row per replicate, a Python loop over generations;
@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from collapse_jax import driver  # noqa: E402
 from collapse_jax import multinomial as M  # noqa: E402
 from collapse_jax import schedules as S  # noqa: E402
 from collapse_jax.replicates import replicate_keys  # noqa: E402
@@ -103,7 +104,8 @@ def main(argv=None):
                      jnp.ones((1, T + 1), dtype))
                 runners = {"native": lambda: M.batched_risk_native(*a, regime),
                            "native-group": lambda: M.batched_risk_native(*a, regime, engine="group"),
-                           "jax": lambda: M.batched_risk(*a, cfg)}
+                           "jax": lambda: driver.batched(M.kernel, cfg, grid_axes=M.Params(None, 0, 0, 0))(
+                               a[0], M.Params(*a[1:]))}
                 for backend in args.backends:
                     if backend == "jax" and reps > args.jax_max_replicates:
                         continue
