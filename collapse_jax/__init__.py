@@ -5,7 +5,7 @@ The public API is what this module re-exports.
 
 from collapse_jax import driver
 from collapse_jax.results import RunFolder
-from collapse_jax.replicates import replicate_keys, replicate_mesh, replicate_sharding, run_sharded
+from collapse_jax.replicates import replicate_keys, replicate_mesh, replicate_sharding
 
 # LLM Web Dynamics: the network of interacting GMMs and its theory (seed 000).
 from collapse_jax import gmm_network, gmm_theory  # noqa: E402
@@ -22,7 +22,6 @@ __all__ = [
     "replicate_keys",
     "replicate_mesh",
     "replicate_sharding",
-    "run_sharded",
 ]
 
 # Iterative-training recursions (seeds 003 and 004).

@@ -6,8 +6,6 @@ draw never depends on how replicates are chunked, padded or spread over devices 
 
 from __future__ import annotations
 
-from typing import Callable
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -45,20 +43,3 @@ def padded_count(count: int, mesh: Mesh | None = None) -> int:
     """``count`` rounded up to a multiple of the number of devices in the mesh."""
     size = (mesh or replicate_mesh()).size
     return -(-count // size) * size
-
-
-def run_sharded(batched_fn: Callable, keys: jax.Array, *args, mesh: Mesh | None = None):
-    """Apply ``batched_fn(keys, *args)`` with the replicate axis of ``keys`` sharded over the mesh.
-
-    ``keys`` is padded to a multiple of the device count (padding replicates are dropped from the outputs);
-    ``args`` are replicated on every device. Outputs keep the leading replicate axis.
-    """
-    mesh = mesh or replicate_mesh()
-    count = keys.shape[0]
-    total = padded_count(count, mesh)
-    if total != count:
-        keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (total - count,) + keys.shape[1:])])
-    if mesh.size > 1:
-        keys = jax.device_put(keys, replicate_sharding(mesh))
-    out = batched_fn(keys, *args)
-    return jax.tree_util.tree_map(lambda x: x[:count], out)
