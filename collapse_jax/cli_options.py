@@ -65,9 +65,9 @@ def _flag_type(hint) -> tuple[typing.Any, bool]:
 def add_config(parser, config_cls, *, exclude: tuple[str, ...] = ()) -> None:
     """One flag ``--field-name`` per field of the frozen dataclass ``config_cls``: its type from the annotation, its
     default from the class, its help from ``field(metadata={"help": ..., "choices": ..., "default_help": ...})``
-    (``default_help`` describes a default that depends on other fields). Fields in :data:`COMMON` get the shared
-    flag (their help, if any, says what the option drives); ``exclude`` names fields the command sets otherwise. A field without help text is an error here, so every
-    option is documented in ``--help``."""
+    (``default_help`` describes a default that depends on other fields). Fields in :data:`COMMON` get the shared flag
+    (their help, if any, says what the option drives); ``exclude`` names fields the command sets otherwise. A field
+    without help text is an error here, so every option is documented in ``--help``."""
     hints = typing.get_type_hints(config_cls)
     defaults = config_cls()
     for f in dataclasses.fields(config_cls):

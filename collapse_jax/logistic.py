@@ -18,7 +18,8 @@ Separation: when a batch is linearly separable the maximum-likelihood estimate d
 ridge then only makes Newton converge to a huge, meaningless fit. Every fit is therefore checked: it *fails* if Newton
 did not converge within ``max_iter`` steps, if the fit is not finite, or if the fit classifies every training point
 correctly (a certificate that the data are separable). A failed fit's risk, and the risk of every later generation of
-that replicate (they descend from it), is NaN; :func:`simulate` warns with the count and returns the flags. Below about ``n = 2 (d + 1)`` separation is likely (Cover 1965), so ``n_t >= 2 (d + 1)`` is required.
+that replicate (they descend from it), is NaN; :func:`simulate` warns with the count and returns the flags. Below about
+``n = 2 (d + 1)`` separation is likely (Cover 1965), so ``n_t >= 2 (d + 1)`` is required.
 
 Cost: the fit needs the raw samples, so a generation costs O(iterations x n_t x (d + 1)^2) (replace) or
 O(iterations x (n_0 + ... + n_t) x (d + 1)^2) (accumulate) time and each replicate holds a buffer of ``max n_t`` or

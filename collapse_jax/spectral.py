@@ -417,8 +417,8 @@ def check_jackknife_block(n: int, dim: int) -> int:
     """Raise ``ValueError`` naming ``n`` and the minimum ``d + 2`` when a block is too small for its sub-blocks."""
     n = _checks.positive_int("n", n)
     if n < jackknife_min_block(dim):
-        raise ValueError(f"the leverage-jackknife interval needs leave-one-out sub-blocks with more rows than dimensions: "
-                         f"n >= d + 2 = {jackknife_min_block(dim)}, got n={n} (d={dim})")
+        raise ValueError("the leverage-jackknife interval needs leave-one-out sub-blocks with more rows than "
+                         f"dimensions: n >= d + 2 = {jackknife_min_block(dim)}, got n={n} (d={dim})")
     return n
 
 
@@ -724,13 +724,13 @@ ESTIMATORS = ("seed", "second_order", "wishart", "scaled_wishart", "jackknife")
 
 __all__ = [
     "array_chunks", "batched_logdet", "block_estimates", "block_estimates_from_stats", "block_size_rule",
-    "BlockEstimates", "check_block_sizes", "check_embeddings", "check_eps", "check_jackknife_block",
-    "cross_leverages", "ESTIMATORS", "gaussian_bias_step", "gaussian_insample_var", "gaussian_jackknife_quantile", "gaussian_loo_moments",
+    "BlockEstimates", "check_block_sizes", "check_embeddings", "check_eps", "check_jackknife_block", "cross_leverages",
+    "ESTIMATORS", "gaussian_bias_step", "gaussian_insample_var", "gaussian_jackknife_quantile", "gaussian_loo_moments",
     "gaussian_pair_var", "gram", "gram_streaming", "Interval", "jackknife_bias", "jackknife_bias_coefficients",
-    "jackknife_bias_ratio", "jackknife_critical_value", "jackknife_interval", "jackknife_min_block", "jackknife_overstatement",
-    "leave_one_out_stats", "LeaveOneOut", "leverage_statistics", "log_overestimation_ratio", "log_weighted_bias",
-    "logdet", "logdet_chol", "mahalanobis_insample", "mahalanobis_moments", "MahalanobisMoments", "one_blas_thread",
-    "PAIR_OFFSETS", "scaled_wishart_interval", "scaling_estimate", "second_order_bias", "second_order_interval",
-    "seed_interval", "StreamedGram", "theorem1_bounds", "Theorem1Bounds", "wishart_bias", "wishart_interval",
-    "wishart_logdet_bias", "wishart_variance", "z_value",
+    "jackknife_bias_ratio", "jackknife_critical_value", "jackknife_interval", "jackknife_min_block",
+    "jackknife_overstatement", "leave_one_out_stats", "LeaveOneOut", "leverage_statistics", "log_overestimation_ratio",
+    "log_weighted_bias", "logdet", "logdet_chol", "mahalanobis_insample", "mahalanobis_moments", "MahalanobisMoments",
+    "one_blas_thread", "PAIR_OFFSETS", "scaled_wishart_interval", "scaling_estimate", "second_order_bias",
+    "second_order_interval", "seed_interval", "StreamedGram", "theorem1_bounds", "Theorem1Bounds", "wishart_bias",
+    "wishart_interval", "wishart_logdet_bias", "wishart_variance", "z_value",
 ]
