@@ -7,7 +7,6 @@ statistics), ``table.md`` / ``table.csv`` (bias, SD, coverage per cell and block
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import asdict, replace
