@@ -153,18 +153,25 @@ def run_replicates(kernel: Kernel, params, config, num_replicates: int, seed: in
     """
     R = _checks.positive_int("num_replicates", num_replicates)
     mesh = mesh or replicate_mesh()
-    if chunk_size is None:
-        budget = memory_budget if memory_budget is not None else _checks.available_memory_bytes() // 2
-        budget = _checks.positive_int("memory_budget", budget)
-        per = max(1, 8 * replicate_bytes(kernel, params, config, grid_axes))
-        chunk = max(mesh.size, budget // per // mesh.size * mesh.size)
-    else:
-        chunk = _checks.positive_int("chunk_size", chunk_size)
-    chunk = padded_count(min(chunk, R), mesh)  # every call the same shape: one compilation
+    chunk = chunk_replicates(R, mesh, chunk_size, memory_budget,
+                             lambda: max(1, 8 * replicate_bytes(kernel, params, config, grid_axes)))
+    chunk = padded_count(chunk, mesh)  # every call the same shape: one compilation
     run = batched(kernel, config, grid_axes=grid_axes, mesh=mesh, lanes=lanes)
     params = jax.tree.map(jnp.asarray, params)
     return map_chunks(lambda keys: run(keys, params), R, seed, chunk, first_replicate=first_replicate,
                       replicate_axis=0 if grid_axes is None else 1, pad=True, progress=progress, desc=desc)
+
+
+def chunk_replicates(num_replicates: int, mesh, chunk_size: int | None, memory_budget: int | None,
+                     bytes_per_replicate: Callable[[], int]) -> int:
+    """Replicates per call, at most ``num_replicates``: ``chunk_size``, or as many as ``memory_budget`` bytes hold
+    at ``bytes_per_replicate()`` each (called only then; the budget defaults to half the default device's memory),
+    rounded down to a multiple of the mesh size (at least one per device)."""
+    if chunk_size is not None:
+        return min(_checks.positive_int("chunk_size", chunk_size), num_replicates)
+    budget = memory_budget if memory_budget is not None else _checks.available_memory_bytes() // 2
+    budget = _checks.positive_int("memory_budget", budget)
+    return min(max(mesh.size, budget // bytes_per_replicate() // mesh.size * mesh.size), num_replicates)
 
 
 def map_chunks(run: Callable[[jax.Array], Any], num_replicates: int, seed: int | jax.Array, chunk: int, *,

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from collapse_jax import _checks
+from collapse_jax import _checks, driver
 from collapse_jax import progress as _progress
 from collapse_jax.distance import pairwise_distances, frobenius_norm
 from collapse_jax.replicates import replicate_keys, replicate_mesh, replicate_sharding, padded_count
@@ -562,12 +562,7 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     mesh = mesh or replicate_mesh()
     _checks.fits_in_memory("num_replicates", R, record_bytes(cfg, dtype))  # the records all come back to the host
     per = bytes_per_replicate(cfg, dtype, backend)
-    if chunk_size is None:
-        budget = memory_budget if memory_budget is not None else _checks.available_memory_bytes() // 2
-        chunk = max(mesh.size, _checks.positive_int("memory_budget", budget) // per // mesh.size * mesh.size)
-    else:
-        chunk = _checks.positive_int("chunk_size", chunk_size)
-    chunk = min(chunk, R)
+    chunk = driver.chunk_replicates(R, mesh, chunk_size, memory_budget, lambda: per)
     _checks.fits_in_memory("chunk_size (replicates per call)", padded_count(chunk, mesh), per)
     show = _progress.enabled() if progress is None else progress
     T = cfg.num_steps
