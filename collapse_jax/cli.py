@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "collapse_jax.gmm_network_cli",
     "collapse_jax.recursions_cli",
     "collapse_jax.sigma_cli",
+    "collapse_jax.sweep_cli",
     "collapse_jax.info_cli",
 ]
 ENTRY_POINT_GROUP = "collapse_jax.commands"

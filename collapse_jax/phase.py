@@ -1,0 +1,198 @@
+"""Phase diagrams: built-in sweeps (each one command, ``collapse-jax phase NAME``) and their plots, with the
+theory's boundary drawn where one exists.
+
+- ``gmm-beta-L``, ``gmm-n-B``, ``gmm-m0``: the GMM network's final ``||D||_F``, its decay exponent and the fraction of
+  replicates where a model lost a component, over (beta, L), (n, B) and the human-data size m0 (seed 000).
+- ``recursions``: the multinomial's loss at T relative to the first fit over (alpha_t decay exponent, n_t growth
+  exponent), replace and accumulate side by side; the exact recurrences' (seed 003 Thm 3.1, Thm A.1) boundary
+  ``r_T = r_0`` between improvement and collapse, and the asymptotic consistency boundary of the replace regime.
+- ``filter``: the same over the classifier's (type-I, type-II) errors (seed 003 Thm D.2).
+
+Every sweep writes its dataset (:mod:`collapse_jax.sweep`) and the PNGs next to it; ``--print-spec`` shows the
+specification, to copy and edit for ``collapse-jax sweep``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+_GMM_COMMON = """
+simulator = "gmm-network"
+seed = {seed}
+replicates = {replicates}
+[fixed]
+num_steps = {steps}
+"""
+
+_MULTINOMIAL_COMMON = """
+simulator = "multinomial"
+seed = {seed}
+replicates = {replicates}
+[fixed]
+categories = 50
+steps = {steps}
+alpha0 = 0.5
+n0 = 100
+"""
+
+SPECS = {
+    "gmm-beta-L": ("GMM network (seed 000 Figure 4 setting) over the fraction read beta and the posts per step L",
+                   _GMM_COMMON + """
+[grid]
+beta = {{ linspace = [0.1, 1.0, 10] }}
+points_per_step = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
+""", dict(steps=200, replicates=1000)),
+    "gmm-n-B": ("GMM network over the number of models n and of components B (means 5 apart)", _GMM_COMMON + """
+component_spacing = 5.0
+[grid]
+num_models = [2, 3, 4, 6, 8]
+num_components = [2, 3, 5, 8, 11]
+""", dict(steps=200, replicates=1000)),
+    "gmm-m0": ("GMM network (Figure 4 setting) over the human-data size m0 in A(0)", _GMM_COMMON + """
+[grid]
+num_human = [0, 3, 10, 30, 100, 300, 1000, 3000, 10000]
+""", dict(steps=200, replicates=1000)),
+    "recursions": ("multinomial (K = 50, n0 = 100) over the alpha_t decay and n_t growth exponents, replace and "
+                   "accumulate", _MULTINOMIAL_COMMON + """
+[grid]
+regime = ["replace", "accumulate"]
+alpha_decay = {{ linspace = [0.0, 1.5, 30] }}
+n_growth = {{ linspace = [0.0, 2.0, 30] }}
+""", dict(steps=200, replicates=1000)),
+    "filter": ("multinomial filter regime (K = 50, alpha = 0.5, n = 100) over the type-I and type-II errors",
+               _MULTINOMIAL_COMMON + """regime = "filter"
+[grid]
+type1 = {{ linspace = [0.0, 0.9, 10] }}
+type2 = {{ linspace = [0.0, 0.9, 10] }}
+""", dict(steps=100, replicates=1000)),
+}
+
+
+def spec_text(name: str, *, replicates: int | None = None, steps: int | None = None, seed: int = 0) -> str:
+    """The TOML specification of the built-in diagram ``name`` (its defaults where None)."""
+    if name not in SPECS:
+        raise ValueError(f"diagram must be one of {sorted(SPECS)}, got {name!r}")
+    _, text, defaults = SPECS[name]
+    values = {"seed": seed, "replicates": replicates or defaults["replicates"], "steps": steps or defaults["steps"]}
+    for key, value in values.items():  # checked again by the specification parser, which names the field
+        if not isinstance(value, int) or value < (0 if key == "seed" else 1):
+            raise ValueError(f"{key} must be an integer >= {0 if key == 'seed' else 1}, got {value!r}")
+    return text.format(**values).lstrip()
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _heatmap(ax, ds, var: str, x: str, y: str, *, log: bool = False, centre_one: bool = False, **sel):
+    """``ds[var]`` over the axes ``x`` (horizontal) and ``y``, cells at their coordinate values."""
+    from matplotlib.colors import LogNorm
+
+    da = ds[var].sel(**sel).transpose(y, x)
+    values = np.asarray(da.values, np.float64)
+    xs, ys = np.asarray(ds[x].values), np.asarray(ds[y].values)
+    positive = values[np.isfinite(values) & (values > 0)]
+    norm, cmap = None, "viridis"
+    if log and positive.size and positive.min() < positive.max():
+        low, high = positive.min(), positive.max()
+        if low < 1 < high and centre_one:  # a ratio: blue below 1, red above, 1 in the middle
+            m = max(-np.log10(low), np.log10(high))
+            low, high, cmap = 10**-m, 10**m, "RdBu_r"
+        norm = LogNorm(low, high)
+    grid_x = np.arange(len(xs)) if xs.dtype.kind not in "fi" else xs
+    grid_y = np.arange(len(ys)) if ys.dtype.kind not in "fi" else ys
+    mesh = ax.pcolormesh(grid_x, grid_y, values, shading="nearest", norm=norm, cmap=cmap)
+    ax.figure.colorbar(mesh, ax=ax, label=var)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    return grid_x, grid_y
+
+
+def plot_gmm(ds, out: Path, name: str) -> list[Path]:
+    """Final ``||D||_F``, its decay exponent and the fraction that lost a component: heatmaps over two axes, lines
+    over one."""
+    from collapse_jax.results import atomic_savefig
+
+    plt = _plt()
+    axes = [d for d in ds["cell_done"].dims]
+    panels = [("final_dnorm", True), ("dnorm_decay_exponent", False), ("fraction_lost_component", False)]
+    fig, axs = plt.subplots(1, 3, figsize=(16, 4.6))
+    for ax, (var, log) in zip(axs, panels):
+        if len(axes) == 2:
+            _heatmap(ax, ds, var, axes[0], axes[1], log=log)
+        else:
+            ax.plot(ds[axes[0]].values, ds[var].values, "o-")
+            ax.set_xlabel(axes[0])
+            ax.set_xscale("symlog", linthresh=1) if axes[0] == "num_human" else None
+            ax.set_ylabel(var)
+            if log:
+                ax.set_yscale("log")
+        ax.set_title(var.replace("_", " "))
+    replicates = json.loads(ds.attrs["sweep"])["replicates"]
+    fig.suptitle(f"{name}: {replicates} GMM networks per cell, T = {ds.sizes['step'] - 1}")
+    fig.tight_layout()
+    path = out / f"{name}.png"
+    atomic_savefig(fig, path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
+def _relative_theory(ds, **sel):
+    """``r_T / r_0`` of the exact recurrence, over the grid (NaN where the model has no closed form)."""
+    if "loss_theory" not in ds:
+        return None
+    theory = ds["loss_theory"].sel(**sel)
+    return theory.isel(step=-1) / theory.isel(step=0)
+
+
+def plot_recursions(ds, out: Path, name: str) -> list[Path]:
+    """Loss at T over loss at t = 0 (log colour scale; 1 = no change), one panel per regime, the exact recurrence's
+    ``r_T = r_0`` contour (improvement below, collapse above) and, for replace over (alpha_decay, n_growth), the
+    asymptotic consistency boundary ``n_growth = alpha_decay`` (alpha_decay < 1)."""
+    from collapse_jax.results import atomic_savefig
+
+    plt = _plt()
+    axes = [d for d in ds["cell_done"].dims]
+    regimes = list(ds["regime"].values) if "regime" in axes else [None]
+    plane = [a for a in axes if a != "regime"]
+    x, y = plane[0], plane[1]
+    fig, axs = plt.subplots(1, len(regimes), figsize=(6.5 * len(regimes), 5), squeeze=False)
+    for ax, regime in zip(axs[0], regimes):
+        sel = {} if regime is None else {"regime": regime}
+        gx, gy = _heatmap(ax, ds, "relative_loss", x, y, log=True, centre_one=True, **sel)
+        theory = _relative_theory(ds, **sel)
+        if theory is not None and np.isfinite(theory.values).any():
+            cs = ax.contour(gx, gy, np.asarray(theory.transpose(y, x).values, np.float64), levels=[1.0],
+                            colors="white", linewidths=2)
+            ax.clabel(cs, fmt={1.0: "theory r_T = r_0"}, fontsize=8)
+        if (x, y) == ("alpha_decay", "n_growth") and regime in (None, "replace"):
+            g = np.linspace(0, min(1.0, gx.max()), 50)
+            ax.plot(g, g, "r--", lw=1.5, label="consistency boundary n_growth = alpha_decay (asymptotic)")
+            ax.legend(loc="upper left", fontsize=8)
+        ax.set_title(f"loss(T) / loss(0){'' if regime is None else ': ' + str(regime)}")
+    fig.suptitle(f"{name}: relative loss; below 1 the recursion improves on its first fit, above it collapses")
+    fig.tight_layout()
+    path = out / f"{name}.png"
+    atomic_savefig(fig, path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
+def plot(name: str, ds, out: str | Path) -> list[Path]:
+    """The diagram of a built-in sweep (or, for any sweep, the plot of its model) as PNG files in ``out``."""
+    out = Path(out)
+    if ds.attrs.get("simulator") == "gmm-network":
+        return plot_gmm(ds, out, name)
+    axes = [d for d in ds["cell_done"].dims if d != "regime"]
+    if "relative_loss" in ds and len(axes) == 2:
+        return plot_recursions(ds, out, name)
+    raise ValueError(f"no phase-diagram plot for a {ds.attrs.get('simulator')} sweep over {axes} "
+                     "(two grid axes, plus regime, are plotted)")

@@ -1,0 +1,408 @@
+"""The sweep runner: every cell of a parameter grid through its simulator, into one labelled zarr dataset written
+cell by cell, resumable after a kill, shared between processes and hosts.
+
+``run(spec, out)`` (or ``collapse-jax sweep SPEC.toml --out DIR``) writes ``DIR/dataset.zarr``, an xarray dataset
+with one dimension per grid axis, then ``statistic`` (mean, sem, quantiles) or ``replicate``, then ``step``:
+
+- ``{output}_stats`` (axes..., statistic, step) for real-valued records (loss, ``||D||_F``), ``{output}_fraction``
+  (axes..., step) for flags (collapsed, lost a component), ``{output}`` (axes..., replicate, step) with
+  ``keep = "replicates"``;
+- ``{output}_theory`` (axes..., step): the closed form where the model has one;
+- per-cell numbers for phase diagrams (``relative_loss``, ``fraction_collapsed``, ...), (axes...);
+- ``cell_done`` (axes...): written last for each cell.
+
+How it runs:
+
+- cells that share static shapes (the model's ``group_key``) run in one call of the simulator, their varying values
+  stacked on a grid axis: one compilation per group, every cell with the replicate keys ``fold_in(key(seed), r)``, so
+  a cell equals the simulator run alone with the same seed, bit for bit, whatever the chunking;
+- groups are cut into chunks of cells whose records fit the memory budget (``cells_per_chunk`` to set it); each
+  finished cell is written to the store (every zarr chunk file is written to a temporary name and renamed), then
+  marked in ``cell_done``. ``resume=True`` runs only the cells not marked: a kill at any moment loses at most the
+  chunk in flight, and the resumed dataset equals an uninterrupted one;
+- with several processes (``process_index``/``process_count``, e.g. from ``jax.distributed``), process p takes its
+  share of every group's cells and writes them into the same store; process 0 creates the store, the others wait
+  for it: the store is the only coordination. Each process runs on its local devices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import resource
+import time
+import uuid
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from collapse_jax import _checks
+from collapse_jax.progress import bar
+from collapse_jax.sweep_models import MODELS, SweepModel
+from collapse_jax.sweep_spec import SweepSpec
+
+STORE = "dataset.zarr"
+_WAIT_SECONDS = 600.0
+
+
+def _zarr():
+    try:
+        import zarr
+    except ImportError as exc:  # a declared dependency; say so plainly if an environment lacks it
+        raise ImportError("the sweep runner writes zarr datasets: `python3 -m pip install zarr`") from exc
+    return zarr
+
+
+def statistic_names(quantiles) -> list[str]:
+    """``mean``, ``sem`` (standard error of the mean), then ``q05``-style names of the quantiles."""
+    percents = [round(100 * q, 6) for q in quantiles]
+    return ["mean", "sem"] + [f"q{p:g}".replace(".", "_") if p % 1 else f"q{int(p):02d}" for p in percents]
+
+
+def summarize(records: np.ndarray, kind: str, quantiles) -> np.ndarray:
+    """Summary over the replicate axis (axis 0) of one cell's records (replicate, step): (statistic, step) for
+    real values (NaN, e.g. a failed fit, left out), (step,) fractions for flags."""
+    if kind == "flag":
+        return records.mean(axis=0, dtype=np.float64)
+    x = np.asarray(records, np.float64)
+    count = np.sum(~np.isnan(x), axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps stay NaN
+        mean = np.nanmean(x, axis=0)
+        sem = np.nanstd(x, axis=0, ddof=1) / np.sqrt(count) if x.shape[0] > 1 else np.full_like(mean, np.nan)
+        qs = (np.nanquantile if np.isnan(x).any() else np.quantile)(x, quantiles, axis=0)
+    return np.concatenate([mean[None], sem[None], qs.reshape(len(quantiles), -1)])
+
+
+@dataclasses.dataclass
+class SweepReport:
+    """What a call of :func:`run` did."""
+
+    path: Path
+    cells: int
+    cells_run: int
+    cells_done: int
+    seconds: float
+    compilations: int
+    peak_host_bytes: int
+    peak_device_bytes: int | None
+    replicate_steps: int
+
+    def describe(self) -> str:
+        device = "" if self.peak_device_bytes is None else f", device peak {self.peak_device_bytes / 2**20:.0f} MiB"
+        rate = self.replicate_steps / self.seconds if self.seconds > 0 else math.nan
+        return (f"{self.cells_run} cells run in {self.seconds:.1f} s ({rate:.3g} replicate-steps/s); "
+                f"{self.cells_done}/{self.cells} cells done; {self.compilations} XLA compilations; "
+                f"host peak {self.peak_host_bytes / 2**20:.0f} MiB{device}")
+
+
+class _CompileCounter:
+    """Counts XLA backend compilations while active (``jax.monitoring`` events)."""
+
+    count = 0
+    active = False
+    registered = False
+
+    def __enter__(self):
+        import jax
+
+        if not _CompileCounter.registered:
+            def listen(name, *_, **__):
+                if _CompileCounter.active and name == "/jax/core/compile/backend_compile_duration":
+                    _CompileCounter.count += 1
+            jax.monitoring.register_event_duration_secs_listener(listen)
+            _CompileCounter.registered = True
+        self.start = _CompileCounter.count
+        _CompileCounter.active = True
+        return self
+
+    def __exit__(self, *exc):
+        _CompileCounter.active = False
+
+    @property
+    def compilations(self) -> int:
+        return _CompileCounter.count - self.start
+
+
+BLOCK_CELLS = 32
+_BLOCK_BYTES = 2**28
+
+
+def block_size(spec: SweepSpec, model: SweepModel) -> int:
+    """Cells per block: a block (consecutive cells along the last grid axis) is the unit of writing, resuming and
+    sharing between processes, and one zarr chunk of every variable. It depends only on the specification: at most
+    32 cells, and at most 256 MiB of records."""
+    if not spec.axes:
+        return 1
+    steps = max(model.num_steps(model.complete(spec.cell(i))) for i in (0, spec.num_cells - 1))
+    per_cell = spec.replicates * steps * 8 * len(model.outputs)
+    return max(1, min(spec.axes[-1].size, BLOCK_CELLS, _BLOCK_BYTES // per_cell))
+
+
+def blocks(spec: SweepSpec, block: int) -> list[range]:
+    """The grid's cells (row-major indices) cut into blocks of ``block`` consecutive cells of one row of the last
+    axis."""
+    if not spec.axes:
+        return [range(0, 1)]
+    last = spec.axes[-1].size
+    return [range(row * last + lo, row * last + min(lo + block, last))
+            for row in range(spec.num_cells // last) for lo in range(0, last, block)]
+
+
+def share(items: list, process_index: int, process_count: int) -> list:
+    """Process ``process_index``'s contiguous share of ``items``."""
+    n = len(items)
+    return items[n * process_index // process_count: n * (process_index + 1) // process_count]
+
+
+def _layout(spec: SweepSpec, model: SweepModel):
+    """Names, dimensions, dtypes, chunk shapes and descriptions of every variable of the dataset."""
+    axes = [a.name for a in spec.axes]
+    B = block_size(spec, model)
+    cell_chunk = [1] * (len(axes) - 1) + [B] if axes else []
+    cells = [model.complete(spec.cell(i)) for i in range(spec.num_cells)]
+    steps = max(model.num_steps(c) for c in cells)
+    R = spec.replicates
+    stats = statistic_names(spec.quantiles)
+    has_theory = {name for c in cells[:1] + cells[-1:] for name in model.theory(c)}
+    out = {}
+    for name, o in model.outputs.items():
+        if o.kind == "real":
+            out[f"{name}_stats"] = ((*axes, "statistic", "step"), "f8", (*cell_chunk, len(stats), steps),
+                                    f"{o.description}: mean, standard error and quantiles over replicates")
+        else:
+            out[f"{name}_fraction"] = ((*axes, "step"), "f8", (*cell_chunk, steps),
+                                       f"fraction of replicates where {o.description}")
+        if spec.keep == "replicates":
+            per_chunk = max(1, min(R, 2**24 // (steps * B)))
+            out[name] = ((*axes, "replicate", "step"), "f4" if o.kind == "real" else "bool",
+                         (*cell_chunk, per_chunk, steps), o.description)
+        if name in has_theory:
+            out[f"{name}_theory"] = ((*axes, "step"), "f8", (*cell_chunk, steps),
+                                     f"closed-form expectation: {o.description}")
+    for name, text in model.scalar_descriptions.items():
+        out[name] = (tuple(axes), "f8", tuple(cell_chunk), text)
+    out["cell_done"] = (tuple(axes), "bool", tuple(cell_chunk), "the cell's records and summaries are written")
+    return out, steps, stats
+
+
+def _create(path: Path, spec: SweepSpec, model: SweepModel) -> None:
+    """Create the empty store at ``path`` (built under a temporary name, renamed into place)."""
+    zarr = _zarr()
+    from collapse_jax.results import environment_info
+
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    layout, steps, stats = _layout(spec, model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr calls fixed-length strings (the statistic names) "unstable"
+        root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+        root.attrs.update({"sweep": json.dumps(spec.to_dict(), sort_keys=True), "simulator": spec.simulator,
+                           "environment": json.dumps(environment_info(), sort_keys=True, default=str),
+                           "description": spec.description, "precision": _precision()})
+        coordinates = []
+        for axis in spec.axes:
+            for param, values in axis.values.items():
+                root.create_array(param, data=np.asarray(values), dimension_names=[axis.name])
+                if param != axis.name:
+                    coordinates.append(param)
+            if axis.name not in axis.values:
+                root.create_array(axis.name, data=np.arange(axis.size), dimension_names=[axis.name])
+        root.create_array("step", data=np.arange(steps), dimension_names=["step"])
+        root.create_array("statistic", data=np.asarray(stats), dimension_names=["statistic"])
+        if spec.keep == "replicates":
+            root.create_array("replicate", data=np.arange(spec.replicates), dimension_names=["replicate"])
+        shape_of = {a.name: a.size for a in spec.axes} | {"statistic": len(stats), "step": steps,
+                                                          "replicate": spec.replicates}
+        for name, (dims, dtype, chunks, text) in layout.items():
+            attrs = {"description": text}
+            if coordinates:
+                attrs["coordinates"] = " ".join(coordinates)
+            fill = False if dtype == "bool" else np.nan
+            root.create_array(name, shape=tuple(shape_of[d] for d in dims), chunks=chunks, dtype=dtype,
+                              fill_value=fill, dimension_names=list(dims), attributes=attrs)
+    tmp.rename(path)
+
+
+def _open(path: Path, spec: SweepSpec, *, create: bool, resume: bool):
+    zarr = _zarr()
+    if create:
+        if path.exists() and not resume:
+            raise ValueError(f"out: {str(path.parent)!r} already holds a sweep; pass resume=True (--resume) to "
+                             "continue it, or choose another folder")
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _create(path, spec, MODELS[spec.simulator])
+    else:  # another process creates it
+        deadline = time.monotonic() + _WAIT_SECONDS
+        while not path.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no store appeared at {path} within {_WAIT_SECONDS:.0f} s (process 0 creates it)")
+            time.sleep(0.2)
+    root = zarr.open_group(str(path), mode="r+")
+    stored = json.loads(root.attrs["sweep"])
+    if stored != json.loads(json.dumps(spec.to_dict(), sort_keys=True)):
+        raise ValueError(f"out: the store at {path} holds another sweep (its specification differs); use a new folder")
+    if root.attrs["precision"] != _precision():
+        raise ValueError(f"out: the sweep at {path} was computed in {root.attrs['precision']}, this process computes "
+                         f"in {_precision()}; resume it with the same precision (--x64 or not)")
+    return root
+
+
+def _precision() -> str:
+    import jax
+
+    return "float64" if jax.config.jax_enable_x64 else "float32"
+
+
+def _pad_steps(x: np.ndarray, steps: int, fill) -> np.ndarray:
+    pad = steps - x.shape[-1]
+    return x if pad == 0 else np.concatenate([x, np.full((*x.shape[:-1], pad), fill, x.dtype)], axis=-1)
+
+
+def _write_block(arrays: dict, cells_range: range, spec: SweepSpec, model: SweepModel, cells: list[dict],
+                 records: dict[str, np.ndarray]) -> None:
+    """One block's raw records, summaries, theory and per-cell numbers (``records``: name -> (cell, replicate,
+    step)); ``cell_done`` last."""
+    first = np.unravel_index(cells_range.start, spec.shape)
+    where = (*(int(i) for i in first[:-1]), slice(int(first[-1]), int(first[-1]) + len(cells_range)))
+    steps = arrays["step"].shape[0]
+    names = statistic_names(spec.quantiles)
+    summaries = [{} for _ in cells]
+    for name, o in model.outputs.items():
+        rec = records[name]
+        if spec.keep == "replicates":
+            raw = rec.astype(np.float32) if o.kind == "real" else rec.astype(bool)
+            arrays[name][where] = _pad_steps(raw, steps, np.nan if o.kind == "real" else False)
+        s = np.stack([summarize(r, o.kind, spec.quantiles) for r in rec])  # (cell, [statistic,] step)
+        for summary, row in zip(summaries, s):
+            if o.kind == "real":
+                summary.update({f"{name}_{stat}": values for stat, values in zip(names, row)})
+            else:
+                summary[f"{name}_fraction"] = row
+        arrays[f"{name}_stats" if o.kind == "real" else f"{name}_fraction"][where] = _pad_steps(s, steps, np.nan)
+    theory: dict[str, list] = {}
+    for cell in cells:
+        curves = model.theory(cell)
+        for name in model.outputs:
+            if f"{name}_theory" in arrays:
+                curve = np.asarray(curves[name], np.float64) if name in curves else np.full(1, np.nan)
+                theory.setdefault(name, []).append(_pad_steps(curve, steps, np.nan))
+    for name, curves in theory.items():
+        arrays[f"{name}_theory"][where] = np.stack(curves)
+    scalars = [model.scalars(cell, summary) for cell, summary in zip(cells, summaries)]
+    for name in model.scalar_descriptions:
+        arrays[name][where] = np.asarray([sc[name] for sc in scalars], np.float64)
+    arrays["cell_done"][where] = True
+
+
+def cells_done(out: str | Path) -> np.ndarray:
+    """The ``cell_done`` flags of the sweep in ``out``, flattened (row-major over the axes)."""
+    return np.asarray(_zarr().open_group(str(Path(out) / STORE), mode="r")["cell_done"][...]).reshape(-1)
+
+
+def _calls(model: SweepModel, cells: list[dict], backend: str, size: int):
+    """The chunk's cells grouped by ``group_key``, each group in calls of ``size`` cells; a shorter last call is
+    padded (repeating its last cell) to a power of two, so a group compiles for few shapes. Yields (positions in
+    ``cells``, cells to run)."""
+    groups: OrderedDict = OrderedDict()
+    for pos, cell in enumerate(cells):
+        groups.setdefault(model.group_key(cell, backend), []).append(pos)
+    for positions in groups.values():
+        for lo in range(0, len(positions), size):
+            part = positions[lo: lo + size]
+            padded = min(size, 1 << (len(part) - 1).bit_length())
+            yield part, [cells[p] for p in part] + [cells[part[-1]]] * (padded - len(part))
+
+
+def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: bool | None = None,
+        process_index: int = 0, process_count: int = 1, mesh=None, cells_per_chunk: int | None = None,
+        memory_budget: int | None = None, on_chunk: Callable[[list[int]], None] | None = None) -> SweepReport:
+    """Run (or continue, with ``resume``) the sweep ``spec`` into ``out/dataset.zarr``.
+
+    Args:
+      spec: a checked specification (:func:`collapse_jax.sweep_spec.load`).
+      out: the sweep's folder.
+      resume: continue the sweep already in ``out`` (blocks of cells not marked done run again).
+      progress: one bar over this process's cells (None: ``COLLAPSE_JAX_PROGRESS``).
+      process_index, process_count: this process takes its contiguous share of the blocks (default: all).
+      mesh: devices the replicate axis is sharded over (default: this process's local devices).
+      cells_per_chunk, memory_budget: override the specification's. A chunk (whole blocks, at least one) holds about
+        ``cells_per_chunk`` cells, or as many as a quarter of the host's memory (or ``memory_budget``) holds; cells
+        of a chunk that share static shapes run in one call. Results never depend on them.
+      on_chunk: called with the cell indices of each chunk once they are written (tests use it to kill a run).
+    """
+    import jax
+
+    from collapse_jax.replicates import replicate_mesh
+
+    model = MODELS[spec.simulator]
+    process_count = _checks.positive_int("process_count", process_count)
+    process_index = _checks.nonnegative_int("process_index", process_index)
+    if process_index >= process_count:
+        raise ValueError(f"process_index must be < process_count = {process_count}, got {process_index}")
+    cells_per_chunk = cells_per_chunk or spec.cells_per_chunk
+    if cells_per_chunk is not None:
+        cells_per_chunk = _checks.positive_int("cells_per_chunk", cells_per_chunk)
+    memory_budget = memory_budget or spec.memory_budget
+    path = Path(out) / STORE
+    start = time.perf_counter()
+    root = _open(path, spec, create=process_index == 0, resume=resume or process_index > 0)
+    arrays = {name: root[name] for name in root.array_keys()}
+    done = np.asarray(arrays["cell_done"][...]).reshape(-1)
+    mesh = mesh or replicate_mesh(jax.local_devices())
+    todo = [b for b in share(blocks(spec, block_size(spec, model)), process_index, process_count)
+            if not done[b.start: b.stop].all()]
+    if cells_per_chunk is None:
+        per_cell = spec.replicates * model.replicate_bytes(model.complete(spec.cell(0))) * 4
+        cells_per_chunk = max(1, (memory_budget or _checks.available_memory_bytes() // 4) // per_cell)
+    per_chunk = max(1, cells_per_chunk // max(len(b) for b in todo)) if todo else 1
+    total = sum(len(b) for b in todo)
+    ran = replicate_steps = 0
+    with _CompileCounter() as counter, bar(total, f"sweep {spec.simulator}", "cell",
+                                           disable=None if progress is None else not progress) as pbar:
+        for lo in range(0, len(todo), per_chunk):
+            chunk = todo[lo: lo + per_chunk]
+            indices = [i for b in chunk for i in b]
+            cells = [model.complete(spec.cell(i)) for i in indices]
+            records: dict[str, list] = {name: [None] * len(cells) for name in model.outputs}
+            for positions, batch in _calls(model, cells, spec.backend, max(cells_per_chunk, len(chunk[0]))):
+                out_batch = model.run(batch, spec.replicates, spec.seed, backend=spec.backend,
+                                      memory_budget=memory_budget, mesh=mesh)
+                for name, values in out_batch.items():
+                    for g, pos in enumerate(positions):
+                        records[name][pos] = values[g]
+            pos = 0
+            for b in chunk:
+                part = slice(pos, pos + len(b))
+                _write_block(arrays, b, spec, model, cells[part], {k: np.stack(v[part]) for k, v in records.items()})
+                pos += len(b)
+            replicate_steps += spec.replicates * sum(model.num_steps(c) for c in cells)
+            ran += len(indices)
+            pbar.update(len(indices))
+            if on_chunk is not None:
+                on_chunk(indices)
+    peak_device = None
+    try:
+        stats = jax.local_devices()[0].memory_stats()
+        peak_device = None if not stats else int(stats.get("peak_bytes_in_use", 0)) or None
+    except Exception:  # backends without memory statistics (the CPU)
+        peak_device = None
+    return SweepReport(path=path, cells=spec.num_cells, cells_run=ran, cells_done=int(cells_done(out).sum()),
+                       seconds=time.perf_counter() - start, compilations=counter.compilations,
+                       peak_host_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                       peak_device_bytes=peak_device, replicate_steps=replicate_steps)
+
+
+def open_dataset(out: str | Path):
+    """The sweep in ``out`` as an ``xarray.Dataset`` (lazy; unfinished cells are NaN with ``cell_done`` False)."""
+    import xarray as xr
+
+    path = Path(out) / STORE
+    if not path.exists():
+        raise ValueError(f"out: no sweep at {str(path)!r}")
+    return xr.open_zarr(str(path), consolidated=False)
+

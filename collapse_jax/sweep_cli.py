@@ -1,0 +1,143 @@
+"""``collapse-jax sweep SPEC.toml`` (any grid of any simulator) and ``collapse-jax phase NAME`` (the built-in phase
+diagrams): run, resume, share between processes or hosts, plot."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from collapse_jax import cli_options
+
+
+def _distributed(parser) -> None:
+    g = parser.add_argument_group("several processes or hosts (jax.distributed; each process runs its share of "
+                                  "the cells into the same store)")
+    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="address of process 0's coordination service (or JAX_COORDINATOR_ADDRESS); with "
+                        "--num-processes and --process-id, or detected from Slurm when omitted under srun")
+    g.add_argument("--num-processes", type=int, default=None, help="processes in all (or JAX_NUM_PROCESSES)")
+    g.add_argument("--process-id", type=int, default=None, help="this process, 0 .. num-processes - 1 "
+                                                                "(or JAX_PROCESS_ID)")
+
+
+def _run_options(parser) -> None:
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the sweep in --out (cells already written are kept)")
+    parser.add_argument("--cells-per-chunk", type=int, default=None,
+                        help="cells per call of the simulator (default: by the memory budget; results do not "
+                             "depend on it)")
+    parser.add_argument("--memory-budget", type=int, default=None,
+                        help="bytes of records one chunk may hold (default: the specification's, else a quarter of "
+                             "the host's memory)")
+    parser.add_argument("--no-plots", action="store_true", help="write the dataset only")
+    _distributed(parser)
+
+
+def add_parser(sub) -> None:
+    from collapse_jax.phase import SPECS
+    from collapse_jax.sweep_models import MODELS
+
+    p = sub.add_parser("sweep", help="run a parameter grid of any simulator from a TOML specification into one "
+                                     "labelled zarr dataset (resumable, multi-process)",
+                       description=__doc__ + "\n\nSpecification format: collapse_jax/sweep_spec.py; list a "
+                                             "simulator's parameters with --fields SIMULATOR.")
+    p.add_argument("spec", nargs="?", help="the sweep specification (TOML)")
+    p.add_argument("--fields", choices=sorted(MODELS), default=None,
+                   help="print the parameters a sweep of this simulator can set, and exit")
+    cli_options.add_out(p, "sweep")
+    _run_options(p)
+    p.set_defaults(func=cmd_sweep)
+
+    q = sub.add_parser("phase", help="a built-in phase diagram (a sweep and its plot): "
+                                     + ", ".join(SPECS), description=__doc__)
+    q.add_argument("name", choices=sorted(SPECS), help="the diagram: " + "; ".join(
+        f"{k}: {v[0]}" for k, v in SPECS.items()))
+    cli_options.add_replicates(q, 1000, "replicates per cell")
+    q.add_argument("--steps", type=int, default=None,
+                   help="steps / generations T (default: the diagram's, 200; 100 for filter)")
+    cli_options.add_seed(q)
+    cli_options.add_out(q, "phase-NAME")
+    q.add_argument("--print-spec", action="store_true", help="print the diagram's sweep specification and exit")
+    _run_options(q)
+    q.set_defaults(func=cmd_phase)
+
+
+def _process(args) -> tuple[int, int]:
+    """(process index, count): from jax.distributed when asked for (flags, environment or Slurm), else (0, 1)."""
+    coordinator = args.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    count = args.num_processes if args.num_processes is not None else os.environ.get("JAX_NUM_PROCESSES")
+    index = args.process_id if args.process_id is not None else os.environ.get("JAX_PROCESS_ID")
+    slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    if coordinator is None and count is None and not slurm:
+        return 0, 1
+    import jax
+
+    if coordinator is None and not slurm:
+        raise ValueError("--coordinator (HOST:PORT of process 0) is needed with --num-processes")
+    jax.distributed.initialize(coordinator_address=coordinator,
+                               num_processes=None if count is None else int(count),
+                               process_id=None if index is None else int(index))
+    return jax.process_index(), jax.process_count()
+
+
+def _execute(spec, args, name: str) -> int:
+    from collapse_jax import phase, sweep
+    from collapse_jax.results import RunFolder
+
+    index, count = _process(args)
+    if count > 1 and args.out is None:
+        raise ValueError("--out is needed with several processes (every process writes into the same folder)")
+    out = RunFolder.create(name, args.out).path
+    report = sweep.run(spec, out, resume=args.resume, process_index=index, process_count=count,
+                       cells_per_chunk=args.cells_per_chunk, memory_budget=args.memory_budget)
+    print(f"[process {index}/{count}] {report.describe()}" if count > 1 else report.describe())
+    print(f"dataset: {report.path}  (xarray.open_zarr)")
+    if report.cells_done == report.cells and index == 0 and not args.no_plots:
+        try:
+            for path in phase.plot(name, sweep.open_dataset(out), out):
+                print(f"plot: {path}")
+        except ValueError as exc:  # a sweep without a built-in plot: the dataset is the result
+            print(f"no plot: {exc}")
+    elif report.cells_done < report.cells:
+        print(f"{report.cells - report.cells_done} cells are left (other processes, or run again with --resume)")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from collapse_jax import sweep_spec
+    from collapse_jax.sweep_models import MODELS
+
+    if args.fields:
+        model = MODELS[args.fields]
+        print(f"{args.fields}: {type(model).__doc__.strip().splitlines()[0]}")
+        for key, field in model.fields.items():
+            print(f"  {key}: {field.describe()}")
+        print("records: " + "; ".join(f"{k} ({o.kind}): {o.description}" for k, o in model.outputs.items()))
+        return 0
+    if not args.spec:
+        raise ValueError("spec: give the sweep specification (a TOML file), or --fields SIMULATOR")
+    spec = sweep_spec.load(args.spec)
+    return _execute(spec, args, f"sweep-{Path(args.spec).stem}")
+
+
+def cmd_phase(args) -> int:
+    from collapse_jax import phase, sweep_spec
+
+    text = phase.spec_text(args.name, replicates=args.replicates, steps=args.steps, seed=args.seed)
+    if args.print_spec:
+        print(text)
+        return 0
+    spec = sweep_spec.parse(text, name=f"phase {args.name}")
+    return _execute(spec, args, f"phase-{args.name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from collapse_jax.cli import main as cli_main
+
+    return cli_main(["sweep", *(argv if argv is not None else sys.argv[1:])])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

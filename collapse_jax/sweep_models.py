@@ -1,0 +1,331 @@
+"""What a sweep can vary: each simulator's sweep model, its parameters (with defaults, ranges and help), how cells
+group into one compiled call, its records, its closed-form theory and the per-cell statistics the phase diagrams
+read.
+
+A sweep model is a thin adapter: ``run(cells, R, seed, ...)`` calls the simulator's own ``simulate`` once per group
+of cells that share static shapes, with the values that vary stacked on a leading grid axis (one compilation per
+group; every grid point runs the same replicate keys, so cell g equals the simulator run alone with the same seed,
+bit for bit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable
+
+import numpy as np
+
+from collapse_jax import schedules
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One parameter of a sweep model: its default, help, type and allowed values."""
+
+    default: Any
+    help: str
+    kind: type = float
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple | None = None
+
+    def describe(self) -> str:
+        if self.choices:
+            allowed = f"one of {list(self.choices)}"
+        else:
+            lo = "(" if self.low_open else "["
+            hi = ")" if self.high_open else "]"
+            allowed = f"{self.kind.__name__} in {lo}{'-inf' if self.low is None else self.low}, " \
+                      f"{'inf' if self.high is None else self.high}{hi}"
+        return f"{self.help} ({allowed}; default {self.default!r})"
+
+    def check(self, value) -> str | None:
+        """None if ``value`` is allowed, else why not."""
+        if self.choices is not None:
+            return None if value in self.choices else f"must be one of {list(self.choices)}, got {value!r}"
+        if self.kind is int and (not isinstance(value, int) or isinstance(value, bool)):
+            return f"must be an integer, got {value!r}"
+        if self.kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                   or not math.isfinite(value)):
+            return f"must be a finite number, got {value!r}"
+        if self.kind is bool and not isinstance(value, bool):
+            return f"must be true or false, got {value!r}"
+        lo_bad = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        hi_bad = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        if lo_bad or hi_bad:
+            lo = "(" if self.low_open else "["
+            hi = ")" if self.high_open else "]"
+            return (f"must be in {lo}{'-inf' if self.low is None else self.low}, "
+                    f"{'inf' if self.high is None else self.high}{hi}, got {value!r}")
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """A per-replicate record with a ``step`` axis: ``kind`` "real" (summarised by mean, sem and quantiles) or
+    "flag" (summarised by the fraction of replicates where it holds)."""
+
+    kind: str
+    description: str
+
+
+class SweepModel:
+    """Base of the sweep models: parameter checks and defaults; subclasses define ``fields``, ``outputs``,
+    ``group_key``, ``run`` and optionally ``theory`` and ``scalars``."""
+
+    name: str = ""
+    backends: tuple[str, ...] = ("auto", "jax")
+    fields: dict[str, Field] = {}
+    outputs: dict[str, Output] = {}
+
+    def check_value(self, key: str, value, fail: Callable[[str], None]) -> None:
+        if key not in self.fields:
+            fail(f"unknown parameter of {self.name}; allowed: {', '.join(sorted(self.fields))}")
+        elif (why := self.fields[key].check(value)) is not None:
+            fail(why)
+
+    def complete(self, cell: dict) -> dict:
+        """``cell`` with every parameter it does not set at its default."""
+        return {**{k: f.default for k, f in self.fields.items()}, **cell}
+
+    def check_cell(self, cell: dict) -> None:
+        """Constraints between parameters; a ValueError whose message starts with the parameter's name."""
+
+    def num_steps(self, cell: dict) -> int:
+        """Records per replicate along ``step``."""
+        raise NotImplementedError
+
+    def group_key(self, cell: dict, backend: str) -> tuple:
+        """Cells with equal keys run in one compiled call."""
+        raise NotImplementedError
+
+    def run(self, cells: list[dict], num_replicates: int, seed: int, *, backend: str, memory_budget, mesh,
+            first_replicate: int = 0) -> dict[str, np.ndarray]:
+        """Records of ``cells`` (one group): ``name -> (grid, replicate, step)``."""
+        raise NotImplementedError
+
+    def replicate_bytes(self, cell: dict) -> int:
+        """Host bytes of one replicate's records (sizes the chunks of cells)."""
+        return 8 * len(self.outputs) * self.num_steps(cell)
+
+    def theory(self, cell: dict) -> dict[str, np.ndarray]:
+        """Closed-form expectations of outputs, ``name -> (step,)`` (only where one exists)."""
+        return {}
+
+    def scalars(self, cell: dict, summary: dict[str, np.ndarray]) -> dict[str, float]:
+        """Per-cell numbers for phase diagrams, from the cell's summaries (``name_mean`` etc., (step,))."""
+        return {}
+
+    scalar_descriptions: dict[str, str] = {}
+
+
+# --- the recursions (seed 003 Section 3, App. C.2; seed 004) ----------------------------------------------------
+_SCHEDULE_FIELDS = {
+    "steps": Field(50, "generations T (records t = 0..T)", int, 1, 100_000),
+    "alpha0": Field(0.5, "real-data weight scale: alpha_t = min(1, alpha0 t^-alpha_decay) for t >= 1", float, 0.0, 1.0),
+    "alpha_decay": Field(0.0, "decay exponent gamma of alpha_t (0: constant alpha0)", float, 0.0, 10.0),
+    "n0": Field(100, "sample size scale: n_t = round(n0 (t + 1)^n_growth)", int, 1, 10**9),
+    "n_growth": Field(0.0, "growth exponent of n_t (0: constant, 1: linear, 2: quadratic)", float, 0.0, 4.0),
+}
+
+
+def recursion_schedules(cell: dict) -> tuple[np.ndarray, np.ndarray]:
+    """``alpha_t`` and ``n_t``, (step,) = (T + 1,), of a recursion cell."""
+    T = cell["steps"]
+    alpha = schedules.power_decay_alpha(cell["alpha_decay"], T, scale=cell["alpha0"])
+    n = schedules.polynomial_size(cell["n0"], cell["n_growth"], T)
+    return alpha, n
+
+
+class _Recursion(SweepModel):
+    outputs = {"loss": Output("real", "the model's loss against the truth, per generation")}
+    scalar_descriptions = {
+        "final_loss": "mean loss at t = T",
+        "relative_loss": "mean loss at t = T over mean loss at t = 0 (< 1: improvement, > 1: collapse)",
+    }
+
+    def num_steps(self, cell):
+        return cell["steps"] + 1
+
+    def check_cell(self, cell):
+        n = recursion_schedules(cell)[1]
+        if n.max() > 2**31 - 1:
+            raise ValueError(f"n_growth {cell['n_growth']} with n0 {cell['n0']} over {cell['steps']} steps gives "
+                             f"n_t = {n.max():.3g}, beyond 2^31 - 1")
+
+    def _schedule_grid(self, cells):
+        pairs = [recursion_schedules(c) for c in cells]
+        return np.stack([a for a, _ in pairs]), np.stack([n for _, n in pairs])
+
+    def scalars(self, cell, summary):
+        mean = summary["loss_mean"]
+        return {"final_loss": float(mean[-1]), "relative_loss": float(mean[-1] / mean[0])}
+
+
+class MultinomialSweep(_Recursion):
+    """The categorical next-token model (seed 003 Section 3): ``p`` uniform or Zipf on K categories."""
+
+    name = "multinomial"
+    backends = ("auto", "native", "jax", "pallas")
+    fields = {
+        **_SCHEDULE_FIELDS,
+        "categories": Field(50, "categories K", int, 2, 10**6),
+        "p": Field("uniform", "the truth p: uniform, or Zipf with exponent zipf_exponent", str,
+                   choices=("uniform", "zipf")),
+        "zipf_exponent": Field(1.0, "p_k proportional to k^-zipf_exponent (p = 'zipf')", float, 0.0, 10.0),
+        "regime": Field("replace", "training regime", str, choices=("replace", "accumulate", "filter")),
+        "type1": Field(0.0, "filter: type-I error a (real data rejected)", float, 0.0, 1.0, high_open=True),
+        "type2": Field(0.0, "filter: type-II error b (synthetic data kept)", float, 0.0, 1.0, high_open=True),
+    }
+
+    def truth(self, cell) -> np.ndarray:
+        K = cell["categories"]
+        if cell["p"] == "uniform":
+            return np.full(K, 1.0 / K)
+        w = np.arange(1, K + 1, dtype=np.float64) ** -cell["zipf_exponent"]
+        return w / w.sum()
+
+    def _config(self, cell):
+        from collapse_jax import multinomial as M
+
+        return M.MultinomialConfig(cell["regime"], cell["type1"], cell["type2"])
+
+    def group_key(self, cell, backend):
+        return (cell["categories"], cell["p"], cell["zipf_exponent"], cell["steps"], cell["regime"])
+
+    def run(self, cells, num_replicates, seed, *, backend, memory_budget, mesh, first_replicate=0):
+        from collapse_jax import multinomial as M
+
+        common = dict(backend=backend, first_replicate=first_replicate, memory_budget=memory_budget,
+                      mesh=mesh, progress=False)
+        p = self.truth(cells[0])
+        if cells[0]["regime"] == "filter":  # the filter errors live in the config: one call per cell
+            return {"loss": np.stack([M.simulate(seed, p, *recursion_schedules(c), self._config(c), num_replicates,
+                                                 **common) for c in cells])}
+        alpha, n = self._schedule_grid(cells)
+        return {"loss": M.simulate(seed, p, alpha, n, self._config(cells[0]), num_replicates, **common)}
+
+    def theory(self, cell):
+        from collapse_jax import multinomial as M
+
+        return {"loss": M.theory_risk(self.truth(cell), *recursion_schedules(cell), self._config(cell))}
+
+
+class GaussianSweep(_Recursion):
+    """The Gaussian ``N(mu, sigma^2)`` refitted by sample mean and unbiased variance (seeds 003 C.2, 004)."""
+
+    name = "gaussian"
+    fields = {
+        **_SCHEDULE_FIELDS,
+        "mu": Field(0.0, "true mean", float),
+        "sigma": Field(1.0, "true standard deviation", float, 0.0, None, low_open=True),
+        "regime": Field("replace", "training regime", str, choices=("replace", "accumulate")),
+    }
+
+    def check_cell(self, cell):
+        super().check_cell(cell)
+        if cell["n0"] < 2:
+            raise ValueError(f"n0 must be >= 2 for the Gaussian (unbiased variance), got {cell['n0']}")
+
+    def group_key(self, cell, backend):
+        return (cell["mu"], cell["sigma"], cell["steps"], cell["regime"])
+
+    def run(self, cells, num_replicates, seed, *, backend, memory_budget, mesh, first_replicate=0):
+        from collapse_jax import gaussian as G
+
+        alpha, n = self._schedule_grid(cells)
+        c = cells[0]
+        return {"loss": G.simulate(seed, c["mu"], c["sigma"], alpha, n, G.GaussianConfig(c["regime"]),
+                                   num_replicates, backend=backend, first_replicate=first_replicate,
+                                   memory_budget=memory_budget, mesh=mesh, progress=False)}
+
+    def theory(self, cell):
+        from collapse_jax import gaussian as G
+
+        alpha, n = recursion_schedules(cell)
+        if cell["regime"] == "replace" and np.all(alpha[1:] == 0):  # exact pure-synthetic W2 only
+            return {"loss": G.pure_synthetic_w2(cell["sigma"], n)}
+        return {}
+
+
+# --- the GMM network (seed 000, LLM Web Dynamics) ------------------------------------------------------------------
+class GMMNetworkSweep(SweepModel):
+    """Networks of GMMs reading and writing one internet (seed 000 Algorithm 1), means ``mu_b = spacing (b - (B-1)/2)``
+    in one dimension (B = 2, spacing 10: the seed's Figure 4; B = 11, spacing 5: Figure 6)."""
+
+    name = "gmm-network"
+    backends = ("auto", "native", "jax")
+    fields = {
+        "num_models": Field(3, "models n", int, 1, 10_000),
+        "points_per_step": Field(3, "points L each model posts per step", int, 1, 100_000),
+        "beta": Field(0.5, "fraction of the internet each model reads per step", float, 0.0, 1.0, low_open=True),
+        "num_steps": Field(200, "steps T (records t = 0..T)", int, 1, 1_000_000),
+        "num_components": Field(2, "mixture components B", int, 1, 1_000),
+        "component_spacing": Field(10.0, "distance between neighbouring component means", float, 0.0, None,
+                                   low_open=True),
+        "sigma": Field(1.0, "variance of every component", float, 0.0, None, low_open=True),
+        "num_human": Field(0, "human points m0 in A(0), drawn from the uniform reference mixture", int, 0, 10**8),
+        "dirichlet_a": Field(1.0, "a of the initial weights Pi_i(0) ~ Dirichlet(a)", float, 0.0, None, low_open=True),
+        "eps": Field(0.0, "pruning threshold of Algorithm 2", float, 0.0, 1.0),
+    }
+    outputs = {
+        "dnorm": Output("real", "||D(t)||_F, the Frobenius norm of the models' distance matrix"),
+        "lost_component": Output("flag", "some model has lost a mixture component (a weight at 0)"),
+        "collapsed": Output("flag", "every model on one and the same component"),
+    }
+    scalar_descriptions = {
+        "final_dnorm": "mean ||D(T)||_F",
+        "dnorm_decay_exponent": "slope of log mean ||D(t)||_F against log t over t in [T/10, T]",
+        "fraction_lost_component": "fraction of replicates where some model lost a component by t = T",
+        "fraction_collapsed": "fraction of replicates collapsed onto one component at t = T",
+    }
+
+    def num_steps(self, cell):
+        return cell["num_steps"] + 1
+
+    def config(self, cell):
+        from collapse_jax import gmm_network as GN
+
+        B = cell["num_components"]
+        mu = [[cell["component_spacing"] * (b - (B - 1) / 2)] for b in range(B)]
+        return GN.make_config(mu=mu, sigma=cell["sigma"], num_models=cell["num_models"],
+                              points_per_step=cell["points_per_step"], beta=cell["beta"],
+                              num_steps=cell["num_steps"], num_human=cell["num_human"],
+                              dirichlet_a=cell["dirichlet_a"], eps=cell["eps"])
+
+    def check_cell(self, cell):
+        self.config(cell)
+
+    def group_key(self, cell, backend):
+        return tuple(sorted(cell.items()))  # the network's config holds every parameter: one call per cell
+
+    def replicate_bytes(self, cell):
+        return (8 + 2 * cell["num_models"]) * self.num_steps(cell)
+
+    def run(self, cells, num_replicates, seed, *, backend, memory_budget, mesh, first_replicate=0):
+        from collapse_jax import gmm_network as GN
+
+        outs = []
+        for cell in cells:
+            res = GN.simulate(seed, self.config(cell), num_replicates, backend=backend,
+                              first_replicate=first_replicate, memory_budget=memory_budget, mesh=mesh,
+                              progress=False)
+            lost = np.any(res.alive < cell["num_components"], axis=-1)
+            outs.append({"dnorm": res.dnorm, "lost_component": lost, "collapsed": res.collapsed})
+        return {k: np.stack([o[k] for o in outs]) for k in self.outputs}
+
+    def scalars(self, cell, summary):
+        mean = summary["dnorm_mean"]
+        T = cell["num_steps"]
+        t = np.arange(max(1, T // 10), T + 1)
+        ok = mean[t] > 0
+        slope = np.polyfit(np.log(t[ok]), np.log(mean[t][ok]), 1)[0] if ok.sum() >= 2 else math.nan
+        return {"final_dnorm": float(mean[-1]), "dnorm_decay_exponent": float(slope),
+                "fraction_lost_component": float(summary["lost_component_fraction"][-1]),
+                "fraction_collapsed": float(summary["collapsed_fraction"][-1])}
+
+
+MODELS: dict[str, SweepModel] = {m.name: m for m in (GMMNetworkSweep(), MultinomialSweep(), GaussianSweep())}

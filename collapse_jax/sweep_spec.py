@@ -1,0 +1,273 @@
+"""Sweep specifications: a TOML file naming a simulator, a parameter grid, replicates and a seed, checked field by
+field before anything runs (every error names the field and the file's line).
+
+```toml
+simulator = "multinomial"        # collapse_jax.sweep_models.MODELS
+seed = 0
+replicates = 1000                # per cell
+keep = "summary"                 # or "replicates": also store every replicate's record
+
+[fixed]                          # model parameters held fixed (defaults: `collapse-jax sweep --fields multinomial`)
+categories = 50
+steps = 200
+
+[grid]                           # axes crossed with one another (cartesian product)
+alpha_decay = { linspace = [0.0, 1.5, 30] }
+n_growth = [0.0, 0.5, 1.0]
+
+[[zip]]                          # axes that vary together: one more dimension, crossed with the grid
+name = "schedule"
+alpha0 = [0.2, 0.5]
+n0 = [50, 100]
+```
+
+Values of an axis: a list, or one of ``{ range = [start, stop, step] }`` (stop excluded, as Python's ``range``),
+``{ linspace = [start, stop, num] }``, ``{ geomspace = [start, stop, num] }`` (log-spaced between the two values),
+``{ logspace = [start_exponent, stop_exponent, num] }`` (powers of ten).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+KEEP = ("summary", "replicates")
+_TOP = {"simulator", "seed", "replicates", "keep", "quantiles", "cells_per_chunk", "memory_budget", "backend",
+        "fixed", "grid", "zip", "description"}
+_GENERATORS = ("range", "linspace", "geomspace", "logspace")
+
+
+class SpecError(ValueError):
+    """A sweep specification that cannot run; the message names the file, the line and the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    """One dimension of the grid: ``name`` and, for each parameter it sets, its values (all of one length)."""
+
+    name: str
+    values: dict[str, tuple]
+
+    @property
+    def size(self) -> int:
+        return len(next(iter(self.values.values())))
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """A checked sweep: simulator, fixed parameters, grid axes (outermost first), replicates per cell, seed."""
+
+    simulator: str
+    fixed: dict[str, Any]
+    axes: tuple[Axis, ...]
+    replicates: int
+    seed: int = 0
+    keep: str = "summary"
+    quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)
+    cells_per_chunk: int | None = None
+    memory_budget: int | None = None
+    backend: str = "auto"
+    description: str = ""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(a.size for a in self.axes)
+
+    @property
+    def num_cells(self) -> int:
+        return math.prod(self.shape)
+
+    def cell(self, index: int) -> dict[str, Any]:
+        """Every parameter of cell ``index`` (row-major over the axes): the fixed ones and the grid's."""
+        out = dict(self.fixed)
+        for axis, i in zip(self.axes, np.unravel_index(index, self.shape) if self.axes else ()):
+            out.update({name: values[int(i)] for name, values in axis.values.items()})
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready description (stored with the dataset; two runs of one sweep compare equal on it)."""
+        d = dataclasses.asdict(self)
+        d["axes"] = [{"name": a.name, "values": {k: list(v) for k, v in a.values.items()}} for a in self.axes]
+        return d
+
+
+class _Lines:
+    """Line numbers of ``key = ...`` entries in a TOML text, by table (``zip`` tables numbered ``zip[i]``)."""
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-]+)\s*\]\]?")
+    _KEY = re.compile(r"^\s*\"?([A-Za-z0-9_\-]+)\"?\s*=")
+
+    def __init__(self, text: str):
+        self.where: dict[str, int] = {}
+        table, counts = "", {}
+        for number, line in enumerate(text.splitlines(), 1):
+            if m := self._HEADER.match(line):
+                table = m.group(2)
+                if m.group(1) == "[[":
+                    counts[table] = counts.get(table, -1) + 1
+                    table = f"{table}[{counts[table]}]"
+                self.where.setdefault(table, number)
+            elif m := self._KEY.match(line):
+                self.where.setdefault(f"{table}.{m.group(1)}" if table else m.group(1), number)
+
+    def line(self, field: str) -> int | None:
+        while field:
+            if field in self.where:
+                return self.where[field]
+            field = field.rpartition(".")[0]
+        return None
+
+
+def load(path: str | Path, models: dict | None = None) -> SweepSpec:
+    """Read and check the sweep specification at ``path`` (:class:`SpecError` naming the field and line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"sweep specification {str(path)!r} does not exist")
+    return parse(path.read_text(encoding="utf-8"), name=str(path), models=models)
+
+
+def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> SweepSpec:
+    """Check a sweep specification given as TOML text; see the module docstring for the format."""
+    lines = _Lines(text)
+
+    def fail(field: str, message: str):
+        line = lines.line(field)
+        raise SpecError(f"{name}{f' line {line}' if line else ''}: {field}: {message}")
+
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{name}: not valid TOML: {exc}") from None
+    for key in raw:
+        if key not in _TOP:
+            fail(key, f"unknown field; allowed: {', '.join(sorted(_TOP))}")
+    if models is None:
+        from collapse_jax.sweep_models import MODELS as models
+    simulator = raw.get("simulator")
+    if simulator not in models:
+        fail("simulator", f"must be one of {sorted(models)}, got {simulator!r}")
+    model = models[simulator]
+    replicates = _integer(raw.get("replicates", 1000), "replicates", 1, fail)
+    seed = _integer(raw.get("seed", 0), "seed", 0, fail)
+    keep = raw.get("keep", "summary")
+    if keep not in KEEP:
+        fail("keep", f"must be one of {KEEP}, got {keep!r}")
+    quantiles = raw.get("quantiles", [0.05, 0.5, 0.95])
+    if not isinstance(quantiles, list) or not all(_real(q) and 0 < q < 1 for q in quantiles):
+        fail("quantiles", f"must be a list of numbers in (0, 1), got {quantiles!r}")
+    cells_per_chunk = raw.get("cells_per_chunk")
+    if cells_per_chunk is not None:
+        cells_per_chunk = _integer(cells_per_chunk, "cells_per_chunk", 1, fail)
+    memory_budget = raw.get("memory_budget")
+    if memory_budget is not None:
+        memory_budget = _integer(memory_budget, "memory_budget", 1, fail)
+    backend = raw.get("backend", "auto")
+    if backend not in model.backends:
+        fail("backend", f"must be one of {model.backends} for {simulator}, got {backend!r}")
+
+    fixed = raw.get("fixed", {})
+    if not isinstance(fixed, dict):
+        fail("fixed", "must be a table of parameter = value")
+    seen: dict[str, str] = {}
+    for key, value in fixed.items():
+        model.check_value(key, value, lambda msg, k=key: fail(f"fixed.{k}", msg))
+        seen[key] = f"fixed.{key}"
+    axes = []
+    grid = raw.get("grid", {})
+    if not isinstance(grid, dict):
+        fail("grid", "must be a table of parameter = values")
+    for key, values in grid.items():
+        vals = _values(values, f"grid.{key}", fail)
+        _check_new(key, f"grid.{key}", seen, fail)
+        for v in vals:
+            model.check_value(key, v, lambda msg, k=key, v=v: fail(f"grid.{k}", f"value {v!r}: {msg}"))
+        axes.append(Axis(key, {key: vals}))
+    zips = raw.get("zip", [])
+    if not isinstance(zips, list):
+        fail("zip", "must be an array of tables ([[zip]])")
+    for i, table in enumerate(zips):
+        where = f"zip[{i}]"
+        entries = {k: v for k, v in table.items() if k != "name"}
+        if not entries:
+            fail(where, "names no parameter")
+        columns = {}
+        for key, values in entries.items():
+            vals = _values(values, f"{where}.{key}", fail)
+            _check_new(key, f"{where}.{key}", seen, fail)
+            for v in vals:
+                model.check_value(key, v, lambda msg, k=key, v=v: fail(f"{where}.{k}", f"value {v!r}: {msg}"))
+            columns[key] = vals
+        sizes = {k: len(v) for k, v in columns.items()}
+        if len(set(sizes.values())) != 1:
+            fail(where, f"zipped parameters must have one length, got {sizes}")
+        axis_name = table.get("name", "+".join(columns))
+        if not isinstance(axis_name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_+]*", axis_name):
+            fail(f"{where}.name", f"must be an identifier, got {axis_name!r}")
+        if axis_name in grid or any(a.name == axis_name for a in axes):
+            fail(f"{where}.name", f"dimension {axis_name!r} is already used")
+        axes.append(Axis(axis_name, columns))
+    spec = SweepSpec(simulator=simulator, fixed=dict(fixed), axes=tuple(axes), replicates=replicates, seed=seed,
+                     keep=keep, quantiles=tuple(float(q) for q in quantiles), cells_per_chunk=cells_per_chunk,
+                     memory_budget=memory_budget, backend=backend, description=str(raw.get("description", "")))
+    # cross-field constraints (e.g. n0 >= 2 for the Gaussian), checked on every cell before anything runs
+    for index in range(spec.num_cells):
+        cell = spec.cell(index)
+        try:
+            model.check_cell(model.complete(cell))
+        except ValueError as exc:
+            field = re.match(r"([A-Za-z0-9_]+)", str(exc))
+            where = seen.get(field.group(1), "fixed") if field else "fixed"
+            shown = {k: v for k, v in cell.items() if k not in spec.fixed}
+            fail(where, f"{exc}{f' (in the cell {shown})' if shown else ''}")
+    return spec
+
+
+def _check_new(key, where, seen, fail):
+    if key in seen:
+        fail(where, f"{key!r} is already set in {seen[key]}")
+    seen[key] = where
+
+
+def _real(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _integer(value, field, low, fail) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        fail(field, f"must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _values(spec, field, fail) -> tuple:
+    """The values of one axis: a non-empty list, or a generator table."""
+    if isinstance(spec, list):
+        if not spec:
+            fail(field, "must not be empty")
+        return tuple(spec)
+    if not isinstance(spec, dict) or len(spec) != 1 or next(iter(spec)) not in _GENERATORS:
+        fail(field, f"must be a list or one of {{{' | '.join(g + ' = [...]' for g in _GENERATORS)}}}, got {spec!r}")
+    kind, args = next(iter(spec.items()))
+    if not isinstance(args, list) or len(args) != 3 or not all(_real(a) for a in args):
+        fail(field, f"{kind} takes three numbers, got {args!r}")
+    a, b, c = args
+    if kind == "range":
+        if c == 0:
+            fail(field, "range step must not be 0")
+        out = np.arange(a, b, c)
+        out = out.astype(int) if all(isinstance(x, int) for x in args) else out
+    else:
+        if not isinstance(c, int) or c < 1:
+            fail(field, f"{kind} num must be an integer >= 1, got {c!r}")
+        if kind == "geomspace" and (a <= 0 or b <= 0):
+            fail(field, f"geomspace needs positive bounds, got {a!r}, {b!r}")
+        out = {"linspace": np.linspace, "geomspace": np.geomspace, "logspace": np.logspace}[kind](a, b, c)
+    if out.size == 0:
+        fail(field, f"{kind} {args!r} gives no value")
+    return tuple(x.item() for x in out)
+

@@ -1,0 +1,274 @@
+"""The sweep runner: specification errors, cells equal to the simulators run alone, chunking invariance, resume
+after a kill, two processes under jax.distributed, and the phase-diagram command."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collapse_jax import gaussian as G
+from collapse_jax import gmm_network as GN
+from collapse_jax import multinomial as M
+from collapse_jax import phase, sweep, sweep_spec
+from collapse_jax.cli import main as cli_main
+from collapse_jax.sweep_models import MODELS, recursion_schedules
+
+ROOT = Path(__file__).resolve().parents[1]
+
+MULTINOMIAL = """\
+simulator = "multinomial"
+seed = 3
+replicates = 40
+keep = "replicates"
+[fixed]
+categories = 6
+steps = 8
+n0 = 20
+[grid]
+regime = ["replace", "accumulate"]
+alpha_decay = { linspace = [0.0, 1.0, 3] }
+n_growth = [0.0, 1.0]
+"""
+
+
+def _arrays(out):
+    ds = sweep.open_dataset(out).load()
+    return {name: np.asarray(ds[name].values) for name in ds.variables}
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        if a[name].dtype.kind == "f":
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+        else:
+            assert np.array_equal(a[name], b[name]), name
+
+
+# --- the specification -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, field, line, words", [
+    ('simulator = "multinomial"\nreplicates = 10\nbogus = 1\n', "bogus", 3, "unknown field"),
+    ('simulator = "nope"\n', "simulator", 1, "must be one of"),
+    ('simulator = "multinomial"\n[fixed]\ncategories = 1\n', "fixed.categories", 3, "must be in [2"),
+    ('simulator = "multinomial"\n[fixed]\nsteps = 2.5\n', "fixed.steps", 3, "must be an integer"),
+    ('simulator = "multinomial"\n\n[grid]\nalpha0 = [0.5, 1.5]\n', "grid.alpha0", 4, "value 1.5"),
+    ('simulator = "multinomial"\n[grid]\nwhat = [1]\n', "grid.what", 3, "unknown parameter"),
+    ('simulator = "multinomial"\n[grid]\nn0 = { linspace = [1, 2] }\n', "grid.n0", 3, "three numbers"),
+    ('simulator = "multinomial"\n[fixed]\nn0 = 5\n[grid]\nn0 = [1, 2]\n', "grid.n0", 5, "already set"),
+    ('simulator = "multinomial"\nreplicates = 0\n', "replicates", 2, "integer >= 1"),
+    ('simulator = "multinomial"\n[[zip]]\nalpha0 = [0.1, 0.2]\nn0 = [10]\n', "zip[0]", 2, "one length"),
+    ('simulator = "gaussian"\n[fixed]\nn0 = 1\n', "fixed.n0", 3, "n0 must be >= 2"),
+    ('simulator = "gmm-network"\nbackend = "pallas"\n', "backend", 2, "must be one of"),
+])
+def test_spec_errors_name_the_field_and_the_line(text, field, line, words):
+    with pytest.raises(sweep_spec.SpecError) as err:
+        sweep_spec.parse(text, name="s.toml")
+    message = str(err.value)
+    assert message.startswith(f"s.toml line {line}: {field}: "), message
+    assert words in message
+
+
+def test_spec_grid_zip_and_generators():
+    spec = sweep_spec.parse(textwrap.dedent("""\
+        simulator = "multinomial"
+        [grid]
+        n_growth = { range = [0, 3, 1] }
+        alpha_decay = { geomspace = [0.1, 10, 3] }
+        [[zip]]
+        name = "start"
+        alpha0 = [0.2, 0.4]
+        n0 = [10, 20]
+        """))
+    assert spec.shape == (3, 3, 2) and [a.name for a in spec.axes] == ["n_growth", "alpha_decay", "start"]
+    np.testing.assert_allclose(spec.axes[1].values["alpha_decay"], [0.1, 1.0, 10.0])
+    assert spec.cell(1 * 6 + 2 * 2 + 1) == {"n_growth": 1, "alpha_decay": spec.axes[1].values["alpha_decay"][2],
+                                            "alpha0": 0.4, "n0": 20}
+
+
+# --- the runner -------------------------------------------------------------------------------------------------
+def test_each_cell_equals_the_simulator_alone(tmp_path):
+    spec = sweep_spec.parse(MULTINOMIAL)
+    report = sweep.run(spec, tmp_path, progress=False)
+    assert report.cells_done == report.cells == 12
+    ds = sweep.open_dataset(tmp_path)
+    model = MODELS["multinomial"]
+    for index in (0, 5, 7, 11):
+        cell = model.complete(spec.cell(index))
+        alone = M.simulate(3, model.truth(cell), *recursion_schedules(cell), M.MultinomialConfig(cell["regime"]), 40)
+        here = ds["loss"].sel(regime=cell["regime"], alpha_decay=cell["alpha_decay"], n_growth=cell["n_growth"])
+        np.testing.assert_array_equal(here.values, alone.astype(np.float32))
+        stats = ds["loss_stats"].sel(regime=cell["regime"], alpha_decay=cell["alpha_decay"],
+                                     n_growth=cell["n_growth"])
+        np.testing.assert_allclose(stats.sel(statistic="mean"), alone.mean(0), rtol=1e-6)
+        np.testing.assert_allclose(stats.sel(statistic="q50"), np.median(alone, 0), rtol=1e-6)
+        theory = M.theory_risk(model.truth(cell), *recursion_schedules(cell), M.MultinomialConfig(cell["regime"]))
+        np.testing.assert_allclose(ds["loss_theory"].sel(regime=cell["regime"], alpha_decay=cell["alpha_decay"],
+                                                         n_growth=cell["n_growth"]), theory)
+
+
+def test_gaussian_grid_cells_equal_the_simulator_alone(tmp_path):
+    spec = sweep_spec.parse('simulator = "gaussian"\nseed = 1\nreplicates = 16\nkeep = "replicates"\n'
+                            '[fixed]\nsteps = 5\nn0 = 4\n[grid]\nalpha0 = [0.0, 0.5]\n')
+    sweep.run(spec, tmp_path, progress=False)
+    ds = sweep.open_dataset(tmp_path)
+    cells = [MODELS["gaussian"].complete({"alpha0": a, "steps": 5, "n0": 4}) for a in (0.0, 0.5)]
+    alpha, n = (np.stack(x) for x in zip(*map(recursion_schedules, cells)))
+    direct = G.simulate(1, 0.0, 1.0, alpha, n, G.GaussianConfig(), 16)  # (grid, replicate, step), as the sweep calls
+    np.testing.assert_array_equal(ds["loss"].values, direct.astype(np.float32))
+    # the exact pure-synthetic W2 is stored where it applies (alpha = 0), NaN elsewhere
+    assert np.isfinite(ds["loss_theory"].sel(alpha0=0.0).values).all()
+    assert np.isnan(ds["loss_theory"].sel(alpha0=0.5).values).all()
+
+
+def test_gmm_network_cells_equal_the_simulator_alone(tmp_path):
+    spec = sweep_spec.parse('simulator = "gmm-network"\nseed = 2\nreplicates = 6\nkeep = "replicates"\n'
+                            '[fixed]\nnum_steps = 12\n[grid]\nbeta = [0.25]\nnum_human = [0, 5]\n')
+    sweep.run(spec, tmp_path, progress=False)
+    ds = sweep.open_dataset(tmp_path)
+    for beta in (0.25,):
+        for m0 in (0, 5):
+            cfg = GN.paper_config(4, beta=beta, num_human=m0, num_steps=12)
+            alone = GN.simulate(2, cfg, 6, progress=False)
+            cell = ds.sel(beta=beta, num_human=m0)
+            np.testing.assert_array_equal(cell["dnorm"].values, alone.dnorm.astype(np.float32))
+            np.testing.assert_array_equal(cell["collapsed"].values, alone.collapsed)
+            assert cell["fraction_collapsed"].item() == alone.collapsed[:, -1].mean()
+    assert phase.plot("gmm", ds, tmp_path)[0].stat().st_size > 10_000
+
+
+def test_chunking_does_not_change_the_dataset(tmp_path):
+    spec = sweep_spec.parse(MULTINOMIAL)
+    sweep.run(spec, tmp_path / "a", progress=False, cells_per_chunk=1)
+    sweep.run(spec, tmp_path / "b", progress=False, cells_per_chunk=7)
+    _assert_same(_arrays(tmp_path / "a"), _arrays(tmp_path / "b"))
+
+
+def test_an_existing_sweep_is_resumed_only_when_asked(tmp_path):
+    spec = sweep_spec.parse(MULTINOMIAL)
+    sweep.run(spec, tmp_path, progress=False)
+    with pytest.raises(ValueError, match="already holds a sweep"):
+        sweep.run(spec, tmp_path, progress=False)
+    assert sweep.run(spec, tmp_path, progress=False, resume=True).cells_run == 0
+    other = sweep_spec.parse(MULTINOMIAL.replace("seed = 3", "seed = 4"))
+    with pytest.raises(ValueError, match="another sweep"):
+        sweep.run(other, tmp_path, progress=False, resume=True)
+
+
+_RUN = """
+import os, sys
+from collapse_jax import phase, sweep, sweep_spec
+spec = sweep_spec.load(sys.argv[1])
+stop = int(sys.argv[3])
+calls = []
+def kill(indices):
+    calls.append(indices)
+    if len(calls) == stop:
+        os.kill(os.getpid(), 9)
+report = sweep.run(spec, sys.argv[2], progress=False, cells_per_chunk=2, resume=sys.argv[4] == "1",
+                   on_chunk=kill if stop else None)
+print(report.cells_run)
+"""
+
+
+def _run(tmp_path, out: str, stop: int = 0, resume: bool = False, *, popen: bool = False):
+    """The sweep ``MULTINOMIAL`` in a fresh process (the float32 a user gets), killed after chunk ``stop``."""
+    (tmp_path / "s.toml").write_text(MULTINOMIAL)
+    (tmp_path / "run.py").write_text(_RUN)
+    args = [sys.executable, str(tmp_path / "run.py"), str(tmp_path / "s.toml"), str(tmp_path / out), str(stop),
+            "1" if resume else "0"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLLAPSE_JAX_PROGRESS": "0"}
+    if popen:
+        return subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """The arrays of an uninterrupted one-process float32 run of ``MULTINOMIAL``."""
+    tmp = tmp_path_factory.mktemp("whole")
+    done = _run(tmp, "whole")
+    assert done.returncode == 0, done.stderr
+    return _arrays(tmp / "whole")
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path, whole):
+    stop = random.Random().randint(1, 5)  # a random chunk of the six
+    killed = _run(tmp_path, "cut", stop)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert sweep.cells_done(tmp_path / "cut").sum() == 2 * stop
+    resumed = _run(tmp_path, "cut", resume=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert int(resumed.stdout.split()[-1]) == 12 - 2 * stop
+    _assert_same(whole, _arrays(tmp_path / "cut"))
+
+
+def test_resume_after_a_kill_at_a_random_moment(tmp_path, whole):
+    """SIGKILL at a random time (store creation, a call, a write): the resumed dataset equals an uninterrupted one."""
+    proc = _run(tmp_path, "cut", popen=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "cut" / sweep.STORE).exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(random.Random().uniform(0.0, 1.5))
+    proc.kill()
+    proc.wait()
+    done = _run(tmp_path, "cut", resume=True)
+    assert done.returncode == 0, done.stderr
+    _assert_same(whole, _arrays(tmp_path / "cut"))
+
+
+def test_resume_needs_the_same_precision(tmp_path):
+    killed = _run(tmp_path, "f32", stop=1)  # float32 in a fresh process; this one computes in float64
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with pytest.raises(ValueError, match="computed in float32"):
+        sweep.run(sweep_spec.parse(MULTINOMIAL), tmp_path / "f32", resume=True, progress=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_under_jax_distributed_equal_one(tmp_path, whole):
+    spec_path = tmp_path / "s.toml"
+    spec_path.write_text(MULTINOMIAL)
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLLAPSE_JAX_PROGRESS": "0"}
+    procs = [subprocess.Popen([sys.executable, "-m", "collapse_jax.cli", "sweep", str(spec_path), "--out",
+                               str(tmp_path / "two"), "--no-plots", "--coordinator", f"127.0.0.1:{port}",
+                               "--num-processes", "2", "--process-id", str(i)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=240) for p in procs]
+    for p, (stdout, stderr) in zip(procs, outputs):
+        assert p.returncode == 0, stderr
+    assert "[process 0/2]" in outputs[0][0] and "[process 1/2]" in outputs[1][0]
+    ran = [int(stdout.split("] ")[1].split(" cells run")[0]) for stdout, _ in outputs]
+    assert ran[0] > 0 and ran[1] > 0 and sum(ran) == 12  # each process ran its share
+    _assert_same(whole, _arrays(tmp_path / "two"))
+
+
+def test_phase_command_writes_the_dataset_and_the_diagram(tmp_path, capsys):
+    assert cli_main(["phase", "filter", "--replicates", "4", "--steps", "5", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "phase-filter.png").stat().st_size > 10_000
+    ds = sweep.open_dataset(tmp_path)
+    assert ds["cell_done"].all() and ds.sizes["type1"] == ds.sizes["type2"] == 10
+    assert "100/100 cells done" in capsys.readouterr().out
+
+
+def test_sweep_command_errors_name_the_field(tmp_path, capsys):
+    spec = tmp_path / "bad.toml"
+    spec.write_text('simulator = "multinomial"\n[grid]\nn0 = [0, 10]\n')
+    assert cli_main(["sweep", str(spec), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.toml line 3: grid.n0: value 0" in err
+    assert not (tmp_path / "o" / sweep.STORE).exists()
