@@ -251,6 +251,118 @@ class GaussianSweep(_Recursion):
         return {}
 
 
+class _RawSampleRecursion(_Recursion):
+    """Recursions refitted from raw samples (logistic regression by Newton, a Gaussian mixture by EM): the truth of
+    seed 003 App. C.2, ``simulate`` sizing the sample buffer for the whole grid of a call."""
+
+    outputs = {"loss": Output("real", "the fit's loss against the truth, per generation (NaN after a failed fit)"),
+               "failed": Output("flag", "the fit failed (Newton) or stopped at max_iter before tol (EM)")}
+    fields = {**_SCHEDULE_FIELDS, "regime": Field("replace", "training regime", str,
+                                                  choices=("replace", "accumulate"))}
+
+    def group_key(self, cell, backend):
+        return (cell["steps"], cell["regime"])
+
+
+class LogisticSweep(_RawSampleRecursion):
+    """Logistic regression with intercept refitted by Newton on its own labels (seed 003 App. C.2; truth
+    ``beta = (1, -1, 0.5)``, intercept 0.25)."""
+
+    name = "logistic"
+
+    def check_cell(self, cell):
+        super().check_cell(cell)
+        from collapse_jax import logistic as L
+
+        low = 2 * (len(L.SEED003_C2["beta"]) + 1)
+        if cell["n0"] < low:
+            raise ValueError(f"n0 must be >= {low} for the logistic model (2 (d + 1)), got {cell['n0']}")
+
+    def run(self, cells, num_replicates, seed, *, backend, memory_budget, mesh, first_replicate=0):
+        from collapse_jax import logistic as L
+
+        alpha, n = self._schedule_grid(cells)
+        rec = L.simulate(seed, L.SEED003_C2["beta"], L.SEED003_C2["intercept"], alpha, n,
+                         L.LogisticConfig(cells[0]["regime"]), num_replicates, backend=backend,
+                         first_replicate=first_replicate, memory_budget=memory_budget, mesh=mesh, progress=False)
+        return {"loss": rec.risk, "failed": ~rec.ok}
+
+
+class MixtureSweep(_RawSampleRecursion):
+    """A univariate 3-component Gaussian mixture refitted by EM on its own samples (seed 003 App. C.2; weights
+    (0.3, 0.4, 0.3), means (-3, 0, 3), sds 0.5); loss: W1 between mixing measures."""
+
+    name = "mixture"
+
+    def check_cell(self, cell):
+        super().check_cell(cell)
+        from collapse_jax import mixture_refit as MR
+
+        low = 3 * len(MR.SEED003_C2["weights"])
+        if cell["n0"] < low:
+            raise ValueError(f"n0 must be >= {low} for the mixture (3K), got {cell['n0']}")
+
+    def run(self, cells, num_replicates, seed, *, backend, memory_budget, mesh, first_replicate=0):
+        import warnings
+
+        from collapse_jax import mixture_refit as MR
+
+        alpha, n = self._schedule_grid(cells)
+        config = MR.MixtureConfig(cells[0]["regime"])
+        with warnings.catch_warnings():  # the record says which fits stopped at max_iter
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rec = MR.simulate(seed, *(MR.SEED003_C2[k] for k in ("weights", "means", "sds")), alpha, n, config,
+                              num_replicates, backend=backend, first_replicate=first_replicate,
+                              memory_budget=memory_budget, mesh=mesh, progress=False)
+        return {"loss": rec.risk, "failed": rec.iterations >= config.max_iter}
+
+
+class LinearRegressionSweep(SweepModel):
+    """Seed 004's fixed-design linear regression retrained on its own labels, ``w* = 1/sqrt(d)`` in every
+    coordinate; records the error ``||w_hat_i - w*||^2`` at iterations i = 1..n."""
+
+    name = "linear-regression"
+    fields = {
+        "dim": Field(5, "features d", int, 1, 10_000),
+        "num_samples": Field(20, "samples T per iteration (>= d + 2)", int, 3, 10**7),
+        "num_iterations": Field(20, "iterations n", int, 1, 100_000),
+        "sigma": Field(1.0, "label noise standard deviation", float, 0.0, None, low_open=True),
+        "regime": Field("replace", "training regime", str, choices=("replace", "accumulate")),
+    }
+    outputs = {"error": Output("real", "||w_hat_i - w*||^2 at iteration i = 1..n (step i - 1)")}
+    scalar_descriptions = {"final_error": "mean error at the last iteration"}
+
+    def num_steps(self, cell):
+        return cell["num_iterations"]
+
+    def check_cell(self, cell):
+        if cell["num_samples"] < cell["dim"] + 2:
+            raise ValueError(f"num_samples must be >= dim + 2 = {cell['dim'] + 2}, got {cell['num_samples']}")
+
+    def group_key(self, cell, backend):
+        return tuple(sorted(cell.items()))  # sigma is a scalar of simulate: one call per cell
+
+    def run(self, cells, num_replicates, seed, *, backend, memory_budget, mesh, first_replicate=0):
+        from collapse_jax import linear_regression as LR
+
+        outs = []
+        for c in cells:
+            config = LR.LinearRegressionConfig(c["dim"], c["num_samples"], c["num_iterations"], c["regime"])
+            outs.append(LR.simulate(seed, np.full(c["dim"], c["dim"] ** -0.5), c["sigma"], config, num_replicates,
+                                    backend=backend, first_replicate=first_replicate, memory_budget=memory_budget,
+                                    mesh=mesh, progress=False))
+        return {"error": np.stack(outs)}
+
+    def theory(self, cell):
+        from collapse_jax import linear_regression as LR
+
+        law = LR.replace_error if cell["regime"] == "replace" else LR.accumulate_error
+        return {"error": law(cell["sigma"], cell["dim"], cell["num_samples"], cell["num_iterations"])}
+
+    def scalars(self, cell, summary):
+        return {"final_error": float(summary["error_mean"][-1])}
+
+
 # --- the GMM network (seed 000, LLM Web Dynamics) ------------------------------------------------------------------
 class GMMNetworkSweep(SweepModel):
     """Networks of GMMs reading and writing one internet (seed 000 Algorithm 1), means ``mu_b = spacing (b - (B-1)/2)``
@@ -328,4 +440,5 @@ class GMMNetworkSweep(SweepModel):
                 "fraction_collapsed": float(summary["collapsed_fraction"][-1])}
 
 
-MODELS: dict[str, SweepModel] = {m.name: m for m in (GMMNetworkSweep(), MultinomialSweep(), GaussianSweep())}
+MODELS: dict[str, SweepModel] = {m.name: m for m in (GMMNetworkSweep(), MultinomialSweep(), GaussianSweep(),
+                                                      LogisticSweep(), MixtureSweep(), LinearRegressionSweep())}
