@@ -46,22 +46,6 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-class _BoolAction(argparse.Action):
-    """A boolean flag given as ``--flag``, ``--flag true|false`` or ``--no-flag``."""
-
-    def __init__(self, option_strings, dest, default=None, help=None, **kwargs):
-        negated = ["--no-" + s[2:] for s in option_strings if s.startswith("--")]
-        super().__init__([*option_strings, *negated], dest, nargs="?", type=parse_bool, default=default,
-                         help=help, metavar="true|false", **kwargs)
-
-    def __call__(self, parser, namespace, value, option_string=None):
-        if option_string.startswith("--no-"):
-            if value is not None:
-                raise argparse.ArgumentError(self, f"{option_string} takes no value")
-            value = False
-        setattr(namespace, self.dest, True if value is None else value)
-
-
 def _sequence(item: type, what: str):
     """Parser of a comma-separated list of ``item`` (an empty string gives an empty tuple)."""
     def parse(text: str) -> tuple:
@@ -110,8 +94,8 @@ def add_config(parser, config_cls, *, exclude: tuple[str, ...] = (), presets: di
     another (``flag``; the parsed value keeps the field's name). Its type comes from the annotation, its default from
     the class, the rest from ``field(metadata={...})``: ``help`` (required: every option is documented in ``--help``),
     ``choices``, ``metavar``, ``default_help`` (describes a default that depends on other fields) and ``nargs`` (a
-    tuple field then takes space-separated values, ``--sizes 10 30``, instead of ``--sizes 10,30``). Booleans accept
-    ``--flag``, ``--flag true|false`` and ``--no-flag``. Fields in :data:`COMMON` get the shared flag (their help, if
+    tuple field then takes space-separated values, ``--sizes 10 30``, instead of ``--sizes 10,30``). Booleans are
+    ``--flag`` (true) or ``--flag true|false``. Fields in :data:`COMMON` get the shared flag (their help, if
     any, says what the option drives); ``exclude`` names fields the command sets otherwise.
 
     ``presets`` (name -> field overrides, the first the default) adds ``--preset NAME`` (help ``preset_help``): the
@@ -141,7 +125,8 @@ def add_config(parser, config_cls, *, exclude: tuple[str, ...] = (), presets: di
         text = f"{meta['help']} (default {shown}{others})"
         kind = _flag_type(hints[f.name], "nargs" in meta)
         if kind is bool:
-            parser.add_argument(flag_of(config_cls, f.name), dest=f.name, action=_BoolAction, help=text)
+            parser.add_argument(flag_of(config_cls, f.name), dest=f.name, nargs="?", const=True, type=parse_bool,
+                                default=None, metavar="true|false", help=text)
             continue
         extra = {"nargs": meta["nargs"]} if "nargs" in meta else {}
         parser.add_argument(flag_of(config_cls, f.name), dest=f.name, type=kind, default=None,
