@@ -93,8 +93,8 @@ def figure(errors: dict, theory: dict, bound: float, cfg: LinregConfig):
             ax.plot(n, theory[regime], color="k", ls="--", lw=0.9)
         ax.axhline(bound, color="grey", ls=":", lw=1.2, label=r"$\sigma^2 d/(T-d-1)\,\pi^2/6$")
         ax.plot([], [], color="k", ls="--", lw=0.9,
-                label=r"exact: $\frac{\sigma^2 d}{T-d-1}\,n$ (replace), $\frac{\sigma^2 d}{T-d-1}\sum_{i\leq n} i^{-2}$ "
-                      "(accumulate)")
+                label=r"exact: $\frac{\sigma^2 d}{T-d-1}\,n$ (replace), "
+                      r"$\frac{\sigma^2 d}{T-d-1}\sum_{i\leq n} i^{-2}$ (accumulate)")
         ax.set_yscale(scale)
         ax.set_xscale(scale)
         ax.set_xlabel("model-fitting iteration n")

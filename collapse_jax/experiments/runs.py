@@ -13,8 +13,9 @@ from collapse_jax import cli_options as opts
 
 
 def add_command(sub, name: str, config_cls, run: Callable, what: str) -> None:
-    """Subcommand ``name`` (``what`` it does, its help line): one flag per field of ``config_cls`` (:func:`collapse_jax.cli_options.add_config`) and
-    ``--out``; it calls ``run(config, out)`` with the checked config and the run folder's path (or None)."""
+    """Subcommand ``name`` (``what`` it does, its help line): one flag per field of ``config_cls``
+    (:func:`collapse_jax.cli_options.add_config`) and ``--out``; it calls ``run(config, out)`` with the checked
+    config and the run folder's path (or None)."""
     p = sub.add_parser(name, help=what, description=what)
     opts.add_config(p, config_cls)
     opts.add_out(p, name)
