@@ -13,10 +13,12 @@ import importlib
 import importlib.metadata
 import sys
 
+from collapse_jax import experiments
+
 # Experiment modules, each contributing one or more subcommands.
 COMMAND_MODULES = [
     "collapse_jax.gmm_network_cli",
-    "collapse_jax.recursions_cli",
+    *experiments.COMMAND_MODULES,
     "collapse_jax.sigma_cli",
     "collapse_jax.sweep_cli",
     "collapse_jax.info_cli",

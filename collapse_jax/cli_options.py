@@ -11,13 +11,14 @@ import typing
 
 def _default(parser, value) -> str:
     """`` (default VALUE)`` unless the parser's formatter prints defaults itself."""
-    shows = isinstance(parser.formatter_class, type) and issubclass(parser.formatter_class,
-                                                                    argparse.ArgumentDefaultsHelpFormatter)
+    formatter = getattr(parser, "formatter_class", None)  # None on an argument group
+    shows = isinstance(formatter, type) and issubclass(formatter, argparse.ArgumentDefaultsHelpFormatter)
     return "" if shows else f" (default {value})"
 
 
-def add_seed(parser, what: str = "replicate r uses fold_in(key(seed), r)") -> None:
-    parser.add_argument("--seed", type=int, default=0, help=f"root random seed, >= 0{_default(parser, 0)}: {what}")
+def add_seed(parser, what: str = "replicate r uses fold_in(key(seed), r)", default: int = 0) -> None:
+    parser.add_argument("--seed", type=int, default=default,
+                        help=f"root random seed, >= 0{_default(parser, default)}: {what}")
 
 
 def add_out(parser, name: str) -> None:
@@ -30,8 +31,19 @@ def add_replicates(parser, default: int, what: str = "Monte Carlo replicates") -
     parser.add_argument("--replicates", type=int, default=default, help=f"{what}, >= 1{_default(parser, default)}")
 
 
-# Shared flags defined above: a config field of that name takes its flag from here, not from the generator.
-COMMON = {"seed": add_seed}
+# Shared flags defined above: a config field of that name takes its flag from here (called as
+# ``COMMON[name](parser, field default, *help)``), not from the generator.
+COMMON = {"seed": lambda parser, default, *what: add_seed(parser, *what, default=default),
+          "replicates": lambda parser, default, *what: add_replicates(parser, default, *what)}
+
+
+def parse_bool(text: str) -> bool:
+    """``true``/``1``/``yes`` or ``false``/``0``/``no`` (any case)."""
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _sequence(item: type, what: str):
@@ -48,52 +60,84 @@ def _sequence(item: type, what: str):
 _SEQUENCES = {int: _sequence(int, "integers"), float: _sequence(float, "numbers"), str: _sequence(str, "names")}
 
 
-def _flag_type(hint) -> tuple[typing.Any, bool]:
-    """(argparse ``type``, whether the field may be None) of a field annotation: int, float, str, bool,
-    ``tuple[X, ...]`` (comma-separated) and ``X | None``."""
+def _flag_type(hint, nargs: bool = False):
+    """argparse ``type`` of a field annotation: int, float, str, bool, ``X | None`` and ``tuple[X, ...]`` (parsed
+    from one comma-separated value, or item by item, ``X``, when the flag takes ``nargs``)."""
     args = typing.get_args(hint)
-    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
-    if optional:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
         (hint,) = [a for a in args if a is not type(None)]
     if typing.get_origin(hint) is tuple:
-        return _SEQUENCES[typing.get_args(hint)[0]], optional
+        item = typing.get_args(hint)[0]
+        return item if nargs else _SEQUENCES[item]
     if hint in (int, float, str, bool):
-        return hint, optional
+        return hint
     raise TypeError(f"no command-line type for a config field annotated {hint!r}")
 
 
-def add_config(parser, config_cls, *, exclude: tuple[str, ...] = ()) -> None:
-    """One flag ``--field-name`` per field of the frozen dataclass ``config_cls``: its type from the annotation, its
-    default from the class, its help from ``field(metadata={"help": ..., "choices": ..., "default_help": ...})``
-    (``default_help`` describes a default that depends on other fields). Fields in :data:`COMMON` get the shared flag
-    (their help, if any, says what the option drives); ``exclude`` names fields the command sets otherwise. A field
-    without help text is an error here, so every option is documented in ``--help``."""
+def flag_of(config_cls, name: str) -> str:
+    """The flag :func:`add_config` gives field ``name``: ``--`` and the field's metadata ``flag`` (else its name),
+    underscores as dashes."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(config_cls)}[name]
+    return "--" + meta.get("flag", name).replace("_", "-")
+
+
+def _shown(value, meta) -> str:
+    """A default as help text shows it: tuples joined by commas (by spaces for an ``nargs`` field)."""
+    if isinstance(value, tuple):
+        return (" " if "nargs" in meta else ",").join(map(str, value))
+    return str(value)
+
+
+def add_config(parser, config_cls, *, exclude: tuple[str, ...] = (), presets: dict[str, dict] | None = None,
+               preset_help: str = "") -> None:
+    """One flag per field of the frozen dataclass ``config_cls``, ``--field-name`` unless the field's metadata names
+    another (``flag``; the parsed value keeps the field's name). Its type comes from the annotation, its default from
+    the class, the rest from ``field(metadata={...})``: ``help`` (required: every option is documented in ``--help``),
+    ``choices``, ``metavar``, ``default_help`` (describes a default that depends on other fields) and ``nargs`` (a
+    tuple field then takes space-separated values, ``--sizes 10 30``, instead of ``--sizes 10,30``). Booleans are
+    ``--flag`` (true) or ``--flag true|false``. Fields in :data:`COMMON` get the shared flag (their help, if
+    any, says what the option drives); ``exclude`` names fields the command sets otherwise.
+
+    ``presets`` (name -> field overrides, the first the default) adds ``--preset NAME`` (help ``preset_help``): the
+    preset's values replace the class defaults (see :func:`config_from_args`), and each field's help lists the value
+    of every preset where they differ.
+    """
     hints = typing.get_type_hints(config_cls)
-    defaults = config_cls()
+    presets = presets or {"default": {}}
+    starts = {name: config_cls(**values) for name, values in presets.items()}
+    first = next(iter(presets))
+    if len(presets) > 1:
+        parser.add_argument("--preset", choices=list(presets), default=first, help=f"{preset_help} (default {first})")
     for f in dataclasses.fields(config_cls):
         if f.name in exclude:
             continue
         meta = f.metadata
+        default = getattr(starts[first], f.name)
         if f.name in COMMON:
-            COMMON[f.name](parser, *([meta["help"]] if "help" in meta else []))
+            COMMON[f.name](parser, default, *([meta["help"]] if "help" in meta else []))
+            parser.set_defaults(**{f.name: None})  # not given: the class (or preset) default, as for other fields
             continue
         if "help" not in meta:
             raise TypeError(f"{config_cls.__name__}.{f.name} has no help text (field metadata 'help')")
-        kind, _ = _flag_type(hints[f.name])
-        default = getattr(defaults, f.name)
-        shown = meta.get("default_help", ",".join(map(str, default)) if isinstance(default, tuple) else default)
-        flag = "--" + f.name.replace("_", "-")
+        shown = meta.get("default_help", _shown(default, meta))
+        others = "".join(f"; {name} {_shown(getattr(cfg, f.name), meta)}" for name, cfg in starts.items()
+                         if getattr(cfg, f.name) != default)
+        text = f"{meta['help']} (default {shown}{others})"
+        kind = _flag_type(hints[f.name], "nargs" in meta)
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=f"{meta['help']} (default {shown})")
+            parser.add_argument(flag_of(config_cls, f.name), dest=f.name, nargs="?", const=True, type=parse_bool,
+                                default=None, metavar="true|false", help=text)
             continue
-        parser.add_argument(flag, type=kind, default=None, choices=meta.get("choices"), metavar=meta.get("metavar"),
-                            help=f"{meta['help']} (default {shown})")
+        extra = {"nargs": meta["nargs"]} if "nargs" in meta else {}
+        parser.add_argument(flag_of(config_cls, f.name), dest=f.name, type=kind, default=None,
+                            choices=meta.get("choices"), metavar=meta.get("metavar"), help=text, **extra)
 
 
-def config_from_args(config_cls, args: argparse.Namespace, **overrides):
+def config_from_args(config_cls, args: argparse.Namespace, *, presets: dict[str, dict] | None = None, **overrides):
     """``config_cls`` from the parsed flags of :func:`add_config`: fields whose flag was not given keep the class
-    default; ``overrides`` win over both."""
+    default, or the value of the chosen ``--preset`` when ``presets`` is given; ``overrides`` win over all."""
+    start = presets[args.preset] if presets else {}
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(config_cls)
              if getattr(args, f.name, None) is not None}
-    return config_cls(**{**given, **overrides})
+    given = {k: tuple(v) if isinstance(v, list) else v for k, v in given.items()}  # nargs flags parse to lists
+    return config_cls(**{**start, **given, **overrides})

@@ -40,7 +40,7 @@ import math
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
@@ -74,41 +74,59 @@ class WebConfig:
     dimensions of the calibrated proxy), ``proxy_components`` (B = 1..this). ``seed``: every random draw.
     """
 
-    num_models: int = 3
-    samples: int = 16
-    beta: float = 0.5
-    num_steps: int = 30
-    num_human: int = 20
-    topic: str = "exception"
-    query: str = "When an exception is raised"
-    query_is_prefix: bool = True
-    mode: str = "context"
-    separator: str = " "
-    max_new_tokens: int = 40
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float = 0.95
-    finetune_steps: int = 4
-    finetune_lr: float = 3e-4
-    finetune_batch: int = 8
-    model_layers: int = 2
-    model_heads: int = 4
-    model_dim: int = 128
-    model_context: int = 128
-    tokenizer: str = "bpe"
-    vocab_size: int = 2048
-    train_steps: int = 400
-    train_batch: int = 16
-    train_lr: float = 2e-3
-    corpus_docstrings: bool = True
-    hf: tuple[str, ...] = ()
-    hf_dtype: str | None = None
-    encoder: str | None = None
-    gmm_replicates: int = 1000
-    gmm_posts: int = 1
-    proxy_dims: int = 3
-    proxy_components: int = 8
-    seed: int = 0
+    num_models: int = field(default=3, metadata={"help": "n, models in the network (with --hf: one per folder)"})
+    samples: int = field(default=16, metadata={"help": "L, answers per model and step"})
+    beta: float = field(default=0.5, metadata={
+        "help": "fraction of the internet each model retrieves per step, k_t = floor(beta |A(t)|), in (0, 1]"})
+    num_steps: int = field(default=30, metadata={"help": "T: steps t = 0..T"})
+    num_human: int = field(default=20, metadata={
+        "help": "|A(0)|: standard-library sentences about --topic in the initial internet"})
+    topic: str = field(default="exception", metadata={"help": "word the human sentences of A(0) contain"})
+    query: str = field(default="When an exception is raised", metadata={
+        "help": "the fixed query; the answer is the first sentence of query + continuation"})
+    query_is_prefix: bool = field(default=True, metadata={
+        "help": "the answer continues the query (base LMs); 'false': the answer is the continuation alone "
+                "(instruction models)"})
+    mode: str = field(default="context", metadata={
+        "help": "context: retrieved texts in the prompt (the seed); finetune: optimiser steps on them instead",
+        "choices": MODES})
+    separator: str = field(default=" ", metadata={
+        "help": "string joining retrieved texts and the query in the prompt", "default_help": "' ' (a space)"})
+    max_new_tokens: int = field(default=40, metadata={"help": "new tokens per answer"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature, > 0"})
+    top_k: int | None = field(default=None, metadata={"help": "keep the k most likely tokens", "default_help": "all"})
+    top_p: float = field(default=0.95, metadata={"help": "nucleus sampling threshold in (0, 1]"})
+    finetune_steps: int = field(default=4, metadata={"help": "finetune mode: optimiser steps per model and step"})
+    finetune_lr: float = field(default=3e-4, metadata={"help": "finetune mode: learning rate"})
+    finetune_batch: int = field(default=8, metadata={
+        "help": "finetune mode: windows (nanoGPT) or texts (HF) per optimiser step"})
+    model_layers: int = field(default=2, metadata={"help": "base nanoGPTs: transformer blocks"})
+    model_heads: int = field(default=4, metadata={"help": "base nanoGPTs: attention heads"})
+    model_dim: int = field(default=128, metadata={"help": "base nanoGPTs: embedding width"})
+    model_context: int = field(default=128, metadata={"help": "base nanoGPTs: context window in tokens"})
+    tokenizer: str = field(default="bpe", metadata={
+        "help": "base nanoGPTs: bpe (trained on each model's part) or byte", "choices": ("bpe", "byte")})
+    vocab_size: int = field(default=2048, metadata={"help": "base nanoGPTs: BPE vocabulary size"})
+    train_steps: int = field(default=400, metadata={"help": "base nanoGPTs: training steps each"})
+    train_batch: int = field(default=16, metadata={"help": "base nanoGPTs: windows per training step"})
+    train_lr: float = field(default=2e-3, metadata={"help": "base nanoGPTs: peak learning rate"})
+    corpus_docstrings: bool = field(default=True, metadata={
+        "help": "train on (and draw A(0) from) the docstrings too; 'false': language reference topics only"})
+    hf: tuple[str, ...] = field(default=(), metadata={
+        "help": "Hugging Face causal LM folders (save_pretrained), one per model, instead of nanoGPTs",
+        "nargs": "+", "metavar": "PATH", "default_help": "none: nanoGPTs"})
+    hf_dtype: str | None = field(default=None, metadata={
+        "help": "--hf models' weight dtype (bfloat16 for large models)", "default_help": "float32"})
+    encoder: str | None = field(default=None, metadata={
+        "help": "sentence-transformers folder of the embedding model", "default_help": "the packaged all-MiniLM-L6-v2"})
+    gmm_replicates: int = field(default=1000, metadata={
+        "help": "GMM network replicates for each band (the GMM band and every calibrated proxy)"})
+    gmm_posts: int = field(default=1, metadata={
+        "help": "points each GMM posts per step (1 matches Algorithm 1's internet; the seed's Algorithm 3 posts L)"})
+    proxy_dims: int = field(default=3, metadata={"help": "PCA dimensions of the calibrated GMM proxy"})
+    proxy_components: int = field(default=8, metadata={"help": "calibrated proxies with B = 1..this components"})
+    seed: int = field(default=0, metadata={
+        "help": "every draw (retrieval, sampling, fine-tuning, training, GMM replicates)"})
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hf", tuple(str(p) for p in self.hf))

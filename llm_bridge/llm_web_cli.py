@@ -17,76 +17,17 @@ import sys
 from dataclasses import fields
 
 from collapse_jax import cli_options as opts
-from llm_bridge.llm_web import MODES, PRESETS, WebConfig
+from llm_bridge.llm_web import PRESETS, WebConfig
 
-HELP = {
-    "num_models": "n, models in the network (with --hf: one per folder)",
-    "samples": "L, answers per model and step",
-    "beta": "fraction of the internet each model retrieves per step, k_t = floor(beta |A(t)|), in (0, 1]",
-    "num_steps": "T: steps t = 0..T",
-    "num_human": "|A(0)|: standard-library sentences about --topic in the initial internet",
-    "topic": "word the human sentences of A(0) contain",
-    "query": "the fixed query; the answer is the first sentence of query + continuation",
-    "query_is_prefix": "the answer continues the query (base LMs); 'false': the answer is the continuation alone "
-                       "(instruction models)",
-    "mode": "context: retrieved texts in the prompt (the seed); finetune: optimiser steps on them instead",
-    "separator": "string joining retrieved texts and the query in the prompt",
-    "max_new_tokens": "new tokens per answer",
-    "temperature": "sampling temperature, > 0",
-    "top_k": "keep the k most likely tokens (default: all)",
-    "top_p": "nucleus sampling threshold in (0, 1]",
-    "finetune_steps": "finetune mode: optimiser steps per model and step",
-    "finetune_lr": "finetune mode: learning rate",
-    "finetune_batch": "finetune mode: windows (nanoGPT) or texts (HF) per optimiser step",
-    "model_layers": "base nanoGPTs: transformer blocks",
-    "model_heads": "base nanoGPTs: attention heads",
-    "model_dim": "base nanoGPTs: embedding width",
-    "model_context": "base nanoGPTs: context window in tokens",
-    "tokenizer": "base nanoGPTs: bpe (trained on each model's part) or byte",
-    "vocab_size": "base nanoGPTs: BPE vocabulary size",
-    "train_steps": "base nanoGPTs: training steps each",
-    "train_batch": "base nanoGPTs: windows per training step",
-    "train_lr": "base nanoGPTs: peak learning rate",
-    "corpus_docstrings": "train on (and draw A(0) from) the docstrings too; 'false': language reference topics only",
-    "hf_dtype": "--hf models' weight dtype (float32 by default; bfloat16 for large models)",
-    "encoder": "sentence-transformers folder of the embedding model (default: the packaged all-MiniLM-L6-v2)",
-    "gmm_replicates": "GMM network replicates for each band (the GMM band and every calibrated proxy)",
-    "gmm_posts": "points each GMM posts per step (1 matches Algorithm 1's internet; the seed's Algorithm 3 posts L)",
-    "proxy_dims": "PCA dimensions of the calibrated GMM proxy",
-    "proxy_components": "calibrated proxies with B = 1..this components",
-    "seed": "seed of every draw (retrieval, sampling, fine-tuning, training, GMM replicates)",
-}
-BOOLS = ("query_is_prefix", "corpus_docstrings")
-CHOICES = {"mode": MODES, "tokenizer": ("bpe", "byte")}
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("llm-web", help="LLM Web Dynamics with real generators next to the GMM network (seed 000)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default = WebConfig()
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu",
-                   help="cpu: the CPU default (minutes on 2 cores); paper: the seed's n=3, L=40, beta=0.5, T=60 "
-                        "(other options override it)")
     g = p.add_argument_group("experiment (defaults: the cpu preset)")
-    for f in fields(WebConfig):
-        if f.name == "hf":
-            continue
-        opt = "--" + f.name.replace("_", "-")
-        value = getattr(default, f.name)
-        kind = _bool if f.name in BOOLS else (type(value) if value is not None and f.name != "top_k" else
-                                              (int if f.name == "top_k" else str))
-        extra = {"choices": CHOICES[f.name]} if f.name in CHOICES else {}
-        g.add_argument(opt, type=kind, default=None, help=f"{HELP[f.name]} (default {value!r})", **extra)
-    g.add_argument("--hf", nargs="+", default=None, metavar="PATH",
-                   help="Hugging Face causal LM folders (save_pretrained), one per model, instead of nanoGPTs")
+    opts.add_config(g, WebConfig, presets=PRESETS,
+                    preset_help="cpu: the CPU default (minutes on 2 cores); paper: the seed's n=3, L=40, beta=0.5, "
+                                "T=60 (other options override it)")
     r = p.add_argument_group("run folder")
     opts.add_out(r, "llm-web")
     r.add_argument("--resume", action="store_true",
@@ -99,14 +40,10 @@ def add_parser(sub) -> None:
 
 
 def config_from_args(args) -> WebConfig:
-    given = {f.name: getattr(args, f.name) for f in fields(WebConfig)
-             if f.name != "hf" and getattr(args, f.name) is not None}
-    if args.hf:
-        given["hf"] = tuple(args.hf)
-        given.setdefault("num_models", len(args.hf))
-    from llm_bridge.llm_web import preset
-
-    return preset(args.preset, **given)
+    """The run's configuration: the ``--preset``, the options given, and ``num_models`` one per ``--hf`` folder
+    unless given."""
+    models = {"num_models": args.num_models or len(args.hf)} if args.hf else {}
+    return opts.config_from_args(WebConfig, args, presets=PRESETS, **models)
 
 
 def cmd_llm_web(args) -> int:

@@ -98,39 +98,56 @@ class RecursiveConfig:
     Sizes: ``n0`` documents at generation 0, then ``n_t = n`` (constant) or ``n t`` (linear).
     """
 
-    settings: tuple[str, ...] = tuple(SETTINGS)
-    generations: int = 3
-    repetitions: int = 3
-    seed: int = 0
-    source: str = "stdlib"
-    doc_words: int = 48
-    n0: int = 400
-    n: int = 400
-    n_growth: str = "constant"
-    alpha: float = 0.5
-    gamma: float = 1.0
-    held_out_docs: int = 200
-    classifier_docs: int = 100
-    vocab_size: int = 512
-    num_layers: int = 2
-    num_heads: int = 2
-    dim: int = 64
-    context_length: int = 64
-    dropout: float = 0.0
-    dtype: str = "float32"
-    steps: int = 200
-    batch_size: int = 16
-    learning_rate: float = 2e-3
-    warmup_steps: int = 20
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.1
-    sample_tokens: int = 60
-    temperature: float = 1.0
-    prompts: int = 16
-    responses: int = 4
-    prompt_words: int = 4
-    response_tokens: int = 32
-    ridge: float = 1.0
+    settings: tuple[str, ...] = field(default=tuple(SETTINGS), metadata={
+        "help": "comma-separated settings to run: " + "; ".join(
+            f"{k} ({v.source}: fresh data {v.fresh}{', accumulate' if v.accumulate else ''}"
+            f"{', classifier filter' if v.filtered else ''}, init {v.init})" for k, v in SETTINGS.items())})
+    generations: int = field(default=3, metadata={"help": "recursive generations after generation 0"})
+    repetitions: int = field(default=3, metadata={
+        "help": "repetitions (each permutes the documents anew and reseeds everything)"})
+    seed: int = field(default=0, metadata={
+        "help": "splits, initialisations, batches, samples, prompt-bank responses, Sigma block"})
+    source: str = field(default="stdlib", metadata={
+        "help": "real text: 'stdlib' (Python standard-library documentation) or a .txt file or folder of them "
+                "(documents: blank-line separated paragraphs)"})
+    doc_words: int = field(default=48, metadata={"help": "each real document is cut to its first this many words"})
+    n0: int = field(default=400, metadata={"help": "real documents generation 0 is trained on"})
+    n: int = field(default=400, metadata={
+        "help": "new documents per later generation (n_t = n, or n t with --n-growth linear)"})
+    n_growth: str = field(default="constant", metadata={"help": "growth of n_t: constant or linear"})
+    alpha: float = field(default=0.5, metadata={
+        "help": "fresh real fraction alpha of the fixed and filtered settings; the decaying one uses alpha t^-gamma"})
+    gamma: float = field(default=1.0, metadata={"help": "decay exponent of the decaying setting"})
+    held_out_docs: int = field(default=200, metadata={
+        "help": "real documents held out for perplexity (the prompt bank takes its prompts from them)"})
+    classifier_docs: int = field(default=100, metadata={
+        "help": "real documents for the filter's classifier (half fit, half measure type-I), and as many synthetic "
+                "ones (type-II)"})
+    vocab_size: int = field(default=512, metadata={
+        "help": "BPE vocabulary (trained on generation 0's documents; the multinomial K)"})
+    num_layers: int = field(default=2, metadata={"help": "transformer blocks", "flag": "layers"})
+    num_heads: int = field(default=2, metadata={"help": "attention heads", "flag": "heads"})
+    dim: int = field(default=64, metadata={"help": "embedding width"})
+    context_length: int = field(default=64, metadata={"help": "context in tokens", "flag": "context"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout rate in [0, 1)"})
+    dtype: str = field(default="float32", metadata={"help": "matmul dtype (float32, or bfloat16 on accelerators)"})
+    steps: int = field(default=200, metadata={"help": "AdamW steps per generation (warm-up then cosine)"})
+    batch_size: int = field(default=16, metadata={"help": "windows per step"})
+    learning_rate: float = field(default=2e-3, metadata={"help": "peak learning rate", "flag": "lr"})
+    warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps", "flag": "warmup"})
+    min_lr_ratio: float = field(default=0.1, metadata={"help": "final learning rate / peak"})
+    weight_decay: float = field(default=0.1, metadata={"help": "decoupled weight decay on matrices"})
+    sample_tokens: int = field(default=60, metadata={
+        "help": "new tokens per synthetic document (unconditional samples, cut at EOT)"})
+    temperature: float = field(default=1.0, metadata={
+        "help": "sampling temperature of synthetic documents and prompt-bank responses"})
+    prompts: int = field(default=16, metadata={
+        "help": "prompts in the frozen prompt bank (first words of held-out documents)"})
+    responses: int = field(default=4, metadata={
+        "help": "responses per prompt (Sigma uses all prompts x responses embeddings)"})
+    prompt_words: int = field(default=4, metadata={"help": "words of a held-out document that make a prompt"})
+    response_tokens: int = field(default=32, metadata={"help": "new tokens per response"})
+    ridge: float = field(default=1.0, metadata={"help": "L2 penalty of the real-vs-synthetic logistic regression"})
 
     def __post_init__(self) -> None:
         names = tuple(self.settings)

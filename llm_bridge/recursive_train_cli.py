@@ -13,75 +13,25 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import fields
 
 from collapse_jax import cli_options as opts
 from llm_bridge import recursive_train as rt
 
-HELP = {
-    "settings": "comma-separated settings to run: " + "; ".join(
-        f"{k} ({v.source}: fresh data {v.fresh}{', accumulate' if v.accumulate else ''}"
-        f"{', classifier filter' if v.filtered else ''}, init {v.init})" for k, v in rt.SETTINGS.items()),
-    "generations": "recursive generations after generation 0",
-    "repetitions": "repetitions (each permutes the documents anew and reseeds everything)",
-    "seed": "master seed of splits, initialisations, batches, samples, prompt-bank responses, Sigma block",
-    "source": "real text: 'stdlib' (Python standard-library documentation) or a .txt file or folder of them "
-              "(documents: blank-line separated paragraphs)",
-    "doc_words": "each real document is cut to its first this many words",
-    "n0": "real documents generation 0 is trained on",
-    "n": "new documents per later generation (n_t = n, or n t with --n-growth linear)",
-    "n_growth": "growth of n_t: constant or linear",
-    "alpha": "fresh real fraction alpha of the fixed and filtered settings; the decaying one uses alpha t^-gamma",
-    "gamma": "decay exponent of the decaying setting",
-    "held_out_docs": "real documents held out for perplexity (the prompt bank takes its prompts from them)",
-    "classifier_docs": "real documents for the filter's classifier (half fit, half measure type-I), and as many "
-                       "synthetic ones (type-II)",
-    "vocab_size": "BPE vocabulary (trained on generation 0's documents; the multinomial K)",
-    "num_layers": "transformer blocks",
-    "num_heads": "attention heads",
-    "dim": "embedding width",
-    "context_length": "context in tokens",
-    "dropout": "dropout rate in [0, 1)",
-    "dtype": "matmul dtype (float32, or bfloat16 on accelerators)",
-    "steps": "AdamW steps per generation (warm-up then cosine)",
-    "batch_size": "windows per step",
-    "learning_rate": "peak learning rate",
-    "warmup_steps": "linear warm-up steps",
-    "min_lr_ratio": "final learning rate / peak",
-    "weight_decay": "decoupled weight decay on matrices",
-    "sample_tokens": "new tokens per synthetic document (unconditional samples, cut at EOT)",
-    "temperature": "sampling temperature of synthetic documents and prompt-bank responses",
-    "prompts": "prompts in the frozen prompt bank (first words of held-out documents)",
-    "responses": "responses per prompt (Sigma uses all prompts x responses embeddings)",
-    "prompt_words": "words of a held-out document that make a prompt",
-    "response_tokens": "new tokens per response",
-    "ridge": "L2 penalty of the real-vs-synthetic logistic regression",
-}
-FLAGS = {"learning_rate": "lr", "warmup_steps": "warmup", "num_layers": "layers", "num_heads": "heads",
-         "context_length": "context"}
 
 
 def _flag(name: str) -> str:
-    return "--" + FLAGS.get(name, name).replace("_", "-")
+    """The flag of ``RecursiveConfig`` field ``name`` (``--lr`` for ``learning_rate``: see the field's metadata)."""
+    return opts.flag_of(rt.RecursiveConfig, name)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("recursive-train", help="recursive training of the nanoGPT on its own text, beside the "
                                                "multinomial theory (seed 003 Sec. 5.2, App. D; seed 002 S1/S2)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cpu, gpu = rt.preset("cpu"), rt.preset("gpu")
-    p.add_argument("--preset", choices=sorted(rt.PRESETS), default="cpu",
-                   help="starting values of every option below: cpu (all settings, a small model, a few generations, "
-                        "under 20 minutes on 2 cores) or gpu (seed 003's 4x4x256 model, 10 generations, 5 "
-                        "repetitions); given options override it")
-    for f in fields(rt.RecursiveConfig):
-        default = getattr(cpu, f.name)
-        shown = ",".join(default) if f.name == "settings" else default
-        gpu_value = getattr(gpu, f.name)
-        extra = "" if gpu_value == default else f", gpu {gpu_value}"
-        kind = {"settings": str, "source": str, "n_growth": str, "dtype": str}.get(f.name, type(default))
-        p.add_argument(_flag(f.name), dest=f.name, type=kind, default=None,
-                       help=f"{HELP[f.name]} (cpu {shown}{extra})")
+    opts.add_config(p, rt.RecursiveConfig, presets=rt.PRESETS,
+                    preset_help="starting values of every option below: cpu (all settings, a small model, a few "
+                                "generations, under 20 minutes on 2 cores) or gpu (seed 003's 4x4x256 model, 10 "
+                                "generations, 5 repetitions); given options override it")
     opts.add_out(p, "recursive-train")
     p.add_argument("--until", type=int, default=None,
                    help="stop after making this many generations in this call (rerun to continue)")
@@ -89,10 +39,7 @@ def add_parser(sub) -> None:
 
 
 def config_from_args(args) -> rt.RecursiveConfig:
-    given = {f.name: getattr(args, f.name) for f in fields(rt.RecursiveConfig) if getattr(args, f.name) is not None}
-    if "settings" in given:
-        given["settings"] = tuple(s.strip() for s in given["settings"].split(",") if s.strip())
-    return rt.preset(args.preset, **given)
+    return opts.config_from_args(rt.RecursiveConfig, args, presets=rt.PRESETS)
 
 
 def summary_lines(results: dict) -> list[str]:

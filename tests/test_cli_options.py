@@ -66,3 +66,52 @@ def test_a_field_without_help_is_refused():
 
     with pytest.raises(TypeError, match="Bare.steps has no help"):
         parse(cls=Bare)
+
+
+def test_booleans_take_an_optional_value(capsys):
+    for argv, want in ((["--fast"], True), (["--fast", "false"], False), (["--fast", "YES"], True),
+                       (["--fast", "0"], False), ([], False)):
+        _, args = parse(*argv)
+        assert opts.config_from_args(Demo, args).fast is want, argv
+    for argv in (["--fast", "maybe"], ["--no-fast"]):
+        with pytest.raises(SystemExit):
+            parse(*argv)
+        assert "fast" in capsys.readouterr().err
+
+
+@dataclass(frozen=True)
+class Renamed:
+    sizes: tuple[int, ...] = field(default=(10, 30), metadata={"help": "sizes", "nargs": "*"})
+    learning_rate: float = field(default=0.1, metadata={"help": "step size", "flag": "lr"})
+    replicates: int = field(default=7, metadata={"help": "curves"})
+    seed: int = 0
+
+
+def test_space_separated_lists_renamed_flags_and_common_fields():
+    p, args = parse("--sizes", "5", "50", "--lr", "0.5", cls=Renamed)
+    assert opts.config_from_args(Renamed, args) == Renamed((5, 50), 0.5)
+    _, args = parse("--sizes", cls=Renamed)
+    assert opts.config_from_args(Renamed, args).sizes == ()
+    assert opts.flag_of(Renamed, "learning_rate") == "--lr"
+    text = p.format_help()
+    assert "--learning-rate" not in text and "(default 10 30)" in text
+    assert "curves, >= 1 (default 7)" in text and "root random seed" in text  # COMMON: --replicates, --seed
+    _, args = parse("--replicates", "3", "--seed", "4", cls=Renamed)
+    assert opts.config_from_args(Renamed, args) == Renamed(replicates=3, seed=4)
+
+
+PRESETS = {"small": {}, "big": {"steps": 30, "seed": 5}}
+
+
+def test_presets_set_the_starting_values_and_show_in_help():
+    p = argparse.ArgumentParser()
+    opts.add_config(p, Demo, presets=PRESETS, preset_help="starting values")
+    text = p.format_help()
+    assert "starting values (default small)" in text and "(default 3; big 30)" in text
+    big = opts.config_from_args(Demo, p.parse_args(["--preset", "big"]), presets=PRESETS)
+    assert (big.steps, big.seed) == (30, 5)  # the preset's seed too: a common flag not given keeps the preset's
+    mixed = opts.config_from_args(Demo, p.parse_args(["--preset", "big", "--steps", "4"]), presets=PRESETS)
+    assert (mixed.steps, mixed.seed, mixed.scale) == (4, 5, 1.5)
+    assert opts.config_from_args(Demo, p.parse_args([]), presets=PRESETS) == Demo()
+    with pytest.raises(SystemExit):
+        p.parse_args(["--preset", "huge"])

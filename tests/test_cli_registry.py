@@ -1,5 +1,6 @@
 """The command registry: core commands plus those other packages register in the entry-point group."""
 
+import argparse
 import importlib.metadata
 
 import pytest
@@ -34,11 +35,29 @@ def test_info_reports_devices_cpu_and_native_kernels(capsys):
     assert "build cache:" in text and "native kernels:" in text
 
 
-def test_every_option_of_every_command_has_help():
-    parser = cli.build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
-    missing = {name: [a.option_strings for a in p._actions if a.option_strings and not a.help]
-               for name, p in sub.choices.items()}
+def _commands(parser, path=()):
+    """(command path, parser) of every subcommand at every depth (``nanogpt train`` included)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _commands(sub, (*path, name))
+
+
+def test_every_option_of_every_command_has_help_and_help_works(capsys):
+    commands = dict(_commands(cli.build_parser()))
+    assert {("gmm-network",), ("validate",), ("recursions-fig2",), ("recursions-fig3",), ("recursions-c2",),
+            ("recursions-linreg",), ("recursions-w2",), ("sigma-precision",), ("info",), ("nanogpt",),
+            ("nanogpt", "train"), ("llm-web",), ("recursive-train",)} <= set(commands)
+    missing = {path: [a.option_strings for a in p._actions if a.option_strings and not (a.help or "").strip()]
+               for path, p in commands.items()}
     assert not {k: v for k, v in missing.items() if v}, missing
-    assert {"gmm-network", "validate", "sigma-precision", "info", "nanogpt", "llm-web", "recursive-train"} <= set(
-        sub.choices)
+    for path, p in commands.items():
+        with pytest.raises(SystemExit) as exc:
+            cli.main([*path, "--help"])
+        assert exc.value.code == 0, path
+        text = capsys.readouterr().out
+        assert text.startswith(f"usage: collapse-jax {' '.join(path)}"), path
+        for action in p._actions:
+            for flag in action.option_strings:
+                assert flag in text, (path, flag)

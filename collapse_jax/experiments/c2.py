@@ -1,0 +1,251 @@
+"""``collapse-jax recursions-c2``: seed 003 Figure 6 / Appendix C.2, settings 1-8 (fresh-data fraction alpha_t and
+sample size n_t schedules), for four model classes refitted on their own samples: multinomial, Gaussian, Gaussian
+mixture (EM) and logistic regression, beside the theory where there is one."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from collapse_jax import _checks
+from collapse_jax.experiments import runs
+from collapse_jax.results import RunFolder
+
+MODELS = ("multinomial", "gaussian", "gmm", "logistic")
+TITLES = {"multinomial": "multinomial", "gaussian": "Gaussian", "gmm": "Gaussian mixture (EM)",
+          "logistic": "logistic regression"}
+YLABELS = {"multinomial": r"$\|\hat p_t - p\|^2$", "gaussian": r"$(\hat\mu-\mu)^2 + (\hat\sigma-\sigma)^2$",
+           "gmm": r"$W_1(G, \hat G_t)$", "logistic": r"$\|\hat\theta_t - \theta\|^2$"}
+# True Gaussian of the C.2 sweep (the seed's values are not in our text; the mixture and logistic models are
+# mixture_refit.SEED003_C2 and logistic.SEED003_C2; see docs/recursions.md).
+GAUSSIAN = {"mu": 0.0, "sigma": 1.0}
+
+
+@dataclass(frozen=True)
+class C2Config:
+    """Which ``models`` to run, ``replicates`` per setting, and per model class the generations T and the base size
+    n_0 of the schedules (``steps`` / ``base`` for the multinomial and the Gaussian). Checked on creation."""
+
+    models: tuple[str, ...] = field(default=MODELS, metadata={
+        "help": "comma-separated model classes to run, among " + ",".join(MODELS), "default_help": "all"})
+    replicates: int = field(default=100, metadata={"help": "Monte Carlo replicates per setting"})
+    steps: int = field(default=200, metadata={"help": "generations T, multinomial and Gaussian"})
+    base: int = field(default=100, metadata={
+        "help": "n_0 for multinomial and Gaussian: n_t = base (fixed), base(t+1) or base(t+1)^2"})
+    categories: int = field(default=10, metadata={"help": "K of the multinomial, p ~ Dirichlet(1)"})
+    gmm_steps: int = field(default=30, metadata={
+        "help": "generations T of the Gaussian mixture (EM reads every raw sample)"})
+    gmm_base: int = field(default=50, metadata={"help": "n_0 of the Gaussian mixture"})
+    gmm_max_iter: int = field(default=100, metadata={"help": "EM iterations at most per fit"})
+    logistic_steps: int = field(default=20, metadata={
+        "help": "generations T of logistic regression (Newton reads every raw sample)"})
+    logistic_base: int = field(default=100, metadata={"help": "n_0 of logistic regression"})
+    seed: int = field(default=0, metadata={"help": "replicates and the multinomial p"})
+
+    def __post_init__(self) -> None:
+        if not self.models or any(m not in MODELS for m in self.models):
+            raise ValueError(f"models must be a comma-separated subset of {','.join(MODELS)}, "
+                             f"got {','.join(self.models)!r}")
+        for name in ("replicates", "steps", "gmm_steps", "logistic_steps", "base", "gmm_base", "logistic_base",
+                     "gmm_max_iter", "categories"):
+            _checks.positive_int(name, getattr(self, name))
+
+    def steps_of(self, model: str) -> int:
+        return {"gmm": self.gmm_steps, "logistic": self.logistic_steps}.get(model, self.steps)
+
+    def base_of(self, model: str) -> int:
+        return {"gmm": self.gmm_base, "logistic": self.logistic_base}.get(model, self.base)
+
+
+def names(base: int = 100) -> list[str]:
+    """Legend labels of settings 1-8 for linear growth ``base (t + 1)``."""
+    return ["1 pure synth., n lin.", "2 pure synth., n quad.", "3 accumulate, pure synth.",
+            f"4 n={base}, alpha=0.5", "5 n lin., alpha=1/t", "6 n lin., alpha=0.5", "7 n lin., alpha=t^-1/2",
+            "8 n lin., alpha=t^-1/4"]
+
+
+def settings(num_steps: int, base: int = 100):
+    """(alpha, n, regime) of seed 003 Appendix C.2's settings 1-8 (our concrete values; see docs/recursions.md)."""
+    from collapse_jax import schedules as S
+
+    lin, quad = S.linear_size(base, num_steps), S.quadratic_size(base, num_steps)
+    zero = S.pure_synthetic_alpha(num_steps)
+    return [(zero, lin, "replace"), (zero, quad, "replace"), (zero, lin, "accumulate"),
+            (S.constant_alpha(0.5, num_steps), S.constant_size(base, num_steps), "replace"),
+            (S.power_decay_alpha(1.0, num_steps), lin, "replace"), (S.constant_alpha(0.5, num_steps), lin, "replace"),
+            (S.power_decay_alpha(0.5, num_steps), lin, "replace"),
+            (S.power_decay_alpha(0.25, num_steps), lin, "replace")]
+
+
+def _by_regime(grid, simulate) -> np.ndarray:
+    """Losses (8, R, T + 1): ``simulate(alpha_grid, n_grid, regime) -> (G, R, T + 1)``, one grid per regime."""
+    out: list = [None] * len(grid)
+    for regime in dict.fromkeys(r for _, _, r in grid):
+        idx = [i for i, s in enumerate(grid) if s[2] == regime]
+        losses = simulate(np.stack([grid[i][0] for i in idx]), np.stack([grid[i][1] for i in idx]), regime)
+        for j, i in enumerate(idx):
+            out[i] = losses[j]
+    return np.stack(out)
+
+
+def _tallied(simulate, flagged):
+    """Wrap ``simulate(alpha, n, regime) -> Record`` into one returning the risks, with its warnings silenced and
+    ``flagged(record, regime)`` (a boolean array per fit) counted in ``tally = [flagged, fits]``."""
+    tally = [0, 0]
+
+    def sim(alpha, n, regime):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            record = simulate(alpha, n, regime)
+        flags = flagged(record, regime)
+        tally[0] += int(np.sum(flags))
+        tally[1] += flags.size
+        return record.risk
+
+    return sim, tally
+
+
+def model_runner(model: str, cfg: C2Config, grid, p):
+    """Check the inputs of one model class (before any compute) and return a runner ``() -> (losses, theory, note)``.
+
+    ``grid``: the model's :func:`settings`; ``theory`` maps a setting index to its closed-form curve (exact, or
+    first-order for logistic regression).
+    """
+    reps, seed = cfg.replicates, cfg.seed
+    if model == "multinomial":
+        from collapse_jax import multinomial as M
+
+        for alpha, n, regime in grid:
+            M.check_inputs(p, alpha, n, M.MultinomialConfig(regime))
+
+        def run():
+            losses = _by_regime(grid, lambda a, n, r: M.simulate(seed, p, a, n, M.MultinomialConfig(r), reps))
+            theory = {i: M.theory_risk(p, a, n, M.MultinomialConfig(r)) for i, (a, n, r) in enumerate(grid)}
+            return losses, theory, "exact Thm 3.1 / A.1"
+    elif model == "gaussian":
+        from collapse_jax import gaussian as G
+
+        mu, sigma = GAUSSIAN["mu"], GAUSSIAN["sigma"]
+        for alpha, n, regime in grid:
+            if np.any(n < 2):
+                raise ValueError("Gaussian: n must be >= 2 at every step (unbiased variance)")
+
+        def run():
+            losses = _by_regime(grid, lambda a, n, r: G.simulate(seed, mu, sigma, a, n, G.GaussianConfig(r), reps))
+            return losses, {i: G.pure_synthetic_w2(sigma, grid[i][1]) for i in (0, 1)}, "exact pure-synthetic W2"
+    elif model == "gmm":
+        from collapse_jax import mixture_refit as MR
+
+        truth = MR.SEED003_C2
+        mix = {r: MR.MixtureConfig(r, max_iter=cfg.gmm_max_iter) for r in ("replace", "accumulate")}
+        for alpha, n, regime in grid:
+            MR.check_inputs(truth["weights"], truth["means"], truth["sds"], alpha, n, mix[regime])
+
+        def run():
+            sim, tally = _tallied(lambda a, n, r: MR.simulate(seed, truth["weights"], truth["means"], truth["sds"],
+                                                              a, n, mix[r], reps),
+                                  lambda record, r: record.iterations >= mix[r].max_iter)
+            losses = _by_regime(grid, sim)
+            return losses, {}, f"no closed form; {tally[0]} of {tally[1]} EM fits stopped at max_iter"
+    elif model == "logistic":
+        from collapse_jax import logistic as L
+
+        beta, b0 = L.SEED003_C2["beta"], L.SEED003_C2["intercept"]
+        for alpha, n, regime in grid:
+            L.check_inputs(beta, b0, alpha, n, L.LogisticConfig(regime))
+
+        def run():
+            sim, tally = _tallied(lambda a, n, r: L.simulate(seed, beta, b0, a, n, L.LogisticConfig(r), reps),
+                                  lambda record, r: ~record.ok)
+            losses = _by_regime(grid, sim)
+            theory = {i: L.first_order_risk(beta, b0, a, n, r) for i, (a, n, r) in enumerate(grid)}
+            return losses, theory, f"theory first-order (approximate); {tally[0]} of {tally[1]} fits failed (NaN)"
+    else:
+        raise ValueError(f"models must be among {MODELS}, got {model!r}")
+    return run
+
+
+def run(cfg: C2Config, out: str | None) -> int:
+    from collapse_jax import logistic as L
+    from collapse_jax import mixture_refit as MR
+
+    models = list(cfg.models)
+    steps = {m: cfg.steps_of(m) for m in models}
+    bases = {m: cfg.base_of(m) for m in models}
+    start = time.perf_counter()
+    p = np.random.default_rng(cfg.seed).dirichlet(np.ones(cfg.categories))
+    runners = {m: model_runner(m, cfg, settings(steps[m], bases[m]), p) for m in models}  # all checked first
+    folder = RunFolder.create("recursions-c2", out)
+    folder.write_config({"command": "recursions-c2", "models": models, "p": p,
+                         "settings": {m: names(bases[m]) for m in models}, "steps": steps, "base": bases,
+                         "replicates": cfg.replicates, "seed": cfg.seed, "gaussian": GAUSSIAN, "gmm": MR.SEED003_C2,
+                         "gmm_max_iter": cfg.gmm_max_iter, "logistic": L.SEED003_C2})
+    results, timings = {}, {}
+    for m in models:
+        t0 = time.perf_counter()
+        results[m] = runners[m]()
+        timings[m] = time.perf_counter() - t0
+        print(f"recursions-c2: {m}: {timings[m]:.1f} s ({results[m][2]})")
+    arrays = {m: results[m][0] for m in models}
+    labels = {m: ["setting", "replicate", "step"] for m in models}
+    for m in models:
+        for i, curve in results[m][1].items():
+            arrays[f"{m}_theory_{i + 1}"] = curve
+            labels[f"{m}_theory_{i + 1}"] = ["step"]
+    folder.save_arrays(arrays, labels, {
+        "multinomial": "||p_hat_t - p||^2, p ~ Dirichlet(1) (see config)",
+        "gaussian": "(mu_hat - mu)^2 + (sigma_hat - sigma)^2 = W2^2, true N(0, 1)",
+        "gmm": "W1 between true and fitted mixing measures (EM refit); true mixture in config",
+        "logistic": "||theta_hat_t - theta||^2 (intercept included), NaN after a failed fit; theory first-order"})
+    fig = figure(results, p, bases, cfg.replicates)
+    return runs.finish(folder, fig, "c2.png", "recursions-c2", start)
+
+
+def figure(results, p, bases, reps: int):
+    """A (models x 2) grid: settings 1-4 left, 5-8 right; mean with 95% band, theory dashed in the setting's colour.
+
+    ``results[model] = (losses (8, R, T + 1), theory {setting: (T + 1,)}, note)``. Replicates with a NaN (a failed
+    logistic fit) are left out of the mean.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    from collapse_jax import multinomial as M
+
+    plt = runs.pyplot()
+    colors = plt.cm.tab10(np.arange(8))
+    models = list(results)
+    fig, axes = plt.subplots(len(models), 2, figsize=(13, 3.8 * len(models)), squeeze=False)
+    for row, model in enumerate(models):
+        losses, theory, note = results[model]
+        t = np.arange(losses.shape[-1])
+        labels = names(bases[model])
+        for col, group in enumerate([range(0, 4), range(4, 8)]):
+            ax = axes[row, col]
+            for i in group:
+                finite = losses[i][np.all(np.isfinite(losses[i]), axis=1)]
+                if finite.shape[0] >= 2:
+                    runs.band(ax, t, finite, colors[i], labels[i])
+                if i in theory:
+                    ax.plot(t, theory[i], color=colors[i], ls="--", lw=1.0)
+            if model == "multinomial" and col == 0:
+                ax.axhline(M.fixed_alpha_limit(p, 0.5, bases[model]), color=colors[3], ls=":", lw=1.2)
+            ax.set_yscale("log")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_title(f"{TITLES[model]}: settings {group.start + 1}-{group.stop}\n{note}", fontsize=9)
+            ax.set_ylabel(YLABELS[model])
+            ax.set_xlabel("generation t")
+            ax.legend(fontsize=7)
+    fig.suptitle(f"Seed 003 Figure 6 / App. C.2 settings 1-8, {reps} replicates, mean with 95% band; dashed: theory "
+                 "(multinomial exact, Gaussian exact for pure synthetic, logistic first-order); dotted: Cor. 3.2 limit",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
+    return fig
+
+
+def add_parser(sub) -> None:
+    runs.add_command(sub, "recursions-c2", C2Config, run, "seed 003 Figure 6 / App. C.2 settings 1-8 for the "
+                                                          "multinomial, Gaussian, Gaussian-mixture (EM) and logistic "
+                                                          "model classes")

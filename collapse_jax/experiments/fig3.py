@@ -1,0 +1,64 @@
+"""``collapse-jax recursions-fig3``: seed 003 Figure 3, the multinomial trained on purely synthetic data with
+accumulation for four sample-size schedules, beside the exact risk (Thm A.1)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from collapse_jax.experiments import runs
+from collapse_jax.experiments.fig2 import COLORS, SIZES, MultinomialFigureConfig
+from collapse_jax.results import RunFolder
+
+
+def sizes(num_steps: int) -> np.ndarray:
+    """(4, T + 1) sample sizes n_t of :data:`collapse_jax.experiments.fig2.SIZES`."""
+    from collapse_jax import schedules as S
+
+    return np.stack([S.constant_size(10, num_steps), S.linear_size(10, num_steps), S.quadratic_size(10, num_steps),
+                     S.polynomial_size(10, 2.5, num_steps)])
+
+
+def run(cfg: MultinomialFigureConfig, out: str | None) -> int:
+    from collapse_jax import multinomial as M
+    from collapse_jax import schedules as S
+
+    p = cfg.true_p()
+    start = time.perf_counter()
+    n = sizes(cfg.steps)
+    alpha = np.stack([S.pure_synthetic_alpha(cfg.steps)] * 4)
+    mcfg = M.MultinomialConfig("accumulate")
+    M.check_inputs(p, alpha, n, mcfg)
+    folder = RunFolder.create("recursions-fig3", out)
+    folder.write_config({"command": "recursions-fig3", "p": p, "sizes": list(SIZES), "num_steps": cfg.steps,
+                         "replicates": cfg.replicates, "seed": cfg.seed})
+    losses = M.simulate(cfg.seed, p, alpha, n, mcfg, cfg.replicates)
+    theory = np.stack([M.accumulate_risk(p, a, m) for a, m in zip(alpha, n)])
+    folder.save_arrays({"losses": losses, "theory": theory, "n": n},
+                       {"losses": ["setting", "replicate", "step"], "theory": ["setting", "step"],
+                        "n": ["setting", "step"]})
+    fig = figure(losses, theory, p, cfg.replicates)
+    return runs.finish(folder, fig, "fig3.png", "recursions-fig3", start)
+
+
+def figure(losses: np.ndarray, theory: np.ndarray, p: np.ndarray, reps: int):
+    """One panel: a band per size schedule (``losses`` (4, R, T + 1)), Thm A.1 dashed (``theory`` (4, T + 1))."""
+    plt = runs.pyplot()
+    t = np.arange(losses.shape[-1])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for j, (name, color) in enumerate(zip(SIZES, COLORS)):
+        runs.band(ax, t, losses[j], color, name)
+        ax.plot(t, theory[j], color="k", ls="--", lw=0.8)
+    ax.axhline((1 - np.sum(p ** 2)) / 10, color="grey", ls=":", lw=1, label="r_0 = s/n_0")
+    ax.set_xlabel("generation t")
+    ax.set_ylabel(r"$\|\hat p_t - p\|^2$")
+    ax.set_title(f"Seed 003 Figure 3: pure synthetic with accumulation (K={p.size}, {reps} replicates; -- Thm A.1)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def add_parser(sub) -> None:
+    runs.add_command(sub, "recursions-fig3", MultinomialFigureConfig, run,
+                     "seed 003 Figure 3: pure synthetic + accumulation")

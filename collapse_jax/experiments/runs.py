@@ -1,0 +1,70 @@
+"""What the experiment commands share: the subcommand built from a config dataclass, the Monte Carlo mean with its
+95% confidence band, and finishing a run folder with its figure."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from collapse_jax import _checks
+from collapse_jax import cli_options as opts
+
+
+def add_command(sub, name: str, config_cls, run: Callable, what: str) -> None:
+    """Subcommand ``name`` (``what`` it does, its help line): one flag per field of ``config_cls``
+    (:func:`collapse_jax.cli_options.add_config`) and ``--out``; it calls ``run(config, out)`` with the checked
+    config and the run folder's path (or None)."""
+    p = sub.add_parser(name, help=what, description=what)
+    opts.add_config(p, config_cls)
+    opts.add_out(p, name)
+    p.set_defaults(func=lambda args: run(opts.config_from_args(config_cls, args), args.out))
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (imported on first use: plots only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def at_least_two_replicates(value) -> int:
+    """``value`` as an int, or a ValueError naming ``replicates`` unless it is >= 2 (a confidence band needs two)."""
+    if _checks.positive_int("replicates", value) < 2:
+        raise ValueError(f"replicates must be an integer >= 2 (a confidence band needs two), got {value!r}")
+    return int(value)
+
+
+def mean_ci(losses):
+    """Mean over replicates (axis 0) and the half-width of its 95% confidence interval (Student t)."""
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, losses.shape[0] - 1) * losses.std(0, ddof=1) / np.sqrt(losses.shape[0])
+    return losses.mean(0), half
+
+
+def band(ax, t, losses, color, label):
+    """Mean over replicates with a 95% confidence band for the mean (Student t)."""
+    mean, half = mean_ci(losses)
+    ax.plot(t, mean, color=color, lw=1.4, label=label)
+    ax.fill_between(t, np.maximum(mean - half, 1e-300), mean + half, color=color, alpha=0.25, lw=0)
+
+
+def agreement(mc, theory):
+    """Per-step Monte Carlo mean, 95% half-width, theory and whether theory lies inside the interval."""
+    mean, half = mean_ci(mc)
+    return {"mc_mean": mean, "ci_half_width": half, "theory": theory, "inside": np.abs(mean - theory) <= half}
+
+
+def finish(run, fig, filename: str, command: str, start: float, summary: dict | None = None) -> int:
+    """Save the figure, mark the run complete with its wall time (and ``summary``), and say where it went."""
+    run.save_figure(fig, filename)
+    pyplot().close(fig)
+    elapsed = time.perf_counter() - start
+    run.finish({"elapsed_s": elapsed, **(summary or {})})
+    print(f"{command}: {run.path} ({elapsed:.1f} s end to end)")
+    return 0

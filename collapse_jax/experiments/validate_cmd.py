@@ -1,0 +1,58 @@
+"""``collapse-jax validate``: theory against Monte Carlo for every theorem and proposition the simulators implement
+(:mod:`collapse_jax.validate`), as a table in the run folder and in ``docs/validation.md``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collapse_jax import _checks
+from collapse_jax.experiments import runs
+from collapse_jax.results import RunFolder, atomic_write_text
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """``replicates`` per checked statement, ``steps`` generations of the multinomial checks, ``seed``; ``doc``: a
+    second copy of the table ('' for none). Checked on creation."""
+
+    replicates: int = field(default=4000, metadata={"help": "Monte Carlo replicates per checked statement"})
+    steps: int = field(default=30, metadata={"help": "generations T of the multinomial checks"})
+    seed: int = 0
+    doc: str = field(default="docs/validation.md", metadata={"help": "also write the table here ('' to skip)"})
+
+    def __post_init__(self) -> None:
+        _checks.positive_int("replicates", self.replicates)
+        _checks.positive_int("steps", self.steps)
+
+
+def run(cfg: ValidateConfig, out: str | None) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # theory checks run in float64
+    from collapse_jax import validate as V
+
+    reps, steps, seed = cfg.replicates, cfg.steps, cfg.seed
+    start = time.perf_counter()
+    folder = RunFolder.create("validate", out)
+    folder.write_config({"command": "validate", "replicates": reps, "steps": steps, "seed": seed})
+    table = V.run_all(num_replicates=reps, num_steps=steps, seed=seed, extra=V.extra_checks(reps, seed))
+    elapsed = time.perf_counter() - start
+    bad = [i for i, r in enumerate(table.rows, 1) if not r.agree]
+    md = V.render(table, reps=reps, steps=steps, seed=seed, elapsed=elapsed,
+                  command=f"PYTHONPATH=. python3 -m collapse_jax.cli validate --replicates {reps} --steps {steps} "
+                          f"--seed {seed}")
+    folder.save_text("validation.md", md)
+    if cfg.doc:
+        atomic_write_text(Path(cfg.doc), md)
+    print(table.markdown())
+    print(f"\n{len(table.rows)} checks, {len(table.rows) - len(bad)} agree, disagreements: {bad or 'none'} "
+          f"({elapsed:.0f} s); written to {folder.path}" + (f" and {cfg.doc}" if cfg.doc else ""))
+    folder.finish({"rows": len(table.rows), "disagree": bad, "elapsed_s": elapsed})
+    return 0
+
+
+def add_parser(sub) -> None:
+    runs.add_command(sub, "validate", ValidateConfig, run,
+                     "theory vs Monte Carlo for every theorem / proposition (writes a table)")
