@@ -6,7 +6,8 @@ theory's boundary drawn where one exists.
 - ``recursions``: the multinomial's loss at T relative to the first fit over (alpha_t decay exponent, n_t growth
   exponent), replace and accumulate side by side; the exact recurrences' (seed 003 Thm 3.1, Thm A.1) boundary
   ``r_T = r_0`` between improvement and collapse, and the asymptotic consistency boundary of the replace regime.
-- ``filter``: the same over the classifier's (type-I, type-II) errors (seed 003 Thm D.2).
+- ``filter``: the same over the classifier's (type-I, type-II) errors (seed 003 Thm D.2), with the exact boundary
+  where filtering matches training on everything (``r_T`` of the filter = ``r_T`` of replace).
 
 Every sweep writes its dataset (:mod:`collapse_jax.sweep`) and the PNGs next to it; ``--print-spec`` shows the
 specification, to copy and edit for ``collapse-jax sweep``.
@@ -62,8 +63,8 @@ regime = ["replace", "accumulate"]
 alpha_decay = {{ linspace = [0.0, 1.5, 30] }}
 n_growth = {{ linspace = [0.0, 2.0, 30] }}
 """, dict(steps=200, replicates=1000)),
-    "filter": ("multinomial filter regime (K = 50, alpha = 0.5, n = 100) over the type-I and type-II errors",
-               _MULTINOMIAL_COMMON + """regime = "filter"
+    "filter": ("multinomial filter regime (K = 50, alpha = 0.2, n = 100) over the type-I and type-II errors",
+               _MULTINOMIAL_COMMON.replace("alpha0 = 0.5", "alpha0 = 0.2") + """regime = "filter"
 [grid]
 type1 = {{ linspace = [0.0, 0.9, 10] }}
 type2 = {{ linspace = [0.0, 0.9, 10] }}
@@ -164,7 +165,12 @@ def plot_recursions(ds, out: Path, name: str) -> list[Path]:
     regimes = list(ds["regime"].values) if "regime" in axes else [None]
     plane = [a for a in axes if a != "regime"]
     x, y = plane[0], plane[1]
-    fig, axs = plt.subplots(1, len(regimes), figsize=(6.5 * len(regimes), 5), squeeze=False)
+    fixed_regime = json.loads(ds.attrs["sweep"])["fixed"].get("regime", "replace")
+    versus = "theory_vs_replace" in ds and regimes == [None] and fixed_regime != "replace"
+    fig, axs = plt.subplots(1, len(regimes) + versus, figsize=(6.5 * (len(regimes) + versus), 5), squeeze=False)
+    if versus:  # where the regime beats plain replace training, by the exact recurrences
+        _heatmap(axs[0][-1], ds, "theory_vs_replace", x, y, log=True, centre_one=True)
+        axs[0][-1].set_title(f"exact r_T: {fixed_regime} / replace (< 1: {fixed_regime} helps)")
     for ax, regime in zip(axs[0], regimes):
         sel = {} if regime is None else {"regime": regime}
         gx, gy = _heatmap(ax, ds, "relative_loss", x, y, log=True, centre_one=True, **sel)
@@ -173,6 +179,11 @@ def plot_recursions(ds, out: Path, name: str) -> list[Path]:
             cs = ax.contour(gx, gy, np.asarray(theory.transpose(y, x).values, np.float64), levels=[1.0],
                             colors="white", linewidths=2)
             ax.clabel(cs, fmt={1.0: "theory r_T = r_0"}, fontsize=8)
+        if "theory_vs_replace" in ds and regime != "replace":
+            helps = np.asarray(ds["theory_vs_replace"].sel(**sel).transpose(y, x).values, np.float64)
+            if np.nanmin(helps) < 1 < np.nanmax(helps):
+                cs = ax.contour(gx, gy, helps, levels=[1.0], colors="black", linestyles="dotted", linewidths=2)
+                ax.clabel(cs, fmt={1.0: "theory: = replace"}, fontsize=8)
         if (x, y) == ("alpha_decay", "n_growth") and regime in (None, "replace"):
             g = np.linspace(0, min(1.0, gx.max()), 50)
             ax.plot(g, g, "r--", lw=1.5, label="consistency boundary n_growth = alpha_decay (asymptotic)")

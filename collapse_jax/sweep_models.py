@@ -213,6 +213,19 @@ class MultinomialSweep(_Recursion):
 
         return {"loss": M.theory_risk(self.truth(cell), *recursion_schedules(cell), self._config(cell))}
 
+    scalar_descriptions = {
+        **_Recursion.scalar_descriptions,
+        "theory_vs_replace": "exact r_T of this regime over the exact r_T of the replace regime with the same "
+                             "schedules (< 1: the regime (accumulation, the filter) helps)",
+    }
+
+    def scalars(self, cell, summary):
+        from collapse_jax import multinomial as M
+
+        p, (alpha, n) = self.truth(cell), recursion_schedules(cell)
+        ratio = M.theory_risk(p, alpha, n, self._config(cell))[-1] / M.replace_risk(p, alpha, n)[-1]
+        return {**super().scalars(cell, summary), "theory_vs_replace": float(ratio)}
+
 
 class GaussianSweep(_Recursion):
     """The Gaussian ``N(mu, sigma^2)`` refitted by sample mean and unbiased variance (seeds 003 C.2, 004)."""
