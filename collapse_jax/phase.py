@@ -197,11 +197,45 @@ def plot_recursions(ds, out: Path, name: str) -> list[Path]:
     return [path]
 
 
+def plot_sigma(ds, out: Path, name: str) -> list[Path]:
+    """Coverage of every interval against the block size ratio n/d, one panel per value of the other axis (e.g. the
+    family), the nominal level dashed."""
+    from collapse_jax.results import atomic_savefig
+
+    plt = _plt()
+    axes = list(ds["cell_done"].dims)
+    if "ratio" not in axes or len(axes) > 2:
+        raise ValueError(f"a sigma-blocks plot needs a ratio axis and at most one other, got {axes}")
+    other = [a for a in axes if a != "ratio"]
+    values = list(ds[other[0]].values) if other else [None]
+    level = json.loads(ds.attrs["sweep"])["fixed"].get("level", 0.95)
+    fig, axs = plt.subplots(1, len(values), figsize=(5.5 * len(values), 4.2), squeeze=False, sharey=True)
+    for ax, value in zip(axs[0], values):
+        sub = ds if value is None else ds.sel({other[0]: value})
+        for var in [v for v in ds.data_vars if v.startswith("coverage_")]:
+            ax.plot(ds["ratio"].values, sub[var].values, "o-", label=var.removeprefix("coverage_"))
+        ax.axhline(level, color="k", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("n / d")
+        ax.set_title("" if value is None else f"{other[0]} = {value}")
+    axs[0][0].set_ylabel("coverage")
+    axs[0][0].legend(fontsize=8)
+    fig.suptitle(f"{name}: interval coverage against block size ({json.loads(ds.attrs['sweep'])['replicates']} "
+                 "blocks per cell)")
+    fig.tight_layout()
+    path = out / f"{name}.png"
+    atomic_savefig(fig, path, dpi=120)
+    plt.close(fig)
+    return [path]
+
+
 def plot(name: str, ds, out: str | Path) -> list[Path]:
     """The diagram of a built-in sweep (or, for any sweep, the plot of its model) as PNG files in ``out``."""
     out = Path(out)
     if ds.attrs.get("simulator") == "gmm-network":
         return plot_gmm(ds, out, name)
+    if ds.attrs.get("simulator") == "sigma-blocks":
+        return plot_sigma(ds, out, name)
     axes = [d for d in ds["cell_done"].dims if d != "regime"]
     if "relative_loss" in ds and len(axes) == 2:
         return plot_recursions(ds, out, name)

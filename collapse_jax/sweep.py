@@ -271,7 +271,7 @@ def _write_block(arrays: dict, cells_range: range, spec: SweepSpec, model: Sweep
     where = (*(int(i) for i in first[:-1]), slice(int(first[-1]), int(first[-1]) + len(cells_range)))
     steps = arrays["step"].shape[0]
     names = statistic_names(spec.quantiles)
-    summaries = [{} for _ in cells]
+    summaries = [{"replicates": spec.replicates} for _ in cells]
     for name, o in model.outputs.items():
         rec = records[name]
         if spec.keep == "replicates":

@@ -116,7 +116,8 @@ class SweepModel:
         return {}
 
     def scalars(self, cell: dict, summary: dict[str, np.ndarray]) -> dict[str, float]:
-        """Per-cell numbers for phase diagrams, from the cell's summaries (``name_mean`` etc., (step,))."""
+        """Per-cell numbers for phase diagrams, from the cell's summaries (``name_mean`` etc., (step,); and
+        ``replicates``)."""
         return {}
 
     scalar_descriptions: dict[str, str] = {}
@@ -453,5 +454,85 @@ class GMMNetworkSweep(SweepModel):
                 "fraction_collapsed": float(summary["collapsed_fraction"][-1])}
 
 
+# --- the Sigma block study (issue: Sigma intervals; docs/sigma.md) ------------------------------------------------
+class SigmaBlockSweep(SweepModel):
+    """Sigma estimators on random blocks of a synthetic data set (the ``sigma-precision`` study): a replicate is one
+    block of n = ratio d rows; records its log-det error and whether each interval covers the exact log det G (one
+    step). Cells of one data set (family, d, N, condition number, t dof) share it and their blocks (prefixes of the
+    same random rows, as the study does), so a grid over ``ratio`` is one call."""
+
+    name = "sigma-blocks"
+    backends = ("auto", "native", "numpy", "jax")
+    fields = {
+        "family": Field("isotropic", "data family", str,
+                        choices=("isotropic", "anisotropic", "student_t", "unit_norm")),
+        "dim": Field(32, "dimension d", int, 1, 4096),
+        "num_points": Field(100_000, "N, rows of the data set", int, 2, 10**8),
+        "ratio": Field(5.0, "block size n = max(d + 1, round(ratio d)), capped at N", float, 1.0, 10**6),
+        "condition_number": Field(1e3, "condition number of Sigma (anisotropic family)", float, 1.0, None),
+        "t_dof": Field(5.0, "degrees of freedom (student_t family)", float, 4.0, None, low_open=True),
+        "level": Field(0.95, "nominal coverage of the intervals", float, 0.0, 1.0, low_open=True, high_open=True),
+    }
+    _ESTIMATORS = ("seed", "second_order", "wishart", "scaled_wishart", "jackknife")
+    outputs = {"error": Output("real", "L_hat - log det G, the scaling estimate's error on the block"),
+               **{f"covered_{e}": Output("flag", f"the {e.replace('_', ' ')} interval covers log det G")
+                  for e in _ESTIMATORS}}
+    scalar_descriptions = {"bias": "mean error of L_hat", "sd": "standard deviation of the error",
+                           **{f"coverage_{e}": f"coverage of the {e.replace('_', ' ')} interval" for e in _ESTIMATORS}}
+
+    def num_steps(self, cell):
+        return 1
+
+    def block_size(self, cell) -> int:
+        from collapse_jax import sigma_precision as SP
+
+        return int(SP.block_sizes(cell["dim"], cell["num_points"], [cell["ratio"]])[0])
+
+    def check_cell(self, cell):
+        if cell["num_points"] <= cell["dim"]:
+            raise ValueError(f"num_points N = {cell['num_points']} must exceed dim d = {cell['dim']}")
+
+    def group_key(self, cell, backend):
+        return tuple((k, cell[k]) for k in ("family", "dim", "num_points", "condition_number", "t_dof", "level"))
+
+    def replicate_bytes(self, cell):
+        return 8 * len(self.outputs)
+
+    def run(self, cells, num_replicates, seed, *, backend, memory_budget, mesh, first_replicate=0):
+        import jax.numpy as jnp
+
+        from collapse_jax import sigma_precision as SP
+        from collapse_jax import spectral
+
+        if first_replicate:
+            raise ValueError("first_replicate: the block study draws its blocks from the seed only")
+        c = cells[0]
+        sizes = [self.block_size(cell) for cell in cells]
+        ns = np.unique(sizes)
+        cfg = SP.PrecisionConfig(t_dof=c["t_dof"], condition_number=c["condition_number"])
+        data = SP.family_dataset(seed, 0, c["num_points"], c["dim"], c["family"], cfg)
+        res = SP.run_cell(data, c["family"], ns, num_replicates, seed=seed, cell=0, engine=backend)
+        loo = spectral.LeaveOneOut(*(jnp.asarray(x) for x in (res.loo_mean, res.loo_var, res.loo_pair_var,
+                                                              res.loo_pair_mean)))
+        est = spectral.block_estimates_from_stats(jnp.asarray(res.logdet_g1), jnp.asarray(res.m2_insample),
+                                                  res.dim, jnp.asarray(ns, jnp.float64)[None, :], res.num_points,
+                                                  spectral.z_value(c["level"]), loo)
+        column = [int(np.searchsorted(ns, n)) for n in sizes]
+        out = {"error": (np.asarray(est.l_hat) - res.truth)[:, column].T[..., None]}
+        for e in self._ESTIMATORS:
+            iv = getattr(est, e)
+            covered = np.abs(res.truth - np.asarray(iv.center)) <= np.asarray(iv.half_width)
+            out[f"covered_{e}"] = covered[:, column].T[..., None]
+        return out
+
+    def scalars(self, cell, summary):
+        exact = self.block_size(cell) == cell["num_points"]  # the whole population: L_hat is exact, no interval
+        return {"bias": float(summary["error_mean"][0]),
+                "sd": float(summary["error_sem"][0] * math.sqrt(summary["replicates"])),
+                **{f"coverage_{e}": math.nan if exact else float(summary[f"covered_{e}_fraction"][0])
+                   for e in self._ESTIMATORS}}
+
+
 MODELS: dict[str, SweepModel] = {m.name: m for m in (GMMNetworkSweep(), MultinomialSweep(), GaussianSweep(),
-                                                      LogisticSweep(), MixtureSweep(), LinearRegressionSweep())}
+                                                      LogisticSweep(), MixtureSweep(), LinearRegressionSweep(),
+                                                      SigmaBlockSweep())}

@@ -272,3 +272,26 @@ def test_sweep_command_errors_name_the_field(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "bad.toml line 3: grid.n0: value 0" in err
     assert not (tmp_path / "o" / sweep.STORE).exists()
+
+
+def test_sigma_block_cells_equal_the_block_study(tmp_path):
+    import jax.numpy as jnp
+
+    from collapse_jax import sigma_precision as SP
+    from collapse_jax import spectral
+
+    spec = sweep_spec.parse('simulator = "sigma-blocks"\nseed = 5\nreplicates = 12\nkeep = "replicates"\n'
+                            '[fixed]\ndim = 4\nnum_points = 3000\n[grid]\nratio = [2.0, 5.0]\n')
+    sweep.run(spec, tmp_path, progress=False)
+    ds = sweep.open_dataset(tmp_path)
+    data = SP.family_dataset(5, 0, 3000, 4, "isotropic", SP.PrecisionConfig())
+    res = SP.run_cell(data, "isotropic", np.array([8, 20]), 12, seed=5, cell=0)
+    loo = spectral.LeaveOneOut(*map(jnp.asarray, (res.loo_mean, res.loo_var, res.loo_pair_var, res.loo_pair_mean)))
+    est = spectral.block_estimates_from_stats(jnp.asarray(res.logdet_g1), jnp.asarray(res.m2_insample), 4,
+                                              jnp.asarray([[8.0, 20.0]]), 3000, spectral.z_value(0.95), loo)
+    error = np.asarray(est.l_hat) - res.truth  # (block, size)
+    np.testing.assert_allclose(ds["error"].values[..., 0], error.T.astype(np.float32), rtol=1e-6)
+    covered = np.abs(res.truth - np.asarray(est.wishart.center)) <= np.asarray(est.wishart.half_width)
+    np.testing.assert_array_equal(ds["covered_wishart"].values[..., 0], covered.T)
+    assert ds["coverage_wishart"].values.tolist() == covered.mean(0).tolist()
+    assert phase.plot("sigma", ds, tmp_path)[0].exists()
