@@ -15,6 +15,9 @@ prediction recorded):
   (eager in each dtype, torch.compile in the last one) for the seed003 preset and the 4x larger ``seed003x4``.
 - ``sigma``: the default ``sigma-precision`` sweep with the GPU (``jax``) block engine, as far as its budget goes;
   per-cell times.
+- ``sweep``: the sweep runner on the Figure-4 GMM network, 1,000 cells x 1,000 replicates (target: under 10 minutes;
+  the cells done within the budget give the rate), JAX kernel on the GPU. Needs zarr (not in the GPU image: install
+  it from wheels carried with the checkout, ``pip install --no-index --find-links wheels zarr``).
 
 Usage (the project need not be installed: run from the repository root, or let ``benchmarks/gpu.sh`` do it)::
 
@@ -36,8 +39,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SECTIONS = ("gmm", "multinomial", "logdet", "nanogpt", "sigma")
-BUDGETS = {"gmm": 100, "multinomial": 120, "logdet": 25, "nanogpt": 150, "sigma": 50}  # seconds, full sizes
+SECTIONS = ("gmm", "multinomial", "logdet", "nanogpt", "sigma", "sweep")
+BUDGETS = {"gmm": 100, "multinomial": 120, "logdet": 25, "nanogpt": 150, "sigma": 50, "sweep": 120}  # s, full sizes
 
 
 def _median(xs):
@@ -269,6 +272,34 @@ def section_sigma(args, clock: Clock) -> dict:
                 cell_done_s=cell_done_s, summary=done)
 
 
+def section_sweep(args, clock: Clock) -> dict:
+    """The Figure-4 network over a 40 x 25 grid of (Dirichlet a, component spacing), cost-neutral axes, as far as
+    the budget goes (a subprocess, stopped at the budget; the store says how many cells were done)."""
+    text = (f'simulator = "gmm-network"\nreplicates = {args.sweep_replicates}\nbackend = "jax"\n[fixed]\n'
+            f'num_steps = {args.gmm_steps}\n[grid]\ndirichlet_a = {{ geomspace = [0.3, 3.0, {args.sweep_side[0]}] }}\n'
+            f'component_spacing = {{ linspace = [6.0, 15.0, {args.sweep_side[1]}] }}\n')
+    spec = Path(args.tmp) / "sweep.toml"
+    spec.write_text(text)
+    folder = Path(args.tmp) / "sweep-run"
+    cmd = [sys.executable, "-m", "collapse_jax.cli", "sweep", str(spec), "--out", str(folder), "--no-plots"]
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd, timeout=max(clock.left() - 5, 1), capture_output=True, text=True)
+        status = f"exit {proc.returncode}: {(proc.stdout + proc.stderr).strip()[-400:]}"
+    except subprocess.TimeoutExpired:
+        status = f"stopped after {time.perf_counter() - t0:.0f} s (budget)"
+    wall = time.perf_counter() - t0
+    try:
+        from collapse_jax import sweep
+
+        done = int(sweep.cells_done(folder).sum())
+    except Exception as exc:  # no store (zarr missing, or stopped before the store existed)
+        done, status = 0, f"{status}; no store: {exc}"
+    cells = args.sweep_side[0] * args.sweep_side[1]
+    return dict(status=status, wall_s=wall, cells=cells, cells_done=done, replicates=args.sweep_replicates,
+                projected_full_s=wall * cells / done if done else None, command=" ".join(cmd[1:]))
+
+
 # ---------------------------------------------------------------------------------------------------- driver
 
 
@@ -350,6 +381,12 @@ def markdown(results: dict) -> str:
         lines += [f"sigma-precision (jax engine): {sg['status']}, wall {sg.get('wall_s', 0):.0f} s, "
                   f"cells saved: {len(sg.get('cells_saved') or [])}, finished at "
                   f"{', '.join(f'{t:.0f}' for t in sg.get('cell_done_s') or [])} s", ""]
+    sw = results.get("sweep", {})
+    if sw.get("status"):
+        projected = sw.get("projected_full_s")
+        lines += [f"sweep runner, Figure-4 GMM network: {sw.get('cells_done')}/{sw.get('cells')} cells x "
+                  f"{sw.get('replicates')} replicates in {sw.get('wall_s', 0):.0f} s ({sw['status'][:120]}); "
+                  f"projected for all cells: {'-' if projected is None else f'{projected:.0f} s'}", ""]
     for name in SECTIONS:
         if "error" in results.get(name, {}) and name != "nanogpt":
             lines += [f"{name}: {results[name]['error']}", ""]
@@ -388,6 +425,8 @@ def main() -> None:
     ap.add_argument("--torch-device", default="cuda")
     ap.add_argument("--no-torch-compile", action="store_true")
     ap.add_argument("--sigma-args", default="", help="extra arguments of the sigma-precision sweep")
+    ap.add_argument("--sweep-side", type=int, nargs=2, default=[40, 25], help="grid of the sweep section")
+    ap.add_argument("--sweep-replicates", type=int, default=1000)
     args = ap.parse_args()
     if args.section:
         child(args)
@@ -404,13 +443,14 @@ def main() -> None:
                  "--logdet-dim", "32", "--nano-presets", "tiny", "--nano-steps", "1", "--nano-batch", "4",
                  "--nano-flax-dtypes", "float32", "--torch-device", "cpu", "--no-torch-compile",
                  "--nano-torch-dtypes", "float32",
-                 "--sigma-args", "--dims 8 --blocks 20 --num-points 20000 --families isotropic,student_t"]
+                 "--sigma-args", "--dims 8 --blocks 20 --num-points 20000 --families isotropic,student_t",
+                 "--sweep-side", "2", "2", "--sweep-replicates", "8"]
     else:
         for name in ("gmm_replicates", "gmm_fig6_replicates", "mn_replicates", "mn_sizes", "mn_backends", "nano_presets",
-                     "nano_flax_dtypes", "nano_torch_dtypes"):
+                     "nano_flax_dtypes", "nano_torch_dtypes", "sweep_side"):
             sizes += [f"--{name.replace('_', '-')}", *map(str, getattr(args, name))]
         for name in ("gmm_steps", "gmm_chunk", "mn_categories", "mn_steps", "mn_chunk", "logdet_count", "logdet_dim",
-                     "nano_batch", "nano_steps", "torch_device"):
+                     "nano_batch", "nano_steps", "torch_device", "sweep_replicates"):
             sizes += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
         if args.no_torch_compile:
             sizes.append("--no-torch-compile")
