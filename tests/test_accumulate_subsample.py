@@ -163,12 +163,18 @@ def test_gaussian_matches_numpy_reference():
     assert stats.ks_2samp(loss[:, 6], whole[:, 6]).pvalue < 1e-4
 
 
-def test_gaussian_subsample_mask_is_uniform():
+@pytest.mark.parametrize("x64", [True, False])
+def test_gaussian_subsample_mask_is_uniform(x64):
     """Each of the first ``count`` rows is chosen with probability size / count, no other row ever, and pairs of
-    rows with probability size (size - 1) / (count (count - 1))."""
+    rows with probability size (size - 1) / (count (count - 1)); with float64 (one 64-bit sort key) and without
+    (two 32-bit words)."""
     count, size, buffer, draws = 7, 3, 10, 20000
-    keys = jax.random.split(jax.random.key(2), draws)
-    masks = np.asarray(jax.jit(jax.vmap(lambda k: G.subsample_mask(k, count, size, buffer)))(keys))
+    jax.config.update("jax_enable_x64", x64)
+    try:
+        keys = jax.random.split(jax.random.key(2), draws)
+        masks = np.asarray(jax.jit(jax.vmap(lambda k: G.subsample_mask(k, count, size, buffer)))(keys))
+    finally:
+        jax.config.update("jax_enable_x64", True)
     assert np.all(masks.sum(1) == size) and not masks[:, count:].any()
     freq = masks[:, :count].mean(0)
     pair = (masks[:, 0] & masks[:, 1]).mean()
