@@ -253,17 +253,15 @@ _HRUA_D1 = 1.7155277699214135  # 2 sqrt(2/e)
 _HRUA_D2 = 0.8989161620588988  # 3 - 2 sqrt(3/e)
 
 
-def _log_factorial_ratio(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``log x! - log y!`` for whole numbers ``x, y >= 0``, split as ``(rest, x - y)`` with
-    ``log x! - log y! = rest + (x - y) (log(y + 1) - 1)``.
+def _log_factorial_ratio_rest(x: jax.Array, y: jax.Array) -> jax.Array:
+    """``log x! - log y! - (x - y) (log(y + 1) - 1)`` for whole numbers ``x, y >= 0``.
 
-    Stirling with exact tails: ``log k! = (k + 1/2) log(k + 1) - (k + 1) + log(2 pi)/2 + tail(k)``, so
-    ``rest = (x + 1/2) log1p((x - y) / (y + 1)) + tail(x) - tail(y)``: a log of a ratio, accurate in float32 when
-    ``x`` and ``y`` are large and close (unlike a difference of ``lgamma`` values). The caller combines the
-    ``(x - y) log(y + 1)`` parts of several ratios into one log of a product, where they cancel.
+    Stirling with exact tails, ``log k! = (k + 1/2) log(k + 1) - (k + 1) + log(2 pi)/2 + tail(k)``, makes it
+    ``(x + 1/2) log1p((x - y) / (y + 1)) + tail(x) - tail(y)``: a log of a ratio, accurate in float32 when ``x`` and
+    ``y`` are large and close (unlike a difference of ``lgamma`` values). The caller adds the ``(x - y) (log(y + 1)
+    - 1)`` parts of several such differences as one log of a product, where they cancel.
     """
-    d = x - y
-    return (x + 0.5) * jnp.log1p(d / (y + 1)) + _stirling_tail(x) - _stirling_tail(y), d
+    return (x + 0.5) * jnp.log1p((x - y) / (y + 1)) + _stirling_tail(x) - _stirling_tail(y)
 
 
 def hypergeometric_log_pmf_ratio(k: jax.Array, j: jax.Array, draws: jax.Array, good: jax.Array,
@@ -272,14 +270,14 @@ def hypergeometric_log_pmf_ratio(k: jax.Array, j: jax.Array, draws: jax.Array, g
     items among ``draws`` drawn without replacement from ``total`` items, ``good`` of them good).
 
     ``f(k) = C(good, k) C(total - good, draws - k) / C(total, draws)``, so the ratio is four log-factorial
-    differences (:func:`_log_factorial_ratio`) whose linear parts ``d log(y + 1)`` add up to
+    differences (:func:`_log_factorial_ratio_rest`) whose linear parts ``(x - y) log(y + 1)`` add up to
     ``(k - j) log[(good - j + 1)(draws - j + 1) / ((j + 1)(total - good - draws + j + 1))]`` (the ``-(x - y)``
     parts cancel). ``k`` and ``j`` must lie in the support.
     """
     rest = 0.0
     for x, y in ((k, j), (good - k, good - j), (draws - k, draws - j), (total - good - draws + k,
                                                                           total - good - draws + j)):
-        rest = rest - _log_factorial_ratio(x, y)[0]
+        rest = rest - _log_factorial_ratio_rest(x, y)
     ratio = (good - j + 1) / (j + 1) * ((draws - j + 1) / (total - good - draws + j + 1))
     return rest + (k - j) * jnp.log(ratio)
 
