@@ -4,6 +4,10 @@ Training data at generation t: ``n_t`` draws from ``alpha_t N(mu, sigma^2) + (1 
 Simulated through exact sufficient statistics, never ``n_t`` draws: the real count is ``Binomial(n_t, alpha_t)``;
 a group of N draws from ``N(m, v)`` has mean ``~ N(m, v/N)`` and sum of squared deviations ``~ v chi2_{N-1}``,
 independent; groups (and, for ``accumulate``, all generations so far) are pooled exactly (Chan et al.'s update).
+``accumulate-subsample`` (a fixed training budget, Kazdan et al. 2024) fits on ``n_t`` points drawn without
+replacement from all points of generations 0..t: a subsample's mean and variance need the points themselves, so this
+regime keeps a raw-sample pool of static size ``n_0 + ... + n_T`` per replicate (:func:`sized_config`) and costs
+O(pool log pool) per generation (a sort picks the subsample); it has no closed-form risk.
 
 Loss: ``(mu_hat - mu)^2 + (sigma_hat - sigma)^2``, the risk of seed 003 C.2, which is also ``W_2^2`` between the
 fitted and the true Gaussian (seed 004). Theory for pure synthetic data (``alpha_t = 0``, replace):
@@ -13,6 +17,7 @@ exact ``E W_2^2 = sigma^2 sum_{i<=t} 1/M_i + 2 sigma^2 (1 - prod_{i<=t} c(M_i - 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -22,19 +27,35 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special
 
-from collapse_jax import _checks, driver, schedules
+from collapse_jax import _checks, _sample_buffer, driver, schedules
 from collapse_jax.multinomial import binomial
+from collapse_jax.replicates import replicate_mesh
+
+REGIMES = ("replace", "accumulate", "accumulate-subsample")
 
 
 @dataclass(frozen=True)
 class GaussianConfig:
-    """Static configuration: ``regime`` is ``"replace"`` or ``"accumulate"``."""
+    """Static configuration.
+
+    Attributes:
+      regime: ``"replace"`` (fit on generation t's draws), ``"accumulate"`` (on all draws so far) or
+        ``"accumulate-subsample"`` (on ``n_t`` of all draws so far, chosen uniformly without replacement).
+      max_points: accumulate-subsample only: the largest raw-sample pool allowed per replicate (time and memory).
+      buffer: accumulate-subsample only: rows of each replicate's pool, a static size: None until
+        :func:`sized_config` sets it for a schedule (``simulate`` does).
+    """
 
     regime: str = "replace"
+    max_points: int = 2_000_000
+    buffer: int | None = None
 
     def __post_init__(self):
-        if self.regime not in ("replace", "accumulate"):
-            raise ValueError(f"regime must be 'replace' or 'accumulate', got {self.regime!r}")
+        if self.regime not in REGIMES:
+            raise ValueError(f"regime must be one of {REGIMES}, got {self.regime!r}")
+        _checks.positive_int("max_points", self.max_points)
+        if self.buffer is not None:
+            _checks.positive_int("buffer", self.buffer)
 
 
 class Group(NamedTuple):
@@ -56,12 +77,16 @@ class Params(NamedTuple):
 
 
 class State(NamedTuple):
-    """One replicate after generation t: the truth and the training data of the current fit (replace: generation
-    t's draws; accumulate: all draws of generations 0..t)."""
+    """One replicate after generation t: the truth, the training data of the current fit (replace: generation
+    t's draws; accumulate: all draws of generations 0..t; accumulate-subsample: ``n_t`` of those), the number of
+    draws of generations 0..t and, for accumulate-subsample, those draws (the pool: its first ``total`` rows; shape
+    (0,) in the other regimes)."""
 
     mu: jax.Array  # ()
     sigma: jax.Array  # ()
     data: Group
+    pool: jax.Array  # (sample,) = (buffer,), or (0,)
+    total: jax.Array  # ()
 
 
 def _group(key, size, mean, var) -> Group:
@@ -89,9 +114,45 @@ def fit(data: Group) -> tuple[jax.Array, jax.Array]:
     return data.mean, data.ss / (data.size - 1.0)
 
 
+def _rows_group(x: jax.Array, chosen: jax.Array) -> Group:
+    """Sufficient statistics of the rows of ``x`` (sample,) where ``chosen`` (sample,) is true (two passes)."""
+    size = jnp.sum(chosen).astype(x.dtype)
+    mean = jnp.sum(jnp.where(chosen, x, 0.0)) / jnp.maximum(size, 1.0)
+    return Group(size, mean, jnp.sum(jnp.where(chosen, (x - mean) ** 2, 0.0)))
+
+
+def subsample_mask(key: jax.Array, count: jax.Array, size: jax.Array, buffer: int) -> jax.Array:
+    """A uniformly random ``size``-subset of rows ``0 .. count - 1`` of a buffer of ``buffer`` rows, as a mask.
+
+    Each row gets 63 random bits (64 without float64: two 32-bit words), the rows beyond ``count`` the largest key;
+    the ``size`` rows of smallest key are kept: every subset is equally likely, up to ties of the random keys
+    (probability below ``buffer^2 / 2^64``, broken by row index). With float64 one single-key sort and a threshold
+    (5x faster on a CPU than sorting on several keys); O(buffer log buffer) either way.
+    """
+    rows = jnp.arange(buffer, dtype=jnp.int32)
+    inside = rows < count
+    if jax.config.jax_enable_x64:
+        bits = jax.random.bits(key, (buffer,), jnp.uint64) >> 1
+        sort_key = jnp.where(inside, bits, jnp.uint64(2 ** 64 - 1))
+        threshold = jnp.sort(sort_key)[jnp.asarray(size).astype(jnp.int32) - 1]
+        ties = sort_key == threshold  # almost always the threshold row alone
+        return (sort_key < threshold) | (ties & (jnp.cumsum(ties) <= size - jnp.sum(sort_key < threshold)))
+    bits = jax.random.bits(key, (2, buffer), jnp.uint32)
+    order = jax.lax.sort(((~inside).astype(jnp.uint32), bits[0], bits[1], rows), num_keys=3)[3]
+    return jnp.zeros(buffer, jnp.int32).at[order].set(rows) < size
+
+
 def init(key: jax.Array, params: Params, config: GaussianConfig) -> State:
-    """Generation 0: ``n_0`` real draws from ``N(mu, sigma^2)``."""
-    return State(params.mu, params.sigma, _group(key, params.n[0], params.mu, params.sigma * params.sigma))
+    """Generation 0: ``n_0`` real draws from ``N(mu, sigma^2)`` (accumulate-subsample: the pool's first ``n_0``
+    rows, and the fit on all of them, the budget ``n_0`` being the whole pool)."""
+    n0 = params.n[0]
+    if config.regime != "accumulate-subsample":
+        empty = jnp.zeros((0,), params.mu.dtype)
+        return State(params.mu, params.sigma, _group(key, n0, params.mu, params.sigma * params.sigma), empty, n0)
+    buffer = _sample_buffer.require_buffer(config)
+    first = jnp.arange(buffer) < n0
+    pool = jnp.where(first, params.mu + params.sigma * jax.random.normal(key, (buffer,), params.mu.dtype), 0.0)
+    return State(params.mu, params.sigma, _rows_group(pool, first), pool, n0)
 
 
 def step_inputs(params: Params, config: GaussianConfig) -> tuple[jax.Array, jax.Array]:
@@ -103,13 +164,29 @@ def step(key: jax.Array, state: State, inputs: tuple[jax.Array, jax.Array], conf
          ) -> tuple[State, jax.Array]:
     """Generation t (seed 003 Eq. 1): ``n_t`` draws from ``alpha_t N(mu, sigma^2) + (1 - alpha_t) N(mu_hat,
     sigma_hat^2)``, the real count ``Binomial(n_t, alpha_t)``; refit on them (replace) or on all data (accumulate).
-    Record: the loss of the new fit."""
+    Record: the loss of the new fit.
+
+    Accumulate-subsample: the ``n_t`` new draws join the pool (each real with probability ``alpha_t``, the same law
+    as the binomial split) and the fit reads ``n_t`` pool points chosen uniformly without replacement
+    (:func:`subsample_mask`): the budget is ``n_t``, the size of generation t's batch."""
     alpha_t, n_t = inputs
     k_split, k_real, k_syn = jax.random.split(key, 3)
     mean, var = fit(state.data)
+    if config.regime == "accumulate-subsample":
+        buffer = state.pool.shape[0]
+        z = jax.random.normal(k_syn, (buffer,), mean.dtype)
+        real = jax.random.uniform(k_real, (buffer,), mean.dtype) < alpha_t
+        draws = jnp.where(real, state.mu + state.sigma * z, mean + jnp.sqrt(var) * z)
+        rows = jnp.arange(buffer)
+        total = state.total + n_t
+        pool = jnp.where((rows >= state.total) & (rows < total), draws, state.pool)
+        data = _rows_group(pool, subsample_mask(k_split, total, n_t, buffer))
+        state = state._replace(data=data, pool=pool, total=total)
+        return state, observe(state, config)
     n_real = binomial(k_split, n_t, alpha_t)
     new = _pool(_group(k_real, n_real, state.mu, state.sigma * state.sigma), _group(k_syn, n_t - n_real, mean, var))
-    state = state._replace(data=_pool(state.data, new) if config.regime == "accumulate" else new)
+    state = state._replace(data=_pool(state.data, new) if config.regime == "accumulate" else new,
+                           total=state.total + n_t)
     return state, observe(state, config)
 
 
@@ -123,12 +200,22 @@ kernel = driver.scan_kernel(init, step, step_inputs, observe)
 kernel.__doc__ = """One replicate: the losses for t = 0..T, (step,) = (T + 1,) (:func:`driver.scan_kernel`)."""
 
 
+def sized_config(config: GaussianConfig, n) -> GaussianConfig:
+    """``config`` with ``buffer`` set for the schedule(s) ``n`` (accumulate-subsample: ``n_0 + ... + n_T`` rows plus
+    a spare one, :func:`collapse_jax._sample_buffer.plan`; refused beyond ``max_points``); other regimes unchanged."""
+    if config.regime != "accumulate-subsample":
+        return config
+    buffer, _ = _sample_buffer.plan(np.asarray(n), config.regime, 1, config.max_points, "Gaussian")
+    return dataclasses.replace(config, buffer=buffer)
+
+
 def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = GaussianConfig(),
              num_replicates: int = 100, *, backend: str = "auto", first_replicate: int = 0,
              chunk_size: int | None = None, memory_budget: int | None = None, mesh=None,
              progress: bool | None = None) -> np.ndarray:
     """Monte Carlo losses, (replicate, step) = (R, T + 1) for 1-D schedules or (grid, replicate, step) for (G, T + 1)
-    grids. Requires ``n_t >= 2``. Keywords: docs/driver.md (``backend``: "auto" or "jax", the only implementation).
+    grids. Requires ``n_t >= 2``. Keywords: docs/driver.md (``backend``: "auto" or "jax", the only implementation;
+    accumulate-subsample: the default ``chunk_size`` counts each replicate's pool against ``memory_budget``).
     """
     mu = _checks.in_interval("mu", mu, -math.inf, math.inf, low_open=True, high_open=True)
     sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
@@ -137,8 +224,13 @@ def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = G
         raise ValueError(f"n must be >= 2 at every step (unbiased variance), got min {n.min():.0f}")
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
     driver.check_jax_backend(backend, "Gaussian")
+    config = sized_config(config, n)
     grid, alpha2, n2 = schedules.as_grid(alpha, n)
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    if config.buffer is not None and chunk_size is None:  # the pool, its draws and sort keys: ~10 numbers a row
+        bytes_each = 10 * config.buffer * np.dtype(dtype).itemsize * alpha2.shape[0]
+        chunk_size = driver.chunk_replicates(num_replicates, mesh or replicate_mesh(), None, memory_budget,
+                                             lambda: bytes_each)
     params = Params(*(np.asarray(x, dtype) for x in (mu, sigma, alpha2, n2)))
     out = driver.run_replicates(kernel, params, config, num_replicates, seed, grid_axes=Params(None, None, 0, 0),
                                 first_replicate=first_replicate, chunk_size=chunk_size, memory_budget=memory_budget,

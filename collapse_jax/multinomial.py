@@ -4,11 +4,13 @@ True distribution ``Cat(p)`` on K categories; the estimator is the vector of emp
 ``t >= 1`` the training data are ``n_t`` draws from ``alpha_t p + (1 - alpha_t) p_hat_{t-1}`` (Eq. 1). Risk
 ``r_t = E||p_hat_t - p||^2``. Regimes (:class:`MultinomialConfig`): ``replace`` (Theorem 3.1), ``accumulate``
 (Theorem A.1, general ``alpha_t``), ``filter`` (Theorem D.2: a classifier with type-I error ``a`` and type-II error
-``b`` screens each batch). Pure synthetic is ``alpha_t = 0``; adaptive weights (Appendix E) are
-:func:`adaptive_alpha`.
+``b`` screens each batch), ``accumulate-subsample`` (a fixed training budget as in Kazdan et al. 2024: the fit
+reads ``n_t`` points drawn without replacement from the accumulate regime's pool, :func:`accumulate_subsample_risk`;
+``jax`` backend only). Pure synthetic is ``alpha_t = 0``; adaptive weights (Appendix E) are :func:`adaptive_alpha`.
 
 A generation costs O(K) whatever ``n_t``: counts are drawn as ``Multinomial(n_t, q_t)`` by a balanced binary tree of
-K - 1 conditional binomials (:func:`sample_multinomial`), never as ``n_t`` individual draws.
+K - 1 conditional binomials (:func:`sample_multinomial`), never as ``n_t`` individual draws; a subsample of the pool
+likewise, by K - 1 conditional hypergeometric draws (:func:`sample_multivariate_hypergeometric`).
 
 Simulator, three backends with the same distribution (checked against each other and against the raw-draw NumPy
 reference or the exact recurrences in tests/):
@@ -23,8 +25,8 @@ reference or the exact recurrences in tests/):
   ``jax`` path on an H200 (docs/benchmarks.md).
 Replicate ``i`` uses the key ``fold_in(seed, i)`` in all, so results do not depend on chunking; the backends draw
 different numbers from the same law. Theory:
-:func:`replace_risk`, :func:`accumulate_risk`, :func:`filter_risk`, :func:`fixed_alpha_limit`,
-:func:`pure_synthetic_limit`, :func:`adaptive_alpha`.
+:func:`replace_risk`, :func:`accumulate_risk`, :func:`filter_risk`, :func:`accumulate_subsample_risk`,
+:func:`fixed_alpha_limit`, :func:`pure_synthetic_limit`, :func:`adaptive_alpha`.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from scipy import stats
 
 from collapse_jax import _checks, driver, schedules
 
-REGIMES = ("replace", "accumulate", "filter")
+# Appended only: the native kernel receives ``REGIMES.index(regime)`` for its regimes, NATIVE_REGIMES.
+REGIMES = ("replace", "accumulate", "filter", "accumulate-subsample")
+NATIVE_REGIMES = ("replace", "accumulate", "filter")  # the C++ kernel's regimes 0, 1, 2
 
 
 # ==================================================================================================================
@@ -199,6 +203,30 @@ def _tree_plan(num_categories: int) -> tuple:
     return tuple(levels)
 
 
+def _split_down_tree(key: jax.Array, n: jax.Array, cum: jax.Array, draw_left: Callable) -> jax.Array:
+    """Counts (K,) from a total ``n`` split down the balanced binary tree of :func:`_tree_plan`.
+
+    ``cum`` (K + 1,) holds the prefix sums of the category weights (probabilities or pool counts); a node over
+    categories ``[lo, hi)`` with count ``c`` sends ``draw_left(key, c, cum[lo], cum[mid], cum[hi])`` to its left
+    child ``[lo, mid)`` and the rest to its right child. One key per level of the tree.
+    """
+    counts = jnp.reshape(jnp.asarray(n, cum.dtype), (1,))
+    plan = _tree_plan(cum.shape[0] - 1)
+    keys = jax.random.split(key, len(plan))
+    for level_key, (lo, mid, hi, split, gather) in zip(keys, plan):
+        parent = counts[split]
+        left = draw_left(level_key, parent, cum[lo], cum[mid], cum[hi])
+        counts = jnp.concatenate([counts, left, parent - left])[gather]
+    return counts
+
+
+def _binomial_split(key, parent, lo, mid, hi):
+    """Left share of a multinomial node: ``Binomial(parent, Q_left / Q)`` with masses from prefix sums."""
+    node_mass, left_mass = hi - lo, mid - lo
+    ratio = jnp.where(node_mass > 0, left_mass / jnp.where(node_mass > 0, node_mass, 1.0), 0.0)
+    return binomial(key, parent, jnp.clip(ratio, 0.0, 1.0))
+
+
 def sample_multinomial(key: jax.Array, n: jax.Array, q: jax.Array) -> jax.Array:
     """Exact ``Multinomial(n, q)`` counts (float array of shape (K,)) for one draw; O(K) work whatever ``n``.
 
@@ -214,24 +242,136 @@ def sample_multinomial(key: jax.Array, n: jax.Array, q: jax.Array) -> jax.Array:
       counts (K,) summing exactly to ``n``.
     """
     q = jnp.asarray(q)
-    num_categories = q.shape[-1]
-    dtype = q.dtype
-    counts = jnp.reshape(jnp.asarray(n, dtype), (1,))
-    if num_categories == 1:
-        return counts
-    cum = jnp.concatenate([jnp.zeros((1,), dtype), jnp.cumsum(q)])
-    plan = _tree_plan(num_categories)
-    keys = jax.random.split(key, len(plan))
-    for level_key, (lo, mid, hi, split, gather) in zip(keys, plan):
-        node_mass = cum[hi] - cum[lo]
-        left_mass = cum[mid] - cum[lo]
-        ratio = jnp.where(node_mass > 0, left_mass / jnp.where(node_mass > 0, node_mass, 1.0), 0.0)
-        ratio = jnp.clip(ratio, 0.0, 1.0)
-        parent = counts[split]
-        left = binomial(level_key, parent, ratio)
-        right = parent - left
-        counts = jnp.concatenate([counts, left, right])[gather]
-    return counts
+    cum = jnp.concatenate([jnp.zeros((1,), q.dtype), jnp.cumsum(q)])
+    return _split_down_tree(key, n, cum, _binomial_split)
+
+
+# ==================================================================================================================
+# Exact hypergeometric sampler: ratio of uniforms (Stadlober's HRUA) with an accurate pmf ratio
+# ==================================================================================================================
+_HRUA_D1 = 1.7155277699214135  # 2 sqrt(2/e)
+_HRUA_D2 = 0.8989161620588988  # 3 - 2 sqrt(3/e)
+
+
+def _log_factorial_ratio_rest(x: jax.Array, y: jax.Array) -> jax.Array:
+    """``log x! - log y! - (x - y) (log(y + 1) - 1)`` for whole numbers ``x, y >= 0``.
+
+    Stirling with exact tails, ``log k! = (k + 1/2) log(k + 1) - (k + 1) + log(2 pi)/2 + tail(k)``, makes it
+    ``(x + 1/2) log1p((x - y) / (y + 1)) + tail(x) - tail(y)``: a log of a ratio, accurate in float32 when ``x`` and
+    ``y`` are large and close (unlike a difference of ``lgamma`` values). The caller adds the ``(x - y) (log(y + 1)
+    - 1)`` parts of several such differences as one log of a product, where they cancel.
+    """
+    return (x + 0.5) * jnp.log1p((x - y) / (y + 1)) + _stirling_tail(x) - _stirling_tail(y)
+
+
+def hypergeometric_log_pmf_ratio(k: jax.Array, j: jax.Array, draws: jax.Array, good: jax.Array,
+                                 total: jax.Array) -> jax.Array:
+    """``log f(k) - log f(j)`` for ``f`` the pmf of ``Hypergeometric(draws; good, total)`` (the number of good
+    items among ``draws`` drawn without replacement from ``total`` items, ``good`` of them good).
+
+    ``f(k) = C(good, k) C(total - good, draws - k) / C(total, draws)``, so the ratio is four log-factorial
+    differences (:func:`_log_factorial_ratio_rest`) whose linear parts ``(x - y) log(y + 1)`` add up to
+    ``(k - j) log[(good - j + 1)(draws - j + 1) / ((j + 1)(total - good - draws + j + 1))]`` (the ``-(x - y)``
+    parts cancel). ``k`` and ``j`` must lie in the support.
+    """
+    rest = 0.0
+    for x, y in ((k, j), (good - k, good - j), (draws - k, draws - j), (total - good - draws + k,
+                                                                          total - good - draws + j)):
+        rest = rest - _log_factorial_ratio_rest(x, y)
+    ratio = (good - j + 1) / (j + 1) * ((draws - j + 1) / (total - good - draws + j + 1))
+    return rest + (k - j) * jnp.log(ratio)
+
+
+_HRUA_PROPOSALS = 8  # proposals per lane and round (acceptance 0.4-0.7 each): few rounds of the while_loop
+
+
+def _hypergeometric_hrua(key: jax.Array, draws: jax.Array, good: jax.Array, total: jax.Array,
+                         active: jax.Array) -> jax.Array:
+    """Ratio of uniforms with Stadlober's table-mountain hat (HRUA; Stadlober 1989, as NumPy's sampler) for
+    ``draws <= good <= total / 2``. Exact (rejection): a proposal ``X = a + h (V - 1/2) / U``, ``a = mean + 1/2``,
+    ``h = D1 sqrt(var + 1/2) + D2``, is accepted as ``k = floor(X)`` when ``U^2 <= f(k) / f(mode)``; the hat covers
+    every log-concave discrete pmf (Stadlober 1989), the hypergeometric's included. Proposals beyond 16 standard
+    deviations above the mean are rejected (mass below ``exp(-100)``), as in NumPy.
+
+    Each round draws :data:`_HRUA_PROPOSALS` independent proposals per lane at once and keeps the first accepted
+    one (the same law as one proposal at a time): under ``vmap`` a loop of single proposals would run until the
+    unluckiest of thousands of lanes accepts (~20 rounds at acceptance 0.45), a round of 8 needs ~3. Only
+    ``active`` lanes iterate.
+    """
+    dtype = good.dtype
+    p = good / total
+    mean = draws * p
+    var = (total - draws) * draws * p * (1 - p) / jnp.maximum(total - 1, 1)
+    spread = jnp.sqrt(var + 0.5)
+    h = _HRUA_D1 * spread + _HRUA_D2
+    mode = jnp.floor((draws + 1) * (good + 1) / (total + 2))
+    a = mean + 0.5
+    a_int = jnp.floor(a)
+    upper = jnp.minimum(draws + 1, jnp.floor(a + 16 * spread))
+    shape = (_HRUA_PROPOSALS,) + good.shape
+
+    def cond(c):
+        return jnp.any(~c[2])
+
+    def body(c):
+        k_, out, done = c
+        k_, ku, kv = jax.random.split(k_, 3)
+        u = jax.random.uniform(ku, shape, dtype)
+        v = jax.random.uniform(kv, shape, dtype)
+        safe_u = jnp.where(u > 0, u, 1.0)
+        x = a_int + jnp.floor((a - a_int) + h * (v - 0.5) / safe_u)  # the offset first: an exact floor
+        kk = jnp.clip(x, 0, draws)
+        accept = ((u > 0) & (x >= 0) & (x < upper)
+                  & (2 * jnp.log(safe_u) <= hypergeometric_log_pmf_ratio(kk, mode, draws, good, total)))
+        first = jnp.argmax(accept, axis=0)  # the first accepted proposal of the round
+        value = jnp.take_along_axis(kk, first[None], axis=0)[0]
+        take = jnp.any(accept, axis=0) & ~done
+        return k_, jnp.where(take, value, out), done | take
+
+    _, out, _ = jax.lax.while_loop(cond, body, (key, jnp.zeros_like(good), ~active))
+    return out
+
+
+def hypergeometric(key: jax.Array, draws: jax.Array, good: jax.Array, total: jax.Array) -> jax.Array:
+    """Exact ``Hypergeometric(draws; good, total)`` draws: the number of good items among ``draws`` items drawn
+    without replacement from ``total``, ``good`` of them good; elementwise over broadcast whole-number floats with
+    ``0 <= draws, good <= total``.
+
+    Cost O(1) in the sizes: the law's symmetries reduce every case to ``draws <= good <= total / 2`` (drawing
+    ``total - draws`` items and counting the good ones left out; counting bad items; swapping the roles of draws
+    and good items, ``C(g, k) C(N - g, m - k) / C(N, m) = C(m, k) C(N - m, g - k) / C(N, g)``), then one ratio of
+    uniforms sampler (:func:`_hypergeometric_hrua`, acceptance 0.4-0.7 per proposal of two uniforms) serves every mean,
+    small or large. Its acceptance test evaluates the pmf ratio from logs of ratios
+    (:func:`hypergeometric_log_pmf_ratio`), accurate in float32 up to the 2**24 counts float32 holds exactly.
+    """
+    dtype = jnp.result_type(float)
+    draws, good, total = jnp.broadcast_arrays(*(jnp.asarray(x, dtype) for x in (draws, good, total)))
+    flip_draws = 2 * draws > total
+    m1 = jnp.where(flip_draws, total - draws, draws)
+    flip_good = 2 * good > total
+    g1 = jnp.where(flip_good, total - good, good)
+    small, large = jnp.minimum(m1, g1), jnp.maximum(m1, g1)
+    active = small > 0
+    # Masked parameters: degenerate lanes (no draws or no good items: the answer is 0) exit at once.
+    base = _hypergeometric_hrua(key, jnp.where(active, small, 1.0), jnp.where(active, large, 1.0),
+                                jnp.where(active, total, 2.0), active)
+    base = jnp.where(active, base, 0.0)
+    x = jnp.where(flip_good, m1 - base, base)  # good items among m1 draws
+    return jnp.where(flip_draws, good - x, x)  # good items among the draws
+
+
+def sample_multivariate_hypergeometric(key: jax.Array, m: jax.Array, counts: jax.Array) -> jax.Array:
+    """Exact multivariate hypergeometric counts (K,): the categories of ``m`` items drawn uniformly without
+    replacement from a pool holding ``counts`` (K,) items of each category (``m <= sum(counts)``); O(K) work
+    whatever ``m`` and the pool size.
+
+    The draw is split down the same balanced binary tree as :func:`sample_multinomial`: a node whose pool holds
+    ``N`` items, ``N_left`` of them in its left half, sends ``Hypergeometric(c; N_left, N)`` of its ``c`` draws to
+    the left (:func:`hypergeometric`), an exact conditional of the multivariate hypergeometric law.
+    """
+    counts = jnp.asarray(counts)
+    cum = jnp.concatenate([jnp.zeros((1,), counts.dtype), jnp.cumsum(counts)])
+    return _split_down_tree(key, m, cum, lambda k, parent, lo, mid, hi: hypergeometric(k, parent, mid - lo, hi - lo))
 
 
 # ==================================================================================================================
@@ -242,8 +382,10 @@ class MultinomialConfig:
     """Static configuration of a multinomial recursion.
 
     Attributes:
-      regime: ``"replace"`` (fit on generation t's data only), ``"accumulate"`` (fit on all data so far) or
-        ``"filter"`` (a classifier keeps each point of generation t's data before a replace fit).
+      regime: ``"replace"`` (fit on generation t's data only), ``"accumulate"`` (fit on all data so far),
+        ``"filter"`` (a classifier keeps each point of generation t's data before a replace fit) or
+        ``"accumulate-subsample"`` (fit on ``n_t`` points drawn without replacement from all data so far: a fixed
+        training budget, Kazdan et al. 2024; the ``jax`` backend only).
       type1: filter only: probability ``a`` that a real point is rejected, in [0, 1).
       type2: filter only: probability ``b`` that a synthetic point is kept, in [0, 1).
     """
@@ -270,8 +412,9 @@ class Params(NamedTuple):
 
 
 class State(NamedTuple):
-    """One replicate after generation t: the truth, the current fit and the counts it was fitted on (accumulate: all
-    counts of generations 0..t; else generation t's)."""
+    """One replicate after generation t: the truth, the current fit and the pool of counts it was fitted from
+    (accumulate and accumulate-subsample: all counts of generations 0..t, of which accumulate-subsample's fit saw a
+    subsample of ``n_t``; else generation t's)."""
 
     p: jax.Array  # (K,)
     p_hat: jax.Array  # (K,)
@@ -308,7 +451,9 @@ def step_inputs(params: Params, config: MultinomialConfig) -> tuple[jax.Array, j
 def step(key: jax.Array, state: State, inputs: tuple[jax.Array, jax.Array, jax.Array], config: MultinomialConfig
          ) -> tuple[State, jax.Array]:
     """Generation t (seed 003 Eq. 1): ``n_t`` draws from ``q_t = alpha_t p + (1 - alpha_t) p_hat_{t-1}``, refitted
-    on them (replace, Theorem 3.1) or on all counts so far (accumulate, Theorem A.1). Record ``||p_hat_t - p||^2``.
+    on them (replace, Theorem 3.1), on all counts so far (accumulate, Theorem A.1) or on ``n_t`` of all counts so far
+    drawn without replacement (accumulate-subsample: a multivariate hypergeometric draw from the pool,
+    :func:`sample_multivariate_hypergeometric`; :func:`accumulate_subsample_risk`). Record ``||p_hat_t - p||^2``.
 
     Filter (Theorem D.2): ``alpha_t`` is already the real weight among kept points, ``alpha~_t``, and the kept size
     is ``N_t ~ Binomial(n_t, kappa_t) | N_t > 0`` (:func:`filter_schedules`); other regimes ignore ``kappa_t``.
@@ -320,12 +465,18 @@ def step(key: jax.Array, state: State, inputs: tuple[jax.Array, jax.Array, jax.A
     else:
         draw_key = key
     q = alpha_t * state.p + (1 - alpha_t) * state.p_hat  # population mixture, Eq. (1)
+    if config.regime == "accumulate-subsample":
+        draw_key, subsample_key = jax.random.split(draw_key)
     new = sample_multinomial(draw_key, n_t, q)
-    if config.regime == "accumulate":
+    if config.regime in ("accumulate", "accumulate-subsample"):
         counts, total = state.counts + new, state.total + n_t
     else:
         counts, total = new, n_t
-    state = State(state.p, counts / total, counts, total)
+    if config.regime == "accumulate-subsample":  # budget m_t = n_t points of the pool's S_t
+        p_hat = sample_multivariate_hypergeometric(subsample_key, n_t, counts) / n_t
+    else:
+        p_hat = counts / total
+    state = State(state.p, p_hat, counts, total)
     return state, observe(state, config)
 
 
@@ -395,8 +546,8 @@ def batched_risk_native(keys: jax.Array, p: jax.Array, alpha: jax.Array, n: jax.
     """
     from collapse_jax import _native
 
-    if regime not in REGIMES:
-        raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
+    if regime not in NATIVE_REGIMES:
+        raise ValueError(f"the native kernel runs the regimes {NATIVE_REGIMES}, got {regime!r}; use backend='jax'")
     if engine not in NATIVE_ENGINES:
         raise ValueError(f"engine must be one of {NATIVE_ENGINES}, got {engine!r}")
     if engine == "refill" and "refill" not in _native.multinomial_engines():
@@ -434,14 +585,25 @@ def check_inputs(p, alpha, n, config: MultinomialConfig) -> tuple[np.ndarray, np
     if not jax.config.jax_enable_x64 and np.max(n) > 2 ** 24:
         raise ValueError(f"n_t up to {np.max(n):.4g} exceeds 2**24, beyond exact float32 counts; enable float64 "
                          "(collapse-jax --x64 or jax_enable_x64)")
+    pool = np.max(np.cumsum(n, axis=-1))
+    if config.regime == "accumulate-subsample" and not jax.config.jax_enable_x64 and pool > 2 ** 24:
+        raise ValueError(f"n_0 + ... + n_T up to {pool:.4g} exceeds 2**24: the accumulate-subsample pool's counts "
+                         "would not be exact in float32; enable float64 (collapse-jax --x64 or jax_enable_x64)")
     return p_arr, alpha, n
 
 
 def resolve_backend(backend: str, regime: str = "replace") -> str:
     """``auto``: the native kernel on a CPU with a C++ compiler; on a GPU the Pallas kernel
-    (:mod:`collapse_jax.multinomial_pallas`) for the replace and accumulate regimes; else the portable ``jax`` path.
-    ``pallas`` runs in Pallas's interpreter on a CPU (slow; for tests)."""
+    (:mod:`collapse_jax.multinomial_pallas`) for the replace and accumulate regimes; else the portable ``jax`` path,
+    and always for accumulate-subsample (the only backend that runs it). ``pallas`` runs in Pallas's interpreter on
+    a CPU (slow; for tests)."""
     from collapse_jax import _native
+
+    if regime not in NATIVE_REGIMES and backend in ("auto", "native"):
+        if backend == "native":
+            raise ValueError(f"backend='native' runs the regimes {NATIVE_REGIMES}, got regime {regime!r}; "
+                             "use backend='jax' (or 'auto')")
+        return "jax"
 
     if backend == "pallas":
         if regime not in ("replace", "accumulate"):
@@ -547,6 +709,30 @@ def accumulate_risk(p, alpha, n) -> np.ndarray:
     return r
 
 
+def accumulate_subsample_risk(p, alpha, n) -> np.ndarray:
+    """Accumulate-subsample (fit on ``n_t`` points drawn without replacement from the pool of all ``S_t = n_0 + ...
+    + n_t`` points so far), exact. Derivation in docs/recursions.md; with ``beta_t = 1 - alpha_t``:
+
+    ``B_t = E||pi_t - p||^2`` (``pi_t``: the pool's frequencies) and the risk ``r_t = E||p_hat_t - p||^2`` obey
+    ``S_t^2 B_t = (S_{t-1} + n_t beta_t)^2 B_{t-1} + n_t^2 beta_t^2 (r_{t-1} - B_{t-1}) + n_t (s - beta_t^2 r_{t-1})``
+    and ``r_t = B_t + f_t (s - B_t)`` with the finite-population factor ``f_t = (S_t - n_t) / (n_t (S_t - 1))``
+    (0 when ``S_t = 1``); ``r_0 = B_0 = s / n_0``. A subsample of the whole pool (``f_t = 0``) gives Theorem A.1.
+    """
+    alpha, n = schedules.check_pair(alpha, n)
+    s = _s(p)
+    big_s = np.cumsum(n, axis=-1)
+    r = np.empty(n.shape)
+    r[..., 0] = s / n[..., 0]
+    pool = r[..., 0].copy()
+    for t in range(1, n.shape[-1]):
+        beta, nt, st = 1 - alpha[..., t], n[..., t], big_s[..., t]
+        pool = ((big_s[..., t - 1] + nt * beta) ** 2 * pool + nt ** 2 * beta ** 2 * (r[..., t - 1] - pool)
+                + nt * (s - beta ** 2 * r[..., t - 1])) / st ** 2
+        f = np.where(st > 1, (st - nt) / (nt * np.maximum(st - 1, 1)), 0.0)
+        r[..., t] = pool + f * (s - pool)
+    return r
+
+
 def expected_inverse_kept(n: float, kappa: float) -> float:
     """Exact ``E[1/N | N > 0]`` for ``N ~ Binomial(n, kappa)`` (sum over the pmf, tails beyond 40 sd dropped)."""
     n, kappa = int(n), float(kappa)
@@ -627,9 +813,11 @@ def adaptive_alpha(p, f: Callable[[float], float], n, *, regime: str = "replace"
 
 
 def theory_risk(p, alpha, n, config: MultinomialConfig = MultinomialConfig()) -> np.ndarray:
-    """The exact recurrence for ``config.regime`` (replace, accumulate or filter)."""
+    """The exact recurrence for ``config.regime`` (replace, accumulate, filter or accumulate-subsample)."""
     if config.regime == "replace":
         return replace_risk(p, alpha, n)
     if config.regime == "accumulate":
         return accumulate_risk(p, alpha, n)
+    if config.regime == "accumulate-subsample":
+        return accumulate_subsample_risk(p, alpha, n)
     return filter_risk(p, alpha, n, config.type1, config.type2)

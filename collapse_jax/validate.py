@@ -2,8 +2,9 @@
 
 Each row is a claim from seed 003 (Theorems 3.1, A.1, D.2, Corollaries 3.2, 3.6, Propositions 3.4, 3.7, 3.8, Remark
 D.3, Appendix E; the logistic first-order recurrence and Appendix C.2's empirical statements about the EM mixture and
-logistic models) or seed 004 (linear regression replace / accumulate, Gaussian W2), a setting, the Monte Carlo value
-with its 95% interval (Student t over replicates), the theory value and whether they agree.
+logistic models), seed 004 (linear regression replace / accumulate, Gaussian W2) or our accumulate-subsample
+recurrence (docs/recursions.md), a setting, the Monte Carlo value with its 95% interval (Student t over replicates),
+the theory value and whether they agree.
 
 Two kinds of rows:
 - ``exact``: an exact closed form or recurrence. Agreement means ``|MC - theory| <= z* se`` with the Bonferroni
@@ -171,6 +172,15 @@ def multinomial_rows(table: Table, *, num_replicates: int, num_steps: int, seed:
                    "pure synthetic, n=10(t+1)", "statement", losses[2][:, T] - losses[2][:, half], 0.0, side=">")
     table.add_mean("Sec 3.1.1 accumulation never improves on r_0 without fresh data (r_T > r_0)",
                    "pure synthetic, n=10(t+1)", "statement", losses[2][:, T], s / 10, side=">")
+
+    # --- accumulate-subsample (issue 11: n_t points drawn without replacement from the accumulated pool) -------
+    sub = [("alpha=0.5, n=20", _sched("const", 0.5, T), const(20)),
+           ("pure synthetic, n=20", S.pure_synthetic_alpha(T), const(20)),
+           ("alpha=t^-1/2, n=10(t+1)", _sched("pow", 0.5, T), lin(10))]
+    losses = run("accumulate-subsample", sub)
+    for (name, alpha, n), loss in zip(sub, losses):
+        table.add_mean("Accumulate-subsample exact recurrence (docs/recursions.md), r_T", name, "exact", loss[:, T],
+                       M.accumulate_subsample_risk(p, alpha, n)[T])
 
     # --- filter (Theorem D.2, Remark D.3) ---------------------------------------------------------------------
     fil = [((0.1, 0.2), "alpha=0.5, n=20", _sched("const", 0.5, T), const(20)),

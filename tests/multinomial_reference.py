@@ -2,7 +2,8 @@
 
 Slow and obvious on purpose (seed 003, Section 3 and Appendices A, D): step t draws n_t tokens, each real with
 probability alpha_t (from p) or synthetic (from the last fit); the filter keeps a real token with probability 1 - a
-and a synthetic one with probability b, redrawing the batch if nothing is kept.
+and a synthetic one with probability b, redrawing the batch if nothing is kept. Accumulate-subsample keeps every
+token of generations 0..t in a pool and fits on n_t of them chosen without replacement (``Generator.choice``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ def simulate(rng: np.random.Generator, p, alpha, n, regime: str = "replace", typ
     out = np.empty((num_replicates, n.shape[0]))
     for r in range(num_replicates):
         tokens = rng.choice(k, size=n[0], p=p)
+        pool = tokens
         counts = np.bincount(tokens, minlength=k).astype(float)
         total = float(n[0])
         p_hat = counts / total
@@ -33,7 +35,11 @@ def simulate(rng: np.random.Generator, p, alpha, n, regime: str = "replace", typ
                 if tokens.size > 0:
                     break
             new = np.bincount(tokens, minlength=k).astype(float)
-            if regime == "accumulate":
+            if regime == "accumulate-subsample":
+                pool = np.concatenate([pool, tokens])
+                fit = rng.choice(pool, size=n[t], replace=False)
+                counts, total = np.bincount(fit, minlength=k).astype(float), float(n[t])
+            elif regime == "accumulate":
                 counts, total = counts + new, total + tokens.size
             else:
                 counts, total = new, float(tokens.size)

@@ -38,9 +38,13 @@ def _simulators(dtype):
     alpha, n = f(S.constant_alpha(0.5, 2)), f(S.constant_size(12, 2))
     return {
         "gaussian": (G, G.Params(f(0.5), f(1.3), alpha, n), G.GaussianConfig("accumulate")),
+        "gaussian_subsample": (G, G.Params(f(0.5), f(1.3), alpha, n),
+                               G.sized_config(G.GaussianConfig("accumulate-subsample"), n)),
         "linear_regression": (LR, LR.Params(f([1.0, -0.5]), f(0.7)), LR.LinearRegressionConfig(2, 5, 2)),
         "multinomial": (M, M.Params(f([0.5, 0.3, 0.2]), alpha, n, jnp.ones(3, dtype)),
                         M.MultinomialConfig("accumulate")),
+        "multinomial_subsample": (M, M.Params(f([0.5, 0.3, 0.2]), alpha, n, jnp.ones(3, dtype)),
+                                  M.MultinomialConfig("accumulate-subsample")),
         "logistic": (L, L.Params(f([0.2, 1.0, -1.0]), alpha, n), L.sized_config(L.LogisticConfig(max_iter=4), n, 2)),
         "mixture_refit": (MR, MR.Params(MR.Mixture(f([0.3, 0.7]), f([-2.0, 2.0]), f([1.0, 1.0])), alpha, n),
                           MR.sized_config(MR.MixtureConfig("accumulate", max_iter=3), n)),

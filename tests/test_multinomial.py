@@ -11,6 +11,7 @@ from scipy import stats
 import collapse_jax.multinomial as M
 from collapse_jax import schedules as S
 import multinomial_reference as ref
+from goodness_of_fit import chi2_pvalue
 from native_support import NATIVE_PARAM, needs_native
 
 K, T, R, CHUNK = 6, 8, 4000, 4000  # one shape everywhere: one compilation per regime per worker
@@ -22,35 +23,6 @@ def _grid():
                       S.constant_alpha(0.9, T)])
     n = np.stack([S.constant_size(15, T), S.linear_size(8, T), S.quadratic_size(3, T), S.constant_size(4, T)])
     return alpha, n
-
-
-def _chi2_pvalue(x, pmf_fn):
-    lo, hi = int(x.min()), int(x.max())
-    ks = np.arange(lo, hi + 1)
-    obs = np.bincount((x - lo).astype(int), minlength=ks.size).astype(float)
-    exp = pmf_fn(ks) * x.size
-    exp[0] += pmf_fn.cdf_below(lo) * x.size
-    exp[-1] += pmf_fn.sf_above(hi) * x.size
-    keep = exp >= 5
-    o = np.append(obs[keep], obs[~keep].sum())
-    e = np.append(exp[keep], exp[~keep].sum())
-    if e[-1] < 5:
-        o, e = o[:-2].tolist() + [o[-2] + o[-1]], e[:-2].tolist() + [e[-2] + e[-1]]
-    return stats.chisquare(np.asarray(o), np.asarray(e) * np.sum(o) / np.sum(e)).pvalue
-
-
-class _Binom:
-    def __init__(self, n, p):
-        self.d = stats.binom(n, p)
-
-    def __call__(self, k):
-        return self.d.pmf(k)
-
-    def cdf_below(self, k):
-        return self.d.cdf(k - 1)
-
-    def sf_above(self, k):
-        return self.d.sf(k)
 
 
 # --- exact binomial and multinomial samplers -----------------------------------------------------------------------
@@ -89,7 +61,7 @@ def test_binomial_matches_scipy_pmf(sampler):
         if pp in (0.0, 1.0) or nn == 0:
             assert np.all(row == nn * pp)
             continue
-        assert _chi2_pvalue(row, _Binom(nn, pp)) > 1e-3, (nn, pp)
+        assert chi2_pvalue(row, stats.binom(nn, pp)) > 1e-3, (nn, pp)
         z = (row.mean() - nn * pp) / np.sqrt(nn * pp * (1 - pp) / draws)
         assert abs(z) < 4.5, (nn, pp, z)
 
@@ -98,7 +70,7 @@ def test_binomial_matches_scipy_pmf(sampler):
 def test_binomial_detects_a_wrong_pmf(sampler):
     """The goodness-of-fit check above can fail: the draws reject a binomial with a slightly different p."""
     x = _binomial_draws(sampler, 1000, 0.03, 40000, seed=3)
-    assert _chi2_pvalue(x, _Binom(1000, 0.0315)) < 1e-6
+    assert chi2_pvalue(x, stats.binom(1000, 0.0315)) < 1e-6
 
 
 def test_multinomial_counts_exact_moments():
@@ -113,7 +85,7 @@ def test_multinomial_counts_exact_moments():
     se = np.sqrt((cov ** 2 + np.outer(np.diag(cov), np.diag(cov))) / draws) + 1e-12
     assert np.all(np.abs(emp - cov) < 5 * se)
     for j in range(5):  # each margin is exactly Binomial(n, q_j)
-        assert _chi2_pvalue(c[:, j], _Binom(int(n), qq[j])) > 1e-3
+        assert chi2_pvalue(c[:, j], stats.binom(int(n), qq[j])) > 1e-3
 
 
 @needs_native
@@ -126,7 +98,7 @@ def test_native_multinomial_counts_exact_moments():
     se = np.sqrt((cov ** 2 + np.outer(np.diag(cov), np.diag(cov))) / draws) + 1e-12
     assert np.all(np.abs(np.cov(c.T) - cov) < 5 * se)
     for j in range(5):
-        assert _chi2_pvalue(c[:, j], _Binom(int(n), qq[j])) > 1e-3
+        assert chi2_pvalue(c[:, j], stats.binom(int(n), qq[j])) > 1e-3
 
 
 # --- simulator vs NumPy reference ----------------------------------------------------------------------------------
@@ -250,7 +222,7 @@ def test_native_contract_jit_vmap_keys(regime):
 
 
 @needs_native
-@pytest.mark.parametrize("regime", M.REGIMES)
+@pytest.mark.parametrize("regime", M.NATIVE_REGIMES)
 def test_native_engines_draw_identically(regime):
     """The refill engine (AVX-512) and the group engine consume each replicate's stream the same way: equal losses,
     bit for bit, over every sampler path: zero and tiny probabilities (inversion, no-draw categories), moderate and
@@ -427,7 +399,7 @@ def test_native_categorical_path_margins(num_categories, n):
     c = _native_counts(np.full(draws, float(n)), np.tile(q, (draws, 1)), seed=n)
     assert np.all(c.sum(1) == n) and np.all(c[:, q == 0] == 0)
     for k in np.argsort(q)[::-1][:3].tolist() + [int(np.argsort(q)[num_categories // 2])]:
-        assert _chi2_pvalue(c[:, k], _Binom(n, q[k])) > 1e-3, (k, q[k])
+        assert chi2_pvalue(c[:, k], stats.binom(n, q[k])) > 1e-3, (k, q[k])
     cov = n * (np.diag(q) - np.outer(q, q))  # and the covariance of the largest two, within 5 standard errors
     top = np.argsort(q)[::-1][:2]
     emp = np.cov(c[:, top].T)
@@ -452,7 +424,7 @@ def test_native_small_samples_match_exact_recurrence(regime):
 
 
 @needs_native
-@pytest.mark.parametrize("regime", M.REGIMES)
+@pytest.mark.parametrize("regime", M.NATIVE_REGIMES)
 def test_native_engines_agree_across_paths(regime):
     """Generations of one run switch between the categorical path and the binomial chain (K = 300; n_t = 1, 10,
     900 categorical; 901, 5000 chain): the refill and group engines still draw the same losses, bit for bit."""

@@ -1,0 +1,196 @@
+"""Accumulate-subsample (issue 11): the exact hypergeometric samplers, the multinomial and Gaussian simulators against
+their raw-draw NumPy references, the multinomial against its exact recursion, backends and bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import collapse_jax.multinomial as M
+import gaussian_reference as gref
+import multinomial_reference as mref
+from goodness_of_fit import chi2_pvalue
+from collapse_jax import gaussian as G
+from collapse_jax import schedules as S
+
+K, T, R = 6, 8, 4000  # the grid shape of tests/test_multinomial.py: one compilation for every simulate call here
+P = np.array([0.35, 0.25, 0.15, 0.12, 0.08, 0.05])
+SUBSAMPLE = M.MultinomialConfig("accumulate-subsample")
+
+
+def _grid():
+    alpha = np.stack([S.constant_alpha(0.3, T), S.power_decay_alpha(0.7, T), S.pure_synthetic_alpha(T),
+                      S.constant_alpha(0.9, T)])
+    n = np.stack([S.constant_size(15, T), S.linear_size(8, T), S.quadratic_size(3, T), S.constant_size(4, T)])
+    return alpha, n
+
+
+@pytest.fixture(scope="module")
+def losses():
+    """Multinomial accumulate-subsample losses on the grid, (grid, replicate, step) = (4, R, T + 1)."""
+    alpha, n = _grid()
+    return M.simulate(1, P, alpha, n, SUBSAMPLE, R, chunk_size=R, progress=False)
+
+
+# --- exact samplers -----------------------------------------------------------------------------------------------
+# (draws, good, total): every reduction (draws > total/2, good > total/2, draws > good), small and large means,
+# support edges, sizes up to 10^9 (float64), and degenerate cases
+HYPER_CASES = [(5, 3, 10), (1, 1, 2), (20, 2, 1000), (40, 30, 50), (66, 2, 121), (500, 300, 1000), (15, 50, 135),
+               (12, 6000, 10 ** 4), (100, 10 ** 6, 2 * 10 ** 6), (10 ** 6, 3 * 10 ** 6, 10 ** 7),
+               (3 * 10 ** 8, 4 * 10 ** 8, 10 ** 9), (3, 7, 7), (0, 5, 9), (9, 0, 9), (9, 9, 9)]
+
+
+def _hyper_draws(draws, good, total, size, seed):
+    return np.asarray(jax.jit(M.hypergeometric)(jax.random.key(seed), jnp.full((size,), float(draws)),
+                                                float(good), float(total)))
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # scipy's hypergeom moments at total = 2
+def test_hypergeometric_matches_scipy_pmf():
+    size = 40000
+    for i, (m, g, N) in enumerate(HYPER_CASES):
+        x = _hyper_draws(m, g, N, size, seed=i)
+        dist = stats.hypergeom(N, g, m)
+        lo, hi = dist.support()
+        assert np.all(x == np.round(x)) and x.min() >= lo and x.max() <= hi, (m, g, N)
+        if lo == hi:
+            assert np.all(x == lo)
+            continue
+        assert chi2_pvalue(x, dist) > 1e-3, (m, g, N)
+        z = (x.mean() - dist.mean()) / np.sqrt(dist.var() / size)
+        assert abs(z) < 4.5, (m, g, N, z)
+
+
+def test_hypergeometric_detects_a_wrong_pmf():
+    """Power: the same goodness-of-fit test rejects a binomial with the same mean (no finite-population factor)
+    and a hypergeometric with one good item fewer."""
+    x = _hyper_draws(500, 300, 1000, 40000, seed=3)
+    assert chi2_pvalue(x, stats.binom(500, 0.3)) < 1e-6
+    assert chi2_pvalue(x, stats.hypergeom(1000, 299, 500)) < 1e-6
+
+
+def test_multivariate_hypergeometric_exact_moments():
+    """Counts sum to m, empty categories stay empty, the covariance is m (N - m)/(N - 1) (diag(pi) - pi pi^T)
+    and each margin is Hypergeometric(m; c_k, N)."""
+    pool = np.array([50.0, 20.0, 15.0, 10.0, 5.0, 0.0])
+    m, size = 40.0, 30000
+    keys = jax.random.split(jax.random.key(8), size)
+    c = np.asarray(jax.jit(jax.vmap(M.sample_multivariate_hypergeometric, in_axes=(0, None, None)))(
+        keys, m, jnp.asarray(pool)))
+    assert np.all(c.sum(1) == m) and np.all(c[:, -1] == 0) and np.all(c <= pool)
+    total = pool.sum()
+    pi = pool / total
+    cov = m * (total - m) / (total - 1) * (np.diag(pi) - np.outer(pi, pi))
+    se = np.sqrt((cov ** 2 + np.outer(np.diag(cov), np.diag(cov))) / size) + 1e-12
+    assert np.all(np.abs(np.cov(c.T) - cov) < 5 * se)
+    for j in range(5):
+        assert chi2_pvalue(c[:, j], stats.hypergeom(int(total), int(pool[j]), int(m))) > 1e-3
+
+
+# --- multinomial simulator ----------------------------------------------------------------------------------------
+def test_multinomial_matches_numpy_reference(losses):
+    alpha, n = _grid()
+    ref = mref.simulate(np.random.default_rng(7), P, alpha[1], n[1], "accumulate-subsample", num_replicates=400)
+    for t in (1, T // 2, T):  # losses rounded to 1e-12: small-n losses are atoms, summation order moves them
+        assert stats.ks_2samp(np.round(losses[1][:, t], 12), np.round(ref[:, t], 12)).pvalue > 1e-3, t
+
+
+def test_multinomial_matches_exact_recursion(losses):
+    alpha, n = _grid()
+    for g in range(alpha.shape[0]):
+        theory = M.accumulate_subsample_risk(P, alpha[g], n[g])
+        z = (losses[g].mean(0) - theory) / (losses[g].std(0, ddof=1) / np.sqrt(R))
+        assert np.all(np.abs(z) < 4.0), (g, z)
+    np.testing.assert_allclose(M.theory_risk(P, alpha, n, SUBSAMPLE), M.accumulate_subsample_risk(P, alpha, n))
+
+
+def test_multinomial_rejects_the_other_regimes_recursions(losses):
+    """Power: the same Monte Carlo is far from Theorem A.1 (a fit on the whole pool) and Theorem 3.1 (replace)."""
+    alpha, n = _grid()
+    se = losses[0].std(0, ddof=1) / np.sqrt(R)
+    for wrong in (M.accumulate_risk, M.replace_risk):
+        assert np.max(np.abs((losses[0].mean(0) - wrong(P, alpha[0], n[0])) / se)) > 10, wrong.__name__
+
+
+def test_recursion_identities():
+    s = 1 - np.sum(P ** 2)
+    n = S.linear_size(3, 20)
+    # real data only: a subsample without replacement of i.i.d. draws is n_t i.i.d. draws, r_t = s / n_t
+    np.testing.assert_allclose(M.accumulate_subsample_risk(P, np.ones(21), n), s / n, rtol=1e-12)
+    # t = 0 is the common start; a grid is row by row
+    alpha = np.stack([S.power_decay_alpha(0.5, 20), S.pure_synthetic_alpha(20)])
+    grid = M.accumulate_subsample_risk(P, alpha, np.stack([n, n]))
+    assert grid[1, 0] == pytest.approx(s / 3)
+    np.testing.assert_allclose(grid[1], M.accumulate_subsample_risk(P, alpha[1], n))
+    # the subsample's own sampling noise: never below the whole-pool fit of the same schedule
+    assert np.all(grid[0, 1:] > M.accumulate_risk(P, alpha[0], n)[1:])
+
+
+def test_backends():
+    """Only the jax backend runs the regime: auto picks it, native and pallas refuse with the regime's name."""
+    assert M.resolve_backend("auto", "accumulate-subsample") == "jax"
+    assert M.resolve_backend("jax", "accumulate-subsample") == "jax"
+    alpha, n = S.constant_alpha(0.5, 2), S.constant_size(5, 2)
+    for backend in ("native", "pallas"):
+        with pytest.raises(ValueError, match="accumulate-subsample"):
+            M.simulate(0, P, alpha, n, SUBSAMPLE, 4, backend=backend)
+    with pytest.raises(ValueError, match="accumulate-subsample"):
+        M.batched_risk_native(jax.random.split(jax.random.key(0), 2), jnp.asarray(P), jnp.asarray(alpha[None]),
+                              jnp.asarray(n[None]), jnp.ones((1, 3)), "accumulate-subsample")
+    assert M.REGIMES[:3] == M.NATIVE_REGIMES == ("replace", "accumulate", "filter")  # the C++ kernel's indices
+
+
+def test_float32_pool_must_hold_exact_counts():
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(ValueError, match="2\\*\\*24"):
+            M.simulate(0, P, S.constant_alpha(0.5, 2), S.constant_size(6_000_000, 2), SUBSAMPLE, 4)
+    finally:
+        jax.config.update("jax_enable_x64", True)
+
+
+# --- Gaussian simulator -------------------------------------------------------------------------------------------
+def test_gaussian_matches_numpy_reference():
+    alpha, n = S.constant_alpha(0.4, 6), S.linear_size(6, 6)
+    cfg = G.GaussianConfig("accumulate-subsample")
+    loss = G.simulate(3, 0.5, 1.3, alpha, n, cfg, 6000)
+    ref = gref.simulate(np.random.default_rng(3), 0.5, 1.3, alpha, n, "accumulate-subsample", 600)
+    for t in (1, 3, 6):
+        assert stats.ks_2samp(loss[:, t], ref[:, t]).pvalue > 1e-3, t
+    # power: the same test tells it from a fit on the whole pool
+    whole = gref.simulate(np.random.default_rng(4), 0.5, 1.3, alpha, n, "accumulate", 600)
+    assert stats.ks_2samp(loss[:, 6], whole[:, 6]).pvalue < 1e-4
+
+
+@pytest.mark.parametrize("x64", [True, False])
+def test_gaussian_subsample_mask_is_uniform(x64):
+    """Each of the first ``count`` rows is chosen with probability size / count, no other row ever, and pairs of
+    rows with probability size (size - 1) / (count (count - 1)); with float64 (one 64-bit sort key) and without
+    (two 32-bit words)."""
+    count, size, buffer, draws = 7, 3, 10, 20000
+    jax.config.update("jax_enable_x64", x64)
+    try:
+        keys = jax.random.split(jax.random.key(2), draws)
+        masks = np.asarray(jax.jit(jax.vmap(lambda k: G.subsample_mask(k, count, size, buffer)))(keys))
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    assert np.all(masks.sum(1) == size) and not masks[:, count:].any()
+    freq = masks[:, :count].mean(0)
+    pair = (masks[:, 0] & masks[:, 1]).mean()
+    assert np.all(np.abs(freq - size / count) < 4.5 * np.sqrt(size / count * (1 - size / count) / draws))
+    q = size * (size - 1) / (count * (count - 1))
+    assert abs(pair - q) < 4.5 * np.sqrt(q * (1 - q) / draws)
+
+
+def test_gaussian_pool_size_is_guarded():
+    alpha, n = S.constant_alpha(0.5, 4), S.constant_size(100, 4)
+    with pytest.raises(ValueError, match="max_points=300"):
+        G.simulate(0, 0.0, 1.0, alpha, n, G.GaussianConfig("accumulate-subsample", max_points=300), 2)
+    assert G.sized_config(G.GaussianConfig("accumulate-subsample"), n).buffer >= 500
+    assert G.sized_config(G.GaussianConfig("accumulate"), n).buffer is None
+    with pytest.raises(ValueError, match="buffer is None"):
+        G.kernel(jax.random.key(0), G.Params(*(jnp.asarray(x) for x in (0.0, 1.0, alpha, n))),
+                 G.GaussianConfig("accumulate-subsample"))
+    with pytest.raises(ValueError, match="regime"):
+        G.GaussianConfig("subsample")
