@@ -4,8 +4,10 @@ theory's boundary drawn where one exists.
 - ``gmm-beta-L``, ``gmm-n-B``, ``gmm-m0``: the GMM network's final ``||D||_F``, its decay exponent and the fraction of
   replicates where a model lost a component, over (beta, L), (n, B) and the human-data size m0 (seed 000).
 - ``recursions``: the multinomial's loss at T relative to the first fit over (alpha_t decay exponent, n_t growth
-  exponent), replace and accumulate side by side; the exact recurrences' (seed 003 Thm 3.1, Thm A.1) boundary
-  ``r_T = r_0`` between improvement and collapse, and the asymptotic consistency boundary of the replace regime.
+  exponent), replace and accumulate side by side, with the exact accumulate-subsample map beside them; the exact
+  recurrences' (seed 003 Thm 3.1, Thm A.1) boundary ``r_T = r_0`` between improvement and collapse, and the
+  asymptotic consistency boundary of the replace regime.
+- ``recursions-subsample``: accumulate-subsample by Monte Carlo (the JAX kernel, slower: a 10 x 10 grid).
 - ``filter``: the same over the classifier's (type-I, type-II) errors (seed 003 Thm D.2), with the exact boundary
   where filtering matches training on everything (``r_T`` of the filter = ``r_T`` of replace).
 
@@ -63,6 +65,13 @@ regime = ["replace", "accumulate"]
 alpha_decay = {{ linspace = [0.0, 1.5, 30] }}
 n_growth = {{ linspace = [0.0, 2.0, 30] }}
 """, dict(steps=200, replicates=1000)),
+    "recursions-subsample": ("multinomial accumulate-subsample (K = 50, n0 = 100) over the alpha_t decay and n_t "
+                             "growth exponents (the JAX kernel: a smaller grid)", _MULTINOMIAL_COMMON + """
+regime = "accumulate-subsample"
+[grid]
+alpha_decay = {{ linspace = [0.0, 1.5, 10] }}
+n_growth = {{ linspace = [0.0, 2.0, 10] }}
+""", dict(steps=50, replicates=200)),
     "filter": ("multinomial filter regime (K = 50, alpha = 0.2, n = 100) over the type-I and type-II errors",
                _MULTINOMIAL_COMMON.replace("alpha0 = 0.5", "alpha0 = 0.2") + """regime = "filter"
 [grid]
@@ -93,7 +102,15 @@ def _plt():
     return plt
 
 
-def _heatmap(ax, ds, var: str, x: str, y: str, *, log: bool = False, centre_one: bool = False, **sel):
+def _decades(*arrays) -> float:
+    """The largest |log10| of the positive finite values: a colour range symmetric about 1 shared by panels."""
+    values = np.concatenate([np.ravel(np.asarray(a, np.float64)) for a in arrays])
+    values = values[np.isfinite(values) & (values > 0)]
+    return float(np.max(np.abs(np.log10(values)))) if values.size else 1.0
+
+
+def _heatmap(ax, ds, var: str, x: str, y: str, *, log: bool = False, centre_one: bool = False,
+             decades: float | None = None, **sel):
     """``ds[var]`` over the axes ``x`` (horizontal) and ``y``, cells at their coordinate values."""
     from matplotlib.colors import LogNorm
 
@@ -104,8 +121,8 @@ def _heatmap(ax, ds, var: str, x: str, y: str, *, log: bool = False, centre_one:
     norm, cmap = None, "viridis"
     if log and positive.size and positive.min() < positive.max():
         low, high = positive.min(), positive.max()
-        if low < 1 < high and centre_one:  # a ratio: blue below 1, red above, 1 in the middle
-            m = max(-np.log10(low), np.log10(high))
+        if centre_one and (decades is not None or low < 1 < high):  # a ratio: blue below 1, red above, 1 white
+            m = decades if decades is not None else max(-np.log10(low), np.log10(high))
             low, high, cmap = 10**-m, 10**m, "RdBu_r"
         norm = LogNorm(low, high)
     grid_x = np.arange(len(xs)) if xs.dtype.kind not in "fi" else xs
@@ -167,17 +184,33 @@ def plot_recursions(ds, out: Path, name: str) -> list[Path]:
     x, y = plane[0], plane[1]
     fixed_regime = json.loads(ds.attrs["sweep"])["fixed"].get("regime", "replace")
     versus = "theory_vs_replace" in ds and regimes == [None] and fixed_regime != "replace"
-    fig, axs = plt.subplots(1, len(regimes) + versus, figsize=(6.5 * (len(regimes) + versus), 5), squeeze=False)
+    subsample = ("theory_relative_subsample" in ds and "regime" in axes
+                 and "accumulate-subsample" not in regimes)  # its exact map, beside the Monte Carlo ones
+    extra = int(versus) + int(subsample)
+    decades = _decades(ds["relative_loss"].values,
+                       *([ds["theory_relative_subsample"].values] if subsample else []))  # one colour scale
+    fig, axs = plt.subplots(1, len(regimes) + extra, figsize=(6.5 * (len(regimes) + extra), 5), squeeze=False)
     if versus:  # where the regime beats plain replace training, by the exact recurrences
         _heatmap(axs[0][-1], ds, "theory_vs_replace", x, y, log=True, centre_one=True)
         axs[0][-1].set_title(f"exact r_T: {fixed_regime} / replace (< 1: {fixed_regime} helps)")
+    if subsample:
+        sel = {"regime": regimes[0]}  # the same schedules in every regime
+        ax = axs[0][-1]
+        gx, gy = _heatmap(ax, ds, "theory_relative_subsample", x, y, log=True, centre_one=True, decades=decades,
+                          **sel)
+        values = np.asarray(ds["theory_relative_subsample"].sel(**sel).transpose(y, x).values, np.float64)
+        if np.nanmin(values) < 1 < np.nanmax(values):
+            cs = ax.contour(gx, gy, values, levels=[1.0], colors="black", linewidths=1.5)
+            ax.clabel(cs, fmt={1.0: "r_T = r_0"}, fontsize=8)
+        ax.set_title("accumulate-subsample: exact r_T / r_0 (recurrence; `phase recursions-subsample` for Monte "
+                     "Carlo)", fontsize=9)
     for ax, regime in zip(axs[0], regimes):
         sel = {} if regime is None else {"regime": regime}
-        gx, gy = _heatmap(ax, ds, "relative_loss", x, y, log=True, centre_one=True, **sel)
+        gx, gy = _heatmap(ax, ds, "relative_loss", x, y, log=True, centre_one=True, decades=decades, **sel)
         theory = _relative_theory(ds, **sel)
         if theory is not None and np.isfinite(theory.values).any():
             cs = ax.contour(gx, gy, np.asarray(theory.transpose(y, x).values, np.float64), levels=[1.0],
-                            colors="white", linewidths=2)
+                            colors="black", linewidths=1.5)
             ax.clabel(cs, fmt={1.0: "theory r_T = r_0"}, fontsize=8)
         if "theory_vs_replace" in ds and regime != "replace":
             helps = np.asarray(ds["theory_vs_replace"].sel(**sel).transpose(y, x).values, np.float64)

@@ -177,7 +177,9 @@ class MultinomialSweep(_Recursion):
         "p": Field("uniform", "the truth p: uniform, or Zipf with exponent zipf_exponent", str,
                    choices=("uniform", "zipf")),
         "zipf_exponent": Field(1.0, "p_k proportional to k^-zipf_exponent (p = 'zipf')", float, 0.0, 10.0),
-        "regime": Field("replace", "training regime", str, choices=("replace", "accumulate", "filter")),
+        "regime": Field("replace", "training regime (accumulate-subsample: n_t points drawn without replacement "
+                        "from everything accumulated; JAX kernel only)", str,
+                        choices=("replace", "accumulate", "filter", "accumulate-subsample")),
         "type1": Field(0.0, "filter: type-I error a (real data rejected)", float, 0.0, 1.0, high_open=True),
         "type2": Field(0.0, "filter: type-II error b (synthetic data kept)", float, 0.0, 1.0, high_open=True),
     }
@@ -218,6 +220,8 @@ class MultinomialSweep(_Recursion):
         **_Recursion.scalar_descriptions,
         "theory_vs_replace": "exact r_T of this regime over the exact r_T of the replace regime with the same "
                              "schedules (< 1: the regime (accumulation, the filter) helps)",
+        "theory_relative_subsample": "exact r_T / r_0 of the accumulate-subsample regime with the cell's schedules "
+                                     "(whatever the cell's regime: its map costs nothing to draw)",
     }
 
     def scalars(self, cell, summary):
@@ -225,7 +229,9 @@ class MultinomialSweep(_Recursion):
 
         p, (alpha, n) = self.truth(cell), recursion_schedules(cell)
         ratio = M.theory_risk(p, alpha, n, self._config(cell))[-1] / M.replace_risk(p, alpha, n)[-1]
-        return {**super().scalars(cell, summary), "theory_vs_replace": float(ratio)}
+        subsample = M.accumulate_subsample_risk(p, alpha, n)
+        return {**super().scalars(cell, summary), "theory_vs_replace": float(ratio),
+                "theory_relative_subsample": float(subsample[-1] / subsample[0])}
 
 
 class GaussianSweep(_Recursion):
@@ -236,7 +242,7 @@ class GaussianSweep(_Recursion):
         **_SCHEDULE_FIELDS,
         "mu": Field(0.0, "true mean", float),
         "sigma": Field(1.0, "true standard deviation", float, 0.0, None, low_open=True),
-        "regime": Field("replace", "training regime", str, choices=("replace", "accumulate")),
+        "regime": Field("replace", "training regime", str, choices=("replace", "accumulate", "accumulate-subsample")),
     }
 
     def check_cell(self, cell):
