@@ -305,16 +305,16 @@ def cells_done(out: str | Path) -> np.ndarray:
 
 
 def _calls(model: SweepModel, cells: list[dict], backend: str, size: int):
-    """The chunk's cells grouped by ``group_key``, each group in calls of ``size`` cells; a shorter last call is
-    padded (repeating its last cell) to a power of two, so a group compiles for few shapes. Yields (positions in
-    ``cells``, cells to run)."""
+    """The chunk's cells grouped by ``group_key``, each group in calls of ``size`` cells; when a group takes several
+    calls, a shorter last one is padded (repeating its last cell) to a power of two, so a group compiles for few
+    shapes. Yields (positions in ``cells``, cells to run)."""
     groups: OrderedDict = OrderedDict()
     for pos, cell in enumerate(cells):
         groups.setdefault(model.group_key(cell, backend), []).append(pos)
     for positions in groups.values():
         for lo in range(0, len(positions), size):
             part = positions[lo: lo + size]
-            padded = min(size, 1 << (len(part) - 1).bit_length())
+            padded = len(part) if len(positions) <= size else min(size, 1 << (len(part) - 1).bit_length())
             yield part, [cells[p] for p in part] + [cells[part[-1]]] * (padded - len(part))
 
 
