@@ -4,7 +4,7 @@
   jit equals eager (``jax.disable_jit``; float64 only, where the comparison is tightest and op-by-op runs once);
   vmap over replicate keys equals a Python loop over them; the same key gives the same draw, another key another;
   the kernel computes in the dtype it was given; the driver's chunking (and lanes) is invisible;
-- the Sigma block statistics: the same, minus the init/step form and the driver.
+- the Sigma block study's one-block kernel: the same, minus the init/step form.
 
 Shapes are tiny so that the eager runs stay cheap. Sharding is checked in tests/test_driver.py and
 tests/test_gmm_network.py.
@@ -54,9 +54,10 @@ GMM_CONFIG = gn.make_config(mu=((-2.0, 0.0), (2.0, 0.5), (0.0, 3.0)), sigma=((1.
 
 
 def _other_kernels(dtype):
-    """name -> one replicate's kernel ``key -> pytree`` of the simulators outside the init/step form."""
+    """name -> (kernel, params, config) of the simulators with a one-replicate kernel outside the init/step form."""
+    rows = jax.random.normal(jax.random.key(3), (30, 3), dtype)
     return {
-        "sigma_block": lambda k: sp.prefix_block_stats(jax.random.normal(k, (12, 3), dtype), (5, 8, 12)),
+        "sigma_block": (sp.block_kernel, sp.BlockParams(rows, jnp.asarray(0.25, dtype)), sp.BlockConfig((5, 8, 12))),
     }
 
 
@@ -131,4 +132,8 @@ def test_init_step_contract(name, dtype):
 
 @pytest.mark.parametrize("name", OTHERS)
 def test_kernel_contract(name, dtype):
-    _check_kernel(name, _other_kernels(dtype)[name], dtype)
+    kernel, params, config = _other_kernels(dtype)[name]
+    _, vmapped = _check_kernel(name, lambda k: kernel(k, params, config), dtype)
+    rtol = 1e-9 if dtype == jnp.float64 else 2e-4
+    run = driver.run_replicates(kernel, params, config, 3, 3, chunk_size=2)
+    chex.assert_trees_all_close(run, jax.tree.map(np.asarray, vmapped(replicate_keys(3, 0, 3))), rtol=rtol, atol=rtol)
