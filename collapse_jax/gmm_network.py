@@ -39,7 +39,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import PartitionSpec
 
 from collapse_jax import _checks, driver
 from collapse_jax import progress as _progress
@@ -195,29 +194,6 @@ def paper_config(figure: int = 4, **overrides) -> GMMNetworkConfig:
     base.update(sigma=((1.0,),), num_models=3, points_per_step=3, beta=0.5, dirichlet_a=1.0, num_steps=200)
     base.update(overrides)
     return make_config(**base)
-
-
-class StepSchedule(NamedTuple):
-    """Per-step quantities, t = 0..T-1 (NumPy, float64): internet size, draws, coefficients."""
-
-    num_points: np.ndarray  # |A(t)|
-    num_draws: np.ndarray  # k_t
-    alpha: np.ndarray
-    c: np.ndarray
-
-
-def step_schedule(cfg: GMMNetworkConfig) -> StepSchedule:
-    """``|A(t)| = m0 + n L t``, ``k_t = floor(beta |A(t)|)`` and the coefficients alpha_t, c_t."""
-    t = np.arange(cfg.num_steps)
-    size = cfg.num_human + cfg.num_models * cfg.points_per_step * t
-    k = np.floor(cfg.beta * size + 1e-9).astype(np.int64)
-    kk = np.maximum(k, 1)
-    alpha = 1.0 / kk if cfg.alpha is None else np.broadcast_to(np.asarray(cfg.alpha, float), t.shape).copy()
-    B = cfg.num_components
-    c = 1.0 / (kk * B * B) if cfg.c is None else np.broadcast_to(np.asarray(cfg.c, float), t.shape).copy()
-    if np.any(B * c >= 1):
-        raise ValueError("c must satisfy B * c < 1 at every step")
-    return StepSchedule(size, k, alpha, c)
 
 
 # --------------------------------------------------------------------------------------------------------------
