@@ -717,8 +717,9 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     the config's sizes (a grid, e.g. ``[make_params(config.replace(beta=b)) for b in betas]``): every result then
     has a leading grid axis (G, R, T + 1, ...) and every cell runs the same replicates (common random numbers), so
     cell g equals, bit for bit, a run of that cell alone. The portable kernel runs the whole grid in one compiled
-    call per chunk of replicates (:func:`collapse_jax.driver.run_replicates`, a bar in replicates); the native one
-    runs cell after cell, one kernel call per chunk (its bar follows the kernel's count of point updates).
+    call per chunk of replicates (:func:`collapse_jax.driver.run_replicates`, a bar in replicates; on a CPU each
+    device maps its replicates at once and the grid cell after cell, its ``lanes``); the native one runs cell after
+    cell, one kernel call per chunk (its bar follows the kernel's count of point updates).
 
     The replicate axis is sharded over all devices of ``mesh`` (default: ``jax.devices()``); results do not depend
     on the number of devices nor on ``chunk_size`` (replicates per call; default: as many as ``memory_budget``
@@ -746,8 +747,13 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
         out = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *outs)
     else:
         stacked, grid_axes = driver.stack_cells(cells)
+        # A step's draws are a while loop, which a vmap runs until its costliest lane is done: over a grid, G times
+        # the costliest cell (beta = 1 needs ~log|A(t)| times the draws of beta = 1/2), and over replicates sharded
+        # by jit, in lockstep across devices. On a CPU (nothing to gain from wider vmaps) each device runs its own
+        # replicates, vmapped together, and the grid one cell after the other (the driver's lanes).
+        lanes = padded_count(chunk, mesh) // mesh.size if jax.default_backend() == "cpu" else None
         out = driver.run_replicates(kernel, cast_params(stacked, dtype), static, R, seed, grid_axes=grid_axes,
-                                    first_replicate=first, chunk_size=chunk, mesh=mesh, progress=show,
+                                    first_replicate=first, chunk_size=chunk, mesh=mesh, lanes=lanes, progress=show,
                                     desc="gmm-network replicates")
         if grid_axes is None:  # every cell the same values: one run serves them all
             out = jax.tree_util.tree_map(lambda x: np.repeat(x[None], len(cells), axis=0), out)

@@ -312,20 +312,21 @@ def test_grid_cells_equal_the_cells_run_alone(backend):
 def test_a_sweep_over_values_compiles_once():
     """Configurations that differ only in values share their static part, so the portable kernel does not recompile
     for other values of beta (k_t, alpha_t, c_t), neither run alone nor in a grid of the same layout."""
-    from collapse_jax.replicates import replicate_mesh
-
     cfg = small_config(num_steps=8)
-    sweeps = ((0.2, 0.6), (0.4, 1.0))
-    grid_axes = driver.stack_cells([gn.make_params(cfg.replace(beta=b)) for b in sweeps[0]])[1]
-    assert grid_axes.num_draws == 0 and grid_axes.alpha == 0 and grid_axes.mu is None
-    compiled = [driver.batched(gn.kernel, cfg.static, grid_axes=axes, mesh=replicate_mesh())
-                for axes in (None, grid_axes)]
+    driver._COMPILED.clear()
+
+    def compiled():
+        return {key: fn._cache_size() for key, fn in driver._COMPILED.items() if key[0] is gn.kernel}
+
     sizes = []
-    for betas in sweeps:
+    for betas in ((0.2, 0.6), (0.4, 1.0)):
         gn.simulate(1, cfg.replace(beta=betas[0]), 3, backend="jax")
-        gn.simulate(1, cfg, 3, params=[gn.make_params(cfg.replace(beta=b)) for b in betas], backend="jax")
-        sizes.append([f._cache_size() for f in compiled])
-    assert sizes[0] == sizes[1] == [1, 1], sizes
+        grid = gn.simulate(1, cfg, 3, params=[gn.make_params(cfg.replace(beta=b)) for b in betas], backend="jax")
+        assert grid.dnorm.shape == (2, 3, 9)
+        sizes.append(compiled())
+    assert sizes[0] == sizes[1] and sorted(sizes[0].values()) == [1, 1], sizes  # one run alone, one grid layout
+    grid_axes = driver.stack_cells([gn.make_params(cfg.replace(beta=b)) for b in (0.2, 0.6)])[1]
+    assert grid_axes.num_draws == 0 and grid_axes.alpha == 0 and grid_axes.mu is None
 
 
 def test_bad_params_name_the_field():
