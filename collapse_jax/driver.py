@@ -198,6 +198,26 @@ def map_chunks(run: Callable[[jax.Array], Any], num_replicates: int, seed: int |
     return jax.tree.map(lambda *xs: np.concatenate(xs, axis=replicate_axis), *outs)
 
 
+def stack_cells(cells) -> tuple[Any, Any]:
+    """``(params, grid_axes)`` of a grid given as a list of G parameter pytrees of one structure and shapes: leaves
+    equal in every cell are shared (``grid_axes`` None), the others stacked along a leading ``grid`` axis (0).
+    ``grid_axes`` is None when no leaf varies (then the cells are one point)."""
+    leaves, treedef = zip(*(jax.tree.flatten(cell) for cell in cells))
+    if any(t != treedef[0] for t in treedef) or not leaves:
+        raise ValueError("the grid's cells must be one or more parameter sets of the same structure")
+    stacked, axes = [], []
+    for values in zip(*leaves):
+        values = [np.asarray(v) for v in values]
+        if any(v.shape != values[0].shape for v in values):
+            raise ValueError(f"the grid's cells must have equal shapes, got {sorted({v.shape for v in values})}")
+        same = all(np.array_equal(v, values[0]) for v in values[1:])
+        stacked.append(values[0] if same else np.stack(values))
+        axes.append(None if same else 0)
+    if all(a is None for a in axes):
+        return jax.tree.unflatten(treedef[0], stacked), None
+    return jax.tree.unflatten(treedef[0], stacked), jax.tree.unflatten(treedef[0], axes)
+
+
 def check_jax_backend(backend: str, model: str) -> None:
     """The ``backend`` of a simulator with only the JAX implementation: ``"auto"`` or ``"jax"``."""
     if backend not in ("auto", "jax"):

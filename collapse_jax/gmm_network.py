@@ -6,6 +6,13 @@ points uniformly without replacement from the internet as it was before this ste
 point by point with the recursive rule of Zivkovic & van der Heijden (2004) (Algorithm 2). The tracked statistic is
 ``||D(t)||_F`` with ``D_ij = ||Pi_i(t) - Pi_j(t)||_2``.
 
+The simulator contract (docs/driver.md): :class:`StaticConfig` holds what the compiled kernels depend on (the sizes
+n, B, d, L, m0, T, the kind of start, what is recorded); :class:`Params` every value they read (the geometry, the
+per-step ``k_t``, ``alpha_t``, ``c_t``, ``eps``, the start), resolved in float64 by :func:`make_params` from a
+:class:`GMMNetworkConfig`, so a grid over ``beta`` or the schedules is one compiled call. ``init``, ``step_inputs``,
+``step`` and ``observe`` make one replicate's :data:`kernel`; :func:`simulate` runs it through
+:func:`collapse_jax.driver.run_replicates` (a grid: a list of Params).
+
 A point's component likelihoods never change, so they are computed once when the point is posted and stored in the
 internet ("pool"): the update then costs O(B) per drawn point whatever the dimension. Two kernels, both exact in
 their sampling without replacement:
@@ -13,9 +20,9 @@ their sampling without replacement:
   draws (partial Fisher-Yates on each model's own copy of the internet, xoshiro128++ and Lemire's exact bounded
   integers), updates and records, (replicate, model) chains in SIMD lanes. XLA:CPU cannot run the per-replicate
   swap fast.
-- ``backend="jax"`` (portable, any device, the reference): one network is ``lax.scan`` over steps, replicates are
-  batched with ``vmap``; each model draws an index uniformly and keeps it only if unused this step (a per-model
-  bitmap), so accepted draws form a uniform random ordered sample without replacement.
+- ``backend="jax"`` (portable, any device, the reference): :data:`kernel`, ``lax.scan`` over :func:`step`; each
+  model draws an index uniformly and keeps it only if unused this step (a per-model bitmap), so accepted draws form
+  a uniform random ordered sample without replacement.
 Replicates are sharded over all devices; replicate r's stream depends only on ``fold_in(key(seed), r)``.
 """
 
@@ -36,13 +43,13 @@ from jax import lax
 from collapse_jax import _checks, driver
 from collapse_jax import progress as _progress
 from collapse_jax.distance import pairwise_distances, frobenius_norm
-from collapse_jax.replicates import replicate_keys, replicate_mesh, replicate_sharding, padded_count
-
+from collapse_jax.replicates import padded_count, replicate_keys, replicate_mesh, replicate_sharding
 
 
 @dataclass(frozen=True)
 class GMMNetworkConfig:
-    """Static configuration of one GMM network (validated by :func:`make_config`).
+    """Everything that defines one GMM network (validated by :func:`make_config`): the sizes and flags that
+    :attr:`static` passes to the compiled kernels, and the values :func:`make_params` resolves into :class:`Params`.
 
     Attributes:
       mu: component means, ``num_components`` tuples of length ``dim``.
@@ -87,14 +94,25 @@ class GMMNetworkConfig:
         return len(self.mu[0])
 
     @property
+    def fixed_start(self) -> bool:
+        """Every replicate starts from ``initial_weights`` (else from Dirichlet draws)."""
+        return self.initial_weights is not None
+
+    @property
+    def static(self) -> "StaticConfig":
+        """The part the compiled kernels depend on: configurations that differ only in values share it."""
+        return StaticConfig(self.num_models, self.num_components, self.dim, self.points_per_step, self.num_human,
+                            self.num_steps, self.fixed_start, self.record_pi, self.record_d)
+
+    @property
     def max_points(self) -> int:
         """``|A(T-1)|``: the largest internet any update reads."""
-        return self.num_human + self.num_models * self.points_per_step * max(self.num_steps - 1, 0)
+        return self.static.max_points
 
     @property
     def pool_size(self) -> int:
         """Stored points: ``|A(T)|`` (the last step's posts are stored but never read)."""
-        return self.num_human + self.num_models * self.points_per_step * self.num_steps
+        return self.static.pool_size
 
     def replace(self, **changes) -> "GMMNetworkConfig":
         return make_config(**{**_as_kwargs(self), **changes})
@@ -178,6 +196,62 @@ def paper_config(figure: int = 4, **overrides) -> GMMNetworkConfig:
     return make_config(**base)
 
 
+# --------------------------------------------------------------------------------------------------------------
+# The contract: static configuration, parameters, one replicate
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StaticConfig:
+    """What the compiled kernels depend on (:attr:`GMMNetworkConfig.static`): configurations that differ only in
+    values share one compilation.
+
+    Attributes:
+      num_models, num_components, dim, points_per_step, num_human, num_steps: ``n``, ``B``, ``d``, ``L``, ``m0``, ``T``.
+      fixed_start: every replicate starts from ``Params.initial_weights`` (else ``Pi_i(0) ~ Dirichlet(a)``).
+      record_pi, record_d: also record ``Pi(t)`` (step, model, component) and ``D(t)`` (step, model, model).
+    """
+
+    num_models: int
+    num_components: int
+    dim: int
+    points_per_step: int
+    num_human: int
+    num_steps: int
+    fixed_start: bool = False
+    record_pi: bool = False
+    record_d: bool = False
+
+    def __post_init__(self):
+        for name in ("num_models", "num_components", "dim", "points_per_step", "num_steps"):
+            _checks.positive_int(name, getattr(self, name))
+        _checks.nonnegative_int("num_human", self.num_human)
+
+    @property
+    def max_points(self) -> int:
+        """``|A(T-1)|``: the largest internet any update reads."""
+        return self.num_human + self.num_models * self.points_per_step * max(self.num_steps - 1, 0)
+
+    @property
+    def pool_size(self) -> int:
+        """Stored points: ``|A(T)|`` (the last step's posts are stored but never read)."""
+        return self.num_human + self.num_models * self.points_per_step * self.num_steps
+
+
+def _static(config) -> StaticConfig:
+    if isinstance(config, GMMNetworkConfig):
+        return config.static
+    if isinstance(config, StaticConfig):
+        return config
+    raise ValueError(f"config must be a GMMNetworkConfig (use make_config) or a StaticConfig, got "
+                     f"{type(config).__name__}")
+
+
+def _num_points(config) -> np.ndarray:
+    """``|A(t)| = m0 + n L t`` for t = 0..T-1, (step,) int64."""
+    return config.num_human + config.num_models * config.points_per_step * np.arange(config.num_steps)
+
+
 class StepSchedule(NamedTuple):
     """Per-step quantities, t = 0..T-1 (NumPy, float64): internet size, draws, coefficients."""
 
@@ -189,33 +263,109 @@ class StepSchedule(NamedTuple):
 
 def step_schedule(cfg: GMMNetworkConfig) -> StepSchedule:
     """``|A(t)| = m0 + n L t``, ``k_t = floor(beta |A(t)|)`` and the coefficients alpha_t, c_t."""
-    t = np.arange(cfg.num_steps)
-    size = cfg.num_human + cfg.num_models * cfg.points_per_step * t
+    size = _num_points(cfg)
     k = np.floor(cfg.beta * size + 1e-9).astype(np.int64)
     kk = np.maximum(k, 1)
-    alpha = 1.0 / kk if cfg.alpha is None else np.broadcast_to(np.asarray(cfg.alpha, float), t.shape).copy()
+    alpha = 1.0 / kk if cfg.alpha is None else np.broadcast_to(np.asarray(cfg.alpha, float), size.shape).copy()
     B = cfg.num_components
-    c = 1.0 / (kk * B * B) if cfg.c is None else np.broadcast_to(np.asarray(cfg.c, float), t.shape).copy()
+    c = 1.0 / (kk * B * B) if cfg.c is None else np.broadcast_to(np.asarray(cfg.c, float), size.shape).copy()
     if np.any(B * c >= 1):
         raise ValueError("c must satisfy B * c < 1 at every step")
     return StepSchedule(size, k, alpha, c)
 
 
-# --------------------------------------------------------------------------------------------------------------
-# One network
-# --------------------------------------------------------------------------------------------------------------
+class Params(NamedTuple):
+    """What a grid may vary: every value the kernels read, in the shapes the static configuration fixes.
+
+    Rule: what changes only values is a parameter; what changes shapes, the kind of start or what is recorded is
+    static (:class:`StaticConfig`). :func:`make_params` resolves a configuration's values in float64 NumPy (Sigma's
+    Cholesky factor and its inverse, ``k_t = floor(beta |A(t)|)`` and the default coefficients), so the kernels do
+    no parameter arithmetic: a cell computes the same whether it runs alone or in a grid. A grid is a list of
+    Params (:func:`simulate`, :func:`collapse_jax.driver.stack_cells`).
+    """
+
+    mu: Any  # (component, dim): the component means mu_b
+    chol: Any  # (dim, dim): the lower Cholesky factor C of Sigma = C C^T
+    whitener: Any  # (dim, dim): C^{-1}
+    num_draws: Any  # (step,) = (T,) int32: k_t, points each model reads at step t = 0..T-1
+    alpha: Any  # (step,): Algorithm 2's alpha_t
+    c: Any  # (step,): Algorithm 2's c_t, B c_t < 1
+    eps: Any  # (): Algorithm 2's pruning threshold
+    dirichlet_a: Any  # (): a of Pi_i(0) ~ Dirichlet(a, ..., a) (unused with a fixed start)
+    pi_ref: Any  # (component,): the weights of the human data's GMM
+    initial_weights: Any  # (model, component): Pi(0) with a fixed start (unused otherwise)
+
+
+def make_params(config: GMMNetworkConfig) -> Params:
+    """A configuration's values as :class:`Params` (NumPy float64, ``num_draws`` int32), resolved in float64."""
+    if not isinstance(config, GMMNetworkConfig):
+        raise ValueError(f"config must be a GMMNetworkConfig (use make_config), got {type(config).__name__}")
+    sched = step_schedule(config)
+    chol = np.linalg.cholesky(np.asarray(config.sigma, np.float64))
+    B, n = config.num_components, config.num_models
+    pi_ref = np.full(B, 1.0 / B) if config.pi_ref is None else np.asarray(config.pi_ref, np.float64)
+    start = np.full((n, B), 1.0 / B) if config.initial_weights is None else np.asarray(config.initial_weights)
+    return Params(np.asarray(config.mu, np.float64), chol, np.linalg.inv(chol), sched.num_draws.astype(np.int32),
+                  sched.alpha, sched.c, np.float64(config.eps), np.float64(config.dirichlet_a), pi_ref,
+                  start.astype(np.float64))
+
+
+def check_params(params: Params, config) -> Params:
+    """Validate one cell's values against ``config``'s sizes (a ``ValueError`` naming ``params.<field>`` and its
+    allowed range) and return them as NumPy (float64; ``num_draws`` int32)."""
+    static = _static(config)
+    if not isinstance(params, Params):
+        raise ValueError(f"params must be a gmm_network.Params (see make_params), got {type(params).__name__}")
+    n, B, d, T = static.num_models, static.num_components, static.dim, static.num_steps
+    shapes = Params(mu=(B, d), chol=(d, d), whitener=(d, d), num_draws=(T,), alpha=(T,), c=(T,), eps=(),
+                    dirichlet_a=(), pi_ref=(B,), initial_weights=(n, B))
+    v = Params(*(_checks.finite_array(f"params.{name}", x, shape=shape)
+                 for name, x, shape in zip(Params._fields, params, shapes)))
+    k = v.num_draws
+    if np.any(k != np.floor(k)) or np.any(k < 0) or np.any(k > _num_points(static)):
+        raise ValueError("params.num_draws must hold integers k_t with 0 <= k_t <= |A(t)| = m0 + n L t")
+    for name, low, high, kw in (("alpha", 0.0, 1.0, dict(low_open=True)), ("c", 0.0, 1.0 / B, dict(high_open=True)),
+                                ("eps", 0.0, 1.0, {}),
+                                ("dirichlet_a", 0.0, math.inf, dict(low_open=True, high_open=True))):
+        values = getattr(v, name)
+        for x in (values.min(), values.max()):
+            _checks.in_interval(f"params.{name}", x, low, high, **kw)
+    _checks.simplex_vector("params.pi_ref", v.pi_ref, B)
+    if static.fixed_start:
+        for i, w in enumerate(v.initial_weights):
+            _checks.simplex_vector(f"params.initial_weights[{i}]", w, B)
+    if np.any(np.triu(v.chol, 1) != 0) or np.any(np.diag(v.chol) <= 0) \
+            or np.abs(v.whitener @ v.chol - np.eye(d)).max() > 1e-6:
+        raise ValueError("params.chol must be the lower Cholesky factor of Sigma (positive diagonal) and "
+                         "params.whitener its inverse (see make_params)")
+    return v._replace(num_draws=k.astype(np.int32))
+
+
+def cast_params(params: Params, dtype) -> Params:
+    """``params`` as JAX arrays, the values in ``dtype`` (the kernels compute in it), ``num_draws`` int32."""
+    return Params(*(jnp.asarray(x, jnp.int32 if name == "num_draws" else dtype)
+                    for name, x in zip(Params._fields, params)))
+
+
+class Geometry(NamedTuple):
+    """The fixed components: means (component, dim), ``C`` and ``C^{-1}`` (dim, dim) for ``Sigma = C C^T``."""
+
+    mu: jax.Array
+    chol: jax.Array
+    whitener: jax.Array
 
 
 class State(NamedTuple):
-    """One network's state between steps."""
+    """One network between steps: the weights, the internet, and the values every step reads."""
 
-    weights: jax.Array  # (num_models, num_components)
-    pool: jax.Array  # (max_points, S): stored likelihood features of every internet point
-    key: jax.Array
+    weights: jax.Array  # (model, component)
+    pool: jax.Array  # (pool_size, S): stored likelihood features of every internet point, |A(T)| rows
+    geometry: Geometry
+    eps: jax.Array  # ()
 
 
 class Record(NamedTuple):
-    """What is recorded at every step t (before the step's update)."""
+    """What is recorded of ``Pi(t)`` at every step t = 0..T."""
 
     dnorm: jax.Array  # ()
     alive: jax.Array  # (num_models,) int8: components with positive weight
@@ -224,7 +374,7 @@ class Record(NamedTuple):
     distances: jax.Array | None  # (num_models, num_models)
 
 
-def _feature_size(cfg: GMMNetworkConfig) -> int:
+def _feature_size(cfg) -> int:
     return 1 if cfg.num_components == 2 else cfg.num_components
 
 
@@ -232,49 +382,38 @@ def _clamp(dtype) -> float:
     return 80.0 if jnp.dtype(dtype) == jnp.float32 else 700.0
 
 
-def _cholesky(cfg: GMMNetworkConfig) -> np.ndarray:
-    """Lower Cholesky factor of Sigma, computed once in float64 (a constant of the compiled kernel)."""
-    return np.linalg.cholesky(np.asarray(cfg.sigma))
-
-
-def _whitener(cfg: GMMNetworkConfig) -> np.ndarray:
-    """``L^{-1}`` for ``Sigma = L L^T``."""
-    return np.linalg.inv(_cholesky(cfg))
-
-
-def point_features(x: jax.Array, cfg: GMMNetworkConfig, dtype) -> jax.Array:
+def point_features(x: jax.Array, geometry: Geometry) -> jax.Array:
     """Stored likelihood features of points ``x`` (..., dim) -> (..., S).
 
     B = 2: ``rho = N(x; mu_1, Sigma) / N(x; mu_0, Sigma)`` (clamped to exp(+-80) in float32, which changes nothing
     for two components: a clamped ratio only matters when one weight is zero, and then the other owns the point).
     B > 2: log-likelihoods relative to their maximum (constants cancel in the ownership).
     """
-    mu = jnp.asarray(cfg.mu, dtype)
-    diff = x[..., None, :] - mu  # (..., B, d)
-    z = diff @ jnp.asarray(_whitener(cfg), dtype).T  # rows of L^{-1} (x - mu_b), Sigma = L L^T
-    quad = jnp.sum(z * z, axis=-1)
-    ll = -0.5 * quad
-    if cfg.num_components == 2:
-        clamp = _clamp(dtype)
+    diff = x[..., None, :] - geometry.mu  # (..., B, d)
+    z = diff @ geometry.whitener.T  # rows of C^{-1} (x - mu_b), Sigma = C C^T
+    ll = -0.5 * jnp.sum(z * z, axis=-1)
+    if geometry.mu.shape[0] == 2:
+        clamp = _clamp(ll.dtype)
         return jnp.exp(jnp.clip(ll[..., 1] - ll[..., 0], -clamp, clamp))[..., None]
     return ll - jnp.max(ll, axis=-1, keepdims=True)
 
 
-def draw_points(key: jax.Array, weights: jax.Array, count: int, cfg: GMMNetworkConfig, dtype) -> jax.Array:
-    """``count`` points from each GMM with ``weights`` (..., B) -> (..., count, dim).
+def draw_points(key: jax.Array, weights: jax.Array, count: int, geometry: Geometry) -> jax.Array:
+    """``count`` points from each GMM with ``weights`` (..., B) -> (..., count, dim), in the geometry's dtype.
 
     Component by inverse CDF of one uniform (thresholds past the last positive weight are set to exactly 1, so a
-    zero-weight component is never chosen), then ``x = mu_b + L z`` with ``z ~ N(0, I)``.
+    zero-weight component is never chosen), then ``x = mu_b + C z`` with ``z ~ N(0, I)``.
     """
     k_comp, k_noise = jax.random.split(key)
+    dtype, dim = geometry.mu.dtype, geometry.mu.shape[1]
     w = weights / jnp.sum(weights, axis=-1, keepdims=True)
     B = w.shape[-1]
     last = B - 1 - jnp.argmax((w > 0)[..., ::-1], axis=-1)
     cum = jnp.where(jnp.arange(B) >= last[..., None], 1.0, jnp.cumsum(w, axis=-1))
     u = jax.random.uniform(k_comp, w.shape[:-1] + (count,), dtype)
     comp = jnp.sum(u[..., None] >= cum[..., None, :-1], axis=-1)
-    noise = jax.random.normal(k_noise, w.shape[:-1] + (count, cfg.dim), dtype)
-    return jnp.asarray(cfg.mu, dtype)[comp] + noise @ jnp.asarray(_cholesky(cfg), dtype).T
+    noise = jax.random.normal(k_noise, w.shape[:-1] + (count, dim), dtype)
+    return geometry.mu[comp] + noise @ geometry.chol.T
 
 
 def ownership(p: jax.Array, feat: jax.Array) -> jax.Array:
@@ -367,7 +506,11 @@ def _update_jax(p, pool, num_points, num_draws, alpha, c, eps, key, *, block: in
     return lax.while_loop(cond, one_block, init)[0]
 
 
-def _record(p: jax.Array, cfg: GMMNetworkConfig) -> Record:
+def _record(p: jax.Array, cfg) -> Record:
+    # max(p, 0) = p (weights are never negative), but it keeps XLA from contracting the multiply of a producer fused
+    # into this computation (Pi(0) = softmax of the Dirichlet's log-gammas) with p_i - p_j into a fused
+    # multiply-add: D(0) stays exactly symmetric, zero on its diagonal and equal to the D(1) of an update-free step
+    p = jnp.maximum(p, 0)
     d = pairwise_distances(p)
     alive = jnp.sum(p > 0, axis=-1).astype(jnp.int8)
     top = jnp.argmax(p, axis=-1)
@@ -376,75 +519,92 @@ def _record(p: jax.Array, cfg: GMMNetworkConfig) -> Record:
                   d if cfg.record_d else None)
 
 
-def initial(key: jax.Array, cfg: GMMNetworkConfig, dtype=jnp.float32):
-    """``Pi(0)`` (num_models, num_components) with rows ``~ Dirichlet(a)`` (or ``cfg.initial_weights``), the
-    features of the ``m0`` human points of ``A(0)`` (m0, S) drawn from the reference GMM, and the key left for the
-    steps."""
+def initial(key: jax.Array, params: Params, config) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``Pi(0)`` (model, component) with rows ``~ Dirichlet(a)`` (or ``params.initial_weights`` with a fixed
+    start), the features (m0, S) of the ``m0`` human points of ``A(0)`` drawn from the GMM with weights
+    ``params.pi_ref``, and the key left for the steps (the native kernel's seeds); in ``params``' dtype."""
     k_pi, k_human, key = jax.random.split(key, 3)
-    B = cfg.num_components
-    if cfg.initial_weights is None:
-        weights = jax.random.dirichlet(k_pi, jnp.full((B,), cfg.dirichlet_a, dtype), (cfg.num_models,))
+    dtype = params.alpha.dtype
+    B, geometry = config.num_components, Geometry(params.mu, params.chol, params.whitener)
+    if config.fixed_start:
+        weights = params.initial_weights
     else:
-        weights = jnp.asarray(cfg.initial_weights, dtype)
-    human = jnp.zeros((0, _feature_size(cfg)), dtype)
-    if cfg.num_human > 0:
-        ref = jnp.full((B,), 1.0 / B, dtype) if cfg.pi_ref is None else jnp.asarray(cfg.pi_ref, dtype)
-        human = point_features(draw_points(k_human, ref, cfg.num_human, cfg, dtype), cfg, dtype)
+        weights = jax.random.dirichlet(k_pi, jnp.broadcast_to(params.dirichlet_a, (B,)), (config.num_models,))
+    human = jnp.zeros((0, _feature_size(config)), dtype)
+    if config.num_human > 0:
+        human = point_features(draw_points(k_human, params.pi_ref, config.num_human, geometry), geometry)
     return weights.astype(dtype), human, key
 
 
-def init_state(key: jax.Array, cfg: GMMNetworkConfig, dtype=jnp.float32) -> State:
-    """The portable kernel's state at t = 0: :func:`initial`'s weights, and the internet ``A(0)`` stored in a pool
-    with room for every later post."""
-    weights, human, key = initial(key, cfg, dtype)
-    pool = jnp.zeros((cfg.pool_size, _feature_size(cfg)), dtype)
+def init(key: jax.Array, params: Params, config) -> State:
+    """t = 0: :func:`initial`'s ``Pi(0)``, and the internet ``A(0)`` (the human points) stored in a pool with room
+    for every later post."""
+    weights, human, _ = initial(key, params, config)
+    pool = jnp.zeros((config.pool_size, _feature_size(config)), weights.dtype)
     pool = lax.dynamic_update_slice_in_dim(pool, human, 0, axis=0)
-    return State(weights, pool, key)
+    return State(weights, pool, Geometry(params.mu, params.chol, params.whitener), params.eps)
 
 
-def make_step(cfg: GMMNetworkConfig):
-    """The portable kernel's step function ``(state, xs) -> (state, record)`` of one network; ``xs`` = (active,
-    |A(t)|, k_t, alpha_t, c_t) for one step (``active`` False makes it a no-op, used to pad the last chunk)."""
-    n, L = cfg.num_models, cfg.points_per_step
-
-    def step(state: State, xs):
-        active, num_points, num_draws, alpha, c = xs
-        record = _record(state.weights, cfg)
-        key, k_post, k_draw = jax.random.split(state.key, 3)
-        dtype = state.weights.dtype
-        posts = draw_points(k_post, state.weights, L, cfg, dtype)
-        feats = point_features(posts.reshape(n * L, cfg.dim), cfg, dtype)
-        draws = jnp.where(active, num_draws, 0)
-        weights = _update_jax(state.weights, state.pool, num_points, draws, alpha.astype(dtype), c.astype(dtype),
-                              jnp.asarray(cfg.eps, dtype), k_draw)
-        # the pool has room for the last step's posts too, so this write never clips
-        pool = lax.dynamic_update_slice_in_dim(state.pool, feats, num_points, axis=0)
-        new = State(jnp.where(active, weights, state.weights), pool, jnp.where(active, key, state.key))
-        return new, record
-
-    return step
+def step_inputs(params: Params, config) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """``(|A(t)|, k_t, alpha_t, c_t)`` for the steps t -> t + 1, t = 0..T-1, each (step,) = (T,)."""
+    return jnp.asarray(_num_points(config), jnp.int32), params.num_draws, params.alpha, params.c
 
 
-def run_network(key: jax.Array, cfg: GMMNetworkConfig, *, dtype=jnp.float32, backend: str = "auto") -> Record:
-    """Simulate one network for all steps; records for t = 0..T (leading axis T+1). Pure, jit- and vmap-able."""
+def step(key: jax.Array, state: State, inputs, config) -> tuple[State, Record]:
+    """One step t -> t + 1 (seed 000, Algorithm 3): every model posts ``L`` points drawn from its GMM ``Pi_i(t)``
+    (stored at ``|A(t)|..`` of the pool), then draws ``k_t`` distinct points of ``A(t)`` uniformly and updates its
+    weights point by point with Algorithm 2 (Zivkovic & van der Heijden 2004):
+    ``p <- (1 - alpha_t) p + alpha_t (o(u) - c_t) / (1 - B c_t)``, then prunes ``p_b <= 0``. Record: ``Pi(t + 1)``'s.
+    """
+    num_points, num_draws, alpha, c = inputs
+    k_post, k_draw = jax.random.split(key)
+    n, L = config.num_models, config.points_per_step
+    posts = draw_points(k_post, state.weights, L, state.geometry)  # (model, L, dim)
+    feats = point_features(posts.reshape(n * L, config.dim), state.geometry)
+    weights = _update_jax(state.weights, state.pool, num_points, num_draws, alpha, c, state.eps, k_draw)
+    # the pool has room for the last step's posts too, so this write never clips
+    pool = lax.dynamic_update_slice_in_dim(state.pool, feats, num_points, axis=0)
+    state = state._replace(weights=weights, pool=pool)
+    return state, observe(state, config)
+
+
+def observe(state: State, config) -> Record:
+    """``||D||_F``, the live components per model, whether the network has collapsed onto one component, and (as
+    the static config asks) ``Pi`` and ``D``."""
+    return _record(state.weights, config)
+
+
+kernel = driver.scan_kernel(init, step, step_inputs, observe)
+kernel.__doc__ = """One replicate on the portable path: ``kernel(key, params, config)`` -> :class:`Record`, each field
+(step, ...) = (T + 1, ...) for t = 0..T (:func:`driver.scan_kernel`); ``params`` from :func:`cast_params`,
+``config`` a :class:`StaticConfig` (or a GMMNetworkConfig, of which only the static part is read)."""
+
+
+def run_network(key: jax.Array, cfg: GMMNetworkConfig, *, params: Params | None = None, dtype=jnp.float32,
+                backend: str = "auto") -> Record:
+    """Simulate one network for all steps; records for t = 0..T (leading axis T+1). Pure, jit- and vmap-able in
+    ``key``; ``params`` (NumPy, default :func:`make_params` of ``cfg``) are constants."""
     backend = resolve_backend(backend)
+    params = make_params(cfg) if params is None else check_params(params, cfg)
     if backend == "native":
-        return jax.tree_util.tree_map(lambda r: r[0], native_records(key[None], cfg, dtype))
-    sched = step_schedule(cfg)
-    state = init_state(key, cfg, dtype)
-    xs = _xs(sched, 0, cfg.num_steps)
-    state, records = lax.scan(make_step(cfg), state, xs)
-    final = _record(state.weights, cfg)
-    return jax.tree_util.tree_map(lambda r, f: jnp.concatenate([r, f[None]]), records, final)
+        return jax.tree_util.tree_map(lambda r: r[0], native_records(key[None], cfg, dtype, params=params))
+    return kernel(key, cast_params(params, dtype), _static(cfg))
 
 
-def native_records(keys: jax.Array, cfg: GMMNetworkConfig, dtype=jnp.float32, *, engine: str = "vector") -> Record:
+# --------------------------------------------------------------------------------------------------------------
+# The native kernel
+# --------------------------------------------------------------------------------------------------------------
+
+
+def native_records(keys: jax.Array, cfg, dtype=jnp.float32, *, params: Params | None = None,
+                   engine: str = "vector") -> Record:
     """Whole replicates in the native kernel: records (num_replicates, T+1, ...) for replicate keys (num_replicates,).
 
-    Replicate r draws Pi(0) and the human points as the portable kernel does (:func:`initial`), then four seed words
-    from its remaining key: one SplitMix64 stream for its posts and one xoshiro128++ stream per model for its draws.
-    ``engine="scalar"`` runs the same arithmetic one lane at a time (a check of the vector code: the results are
-    bit-identical).
+    Replicate r draws Pi(0) and the human points with :func:`initial` on its key itself (the portable kernel: on the
+    first half of it, :func:`driver.scan_kernel`), then four seed words from the key left: one SplitMix64 stream for
+    its posts and one xoshiro128++ stream per model for its draws. ``params``: NumPy (default :func:`make_params`
+    of ``cfg``), passed in float64 as the kernel's attributes. ``engine="scalar"`` runs the same arithmetic one lane
+    at a time (a check of the vector code: the results are bit-identical).
     """
     from collapse_jax import _native
 
@@ -452,43 +612,54 @@ def native_records(keys: jax.Array, cfg: GMMNetworkConfig, dtype=jnp.float32, *,
         raise RuntimeError("the native GMM kernel is unavailable (no C++ compiler?); use backend='jax'")
     if engine not in ("vector", "scalar"):
         raise ValueError(f"engine must be 'vector' or 'scalar', got {engine!r}")
-    if cfg.pool_size * cfg.num_components * 16 >= 2**31:  # the kernel's gathers use 32-bit offsets
+    static = _static(cfg)
+    if static.pool_size * static.num_components * 16 >= 2**31:  # the kernel's gathers use 32-bit offsets
         raise ValueError(f"the native kernel supports internets of < 2^27 / num_components points; this one holds "
-                         f"{cfg.pool_size} (reduce num_steps, num_models or points_per_step)")
+                         f"{static.pool_size} (reduce num_steps, num_models or points_per_step)")
+    params = make_params(cfg) if params is None else check_params(params, static)
     dtype = jnp.dtype(dtype)
-    weights, human, rest = jax.vmap(lambda k: initial(k, cfg, dtype))(keys)
-    if cfg.num_human == 0:  # the kernel takes at least one (unused) human row
-        human = jnp.zeros(weights.shape[:1] + (1, _feature_size(cfg)), dtype)
+    inputs = _native_inputs(keys, cast_params(params, dtype), static)
+    return _native_call(*inputs, _native_attributes(params, static), static, engine)
+
+
+def _native_inputs(keys: jax.Array, params: Params, config: StaticConfig):
+    """What the native kernel takes from JAX for replicate keys (R,): ``Pi(0)`` (R, n, B), the human points'
+    features (R, max(m0, 1), S) and four seed words (R, 4) (:func:`native_records`)."""
+    weights, human, rest = jax.vmap(lambda k: initial(k, params, config))(keys)
+    if config.num_human == 0:  # the kernel takes at least one (unused) human row
+        human = jnp.zeros(weights.shape[:1] + (1, _feature_size(config)), weights.dtype)
     seeds = jax.vmap(lambda k: jax.random.bits(k, (4,), jnp.uint32))(rest)
-    R, T1, n, B = keys.shape[0], cfg.num_steps + 1, cfg.num_models, cfg.num_components
+    return weights, human, seeds
+
+
+def _native_attributes(params: Params, config: StaticConfig) -> dict:
+    """One cell's values as the native kernel's attributes (float64 from NumPy ``params``): ``|A(t)|``, ``k_t``,
+    ``alpha_t``, ``c_t``, ``eps`` and the geometry ``mu``, ``C``, ``shift[c, b] = C^{-1} (mu_c - mu_b)``."""
+    mu, chol, whitener = (np.asarray(x, np.float64) for x in (params.mu, params.chol, params.whitener))
+    shift = (mu[:, None, :] - mu[None, :, :]) @ whitener.T
+    return dict(points=_num_points(config).astype(np.int32), draws=np.asarray(params.num_draws, np.int32),
+                alpha=np.asarray(params.alpha, np.float64), c=np.asarray(params.c, np.float64),
+                geometry=np.concatenate([mu.ravel(), chol.ravel(), shift.ravel()]).astype(np.float64),
+                eps=np.float64(params.eps))
+
+
+def _native_call(weights, human, seeds, attributes: dict, config: StaticConfig, engine: str = "vector") -> Record:
+    """The native kernel's call on :func:`_native_inputs` (jit- and shard_map-able; the attributes are constants)."""
+    from collapse_jax import _native
+
+    dtype = weights.dtype
+    R, T1, n, B = weights.shape[0], config.num_steps + 1, config.num_models, config.num_components
     shapes = (jax.ShapeDtypeStruct((R, T1), dtype), jax.ShapeDtypeStruct((R, T1, n), jnp.int8),
               jax.ShapeDtypeStruct((R, T1), jnp.int8),
-              jax.ShapeDtypeStruct((R, T1 if cfg.record_pi else 0, n, B), dtype),
-              jax.ShapeDtypeStruct((R, T1 if cfg.record_d else 0, n, n), dtype))
-    sched = step_schedule(cfg)
-    chol = _cholesky(cfg)
-    mu = np.asarray(cfg.mu)
-    shift = (mu[:, None, :] - mu[None, :, :]) @ _whitener(cfg).T  # shift[c, b] = L^{-1} (mu_c - mu_b)
+              jax.ShapeDtypeStruct((R, T1 if config.record_pi else 0, n, B), dtype),
+              jax.ShapeDtypeStruct((R, T1 if config.record_d else 0, n, n), dtype))
     call = jax.ffi.ffi_call(_native.GMM_TARGETS[dtype.name], shapes, vmap_method="broadcast_all")
     dnorm, alive, collapsed, pi, dist = call(
-        weights, human, seeds, points=sched.num_points.astype(np.int32), draws=sched.num_draws.astype(np.int32),
-        alpha=sched.alpha.astype(np.float64), c=sched.c.astype(np.float64),
-        geometry=np.concatenate([mu.ravel(), chol.ravel(), shift.ravel()]).astype(np.float64),
-        eps=np.float64(cfg.eps), clamp=np.float64(_clamp(dtype)), num_human=np.int64(cfg.num_human),
-        points_per_step=np.int64(cfg.points_per_step), dim=np.int64(cfg.dim),
+        weights, human, seeds, **attributes, clamp=np.float64(_clamp(dtype)), num_human=np.int64(config.num_human),
+        points_per_step=np.int64(config.points_per_step), dim=np.int64(config.dim),
         num_threads=np.int64(_native.cpu_threads()), engine=np.int64(engine == "scalar"))
-    return Record(dnorm, alive, collapsed.astype(bool), pi if cfg.record_pi else None,
-                  dist if cfg.record_d else None)
-
-
-def _xs(sched: StepSchedule, start: int, length: int):
-    T = sched.num_points.shape[0]
-    idx = np.arange(start, start + length)
-    valid = idx < T
-    idx = np.minimum(idx, T - 1)
-    return (jnp.asarray(valid), jnp.asarray(sched.num_points[idx], jnp.int32),
-            jnp.asarray(sched.num_draws[idx], jnp.int32), jnp.asarray(sched.alpha[idx]),
-            jnp.asarray(sched.c[idx]))
+    return Record(dnorm, alive, collapsed.astype(bool), pi if config.record_pi else None,
+                  dist if config.record_d else None)
 
 
 def resolve_backend(backend: str) -> str:
@@ -504,7 +675,7 @@ def resolve_backend(backend: str) -> str:
 
 
 class GMMNetworkResult(NamedTuple):
-    """Per replicate and step t = 0..T (NumPy arrays, replicate axis first)."""
+    """Per replicate and step t = 0..T (NumPy arrays, replicate axis first; with a grid, a grid axis before it)."""
 
     dnorm: np.ndarray  # (num_replicates, T+1): ||D(t)||_F
     alive: np.ndarray  # (num_replicates, T+1, num_models): components with positive weight
@@ -536,75 +707,87 @@ def bytes_per_replicate(cfg: GMMNetworkConfig, dtype=jnp.float32, backend: str =
     return 2 * pool + rec + 2 * n * B * item + scratch
 
 
-def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: int, *, dtype=None,
-             backend: str = "auto", first_replicate: int = 0, chunk_size: int | None = None,
-             memory_budget: int | None = None, steps_per_call: int | None = None, mesh=None,
+def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: int, *,
+             params: Params | Sequence[Params] | None = None, dtype=None, backend: str = "auto",
+             first_replicate: int = 0, chunk_size: int | None = None, memory_budget: int | None = None, mesh=None,
              progress: bool | None = None) -> GMMNetworkResult:
     """Simulate ``num_replicates`` independent networks; replicate r uses ``fold_in(key(seed), first_replicate+r)``.
 
+    ``params``: None (the config's own values, :func:`make_params`), one :class:`Params`, or a list of G Params of
+    the config's sizes (a grid, e.g. ``[make_params(config.replace(beta=b)) for b in betas]``): every result then
+    has a leading grid axis (G, R, T + 1, ...) and every cell runs the same replicates (common random numbers), so
+    cell g equals, bit for bit, a run of that cell alone. The portable kernel runs the whole grid in one compiled
+    call per chunk of replicates (:func:`collapse_jax.driver.run_replicates`, a bar in replicates; on a CPU each
+    device maps its replicates at once and the grid cell after cell, its ``lanes``); the native one runs cell after
+    cell, one kernel call per chunk (its bar follows the kernel's count of point updates).
+
     The replicate axis is sharded over all devices of ``mesh`` (default: ``jax.devices()``); results do not depend
     on the number of devices nor on ``chunk_size`` (replicates per call; default: as many as ``memory_budget``
-    bytes hold, by :func:`bytes_per_replicate`; the budget defaults to half the device's memory). The native kernel
-    runs all steps in one call per device (a progress bar follows the kernel's count of point updates, shown in
-    replicates); the portable kernel runs steps in calls of ``steps_per_call`` (default: all at once without a
-    progress bar, chunks of ~T/20 with one), its bar in steps. ``dtype``: float32 or float64 (default: float64 with
-    x64 on).
+    bytes hold, by :func:`bytes_per_replicate`; the budget defaults to half the device's memory). ``dtype``: float32
+    or float64 (default: float64 with x64 on).
     """
-    cfg = config
     R = _checks.positive_int("num_replicates", num_replicates)
     first = _checks.nonnegative_int("first_replicate", first_replicate)
-    if not isinstance(cfg, GMMNetworkConfig):
-        raise ValueError(f"config must be a GMMNetworkConfig (use make_config), got {type(cfg).__name__}")
+    if not isinstance(config, GMMNetworkConfig):
+        raise ValueError(f"config must be a GMMNetworkConfig (use make_config), got {type(config).__name__}")
+    cells, grid = _cells(params, config)
     dtype = jnp.dtype(dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True) or --x64)")
     backend = resolve_backend(backend)
     mesh = mesh or replicate_mesh()
-    _checks.fits_in_memory("num_replicates", R, record_bytes(cfg, dtype))  # the records all come back to the host
-    per = bytes_per_replicate(cfg, dtype, backend)
+    static = config.static
+    _checks.fits_in_memory("num_replicates", R, len(cells) * record_bytes(static, dtype))  # all come to the host
+    per = bytes_per_replicate(static, dtype, backend) * (1 if backend == "native" else len(cells))
     chunk = driver.chunk_replicates(R, mesh, chunk_size, memory_budget, lambda: per)
     _checks.fits_in_memory("chunk_size (replicates per call)", padded_count(chunk, mesh), per)
     show = _progress.enabled() if progress is None else progress
-    T = cfg.num_steps
-    steps = steps_per_call if steps_per_call is not None else (max(1, -(-T // 20)) if show else T)
-    steps = min(_checks.positive_int("steps_per_call", steps), T)
-    parts = [_simulate_chunk(seed, cfg, first + start, min(chunk, R - start), dtype, backend, steps, mesh, show)
-             for start in range(0, R, chunk)]
-    return GMMNetworkResult(*(None if parts[0][i] is None else np.concatenate([p[i] for p in parts])
-                              for i in range(len(GMMNetworkResult._fields))))
+    if backend == "native":
+        outs = [_simulate_native(seed, cell, static, first, R, chunk, dtype, mesh, show) for cell in cells]
+        out = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *outs)
+    else:
+        stacked, grid_axes = driver.stack_cells(cells)
+        # A step's draws are a while loop, which a vmap runs until its costliest lane is done: over a grid, G times
+        # the costliest cell (beta = 1 needs ~log|A(t)| times the draws of beta = 1/2), and over replicates sharded
+        # by jit, in lockstep across devices. On a CPU (nothing to gain from wider vmaps) each device runs its own
+        # replicates, vmapped together, and the grid one cell after the other (the driver's lanes).
+        lanes = padded_count(chunk, mesh) // mesh.size if jax.default_backend() == "cpu" else None
+        out = driver.run_replicates(kernel, cast_params(stacked, dtype), static, R, seed, grid_axes=grid_axes,
+                                    first_replicate=first, chunk_size=chunk, mesh=mesh, lanes=lanes, progress=show,
+                                    desc="gmm-network replicates")
+        if grid_axes is None:  # every cell the same values: one run serves them all
+            out = jax.tree_util.tree_map(lambda x: np.repeat(x[None], len(cells), axis=0), out)
+    return GMMNetworkResult(*(x if x is None else (x if grid else x[0]) for x in out))
 
 
-def _simulate_chunk(seed, cfg: GMMNetworkConfig, first_replicate: int, R: int, dtype, backend: str,
-                    steps_per_call: int, mesh, show: bool) -> GMMNetworkResult:
-    """Replicates ``first_replicate .. first_replicate + R - 1`` in one sharded call (native) or in calls of
-    ``steps_per_call`` steps (portable)."""
-    total = padded_count(R, mesh)
-    T = cfg.num_steps
-    sched = step_schedule(cfg)
-    keys = replicate_keys(seed, first_replicate, R)
-    if total != R:  # padding replicates (dropped below) keep every device's shard the same size
-        keys = jnp.concatenate([keys, replicate_keys(seed, first_replicate + R, total - R)])
-    sharding = replicate_sharding(mesh)
-    keys = jax.device_put(keys, sharding)
-    if backend == "native":  # whole replicates run one after another in each thread: a bar over replicates
-        per_replicate = int(np.sum(sched.num_draws)) * cfg.num_models  # point updates of one replicate
-        run = _compiled_native(cfg, mesh, dtype)
-        with _progress.bar(R, "gmm-network", unit="rep", disable=not show) as pbar, \
+def _cells(params, config: GMMNetworkConfig) -> tuple[list[Params], bool]:
+    """The cells of :func:`simulate`'s ``params`` as validated NumPy Params, and whether a grid was given."""
+    if params is None:
+        return [make_params(config)], False
+    if isinstance(params, Params):
+        return [check_params(params, config)], False
+    cells = list(params) if isinstance(params, (list, tuple)) else []
+    if not cells:
+        raise ValueError(f"params must be None, a Params or a non-empty list of Params (a grid), got {params!r}")
+    return [check_params(cell, config) for cell in cells], True
+
+
+def _simulate_native(seed, params: Params, static: StaticConfig, first_replicate: int, R: int, chunk: int, dtype,
+                     mesh, show: bool) -> Record:
+    """One cell's replicates ``first_replicate .. first_replicate + R - 1`` in the native kernel, one sharded call
+    per chunk, padded to a multiple of the mesh size; records (R, T + 1, ...) as NumPy."""
+    inputs = _compiled_native_inputs(static, mesh, dtype, params)
+    call = _compiled_native_call(static, mesh, _native_attributes(params, static))
+    per_replicate = int(np.sum(params.num_draws)) * static.num_models  # point updates of one replicate
+    parts = []
+    for start in range(0, R, chunk):  # whole replicates run one after another in each thread: a bar in replicates
+        count = min(chunk, R - start)
+        total = padded_count(count, mesh)  # padding replicates (dropped) keep every device's shard the same size
+        keys = jax.device_put(replicate_keys(seed, first_replicate + start, total), replicate_sharding(mesh))
+        with _progress.bar(count, "gmm-network", unit="rep", disable=not show) as pbar, \
                 _follow_native_progress(pbar if show else None, per_replicate * total, per_replicate):
-            rec = jax.tree_util.tree_map(lambda x: np.asarray(x)[:R], run(keys))
-        return GMMNetworkResult(rec.dnorm, rec.alive, rec.collapsed, rec.weights, rec.distances)
-    init, run_chunk, final = _compiled(cfg, sharding, dtype)
-    state = init(keys)
-    pieces = []
-    with _progress.bar(T, f"gmm-network ({R} replicates)", unit="step", disable=not show) as pbar:
-        for start in range(0, T, steps_per_call):  # every replicate advances together: a bar over steps
-            state, rec = run_chunk(state, _xs(sched, start, steps_per_call))
-            length = min(steps_per_call, T - start)
-            pieces.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:R, :length], rec))
-            pbar.update(length)
-    pieces.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:R, None], final(state.weights)))
-    cat = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=1), *pieces)
-    return GMMNetworkResult(cat.dnorm, cat.alive, cat.collapsed, cat.weights, cat.distances)
+            parts.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:count], call(*inputs(keys))))
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *parts)
 
 
 @contextlib.contextmanager
@@ -641,29 +824,32 @@ def _follow_native_progress(pbar, total_updates: int, per_replicate: int, interv
 _COMPILED: dict = {}
 
 
-def _compiled(cfg, sharding, dtype):
-    """The portable kernel's jitted initialisation, chunk-of-steps runner and final record for one configuration
-    (cached, so that repeated calls with the same configuration never recompile)."""
-    key = ("jax", cfg, sharding, jnp.dtype(dtype).name)
+START_FIELDS = ("mu", "chol", "whitener", "dirichlet_a", "pi_ref", "initial_weights")  # what :func:`initial` reads
+
+
+def _compiled_native_inputs(static: StaticConfig, mesh, dtype, params: Params):
+    """``keys -> (weights, human, seeds)`` for keys sharded over ``mesh``, with the cell's start values as constants
+    (as the native path has always computed them, so its draws stay bit for bit those of earlier versions: XLA
+    folds constants differently from traced values); compiled once per static configuration, mesh, dtype and start
+    values, so a grid over the schedules compiles it once."""
+    key = ("inputs", static, mesh, jnp.dtype(dtype).name,
+           tuple(np.asarray(getattr(params, name)).tobytes() for name in START_FIELDS))
     if key not in _COMPILED:
-        step = make_step(cfg)
-
-        def run(state, xs):
-            return jax.vmap(lambda s: lax.scan(step, s, xs))(state)
-
-        _COMPILED[key] = (jax.jit(jax.vmap(lambda k: init_state(k, cfg, dtype)), out_shardings=sharding),
-                          jax.jit(run, donate_argnums=0),
-                          jax.jit(jax.vmap(lambda w: _record(w, cfg))))
+        spec = replicate_sharding(mesh).spec
+        _COMPILED[key] = jax.jit(jax.shard_map(lambda k: _native_inputs(k, cast_params(params, dtype), static),
+                                               mesh=mesh, in_specs=spec, out_specs=spec))
     return _COMPILED[key]
 
 
-def _compiled_native(cfg, mesh, dtype):
-    """The native kernel for replicate keys sharded over ``mesh``: each device runs its shard in one call."""
-    key = ("native", cfg, mesh, jnp.dtype(dtype).name)
+def _compiled_native_call(static: StaticConfig, mesh, attributes: dict):
+    """The native kernel on inputs sharded over ``mesh``, each device running its shard in one call: compiled once
+    per static configuration, mesh and cell (its values are the call's attributes; compiling one custom call is
+    cheap)."""
+    key = ("native", static, mesh, tuple((name, np.asarray(v).tobytes()) for name, v in attributes.items()))
     if key not in _COMPILED:
         spec = replicate_sharding(mesh).spec
-        _COMPILED[key] = jax.jit(jax.shard_map(lambda k: native_records(k, cfg, dtype), mesh=mesh, in_specs=spec,
-                                               out_specs=spec))
+        _COMPILED[key] = jax.jit(jax.shard_map(lambda w, h, s: _native_call(w, h, s, attributes, static), mesh=mesh,
+                                               in_specs=(spec, spec, spec), out_specs=spec))
     return _COMPILED[key]
 
 

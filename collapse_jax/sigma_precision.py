@@ -18,7 +18,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -325,6 +325,118 @@ def jit_batched_block_stats(w: jnp.ndarray, idx: jnp.ndarray, ns: tuple[int, ...
     return jnp.stack(jax.vmap(lambda i: prefix_block_stats(w[i], ns))(idx), axis=0)
 
 
+# --------------------------------------------------------------------------------------------------------------
+# One block as a replicate (the simulator contract, docs/driver.md): for driving block-study cells through
+# collapse_jax.driver.run_replicates on any device. A block's rows are drawn from its key, not from the
+# (seed, cell, block) seed sequences of run_cell's engines: the same law, other blocks; sigma-precision's numbers
+# are unchanged (its engines do not use this path).
+# --------------------------------------------------------------------------------------------------------------
+
+
+class BlockParams(NamedTuple):
+    """One cell's population as the block kernel reads it (:func:`block_params`): the whitened rows ``W``
+    (sample, feature) and ``log det G`` of the population (), added back to every block's log det."""
+
+    rows: jax.Array
+    log_det_g: jax.Array
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    """Static: the block sizes ``ns`` (increasing integers > 1; a block is a random ordered sample of ``ns[-1]`` rows,
+    scored at each prefix length)."""
+
+    ns: tuple[int, ...]
+
+    def __post_init__(self):
+        if not self.ns or any(not isinstance(n, (int, np.integer)) for n in self.ns) or self.ns[0] < 2 \
+                or any(b <= a for a, b in zip(self.ns, self.ns[1:])):
+            raise ValueError(f"ns must be increasing integers >= 2, got {self.ns!r}")
+
+
+class BlockRecord(NamedTuple):
+    """One block's statistics at every block size, each (size,) = (len(ns),) (:class:`CellResult`'s fields)."""
+
+    logdet_g1: jax.Array
+    m2_insample: jax.Array
+    loo_mean: jax.Array
+    loo_var: jax.Array
+    loo_pair_var: jax.Array
+    loo_pair_mean: jax.Array
+
+
+def sample_rows(key: jax.Array, num_points: int, size: int, *, spare: int | None = None) -> jax.Array:
+    """``size`` distinct indices of ``num_points`` rows, (size,) int32: a uniform random ordered sample without
+    replacement, in O(size) memory for ``size <= num_points / 2`` (else a prefix of a random permutation).
+
+    The sequential rejection sampler, vectorised: ``size + spare`` candidates drawn uniformly (Lemire's exact
+    bounded integers, :func:`collapse_jax.gmm_network.bounded_uniform`; its rejected draws are skipped), repeats
+    rejected in draw order, the first ``size`` distinct candidates kept. A batch with too few (``spare`` defaults to
+    the expected repeats plus eight standard deviations, so this is rare) is redrawn whole from the next key
+    ``fold_in(key, attempt)``, which leaves the law unchanged: which values come out does not depend on how many
+    repeats there were.
+    """
+    from collapse_jax.gmm_network import bounded_uniform
+
+    num_points, size = int(num_points), int(size)
+    if not 1 <= size <= num_points < 2**32:
+        raise ValueError(f"need 1 <= size <= num_points < 2^32, got size={size}, num_points={num_points}")
+    if 2 * size > num_points:
+        return jax.random.permutation(key, num_points)[:size].astype(jnp.int32)
+    if spare is None:
+        repeats = size * size / (num_points - size)  # bounds the mean and half the variance of the repeats
+        spare = int(math.ceil(repeats + 8.0 * math.sqrt(2.0 * repeats))) + 32
+    m = size + _checks.nonnegative_int("spare", spare)
+
+    def attempt(state):
+        i, _, _ = state
+        bits = jax.random.bits(jax.random.fold_in(key, i), (m,), jnp.uint32)
+        c, fair = bounded_uniform(bits, jnp.uint32(num_points))
+        c = jnp.where(fair, c, jnp.uint32(num_points))  # rejected draws sort last and are never kept
+        order = jnp.argsort(c, stable=True)  # equal values in draw order: the first of each is kept
+        s = c[order]
+        first = jnp.concatenate([jnp.ones(1, bool), s[1:] != s[:-1]]) & (s < num_points)
+        keep = jnp.zeros(m, bool).at[order].set(first)
+        pos = jnp.nonzero(keep, size=size, fill_value=0)[0]
+        return i + 1, c[pos].astype(jnp.int32), jnp.sum(keep) >= size
+
+    return jax.lax.while_loop(lambda state: ~state[2], attempt,
+                              (jnp.int32(0), jnp.zeros(size, jnp.int32), jnp.bool_(False)))[1]
+
+
+def block_kernel(key: jax.Array, params: BlockParams, config: BlockConfig) -> BlockRecord:
+    """One block (a replicate of :func:`collapse_jax.driver.run_replicates`): rows :func:`sample_rows` of the
+    whitened population, :func:`prefix_block_stats` at every size in ``config.ns``, and ``log det G`` added back so
+    that ``logdet_g1`` is the raw rows' ``log det G_1``. Computes in ``params.rows``' dtype (float64 accumulation with
+    x64 on)."""
+    idx = sample_rows(key, params.rows.shape[0], config.ns[-1])
+    stats = prefix_block_stats(params.rows[idx], config.ns)
+    return BlockRecord(stats[0] + params.log_det_g, *stats[1:])
+
+
+def block_params(data: np.ndarray, threads: int | None = None) -> BlockParams:
+    """:class:`BlockParams` of a data set (N, d): its whitened float32 rows and exact ``log det G`` (as run_cell)."""
+    from collapse_jax import _native
+
+    w32, truth = whitened_population(data, threads or _native.spectral_threads())
+    return BlockParams(w32, np.float64(truth))
+
+
+def run_blocks(seed: int | jax.Array, params: BlockParams, config: BlockConfig, num_blocks: int, *,
+               first_block: int = 0, mesh=None, progress: bool | None = None) -> BlockRecord:
+    """The statistics of ``num_blocks`` random blocks, each field (num_blocks, len(ns)) (NumPy): block b is
+    :func:`block_kernel` at ``fold_in(key(seed), first_block + b)`` (:func:`collapse_jax.driver.run_replicates`:
+    blocks sharded over the mesh's devices); a call gathers at most :data:`JAX_BATCH_BYTES` of rows."""
+    from collapse_jax import driver
+
+    num_points, dim = np.shape(params.rows)
+    if config.ns[0] <= dim or config.ns[-1] > num_points:
+        raise ValueError(f"ns must satisfy d < ns[0] and ns[-1] <= N (d = {dim}, N = {num_points}), got {config.ns}")
+    chunk = max(1, JAX_BATCH_BYTES // (config.ns[-1] * dim * 4))  # the driver's own sizing counts only outputs
+    return driver.run_replicates(block_kernel, params, config, num_blocks, seed, first_replicate=first_block,
+                                 chunk_size=chunk, mesh=mesh, progress=progress, desc="blocks")
+
+
 def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
     """The "numpy" engine, one block: as :func:`prefix_block_stats` for float32 rows ``x``, with the O(n d^2) products
     in float32 BLAS (Gram chunks of <= 4096 rows added into a float64 accumulator, the first, worst-conditioned
@@ -452,6 +564,15 @@ def whiten(data: np.ndarray, gram: np.ndarray, threads: int, *, out: np.ndarray 
     return out, float(2.0 * np.sum(np.log(np.diag(chol))))
 
 
+def whitened_population(data: np.ndarray, threads: int, scratch: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, float]:
+    """``(W, log det G)`` of a data set: its Gram matrix streamed in float64, then :func:`whiten` (into ``scratch``
+    when given)."""
+    streamed = spectral.gram_streaming(spectral.array_chunks(data, CHUNK_ROWS), data.shape[1], dtype=jnp.float64,
+                                       threads=threads)
+    return whiten(data, streamed.gram, threads, out=scratch)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # One cell
 # --------------------------------------------------------------------------------------------------------------
@@ -505,9 +626,7 @@ def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, 
     engine = resolve_engine(engine)
     threads = _checks.positive_int("threads", threads) if threads is not None else _native.spectral_threads()
     num_points, dim = data.shape
-    streamed = spectral.gram_streaming(spectral.array_chunks(data, CHUNK_ROWS), dim, dtype=jnp.float64,
-                                       threads=threads)
-    w32, truth = whiten(data, streamed.gram, threads, out=scratch)
+    w32, truth = whitened_population(data, threads, scratch)
     timings = dict(prepare_seconds=time.perf_counter() - t0)
     n_max = int(ns[-1])
     ns_static = tuple(int(n) for n in ns)

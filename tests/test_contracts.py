@@ -4,8 +4,7 @@
   jit equals eager (``jax.disable_jit``; float64 only, where the comparison is tightest and op-by-op runs once);
   vmap over replicate keys equals a Python loop over them; the same key gives the same draw, another key another;
   the kernel computes in the dtype it was given; the driver's chunking (and lanes) is invisible;
-- the GMM network's portable kernel and the Sigma block statistics: the same, minus the init/step form and the
-  driver.
+- the Sigma block study's one-block kernel: the same, minus the init/step form.
 
 Shapes are tiny so that the eager runs stay cheap. Sharding is checked in tests/test_driver.py and
 tests/test_gmm_network.py.
@@ -48,15 +47,21 @@ def _simulators(dtype):
         "logistic": (L, L.Params(f([0.2, 1.0, -1.0]), alpha, n), L.sized_config(L.LogisticConfig(max_iter=4), n, 2)),
         "mixture_refit": (MR, MR.Params(MR.Mixture(f([0.3, 0.7]), f([-2.0, 2.0]), f([1.0, 1.0])), alpha, n),
                           MR.sized_config(MR.MixtureConfig("accumulate", max_iter=3), n)),
+        "gmm_network": (gn, gn.cast_params(gn.make_params(GMM_CONFIG), dtype), GMM_CONFIG.static),
     }
 
 
+# B = 3 in d = 2 (the log-space ownership), a full covariance, human data, eps > 0: every field of gn.Params is read
+GMM_CONFIG = gn.make_config(mu=((-2.0, 0.0), (2.0, 0.5), (0.0, 3.0)), sigma=((1.0, 0.3), (0.3, 0.8)), num_models=2,
+                            points_per_step=2, beta=0.5, dirichlet_a=0.7, num_steps=2, eps=0.05, num_human=3,
+                            pi_ref=(0.5, 0.3, 0.2), record_pi=True, record_d=True)
+
+
 def _other_kernels(dtype):
-    """name -> one replicate's kernel ``key -> pytree`` of the simulators outside the init/step form."""
-    gmm_cfg = gn.paper_config(4, num_steps=3)
+    """name -> (kernel, params, config) of the simulators with a one-replicate kernel outside the init/step form."""
+    rows = jax.random.normal(jax.random.key(3), (30, 3), dtype)
     return {
-        "gmm_network": lambda k: gn.run_network(k, gmm_cfg, dtype=dtype, backend="jax"),
-        "sigma_block": lambda k: sp.prefix_block_stats(jax.random.normal(k, (12, 3), dtype), (5, 8, 12)),
+        "sigma_block": (sp.block_kernel, sp.BlockParams(rows, jnp.asarray(0.25, dtype)), sp.BlockConfig((5, 8, 12))),
     }
 
 
@@ -131,4 +136,8 @@ def test_init_step_contract(name, dtype):
 
 @pytest.mark.parametrize("name", OTHERS)
 def test_kernel_contract(name, dtype):
-    _check_kernel(name, _other_kernels(dtype)[name], dtype)
+    kernel, params, config = _other_kernels(dtype)[name]
+    _, vmapped = _check_kernel(name, lambda k: kernel(k, params, config), dtype)
+    rtol = 1e-9 if dtype == jnp.float64 else 2e-4
+    run = driver.run_replicates(kernel, params, config, 3, 3, chunk_size=2)
+    chex.assert_trees_all_close(run, jax.tree.map(np.asarray, vmapped(replicate_keys(3, 0, 3))), rtol=rtol, atol=rtol)

@@ -13,6 +13,7 @@ from scipy import stats
 
 import gmm_reference
 from native_support import BACKENDS_HERE, NATIVE_PARAM, needs_native
+from collapse_jax import driver
 from collapse_jax import gmm_network as gn
 
 BACKENDS = BACKENDS_HERE  # loops inside a test
@@ -123,9 +124,7 @@ def test_same_seed_same_result_and_seeds_differ(backend):
 @pytest.mark.parametrize("backend", PARAMS)
 def test_vmap_equals_loop_and_chunking_is_invisible(backend):
     cfg = small_config(num_steps=12, record_pi=True)
-    batched = gn.simulate(9, cfg, 5, backend=backend, steps_per_call=5)
-    whole = gn.simulate(9, cfg, 5, backend=backend, steps_per_call=12)
-    np.testing.assert_array_equal(batched.weights, whole.weights)
+    batched = gn.simulate(9, cfg, 5, backend=backend)
     from collapse_jax.replicates import replicate_keys
 
     keys = replicate_keys(9, 0, 5)
@@ -138,7 +137,7 @@ def test_vmap_equals_loop_and_chunking_is_invisible(backend):
     # replicates are indexed globally: a slice starting at replicate 2 reproduces replicates 2..4
     part = gn.simulate(9, cfg, 3, backend=backend, first_replicate=2)
     np.testing.assert_array_equal(part.weights, batched.weights[2:])
-    chunked = gn.simulate(9, cfg, 5, backend=backend, chunk_size=2, steps_per_call=5)  # replicates per call
+    chunked = gn.simulate(9, cfg, 5, backend=backend, chunk_size=2)  # replicates per call
     np.testing.assert_array_equal(chunked.weights, batched.weights)
 
 
@@ -280,6 +279,80 @@ def test_without_native_kernels_auto_uses_jax():
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
 
 
+# ---------------------------------------------------------------------------------------------------- params and grids
+
+# B = 3 in d = 2 with human data: a grid cell may change the geometry, the start and the schedules
+GRID_BASE = dict(mu=((-2.0, 0.0), (2.0, 0.5), (0.0, 3.0)), sigma=((1.0, 0.3), (0.3, 0.8)), num_models=2,
+                 points_per_step=2, beta=0.5, num_steps=6, num_human=4, record_pi=True)
+
+
+@pytest.mark.fallback
+@pytest.mark.parametrize("backend", PARAMS)
+def test_grid_cells_equal_the_cells_run_alone(backend):
+    """A grid (a list of Params) over beta (so k_t and the default alpha_t, c_t), eps, Sigma, mu, a and pi_ref: the
+    results have a leading grid axis, and cell g equals, bit for bit, that cell run alone with the same seed (common
+    random numbers)."""
+    base = gn.make_config(**GRID_BASE)
+    cells = [base, base.replace(beta=0.9, eps=0.1),
+             base.replace(mu=((-1.0, 0.0), (1.0, 0.0), (0.0, 2.0)), sigma=((1.5, -0.2), (-0.2, 0.6)), dirichlet_a=2.0,
+                          pi_ref=(0.2, 0.2, 0.6))]
+    grid = gn.simulate(4, base, 5, params=[gn.make_params(c) for c in cells], backend=backend)
+    assert grid.dnorm.shape == (3, 5, 7) and grid.weights.shape == (3, 5, 7, 2, 3) and grid.distances is None
+    for g, cell in enumerate(cells):
+        alone = gn.simulate(4, cell, 5, backend=backend)
+        for name, a, b in zip(gn.GMMNetworkResult._fields, grid, alone):
+            if b is not None:
+                np.testing.assert_array_equal(a[g], b, err_msg=f"{backend}: cell {g}, {name}")
+    assert not np.array_equal(grid.weights[0, :, 1:], grid.weights[1, :, 1:])
+    np.testing.assert_array_equal(grid.weights[0, :, 0], grid.weights[1, :, 0])  # the same Pi(0): the same draws
+    one = gn.simulate(4, base, 5, params=[gn.make_params(base)], backend=backend)  # a grid of one cell
+    np.testing.assert_array_equal(one.weights, grid.weights[:1])
+
+
+def test_a_sweep_over_values_compiles_once():
+    """Configurations that differ only in values share their static part, so the portable kernel does not recompile
+    for other values of beta (k_t, alpha_t, c_t), neither run alone nor in a grid of the same layout."""
+    cfg = small_config(num_steps=8)
+    driver._COMPILED.clear()
+
+    def compiled():
+        return {key: fn._cache_size() for key, fn in driver._COMPILED.items() if key[0] is gn.kernel}
+
+    sizes = []
+    for betas in ((0.2, 0.6), (0.4, 1.0)):
+        gn.simulate(1, cfg.replace(beta=betas[0]), 3, backend="jax")
+        grid = gn.simulate(1, cfg, 3, params=[gn.make_params(cfg.replace(beta=b)) for b in betas], backend="jax")
+        assert grid.dnorm.shape == (2, 3, 9)
+        sizes.append(compiled())
+    assert sizes[0] == sizes[1] and sorted(sizes[0].values()) == [1, 1], sizes  # one run alone, one grid layout
+    grid_axes = driver.stack_cells([gn.make_params(cfg.replace(beta=b)) for b in (0.2, 0.6)])[1]
+    assert grid_axes.num_draws == 0 and grid_axes.alpha == 0 and grid_axes.mu is None
+
+
+def test_bad_params_name_the_field():
+    cfg = small_config(num_steps=5)
+    good = gn.make_params(cfg)
+    cases = [(good._replace(num_draws=good.num_draws + 100), "params.num_draws must hold integers k_t with 0 <= k_t"),
+             (good._replace(num_draws=good.num_draws[:4]), "params.num_draws must have shape (5)"),
+             (good._replace(alpha=np.zeros(5)), "params.alpha must lie in (0.0, 1.0]"),
+             (good._replace(c=np.full(5, 0.6)), "params.c must lie in [0.0, 0.5)"),
+             (good._replace(eps=np.nan), "params.eps must contain only finite numbers"),
+             (good._replace(mu=np.zeros((3, 1))), "params.mu must have shape (2, 1)"),
+             (good._replace(pi_ref=[0.9, 0.9]), "params.pi_ref must lie on the simplex"),
+             (good._replace(chol=np.array([[-1.0]])), "params.chol must be the lower Cholesky factor")]
+    for params, message in cases:
+        for given in (params, [good, params]):
+            with pytest.raises(ValueError) as err:
+                gn.simulate(0, cfg, 2, params=given)
+            assert message in str(err.value)
+    fixed = cfg.replace(initial_weights=((0.5, 0.5),) * 3)
+    with pytest.raises(ValueError, match=r"params.initial_weights\[1\] must lie on the simplex"):
+        gn.simulate(0, fixed, 2, params=gn.make_params(fixed)._replace(initial_weights=[[1, 0], [1, 1], [0, 1]]))
+    for given in ([], "beta"):
+        with pytest.raises(ValueError, match="params must be None, a Params or a non-empty list of Params"):
+            gn.simulate(0, cfg, 2, params=given)
+
+
 # ---------------------------------------------------------------------------------------------------- bad input
 
 
@@ -313,7 +386,7 @@ def test_bad_replicate_counts():
     with pytest.raises(ValueError, match="num_replicates=.* needs about .* GiB"):
         gn.simulate(0, gn.paper_config(4, num_steps=2000), 10**9)
     for kwargs, name in [(dict(chunk_size=0), "chunk_size"), (dict(first_replicate=-1), "first_replicate"),
-                         (dict(memory_budget=0), "memory_budget"), (dict(steps_per_call=0), "steps_per_call")]:
+                         (dict(memory_budget=0), "memory_budget")]:
         with pytest.raises(ValueError, match=f"{name} must be an integer"):
             gn.simulate(0, cfg, 2, **kwargs)
     with pytest.raises(ValueError, match="config must be a GMMNetworkConfig"):
@@ -346,9 +419,9 @@ def test_scatter_and_one_hot_bitmaps_draw_the_same(monkeypatch):
     cfg = small_config(num_steps=12)
     one_hot = gn.simulate(2, cfg, 6, backend="jax", progress=False).dnorm
     monkeypatch.setattr(gn, "SCATTER_MIN_WORDS", 0)
-    gn._COMPILED.clear()
+    driver._COMPILED.clear()  # the driver caches the compiled kernel: recompile with the scatter form
     scattered = gn.simulate(2, cfg, 6, backend="jax", progress=False).dnorm
-    gn._COMPILED.clear()
+    driver._COMPILED.clear()
     np.testing.assert_array_equal(one_hot, scattered)
 
 

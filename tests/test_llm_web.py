@@ -238,7 +238,8 @@ def test_fixed_start_gmm_network_starts_from_the_given_weights():
     # both kernels start from gmm_network.initial, which takes the given weights and still draws the human points
     import jax
 
-    w, human, _ = gmm_network.initial(jax.random.key(0), cfg.replace(initial_weights=w0))
+    fixed = cfg.replace(initial_weights=w0)
+    w, human, _ = gmm_network.initial(jax.random.key(0), gmm_network.make_params(fixed), fixed)
     np.testing.assert_allclose(np.asarray(w), w0, rtol=1e-6)
     assert human.shape == (4, 1) and np.all(np.isfinite(np.asarray(human)))
 
