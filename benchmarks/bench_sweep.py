@@ -4,8 +4,8 @@ Measures, in one run:
 1. runner overhead: the same large cells through ``sweep.run`` and one by one through the simulator's own
    ``simulate`` (both warm: a warm-up of each first), multinomial and GMM network;
 2. the targets: a 30 x 30 multinomial phase diagram (K = 50, T = 200, 1,000 replicates per cell) and 100 cells x
-   1,000 replicates of the Figure-4 GMM network (grid over the Dirichlet a of the initial weights and the component
-   spacing, which leave the cost of a replicate unchanged), end to end (compilation included, reported apart).
+   1,000 replicates of the Figure-4 GMM network (grid over beta in [0.4, 0.6] around Figure 4's 0.5 and the pruning
+   threshold eps, which leaves the cost of a replicate unchanged), end to end (compilations counted).
 
     PYTHONPATH=. python3 benchmarks/bench_sweep.py [--quick] [--out benchmarks/results/sweep.json]
 """
@@ -46,8 +46,8 @@ replicates = {replicates}
 [fixed]
 num_steps = 200
 [grid]
-dirichlet_a = {{ geomspace = [0.3, 3.0, {side}] }}
-component_spacing = {{ linspace = [6.0, 15.0, {side}] }}
+beta = {{ linspace = [0.4, 0.6, {side}] }}
+eps = {{ geomspace = [1e-6, 1e-2, {side}] }}
 """
 
 

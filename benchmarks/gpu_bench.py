@@ -273,11 +273,11 @@ def section_sigma(args, clock: Clock) -> dict:
 
 
 def section_sweep(args, clock: Clock) -> dict:
-    """The Figure-4 network over a 40 x 25 grid of (Dirichlet a, component spacing), cost-neutral axes, as far as
-    the budget goes (a subprocess, stopped at the budget; the store says how many cells were done)."""
+    """The Figure-4 network over a 40 x 25 grid of (beta in [0.4, 0.6], pruning threshold eps), as far as the budget
+    goes (a subprocess, stopped at the budget; the store says how many cells were done)."""
     text = (f'simulator = "gmm-network"\nreplicates = {args.sweep_replicates}\nbackend = "jax"\n[fixed]\n'
-            f'num_steps = {args.gmm_steps}\n[grid]\ndirichlet_a = {{ geomspace = [0.3, 3.0, {args.sweep_side[0]}] }}\n'
-            f'component_spacing = {{ linspace = [6.0, 15.0, {args.sweep_side[1]}] }}\n')
+            f'num_steps = {args.gmm_steps}\n[grid]\nbeta = {{ linspace = [0.4, 0.6, {args.sweep_side[0]}] }}\n'
+            f'eps = {{ geomspace = [1e-6, 1e-2, {args.sweep_side[1]}] }}\n')
     spec = Path(args.tmp) / "sweep.toml"
     spec.write_text(text)
     folder = Path(args.tmp) / "sweep-run"
