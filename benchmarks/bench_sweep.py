@@ -76,7 +76,7 @@ def overhead(quick: bool) -> list[dict]:
             M.simulate(0, model.truth(c), *recursion_schedules(c), M.MultinomialConfig(), reps, progress=False)
 
     rows.append(_compare("multinomial K=50 T=200", spec.num_cells, reps, 200, text, loop))
-    side, reps = (2, 500) if quick else (2, 5000)
+    side, reps = (2, 500) if quick else (2, 20000)
     text = GMM_CELLS.format(replicates=reps, side=side)
     spec = sweep_spec.parse(text)
     gmm = MODELS["gmm-network"]

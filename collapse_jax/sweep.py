@@ -30,11 +30,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import resource
 import time
 import uuid
 import warnings
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -65,17 +67,24 @@ def statistic_names(quantiles) -> list[str]:
 
 def summarize(records: np.ndarray, kind: str, quantiles) -> np.ndarray:
     """Summary over the replicate axis (axis 0) of one cell's records (replicate, step): (statistic, step) for
-    real values (NaN, e.g. a failed fit, left out), (step,) fractions for flags."""
+    real values (NaN, e.g. a failed fit, left out), (step,) fractions for flags; float64."""
     if kind == "flag":
         return records.mean(axis=0, dtype=np.float64)
-    x = np.asarray(records, np.float64)
-    count = np.sum(~np.isnan(x), axis=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps stay NaN
-        mean = np.nanmean(x, axis=0)
-        sem = np.nanstd(x, axis=0, ddof=1) / np.sqrt(count) if x.shape[0] > 1 else np.full_like(mean, np.nan)
-        qs = (np.nanquantile if np.isnan(x).any() else np.quantile)(x, quantiles, axis=0)
-    return np.concatenate([mean[None], sem[None], qs.reshape(len(quantiles), -1)])
+    x = np.asarray(records)
+    R = x.shape[0]
+    if not np.isnan(x).any():  # the common case, without NumPy's slower NaN-aware reductions
+        mean = x.mean(axis=0, dtype=np.float64)
+        sem = x.std(axis=0, ddof=1, dtype=np.float64) / np.sqrt(R) if R > 1 else np.full_like(mean, np.nan)
+        qs = np.quantile(x, quantiles, axis=0)
+    else:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps stay NaN
+            x = x.astype(np.float64)
+            mean = np.nanmean(x, axis=0)
+            sem = np.nanstd(x, axis=0, ddof=1) / np.sqrt(np.sum(~np.isnan(x), axis=0)) if R > 1 \
+                else np.full_like(mean, np.nan)
+            qs = np.nanquantile(x, quantiles, axis=0)
+    return np.concatenate([mean[None], sem[None], np.asarray(qs, np.float64).reshape(len(quantiles), -1)])
 
 
 @dataclasses.dataclass
@@ -277,7 +286,8 @@ def _write_block(arrays: dict, cells_range: range, spec: SweepSpec, model: Sweep
         if spec.keep == "replicates":
             raw = rec.astype(np.float32) if o.kind == "real" else rec.astype(bool)
             arrays[name][where] = _pad_steps(raw, steps, np.nan if o.kind == "real" else False)
-        s = np.stack([summarize(r, o.kind, spec.quantiles) for r in rec])  # (cell, [statistic,] step)
+        with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # NumPy's reductions release the GIL
+            s = np.stack(list(pool.map(lambda r, kind=o.kind: summarize(r, kind, spec.quantiles), rec)))
         for summary, row in zip(summaries, s):
             if o.kind == "real":
                 summary.update({f"{name}_{stat}": values for stat, values in zip(names, row)})
