@@ -13,7 +13,6 @@ Measures, in one run:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time

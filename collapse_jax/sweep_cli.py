@@ -3,7 +3,6 @@ diagrams): run, resume, share between processes or hosts, plot."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
