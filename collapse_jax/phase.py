@@ -109,6 +109,17 @@ def _decades(*arrays) -> float:
     return float(np.max(np.abs(np.log10(values)))) if values.size else 1.0
 
 
+def _save(fig, out: Path, name: str) -> Path:
+    """``out/name.png``, written atomically; the figure closed."""
+    from collapse_jax.results import atomic_savefig
+
+    fig.tight_layout()
+    path = out / f"{name}.png"
+    atomic_savefig(fig, path, dpi=120)
+    _plt().close(fig)
+    return path
+
+
 def _heatmap(ax, ds, var: str, x: str, y: str, *, log: bool = False, centre_one: bool = False,
              decades: float | None = None, **sel):
     """``ds[var]`` over the axes ``x`` (horizontal) and ``y``, cells at their coordinate values."""
@@ -137,8 +148,6 @@ def _heatmap(ax, ds, var: str, x: str, y: str, *, log: bool = False, centre_one:
 def plot_gmm(ds, out: Path, name: str) -> list[Path]:
     """Final ``||D||_F``, its decay exponent and the fraction that lost a component: heatmaps over two axes, lines
     over one."""
-    from collapse_jax.results import atomic_savefig
-
     plt = _plt()
     axes = [d for d in ds["cell_done"].dims]
     panels = [("final_dnorm", True), ("dnorm_decay_exponent", False), ("fraction_lost_component", False)]
@@ -149,18 +158,15 @@ def plot_gmm(ds, out: Path, name: str) -> list[Path]:
         else:
             ax.plot(ds[axes[0]].values, ds[var].values, "o-")
             ax.set_xlabel(axes[0])
-            ax.set_xscale("symlog", linthresh=1) if axes[0] == "num_human" else None
+            if axes[0] == "num_human":
+                ax.set_xscale("symlog", linthresh=1)
             ax.set_ylabel(var)
             if log:
                 ax.set_yscale("log")
         ax.set_title(var.replace("_", " "))
     replicates = json.loads(ds.attrs["sweep"])["replicates"]
     fig.suptitle(f"{name}: {replicates} GMM networks per cell, T = {ds.sizes['step'] - 1}")
-    fig.tight_layout()
-    path = out / f"{name}.png"
-    atomic_savefig(fig, path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return [_save(fig, out, name)]
 
 
 def _relative_theory(ds, **sel):
@@ -175,8 +181,6 @@ def plot_recursions(ds, out: Path, name: str) -> list[Path]:
     """Loss at T over loss at t = 0 (log colour scale; 1 = no change), one panel per regime, the exact recurrence's
     ``r_T = r_0`` contour (improvement below, collapse above) and, for replace over (alpha_decay, n_growth), the
     asymptotic consistency boundary ``n_growth = alpha_decay`` (alpha_decay < 1)."""
-    from collapse_jax.results import atomic_savefig
-
     plt = _plt()
     axes = [d for d in ds["cell_done"].dims]
     regimes = list(ds["regime"].values) if "regime" in axes else [None]
@@ -223,18 +227,12 @@ def plot_recursions(ds, out: Path, name: str) -> list[Path]:
             ax.legend(loc="upper left", fontsize=8)
         ax.set_title(f"loss(T) / loss(0){'' if regime is None else ': ' + str(regime)}")
     fig.suptitle(f"{name}: relative loss; below 1 the recursion improves on its first fit, above it collapses")
-    fig.tight_layout()
-    path = out / f"{name}.png"
-    atomic_savefig(fig, path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return [_save(fig, out, name)]
 
 
 def plot_sigma(ds, out: Path, name: str) -> list[Path]:
     """Coverage of every interval against the block size ratio n/d, one panel per value of the other axis (e.g. the
     family), the nominal level dashed."""
-    from collapse_jax.results import atomic_savefig
-
     plt = _plt()
     axes = list(ds["cell_done"].dims)
     if "ratio" not in axes or len(axes) > 2:
@@ -255,11 +253,7 @@ def plot_sigma(ds, out: Path, name: str) -> list[Path]:
     axs[0][0].legend(fontsize=8)
     fig.suptitle(f"{name}: interval coverage against block size ({json.loads(ds.attrs['sweep'])['replicates']} "
                  "blocks per cell)")
-    fig.tight_layout()
-    path = out / f"{name}.png"
-    atomic_savefig(fig, path, dpi=120)
-    plt.close(fig)
-    return [path]
+    return [_save(fig, out, name)]
 
 
 def plot(name: str, ds, out: str | Path) -> list[Path]:

@@ -10,6 +10,7 @@ bit for bit).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from typing import Any, Callable
@@ -72,7 +73,7 @@ class Output:
     description: str
 
 
-class SweepModel:
+class SweepModel(abc.ABC):
     """Base of the sweep models: parameter checks and defaults; subclasses define ``fields``, ``outputs``,
     ``group_key``, ``run`` and optionally ``theory`` and ``scalars``."""
 
@@ -94,18 +95,18 @@ class SweepModel:
     def check_cell(self, cell: dict) -> None:
         """Constraints between parameters; a ValueError whose message starts with the parameter's name."""
 
+    @abc.abstractmethod
     def num_steps(self, cell: dict) -> int:
         """Records per replicate along ``step``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def group_key(self, cell: dict, backend: str) -> tuple:
         """Cells with equal keys run in one compiled call."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def run(self, cells: list[dict], num_replicates: int, seed: int, *, backend: str, memory_budget, mesh,
             first_replicate: int = 0) -> dict[str, np.ndarray]:
         """Records of ``cells`` (one group): ``name -> (grid, replicate, step)``."""
-        raise NotImplementedError
 
     def replicate_bytes(self, cell: dict) -> int:
         """Host bytes of one replicate's records (sizes the chunks of cells)."""
