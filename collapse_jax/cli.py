@@ -13,7 +13,7 @@ import importlib
 import importlib.metadata
 import sys
 
-from collapse_jax import experiments
+from collapse_jax import cli_options, experiments
 
 # Experiment modules, each contributing one or more subcommands.
 COMMAND_MODULES = [
@@ -31,23 +31,33 @@ def build_parser() -> argparse.ArgumentParser:
         prog="collapse-jax",
         description="Monte Carlo simulators and closed-form theory for model collapse (JAX).",
     )
-    parser.add_argument("--x64", action="store_true", help="compute in float64 (default float32)")
+    cli_options.add_run_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)
     for entry in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         entry.load().add_parser(sub)
+    for command in _leaf_commands(parser):
+        cli_options.add_run_options(command, suppress=True)
     return parser
+
+
+def _leaf_commands(parser):
+    """Every subcommand parser without subcommands of its own (``nanogpt train``, not ``nanogpt``)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                if any(isinstance(a, argparse._SubParsersAction) for a in command._actions):
+                    yield from _leaf_commands(command)
+                else:
+                    yield command
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.x64:
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+    cli_options.apply_run_options(args)
     try:
         result = args.func(args)
     except ValueError as exc:  # bad input: one clear line, no traceback

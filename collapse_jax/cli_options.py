@@ -31,6 +31,33 @@ def add_replicates(parser, default: int, what: str = "Monte Carlo replicates") -
     parser.add_argument("--replicates", type=int, default=default, help=f"{what}, >= 1{_default(parser, default)}")
 
 
+def add_run_options(parser, *, suppress: bool = False) -> None:
+    """How every command computes: ``--x64``, ``--backend``, ``--progress`` / ``--no-progress``. The top-level
+    parser owns the defaults; each subcommand repeats the flags with ``suppress`` (no default of its own), so they
+    may be given before or after the command name. :func:`apply_run_options` puts them into effect."""
+    keep = {"default": argparse.SUPPRESS} if suppress else {}
+    g = parser.add_argument_group("computation (any command; before or after its name)")
+    g.add_argument("--x64", action="store_true", help="compute in float64 (default float32)", **keep)
+    g.add_argument("--backend", choices=["auto", "native", "jax"], **(keep or {"default": "auto"}),
+                   help="simulator kernels: native (C++, CPU), jax (portable pure JAX, any device), or auto: native "
+                        "on a CPU where it builds (default auto; simulators with only a JAX kernel run it)")
+    g.add_argument("--progress", dest="progress", action="store_true", **(keep or {"default": None}),
+                   help="show progress bars (default: shown unless COLLAPSE_JAX_PROGRESS=0)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", **keep, help="hide progress bars")
+
+
+def apply_run_options(args: argparse.Namespace) -> None:
+    """Put :func:`add_run_options`' flags into effect for this process (before anything is computed)."""
+    from collapse_jax import _native, progress
+
+    if args.x64:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    _native.prefer_backend(args.backend)
+    progress.set_enabled(args.progress)
+
+
 # Shared flags defined above: a config field of that name takes its flag from here (called as
 # ``COMMON[name](parser, field default, *help)``), not from the generator.
 COMMON = {"seed": lambda parser, default, *what: add_seed(parser, *what, default=default),
@@ -62,7 +89,8 @@ _SEQUENCES = {int: _sequence(int, "integers"), float: _sequence(float, "numbers"
 
 def _flag_type(hint, nargs: bool = False):
     """argparse ``type`` of a field annotation: int, float, str, bool, ``X | None`` and ``tuple[X, ...]`` (parsed
-    from one comma-separated value, or item by item, ``X``, when the flag takes ``nargs``)."""
+    from one comma-separated value, or item by item, ``X``, when the flag takes ``nargs``); other annotations need
+    a ``parse`` function in the field's metadata."""
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
         (hint,) = [a for a in args if a is not type(None)]
@@ -93,7 +121,7 @@ def add_config(parser, config_cls, *, exclude: tuple[str, ...] = (), presets: di
     """One flag per field of the frozen dataclass ``config_cls``, ``--field-name`` unless the field's metadata names
     another (``flag``; the parsed value keeps the field's name). Its type comes from the annotation, its default from
     the class, the rest from ``field(metadata={...})``: ``help`` (required: every option is documented in ``--help``),
-    ``choices``, ``metavar``, ``default_help`` (describes a default that depends on other fields) and ``nargs`` (a
+    ``parse`` (the flag's parser, e.g. JSON, where the annotation is not a plain type), ``choices``, ``metavar``, ``default_help`` (describes a default that depends on other fields) and ``nargs`` (a
     tuple field then takes space-separated values, ``--sizes 10 30``, instead of ``--sizes 10,30``). Booleans are
     ``--flag`` (true) or ``--flag true|false``. Fields in :data:`COMMON` get the shared flag (their help, if
     any, says what the option drives); ``exclude`` names fields the command sets otherwise.
@@ -123,7 +151,7 @@ def add_config(parser, config_cls, *, exclude: tuple[str, ...] = (), presets: di
         others = "".join(f"; {name} {_shown(getattr(cfg, f.name), meta)}" for name, cfg in starts.items()
                          if getattr(cfg, f.name) != default)
         text = f"{meta['help']} (default {shown}{others})"
-        kind = _flag_type(hints[f.name], "nargs" in meta)
+        kind = meta["parse"] if "parse" in meta else _flag_type(hints[f.name], "nargs" in meta)
         if kind is bool:
             parser.add_argument(flag_of(config_cls, f.name), dest=f.name, nargs="?", const=True, type=parse_bool,
                                 default=None, metavar="true|false", help=text)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -15,46 +16,6 @@ import numpy as np
 from collapse_jax import cli_options as opts
 
 PRESETS = {"fig4": 4, "fig6": 6}
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "gmm-network",
-        help="simulate the LWD network of interacting GMMs (seed 000, Figures 4-6)",
-        description=__doc__,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument("--preset", choices=sorted(PRESETS), default="fig4",
-                   help="paper setting to start from (fig4: B=2, mu=-5,5; fig6: B=11, mu_b=5(b-5)); "
-                        "the options below override it")
-    opts.add_replicates(p, 10_000, "R, replicates for the band and summaries")
-    p.add_argument("--paper-replicates", type=int, default=5,
-                   help="replicates drawn as individual lines, as in the paper (their weights are saved too)")
-    opts.add_seed(p)
-    p.add_argument("--steps", type=int, default=None, help="T, number of steps (paper: 200)")
-    p.add_argument("--models", type=int, default=None, help="n, number of GMMs (paper: 3)")
-    p.add_argument("--mu", type=_json_arg, default=None,
-                   help="component means as JSON: [m0, m1, ...] for d=1 or [[..d..], ...] (paper: [-5, 5])")
-    p.add_argument("--sigma", type=_json_arg, default=None,
-                   help="shared covariance as JSON: a variance (d=1) or a d x d matrix (paper: 1)")
-    p.add_argument("--points-per-step", type=int, default=None, help="L, points each model posts per step (3)")
-    p.add_argument("--beta", type=float, default=None, help="fraction of the internet read per step, (0, 1] (0.5)")
-    p.add_argument("--dirichlet-a", type=float, default=None, help="a of Pi_i(0) ~ Dirichlet(a) (1)")
-    p.add_argument("--eps", type=float, default=None, help="pruning threshold of Algorithm 2, [0, 1] (0)")
-    p.add_argument("--human", type=int, default=None, help="m0, human points in A(0) (0)")
-    p.add_argument("--pi-ref", type=_json_arg, default=None, help="JSON weights of the human data's GMM (uniform)")
-    p.add_argument("--alpha", type=_json_arg, default=None,
-                   help="Algorithm 2's alpha: a number, or a JSON list with one value per step (paper: 1/k_t)")
-    p.add_argument("--c", type=_json_arg, default=None,
-                   help="Algorithm 2's c: a number, or a JSON list per step (paper: 1/(k_t B^2))")
-    p.add_argument("--replicate-batch", type=int, default=20_000,
-                   help="replicates simulated per call; each finished batch is checkpointed so a rerun with the "
-                        "same --out resumes")
-    p.add_argument("--backend", choices=["auto", "native", "jax"], default="auto",
-                   help="native: C++ CPU kernel; jax: portable pure-JAX kernel (GPU); auto: native on CPU")
-    opts.add_out(p, "gmm-network-<preset>")
-    p.add_argument("--no-plots", action="store_true", help="skip the plots")
-    p.set_defaults(func=run)
 
 
 def _json_arg(text: str):
@@ -66,32 +27,89 @@ def _json_arg(text: str):
                                          "or a bracketed list, e.g. '[-5, 5]' or '[[0, 0], [3, 3]]'") from None
 
 
-def config_from_args(args):
-    from collapse_jax import gmm_network as gn
-
-    overrides = {k: v for k, v in dict(
-        num_steps=args.steps, num_models=args.models, mu=args.mu, sigma=args.sigma,
-        points_per_step=args.points_per_step, beta=args.beta, dirichlet_a=args.dirichlet_a, eps=args.eps,
-        num_human=args.human, pi_ref=args.pi_ref, alpha=args.alpha, c=args.c,
-    ).items() if v is not None}
-    return gn.paper_config(PRESETS[args.preset], **overrides)
+def _option(help: str, paper=None, **meta):
+    """A field of :class:`GmmNetworkOptions` that defaults to None (the preset's value, shown as ``paper``)."""
+    shown = {} if paper is None else {"default_help": f"the preset's; paper: {paper}"}
+    return dataclasses.field(default=None, metadata={"help": help, **shown, **meta})
 
 
-def run(args) -> int:
+@dataclasses.dataclass(frozen=True)
+class GmmNetworkOptions:
+    """The command's options: a paper preset, the network parameters that override it, and the run's sizes.
+    The network itself is :func:`collapse_jax.gmm_network.paper_config` of the preset with the overrides, which
+    checks every value before anything is compiled."""
+
+    preset: str = dataclasses.field(default="fig4", metadata={
+        "choices": sorted(PRESETS), "help": "paper setting to start from (fig4: B=2, mu=-5,5; fig6: B=11, "
+                                            "mu_b=5(b-5)); the options below override it"})
+    replicates: int = dataclasses.field(default=10_000, metadata={"help": "R, replicates for the band and summaries"})
+    paper_replicates: int = dataclasses.field(default=5, metadata={
+        "help": "replicates drawn as individual lines, as in the paper (their weights are saved too)"})
+    seed: int = 0
+    steps: int | None = _option("T, number of steps", 200)
+    models: int | None = _option("n, number of GMMs", 3)
+    mu: object = _option("component means as JSON: [m0, m1, ...] for d=1 or [[..d..], ...]", "[-5, 5]",
+                         parse=_json_arg, metavar="JSON")
+    sigma: object = _option("shared covariance as JSON: a variance (d=1) or a d x d matrix", 1, parse=_json_arg,
+                            metavar="JSON")
+    points_per_step: int | None = _option("L, points each model posts per step", 3)
+    beta: float | None = _option("fraction of the internet read per step, (0, 1]", 0.5)
+    dirichlet_a: float | None = _option("a of Pi_i(0) ~ Dirichlet(a)", 1)
+    eps: float | None = _option("pruning threshold of Algorithm 2, [0, 1]", 0)
+    human: int | None = _option("m0, human points in A(0)", 0)
+    pi_ref: object = _option("JSON weights of the human data's GMM", "uniform", parse=_json_arg, metavar="JSON")
+    alpha: object = _option("Algorithm 2's alpha: a number, or a JSON list with one value per step", "1/k_t",
+                            parse=_json_arg, metavar="JSON")
+    c: object = _option("Algorithm 2's c: a number, or a JSON list per step", "1/(k_t B^2)", parse=_json_arg,
+                        metavar="JSON")
+    replicate_batch: int = dataclasses.field(default=20_000, metadata={
+        "help": "replicates simulated per call; each finished batch is checkpointed so a rerun with the same --out "
+                "resumes"})
+
+    def network(self):
+        """The checked :class:`collapse_jax.gmm_network.NetworkConfig`: the preset with the given overrides."""
+        from collapse_jax import gmm_network as gn
+
+        overrides = {k: v for k, v in dict(
+            num_steps=self.steps, num_models=self.models, mu=self.mu, sigma=self.sigma,
+            points_per_step=self.points_per_step, beta=self.beta, dirichlet_a=self.dirichlet_a, eps=self.eps,
+            num_human=self.human, pi_ref=self.pi_ref, alpha=self.alpha, c=self.c,
+        ).items() if v is not None}
+        return gn.paper_config(PRESETS[self.preset], **overrides)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "gmm-network",
+        help="simulate the LWD network of interacting GMMs (seed 000, Figures 4-6)",
+        description=__doc__,
+    )
+    opts.add_config(p, GmmNetworkOptions)
+    opts.add_out(p, "gmm-network-<preset>")
+    p.add_argument("--no-plots", action="store_true", help="skip the plots")
+    p.set_defaults(func=lambda args: run(opts.config_from_args(GmmNetworkOptions, args), args.out,
+                                         plots=not args.no_plots))
+
+
+def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "auto", plots: bool = True) -> int:
+    """Simulate the network of ``options`` into the run folder ``out`` (resumed batch by batch when it holds an
+    unfinished run), with its theory, summary table and (unless not ``plots``) plots. ``backend`` as
+    :func:`collapse_jax.gmm_network.simulate` (``auto`` follows the command line's ``--backend``)."""
     import jax
 
     from collapse_jax import _checks
     from collapse_jax import gmm_network as gn
     from collapse_jax.results import RunFolder
 
-    cfg = config_from_args(args)  # validates every parameter before anything is compiled
-    R = _checks.positive_int("replicates", args.replicates)
-    paper_R = _checks.nonnegative_int("paper-replicates", args.paper_replicates)
-    batch = _checks.positive_int("replicate-batch", args.replicate_batch)
-    backend = gn.resolve_backend(args.backend)
-    folder = RunFolder.create(f"gmm-network-{args.preset}", args.out)
-    config = dict(command="gmm-network", preset=args.preset, replicates=R, paper_replicates=paper_R,
-                  seed=args.seed, backend=backend, replicate_batch=batch,
+    cfg = options.network()  # validates every parameter before anything is compiled
+    R = _checks.positive_int("replicates", options.replicates)
+    paper_R = _checks.nonnegative_int("paper-replicates", options.paper_replicates)
+    batch = _checks.positive_int("replicate-batch", options.replicate_batch)
+    seed = _checks.nonnegative_int("seed", options.seed)
+    backend = gn.resolve_backend(backend)
+    folder = RunFolder.create(f"gmm-network-{options.preset}", out)
+    config = dict(command="gmm-network", preset=options.preset, replicates=R, paper_replicates=paper_R,
+                  seed=seed, backend=backend, replicate_batch=batch,
                   dtype="float64" if jax.config.jax_enable_x64 else "float32", network=gn._as_kwargs(cfg))
     folder.write_config(config)
 
@@ -101,14 +119,14 @@ def run(args) -> int:
         count = min(batch, R - start)
         done = folder.load_chunk(index)
         if done is None or done["dnorm"].shape[0] != count:
-            res = gn.simulate(args.seed, cfg, count, backend=backend, first_replicate=start)
+            res = gn.simulate(seed, cfg, count, backend=backend, first_replicate=start)
             done = dict(dnorm=res.dnorm, alive=res.alive, collapsed=res.collapsed)
             folder.save_chunk(index, done)
         pieces.append(done)
     dnorm = np.concatenate([p["dnorm"] for p in pieces])
     alive = np.concatenate([p["alive"] for p in pieces])
     collapsed = np.concatenate([p["collapsed"] for p in pieces])
-    paper = gn.simulate(args.seed, cfg.replace(record_pi=True), max(paper_R, 1), backend=backend,
+    paper = gn.simulate(seed, cfg.replace(record_pi=True), max(paper_R, 1), backend=backend,
                         progress=False)
     elapsed = time.perf_counter() - t0
 
@@ -131,7 +149,7 @@ def run(args) -> int:
         fraction_dropped="fraction of replicates in which some model has a dropped component",
         fraction_collapsed="fraction of replicates collapsed onto one component")
     folder.save_arrays(arrays, labels, descriptions)
-    plots = [] if args.no_plots else make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R,
+    figures = [] if not plots else make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R,
                                                 dropped, collapsed.mean(axis=0))
     marks = [t for t in (1, 5, 20, 50, 100, 200, cfg.num_steps) if t <= cfg.num_steps]
     table = "\n".join(f"  t={t:4d}  median {summary['q50'][t]:.4f}  mean {summary['mean'][t]:.4f}  "
@@ -141,11 +159,11 @@ def run(args) -> int:
                      + table + "\n")
     folder.finish(dict(replicates=R, seconds=elapsed, median_final=float(summary["q50"][-1]),
                        mean_final=float(summary["mean"][-1]), fraction_dropped_final=float(dropped[-1])))
-    print(f"gmm-network ({args.preset}): {R} replicates x {cfg.num_steps} steps in {elapsed:.1f} s ({backend})")
+    print(f"gmm-network ({options.preset}): {R} replicates x {cfg.num_steps} steps in {elapsed:.1f} s ({backend})")
     print(table)
     print(f"results: {folder.path}/  (arrays.nc, arrays.npz, arrays.json, config.json, summary.txt)")
-    for plot in plots:
-        print(f"plot:    {plot}")
+    for figure in figures:
+        print(f"plot:    {figure}")
     return 0
 
 

@@ -596,7 +596,8 @@ def resolve_backend(backend: str, regime: str = "replace") -> str:
     """``auto``: the native kernel on a CPU with a C++ compiler; on a GPU the Pallas kernel
     (:mod:`collapse_jax.multinomial_pallas`) for the replace and accumulate regimes; else the portable ``jax`` path,
     and always for accumulate-subsample (the only backend that runs it). ``pallas`` runs in Pallas's interpreter on
-    a CPU (slow; for tests)."""
+    a CPU (slow; for tests). A preferred backend (:func:`collapse_jax._native.prefer_backend`) replaces ``auto``
+    where the regime has that backend."""
     from collapse_jax import _native
 
     if regime not in NATIVE_REGIMES and backend in ("auto", "native"):
@@ -609,7 +610,8 @@ def resolve_backend(backend: str, regime: str = "replace") -> str:
         if regime not in ("replace", "accumulate"):
             raise ValueError(f"backend='pallas' supports the replace and accumulate regimes, got {regime!r}")
         return backend
-    if backend == "auto" and jax.default_backend() == "gpu" and regime in ("replace", "accumulate"):
+    if (backend == "auto" and _native.preferred_backend() == "auto" and jax.default_backend() == "gpu"
+            and regime in ("replace", "accumulate")):
         return "pallas"
     if backend not in ("auto", "native", "jax"):
         raise ValueError(f"backend must be 'auto', 'native', 'jax' or 'pallas', got {backend!r}")

@@ -3,6 +3,7 @@ diagrams): run, resume, share between processes or hosts, plot."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -10,28 +11,48 @@ from pathlib import Path
 from collapse_jax import cli_options
 
 
-def _distributed(parser) -> None:
-    g = parser.add_argument_group("several processes or hosts (jax.distributed; each process runs its share of "
-                                  "the cells into the same store)")
-    g.add_argument("--coordinator", default=None, metavar="HOST:PORT",
-                   help="address of process 0's coordination service (or JAX_COORDINATOR_ADDRESS); with "
-                        "--num-processes and --process-id, or detected from Slurm when omitted under srun")
-    g.add_argument("--num-processes", type=int, default=None, help="processes in all (or JAX_NUM_PROCESSES)")
-    g.add_argument("--process-id", type=int, default=None, help="this process, 0 .. num-processes - 1 "
-                                                                "(or JAX_PROCESS_ID)")
+def _field(default, help: str, **meta):
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How a sweep runs (never what it computes: results do not depend on these)."""
+
+    resume: bool = _field(False, "continue the sweep in --out (cells already written are kept)")
+    cells_per_chunk: int | None = _field(None, "cells per call of the simulator; results do not depend on it",
+                                         default_help="by the memory budget")
+    memory_budget: int | None = _field(None, "bytes of records one chunk may hold",
+                                       default_help="the specification's, else a quarter of the host's memory")
+
+
+@dataclasses.dataclass(frozen=True)
+class Processes:
+    """Several processes or hosts (jax.distributed): each process runs its share of the cells into the same
+    store."""
+
+    coordinator: str | None = _field(None, "address of process 0's coordination service; with --num-processes and "
+                                           "--process-id, or detected from Slurm when omitted under srun",
+                                     metavar="HOST:PORT", default_help="JAX_COORDINATOR_ADDRESS")
+    num_processes: int | None = _field(None, "processes in all", default_help="JAX_NUM_PROCESSES")
+    process_id: int | None = _field(None, "this process, 0 .. num-processes - 1", default_help="JAX_PROCESS_ID")
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseOptions:
+    """The size of a built-in phase diagram."""
+
+    replicates: int = _field(1000, "replicates per cell")
+    steps: int | None = _field(None, "steps / generations T", default_help="the diagram's: 200, 100 for filter")
+    seed: int = 0
 
 
 def _run_options(parser) -> None:
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the sweep in --out (cells already written are kept)")
-    parser.add_argument("--cells-per-chunk", type=int, default=None,
-                        help="cells per call of the simulator (default: by the memory budget; results do not "
-                             "depend on it)")
-    parser.add_argument("--memory-budget", type=int, default=None,
-                        help="bytes of records one chunk may hold (default: the specification's, else a quarter of "
-                             "the host's memory)")
+    cli_options.add_config(parser, RunOptions)
     parser.add_argument("--no-plots", action="store_true", help="write the dataset only")
-    _distributed(parser)
+    cli_options.add_config(parser.add_argument_group(
+        "several processes or hosts (jax.distributed; each process runs its share of the cells into the same "
+        "store)"), Processes)
 
 
 def add_parser(sub) -> None:
@@ -53,10 +74,7 @@ def add_parser(sub) -> None:
                                      + ", ".join(SPECS), description=__doc__)
     q.add_argument("name", choices=sorted(SPECS), help="the diagram: " + "; ".join(
         f"{k}: {v[0]}" for k, v in SPECS.items()))
-    cli_options.add_replicates(q, 1000, "replicates per cell")
-    q.add_argument("--steps", type=int, default=None,
-                   help="steps / generations T (default: the diagram's, 200; 100 for filter)")
-    cli_options.add_seed(q)
+    cli_options.add_config(q, PhaseOptions)
     cli_options.add_out(q, "phase-NAME")
     q.add_argument("--print-spec", action="store_true", help="print the diagram's sweep specification and exit")
     _run_options(q)
@@ -65,9 +83,10 @@ def add_parser(sub) -> None:
 
 def _process(args) -> tuple[int, int]:
     """(process index, count): from jax.distributed when asked for (flags, environment or Slurm), else (0, 1)."""
-    coordinator = args.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
-    count = args.num_processes if args.num_processes is not None else os.environ.get("JAX_NUM_PROCESSES")
-    index = args.process_id if args.process_id is not None else os.environ.get("JAX_PROCESS_ID")
+    given = cli_options.config_from_args(Processes, args)
+    coordinator = given.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    count = given.num_processes if given.num_processes is not None else os.environ.get("JAX_NUM_PROCESSES")
+    index = given.process_id if given.process_id is not None else os.environ.get("JAX_PROCESS_ID")
     slurm = int(os.environ.get("SLURM_NTASKS", "1")) > 1
     if coordinator is None and count is None and not slurm:
         return 0, 1
@@ -88,9 +107,10 @@ def _execute(spec, args, name: str) -> int:
     index, count = _process(args)
     if count > 1 and args.out is None:
         raise ValueError("--out is needed with several processes (every process writes into the same folder)")
+    options = cli_options.config_from_args(RunOptions, args)
     out = RunFolder.create(name, args.out).path
-    report = sweep.run(spec, out, resume=args.resume, process_index=index, process_count=count,
-                       cells_per_chunk=args.cells_per_chunk, memory_budget=args.memory_budget)
+    report = sweep.run(spec, out, resume=options.resume, process_index=index, process_count=count,
+                       cells_per_chunk=options.cells_per_chunk, memory_budget=options.memory_budget)
     print(f"[process {index}/{count}] {report.describe()}" if count > 1 else report.describe())
     print(f"dataset: {report.path}  (xarray.open_zarr)")
     if report.cells_done == report.cells and index == 0 and not args.no_plots:
@@ -124,7 +144,8 @@ def cmd_sweep(args) -> int:
 def cmd_phase(args) -> int:
     from collapse_jax import phase, sweep_spec
 
-    text = phase.spec_text(args.name, replicates=args.replicates, steps=args.steps, seed=args.seed)
+    size = cli_options.config_from_args(PhaseOptions, args)
+    text = phase.spec_text(args.name, replicates=size.replicates, steps=size.steps, seed=size.seed)
     if args.print_spec:
         print(text)
         return 0

@@ -61,3 +61,23 @@ def test_every_option_of_every_command_has_help_and_help_works(capsys):
         for action in p._actions:
             for flag in action.option_strings:
                 assert flag in text, (path, flag)
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["gmm-network", "--mu", "1,2,3"], "argument --mu: '1,2,3' is not JSON"),
+    (["gmm-network", "--preset", "fig5"], "argument --preset: invalid choice"),
+    (["gmm-network", "--backend", "gpu"], "argument --backend: invalid choice"),
+    (["phase", "filter", "--cells-per-chunk", "two"], "argument --cells-per-chunk: invalid int value"),
+])
+def test_command_line_errors_name_the_flag(argv, flag, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    assert flag in capsys.readouterr().err
+
+
+def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert cli.main(["gmm-network", "--beta", "1.5", "--out", str(out)]) == 2
+    assert "beta" in capsys.readouterr().err
+    assert not out.exists()

@@ -434,3 +434,34 @@ def test_portable_kernel_takes_internets_beyond_65536_points():
     b = gn.simulate(2, cfg, 300, backend="native", progress=False).dnorm
     for t in (1, 2, 3):
         assert stats.ks_2samp(a[:, t], b[:, t]).pvalue > 1e-3, t
+
+
+@needs_native
+def test_gmm_network_command_runs_resumes_and_takes_the_shared_flags_anywhere(tmp_path):
+    """The generated flags reach the network, the shared --backend / --x64 / --no-progress work after the command
+    name as before it, and a second run into the same folder reuses the saved batches."""
+    import json
+
+    import numpy as np
+
+    from collapse_jax import _native, cli, gmm_network_cli, progress
+
+    out = tmp_path / "run"
+    argv = ["gmm-network", "--replicates", "6", "--paper-replicates", "1", "--steps", "4", "--models", "2",
+            "--mu", "[-3, 0, 3]", "--beta", "0.75", "--replicate-batch", "4", "--no-plots", "--out", str(out)]
+    try:
+        assert cli.main([*argv, "--backend", "native", "--no-progress"]) == 0
+        config = json.loads((out / "config.json").read_text())["config"]
+        assert config["backend"] == "native" and config["replicates"] == 6
+        network = config["network"]
+        assert network["num_models"] == 2 and network["beta"] == 0.75 and network["num_steps"] == 4
+        assert np.asarray(network["mu"]).ravel().tolist() == [-3, 0, 3]
+        assert _native.preferred_backend() == "native" and progress.enabled() is False
+        first = np.load(out / "arrays.npz")["dnorm"]
+        assert first.shape == (6, 5)
+        assert cli.main(["--backend", "native", *argv]) == 0  # resumed: both batches are loaded, not recomputed
+        assert np.array_equal(np.load(out / "arrays.npz")["dnorm"], first)
+    finally:
+        _native.prefer_backend("auto")
+        progress.set_enabled(None)
+    assert not hasattr(gmm_network_cli.GmmNetworkOptions(), "plots")  # plots are an output choice, not the config

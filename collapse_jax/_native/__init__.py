@@ -207,13 +207,34 @@ def cpu_threads() -> int:
     return max(1, cpus // max(1, len(jax.local_devices(backend="cpu"))))
 
 
+BACKENDS = ("auto", "native", "jax")
+_PREFERRED: list[str] = ["auto"]
+
+
+def prefer_backend(backend: str) -> None:
+    """What ``"auto"`` means in this process (the command line's ``--backend``): ``"auto"`` (native on CPU where it
+    builds), ``"native"`` (as auto, but an error where the kernels cannot run) or ``"jax"`` (the portable kernels
+    everywhere). Simulators with only a JAX implementation run it whatever is preferred."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    _PREFERRED[0] = backend
+
+
+def preferred_backend() -> str:
+    """The backend ``"auto"`` resolves through (:func:`prefer_backend`)."""
+    return _PREFERRED[0]
+
+
 def resolve_backend(backend: str) -> str:
-    """``"auto"`` -> ``"native"`` on the CPU backend when the kernels build, else ``"jax"`` (the portable path);
-    ``"native"`` is checked to be usable; ``"jax"`` passes through."""
+    """``"auto"`` -> the preferred backend (:func:`prefer_backend`), by default ``"native"`` on the CPU backend when
+    the kernels build, else ``"jax"`` (the portable path); ``"native"`` is checked to be usable; ``"jax"`` passes
+    through."""
     import jax
 
-    if backend not in ("auto", "native", "jax"):
+    if backend not in BACKENDS:
         raise ValueError(f"backend must be 'auto', 'native' or 'jax', got {backend!r}")
+    if backend == "auto" and _PREFERRED[0] != "auto":
+        backend = _PREFERRED[0]
     if backend == "auto":
         return "native" if jax.default_backend() == "cpu" and available() else "jax"
     if backend == "native" and (jax.default_backend() != "cpu" or not available()):
