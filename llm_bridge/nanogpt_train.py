@@ -39,7 +39,7 @@ from collapse_jax.results import RunFolder, atomic_write_json
 from llm_bridge import bpe
 from llm_bridge.encoders import require
 from llm_bridge.generators import check_texts
-from llm_bridge.nanogpt import GPTConfig, NanoGPT, committed, forward, preset_config, token_nll, without_x64
+from llm_bridge.nanogpt import PRESETS, GPTConfig, NanoGPT, committed, forward, preset_config, token_nll, without_x64
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -52,7 +52,7 @@ class CheckpointError(ValueError):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Configuration
+# Configuration (each field's metadata holds its ``nanogpt train`` flag and help: cli_options.add_config)
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -62,22 +62,27 @@ class TrainConfig:
     the time budget allows, measured before training starts); ``minutes``: stop when this much wall time has
     passed (checkpoint and final evaluation follow)."""
 
-    steps: int | None = 5000
-    minutes: float | None = None
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 100
-    weight_decay: float = 0.1
-    grad_clip: float = 1.0
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eval_every: int = 250
-    eval_windows: int = 64
-    checkpoint_every: int = 250
-    keep_checkpoints: int = 2
-    held_out_fraction: float = 0.05
-    seed: int = 0
+    steps: int | None = field(default=5000, metadata={
+        "help": "optimiser steps = schedule length (with --minutes alone: as many as the budget allows, measured "
+                "before training)"})
+    minutes: float | None = field(default=None, metadata={
+        "help": "wall-time budget: stop when it is spent, then checkpoint and evaluate", "default_help": "none"})
+    batch_size: int = field(default=32, metadata={"help": "windows per step"})
+    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate", "flag": "lr"})
+    min_lr_ratio: float = field(default=0.1, metadata={"help": "final learning rate / peak, end of the cosine"})
+    warmup_steps: int = field(default=100, metadata={"help": "linear warm-up steps", "flag": "warmup"})
+    weight_decay: float = field(default=0.1, metadata={"help": "AdamW decoupled weight decay on matrices"})
+    grad_clip: float = field(default=1.0, metadata={"help": "global gradient-norm clip"})
+    beta1: float = field(default=0.9, metadata={"help": "Adam beta1"})
+    beta2: float = field(default=0.95, metadata={"help": "Adam beta2"})
+    eval_every: int = field(default=250, metadata={"help": "held-out loss and perplexity every this many steps"})
+    eval_windows: int = field(default=64, metadata={
+        "help": "held-out windows of context+1 tokens, fixed for the run"})
+    checkpoint_every: int = field(default=250, metadata={"help": "Orbax checkpoint every this many steps"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "newest checkpoints kept, >= 2"})
+    held_out_fraction: float = field(default=0.05, metadata={
+        "help": "fraction of documents held out for evaluation", "flag": "held-out"})
+    seed: int = field(default=0, metadata={"help": "data split, initialisation, batches and dropout"})
 
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:
@@ -108,10 +113,14 @@ class DataConfig:
     s) or a ``.txt`` file or a folder of them (documents: blank-line separated paragraphs); ``tokenizer`` ``"bpe"``
     (trained on the training documents, ``vocab_size`` tokens) or ``"byte"``."""
 
-    source: str = "stdlib"
-    unit: str = "paragraph"
-    tokenizer: str = "bpe"
-    vocab_size: int = 4096
+    source: str = field(default="stdlib", metadata={
+        "help": "'stdlib' (the Python standard library's documentation) or a .txt file or folder of .txt files "
+                "(documents: blank-line separated paragraphs)", "flag": "data"})
+    unit: str = field(default="paragraph", metadata={
+        "help": "document unit of the stdlib corpus", "choices": ("paragraph", "sentence")})
+    tokenizer: str = field(default="bpe", metadata={
+        "help": "byte-level BPE trained on the training documents, or plain bytes", "choices": bpe.KINDS})
+    vocab_size: int = field(default=4096, metadata={"help": "BPE vocabulary size, >= 257"})
 
     def __post_init__(self) -> None:
         if self.unit not in ("sentence", "paragraph"):
@@ -128,13 +137,21 @@ class DataConfig:
 class ModelSpec:
     """Model sizes before the vocabulary is known: a preset (:data:`llm_bridge.nanogpt.PRESETS`) and overrides."""
 
-    preset: str = "seed003"
-    num_layers: int | None = None
-    num_heads: int | None = None
-    dim: int | None = None
-    context_length: int | None = None
-    dropout: float = 0.0
-    dtype: str = "float32"
+    preset: str = field(default="seed003", metadata={
+        "help": "model sizes to start from: " + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()),
+        "choices": tuple(PRESETS)})
+    num_layers: int | None = field(default=None, metadata={
+        "help": "number of transformer blocks (overrides the preset)", "flag": "layers",
+        "default_help": "the preset's"})
+    num_heads: int | None = field(default=None, metadata={
+        "help": "attention heads (dim must be a multiple)", "flag": "heads", "default_help": "the preset's"})
+    dim: int | None = field(default=None, metadata={"help": "embedding width", "default_help": "the preset's"})
+    context_length: int | None = field(default=None, metadata={
+        "help": "context length in tokens", "flag": "context", "default_help": "the preset's"})
+    dropout: float = field(default=0.0, metadata={"help": "dropout rate in [0, 1)"})
+    dtype: str = field(default="float32", metadata={
+        "help": "matmul dtype; parameters stay float32 (bfloat16 for accelerators)",
+        "choices": ("float32", "bfloat16")})
 
     def resolve(self, vocab_size: int) -> GPTConfig:
         return preset_config(self.preset, vocab_size, num_layers=self.num_layers, num_heads=self.num_heads,

@@ -8,6 +8,7 @@ Everything runs on a ``tiny`` model (2 layers, 2 heads, 32-d, context 32) traine
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import math
@@ -17,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import jax
@@ -26,6 +27,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from collapse_jax import cli_options as opts
 from llm_bridge import nanogpt_cli
 from llm_bridge import nanogpt as ng
 from llm_bridge import nanogpt_train as nt
@@ -514,8 +516,53 @@ def test_cli_sample_eval_and_errors(capsys, reference_run, data_dir, tmp_path):
 def test_cli_help_lists_every_option(capsys):
     with pytest.raises(SystemExit):
         _cli("train", "--help")
-    text = capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())
     for opt in ("--preset", "--layers", "--heads", "--dim", "--context", "--dropout", "--dtype", "--data",
-                "--tokenizer", "--vocab-size", "--steps", "--minutes", "--batch-size", "--lr", "--warmup",
-                "--eval-every", "--checkpoint-every", "--seed", "--out", "--resume"):
+                "--unit", "--tokenizer", "--vocab-size", "--held-out", "--steps", "--minutes", "--batch-size",
+                "--lr", "--min-lr-ratio", "--warmup", "--weight-decay", "--grad-clip", "--beta1", "--beta2",
+                "--eval-every", "--eval-windows", "--checkpoint-every", "--keep-checkpoints", "--seed", "--until",
+                "--out", "--resume"):
         assert opt in text
+    for cls in nanogpt_cli.CONFIGS:  # every field has a flag, shown with its default
+        for f in fields(cls):
+            assert opts.flag_of(cls, f.name) in text, f.name
+    for default in ("(default seed003)", "(default the preset's)", "(default 4096)", "(default 0.05)",
+                    "(default 5000)", "(default 0.001)", "(default 100)", "root random seed, >= 0 (default 0)"):
+        assert default in text
+    with pytest.raises(SystemExit):
+        _cli("sample", "x", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    for f in fields(Sampling):
+        assert opts.flag_of(Sampling, f.name) in text, f.name
+    assert "(default 64)" in text and "(default all)" in text
+
+
+def _parse(*argv):
+    parser = argparse.ArgumentParser()
+    nanogpt_cli.add_parser(parser.add_subparsers())
+    return parser.parse_args(["nanogpt", *argv])
+
+
+def test_cli_train_flags_map_onto_the_configs(tmp_path):
+    assert nanogpt_cli.configs_from_args(_parse("train")) == (nt.ModelSpec(), nt.DataConfig(), nt.TrainConfig())
+    args = _parse("train", "--preset", "tiny", "--layers", "3", "--context", "16", "--dtype", "bfloat16", "--data",
+                  str(tmp_path), "--unit", "sentence", "--vocab-size", "300", "--held-out", "0.2", "--lr", "0.01",
+                  "--warmup", "7", "--batch-size", "5", "--seed", "4")
+    assert nanogpt_cli.configs_from_args(args) == (
+        nt.ModelSpec(preset="tiny", num_layers=3, context_length=16, dtype="bfloat16"),
+        nt.DataConfig(source=str(tmp_path), unit="sentence", vocab_size=300),
+        nt.TrainConfig(held_out_fraction=0.2, learning_rate=0.01, warmup_steps=7, batch_size=5, seed=4))
+    assert nanogpt_cli.configs_from_args(args)[0].resolve(300).num_heads == ng.PRESETS["tiny"]["num_heads"]
+    tc = nanogpt_cli.configs_from_args(_parse("train", "--minutes", "2"))[2]
+    assert (tc.steps, tc.minutes) == (None, 2.0)  # --minutes alone: no step limit
+    tc = nanogpt_cli.configs_from_args(_parse("train", "--minutes", "2", "--steps", "9"))[2]
+    assert (tc.steps, tc.minutes) == (9, 2.0)
+    sample = _parse("sample", "run", "--top-k", "5", "--stop", "\n", "--max-new-tokens", "8")
+    assert opts.config_from_args(Sampling, sample) == Sampling(max_new_tokens=8, top_k=5, stop="\n")
+
+
+def test_cli_resume_refuses_configuration_flags_by_name(capsys, tmp_path):
+    assert _cli("train", "--resume", "--out", str(tmp_path), "--layers", "2", "--held-out", "0.1", "--seed", "1",
+                "--until", "3") == 2
+    assert "drop --layers, --held-out, --seed" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before anything was written
