@@ -17,7 +17,7 @@ real sentence embeddings; it needs ``n >= d + 2`` (NaN below; :func:`logdet_inte
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import jax
@@ -79,14 +79,73 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     return x / norms
 
 
-@dataclass
-class SigmaMonitor:
-    """Online Sigma-UB monitor: feed one checkpoint's embeddings ``(N, d)`` at a time with :meth:`update`.
+@dataclass(frozen=True)
+class MonitorConfig:
+    """A monitor's settings: observed block size ``n``, ridge ``eps``, unit-norm rows (Track I's assumption) and
+    the interval's nominal ``level``; checked on construction."""
 
-    The observed index set is drawn on the first update (from ``key``) and reused; every checkpoint must have the
-    same ``N`` and ``d``. Embeddings are normalised to unit norm when ``normalize`` (Track I's assumption).
-    Each update also reports ``logdet_low`` / ``logdet_center`` / ``logdet_high``: the nominal-``level``
-    leverage-jackknife interval for ``log det G`` of the checkpoint's N (normalised) rows (NaN when ``n < d + 2``).
+    n: int
+    eps: float = 1e-6
+    normalize: bool = True
+    level: float = 0.95
+
+    def __post_init__(self):
+        _checks.positive_int("n", self.n)
+        _checks.in_interval("eps", self.eps, 0.0, np.inf)
+        _checks.in_interval("level", self.level, 0.0, 1.0, low_open=True, high_open=True)
+
+
+class MonitorState(NamedTuple):
+    """Everything a monitor carries between checkpoints: the observed rows (drawn once) and the tracks so far."""
+
+    indices: np.ndarray                # (n,) observed rows of the N, sorted
+    num_points: int                    # N, rows of every checkpoint
+    dim: int                           # d
+    history: tuple[TrackValues, ...]   # one per checkpoint; history[0] is the drifts' baseline
+
+
+def init(key: jax.Array, num_points: int, dim: int, config: MonitorConfig) -> MonitorState:
+    """A monitor of checkpoints of ``num_points`` embeddings of dimension ``dim``: draws the observed rows from
+    ``key`` (:func:`observed_indices`), checks ``eps`` against the block's rank."""
+    spectral.check_eps(config.eps, num_points=config.n, dim=dim)
+    return MonitorState(observed_indices(key, num_points, config.n), num_points, dim, ())
+
+
+def step(state: MonitorState, embeddings, config: MonitorConfig) -> tuple[MonitorState, dict]:
+    """Score one checkpoint's embeddings ``(N, d)``: Track I / Track II from the observed block's Gram (seed 002,
+    Sec. 3.4), drifts against the first checkpoint, and the nominal-``level`` leverage-jackknife interval for
+    ``log det G`` of the N (normalised) rows (NaN when ``n < d + 2``). Returns the new state and the record."""
+    x = spectral.check_embeddings("embeddings", embeddings, state.dim)
+    if x.shape[0] != state.num_points:
+        raise ValueError(f"embeddings has N={x.shape[0]} rows but the run started with N={state.num_points}")
+    block = x[state.indices]
+    if config.normalize:
+        block = normalize_rows(block)
+    vals = tracks(spectral.gram(jnp.asarray(block)), config.n, state.num_points, config.eps)
+    if not all(np.isfinite(float(v)) for v in vals):
+        raise ValueError("G_1 + eps I is not positive definite at this checkpoint; use a larger eps")
+    base = state.history[0] if state.history else vals
+    if spectral.jackknife_min_block(state.dim) <= config.n <= state.num_points:
+        iv = logdet_interval(block, state.num_points, config.level)
+        interval = dict(logdet_low=float(iv.low), logdet_center=float(iv.center), logdet_high=float(iv.high))
+    else:
+        interval = dict(logdet_low=math.nan, logdet_center=math.nan, logdet_high=math.nan)
+    record = dict(checkpoint=len(state.history), **{k: float(v) for k, v in vals._asdict().items()},
+                  delta_u_lln=float(vals.u_lln - base.u_lln), delta_u_cov=float(vals.u_cov - base.u_cov),
+                  delta_gain=float(vals.gain - base.gain), **interval)
+    return state._replace(history=(*state.history, vals)), record
+
+
+def values(state: MonitorState) -> TrackValues:
+    """All checkpoints so far, stacked: each field ``(num_checkpoints,)``."""
+    return TrackValues(*(jnp.stack(v) for v in zip(*state.history)))
+
+
+@dataclass(frozen=True)
+class SigmaMonitor:
+    """:func:`init` and :func:`step` behind one immutable value, for feeding checkpoints one at a time:
+    ``monitor, record = monitor.update(embeddings)``. The observed rows are drawn from ``key`` on the first update
+    (when N and d are known); ``state`` is None until then.
     """
 
     key: jax.Array
@@ -94,43 +153,28 @@ class SigmaMonitor:
     eps: float = 1e-6
     normalize: bool = True
     level: float = 0.95
-    indices: np.ndarray | None = None
-    history: list = field(default_factory=list)
-    shape: tuple[int, int] | None = None
+    state: MonitorState | None = None
 
     def __post_init__(self):
-        self.n = _checks.positive_int("n", self.n)
-        self.eps = _checks.in_interval("eps", self.eps, 0.0, np.inf)
-        self.level = _checks.in_interval("level", self.level, 0.0, 1.0, low_open=True, high_open=True)
+        MonitorConfig(self.n, self.eps, self.normalize, self.level)  # checks the settings now, not at an update
 
-    def update(self, embeddings) -> dict:
-        """Score one checkpoint; returns its tracks and drifts against the first checkpoint."""
-        x = spectral.check_embeddings("embeddings", embeddings, None if self.shape is None else self.shape[1])
-        if self.shape is not None and x.shape[0] != self.shape[0]:
-            raise ValueError(f"embeddings has N={x.shape[0]} rows but the run started with N={self.shape[0]}")
-        num_points, d = x.shape
-        if self.indices is None:
-            spectral.check_eps(self.eps, num_points=self.n, dim=d)
-            self.indices = observed_indices(self.key, num_points, self.n)
-            self.shape = (num_points, d)
-        block = x[self.indices]
-        if self.normalize:
-            block = normalize_rows(block)
-        g1 = spectral.gram(jnp.asarray(block))
-        vals = tracks(g1, self.n, num_points, self.eps)
-        if not all(np.isfinite(float(v)) for v in vals):
-            raise ValueError("G_1 + eps I is not positive definite at this checkpoint; use a larger eps")
-        self.history.append(vals)
-        base = self.history[0]
-        if self.n >= spectral.jackknife_min_block(d) and self.n <= num_points:
-            iv = logdet_interval(block, num_points, self.level)
-            interval = dict(logdet_low=float(iv.low), logdet_center=float(iv.center), logdet_high=float(iv.high))
-        else:
-            interval = dict(logdet_low=math.nan, logdet_center=math.nan, logdet_high=math.nan)
-        return dict(checkpoint=len(self.history) - 1, **{k: float(v) for k, v in vals._asdict().items()},
-                    delta_u_lln=float(vals.u_lln - base.u_lln), delta_u_cov=float(vals.u_cov - base.u_cov),
-                    delta_gain=float(vals.gain - base.gain), **interval)
+    @property
+    def config(self) -> MonitorConfig:
+        return MonitorConfig(self.n, self.eps, self.normalize, self.level)
+
+    @property
+    def indices(self) -> np.ndarray | None:
+        return None if self.state is None else self.state.indices
+
+    def update(self, embeddings) -> tuple[SigmaMonitor, dict]:
+        """This monitor after one more checkpoint ``(N, d)``, and the checkpoint's record (see :func:`step`)."""
+        state = self.state
+        if state is None:
+            x = spectral.check_embeddings("embeddings", embeddings)
+            state = init(self.key, x.shape[0], x.shape[1], self.config)
+        state, record = step(state, embeddings, self.config)
+        return replace(self, state=state), record
 
     def values(self) -> TrackValues:
-        """All checkpoints so far, stacked: each field ``(num_checkpoints,)``."""
-        return TrackValues(*(jnp.stack(v) for v in zip(*self.history)))
+        """All checkpoints so far (see :func:`values`)."""
+        return values(self.state)

@@ -42,7 +42,7 @@ class NetworkMetrics:
 
     ``mds`` rows are model-major (row ``i * num_samples + l`` is model ``i``'s response ``l``; :attr:`model_of_row`
     gives ``i``); ``sigma`` is :meth:`SigmaMonitor.update`'s dict (tracks, and drifts against the monitor's first
-    checkpoint) and ``monitor`` the monitor to pass to the next step; both None when Sigma was not asked for.
+    checkpoint) and ``monitor`` the monitor after this step, to pass to the next; both None when Sigma was not asked for.
     """
 
     embeddings: np.ndarray   # (num_models, num_samples, dim)
@@ -135,7 +135,7 @@ def measure_embeddings(embeddings: Any, *, sigma: bool = True, monitor: SigmaMon
     sigma_values = None
     if sigma:
         monitor = monitor if monitor is not None else sigma_monitor(n * L, d, seed=seed)
-        sigma_values = monitor.update(flat)
+        monitor, sigma_values = monitor.update(flat)
     else:
         monitor = None
     return NetworkMetrics(embeddings=np.asarray(x), means=np.asarray(means), distances=np.asarray(dist),

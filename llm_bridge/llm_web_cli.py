@@ -49,7 +49,7 @@ def config_from_args(args) -> WebConfig:
 def cmd_llm_web(args) -> int:
     from llm_bridge import llm_web
 
-    experiment = [f"--{f.name.replace('_', '-')}" for f in fields(WebConfig) if getattr(args, f.name) is not None]
+    experiment = [opts.flag_of(WebConfig, f.name) for f in fields(WebConfig) if getattr(args, f.name) is not None]
     if args.analyse is not None:
         if args.resume or args.until is not None or experiment:
             raise ValueError("--analyse RUN takes no other options")

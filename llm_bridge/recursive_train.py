@@ -481,7 +481,7 @@ def run_generation(ctx: Context, setting: str, t: int, folder: Path, previous: G
 
     monitor = sigma_monitor(len(bank), emb.shape[1], seed=derive_seed(cfg.seed, rep.index, "sigma"))
     for e in [*history, emb]:
-        sigma = monitor.update(e)
+        monitor, sigma = monitor.update(e)
     report = div.diversity(responses, embeddings=emb, ngram_orders=(2,), seed=derive_seed(cfg.seed, rep.index))
     q, m_tokens = unigram(sample_ids, tok.vocab_size, tok.eot_id)
     f, _ = unigram(tok.encode_batch(all_texts), tok.vocab_size, tok.eot_id)

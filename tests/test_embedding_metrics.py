@@ -34,8 +34,8 @@ def test_matches_direct_core_calls(emb):
     np.testing.assert_array_equal(m.embeddings, emb)
 
     # Sigma: the same monitor settings fed directly; and Track values from the observed block by hand
-    ref = sigma_monitor.SigmaMonitor(jax.random.key(4), 8, eps=0.01 / 8)
-    assert m.sigma == pytest.approx(ref.update(flat), rel=1e-12, nan_ok=True)   # interval NaN: n < d + 2
+    ref, record = sigma_monitor.SigmaMonitor(jax.random.key(4), 8, eps=0.01 / 8).update(flat)
+    assert m.sigma == pytest.approx(record, rel=1e-12, nan_ok=True)   # interval NaN: n < d + 2
     np.testing.assert_array_equal(m.monitor.indices, ref.indices)
     block = sigma_monitor.normalize_rows(flat[ref.indices])
     vals = sigma_monitor.tracks(spectral.gram(jnp.asarray(block)), 8, 15, 0.01 / 8)
@@ -67,8 +67,9 @@ def test_monitor_kept_across_steps(emb):
     assert again.sigma["checkpoint"] == 1 and again.sigma["delta_u_cov"] == pytest.approx(0.0, abs=1e-12)
     # contraction: every response pulled towards its model's first response -> Track II drifts down
     shrunk = emb[:, :1] + 0.05 * (emb - emb[:, :1])
-    later = em.measure_embeddings(shrunk, monitor=first.monitor)
+    later = em.measure_embeddings(shrunk, monitor=again.monitor)
     assert later.sigma["checkpoint"] == 2 and later.sigma["delta_u_cov"] < -1.0
+    assert em.measure_embeddings(shrunk, monitor=first.monitor).sigma["checkpoint"] == 1  # monitors are values
     with pytest.raises(ValueError, match="N=10 rows but the run started with N=15"):
         em.measure_embeddings(emb[:2], monitor=first.monitor)
 

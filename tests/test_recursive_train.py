@@ -82,7 +82,10 @@ def test_sigma_recomputed_from_stored_embeddings_equals_the_recorded_drift(finis
         gens = [folder / "rep0" / "gen00"] + [folder / "rep0" / s / f"gen{t:02d}" for t in (1, 2)]
         embs = [np.load(g / "embeddings.npz")["embeddings"] for g in gens]
         monitor = sigma_monitor(embs[0].shape[0], embs[0].shape[1], seed=rt.derive_seed(config.seed, 0, "sigma"))
-        drifts = [monitor.update(e)["delta_u_lln"] for e in embs]
+        drifts = []
+        for e in embs:
+            monitor, record = monitor.update(e)
+            drifts.append(record["delta_u_lln"])
         np.testing.assert_allclose(drifts, results["curves"]["track2_drift"][i][0], rtol=1e-10, atol=1e-10)
         assert drifts[0] == 0.0
 

@@ -50,24 +50,46 @@ def test_online_monitor_detects_contraction_and_reuses_indices():
     r = np.random.default_rng(2)
     mon = sm.SigmaMonitor(jax.random.key(0), n=100, eps=1e-6)
     healthy = r.standard_normal((2000, 8))
-    first = mon.update(healthy)
+    mon, first = mon.update(healthy)
     idx = mon.indices.copy()
     assert first["delta_u_cov"] == 0.0
     collapsed = healthy * np.r_[np.ones(4), 0.05 * np.ones(4)]  # half the directions contract
-    rec = mon.update(collapsed)
-    np.testing.assert_array_equal(mon.indices, idx)
+    later, rec = mon.update(collapsed)
+    np.testing.assert_array_equal(later.indices, idx)
     assert rec["delta_u_cov"] < -5 and rec["delta_u_lln"] < -5 and rec["delta_gain"] < 0
-    assert mon.values().u_cov.shape == (2,)
+    assert later.values().u_cov.shape == (2,)
+    assert mon.values().u_cov.shape == (1,)  # a monitor is a value: updating returns a new one
     # same key, same observed set
-    mon2 = sm.SigmaMonitor(jax.random.key(0), n=100)
-    mon2.update(healthy)
+    mon2, _ = sm.SigmaMonitor(jax.random.key(0), n=100).update(healthy)
     np.testing.assert_array_equal(mon2.indices, idx)
-    np.testing.assert_array_equal(sm.drifts(mon.values()).u_cov, np.asarray([0.0, rec["delta_u_cov"]]))
+    np.testing.assert_array_equal(sm.drifts(later.values()).u_cov, np.asarray([0.0, rec["delta_u_cov"]]))
+
+
+def test_functional_monitor_equals_the_wrapper_and_replays_bit_for_bit():
+    """init/step (the contract's shape) give the wrapper's records; the same key and checkpoints give the same
+    records again."""
+    r = np.random.default_rng(5)
+    checkpoints = [r.standard_normal((400, 6)) * s for s in (1.0, np.geomspace(1, 0.1, 6), 0.5)]
+    config = sm.MonitorConfig(n=60, eps=1e-6)
+    runs = []
+    for _ in range(2):
+        state, records = sm.init(jax.random.key(7), 400, 6, config), []
+        for x in checkpoints:
+            state, rec = sm.step(state, x, config)
+            records.append(rec)
+        runs.append(records)
+    assert runs[0] == runs[1]
+    monitor, wrapped = sm.SigmaMonitor(jax.random.key(7), n=60, eps=1e-6), []
+    for x in checkpoints:
+        monitor, rec = monitor.update(x)
+        wrapped.append(rec)
+    assert wrapped == runs[0]
+    np.testing.assert_array_equal(sm.values(state).u_lln, monitor.values().u_lln)
+    assert [rec["checkpoint"] for rec in wrapped] == [0, 1, 2]
 
 
 def test_monitor_bad_input():
-    mon = sm.SigmaMonitor(jax.random.key(0), n=10)
-    mon.update(np.random.default_rng(0).standard_normal((50, 3)))
+    mon, _ = sm.SigmaMonitor(jax.random.key(0), n=10).update(np.random.default_rng(0).standard_normal((50, 3)))
     with pytest.raises(ValueError, match="non-matching dimensions"):
         mon.update(np.ones((50, 4)))
     with pytest.raises(ValueError, match="N=40"):
@@ -80,13 +102,16 @@ def test_monitor_bad_input():
         sm.SigmaMonitor(jax.random.key(0), n=2, eps=0.0).update(np.ones((50, 3)))
     with pytest.raises(ValueError, match="exceeds"):
         sm.observed_indices(jax.random.key(0), 5, 10)
+    with pytest.raises(ValueError, match="n must be"):
+        sm.MonitorConfig(n=0)
+    with pytest.raises(ValueError, match="eps"):
+        sm.SigmaMonitor(jax.random.key(0), n=5, eps=-1.0)
 
 
 def test_monitor_reports_the_jackknife_interval_for_log_det_g():
     r = np.random.default_rng(3)
     x = r.standard_normal((3000, 6)) * np.geomspace(1, 20, 6)
-    mon = sm.SigmaMonitor(jax.random.key(1), n=300)
-    rec = mon.update(x)
+    mon, rec = sm.SigmaMonitor(jax.random.key(1), n=300).update(x)
     unit = sm.normalize_rows(x)
     iv = sm.logdet_interval(unit[mon.indices], 3000)
     assert rec["logdet_center"] == pytest.approx(float(iv.center), rel=1e-12)
@@ -95,7 +120,7 @@ def test_monitor_reports_the_jackknife_interval_for_log_det_g():
     assert rec["logdet_low"] <= truth <= rec["logdet_high"]
     assert rec["logdet_high"] - rec["logdet_low"] < 2.0  # ~ 2 z sqrt(2d/n)-sized, not huge
     # too small a block for the leave-one-out sub-blocks: the tracks still come, the interval is NaN
-    small = sm.SigmaMonitor(jax.random.key(1), n=7).update(x)
+    _, small = sm.SigmaMonitor(jax.random.key(1), n=7).update(x)
     assert np.isnan(small["logdet_center"]) and np.isfinite(small["u_lln"])
     with pytest.raises(ValueError, match="level"):
         sm.SigmaMonitor(jax.random.key(1), n=30, level=1.0)
