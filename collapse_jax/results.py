@@ -263,10 +263,12 @@ class RunFolder:
             return {k: data[k] for k in data.files}
 
     def finish(self, summary: Mapping[str, Any] | None = None) -> Path:
-        """Write ``manifest.json`` last: the list of files and a summary. Its presence marks the run complete."""
+        """Write ``manifest.json`` last: the list of files, a summary, and the environment again, now that the run
+        has loaded the kernels it used (``config.json``'s is from before they were built). Its presence marks the
+        run complete."""
         files = sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*")
                        if p.is_file() and not p.name.startswith(".") and p.name != "manifest.json")
         target = self.path / "manifest.json"
-        atomic_write_json(target, {"files": files, "summary": dict(summary or {}),
+        atomic_write_json(target, {"files": files, "summary": dict(summary or {}), "environment": environment_info(),
                                    "finished": _dt.datetime.now().isoformat(timespec="seconds")})
         return target

@@ -457,6 +457,8 @@ def test_gmm_network_command_runs_resumes_and_takes_the_shared_flags_anywhere(tm
         assert network["num_models"] == 2 and network["beta"] == 0.75 and network["num_steps"] == 4
         assert np.asarray(network["mu"]).ravel().tolist() == [-3, 0, 3]
         assert _native.preferred_backend() == "native" and progress.enabled() is False
+        native = json.loads((out / "manifest.json").read_text())["environment"]["native"]
+        assert native["simulators_library"] and native["preferred_backend"] == "native"  # the kernel that ran
         first = np.load(out / "arrays.npz")["dnorm"]
         assert first.shape == (6, 5)
         assert cli.main(["--backend", "native", *argv]) == 0  # resumed: both batches are loaded, not recomputed

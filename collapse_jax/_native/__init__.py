@@ -274,7 +274,8 @@ def status(build: bool = False) -> dict:
         spectral_library()
     cxx = _compiler()
     out = {"enabled": _enabled(), "compiler": cxx, "compiler_version": _compiler_version(cxx) if cxx else None,
-           "march": os.environ.get("COLLAPSE_JAX_MARCH", "native"), "cache_dir": str(_cache_dir())}
+           "march": os.environ.get("COLLAPSE_JAX_MARCH", "native"), "cache_dir": str(_cache_dir()),
+           "preferred_backend": preferred_backend()}
     lib, spectral = _STATE.get("native"), _STATE.get("spectral_kernels")
     out["simulators_library"] = getattr(lib, "_name", None)
     if lib is not None:
