@@ -337,7 +337,7 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
       spec: a checked specification (:func:`collapse_jax.sweep_spec.load`).
       out: the sweep's folder.
       resume: continue the sweep already in ``out`` (blocks of cells not marked done run again).
-      progress: one bar over this process's cells (None: ``COLLAPSE_JAX_PROGRESS``).
+      progress: one bar over this process's cells (None: :func:`collapse_jax.progress.enabled`).
       process_index, process_count: this process takes its contiguous share of the blocks (default: all).
       mesh: devices the replicate axis is sharded over (default: this process's local devices).
       cells_per_chunk, memory_budget: override the specification's. A chunk (whole blocks, at least one) holds about
