@@ -102,6 +102,13 @@ def _flag_type(hint, nargs: bool = False):
     raise TypeError(f"no command-line type for a config field annotated {hint!r}")
 
 
+def option(default, help: str, **meta):
+    """A config field with its command-line metadata: ``option(0.5, "fraction read per step")`` is
+    ``dataclasses.field(default=0.5, metadata={"help": "fraction read per step"})``; ``meta`` as :func:`add_config`
+    reads it (``flag``, ``parse``, ``choices``, ``metavar``, ``default_help``, ``nargs``)."""
+    return dataclasses.field(default=default, metadata={"help": help, **meta})
+
+
 def flag_of(config_cls, name: str) -> str:
     """The flag :func:`add_config` gives field ``name``: ``--`` and the field's metadata ``flag`` (else its name),
     underscores as dashes."""
@@ -120,8 +127,9 @@ def add_config(parser, config_cls, *, exclude: tuple[str, ...] = (), presets: di
                preset_help: str = "") -> None:
     """One flag per field of the frozen dataclass ``config_cls``, ``--field-name`` unless the field's metadata names
     another (``flag``; the parsed value keeps the field's name). Its type comes from the annotation, its default from
-    the class, the rest from ``field(metadata={...})``: ``help`` (required: every option is documented in ``--help``),
-    ``parse`` (the flag's parser, e.g. JSON, where the annotation is not a plain type), ``choices``, ``metavar``, ``default_help`` (describes a default that depends on other fields) and ``nargs`` (a
+    the class, the rest from ``field(metadata={...})`` (or :func:`option`): ``help`` (required: every option is
+    documented in ``--help``), ``parse`` (the flag's parser, e.g. JSON, where the annotation is not a plain type),
+    ``choices``, ``metavar``, ``default_help`` (describes a default that depends on other fields) and ``nargs`` (a
     tuple field then takes space-separated values, ``--sizes 10 30``, instead of ``--sizes 10,30``). Booleans are
     ``--flag`` (true) or ``--flag true|false``. Fields in :data:`COMMON` get the shared flag (their help, if
     any, says what the option drives); ``exclude`` names fields the command sets otherwise.

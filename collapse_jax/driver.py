@@ -149,7 +149,8 @@ def run_replicates(kernel: Kernel, params, config, num_replicates: int, seed: in
         eight times the outputs.
       mesh: a one-axis device mesh (default: every device); each chunk is padded to a multiple of its size.
       lanes: see :func:`batched` (None: vmap).
-      progress: show a bar in replicates (None: :func:`collapse_jax.progress.enabled`, i.e. ``--progress`` or ``COLLAPSE_JAX_PROGRESS``).
+      progress: show a bar in replicates (None: :func:`collapse_jax.progress.enabled`, i.e. ``--progress`` or
+        ``COLLAPSE_JAX_PROGRESS``).
     """
     R = _checks.positive_int("num_replicates", num_replicates)
     mesh = mesh or replicate_mesh()

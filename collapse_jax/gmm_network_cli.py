@@ -27,10 +27,9 @@ def _json_arg(text: str):
                                          "or a bracketed list, e.g. '[-5, 5]' or '[[0, 0], [3, 3]]'") from None
 
 
-def _option(help: str, paper=None, **meta):
-    """A field of :class:`GmmNetworkOptions` that defaults to None (the preset's value, shown as ``paper``)."""
-    shown = {} if paper is None else {"default_help": f"the preset's; paper: {paper}"}
-    return dataclasses.field(default=None, metadata={"help": help, **shown, **meta})
+def _preset(help: str, paper, **meta):
+    """A field of :class:`GmmNetworkOptions` that defaults to None: the preset's value (the paper's is ``paper``)."""
+    return opts.option(None, help, default_help=f"the preset's; paper: {paper}", **meta)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,32 +38,30 @@ class GmmNetworkOptions:
     The network itself is :func:`collapse_jax.gmm_network.paper_config` of the preset with the overrides, which
     checks every value before anything is compiled."""
 
-    preset: str = dataclasses.field(default="fig4", metadata={
-        "choices": sorted(PRESETS), "help": "paper setting to start from (fig4: B=2, mu=-5,5; fig6: B=11, "
-                                            "mu_b=5(b-5)); the options below override it"})
-    replicates: int = dataclasses.field(default=10_000, metadata={"help": "R, replicates for the band and summaries"})
-    paper_replicates: int = dataclasses.field(default=5, metadata={
-        "help": "replicates drawn as individual lines, as in the paper (their weights are saved too)"})
+    preset: str = opts.option("fig4", "paper setting to start from (fig4: B=2, mu=-5,5; fig6: B=11, mu_b=5(b-5)); "
+                                      "the options below override it", choices=sorted(PRESETS))
+    replicates: int = opts.option(10_000, "R, replicates for the band and summaries")
+    paper_replicates: int = opts.option(5, "replicates drawn as individual lines, as in the paper (their weights are "
+                                           "saved too)")
     seed: int = 0
-    steps: int | None = _option("T, number of steps", 200)
-    models: int | None = _option("n, number of GMMs", 3)
-    mu: object = _option("component means as JSON: [m0, m1, ...] for d=1 or [[..d..], ...]", "[-5, 5]",
+    steps: int | None = _preset("T, number of steps", 200)
+    models: int | None = _preset("n, number of GMMs", 3)
+    mu: object = _preset("component means as JSON: [m0, m1, ...] for d=1 or [[..d..], ...]", "[-5, 5]",
                          parse=_json_arg, metavar="JSON")
-    sigma: object = _option("shared covariance as JSON: a variance (d=1) or a d x d matrix", 1, parse=_json_arg,
+    sigma: object = _preset("shared covariance as JSON: a variance (d=1) or a d x d matrix", 1, parse=_json_arg,
                             metavar="JSON")
-    points_per_step: int | None = _option("L, points each model posts per step", 3)
-    beta: float | None = _option("fraction of the internet read per step, (0, 1]", 0.5)
-    dirichlet_a: float | None = _option("a of Pi_i(0) ~ Dirichlet(a)", 1)
-    eps: float | None = _option("pruning threshold of Algorithm 2, [0, 1]", 0)
-    human: int | None = _option("m0, human points in A(0)", 0)
-    pi_ref: object = _option("JSON weights of the human data's GMM", "uniform", parse=_json_arg, metavar="JSON")
-    alpha: object = _option("Algorithm 2's alpha: a number, or a JSON list with one value per step", "1/k_t",
+    points_per_step: int | None = _preset("L, points each model posts per step", 3)
+    beta: float | None = _preset("fraction of the internet read per step, (0, 1]", 0.5)
+    dirichlet_a: float | None = _preset("a of Pi_i(0) ~ Dirichlet(a)", 1)
+    eps: float | None = _preset("pruning threshold of Algorithm 2, [0, 1]", 0)
+    human: int | None = _preset("m0, human points in A(0)", 0)
+    pi_ref: object = _preset("JSON weights of the human data's GMM", "uniform", parse=_json_arg, metavar="JSON")
+    alpha: object = _preset("Algorithm 2's alpha: a number, or a JSON list with one value per step", "1/k_t",
                             parse=_json_arg, metavar="JSON")
-    c: object = _option("Algorithm 2's c: a number, or a JSON list per step", "1/(k_t B^2)", parse=_json_arg,
+    c: object = _preset("Algorithm 2's c: a number, or a JSON list per step", "1/(k_t B^2)", parse=_json_arg,
                         metavar="JSON")
-    replicate_batch: int = dataclasses.field(default=20_000, metadata={
-        "help": "replicates simulated per call; each finished batch is checkpointed so a rerun with the same --out "
-                "resumes"})
+    replicate_batch: int = opts.option(20_000, "replicates simulated per call; each finished batch is checkpointed "
+                                                "so a rerun with the same --out resumes")
 
     def network(self):
         """The checked :class:`collapse_jax.gmm_network.NetworkConfig`: the preset with the given overrides."""

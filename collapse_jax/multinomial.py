@@ -695,7 +695,7 @@ def _by_step(alpha, n) -> tuple[int, list, list]:
 
 def _stacked(r: list) -> np.ndarray:
     """A recurrence's per-step values (floats or arrays) as one array, step last."""
-    return np.stack(np.broadcast_arrays(*r), axis=-1).astype(np.float64)
+    return np.moveaxis(np.asarray(r, np.float64), 0, -1)
 
 
 def replace_risk(p, alpha, n) -> np.ndarray:

@@ -9,20 +9,17 @@ import sys
 from pathlib import Path
 
 from collapse_jax import cli_options
-
-
-def _field(default, help: str, **meta):
-    return dataclasses.field(default=default, metadata={"help": help, **meta})
+from collapse_jax.cli_options import option
 
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
     """How a sweep runs (never what it computes: results do not depend on these)."""
 
-    resume: bool = _field(False, "continue the sweep in --out (cells already written are kept)")
-    cells_per_chunk: int | None = _field(None, "cells per call of the simulator; results do not depend on it",
+    resume: bool = option(False, "continue the sweep in --out (cells already written are kept)")
+    cells_per_chunk: int | None = option(None, "cells per call of the simulator; results do not depend on it",
                                          default_help="by the memory budget")
-    memory_budget: int | None = _field(None, "bytes of records one chunk may hold",
+    memory_budget: int | None = option(None, "bytes of records one chunk may hold",
                                        default_help="the specification's, else a quarter of the host's memory")
 
 
@@ -31,19 +28,19 @@ class Processes:
     """Several processes or hosts (jax.distributed): each process runs its share of the cells into the same
     store."""
 
-    coordinator: str | None = _field(None, "address of process 0's coordination service; with --num-processes and "
+    coordinator: str | None = option(None, "address of process 0's coordination service; with --num-processes and "
                                            "--process-id, or detected from Slurm when omitted under srun",
                                      metavar="HOST:PORT", default_help="JAX_COORDINATOR_ADDRESS")
-    num_processes: int | None = _field(None, "processes in all", default_help="JAX_NUM_PROCESSES")
-    process_id: int | None = _field(None, "this process, 0 .. num-processes - 1", default_help="JAX_PROCESS_ID")
+    num_processes: int | None = option(None, "processes in all", default_help="JAX_NUM_PROCESSES")
+    process_id: int | None = option(None, "this process, 0 .. num-processes - 1", default_help="JAX_PROCESS_ID")
 
 
 @dataclasses.dataclass(frozen=True)
 class PhaseOptions:
     """The size of a built-in phase diagram."""
 
-    replicates: int = _field(1000, "replicates per cell")
-    steps: int | None = _field(None, "steps / generations T", default_help="the diagram's: 200, 100 for filter")
+    replicates: int = option(1000, "replicates per cell")
+    steps: int | None = option(None, "steps / generations T", default_help="the diagram's: 200, 100 for filter")
     seed: int = 0
 
 
