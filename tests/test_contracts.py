@@ -1,13 +1,14 @@
 """One contract for every simulator, in float64 and float32 (x64 off, the default dtype):
 
-- the init/step simulators (docs/driver.md): the kernel is ``init`` followed by ``step`` over the per-step inputs;
-  jit equals eager (``jax.disable_jit``; float64 only, where the comparison is tightest and op-by-op runs once);
-  vmap over replicate keys equals a Python loop over them; the same key gives the same draw, another key another;
-  the kernel computes in the dtype it was given; the driver's chunking (and lanes) is invisible;
+- the init/step simulators (docs/driver.md): the kernel is ``init`` followed by ``step`` over the per-step inputs
+  (float64); jit equals eager (``jax.disable_jit``; float64 only, where the comparison is tightest and op-by-op runs
+  once); the driver's vmap over chunks of replicate keys (2 keys a call for 3 replicates: a padded chunk) equals a
+  Python loop of the jitted kernel over the same keys, so vmap, chunking and padding are invisible; the same key
+  gives the same draw, another key another; the kernel computes in the dtype it was given;
 - the Sigma block study's one-block kernel: the same, minus the init/step form.
 
-Shapes are tiny so that the eager runs stay cheap. Sharding is checked in tests/test_driver.py and
-tests/test_gmm_network.py.
+Shapes are tiny and every check reuses the one jitted kernel, so that compilation (most of the time) stays small.
+Lanes and sharding are checked in tests/test_driver.py and tests/test_gmm_network.py.
 """
 
 from __future__ import annotations
@@ -84,35 +85,38 @@ def _floats(tree):
     return [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
 
 
-def _check_kernel(name, kernel, dtype):
-    """jit == eager (float64), dtype kept, vmap == loop, same key == same draw; returns the jitted kernel and its
-    jitted vmap over 3 keys."""
-    keys = jax.random.split(jax.random.key(11), 3)
+def _check_kernel(name, kernel, params, config, dtype, lanes=None):
+    """jit == eager (float64), dtype kept, the driver's vmap over chunks of replicates == a loop of the jitted
+    kernel over the same replicate keys, same key == same draw; returns the jitted one-key kernel."""
     rtol = 1e-9 if dtype == jnp.float64 else 2e-4
-    compiled = jax.jit(kernel)
+    one = lambda k: kernel(k, params, config)  # noqa: E731
+    compiled = jax.jit(one)
+    keys = replicate_keys(3, 0, 3)  # what the driver gives replicates 0..2 of seed 3
     jitted = compiled(keys[0])
     assert all(x.dtype == dtype for x in _floats(jitted)), name  # the kernel computes in the requested dtype
     if dtype == jnp.float64:  # op-by-op execution is the slow part: once, where the comparison is tightest
         with jax.disable_jit():
-            eager = kernel(keys[0])
+            eager = one(keys[0])
         chex.assert_trees_all_close(jitted, eager, rtol=rtol, atol=rtol)
 
-    vmapped = jax.jit(jax.vmap(kernel))
-    looped = jax.tree.map(lambda *xs: jnp.stack(xs), *[compiled(k) for k in keys])
-    chex.assert_trees_all_close(vmapped(keys), looped, rtol=rtol, atol=rtol)
+    # vmap == loop, chunking invisible: the driver vmaps chunks of 2 over 3 replicates (the last one padded)
+    looped = jax.tree.map(lambda *xs: np.stack(xs), *[jax.tree.map(np.asarray, compiled(k)) for k in keys])
+    run = driver.run_replicates(kernel, params, config, 3, 3, chunk_size=2, lanes=lanes)
+    chex.assert_trees_all_close(run, looped, rtol=rtol, atol=rtol)
 
     chex.assert_trees_all_equal(compiled(keys[0]), jitted)
     other = compiled(keys[1])
     assert any(not np.array_equal(np.asarray(a), np.asarray(b))
                for a, b in zip(_floats(jitted), _floats(other))), f"{name}: two keys gave the same draw"
-    return compiled, vmapped
+    return compiled
 
 
 @pytest.mark.parametrize("name", SIMULATORS)
 def test_init_step_contract(name, dtype):
     module, params, config = _simulators(dtype)[name]
-    compiled, vmapped = _check_kernel(name, lambda k: module.kernel(k, params, config), dtype)
-    rtol = 1e-9 if dtype == jnp.float64 else 2e-4
+    compiled = _check_kernel(name, module.kernel, params, config, dtype)
+    if dtype == jnp.float32:
+        return  # the kernel is init + steps: the same code in either dtype, checked in float64 (one compile fewer)
 
     def by_hand(key):
         """init, then step over the per-step inputs (a Python loop) with the keys of driver.scan_kernel."""
@@ -127,17 +131,10 @@ def test_init_step_contract(name, dtype):
         return jax.tree.map(lambda *xs: jnp.stack(xs), *records)
 
     key = jax.random.key(5)
-    chex.assert_trees_all_close(jax.jit(by_hand)(key), compiled(key), rtol=rtol, atol=rtol)
-
-    # the driver as simulate() runs it: replicate r's draw is the kernel at fold_in(key(seed), r), whatever the chunks
-    run = driver.run_replicates(module.kernel, params, config, 3, 3, chunk_size=2, lanes=getattr(config, "lanes", None))
-    chex.assert_trees_all_close(run, jax.tree.map(np.asarray, vmapped(replicate_keys(3, 0, 3))), rtol=rtol, atol=rtol)
+    chex.assert_trees_all_close(jax.jit(by_hand)(key), compiled(key), rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("name", OTHERS)
 def test_kernel_contract(name, dtype):
     kernel, params, config = _other_kernels(dtype)[name]
-    _, vmapped = _check_kernel(name, lambda k: kernel(k, params, config), dtype)
-    rtol = 1e-9 if dtype == jnp.float64 else 2e-4
-    run = driver.run_replicates(kernel, params, config, 3, 3, chunk_size=2)
-    chex.assert_trees_all_close(run, jax.tree.map(np.asarray, vmapped(replicate_keys(3, 0, 3))), rtol=rtol, atol=rtol)
+    _check_kernel(name, kernel, params, config, dtype)
