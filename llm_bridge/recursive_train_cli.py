@@ -18,12 +18,6 @@ from collapse_jax import cli_options as opts
 from llm_bridge import recursive_train as rt
 
 
-
-def _flag(name: str) -> str:
-    """The flag of ``RecursiveConfig`` field ``name`` (``--lr`` for ``learning_rate``: see the field's metadata)."""
-    return opts.flag_of(rt.RecursiveConfig, name)
-
-
 def add_parser(sub) -> None:
     p = sub.add_parser("recursive-train", help="recursive training of the nanoGPT on its own text, beside the "
                                                "multinomial theory (seed 003 Sec. 5.2, App. D; seed 002 S1/S2)",

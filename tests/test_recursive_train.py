@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from collapse_jax import cli_options as opts
 from collapse_jax import multinomial
 from llm_bridge import recursive_train as rt
 from llm_bridge import recursive_train_cli as cli
@@ -209,7 +210,7 @@ def test_cli_help_lists_every_parameter_and_bad_input_returns_2(capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     for f in rt.RecursiveConfig.__dataclass_fields__:
-        assert cli._flag(f) in out, f
+        assert opts.flag_of(rt.RecursiveConfig, f) in out, f
     assert cli.main(["--alpha", "2", "--out", "/tmp/never-made"]) == 2
     assert "alpha" in capsys.readouterr().err
 
@@ -230,7 +231,7 @@ def test_presets_are_valid_and_the_command_is_registered():
 def _cli_args(config, out):
     args = []
     for name, value in config.__dict__.items():
-        args += [cli._flag(name), ",".join(value) if name == "settings" else str(value)]
+        args += [opts.flag_of(rt.RecursiveConfig, name), ",".join(value) if name == "settings" else str(value)]
     return [sys.executable, "-m", "llm_bridge.recursive_train_cli", *args, "--out", str(out)]
 
 
