@@ -64,7 +64,7 @@ class GmmNetworkOptions:
                                                 "so a rerun with the same --out resumes")
 
     def network(self):
-        """The checked :class:`collapse_jax.gmm_network.NetworkConfig`: the preset with the given overrides."""
+        """The checked :class:`collapse_jax.gmm_network.GMMNetworkConfig`: the preset with the given overrides."""
         from collapse_jax import gmm_network as gn
 
         overrides = {k: v for k, v in dict(
