@@ -401,7 +401,12 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
         peak_device = None if not stats else int(stats.get("peak_bytes_in_use", 0)) or None
     except Exception:  # backends without memory statistics (the CPU)
         peak_device = None
-    return SweepReport(path=path, cells=spec.num_cells, cells_run=ran, cells_done=int(cells_done(out).sum()),
+    done = int(cells_done(out).sum())
+    if done == spec.num_cells:  # finished: one metadata document, so xarray.open_zarr opens it without a warning
+        with warnings.catch_warnings():  # zarr notes that format 3 has no consolidated metadata yet; xarray reads it
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            _zarr().consolidate_metadata(str(path))
+    return SweepReport(path=path, cells=spec.num_cells, cells_run=ran, cells_done=done,
                        seconds=time.perf_counter() - start, compilations=counter.compilations,
                        peak_host_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
                        peak_device_bytes=peak_device, replicate_steps=replicate_steps)

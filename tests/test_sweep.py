@@ -11,10 +11,12 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from collapse_jax import gaussian as G
 from collapse_jax import gmm_network as GN
@@ -101,6 +103,9 @@ def test_each_cell_equals_the_simulator_alone(tmp_path):
     report = sweep.run(spec, tmp_path, progress=False)
     assert report.cells_done == report.cells == 12
     ds = sweep.open_dataset(tmp_path)
+    with warnings.catch_warnings():  # a finished sweep opens as users open it, without the library, and quietly
+        warnings.simplefilter("error")
+        xr.open_zarr(str(tmp_path / sweep.STORE)).close()
     model = MODELS["multinomial"]
     for index in (0, 5, 7, 11):
         cell = model.complete(spec.cell(index))
