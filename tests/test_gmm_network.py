@@ -438,13 +438,12 @@ def test_portable_kernel_takes_internets_beyond_65536_points():
 
 @needs_native
 def test_gmm_network_command_runs_resumes_and_takes_the_shared_flags_anywhere(tmp_path):
-    """The generated flags reach the network, the shared --backend / --x64 / --no-progress work after the command
-    name as before it, and a second run into the same folder reuses the saved batches."""
+    """The generated flags reach the network, the shared --backend / --no-progress work after the command name as
+    before it, the manifest names the kernel that ran, and a rerun into the same folder reuses its saved batches."""
     import json
 
-    import numpy as np
-
-    from collapse_jax import _native, cli, gmm_network_cli, progress
+    from collapse_jax import _native, cli, progress
+    from collapse_jax.results import atomic_savez
 
     out = tmp_path / "run"
     argv = ["gmm-network", "--replicates", "6", "--paper-replicates", "1", "--steps", "4", "--models", "2",
@@ -458,12 +457,16 @@ def test_gmm_network_command_runs_resumes_and_takes_the_shared_flags_anywhere(tm
         assert np.asarray(network["mu"]).ravel().tolist() == [-3, 0, 3]
         assert _native.preferred_backend() == "native" and progress.enabled() is False
         native = json.loads((out / "manifest.json").read_text())["environment"]["native"]
-        assert native["simulators_library"] and native["preferred_backend"] == "native"  # the kernel that ran
+        assert native["simulators_library"] and native["preferred_backend"] == "native"
         first = np.load(out / "arrays.npz")["dnorm"]
         assert first.shape == (6, 5)
-        assert cli.main(["--backend", "native", *argv]) == 0  # resumed: both batches are loaded, not recomputed
-        assert np.array_equal(np.load(out / "arrays.npz")["dnorm"], first)
+        # mark the first saved batch (replicates 0-3): a rerun must take it from disk, not simulate it again
+        batch = dict(np.load(out / "chunks" / "chunk-000000.npz"))
+        batch["dnorm"] = np.full_like(batch["dnorm"], -1.0)
+        atomic_savez(out / "chunks" / "chunk-000000.npz", batch)
+        assert cli.main(["--backend", "native", *argv]) == 0
+        again = np.load(out / "arrays.npz")["dnorm"]
+        assert (again[:4] == -1.0).all() and np.array_equal(again[4:], first[4:])
     finally:
         _native.prefer_backend("auto")
         progress.set_enabled(None)
-    assert not hasattr(gmm_network_cli.GmmNetworkOptions(), "plots")  # plots are an output choice, not the config
