@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from collapse_jax import _checks
+from collapse_jax.cli_options import option
 
 
 def check_texts(texts: Any, name: str = "texts", *, allow_empty: bool = True) -> list[str]:
@@ -47,16 +48,14 @@ class Sampling:
     ``top_p`` in (0, 1] keeps the smallest set of most likely tokens whose probability reaches p (nucleus; 1 keeps
     all); ``stop``: generation of a text ends at the first occurrence of this string, which is cut off (None: only
     ``max_new_tokens`` or the model's end-of-text token end it). The fields' metadata holds their command-line help
-    (:func:`collapse_jax.cli_options.add_config`).
+    (:func:`collapse_jax.cli_options.option`).
     """
 
-    max_new_tokens: int = field(default=64, metadata={"help": "new tokens per sample"})
-    temperature: float = field(default=1.0, metadata={"help": "softmax temperature, > 0"})
-    top_k: int | None = field(default=None, metadata={
-        "help": "keep the k most likely tokens (1: greedy)", "default_help": "all"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus: smallest set reaching this probability, in (0, 1]"})
-    stop: str | None = field(default=None, metadata={
-        "help": "cut each sample at the first occurrence of this string", "default_help": "none"})
+    max_new_tokens: int = option(64, "new tokens per sample")
+    temperature: float = option(1.0, "softmax temperature, > 0")
+    top_k: int | None = option(None, "keep the k most likely tokens (1: greedy)", default_help="all")
+    top_p: float = option(1.0, "nucleus: smallest set reaching this probability, in (0, 1]")
+    stop: str | None = option(None, "cut each sample at the first occurrence of this string", default_help="none")
 
     def __post_init__(self) -> None:
         _checks.positive_int("max_new_tokens", self.max_new_tokens)

@@ -34,6 +34,7 @@ import numpy as np
 import optax
 
 from collapse_jax import _checks
+from collapse_jax.cli_options import option
 from collapse_jax.progress import bar
 from collapse_jax.results import RunFolder, atomic_write_json
 from llm_bridge import bpe
@@ -62,27 +63,24 @@ class TrainConfig:
     the time budget allows, measured before training starts); ``minutes``: stop when this much wall time has
     passed (checkpoint and final evaluation follow)."""
 
-    steps: int | None = field(default=5000, metadata={
-        "help": "optimiser steps = schedule length (with --minutes alone: as many as the budget allows, measured "
-                "before training)"})
-    minutes: float | None = field(default=None, metadata={
-        "help": "wall-time budget: stop when it is spent, then checkpoint and evaluate", "default_help": "none"})
-    batch_size: int = field(default=32, metadata={"help": "windows per step"})
-    learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate", "flag": "lr"})
-    min_lr_ratio: float = field(default=0.1, metadata={"help": "final learning rate / peak, end of the cosine"})
-    warmup_steps: int = field(default=100, metadata={"help": "linear warm-up steps", "flag": "warmup"})
-    weight_decay: float = field(default=0.1, metadata={"help": "AdamW decoupled weight decay on matrices"})
-    grad_clip: float = field(default=1.0, metadata={"help": "global gradient-norm clip"})
-    beta1: float = field(default=0.9, metadata={"help": "Adam beta1"})
-    beta2: float = field(default=0.95, metadata={"help": "Adam beta2"})
-    eval_every: int = field(default=250, metadata={"help": "held-out loss and perplexity every this many steps"})
-    eval_windows: int = field(default=64, metadata={
-        "help": "held-out windows of context+1 tokens, fixed for the run"})
-    checkpoint_every: int = field(default=250, metadata={"help": "Orbax checkpoint every this many steps"})
-    keep_checkpoints: int = field(default=2, metadata={"help": "newest checkpoints kept, >= 2"})
-    held_out_fraction: float = field(default=0.05, metadata={
-        "help": "fraction of documents held out for evaluation", "flag": "held-out"})
-    seed: int = field(default=0, metadata={"help": "data split, initialisation, batches and dropout"})
+    steps: int | None = option(5000, "optimiser steps = schedule length (with --minutes alone: as many as the budget "
+                                     "allows, measured before training)")
+    minutes: float | None = option(None, "wall-time budget: stop when it is spent, then checkpoint and evaluate",
+                                   default_help="none")
+    batch_size: int = option(32, "windows per step")
+    learning_rate: float = option(1e-3, "peak learning rate", flag="lr")
+    min_lr_ratio: float = option(0.1, "final learning rate / peak, end of the cosine")
+    warmup_steps: int = option(100, "linear warm-up steps", flag="warmup")
+    weight_decay: float = option(0.1, "AdamW decoupled weight decay on matrices")
+    grad_clip: float = option(1.0, "global gradient-norm clip")
+    beta1: float = option(0.9, "Adam beta1")
+    beta2: float = option(0.95, "Adam beta2")
+    eval_every: int = option(250, "held-out loss and perplexity every this many steps")
+    eval_windows: int = option(64, "held-out windows of context+1 tokens, fixed for the run")
+    checkpoint_every: int = option(250, "Orbax checkpoint every this many steps")
+    keep_checkpoints: int = option(2, "newest checkpoints kept, >= 2")
+    held_out_fraction: float = option(0.05, "fraction of documents held out for evaluation", flag="held-out")
+    seed: int = option(0, "data split, initialisation, batches and dropout")
 
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:
@@ -113,14 +111,12 @@ class DataConfig:
     s) or a ``.txt`` file or a folder of them (documents: blank-line separated paragraphs); ``tokenizer`` ``"bpe"``
     (trained on the training documents, ``vocab_size`` tokens) or ``"byte"``."""
 
-    source: str = field(default="stdlib", metadata={
-        "help": "'stdlib' (the Python standard library's documentation) or a .txt file or folder of .txt files "
-                "(documents: blank-line separated paragraphs)", "flag": "data"})
-    unit: str = field(default="paragraph", metadata={
-        "help": "document unit of the stdlib corpus", "choices": ("paragraph", "sentence")})
-    tokenizer: str = field(default="bpe", metadata={
-        "help": "byte-level BPE trained on the training documents, or plain bytes", "choices": bpe.KINDS})
-    vocab_size: int = field(default=4096, metadata={"help": "BPE vocabulary size, >= 257"})
+    source: str = option("stdlib", "'stdlib' (the Python standard library's documentation) or a .txt file or folder "
+                                   "of .txt files (documents: blank-line separated paragraphs)", flag="data")
+    unit: str = option("paragraph", "document unit of the stdlib corpus", choices=("paragraph", "sentence"))
+    tokenizer: str = option("bpe", "byte-level BPE trained on the training documents, or plain bytes",
+                            choices=bpe.KINDS)
+    vocab_size: int = option(4096, "BPE vocabulary size, >= 257")
 
     def __post_init__(self) -> None:
         if self.unit not in ("sentence", "paragraph"):
@@ -137,21 +133,18 @@ class DataConfig:
 class ModelSpec:
     """Model sizes before the vocabulary is known: a preset (:data:`llm_bridge.nanogpt.PRESETS`) and overrides."""
 
-    preset: str = field(default="seed003", metadata={
-        "help": "model sizes to start from: " + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()),
-        "choices": tuple(PRESETS)})
-    num_layers: int | None = field(default=None, metadata={
-        "help": "number of transformer blocks (overrides the preset)", "flag": "layers",
-        "default_help": "the preset's"})
-    num_heads: int | None = field(default=None, metadata={
-        "help": "attention heads (dim must be a multiple)", "flag": "heads", "default_help": "the preset's"})
-    dim: int | None = field(default=None, metadata={"help": "embedding width", "default_help": "the preset's"})
-    context_length: int | None = field(default=None, metadata={
-        "help": "context length in tokens", "flag": "context", "default_help": "the preset's"})
-    dropout: float = field(default=0.0, metadata={"help": "dropout rate in [0, 1)"})
-    dtype: str = field(default="float32", metadata={
-        "help": "matmul dtype; parameters stay float32 (bfloat16 for accelerators)",
-        "choices": ("float32", "bfloat16")})
+    preset: str = option("seed003", "model sizes to start from: " + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()),
+                         choices=tuple(PRESETS))
+    num_layers: int | None = option(None, "number of transformer blocks (overrides the preset)", flag="layers",
+                                    default_help="the preset's")
+    num_heads: int | None = option(None, "attention heads (dim must be a multiple)", flag="heads",
+                                   default_help="the preset's")
+    dim: int | None = option(None, "embedding width", default_help="the preset's")
+    context_length: int | None = option(None, "context length in tokens", flag="context",
+                                        default_help="the preset's")
+    dropout: float = option(0.0, "dropout rate in [0, 1)")
+    dtype: str = option("float32", "matmul dtype; parameters stay float32 (bfloat16 for accelerators)",
+                        choices=("float32", "bfloat16"))
 
     def resolve(self, vocab_size: int) -> GPTConfig:
         return preset_config(self.preset, vocab_size, num_layers=self.num_layers, num_heads=self.num_heads,
