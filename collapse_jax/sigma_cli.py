@@ -129,15 +129,12 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
         key = f"cell{idx:02d}_{res.family}_d{res.dim}"
         arrays[f"{key}_logdet_g1"] = res.logdet_g1
         arrays[f"{key}_m2_insample"] = res.m2_insample
-        arrays[f"{key}_loo_mean"] = res.loo_mean
-        arrays[f"{key}_loo_var"] = res.loo_var
-        arrays[f"{key}_loo_pair_var"] = res.loo_pair_var
-        arrays[f"{key}_loo_pair_mean"] = res.loo_pair_mean
+        for f in sp.LOO_FIELDS:
+            arrays[f"{key}_loo_{f}"] = getattr(res, f"loo_{f}")
+            labels[f"{key}_loo_{f}"] = ("block", "block_size")
         arrays[f"{key}_ns"] = res.ns
         arrays[f"{key}_truth"] = np.float64(res.truth)
         labels.update({f"{key}_logdet_g1": ("block", "block_size"), f"{key}_m2_insample": ("block", "block_size"),
-                       f"{key}_loo_mean": ("block", "block_size"), f"{key}_loo_var": ("block", "block_size"),
-                       f"{key}_loo_pair_var": ("block", "block_size"), f"{key}_loo_pair_mean": ("block", "block_size"),
                        f"{key}_ns": ("block_size",), f"{key}_truth": ()})
         desc[f"{key}_logdet_g1"] = "log det G_1 of each random block at each block size"
         desc[f"{key}_m2_insample"] = "in-sample mean of M_i^2 (squared Mahalanobis norms) per block and size"
@@ -146,6 +143,10 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
         desc[f"{key}_loo_pair_var"] = ("variance over row pairs (i, i+k), k = 1..4, of the leave-two-out interaction "
                                         "log(1 - h_ij^2 / ((1 - h_i)(1 - h_j))) (NaN from the native engine)")
         desc[f"{key}_loo_pair_mean"] = "mean of that interaction over all row pairs (NaN from the native engine)"
+        desc[f"{key}_loo_row_var"] = ("variance over rows of the row sums r_i = sum_j h_ij^2 / ((1 - h_i)(1 - h_j)) "
+                                      "(NaN from the native engine)")
+        desc[f"{key}_loo_row_cov"] = "covariance over rows of log(1 - h_i) and r_i (NaN from the native engine)"
+        desc[f"{key}_loo_kurtosis"] = "kurtosis over rows of log(1 - h_i) (NaN from the native engine)"
         desc[f"{key}_truth"] = "exact log det G of the cell's N-point data set (streamed Gram)"
     folder.save_arrays(arrays, labels, desc)
     folder.save_text("table.md", sp.markdown_table(rows))

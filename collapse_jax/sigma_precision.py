@@ -5,10 +5,10 @@ its exact ``log det G`` is computed by streaming the Gram matrix, and ``num_bloc
 without replacement) are scored at every block size ``n`` of the grid. A block's rows are a random permutation
 prefix, so the Gram matrices of all block sizes come from one pass of prefix sums (``G_1(n_k) = G_1(n_{k-1}) +``
 rows ``n_{k-1}..n_k``); each block size is marginally a uniform random ``n``-subset, which is all the statistics
-need. Per block and block size the kernel keeps six sufficient statistics, ``log det G_1``, the in-sample
+need. Per block and block size the kernel keeps nine sufficient statistics, ``log det G_1``, the in-sample
 ``mean(M_i^2)``, the mean and variance over rows of ``log(1 - h_i)`` (``h_i = M_i / n``, the leave-one-out
-log-det steps) and the variance and mean of the leave-two-out interaction over row pairs
-(:class:`spectral.LeaveOneOut`); every estimator and interval of :mod:`collapse_jax.spectral` is a function of them.
+log-det steps), the variance and mean of the leave-two-out interaction over row pairs, the variance of its row
+sums and their covariance with ``log(1 - h_i)``, and the kurtosis of ``log(1 - h_i)`` (:class:`spectral.LeaveOneOut`); every estimator and interval of :mod:`collapse_jax.spectral` is a function of them.
 """
 
 from __future__ import annotations
@@ -284,8 +284,8 @@ def mahalanobis_second_moment(m: jnp.ndarray, dim: int) -> jnp.ndarray:
 
 def prefix_block_stats(x: jnp.ndarray, ns: tuple[int, ...]) -> tuple[jnp.ndarray, ...]:
     """For one block's rows ``x`` (n_max, d) in random order: ``log det G_1(n)``, the in-sample ``mean(M_i^2)`` and
-    the four :class:`spectral.LeaveOneOut` statistics for each prefix length ``n`` in ``ns`` (static, increasing).
-    Returns six ``(len(ns),)`` arrays.
+    the seven :class:`spectral.LeaveOneOut` statistics for each prefix length ``n`` in ``ns`` (static, increasing).
+    Returns nine ``(len(ns),)`` arrays.
 
     Gram, Cholesky and log-det run in float64 (when x64 is on); ``M_i = n ||L^{-1} x_i||^2`` is formed in ``x``'s
     dtype (float32 input: the engine's whitened rows; float64 input: exact).
@@ -321,7 +321,7 @@ JAX_BATCH_BYTES = 1 << 30
 @functools.partial(jax.jit, static_argnums=2)
 def jit_batched_block_stats(w: jnp.ndarray, idx: jnp.ndarray, ns: tuple[int, ...]) -> jnp.ndarray:
     """:func:`prefix_block_stats` of the blocks ``w[idx[b]]`` for index rows ``idx`` (blocks, n_max), gathered on the
-    device: the six statistics stacked, shape (6, blocks, len(ns))."""
+    device: the nine statistics stacked, shape (9, blocks, len(ns))."""
     return jnp.stack(jax.vmap(lambda i: prefix_block_stats(w[i], ns))(idx), axis=0)
 
 
@@ -363,6 +363,9 @@ class BlockRecord(NamedTuple):
     loo_var: jax.Array
     loo_pair_var: jax.Array
     loo_pair_mean: jax.Array
+    loo_row_var: jax.Array
+    loo_row_cov: jax.Array
+    loo_kurtosis: jax.Array
 
 
 def sample_rows(key: jax.Array, num_points: int, size: int, *, spare: int | None = None) -> jax.Array:
@@ -451,7 +454,7 @@ def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
     g = first.T @ first
     eye = np.eye(d)
     w_rows = np.empty((ns[-1], d), np.float32)
-    lds, m2s, loo_means, loo_vars, pair_vars, pair_means = [], [], [], [], [], []
+    lds, m2s, loo_means, loo_vars, pair_vars, pair_means, row_vars, row_covs, kurts = ([] for _ in range(9))
     prev = ns[0]
     for n in ns:
         for a in range(prev, n, 4096):
@@ -477,22 +480,31 @@ def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
             delta = np.log1p(-pair_x)
             a_sqrt = np.sqrt(1.0 / (1.0 - h)).astype(np.float32)
         w *= a_sqrt[:, None]  # all pairs: sum_{i != j} x_ij = ||W^T diag(a) W||_F^2 - sum_i a_i^2 h_i^2
-        ga = (w.T @ w).astype(np.float64)
+        ga32 = w.T @ w
+        ga = ga32.astype(np.float64)
         pair_sum = np.sum(ga * ga) - np.sum((h / (1.0 - h)) ** 2)
+        # row sums r_i = sum_{j != i} x_ij = v_i^T (W^T diag(a) W) v_i - a_i^2 h_i^2 (v_i = sqrt(a_i) w_i)
+        row_sums = np.einsum("ij,ij->i", w @ ga32, w, dtype=np.float64) - (h / (1.0 - h)) ** 2
         loo_means.append(lg.mean())
         loo_vars.append(lg.var())
         pair_vars.append(delta.var())
         pair_means.append(-pair_sum / (n * (n - 1.0)) + np.mean(delta + pair_x))
-    return (np.asarray(lds), np.asarray(m2s), np.asarray(loo_means), np.asarray(loo_vars), np.asarray(pair_vars),
-            np.asarray(pair_means))
+        centred = lg - lg.mean()
+        row_vars.append(row_sums.var())
+        row_covs.append(np.mean(centred * row_sums))
+        kurts.append(np.mean(centred**4) / np.mean(centred**2) ** 2)
+    return tuple(np.asarray(v) for v in (lds, m2s, loo_means, loo_vars, pair_vars, pair_means, row_vars, row_covs,
+                                          kurts))
 
 
 def native_block_stats(w32: np.ndarray, idx: np.ndarray, ns, threads: int) -> tuple[np.ndarray, ...]:
     """The "native" engine: blocks ``idx`` (num_blocks, n_max) of rows of the float32 population ``w32``, all prefix
     sizes, on Intel AMX (``collapse_jax/_native/spectral_kernels.cc``; ``threads`` blocks at a time). Returns
-    ``(log det G_1, mean(M_i^2), mean log(1 - h_i), Var log(1 - h_i), pair variance, pair mean)``, each
-    (num_blocks, len(ns)); the kernel does not form the leave-two-out statistics, so the last two are NaN (the
-    jackknife interval then falls back to its one-parameter bias and the plain Gaussian calibration of its
+    ``(log det G_1, mean(M_i^2), mean log(1 - h_i), Var log(1 - h_i), pair variance, pair mean, row-sum variance,
+    row-sum covariance, kurtosis)``, each (num_blocks, len(ns)); the kernel does not form the leave-two-out
+    statistics (nor the kurtosis), so the last five are NaN (the jackknife interval then falls back to its
+    one-parameter bias, its variance to that of ``L_hat``, its critical value to ``z`` and the plain Gaussian
+    calibration of its
     variance). Raises if a block Gram is not positive definite."""
     from collapse_jax import _native
 
@@ -516,7 +528,7 @@ def native_block_stats(w32: np.ndarray, idx: np.ndarray, ns, threads: int) -> tu
         raise RuntimeError("AMX kernel unavailable")
     if rc >= 2:
         raise FloatingPointError(f"block {rc - 2}: Gram matrix not positive definite")
-    return ld, m2, loo_mean, loo_var, np.full_like(ld, np.nan), np.full_like(ld, np.nan)
+    return (ld, m2, loo_mean, loo_var, *(np.full_like(ld, np.nan) for _ in range(len(LOO_FIELDS) - 2)))
 
 
 def resolve_engine(engine: str) -> str:
@@ -591,22 +603,27 @@ class CellResult:
     loo_var: np.ndarray      # (num_blocks, num_sizes): Var_i log(1 - h_i)
     loo_pair_var: np.ndarray  # (num_blocks, num_sizes): Var over sampled pairs of the leave-two-out interaction
     loo_pair_mean: np.ndarray  # (num_blocks, num_sizes): its mean over all pairs (spectral.LeaveOneOut)
+    loo_row_var: np.ndarray   # (num_blocks, num_sizes): Var_i of the row sums r_i of that interaction
+    loo_row_cov: np.ndarray   # (num_blocks, num_sizes): Cov_i(log(1 - h_i), r_i)
+    loo_kurtosis: np.ndarray  # (num_blocks, num_sizes): kurtosis of log(1 - h_i) over the rows
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
 
+    def loo(self) -> spectral.LeaveOneOut:
+        """The :class:`spectral.LeaveOneOut` statistics, each (num_blocks, num_sizes)."""
+        return spectral.LeaveOneOut(*(jnp.asarray(getattr(self, f"loo_{f}")) for f in LOO_FIELDS))
+
     def to_arrays(self) -> dict:
         return dict(ns=self.ns, truth=np.float64(self.truth), logdet_g1=self.logdet_g1,
-                    m2_insample=self.m2_insample, loo_mean=self.loo_mean, loo_var=self.loo_var,
-                    loo_pair_var=self.loo_pair_var, loo_pair_mean=self.loo_pair_mean,
+                    m2_insample=self.m2_insample, **{f"loo_{f}": getattr(self, f"loo_{f}") for f in LOO_FIELDS},
                     num_points=np.int64(self.num_points), dim=np.int64(self.dim), seconds=np.float64(self.seconds))
 
     @classmethod
     def from_arrays(cls, family: str, arrays: dict) -> "CellResult":
-        """From :meth:`to_arrays`; chunks written before the leave-one-out statistics existed get NaN for them."""
+        """From :meth:`to_arrays`; chunks written before a leave-one-out statistic existed get NaN for it."""
         nan = np.full(np.shape(arrays["logdet_g1"]), np.nan)
         return cls(family, int(arrays["dim"]), int(arrays["num_points"]), arrays["ns"], float(arrays["truth"]),
-                   arrays["logdet_g1"], arrays["m2_insample"], arrays.get("loo_mean", nan),
-                   arrays.get("loo_var", nan), arrays.get("loo_pair_var", nan), arrays.get("loo_pair_mean", nan),
+                   arrays["logdet_g1"], arrays["m2_insample"], *(arrays.get(f"loo_{f}", nan) for f in LOO_FIELDS),
                    float(arrays["seconds"]))
 
 
@@ -630,7 +647,7 @@ def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, 
     timings = dict(prepare_seconds=time.perf_counter() - t0)
     n_max = int(ns[-1])
     ns_static = tuple(int(n) for n in ns)
-    stats = np.empty((6, num_blocks, len(ns)))  # log det G_1, mean(M_i^2), then the LeaveOneOut fields
+    stats = np.empty((2 + len(LOO_FIELDS), num_blocks, len(ns)))  # log det G_1, mean(M_i^2), the LeaveOneOut fields
 
     def indices(b0, b1):
         return np.stack([block_indices(seed, cell, b, num_points, n_max) for b in range(b0, b1)])
@@ -690,10 +707,8 @@ def summarize_cell(res: CellResult, level: float) -> list[dict]:
     """
     z = spectral.z_value(level)
     ns = res.ns.astype(np.float64)
-    loo = spectral.LeaveOneOut(jnp.asarray(res.loo_mean), jnp.asarray(res.loo_var), jnp.asarray(res.loo_pair_var),
-                               jnp.asarray(res.loo_pair_mean))
     est = spectral.block_estimates_from_stats(jnp.asarray(res.logdet_g1), jnp.asarray(res.m2_insample), res.dim,
-                                              jnp.asarray(ns)[None, :], res.num_points, z, loo)
+                                              jnp.asarray(ns)[None, :], res.num_points, z, res.loo())
     rows = []
     err = np.asarray(est.l_hat) - res.truth
     tau2 = np.asarray(est.moments.tau2)

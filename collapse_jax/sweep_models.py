@@ -517,11 +517,9 @@ class SigmaBlockSweep(SweepModel):
         cfg = SP.PrecisionConfig(t_dof=c["t_dof"], condition_number=c["condition_number"])
         data = SP.family_dataset(seed, 0, c["num_points"], c["dim"], c["family"], cfg)
         res = SP.run_cell(data, c["family"], ns, num_replicates, seed=seed, cell=0, engine=backend)
-        loo = spectral.LeaveOneOut(*(jnp.asarray(x) for x in (res.loo_mean, res.loo_var, res.loo_pair_var,
-                                                              res.loo_pair_mean)))
         est = spectral.block_estimates_from_stats(jnp.asarray(res.logdet_g1), jnp.asarray(res.m2_insample),
                                                   res.dim, jnp.asarray(ns, jnp.float64)[None, :], res.num_points,
-                                                  spectral.z_value(c["level"]), loo)
+                                                  spectral.z_value(c["level"]), res.loo())
         column = [int(np.searchsorted(ns, n)) for n in sizes]
         out = {"error": (np.asarray(est.l_hat) - res.truth)[:, column].T[..., None]}
         for e in self._ESTIMATORS:

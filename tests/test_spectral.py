@@ -95,10 +95,27 @@ def _reference_prefix_stats(x, ns):
                        - st[(i + k) % n] for k in range(1, sp.PAIR_OFFSETS + 1) for i in range(n)])
              if n >= x.shape[1] + 2 else np.full(n, np.nan)
              for n, ld, st in zip(ns, lds, steps)]  # leave-two-out blocks need n - 2 >= d rows
+    rows = [_row_sums(x[:n]) for n in ns]
     return (lds, np.array([np.mean(ref.mahalanobis(x[:n]) ** 2) for n in ns]),
             np.array([st.mean() for st in steps]), np.array([st.var() for st in steps]),
             np.array([p.var() for p in pairs]),
-            np.array([_pair_mean(x[:n], p) for n, p in zip(ns, pairs)]))
+            np.array([_pair_mean(x[:n], p) for n, p in zip(ns, pairs)]),
+            np.array([r.var() for r in rows]),
+            np.array([np.mean((st - st.mean()) * r) for st, r in zip(steps, rows)]),
+            np.array([np.mean((st - st.mean()) ** 4) / st.var() ** 2 for st in steps]))
+
+
+def _row_sums(x):
+    """``r_i = sum_{j != i} x_ij`` by definition: deleting row i moves every other row's ``1 - h_j`` by the factor
+    ``1 - x_ij``, so each ``x_ij`` is read off the leverages of the explicitly deleted block (n Gram inversions)."""
+    n = x.shape[0]
+    h = np.diag(x @ np.linalg.inv(ref.gram(x)) @ x.T)
+    out = np.empty(n)
+    for i in range(n):
+        rest = np.delete(x, i, axis=0)
+        h_rest = np.diag(rest @ np.linalg.inv(ref.gram(rest)) @ rest.T)
+        out[i] = np.sum(1.0 - (1.0 - h_rest) / (1.0 - np.delete(h, i)))
+    return out
 
 
 def _pair_x(x):
@@ -342,7 +359,7 @@ def test_run_cell_small_end_to_end(engine):
     assert res.truth == pytest.approx(ref.logdet(data.T @ data), rel=1e-12)
     for b in (0, 5):
         idx = spp.block_indices(0, 0, b, 3000, 500)
-        ref_ld, ref_m2, ref_lm, ref_lv, ref_pv, ref_pm = _reference_prefix_stats(data[idx], ns)
+        ref_ld, ref_m2, ref_lm, ref_lv, ref_pv, ref_pm, ref_rv, ref_rc, ref_k = _reference_prefix_stats(data[idx], ns)
         np.testing.assert_allclose(res.logdet_g1[b], ref_ld, rtol=0, atol=2e-4)
         np.testing.assert_allclose(res.m2_insample[b] - 25, ref_m2 - 25, rtol=2e-3, atol=2e-3)
         np.testing.assert_allclose(res.loo_mean[b][1:], ref_lm[1:], rtol=2e-3)
@@ -350,6 +367,11 @@ def test_run_cell_small_end_to_end(engine):
         if engine != "native":
             np.testing.assert_allclose(res.loo_pair_var[b][1:], ref_pv[1:], rtol=2e-2)
             np.testing.assert_allclose(res.loo_pair_mean[b][1:], ref_pm[1:], rtol=2e-3)
+            np.testing.assert_allclose(res.loo_row_var[b][1:], ref_rv[1:], rtol=2e-2)
+            np.testing.assert_allclose(res.loo_row_cov[b][1:], ref_rc[1:], rtol=2e-2)
+            np.testing.assert_allclose(res.loo_kurtosis[b][1:], ref_k[1:], rtol=1e-2)
+        else:  # the AMX kernel does not form the pair statistics: NaN, so the interval falls back (documented)
+            assert np.isnan(res.loo_row_var[b]).all() and np.isnan(res.loo_row_cov[b]).all()
     rows = spp.summarize_cell(res, 0.95)
     assert [r["n"] for r in rows] == [6, 50, 500]
 
@@ -381,7 +403,7 @@ def test_jax_engine_batches_are_invisible(monkeypatch):
     whole = spp.run_cell(data, "isotropic", ns, 8, seed=3, cell=1, engine="jax")
     monkeypatch.setattr(spp, "JAX_BATCH_BYTES", 3 * int(ns[-1]) * 4 * 4)
     batched = spp.run_cell(data, "isotropic", ns, 8, seed=3, cell=1, engine="jax")
-    for field in ("logdet_g1", "m2_insample", "loo_mean", "loo_var", "loo_pair_var", "loo_pair_mean"):
+    for field in ("logdet_g1", "m2_insample", *(f"loo_{f}" for f in spp.LOO_FIELDS)):
         np.testing.assert_allclose(getattr(batched, field), getattr(whole, field), rtol=1e-12, atol=1e-12)
 
 
@@ -501,7 +523,7 @@ def test_jackknife_agrees_with_exact_wishart_on_gaussian_data():
 
 def test_pair_interactions_are_the_leave_two_out_logdets_and_gaussian_pair_var_is_right():
     x = rng(46).standard_normal((25, 4)) * [1.0, 3.0, 0.2, 1.0]
-    *_, pair_var, pair_mean = _reference_prefix_stats(x, (25,))
+    pair_var, pair_mean = _reference_prefix_stats(x, (25,))[4:6]
     w = np.linalg.solve(np.linalg.cholesky(x.T @ x), x.T).T
     loo = sp.leverage_statistics(jnp.asarray(w))
     assert float(loo.pair_var) == pytest.approx(pair_var[0], rel=1e-8)
@@ -605,3 +627,66 @@ def test_summary_reports_the_whole_population_as_exact():
     assert 0.0 < rows[0]["coverage_jackknife"] <= 1.0 and rows[0]["width_ratio_jackknife"] > 0
     table = spp.markdown_table(rows)
     assert "| exact |" in table and "nan" not in table
+
+
+def _whitened(x):
+    return np.linalg.solve(np.linalg.cholesky(x.T @ x), x.T).T
+
+
+def test_centre_factor_is_the_jackknife_of_the_corrected_centre():
+    # Delete each row explicitly: the centre L_hat + c1 D_1 (D_2 held at the block's value) of the n - 1 remaining
+    # rows, from their own leverages, varies over the deleted row as the factor says (first order in x_ij).
+    d, n, big = 4, 60, 10_000
+    x = spp.sample_family(rng(50), n, d, "student_t", 5.0)
+    loo = sp.leverage_statistics(jnp.asarray(_whitened(x)))
+    factor = float(sp.jackknife_centre_factor(loo, d, n, big))
+    c1 = float(sp.jackknife_bias_coefficients(d, n - 1, big)[0])
+    t_full = ref.logdet(ref.gram(x))
+    h = np.diag(x @ np.linalg.inv(ref.gram(x)) @ x.T)
+    centres, linear, steps = [], [], []
+    for i in range(n):
+        rest = np.delete(x, i, axis=0)
+        h_rest = np.diag(rest @ np.linalg.inv(ref.gram(rest)) @ rest.T)
+        x_i = 1.0 - (1.0 - h_rest) / (1.0 - np.delete(h, i))  # log(1 - h_j^(-i)) = log(1 - h_j) + log(1 - x_ij)
+        t_rest = ref.logdet(ref.gram(rest))
+        steps.append(t_rest - t_full)
+        d1 = -np.mean(np.log1p(-h_rest)) - d * np.log((n - 1) / (n - 2))
+        centres.append(t_rest + d * np.log(big / (n - 1)) + c1 * d1)
+        d1_linear = -np.mean(np.log1p(-np.delete(h, i)) - x_i) - d * np.log((n - 1) / (n - 2))
+        linear.append(t_rest + d * np.log(big / (n - 1)) + c1 * d1_linear)
+    assert factor > 1.1  # heavy tails: the corrected centre moves more than L_hat (this block: 1.17)
+    assert factor == pytest.approx(np.var(linear) / np.var(steps), rel=1e-8)  # log(1 - x) -> -x: exact algebra
+    assert factor == pytest.approx(np.var(centres) / np.var(steps), rel=0.1)  # exact deletion: 1.08 (max x 0.11)
+    assert float(sp.jackknife_centre_factor(loo._replace(row_var=None, row_cov=None), d, n, big)) == 1.0
+
+
+def test_centre_factor_is_near_one_for_gaussian_rows_and_not_for_heavy_tails():
+    # Measured (d = 8, n = 80, N = 10^6, 2000 blocks): Gaussian mean 1.055 (the held D_2 over-states a little),
+    # t (nu = 5) 2.0 and more; a block that is the whole population keeps half-width 0.
+    d, n, big, reps = 8, 80, 10**6, 300
+    means = {}
+    for family in ("isotropic", "student_t"):
+        x = spp.sample_family(rng(51), reps * n, d, family, 5.0).reshape(reps, n, d)
+        w = np.stack([_whitened(b) for b in x])
+        means[family] = float(np.mean(sp.jackknife_centre_factor(sp.leverage_statistics(jnp.asarray(w)), d, n, big)))
+    assert 1.0 <= means["isotropic"] <= 1.12, means
+    assert means["student_t"] > 1.3, means
+    y = rng(52).standard_normal((90, 8))
+    assert float(sp.block_estimates(y, 90).jackknife.half_width) == 0.0
+
+
+def test_satterthwaite_critical_value():
+    z = sp.z_value(0.95)
+    crit = sp.satterthwaite_critical_value(np.array([21.0, 3.0, np.nan, 0.5]), np.array([80, 10**6, 80, 80]), z)
+    assert crit[0] == pytest.approx(2.306004, rel=1e-6)  # nu = 2 * 80 / 20 = 8: Student t_8's 97.5 % point
+    assert crit[1] == pytest.approx(z, rel=1e-5) and crit[2] == z and crit[3] >= z
+    # in the interval: a block of heavy-tailed rows (n = 10 d, outside the small-block calibration) gets it
+    d, n, big = 8, 80, 10**6
+    x = spp.sample_family(rng(53), n, d, "student_t", 5.0)
+    loo = sp.leverage_statistics(jnp.asarray(_whitened(x)))
+    lh = jnp.asarray(ref.logdet(ref.gram(x)) + d * np.log(big / n))
+    iv = sp.jackknife_interval(lh, loo, d, n, big, z)
+    plain = sp.jackknife_interval(lh, loo._replace(kurtosis=None), d, n, big, z)
+    want = sp.satterthwaite_critical_value(float(loo.kurtosis), n, z) / z
+    assert want > 1.01
+    assert float(iv.half_width) == pytest.approx(float(plain.half_width) * want, rel=1e-12)

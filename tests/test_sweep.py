@@ -291,9 +291,8 @@ def test_sigma_block_cells_equal_the_block_study(tmp_path):
     ds = sweep.open_dataset(tmp_path)
     data = SP.family_dataset(5, 0, 3000, 4, "isotropic", SP.PrecisionConfig())
     res = SP.run_cell(data, "isotropic", np.array([8, 20]), 12, seed=5, cell=0)
-    loo = spectral.LeaveOneOut(*map(jnp.asarray, (res.loo_mean, res.loo_var, res.loo_pair_var, res.loo_pair_mean)))
     est = spectral.block_estimates_from_stats(jnp.asarray(res.logdet_g1), jnp.asarray(res.m2_insample), 4,
-                                              jnp.asarray([[8.0, 20.0]]), 3000, spectral.z_value(0.95), loo)
+                                              jnp.asarray([[8.0, 20.0]]), 3000, spectral.z_value(0.95), res.loo())
     error = np.asarray(est.l_hat) - res.truth  # (block, size)
     np.testing.assert_allclose(ds["error"].values[..., 0], error.T.astype(np.float32), rtol=1e-6)
     covered = np.abs(res.truth - np.asarray(est.wishart.center)) <= np.asarray(est.wishart.half_width)
