@@ -8,7 +8,8 @@ rows ``n_{k-1}..n_k``); each block size is marginally a uniform random ``n``-sub
 need. Per block and block size the kernel keeps nine sufficient statistics, ``log det G_1``, the in-sample
 ``mean(M_i^2)``, the mean and variance over rows of ``log(1 - h_i)`` (``h_i = M_i / n``, the leave-one-out
 log-det steps), the variance and mean of the leave-two-out interaction over row pairs, the variance of its row
-sums and their covariance with ``log(1 - h_i)``, and the kurtosis of ``log(1 - h_i)`` (:class:`spectral.LeaveOneOut`); every estimator and interval of :mod:`collapse_jax.spectral` is a function of them.
+sums and their covariance with ``log(1 - h_i)``, and the kurtosis of ``log(1 - h_i)`` (:class:`spectral.LeaveOneOut`);
+every estimator and interval of :mod:`collapse_jax.spectral` is a function of them.
 """
 
 from __future__ import annotations
@@ -484,8 +485,13 @@ def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
         pair_sum = np.sum(ga * ga) - np.sum((h / (1.0 - h)) ** 2)
         # row sums r_i = sum_{j != i} x_ij = v_i^T (W^T diag(a) W) v_i - a_i^2 h_i^2 (v_i = sqrt(a_i) w_i): with
         # W^T diag(a) W = C C^T, v_i^T C C^T v_i = ||C^T v_i||^2, a triangular product in place (half a general one)
-        blas.strmm(1.0, np.linalg.cholesky(ga).astype(np.float32), w.T, side=0, lower=1, trans_a=1, overwrite_b=1)
-        row_sums = np.einsum("ij,ij->i", w, w).astype(np.float64) - (h / (1.0 - h)) ** 2
+        try:
+            chol_a = np.linalg.cholesky(ga).astype(np.float32)
+        except np.linalg.LinAlgError:  # n ~ d + 1: leverages ~1 in float32 round W^T diag(a) W to indefinite
+            row_sums = np.full(n, np.nan)
+        else:
+            blas.strmm(1.0, chol_a, w.T, side=0, lower=1, trans_a=1, overwrite_b=1)
+            row_sums = np.einsum("ij,ij->i", w, w).astype(np.float64) - (h / (1.0 - h)) ** 2
         loo_means.append(lg.mean())
         loo_vars.append(lg.var())
         pair_vars.append(delta.var())
@@ -506,8 +512,7 @@ def native_block_stats(w32: np.ndarray, idx: np.ndarray, ns, threads: int) -> tu
     row-sum covariance, kurtosis)``, each (num_blocks, len(ns)); the kernel does not form the leave-two-out
     statistics (nor the kurtosis), so the last five are NaN (the jackknife interval then falls back to its
     one-parameter bias, its variance to that of ``L_hat``, its critical value to ``z`` and the plain Gaussian
-    calibration of its
-    variance). Raises if a block Gram is not positive definite."""
+    calibration of its variance). Raises if a block Gram is not positive definite."""
     from collapse_jax import _native
 
     lib = _native.spectral_library()
