@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -93,6 +94,8 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
     else:
         folder.write_config(cfg_json)
     emb = load_embeddings(cfg.embeddings) if cfg.embeddings else None
+    if sp.resolve_engine(cfg.engine) == "native":
+        warnings.warn(sp.NATIVE_ENGINE_NOTE, stacklevel=2)
     todo = cells(cfg)
     t0 = time.perf_counter()
     results, rows, engines = [], [], {}

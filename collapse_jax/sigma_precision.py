@@ -538,6 +538,11 @@ def native_block_stats(w32: np.ndarray, idx: np.ndarray, ns, threads: int) -> tu
     return (ld, m2, loo_mean, loo_var, *(np.full_like(ld, np.nan) for _ in range(len(LOO_FIELDS) - 2)))
 
 
+NATIVE_ENGINE_NOTE = ("the native AMX block engine forms only the first-pass jackknife statistics: its leverage-"
+                      "jackknife column is the first-pass interval (docs/sigma.md); run with --engine numpy for the "
+                      "interval whose coverage docs/sigma.md reports")
+
+
 def resolve_engine(engine: str) -> str:
     """``auto``: native (AMX) on a CPU that has it, numpy on other CPUs, jax on GPU/TPU."""
     if engine not in ENGINES:

@@ -466,6 +466,24 @@ def test_cli_embeddings_cell_runs_and_resumes(tmp_path):
     assert sigma_cli.main(argv[:-1] + [str(tmp_path / "run"), "--seed", "1"]) == 2  # different config, same folder
 
 
+def test_sweep_warns_that_the_native_engine_gives_the_first_pass_interval(tmp_path, monkeypatch):
+    # No AMX CPU here: pretend the native engine was chosen and stop at the first cell; the warning comes first.
+    from collapse_jax import sigma_cli
+    from collapse_jax.results import RunFolder
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(spp, "resolve_engine", lambda engine: "native")
+    monkeypatch.setattr(spp, "run_cell", stop)
+    cfg = spp.PrecisionConfig(dims=(4,), families=("isotropic",), num_points=200, blocks=(5,), ratios=(2.0,))
+    with pytest.warns(UserWarning, match="first-pass jackknife"), pytest.raises(Stop):
+        sigma_cli.run_sweep(cfg, RunFolder.create("sigma", tmp_path / "run"), threads=1)
+
+
 # ---------------------------------------------------------------- leverage jackknife (issue 13)
 def _leverage_blocks(family, d, n, reps, seed, big=None):
     """Per replicate: log det G_1 of n i.i.d. rows, their leave-one-out stats and in-sample mean(M_i^2); with
