@@ -5,7 +5,8 @@ statistics only: one-step bias, plain Gaussian variance calibration), the second
 ``spectral.LeaveOneOut`` statistics), the third-pass interval (all of them: the centre's jackknife variance and
 Satterthwaite's critical value; runs written before it equal the second pass), the scaled-Wishart and exact-Wishart
 intervals, and prints a markdown table of coverage pooled over the runs, with the binomial Monte Carlo SE of the
-second pass, and the third pass's median half-width ratio to the exact Wishart interval and mean centre error. Cells are matched by family and block size; n = N rows
+second pass, and the third pass's median half-width ratio to the exact Wishart interval and mean centre error.
+Cells are matched by family and block size; n = N rows
 (exact) are left out.
 
 Usage: ``PYTHONPATH=. python3 benchmarks/sigma_jackknife_pooled.py RUN_FOLDER [RUN_FOLDER ...]``
@@ -30,7 +31,7 @@ from collapse_jax import spectral as sp  # noqa: E402
 def cell_coverages(res: spp.CellResult, z: float) -> dict:
     """Per block and size: covered or not by each interval, half-width ratio to Wishart, centre error."""
     ns = jnp.asarray(res.ns.astype(float))[None]
-    full = sp.LeaveOneOut(*(jnp.asarray(getattr(res, f"loo_{f}")) for f in spp.LOO_FIELDS))
+    full = res.loo()
     l_hat = jnp.asarray(res.logdet_g1 + res.dim * np.log(res.num_points / res.ns))
     out = {}
     second = full._replace(row_var=None, row_cov=None, kurtosis=None)  # the second pass (issue 13) as it was

@@ -757,7 +757,7 @@ def gaussian_jackknife_quantile(dim: int, n: int, z: float, reps: int = JACKKNIF
     big_n = 1e12
     with one_blas_thread():
         stats = np.array([numpy_prefix_block_stats(rng.standard_normal((n, dim)).astype(np.float32), (n,))
-                          for _ in range(reps)])[..., 0]  # (reps, 8)
+                          for _ in range(reps)])[..., 0]  # (reps, 9)
     loo = LeaveOneOut(*(jnp.asarray(stats[:, k]) for k in range(2, stats.shape[1])))._replace(pair_mean=None)
     iv = jackknife_interval(jnp.asarray(stats[:, 0] + dim * math.log(big_n / n)), loo, dim, n, big_n, 1.0,
                             calibrate=False)  # the small-block construction: one-step centre, every variance factor
