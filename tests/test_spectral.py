@@ -484,6 +484,15 @@ def test_sweep_warns_that_the_native_engine_gives_the_first_pass_interval(tmp_pa
         sigma_cli.run_sweep(cfg, RunFolder.create("sigma", tmp_path / "run"), threads=1)
 
 
+def test_auto_engine_is_numpy_on_a_cpu_even_with_amx(monkeypatch):
+    # The AMX engine forms only the first-pass jackknife statistics, so the default sweep must not pick it.
+    monkeypatch.setattr(_native, "amx_available", lambda: True)
+    assert spp.resolve_engine("auto") == "numpy"
+    assert spp.resolve_engine("native") == "native"
+    with pytest.raises(ValueError, match="engine must be one of"):
+        spp.resolve_engine("amx")
+
+
 # ---------------------------------------------------------------- leverage jackknife (issue 13)
 def _leverage_blocks(family, d, n, reps, seed, big=None):
     """Per replicate: log det G_1 of n i.i.d. rows, their leave-one-out stats and in-sample mean(M_i^2); with
