@@ -27,8 +27,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def flax_trainer(args, stream, dtype: str):
-    """(one-block function, parameter count): ``block(n)`` runs n Flax train steps and waits for the last."""
+def flax_trainer(args, stream, dtype: str, one_step_per_call: bool = False):
+    """(one-block function, parameter count): ``block(n)`` runs n Flax train steps and waits for the last: one
+    compiled call of n steps (``nanogpt_train.train_steps``, as training runs them), or n calls of one step."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -39,15 +40,21 @@ def flax_trainer(args, stream, dtype: str):
     cfg = ng.preset_config(args.preset, args.vocab, context_length=args.context, dtype=dtype)
     graphdef, params = nnx.split(ng.init_model(cfg, 0))
     tc = nt.TrainConfig()
-    step_fn = nt.train_step(graphdef, (tc.grad_clip, tc.beta1, tc.beta2, tc.weight_decay), args.batch, args.context)
+    hyper = (tc.grad_clip, tc.beta1, tc.beta2, tc.weight_decay)
+    step_fn = nt.train_step(graphdef, hyper, args.batch, args.context)
+    steps_fn = nt.train_steps(graphdef, hyper, args.batch, args.context)
     state = {"params": params, "opt": nt.optimizer(tc).init(params), "step": 0}
     stream_d = jnp.asarray(stream)
 
     def block(n):
         p, o = state["params"], state["opt"]
-        for _ in range(n):
-            p, o, loss = step_fn(p, o, stream_d, 0, state["step"], 3e-4)
-            state["step"] += 1
+        if one_step_per_call:
+            for _ in range(n):
+                p, o, loss = step_fn(p, o, stream_d, 0, state["step"], 3e-4)
+                state["step"] += 1
+        else:
+            p, o, loss = steps_fn(p, o, stream_d, 0, state["step"], jnp.full((n,), 3e-4, jnp.float32))
+            state["step"] += n
         jax.block_until_ready(loss)
         state["params"], state["opt"] = p, o
 
@@ -88,17 +95,20 @@ def bench_train(args, stream) -> dict:
     import torch
 
     blocks = {f"flax {d}": flax_trainer(args, stream, d)[0] for d in args.dtypes}
+    if not args.no_flax_single_step:
+        blocks.update({f"flax {d}, one step per call": flax_trainer(args, stream, d, one_step_per_call=True)[0]
+                       for d in args.dtypes})
     for d in args.torch_dtypes:
         suffix = "" if d == "float32" else f" {d}"
         blocks[f"torch eager{suffix}"] = torch_trainer(args, stream, compiled=False, dtype=d)
         if not args.no_torch_compile and d in args.torch_compile_dtypes:
             blocks[f"torch.compile{suffix}"] = torch_trainer(args, stream, compiled=True, dtype=d)
     out = {name: {"block_seconds": []} for name in blocks}
-    for name, block in blocks.items():                       # first step (compilation), then 2 warm steps
+    for name, block in blocks.items():  # first step (compilation), then one warm block (compiles a block-long call)
         t0 = time.perf_counter()
         block(1)
         out[name]["first_step_seconds"] = time.perf_counter() - t0
-        block(2)
+        block(args.steps)
     for _ in range(args.repeats):
         for name, block in blocks.items():
             t0 = time.perf_counter()
@@ -220,7 +230,10 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=4096, help="vocabulary size (the BPE default)")
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--batch", type=int, default=32, help="training windows per step")
-    ap.add_argument("--steps", type=int, default=5, help="training steps per timed block")
+    ap.add_argument("--steps", type=int, default=8, help="training steps per timed block (Flax: one compiled call "
+                                                        "of this many steps, as training's default steps_per_call)")
+    ap.add_argument("--no-flax-single-step", action="store_true",
+                    help="skip the Flax variant that makes one call per step")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dtypes", nargs="+", default=["float32"], help="Flax compute dtypes (bfloat16 for accelerators)")
     ap.add_argument("--no-torch-compile", action="store_true", help="skip the torch.compile variant")

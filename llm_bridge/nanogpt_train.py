@@ -68,6 +68,8 @@ class TrainConfig:
     minutes: float | None = option(None, "wall-time budget: stop when it is spent, then checkpoint and evaluate",
                                    default_help="none")
     batch_size: int = option(32, "windows per step")
+    steps_per_call: int = option(8, "optimiser steps per compiled call (a lax.scan; the same numbers as one step "
+                                    "per call, with fewer buffer allocations)")
     learning_rate: float = option(1e-3, "peak learning rate", flag="lr")
     min_lr_ratio: float = option(0.1, "final learning rate / peak, end of the cosine")
     warmup_steps: int = option(100, "linear warm-up steps", flag="warmup")
@@ -89,7 +91,7 @@ class TrainConfig:
             _checks.positive_int("steps", self.steps)
         if self.minutes is not None:
             _checks.in_interval("minutes", self.minutes, 0.0, math.inf, low_open=True, high_open=True)
-        for name in ("batch_size", "eval_every", "eval_windows", "checkpoint_every"):
+        for name in ("batch_size", "steps_per_call", "eval_every", "eval_windows", "checkpoint_every"):
             _checks.positive_int(name, getattr(self, name))
         _checks.nonnegative_int("warmup_steps", self.warmup_steps)
         _checks.nonnegative_int("seed", self.seed)
@@ -293,15 +295,8 @@ def random_windows(key, stream, batch_size: int, length: int, size=None):
     return jax.vmap(lambda s: jax.lax.dynamic_slice_in_dim(stream, s, length))(starts)
 
 
-@lru_cache(maxsize=16)
-def train_step(graphdef, hyper: tuple[float, float, float, float], batch_size: int, seq_len: int) -> Callable:
-    """The jitted step ``(params, opt_state, stream, seed, step, lr, size=None) -> (params, opt_state, loss)``.
-
-    Draws ``batch_size`` windows of ``seq_len + 1`` tokens from ``stream`` (its first ``size`` tokens when given,
-    see :func:`random_windows`) with the step's key, next-token
-    cross-entropy with dropout, one update of :func:`adamw_chain` (``hyper``) scaled by ``-lr``. ``params`` and
-    ``opt_state`` are donated.
-    """
+def _step_body(graphdef, hyper: tuple[float, float, float, float], batch_size: int, seq_len: int) -> Callable:
+    """The un-jitted step of :func:`train_step`."""
     tx = adamw_chain(*hyper)
 
     def step(params, opt_state, stream, seed, step, lr, size=None):
@@ -317,7 +312,45 @@ def train_step(graphdef, hyper: tuple[float, float, float, float], batch_size: i
         updates = jax.tree.map(lambda u: (-lr * u).astype(u.dtype), updates)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    return jax.jit(step, donate_argnums=(0, 1))
+    return step
+
+
+@lru_cache(maxsize=16)
+def train_step(graphdef, hyper: tuple[float, float, float, float], batch_size: int, seq_len: int) -> Callable:
+    """The jitted step ``(params, opt_state, stream, seed, step, lr, size=None) -> (params, opt_state, loss)``.
+
+    Draws ``batch_size`` windows of ``seq_len + 1`` tokens from ``stream`` (its first ``size`` tokens when given,
+    see :func:`random_windows`) with the step's key, next-token
+    cross-entropy with dropout, one update of :func:`adamw_chain` (``hyper``) scaled by ``-lr``. ``params`` and
+    ``opt_state`` are donated.
+    """
+    return jax.jit(_step_body(graphdef, hyper, batch_size, seq_len), donate_argnums=(0, 1))
+
+
+@lru_cache(maxsize=16)
+def train_steps(graphdef, hyper: tuple[float, float, float, float], batch_size: int, seq_len: int) -> Callable:
+    """Several steps in one compiled call: ``(params, opt_state, stream, seed, first_step, lrs, size=None) ->
+    (params, opt_state, losses)`` runs steps ``first_step, first_step + 1, ...`` with learning rates ``lrs`` (one per
+    step; its length is the number of steps, one compilation per length) as a ``lax.scan`` over the step of
+    :func:`train_step`, and returns each step's loss.
+
+    Why: XLA:CPU allocates a call's temporary buffers afresh for every call (one ``mmap`` of 693 MB per ``seed003``
+    step, batch 32, freed after it); the first touch of those pages cost 0.36-0.40 CPU-s of page faults per step on
+    the 2-core machine (181,000 minor faults per step), a fifth of the step's CPU time. Inside one call the loop
+    reuses them: 8 steps per call cut the faults 8-fold (docs/nanogpt.md, speed)."""
+    body = _step_body(graphdef, hyper, batch_size, seq_len)
+
+    def steps(params, opt_state, stream, seed, first_step, lrs, size=None):
+        def one(carry, x):
+            p, o, loss = body(*carry, stream, seed, x[0], x[1], size)
+            return (p, o), loss
+
+        first = jnp.asarray(first_step, jnp.int32)
+        (params, opt_state), losses = jax.lax.scan(
+            one, (params, opt_state), (first + jnp.arange(lrs.shape[0], dtype=jnp.int32), lrs))
+        return params, opt_state, losses
+
+    return jax.jit(steps, donate_argnums=(0, 1))
 
 
 def _copy(tree):
@@ -494,17 +527,18 @@ def resume(folder: str | os.PathLike, *, until: int | None = None, progress: boo
                 resuming=True)
 
 
-def _steps_for_budget(step_fn, params, opt_state, stream, tc: TrainConfig, seconds_left: float,
+def _steps_for_budget(steps_fn, params, opt_state, stream, tc: TrainConfig, seconds_left: float,
                       seconds_per_eval: float) -> int:
-    """Schedule length for a time budget: time 3 steps (compiled) on copies, divide the time left."""
+    """Schedule length for a time budget: time one compiled call of ``tc.steps_per_call`` steps
+    (:func:`train_steps`) on copies, divide the time left."""
     p, o = _copy(params), _copy(opt_state)
-    p, o, loss = step_fn(p, o, stream, tc.seed, 0, jnp.float32(0.0))
-    loss.block_until_ready()
+    lrs = jnp.zeros((tc.steps_per_call,), jnp.float32)
+    p, o, losses = steps_fn(p, o, stream, tc.seed, 0, lrs)
+    losses.block_until_ready()
     t0 = time.perf_counter()
-    for _ in range(3):
-        p, o, loss = step_fn(p, o, stream, tc.seed, 0, jnp.float32(0.0))
-    loss.block_until_ready()
-    per_step = (time.perf_counter() - t0) / 3 + seconds_per_eval / tc.eval_every
+    p, o, losses = steps_fn(p, o, stream, tc.seed, 0, lrs)
+    losses.block_until_ready()
+    per_step = (time.perf_counter() - t0) / tc.steps_per_call + seconds_per_eval / tc.eval_every
     return max(1, int(seconds_left / per_step))
 
 
@@ -517,7 +551,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
     model = NanoGPT.create(cfg, tokenizer, tc.seed, name=f"nanogpt:{folder.name}")
     tx = optimizer(tc)
     model.params, opt_state = committed((model.params, tx.init(model.params)))
-    step_fn = train_step(model.graphdef, _hyper(tc), tc.batch_size, cfg.context_length)
+    steps_fn = train_steps(model.graphdef, _hyper(tc), tc.batch_size, cfg.context_length)
     stream = jnp.asarray(prepared.train)
     metrics: dict[str, list] = {"train": [], "eval": []}
     start_step, total, elapsed_before = 0, tc.steps, 0.0
@@ -555,36 +589,42 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
     if start_step == 0:
         first = evaluate(0)
         if total is None:
-            total = _steps_for_budget(step_fn, model.params, opt_state, stream, tc, budget - elapsed(),
+            total = _steps_for_budget(steps_fn, model.params, opt_state, stream, tc, budget - elapsed(),
                                       first["eval_s"])
     lrs = np.asarray(schedule(tc, total)(np.arange(1, total + 1)), dtype=np.float32)   # lrs[s]: step s
     step, stopped_by, tokens_per_step = start_step, "steps", tc.batch_size * cfg.context_length
-    pending: list[tuple[int, jax.Array, float]] = []
-    timed_steps, timed_s, mark = 0, 0.0, None       # mark: (step, time) of the last sync; None before compiling
+    pending: list[tuple[int, jax.Array, np.ndarray]] = []       # (first step, losses, learning rates) per call
+    timed_steps, timed_s, mark = 0, 0.0, None       # mark: (step, time) of the last sync; None before the first
+    compiled: set[int] = set()                      # call lengths compiled so far
     with bar(total, f"training {folder.name}", unit="step", disable=None if progress is None else not progress) as b:
         b.update(step)
         while step < total:
-            if budget is not None and elapsed() >= budget:
+            if budget is not None and step > start_step and elapsed() >= budget:  # (at least one call per session)
                 stopped_by = "minutes"
                 break
             if until is not None and step >= until:
                 stopped_by = "until"
                 break
-            lr = lrs[step]
-            model.params, opt_state, loss = step_fn(model.params, opt_state, stream, tc.seed, step, lr)
-            pending.append((step, loss, lr))
-            step += 1
-            if step % 10 == 0 or step == total:
-                loss_value = float(loss)               # waits for the step, so the clock below is honest
-                now = time.perf_counter()
-                if mark is not None:                   # steps since the last sync, compilation excluded
-                    timed_steps, timed_s = timed_steps + step - mark[0], timed_s + now - mark[1]
-                mark = (step, now)
-                b.set_postfix(loss=f"{loss_value:.3f}",
-                              tok_s=f"{tokens_per_step * timed_steps / max(timed_s, 1e-9):.0f}")
-            b.update(1)
+            # one call runs up to steps_per_call steps, never past an evaluation, checkpoint, `until` or the end
+            # (the numbers are those of one step per call whatever the cut: tests/test_nanogpt.py)
+            stop = min(total, step + tc.steps_per_call, (step // tc.eval_every + 1) * tc.eval_every,
+                       (step // tc.checkpoint_every + 1) * tc.checkpoint_every, total if until is None else until)
+            chunk_lrs = lrs[step:stop]
+            model.params, opt_state, losses = steps_fn(model.params, opt_state, stream, tc.seed, step,
+                                                       jnp.asarray(chunk_lrs))
+            pending.append((step, losses, chunk_lrs))
+            loss_value = float(losses[-1])             # waits for the call, so the clock below is honest
+            now = time.perf_counter()
+            if mark is not None and stop - step in compiled:  # steps since the last sync, compilation excluded
+                timed_steps, timed_s = timed_steps + stop - mark[0], timed_s + now - mark[1]
+            compiled.add(stop - step)              # (one compilation per call length)
+            mark = (stop, now)
+            b.set_postfix(loss=f"{loss_value:.3f}",
+                          tok_s=f"{tokens_per_step * timed_steps / max(timed_s, 1e-9):.0f}")
+            b.update(stop - step)
+            step = stop
             if step % tc.eval_every == 0 or step % tc.checkpoint_every == 0:
-                metrics["train"] += [[s, float(v), float(lr_s)] for s, v, lr_s in pending]
+                metrics["train"] += _loss_rows(pending)
                 pending = []
                 if step % tc.eval_every == 0:
                     evaluate(step)
@@ -592,7 +632,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
                     checkpoint(step)
                 if mark is not None:                   # evaluation and checkpoint time is not training time
                     mark = (step, time.perf_counter())
-    metrics["train"] += [[s, float(v), float(lr_s)] for s, v, lr_s in pending]
+    metrics["train"] += _loss_rows(pending)
     final = metrics["eval"][-1] if metrics["eval"] and metrics["eval"][-1]["step"] == step else evaluate(step)
     if step not in mngr.all_steps():
         checkpoint(step)
@@ -609,6 +649,14 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
     model.step = step
     return TrainResult(model, step, final["loss"], final["perplexity"], tokens_per_second, folder, stopped_by,
                        metrics)
+
+
+def _loss_rows(pending) -> list[list]:
+    """``[step, loss, lr]`` rows of the calls in ``pending``: (first step, losses, learning rates) each."""
+    rows = []
+    for first, losses, lrs in pending:
+        rows += [[first + j, float(v), float(lr)] for j, (v, lr) in enumerate(zip(np.asarray(losses), lrs))]
+    return rows
 
 
 def plot_losses(run: RunFolder, metrics: dict) -> None:

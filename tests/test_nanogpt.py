@@ -369,6 +369,35 @@ def test_resume_in_process_equals_uninterrupted(tmp_path, data_dir, reference_ru
     assert metrics["train"] == ref_metrics["train"]
 
 
+def test_steps_per_call_does_not_change_the_numbers(tmp_path, data_dir, reference_run):
+    # The reference runs 4 steps per call (its checkpoints cut every 4); 1 and 3 steps per call (3 + 1 between
+    # checkpoints) are other compiled programs and must give the same parameters and losses, bit for bit.
+    ref_metrics = json.loads((reference_run.folder / "metrics.json").read_text())
+    for k in (1, 3):
+        data, tc = _configs(data_dir, steps_per_call=k)
+        run = nt.train(tmp_path / f"k{k}", SPEC, data, tc, progress=False)
+        _assert_params_equal(run.model.params, reference_run.model.params)
+        assert json.loads((tmp_path / f"k{k}" / "metrics.json").read_text())["train"] == ref_metrics["train"]
+
+
+def test_train_steps_is_a_loop_of_train_step():
+    cfg = ng.preset_config("tiny", 64, context_length=16)
+    tc = nt.TrainConfig()
+    hyper = nt._hyper(tc)
+    graphdef, params = nnx.split(ng.init_model(cfg, 0))
+    stream = jnp.asarray(np.random.default_rng(0).integers(0, 64, 4000, dtype=np.int32))
+    lrs = np.linspace(1e-3, 2e-3, 5).astype(np.float32)
+    one, many = nt.train_step(graphdef, hyper, 4, 16), nt.train_steps(graphdef, hyper, 4, 16)
+    p, o, losses = nt._copy(params), nt.optimizer(tc).init(params), []
+    for s in range(5):
+        p, o, loss = one(p, o, stream, 7, 10 + s, lrs[s])
+        losses.append(float(loss))
+    q, r, got = many(nt._copy(params), nt.optimizer(tc).init(params), stream, 7, 10, jnp.asarray(lrs))
+    assert np.array_equal(np.asarray(got), np.asarray(losses, np.float32))
+    _assert_params_equal(q, p)
+    _assert_params_equal(r, o)
+
+
 def test_killed_run_resumes_to_the_same_parameters(tmp_path, data_dir, reference_run):
     """A subprocess trains with a checkpoint every 2 steps and is killed with SIGKILL once the first checkpoint is
     on disk; resuming finishes with the uninterrupted run's parameters."""
@@ -444,6 +473,8 @@ def test_train_bad_input(tmp_path, data_dir, reference_run):
         nt.TrainConfig(keep_checkpoints=1)
     with pytest.raises(ValueError, match="give steps, minutes or both"):
         nt.TrainConfig(steps=None)
+    with pytest.raises(ValueError, match="steps_per_call"):
+        nt.TrainConfig(steps_per_call=0)
     with pytest.raises(ValueError, match="does not exist"):
         ng.NanoGPT.load(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
