@@ -95,7 +95,7 @@ def _compiler_version(cxx: str) -> str:
     return out.splitlines()[0] if out else "unknown"
 
 
-def _build(cxx: str, sources: tuple[Path, ...] = _SOURCES, name: str = "native") -> Path:
+def _build(cxx: str, sources: tuple[Path, ...] = _SOURCES, name: str = "native", extra: tuple[str, ...] = ()) -> Path:
     """Compile ``sources`` into one library for this CPU (``-march=native``: the multinomial kernel's eight-lane
     vectors become AVX-512/AVX2 instructions, the GMM network kernel's lanes AVX-512/AVX2 vectors, the spectral
     kernels use AMX where present), or for the generic target if the compiler refuses that flag.
@@ -105,7 +105,7 @@ def _build(cxx: str, sources: tuple[Path, ...] = _SOURCES, name: str = "native")
 
     include = jax.ffi.include_dir()
     toolchain = f"{_compiler_version(cxx)} jaxlib {jax.__version__}"  # a new compiler or jaxlib rebuilds
-    base = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-fno-math-errno", "-fno-trapping-math"]
+    base = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-fno-math-errno", "-fno-trapping-math", *extra]
     march = os.environ.get("COLLAPSE_JAX_MARCH", "native")
     errors = []
     for flags, machine in ((base + [f"-march={march}"], _cpu_fingerprint() if march == "native" else ""), (base, "")):
@@ -246,6 +246,29 @@ def spectral_library():
     """The spectral kernels (``ctypes.CDLL``, its batched log-det registered with jax.ffi as :data:`LOGDET_TARGET`),
     built on first use with ``-march=native``; None when native code is disabled or cannot be built."""
     return _library("spectral_kernels")
+
+
+def emulated_amx_library():
+    """For tests: the spectral kernels built with ``-DCJ_AMX_EMULATE`` (``ctypes.CDLL``, C functions typed, no ffi
+    target registered): the AMX block-statistics kernel with its tile instructions done in software, so that it can
+    be checked on CPUs without AMX. Needs AVX-512 BF16 (its bfloat16 conversions); None elsewhere, when native code
+    is disabled or no compiler is found. Scalar tiles: small blocks only."""
+    with _LOCK:
+        if "amx_emulated" in _STATE:
+            return _STATE["amx_emulated"]
+        lib, cxx = None, _compiler()
+        if _enabled() and cxx is not None:
+            try:
+                lib = ctypes.CDLL(str(_build(cxx, (SPECTRAL_SOURCE,), "spectral_kernels_amx_emulated",
+                                             ("-DCJ_AMX_EMULATE",))))
+                for fn, (restype, argtypes) in _LIBRARIES["spectral_kernels"].signatures.items():
+                    getattr(lib, fn).restype, getattr(lib, fn).argtypes = restype, argtypes
+                if not lib.cj_amx_available():  # built without AVX-512 BF16: no kernel inside
+                    lib = None
+            except (RuntimeError, OSError, AttributeError):
+                lib = None
+        _STATE["amx_emulated"] = lib
+        return lib
 
 
 def amx_available() -> bool:

@@ -42,7 +42,72 @@
 #include <immintrin.h>
 #endif
 
-#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__AVX512BW__) && \
+#if defined(CJ_AMX_EMULATE) && defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__linux__)
+// Test build (collapse_jax._native.emulated_amx_library): the AMX kernel below, unchanged, with its tile
+// instructions carried out in software, so that its tests run on any CPU with AVX-512 BF16 (AMX is only on Intel
+// Sapphire Rapids and later). Semantics of the instructions used here (Intel SDM): palette 1, eight tiles of up to
+// 16 rows x 64 bytes; TDPBF16PS adds to each float32 C[m][n] the products of the bfloat16 pairs A[m][2k, 2k + 1]
+// and B[k][2n, 2n + 1] in that order (bfloat16 products are exact in float32; the hardware also flushes denormals,
+// which never occur in these tests). Slow (scalar): small blocks only.
+#define CJ_HAVE_AMX 1
+#define CJ_AMX_EMULATED 1
+#undef _tile_loadconfig
+#undef _tile_release
+#undef _tile_zero
+#undef _tile_loadd
+#undef _tile_stored
+#undef _tile_dpbf16ps
+namespace cj_amx_emulation {
+struct Tile {
+  int rows = 0, colsb = 0;
+  alignas(64) unsigned char data[16 * 64];
+};
+thread_local Tile g_tiles[8];
+inline void load_config(const void* config) {
+  const unsigned char* c = static_cast<const unsigned char*>(config);
+  for (int t = 0; t < 8; ++t) {
+    g_tiles[t].colsb = c[16 + 2 * t] | (c[17 + 2 * t] << 8);
+    g_tiles[t].rows = c[48 + t];
+  }
+}
+inline void zero(int t) { std::memset(g_tiles[t].data, 0, sizeof(g_tiles[t].data)); }
+inline void load(int t, const void* base, long stride) {
+  for (int r = 0; r < g_tiles[t].rows; ++r)
+    std::memcpy(g_tiles[t].data + r * 64, static_cast<const unsigned char*>(base) + r * stride, g_tiles[t].colsb);
+}
+inline void store(int t, void* base, long stride) {
+  for (int r = 0; r < g_tiles[t].rows; ++r)
+    std::memcpy(static_cast<unsigned char*>(base) + r * stride, g_tiles[t].data + r * 64, g_tiles[t].colsb);
+}
+inline float bf16(const unsigned char* p) {
+  const uint32_t bits = static_cast<uint32_t>(p[0] | (p[1] << 8)) << 16;
+  float out;
+  std::memcpy(&out, &bits, 4);
+  return out;
+}
+inline void dpbf16ps(int tc, int ta, int tb) {
+  Tile &c = g_tiles[tc], &a = g_tiles[ta], &b = g_tiles[tb];
+  const int pairs = a.colsb / 4, cols = c.colsb / 4;
+  for (int m = 0; m < c.rows; ++m) {
+    for (int n = 0; n < cols; ++n) {
+      float acc;
+      std::memcpy(&acc, c.data + m * 64 + 4 * n, 4);
+      for (int k = 0; k < pairs; ++k) {
+        acc += bf16(a.data + m * 64 + 4 * k) * bf16(b.data + k * 64 + 4 * n);
+        acc += bf16(a.data + m * 64 + 4 * k + 2) * bf16(b.data + k * 64 + 4 * n + 2);
+      }
+      std::memcpy(c.data + m * 64 + 4 * n, &acc, 4);
+    }
+  }
+}
+}  // namespace cj_amx_emulation
+#define _tile_loadconfig(config) cj_amx_emulation::load_config(config)
+#define _tile_release() ((void)0)
+#define _tile_zero(t) cj_amx_emulation::zero(t)
+#define _tile_loadd(t, base, stride) cj_amx_emulation::load(t, base, stride)
+#define _tile_stored(t, base, stride) cj_amx_emulation::store(t, base, stride)
+#define _tile_dpbf16ps(c, a, b) cj_amx_emulation::dpbf16ps(c, a, b)
+#elif defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__) && defined(__AVX512BW__) && \
     defined(__linux__)
 #define CJ_HAVE_AMX 1
 #else
@@ -700,7 +765,9 @@ void cj_release_workspaces() {
 
 // 1 if this build has the AMX kernel and the OS grants the tile state to this process.
 int cj_amx_available() {
-#if CJ_HAVE_AMX
+#if defined(CJ_AMX_EMULATED)
+  return 1;
+#elif CJ_HAVE_AMX
   constexpr long kArchReqXcompPerm = 0x1023;
   constexpr long kXfeatureXtiledata = 18;
   static const int ok = syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0 ? 1 : 0;
