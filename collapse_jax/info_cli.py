@@ -39,8 +39,7 @@ def run(args) -> int:
                      f"{nat['gmm_lanes_float32']} float32 / {nat['gmm_lanes_float64']} float64")
     lines.append(f"  spectral: {nat['spectral_library'] or 'not built'}")
     if "amx" in nat:
-        amx = "yes (--engine native; auto runs numpy)" if nat["amx"] else "no (numpy engine on this CPU)"
-        lines.append(f"    AMX block-statistics engine: {amx}")
+        lines.append(f"    AMX block-statistics engine: {'yes' if nat['amx'] else 'no (numpy engine on this CPU)'}")
     lines.append(f"  build cache: {nat['cache_dir']} (COLLAPSE_JAX_CACHE)")
     print("\n".join(lines))
     return 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -94,8 +93,6 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
     else:
         folder.write_config(cfg_json)
     emb = load_embeddings(cfg.embeddings) if cfg.embeddings else None
-    if sp.resolve_engine(cfg.engine) == "native":
-        warnings.warn(sp.NATIVE_ENGINE_NOTE, stacklevel=2)
     todo = cells(cfg)
     t0 = time.perf_counter()
     results, rows, engines = [], [], {}
@@ -144,12 +141,11 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
         desc[f"{key}_loo_mean"] = "mean over rows of log(1 - h_i), h_i = M_i / n (leave-one-out log-det steps)"
         desc[f"{key}_loo_var"] = "variance over rows of log(1 - h_i) (the jackknife variance, up to n - 1)"
         desc[f"{key}_loo_pair_var"] = ("variance over row pairs (i, i+k), k = 1..4, of the leave-two-out interaction "
-                                        "log(1 - h_ij^2 / ((1 - h_i)(1 - h_j))) (NaN from the native engine)")
-        desc[f"{key}_loo_pair_mean"] = "mean of that interaction over all row pairs (NaN from the native engine)"
-        desc[f"{key}_loo_row_var"] = ("variance over rows of the row sums r_i = sum_j h_ij^2 / ((1 - h_i)(1 - h_j)) "
-                                      "(NaN from the native engine)")
-        desc[f"{key}_loo_row_cov"] = "covariance over rows of log(1 - h_i) and r_i (NaN from the native engine)"
-        desc[f"{key}_loo_kurtosis"] = "kurtosis over rows of log(1 - h_i) (NaN from the native engine)"
+                                        "log(1 - h_ij^2 / ((1 - h_i)(1 - h_j)))")
+        desc[f"{key}_loo_pair_mean"] = "mean of that interaction over all row pairs"
+        desc[f"{key}_loo_row_var"] = "variance over rows of the row sums r_i = sum_j h_ij^2 / ((1 - h_i)(1 - h_j))"
+        desc[f"{key}_loo_row_cov"] = "covariance over rows of log(1 - h_i) and r_i"
+        desc[f"{key}_loo_kurtosis"] = "kurtosis over rows of log(1 - h_i)"
         desc[f"{key}_truth"] = "exact log det G of the cell's N-point data set (streamed Gram)"
     folder.save_arrays(arrays, labels, desc)
     folder.save_text("table.md", sp.markdown_table(rows))

@@ -68,9 +68,8 @@ class PrecisionConfig:
         "help": "optional .npy file (num_points, dim) of real embeddings, e.g. from the llm extra's sentence "
                 "encoder; scored as one more cell with its own N and d", "metavar": "FILE", "default_help": "none"})
     engine: str = field(default="auto", metadata={
-        "help": "block kernel: numpy (float32 BLAS, any CPU; every jackknife statistic), native (Intel AMX, C++; about "
-                "4x faster, but only the first-pass jackknife statistics), jax (XLA; GPUs), auto (numpy on CPU, jax "
-                "elsewhere)", "choices": ENGINES})
+        "help": "block kernel: native (Intel AMX, C++; CPUs that have it), numpy (float32 BLAS, any CPU), jax (XLA; "
+                "GPUs), auto (native, else numpy on CPU; jax elsewhere)", "choices": ENGINES})
 
     def validate(self) -> "PrecisionConfig":
         if len(self.dims) == 0 and self.embeddings is None:
@@ -459,16 +458,22 @@ def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
     lds, m2s, loo_means, loo_vars, pair_vars, pair_means, row_vars, row_covs, kurts = ([] for _ in range(9))
     prev = ns[0]
     for n in ns:
+        exact = 2 * n <= 3 * d  # small prefixes in float64 (below)
         for a in range(prev, n, 4096):
             seg = x[a:min(n, a + 4096)]
+            if exact:
+                seg = seg.astype(np.float64)
             g += seg.T @ seg
         prev = max(prev, n)
         chol = np.linalg.cholesky(g)
         lds.append(2.0 * np.sum(np.log(np.diag(chol))))
-        linv = solve_triangular(chol, eye, lower=True).astype(np.float32)
+        linv = solve_triangular(chol, eye, lower=True)
         w = w_rows[:n]
-        w[...] = x[:n]
-        blas.strmm(1.0, linv, w.T, side=0, lower=1, overwrite_b=1)  # W^T := L^{-1} W^T, in place (column-major view)
+        if exact:  # leverages near 1 amplify float32 rounding: d = 8, n = 10 gave a row-sum variance of 840, not 0.14
+            w[...] = np.asarray(x[:n], np.float64) @ linv.T
+        else:
+            w[...] = x[:n]
+            blas.strmm(1.0, linv.astype(np.float32), w.T, side=0, lower=1, overwrite_b=1)  # W^T := L^{-1} W^T
         h = np.einsum("ij,ij->i", w, w, dtype=np.float64)
         h_cross = np.empty((spectral.PAIR_OFFSETS, n))  # h_{i, i+k mod n}, without copying rolled rows
         for k in range(1, spectral.PAIR_OFFSETS + 1):
@@ -481,18 +486,25 @@ def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
             pair_x = h_cross**2 / ((1.0 - h) * (1.0 - partner))
             delta = np.log1p(-pair_x)
             a_sqrt = np.sqrt(1.0 / (1.0 - h)).astype(np.float32)
-        w *= a_sqrt[:, None]  # all pairs: sum_{i != j} x_ij = ||W^T diag(a) W||_F^2 - sum_i a_i^2 h_i^2
-        ga = (w.T @ w).astype(np.float64)
+        if exact:
+            wa = w.astype(np.float64) * np.sqrt(1.0 / (1.0 - h))[:, None]
+            ga = wa.T @ wa
+        else:
+            w *= a_sqrt[:, None]  # all pairs: sum_{i != j} x_ij = ||W^T diag(a) W||_F^2 - sum_i a_i^2 h_i^2
+            ga = (w.T @ w).astype(np.float64)
         pair_sum = np.sum(ga * ga) - np.sum((h / (1.0 - h)) ** 2)
         # row sums r_i = sum_{j != i} x_ij = v_i^T (W^T diag(a) W) v_i - a_i^2 h_i^2 (v_i = sqrt(a_i) w_i): with
         # W^T diag(a) W = C C^T, v_i^T C C^T v_i = ||C^T v_i||^2, a triangular product in place (half a general one)
         try:
-            chol_a = np.linalg.cholesky(ga).astype(np.float32)
+            chol_a = np.linalg.cholesky(ga)
         except np.linalg.LinAlgError:  # n ~ d + 1: leverages ~1 in float32 round W^T diag(a) W to indefinite
             row_sums = np.full(n, np.nan)
         else:
-            blas.strmm(1.0, chol_a, w.T, side=0, lower=1, trans_a=1, overwrite_b=1)
-            row_sums = np.einsum("ij,ij->i", w, w).astype(np.float64) - (h / (1.0 - h)) ** 2
+            if exact:
+                row_sums = np.sum((wa @ chol_a) ** 2, axis=1) - (h / (1.0 - h)) ** 2
+            else:
+                blas.strmm(1.0, chol_a.astype(np.float32), w.T, side=0, lower=1, trans_a=1, overwrite_b=1)
+                row_sums = np.einsum("ij,ij->i", w, w).astype(np.float64) - (h / (1.0 - h)) ** 2
         loo_means.append(lg.mean())
         loo_vars.append(lg.var())
         pair_vars.append(delta.var())
@@ -510,10 +522,9 @@ def native_block_stats(w32: np.ndarray, idx: np.ndarray, ns, threads: int) -> tu
     """The "native" engine: blocks ``idx`` (num_blocks, n_max) of rows of the float32 population ``w32``, all prefix
     sizes, on Intel AMX (``collapse_jax/_native/spectral_kernels.cc``; ``threads`` blocks at a time). Returns
     ``(log det G_1, mean(M_i^2), mean log(1 - h_i), Var log(1 - h_i), pair variance, pair mean, row-sum variance,
-    row-sum covariance, kurtosis)``, each (num_blocks, len(ns)); the kernel does not form the leave-two-out
-    statistics (nor the kurtosis), so the last five are NaN (the jackknife interval then falls back to its
-    one-parameter bias, its variance to that of ``L_hat``, its critical value to ``z`` and the plain Gaussian
-    calibration of its variance). Raises if a block Gram is not positive definite."""
+    row-sum covariance, kurtosis)``, each (num_blocks, len(ns)), as :func:`numpy_prefix_block_stats` (the same row
+    pairs; prefixes up to 1.5 d in float64, larger ones on the tiles). Raises if a block Gram is not positive
+    definite."""
     from collapse_jax import _native
 
     lib = _native.spectral_library()
@@ -525,34 +536,27 @@ def native_block_stats(w32: np.ndarray, idx: np.ndarray, ns, threads: int) -> tu
     nb, n_max = idx.shape
     if ns[0] <= w32.shape[1] or ns[-1] > n_max or np.any(np.diff(ns) <= 0) or idx.max(initial=0) >= w32.shape[0]:
         raise ValueError("native_block_stats: need d < ns[0] < ... < ns[-1] <= n_max and indices inside the data")
-    ld = np.empty((nb, len(ns)))
-    m2 = np.empty((nb, len(ns)))
-    loo_mean = np.empty((nb, len(ns)))
-    loo_var = np.empty((nb, len(ns)))
+    out = tuple(np.empty((nb, len(ns))) for _ in range(2 + len(LOO_FIELDS)))
     rc = lib.cj_block_stats(w32.ctypes.data, w32.shape[0], w32.shape[1], idx.ctypes.data, nb, n_max,
-                            ns.ctypes.data, len(ns), ld.ctypes.data, m2.ctypes.data, loo_mean.ctypes.data,
-                            loo_var.ctypes.data, threads)
+                            ns.ctypes.data, len(ns), *(a.ctypes.data for a in out), threads)
     if rc == 1:
         raise RuntimeError("AMX kernel unavailable")
     if rc >= 2:
         raise FloatingPointError(f"block {rc - 2}: Gram matrix not positive definite")
-    return (ld, m2, loo_mean, loo_var, *(np.full_like(ld, np.nan) for _ in range(len(LOO_FIELDS) - 2)))
-
-
-NATIVE_ENGINE_NOTE = ("the native AMX block engine forms only the first-pass jackknife statistics: its leverage-"
-                      "jackknife column is the first-pass interval (docs/sigma.md); run with --engine numpy for the "
-                      "interval whose coverage docs/sigma.md reports")
+    return out
 
 
 def resolve_engine(engine: str) -> str:
-    """``auto``: numpy on a CPU, jax on GPU/TPU. The native AMX engine is about 4x faster per block but forms only
-    the first-pass jackknife statistics (:data:`NATIVE_ENGINE_NOTE`), so it runs only when asked for by name: the
-    default sweep reports the same interval on every CPU."""
+    """``auto``: native (AMX) on a CPU that has it, numpy on other CPUs, jax on GPU/TPU."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine != "auto":
         return engine
-    return "numpy" if jax.default_backend() == "cpu" else "jax"
+    if jax.default_backend() != "cpu":
+        return "jax"
+    from collapse_jax import _native
+
+    return "native" if _native.amx_available() else "numpy"
 
 
 def block_indices(seed: int, cell: int, block: int, num_points: int, size: int) -> np.ndarray:

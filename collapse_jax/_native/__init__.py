@@ -60,7 +60,7 @@ _LIBRARIES = {
     "spectral_kernels": _Library((SPECTRAL_SOURCE,), {LOGDET_TARGET: "BatchedLogdet"},
                                  {"cj_amx_available": (_INT, []),
                                   "cj_block_stats": (_I64, [_PTR, _I64, _I64, _PTR, _I64, _I64, _PTR, _I64, _PTR, _PTR,
-                                                            _PTR, _PTR, _I64])},
+                                                            _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _I64])},
                                  "JAX/NumPy"),
 }
 

@@ -18,7 +18,11 @@
 //    and log-det are float64. The sweep feeds the population whitened by its own Gram (sigma_precision.whiten), so
 //    no block is ill-conditioned beyond the Wishart's own spread. Measured against a float64 reference on whitened
 //    rows (d = 8..384): |error of log det G_1| <= 6e-5, relative error of Var(M_i) <= 3.3e-4 (tests/test_spectral.py).
-//    Without AMX (other CPUs) the caller uses the NumPy engine instead.
+//    Also the leverage jackknife's second- and third-pass statistics (pair_and_row_stats: sampled row pairs, the
+//    weighted Gram W^T diag(1/(1 - h)) W and the row sums, both products on the tiles) and, for prefixes of at most
+//    1.5 d rows, where leverages near 1 magnify the bfloat16 split's error, the Gram rows and the whitening in
+//    float64. Without AMX (other CPUs) the caller uses the NumPy engine instead; the tests run this kernel on
+//    emulated tiles (CJ_AMX_EMULATE, below) where the CPU has none.
 //
 // Layout: row-major everywhere. Matrices are lower-triangular in their lower part; upper parts are scratch.
 #include <algorithm>
@@ -510,6 +514,13 @@ struct BlockWorkspace {
   avec<uint32_t> ivh, ivl;
   avec<double> x1, x1t;             // first segment (n_1 rows), float64: (n_1, d) and (d, n_1)
   std::vector<int64_t> order;
+  // Second- and third-pass statistics (pairs, row sums): whitened rows y_r = L^{-1} x_r (padded rows x dp), the
+  // weighted rows sqrt(a_r) y_r split like xh / xl, their Gram, per-row results, chain position -> padded row.
+  avec<float> yrows;
+  avec<uint16_t> wh, wl;
+  avec<double> g2, hrow, zrow;
+  std::vector<int64_t> chain_pad;
+  std::vector<std::pair<int64_t, int64_t>> sorted;
 
   void resize(int64_t d_, int64_t padded_rows, int64_t n1, int64_t n_max) {
     d = d_;
@@ -530,6 +541,14 @@ struct BlockWorkspace {
     x1.resize(static_cast<size_t>(n1 * d_));
     x1t.resize(x1.size());
     order.resize(static_cast<size_t>(n_max));
+    yrows.resize(static_cast<size_t>(padded_rows * dp));
+    wh.resize(xh.size());
+    wl.resize(xh.size());
+    g2.resize(g.size());
+    hrow.resize(static_cast<size_t>(padded_rows));
+    zrow.resize(hrow.size());
+    chain_pad.resize(static_cast<size_t>(n_max));
+    sorted.resize(static_cast<size_t>(n_max));
   }
   size_t row_at(int64_t r, int64_t f) const {  // first element of row r, features [f, f + 32)
     return static_cast<size_t>(((r / 16) * (dp / 32) + f / 32) * 512 + (r % 16) * 32);
@@ -616,7 +635,7 @@ inline void store_accumulators(float* ct) {  // the 32 x 32 float32 block, row-m
 }
 
 // g (lower 32 x 32 super-tiles) += X^T X over padded chain rows [r0, r0 + nrows) (nrows % 32 == 0).
-void gram_chunk(BlockWorkspace& w, int64_t r0, int64_t nrows) {
+void gram_chunk(BlockWorkspace& w, const uint16_t* xh, const uint16_t* xl, double* g, int64_t r0, int64_t nrows) {
   const int64_t dp = w.dp, nkt = nrows / 32, nft = dp / 16;
   const __m512i idx0 = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6,
                                         37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
@@ -627,8 +646,8 @@ void gram_chunk(BlockWorkspace& w, int64_t r0, int64_t nrows) {
     for (int64_t f = 0; f < dp; f += 32) {
       const size_t ra = w.row_at(r0 + 2 * t, f), rb = w.row_at(r0 + 2 * t + 1, f);
       const size_t at = static_cast<size_t>(((t / 16) * nft + f / 16) * 256 + (t % 16) * 16);
-      const __m512i ah = _mm512_load_si512(w.xh.data() + ra), bh = _mm512_load_si512(w.xh.data() + rb);
-      const __m512i al = _mm512_load_si512(w.xl.data() + ra), bl = _mm512_load_si512(w.xl.data() + rb);
+      const __m512i ah = _mm512_load_si512(xh + ra), bh = _mm512_load_si512(xh + rb);
+      const __m512i al = _mm512_load_si512(xl + ra), bl = _mm512_load_si512(xl + rb);
       _mm512_store_si512(w.vh.data() + at, _mm512_permutex2var_epi16(ah, idx0, bh));
       _mm512_store_si512(w.vh.data() + at + 256, _mm512_permutex2var_epi16(ah, idx1, bh));
       _mm512_store_si512(w.vl.data() + at, _mm512_permutex2var_epi16(al, idx0, bl));
@@ -660,7 +679,7 @@ void gram_chunk(BlockWorkspace& w, int64_t r0, int64_t nrows) {
       }
       store_accumulators(ct);
       for (int64_t r = 0; r < 32; ++r) {
-        double* grow = w.g.data() + (si + r) * dp + sj;
+        double* grow = g + (si + r) * dp + sj;
         const float* crow = ct + r * 32;
         for (int64_t c = 0; c < 32; ++c) grow[c] += crow[c];
       }
@@ -668,18 +687,15 @@ void gram_chunk(BlockWorkspace& w, int64_t r0, int64_t nrows) {
   }
 }
 
-// Sum over the padded chain rows [0, nrows) (nrows % 32 == 0) of ||inv x_r||^2 and of its square, in float64
-// (a zero padding row adds 0 to both).
-// Sums over the rows of M_r = scale * h_r, M_r^2, log(1 - h_r) and log(1 - h_r)^2, h_r = ||inv x_r||^2. Padding
-// rows are zero and add 0 to every sum.
-void mahalanobis_rows(BlockWorkspace& w, int64_t nrows, double scale, double* s1, double* s2, double* s3,
-                      double* s4) {
+// For the padded chain rows [0, nrows) (nrows % 32 == 0) of the split rows (ah, al): row_sq[r] = ||inv x_r||^2 in
+// float64 (a zero padding row gives 0), and, if y_out is given, the rows inv x_r themselves (float32, stride dp).
+void mahalanobis_rows(BlockWorkspace& w, const uint16_t* ah, const uint16_t* al, int64_t nrows, double* row_sq,
+                      float* y_out) {
   const int64_t dp = w.dp, nfb = dp / 32, njt = dp / 16;
-  const uint16_t* aops[2] = {w.xh.data(), w.xl.data()};
+  const uint16_t* aops[2] = {ah, al};
   const uint32_t* bops[2] = {w.ivh.data(), w.ivl.data()};
   float* ct = w.ctile.data();
   alignas(64) float sums[32 * 16];
-  double acc1 = 0.0, acc2 = 0.0, acc3 = 0.0, acc4 = 0.0;
   for (int64_t r0 = 0; r0 < nrows; r0 += 32) {
     const int64_t rt = r0 / 16;
     for (int i = 0; i < 32 * 16; i += 16) _mm512_store_ps(sums + i, _mm512_setzero_ps());
@@ -699,21 +715,14 @@ void mahalanobis_rows(BlockWorkspace& w, int64_t nrows, double scale, double* s1
       for (int r = 0; r < 32; ++r) {
         const __m512 a = _mm512_loadu_ps(ct + r * 32), b = _mm512_loadu_ps(ct + r * 32 + 16);
         _mm512_store_ps(sums + r * 16, _mm512_fmadd_ps(a, a, _mm512_fmadd_ps(b, b, _mm512_load_ps(sums + r * 16))));
+        if (y_out != nullptr) {
+          _mm512_storeu_ps(y_out + (r0 + r) * dp + j, a);
+          _mm512_storeu_ps(y_out + (r0 + r) * dp + j + 16, b);
+        }
       }
     }
-    for (int r = 0; r < 32; ++r) {
-      const double h = _mm512_reduce_add_ps(_mm512_load_ps(sums + r * 16));
-      const double m = scale * h, l = std::log1p(-h);
-      acc1 += m;
-      acc2 += m * m;
-      acc3 += l;
-      acc4 += l * l;
-    }
+    for (int r = 0; r < 32; ++r) row_sq[r0 + r] = _mm512_reduce_add_ps(_mm512_load_ps(sums + r * 16));
   }
-  *s1 = acc1;
-  *s2 = acc2;
-  *s3 = acc3;
-  *s4 = acc4;
 }
 
 // Split inv (lower, dp x dp float64) into bf16 hi/lo B tiles: tile (f/32, j/16), row (f/2)%16, column j%16
@@ -745,6 +754,180 @@ void pack_inverse(BlockWorkspace& w) {
       transpose16x16_u32(ml, 16, w.ivl.data() + at, 16);
     }
   }
+}
+
+// sum_{f < len} a[f] b[f] in float64 (eight lanes, then the lanes' sum).
+inline double dot_f64(const double* a, const double* b, int64_t len) {
+  __m512d acc = _mm512_setzero_pd();
+  int64_t f = 0;
+  for (; f + 8 <= len; f += 8) acc = _mm512_fmadd_pd(_mm512_loadu_pd(a + f), _mm512_loadu_pd(b + f), acc);
+  if (f < len) {
+    const __mmask8 m = static_cast<__mmask8>((1u << (len - f)) - 1u);
+    acc = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(m, a + f), _mm512_maskz_loadu_pd(m, b + f), acc);
+  }
+  return _mm512_reduce_add_pd(acc);
+}
+
+// Small prefixes (n <= 1.5 d, kExactRows): leverages near 1 amplify the bfloat16 x 3 products' error (~4e-6
+// relative) a thousandfold (d = 8, n = 10: mean log(1 - h_i) 0.5 % off, the row-sum covariance -0.22 against an
+// exact -0.04), so these sizes add their rows to the Gram in float64 and whiten in float64 from the float32 rows: y_r = inv x_r rounded to float32 (as the
+// numpy engine keeps W), h_r = ||y_r||^2 in float64 from those rows; n d^2 / 2 multiply-adds, a few percent of a
+// block's tile work.
+bool exact_rows(int64_t n, int64_t d) { return 2 * n <= 3 * d; }
+
+void mahalanobis_rows_f64(BlockWorkspace& w, const float* pop, const int64_t* chain_rows, int64_t n, int64_t padded) {
+  const int64_t d = w.d, dp = w.dp;
+  std::fill(w.hrow.begin(), w.hrow.begin() + padded, 0.0);
+  std::fill(w.yrows.begin(), w.yrows.begin() + padded * dp, 0.0f);
+  std::vector<double> x(static_cast<size_t>(dp), 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    const float* src = pop + chain_rows[i] * d;
+    for (int64_t f = 0; f < d; ++f) x[f] = src[f];
+    const int64_t p = w.chain_pad[i];
+    double h = 0.0;
+    for (int64_t j = 0; j < d; ++j) {
+      const float y = static_cast<float>(dot_f64(w.inv.data() + j * dp, x.data(), j + 1));
+      w.yrows[p * dp + j] = y;
+      h += static_cast<double>(y) * y;  // from the stored rows, as the pairs' y_i.y_j: x_ij stays <= 1 (h_i ~ 1)
+    }
+    w.hrow[p] = h;
+  }
+}
+
+// The leave-two-out (pair) and row-sum statistics of one prefix of n rows (docs/sigma.md, second and third passes;
+// as sigma_precision.numpy_prefix_block_stats): h_r = hrow[r] and the whitened rows y_r = yrows[r] of the padded rows
+// [0, padded) are given, chain_pad[i] is the padded row of the block's i-th row. Pairs (i, i + k mod n), k = 1..4, in
+// chain order: x_ij = (y_i.y_j)^2 / ((1 - h_i)(1 - h_j)), delta_ij = log(1 - x_ij). The weighted Gram
+// W^T diag(a) W (a = 1/(1 - h)) on the tiles from the split rows sqrt(a_r) y_r; its squared Frobenius norm gives the
+// all-pairs sum; row sums r_i = v_i^T (W^T diag(a) W) v_i - a_i^2 h_i^2 (v_i = sqrt(a_i) y_i) as ||U^T v_i||^2 on the
+// tiles, U U^T = W^T diag(a) W with U upper triangular (the Cholesky factor of the reversed matrix, reversed), so
+// that U^T is lower triangular like the inverse factor. Outputs: pair variance and mean, row-sum variance,
+// covariance with log(1 - h_i), kurtosis of log(1 - h_i); the row-sum ones NaN if the weighted Gram is not positive
+// definite (n ~ d + 1, leverages ~1).
+void pair_and_row_stats(BlockWorkspace& w, int64_t n, int64_t padded, double* pair_var, double* pair_mean,
+                        double* row_var, double* row_cov, double* kurtosis) {
+  constexpr int kPairOffsets = 4;  // spectral.PAIR_OFFSETS
+  const int64_t d = w.d, dp = w.dp;
+  const double* h = w.hrow.data();
+  const float* y = w.yrows.data();
+  const int64_t* cp = w.chain_pad.data();
+  // leave-one-out moments and kurtosis of log(1 - h_i)
+  double lsum = 0.0;
+  for (int64_t i = 0; i < n; ++i) lsum += std::log1p(-h[cp[i]]);
+  const double lmean = lsum / n;
+  double m2 = 0.0, m4 = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double c = std::log1p(-h[cp[i]]) - lmean, c2 = c * c;
+    m2 += c2;
+    m4 += c2 * c2;
+  }
+  *kurtosis = (m4 / n) / ((m2 / n) * (m2 / n));
+  // sampled pairs
+  double dsum = 0.0, dsq = 0.0, xsum = 0.0;
+  for (int k = 1; k <= kPairOffsets; ++k) {
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t pi = cp[i], pj = cp[(i + k) % n];
+      __m512d acc = _mm512_setzero_pd();  // float64 sums of the float32 rows' products (x_ij is ill-conditioned
+      for (int64_t f = 0; f < dp; f += 8)   // where 1 - h is small)
+        acc = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_loadu_ps(y + pi * dp + f)),
+                              _mm512_cvtps_pd(_mm256_loadu_ps(y + pj * dp + f)), acc);
+      const double hij = _mm512_reduce_add_pd(acc);
+      const double x = hij * hij / ((1.0 - h[pi]) * (1.0 - h[pj])), delta = std::log1p(-x);
+      dsum += delta;
+      dsq += delta * delta;
+      xsum += delta + x;
+    }
+  }
+  const double pairs = static_cast<double>(kPairOffsets) * n, dmean = dsum / pairs;
+  *pair_var = dsq / pairs - dmean * dmean;
+  // the weighted Gram W^T diag(a) W (lower, g2): float64 from the stored rows for small prefixes, else on the tiles
+  const bool exact = exact_rows(n, d);
+  std::vector<double> v(static_cast<size_t>(dp), 0.0);
+  std::fill(w.g2.begin(), w.g2.end(), 0.0);
+  if (exact) {
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t p = cp[i];
+      const double a = 1.0 / (1.0 - h[p]);
+      for (int64_t f = 0; f < d; ++f) v[f] = y[p * dp + f];
+      for (int64_t r = 0; r < d; ++r) {
+        const double av = a * v[r];
+        double* grow = w.g2.data() + r * dp;
+        for (int64_t c = 0; c <= r; ++c) grow[c] += av * v[c];
+      }
+    }
+  } else {
+    for (int64_t r = 0; r < padded; ++r) {  // weighted rows sqrt(a_r) y_r, split like xh / xl
+      const float scale = static_cast<float>(h[r] == 0.0 ? 0.0 : std::sqrt(1.0 / (1.0 - h[r])));
+      float* row = w.yrows.data() + r * dp;  // scaled in place: y is not needed after the pairs
+      for (int64_t f = 0; f < dp; f += 16)
+        _mm512_storeu_ps(row + f, _mm512_mul_ps(_mm512_loadu_ps(row + f), _mm512_set1_ps(scale)));
+      for (int64_t f = 0; f < dp; f += 32) {
+        __m512i hi, lo;
+        split32(row, f, dp, &hi, &lo);
+        const size_t at = w.row_at(r, f);
+        _mm512_store_si512(reinterpret_cast<__m512i*>(w.wh.data() + at), hi);
+        _mm512_store_si512(reinterpret_cast<__m512i*>(w.wl.data() + at), lo);
+      }
+    }
+    for (int64_t r0 = 0; r0 < padded; r0 += kChunk)
+      gram_chunk(w, w.wh.data(), w.wl.data(), w.g2.data(), r0, std::min(kChunk, padded - r0));
+  }
+  double frob = 0.0, diag = 0.0;  // all pairs: sum_{i != j} x_ij = ||W^T diag(a) W||_F^2 - sum_i a_i^2 h_i^2
+  for (int64_t i = 0; i < d; ++i) {
+    for (int64_t j = 0; j < i; ++j) frob += 2.0 * w.g2[i * dp + j] * w.g2[i * dp + j];
+    frob += w.g2[i * dp + i] * w.g2[i * dp + i];
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const double ah = h[cp[i]] / (1.0 - h[cp[i]]);
+    diag += ah * ah;
+  }
+  *pair_mean = -(frob - diag) / (n * (n - 1.0)) + xsum / pairs;
+  // row sums v_i^T (W^T diag(a) W) v_i: small prefixes as ||C^T v_i||^2 with the Cholesky factor C in float64; else
+  // the reversed matrix's factor gives U (upper, U U^T = W^T diag(a) W) and U^T (lower, like the inverse factor)
+  // goes through the tiles
+  for (int64_t i = 0; i < d; ++i)
+    for (int64_t j = 0; j <= i; ++j)
+      w.chol[i * d + j] = exact ? w.g2[i * dp + j] : w.g2[(d - 1 - j) * dp + (d - 1 - i)];
+  if (!cholesky_lower(w.chol.data(), d, d, w.work.data())) {
+    *row_var = *row_cov = std::numeric_limits<double>::quiet_NaN();
+    return;
+  }
+  if (exact) {
+    std::vector<double> ct(static_cast<size_t>(d * d), 0.0);  // C^T, row-major: (C^T v)_j = sum_{f >= j} C[f][j] v_f
+    for (int64_t f = 0; f < d; ++f)
+      for (int64_t j = 0; j <= f; ++j) ct[j * d + f] = w.chol[f * d + j];
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t p = cp[i];
+      const double sa = std::sqrt(1.0 / (1.0 - h[p]));
+      for (int64_t f = 0; f < d; ++f) v[f] = sa * y[p * dp + f];
+      double z2 = 0.0;
+      for (int64_t j = 0; j < d; ++j) {
+        const double zj = dot_f64(ct.data() + j * d + j, v.data() + j, d - j);
+        z2 += zj * zj;
+      }
+      w.zrow[p] = z2;
+    }
+  } else {
+    std::fill(w.inv.begin(), w.inv.end(), 0.0);
+    for (int64_t i = 0; i < d; ++i)
+      for (int64_t j = 0; j <= i; ++j) w.inv[i * dp + j] = w.chol[(d - 1 - j) * d + (d - 1 - i)];
+    pack_inverse(w);
+    mahalanobis_rows(w, w.wh.data(), w.wl.data(), padded, w.zrow.data(), nullptr);
+  }
+  double rsum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double ah = h[cp[i]] / (1.0 - h[cp[i]]);
+    rsum += w.zrow[cp[i]] - ah * ah;
+  }
+  const double rmean = rsum / n;
+  double rvar = 0.0, rcov = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double ah = h[cp[i]] / (1.0 - h[cp[i]]), r = w.zrow[cp[i]] - ah * ah - rmean;
+    rvar += r * r;
+    rcov += (std::log1p(-h[cp[i]]) - lmean) * r;
+  }
+  *row_var = rvar / n;
+  *row_cov = rcov / n;
 }
 
 }  // namespace
@@ -781,11 +964,13 @@ int cj_amx_available() {
 // chain order; ns: (num_sizes,) increasing prefix sizes, ns[last] <= n_max, ns[0] > d. Outputs (num_blocks,
 // num_sizes): logdet (log det G_1), m2 (in-sample mean(M_i^2), computed as d^2 + Var(M_i), which equals it
 // because mean(M_i) = d exactly; this cancels a common relative error in the M_i), loo_mean and loo_var (mean and
-// variance over the rows of log(1 - h_i), h_i = M_i / n). Returns 0 on success, 1 if AMX
-// is unavailable, 2 + block if a block Gram was not positive definite.
+// variance over the rows of log(1 - h_i), h_i = M_i / n); if pair_var is not null, also pair_var, pair_mean,
+// row_var, row_cov and kurtosis (pair_and_row_stats). Returns 0 on success, 1 if AMX is unavailable, 2 + block if a
+// block Gram was not positive definite.
 int64_t cj_block_stats(const float* pop, int64_t num_points, int64_t d, const int64_t* idx, int64_t num_blocks,
                        int64_t n_max, const int64_t* ns, int64_t num_sizes, double* logdet, double* m2,
-                       double* loo_mean, double* loo_var, int64_t num_threads) {
+                       double* loo_mean, double* loo_var, double* pair_var, double* pair_mean, double* row_var,
+                       double* row_cov, double* kurtosis, int64_t num_threads) {
 #if CJ_HAVE_AMX
   if (!cj_amx_available()) return 1;
   // padded chain layout: segment s = rows [ns[s-1], ns[s]) padded to a multiple of 32
@@ -810,8 +995,12 @@ int64_t cj_block_stats(const float* pop, int64_t num_points, int64_t d, const in
       // read in increasing index order (memory locality). Padding rows are zero.
       for (int64_t s = 0; s < num_sizes; ++s) {
         const int64_t len = seg_start[s + 1] - seg_start[s];
-        std::copy(bi + seg_start[s], bi + seg_start[s + 1], w.order.begin());
-        std::sort(w.order.begin(), w.order.begin() + len);
+        for (int64_t o = 0; o < len; ++o) w.sorted[o] = {bi[seg_start[s] + o], o};
+        std::sort(w.sorted.begin(), w.sorted.begin() + len);
+        for (int64_t r = 0; r < len; ++r) {
+          w.order[r] = w.sorted[r].first;
+          w.chain_pad[seg_start[s] + w.sorted[r].second] = pad_start[s] + r;
+        }
         for (int64_t r = 0; r < pad_start[s + 1] - pad_start[s]; ++r) {
           const float* src = r < len ? pop + w.order[r] * d : nullptr;
           if (r + 8 < len) prefetch_row(pop + w.order[r + 8] * d, d);
@@ -838,30 +1027,60 @@ int64_t cj_block_stats(const float* pop, int64_t num_points, int64_t d, const in
       for (int64_t i = 0; i < d; ++i)
         for (int64_t j = 0; j <= i; ++j) w.g[i * dp + j] = -w.g[i * dp + j];
       for (int64_t s = 0; s < num_sizes; ++s) {
-        for (int64_t r0 = pad_start[s]; s > 0 && r0 < pad_start[s + 1]; r0 += kChunk)
-          gram_chunk(w, r0, std::min(kChunk, pad_start[s + 1] - r0));
         const int64_t n = ns[s];
+        if (s > 0 && exact_rows(n, d)) {  // small prefixes: the Gram's new rows in float64 too (exact_rows)
+          std::vector<double> x(static_cast<size_t>(d));
+          for (int64_t i = seg_start[s]; i < seg_start[s + 1]; ++i) {
+            for (int64_t f = 0; f < d; ++f) x[f] = pop[bi[i] * d + f];
+            for (int64_t r = 0; r < d; ++r) {
+              double* grow = w.g.data() + r * dp;
+              for (int64_t c = 0; c <= r; ++c) grow[c] += x[r] * x[c];
+            }
+          }
+        } else {
+          for (int64_t r0 = pad_start[s]; s > 0 && r0 < pad_start[s + 1]; r0 += kChunk)
+            gram_chunk(w, w.xh.data(), w.xl.data(), w.g.data(), r0, std::min(kChunk, pad_start[s + 1] - r0));
+        }
         double* ld_out = logdet + b * num_sizes + s;
         double* m2_out = m2 + b * num_sizes + s;
         double* lm_out = loo_mean + b * num_sizes + s;
         double* lv_out = loo_var + b * num_sizes + s;
         for (int64_t i = 0; i < d; ++i)
           for (int64_t j = 0; j <= i; ++j) w.chol[i * d + j] = w.g[i * dp + j];
+        const size_t at = static_cast<size_t>(b * num_sizes + s);
+        const bool extra = pair_var != nullptr;
         if (!cholesky_lower(w.chol.data(), d, d, w.work.data())) {
           int64_t expected = 0;
           failed.compare_exchange_strong(expected, 2 + b);
           *ld_out = *m2_out = *lm_out = *lv_out = std::numeric_limits<double>::quiet_NaN();
+          if (extra)
+            pair_var[at] = pair_mean[at] = row_var[at] = row_cov[at] = kurtosis[at] =
+                std::numeric_limits<double>::quiet_NaN();
           continue;
         }
         *ld_out = logdet_from_chol(w.chol.data(), d, d);
         invert_lower(w.chol.data(), d, d, w.inv.data(), dp, w.work.data());
         pack_inverse(w);
         double s1 = 0.0, s2 = 0.0, s3 = 0.0, s4 = 0.0;  // sums of M_r, M_r^2, log(1 - h_r), log(1 - h_r)^2
-        mahalanobis_rows(w, pad_start[s + 1], static_cast<double>(n), &s1, &s2, &s3, &s4);
+        if (exact_rows(n, d))
+          mahalanobis_rows_f64(w, pop, bi, n, pad_start[s + 1]);
+        else
+          mahalanobis_rows(w, w.xh.data(), w.xl.data(), pad_start[s + 1], w.hrow.data(),
+                           extra ? w.yrows.data() : nullptr);
+        for (int64_t r = 0; r < pad_start[s + 1]; ++r) {  // padding rows are zero and add 0 to every sum
+          const double h = w.hrow[r], mr = static_cast<double>(n) * h, l = std::log1p(-h);
+          s1 += mr;
+          s2 += mr * mr;
+          s3 += l;
+          s4 += l * l;
+        }
         const double mean = s1 / n, lmean = s3 / n;
         *m2_out = static_cast<double>(d) * d + (s2 / n - mean * mean);
         *lm_out = lmean;
         *lv_out = s4 / n - lmean * lmean;
+        if (extra)
+          pair_and_row_stats(w, n, pad_start[s + 1], pair_var + at, pair_mean + at, row_var + at, row_cov + at,
+                             kurtosis + at);
       }
     }
     _tile_release();
@@ -874,7 +1093,8 @@ int64_t cj_block_stats(const float* pop, int64_t num_points, int64_t d, const in
   return failed.load();
 #else
   (void)pop; (void)num_points; (void)d; (void)idx; (void)num_blocks; (void)n_max; (void)ns; (void)num_sizes;
-  (void)logdet; (void)m2; (void)loo_mean; (void)loo_var; (void)num_threads;
+  (void)logdet; (void)m2; (void)loo_mean; (void)loo_var; (void)pair_var; (void)pair_mean; (void)row_var;
+  (void)row_cov; (void)kurtosis; (void)num_threads;
   return 1;
 #endif
 }
