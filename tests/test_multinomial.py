@@ -226,7 +226,7 @@ def test_native_contract_jit_vmap_keys(regime):
 def test_native_engines_draw_identically(regime):
     """The refill engine (AVX-512) and the group engine consume each replicate's stream the same way: equal losses,
     bit for bit, over every sampler path: zero and tiny probabilities (inversion, no-draw categories), moderate and
-    large means (BTRS), n >= 2^17 (BTRS with the Stirling bound), the filter's kept-size draws, a grid of two
+    large means (BTRS), n >= 2^20 (BTRS with the Stirling bound), the filter's kept-size draws, a grid of two
     schedules and a replicate count that is no multiple of the vector width."""
     from collapse_jax import _native
 
@@ -234,7 +234,7 @@ def test_native_engines_draw_identically(regime):
         pytest.skip(f"no refill engine in this build ({_native.multinomial_engines()})")
     p = np.r_[0.3, 0.0, 1e-4, 0.02, 0.15, 0.0, 0.2, 0.001, 0.1289, 0.1, 0.1]
     p = jnp.asarray(p / p.sum())
-    n = np.array([[3, 40, 500, 2e4, 3e5, 7, 1e3], [1, 1e5, 2e5, 60, 5e3, 4e4, 2]])
+    n = np.array([[3, 40, 500, 2e4, 3e6, 7, 1e3], [1, 1e5, 2e5, 60, 5e3, 4e4, 2]])
     alpha = np.array([[1.0, 0.5, 0.2, 0.9, 0.0, 0.7, 0.3], [1.0, 0.0, 0.1, 1.0, 0.5, 0.5, 0.05]])
     tilde, kappa = M.filter_schedules(alpha.copy(), 0.1, 0.4) if regime == "filter" else (alpha, np.ones_like(alpha))
     args = [jnp.asarray(x, jnp.float64) for x in (tilde, n, kappa)]
