@@ -102,7 +102,7 @@ class PrecisionConfig:
 
     @staticmethod
     def default_blocks(dims) -> tuple[int, ...]:
-        """Default blocks per cell for each dimension (a d = 384 block costs ~0.4 CPU-seconds with the numpy engine,
+        """Default blocks per cell for each dimension (a d = 384 block costs ~0.7 CPU-seconds with the numpy engine,
         ~0.08 with the native AMX one; see docs/benchmarks.md)."""
         return tuple(DEFAULT_BLOCKS[min(int(np.searchsorted(DEFAULT_DIMS, d)), len(DEFAULT_DIMS) - 1)]
                      for d in dims) or (DEFAULT_BLOCKS[-1],)

@@ -162,8 +162,6 @@ def test_prefix_block_stats_matches_reference():
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)  # float32 products
 
 
-
-
 @pytest.fixture
 def amx_engine(monkeypatch):
     """The native AMX engine on this CPU's tiles ("hardware"), else the same kernel with its tile instructions
