@@ -40,7 +40,7 @@ from collapse_jax.results import RunFolder, atomic_write_json
 from llm_bridge import bpe
 from llm_bridge.encoders import require
 from llm_bridge.generators import check_texts
-from llm_bridge.nanogpt import PRESETS, GPTConfig, NanoGPT, committed, forward, preset_config, token_nll, without_x64
+from llm_bridge.nanogpt import PRESETS, GPTConfig, NanoGPT, committed, mean_nll_hidden, preset_config, without_x64
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -304,8 +304,8 @@ def _step_body(graphdef, hyper: tuple[float, float, float, float], batch_size: i
         batch = random_windows(data_key, stream, batch_size, seq_len + 1, size)
 
         def loss_fn(p):
-            logits, _ = forward(graphdef, p, batch[:, :-1], deterministic=False, dropout_key=dropout_key)
-            return jnp.mean(token_nll(logits, batch[:, 1:]))
+            return mean_nll_hidden(graphdef, p, batch[:, :-1], batch[:, 1:], deterministic=False,
+                                   dropout_key=dropout_key)
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = tx.update(grads, opt_state, params)

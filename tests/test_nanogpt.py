@@ -380,6 +380,31 @@ def test_steps_per_call_does_not_change_the_numbers(tmp_path, data_dir, referenc
         assert json.loads((tmp_path / f"k{k}" / "metrics.json").read_text())["train"] == ref_metrics["train"]
 
 
+@pytest.mark.parametrize("chunks", [1, 4, 3])
+def test_chunked_tied_loss_matches_the_logits_path(chunks):
+    # The train step's loss without whole logits (nanogpt.mean_nll_hidden / tied_mean_nll) against mean(token_nll) of
+    # the model's logits: value and every parameter gradient, dropout on (same keys); 3 chunks do not divide the
+    # 2 x 16 rows, so that call takes one chunk.
+    cfg = ng.preset_config("tiny", 64, context_length=16, dropout=0.1)
+    graphdef, params = nnx.split(ng.init_model(cfg, 3))
+    tokens = jnp.asarray(np.random.default_rng(1).integers(0, 64, (2, 17), dtype=np.int32))
+    key = jax.random.key(5)
+
+    def via_logits(p):
+        logits, _ = ng.forward(graphdef, p, tokens[:, :-1], deterministic=False, dropout_key=key)
+        return jnp.mean(ng.token_nll(logits, tokens[:, 1:]))
+
+    def chunked(p):
+        return ng.mean_nll_hidden(graphdef, p, tokens[:, :-1], tokens[:, 1:], deterministic=False, dropout_key=key,
+                                  chunks=chunks)
+
+    want, want_g = jax.jit(jax.value_and_grad(via_logits))(params)
+    got, got_g = jax.jit(jax.value_and_grad(chunked))(params)
+    assert float(got) == pytest.approx(float(want), rel=1e-6)
+    for a, b in zip(_leaves(got_g), _leaves(want_g)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7)
+
+
 def test_train_steps_is_a_loop_of_train_step():
     cfg = ng.preset_config("tiny", 64, context_length=16)
     tc = nt.TrainConfig()
