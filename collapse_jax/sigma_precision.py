@@ -485,12 +485,13 @@ def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
             lg = np.log1p(-h)
             pair_x = h_cross**2 / ((1.0 - h) * (1.0 - partner))
             delta = np.log1p(-pair_x)
-            a_sqrt = np.sqrt(1.0 / (1.0 - h)).astype(np.float32)
+            a_sqrt = np.sqrt(1.0 / (1.0 - h))
+        # all pairs: sum_{i != j} x_ij = ||W^T diag(a) W||_F^2 - sum_i a_i^2 h_i^2
         if exact:
-            wa = w.astype(np.float64) * np.sqrt(1.0 / (1.0 - h))[:, None]
+            wa = w.astype(np.float64) * a_sqrt[:, None]
             ga = wa.T @ wa
         else:
-            w *= a_sqrt[:, None]  # all pairs: sum_{i != j} x_ij = ||W^T diag(a) W||_F^2 - sum_i a_i^2 h_i^2
+            w *= a_sqrt.astype(np.float32)[:, None]
             ga = (w.T @ w).astype(np.float64)
         pair_sum = np.sum(ga * ga) - np.sum((h / (1.0 - h)) ** 2)
         # row sums r_i = sum_{j != i} x_ij = v_i^T (W^T diag(a) W) v_i - a_i^2 h_i^2 (v_i = sqrt(a_i) w_i): with

@@ -386,11 +386,8 @@ def _tied_mean_nll_fwd(x, embedding, targets, chunks):
     def block(d_emb, blk):
         xi, ti = blk
         logits = jnp.einsum("nd,vd->nv", xi, embedding, preferred_element_type=jnp.float32)
-        top = jnp.max(logits, axis=-1, keepdims=True)
-        e = jnp.exp(logits - top)
-        total = jnp.sum(e, axis=-1, keepdims=True)
-        nll = jnp.log(total)[:, 0] + top[:, 0] - _pick(logits, ti)
-        g = ((e / total - jax.nn.one_hot(ti, embedding.shape[0], dtype=e.dtype)) * (1.0 / rows)).astype(x.dtype)
+        nll, res = _nll_fwd(logits, ti)  # token_nll's own forward and gradient, per block
+        g = _nll_bwd(res, jnp.full(nll.shape, 1.0 / rows, logits.dtype))[0].astype(x.dtype)
         dx = jnp.einsum("nv,vd->nd", g, embedding, preferred_element_type=jnp.float32)
         return d_emb + _narrow_first(g, xi), (jnp.sum(nll), dx.astype(x.dtype))
 
