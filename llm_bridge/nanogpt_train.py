@@ -295,6 +295,18 @@ def random_windows(key, stream, batch_size: int, length: int, size=None):
     return jax.vmap(lambda s: jax.lax.dynamic_slice_in_dim(stream, s, length))(starts)
 
 
+def padded_stream(tokens) -> tuple[jax.Array, np.int32]:
+    """``(stream, size)``: the int32 tokens zero-padded to a power of two (at least 1024) and their real count, for
+    the ``size`` argument of :func:`train_step` / :func:`train_steps`. Windows are drawn from the first ``size``
+    tokens only (:func:`random_windows`), so the numbers are those of the unpadded stream, and streams of different
+    lengths in one bucket (the base models of an LLM network, each on its own part of a corpus; fine-tuning on each
+    generation's texts) share one compilation instead of compiling the step again for every length."""
+    tokens = np.asarray(tokens, np.int32)
+    padded = np.zeros(1 << max(10, (len(tokens) - 1).bit_length()), np.int32)
+    padded[:len(tokens)] = tokens
+    return jnp.asarray(padded), np.int32(len(tokens))
+
+
 def _step_body(graphdef, hyper: tuple[float, float, float, float], batch_size: int, seq_len: int) -> Callable:
     """The un-jitted step of :func:`train_step`."""
     tx = adamw_chain(*hyper)
@@ -527,16 +539,16 @@ def resume(folder: str | os.PathLike, *, until: int | None = None, progress: boo
                 resuming=True)
 
 
-def _steps_for_budget(steps_fn, params, opt_state, stream, tc: TrainConfig, seconds_left: float,
+def _steps_for_budget(steps_fn, params, opt_state, stream, size, tc: TrainConfig, seconds_left: float,
                       seconds_per_eval: float) -> int:
     """Schedule length for a time budget: time one compiled call of ``tc.steps_per_call`` steps
     (:func:`train_steps`) on copies, divide the time left."""
     p, o = _copy(params), _copy(opt_state)
     lrs = jnp.zeros((tc.steps_per_call,), jnp.float32)
-    p, o, losses = steps_fn(p, o, stream, tc.seed, 0, lrs)
+    p, o, losses = steps_fn(p, o, stream, tc.seed, 0, lrs, size)
     losses.block_until_ready()
     t0 = time.perf_counter()
-    p, o, losses = steps_fn(p, o, stream, tc.seed, 0, lrs)
+    p, o, losses = steps_fn(p, o, stream, tc.seed, 0, lrs, size)
     losses.block_until_ready()
     per_step = (time.perf_counter() - t0) / tc.steps_per_call + seconds_per_eval / tc.eval_every
     return max(1, int(seconds_left / per_step))
@@ -552,7 +564,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
     tx = optimizer(tc)
     model.params, opt_state = committed((model.params, tx.init(model.params)))
     steps_fn = train_steps(model.graphdef, _hyper(tc), tc.batch_size, cfg.context_length)
-    stream = jnp.asarray(prepared.train)
+    stream, size = padded_stream(prepared.train)
     metrics: dict[str, list] = {"train": [], "eval": []}
     start_step, total, elapsed_before = 0, tc.steps, 0.0
     if resuming and has_checkpoints(folder):
@@ -589,7 +601,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
     if start_step == 0:
         first = evaluate(0)
         if total is None:
-            total = _steps_for_budget(steps_fn, model.params, opt_state, stream, tc, budget - elapsed(),
+            total = _steps_for_budget(steps_fn, model.params, opt_state, stream, size, tc, budget - elapsed(),
                                       first["eval_s"])
     lrs = np.asarray(schedule(tc, total)(np.arange(1, total + 1)), dtype=np.float32)   # lrs[s]: step s
     step, stopped_by, tokens_per_step = start_step, "steps", tc.batch_size * cfg.context_length
@@ -611,7 +623,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
                        (step // tc.checkpoint_every + 1) * tc.checkpoint_every, total if until is None else until)
             chunk_lrs = lrs[step:stop]
             model.params, opt_state, losses = steps_fn(model.params, opt_state, stream, tc.seed, step,
-                                                       jnp.asarray(chunk_lrs))
+                                                       jnp.asarray(chunk_lrs), size)
             pending.append((step, losses, chunk_lrs))
             loss_value = float(losses[-1])             # waits for the call, so the clock below is honest
             now = time.perf_counter()
@@ -711,9 +723,7 @@ def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate:
     step_fn = train_step(model.graphdef, _hyper(tc), tc.batch_size, seq_len)
     params = _copy(model.params)              # donated below: never the caller's (possibly shared) arrays
     opt_state = committed(optimizer(tc).init(params))
-    padded = np.zeros(1 << max(10, (len(stream) - 1).bit_length()), np.int32)
-    padded[:len(stream)] = stream
-    stream, size = jnp.asarray(padded), np.int32(len(stream))
+    stream, size = padded_stream(stream)
     lr, losses = jnp.float32(tc.learning_rate), []
     for s in range(steps):
         params, opt_state, loss = step_fn(params, opt_state, stream, tc.seed, s, lr, size)
