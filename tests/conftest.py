@@ -1,9 +1,19 @@
-"""Test configuration: float64 everywhere (tests compare with theory), CPU, quiet progress bars."""
+"""Test configuration: float64 everywhere (tests compare with theory), CPU, quiet progress bars, and XLA's
+backend optimisation level 1 instead of the default.
+
+Compilation is most of the suite's time (the portable GMM kernel alone takes ~7 s to compile per configuration at
+the default level); level 1 compiles it in ~4.6 s, and the same programs run as fast at the tests' small sizes
+(`tests/test_gmm_network.py` + `tests/test_contracts.py`: 357 s -> 268 s on 2 cores). It changes how LLVM optimises
+the generated loops, not the arithmetic (no fast-math at any level), and the flag is only added when ``XLA_FLAGS``
+does not already choose a level, so ``XLA_FLAGS=--xla_backend_optimization_level=3 pytest`` tests the default
+code generation."""
 
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("COLLAPSE_JAX_PROGRESS", "0")
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=1").strip()
 
 import jax  # noqa: E402
 
