@@ -422,6 +422,16 @@ def test_train_steps_is_a_loop_of_train_step():
     assert np.array_equal(np.asarray(got), np.asarray(losses, np.float32))
     _assert_params_equal(q, p)
     _assert_params_equal(r, o)
+    # a stream padded to its power-of-two bucket draws the same windows (same losses, bit for bit), and a stream of
+    # another length in the same bucket reuses the compilation
+    padded, size = nt.padded_stream(np.asarray(stream))
+    assert padded.shape == (4096,) and size == 4000
+    _, _, got_padded = many(nt._copy(params), nt.optimizer(tc).init(params), padded, 7, 10, jnp.asarray(lrs), size)
+    assert np.array_equal(np.asarray(got_padded), np.asarray(got))
+    compiled = many._cache_size()
+    shorter, shorter_size = nt.padded_stream(np.asarray(stream)[:3000])
+    many(nt._copy(params), nt.optimizer(tc).init(params), shorter, 7, 10, jnp.asarray(lrs), shorter_size)
+    assert many._cache_size() == compiled
 
 
 def test_killed_run_resumes_to_the_same_parameters(tmp_path, data_dir, reference_run):
