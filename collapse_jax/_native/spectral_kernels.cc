@@ -10,8 +10,9 @@
 // 2. Block statistics for the precision sweep (cj_block_stats, called through ctypes): for each random block (rows
 //    of a float32 population, in chain order) and each prefix size n_k: log det G_1(n_k) and the in-sample
 //    mean(M_i^2), M_i = n x_i^T G_1^{-1} x_i, and the mean and variance of log(1 - h_i), h_i = M_i / n (the
-//    leave-one-out log-det steps of the leverage-jackknife interval, spectral.jackknife_interval). The two O(n d^2) products (Gram accumulation, and the Mahalanobis
-//    rows y_i = L^{-1} x_i with the explicit inverse factor) run on Intel AMX tiles: every float32 operand is split
+//    leave-one-out log-det steps of the leverage-jackknife interval, spectral.jackknife_interval). The two O(n d^2)
+//    products (Gram accumulation, and the Mahalanobis rows y_i = L^{-1} x_i with the explicit inverse factor) run
+//    on Intel AMX tiles: every float32 operand is split
 //    into bfloat16 hi + lo (x = hi + lo + r, |r| <= 2^-18 |x|) and the products hi*hi, hi*lo, lo*hi (and lo*lo where
 //    it is systematic: the Gram's diagonal tiles) are accumulated in float32 and flushed to float64 every chunk of
 //    rows. The first segment (n_1 ~ d rows, the worst-conditioned Gram) is accumulated in float64; Cholesky, inverse
@@ -779,9 +780,9 @@ inline void add_outer_lower(double* g, int64_t ldg, const double* v, int64_t d, 
 
 // Small prefixes (n <= 1.5 d, exact_rows): leverages near 1 amplify the bfloat16 x 3 products' error (~4e-6
 // relative) a thousandfold (d = 8, n = 10: mean log(1 - h_i) 0.5 % off, the row-sum covariance -0.22 against an
-// exact -0.04), so these sizes add their rows to the Gram in float64 and whiten in float64 from the float32 rows: y_r = inv x_r rounded to float32 (as the
-// numpy engine keeps W), h_r = ||y_r||^2 in float64 from those rows; n d^2 / 2 multiply-adds, a few percent of a
-// block's tile work.
+// exact -0.04), so these sizes add their rows to the Gram in float64 and whiten in float64 from the float32 rows:
+// y_r = inv x_r rounded to float32 (as the numpy engine keeps W), h_r = ||y_r||^2 in float64 from those rows;
+// n d^2 / 2 multiply-adds, a few percent of a block's tile work.
 bool exact_rows(int64_t n, int64_t d) { return 2 * n <= 3 * d; }
 
 void mahalanobis_rows_f64(BlockWorkspace& w, const float* pop, const int64_t* chain_rows, int64_t n, int64_t padded) {
