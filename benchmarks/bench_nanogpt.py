@@ -10,7 +10,8 @@ tests/test_nanogpt_torch_twin.py), the same batch (``--batch`` windows of ``--co
 one token stream on every step), AdamW + clipping, on the same CPU, their timed blocks interleaved (a load change
 from other jobs hits both alike). Compile / first-call time is reported apart; figures are medians over
 ``--repeats`` timed blocks of ``--steps`` steps, each block ending in ``block_until_ready`` (Flax) or a loss read
-back (PyTorch, synchronous on the CPU). Results: JSON in
+back (PyTorch, synchronous on the CPU). Each block also records the process's CPU seconds (all threads), so a row
+shows the CPU time per step and how many cores the framework kept busy (CPU / wall). Results: JSON in
 benchmarks/results/.
 """
 
@@ -103,7 +104,7 @@ def bench_train(args, stream) -> dict:
         blocks[f"torch eager{suffix}"] = torch_trainer(args, stream, compiled=False, dtype=d)
         if not args.no_torch_compile and d in args.torch_compile_dtypes:
             blocks[f"torch.compile{suffix}"] = torch_trainer(args, stream, compiled=True, dtype=d)
-    out = {name: {"block_seconds": []} for name in blocks}
+    out = {name: {"block_seconds": [], "block_cpu_seconds": []} for name in blocks}
     for name, block in blocks.items():  # first step (compilation), then one warm block (compiles a block-long call)
         t0 = time.perf_counter()
         block(1)
@@ -111,13 +112,19 @@ def bench_train(args, stream) -> dict:
         block(args.steps)
     for _ in range(args.repeats):
         for name, block in blocks.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             block(args.steps)
             out[name]["block_seconds"].append(time.perf_counter() - t0)
+            out[name]["block_cpu_seconds"].append(time.process_time() - c0)
     tokens = args.steps * args.batch * args.context
     for name, row in out.items():
-        row["tokens_per_second"] = tokens / float(np.median(row["block_seconds"]))
-        print(f"{name}: {row['tokens_per_second']:,.0f} tokens/s (first step {row['first_step_seconds']:.1f} s)",
+        wall, cpu = (np.asarray(row[k]) for k in ("block_seconds", "block_cpu_seconds"))
+        row["tokens_per_second"] = tokens / float(np.median(wall))
+        # CPU seconds of the whole process (every thread) per step, and the cores kept busy (CPU / wall)
+        row["cpu_seconds_per_step"] = float(np.median(cpu)) / args.steps
+        row["cores_busy"] = float(np.median(cpu / wall))
+        print(f"{name}: {row['tokens_per_second']:,.0f} tokens/s, {1e3 * row['cpu_seconds_per_step']:,.0f} CPU-ms "
+              f"per step, {row['cores_busy']:.2f} cores busy (first step {row['first_step_seconds']:.1f} s)",
               flush=True)
     out["torch_threads"], out["torch"] = torch.get_num_threads(), torch.__version__
     return out
