@@ -22,6 +22,8 @@ them inside, so ``jax.jit`` sees only arrays. :class:`NanoGPT` (model + tokenize
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -172,6 +174,119 @@ def _matmul_bwd(res, g):
 matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
+# ---- the attention's batched products through OpenBLAS (CPU, float32) ------------------------------------------
+# XLA:CPU runs a batched dot (one 128 x 128 x 64 product per batch row and head at seed003) on one thread, so the
+# second core idles through the attention's 24 products per train step (docs/nanogpt.md, "Where the gap is").
+# sgemm (collapse_jax/_native/gemm.cc) shares the matrices of a batch out over XLA's thread pool, one single-
+# threaded OpenBLAS sgemm each (the OpenBLAS NumPy loaded).
+
+GEMM_PIECES_PER_THREAD = 2  # pieces of one large matrix per pool thread (gemm.cc)
+ATTENTION_GEMMS = ("openblas", "xla")
+_ATTENTION_GEMM = contextvars.ContextVar("attention_gemm", default=None)
+
+
+def attention_gemm() -> str:
+    """The attention products that functions traced now use on the CPU in float32: "openblas" (:func:`sgemm`, the
+    default where it is available) or "xla" (XLA's batched dot): the innermost :func:`use_attention_gemm`, else
+    ``COLLAPSE_JAX_ATTENTION_GEMM``, else "openblas"."""
+    choice = _ATTENTION_GEMM.get() or os.environ.get("COLLAPSE_JAX_ATTENTION_GEMM", "openblas")
+    if choice not in ATTENTION_GEMMS:
+        raise ValueError(f"COLLAPSE_JAX_ATTENTION_GEMM must be one of {', '.join(ATTENTION_GEMMS)}, got {choice!r}")
+    return choice
+
+
+@contextlib.contextmanager
+def use_attention_gemm(choice: str):
+    """Functions traced inside use ``choice`` (one of :data:`ATTENTION_GEMMS`) for the attention's products (A/B
+    benchmarks, tests). A jitted function traced before keeps its compilation: trace a fresh one inside."""
+    if choice not in ATTENTION_GEMMS:
+        raise ValueError(f"choice must be one of {', '.join(ATTENTION_GEMMS)}, got {choice!r}")
+    token = _ATTENTION_GEMM.set(choice)
+    try:
+        yield
+    finally:
+        _ATTENTION_GEMM.reset(token)
+
+
+def _gemm_available() -> bool:
+    """Whether the float32 GEMM bound to NumPy's OpenBLAS is built here (collapse_jax/_native/gemm.cc)."""
+    from collapse_jax import _native
+
+    return _native.gemm_library() is not None
+
+
+def sgemm(a, b, trans_a: bool = False, trans_b: bool = False, pieces_per_thread: int = GEMM_PIECES_PER_THREAD):
+    """``op(a) @ op(b)`` by the OpenBLAS sgemm custom call (CPU only), op(x) = x or x^T (static flags): a (..., m,
+    k) or (..., k, m), b (..., k, n) or (..., n, k), float32 -> (..., m, n); the leading axes are a batch.
+
+    The batch's matrices (and a large matrix's pieces along the longer side of its result, up to
+    ``pieces_per_thread`` per thread) are shared out over XLA's CPU thread pool, each one single-threaded BLAS call;
+    OpenBLAS sums every element over k in the same order whatever the cut, so the result does not depend on the
+    thread count (tests/test_nanogpt_gemm.py). Raises RuntimeError where the kernel is unavailable."""
+    from collapse_jax import _native
+
+    if _native.gemm_library() is None:
+        raise RuntimeError("the OpenBLAS sgemm kernel is unavailable here (see `collapse-jax info`)")
+    m = a.shape[-1] if trans_a else a.shape[-2]
+    n = b.shape[-2] if trans_b else b.shape[-1]
+    call = jax.ffi.ffi_call(_native.SGEMM_TARGET, jax.ShapeDtypeStruct((*a.shape[:-2], m, n), jnp.float32),
+                            vmap_method="broadcast_all")
+    return call(a, b, trans_a=trans_a, trans_b=trans_b, pieces_per_thread=np.int64(pieces_per_thread))
+
+
+def _attention_on_blas(*arrays) -> bool:
+    """Whether the attention products traced now go through :func:`sgemm`: float32, chosen
+    (:func:`attention_gemm`), the kernel available (native code on, a compiler, NumPy's OpenBLAS >= 0.3.27)."""
+    return (all(a.dtype == jnp.float32 for a in arrays) and attention_gemm() == "openblas"
+            and _gemm_available())
+
+
+def _on_cpu(blas_fn, xla_fn, *args):
+    """``blas_fn`` where the computation runs on the CPU, ``xla_fn`` elsewhere (an accelerator)."""
+    return jax.lax.platform_dependent(*args, cpu=blas_fn, default=xla_fn)
+
+
+@jax.custom_vjp
+def attention_scores(q, k):
+    """``q k^T`` per batch row and head: q (batch, heads, T, hd), k (batch, heads, S, hd) -> (batch, heads, T, S),
+    float32, by :func:`sgemm` on the CPU (XLA's batched dot elsewhere); used where :func:`_attention_on_blas`."""
+    return _on_cpu(lambda a, b: sgemm(a, b, trans_b=True),
+                   lambda a, b: jnp.einsum("bhtd,bhsd->bhts", a, b, preferred_element_type=jnp.float32), q, k)
+
+
+def _scores_fwd(q, k):
+    return attention_scores(q, k), (q, k)
+
+
+def _scores_bwd(res, g):
+    q, k = res
+    return (_on_cpu(lambda g, k: sgemm(g, k), lambda g, k: jnp.einsum("bhts,bhsd->bhtd", g, k), g, k),
+            _on_cpu(lambda g, q: sgemm(g, q, trans_a=True), lambda g, q: jnp.einsum("bhts,bhtd->bhsd", g, q), g, q))
+
+
+attention_scores.defvjp(_scores_fwd, _scores_bwd)
+
+
+@jax.custom_vjp
+def attention_values(p, v):
+    """``p v`` per batch row and head: p (batch, heads, T, S), v (batch, heads, S, hd) -> (batch, heads, T, hd),
+    float32, by :func:`sgemm` on the CPU (XLA's batched dot elsewhere)."""
+    return _on_cpu(lambda a, b: sgemm(a, b), lambda a, b: jnp.einsum("bhts,bhsd->bhtd", a, b), p, v)
+
+
+def _values_fwd(p, v):
+    return attention_values(p, v), (p, v)
+
+
+def _values_bwd(res, g):
+    p, v = res
+    return (_on_cpu(lambda g, v: sgemm(g, v, trans_b=True), lambda g, v: jnp.einsum("bhtd,bhsd->bhts", g, v), g, v),
+            _on_cpu(lambda p, g: sgemm(p, g, trans_a=True), lambda p, g: jnp.einsum("bhts,bhtd->bhsd", p, g), p, g))
+
+
+attention_values.defvjp(_values_fwd, _values_bwd)
+
+
 def _fold(key, i: int):
     return None if key is None else jax.random.fold_in(key, i)
 
@@ -199,13 +314,21 @@ class CausalSelfAttention(nnx.Module):
             k = jax.lax.dynamic_update_slice(cache[0], k.astype(cache[0].dtype), at)
             v = jax.lax.dynamic_update_slice(cache[1], v.astype(cache[1].dtype), at)
             cache = (k, v)
-        scores = jnp.einsum("bthd,bshd->bhts", q, k, preferred_element_type=jnp.float32)
+        blas = _attention_on_blas(q, k, v)  # the products through OpenBLAS on the CPU (module notes above)
+        if blas:
+            q, k, v = (a.transpose(0, 2, 1, 3) for a in (q, k, v))  # (batch, heads, T, head_dim)
+            scores = attention_scores(q, k)
+        else:
+            scores = jnp.einsum("bthd,bshd->bhts", q, k, preferred_element_type=jnp.float32)
         scores = scores * (1.0 / math.sqrt(self.head_dim))
         # finfo.min, not -inf: a row with no allowed key (a left-pad query) stays finite instead of NaN.
         scores = jnp.where(mask[:, None], scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
         probs = self.attn_dropout(probs, deterministic=deterministic, rngs=_fold(key, 0))
-        y = jnp.einsum("bhts,bshd->bthd", probs, v).reshape(b, t, d)
+        if blas:
+            y = attention_values(probs, v).transpose(0, 2, 1, 3).reshape(b, t, d)
+        else:
+            y = jnp.einsum("bhts,bshd->bthd", probs, v).reshape(b, t, d)
         return self.resid_dropout(rows(self.out, y), deterministic=deterministic, rngs=_fold(key, 1)), cache
 
 

@@ -4,10 +4,12 @@ Why: exact sampling without replacement needs a per-replicate swap (a scatter), 
 costing about 1 microsecond per element; the GMM network therefore runs whole replicates in C++, several in SIMD
 lanes (see docs/gmm_network.md and docs/benchmarks.md). Likewise the multinomial recursion's exact binomials are
 rejection loops, which vmap runs until the slowest lane finishes; and the spectral kernels (batched log-det, the
-Sigma sweep's block statistics) beat XLA:CPU's factorisations. One loader (:func:`_library`) builds each library
-of :data:`_LIBRARIES` once per source version, compiler, jaxlib and CPU into ``$COLLAPSE_JAX_CACHE`` (default
-``~/.cache/collapse-jax``), atomically. If no compiler is available, or ``COLLAPSE_JAX_NATIVE=0``, the libraries are
-None, :func:`available` returns False and the portable pure-JAX (or NumPy) paths are used instead.
+Sigma sweep's block statistics) beat XLA:CPU's factorisations; the float32 GEMM (``gemm.cc``, :func:`gemm_library`)
+calls the OpenBLAS that NumPy loaded, for ``llm_bridge.nanogpt``'s attention products on the CPU. One loader
+(:func:`_library`) builds each library of :data:`_LIBRARIES` once per source version, compiler, jaxlib and CPU into
+``$COLLAPSE_JAX_CACHE`` (default ``~/.cache/collapse-jax``), atomically. If no compiler is available, or
+``COLLAPSE_JAX_NATIVE=0``, the libraries are None, :func:`available` returns False and the portable pure-JAX (or
+NumPy) paths are used instead.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ _SYMBOLS = {GMM_TARGETS["float32"]: "GmmNetworkF32", GMM_TARGETS["float64"]: "Gm
 
 SPECTRAL_SOURCE = Path(__file__).with_name("spectral_kernels.cc")
 LOGDET_TARGET = "collapse_jax_batched_logdet"
+GEMM_SOURCE = Path(__file__).with_name("gemm.cc")
+SGEMM_TARGET = "collapse_jax_sgemm"
 _I64, _PTR, _INT = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
 
 
@@ -62,6 +66,8 @@ _LIBRARIES = {
                                   "cj_block_stats": (_I64, [_PTR, _I64, _I64, _PTR, _I64, _I64, _PTR, _I64, _PTR, _PTR,
                                                             _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _I64])},
                                  "JAX/NumPy"),
+    "gemm": _Library((GEMM_SOURCE,), {SGEMM_TARGET: "Sgemm"},
+                     {"cj_gemm_set_sgemm": (None, [_PTR, _INT, _PTR]), "cj_gemm_ready": (_INT, [])}, "XLA's dot"),
 }
 
 
@@ -288,6 +294,51 @@ def spectral_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# CBLAS sgemm symbols of an OpenBLAS and their integer width: NumPy's wheels bundle scipy-openblas64 (ILP64).
+_SGEMM_SYMBOLS = (("scipy_cblas_sgemm64_", 64), ("cblas_sgemm64_", 64), ("scipy_cblas_sgemm", 32), ("cblas_sgemm", 32))
+_THREADS_LOCAL = "openblas_set_num_threads_local"  # OpenBLAS >= 0.3.27: the calling thread's own thread count
+
+
+def _numpy_openblas() -> tuple[str, str, int] | None:
+    """(path, sgemm symbol, integer bits) of the OpenBLAS that NumPy has loaded into this process (read from
+    ``/proc/self/maps``), or None: another BLAS, an OpenBLAS older than 0.3.27, or no ``/proc`` (not Linux)."""
+    import numpy  # noqa: F401  (loads its BLAS)
+
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split(None, 5)[-1].strip() for line in f if "openblas" in line.lower()})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for symbol, bits in _SGEMM_SYMBOLS:
+            if hasattr(lib, symbol) and hasattr(lib, _THREADS_LOCAL):
+                return path, symbol, bits
+    return None
+
+
+def gemm_library():
+    """The float32 GEMM kernel (:data:`SGEMM_TARGET`, ``gemm.cc``) bound to NumPy's OpenBLAS, built on first use;
+    None when native code is disabled or cannot be built, or NumPy's BLAS is not an OpenBLAS found here (then
+    ``llm_bridge.nanogpt``'s attention uses XLA's batched dot)."""
+    lib = _library("gemm")
+    if lib is None:
+        return None
+    with _LOCK:
+        if "gemm_blas" not in _STATE:
+            blas = _numpy_openblas()
+            if blas is not None:
+                path, symbol, bits = blas
+                openblas = ctypes.CDLL(path)
+                lib.cj_gemm_set_sgemm(ctypes.cast(getattr(openblas, symbol), ctypes.c_void_p), bits,
+                                      ctypes.cast(getattr(openblas, _THREADS_LOCAL), ctypes.c_void_p))
+            _STATE["gemm_blas"] = blas
+        return lib if _STATE["gemm_blas"] is not None else None
+
+
 def status(build: bool = False) -> dict:
     """What native code this process has (``build=True``: build and load it first): whether it is enabled, the
     compiler and target, the build cache, the loaded libraries and their engines. Recorded with every run (without
@@ -295,6 +346,7 @@ def status(build: bool = False) -> dict:
     if build:
         available()
         spectral_library()
+        gemm_library()
     cxx = _compiler()
     out = {"enabled": _enabled(), "compiler": cxx, "compiler_version": _compiler_version(cxx) if cxx else None,
            "march": os.environ.get("COLLAPSE_JAX_MARCH", "native"), "cache_dir": str(_cache_dir()),
@@ -307,4 +359,6 @@ def status(build: bool = False) -> dict:
     out["spectral_library"] = getattr(spectral, "_name", None)
     if spectral is not None:
         out["amx"] = amx_available()
+    blas = _STATE.get("gemm_blas")
+    out["float32_gemm"] = f"{Path(blas[0]).name} ({blas[1]})" if blas else None
     return out
