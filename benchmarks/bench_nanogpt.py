@@ -28,9 +28,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
-def flax_trainer(args, stream, dtype: str, one_step_per_call: bool = False):
+def flax_trainer(args, stream, dtype: str, one_step_per_call: bool = False, attention: str | None = None):
     """(one-block function, parameter count): ``block(n)`` runs n Flax train steps and waits for the last: one
-    compiled call of n steps (``nanogpt_train.train_steps``, as training runs them), or n calls of one step."""
+    compiled call of n steps (``nanogpt_train.train_steps``, as training runs them), or n calls of one step.
+    ``attention`` ("xla" / "openblas"): the attention products traced with that choice
+    (``nanogpt.use_attention_gemm``; fresh, uncached step functions), else the library's default."""
+    import contextlib
+
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -42,12 +46,17 @@ def flax_trainer(args, stream, dtype: str, one_step_per_call: bool = False):
     graphdef, params = nnx.split(ng.init_model(cfg, 0))
     tc = nt.TrainConfig()
     hyper = (tc.grad_clip, tc.beta1, tc.beta2, tc.weight_decay)
-    step_fn = nt.train_step(graphdef, hyper, args.batch, args.context)
-    steps_fn = nt.train_steps(graphdef, hyper, args.batch, args.context)
+    fresh = attention is not None  # the cached step functions may have been traced with the other choice
+    step_fn = (nt.train_step.__wrapped__ if fresh else nt.train_step)(graphdef, hyper, args.batch, args.context)
+    steps_fn = (nt.train_steps.__wrapped__ if fresh else nt.train_steps)(graphdef, hyper, args.batch, args.context)
     state = {"params": params, "opt": nt.optimizer(tc).init(params), "step": 0}
     stream_d = jnp.asarray(stream)
 
     def block(n):
+        with ng.use_attention_gemm(attention) if fresh else contextlib.nullcontext():  # traced on the first call
+            run(n)
+
+    def run(n):
         p, o = state["params"], state["opt"]
         if one_step_per_call:
             for _ in range(n):
@@ -96,6 +105,9 @@ def bench_train(args, stream) -> dict:
     import torch
 
     blocks = {f"flax {d}": flax_trainer(args, stream, d)[0] for d in args.dtypes}
+    if args.attention_ab:
+        blocks.update({f"flax {d}, XLA attention": flax_trainer(args, stream, d, attention="xla")[0]
+                       for d in args.dtypes})
     if not args.no_flax_single_step:
         blocks.update({f"flax {d}, one step per call": flax_trainer(args, stream, d, one_step_per_call=True)[0]
                        for d in args.dtypes})
@@ -244,6 +256,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dtypes", nargs="+", default=["float32"], help="Flax compute dtypes (bfloat16 for accelerators)")
     ap.add_argument("--no-torch-compile", action="store_true", help="skip the torch.compile variant")
+    ap.add_argument("--attention-ab", action="store_true",
+                    help="also Flax with XLA's batched dot for the attention products (the library's default on "
+                         "the CPU is OpenBLAS; nanogpt.use_attention_gemm)")
     ap.add_argument("--torch-device", default="cpu", help="device of the PyTorch twin (cuda on a GPU machine)")
     ap.add_argument("--torch-dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
                     help="PyTorch compute dtypes (bfloat16: autocast)")
