@@ -314,7 +314,8 @@ class CausalSelfAttention(nnx.Module):
             k = jax.lax.dynamic_update_slice(cache[0], k.astype(cache[0].dtype), at)
             v = jax.lax.dynamic_update_slice(cache[1], v.astype(cache[1].dtype), at)
             cache = (k, v)
-        blas = _attention_on_blas(q, k, v)  # the products through OpenBLAS on the CPU (module notes above)
+        # training and scoring: the products through OpenBLAS on the CPU (notes above); cached decoding keeps XLA's
+        blas = cache is None and _attention_on_blas(q, k, v)
         if blas:
             q, k, v = (a.transpose(0, 2, 1, 3) for a in (q, k, v))  # (batch, heads, T, head_dim)
             scores = attention_scores(q, k)
