@@ -225,7 +225,7 @@ def sgemm(a, b, trans_a: bool = False, trans_b: bool = False, pieces_per_thread:
     thread count (tests/test_nanogpt_gemm.py). Raises RuntimeError where the kernel is unavailable."""
     from collapse_jax import _native
 
-    if _native.gemm_library() is None:
+    if not _gemm_available():
         raise RuntimeError("the OpenBLAS sgemm kernel is unavailable here (see `collapse-jax info`)")
     m = a.shape[-1] if trans_a else a.shape[-2]
     n = b.shape[-2] if trans_b else b.shape[-1]

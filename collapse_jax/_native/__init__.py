@@ -67,7 +67,7 @@ _LIBRARIES = {
                                                             _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _I64])},
                                  "JAX/NumPy"),
     "gemm": _Library((GEMM_SOURCE,), {SGEMM_TARGET: "Sgemm"},
-                     {"cj_gemm_set_sgemm": (None, [_PTR, _INT, _PTR]), "cj_gemm_ready": (_INT, [])}, "XLA's dot"),
+                     {"cj_gemm_set_sgemm": (None, [_PTR, _INT, _PTR])}, "XLA's dot"),
 }
 
 

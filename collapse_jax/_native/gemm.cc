@@ -150,7 +150,6 @@ void cj_gemm_set_sgemm(void* fn, int int_bits, void* set_threads_local) {
   g_sgemm.store(fn);
 }
 
-int cj_gemm_ready() { return g_sgemm.load() != nullptr; }
 
 }  // extern "C"
 
