@@ -541,7 +541,7 @@ def batched_risk_native(keys: jax.Array, p: jax.Array, alpha: jax.Array, n: jax.
 
     Same inputs as :class:`Params` (``kappa`` from :func:`filter_schedules` for the filter regime). A replicate
     draws the same random stream for every schedule of the grid (common random numbers). ``engine``: "refill"
-    (AVX-512 builds, the fastest), "group" (any build) or "auto" (refill where built); both give the same numbers,
+    (AVX-512 and AVX2 builds, the fastest), "group" (any build) or "auto" (refill where built); both give the same numbers,
     see :func:`collapse_jax._native.multinomial_engines`.
     """
     from collapse_jax import _native
@@ -551,7 +551,7 @@ def batched_risk_native(keys: jax.Array, p: jax.Array, alpha: jax.Array, n: jax.
     if engine not in NATIVE_ENGINES:
         raise ValueError(f"engine must be one of {NATIVE_ENGINES}, got {engine!r}")
     if engine == "refill" and "refill" not in _native.multinomial_engines():
-        raise ValueError("engine='refill' needs a native build with AVX-512 (this one has "
+        raise ValueError("engine='refill' needs a native build with AVX-512 or AVX2 (this one has "
                          f"{_native.multinomial_engines() or 'no native kernels'}); use engine='group' or 'auto'")
     return _batched_risk_native(keys, p, alpha, n, kappa, regime, engine)
 

@@ -224,7 +224,7 @@ def test_native_contract_jit_vmap_keys(regime):
 @needs_native
 @pytest.mark.parametrize("regime", M.NATIVE_REGIMES)
 def test_native_engines_draw_identically(regime):
-    """The refill engine (AVX-512) and the group engine consume each replicate's stream the same way: equal losses,
+    """The refill engine (AVX-512 or AVX2) and the group engine consume each replicate's stream the same way: equal losses,
     bit for bit, over every sampler path: zero and tiny probabilities (inversion, no-draw categories), moderate and
     large means (BTRS), n >= 2^20 (BTRS with the Stirling bound), the filter's kept-size draws, a grid of two
     schedules and a replicate count that is no multiple of the vector width."""
@@ -324,10 +324,11 @@ def test_bad_schedules():
 
 @needs_native
 def test_avx2_build_draws_the_same_counts(tmp_path):
-    """A CPU without AVX-512 (the library built for x86-64-v3 runs only the group engine) draws exactly the counts
-    this machine draws for the same keys, on every sampler path (n from 1 to 10^7: item by item for n <= 3 K = 60,
-    about a quarter of the rows, then inversion and BTRS); the losses agree to the last bit or two (its reciprocals
-    are true divisions), not necessarily bit for bit. docs/recursions.md states exactly this."""
+    """A CPU without AVX-512 (the library built for x86-64-v3: the group engine and the four-lane refill engine)
+    draws exactly the counts this machine draws for the same keys, on every sampler path (n from 1 to 10^7: item by
+    item for n <= 3 K = 60, about a quarter of the rows, then inversion and BTRS); the losses of either engine agree
+    to the last bit or two (its reciprocals are true divisions), not necessarily bit for bit. docs/recursions.md
+    states exactly this."""
     import os
     import subprocess
     import sys
@@ -341,7 +342,7 @@ def test_avx2_build_draws_the_same_counts(tmp_path):
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from test_multinomial import _cross_cpu_draws
         from collapse_jax import _native
-        assert _native.multinomial_engines() == ("group",), _native.multinomial_engines()
+        assert _native.multinomial_engines() == ("refill", "group"), _native.multinomial_engines()
         np.savez("{tmp_path}/avx2.npz", **_cross_cpu_draws())
     """)
     env = dict(os.environ, COLLAPSE_JAX_MARCH="x86-64-v3", JAX_PLATFORMS="cpu")
@@ -350,11 +351,13 @@ def test_avx2_build_draws_the_same_counts(tmp_path):
     other, here = np.load(tmp_path / "avx2.npz"), _cross_cpu_draws()
     np.testing.assert_array_equal(other["counts"], here["counts"])
     np.testing.assert_allclose(other["loss"], here["loss"], rtol=1e-13, atol=0)
+    np.testing.assert_allclose(other["loss_refill"], here["loss_refill"], rtol=1e-13, atol=0)
 
 
 def _cross_cpu_draws() -> dict:
     """Counts of 500 multinomial rows (n log-uniform on [1, 10^7], K = 20) and losses of 40 accumulate runs (group
-    engine, the one every build has), for fixed keys."""
+    engine, the one every build has; and the refill engine where the build has one), for fixed keys."""
+    from collapse_jax import _native
     from collapse_jax.replicates import replicate_keys
 
     rng = np.random.default_rng(1)
@@ -362,9 +365,12 @@ def _cross_cpu_draws() -> dict:
     n = np.exp(rng.uniform(0, np.log(1e7), 500)).round()
     counts = M.sample_multinomial_native(replicate_keys(9, 0, 500), jnp.asarray(n), jnp.asarray(q))
     alpha, sizes = (jnp.asarray(x[None], jnp.float64) for x in (S.constant_alpha(0.5, 20), S.linear_size(100, 20)))
-    loss = M.batched_risk_native(replicate_keys(5, 0, 40), jnp.asarray(P), alpha, sizes, jnp.ones_like(sizes),
-                                 "accumulate", engine="group")
-    return {"counts": np.asarray(counts), "loss": np.asarray(loss)}
+    out = {"counts": np.asarray(counts)}
+    for name, engine in (("loss", "group"), ("loss_refill", "refill")):
+        if engine in _native.multinomial_engines():
+            out[name] = np.asarray(M.batched_risk_native(replicate_keys(5, 0, 40), jnp.asarray(P), alpha, sizes,
+                                                         jnp.ones_like(sizes), "accumulate", engine=engine))
+    return out
 
 
 # --- small samples: the native kernel's categorical path (n <= 3 K) ------------------------------------------------

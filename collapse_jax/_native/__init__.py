@@ -178,8 +178,8 @@ def available() -> bool:
 
 def multinomial_engines() -> tuple[str, ...]:
     """Engines of the native multinomial kernel in this build: ``("refill", "group")`` where it was compiled with
-    AVX-512, ``("group",)`` elsewhere, ``()`` without native kernels. Both draw the same numbers; "refill" is the
-    faster (``"auto"`` picks it when present)."""
+    AVX-512 or AVX2 (eight or four lanes per vector), ``("group",)`` elsewhere, ``()`` without native kernels. Both
+    draw the same numbers; "refill" is the faster (``"auto"`` picks it when present)."""
     if not available():
         return ()
     return ("refill", "group") if _library("native").collapse_jax_multinomial_has_refill() else ("group",)

@@ -153,9 +153,71 @@ VEC_INLINE bool any(vi mask) {
 #endif
 VEC_INLINE vi vsel(vi mask, vi yes, vi no) { return (vi)vsel(mask, (vd)yes, (vd)no); }
 VEC_INLINE vu vsel(vi mask, vu yes, vu no) { return (vu)vsel(mask, (vd)yes, (vd)no); }
-VEC_INLINE vd vabs(vd x) { return (vd)((vi)x & 0x7fffffffffffffffLL); }
 
-VEC_INLINE vd broadcast(double x) { return x + (vd){}; }
+// The vector math below is written once for any lane count: Lanes<X> names a width's double, int64 and uint64
+// vectors. Eight lanes everywhere; AVX2-only builds also have four (one register each, for their refill engine).
+template <class X>
+struct Lanes;
+template <>
+struct Lanes<vd> {
+  typedef vd D;
+  typedef vi I;
+  typedef vu U;
+  static constexpr int W = kWidth;
+};
+template <>
+struct Lanes<vi> : Lanes<vd> {};
+template <>
+struct Lanes<vu> : Lanes<vd> {};
+template <class X>
+using DOf = typename Lanes<X>::D;
+template <class X>
+using IOf = typename Lanes<X>::I;
+template <class X>
+using UOf = typename Lanes<X>::U;
+
+#if defined(__AVX2__) && !defined(__AVX512F__)
+#define COLLAPSE_JAX_FOUR_LANES 1
+typedef double vd4 __attribute__((vector_size(32)));
+typedef int64_t vi4 __attribute__((vector_size(32)));
+typedef uint64_t vu4 __attribute__((vector_size(32)));
+template <>
+struct Lanes<vd4> {
+  typedef vd4 D;
+  typedef vi4 I;
+  typedef vu4 U;
+  static constexpr int W = 4;
+};
+template <>
+struct Lanes<vi4> : Lanes<vd4> {};
+template <>
+struct Lanes<vu4> : Lanes<vd4> {};
+VEC_INLINE vi4 vge(vd4 x, vd4 y) { return x >= y; }
+VEC_INLINE vi4 vle(vd4 x, vd4 y) { return x <= y; }
+VEC_INLINE vi4 vgt(vd4 x, vd4 y) { return x > y; }
+VEC_INLINE vi4 vlt(vd4 x, vd4 y) { return x < y; }
+VEC_INLINE vi4 veq(vd4 x, vd4 y) { return x == y; }
+VEC_INLINE vd4 vsel(vi4 mask, vd4 yes, vd4 no) {
+  return (vd4)_mm256_blendv_pd((__m256d)no, (__m256d)yes, (__m256d)mask);
+}
+VEC_INLINE vi4 vsel(vi4 mask, vi4 yes, vi4 no) { return (vi4)vsel(mask, (vd4)yes, (vd4)no); }
+VEC_INLINE vu4 vsel(vi4 mask, vu4 yes, vu4 no) { return (vu4)vsel(mask, (vd4)yes, (vd4)no); }
+VEC_INLINE bool any(vi4 mask) { return !_mm256_testz_si256((__m256i)mask, (__m256i)mask); }
+VEC_INLINE vd4 vfloor(vd4 x) { return (vd4)_mm256_round_pd((__m256d)x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
+VEC_INLINE vd4 vsqrt(vd4 x) { return (vd4)_mm256_sqrt_pd((__m256d)x); }
+VEC_INLINE vd4 vrecip(vd4 x) { return 1.0 / x; }
+#else
+#define COLLAPSE_JAX_FOUR_LANES 0
+#endif
+
+template <class V>
+VEC_INLINE V vabs(V x) {
+  return (V)((IOf<V>)x & 0x7fffffffffffffffLL);
+}
+template <class V = vd>
+VEC_INLINE V broadcast(double x) {
+  return x + V{};
+}
 
 #if defined(__AVX512F__)
 VEC_INLINE vd vfloor(vd x) { return (vd)_mm512_roundscale_pd((__m512d)x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
@@ -187,61 +249,78 @@ VEC_INLINE vd vrecip(vd x) { return 1.0 / x; }
 // Exact conversions between whole doubles and 64-bit integers. AVX-512 has instructions for them; elsewhere the
 // compiler would convert lane by lane, so they go through the 2^52 trick (exact in the ranges used here).
 #if defined(__AVX512DQ__)
-VEC_INLINE vd small_to_double(vi x) { return __builtin_convertvector(x, vd); }
-VEC_INLINE vi whole_to_int(vd x) { return __builtin_convertvector(x, vi); }
-VEC_INLINE vd u53_to_double(vu x) { return __builtin_convertvector(x, vd); }
+template <class I>
+VEC_INLINE DOf<I> small_to_double(I x) {
+  return __builtin_convertvector(x, DOf<I>);
+}
+template <class V>
+VEC_INLINE IOf<V> whole_to_int(V x) {
+  return __builtin_convertvector(x, IOf<V>);
+}
+template <class U>
+VEC_INLINE DOf<U> u53_to_double(U x) {
+  return __builtin_convertvector(x, DOf<U>);
+}
 #else
-VEC_INLINE vd small_to_double(vi x) {  // |x| < 2^51
-  return (vd)(x + 0x4338000000000000LL) - 6755399441055744.0;
+template <class I>
+VEC_INLINE DOf<I> small_to_double(I x) {  // |x| < 2^51
+  return (DOf<I>)(x + 0x4338000000000000LL) - 6755399441055744.0;
 }
-VEC_INLINE vi whole_to_int(vd x) {  // whole |x| < 2^51
-  return (vi)(x + 6755399441055744.0) - 0x4338000000000000LL;
+template <class V>
+VEC_INLINE IOf<V> whole_to_int(V x) {  // whole |x| < 2^51
+  return (IOf<V>)(x + 6755399441055744.0) - 0x4338000000000000LL;
 }
-VEC_INLINE vd u53_to_double(vu x) {  // x < 2^53: two 26/27-bit halves, each exact, summed exactly
-  const vd hi = (vd)((x >> 26) | 0x4330000000000000ULL) - 4503599627370496.0;
-  const vd lo = (vd)((x & 0x3ffffffULL) | 0x4330000000000000ULL) - 4503599627370496.0;
+template <class U>
+VEC_INLINE DOf<U> u53_to_double(U x) {  // x < 2^53: two 26/27-bit halves, each exact, summed exactly
+  typedef DOf<U> V;
+  const V hi = (V)((x >> 26) | 0x4330000000000000ULL) - 4503599627370496.0;
+  const V lo = (V)((x & 0x3ffffffULL) | 0x4330000000000000ULL) - 4503599627370496.0;
   return hi * 67108864.0 + lo;
 }
 #endif
 
 // Natural log of positive finite normal doubles (fdlibm's e_log.c reduction and polynomial, about 1 ulp); 0 -> -inf.
-VEC_INLINE vd vlog(vd x) {
-  const vi bits = (vi)x;
-  vi e = ((bits >> 52) & 0x7ff) - 1023;
-  vd m = (vd)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);  // [1, 2)
-  const vi big = vgt(m, broadcast(1.4142135623730951));
+template <class V>
+VEC_INLINE V vlog(V x) {
+  const IOf<V> bits = (IOf<V>)x;
+  IOf<V> e = ((bits >> 52) & 0x7ff) - 1023;
+  V m = (V)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);  // [1, 2)
+  const IOf<V> big = vgt(m, broadcast<V>(1.4142135623730951));
   m = vsel(big, m * 0.5, m);
   e = vsel(big, e + 1, e);
-  const vd f = m - 1.0, s = f * vrecip(2.0 + f), z = s * s, w = z * z;
-  const vd t1 = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01 + w * 1.531383769920937332e-01));
-  const vd t2 = z * (6.666666666666735130e-01 +
+  const V f = m - 1.0, s = f * vrecip(2.0 + f), z = s * s, w = z * z;
+  const V t1 = w * (3.999999999940941908e-01 + w * (2.222219843214978396e-01 + w * 1.531383769920937332e-01));
+  const V t2 = z * (6.666666666666735130e-01 +
                      w * (2.857142874366239149e-01 + w * (1.818357216161805012e-01 + w * 1.479819860511658591e-01)));
-  const vd hfsq = 0.5 * f * f, dk = small_to_double(e);
-  const vd out = dk * 6.93147180369123816490e-01 - ((hfsq - (s * (hfsq + t2 + t1) + dk * 1.90821492927058770002e-10)) - f);
-  return vsel(vgt(x, broadcast(0.0)), out, -__builtin_inf() + 0.0 * x);
+  const V hfsq = 0.5 * f * f, dk = small_to_double(e);
+  const V out = dk * 6.93147180369123816490e-01 - ((hfsq - (s * (hfsq + t2 + t1) + dk * 1.90821492927058770002e-10)) - f);
+  return vsel(vgt(x, broadcast<V>(0.0)), out, -__builtin_inf() + 0.0 * x);
 }
 
 // exp for x in [-708, 0] (fdlibm's e_exp.c reduction and rational approximation, about 1 ulp).
-VEC_INLINE vd vexp(vd x) {
-  const vd kd = vfloor(x * 1.44269504088896338700e+00 + 0.5);
-  const vd hi = x - kd * 6.93147180369123816490e-01, lo = kd * 1.90821492927058770002e-10;
-  const vd r = hi - lo, t = r * r;
-  const vd c = r - t * (1.66666666666666019037e-01 +
+template <class V>
+VEC_INLINE V vexp(V x) {
+  const V kd = vfloor(x * 1.44269504088896338700e+00 + 0.5);
+  const V hi = x - kd * 6.93147180369123816490e-01, lo = kd * 1.90821492927058770002e-10;
+  const V r = hi - lo, t = r * r;
+  const V c = r - t * (1.66666666666666019037e-01 +
                         t * (-2.77777777770155933842e-03 +
                              t * (6.61375632143793436117e-05 +
                                   t * (-1.65339022054652515390e-06 + t * 4.13813679705723846039e-08))));
-  const vd y = 1.0 - ((lo - (r * c) * vrecip(2.0 - c)) - hi);
-  return (vd)((vu)y + ((vu)whole_to_int(kd) << 52));
+  const V y = 1.0 - ((lo - (r * c) * vrecip(2.0 - c)) - hi);
+  return (V)((UOf<V>)y + ((UOf<V>)whole_to_int(kd) << 52));
 }
 
 // log1p for x in (-1, 0]: log(1 + x) corrected by x / ((1 + x) - 1) (a few ulp).
-VEC_INLINE vd vlog1p(vd x) {
-  const vd u = 1.0 + x;
-  return vsel(veq(u, broadcast(1.0)), x, vlog(u) * (x * vrecip(u - 1.0)));
+template <class V>
+VEC_INLINE V vlog1p(V x) {
+  const V u = 1.0 + x;
+  return vsel(veq(u, broadcast<V>(1.0)), x, vlog(u) * (x * vrecip(u - 1.0)));
 }
 
 // Rng::next's output mix and Rng::uniform, lane by lane, for states already advanced.
-VEC_INLINE vd vmix_uniform(vu z) {
+template <class U>
+VEC_INLINE DOf<U> vmix_uniform(U z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   z = z ^ (z >> 31);
@@ -257,56 +336,78 @@ VEC_INLINE vd vuniform(vu& state, vi mask) {
 // ---- the two exact binomial samplers' arithmetic, for p <= 1/2 ----------------------------------------------------
 // Inversion (n p < 10): u against the cdf, walked from k = 0 with f(0) = (1 - p)^n (exponent in (-14, 0)) and
 // f(k + 1) = f(k) (n - k) / (k + 1) * p / (1 - p).
+template <class V>
 struct InversionStart {
-  vd f0, ratio;
+  V f0, ratio;
 };
-VEC_INLINE InversionStart inversion_start(vd n, vd p) { return {vexp(n * vlog1p(-p)), p * vrecip(1.0 - p)}; }
-VEC_INLINE vd inversion_next(vd f, vd n, vd k, vd ratio) { return f * ((n - k) * vrecip(k + 1.0) * ratio); }
+template <class V>
+VEC_INLINE InversionStart<V> inversion_start(V n, V p) {
+  return {vexp(n * vlog1p(-p)), p * vrecip(1.0 - p)};
+}
+template <class V>
+VEC_INLINE V inversion_next(V f, V n, V k, V ratio) {
+  return f * ((n - k) * vrecip(k + 1.0) * ratio);
+}
 
 // BTRS (n p >= 10; Hoermann 1993): constants, then per proposal (u, v) the candidate
 // k = floor((2 a / us + b) u + c) with us = 1/2 - |u - 1/2|; it is accepted at once when us >= 0.07 and v <= v_r,
 // otherwise when log(v alpha / (a / us^2 + b)) <= log f(k) - log f(m). For n < kLogFactorialSize that bound is
 // lead - log k! - log (n-k)! + (k - m) log r with lead = log m! + log (n-m)! from the table; above, log ratios plus
 // Stirling tails (btrs_*_stirling).
+template <class V>
 struct BtrsConstants {
-  vd a, b, c, v_r, alpha, m, r, log_r;
+  V a, b, c, v_r, alpha, m, r, log_r;
 };
-VEC_INLINE BtrsConstants btrs_constants(vd n, vd p) {
-  const vd q = 1.0 - p, spq = vsqrt(n * p * q), b = 1.15 + 2.53 * spq, inv_b = vrecip(b), r = p * vrecip(q);
+template <class V>
+VEC_INLINE BtrsConstants<V> btrs_constants(V n, V p) {
+  const V q = 1.0 - p, spq = vsqrt(n * p * q), b = 1.15 + 2.53 * spq, inv_b = vrecip(b), r = p * vrecip(q);
   return {-0.0873 + 0.0248 * b + 0.01 * p, b, n * p + 0.5, 0.92 - 4.2 * inv_b, (2.83 + 5.1 * inv_b) * spq,
           vfloor((n + 1.0) * p), r, vlog(r)};
 }
 
 // stirling_tail of whole k >= 0 in every lane (lanes outside a mask may hold anything: only 0..9 read the table).
-VEC_INLINE vd vstirling_tail(vd k) {
-  const vd inv = vrecip(k + 1.0), inv2 = inv * inv;
-  vd out = (1.0 / 12 - (1.0 / 360 - 1.0 / 1260 * inv2) * inv2) * inv;
-  for (int i = 0; i < kWidth; ++i)
+template <class V>
+VEC_INLINE V vstirling_tail(V k) {
+  const V inv = vrecip(k + 1.0), inv2 = inv * inv;
+  V out = (1.0 / 12 - (1.0 / 360 - 1.0 / 1260 * inv2) * inv2) * inv;
+  for (int i = 0; i < Lanes<V>::W; ++i)
     if (k[i] >= 0 && k[i] <= 9) out[i] = stirling_tail(k[i]);
   return out;
 }
-VEC_INLINE vd btrs_lead_stirling(const BtrsConstants& c, vd n) {
+template <class V>
+VEC_INLINE V btrs_lead_stirling(const BtrsConstants<V>& c, V n) {
   return (c.m + 0.5) * vlog((c.m + 1.0) * vrecip(c.r * (n - c.m + 1.0))) + vstirling_tail(c.m) +
          vstirling_tail(n - c.m);
 }
-VEC_INLINE vd btrs_bound_stirling(const BtrsConstants& c, vd lead, vd n, vd k) {
+template <class V>
+VEC_INLINE V btrs_bound_stirling(const BtrsConstants<V>& c, V lead, V n, V k) {
   return lead + (n + 1.0) * vlog((n - c.m + 1.0) * vrecip(n - k + 1.0)) +
          (k + 0.5) * vlog(c.r * (n - k + 1.0) * vrecip(k + 1.0)) - vstirling_tail(k) - vstirling_tail(n - k);
 }
 // Candidate k for uniforms u (already minus 1/2); also returns us and w = 1/us for btrs_log_v.
-VEC_INLINE vd btrs_candidate(const BtrsConstants& c, vd u, vd& us, vd& w) {
+template <class V>
+VEC_INLINE V btrs_candidate(const BtrsConstants<V>& c, V u, V& us, V& w) {
   us = 0.5 - vabs(u);
   w = vrecip(us);
   return vfloor((2.0 * c.a * w + c.b) * u + c.c);
 }
-VEC_INLINE vd btrs_log_arg(const BtrsConstants& c, vd v, vd w) { return v * c.alpha * vrecip(c.a * w * w + c.b); }
-VEC_INLINE vd btrs_log_v(const BtrsConstants& c, vd v, vd w) { return vlog(btrs_log_arg(c, v, w)); }
-VEC_INLINE vd btrs_bound(const BtrsConstants& c, vd lead, vd log_fk, vd k) { return lead - log_fk + (k - c.m) * c.log_r; }
+template <class V>
+VEC_INLINE V btrs_log_arg(const BtrsConstants<V>& c, V v, V w) {
+  return v * c.alpha * vrecip(c.a * w * w + c.b);
+}
+template <class V>
+VEC_INLINE V btrs_log_v(const BtrsConstants<V>& c, V v, V w) {
+  return vlog(btrs_log_arg(c, v, w));
+}
+template <class V>
+VEC_INLINE V btrs_bound(const BtrsConstants<V>& c, V lead, V log_fk, V k) {
+  return lead - log_fk + (k - c.m) * c.log_r;
+}
 
 // Binomial(n, p) for p <= 1/2 and n p < 10 (the vector engines' inversion, one lane). If rounding leaves the
 // uniform above the computed cdf's total, the draw is repeated (probability ~1e-15).
 inline double binomial_inversion(Rng& rng, double n, double p) {
-  const InversionStart s = inversion_start(broadcast(n), broadcast(p));
+  const InversionStart<vd> s = inversion_start(broadcast(n), broadcast(p));
   const vd nv = broadcast(n);
   for (;;) {
     const double u = rng.uniform();
@@ -324,7 +425,7 @@ inline double binomial_inversion(Rng& rng, double n, double p) {
 // BTRS for the lanes in mask (each with p <= 1/2, n p >= 10), all at once: the group engine's sampler. Per proposal
 // a lane draws u then v from its own stream, whatever the other lanes do.
 VEC_INLINE vd binomial_btrs_vec(vu& state, vd n, vd p, vi mask) {
-  const BtrsConstants c = btrs_constants(n, p);
+  const BtrsConstants<vd> c = btrs_constants(n, p);
   const vi big = mask & vge(n, broadcast((double)kLogFactorialSize));
   vd lead = {};
   for (int i = 0; i < kWidth; ++i)
@@ -587,9 +688,9 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
 }
 
 
-#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#if (defined(__AVX512F__) && defined(__AVX512DQ__)) || COLLAPSE_JAX_FOUR_LANES
 #define COLLAPSE_JAX_REFILL 1
-// ---- the refill engine (AVX-512) ---------------------------------------------------------------------------------
+// ---- the refill engine -------------------------------------------------------------------------------------------
 // run_group advances its eight lanes category by category, so every vector waits for its group's slowest lane
 // (about half of each vector sat idle). Here each vector lane ("slot") runs its own replicate and moves on as soon as
 // its own binomial is drawn. A slot is in one of two vector modes: BTRS (one proposal per pass) or inversion
@@ -598,41 +699,20 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
 // slot consumes its lane's stream exactly as run_group does (same draws, same order, same arithmetic), so the two
 // engines give the same losses; a test checks it bit for bit.
 //
-// Lane masks are k registers; the few operations beyond plain vd arithmetic (masked compares, selects, gathers,
-// scatters) are AVX-512 intrinsics. (A port to AVX2, masks as vectors and two four-wide halves per operation, drew
-// the same numbers but ran no faster than the group engine there: 0.26 vs 0.29 M replicate-generations per CPU
-// second, so AVX2 builds keep only the group engine.)
-typedef __mmask8 Mask;
-VEC_INLINE uint8_t mask_bits(Mask m) { return m; }
-VEC_INLINE Mask bits_mask(uint8_t b) { return b; }
-template <int OP>
-VEC_INLINE Mask cmp8(Mask m, vd x, vd y) { return _mm512_mask_cmp_pd_mask(m, (__m512d)x, (__m512d)y, OP); }
-VEC_INLINE vd select8(Mask m, vd yes, vd no) { return (vd)_mm512_mask_mov_pd((__m512d)no, m, (__m512d)yes); }
-// table[index] in the lanes of m (index whole doubles / int64), 0 elsewhere.
-VEC_INLINE vd gather8(Mask m, vd index, const double* table) {
-  return (vd)_mm512_mask_i64gather_pd(_mm512_setzero_pd(), m, _mm512_cvttpd_epi64((__m512d)index), table, 8);
-}
-VEC_INLINE vd gather8(Mask m, vi index, const double* table) {
-  return (vd)_mm512_mask_i64gather_pd(_mm512_setzero_pd(), m, (__m512i)index, table, 8);
-}
-VEC_INLINE void scatter8(Mask m, vi index, vd x, double* table) {
-  _mm512_mask_i64scatter_pd(table, m, (__m512i)index, (__m512d)x, 8);
-}
-VEC_INLINE vi add8(Mask m, vi x, int64_t y) {
-  return (vi)_mm512_mask_add_epi64((__m512i)x, m, (__m512i)x, _mm512_set1_epi64(y));
-}
-// Unbiased exponent and mantissa in [1, 2) of positive x (getexp(0) = -inf).
-VEC_INLINE vd exponent8(vd x) { return (vd)_mm512_getexp_pd((__m512d)x); }
-VEC_INLINE vd mantissa8(vd x) { return (vd)_mm512_getmant_pd((__m512d)x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src); }
-#define COLLAPSE_CMP8(mask, x, op, y) cmp8<op>((mask), (x), (y))
+// Written once over an architecture A: its vectors (A::V, A::I, A::U of A::W lanes), lane masks (A::Mask, with
+// &, |, ~ and a truth value) and the few operations beyond plain vector arithmetic (masked compares, selects,
+// gathers, scatters). AVX-512 builds run eight lanes with k-register masks (Avx512Lanes); AVX2-only builds four lanes
+// per register, masks as vectors and the scatter as a loop (Avx2Lanes). (An earlier AVX2 port that kept eight lanes
+// as two four-wide halves ran no faster than the group engine: its state did not fit in sixteen registers.)
 
 // log x within 2.6e-7 for x > 0 (0 -> -inf): exponent and mantissa m in [1, 2), log m by a degree-7 polynomial
 // (Chebyshev interpolant of log1p on [0, 1], coefficients fitted and checked in float64 on 4e6 points).
 constexpr double kRoughLogError = 1e-6;
-VEC_INLINE vd vlog_rough(vd x) {
-  const vd e = exponent8(x);
-  const vd f = mantissa8(x) - 1.0;
-  const vd poly =
+template <class A>
+VEC_INLINE typename A::V vlog_rough(typename A::V x) {
+  const typename A::V e = A::exponent(x);
+  const typename A::V f = A::mantissa(x) - 1.0;
+  const typename A::V poly =
       2.5546730203496182e-07 +
       f * (0.99996708094384434 +
            f * (-0.49928504912226557 +
@@ -642,22 +722,106 @@ VEC_INLINE vd vlog_rough(vd x) {
   return e * 6.93147180559945309417e-01 + poly;
 }
 
-// vuniform for the slots in a mask.
-VEC_INLINE vd uniform8(vu& st, Mask mask) {
-  st = (vu)add8(mask, (vi)st, (int64_t)0x9E3779B97F4A7C15ULL);
-  return vmix_uniform(st);
-}
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+// Eight lanes, masks in k registers (measured on a Sapphire Rapids core: 1 bank 1.05, 2 banks 1.23, 4 banks 1.27 M
+// replicate-generations/s; 2 inversion steps per pass 1.09 vs 1 step 0.98).
+struct Avx512Lanes {
+  typedef vd V;
+  typedef vi I;
+  typedef vu U;
+  typedef __mmask8 Mask;
+  static constexpr int W = 8, kBanks = 4, kInversionSteps = 2;
+  static VEC_INLINE uint8_t bits(Mask m) { return m; }
+  static VEC_INLINE Mask from_bits(uint8_t b) { return b; }
+  template <int OP>
+  static VEC_INLINE Mask cmp(Mask m, V x, V y) {
+    return _mm512_mask_cmp_pd_mask(m, (__m512d)x, (__m512d)y, OP);
+  }
+  static VEC_INLINE V select(Mask m, V yes, V no) { return (V)_mm512_mask_mov_pd((__m512d)no, m, (__m512d)yes); }
+  // table[index] in the lanes of m (index whole doubles / int64), 0 elsewhere.
+  static VEC_INLINE V gather(Mask m, V index, const double* table) {
+    return (V)_mm512_mask_i64gather_pd(_mm512_setzero_pd(), m, _mm512_cvttpd_epi64((__m512d)index), table, 8);
+  }
+  static VEC_INLINE V gather(Mask m, I index, const double* table) {
+    return (V)_mm512_mask_i64gather_pd(_mm512_setzero_pd(), m, (__m512i)index, table, 8);
+  }
+  static VEC_INLINE void scatter(Mask m, I index, V x, double* table) {
+    _mm512_mask_i64scatter_pd(table, m, (__m512i)index, (__m512d)x, 8);
+  }
+  static VEC_INLINE I add(Mask m, I x, int64_t y) {
+    return (I)_mm512_mask_add_epi64((__m512i)x, m, (__m512i)x, _mm512_set1_epi64(y));
+  }
+  // Unbiased exponent and mantissa in [1, 2) of positive x (getexp(0) = -inf).
+  static VEC_INLINE V exponent(V x) { return (V)_mm512_getexp_pd((__m512d)x); }
+  static VEC_INLINE V mantissa(V x) { return (V)_mm512_getmant_pd((__m512d)x, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_src); }
+};
+typedef Avx512Lanes RefillLanes;
+#else
+// Four lanes, one AVX2 register per vector; a mask is a vector of all-ones / zero lanes.
+struct Mask4 {
+  vi4 m;
+  Mask4(int = 0) : m(vi4{}) {}  // no lanes (only 0 converts)
+  explicit Mask4(vi4 x) : m(x) {}
+  VEC_INLINE Mask4 operator&(Mask4 o) const { return Mask4(m & o.m); }
+  VEC_INLINE Mask4 operator|(Mask4 o) const { return Mask4(m | o.m); }
+  VEC_INLINE Mask4 operator~() const { return Mask4(~m); }
+  VEC_INLINE Mask4& operator|=(Mask4 o) { return *this = *this | o; }
+  VEC_INLINE Mask4& operator&=(Mask4 o) { return *this = *this & o; }
+  VEC_INLINE explicit operator bool() const { return any(m); }
+};
+struct Avx2Lanes {
+  typedef vd4 V;
+  typedef vi4 I;
+  typedef vu4 U;
+  typedef Mask4 Mask;
+  static constexpr int W = 4, kBanks = 2, kInversionSteps = 2;
+  static VEC_INLINE uint8_t bits(Mask m) { return (uint8_t)_mm256_movemask_pd((__m256d)m.m); }
+  static VEC_INLINE Mask from_bits(uint8_t b) {
+    const vi4 lane = {1, 2, 4, 8};
+    return Mask((vi4)((lane & (int64_t)b) != 0));
+  }
+  template <int OP>
+  static VEC_INLINE Mask cmp(Mask m, V x, V y) {
+    return Mask((I)_mm256_and_pd((__m256d)m.m, _mm256_cmp_pd((__m256d)x, (__m256d)y, OP)));
+  }
+  static VEC_INLINE V select(Mask m, V yes, V no) { return vsel(m.m, yes, no); }
+  static VEC_INLINE V gather(Mask m, I index, const double* table) {
+    return (V)_mm256_mask_i64gather_pd(_mm256_setzero_pd(), table, (__m256i)index, (__m256d)m.m, 8);
+  }
+  static VEC_INLINE V gather(Mask m, V index, const double* table) {
+    return gather(m, whole_to_int(vsel(m.m, index, V{})), table);
+  }
+  static VEC_INLINE void scatter(Mask m, I index, V x, double* table) {
+    for (uint8_t b = bits(m); b; b &= b - 1) {
+      const int l = __builtin_ctz(b);
+      table[index[l]] = x[l];
+    }
+  }
+  static VEC_INLINE I add(Mask m, I x, int64_t y) { return x + (y & m.m); }
+  static VEC_INLINE V exponent(V x) {  // 0 -> -inf, as getexp
+    const V e = small_to_double((((I)x >> 52) & 0x7ff) - 1023);
+    return vsel(veq(x, V{}), broadcast<V>(-__builtin_inf()), e);
+  }
+  static VEC_INLINE V mantissa(V x) { return (V)(((I)x & 0x000fffffffffffffLL) | 0x3ff0000000000000LL); }
+};
+typedef Avx2Lanes RefillLanes;
+#endif
 
 // Whole runs of the lanes handed out by next (lane = g R + r, up to end), into out rows (lane, T1) of the full
 // output; threads share next, so none idles while another has lanes left. A pass is one long dependency chain
 // (draw, accept, the next category's constants); kBanks banks of eight slots go through each phase in turn, so
 // that their chains overlap (measured on a Sapphire Rapids core: 1 bank 1.05, 2 banks 1.23, 4 banks 1.27 M
-// replicate-generations/s; 2 inversion steps per pass 1.09 vs 1 step 0.98).
-template <typename T>
+// replicate-generations/s for AVX-512's eight lanes; AVX2's four lanes: Avx2Lanes).
+template <typename T, class A>
 class RefillRun {
  public:
-  static constexpr int kBanks = 4;
-  static constexpr int kInversionSteps = 2;
+  typedef typename A::V vd;
+  typedef typename A::I vi;
+  typedef typename A::U vu;
+  typedef typename A::Mask Mask;
+  static constexpr int kWidth = A::W;
+  static constexpr int kBanks = A::kBanks;
+  static constexpr int kInversionSteps = A::kInversionSteps;
   static constexpr int kSlots = kBanks * kWidth;
 
   RefillRun(const Problem& pr, std::atomic<int64_t>& next, int64_t end, T* out)
@@ -688,13 +852,24 @@ class RefillRun {
   }
 
  private:
-  // Eight slots' vector state.
+  template <int OP>
+  static VEC_INLINE Mask cmp(Mask m, vd x, vd y) {
+    return A::template cmp<OP>(m, x, y);
+  }
+#define CMP(mask, x, op, y) cmp<op>((mask), (x), (y))
+  // vuniform for the slots in a mask.
+  static VEC_INLINE vd uniform(vu& st, Mask mask) {
+    st = (vu)A::add(mask, (vi)st, (int64_t)0x9E3779B97F4A7C15ULL);
+    return vmix_uniform(st);
+  }
+
+  // A bank's slots' vector state.
   struct Bank {
     vu st;
     vi kc, base;
     vd n, p;
     Mask flip = 0, bt = 0, iv = 0, fresh = 0;
-    BtrsConstants c;     // BTRS slots: constants,
+    BtrsConstants<vd> c;    // BTRS slots: constants,
     vd lead;             // the bound's lead term,
     Mask big = 0;        // and which slots have n >= kLogFactorialSize (Stirling bound)
     vd ui, ki, f, cdf, f0, ratio;  // inversion slots: binomial_inversion's u, k, f, cdf, f0 and ratio
@@ -706,7 +881,7 @@ class RefillRun {
       for (int l = 0; l < kWidth; ++l) run.base_[o + l] = (o + l) * run.Kp_;
       std::memcpy(&base, run.base_ + o, sizeof(base));
       reload(run, bank);
-      c = BtrsConstants{};
+      c = BtrsConstants<vd>{};
       lead = vd{};
       ui = ki = f = cdf = f0 = ratio = vd{};
       start_btrs(bt);
@@ -718,9 +893,9 @@ class RefillRun {
       std::memcpy(run.kc_ + o, &kc, sizeof(kc));
       std::memcpy(run.n_ + o, &n, sizeof(n));
       std::memcpy(run.p_ + o, &p, sizeof(p));
-      run.flip_[bank] = mask_bits(flip);
-      run.bt_[bank] = mask_bits(bt);
-      run.iv_[bank] = mask_bits(iv);
+      run.flip_[bank] = A::bits(flip);
+      run.bt_[bank] = A::bits(bt);
+      run.iv_[bank] = A::bits(iv);
     }
     void reload(RefillRun& run, int bank) {
       const int o = bank * kWidth;
@@ -728,34 +903,34 @@ class RefillRun {
       std::memcpy(&kc, run.kc_ + o, sizeof(kc));
       std::memcpy(&n, run.n_ + o, sizeof(n));
       std::memcpy(&p, run.p_ + o, sizeof(p));
-      flip = bits_mask(run.flip_[bank]);
-      bt = bits_mask(run.bt_[bank]);
-      iv = bits_mask(run.iv_[bank]);
+      flip = A::from_bits(run.flip_[bank]);
+      bt = A::from_bits(run.bt_[bank]);
+      iv = A::from_bits(run.iv_[bank]);
     }
     VEC_INLINE void start_btrs(Mask mask) {
       const double* lf = kLogFact.v.data();
-      const BtrsConstants s = btrs_constants(n, p);
-      c.a = select8(mask, s.a, c.a);
-      c.b = select8(mask, s.b, c.b);
-      c.c = select8(mask, s.c, c.c);
-      c.v_r = select8(mask, s.v_r, c.v_r);
-      c.alpha = select8(mask, s.alpha, c.alpha);
-      c.m = select8(mask, s.m, c.m);
-      c.r = select8(mask, s.r, c.r);
-      c.log_r = select8(mask, s.log_r, c.log_r);
-      const Mask large = COLLAPSE_CMP8(mask, n, _CMP_GE_OQ, broadcast((double)kLogFactorialSize));
+      const BtrsConstants<vd> s = btrs_constants(n, p);
+      c.a = A::select(mask, s.a, c.a);
+      c.b = A::select(mask, s.b, c.b);
+      c.c = A::select(mask, s.c, c.c);
+      c.v_r = A::select(mask, s.v_r, c.v_r);
+      c.alpha = A::select(mask, s.alpha, c.alpha);
+      c.m = A::select(mask, s.m, c.m);
+      c.r = A::select(mask, s.r, c.r);
+      c.log_r = A::select(mask, s.log_r, c.log_r);
+      const Mask large = CMP(mask, n, _CMP_GE_OQ, broadcast<vd>((double)kLogFactorialSize));
       const Mask table = mask & ~large;
       big = (big & ~mask) | large;
-      lead = select8(table, gather8(table, s.m, lf) + gather8(table, n - s.m, lf), lead);
-      if (large) lead = select8(large, btrs_lead_stirling(s, n), lead);
+      lead = A::select(table, A::gather(table, s.m, lf) + A::gather(table, n - s.m, lf), lead);
+      if (large) lead = A::select(large, btrs_lead_stirling(s, n), lead);
     }
     VEC_INLINE void start_inversion(Mask mask) {
-      const InversionStart s = inversion_start(n, p);
-      f0 = select8(mask, s.f0, f0);
-      ratio = select8(mask, s.ratio, ratio);
-      ki = select8(mask, vd{}, ki);
-      f = select8(mask, s.f0, f);
-      cdf = select8(mask, s.f0, cdf);
+      const InversionStart<vd> s = inversion_start(n, p);
+      f0 = A::select(mask, s.f0, f0);
+      ratio = A::select(mask, s.ratio, ratio);
+      ki = A::select(mask, vd{}, ki);
+      f = A::select(mask, s.f0, f);
+      cdf = A::select(mask, s.f0, cdf);
       fresh |= mask;
     }
 
@@ -765,43 +940,43 @@ class RefillRun {
       const double* lf = kLogFact.v.data();
       const vd zero = {};
       // One stream call serves BTRS's u and a fresh inversion u (the two masks are disjoint).
-      const vd u0 = uniform8(st, bt | fresh);
-      const vd v = uniform8(st, bt);
-      ui = select8(fresh, u0, ui);
+      const vd u0 = uniform(st, bt | fresh);
+      const vd v = uniform(st, bt);
+      ui = A::select(fresh, u0, ui);
       fresh = 0;
       vd us, w;
       x = btrs_candidate(c, u0 - 0.5, us, w);
-      const Mask in_range = COLLAPSE_CMP8(COLLAPSE_CMP8(bt, x, _CMP_GE_OQ, zero), x, _CMP_LE_OQ, n);
-      accept = COLLAPSE_CMP8(COLLAPSE_CMP8(in_range, us, _CMP_GE_OQ, broadcast(0.07)), v, _CMP_LE_OQ, c.v_r);
+      const Mask in_range = CMP(CMP(bt, x, _CMP_GE_OQ, zero), x, _CMP_LE_OQ, n);
+      accept = CMP(CMP(in_range, us, _CMP_GE_OQ, broadcast<vd>(0.07)), v, _CMP_LE_OQ, c.v_r);
       if (const Mask slow = in_range & ~accept) {
         // The exact test log(y) <= bound, decided by a rough log where it is at least kRoughLogError away.
         const Mask table = slow & ~big;
-        const vd log_fk = gather8(table, x, lf) + gather8(table, n - x, lf);
+        const vd log_fk = A::gather(table, x, lf) + A::gather(table, n - x, lf);
         vd bound = btrs_bound(c, lead, log_fk, x);
-        if (const Mask large = slow & big) bound = select8(large, btrs_bound_stirling(c, lead, n, x), bound);
-        const vd y = btrs_log_arg(c, v, w), rough = vlog_rough(y);
-        accept |= COLLAPSE_CMP8(slow, rough, _CMP_LE_OQ, bound - kRoughLogError);
-        if (const Mask close = COLLAPSE_CMP8(slow & ~accept, rough, _CMP_LE_OQ, bound + kRoughLogError))
-          accept |= COLLAPSE_CMP8(close, vlog(y), _CMP_LE_OQ, bound);
+        if (const Mask large = slow & big) bound = A::select(large, btrs_bound_stirling(c, lead, n, x), bound);
+        const vd y = btrs_log_arg(c, v, w), rough = vlog_rough<A>(y);
+        accept |= CMP(slow, rough, _CMP_LE_OQ, bound - kRoughLogError);
+        if (const Mask close = CMP(slow & ~accept, rough, _CMP_LE_OQ, bound + kRoughLogError))
+          accept |= CMP(close, vlog(y), _CMP_LE_OQ, bound);
       }
       if (iv) {  // kInversionSteps steps of the cdf walk, each after its test
         Mask walking = iv;
         for (int step = 0; step < kInversionSteps && walking; ++step) {
-          const Mask go = COLLAPSE_CMP8(
-              COLLAPSE_CMP8(COLLAPSE_CMP8(walking, ui, _CMP_GT_OQ, cdf), ki, _CMP_LT_OQ, n), f, _CMP_GT_OQ, zero);
+          const Mask go = CMP(
+              CMP(CMP(walking, ui, _CMP_GT_OQ, cdf), ki, _CMP_LT_OQ, n), f, _CMP_GT_OQ, zero);
           const Mask stop = walking & ~go;
-          const Mask took = COLLAPSE_CMP8(stop, ui, _CMP_LE_OQ, cdf) | COLLAPSE_CMP8(stop, ki, _CMP_GE_OQ, n);
+          const Mask took = CMP(stop, ui, _CMP_LE_OQ, cdf) | CMP(stop, ki, _CMP_GE_OQ, n);
           if (const Mask again = stop & ~took) {  // rounding left u above the cdf's total: redraw (~1e-15)
-            ki = select8(again, zero, ki);
-            f = select8(again, f0, f);
-            cdf = select8(again, f0, cdf);
+            ki = A::select(again, zero, ki);
+            f = A::select(again, f0, f);
+            cdf = A::select(again, f0, cdf);
             fresh |= again;
           }
-          x = select8(took, ki, x);
+          x = A::select(took, ki, x);
           accept |= took;
-          f = select8(go, inversion_next(f, n, ki, ratio), f);
-          ki = select8(go, ki + 1.0, ki);
-          cdf = select8(go, cdf + f, cdf);
+          f = A::select(go, inversion_next(f, n, ki, ratio), f);
+          ki = A::select(go, ki + 1.0, ki);
+          cdf = A::select(go, cdf + f, cdf);
           walking = go;
         }
       }
@@ -812,26 +987,26 @@ class RefillRun {
     inline void move(RefillRun& run, int bank) {
       if (!accept) return;
       const vd zero = {};
-      x = select8(flip, n - x, x);
+      x = A::select(flip, n - x, x);
       const vi at = base + kc;
-      scatter8(accept, at, x, run.rows_.data() + kSlots * run.Kp_);
-      n = select8(accept, n - x, n);
-      kc = add8(accept, kc, 1);
-      const vd r = gather8(accept, at + 1, run.rows_.data() + 2 * kSlots * run.Kp_);
-      const Mask flipped = COLLAPSE_CMP8(accept, r, _CMP_GT_OQ, broadcast(0.5));
-      p = select8(accept, select8(flipped, 1.0 - r, r), p);
+      A::scatter(accept, at, x, run.rows_.data() + kSlots * run.Kp_);
+      n = A::select(accept, n - x, n);
+      kc = A::add(accept, kc, 1);
+      const vd r = A::gather(accept, at + 1, run.rows_.data() + 2 * kSlots * run.Kp_);
+      const Mask flipped = CMP(accept, r, _CMP_GT_OQ, broadcast<vd>(0.5));
+      p = A::select(accept, A::select(flipped, 1.0 - r, r), p);
       flip = (flip & ~accept) | flipped;
-      const Mask open = COLLAPSE_CMP8(COLLAPSE_CMP8(accept, p, _CMP_GT_OQ, zero), n, _CMP_GT_OQ, zero);
+      const Mask open = CMP(CMP(accept, p, _CMP_GT_OQ, zero), n, _CMP_GT_OQ, zero);
       const vd mean = n * p;
-      const Mask to_bt = COLLAPSE_CMP8(open, mean, _CMP_GE_OQ, broadcast(10.0));
-      const Mask to_iv = COLLAPSE_CMP8(open, mean, _CMP_LT_OQ, broadcast(10.0));
+      const Mask to_bt = CMP(open, mean, _CMP_GE_OQ, broadcast<vd>(10.0));
+      const Mask to_iv = CMP(open, mean, _CMP_LT_OQ, broadcast<vd>(10.0));
       bt = (bt & ~accept) | to_bt;
       iv = (iv & ~accept) | to_iv;
       new_bt = to_bt;
       new_iv = to_iv;
       if (const Mask other = accept & ~(to_bt | to_iv)) {  // end of generation, p in {0, 1}: scalar
         spill(run, bank);
-        const uint8_t other_bits = mask_bits(other);
+        const uint8_t other_bits = A::bits(other);
         for (int l = 0; l < kWidth; ++l) {
           if (!(other_bits >> l & 1)) continue;
           Rng rng{run.st_[bank * kWidth + l]};
@@ -1014,7 +1189,7 @@ ffi::Error MultinomialRiskImpl(ffi::Buffer<DT> p, ffi::Buffer<DT> alpha, ffi::Bu
   if (regime < 0 || regime > 2) return ffi::Error::InvalidArgument("multinomial_risk: regime must be 0, 1 or 2");
   if (engine < 0 || engine > 2 || (engine == 2 && !COLLAPSE_JAX_REFILL))
     return ffi::Error::InvalidArgument("multinomial_risk: engine must be 0 (auto), 1 (group) or 2 (refill, AVX-512 "
-                                       "builds only)");
+                                       "or AVX2 builds)");
   const int64_t K = p.dimensions()[0], G = ad[0], T1 = ad[1], R = sd[0];
   if (K < 1 || T1 < 1) return ffi::Error::InvalidArgument("multinomial_risk: need K >= 1 and T1 >= 1");
   // Inputs in double whatever T: counts beyond 2^24 stay exact and the sampler's arithmetic is float64.
@@ -1029,7 +1204,7 @@ ffi::Error MultinomialRiskImpl(ffi::Buffer<DT> p, ffi::Buffer<DT> alpha, ffi::Bu
   if (engine != 1) {
     std::atomic<int64_t> next{0};
     parallel_for(std::min(num_threads, lanes), num_threads,
-                 [&](int64_t, int64_t) { RefillRun<T>(pr, next, lanes, out).run(); });
+                 [&](int64_t, int64_t) { RefillRun<T, RefillLanes>(pr, next, lanes, out).run(); });
     return ffi::Error::Success();
   }
 #endif
@@ -1109,5 +1284,5 @@ DEFINE_HANDLER(MultinomialRiskF64, ffi::F64)
 DEFINE_COUNTS_HANDLER(MultinomialCountsF32, ffi::F32)
 DEFINE_COUNTS_HANDLER(MultinomialCountsF64, ffi::F64)
 
-// Whether this build has the refill engine (AVX-512), for collapse_jax._native.multinomial_engines.
+// Whether this build has the refill engine (AVX-512 or AVX2), for collapse_jax._native.multinomial_engines.
 extern "C" int collapse_jax_multinomial_has_refill() { return COLLAPSE_JAX_REFILL; }
