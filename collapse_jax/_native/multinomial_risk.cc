@@ -484,8 +484,10 @@ inline double binomial(Rng& rng, double n, double p) {
 inline void conditional_row(const double* q, int64_t K, double* tail, double* r) {
   double acc = 0;
   for (int64_t k = K - 1; k >= 0; --k) tail[k] = acc += q[k];
-  for (int64_t k = 0; k < K - 1; ++k)
-    r[k] = tail[k + 1] <= 0 ? 1.0 : tail[k] > 0 ? std::min(1.0, std::max(0.0, q[k] / tail[k])) : 0.0;
+  for (int64_t k = 0; k < K - 1; ++k) {  // every branch computed, so that the loop runs as vectors
+    const double ratio = std::min(1.0, std::max(0.0, q[k] / tail[k]));
+    r[k] = tail[k + 1] <= 0 ? 1.0 : tail[k] > 0 ? ratio : 0.0;
+  }
   r[K - 1] = 0;
 }
 
