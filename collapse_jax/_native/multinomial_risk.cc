@@ -70,13 +70,20 @@ inline double stirling_tail(double k) {
   return (1.0 / 12 - (1.0 / 360 - 1.0 / 1260 / kp1sq) / kp1sq) / kp1;
 }
 
-// log k! for k < kLogFactorialSize (8 MiB, built once with lgamma, ~20 ms). Below that size BTRS evaluates its bound as
-// log f(k) - log f(m) = log m! + log (n-m)! - log k! - log (n-k)! + (k - m) log(p/q) from the table; above it as
+// log k! for k < kLogFactorialSize (built once with lgamma, ~20 ms for 2^20). Below that size BTRS evaluates its bound
+// as log f(k) - log f(m) = log m! + log (n-m)! - log k! - log (n-k)! + (k - m) log(p/q) from the table; above it as
 // log ratios plus Stirling tails (accurate for n up to 2^53). Rounding of the table's terms (~1e-11 at n = 1e5)
 // moves the acceptance probability by that much, far below any Monte Carlo resolution.
-// 2^20 > 10^6: sample sizes up to a million take the table path (two gathers), which ran the K = 50, n_t = 10^6 chain
-// 1.5x faster per CPU second than the Stirling tails (several logs per lane) that 2^17 left them (docs/benchmarks.md).
+// Which is faster depends on the CPU (docs/benchmarks.md). On the AVX-512 Xeon the table to 2^20 (8 MiB, past 10^6)
+// ran the K = 50, n_t = 10^6 chain 1.5x faster per CPU second than 2^17 and Stirling tails beyond; on an AVX2-only
+// AMD EPYC (512 KiB of L2 per core) the 8 MiB table's gathers missed the cache and 2^17 (1 MiB) ran K = 1000,
+// n_t = 10^6 2.3x faster than 2^20. So AVX-512 builds keep 2^20, others 2^17 (the same draws in every check: the two
+// bounds differ by ~1e-11, docs/recursions.md).
+#if defined(__AVX512F__)
 constexpr int64_t kLogFactorialSize = 1 << 20;
+#else
+constexpr int64_t kLogFactorialSize = 1 << 17;
+#endif
 struct LogFactorials {
   std::vector<double> v;
   LogFactorials() : v(kLogFactorialSize) {
