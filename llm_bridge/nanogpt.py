@@ -180,7 +180,6 @@ matmul.defvjp(_matmul_fwd, _matmul_bwd)
 # sgemm (collapse_jax/_native/gemm.cc) shares the matrices of a batch out over XLA's thread pool, one single-
 # threaded OpenBLAS sgemm each (the OpenBLAS NumPy loaded).
 
-GEMM_PIECES_PER_THREAD = 2  # pieces of one large matrix per pool thread (gemm.cc)
 ATTENTION_GEMMS = ("openblas", "xla")
 _ATTENTION_GEMM = contextvars.ContextVar("attention_gemm", default=None)
 
@@ -215,14 +214,14 @@ def _gemm_available() -> bool:
     return _native.gemm_library() is not None
 
 
-def sgemm(a, b, trans_a: bool = False, trans_b: bool = False, pieces_per_thread: int = GEMM_PIECES_PER_THREAD):
+def sgemm(a, b, trans_a: bool = False, trans_b: bool = False):
     """``op(a) @ op(b)`` by the OpenBLAS sgemm custom call (CPU only), op(x) = x or x^T (static flags): a (..., m,
     k) or (..., k, m), b (..., k, n) or (..., n, k), float32 -> (..., m, n); the leading axes are a batch.
 
-    The batch's matrices (and a large matrix's pieces along the longer side of its result, up to
-    ``pieces_per_thread`` per thread) are shared out over XLA's CPU thread pool, each one single-threaded BLAS call;
-    OpenBLAS sums every element over k in the same order whatever the cut, so the result does not depend on the
-    thread count (tests/test_nanogpt_gemm.py). Raises RuntimeError where the kernel is unavailable."""
+    The batch's matrices (and a large matrix's pieces of 128 rows or columns along the longer side of its result)
+    are shared out over XLA's CPU thread pool, each one single-threaded BLAS call. The cut depends only on the
+    shapes, so the result is bitwise the same whatever the thread count (tests/test_nanogpt_gemm.py). Raises
+    RuntimeError where the kernel is unavailable."""
     from collapse_jax import _native
 
     if not _gemm_available():
@@ -231,7 +230,7 @@ def sgemm(a, b, trans_a: bool = False, trans_b: bool = False, pieces_per_thread:
     n = b.shape[-2] if trans_b else b.shape[-1]
     call = jax.ffi.ffi_call(_native.SGEMM_TARGET, jax.ShapeDtypeStruct((*a.shape[:-2], m, n), jnp.float32),
                             vmap_method="broadcast_all")
-    return call(a, b, trans_a=trans_a, trans_b=trans_b, pieces_per_thread=np.int64(pieces_per_thread))
+    return call(a, b, trans_a=trans_a, trans_b=trans_b)
 
 
 def _attention_on_blas(*arrays) -> bool:

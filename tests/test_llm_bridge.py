@@ -190,7 +190,9 @@ def test_embedding_cache_is_written_once_and_reused(tiny_models, tmp_path):
     assert path == path2 and path.is_file() and len(loads) == 1 and np.array_equal(a, b)
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
     c, path3 = populations.cached_embeddings(TEXTS[:3], tiny_models["hf"], load, options="t", folder=tmp_path)
-    assert path3 != path and len(loads) == 2 and np.array_equal(c, a[:3])
+    # A fresh encoding of a subset: torch's kernels may round a smaller batch differently (seen on an AMD EPYC)
+    assert path3 != path and len(loads) == 2
+    np.testing.assert_allclose(c, a[:3], rtol=1e-5, atol=1e-6)
     path.write_bytes(b"not an npz")                                # a damaged cache file is recomputed
     d, _ = populations.cached_embeddings(TEXTS, tiny_models["hf"], load, options="t", folder=tmp_path)
     assert len(loads) == 3 and np.array_equal(d, a)

@@ -1,7 +1,7 @@
 """The OpenBLAS float32 GEMM custom call (collapse_jax/_native/gemm.cc, ``llm_bridge.nanogpt.sgemm``) and the
 nanoGPT attention products that use it: equal to a float64 NumPy product for every transpose combination and odd
 shapes (single pieces, shapes cut into several pieces along rows or columns, stacks of matrices, vmap), bitwise the
-same however cut; the attention's products go through it on the CPU in float32 by default, through XLA's batched
+same whatever the thread count; the attention's products go through it on the CPU in float32 by default, through XLA's batched
 dot otherwise (``use_attention_gemm("xla")``, bfloat16, native code off), with the same loss and gradients; a train
 step is bitwise the same run to run.
 """
@@ -46,14 +46,41 @@ def _want(a, b, trans_a, trans_b):
     return (np.swapaxes(a, -1, -2) if trans_a else a) @ (np.swapaxes(b, -1, -2) if trans_b else b)
 
 
+def _sgemm_cases():
+    rng = np.random.default_rng(4)
+    return [(*_operands(rng, m, 300, n, trans_a, True), trans_a) for trans_a, m, n in
+            [(False, 1100, 1030), (True, 260, 1030), (False, 77, 1030)]]  # cut by rows, by columns, one piece
+
+
 @needs_gemm
-@pytest.mark.parametrize("trans_a,m,n", [(False, 1100, 1030), (True, 260, 1030)])
-def test_sgemm_is_bitwise_repeatable_and_the_same_however_cut(trans_a, m, n):
-    """Run to run, and cut into other numbers of pieces: OpenBLAS sums each element over k in the same order."""
-    a, b = _operands(np.random.default_rng(4), m, 300, n, trans_a, True)
-    first = np.asarray(ng.sgemm(a, b, trans_a, True))
-    for pieces in (2, 2, 1, 4):
-        assert np.array_equal(np.asarray(ng.sgemm(a, b, trans_a, True, pieces_per_thread=pieces)), first)
+def test_sgemm_is_bitwise_the_same_run_to_run_and_whatever_the_thread_count(tmp_path):
+    """Twice here, and in a process whose XLA pool has one thread (pinned to one CPU): bitwise the same. The cut into
+    pieces depends only on the shape (OpenBLAS's Haswell / Zen kernels round a row block computed alone differently
+    from the same rows inside the whole matrix, so a cut that followed the thread count would not be)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    here = [np.asarray(ng.sgemm(a, b, trans_a, True)) for a, b, trans_a in _sgemm_cases()]
+    again = [np.asarray(ng.sgemm(a, b, trans_a, True)) for a, b, trans_a in _sgemm_cases()]
+    assert all(np.array_equal(x, y) for x, y in zip(here, again))
+    if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs two CPUs and sched_setaffinity to compare thread counts")
+    code = textwrap.dedent(f"""
+        import os, sys
+        os.sched_setaffinity(0, {{min(os.sched_getaffinity(0))}})  # before JAX starts: a pool of one thread
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        import numpy as np
+        from llm_bridge import nanogpt as ng
+        from test_nanogpt_gemm import _sgemm_cases
+        np.savez("{tmp_path}/one.npz", *[np.asarray(ng.sgemm(a, b, t, True)) for a, b, t in _sgemm_cases()])
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    one = np.load(tmp_path / "one.npz")
+    assert all(np.array_equal(one[f"arr_{i}"], x) for i, x in enumerate(here))
 
 
 @needs_gemm

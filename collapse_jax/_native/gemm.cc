@@ -8,11 +8,12 @@
 // linked: Python resolves the CBLAS sgemm and openblas_set_num_threads_local of the library NumPy loaded and hands
 // their addresses to cj_gemm_set_sgemm (collapse_jax/_native); until then the handler returns an error rather than
 // computing anything.
-// Threads: XLA's intra-op pool. Each matrix of C is cut along its longer side into a few pieces per pool thread
+// Threads: XLA's intra-op pool. Each matrix of C is cut along its longer side into pieces of kPiece rows or columns
 // (one piece for small matrices); the calling thread and helpers scheduled on the pool claim pieces, each one sgemm
-// call made single-threaded in the BLAS (so the BLAS's own threads never compete with XLA's). OpenBLAS never splits
-// k, and sums each element over k in the same order however m and n are cut, so the result is bitwise the same
-// whatever the thread count.
+// call made single-threaded in the BLAS (so the BLAS's own threads never compete with XLA's). The cut depends only
+// on the shape, never on the thread count: OpenBLAS's rounding can depend on the cut (its Haswell / Zen kernels give
+// a row block's products different last bits computed alone than inside the whole matrix; its SkylakeX kernels did
+// not), so a fixed cut is what makes the result bitwise the same whatever the thread count.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -89,7 +90,7 @@ struct Work {
 };
 
 ffi::Error SgemmImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer<ffi::F32> b,
-                     ffi::ResultBuffer<ffi::F32> c, bool trans_a, bool trans_b, int64_t pieces_per_thread) {
+                     ffi::ResultBuffer<ffi::F32> c, bool trans_a, bool trans_b) {
   void* fn = g_sgemm.load();
   if (fn == nullptr || g_set_threads_local.load() == nullptr)
     return ffi::Error::Internal("collapse_jax_sgemm: no BLAS sgemm was set");
@@ -120,14 +121,11 @@ ffi::Error SgemmImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer<
   work->n = n;
   work->k = k;
   const int64_t side = work->split_rows ? m : n, threads = std::max<int64_t>(1, pool.num_threads());
-  // Pieces of at least kMinPiece rows/columns (multiples of 16, the kernels' tile), pieces_per_thread per thread of
-  // the pool (a few, so that a thread busy elsewhere leaves its share to the others; each piece packs the whole of
-  // the other operand, so not many).
-  constexpr int64_t kMinPiece = 128;
-  const int64_t want =
-      std::max<int64_t>(1, std::min<int64_t>(pieces_per_thread * threads, (side + kMinPiece - 1) / kMinPiece));
-  work->piece = ((side + want - 1) / want + 15) / 16 * 16;
-  work->chunks = (side + work->piece - 1) / work->piece;
+  // Pieces of kPiece rows / columns (a multiple of 16, the kernels' tile; each piece packs the whole of the other
+  // operand, so not much smaller), whatever the pool's size.
+  constexpr int64_t kPiece = 128;
+  work->piece = kPiece;
+  work->chunks = (side + kPiece - 1) / kPiece;
   work->a = a.typed_data();
   work->b = b.typed_data();
   work->c = c->typed_data();
@@ -160,5 +158,4 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Sgemm, SgemmImpl,
                                   .Arg<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Attr<bool>("trans_a")
-                                  .Attr<bool>("trans_b")
-                                  .Attr<int64_t>("pieces_per_thread"));
+                                  .Attr<bool>("trans_b"));
