@@ -141,7 +141,8 @@ def test_vmap_equals_loop_and_chunking_is_invisible(backend):
     np.testing.assert_array_equal(chunked.weights, batched.weights)
 
 
-@pytest.mark.parametrize("backend", PARAMS)
+# jit == eager for the portable kernel is also tests/test_contracts.py's gmm_network contract: run in CI there
+@pytest.mark.parametrize("backend", [pytest.param("jax", marks=pytest.mark.slow), NATIVE_PARAM])
 def test_jit_equals_eager(backend):
     cfg = small_config(num_steps=4, record_pi=True)
     key = jax.random.key(4)
@@ -151,6 +152,7 @@ def test_jit_equals_eager(backend):
     np.testing.assert_allclose(np.asarray(eager.weights), np.asarray(jitted.weights), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow  # sharding over devices is checked in CI by tests/test_driver.py
 def test_sharded_equals_unsharded():
     code = textwrap.dedent("""
         import jax, numpy as np
@@ -426,6 +428,7 @@ def test_scatter_and_one_hot_bitmaps_draw_the_same(monkeypatch):
 
 
 @needs_native
+@pytest.mark.slow  # a scale check (about 35 s on a 2-core AMD EPYC), run with pytest -m slow
 def test_portable_kernel_takes_internets_beyond_65536_points():
     """An internet of 100,000 human points (beyond the old 2^16 cap): the portable kernel agrees with the native
     one in distribution."""

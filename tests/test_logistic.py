@@ -108,6 +108,7 @@ def test_first_order_theory_at_large_n(regime, alpha_value):
         assert small.mean() - fo > 10 * small.std(ddof=1) / np.sqrt(small.size)
 
 
+@pytest.mark.slow  # CI runs the same contract in tests/test_contracts.py
 def test_contract_vmap_loop_keys_chunks():
     """vmap (lanes=3) == a loop of single replicates (lax.map, lanes=1); replicate i's draw depends only on
     (seed, i), not on chunking; another seed gives other draws."""
@@ -125,6 +126,7 @@ def test_contract_vmap_loop_keys_chunks():
     assert not np.array_equal(other.risk, loop.risk[:3])
 
 
+@pytest.mark.slow  # CI runs the same contract in tests/test_contracts.py
 def test_contract_jit_equals_eager():
     theta = jnp.asarray(THETA)
     cfg = L.LogisticConfig()

@@ -74,6 +74,7 @@ def test_ks_rejects_a_wrong_alpha():
     assert stats.ks_2samp(_jax_risk("replace", 0.4)[:, T], np_risk[:, T]).pvalue < 1e-3  # the acceptance threshold
 
 
+@pytest.mark.slow  # CI runs the same contract in tests/test_contracts.py
 def test_contract_vmap_loop_keys_chunks():
     """vmap (lanes=3) == a loop of single replicates (lax.map, lanes=1); replicate i's draw depends only on
     (seed, i), not on chunking; another seed gives other draws."""
@@ -89,6 +90,7 @@ def test_contract_vmap_loop_keys_chunks():
     assert not np.array_equal(other.risk, loop.risk[:3])
 
 
+@pytest.mark.slow  # CI runs the same contract in tests/test_contracts.py
 def test_contract_jit_equals_eager():
     """One EM fit and one mixed draw: compiled == eager."""
     cfg = MR.MixtureConfig(max_iter=3)
