@@ -105,7 +105,8 @@ def test_native_multinomial_counts_exact_moments():
 # The JAX path against the reference: the filter regime in CI (it runs the replace and accumulate steps' sampler
 # too); replace and accumulate with pytest -m slow.
 @pytest.mark.parametrize("backend,regime,type1,type2", [
-    (NATIVE_PARAM, "replace", 0, 0), (NATIVE_PARAM, "accumulate", 0, 0), (NATIVE_PARAM, "filter", 0.3, 0.2),
+    *(pytest.param("native", *case, marks=needs_native) for case in (("replace", 0, 0), ("accumulate", 0, 0),
+                                                                      ("filter", 0.3, 0.2))),
     pytest.param("jax", "replace", 0, 0, marks=pytest.mark.slow),
     pytest.param("jax", "accumulate", 0, 0, marks=pytest.mark.slow), ("jax", "filter", 0.3, 0.2)])
 def test_simulator_matches_numpy_reference(regime, type1, type2, backend):
