@@ -199,16 +199,12 @@ template <>
 struct Lanes<vi4> : Lanes<vd4> {};
 template <>
 struct Lanes<vu4> : Lanes<vd4> {};
-VEC_INLINE vi4 vge(vd4 x, vd4 y) { return x >= y; }
-VEC_INLINE vi4 vle(vd4 x, vd4 y) { return x <= y; }
 VEC_INLINE vi4 vgt(vd4 x, vd4 y) { return x > y; }
-VEC_INLINE vi4 vlt(vd4 x, vd4 y) { return x < y; }
 VEC_INLINE vi4 veq(vd4 x, vd4 y) { return x == y; }
 VEC_INLINE vd4 vsel(vi4 mask, vd4 yes, vd4 no) {
   return (vd4)_mm256_blendv_pd((__m256d)no, (__m256d)yes, (__m256d)mask);
 }
 VEC_INLINE vi4 vsel(vi4 mask, vi4 yes, vi4 no) { return (vi4)vsel(mask, (vd4)yes, (vd4)no); }
-VEC_INLINE vu4 vsel(vi4 mask, vu4 yes, vu4 no) { return (vu4)vsel(mask, (vd4)yes, (vd4)no); }
 VEC_INLINE bool any(vi4 mask) { return !_mm256_testz_si256((__m256i)mask, (__m256i)mask); }
 VEC_INLINE vd4 vfloor(vd4 x) { return (vd4)_mm256_round_pd((__m256d)x, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC); }
 VEC_INLINE vd4 vsqrt(vd4 x) { return (vd4)_mm256_sqrt_pd((__m256d)x); }
@@ -286,12 +282,21 @@ VEC_INLINE DOf<U> u53_to_double(U x) {  // x < 2^53: two 26/27-bit halves, each 
 }
 #endif
 
+// Unbiased exponent and mantissa in [1, 2) of positive finite normal doubles, from their bits.
+template <class V>
+VEC_INLINE IOf<V> exponent_bits(V x) {
+  return (((IOf<V>)x >> 52) & 0x7ff) - 1023;
+}
+template <class V>
+VEC_INLINE V mantissa_bits(V x) {
+  return (V)(((IOf<V>)x & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);
+}
+
 // Natural log of positive finite normal doubles (fdlibm's e_log.c reduction and polynomial, about 1 ulp); 0 -> -inf.
 template <class V>
 VEC_INLINE V vlog(V x) {
-  const IOf<V> bits = (IOf<V>)x;
-  IOf<V> e = ((bits >> 52) & 0x7ff) - 1023;
-  V m = (V)((bits & 0x000fffffffffffffLL) | 0x3ff0000000000000LL);  // [1, 2)
+  IOf<V> e = exponent_bits(x);
+  V m = mantissa_bits(x);
   const IOf<V> big = vgt(m, broadcast<V>(1.4142135623730951));
   m = vsel(big, m * 0.5, m);
   e = vsel(big, e + 1, e);
@@ -808,10 +813,9 @@ struct Avx2Lanes {
   }
   static VEC_INLINE I add(Mask m, I x, int64_t y) { return x + (y & m.m); }
   static VEC_INLINE V exponent(V x) {  // 0 -> -inf, as getexp
-    const V e = small_to_double((((I)x >> 52) & 0x7ff) - 1023);
-    return vsel(veq(x, V{}), broadcast<V>(-__builtin_inf()), e);
+    return vsel(veq(x, V{}), broadcast<V>(-__builtin_inf()), small_to_double(exponent_bits(x)));
   }
-  static VEC_INLINE V mantissa(V x) { return (V)(((I)x & 0x000fffffffffffffLL) | 0x3ff0000000000000LL); }
+  static VEC_INLINE V mantissa(V x) { return mantissa_bits(x); }
 };
 typedef Avx2Lanes RefillLanes;
 #endif
