@@ -47,6 +47,8 @@
 #include <type_traits>
 #include <vector>
 
+#include <unistd.h>
+
 #if defined(__AVX__)
 #include <immintrin.h>
 #endif
@@ -112,6 +114,15 @@ inline bool any(M mask) {
   return acc != 0;
 }
 
+// base[offsets[lane]] for every lane by W loads.
+template <typename VS, typename S, typename VU>
+inline VS load_each(const S* base, VU offsets) {
+  constexpr int W = sizeof(VU) / 4;
+  VS out;
+  for (int lane = 0; lane < W; ++lane) out[lane] = base[offsets[lane]];
+  return out;
+}
+
 // base[offsets[lane]] for every lane (hardware gathers with AVX2/AVX-512, a loop elsewhere).
 template <typename VS, typename S, typename VU>
 inline VS gather(const S* base, VU offsets) {
@@ -130,10 +141,20 @@ inline VS gather(const S* base, VU offsets) {
     return (VS)_mm256_i32gather_epi32((const int*)base, (__m256i)offsets, 4);
   if constexpr (W == 4 && sizeof(S) == 8) return (VS)_mm256_i32gather_pd(base, (__m128i)offsets, 8);
 #endif
-  VS out;
-  for (int lane = 0; lane < W; ++lane) out[lane] = base[offsets[lane]];
-  return out;
+  return load_each<VS>(base, offsets);
 }
+
+// Whether a B = 2 draw reads its chains' copies (likelihood ratios) with a loop of loads instead of the hardware
+// gather: on AMD Zen without AVX-512 (Zen 3 measured) that gather, which follows the previous draw's scalar stores
+// into the same copies, is slow (Figure 4: 17 % less CPU time with loads). The B > 2 draws (point indices) and the
+// likelihood gathers from the pool were measured slower as loads there (Figure 6: 1.7x the CPU time), so they keep
+// the hardware gather, as do Intel CPUs and AVX-512 builds everywhere.
+#if !defined(__AVX512F__) && (defined(__znver1__) || defined(__znver2__) || defined(__znver3__) || \
+                              defined(__znver4__) || defined(__znver5__))
+constexpr bool kLoadLoopDraws = true;
+#else
+constexpr bool kLoadLoopDraws = false;
+#endif
 
 // base[offsets[lane]] = values[lane] (offsets distinct; AVX-512 scatters, a loop elsewhere).
 template <typename VS, typename S, typename VU>
@@ -546,7 +567,7 @@ class Group {
   inline VS draw(S* copies, int64_t v, int64_t j, uint32_t range) {
     const vu at = positions(v, (uint32_t)j, range) * (uint32_t)W + iota_;
     S* a = copies + v * P_ * W;
-    const VS drawn = gather<VS>(a, at);
+    const VS drawn = kLoadLoopDraws && std::is_floating_point_v<S> ? load_each<VS>(a, at) : gather<VS>(a, at);
     VS* aj = reinterpret_cast<VS*>(a + j * W);
     const VS old = *aj;
     *aj = drawn;
@@ -646,13 +667,30 @@ class Group {
   }
 };
 
+// The core's L2 cache in bytes, as the C library reports it (2 MiB where it does not).
+int64_t l2_cache_bytes() {
+  static const int64_t bytes = [] {
+    long size = 0;
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+    size = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+    return size > 0 ? (int64_t)size : (int64_t)(2 << 20);
+  }();
+  return bytes;
+}
+
 template <typename T, int W>
 void run_all(const Problem<T>& pr, int64_t num_threads) {
-  // About 96 chains per group (enough independent vectors to overlap latencies), the group's copies of the
-  // internet within ~1.5 MB (L2), and a multiple of W chains when the number of models allows.
+  // Chains per group: 96 with a 2 MiB L2 (enough independent vectors to overlap latencies; tuned on a Xeon with
+  // 2 MiB), in proportion with a smaller L2 (AMD Zen 3, 512 KiB: 24 chains, which took 16-18 % less CPU time there
+  // than 96 for Figures 4 and 6); the group's copies of the internet within ~1.5 MB (capping them at 3/4 of the
+  // smaller L2 instead left Figure 6 three replicates a group, 9 chains in 16 lanes: 1.5x the CPU time); a multiple
+  // of W chains when the number of models allows. How replicates are grouped never changes the results.
+  const int64_t l2 = l2_cache_bytes(), full = 2 << 20;
+  const int64_t chains = std::max<int64_t>(W, 96 * std::min(l2, full) / full);
   const int64_t per_rep = pr.pool_size * (pr.B == 2 ? pr.n * (int64_t)sizeof(T)
                                                       : pr.n * 4 + pr.B * (int64_t)sizeof(T));
-  int64_t G = std::max<int64_t>(1, (96 + pr.n - 1) / pr.n);
+  int64_t G = std::max<int64_t>(1, (chains + pr.n - 1) / pr.n);
   G = std::min<int64_t>(G, std::max<int64_t>(1, (3 << 19) / std::max<int64_t>(per_rep, 1)));
   G = std::max<int64_t>(G, (W + pr.n - 1) / pr.n);
   G = std::min<int64_t>(G, pr.R);
