@@ -15,7 +15,8 @@ from collapse_jax import driver
 from collapse_jax import gaussian as G
 from collapse_jax import schedules as S
 
-pytestmark = pytest.mark.fallback  # also runs in the pure-JAX pass (COLLAPSE_JAX_NATIVE=0)
+# every test but the sharding one (the Gaussian recursion, which has no native kernel: the same run either way) also
+# runs in the pure-JAX pass (COLLAPSE_JAX_NATIVE=0)
 
 
 def kernel(key, params, config):
@@ -27,6 +28,7 @@ def kernel(key, params, config):
 PARAMS = (np.asarray(2.0), np.asarray(0.5))
 
 
+@pytest.mark.fallback
 def test_chunks_padding_and_first_replicate_are_invisible():
     whole = driver.run_replicates(kernel, PARAMS, 4, 7, seed=3)
     assert whole["path"].shape == (7, 4) and whole["first"].shape == (7,)
@@ -40,6 +42,7 @@ def test_chunks_padding_and_first_replicate_are_invisible():
     assert not np.array_equal(driver.run_replicates(kernel, PARAMS, 4, 7, seed=4)["path"], whole["path"])
 
 
+@pytest.mark.fallback
 def test_grid_runs_the_same_replicates_at_every_point():
     scales = np.asarray([1.0, 2.0, 3.0])
     out = driver.run_replicates(kernel, (scales, np.asarray(0.0)), 4, 5, seed=1, grid_axes=(0, None))
@@ -49,6 +52,7 @@ def test_grid_runs_the_same_replicates_at_every_point():
     np.testing.assert_allclose(out["path"][1], one["path"], rtol=1e-12)
 
 
+@pytest.mark.fallback
 def test_lanes_map_the_same_replicates_as_vmap():
     """``lanes``: replicates mapped k at a time (and the grid point by point) give the vmapped numbers."""
     scales = np.asarray([1.0, 2.0, 3.0])
@@ -59,6 +63,7 @@ def test_lanes_map_the_same_replicates_as_vmap():
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), mapped, vmapped)
 
 
+@pytest.mark.fallback
 def test_scan_kernel_runs_init_then_steps():
     """``scan_kernel``: state_0 from the first half of the key, step t from the t-th key of the second half, the
     observed state_0 first."""
@@ -81,6 +86,7 @@ def test_scan_kernel_runs_init_then_steps():
     np.testing.assert_allclose(np.asarray(kern(key, jnp.asarray(2.0), None)), np.asarray(want), rtol=1e-12)
 
 
+@pytest.mark.fallback
 def test_bad_input_names_the_parameter():
     with pytest.raises(ValueError, match="num_replicates"):
         driver.run_replicates(kernel, PARAMS, 4, 0)

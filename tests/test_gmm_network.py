@@ -134,8 +134,9 @@ def test_vmap_equals_loop_and_chunking_is_invisible(backend):
     if backend == "native":  # vmap of the single-network kernel: one kernel call over the batch
         mapped = jax.jit(jax.vmap(lambda k: gn.run_network(k, cfg, dtype=jnp.float64, backend=backend)))(keys)
         np.testing.assert_array_equal(np.asarray(mapped.weights), batched.weights)
-    # replicates are indexed globally: a slice starting at replicate 2 reproduces replicates 2..4
-    part = gn.simulate(9, cfg, 3, backend=backend, first_replicate=2)
+    # replicates are indexed globally: a slice starting at replicate 2 reproduces replicates 2..4 (in chunks of 2, the
+    # last one padded: the program compiled once for both simulate calls below)
+    part = gn.simulate(9, cfg, 3, backend=backend, first_replicate=2, chunk_size=2)
     np.testing.assert_array_equal(part.weights, batched.weights[2:])
     chunked = gn.simulate(9, cfg, 5, backend=backend, chunk_size=2)  # replicates per call
     np.testing.assert_array_equal(chunked.weights, batched.weights)

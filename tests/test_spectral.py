@@ -376,14 +376,22 @@ def test_families_have_the_stated_second_moment():
 ENGINES_HERE = ["numpy", "jax"] + (["native"] if AMX else [])
 
 
-@pytest.mark.fallback
-@pytest.mark.parametrize("engine", ["numpy", "jax", "native"])
-def test_run_cell_small_end_to_end(engine, request):
-    # Raw (not whitened) anisotropic data: every engine works on the whitened float32 population and must return the
-    # raw blocks' exact statistics (log det G_1 - log det G and M_i are invariant under x -> A x).
+@pytest.fixture(scope="module")
+def small_cell():
+    """Raw (not whitened) anisotropic data, its block sizes, and blocks 0 and 5's exact statistics: the float64
+    reference loops (leave-one-out and leave-two-out Grams) take ~14 s a block, so every engine shares them."""
     cfg = spp.PrecisionConfig(condition_number=1e3)
     data = spp.family_dataset(0, 0, 3000, 5, "anisotropic", cfg)
     ns = spp.block_sizes(5, 3000, (1.0, 10.0, 100.0))
+    return data, ns, {b: _reference_prefix_stats(data[spp.block_indices(0, 0, b, 3000, 500)], ns) for b in (0, 5)}
+
+
+@pytest.mark.fallback
+@pytest.mark.parametrize("engine", ["numpy", "jax", "native"])
+def test_run_cell_small_end_to_end(engine, small_cell, request):
+    # Every engine works on the whitened float32 population and must return the raw blocks' exact statistics
+    # (log det G_1 - log det G and M_i are invariant under x -> A x).
+    data, ns, refs = small_cell
     assert list(ns) == [6, 50, 500]
     if engine == "native":
         request.getfixturevalue("amx_engine")  # the AMX kernel, on emulated tiles where the CPU has none
@@ -391,8 +399,7 @@ def test_run_cell_small_end_to_end(engine, request):
     assert res.extra["engine"] == engine
     assert res.truth == pytest.approx(ref.logdet(data.T @ data), rel=1e-12)
     for b in (0, 5):
-        idx = spp.block_indices(0, 0, b, 3000, 500)
-        ref_ld, ref_m2, ref_lm, ref_lv, ref_pv, ref_pm, ref_rv, ref_rc, ref_k = _reference_prefix_stats(data[idx], ns)
+        ref_ld, ref_m2, ref_lm, ref_lv, ref_pv, ref_pm, ref_rv, ref_rc, ref_k = refs[b]
         np.testing.assert_allclose(res.logdet_g1[b], ref_ld, rtol=0, atol=2e-4)
         np.testing.assert_allclose(res.m2_insample[b] - 25, ref_m2 - 25, rtol=2e-3, atol=2e-3)
         np.testing.assert_allclose(res.loo_mean[b][1:], ref_lm[1:], rtol=2e-3)
