@@ -147,7 +147,7 @@ inline VS gather(const S* base, VU offsets) {
 // Whether a B = 2 draw reads its chains' copies (likelihood ratios) with a loop of loads instead of the hardware
 // gather: on AMD Zen without AVX-512 (Zen 3 measured) that gather, which follows the previous draw's scalar stores
 // into the same copies, is slow (Figure 4: 17 % less CPU time with loads). The B > 2 draws (point indices) and the
-// likelihood gathers from the pool were measured slower as loads there (Figure 6: 1.7x the CPU time), so they keep
+// likelihood gathers from the pool were measured slower as loads there (Figure 6: 1.5x the CPU time), so they keep
 // the hardware gather, as do Intel CPUs and AVX-512 builds everywhere.
 #if !defined(__AVX512F__) && (defined(__znver1__) || defined(__znver2__) || defined(__znver3__) || \
                               defined(__znver4__) || defined(__znver5__))
@@ -684,7 +684,7 @@ void run_all(const Problem<T>& pr, int64_t num_threads) {
   // Chains per group: 96 with a 2 MiB L2 (enough independent vectors to overlap latencies; tuned on a Xeon with
   // 2 MiB), in proportion with a smaller L2 (AMD Zen 3, 512 KiB: 24 chains, which took 16-18 % less CPU time there
   // than 96 for Figures 4 and 6); the group's copies of the internet within ~1.5 MB (capping them at 3/4 of the
-  // smaller L2 instead left Figure 6 three replicates a group, 9 chains in 16 lanes: 1.5x the CPU time); a multiple
+  // smaller L2 instead left Figure 6 three replicates a group, 9 chains in 16 lanes: 1.3x the CPU time); a multiple
   // of W chains when the number of models allows. How replicates are grouped never changes the results.
   const int64_t l2 = l2_cache_bytes(), full = 2 << 20;
   const int64_t chains = std::max<int64_t>(W, 96 * std::min(l2, full) / full);
