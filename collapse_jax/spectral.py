@@ -743,6 +743,21 @@ def jackknife_critical_value(dim: int, n, z: float) -> np.ndarray:
     return out if out.ndim else out[()]
 
 
+def _quantile_cache_path(dim: int, n: int, z: float, reps: int):
+    """Where :func:`gaussian_jackknife_quantile` keeps a computed quantile: in the native build cache's folder
+    (``$COLLAPSE_JAX_CACHE``, default ``~/.cache/collapse-jax``), named by the arguments and by a digest of the code
+    that computes it (this module and the numpy engine's) and NumPy's version, so an edit never reads a stale value."""
+    import hashlib
+    from pathlib import Path
+
+    from collapse_jax import _native, sigma_precision
+
+    digest = hashlib.sha256(np.__version__.encode())
+    for module_file in (__file__, sigma_precision.__file__):
+        digest.update(Path(module_file).read_bytes())
+    return _native._cache_dir() / "jackknife-quantiles" / f"{dim}-{n}-{z!r}-{reps}-{digest.hexdigest()[:16]}.json"
+
+
 @lru_cache(maxsize=None)
 def gaussian_jackknife_quantile(dim: int, n: int, z: float, reps: int = JACKKNIFE_CALIBRATION_REPS) -> float:
     """Quantile at level ``2 Phi(z) - 1`` of ``|log det G - centre| / sd`` of the small-block jackknife interval
@@ -750,7 +765,28 @@ def gaussian_jackknife_quantile(dim: int, n: int, z: float, reps: int = JACKKNIF
     ``N(0, I_d)``, the population ``N`` taken as 10^12 (so ``log det G = d
     log N`` to within 1e-5; for ``n << N`` the finite-population terms vanish). The block statistics come from the
     sweep's numpy engine (float32 rows, as in the sweep). Deterministic: the draws are seeded by ``(dim, n)``;
-    cached per process (about 1 s for d = 8, a few seconds at 128 rows)."""
+    cached per process and on disk (:func:`_quantile_cache_path`; an unreadable file is recomputed and rewritten
+    atomically): about 1 s for d = 8, a few seconds at 128 rows, once per machine."""
+    import json
+
+    from collapse_jax.results import atomic_write_json
+
+    path = _quantile_cache_path(dim, n, z, reps)
+    try:
+        return float(json.loads(path.read_text())["quantile"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    q = _gaussian_jackknife_quantile(dim, n, z, reps)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, dict(dim=dim, n=n, z=z, reps=reps, quantile=q))
+    except OSError:  # a read-only cache folder: the value is still right, only not kept
+        pass
+    return q
+
+
+def _gaussian_jackknife_quantile(dim: int, n: int, z: float, reps: int) -> float:
+    """:func:`gaussian_jackknife_quantile`, computed."""
     from collapse_jax.sigma_precision import numpy_prefix_block_stats  # the sweep's engine (it imports this module)
 
     rng = np.random.default_rng([dim, n, 20261130])

@@ -1,5 +1,7 @@
 """Sigma spectral estimators vs the NumPy reference, vs theory (Monte Carlo, float64), contracts, bad input."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -745,6 +747,24 @@ def test_numpy_engine_survives_blocks_of_d_plus_one_rows():
         x = spp.sample_family(rng(seed), 9, 8, "student_t", 5.0).astype(np.float32)
         stats = spp.numpy_prefix_block_stats(x, (9,))
         assert len(stats) == 2 + len(spp.LOO_FIELDS) and np.isfinite(stats[0]).all()
+
+
+def test_small_block_quantile_is_kept_on_disk_and_a_bad_file_recomputed(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLLAPSE_JAX_CACHE", str(tmp_path))
+    real = sp._gaussian_jackknife_quantile
+    sp.gaussian_jackknife_quantile.cache_clear()
+    q = sp.gaussian_jackknife_quantile(3, 7, 1.96, 200)
+    path = sp._quantile_cache_path(3, 7, 1.96, 200)
+    assert path.is_file() and tmp_path in path.parents
+    sp.gaussian_jackknife_quantile.cache_clear()
+    monkeypatch.setattr(sp, "_gaussian_jackknife_quantile", lambda *a: pytest.fail("recomputed despite the file"))
+    assert sp.gaussian_jackknife_quantile(3, 7, 1.96, 200) == q  # read back bit for bit, in a "new process"
+    path.write_text("{truncated")
+    sp.gaussian_jackknife_quantile.cache_clear()
+    monkeypatch.setattr(sp, "_gaussian_jackknife_quantile", real)
+    assert sp.gaussian_jackknife_quantile(3, 7, 1.96, 200) == q == real(3, 7, 1.96, 200)
+    assert json.loads(path.read_text())["quantile"] == q  # rewritten whole
+    sp.gaussian_jackknife_quantile.cache_clear()
 
 
 def test_small_blocks_take_the_one_step_centre_and_its_calibrated_critical_value():
