@@ -778,8 +778,7 @@ def gaussian_jackknife_quantile(dim: int, n: int, z: float, reps: int = JACKKNIF
         pass
     q = _gaussian_jackknife_quantile(dim, n, z, reps)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(path, dict(dim=dim, n=n, z=z, reps=reps, quantile=q))
+        atomic_write_json(path, dict(dim=dim, n=n, z=z, reps=reps, quantile=q))  # makes the folder
     except OSError:  # a read-only cache folder: the value is still right, only not kept
         pass
     return q
