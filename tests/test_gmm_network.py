@@ -168,7 +168,9 @@ def test_sharded_equals_unsharded():
             np.testing.assert_array_equal(one.weights, four.weights)
         print("ok")
     """).replace("BACKENDS_HERE", repr(BACKENDS))
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    # the suite's XLA flags (tests/conftest.py) kept: the child compiles as fast as the tests do
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
 

@@ -263,7 +263,7 @@ def emulated_amx_library():
         if "amx_emulated" in _STATE:
             return _STATE["amx_emulated"]
         lib, cxx = None, _compiler()
-        if _enabled() and cxx is not None:
+        if _enabled() and cxx is not None and _may_have_bf16():
             try:
                 lib = ctypes.CDLL(str(_build(cxx, (SPECTRAL_SOURCE,), "spectral_kernels_amx_emulated",
                                              ("-DCJ_AMX_EMULATE",))))
@@ -275,6 +275,15 @@ def emulated_amx_library():
                 lib = None
         _STATE["amx_emulated"] = lib
         return lib
+
+
+def _may_have_bf16() -> bool:
+    """False when the library would be built for this CPU (``-march=native``) and its feature list, readable, lacks
+    AVX-512 BF16: the emulated-AMX build would then hold no kernel, so it is not compiled (5 s saved)."""
+    if os.environ.get("COLLAPSE_JAX_MARCH", "native") != "native":
+        return True
+    flags = _cpu_fingerprint()
+    return not flags.startswith("flags") or "avx512_bf16" in flags.split()
 
 
 def amx_available() -> bool:
