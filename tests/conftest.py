@@ -12,7 +12,9 @@ at tolerances far above that, and bitwise checks compare runs made under the sam
 The classic emitters compile a small program in about 30 ms instead of 55 (a one-op jit on the 2-core AMD EPYC), which
 is what the eager (``jax.disable_jit``) contract checks and the subprocess tests mostly do: the whole suite took
 17 min 23 s instead of 20 min 16 s there on a fresh native cache (32.8 against 38.3 CPU-minutes, 2026-12-01), with
-every test passing. Each flag is only added when ``XLA_FLAGS`` does not already set it, so
+every test passing (a second run: 18 min 22 s). Level 0 was tried too: 13 min 3 s, but five bitwise checks failed (a
+scan of train steps against a loop of them, grid cells against cells run alone, 4 devices against 1), so the
+suite would no longer test what users get. Each flag is only added when ``XLA_FLAGS`` does not already set it, so
 ``XLA_FLAGS="--xla_backend_optimization_level=3 --xla_cpu_use_fusion_emitters=true" pytest`` tests the default
 code generation. Subprocesses inherit the flags through the environment."""
 
