@@ -144,16 +144,17 @@ inline VS gather(const S* base, VU offsets) {
   return load_each<VS>(base, offsets);
 }
 
-// Whether a B = 2 draw reads its chains' copies (likelihood ratios) with a loop of loads instead of the hardware
-// gather: on AMD Zen without AVX-512 (Zen 3 measured) that gather, which follows the previous draw's scalar stores
-// into the same copies, is slow (Figure 4: 17 % less CPU time with loads). The B > 2 draws (point indices) and the
-// likelihood gathers from the pool were measured slower as loads there (Figure 6: 1.5x the CPU time), so they keep
-// the hardware gather, as do Intel CPUs and AVX-512 builds everywhere.
+// AMD Zen without AVX-512 (Zen 3 measured), where two things differ from the Intel tuning: the vectors of a group
+// run their draws one vector after another (Group::each_draw), and a B = 2 draw reads its chains' copies (likelihood
+// ratios) with a loop of loads instead of the hardware gather, which, following the previous draw's scalar stores
+// into the same copies, is slow there (Figure 4: 17 % less CPU time with loads). The B > 2 draws (point indices)
+// and the likelihood gathers from the pool were measured slower as loads there (Figure 6: 1.5x the CPU time), so
+// they keep the hardware gather, as do Intel CPUs and AVX-512 builds everywhere.
 #if !defined(__AVX512F__) && (defined(__znver1__) || defined(__znver2__) || defined(__znver3__) || \
                               defined(__znver4__) || defined(__znver5__))
-constexpr bool kLoadLoopDraws = true;
+constexpr bool kZenAvx2 = true;
 #else
-constexpr bool kLoadLoopDraws = false;
+constexpr bool kZenAvx2 = false;
 #endif
 
 // base[offsets[lane]] = values[lane] (offsets distinct; AVX-512 scatters, a loop elsewhere).
@@ -563,12 +564,12 @@ class Group {
 
   // fn(v, j, N - j) for every vector v of the group and draw j < k of this step. A vector's draws must run in order
   // of j; vectors are independent, so the order across them never changes a number. On AMD Zen builds without
-  // AVX-512 (kLoadLoopDraws) each vector runs all its draws in turn: Figure 4 (10,000 replicates, 2 cores) 4.4 s
+  // AVX-512 (kZenAvx2) each vector runs all its draws in turn: Figure 4 (10,000 replicates, 2 cores) 4.4 s
   // against 5.0 s for draw j of every vector in turn, Figure 6 (2,000) 12.1 against 13.6 CPU-s (Zen 3, 2026-12-01).
   // Elsewhere the round robin over vectors stays (tuned on a Xeon; this order not measured there).
   template <typename F>
   inline void each_draw(int64_t N, int64_t k, F&& fn) {
-    if constexpr (kLoadLoopDraws) {
+    if constexpr (kZenAvx2) {
       for (int64_t v = 0; v < V_; ++v)
         for (int64_t j = 0; j < k; ++j) fn(v, j, (uint32_t)(N - j));
     } else {
@@ -583,7 +584,7 @@ class Group {
   inline VS draw(S* copies, int64_t v, int64_t j, uint32_t range) {
     const vu at = positions(v, (uint32_t)j, range) * (uint32_t)W + iota_;
     S* a = copies + v * P_ * W;
-    const VS drawn = kLoadLoopDraws && std::is_floating_point_v<S> ? load_each<VS>(a, at) : gather<VS>(a, at);
+    const VS drawn = kZenAvx2 && std::is_floating_point_v<S> ? load_each<VS>(a, at) : gather<VS>(a, at);
     VS* aj = reinterpret_cast<VS*>(a + j * W);
     const VS old = *aj;
     *aj = drawn;
