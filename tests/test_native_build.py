@@ -1,0 +1,30 @@
+"""The native build (collapse_jax/_native/__init__.py): several sources compile side by side into one library, kept
+in the cache atomically; a source that does not compile is reported with the compiler's message and leaves nothing
+behind."""
+
+import ctypes
+
+import pytest
+
+from collapse_jax import _native
+
+CXX = _native._compiler()
+needs_compiler = pytest.mark.skipif(CXX is None, reason="no C++ compiler")
+
+
+@needs_compiler
+def test_sources_compile_into_one_library_and_errors_name_the_source(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("COLLAPSE_JAX_CACHE", str(cache))
+    a, b, bad = tmp_path / "a.cc", tmp_path / "b.cc", tmp_path / "broken.cc"
+    a.write_text('extern "C" int cj_test_a() { return 20; }\n')
+    b.write_text('extern "C" int cj_test_b() { return 22; }\n')
+    bad.write_text("this is not C++\n")
+
+    path = _native._build(CXX, (a, b), "twosources")
+    lib = ctypes.CDLL(str(path))
+    assert lib.cj_test_a() + lib.cj_test_b() == 42
+    assert _native._build(CXX, (a, b), "twosources") == path  # cached: no second build
+    with pytest.raises(RuntimeError, match=r"broken\.cc:1:\d+: error"):  # the compiler's own message
+        _native._build(CXX, (a, bad), "broken")
+    assert sorted(p.name for p in cache.iterdir()) == [path.name]  # no objects, partial or temporary files left
