@@ -86,7 +86,8 @@ def spec_text(name: str, *, replicates: int | None = None, steps: int | None = N
     if name not in SPECS:
         raise ValueError(f"diagram must be one of {sorted(SPECS)}, got {name!r}")
     _, text, defaults = SPECS[name]
-    values = {"seed": seed, "replicates": replicates or defaults["replicates"], "steps": steps or defaults["steps"]}
+    values = {"seed": seed, "replicates": defaults["replicates"] if replicates is None else replicates,
+              "steps": defaults["steps"] if steps is None else steps}  # 0 is an error below, not "the default"
     for key, value in values.items():  # checked again by the specification parser, which names the field
         if not isinstance(value, int) or value < (0 if key == "seed" else 1):
             raise ValueError(f"{key} must be an integer >= {0 if key == 'seed' else 1}, got {value!r}")

@@ -279,6 +279,13 @@ def test_sweep_command_errors_name_the_field(tmp_path, capsys):
     assert not (tmp_path / "o" / sweep.STORE).exists()
 
 
+@pytest.mark.parametrize("flag", ["--replicates", "--steps"])
+def test_phase_command_refuses_zero_instead_of_taking_the_default(flag, tmp_path, capsys):
+    assert cli_main(["phase", "gmm-beta-L", flag, "0", "--out", str(tmp_path / "o")]) == 2
+    assert f"{flag[2:]} must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def test_sigma_block_cells_equal_the_block_study(tmp_path):
     import jax.numpy as jnp
 
