@@ -174,6 +174,20 @@ def atomic_write_dataset(path: str | os.PathLike, arrays: Mapping[str, Any], lab
     return path
 
 
+def _make_folder(path: Path, *, exist_ok: bool, what: str) -> None:
+    """``path.mkdir(parents=True)``; a folder that cannot be made (a file in the way, no permission, a read-only
+    disk) is a ValueError naming ``what`` and the path, raised before any compute. ``FileExistsError`` passes through
+    when ``exist_ok`` is false and a folder is already there."""
+    try:
+        path.mkdir(parents=True, exist_ok=exist_ok)
+    except FileExistsError:
+        if not exist_ok and path.is_dir():
+            raise
+        raise ValueError(f"{what}: cannot create the folder {str(path)!r}: a file of that name is in the way") from None
+    except OSError as exc:
+        raise ValueError(f"{what}: cannot create the folder {str(path)!r}: {exc.strerror or exc}") from None
+
+
 @dataclass
 class RunFolder:
     """One experiment's output folder.
@@ -190,14 +204,14 @@ class RunFolder:
         """A folder ``out`` (if given; reused for resuming) or ``root/name-YYYYmmdd-HHMMSS[-k]``."""
         if out is not None:
             path = Path(out)
-            path.mkdir(parents=True, exist_ok=True)
+            _make_folder(path, exist_ok=True, what="out")
             return cls(path)
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         base = Path(root) / f"{name}-{stamp}"
         path, k = base, 1
         while True:
             try:
-                path.mkdir(parents=True, exist_ok=False)
+                _make_folder(path, exist_ok=False, what="the run folder")
                 return cls(path)
             except FileExistsError:
                 k += 1

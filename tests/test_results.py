@@ -37,3 +37,17 @@ def test_mismatched_labels_are_refused_before_writing(tmp_path):
     with pytest.raises(ValueError, match="has 2 axes but 1 labels"):
         folder.save_arrays({"x": np.zeros((2, 2))}, {"x": ("replicate",)})
     assert not (tmp_path / "run" / "arrays.nc").exists()
+
+
+def test_an_out_that_cannot_be_a_folder_is_a_clear_error(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(ValueError, match=r"out: cannot create the folder '.*afile': a file of that name is in the way"):
+        RunFolder.create("t", afile)
+    with pytest.raises(ValueError, match=r"out: cannot create the folder '.*afile/sub': Not a directory"):
+        RunFolder.create("t", afile / "sub")
+    with pytest.raises(ValueError, match="the run folder: cannot create the folder"):
+        RunFolder.create("t", root=afile)  # the time-stamped folder under a root that is a file
+    assert RunFolder.create("t", tmp_path / "new" / "run").path.is_dir()
+    again = RunFolder.create("t", root=tmp_path / "runs")
+    assert again.path.parent == tmp_path / "runs" and again.path.is_dir()
