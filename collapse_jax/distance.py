@@ -7,6 +7,16 @@ The same functions take a GMM network's weight vectors ``Pi`` (num_models, num_c
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
+
+
+def _rows(name: str, x) -> jnp.ndarray:
+    """``x`` as an array of rows (..., m, dim); a clear error for fewer than two axes (shapes are static, so this
+    check also runs under ``jit``)."""
+    x = jnp.asarray(x)
+    if x.ndim < 2:
+        raise ValueError(f"{name} must hold rows, shape (..., num_rows, dim), got shape {x.shape}")
+    return x
 
 
 def pairwise_distances(x: jnp.ndarray) -> jnp.ndarray:
@@ -14,6 +24,7 @@ def pairwise_distances(x: jnp.ndarray) -> jnp.ndarray:
 
     Computed from differences (not the Gram trick) so the diagonal is exactly zero and D exactly symmetric.
     """
+    x = _rows("x", x)
     diff = x[..., :, None, :] - x[..., None, :, :]
     sq = jnp.sum(diff * diff, axis=-1)
     # sqrt has an infinite derivative at 0: guard so gradients of ||D||_F stay finite.
@@ -28,6 +39,7 @@ def frobenius_norm(d: jnp.ndarray) -> jnp.ndarray:
 
 def distance_matrix_norm(x: jnp.ndarray) -> jnp.ndarray:
     """``||D||_F`` of the pairwise distance matrix of the rows of ``x``: ``sqrt(sum_ij ||x_i - x_j||^2)``."""
+    x = _rows("x", x)
     diff = x[..., :, None, :] - x[..., None, :, :]
     return jnp.sqrt(jnp.sum(diff * diff, axis=(-3, -2, -1)))
 
@@ -37,6 +49,7 @@ def within_model_spread(x: jnp.ndarray) -> jnp.ndarray:
 
     ``x`` (..., num_samples, dim) -> (...,): ``(1/L) sum_l ||phi_l - mean_l phi_l||_2``; 0 for a point mass.
     """
+    x = _rows("x", x)
     centred = x - jnp.mean(x, axis=-2, keepdims=True)
     sq = jnp.sum(centred * centred, axis=-1)
     return jnp.mean(jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0), axis=-1)
@@ -49,7 +62,13 @@ def classical_mds(d: jnp.ndarray, num_components: int = 2) -> jnp.ndarray:
     of their (clipped at 0) eigenvalues. Exact (up to rotation/reflection) when ``d`` is Euclidean in ``k`` dims.
     Each column's sign is fixed so that its entry of largest magnitude is positive (deterministic output).
     """
+    d = jnp.asarray(d)
+    if d.ndim != 2 or d.shape[0] != d.shape[1]:
+        raise ValueError(f"d must be a square distance matrix (m, m), got shape {d.shape}")
     m = d.shape[-1]
+    if isinstance(num_components, bool) or not isinstance(num_components, (int, np.integer)) \
+            or not 1 <= num_components <= m:
+        raise ValueError(f"num_components must be an integer in [1, {m}] (the number of points), got {num_components!r}")
     j = jnp.eye(m, dtype=d.dtype) - 1.0 / m
     b = -0.5 * j @ (d * d) @ j
     w, v = jnp.linalg.eigh((b + b.T) / 2)

@@ -45,3 +45,17 @@ def test_classical_mds_of_high_dimensional_points_is_a_projection():
     # 2-D MDS distances never exceed the originals (a projection of the centred points onto the top-2 PCs)
     assert np.all(ref.pairwise(y) <= ref.pairwise(x) + 1e-9)
     assert y.shape == (20, 2)
+
+
+def test_bad_shapes_are_clear_errors_also_under_jit():
+    for fn in (distance.pairwise_distances, distance.distance_matrix_norm, distance.within_model_spread):
+        with pytest.raises(ValueError, match=r"x must hold rows, shape \(\.\.\., num_rows, dim\), got shape \(3,\)"):
+            fn(jnp.zeros(3))
+        with pytest.raises(ValueError, match="x must hold rows"):
+            jax.jit(fn)(jnp.zeros(3))
+    with pytest.raises(ValueError, match=r"d must be a square distance matrix \(m, m\), got shape \(3, 4\)"):
+        distance.classical_mds(jnp.zeros((3, 4)))
+    for k in (0, 4, 2.0, True):
+        with pytest.raises(ValueError, match=r"num_components must be an integer in \[1, 3\]"):
+            distance.classical_mds(jnp.zeros((3, 3)), k)
+    assert distance.classical_mds(jnp.zeros((3, 3)), np.int64(3)).shape == (3, 3)
