@@ -164,6 +164,20 @@ def test_prefix_block_stats_matches_reference():
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)  # float32 products
 
 
+@pytest.mark.parametrize("dim, n", [(8, 10), (8, 16), (32, 48), (12, 128)])  # float64 whitening (2n <= 3d) or not
+def test_batched_block_stats_equal_the_block_engine(dim, n):
+    """The calibration's batched statistics are the per-block numpy engine's, block by block: the same arithmetic,
+    with general instead of triangular products (float32 rounding apart), NaN row sums in the same blocks."""
+    x = rng(5).standard_normal((60, n, dim)).astype(np.float32)
+    x[7] *= np.float32(1e3)  # a block on another scale: nothing in the batch is shared between blocks
+    one = np.array([np.asarray(spp.numpy_prefix_block_stats(b, (n,)))[:, 0] for b in x])
+    batched = spp.numpy_batched_block_stats(x)
+    assert batched.shape == (60, 9)
+    np.testing.assert_array_equal(np.isnan(batched), np.isnan(one))
+    np.testing.assert_allclose(batched[:, :6], one[:, :6], rtol=1e-5, atol=0)  # log det .. pair mean
+    np.testing.assert_allclose(batched[:, 6:], one[:, 6:], rtol=1e-3, atol=0)  # row sums: differences of ~1/n terms
+
+
 @pytest.fixture
 def amx_engine(monkeypatch):
     """The native AMX engine on this CPU's tiles ("hardware"), else the same kernel with its tile instructions
