@@ -68,7 +68,8 @@ def classical_mds(d: jnp.ndarray, num_components: int = 2) -> jnp.ndarray:
     m = d.shape[-1]
     if isinstance(num_components, bool) or not isinstance(num_components, (int, np.integer)) \
             or not 1 <= num_components <= m:
-        raise ValueError(f"num_components must be an integer in [1, {m}] (the number of points), got {num_components!r}")
+        raise ValueError(f"num_components must be an integer in [1, {m}] (the number of points), "
+                         f"got {num_components!r}")
     j = jnp.eye(m, dtype=d.dtype) - 1.0 / m
     b = -0.5 * j @ (d * d) @ j
     w, v = jnp.linalg.eigh((b + b.T) / 2)

@@ -120,7 +120,7 @@ def cmd_train(args) -> int:
         result = nt.resume(args.out, until=args.until)
     else:
         spec, data, tc = configs_from_args(args)
-        folder = RunFolder.create("nanogpt", args.out).path  # an --out that cannot be a folder fails here, not after the data
+        folder = RunFolder.create("nanogpt", args.out).path  # a bad --out fails here, not after the data
         result = nt.train(folder, spec, data, tc, until=args.until)
     print(f"step {result.step} ({result.stopped_by}): held-out loss {result.held_out_loss:.4f}, perplexity "
           f"{result.held_out_perplexity:.2f}, {result.tokens_per_second:.0f} training tokens/s; wrote {result.folder}")
