@@ -201,7 +201,7 @@ def test_native_scalar_engine_is_bit_identical():
 def test_native_avx2_and_generic_builds_draw_the_same(march, tmp_path):
     """The kernel built for AVX2 (x86-64-v3: 8 float32 lanes) and for plain x86-64 (4 lanes) gives bit-identical
     results to this machine's build (16 lanes where it has AVX-512): draws do not depend on the CPU kind. Each
-    build compiles the native library once (~20 s, cached by source version)."""
+    build compiles the native library once (~15 s on two cores, cached by source version)."""
     if not sys.platform.startswith("linux") or os.uname().machine != "x86_64":
         pytest.skip("x86-64 only")
     code = textwrap.dedent(f"""
