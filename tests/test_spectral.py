@@ -366,6 +366,15 @@ def test_jit_equals_eager_and_vmap_equals_loop():
     np.testing.assert_allclose(np.asarray(jax.jit(f)(ld, m2)), np.asarray(f(ld, m2)), rtol=1e-12)
     np.testing.assert_allclose(np.asarray(jax.vmap(f)(ld, m2)), [float(f(a, b)) for a, b in zip(ld, m2)],
                                rtol=1e-12)
+    # block_estimates' block statistics run as one compiled program: the same values as op by op
+    for n in (5, 6, 30):  # below the jackknife's minimum block (d + 2: no leave-one-out statistics) and above
+        xb = jnp.asarray(x[0, :n])
+        compiled = sp._block_statistics(xb)
+        with jax.disable_jit():
+            eager = sp._block_statistics(xb)
+        assert (compiled[2] is None) == (eager[2] is None) == (n < sp.jackknife_min_block(4))
+        for got, want in zip(jax.tree_util.tree_leaves(compiled), jax.tree_util.tree_leaves(eager), strict=True):
+            np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-10)
 
 
 def test_same_seed_same_draw_and_different_seed_different_draw():
