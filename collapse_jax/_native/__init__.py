@@ -136,22 +136,27 @@ def _compile_and_link(cxx: str, flags: list[str], sources: tuple[Path, ...], wor
     """Compile ``sources`` into the shared library ``out``: each source to an object file in ``work``, as many at a
     time as this process has CPUs (the two simulator kernels take ~15 s each at -O3: a first use waits half as long
     on two cores), then one link. Returns None, or the compiler's error output."""
+    from concurrent.futures import ThreadPoolExecutor
+
     objects = [os.path.join(work, f"{i}-{source.stem}.o") for i, source in enumerate(sources)]
-    jobs = [[cxx, *flags, "-c", str(source), "-o", obj] for source, obj in zip(sources, objects)]
-    slots = max(1, min(len(jobs), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                       else (os.cpu_count() or 1)))
-    errors = []
-    for start in range(0, len(jobs), slots):
-        running = [subprocess.Popen(job, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                   for job in jobs[start:start + slots]]
-        for proc in running:
-            stderr = proc.communicate()[1]
-            if proc.returncode != 0:
-                errors.append(stderr)
+
+    def compile_one(source: Path, obj: str) -> subprocess.CompletedProcess:
+        return subprocess.run([cxx, *flags, "-c", str(source), "-o", obj], capture_output=True, text=True)
+
+    with ThreadPoolExecutor(min(len(sources), _usable_cpus())) as pool:
+        errors = [run.stderr for run in pool.map(compile_one, sources, objects) if run.returncode != 0]
     if errors:
         return "\n".join(errors)
     link = subprocess.run([cxx, *flags, *objects, "-o", out], capture_output=True, text=True)
     return None if link.returncode == 0 else link.stderr
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
 
 
 def _enabled() -> bool:
@@ -223,11 +228,7 @@ def cpu_threads() -> int:
     env = os.environ.get("COLLAPSE_JAX_THREADS")
     if env:
         return max(1, int(env))
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
-    return max(1, cpus // max(1, len(jax.local_devices(backend="cpu"))))
+    return max(1, _usable_cpus() // max(1, len(jax.local_devices(backend="cpu"))))
 
 
 BACKENDS = ("auto", "native", "jax")
@@ -314,10 +315,7 @@ def spectral_threads() -> int:
     env = os.environ.get("COLLAPSE_JAX_THREADS")
     if env:
         return max(1, int(env))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
+    return _usable_cpus()
 
 
 # CBLAS sgemm symbols of an OpenBLAS and their integer width: NumPy's wheels bundle scipy-openblas64 (ILP64).
