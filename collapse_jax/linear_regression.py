@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from collapse_jax import _checks, driver
+from collapse_jax import _checks, _linalg, driver
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class State(NamedTuple):
 def init(key: jax.Array, params: Params, config: LinearRegressionConfig) -> State:
     """Draw the design ``X ~ N(0, I_d)`` row-wise; ``w_hat_0 = w*`` (iteration 1 labels with the truth)."""
     x = jax.random.normal(key, (config.num_samples, config.dim), params.w_star.dtype)
-    return State(params.w_star, params.sigma, x, jax.scipy.linalg.cho_factor(x.T @ x)[0], params.w_star,
+    return State(params.w_star, params.sigma, x, _linalg.cho_factor(x.T @ x, lower=False), params.w_star,
                  jnp.zeros_like(params.w_star))
 
 
@@ -81,10 +81,10 @@ def step(key: jax.Array, state: State, i: jax.Array, config: LinearRegressionCon
     y = x @ state.w_hat + state.sigma * jax.random.normal(key, (config.num_samples,), x.dtype)
     if config.regime == "accumulate":
         xty_sum = state.xty_sum + x.T @ y
-        w_hat = jax.scipy.linalg.cho_solve((state.chol, False), xty_sum / i)  # OLS on i stacked copies of X
+        w_hat = _linalg.cho_solve(state.chol, xty_sum / i, lower=False)  # OLS on i stacked copies of X
     else:
         xty_sum = state.xty_sum
-        w_hat = jax.scipy.linalg.cho_solve((state.chol, False), x.T @ y)
+        w_hat = _linalg.cho_solve(state.chol, x.T @ y, lower=False)
     return state._replace(w_hat=w_hat, xty_sum=xty_sum), jnp.sum((w_hat - state.w_star) ** 2)
 
 

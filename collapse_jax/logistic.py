@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from collapse_jax import _checks, _sample_buffer, driver, schedules
+from collapse_jax import _checks, _linalg, _sample_buffer, driver, schedules
 
 
 # The true model of our seed 003 App. C.2 runs (the seed's values are not in our text).
@@ -134,7 +134,7 @@ def newton_fit(data, count, start: jax.Array, config: LogisticConfig, chunk: int
     tol = max(config.tol, math.sqrt(eps))
 
     def newton_step(g, h):
-        return jax.scipy.linalg.cho_solve(jax.scipy.linalg.cho_factor(h), g)
+        return _linalg.cho_solve(_linalg.cho_factor(h, lower=False), g, lower=False)
 
     def cond(c):
         return (~c[-1]) & (c[-2] < config.max_iter)

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from collapse_jax import _checks, spectral
+from collapse_jax import _checks, _linalg, spectral
 from collapse_jax.progress import bar
 
 FAMILIES = ("isotropic", "anisotropic", "student_t", "unit_norm")
@@ -300,9 +300,9 @@ def prefix_block_stats(x: jnp.ndarray, ns: tuple[int, ...]) -> tuple[jnp.ndarray
         seg = x[prev:n].astype(acc)
         g = g + seg.T @ seg
         prev = n
-        chol = jnp.linalg.cholesky(g)
+        chol = _linalg.cholesky(g)
         lds.append(2.0 * jnp.sum(jnp.log(jnp.diagonal(chol))))
-        linv = jax.scipy.linalg.solve_triangular(chol, jnp.eye(d, dtype=acc), lower=True)
+        linv = _linalg.solve_triangular(chol, jnp.eye(d, dtype=acc), lower=True)
         w = x[:n] @ linv.T.astype(x.dtype)
         h = jnp.sum((w * w).astype(acc), axis=1)
         m2s.append(mahalanobis_second_moment(n * h, d))

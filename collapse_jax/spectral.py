@@ -43,7 +43,7 @@ from jax.scipy.special import digamma, polygamma
 from scipy.stats import norm as _norm
 from scipy.stats import t as _t_dist
 
-from collapse_jax import _checks
+from collapse_jax import _checks, _linalg
 
 # --------------------------------------------------------------------------------------------------------------
 # Input validation (raises before any compute)
@@ -297,8 +297,8 @@ def mahalanobis_insample(x_block: jnp.ndarray, g1: jnp.ndarray | None = None) ->
     """
     n = x_block.shape[-2]
     g1 = gram(x_block) if g1 is None else g1
-    chol = jnp.linalg.cholesky(g1)
-    w = jax.scipy.linalg.solve_triangular(chol, jnp.swapaxes(x_block, -1, -2), lower=True)
+    chol = _linalg.cholesky(g1)
+    w = _linalg.solve_triangular(chol, jnp.swapaxes(x_block, -1, -2), lower=True)
     return n * jnp.sum(w * w, axis=-2)
 
 
@@ -851,7 +851,7 @@ def _block_statistics(xb: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray, LeaveO
     m = mahalanobis_insample(xb, g1)
     loo = None
     if n >= jackknife_min_block(dim):
-        loo = leverage_statistics(jax.scipy.linalg.solve_triangular(jnp.linalg.cholesky(g1), xb.T, lower=True).T)
+        loo = leverage_statistics(_linalg.solve_triangular(_linalg.cholesky(g1), xb.T, lower=True).T)
     return logdet_chol(g1), jnp.mean(m * m), loo
 
 
