@@ -86,6 +86,10 @@ def _factor_cost(a):
     return a[-1] ** 3 // 3  # jaxlib's estimate for potrf
 
 
+def _eigen_cost(a):
+    return 5 * a[-1] ** 3  # jaxlib's estimate for syevd
+
+
 def _solve_cost(a, b):
     return a[-1] * a[-1] * (1 if len(b) == len(a) - 1 else b[-1])  # for trsm: rows x columns of b x rows
 
@@ -117,3 +121,8 @@ def cho_solve(factor: jax.Array, b: jax.Array, *, lower: bool) -> jax.Array:
     LAPACK calls on the CPU."""
     return _on_cpu_in_chunks(lambda c, r: jax.scipy.linalg.cho_solve((c, lower), r), factor, b, cost=_solve_cost,
                              core_ranks=(2, _rhs_rank(factor, b)))
+
+
+def eigvalsh(a: jax.Array) -> jax.Array:
+    """``jnp.linalg.eigvalsh`` (ascending), in single-thread LAPACK calls on the CPU."""
+    return _on_cpu_in_chunks(jnp.linalg.eigvalsh, a, cost=_eigen_cost, core_ranks=(2,))

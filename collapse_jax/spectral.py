@@ -193,10 +193,14 @@ def logdet_chol(m: jnp.ndarray, eps: float = 0.0) -> jnp.ndarray:
     """``L_eps(M) = log det(M + eps I) = 2 sum_i log diag chol(M + eps I)`` (batched over leading axes).
 
     Returns NaN (not an error) for a matrix that is not positive definite, so it can run inside jit/vmap; use
-    :func:`logdet` for checked input.
+    :func:`logdet` for checked input. On the CPU the factors come in single-thread LAPACK calls
+    (``collapse_jax/_linalg.py``: several batched calls at once can hang jaxlib 0.10-0.11.0).
     """
-    d = m.shape[-1]
-    chol = jnp.linalg.cholesky(m + eps * jnp.eye(d, dtype=m.dtype))
+    return _logdet_with(_linalg.cholesky, m, eps)
+
+
+def _logdet_with(cholesky, m, eps):
+    chol = cholesky(m + eps * jnp.eye(m.shape[-1], dtype=m.dtype))
     return 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
 
 
@@ -238,7 +242,9 @@ def batched_logdet(grams: jnp.ndarray, eps: float = 0.0, *, backend: str = "auto
     return _batched_logdet(grams, eps)
 
 
-_batched_logdet = jax.jit(logdet_chol)
+# One batched Cholesky call alone (no other LAPACK call in its program): jaxlib may split it over XLA's threads, which
+# cannot wait on another call here (about 2x faster than single-thread calls: 1000 float32 d = 384 matrices, 2 cores)
+_batched_logdet = jax.jit(partial(_logdet_with, jnp.linalg.cholesky))
 
 
 def _native_logdet_usable(grams) -> bool:
@@ -269,8 +275,8 @@ class Theorem1Bounds(NamedTuple):
 
 def theorem1_bounds(g1: jnp.ndarray, g2: jnp.ndarray) -> Theorem1Bounds:
     """Theorem 1: ``log det G_1 <= log det(G_1 + G_2) <= sum_i log(lambda_i(G_1) + lambda_max(G_2))``."""
-    lam1 = jnp.linalg.eigvalsh(g1)
-    rho2 = jnp.linalg.eigvalsh(g2)[..., -1]
+    lam1 = _linalg.eigvalsh(g1)
+    rho2 = _linalg.eigvalsh(g2)[..., -1]
     return Theorem1Bounds(jnp.sum(jnp.log(lam1), axis=-1), jnp.sum(jnp.log(lam1 + rho2[..., None]), axis=-1))
 
 

@@ -38,6 +38,7 @@ def test_same_values_as_jax_explicit_batches_and_nested_vmap():
         up = jax.scipy.linalg.cho_factor(g, lower=False)[0]
         cases = [
             (_linalg.cholesky, jnp.linalg.cholesky, (g,)),
+            (_linalg.eigvalsh, jnp.linalg.eigvalsh, (g,)),
             (lambda a: _linalg.cho_factor(a, lower=False), lambda a: jax.scipy.linalg.cho_factor(a, lower=False)[0],
              (g,)),
             (lambda a, b: _linalg.solve_triangular(a, b, lower=True),
@@ -68,6 +69,7 @@ def test_lapack_batches_stay_below_jaxlibs_split_size_under_nested_vmap():
         vec = g[..., 0]
         cases = [
             (_linalg.cholesky, jnp.linalg.cholesky, (g,), d**3 // 3),
+            (_linalg.eigvalsh, jnp.linalg.eigvalsh, (g,), 5 * d**3),
             (lambda a: _linalg.solve_triangular(a, jnp.eye(d), lower=True),
              lambda a: jax.scipy.linalg.solve_triangular(a, jnp.eye(d), lower=True), (g,), d**3),
             (lambda a, b: _linalg.cho_solve(a, b, lower=False), lambda a, b: jax.scipy.linalg.cho_solve((a, False), b),
