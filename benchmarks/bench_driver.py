@@ -1,6 +1,8 @@
-"""Before/after cost of moving the simulators onto the init/step contract and the driver (issue 10).
+"""Before/after cost of a change to the simulators, first made for moving them onto the init/step contract and the
+driver (issue 10), then for the single-thread LAPACK calls (``collapse_jax/_linalg.py``).
 
-Runs the same ``simulate`` calls (logistic, EM mixture, Gaussian, multinomial ``jax``) in this checkout and in
+Runs the same ``simulate`` calls (logistic, EM mixture, Gaussian, multinomial ``jax``, linear regression at d = 5,
+16 and 64, the Sigma ``jax`` engine's block statistics) in this checkout and in
 ``--base`` (extracted with ``git archive`` into a temporary folder), each in its own worker process, the two
 alternating ``--rounds`` times. A worker times one first call (compilation included) apart, then ``--repeats``
 calls; it reports wall and process-CPU seconds (``simulate`` returns NumPy arrays, so every call has finished its
@@ -22,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-CASES = ("logistic", "mixture", "gaussian", "multinomial")
+CASES = ("logistic", "mixture", "gaussian", "multinomial", "linreg5", "linreg16", "linreg64", "sigma_jax")
 
 
 def _call(case: str):
@@ -51,6 +53,23 @@ def _call(case: str):
         alpha, n = S.constant_alpha(0.5, 50), S.constant_size(100, 50)
         return lambda: G.simulate(0, 0.0, 1.0, np.stack([alpha, alpha / 2]), np.stack([n, n]), G.GaussianConfig(),
                                   20_000, progress=False)
+    if case.startswith("linreg"):
+        from collapse_jax import linear_regression as LR
+
+        d = int(case[len("linreg"):])
+        cfg = LR.LinearRegressionConfig(dim=d, num_samples=4 * d, num_iterations=20)
+        reps = {5: 10_000, 16: 20_000, 64: 5_000}[d]
+        return lambda: LR.simulate(0, np.ones(d), 1.0, cfg, reps, progress=False)
+    if case == "sigma_jax":  # 250 blocks at d = 8 (a batch of 1000 hung before the single-thread LAPACK calls)
+        import jax.numpy as jnp
+
+        from collapse_jax import sigma_precision as SP
+
+        ns = tuple(int(v) for v in SP.block_sizes(8, 10**6, SP.PrecisionConfig().ratios))
+        rng = np.random.default_rng(0)
+        w = jnp.asarray(rng.standard_normal((20_000, 8)).astype(np.float32))
+        idx = jnp.asarray(np.stack([rng.choice(20_000, ns[-1], replace=False) for _ in range(250)]), jnp.int32)
+        return lambda: np.asarray(SP.jit_batched_block_stats(w, idx, ns))
     from collapse_jax import multinomial as M
 
     alpha, n = S.constant_alpha(0.5, 30), S.constant_size(100, 30)
@@ -92,7 +111,10 @@ def main(argv=None) -> int:
         archive = subprocess.run(["git", "-C", str(here), "archive", args.base], check=True, capture_output=True)
         subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
         trees = {args.base: Path(tmp), "this checkout": here}
-        print(f"load average before: {os.getloadavg()}", flush=True)
+        sys.path.insert(0, str(here))
+        from collapse_jax.results import cpu_info
+
+        print(f"CPU: {cpu_info()}; load average before: {os.getloadavg()}", flush=True)
         for case in args.cases:
             runs: dict = {name: [] for name in trees}
             for _ in range(args.rounds):

@@ -7,8 +7,9 @@ flight at once (independent chains of one program, such as the Sigma block stati
 shards of a run over several host devices), every pool thread can end up waiting for chunks that no free thread will
 run: the computation never finishes, and nothing is reported. Measured with jaxlib 0.10.2 (the newest on these
 machines' package index) on a 2-core CPU: ``sigma_precision.jit_batched_block_stats`` of 1000 blocks at d = 8 hung in
-every run, linear regression over four host devices at 8,000 replicates too. jax 0.11.1 stopped splitting LAPACK
-calls in open-source builds (jax-ml/jax@859992407d, "Don't try to parallelize LAPACK kernels in opensource builds").
+every run, linear regression over four host devices at 8,000 replicates too. JAX stopped splitting LAPACK calls
+in open-source builds after 0.11.0 (jax-ml/jax@859992407d, 2026-07-21, "Don't try to parallelize LAPACK kernels in
+opensource builds").
 
 On the CPU these wrappers therefore hand LAPACK batches small enough to run where they are called: a batch of
 ``CHUNK_FLOPS // cost`` problems at most (``cost`` the kernel's own estimate for one problem; half its threshold, so

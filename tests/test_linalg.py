@@ -85,7 +85,7 @@ def test_lapack_batches_stay_below_jaxlibs_split_size_under_nested_vmap():
 
 
 def test_sigma_block_statistics_of_many_blocks_finish():
-    """The program that hung with jaxlib 0.10.2 on a 2-core CPU (five runs of five before the wrappers): the jax
+    """The program that hung with jaxlib 0.10.2 on a 2-core CPU (in every run before the wrappers): the jax
     engine's statistics of 1000 blocks at d = 8, ten block sizes, each size's Cholesky and triangular solve an
     independent batched LAPACK call. Run in a child process with a time limit, so a hang fails instead of stalling."""
     code = textwrap.dedent("""
