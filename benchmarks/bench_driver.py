@@ -1,5 +1,5 @@
 """Before/after cost of a change to the simulators, first made for moving them onto the init/step contract and the
-driver (issue 10), then for the single-thread LAPACK calls (``collapse_jax/_linalg.py``).
+driver (issue 10), then for the unsplit LAPACK calls (``collapse_jax/_linalg.py``).
 
 Runs the same ``simulate`` calls (logistic, EM mixture, Gaussian, multinomial ``jax``, linear regression at d = 5,
 16 and 64, the Sigma ``jax`` engine's block statistics) in this checkout and in
@@ -60,7 +60,7 @@ def _call(case: str):
         cfg = LR.LinearRegressionConfig(dim=d, num_samples=4 * d, num_iterations=20)
         reps = {5: 10_000, 16: 20_000, 64: 5_000}[d]
         return lambda: LR.simulate(0, np.ones(d), 1.0, cfg, reps, progress=False)
-    if case == "sigma_jax":  # 250 blocks at d = 8 (a batch of 1000 hung before the single-thread LAPACK calls)
+    if case == "sigma_jax":  # 250 blocks at d = 8 (a batch of 1000 hung before the unsplit LAPACK calls)
         import jax.numpy as jnp
 
         from collapse_jax import sigma_precision as SP

@@ -1,4 +1,4 @@
-"""Cholesky factors and triangular solves for the JAX kernels, in LAPACK calls that stay on one thread on the CPU.
+"""Cholesky factors, triangular solves and eigenvalues for the JAX kernels, in LAPACK calls jaxlib does not split.
 
 jaxlib 0.10.0 to 0.11.0 split a *batched* LAPACK call on XLA:CPU (a vmapped Cholesky factor or triangular solve, or
 one call with leading batch dimensions) into chunks on XLA's intra-op thread pool whenever the batch's estimated work
@@ -100,30 +100,31 @@ def _rhs_rank(a, b) -> int:
 
 
 def cholesky(a: jax.Array) -> jax.Array:
-    """``jnp.linalg.cholesky`` (lower factor), in single-thread LAPACK calls on the CPU."""
+    """``jnp.linalg.cholesky`` (lower factor), in LAPACK calls jaxlib does not split on the CPU."""
     return _on_cpu_in_chunks(jnp.linalg.cholesky, a, cost=_factor_cost, core_ranks=(2,))
 
 
 def cho_factor(a: jax.Array, *, lower: bool) -> jax.Array:
-    """The factor of ``jax.scipy.linalg.cho_factor(a, lower=lower)``, in single-thread LAPACK calls on the CPU."""
+    """The factor of ``jax.scipy.linalg.cho_factor(a, lower=lower)``, in LAPACK calls jaxlib does not split on the
+    CPU."""
     return _on_cpu_in_chunks(lambda m: jax.scipy.linalg.cho_factor(m, lower=lower)[0], a, cost=_factor_cost,
                              core_ranks=(2,))
 
 
 def solve_triangular(a: jax.Array, b: jax.Array, *, lower: bool) -> jax.Array:
     """``jax.scipy.linalg.solve_triangular(a, b, lower=lower)`` (``b`` a vector or a matrix per problem), in
-    single-thread LAPACK calls on the CPU."""
+    LAPACK calls jaxlib does not split on the CPU."""
     return _on_cpu_in_chunks(partial(jax.scipy.linalg.solve_triangular, lower=lower), a, b, cost=_solve_cost,
                              core_ranks=(2, _rhs_rank(a, b)))
 
 
 def cho_solve(factor: jax.Array, b: jax.Array, *, lower: bool) -> jax.Array:
-    """``jax.scipy.linalg.cho_solve((factor, lower), b)`` (``b`` a vector or a matrix per problem), in single-thread
-    LAPACK calls on the CPU."""
+    """``jax.scipy.linalg.cho_solve((factor, lower), b)`` (``b`` a vector or a matrix per problem), in LAPACK calls
+    jaxlib does not split on the CPU."""
     return _on_cpu_in_chunks(lambda c, r: jax.scipy.linalg.cho_solve((c, lower), r), factor, b, cost=_solve_cost,
                              core_ranks=(2, _rhs_rank(factor, b)))
 
 
 def eigvalsh(a: jax.Array) -> jax.Array:
-    """``jnp.linalg.eigvalsh`` (ascending), in single-thread LAPACK calls on the CPU."""
+    """``jnp.linalg.eigvalsh`` (ascending), in LAPACK calls jaxlib does not split on the CPU."""
     return _on_cpu_in_chunks(jnp.linalg.eigvalsh, a, cost=_eigen_cost, core_ranks=(2,))

@@ -193,7 +193,7 @@ def logdet_chol(m: jnp.ndarray, eps: float = 0.0) -> jnp.ndarray:
     """``L_eps(M) = log det(M + eps I) = 2 sum_i log diag chol(M + eps I)`` (batched over leading axes).
 
     Returns NaN (not an error) for a matrix that is not positive definite, so it can run inside jit/vmap; use
-    :func:`logdet` for checked input. On the CPU the factors come in single-thread LAPACK calls
+    :func:`logdet` for checked input. On the CPU the factors come in LAPACK calls jaxlib does not split
     (``collapse_jax/_linalg.py``: several batched calls at once can hang jaxlib 0.10-0.11.0).
     """
     return _logdet_with(_linalg.cholesky, m, eps)
@@ -243,7 +243,7 @@ def batched_logdet(grams: jnp.ndarray, eps: float = 0.0, *, backend: str = "auto
 
 
 # One batched Cholesky call alone (no other LAPACK call in its program): jaxlib may split it over XLA's threads, which
-# cannot wait on another call here (about 2x faster than single-thread calls: 1000 float32 d = 384 matrices, 2 cores)
+# cannot wait on another call here (about 2x faster than unsplit calls: 1000 float32 d = 384 matrices, 2 cores)
 _batched_logdet = jax.jit(partial(_logdet_with, jnp.linalg.cholesky))
 
 
