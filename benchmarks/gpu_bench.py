@@ -14,7 +14,8 @@ prediction recorded):
 - ``nanogpt``: Flax nanoGPT training tokens/s (float32, bfloat16) against the PyTorch twin on the same GPU
   (eager in each dtype, torch.compile in the last one) for the seed003 preset and the 4x larger ``seed003x4``.
 - ``sigma``: the default ``sigma-precision`` sweep with the GPU (``jax``) block engine, as far as its budget goes;
-  per-cell times.
+  per-cell times. The dimensions run largest first (``--dims 384,128,32,8``, the default blocks per d): the d = 8 and
+  32 cells were measured on the first GPU run, the d = 384 ones, most of the sweep's work, were not reached.
 - ``sweep``: the sweep runner on the Figure-4 GMM network, 1,000 cells x 1,000 replicates (target: under 10 minutes;
   the cells done within the budget give the rate), JAX kernel on the GPU. Needs zarr (not in the GPU image: install
   it from wheels carried with the checkout, ``pip install --no-index --find-links wheels zarr``).
@@ -424,7 +425,8 @@ def main() -> None:
     ap.add_argument("--nano-torch-dtypes", nargs="+", default=["float32", "bfloat16"])
     ap.add_argument("--torch-device", default="cuda")
     ap.add_argument("--no-torch-compile", action="store_true")
-    ap.add_argument("--sigma-args", default="", help="extra arguments of the sigma-precision sweep")
+    ap.add_argument("--sigma-args", default="--dims 384,128,32,8 --blocks 1000,2000,4000,4000",
+                    help="arguments of the sigma-precision sweep (default: the default sweep, largest d first)")
     ap.add_argument("--sweep-side", type=int, nargs=2, default=[40, 25], help="grid of the sweep section")
     ap.add_argument("--sweep-replicates", type=int, default=1000)
     args = ap.parse_args()
