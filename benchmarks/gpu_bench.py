@@ -15,7 +15,8 @@ prediction recorded):
   (eager in each dtype, torch.compile in the last one) for the seed003 preset and the 4x larger ``seed003x4``.
 - ``sigma``: the default ``sigma-precision`` sweep with the GPU (``jax``) block engine, as far as its budget goes;
   per-cell times. The dimensions run largest first (``--dims 384,128,32,8``, the default blocks per d): the d = 8 and
-  32 cells were measured on the first GPU run, the d = 384 ones, most of the sweep's work, were not reached.
+  32 cells were measured on the first GPU run, the d = 384 ones, most of the sweep's work, were not reached. The whole
+  sweep is projected from the finished cells' times per d (``_sigma_projection``).
 - ``sweep``: the sweep runner on the Figure-4 GMM network, 1,000 cells x 1,000 replicates (target: under 10 minutes;
   the cells done within the budget give the rate), JAX kernel on the GPU. Needs zarr (not in the GPU image: install
   it from wheels carried with the checkout, ``pip install --no-index --find-links wheels zarr``).
@@ -270,7 +271,38 @@ def section_sigma(args, clock: Clock) -> dict:
     done = json.loads(manifest.read_text())["summary"] if manifest.exists() else None
     # per-cell seconds and engine of the cells finished in this call (recorded in the manifest when the sweep ends)
     return dict(status=status, wall_s=wall, command=" ".join(cmd[1:]), cells_saved=cells,
-                cell_done_s=cell_done_s, summary=done)
+                cell_done_s=cell_done_s, summary=done, **_sigma_projection(folder, chunks, cell_done_s))
+
+
+def _sigma_projection(folder: Path, chunks: list, cell_done_s: list) -> dict:
+    """Wall seconds of each finished cell (from the chunks' times; the first includes start-up) by dimension, and the
+    whole sweep projected from them: each d's cells times the median of its finished cells (the sweep's first cell
+    left out when its d has another). ``projected_full_s`` needs a finished cell at every d; ``projected_done_d_s``
+    covers the dimensions that have one."""
+    import numpy as np
+
+    from collapse_jax import sigma_cli, sigma_precision as sp
+
+    if not chunks or not (folder / "config.json").exists():
+        return {}
+    config = json.loads((folder / "config.json").read_text())["config"]
+    cfg = sp.PrecisionConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+    cells_per_d: dict[int, int] = {}
+    for _, d, _ in sigma_cli.cells(cfg):
+        cells_per_d[d] = cells_per_d.get(d, 0) + 1
+    walls: dict[int, list] = {}
+    prev = 0.0
+    for i, (path, done_at) in enumerate(zip(chunks, cell_done_s)):
+        with np.load(path) as z:
+            d = int(z["dim"])
+        walls.setdefault(d, []).append((i, done_at - prev))
+        prev = done_at
+    per_cell = {d: float(np.median([w for i, w in ws if i > 0] or [w for _, w in ws])) for d, ws in walls.items()}
+    done_d = sum(cells_per_d.get(d, 0) * per_cell[d] for d in per_cell)
+    full = done_d if set(per_cell) >= set(cells_per_d) else None
+    return dict(cells_per_d={str(d): n for d, n in cells_per_d.items()},
+                cell_wall_s_by_d={str(d): [w for _, w in ws] for d, ws in walls.items()},
+                projected_done_d_s=done_d, projected_full_s=full)
 
 
 def section_sweep(args, clock: Clock) -> dict:
@@ -382,6 +414,13 @@ def markdown(results: dict) -> str:
         lines += [f"sigma-precision (jax engine): {sg['status']}, wall {sg.get('wall_s', 0):.0f} s, "
                   f"cells saved: {len(sg.get('cells_saved') or [])}, finished at "
                   f"{', '.join(f'{t:.0f}' for t in sg.get('cell_done_s') or [])} s", ""]
+        by_d = sg.get("cell_wall_s_by_d") or {}
+        if by_d:
+            full = sg.get("projected_full_s")
+            lines += ["per d, seconds per finished cell (of its cells): " + "; ".join(
+                f"d = {d}: {', '.join(f'{w:.1f}' for w in ws)} (of {sg['cells_per_d'].get(d, '?')})"
+                for d, ws in by_d.items()) + f"; projected: the measured d's {sg['projected_done_d_s']:.0f} s, "
+                f"the whole sweep {'- (a d without a finished cell)' if full is None else f'{full:.0f} s'}", ""]
     sw = results.get("sweep", {})
     if sw.get("status"):
         projected = sw.get("projected_full_s")
