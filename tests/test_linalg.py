@@ -84,25 +84,31 @@ def test_lapack_batches_stay_below_jaxlibs_split_size_under_nested_vmap():
                     assert max(batches) == _linalg.CHUNK_FLOPS // cost  # as large as allowed: few loop steps
 
 
-def test_sigma_block_statistics_of_many_blocks_finish():
-    """The program that hung with jaxlib 0.10.2 on a 2-core CPU (in every run before the wrappers): the jax
-    engine's statistics of 1000 blocks at d = 8, ten block sizes, each size's Cholesky and triangular solve an
-    independent batched LAPACK call. Run in a child process with a time limit, so a hang fails instead of stalling."""
+def test_programs_that_hung_finish():
+    """Two programs that hung with jaxlib 0.10.2 on a 2-core CPU before the wrappers (in every run): the jax engine's
+    statistics of 1000 blocks at d = 8 (ten block sizes, each size's Cholesky and triangular solve an independent
+    batched LAPACK call), and linear regression over four host devices (20,000 replicates, d = 16: each device's
+    batched solves at once). Run in a child process with a time limit, so a hang fails instead of stalling."""
     code = textwrap.dedent("""
         import jax, numpy as np, jax.numpy as jnp
         jax.config.update("jax_enable_x64", True)
-        from collapse_jax import sigma_precision as sp
+        assert len(jax.devices()) == 4
+        from collapse_jax import linear_regression as lr, sigma_precision as sp
         ns = tuple(int(n) for n in sp.block_sizes(8, 10**6, sp.PrecisionConfig().ratios))
         rng = np.random.default_rng(0)
         w = jnp.asarray(rng.standard_normal((20000, 8)).astype(np.float32))
         idx = jnp.asarray(np.stack([rng.choice(20000, ns[-1], replace=False) for _ in range(1000)]), jnp.int32)
         out = np.asarray(sp.jit_batched_block_stats(w, idx, ns))
         assert out.shape == (9, 1000, len(ns)) and np.all(np.isfinite(out[:2]))
+        cfg = lr.LinearRegressionConfig(dim=16, num_samples=64, num_iterations=20)
+        err = lr.simulate(0, np.ones(16), 1.0, cfg, 20_000, progress=False)
+        assert err.shape == (20_000, 20) and np.all(np.isfinite(err))
         print("ok")
     """)
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
     try:
         out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240)
     except subprocess.TimeoutExpired:
-        pytest.fail("the batched block statistics did not finish in 240 s (hung)")
+        pytest.fail("a formerly hanging program did not finish in 240 s (hung)")
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
