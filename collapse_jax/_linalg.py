@@ -32,8 +32,9 @@ from jax.custom_batching import custom_vmap
 CHUNK_FLOPS = 100_000  # problems per LAPACK call: at most this much estimated work (jaxlib splits from 200,000)
 
 
-def _flops(cost, shapes) -> int:
-    return max(1, int(cost(*shapes)))
+def _mapped(args, in_batched, axis_size):
+    """Every argument with the vmapped axis first (an unmapped one repeated along it)."""
+    return [a if b else jnp.broadcast_to(a, (axis_size,) + a.shape) for a, b in zip(args, in_batched)]
 
 
 def _per_chunk(fn, cost, core_ranks):
@@ -48,8 +49,7 @@ def _per_chunk(fn, cost, core_ranks):
 
     @batch_of.def_vmap
     def _(axis_size, in_batched, *args):
-        args = [a if b else jnp.broadcast_to(a, (axis_size,) + a.shape) for a, b in zip(args, in_batched)]
-        return lax.map(lambda xs: batch_of(*xs), args), True
+        return lax.map(lambda xs: batch_of(*xs), _mapped(args, in_batched, axis_size)), True
 
     @custom_vmap
     def one(*args):
@@ -57,15 +57,11 @@ def _per_chunk(fn, cost, core_ranks):
 
     @one.def_vmap
     def rule(axis_size, in_batched, *args):
-        args = [a if b else jnp.broadcast_to(a, (axis_size,) + a.shape) for a, b in zip(args, in_batched)]
-        size = max(1, CHUNK_FLOPS // _flops(cost, [a.shape[1:] for a in args]))
+        args = _mapped(args, in_batched, axis_size)
+        size = max(1, CHUNK_FLOPS // max(1, int(cost(*(a.shape[1:] for a in args)))))
         if axis_size <= size:
             return batch_of(*args), True
-        count = -(-axis_size // size)
-        pad = count * size - axis_size  # padded with copies of the first problem, dropped afterwards
-        chunks = [jnp.concatenate([a, jnp.broadcast_to(a[:1], (pad,) + a.shape[1:])]) if pad else a for a in args]
-        out = lax.map(lambda xs: batch_of(*xs), [a.reshape((count, size) + a.shape[1:]) for a in chunks])
-        return out.reshape((count * size,) + out.shape[2:])[:axis_size], True
+        return lax.map(lambda xs: one(*xs), args, batch_size=size), True  # vmaps of <= size problems, in a loop
 
     def call(*args):
         cores = [a.shape[a.ndim - r:] for a, r in zip(args, core_ranks)]
