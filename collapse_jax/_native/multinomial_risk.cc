@@ -2,7 +2,7 @@
 // generation of every replicate and every schedule of a grid, in one call.
 //
 // Same model as collapse_jax/multinomial.py's portable JAX path: at generation t the counts are an exact
-// Multinomial(n_t, q_t) draw, q_t = alpha_t p + (1 - alpha_t) p_hat_{t-1}. Small samples (n_t <= 3 K) are drawn
+// Multinomial(n_t, q_t) draw, q_t = alpha_t p + (1 - alpha_t) p_hat_{t-1}. Small samples (n_t <= 6 K) are drawn
 // item by item (inverse cdf over the prefix sums of q_t with a guide table: O(K + n_t)); larger ones as K - 1
 // conditional binomials (category k gets Binomial(remaining count, q_k / remaining mass)). Each binomial is exact:
 // sequential-search inversion when the mean is below 10, BTRS (Hoermann 1993, transformed rejection with squeeze)
@@ -532,39 +532,85 @@ inline double squared_error(const double* counts, double total, const double* p,
 // first k with c_k > u c_{K-1}, started from a guide table (Chen and Asau 1974) so a draw costs O(1) comparisons on
 // average: O(K + n) per generation. Exact (up to rounding of the prefix sums: a probability below 1e-16 of the
 // running sum can be lost); a category with q_k = 0 is never drawn. kCategoricalPerCategory: the path is taken when
-// n <= kCategoricalPerCategory K (measured crossover, docs/benchmarks.md); the choice depends only on (n, K), so every
-// engine and build takes the same path for the same generation.
-constexpr double kCategoricalPerCategory = 3.0;
+// n <= kCategoricalPerCategory K (below the crossover measured on an AVX2-only AMD EPYC, about 12 K, and near the one
+// estimated for AVX-512 Xeons, whose chain is twice as fast; docs/benchmarks.md); the choice depends only on (n, K),
+// so every engine and build takes the same path for the same generation.
+constexpr double kCategoricalPerCategory = 6.0;
 inline bool use_categorical(double n, int64_t K) { return n <= kCategoricalPerCategory * (double)K; }
 
+// Scratch of multinomial_categorical, grown as needed.
+struct CategoricalScratch {
+  std::vector<double> cum;
+  std::vector<uint32_t> guide, counts;  // (G + 1,), (2, K)
+};
+
 // Multinomial(n, q) counts into out (K,) by n categorical draws (q >= 0, not necessarily normalised; negative
-// entries count as 0). cum (K,) and guide (K + 2,) are scratch. Item: x = u c_{K-1}, bucket g = trunc(x K / c_{K-1});
-// guide[g] = #{k : bucket(c_k) < g} is the first category whose prefix sum reaches bucket g, never past x's category
-// (bucket() is monotone), so the search walks forward from there: two branch-free steps, then a loop that rarely
-// runs. The guide table is built without branches: guide[bucket(c_k) + 1] = k + 1, then a running maximum.
-inline void multinomial_categorical(Rng& rng, double n, const double* q, int64_t K, double* cum, int64_t* guide,
+// entries count as 0). Item: r = the stream's next 64 bits, u = its top 53 bits as a uniform on [0, 1) (rng.uniform),
+// x = u c_{K-1} (redrawn if it rounds up to c_{K-1}); the category is the first k with c_k > x. The search starts
+// from a guide table over G = 2^b >= max(K, 2) buckets of u, indexed by r's top b bits (= floor(u G) exactly, so the lookup
+// does not wait for x): bucket g's left edge in x is E_g = fl((g / G) c_{K-1}) <= x, and guide[g] counts categories
+// with c_k <= E_g, all of which lie before x's category. It is built without branches: category k is entered at
+// g_k = b_k + 1 + [E_{b_k + 1} < c_k] with b_k = trunc(c_k G / c_{K-1}) in floating point (so E_{g_k} >= c_k in
+// spite of rounding), guide[g_k] = k + 1, then a running maximum. The category depends only on x (the guide only
+// says where to start), so it is the same whichever guide. From there two branch-free steps, then a loop that rarely
+// runs. Beyond K items the counts go to two rows in turn, so that consecutive items into one category do not wait on
+// each other.
+inline void multinomial_categorical(Rng& rng, double n, const double* q, int64_t K, CategoricalScratch& s,
                                     double* out) {
+  const int bits = K > 2 ? 64 - __builtin_clzll((uint64_t)(K - 1)) : 1;  // G >= 2: the shift below stays under 64
+  const int64_t G = int64_t(1) << bits;
+  s.cum.resize(K);
+  s.guide.resize(G + 1);
+  s.counts.resize(2 * K);
+  double* cum = s.cum.data();
+  uint32_t* guide = s.guide.data();
   double acc = 0;
   for (int64_t k = 0; k < K; ++k) cum[k] = acc += std::max(q[k], 0.0);
-  std::fill(out, out + K, 0.0);
   if (!(acc > 0)) {  // no mass anywhere: everything to category 0, as the binomial chain does
+    std::fill(out, out + K, 0.0);
     out[0] = n;
     return;
   }
-  const double total = acc, per = (double)K / total;
-  std::fill(guide, guide + K + 2, int64_t(0));
-  for (int64_t k = 0; k < K; ++k) guide[std::min<int64_t>(K, (int64_t)(cum[k] * per)) + 1] = k + 1;
-  for (int64_t g = 1; g <= K; ++g) guide[g] = std::max(guide[g], guide[g - 1]);
-  for (double i = 0; i < n; ++i) {
+  const double total = acc, per = (double)G / total, width = total * (1.0 / (double)G);  // width: exact
+  std::fill(guide, guide + G + 1, 0u);
+  for (int64_t k = 0; k < K; ++k) {
+    const int64_t b = std::min<int64_t>(G, (int64_t)(cum[k] * per)) + 1;
+    guide[std::min<int64_t>(G, b + ((double)b * width < cum[k]))] = (uint32_t)(k + 1);
+  }
+  for (int64_t g = 1; g <= G; ++g) guide[g] = std::max(guide[g], guide[g - 1]);
+  const int shift = 64 - bits;
+  Rng g{rng.s};
+  auto item = [&]() {
+    uint64_t r;
     double x;
-    do x = rng.uniform() * total;
-    while (x >= total);  // rounding up to the total: redraw (probability ~1e-16)
-    int64_t k = guide[std::min<int64_t>(K, (int64_t)(x * per))];
+    do {
+      r = g.next();
+      x = (double)(r >> 11) * 0x1.0p-53 * total;
+    } while (x >= total);  // rounding up to the total: redraw (probability ~1e-16)
+    int64_t k = guide[r >> shift];
     k += cum[k] <= x;
     k += cum[k] <= x;
     while (cum[k] <= x) ++k;
-    out[k] += 1;
+    return k;
+  };
+  const int64_t items = (int64_t)n;
+  if (items <= K || items > int64_t(UINT32_MAX)) {  // few items: straight into out (clearing two count rows would
+                                                   // cost more than it saves); the rows are 32-bit
+    std::fill(out, out + K, 0.0);
+    for (int64_t i = 0; i < items; ++i) out[item()] += 1;
+  } else {
+    uint32_t* c0 = s.counts.data();
+    uint32_t* c1 = c0 + K;
+    std::fill(c0, c0 + 2 * K, 0u);
+    int64_t i = 0;
+    for (; i + 2 <= items; i += 2) {
+      ++c0[item()];
+      ++c1[item()];
+    }
+    if (i < items) ++c0[item()];
+    for (int64_t k = 0; k < K; ++k) out[k] = (double)(c0[k] + c1[k]);
   }
+  rng.s = g.s;
 }
 
 // Exact Multinomial(size_l, q_l) counts for a group of L <= kWidth independent lanes, by conditional binomials:
@@ -615,7 +661,7 @@ inline void multinomial_group(Rng* rng, const double* size, const double* ratio,
 // Scratch rows of multinomial_lanes, grown as needed.
 struct LaneScratch {
   std::vector<double> ratio, tail;
-  std::vector<int64_t> guide;
+  CategoricalScratch categorical;
 };
 
 // Exact Multinomial(size_l, q_l) counts for L <= kWidth lanes (rows of q and out are (L, K)): small samples by
@@ -624,7 +670,6 @@ inline void multinomial_lanes(Rng* rng, const double* size, const double* q, int
                               LaneScratch& scratch) {
   scratch.ratio.resize(L * K);
   scratch.tail.resize(K);
-  scratch.guide.resize(K + 2);
   bool chain[kWidth] = {};
   bool any_chain = false;
   for (int64_t l = 0; l < L; ++l) {
@@ -633,7 +678,7 @@ inline void multinomial_lanes(Rng* rng, const double* size, const double* q, int
     if (chain[l])
       conditional_row(q + l * K, K, scratch.tail.data(), scratch.ratio.data() + l * K);
     else
-      multinomial_categorical(rng[l], size[l], q + l * K, K, scratch.tail.data(), scratch.guide.data(), out + l * K);
+      multinomial_categorical(rng[l], size[l], q + l * K, K, scratch.categorical, out + l * K);
   }
   if (any_chain) multinomial_group(rng, size, scratch.ratio.data(), K, L, chain, out);
 }
@@ -839,7 +884,7 @@ class RefillRun {
 
   RefillRun(const Problem& pr, std::atomic<int64_t>& next, int64_t end, T* out)
       : pr_(pr), K_(pr.K), Kp_((pr.K + 7) & ~int64_t(7)), next_(next), end_(end), out_(out),
-        rows_(4 * kSlots * Kp_), tail_(pr.K), guide_(pr.K + 2) {}
+        rows_(4 * kSlots * Kp_), tail_(pr.K) {}
 
   void run() {
     Bank banks[kBanks];
@@ -1077,7 +1122,7 @@ class RefillRun {
         kc_[s] = 0;
         return true;
       }
-      multinomial_categorical(rng, size, q(s), K_, tail_.data(), guide_.data(), draw(s));
+      multinomial_categorical(rng, size, q(s), K_, categorical_, draw(s));
     }
     return false;
   }
@@ -1155,8 +1200,8 @@ class RefillRun {
   const int64_t end_;
   T* out_;
   std::vector<double> rows_;  // counts, draw, ratio, q rows: (4, kSlots, Kp)
-  std::vector<double> tail_;     // conditional_row's and multinomial_categorical's scratch
-  std::vector<int64_t> guide_;  // multinomial_categorical's guide table
+  std::vector<double> tail_;             // conditional_row's scratch
+  CategoricalScratch categorical_;       // multinomial_categorical's
   alignas(64) uint64_t st_[kSlots] = {};
   alignas(64) int64_t kc_[kSlots] = {};
   alignas(64) int64_t base_[kSlots] = {};
