@@ -2,7 +2,8 @@
 driver (issue 10), then for the unsplit LAPACK calls (``collapse_jax/_linalg.py``).
 
 Runs the same ``simulate`` calls (logistic, EM mixture, Gaussian, multinomial ``jax``, linear regression at d = 5,
-16 and 64, the Sigma ``jax`` engine's block statistics) in this checkout and in
+16 and 64, the Sigma ``jax`` engine's block statistics, the native multinomial kernel at K x n_t = 50 x 100, 50 x 300
+and 1000 x 5000) in this checkout and in
 ``--base`` (extracted with ``git archive`` into a temporary folder), each in its own worker process, the two
 alternating ``--rounds`` times. A worker times one first call (compilation included) apart, then ``--repeats``
 calls; it reports wall and process-CPU seconds (``simulate`` returns NumPy arrays, so every call has finished its
@@ -24,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-CASES = ("logistic", "mixture", "gaussian", "multinomial", "linreg5", "linreg16", "linreg64", "sigma_jax")
+CASES = ("logistic", "mixture", "gaussian", "multinomial", "linreg5", "linreg16", "linreg64", "sigma_jax",
+         "native50x100", "native50x300", "native1000x5000")
 
 
 def _call(case: str):
@@ -72,6 +74,12 @@ def _call(case: str):
         return lambda: np.asarray(SP.jit_batched_block_stats(w, idx, ns))
     from collapse_jax import multinomial as M
 
+    if case.startswith("native"):  # the native kernel, replace, fixed n_t: K x n_t
+        K, size = (int(v) for v in case[len("native"):].split("x"))
+        alpha, n = S.constant_alpha(0.5, 50), S.constant_size(size, 50)
+        p = np.random.default_rng(0).dirichlet(np.ones(K))
+        reps = 40_000 if K <= 50 else 4_000
+        return lambda: M.simulate(0, p, alpha, n, M.MultinomialConfig(), reps, progress=False, backend="native")
     alpha, n = S.constant_alpha(0.5, 30), S.constant_size(100, 30)
     p = np.full(20, 1 / 20)
     return lambda: M.simulate(0, p, alpha, n, M.MultinomialConfig(), 5_000, progress=False, backend="jax")
