@@ -398,10 +398,11 @@ def test_native_categorical_path_joint_law():
 
 
 @needs_native
-@pytest.mark.parametrize("num_categories,n", [(1000, 10), (200, 50), (30, 180), (30, 181), (12, 1)])
+@pytest.mark.parametrize("num_categories,n", [(1000, 10), (200, 50), (1000, 5000), (30, 180), (30, 181), (12, 1)])
 def test_native_categorical_path_margins(num_categories, n):
     """Each margin of a small-sample draw is Binomial(n, q_k), at several (K, n) on both sides of the switch to the
-    binomial chain (n = 6 K = 180 is the last categorical size at K = 30, 181 the first chain one)."""
+    binomial chain (n = 6 K = 180 is the last categorical size at K = 30, 181 the first chain one), with both guide
+    tables (up to K items, and beyond: (1000, 5000), (30, 180))."""
     rng = np.random.default_rng(num_categories + n)
     q = rng.dirichlet(np.full(num_categories, 0.7))
     q[rng.permutation(num_categories)[:num_categories // 10]] = 0.0
