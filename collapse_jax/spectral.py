@@ -200,7 +200,10 @@ def logdet_chol(m: jnp.ndarray, eps: float = 0.0) -> jnp.ndarray:
 
 
 def _logdet_with(cholesky, m, eps):
-    chol = cholesky(m + eps * jnp.eye(m.shape[-1], dtype=m.dtype))
+    return _logdet_of_factor(cholesky(m + eps * jnp.eye(m.shape[-1], dtype=m.dtype)))
+
+
+def _logdet_of_factor(chol):
     return 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
 
 
@@ -301,11 +304,18 @@ def mahalanobis_insample(x_block: jnp.ndarray, g1: jnp.ndarray | None = None) ->
 
     ``sum_i M_i = n d`` exactly, so the mean is ``d`` and ``mean(M_i^2) - d^2`` is the plug-in ``tau_hat^2``.
     """
-    n = x_block.shape[-2]
     g1 = gram(x_block) if g1 is None else g1
+    return _mahalanobis_of_whitened(_whitened(x_block, g1)[1])
+
+
+def _whitened(x_block, g1):
+    """``(L, W)``: the Cholesky factor of ``G_1`` and the whitened rows ``W = L^{-1} X^T`` (..., d, n)."""
     chol = _linalg.cholesky(g1)
-    w = _linalg.solve_triangular(chol, jnp.swapaxes(x_block, -1, -2), lower=True)
-    return n * jnp.sum(w * w, axis=-2)
+    return chol, _linalg.solve_triangular(chol, jnp.swapaxes(x_block, -1, -2), lower=True)
+
+
+def _mahalanobis_of_whitened(w):
+    return w.shape[-1] * jnp.sum(w * w, axis=-2)
 
 
 def gaussian_insample_var(dim, n):
@@ -853,12 +863,10 @@ def _block_statistics(xb: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray, LeaveO
     """``(log det G_1, mean(M_i^2), LeaveOneOut or None)`` of one block's rows (n, d): one compiled program per block
     shape (run op by op, a block of a new size compiled some fifty primitives, ~3 s on a 2-core CPU)."""
     n, dim = xb.shape
-    g1 = gram(xb)
-    m = mahalanobis_insample(xb, g1)
-    loo = None
-    if n >= jackknife_min_block(dim):
-        loo = leverage_statistics(_linalg.solve_triangular(_linalg.cholesky(g1), xb.T, lower=True).T)
-    return logdet_chol(g1), jnp.mean(m * m), loo
+    chol, w = _whitened(xb, gram(xb))  # one factor and one whitening serve all three statistics
+    m = _mahalanobis_of_whitened(w)
+    loo = leverage_statistics(w.T) if n >= jackknife_min_block(dim) else None
+    return _logdet_of_factor(chol), jnp.mean(m * m), loo
 
 
 ESTIMATORS = ("seed", "second_order", "wishart", "scaled_wishart", "jackknife")

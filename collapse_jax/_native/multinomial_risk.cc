@@ -56,7 +56,8 @@ struct Rng {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
   }
-  inline double uniform() { return (double)(next() >> 11) * 0x1.0p-53; }  // [0, 1)
+  static inline double to_uniform(uint64_t r) { return (double)(r >> 11) * 0x1.0p-53; }  // top 53 bits: [0, 1)
+  inline double uniform() { return to_uniform(next()); }
 };
 
 // log k! - [(k + 1/2) log(k + 1) - (k + 1) + log(2 pi)/2]: table for k <= 9, series beyond (as in multinomial.py).
@@ -583,7 +584,7 @@ inline void multinomial_categorical(Rng& rng, double n, const double* q, int64_t
     double x;
     do {
       r = g.next();
-      x = (double)(r >> 11) * 0x1.0p-53 * total;
+      x = Rng::to_uniform(r) * total;
     } while (x >= total);  // rounding up to the total: redraw (probability ~1e-16)
     return x;
   };
