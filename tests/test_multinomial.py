@@ -420,6 +420,36 @@ def test_native_categorical_path_margins(num_categories, n):
 
 
 @needs_native
+def test_native_chain_split_joint_law():
+    """A chain generation (n > 6 K) whose categories with expected count below 10 are drawn by items after the chain
+    (ChainSplit in the kernel): K = 5, n = 31, q = (0.45, 0.25, 0, 0.2, 0.1), so category 0 is chained, 2 (q = 0)
+    stays in the chain, and 1, 3, 4 (means 7.75, 6.2, 3.1) share the chain's last count by items. The joint law of
+    two small categories (a trinomial) against scipy's pmf, every margin, and the covariance with the chained one."""
+    q = np.array([0.45, 0.25, 0.0, 0.2, 0.1])
+    draws, n = 40000, 31
+    c = _native_counts(np.full(draws, float(n)), np.tile(3.0 * q, (draws, 1)), seed=8)
+    assert np.all(c.sum(1) == n) and np.all(c[:, 2] == 0)
+    pairs, index = np.unique(c[:, [1, 3]], axis=0, return_inverse=True)
+    observed = np.bincount(index.ravel(), minlength=len(pairs))
+
+    def pvalue(p1, p3):
+        full = np.column_stack([pairs, n - pairs.sum(1)])
+        expected = stats.multinomial.pmf(full, n, [p1, p3, 1 - p1 - p3]) * draws
+        keep = expected >= 5  # rare outcomes pooled into one cell
+        obs = np.append(observed[keep], observed[~keep].sum())
+        exp = np.append(expected[keep], draws - expected[keep].sum())
+        return stats.chisquare(obs, exp).pvalue
+
+    assert pvalue(0.25, 0.2) > 1e-3
+    assert pvalue(0.26, 0.19) < 1e-6  # power: a nearby law is rejected
+    for k in (0, 1, 3, 4):
+        assert chi2_pvalue(c[:, k], stats.binom(n, q[k])) > 1e-3, k
+    cov = n * (np.diag(q) - np.outer(q, q))
+    se = np.sqrt((cov ** 2 + np.outer(np.diag(cov), np.diag(cov))) / draws) + 1e-12
+    assert np.all(np.abs(np.cov(c.T) - cov) < 5 * se)
+
+
+@needs_native
 @pytest.mark.parametrize("regime", ["replace", "accumulate"])
 def test_native_small_samples_match_exact_recurrence(regime):
     """K = 40 categories and n_t = 5 ... 778 (categorical generations up to n_t = 203 <= 6 K, binomial-chain ones

@@ -3,10 +3,11 @@
 //
 // Same model as collapse_jax/multinomial.py's portable JAX path: at generation t the counts are an exact
 // Multinomial(n_t, q_t) draw, q_t = alpha_t p + (1 - alpha_t) p_hat_{t-1}. Small samples (n_t <= 6 K) are drawn
-// item by item (inverse cdf over the prefix sums of q_t with a guide table: O(K + n_t)); larger ones as K - 1
-// conditional binomials (category k gets Binomial(remaining count, q_k / remaining mass)). Each binomial is exact:
-// sequential-search inversion when the mean is below 10, BTRS (Hoermann 1993, transformed rejection with squeeze)
-// otherwise, so such a generation costs O(K) whatever n_t. The filter regime first draws the kept size
+// item by item (inverse cdf over the prefix sums of q_t with a guide table: O(K + n_t)); larger ones as a chain of
+// conditional binomials (category k gets Binomial(remaining count, q_k / remaining mass)), except that categories
+// expecting fewer than 10 items share the chain's last count, split among them by items (ChainSplit). Each binomial
+// is exact: sequential-search inversion when the mean is below 10, BTRS (Hoermann 1993, transformed rejection with
+// squeeze) otherwise, so such a generation costs O(K) whatever n_t. The filter regime first draws the kept size
 // N_t ~ Binomial(n_t, kappa_t) conditioned on N_t > 0 (redraw until positive).
 //
 // Why native: the JAX path's vmapped rejection loops run until the slowest lane finishes and threefry is slow on a
@@ -634,22 +635,98 @@ inline void multinomial_categorical(Rng& rng, double n, const double* q, int64_t
   rng.s = g.s;
 }
 
+// ---- chain generations: the small categories by items ---------------------------------------------------------
+// In a chain generation a category whose expected count n q_k / sum(q) is below kSmallMean would take the inversion
+// sampler, whose cost grows with its mean (one cdf step per unit, in vector passes of two), or for a mean just above
+// it BTRS's setup. Such categories (q_k > 0) are lumped into one pseudo-category at the end of the chain, and its
+// count m is then split among them by m categorical items (multinomial_categorical, a few ns per item). Exact:
+// Multinomial(n, q) is the chain over the other categories with the small ones' total mass last, followed by
+// Multinomial(m, their q / their total). Which categories are small depends only on (n, q), so every engine and
+// build splits a generation the same way and consumes the stream in the same order (the chain's draws, then the
+// items). A generation without small categories is the plain chain, draw for draw (categories with q_k = 0 stay in
+// it: they take no draw). Measured on an AVX2-only AMD EPYC: docs/benchmarks.md.
+constexpr double kSmallMean = 10.0;
+
+// One generation's split: chain entries (the other categories in order, then the pseudo-category when there are
+// small ones), and the small categories. Vectors hold K entries; grown as needed.
+struct ChainSplit {
+  std::vector<double> q;               // (entries,) the entries' masses (the last: the small ones' total)
+  std::vector<int32_t> category;       // (entries,) category of each entry (the pseudo-category: -1)
+  std::vector<double> small_q, small;  // (num_small,) the small categories' q, then their counts
+  std::vector<int32_t> small_category;
+  int64_t entries = 0, num_small = 0;
+
+  // Splits q (K,) for a chain generation of n items.
+  void split(double n, const double* q_in, int64_t K) {
+    q.resize(K);
+    category.resize(K);
+    small_q.resize(K);
+    small.resize(K);
+    small_category.resize(K);
+    double total = 0;
+    for (int64_t k = 0; k < K; ++k) total += std::max(q_in[k], 0.0);
+    const double limit = kSmallMean * total;
+    int64_t e = 0, m = 0;
+    double small_total = 0;
+    for (int64_t k = 0; k < K; ++k) {
+      if (q_in[k] > 0 && n * q_in[k] < limit) {
+        small_q[m] = q_in[k];
+        small_category[m++] = (int32_t)k;
+        small_total += q_in[k];
+      } else {
+        q[e] = q_in[k];
+        category[e++] = (int32_t)k;
+      }
+    }
+    if (m > 0) {
+      q[e] = small_total;
+      category[e++] = -1;
+    }
+    entries = e;
+    num_small = m;
+  }
+
+  // Counts (K,) into out from the chain's entry counts d (entries,): each entry's count to its category, the
+  // pseudo-category's split among the small ones by items from rng. Without small categories d is already out's
+  // layout (entries = K, in order): copied.
+  void finish(Rng& rng, const double* d, int64_t K, CategoricalScratch& scratch, double* out) {
+    if (num_small == 0) {
+      if (d != out) std::copy(d, d + K, out);
+      return;
+    }
+    const double m = d[entries - 1];
+    std::fill(out, out + K, 0.0);
+    for (int64_t j = 0; j + 1 < entries; ++j) out[category[j]] = d[j];
+    if (num_small == 1) {  // one small category: it takes the rest, no items needed
+      out[small_category[0]] = m;
+    } else if (m > 0) {
+      multinomial_categorical(rng, m, small_q.data(), num_small, scratch, small.data());
+      for (int64_t i = 0; i < num_small; ++i) out[small_category[i]] = small[i];
+    }
+  }
+};
+
 // Exact Multinomial(size_l, q_l) counts for a group of L <= kWidth independent lanes, by conditional binomials:
-// category k gets Binomial(remaining count, r_k), r the rows of conditional_row. Rows of ratio and out are (L, K);
-// rng has kWidth entries; lanes with chain[l] false are left alone. The lanes advance together, category by
-// category: lanes in BTRS's range go through binomial_btrs_vec together, the others (small means, degenerate) one
-// by one. A lane's draws depend only on its own stream.
-inline void multinomial_group(Rng* rng, const double* size, const double* ratio, int64_t K, int64_t L,
-                              const bool* chain, double* out) {
+// entry k gets Binomial(remaining count, r_k), r the rows of conditional_row over lane l's entries[l] <= K chain
+// entries (ChainSplit), the last taking what remains. Rows of ratio and out are (L, K); rng has kWidth entries;
+// lanes with chain[l] false are left alone. The lanes advance together, entry by entry: lanes in BTRS's range go
+// through binomial_btrs_vec together, the others (small means, degenerate) one by one. A lane's draws depend only on
+// its own stream.
+inline void multinomial_group(Rng* rng, const double* size, const double* ratio, int64_t K, const int64_t* entries,
+                              int64_t L, const bool* chain, double* out) {
   static_assert(sizeof(Rng) == sizeof(uint64_t), "Rng must be one 64-bit state");
   double left[kWidth];
-  for (int64_t l = 0; l < L; ++l) left[l] = size[l];
-  for (int64_t k = 0; k < K - 1; ++k) {
+  int64_t most = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    left[l] = size[l];
+    if (chain[l]) most = std::max(most, entries[l]);
+  }
+  for (int64_t k = 0; k < most - 1; ++k) {
     vd n = {}, p = {};
     vi vec = {};
     bool flip[kWidth] = {};
     for (int64_t l = 0; l < L; ++l) {
-      if (!chain[l]) continue;
+      if (!chain[l] || k >= entries[l] - 1) continue;
       const double r = ratio[l * K + k];
       flip[l] = r > 0.5;
       const double pp = flip[l] ? 1 - r : r;
@@ -676,13 +753,14 @@ inline void multinomial_group(Rng* rng, const double* size, const double* ratio,
     }
   }
   for (int64_t l = 0; l < L; ++l)
-    if (chain[l]) out[l * K + K - 1] = left[l];
+    if (chain[l]) out[l * K + entries[l] - 1] = left[l];
 }
 
 // Scratch rows of multinomial_lanes, grown as needed.
 struct LaneScratch {
-  std::vector<double> ratio, tail;
+  std::vector<double> ratio, tail, draws;
   CategoricalScratch categorical;
+  ChainSplit split[kWidth];
 };
 
 // Exact Multinomial(size_l, q_l) counts for L <= kWidth lanes (rows of q and out are (L, K)): small samples by
@@ -691,17 +769,26 @@ inline void multinomial_lanes(Rng* rng, const double* size, const double* q, int
                               LaneScratch& scratch) {
   scratch.ratio.resize(L * K);
   scratch.tail.resize(K);
+  scratch.draws.resize(L * K);
   bool chain[kWidth] = {};
+  int64_t entries[kWidth] = {};
   bool any_chain = false;
   for (int64_t l = 0; l < L; ++l) {
     chain[l] = !use_categorical(size[l], K);
     any_chain |= chain[l];
-    if (chain[l])
-      conditional_row(q + l * K, K, scratch.tail.data(), scratch.ratio.data() + l * K);
-    else
+    if (chain[l]) {
+      ChainSplit& split = scratch.split[l];
+      split.split(size[l], q + l * K, K);
+      entries[l] = split.entries;
+      conditional_row(split.q.data(), split.entries, scratch.tail.data(), scratch.ratio.data() + l * K);
+    } else {
       multinomial_categorical(rng[l], size[l], q + l * K, K, scratch.categorical, out + l * K);
+    }
   }
-  if (any_chain) multinomial_group(rng, size, scratch.ratio.data(), K, L, chain, out);
+  if (!any_chain) return;
+  multinomial_group(rng, size, scratch.ratio.data(), K, entries, L, chain, scratch.draws.data());
+  for (int64_t l = 0; l < L; ++l)
+    if (chain[l]) scratch.split[l].finish(rng[l], scratch.draws.data() + l * K, K, scratch.categorical, out + l * K);
 }
 
 struct Problem {
@@ -905,7 +992,7 @@ class RefillRun {
 
   RefillRun(const Problem& pr, std::atomic<int64_t>& next, int64_t end, T* out)
       : pr_(pr), K_(pr.K), Kp_((pr.K + 7) & ~int64_t(7)), next_(next), end_(end), out_(out),
-        rows_(4 * kSlots * Kp_), tail_(pr.K) {}
+        rows_(4 * kSlots * Kp_), tail_(pr.K), expand_(pr.K) {}
 
   void run() {
     Bank banks[kBanks];
@@ -1110,10 +1197,14 @@ class RefillRun {
   double* ratio(int s) { return rows_.data() + (2 * kSlots + s) * Kp_; }
   double* q(int s) { return rows_.data() + (3 * kSlots + s) * Kp_; }
 
-  // Conditional probabilities of category k given categories >= k, from q(s), as multinomial_group computes them
-  // (1 where all remaining mass sits in k: the binomial takes everything without a draw).
-  // (r_{K-1} = 0 is in neither vector mode, so the scalar path ends the generation.)
-  void ratios(int s) { conditional_row(q(s), K_, tail_.data(), ratio(s)); }
+  // Chain entries of a generation of `size` items from q(s) (ChainSplit) and their conditional probabilities, as
+  // multinomial_lanes computes them (1 where all remaining mass sits in an entry: the binomial takes everything
+  // without a draw). (The last entry's r = 0 is in neither vector mode, so the scalar path ends the generation.)
+  void ratios(int s, double size) {
+    ChainSplit& split = split_[s];
+    split.split(size, q(s), K_);
+    conditional_row(split.q.data(), split.entries, tail_.data(), ratio(s));
+  }
 
   // Slot s starts the range's next lane at generation 0 (q(s) = p); returns n_0, or -1 (slot idle) when the range
   // is done.
@@ -1137,8 +1228,9 @@ class RefillRun {
   bool begin_generation(int s, Rng& rng, double size) {
     for (; size >= 0; size = end_generation(s, rng)) {
       drawn_[s] = size;
-      if (!use_categorical(size, K_)) {
-        ratios(s);
+      chained_[s] = !use_categorical(size, K_);
+      if (chained_[s]) {
+        ratios(s, size);
         n_[s] = size;
         kc_[s] = 0;
         return true;
@@ -1148,12 +1240,17 @@ class RefillRun {
     return false;
   }
 
-  // Generation t_[s] is drawn (draw(s)): update the counts, record the loss, put the next generation's sampling
-  // distribution in q(s) (or take the next lane); returns that generation's size (-1: no lane left).
+  // Generation t_[s] is drawn (draw(s); a chain's entries, whose small categories get their items here): update the
+  // counts, record the loss, put the next generation's sampling distribution in q(s) (or take the next lane);
+  // returns that generation's size (-1: no lane left).
   double end_generation(int s, Rng& rng) {
     const int64_t t = t_[s], K = K_;
     double* cnt = counts(s);
     const double* d = draw(s);
+    if (chained_[s] && split_[s].num_small) {
+      split_[s].finish(rng, d, K, categorical_, expand_.data());
+      d = expand_.data();
+    }
     if (t == 0 || pr_.regime != 1) {
       std::copy(d, d + K, cnt);
       total_[s] = drawn_[s];
@@ -1186,7 +1283,7 @@ class RefillRun {
     int64_t k = kc_[s];
     double* d = draw(s);
     for (;;) {
-      if (k == K_ - 1) {
+      if (k == split_[s].entries - 1) {
         d[k] = left;
         if (!begin_generation(s, rng, end_generation(s, rng))) break;
         left = n_[s];
@@ -1222,6 +1319,9 @@ class RefillRun {
   T* out_;
   std::vector<double> rows_;  // counts, draw, ratio, q rows: (4, kSlots, Kp)
   std::vector<double> tail_;             // conditional_row's scratch
+  std::vector<double> expand_;           // a split generation's counts (K,)
+  ChainSplit split_[kSlots];             // each slot's chain split (generations with chained_)
+  bool chained_[kSlots] = {};
   CategoricalScratch categorical_;       // multinomial_categorical's
   alignas(64) uint64_t st_[kSlots] = {};
   alignas(64) int64_t kc_[kSlots] = {};
