@@ -668,15 +668,14 @@ struct ChainSplit {
     const double limit = kSmallMean * total;
     int64_t e = 0, m = 0;
     double small_total = 0;
-    for (int64_t k = 0; k < K; ++k) {
-      if (q_in[k] > 0 && n * q_in[k] < limit) {
-        small_q[m] = q_in[k];
-        small_category[m++] = (int32_t)k;
-        small_total += q_in[k];
-      } else {
-        q[e] = q_in[k];
-        category[e++] = (int32_t)k;
-      }
+    for (int64_t k = 0; k < K; ++k) {  // without branches (which category is small is unpredictable)
+      const double x = q_in[k];
+      const bool is_small = x > 0 && n * x < limit;
+      small_q[m] = q[e] = x;
+      small_category[m] = category[e] = (int32_t)k;
+      small_total += is_small ? x : 0.0;
+      m += is_small;
+      e += !is_small;
     }
     if (m > 0) {
       q[e] = small_total;
