@@ -650,22 +650,28 @@ constexpr double kSmallMean = 10.0;
 // One generation's split: chain entries (the other categories in order, then the pseudo-category when there are
 // small ones), and the small categories. Vectors hold K entries; grown as needed.
 struct ChainSplit {
-  std::vector<double> q;               // (entries,) the entries' masses (the last: the small ones' total)
+  std::vector<double> q;               // (entries,) the entries' masses (the last: the small ones' total), when any
   std::vector<int32_t> category;       // (entries,) category of each entry (the pseudo-category: -1)
   std::vector<double> small_q, small;  // (num_small,) the small categories' q, then their counts
   std::vector<int32_t> small_category;
   int64_t entries = 0, num_small = 0;
 
-  // Splits q (K,) for a chain generation of n items.
-  void split(double n, const double* q_in, int64_t K) {
+  // Splits q (K,) for a chain generation of n items; returns the chain entries' masses (q_in itself when no
+  // category is small).
+  const double* split(double n, const double* q_in, int64_t K) {
+    double total = 0;
+    for (int64_t k = 0; k < K; ++k) total += std::max(q_in[k], 0.0);
+    const double limit = kSmallMean * total;
+    int64_t count = 0;
+    for (int64_t k = 0; k < K; ++k) count += q_in[k] > 0 && n * q_in[k] < limit;  // (runs as vectors)
+    entries = K;
+    num_small = 0;
+    if (count == 0) return q_in;
     q.resize(K);
     category.resize(K);
     small_q.resize(K);
     small.resize(K);
     small_category.resize(K);
-    double total = 0;
-    for (int64_t k = 0; k < K; ++k) total += std::max(q_in[k], 0.0);
-    const double limit = kSmallMean * total;
     int64_t e = 0, m = 0;
     double small_total = 0;
     for (int64_t k = 0; k < K; ++k) {  // without branches (which category is small is unpredictable)
@@ -677,12 +683,11 @@ struct ChainSplit {
       m += is_small;
       e += !is_small;
     }
-    if (m > 0) {
-      q[e] = small_total;
-      category[e++] = -1;
-    }
+    q[e] = small_total;  // (m = count > 0)
+    category[e++] = -1;
     entries = e;
     num_small = m;
+    return q.data();
   }
 
   // Counts (K,) into out from the chain's entry counts d (entries,): each entry's count to its category, the
@@ -777,9 +782,9 @@ inline void multinomial_lanes(Rng* rng, const double* size, const double* q, int
     any_chain |= chain[l];
     if (chain[l]) {
       ChainSplit& split = scratch.split[l];
-      split.split(size[l], q + l * K, K);
+      const double* masses = split.split(size[l], q + l * K, K);
       entries[l] = split.entries;
-      conditional_row(split.q.data(), split.entries, scratch.tail.data(), scratch.ratio.data() + l * K);
+      conditional_row(masses, split.entries, scratch.tail.data(), scratch.ratio.data() + l * K);
     } else {
       multinomial_categorical(rng[l], size[l], q + l * K, K, scratch.categorical, out + l * K);
     }
@@ -1201,8 +1206,8 @@ class RefillRun {
   // without a draw). (The last entry's r = 0 is in neither vector mode, so the scalar path ends the generation.)
   void ratios(int s, double size) {
     ChainSplit& split = split_[s];
-    split.split(size, q(s), K_);
-    conditional_row(split.q.data(), split.entries, tail_.data(), ratio(s));
+    const double* masses = split.split(size, q(s), K_);
+    conditional_row(masses, split.entries, tail_.data(), ratio(s));
   }
 
   // Slot s starts the range's next lane at generation 0 (q(s) = p); returns n_0, or -1 (slot idle) when the range
