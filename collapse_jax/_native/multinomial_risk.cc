@@ -872,9 +872,10 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
 //
 // Written once over an architecture A: its vectors (A::V, A::I, A::U of A::W lanes), lane masks (A::Mask, with
 // &, |, ~ and a truth value) and the few operations beyond plain vector arithmetic (masked compares, selects,
-// gathers, scatters). AVX-512 builds run eight lanes with k-register masks (Avx512Lanes); AVX2-only builds four lanes
-// per register, masks as vectors and the scatter as a loop (Avx2Lanes). (An earlier AVX2 port that kept eight lanes
-// as two four-wide halves ran no faster than the group engine: its state did not fit in sixteen registers.)
+// gathers, scatters). AVX-512 builds run eight lanes with k-register masks (Avx512Lanes); AVX2-only builds four
+// lanes per register, masks as vectors and the scatter as plain stores (Avx2Lanes). (An earlier AVX2 port that kept
+// eight lanes as two four-wide halves ran no faster than the group engine: its state did not fit in sixteen
+// registers.)
 
 // log x within 2.6e-7 for x > 0 (0 -> -inf): exponent and mantissa m in [1, 2), log m by a degree-7 polynomial
 // (Chebyshev interpolant of log1p on [0, 1], coefficients fitted and checked in float64 on 4e6 points).
@@ -916,7 +917,8 @@ struct Avx512Lanes {
   static VEC_INLINE V gather(Mask m, I index, const double* table) {
     return (V)_mm512_mask_i64gather_pd(_mm512_setzero_pd(), m, (__m512i)index, table, 8);
   }
-  static VEC_INLINE void scatter(Mask m, I index, V x, double* table) {
+  // x at table[index] in the lanes of m (Avx2Lanes::store may write the other lanes too).
+  static VEC_INLINE void store(Mask m, I index, V x, double* table) {
     _mm512_mask_i64scatter_pd(table, m, (__m512i)index, (__m512d)x, 8);
   }
   static VEC_INLINE I add(Mask m, I x, int64_t y) {
@@ -962,11 +964,11 @@ struct Avx2Lanes {
   static VEC_INLINE V gather(Mask m, V index, const double* table) {
     return gather(m, whole_to_int(vsel(m.m, index, V{})), table);
   }
-  static VEC_INLINE void scatter(Mask m, I index, V x, double* table) {
-    for (uint8_t b = bits(m); b; b &= b - 1) {
-      const int l = __builtin_ctz(b);
-      table[index[l]] = x[l];
-    }
+  // x at table[index] in the lanes of m, and in the other lanes too (four plain stores: a loop over m's lanes
+  // mispredicted its exits, since which lanes are set is unpredictable), so every lane's index must point at an
+  // entry whose value is dead.
+  static VEC_INLINE void store(Mask, I index, V x, double* table) {
+    for (int l = 0; l < W; ++l) table[index[l]] = x[l];
   }
   static VEC_INLINE I add(Mask m, I x, int64_t y) { return x + (y & m.m); }
   static VEC_INLINE V exponent(V x) {  // 0 -> -inf, as getexp
@@ -1159,7 +1161,8 @@ class RefillRun {
       const vd zero = {};
       x = A::select(flip, n - x, x);
       const vi at = base + kc;
-      A::scatter(accept, at, x, run.rows_.data() + kSlots * run.Kp_);
+      // (lanes not done write a value that is dead: their current entry, drawn later; idle slots, their own row)
+      A::store(accept, at, x, run.rows_.data() + kSlots * run.Kp_);
       n = A::select(accept, n - x, n);
       kc = A::add(accept, kc, 1);
       const vd r = A::gather(accept, at + 1, run.rows_.data() + 2 * kSlots * run.Kp_);
