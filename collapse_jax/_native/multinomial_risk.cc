@@ -1120,7 +1120,8 @@ class RefillRun {
       x = btrs_candidate(c, u0 - 0.5, us, w);
       const Mask in_range = CMP(CMP(bt, x, _CMP_GE_OQ, zero), x, _CMP_LE_OQ, n);
       accept = CMP(CMP(in_range, us, _CMP_GE_OQ, broadcast<vd>(0.07)), v, _CMP_LE_OQ, c.v_r);
-      if (const Mask slow = in_range & ~accept) {
+      {  // (no branch on whether any slot is slow: some of four is, three passes in four, unpredictably)
+        const Mask slow = in_range & ~accept;
         // The exact test log(y) <= bound, decided by a rough log where it is at least kRoughLogError away.
         const Mask table = slow & ~big;
         const vd log_fk = A::gather(table, x, lf) + A::gather(table, n - x, lf);
