@@ -659,31 +659,35 @@ struct ChainSplit {
   // Splits q (K,) for a chain generation of n items; returns the chain entries' masses (q_in itself when no
   // category is small).
   const double* split(double n, const double* q_in, int64_t K) {
-    double total = 0;
-    for (int64_t k = 0; k < K; ++k) total += std::max(q_in[k], 0.0);
-    const double limit = kSmallMean * total;
-    int64_t count = 0;
-    for (int64_t k = 0; k < K; ++k) count += q_in[k] > 0 && n * q_in[k] < limit;  // (runs as vectors)
+    // Sums in four interleaved parts (vectors, and no chain of dependent additions), in a fixed order.
+    auto sum4 = [&](auto term) {
+      double part[4] = {};
+      int64_t k = 0;
+      for (; k + 4 <= K; k += 4)
+        for (int j = 0; j < 4; ++j) part[j] += term(q_in[k + j]);
+      for (; k < K; ++k) part[0] += term(q_in[k]);
+      return (part[0] + part[1]) + (part[2] + part[3]);
+    };
+    const double limit = kSmallMean * sum4([](double x) { return std::max(x, 0.0); });
+    const double small_total = sum4([&](double x) { return x > 0 && n * x < limit ? x : 0.0; });
     entries = K;
     num_small = 0;
-    if (count == 0) return q_in;
+    if (!(small_total > 0)) return q_in;
     q.resize(K);
     category.resize(K);
     small_q.resize(K);
     small.resize(K);
     small_category.resize(K);
     int64_t e = 0, m = 0;
-    double small_total = 0;
     for (int64_t k = 0; k < K; ++k) {  // without branches (which category is small is unpredictable)
       const double x = q_in[k];
       const bool is_small = x > 0 && n * x < limit;
       small_q[m] = q[e] = x;
       small_category[m] = category[e] = (int32_t)k;
-      small_total += is_small ? x : 0.0;
       m += is_small;
       e += !is_small;
     }
-    q[e] = small_total;  // (m = count > 0)
+    q[e] = small_total;  // (m > 0)
     category[e++] = -1;
     entries = e;
     num_small = m;
