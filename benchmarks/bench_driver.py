@@ -3,7 +3,8 @@ driver (issue 10), then for the unsplit LAPACK calls (``collapse_jax/_linalg.py`
 
 Runs the same ``simulate`` calls (logistic, EM mixture, Gaussian, multinomial ``jax``, linear regression at d = 5,
 16 and 64, the Sigma ``jax`` engine's block statistics, the native multinomial kernel at K x n_t = 50 x 100, 50 x 300,
-1000 x 5000, 50 x 10^4 and 1000 x 10^4) in this checkout and in
+1000 x 5000, 50 x 10^4 and 1000 x 10^4, 50 generations each; and issue 12 part 4's K = 50, n_t = 100 (t + 1),
+200 generations) in this checkout and in
 ``--base`` (extracted with ``git archive`` into a temporary folder), each in its own worker process, the two
 alternating ``--rounds`` times. A worker times one first call (compilation included) apart, then ``--repeats``
 calls; it reports wall and process-CPU seconds (``simulate`` returns NumPy arrays, so every call has finished its
@@ -26,7 +27,7 @@ import time
 from pathlib import Path
 
 CASES = ("logistic", "mixture", "gaussian", "multinomial", "linreg5", "linreg16", "linreg64", "sigma_jax",
-         "native50x100", "native50x300", "native1000x5000", "native50x10000", "native1000x10000")
+         "native50x100", "native50x300", "native1000x5000", "native50x10000", "native1000x10000", "native50xlinear")
 
 
 def _call(case: str):
@@ -74,6 +75,10 @@ def _call(case: str):
         return lambda: np.asarray(SP.jit_batched_block_stats(w, idx, ns))
     from collapse_jax import multinomial as M
 
+    if case == "native50xlinear":  # issue 12 part 4's setting: K = 50, n_t = 100 (t + 1), T = 200
+        alpha, n = S.constant_alpha(0.5, 200), S.linear_size(100, 200)
+        p = np.random.default_rng(0).dirichlet(np.ones(50))
+        return lambda: M.simulate(0, p, alpha, n, M.MultinomialConfig(), 20_000, progress=False, backend="native")
     if case.startswith("native"):  # the native kernel, replace, fixed n_t: K x n_t
         K, size = (int(v) for v in case[len("native"):].split("x"))
         alpha, n = S.constant_alpha(0.5, 50), S.constant_size(size, 50)

@@ -521,7 +521,8 @@ def sample_multinomial_native(keys: jax.Array, n: jax.Array, q: jax.Array) -> ja
     """Native CPU sampler: exact ``Multinomial(n_r, q_r)`` counts for keys (R,), n (R,), q (R, K) -> (R, K).
 
     Small samples (``n <= 6 K``) item by item (inverse cdf with a guide table, O(K + n) per row), larger ones as
-    conditional binomials across categories (inversion below mean 10, BTRS above), O(K) per row whatever ``n``;
+    conditional binomials across categories (inversion below mean 10, BTRS above), O(K) per row whatever ``n``,
+    except that the categories expecting fewer than 10 items share the chain's last count by items;
     row ``r`` depends only on ``keys[r]``. ``q`` rows are nonnegative weights, used as given (row ``r``'s law is
     ``q_r / sum(q_r)``).
     """

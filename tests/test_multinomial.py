@@ -401,8 +401,9 @@ def test_native_categorical_path_joint_law():
 @pytest.mark.parametrize("num_categories,n", [(1000, 10), (200, 50), (1000, 5000), (30, 180), (30, 181), (12, 1)])
 def test_native_categorical_path_margins(num_categories, n):
     """Each margin of a small-sample draw is Binomial(n, q_k), at several (K, n) on both sides of the switch to the
-    binomial chain (n = 6 K = 180 is the last categorical size at K = 30, 181 the first chain one), with both guide
-    tables (up to K items, and beyond: (1000, 5000), (30, 180))."""
+    binomial chain (n = 6 K = 180 is the last categorical size at K = 30, 181 the first chain one, where most
+    categories expect fewer than 10 items and take the chain's split), with both guide tables (up to K items, and
+    beyond: (1000, 5000), (30, 180))."""
     rng = np.random.default_rng(num_categories + n)
     q = rng.dirichlet(np.full(num_categories, 0.7))
     q[rng.permutation(num_categories)[:num_categories // 10]] = 0.0
@@ -469,7 +470,8 @@ def test_native_small_samples_match_exact_recurrence(regime):
 @pytest.mark.parametrize("regime", M.NATIVE_REGIMES)
 def test_native_engines_agree_across_paths(regime):
     """Generations of one run switch between the categorical path and the binomial chain (K = 300; n_t = 1, 10,
-    1800 categorical; 1801, 5000 chain): the refill and group engines still draw the same losses, bit for bit."""
+    1800 categorical; 1801, 5000 chain, where most categories expect fewer than 10 items and are split off by
+    items): the refill and group engines still draw the same losses, bit for bit."""
     from collapse_jax import _native
 
     if "refill" not in _native.multinomial_engines():
