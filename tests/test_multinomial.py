@@ -451,6 +451,17 @@ def test_native_chain_split_joint_law():
 
 
 @needs_native
+def test_native_chain_split_all_small():
+    """The split's edge: every category small (K = 1000, n = 6001 > 6 K, uniform q: 6 expected items each), so the
+    chain is the pseudo-category alone and all n items are drawn one by one. Margins against Binomial(n, 1/K)."""
+    draws, n = 20000, 6001
+    c = _native_counts(np.full(draws, float(n)), np.full((draws, 1000), 1.0), seed=9)
+    assert np.all(c.sum(1) == n)
+    for k in (0, 500, 999):
+        assert chi2_pvalue(c[:, k], stats.binom(n, 1e-3)) > 1e-3, k
+
+
+@needs_native
 @pytest.mark.parametrize("regime", ["replace", "accumulate"])
 def test_native_small_samples_match_exact_recurrence(regime):
     """K = 40 categories and n_t = 5 ... 778 (categorical generations up to n_t = 203 <= 6 K, binomial-chain ones
