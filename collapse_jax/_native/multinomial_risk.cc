@@ -669,7 +669,8 @@ struct ChainSplit {
       return (part[0] + part[1]) + (part[2] + part[3]);
     };
     const double limit = kSmallMean * sum4([](double x) { return std::max(x, 0.0); });
-    const double small_total = sum4([&](double x) { return x > 0 && n * x < limit ? x : 0.0; });
+    auto is_small = [&](double x) { return x > 0 && n * x < limit; };
+    const double small_total = sum4([&](double x) { return is_small(x) ? x : 0.0; });
     entries = K;
     num_small = 0;
     if (!(small_total > 0)) return q_in;
@@ -681,11 +682,11 @@ struct ChainSplit {
     int64_t e = 0, m = 0;
     for (int64_t k = 0; k < K; ++k) {  // without branches (which category is small is unpredictable)
       const double x = q_in[k];
-      const bool is_small = x > 0 && n * x < limit;
+      const bool small_k = is_small(x);
       small_q[m] = q[e] = x;
       small_category[m] = category[e] = (int32_t)k;
-      m += is_small;
-      e += !is_small;
+      m += small_k;
+      e += !small_k;
     }
     q[e] = small_total;  // (m > 0)
     category[e++] = -1;
@@ -699,7 +700,7 @@ struct ChainSplit {
   // layout (entries = K, in order): copied.
   void finish(Rng& rng, const double* d, int64_t K, CategoricalScratch& scratch, double* out) {
     if (num_small == 0) {
-      if (d != out) std::copy(d, d + K, out);
+      std::copy(d, d + K, out);
       return;
     }
     const double m = d[entries - 1];
@@ -1240,13 +1241,13 @@ class RefillRun {
   bool begin_generation(int s, Rng& rng, double size) {
     for (; size >= 0; size = end_generation(s, rng)) {
       drawn_[s] = size;
-      chained_[s] = !use_categorical(size, K_);
-      if (chained_[s]) {
+      if (!use_categorical(size, K_)) {
         ratios(s, size);
         n_[s] = size;
         kc_[s] = 0;
         return true;
       }
+      split_[s].num_small = 0;  // (draw(s) is the whole row: nothing to finish)
       multinomial_categorical(rng, size, q(s), K_, categorical_, draw(s));
     }
     return false;
@@ -1259,7 +1260,7 @@ class RefillRun {
     const int64_t t = t_[s], K = K_;
     double* cnt = counts(s);
     const double* d = draw(s);
-    if (chained_[s] && split_[s].num_small) {
+    if (split_[s].num_small) {
       split_[s].finish(rng, d, K, categorical_, expand_.data());
       d = expand_.data();
     }
@@ -1332,8 +1333,7 @@ class RefillRun {
   std::vector<double> rows_;  // counts, draw, ratio, q rows: (4, kSlots, Kp)
   std::vector<double> tail_;             // conditional_row's scratch
   std::vector<double> expand_;           // a split generation's counts (K,)
-  ChainSplit split_[kSlots];             // each slot's chain split (generations with chained_)
-  bool chained_[kSlots] = {};
+  ChainSplit split_[kSlots];             // each slot's chain split (num_small 0 in a categorical generation)
   CategoricalScratch categorical_;       // multinomial_categorical's
   alignas(64) uint64_t st_[kSlots] = {};
   alignas(64) int64_t kc_[kSlots] = {};
