@@ -14,7 +14,7 @@ per-step ``k_t``, ``alpha_t``, ``c_t``, ``eps``, the start), resolved in float64
 :func:`collapse_jax.driver.run_replicates` (a grid: a list of Params).
 
 A point's component likelihoods never change, so they are computed once when the point is posted and stored in the
-internet ("pool"): the update then costs O(B) per drawn point whatever the dimension. Two kernels, both exact in
+internet ("pool"): the update then costs O(B) per drawn point whatever the dimension. Three kernels, all exact in
 their sampling without replacement:
 - ``backend="native"`` (CPU default): whole replicates in C++ (``collapse_jax/_native/gmm_network.cc``): posts,
   draws (partial Fisher-Yates on each model's own copy of the internet, xoshiro128++ and Lemire's exact bounded
@@ -23,6 +23,8 @@ their sampling without replacement:
 - ``backend="jax"`` (portable, any device, the reference): :data:`kernel`, ``lax.scan`` over :func:`step`; each
   model draws an index uniformly and keeps it only if unused this step (a per-model bitmap), so accepted draws form
   a uniform random ordered sample without replacement.
+- ``backend="pallas"`` (for GPUs, only when asked for; :mod:`collapse_jax.gmm_pallas`): one Pallas kernel, whole
+  replicates per lane with the weights in registers; interpreted on a CPU.
 Replicates are sharded over all devices; replicate r's stream depends only on ``fold_in(key(seed), r)``.
 """
 
@@ -588,7 +590,18 @@ def run_network(key: jax.Array, cfg: GMMNetworkConfig, *, params: Params | None 
     params = make_params(cfg) if params is None else check_params(params, cfg)
     if backend == "native":
         return jax.tree_util.tree_map(lambda r: r[0], native_records(key[None], cfg, dtype, params=params))
+    if backend == "pallas":
+        from collapse_jax import gmm_pallas
+
+        _pallas_dtype(dtype)
+        return jax.tree_util.tree_map(lambda r: r[0], gmm_pallas.pallas_records(key[None], _static(cfg), params))
     return kernel(key, cast_params(params, dtype), _static(cfg))
+
+
+def _pallas_dtype(dtype):
+    if dtype is not None and jnp.dtype(dtype) != jnp.float32:
+        raise ValueError(f"backend='pallas' computes in float32; pass dtype=jnp.float32 (or None), got {dtype}")
+    return jnp.dtype(jnp.float32)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -662,11 +675,19 @@ def _native_call(weights, human, seeds, attributes: dict, config: StaticConfig, 
                   dist if config.record_d else None)
 
 
+BACKENDS = ("auto", "native", "jax", "pallas")
+
+
 def resolve_backend(backend: str) -> str:
-    """``auto``: the native kernel on CPU when it builds, else the portable JAX kernel."""
+    """``auto``: the native kernel on CPU when it builds, else the portable JAX kernel. ``pallas``
+    (:mod:`collapse_jax.gmm_pallas`, written for GPUs) only when asked for: it has been lowered to Triton and run
+    in Pallas's interpreter here, not yet timed on a GPU (docs/benchmarks.md); on a CPU it runs interpreted (slow,
+    for tests)."""
     from collapse_jax import _native
 
-    return _native.resolve_backend(backend)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return backend if backend == "pallas" else _native.resolve_backend(backend)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -701,6 +722,10 @@ def bytes_per_replicate(cfg: GMMNetworkConfig, dtype=jnp.float32, backend: str =
     rec = record_bytes(cfg, dtype)
     if backend == "native":  # inputs and records; the internet lives in per-thread scratch of a few replicates
         return rec + n * B * item + max(cfg.num_human, 1) * _feature_size(cfg) * item + 16
+    if backend == "pallas":  # records, the internet and bitmap in device memory, and the host copy of the records
+        from collapse_jax import gmm_pallas
+
+        return gmm_pallas.bytes_per_replicate(_static(cfg)) + rec
     pool = cfg.pool_size * _feature_size(cfg) * item
     scratch = n * (-(-max(cfg.max_points, 1) // 32)) * 4
     # the scan keeps the pool twice (input and output buffers) in the worst case
@@ -724,26 +749,38 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     The replicate axis is sharded over all devices of ``mesh`` (default: ``jax.devices()``); results do not depend
     on the number of devices nor on ``chunk_size`` (replicates per call; default: as many as ``memory_budget``
     bytes hold, by :func:`bytes_per_replicate`; the budget defaults to half the device's memory). ``dtype``: float32
-    or float64 (default: float64 with x64 on).
+    or float64 (default: float64 with x64 on). ``backend``: ``auto``, ``native``, ``jax`` or ``pallas``
+    (:func:`resolve_backend`); ``pallas`` computes in float32 (the default dtype there), on the default device, one
+    cell after another.
     """
     R = _checks.positive_int("num_replicates", num_replicates)
     first = _checks.nonnegative_int("first_replicate", first_replicate)
     if not isinstance(config, GMMNetworkConfig):
         raise ValueError(f"config must be a GMMNetworkConfig (use make_config), got {type(config).__name__}")
     cells, grid = _cells(params, config)
+    backend = resolve_backend(backend)
+    if backend == "pallas":
+        dtype = _pallas_dtype(dtype)
     dtype = jnp.dtype(dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True) or --x64)")
-    backend = resolve_backend(backend)
     mesh = mesh or replicate_mesh()
     static = config.static
     _checks.fits_in_memory("num_replicates", R, len(cells) * record_bytes(static, dtype))  # all come to the host
-    per = bytes_per_replicate(static, dtype, backend) * (1 if backend == "native" else len(cells))
+    per = bytes_per_replicate(static, dtype, backend) * (len(cells) if backend == "jax" else 1)
     chunk = driver.chunk_replicates(R, mesh, chunk_size, memory_budget, lambda: per)
     _checks.fits_in_memory("chunk_size (replicates per call)", padded_count(chunk, mesh), per)
     show = _progress.enabled() if progress is None else progress
     if backend == "native":
         outs = [_simulate_native(seed, cell, static, first, R, chunk, dtype, mesh, show) for cell in cells]
+        out = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *outs)
+    elif backend == "pallas":  # one cell after another, chunks on the default device
+        from collapse_jax import gmm_pallas
+
+        gmm_pallas.check_sizes(static, chunk, gmm_pallas.DEFAULT_BLOCK)  # before any compute
+        outs = [driver.map_chunks(lambda keys, cell=cell: gmm_pallas.pallas_records(keys, static, cell), R, seed,
+                                  chunk, first_replicate=first, progress=show, desc="gmm-network replicates")
+                for cell in cells]
         out = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *outs)
     else:
         stacked, grid_axes = driver.stack_cells(cells)

@@ -30,13 +30,13 @@ def small_config(**kw):
 
 
 def test_matches_numpy_reference_in_distribution():
-    """Both kernels against the NumPy reference (Figure 4 setting, T = 25): KS tests on ||D(t)||_F at several t and
+    """Every kernel against the NumPy reference (Figure 4 setting, T = 25): KS tests on ||D(t)||_F at several t and
     on a weight, and the fraction of replicates with a dropped component; the same test rejects a wrong beta."""
     T = 25
     rng = np.random.default_rng(12345)
     runs = [gmm_reference.simulate(rng, num_steps=T) for _ in range(250)]
     ref_dnorm, ref_pi = np.stack([r[0] for r in runs]), np.stack([r[1] for r in runs])
-    for backend in BACKENDS:
+    for backend in [*BACKENDS, "pallas"]:  # pallas: the GPU kernel in Pallas's interpreter (float32)
         res = gn.simulate(7, small_config(num_steps=T, record_pi=True), 500, backend=backend)
         for t in (1, 2, 5, 10, 25):
             ks = stats.ks_2samp(res.dnorm[:, t], ref_dnorm[:, t])
@@ -48,8 +48,9 @@ def test_matches_numpy_reference_in_distribution():
         se = np.sqrt(dropped_ref * (1 - dropped_ref) * (1 / 250 + 1 / 500))
         assert abs(dropped - dropped_ref) < 4 * se + 1e-9, (backend, dropped, dropped_ref)
     # the comparison has power: the same network reading the whole internet (beta = 1) is rejected
-    wrong = gn.simulate(7, small_config(num_steps=T, beta=1.0), 500).dnorm
-    assert stats.ks_2samp(wrong[:, T], ref_dnorm[:, T]).pvalue < 1e-3
+    for backend in ("auto", "pallas"):
+        wrong = gn.simulate(7, small_config(num_steps=T, beta=1.0), 500, backend=backend).dnorm
+        assert stats.ks_2samp(wrong[:, T], ref_dnorm[:, T]).pvalue < 1e-3, backend
 
 
 def test_three_components_2d_with_human_data_matches_reference():
@@ -60,7 +61,7 @@ def test_three_components_2d_with_human_data_matches_reference():
               eps=0.05, num_human=10, pi_ref=(0.5, 0.3, 0.2), alpha=0.05, c=0.01)
     rng = np.random.default_rng(3)
     ref = np.stack([gmm_reference.simulate(rng, **kw)[0] for _ in range(250)])
-    for backend in BACKENDS:
+    for backend in [*BACKENDS, "pallas"]:
         res = gn.simulate(11, gn.make_config(**kw), 500, backend=backend)
         for t in (1, 4, 10):
             ks = stats.ks_2samp(res.dnorm[:, t], ref[:, t])

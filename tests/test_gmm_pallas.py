@@ -1,0 +1,101 @@
+"""The Pallas GMM network kernel (GPU form), run here in Pallas's interpreter: its law against the NumPy reference and
+the portable kernel, its invariants, a replicate's records depending only on its key, bad input, and its lowering to
+Triton (checked without a GPU)."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from native_support import NATIVE
+from collapse_jax import gmm_network as gn
+from collapse_jax import gmm_pallas as gp
+from collapse_jax.replicates import replicate_keys
+
+THREE_2D = dict(mu=((-2.0, 0.0), (2.0, 0.5), (0.0, 3.0)), sigma=((1.0, 0.3), (0.3, 0.8)), num_models=2,
+                points_per_step=4, beta=0.4, dirichlet_a=0.7, num_steps=10, eps=0.05, num_human=10,
+                pi_ref=(0.5, 0.3, 0.2), alpha=0.05, c=0.01)
+
+
+# The law against the NumPy reference (Figure 4; B = 3, d = 2 with human data): tests/test_gmm_network.py, which runs
+# every backend against the same reference draws.
+
+
+def test_invariants_and_start():
+    """B = 3, d = 2, human data (eps = 0, so pruning keeps sum 1), at every step: weights on the simplex, dropped
+    components stay dropped,
+    ``alive``, ``D``, ``||D||_F`` and ``collapsed`` consistent with the weights; Pi(0) drawn from each replicate's
+    key as the native kernel draws it."""
+    cfg = gn.make_config(**{**THREE_2D, "eps": 0.0}, record_pi=True, record_d=True)
+    ours = gn.simulate(3, cfg, 64, backend="pallas", progress=False)
+    assert ours.dnorm.dtype == np.float32 and ours.alive.dtype == np.int8 and ours.collapsed.dtype == bool
+    w = ours.weights.astype(np.float64)
+    assert np.all(w >= 0)
+    np.testing.assert_allclose(w.sum(-1), 1.0, atol=5e-5)  # float32 (the portable kernel drifts as much)
+    dropped = w == 0
+    assert np.all(dropped[:, 1:] >= dropped[:, :-1]), "a dropped component came back"
+    np.testing.assert_array_equal(ours.alive, (w > 0).sum(-1))
+    brute = np.linalg.norm(w[:, :, :, None, :] - w[:, :, None, :, :], axis=-1)
+    np.testing.assert_allclose(ours.distances, brute, atol=2e-6)
+    np.testing.assert_allclose(ours.dnorm, np.sqrt((brute**2).sum((-1, -2))), atol=5e-6)
+    one_hot = (w > 0).sum(-1) == 1
+    same = (w.argmax(-1) == w[:, :, :1].argmax(-1)).all(-1)
+    np.testing.assert_array_equal(ours.collapsed, one_hot.all(-1) & same)
+    assert ours.collapsed.any() or not one_hot.all(-1).any()
+    if NATIVE:
+        native = gn.simulate(3, cfg, 64, backend="native", dtype=jnp.float32, progress=False)
+        np.testing.assert_allclose(ours.weights[:, 0], native.weights[:, 0], rtol=1e-6)
+
+
+def test_a_replicate_depends_only_on_its_key():
+    """Same seed, same records; another seed, others; the block size (replicates per program), the chunking and
+    the first replicate's index change nothing; run_network gives the replicate of its key; a grid's cell equals
+    that cell run alone."""
+    cfg = gn.paper_config(4, num_steps=25, record_pi=True)
+    params = gn.make_params(cfg)
+    keys = replicate_keys(9, 0, 20)
+    full = gn.simulate(9, cfg, 20, backend="pallas", progress=False)
+    narrow = gp.pallas_records(keys, cfg.static, params, block=8)
+    for field, a in zip(full._fields, full):
+        if a is not None:
+            np.testing.assert_array_equal(np.asarray(getattr(narrow, field)), a, err_msg=field)
+    np.testing.assert_array_equal(gn.simulate(9, cfg, 20, backend="pallas", progress=False).weights, full.weights)
+    part = gn.simulate(9, cfg, 7, backend="pallas", first_replicate=13, chunk_size=3, progress=False)
+    np.testing.assert_array_equal(part.weights, full.weights[13:])
+    one = gn.run_network(keys[5], cfg, dtype=jnp.float32, backend="pallas")
+    np.testing.assert_array_equal(np.asarray(one.weights), full.weights[5])
+    other = gn.simulate(10, cfg, 20, backend="pallas", progress=False)
+    assert not np.allclose(other.dnorm[:, 5:], full.dnorm[:, 5:])
+    cells = [gn.make_params(cfg.replace(beta=b)) for b in (0.3, 0.5)]
+    grid = gn.simulate(9, cfg, 20, params=cells, backend="pallas", progress=False)
+    assert grid.dnorm.shape == (2, 20, 26)
+    np.testing.assert_array_equal(grid.dnorm[1], full.dnorm)
+
+
+@pytest.mark.slow
+def test_figure6_same_law_as_portable_kernel():
+    """Figure 6 (B = 11): ||D(t)||_F against the portable kernel (KS, independent seeds). Slow here: the
+    interpreter compiles the eleven-component kernel in about 30 s."""
+    cfg = gn.paper_config(6, num_steps=25)
+    ours = gn.simulate(1, cfg, 512, backend="pallas", progress=False)
+    portable = gn.simulate(2, cfg, 400, backend="jax", progress=False)
+    for t in (1, 10, 25):
+        assert stats.ks_2samp(ours.dnorm[:, t], portable.dnorm[:, t]).pvalue > 1e-3, t
+
+
+@pytest.mark.parametrize("cfg", [gn.paper_config(4), gn.paper_config(6, record_pi=True, record_d=True),
+                                 gn.make_config(**THREE_2D)], ids=["fig4", "fig6-records", "B3-d2-human"])
+def test_lowers_to_triton(cfg):
+    """Every operation of the kernel has a Triton lowering (Pallas lowers for CUDA without a GPU): one Triton call."""
+    text = gp.lower_for_gpu(cfg.static, gn.make_params(cfg))
+    assert text.count("__gpu$xla.gpu.triton") == 1
+
+
+def test_bad_input():
+    cfg = gn.paper_config(4, num_steps=3)
+    with pytest.raises(ValueError, match="float32"):
+        gn.simulate(0, cfg, 4, backend="pallas", dtype=jnp.float64)
+    with pytest.raises(ValueError, match="backend must be one of auto, native, jax, pallas"):
+        gn.simulate(0, cfg, 4, backend="triton")
+    with pytest.raises(ValueError, match="block must be a power of two"):
+        gp.pallas_records(replicate_keys(0, 0, 4), cfg.static, gn.make_params(cfg), block=24)
