@@ -390,7 +390,7 @@ class GMMNetworkSweep(SweepModel):
     in one dimension (B = 2, spacing 10: the seed's Figure 4; B = 11, spacing 5: Figure 6)."""
 
     name = "gmm-network"
-    backends = ("auto", "native", "jax")
+    backends = ("auto", "native", "jax", "pallas")
     fields = {
         "num_models": Field(3, "models n", int, 1, 10_000),
         "points_per_step": Field(3, "points L each model posts per step", int, 1, 100_000),

@@ -70,7 +70,7 @@ def _assert_same(a, b):
     ('simulator = "multinomial"\nreplicates = 0\n', "replicates", 2, "integer >= 1"),
     ('simulator = "multinomial"\n[[zip]]\nalpha0 = [0.1, 0.2]\nn0 = [10]\n', "zip[0]", 2, "one length"),
     ('simulator = "gaussian"\n[fixed]\nn0 = 1\n', "fixed.n0", 3, "n0 must be >= 2"),
-    ('simulator = "gmm-network"\nbackend = "pallas"\n', "backend", 2, "must be one of"),
+    ('simulator = "gmm-network"\nbackend = "triton"\n', "backend", 2, "must be one of"),
 ])
 def test_spec_errors_name_the_field_and_the_line(text, field, line, words):
     with pytest.raises(sweep_spec.SpecError) as err:
