@@ -164,6 +164,22 @@ def test_prefix_block_stats_matches_reference():
         np.testing.assert_allclose(got, want, rtol=2e-3, atol=2e-4)  # float32 products
 
 
+@pytest.mark.parametrize("rows_per_chunk", [4, 5, 13])
+def test_numpy_engine_leverage_pass_is_the_same_in_any_chunks(monkeypatch, rows_per_chunk):
+    """The numpy engine's leverage pass runs in cache-sized chunks of rows (6144 rows at d = 16, more than these
+    blocks): chunks of 4 (the pair offsets), 5 and 13 rows, whose boundaries cut pairs (i, i + k), give the same
+    statistics bit for bit (each row's sums are formed alike), and they match the float64 reference."""
+    x = rng(6).standard_normal((200, 16)).astype(np.float32)
+    ns = (17, 30, 57, 200)
+    whole = spp.numpy_prefix_block_stats(x, ns)
+    monkeypatch.setattr(spp, "LEVERAGE_CHUNK_BYTES", rows_per_chunk * 4 * 16)
+    chunked = spp.numpy_prefix_block_stats(x, ns)
+    for a, b in zip(whole, chunked):
+        np.testing.assert_array_equal(a, b)
+    for got, want in zip(chunked, _reference_prefix_stats(x.astype(np.float64), ns)):
+        np.testing.assert_allclose(got[1:], want[1:], rtol=2e-3, atol=2e-4)
+
+
 @pytest.mark.parametrize("dim, n", [(8, 10), (8, 16), (32, 48), (12, 128)])  # float64 whitening (2n <= 3d) or not
 def test_batched_block_stats_equal_the_block_engine(dim, n):
     """The calibration's batched statistics are the per-block numpy engine's, block by block: the same arithmetic,
