@@ -148,8 +148,11 @@ def _kernel(k0_ref, k1_ref, w0_ref, human_ref, points_ref, draws_ref, alpha_ref,
     for m in range(n):
         for b in range(B):
             weights_ref[m, b, :] = w0_ref[m, b, :]
-    for row in range(m0 * S):
+    def copy_human(row, carry):
         pool_ref[row, :] = human_ref[row, :]
+        return carry
+
+    lax.fori_loop(0, m0 * S, copy_human, 0)
     _record(all_weights(), 0, dnorm_ref, alive_ref, collapsed_ref, pi_ref, dist_ref)
 
     def post(m, state):
@@ -294,12 +297,26 @@ def _records(seeds, weights, human, params: Params, *, config: StaticConfig, blo
     return Record(dnorm, alive.astype(jnp.int8), collapsed.astype(bool), pi, dist)
 
 
+# The kernel unrolls its loops over models and components (Triton keeps each lane's weights in registers only as
+# separate vectors): code grows like n^2 B (the records), B^2 (pruning) and B^2 d (the posts' features).
+MAX_MODELS = 64
+MAX_COMPONENTS = 32
+MAX_FEATURE_TERMS = 8192  # B^2 d
+
+
 def check_sizes(config: StaticConfig, replicates: int, block: int) -> None:
-    """The kernel's limits, checked before any compute: ``block`` a power of two, and at most 2^31 internet rows
-    per lane (a draw's row index is int32)."""
+    """The kernel's limits, checked before any compute: ``block`` a power of two; at most :data:`MAX_MODELS`
+    models, :data:`MAX_COMPONENTS` components and ``B^2 d <=`` :data:`MAX_FEATURE_TERMS` (its unrolled code); at
+    most 2^31 internet rows per lane (a draw's row index is int32). Larger networks: ``backend="jax"``."""
     if block < 1 or block & (block - 1):
         raise ValueError(f"block must be a power of two, got {block}")
     _checks.positive_int("replicates", replicates)
+    n, B, d = config.num_models, config.num_components, config.dim
+    for name, value, limit in (("num_models", n, MAX_MODELS), ("num_components", B, MAX_COMPONENTS),
+                               ("num_components^2 x dim", B * B * d, MAX_FEATURE_TERMS)):
+        if value > limit:
+            raise ValueError(f"backend='pallas' unrolls its loops over models and components: {name} must be <= "
+                             f"{limit}, got {value}; use backend='jax' for larger networks")
     if config.pool_size * _feature_size(config) >= 2 ** 31:
         raise ValueError(f"the Pallas GMM kernel indexes a replicate's internet with int32 rows; this one has "
                          f"{config.pool_size} points x {_feature_size(config)} features (reduce num_steps, "

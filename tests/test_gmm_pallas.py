@@ -97,5 +97,9 @@ def test_bad_input():
         gn.simulate(0, cfg, 4, backend="pallas", dtype=jnp.float64)
     with pytest.raises(ValueError, match="backend must be one of auto, native, jax, pallas"):
         gn.simulate(0, cfg, 4, backend="triton")
+    with pytest.raises(ValueError, match="num_models must be <= 64, got 65"):
+        gn.simulate(0, gn.paper_config(4, num_steps=3, num_models=65), 4, backend="pallas")
+    with pytest.raises(ValueError, match="num_components must be <= 32, got 33"):
+        gn.simulate(0, gn.make_config(mu=[[float(b)] for b in range(33)], num_steps=3), 4, backend="pallas")
     with pytest.raises(ValueError, match="block must be a power of two"):
         gp.pallas_records(replicate_keys(0, 0, 4), cfg.static, gn.make_params(cfg), block=24)
