@@ -1,7 +1,34 @@
 """collapse-jax: Monte Carlo simulators and closed-form theory for model collapse, in JAX.
 
 The public API is what this module re-exports.
+
+Importing it sets JAX's default precision of float32 matrix products to full float32 (``"highest"``), unless the
+process already chose one (``jax_default_matmul_precision``) or ``COLLAPSE_JAX_MATMUL_PRECISION`` says otherwise
+(``default`` leaves JAX's default; any other value is passed to JAX). JAX's own default lets GPUs round float32
+operands to TensorFloat-32 (10-bit mantissas) in every product: a log-det of a Gram matrix, a leverage, a distance
+between close points or a GMM likelihood ratio would then carry relative errors near 1e-3, far above this library's
+Monte Carlo precision. On CPUs the setting changes no number (XLA:CPU computes float32 products in float32 either
+way); on GPUs float32 products run on the FP32 units, as PyTorch's default does (bfloat16 runs are unaffected).
 """
+
+import os as _os
+
+import jax as _jax
+
+
+def _full_float32_products() -> None:
+    choice = _os.environ.get("COLLAPSE_JAX_MATMUL_PRECISION", "highest").strip()
+    if choice == "default" or _jax.config.jax_default_matmul_precision is not None:
+        return
+    try:
+        _jax.config.update("jax_default_matmul_precision", choice)
+    except ValueError as e:
+        raise ValueError(f"COLLAPSE_JAX_MATMUL_PRECISION must be 'default' or a value of JAX's "
+                         f"jax_default_matmul_precision (e.g. highest, tensorfloat32, bfloat16), got {choice!r}: {e}") \
+            from None
+
+
+_full_float32_products()
 
 from collapse_jax import driver
 from collapse_jax.results import RunFolder

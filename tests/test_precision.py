@@ -1,0 +1,66 @@
+"""Full float32 matrix products: importing collapse_jax makes JAX's default float32 product precision "highest", so
+that on a GPU no estimator's product is rounded to TensorFloat-32. Checked without a GPU by lowering representative
+computations for CUDA and reading every dot's precision; the environment variable and a precision the process chose
+first are respected."""
+
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import export
+
+import collapse_jax  # noqa: F401  (the import sets the precision)
+from collapse_jax import distance, spectral
+from collapse_jax import gmm_network as gn
+from collapse_jax import sigma_precision as sp
+
+
+def _dot_precisions(fn, *args) -> list[str]:
+    """The precision attribute of every dot in ``fn`` lowered for CUDA (empty string: none, i.e. JAX's default)."""
+    text = export.export(jax.jit(fn), platforms=["cuda"])(*args).mlir_module()
+    dots = re.findall(r"stablehlo\.dot_general[^\n]*", text)
+    assert dots, "no dot in the lowered program"
+    return [m.group(1) if (m := re.search(r"precision = \[([^\]]*)\]", d)) else "" for d in dots]
+
+
+def test_import_sets_full_float32_products():
+    assert jax.config.jax_default_matmul_precision == "highest"
+
+
+@pytest.mark.parametrize("name", ["gram", "block stats", "leverage statistics", "mds", "gmm features"])
+def test_every_float32_product_lowers_at_highest_precision_for_a_gpu(name):
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((48, 6)), jnp.float32)
+    cfg = gn.paper_config(6)
+    params = gn.cast_params(gn.make_params(cfg), jnp.float32)
+    geometry = gn.Geometry(params.mu, params.chol, params.whitener)
+    cases = {
+        "gram": (spectral.gram, x),
+        "block stats": (lambda v: sp.prefix_block_stats(v, (12, 24, 48)), x),
+        "leverage statistics": (lambda v: spectral.leverage_statistics(v), x),
+        "mds": (lambda v: distance.classical_mds(distance.pairwise_distances(v[:8])), x),
+        "gmm features": (lambda v: gn.point_features(v[:, :1], geometry), x),
+    }
+    fn, arg = cases[name]
+    precisions = _dot_precisions(fn, arg)
+    assert all(p == "HIGHEST, HIGHEST" for p in precisions), precisions
+
+
+def _run(code: str, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu", **env})
+
+
+def test_environment_and_an_earlier_choice_are_respected():
+    show = "import jax, collapse_jax; print(jax.config.jax_default_matmul_precision)"
+    assert _run(show, COLLAPSE_JAX_MATMUL_PRECISION="default").stdout.strip() == "None"
+    assert _run(show, COLLAPSE_JAX_MATMUL_PRECISION="tensorfloat32").stdout.strip() == "tensorfloat32"
+    first = ("import jax; jax.config.update('jax_default_matmul_precision', 'bfloat16'); import collapse_jax; "
+             "print(jax.config.jax_default_matmul_precision)")
+    assert _run(first).stdout.strip() == "bfloat16"
+    bad = _run("import collapse_jax", COLLAPSE_JAX_MATMUL_PRECISION="tf33")
+    assert bad.returncode != 0 and "COLLAPSE_JAX_MATMUL_PRECISION must be 'default' or a value" in bad.stderr
