@@ -168,7 +168,8 @@ def _kernel(k0_ref, k1_ref, w0_ref, human_ref, points_ref, draws_ref, alpha_ref,
         for b in range(B - 1):
             cum = cum + p[b] / total
             thresholds.append(jnp.where(b >= last, np.float32(2.0), cum))
-        for l in range(L):
+
+        def one(l, ctr):
             w0, _, ctr = random_words(ctr)
             u = _uniform(w0)
             comp = functools.reduce(jnp.add, [(u >= th).astype(jnp.int32) for th in thresholds], jnp.zeros_like(last))
@@ -197,7 +198,9 @@ def _kernel(k0_ref, k1_ref, w0_ref, human_ref, points_ref, draws_ref, alpha_ref,
             row = (first + m * L + l) * S
             for s_, f in enumerate(feats):
                 pool_ref[row + s_, :] = f
-        return ctr, first
+            return ctr
+
+        return lax.fori_loop(0, L, one, ctr), first
 
     def update(m, state):
         """Model m draws ``k_t`` distinct points of ``A(t)`` and updates its weights point by point."""
@@ -245,10 +248,11 @@ def _kernel(k0_ref, k1_ref, w0_ref, human_ref, points_ref, draws_ref, alpha_ref,
 
 
 @functools.partial(jax.jit, static_argnames=("config", "block", "num_warps", "interpret"))
-def _records(seeds, weights, human, params: Params, *, config: StaticConfig, block: int, num_warps: int,
-             interpret: bool):
-    """The kernel on :func:`collapse_jax.gmm_network._native_inputs`' ``Pi(0)`` (R, n, B), human features
-    (R, m0, S) and seed words (R, 4); records (R, T + 1, ...) as :class:`collapse_jax.gmm_network.Record`."""
+def _records(keys, params: Params, *, config: StaticConfig, block: int, num_warps: int, interpret: bool):
+    """The kernel for replicate keys (R,), R a multiple of ``block``, from the start
+    :func:`collapse_jax.gmm_network._native_inputs` draws (``Pi(0)`` (R, n, B), human features (R, m0, S), seed
+    words (R, 4)), compiled with it; records (R, T + 1, ...) as :class:`collapse_jax.gmm_network.Record`."""
+    weights, human, seeds = _native_inputs(keys, params, config)
     n, B, d, T = config.num_models, config.num_components, config.dim, config.num_steps
     S, T1 = _feature_size(config), T + 1
     R = weights.shape[0]
@@ -340,9 +344,7 @@ def pallas_records(keys: jax.Array, config: StaticConfig, params: Params, *, blo
     R = keys.shape[0]
     if R % block:  # whole programs: every call of a size class compiles once (the padding lanes are dropped)
         keys = jnp.concatenate([keys, jax.random.split(jax.random.key(0), block - R % block)])
-    jparams = cast_params(params, jnp.float32)
-    weights, human, seeds = _native_inputs(keys, jparams, config)
-    records = _records(seeds, weights, human, jparams, config=config, block=block, num_warps=num_warps,
+    records = _records(keys, cast_params(params, jnp.float32), config=config, block=block, num_warps=num_warps,
                        interpret=interpret)
     return jax.tree_util.tree_map(lambda x: x[:R], records)
 
@@ -361,14 +363,12 @@ def lower_for_gpu(config: StaticConfig, params: Params, replicates: int = 256, *
     the call, for checking that every operation the kernel uses has a Triton lowering."""
     from jax import export
 
-    keys = jax.random.split(jax.random.key(0), replicates)
-    jparams = cast_params(params, jnp.float32)
+    keys = jax.random.split(jax.random.key(0), replicates + (-replicates % block))
 
     def run(keys, jparams):
-        weights, human, seeds = _native_inputs(keys, jparams, config)
-        return _records(seeds, weights, human, jparams, config=config, block=block, num_warps=4, interpret=False)
+        return _records(keys, jparams, config=config, block=block, num_warps=4, interpret=False)
 
     exported = export.export(jax.jit(run), platforms=["cuda"],
                              disabled_checks=[export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")])(
-        keys, jparams)
+        keys, cast_params(params, jnp.float32))
     return exported.mlir_module()

@@ -29,6 +29,9 @@ def small_config(**kw):
 # ---------------------------------------------------------------------------------------------------- reference
 
 
+# The Pallas kernel's interpreted compile (several seconds per configuration) is shared with tests/test_gmm_pallas.py's
+# tests of the same configurations when they run in one process: one xdist group.
+@pytest.mark.xdist_group("gmm-pallas")
 def test_matches_numpy_reference_in_distribution():
     """Every kernel against the NumPy reference (Figure 4 setting, T = 25): KS tests on ||D(t)||_F at several t and
     on a weight, and the fraction of replicates with a dropped component; the same test rejects a wrong beta."""
@@ -53,6 +56,7 @@ def test_matches_numpy_reference_in_distribution():
         assert stats.ks_2samp(wrong[:, T], ref_dnorm[:, T]).pvalue < 1e-3, backend
 
 
+@pytest.mark.xdist_group("gmm-pallas")
 def test_three_components_2d_with_human_data_matches_reference():
     """B = 3 (the log-space ownership path), d = 2, full covariance, human data, constant alpha and c, eps > 0."""
     mu = ((-2.0, 0.0), (2.0, 0.5), (0.0, 3.0))
@@ -62,7 +66,7 @@ def test_three_components_2d_with_human_data_matches_reference():
     rng = np.random.default_rng(3)
     ref = np.stack([gmm_reference.simulate(rng, **kw)[0] for _ in range(250)])
     for backend in [*BACKENDS, "pallas"]:
-        res = gn.simulate(11, gn.make_config(**kw), 500, backend=backend)
+        res = gn.simulate(11, gn.make_config(**kw, record_pi=True, record_d=True), 500, backend=backend)
         for t in (1, 4, 10):
             ks = stats.ks_2samp(res.dnorm[:, t], ref[:, t])
             assert ks.pvalue > 1e-3, (backend, t, ks)

@@ -21,6 +21,7 @@ THREE_2D = dict(mu=((-2.0, 0.0), (2.0, 0.5), (0.0, 3.0)), sigma=((1.0, 0.3), (0.
 # every backend against the same reference draws.
 
 
+@pytest.mark.xdist_group("gmm-pallas")  # shares compiles with tests/test_gmm_network.py
 def test_invariants_and_start():
     """B = 3, d = 2, human data (eps = 0, so pruning keeps sum 1), at every step: weights on the simplex, dropped
     components stay dropped,
@@ -47,6 +48,7 @@ def test_invariants_and_start():
         np.testing.assert_allclose(ours.weights[:, 0], native.weights[:, 0], rtol=1e-6)
 
 
+@pytest.mark.xdist_group("gmm-pallas")  # shares compiles with tests/test_gmm_network.py
 def test_a_replicate_depends_only_on_its_key():
     """Same seed, same records; another seed, others; the block size (replicates per program), the chunking and
     the first replicate's index change nothing; run_network gives the replicate of its key; a grid's cell equals
