@@ -6,7 +6,9 @@ prediction recorded):
 
 - ``gmm``: the GMM network, Pallas kernel (``gmm_pallas``, first: never run on a GPU before this script; a kernel
   that fails is recorded and the section goes on) and portable JAX kernel, Figure 4 (B = 2) at R = 10^4, 10^5, 10^6
-  replicates and Figure 6 (B = 11) at R = 10^4, 10^5; replicates/s, compile time apart, mean ||D(T)||_F.
+  replicates and Figure 6 (B = 11) at R = 10^4, 10^5; replicates/s, compile time apart, mean ||D(T)||_F; and the
+  Pallas kernel's law against the portable kernel's on the GPU (KS p-values of ||D(t)||_F at four steps, from each
+  kernel's smallest R).
 - ``multinomial``: the multinomial recursion (K = 50, T = 200 generations, alpha = 0.5, replace; n_t = 1000 fixed
   and n_t = 100 fixed) at R = 10^6 and 10^7, Pallas kernel (``multinomial_pallas``) and vmapped JAX sampler;
   replicate-generations/s and the largest relative deviation of the mean loss from the exact recurrence.
@@ -110,7 +112,7 @@ def section_gmm(args, clock: Clock) -> dict:
 
     plan = [(b, 4, r) for b in args.gmm_backends for r in args.gmm_replicates]
     plan += [(b, 6, r) for b in args.gmm_backends for r in args.gmm_fig6_replicates]
-    rows, last, failed = [], {}, {}
+    rows, last, failed, samples = [], {}, {}, {}
     for backend, figure, R in plan:
         cfg = gn.paper_config(figure, num_steps=args.gmm_steps)
         per_rep = last.get((backend, figure))
@@ -140,11 +142,38 @@ def section_gmm(args, clock: Clock) -> dict:
         d = np.concatenate([parts[i].dnorm for i in sorted(parts)])
         collapsed = np.concatenate([parts[i].collapsed[:, -1] for i in sorted(parts)])
         last[(backend, figure)] = w / R
+        samples.setdefault((backend, figure), d)  # the smallest R of each kernel, for the law check below
         rows.append(dict(row, chunk=chunk, **t, replicates_per_s=R / w, dnorm_mean_t0=float(d[:, 0].mean()),
                          dnorm_mean_tT=float(d[:, -1].mean()), collapsed_fraction_tT=float(np.mean(collapsed))))
         print(f"gmm {backend} fig{figure} R={R}: {w:.2f} s warm ({R / w:,.0f} replicates/s), first pass "
               f"{t['first_call_s']:.1f} s", flush=True)
-    return dict(rows=rows)
+    return dict(rows=rows, law_checks=_gmm_law_checks(samples))
+
+
+def _gmm_law_checks(samples: dict) -> list[dict]:
+    """The Pallas kernel against the portable one on this device: two-sample KS p-values of ||D(t)||_F at a few
+    steps, and the means' difference in standard errors, per figure (independent draws: different generators)."""
+    from scipy import stats
+
+    import numpy as np
+
+    out = []
+    for figure in sorted({f for _, f in samples}):
+        a, b = samples.get(("pallas", figure)), samples.get(("jax", figure))
+        if a is None or b is None:
+            continue
+        T = min(a.shape[1], b.shape[1]) - 1
+        steps = sorted({1, min(10, T), T // 4, T})
+        se = np.sqrt(a[:, T].var() / len(a) + b[:, T].var() / len(b))
+        check = dict(figure=figure, replicates=[len(a), len(b)], steps=steps,
+                     ks_pvalues=[float(stats.ks_2samp(a[:, t], b[:, t]).pvalue) for t in steps],
+                     mean_tT=[float(a[:, T].mean()), float(b[:, T].mean())],
+                     mean_difference_in_se=float((a[:, T].mean() - b[:, T].mean()) / se) if se > 0 else 0.0)
+        out.append(check)
+        print(f"gmm law, Figure {figure}, pallas against jax: KS p-values at t = {steps}: "
+              f"{', '.join(f'{p:.3g}' for p in check['ks_pvalues'])}; mean ||D(T)||_F {check['mean_tT'][0]:.4f} / "
+              f"{check['mean_tT'][1]:.4f} ({check['mean_difference_in_se']:+.1f} SE)", flush=True)
+    return out
 
 
 def section_multinomial(args, clock: Clock) -> dict:
@@ -385,6 +414,11 @@ def markdown(results: dict) -> str:
             else:
                 lines.append(f"{head} {_median(r['warm_s']):.2f} | {r['replicates_per_s']:,.0f} | "
                              f"{r['compile_s']:.1f} | {r['dnorm_mean_tT']:.4f} |")
+        for c in gmm.get("law_checks", []):
+            lines.append(f"\nPallas against portable kernel, Figure {c['figure']} ({c['replicates'][0]:,} / "
+                         f"{c['replicates'][1]:,} replicates): KS p-values at t = {c['steps']}: "
+                         f"{', '.join(f'{p:.3g}' for p in c['ks_pvalues'])}; mean ||D(T)||_F differs by "
+                         f"{c['mean_difference_in_se']:+.1f} SE.")
         lines.append("")
     mn = results.get("multinomial", {})
     if mn.get("rows"):
