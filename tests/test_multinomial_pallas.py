@@ -1,6 +1,6 @@
 """The Pallas multinomial kernel (GPU form), run here in Pallas's interpreter: its generator is JAX's Threefry, its
 law is the recursion's (Monte Carlo against the exact recurrences, and against the portable sampler in
-distribution), and a replicate's result depends only on its key."""
+distribution), a replicate's result depends only on its key, and it lowers to Triton (checked without a GPU)."""
 
 import jax
 import jax.extend.random as jrandom
@@ -96,3 +96,18 @@ def test_simulate_runs_the_pallas_backend():
     np.testing.assert_array_equal(grid[0], grid[1])
     with pytest.raises(ValueError, match="pallas"):
         mn.simulate(2, P, alpha, n, mn.MultinomialConfig("filter", 0.1, 0.1), num_replicates=4, backend="pallas")
+
+
+@pytest.mark.parametrize("regime", ["replace", "accumulate"])
+def test_lowers_to_triton(regime):
+    """The kernel lowers for CUDA on a machine without a GPU (Pallas -> Triton IR): a change that uses an operation
+    without a Triton lowering fails here, not first on a GPU."""
+    from jax import export
+
+    T = 4
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    fn = jax.jit(lambda k, p, a, n: mp.batched_risk_pallas(k, p, a, n, regime=regime))
+    exported = export.export(fn, platforms=["cuda"],
+                             disabled_checks=[export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")])(
+        replicate_keys(0, 0, 256), f32(P), f32(S.constant_alpha(0.5, T)), f32(S.constant_size(100, T)))
+    assert exported.mlir_module().count("__gpu$xla.gpu.triton") == 1
