@@ -405,7 +405,7 @@ def markdown(results: dict) -> str:
     lines = [f"# GPU benchmarks ({results['environment'].get('nvidia_smi') or 'no GPU'})", ""]
     gmm = results.get("gmm", {})
     if gmm.get("rows"):
-        lines += ["| GMM network | kernel | R | warm s | replicates/s | compile s | mean ||D(T)||_F |",
+        lines += ["| GMM network | kernel | R | warm s | replicates/s | compile s | mean Frobenius norm of D(T) |",
                   "|---|---|---|---|---|---|---|"]
         for r in gmm["rows"]:
             head = f"| Figure {r['figure']} | {r.get('backend', 'jax')} | {r['replicates']:,} |"
