@@ -24,9 +24,8 @@ THREE_2D = dict(mu=((-2.0, 0.0), (2.0, 0.5), (0.0, 3.0)), sigma=((1.0, 0.3), (0.
 @pytest.mark.xdist_group("gmm-pallas")  # shares compiles with tests/test_gmm_network.py
 def test_invariants_and_start():
     """B = 3, d = 2, human data (eps = 0, so pruning keeps sum 1), at every step: weights on the simplex, dropped
-    components stay dropped,
-    ``alive``, ``D``, ``||D||_F`` and ``collapsed`` consistent with the weights; Pi(0) drawn from each replicate's
-    key as the native kernel draws it."""
+    components stay dropped, ``alive``, ``D``, ``||D||_F`` and ``collapsed`` consistent with the weights; Pi(0)
+    drawn from each replicate's key as the native kernel draws it."""
     cfg = gn.make_config(**{**THREE_2D, "eps": 0.0}, record_pi=True, record_d=True)
     ours = gn.simulate(3, cfg, 64, backend="pallas", progress=False)
     assert ours.dnorm.dtype == np.float32 and ours.alive.dtype == np.int8 and ours.collapsed.dtype == bool
