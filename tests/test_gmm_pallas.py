@@ -41,7 +41,6 @@ def test_invariants_and_start():
     one_hot = (w > 0).sum(-1) == 1
     same = (w.argmax(-1) == w[:, :, :1].argmax(-1)).all(-1)
     np.testing.assert_array_equal(ours.collapsed, one_hot.all(-1) & same)
-    assert ours.collapsed.any() or not one_hot.all(-1).any()
     if NATIVE:
         native = gn.simulate(3, cfg, 64, backend="native", dtype=jnp.float32, progress=False)
         np.testing.assert_allclose(ours.weights[:, 0], native.weights[:, 0], rtol=1e-6)
