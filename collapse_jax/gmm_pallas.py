@@ -222,12 +222,13 @@ def _kernel(k0_ref, k1_ref, w0_ref, human_ref, points_ref, draws_ref, alpha_ref,
             w0, _, ctr_ = random_words(ctr_, active)
             r, fair = bounded_uniform(w0, size_u)
             word_idx = (r >> 5).astype(jnp.int32)
-            word = bitmap_ref[word_idx, lanes]
+            # lanes already done read nothing (masked loads); the two loads of a live lane are independent
+            word = pltriton.load(bitmap_ref.at[word_idx, lanes], mask=active, other=0)
             bit = jnp.uint32(1) << (r & 31)
             accept = active & fair & ((word & bit) == 0)
             pltriton.store(bitmap_ref.at[word_idx, lanes], word | bit, mask=accept)
             row = r.astype(jnp.int32) * S
-            feat = [pool_ref[row + s_, lanes] for s_ in range(S)]
+            feat = [pltriton.load(pool_ref.at[row + s_, lanes], mask=active, other=1.0) for s_ in range(S)]
             new = _zivkovic(p, _ownership(p, feat), alpha, c, eps)
             p = [jnp.where(accept, q_new, q) for q_new, q in zip(new, p)]
             return p, count + accept.astype(jnp.int32), ctr_
