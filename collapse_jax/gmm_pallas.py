@@ -148,6 +148,7 @@ def _kernel(k0_ref, k1_ref, w0_ref, human_ref, points_ref, draws_ref, alpha_ref,
     for m in range(n):
         for b in range(B):
             weights_ref[m, b, :] = w0_ref[m, b, :]
+
     def copy_human(row, carry):
         pool_ref[row, :] = human_ref[row, :]
         return carry
