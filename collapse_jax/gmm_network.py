@@ -750,8 +750,8 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     on the number of devices nor on ``chunk_size`` (replicates per call; default: as many as ``memory_budget``
     bytes hold, by :func:`bytes_per_replicate`; the budget defaults to half the device's memory). ``dtype``: float32
     or float64 (default: float64 with x64 on). ``backend``: ``auto``, ``native``, ``jax`` or ``pallas``
-    (:func:`resolve_backend`); ``pallas`` computes in float32 (the default dtype there), on the default device, one
-    cell after another.
+    (:func:`resolve_backend`); ``pallas`` computes in float32 (the default dtype there), on the default device, every
+    cell of a grid in the same call.
     """
     R = _checks.positive_int("num_replicates", num_replicates)
     first = _checks.nonnegative_int("first_replicate", first_replicate)
@@ -767,21 +767,20 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     mesh = mesh or replicate_mesh()
     static = config.static
     _checks.fits_in_memory("num_replicates", R, len(cells) * record_bytes(static, dtype))  # all come to the host
-    per = bytes_per_replicate(static, dtype, backend) * (len(cells) if backend == "jax" else 1)
+    per = bytes_per_replicate(static, dtype, backend) * (1 if backend == "native" else len(cells))
     chunk = driver.chunk_replicates(R, mesh, chunk_size, memory_budget, lambda: per)
     _checks.fits_in_memory("chunk_size (replicates per call)", padded_count(chunk, mesh), per)
     show = _progress.enabled() if progress is None else progress
     if backend == "native":
         outs = [_simulate_native(seed, cell, static, first, R, chunk, dtype, mesh, show) for cell in cells]
         out = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *outs)
-    elif backend == "pallas":  # one cell after another, chunks on the default device
+    elif backend == "pallas":  # every cell in one call per chunk of replicates, on the default device
         from collapse_jax import gmm_pallas
 
         gmm_pallas.check_sizes(static, chunk, gmm_pallas.DEFAULT_BLOCK)  # before any compute
-        outs = [driver.map_chunks(lambda keys, cell=cell: gmm_pallas.pallas_records(keys, static, cell), R, seed,
-                                  chunk, first_replicate=first, progress=show, desc="gmm-network replicates")
-                for cell in cells]
-        out = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *outs)
+        out = driver.map_chunks(lambda keys: gmm_pallas.pallas_records(keys, static, cells), R, seed, chunk,
+                                first_replicate=first, replicate_axis=1, progress=show,
+                                desc="gmm-network replicates")
     else:
         stacked, grid_axes = driver.stack_cells(cells)
         # A step's draws are a while loop, which a vmap runs until its costliest lane is done: over a grid, G times

@@ -250,52 +250,62 @@ def _kernel(k0_ref, k1_ref, w0_ref, human_ref, points_ref, draws_ref, alpha_ref,
 
 
 @functools.partial(jax.jit, static_argnames=("config", "block", "num_warps", "interpret"))
-def _records(keys, params: Params, *, config: StaticConfig, block: int, num_warps: int, interpret: bool):
-    """The kernel for replicate keys (R,), R a multiple of ``block``, from the start
-    :func:`collapse_jax.gmm_network._native_inputs` draws (``Pi(0)`` (R, n, B), human features (R, m0, S), seed
-    words (R, 4)), compiled with it; records (R, T + 1, ...) as :class:`collapse_jax.gmm_network.Record`."""
-    weights, human, seeds = _native_inputs(keys, params, config)
+def _records(keys, cells: Params, *, config: StaticConfig, block: int, num_warps: int, interpret: bool):
+    """The kernel for replicate keys (R,), R a multiple of ``block``, and G parameter cells (``cells``: Params with a
+    leading cell axis), one program per (cell, block of lanes): every cell runs the same replicates. Each cell's
+    start comes from :func:`collapse_jax.gmm_network._native_inputs` (``Pi(0)``, the human features, the seed words,
+    which depend on the key only), compiled with the kernel; records (G, R, T + 1, ...) as
+    :class:`collapse_jax.gmm_network.Record`."""
+    weights, human, seeds = jax.vmap(lambda p: _native_inputs(keys, p, config))(cells)
     n, B, d, T = config.num_models, config.num_components, config.dim, config.num_steps
     S, T1 = _feature_size(config), T + 1
-    R = weights.shape[0]
-    Rp = R + (-R % block)
-    pad = lambda x: jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, Rp - R)])  # noqa: E731
-    k0, k1 = pad(seeds[:, 0].astype(jnp.uint32)), pad(seeds[:, 1].astype(jnp.uint32))
-    w0 = pad(jnp.moveaxis(weights.astype(jnp.float32), 0, -1))  # (n, B, Rp)
+    G, R = weights.shape[:2]
+    k0, k1 = seeds[0, :, 0].astype(jnp.uint32), seeds[0, :, 1].astype(jnp.uint32)
+    w0 = jnp.moveaxis(weights.astype(jnp.float32), 1, -1)  # (G, n, B, R)
     rows = max(config.num_human, 1) * S
-    human_cols = pad(human.astype(jnp.float32).reshape(R, -1)[:, :rows].T)  # (m0 S, Rp)
-    shift = (params.mu[:, None, :] - params.mu[None, :, :]) @ params.whitener.T  # (B, B, d): C^{-1} (mu_b - mu_c)
-    geom = jnp.concatenate([shift.astype(jnp.float32).ravel(), params.eps.astype(jnp.float32).reshape(1)])
+    human_cols = jnp.moveaxis(human.astype(jnp.float32).reshape(G, R, -1)[:, :, :rows], 1, -1)  # (G, m0 S, R)
+    mu, whitener = cells.mu, cells.whitener
+    shift = (mu[:, :, None, :] - mu[:, None, :, :]) @ jnp.swapaxes(whitener, -1, -2)[:, None]  # C^{-1} (mu_b - mu_c)
+    geom = jnp.concatenate([shift.astype(jnp.float32).reshape(G, -1), cells.eps.astype(jnp.float32).reshape(G, 1)],
+                           axis=1)
     points = jnp.asarray(config.num_human + config.num_models * config.points_per_step * np.arange(T), jnp.int32)
-    draws = params.num_draws.astype(jnp.int32)
-    alpha, c = params.alpha.astype(jnp.float32), params.c.astype(jnp.float32)
+    draws = cells.num_draws.astype(jnp.int32)
+    alpha, c = cells.alpha.astype(jnp.float32), cells.c.astype(jnp.float32)
     words = max(1, -(-config.max_points // 32))
     pool_rows = max(config.pool_size * S, 1)
-    lanes = lambda *shape: pl.BlockSpec(shape + (block,), lambda i: (0,) * len(shape) + (i,))  # noqa: E731
-    whole = lambda x: pl.BlockSpec(x.shape, lambda i: (0,) * x.ndim)  # noqa: E731
+    cut = pl.squeezed
+
+    def lanes(*shape):  # a cell's array with a lane axis last: one block of lanes of one cell per program
+        return pl.BlockSpec((cut,) + shape + (block,), lambda g, i: (g,) + (0,) * len(shape) + (i,))
+
+    def per_cell(x):  # a cell's whole row
+        return pl.BlockSpec((cut,) + x.shape[1:], lambda g, i: (g,) + (0,) * (x.ndim - 1))
+
+    key_lanes = pl.BlockSpec((block,), lambda g, i: (i,))
+    whole = pl.BlockSpec(points.shape, lambda g, i: (0,))
     f32, i32 = jnp.float32, jnp.int32
-    out_shape = [jax.ShapeDtypeStruct((T1, Rp), f32), jax.ShapeDtypeStruct((T1, n, Rp), i32),
-                 jax.ShapeDtypeStruct((T1, Rp), i32)]
+    out_shape = [jax.ShapeDtypeStruct((G, T1, R), f32), jax.ShapeDtypeStruct((G, T1, n, R), i32),
+                 jax.ShapeDtypeStruct((G, T1, R), i32)]
     out_specs = [lanes(T1), lanes(T1, n), lanes(T1)]
     if config.record_pi:
-        out_shape.append(jax.ShapeDtypeStruct((T1, n, B, Rp), f32))
+        out_shape.append(jax.ShapeDtypeStruct((G, T1, n, B, R), f32))
         out_specs.append(lanes(T1, n, B))
     if config.record_d:
-        out_shape.append(jax.ShapeDtypeStruct((T1, n, n, Rp), f32))
+        out_shape.append(jax.ShapeDtypeStruct((G, T1, n, n, R), f32))
         out_specs.append(lanes(T1, n, n))
     # scratch in device memory: the internet's features, the draws' bitmap, the weights between phases
-    out_shape += [jax.ShapeDtypeStruct((pool_rows, Rp), f32), jax.ShapeDtypeStruct((words, Rp), jnp.uint32),
-                  jax.ShapeDtypeStruct((n, B, Rp), f32)]
+    out_shape += [jax.ShapeDtypeStruct((G, pool_rows, R), f32), jax.ShapeDtypeStruct((G, words, R), jnp.uint32),
+                  jax.ShapeDtypeStruct((G, n, B, R), f32)]
     out_specs += [lanes(pool_rows), lanes(words), lanes(n, B)]
     kernel = functools.partial(_kernel, config=config, clamp=float(_clamp(jnp.float32)))
     outs = pl.pallas_call(
-        kernel, out_shape=tuple(out_shape), grid=(Rp // block,),
-        in_specs=[lanes(), lanes(), lanes(n, B), lanes(rows), whole(points), whole(draws), whole(alpha), whole(c),
-                  whole(geom)],
+        kernel, out_shape=tuple(out_shape), grid=(G, R // block),
+        in_specs=[key_lanes, key_lanes, lanes(n, B), lanes(rows), whole, per_cell(draws), per_cell(alpha),
+                  per_cell(c), per_cell(geom)],
         out_specs=tuple(out_specs), interpret=interpret,
         compiler_params=pltriton.CompilerParams(num_warps=num_warps, num_stages=1),
     )(k0, k1, w0, human_cols, points, draws, alpha, c, geom)
-    last = lambda x: jnp.moveaxis(x[..., :R], -1, 0)  # noqa: E731
+    last = lambda x: jnp.moveaxis(x, -1, 1)  # noqa: E731  (cell, replicate, ...)
     dnorm, alive, collapsed = (last(x) for x in outs[:3])
     extra = iter(outs[3:])
     pi = last(next(extra)) if config.record_pi else None
@@ -329,26 +339,29 @@ def check_sizes(config: StaticConfig, replicates: int, block: int) -> None:
                          "num_models or points_per_step)")
 
 
-def pallas_records(keys: jax.Array, config: StaticConfig, params: Params, *, block: int | None = None,
-                   num_warps: int = 4, interpret: bool | None = None) -> Record:
+def pallas_records(keys: jax.Array, config: StaticConfig, params: Params | list[Params], *,
+                   block: int | None = None, num_warps: int = 4, interpret: bool | None = None) -> Record:
     """Records (R, T + 1, ...) of the replicates with keys (R,) (float32, as
-    :func:`collapse_jax.gmm_network.native_records`): ``Pi(0)`` and the human points from each key as the other
-    kernels draw them (:func:`collapse_jax.gmm_network.initial`), the steps in the Pallas kernel. ``params``:
-    validated NumPy :class:`~collapse_jax.gmm_network.Params` of ``config``. ``block``: replicates per Pallas program
-    (a power of two; default :data:`DEFAULT_BLOCK`, or :data:`INTERPRET_BLOCK` interpreted: the interpreter runs
-    programs one after another, so fewer, wider ones are faster there); ``interpret``: run in Pallas's interpreter
-    (default: on a CPU backend). Neither changes a replicate's records."""
+    :func:`collapse_jax.gmm_network.native_records`), or (G, R, T + 1, ...) for a list of G cells, all in one call
+    (every cell runs the same replicates): ``Pi(0)`` and the human points from each key as the other kernels draw
+    them (:func:`collapse_jax.gmm_network.initial`), the steps in the Pallas kernel. ``params``: validated NumPy
+    :class:`~collapse_jax.gmm_network.Params` of ``config`` (or a list of them). ``block``: replicates per Pallas
+    program (a power of two; default :data:`DEFAULT_BLOCK`, or :data:`INTERPRET_BLOCK` interpreted: the interpreter
+    runs programs one after another, so fewer, wider ones are faster there); ``interpret``: run in Pallas's
+    interpreter (default: on a CPU backend). Neither changes a replicate's records."""
     if interpret is None:
         interpret = jax.default_backend() == "cpu"
     if block is None:
         block = INTERPRET_BLOCK if interpret else DEFAULT_BLOCK
     check_sizes(config, keys.shape[0], block)
+    grid = not isinstance(params, Params)  # (Params is itself a tuple)
+    cells = list(params) if grid else [params]
     R = keys.shape[0]
     if R % block:  # whole programs: every call of a size class compiles once (the padding lanes are dropped)
         keys = jnp.concatenate([keys, jax.random.split(jax.random.key(0), block - R % block)])
-    records = _records(keys, cast_params(params, jnp.float32), config=config, block=block, num_warps=num_warps,
-                       interpret=interpret)
-    return jax.tree_util.tree_map(lambda x: x[:R], records)
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *(cast_params(p, jnp.float32) for p in cells))
+    records = _records(keys, stacked, config=config, block=block, num_warps=num_warps, interpret=interpret)
+    return jax.tree_util.tree_map(lambda x: x[:, :R] if grid else x[0, :R], records)
 
 
 def bytes_per_replicate(config: StaticConfig) -> int:
@@ -366,11 +379,12 @@ def lower_for_gpu(config: StaticConfig, params: Params, replicates: int = 256, *
     from jax import export
 
     keys = jax.random.split(jax.random.key(0), replicates + (-replicates % block))
+    cells = jax.tree_util.tree_map(lambda x: x[None], cast_params(params, jnp.float32))  # one cell
 
-    def run(keys, jparams):
-        return _records(keys, jparams, config=config, block=block, num_warps=4, interpret=False)
+    def run(keys, cells):
+        return _records(keys, cells, config=config, block=block, num_warps=4, interpret=False)
 
     exported = export.export(jax.jit(run), platforms=["cuda"],
                              disabled_checks=[export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")])(
-        keys, cast_params(params, jnp.float32))
+        keys, cells)
     return exported.mlir_module()
