@@ -35,22 +35,12 @@ from jax.experimental.pallas import triton as pltriton
 from collapse_jax import _checks
 from collapse_jax.gmm_network import Params, Record, StaticConfig, _clamp, _feature_size, _native_inputs, \
     bounded_uniform, cast_params
-from collapse_jax.multinomial_pallas import threefry2x32
+from collapse_jax.multinomial_pallas import any_lane, lower_for_cuda, threefry2x32, uniform24
 
 _TWO_PI = np.float32(2.0 * np.pi)
-_U24 = np.float32(2.0 ** -24)
 
 DEFAULT_BLOCK = 128  # replicates per Pallas program (one per thread with 4 warps)
 INTERPRET_BLOCK = 512  # the same in Pallas's interpreter (a CPU): its programs run one after another
-
-
-def _uniform(word):
-    """A uniform on (0, 1) from the top 24 bits of a uint32 word (centred: never 0 or 1)."""
-    return ((word >> 8).astype(jnp.float32) + np.float32(0.5)) * _U24
-
-
-def _any(mask):
-    return jnp.max(mask.astype(jnp.int32)) > 0
 
 
 def _ownership(p, feat):
@@ -67,7 +57,8 @@ def _ownership(p, feat):
 
 
 def _zivkovic(p, o, alpha, c, eps):
-    """Algorithm 2, lines 4-13 (as :func:`collapse_jax.gmm_network.zivkovic_step`), on a list of B lane vectors."""
+    """Algorithm 2, lines 4-13 (as :func:`collapse_jax.gmm_network.zivkovic_step`), on a list of B lane vectors: the
+    portable functions work on (..., B) arrays, which Triton takes only for B a power of two."""
     B = len(p)
     scale = alpha / (1 - B * c)
     p = [(1 - alpha) * pb + scale * (ob - c) for pb, ob in zip(p, o)]
@@ -172,13 +163,13 @@ def _kernel(k0_ref, k1_ref, w0_ref, human_ref, points_ref, draws_ref, alpha_ref,
 
         def one(l, ctr):
             w0, _, ctr = random_words(ctr)
-            u = _uniform(w0)
+            u = uniform24(w0)
             comp = functools.reduce(jnp.add, [(u >= th).astype(jnp.int32) for th in thresholds], jnp.zeros_like(last))
             z = []
             for _ in range((d + 1) // 2):
                 a, b_, ctr = random_words(ctr)
-                radius = jnp.sqrt(-2.0 * jnp.log(_uniform(a)))
-                angle = _TWO_PI * _uniform(b_)
+                radius = jnp.sqrt(-2.0 * jnp.log(uniform24(a)))
+                angle = _TWO_PI * uniform24(b_)
                 z += [radius * jnp.cos(angle), radius * jnp.sin(angle)]
             z = z[:d]
             # log N(x; mu_c) = -||C^{-1} (x - mu_c)||^2 / 2 + const, with C^{-1} (x - mu_c) = shift[comp, c] + z
@@ -215,7 +206,7 @@ def _kernel(k0_ref, k1_ref, w0_ref, human_ref, points_ref, draws_ref, alpha_ref,
         size_u = jnp.maximum(size, 1).astype(jnp.uint32) + zero_u
 
         def go(s):
-            return _any(s[1] < k)
+            return any_lane(s[1] < k)
 
         def draw(s):
             p, count, ctr_ = s
@@ -376,15 +367,7 @@ def bytes_per_replicate(config: StaticConfig) -> int:
 def lower_for_gpu(config: StaticConfig, params: Params, replicates: int = 256, *, block: int = DEFAULT_BLOCK) -> str:
     """The kernel lowered for CUDA (Pallas -> Triton IR, on any machine: no GPU needed): the StableHLO text of
     the call, for checking that every operation the kernel uses has a Triton lowering."""
-    from jax import export
-
     keys = jax.random.split(jax.random.key(0), replicates + (-replicates % block))
     cells = jax.tree_util.tree_map(lambda x: x[None], cast_params(params, jnp.float32))  # one cell
-
-    def run(keys, cells):
-        return _records(keys, cells, config=config, block=block, num_warps=4, interpret=False)
-
-    exported = export.export(jax.jit(run), platforms=["cuda"],
-                             disabled_checks=[export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")])(
-        keys, cells)
-    return exported.mlir_module()
+    return lower_for_cuda(lambda keys, cells: _records(keys, cells, config=config, block=block, num_warps=4,
+                                                       interpret=False), keys, cells)

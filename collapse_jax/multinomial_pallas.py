@@ -48,11 +48,15 @@ def threefry2x32(k0, k1, x0, x1):
     return x0, x1
 
 
+def uniform24(word):
+    """A uniform on (0, 1) from the top 24 bits of a uint32 word (centred: never 0 or 1)."""
+    return ((word >> 8).astype(jnp.float32) + 0.5) * np.float32(2.0 ** -24)
+
+
 def _uniforms(k0, k1, ctr):
     """Two uniforms on (0, 1) (24-bit, centred: never 0 or 1) per lane from counter ``ctr``."""
     b0, b1 = threefry2x32(k0, k1, ctr, jnp.zeros_like(ctr))
-    scale = np.float32(2.0 ** -24)
-    return (((b0 >> 8).astype(jnp.float32) + 0.5) * scale, ((b1 >> 8).astype(jnp.float32) + 0.5) * scale)
+    return uniform24(b0), uniform24(b1)
 
 
 def _stirling_tail(k):
@@ -64,8 +68,19 @@ def _stirling_tail(k):
     return out
 
 
-def _any(mask):
+def any_lane(mask):
+    """Whether any lane of the program's block is set (a loop condition: the block's lanes loop together)."""
     return jnp.max(mask.astype(jnp.int32)) > 0
+
+
+def lower_for_cuda(fn, *args) -> str:
+    """``fn`` jitted and lowered for CUDA on any machine, no GPU needed (its Pallas calls lowered to Triton IR): the
+    StableHLO text. A Pallas kernel that uses an operation without a Triton lowering fails here."""
+    from jax import export
+
+    exported = export.export(jax.jit(fn), platforms=["cuda"],
+                             disabled_checks=[export.DisabledSafetyCheck.custom_call("__gpu$xla.gpu.triton")])
+    return exported(*args).mlir_module()
 
 
 def _binomial(n, p, k0, k1, ctr):
@@ -94,7 +109,7 @@ def _binomial(n, p, k0, k1, ctr):
         f1 = f * (ni - k) / k1_ * ratio
         return jnp.where(go, k1_, k), jnp.where(go, f1, f), jnp.where(go, cdf + f1, cdf)
 
-    x_inv, _, _ = lax.while_loop(lambda c: _any(inv_go(c)), inv_body, (jnp.zeros_like(pi), f0, f0))
+    x_inv, _, _ = lax.while_loop(lambda c: any_lane(inv_go(c)), inv_body, (jnp.zeros_like(pi), f0, f0))
 
     # BTRS (two uniforms per proposal; a lane's counter advances only while it proposes)
     nb = jnp.where(big, n, 100.0)
@@ -108,7 +123,7 @@ def _binomial(n, p, k0, k1, ctr):
         accept = ok & ~done
         return jnp.where(accept, kk, out), done | accept, ctr_
 
-    x_big, _, ctr = lax.while_loop(lambda s: _any(~s[1]), btrs_body, (jnp.zeros_like(nb), ~big, ctr))
+    x_big, _, ctr = lax.while_loop(lambda s: any_lane(~s[1]), btrs_body, (jnp.zeros_like(nb), ~big, ctr))
     x = jnp.where(big, x_big, jnp.where(small, x_inv, 0.0))
     return jnp.where(flip, n - x, x), ctr
 

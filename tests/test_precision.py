@@ -12,17 +12,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax import export
 
 import collapse_jax  # noqa: F401  (the import sets the precision)
 from collapse_jax import distance, spectral
 from collapse_jax import gmm_network as gn
 from collapse_jax import sigma_precision as sp
+from collapse_jax.multinomial_pallas import lower_for_cuda
 
 
 def _dot_precisions(fn, *args) -> list[str]:
     """The precision attribute of every dot in ``fn`` lowered for CUDA (empty string: none, i.e. JAX's default)."""
-    text = export.export(jax.jit(fn), platforms=["cuda"])(*args).mlir_module()
+    text = lower_for_cuda(fn, *args)
     dots = re.findall(r"stablehlo\.dot_general[^\n]*", text)
     assert dots, "no dot in the lowered program"
     return [m.group(1) if (m := re.search(r"precision = \[([^\]]*)\]", d)) else "" for d in dots]
