@@ -58,16 +58,20 @@ def _ownership(p, feat):
 
 def _zivkovic(p, o, alpha, c, eps):
     """Algorithm 2, lines 4-13 (as :func:`collapse_jax.gmm_network.zivkovic_step`), on a list of B lane vectors: the
-    portable functions work on (..., B) arrays, which Triton takes only for B a power of two."""
+    portable functions work on (..., B) arrays, which Triton takes only for B a power of two.
+
+    Dropping component b (``p_b <= 0``, in turn) divides every other weight by ``1 + eps - p_b``, ``p_b`` its value at
+    that turn. A division by that (>= 1 + eps) never changes a sign, so which components drop is known from the
+    start, and every survivor ends divided by the product of the dropped components' divisors: one running product,
+    O(B) operations instead of the sequential form's O(B^2) (Figure 6, B = 11: a smaller kernel; the same weights up
+    to rounding)."""
     B = len(p)
     scale = alpha / (1 - B * c)
     p = [(1 - alpha) * pb + scale * (ob - c) for pb, ob in zip(p, o)]
-    for b in range(B):
-        pb = p[b]
-        drop = pb <= 0
-        p = [jnp.where(drop, jnp.zeros_like(q), q) if j == b else jnp.where(drop, q / (1 + eps - pb), q)
-             for j, q in enumerate(p)]
-    return p
+    div = jnp.ones_like(p[0])  # the product of the divisors so far; p_b / div is p_b's value at its turn
+    for pb in p:
+        div = jnp.where(pb <= 0, div * (1 + eps - pb / div), div)
+    return [jnp.where(pb <= 0, jnp.zeros_like(pb), pb / div) for pb in p]
 
 
 def _record(p, t, dnorm_ref, alive_ref, collapsed_ref, pi_ref, dist_ref):

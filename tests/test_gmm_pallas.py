@@ -83,6 +83,24 @@ def test_figure6_same_law_as_portable_kernel():
         assert stats.ks_2samp(ours.dnorm[:, t], portable.dnorm[:, t]).pvalue > 1e-3, t
 
 
+@pytest.mark.parametrize("num_components", [2, 3, 5, 11])
+def test_pruning_in_one_pass_equals_the_sequential_form(num_components):
+    """The kernel's O(B) weight update (one running product of the dropped components' divisors) against the
+    portable kernel's sequential drop-and-renormalise (:func:`gn.zivkovic_step`), in float64 (the suite's default),
+    with drops."""
+    rng = np.random.default_rng(num_components)
+    drops = 0
+    for _ in range(100):
+        p, o = rng.dirichlet(np.ones(num_components)), rng.dirichlet(np.full(num_components, 0.3))
+        alpha, c, eps = rng.uniform(0.5, 1.0), rng.uniform(0, 0.5 / num_components), rng.uniform(0, 0.1)
+        ref = np.asarray(gn.zivkovic_step(jnp.asarray(p), jnp.asarray(o), alpha, c, eps))
+        new = np.array([float(x) for x in gp._zivkovic(list(jnp.asarray(p)), list(jnp.asarray(o)), alpha, c, eps)])
+        np.testing.assert_array_equal(new == 0, ref == 0)
+        np.testing.assert_allclose(new, ref, rtol=1e-13, atol=1e-15)
+        drops += int(np.sum(ref == 0))
+    assert drops > 20  # the drop path ran
+
+
 @pytest.mark.parametrize("cfg", [gn.paper_config(4), gn.paper_config(6, record_pi=True, record_d=True),
                                  gn.make_config(**THREE_2D)], ids=["fig4", "fig6-records", "B3-d2-human"])
 def test_lowers_to_triton(cfg):
