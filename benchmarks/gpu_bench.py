@@ -2,11 +2,14 @@
 
 Sections, in this order, each in its own process with its own time budget (a section that runs out of time or fails
 is recorded as such and the others still run; rows whose predicted time exceeds what is left are skipped, with the
-prediction recorded):
+prediction recorded; the ``gmm`` and ``multinomial`` sections save their finished rows as they go, so a section
+stopped at its budget still reports them):
 
 - ``gmm``: the GMM network, Pallas kernel (``gmm_pallas``, first: never run on a GPU before this script; a kernel
   that fails is recorded and the section goes on) and portable JAX kernel, Figure 4 (B = 2) at R = 10^4, 10^5, 10^6
-  replicates and Figure 6 (B = 11) at R = 10^4, 10^5; replicates/s, compile time apart, mean ||D(T)||_F; and the
+  replicates and Figure 6 (B = 11) at R = 10^4, 10^5 (a kernel's first row starts only with ``--gmm-first-call-s``
+  left: Triton alone took 67 s on a CPU for Figure 6's Pallas kernel, ``benchmarks/triton_offline.py``);
+  replicates/s, compile time apart, mean ||D(T)||_F; and the
   Pallas kernel's law against the portable kernel's on the GPU (KS p-values of ||D(t)||_F at four steps, from each
   kernel's smallest R).
 - ``multinomial``: the multinomial recursion (K = 50, T = 200 generations, alpha = 0.5, replace; n_t = 1000 fixed
@@ -55,10 +58,18 @@ def _median(xs):
 
 class Clock:
     """A section's budget: ``left()`` seconds remain; ``fits(seconds)`` says whether a row predicted to take that
-    long still fits."""
+    long still fits. ``checkpoint(result)`` writes what a section has so far (atomically, to ``partial``), so that
+    a section stopped at its budget still reports the rows it finished."""
 
-    def __init__(self, budget: float):
+    def __init__(self, budget: float, partial: Path | None = None):
         self.end = time.perf_counter() + budget
+        self.partial = partial
+
+    def checkpoint(self, result: dict) -> None:
+        if self.partial is not None:
+            tmp = self.partial.with_name(self.partial.name + ".tmp")
+            tmp.write_text(json.dumps(result, indent=1, default=str))
+            os.replace(tmp, self.partial)
 
     def left(self) -> float:
         return self.end - time.perf_counter()
@@ -114,6 +125,7 @@ def section_gmm(args, clock: Clock) -> dict:
     plan += [(b, 6, r) for b in args.gmm_backends for r in args.gmm_fig6_replicates]
     rows, last, failed, samples = [], {}, {}, {}
     for backend, figure, R in plan:
+        clock.checkpoint(dict(rows=rows))
         cfg = gn.paper_config(figure, num_steps=args.gmm_steps)
         per_rep = last.get((backend, figure))
         predicted = None if per_rep is None else per_rep * R * (1.1 if R >= 3 * args.gmm_chunk else 2.2) + 5
@@ -124,6 +136,10 @@ def section_gmm(args, clock: Clock) -> dict:
             continue
         if predicted is not None and not clock.fits(predicted):
             rows.append(dict(row, skipped=f"predicted {predicted:.0f} s > {clock.left():.0f} s left"))
+            continue
+        if predicted is None and not clock.fits(args.gmm_first_call_s):  # its first call compiles the kernel
+            rows.append(dict(row, skipped=f"{clock.left():.0f} s left, under the {args.gmm_first_call_s:.0f} s a "
+                                          "first call (compilation) may take"))
             continue
         chunk = min(R, args.gmm_chunk)
         parts = {}
@@ -147,6 +163,7 @@ def section_gmm(args, clock: Clock) -> dict:
                          dnorm_mean_tT=float(d[:, -1].mean()), collapsed_fraction_tT=float(np.mean(collapsed))))
         print(f"gmm {backend} fig{figure} R={R}: {w:.2f} s warm ({R / w:,.0f} replicates/s), first pass "
               f"{t['first_call_s']:.1f} s", flush=True)
+    clock.checkpoint(dict(rows=rows))
     return dict(rows=rows, law_checks=_gmm_law_checks(samples))
 
 
@@ -204,6 +221,7 @@ def section_multinomial(args, clock: Clock) -> dict:
             theory = mn.theory_risk(p, alpha, n, cfg)
             f32 = (jnp.asarray(p, jnp.float32), jnp.asarray(alpha, jnp.float32), jnp.asarray(n, jnp.float32))
             for R in args.mn_replicates:
+                clock.checkpoint(dict(rows=rows))
                 chunk = min(R, args.mn_chunk)
                 row = dict(backend=backend, categories=K, generations=T, n_t=size, replicates=R, chunk=chunk)
                 if (backend, size) in per_rg:
@@ -382,10 +400,15 @@ def child(args) -> None:
 
     fn = globals()[f"section_{args.section}"]
     t0 = time.perf_counter()
-    res = fn(args, Clock(args.budget))
+    res = fn(args, Clock(args.budget, partial_result(Path(args.result))))
     res["section_wall_s"] = time.perf_counter() - t0
     res["jax_devices"] = [str(d) for d in jax.devices()]
     Path(args.result).write_text(json.dumps(res, indent=1, default=str))
+
+
+def partial_result(result: Path) -> Path:
+    """Where a section keeps what it has finished while it runs (:meth:`Clock.checkpoint`)."""
+    return result.with_name(result.stem + ".partial.json")
 
 
 def environment() -> dict:
@@ -414,6 +437,8 @@ def markdown(results: dict) -> str:
             else:
                 lines.append(f"{head} {_median(r['warm_s']):.2f} | {r['replicates_per_s']:,.0f} | "
                              f"{r['compile_s']:.1f} | {r['dnorm_mean_tT']:.4f} |")
+        if gmm.get("partial"):
+            lines.append(f"\n(The section stopped early, {gmm['error']}: the rows above are those it finished.)")
         for c in gmm.get("law_checks", []):
             lines.append(f"\nPallas against portable kernel, Figure {c['figure']} ({c['replicates'][0]:,} / "
                          f"{c['replicates'][1]:,} replicates): KS p-values at t = {c['steps']}: "
@@ -434,6 +459,8 @@ def markdown(results: dict) -> str:
             else:
                 lines.append(f"| {r['backend']}, replace | {r['n_t']} | {r['replicates']:,} | {_median(r['warm_s']):.2f} | "
                              f"{r['replicate_generations_per_s']:,.0f} | {r['max_rel_dev_from_theory']:.1e} |")
+        if mn.get("partial"):
+            lines.append(f"\n(The section stopped early, {mn['error']}: the rows above are those it finished.)")
         lines.append("")
     ld = results.get("logdet", {})
     if ld.get("rows"):
@@ -497,6 +524,9 @@ def main() -> None:
     ap.add_argument("--gmm-fig6-replicates", type=int, nargs="+", default=[10**4, 10**5])
     ap.add_argument("--gmm-steps", type=int, default=200)
     ap.add_argument("--gmm-chunk", type=int, default=250_000, help="replicates per simulate call")
+    ap.add_argument("--gmm-first-call-s", type=float, default=60.0,
+                    help="time a kernel's first row must have left (it compiles; Triton took 67 s for Figure 6's "
+                         "Pallas kernel on a CPU: benchmarks/triton_offline.py)")
     ap.add_argument("--gmm-backends", nargs="+", default=["pallas", "jax"], choices=["pallas", "jax"])
     ap.add_argument("--mn-replicates", type=int, nargs="+", default=[10**6, 10**7])
     ap.add_argument("--mn-sizes", type=int, nargs="+", default=[1000, 100])
@@ -529,6 +559,7 @@ def main() -> None:
     sizes = []
     if args.small:
         sizes = ["--gmm-replicates", "16", "64", "--gmm-fig6-replicates", "16", "--gmm-steps", "20",
+                 "--gmm-first-call-s", "0",
                  "--mn-replicates", "64", "512", "--mn-chunk", "128", "--gmm-chunk", "16", "--mn-steps", "20", "--logdet-count", "50",
                  "--logdet-dim", "32", "--nano-presets", "tiny", "--nano-steps", "1", "--nano-batch", "4",
                  "--nano-flax-dtypes", "float32", "--torch-device", "cpu", "--no-torch-compile",
@@ -539,7 +570,7 @@ def main() -> None:
         for name in ("gmm_replicates", "gmm_fig6_replicates", "gmm_backends", "mn_replicates", "mn_sizes", "mn_backends", "nano_presets",
                      "nano_flax_dtypes", "nano_torch_dtypes", "sweep_side"):
             sizes += [f"--{name.replace('_', '-')}", *map(str, getattr(args, name))]
-        for name in ("gmm_steps", "gmm_chunk", "mn_categories", "mn_steps", "mn_chunk", "logdet_count", "logdet_dim",
+        for name in ("gmm_steps", "gmm_chunk", "gmm_first_call_s", "mn_categories", "mn_steps", "mn_chunk", "logdet_count", "logdet_dim",
                      "nano_batch", "nano_steps", "torch_device", "sweep_replicates"):
             sizes += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
         if args.no_torch_compile:
@@ -561,6 +592,8 @@ def main() -> None:
                              else dict(error=f"exit {proc.returncode}"))
         except subprocess.TimeoutExpired:
             results[name] = dict(error=f"killed after {budget + 60:.0f} s")
+        if "error" in results[name] and partial_result(result).exists():  # the rows it finished before it stopped
+            results[name].update(json.loads(partial_result(result).read_text()), partial=True)
         results[name]["wall_s"] = time.perf_counter() - t0
         (out / "gpu.json").write_text(json.dumps(results, indent=1, default=str))
         (out / "gpu.md").write_text(markdown(results))
