@@ -8,7 +8,7 @@ stopped at its budget still reports them):
 - ``gmm``: the GMM network, Pallas kernel (``gmm_pallas``, first: never run on a GPU before this script; a kernel
   that fails is recorded and the section goes on) and portable JAX kernel, Figure 4 (B = 2) at R = 10^4, 10^5, 10^6
   replicates and Figure 6 (B = 11) at R = 10^4, 10^5 (a kernel's first row starts only with ``--gmm-first-call-s``
-  left: Triton alone took 67 s on a CPU for Figure 6's Pallas kernel, ``benchmarks/triton_offline.py``);
+  left: Triton alone took 44-48 s on a CPU for Figure 6's Pallas kernel, ``benchmarks/triton_offline.py``);
   replicates/s, compile time apart, mean ||D(T)||_F; and the
   Pallas kernel's law against the portable kernel's on the GPU (KS p-values of ||D(t)||_F at four steps, from each
   kernel's smallest R).
@@ -525,7 +525,7 @@ def main() -> None:
     ap.add_argument("--gmm-steps", type=int, default=200)
     ap.add_argument("--gmm-chunk", type=int, default=250_000, help="replicates per simulate call")
     ap.add_argument("--gmm-first-call-s", type=float, default=60.0,
-                    help="time a kernel's first row must have left (it compiles; Triton took 67 s for Figure 6's "
+                    help="time a kernel's first row must have left (it compiles; Triton took 44-48 s for Figure 6's "
                          "Pallas kernel on a CPU: benchmarks/triton_offline.py)")
     ap.add_argument("--gmm-backends", nargs="+", default=["pallas", "jax"], choices=["pallas", "jax"])
     ap.add_argument("--mn-replicates", type=int, nargs="+", default=[10**6, 10**7])
