@@ -574,8 +574,8 @@ def main() -> None:
         for name in ("gmm_replicates", "gmm_fig6_replicates", "gmm_backends", "mn_replicates", "mn_sizes", "mn_backends", "nano_presets",
                      "nano_flax_dtypes", "nano_torch_dtypes", "sweep_side"):
             sizes += [f"--{name.replace('_', '-')}", *map(str, getattr(args, name))]
-        for name in ("gmm_steps", "gmm_chunk", "gmm_first_call_s", "mn_categories", "mn_steps", "mn_chunk", "logdet_count", "logdet_dim",
-                     "nano_batch", "nano_steps", "torch_device", "sweep_replicates"):
+        for name in ("gmm_steps", "gmm_chunk", "gmm_first_call_s", "mn_categories", "mn_steps", "mn_chunk",
+                     "logdet_count", "logdet_dim", "nano_batch", "nano_steps", "torch_device", "sweep_replicates"):
             sizes += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
         if args.no_torch_compile:
             sizes.append("--no-torch-compile")
