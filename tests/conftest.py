@@ -19,21 +19,8 @@ suite would no longer test what users get. Each flag is only added when ``XLA_FL
 code generation. Subprocesses inherit the flags through the environment."""
 
 import os
-from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# JAX's persistent compilation cache, in the native build cache's folder (collapse_jax._native; CI starts from a fresh
-# one): the fallback pass (COLLAPSE_JAX_NATIVE=0) compiles the pure-JAX tests' programs again, the two xdist workers
-# some of the same ones, and a developer's second run all of them; with the cache each is compiled once. A cached
-# executable is the one XLA would compile (the key holds the program, the flags and the versions), so the tests check
-# the same code. Every program is kept (the eager contract checks compile many small ones, ~30 ms each), at most
-# 512 MB (least recently used evicted; a fresh suite writes ~50 MB). Subprocesses inherit it through the environment.
-# Measured on the 2-core AMD EPYC, fresh caches: the fallback pass 98 -> 70 s, the main pass 18:01 -> 17:10 (within
-# this VM's run-to-run spread); the float64 GMM contract test run twice: 32.7 s, then 17.5 s.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(
-    Path(os.environ.get("COLLAPSE_JAX_CACHE", Path.home() / ".cache" / "collapse-jax")) / "xla-tests"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(512 * 2**20))
 os.environ.setdefault("COLLAPSE_JAX_PROGRESS", "0")
 for _flag, _value in (("xla_backend_optimization_level", "1"), ("xla_cpu_use_fusion_emitters", "false")):
     if _flag not in os.environ.get("XLA_FLAGS", ""):
