@@ -67,9 +67,9 @@ class Clock:
 
     def checkpoint(self, result: dict) -> None:
         if self.partial is not None:
-            tmp = self.partial.with_name(self.partial.name + ".tmp")
-            tmp.write_text(json.dumps(result, indent=1, default=str))
-            os.replace(tmp, self.partial)
+            from collapse_jax.results import atomic_write_json
+
+            atomic_write_json(self.partial, result)
 
     def left(self) -> float:
         return self.end - time.perf_counter()
