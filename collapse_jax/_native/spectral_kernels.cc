@@ -220,6 +220,30 @@ inline void update_lower(double* c, int64_t ldc, const double* a, int64_t lda, c
   }
 }
 
+// out[i][j] = sum_{p in [lo, hi)} a[i*lda + p] * b[p*ldb + j] for i < n, j < m, where (lo, hi) = range(j0, w) for
+// the column block [j0, j0 + w) (w <= 16): the triangular factors' zeros are skipped. Register-blocked (8 x 16);
+// used for the float64 products of small prefixes (exact_rows), which as one row at a time ran at a few GFLOP/s.
+template <typename Range>
+void gemm_rows(const double* a, int64_t lda, const double* b, int64_t ldb, int64_t n, int64_t m, double* out,
+               int64_t ldo, Range range) {
+  double tmp[8 * 16];
+  for (int64_t i = 0; i < n; i += 8) {
+    const int64_t rows = std::min<int64_t>(8, n - i);
+    for (int64_t j = 0; j < m; j += 16) {
+      const int64_t w = std::min<int64_t>(16, m - j);
+      const auto [lo, hi] = range(j, w);
+      if (rows == 8) {
+        panel_kernel<8>(a + i * lda + lo, lda, b + lo * ldb + j, ldb, hi - lo, tmp, 16, w);
+      } else {
+        for (int64_t r = 0; r < rows; ++r)
+          panel_kernel<1>(a + (i + r) * lda + lo, lda, b + lo * ldb + j, ldb, hi - lo, tmp + r * 16, 16, w);
+      }
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < w; ++c) out[(i + r) * ldo + j + c] = tmp[r * 16 + c];
+    }
+  }
+}
+
 constexpr int64_t kNb = 32;  // Cholesky / inverse block size (16-64 measured; 32 fastest for the Cholesky)
 
 // In-place lower Cholesky of the leading d x d of a (row-major, leading dim lda); work >= kNb * d doubles.
@@ -417,6 +441,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(BatchedLogdet, BatchedLogdetImpl,
 #if CJ_HAVE_AMX
 namespace {
 
+constexpr int kPairOffsets = 4;  // sampled pairs (i, i + k mod n), k = 1..4: spectral.PAIR_OFFSETS
 constexpr int64_t kChunk = 256;  // rows per Gram chunk (multiple of 32): packed operands stay in L2
 
 struct TileConfig {
@@ -520,6 +545,8 @@ struct BlockWorkspace {
   avec<float> yrows;
   avec<uint16_t> wh, wl;
   avec<double> g2, hrow, zrow;
+  avec<double> pair_ring;           // the sampled pairs' rows in float64 (kPairOffsets + 1 rows of dp)
+  avec<double> ex_x, ex_y, ex_t, ex_b;  // small prefixes' float64 products: (n, d), (n, d), (d, n), (d, d); n <= 1.5 d
   std::vector<int64_t> chain_pad;
   std::vector<std::pair<int64_t, int64_t>> sorted;
 
@@ -548,6 +575,12 @@ struct BlockWorkspace {
     g2.resize(g.size());
     hrow.resize(static_cast<size_t>(padded_rows));
     zrow.resize(hrow.size());
+    pair_ring.resize(static_cast<size_t>((kPairOffsets + 1) * dp));
+    const int64_t n_exact = 3 * d_ / 2 + 1;  // the largest prefix with exact_rows
+    ex_x.resize(static_cast<size_t>(n_exact * d_));
+    ex_y.resize(ex_x.size());
+    ex_t.resize(ex_x.size());
+    ex_b.resize(static_cast<size_t>(d_ * d_));
     chain_pad.resize(static_cast<size_t>(n_max));
     sorted.resize(static_cast<size_t>(n_max));
   }
@@ -689,7 +722,10 @@ void gram_chunk(BlockWorkspace& w, const uint16_t* xh, const uint16_t* xl, doubl
 }
 
 // For the padded chain rows [0, nrows) (nrows % 32 == 0) of the split rows (ah, al): row_sq[r] = ||inv x_r||^2 in
-// float64 (a zero padding row gives 0), and, if y_out is given, the rows inv x_r themselves (float32, stride dp).
+// float64 (a zero padding row gives 0), and, if y_out is given, the rows y_r = inv x_r themselves (float32, stride
+// dp) and the weighted rows sqrt(a_r) y_r, a_r = 1 / (1 - row_sq[r]), split like xh / xl into w.wh / w.wl (the
+// leverage jackknife's weighted Gram, pair_and_row_stats), each group of 32 rows while it is still in cache (a
+// separate pass over the stored rows re-read them from memory: at n = 100 d, 59 MB per prefix).
 void mahalanobis_rows(BlockWorkspace& w, const uint16_t* ah, const uint16_t* al, int64_t nrows, double* row_sq,
                       float* y_out) {
   const int64_t dp = w.dp, nfb = dp / 32, njt = dp / 16;
@@ -723,6 +759,23 @@ void mahalanobis_rows(BlockWorkspace& w, const uint16_t* ah, const uint16_t* al,
       }
     }
     for (int r = 0; r < 32; ++r) row_sq[r0 + r] = _mm512_reduce_add_ps(_mm512_load_ps(sums + r * 16));
+    if (y_out != nullptr) {
+      for (int64_t r = r0; r < r0 + 32; ++r) {
+        const double h = row_sq[r];
+        const __m512 scale = _mm512_set1_ps(static_cast<float>(h == 0.0 ? 0.0 : std::sqrt(1.0 / (1.0 - h))));
+        const float* row = y_out + r * dp;
+        alignas(64) float v[32];
+        for (int64_t f = 0; f < dp; f += 32) {
+          _mm512_store_ps(v, _mm512_mul_ps(_mm512_loadu_ps(row + f), scale));
+          _mm512_store_ps(v + 16, _mm512_mul_ps(_mm512_loadu_ps(row + f + 16), scale));
+          __m512i hi, lo;
+          split32(v, 0, 32, &hi, &lo);
+          const size_t at = w.row_at(r, f);
+          _mm512_store_si512(reinterpret_cast<__m512i*>(w.wh.data() + at), hi);
+          _mm512_store_si512(reinterpret_cast<__m512i*>(w.wl.data() + at), lo);
+        }
+      }
+    }
   }
 }
 
@@ -757,27 +810,6 @@ void pack_inverse(BlockWorkspace& w) {
   }
 }
 
-// sum_{f < len} a[f] b[f] in float64 (eight lanes, then the lanes' sum).
-inline double dot_f64(const double* a, const double* b, int64_t len) {
-  __m512d acc = _mm512_setzero_pd();
-  int64_t f = 0;
-  for (; f + 8 <= len; f += 8) acc = _mm512_fmadd_pd(_mm512_loadu_pd(a + f), _mm512_loadu_pd(b + f), acc);
-  if (f < len) {
-    const __mmask8 m = static_cast<__mmask8>((1u << (len - f)) - 1u);
-    acc = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(m, a + f), _mm512_maskz_loadu_pd(m, b + f), acc);
-  }
-  return _mm512_reduce_add_pd(acc);
-}
-
-// g (lower, leading dimension ldg) += scale v v^T, float64.
-inline void add_outer_lower(double* g, int64_t ldg, const double* v, int64_t d, double scale) {
-  for (int64_t r = 0; r < d; ++r) {
-    const double sv = scale * v[r];
-    double* grow = g + r * ldg;
-    for (int64_t c = 0; c <= r; ++c) grow[c] += sv * v[c];
-  }
-}
-
 // Small prefixes (n <= 1.5 d, exact_rows): leverages near 1 amplify the bfloat16 x 3 products' error (~4e-6
 // relative) a thousandfold (d = 8, n = 10: mean log(1 - h_i) 0.5 % off, the row-sum covariance -0.22 against an
 // exact -0.04), so these sizes add their rows to the Gram in float64 and whiten in float64 from the float32 rows:
@@ -789,16 +821,25 @@ void mahalanobis_rows_f64(BlockWorkspace& w, const float* pop, const int64_t* ch
   const int64_t d = w.d, dp = w.dp;
   std::fill(w.hrow.begin(), w.hrow.begin() + padded, 0.0);
   std::fill(w.yrows.begin(), w.yrows.begin() + padded * dp, 0.0f);
-  std::vector<double> x(static_cast<size_t>(dp), 0.0);
+  double* x = w.ex_x.data();   // (n, d): the rows in chain order
+  double* bt = w.ex_b.data();  // (d, d): inv^T, upper triangular
+  double* y = w.ex_y.data();   // (n, d): y_i = inv x_i
   for (int64_t i = 0; i < n; ++i) {
     const float* src = pop + chain_rows[i] * d;
-    for (int64_t f = 0; f < d; ++f) x[f] = src[f];
+    for (int64_t f = 0; f < d; ++f) x[i * d + f] = src[f];
+  }
+  for (int64_t p = 0; p < d; ++p)
+    for (int64_t j = 0; j < d; ++j) bt[p * d + j] = j >= p ? w.inv[j * dp + p] : 0.0;
+  gemm_rows(x, d, bt, d, n, d, y, d, [d](int64_t j0, int64_t wd) {
+    return std::pair<int64_t, int64_t>(0, std::min(d, j0 + wd));
+  });
+  for (int64_t i = 0; i < n; ++i) {
     const int64_t p = w.chain_pad[i];
     double h = 0.0;
     for (int64_t j = 0; j < d; ++j) {
-      const float y = static_cast<float>(dot_f64(w.inv.data() + j * dp, x.data(), j + 1));
-      w.yrows[p * dp + j] = y;
-      h += static_cast<double>(y) * y;  // from the stored rows, as the pairs' y_i.y_j: x_ij stays <= 1 (h_i ~ 1)
+      const float yj = static_cast<float>(y[i * d + j]);
+      w.yrows[p * dp + j] = yj;
+      h += static_cast<double>(yj) * yj;  // from the stored rows, as the pairs' y_i.y_j: x_ij stays <= 1 (h_i ~ 1)
     }
     w.hrow[p] = h;
   }
@@ -816,7 +857,6 @@ void mahalanobis_rows_f64(BlockWorkspace& w, const float* pop, const int64_t* ch
 // definite (n ~ d + 1, leverages ~1).
 void pair_and_row_stats(BlockWorkspace& w, int64_t n, int64_t padded, double* pair_var, double* pair_mean,
                         double* row_var, double* row_cov, double* kurtosis) {
-  constexpr int kPairOffsets = 4;  // spectral.PAIR_OFFSETS
   const int64_t d = w.d, dp = w.dp;
   const double* h = w.hrow.data();
   const float* y = w.yrows.data();
@@ -832,15 +872,33 @@ void pair_and_row_stats(BlockWorkspace& w, int64_t n, int64_t padded, double* pa
     m4 += c2 * c2;
   }
   *kurtosis = (m4 / n) / ((m2 / n) * (m2 / n));
-  // sampled pairs
+  // sampled pairs, walked in chain order: the rows of chain positions i .. i + 4 (mod n) are kept in float64 in a
+  // ring (slot (i + k) % 5 holds position (i + k) % n), so each row is read from the scattered padded rows once and
+  // converted once, with the next ones prefetched. (Walking k outer, i inner read every row eight times from random
+  // places: at n = 100 d, 59 MB of rows, that loop was a fifth of the block's time.)
   double dsum = 0.0, dsq = 0.0, xsum = 0.0;
-  for (int k = 1; k <= kPairOffsets; ++k) {
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t pi = cp[i], pj = cp[(i + k) % n];
+  constexpr int kRing = kPairOffsets + 1;
+  constexpr int64_t kAhead = 8;  // chain positions prefetched ahead
+  double* ring = w.pair_ring.data();
+  auto fill_slot = [&](int64_t pos, int slot) {
+    const float* src = y + cp[pos] * dp;
+    double* dst = ring + slot * dp;
+    for (int64_t f = 0; f < dp; f += 8) _mm512_store_pd(dst + f, _mm512_cvtps_pd(_mm256_loadu_ps(src + f)));
+  };
+  for (int k = 0; k < kPairOffsets; ++k) fill_slot(k % n, k);
+  for (int64_t i = 0; i < n; ++i) {
+    fill_slot((i + kPairOffsets) % n, static_cast<int>((i + kPairOffsets) % kRing));
+    const int64_t ahead = (i + kPairOffsets + kAhead) % n;
+    for (int64_t off = 0; off < dp * 4; off += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(y + cp[ahead] * dp) + off, _MM_HINT_T0);
+    const int64_t pi = cp[i];
+    const double* yi = ring + (i % kRing) * dp;
+    for (int k = 1; k <= kPairOffsets; ++k) {
+      const int64_t pj = cp[(i + k) % n];
+      const double* yj = ring + ((i + k) % kRing) * dp;
       __m512d acc = _mm512_setzero_pd();  // float64 sums of the float32 rows' products (x_ij is ill-conditioned
       for (int64_t f = 0; f < dp; f += 8)   // where 1 - h is small)
-        acc = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_loadu_ps(y + pi * dp + f)),
-                              _mm512_cvtps_pd(_mm256_loadu_ps(y + pj * dp + f)), acc);
+        acc = _mm512_fmadd_pd(_mm512_load_pd(yi + f), _mm512_load_pd(yj + f), acc);
       const double hij = _mm512_reduce_add_pd(acc);
       const double x = hij * hij / ((1.0 - h[pi]) * (1.0 - h[pj])), delta = std::log1p(-x);
       dsum += delta;
@@ -852,29 +910,20 @@ void pair_and_row_stats(BlockWorkspace& w, int64_t n, int64_t padded, double* pa
   *pair_var = dsq / pairs - dmean * dmean;
   // the weighted Gram W^T diag(a) W (lower, g2): float64 from the stored rows for small prefixes, else on the tiles
   const bool exact = exact_rows(n, d);
-  std::vector<double> v(static_cast<size_t>(dp), 0.0);
   std::fill(w.g2.begin(), w.g2.end(), 0.0);
-  if (exact) {
+  if (exact) {  // g2 -= (-A^T) Y, A^T[f][i] = a_i y_i[f], one register-blocked product
+    double* yt = w.ex_t.data();  // (d, n)
+    double* ys = w.ex_x.data();  // (n, d): x is not needed after mahalanobis_rows_f64
     for (int64_t i = 0; i < n; ++i) {
       const int64_t p = cp[i];
       const double a = 1.0 / (1.0 - h[p]);
-      for (int64_t f = 0; f < d; ++f) v[f] = y[p * dp + f];
-      add_outer_lower(w.g2.data(), dp, v.data(), d, a);
-    }
-  } else {
-    for (int64_t r = 0; r < padded; ++r) {  // weighted rows sqrt(a_r) y_r, split like xh / xl
-      const float scale = static_cast<float>(h[r] == 0.0 ? 0.0 : std::sqrt(1.0 / (1.0 - h[r])));
-      float* row = w.yrows.data() + r * dp;  // scaled in place: y is not needed after the pairs
-      for (int64_t f = 0; f < dp; f += 16)
-        _mm512_storeu_ps(row + f, _mm512_mul_ps(_mm512_loadu_ps(row + f), _mm512_set1_ps(scale)));
-      for (int64_t f = 0; f < dp; f += 32) {
-        __m512i hi, lo;
-        split32(row, f, dp, &hi, &lo);
-        const size_t at = w.row_at(r, f);
-        _mm512_store_si512(reinterpret_cast<__m512i*>(w.wh.data() + at), hi);
-        _mm512_store_si512(reinterpret_cast<__m512i*>(w.wl.data() + at), lo);
+      for (int64_t f = 0; f < d; ++f) {
+        ys[i * d + f] = y[p * dp + f];
+        yt[f * n + i] = -a * y[p * dp + f];
       }
     }
+    update_lower(w.g2.data(), dp, yt, n, ys, d, n, 0, d, 0, d);
+  } else {  // the weighted rows sqrt(a_r) y_r were split into wh / wl by mahalanobis_rows
     for (int64_t r0 = 0; r0 < padded; r0 += kChunk)
       gram_chunk(w, w.wh.data(), w.wl.data(), w.g2.data(), r0, std::min(kChunk, padded - r0));
   }
@@ -898,20 +947,21 @@ void pair_and_row_stats(BlockWorkspace& w, int64_t n, int64_t padded, double* pa
     *row_var = *row_cov = std::numeric_limits<double>::quiet_NaN();
     return;
   }
-  if (exact) {
-    std::vector<double> ct(static_cast<size_t>(d * d), 0.0);  // C^T, row-major: (C^T v)_j = sum_{f >= j} C[f][j] v_f
+  if (exact) {  // z_i = C^T v_i: Z = V C, C lower (its upper part zeroed), one register-blocked product
+    double* c = w.chol.data();
     for (int64_t f = 0; f < d; ++f)
-      for (int64_t j = 0; j <= f; ++j) ct[j * d + f] = w.chol[f * d + j];
+      for (int64_t j = f + 1; j < d; ++j) c[f * d + j] = 0.0;
+    double* vs = w.ex_x.data();  // (n, d)
+    double* z = w.ex_y.data();   // (n, d)
     for (int64_t i = 0; i < n; ++i) {
-      const int64_t p = cp[i];
-      const double sa = std::sqrt(1.0 / (1.0 - h[p]));
-      for (int64_t f = 0; f < d; ++f) v[f] = sa * y[p * dp + f];
+      const double sa = std::sqrt(1.0 / (1.0 - h[cp[i]]));
+      for (int64_t f = 0; f < d; ++f) vs[i * d + f] = sa * y[cp[i] * dp + f];
+    }
+    gemm_rows(vs, d, c, d, n, d, z, d, [d](int64_t j0, int64_t) { return std::pair<int64_t, int64_t>(j0, d); });
+    for (int64_t i = 0; i < n; ++i) {
       double z2 = 0.0;
-      for (int64_t j = 0; j < d; ++j) {
-        const double zj = dot_f64(ct.data() + j * d + j, v.data() + j, d - j);
-        z2 += zj * zj;
-      }
-      w.zrow[p] = z2;
+      for (int64_t j = 0; j < d; ++j) z2 += z[i * d + j] * z[i * d + j];
+      w.zrow[cp[i]] = z2;
     }
   } else {
     std::fill(w.inv.begin(), w.inv.end(), 0.0);
@@ -1035,11 +1085,16 @@ int64_t cj_block_stats(const float* pop, int64_t num_points, int64_t d, const in
       for (int64_t s = 0; s < num_sizes; ++s) {
         const int64_t n = ns[s];
         if (s > 0 && exact_rows(n, d)) {  // small prefixes: the Gram's new rows in float64 too (exact_rows)
-          std::vector<double> x(static_cast<size_t>(d));
-          for (int64_t i = seg_start[s]; i < seg_start[s + 1]; ++i) {
-            for (int64_t f = 0; f < d; ++f) x[f] = pop[bi[i] * d + f];
-            add_outer_lower(w.g.data(), dp, x.data(), d, 1.0);
-          }
+          const int64_t len = seg_start[s + 1] - seg_start[s];
+          double* xs = w.ex_x.data();  // (len, d)
+          double* xt = w.ex_t.data();  // (d, len), negated: g -= (-X^T) X
+          for (int64_t i = 0; i < len; ++i)
+            for (int64_t f = 0; f < d; ++f) {
+              const double v = pop[bi[seg_start[s] + i] * d + f];
+              xs[i * d + f] = v;
+              xt[f * len + i] = -v;
+            }
+          update_lower(w.g.data(), dp, xt, len, xs, d, len, 0, d, 0, d);
         } else {
           for (int64_t r0 = pad_start[s]; s > 0 && r0 < pad_start[s + 1]; r0 += kChunk)
             gram_chunk(w, w.xh.data(), w.xl.data(), w.g.data(), r0, std::min(kChunk, pad_start[s + 1] - r0));
