@@ -547,7 +547,7 @@ struct BlockWorkspace {
   avec<double> g2, hrow, zrow;
   avec<double> pair_ring;           // the sampled pairs' rows in float64 (kPairOffsets + 1 rows of dp)
   avec<double> ex_x, ex_y, ex_t, ex_b;  // small prefixes' float64 products: (n, d), (n, d), (d, n), (d, d); n <= 1.5 d
-  std::vector<int64_t> chain_pad;
+  std::vector<int64_t> chain_pad, pad_chain;  // chain position -> padded row; padded row -> chain position or -1
   std::vector<std::pair<int64_t, int64_t>> sorted;
 
   void resize(int64_t d_, int64_t padded_rows, int64_t n1, int64_t n_max) {
@@ -582,6 +582,7 @@ struct BlockWorkspace {
     ex_t.resize(ex_x.size());
     ex_b.resize(static_cast<size_t>(d_ * d_));
     chain_pad.resize(static_cast<size_t>(n_max));
+    pad_chain.resize(static_cast<size_t>(padded_rows));
     sorted.resize(static_cast<size_t>(n_max));
   }
   size_t row_at(int64_t r, int64_t f) const {  // first element of row r, features [f, f + 32)
@@ -723,7 +724,8 @@ void gram_chunk(BlockWorkspace& w, const uint16_t* xh, const uint16_t* xl, doubl
 
 // For the padded chain rows [0, nrows) (nrows % 32 == 0) of the split rows (ah, al): row_sq[r] = ||inv x_r||^2 in
 // float64 (a zero padding row gives 0), and, if y_out is given, the rows y_r = inv x_r themselves (float32, stride
-// dp) and the weighted rows sqrt(a_r) y_r, a_r = 1 / (1 - row_sq[r]), split like xh / xl into w.wh / w.wl (the
+// dp; in chain order: row r goes to y_out[w.pad_chain[r]], padding rows nowhere, so that the sampled pairs read them
+// sequentially) and the weighted rows sqrt(a_r) y_r, a_r = 1 / (1 - row_sq[r]), split like xh / xl into w.wh / w.wl (the
 // leverage jackknife's weighted Gram, pair_and_row_stats), each group of 32 rows while it is still in cache (a
 // separate pass over the stored rows re-read them from memory: at n = 100 d, 59 MB per prefix).
 void mahalanobis_rows(BlockWorkspace& w, const uint16_t* ah, const uint16_t* al, int64_t nrows, double* row_sq,
@@ -733,8 +735,11 @@ void mahalanobis_rows(BlockWorkspace& w, const uint16_t* ah, const uint16_t* al,
   const uint32_t* bops[2] = {w.ivh.data(), w.ivl.data()};
   float* ct = w.ctile.data();
   alignas(64) float sums[32 * 16];
+  float* dst[32];
   for (int64_t r0 = 0; r0 < nrows; r0 += 32) {
     const int64_t rt = r0 / 16;
+    for (int r = 0; r < 32; ++r)
+      dst[r] = y_out != nullptr && w.pad_chain[r0 + r] >= 0 ? y_out + w.pad_chain[r0 + r] * dp : nullptr;
     for (int i = 0; i < 32 * 16; i += 16) _mm512_store_ps(sums + i, _mm512_setzero_ps());
     for (int64_t j = 0; j < dp; j += 32) {
       zero_accumulators();
@@ -752,9 +757,9 @@ void mahalanobis_rows(BlockWorkspace& w, const uint16_t* ah, const uint16_t* al,
       for (int r = 0; r < 32; ++r) {
         const __m512 a = _mm512_loadu_ps(ct + r * 32), b = _mm512_loadu_ps(ct + r * 32 + 16);
         _mm512_store_ps(sums + r * 16, _mm512_fmadd_ps(a, a, _mm512_fmadd_ps(b, b, _mm512_load_ps(sums + r * 16))));
-        if (y_out != nullptr) {
-          _mm512_storeu_ps(y_out + (r0 + r) * dp + j, a);
-          _mm512_storeu_ps(y_out + (r0 + r) * dp + j + 16, b);
+        if (dst[r] != nullptr) {
+          _mm512_storeu_ps(dst[r] + j, a);
+          _mm512_storeu_ps(dst[r] + j + 16, b);
         }
       }
     }
@@ -763,13 +768,17 @@ void mahalanobis_rows(BlockWorkspace& w, const uint16_t* ah, const uint16_t* al,
       for (int64_t r = r0; r < r0 + 32; ++r) {
         const double h = row_sq[r];
         const __m512 scale = _mm512_set1_ps(static_cast<float>(h == 0.0 ? 0.0 : std::sqrt(1.0 / (1.0 - h))));
-        const float* row = y_out + r * dp;
+        const float* row = dst[r - r0];
         alignas(64) float v[32];
         for (int64_t f = 0; f < dp; f += 32) {
-          _mm512_store_ps(v, _mm512_mul_ps(_mm512_loadu_ps(row + f), scale));
-          _mm512_store_ps(v + 16, _mm512_mul_ps(_mm512_loadu_ps(row + f + 16), scale));
           __m512i hi, lo;
-          split32(v, 0, 32, &hi, &lo);
+          if (row != nullptr) {
+            _mm512_store_ps(v, _mm512_mul_ps(_mm512_loadu_ps(row + f), scale));
+            _mm512_store_ps(v + 16, _mm512_mul_ps(_mm512_loadu_ps(row + f + 16), scale));
+            split32(v, 0, 32, &hi, &lo);
+          } else {
+            hi = lo = _mm512_setzero_si512();  // a padding row
+          }
           const size_t at = w.row_at(r, f);
           _mm512_store_si512(reinterpret_cast<__m512i*>(w.wh.data() + at), hi);
           _mm512_store_si512(reinterpret_cast<__m512i*>(w.wl.data() + at), lo);
@@ -820,7 +829,7 @@ bool exact_rows(int64_t n, int64_t d) { return 2 * n <= 3 * d; }
 void mahalanobis_rows_f64(BlockWorkspace& w, const float* pop, const int64_t* chain_rows, int64_t n, int64_t padded) {
   const int64_t d = w.d, dp = w.dp;
   std::fill(w.hrow.begin(), w.hrow.begin() + padded, 0.0);
-  std::fill(w.yrows.begin(), w.yrows.begin() + padded * dp, 0.0f);
+  std::fill(w.yrows.begin(), w.yrows.begin() + n * dp, 0.0f);  // (chain order; features d .. dp stay 0)
   double* x = w.ex_x.data();   // (n, d): the rows in chain order
   double* bt = w.ex_b.data();  // (d, d): inv^T, upper triangular
   double* y = w.ex_y.data();   // (n, d): y_i = inv x_i
@@ -838,7 +847,7 @@ void mahalanobis_rows_f64(BlockWorkspace& w, const float* pop, const int64_t* ch
     double h = 0.0;
     for (int64_t j = 0; j < d; ++j) {
       const float yj = static_cast<float>(y[i * d + j]);
-      w.yrows[p * dp + j] = yj;
+      w.yrows[i * dp + j] = yj;
       h += static_cast<double>(yj) * yj;  // from the stored rows, as the pairs' y_i.y_j: x_ij stays <= 1 (h_i ~ 1)
     }
     w.hrow[p] = h;
@@ -846,8 +855,8 @@ void mahalanobis_rows_f64(BlockWorkspace& w, const float* pop, const int64_t* ch
 }
 
 // The leave-two-out (pair) and row-sum statistics of one prefix of n rows (docs/sigma.md, second and third passes;
-// as sigma_precision.numpy_prefix_block_stats): h_r = hrow[r] and the whitened rows y_r = yrows[r] of the padded rows
-// [0, padded) are given, chain_pad[i] is the padded row of the block's i-th row. Pairs (i, i + k mod n), k = 1..4, in
+// as sigma_precision.numpy_prefix_block_stats): h_r = hrow[r] of the padded rows [0, padded) and the whitened rows
+// y_i = yrows[i] of the chain positions i < n are given, chain_pad[i] is the padded row of the block's i-th row. Pairs (i, i + k mod n), k = 1..4, in
 // chain order: x_ij = (y_i.y_j)^2 / ((1 - h_i)(1 - h_j)), delta_ij = log(1 - x_ij). The weighted Gram
 // W^T diag(a) W (a = 1/(1 - h)) on the tiles from the split rows sqrt(a_r) y_r; its squared Frobenius norm gives the
 // all-pairs sum; row sums r_i = v_i^T (W^T diag(a) W) v_i - a_i^2 h_i^2 (v_i = sqrt(a_i) y_i) as ||U^T v_i||^2 on the
@@ -873,24 +882,20 @@ void pair_and_row_stats(BlockWorkspace& w, int64_t n, int64_t padded, double* pa
   }
   *kurtosis = (m4 / n) / ((m2 / n) * (m2 / n));
   // sampled pairs, walked in chain order: the rows of chain positions i .. i + 4 (mod n) are kept in float64 in a
-  // ring (slot (i + k) % 5 holds position (i + k) % n), so each row is read from the scattered padded rows once and
-  // converted once, with the next ones prefetched. (Walking k outer, i inner read every row eight times from random
-  // places: at n = 100 d, 59 MB of rows, that loop was a fifth of the block's time.)
+  // ring (slot (i + k) % 5 holds position (i + k) % n), so each row is read once, in order, and converted once.
+  // (Walking k outer, i inner over rows in padded order read every row eight times from random places: at n = 100 d,
+  // 59 MB of rows, that loop was a fifth of the block's time.)
   double dsum = 0.0, dsq = 0.0, xsum = 0.0;
   constexpr int kRing = kPairOffsets + 1;
-  constexpr int64_t kAhead = 8;  // chain positions prefetched ahead
   double* ring = w.pair_ring.data();
   auto fill_slot = [&](int64_t pos, int slot) {
-    const float* src = y + cp[pos] * dp;
+    const float* src = y + pos * dp;
     double* dst = ring + slot * dp;
     for (int64_t f = 0; f < dp; f += 8) _mm512_store_pd(dst + f, _mm512_cvtps_pd(_mm256_loadu_ps(src + f)));
   };
   for (int k = 0; k < kPairOffsets; ++k) fill_slot(k % n, k);
   for (int64_t i = 0; i < n; ++i) {
     fill_slot((i + kPairOffsets) % n, static_cast<int>((i + kPairOffsets) % kRing));
-    const int64_t ahead = (i + kPairOffsets + kAhead) % n;
-    for (int64_t off = 0; off < dp * 4; off += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(y + cp[ahead] * dp) + off, _MM_HINT_T0);
     const int64_t pi = cp[i];
     const double* yi = ring + (i % kRing) * dp;
     for (int k = 1; k <= kPairOffsets; ++k) {
@@ -918,8 +923,8 @@ void pair_and_row_stats(BlockWorkspace& w, int64_t n, int64_t padded, double* pa
       const int64_t p = cp[i];
       const double a = 1.0 / (1.0 - h[p]);
       for (int64_t f = 0; f < d; ++f) {
-        ys[i * d + f] = y[p * dp + f];
-        yt[f * n + i] = -a * y[p * dp + f];
+        ys[i * d + f] = y[i * dp + f];
+        yt[f * n + i] = -a * y[i * dp + f];
       }
     }
     update_lower(w.g2.data(), dp, yt, n, ys, d, n, 0, d, 0, d);
@@ -955,7 +960,7 @@ void pair_and_row_stats(BlockWorkspace& w, int64_t n, int64_t padded, double* pa
     double* z = w.ex_y.data();   // (n, d)
     for (int64_t i = 0; i < n; ++i) {
       const double sa = std::sqrt(1.0 / (1.0 - h[cp[i]]));
-      for (int64_t f = 0; f < d; ++f) vs[i * d + f] = sa * y[cp[i] * dp + f];
+      for (int64_t f = 0; f < d; ++f) vs[i * d + f] = sa * y[i * dp + f];
     }
     gemm_rows(vs, d, c, d, n, d, z, d, [d](int64_t j0, int64_t) { return std::pair<int64_t, int64_t>(j0, d); });
     for (int64_t i = 0; i < n; ++i) {
@@ -1056,7 +1061,9 @@ int64_t cj_block_stats(const float* pop, int64_t num_points, int64_t d, const in
         for (int64_t r = 0; r < len; ++r) {
           w.order[r] = w.sorted[r].first;
           w.chain_pad[seg_start[s] + w.sorted[r].second] = pad_start[s] + r;
+          w.pad_chain[pad_start[s] + r] = seg_start[s] + w.sorted[r].second;
         }
+        for (int64_t r = pad_start[s] + len; r < pad_start[s + 1]; ++r) w.pad_chain[r] = -1;
         for (int64_t r = 0; r < pad_start[s + 1] - pad_start[s]; ++r) {
           const float* src = r < len ? pop + w.order[r] * d : nullptr;
           if (r + 8 < len) prefetch_row(pop + w.order[r + 8] * d, d);
