@@ -898,13 +898,22 @@ void pair_and_row_stats(BlockWorkspace& w, int64_t n, int64_t padded, double* pa
     fill_slot((i + kPairOffsets) % n, static_cast<int>((i + kPairOffsets) % kRing));
     const int64_t pi = cp[i];
     const double* yi = ring + (i % kRing) * dp;
+    // the four dot products side by side, each in its own float64 accumulator: the same sums as one pair at a time,
+    // where one chain of dependent adds per pair kept the FMA units a quarter busy
+    __m512d acc[kPairOffsets];
+    const double* yj[kPairOffsets];
+    for (int k = 0; k < kPairOffsets; ++k) {
+      acc[k] = _mm512_setzero_pd();
+      yj[k] = ring + ((i + k + 1) % kRing) * dp;
+    }
+    for (int64_t f = 0; f < dp; f += 8) {
+      const __m512d a = _mm512_load_pd(yi + f);
+      for (int k = 0; k < kPairOffsets; ++k) acc[k] = _mm512_fmadd_pd(a, _mm512_load_pd(yj[k] + f), acc[k]);
+    }
     for (int k = 1; k <= kPairOffsets; ++k) {
       const int64_t pj = cp[(i + k) % n];
-      const double* yj = ring + ((i + k) % kRing) * dp;
-      __m512d acc = _mm512_setzero_pd();  // float64 sums of the float32 rows' products (x_ij is ill-conditioned
-      for (int64_t f = 0; f < dp; f += 8)   // where 1 - h is small)
-        acc = _mm512_fmadd_pd(_mm512_load_pd(yi + f), _mm512_load_pd(yj + f), acc);
-      const double hij = _mm512_reduce_add_pd(acc);
+      // float64 sums of the float32 rows' products: x_ij is ill-conditioned where 1 - h is small
+      const double hij = _mm512_reduce_add_pd(acc[k - 1]);
       const double x = hij * hij / ((1.0 - h[pi]) * (1.0 - h[pj])), delta = std::log1p(-x);
       dsum += delta;
       dsq += delta * delta;
