@@ -1,0 +1,116 @@
+"""The Sigma sweep's native AMX block kernel: CPU seconds per block with every statistic of the leverage-jackknife
+interval against the same kernel with the first pass only (log det, Var(M_i) and the leave-one-out moments: what it
+computed before the jackknife), same blocks, one thread, the two alternated; medians over the repeats, with the CPU
+and versions recorded. Issue 13's target: the full kernel at most 2x the first pass.
+
+    python3 benchmarks/bench_amx_block.py --dims 384 128 --repeats 7 [--base <revision>] [--out results.json]
+
+``--base``: also time the kernel as it is at that git revision (``spectral_kernels.cc`` from ``git show``, built
+here with the library's flags), alternated with this checkout's. The first pass alone is the kernel called with
+NULL for the pair / row-sum outputs (``cj_block_stats`` skips those statistics then). Needs an x86 CPU with AMX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from collapse_jax import _native, sigma_precision as spp  # noqa: E402
+from collapse_jax.results import atomic_write_json, environment_info  # noqa: E402
+
+
+def library_at(rev: str):
+    """The spectral kernels as they are at git revision ``rev``, built with the library's own flags."""
+    import jax
+
+    work = Path(tempfile.mkdtemp(prefix="amx-base-"))
+    src = work / "spectral_kernels.cc"
+    src.write_text(subprocess.run(["git", "show", f"{rev}:collapse_jax/_native/spectral_kernels.cc"], cwd=ROOT,
+                                  check=True, capture_output=True, text=True).stdout)
+    out = work / "base.so"
+    subprocess.run([_native._compiler(), "-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-fno-math-errno",
+                    "-fno-trapping-math", "-march=native", f"-I{jax.ffi.include_dir()}", str(src), "-o", str(out)],
+                   check=True, capture_output=True)
+    lib = ctypes.CDLL(str(out))
+    for fn, (restype, argtypes) in _native._LIBRARIES["spectral_kernels"].signatures.items():
+        getattr(lib, fn).restype, getattr(lib, fn).argtypes = restype, argtypes
+    return lib
+
+
+def block_timer(lib, dim: int, blocks: int, num_points: int, seed: int):
+    """``run(all_statistics) -> CPU seconds per block`` on fixed random blocks of a float32 Gaussian population."""
+    rng = np.random.default_rng(seed)
+    w32 = (rng.standard_normal((num_points, dim)) / np.sqrt(num_points)).astype(np.float32)
+    ns = np.ascontiguousarray(spp.block_sizes(dim, num_points, spp.DEFAULT_RATIOS), np.int64)
+    idx = np.ascontiguousarray(np.stack([rng.choice(num_points, ns[-1], replace=False) for _ in range(blocks)]),
+                               np.int64)
+    out = [np.empty((blocks, len(ns))) for _ in range(2 + len(spp.LOO_FIELDS))]
+    if not lib.cj_amx_available():
+        raise SystemExit("this CPU (or build) has no AMX kernel")
+
+    def run(all_statistics: bool) -> float:
+        ptrs = [a.ctypes.data for a in out[:4]] + [a.ctypes.data if all_statistics else None for a in out[4:]]
+        t0 = time.process_time()
+        rc = lib.cj_block_stats(w32.ctypes.data, num_points, dim, idx.ctypes.data, blocks, int(ns[-1]),
+                                ns.ctypes.data, len(ns), *ptrs, 1)
+        if rc != 0:
+            raise RuntimeError(f"cj_block_stats returned {rc}")
+        return (time.process_time() - t0) / blocks
+
+    return run, ns
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dims", type=int, nargs="+", default=[384, 128])
+    ap.add_argument("--blocks", type=int, default=0, help="blocks per timed call (default: 4 at d >= 256, else 12)")
+    ap.add_argument("--num-points", type=int, default=200_000)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--base", default=None, help="git revision whose kernel is timed alongside")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="JSON file for the figures")
+    args = ap.parse_args()
+
+    libs = {"this checkout": _native.spectral_library()}
+    if libs["this checkout"] is None:
+        raise SystemExit("native code is off or could not be built")
+    if args.base:
+        libs[f"at {args.base}"] = library_at(args.base)
+    rows = []
+    for dim in args.dims:
+        blocks = args.blocks or (4 if dim >= 256 else 12)
+        timers = {name: block_timer(lib, dim, blocks, args.num_points, args.seed)[0] for name, lib in libs.items()}
+        for run in timers.values():  # warm-up: workspaces, pages
+            run(True)
+            run(False)
+        times = {(name, full): [] for name in timers for full in (True, False)}
+        for _ in range(args.repeats):
+            for name, run in timers.items():
+                for full in (True, False):
+                    times[(name, full)].append(run(full))
+        for name in timers:
+            full, first = np.median(times[(name, True)]), np.median(times[(name, False)])
+            rows.append({"dim": dim, "kernel": name, "blocks": blocks, "all_statistics_cpu_s": float(full),
+                         "first_pass_cpu_s": float(first), "ratio": float(full / first),
+                         "all_statistics_runs": times[(name, True)], "first_pass_runs": times[(name, False)]})
+            print(f"d = {dim:4d}  {name:16s} all statistics {full:.4f}  first pass {first:.4f} CPU-s per block"
+                  f"  ratio {full / first:.2f}", flush=True)
+    env = environment_info()
+    print(f"CPU: {env['cpu_model']} ({', '.join(env['cpu_features'])}); numpy {env['numpy']}, jax {env.get('jax')}")
+    if args.out:
+        atomic_write_json(args.out, {"command": " ".join(sys.argv), "environment": env, "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
