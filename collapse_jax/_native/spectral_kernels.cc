@@ -725,9 +725,9 @@ void gram_chunk(BlockWorkspace& w, const uint16_t* xh, const uint16_t* xl, doubl
 // For the padded chain rows [0, nrows) (nrows % 32 == 0) of the split rows (ah, al): row_sq[r] = ||inv x_r||^2 in
 // float64 (a zero padding row gives 0), and, if y_out is given, the rows y_r = inv x_r themselves (float32, stride
 // dp; in chain order: row r goes to y_out[w.pad_chain[r]], padding rows nowhere, so that the sampled pairs read them
-// sequentially) and the weighted rows sqrt(a_r) y_r, a_r = 1 / (1 - row_sq[r]), split like xh / xl into w.wh / w.wl (the
-// leverage jackknife's weighted Gram, pair_and_row_stats), each group of 32 rows while it is still in cache (a
-// separate pass over the stored rows re-read them from memory: at n = 100 d, 59 MB per prefix).
+// sequentially) and the weighted rows sqrt(a_r) y_r, a_r = 1 / (1 - row_sq[r]), split like xh / xl into w.wh /
+// w.wl (the leverage jackknife's weighted Gram, pair_and_row_stats), each group of 32 rows while it is still in
+// cache (a separate pass over the stored rows re-read them from memory: at n = 100 d, 59 MB per prefix).
 void mahalanobis_rows(BlockWorkspace& w, const uint16_t* ah, const uint16_t* al, int64_t nrows, double* row_sq,
                       float* y_out) {
   const int64_t dp = w.dp, nfb = dp / 32, njt = dp / 16;
@@ -856,14 +856,15 @@ void mahalanobis_rows_f64(BlockWorkspace& w, const float* pop, const int64_t* ch
 
 // The leave-two-out (pair) and row-sum statistics of one prefix of n rows (docs/sigma.md, second and third passes;
 // as sigma_precision.numpy_prefix_block_stats): h_r = hrow[r] of the padded rows [0, padded) and the whitened rows
-// y_i = yrows[i] of the chain positions i < n are given, chain_pad[i] is the padded row of the block's i-th row. Pairs (i, i + k mod n), k = 1..4, in
-// chain order: x_ij = (y_i.y_j)^2 / ((1 - h_i)(1 - h_j)), delta_ij = log(1 - x_ij). The weighted Gram
-// W^T diag(a) W (a = 1/(1 - h)) on the tiles from the split rows sqrt(a_r) y_r; its squared Frobenius norm gives the
-// all-pairs sum; row sums r_i = v_i^T (W^T diag(a) W) v_i - a_i^2 h_i^2 (v_i = sqrt(a_i) y_i) as ||U^T v_i||^2 on the
-// tiles, U U^T = W^T diag(a) W with U upper triangular (the Cholesky factor of the reversed matrix, reversed), so
-// that U^T is lower triangular like the inverse factor. Outputs: pair variance and mean, row-sum variance,
-// covariance with log(1 - h_i), kurtosis of log(1 - h_i); the row-sum ones NaN if the weighted Gram is not positive
-// definite (n ~ d + 1, leverages ~1).
+// y_i = yrows[i] of the chain positions i < n are given, chain_pad[i] is the padded row of the block's i-th row.
+// Pairs (i, i + k mod n), k = 1..4, in chain order: x_ij = (y_i.y_j)^2 / ((1 - h_i)(1 - h_j)),
+// delta_ij = log(1 - x_ij). The weighted Gram W^T diag(a) W (a = 1/(1 - h)) on the tiles from the split rows
+// sqrt(a_r) y_r; its squared Frobenius norm gives the all-pairs sum; row sums
+// r_i = v_i^T (W^T diag(a) W) v_i - a_i^2 h_i^2 (v_i = sqrt(a_i) y_i) as ||U^T v_i||^2 on the tiles,
+// U U^T = W^T diag(a) W with U upper triangular (the Cholesky factor of the reversed matrix, reversed), so that U^T is
+// lower triangular like the inverse factor. Outputs: pair variance and mean, row-sum variance, covariance with
+// log(1 - h_i), kurtosis of log(1 - h_i); the row-sum ones NaN if the weighted Gram is not positive definite
+// (n ~ d + 1, leverages ~1).
 void pair_and_row_stats(BlockWorkspace& w, int64_t n, int64_t padded, double* pair_var, double* pair_mean,
                         double* row_var, double* row_cov, double* kurtosis) {
   const int64_t d = w.d, dp = w.dp;
