@@ -59,6 +59,7 @@ def load_embeddings(path: str) -> np.ndarray:
         raise ValueError(f"embeddings file {path!r} does not exist")
     arr = np.load(p, mmap_mode="r")
     arr = spectral.check_embeddings(f"embeddings {path}", arr)
+    sp.check_min_dim(f"embeddings {path}", arr.shape[1])
     if arr.shape[0] <= arr.shape[1] + 1:
         raise ValueError(f"embeddings {path}: need more rows than dim + 1 (N > n > d), got shape {arr.shape}")
     return np.asarray(arr, dtype=np.float64)

@@ -11,7 +11,7 @@ The observed index set (n of the N rows) is drawn once per run and reused at eve
 
 Interval: each checkpoint also reports the leverage-jackknife interval for ``log det G`` of all ``N`` (normalised)
 rows from the observed block (``spectral.jackknife_interval``, docs/sigma.md), the interval that kept its level on
-real sentence embeddings; it needs ``n >= d + 2`` (NaN below; :func:`logdet_interval` raises instead).
+real sentence embeddings; it needs ``n >= max(d + 2, 5)`` (NaN below; :func:`logdet_interval` raises instead).
 """
 
 from __future__ import annotations

@@ -76,6 +76,7 @@ class PrecisionConfig:
             raise ValueError("dims must name at least one dimension (or give embeddings)")
         for d in self.dims:
             _checks.positive_int("dims", d)
+            check_min_dim("dims", d)
         if len(self.blocks) != len(self.dims) and not (len(self.blocks) == 1):
             raise ValueError(f"blocks must have one entry per dimension ({len(self.dims)}) or a single entry, "
                              f"got {len(self.blocks)}")
@@ -640,6 +641,21 @@ def native_block_stats(w32: np.ndarray, idx: np.ndarray, ns, threads: int) -> tu
     if rc >= 2:
         raise FloatingPointError(f"block {rc - 2}: Gram matrix not positive definite")
     return out
+
+
+# The leverage jackknife's sampled pairs (i, i + k mod n), k = 1 .. spectral.PAIR_OFFSETS, are distinct rows only in
+# blocks of more than PAIR_OFFSETS rows, and the sweep's blocks start at n = d + 1 (the jackknife's at d + 2), so d
+# must be at least PAIR_OFFSETS - 1. (Smaller d crashed mid-sweep with a misleading message: the numpy engine's pair
+# slicing assumes n > PAIR_OFFSETS.)
+MIN_DIM = spectral.PAIR_OFFSETS - 1
+
+
+def check_min_dim(name: str, d: int) -> None:
+    """Raises unless ``d >= MIN_DIM`` (the sweep's smallest jackknife block, ``d + 2`` rows, must hold the sampled
+    pairs' ``PAIR_OFFSETS`` distinct partners of every row)."""
+    if d < MIN_DIM:
+        raise ValueError(f"{name}: the dimension d must be at least {MIN_DIM}, got {d} (the leverage jackknife's "
+                         f"smallest block, d + 2 rows, must give each row {spectral.PAIR_OFFSETS} distinct partners)")
 
 
 def resolve_engine(engine: str) -> str:

@@ -426,8 +426,10 @@ def scaled_wishart_interval(l_hat, moments: MahalanobisMoments, dim: int, n, num
 
 def jackknife_min_block(dim: int) -> int:
     """Smallest block for :func:`jackknife_interval`: ``n = d + 2``, so that every leave-one-out block has
-    ``n - 1 > d`` rows (the condition any block must meet, :func:`check_block_sizes`)."""
-    return dim + 2
+    ``n - 1 > d`` rows (the condition any block must meet, :func:`check_block_sizes`), and at least
+    ``PAIR_OFFSETS + 1`` rows, so that the sampled pairs ``(i, i + k mod n)``, ``k = 1 .. PAIR_OFFSETS``, are distinct
+    rows (at d = 2, n = 4 the last offset paired every row with itself); the second bound binds only for d <= 2."""
+    return max(dim + 2, PAIR_OFFSETS + 1)
 
 
 def check_jackknife_block(n: int, dim: int) -> int:
@@ -435,7 +437,8 @@ def check_jackknife_block(n: int, dim: int) -> int:
     n = _checks.positive_int("n", n)
     if n < jackknife_min_block(dim):
         raise ValueError("the leverage-jackknife interval needs leave-one-out sub-blocks with more rows than "
-                         f"dimensions: n >= d + 2 = {jackknife_min_block(dim)}, got n={n} (d={dim})")
+                         f"dimensions and {PAIR_OFFSETS} distinct pair partners per row: n >= max(d + 2, "
+                         f"{PAIR_OFFSETS + 1}) = {jackknife_min_block(dim)}, got n={n} (d={dim})")
     return n
 
 
@@ -537,13 +540,14 @@ def _gaussian_pair_var(dim: int, n: int) -> float:
 
     def wishart2(dof):  # 2 x 2 Wishart(dof, I) by Bartlett: T lower triangular, W = T T^T
         t11 = np.sqrt(rng.chisquare(dof, PAIR_DRAWS))
-        t22 = np.sqrt(rng.chisquare(dof - 1, PAIR_DRAWS))
+        # dof = 1 (d = 1): the singular Wishart, t22 ~ chi2 with 0 degrees of freedom, i.e. 0 (NumPy refuses df = 0)
+        t22 = np.sqrt(rng.chisquare(dof - 1, PAIR_DRAWS)) if dof > 1 else np.zeros(PAIR_DRAWS)
         t21 = rng.standard_normal(PAIR_DRAWS)
         return np.stack([np.stack([t11 * t11, t11 * t21], -1), np.stack([t11 * t21, t21 * t21 + t22 * t22], -1)], -2)
 
     w1, w2 = wishart2(dim), wishart2(n - dim)
     ev, vec = np.linalg.eigh(w1)
-    root = (vec * np.sqrt(ev)[..., None, :]) @ np.swapaxes(vec, -1, -2)
+    root = (vec * np.sqrt(np.maximum(ev, 0.0))[..., None, :]) @ np.swapaxes(vec, -1, -2)  # (d = 1: ev ~ -1e-17)
     u = np.linalg.inv(np.eye(2) + root @ np.linalg.inv(w2) @ root)  # I - H_SS, H_SS ~ matrix Beta(d/2, (n-d)/2)
     delta = np.log(np.linalg.det(u)) - np.log(u[:, 0, 0]) - np.log(u[:, 1, 1])
     return float(np.var(delta))
@@ -675,7 +679,7 @@ def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z, *, c
     Stein holds with equality), more for a larger pair share (vectors uniform on the sphere); damped towards n = N.
     Without ``loo.pair_var`` the factor is 1. The last factor, :func:`jackknife_centre_factor`, turns the variance
     of ``L_hat`` into that of the bias-corrected centre (a block holding an extreme row has a larger ``log det G_1``
-    *and* a larger bias estimate; 1 without ``loo.row_var``). Needs ``n >= d + 2`` (NaN below;
+    *and* a larger bias estimate; 1 without ``loo.row_var``). Needs ``n >= max(d + 2, 5)`` (NaN below;
     :func:`check_jackknife_block`).
     Exact (half-width 0) at ``n = N``. ``n`` must be concrete when ``loo.pair_var`` is given (NumPy draws).
 
@@ -706,7 +710,7 @@ def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z, *, c
 
 
 def _jackknife_centre_sd(l_hat, loo: LeaveOneOut, dim: int, n, num_points):
-    """Centre, standard deviation (all variance factors, no critical value) and validity ``n >= d + 2``."""
+    """Centre, standard deviation (all variance factors, no critical value) and validity ``n >= max(d + 2, 5)`` (:func:`jackknife_min_block`)."""
     n_arr = jnp.asarray(n, jnp.result_type(float))
     ok = n_arr >= jackknife_min_block(dim)
     n_safe = jnp.where(ok, n_arr, jackknife_min_block(dim))

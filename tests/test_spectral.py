@@ -523,6 +523,10 @@ def test_bad_input_errors_name_the_problem():
         spp.PrecisionConfig(families=("cauchy",)).validate()
     with pytest.raises(ValueError, match="t_dof"):
         spp.PrecisionConfig(t_dof=3.0).validate()
+    for d in (1, 2):  # before any compute (d = 1 and 2 crashed mid-sweep); d = 3 is the smallest that runs
+        with pytest.raises(ValueError, match=f"dims: the dimension d must be at least 3, got {d}"):
+            spp.PrecisionConfig(dims=(8, d), blocks=(10,)).validate()
+    spp.PrecisionConfig(dims=(3,), blocks=(10,)).validate()
 
 
 @pytest.mark.fallback
@@ -690,12 +694,20 @@ def test_jackknife_bias_correction_is_unbiased_to_leading_order(family):
 
 def test_jackknife_small_blocks_and_exact_edge():
     x = rng(44).standard_normal((6, 5))  # n = d + 1: leave-one-out blocks would have n - 1 = d rows
-    with pytest.raises(ValueError, match=r"n >= d \+ 2 = 7, got n=6"):
+    with pytest.raises(ValueError, match=r"n >= max\(d \+ 2, 5\) = 7, got n=6"):
         sp.check_jackknife_block(6, 5)
     from collapse_jax import sigma_monitor as sm
 
-    with pytest.raises(ValueError, match=r"n >= d \+ 2 = 7, got n=6"):
+    with pytest.raises(ValueError, match=r"n >= max\(d \+ 2, 5\) = 7, got n=6"):
         sm.logdet_interval(x, 100)
+    # d <= 2: the four sampled pair partners must be distinct rows (at d = 2, n = 4 the last was the row itself)
+    with pytest.raises(ValueError, match=r"n >= max\(d \+ 2, 5\) = 5, got n=4 \(d=2\)"):
+        sp.check_jackknife_block(4, 2)
+    assert np.isnan(float(sp.block_estimates(rng(46).standard_normal((4, 2)), 100).jackknife.center))
+    # d = 1: the pairs' Gaussian reference uses a singular 2 x 2 Wishart (it raised "df <= 0" before)
+    assert np.isfinite(sp.gaussian_pair_var(1, np.array([5, 50]))).all()
+    one = sp.block_estimates(rng(47).standard_normal((30, 1)), 1000).jackknife
+    assert np.isfinite(float(one.center)) and float(one.half_width) > 0
     est = sp.block_estimates(x, 100)  # block_estimates still gives the other intervals there
     assert np.isnan(float(est.jackknife.center)) and np.isfinite(float(est.wishart.center))
     y = rng(45).standard_normal((40, 5))
