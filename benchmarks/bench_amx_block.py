@@ -6,7 +6,7 @@ and versions recorded. Issue 13's target: the full kernel at most 2x the first p
     python3 benchmarks/bench_amx_block.py --dims 384 128 --repeats 7 [--base <revision>] [--out results.json]
 
 ``--base``: also time the kernel as it is at that git revision (``spectral_kernels.cc`` from ``git show``, built
-here with the library's flags), alternated with this checkout's. The first pass alone is the kernel called with
+here as the library builds its own), alternated with this checkout's. The first pass alone is the kernel called with
 NULL for the pair / row-sum outputs (``cj_block_stats`` skips those statistics then). Needs an x86 CPU with AMX.
 """
 
@@ -31,18 +31,13 @@ from collapse_jax.results import atomic_write_json, environment_info  # noqa: E4
 
 
 def library_at(rev: str):
-    """The spectral kernels as they are at git revision ``rev``, built with the library's own flags."""
-    import jax
-
+    """The spectral kernels as they are at git revision ``rev``, built like the library's own (``_native._build``:
+    same flags, kept in the build cache under its own source hash)."""
     work = Path(tempfile.mkdtemp(prefix="amx-base-"))
     src = work / "spectral_kernels.cc"
     src.write_text(subprocess.run(["git", "show", f"{rev}:collapse_jax/_native/spectral_kernels.cc"], cwd=ROOT,
                                   check=True, capture_output=True, text=True).stdout)
-    out = work / "base.so"
-    subprocess.run([_native._compiler(), "-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-fno-math-errno",
-                    "-fno-trapping-math", "-march=native", f"-I{jax.ffi.include_dir()}", str(src), "-o", str(out)],
-                   check=True, capture_output=True)
-    lib = ctypes.CDLL(str(out))
+    lib = ctypes.CDLL(str(_native._build(_native._compiler(), (src,), "spectral_kernels_base")))
     for fn, (restype, argtypes) in _native._LIBRARIES["spectral_kernels"].signatures.items():
         getattr(lib, fn).restype, getattr(lib, fn).argtypes = restype, argtypes
     return lib
