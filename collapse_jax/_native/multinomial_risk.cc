@@ -5,9 +5,9 @@
 // Multinomial(n_t, q_t) draw, q_t = alpha_t p + (1 - alpha_t) p_hat_{t-1}. Small samples (n_t <= 6 K) are drawn
 // item by item (inverse cdf over the prefix sums of q_t with a guide table: O(K + n_t)); larger ones as a chain of
 // conditional binomials (category k gets Binomial(remaining count, q_k / remaining mass)), except that categories
-// expecting fewer than 10 items share the chain's last count, split among them by items (ChainSplit). Each binomial
-// is exact: sequential-search inversion when the mean is below 10, BTRS (Hoermann 1993, transformed rejection with
-// squeeze) otherwise, so such a generation costs O(K) whatever n_t. The filter regime first draws the kept size
+// expecting fewer than 10 items (when there are at least 3 of them) share the chain's last count, split among them
+// by items (ChainSplit). Each binomial is exact: sequential-search inversion when the mean is below 10, BTRS
+// (Hoermann 1993, transformed rejection with squeeze) otherwise, so such a generation costs O(K) whatever n_t. The filter regime first draws the kept size
 // N_t ~ Binomial(n_t, kappa_t) conditioned on N_t > 0 (redraw until positive).
 //
 // Why native: the JAX path's vmapped rejection loops run until the slowest lane finishes and threefry is slow on a
@@ -643,44 +643,92 @@ inline void multinomial_categorical(Rng& rng, double n, const double* q, int64_t
 // Multinomial(n, q) is the chain over the other categories with the small ones' total mass last, followed by
 // Multinomial(m, their q / their total). Which categories are small depends only on (n, q), so every engine and
 // build splits a generation the same way and consumes the stream in the same order (the chain's draws, then the
-// items). A generation without small categories is the plain chain, draw for draw (categories with q_k = 0 stay in
-// it: they take no draw). Measured on an AVX2-only AMD EPYC: docs/benchmarks.md.
+// items). A generation with fewer than kMinSmall small categories is the plain chain, draw for draw (categories with
+// q_k = 0 stay in it: they take no draw). Measured on an AVX2-only AMD EPYC and an AVX-512 Xeon: docs/benchmarks.md.
 constexpr double kSmallMean = 10.0;
+
+// Fewer small categories than this are left in the chain: with one, the split would replace its inversion by the
+// same draw plus two passes over K; with two, two inversions by one binomial, the items and the categorical set-up
+// (measured at K = 50, n_t = 10^5 on an AVX-512 Xeon: about 10 % slower than the plain chain). Like the rest of the
+// split it depends only on (n, q).
+constexpr int64_t kMinSmall = 3;
+
+// AVX-512 builds compress the chain entries and the small categories out eight at a time (and expand the counts
+// back); the others run the scalar loops below. Both make the same split, so the draws are the same.
+#if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
+#define COLLAPSE_JAX_COMPRESS 1
+#else
+#define COLLAPSE_JAX_COMPRESS 0
+#endif
 
 // One generation's split: chain entries (the other categories in order, then the pseudo-category when there are
 // small ones), and the small categories. Vectors hold K entries; grown as needed.
 struct ChainSplit {
   std::vector<double> q;               // (entries,) the entries' masses (the last: the small ones' total), when any
-  std::vector<int32_t> category;       // (entries,) category of each entry (the pseudo-category: -1)
   std::vector<double> small_q, small;  // (num_small,) the small categories' q, then their counts
   std::vector<int32_t> small_category;
+#if COLLAPSE_JAX_COMPRESS
+  std::vector<uint8_t> keep;  // (ceil(K / 8),) bit k % 8 of byte k / 8 set: category k is a chain entry
+#else
+  std::vector<int32_t> category;  // (entries,) category of each entry (the pseudo-category: -1)
+#endif
   int64_t entries = 0, num_small = 0;
 
-  // Splits q (K,) for a chain generation of n items; returns the chain entries' masses (q_in itself when no
-  // category is small).
+  // Splits q (K,) for a chain generation of n items; returns the chain entries' masses (q_in itself when fewer
+  // than kMinSmall categories are small).
   const double* split(double n, const double* q_in, int64_t K) {
     // Sums in four interleaved parts (vectors, and no chain of dependent additions), in a fixed order.
-    auto sum4 = [&](auto term) {
-      double part[4] = {};
-      int64_t k = 0;
-      for (; k + 4 <= K; k += 4)
-        for (int j = 0; j < 4; ++j) part[j] += term(q_in[k + j]);
-      for (; k < K; ++k) part[0] += term(q_in[k]);
-      return (part[0] + part[1]) + (part[2] + part[3]);
-    };
-    const double limit = kSmallMean * sum4([](double x) { return std::max(x, 0.0); });
+    double part[4] = {};
+    int64_t k = 0;
+    for (; k + 4 <= K; k += 4)
+      for (int j = 0; j < 4; ++j) part[j] += std::max(q_in[k + j], 0.0);
+    for (; k < K; ++k) part[0] += std::max(q_in[k], 0.0);
+    const double limit = kSmallMean * ((part[0] + part[1]) + (part[2] + part[3]));
     auto is_small = [&](double x) { return x > 0 && n * x < limit; };
-    const double small_total = sum4([&](double x) { return is_small(x) ? x : 0.0; });
+    // The small ones' total mass (same order) and their number.
+    double small_part[4] = {};
+    int64_t count = 0;
+    for (k = 0; k + 4 <= K; k += 4)
+      for (int j = 0; j < 4; ++j) {
+        const bool s = is_small(q_in[k + j]);
+        small_part[j] += s ? q_in[k + j] : 0.0;
+        count += s;
+      }
+    for (; k < K; ++k) {
+      const bool s = is_small(q_in[k]);
+      small_part[0] += s ? q_in[k] : 0.0;
+      count += s;
+    }
+    const double small_total = (small_part[0] + small_part[1]) + (small_part[2] + small_part[3]);
     entries = K;
     num_small = 0;
-    if (!(small_total > 0)) return q_in;
+    if (count < kMinSmall || !(small_total > 0)) return q_in;
     q.resize(K);
-    category.resize(K);
     small_q.resize(K);
     small.resize(K);
     small_category.resize(K);
     int64_t e = 0, m = 0;
-    for (int64_t k = 0; k < K; ++k) {  // without branches (which category is small is unpredictable)
+#if COLLAPSE_JAX_COMPRESS
+    keep.resize((K + 7) / 8);
+    const __m512d vn = _mm512_set1_pd(n), vlimit = _mm512_set1_pd(limit), zero = _mm512_setzero_pd();
+    __m512i index = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+    for (k = 0; k < K; k += 8) {  // is_small's two compares, eight lanes at a time
+      const __mmask8 lanes = K - k >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (K - k)) - 1);
+      const __m512d x = _mm512_maskz_loadu_pd(lanes, q_in + k);
+      const __mmask8 positive = _mm512_cmp_pd_mask(x, zero, _CMP_GT_OQ);
+      const __mmask8 small_k = _mm512_mask_cmp_pd_mask(positive, _mm512_mul_pd(vn, x), vlimit, _CMP_LT_OQ) & lanes;
+      const __mmask8 keep_k = lanes & (__mmask8)~small_k;
+      keep[k / 8] = keep_k;
+      _mm512_mask_compressstoreu_pd(q.data() + e, keep_k, x);
+      _mm512_mask_compressstoreu_pd(small_q.data() + m, small_k, x);
+      _mm256_mask_compressstoreu_epi32(small_category.data() + m, small_k, _mm512_cvtepi64_epi32(index));
+      e += __builtin_popcount(keep_k);
+      m += __builtin_popcount(small_k);
+      index = _mm512_add_epi64(index, _mm512_set1_epi64(8));
+    }
+#else
+    category.resize(K);
+    for (k = 0; k < K; ++k) {  // without branches (which category is small is unpredictable)
       const double x = q_in[k];
       const bool small_k = is_small(x);
       small_q[m] = q[e] = x;
@@ -688,8 +736,9 @@ struct ChainSplit {
       m += small_k;
       e += !small_k;
     }
-    q[e] = small_total;  // (m > 0)
-    category[e++] = -1;
+    category[e] = -1;
+#endif
+    q[e++] = small_total;  // the pseudo-category
     entries = e;
     num_small = m;
     return q.data();
@@ -704,11 +753,18 @@ struct ChainSplit {
       return;
     }
     const double m = d[entries - 1];
+#if COLLAPSE_JAX_COMPRESS
+    for (int64_t k = 0, j = 0; k < K; k += 8) {  // the entries' counts expanded to their categories, 0 elsewhere
+      const __mmask8 lanes = K - k >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (K - k)) - 1);
+      _mm512_mask_storeu_pd(out + k, lanes, _mm512_maskz_expandloadu_pd(keep[k / 8], d + j));
+      j += __builtin_popcount(keep[k / 8]);
+    }
+#else
     std::fill(out, out + K, 0.0);
     for (int64_t j = 0; j + 1 < entries; ++j) out[category[j]] = d[j];
-    if (num_small == 1) {  // one small category: it takes the rest, no items needed
-      out[small_category[0]] = m;
-    } else if (m > 0) {
+#endif
+    static_assert(kMinSmall >= 2, "a single small category would take the rest without items");
+    if (m > 0) {
       multinomial_categorical(rng, m, small_q.data(), num_small, scratch, small.data());
       for (int64_t i = 0; i < num_small; ++i) out[small_category[i]] = small[i];
     }
