@@ -3,13 +3,12 @@ driver (issue 10), then for the unsplit LAPACK calls (``collapse_jax/_linalg.py`
 
 Runs the same ``simulate`` calls (logistic, EM mixture, Gaussian, multinomial ``jax``, linear regression at d = 5,
 16 and 64, the Sigma ``jax`` engine's block statistics, the native multinomial kernel at K x n_t = 50 x 100, 50 x 300,
-1000 x 5000, 50 x 10^4 and 1000 x 10^4, 50 generations each; and issue 12 part 4's K = 50, n_t = 100 (t + 1),
-200 generations) in this checkout and in
-``--base`` (extracted with ``git archive`` into a temporary folder), each in its own worker process, the two
-alternating ``--rounds`` times. A worker times one first call (compilation included) apart, then ``--repeats``
-calls; it reports wall and process-CPU seconds (``simulate`` returns NumPy arrays, so every call has finished its
-device work). The summary gives the median over all timed calls per side and the ratio this / base. Run it under
-``flock /work/bench.lock`` on the shared machine.
+1000 x 5000, 50 x 10^4, 1000 x 10^4, 50 x 10^5, 1000 x 10^5 and 1000 x 10^6, 50 generations each; and issue 12 part
+4's K = 50, n_t = 100 (t + 1), 200 generations) in this checkout and in ``--base`` (extracted with ``git archive``
+into a temporary folder), each in its own worker process, the two alternating ``--rounds`` times. A worker times one
+first call (compilation included) apart, then ``--repeats`` calls; it reports wall and process-CPU seconds
+(``simulate`` returns NumPy arrays, so every call has finished its device work). The summary gives the median over
+all timed calls per side and the ratio this / base. Run it under ``flock /work/bench.lock`` on the shared machine.
 
 Usage: ``PYTHONPATH=. python3 benchmarks/bench_driver.py --base main --rounds 2 --repeats 3``
 """
@@ -27,7 +26,8 @@ import time
 from pathlib import Path
 
 CASES = ("logistic", "mixture", "gaussian", "multinomial", "linreg5", "linreg16", "linreg64", "sigma_jax",
-         "native50x100", "native50x300", "native1000x5000", "native50x10000", "native1000x10000", "native50xlinear")
+         "native50x100", "native50x300", "native1000x5000", "native50x10000", "native1000x10000", "native50xlinear",
+         "native50x100000", "native1000x100000", "native1000x1000000")
 
 
 def _call(case: str):

@@ -7,8 +7,9 @@
 // conditional binomials (category k gets Binomial(remaining count, q_k / remaining mass)), except that categories
 // expecting fewer than 10 items (when there are at least 3 of them) share the chain's last count, split among them
 // by items (ChainSplit). Each binomial is exact: sequential-search inversion when the mean is below 10, BTRS
-// (Hoermann 1993, transformed rejection with squeeze) otherwise, so such a generation costs O(K) whatever n_t. The filter regime first draws the kept size
-// N_t ~ Binomial(n_t, kappa_t) conditioned on N_t > 0 (redraw until positive).
+// (Hoermann 1993, transformed rejection with squeeze) otherwise, so such a generation costs O(K) whatever n_t. The
+// filter regime first draws the kept size N_t ~ Binomial(n_t, kappa_t) conditioned on N_t > 0 (redraw until
+// positive).
 //
 // Why native: the JAX path's vmapped rejection loops run until the slowest lane finishes and threefry is slow on a
 // CPU; here each replicate runs its own loops on a SplitMix64 stream seeded from its JAX key.
@@ -654,7 +655,9 @@ constexpr double kSmallMean = 10.0;
 constexpr int64_t kMinSmall = 3;
 
 // AVX-512 builds compress the chain entries and the small categories out eight at a time (and expand the counts
-// back); the others run the scalar loops below. Both make the same split, so the draws are the same.
+// back), in registers with masked stores and loads (compress straight to memory is microcoded and slow on some
+// AVX-512 CPUs, e.g. AMD Zen 4); the others run the scalar loops below. Both make the same split, so the draws are
+// the same.
 #if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512DQ__)
 #define COLLAPSE_JAX_COMPRESS 1
 #else
@@ -719,11 +722,13 @@ struct ChainSplit {
       const __mmask8 small_k = _mm512_mask_cmp_pd_mask(positive, _mm512_mul_pd(vn, x), vlimit, _CMP_LT_OQ) & lanes;
       const __mmask8 keep_k = lanes & (__mmask8)~small_k;
       keep[k / 8] = keep_k;
-      _mm512_mask_compressstoreu_pd(q.data() + e, keep_k, x);
-      _mm512_mask_compressstoreu_pd(small_q.data() + m, small_k, x);
-      _mm256_mask_compressstoreu_epi32(small_category.data() + m, small_k, _mm512_cvtepi64_epi32(index));
-      e += __builtin_popcount(keep_k);
-      m += __builtin_popcount(small_k);
+      const int kept = __builtin_popcount(keep_k), smalls = __builtin_popcount(small_k);
+      _mm512_mask_storeu_pd(q.data() + e, (__mmask8)((1u << kept) - 1), _mm512_maskz_compress_pd(keep_k, x));
+      _mm512_mask_storeu_pd(small_q.data() + m, (__mmask8)((1u << smalls) - 1), _mm512_maskz_compress_pd(small_k, x));
+      _mm256_mask_storeu_epi32(small_category.data() + m, (__mmask8)((1u << smalls) - 1),
+                               _mm256_maskz_compress_epi32(small_k, _mm512_cvtepi64_epi32(index)));
+      e += kept;
+      m += smalls;
       index = _mm512_add_epi64(index, _mm512_set1_epi64(8));
     }
 #else
@@ -756,8 +761,10 @@ struct ChainSplit {
 #if COLLAPSE_JAX_COMPRESS
     for (int64_t k = 0, j = 0; k < K; k += 8) {  // the entries' counts expanded to their categories, 0 elsewhere
       const __mmask8 lanes = K - k >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (K - k)) - 1);
-      _mm512_mask_storeu_pd(out + k, lanes, _mm512_maskz_expandloadu_pd(keep[k / 8], d + j));
-      j += __builtin_popcount(keep[k / 8]);
+      const int kept = __builtin_popcount(keep[k / 8]);
+      const __m512d v = _mm512_maskz_loadu_pd((__mmask8)((1u << kept) - 1), d + j);
+      _mm512_mask_storeu_pd(out + k, lanes, _mm512_maskz_expand_pd(keep[k / 8], v));
+      j += kept;
     }
 #else
     std::fill(out, out + K, 0.0);
