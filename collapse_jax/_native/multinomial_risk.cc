@@ -681,23 +681,13 @@ struct ChainSplit {
   // than kMinSmall categories are small).
   const double* split(double n, const double* q_in, int64_t K) {
     // Sums in four interleaved parts (vectors, and no chain of dependent additions), in a fixed order.
-    // With them the smallest positive q: when n times it reaches the limit, no category is small (one pass).
-    double part[4] = {}, least[4] = {HUGE_VAL, HUGE_VAL, HUGE_VAL, HUGE_VAL};
+    double part[4] = {};
     int64_t k = 0;
     for (; k + 4 <= K; k += 4)
-      for (int j = 0; j < 4; ++j) {
-        part[j] += std::max(q_in[k + j], 0.0);
-        least[j] = std::min(least[j], q_in[k + j] > 0 ? q_in[k + j] : HUGE_VAL);
-      }
-    for (; k < K; ++k) {
-      part[0] += std::max(q_in[k], 0.0);
-      least[0] = std::min(least[0], q_in[k] > 0 ? q_in[k] : HUGE_VAL);
-    }
+      for (int j = 0; j < 4; ++j) part[j] += std::max(q_in[k + j], 0.0);
+    for (; k < K; ++k) part[0] += std::max(q_in[k], 0.0);
     const double limit = kSmallMean * ((part[0] + part[1]) + (part[2] + part[3]));
     auto is_small = [&](double x) { return x > 0 && n * x < limit; };
-    entries = K;
-    num_small = 0;
-    if (!is_small(std::min(std::min(least[0], least[1]), std::min(least[2], least[3])))) return q_in;
     // The small ones' total mass (same order) and their number.
     double small_part[4] = {};
     int64_t count = 0;
@@ -713,6 +703,8 @@ struct ChainSplit {
       count += s;
     }
     const double small_total = (small_part[0] + small_part[1]) + (small_part[2] + small_part[3]);
+    entries = K;
+    num_small = 0;
     if (count < kMinSmall || !(small_total > 0)) return q_in;
     q.resize(K);
     small_q.resize(K);
