@@ -650,7 +650,7 @@ constexpr double kSmallMean = 10.0;
 
 // Fewer small categories than this are left in the chain: with one, the split would replace its inversion by the
 // same draw plus two passes over K; with two, two inversions by one binomial, the items and the categorical set-up
-// (measured at K = 50, n_t = 10^5 on an AVX-512 Xeon: about 10 % slower than the plain chain). Like the rest of the
+// (measured at K = 50, n_t = 10^5 on an AVX-512 Xeon: about 20 % slower than the plain chain). Like the rest of the
 // split it depends only on (n, q).
 constexpr int64_t kMinSmall = 3;
 
