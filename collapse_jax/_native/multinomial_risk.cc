@@ -688,24 +688,18 @@ struct ChainSplit {
     for (; k < K; ++k) part[0] += std::max(q_in[k], 0.0);
     const double limit = kSmallMean * ((part[0] + part[1]) + (part[2] + part[3]));
     auto is_small = [&](double x) { return x > 0 && n * x < limit; };
-    // The small ones' total mass (same order) and their number.
+    // The small ones' total mass (same order), then, when there are any, their number.
     double small_part[4] = {};
-    int64_t count = 0;
     for (k = 0; k + 4 <= K; k += 4)
-      for (int j = 0; j < 4; ++j) {
-        const bool s = is_small(q_in[k + j]);
-        small_part[j] += s ? q_in[k + j] : 0.0;
-        count += s;
-      }
-    for (; k < K; ++k) {
-      const bool s = is_small(q_in[k]);
-      small_part[0] += s ? q_in[k] : 0.0;
-      count += s;
-    }
+      for (int j = 0; j < 4; ++j) small_part[j] += is_small(q_in[k + j]) ? q_in[k + j] : 0.0;
+    for (; k < K; ++k) small_part[0] += is_small(q_in[k]) ? q_in[k] : 0.0;
     const double small_total = (small_part[0] + small_part[1]) + (small_part[2] + small_part[3]);
     entries = K;
     num_small = 0;
-    if (count < kMinSmall || !(small_total > 0)) return q_in;
+    if (!(small_total > 0)) return q_in;
+    int64_t count = 0;
+    for (k = 0; k < K; ++k) count += is_small(q_in[k]);
+    if (count < kMinSmall) return q_in;
     q.resize(K);
     small_q.resize(K);
     small.resize(K);
