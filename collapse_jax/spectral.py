@@ -710,7 +710,8 @@ def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z, *, c
 
 
 def _jackknife_centre_sd(l_hat, loo: LeaveOneOut, dim: int, n, num_points):
-    """Centre, standard deviation (all variance factors, no critical value) and validity ``n >= max(d + 2, 5)`` (:func:`jackknife_min_block`)."""
+    """Centre, standard deviation (all variance factors, no critical value) and validity ``n >= max(d + 2, 5)``
+    (:func:`jackknife_min_block`)."""
     n_arr = jnp.asarray(n, jnp.result_type(float))
     ok = n_arr >= jackknife_min_block(dim)
     n_safe = jnp.where(ok, n_arr, jackknife_min_block(dim))
