@@ -199,6 +199,18 @@ def _layout(spec: SweepSpec, model: SweepModel):
     return out, steps, stats
 
 
+def _coordinate(root, name: str, values, dim: str) -> None:
+    """A coordinate array; text labels in zarr's variable-length ``string`` type, which format 3 specifies (NumPy's
+    fixed-length ``<U`` strings map to ``fixed_length_utf32``, which it does not: zarr warns on every read that other
+    zarr libraries may not read it)."""
+    values = np.asarray(values)
+    if values.dtype.kind != "U":
+        root.create_array(name, data=values, dimension_names=[dim])
+        return
+    arr = root.create_array(name, shape=values.shape, dtype=_zarr().dtype.VariableLengthUTF8(), dimension_names=[dim])
+    arr[...] = values
+
+
 def _create(path: Path, spec: SweepSpec, model: SweepModel) -> None:
     """Create the empty store at ``path`` (built under a temporary name, renamed into place)."""
     zarr = _zarr()
@@ -206,33 +218,31 @@ def _create(path: Path, spec: SweepSpec, model: SweepModel) -> None:
 
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     layout, steps, stats = _layout(spec, model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # zarr calls fixed-length strings (the statistic names) "unstable"
-        root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        root.attrs.update({"sweep": json.dumps(spec.to_dict(), sort_keys=True), "simulator": spec.simulator,
-                           "environment": json.dumps(environment_info(), sort_keys=True, default=str),
-                           "description": spec.description, "precision": _precision()})
-        coordinates = []
-        for axis in spec.axes:
-            for param, values in axis.values.items():
-                root.create_array(param, data=np.asarray(values), dimension_names=[axis.name])
-                if param != axis.name:
-                    coordinates.append(param)
-            if axis.name not in axis.values:
-                root.create_array(axis.name, data=np.arange(axis.size), dimension_names=[axis.name])
-        root.create_array("step", data=np.arange(steps), dimension_names=["step"])
-        root.create_array("statistic", data=np.asarray(stats), dimension_names=["statistic"])
-        if spec.keep == "replicates":
-            root.create_array("replicate", data=np.arange(spec.replicates), dimension_names=["replicate"])
-        shape_of = {a.name: a.size for a in spec.axes} | {"statistic": len(stats), "step": steps,
-                                                          "replicate": spec.replicates}
-        for name, (dims, dtype, chunks, text) in layout.items():
-            attrs = {"description": text}
-            if coordinates:
-                attrs["coordinates"] = " ".join(coordinates)
-            fill = False if dtype == "bool" else np.nan
-            root.create_array(name, shape=tuple(shape_of[d] for d in dims), chunks=chunks, dtype=dtype,
-                              fill_value=fill, dimension_names=list(dims), attributes=attrs)
+    root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
+    root.attrs.update({"sweep": json.dumps(spec.to_dict(), sort_keys=True), "simulator": spec.simulator,
+                       "environment": json.dumps(environment_info(), sort_keys=True, default=str),
+                       "description": spec.description, "precision": _precision()})
+    coordinates = []
+    for axis in spec.axes:
+        for param, values in axis.values.items():
+            _coordinate(root, param, values, axis.name)
+            if param != axis.name:
+                coordinates.append(param)
+        if axis.name not in axis.values:
+            root.create_array(axis.name, data=np.arange(axis.size), dimension_names=[axis.name])
+    root.create_array("step", data=np.arange(steps), dimension_names=["step"])
+    _coordinate(root, "statistic", stats, "statistic")
+    if spec.keep == "replicates":
+        root.create_array("replicate", data=np.arange(spec.replicates), dimension_names=["replicate"])
+    shape_of = {a.name: a.size for a in spec.axes} | {"statistic": len(stats), "step": steps,
+                                                      "replicate": spec.replicates}
+    for name, (dims, dtype, chunks, text) in layout.items():
+        attrs = {"description": text}
+        if coordinates:
+            attrs["coordinates"] = " ".join(coordinates)
+        fill = False if dtype == "bool" else np.nan
+        root.create_array(name, shape=tuple(shape_of[d] for d in dims), chunks=chunks, dtype=dtype,
+                          fill_value=fill, dimension_names=list(dims), attributes=attrs)
     tmp.rename(path)
 
 

@@ -99,9 +99,15 @@ def test_spec_grid_zip_and_generators():
 
 # --- the runner -------------------------------------------------------------------------------------------------
 def test_each_cell_equals_the_simulator_alone(tmp_path):
+    import zarr
+
     spec = sweep_spec.parse(MULTINOMIAL)
-    report = sweep.run(spec, tmp_path, progress=False)
+    with warnings.catch_warnings():  # text coordinates in a type zarr format 3 specifies: no "unstable" warning
+        warnings.simplefilter("error", zarr.errors.UnstableSpecificationWarning)
+        report = sweep.run(spec, tmp_path, progress=False)
     assert report.cells_done == report.cells == 12
+    for name in ("regime", "statistic"):
+        assert zarr.open_array(str(tmp_path / sweep.STORE / name)).metadata.to_dict()["data_type"] == "string"
     ds = sweep.open_dataset(tmp_path)
     with warnings.catch_warnings():  # a finished sweep opens as users open it, without the library, and quietly
         warnings.simplefilter("error")
