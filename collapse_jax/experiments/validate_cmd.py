@@ -15,12 +15,14 @@ from collapse_jax.results import RunFolder, atomic_write_text
 @dataclass(frozen=True)
 class ValidateConfig:
     """``replicates`` per checked statement, ``steps`` generations of the multinomial checks, ``seed``; ``doc``: a
-    second copy of the table ('' for none). Checked on creation."""
+    second copy of the table ('' for none: a user's run never writes outside its run folder unless asked). Checked on
+    creation."""
 
     replicates: int = field(default=4000, metadata={"help": "Monte Carlo replicates per checked statement"})
     steps: int = field(default=30, metadata={"help": "generations T of the multinomial checks"})
     seed: int = 0
-    doc: str = field(default="docs/validation.md", metadata={"help": "also write the table here ('' to skip)"})
+    doc: str = field(default="", metadata={"help": "also write the table to this file (the repository's own copy: "
+                                               "--doc docs/validation.md; default: the run folder only)"})
 
     def __post_init__(self) -> None:
         _checks.positive_int("replicates", self.replicates)
@@ -40,9 +42,9 @@ def run(cfg: ValidateConfig, out: str | None) -> int:
     table = V.run_all(num_replicates=reps, num_steps=steps, seed=seed, extra=V.extra_checks(reps, seed))
     elapsed = time.perf_counter() - start
     bad = [i for i, r in enumerate(table.rows, 1) if not r.agree]
+    command = f"PYTHONPATH=. python3 -m collapse_jax.cli validate --replicates {reps} --steps {steps} --seed {seed}"
     md = V.render(table, reps=reps, steps=steps, seed=seed, elapsed=elapsed,
-                  command=f"PYTHONPATH=. python3 -m collapse_jax.cli validate --replicates {reps} --steps {steps} "
-                          f"--seed {seed}")
+                  command=command + (f" --doc {cfg.doc}" if cfg.doc else ""))
     folder.save_text("validation.md", md)
     if cfg.doc:
         atomic_write_text(Path(cfg.doc), md)
