@@ -22,7 +22,8 @@ class ValidateConfig:
     steps: int = field(default=30, metadata={"help": "generations T of the multinomial checks"})
     seed: int = 0
     doc: str = field(default="", metadata={"help": "also write the table to this file (the repository's own copy: "
-                                               "--doc docs/validation.md; default: the run folder only)"})
+                                               "--doc docs/validation.md)",
+                                       "default_help": "none: the run folder only"})
 
     def __post_init__(self) -> None:
         _checks.positive_int("replicates", self.replicates)
