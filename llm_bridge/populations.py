@@ -23,11 +23,11 @@ from llm_bridge import encoders
 
 
 def cache_dir() -> Path:
-    """Where cached embeddings live (see the module docstring)."""
-    if os.environ.get("COLLAPSE_JAX_CACHE"):
-        return Path(os.environ["COLLAPSE_JAX_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "collapse-jax"
+    """Where cached embeddings live (see the module docstring): the project's one cache folder, as for the native
+    builds."""
+    from collapse_jax import _native
+
+    return _native._cache_dir()
 
 
 def folder_hash(folder: str | os.PathLike) -> str:

@@ -28,3 +28,18 @@ def test_sources_compile_into_one_library_and_errors_name_the_source(tmp_path, m
     with pytest.raises(RuntimeError, match=r"broken\.cc:1:\d+: error"):  # the compiler's own message
         _native._build(CXX, (a, bad), "broken")
     assert sorted(p.name for p in cache.iterdir()) == [path.name]  # no objects, partial or temporary files left
+
+
+def test_one_cache_folder_for_builds_and_embeddings(tmp_path, monkeypatch):
+    """$COLLAPSE_JAX_CACHE, else $XDG_CACHE_HOME/collapse-jax, else ~/.cache/collapse-jax, for the native builds and
+    (llm extra) the embedding cache alike."""
+    monkeypatch.delenv("COLLAPSE_JAX_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _native._cache_dir() == tmp_path / "xdg" / "collapse-jax"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert _native._cache_dir() == tmp_path / "home" / ".cache" / "collapse-jax"
+    monkeypatch.setenv("COLLAPSE_JAX_CACHE", str(tmp_path / "mine"))
+    assert _native._cache_dir() == tmp_path / "mine"
+    populations = pytest.importorskip("llm_bridge.populations")
+    assert populations.cache_dir() == tmp_path / "mine"

@@ -72,7 +72,11 @@ _LIBRARIES = {
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("COLLAPSE_JAX_CACHE", Path.home() / ".cache" / "collapse-jax"))
+    """The project's cache folder (native builds, calibrations, embeddings): ``$COLLAPSE_JAX_CACHE`` if set, else
+    ``$XDG_CACHE_HOME/collapse-jax``, else ``~/.cache/collapse-jax``."""
+    if os.environ.get("COLLAPSE_JAX_CACHE"):
+        return Path(os.environ["COLLAPSE_JAX_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "collapse-jax"
 
 
 def _compiler() -> str | None:
