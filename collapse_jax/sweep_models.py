@@ -518,7 +518,7 @@ class SigmaBlockSweep(SweepModel):
         data = SP.family_dataset(seed, 0, c["num_points"], c["dim"], c["family"], cfg)
         res = SP.run_cell(data, c["family"], ns, num_replicates, seed=seed, cell=0, engine=backend)
         est = spectral.block_estimates_from_stats(jnp.asarray(res.logdet_g1), jnp.asarray(res.m2_insample),
-                                                  res.dim, jnp.asarray(ns, jnp.float64)[None, :], res.num_points,
+                                                  res.dim, np.asarray(ns, np.float64)[None, :], res.num_points,
                                                   spectral.z_value(c["level"]), res.loo())
         column = [int(np.searchsorted(ns, n)) for n in sizes]
         out = {"error": (np.asarray(est.l_hat) - res.truth)[:, column].T[..., None]}
