@@ -34,13 +34,19 @@ class TrackValues(NamedTuple):
     u_cov: jnp.ndarray     # Track II, covariance normalised
 
 
+@spectral.in_float64
 def tracks(g1: jnp.ndarray, n, num_points, eps: float) -> TrackValues:
-    """Track I and Track II from one checkpoint's observed Gram ``G_1`` (dim, dim) of ``n`` rows out of ``N``."""
+    """Track I and Track II from one checkpoint's observed Gram ``G_1`` (dim, dim) of ``n`` rows out of ``N``, in
+    float64 whatever ``jax_enable_x64`` (:func:`spectral.in_float64`). The gain is formed directly,
+    ``log det(I + G_1 / (eps + tau))``, not as the envelope minus ``d log(eps + tau)``: both are near ``d log(N - n)``
+    (thousands) while the gain is often below 0.01, and in float32 the difference kept about three digits of it."""
     d = g1.shape[-1]
     tau = jnp.asarray(num_points - n, g1.dtype)
     eye = jnp.eye(d, dtype=g1.dtype)
+    scale = eps + tau
     envelope = spectral.logdet_chol(g1 + tau * eye, eps)
-    gain = envelope - d * jnp.log(eps + tau)
+    direct = spectral.logdet_chol(eye + g1 / jnp.where(scale > 0, scale, 1.0), 0.0)
+    gain = jnp.where(scale > 0, direct, envelope - d * jnp.log(scale))  # scale 0 (n = N, eps = 0): +inf as before
     u_lln = spectral.logdet_chol(g1, eps) + d * jnp.log(jnp.asarray(num_points, g1.dtype) / n)
     u_cov = spectral.logdet_chol(g1 / n, eps)
     return TrackValues(envelope, gain, u_lln, u_cov)
@@ -114,14 +120,17 @@ def init(key: jax.Array, num_points: int, dim: int, config: MonitorConfig) -> Mo
 def step(state: MonitorState, embeddings, config: MonitorConfig) -> tuple[MonitorState, dict]:
     """Score one checkpoint's embeddings ``(N, d)``: Track I / Track II from the observed block's Gram (seed 002,
     Sec. 3.4), drifts against the first checkpoint, and the nominal-``level`` leverage-jackknife interval for
-    ``log det G`` of the N (normalised) rows (NaN when ``n < d + 2``). Returns the new state and the record."""
+    ``log det G`` of the N (normalised) rows (NaN when ``n < d + 2``). Returns the new state and the record.
+    In float64 whatever ``jax_enable_x64`` (the Gram too: with ``n < d`` and a small ``eps``, float32 rounding in
+    ``G_1``'s null space decided ``u_lln``)."""
     x = spectral.check_embeddings("embeddings", embeddings, state.dim)
     if x.shape[0] != state.num_points:
         raise ValueError(f"embeddings has N={x.shape[0]} rows but the run started with N={state.num_points}")
-    block = x[state.indices]
+    block = np.asarray(x[state.indices], np.float64)
     if config.normalize:
         block = normalize_rows(block)
-    vals = tracks(spectral.gram(jnp.asarray(block)), config.n, state.num_points, config.eps)
+    with jax.enable_x64(True):
+        vals = tracks(spectral.gram(jnp.asarray(block, jnp.float64)), config.n, state.num_points, config.eps)
     if not all(np.isfinite(float(v)) for v in vals):
         raise ValueError("G_1 + eps I is not positive definite at this checkpoint; use a larger eps")
     base = state.history[0] if state.history else vals
@@ -131,8 +140,8 @@ def step(state: MonitorState, embeddings, config: MonitorConfig) -> tuple[Monito
     else:
         interval = dict(logdet_low=math.nan, logdet_center=math.nan, logdet_high=math.nan)
     record = dict(checkpoint=len(state.history), **{k: float(v) for k, v in vals._asdict().items()},
-                  delta_u_lln=float(vals.u_lln - base.u_lln), delta_u_cov=float(vals.u_cov - base.u_cov),
-                  delta_gain=float(vals.gain - base.gain), **interval)
+                  delta_u_lln=float(vals.u_lln) - float(base.u_lln), delta_u_cov=float(vals.u_cov) - float(base.u_cov),
+                  delta_gain=float(vals.gain) - float(base.gain), **interval)
     return state._replace(history=(*state.history, vals)), record
 
 

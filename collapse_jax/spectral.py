@@ -340,6 +340,7 @@ def _mahalanobis_of_whitened(w):
     return w.shape[-1] * jnp.sum(w * w, axis=-2)
 
 
+@in_float64
 def gaussian_insample_var(dim, n):
     """``Var(M_i)`` of in-sample Mahalanobis norms for Gaussian data: ``n h_i``, ``h_i ~ Beta(d/2, (n-d)/2)``,
     gives ``2 d (n - d) / (n + 2)`` (vs the population ``2 d``)."""
@@ -352,6 +353,7 @@ class MahalanobisMoments(NamedTuple):
     m2: jnp.ndarray           # calibrated estimate of E[M^2] = d^2 + Var(M)
 
 
+@in_float64
 def mahalanobis_moments(m2_insample, dim, n) -> MahalanobisMoments:
     """From the block's in-sample ``mean(M_i^2)``: the seed's plug-in ``tau_hat^2 = mean(M_i^2) - d^2`` and a
     calibrated ``tau^2 = tau_hat^2 * 2d / (2d(n-d)/(n+2))`` (unbiased for Gaussian data: in-sample leverages shrink
@@ -383,6 +385,7 @@ class Interval(NamedTuple):
         return jnp.abs(truth - self.center) <= self.half_width
 
 
+@in_float64
 def seed_interval(l_hat, tau2_plugin, n, z) -> Interval:
     """Theorem 3 as the seed states it (``N >> n``): ``L_hat +- z tau_hat / sqrt(n)``."""
     return Interval(l_hat, z * jnp.sqrt(tau2_plugin / n))
@@ -403,39 +406,46 @@ def _halves(dim: int, m):
     return (jnp.asarray(m, i.dtype)[..., None] - i + 1.0) / 2.0
 
 
+@in_float64
 def wishart_logdet_bias(dim: int, m):
     """``E[log det(G_m / m)] - log det Sigma = sum_{i=1}^d [psi((m-i+1)/2) + log(2/m)]`` for Gaussian rows."""
     a = _halves(dim, m)
     return jnp.sum(digamma(a), axis=-1) + dim * jnp.log(2.0 / jnp.asarray(m, a.dtype))
 
 
+@in_float64
 def wishart_bias(dim: int, n, num_points):
     """Exact Gaussian bias ``E[log det G - L_hat] = b(N) - b(n)`` with ``b`` = :func:`wishart_logdet_bias` (> 0)."""
     return wishart_logdet_bias(dim, num_points) - wishart_logdet_bias(dim, n)
 
 
+@in_float64
 def wishart_variance(dim: int, n, num_points):
     """Exact Gaussian ``Var(log det G - log det G_1) = sum_i psi'((n-i+1)/2) - psi'((N-i+1)/2)`` (Wilks' Lambda)."""
     a_n, a_big = _halves(dim, n), _halves(dim, num_points)
     return jnp.sum(polygamma(1, a_n) - polygamma(1, a_big), axis=-1)
 
 
+@in_float64
 def second_order_bias(m2, dim, n, num_points):
     """Distribution-free second-order bias ``(E[M^2] - d)/2 * (1/n - 1/N)`` (= ``d(d+1)/2 (1/n - 1/N)`` Gaussian)."""
     return 0.5 * (m2 - dim) * (1.0 / n - 1.0 / num_points)
 
 
+@in_float64
 def second_order_interval(l_hat, moments: MahalanobisMoments, dim, n, num_points, z) -> Interval:
     """``L_hat + (E[M^2]-d)/2 (1/n - 1/N) +- z sqrt(tau^2 (1/n - 1/N))`` with the block's calibrated moments."""
     c = 1.0 / n - 1.0 / num_points
     return Interval(l_hat + second_order_bias(moments.m2, dim, n, num_points), z * jnp.sqrt(moments.tau2 * c))
 
 
+@in_float64
 def wishart_interval(l_hat, dim: int, n, num_points, z) -> Interval:
     """Exact for zero-mean Gaussian rows: ``L_hat + wishart_bias +- z sqrt(wishart_variance)``."""
     return Interval(l_hat + wishart_bias(dim, n, num_points), z * jnp.sqrt(wishart_variance(dim, n, num_points)))
 
 
+@in_float64
 def scaled_wishart_interval(l_hat, moments: MahalanobisMoments, dim: int, n, num_points, z) -> Interval:
     """Hybrid, distribution-free in its leading terms: with ``r = (E[M^2] - d) / (d (d + 1))`` (1 for Gaussian),
     centre ``L_hat + r * wishart_bias``; variance ``tau^2 (1/n - 1/N) + r^2 (wishart_variance - 2d (1/n - 1/N))``
@@ -545,6 +555,7 @@ def leverage_statistics(w) -> LeaveOneOut:
     return leave_one_out_stats(h, cross_leverages(w), pair_sum, row_sums)
 
 
+@in_float64
 def gaussian_loo_moments(dim: int, n):
     """For zero-mean Gaussian rows ``h_i ~ Beta(d/2, (n-d)/2)``, so ``E log(1 - h_i) = psi((n-d)/2) - psi(n/2)`` and
     ``Var log(1 - h_i) = psi'((n-d)/2) - psi'(n/2)``. Returns ``(mean, var)``."""
@@ -587,6 +598,7 @@ def gaussian_pair_var(dim: int, n) -> np.ndarray:
     return np.vectorize(lambda m: _gaussian_pair_var(int(dim), int(m)), otypes=[np.float64])(n)
 
 
+@in_float64
 def jackknife_overstatement(dim: int, n):
     """Efron-Stein factor of Gaussian rows: ``rho = E[v_J] / Var log det G_1``, ``v_J = (n - 1) Var_i log(1 - h_i)``:
     ``(n - 1)(psi'((n-d)/2) - psi'(n/2)) / sum_i psi'((n-i+1)/2)`` (d = 384: 1.83 at n = 1.5 d, 1.06 at 10 d, -> 1)."""
@@ -595,6 +607,7 @@ def jackknife_overstatement(dim: int, n):
     return (n - 1.0) * var_g / jnp.sum(polygamma(1, _halves(dim, n)), axis=-1)
 
 
+@in_float64
 def jackknife_bias_ratio(loo_mean, dim: int, n):
     """``r = D / E_Gauss[D]`` with ``D = theta(n) - mean_i theta_(-i) = -mean_i log(1 - h_i) - d log(n / (n-1))``,
     ``theta(m) = log det(G_m / m)``: the block's own estimate of the bias step ``beta(n) - beta(n-1)`` over the exact
@@ -605,6 +618,7 @@ def jackknife_bias_ratio(loo_mean, dim: int, n):
     return (-loo_mean - shift) / (-mean_g - shift)
 
 
+@in_float64
 def gaussian_bias_step(dim: int, n):
     """``b(n) - b(n - 1) = psi(n/2) - psi((n - d)/2) - d log(n / (n - 1))`` (the digamma sum of
     :func:`wishart_logdet_bias` telescopes): the Gaussian bias step of one row."""
@@ -612,6 +626,7 @@ def gaussian_bias_step(dim: int, n):
     return digamma(n / 2.0) - digamma((n - dim) / 2.0) - dim * jnp.log(n / (n - 1.0))
 
 
+@in_float64
 def log_weighted_bias(dim: int, low, high, n, num_nodes: int = 256):
     """``J(low, high) = int_low^high log(t / n) db(t)`` for the Gaussian curve ``b`` (:func:`wishart_logdet_bias`):
     midpoint rule on ``num_nodes`` geometric intervals (exact ``b`` at the nodes)."""

@@ -124,3 +124,32 @@ def test_monitor_reports_the_jackknife_interval_for_log_det_g():
     assert np.isnan(small["logdet_center"]) and np.isfinite(small["u_lln"])
     with pytest.raises(ValueError, match="level"):
         sm.SigmaMonitor(jax.random.key(1), n=30, level=1.0)
+
+
+def test_monitor_runs_in_float64_whatever_the_callers_x64():
+    # JAX's default float32 lost two of the monitor's numbers: the gain as the envelope minus d log(eps + tau) (both
+    # near d log(N - n), the gain below 0.01: about three digits left) and, with n < d and a small eps, u_lln, which
+    # then read float32 rounding in G_1's null space (delta_u_lln of the wrong sign in a first audit).
+    r = np.random.default_rng(11)
+    d, num_points, n = 48, 400, 32  # n < d: G_1 is singular, eps decides its null space
+    scales = np.geomspace(1.0, 0.03, d)
+    checkpoints = [sm.normalize_rows(r.standard_normal((num_points, d)) * scales ** p) for p in (1.0, 1.3)]
+    records = {}
+    for x64 in (True, False):
+        with jax.enable_x64(x64):
+            mon, recs = sm.SigmaMonitor(jax.random.key(3), n=n, eps=1e-6), []
+            for x in checkpoints:
+                mon, rec = mon.update(x)
+                recs.append(rec)
+        records[x64] = recs
+    for on, off in zip(records[True], records[False]):
+        for key, want in on.items():
+            assert off[key] == pytest.approx(want, rel=1e-9, abs=1e-12, nan_ok=True), key
+    # the gain formed directly: against eigenvalues in float64, a gain of order 1e-3 to full relative precision
+    x = checkpoints[0][:n].astype(np.float64)
+    g1 = x.T @ x
+    big = 10**6
+    with jax.enable_x64(False):
+        vals = sm.tracks(jnp.asarray(g1, jnp.float32), n, big, 1e-6)
+    want = np.sum(np.log1p(np.linalg.eigvalsh(g1.astype(np.float32).astype(np.float64)) / (1e-6 + big - n)))
+    assert want < 1e-3 and float(vals.gain) == pytest.approx(want, rel=1e-9)

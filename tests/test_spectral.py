@@ -869,3 +869,25 @@ def test_estimators_run_in_float64_whatever_the_callers_x64():
     with jax.enable_x64(True):
         np.testing.assert_allclose(np.asarray(coefficients), np.asarray(sp.jackknife_bias_coefficients(64, 640, big)),
                                    rtol=1e-12)
+
+
+def test_closed_forms_run_in_float64_whatever_the_callers_x64():
+    # Digamma differences that cancel for n >> d: in float32 the Gaussian bias step at d = 384, n = 10^5 was
+    # 1.9e-6 against 7.4e-6, and the bias ratio of the exact Gaussian leave-one-out mean (1 by construction) -252 at
+    # d = 16, n = 10^5.
+    cases = [(sp.gaussian_bias_step, (384, 1e5)), (sp.gaussian_bias_step, (16, 2e4)),
+             (sp.wishart_bias, (384, 9e7, 1e8)), (sp.log_weighted_bias, (384, 5e5, 1e6, 5e5)),
+             (sp.wishart_interval, (100.0, 64, 9e7, 1e8, 1.96))]
+    for fn, args in cases:
+        with jax.enable_x64(True):
+            want = jax.tree.map(np.asarray, fn(*args))
+        with jax.enable_x64(False):
+            got = jax.tree.map(np.asarray, fn(*args))
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+            assert a.dtype == np.float64
+            np.testing.assert_allclose(a, b, rtol=1e-12, err_msg=fn.__name__)
+    for d, n in ((16, 1e5), (64, 1e5), (384, 1e5)):
+        with jax.enable_x64(True):
+            mean_g, _ = sp.gaussian_loo_moments(d, n)
+        with jax.enable_x64(False):
+            assert float(sp.jackknife_bias_ratio(np.asarray(mean_g), d, n)) == pytest.approx(1.0, rel=1e-9)
