@@ -119,7 +119,8 @@ def measure_embeddings(embeddings: Any, *, sigma: bool = True, monitor: SigmaMon
     distance.frobenius_norm(D)`` (Eq. 4); ``distance.within_model_spread``; ``distance.classical_mds`` of the
     distances between all responses (:func:`response_distances`), ``mds_components`` columns (None: skipped);
     Sigma tracks of the flattened responses from ``monitor`` (None: :func:`sigma_monitor` with ``seed``; ``sigma``
-    False: skipped). Float64 when JAX runs with x64, else float32.
+    False: skipped). Distances and MDS in float64 when JAX runs with x64, else float32; the Sigma tracks and
+    interval always in float64 (:func:`collapse_jax.spectral.in_float64`).
     """
     e = _check_embeddings(embeddings)
     if mds_components is not None:
