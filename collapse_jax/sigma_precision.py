@@ -737,8 +737,9 @@ class CellResult:
     extra: dict = field(default_factory=dict)
 
     def loo(self) -> spectral.LeaveOneOut:
-        """The :class:`spectral.LeaveOneOut` statistics, each (num_blocks, num_sizes)."""
-        return spectral.LeaveOneOut(*(jnp.asarray(getattr(self, f"loo_{f}")) for f in LOO_FIELDS))
+        """The :class:`spectral.LeaveOneOut` statistics, each (num_blocks, num_sizes), as the float64 NumPy arrays
+        they are (a JAX array would round them to float32 where x64 is off, before the estimators see them)."""
+        return spectral.LeaveOneOut(*(np.asarray(getattr(self, f"loo_{f}"), np.float64) for f in LOO_FIELDS))
 
     def to_arrays(self) -> dict:
         return dict(ns=self.ns, truth=np.float64(self.truth), logdet_g1=self.logdet_g1,
@@ -834,8 +835,8 @@ def summarize_cell(res: CellResult, level: float) -> list[dict]:
     """
     z = spectral.z_value(level)
     ns = res.ns.astype(np.float64)
-    est = spectral.block_estimates_from_stats(jnp.asarray(res.logdet_g1), jnp.asarray(res.m2_insample), res.dim,
-                                              jnp.asarray(ns)[None, :], res.num_points, z, res.loo())
+    est = spectral.block_estimates_from_stats(res.logdet_g1, res.m2_insample, res.dim, ns[None, :], res.num_points,
+                                              z, res.loo())
     rows = []
     err = np.asarray(est.l_hat) - res.truth
     tau2 = np.asarray(est.moments.tau2)

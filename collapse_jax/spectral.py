@@ -45,6 +45,7 @@ from scipy.stats import t as _t_dist
 
 from collapse_jax import _checks, _linalg
 
+
 def _to_float64(x):
     if isinstance(x, (np.ndarray, jax.Array)) and jnp.issubdtype(x.dtype, jnp.floating):
         return jnp.asarray(x, jnp.float64)

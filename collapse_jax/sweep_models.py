@@ -504,8 +504,6 @@ class SigmaBlockSweep(SweepModel):
         return 8 * len(self.outputs)
 
     def run(self, cells, num_replicates, seed, *, backend, memory_budget, mesh, first_replicate=0):
-        import jax.numpy as jnp
-
         from collapse_jax import sigma_precision as SP
         from collapse_jax import spectral
 
@@ -517,7 +515,8 @@ class SigmaBlockSweep(SweepModel):
         cfg = SP.PrecisionConfig(t_dof=c["t_dof"], condition_number=c["condition_number"])
         data = SP.family_dataset(seed, 0, c["num_points"], c["dim"], c["family"], cfg)
         res = SP.run_cell(data, c["family"], ns, num_replicates, seed=seed, cell=0, engine=backend)
-        est = spectral.block_estimates_from_stats(jnp.asarray(res.logdet_g1), jnp.asarray(res.m2_insample),
+        # the statistics as float64 NumPy arrays: a JAX array would round them to float32 where x64 is off
+        est = spectral.block_estimates_from_stats(res.logdet_g1, res.m2_insample,
                                                   res.dim, np.asarray(ns, np.float64)[None, :], res.num_points,
                                                   spectral.z_value(c["level"]), res.loo())
         column = [int(np.searchsorted(ns, n)) for n in sizes]
