@@ -23,6 +23,7 @@ torch and transformers come from the optional ``llm`` extra and are imported ins
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -156,8 +157,9 @@ class HFCausalLM:
         token + its tokens; a prompt longer than the ``context_length - max_new_tokens`` tokens the context leaves
         loses its beginning (one warning gives the count; the start token is kept). Sampling: logits / temperature,
         then top-k (``None``: all tokens), then top-p; a row ends at an end-of-text token, after
-        ``max_new_tokens``, or once its text contains ``sampling.stop`` (transformers' ``stop_strings``; the text is
-        cut there). Batch ``b`` is sampled from torch's RNG seeded by ``torch_seed(seed, GENERATE, b)``: the same
+        ``max_new_tokens``, or once its new text contains ``sampling.stop`` (:func:`stop_in_new_text_class`; the
+        text is cut there). The model's own generation settings (``generation_config.json``: a repetition penalty,
+        ``min_new_tokens``, ...) are not applied. Batch ``b`` is sampled from torch's RNG seeded by ``torch_seed(seed, GENERATE, b)``: the same
         prompts, sampling, seed and batch size give the same texts whatever the global RNG state, which is left
         unchanged.
         """
@@ -177,19 +179,43 @@ class HFCausalLM:
         transformers = require("transformers")
         config = transformers.GenerationConfig(
             do_sample=True, temperature=sampling.temperature, top_k=sampling.top_k or 0, top_p=sampling.top_p,
-            max_new_tokens=sampling.max_new_tokens, pad_token_id=self.pad_id, eos_token_id=self.eos_ids or None,
-            stop_strings=sampling.stop)
+            max_new_tokens=sampling.max_new_tokens, pad_token_id=self.pad_id, eos_token_id=self.eos_ids or None)
         texts: list[str] = []
         with bar(len(items), f"generating ({self.name})", unit="text",
-                 disable=None if progress is None else not progress) as b, self.torch.inference_mode():
+                 disable=None if progress is None else not progress) as b, self.torch.inference_mode(), \
+                self.own_generation_config_set_aside():
             for k, lo in enumerate(range(0, len(items), batch_size)):
                 ids, mask = self.pad(fitted[lo:lo + batch_size], left=True)
+                stopping = None
+                if sampling.stop:
+                    stopping = transformers.StoppingCriteriaList([
+                        stop_in_new_text_class()(self.tokenizer, sampling.stop, ids.shape[1])])
                 with self.seeded(seed, GENERATE, k):
                     out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
-                                              tokenizer=self.tokenizer if sampling.stop else None)
+                                              stopping_criteria=stopping)
                 texts.extend(self.decode(row, sampling.stop) for row in out[:, ids.shape[1]:].tolist())
                 b.update(ids.shape[0])
         return texts
+
+    @contextmanager
+    def own_generation_config_set_aside(self) -> Iterator[None]:
+        """Inside, ``model.generation_config`` is a fresh ``GenerationConfig``, the model's own restored after.
+
+        transformers fills every field that the ``GenerationConfig`` passed to ``generate`` leaves unset from the
+        model's own (its ``generation_config.json``): a checkpoint's repetition penalty, ``no_repeat_ngram_size``,
+        ``min_new_tokens`` or suppressed tokens would change what :meth:`generate` samples. Only how to run is kept
+        (the cache implementation a model may need)."""
+        transformers = require("transformers")
+        own = self.model.generation_config
+        fresh = transformers.GenerationConfig()
+        for name in ("cache_implementation", "cache_config"):
+            if getattr(own, name, None) is not None:
+                setattr(fresh, name, getattr(own, name))
+        self.model.generation_config = fresh
+        try:
+            yield
+        finally:
+            self.model.generation_config = own
 
     def windows(self, tokens: Sequence[int], stride: int) -> list[tuple[list[int], int]]:
         """The scoring windows of one token sequence: ``(window tokens, m)`` pairs whose last ``m`` tokens are
@@ -319,6 +345,32 @@ class HFCausalLM:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return folder
+
+
+@functools.cache
+def stop_in_new_text_class() -> type:
+    """A ``transformers.StoppingCriteria`` class, ``(tokenizer, stop, prompt_width)``: a row is done once the text of
+    its new tokens (after the ``prompt_width`` prompt columns) holds ``stop``.
+
+    transformers' own ``stop_strings`` also match an occurrence that starts in the prompt (a prompt ending in "t"
+    and a new "," for the stop "t,"): the row stopped, though its new text, which :func:`cut_at_stop` cuts, does
+    not hold the stop. Each call decodes only the new tokens that can end an occurrence, the last
+    ``len(stop.encode()) + 2`` (a token holds at least one byte; one more for tokenizers that drop a leading space
+    at the start of a decode). Built on first use, as transformers is imported lazily."""
+    transformers = require("transformers")
+    torch = require("torch")
+
+    class StopInNewText(transformers.StoppingCriteria):
+        def __init__(self, tokenizer: Any, stop: str, prompt_width: int) -> None:
+            self.tokenizer, self.stop, self.prompt_width = tokenizer, stop, prompt_width
+            self.width = len(stop.encode("utf-8")) + 2
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            rows = input_ids[:, max(self.prompt_width, input_ids.shape[1] - self.width):].tolist()
+            hits = [self.stop in self.tokenizer.decode(r, skip_special_tokens=True) for r in rows]
+            return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
+
+    return StopInNewText
 
 
 def hf_causal_lm(path: str | os.PathLike, *, device: str | None = None, dtype: Any = None) -> HFCausalLM:

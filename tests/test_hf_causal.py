@@ -183,6 +183,41 @@ def test_stop_cuts_the_text_and_ends_rows_early(lm):
     assert sum("e" in t for t in plain) >= 2 and not any("e" in t for t in stopped)
 
 
+def test_a_stop_that_begins_in_the_prompt_does_not_end_the_row(lm):
+    """The stop is looked for in the new text only: with the prompt's last character + the continuation's first
+    as the stop, the row runs on (transformers' own ``stop_strings`` ended it after one token)."""
+    ran_on = 0
+    for prompt in PROMPTS:
+        if not prompt:
+            continue
+        plain = lm.generate([prompt], Sampling(max_new_tokens=12, top_k=1))[0]
+        first_token = lm.generate([prompt], Sampling(max_new_tokens=1, top_k=1))[0]
+        stop = prompt[-1] + plain[0]
+        assert lm.generate([prompt], Sampling(max_new_tokens=12, top_k=1, stop=stop)) == [cut_at_stop(plain, stop)]
+        ran_on += len(cut_at_stop(plain, stop)) > len(first_token)
+    assert ran_on >= 1  # a row that transformers' stop_strings ended after its first token
+
+
+def test_the_checkpoints_own_generation_settings_are_not_applied(lm, tiny_folder, tmp_path):
+    """transformers fills what a passed GenerationConfig leaves unset from the model's generation_config.json; those
+    settings must not change what generate samples, and the model's own config is back afterwards."""
+    import json
+    import shutil
+
+    from llm_bridge.hf_causal import hf_causal_lm
+
+    base = lm.generate(PROMPTS, Sampling(max_new_tokens=16, top_k=1))
+    folder = tmp_path / "with-settings"
+    shutil.copytree(tiny_folder, folder)
+    settings = json.loads((folder / "generation_config.json").read_text())
+    settings.update(repetition_penalty=50.0, no_repeat_ngram_size=1, min_new_tokens=16, suppress_tokens=list(range(1, 200)))
+    (folder / "generation_config.json").write_text(json.dumps(settings))
+    other = hf_causal_lm(folder)
+    assert other.model.generation_config.repetition_penalty == 50.0
+    assert other.generate(PROMPTS, Sampling(max_new_tokens=16, top_k=1)) == base
+    assert other.model.generation_config.repetition_penalty == 50.0
+
+
 def test_long_prompts_are_cut_on_the_left_with_one_warning(lm, corpus_texts):
     long = " ".join(corpus_texts[:3])
     assert len(lm.encode(long)) > CONTEXT
