@@ -754,17 +754,33 @@ class NanoGPT:
 
     def save(self, folder: str | os.PathLike) -> Path:
         """Write ``config.json``, ``tokenizer.json`` and the parameters (an Orbax checkpoint at ``self.step``) to
-        ``folder``, loadable with :meth:`load`. Saving again to the same folder adds a step; a training run's folder
-        is refused."""
+        ``folder``, loadable with :meth:`load`.
+
+        Saving again to the same folder adds a step, for a model of the same configuration and tokenizer (every
+        step of a folder is read with its one ``config.json``). Refused before anything is written: a training
+        run's folder, a folder holding a model of another configuration or tokenizer, and a step it already
+        holds (set ``step`` or save to another folder)."""
         from llm_bridge import nanogpt_train as nt
 
         folder = Path(folder)
-        if (folder / "config.json").is_file() and "train" in nt.read_run_config(folder):
-            raise ValueError(f"{str(folder)!r} holds a training run; save the model to another folder")
+        config = {"model": asdict(self.config), "tokenizer_file": "tokenizer.json",
+                  "tokenizer_kind": self.tokenizer.kind}
+        if (folder / "config.json").is_file():
+            saved = nt.read_run_config(folder)
+            if "train" in saved:
+                raise ValueError(f"{str(folder)!r} holds a training run; save the model to another folder")
+            tokenizer_file = folder / saved.get("tokenizer_file", "tokenizer.json")
+            same_tokenizer = (tokenizer_file.is_file()
+                              and tokenizer_file.read_text() == self.tokenizer.tokenizer.to_str(pretty=True))
+            if saved["model"] != config["model"] or not same_tokenizer:
+                raise ValueError(f"{str(folder)!r} holds a model of another configuration or tokenizer; save this "
+                                 "one to another folder")
+        if (folder / nt.CHECKPOINTS / str(self.step)).exists():
+            raise ValueError(f"{str(folder)!r} already holds a checkpoint at step {self.step}; set the model's step "
+                             "or save to another folder")
         folder.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save(folder)
-        nt.write_run_config(folder, {"model": asdict(self.config), "tokenizer_file": "tokenizer.json",
-                                     "tokenizer_kind": self.tokenizer.kind})
+        nt.write_run_config(folder, config)
         nt.save_params(folder, self.step, self.params)
         return folder
 

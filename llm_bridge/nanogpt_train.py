@@ -413,11 +413,14 @@ def restore_latest(folder: Path, items: dict[str, Any], *, step: int | None = No
     """``(step, restored items)`` from the newest checkpoint of ``folder`` that restores (or exactly ``step``).
 
     ``items`` maps item names to example trees (shapes and dtypes). A newer step that fails is skipped with a
-    warning naming it (``set_aside``: and moved to ``checkpoints-corrupt/<step>``, out of the way of the steps a
+    warning naming it (``set_aside``: and moved to ``checkpoints-corrupt/<step>``, or ``<step>.1``, ``<step>.2``
+    ... when that step was set aside before, out of the way of the steps a
     resumed run writes again); a ``step`` asked for that fails raises :class:`CheckpointError`; no restorable step
     raises a ValueError naming the folder.
     """
     folder = Path(folder)
+    if not (folder / CHECKPOINTS).is_dir():  # (opening a manager would create it)
+        raise ValueError(f"{str(folder)!r} holds no checkpoint (no {CHECKPOINTS}/ folder)")
     with checkpoint_manager(folder) as mngr:
         steps = sorted(mngr.all_steps(), reverse=True)
         if step is not None:
@@ -433,6 +436,10 @@ def restore_latest(folder: Path, items: dict[str, Any], *, step: int | None = No
             for bad in (b for b in steps if b > s and set_aside):
                 target = folder / f"{CHECKPOINTS}-corrupt" / str(bad)
                 target.parent.mkdir(exist_ok=True)
+                copies = 1
+                while target.exists():  # the same step set aside before (a resumed run wrote it again)
+                    target = target.with_name(f"{bad}.{copies}")
+                    copies += 1
                 os.replace(mngr.directory / str(bad), target)
                 warnings.warn(f"moved the checkpoint that did not restore to {str(target)!r}", stacklevel=3)
             return s, restored
@@ -707,7 +714,8 @@ def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate:
     """``steps`` AdamW steps (constant ``learning_rate``, betas 0.9/0.95, weight decay 0.1 on matrices, clipping
     1.0, a fresh optimiser state) on windows of ``texts``, updating ``model.params`` in place.
 
-    The texts become one stream ``[EOT, text0, EOT, text1, ...]``; each step draws ``batch_size`` windows of
+    The texts become one stream ``[EOT, text0, EOT, text1, ..., EOT]`` (the closing EOT, so that the model also
+    learns where the last text ends: with one text it otherwise never saw an end); each step draws ``batch_size`` windows of
     ``min(context, len - 1) + 1`` tokens with the keys of :func:`step_keys` (``seed``, step). Returns the
     training loss of each step. The stream is zero-padded to a power of two (at least 1024 tokens) and windows are
     drawn from its real length (:func:`random_windows`' ``size``), so calls on texts of different lengths share a
@@ -716,7 +724,7 @@ def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate:
     items = check_texts(texts, allow_empty=False)
     steps = _checks.positive_int("steps", steps)
     tc = TrainConfig(steps=steps, learning_rate=learning_rate, batch_size=batch_size, seed=seed, warmup_steps=0)
-    stream = model.tokenizer.encode_documents(items)
+    stream = np.append(model.tokenizer.encode_documents(items), np.int32(model.tokenizer.eot_id))
     if len(stream) < 2:
         raise ValueError("texts must hold at least one token to predict")
     seq_len = min(model.context_length, len(stream) - 1)

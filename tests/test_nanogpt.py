@@ -9,6 +9,7 @@ Everything runs on a ``tiny`` model (2 layers, 2 heads, 32-d, context 32) traine
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import math
@@ -487,6 +488,13 @@ def test_corrupt_checkpoint_is_reported_and_the_previous_one_used(tmp_path, refe
     assert "could not be restored" in messages and "moved the checkpoint that did not restore" in messages
     assert (run / "checkpoints-corrupt" / str(STEPS)).is_dir()
     _assert_params_equal(done.model.params, reference_run.model.params)
+    # the step the resumed run wrote again, damaged again: set aside beside the first copy, not a crash
+    victim = max((p for p in (latest / "params").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    with pytest.warns(UserWarning, match="moved the checkpoint that did not restore"):
+        again = nt.resume(run, progress=False)
+    assert (run / "checkpoints-corrupt" / f"{STEPS}.1").is_dir()
+    _assert_params_equal(again.model.params, reference_run.model.params)
     gc.collect()
 
 
@@ -516,6 +524,11 @@ def test_train_bad_input(tmp_path, data_dir, reference_run):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no config.json"):
         ng.NanoGPT.load(tmp_path / "empty")
+    shutil.copy(reference_run.folder / "config.json", tmp_path / "empty")
+    shutil.copy(reference_run.folder / "tokenizer.json", tmp_path / "empty")
+    with pytest.raises(ValueError, match="holds no checkpoint"):
+        ng.NanoGPT.load(tmp_path / "empty")
+    assert not (tmp_path / "empty" / "checkpoints").exists()
     (tmp_path / "one.txt").write_text("just one paragraph")
     with pytest.raises(ValueError, match="at least 2 documents"):
         nt.train(tmp_path / "r", SPEC, nt.DataConfig(source=str(tmp_path / "one.txt"), tokenizer="byte"), tc)
@@ -543,10 +556,35 @@ def test_finetune_lowers_the_loss_in_place_and_saves(tmp_path, model, reference_
     assert back.step == clone.step
     with pytest.raises(ValueError, match="holds a training run"):
         clone.save(reference_run.folder)
+    # the same step again, or another model into the folder: refused before anything is written
+    before_files = {p: p.read_bytes() for p in (tmp_path / "ft").glob("*.json")}
+    with pytest.raises(ValueError, match=f"already holds a checkpoint at step {clone.step}"):
+        clone.save(tmp_path / "ft")
+    other = ng.NanoGPT.create(dataclasses.replace(clone.config, num_layers=clone.config.num_layers + 1),
+                              model.tokenizer, seed=1)
+    other.step = clone.step + 1
+    with pytest.raises(ValueError, match="another configuration or tokenizer"):
+        other.save(tmp_path / "ft")
+    assert {p: p.read_bytes() for p in (tmp_path / "ft").glob("*.json")} == before_files
+    clone.step += 1
+    clone.save(tmp_path / "ft")                                          # a new step of the same model: added
+    assert ng.NanoGPT.load(tmp_path / "ft").step == clone.step
+    _assert_params_equal(ng.NanoGPT.load(tmp_path / "ft", step=clone.step - 1).params, clone.params)
     with pytest.raises(ValueError, match="texts must hold at least one text"):
         clone.finetune([], steps=1)
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         clone.finetune(texts, steps=0)
+
+
+def test_finetuned_on_one_text_the_model_learns_where_it_ends(model):
+    """The fine-tuning stream closes with EOT: without it a model fine-tuned on one text never saw it end and ran
+    every sample to max_new_tokens."""
+    clone = ng.NanoGPT(model.config, model.tokenizer, model.params, step=model.step)
+    sentence = "hello world, this is it."
+    clone.finetune([sentence], steps=150, learning_rate=3e-3, batch_size=8, seed=0)
+    greedy = Sampling(max_new_tokens=clone.context_length - 1, top_k=1)
+    assert clone.generate([""], greedy) == [sentence]
+    assert len(clone.generate_ids([""], greedy)[0]) < clone.context_length - 1
 
 
 # ----------------------------------------------------------------------------------------------------------------
