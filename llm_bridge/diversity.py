@@ -32,7 +32,7 @@ from bisect import bisect_left
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -344,6 +344,8 @@ def diversity(texts: Sequence[str], *, embeddings: Any = None, encoder: Encoder 
     """
     items = check_texts(texts, allow_empty=False)
     ttr_length = _checks.positive_int("ttr_length", ttr_length)
+    if isinstance(ngram_orders, (str, bytes)) or not isinstance(ngram_orders, Iterable):
+        raise ValueError(f"ngram_orders must be a sequence of integers >= 1 (e.g. (2, 3)), got {ngram_orders!r}")
     orders = tuple(_checks.positive_int("ngram_orders", n) for n in ngram_orders)
     if self_bleu_max is not None:
         self_bleu_max = _checks.positive_int("self_bleu_max", self_bleu_max)
@@ -355,6 +357,12 @@ def diversity(texts: Sequence[str], *, embeddings: Any = None, encoder: Encoder 
         raise ValueError("give embeddings or encoder, not both")
     if embeddings is not None:
         embeddings = _checks.finite_array("embeddings", embeddings, shape=(len(items), None))
+        zero = int(np.sum(np.linalg.norm(embeddings, axis=1) == 0))
+        if zero:
+            raise ValueError(f"embeddings has {zero} zero rows; cosine distance needs non-zero rows")
+    if encoder is not None and (isinstance(encoder, (str, bytes)) or not callable(getattr(encoder, "encode", None))):
+        raise ValueError(f"encoder must be an llm_bridge.encoders.Encoder (an object with an encode(texts) method), "
+                         f"got {type(encoder).__name__}")
 
     tokens = [tokenize(t) for t in items]
     ttr, ttr_texts = _ttr_on_tokens(tokens, ttr_length)

@@ -98,7 +98,11 @@ def _row_blocks(x: jnp.ndarray, rows: int) -> jnp.ndarray:
 
 
 def _check_embeddings(embeddings: Any) -> np.ndarray:
-    arr = np.asarray(embeddings)
+    try:
+        arr = np.asarray(embeddings, dtype=float)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"embeddings must be a rectangular array of numbers, shape (num_models, num_samples, dim) "
+                         f"or (num_models, dim) ({exc})") from None
     if arr.ndim == 2:
         arr = arr[:, None, :]
     if arr.ndim != 3 or min(arr.shape) < 1:
@@ -126,6 +130,8 @@ def measure_embeddings(embeddings: Any, *, sigma: bool = True, monitor: SigmaMon
     if mds_components is not None:
         mds_components = _checks.positive_int("mds_components", mds_components)
     n, L, d = e.shape
+    if sigma and monitor is not None:
+        check_monitor(monitor, n * L, d)
     flat = e.reshape(n * L, d)
     x = jnp.asarray(e)
     means = jnp.mean(x, axis=1)
@@ -143,6 +149,19 @@ def measure_embeddings(embeddings: Any, *, sigma: bool = True, monitor: SigmaMon
                           dnorm=float(distance.frobenius_norm(dist)),
                           spread=np.asarray(distance.within_model_spread(x)), mds=mds, sigma=sigma_values,
                           monitor=monitor)
+
+
+def check_monitor(monitor: Any, num_points: int, dim: int | None) -> None:
+    """A ValueError, before any compute, unless ``monitor`` is a :class:`SigmaMonitor` that can take checkpoints of
+    ``num_points`` rows of dimension ``dim`` (a fresh one, or one that started with those sizes; ``dim`` None: not
+    checked)."""
+    if not isinstance(monitor, SigmaMonitor):
+        raise ValueError(f"monitor must be a collapse_jax.sigma_monitor.SigmaMonitor (or None), got "
+                         f"{type(monitor).__name__}")
+    state = monitor.state
+    if state is not None and (state.num_points != num_points or (dim is not None and state.dim != dim)):
+        raise ValueError(f"monitor started with N={state.num_points} rows of dimension d={state.dim}, but these "
+                         f"embeddings give N={num_points} (num_models x num_samples) rows of dimension d={dim}")
 
 
 def check_responses(responses: Any) -> list[list[str]]:
@@ -175,6 +194,11 @@ def measure_responses(responses: Sequence[Sequence[str]], encoder: Encoder | Non
         raise ValueError("give exactly one of encoder and embeddings")
     if embeddings is None:
         batch_size = _checks.positive_int("batch_size", batch_size)
+        if isinstance(encoder, (str, bytes)) or not callable(getattr(encoder, "encode", None)):
+            raise ValueError(f"encoder must be an llm_bridge.encoders.Encoder (an object with an encode(texts) "
+                             f"method), got {type(encoder).__name__}")
+        if sigma and monitor is not None:   # before embedding anything
+            check_monitor(monitor, n * L, getattr(encoder, "dim", None))
         embeddings = encoder.encode([t for r in models for t in r], batch_size=batch_size).reshape(n, L, -1)
     elif np.ndim(embeddings) != 3 or np.shape(embeddings)[:2] != (n, L):
         raise ValueError(f"embeddings must have shape (num_models, num_samples, dim) = ({n}, {L}, dim) to match "

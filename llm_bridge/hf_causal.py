@@ -54,7 +54,7 @@ def checkpoint_folder(path: str | os.PathLike) -> Path:
     if not any((folder / f).is_file() for f in WEIGHT_FILES):
         missing.append(f"weights (one of {', '.join(WEIGHT_FILES)})")
     if not any((folder / f).is_file() for f in TOKENIZER_FILES):
-        missing.append(f"a tokenizer (one of {', '.join(TOKENIZER_FILES)})")
+        missing.append(f"tokenizer files (one of {', '.join(TOKENIZER_FILES)})")
     if missing:
         raise ValueError(f"path {str(folder)!r} is not a saved causal LM folder: it has no {' and no '.join(missing)}; "
                          "write one with model.save_pretrained(path) and tokenizer.save_pretrained(path)")
@@ -379,7 +379,9 @@ def hf_causal_lm(path: str | os.PathLike, *, device: str | None = None, dtype: A
     ``device``: a torch device (default ``"cpu"``). ``dtype``: the weights' dtype, a ``torch.dtype`` or its name
     (``"float32"``, ``"bfloat16"``, ...) or ``"auto"`` for the checkpoint's own; default float32, so that scores
     on CPU are exact and reproducible (pass ``"bfloat16"`` for a large model). A missing folder, a hub id, or a
-    folder without ``config.json``, weights or tokenizer files is a ValueError naming the path and what is missing.
+    folder without ``config.json``, weights or tokenizer files is a ValueError naming the path and what is missing;
+    so are weights that do not load (a truncated file) and weights that lack some of the model's tensors (which
+    transformers would otherwise initialise at random with only a log message).
     """
     folder = checkpoint_folder(path)
     torch = require("torch")
@@ -393,6 +395,18 @@ def hf_causal_lm(path: str | os.PathLike, *, device: str | None = None, dtype: A
         dtype = getattr(torch, dtype)
     elif not isinstance(dtype, (str, torch.dtype)):
         raise ValueError(f"dtype must be a torch dtype, its name or 'auto', got {dtype!r}")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True, dtype=dtype)
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        model, info = transformers.AutoModelForCausalLM.from_pretrained(
+            str(folder), local_files_only=True, dtype=dtype, output_loading_info=True)
+    except ImportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers raise their own types
+        raise ValueError(f"the model in {str(folder)!r} could not be loaded ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:300] if str(exc) else ''}); is a file truncated or damaged?"
+                         ) from exc
+    missing = list(info.get("missing_keys", ())) + list(info.get("mismatched_keys", ()))
+    if missing:  # transformers would fill them with random values and only log it
+        raise ValueError(f"the weights in {str(folder)!r} lack {len(missing)} of the model's tensors (e.g. "
+                         f"{', '.join(map(str, missing[:3]))}): a partial or mismatched checkpoint")
     return HFCausalLM(model.to(device or "cpu"), tokenizer, name=f"hf:{folder.name}")

@@ -604,7 +604,10 @@ def sample_tokens(logits, keys, temperature, top_k: int | None, top_p: float, gr
     """
     if top_k == 1:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    scaled = filter_logits(logits.astype(jnp.float32) / temperature, top_k, top_p)
+    # shifted so that the largest is 0 before dividing: a tiny temperature (or one that is 0 in float32) then gives
+    # -inf for the others, i.e. the argmax, not inf / inf = NaN (which sampled EOT: empty texts)
+    shifted = logits.astype(jnp.float32) - jnp.max(logits, axis=-1, keepdims=True).astype(jnp.float32)
+    scaled = filter_logits(jnp.where(shifted < 0, shifted / temperature, 0.0), top_k, top_p)
     cdf = jnp.cumsum(jax.nn.softmax(scaled, axis=-1), axis=-1)
     u = 1.0 - jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32))(keys)          # (0, 1]
     idx = jnp.minimum(jnp.sum(cdf < (u * cdf[:, -1])[:, None], axis=-1), logits.shape[-1] - 1)
@@ -808,15 +811,12 @@ class NanoGPT:
     def generate_ids(self, prompts: Sequence[str], sampling: Sampling = Sampling(), *, seed: int = 0,
                      batch_size: int = 32, progress: bool | None = None, use_cache: bool = True) -> list[list[int]]:
         """:meth:`generate` before decoding: each prompt's new token ids up to (not including) the first EOT."""
-        items = check_texts(prompts, "prompts")
+        items = check_texts(prompts, "prompts", allow_empty=False)
         if not isinstance(sampling, Sampling):
             raise ValueError(f"sampling must be a Sampling, got {type(sampling).__name__}")
         batch_size = _checks.positive_int("batch_size", batch_size)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
+        seed = _checks.nonnegative_int("seed", seed)
         ids = fit_prompts(self.encode_prompts(items), self.context_length, sampling.max_new_tokens)
-        if not ids:
-            return []
         eot, room = self.tokenizer.eot_id, self.context_length - sampling.max_new_tokens
         order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
         width = min(batch_size, len(ids))
@@ -855,7 +855,7 @@ class NanoGPT:
         ``stride`` tokens (default context / 2), each token once, from at least ``context - stride`` tokens
         before it (:func:`score_windows`). Windows run in fixed-shape batches of ``batch_size``.
         """
-        items = check_texts(texts)
+        items = check_texts(texts, allow_empty=False)
         batch_size = _checks.positive_int("batch_size", batch_size)
         c = self.context_length
         stride = c // 2 if stride is None else _checks.positive_int("stride", stride)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from dataclasses import fields
 
 from collapse_jax import cli_options as opts
@@ -50,7 +51,8 @@ def _add_train(verbs) -> None:
     g = q.add_argument_group("training")
     opts.add_config(g, nt.TrainConfig, exclude=data_fields)
     g.add_argument("--until", type=int, default=None,
-                   help="stop after this step (checkpointed, the schedule still spans --steps); --resume continues")
+                   help="stop after this step (checkpointed, the schedule still spans --steps); --resume continues "
+                        "(default: none, run to the end)")
     g = q.add_argument_group("run folder")
     opts.add_out(g, "nanogpt")
     g.add_argument("--resume", action="store_true",
@@ -120,15 +122,23 @@ def cmd_train(args) -> int:
         result = nt.resume(args.out, until=args.until)
     else:
         spec, data, tc = configs_from_args(args)
+        spec.resolve(257)                                     # sizes (e.g. dim / heads) checked before a folder
         folder = RunFolder.create("nanogpt", args.out).path  # a bad --out fails here, not after the data
-        result = nt.train(folder, spec, data, tc, until=args.until)
+        try:
+            result = nt.train(folder, spec, data, tc, until=args.until)
+        except BaseException:
+            if folder.is_dir() and not any(folder.iterdir()):  # failed before writing anything: leave no folder
+                folder.rmdir()
+            raise
+    speed = ("no step timed" if result.tokens_per_second is None
+             else f"{result.tokens_per_second:.0f} training tokens/s")
+    done = "the run had finished; nothing was run or written in" if result.stopped_by == "finished" else "wrote"
     print(f"step {result.step} ({result.stopped_by}): held-out loss {result.held_out_loss:.4f}, perplexity "
-          f"{result.held_out_perplexity:.2f}, {result.tokens_per_second:.0f} training tokens/s; wrote {result.folder}")
+          f"{result.held_out_perplexity:.2f}, {speed}; {done} {result.folder}")
     return 0
 
 
 def _prompts(args) -> list[str]:
-    from pathlib import Path
 
     prompts = list(args.prompt or [])
     if args.prompts_file:
@@ -145,6 +155,8 @@ def cmd_sample(args) -> int:
     from collapse_jax import _checks
 
     count = _checks.positive_int("count", args.count)
+    _checks.nonnegative_int("seed", args.seed)
+    _checks.positive_int("batch_size", args.batch_size)
     sampling = opts.config_from_args(Sampling, args)
     prompts = [p for p in _prompts(args) for _ in range(count)]
     model = NanoGPT.load(args.run, step=args.step)
@@ -163,6 +175,9 @@ def cmd_eval(args) -> int:
 
     from llm_bridge.nanogpt import NanoGPT
 
+    from collapse_jax import _checks
+
+    _checks.positive_int("batch_size", args.batch_size)
     model = NanoGPT.load(args.run, step=args.step)
     if args.texts:
         result = model.perplexity(nt.text_documents(args.texts), batch_size=args.batch_size)
@@ -172,8 +187,8 @@ def cmd_eval(args) -> int:
         saved = nt.read_run_config(args.run)
         if "data" not in saved:
             raise ValueError(f"{args.run!r} is a saved model without training data; give --texts")
-        tc, data = nt.TrainConfig(**saved["train"]), nt.DataConfig(**saved["data"])
-        _, prepared, _ = nt.prepare_data(data, tc, model.context_length, model.tokenizer)
+        prepared = nt.saved_run_data(Path(args.run), saved, model.tokenizer,
+                                     "evaluated on its held-out text; give --texts")
         loss = nt.mean_window_nll(model, prepared.held_out_windows, args.batch_size)
         summary = {"windows": len(prepared.held_out_windows), "loss": loss, "perplexity": math.exp(loss)}
     summary["step"] = model.step

@@ -2,8 +2,9 @@
 
 A run folder holds ``config.json`` (model, training and data configuration, tokenizer file, versions),
 ``tokenizer.json``, ``checkpoints/<step>/`` (Orbax: ``params`` and ``train_state`` = optimiser state, step,
-schedule length and elapsed time), ``metrics.json`` (training loss per step, held-out loss and perplexity per
-evaluation; rewritten atomically), ``loss.png`` and ``manifest.json`` (written last: the run finished).
+schedule length and elapsed time; ``digest``: the SHA-256 of each), ``metrics.json`` (training loss per step,
+held-out loss and perplexity per evaluation; rewritten atomically), ``loss.png`` and ``manifest.json`` (written last:
+the run finished).
 
 Reproducibility: the batch of step s is drawn with ``fold_in(fold_in(key(seed), 0), s)`` and its dropout with
 ``fold_in(fold_in(key(seed), 1), s)``; the learning rate of step s is the schedule at s + 1. Nothing else carries
@@ -11,13 +12,15 @@ state from step to step but the parameters and the optimiser state, both checkpo
 checkpoint replays the remaining steps exactly (bitwise on CPU).
 
 Checkpoints: Orbax writes each step to a temporary folder and renames it when complete, so a killed run leaves no
-half-written step that looks finished. A step that fails to restore (a truncated or missing file) raises
+half-written step that looks finished. A step that fails to restore (a truncated or missing file, or arrays that
+do not match the SHA-256 saved with them: bytes changed in place, which Orbax itself does not notice) raises
 :class:`CheckpointError` naming its folder; resuming then warns and falls back to the previous step, which Orbax
 keeps (``keep_checkpoints`` >= 2).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -127,8 +130,11 @@ class DataConfig:
             raise ValueError(f"tokenizer must be one of {', '.join(bpe.KINDS)}, got {self.tokenizer!r}")
         if _checks.positive_int("vocab_size", self.vocab_size) < 257:
             raise ValueError(f"vocab_size must be >= 257 (256 bytes + EOT), got {self.vocab_size}")
-        if self.source != "stdlib" and not Path(self.source).exists():
-            raise ValueError(f"data path {self.source!r} does not exist")
+        if self.source != "stdlib":
+            if not Path(self.source).expanduser().exists():
+                raise ValueError(f"data path {self.source!r} does not exist")
+            # stored absolute, so that eval and --resume find the text from any working directory
+            object.__setattr__(self, "source", str(Path(self.source).expanduser().resolve()))
 
 
 @dataclass(frozen=True)
@@ -233,6 +239,7 @@ def mean_window_nll(model: NanoGPT, windows: np.ndarray, batch_size: int) -> flo
     """Mean -log p over every target token of ``windows`` (n, context + 1), in fixed-shape batches."""
     from llm_bridge.nanogpt import _weighted_nll
 
+    batch_size = _checks.positive_int("batch_size", batch_size)
     total, width = 0.0, min(batch_size, len(windows))
     for start in range(0, len(windows), width):
         chunk = windows[start:start + width]
@@ -387,9 +394,30 @@ def checkpoint_manager(folder: Path, keep: int = 2):
 
 def save_params(folder: Path, step: int, params) -> None:
     """A checkpoint of the parameters alone (what :meth:`NanoGPT.save` writes)."""
-    ocp = _ocp()
     with checkpoint_manager(folder) as mngr:
-        mngr.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)), force=True)
+        mngr.save(step, args=save_args({"params": params}), force=True)
+
+
+# Each checkpoint also holds the SHA-256 of every item's arrays (item "digest"), checked on restore: a file damaged
+# in place (bytes changed, the size kept) restores without any error from Orbax/TensorStore, with wrong values.
+DIGEST = "digest"
+
+
+def tree_digest(tree) -> str:
+    """SHA-256 (hex) of a tree's arrays in leaf order: each leaf's dtype, shape and bytes."""
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(tree):
+        a = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def save_args(items: dict[str, Any]):
+    """Orbax arguments saving ``items`` (name -> tree) and their digests."""
+    ocp = _ocp()
+    return ocp.args.Composite(**{k: ocp.args.StandardSave(v) for k, v in items.items()},
+                              **{DIGEST: ocp.args.JsonSave({k: tree_digest(v) for k, v in items.items()})})
 
 
 def _abstract(tree):
@@ -398,14 +426,22 @@ def _abstract(tree):
 
 def _restore_step(mngr, step: int, items: dict[str, Any]) -> dict[str, Any]:
     ocp = _ocp()
-    args = ocp.args.Composite(**{k: ocp.args.StandardRestore(_abstract(v)) for k, v in items.items()})
+    path = mngr.directory / str(step)
+    digested = (path / DIGEST).is_dir()          # (checkpoints written before 2026-12-02 have no digest)
+    args = ocp.args.Composite(**{k: ocp.args.StandardRestore(_abstract(v)) for k, v in items.items()},
+                              **({DIGEST: ocp.args.JsonRestore()} if digested else {}))
     try:
         restored = mngr.restore(step, args=args)
-        return {k: restored[k] for k in items}
+        got = {k: restored[k] for k in items}
+        digests = restored[DIGEST] if digested else {}
     except Exception as exc:  # noqa: BLE001 - Orbax/TensorStore raise many types for a damaged file
-        path = mngr.directory / str(step)
         raise CheckpointError(f"checkpoint {str(path)!r} could not be restored "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from exc
+    bad = [k for k in items if k in digests and tree_digest(got[k]) != digests[k]]
+    if bad:
+        raise CheckpointError(f"checkpoint {str(path)!r} could not be restored (the arrays of {', '.join(bad)} do "
+                              "not match the SHA-256 written with them: a file was damaged after saving)")
+    return got
 
 
 def restore_latest(folder: Path, items: dict[str, Any], *, step: int | None = None, set_aside: bool = False
@@ -471,9 +507,9 @@ class TrainResult:
     step: int
     held_out_loss: float
     held_out_perplexity: float
-    tokens_per_second: float
+    tokens_per_second: float | None    # None: no step timed in this session (compilation excluded)
     folder: Path
-    stopped_by: str            # "steps", "minutes" or "until"
+    stopped_by: str            # "steps", "minutes", "until", or "finished" (resume of a finished run: nothing run)
     metrics: dict = field(repr=False, default_factory=dict)
 
 
@@ -529,19 +565,40 @@ def train(folder: str | os.PathLike, spec: ModelSpec = ModelSpec(), data: DataCo
     return _run(folder, cfg, tc, tokenizer, prepared, progress=progress, started=started, until=until)
 
 
+def saved_run_data(folder: Path, saved: dict[str, Any], tokenizer: bpe.TextTokenizer, purpose: str) -> _Data:
+    """The token streams of the run in ``folder`` (its saved configuration ``saved``), re-made from its training
+    text, which must be the text it started with (the saved hash): a ValueError naming the folder and what could
+    not be done (``purpose``) otherwise."""
+    tc, data = TrainConfig(**saved["train"]), DataConfig(**saved["data"])
+    _, prepared, text_hash = prepare_data(data, tc, GPTConfig(**saved["model"]).context_length, tokenizer)
+    if text_hash != saved["text_hash"]:
+        raise ValueError(f"the training text of {str(folder)!r} ({data.source}) changed since the run started (hash "
+                         f"{text_hash[:12]} != {saved['text_hash'][:12]}); it cannot be {purpose}")
+    return prepared
+
+
 @without_x64
 def resume(folder: str | os.PathLike, *, until: int | None = None, progress: bool | None = None) -> TrainResult:
     """Continue the run in ``folder`` from its newest checkpoint that restores, with its saved configuration
-    (a fresh start when it has none yet). The final parameters equal those of an uninterrupted run."""
+    (a fresh start when it has none yet). The final parameters equal those of an uninterrupted run. A finished run
+    (``manifest.json``) is loaded, not run again, and nothing in it is rewritten (``stopped_by == "finished"``),
+    unless its final checkpoint does not restore: then its last steps are replayed as for an unfinished run."""
     started = time.perf_counter()
     folder = Path(folder)
     saved = read_run_config(folder)
-    cfg, tc, data = GPTConfig(**saved["model"]), TrainConfig(**saved["train"]), DataConfig(**saved["data"])
+    if (folder / "manifest.json").is_file():   # finished: nothing to train, nothing rewritten (unless the final
+        metrics = json.loads((folder / METRICS_FILE).read_text())           # checkpoint is damaged: replayed below)
+        done = metrics["summary"]
+        try:
+            model = NanoGPT.load(folder, step=done["step"])
+        except ValueError:                      # (CheckpointError is one)
+            pass
+        else:
+            return TrainResult(model, model.step, done["held_out_loss"], done["held_out_perplexity"], None, folder,
+                               "finished", metrics)
+    cfg, tc = GPTConfig(**saved["model"]), TrainConfig(**saved["train"])
     tokenizer = bpe.TextTokenizer.load(folder / saved["tokenizer_file"])
-    _, prepared, text_hash = prepare_data(data, tc, cfg.context_length, tokenizer)
-    if text_hash != saved["text_hash"]:
-        raise ValueError(f"the training text of {str(folder)!r} changed since the run started (hash "
-                         f"{text_hash[:12]} != {saved['text_hash'][:12]}); it cannot be resumed exactly")
+    prepared = saved_run_data(folder, saved, tokenizer, "resumed exactly")
     return _run(folder, cfg, tc, tokenizer, prepared, progress=progress, started=started, until=until,
                 resuming=True)
 
@@ -565,7 +622,6 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
          until: int | None, resuming: bool = False) -> TrainResult:
     """The training loop shared by :func:`train` and :func:`resume` (``started``: the caller's clock at entry, for
     the time budget)."""
-    ocp = _ocp()
     run = RunFolder(folder)
     model = NanoGPT.create(cfg, tokenizer, tc.seed, name=f"nanogpt:{folder.name}")
     tx = optimizer(tc)
@@ -601,8 +657,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
     def checkpoint(step: int) -> None:
         state = {"opt_state": opt_state, "step": np.asarray(step), "total_steps": np.asarray(total),
                  "elapsed": np.asarray(elapsed())}
-        mngr.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(model.params),
-                                                train_state=ocp.args.StandardSave(state)), force=True)
+        mngr.save(step, args=save_args({"params": model.params, "train_state": state}), force=True)
         atomic_write_json(folder / METRICS_FILE, metrics)
 
     if start_step == 0:
@@ -656,7 +711,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
     if step not in mngr.all_steps():
         checkpoint(step)
     mngr.close()
-    tokens_per_second = tokens_per_step * timed_steps / timed_s if timed_s else float("nan")
+    tokens_per_second = tokens_per_step * timed_steps / timed_s if timed_s else None   # (JSON has no NaN)
     metrics["summary"] = {"step": step, "total_steps": total, "stopped_by": stopped_by,
                           "held_out_loss": final["loss"], "held_out_perplexity": final["perplexity"],
                           "train_tokens_per_second_this_session": tokens_per_second,

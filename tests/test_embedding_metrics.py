@@ -70,8 +70,11 @@ def test_monitor_kept_across_steps(emb):
     later = em.measure_embeddings(shrunk, monitor=again.monitor)
     assert later.sigma["checkpoint"] == 2 and later.sigma["delta_u_cov"] < -1.0
     assert em.measure_embeddings(shrunk, monitor=first.monitor).sigma["checkpoint"] == 1  # monitors are values
-    with pytest.raises(ValueError, match="N=10 rows but the run started with N=15"):
+    # refused before any distance or MDS is computed (it failed only at the monitor's update)
+    with pytest.raises(ValueError, match=r"monitor started with N=15 rows .* these embeddings give N=10"):
         em.measure_embeddings(emb[:2], monitor=first.monitor)
+    with pytest.raises(ValueError, match=r"of dimension d=\d+, but these .* dimension d=3"):
+        em.measure_embeddings(emb[..., :3], monitor=first.monitor)
 
 
 def test_gmm_network_weights_give_the_simulators_dnorm():
@@ -142,6 +145,9 @@ def test_responses_with_minilm():
     (lambda: em.measure_embeddings(np.ones(5)), r"shape \(num_models, num_samples, dim\)"),
     (lambda: em.measure_embeddings(np.full((2, 2, 3), np.inf)), "finite"),
     (lambda: em.measure_embeddings(np.ones((2, 2, 3)), mds_components=0), "mds_components must be an integer"),
+    (lambda: em.measure_embeddings([[[1.0, 2.0]], [[3.0]]]), "rectangular array of numbers"),
+    (lambda: em.measure_embeddings(np.ones((2, 2, 3)), monitor="m"), "monitor must be a .*SigmaMonitor"),
+    (lambda: em.measure_responses([["a"], ["b"]], "minilm"), "encoder must be an llm_bridge.encoders.Encoder"),
     (lambda: em.sigma_monitor(10, 4, block=11), "block must be at most num_points = 10"),
     (lambda: em.sigma_monitor(10, 4, eps=0.0), r"eps must lie in \(0.0, inf\)"),
 ])

@@ -128,13 +128,28 @@ def test_bad_folders(tmp_path, tiny_folder):
     with pytest.raises(ValueError, match="missing config.json"):
         hf_causal_lm(tmp_path)
     shutil.copy(tiny_folder / "config.json", tmp_path)
-    with pytest.raises(ValueError, match=f"{tmp_path}.*no weights.*and no a tokenizer"):
+    with pytest.raises(ValueError, match=f"{tmp_path}.*no weights.*and no tokenizer files"):
         hf_causal_lm(tmp_path)
     shutil.copy(tiny_folder / "model.safetensors", tmp_path)
-    with pytest.raises(ValueError, match="no a tokenizer"):
+    with pytest.raises(ValueError, match="no tokenizer files"):
         hf_causal_lm(tmp_path)
     with pytest.raises(ValueError, match="dtype"):
         hf_causal_lm(tiny_folder, dtype="float33")
+    # weights that do not load, or that lack tensors (transformers would fill those at random and only log it)
+    from safetensors.torch import load_file, save_file
+
+    bad = tmp_path / "bad"
+    shutil.copytree(tiny_folder, bad)
+    weights = bad / "model.safetensors"
+    full = weights.read_bytes()
+    weights.write_bytes(full[: len(full) // 2])
+    with pytest.raises(ValueError, match=f"model in '{bad}' could not be loaded .*truncated or damaged"):
+        hf_causal_lm(bad)
+    weights.write_bytes(full)
+    save_file({k: v for k, v in load_file(str(weights)).items() if ".h.1." not in k}, str(weights),
+              metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=f"weights in '{bad}' lack .* tensors .*transformer.h.1"):
+        hf_causal_lm(bad)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -221,8 +236,9 @@ def test_the_checkpoints_own_generation_settings_are_not_applied(lm, tiny_folder
 def test_long_prompts_are_cut_on_the_left_with_one_warning(lm, corpus_texts):
     long = " ".join(corpus_texts[:3])
     assert len(lm.encode(long)) > CONTEXT
-    with pytest.warns(UserWarning, match=r"^1 of 2 prompts are longer than the 56 tokens"):
+    with pytest.warns(UserWarning, match=r"^1 of 2 prompts are longer than the 56 tokens") as record:
         out = lm.generate(["The cat", long], Sampling(max_new_tokens=8), seed=0)
+    assert record[0].filename == __file__                              # the caller's line, not the library's
     assert len(out) == 2
     import torch
 

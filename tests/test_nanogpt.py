@@ -275,8 +275,12 @@ def test_eot_ends_a_row_and_stop_string_cuts(model):
 
 def test_long_prompts_are_cut_with_a_warning(model):
     long = " ".join(["the cat sat on the mat"] * 20)
-    with pytest.warns(UserWarning, match="1 of 2 prompts are longer"):
+    with pytest.warns(UserWarning, match="1 of 2 prompts are longer") as record:
         out = model.generate_ids([long, "a"], Sampling(max_new_tokens=8, top_k=1), seed=0)
+    assert record[0].filename == __file__                              # the caller's line, not the library's
+    with pytest.warns(UserWarning, match="1 of 2 prompts are longer") as record:
+        model.generate([long, "a"], Sampling(max_new_tokens=8, top_k=1), seed=0)
+    assert record[0].filename == __file__
     kept = ([model.tokenizer.eot_id] + model.tokenizer.encode(long))[-(32 - 8):]     # the last 24 tokens
     assert out[0] == _hand_greedy(model, kept, 8)
 
@@ -292,7 +296,16 @@ def test_generate_bad_input(model):
         model.generate(["a"], Sampling(max_new_tokens=32))
     with pytest.raises(ValueError, match="top_p must lie in"):
         Sampling(top_p=0.0)
-    assert model.generate([], Sampling(max_new_tokens=4)) == []
+    with pytest.raises(ValueError, match="prompts must hold at least one text"):
+        model.generate([], Sampling(max_new_tokens=4))
+    with pytest.raises(ValueError, match="texts must hold at least one text"):
+        model.perplexity([])
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        model.generate(["a"], seed=-1)
+    # a temperature that is 0 in float32 samples the argmax (it gave NaN probabilities: empty texts)
+    greedy = model.generate(["the", "a"], Sampling(max_new_tokens=8, top_k=1))
+    assert model.generate(["the", "a"], Sampling(max_new_tokens=8, temperature=1e-46)) == greedy
+    assert model.generate(["the", "a"], Sampling(max_new_tokens=8, temperature=1e-30)) == greedy
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -498,6 +511,28 @@ def test_corrupt_checkpoint_is_reported_and_the_previous_one_used(tmp_path, refe
     gc.collect()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_checkpoint_damaged_in_place_is_caught_by_its_digest(tmp_path, reference_run):
+    """Bytes changed in place (the file's size kept) restore without any error from Orbax, with wrong values; the
+    SHA-256 saved with each item catches them and the previous step is used."""
+    run = tmp_path / "run"
+    shutil.copytree(reference_run.folder, run)
+    latest = run / "checkpoints" / str(STEPS)
+    victim = max((p for p in (latest / "params").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+    victim.write_bytes(bytes(data))
+    abstract = nnx.eval_shape(lambda: ng.init_params(reference_run.model.config))
+    with pytest.raises(nt.CheckpointError, match="do not match the SHA-256"):
+        nt.restore_params(run, abstract, step=STEPS)
+    with pytest.warns(UserWarning, match=f"{latest}.*params do not match the SHA-256"):
+        loaded = ng.NanoGPT.load(run)
+    assert loaded.step == STEPS - 4
+    assert nt.tree_digest(loaded.params) == nt.tree_digest(ng.NanoGPT.load(reference_run.folder, step=STEPS - 4).params)
+    gc.collect()
+
+
 def test_time_budget_stops_and_checkpoints(tmp_path, data_dir):
     data, tc = _configs(data_dir, steps=None, minutes=0.05, eval_every=1000, checkpoint_every=1000)
     result = nt.train(tmp_path / "timed", SPEC, data, tc, progress=False)
@@ -616,6 +651,32 @@ def test_cli_sample_eval_and_errors(capsys, reference_run, data_dir, tmp_path):
     assert "drop --steps" in capsys.readouterr().err
     assert _cli("train", "--heads", "3", "--preset", "tiny", "--out", str(tmp_path / "x")) == 2
     assert "must be a multiple of num_heads" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()                                # no empty run folder left behind
+    assert _cli("eval", run, "--batch-size", "0") == 2
+    assert "batch_size must be an integer >= 1" in capsys.readouterr().err
+    assert _cli("sample", run, "--seed", "-1") == 2
+    assert "seed must be an integer >= 0" in capsys.readouterr().err
+
+
+def test_cli_eval_and_resume_check_the_training_text(capsys, reference_run, data_dir, tmp_path, monkeypatch):
+    """The data path is stored absolute (eval and --resume work from any directory), eval refuses a changed text
+    as --resume does, and --resume of a finished run runs and rewrites nothing."""
+    monkeypatch.chdir(data_dir.parent)
+    assert nt.DataConfig(source=data_dir.name).source == str(data_dir.resolve())
+    run = tmp_path / "run"
+    shutil.copytree(reference_run.folder, run)
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert _cli("train", "--resume", "--out", str(run)) == 0
+    assert "the run had finished; nothing was run or written" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files
+    changed = tmp_path / "text"
+    shutil.copytree(data_dir, changed)
+    (changed / "a.txt").write_text((changed / "a.txt").read_text() + "\n\nOne more paragraph.")
+    config = json.loads((run / "config.json").read_text())
+    config["config"]["data"]["source"] = str(changed)
+    (run / "config.json").write_text(json.dumps(config))
+    assert _cli("eval", str(run)) == 2
+    assert "changed since the run started" in capsys.readouterr().err
 
 
 def test_cli_help_lists_every_option(capsys):
