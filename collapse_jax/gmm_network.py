@@ -167,9 +167,11 @@ def make_config(*, mu=((-5.0,), (5.0,)), sigma=((1.0,),), num_models=3, points_p
     if max_points >= 2**31 - 1:
         raise ValueError(f"the internet would hold {max_points} points; at most 2^31 - 2 are supported "
                          "(reduce num_steps, num_models or points_per_step)")
-    return GMMNetworkConfig(mu=_tuplify(mu_arr), sigma=_tuplify(sig), num_models=n, points_per_step=L, beta=beta,
-                            dirichlet_a=a, num_steps=T, eps=eps, num_human=m0, pi_ref=pi_ref, alpha=alpha, c=c,
-                            record_pi=bool(record_pi), record_d=bool(record_d), initial_weights=initial_weights)
+    cfg = GMMNetworkConfig(mu=_tuplify(mu_arr), sigma=_tuplify(sig), num_models=n, points_per_step=L, beta=beta,
+                           dirichlet_a=a, num_steps=T, eps=eps, num_human=m0, pi_ref=pi_ref, alpha=alpha, c=c,
+                           record_pi=bool(record_pi), record_d=bool(record_d), initial_weights=initial_weights)
+    step_schedule(cfg)  # B c_t < 1 at every step: refused here, before a run folder or any compute
+    return cfg
 
 
 def _schedule_arg(name, value, T, low, high, **kw):
@@ -272,7 +274,13 @@ def step_schedule(cfg: GMMNetworkConfig) -> StepSchedule:
     B = cfg.num_components
     c = 1.0 / (kk * B * B) if cfg.c is None else np.broadcast_to(np.asarray(cfg.c, float), size.shape).copy()
     if np.any(B * c >= 1):
-        raise ValueError("c must satisfy B * c < 1 at every step")
+        t = int(np.argmax(B * c >= 1))
+        if cfg.c is None:
+            raise ValueError(f"the default c_t = 1 / (k_t B^2) needs B c_t < 1, i.e. k_t B > 1, at every step; with "
+                             f"num_components B = {B} it fails at t = {t}, where k_t = floor(beta |A(t)|) = "
+                             f"{int(k[t])} (beta = {cfg.beta}, |A(t)| = {int(size[t])}): raise beta, num_human (m0) "
+                             "or points_per_step, use more components, or give c")
+        raise ValueError(f"c must satisfy B * c < 1 at every step; B * c = {B * c[t]:.4g} at t = {t}")
     return StepSchedule(size, k, alpha, c)
 
 

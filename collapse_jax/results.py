@@ -28,10 +28,17 @@ import numpy as np
 DEFAULT_ROOT = Path("runs")
 
 
+# The process's umask, read once at import (os.umask can only be read by setting it): mkstemp creates files 0600,
+# and results are meant to be read by others on a shared file system, as files open() creates would be.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -43,6 +43,11 @@ def add_parser(sub) -> None:
 
 
 def config_from_args(args) -> sp.PrecisionConfig:
+    if args.quick:  # --quick sets these: given as well, they were silently dropped (unchecked, even invalid ones)
+        given = [opts.flag_of(sp.PrecisionConfig, k) for k in QUICK if getattr(args, k, None) is not None]
+        if given:
+            raise ValueError(f"--quick sets {', '.join(opts.flag_of(sp.PrecisionConfig, k) for k in QUICK)}; drop "
+                             f"{', '.join(given)} or --quick")
     dims = args.dims if args.dims is not None else sp.PrecisionConfig().dims
     cfg = opts.config_from_args(sp.PrecisionConfig, args, blocks=args.blocks or sp.PrecisionConfig.default_blocks(dims))
     if args.quick:
@@ -55,9 +60,12 @@ def load_embeddings(path: str) -> np.ndarray:
     from collapse_jax import spectral
 
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         raise ValueError(f"embeddings file {path!r} does not exist")
-    arr = np.load(p, mmap_mode="r")
+    try:
+        arr = np.load(p, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"embeddings file {path!r} is not a NumPy .npy array ({type(exc).__name__}: {exc})") from None
     arr = spectral.check_embeddings(f"embeddings {path}", arr)
     sp.check_min_dim(f"embeddings {path}", arr.shape[1])
     if arr.shape[0] <= arr.shape[1] + 1:
@@ -169,6 +177,8 @@ def run(args) -> int:
         from collapse_jax import _checks
 
         _checks.positive_int("threads", args.threads)
+    if cfg.embeddings:
+        load_embeddings(cfg.embeddings)  # checked before a run folder is made (run_sweep reads it again)
     folder = RunFolder.create("sigma-precision", args.out)
     summary = run_sweep(cfg, folder, args.threads)
     print(sp.markdown_table(summary["rows"]))

@@ -221,7 +221,8 @@ def _create(path: Path, spec: SweepSpec, model: SweepModel) -> None:
     root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
     root.attrs.update({"sweep": json.dumps(spec.to_dict(), sort_keys=True), "simulator": spec.simulator,
                        "environment": json.dumps(environment_info(), sort_keys=True, default=str),
-                       "description": spec.description, "precision": _precision()})
+                       "description": spec.description, "precision": _precision(),
+                       "backend": _effective_backend(spec)})
     coordinates = []
     for axis in spec.axes:
         for param, values in axis.values.items():
@@ -263,12 +264,37 @@ def _open(path: Path, spec: SweepSpec, *, create: bool, resume: bool):
             time.sleep(0.2)
     root = zarr.open_group(str(path), mode="r+")
     stored = json.loads(root.attrs["sweep"])
-    if stored != json.loads(json.dumps(spec.to_dict(), sort_keys=True)):
-        raise ValueError(f"out: the store at {path} holds another sweep (its specification differs); use a new folder")
+    given = json.loads(json.dumps(spec.to_dict(), sort_keys=True))
+    differ = sorted(k for k in set(stored) | set(given)
+                    if k not in _HOW_TO_RUN and stored.get(k) != given.get(k))
+    if differ:
+        raise ValueError(f"out: the store at {path} holds another sweep (its specification differs in "
+                         f"{', '.join(differ)}); use a new folder")
     if root.attrs["precision"] != _precision():
         raise ValueError(f"out: the sweep at {path} was computed in {root.attrs['precision']}, this process computes "
                          f"in {_precision()}; resume it with the same precision (--x64 or not)")
+    stored_backend, backend = root.attrs.get("backend"), _effective_backend(spec)
+    if stored_backend is not None and stored_backend != backend:   # (stores written before 2026-12-02 have none)
+        raise ValueError(f"out: the sweep at {path} was computed with the {stored_backend} kernels, this process "
+                         f"would use {backend} (their draws differ, so the cells would not be one sweep); resume it "
+                         f"with --backend {stored_backend}")
     return root
+
+
+# Specification fields that change how a sweep runs, not what it computes: a resume may change them.
+_HOW_TO_RUN = ("cells_per_chunk", "memory_budget", "description")
+
+
+def _effective_backend(spec: SweepSpec) -> str:
+    """The kernels this process runs the sweep's cells with: the specification's backend, or what ``"auto"``
+    resolves to here (``--backend``, the device, whether the native kernels build)."""
+    if spec.backend != "auto":
+        return spec.backend
+    if "native" not in MODELS[spec.simulator].backends:
+        return "jax"
+    from collapse_jax import _native
+
+    return _native.resolve_backend("auto")
 
 
 def _precision() -> str:

@@ -22,6 +22,13 @@ class RunOptions:
     memory_budget: int | None = option(None, "bytes of records one chunk may hold",
                                        default_help="the specification's, else a quarter of the host's memory")
 
+    def __post_init__(self) -> None:
+        from collapse_jax import _checks
+
+        for name in ("cells_per_chunk", "memory_budget"):
+            if getattr(self, name) is not None:
+                _checks.positive_int(name, getattr(self, name))
+
 
 @dataclasses.dataclass(frozen=True)
 class Processes:
@@ -33,6 +40,18 @@ class Processes:
                                      metavar="HOST:PORT", default_help="JAX_COORDINATOR_ADDRESS")
     num_processes: int | None = option(None, "processes in all", default_help="JAX_NUM_PROCESSES")
     process_id: int | None = option(None, "this process, 0 .. num-processes - 1", default_help="JAX_PROCESS_ID")
+
+    def __post_init__(self) -> None:
+        from collapse_jax import _checks
+
+        if self.num_processes is not None:
+            _checks.positive_int("num_processes", self.num_processes)
+        if self.process_id is not None:
+            if self.num_processes is None and os.environ.get("JAX_NUM_PROCESSES") is None:
+                raise ValueError("--process-id needs --num-processes (or JAX_NUM_PROCESSES)")
+            count = self.num_processes if self.num_processes is not None else int(os.environ["JAX_NUM_PROCESSES"])
+            if isinstance(self.process_id, bool) or not 0 <= self.process_id < count:
+                raise ValueError(f"process_id must be in 0 .. num_processes - 1 = {count - 1}, got {self.process_id}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,21 +120,27 @@ def _execute(spec, args, name: str) -> int:
     from collapse_jax import phase, sweep
     from collapse_jax.results import RunFolder
 
+    options = cli_options.config_from_args(RunOptions, args)
+    if options.resume and args.out is None:
+        raise ValueError("--resume needs --out RUN, the sweep folder to continue")
     index, count = _process(args)
     if count > 1 and args.out is None:
         raise ValueError("--out is needed with several processes (every process writes into the same folder)")
-    options = cli_options.config_from_args(RunOptions, args)
-    out = RunFolder.create(name, args.out).path
+    folder = RunFolder.create(name, args.out)
+    out = folder.path
     report = sweep.run(spec, out, resume=options.resume, process_index=index, process_count=count,
                        cells_per_chunk=options.cells_per_chunk, memory_budget=options.memory_budget)
     print(f"[process {index}/{count}] {report.describe()}" if count > 1 else report.describe())
     print(f"dataset: {report.path}  (xarray.open_zarr)")
-    if report.cells_done == report.cells and index == 0 and not args.no_plots:
-        try:
-            for path in phase.plot(name, sweep.open_dataset(out), out):
-                print(f"plot: {path}")
-        except ValueError as exc:  # a sweep without a built-in plot: the dataset is the result
-            print(f"no plot: {exc}")
+    if report.cells_done == report.cells and index == 0:
+        if not args.no_plots:
+            try:
+                for path in phase.plot(name, sweep.open_dataset(out), out):
+                    print(f"plot: {path}")
+            except ValueError as exc:  # a sweep without a built-in plot: the dataset is the result
+                print(f"no plot: {exc}")
+        folder.finish({"simulator": spec.simulator, "cells": report.cells, "replicates": spec.replicates,
+                       "seed": spec.seed})   # manifest.json last, as every command's run folder: the sweep is done
     elif report.cells_done < report.cells:
         print(f"{report.cells - report.cells_done} cells are left (other processes, or run again with --resume)")
     return 0

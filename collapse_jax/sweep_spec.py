@@ -41,6 +41,7 @@ KEEP = ("summary", "replicates")
 _TOP = {"simulator", "seed", "replicates", "keep", "quantiles", "cells_per_chunk", "memory_budget", "backend",
         "fixed", "grid", "zip", "description"}
 _GENERATORS = ("range", "linspace", "geomspace", "logspace")
+MAX_CELLS = 10**6   # every cell is checked before anything runs (about 25 us each), then simulated
 
 
 class SpecError(ValueError):
@@ -212,6 +213,10 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
         if axis_name in grid or any(a.name == axis_name for a in axes):
             fail(f"{where}.name", f"dimension {axis_name!r} is already used")
         axes.append(Axis(axis_name, columns))
+    num_cells = math.prod(a.size for a in axes)
+    if num_cells > MAX_CELLS:
+        fail("grid", f"has {num_cells:,} cells, more than {MAX_CELLS:,} (each is checked, then simulated with "
+                     f"{replicates} replicates); split the sweep or use fewer values per axis")
     spec = SweepSpec(simulator=simulator, fixed=dict(fixed), axes=tuple(axes), replicates=replicates, seed=seed,
                      keep=keep, quantiles=tuple(float(q) for q in quantiles), cells_per_chunk=cells_per_chunk,
                      memory_budget=memory_budget, backend=backend, description=str(raw.get("description", "")))
@@ -225,6 +230,9 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
             where = seen.get(field.group(1), "fixed") if field else "fixed"
             shown = {k: v for k, v in cell.items() if k not in spec.fixed}
             fail(where, f"{exc}{f' (in the cell {shown})' if shown else ''}")
+    if not axes:  # (the store's blocks run along the last axis)
+        fail("grid", "names no parameter: a sweep needs at least one axis ([grid] or [[zip]]); for a single cell "
+                     "give one parameter a one-value list, e.g. [grid] n = [100]")
     return spec
 
 

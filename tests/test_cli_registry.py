@@ -81,3 +81,25 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     assert cli.main(["gmm-network", "--beta", "1.5", "--out", str(out)]) == 2
     assert "beta" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["validate", "--seed", "-2"], "seed must be an integer >= 0, got -2"),
+    (["validate", "--doc", "."], "doc '.' is a folder"),
+    (["validate", "--doc", "/nonexistent-folder-x/v.md"], "its folder '/nonexistent-folder-x' does not exist"),
+    (["recursions-fig2", "--seed", "-1"], "seed must be an integer >= 0, got -1"),
+    (["recursions-fig2", "--categories", "1"], "categories must be an integer >= 2"),
+    (["recursions-linreg", "--seed", "-1"], "seed must be an integer >= 0, got -1"),
+    (["recursions-w2", "--seed", "-1"], "seed must be an integer >= 0, got -1"),
+    (["gmm-network", "--mu", "[5]"], r"with num_components B = 1 it fails at t = 0"),
+    (["sigma-precision", "--quick", "--dims", "-8"], "--quick sets --dims, .*; drop --dims or --quick"),
+    (["sigma-precision", "--embeddings", "/nonexistent-file-x.npy"], "embeddings file .* does not exist"),
+])
+def test_more_bad_values_are_rejected_before_anything_runs(argv, message, tmp_path, capsys, monkeypatch):
+    """Found by an audit: each of these ran, or failed late with a message that named no flag."""
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([*argv, "--out", str(tmp_path / "never")]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "never").exists() and not (tmp_path / "runs").exists()

@@ -51,3 +51,17 @@ def test_an_out_that_cannot_be_a_folder_is_a_clear_error(tmp_path):
     assert RunFolder.create("t", tmp_path / "new" / "run").path.is_dir()
     again = RunFolder.create("t", root=tmp_path / "runs")
     assert again.path.parent == tmp_path / "runs" and again.path.is_dir()
+
+
+def test_results_are_readable_by_others_as_the_umask_allows(tmp_path):
+    """Written through mkstemp (mode 0600) and renamed: the files got 0600 whatever the umask, unreadable by the
+    other users of a shared file system."""
+    import os
+    import stat
+
+    from collapse_jax import results
+
+    results.atomic_write_json(tmp_path / "a.json", {"x": 1})
+    results.atomic_savez(tmp_path / "b.npz", {"x": np.zeros(3)})
+    for name in ("a.json", "b.npz"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o666 & ~results._UMASK

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -171,8 +172,19 @@ def test_an_existing_sweep_is_resumed_only_when_asked(tmp_path):
         sweep.run(spec, tmp_path, progress=False)
     assert sweep.run(spec, tmp_path, progress=False, resume=True).cells_run == 0
     other = sweep_spec.parse(MULTINOMIAL.replace("seed = 3", "seed = 4"))
-    with pytest.raises(ValueError, match="another sweep"):
+    with pytest.raises(ValueError, match="another sweep .*differs in seed"):
         sweep.run(other, tmp_path, progress=False, resume=True)
+    # how it runs is not what it computes: a resume may change the chunking or the description
+    how = sweep_spec.parse(MULTINOMIAL.replace("seed = 3", 'seed = 3\ncells_per_chunk = 5\ndescription = "x"'))
+    assert sweep.run(how, tmp_path, progress=False, resume=True).cells_run == 0
+
+
+def test_bad_grids_are_refused_before_anything_runs():
+    with pytest.raises(sweep_spec.SpecError, match="grid: names no parameter"):
+        sweep_spec.parse('simulator = "gaussian"\nreplicates = 10\n[fixed]\nsteps = 3\n')
+    with pytest.raises(sweep_spec.SpecError, match="has 10,000,000,000 cells, more than 1,000,000"):
+        sweep_spec.parse('simulator = "multinomial"\nreplicates = 10\n[grid]\n'
+                         'alpha0 = { linspace = [0.0, 1.0, 100000] }\nn_growth = { linspace = [0.0, 1.0, 100000] }\n')
 
 
 _RUN = """
@@ -244,6 +256,28 @@ def test_resume_needs_the_same_precision(tmp_path):
         sweep.run(sweep_spec.parse(MULTINOMIAL), tmp_path / "f32", resume=True, progress=False)
 
 
+def test_resume_needs_the_same_kernels(tmp_path):
+    """The native and JAX kernels draw different numbers: a sweep started with one is not resumed with the other
+    (it was, silently, and the mixed dataset matched neither run)."""
+    from collapse_jax import _native
+
+    if _native.resolve_backend("auto") != "native":
+        pytest.skip("needs the native kernels (auto resolves to jax here)")
+    spec = sweep_spec.parse(MULTINOMIAL)
+
+    def stop(indices):
+        raise KeyboardInterrupt
+
+    _native.prefer_backend("jax")
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sweep.run(spec, tmp_path, progress=False, cells_per_chunk=2, on_chunk=stop)
+    finally:
+        _native.prefer_backend("auto")
+    with pytest.raises(ValueError, match="computed with the jax kernels, this process would use native"):
+        sweep.run(spec, tmp_path, progress=False, resume=True)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -274,6 +308,7 @@ def test_phase_command_writes_the_dataset_and_the_diagram(tmp_path, capsys):
     ds = sweep.open_dataset(tmp_path)
     assert ds["cell_done"].all() and ds.sizes["type1"] == ds.sizes["type2"] == 10
     assert "100/100 cells done" in capsys.readouterr().out
+    assert (tmp_path / "manifest.json").is_file()          # finished, as every command's run folder says
 
 
 def test_sweep_command_errors_name_the_field(tmp_path, capsys):
@@ -283,6 +318,23 @@ def test_sweep_command_errors_name_the_field(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "bad.toml line 3: grid.n0: value 0" in err
     assert not (tmp_path / "o" / sweep.STORE).exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cells-per-chunk", "0"], "cells_per_chunk must be an integer >= 1, got 0"),
+    (["--memory-budget", "-5"], "memory_budget must be an integer >= 1, got -5"),
+    (["--process-id", "1"], "--process-id needs --num-processes"),
+    (["--num-processes", "2", "--process-id", "2"], r"process_id must be in 0 .. num_processes - 1 = 1, got 2"),
+])
+def test_sweep_run_flags_are_checked_before_anything_runs(args, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("JAX_NUM_PROCESSES", raising=False)
+    spec = tmp_path / "s.toml"
+    spec.write_text(MULTINOMIAL)
+    assert cli_main(["sweep", str(spec), "--out", str(tmp_path / "o"), *args]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "o").exists()
+    assert cli_main(["sweep", str(spec), "--resume"]) == 2
+    assert "--resume needs --out" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flag", ["--replicates", "--steps"])

@@ -52,6 +52,9 @@ class C2Config:
         for name in ("replicates", "steps", "gmm_steps", "logistic_steps", "base", "gmm_base", "logistic_base",
                      "gmm_max_iter", "categories"):
             _checks.positive_int(name, getattr(self, name))
+        if self.categories < 2:
+            raise ValueError(f"categories must be an integer >= 2 (K of the multinomial), got {self.categories}")
+        _checks.nonnegative_int("seed", self.seed)
 
     def steps_of(self, model: str) -> int:
         return {"gmm": self.gmm_steps, "logistic": self.logistic_steps}.get(model, self.steps)

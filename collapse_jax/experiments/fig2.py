@@ -31,6 +31,9 @@ class MultinomialFigureConfig:
     def __post_init__(self) -> None:
         for name in ("steps", "replicates", "categories"):
             _checks.positive_int(name, getattr(self, name))
+        if self.categories < 2:
+            raise ValueError(f"categories must be an integer >= 2 (K of the multinomial), got {self.categories}")
+        _checks.nonnegative_int("seed", self.seed)
 
     def true_p(self) -> np.ndarray:
         """(categories,) true probabilities, ``default_rng(seed).dirichlet(ones(categories))``."""

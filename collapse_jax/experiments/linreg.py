@@ -28,6 +28,7 @@ class LinregConfig:
 
     def __post_init__(self) -> None:
         _checks.positive_int("iterations", self.iterations)
+        _checks.nonnegative_int("seed", self.seed)
         runs.at_least_two_replicates(self.replicates)
         _checks.in_interval("sigma", self.sigma, 0.0, math.inf, low_open=True, high_open=True)
         self.regimes()  # checks dim >= 1 and num_samples >= dim + 2

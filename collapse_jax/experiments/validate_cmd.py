@@ -28,6 +28,13 @@ class ValidateConfig:
     def __post_init__(self) -> None:
         _checks.positive_int("replicates", self.replicates)
         _checks.positive_int("steps", self.steps)
+        _checks.nonnegative_int("seed", self.seed)
+        if self.doc:  # checked now, not after minutes of checks (nor created: a typo'd folder is refused)
+            doc = Path(self.doc)
+            if doc.is_dir():
+                raise ValueError(f"doc {self.doc!r} is a folder; give a file path, e.g. docs/validation.md")
+            if not doc.parent.is_dir():
+                raise ValueError(f"doc {self.doc!r}: its folder {str(doc.parent)!r} does not exist")
 
 
 def run(cfg: ValidateConfig, out: str | None) -> int:

@@ -31,6 +31,7 @@ class W2Config:
 
     def __post_init__(self) -> None:
         _checks.positive_int("generations", self.generations)
+        _checks.nonnegative_int("seed", self.seed)
         runs.at_least_two_replicates(self.replicates)
         _checks.in_interval("sigma", self.sigma, 0.0, math.inf, low_open=True, high_open=True)
         _checks.in_interval("mu", self.mu, -math.inf, math.inf, low_open=True, high_open=True)
