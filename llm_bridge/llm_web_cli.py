@@ -33,7 +33,8 @@ def add_parser(sub) -> None:
     r.add_argument("--resume", action="store_true",
                    help="continue the run in --out with its saved configuration (no experiment options)")
     r.add_argument("--until", type=int, default=None,
-                   help="stop before step t = UNTIL (steps 0..UNTIL-1 stored, no analysis); --resume continues")
+                   help="stop before step t = UNTIL (steps 0..UNTIL-1 stored, no analysis); --resume continues "
+                        "(default: none, run every step)")
     r.add_argument("--analyse", metavar="RUN", default=None,
                    help="recompute all outputs of RUN from its stored texts and embeddings, without generating")
     p.set_defaults(func=cmd_llm_web)

@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
                                 "generations, 5 repetitions); given options override it")
     opts.add_out(p, "recursive-train")
     p.add_argument("--until", type=int, default=None,
-                   help="stop after making this many generations in this call (rerun to continue)")
+                   help="stop after making this many generations in this call (rerun to continue; default: none, "
+                        "make them all)")
     p.set_defaults(func=cmd_run)
 
 
