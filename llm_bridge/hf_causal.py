@@ -159,9 +159,9 @@ class HFCausalLM:
         then top-k (``None``: all tokens), then top-p; a row ends at an end-of-text token, after
         ``max_new_tokens``, or once its new text contains ``sampling.stop`` (:func:`stop_in_new_text_class`; the
         text is cut there). The model's own generation settings (``generation_config.json``: a repetition penalty,
-        ``min_new_tokens``, ...) are not applied. Batch ``b`` is sampled from torch's RNG seeded by ``torch_seed(seed, GENERATE, b)``: the same
-        prompts, sampling, seed and batch size give the same texts whatever the global RNG state, which is left
-        unchanged.
+        ``min_new_tokens``, ...) are not applied. Batch ``b`` is sampled from torch's RNG seeded by
+        ``torch_seed(seed, GENERATE, b)``: the same prompts, sampling, seed and batch size give the same texts
+        whatever the global RNG state, which is left unchanged.
         """
         items = check_texts(prompts, "prompts", allow_empty=False)
         if not isinstance(sampling, Sampling):

@@ -770,9 +770,9 @@ def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate:
     1.0, a fresh optimiser state) on windows of ``texts``, updating ``model.params`` in place.
 
     The texts become one stream ``[EOT, text0, EOT, text1, ..., EOT]`` (the closing EOT, so that the model also
-    learns where the last text ends: with one text it otherwise never saw an end); each step draws ``batch_size`` windows of
-    ``min(context, len - 1) + 1`` tokens with the keys of :func:`step_keys` (``seed``, step). Returns the
-    training loss of each step. The stream is zero-padded to a power of two (at least 1024 tokens) and windows are
+    learns where the last text ends: with one text it otherwise never saw an end); each step draws ``batch_size``
+    windows of ``min(context, len - 1) + 1`` tokens with the keys of :func:`step_keys` (``seed``, step). Returns
+    the training loss of each step. The stream is zero-padded to a power of two (at least 1024 tokens) and windows are
     drawn from its real length (:func:`random_windows`' ``size``), so calls on texts of different lengths share a
     compilation and give the same numbers as an unpadded stream.
     """

@@ -225,7 +225,8 @@ def test_the_checkpoints_own_generation_settings_are_not_applied(lm, tiny_folder
     folder = tmp_path / "with-settings"
     shutil.copytree(tiny_folder, folder)
     settings = json.loads((folder / "generation_config.json").read_text())
-    settings.update(repetition_penalty=50.0, no_repeat_ngram_size=1, min_new_tokens=16, suppress_tokens=list(range(1, 200)))
+    settings.update(repetition_penalty=50.0, no_repeat_ngram_size=1, min_new_tokens=16,
+                    suppress_tokens=list(range(1, 200)))
     (folder / "generation_config.json").write_text(json.dumps(settings))
     other = hf_causal_lm(folder)
     assert other.model.generation_config.repetition_penalty == 50.0
