@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from collapse_jax import cli_options
+from collapse_jax import _checks, cli_options
 from collapse_jax.cli_options import option
 
 
@@ -23,8 +23,6 @@ class RunOptions:
                                        default_help="the specification's, else a quarter of the host's memory")
 
     def __post_init__(self) -> None:
-        from collapse_jax import _checks
-
         for name in ("cells_per_chunk", "memory_budget"):
             if getattr(self, name) is not None:
                 _checks.positive_int(name, getattr(self, name))
@@ -42,8 +40,6 @@ class Processes:
     process_id: int | None = option(None, "this process, 0 .. num-processes - 1", default_help="JAX_PROCESS_ID")
 
     def __post_init__(self) -> None:
-        from collapse_jax import _checks
-
         if self.num_processes is not None:
             _checks.positive_int("num_processes", self.num_processes)
         if self.process_id is not None:

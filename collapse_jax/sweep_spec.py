@@ -213,13 +213,12 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
         if axis_name in grid or any(a.name == axis_name for a in axes):
             fail(f"{where}.name", f"dimension {axis_name!r} is already used")
         axes.append(Axis(axis_name, columns))
-    num_cells = math.prod(a.size for a in axes)
-    if num_cells > MAX_CELLS:
-        fail("grid", f"has {num_cells:,} cells, more than {MAX_CELLS:,} (each is checked, then simulated with "
-                     f"{replicates} replicates); split the sweep or use fewer values per axis")
     spec = SweepSpec(simulator=simulator, fixed=dict(fixed), axes=tuple(axes), replicates=replicates, seed=seed,
                      keep=keep, quantiles=tuple(float(q) for q in quantiles), cells_per_chunk=cells_per_chunk,
                      memory_budget=memory_budget, backend=backend, description=str(raw.get("description", "")))
+    if spec.num_cells > MAX_CELLS:
+        fail("grid", f"has {spec.num_cells:,} cells, more than {MAX_CELLS:,} (each is checked, then simulated with "
+                     f"{replicates} replicates); split the sweep or use fewer values per axis")
     # cross-field constraints (e.g. n0 >= 2 for the Gaussian), checked on every cell before anything runs
     for index in range(spec.num_cells):
         cell = spec.cell(index)

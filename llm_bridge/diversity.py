@@ -37,7 +37,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from collapse_jax import _checks
-from llm_bridge.encoders import Encoder, require
+from llm_bridge.encoders import Encoder, check_encoder, require
 from llm_bridge.generators import check_texts
 
 BLEU_ORDER = 4
@@ -271,6 +271,14 @@ def self_bleu(texts: Sequence[str], *, max_hypotheses: int | None = None, seed: 
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _nonzero_row_norms(e: np.ndarray) -> np.ndarray:
+    """The rows' norms of ``e`` (num_texts, dim), or a ValueError if any row is zero (it has no direction)."""
+    norms = np.linalg.norm(e, axis=1)
+    if np.any(norms == 0):
+        raise ValueError(f"embeddings has {int(np.sum(norms == 0))} zero rows; cosine distance needs non-zero rows")
+    return norms
+
+
 def semantic_diversity(embeddings: Any) -> float | None:
     """Mean pairwise cosine distance (seed 004's Div_sem): ``2 / (m (m - 1)) sum_{i<j} (1 - u_i . u_j)`` with
     ``u_i = e_i / ||e_i||``, for ``embeddings`` (num_texts, dim); None for fewer than 2 rows.
@@ -279,9 +287,7 @@ def semantic_diversity(embeddings: Any) -> float | None:
     """
     e = _checks.finite_array("embeddings", embeddings, shape=(None, None))
     m = e.shape[0]
-    norms = np.linalg.norm(e, axis=1)
-    if np.any(norms == 0):
-        raise ValueError(f"embeddings has {int(np.sum(norms == 0))} zero rows; cosine distance needs non-zero rows")
+    norms = _nonzero_row_norms(e)
     if m < 2:
         return None
     s = (e / norms[:, None]).sum(axis=0)
@@ -357,12 +363,9 @@ def diversity(texts: Sequence[str], *, embeddings: Any = None, encoder: Encoder 
         raise ValueError("give embeddings or encoder, not both")
     if embeddings is not None:
         embeddings = _checks.finite_array("embeddings", embeddings, shape=(len(items), None))
-        zero = int(np.sum(np.linalg.norm(embeddings, axis=1) == 0))
-        if zero:
-            raise ValueError(f"embeddings has {zero} zero rows; cosine distance needs non-zero rows")
-    if encoder is not None and (isinstance(encoder, (str, bytes)) or not callable(getattr(encoder, "encode", None))):
-        raise ValueError(f"encoder must be an llm_bridge.encoders.Encoder (an object with an encode(texts) method), "
-                         f"got {type(encoder).__name__}")
+        _nonzero_row_norms(embeddings)
+    if encoder is not None:
+        check_encoder(encoder)
 
     tokens = [tokenize(t) for t in items]
     ttr, ttr_texts = _ttr_on_tokens(tokens, ttr_length)

@@ -32,7 +32,7 @@ import numpy as np
 
 from collapse_jax import _checks, distance
 from collapse_jax.sigma_monitor import SigmaMonitor
-from llm_bridge.encoders import Encoder
+from llm_bridge.encoders import Encoder, check_encoder
 from llm_bridge.generators import check_texts
 
 
@@ -194,9 +194,7 @@ def measure_responses(responses: Sequence[Sequence[str]], encoder: Encoder | Non
         raise ValueError("give exactly one of encoder and embeddings")
     if embeddings is None:
         batch_size = _checks.positive_int("batch_size", batch_size)
-        if isinstance(encoder, (str, bytes)) or not callable(getattr(encoder, "encode", None)):
-            raise ValueError(f"encoder must be an llm_bridge.encoders.Encoder (an object with an encode(texts) "
-                             f"method), got {type(encoder).__name__}")
+        check_encoder(encoder)
         if sigma and monitor is not None:   # before embedding anything
             check_monitor(monitor, n * L, getattr(encoder, "dim", None))
         embeddings = encoder.encode([t for r in models for t in r], batch_size=batch_size).reshape(n, L, -1)

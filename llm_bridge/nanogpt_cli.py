@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from dataclasses import fields
+from pathlib import Path
 
+from collapse_jax import _checks
 from collapse_jax import cli_options as opts
 from llm_bridge import nanogpt_train as nt
 from llm_bridge.generators import Sampling
@@ -152,8 +153,6 @@ def _prompts(args) -> list[str]:
 def cmd_sample(args) -> int:
     from llm_bridge.nanogpt import NanoGPT
 
-    from collapse_jax import _checks
-
     count = _checks.positive_int("count", args.count)
     _checks.nonnegative_int("seed", args.seed)
     _checks.positive_int("batch_size", args.batch_size)
@@ -174,8 +173,6 @@ def cmd_eval(args) -> int:
     import math
 
     from llm_bridge.nanogpt import NanoGPT
-
-    from collapse_jax import _checks
 
     _checks.positive_int("batch_size", args.batch_size)
     model = NanoGPT.load(args.run, step=args.step)

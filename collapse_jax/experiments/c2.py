@@ -50,10 +50,9 @@ class C2Config:
             raise ValueError(f"models must be a comma-separated subset of {','.join(MODELS)}, "
                              f"got {','.join(self.models)!r}")
         for name in ("replicates", "steps", "gmm_steps", "logistic_steps", "base", "gmm_base", "logistic_base",
-                     "gmm_max_iter", "categories"):
+                     "gmm_max_iter"):
             _checks.positive_int(name, getattr(self, name))
-        if self.categories < 2:
-            raise ValueError(f"categories must be an integer >= 2 (K of the multinomial), got {self.categories}")
+        runs.at_least_two_categories(self.categories)
         _checks.nonnegative_int("seed", self.seed)
 
     def steps_of(self, model: str) -> int:

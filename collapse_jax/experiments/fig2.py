@@ -29,10 +29,9 @@ class MultinomialFigureConfig:
     seed: int = field(default=0, metadata={"help": "replicates and the multinomial p"})
 
     def __post_init__(self) -> None:
-        for name in ("steps", "replicates", "categories"):
+        for name in ("steps", "replicates"):
             _checks.positive_int(name, getattr(self, name))
-        if self.categories < 2:
-            raise ValueError(f"categories must be an integer >= 2 (K of the multinomial), got {self.categories}")
+        runs.at_least_two_categories(self.categories)
         _checks.nonnegative_int("seed", self.seed)
 
     def true_p(self) -> np.ndarray:

@@ -39,6 +39,13 @@ def at_least_two_replicates(value) -> int:
     return int(value)
 
 
+def at_least_two_categories(value) -> int:
+    """``value`` as an int, or a ValueError naming ``categories`` unless it is >= 2 (K of a multinomial)."""
+    if _checks.positive_int("categories", value) < 2:
+        raise ValueError(f"categories must be an integer >= 2 (K of the multinomial), got {value!r}")
+    return int(value)
+
+
 def mean_ci(losses):
     """Mean over replicates (axis 0) and the half-width of its 95% confidence interval (Student t)."""
     from scipy import stats
