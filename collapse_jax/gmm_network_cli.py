@@ -108,7 +108,7 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     config = dict(command="gmm-network", preset=options.preset, replicates=R, paper_replicates=paper_R,
                   seed=seed, backend=backend, replicate_batch=batch,
                   dtype="float64" if jax.config.jax_enable_x64 else "float32", network=gn._as_kwargs(cfg))
-    folder.write_config(config)
+    folder.start(config)
 
     t0 = time.perf_counter()
     pieces = []

@@ -89,6 +89,26 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
 
 
+def config_differences(saved: Any, new: Any, name: str = "") -> list[str]:
+    """``field: saved -> new`` for every leaf where two JSON configurations differ (nested keys dotted)."""
+    if isinstance(saved, dict) and isinstance(new, dict):
+        out = []
+        for key in sorted(set(saved) | set(new), key=str):
+            inner = f"{name}.{key}" if name else str(key)
+            if key not in saved or key not in new:
+                out.append(f"{inner}: {'not set' if key not in saved else _brief(saved[key])} -> "
+                           f"{'not set' if key not in new else _brief(new[key])}")
+            else:
+                out.extend(config_differences(saved[key], new[key], inner))
+        return out
+    return [] if saved == new else [f"{name or 'configuration'}: {_brief(saved)} -> {_brief(new)}"]
+
+
+def _brief(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 SIMD_FEATURES = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_fp16", "amx_tile",
                  "amx_bf16", "amx_int8", "asimd", "sve")
 
@@ -228,6 +248,36 @@ class RunFolder:
     def complete(self) -> bool:
         """Whether the run finished (its manifest was written)."""
         return (self.path / "manifest.json").exists()
+
+    def start(self, config: Mapping[str, Any]) -> bool:
+        """Begin or resume the run of ``config`` here, before any compute; returns whether a run was already here.
+
+        A new (empty) folder gets ``config.json``. A folder that holds a run must hold one of the same
+        configuration (else a ValueError names the fields that differ), and a non-empty folder without a run is
+        refused, so results of two configurations or of another program never mix. A finished run's
+        ``manifest.json`` is removed: the run writes it again when it finishes, so an interruption from here on
+        leaves a folder marked unfinished."""
+        path = self.path / "config.json"
+        new = json.loads(json.dumps(dict(config), default=_json_default))
+        if path.is_file():
+            try:
+                saved = json.loads(path.read_text())["config"]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ValueError(f"out: {str(self.path)!r} has an unreadable config.json ({exc}); choose a new "
+                                 "folder") from None
+            differences = config_differences(saved, new)
+            if differences:
+                shown = "; ".join(differences[:6]) + (f"; and {len(differences) - 6} more" if len(differences) > 6
+                                                       else "")
+                raise ValueError(f"out: {str(self.path)!r} holds a run with another configuration ({shown}); rerun "
+                                 "it with its own options or choose a new folder")
+            (self.path / "manifest.json").unlink(missing_ok=True)
+            return True
+        if any(not p.name.startswith(".") for p in self.path.iterdir()):
+            raise ValueError(f"out: {str(self.path)!r} is not empty and holds no run (no config.json); choose a "
+                             "new or empty folder")
+        self.write_config(config)
+        return False
 
     def write_config(self, config: Mapping[str, Any]) -> Path:
         """Write the full configuration with environment info to ``config.json``."""

@@ -7,7 +7,6 @@ statistics), ``table.md`` / ``table.csv`` (bias, SD, coverage per cell and block
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -85,6 +84,16 @@ def cells(cfg: sp.PrecisionConfig) -> list[tuple[str, int, int]]:
     return out
 
 
+def check_memory(cfg: sp.PrecisionConfig) -> None:
+    """Refuse, before any compute, a sweep whose data buffers (one float64 and one float32 copy of the largest
+    synthetic cell's N x d rows) would not fit in memory."""
+    from collapse_jax import _checks
+
+    if cfg.families and cfg.dims:
+        _checks.fits_in_memory("num_points (rows of the largest cell, float64 + float32 copies)", cfg.num_points,
+                               12 * max(cfg.dims))
+
+
 def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = None) -> dict:
     """Run (or resume) every cell, then write arrays, tables and plots. Returns the summary."""
     import jax
@@ -93,16 +102,10 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
 
     jax.config.update("jax_enable_x64", True)
     threads = _checks.positive_int("threads", threads) if threads is not None else _native.spectral_threads()
-    cfg_json = asdict(cfg)
-    existing = folder.path / "config.json"
-    if existing.exists():
-        old = json.loads(existing.read_text())["config"]
-        if json.loads(json.dumps(cfg_json)) != old:
-            raise ValueError(f"run folder {folder.path} holds a different configuration; use a new --out")
-    else:
-        folder.write_config(cfg_json)
-    emb = load_embeddings(cfg.embeddings) if cfg.embeddings else None
     todo = cells(cfg)
+    check_memory(cfg)
+    folder.start(asdict(cfg))
+    emb = load_embeddings(cfg.embeddings) if cfg.embeddings else None
     t0 = time.perf_counter()
     results, rows, engines = [], [], {}
     # one float64 and one float32 buffer for all synthetic cells: fresh 3 GB arrays per cell cost seconds of page
@@ -179,6 +182,8 @@ def run(args) -> int:
         _checks.positive_int("threads", args.threads)
     if cfg.embeddings:
         load_embeddings(cfg.embeddings)  # checked before a run folder is made (run_sweep reads it again)
+    cells(cfg)  # a sweep without cells and one too large for memory are refused before a run folder is made
+    check_memory(cfg)
     folder = RunFolder.create("sigma-precision", args.out)
     summary = run_sweep(cfg, folder, args.threads)
     print(sp.markdown_table(summary["rows"]))

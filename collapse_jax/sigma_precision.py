@@ -89,7 +89,7 @@ class PrecisionConfig:
                 raise ValueError(f"family {f!r} needs the llm extra: {LLM_EXTRA_HINT}")
         _checks.positive_int("num_points", self.num_points)
         for r in self.ratios:
-            _checks.in_interval("ratios", r, 1.0, math.inf)
+            _checks.in_interval("ratios", r, 1.0, math.inf, high_open=True)
         _checks.in_interval("level", self.level, 0.0, 1.0, low_open=True, high_open=True)
         _checks.nonnegative_int("seed", self.seed)
         _checks.in_interval("t_dof", self.t_dof, 4.0, math.inf, low_open=True)
@@ -114,6 +114,8 @@ class PrecisionConfig:
 
 def block_sizes(dim: int, num_points: int, ratios) -> np.ndarray:
     """Block sizes ``n = max(d + 1, round(r d))`` for each ratio, unique, sorted, at most ``N``."""
+    for r in ratios:
+        _checks.in_interval("ratios", r, 1.0, math.inf, high_open=True)
     ns = sorted({min(max(dim + 1, int(round(r * dim))), num_points) for r in ratios})
     ns = [n for n in ns if n > dim]
     if not ns:

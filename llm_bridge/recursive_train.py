@@ -539,16 +539,7 @@ def _gen_folder(rep_folder: Path, setting: str, t: int) -> Path:
 
 def check_config_matches(run: RunFolder, config: RecursiveConfig) -> None:
     """Write ``config.json`` for a new run; for an existing one, refuse a different configuration."""
-    path = run.path / "config.json"
-    if path.is_file():
-        saved = _read_json(path)["config"]
-        if saved != json.loads(json.dumps(asdict(config))):
-            diff = sorted(k for k in saved if saved.get(k) != json.loads(json.dumps(asdict(config))).get(k))
-            raise ValueError(f"{str(run.path)!r} holds a run with another configuration (differs in "
-                             f"{', '.join(diff) or 'its fields'}); resume it with its own options or choose a "
-                             f"new folder")
-    else:
-        run.write_config(asdict(config))
+    run.start(asdict(config))
 
 
 def run(folder: str | Path, config: RecursiveConfig = RecursiveConfig(), *, encoder=None, until: int | None = None,

@@ -65,3 +65,30 @@ def test_results_are_readable_by_others_as_the_umask_allows(tmp_path):
     results.atomic_savez(tmp_path / "b.npz", {"x": np.zeros(3)})
     for name in ("a.json", "b.npz"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o666 & ~results._UMASK
+
+
+def test_a_run_folder_holds_one_configuration(tmp_path):
+    """start(): a new folder gets config.json; the same configuration resumes and its old manifest is removed (an
+    interruption then leaves the folder marked unfinished); another configuration names the fields that differ; a
+    non-empty folder without a run is refused. Nothing is written by a refused start."""
+    config = {"command": "demo", "seed": 0, "network": {"beta": 0.5, "mu": [-5, 5]}}
+    run = RunFolder.create("demo", tmp_path / "run")
+    assert run.start(config) is False
+    assert json.loads((run.path / "config.json").read_text())["config"] == config
+    run.finish({})
+    assert run.complete
+    assert RunFolder.create("demo", run.path).start(dict(config)) is True
+    assert not run.complete
+    before = (run.path / "config.json").read_bytes()
+    other = {**config, "seed": 7, "network": {"beta": 1.0, "mu": [-5, 5]}}
+    with pytest.raises(ValueError, match=r"another configuration \(network\.beta: 0\.5 -> 1\.0; seed: 0 -> 7\)"):
+        RunFolder.create("demo", run.path).start(other)
+    with pytest.raises(ValueError, match=r"command: \"demo\" -> \"other\""):
+        RunFolder.create("demo", run.path).start({**config, "command": "other"})
+    assert (run.path / "config.json").read_bytes() == before
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="is not empty and holds no run"):
+        RunFolder.create("demo", foreign).start(config)
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]

@@ -60,7 +60,7 @@ def run(cfg: MultinomialFigureConfig, out: str | None) -> int:
     alpha, n = schedules(cfg.steps)
     M.check_inputs(p, alpha, n, M.MultinomialConfig())
     folder = RunFolder.create("recursions-fig2", out)
-    folder.write_config({"command": "recursions-fig2", "p": p, "alphas": ALPHAS, "sizes": SIZES,
+    folder.start({"command": "recursions-fig2", "p": p, "alphas": ALPHAS, "sizes": SIZES,
                          "num_steps": cfg.steps, "replicates": cfg.replicates, "seed": cfg.seed})
     losses, theory = {}, {}
     for regime in ("replace", "accumulate"):

@@ -46,7 +46,7 @@ def run(cfg: ValidateConfig, out: str | None) -> int:
     reps, steps, seed = cfg.replicates, cfg.steps, cfg.seed
     start = time.perf_counter()
     folder = RunFolder.create("validate", out)
-    folder.write_config({"command": "validate", "replicates": reps, "steps": steps, "seed": seed})
+    folder.start({"command": "validate", "replicates": reps, "steps": steps, "seed": seed})
     table = V.run_all(num_replicates=reps, num_steps=steps, seed=seed, extra=V.extra_checks(reps, seed))
     elapsed = time.perf_counter() - start
     bad = [i for i, r in enumerate(table.rows, 1) if not r.agree]

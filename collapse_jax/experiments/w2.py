@@ -74,7 +74,7 @@ def run(cfg: W2Config, out: str | None) -> int:
     names, n = schedules(list(cfg.sizes), cfg.linear_base, generations)
     alpha = S.pure_synthetic_alpha(generations)
     folder = RunFolder.create("recursions-w2", out)
-    folder.write_config({"command": "recursions-w2", "mu": mu, "sigma": sigma, "settings": names,
+    folder.start({"command": "recursions-w2", "mu": mu, "sigma": sigma, "settings": names,
                          "generations": generations, "replicates": reps, "seed": cfg.seed,
                          "estimator": "sample mean, unbiased sample variance; pure synthetic (alpha_t = 0), replace"})
     losses = []
