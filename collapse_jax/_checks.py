@@ -12,6 +12,11 @@ from typing import Any
 import numpy as np
 
 
+class MissingExtraError(ImportError):
+    """An optional extra (``llm``) is not installed; the message says how to install it (the command line prints it
+    as one line)."""
+
+
 def positive_int(name: str, value: Any) -> int:
     """Return ``value`` as an int, or raise if it is not an integer >= 1."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -75,6 +80,24 @@ def simplex_vector(name: str, value: Any, size: int, *, atol: float = 1e-6) -> n
         raise ValueError(f"{name} must lie on the simplex (entries >= 0 summing to 1); "
                          f"got min {arr.min():.3g}, sum {arr.sum():.6g}")
     return arr
+
+
+def random_seed(name: str, value: Any) -> int:
+    """``value`` as an int seed in [0, 2**63 - 1] (JAX keys take 64-bit seeds), or a ValueError naming ``name``."""
+    seed = nonnegative_int(name, value)
+    if seed >= 2**63:
+        raise ValueError(f"{name} must be an integer in [0, 2**63 - 1], got {value!r}")
+    return seed
+
+
+def replicate_range(first_replicate: Any, num_replicates: int) -> int:
+    """``first_replicate`` as an int, or raise unless replicates ``first .. first + num_replicates - 1`` all have
+    32-bit indices (replicate r's key is ``fold_in(key(seed), r)`` with a 32-bit r: beyond, keys would repeat)."""
+    first = nonnegative_int("first_replicate", first_replicate)
+    if first + num_replicates > 2**32:
+        raise ValueError(f"first_replicate + num_replicates must be at most 2**32 = {2**32} (replicate indices are "
+                         f"32-bit), got {first} + {num_replicates}")
+    return first
 
 
 def fits_in_memory(name: str, count: int, bytes_each: int, *, available: int | None = None,

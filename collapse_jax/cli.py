@@ -13,7 +13,7 @@ import importlib
 import importlib.metadata
 import sys
 
-from collapse_jax import cli_options, experiments
+from collapse_jax import _checks, cli_options, experiments
 
 # Experiment modules, each contributing one or more subcommands.
 COMMAND_MODULES = [
@@ -60,9 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     cli_options.apply_run_options(args)
     try:
         result = args.func(args)
-    except ValueError as exc:  # bad input: one clear line, no traceback
+    except (ValueError, _checks.MissingExtraError) as exc:  # bad input, a missing extra: one clear line
         print(f"collapse-jax {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"collapse-jax {args.command}: interrupted (files written so far are complete; a command that resumes "
+              "continues from them when rerun with the same options and --out)", file=sys.stderr)
+        return 130
     return int(result or 0)
 
 

@@ -27,8 +27,9 @@ def add_out(parser, name: str) -> None:
                              "same configuration is resumed where the command supports it")
 
 
-def add_replicates(parser, default: int, what: str = "Monte Carlo replicates") -> None:
-    parser.add_argument("--replicates", type=int, default=default, help=f"{what}, >= 1{_default(parser, default)}")
+def add_replicates(parser, default: int, what: str = "Monte Carlo replicates", minimum: int = 1) -> None:
+    parser.add_argument("--replicates", type=int, default=default,
+                        help=f"{what}, >= {minimum}{_default(parser, default)}")
 
 
 def add_run_options(parser, *, suppress: bool = False) -> None:
@@ -59,9 +60,15 @@ def apply_run_options(args: argparse.Namespace) -> None:
 
 
 # Shared flags defined above: a config field of that name takes its flag from here (called as
-# ``COMMON[name](parser, field default, *help)``), not from the generator.
-COMMON = {"seed": lambda parser, default, *what: add_seed(parser, *what, default=default),
-          "replicates": lambda parser, default, *what: add_replicates(parser, default, *what)}
+# ``COMMON[name](parser, field default, field metadata)``: its ``help``, and ``minimum`` for replicates), not from
+# the generator.
+COMMON = {"seed": lambda parser, default, meta: add_seed(parser, *_help(meta), default=default),
+          "replicates": lambda parser, default, meta: add_replicates(parser, default, *_help(meta),
+                                                                     minimum=meta.get("minimum", 1))}
+
+
+def _help(meta) -> list[str]:
+    return [meta["help"]] if "help" in meta else []
 
 
 def parse_bool(text: str) -> bool:
@@ -150,7 +157,7 @@ def add_config(parser, config_cls, *, exclude: tuple[str, ...] = (), presets: di
         meta = f.metadata
         default = getattr(starts[first], f.name)
         if f.name in COMMON:
-            COMMON[f.name](parser, default, *([meta["help"]] if "help" in meta else []))
+            COMMON[f.name](parser, default, meta)
             parser.set_defaults(**{f.name: None})  # not given: the class (or preset) default, as for other fields
             continue
         if "help" not in meta:

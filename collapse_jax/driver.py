@@ -186,7 +186,7 @@ def map_chunks(run: Callable[[jax.Array], Any], num_replicates: int, seed: int |
     :func:`run_replicates` kernel (the native and Pallas multinomial kernels).
     """
     R = _checks.positive_int("num_replicates", num_replicates)
-    first = _checks.nonnegative_int("first_replicate", first_replicate)
+    first = _checks.replicate_range(first_replicate, R)
     chunk = _checks.positive_int("chunk_size", chunk)
     outs = []
     with bar(R, desc, "rep", disable=None if progress is None else not progress) as pbar:
@@ -195,6 +195,9 @@ def map_chunks(run: Callable[[jax.Array], Any], num_replicates: int, seed: int |
             keys = replicate_keys(seed, first + start, chunk if pad else count)
             out = run(keys)
             outs.append(jax.tree.map(lambda x: np.take(np.asarray(x), np.arange(count), axis=replicate_axis), out))
+            if start == 0 and count < R:  # the chunks and their concatenation all stay on the host: refused now
+                each = sum(x.nbytes for x in jax.tree.leaves(outs[0])) // count
+                _checks.fits_in_memory("num_replicates (outputs on the host)", R, 2 * each)
             pbar.update(count)
     return jax.tree.map(lambda *xs: np.concatenate(xs, axis=replicate_axis), *outs)
 

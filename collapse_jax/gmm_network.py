@@ -762,14 +762,20 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     cell of a grid in the same call.
     """
     R = _checks.positive_int("num_replicates", num_replicates)
-    first = _checks.nonnegative_int("first_replicate", first_replicate)
+    first = _checks.replicate_range(first_replicate, R)
     if not isinstance(config, GMMNetworkConfig):
         raise ValueError(f"config must be a GMMNetworkConfig (use make_config), got {type(config).__name__}")
     cells, grid = _cells(params, config)
     backend = resolve_backend(backend)
     if backend == "pallas":
         dtype = _pallas_dtype(dtype)
-    dtype = jnp.dtype(dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
+    requested = dtype
+    try:
+        dtype = jnp.dtype(dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
+    except TypeError:
+        dtype = None
+    if dtype not in (jnp.float32, jnp.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {requested!r}")
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True) or --x64)")
     mesh = mesh or replicate_mesh()

@@ -102,12 +102,15 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     R = _checks.positive_int("replicates", options.replicates)
     paper_R = _checks.nonnegative_int("paper-replicates", options.paper_replicates)
     batch = _checks.positive_int("replicate-batch", options.replicate_batch)
-    seed = _checks.nonnegative_int("seed", options.seed)
+    seed = _checks.random_seed("seed", options.seed)
     backend = gn.resolve_backend(backend)
+    dtype = "float64" if jax.config.jax_enable_x64 else "float32"
+    # every batch's records come back to the host, then once more as one array: refused now, not after hours
+    _checks.fits_in_memory("replicates", R, 2 * gn.record_bytes(cfg.static, dtype))
     folder = RunFolder.create(f"gmm-network-{options.preset}", out)
     config = dict(command="gmm-network", preset=options.preset, replicates=R, paper_replicates=paper_R,
                   seed=seed, backend=backend, replicate_batch=batch,
-                  dtype="float64" if jax.config.jax_enable_x64 else "float32", network=gn._as_kwargs(cfg))
+                  dtype=dtype, network=gn._as_kwargs(cfg))
     folder.start(config)
 
     t0 = time.perf_counter()

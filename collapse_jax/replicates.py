@@ -16,15 +16,22 @@ AXIS = "replicas"
 
 def root_key(seed: int | jax.Array) -> jax.Array:
     """A typed PRNG key from an integer seed (keys pass through unchanged)."""
-    if isinstance(seed, (int, np.integer)):
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        if not -2**63 <= int(seed) < 2**63:
+            raise ValueError(f"seed must be an integer in [-2**63, 2**63 - 1] or a PRNG key, got {seed}")
         return jax.random.key(int(seed))
-    return seed
+    if isinstance(seed, jax.Array) and jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
+        return seed
+    if isinstance(seed, (jax.Array, np.ndarray)) and seed.dtype == np.uint32 and seed.shape[-1:] == (2,):
+        return seed  # a raw uint32 key (jax.random.PRNGKey)
+    raise ValueError(f"seed must be an integer or a PRNG key (jax.random.key), got {type(seed).__name__} {seed!r}")
 
 
 def replicate_keys(seed: int | jax.Array, start: int, count: int) -> jax.Array:
     """Keys of replicates ``start .. start+count-1``: ``fold_in(root_key(seed), index)``."""
     root = root_key(seed)
-    idx = jnp.arange(start, start + count, dtype=jnp.uint32)
+    idx = jnp.asarray(np.arange(start, start + count, dtype=np.uint64).astype(np.uint32))  # a padded chunk may run
+    # past 2**32 - 1: its indices wrap (those replicates are dropped; _checks.replicate_range bounds the kept ones)
     return jax.vmap(lambda i: jax.random.fold_in(root, i))(idx)
 
 

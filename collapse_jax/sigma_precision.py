@@ -91,7 +91,7 @@ class PrecisionConfig:
         for r in self.ratios:
             _checks.in_interval("ratios", r, 1.0, math.inf, high_open=True)
         _checks.in_interval("level", self.level, 0.0, 1.0, low_open=True, high_open=True)
-        _checks.nonnegative_int("seed", self.seed)
+        _checks.random_seed("seed", self.seed)
         _checks.in_interval("t_dof", self.t_dof, 4.0, math.inf, low_open=True)
         _checks.in_interval("condition_number", self.condition_number, 1.0, math.inf)
         if self.engine not in ENGINES:

@@ -358,7 +358,7 @@ def diversity(texts: Sequence[str], *, embeddings: Any = None, encoder: Encoder 
     hhi_order = _checks.positive_int("hhi_order", hhi_order)
     if hhi_buckets is not None:
         hhi_buckets = _checks.positive_int("hhi_buckets", hhi_buckets)
-    seed = _checks.nonnegative_int("seed", seed)
+    seed = _checks.random_seed("seed", seed)
     if embeddings is not None and encoder is not None:
         raise ValueError("give embeddings or encoder, not both")
     if embeddings is not None:

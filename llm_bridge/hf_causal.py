@@ -166,7 +166,7 @@ class HFCausalLM:
         items = check_texts(prompts, "prompts", allow_empty=False)
         if not isinstance(sampling, Sampling):
             raise ValueError(f"sampling must be a llm_bridge.generators.Sampling, got {type(sampling).__name__}")
-        seed = _checks.nonnegative_int("seed", seed)
+        seed = _checks.random_seed("seed", seed)
         batch_size = _checks.positive_int("batch_size", batch_size)
         if not self.prefix and any(t == "" for t in items):
             raise ValueError(f"prompts[{items.index('')}] is empty and the tokenizer has no BOS or EOS token to start "
@@ -293,7 +293,7 @@ class HFCausalLM:
         learning_rate = _checks.in_interval("learning_rate", learning_rate, 0.0, np.inf, low_open=True,
                                             high_open=True)
         batch_size = _checks.positive_int("batch_size", batch_size)
-        seed = _checks.nonnegative_int("seed", seed)
+        seed = _checks.random_seed("seed", seed)
         weight_decay = _checks.in_interval("weight_decay", weight_decay, 0.0, np.inf, high_open=True)
         docs = [(self.encode(t) + self.suffix)[:self.context_length] for t in items]
         docs = [d for d in docs if len(d) >= 2]

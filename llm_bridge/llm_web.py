@@ -134,7 +134,7 @@ class WebConfig:
                      "finetune_batch", "model_layers", "model_heads", "model_dim", "model_context", "train_steps",
                      "train_batch", "gmm_replicates", "gmm_posts", "proxy_dims", "proxy_components"):
             _checks.positive_int(name, getattr(self, name))
-        _checks.nonnegative_int("seed", self.seed)
+        _checks.random_seed("seed", self.seed)
         if self.num_models < 2:
             raise ValueError(f"num_models must be at least 2 (a distance matrix needs two models), got "
                              f"{self.num_models}")

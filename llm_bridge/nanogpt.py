@@ -815,7 +815,7 @@ class NanoGPT:
         if not isinstance(sampling, Sampling):
             raise ValueError(f"sampling must be a Sampling, got {type(sampling).__name__}")
         batch_size = _checks.positive_int("batch_size", batch_size)
-        seed = _checks.nonnegative_int("seed", seed)
+        seed = _checks.random_seed("seed", seed)
         ids = fit_prompts(self.encode_prompts(items), self.context_length, sampling.max_new_tokens)
         eot, room = self.tokenizer.eot_id, self.context_length - sampling.max_new_tokens
         order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))

@@ -154,7 +154,7 @@ def cmd_sample(args) -> int:
     from llm_bridge.nanogpt import NanoGPT
 
     count = _checks.positive_int("count", args.count)
-    _checks.nonnegative_int("seed", args.seed)
+    _checks.random_seed("seed", args.seed)
     _checks.positive_int("batch_size", args.batch_size)
     sampling = opts.config_from_args(Sampling, args)
     prompts = [p for p in _prompts(args) for _ in range(count)]

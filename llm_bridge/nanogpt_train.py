@@ -97,7 +97,7 @@ class TrainConfig:
         for name in ("batch_size", "steps_per_call", "eval_every", "eval_windows", "checkpoint_every"):
             _checks.positive_int(name, getattr(self, name))
         _checks.nonnegative_int("warmup_steps", self.warmup_steps)
-        _checks.nonnegative_int("seed", self.seed)
+        _checks.random_seed("seed", self.seed)
         if _checks.positive_int("keep_checkpoints", self.keep_checkpoints) < 2:
             raise ValueError(f"keep_checkpoints must be >= 2 (a corrupt latest step falls back to the previous "
                              f"one), got {self.keep_checkpoints}")

@@ -5,7 +5,7 @@ import importlib.metadata
 
 import pytest
 
-from collapse_jax import cli
+from collapse_jax import _checks, cli
 
 pytestmark = pytest.mark.fallback  # also runs in the pure-JAX pass (COLLAPSE_JAX_NATIVE=0)
 
@@ -94,6 +94,15 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["gmm-network", "--mu", "[5]"], r"with num_components B = 1 it fails at t = 0"),
     (["sigma-precision", "--quick", "--dims", "-8"], "--quick sets --dims, .*; drop --dims or --quick"),
     (["sigma-precision", "--embeddings", "/nonexistent-file-x.npy"], "embeddings file .* does not exist"),
+    # a second audit (2026-12-02): these crashed after the run folder existed, or ran into NaN results
+    (["sigma-precision", "--ratios", "1,inf"], r"ratios must lie in \[1\.0, inf\)"),
+    (["sigma-precision", "--families", "", "--dims", "8"], "no cells to run"),
+    (["sigma-precision", "--num-points", "2000000000", "--dims", "384"], "num_points .* needs about .* GiB"),
+    (["gmm-network", "--replicates", "100000000000"], "replicates=100000000000 needs about .* GiB"),
+    (["gmm-network", "--seed", str(2**63)], r"seed must be an integer in \[0, 2\*\*63 - 1\]"),
+    (["validate", "--replicates", "1"], "replicates must be an integer >= 2"),
+    (["recursions-fig3", "--replicates", "1"], "replicates must be an integer >= 2"),
+    (["recursions-c2", "--replicates", "1"], "replicates must be an integer >= 2"),
 ])
 def test_more_bad_values_are_rejected_before_anything_runs(argv, message, tmp_path, capsys, monkeypatch):
     """Found by an audit: each of these ran, or failed late with a message that named no flag."""
@@ -103,3 +112,20 @@ def test_more_bad_values_are_rejected_before_anything_runs(argv, message, tmp_pa
     assert cli.main([*argv, "--out", str(tmp_path / "never")]) == 2
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "never").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("raised, code, message", [
+    (_checks.MissingExtraError("llm_bridge needs 'tokenizers'; install the optional llm extra"), 2,
+     "collapse-jax info: error: llm_bridge needs 'tokenizers'; install the optional llm extra\n"),
+    (KeyboardInterrupt(), 130, "collapse-jax info: interrupted"),
+])
+def test_a_missing_extra_and_ctrl_c_are_one_line_not_a_traceback(raised, code, message, capsys, monkeypatch):
+    from collapse_jax import info_cli
+
+    def fail(args):
+        raise raised
+
+    monkeypatch.setattr(info_cli, "run", fail)
+    assert cli.main(["info"]) == code
+    err = capsys.readouterr().err
+    assert err.startswith(message) and "Traceback" not in err and len(err.splitlines()) == 1

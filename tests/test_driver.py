@@ -120,3 +120,36 @@ def test_sharded_over_four_devices_equals_one():
     env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]
+
+
+def test_seeds_replicate_ranges_and_host_memory_are_checked_before_most_compute(monkeypatch):
+    """A second audit (2026-12-02): replicate indices wrapped at 2**32 (replicate 2**32 drew replicate 0's numbers),
+    seeds of 2**63 and floats failed inside JAX, and a run whose outputs could never fit on the host computed until
+    the final concatenation."""
+    from collapse_jax import _checks, replicates
+    from collapse_jax import gmm_network as gn
+
+    with pytest.raises(ValueError, match=r"first_replicate \+ num_replicates must be at most 2\*\*32"):
+        driver.map_chunks(lambda keys: jnp.zeros(keys.shape[0]), 3, 0, 3, first_replicate=2**32 - 2)
+    with pytest.raises(ValueError, match=r"first_replicate \+ num_replicates must be at most 2\*\*32"):
+        gn.simulate(0, gn.paper_config(4), 5, first_replicate=2**32, progress=False)
+    last = driver.map_chunks(lambda keys: jax.random.key_data(keys), 2, 0, 4, first_replicate=2**32 - 2)
+    np.testing.assert_array_equal(last, jax.random.key_data(replicates.replicate_keys(0, 2**32 - 2, 2)))
+    for seed, message in [(2**63, r"integer in \[-2\*\*63, 2\*\*63 - 1\]"), (1.5, "integer or a PRNG key"),
+                          (True, "integer or a PRNG key")]:
+        with pytest.raises(ValueError, match=message):
+            replicates.root_key(seed)
+    key = jax.random.key(3)
+    assert replicates.root_key(key) is key
+    with pytest.raises(ValueError, match="dtype must be float32 or float64, got 'int32'"):
+        gn.simulate(0, gn.paper_config(4), 5, dtype="int32", progress=False)
+    monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 10**6)
+    calls = []
+
+    def run(keys):
+        calls.append(keys.shape[0])
+        return np.zeros((keys.shape[0], 1000))
+
+    with pytest.raises(ValueError, match=r"num_replicates \(outputs on the host\)=100000 needs about"):
+        driver.map_chunks(run, 100_000, 0, 10)
+    assert calls == [10]  # refused after the first chunk, not at the end

@@ -31,7 +31,7 @@ class C2Config:
 
     models: tuple[str, ...] = field(default=MODELS, metadata={
         "help": "comma-separated model classes to run, among " + ",".join(MODELS), "default_help": "all"})
-    replicates: int = field(default=100, metadata={"help": "Monte Carlo replicates per setting"})
+    replicates: int = field(default=100, metadata={"help": "Monte Carlo replicates per setting", "minimum": 2})
     steps: int = field(default=200, metadata={"help": "generations T, multinomial and Gaussian"})
     base: int = field(default=100, metadata={
         "help": "n_0 for multinomial and Gaussian: n_t = base (fixed), base(t+1) or base(t+1)^2"})
@@ -49,11 +49,12 @@ class C2Config:
         if not self.models or any(m not in MODELS for m in self.models):
             raise ValueError(f"models must be a comma-separated subset of {','.join(MODELS)}, "
                              f"got {','.join(self.models)!r}")
-        for name in ("replicates", "steps", "gmm_steps", "logistic_steps", "base", "gmm_base", "logistic_base",
+        runs.at_least_two_replicates(self.replicates)
+        for name in ("steps", "gmm_steps", "logistic_steps", "base", "gmm_base", "logistic_base",
                      "gmm_max_iter"):
             _checks.positive_int(name, getattr(self, name))
         runs.at_least_two_categories(self.categories)
-        _checks.nonnegative_int("seed", self.seed)
+        _checks.random_seed("seed", self.seed)
 
     def steps_of(self, model: str) -> int:
         return {"gmm": self.gmm_steps, "logistic": self.logistic_steps}.get(model, self.steps)

@@ -23,16 +23,16 @@ class MultinomialFigureConfig:
     ``categories`` categories whose true ``p ~ Dirichlet(1)`` is drawn from ``seed`` (which also seeds the
     replicates). Checked on creation (ValueError naming the field)."""
 
-    replicates: int = field(default=100, metadata={"help": "Monte Carlo replicates per curve"})
+    replicates: int = field(default=100, metadata={"help": "Monte Carlo replicates per curve", "minimum": 2})
     steps: int = field(default=200, metadata={"help": "generations T"})
     categories: int = field(default=10, metadata={"help": "K of the multinomial, p ~ Dirichlet(1)"})
     seed: int = field(default=0, metadata={"help": "replicates and the multinomial p"})
 
     def __post_init__(self) -> None:
-        for name in ("steps", "replicates"):
-            _checks.positive_int(name, getattr(self, name))
+        _checks.positive_int("steps", self.steps)
+        runs.at_least_two_replicates(self.replicates)
         runs.at_least_two_categories(self.categories)
-        _checks.nonnegative_int("seed", self.seed)
+        _checks.random_seed("seed", self.seed)
 
     def true_p(self) -> np.ndarray:
         """(categories,) true probabilities, ``default_rng(seed).dirichlet(ones(categories))``."""

@@ -23,12 +23,13 @@ class LinregConfig:
     num_samples: int = field(default=20, metadata={"help": "T, samples per iteration, >= d + 2"})
     sigma: float = field(default=1.0, metadata={"help": "label noise standard deviation, > 0"})
     iterations: int = field(default=50, metadata={"help": "model-fitting iterations n"})
-    replicates: int = field(default=10000, metadata={"help": "Monte Carlo runs, each with its own fixed design X"})
+    replicates: int = field(default=10000, metadata={"help": "Monte Carlo runs, each with its own fixed design X",
+                                                     "minimum": 2})
     seed: int = 0
 
     def __post_init__(self) -> None:
         _checks.positive_int("iterations", self.iterations)
-        _checks.nonnegative_int("seed", self.seed)
+        _checks.random_seed("seed", self.seed)
         runs.at_least_two_replicates(self.replicates)
         _checks.in_interval("sigma", self.sigma, 0.0, math.inf, low_open=True, high_open=True)
         self.regimes()  # checks dim >= 1 and num_samples >= dim + 2

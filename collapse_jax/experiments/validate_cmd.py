@@ -18,7 +18,8 @@ class ValidateConfig:
     second copy of the table ('' for none: a user's run never writes outside its run folder unless asked). Checked on
     creation."""
 
-    replicates: int = field(default=4000, metadata={"help": "Monte Carlo replicates per checked statement"})
+    replicates: int = field(default=4000, metadata={"help": "Monte Carlo replicates per checked statement",
+                                                    "minimum": 2})
     steps: int = field(default=30, metadata={"help": "generations T of the multinomial checks"})
     seed: int = 0
     doc: str = field(default="", metadata={"help": "also write the table to this file (the repository's own copy: "
@@ -26,9 +27,9 @@ class ValidateConfig:
                                        "default_help": "none: the run folder only"})
 
     def __post_init__(self) -> None:
-        _checks.positive_int("replicates", self.replicates)
+        runs.at_least_two_replicates(self.replicates)
         _checks.positive_int("steps", self.steps)
-        _checks.nonnegative_int("seed", self.seed)
+        _checks.random_seed("seed", self.seed)
         if self.doc:  # checked now, not after minutes of checks (nor created: a typo'd folder is refused)
             doc = Path(self.doc)
             if doc.is_dir():

@@ -24,14 +24,14 @@ class W2Config:
     linear_base: int = field(default=10, metadata={
         "help": "also the growing schedule M_t = BASE (t + 1), BASE >= 2; 0 skips it", "metavar": "BASE"})
     generations: int = field(default=200, metadata={"help": "generations t = 0..GENERATIONS"})
-    replicates: int = field(default=2000, metadata={"help": "Monte Carlo replicates per schedule"})
+    replicates: int = field(default=2000, metadata={"help": "Monte Carlo replicates per schedule", "minimum": 2})
     mu: float = field(default=0.0, metadata={"help": "true mean"})
     sigma: float = field(default=1.0, metadata={"help": "true standard deviation, > 0"})
     seed: int = 0
 
     def __post_init__(self) -> None:
         _checks.positive_int("generations", self.generations)
-        _checks.nonnegative_int("seed", self.seed)
+        _checks.random_seed("seed", self.seed)
         runs.at_least_two_replicates(self.replicates)
         _checks.in_interval("sigma", self.sigma, 0.0, math.inf, low_open=True, high_open=True)
         _checks.in_interval("mu", self.mu, -math.inf, math.inf, low_open=True, high_open=True)
