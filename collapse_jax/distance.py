@@ -16,7 +16,15 @@ def _rows(name: str, x) -> jnp.ndarray:
     x = jnp.asarray(x)
     if x.ndim < 2:
         raise ValueError(f"{name} must hold rows, shape (..., num_rows, dim), got shape {x.shape}")
+    if jnp.iscomplexobj(x):
+        raise ValueError(f"{name} must be real, got dtype {x.dtype}")
     return x
+
+
+def _norm_of_square(sq):
+    """``sqrt(sq)`` with a zero gradient where ``sq`` is 0 (sqrt's derivative is infinite there, which would make
+    gradients of ||D||_F NaN); NaN stays NaN, so a NaN input is never reported as distance 0."""
+    return jnp.where(sq == 0, 0.0, jnp.sqrt(jnp.where(sq == 0, 1.0, sq)))
 
 
 def pairwise_distances(x: jnp.ndarray) -> jnp.ndarray:
@@ -26,14 +34,12 @@ def pairwise_distances(x: jnp.ndarray) -> jnp.ndarray:
     """
     x = _rows("x", x)
     diff = x[..., :, None, :] - x[..., None, :, :]
-    sq = jnp.sum(diff * diff, axis=-1)
-    # sqrt has an infinite derivative at 0: guard so gradients of ||D||_F stay finite.
-    safe = jnp.where(sq > 0, sq, 1.0)
-    return jnp.where(sq > 0, jnp.sqrt(safe), 0.0)
+    return _norm_of_square(jnp.sum(diff * diff, axis=-1))
 
 
 def frobenius_norm(d: jnp.ndarray) -> jnp.ndarray:
     """``||D||_F`` over the last two axes."""
+    d = _rows("d", d)
     return jnp.sqrt(jnp.sum(d * d, axis=(-2, -1)))
 
 
@@ -50,9 +56,10 @@ def within_model_spread(x: jnp.ndarray) -> jnp.ndarray:
     ``x`` (..., num_samples, dim) -> (...,): ``(1/L) sum_l ||phi_l - mean_l phi_l||_2``; 0 for a point mass.
     """
     x = _rows("x", x)
+    if x.shape[-2] == 0:
+        raise ValueError(f"x must hold at least one embedding per model, got shape {x.shape}")
     centred = x - jnp.mean(x, axis=-2, keepdims=True)
-    sq = jnp.sum(centred * centred, axis=-1)
-    return jnp.mean(jnp.where(sq > 0, jnp.sqrt(jnp.where(sq > 0, sq, 1.0)), 0.0), axis=-1)
+    return jnp.mean(_norm_of_square(jnp.sum(centred * centred, axis=-1)), axis=-1)
 
 
 def classical_mds(d: jnp.ndarray, num_components: int = 2) -> jnp.ndarray:
@@ -66,6 +73,8 @@ def classical_mds(d: jnp.ndarray, num_components: int = 2) -> jnp.ndarray:
     if d.ndim != 2 or d.shape[0] != d.shape[1]:
         raise ValueError(f"d must be a square distance matrix (m, m), got shape {d.shape}")
     m = d.shape[-1]
+    if m == 0:
+        raise ValueError("d must hold at least one point, got shape (0, 0)")
     if isinstance(num_components, bool) or not isinstance(num_components, (int, np.integer)) \
             or not 1 <= num_components <= m:
         raise ValueError(f"num_components must be an integer in [1, {m}] (the number of points), "

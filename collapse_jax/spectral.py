@@ -74,14 +74,15 @@ def in_float64(fn):
 
 
 def check_embeddings(name: str, x, dim: int | None = None) -> np.ndarray:
-    """Return ``x`` as a finite float64 ``(num_points, dim)`` array or raise ``ValueError`` naming the problem."""
+    """Return ``x`` as a finite real ``(num_points, dim)`` array (its dtype kept: float32 embeddings stay float32)
+    or raise ``ValueError`` naming the problem."""
     arr = np.asarray(x)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (num_points, dim), got shape {arr.shape}")
     if dim is not None and arr.shape[1] != dim:
         raise ValueError(f"{name} has dim {arr.shape[1]} but {dim} was expected (non-matching dimensions)")
-    if not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise ValueError(f"{name} must be real numbers, got dtype {arr.dtype}")
     if not np.all(np.isfinite(arr)):
         bad = int(np.count_nonzero(~np.isfinite(arr)))
         raise ValueError(f"{name} contains {bad} NaN/inf entries; embeddings must be finite")
@@ -904,19 +905,31 @@ def block_estimates(x_block, num_points: int, *, level: float = 0.95) -> BlockEs
     n, dim = x_block.shape
     check_block_sizes(n, dim, num_points)
     z = z_value(level)
-    logdet_g1, m2, loo = _block_statistics(jnp.asarray(x_block, jnp.float64))  # in_float64: x64 is on here
+    logdet_g1, m2, loo, pivot, top = _block_statistics(jnp.asarray(x_block, jnp.float64))  # in_float64: x64 on here
+    if not float(pivot) > SINGULAR_PIVOT or not float(top) < 1.0 - 1e-12:  # NaN fails both
+        raise ValueError(f"x_block: the block's Gram matrix G_1 is singular (its rows do not span {dim} dimensions: "
+                         f"smallest Cholesky pivot^2 / diagonal {float(pivot):.3g}, largest leverage "
+                         f"{float(top):.12g}); log det G_1 and every interval would be meaningless")
     return block_estimates_from_stats(logdet_g1, m2, dim, n, num_points, z, loo)
 
 
+# A block whose Gram matrix has a Cholesky pivot below this share of its diagonal entry (squared) is refused as
+# singular: the rows are (numerically) confined to fewer than d dimensions, e.g. two equal columns.
+SINGULAR_PIVOT = 1e-12
+
+
 @jax.jit
-def _block_statistics(xb: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray, LeaveOneOut | None]:
-    """``(log det G_1, mean(M_i^2), LeaveOneOut or None)`` of one block's rows (n, d): one compiled program per block
-    shape (run op by op, a block of a new size compiled some fifty primitives, ~3 s on a 2-core CPU)."""
+def _block_statistics(xb: jnp.ndarray):
+    """``(log det G_1, mean(M_i^2), LeaveOneOut or None, min_j L_jj^2 / G_jj, max_i h_i)`` of one block's rows
+    (n, d): one compiled program per block shape (run op by op, a block of a new size compiled some fifty
+    primitives, ~3 s on a 2-core CPU). The last two tell a singular block (:data:`SINGULAR_PIVOT`)."""
     n, dim = xb.shape
-    chol, w = _whitened(xb, gram(xb))  # one factor and one whitening serve all three statistics
+    g1 = gram(xb)
+    chol, w = _whitened(xb, g1)  # one factor and one whitening serve all three statistics
     m = _mahalanobis_of_whitened(w)
     loo = leverage_statistics(w.T) if n >= jackknife_min_block(dim) else None
-    return _logdet_of_factor(chol), jnp.mean(m * m), loo
+    pivot = jnp.min(jnp.diagonal(chol) ** 2 / jnp.diagonal(g1))
+    return _logdet_of_factor(chol), jnp.mean(m * m), loo, pivot, jnp.max(m) / n
 
 
 ESTIMATORS = ("seed", "second_order", "wishart", "scaled_wishart", "jackknife")

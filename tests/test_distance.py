@@ -59,3 +59,24 @@ def test_bad_shapes_are_clear_errors_also_under_jit():
         with pytest.raises(ValueError, match=r"num_components must be an integer in \[1, 3\]"):
             distance.classical_mds(jnp.zeros((3, 3)), k)
     assert distance.classical_mds(jnp.zeros((3, 3)), np.int64(3)).shape == (3, 3)
+
+
+def test_nan_complex_and_empty_input_are_not_reported_as_zero_distance():
+    """A second audit (2026-12-02): NaN rows gave distance 0 (a spread of 0.0 read as complete collapse), complex
+    rows gave 0 for distance 1, and empty or 1-D input failed with NumPy's raw messages. The gradient of ||D||_F at
+    coinciding rows stays finite."""
+    x = jnp.asarray([[np.nan, 0.0], [1.0, 1.0], [2.0, 0.0]])
+    d = np.asarray(distance.pairwise_distances(x))
+    assert np.isnan(d[0]).all() and np.isnan(d[:, 0]).all() and np.isclose(d[1, 2], np.sqrt(2)) and d[1, 1] == 0
+    assert np.isnan(distance.frobenius_norm(d)) and np.isnan(distance.within_model_spread(x))
+    with pytest.raises(ValueError, match="x must be real"):
+        distance.pairwise_distances(np.asarray([[1j, 0], [0, 0]]))
+    with pytest.raises(ValueError, match="d must hold rows"):
+        distance.frobenius_norm(np.ones(3))
+    with pytest.raises(ValueError, match="at least one embedding per model"):
+        distance.within_model_spread(np.zeros((0, 4)))
+    with pytest.raises(ValueError, match="at least one point"):
+        distance.classical_mds(np.zeros((0, 0)))
+    grad = jax.grad(lambda y: distance.frobenius_norm(distance.pairwise_distances(y)))(jnp.ones((3, 2)))
+    assert np.isfinite(np.asarray(grad)).all()
+    assert np.isfinite(np.asarray(jax.grad(distance.within_model_spread)(jnp.ones((4, 2))))).all()

@@ -891,3 +891,25 @@ def test_closed_forms_run_in_float64_whatever_the_callers_x64():
             mean_g, _ = sp.gaussian_loo_moments(d, n)
         with jax.enable_x64(False):
             assert float(sp.jackknife_bias_ratio(np.asarray(mean_g), d, n)) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_a_singular_block_and_complex_rows_are_refused_not_estimated():
+    """A second audit (2026-12-02): two equal columns gave log det G_1 = -7.5 and finite intervals (NumPy's slogdet
+    says -inf), a zero column NaN everywhere, a row of leverage 1 an infinite centre, and complex rows lost their
+    imaginary part with only a warning. Each is now a ValueError; a well-conditioned block still estimates."""
+    from collapse_jax import sigma_monitor
+
+    x = rng(5).standard_normal((40, 8))
+    equal, zero, lever = x.copy(), x.copy(), x.copy()
+    equal[:, 3] = equal[:, 2]
+    zero[:, 5] = 0.0
+    lever[:, 0] = 0.0
+    lever[7, 0] = 1.0  # row 7 alone spans the first coordinate: h_7 = 1
+    for bad in (equal, zero, lever):
+        with pytest.raises(ValueError, match="Gram matrix G_1 is singular"):
+            sp.block_estimates(bad, 1000)
+        with pytest.raises(ValueError, match="Gram matrix G_1 is singular"):
+            sigma_monitor.logdet_interval(bad, 1000)
+    with pytest.raises(ValueError, match="x_block must be real numbers, got dtype complex128"):
+        sp.block_estimates(x + 1j, 1000)
+    assert np.isfinite(sp.block_estimates(x, 1000).jackknife.center)
