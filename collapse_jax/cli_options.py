@@ -23,8 +23,9 @@ def add_seed(parser, what: str = "replicate r uses fold_in(key(seed), r)", defau
 
 def add_out(parser, name: str) -> None:
     parser.add_argument("--out", default=None,
-                        help=f"run folder (default runs/{name}-<time>); an existing folder of an unfinished run of the "
-                             "same configuration is resumed where the command supports it")
+                        help=f"run folder (default runs/{name}-<time>): new or empty, or holding a run of the same "
+                             "configuration (resumed where the command supports it, else rerun); a folder with another "
+                             "configuration or with other files is refused")
 
 
 def add_replicates(parser, default: int, what: str = "Monte Carlo replicates", minimum: int = 1) -> None:

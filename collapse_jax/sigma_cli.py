@@ -36,7 +36,8 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="worker threads for data, Gram and blocks (default: the CPUs this process may use)")
     p.add_argument("--quick", action="store_true",
-                   help=f"small sweep for a smoke test: {QUICK} (overrides those options)")
+                   help=f"small sweep for a smoke test: {QUICK} (not combined with those flags: giving one with "
+                        "--quick is an error)")
     opts.add_out(p, "sigma-precision")
     p.set_defaults(func=run)
 
@@ -164,9 +165,10 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
     folder.save_text("table.csv", sp.csv_table(rows))
     import matplotlib.pyplot as plt
 
-    for name, fig in (("coverage.png", sp.coverage_figure(rows, cfg.level)), ("error.png", sp.error_figure(rows))):
-        folder.save_figure(fig, name)
-        plt.close(fig)
+    if any(not r.get("exact") for r in rows):  # a sweep of exact rows only (n = N everywhere) has nothing to plot
+        for name, fig in (("coverage.png", sp.coverage_figure(rows, cfg.level)), ("error.png", sp.error_figure(rows))):
+            folder.save_figure(fig, name)
+            plt.close(fig)
     compute_s = float(sum(r.seconds for r in results))
     summary = dict(cells=len(results), wall_seconds_this_call=time.perf_counter() - t0,
                    compute_seconds_all_cells=compute_s, threads=threads, cells_run_this_call=engines, rows=rows)

@@ -53,7 +53,11 @@ def tracks(g1: jnp.ndarray, n, num_points, eps: float) -> TrackValues:
 
 
 def drifts(values: TrackValues, baseline: int = 0) -> TrackValues:
-    """``Delta X(g) = X(g) - X(g0)`` for each track along the leading (checkpoint) axis."""
+    """``Delta X(g) = X(g) - X(g0)`` for each track along the leading (checkpoint) axis; ``baseline`` indexes a
+    checkpoint (negative from the end)."""
+    count = jnp.shape(values.envelope)[0] if jnp.ndim(values.envelope) else 0
+    if isinstance(baseline, bool) or not isinstance(baseline, (int, np.integer)) or not -count <= baseline < count:
+        raise ValueError(f"baseline must be a checkpoint index in [{-count}, {count - 1}], got {baseline!r}")
     return TrackValues(*(v - v[baseline] for v in values))
 
 
@@ -97,7 +101,9 @@ class MonitorConfig:
 
     def __post_init__(self):
         _checks.positive_int("n", self.n)
-        _checks.in_interval("eps", self.eps, 0.0, np.inf)
+        _checks.in_interval("eps", self.eps, 0.0, np.inf, high_open=True)
+        if not isinstance(self.normalize, (bool, np.bool_)):
+            raise ValueError(f"normalize must be True or False, got {self.normalize!r}")
         _checks.in_interval("level", self.level, 0.0, 1.0, low_open=True, high_open=True)
 
 
@@ -113,6 +119,7 @@ class MonitorState(NamedTuple):
 def init(key: jax.Array, num_points: int, dim: int, config: MonitorConfig) -> MonitorState:
     """A monitor of checkpoints of ``num_points`` embeddings of dimension ``dim``: draws the observed rows from
     ``key`` (:func:`observed_indices`), checks ``eps`` against the block's rank."""
+    dim = _checks.positive_int("dim", dim)
     spectral.check_eps(config.eps, num_points=config.n, dim=dim)
     return MonitorState(observed_indices(key, num_points, config.n), num_points, dim, ())
 
@@ -123,6 +130,9 @@ def step(state: MonitorState, embeddings, config: MonitorConfig) -> tuple[Monito
     ``log det G`` of the N (normalised) rows (NaN when ``n < d + 2``). Returns the new state and the record.
     In float64 whatever ``jax_enable_x64`` (the Gram too: with ``n < d`` and a small ``eps``, float32 rounding in
     ``G_1``'s null space decided ``u_lln``)."""
+    if len(state.indices) != config.n:
+        raise ValueError(f"config.n={config.n} but the monitor's state observes n={len(state.indices)} rows: step with "
+                         "the MonitorConfig the state was made with")
     x = spectral.check_embeddings("embeddings", embeddings, state.dim)
     if x.shape[0] != state.num_points:
         raise ValueError(f"embeddings has N={x.shape[0]} rows but the run started with N={state.num_points}")
@@ -131,7 +141,9 @@ def step(state: MonitorState, embeddings, config: MonitorConfig) -> tuple[Monito
         block = normalize_rows(block)
     with jax.enable_x64(True):
         vals = tracks(spectral.gram(jnp.asarray(block, jnp.float64)), config.n, state.num_points, config.eps)
-    if not all(np.isfinite(float(v)) for v in vals):
+    exact = config.n == state.num_points and config.eps == 0  # the gain is +inf there by design (tracks)
+    if not all(np.isfinite(float(v)) for v in (vals.envelope, vals.u_lln, vals.u_cov, *([] if exact else
+                                                                                       [vals.gain]))):
         raise ValueError("G_1 + eps I is not positive definite at this checkpoint; use a larger eps")
     base = state.history[0] if state.history else vals
     if spectral.jackknife_min_block(state.dim) <= config.n <= state.num_points:
@@ -147,6 +159,8 @@ def step(state: MonitorState, embeddings, config: MonitorConfig) -> tuple[Monito
 
 def values(state: MonitorState) -> TrackValues:
     """All checkpoints so far, stacked: each field ``(num_checkpoints,)``."""
+    if state is None or not state.history:
+        raise ValueError("the monitor has scored no checkpoint yet: step (or update) it with embeddings first")
     return TrackValues(*(jnp.stack(v) for v in zip(*state.history)))
 
 
@@ -166,6 +180,10 @@ class SigmaMonitor:
 
     def __post_init__(self):
         MonitorConfig(self.n, self.eps, self.normalize, self.level)  # checks the settings now, not at an update
+        typed = isinstance(self.key, jax.Array) and jnp.issubdtype(self.key.dtype, jax.dtypes.prng_key)
+        raw = isinstance(self.key, (jax.Array, np.ndarray)) and self.key.dtype == np.uint32 and self.key.shape == (2,)
+        if not (typed or raw):
+            raise ValueError(f"key must be a PRNG key, e.g. jax.random.key(0), got {type(self.key).__name__}")
 
     @property
     def config(self) -> MonitorConfig:

@@ -901,12 +901,21 @@ LABELS = {"seed": "seed: L_hat ± z τ̂/√n", "second_order": "2nd-order corre
           "jackknife": "leverage jackknife"}
 
 
+def _scored(rows: list[dict]) -> list[dict]:
+    """The rows a figure shows: not the exact ones (n = N: no error, no coverage); a ValueError if none is left."""
+    kept = [r for r in rows if not r.get("exact")]
+    if not kept:
+        raise ValueError("every block size equals N (exact, nothing to plot); choose ratios with n < N")
+    return kept
+
+
 def coverage_figure(rows: list[dict], level: float):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = _scored(rows)
     families = list(dict.fromkeys(r["family"] for r in rows))
     dims = sorted({r["d"] for r in rows})
     fig, axes = plt.subplots(len(families), len(spectral.ESTIMATORS), figsize=(3.3 * len(spectral.ESTIMATORS), 2.6 * len(families)),
@@ -941,6 +950,7 @@ def error_figure(rows: list[dict]):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = _scored(rows)
     families = list(dict.fromkeys(r["family"] for r in rows))
     dims = sorted({r["d"] for r in rows})
     fig, axes = plt.subplots(1, len(families), figsize=(3.6 * len(families), 3.4), sharey=True, squeeze=False)

@@ -724,7 +724,9 @@ def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z, *, c
     of ``L_hat`` into that of the bias-corrected centre (a block holding an extreme row has a larger ``log det G_1``
     *and* a larger bias estimate; 1 without ``loo.row_var``). Needs ``n >= max(d + 2, 5)`` (NaN below;
     :func:`check_jackknife_block`).
-    Exact (half-width 0) at ``n = N``. ``n`` must be concrete when ``loo.pair_var`` is given (NumPy draws).
+    Exact (half-width 0) at ``n = N``. ``n`` must be concrete when ``loo.pair_var`` is given (NumPy draws) and for
+    the calibration below (a traced ``n`` gets ``z`` and the two-step centre); traced statistics are calibrated as
+    eager ones.
 
     Small blocks (``calibrate``; at most :data:`JACKKNIFE_CALIBRATION_ROWS` rows and n < 10 d,
     :func:`jackknife_small_block`): the second difference ``D_2`` of so few rows is too noisy to help (unit-norm rows,
@@ -736,18 +738,18 @@ def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z, *, c
     variance estimate itself noisy. ``calibrate=False``: the given statistics as they are, with ``z``."""
     centre, sd, ok = _jackknife_centre_sd(l_hat, loo, dim, n, num_points)
     crit = z
-    if calibrate:
-        try:
-            n_np = np.asarray(n)
-            small = jackknife_small_block(dim, n_np)
-            if loo.kurtosis is not None:
-                crit = satterthwaite_critical_value(np.asarray(loo.kurtosis), n_np, z)
-            if np.any(small):
-                centre_1, sd_1, _ = _jackknife_centre_sd(l_hat, loo._replace(pair_mean=None), dim, n, num_points)
-                centre, sd = jnp.where(small, centre_1, centre), jnp.where(small, sd_1, sd)
-                crit = np.where(small, jackknife_critical_value(dim, n_np, z), crit)
-        except jax.errors.TracerArrayConversionError:  # traced n or statistics: no table lookup inside a trace
-            pass
+    try:
+        n_np = np.asarray(n) if calibrate else None
+    except jax.errors.TracerArrayConversionError:  # a traced n: no table lookup inside a trace
+        n_np = None
+    if n_np is not None:
+        small = jackknife_small_block(dim, n_np)
+        if loo.kurtosis is not None:
+            crit = _satterthwaite_traceable(loo.kurtosis, n_np, z)
+        if np.any(small):
+            centre_1, sd_1, _ = _jackknife_centre_sd(l_hat, loo._replace(pair_mean=None), dim, n, num_points)
+            centre, sd = jnp.where(small, centre_1, centre), jnp.where(small, sd_1, sd)
+            crit = jnp.where(small, jackknife_critical_value(dim, n_np, z), crit)
     nan = jnp.asarray(jnp.nan, jnp.result_type(centre, sd))
     return Interval(jnp.where(ok, centre, nan), jnp.where(ok, crit * sd, nan))
 
@@ -772,6 +774,17 @@ def _jackknife_centre_sd(l_hat, loo: LeaveOneOut, dim: int, n, num_points):
 
 JACKKNIFE_CALIBRATION_ROWS = 128  # blocks of at most this many rows (and n < 10 d) get a calibrated critical value
 JACKKNIFE_CALIBRATION_REPS = 4000
+
+
+def _satterthwaite_traceable(kurtosis, n, z: float):
+    """:func:`satterthwaite_critical_value` also for traced statistics (``jit`` / ``vmap``): the Student-t quantile
+    is SciPy's, so a traced kurtosis goes through a host callback and the interval is the same as eager."""
+    if not isinstance(kurtosis, jax.core.Tracer):
+        return satterthwaite_critical_value(np.asarray(kurtosis), n, z)
+    dtype = jnp.result_type(kurtosis, float)
+    shape = jnp.broadcast_shapes(jnp.shape(kurtosis), np.shape(n))
+    return jax.pure_callback(lambda k: satterthwaite_critical_value(k, n, z).astype(dtype),
+                             jax.ShapeDtypeStruct(shape, dtype), kurtosis, vmap_method="expand_dims")
 
 
 def satterthwaite_critical_value(kurtosis, n, z: float) -> np.ndarray:

@@ -153,3 +153,33 @@ def test_monitor_runs_in_float64_whatever_the_callers_x64():
         vals = sm.tracks(jnp.asarray(g1, jnp.float32), n, big, 1e-6)
     want = np.sum(np.log1p(np.linalg.eigvalsh(g1.astype(np.float32).astype(np.float64)) / (1e-6 + big - n)))
     assert want < 1e-3 and float(vals.gain) == pytest.approx(want, rel=1e-9)
+
+
+def test_monitor_settings_and_state_are_checked_against_each_other():
+    """A second audit (2026-12-02): a state stepped with another n scaled its rows as that n (u_lln 8.04 against
+    12.43); n = N with eps = 0 blamed eps for the gain's designed +inf; eps = inf, normalize = "no", dim = -3, an
+    out-of-range drift baseline and an int key were accepted; values() before any checkpoint was a TypeError."""
+    key = jax.random.key(0)
+    x = np.random.default_rng(1).standard_normal((100, 4))
+    state = sm.init(key, 100, 4, sm.MonitorConfig(n=20))
+    with pytest.raises(ValueError, match=r"config\.n=60 but the monitor's state observes n=20 rows"):
+        sm.step(state, x, sm.MonitorConfig(n=60))
+    _, record = sm.step(sm.init(key, 100, 4, sm.MonitorConfig(n=100, eps=0.0)), x, sm.MonitorConfig(n=100, eps=0.0))
+    assert record["gain"] == np.inf and np.isfinite(record["u_lln"])
+    for kwargs, message in [(dict(eps=np.inf), r"eps must lie in \[0\.0, inf\)"),
+                            (dict(normalize="no"), "normalize must be True or False")]:
+        with pytest.raises(ValueError, match=message):
+            sm.MonitorConfig(n=20, **kwargs)
+    with pytest.raises(ValueError, match="dim must be an integer >= 1"):
+        sm.init(key, 100, -3, sm.MonitorConfig(n=20))
+    with pytest.raises(ValueError, match="no checkpoint yet"):
+        sm.values(state)
+    with pytest.raises(ValueError, match="no checkpoint yet"):
+        sm.SigmaMonitor(key, n=20).values()
+    with pytest.raises(ValueError, match="key must be a PRNG key"):
+        sm.SigmaMonitor(0, n=20)
+    state, _ = sm.step(state, x, sm.MonitorConfig(n=20))
+    state, _ = sm.step(state, 2 * x, sm.MonitorConfig(n=20))
+    assert float(sm.drifts(sm.values(state), -1).u_cov[-1]) == 0.0
+    with pytest.raises(ValueError, match=r"baseline must be a checkpoint index in \[-2, 1\], got 5"):
+        sm.drifts(sm.values(state), 5)

@@ -548,6 +548,19 @@ def test_cli_embeddings_cell_runs_and_resumes(tmp_path):
     assert sigma_cli.main(argv[:-1] + [str(tmp_path / "run"), "--seed", "1"]) == 2  # different config, same folder
 
 
+@pytest.mark.fallback
+def test_cli_sweep_of_exact_rows_only_finishes_without_plots(tmp_path):
+    """Found by an audit (2026-12-02): every block size equal to N wrote the table, then matplotlib's "Data cannot
+    be log-scaled" came out as a bad-input error, with no manifest."""
+    from collapse_jax import sigma_cli
+
+    argv = ["sigma-precision", "--dims", "4", "--blocks", "5", "--num-points", "5", "--ratios", "1,2", "--families",
+            "isotropic", "--out", str(tmp_path / "run")]
+    assert sigma_cli.main(argv) == 0
+    assert "exact" in (tmp_path / "run" / "table.md").read_text() and (tmp_path / "run" / "manifest.json").exists()
+    assert not (tmp_path / "run" / "coverage.png").exists()
+
+
 def test_auto_engine_is_amx_where_present(monkeypatch):
     monkeypatch.setattr(_native, "amx_available", lambda: True)
     assert spp.resolve_engine("auto") == "native"
@@ -913,3 +926,24 @@ def test_a_singular_block_and_complex_rows_are_refused_not_estimated():
     with pytest.raises(ValueError, match="x_block must be real numbers, got dtype complex128"):
         sp.block_estimates(x + 1j, 1000)
     assert np.isfinite(sp.block_estimates(x, 1000).jackknife.center)
+
+
+def test_the_jackknife_interval_is_calibrated_the_same_under_jit_and_vmap():
+    """A second audit (2026-12-02): with traced statistics the whole calibration (small-block centre and critical
+    value, Satterthwaite's quantile) was silently skipped, so jit gave another interval than eager."""
+    with jax.enable_x64(True):
+        pop = rng(8).standard_t(5, (1000, 4))
+        z = sp.z_value(0.95)
+        for n in (30, 200):  # a small block (one-step centre, calibrated quantile) and a Satterthwaite one
+            lg, _, loo, *_ = sp._block_statistics(jnp.asarray(pop[:n]))
+            l_hat = sp.scaling_estimate(lg, n, 1000, 4)
+            eager = sp.jackknife_interval(l_hat, loo, 4, n, 1000, z)
+            traced = jax.jit(lambda l, s: sp.jackknife_interval(l, s, 4, n, 1000, z))(l_hat, loo)
+            np.testing.assert_allclose(np.asarray(traced), np.asarray(eager), rtol=1e-12)
+            other = jax.tree.map(lambda a: a * 1.01, loo)
+            both = jax.vmap(lambda l, s: sp.jackknife_interval(l, s, 4, n, 1000, z))(
+                jnp.stack([l_hat, l_hat]), jax.tree.map(lambda a, b: jnp.stack([a, b]), loo, other))
+            np.testing.assert_allclose(np.asarray(both)[:, 1], np.asarray(sp.jackknife_interval(l_hat, other, 4, n,
+                                                                                                1000, z)), rtol=1e-12)
+            assert not np.allclose(np.asarray(eager), np.asarray(sp.jackknife_interval(l_hat, loo, 4, n, 1000, z,
+                                                                                      calibrate=False)))
