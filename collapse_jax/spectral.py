@@ -94,6 +94,8 @@ def check_block_sizes(n: int, dim: int, num_points: int) -> tuple[int, int, int]
     n = _checks.positive_int("n", n)
     dim = _checks.positive_int("dim", dim)
     num_points = _checks.positive_int("N", num_points)
+    if num_points > 2**53:  # float64 counts: N and log(N / n) exact below this
+        raise ValueError(f"total count N must be at most 2**53, got N={num_points}")
     if n <= dim:
         raise ValueError(f"block size n must exceed the dimension d (n > d), got n={n}, d={dim}")
     if num_points < n:
@@ -258,7 +260,7 @@ def batched_logdet(grams: jnp.ndarray, eps: float = 0.0, *, backend: str = "auto
     """
     if backend not in ("auto", "native", "xla"):
         raise ValueError(f"backend must be 'auto', 'native' or 'xla', got {backend!r}")
-    eps = float(eps)
+    eps = check_eps(eps)
     grams = jnp.asarray(grams)
     if backend == "auto":
         backend = "native" if _native_logdet_usable(grams) else "xla"

@@ -947,3 +947,13 @@ def test_the_jackknife_interval_is_calibrated_the_same_under_jit_and_vmap():
                                                                                                 1000, z)), rtol=1e-12)
             assert not np.allclose(np.asarray(eager), np.asarray(sp.jackknife_interval(l_hat, loo, 4, n, 1000, z,
                                                                                       calibrate=False)))
+
+
+def test_batched_logdet_eps_and_a_huge_n_are_checked():
+    """A second audit (2026-12-02): batched_logdet took eps = NaN or -1e9 (NaN results), and block_estimates with
+    N = 10^20 failed in JAX after computing the block's statistics."""
+    for eps in (float("nan"), -1e9):
+        with pytest.raises(ValueError, match=r"eps must lie in \[0\.0, inf\]"):
+            sp.batched_logdet(np.eye(3)[None], eps=eps)
+    with pytest.raises(ValueError, match=r"N must be at most 2\*\*53"):
+        sp.block_estimates(rng(2).standard_normal((20, 3)), 10**20)
