@@ -18,7 +18,7 @@ import functools
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 import jax
@@ -26,7 +26,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from collapse_jax import _checks, _linalg, spectral
-from collapse_jax.progress import bar
 
 FAMILIES = ("isotropic", "anisotropic", "student_t", "unit_norm")
 EMBEDDINGS = "embeddings"

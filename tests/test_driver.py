@@ -12,8 +12,6 @@ import numpy as np
 import pytest
 
 from collapse_jax import driver
-from collapse_jax import gaussian as G
-from collapse_jax import schedules as S
 
 # every test but the sharding one (the Gaussian recursion, which has no native kernel: the same run either way) also
 # runs in the pure-JAX pass (COLLAPSE_JAX_NATIVE=0)
