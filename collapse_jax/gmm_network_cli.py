@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import time
 
 import numpy as np
@@ -72,7 +73,13 @@ class GmmNetworkOptions:
             points_per_step=self.points_per_step, beta=self.beta, dirichlet_a=self.dirichlet_a, eps=self.eps,
             num_human=self.human, pi_ref=self.pi_ref, alpha=self.alpha, c=self.c,
         ).items() if v is not None}
-        return gn.paper_config(PRESETS[self.preset], **overrides)
+        try:
+            return gn.paper_config(PRESETS[self.preset], **overrides)
+        except ValueError as exc:  # the configuration's own names for three of the flags: name the flag too
+            message = str(exc)
+            for name, flag in (("num_steps", "--steps"), ("num_models", "--models"), ("num_human", "--human")):
+                message = re.sub(rf"\b{name}\b", f"{flag} ({name})", message)
+            raise ValueError(message) from None
 
 
 def add_parser(sub) -> None:

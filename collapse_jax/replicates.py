@@ -30,8 +30,9 @@ def root_key(seed: int | jax.Array) -> jax.Array:
 def replicate_keys(seed: int | jax.Array, start: int, count: int) -> jax.Array:
     """Keys of replicates ``start .. start+count-1``: ``fold_in(root_key(seed), index)``."""
     root = root_key(seed)
-    idx = jnp.asarray(np.arange(start, start + count, dtype=np.uint64).astype(np.uint32))  # a padded chunk may run
-    # past 2**32 - 1: its indices wrap (those replicates are dropped; _checks.replicate_range bounds the kept ones)
+    # a padded chunk may run past 2**32 - 1: its indices wrap (those replicates are dropped, and
+    # _checks.replicate_range keeps the others below 2**32)
+    idx = jnp.asarray(np.arange(start, start + count, dtype=np.uint64).astype(np.uint32))
     return jax.vmap(lambda i: jax.random.fold_in(root, i))(idx)
 
 

@@ -751,7 +751,8 @@ def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z, *, c
         if np.any(small):
             centre_1, sd_1, _ = _jackknife_centre_sd(l_hat, loo._replace(pair_mean=None), dim, n, num_points)
             centre, sd = jnp.where(small, centre_1, centre), jnp.where(small, sd_1, sd)
-            crit = jnp.where(small, jackknife_critical_value(dim, n_np, z), crit)
+            where = jnp.where if isinstance(crit, jax.core.Tracer) else np.where  # NumPy stays NumPy (float64)
+            crit = where(small, jackknife_critical_value(dim, n_np, z), crit)
     nan = jnp.asarray(jnp.nan, jnp.result_type(centre, sd))
     return Interval(jnp.where(ok, centre, nan), jnp.where(ok, crit * sd, nan))
 
@@ -872,9 +873,10 @@ def _gaussian_jackknife_quantile(dim: int, n: int, z: float, reps: int) -> float
     big_n = 1e12
     with one_blas_thread():  # every block at once (the same draws, block after block, as one block at a time)
         stats = numpy_batched_block_stats(rng.standard_normal((reps, n, dim)).astype(np.float32))  # (reps, 9)
-    loo = LeaveOneOut(*(jnp.asarray(stats[:, k]) for k in range(2, stats.shape[1])))._replace(pair_mean=None)
-    iv = jackknife_interval(jnp.asarray(stats[:, 0] + dim * math.log(big_n / n)), loo, dim, n, big_n, 1.0,
-                            calibrate=False)  # the small-block construction: one-step centre, every variance factor
+    with jax.ensure_compile_time_eval():  # computed now even when a jit trace asks for it (its operands are constants)
+        loo = LeaveOneOut(*(jnp.asarray(stats[:, k]) for k in range(2, stats.shape[1])))._replace(pair_mean=None)
+        iv = jackknife_interval(jnp.asarray(stats[:, 0] + dim * math.log(big_n / n)), loo, dim, n, big_n, 1.0,
+                                calibrate=False)  # the small-block construction: one-step centre, every variance factor
     pivots = np.abs(dim * math.log(big_n) - np.asarray(iv.center)) / np.asarray(iv.half_width)
     return float(np.quantile(pivots, 2.0 * _norm.cdf(z) - 1.0))
 

@@ -103,6 +103,7 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["validate", "--replicates", "1"], "replicates must be an integer >= 2"),
     (["recursions-fig3", "--replicates", "1"], "replicates must be an integer >= 2"),
     (["recursions-c2", "--replicates", "1"], "replicates must be an integer >= 2"),
+    (["gmm-network", "--steps", "0"], r"--steps \(num_steps\) must be an integer >= 1"),
 ])
 def test_more_bad_values_are_rejected_before_anything_runs(argv, message, tmp_path, capsys, monkeypatch):
     """Found by an audit: each of these ran, or failed late with a message that named no flag."""
