@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from collapse_jax import _checks
+
 _E1 = np.exp(-1.0)
 _E2 = np.exp(-2.0)
 
@@ -57,18 +59,21 @@ def schedule(*, num_models: int, num_components: int, points_per_step: int, beta
              num_human: int = 0, alpha=None, c=None) -> Schedule:
     """``|A(t)| = m0 + n L t``, ``k_t = floor(beta |A(t)|)``; ``alpha``/``c`` None = paper's ``1/k_t``, ``1/(k_t B^2)``,
     else a float or an array over t = 0..T-1 (used only where ``k_t > 0``)."""
-    if not 0.0 < beta <= 1.0:
-        raise ValueError(f"beta must lie in (0, 1], got {beta!r}")
-    T = int(num_steps)
+    _checks.in_interval("beta", beta, 0.0, 1.0, low_open=True)
+    _checks.positive_int("num_models", num_models)
+    _checks.positive_int("num_components", num_components)
+    _checks.positive_int("points_per_step", points_per_step)
+    _checks.nonnegative_int("num_human", num_human)
+    T = _checks.nonnegative_int("num_steps", num_steps)
     size = num_human + num_models * points_per_step * np.arange(T + 1)
     k = np.floor(beta * size[:T]).astype(np.int64)  # same expression as the reference simulator
     kk = np.maximum(k, 1).astype(np.float64)
     a = _per_step("alpha", alpha, 1.0 / kk, T)
     cc = _per_step("c", c, 1.0 / (kk * num_components**2), T)
-    if np.any((k > 0) & ((a < 0) | (a > 1))):
+    if np.any((k > 0) & ~((a >= 0) & (a <= 1))):  # NaN fails too
         raise ValueError("alpha_t must lie in [0, 1]")
-    if np.any((k > 0) & (cc * num_components >= 1)):
-        raise ValueError("c_t must satisfy B c_t < 1")
+    if np.any((k > 0) & ~((cc >= 0) & (cc * num_components < 1))):
+        raise ValueError("c_t must satisfy 0 <= B c_t < 1")
     a = np.where(k > 0, a, 0.0)
     cc = np.where(k > 0, cc, 0.0)
     return Schedule(size.astype(np.int64), k, a, cc)
@@ -121,12 +126,14 @@ def mean_field(pi0, *, points_per_step: int, beta: float, num_steps: int, num_hu
     ``pibar(t) = (m0 pi_ref + L sum_{t' < t} sum_i E[Pi_i(t')]) / |A(t)|`` (each point carries its generator's weights;
     human points carry ``pi_ref``). Exact for the expectation of the linearised network (``docs/gmm_theory.md``, Sec. 2).
     """
-    pi0 = np.asarray(pi0, np.float64)
+    pi0 = _checks.finite_array("pi0", pi0, shape=(None, None))
     n, B = pi0.shape
-    L, T = points_per_step, int(num_steps)
+    for i, row in enumerate(pi0):
+        _checks.simplex_vector(f"pi0[{i}]", row, B)
+    L, T = points_per_step, num_steps
     s = schedule(num_models=n, num_components=B, points_per_step=L, beta=beta, num_steps=T, num_human=num_human,
                  alpha=alpha, c=c)
-    ref = np.full(B, 1.0 / B) if pi_ref is None else np.asarray(pi_ref, np.float64)
+    ref = np.full(B, 1.0 / B) if pi_ref is None else _checks.simplex_vector("pi_ref", pi_ref, B)
     out = np.empty((T + 1, n, B))
     out[0] = pi0
     posted = num_human * ref  # sum of generator weights over the points of A(t)
@@ -171,7 +178,8 @@ class Moments(NamedTuple):
 def dirichlet_moments(a: float, num_components: int):
     """First and second moments of ``p ~ Dirichlet(a, ..., a)``: ``E p_b = 1/B``,
     ``E p_b p_b' = a (a + [b = b']) / (B a (B a + 1))``. Returns ``(mean (B,), second (B, B))``."""
-    B = num_components
+    B = _checks.positive_int("num_components", num_components)
+    a = _checks.in_interval("dirichlet_a", a, 0.0, np.inf, low_open=True, high_open=True)
     A = B * a
     mean = np.full(B, 1.0 / B)
     second = (a * a + a * np.eye(B)) / (A * (A + 1.0))
@@ -186,14 +194,16 @@ def initial_moments(*, num_models: int, num_components: int, pi0=None, dirichlet
     if (pi0 is None) == (dirichlet_a is None):
         raise ValueError("give exactly one of pi0 and dirichlet_a")
     if pi0 is not None:
-        m = np.asarray(pi0, np.float64).reshape(n, B)
+        m = _checks.finite_array("pi0", pi0, shape=(n, B))
+        for i, row in enumerate(m):
+            _checks.simplex_vector(f"pi0[{i}]", row, B)
         S = np.einsum("ib,jc->ijbc", m, m)
     else:
         mean, second = dirichlet_moments(dirichlet_a, B)
         m = np.tile(mean, (n, 1))
         S = np.einsum("ib,jc->ijbc", m, m)
         S[np.arange(n), np.arange(n)] = second
-    ref = np.full(B, 1.0 / B) if pi_ref is None else np.asarray(pi_ref, np.float64)
+    ref = np.full(B, 1.0 / B) if pi_ref is None else _checks.simplex_vector("pi_ref", pi_ref, B)
     if num_human > 0:
         g = ref.copy()
         G = np.outer(ref, ref) + (np.diag(ref) - np.outer(ref, ref)) / num_human
@@ -271,7 +281,7 @@ def second_moment(*, num_models: int = 3, num_components: int = 2, points_per_st
     Returns a dict of arrays over t:
     ``dnorm2`` (T+1,) = E||D(t)||_F^2; ``pair_sq`` (T+1, n, n); ``mean`` (T+1, n, B) = E[Pi_i(t)];
     ``composition_mean`` (T+1, B) = E[f(t)]; ``diversity`` (T+1,) = E[1 - ||f(t)||^2]; ``k`` (T,)."""
-    n, B, T = num_models, num_components, int(num_steps)
+    n, B, T = num_models, num_components, _checks.nonnegative_int("num_steps", num_steps)
     if pi0 is None and dirichlet_a is None:
         dirichlet_a = 1.0
     s = schedule(num_models=n, num_components=B, points_per_step=points_per_step, beta=beta, num_steps=T,

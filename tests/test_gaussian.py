@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 import gaussian_reference as ref
 from collapse_jax import gaussian as G
@@ -61,3 +61,23 @@ def test_bad_input():
         G.simulate(0, 0.0, 1.0, alpha, S.constant_size(1, T))
     with pytest.raises(ValueError, match="alpha"):
         G.simulate(0, 0.0, 1.0, alpha * 2, n)
+
+
+def test_pure_synthetic_w2_keeps_its_precision_for_any_n():
+    """An audit (2026-12-02): 1 - prod c(n - 1) from exp(gammaln - gammaln) cancelled, so E W2^2 was 33 % off at
+    n = 1e8 and negative from n = 1e9, while the simulator accepts such n. Now from the log of the product (an
+    asymptotic series for large n): E W2^2 = sigma^2 sum_s 1/n_s + 2 sigma^2 (1 - prod_s c_s) with
+    1 - c = 1/(4(n-1)) - 1/(32(n-1)^2) + ..., and continuous where the series takes over (m = n - 1 = 64)."""
+    for n in (1e6, 1e9, 1e14):
+        m = n - 1
+        one_minus_c = 1 / (4 * m) - 1 / (32 * m ** 2)  # to O(m^-3)
+        steps = np.arange(1, 5)
+        want = 1.3 ** 2 * (steps / n - 2 * np.expm1(steps * np.log1p(-one_minus_c)))
+        np.testing.assert_allclose(G.pure_synthetic_w2(1.3, np.full(4, n)), want, rtol=1e-9)
+    below, above = G.pure_synthetic_w2(1.0, np.full(2, 64.0)), G.pure_synthetic_w2(1.0, np.full(2, 65.0))
+    gammaln_form = lambda n: 1 / n + 2 * (1 - np.exp(0.5 * np.log(2 / (n - 1)) + special.gammaln(n / 2)
+                                                    - special.gammaln((n - 1) / 2)))
+    np.testing.assert_allclose([below[0], above[0]], [gammaln_form(64.0), gammaln_form(65.0)], rtol=1e-10)
+    for bad, message in [(dict(sigma=float("nan")), "sigma must lie in"), (dict(n=np.array([1.0, 5.0])), "at least 2")]:
+        with pytest.raises(ValueError, match=message):
+            G.pure_synthetic_w2(bad.get("sigma", 1.0), bad.get("n", np.array([3.0, 5.0])))

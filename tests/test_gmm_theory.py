@@ -300,3 +300,23 @@ def test_median_over_rms_two_components():
     d = np.sqrt(4 * 4 * ((p - p.mean(1, keepdims=True)) ** 2).sum(1))
     ratio = np.median(d) / np.sqrt(np.mean(d**2))
     assert abs(ratio - gt.quantile_over_rms_two_components(4)) < 0.01
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(pi0=np.full((2, 3), 1 / 3)), r"pi0 must have shape \(3, 2\), got \(2, 3\)"),
+    (dict(pi0=[[0.5, 0.7], [0.5, 0.5], [0.5, 0.5]]), r"pi0\[0\] must lie on the simplex"),
+    (dict(dirichlet_a=-1.0), r"dirichlet_a must lie in \(0\.0, inf\)"),
+    (dict(dirichlet_a=0.0), r"dirichlet_a must lie in \(0\.0, inf\)"),
+    (dict(alpha=np.nan), r"alpha_t must lie in \[0, 1\]"),
+    (dict(c=np.nan), "c_t must satisfy"),
+    (dict(points_per_step=-3), "points_per_step must be an integer >= 1"),
+    (dict(num_human=-5), "num_human must be an integer >= 0"),
+    (dict(num_steps=2.7), "num_steps must be an integer >= 0"),
+    (dict(beta=np.nan), r"beta must lie in \(0\.0, 1\.0\]"),
+    (dict(num_human=4, pi_ref=[0.2, 0.3, 0.5]), r"pi_ref must have shape \(2\)"),
+])
+def test_the_moment_recursion_refuses_what_the_simulator_refuses(kwargs, message):
+    """An audit (2026-12-02): these ran, giving E||D||^2 = -6 (Dirichlet a = -1), NaN trajectories, off-simplex rows
+    from a silently reshaped pi0, a truncated T, or NumPy's own broadcast errors."""
+    with pytest.raises(ValueError, match=message):
+        gt.second_moment(num_steps=kwargs.pop("num_steps", 5), **kwargs)
