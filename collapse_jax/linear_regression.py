@@ -107,20 +107,33 @@ def simulate(seed, w_star, sigma: float, config: LinearRegressionConfig, num_rep
                                  desc="linear-regression replicates")
 
 
+def _error_scale(sigma: float, dim: int, num_samples: int) -> float:
+    """``sigma^2 d / (T - d - 1)``, the laws' common factor, from checked arguments (``T >= d + 2``, as the
+    simulator requires: the inverse-Wishart mean needs it)."""
+    sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
+    dim = _checks.positive_int("dim", dim)
+    num_samples = _checks.positive_int("num_samples", num_samples)
+    if num_samples < dim + 2:
+        raise ValueError(f"num_samples T must be at least dim + 2 = {dim + 2}, got {num_samples}")
+    return sigma ** 2 * dim / (num_samples - dim - 1)
+
+
 def replace_error(sigma: float, dim: int, num_samples: int, num_iterations: int) -> np.ndarray:
     """``sigma^2 d n / (T - d - 1)`` for n = 1..num_iterations (seed 004)."""
-    return sigma ** 2 * dim / (num_samples - dim - 1) * np.arange(1, num_iterations + 1)
+    scale = _error_scale(sigma, dim, num_samples)
+    return scale * np.arange(1, _checks.positive_int("num_iterations", num_iterations) + 1)
 
 
 def accumulate_error(sigma: float, dim: int, num_samples: int, num_iterations: int) -> np.ndarray:
     """``sigma^2 d / (T - d - 1) sum_{i<=n} 1/i^2`` for n = 1..num_iterations (seed 004)."""
-    i = np.arange(1, num_iterations + 1)
-    return sigma ** 2 * dim / (num_samples - dim - 1) * np.cumsum(1.0 / i ** 2)
+    scale = _error_scale(sigma, dim, num_samples)
+    i = np.arange(1, _checks.positive_int("num_iterations", num_iterations) + 1)
+    return scale * np.cumsum(1.0 / i ** 2)
 
 
 def accumulate_bound(sigma: float, dim: int, num_samples: int) -> float:
     """``sigma^2 d / (T - d - 1) pi^2 / 6``."""
-    return sigma ** 2 * dim / (num_samples - dim - 1) * math.pi ** 2 / 6
+    return _error_scale(sigma, dim, num_samples) * math.pi ** 2 / 6
 
 
 def validation_rows(table, *, num_replicates: int, seed: int) -> None:

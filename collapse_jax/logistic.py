@@ -303,7 +303,10 @@ def fisher_information(beta, intercept: float, *, nodes: int = 96) -> np.ndarray
     Along ``u = x . beta / |beta|`` the weight is ``w(u) = sigmoid'(b_0 + |beta| u)``; orthogonal directions are
     independent of ``u``, so ``I`` is built from ``E w``, ``E w u``, ``E w u^2`` and rotated back.
     """
-    b = _checks.finite_array("beta", beta)
+    b = _checks.finite_array("beta", beta, shape=(None,))
+    if b.shape[0] < 1:
+        raise ValueError("beta must have at least one coefficient, got shape (0,)")
+    intercept = _checks.in_interval("intercept", intercept, -math.inf, math.inf, low_open=True, high_open=True)
     d = b.shape[0]
     norm = float(np.linalg.norm(b))
     u, wq = np.polynomial.hermite_e.hermegauss(nodes)

@@ -49,3 +49,20 @@ def test_bad_input():
         LR.simulate(0, W, 0.0, LR.LinearRegressionConfig(4, 12, 3), 5)
     with pytest.raises(ValueError, match="w_star"):
         LR.simulate(0, W[:2], 1.0, LR.LinearRegressionConfig(4, 12, 3), 5)
+
+
+def test_the_laws_refuse_what_the_simulator_refuses():
+    """An audit (2026-12-02): replace_error(1, 5, 6, 3) was a ZeroDivisionError, dim = -1 gave negative errors,
+    sigma = NaN NaN; logistic.fisher_information(1.0, 0) an IndexError and a NaN intercept NaN."""
+    from collapse_jax import logistic
+
+    for args, message in [((1.0, 5, 6, 3), r"num_samples T must be at least dim \+ 2 = 7, got 6"),
+                          ((1.0, -1, 6, 3), "dim must be an integer >= 1"),
+                          ((float("nan"), 2, 6, 3), r"sigma must lie in \(0\.0, inf\)"),
+                          ((1.0, 2, 6, 0), "num_iterations must be an integer >= 1")]:
+        for law in (LR.replace_error, LR.accumulate_error):
+            with pytest.raises(ValueError, match=message):
+                law(*args)
+    for args, message in [((1.0, 0.0), r"beta must have shape \(\?\)"), (([1.0], float("nan")), "intercept")]:
+        with pytest.raises(ValueError, match=message):
+            logistic.fisher_information(*args)
