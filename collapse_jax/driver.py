@@ -13,8 +13,9 @@ A simulator exposes, for ONE replicate (docs/driver.md):
 
 ``params`` is a pytree of arrays (what may vary across a grid), ``config`` a frozen, hashable dataclass (static).
 :func:`scan_kernel` turns these into ``kernel(key, params, config) -> records`` for one replicate; the driver calls
-it for replicates ``first .. first + R - 1`` with keys ``fold_in(key(seed), index)``, so results never depend on
-chunking, padding or the number of devices (tests/test_driver.py). The driver is the only place that vmaps, jits,
+it for replicates ``first .. first + R - 1`` with keys ``fold_in(key(seed), index)``, so the draws never depend on
+chunking, padding or the number of devices (tests/test_driver.py; results only in the last bits where XLA compiles a
+reduction differently for another batch width, docs/driver.md). The driver is the only place that vmaps, jits,
 shards and chunks.
 """
 

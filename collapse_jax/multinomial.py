@@ -656,6 +656,8 @@ def simulate(seed: int | jax.Array, p, alpha, n, config: MultinomialConfig = Mul
                          "use backend='jax' with float64")
     if chunk_size is not None:
         chunk_size = _checks.positive_int("chunk_size", chunk_size)
+    if memory_budget is not None:  # checked whatever the backend (the native one does not use it)
+        _checks.positive_int("memory_budget", memory_budget)
     grid, alpha2, n2 = schedules.as_grid(alpha, n)
     if config.regime == "filter":
         alpha2, kappa2 = filter_schedules(alpha2, config.type1, config.type2)

@@ -90,9 +90,14 @@ def geometric_size(base: int, rate: float, num_steps: int) -> np.ndarray:
 # --- validation of user-supplied arrays ----------------------------------------------------------------------------
 def _schedule_array(name: str, value: Any, num_steps: int | None) -> np.ndarray:
     """A finite float64 copy of a schedule of shape (num_steps + 1,) or (grid, num_steps + 1), or a clear error."""
+    raw = np.asarray(value)
+    if raw.dtype == bool or np.iscomplexobj(raw):
+        raise ValueError(f"{name} must hold real numbers, got dtype {raw.dtype}")
     arr = np.array(_checks.finite_array(name, value), dtype=np.float64)
     if arr.ndim not in (1, 2):
         raise ValueError(f"{name} must be a 1-D schedule (or a 2-D grid of schedules), got shape {arr.shape}")
+    if arr.ndim == 2 and arr.shape[0] == 0:
+        raise ValueError(f"{name} is a grid of no schedules (shape {arr.shape})")
     if num_steps is not None and arr.shape[-1] != num_steps + 1:
         raise ValueError(f"{name} must have length num_steps + 1 = {num_steps + 1} (t = 0..{num_steps}), "
                          f"got {arr.shape[-1]}")
@@ -130,6 +135,9 @@ def check_pair(alpha: Any, n: Any) -> tuple[np.ndarray, np.ndarray]:
     if alpha.shape[-1] != n.shape[-1]:
         raise ValueError(f"alpha and n must have the same length (num_steps + 1), got {alpha.shape[-1]} "
                          f"and {n.shape[-1]}")
+    if alpha.ndim == n.ndim == 2 and alpha.shape[0] != n.shape[0] and 1 not in (alpha.shape[0], n.shape[0]):
+        raise ValueError(f"alpha and n are grids of {alpha.shape[0]} and {n.shape[0]} schedules; give grids of "
+                         "the same size (or one schedule for all)")
     return alpha, n
 
 

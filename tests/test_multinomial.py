@@ -512,3 +512,16 @@ def test_the_theory_refuses_what_the_simulators_refuse():
     with jax.enable_x64(True):
         with pytest.raises(ValueError, match=r"exceeds 2\*\*53"):
             M.simulate(0, [0.3, 0.7], alpha, np.full(4, 1e17), M.MultinomialConfig("replace"), 4)
+
+
+def test_schedules_refuse_bools_mismatched_and_empty_grids():
+    """An audit (2026-12-02): n = [True] * 4 ran as n = 1, grids of 2 and 3 schedules failed in NumPy's broadcast
+    naming neither, a grid of no schedules returned an empty array, memory_budget = -5 was ignored natively."""
+    alpha, n = S.constant_alpha(0.5, 3), np.full(4, 10)
+    for a, m, message in [(alpha, [True] * 4, "n must hold real numbers, got dtype bool"),
+                          (np.tile(alpha, (2, 1)), np.tile(n, (3, 1)), "grids of 2 and 3 schedules"),
+                          (np.zeros((0, 4)), n, "a grid of no schedules")]:
+        with pytest.raises(ValueError, match=message):
+            M.replace_risk([0.3, 0.7], a, m)
+    with pytest.raises(ValueError, match="memory_budget must be an integer >= 1"):
+        M.simulate(0, [0.3, 0.7], alpha, n, M.MultinomialConfig("replace"), 4, memory_budget=-5)
