@@ -183,9 +183,9 @@ def run(cfg: C2Config, out: str | None) -> int:
     runners = {m: model_runner(m, cfg, settings(steps[m], bases[m]), p) for m in models}  # all checked first
     folder = RunFolder.create("recursions-c2", out)
     folder.start({"command": "recursions-c2", "models": models, "p": p,
-                         "settings": {m: names(bases[m]) for m in models}, "steps": steps, "base": bases,
-                         "replicates": cfg.replicates, "seed": cfg.seed, "gaussian": GAUSSIAN, "gmm": MR.SEED003_C2,
-                         "gmm_max_iter": cfg.gmm_max_iter, "logistic": L.SEED003_C2})
+                  "settings": {m: names(bases[m]) for m in models}, "steps": steps, "base": bases,
+                  "replicates": cfg.replicates, "seed": cfg.seed, "gaussian": GAUSSIAN, "gmm": MR.SEED003_C2,
+                  "gmm_max_iter": cfg.gmm_max_iter, "logistic": L.SEED003_C2})
     results, timings = {}, {}
     for m in models:
         t0 = time.perf_counter()

@@ -61,7 +61,7 @@ def run(cfg: MultinomialFigureConfig, out: str | None) -> int:
     M.check_inputs(p, alpha, n, M.MultinomialConfig())
     folder = RunFolder.create("recursions-fig2", out)
     folder.start({"command": "recursions-fig2", "p": p, "alphas": ALPHAS, "sizes": SIZES,
-                         "num_steps": cfg.steps, "replicates": cfg.replicates, "seed": cfg.seed})
+                  "num_steps": cfg.steps, "replicates": cfg.replicates, "seed": cfg.seed})
     losses, theory = {}, {}
     for regime in ("replace", "accumulate"):
         mcfg = M.MultinomialConfig(regime)

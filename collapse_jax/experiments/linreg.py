@@ -51,8 +51,8 @@ def run(cfg: LinregConfig, out: str | None) -> int:
     w_star = np.full(d, 1.0 / np.sqrt(d))  # the error does not depend on w*; a unit vector
     folder = RunFolder.create("recursions-linreg", out)
     folder.start({"command": "recursions-linreg", "dim": d, "num_samples": t_samples, "sigma": sigma,
-                         "iterations": iterations, "replicates": reps, "seed": cfg.seed, "w_star": w_star,
-                         "design": "x ~ N(0, I_d); one fixed design X per replicate, drawn afresh for each replicate"})
+                  "iterations": iterations, "replicates": reps, "seed": cfg.seed, "w_star": w_star,
+                  "design": "x ~ N(0, I_d); one fixed design X per replicate, drawn afresh for each replicate"})
     errors, theory = {}, {"replace": LR.replace_error(sigma, d, t_samples, iterations),
                           "accumulate": LR.accumulate_error(sigma, d, t_samples, iterations)}
     with bar(2, "recursions-linreg regimes", "regime") as pbar:

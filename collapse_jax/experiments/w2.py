@@ -75,8 +75,8 @@ def run(cfg: W2Config, out: str | None) -> int:
     alpha = S.pure_synthetic_alpha(generations)
     folder = RunFolder.create("recursions-w2", out)
     folder.start({"command": "recursions-w2", "mu": mu, "sigma": sigma, "settings": names,
-                         "generations": generations, "replicates": reps, "seed": cfg.seed,
-                         "estimator": "sample mean, unbiased sample variance; pure synthetic (alpha_t = 0), replace"})
+                  "generations": generations, "replicates": reps, "seed": cfg.seed,
+                  "estimator": "sample mean, unbiased sample variance; pure synthetic (alpha_t = 0), replace"})
     losses = []
     with bar(len(names), "recursions-w2 settings", "setting") as pbar:
         for n_g in n:
