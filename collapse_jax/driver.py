@@ -194,7 +194,14 @@ def map_chunks(run: Callable[[jax.Array], Any], num_replicates: int, seed: int |
         for start in range(0, R, chunk):
             count = min(chunk, R - start)
             keys = replicate_keys(seed, first + start, chunk if pad else count)
-            out = run(keys)
+            try:
+                out = run(keys)
+            except jax.errors.JaxRuntimeError as exc:  # the chunk size comes from the outputs' size only, not the
+                if "RESOURCE_EXHAUSTED" not in str(exc):  # kernel's working memory: say what to change
+                    raise
+                raise ValueError(f"a chunk of {keys.shape[0]} replicates needs more device memory than is available "
+                                 f"({str(exc).splitlines()[0][:200]}); pass a smaller chunk_size or memory_budget"
+                                 ) from None
             outs.append(jax.tree.map(lambda x: np.take(np.asarray(x), np.arange(count), axis=replicate_axis), out))
             if start == 0 and count < R:  # the chunks and their concatenation all stay on the host: refused now
                 each = sum(x.nbytes for x in jax.tree.leaves(outs[0])) // count

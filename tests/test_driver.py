@@ -151,3 +151,19 @@ def test_seeds_replicate_ranges_and_host_memory_are_checked_before_most_compute(
     with pytest.raises(ValueError, match=r"num_replicates \(outputs on the host\)=100000 needs about"):
         driver.map_chunks(run, 100_000, 0, 10)
     assert calls == [10]  # refused after the first chunk, not at the end
+
+
+def test_a_chunk_that_exhausts_device_memory_is_a_clear_error():
+    """An audit (2026-12-02): the default chunk is sized from the outputs, not the kernel's working memory, so a
+    large kernel could fail in XLA with RESOURCE_EXHAUSTED; that now says which argument to lower."""
+    def run(keys):
+        raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 48000800640 bytes.")
+
+    with pytest.raises(ValueError, match="a chunk of 8 replicates needs more device memory .* chunk_size"):
+        driver.map_chunks(run, 8, 0, 8)
+
+    def other(keys):
+        raise jax.errors.JaxRuntimeError("INTERNAL: something else")
+
+    with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
+        driver.map_chunks(other, 8, 0, 8)
