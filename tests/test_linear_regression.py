@@ -1,6 +1,5 @@
 """Seed 004 linear regression: NumPy reference, exact error formulas, contract, bad input."""
 
-import jax
 import numpy as np
 import pytest
 from scipy import stats
