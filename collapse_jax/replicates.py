@@ -14,16 +14,21 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 AXIS = "replicas"
 
 
+def is_prng_key(value) -> bool:
+    """Whether ``value`` is a PRNG key: typed (``jax.random.key``) or a raw uint32 one (``jax.random.PRNGKey``)."""
+    if isinstance(value, jax.Array) and jnp.issubdtype(value.dtype, jax.dtypes.prng_key):
+        return True
+    return isinstance(value, (jax.Array, np.ndarray)) and value.dtype == np.uint32 and value.shape[-1:] == (2,)
+
+
 def root_key(seed: int | jax.Array) -> jax.Array:
     """A typed PRNG key from an integer seed (keys pass through unchanged)."""
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         if not -2**63 <= int(seed) < 2**63:
             raise ValueError(f"seed must be an integer in [-2**63, 2**63 - 1] or a PRNG key, got {seed}")
         return jax.random.key(int(seed))
-    if isinstance(seed, jax.Array) and jnp.issubdtype(seed.dtype, jax.dtypes.prng_key):
+    if is_prng_key(seed):
         return seed
-    if isinstance(seed, (jax.Array, np.ndarray)) and seed.dtype == np.uint32 and seed.shape[-1:] == (2,):
-        return seed  # a raw uint32 key (jax.random.PRNGKey)
     raise ValueError(f"seed must be an integer or a PRNG key (jax.random.key), got {type(seed).__name__} {seed!r}")
 
 

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from collapse_jax import _checks, spectral
+from collapse_jax.replicates import is_prng_key
 
 
 class TrackValues(NamedTuple):
@@ -141,9 +142,10 @@ def step(state: MonitorState, embeddings, config: MonitorConfig) -> tuple[Monito
         block = normalize_rows(block)
     with jax.enable_x64(True):
         vals = tracks(spectral.gram(jnp.asarray(block, jnp.float64)), config.n, state.num_points, config.eps)
-    exact = config.n == state.num_points and config.eps == 0  # the gain is +inf there by design (tracks)
-    if not all(np.isfinite(float(v)) for v in (vals.envelope, vals.u_lln, vals.u_cov, *([] if exact else
-                                                                                       [vals.gain]))):
+    checked = [vals.envelope, vals.u_lln, vals.u_cov]
+    if not (config.n == state.num_points and config.eps == 0):  # there the gain is +inf by design (tracks)
+        checked.append(vals.gain)
+    if not all(np.isfinite(float(v)) for v in checked):
         raise ValueError("G_1 + eps I is not positive definite at this checkpoint; use a larger eps")
     base = state.history[0] if state.history else vals
     if spectral.jackknife_min_block(state.dim) <= config.n <= state.num_points:
@@ -180,9 +182,7 @@ class SigmaMonitor:
 
     def __post_init__(self):
         MonitorConfig(self.n, self.eps, self.normalize, self.level)  # checks the settings now, not at an update
-        typed = isinstance(self.key, jax.Array) and jnp.issubdtype(self.key.dtype, jax.dtypes.prng_key)
-        raw = isinstance(self.key, (jax.Array, np.ndarray)) and self.key.dtype == np.uint32 and self.key.shape == (2,)
-        if not (typed or raw):
+        if not is_prng_key(self.key):
             raise ValueError(f"key must be a PRNG key, e.g. jax.random.key(0), got {type(self.key).__name__}")
 
     @property

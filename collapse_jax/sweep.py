@@ -44,6 +44,7 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
+from collapse_jax.results import config_differences
 from collapse_jax.sweep_models import MODELS, SweepModel
 from collapse_jax.sweep_spec import SweepSpec
 
@@ -265,8 +266,8 @@ def _open(path: Path, spec: SweepSpec, *, create: bool, resume: bool):
     root = zarr.open_group(str(path), mode="r+")
     stored = json.loads(root.attrs["sweep"])
     given = json.loads(json.dumps(spec.to_dict(), sort_keys=True))
-    differ = sorted(k for k in set(stored) | set(given)
-                    if k not in _HOW_TO_RUN and stored.get(k) != given.get(k))
+    differ = config_differences({k: v for k, v in stored.items() if k not in _HOW_TO_RUN},
+                                {k: v for k, v in given.items() if k not in _HOW_TO_RUN})
     if differ:
         raise ValueError(f"out: the store at {path} holds another sweep (its specification differs in "
                          f"{', '.join(differ)}); use a new folder")

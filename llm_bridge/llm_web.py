@@ -49,7 +49,7 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
-from collapse_jax.results import RunFolder, atomic_savez, atomic_write_json
+from collapse_jax.results import RunFolder, atomic_savez, atomic_write_json, config_differences
 from llm_bridge.generators import Generator, Sampling
 
 MODES = ("context", "finetune")
@@ -449,7 +449,7 @@ def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None =
     if old is None:
         out.write_config(cfg.as_dict())
     elif old != cfg:
-        diff = sorted(k for k, v in cfg.as_dict().items() if old.as_dict().get(k) != v)
+        diff = "; ".join(config_differences(*(json.loads(json.dumps(c.as_dict())) for c in (old, cfg))))
         raise ValueError(f"{str(path)!r} holds an llm-web run with another configuration (differs in {diff}); "
                          "resume it with its own configuration or choose a new folder")
     started = time.perf_counter()
