@@ -145,9 +145,10 @@ def run_replicates(kernel: Kernel, params, config, num_replicates: int, seed: in
         ``jax.vmap``'s ``in_axes``: every grid point runs the same replicates (common random numbers).
       first_replicate: global index of the first replicate (a later call continues a run exactly).
       chunk_size: replicates per compiled call; default: as many as ``memory_budget`` allows.
-      memory_budget: bytes the outputs of one call may take (default: half the memory of the default device, as
-        :func:`collapse_jax._checks.available_memory_bytes` reports); intermediate arrays are assumed to need up to
-        eight times the outputs.
+      memory_budget: bytes one call may take (default: half the memory of the default device, as
+        :func:`collapse_jax._checks.available_memory_bytes` reports). Without ``chunk_size``, the chunk is first
+        sized for eight times the outputs, then cut down (and compiled again) while XLA's memory analysis of the
+        compiled call (temporaries, arguments, outputs) exceeds the budget.
       mesh: a one-axis device mesh (default: every device); each chunk is padded to a multiple of its size.
       lanes: see :func:`batched` (None: vmap).
       progress: show a bar in replicates (None: :func:`collapse_jax.progress.enabled`, i.e. ``--progress`` or
@@ -160,6 +161,8 @@ def run_replicates(kernel: Kernel, params, config, num_replicates: int, seed: in
     chunk = padded_count(chunk, mesh)  # every call the same shape: one compilation
     run = batched(kernel, config, grid_axes=grid_axes, mesh=mesh, lanes=lanes)
     params = jax.tree.map(jnp.asarray, params)
+    if chunk_size is None:  # the guess above knows the outputs only: fit the compiled call's working memory
+        chunk = fit_chunk(lambda keys: run.lower(keys, params), seed, chunk, mesh, memory_budget_bytes(memory_budget))
     return map_chunks(lambda keys: run(keys, params), R, seed, chunk, first_replicate=first_replicate,
                       replicate_axis=0 if grid_axes is None else 1, pad=True, progress=progress, desc=desc)
 
@@ -171,9 +174,41 @@ def chunk_replicates(num_replicates: int, mesh, chunk_size: int | None, memory_b
     rounded down to a multiple of the mesh size (at least one per device)."""
     if chunk_size is not None:
         return min(_checks.positive_int("chunk_size", chunk_size), num_replicates)
-    budget = memory_budget if memory_budget is not None else _checks.available_memory_bytes() // 2
-    budget = _checks.positive_int("memory_budget", budget)
+    budget = memory_budget_bytes(memory_budget)
     return min(max(mesh.size, budget // bytes_per_replicate() // mesh.size * mesh.size), num_replicates)
+
+
+def memory_budget_bytes(memory_budget: int | None) -> int:
+    """``memory_budget``, checked, or half the memory of the default device (host RAM on a CPU)."""
+    budget = memory_budget if memory_budget is not None else _checks.available_memory_bytes() // 2
+    return _checks.positive_int("memory_budget", budget)
+
+
+def call_bytes(lowered) -> int | None:
+    """Device bytes one call of a lowered computation needs by XLA's memory analysis of its compiled program
+    (temporaries, arguments and outputs, less what outputs alias), or None where the backend gives none. Compiles
+    it: the same compilation as the first call's, which jit's cache then reuses."""
+    stats = lowered.compile().memory_analysis()
+    if stats is None:
+        return None
+    return int(stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes
+               - stats.alias_size_in_bytes)
+
+
+def fit_chunk(lower: Callable[[jax.Array], Any], seed: int | jax.Array, chunk: int, mesh, budget: int) -> int:
+    """The replicates per call, at most ``chunk`` (a multiple of the mesh size), whose compiled call fits in
+    ``budget`` bytes by :func:`call_bytes` of ``lower(keys)``: ``chunk`` when it fits (no extra compilation), else
+    scaled down by the ratio and compiled again until it fits (once or twice: the need grows about linearly with
+    the chunk). ValueError when one replicate per device does not fit."""
+    while True:  # the chunk shrinks strictly each round, down to one replicate per device
+        need = call_bytes(lower(replicate_keys(seed, 0, chunk)))
+        if need is None or need <= budget:
+            return chunk
+        if chunk == mesh.size:
+            raise ValueError(f"one replicate per device needs {need / 2 ** 20:.4g} MiB of device memory in a call "
+                             f"(XLA's memory analysis), more than memory_budget = {budget / 2 ** 20:.4g} MiB; pass a "
+                             "larger memory_budget")
+        chunk = max(mesh.size, int(chunk * budget / need) // mesh.size * mesh.size)
 
 
 def map_chunks(run: Callable[[jax.Array], Any], num_replicates: int, seed: int | jax.Array, chunk: int, *,
@@ -196,8 +231,8 @@ def map_chunks(run: Callable[[jax.Array], Any], num_replicates: int, seed: int |
             keys = replicate_keys(seed, first + start, chunk if pad else count)
             try:
                 out = run(keys)
-            except jax.errors.JaxRuntimeError as exc:  # the chunk size comes from the outputs' size only, not the
-                if "RESOURCE_EXHAUSTED" not in str(exc):  # kernel's working memory: say what to change
+            except jax.errors.JaxRuntimeError as exc:  # a chunk_size given or a budget beyond what the device has
+                if "RESOURCE_EXHAUSTED" not in str(exc):  # left: say what to change
                     raise
                 raise ValueError(f"a chunk of {keys.shape[0]} replicates needs more device memory than is available "
                                  f"({str(exc).splitlines()[0][:200]}); pass a smaller chunk_size or memory_budget"

@@ -35,7 +35,9 @@ def test_chunks_padding_and_first_replicate_are_invisible():
         jax.tree.map(np.testing.assert_array_equal, chunked, whole)
     tail = driver.run_replicates(kernel, PARAMS, 4, 3, seed=3, first_replicate=4)
     np.testing.assert_array_equal(tail["path"], whole["path"][4:])
-    small = driver.run_replicates(kernel, PARAMS, 4, 7, seed=3, memory_budget=8 * 8 * 20)  # a few replicates/call
+    three = driver.call_bytes(driver.batched(kernel, 4, mesh=driver.replicate_mesh()).lower(
+        driver.replicate_keys(3, 0, 3), jax.tree.map(jnp.asarray, PARAMS)))  # a budget for 3 replicates a call
+    small = driver.run_replicates(kernel, PARAMS, 4, 7, seed=3, memory_budget=three)
     np.testing.assert_array_equal(small["path"], whole["path"])
     assert not np.array_equal(driver.run_replicates(kernel, PARAMS, 4, 7, seed=4)["path"], whole["path"])
 
@@ -167,3 +169,28 @@ def test_a_chunk_that_exhausts_device_memory_is_a_clear_error():
 
     with pytest.raises(jax.errors.JaxRuntimeError, match="INTERNAL"):
         driver.map_chunks(other, 8, 0, 8)
+
+
+def wide_kernel(key, params, config):
+    """A replicate whose working memory (a (config, 256) draw) dwarfs its output (one number)."""
+    return jnp.sum(jnp.cos(params * jax.random.normal(key, (config, 256))))
+
+
+def test_default_chunk_fits_the_compiled_calls_working_memory(monkeypatch):
+    """The first guess sizes a chunk from 8x its outputs (4 bytes a replicate here); XLA's memory analysis of the
+    compiled call (about 1 MiB a replicate of temporaries) then cuts it to the budget, with the same draws."""
+    whole = driver.run_replicates(wide_kernel, np.float32(1.5), 1024, 64, seed=2, chunk_size=64)
+    chunks = []
+    real = driver.map_chunks
+    monkeypatch.setattr(driver, "map_chunks", lambda run, R, seed, chunk, **kw: chunks.append(chunk)
+                        or real(run, R, seed, chunk, **kw))
+    budget = 16 * 2 ** 20
+    fitted = driver.run_replicates(wide_kernel, np.float32(1.5), 1024, 64, seed=2, memory_budget=budget)
+    np.testing.assert_allclose(fitted, whole, rtol=1e-13)  # the same draws; the sum's last bits vary with width
+    mesh = driver.replicate_mesh()
+    assert 8 * 4 * 64 < budget and mesh.size <= chunks[-1] < 64  # the outputs alone would have allowed all 64
+    need = driver.call_bytes(driver.batched(wide_kernel, 1024, mesh=mesh).lower(
+        driver.replicate_keys(2, 0, chunks[-1]), jnp.float32(1.5)))
+    assert need <= budget < 2 * need  # as large as fits, within the scaling's slack
+    with pytest.raises(ValueError, match="one replicate per device needs .* MiB .* memory_budget"):
+        driver.run_replicates(wide_kernel, np.float32(1.5), 1024, 64, seed=2, memory_budget=2 ** 16)
