@@ -47,6 +47,34 @@ def in_interval(name: str, value: Any, low: float, high: float, *, low_open: boo
     return x
 
 
+def is_traced(value: Any) -> bool:
+    """Whether ``value`` (or any leaf of it) is a JAX tracer, i.e. an argument inside ``jit``/``vmap``/``grad``: its
+    numbers are unknown there, so checks of values are skipped (checks of shapes still run)."""
+    import jax
+
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value))
+
+
+def array_in_interval(name: str, value: Any, low: float, high: float, *, low_open: bool = False,
+                      high_open: bool = False) -> np.ndarray:
+    """Return ``value`` as a float64 NumPy array, or raise if an entry is NaN or lies outside [low, high] (ends as
+    given); the message names the first such entry. A scalar is checked (and reported) as by :func:`in_interval`."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number or an array of numbers, got {value!r}") from None
+    if arr.ndim == 0:
+        return np.asarray(in_interval(name, value, low, high, low_open=low_open, high_open=high_open))
+    ok = (arr > low if low_open else arr >= low) & (arr < high if high_open else arr <= high)
+    ok &= np.isfinite(arr) | (np.isposinf(arr) & (high == math.inf)) | (np.isneginf(arr) & (low == -math.inf))
+    if not np.all(ok):
+        idx = tuple(int(i) for i in np.argwhere(~ok)[0])
+        left, right = ("(" if low_open else "["), (")" if high_open else "]")
+        raise ValueError(f"{name} must lie in {left}{low}, {high}{right} entrywise, got {name}{list(idx)} = "
+                         f"{float(arr[idx])!r}")
+    return arr
+
+
 def finite_array(name: str, value: Any, *, shape: tuple[int | None, ...] | None = None) -> np.ndarray:
     """Return ``value`` as a float64 NumPy array; raise on NaN/inf or on a shape that does not match."""
     arr = np.asarray(value, dtype=np.float64)

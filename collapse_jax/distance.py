@@ -9,6 +9,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from collapse_jax import _checks
+
 
 def _rows(name: str, x) -> jnp.ndarray:
     """``x`` as an array of rows (..., m, dim); a clear error for fewer than two axes (shapes are static, so this
@@ -62,12 +64,37 @@ def within_model_spread(x: jnp.ndarray) -> jnp.ndarray:
     return jnp.mean(_norm_of_square(jnp.sum(centred * centred, axis=-1)), axis=-1)
 
 
+def _check_distance_matrix(d: np.ndarray) -> None:
+    """Raise unless the square matrix ``d`` is real, finite, symmetric, >= 0 with a zero diagonal, each to within
+    ``sqrt(eps) * max|d|`` (``eps`` of ``d``'s floating dtype; float64's for integers)."""
+    if np.iscomplexobj(d):
+        raise ValueError(f"d must be a real distance matrix, got dtype {d.dtype}")
+    if not np.all(np.isfinite(d)):
+        i, j = np.argwhere(~np.isfinite(d))[0]
+        raise ValueError(f"d must be a distance matrix of finite numbers, got d[{i}, {j}] = {float(d[i, j])!r}")
+    dtype = d.dtype if np.issubdtype(d.dtype, np.floating) else np.float64
+    tol = float(np.sqrt(np.finfo(dtype).eps)) * float(np.abs(d).max(initial=0.0))
+    checks = ((d < -tol, "entries >= 0"), (np.abs(d - d.T) > tol, "symmetric, d[i, j] = d[j, i]"),
+              (np.diag(np.abs(np.diagonal(d)) > tol), "zero on the diagonal"))
+    for bad, what in checks:
+        if np.any(bad):
+            i, j = np.argwhere(bad)[0]
+            got = f"d[{i}, {j}] = {float(d[i, j])!r}" + (f", d[{j}, {i}] = {float(d[j, i])!r}" if i != j else "")
+            raise ValueError(f"d must be a distance matrix: {what} (to within {tol:.3g}), got {got}")
+
+
 def classical_mds(d: jnp.ndarray, num_components: int = 2) -> jnp.ndarray:
     """Classical (Torgerson) multidimensional scaling of a distance matrix ``d`` (m, m) -> coordinates (m, k).
 
     ``B = -1/2 J D^2 J`` with ``J = I - 11^T/m``; coordinates are the top ``k`` eigenvectors scaled by the square roots
     of their (clipped at 0) eigenvalues. Exact (up to rotation/reflection) when ``d`` is Euclidean in ``k`` dims.
     Each column's sign is fixed so that its entry of largest magnitude is positive (deterministic output).
+
+    ``d`` must be square (checked also under ``jit``) and, when concrete (not traced inside ``jit`` / ``vmap``),
+    a real distance matrix: finite, symmetric, entries >= 0 and a zero diagonal, each to within
+    ``sqrt(machine epsilon of d's dtype) * max|d|`` (3.5e-4 relative in float32); otherwise a ValueError says
+    which entry fails (an asymmetric, negative or non-zero-diagonal matrix gave coordinates without a meaning).
+    ``num_components`` is an integer in [1, m].
     """
     d = jnp.asarray(d)
     if d.ndim != 2 or d.shape[0] != d.shape[1]:
@@ -79,6 +106,8 @@ def classical_mds(d: jnp.ndarray, num_components: int = 2) -> jnp.ndarray:
             or not 1 <= num_components <= m:
         raise ValueError(f"num_components must be an integer in [1, {m}] (the number of points), "
                          f"got {num_components!r}")
+    if not _checks.is_traced(d):
+        _check_distance_matrix(np.asarray(d))
     j = jnp.eye(m, dtype=d.dtype) - 1.0 / m
     b = -0.5 * j @ (d * d) @ j
     w, v = jnp.linalg.eigh((b + b.T) / 2)

@@ -341,16 +341,29 @@ def expected_pair_sq_after_step(p_i, p_j, f, *, internet_size: int, k: int, alph
 def noise_floor_constant(beta: float) -> float:
     """``C_beta`` in the quasi-static fixed point ``E||Pi_i - Pi_j||^2 ~ C_beta (1 - ||f||^2) / k_t`` (alpha = 1/k,
     k -> infinity): ``C_beta = 1 - 2 beta (1 - e^-1)^2 / (1 - e^-2)``; 0.5379 at beta = 0.5. For B = 2 this is
-    ``E(p_i - p_j)^2 ~ C_beta f (1 - f) / k_t`` for the weight p of one component."""
+    ``E(p_i - p_j)^2 ~ C_beta f (1 - f) / k_t`` for the weight p of one component.
+
+    ``beta`` must lie in (0, 1], as in :func:`schedule` (a model draws ``k_t = floor(beta |A(t)|)`` of the
+    ``|A(t)|`` points without replacement); beyond 1.08 the formula went negative (``asymptotic_dnorm``: NaN)."""
+    beta = _checks.in_interval("beta", beta, 0.0, 1.0, low_open=True)
     return 1.0 - 2.0 * beta * (1.0 - _E1) ** 2 / (1.0 - _E2)
 
 
 def asymptotic_dnorm(t, *, num_models: int, points_per_step: int, beta: float, diversity: float):
     """Large-t law ``||D(t)||_F ~ sqrt(n (n-1) C_beta (1 - ||f||^2) / k_t)``, ``k_t ~ beta n L t``, i.e. a constant times
-    ``t^{-1/2}``; ``diversity`` is ``1 - ||f||^2`` (1/2 for two equally shared components)."""
-    t = np.asarray(t, np.float64)
+    ``t^{-1/2}``; ``diversity`` is ``1 - ||f||^2`` (1/2 for two equally shared components).
+
+    ``t`` (a float or an array) must be > 0 and finite: the law diverges at ``t = 0`` (it returned inf there, NaN
+    for ``t < 0``), where nothing has been posted yet (``k_0 = 0``); it describes large t only (about 10% off at
+    t = 20, 1% at t = 200, docs/gmm_theory.md Sec. 4). ``num_models`` and ``points_per_step`` are integers >= 1,
+    ``beta`` in (0, 1], ``diversity`` in [0, 1)."""
+    _checks.positive_int("num_models", num_models)
+    _checks.positive_int("points_per_step", points_per_step)
+    _checks.in_interval("diversity", diversity, 0.0, 1.0, high_open=True)
+    c_beta = noise_floor_constant(beta)
+    t = _checks.array_in_interval("t", t, 0.0, np.inf, low_open=True, high_open=True)
     k = beta * num_models * points_per_step * t
-    return np.sqrt(num_models * (num_models - 1) * noise_floor_constant(beta) * diversity / k)
+    return np.sqrt(num_models * (num_models - 1) * c_beta * diversity / k)
 
 
 def quantile_over_rms_two_components(num_models: int, q: float = 0.5) -> float:

@@ -396,7 +396,15 @@ def seed_interval(l_hat, tau2_plugin, n, z) -> Interval:
 
 
 def block_size_rule(tau, precision, z) -> jnp.ndarray:
-    """Theorem 3 block-size rule: the smallest ``n`` with ``z tau / sqrt(n) <= e``, i.e. ``ceil((z tau / e)^2)``."""
+    """Theorem 3 block-size rule: the smallest ``n`` with ``z tau / sqrt(n) <= e``, i.e. ``ceil((z tau / e)^2)``.
+
+    ``tau`` (the standard deviation of ``M``, a float or an array) must be finite and >= 0, the precision ``e``
+    finite and > 0, ``z`` (from :func:`z_value`) finite and > 0; a ValueError names the first that is not (a
+    negative precision gave the block size of ``|e|``, a zero one inf). Traced values (inside ``jit`` / ``vmap``)
+    are not checked."""
+    for name, value, low_open in (("tau", tau, False), ("precision", precision, True), ("z", z, True)):
+        if not _checks.is_traced(value):
+            _checks.array_in_interval(name, value, 0.0, math.inf, low_open=low_open, high_open=True)
     return jnp.ceil((z * jnp.asarray(tau) / precision) ** 2)
 
 

@@ -155,11 +155,13 @@ class HFCausalLM:
 
         Prompts run in input order, ``batch_size`` at a time, left-padded with an attention mask. Each is the start
         token + its tokens; a prompt longer than the ``context_length - max_new_tokens`` tokens the context leaves
-        loses its beginning (one warning gives the count; the start token is kept). Sampling: logits / temperature,
-        then top-k (``None``: all tokens), then top-p; a row ends at an end-of-text token, after
-        ``max_new_tokens``, or once its new text contains ``sampling.stop`` (:func:`stop_in_new_text_class`; the
-        text is cut there). The model's own generation settings (``generation_config.json``: a repetition penalty,
-        ``min_new_tokens``, ...) are not applied. Batch ``b`` is sampled from torch's RNG seeded by
+        loses its beginning (one warning gives the count; the start token is kept). Sampling: logits / temperature
+        (:func:`shifted_temperature_class`: a temperature so small that the quotient overflows, such as 1e-46, gives
+        the argmax, as the Flax nanoGPT does, not torch's error on NaN probabilities), then top-k (``None``: all
+        tokens), then top-p; a row ends at an end-of-text token, after ``max_new_tokens``, or once its new text
+        contains ``sampling.stop`` (:func:`stop_in_new_text_class`; the text is cut there). The model's own
+        generation settings (``generation_config.json``: a repetition penalty, ``min_new_tokens``, ...) are not
+        applied. Batch ``b`` is sampled from torch's RNG seeded by
         ``torch_seed(seed, GENERATE, b)``: the same prompts, sampling, seed and batch size give the same texts
         whatever the global RNG state, which is left unchanged.
         """
@@ -177,9 +179,13 @@ class HFCausalLM:
         fitted = [f if len(f) == len(p) else self.prefix + f[start:] for f, p in zip(fitted, full)]
 
         transformers = require("transformers")
+        # temperature=1.0: transformers' own warper (logits / T) is replaced by ShiftedTemperature, applied before
+        # top-k and top-p as transformers applies its own (custom processors run before the sampling warpers)
         config = transformers.GenerationConfig(
-            do_sample=True, temperature=sampling.temperature, top_k=sampling.top_k or 0, top_p=sampling.top_p,
+            do_sample=True, temperature=1.0, top_k=sampling.top_k or 0, top_p=sampling.top_p,
             max_new_tokens=sampling.max_new_tokens, pad_token_id=self.pad_id, eos_token_id=self.eos_ids or None)
+        processors = transformers.LogitsProcessorList(
+            [] if sampling.temperature == 1.0 else [shifted_temperature_class()(sampling.temperature)])
         texts: list[str] = []
         with bar(len(items), f"generating ({self.name})", unit="text",
                  disable=None if progress is None else not progress) as b, self.torch.inference_mode(), \
@@ -192,7 +198,7 @@ class HFCausalLM:
                         stop_in_new_text_class()(self.tokenizer, sampling.stop, ids.shape[1])])
                 with self.seeded(seed, GENERATE, k):
                     out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
-                                              stopping_criteria=stopping)
+                                              logits_processor=processors, stopping_criteria=stopping)
                 texts.extend(self.decode(row, sampling.stop) for row in out[:, ids.shape[1]:].tolist())
                 b.update(ids.shape[0])
         return texts
@@ -345,6 +351,31 @@ class HFCausalLM:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return folder
+
+
+@functools.cache
+def shifted_temperature_class() -> type:
+    """A ``transformers.LogitsProcessor`` class, ``(temperature)``: each row's logits minus its largest, divided by
+    ``temperature`` where below the largest (the largest stay 0), as :func:`llm_bridge.nanogpt.sample_tokens` does.
+
+    The same softmax as transformers' ``TemperatureLogitsWarper`` (``logits / temperature``), but that quotient
+    overflows float32 once ``|logit| / temperature > 3.4e38`` (any logit for a temperature <= 1e-45, which is 0 in
+    float32; logits near 30 below 1e-37): softmax of inf is NaN and torch's sampler raised "probability tensor
+    contains either inf, nan or element < 0". Shifted, such a temperature gives -inf to every token below the
+    largest: the argmax, deterministically (exact ties at the top stay equally likely). Built on first use, as
+    transformers is imported lazily."""
+    transformers = require("transformers")
+    torch = require("torch")
+
+    class ShiftedTemperature(transformers.LogitsProcessor):
+        def __init__(self, temperature: float) -> None:
+            self.temperature = temperature
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            shifted = scores - scores.max(dim=-1, keepdim=True).values
+            return torch.where(shifted < 0, shifted / self.temperature, torch.zeros_like(shifted))
+
+    return ShiftedTemperature
 
 
 @functools.cache

@@ -61,6 +61,44 @@ def test_bad_shapes_are_clear_errors_also_under_jit():
     assert distance.classical_mds(jnp.zeros((3, 3)), np.int64(3)).shape == (3, 3)
 
 
+GOOD_D = np.array([[0.0, 1.0, 2.0], [1.0, 0.0, 1.0], [2.0, 1.0, 0.0]])   # three points on a line
+
+
+@pytest.mark.parametrize("change, message", [
+    ({(0, 1): -1.0, (1, 0): -1.0}, r"entries >= 0 .*got d\[0, 1\] = -1\.0, d\[1, 0\] = -1\.0"),
+    ({(0, 2): 5.0}, r"symmetric, d\[i, j\] = d\[j, i\] .*got d\[0, 2\] = 5\.0, d\[2, 0\] = 2\.0"),
+    ({(1, 1): 3.0}, r"zero on the diagonal .*got d\[1, 1\] = 3\.0"),
+    ({(0, 2): np.nan, (2, 0): np.nan}, r"finite numbers, got d\[0, 2\] = nan"),
+    ({(0, 2): np.inf, (2, 0): np.inf}, r"finite numbers, got d\[0, 2\] = inf"),
+])
+def test_classical_mds_refuses_what_is_not_a_distance_matrix(change, message):
+    """These gave coordinates (a negative, asymmetric or non-zero-diagonal matrix) or NaN coordinates."""
+    d = GOOD_D.copy()
+    for ij, v in change.items():
+        d[ij] = v
+    with pytest.raises(ValueError, match="d must be a distance matrix.*" + message):
+        distance.classical_mds(jnp.asarray(d))
+    with pytest.raises(ValueError, match="d must be a distance matrix"):
+        distance.classical_mds(d)                                     # NumPy input alike
+
+
+def test_classical_mds_tolerates_rounding_and_is_unchecked_under_jit():
+    d = jnp.asarray(GOOD_D)
+    y = np.asarray(distance.classical_mds(d, 1))
+    tol = np.sqrt(np.finfo(d.dtype).eps) * 2.0
+    wobble = jnp.asarray(GOOD_D + 0.4 * tol * np.array([[1, -1, 1], [1, -1, 0], [-1, 0, 1]]), d.dtype)
+    np.testing.assert_allclose(np.asarray(distance.classical_mds(wobble, 1)), y, atol=10 * tol)
+    assert distance.classical_mds(jnp.zeros((1, 1)), 1).shape == (1, 1)            # one point
+    with pytest.raises(ValueError, match=r"d must be a real distance matrix, got dtype complex"):
+        distance.classical_mds(np.array([[0, 1j], [1j, 0]]))
+    # traced d: no value checks, the same numbers as before (shape checks still run)
+    bad = jnp.asarray(GOOD_D.copy()).at[0, 1].set(-1.0)
+    mds = jax.jit(distance.classical_mds, static_argnums=1)
+    assert np.all(np.isfinite(np.asarray(mds(bad, 2))))
+    np.testing.assert_allclose(np.asarray(mds(d, 2)), np.asarray(distance.classical_mds(d, 2)), rtol=1e-6, atol=1e-6)
+    assert jax.vmap(distance.classical_mds)(jnp.stack([d, 2 * d])).shape == (2, 3, 2)
+
+
 def test_nan_complex_and_empty_input_are_not_reported_as_zero_distance():
     """A second audit (2026-12-02): NaN rows gave distance 0 (a spread of 0.0 read as complete collapse), complex
     rows gave 0 for distance 1, and empty or 1-D input failed with NumPy's raw messages. The gradient of ||D||_F at

@@ -293,6 +293,35 @@ def test_noise_floor_constant_and_t_minus_half_law():
     assert abs(slope + 0.5) < 0.01
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(t=0), r"t must lie in \(0\.0, inf\), got 0"),                          # gave inf (divide by zero)
+    (dict(t=-1.0), r"t must lie in \(0\.0, inf\), got -1\.0"),                   # gave NaN
+    (dict(t=np.array([0.0, 1.0, 2.0])), r"t must lie in \(0\.0, inf\) entrywise, got t\[0\] = 0\.0"),
+    (dict(beta=1.5), r"beta must lie in \(0\.0, 1\.0\], got 1\.5"),                # C_beta < 0: gave NaN
+    (dict(beta=1.05), r"beta must lie in \(0\.0, 1\.0\], got 1\.05"),              # C_beta > 0 but k_t > |A(t)|
+    (dict(diversity=-0.5), r"diversity must lie in \[0\.0, 1\.0\), got -0\.5"),
+    (dict(num_models=0), "num_models must be an integer >= 1"),
+    (dict(points_per_step=2.5), "points_per_step must be an integer >= 1"),
+])
+def test_asymptotic_law_refuses_values_outside_its_domain(kwargs, message):
+    args = dict(t=10.0, num_models=3, points_per_step=3, beta=0.5, diversity=0.5) | kwargs
+    with pytest.raises(ValueError, match=message):
+        gt.asymptotic_dnorm(args.pop("t"), **args)
+
+
+@pytest.mark.parametrize("beta", [1.05, 2.0, 0.0, -0.5, np.nan])
+def test_noise_floor_constant_refuses_beta_outside_0_1(beta):
+    with pytest.raises(ValueError, match=r"beta must lie in \(0\.0, 1\.0\]"):
+        gt.noise_floor_constant(beta)
+
+
+def test_asymptotic_law_values_inside_its_domain():
+    assert np.isclose(gt.noise_floor_constant(1.0), 1 - 2 * (1 - np.exp(-1)) ** 2 / (1 - np.exp(-2)))
+    t = np.array([1.0, 4.0, 200.0])
+    got = gt.asymptotic_dnorm(t, num_models=3, points_per_step=3, beta=0.5, diversity=0.5)
+    np.testing.assert_allclose(got, np.sqrt(2 * gt.noise_floor_constant(0.5) * 0.5 / (0.5 * 3)) / np.sqrt(t))
+
+
 def test_median_over_rms_two_components():
     assert np.isclose(gt.quantile_over_rms_two_components(3), np.sqrt(np.log(2)))
     rng = np.random.default_rng(5)

@@ -189,6 +189,50 @@ def test_top_k_and_top_p_narrow_the_samples(lm):
     assert len(set(wide)) == 8 and set(narrow) == set(greedy)
 
 
+@pytest.mark.parametrize("temperature", [1e-40, 1e-46, 1e-300, 5e-324])
+def test_a_vanishing_temperature_samples_the_argmax_like_the_nanogpt(lm, temperature):
+    """logits / temperature overflowed float32 (any logit at 1e-46, which is 0 in float32): torch raised
+    "probability tensor contains either inf, nan or element < 0". Now the argmax, as llm_bridge.nanogpt does."""
+    greedy = lm.generate(PROMPTS, Sampling(max_new_tokens=8, top_k=1))
+    assert lm.generate(PROMPTS, Sampling(max_new_tokens=8, temperature=temperature), seed=2) == greedy
+
+
+def test_shifted_temperature_is_transformers_softmax_without_the_overflow():
+    import torch
+
+    from llm_bridge.hf_causal import shifted_temperature_class
+
+    warp = shifted_temperature_class()
+    scores = torch.tensor([[30.0, 29.0, -5.0, 12.5], [1.0, 3.0, 3.0, -2.0]])
+    for t in (0.3, 0.7, 2.5):
+        torch.testing.assert_close(torch.softmax(warp(t)(None, scores), -1), torch.softmax(scores / t, -1))
+    assert torch.isnan(torch.softmax(scores / 1e-38, -1)).any()          # transformers' own division
+    for t in (1e-38, 1e-46, 1e-300):                                      # the argmax; a tie stays a tie
+        probs = torch.softmax(warp(t)(None, scores), -1)
+        torch.testing.assert_close(probs, torch.tensor([[1.0, 0, 0, 0], [0, 0.5, 0.5, 0]]))
+
+
+def test_temperature_goes_before_top_k_and_top_p_as_in_transformers(lm):
+    """generate passes temperature 1.0 to transformers and the temperature as its own logits processor: the same
+    draws as transformers' own warper, which it applies before top-k and top-p (the nucleus depends on the order)."""
+    import torch
+    import transformers
+
+    from llm_bridge.hf_causal import shifted_temperature_class
+
+    ids, mask = lm.pad([lm.encode(p) for p in ["The cat"] * 6 + ["x", "A class"]], left=True)
+    common = dict(do_sample=True, top_k=20, top_p=0.8, max_new_tokens=10, pad_token_id=lm.pad_id,
+                  eos_token_id=lm.eos_ids or None)
+    out = []
+    with torch.inference_mode(), lm.own_generation_config_set_aside():
+        for temperature, processors in ((0.7, []), (1.0, [shifted_temperature_class()(0.7)])):
+            torch.manual_seed(5)
+            out.append(lm.model.generate(
+                input_ids=ids, attention_mask=mask, logits_processor=transformers.LogitsProcessorList(processors),
+                generation_config=transformers.GenerationConfig(temperature=temperature, **common)))
+    assert torch.equal(out[0], out[1]) and len({tuple(r) for r in out[0].tolist()}) > 2
+
+
 def test_stop_cuts_the_text_and_ends_rows_early(lm):
     """Sampling draws for every row at every step, so the same seed gives the same tokens with and without a stop
     string, and the stopped texts are the unstopped ones cut at the stop."""

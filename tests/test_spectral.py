@@ -369,6 +369,29 @@ def test_block_size_rule():
     assert z * np.sqrt(768) / np.sqrt(n) <= 0.1 < z * np.sqrt(768) / np.sqrt(n - 1)
 
 
+@pytest.mark.parametrize("tau, precision, z, message", [
+    (1.0, -0.1, 1.96, r"precision must lie in \(0\.0, inf\), got -0\.1"),   # gave the block size of e = 0.1
+    (1.0, 0.0, 1.96, r"precision must lie in \(0\.0, inf\), got 0\.0"),    # gave inf
+    (1.0, np.nan, 1.96, r"precision must lie in \(0\.0, inf\), got nan"),
+    (1.0, np.inf, 1.96, r"precision must lie in \(0\.0, inf\), got inf"),  # gave 0
+    (-1.0, 0.1, 1.96, r"tau must lie in \[0\.0, inf\), got -1\.0"),
+    (np.array([1.0, -2.0]), 0.1, 1.96, r"tau must lie in \[0\.0, inf\) entrywise, got tau\[1\] = -2\.0"),
+    (1.0, 0.1, -1.96, r"z must lie in \(0\.0, inf\), got -1\.96"),
+    (1.0, 0.1, 0.0, r"z must lie in \(0\.0, inf\), got 0\.0"),
+])
+def test_block_size_rule_refuses_what_has_no_block_size(tau, precision, z, message):
+    with pytest.raises(ValueError, match=message):
+        sp.block_size_rule(tau, precision, z)
+
+
+def test_block_size_rule_under_jit_and_for_arrays():
+    z = sp.z_value(0.95)
+    expect = np.ceil((z * np.array([0.0, 1.0, 2.0]) / 0.1) ** 2)
+    np.testing.assert_array_equal(np.asarray(sp.block_size_rule(np.array([0.0, 1.0, 2.0]), 0.1, z)), expect)
+    np.testing.assert_array_equal(np.asarray(jax.jit(sp.block_size_rule)(jnp.asarray([0.0, 1.0, 2.0]), 0.1, z)),
+                                  expect)   # traced: not checked, computed as before
+
+
 # ---------------------------------------------------------------- contracts
 def test_jit_equals_eager_and_vmap_equals_loop():
     x = rng(6).standard_normal((5, 30, 4))
