@@ -24,6 +24,18 @@ def positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def positive_whole(name: str, value: Any) -> int:
+    """Return ``value`` as an int, or raise if it is not a whole number >= 1: an integer, or a finite float equal to
+    one (``100.0``, ``np.float64(1e6)``), as sizes computed in floating point arrive (the schedules' ``n`` accept
+    the same)."""
+    whole = not isinstance(value, bool) and (
+        isinstance(value, (int, np.integer))
+        or (isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer()))
+    if not whole or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1 (an integer, or a float such as 100.0), got {value!r}")
+    return int(value)
+
+
 def nonnegative_int(name: str, value: Any) -> int:
     """Return ``value`` as an int, or raise if it is not an integer >= 0."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:

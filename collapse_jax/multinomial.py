@@ -575,8 +575,11 @@ def check_p(p) -> np.ndarray:
     return _checks.simplex_vector("p", p_arr, p_arr.shape[0])
 
 
-def check_inputs(p, alpha, n, config: MultinomialConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validate ``p`` (simplex), ``alpha`` ([0, 1]), ``n`` (>= 1) and the filter (keeps something) before compute."""
+def check_inputs(p, alpha, n, config: MultinomialConfig, backend: str = "auto"
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate ``p`` (simplex), ``alpha`` ([0, 1]), ``n`` (>= 1), the filter (keeps something) and, for the
+    ``backend`` that will run (:func:`simulate`'s, resolved by :func:`resolve_backend`), that its counts stay exact,
+    before compute."""
     p_arr = check_p(p)
     alpha, n = schedules.check_pair(alpha, n)
     if config.regime == "filter":
@@ -594,11 +597,34 @@ def check_inputs(p, alpha, n, config: MultinomialConfig) -> tuple[np.ndarray, np
     if np.max(n) > 2 ** 53:  # float64 counts: the samplers' arithmetic is exact below this, not above (an audit
         # measured mean losses 1.1-9x the exact risk at n_t = 1e17-1e20, and 0 at 1e300)
         raise ValueError(f"n_t up to {np.max(n):.4g} exceeds 2**53, beyond exact float64 counts")
-    pool = np.max(np.cumsum(n, axis=-1))
-    if config.regime == "accumulate-subsample" and not jax.config.jax_enable_x64 and pool > 2 ** 24:
-        raise ValueError(f"n_0 + ... + n_T up to {pool:.4g} exceeds 2**24: the accumulate-subsample pool's counts "
-                         "would not be exact in float32; enable float64 (collapse-jax --x64 or jax_enable_x64)")
+    backend = resolve_backend(backend, config.regime)
+    if backend == "pallas" and np.max(n) > 2 ** 24:
+        raise ValueError(f"n_t up to {np.max(n):.4g} exceeds 2**24, beyond the Pallas kernel's exact float32 counts; "
+                         "use backend='jax' with float64")
+    if config.regime in ("accumulate", "accumulate-subsample"):
+        _check_pool(float(np.max(np.cumsum(n, axis=-1))), config.regime, backend)
     return p_arr, alpha, n
+
+
+def _check_pool(pool: float, regime: str, backend: str) -> None:
+    """The pooled counts of the accumulate regimes, up to ``pool = n_0 + ... + n_T``, must stay whole numbers in
+    the precision ``backend`` keeps them in: float32 (the ``jax`` path without x64, and the Pallas kernel always)
+    holds whole numbers exactly up to 2**24, float64 (``jax`` with x64, and the native kernel, which counts in
+    float64 whatever the precision of its inputs and outputs) up to 2**53. Beyond, counts are rounded and no longer
+    sum to the pool (an audit, float32 jax accumulate, pool 3.6e7: 101 of 200 replicates)."""
+    if pool > 2 ** 53:
+        raise ValueError(f"n_0 + ... + n_T up to {pool:.4g} exceeds 2**53: the {regime} pool's counts would not be "
+                         "exact in float64; lower n_t or the number of steps")
+    if pool <= 2 ** 24:
+        return
+    if backend == "pallas":
+        raise ValueError(f"n_0 + ... + n_T up to {pool:.4g} exceeds 2**24: the Pallas kernel keeps the {regime} "
+                         "pool's counts in float32, where they would not be exact; use backend='jax' with float64 "
+                         "(collapse-jax --x64 or jax_enable_x64) or backend='native' (a CPU)")
+    if backend == "jax" and not jax.config.jax_enable_x64:
+        native = " or backend='native' (a CPU; it counts in float64)" if regime in NATIVE_REGIMES else ""
+        raise ValueError(f"n_0 + ... + n_T up to {pool:.4g} exceeds 2**24: the {regime} pool's counts would not be "
+                         f"exact in float32; enable float64 (collapse-jax --x64 or jax_enable_x64){native}")
 
 
 def resolve_backend(backend: str, regime: str = "replace") -> str:
@@ -648,12 +674,9 @@ def simulate(seed: int | jax.Array, p, alpha, n, config: MultinomialConfig = Mul
     Returns:
       losses, (replicate, step) = (R, T + 1) for 1-D schedules or (grid, replicate, step) for grids (NumPy).
     """
-    p_arr, alpha, n = check_inputs(p, alpha, n, config)
+    p_arr, alpha, n = check_inputs(p, alpha, n, config, backend)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
     backend = resolve_backend(backend, config.regime)
-    if backend == "pallas" and np.max(n) > 2 ** 24:
-        raise ValueError(f"n_t up to {np.max(n):.4g} exceeds 2**24, beyond the Pallas kernel's exact float32 counts; "
-                         "use backend='jax' with float64")
     if chunk_size is not None:
         chunk_size = _checks.positive_int("chunk_size", chunk_size)
     if memory_budget is not None:  # checked whatever the backend (the native one does not use it)
@@ -796,10 +819,11 @@ def filter_risk(p, alpha, n, type1: float, type2: float, *, mean_field: bool = F
     return r
 
 
-def fixed_alpha_limit(p, alpha: float, n: int) -> float:
-    """Corollary 3.2 / Remark 3.3: ``r_inf = (s/n) / (1 - (1 - alpha)^2 (1 - 1/n))`` for fixed ``alpha``, ``n``."""
+def fixed_alpha_limit(p, alpha: float, n: int | float) -> float:
+    """Corollary 3.2 / Remark 3.3: ``r_inf = (s/n) / (1 - (1 - alpha)^2 (1 - 1/n))`` for fixed ``alpha``, ``n``
+    (``n`` a whole number >= 1, an int or an integral float such as ``100.0``, as the schedules' ``n_t``)."""
     alpha = _checks.in_interval("alpha", alpha, 0.0, 1.0)
-    n = _checks.positive_int("n", n)
+    n = _checks.positive_whole("n", n)
     s = _s(p)
     denom = 1 - (1 - alpha) ** 2 * (1 - 1 / n)
     return s if denom == 0 else (s / n) / denom

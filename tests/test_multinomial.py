@@ -12,7 +12,7 @@ import collapse_jax.multinomial as M
 from collapse_jax import schedules as S
 import multinomial_reference as ref
 from goodness_of_fit import chi2_pvalue
-from native_support import NATIVE_PARAM, needs_native
+from native_support import NATIVE, NATIVE_PARAM, needs_native
 
 K, T, R, CHUNK = 6, 8, 4000, 4000  # one shape everywhere: one compilation per regime per worker
 P = np.array([0.35, 0.25, 0.15, 0.12, 0.08, 0.05])
@@ -512,6 +512,52 @@ def test_the_theory_refuses_what_the_simulators_refuse():
     with jax.enable_x64(True):
         with pytest.raises(ValueError, match=r"exceeds 2\*\*53"):
             M.simulate(0, [0.3, 0.7], alpha, np.full(4, 1e17), M.MultinomialConfig("replace"), 4)
+
+
+def test_accumulate_pool_must_hold_exact_counts_where_it_is_counted():
+    """An audit: with x64 off the jax path kept the accumulate regime's pooled counts in float32, so once
+    n_0 + ... + n_T passed 2**24 they were rounded (pool 3.6e7: 101 of 200 replicates' counts did not sum to it);
+    the Pallas kernel counts in float32 in either precision. Both are refused before compute, a pool of 2**24 or
+    less still runs, replace pools nothing, and the native kernel (float64 counts) runs the larger pool. Beyond
+    2**53 no backend counts exactly."""
+    alpha, big, small = S.constant_alpha(0.5, 5), S.constant_size(6_000_000, 5), S.constant_size(2_796_202, 5)
+    acc = M.MultinomialConfig("accumulate")
+    pool = r"n_0 \+ \.\.\. \+ n_T up to 3\.6e\+07 exceeds 2\*\*24"
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(ValueError, match=pool + ": the accumulate pool's counts would not be exact in float32; "
+                           "enable float64"):
+            M.simulate(0, P, alpha, big, acc, 4, backend="jax")
+        with pytest.raises(ValueError, match=pool + ": the Pallas kernel"):
+            M.simulate(0, P, alpha, big, acc, 4, backend="pallas")
+        with pytest.raises(ValueError, match=pool):  # the experiments' check before their run folder
+            M.check_inputs(P, alpha, big, acc, "jax")
+        M.check_inputs(P, alpha, small, acc, "jax")  # 6 x 2,796,202 = 2**24 - 4
+        M.check_inputs(P, alpha, big, M.MultinomialConfig("replace"), "jax")
+        if NATIVE:
+            losses = M.simulate(0, P, alpha, big, acc, 4, backend="native")
+            assert losses.shape == (4, 6) and losses.dtype == np.float32 and np.all(np.isfinite(losses))
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    M.check_inputs(P, alpha, big, acc, "jax")  # float64 counts
+    with pytest.raises(ValueError, match=pool + ": the Pallas kernel"):
+        M.check_inputs(P, alpha, big, acc, "pallas")
+    huge = np.full(6, 2.0 ** 51)
+    for backend in ("jax", *(["native"] if NATIVE else [])):
+        with pytest.raises(ValueError, match=r"exceeds 2\*\*53: the accumulate pool's counts would not be exact"):
+            M.simulate(0, P, alpha, huge, acc, 4, backend=backend)
+
+
+def test_fixed_alpha_limit_takes_whole_floats_and_refuses_the_rest():
+    """An audit: ``fixed_alpha_limit(p, alpha, 100.0)`` was refused (n must be an integer) while the schedules
+    take whole floats as sample sizes."""
+    expected = M.fixed_alpha_limit(P, 0.2, 100)
+    for n in (100.0, np.float64(100.0), np.float32(100.0), np.int32(100)):
+        assert M.fixed_alpha_limit(P, 0.2, n) == expected, n
+    assert M.fixed_alpha_limit(P, 0.2, 1.0) == pytest.approx(1 - np.sum(P ** 2))
+    for n in (100.5, 0.0, -3.0, 0, np.nan, np.inf, True, "100", None):
+        with pytest.raises(ValueError, match=r"n must be a whole number >= 1 \(an integer, or a float"):
+            M.fixed_alpha_limit(P, 0.2, n)
 
 
 def test_schedules_refuse_bools_mismatched_and_empty_grids():
