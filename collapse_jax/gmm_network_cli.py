@@ -98,10 +98,15 @@ def add_parser(sub) -> None:
 def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "auto", plots: bool = True) -> int:
     """Simulate the network of ``options`` into the run folder ``out`` (resumed batch by batch when it holds an
     unfinished run), with its theory, summary table and (unless not ``plots``) plots. ``backend`` as
-    :func:`collapse_jax.gmm_network.simulate` (``auto`` follows the command line's ``--backend``)."""
+    :func:`collapse_jax.gmm_network.simulate` (``auto`` follows the command line's ``--backend``).
+
+    One bar counts all ``replicates`` (a resumed run's starts at those already saved). Each saved batch records the
+    seconds it took, so a resumed run reports this run's time, the resumed replicates' earlier time and their sum
+    (printed, in ``summary.txt``, and in ``manifest.json``'s summary: ``seconds_this_run``, ``replicates_resumed``,
+    ``seconds_resumed``, ``seconds`` the sum)."""
     import jax
 
-    from collapse_jax import _checks
+    from collapse_jax import _checks, progress
     from collapse_jax import gmm_network as gn
     from collapse_jax.results import RunFolder
 
@@ -121,21 +126,34 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     folder.start(config)
 
     t0 = time.perf_counter()
-    pieces = []
-    for index, start in enumerate(range(0, R, batch)):
-        count = min(batch, R - start)
+    batches = [(index, start, min(batch, R - start)) for index, start in enumerate(range(0, R, batch))]
+    saved = {}  # the batches an interrupted run finished
+    for index, _, count in batches:
         done = folder.load_chunk(index)
-        if done is None or done["dnorm"].shape[0] != count:
-            res = gn.simulate(seed, cfg, count, backend=backend, first_replicate=start)
-            done = dict(dnorm=res.dnorm, alive=res.alive, collapsed=res.collapsed)
-            folder.save_chunk(index, done)
-        pieces.append(done)
+        if done is not None and done["dnorm"].shape[0] == count:
+            saved[index] = done
+    resumed = sum(done["dnorm"].shape[0] for done in saved.values())
+    # each batch records the seconds it took to simulate; batches saved before that was recorded: unknown
+    earlier = (None if any("seconds" not in done for done in saved.values())
+               else float(sum(float(done["seconds"]) for done in saved.values())))
+    pieces = []
+    with progress.overall(R, "gmm-network replicates", "rep", initial=resumed):  # one bar, from the saved ones
+        for index, start, count in batches:
+            done = saved.get(index)
+            if done is None:
+                started = time.perf_counter()
+                res = gn.simulate(seed, cfg, count, backend=backend, first_replicate=start)
+                done = dict(dnorm=res.dnorm, alive=res.alive, collapsed=res.collapsed,
+                            seconds=np.float64(time.perf_counter() - started))
+                folder.save_chunk(index, done)
+            pieces.append(done)
     dnorm = np.concatenate([p["dnorm"] for p in pieces])
     alive = np.concatenate([p["alive"] for p in pieces])
     collapsed = np.concatenate([p["collapsed"] for p in pieces])
     paper = gn.simulate(seed, cfg.replace(record_pi=True), max(paper_R, 1), backend=backend,
                         progress=False)
     elapsed = time.perf_counter() - t0
+    timing = timing_text(R, resumed, elapsed, earlier)
 
     summary = gn.summarize(dnorm)
     dropped = (alive < cfg.num_components).any(axis=-1).mean(axis=0)
@@ -162,16 +180,31 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     table = "\n".join(f"  t={t:4d}  median {summary['q50'][t]:.4f}  mean {summary['mean'][t]:.4f}  "
                       f"5-95% [{summary['q05'][t]:.4f}, {summary['q95'][t]:.4f}]  dropped {dropped[t]:.3f}"
                       for t in sorted(set(marks)))
-    folder.save_text("summary.txt", f"||D(t)||_F over {R} replicates ({backend} backend, {elapsed:.1f} s)\n"
+    folder.save_text("summary.txt", f"||D(t)||_F over {R} replicates ({backend} backend, {timing})\n"
                      + table + "\n")
-    folder.finish(dict(replicates=R, seconds=elapsed, median_final=float(summary["q50"][-1]),
-                       mean_final=float(summary["mean"][-1]), fraction_dropped_final=float(dropped[-1])))
-    print(f"gmm-network ({options.preset}): {R} replicates x {cfg.num_steps} steps in {elapsed:.1f} s ({backend})")
+    folder.finish(dict(replicates=R, seconds=None if earlier is None else elapsed + earlier,
+                       seconds_this_run=elapsed, replicates_resumed=resumed, seconds_resumed=earlier,
+                       median_final=float(summary["q50"][-1]), mean_final=float(summary["mean"][-1]),
+                       fraction_dropped_final=float(dropped[-1])))
+    print(f"gmm-network ({options.preset}): {R} replicates x {cfg.num_steps} steps in {timing} ({backend})")
     print(table)
     print(f"results: {folder.path}/  (arrays.nc, arrays.npz, arrays.json, config.json, summary.txt)")
     for figure in figures:
         print(f"plot:    {figure}")
     return 0
+
+
+def timing_text(replicates: int, resumed: int, seconds: float, earlier: float | None) -> str:
+    """The run's time as printed and written to ``summary.txt``: this run's ``seconds`` and, when ``resumed`` of the
+    replicates were taken from the run folder's checkpoints, the ``earlier`` seconds that simulating them took
+    (None: not recorded, checkpoints of an older version) and the sum."""
+    if resumed == 0:
+        return f"{seconds:.1f} s"
+    now = f"{seconds:.1f} s in this run, which simulated {replicates - resumed}"
+    if earlier is None:
+        return f"{now}; {resumed} more resumed from the run folder (their earlier time was not recorded)"
+    return f"{seconds + earlier:.1f} s in all: {now}, and {earlier:.1f} s earlier for the {resumed} resumed " \
+           "from the run folder"
 
 
 def theory_curves(cfg) -> dict[str, np.ndarray]:

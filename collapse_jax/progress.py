@@ -1,11 +1,13 @@
 """Progress bars for long runs (tqdm), shown per chunk of steps or replicates, never inside a kernel.
 
 Set ``COLLAPSE_JAX_PROGRESS=0`` to silence them (the tests do), or :func:`set_enabled` (the command line's
-``--progress`` / ``--no-progress``), which wins over the environment.
+``--progress`` / ``--no-progress``), which wins over the environment. A run made of several calls that each show a
+bar (a command's batches of replicates) shows one bar over all of them with :func:`overall`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -26,9 +28,53 @@ def enabled() -> bool:
     return os.environ.get("COLLAPSE_JAX_PROGRESS", "1") not in ("0", "false", "no", "")
 
 
-def bar(total: int, desc: str, unit: str = "it", *, disable: bool | None = None) -> tqdm:
-    """A tqdm bar on stderr, disabled when progress is switched off."""
+_OVERALL: list[tuple[str, tqdm | Part]] = []  # (unit, bar) of the open :func:`overall` blocks, innermost last
+
+
+def bar(total: int, desc: str, unit: str = "it", *, initial: int = 0, disable: bool | None = None):
+    """A tqdm bar on stderr, disabled when progress is switched off; it starts at ``initial`` of ``total``.
+
+    Inside :func:`overall` with the same ``unit`` (and unless ``disable`` is True), a :class:`Part` of that bar
+    instead: its updates move the overall bar, and no bar of its own is drawn."""
+    if _OVERALL and _OVERALL[-1][0] == unit and disable is not True:
+        return Part(_OVERALL[-1][1], total)
     if disable is None:
         disable = not enabled()
-    return tqdm(total=total, desc=desc, unit=unit, disable=disable, file=sys.stderr, dynamic_ncols=True,
-                leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable, file=sys.stderr,
+                dynamic_ncols=True, leave=False)
+
+
+@contextlib.contextmanager
+def overall(total: int, desc: str, unit: str = "it", *, initial: int = 0, disable: bool | None = None):
+    """One bar over a run made of several calls that each show a bar in ``unit``, e.g. batches of replicates: while
+    the block runs, :func:`bar` in that unit returns a :class:`Part` that moves this bar, so it counts from
+    ``initial`` (the units done before, e.g. by an interrupted run being resumed) to ``total`` instead of restarting
+    for every call."""
+    with bar(total, desc, unit, initial=initial, disable=disable) as pbar:
+        entry = (unit, pbar)
+        _OVERALL.append(entry)
+        try:
+            yield pbar
+        finally:
+            _OVERALL.remove(entry)
+
+
+class Part:
+    """What :func:`bar` returns inside :func:`overall`: a bar of ``total`` units of its own (``n`` counts them, as
+    tqdm's) whose updates move the overall bar; entering and closing it leave the overall bar open."""
+
+    def __init__(self, whole: tqdm | Part, total: int):
+        self.whole, self.total, self.n, self.disable = whole, total, 0, whole.disable
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self.whole.update(n)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Part":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -482,3 +482,66 @@ def test_gmm_network_command_runs_resumes_and_takes_the_shared_flags_anywhere(tm
     finally:
         _native.prefer_backend("auto")
         progress.set_enabled(None)
+
+
+@needs_native
+def test_gmm_network_command_shows_one_bar_and_the_time_of_a_resumed_run(tmp_path, capsys):
+    """An audit: the bar restarted for every batch of replicates (0/2, 0/2, 0/2 for 6 replicates in batches of 2),
+    and a resumed run reported only its own seconds as the time of all replicates. Now one bar counts all
+    replicates (a resumed run's from those saved), each saved batch records its seconds, and a resumed run prints
+    and records this run's time, the resumed batches' earlier time and the sum."""
+    import json
+    import re
+
+    from collapse_jax import _native, cli, progress
+    from collapse_jax.results import atomic_savez
+
+    out = tmp_path / "run"
+    argv = ["gmm-network", "--replicates", "6", "--paper-replicates", "1", "--steps", "3", "--models", "2",
+            "--replicate-batch", "2", "--no-plots", "--backend", "native", "--progress", "--out", str(out)]
+
+    def bars(err):  # every frame tqdm drew: (done, total)
+        return [(int(a), int(b)) for a, b in re.findall(r"(\d+)/(\d+) \[", err)]
+
+    try:
+        assert cli.main(argv) == 0
+        printed, err = capsys.readouterr()
+        frames = bars(err)
+        assert frames and {total for _, total in frames} == {6}, frames  # one bar, not one per batch of 2
+        assert frames[0][0] == 0 and [done for done, _ in frames] == sorted(done for done, _ in frames), frames
+        summary = json.loads((out / "manifest.json").read_text())["summary"]
+        assert summary["replicates_resumed"] == 0 and summary["seconds_resumed"] == 0
+        assert summary["seconds"] == summary["seconds_this_run"] > 0
+        assert re.search(r"6 replicates x 3 steps in \d+\.\d s \(native\)", printed), printed
+
+        # an interrupted run: the last batch (replicates 4-5) never saved; the first took (say) 1000 s
+        (out / "chunks" / "chunk-000002.npz").unlink()
+        (out / "manifest.json").unlink()
+        batch = dict(np.load(out / "chunks" / "chunk-000000.npz"))
+        assert batch["seconds"] > 0
+        batch["seconds"] = np.float64(1000.0)
+        atomic_savez(out / "chunks" / "chunk-000000.npz", batch)
+        earlier = 1000.0 + float(np.load(out / "chunks" / "chunk-000001.npz")["seconds"])
+        assert cli.main(argv) == 0
+        printed, err = capsys.readouterr()
+        frames = bars(err)
+        assert frames[0] == (4, 6) and {total for _, total in frames} == {6}, frames  # starts at the saved 4
+        summary = json.loads((out / "manifest.json").read_text())["summary"]
+        assert summary["replicates_resumed"] == 4 and summary["seconds_resumed"] == pytest.approx(earlier)
+        assert summary["seconds"] == pytest.approx(summary["seconds_this_run"] + earlier)
+        this_run = f"{summary['seconds_this_run']:.1f} s in this run, which simulated 2"
+        said = f"{summary['seconds']:.1f} s in all: {this_run}, and {earlier:.1f} s earlier for the 4 resumed"
+        assert said in printed and said in (out / "summary.txt").read_text(), printed
+
+        # batches saved by an older version recorded no seconds: the earlier time is unknown, and said so
+        (out / "chunks" / "chunk-000002.npz").unlink()
+        del batch["seconds"]
+        atomic_savez(out / "chunks" / "chunk-000000.npz", batch)
+        assert cli.main(argv) == 0
+        printed, _ = capsys.readouterr()
+        summary = json.loads((out / "manifest.json").read_text())["summary"]
+        assert summary["seconds_resumed"] is None and summary["seconds"] is None
+        assert "4 more resumed from the run folder (their earlier time was not recorded)" in printed, printed
+    finally:
+        _native.prefer_backend("auto")
+        progress.set_enabled(None)

@@ -1,0 +1,32 @@
+"""Progress bars: one bar over a run made of several calls that each show a bar (collapse_jax.progress.overall)."""
+
+import numpy as np
+
+from collapse_jax import driver, progress
+
+
+def test_calls_inside_overall_move_one_bar_from_its_initial_count():
+    """The driver's bar of each call (batches of 3 and 2 replicates) counts into the one overall bar, which starts
+    at the replicates done before; a bar in another unit, or one its caller disabled, stays its own."""
+    progress.set_enabled(True)
+    try:
+        with progress.overall(9, "run", "rep", initial=4) as whole:
+            assert whole.n == 4 and whole.total == 9
+            for start, count in ((0, 3), (3, 2)):
+                out = driver.map_chunks(lambda keys: np.zeros(keys.shape[0]), count, 0, 2, first_replicate=start)
+                assert out.shape == (count,)
+            assert whole.n == 9
+            with progress.bar(5, "inner", "rep") as part:
+                assert isinstance(part, progress.Part) and part.total == 5
+                part.update(2)
+                assert part.n == 2 and whole.n == 11
+            assert not whole.disable  # closing a part leaves the overall bar open
+            with progress.bar(7, "cells", "cell") as other, progress.bar(3, "quiet", "rep", disable=True) as quiet:
+                assert not isinstance(other, progress.Part) and not isinstance(quiet, progress.Part)
+                other.update(7)
+                quiet.update(3)
+            assert whole.n == 11
+        with progress.bar(2, "after", "rep") as after:  # the block closed
+            assert not isinstance(after, progress.Part)
+    finally:
+        progress.set_enabled(None)
