@@ -784,11 +784,19 @@ def accumulate_subsample_risk(p, alpha, n) -> np.ndarray:
 
 
 def expected_inverse_kept(n: float, kappa: float) -> float:
-    """Exact ``E[1/N | N > 0]`` for ``N ~ Binomial(n, kappa)`` (sum over the pmf, tails beyond 40 sd dropped)."""
+    """Exact ``E[1/N | N > 0]`` for ``N ~ Binomial(n, kappa)``: the sum over the pmf (tails beyond 40 sd dropped)
+    while the mean ``mu = n kappa`` is below 10^6; from there (the sum's cost grows as ``sqrt(mu)``: 8.6 s and 4e7
+    terms at n = 10^12) the series ``E[1/N] = (1/mu) sum_k (-1)^k m_k / mu^k`` in the central moments ``m_k`` up to
+    the fifth, whose first term left out (``m_6 / mu^6 <= 15 / mu^3``) is below float64 rounding there, and
+    ``P(N = 0) <= e^-mu`` is 0."""
     n, kappa = int(n), float(kappa)
     if kappa >= 1.0:
         return 1.0 / n
     mean, sd = n * kappa, math.sqrt(n * kappa * (1 - kappa))
+    if mean >= 1e6:
+        v, skew, flat = sd * sd, 1 - 2 * kappa, 1 - 6 * kappa * (1 - kappa)
+        moments = (v, v * skew, 3 * v * v + v * flat, 10 * v * v * skew + v * skew * (1 - 12 * kappa * (1 - kappa)))
+        return (1 + sum((-1) ** k * m / mean ** k for k, m in enumerate(moments, start=2))) / mean
     lo, hi = max(1, int(mean - 40 * sd) - 1), min(n, int(mean + 40 * sd) + 2)
     k = np.arange(lo, hi + 1, dtype=np.float64)
     pmf = stats.binom.pmf(k, n, kappa)

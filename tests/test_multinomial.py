@@ -180,6 +180,15 @@ def test_theory_identities():
     brute = np.sum(stats.binom.pmf(k, 50, 0.1) / k) / (1 - 0.9 ** 50)
     assert M.expected_inverse_kept(50, 0.1) == pytest.approx(brute, rel=1e-12)
     assert M.expected_inverse_kept(10 ** 6, 0.3) == pytest.approx(1 / (3e5), rel=1e-4)
+    # from a mean of 10^6 the moment series replaces the sum (whose cost grew as sqrt(n): 8.6 s at n = 10^12, out of
+    # memory beyond): the pmf sum on either side of the switch, and a size the sum could not reach
+    for n_t, kappa in ((10 ** 6 + 1, 0.999999), (2 * 10 ** 6, 0.5), (10 ** 7, 0.9), (10 ** 9, 0.001)):
+        mean, sd = n_t * kappa, np.sqrt(n_t * kappa * (1 - kappa))
+        k = np.arange(int(mean - 40 * sd), int(mean + 40 * sd) + 2, dtype=np.float64)
+        assert M.expected_inverse_kept(n_t, kappa) == pytest.approx(np.sum(stats.binom.pmf(k, n_t, kappa) / k),
+                                                                    rel=1e-14)
+    huge = 2 ** 53
+    assert M.expected_inverse_kept(huge, 0.3) == pytest.approx(1 / (0.3 * huge), rel=1e-14)
 
 
 def test_adaptive_alpha_is_a_recurrence_fixed_point():
