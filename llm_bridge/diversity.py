@@ -12,8 +12,10 @@ times 100).
 * :func:`self_bleu`: mean over hypotheses ``i`` of sentence BLEU(text_i; all other texts as references) / 100
   (sacrebleu: 4-gram BLEU, ``exp`` smoothing (NIST, Chen & Cherry method 3), effective order, 13a, lower-cased);
   the report holds ``1 - self-BLEU``. Exact leave-one-out against every other text, see :func:`self_bleu_scores`.
+  Texts with no token (empty or whitespace only) are left out, as hypotheses and as references: sacrebleu scores
+  them 0, which would make a generator that collapses to empty outputs look maximally diverse.
 * :func:`ngram_hhi`: Herfindahl-Hirschman index ``sum_k (c_k / C)^2`` of n-gram counts hashed into buckets
-  (``blake2b``, stable across runs and machines); higher = more concentrated = less diverse.
+  (``blake2b``, 64 bits, stable across runs and machines); higher = more concentrated = less diverse.
 * :func:`compression_ratio`: raw bytes / zlib-compressed bytes of the sorted texts; higher = more redundant.
 * :func:`semantic_diversity`: mean pairwise cosine distance ``1 - cos(e_i, e_j)`` of sentence embeddings.
 
@@ -37,11 +39,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from collapse_jax import _checks
+from llm_bridge.embedding_metrics import encode_texts
 from llm_bridge.encoders import Encoder, check_encoder, require
 from llm_bridge.generators import check_texts
 
 BLEU_ORDER = 4
 SMOOTH_METHODS = ("exp", "floor", "add-k", "none")
+MAX_BUCKETS = 2**64   # the n-gram hash has 64 bits: more buckets than this change nothing
 
 # --------------------------------------------------------------------------------------------------------------
 # Tokens and n-grams
@@ -107,6 +111,16 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float | None:
     return _distinct_on_tokens(_tokens(texts), n)
 
 
+def _check_buckets(name: str, buckets: Any) -> int | None:
+    """``buckets`` as an int in [1, 2**64], or None (exact types), else a ValueError naming ``name``."""
+    if buckets is None:
+        return None
+    if isinstance(buckets, bool) or not isinstance(buckets, (int, np.integer)) or not 1 <= buckets <= MAX_BUCKETS:
+        raise ValueError(f"{name} must be None or an integer in [1, 2**64] (the n-gram hash has 64 bits), "
+                         f"got {buckets!r}")
+    return int(buckets)
+
+
 def _bucket(gram: tuple[str, ...], buckets: int) -> int:
     digest = hashlib.blake2b(" ".join(gram).encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "little") % buckets
@@ -117,11 +131,10 @@ def _hhi_on_tokens(tokens: list[list[str]], n: int, buckets: int | None) -> floa
     total = sum(counts.values())
     if not total:
         return None
-    if buckets is None:
-        c = np.fromiter(counts.values(), np.float64, len(counts))
-    else:
-        keys = np.fromiter((_bucket(g, buckets) for g in counts), np.int64, len(counts))
-        c = np.bincount(keys, weights=np.fromiter(counts.values(), np.float64, len(counts)), minlength=0)
+    c = np.fromiter(counts.values(), np.float64, len(counts))
+    if buckets is not None:   # sum the counts of the types that share a bucket (cost independent of buckets)
+        keys = np.fromiter((_bucket(g, buckets) for g in counts), np.uint64, len(counts))
+        c = np.bincount(np.unique(keys, return_inverse=True)[1], weights=c)
     share = c / total
     return float(np.sum(share * share))
 
@@ -131,13 +144,13 @@ def ngram_hhi(texts: Sequence[str], n: int = 3, buckets: int | None = 2**20) -> 
 
     ``c_k``: count of the corpus's n-grams whose type hashes to bucket ``k`` (blake2b, 8-byte digest of the n-gram's
     tokens joined by a space, modulo ``buckets``); ``C = sum_k c_k``. ``buckets=None``: no hashing (exact type
-    counts). Hash collisions can only raise the index (``(a + b)^2 >= a^2 + b^2``); with T types and B buckets about
-    ``T^2 / (2 B)`` pairs collide. Ranges from ``1 / #types`` (all n-grams distinct, no collisions) to 1 (one n-gram
-    type). None when no text has ``n`` tokens.
+    counts); ``buckets`` in [1, 2**64] (the hash has 64 bits; time and memory do not depend on it). Hash collisions
+    can only raise the index (``(a + b)^2 >= a^2 + b^2``); with T types and B buckets about ``T^2 / (2 B)`` pairs
+    collide. Ranges from ``1 / #types`` (all n-grams distinct, no collisions) to 1 (one n-gram type). None when no
+    text has ``n`` tokens.
     """
     n = _checks.positive_int("n", n)
-    if buckets is not None:
-        buckets = _checks.positive_int("buckets", buckets)
+    buckets = _check_buckets("buckets", buckets)
     return _hhi_on_tokens(_tokens(texts), n, buckets)
 
 
@@ -210,14 +223,21 @@ def self_bleu_scores(texts: Sequence[str], hypotheses: Sequence[int] | None = No
     n-grams (sacrebleu's ``extract_all_word_ngrams``, orders 1-4) are read once, the leave-one-out maximum comes from
     the corpus's largest and second-largest count of each n-gram, the reference length is sacrebleu's closest length
     (ties to the shorter) among the other texts, and the score is sacrebleu's own ``BLEU.compute_bleu``.
+    Every text takes part as given, empty ones too (:func:`self_bleu` leaves out texts with no token).
     """
-    if smooth_method not in SMOOTH_METHODS:
-        raise ValueError(f"smooth_method must be one of {SMOOTH_METHODS}, got {smooth_method!r}")
+    _check_smooth_method(smooth_method)
     items = check_texts(texts, allow_empty=False)
     if len(items) < 2:
         raise ValueError(f"texts must hold at least 2 texts for self-BLEU (each is scored against the others), "
                          f"got {len(items)}")
-    idx = range(len(items)) if hypotheses is None else [_index("hypotheses", i, len(items)) for i in hypotheses]
+    if hypotheses is None:
+        idx = range(len(items))
+    else:
+        try:
+            idx = [_index("hypotheses", i, len(items)) for i in hypotheses]
+        except TypeError:
+            raise ValueError(f"hypotheses must be None or a sequence of indices in [0, {len(items) - 1}], "
+                             f"got {hypotheses!r}") from None
     helpers = require("sacrebleu.metrics.helpers")
     bleu = _bleu(smooth_method)
     grams, lens = zip(*(helpers.extract_all_word_ngrams(" ".join(tokenize(t)), 1, BLEU_ORDER) for t in items))
@@ -239,6 +259,12 @@ def self_bleu_scores(texts: Sequence[str], hypotheses: Sequence[int] | None = No
     return out
 
 
+def _check_smooth_method(smooth_method: Any) -> str:
+    if smooth_method not in SMOOTH_METHODS:
+        raise ValueError(f"smooth_method must be one of {SMOOTH_METHODS}, got {smooth_method!r}")
+    return smooth_method
+
+
 def _index(name: str, i: Any, size: int) -> int:
     if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < size:
         raise ValueError(f"{name} must hold indices in [0, {size - 1}], got {i!r}")
@@ -248,6 +274,10 @@ def _index(name: str, i: Any, size: int) -> int:
 def hypothesis_sample(num_texts: int, max_hypotheses: int | None, seed: int) -> np.ndarray:
     """Which texts self-BLEU scores: all of them when ``max_hypotheses`` is None or >= ``num_texts``, else
     ``max_hypotheses`` distinct indices drawn uniformly by ``numpy.random.default_rng(seed)``, sorted."""
+    num_texts = _checks.nonnegative_int("num_texts", num_texts)
+    if max_hypotheses is not None:
+        max_hypotheses = _checks.positive_int("max_hypotheses", max_hypotheses)
+    seed = _checks.random_seed("seed", seed)
     if max_hypotheses is None or max_hypotheses >= num_texts:
         return np.arange(num_texts)
     return np.sort(np.random.default_rng(seed).choice(num_texts, max_hypotheses, replace=False))
@@ -255,15 +285,26 @@ def hypothesis_sample(num_texts: int, max_hypotheses: int | None, seed: int) -> 
 
 def self_bleu(texts: Sequence[str], *, max_hypotheses: int | None = None, seed: int = 0,
               smooth_method: str = "exp") -> float | None:
-    """Self-BLEU in [0, 1]: mean of :func:`self_bleu_scores` over the hypotheses of :func:`hypothesis_sample`
-    (references are always all the other texts). None for fewer than 2 texts. Diversity is ``1 - self_bleu``."""
+    """Self-BLEU in [0, 1] of the texts that have at least one token: mean of :func:`self_bleu_scores` over the
+    hypotheses of :func:`hypothesis_sample` (references are always all the other such texts). Texts with no token
+    (empty, whitespace only) are left out as hypotheses and as references; None for fewer than 2 texts with tokens.
+    Diversity is ``1 - self_bleu``."""
     items = check_texts(texts, allow_empty=False)
     if max_hypotheses is not None:
         max_hypotheses = _checks.positive_int("max_hypotheses", max_hypotheses)
-    if len(items) < 2:
-        return None
-    hyps = hypothesis_sample(len(items), max_hypotheses, seed)
-    return float(np.mean(self_bleu_scores(items, hyps, smooth_method=smooth_method)))
+    seed = _checks.random_seed("seed", seed)
+    _check_smooth_method(smooth_method)
+    return _self_bleu_on_tokens(items, [tokenize(t) for t in items], max_hypotheses, seed, smooth_method)[0]
+
+
+def _self_bleu_on_tokens(items: list[str], tokens: list[list[str]], max_hypotheses: int | None, seed: int,
+                         smooth_method: str = "exp") -> tuple[float | None, int, int]:
+    """(self-BLEU or None, number of hypotheses scored, number of texts with tokens used)."""
+    kept = [t for t, tok in zip(items, tokens) if tok]
+    if len(kept) < 2:
+        return None, 0, len(kept)
+    hyps = hypothesis_sample(len(kept), max_hypotheses, seed)
+    return float(np.mean(self_bleu_scores(kept, hyps, smooth_method=smooth_method))), len(hyps), len(kept)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -271,26 +312,31 @@ def self_bleu(texts: Sequence[str], *, max_hypotheses: int | None = None, seed: 
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _nonzero_row_norms(e: np.ndarray) -> np.ndarray:
-    """The rows' norms of ``e`` (num_texts, dim), or a ValueError if any row is zero (it has no direction)."""
-    norms = np.linalg.norm(e, axis=1)
-    if np.any(norms == 0):
-        raise ValueError(f"embeddings has {int(np.sum(norms == 0))} zero rows; cosine distance needs non-zero rows")
-    return norms
+def _unit_rows(e: np.ndarray) -> np.ndarray:
+    """The rows of ``e`` (num_texts, dim) scaled to unit norm, or a ValueError if any row is zero (it has no
+    direction). Each row is first divided by its largest ``|entry|``, so its norm neither overflows nor underflows."""
+    scale = np.max(np.abs(e), axis=1, initial=0.0)
+    zero = np.flatnonzero(scale == 0)
+    if zero.size:
+        raise ValueError(f"embeddings has {zero.size} zero rows (first: embeddings[{zero[0]}]); cosine distance "
+                         f"needs non-zero rows")
+    e = e / scale[:, None]
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
 
 
 def semantic_diversity(embeddings: Any) -> float | None:
     """Mean pairwise cosine distance (seed 004's Div_sem): ``2 / (m (m - 1)) sum_{i<j} (1 - u_i . u_j)`` with
     ``u_i = e_i / ||e_i||``, for ``embeddings`` (num_texts, dim); None for fewer than 2 rows.
 
-    Computed exactly in O(m d) from ``sum_{i != j} u_i . u_j = ||sum_i u_i||^2 - m``.
+    Computed exactly in O(m d) from ``sum_{i != j} u_i . u_j = ||sum_i u_i||^2 - m``; any scale of the rows (1e-200,
+    1e200) gives the same value.
     """
     e = _checks.finite_array("embeddings", embeddings, shape=(None, None))
     m = e.shape[0]
-    norms = _nonzero_row_norms(e)
+    u = _unit_rows(e)
     if m < 2:
         return None
-    s = (e / norms[:, None]).sum(axis=0)
+    s = u.sum(axis=0)
     return max(0.0, float(1.0 - (s @ s - m) / (m * (m - 1))))  # >= 0 exactly; rounding can give -1e-16
 
 
@@ -310,8 +356,9 @@ class DiversityReport:
     ttr_length: int
     ttr_texts: int                          # texts with at least ttr_length tokens (the ones TTR uses)
     distinct: Mapping[int, float | None]    # n -> distinct-n
-    self_bleu_diversity: float | None       # 1 - self-BLEU
+    self_bleu_diversity: float | None       # 1 - self-BLEU (of the texts with at least one token)
     self_bleu_hypotheses: int               # texts scored as hypotheses (all others are always the references)
+    self_bleu_texts: int                    # texts with at least one token (the ones self-BLEU uses)
     hhi: float | None
     hhi_order: int
     hhi_buckets: int | None
@@ -344,8 +391,9 @@ def diversity(texts: Sequence[str], *, embeddings: Any = None, encoder: Encoder 
       ttr_length: tokens each text is cut to for the TTR (shorter texts are left out of it).
       ngram_orders: the n of each distinct-n.
       self_bleu_max: score at most this many texts as self-BLEU hypotheses, drawn with ``seed``; None = all (exact,
-        about 2 s for 10,000 sentences).
-      hhi_order, hhi_buckets: n-gram order and number of hash buckets (None = exact types) of the HHI.
+        about 2 s for 10,000 sentences). Texts with no token are left out of self-BLEU (``self_bleu_texts`` counts
+        the ones kept).
+      hhi_order, hhi_buckets: n-gram order and number of hash buckets (in [1, 2**64]; None = exact types) of the HHI.
       seed: seeds only the self-BLEU hypothesis subsample.
     """
     items = check_texts(texts, allow_empty=False)
@@ -356,28 +404,26 @@ def diversity(texts: Sequence[str], *, embeddings: Any = None, encoder: Encoder 
     if self_bleu_max is not None:
         self_bleu_max = _checks.positive_int("self_bleu_max", self_bleu_max)
     hhi_order = _checks.positive_int("hhi_order", hhi_order)
-    if hhi_buckets is not None:
-        hhi_buckets = _checks.positive_int("hhi_buckets", hhi_buckets)
+    hhi_buckets = _check_buckets("hhi_buckets", hhi_buckets)
     seed = _checks.random_seed("seed", seed)
     if embeddings is not None and encoder is not None:
         raise ValueError("give embeddings or encoder, not both")
     if embeddings is not None:
         embeddings = _checks.finite_array("embeddings", embeddings, shape=(len(items), None))
-        _nonzero_row_norms(embeddings)
+        _unit_rows(embeddings)
     if encoder is not None:
         check_encoder(encoder)
 
     tokens = [tokenize(t) for t in items]
     ttr, ttr_texts = _ttr_on_tokens(tokens, ttr_length)
-    hyps = hypothesis_sample(len(items), self_bleu_max, seed)
-    sb = float(np.mean(self_bleu_scores(items, hyps))) if len(items) >= 2 else None
+    sb, sb_hyps, sb_texts = _self_bleu_on_tokens(items, tokens, self_bleu_max, seed)
     if encoder is not None:
-        embeddings = encoder.encode(items)
+        embeddings = encode_texts(encoder, items)
     return DiversityReport(
         num_texts=len(items), ttr=ttr, ttr_length=ttr_length, ttr_texts=ttr_texts,
         distinct={n: _distinct_on_tokens(tokens, n) for n in orders},
         self_bleu_diversity=None if sb is None else 1.0 - sb,
-        self_bleu_hypotheses=len(hyps) if sb is not None else 0,
+        self_bleu_hypotheses=sb_hyps, self_bleu_texts=sb_texts,
         hhi=_hhi_on_tokens(tokens, hhi_order, hhi_buckets), hhi_order=hhi_order, hhi_buckets=hhi_buckets,
         compression_ratio=compression_ratio(items),
         semantic=None if embeddings is None else semantic_diversity(embeddings), seed=seed)
@@ -429,9 +475,11 @@ def bigram_texts(texts: Sequence[str], num_texts: int, *, temperature: float = 0
     source), each from ``p(w | previous) ∝ count^(1 / temperature)``; a token with no successor restarts from the
     start symbol. Tokens are joined by spaces. Deterministic for a given ``seed``.
     """
-    tokens = _tokens(texts)
+    items = check_texts(texts, allow_empty=False)
     num_texts = _checks.positive_int("num_texts", num_texts)
     temperature = _checks.in_interval("temperature", temperature, 0.0, math.inf, low_open=True, high_open=True)
+    seed = _checks.random_seed("seed", seed)
+    tokens = [tokenize(t) for t in items]
     start = ""
     follow: dict[str, Counter] = {}
     for t in tokens:

@@ -114,6 +114,18 @@ def _check_embeddings(embeddings: Any) -> np.ndarray:
     return _checks.finite_array("embeddings", arr)
 
 
+def _check_nonzero_rows(e: np.ndarray, two_d: bool) -> None:
+    """A ValueError naming the first response of ``e`` (num_models, num_samples, dim) with zero norm: the Sigma
+    tracks scale every response to unit norm, which a zero response does not have."""
+    zero = np.argwhere(np.linalg.norm(e, axis=-1) == 0)   # the test normalize_rows applies, in float64
+    if zero.size:
+        i, l = (int(v) for v in zero[0])
+        where = f"embeddings[{i}] (model {i})" if two_d else f"embeddings[{i}, {l}] (model {i}, text {l})"
+        raise ValueError(f"{where} has zero norm ({len(zero)} of {e.shape[0] * e.shape[1]} responses do): the Sigma "
+                         f"tracks scale every response to unit norm; pass sigma=False to skip them (D, ||D||_F, the "
+                         f"spread and MDS are defined for zero rows)")
+
+
 def measure_embeddings(embeddings: Any, *, sigma: bool = True, monitor: SigmaMonitor | None = None,
                        mds_components: int | None = 2, seed: int = 0) -> NetworkMetrics:
     """Every core estimator on ``embeddings`` (num_models, num_samples, dim); a 2-D (num_models, dim) array is read
@@ -124,14 +136,19 @@ def measure_embeddings(embeddings: Any, *, sigma: bool = True, monitor: SigmaMon
     distances between all responses (:func:`response_distances`), ``mds_components`` columns (None: skipped);
     Sigma tracks of the flattened responses from ``monitor`` (None: :func:`sigma_monitor` with ``seed``; ``sigma``
     False: skipped). Distances and MDS in float64 when JAX runs with x64, else float32; the Sigma tracks and
-    interval always in float64 (:func:`collapse_jax.spectral.in_float64`).
+    interval always in float64 (:func:`collapse_jax.spectral.in_float64`). A response with zero norm is refused,
+    before any compute, when Sigma scales responses to unit norm (the default monitor does); with ``sigma=False``
+    it is allowed.
     """
     e = _check_embeddings(embeddings)
     if mds_components is not None:
         mds_components = _checks.positive_int("mds_components", mds_components)
+    seed = _checks.random_seed("seed", seed)
     n, L, d = e.shape
     if sigma and monitor is not None:
         check_monitor(monitor, n * L, d)
+    if sigma and (monitor is None or monitor.normalize):
+        _check_nonzero_rows(e, np.ndim(embeddings) == 2)
     flat = e.reshape(n * L, d)
     x = jnp.asarray(e)
     means = jnp.mean(x, axis=1)
@@ -180,24 +197,47 @@ def check_responses(responses: Any) -> list[list[str]]:
     return models
 
 
+def encode_texts(encoder: Encoder, texts: list[str], **kwargs) -> np.ndarray:
+    """``encoder.encode(texts, **kwargs)`` as a float64 array, or a ValueError naming the encoder unless it is
+    ``(len(texts), dim)`` finite numbers (``dim >= 1``): a wrong number of rows would otherwise be reshaped silently."""
+    out = encoder.encode(texts, **kwargs)
+    name = getattr(encoder, "name", None) or type(encoder).__name__
+    try:
+        arr = np.asarray(out, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"encoder {name!r} must return a (num_texts, dim) array of numbers, got "
+                         f"{type(out).__name__}") from None
+    if arr.ndim != 2 or arr.shape[0] != len(texts) or arr.shape[1] < 1:
+        raise ValueError(f"encoder {name!r} returned shape {arr.shape} for {len(texts)} texts; encode must return "
+                         f"(num_texts, dim) = ({len(texts)}, dim)")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"encoder {name!r} returned NaN or inf in {int(np.sum(~np.isfinite(arr).all(axis=1)))} of "
+                         f"{len(texts)} rows")
+    return arr
+
+
 def measure_responses(responses: Sequence[Sequence[str]], encoder: Encoder | None = None, *,
                       embeddings: Any = None, sigma: bool = True, monitor: SigmaMonitor | None = None,
                       mds_components: int | None = 2, seed: int = 0, batch_size: int = 32) -> NetworkMetrics:
     """:func:`measure_embeddings` of per-model responses: ``responses[i][l]`` is model ``i``'s ``l``-th text.
 
     The texts are embedded by ``encoder`` (all in one :meth:`Encoder.encode` call, model-major) or ``embeddings``
-    (num_models, num_samples, dim) are given (exactly one of the two).
+    (num_models, num_samples, dim) are given (exactly one of the two). Every argument is checked before the encoder
+    runs; the encoder must return ``(num_models * num_samples, dim)`` finite numbers.
     """
     models = check_responses(responses)
     n, L = len(models), len(models[0])
     if (encoder is None) == (embeddings is None):
         raise ValueError("give exactly one of encoder and embeddings")
+    if mds_components is not None:
+        _checks.positive_int("mds_components", mds_components)
+    _checks.random_seed("seed", seed)
     if embeddings is None:
         batch_size = _checks.positive_int("batch_size", batch_size)
         check_encoder(encoder)
         if sigma and monitor is not None:   # before embedding anything
             check_monitor(monitor, n * L, getattr(encoder, "dim", None))
-        embeddings = encoder.encode([t for r in models for t in r], batch_size=batch_size).reshape(n, L, -1)
+        embeddings = encode_texts(encoder, [t for r in models for t in r], batch_size=batch_size).reshape(n, L, -1)
     elif np.ndim(embeddings) != 3 or np.shape(embeddings)[:2] != (n, L):
         raise ValueError(f"embeddings must have shape (num_models, num_samples, dim) = ({n}, {L}, dim) to match "
                          f"responses, got {np.shape(embeddings)}")

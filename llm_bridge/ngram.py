@@ -14,7 +14,7 @@ beat), never easier. Counts are sparse (sorted pair codes), so ``V`` may be larg
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Iterable, NamedTuple
 
 import numpy as np
 
@@ -25,6 +25,8 @@ K_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
 
 def _tokens(name: str, tokens, vocab_size: int, minimum: int) -> np.ndarray:
     arr = np.asarray(tokens)
+    if arr.ndim == 1 and arr.size == 0:
+        raise ValueError(f"{name} is empty; it must hold at least {minimum} tokens")
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"{name} must be a 1-D array of integer token ids, got shape {arr.shape} and dtype {arr.dtype}")
     if arr.size < minimum:
@@ -37,7 +39,7 @@ def _tokens(name: str, tokens, vocab_size: int, minimum: int) -> np.ndarray:
 
 def _check(train_tokens, heldout_tokens, vocab_size: int, order: int, k: float):
     vocab_size = _checks.positive_int("vocab_size", vocab_size)
-    if order not in (1, 2):
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order not in (1, 2):
         raise ValueError(f"order must be 1 (unigram) or 2 (bigram), got {order!r}")
     k = _checks.in_interval("k", k, 0.0, np.inf, low_open=True, high_open=True)
     train = _tokens("train_tokens", train_tokens, vocab_size, order)
@@ -72,9 +74,18 @@ class Baseline(NamedTuple):
 
 
 def best_k(train_tokens, heldout_tokens, vocab_size: int, order: int = 2,
-           grid: Sequence[float] = K_GRID) -> Baseline:
-    """The add-``k`` model of ``order`` with the lowest held-out perplexity over ``grid`` (an optimistic baseline)."""
+           grid: Iterable[float] = K_GRID) -> Baseline:
+    """The add-``k`` model of ``order`` with the lowest held-out perplexity over ``grid`` (any iterable of smoothing
+    constants ``k > 0``; read once, every value and the tokens checked before any model is fitted), an optimistic
+    baseline."""
+    try:
+        grid = list(grid)
+    except TypeError:
+        raise ValueError(f"grid must be an iterable of smoothing constants k > 0, got {type(grid).__name__}") from None
     if len(grid) == 0:
         raise ValueError("grid must hold at least one smoothing constant k")
+    for k in grid:
+        _checks.in_interval("grid", k, 0.0, np.inf, low_open=True, high_open=True)
+    _check(train_tokens, heldout_tokens, vocab_size, order, grid[0])
     scores = [Baseline(order, float(k), perplexity(train_tokens, heldout_tokens, vocab_size, order, k)) for k in grid]
     return min(scores, key=lambda b: b.perplexity)

@@ -70,6 +70,20 @@ def test_hhi_by_hand():
     assert dv.ngram_hhi(["x x x x"], n=3, buckets=None) == pytest.approx(1.0)
 
 
+def test_hhi_buckets_up_to_the_hash_width():
+    # counting needs no array of `buckets` entries: 2**40 and 2**64 buckets cost what 2**20 do (no collision here)
+    for buckets in (2**40, 2**64 - 1, 2**64):
+        assert dv.ngram_hhi([CAT, DOG], n=2, buckets=buckets) == pytest.approx(0.14, rel=1e-15)
+    assert dv.diversity([CAT, DOG], hhi_order=2, hhi_buckets=2**64).hhi == pytest.approx(0.14, rel=1e-15)
+    # few buckets: counts of the types sharing a bucket add up, as a plain loop does it
+    counts = {}
+    for t in (CAT, DOG):
+        toks = dv.tokenize(t)
+        for g in zip(toks, toks[1:]):
+            counts[dv._bucket(g, 3)] = counts.get(dv._bucket(g, 3), 0) + 1
+    assert dv.ngram_hhi([CAT, DOG], n=2, buckets=3) == pytest.approx(sum((c / 10) ** 2 for c in counts.values()))
+
+
 def test_hashed_hhi_never_below_exact(human):
     exact = dv.ngram_hhi(human, n=2, buckets=None)
     for buckets in (7, 101, 4099):
@@ -89,6 +103,24 @@ def test_self_bleu_by_hand():
     assert dv.diversity([CAT, DOG]).self_bleu_diversity == pytest.approx(1 - bleu, rel=1e-12)
 
 
+def test_self_bleu_leaves_out_texts_without_tokens():
+    # sacrebleu scores an empty text 0 against anything: counted, five empty outputs would make five copies of one
+    # sentence look half diverse, and only empty outputs maximally diverse
+    s = "The quick brown fox jumps over the lazy dog near the river bank today."
+    r = dv.diversity([s] * 5 + ["", "   ", "", "\t", ""])
+    assert r.self_bleu_diversity == pytest.approx(0.0, abs=1e-12)
+    assert r.self_bleu_texts == 5 and r.self_bleu_hypotheses == 5
+    r = dv.diversity([""] * 10)
+    assert r.self_bleu_diversity is None and r.self_bleu_texts == 0 and r.self_bleu_hypotheses == 0
+    assert dv.self_bleu([CAT, "", DOG, "  "]) == pytest.approx(dv.self_bleu([CAT, DOG]), rel=1e-15)
+    assert dv.self_bleu([CAT, " "]) is None
+    # the subsample is drawn among the texts with tokens
+    texts = [CAT, "", DOG, "a cat sat", ""]
+    assert dv.self_bleu(texts, max_hypotheses=2, seed=1) == pytest.approx(
+        dv.self_bleu([CAT, DOG, "a cat sat"], max_hypotheses=2, seed=1), rel=1e-15)
+    assert dv.diversity(texts, self_bleu_max=2).self_bleu_hypotheses == 2
+
+
 def test_compression_ratio_by_hand():
     raw = (CAT + "\n" + DOG).encode()  # sorted: "The cat ..." < "the dog ..." (uppercase first)
     assert dv.compression_ratio([DOG, CAT]) == pytest.approx(len(raw) / len(zlib.compress(raw, 9)))
@@ -101,6 +133,17 @@ def test_semantic_diversity_by_hand():
     assert dv.semantic_diversity(e) == pytest.approx((3 - math.sqrt(2)) / 3, rel=1e-12)
     assert dv.semantic_diversity([[1.0, 2.0]]) is None
     assert dv.semantic_diversity([[1.0, 2.0], [3.0, 6.0]]) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_semantic_diversity_any_scale():
+    # the row norms of 1e200 overflow and of 1e-200 underflow when squared; the value does not depend on the scale
+    assert dv.semantic_diversity(np.array([[1e200, 0.0], [0.0, 1e200]])) == pytest.approx(1.0, rel=1e-15)
+    assert dv.semantic_diversity(np.array([[1e-200, 0.0], [0.0, 1e-200]])) == pytest.approx(1.0, rel=1e-15)
+    e = np.random.default_rng(3).normal(size=(6, 4))
+    want = dv.semantic_diversity(e)
+    for scale in (1e-300, 1e-160, 1e160, 1e300):
+        assert dv.semantic_diversity(e * scale) == pytest.approx(want, rel=1e-13)
+    assert dv.diversity(["a", "b"], embeddings=[[1e-320, 0.0], [0.0, 1e300]]).semantic == pytest.approx(1.0)
 
 
 def test_semantic_diversity_matches_all_pairs_loop():
@@ -224,13 +267,23 @@ def test_semantic_ordering_with_minilm(human):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+class ExtraRowEncoder:
+    """An encoder that returns one row too many."""
+
+    def encode(self, texts, batch_size=32):
+        return np.arange(1.0, 1 + 6 * (len(texts) + 1)).reshape(len(texts) + 1, 6)
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda: dv.diversity([]), "texts must hold at least one text"),
     (lambda: dv.diversity("a text"), "single string"),
     (lambda: dv.diversity(["a", 3]), r"texts\[1\] must be a str"),
     (lambda: dv.diversity(["a b"], ttr_length=0), "ttr_length must be an integer >= 1"),
     (lambda: dv.diversity(["a b"], ngram_orders=(2, 0)), "ngram_orders must be an integer >= 1"),
-    (lambda: dv.diversity(["a b"], hhi_buckets=0), "hhi_buckets must be an integer >= 1"),
+    (lambda: dv.diversity(["a b"], hhi_buckets=0), r"hhi_buckets must be None or an integer in \[1, 2\*\*64\]"),
+    (lambda: dv.diversity(["a b"], hhi_buckets=2**64 + 1), r"hhi_buckets must be None or an integer in \[1, 2\*\*64\]"),
+    (lambda: dv.ngram_hhi(["a b c"], 3, 2**64 + 1), r"buckets must be None or an integer in \[1, 2\*\*64\]"),
+    (lambda: dv.ngram_hhi(["a b c"], 3, 2.0), r"buckets must be None or an integer in \[1, 2\*\*64\]"),
     (lambda: dv.diversity(["a b"], self_bleu_max=0), "self_bleu_max must be an integer >= 1"),
     (lambda: dv.diversity(["a b"], seed=-1), "seed must be an integer >= 0"),
     (lambda: dv.diversity(["a", "b"], embeddings=np.ones((3, 2))), r"embeddings must have shape \(2, \?\)"),
@@ -243,6 +296,16 @@ def test_semantic_ordering_with_minilm(human):
     (lambda: dv.self_bleu_scores(["only one"]), "at least 2 texts"),
     (lambda: dv.self_bleu_scores(["a", "b"], [2]), r"hypotheses must hold indices in \[0, 1\]"),
     (lambda: dv.self_bleu_scores(["a", "b"], smooth_method="add-one"), "smooth_method must be one of"),
+    (lambda: dv.self_bleu_scores(["a b", "c"], 3), r"hypotheses must be None or a sequence of indices in \[0, 1\]"),
+    (lambda: dv.self_bleu(["a b"], smooth_method="bad"), "smooth_method must be one of"),
+    (lambda: dv.self_bleu(["a b", "c d", "e f"], max_hypotheses=1, seed=-1), "seed must be an integer >= 0"),
+    (lambda: dv.self_bleu(["a b", "c d", "e f"], max_hypotheses=1, seed=1.5), "seed must be an integer >= 0"),
+    (lambda: dv.self_bleu(["a b", "c d"], seed=2**63), r"seed must be an integer in \[0, 2\*\*63 - 1\]"),
+    (lambda: dv.hypothesis_sample(3, 1, seed=-1), "seed must be an integer >= 0"),
+    (lambda: dv.bigram_texts(["a b"], 2, seed=-1), "seed must be an integer >= 0"),
+    (lambda: dv.bigram_texts(["a b"], 2, seed="0"), "seed must be an integer >= 0"),
+    (lambda: dv.diversity(["a b", "c d"], encoder=ExtraRowEncoder()),
+     r"encoder 'ExtraRowEncoder' returned shape \(3, 6\) for 2 texts; encode must return .* = \(2, dim\)"),
     (lambda: dv.type_token_ratio(["a"], length=-2), "length must be an integer >= 1"),
     (lambda: dv.distinct_n(["a"], 0), "n must be an integer >= 1"),
     (lambda: dv.bigram_texts(["a b"], 3, temperature=0), r"temperature must lie in \(0.0, inf\)"),

@@ -129,6 +129,69 @@ def test_responses_with_minilm():
     assert m.embeddings.shape == (3, 2, 384) and np.isfinite(m.sigma["u_cov"])
 
 
+class StubEncoder:
+    """An encoder whose output is ``make(num_texts)``; counts its encode calls."""
+
+    def __init__(self, make):
+        self.make, self.calls = make, 0
+
+    def encode(self, texts, batch_size=32):
+        self.calls += 1
+        return self.make(len(texts))
+
+
+def test_encoder_output_shape_checked():
+    def rows(k):
+        return np.random.default_rng(0).normal(size=(k, 4))
+
+    m = em.measure_responses([["a", "b"], ["c", "d"]], StubEncoder(rows), sigma=False)
+    np.testing.assert_array_equal(m.embeddings, rows(4).reshape(2, 2, 4))
+    # 3 rows for 2 texts reshaped silently to (2, 1, 6) before; 1-D, NaN and non-numbers are refused too
+    for make, match in [(lambda k: np.ones((k + 1, 6)), r"returned shape \(3, 6\) for 2 texts; encode must return "
+                                                       r"\(num_texts, dim\) = \(2, dim\)"),
+                        (lambda k: np.ones(k * 4), r"returned shape \(8,\) for 2 texts"),
+                        (lambda k: np.ones((k, 0)), r"returned shape \(2, 0\)"),
+                        (lambda k: np.full((k, 3), np.nan), r"returned NaN or inf in 2 of 2 rows"),
+                        (lambda k: [["x"] * 3] * k, r"must return a \(num_texts, dim\) array of numbers")]:
+        with pytest.raises(ValueError, match="encoder 'StubEncoder' " + match):
+            em.measure_responses([["a"], ["b"]], StubEncoder(make), sigma=False)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(mds_components=0), "mds_components must be an integer >= 1"),
+    (dict(seed=-1), "seed must be an integer >= 0"),
+    (dict(seed=1.5), "seed must be an integer >= 0"),
+    (dict(monitor="m"), "monitor must be a .*SigmaMonitor"),
+    (dict(batch_size=0), "batch_size must be an integer >= 1"),
+])
+def test_responses_arguments_checked_before_encoding(kwargs, match):
+    enc = StubEncoder(lambda k: np.ones((k, 4)))
+    with pytest.raises(ValueError, match=match):
+        em.measure_responses([["a"], ["b"]], enc, **kwargs)
+    assert enc.calls == 0
+
+
+def test_zero_response_refused_before_compute_only_for_sigma(emb):
+    e = emb.copy()
+    e[1, 2] = 0.0
+    with pytest.MonkeyPatch.context() as mp:   # the check comes before any distance is computed
+        mp.setattr(em.distance, "pairwise_distances", lambda *a: pytest.fail("computed before the check"))
+        with pytest.raises(ValueError, match=r"embeddings\[1, 2\] \(model 1, text 2\) has zero norm \(1 of 15 "
+                                             r"responses do\).*sigma=False"):
+            em.measure_embeddings(e)
+        with pytest.raises(ValueError, match=r"embeddings\[0\] \(model 0\) has zero norm"):
+            em.measure_embeddings(np.array([[0.0, 0.0], [1.0, 0.0]]))
+        with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+            em.measure_embeddings(emb, sigma=False, seed=-1)
+    # without Sigma a zero response is an ordinary point: D, ||D||_F, spread and MDS as for any other
+    m = em.measure_embeddings(e, sigma=False, mds_components=2)
+    x = e.mean(axis=1)
+    ref = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+    np.testing.assert_allclose(m.distances, ref, rtol=1e-5, atol=1e-6)
+    assert m.dnorm == pytest.approx(np.sqrt((ref ** 2).sum()), rel=1e-5)
+    assert m.sigma is None and np.all(np.isfinite(m.mds)) and np.all(np.isfinite(m.spread))
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda: em.measure_responses([["a", "b"], ["c"]], embeddings=np.ones((2, 2, 3))),
      r"rectangular .*responses\[0\] has 2 texts but responses\[1\] has 1"),

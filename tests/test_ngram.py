@@ -65,8 +65,35 @@ def test_bigram_beats_unigram_on_structured_text_and_best_k_is_best():
     (dict(train_tokens=[0.5, 1.0]), "train_tokens"),
     (dict(heldout_tokens=[0, 9]), r"heldout_tokens must hold token ids in \[0, 4\]"),
     (dict(heldout_tokens=[1]), "heldout_tokens must hold at least 2"),
+    (dict(heldout_tokens=[]), "heldout_tokens is empty; it must hold at least 2 tokens"),
+    (dict(train_tokens=[], order=1), "train_tokens is empty; it must hold at least 1 tokens"),
+    (dict(order=True), r"order must be 1 \(unigram\) or 2 \(bigram\), got True"),
+    (dict(order=2.0), r"order must be 1 \(unigram\) or 2 \(bigram\), got 2.0"),
+    (dict(order=np.float64(1.0)), r"order must be 1 \(unigram\) or 2 \(bigram\)"),
 ])
 def test_bad_input(kwargs, match):
     args = dict(train_tokens=[0, 1, 2, 3], heldout_tokens=[1, 2], vocab_size=5, order=2, k=0.1) | kwargs
     with pytest.raises(ValueError, match=match):
         ngram.perplexity(**args)
+
+
+def test_best_k_takes_any_iterable_and_checks_it_first():
+    train, heldout = [0, 1, 2, 1, 0, 1, 2], [0, 1, 2, 2]
+    want = ngram.best_k(train, heldout, 3, grid=[0.1, 1.0])
+    assert ngram.best_k(train, heldout, 3, grid=(k for k in [0.1, 1.0])) == want
+    assert ngram.best_k(train, heldout, 3, grid=np.array([0.1, 1.0])) == want
+    assert ngram.best_k(train, heldout, 3, order=np.int64(2), grid=iter([1.0, 0.1])) == want
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(grid=5), "grid must be an iterable of smoothing constants k > 0, got int"),
+    (dict(grid=iter([])), "grid must hold at least one"),
+    (dict(grid=(0.1, -1.0)), r"grid must lie in \(0.0, inf\), got -1.0"),
+    (dict(order=True), "order must be 1"),
+    (dict(heldout_tokens=[]), "heldout_tokens is empty"),
+])
+def test_best_k_bad_input_before_any_fit(kwargs, match, monkeypatch):
+    monkeypatch.setattr(ngram, "heldout_log_probs", lambda *a: pytest.fail("fitted before the check"))
+    args = dict(train_tokens=[0, 1, 2, 3], heldout_tokens=[1, 2], vocab_size=5, order=2) | kwargs
+    with pytest.raises(ValueError, match=match):
+        ngram.best_k(**args)
