@@ -22,11 +22,20 @@ def is_prng_key(value) -> bool:
 
 
 def root_key(seed: int | jax.Array) -> jax.Array:
-    """A typed PRNG key from an integer seed (keys pass through unchanged)."""
+    """A typed PRNG key from an integer seed (keys pass through unchanged): ``jax.random.key(seed)`` as JAX makes it
+    with x64 on, whether x64 is on or not. (Without x64, ``jax.random.key`` keeps a seed's low 32 bits only, so seed
+    2**32 drew what seed 0 draws; for the default threefry keys the two halves are placed here instead.)"""
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-        if not -2**63 <= int(seed) < 2**63:
+        seed = int(seed)
+        if not -2**63 <= seed < 2**63:
             raise ValueError(f"seed must be an integer in [-2**63, 2**63 - 1] or a PRNG key, got {seed}")
-        return jax.random.key(int(seed))
+        if 0 <= seed < 2**32 or jax.config.jax_enable_x64:
+            return jax.random.key(seed)
+        if jax.config.jax_default_prng_impl != "threefry2x32":
+            raise ValueError(f"seed {seed} is outside [0, 2**32 - 1], which the PRNG implementation "
+                             f"{jax.config.jax_default_prng_impl!r} keeps apart only with jax_enable_x64")
+        words = np.asarray([(seed >> 32) & 0xFFFFFFFF, seed & 0xFFFFFFFF], np.uint32)
+        return jax.random.wrap_key_data(jnp.asarray(words))
     if is_prng_key(seed):
         return seed
     raise ValueError(f"seed must be an integer or a PRNG key (jax.random.key), got {type(seed).__name__} {seed!r}")

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from collapse_jax import _checks, distance
+from collapse_jax.replicates import root_key
 from collapse_jax.sigma_monitor import SigmaMonitor
 from llm_bridge.encoders import Encoder, check_encoder
 from llm_bridge.generators import check_texts
@@ -64,7 +65,8 @@ class NetworkMetrics:
 def sigma_monitor(num_points: int, dim: int, *, block: int | None = None, eps: float | None = None,
                   seed: int = 0) -> SigmaMonitor:
     """The default Sigma monitor for ``num_points`` responses of dimension ``dim`` (see the module docstring):
-    observed block ``ceil(num_points / 2)`` rows drawn from ``jax.random.key(seed)``, ``eps = 0.01 / dim``."""
+    observed block ``ceil(num_points / 2)`` rows drawn from ``root_key(seed)`` (:mod:`collapse_jax.replicates`),
+    ``eps = 0.01 / dim``."""
     num_points = _checks.positive_int("num_points", num_points)
     dim = _checks.positive_int("dim", dim)
     block = math.ceil(num_points / 2) if block is None else _checks.positive_int("block", block)
@@ -73,7 +75,7 @@ def sigma_monitor(num_points: int, dim: int, *, block: int | None = None, eps: f
     eps = 0.01 / dim if eps is None else _checks.in_interval("eps", eps, 0.0, math.inf, low_open=True,
                                                              high_open=True)
     seed = _checks.random_seed("seed", seed)
-    return SigmaMonitor(jax.random.key(seed), block, eps=eps, normalize=True)
+    return SigmaMonitor(root_key(seed), block, eps=eps, normalize=True)
 
 
 def response_distances(flat: Any, *, chunk_bytes: int = 2**26) -> jnp.ndarray:

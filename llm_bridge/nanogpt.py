@@ -38,6 +38,7 @@ from flax import nnx
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
+from collapse_jax.replicates import root_key
 from llm_bridge.bpe import TextTokenizer
 from llm_bridge.generators import PerplexityResult, Sampling, check_texts, cut_at_stop, fit_prompts
 
@@ -448,7 +449,7 @@ def init_model(cfg: GPTConfig, seed: int = 0) -> GPT:
 @without_x64
 def init_params(cfg: GPTConfig, seed: int = 0) -> nnx.State:
     """The parameter ``State`` of :func:`init_model`."""
-    return _init_params(cfg, jax.random.fold_in(jax.random.key(seed), 2))
+    return _init_params(cfg, jax.random.fold_in(root_key(seed), 2))
 
 
 @partial(jax.jit, static_argnames=("cfg",))
@@ -820,7 +821,7 @@ class NanoGPT:
         eot, room = self.tokenizer.eot_id, self.context_length - sampling.max_new_tokens
         order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))
         width = min(batch_size, len(ids))
-        root = jax.random.key(seed)
+        root = root_key(seed)
         greedy = sampling.top_k == 1                     # a runtime flag: greedy and sampling share a compilation
         top_k = None if greedy else sampling.top_k
         out: list[list[int]] = [[] for _ in ids]

@@ -39,6 +39,7 @@ import optax
 from collapse_jax import _checks
 from collapse_jax.cli_options import option
 from collapse_jax.progress import bar
+from collapse_jax.replicates import root_key
 from collapse_jax.results import RunFolder, atomic_write_json
 from llm_bridge import bpe
 from llm_bridge.encoders import require
@@ -287,7 +288,7 @@ def schedule(tc: TrainConfig, total_steps: int) -> optax.Schedule:
 
 def step_keys(seed: int, step) -> tuple[jax.Array, jax.Array]:
     """(batch key, dropout key) of one step: ``fold_in(fold_in(key(seed), stream), step)``."""
-    root = jax.random.key(seed)
+    root = root_key(seed)
     return (jax.random.fold_in(jax.random.fold_in(root, DATA_KEY), step),
             jax.random.fold_in(jax.random.fold_in(root, DROPOUT_KEY), step))
 

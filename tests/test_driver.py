@@ -141,6 +141,15 @@ def test_seeds_replicate_ranges_and_host_memory_are_checked_before_most_compute(
             replicates.root_key(seed)
     key = jax.random.key(3)
     assert replicates.root_key(key) is key
+    # without x64, jax.random.key keeps a seed's low 32 bits (seed 2**32 drew seed 0's numbers, an audit of the
+    # sweep found): root_key gives x64 JAX's key either way
+    for seed in (0, 7, 2**32 - 1, 2**32, 2**32 + 7, 2**63 - 1, -1):
+        x64 = jax.random.key_data(replicates.root_key(seed))
+        with jax.enable_x64(False):
+            np.testing.assert_array_equal(jax.random.key_data(replicates.root_key(seed)), x64)
+    with jax.enable_x64(False):
+        draws = [driver.map_chunks(lambda keys: jax.random.key_data(keys), 2, seed, 2) for seed in (0, 2**32)]
+    assert not np.array_equal(*draws)
     with pytest.raises(ValueError, match="dtype must be float32 or float64, got 'int32'"):
         gn.simulate(0, gn.paper_config(4), 5, dtype="int32", progress=False)
     monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 10**6)
