@@ -674,9 +674,34 @@ def resolve_engine(engine: str) -> str:
 
 def block_indices(seed: int, cell: int, block: int, num_points: int, size: int) -> np.ndarray:
     """Row indices of one random block: ``size`` distinct rows of ``N``, from the block's own seed sequence
-    ``(seed, cell, block)`` (so a block's draw does not depend on batching or on resuming)."""
+    ``(seed, cell, block)`` (so a block's draw does not depend on batching or on resuming). The first k rows of a
+    draw do depend on ``size`` (NumPy's ``choice``): see :func:`nested_block_indices`."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, cell, block]))
     return rng.choice(num_points, size=size, replace=False)
+
+
+NESTED_FIRST_BATCH = 4096  # the stream of nested_block_indices: batches of 4096, 8192, ... draws
+
+
+def nested_block_indices(seed: int, cell: int, block: int, num_points: int, size: int) -> np.ndarray:
+    """Row indices of one random block whose first k rows are the same for every ``size >= k``, so a call's
+    blocks of all its sizes are prefixes of one draw whichever largest size it has (the sweep runner's
+    ``sigma-blocks`` cells, grouped into calls by chunk, process or resume). The rows are the distinct values, in
+    order of first appearance, of a stream of uniform draws from ``[0, N)`` (batches of 4096, 8192, ... from the
+    block's seed sequence ``(seed, cell, block, 1)``), i.e. sequential sampling without replacement: a uniformly
+    random ordered sample. Expected draws ``N ln(N / (N - size))``, ``N ln N`` for the whole population."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, cell, block, 1]))
+    seen = np.zeros(num_points, bool)
+    rows, count, batch = [], 0, NESTED_FIRST_BATCH
+    while count < size:
+        draws = rng.integers(0, num_points, batch)
+        firsts = np.sort(np.unique(draws, return_index=True)[1])  # each value's first place in the batch
+        new = draws[firsts][~seen[draws[firsts]]]
+        seen[new] = True
+        rows.append(new)
+        count += new.size
+        batch *= 2
+    return np.concatenate(rows)[:size]
 
 
 def whiten(data: np.ndarray, gram: np.ndarray, threads: int, *, out: np.ndarray | None = None
@@ -758,13 +783,14 @@ class CellResult:
 
 def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, seed: int, cell: int,
              progress: Callable | None = None, engine: str = "auto", threads: int | None = None,
-             scratch: np.ndarray | None = None) -> CellResult:
+             scratch: np.ndarray | None = None, rows: Callable[..., np.ndarray] = block_indices) -> CellResult:
     """Exact ``log det G`` of ``data`` (streamed Gram, float64) and the statistics of ``num_blocks`` random blocks.
 
     ``engine`` (see :data:`ENGINES`, :func:`resolve_engine`) picks the block kernel; all engines see the whitened
     population (see above) and return ``log det G_1`` of the raw rows. ``threads``: worker threads (default: the CPUs
     available). ``progress(k)`` is called as blocks finish. ``scratch``: optional float32 array of ``data``'s shape
-    for the whitened population.
+    for the whitened population. ``rows(seed, cell, block, N, n_max)``: a block's row indices
+    (:func:`block_indices`, or :func:`nested_block_indices` where a block of size n must not depend on n_max).
     """
     from collapse_jax import _native
 
@@ -779,7 +805,7 @@ def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, 
     stats = np.empty((2 + len(LOO_FIELDS), num_blocks, len(ns)))  # log det G_1, mean(M_i^2), the LeaveOneOut fields
 
     def indices(b0, b1):
-        return np.stack([block_indices(seed, cell, b, num_points, n_max) for b in range(b0, b1)])
+        return np.stack([rows(seed, cell, b, num_points, n_max) for b in range(b0, b1)])
 
     if engine == "native":
         # calls of ~0.1-1 s: small blocks are batched so the per-call set-up (buffers, threads) is amortised
@@ -796,7 +822,7 @@ def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, 
                     progress(b1 - b0)
     elif engine == "numpy":
         def one(b):
-            return numpy_prefix_block_stats(w32[block_indices(seed, cell, b, num_points, n_max)], ns_static)
+            return numpy_prefix_block_stats(w32[rows(seed, cell, b, num_points, n_max)], ns_static)
 
         with spectral.one_blas_thread(), ThreadPoolExecutor(threads) as ex:
             for b, one_stats in enumerate(ex.map(one, range(num_blocks))):

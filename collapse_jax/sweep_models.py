@@ -464,7 +464,8 @@ class SigmaBlockSweep(SweepModel):
     """Sigma estimators on random blocks of a synthetic data set (the ``sigma-precision`` study): a replicate is one
     block of n = ratio d rows; records its log-det error and whether each interval covers the exact log det G (one
     step). Cells of one data set (family, d, N, condition number, t dof) share it and their blocks (prefixes of the
-    same random rows, as the study does), so a grid over ``ratio`` is one call."""
+    same random rows, as the study does, drawn by :func:`~collapse_jax.sigma_precision.nested_block_indices` so that
+    a cell's blocks do not depend on which cells share its call), so a grid over ``ratio`` is one call."""
 
     name = "sigma-blocks"
     backends = ("auto", "native", "numpy", "jax")
@@ -514,7 +515,9 @@ class SigmaBlockSweep(SweepModel):
         ns = np.unique(sizes)
         cfg = SP.PrecisionConfig(t_dof=c["t_dof"], condition_number=c["condition_number"])
         data = SP.family_dataset(seed, 0, c["num_points"], c["dim"], c["family"], cfg)
-        res = SP.run_cell(data, c["family"], ns, num_replicates, seed=seed, cell=0, engine=backend)
+        # nested rows: a cell's blocks are the same whichever other sizes (cells) share the call
+        res = SP.run_cell(data, c["family"], ns, num_replicates, seed=seed, cell=0, engine=backend,
+                          rows=SP.nested_block_indices)
         # the statistics as float64 NumPy arrays: a JAX array would round them to float32 where x64 is off
         est = spectral.block_estimates_from_stats(res.logdet_g1, res.m2_insample,
                                                   res.dim, np.asarray(ns, np.float64)[None, :], res.num_points,
