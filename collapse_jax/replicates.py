@@ -22,9 +22,10 @@ def is_prng_key(value) -> bool:
 
 
 def root_key(seed: int | jax.Array) -> jax.Array:
-    """A typed PRNG key from an integer seed (keys pass through unchanged): ``jax.random.key(seed)`` as JAX makes it
-    with x64 on, whether x64 is on or not. (Without x64, ``jax.random.key`` keeps a seed's low 32 bits only, so seed
-    2**32 drew what seed 0 draws; for the default threefry keys the two halves are placed here instead.)"""
+    """A typed PRNG key from an integer seed (keys pass through unchanged; an integer JAX array, e.g. traced, goes
+    to ``jax.random.key``): ``jax.random.key(seed)`` as JAX makes it with x64 on, whether x64 is on or not.
+    (Without x64, ``jax.random.key`` keeps a seed's low 32 bits only, so seed 2**32 drew what seed 0 draws; for the
+    default threefry keys the two halves are placed here instead.)"""
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         seed = int(seed)
         if not -2**63 <= seed < 2**63:
@@ -38,6 +39,8 @@ def root_key(seed: int | jax.Array) -> jax.Array:
         return jax.random.wrap_key_data(jnp.asarray(words))
     if is_prng_key(seed):
         return seed
+    if isinstance(seed, jax.Array) and seed.ndim == 0 and jnp.issubdtype(seed.dtype, jnp.integer):
+        return jax.random.key(seed)  # an integer array, e.g. traced inside jit: jax.random.key's own rules
     raise ValueError(f"seed must be an integer or a PRNG key (jax.random.key), got {type(seed).__name__} {seed!r}")
 
 

@@ -286,8 +286,10 @@ def schedule(tc: TrainConfig, total_steps: int) -> optax.Schedule:
                                               tc.learning_rate * tc.min_lr_ratio)
 
 
-def step_keys(seed: int, step) -> tuple[jax.Array, jax.Array]:
-    """(batch key, dropout key) of one step: ``fold_in(fold_in(key(seed), stream), step)``."""
+def step_keys(seed: int | jax.Array, step) -> tuple[jax.Array, jax.Array]:
+    """(batch key, dropout key) of one step: ``fold_in(fold_in(key(seed), stream), step)``; ``seed`` an integer or
+    its key (:func:`collapse_jax.replicates.root_key`, which training passes into its compiled steps: a Python int
+    seed would enter them as an int32, refusing seeds from 2**31)."""
     root = root_key(seed)
     return (jax.random.fold_in(jax.random.fold_in(root, DATA_KEY), step),
             jax.random.fold_in(jax.random.fold_in(root, DROPOUT_KEY), step))
@@ -610,10 +612,10 @@ def _steps_for_budget(steps_fn, params, opt_state, stream, size, tc: TrainConfig
     (:func:`train_steps`) on copies, divide the time left."""
     p, o = _copy(params), _copy(opt_state)
     lrs = jnp.zeros((tc.steps_per_call,), jnp.float32)
-    p, o, losses = steps_fn(p, o, stream, tc.seed, 0, lrs, size)
+    p, o, losses = steps_fn(p, o, stream, root_key(tc.seed), 0, lrs, size)
     losses.block_until_ready()
     t0 = time.perf_counter()
-    p, o, losses = steps_fn(p, o, stream, tc.seed, 0, lrs, size)
+    p, o, losses = steps_fn(p, o, stream, root_key(tc.seed), 0, lrs, size)
     losses.block_until_ready()
     per_step = (time.perf_counter() - t0) / tc.steps_per_call + seconds_per_eval / tc.eval_every
     return max(1, int(seconds_left / per_step))
@@ -685,7 +687,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
             stop = min(total, step + tc.steps_per_call, (step // tc.eval_every + 1) * tc.eval_every,
                        (step // tc.checkpoint_every + 1) * tc.checkpoint_every, total if until is None else until)
             chunk_lrs = lrs[step:stop]
-            model.params, opt_state, losses = steps_fn(model.params, opt_state, stream, tc.seed, step,
+            model.params, opt_state, losses = steps_fn(model.params, opt_state, stream, root_key(tc.seed), step,
                                                        jnp.asarray(chunk_lrs), size)
             pending.append((step, losses, chunk_lrs))
             loss_value = float(losses[-1])             # waits for the call, so the clock below is honest
@@ -790,7 +792,7 @@ def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate:
     stream, size = padded_stream(stream)
     lr, losses = jnp.float32(tc.learning_rate), []
     for s in range(steps):
-        params, opt_state, loss = step_fn(params, opt_state, stream, tc.seed, s, lr, size)
+        params, opt_state, loss = step_fn(params, opt_state, stream, root_key(tc.seed), s, lr, size)
         losses.append(loss)
     model.params = params
     model.step += steps

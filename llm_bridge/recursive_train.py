@@ -56,6 +56,7 @@ import numpy as np
 
 from collapse_jax import _checks, multinomial, schedules
 from collapse_jax.progress import bar
+from collapse_jax.replicates import root_key
 from collapse_jax.results import RunFolder, atomic_savez, atomic_write_json
 from llm_bridge import bpe, synthetic_filter
 from llm_bridge import nanogpt_train as nt
@@ -345,7 +346,7 @@ def train_params(model: NanoGPT, texts: Sequence[str], start, config: RecursiveC
     padded[:len(stream)] = stream
     stream, losses = jnp.asarray(padded), []
     for s in range(tc.steps):
-        params, opt_state, loss = step_fn(params, opt_state, stream, tc.seed, s, lrs[s], size)
+        params, opt_state, loss = step_fn(params, opt_state, stream, root_key(tc.seed), s, lrs[s], size)
         losses.append(loss)
     return params, [float(v) for v in losses]
 

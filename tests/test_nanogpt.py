@@ -622,6 +622,17 @@ def test_finetune_lowers_the_loss_in_place_and_saves(tmp_path, model, reference_
         clone.finetune(texts, steps=0)
 
 
+def test_finetune_takes_every_seed_the_checks_accept(model):
+    """The compiled steps take the seed's key (a Python int entered them as an int32: seeds from 2**31 overflowed;
+    one step traced root_key's int check for an hour, 2026-12-02), and 2**32 is not seed 0."""
+    texts = ["the red bird flew over the green house."] * 4
+    runs = {}
+    for seed in (0, 2**31, 2**32, 2**63 - 1):
+        clone = ng.NanoGPT(model.config, model.tokenizer, model.params)
+        runs[seed] = clone.finetune(texts, steps=2, learning_rate=3e-3, batch_size=2, seed=seed)
+    assert runs[2**32] != runs[0] and len({tuple(v) for v in runs.values()}) == 4
+
+
 def test_finetuned_on_one_text_the_model_learns_where_it_ends(model):
     """The fine-tuning stream closes with EOT: without it a model fine-tuned on one text never saw it end and ran
     every sample to max_new_tokens."""
