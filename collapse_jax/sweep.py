@@ -15,14 +15,20 @@ How it runs:
 
 - cells that share static shapes (the model's ``group_key``) run in one call of the simulator, their varying values
   stacked on a grid axis: one compilation per group, every cell with the replicate keys ``fold_in(key(seed), r)``, so
-  a cell equals the simulator run alone with the same seed, bit for bit, whatever the chunking;
-- groups are cut into chunks of cells whose records fit the memory budget (``cells_per_chunk`` to set it); each
-  finished cell is written to the store (every zarr chunk file is written to a temporary name and renamed), then
-  marked in ``cell_done``. ``resume=True`` runs only the cells not marked: a kill at any moment loses at most the
-  chunk in flight, and the resumed dataset equals an uninterrupted one;
+  a cell draws what the simulator run alone with the same seed draws, whatever the chunking (docs/sweeps.md: bit
+  for bit, or for some models all but the last bits);
+- groups are cut into chunks of cells whose records fit the memory budget on the host (``cells_per_chunk`` to set
+  it; the simulator cuts each call to the device's memory); each finished cell is written to the store (every zarr
+  chunk file is written to a temporary name and renamed), then marked in ``cell_done``. ``resume=True`` runs only
+  the cells not marked: a kill at any moment loses at most the chunk in flight, and the resumed dataset equals an
+  uninterrupted one;
+- ``out`` must be new or empty (process 0 writes its ``config.json``, as every command's run folder), or hold this
+  same sweep (continued with ``resume``); everything that can be checked is checked before anything is written;
 - with several processes (``process_index``/``process_count``, e.g. from ``jax.distributed``), process p takes its
   share of every group's cells and writes them into the same store; process 0 creates the store, the others wait
-  for it: the store is the only coordination. Each process runs on its local devices.
+  for it: the store is the only coordination. Each process runs on its local devices; whichever finishes the last
+  cell sees every cell done (``SweepReport.cells_done``) and finishes the folder (the command's plots and
+  ``manifest.json``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import time
 import uuid
 import warnings
@@ -44,9 +51,9 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
-from collapse_jax.results import config_differences
+from collapse_jax.results import RunFolder, config_differences
 from collapse_jax.sweep_models import MODELS, SweepModel
-from collapse_jax.sweep_spec import SweepSpec
+from collapse_jax.sweep_spec import SweepSpec, statistic_names
 
 STORE = "dataset.zarr"
 _WAIT_SECONDS = 600.0
@@ -58,12 +65,6 @@ def _zarr():
     except ImportError as exc:  # a declared dependency; say so plainly if an environment lacks it
         raise ImportError("the sweep runner writes zarr datasets: `python3 -m pip install zarr`") from exc
     return zarr
-
-
-def statistic_names(quantiles) -> list[str]:
-    """``mean``, ``sem`` (standard error of the mean), then ``q05``-style names of the quantiles."""
-    percents = [round(100 * q, 6) for q in quantiles]
-    return ["mean", "sem"] + [f"q{p:g}".replace(".", "_") if p % 1 else f"q{int(p):02d}" for p in percents]
 
 
 def summarize(records: np.ndarray, kind: str, quantiles) -> np.ndarray:
@@ -212,18 +213,27 @@ def _coordinate(root, name: str, values, dim: str) -> None:
     arr[...] = values
 
 
-def _create(path: Path, spec: SweepSpec, model: SweepModel) -> None:
-    """Create the empty store at ``path`` (built under a temporary name, renamed into place)."""
+def _create(path: Path, spec: SweepSpec, model: SweepModel, kernels: str) -> None:
+    """Create the empty store at ``path`` (built under a temporary name, renamed into place; removed if building it
+    fails)."""
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        _build(tmp, spec, model, kernels)
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _build(tmp: Path, spec: SweepSpec, model: SweepModel, kernels: str) -> None:
     zarr = _zarr()
     from collapse_jax.results import environment_info
 
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     layout, steps, stats = _layout(spec, model)
     root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
     root.attrs.update({"sweep": json.dumps(spec.to_dict(), sort_keys=True), "simulator": spec.simulator,
                        "environment": json.dumps(environment_info(), sort_keys=True, default=str),
-                       "description": spec.description, "precision": _precision(),
-                       "backend": _effective_backend(spec)})
+                       "description": spec.description, "precision": _precision(), "backend": kernels})
     coordinates = []
     for axis in spec.axes:
         for param, values in axis.values.items():
@@ -245,18 +255,41 @@ def _create(path: Path, spec: SweepSpec, model: SweepModel) -> None:
         fill = False if dtype == "bool" else np.nan
         root.create_array(name, shape=tuple(shape_of[d] for d in dims), chunks=chunks, dtype=dtype,
                           fill_value=fill, dimension_names=list(dims), attributes=attrs)
-    tmp.rename(path)
 
 
-def _open(path: Path, spec: SweepSpec, *, create: bool, resume: bool):
+class SweepExists(ValueError):
+    """``out`` already holds this very sweep and ``resume`` was not asked for (``how``: what continues it)."""
+
+    def __init__(self, out: Path, done: int, cells: int, how: str = "resume=True"):
+        self.out, self.done, self.cells = out, done, cells
+        super().__init__(f"out: {str(out)!r} already holds this sweep ({done}/{cells} cells done); continue it with "
+                         f"{how}, or choose another folder")
+
+
+def _open(path: Path, spec: SweepSpec, kernels: str, *, create: bool, resume: bool):
+    """The store at ``path``: process 0 (``create``) checks one already there (the same sweep, ``resume``) or
+    creates it in a new or empty folder (whose ``config.json`` it writes, as every command's run folder); the
+    others wait for it."""
     zarr = _zarr()
     if create:
-        if path.exists() and not resume:
-            raise ValueError(f"out: {str(path.parent)!r} already holds a sweep; pass resume=True (--resume) to "
-                             "continue it, or choose another folder")
-        if not path.exists():
+        if path.exists():
+            root = zarr.open_group(str(path), mode="r+")
+            _check_store(root, path, spec, kernels)
+            if not resume:
+                raise SweepExists(path.parent, int(np.asarray(root["cell_done"][...]).sum()), spec.num_cells)
+            return root
+        config = {k: v for k, v in json.loads(json.dumps(spec.to_dict())).items() if k not in _HOW_TO_RUN}
+        try:  # refuses a folder with other files, or with another sweep's config.json
             path.parent.mkdir(parents=True, exist_ok=True)
-            _create(path, spec, MODELS[spec.simulator])
+            wrote_config = not RunFolder(path.parent).start(config)
+            try:
+                _create(path, spec, MODELS[spec.simulator], kernels)
+            except BaseException:  # nothing of this sweep is left: a corrected specification can use the folder
+                if wrote_config:
+                    (path.parent / "config.json").unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise ValueError(f"out: cannot write {str(path.parent)!r}: {exc.strerror or exc}") from None
     else:  # another process creates it
         deadline = time.monotonic() + _WAIT_SECONDS
         while not path.exists():
@@ -264,38 +297,87 @@ def _open(path: Path, spec: SweepSpec, *, create: bool, resume: bool):
                 raise TimeoutError(f"no store appeared at {path} within {_WAIT_SECONDS:.0f} s (process 0 creates it)")
             time.sleep(0.2)
     root = zarr.open_group(str(path), mode="r+")
-    stored = json.loads(root.attrs["sweep"])
-    given = json.loads(json.dumps(spec.to_dict(), sort_keys=True))
-    differ = config_differences({k: v for k, v in stored.items() if k not in _HOW_TO_RUN},
-                                {k: v for k, v in given.items() if k not in _HOW_TO_RUN})
+    _check_store(root, path, spec, kernels)
+    return root
+
+
+def _check_store(root, path: Path, spec: SweepSpec, kernels: str) -> None:
+    """Refuse a store of another sweep, precision or kernels (naming what differs)."""
+    differ = spec_differences(json.loads(root.attrs["sweep"]), spec.to_dict())
     if differ:
         raise ValueError(f"out: the store at {path} holds another sweep (its specification differs in "
-                         f"{', '.join(differ)}); use a new folder")
+                         f"{'; '.join(differ)}); use a new folder")
     if root.attrs["precision"] != _precision():
         raise ValueError(f"out: the sweep at {path} was computed in {root.attrs['precision']}, this process computes "
                          f"in {_precision()}; resume it with the same precision (--x64 or not)")
-    stored_backend, backend = root.attrs.get("backend"), _effective_backend(spec)
-    if stored_backend is not None and stored_backend != backend:   # (stores written before 2026-12-02 have none)
-        raise ValueError(f"out: the sweep at {path} was computed with the {stored_backend} kernels, this process "
-                         f"would use {backend} (their draws differ, so the cells would not be one sweep); resume it "
-                         f"with --backend {stored_backend}")
-    return root
+    stored = root.attrs.get("backend")
+    if stored is not None and stored != kernels:   # (stores written before 2026-12-02 have none)
+        raise ValueError(f"out: the sweep at {path} was computed with the {stored} kernels, this process would use "
+                         f"{kernels} (their draws differ, so the cells would not be one sweep); resume it where the "
+                         "same kernels run (the backend of --backend and of the specification, the kind of device)")
 
 
 # Specification fields that change how a sweep runs, not what it computes: a resume may change them.
 _HOW_TO_RUN = ("cells_per_chunk", "memory_budget", "description")
 
 
-def _effective_backend(spec: SweepSpec) -> str:
-    """The kernels this process runs the sweep's cells with: the specification's backend, or what ``"auto"``
-    resolves to here (``--backend``, the device, whether the native kernels build)."""
-    if spec.backend != "auto":
-        return spec.backend
-    if "native" not in MODELS[spec.simulator].backends:
-        return "jax"
-    from collapse_jax import _native
+def spec_differences(stored: dict, given: dict) -> list[str]:
+    """What differs between two specifications (``SweepSpec.to_dict``; the fields of ``_HOW_TO_RUN`` left out):
+    fields as ``field: old -> new``, axes by name, parameter and value (``axis a: a[1] 0.5 -> 0.25``)."""
+    stored, given = (json.loads(json.dumps(d, sort_keys=True)) for d in (stored, given))
+    old, new = ({a["name"]: a["values"] for a in d.pop("axes")} for d in (stored, given))
+    out = config_differences({k: v for k, v in stored.items() if k not in _HOW_TO_RUN},
+                             {k: v for k, v in given.items() if k not in _HOW_TO_RUN})
+    if list(old) != list(new):
+        out.append(f"axes: {list(old)} -> {list(new)}")
+    for name in [a for a in old if a in new]:
+        for param in sorted(old[name].keys() | new[name].keys()):
+            a, b = old[name].get(param, []), new[name].get(param, [])
+            at = [i for i in range(max(len(a), len(b))) if i >= len(a) or i >= len(b) or a[i] != b[i]]
+            if not at:
+                continue
+            counts = f"{len(a)} values -> {len(b)}: " if len(a) != len(b) else ""
+            shown = ", ".join(f"{param}[{i}] {a[i] if i < len(a) else '-'} -> {b[i] if i < len(b) else '-'}"
+                              for i in at[:3])
+            out.append(f"axis {name}: {counts}{shown}{f' and {len(at) - 3} more' if len(at) > 3 else ''}")
+    return out
 
-    return _native.resolve_backend("auto")
+
+def _cell_bytes(spec: SweepSpec, model: SweepModel) -> int:
+    """Host bytes of one cell's records in a chunk (its replicates' records and their copies)."""
+    each = max(model.replicate_bytes(model.complete(spec.cell(i))) for i in (0, spec.num_cells - 1))
+    return spec.replicates * each * 4
+
+
+def kernels(spec: SweepSpec) -> str:
+    """The kernels the sweep's cells run with in this process, by the simulator's own resolver (the specification's
+    backend; ``auto`` as the device and ``--backend`` make it): one name, or several joined by ``+`` where groups of
+    cells run different ones (the multinomial's accumulate-subsample regime runs on JAX only). A ValueError naming
+    the backend where some cells cannot run with it. The kernels depend on the backend and on at most one parameter
+    (the regime), so one cell per value of each axis is asked."""
+    model = MODELS[spec.simulator]
+    first = spec.cell(0)
+    cells = [first] + [{**first, **{k: v[i] for k, v in axis.values.items()}}
+                       for axis in spec.axes for i in range(axis.size)]
+    try:
+        return "+".join(sorted({model.kernels(model.complete(cell), spec.backend) for cell in cells}))
+    except ValueError as exc:  # name the field where the resolver's message does not
+        if str(exc).startswith("backend"):
+            raise
+        raise ValueError(f"backend: {exc}") from None
+
+
+def check_plan(spec: SweepSpec, *, memory_budget: int | None = None) -> str:
+    """What can only be checked in the process that runs the sweep, before anything is written: every cell runs
+    with the backend here, and ``memory_budget`` (or the specification's) holds one cell's records. Returns
+    :func:`kernels`."""
+    budget = memory_budget or spec.memory_budget
+    if budget is not None:
+        need = _cell_bytes(spec, MODELS[spec.simulator])
+        if _checks.positive_int("memory_budget", budget) < need:
+            raise ValueError(f"memory_budget must be >= {need} bytes (one cell's records: {spec.replicates} "
+                             f"replicates), got {budget}")
+    return kernels(spec)
 
 
 def _precision() -> str:
@@ -378,8 +460,9 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
       process_index, process_count: this process takes its contiguous share of the blocks (default: all).
       mesh: devices the replicate axis is sharded over (default: this process's local devices).
       cells_per_chunk, memory_budget: override the specification's. A chunk (whole blocks, at least one) holds about
-        ``cells_per_chunk`` cells, or as many as a quarter of the host's memory (or ``memory_budget``) holds; cells
-        of a chunk that share static shapes run in one call. Results never depend on them.
+        ``cells_per_chunk`` cells, or as many cells' records as a quarter of the host's memory (or ``memory_budget``
+        bytes, at least one cell's) holds; cells of a chunk that share static shapes run in one call, which the
+        simulator cuts into calls that fit the device's memory. The draws never depend on them.
       on_chunk: called with the cell indices of each chunk once they are written (tests use it to kill a run).
     """
     import jax
@@ -397,15 +480,15 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
     memory_budget = memory_budget or spec.memory_budget
     path = Path(out) / STORE
     start = time.perf_counter()
-    root = _open(path, spec, create=process_index == 0, resume=resume or process_index > 0)
+    kernels_here = check_plan(spec, memory_budget=memory_budget)
+    root = _open(path, spec, kernels_here, create=process_index == 0, resume=resume or process_index > 0)
     arrays = {name: root[name] for name in root.array_keys()}
     done = np.asarray(arrays["cell_done"][...]).reshape(-1)
     mesh = mesh or replicate_mesh(jax.local_devices())
     todo = [b for b in share(blocks(spec, block_size(spec, model)), process_index, process_count)
             if not done[b.start: b.stop].all()]
     if cells_per_chunk is None:
-        per_cell = spec.replicates * model.replicate_bytes(model.complete(spec.cell(0))) * 4
-        cells_per_chunk = max(1, (memory_budget or _checks.available_memory_bytes() // 4) // per_cell)
+        cells_per_chunk = max(1, (memory_budget or _checks.available_memory_bytes() // 4) // _cell_bytes(spec, model))
     per_chunk = max(1, cells_per_chunk // max(len(b) for b in todo)) if todo else 1
     total = sum(len(b) for b in todo)
     ran = replicate_steps = 0
@@ -418,7 +501,7 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
             records: dict[str, list] = {name: [None] * len(cells) for name in model.outputs}
             for positions, batch in _calls(model, cells, spec.backend, max(cells_per_chunk, len(chunk[0]))):
                 out_batch = model.run(batch, spec.replicates, spec.seed, backend=spec.backend,
-                                      memory_budget=memory_budget, mesh=mesh)
+                                      memory_budget=None, mesh=mesh)  # the simulator's: by the device's memory
                 for name, values in out_batch.items():
                     for g, pos in enumerate(positions):
                         records[name][pos] = values[g]

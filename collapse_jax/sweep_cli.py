@@ -16,10 +16,13 @@ from collapse_jax.cli_options import option
 class RunOptions:
     """How a sweep runs (never what it computes: results do not depend on these)."""
 
-    resume: bool = option(False, "continue the sweep in --out (cells already written are kept)")
+    resume: bool = option(False, "continue the sweep in --out: run the cells not yet written (a folder holding "
+                                 "this sweep is refused without it; an empty one starts it)")
     cells_per_chunk: int | None = option(None, "cells per call of the simulator; results do not depend on it",
                                          default_help="by the memory budget")
-    memory_budget: int | None = option(None, "bytes of records one chunk may hold",
+    memory_budget: int | None = option(None, "bytes of records on the host one chunk of cells may hold, at least one "
+                                             "cell's (a block of cells always runs); the simulators fit their calls "
+                                             "to the device's memory themselves",
                                        default_help="the specification's, else a quarter of the host's memory")
 
     def __post_init__(self) -> None:
@@ -59,6 +62,13 @@ class PhaseOptions:
     seed: int = 0
 
 
+def _add_out(parser, name: str) -> None:
+    parser.add_argument("--out", default=None,
+                        help=f"the sweep's folder (default runs/{name}-<time>): new or empty; one holding this same "
+                             "sweep is continued with --resume (refused without it); one holding another sweep "
+                             "(specification, precision or kernels) or other files is refused")
+
+
 def _run_options(parser) -> None:
     cli_options.add_config(parser, RunOptions)
     parser.add_argument("--no-plots", action="store_true", help="write the dataset only")
@@ -78,7 +88,7 @@ def add_parser(sub) -> None:
     p.add_argument("spec", nargs="?", help="the sweep specification (TOML)")
     p.add_argument("--fields", choices=sorted(MODELS), default=None,
                    help="print the parameters a sweep of this simulator can set, and exit")
-    cli_options.add_out(p, "sweep")
+    _add_out(p, "sweep-SPEC")
     _run_options(p)
     p.set_defaults(func=cmd_sweep)
 
@@ -87,7 +97,7 @@ def add_parser(sub) -> None:
     q.add_argument("name", choices=sorted(SPECS), help="the diagram: " + "; ".join(
         f"{k}: {v[0]}" for k, v in SPECS.items()))
     cli_options.add_config(q, PhaseOptions)
-    cli_options.add_out(q, "phase-NAME")
+    _add_out(q, "phase-NAME")
     q.add_argument("--print-spec", action="store_true", help="print the diagram's sweep specification and exit")
     _run_options(q)
     q.set_defaults(func=cmd_phase)
@@ -122,24 +132,44 @@ def _execute(spec, args, name: str) -> int:
     index, count = _process(args)
     if count > 1 and args.out is None:
         raise ValueError("--out is needed with several processes (every process writes into the same folder)")
+    sweep.check_plan(spec, memory_budget=options.memory_budget)  # before any folder is made
     folder = RunFolder.create(name, args.out)
     out = folder.path
-    report = sweep.run(spec, out, resume=options.resume, process_index=index, process_count=count,
-                       cells_per_chunk=options.cells_per_chunk, memory_budget=options.memory_budget)
+    try:
+        report = sweep.run(spec, out, resume=options.resume, process_index=index, process_count=count,
+                           cells_per_chunk=options.cells_per_chunk, memory_budget=options.memory_budget)
+    except sweep.SweepExists as exc:
+        raise sweep.SweepExists(exc.out, exc.done, exc.cells, "--resume") from None
+    except KeyboardInterrupt:
+        again = "--resume" if args.out is not None else f"--out {out} --resume"
+        print(f"collapse-jax {args.command}: interrupted; the cells written so far are kept in {out}: add {again} to "
+              "the same command to run the others", file=sys.stderr)
+        return 130
     print(f"[process {index}/{count}] {report.describe()}" if count > 1 else report.describe())
     print(f"dataset: {report.path}  (xarray.open_zarr)")
-    if report.cells_done == report.cells and index == 0:
-        if not args.no_plots:
-            try:
-                for path in phase.plot(name, sweep.open_dataset(out), out):
-                    print(f"plot: {path}")
-            except ValueError as exc:  # a sweep without a built-in plot: the dataset is the result
-                print(f"no plot: {exc}")
-        folder.finish({"simulator": spec.simulator, "cells": report.cells, "replicates": spec.replicates,
-                       "seed": spec.seed})   # manifest.json last, as every command's run folder: the sweep is done
-    elif report.cells_done < report.cells:
-        print(f"{report.cells - report.cells_done} cells are left (other processes, or run again with --resume)")
+    if report.cells_done < report.cells:
+        print(f"{report.cells - report.cells_done} cells are left: other processes are running them (the last to "
+              "finish writes the plots and manifest.json), or run the same command again with --resume")
+        return 0
+    # every cell is done: this process finished the last one (or a --resume found them done) and finishes the folder
+    if not args.no_plots:
+        try:
+            for path in phase.plot(name, _plottable(sweep.open_dataset(out)), out):
+                print(f"plot: {path}")
+        except ValueError as exc:  # a sweep without a built-in plot: the dataset is the result
+            print(f"no plot: {exc}")
+    folder.finish({"simulator": spec.simulator, "cells": report.cells, "replicates": spec.replicates,
+                   "seed": spec.seed})   # manifest.json last, as every command's run folder: the sweep is done
     return 0
+
+
+def _plottable(ds):
+    """``ds``, or a ValueError saying why no plot is drawn for it (more axes than a plot shows)."""
+    axes = [d for d in ds["cell_done"].dims if d != "regime"]
+    if len(axes) > 2:
+        raise ValueError(f"plots are drawn for sweeps over 1 or 2 axes (plus regime); this one has {len(axes)} "
+                         f"({', '.join(axes)}): select from the dataset with xarray (ds.sel(...)) and plot that")
+    return ds
 
 
 def cmd_sweep(args) -> int:

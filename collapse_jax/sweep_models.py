@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from collapse_jax import schedules
+from collapse_jax.sigma_precision import MIN_DIM
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +103,12 @@ class SweepModel(abc.ABC):
     @abc.abstractmethod
     def group_key(self, cell: dict, backend: str) -> tuple:
         """Cells with equal keys run in one compiled call."""
+
+    def kernels(self, cell: dict, backend: str) -> str:
+        """The kernels ``run`` runs ``cell`` with when asked for ``backend`` (``auto`` as this process resolves it:
+        the device, ``--backend``), by the simulator's own resolver; a ValueError naming the backend where the cell
+        cannot run with it. The portable JAX path, unless the simulator has others."""
+        return "jax"
 
     @abc.abstractmethod
     def run(self, cells: list[dict], num_replicates: int, seed: int, *, backend: str, memory_budget, mesh,
@@ -199,6 +206,11 @@ class MultinomialSweep(_Recursion):
 
     def group_key(self, cell, backend):
         return (cell["categories"], cell["p"], cell["zipf_exponent"], cell["steps"], cell["regime"])
+
+    def kernels(self, cell, backend):
+        from collapse_jax import multinomial as M
+
+        return M.resolve_backend(backend, cell["regime"])  # accumulate-subsample: JAX only
 
     def run(self, cells, num_replicates, seed, *, backend, memory_budget, mesh, first_replicate=0):
         from collapse_jax import multinomial as M
@@ -435,6 +447,11 @@ class GMMNetworkSweep(SweepModel):
     def group_key(self, cell, backend):
         return self.config(cell).static  # sizes only: a grid over beta, a, eps, the means is one call
 
+    def kernels(self, cell, backend):
+        from collapse_jax import gmm_network as GN
+
+        return GN.resolve_backend(backend)
+
     def replicate_bytes(self, cell):
         return (8 + 2 * cell["num_models"]) * self.num_steps(cell)
 
@@ -472,7 +489,7 @@ class SigmaBlockSweep(SweepModel):
     fields = {
         "family": Field("isotropic", "data family", str,
                         choices=("isotropic", "anisotropic", "student_t", "unit_norm")),
-        "dim": Field(32, "dimension d", int, 1, 4096),
+        "dim": Field(32, "dimension d", int, MIN_DIM, 4096),
         "num_points": Field(100_000, "N, rows of the data set", int, 2, 10**8),
         "ratio": Field(5.0, "block size n = max(d + 1, round(ratio d)), capped at N", float, 1.0, 10**6),
         "condition_number": Field(1e3, "condition number of Sigma (anisotropic family)", float, 1.0, None),
@@ -500,6 +517,11 @@ class SigmaBlockSweep(SweepModel):
 
     def group_key(self, cell, backend):
         return tuple((k, cell[k]) for k in ("family", "dim", "num_points", "condition_number", "t_dof", "level"))
+
+    def kernels(self, cell, backend):
+        from collapse_jax import sigma_precision as SP
+
+        return SP.resolve_engine(backend)  # "auto": native with AMX, numpy on other CPUs, jax on GPU/TPU
 
     def replicate_bytes(self, cell):
         return 8 * len(self.outputs)

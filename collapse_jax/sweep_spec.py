@@ -42,6 +42,20 @@ _TOP = {"simulator", "seed", "replicates", "keep", "quantiles", "cells_per_chunk
         "fixed", "grid", "zip", "description"}
 _GENERATORS = ("range", "linspace", "geomspace", "logspace")
 MAX_CELLS = 10**6   # every cell is checked before anything runs (about 25 us each), then simulated
+MAX_REPLICATES = 2**32   # replicate r's key is fold_in(key(seed), r) with a 32-bit r
+_INTERNAL = ("step", "statistic", "replicate", "cell_done")   # dimensions and variables of every sweep's dataset
+
+
+def statistic_names(quantiles) -> list[str]:
+    """``mean``, ``sem`` (standard error of the mean), then ``q05``-style names of the quantiles."""
+    percents = [round(100 * q, 6) for q in quantiles]
+    return ["mean", "sem"] + [f"q{p:g}".replace(".", "_") if p % 1 else f"q{int(p):02d}" for p in percents]
+
+
+def dataset_names(model) -> set[str]:
+    """Names the dataset of a sweep of ``model`` gives its own variables and dimensions (no axis may take one)."""
+    return ({*_INTERNAL, *model.scalar_descriptions}
+            | {f"{name}{end}" for name in model.outputs for end in ("", "_stats", "_fraction", "_theory")})
 
 
 class SpecError(ValueError):
@@ -154,14 +168,19 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
     if simulator not in models:
         fail("simulator", f"must be one of {sorted(models)}, got {simulator!r}")
     model = models[simulator]
-    replicates = _integer(raw.get("replicates", 1000), "replicates", 1, fail)
-    seed = _integer(raw.get("seed", 0), "seed", 0, fail)
+    replicates = _integer(raw.get("replicates", 1000), "replicates", 1, fail, MAX_REPLICATES,
+                          " (replicate indices are 32-bit)")
+    seed = _integer(raw.get("seed", 0), "seed", 0, fail, 2**63 - 1)
     keep = raw.get("keep", "summary")
     if keep not in KEEP:
         fail("keep", f"must be one of {KEEP}, got {keep!r}")
     quantiles = raw.get("quantiles", [0.05, 0.5, 0.95])
-    if not isinstance(quantiles, list) or not all(_real(q) and 0 < q < 1 for q in quantiles):
-        fail("quantiles", f"must be a list of numbers in (0, 1), got {quantiles!r}")
+    if not isinstance(quantiles, list) or not quantiles or not all(_real(q) and 0 < q < 1 for q in quantiles):
+        fail("quantiles", f"must be a non-empty list of numbers in (0, 1), got {quantiles!r}")
+    names = statistic_names(quantiles)[2:]
+    if len(set(names)) < len(names):
+        fail("quantiles", f"must be distinct (each names a statistic, to 1e-6 percent: {', '.join(names)}), "
+                          f"got {quantiles!r}")
     cells_per_chunk = raw.get("cells_per_chunk")
     if cells_per_chunk is not None:
         cells_per_chunk = _integer(cells_per_chunk, "cells_per_chunk", 1, fail)
@@ -212,6 +231,12 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
             fail(f"{where}.name", f"must be an identifier, got {axis_name!r}")
         if axis_name in grid or any(a.name == axis_name for a in axes):
             fail(f"{where}.name", f"dimension {axis_name!r} is already used")
+        if axis_name in model.fields and axis_name not in columns:  # its coordinate would be indices, not values
+            fail(f"{where}.name", f"{axis_name!r} is a parameter of {simulator} this zip does not set; name the axis "
+                                  "after one of its own parameters or anything else")
+        if axis_name in dataset_names(model):
+            fail(f"{where}.name", f"{axis_name!r} names a variable of the dataset; reserved: "
+                                  f"{', '.join(sorted(dataset_names(model)))}")
         axes.append(Axis(axis_name, columns))
     spec = SweepSpec(simulator=simulator, fixed=dict(fixed), axes=tuple(axes), replicates=replicates, seed=seed,
                      keep=keep, quantiles=tuple(float(q) for q in quantiles), cells_per_chunk=cells_per_chunk,
@@ -224,9 +249,9 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
         cell = spec.cell(index)
         try:
             model.check_cell(model.complete(cell))
-        except ValueError as exc:
-            field = re.match(r"([A-Za-z0-9_]+)", str(exc))
-            where = seen.get(field.group(1), "fixed") if field else "fixed"
+        except ValueError as exc:  # point at the parameters the message names, a grid axis first (it varies)
+            named = [seen[w] for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", str(exc)) if w in seen]
+            where = next((w for w in named if not w.startswith("fixed.")), named[0] if named else "fixed")
             shown = {k: v for k, v in cell.items() if k not in spec.fixed}
             fail(where, f"{exc}{f' (in the cell {shown})' if shown else ''}")
     if not axes:  # (the store's blocks run along the last axis)
@@ -245,9 +270,9 @@ def _real(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _integer(value, field, low, fail) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        fail(field, f"must be an integer >= {low}, got {value!r}")
+def _integer(value, field, low, fail, high=None, why="") -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+        fail(field, f"must be an integer {f'>= {low}' if high is None else f'in [{low}, {high}]'}{why}, got {value!r}")
     return int(value)
 
 

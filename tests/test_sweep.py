@@ -68,7 +68,22 @@ def _assert_same(a, b):
     ('simulator = "multinomial"\n[grid]\nwhat = [1]\n', "grid.what", 3, "unknown parameter"),
     ('simulator = "multinomial"\n[grid]\nn0 = { linspace = [1, 2] }\n', "grid.n0", 3, "three numbers"),
     ('simulator = "multinomial"\n[fixed]\nn0 = 5\n[grid]\nn0 = [1, 2]\n', "grid.n0", 5, "already set"),
-    ('simulator = "multinomial"\nreplicates = 0\n', "replicates", 2, "integer >= 1"),
+    ('simulator = "multinomial"\nreplicates = 0\n', "replicates", 2, "integer in [1, 4294967296]"),
+    ('simulator = "multinomial"\nreplicates = 4294967297\n', "replicates", 2, "integer in [1, 4294967296]"),
+    ('simulator = "multinomial"\nquantiles = [0.5, 0.5]\n', "quantiles", 2, "must be distinct"),
+    ('simulator = "multinomial"\nquantiles = [0.05, 0.050000001]\n', "quantiles", 2, "q05, q05"),
+    ('simulator = "multinomial"\nquantiles = []\n', "quantiles", 2, "non-empty list"),
+    # a zip axis named after a parameter it does not set would label the axis with indices, not that parameter
+    ('simulator = "multinomial"\n[grid]\nn0 = [10, 20]\n[[zip]]\nname = "alpha0"\nalpha_decay = [0.1, 0.2]\n'
+     'n_growth = [0.0, 1.0]\n', "zip[0].name", 5, "'alpha0' is a parameter of multinomial this zip does not set"),
+    ('simulator = "multinomial"\n[[zip]]\nname = "step"\nalpha0 = [0.1, 0.2]\n', "zip[0].name", 3,
+     "names a variable of the dataset"),
+    ('simulator = "multinomial"\n[[zip]]\nname = "loss_stats"\nalpha0 = [0.1, 0.2]\n', "zip[0].name", 3,
+     "names a variable of the dataset"),
+    ('simulator = "sigma-blocks"\n[grid]\ndim = [2, 8]\n', "grid.dim", 3, "value 2: must be in [3, 4096]"),
+    # a constraint broken by a grid value points at that axis, not at "fixed"
+    ('simulator = "linear-regression"\n[grid]\ndim = [5, 30]\n', "grid.dim", 3,
+     "num_samples must be >= dim + 2 = 32, got 20 (in the cell {'dim': 30})"),
     ('simulator = "multinomial"\n[[zip]]\nalpha0 = [0.1, 0.2]\nn0 = [10]\n', "zip[0]", 2, "one length"),
     ('simulator = "gaussian"\n[fixed]\nn0 = 1\n', "fixed.n0", 3, "n0 must be >= 2"),
     ('simulator = "gmm-network"\nbackend = "triton"\n', "backend", 2, "must be one of"),
@@ -168,7 +183,7 @@ def test_chunking_does_not_change_the_dataset(tmp_path):
 def test_an_existing_sweep_is_resumed_only_when_asked(tmp_path):
     spec = sweep_spec.parse(MULTINOMIAL)
     sweep.run(spec, tmp_path, progress=False)
-    with pytest.raises(ValueError, match="already holds a sweep"):
+    with pytest.raises(ValueError, match=r"holds this sweep \(12/12 cells done\); continue it with resume=True"):
         sweep.run(spec, tmp_path, progress=False)
     assert sweep.run(spec, tmp_path, progress=False, resume=True).cells_run == 0
     other = sweep_spec.parse(MULTINOMIAL.replace("seed = 3", "seed = 4"))
@@ -355,7 +370,7 @@ def test_sigma_block_cells_equal_the_block_study(tmp_path):
     sweep.run(spec, tmp_path, progress=False)
     ds = sweep.open_dataset(tmp_path)
     data = SP.family_dataset(5, 0, 3000, 4, "isotropic", SP.PrecisionConfig())
-    res = SP.run_cell(data, "isotropic", np.array([8, 20]), 12, seed=5, cell=0)
+    res = SP.run_cell(data, "isotropic", np.array([8, 20]), 12, seed=5, cell=0, rows=SP.nested_block_indices)
     est = spectral.block_estimates_from_stats(jnp.asarray(res.logdet_g1), jnp.asarray(res.m2_insample), 4,
                                               jnp.asarray([[8.0, 20.0]]), 3000, spectral.z_value(0.95), res.loo())
     error = np.asarray(est.l_hat) - res.truth  # (block, size)
@@ -364,3 +379,165 @@ def test_sigma_block_cells_equal_the_block_study(tmp_path):
     np.testing.assert_array_equal(ds["covered_wishart"].values[..., 0], covered.T)
     assert ds["coverage_wishart"].values.tolist() == covered.mean(0).tolist()
     assert phase.plot("sigma", ds, tmp_path)[0].exists()
+
+
+# --- checked before anything is written; the run folder; what the command says ----------------------------------
+SMALL = 'simulator = "multinomial"\nreplicates = 4\n[fixed]\nsteps = 2\n[grid]\nn0 = [10, 20]\n'
+
+
+def _sweep_cli(tmp_path, text: str, out, *args) -> int:
+    spec = tmp_path / "s.toml"
+    spec.write_text(text)
+    return cli_main(["sweep", str(spec), "--out", str(out), "--no-plots", *args])
+
+
+@pytest.mark.parametrize("text, args, message", [
+    (SMALL.replace("replicates = 4", "replicates = 4\nquantiles = []"), [], "quantiles: must be a non-empty list"),
+    (SMALL.replace("replicates = 4", "replicates = 100000000000000"), [],
+     r"replicates: must be an integer in \[1, 4294967296\]"),
+    (SMALL.replace("replicates = 4", 'replicates = 4\nbackend = "native"').replace(
+        "steps = 2", 'steps = 2\nregime = "accumulate-subsample"'), [], "error: backend='native' runs the regimes"),
+    (SMALL.replace("replicates = 4", 'replicates = 4\nbackend = "pallas"').replace(
+        "steps = 2", 'steps = 2\nregime = "filter"'), [], "error: backend='pallas' supports the replace and"),
+    (SMALL + '[[zip]]\nname = "step"\nalpha0 = [0.1, 0.2]\n', [], "zip\\[0\\].name: 'step' names a variable"),
+    (SMALL + '[[zip]]\nname = "loss_stats"\nalpha0 = [0.1, 0.2]\n', [], "'loss_stats' names a variable"),
+    (SMALL, ["--memory-budget", "300"], r"memory_budget must be >= 384 bytes \(one cell's records"),
+])
+def test_bad_input_leaves_nothing_that_blocks_the_corrected_run(text, args, message, tmp_path, capsys):
+    """Each of these once created dataset.zarr and then failed, and the store refused the corrected rerun."""
+    out = tmp_path / "o"
+    assert _sweep_cli(tmp_path, text, out, *args) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not out.exists() or not any(out.iterdir())
+    assert _sweep_cli(tmp_path, SMALL, out) == 0
+    assert sweep.cells_done(out).all()
+
+
+def test_a_failure_while_building_the_store_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    spec = sweep_spec.parse(SMALL)
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sweep, "_coordinate", broken)
+    with pytest.raises(ValueError, match="out: cannot write .*No space left on device"):
+        sweep.run(spec, tmp_path / "o", progress=False)
+    assert list((tmp_path / "o").iterdir()) == []  # neither the store, its temporary folder, nor config.json
+    monkeypatch.undo()
+    other = sweep_spec.parse(SMALL.replace("replicates = 4", "replicates = 5"))
+    assert sweep.run(other, tmp_path / "o", progress=False).cells_done == 2
+
+
+def test_a_folder_with_other_files_is_refused(tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert _sweep_cli(tmp_path, SMALL, out) == 2
+    assert "is not empty and holds no run" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_an_unwritable_out_is_one_line(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    if os.access(out, os.W_OK):  # root: permissions are not enforced, so the first write fails as it would
+        from collapse_jax import results
+
+        def denied(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(results.tempfile, "mkstemp", denied)
+    try:
+        assert _sweep_cli(tmp_path, SMALL, out) == 2
+    finally:
+        out.chmod(0o755)
+    err = capsys.readouterr().err
+    assert err.strip() == f"collapse-jax sweep: error: out: cannot write {str(out)!r}: Permission denied"
+
+
+def test_the_stored_kernels_are_the_ones_the_cells_ran(tmp_path, monkeypatch):
+    """The multinomial's accumulate-subsample regime runs on JAX whatever is asked (a sweep of it recorded the
+    native kernels and then refused a resume with --backend jax); the Sigma block study's auto engine is numpy on a
+    CPU without AMX (it recorded native); on a GPU the multinomial's auto is Pallas (it recorded jax)."""
+    import zarr
+
+    from collapse_jax import _native
+
+    text = SMALL.replace("steps = 2", 'steps = 2\nregime = "accumulate-subsample"')
+    sweep.run(sweep_spec.parse(text), tmp_path / "sub", progress=False)
+    assert zarr.open_group(str(tmp_path / "sub" / sweep.STORE)).attrs["backend"] == "jax"
+    _native.prefer_backend("jax")
+    try:
+        assert sweep.run(sweep_spec.parse(text), tmp_path / "sub", progress=False, resume=True).cells_run == 0
+    finally:
+        _native.prefer_backend("auto")
+    mixed = SMALL.replace("n0 = [10, 20]", 'regime = ["replace", "accumulate-subsample"]')
+    assert sweep.kernels(sweep_spec.parse(mixed)) == "+".join(sorted({_native.resolve_backend("auto"), "jax"}))
+
+    monkeypatch.setattr(_native, "amx_available", lambda: False)
+    sigma = sweep_spec.parse('simulator = "sigma-blocks"\nreplicates = 4\n[fixed]\ndim = 3\nnum_points = 200\n'
+                             '[grid]\nratio = [2.0]\n')
+    sweep.run(sigma, tmp_path / "sigma", progress=False)
+    assert zarr.open_group(str(tmp_path / "sigma" / sweep.STORE)).attrs["backend"] == "numpy"
+    import jax
+
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")  # auto runs the multinomial's Pallas kernel there
+    assert sweep.kernels(sweep_spec.parse(SMALL)) == "pallas"
+    assert sweep.kernels(sweep_spec.parse(mixed)) == "jax+pallas"
+
+
+def test_the_last_process_to_finish_writes_the_manifest(tmp_path, monkeypatch, capsys):
+    """Process 0 finishes first here, with cells left; process 1 finishes the sweep and the folder."""
+    from collapse_jax import sweep_cli
+
+    out = tmp_path / "o"
+    text = SMALL.replace("[grid]\n", "[grid]\nalpha0 = [0.2, 0.5]\n")   # two blocks (rows), one per process
+    monkeypatch.setattr(sweep_cli, "_process", lambda args: (0, 2))
+    assert _sweep_cli(tmp_path, text, out) == 0
+    assert "2 cells are left" in capsys.readouterr().out and not (out / "manifest.json").exists()
+    monkeypatch.setattr(sweep_cli, "_process", lambda args: (1, 2))
+    assert _sweep_cli(tmp_path, text, out) == 0
+    assert sweep.cells_done(out).all() and (out / "manifest.json").is_file()
+
+
+def test_another_specification_says_which_axis_values_differ(tmp_path):
+    text = SMALL.replace("n0 = [10, 20]", "alpha_decay = { linspace = [0.0, 1.0, 3] }\nn0 = [10, 20]")
+    sweep.run(sweep_spec.parse(text), tmp_path, progress=False)
+    other = sweep_spec.parse(text.replace("1.0, 3]", "1.0, 5]").replace("[10, 20]", "[10, 30]"))
+    with pytest.raises(ValueError) as err:
+        sweep.run(other, tmp_path, progress=False, resume=True)
+    assert ("differs in axis alpha_decay: 3 values -> 5: alpha_decay[1] 0.5 -> 0.25, alpha_decay[2] 1.0 -> 0.5, "
+            "alpha_decay[3] - -> 0.75 and 1 more; axis n0: n0[1] 20 -> 30)") in str(err.value)
+
+
+def test_the_command_says_what_continues_a_sweep(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "o"
+    assert _sweep_cli(tmp_path, SMALL, out) == 0
+    capsys.readouterr()
+    assert _sweep_cli(tmp_path, SMALL, out) == 2   # the same sweep: --resume continues it
+    err = capsys.readouterr().err
+    assert "already holds this sweep (2/2 cells done); continue it with --resume" in err and "resume=True" not in err
+    assert _sweep_cli(tmp_path, SMALL.replace("replicates = 4", "replicates = 5"), out) == 2   # another: refused
+    err = capsys.readouterr().err
+    assert "holds another sweep (its specification differs in replicates: 4 -> 5)" in err and "--resume" not in err
+    with pytest.raises(SystemExit):
+        cli_main(["sweep", "--help"])
+    assert "continued with --resume (refused without it)" in " ".join(capsys.readouterr().out.split())
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "run", interrupted)
+    assert _sweep_cli(tmp_path, SMALL, out, "--resume") == 130
+    assert "add --resume to the same command to run the others" in capsys.readouterr().err
+
+
+def test_three_axis_gmm_sweep_says_why_there_is_no_plot(tmp_path, capsys):
+    text = ('simulator = "gmm-network"\nreplicates = 2\n[fixed]\nnum_steps = 2\n[grid]\nbeta = [0.2, 0.6]\n'
+            'eps = [0.0, 0.05]\ndirichlet_a = [1.0]\n')
+    spec = tmp_path / "g.toml"
+    spec.write_text(text)
+    assert cli_main(["sweep", str(spec), "--out", str(tmp_path / "o")]) == 0
+    assert ("no plot: plots are drawn for sweeps over 1 or 2 axes (plus regime); this one has 3 (beta, eps, "
+            "dirichlet_a)") in capsys.readouterr().out
