@@ -143,7 +143,23 @@ def _heatmap(ax, ds, var: str, x: str, y: str, *, log: bool = False, centre_one:
     ax.figure.colorbar(mesh, ax=ax, label=var)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
+    for axis, name, grid in ((ax.xaxis, x, grid_x), (ax.yaxis, y, grid_y)):
+        labels = _tick_labels(ds, name)
+        if labels is not None:
+            axis.set_ticks(grid, labels)
     return grid_x, grid_y
+
+
+def _tick_labels(ds, dim: str) -> list[str] | None:
+    """Labels of the cells along ``dim`` where its coordinate does not say what they are: a text axis's values, or
+    a zipped axis's parameters (``alpha0=0.5, n0=100``); None for a numeric axis of its own values."""
+    zipped = [c for c in ds.coords if c != dim and ds[c].dims == (dim,)]
+    if zipped:
+        return [", ".join(f"{c}={ds[c].values[i]:g}" if ds[c].dtype.kind in "fi" else f"{c}={ds[c].values[i]}"
+                          for c in zipped) for i in range(ds.sizes[dim])]
+    if ds[dim].dtype.kind not in "fi":
+        return [str(v) for v in ds[dim].values]
+    return None
 
 
 def plot_gmm(ds, out: Path, name: str) -> list[Path]:

@@ -541,3 +541,15 @@ def test_three_axis_gmm_sweep_says_why_there_is_no_plot(tmp_path, capsys):
     assert cli_main(["sweep", str(spec), "--out", str(tmp_path / "o")]) == 0
     assert ("no plot: plots are drawn for sweeps over 1 or 2 axes (plus regime); this one has 3 (beta, eps, "
             "dirichlet_a)") in capsys.readouterr().out
+
+
+def test_heatmap_ticks_name_text_and_zipped_cells(tmp_path):
+    """A sweep audit: a text axis and a zipped axis were drawn on index positions with ticks -0.5 .. 1.5."""
+    spec = sweep_spec.parse('simulator = "multinomial"\nreplicates = 4\n[fixed]\nsteps = 2\n[grid]\n'
+                            'p = ["uniform", "zipf"]\n[[zip]]\nname = "start"\nalpha0 = [0.2, 0.5]\nn0 = [50, 100]\n')
+    sweep.run(spec, tmp_path, progress=False)
+    ds = sweep.open_dataset(tmp_path)
+    assert phase._tick_labels(ds, "p") == ["uniform", "zipf"]
+    assert phase._tick_labels(ds, "start") == ["alpha0=0.2, n0=50", "alpha0=0.5, n0=100"]
+    paths = phase.plot("sweep", ds, tmp_path)
+    assert paths and all(p.exists() for p in paths)
