@@ -3,6 +3,9 @@
 Both are ``tokenizers.Tokenizer`` objects (Hugging Face's ``tokenizers`` library) with GPT-2's byte-level
 pre-tokenizer and decoder, so every Unicode text maps to bytes and back exactly (``decode(encode(t)) == t``), and one
 special token ``<|endoftext|>`` (EOT) that separates documents and serves as the beginning-of-sequence token.
+By default the literal string ``<|endoftext|>`` inside a text is encoded as EOT (``tokenizers``' rule for special
+tokens; so it splits a training document); ``plain=True`` encodes it as its 13 bytes, as the nanoGPT's prompts and
+scored texts do.
 
 * :func:`train_bpe`: byte-level BPE trained on a list of texts (vocabulary ``vocab_size`` including the 256 byte
   symbols and EOT; EOT has id 0); the same texts give the same merges.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -61,13 +65,23 @@ class TextTokenizer:
     def eot_id(self) -> int:
         return int(self.tokenizer.token_to_id(EOT))
 
-    def encode(self, text: str) -> list[int]:
-        """Token ids of one text (no EOT added)."""
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+    @cached_property
+    def _plain(self) -> Any:
+        """A copy of ``tokenizer`` that encodes special tokens' strings in a text as plain text (bytes)."""
+        tk = require("tokenizers")
+        tok = tk.Tokenizer.from_str(self.tokenizer.to_str())
+        tok.encode_special_tokens = True
+        return tok
 
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text (no EOT added), in parallel inside ``tokenizers``."""
-        return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
+    def encode(self, text: str, *, plain: bool = False) -> list[int]:
+        """Token ids of one text (no EOT added). A literal ``<|endoftext|>`` in ``text`` is EOT, or with ``plain``
+        its plain bytes."""
+        return (self._plain if plain else self.tokenizer).encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str], *, plain: bool = False) -> list[list[int]]:
+        """Token ids of each text (no EOT added), in parallel inside ``tokenizers``; ``plain`` as in :meth:`encode`."""
+        tok = self._plain if plain else self.tokenizer
+        return [e.ids for e in tok.encode_batch(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int]) -> str:
         """The text of ``ids``; EOT tokens are written as ``<|endoftext|>``."""

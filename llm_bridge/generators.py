@@ -26,8 +26,9 @@ from collapse_jax.cli_options import option
 
 
 def check_texts(texts: Any, name: str = "texts", *, allow_empty: bool = True) -> list[str]:
-    """``texts`` as a list of str; a bare string, a non-string item (``name[i]``) or, unless ``allow_empty``, an
-    empty list raises a ValueError naming ``name``."""
+    """``texts`` as a list of str; a bare string, a non-string item (``name[i]``), a string that cannot be encoded
+    as UTF-8 (a lone surrogate such as ``"\\ud800"``; ``name[i]``) or, unless ``allow_empty``, an empty list raises
+    a ValueError naming ``name``."""
     if isinstance(texts, (str, bytes)):
         raise ValueError(f"{name} must be a sequence of strings, got a single string; wrap it in a list")
     try:
@@ -37,6 +38,13 @@ def check_texts(texts: Any, name: str = "texts", *, allow_empty: bool = True) ->
     for i, t in enumerate(items):
         if not isinstance(t, str):
             raise ValueError(f"{name}[{i}] must be a str, got {type(t).__name__}")
+        if not t.isascii():
+            try:
+                t.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(f"{name}[{i}] cannot be encoded as UTF-8: {t[exc.start]!r} at character {exc.start} "
+                                 "is a lone surrogate (not a Unicode character); decode the text with "
+                                 "errors='replace' or remove it") from None
     if not items and not allow_empty:
         raise ValueError(f"{name} must hold at least one text, got an empty list")
     return items
@@ -72,19 +80,23 @@ class Sampling:
 
 class PerplexityResult(NamedTuple):
     """Per-text negative log-likelihood (nats, summed over the text's predicted tokens) and token counts; a text's
-    perplexity is ``exp(nll / tokens)``, the corpus's ``exp(sum nll / sum tokens)``."""
+    perplexity is ``exp(nll / tokens)`` (NaN for a text with no predicted token, e.g. an empty one: it has no
+    perplexity), the corpus's ``exp(sum nll / sum tokens)`` over every predicted token (texts without one add
+    nothing; NaN when no text has one)."""
 
     nll: np.ndarray        # (num_texts,) float64
     tokens: np.ndarray     # (num_texts,) int64: tokens predicted (a text of t tokens predicts t - 1, or t after BOS)
 
     @property
     def per_text(self) -> np.ndarray:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.exp(self.nll / np.maximum(self.tokens, 1))
+        tokens = np.asarray(self.tokens)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            return np.where(tokens > 0, np.exp(np.asarray(self.nll, np.float64) / np.maximum(tokens, 1)), np.nan)
 
     @property
     def corpus(self) -> float:
-        return float(np.exp(self.nll.sum() / max(int(self.tokens.sum()), 1)))
+        total = int(np.sum(self.tokens))
+        return float(np.exp(np.sum(self.nll) / total)) if total > 0 else math.nan
 
 
 @runtime_checkable

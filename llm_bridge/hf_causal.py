@@ -49,6 +49,9 @@ GENERATE, FINETUNE = 0, 1
 def checkpoint_folder(path: str | os.PathLike) -> Path:
     """``path`` as a folder holding ``config.json``, weights and tokenizer files, or a ValueError naming the path and
     what is missing (weights: one of :data:`WEIGHT_FILES`; tokenizer: one of :data:`TOKENIZER_FILES`)."""
+    if Path(path).expanduser().is_file():
+        raise ValueError(f"path {str(path)!r} is a file, not a model folder; pass the folder that "
+                         "model.save_pretrained / tokenizer.save_pretrained wrote")
     folder = model_folder("path", path, ["config.json"])
     missing = []
     if not any((folder / f).is_file() for f in WEIGHT_FILES):
@@ -248,7 +251,8 @@ class HFCausalLM:
         """Negative log-likelihood (nats) of each text and the number of tokens predicted.
 
         A text is its tokens after the start token (see the module docstring), so a text of ``t`` tokens predicts
-        ``t`` (``t - 1`` for a tokenizer without BOS/EOS); ``nll = -sum_i log p(x_i | x_<i)``, log-softmax of the
+        ``t`` (``t - 1`` for a tokenizer without BOS/EOS; a text that predicts none, such as ``""``, has per-text
+        perplexity NaN and adds nothing to the corpus value); ``nll = -sum_i log p(x_i | x_<i)``, log-softmax of the
         logits in float32, summed in float64. Texts longer than the context are scored in windows that move by
         ``stride`` tokens (1 to ``context_length - 1``; default half the context; see :meth:`windows`). Windows run
         longest first, ``batch_size`` at a time, right-padded with an attention mask; the logits of a batch,

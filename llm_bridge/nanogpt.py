@@ -745,7 +745,8 @@ class NanoGPT:
     @classmethod
     def load(cls, folder: str | os.PathLike, *, step: int | None = None) -> "NanoGPT":
         """A model from a training run folder (``collapse-jax nanogpt train``) or a :meth:`save` folder: its
-        ``config.json``, ``tokenizer.json`` and the latest checkpoint that restores (``step`` for a given one)."""
+        ``config.json``, ``tokenizer.json`` and the latest checkpoint that restores (``step`` for a given one). A
+        path that is missing, a file, or a folder without ``config.json`` is a ValueError naming it."""
         from llm_bridge import nanogpt_train as nt
 
         folder = Path(folder).expanduser()
@@ -760,8 +761,8 @@ class NanoGPT:
         """Write ``config.json``, ``tokenizer.json`` and the parameters (an Orbax checkpoint at ``self.step``) to
         ``folder``, loadable with :meth:`load`.
 
-        Saving again to the same folder adds a step, for a model of the same configuration and tokenizer (every
-        step of a folder is read with its one ``config.json``). Refused before anything is written: a training
+        Saving again to the same folder adds a step and keeps every step saved before, for a model of the same
+        configuration and tokenizer (every step of a folder is read with its one ``config.json``). Refused before anything is written: a training
         run's folder, a folder holding a model of another configuration or tokenizer, and a step it already
         holds (set ``step`` or save to another folder)."""
         from llm_bridge import nanogpt_train as nt
@@ -790,9 +791,10 @@ class NanoGPT:
 
     # --- generation ---------------------------------------------------------------------------------------------
     def encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
-        """EOT (as BOS) followed by each prompt's tokens."""
+        """EOT (as BOS) followed by each prompt's tokens (a literal ``<|endoftext|>`` in a prompt is plain text, its
+        bytes: it neither ends the prompt nor starts a new document)."""
         eot = self.tokenizer.eot_id
-        return [[eot] + ids for ids in self.tokenizer.encode_batch(prompts)]
+        return [[eot] + ids for ids in self.tokenizer.encode_batch(prompts, plain=True)]
 
     def generate(self, prompts: Sequence[str], sampling: Sampling = Sampling(), *, seed: int = 0,
                  batch_size: int = 32, progress: bool | None = None, use_cache: bool = True) -> list[str]:
@@ -850,7 +852,9 @@ class NanoGPT:
     @without_x64
     def perplexity(self, texts: Sequence[str], *, batch_size: int = 32, stride: int | None = None,
                    progress: bool | None = None) -> PerplexityResult:
-        """NLL (nats) of each text's tokens after an EOT (as BOS): a text of t tokens predicts t tokens.
+        """NLL (nats) of each text's tokens after an EOT (as BOS): a text of t tokens predicts t tokens (an empty
+        text none: its per-text perplexity is NaN, see :class:`PerplexityResult`). A literal ``<|endoftext|>`` in
+        a text is scored as plain text (its bytes), not as EOT.
 
         Texts longer than the context are scored in windows of ``context_length`` inputs that start every
         ``stride`` tokens (default context / 2), each token once, from at least ``context - stride`` tokens
@@ -863,7 +867,7 @@ class NanoGPT:
         if stride > c:
             raise ValueError(f"stride must be at most context_length = {c}, got {stride}")
         eot = self.tokenizer.eot_id
-        seqs = [[eot] + ids for ids in self.tokenizer.encode_batch(items)]
+        seqs = [[eot] + ids for ids in self.tokenizer.encode_batch(items, plain=True)]
         owners, inputs, targets, weights = [], [], [], []
         for n, seq in enumerate(seqs):
             for start, first, stop in score_windows(len(seq), c, stride):

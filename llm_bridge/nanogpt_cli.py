@@ -52,10 +52,12 @@ def _add_train(verbs) -> None:
     g = q.add_argument_group("training")
     opts.add_config(g, nt.TrainConfig, exclude=data_fields)
     g.add_argument("--until", type=int, default=None,
-                   help="stop after this step (checkpointed, the schedule still spans --steps); --resume continues "
-                        "(default: none, run to the end)")
+                   help="stop after this step, 1 to --steps (checkpointed, the schedule still spans --steps); "
+                        "--resume continues (default: none, run to the end)")
     g = q.add_argument_group("run folder")
-    opts.add_out(g, "nanogpt")
+    g.add_argument("--out", default=None,
+                   help="run folder (default runs/nanogpt-<time>): new or empty; a folder that already holds a run "
+                        "is refused (continue it with --resume --out RUN), and so is a folder with other files")
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest checkpoint that restores, with its saved "
                         "configuration (model, data and training options must not be given)")
@@ -124,6 +126,7 @@ def cmd_train(args) -> int:
     else:
         spec, data, tc = configs_from_args(args)
         spec.resolve(257)                                     # sizes (e.g. dim / heads) checked before a folder
+        nt.check_until(args.until, tc.steps)
         folder = RunFolder.create("nanogpt", args.out).path  # a bad --out fails here, not after the data
         try:
             result = nt.train(folder, spec, data, tc, until=args.until)
@@ -140,13 +143,18 @@ def cmd_train(args) -> int:
 
 
 def _prompts(args) -> list[str]:
-
+    """The prompts of ``--prompt`` and ``--prompts-file`` (its non-blank lines; a file without one is refused), or
+    one empty prompt (unconditional) when neither is given."""
     prompts = list(args.prompt or [])
     if args.prompts_file:
         path = Path(args.prompts_file)
         if not path.is_file():
             raise ValueError(f"prompts file {args.prompts_file!r} does not exist")
-        prompts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not lines:
+            raise ValueError(f"prompts file {args.prompts_file!r} holds no prompt (no non-blank line); give one "
+                             "prompt per line, or leave out --prompts-file for an unconditional sample")
+        prompts += lines
     return prompts or [""]
 
 
@@ -175,9 +183,12 @@ def cmd_eval(args) -> int:
     from llm_bridge.nanogpt import NanoGPT
 
     _checks.positive_int("batch_size", args.batch_size)
+    texts = nt.text_documents(args.texts) if args.texts else None
+    if texts == []:
+        raise ValueError(f"--texts {args.texts!r} holds no text (no non-blank paragraph) to score")
     model = NanoGPT.load(args.run, step=args.step)
-    if args.texts:
-        result = model.perplexity(nt.text_documents(args.texts), batch_size=args.batch_size)
+    if texts is not None:
+        result = model.perplexity(texts, batch_size=args.batch_size)
         summary = {"texts": len(result.nll), "tokens": int(result.tokens.sum()),
                    "loss": float(result.nll.sum() / max(result.tokens.sum(), 1)), "perplexity": result.corpus}
     else:

@@ -3,8 +3,9 @@
 A run folder holds ``config.json`` (model, training and data configuration, tokenizer file, versions),
 ``tokenizer.json``, ``checkpoints/<step>/`` (Orbax: ``params`` and ``train_state`` = optimiser state, step,
 schedule length and elapsed time; ``digest``: the SHA-256 of each), ``metrics.json`` (training loss per step,
-held-out loss and perplexity per evaluation; rewritten atomically), ``loss.png`` and ``manifest.json`` (written last:
-the run finished).
+held-out loss and perplexity per evaluation; rewritten atomically just before each checkpoint, so it holds at least
+the rows of every step a checkpoint has passed), ``loss.png`` and ``manifest.json`` (written last: the run
+finished).
 
 Reproducibility: the batch of step s is drawn with ``fold_in(fold_in(key(seed), 0), s)`` and its dropout with
 ``fold_in(fold_in(key(seed), 1), s)``; the learning rate of step s is the schedule at s + 1. Nothing else carries
@@ -12,8 +13,9 @@ state from step to step but the parameters and the optimiser state, both checkpo
 checkpoint replays the remaining steps exactly (bitwise on CPU).
 
 Checkpoints: Orbax writes each step to a temporary folder and renames it when complete, so a killed run leaves no
-half-written step that looks finished. A step that fails to restore (a truncated or missing file, or arrays that
-do not match the SHA-256 saved with them: bytes changed in place, which Orbax itself does not notice) raises
+half-written step that looks finished. A step that fails to restore (a truncated or missing file, arrays that do
+not match the SHA-256 saved with them: bytes changed in place, which Orbax itself does not notice, or a digest
+missing from a step written with one: :func:`written_with_digest`) raises
 :class:`CheckpointError` naming its folder; resuming then warns and falls back to the previous step, which Orbax
 keeps (``keep_checkpoints`` >= 2).
 """
@@ -168,6 +170,9 @@ def write_run_config(folder: Path, config: dict[str, Any]) -> None:
 def read_run_config(folder: str | os.PathLike) -> dict[str, Any]:
     """``config.json``'s configuration, or a ValueError naming the folder or file that is missing or unreadable."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"model folder {str(folder)!r} is a file, not a model folder (a training run folder or a "
+                         "NanoGPT.save folder)")
     if not folder.is_dir():
         raise ValueError(f"model folder {str(folder)!r} does not exist")
     path = folder / CONFIG_FILE
@@ -388,15 +393,16 @@ def _ocp():
     return require("orbax.checkpoint")
 
 
-def checkpoint_manager(folder: Path, keep: int = 2):
-    """Orbax manager of ``folder/checkpoints``: synchronous saves, the newest ``keep`` steps kept."""
+def checkpoint_manager(folder: Path, keep: int | None = None):
+    """Orbax manager of ``folder/checkpoints``: synchronous saves; a save keeps the newest ``keep`` steps (None:
+    every step; training passes its ``keep_checkpoints``)."""
     ocp = _ocp()
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=False, create=True)
     return ocp.CheckpointManager(Path(folder).absolute() / CHECKPOINTS, options=options)
 
 
 def save_params(folder: Path, step: int, params) -> None:
-    """A checkpoint of the parameters alone (what :meth:`NanoGPT.save` writes)."""
+    """A checkpoint of the parameters alone (what :meth:`NanoGPT.save` writes); the folder's other steps are kept."""
     with checkpoint_manager(folder) as mngr:
         mngr.save(step, args=save_args({"params": params}), force=True)
 
@@ -404,6 +410,7 @@ def save_params(folder: Path, step: int, params) -> None:
 # Each checkpoint also holds the SHA-256 of every item's arrays (item "digest"), checked on restore: a file damaged
 # in place (bytes changed, the size kept) restores without any error from Orbax/TensorStore, with wrong values.
 DIGEST = "digest"
+STEP_METADATA = "_CHECKPOINT_METADATA"      # Orbax's, in every step folder: names the items written with the step
 
 
 def tree_digest(tree) -> str:
@@ -427,19 +434,37 @@ def _abstract(tree):
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype), tree)
 
 
+def written_with_digest(step_folder: Path) -> bool:
+    """Whether a checkpoint step folder was written with a digest, so that it must hold one: every step written
+    since 2026-12-02. Orbax's ``_CHECKPOINT_METADATA`` in the step folder names the items written with it; only a
+    readable one that names no ``digest`` item marks an older checkpoint (read without the check, as before). A
+    deleted ``digest/`` thus makes the step damaged, not unchecked."""
+    try:
+        return DIGEST in json.loads((Path(step_folder) / STEP_METADATA).read_text())["item_handlers"]
+    except (OSError, ValueError, KeyError, TypeError):       # missing or unreadable: assume the current format
+        return True
+
+
 def _restore_step(mngr, step: int, items: dict[str, Any]) -> dict[str, Any]:
     ocp = _ocp()
     path = mngr.directory / str(step)
-    digested = (path / DIGEST).is_dir()          # (checkpoints written before 2026-12-02 have no digest)
+    digested = written_with_digest(path)
+    if digested and not (path / DIGEST).is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} could not be restored (its {DIGEST}/, the SHA-256 of its "
+                              "arrays written with it, is missing: the arrays cannot be checked)")
     args = ocp.args.Composite(**{k: ocp.args.StandardRestore(_abstract(v)) for k, v in items.items()},
                               **({DIGEST: ocp.args.JsonRestore()} if digested else {}))
     try:
         restored = mngr.restore(step, args=args)
         got = {k: restored[k] for k in items}
         digests = restored[DIGEST] if digested else {}
+        unlisted = [k for k in items if digested and k not in digests]
     except Exception as exc:  # noqa: BLE001 - Orbax/TensorStore raise many types for a damaged file
         raise CheckpointError(f"checkpoint {str(path)!r} could not be restored "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:300]})") from exc
+    if unlisted:
+        raise CheckpointError(f"checkpoint {str(path)!r} could not be restored (its {DIGEST} has no SHA-256 for "
+                              f"{', '.join(unlisted)})")
     bad = [k for k in items if k in digests and tree_digest(got[k]) != digests[k]]
     if bad:
         raise CheckpointError(f"checkpoint {str(path)!r} could not be restored (the arrays of {', '.join(bad)} do "
@@ -460,7 +485,7 @@ def restore_latest(folder: Path, items: dict[str, Any], *, step: int | None = No
     folder = Path(folder)
     if not (folder / CHECKPOINTS).is_dir():  # (opening a manager would create it)
         raise ValueError(f"{str(folder)!r} holds no checkpoint (no {CHECKPOINTS}/ folder)")
-    with checkpoint_manager(folder) as mngr:
+    with checkpoint_manager(folder) as mngr:          # (keeps every step: reading removes nothing)
         steps = sorted(mngr.all_steps(), reverse=True)
         if step is not None:
             if step not in steps:
@@ -544,15 +569,25 @@ def prepare_data(data: DataConfig, tc: TrainConfig, context: int, tokenizer: bpe
 @without_x64
 def train(folder: str | os.PathLike, spec: ModelSpec = ModelSpec(), data: DataConfig = DataConfig(),
           tc: TrainConfig = TrainConfig(), *, until: int | None = None, progress: bool | None = None) -> TrainResult:
-    """A new training run in ``folder`` (created; an existing run there is refused: use :func:`resume`).
+    """A new training run in ``folder`` (created, or an empty one; an existing run there is refused: use
+    :func:`resume`; so is a folder holding other files, before anything is written).
 
-    ``until``: stop after this step (checkpointed, no ``manifest.json``) although the schedule spans
-    ``tc.steps``; :func:`resume` continues it.
+    ``until``: stop after this step, 1 to ``tc.steps`` (checkpointed, no ``manifest.json``) although the schedule
+    spans ``tc.steps``; :func:`resume` continues it.
     """
     started = time.perf_counter()
     folder = Path(folder)
+    check_until(until, tc.steps)
     if (folder / CONFIG_FILE).exists():
         raise ValueError(f"{str(folder)!r} already holds a run; resume it or choose a new folder")
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"out: {str(folder)!r} is a file, not a folder; choose a new or empty folder")
+    if folder.is_dir():     # (a tokenizer.json alone: left by a train killed before it wrote its config.json)
+        other = sorted(p.name for p in folder.iterdir() if not p.name.startswith(".") and p.name != bpe.FILENAME)
+        if other:
+            raise ValueError(f"out: {str(folder)!r} is not empty and holds no run (no {CONFIG_FILE}; it holds "
+                             f"{', '.join(other[:3])}{', ...' if len(other) > 3 else ''}); choose a new or empty "
+                             "folder")
     spec.resolve(bpe.byte_tokenizer().vocab_size)              # validate sizes before any text is read
     context = spec.resolve(257).context_length
     tokenizer, prepared, text_hash = prepare_data(data, tc, context, None)
@@ -566,6 +601,17 @@ def train(folder: str | os.PathLike, spec: ModelSpec = ModelSpec(), data: DataCo
                               "tokens": {"train": int(len(prepared.train)),
                                          "held_out_windows": int(len(prepared.held_out_windows))}})
     return _run(folder, cfg, tc, tokenizer, prepared, progress=progress, started=started, until=until)
+
+
+def check_until(until: int | None, steps: int | None) -> int | None:
+    """``until`` (stop after this step) checked: None, or an integer from 1 to the schedule's ``steps`` (any
+    integer >= 1 when ``steps`` is None, a time budget's schedule not yet measured); a ValueError otherwise."""
+    if until is None:
+        return None
+    until = _checks.positive_int("until", until)
+    if steps is not None and until > steps:
+        raise ValueError(f"until must be an integer from 1 to steps = {steps} (the schedule's last step), got {until}")
+    return until
 
 
 def saved_run_data(folder: Path, saved: dict[str, Any], tokenizer: bpe.TextTokenizer, purpose: str) -> _Data:
@@ -589,6 +635,7 @@ def resume(folder: str | os.PathLike, *, until: int | None = None, progress: boo
     started = time.perf_counter()
     folder = Path(folder)
     saved = read_run_config(folder)
+    check_until(until, saved.get("train", {}).get("steps"))
     if (folder / "manifest.json").is_file():   # finished: nothing to train, nothing rewritten (unless the final
         metrics = json.loads((folder / METRICS_FILE).read_text())           # checkpoint is damaged: replayed below)
         done = metrics["summary"]
@@ -660,8 +707,10 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
     def checkpoint(step: int) -> None:
         state = {"opt_state": opt_state, "step": np.asarray(step), "total_steps": np.asarray(total),
                  "elapsed": np.asarray(elapsed())}
-        mngr.save(step, args=save_args({"params": model.params, "train_state": state}), force=True)
+        # metrics first: a process killed between the two leaves rows past the newest checkpoint, which a resume
+        # drops and writes again, never a checkpoint whose steps' rows are missing
         atomic_write_json(folder / METRICS_FILE, metrics)
+        mngr.save(step, args=save_args({"params": model.params, "train_state": state}), force=True)
 
     if start_step == 0:
         first = evaluate(0)

@@ -66,6 +66,9 @@ def test_bad_input(tmp_path):
         bpe.train_bpe([], vocab_size=300)
     with pytest.raises(ValueError, match=r"texts\[1\] must be a str"):
         bpe.train_bpe(["a", 3], vocab_size=300)
+    # a lone surrogate: refused by name (tokenizers raised an unnamed TypeError)
+    with pytest.raises(ValueError, match=r"texts\[1\] cannot be encoded as UTF-8: '\\ud800' at character 2"):
+        bpe.train_bpe(["a", "ab\ud800"], vocab_size=300)
     with pytest.raises(ValueError, match="does not exist"):
         bpe.TextTokenizer.load(tmp_path / "missing")
     (tmp_path / "tokenizer.json").write_text("{not json")
@@ -73,3 +76,14 @@ def test_bad_input(tmp_path):
         bpe.TextTokenizer.load(tmp_path)
     with pytest.raises(ValueError, match="tokenizer must be one of"):
         bpe.make_tokenizer("wordpiece", TEXTS)
+
+
+@pytest.mark.parametrize("tok", [bpe.byte_tokenizer(), TRAINED], ids=["byte", "bpe"])
+def test_a_literal_endoftext_is_eot_by_default_and_bytes_when_plain(tok):
+    text = "a<|endoftext|>b"
+    assert tok.encode(text).count(tok.eot_id) == 1                 # tokenizers' rule for special tokens
+    plain = tok.encode(text, plain=True)
+    assert tok.eot_id not in plain and tok.decode(plain) == text
+    assert tok.encode_batch([text, "c"], plain=True) == [plain, tok.encode("c")]
+    if tok.kind == "byte":
+        assert plain == list(text.encode())

@@ -127,6 +127,9 @@ def test_bad_folders(tmp_path, tiny_folder):
         hf_causal_lm("openai-community/gpt2")
     with pytest.raises(ValueError, match="missing config.json"):
         hf_causal_lm(tmp_path)
+    (tmp_path / "notes.txt").write_text("not a model")
+    with pytest.raises(ValueError, match=f"path '{tmp_path / 'notes.txt'}' is a file, not a model folder"):
+        hf_causal_lm(tmp_path / "notes.txt")
     shutil.copy(tiny_folder / "config.json", tmp_path)
     with pytest.raises(ValueError, match=f"{tmp_path}.*no weights.*and no tokenizer files"):
         hf_causal_lm(tmp_path)
@@ -312,6 +315,9 @@ def test_long_prompts_are_cut_on_the_left_with_one_warning(lm, corpus_texts):
     (lambda m: m.generate(["x"], {"temperature": 1.0}), "sampling must be"),
     (lambda m: m.perplexity([]), "texts must hold at least one text"),
     (lambda m: m.perplexity(["x", None]), r"texts\[1\]"),
+    (lambda m: m.perplexity(["x", "ab\ud800"]), r"texts\[1\] cannot be encoded as UTF-8"),
+    (lambda m: m.generate(["\ud800"]), r"prompts\[0\] cannot be encoded as UTF-8"),
+    (lambda m: m.finetune(["x", "y\udc80"], steps=1), r"texts\[1\] cannot be encoded as UTF-8"),
     (lambda m: m.perplexity(["x"], stride=CONTEXT), "stride must be at most context_length - 1"),
     (lambda m: m.finetune([], steps=1), "texts must hold"),
     (lambda m: m.finetune(["x"], steps=0), "steps"),
@@ -335,6 +341,10 @@ def test_perplexity_matches_a_hand_loop_over_the_logits(lm, corpus_texts):
         assert len(ids) <= CONTEXT and res.tokens[j] == len(ids) - 1
         assert res.nll[j] == pytest.approx(hand_nll(lm.model, ids), rel=1e-5, abs=1e-5)
     assert res.nll[5] == 0.0 and res.tokens[5] == 0                  # "" is the start token alone
+    # so it has no perplexity (NaN; it scored 1.0), and the corpus value is that of the other texts' tokens
+    assert np.isnan(res.per_text[5]) and np.isfinite(np.delete(res.per_text, 5)).all()
+    assert res.corpus == pytest.approx(np.exp(res.nll.sum() / res.tokens.sum()))
+    assert np.isnan(lm.perplexity([""]).corpus)
     np.testing.assert_allclose(lm.perplexity(texts, batch_size=1).nll, res.nll, rtol=1e-6)
 
 

@@ -302,6 +302,11 @@ def test_generate_bad_input(model):
         model.perplexity([])
     with pytest.raises(ValueError, match="seed must be an integer >= 0"):
         model.generate(["a"], seed=-1)
+    # a lone surrogate is refused by name (it failed inside tokenizers with an unnamed TypeError)
+    with pytest.raises(ValueError, match=r"prompts\[1\] cannot be encoded as UTF-8"):
+        model.generate(["a", "ab\ud800"], Sampling(max_new_tokens=4))
+    with pytest.raises(ValueError, match=r"texts\[0\] cannot be encoded as UTF-8"):
+        model.perplexity(["\udfffx"])
     # a temperature that is 0 in float32 samples the argmax (it gave NaN probabilities: empty texts)
     greedy = model.generate(["the", "a"], Sampling(max_new_tokens=8, top_k=1))
     assert model.generate(["the", "a"], Sampling(max_new_tokens=8, temperature=1e-46)) == greedy
@@ -333,7 +338,22 @@ def test_perplexity_matches_hand_loop(model):
     np.testing.assert_allclose(res.nll, want, rtol=2e-5, atol=1e-4)
     again = model.perplexity(texts, batch_size=1, stride=8)
     np.testing.assert_allclose(again.nll, res.nll, rtol=1e-6)
-    assert np.isfinite(res.corpus) and res.per_text[2] == 1.0
+    # the empty text predicts no token: no perplexity (NaN, it scored 1.0), and the corpus value is that of the
+    # other texts' tokens
+    assert res.tokens[2] == 0 and np.isnan(res.per_text[2]) and np.isfinite(res.per_text[[0, 1, 3]]).all()
+    assert res.corpus == pytest.approx(math.exp(res.nll.sum() / res.tokens.sum()))
+    none = model.perplexity(["", ""])
+    assert np.isnan(none.per_text).all() and math.isnan(none.corpus)
+
+
+def test_a_literal_endoftext_in_prompts_and_scored_texts_is_plain_text(model):
+    """In prompts and scored texts "<|endoftext|>" is text (its bytes), not the EOT token that ended the prompt."""
+    tok, eot = model.tokenizer, model.tokenizer.eot_id
+    text = "the cat<|endoftext|>sat"
+    assert eot in tok.encode(text)                            # the tokenizer's default: the training streams' rule
+    [ids] = model.encode_prompts([text])
+    assert ids[0] == eot and eot not in ids[1:] and tok.decode(ids[1:]) == text
+    assert model.perplexity([text]).tokens[0] == len(ids) - 1
 
 
 def test_score_windows_cover_each_token_once():
@@ -544,6 +564,59 @@ def test_checkpoint_damaged_in_place_is_caught_by_its_digest(tmp_path, reference
     gc.collect()
 
 
+def test_a_digest_deleted_from_a_checkpoint_marks_it_damaged(tmp_path, reference_run):
+    """A step written with a digest (its Orbax metadata names the item) and whose digest/ is gone does not restore
+    (it restored unchecked, flipped bytes and all); a step written before digests existed is read as before."""
+    run = tmp_path / "run"
+    shutil.copytree(reference_run.folder, run)
+    latest = run / "checkpoints" / str(STEPS)
+    shutil.rmtree(latest / nt.DIGEST)
+    with pytest.raises(nt.CheckpointError, match=f"{latest}.*digest/.* is missing"):
+        ng.NanoGPT.load(run, step=STEPS)
+    with pytest.warns(UserWarning, match=f"{latest}.*is missing"):
+        assert ng.NanoGPT.load(run).step == STEPS - 4
+    # an older checkpoint: its metadata names no digest item
+    meta = json.loads((latest / nt.STEP_METADATA).read_text())
+    del meta["item_handlers"][nt.DIGEST]
+    (latest / nt.STEP_METADATA).write_text(json.dumps(meta))
+    _assert_params_equal(ng.NanoGPT.load(run, step=STEPS).params, reference_run.model.params)
+
+
+class _Killed(BaseException):
+    """Stands for the process dying at that point."""
+
+
+def test_metrics_hold_every_step_a_checkpoint_has_passed(tmp_path, data_dir, reference_run, monkeypatch):
+    """The process dies right after the checkpoint of step 8 is finished: metrics.json must already hold the rows of
+    steps 0-7 (it was rewritten after the checkpoint, so the resumed run lacked rows 4-7)."""
+    data, tc = _configs(data_dir)
+    made = nt.checkpoint_manager
+
+    def dying_manager(folder, keep=None):
+        mngr = made(folder, keep)
+        save = mngr.save
+
+        def save_then_die(step, *args, **kwargs):
+            done = save(step, *args, **kwargs)
+            if step == 8:
+                raise _Killed
+            return done
+
+        mngr.save = save_then_die
+        return mngr
+
+    monkeypatch.setattr(nt, "checkpoint_manager", dying_manager)
+    with pytest.raises(_Killed):
+        nt.train(tmp_path / "run", SPEC, data, tc, progress=False)
+    monkeypatch.undo()
+    rows = json.loads((tmp_path / "run" / "metrics.json").read_text())["train"]
+    assert [r[0] for r in rows] == list(range(8))
+    done = nt.resume(tmp_path / "run", progress=False)
+    _assert_params_equal(done.model.params, reference_run.model.params)
+    ref_metrics = json.loads((reference_run.folder / "metrics.json").read_text())
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train"] == ref_metrics["train"]
+
+
 def test_time_budget_stops_and_checkpoints(tmp_path, data_dir):
     data, tc = _configs(data_dir, steps=None, minutes=0.05, eval_every=1000, checkpoint_every=1000)
     result = nt.train(tmp_path / "timed", SPEC, data, tc, progress=False)
@@ -578,6 +651,37 @@ def test_train_bad_input(tmp_path, data_dir, reference_run):
     (tmp_path / "one.txt").write_text("just one paragraph")
     with pytest.raises(ValueError, match="at least 2 documents"):
         nt.train(tmp_path / "r", SPEC, nt.DataConfig(source=str(tmp_path / "one.txt"), tokenizer="byte"), tc)
+    # a file is not a model folder (it was reported as a folder that does not exist)
+    with pytest.raises(ValueError, match="'.*one.txt' is a file, not a model folder"):
+        ng.NanoGPT.load(tmp_path / "one.txt")
+
+
+def test_train_refuses_a_folder_of_other_files_before_writing(tmp_path, data_dir, capsys):
+    data, tc = _configs(data_dir)
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "notes.md").write_text("mine")
+    with pytest.raises(ValueError, match=f"out: '{other}' is not empty and holds no run .*notes.md"):
+        nt.train(other, SPEC, data, tc, progress=False)
+    assert [p.name for p in other.iterdir()] == ["notes.md"]
+    assert _cli("train", "--preset", "tiny", "--data", str(data_dir), "--steps", "2", "--out", str(other)) == 2
+    assert "is not empty and holds no run" in capsys.readouterr().err
+    assert [p.name for p in other.iterdir()] == ["notes.md"]
+
+
+@pytest.mark.parametrize("until, match", [(0, "until must be an integer >= 1"), (-3, "until must be an integer >= 1"),
+                                          (STEPS + 1, f"until must be an integer from 1 to steps = {STEPS}")])
+def test_until_out_of_range_is_refused_before_anything_is_written(tmp_path, data_dir, reference_run, capsys, until,
+                                                                   match):
+    data, tc = _configs(data_dir)
+    with pytest.raises(ValueError, match=match):
+        nt.train(tmp_path / "run", SPEC, data, tc, until=until, progress=False)
+    with pytest.raises(ValueError, match=match):
+        nt.resume(reference_run.folder, until=until, progress=False)
+    assert _cli("train", "--preset", "tiny", "--data", str(data_dir), "--vocab-size", "300", "--steps", str(STEPS),
+                "--until", str(until), "--out", str(tmp_path / "cli")) == 2
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cli").exists()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -620,6 +724,19 @@ def test_finetune_lowers_the_loss_in_place_and_saves(tmp_path, model, reference_
         clone.finetune([], steps=1)
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         clone.finetune(texts, steps=0)
+
+
+def test_saving_again_keeps_every_earlier_step(tmp_path, model):
+    """Three steps saved into one folder all load (Orbax's manager kept only the newest two)."""
+    clone = ng.NanoGPT(model.config, model.tokenizer, model.params)
+    for step in (1000, 1001, 1002):
+        clone.step = step
+        clone.save(tmp_path / "saved")
+    assert sorted(int(p.name) for p in (tmp_path / "saved" / "checkpoints").iterdir()) == [1000, 1001, 1002]
+    for step in (1000, 1001, 1002):
+        back = ng.NanoGPT.load(tmp_path / "saved", step=step)
+        assert back.step == step
+        _assert_params_equal(back.params, model.params)
 
 
 def test_finetune_takes_every_seed_the_checks_accept(model):
@@ -678,6 +795,15 @@ def test_cli_sample_eval_and_errors(capsys, reference_run, data_dir, tmp_path):
     assert "batch_size must be an integer >= 1" in capsys.readouterr().err
     assert _cli("sample", run, "--seed", "-1") == 2
     assert "seed must be an integer >= 0" in capsys.readouterr().err
+    # empty input files are refused by name (an empty prompts file made one unconditional sample)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    assert _cli("sample", run, "--prompts-file", str(empty), "--max-new-tokens", "3") == 2
+    assert f"prompts file '{empty}' holds no prompt" in capsys.readouterr().err
+    assert _cli("eval", run, "--texts", str(empty)) == 2
+    assert f"--texts '{empty}' holds no text" in capsys.readouterr().err
+    assert _cli("sample", str(empty)) == 2
+    assert f"model folder '{empty}' is a file, not a model folder" in capsys.readouterr().err
 
 
 def test_cli_eval_and_resume_check_the_training_text(capsys, reference_run, data_dir, tmp_path, monkeypatch):
@@ -717,6 +843,9 @@ def test_cli_help_lists_every_option(capsys):
     for default in ("(default seed003)", "(default the preset's)", "(default 4096)", "(default 0.05)",
                     "(default 5000)", "(default 0.001)", "(default 100)", "root random seed, >= 0 (default 0)"):
         assert default in text
+    # --out says what train does with a folder holding a run: refuses it (the shared help promised a rerun)
+    assert "a folder that already holds a run is refused (continue it with --resume --out RUN)" in text
+    assert "else rerun" not in text
     with pytest.raises(SystemExit):
         _cli("sample", "x", "--help")
     text = " ".join(capsys.readouterr().out.split())
