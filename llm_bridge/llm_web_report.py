@@ -16,7 +16,6 @@ alone: nothing is generated, so a finished (or partial) run can be re-analysed a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
