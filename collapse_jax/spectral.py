@@ -60,7 +60,7 @@ def in_float64(fn):
     near 1). Traced arguments (inside the caller's ``jit``) run as they are, in the caller's precision."""
     @wraps(fn)
     def wrapper(*args, **kwargs):
-        if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves((args, kwargs))):
+        if _checks.is_traced((args, kwargs)):
             return fn(*args, **kwargs)
         with jax.enable_x64(True):
             args, kwargs = jax.tree.map(_to_float64, (args, kwargs))
@@ -759,7 +759,7 @@ def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z, *, c
         if np.any(small):
             centre_1, sd_1, _ = _jackknife_centre_sd(l_hat, loo._replace(pair_mean=None), dim, n, num_points)
             centre, sd = jnp.where(small, centre_1, centre), jnp.where(small, sd_1, sd)
-            where = jnp.where if isinstance(crit, jax.core.Tracer) else np.where  # NumPy stays NumPy (float64)
+            where = jnp.where if _checks.is_traced(crit) else np.where  # NumPy stays NumPy (float64)
             crit = where(small, jackknife_critical_value(dim, n_np, z), crit)
     nan = jnp.asarray(jnp.nan, jnp.result_type(centre, sd))
     return Interval(jnp.where(ok, centre, nan), jnp.where(ok, crit * sd, nan))
@@ -790,7 +790,7 @@ JACKKNIFE_CALIBRATION_REPS = 4000
 def _satterthwaite_traceable(kurtosis, n, z: float):
     """:func:`satterthwaite_critical_value` also for traced statistics (``jit`` / ``vmap``): the Student-t quantile
     is SciPy's, so a traced kurtosis goes through a host callback and the interval is the same as eager."""
-    if not isinstance(kurtosis, jax.core.Tracer):
+    if not _checks.is_traced(kurtosis):
         return satterthwaite_critical_value(np.asarray(kurtosis), n, z)
     dtype = jnp.result_type(kurtosis, float)
     shape = jnp.broadcast_shapes(jnp.shape(kurtosis), np.shape(n))
