@@ -559,61 +559,96 @@ def _leverages_and_scale(w: np.ndarray, h_cross: np.ndarray) -> np.ndarray:
     return h
 
 
-def numpy_batched_block_stats(x: np.ndarray) -> np.ndarray:
-    """:func:`numpy_prefix_block_stats` of many small blocks of one size at once: float32 rows ``x`` (blocks, n, d)
-    -> (blocks, 9), the nine statistics of ``ns = (n,)`` per block, with the same arithmetic done by batched NumPy
-    calls instead of one block at a time (float64 whitening for ``2 n <= 3 d``, float32 above; general products
-    where the per-block engine takes triangular ones, so the float32 statistics agree with it to float32 rounding,
-    not bit for bit). For the small blocks of the jackknife's Gaussian calibration
-    (:func:`collapse_jax.spectral.gaussian_jackknife_quantile`), where one block's Python overhead is most of its
-    time: thousands of blocks of at most 128 rows in a fraction of a second."""
+def numpy_batched_prefix_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
+    """:func:`numpy_prefix_block_stats` of many small blocks at once: float32 rows ``x`` (blocks, n_max, d) -> the
+    nine statistics, each (blocks, len(ns)), with the same arithmetic done by batched NumPy calls instead of one block
+    at a time: the Gram of the first ``ns[0]`` rows and of the segments of prefixes up to 1.5 d in float64, later
+    segments in float32 added into it; float64 whitening for ``2 n <= 3 d``, float32 above; general products where
+    the per-block engine takes triangular ones, so the float32 statistics agree with it to float32 rounding, not bit
+    for bit. For small blocks, where one block's Python and call overhead is most of its time (d <= 32 in the sweep:
+    4-9 ms per block one at a time, docs/benchmarks.md), and for the jackknife's Gaussian calibration
+    (:func:`numpy_batched_block_stats`). Raises ``np.linalg.LinAlgError`` if a block's Gram matrix is not positive
+    definite; NaN row sums in a block whose weighted Gram rounds to indefinite, as the per-block engine."""
     x = np.asarray(x, np.float32)
-    _, n, d = x.shape
-    exact = 2 * n <= 3 * d
-    x64 = x.astype(np.float64)
-    chol = np.linalg.cholesky(np.matmul(x64.transpose(0, 2, 1), x64))
-    lds = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
-    linv = np.linalg.solve(chol, np.broadcast_to(np.eye(d), chol.shape))
-    linv = np.tril(linv)  # the inverse of a lower factor is lower: drop the solve's rounding above the diagonal
-    if exact:
-        w = np.matmul(x64, linv.transpose(0, 2, 1)).astype(np.float32)
-        h = np.einsum("bij,bij->bi", w, w, dtype=np.float64)
-    else:
-        w = np.matmul(x, linv.transpose(0, 2, 1).astype(np.float32))
-        h = np.einsum("bij,bij->bi", w, w, dtype=np.float32).astype(np.float64)
-    h_cross = np.stack([np.einsum("bij,bij->bi", w, np.roll(w, -k, axis=1)).astype(np.float64)
-                        for k in range(1, spectral.PAIR_OFFSETS + 1)], axis=1)  # (blocks, offsets, n)
-    partner = np.stack([np.roll(h, -k, axis=1) for k in range(1, spectral.PAIR_OFFSETS + 1)], axis=1)
-    m2s = d * d + np.var(n * h, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lg = np.log1p(-h)
-        pair_x = h_cross**2 / ((1.0 - h[:, None]) * (1.0 - partner))
-        delta = np.log1p(-pair_x)
-        a_sqrt = np.sqrt(1.0 / (1.0 - h))
-    if exact:
-        wa = w.astype(np.float64) * a_sqrt[..., None]
-    else:
-        wa = w * a_sqrt.astype(np.float32)[..., None]
-    ga = np.matmul(wa.transpose(0, 2, 1), wa).astype(np.float64)
-    ratio2 = (h / (1.0 - h)) ** 2
-    pair_sum = np.sum(ga * ga, axis=(1, 2)) - np.sum(ratio2, axis=1)
-    try:
-        chol_a = np.linalg.cholesky(ga)
-    except np.linalg.LinAlgError:  # as the per-block engine: NaN row sums where W^T diag(a) W rounds to indefinite
-        chol_a = np.full(ga.shape, np.nan)
-        for b in range(len(x)):
-            try:
-                chol_a[b] = np.linalg.cholesky(ga[b])
-            except np.linalg.LinAlgError:
-                pass
-    v = np.matmul(wa, chol_a if exact else chol_a.astype(np.float32))
-    row_sums = np.einsum("bij,bij->bi", v, v).astype(np.float64) - ratio2
-    centred = lg - lg.mean(axis=1, keepdims=True)
-    squared = centred * centred
-    return np.stack([lds, m2s, lg.mean(axis=1), lg.var(axis=1), delta.reshape(len(x), -1).var(axis=1),
-                     -pair_sum / (n * (n - 1.0)) + np.mean((delta + pair_x).reshape(len(x), -1), axis=1),
-                     row_sums.var(axis=1), np.mean(centred * row_sums, axis=1),
-                     np.mean(squared * squared, axis=1) / np.mean(squared, axis=1) ** 2], axis=1)
+    nb, _, d = x.shape
+    first = x[:, :ns[0]].astype(np.float64)
+    g = np.matmul(first.transpose(0, 2, 1), first)
+    prev = ns[0]
+    out = tuple(np.empty((nb, len(ns))) for _ in range(2 + len(LOO_FIELDS)))
+    for s, n in enumerate(ns):
+        exact = 2 * n <= 3 * d  # as the per-block engine: small prefixes in float64
+        if n > prev:
+            seg = x[:, prev:n].astype(np.float64) if exact else x[:, prev:n]
+            g += np.matmul(seg.transpose(0, 2, 1), seg).astype(np.float64)
+            prev = n
+        chol = np.linalg.cholesky(g)
+        lds = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
+        linv = np.tril(np.linalg.solve(chol, np.broadcast_to(np.eye(d), chol.shape)))  # lower; drop the rounding above
+        if exact:
+            w = np.matmul(x[:, :n].astype(np.float64), linv.transpose(0, 2, 1)).astype(np.float32)
+            h = np.einsum("bij,bij->bi", w, w, dtype=np.float64)
+        else:
+            w = np.matmul(x[:, :n], linv.transpose(0, 2, 1).astype(np.float32))
+            h = np.einsum("bij,bij->bi", w, w, dtype=np.float32).astype(np.float64)
+        offsets = range(1, spectral.PAIR_OFFSETS + 1)
+        h_cross = np.empty((nb, spectral.PAIR_OFFSETS, n))  # h_{i, i+k mod n}, without copying rolled rows
+        for k in offsets:
+            h_cross[:, k - 1, :n - k] = np.einsum("bij,bij->bi", w[:, :n - k], w[:, k:])
+            h_cross[:, k - 1, n - k:] = np.einsum("bij,bij->bi", w[:, n - k:], w[:, :k])
+        partner = np.stack([np.roll(h, -k, axis=1) for k in offsets], axis=1)
+        m2 = d * d + np.var(n * h, axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            lg = np.log1p(-h)
+            pair_x = h_cross**2 / ((1.0 - h[:, None]) * (1.0 - partner))
+            delta = np.log1p(-pair_x)
+            a_sqrt = np.sqrt(1.0 / (1.0 - h))
+        wa = w.astype(np.float64) * a_sqrt[..., None] if exact else w * a_sqrt.astype(np.float32)[..., None]
+        ga = np.matmul(wa.transpose(0, 2, 1), wa).astype(np.float64)
+        ratio2 = (h / (1.0 - h)) ** 2
+        pair_sum = np.sum(ga * ga, axis=(1, 2)) - np.sum(ratio2, axis=1)
+        try:
+            chol_a = np.linalg.cholesky(ga)
+        except np.linalg.LinAlgError:  # NaN row sums only where W^T diag(a) W rounds to indefinite
+            chol_a = np.full(ga.shape, np.nan)
+            for b in range(nb):
+                try:
+                    chol_a[b] = np.linalg.cholesky(ga[b])
+                except np.linalg.LinAlgError:
+                    pass
+        v = np.matmul(wa, chol_a if exact else chol_a.astype(np.float32))
+        row_sums = np.einsum("bij,bij->bi", v, v).astype(np.float64) - ratio2
+        centred = lg - lg.mean(axis=1, keepdims=True)
+        squared = centred * centred
+        for j, value in enumerate((lds, m2, lg.mean(axis=1), lg.var(axis=1), delta.reshape(nb, -1).var(axis=1),
+                                   -pair_sum / (n * (n - 1.0)) + np.mean((delta + pair_x).reshape(nb, -1), axis=1),
+                                   row_sums.var(axis=1), np.mean(centred * row_sums, axis=1),
+                                   np.mean(squared * squared, axis=1) / np.mean(squared, axis=1) ** 2)):
+            out[j][:, s] = value
+    return out
+
+
+# The numpy engine batches blocks of at most this many float32 values (d = 8 and 32 in the default sweep, whose
+# blocks cost 4-9 ms one at a time, mostly per-call overhead) into calls of about NUMPY_BATCH_BYTES of rows; larger
+# blocks go one at a time, with triangular products (general ones in a batch double their work: d = 128 blocks took
+# 125 ms each in batches of 4 against 60 ms one at a time on a 2-core AMD EPYC).
+NUMPY_BATCH_MAX_VALUES = 1 << 17
+NUMPY_BATCH_BYTES = 4 << 20
+
+
+def numpy_batch_blocks(n_max: int, dim: int) -> int:
+    """Blocks per call of the numpy engine for blocks of ``n_max`` rows of dimension ``dim``: 1 (one block at a time,
+    :func:`numpy_prefix_block_stats`) above :data:`NUMPY_BATCH_MAX_VALUES` values, else as many as fill
+    :data:`NUMPY_BATCH_BYTES` (:func:`numpy_batched_prefix_stats`)."""
+    values = n_max * dim
+    return 1 if values > NUMPY_BATCH_MAX_VALUES else max(1, NUMPY_BATCH_BYTES // (4 * values))
+
+
+def numpy_batched_block_stats(x: np.ndarray) -> np.ndarray:
+    """:func:`numpy_batched_prefix_stats` of blocks of one size: float32 rows ``x`` (blocks, n, d) -> (blocks, 9),
+    the nine statistics of ``ns = (n,)`` per block. For the small blocks of the jackknife's Gaussian calibration
+    (:func:`collapse_jax.spectral.gaussian_jackknife_quantile`): thousands of blocks of at most 128 rows in a fraction
+    of a second."""
+    return np.stack([v[:, 0] for v in numpy_batched_prefix_stats(x, (np.shape(x)[1],))], axis=1)
 
 
 def native_block_stats(w32: np.ndarray, idx: np.ndarray, ns, threads: int) -> tuple[np.ndarray, ...]:
@@ -821,14 +856,20 @@ def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, 
                 if progress is not None:
                     progress(b1 - b0)
     elif engine == "numpy":
-        def one(b):
-            return numpy_prefix_block_stats(w32[rows(seed, cell, b, num_points, n_max)], ns_static)
+        batch = numpy_batch_blocks(n_max, dim)
 
+        def part(b0):
+            if batch == 1:
+                return np.asarray(numpy_prefix_block_stats(w32[rows(seed, cell, b0, num_points, n_max)],
+                                                           ns_static))[:, None]
+            return np.asarray(numpy_batched_prefix_stats(w32[indices(b0, min(b0 + batch, num_blocks))], ns_static))
+
+        starts = range(0, num_blocks, batch)
         with spectral.one_blas_thread(), ThreadPoolExecutor(threads) as ex:
-            for b, one_stats in enumerate(ex.map(one, range(num_blocks))):
-                stats[:, b] = one_stats
+            for b0, part_stats in zip(starts, ex.map(part, starts)):
+                stats[:, b0:b0 + part_stats.shape[1]] = part_stats
                 if progress is not None:
-                    progress(1)
+                    progress(part_stats.shape[1])
     else:
         # the whitened population goes to the device once; each call gathers and runs a batch of blocks there
         w_dev = jnp.asarray(w32)

@@ -194,6 +194,25 @@ def test_batched_block_stats_equal_the_block_engine(dim, n):
     np.testing.assert_allclose(batched[:, 6:], one[:, 6:], rtol=1e-3, atol=0)  # row sums: differences of ~1/n terms
 
 
+@pytest.mark.parametrize("dim, ns", [(8, (9, 10, 12, 16, 40, 160)), (12, (13, 30, 120))])
+def test_batched_prefix_stats_equal_the_block_engine_and_the_reference(dim, ns):
+    """The sweep's batched numpy path (every prefix size of many blocks in one call, float64 segments up to 1.5 d
+    and float32 above, as the per-block engine) against the per-block engine, block by block, and both against
+    the float64 reference loops: the batch is no less accurate."""
+    x = rng(9).standard_normal((12, ns[-1], dim)).astype(np.float32)
+    x[3] *= np.float32(1e-3)
+    batched = spp.numpy_batched_prefix_stats(x, ns)
+    assert len(batched) == 2 + len(spp.LOO_FIELDS) and all(v.shape == (12, len(ns)) for v in batched)
+    for b in (0, 3, 11):
+        one = spp.numpy_prefix_block_stats(x[b], ns)
+        want = _reference_prefix_stats(x[b].astype(np.float64), ns) if b == 0 else None
+        for k, (got, mine) in enumerate(zip(batched, one)):
+            np.testing.assert_array_equal(np.isnan(got[b]), np.isnan(mine))
+            np.testing.assert_allclose(got[b][1:], mine[1:], rtol=1e-5 if k < 6 else 2e-3, atol=0)
+            if want is not None:
+                np.testing.assert_allclose(got[b][1:], want[k][1:], rtol=2e-3, atol=2e-4)
+
+
 @pytest.fixture
 def amx_engine(monkeypatch):
     """The native AMX engine on this CPU's tiles ("hardware"), else the same kernel with its tile instructions
@@ -482,14 +501,19 @@ def small_cell():
 
 
 @pytest.mark.fallback
-@pytest.mark.parametrize("engine", ["numpy", "jax", "native"])
-def test_run_cell_small_end_to_end(engine, small_cell, request):
+@pytest.mark.parametrize("engine", ["numpy", "numpy-one-block-a-call", "jax", "native"])
+def test_run_cell_small_end_to_end(engine, small_cell, request, monkeypatch):
     # Every engine works on the whitened float32 population and must return the raw blocks' exact statistics
-    # (log det G_1 - log det G and M_i are invariant under x -> A x).
+    # (log det G_1 - log det G and M_i are invariant under x -> A x). The numpy engine batches blocks this small;
+    # "numpy-one-block-a-call" is its per-block path, which larger blocks take.
     data, ns, refs = small_cell
     assert list(ns) == [6, 50, 500]
     if engine == "native":
         request.getfixturevalue("amx_engine")  # the AMX kernel, on emulated tiles where the CPU has none
+    if engine == "numpy-one-block-a-call":
+        monkeypatch.setattr(spp, "NUMPY_BATCH_MAX_VALUES", 0)
+        engine = "numpy"
+    assert spp.numpy_batch_blocks(500, 5) == (1 if spp.NUMPY_BATCH_MAX_VALUES == 0 else spp.NUMPY_BATCH_BYTES // 10000)
     res = spp.run_cell(data, "anisotropic", ns, 6, seed=0, cell=0, engine=engine, threads=2)
     assert res.extra["engine"] == engine
     assert res.truth == pytest.approx(ref.logdet(data.T @ data), rel=1e-12)
@@ -537,6 +561,24 @@ def test_jax_engine_batches_are_invisible(monkeypatch):
     batched = spp.run_cell(data, "isotropic", ns, 8, seed=3, cell=1, engine="jax")
     for field in ("logdet_g1", "m2_insample", *(f"loo_{f}" for f in spp.LOO_FIELDS)):
         np.testing.assert_allclose(getattr(batched, field), getattr(whole, field), rtol=1e-12, atol=1e-12)
+
+
+def test_numpy_engine_batches_are_invisible(monkeypatch):
+    # The numpy engine's batched calls: 8 blocks in batches of 3 (the last one short) and in one batch give the same
+    # statistics bit for bit (a block's numbers do not depend on the blocks beside it, so resumed or re-chunked runs
+    # agree), and progress counts every block once.
+    cfg = spp.PrecisionConfig()
+    data = spp.family_dataset(2, 1, 2000, 4, "student_t", cfg)
+    ns = spp.block_sizes(4, 2000, (1.0, 1.5, 5.0, 20.0))
+    assert spp.numpy_batch_blocks(int(ns[-1]), 4) >= 8
+    whole = spp.run_cell(data, "student_t", ns, 8, seed=3, cell=1, engine="numpy")
+    monkeypatch.setattr(spp, "NUMPY_BATCH_BYTES", 3 * int(ns[-1]) * 4 * 4)
+    assert spp.numpy_batch_blocks(int(ns[-1]), 4) == 3
+    counted = []
+    batched = spp.run_cell(data, "student_t", ns, 8, seed=3, cell=1, engine="numpy", progress=counted.append)
+    assert counted == [3, 3, 2]
+    for field in ("logdet_g1", "m2_insample", *(f"loo_{f}" for f in spp.LOO_FIELDS)):
+        np.testing.assert_array_equal(getattr(batched, field), getattr(whole, field))
 
 
 def test_family_dataset_does_not_depend_on_threads_and_fills_out():
