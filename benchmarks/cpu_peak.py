@@ -3,9 +3,12 @@
 Why: the CPU kernels' figures (docs/benchmarks.md) only mean something next to what the core can do, and the CPUs
 these benchmarks run on change (Intel with and without AMX, AMD EPYC). This measures, on one core:
 
-- the float32 FMA peak (``vfmadd231ps``, 16 independent accumulators: throughput, not latency) on 512-bit (AVX-512)
-  and 256-bit (AVX2) vectors, and the bfloat16 dot-product rate (``vdpbf16ps``, two products per float32 lane) where
-  the CPU has AVX-512-BF16, in giga multiply-adds per second (GMAC/s);
+- the float32 FMA peak (``vfmadd231ps``, 16 independent accumulators, 10 on 256-bit vectors so that they stay in
+  registers without AVX-512: throughput, not latency) on 512-bit (AVX-512)
+  and 256-bit (AVX2) vectors, the int16 rate on 256-bit vectors (``vpmaddwd`` + ``vpaddd``: 16 products summed
+  into int32 lanes, the route a fixed-point engine would take on AVX2-only CPUs), and the bfloat16 dot-product rate
+  (``vdpbf16ps``, two products per float32 lane) where the CPU has AVX-512-BF16, in giga multiply-adds per second
+  (GMAC/s);
 - OpenBLAS (NumPy / SciPy's, one thread) on the Sigma sweep's d = 384 shapes: the whitening ``strmm``, the weighted
   Gram ``W^T W`` and a general product, against that peak.
 
@@ -37,11 +40,12 @@ PROBE = r"""
 #include <stdio.h>
 #include <time.h>
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
-#define NA 16
 #define REPS 3
 #define STEPS 50000000L
-/* Best of REPS runs of STEPS x NA independent multiply-add instructions OP(acc, a, b), MACS each; prints GMAC/s. */
-#define PROBE_LOOP(NAME, VEC, ZERO, A, B, OP, MACS, SUM)                                 \
+/* Best of REPS runs of STEPS x NA independent multiply-add instructions OP(acc, a, b), MACS each; prints GMAC/s.
+   NA accumulators and the two operands must fit in the vector registers (16 without AVX-512: a spilled accumulator
+   measures the store-to-load latency, not the unit). */
+#define PROBE_LOOP(NAME, NA, VEC, ZERO, A, B, OP, MACS, SUM)                             \
   {                                                                                      \
     double best = 0;                                                                     \
     for (int r = 0; r < REPS; ++r) {                                                     \
@@ -60,19 +64,33 @@ static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t);
 static inline __m512 fma512(__m512 c, __m512 a, __m512 b) { return _mm512_fmadd_ps(a, b, c); }
 static inline __m256 fma256(__m256 c, __m256 a, __m256 b) { return _mm256_fmadd_ps(a, b, c); }
 static inline float sum256(__m256 x) { float o[8]; _mm256_storeu_ps(o, x); return o[0]; }
+#if defined(__AVX2__)
+/* int16 pairs multiplied and summed into int32 lanes (vpmaddwd), then accumulated (vpaddd): 16 multiply-adds. The
+   pair is an asm statement: the product of the same operands in every accumulator would be computed once. */
+static inline __m256i madd256(__m256i c, __m256i a, __m256i b) {
+  __m256i m;
+  __asm__ volatile("vpmaddwd %3, %2, %1\n\tvpaddd %1, %0, %0" : "+x"(c), "=&x"(m) : "x"(a), "x"(b));
+  return c;
+}
+static inline float sumi256(__m256i x) { int o[8]; _mm256_storeu_si256((__m256i*)o, x); return (float)o[0]; }
+#endif
 int main(int argc, char** argv) {
   float sink = 0;  /* results depend on argc and are printed to stderr: nothing can be folded away */
   (void)argv;
 #if defined(__AVX512F__)
-  PROBE_LOOP("fma_f32_512", __m512, _mm512_set1_ps(argc * 0.f), _mm512_set1_ps(1e-8f * argc),
+  PROBE_LOOP("fma_f32_512", 16, __m512, _mm512_set1_ps(argc * 0.f), _mm512_set1_ps(1e-8f * argc),
              _mm512_set1_ps(1.0f), fma512, 16, _mm512_reduce_add_ps)
 #endif
 #if defined(__AVX2__) && defined(__FMA__)
-  PROBE_LOOP("fma_f32_256", __m256, _mm256_set1_ps(argc * 0.f), _mm256_set1_ps(1e-8f * argc),
+  PROBE_LOOP("fma_f32_256", 10, __m256, _mm256_set1_ps(argc * 0.f), _mm256_set1_ps(1e-8f * argc),
              _mm256_set1_ps(1.0f), fma256, 8, sum256)
 #endif
+#if defined(__AVX2__)
+  PROBE_LOOP("madd_i16_256", 10, __m256i, _mm256_set1_epi32(argc - 1), _mm256_set1_epi16((short)argc),
+             _mm256_set1_epi16(3), madd256, 16, sumi256)
+#endif
 #if defined(__AVX512BF16__)
-  PROBE_LOOP("dot_bf16_512", __m512, _mm512_set1_ps(argc * 0.f), (__m512bh)_mm512_set1_epi32(0x3f803f80 * argc),
+  PROBE_LOOP("dot_bf16_512", 16, __m512, _mm512_set1_ps(argc * 0.f), (__m512bh)_mm512_set1_epi32(0x3f803f80 * argc),
              (__m512bh)_mm512_set1_epi32(0x32003200), _mm512_dpbf16_ps, 32, _mm512_reduce_add_ps)
 #endif
   fprintf(stderr, "%g\n", sink);
