@@ -21,11 +21,13 @@ def add_seed(parser, what: str = "replicate r uses fold_in(key(seed), r)", defau
                         help=f"root random seed, >= 0{_default(parser, default)}: {what}")
 
 
-def add_out(parser, name: str) -> None:
-    parser.add_argument("--out", default=None,
-                        help=f"run folder (default runs/{name}-<time>): new or empty, or holding a run of the same "
-                             "configuration (resumed where the command supports it, else rerun); a folder with another "
-                             "configuration or with other files is refused")
+def add_out(parser, name: str, *, what: str = "run folder", accepts: str | None = None) -> None:
+    """``--out``: ``what`` (default ``runs/<name>-<time>``), then which folders it ``accepts`` (by default the rule
+    of :class:`collapse_jax.results.RunFolder`)."""
+    accepts = accepts or ("new or empty, or holding a run of the same configuration (resumed where the command "
+                          "supports it, else rerun); a folder with another configuration or with other files is "
+                          "refused")
+    parser.add_argument("--out", default=None, help=f"{what} (default runs/{name}-<time>): {accepts}")
 
 
 def add_replicates(parser, default: int, what: str = "Monte Carlo replicates", minimum: int = 1) -> None:

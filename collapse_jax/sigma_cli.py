@@ -130,14 +130,14 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
     work = [blocks * block_work(*(emb.shape[::-1] if fam == sp.EMBEDDINGS else (d, cfg.num_points)), cfg.ratios)
             / 1e9 for fam, d, blocks in todo]  # G multiply-adds
     saved = [folder.chunk_path(idx).is_file() for idx in range(len(todo))]
-    done, total = [sum(w for w, was in zip(work, saved) if was)], [sum(work)]
-    with bar(round(total[0]), "sigma-precision (cells weighted by work)", unit="GMAC",
-             initial=round(done[0])) as whole:
+    done, total = sum(w for w, was in zip(work, saved) if was), sum(work)
+    with bar(round(total), "sigma-precision (cells weighted by work)", unit="GMAC", initial=round(done)) as whole:
 
         def advance(gmac):  # the bar in whole units of the running float total
-            before = round(done[0])
-            done[0] += gmac
-            whole.update(round(done[0]) - before)
+            nonlocal done
+            before = round(done)
+            done += gmac
+            whole.update(round(done) - before)
 
         for idx, (fam, d, blocks) in enumerate(todo):
             chunk = folder.load_chunk(idx)
@@ -151,8 +151,8 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
                     data = sp.family_dataset(cfg.seed, idx, cfg.num_points, d, fam, cfg, threads, out=view)
                 ns = sp.block_sizes(data.shape[1], data.shape[0], cfg.ratios)
                 per_block = block_work(data.shape[1], data.shape[0], cfg.ratios) / 1e9
-                total[0] += blocks * per_block - work[idx]  # its real N (a real-data family's)
-                whole.total = round(total[0])
+                total += blocks * per_block - work[idx]  # its real N (a real-data family's)
+                whole.total = round(total)
                 whole.refresh()
                 with bar(blocks, f"{fam} d={data.shape[1]}", unit="block") as b:
                     def blocks_done(k, b=b, per_block=per_block):

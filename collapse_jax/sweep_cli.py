@@ -63,10 +63,10 @@ class PhaseOptions:
 
 
 def _add_out(parser, name: str) -> None:
-    parser.add_argument("--out", default=None,
-                        help=f"the sweep's folder (default runs/{name}-<time>): new or empty; one holding this same "
-                             "sweep is continued with --resume (refused without it); one holding another sweep "
-                             "(specification, precision or kernels) or other files is refused")
+    cli_options.add_out(parser, name, what="the sweep's folder",
+                        accepts="new or empty; one holding this same sweep is continued with --resume (refused "
+                                "without it); one holding another sweep (specification, precision or kernels) or "
+                                "other files is refused")
 
 
 def _run_options(parser) -> None:

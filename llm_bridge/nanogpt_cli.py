@@ -55,9 +55,8 @@ def _add_train(verbs) -> None:
                    help="stop after this step, 1 to --steps (checkpointed, the schedule still spans --steps); "
                         "--resume continues (default: none, run to the end)")
     g = q.add_argument_group("run folder")
-    g.add_argument("--out", default=None,
-                   help="run folder (default runs/nanogpt-<time>): new or empty; a folder that already holds a run "
-                        "is refused (continue it with --resume --out RUN), and so is a folder with other files")
+    opts.add_out(g, "nanogpt", accepts="new or empty; a folder that already holds a run is refused (continue it "
+                                       "with --resume --out RUN), and so is a folder with other files")
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest checkpoint that restores, with its saved "
                         "configuration (model, data and training options must not be given)")

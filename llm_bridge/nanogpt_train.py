@@ -659,10 +659,11 @@ def _steps_for_budget(steps_fn, params, opt_state, stream, size, tc: TrainConfig
     (:func:`train_steps`) on copies, divide the time left."""
     p, o = _copy(params), _copy(opt_state)
     lrs = jnp.zeros((tc.steps_per_call,), jnp.float32)
-    p, o, losses = steps_fn(p, o, stream, root_key(tc.seed), 0, lrs, size)
+    key = root_key(tc.seed)
+    p, o, losses = steps_fn(p, o, stream, key, 0, lrs, size)
     losses.block_until_ready()
     t0 = time.perf_counter()
-    p, o, losses = steps_fn(p, o, stream, root_key(tc.seed), 0, lrs, size)
+    p, o, losses = steps_fn(p, o, stream, key, 0, lrs, size)
     losses.block_until_ready()
     per_step = (time.perf_counter() - t0) / tc.steps_per_call + seconds_per_eval / tc.eval_every
     return max(1, int(seconds_left / per_step))
@@ -722,6 +723,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
     pending: list[tuple[int, jax.Array, np.ndarray]] = []       # (first step, losses, learning rates) per call
     timed_steps, timed_s, mark = 0, 0.0, None       # mark: (step, time) of the last sync; None before the first
     compiled: set[int] = set()                      # call lengths compiled so far
+    key = root_key(tc.seed)
     with bar(total, f"training {folder.name}", unit="step", disable=None if progress is None else not progress) as b:
         b.update(step)
         while step < total:
@@ -736,7 +738,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
             stop = min(total, step + tc.steps_per_call, (step // tc.eval_every + 1) * tc.eval_every,
                        (step // tc.checkpoint_every + 1) * tc.checkpoint_every, total if until is None else until)
             chunk_lrs = lrs[step:stop]
-            model.params, opt_state, losses = steps_fn(model.params, opt_state, stream, root_key(tc.seed), step,
+            model.params, opt_state, losses = steps_fn(model.params, opt_state, stream, key, step,
                                                        jnp.asarray(chunk_lrs), size)
             pending.append((step, losses, chunk_lrs))
             loss_value = float(losses[-1])             # waits for the call, so the clock below is honest
@@ -839,9 +841,9 @@ def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate:
     params = _copy(model.params)              # donated below: never the caller's (possibly shared) arrays
     opt_state = committed(optimizer(tc).init(params))
     stream, size = padded_stream(stream)
-    lr, losses = jnp.float32(tc.learning_rate), []
+    lr, losses, key = jnp.float32(tc.learning_rate), [], root_key(tc.seed)
     for s in range(steps):
-        params, opt_state, loss = step_fn(params, opt_state, stream, root_key(tc.seed), s, lr, size)
+        params, opt_state, loss = step_fn(params, opt_state, stream, key, s, lr, size)
         losses.append(loss)
     model.params = params
     model.step += steps

@@ -344,9 +344,9 @@ def train_params(model: NanoGPT, texts: Sequence[str], start, config: RecursiveC
     size = jnp.int32(len(stream))          # padded to a power of two (at least 2^16 tokens): one compilation per
     padded = np.zeros(max(1 << 16, 1 << (len(stream) - 1).bit_length()), np.int32)   # bucket, not per length
     padded[:len(stream)] = stream
-    stream, losses = jnp.asarray(padded), []
+    stream, losses, key = jnp.asarray(padded), [], root_key(tc.seed)
     for s in range(tc.steps):
-        params, opt_state, loss = step_fn(params, opt_state, stream, root_key(tc.seed), s, lrs[s], size)
+        params, opt_state, loss = step_fn(params, opt_state, stream, key, s, lrs[s], size)
         losses.append(loss)
     return params, [float(v) for v in losses]
 
