@@ -18,7 +18,9 @@ def mixing_w1(w1, m1, w2, m2):
 
 
 def em_step(x, w, m, s, var_floor):
-    logp = np.log(w) - np.log(s) - 0.5 * np.log(2 * np.pi) - 0.5 * ((x[:, None] - m) / s) ** 2
+    with np.errstate(divide="ignore"):  # a component of weight 0 (it died): log 0 = -inf, responsibility 0
+        log_w = np.log(w)
+    logp = log_w - np.log(s) - 0.5 * np.log(2 * np.pi) - 0.5 * ((x[:, None] - m) / s) ** 2
     logp -= logp.max(axis=1, keepdims=True)
     r = np.exp(logp)
     r /= r.sum(axis=1, keepdims=True)

@@ -23,7 +23,7 @@ def copy_into_torch(model: ng.GPT) -> tg.GPT:
     twin = tg.GPT(cfg.vocab_size, cfg.context_length, cfg.num_layers, cfg.num_heads, cfg.dim)
 
     def put(dst, src, transpose=False):
-        a = np.asarray(src[...], dtype=np.float32)
+        a = np.array(src[...], dtype=np.float32)  # a writable copy: torch.from_numpy warns on a read-only view
         dst.data.copy_(torch.from_numpy(a.T.copy() if transpose else a))
 
     with torch.no_grad():
