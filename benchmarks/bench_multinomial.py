@@ -1,6 +1,7 @@
 """Benchmark: multinomial recursion, replicate-generations per second (JAX vs NumPy), seed 003 Section 3.
 
-Simulators of the same recursion (K categories, T generations, replace or accumulate, fixed or growing n_t):
+Simulators of the same recursion (K categories, T generations, replace, accumulate or accumulate-subsample, fixed
+or growing n_t):
 - native: collapse_jax.multinomial.batched_risk_native (the CPU default: C++ kernel, per-replicate exact binomials,
   all cores; its fastest engine here, "refill" on AVX-512 CPUs);
 - native-group: the same kernel's "group" engine (any CPU: eight replicates advance category by category; same
@@ -9,7 +10,8 @@ Simulators of the same recursion (K categories, T generations, replace or accumu
   replicates, scan over generations);
   for both, compile time is reported apart (first call), then the median of --repeats timed calls, each ending in
   block_until_ready; wall seconds and the process's CPU seconds (all threads) are both recorded, as for NumPy;
-- numpy-vectorised: Generator.multinomial with one probability row per replicate, a Python loop over generations;
+- numpy-vectorised: Generator.multinomial with one probability row per replicate, a Python loop over generations
+  (accumulate-subsample: Generator.multivariate_hypergeometric, one call per replicate and generation);
 - numpy-raw: the test reference that draws every raw token (tests/multinomial_reference.py), on a few replicates.
 Writes benchmarks/results/multinomial-<time>.json with the environment (device, versions).
 
@@ -48,11 +50,15 @@ def numpy_vectorised(rng, p, alpha, n, regime, reps):
         q = alpha[t] * p + (1 - alpha[t]) * p_hat
         q /= q.sum(1, keepdims=True)
         new = rng.multinomial(int(n[t]), q).astype(float)
-        if regime == "accumulate":
+        if regime in ("accumulate", "accumulate-subsample"):
             counts, total = counts + new, total + n[t]
         else:
             counts, total = new, np.full(reps, n[t])
-        p_hat = counts / total[:, None]
+        if regime == "accumulate-subsample":  # NumPy's sampler takes one pool per call
+            fit = [rng.multivariate_hypergeometric(c.astype(np.int64), int(n[t])) for c in counts]
+            p_hat = np.array(fit, float) / n[t]
+        else:
+            p_hat = counts / total[:, None]
     return np.sum((p_hat - p) ** 2, 1) if k else None
 
 

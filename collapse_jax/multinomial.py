@@ -6,7 +6,8 @@ True distribution ``Cat(p)`` on K categories; the estimator is the vector of emp
 (Theorem A.1, general ``alpha_t``), ``filter`` (Theorem D.2: a classifier with type-I error ``a`` and type-II error
 ``b`` screens each batch), ``accumulate-subsample`` (a fixed training budget as in Kazdan et al. 2024: the fit
 reads ``n_t`` points drawn without replacement from the accumulate regime's pool, :func:`accumulate_subsample_risk`;
-``jax`` backend only). Pure synthetic is ``alpha_t = 0``; adaptive weights (Appendix E) are :func:`adaptive_alpha`.
+``native`` and ``jax`` backends). Pure synthetic is ``alpha_t = 0``; adaptive weights (Appendix E) are
+:func:`adaptive_alpha`.
 
 A generation costs O(K) whatever ``n_t``: counts are drawn as ``Multinomial(n_t, q_t)`` by a balanced binary tree of
 K - 1 conditional binomials (:func:`sample_multinomial`), never as ``n_t`` individual draws; a subsample of the pool
@@ -16,7 +17,8 @@ Simulator, three backends with the same distribution (checked against each other
 reference or the exact recurrences in tests/):
 - ``native`` (CPU default): :func:`batched_risk_native`, a C++ kernel (``collapse_jax/_native/multinomial_risk.cc``)
   that runs whole replicates with per-replicate loops (inversion / BTRS binomials, conditional binomials across
-  categories) on a SplitMix64 stream seeded from each replicate's JAX key; multithreaded.
+  categories; for accumulate-subsample, conditional hypergeometrics by HRUA) on a SplitMix64 stream seeded from
+  each replicate's JAX key; multithreaded.
 - ``jax`` (portable: GPU, or no C++ compiler): the simulator contract (docs/driver.md) for one replicate,
   :func:`init` and :func:`step` (the binomial-tree sampler), run by :mod:`collapse_jax.driver` (``lax.scan`` over
   generations, ``vmap`` over replicates and over a grid of schedules, the replicate axis sharded).
@@ -45,7 +47,7 @@ from collapse_jax import _checks, driver, schedules
 
 # Appended only: the native kernel receives ``REGIMES.index(regime)`` for its regimes, NATIVE_REGIMES.
 REGIMES = ("replace", "accumulate", "filter", "accumulate-subsample")
-NATIVE_REGIMES = ("replace", "accumulate", "filter")  # the C++ kernel's regimes 0, 1, 2
+NATIVE_REGIMES = ("replace", "accumulate", "filter", "accumulate-subsample")  # the C++ kernel's regimes 0-3
 
 
 # ==================================================================================================================
@@ -385,7 +387,7 @@ class MultinomialConfig:
       regime: ``"replace"`` (fit on generation t's data only), ``"accumulate"`` (fit on all data so far),
         ``"filter"`` (a classifier keeps each point of generation t's data before a replace fit) or
         ``"accumulate-subsample"`` (fit on ``n_t`` points drawn without replacement from all data so far: a fixed
-        training budget, Kazdan et al. 2024; the ``jax`` backend only).
+        training budget, Kazdan et al. 2024; ``native`` and ``jax`` backends).
       type1: filter only: probability ``a`` that a real point is rejected, in [0, 1).
       type2: filter only: probability ``b`` that a synthetic point is kept, in [0, 1).
     """
@@ -629,8 +631,8 @@ def _check_pool(pool: float, regime: str, backend: str) -> None:
 
 def resolve_backend(backend: str, regime: str = "replace") -> str:
     """``auto``: the native kernel on a CPU with a C++ compiler; on a GPU the Pallas kernel
-    (:mod:`collapse_jax.multinomial_pallas`) for the replace and accumulate regimes; else the portable ``jax`` path,
-    and always for accumulate-subsample (the only backend that runs it). ``pallas`` runs in Pallas's interpreter on
+    (:mod:`collapse_jax.multinomial_pallas`) for the replace and accumulate regimes; else the portable ``jax`` path
+    (the filter and accumulate-subsample regimes on a GPU). ``pallas`` runs in Pallas's interpreter on
     a CPU (slow; for tests). A preferred backend (:func:`collapse_jax._native.prefer_backend`) replaces ``auto``
     where the regime has that backend."""
     from collapse_jax import _native

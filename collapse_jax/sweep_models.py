@@ -186,7 +186,7 @@ class MultinomialSweep(_Recursion):
                    choices=("uniform", "zipf")),
         "zipf_exponent": Field(1.0, "p_k proportional to k^-zipf_exponent (p = 'zipf')", float, 0.0, 10.0),
         "regime": Field("replace", "training regime (accumulate-subsample: n_t points drawn without replacement "
-                        "from everything accumulated; JAX kernel only)", str,
+                        "from everything accumulated)", str,
                         choices=("replace", "accumulate", "filter", "accumulate-subsample")),
         "type1": Field(0.0, "filter: type-I error a (real data rejected)", float, 0.0, 1.0, high_open=True),
         "type2": Field(0.0, "filter: type-II error b (synthetic data kept)", float, 0.0, 1.0, high_open=True),
@@ -210,7 +210,7 @@ class MultinomialSweep(_Recursion):
     def kernels(self, cell, backend):
         from collapse_jax import multinomial as M
 
-        return M.resolve_backend(backend, cell["regime"])  # accumulate-subsample: JAX only
+        return M.resolve_backend(backend, cell["regime"])  # on a GPU: Pallas for replace and accumulate only
 
     def run(self, cells, num_replicates, seed, *, backend, memory_budget, mesh, first_replicate=0):
         from collapse_jax import multinomial as M

@@ -1,5 +1,6 @@
-"""Accumulate-subsample (issue 11): the exact hypergeometric samplers, the multinomial and Gaussian simulators against
-their raw-draw NumPy references, the multinomial against its exact recursion, backends and bad input."""
+"""Accumulate-subsample (issue 11): the exact hypergeometric samplers (JAX and native), the multinomial (both
+backends) and Gaussian simulators against their raw-draw NumPy references, the multinomial against its exact
+recursion, backends and bad input."""
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +12,7 @@ import collapse_jax.multinomial as M
 import gaussian_reference as gref
 import multinomial_reference as mref
 from goodness_of_fit import chi2_pvalue
+from native_support import NATIVE, NATIVE_PARAM, needs_native
 from collapse_jax import gaussian as G
 from collapse_jax import schedules as S
 
@@ -26,11 +28,12 @@ def _grid():
     return alpha, n
 
 
-@pytest.fixture(scope="module")
-def losses():
-    """Multinomial accumulate-subsample losses on the grid, (grid, replicate, step) = (4, R, T + 1)."""
+@pytest.fixture(scope="module", params=["jax", NATIVE_PARAM])
+def losses(request):
+    """Multinomial accumulate-subsample losses on the grid, (grid, replicate, step) = (4, R, T + 1), from each
+    backend."""
     alpha, n = _grid()
-    return M.simulate(1, P, alpha, n, SUBSAMPLE, R, chunk_size=R, progress=False)
+    return M.simulate(1, P, alpha, n, SUBSAMPLE, R, chunk_size=R, progress=False, backend=request.param)
 
 
 # --- exact samplers -----------------------------------------------------------------------------------------------
@@ -41,16 +44,34 @@ HYPER_CASES = [(5, 3, 10), (1, 1, 2), (20, 2, 1000), (40, 30, 50), (66, 2, 121),
                (3 * 10 ** 8, 4 * 10 ** 8, 10 ** 9), (3, 7, 7), (0, 5, 9), (9, 0, 9), (9, 9, 9)]
 
 
-def _hyper_draws(draws, good, total, size, seed):
+def _native_mvhg(pool, m, size, seed):
+    """``size`` native multivariate hypergeometric draws of ``m`` items from ``pool`` (the kernel's own sampler)."""
+    from collapse_jax import _native
+
+    pool = np.ascontiguousarray(pool, np.float64)
+    out = np.empty((size, len(pool)))
+    _native._library("native").collapse_jax_multivariate_hypergeometric(
+        pool.ctypes.data, len(pool), float(m), seed, size, out.ctypes.data)
+    return out
+
+
+def _hyper_draws(sampler, draws, good, total, size, seed):
+    """``size`` Hypergeometric(draws; good, total) draws: the JAX sampler, or the native kernel's (one by one below
+    10 items, HRUA above) as the first column of a two-colour pool."""
+    if sampler == "native":
+        x = _native_mvhg([good, total - good], draws, size, seed)
+        assert np.all(x.sum(1) == draws)
+        return x[:, 0]
     return np.asarray(jax.jit(M.hypergeometric)(jax.random.key(seed), jnp.full((size,), float(draws)),
                                                 float(good), float(total)))
 
 
+@pytest.mark.parametrize("sampler", ["jax", NATIVE_PARAM])
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # scipy's hypergeom moments at total = 2
-def test_hypergeometric_matches_scipy_pmf():
+def test_hypergeometric_matches_scipy_pmf(sampler):
     size = 40000
     for i, (m, g, N) in enumerate(HYPER_CASES):
-        x = _hyper_draws(m, g, N, size, seed=i)
+        x = _hyper_draws(sampler, m, g, N, size, seed=i)
         dist = stats.hypergeom(N, g, m)
         lo, hi = dist.support()
         assert np.all(x == np.round(x)) and x.min() >= lo and x.max() <= hi, (m, g, N)
@@ -62,12 +83,33 @@ def test_hypergeometric_matches_scipy_pmf():
         assert abs(z) < 4.5, (m, g, N, z)
 
 
-def test_hypergeometric_detects_a_wrong_pmf():
+@pytest.mark.parametrize("sampler", ["jax", NATIVE_PARAM])
+def test_hypergeometric_detects_a_wrong_pmf(sampler):
     """Power: the same goodness-of-fit test rejects a binomial with the same mean (no finite-population factor)
     and a hypergeometric with one good item fewer."""
-    x = _hyper_draws(500, 300, 1000, 40000, seed=3)
+    x = _hyper_draws(sampler, 500, 300, 1000, 40000, seed=3)
     assert chi2_pvalue(x, stats.binom(500, 0.3)) < 1e-6
     assert chi2_pvalue(x, stats.hypergeom(1000, 299, 500)) < 1e-6
+
+
+@needs_native
+def test_native_multivariate_hypergeometric_exact_moments():
+    """The native chain of conditional hypergeometrics: counts sum to m, empty categories stay empty, the joint
+    covariance and each margin are the multivariate hypergeometric's (a large pool too: HRUA with the Stirling form
+    of the log-factorial differences beyond the table)."""
+    for pool, m in [(np.array([50.0, 20.0, 15.0, 10.0, 5.0, 0.0]), 40.0),
+                    (np.array([3e6, 0.0, 1.2e6, 4e5, 2e5, 2e5]), 2e5)]:
+        size = 30000
+        c = _native_mvhg(pool, m, size, seed=8)
+        assert np.all(c.sum(1) == m) and np.all(c[:, pool == 0] == 0) and np.all(c <= pool)
+        total = pool.sum()
+        pi = pool / total
+        cov = m * (total - m) / (total - 1) * (np.diag(pi) - np.outer(pi, pi))
+        se = np.sqrt((cov ** 2 + np.outer(np.diag(cov), np.diag(cov))) / size) + 1e-12
+        assert np.all(np.abs(np.cov(c.T) - cov) < 5 * se)
+        assert np.all(np.abs(c.mean(0) - m * pi) < 5 * np.sqrt(np.diag(cov) / size) + 1e-12)
+        for j in np.flatnonzero(pool):
+            assert chi2_pvalue(c[:, j], stats.hypergeom(int(total), int(pool[j]), int(m))) > 1e-3, (m, j)
 
 
 def test_multivariate_hypergeometric_exact_moments():
@@ -128,24 +170,48 @@ def test_recursion_identities():
 
 
 def test_backends():
-    """Only the jax backend runs the regime: auto picks it, native and pallas refuse with the regime's name."""
-    assert M.resolve_backend("auto", "accumulate-subsample") == "jax"
+    """The native and jax backends run the regime (auto: native on a CPU with the kernels, as for the others);
+    pallas refuses it with the regime's name; the native kernel's regime index is its place in REGIMES."""
+    from collapse_jax import _native
+
+    assert M.resolve_backend("auto", "accumulate-subsample") == _native.resolve_backend("auto")
     assert M.resolve_backend("jax", "accumulate-subsample") == "jax"
     alpha, n = S.constant_alpha(0.5, 2), S.constant_size(5, 2)
-    for backend in ("native", "pallas"):
-        with pytest.raises(ValueError, match="accumulate-subsample"):
-            M.simulate(0, P, alpha, n, SUBSAMPLE, 4, backend=backend)
     with pytest.raises(ValueError, match="accumulate-subsample"):
-        M.batched_risk_native(jax.random.split(jax.random.key(0), 2), jnp.asarray(P), jnp.asarray(alpha[None]),
-                              jnp.asarray(n[None]), jnp.ones((1, 3)), "accumulate-subsample")
-    assert M.REGIMES[:3] == M.NATIVE_REGIMES == ("replace", "accumulate", "filter")  # the C++ kernel's indices
+        M.simulate(0, P, alpha, n, SUBSAMPLE, 4, backend="pallas")
+    assert M.NATIVE_REGIMES == M.REGIMES == ("replace", "accumulate", "filter", "accumulate-subsample")
+
+
+@needs_native
+def test_native_same_key_same_draws_and_engines_agree():
+    """Contract: the same keys give the same losses, other keys others; the refill and group engines draw the same
+    numbers bit for bit (pools beyond the log-factorial table: n_t = 3e5 over 4 generations)."""
+    from collapse_jax import _native
+
+    alpha = jnp.asarray([[1.0, 0.4, 0.0, 0.7, 0.2], [1.0, 0.9, 0.5, 0.0, 0.0]])
+    n = jnp.asarray([[20.0, 3e5, 3e5, 11.0, 400.0], [5.0, 9.0, 60.0, 2e3, 3e5]])
+    keys = jax.random.split(jax.random.key(5), 21)
+    run = lambda keys, engine="auto": np.asarray(M.batched_risk_native(  # noqa: E731
+        keys, jnp.asarray(P), alpha, n, jnp.ones_like(alpha), "accumulate-subsample", engine=engine))
+    first = run(keys)
+    assert np.all(np.isfinite(first)) and first.shape == (2, 21, 5)
+    np.testing.assert_array_equal(first, run(keys))
+    assert not np.array_equal(first, run(jax.random.split(jax.random.key(6), 21)))
+    for engine in _native.multinomial_engines():
+        np.testing.assert_array_equal(run(keys, engine), first)
 
 
 def test_float32_pool_must_hold_exact_counts():
+    """Without float64 the jax path's pool of 1.8e7 counts would round: refused, naming the native kernel, which
+    counts in float64 whatever the precision of its outputs (and runs it)."""
+    alpha, n = S.constant_alpha(0.5, 2), S.constant_size(6_000_000, 2)
     jax.config.update("jax_enable_x64", False)
     try:
-        with pytest.raises(ValueError, match="2\\*\\*24"):
-            M.simulate(0, P, S.constant_alpha(0.5, 2), S.constant_size(6_000_000, 2), SUBSAMPLE, 4)
+        with pytest.raises(ValueError, match="2\\*\\*24.*backend='native'"):
+            M.simulate(0, P, alpha, n, SUBSAMPLE, 4, backend="jax")
+        if NATIVE:
+            losses = M.simulate(0, P, alpha, n, SUBSAMPLE, 4, backend="native", progress=False)
+            assert losses.dtype == np.float32 and np.all(np.isfinite(losses)) and np.all(losses < 1e-5)
     finally:
         jax.config.update("jax_enable_x64", True)
 

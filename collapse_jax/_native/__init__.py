@@ -59,7 +59,9 @@ class _Library:
 _LIBRARIES = {
     "native": _Library(_SOURCES, _SYMBOLS,
                        {"collapse_jax_multinomial_has_refill": (_INT, []), "collapse_jax_gmm_progress": (_I64, []),
-                        "collapse_jax_gmm_lanes": (_INT, [_INT])},
+                        "collapse_jax_gmm_lanes": (_INT, [_INT]),
+                        "collapse_jax_multivariate_hypergeometric": (None, [_PTR, _I64, ctypes.c_double, _I64, _I64,
+                                                                            _PTR])},
                        "the slower pure-JAX CPU kernels"),
     "spectral_kernels": _Library((SPECTRAL_SOURCE,), {LOGDET_TARGET: "BatchedLogdet"},
                                  {"cj_amx_available": (_INT, []),

@@ -9,7 +9,9 @@
 // by items (ChainSplit). Each binomial is exact: sequential-search inversion when the mean is below 10, BTRS
 // (Hoermann 1993, transformed rejection with squeeze) otherwise, so such a generation costs O(K) whatever n_t. The
 // filter regime first draws the kept size N_t ~ Binomial(n_t, kappa_t) conditioned on N_t > 0 (redraw until
-// positive).
+// positive). The accumulate-subsample regime pools every generation's counts, as accumulate, and fits on n_t points
+// of the pool drawn without replacement (multivariate_hypergeometric: one exact hypergeometric per category, after
+// the generation's multinomial draws, from the same stream).
 //
 // Why native: the JAX path's vmapped rejection loops run until the slowest lane finishes and threefry is slow on a
 // CPU; here each replicate runs its own loops on a SplitMix64 stream seeded from its JAX key.
@@ -28,7 +30,8 @@
 //                      (common random numbers across the grid).
 // Result:
 //   loss   (G, R, T1)  ||p_hat_t - p||^2.
-// Attributes: regime (0 replace, 1 accumulate, 2 filter), engine (0 auto, 1 group, 2 refill), num_threads.
+// Attributes: regime (0 replace, 1 accumulate, 2 filter, 3 accumulate-subsample), engine (0 auto, 1 group,
+// 2 refill), num_threads.
 //
 // A second handler draws plain multinomial counts (one (n, q) row per lane) with the group engine's sampler: the
 // exact sampler on its own, for users and for the goodness-of-fit tests.
@@ -873,6 +876,75 @@ inline void multinomial_lanes(Rng* rng, const double* size, const double* q, int
     if (chain[l]) scratch.split[l].finish(rng[l], scratch.draws.data() + l * K, K, scratch.categorical, out + l * K);
 }
 
+// ---- accumulate-subsample: multivariate hypergeometric draws -----------------------------------------------------
+// log a! - log b! for whole a, b >= 0: from the table below kLogFactorialSize, else Stirling's form written as log
+// ratios, (b + 1/2) log1p((a - b)/(b + 1)) + (a - b)(log(a + 1) - 1) + tail(a) - tail(b), so that for a near b (as
+// in HRUA's bound below) the error stays near 1e-10 whatever their size (up to 2^53).
+inline double log_factorial_diff(double a, double b) {
+  if (a < kLogFactorialSize && b < kLogFactorialSize) return kLogFact.v[(int64_t)a] - kLogFact.v[(int64_t)b];
+  return (b + 0.5) * std::log1p((a - b) / (b + 1.0)) + (a - b) * (std::log(a + 1.0) - 1.0) + stirling_tail(a) -
+         stirling_tail(b);
+}
+
+// Hypergeometric(draws; good, total): how many of `draws` items taken uniformly without replacement from `total`,
+// `good` of them marked, are marked (whole doubles, 0 <= draws, good <= total). By symmetry the sampler draws
+// s = min(draws, total - draws) items and counts the rarer kind (g = min(good, total - good)); the answer follows
+// from that count. Fewer than 10 items: one by one (item i is of the counted kind with probability left / pool).
+// Otherwise HRUA (Stadlober 1989, ratio of uniforms around the mode M, as NumPy's generator): proposal
+// W = mean + 1/2 + (2 sqrt(2/e) sd' + 3 - 2 sqrt(3/e)) (Y - 1/2) / X, Z = floor(W) accepted when
+// 2 log X <= log f(Z) - log f(M) (with the usual squeezes), f the pmf, whose log ratio is four log_factorial_diff
+// terms. Proposals beyond mean + 16 sd are rejected (the pmf there is below 1e-50).
+inline double hypergeometric(Rng& rng, double draws, double good, double total) {
+  if (draws <= 0 || good <= 0) return 0;
+  if (draws >= total) return good;
+  if (good >= total) return draws;
+  const double bad = total - good, g = std::min(good, bad), b = std::max(good, bad);
+  const double s = std::min(draws, total - draws);
+  double z;
+  if (s < 10) {
+    double left = g, pool = total;
+    z = 0;
+    for (double i = 0; i < s && left > 0; ++i, --pool) {
+      const bool hit = rng.uniform() * pool < left;
+      z += hit;
+      left -= hit;
+    }
+  } else {
+    const double share = g / total, mean = s * share + 0.5;
+    const double sd = std::sqrt((total - s) * s * share * (1 - share) / (total - 1) + 0.5);
+    const double width = 1.7155277699214135 * sd + 0.8989161620588988;  // 2 sqrt(2/e), 3 - 2 sqrt(3/e)
+    const double mode = std::floor((s + 1) * (g + 1) / (total + 2));
+    const double upper = std::min(std::min(s, g) + 1, std::floor(mean + 16 * sd));
+    for (;;) {
+      const double x = rng.uniform(), y = rng.uniform();
+      const double w = mean + width * (y - 0.5) / x;
+      if (!(w >= 0 && w < upper)) continue;  // (x = 0 gives an infinity or NaN: rejected)
+      z = std::floor(w);
+      const double t = log_factorial_diff(mode, z) + log_factorial_diff(g - mode, g - z) +
+                       log_factorial_diff(s - mode, s - z) + log_factorial_diff(b - s + mode, b - s + z);
+      if (x * (4 - x) - 3 <= t) break;
+      if (x * (x - t) >= 1) continue;
+      if (2 * std::log(x) <= t) break;
+    }
+  }
+  if (good > bad) z = s - z;  // counted the unmarked items
+  if (draws > total - draws) z = good - z;  // drew the items left behind
+  return z;
+}
+
+// Multivariate hypergeometric counts: m items without replacement from a pool of pool[k] items of category k (whole
+// doubles, m <= sum(pool)), into out (K,): category k gets Hypergeometric(items left; pool[k], pool left).
+inline void multivariate_hypergeometric(Rng& rng, double m, const double* pool, int64_t K, double* out) {
+  double total = 0;
+  for (int64_t k = 0; k < K; ++k) total += pool[k];
+  for (int64_t k = 0; k < K; ++k) {
+    const double x = m > 0 ? hypergeometric(rng, m, pool[k], total) : 0.0;
+    out[k] = x;
+    m -= x;
+    total -= pool[k];
+  }
+}
+
 struct Problem {
   const double* p;  // (K,) in double
   const double* alpha;
@@ -889,11 +961,13 @@ template <typename T>
 void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<double>& work,
                LaneScratch& scratch) {
   const int64_t K = pr.K, T1 = pr.T1;
-  work.resize(3 * L * K + 2 * L);
-  double* counts = work.data();
+  const bool subsample = pr.regime == 3;
+  work.resize(4 * L * K + 2 * L);
+  double* counts = work.data();  // generation t's counts, or the pool of generations 0..t (accumulate regimes)
   double* q = counts + L * K;
   double* fresh = q + L * K;
-  double* total = fresh + L * K;
+  double* fit = fresh + L * K;  // accumulate-subsample: the n_t points of the pool the fit sees
+  double* total = fit + L * K;
   double* size = total + L;
   Rng rng[kGroup] = {};
   const double *alpha[kGroup], *n[kGroup], *kappa[kGroup];
@@ -904,8 +978,22 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
     kappa[l] = pr.kappa + g * T1;
     rng[l].s = ((uint64_t)pr.seeds[2 * r] << 32) | (uint64_t)pr.seeds[2 * r + 1];
   }
+  // The fit of lane l after generation t: its counts over their total (accumulate-subsample from t = 1: the
+  // subsample, n_t points).
+  auto fitted = [&](int64_t l, int64_t t, double& of) {
+    if (subsample && t > 0) {
+      of = n[l][t];
+      return (const double*)(fit + l * K);
+    }
+    of = total[l];
+    return (const double*)(counts + l * K);
+  };
   auto record = [&](int64_t t) {
-    for (int64_t l = 0; l < L; ++l) out[l * T1 + t] = (T)squared_error(counts + l * K, total[l], pr.p, K);
+    for (int64_t l = 0; l < L; ++l) {
+      double of;
+      const double* c = fitted(l, t, of);
+      out[l * T1 + t] = (T)squared_error(c, of, pr.p, K);
+    }
   };
   for (int64_t l = 0; l < L; ++l) {
     std::copy(pr.p, pr.p + K, q + l * K);
@@ -922,12 +1010,16 @@ void run_group(const Problem& pr, int64_t first, int64_t L, T* out, std::vector<
         while (kept <= 0);
         size[l] = kept;
       }
-      mixture_row(pr.p, counts + l * K, total[l], alpha[l][t], K, q + l * K);
+      double of;
+      const double* c = fitted(l, t - 1, of);
+      mixture_row(pr.p, c, of, alpha[l][t], K, q + l * K);
     }
-    if (pr.regime == 1) {
+    if (pr.regime == 1 || subsample) {
       multinomial_lanes(rng, size, q, K, L, fresh, scratch);
       for (int64_t i = 0; i < L * K; ++i) counts[i] += fresh[i];
       for (int64_t l = 0; l < L; ++l) total[l] += size[l];
+      if (subsample)  // after the lane's chain draws and items, from its own stream (as the refill engine)
+        for (int64_t l = 0; l < L; ++l) multivariate_hypergeometric(rng[l], size[l], counts + l * K, K, fit + l * K);
     } else {
       multinomial_lanes(rng, size, q, K, L, counts, scratch);
       for (int64_t l = 0; l < L; ++l) total[l] = size[l];
@@ -1076,7 +1168,7 @@ class RefillRun {
 
   RefillRun(const Problem& pr, std::atomic<int64_t>& next, int64_t end, T* out)
       : pr_(pr), K_(pr.K), Kp_((pr.K + 7) & ~int64_t(7)), next_(next), end_(end), out_(out),
-        rows_(4 * kSlots * Kp_), tail_(pr.K), expand_(pr.K) {}
+        rows_(5 * kSlots * Kp_), tail_(pr.K), expand_(pr.K) {}
 
   void run() {
     Bank banks[kBanks];
@@ -1282,6 +1374,7 @@ class RefillRun {
   double* draw(int s) { return rows_.data() + (kSlots + s) * Kp_; }
   double* ratio(int s) { return rows_.data() + (2 * kSlots + s) * Kp_; }
   double* q(int s) { return rows_.data() + (3 * kSlots + s) * Kp_; }
+  double* fit(int s) { return rows_.data() + (4 * kSlots + s) * Kp_; }  // accumulate-subsample's subsample
 
   // Chain entries of a generation of `size` items from q(s) (ChainSplit) and their conditional probabilities, as
   // multinomial_lanes computes them (1 where all remaining mass sits in an entry: the binomial takes everything
@@ -1337,14 +1430,21 @@ class RefillRun {
       split_[s].finish(rng, d, K, categorical_, expand_.data());
       d = expand_.data();
     }
-    if (t == 0 || pr_.regime != 1) {
+    if (t == 0 || (pr_.regime != 1 && pr_.regime != 3)) {
       std::copy(d, d + K, cnt);
       total_[s] = drawn_[s];
     } else {
       for (int64_t k = 0; k < K; ++k) cnt[k] += d[k];
       total_[s] += drawn_[s];
     }
-    out_[lane_[s] * pr_.T1 + t] = (T)squared_error(cnt, total_[s], pr_.p, K);
+    const double* fitted = cnt;  // the fit: counts over their total, or (accumulate-subsample) n_t of the pool
+    double of = total_[s];
+    if (pr_.regime == 3 && t > 0) {
+      multivariate_hypergeometric(rng, drawn_[s], cnt, K, fit(s));
+      fitted = fit(s);
+      of = drawn_[s];
+    }
+    out_[lane_[s] * pr_.T1 + t] = (T)squared_error(fitted, of, pr_.p, K);
     if (t + 1 == pr_.T1) return take_lane(s, rng);
     t_[s] = t + 1;
     double size = size_[s][t + 1];
@@ -1354,7 +1454,7 @@ class RefillRun {
       while (kept <= 0);
       size = kept;
     }
-    mixture_row(pr_.p, cnt, total_[s], alpha_[s][t + 1], K, q(s));
+    mixture_row(pr_.p, fitted, of, alpha_[s][t + 1], K, q(s));
     return size;
   }
 
@@ -1450,7 +1550,8 @@ ffi::Error MultinomialRiskImpl(ffi::Buffer<DT> p, ffi::Buffer<DT> alpha, ffi::Bu
     return ffi::Error::InvalidArgument("multinomial_risk: expected p (K,), schedules (G, T1), seeds (R, 2)");
   if (n.element_count() != alpha.element_count() || kappa.element_count() != alpha.element_count())
     return ffi::Error::InvalidArgument("multinomial_risk: schedules disagree in shape");
-  if (regime < 0 || regime > 2) return ffi::Error::InvalidArgument("multinomial_risk: regime must be 0, 1 or 2");
+  if (regime < 0 || regime > 3)
+    return ffi::Error::InvalidArgument("multinomial_risk: regime must be 0, 1, 2 or 3");
   if (engine < 0 || engine > 2 || (engine == 2 && !COLLAPSE_JAX_REFILL))
     return ffi::Error::InvalidArgument("multinomial_risk: engine must be 0 (auto), 1 (group) or 2 (refill, AVX-512 "
                                        "or AVX2 builds)");
@@ -1547,6 +1648,16 @@ DEFINE_HANDLER(MultinomialRiskF64, ffi::F64)
 
 DEFINE_COUNTS_HANDLER(MultinomialCountsF32, ffi::F32)
 DEFINE_COUNTS_HANDLER(MultinomialCountsF64, ffi::F64)
+
+// For tests: `size` multivariate hypergeometric draws of m items from pool (K,), the i-th from the stream seeded
+// with seed + i, into out (size, K).
+extern "C" void collapse_jax_multivariate_hypergeometric(const double* pool, int64_t K, double m, int64_t seed,
+                                                         int64_t size, double* out) {
+  for (int64_t i = 0; i < size; ++i) {
+    Rng rng{(uint64_t)seed + (uint64_t)i};
+    multivariate_hypergeometric(rng, m, pool, K, out + i * K);
+  }
+}
 
 // Whether this build has the refill engine (AVX-512 or AVX2), for collapse_jax._native.multinomial_engines.
 extern "C" int collapse_jax_multinomial_has_refill() { return COLLAPSE_JAX_REFILL; }
