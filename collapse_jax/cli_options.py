@@ -30,9 +30,11 @@ def add_out(parser, name: str, *, what: str = "run folder", accepts: str | None 
     parser.add_argument("--out", default=None, help=f"{what} (default runs/{name}-<time>): {accepts}")
 
 
-def add_replicates(parser, default: int, what: str = "Monte Carlo replicates", minimum: int = 1) -> None:
-    parser.add_argument("--replicates", type=int, default=default,
-                        help=f"{what}, >= {minimum}{_default(parser, default)}")
+def add_replicates(parser, default: int | None, what: str = "Monte Carlo replicates", minimum: int = 1,
+                   default_help: str | None = None) -> None:
+    """``--replicates``; ``default_help`` describes a default of None (one that depends on something else)."""
+    shown = _default(parser, default) if default_help is None else f" (default {default_help})"
+    parser.add_argument("--replicates", type=int, default=default, help=f"{what}, >= {minimum}{shown}")
 
 
 def add_run_options(parser, *, suppress: bool = False) -> None:
@@ -63,11 +65,12 @@ def apply_run_options(args: argparse.Namespace) -> None:
 
 
 # Shared flags defined above: a config field of that name takes its flag from here (called as
-# ``COMMON[name](parser, field default, field metadata)``: its ``help``, and ``minimum`` for replicates), not from
-# the generator.
+# ``COMMON[name](parser, field default, field metadata)``: its ``help``, and ``minimum`` and ``default_help`` for
+# replicates), not from the generator.
 COMMON = {"seed": lambda parser, default, meta: add_seed(parser, *_help(meta), default=default),
           "replicates": lambda parser, default, meta: add_replicates(parser, default, *_help(meta),
-                                                                     minimum=meta.get("minimum", 1))}
+                                                                     minimum=meta.get("minimum", 1),
+                                                                     default_help=meta.get("default_help"))}
 
 
 def _help(meta) -> list[str]:

@@ -7,7 +7,8 @@ theory's boundary drawn where one exists.
   exponent), replace and accumulate side by side, with the exact accumulate-subsample map beside them; the exact
   recurrences' (seed 003 Thm 3.1, Thm A.1) boundary ``r_T = r_0`` between improvement and collapse, and the
   asymptotic consistency boundary of the replace regime.
-- ``recursions-subsample``: accumulate-subsample by Monte Carlo (the JAX kernel, slower: a 10 x 10 grid).
+- ``recursions-subsample``: accumulate-subsample by Monte Carlo on the same 30 x 30 grid (200 replicates: each
+  generation also draws the subsample, one hypergeometric per category).
 - ``filter``: the same over the classifier's (type-I, type-II) errors (seed 003 Thm D.2), with the exact boundary
   where filtering matches training on everything (``r_T`` of the filter = ``r_T`` of replace).
 
@@ -66,12 +67,12 @@ alpha_decay = {{ linspace = [0.0, 1.5, 30] }}
 n_growth = {{ linspace = [0.0, 2.0, 30] }}
 """, dict(steps=200, replicates=1000)),
     "recursions-subsample": ("multinomial accumulate-subsample (K = 50, n0 = 100) over the alpha_t decay and n_t "
-                             "growth exponents (the JAX kernel: a smaller grid)", _MULTINOMIAL_COMMON + """
+                             "growth exponents", _MULTINOMIAL_COMMON + """
 regime = "accumulate-subsample"
 [grid]
-alpha_decay = {{ linspace = [0.0, 1.5, 10] }}
-n_growth = {{ linspace = [0.0, 2.0, 10] }}
-""", dict(steps=50, replicates=200)),
+alpha_decay = {{ linspace = [0.0, 1.5, 30] }}
+n_growth = {{ linspace = [0.0, 2.0, 30] }}
+""", dict(steps=200, replicates=200)),
     "filter": ("multinomial filter regime (K = 50, alpha = 0.2, n = 100) over the type-I and type-II errors",
                _MULTINOMIAL_COMMON.replace("alpha0 = 0.5", "alpha0 = 0.2") + """regime = "filter"
 [grid]

@@ -57,7 +57,8 @@ class Processes:
 class PhaseOptions:
     """The size of a built-in phase diagram."""
 
-    replicates: int = option(1000, "replicates per cell")
+    replicates: int | None = option(None, "replicates per cell",
+                                    default_help="the diagram's: 1000, 200 for recursions-subsample")
     steps: int | None = option(None, "steps / generations T", default_help="the diagram's: 200, 100 for filter")
     seed: int = 0
 

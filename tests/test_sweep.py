@@ -326,6 +326,15 @@ def test_phase_command_writes_the_dataset_and_the_diagram(tmp_path, capsys):
     assert (tmp_path / "manifest.json").is_file()          # finished, as every command's run folder says
 
 
+def test_phase_command_keeps_each_diagrams_own_replicates(capsys):
+    """Without --replicates a diagram runs its own default (the command's 1000 used to replace the subsample
+    diagram's 200); with it, the number given."""
+    for args, expected in [(["recursions-subsample"], 200), (["recursions"], 1000),
+                           (["recursions-subsample", "--replicates", "7"], 7)]:
+        assert cli_main(["phase", *args, "--print-spec"]) == 0
+        assert f"replicates = {expected}\n" in capsys.readouterr().out, args
+
+
 def test_sweep_command_errors_name_the_field(tmp_path, capsys):
     spec = tmp_path / "bad.toml"
     spec.write_text('simulator = "multinomial"\n[grid]\nn0 = [0, 10]\n')
