@@ -182,25 +182,6 @@ def test_backends():
     assert M.NATIVE_REGIMES == M.REGIMES == ("replace", "accumulate", "filter", "accumulate-subsample")
 
 
-@needs_native
-def test_native_same_key_same_draws_and_engines_agree():
-    """Contract: the same keys give the same losses, other keys others; the refill and group engines draw the same
-    numbers bit for bit (pools beyond the log-factorial table: n_t = 3e5 over 4 generations)."""
-    from collapse_jax import _native
-
-    alpha = jnp.asarray([[1.0, 0.4, 0.0, 0.7, 0.2], [1.0, 0.9, 0.5, 0.0, 0.0]])
-    n = jnp.asarray([[20.0, 3e5, 3e5, 11.0, 400.0], [5.0, 9.0, 60.0, 2e3, 3e5]])
-    keys = jax.random.split(jax.random.key(5), 21)
-    run = lambda keys, engine="auto": np.asarray(M.batched_risk_native(  # noqa: E731
-        keys, jnp.asarray(P), alpha, n, jnp.ones_like(alpha), "accumulate-subsample", engine=engine))
-    first = run(keys)
-    assert np.all(np.isfinite(first)) and first.shape == (2, 21, 5)
-    np.testing.assert_array_equal(first, run(keys))
-    assert not np.array_equal(first, run(jax.random.split(jax.random.key(6), 21)))
-    for engine in _native.multinomial_engines():
-        np.testing.assert_array_equal(run(keys, engine), first)
-
-
 def test_float32_pool_must_hold_exact_counts():
     """Without float64 the jax path's pool of 1.8e7 counts would round: refused, naming the native kernel, which
     counts in float64 whatever the precision of its outputs (and runs it)."""

@@ -212,7 +212,7 @@ def test_chunking_does_not_change_draws(backend):
 
 
 @needs_native
-@pytest.mark.parametrize("regime", ["accumulate", "filter"])
+@pytest.mark.parametrize("regime", ["accumulate", "filter", "accumulate-subsample"])
 def test_native_contract_jit_vmap_keys(regime):
     """Native kernel: batched == a loop of single-replicate calls == vmap of them == eager; keys decide the draw."""
     p = jnp.asarray(P)
