@@ -1649,12 +1649,13 @@ DEFINE_HANDLER(MultinomialRiskF64, ffi::F64)
 DEFINE_COUNTS_HANDLER(MultinomialCountsF32, ffi::F32)
 DEFINE_COUNTS_HANDLER(MultinomialCountsF64, ffi::F64)
 
-// For tests: `size` multivariate hypergeometric draws of m items from pool (K,), the i-th from the stream seeded
-// with seed + i, into out (size, K).
+// For tests: `size` multivariate hypergeometric draws of m items from pool (K,), into out (size, K); draw i from
+// the stream seeded with the i-th output of the stream seeded with `seed` (so that nearby seeds do not share draws).
 extern "C" void collapse_jax_multivariate_hypergeometric(const double* pool, int64_t K, double m, int64_t seed,
                                                          int64_t size, double* out) {
+  Rng seeds{(uint64_t)seed};
   for (int64_t i = 0; i < size; ++i) {
-    Rng rng{(uint64_t)seed + (uint64_t)i};
+    Rng rng{seeds.next()};
     multivariate_hypergeometric(rng, m, pool, K, out + i * K);
   }
 }
