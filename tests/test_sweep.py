@@ -479,6 +479,9 @@ def test_the_stored_kernels_are_the_ones_the_cells_ran(tmp_path, monkeypatch):
 
     with monkeypatch.context() as m:
         m.setattr(type(sweep.MODELS["multinomial"]), "run", cells_not_run)
+        with pytest.raises(KeyboardInterrupt):  # auto: the native kernel where it builds, as for the other regimes
+            sweep.run(sweep_spec.parse(text), tmp_path / "auto", progress=False)
+        assert zarr.open_group(str(tmp_path / "auto" / sweep.STORE)).attrs["backend"] == _native.resolve_backend("auto")
         _native.prefer_backend("jax")
         try:
             with pytest.raises(KeyboardInterrupt):
