@@ -404,6 +404,7 @@ template <class V>
 VEC_INLINE V vstirling_tail(V k) {
   const V inv = vrecip(k + 1.0), inv2 = inv * inv;
   V out = (1.0 / 12 - (1.0 / 360 - 1.0 / 1260 * inv2) * inv2) * inv;
+  if (!any(vgt(broadcast<V>(9.5), k))) return out;  // no lane reads the table (the usual case: large counts)
   for (int i = 0; i < Lanes<V>::W; ++i)
     if (k[i] >= 0 && k[i] <= 9) out[i] = stirling_tail(k[i]);
   return out;
