@@ -17,8 +17,8 @@ How it runs:
   stacked on a grid axis: one compilation per group, every cell with the replicate keys ``fold_in(key(seed), r)``, so
   a cell draws what the simulator run alone with the same seed draws, whatever the chunking (docs/sweeps.md: bit
   for bit, or for some models all but the last bits);
-- groups are cut into chunks of cells whose records fit the memory budget on the host (``cells_per_chunk`` to set
-  it; the simulator cuts each call to the device's memory); each finished cell is written to the store (every zarr
+- groups are cut into chunks of cells whose records fit the memory budget on the host and whose work stays under
+  :data:`CHUNK_REPLICATE_STEPS` (``cells_per_chunk`` to set it; the simulator cuts each call to the device's memory); each finished cell is written to the store (every zarr
   chunk file is written to a temporary name and renamed), then marked in ``cell_done``. ``resume=True`` runs only
   the cells not marked: a kill at any moment loses at most the chunk in flight, and the resumed dataset equals an
   uninterrupted one;
@@ -141,6 +141,9 @@ class _CompileCounter:
 
 BLOCK_CELLS = 32
 _BLOCK_BYTES = 2**28
+# Without cells_per_chunk, a chunk also holds at most about this many replicate-steps (seconds of work for the
+# fastest simulators, under a minute for the slowest per step), so that the bar moves and a kill loses little.
+CHUNK_REPLICATE_STEPS = 2 * 10**7
 
 
 def block_size(spec: SweepSpec, model: SweepModel) -> int:
@@ -461,7 +464,7 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
       mesh: devices the replicate axis is sharded over (default: this process's local devices).
       cells_per_chunk, memory_budget: override the specification's. A chunk (whole blocks, at least one) holds about
         ``cells_per_chunk`` cells, or as many cells' records as a quarter of the host's memory (or ``memory_budget``
-        bytes, at least one cell's) holds; cells of a chunk that share static shapes run in one call, which the
+        bytes, at least one cell's) holds, and no more than :data:`CHUNK_REPLICATE_STEPS` of work; cells of a chunk that share static shapes run in one call, which the
         simulator cuts into calls that fit the device's memory. The draws never depend on them.
       on_chunk: called with the cell indices of each chunk once they are written (tests use it to kill a run).
     """
@@ -488,7 +491,9 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
     todo = [b for b in share(blocks(spec, block_size(spec, model)), process_index, process_count)
             if not done[b.start: b.stop].all()]
     if cells_per_chunk is None:
-        cells_per_chunk = max(1, (memory_budget or _checks.available_memory_bytes() // 4) // _cell_bytes(spec, model))
+        by_memory = (memory_budget or _checks.available_memory_bytes() // 4) // _cell_bytes(spec, model)
+        steps = max(model.num_steps(model.complete(spec.cell(i))) for i in (0, spec.num_cells - 1))
+        cells_per_chunk = max(1, min(by_memory, CHUNK_REPLICATE_STEPS // (spec.replicates * steps)))
     per_chunk = max(1, cells_per_chunk // max(len(b) for b in todo)) if todo else 1
     total = sum(len(b) for b in todo)
     ran = replicate_steps = 0

@@ -326,6 +326,19 @@ def test_phase_command_writes_the_dataset_and_the_diagram(tmp_path, capsys):
     assert (tmp_path / "manifest.json").is_file()          # finished, as every command's run folder says
 
 
+def test_chunks_are_cut_by_work_without_cells_per_chunk(tmp_path, monkeypatch):
+    """Records that fit in memory no longer make one chunk of a long sweep (its bar stood still and a kill lost
+    everything): without cells_per_chunk a chunk holds at most CHUNK_REPLICATE_STEPS of work; the numbers are the
+    same."""
+    spec = sweep_spec.parse(MULTINOMIAL)  # 12 cells in blocks of 2, 40 replicates x 9 records each
+    whole_run, cut_run = [], []
+    sweep.run(spec, tmp_path / "one", progress=False, on_chunk=whole_run.append)
+    monkeypatch.setattr(sweep, "CHUNK_REPLICATE_STEPS", 2 * 40 * 9)
+    sweep.run(spec, tmp_path / "cut", progress=False, on_chunk=cut_run.append)
+    assert len(whole_run) == 1 and [len(c) for c in cut_run] == [2] * 6
+    _assert_same(_arrays(tmp_path / "one"), _arrays(tmp_path / "cut"))
+
+
 def test_phase_command_keeps_each_diagrams_own_replicates(capsys):
     """Without --replicates a diagram runs its own default (the command's 1000 used to replace the subsample
     diagram's 200); with it, the number given."""
