@@ -495,6 +495,7 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
         steps = max(model.num_steps(model.complete(spec.cell(i))) for i in (0, spec.num_cells - 1))
         cells_per_chunk = max(1, min(by_memory, CHUNK_REPLICATE_STEPS // (spec.replicates * steps)))
     per_chunk = max(1, cells_per_chunk // max(len(b) for b in todo)) if todo else 1
+    per_chunk = -(-len(todo) // -(-len(todo) // per_chunk)) if todo else 1  # as many chunks, of even sizes (shapes)
     total = sum(len(b) for b in todo)
     ran = replicate_steps = 0
     with _CompileCounter() as counter, bar(total, f"sweep {spec.simulator}", "cell",
