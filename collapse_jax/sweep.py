@@ -18,10 +18,10 @@ How it runs:
   a cell draws what the simulator run alone with the same seed draws, whatever the chunking (docs/sweeps.md: bit
   for bit, or for some models all but the last bits);
 - groups are cut into chunks of cells whose records fit the memory budget on the host and whose work stays under
-  :data:`CHUNK_REPLICATE_STEPS` (``cells_per_chunk`` to set it; the simulator cuts each call to the device's memory); each finished cell is written to the store (every zarr
-  chunk file is written to a temporary name and renamed), then marked in ``cell_done``. ``resume=True`` runs only
-  the cells not marked: a kill at any moment loses at most the chunk in flight, and the resumed dataset equals an
-  uninterrupted one;
+  :data:`CHUNK_REPLICATE_STEPS` (``cells_per_chunk`` to set it; the simulator cuts each call to the device's
+  memory); each finished cell is written to the store (every zarr chunk file is written to a temporary name and
+  renamed), then marked in ``cell_done``. ``resume=True`` runs only the cells not marked: a kill at any moment loses
+  at most the chunk in flight, and the resumed dataset equals an uninterrupted one;
 - ``out`` must be new or empty (process 0 writes its ``config.json``, as every command's run folder), or hold this
   same sweep (continued with ``resume``); everything that can be checked is checked before anything is written;
 - with several processes (``process_index``/``process_count``, e.g. from ``jax.distributed``), process p takes its
@@ -464,8 +464,9 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
       mesh: devices the replicate axis is sharded over (default: this process's local devices).
       cells_per_chunk, memory_budget: override the specification's. A chunk (whole blocks, at least one) holds about
         ``cells_per_chunk`` cells, or as many cells' records as a quarter of the host's memory (or ``memory_budget``
-        bytes, at least one cell's) holds, and no more than :data:`CHUNK_REPLICATE_STEPS` of work; cells of a chunk that share static shapes run in one call, which the
-        simulator cuts into calls that fit the device's memory. The draws never depend on them.
+        bytes, at least one cell's) holds, and no more than :data:`CHUNK_REPLICATE_STEPS` of work (the chunks of even
+        sizes); cells of a chunk that share static shapes run in one call, which the simulator cuts into calls that
+        fit the device's memory. The draws never depend on them.
       on_chunk: called with the cell indices of each chunk once they are written (tests use it to kill a run).
     """
     import jax
