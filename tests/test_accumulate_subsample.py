@@ -12,7 +12,7 @@ import collapse_jax.multinomial as M
 import gaussian_reference as gref
 import multinomial_reference as mref
 from goodness_of_fit import chi2_pvalue
-from native_support import NATIVE, NATIVE_PARAM, needs_native
+from native_support import NATIVE, NATIVE_PARAM
 from collapse_jax import gaussian as G
 from collapse_jax import schedules as S
 
@@ -92,15 +92,26 @@ def test_hypergeometric_detects_a_wrong_pmf(sampler):
     assert chi2_pvalue(x, stats.hypergeom(1000, 299, 500)) < 1e-6
 
 
-@needs_native
-def test_native_multivariate_hypergeometric_exact_moments():
-    """The native chain of conditional hypergeometrics: counts sum to m, empty categories stay empty, the joint
-    covariance and each margin are the multivariate hypergeometric's (a large pool too: HRUA with the Stirling form
-    of the log-factorial differences beyond the table)."""
-    for pool, m in [(np.array([50.0, 20.0, 15.0, 10.0, 5.0, 0.0]), 40.0),
-                    (np.array([3e6, 0.0, 1.2e6, 4e5, 2e5, 2e5]), 2e5)]:
-        size = 30000
-        c = _native_mvhg(pool, m, size, seed=8)
+def _mvhg_draws(sampler, pool, m, size, seed):
+    """``size`` multivariate hypergeometric draws of ``m`` items from ``pool``: the JAX sampler or the native one."""
+    if sampler == "native":
+        return _native_mvhg(pool, m, size, seed)
+    keys = jax.random.split(jax.random.key(seed), size)
+    return np.asarray(jax.jit(jax.vmap(M.sample_multivariate_hypergeometric, in_axes=(0, None, None)))(
+        keys, m, jnp.asarray(pool)))
+
+
+@pytest.mark.parametrize("sampler", ["jax", NATIVE_PARAM])
+def test_multivariate_hypergeometric_exact_moments(sampler):
+    """Counts sum to m, empty categories stay empty, the covariance is m (N - m)/(N - 1) (diag(pi) - pi pi^T), the
+    means m pi, and each margin is Hypergeometric(m; c_k, N); the native chain also on a pool past its
+    log-factorial table (HRUA with the Stirling form of the log-factorial differences)."""
+    cases = [(np.array([50.0, 20.0, 15.0, 10.0, 5.0, 0.0]), 40.0)]
+    if sampler == "native":
+        cases.append((np.array([3e6, 0.0, 1.2e6, 4e5, 2e5, 2e5]), 2e5))
+    size = 30000
+    for pool, m in cases:
+        c = _mvhg_draws(sampler, pool, m, size, seed=8)
         assert np.all(c.sum(1) == m) and np.all(c[:, pool == 0] == 0) and np.all(c <= pool)
         total = pool.sum()
         pi = pool / total
@@ -110,24 +121,6 @@ def test_native_multivariate_hypergeometric_exact_moments():
         assert np.all(np.abs(c.mean(0) - m * pi) < 5 * np.sqrt(np.diag(cov) / size) + 1e-12)
         for j in np.flatnonzero(pool):
             assert chi2_pvalue(c[:, j], stats.hypergeom(int(total), int(pool[j]), int(m))) > 1e-3, (m, j)
-
-
-def test_multivariate_hypergeometric_exact_moments():
-    """Counts sum to m, empty categories stay empty, the covariance is m (N - m)/(N - 1) (diag(pi) - pi pi^T)
-    and each margin is Hypergeometric(m; c_k, N)."""
-    pool = np.array([50.0, 20.0, 15.0, 10.0, 5.0, 0.0])
-    m, size = 40.0, 30000
-    keys = jax.random.split(jax.random.key(8), size)
-    c = np.asarray(jax.jit(jax.vmap(M.sample_multivariate_hypergeometric, in_axes=(0, None, None)))(
-        keys, m, jnp.asarray(pool)))
-    assert np.all(c.sum(1) == m) and np.all(c[:, -1] == 0) and np.all(c <= pool)
-    total = pool.sum()
-    pi = pool / total
-    cov = m * (total - m) / (total - 1) * (np.diag(pi) - np.outer(pi, pi))
-    se = np.sqrt((cov ** 2 + np.outer(np.diag(cov), np.diag(cov))) / size) + 1e-12
-    assert np.all(np.abs(np.cov(c.T) - cov) < 5 * se)
-    for j in range(5):
-        assert chi2_pvalue(c[:, j], stats.hypergeom(int(total), int(pool[j]), int(m))) > 1e-3
 
 
 # --- multinomial simulator ----------------------------------------------------------------------------------------
