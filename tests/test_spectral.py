@@ -929,6 +929,25 @@ def test_centre_factor_is_near_one_for_gaussian_rows_and_not_for_heavy_tails():
     assert float(sp.block_estimates(y, 90).jackknife.half_width) == 0.0
 
 
+def test_centre_factor_below_one_leaves_the_interval_as_wide_as_without_it():
+    # Near-duplicate pairs of rows (as in templated text) give a factor below 1; the interval keeps the jackknife
+    # variance of L_hat there, and takes the factor where it is above 1 (heavy tails).
+    d, n, big = 8, 200, 10**6
+    y = rng(53).standard_normal((n // 2, d))
+    pairs = np.concatenate([y, y + 0.1 * rng(54).standard_normal(y.shape)])
+    heavy = spp.sample_family(rng(50), n, d, "student_t", 5.0)
+
+    def half_width(stats):
+        return float(sp.jackknife_interval(0.0, stats, d, n, big, 1.96).half_width)
+
+    for x, below in ((pairs, True), (heavy, False)):
+        loo = sp.leverage_statistics(jnp.asarray(_whitened(x)))
+        factor = float(sp.jackknife_centre_factor(loo, d, n, big))
+        assert (factor < 0.999) if below else (factor > 1.1), factor
+        plain = half_width(loo._replace(row_var=None, row_cov=None))  # the factor left out: 1
+        assert half_width(loo) == pytest.approx(plain * max(factor, 1.0) ** 0.5, rel=1e-12)
+
+
 def test_satterthwaite_critical_value():
     z = sp.z_value(0.95)
     crit = sp.satterthwaite_critical_value(np.array([21.0, 3.0, np.nan, 0.5]), np.array([80, 10**6, 80, 80]), z)
