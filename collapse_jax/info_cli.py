@@ -41,8 +41,8 @@ def run(args) -> int:
     if "amx" in nat:
         lines.append(f"    AMX block-statistics engine: {'yes' if nat['amx'] else 'no (numpy engine on this CPU)'}")
     gemm = nat.get("float32_gemm")
-    lines.append(f"  OpenBLAS float32 GEMM (nanoGPT attention; COLLAPSE_JAX_ATTENTION_GEMM=xla turns it off): "
-                 f"{gemm or 'not loaded'}")
+    lines.append(f"  OpenBLAS float32 GEMM (nanoGPT attention, fused by default; COLLAPSE_JAX_ATTENTION_GEMM=openblas "
+                 f"unfuses it, =xla turns it off): {gemm or 'not loaded'}")
     lines.append(f"  build cache: {nat['cache_dir']} (COLLAPSE_JAX_CACHE)")
     print("\n".join(lines))
     return 0

@@ -181,15 +181,16 @@ matmul.defvjp(_matmul_fwd, _matmul_bwd)
 # sgemm (collapse_jax/_native/gemm.cc) shares the matrices of a batch out over XLA's thread pool, one single-
 # threaded OpenBLAS sgemm each (the OpenBLAS NumPy loaded).
 
-ATTENTION_GEMMS = ("openblas", "xla")
+ATTENTION_GEMMS = ("fused", "openblas", "xla")
 _ATTENTION_GEMM = contextvars.ContextVar("attention_gemm", default=None)
 
 
 def attention_gemm() -> str:
-    """The attention products that functions traced now use on the CPU in float32: "openblas" (:func:`sgemm`, the
-    default where it is available) or "xla" (XLA's batched dot): the innermost :func:`use_attention_gemm`, else
-    ``COLLAPSE_JAX_ATTENTION_GEMM``, else "openblas"."""
-    choice = _ATTENTION_GEMM.get() or os.environ.get("COLLAPSE_JAX_ATTENTION_GEMM", "openblas")
+    """How functions traced now compute the attention on the CPU in float32: "fused" (the default where the kernel is
+    available: :func:`causal_attention` for plain causal attention without a cache or active dropout, else the
+    "openblas" products), "openblas" (the products by :func:`sgemm`, the rest in XLA) or "xla" (XLA's batched dot):
+    the innermost :func:`use_attention_gemm`, else ``COLLAPSE_JAX_ATTENTION_GEMM``, else "fused"."""
+    choice = _ATTENTION_GEMM.get() or os.environ.get("COLLAPSE_JAX_ATTENTION_GEMM", "fused")
     if choice not in ATTENTION_GEMMS:
         raise ValueError(f"COLLAPSE_JAX_ATTENTION_GEMM must be one of {', '.join(ATTENTION_GEMMS)}, got {choice!r}")
     return choice
@@ -236,8 +237,9 @@ def sgemm(a, b, trans_a: bool = False, trans_b: bool = False):
 
 def _attention_on_blas(*arrays) -> bool:
     """Whether the attention products traced now go through :func:`sgemm`: float32, chosen
-    (:func:`attention_gemm`), the kernel available (native code on, a compiler, NumPy's OpenBLAS >= 0.3.27)."""
-    return (all(a.dtype == jnp.float32 for a in arrays) and attention_gemm() == "openblas"
+    (:func:`attention_gemm` "fused" or "openblas"), the kernel available (native code on, a compiler, NumPy's
+    OpenBLAS >= 0.3.27)."""
+    return (all(a.dtype == jnp.float32 for a in arrays) and attention_gemm() != "xla"
             and _gemm_available())
 
 
@@ -287,6 +289,90 @@ def _values_bwd(res, g):
 attention_values.defvjp(_values_fwd, _values_bwd)
 
 
+# ---- fused causal attention (CPU, float32) -----------------------------------------------------------------------
+# As separate ops, the attention took 43 ms of a seed003 train step's ~600 per layer (two cores), though its products
+# are 6 % of the step's flops: each op passes over the (batch, heads, T, T) scores in memory, and the products compute
+# the masked upper triangle too. The kernel (collapse_jax/_native/gemm.cc) does one (batch row, head) at a time in
+# cache and skips the blocks above the diagonal (docs/nanogpt.md, "Fused causal attention").
+
+ATTENTION_BLOCK_ROWS = 32  # queries per block of the fused kernel (its products skip keys after the block)
+
+
+def causal_attention_reference(qkv, num_heads: int):
+    """Causal softmax attention by XLA ops: qkv (batch, T, 3 dim) as the qkv projection writes it (q, k, v side by
+    side, heads inside each) -> (y (batch, T, dim), probs (batch, heads, T, T)). What :func:`causal_attention`
+    computes, and its implementation off the CPU."""
+    b, t, three_dim = qkv.shape
+    dim = three_dim // 3
+    hd = dim // num_heads
+    q, k, v = (a.reshape(b, t, num_heads, hd) for a in jnp.split(qkv, 3, axis=-1))
+    scores = jnp.einsum("bthd,bshd->bhts", q, k, preferred_element_type=jnp.float32) * (1.0 / math.sqrt(hd))
+    scores = jnp.where(jnp.tril(jnp.ones((t, t), dtype=bool)), scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1)
+    return jnp.einsum("bhts,bshd->bthd", probs, v).reshape(b, t, dim), probs
+
+
+def _attention_kernel(qkv, num_heads: int, keep_probs: bool, block: int):
+    from collapse_jax import _native
+
+    if not _gemm_available():
+        raise RuntimeError("the fused attention kernel is unavailable here (see `collapse-jax info`)")
+    *lead, t, three_dim = qkv.shape
+    probs = (*lead, num_heads, t, t) if keep_probs else (0,)
+    call = jax.ffi.ffi_call(_native.ATTENTION_TARGET, (jax.ShapeDtypeStruct((*lead, t, three_dim // 3), jnp.float32),
+                                                      jax.ShapeDtypeStruct(probs, jnp.float32)),
+                            vmap_method="broadcast_all")
+    return call(qkv, num_heads=np.int64(num_heads), block=np.int64(block))
+
+
+def _attention_grad_kernel(qkv, y, probs, gy, num_heads: int, block: int):
+    from collapse_jax import _native
+
+    call = jax.ffi.ffi_call(_native.ATTENTION_GRAD_TARGET, jax.ShapeDtypeStruct(qkv.shape, jnp.float32),
+                            vmap_method="broadcast_all")
+    return call(qkv, y, probs, gy, num_heads=np.int64(num_heads), block=np.int64(block))
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def causal_attention(qkv, num_heads: int, block: int = ATTENTION_BLOCK_ROWS):
+    """Causal softmax attention, fused: qkv (batch, T, 3 dim) float32 as the qkv projection writes it -> y (batch,
+    T, dim) as the output projection reads it. On the CPU one native kernel per direction (gradient included; needs
+    :func:`_gemm_available`), elsewhere :func:`causal_attention_reference`. ``block``: queries per block of the
+    kernel (any value gives the same product up to float32 rounding)."""
+    _check_attention(qkv, num_heads, block)
+    return _on_cpu(lambda x: _attention_kernel(x, num_heads, False, block)[0],
+                   lambda x: causal_attention_reference(x, num_heads)[0], qkv)
+
+
+def _check_attention(qkv, num_heads, block) -> None:
+    if not isinstance(num_heads, (int, np.integer)) or num_heads < 1:
+        raise ValueError(f"num_heads must be an integer >= 1, got {num_heads!r}")
+    if not isinstance(block, (int, np.integer)) or block < 1:
+        raise ValueError(f"block must be an integer >= 1, got {block!r}")
+    if qkv.dtype != jnp.float32:
+        raise ValueError(f"qkv must be float32, got {qkv.dtype}")
+    if qkv.ndim < 2 or qkv.shape[-1] % (3 * num_heads):
+        raise ValueError(f"qkv must be (..., T, 3 * num_heads * head_dim) with num_heads = {num_heads}, got shape "
+                         f"{qkv.shape}")
+
+
+def _causal_attention_fwd(qkv, num_heads, block):
+    _check_attention(qkv, num_heads, block)
+    y, probs = _on_cpu(lambda x: _attention_kernel(x, num_heads, True, block),
+                       lambda x: causal_attention_reference(x, num_heads), qkv)
+    return y, (qkv, y, probs)
+
+
+def _causal_attention_bwd(num_heads, block, res, gy):
+    def xla(qkv, y, probs, gy):
+        return jax.vjp(lambda x: causal_attention_reference(x, num_heads)[0], qkv)[1](gy)[0]
+
+    return (_on_cpu(lambda *a: _attention_grad_kernel(*a, num_heads, block), xla, *res, gy),)
+
+
+causal_attention.defvjp(_causal_attention_fwd, _causal_attention_bwd)
+
+
 def _fold(key, i: int):
     return None if key is None else jax.random.fold_in(key, i)
 
@@ -302,11 +388,19 @@ class CausalSelfAttention(nnx.Module):
         self.resid_dropout = nnx.Dropout(cfg.dropout)
 
     def __call__(self, x, mask, cache=None, cache_index=0, *, deterministic=True, key=None):
-        """``x`` (batch, T, dim), ``mask`` bool (batch, T, S): query t may attend key s. Without a cache S = T;
+        """``x`` (batch, T, dim), ``mask`` bool (batch, T, S): query t may attend key s (None: causal, S = T, which
+        runs :func:`causal_attention` where :func:`attention_gemm` is "fused"). Without a cache S = T;
         with ``cache`` = (k, v) of shape (batch, S, heads, head_dim), this call's keys/values are written at
         ``cache_index`` and every query attends over the whole cache. Returns (output, new cache or None)."""
         b, t, d = x.shape
-        q, k, v = jnp.split(rows(self.qkv, x), 3, axis=-1)
+        qkv = rows(self.qkv, x)
+        if (mask is None and cache is None and attention_gemm() == "fused" and _attention_on_blas(qkv)
+                and (deterministic or self.attn_dropout.rate == 0)):
+            y = causal_attention(qkv, self.num_heads)
+            return self.resid_dropout(rows(self.out, y), deterministic=deterministic, rngs=_fold(key, 1)), cache
+        if mask is None:
+            mask = jnp.tril(jnp.ones((t, t), dtype=bool))[None]
+        q, k, v = jnp.split(qkv, 3, axis=-1)
         q, k, v = (a.reshape(b, t, self.num_heads, self.head_dim) for a in (q, k, v))
         if cache is not None:
             zero = jnp.int32(0)
@@ -396,7 +490,7 @@ class GPT(nnx.Module):
         t = tokens.shape[1]
         if positions is None:
             positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), tokens.shape)
-        if mask is None:
+        if mask is None and cache is not None:
             mask = jnp.tril(jnp.ones((t, t), dtype=bool))[None]
         x = self.wte(tokens) + self.wpe(positions)
         x = self.dropout(x, deterministic=deterministic, rngs=_fold(dropout_key, 0))

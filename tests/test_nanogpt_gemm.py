@@ -1,9 +1,11 @@
 """The OpenBLAS float32 GEMM custom call (collapse_jax/_native/gemm.cc, ``llm_bridge.nanogpt.sgemm``) and the
 nanoGPT attention products that use it: equal to a float64 NumPy product for every transpose combination and odd
 shapes (single pieces, shapes cut into several pieces along rows or columns, stacks of matrices, vmap), bitwise the
-same whatever the thread count; the attention's products go through it on the CPU in float32 by default, through XLA's batched
-dot otherwise (``use_attention_gemm("xla")``, bfloat16, native code off), with the same loss and gradients; a train
-step is bitwise the same run to run.
+same whatever the thread count; the fused causal attention kernel (``llm_bridge.nanogpt.causal_attention``, same
+library) against a float64 loop, its gradient, vmap, bitwise across thread counts, bad input; which attention a model
+traces (fused by default on the CPU in float32 without active dropout, else the OpenBLAS products, XLA's ops with
+``use_attention_gemm("xla")``, bfloat16 or native code off), with the same loss and gradients every way; a train step
+is bitwise the same run to run.
 """
 
 from __future__ import annotations
@@ -57,14 +59,24 @@ def test_sgemm_is_bitwise_the_same_run_to_run_and_whatever_the_thread_count(tmp_
     """Twice here, and in a process whose XLA pool has one thread (pinned to one CPU): bitwise the same. The cut into
     pieces depends only on the shape (OpenBLAS's Haswell / Zen kernels round a row block computed alone differently
     from the same rows inside the whole matrix, so a cut that followed the thread count would not be)."""
+    here, again = _sgemm_results(), _sgemm_results()
+    assert all(np.array_equal(x, y) for x, y in zip(here, again))
+    one = _in_a_one_thread_process(tmp_path, "_sgemm_results")
+    assert all(np.array_equal(o, x) for o, x in zip(one, here))
+
+
+def _sgemm_results():
+    return [np.asarray(ng.sgemm(a, b, trans_a, True)) for a, b, trans_a in _sgemm_cases()]
+
+
+def _in_a_one_thread_process(tmp_path, function: str) -> list:
+    """``function()`` of this module (a list of arrays) computed in a process pinned to one CPU, whose XLA pool
+    then has one thread; skips where there are not two CPUs to compare with."""
     import os
     import subprocess
     import sys
     import textwrap
 
-    here = [np.asarray(ng.sgemm(a, b, trans_a, True)) for a, b, trans_a in _sgemm_cases()]
-    again = [np.asarray(ng.sgemm(a, b, trans_a, True)) for a, b, trans_a in _sgemm_cases()]
-    assert all(np.array_equal(x, y) for x, y in zip(here, again))
     if not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2:
         pytest.skip("needs two CPUs and sched_setaffinity to compare thread counts")
     code = textwrap.dedent(f"""
@@ -72,15 +84,14 @@ def test_sgemm_is_bitwise_the_same_run_to_run_and_whatever_the_thread_count(tmp_
         os.sched_setaffinity(0, {{min(os.sched_getaffinity(0))}})  # before JAX starts: a pool of one thread
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         import numpy as np
-        from llm_bridge import nanogpt as ng
-        from test_nanogpt_gemm import _sgemm_cases
-        np.savez("{tmp_path}/one.npz", *[np.asarray(ng.sgemm(a, b, t, True)) for a, b, t in _sgemm_cases()])
+        import test_nanogpt_gemm
+        np.savez("{tmp_path}/one.npz", *test_nanogpt_gemm.{function}())
     """)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
     assert run.returncode == 0, run.stderr[-3000:]
     one = np.load(tmp_path / "one.npz")
-    assert all(np.array_equal(one[f"arr_{i}"], x) for i, x in enumerate(here))
+    return [one[f"arr_{i}"] for i in range(len(one.files))]
 
 
 @needs_gemm
@@ -123,35 +134,52 @@ def test_attention_products_and_their_gradients_equal_einsum():
     pair(ng.attention_values, lambda x, y: jnp.einsum("bhts,bhsd->bhtd", x, y), p, v)
 
 
-def _gemm_calls(cfg=CFG) -> int:
-    """Custom calls in the lowered loss + gradient of a fresh model function (jit reuses an earlier trace of the
-    same function, so each count traces a new one)."""
+def _calls(cfg=CFG, target=_native.SGEMM_TARGET, **train) -> int:
+    """Custom calls to ``target`` in the lowered loss + gradient of a fresh model function (jit reuses an earlier
+    trace of the same function, so each count traces a new one); ``train``: deterministic=False, dropout_key=..."""
     params = ng.init_params(cfg, seed=0)
     tokens = jnp.zeros((2, 9), jnp.int32)
     graphdef = ng.model_graphdef(cfg)
 
     def loss(p):
-        return ng.mean_nll_hidden(graphdef, p, tokens[:, :-1], tokens[:, 1:])
+        return ng.mean_nll_hidden(graphdef, p, tokens[:, :-1], tokens[:, 1:], **train)
 
-    return jax.jit(jax.value_and_grad(loss)).lower(params).as_text().count(_native.SGEMM_TARGET)
+    return jax.jit(jax.value_and_grad(loss)).lower(params).as_text().count(f"@{target}(")
+
+
+def _gemm_calls(cfg=CFG, **train) -> int:
+    return _calls(cfg, _native.SGEMM_TARGET, **train)
+
+
+def _fused_calls(cfg=CFG, **train) -> int:
+    return _calls(cfg, _native.ATTENTION_TARGET, **train) + _calls(cfg, _native.ATTENTION_GRAD_TARGET, **train)
 
 
 @needs_gemm
 def test_attention_uses_the_gemm_on_cpu_float32_and_xla_otherwise(monkeypatch):
     monkeypatch.delenv("COLLAPSE_JAX_ATTENTION_GEMM", raising=False)
     per_layer = 6  # q k^T and p v, each with two gradient products
-    assert ng.attention_gemm() == "openblas" and _gemm_calls() == per_layer * CFG.num_layers  # the default
-    assert _gemm_calls(replace(CFG, dtype="bfloat16")) == 0
+    layers = CFG.num_layers
+    # the default: the fused kernel (forward and gradient) for causal attention without active dropout
+    assert ng.attention_gemm() == "fused" and _fused_calls() == 2 * layers and _gemm_calls() == 0
+    train = dict(deterministic=False, dropout_key=jax.random.key(0))
+    assert _fused_calls(**train) == 2 * layers  # train mode, dropout 0
+    dropout = replace(CFG, dropout=0.1)          # active dropout on the weights: the unfused products
+    assert _fused_calls(dropout, **train) == 0 and _gemm_calls(dropout, **train) == per_layer * layers
+    assert _fused_calls(dropout) == 2 * layers    # dropout off in evaluation
+    assert _fused_calls(replace(CFG, dtype="bfloat16")) == _gemm_calls(replace(CFG, dtype="bfloat16")) == 0
     with ng.use_attention_gemm("xla"):
-        assert _gemm_calls() == 0
+        assert _gemm_calls() == _fused_calls() == 0
         with ng.use_attention_gemm("openblas"):
-            assert _gemm_calls() == per_layer * CFG.num_layers
+            assert _gemm_calls() == per_layer * layers and _fused_calls() == 0
     monkeypatch.setenv("COLLAPSE_JAX_ATTENTION_GEMM", "xla")
-    assert _gemm_calls() == 0
+    assert _gemm_calls() == _fused_calls() == 0
     monkeypatch.delenv("COLLAPSE_JAX_ATTENTION_GEMM")
     monkeypatch.setitem(_native._STATE, "gemm", None)         # as with COLLAPSE_JAX_NATIVE=0 or no OpenBLAS
     assert _native.gemm_library() is None
-    assert _gemm_calls() == 0
+    assert _gemm_calls() == _fused_calls() == 0
+    with pytest.raises(RuntimeError, match="unavailable"):
+        ng.causal_attention(jnp.ones((1, 2, 6), jnp.float32), 1)
     with pytest.raises(RuntimeError, match="unavailable"):
         ng.sgemm(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32))
     monkeypatch.setenv("COLLAPSE_JAX_ATTENTION_GEMM", "mkl")
@@ -161,10 +189,101 @@ def test_attention_uses_the_gemm_on_cpu_float32_and_xla_otherwise(monkeypatch):
         ng.use_attention_gemm("blas").__enter__()
 
 
+def _float64_attention(qkv, num_heads):
+    """Causal softmax attention in float64 NumPy, loops over batch rows and heads: (y, probs)."""
+    qkv = np.asarray(qkv, np.float64)
+    b, t, three_dim = qkv.shape
+    dim = three_dim // 3
+    hd = dim // num_heads
+    y, probs = np.zeros((b, t, dim)), np.zeros((b, num_heads, t, t))
+    for i in range(b):
+        for h in range(num_heads):
+            q, k, v = (qkv[i, :, part * dim + h * hd: part * dim + (h + 1) * hd] for part in range(3))
+            for r in range(t):
+                s = k[: r + 1] @ q[r] / np.sqrt(hd)
+                w = np.exp(s - s.max())
+                probs[i, h, r, : r + 1] = w / w.sum()
+            y[i, :, h * hd:(h + 1) * hd] = probs[i, h] @ v
+    return y, probs
+
+
+# (batch, T, heads, head_dim, block): blocks of one row, blocks that do not divide T, one block, seed003's shape
+ATTENTION_CASES = [(2, 7, 1, 3, 1), (3, 13, 2, 8, 4), (2, 37, 3, 5, 7), (1, 20, 2, 16, 64), (32, 128, 4, 64, 32)]
+
+
 @needs_gemm
-def test_gemm_and_xla_attention_give_the_same_loss_and_gradients():
-    """Train mode with dropout: the same loss and parameter gradients through either attention."""
-    cfg = replace(CFG, dropout=0.1)
+@pytest.mark.parametrize("b,t,heads,hd,block", ATTENTION_CASES)
+def test_fused_attention_and_its_gradient_equal_float64(b, t, heads, hd, block):
+    """The kernel's output and softmax weights against a float64 loop; its gradient against the float64 gradient
+    (``jax.grad`` of the XLA reference under x64); the XLA reference in float32 is held to the same tolerance."""
+    rng = np.random.default_rng(b * t + heads * hd + block)
+    qkv = rng.standard_normal((b, t, 3 * heads * hd), dtype=np.float32)
+    gy = rng.standard_normal((b, t, heads * hd), dtype=np.float32)
+    y64, p64 = _float64_attention(qkv, heads)
+    y, probs = jax.jit(lambda x: ng._attention_kernel(x, heads, True, block))(qkv)
+    assert y.shape == (b, t, heads * hd) and probs.shape == (b, heads, t, t) and y.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(probs), p64, rtol=2e-6, atol=2e-7)   # zeros above the diagonal included
+    np.testing.assert_allclose(np.asarray(ng.causal_attention(qkv, heads, block)), np.asarray(y), rtol=0, atol=0)
+    with jax.enable_x64(True):
+        g64 = np.asarray(jax.grad(lambda x: jnp.sum(ng.causal_attention_reference(x, heads)[0] * gy))(
+            qkv.astype(np.float64)))
+    grad = jax.jit(jax.grad(lambda x: jnp.sum(ng.causal_attention(x, heads, block) * gy)))(qkv)
+    grad_xla = jax.grad(lambda x: jnp.sum(ng.causal_attention_reference(x, heads)[0] * gy))(qkv)
+    for got, want in ((y, y64), (grad, g64), (grad_xla, g64)):
+        scale = np.abs(want).max()
+        assert np.abs(np.asarray(got, np.float64) - want).max() <= 2e-6 * scale
+
+
+@needs_gemm
+def test_fused_attention_vmap_and_leading_axes():
+    """vmap and an extra leading axis are more batch rows: the same as a loop over them."""
+    rng = np.random.default_rng(8)
+    qkv = rng.standard_normal((3, 2, 9, 12), dtype=np.float32)
+    gy = rng.standard_normal((3, 2, 9, 4), dtype=np.float32)
+    loop = np.stack([np.asarray(ng.causal_attention(x, 2, 4)) for x in qkv])
+    np.testing.assert_array_equal(np.asarray(jax.vmap(lambda x: ng.causal_attention(x, 2, 4))(qkv)), loop)
+    np.testing.assert_array_equal(np.asarray(ng.causal_attention(qkv, 2, 4)), loop)
+    grads = jax.vmap(jax.grad(lambda x, g: jnp.sum(ng.causal_attention(x, 2, 4) * g)))(qkv, gy)
+    loop = np.stack([np.asarray(jax.grad(lambda x: jnp.sum(ng.causal_attention(x, 2, 4) * g))(x))
+                     for x, g in zip(qkv, gy)])
+    np.testing.assert_array_equal(np.asarray(grads), loop)
+
+
+def _attention_results():
+    rng = np.random.default_rng(9)
+    qkv = rng.standard_normal((4, 50, 3 * 4 * 16), dtype=np.float32)
+    gy = rng.standard_normal((4, 50, 4 * 16), dtype=np.float32)
+    y = ng.causal_attention(qkv, 4, 16)
+    grad = jax.grad(lambda x: jnp.sum(ng.causal_attention(x, 4, 16) * gy))(qkv)
+    return [np.asarray(y), np.asarray(grad)]
+
+
+@needs_gemm
+def test_fused_attention_is_bitwise_the_same_whatever_the_thread_count(tmp_path):
+    """Each (batch row, head) is one thread's work, cut into the same blocks whatever the pool's size."""
+    here = _attention_results()
+    assert all(np.array_equal(x, y) for x, y in zip(here, _attention_results()))
+    one = _in_a_one_thread_process(tmp_path, "_attention_results")
+    assert all(np.array_equal(o, x) for o, x in zip(one, here))
+
+
+def test_fused_attention_bad_input():
+    with pytest.raises(ValueError, match="qkv"):
+        ng.causal_attention(jnp.ones((1, 4, 10), jnp.float32), 2)    # 10 is not 3 * 2 * head_dim
+    with pytest.raises(ValueError, match="num_heads"):
+        ng.causal_attention(jnp.ones((1, 4, 6), jnp.float32), 0)
+    with pytest.raises(ValueError, match="block"):
+        ng.causal_attention(jnp.ones((1, 4, 6), jnp.float32), 1, 0)
+    with pytest.raises(ValueError, match="float32"):
+        ng.causal_attention(jnp.ones((1, 4, 6), jnp.bfloat16), 1)
+
+
+@needs_gemm
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_every_attention_gives_the_same_loss_and_gradients(dropout):
+    """Train mode, with and without dropout: the same loss and parameter gradients through the fused kernel (used
+    without dropout), the OpenBLAS products and XLA's ops."""
+    cfg = replace(CFG, dropout=dropout)
     params = ng.init_params(cfg, seed=1)
     tokens = jnp.asarray(np.random.default_rng(2).integers(0, cfg.vocab_size, (3, 17)), jnp.int32)
     graphdef = ng.model_graphdef(cfg)
@@ -174,17 +293,20 @@ def test_gemm_and_xla_attention_give_the_same_loss_and_gradients():
                                                                dropout_key=jax.random.key(3)))(p)
 
     loss, grads = jax.jit(loss_and_grads)(params, tokens)
-    with ng.use_attention_gemm("xla"):
-        loss_xla, grads_xla = jax.jit(lambda p, t: loss_and_grads(p, t))(params, tokens)
-    np.testing.assert_allclose(float(loss), float(loss_xla), rtol=1e-6)
-    for g, h in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_xla)):
-        np.testing.assert_allclose(np.asarray(g), np.asarray(h), rtol=1e-4, atol=1e-6)
+    for choice in ("openblas", "xla"):
+        with ng.use_attention_gemm(choice):
+            loss_other, grads_other = jax.jit(lambda p, t: loss_and_grads(p, t))(params, tokens)
+        np.testing.assert_allclose(float(loss), float(loss_other), rtol=1e-6)
+        for g, h in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_other)):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(h), rtol=1e-4, atol=1e-6)
 
 
-def test_train_steps_are_bitwise_repeatable():
-    """The same start gives bitwise the same parameters after three steps, run twice (dropout on; the attention's
-    matrices are shared out over whichever pool threads are free, each one single-threaded BLAS call)."""
-    cfg = replace(CFG, dropout=0.1)
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_train_steps_are_bitwise_repeatable(dropout):
+    """The same start gives bitwise the same parameters after three steps, run twice (without dropout through the
+    fused attention, with it through the products; the work is shared out over whichever pool threads are free,
+    each piece single-threaded)."""
+    cfg = replace(CFG, dropout=dropout)
     tc = nt.TrainConfig(batch_size=16)
     step = nt.train_step(ng.model_graphdef(cfg), (tc.grad_clip, tc.beta1, tc.beta2, tc.weight_decay), 16,
                          cfg.context_length)

@@ -42,6 +42,8 @@ SPECTRAL_SOURCE = Path(__file__).with_name("spectral_kernels.cc")
 LOGDET_TARGET = "collapse_jax_batched_logdet"
 GEMM_SOURCE = Path(__file__).with_name("gemm.cc")
 SGEMM_TARGET = "collapse_jax_sgemm"
+ATTENTION_TARGET = "collapse_jax_causal_attention"
+ATTENTION_GRAD_TARGET = "collapse_jax_causal_attention_grad"
 _I64, _PTR, _INT = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
 
 
@@ -68,7 +70,8 @@ _LIBRARIES = {
                                   "cj_block_stats": (_I64, [_PTR, _I64, _I64, _PTR, _I64, _I64, _PTR, _I64, _PTR, _PTR,
                                                             _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _I64])},
                                  "JAX/NumPy"),
-    "gemm": _Library((GEMM_SOURCE,), {SGEMM_TARGET: "Sgemm"},
+    "gemm": _Library((GEMM_SOURCE,), {SGEMM_TARGET: "Sgemm", ATTENTION_TARGET: "CausalAttention",
+                                      ATTENTION_GRAD_TARGET: "CausalAttentionGrad"},
                      {"cj_gemm_set_sgemm": (None, [_PTR, _INT, _PTR])}, "XLA's dot"),
 }
 

@@ -1,4 +1,6 @@
-// Float32 matrix product through a BLAS sgemm found at run time (jax.ffi target "collapse_jax_sgemm").
+// Float32 matrix product through a BLAS sgemm found at run time (jax.ffi target "collapse_jax_sgemm"), and the
+// nanoGPT's fused causal self-attention built on it (targets "collapse_jax_causal_attention" and "..._grad",
+// below).
 //
 // c[i] = op(a[i]) @ op(b[i]) for every leading index i, op(x) = x or x^T (the attributes trans_a, trans_b), all
 // row-major float32: a (..., m, k) or (..., k, m), b (..., k, n) or (..., n, k), c (..., m, n).
@@ -16,7 +18,9 @@
 // not), so a fixed cut is what makes the result bitwise the same whatever the thread count.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <thread>
 
@@ -40,15 +44,15 @@ std::atomic<int> g_int_bits{64};
 using SetThreadsLocal = int (*)(int);
 std::atomic<void*> g_set_threads_local{nullptr};
 
-// One product C = op(A) op(B), row-major, C (m, n) with leading dimension ldc.
+// One product C = op(A) op(B) + beta C, row-major, C (m, n) with leading dimension ldc.
 void Gemm(void* fn, bool wide, int ta, int tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-          const float* b, int64_t ldb, float* c, int64_t ldc) {
+          const float* b, int64_t ldb, float* c, int64_t ldc, float beta = 0.0f) {
   if (wide) {
-    reinterpret_cast<Sgemm64>(fn)(kRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+    reinterpret_cast<Sgemm64>(fn)(kRowMajor, ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
   } else {
     reinterpret_cast<Sgemm32>(fn)(kRowMajor, ta, tb, static_cast<int32_t>(m), static_cast<int32_t>(n),
                                   static_cast<int32_t>(k), 1.0f, a, static_cast<int32_t>(lda), b,
-                                  static_cast<int32_t>(ldb), 0.0f, c, static_cast<int32_t>(ldc));
+                                  static_cast<int32_t>(ldb), beta, c, static_cast<int32_t>(ldc));
   }
 }
 
@@ -136,6 +140,243 @@ ffi::Error SgemmImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer<
   return ffi::Error::Success();
 }
 
+
+// ---- Fused causal self-attention (llm_bridge.nanogpt.causal_attention) ------------------------------------------
+// Why: the attention as separate XLA ops (two batched products, scale, mask, softmax, and their gradients) took 43 ms
+// of a seed003 train step's ~600 per layer on two cores, though its products are 6 % of the step's flops: every
+// op passes over the (batch, heads, T, T) scores in memory, and half of each product is the masked upper triangle.
+// Here one (batch row, head) pair is one work item on XLA's pool, done by one thread while its matrices sit in
+// cache: row blocks of `block` queries [r0, r1) meet only keys [0, r1), so the products skip the blocks above the
+// diagonal (5/8 of the work at T = 128, block 32), and the softmax runs row by row on the block just computed.
+// Layouts: qkv (..., T, 3 H D) as the qkv projection writes it (q, k, v side by side, heads inside each), the output
+// y (..., T, H D) as the output projection reads it, so no transposes; probs (..., H, T, T) the softmax weights
+// (zero above the diagonal), kept for the gradient. Every item is single-threaded and cut the same way whatever the
+// pool's size, so the results are bitwise the same for any thread count.
+
+constexpr int kLanes = 16;  // independent accumulators: vectorised reductions with the same order everywhere
+
+// exp(x) for x <= 0: n = round(x / ln 2), Cephes' expf polynomial on the remainder, scaled by 2^n (about 1 ulp).
+// Below -87.3 it returns ~1.2e-38 instead of a smaller denormal, harmless for a softmax weight.
+inline float ExpNonPositive(float x) {
+  x = std::max(x, -87.3f);
+  const float t = x * 1.44269504088896341f + 12582912.0f;  // 1.5 * 2^23: x / ln 2 rounded into the low bits
+  const float n = t - 12582912.0f;
+  int32_t ti;
+  std::memcpy(&ti, &t, sizeof ti);
+  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (ti - 0x4B400000 + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+
+float LaneMax(const float* x, int64_t n) {
+  float lanes[kLanes];
+  for (int l = 0; l < kLanes; ++l) lanes[l] = -INFINITY;
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] = lanes[l] < x[j + l] ? x[j + l] : lanes[l];
+  for (; j < n; ++j) lanes[0] = lanes[0] < x[j] ? x[j] : lanes[0];
+  float m = lanes[0];
+  for (int l = 1; l < kLanes; ++l) m = m < lanes[l] ? lanes[l] : m;
+  return m;
+}
+
+float LaneSum(const float* x, int64_t n) {
+  float lanes[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] += x[j + l];
+  for (; j < n; ++j) lanes[j % kLanes] += x[j];
+  float s = 0.0f;
+  for (int l = 0; l < kLanes; ++l) s += lanes[l];
+  return s;
+}
+
+float LaneDot(const float* x, const float* y, int64_t n) {
+  float lanes[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] += x[j + l] * y[j + l];
+  for (; j < n; ++j) lanes[j % kLanes] += x[j] * y[j];
+  float s = 0.0f;
+  for (int l = 0; l < kLanes; ++l) s += lanes[l];
+  return s;
+}
+
+// Row t of a block's scores s[0, n): s[0..t] scaled, then their softmax; s(t, n) zero (keys after the query).
+void CausalSoftmaxRow(float* s, int64_t t, int64_t n, float scale) {
+  const int64_t len = t + 1;
+  for (int64_t j = 0; j < len; ++j) s[j] *= scale;
+  const float m = LaneMax(s, len);
+  for (int64_t j = 0; j < len; ++j) s[j] = ExpNonPositive(s[j] - m);
+  const float sum = LaneSum(s, len);
+  for (int64_t j = 0; j < len; ++j) s[j] = s[j] / sum;
+  std::fill(s + len, s + n, 0.0f);
+}
+
+struct Attention {
+  void* fn;
+  bool wide;
+  int64_t items, t, heads, hd, dim, ld, block;  // ld = 3 dim, the row stride of qkv
+  float scale;
+
+  // The item's (batch row, head) offsets into qkv (and dqkv) and into y (and its gradient).
+  int64_t QkvOffset(int64_t item) const { return (item / heads) * t * ld + (item % heads) * hd; }
+  int64_t RowOffset(int64_t item) const { return (item / heads) * t * dim + (item % heads) * hd; }
+
+  // Forward of one item: probs (t, t) row-major, written whole (zeros above the diagonal).
+  void Forward(int64_t item, const float* qkv, float* y, float* probs) const {
+    const float* q = qkv + QkvOffset(item);
+    const float* k = q + dim;
+    const float* v = q + 2 * dim;
+    float* out = y + RowOffset(item);
+    for (int64_t r0 = 0; r0 < t; r0 += block) {
+      const int64_t r1 = std::min(t, r0 + block), m = r1 - r0;
+      float* s = probs + r0 * t;
+      Gemm(fn, wide, kNoTrans, kTrans, m, r1, hd, q + r0 * ld, ld, k, ld, s, t);
+      for (int64_t i = 0; i < m; ++i) {
+        CausalSoftmaxRow(s + i * t, r0 + i, r1, scale);
+        std::fill(s + i * t + r1, s + (i + 1) * t, 0.0f);
+      }
+      Gemm(fn, wide, kNoTrans, kNoTrans, m, hd, r1, s, t, v, ld, out + r0 * dim, dim);
+    }
+  }
+
+  // Gradient of one item: dq, dk, dv into dqkv (same layout as qkv); scratch holds block * t floats.
+  void Backward(int64_t item, const float* qkv, const float* y, const float* probs, const float* gy, float* dqkv,
+                float* scratch) const {
+    const int64_t off = QkvOffset(item), row = RowOffset(item);
+    const float* q = qkv + off;
+    const float* k = q + dim;
+    const float* v = q + 2 * dim;
+    const float* p = probs + item * t * t;
+    float* dq = dqkv + off;
+    float* dk = dq + dim;
+    float* dv = dq + 2 * dim;
+    // The last block first: its keys [0, t) cover every row of dk and dv, which it writes (beta 0); the blocks
+    // above add to their rows [0, r1).
+    for (int64_t r0 = (t - 1) / block * block; r0 >= 0; r0 -= block) {
+      const int64_t r1 = std::min(t, r0 + block), m = r1 - r0;
+      const float beta = r1 == t ? 0.0f : 1.0f;
+      const float* pb = p + r0 * t;
+      const float* go = gy + row + r0 * dim;
+      Gemm(fn, wide, kTrans, kNoTrans, r1, hd, m, pb, t, go, dim, dv, ld, beta);    // dv[0, r1) += P^T dy
+      Gemm(fn, wide, kNoTrans, kTrans, m, r1, hd, go, dim, v, ld, scratch, t);       // dP = dy v^T
+      for (int64_t i = 0; i < m; ++i) {
+        // softmax's gradient: dS = P (dP - sum_j P dP) with sum_j P_tj dP_tj = dy_t . y_t; times the scale
+        const float di = LaneDot(go + i * dim, y + row + (r0 + i) * dim, hd);
+        float* ds = scratch + i * t;
+        const float* pr = pb + i * t;
+        for (int64_t j = 0; j < r1; ++j) ds[j] = pr[j] * (ds[j] - di) * scale;
+      }
+      Gemm(fn, wide, kNoTrans, kNoTrans, m, hd, r1, scratch, t, k, ld, dq + r0 * ld, ld);          // dq = dS k
+      Gemm(fn, wide, kTrans, kNoTrans, r1, hd, m, scratch, t, q + r0 * ld, ld, dk, ld, beta);      // dk += dS^T q
+    }
+  }
+};
+
+// Runs body(item, thread scratch) for every item on the calling thread and helpers on XLA's pool; each thread's BLAS
+// calls single-threaded; returns when every item is done.
+template <typename Body>
+void ForItems(ffi::ThreadPool& pool, int64_t items, int64_t scratch_floats, Body body) {
+  struct State {
+    std::atomic<int64_t> next{0}, done{0};
+  };
+  auto state = std::make_shared<State>();
+  auto run = [state, items, scratch_floats, body] {
+    auto set_local = reinterpret_cast<SetThreadsLocal>(g_set_threads_local.load());
+    const int before = set_local(1);
+    std::unique_ptr<float[]> scratch(scratch_floats > 0 ? new float[scratch_floats] : nullptr);
+    for (int64_t i = state->next.fetch_add(1); i < items; i = state->next.fetch_add(1)) {
+      body(i, scratch.get());
+      state->done.fetch_add(1, std::memory_order_release);
+    }
+    set_local(before);
+  };
+  const int64_t helpers = std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), items) - 1;
+  for (int64_t h = 0; h < helpers; ++h) pool.Schedule([run] { run(); });
+  run();
+  while (state->done.load(std::memory_order_acquire) < items) std::this_thread::yield();
+}
+
+// The shape checks shared by both handlers: qkv (..., t, 3 dim); fills `at` (everything but the BLAS).
+ffi::Error AttentionShape(ffi::Span<const int64_t> d, int64_t heads, int64_t block, Attention& at) {
+  if (d.size() < 2) return ffi::Error::InvalidArgument("causal_attention: qkv needs rank >= 2");
+  const int64_t three_dim = d[d.size() - 1];
+  if (heads < 1 || three_dim % (3 * heads) != 0)
+    return ffi::Error::InvalidArgument("causal_attention: qkv's last axis must be 3 * num_heads * head_dim");
+  if (block < 1) return ffi::Error::InvalidArgument("causal_attention: block must be >= 1");
+  int64_t batch = 1;
+  for (size_t i = 0; i + 2 < d.size(); ++i) batch *= d[i];
+  at.t = d[d.size() - 2];
+  at.heads = heads;
+  at.dim = three_dim / 3;
+  at.hd = at.dim / heads;
+  at.ld = three_dim;
+  at.items = batch * heads;
+  at.block = block;
+  at.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(at.hd)));
+  at.fn = g_sgemm.load();
+  at.wide = g_int_bits.load() == 64;
+  if (at.fn == nullptr || g_set_threads_local.load() == nullptr)
+    return ffi::Error::Internal("causal_attention: no BLAS sgemm was set");
+  return ffi::Error::Success();
+}
+
+int64_t Elements(ffi::Span<const int64_t> d) {
+  int64_t n = 1;
+  for (int64_t x : d) n *= x;
+  return n;
+}
+
+ffi::Error CausalAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::ResultBuffer<ffi::F32> y,
+                               ffi::ResultBuffer<ffi::F32> probs, int64_t num_heads, int64_t block) {
+  Attention at{};
+  if (auto e = AttentionShape(qkv.dimensions(), num_heads, block, at); e.failure()) return e;
+  if (Elements(y->dimensions()) != Elements(qkv.dimensions()) / 3)
+    return ffi::Error::InvalidArgument("causal_attention: y must be (..., T, H D)");
+  const int64_t np = Elements(probs->dimensions());
+  const bool keep = np != 0;
+  if (keep && np != at.items * at.t * at.t)
+    return ffi::Error::InvalidArgument("causal_attention: probs must be (..., H, T, T) or empty");
+  if (at.items == 0 || at.t == 0) return ffi::Error::Success();
+  const float* x = qkv.typed_data();
+  float* out = y->typed_data();
+  float* pr = probs->typed_data();
+  const Attention a = at;
+  ForItems(pool, at.items, keep ? 0 : at.t * at.t, [a, x, out, pr, keep](int64_t i, float* scratch) {
+    a.Forward(i, x, out, keep ? pr + i * a.t * a.t : scratch);
+  });
+  return ffi::Error::Success();
+}
+
+ffi::Error CausalAttentionGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, ffi::Buffer<ffi::F32> y,
+                                   ffi::Buffer<ffi::F32> probs, ffi::Buffer<ffi::F32> gy,
+                                   ffi::ResultBuffer<ffi::F32> dqkv, int64_t num_heads, int64_t block) {
+  Attention at{};
+  if (auto e = AttentionShape(qkv.dimensions(), num_heads, block, at); e.failure()) return e;
+  const int64_t n = Elements(qkv.dimensions());
+  if (Elements(y.dimensions()) != n / 3 || Elements(gy.dimensions()) != n / 3 || Elements(dqkv->dimensions()) != n ||
+      Elements(probs.dimensions()) != at.items * at.t * at.t)
+    return ffi::Error::InvalidArgument("causal_attention_grad: shapes do not match qkv (..., T, 3 H D)");
+  if (at.items == 0 || at.t == 0) return ffi::Error::Success();
+  const float *x = qkv.typed_data(), *yy = y.typed_data(), *pr = probs.typed_data(), *g = gy.typed_data();
+  float* dx = dqkv->typed_data();
+  const Attention a = at;
+  ForItems(pool, at.items, at.block * at.t, [a, x, yy, pr, g, dx](int64_t i, float* scratch) {
+    a.Backward(i, x, yy, pr, g, dx, scratch);
+  });
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
 extern "C" {
@@ -159,3 +400,23 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(Sgemm, SgemmImpl,
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Attr<bool>("trans_a")
                                   .Attr<bool>("trans_b"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CausalAttention, CausalAttentionImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("num_heads")
+                                  .Attr<int64_t>("block"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CausalAttentionGrad, CausalAttentionGradImpl,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("num_heads")
+                                  .Attr<int64_t>("block"));
