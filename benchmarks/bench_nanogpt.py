@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 def flax_trainer(args, stream, dtype: str, one_step_per_call: bool = False, attention: str | None = None):
     """(one-block function, parameter count): ``block(n)`` runs n Flax train steps and waits for the last: one
     compiled call of n steps (``nanogpt_train.train_steps``, as training runs them), or n calls of one step.
-    ``attention`` ("xla" / "openblas"): the attention products traced with that choice
+    ``attention`` ("fused" / "openblas" / "xla"): the attention traced with that choice
     (``nanogpt.use_attention_gemm``; fresh, uncached step functions), else the library's default."""
     import contextlib
 
@@ -100,14 +100,18 @@ def torch_trainer(args, stream, compiled: bool, dtype: str = "float32"):
 
 def bench_train(args, stream) -> dict:
     """Training tokens/s of every framework, their timed blocks interleaved (round r times each framework's block
-    r), so that a change in the machine's load hits all of them alike."""
+    r), so that a change in the machine's load hits all of them alike; each round starts one framework later, so
+    none always runs right after the same other one (2026-12-03: the Flax block that always followed torch.compile
+    took 4.5-5.2 s per 8 steps, the same step 4.5-4.6 s with no torch in the process)."""
     import numpy as np
     import torch
 
     blocks = {f"flax {d}": flax_trainer(args, stream, d)[0] for d in args.dtypes}
     if args.attention_ab:
-        blocks.update({f"flax {d}, XLA attention": flax_trainer(args, stream, d, attention="xla")[0]
-                       for d in args.dtypes})
+        blocks.update({f"flax {d}, {label}": flax_trainer(args, stream, d, attention=choice)[0]
+                       for d in args.dtypes
+                       for choice, label in (("openblas", "unfused attention (OpenBLAS products)"),
+                                             ("xla", "XLA attention"))})
     if not args.no_flax_single_step:
         blocks.update({f"flax {d}, one step per call": flax_trainer(args, stream, d, one_step_per_call=True)[0]
                        for d in args.dtypes})
@@ -122,8 +126,10 @@ def bench_train(args, stream) -> dict:
         block(1)
         out[name]["first_step_seconds"] = time.perf_counter() - t0
         block(args.steps)
-    for _ in range(args.repeats):
-        for name, block in blocks.items():
+    names = list(blocks)
+    for r in range(args.repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            block = blocks[name]
             t0, c0 = time.perf_counter(), time.process_time()
             block(args.steps)
             out[name]["block_seconds"].append(time.perf_counter() - t0)
@@ -257,8 +263,9 @@ def main() -> None:
     ap.add_argument("--dtypes", nargs="+", default=["float32"], help="Flax compute dtypes (bfloat16 for accelerators)")
     ap.add_argument("--no-torch-compile", action="store_true", help="skip the torch.compile variant")
     ap.add_argument("--attention-ab", action="store_true",
-                    help="also Flax with XLA's batched dot for the attention products (the library's default on "
-                         "the CPU is OpenBLAS; nanogpt.use_attention_gemm)")
+                    help="also Flax with the attention unfused (its products by OpenBLAS, the rest in XLA) and "
+                         "all in XLA (the library's default on the CPU is the fused kernel; "
+                         "nanogpt.use_attention_gemm)")
     ap.add_argument("--torch-device", default="cpu", help="device of the PyTorch twin (cuda on a GPU machine)")
     ap.add_argument("--torch-dtypes", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
                     help="PyTorch compute dtypes (bfloat16: autocast)")
