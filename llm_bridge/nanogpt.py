@@ -189,11 +189,19 @@ def attention_gemm() -> str:
     """How functions traced now compute the attention on the CPU in float32: "fused" (the default where the kernel is
     available: :func:`causal_attention` for plain causal attention without a cache or active dropout, else the
     "openblas" products), "openblas" (the products by :func:`sgemm`, the rest in XLA) or "xla" (XLA's batched dot):
-    the innermost :func:`use_attention_gemm`, else ``COLLAPSE_JAX_ATTENTION_GEMM``, else "fused"."""
-    choice = _ATTENTION_GEMM.get() or os.environ.get("COLLAPSE_JAX_ATTENTION_GEMM", "fused")
+    the innermost :func:`use_attention_gemm`, else ``COLLAPSE_JAX_ATTENTION_GEMM``, else "fused" (where the kernel
+    was built for AVX2 or AVX-512; "openblas" elsewhere, as its plain-float build is slower than the unfused path)."""
+    choice = _ATTENTION_GEMM.get() or os.environ.get("COLLAPSE_JAX_ATTENTION_GEMM") or _default_attention()
     if choice not in ATTENTION_GEMMS:
         raise ValueError(f"COLLAPSE_JAX_ATTENTION_GEMM must be one of {', '.join(ATTENTION_GEMMS)}, got {choice!r}")
     return choice
+
+
+def _default_attention() -> str:
+    from collapse_jax import _native
+
+    lib = _native.gemm_library()
+    return "fused" if lib is not None and lib.cj_attention_vectorised() else "openblas"
 
 
 @contextlib.contextmanager
@@ -290,10 +298,10 @@ attention_values.defvjp(_values_fwd, _values_bwd)
 
 
 # ---- fused causal attention (CPU, float32) -----------------------------------------------------------------------
-# As separate ops, the attention took 43 ms of a seed003 train step's ~600 per layer (two cores), though its products
-# are 6 % of the step's flops: each op passes over the (batch, heads, T, T) scores in memory, and the products compute
-# the masked upper triangle too. The kernel (collapse_jax/_native/gemm.cc) does one (batch row, head) at a time in
-# cache and skips the blocks above the diagonal (docs/nanogpt.md, "Fused causal attention").
+# As separate ops, the attention cost about 80 ms of a 595 ms seed003 train step (two cores), though its products are
+# 6 % of the step's flops: each op passes over the (batch, heads, T, T) scores in memory, and the products compute the
+# masked upper triangle too. The kernel (collapse_jax/_native/gemm.cc) does one (batch row, head) at a time in cache
+# and skips the blocks above the diagonal: about 45 ms (docs/nanogpt.md, "Fused causal attention").
 
 ATTENTION_BLOCK_ROWS = 32  # queries per block of the fused kernel (its products skip keys after the block)
 

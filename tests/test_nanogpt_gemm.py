@@ -160,6 +160,9 @@ def test_attention_uses_the_gemm_on_cpu_float32_and_xla_otherwise(monkeypatch):
     monkeypatch.delenv("COLLAPSE_JAX_ATTENTION_GEMM", raising=False)
     per_layer = 6  # q k^T and p v, each with two gradient products
     layers = CFG.num_layers
+    if not _native.gemm_library().cj_attention_vectorised():
+        assert ng.attention_gemm() == "openblas"  # plain-float build (test_fused_attention_without_vectors)
+        monkeypatch.setenv("COLLAPSE_JAX_ATTENTION_GEMM", "fused")
     # the default: the fused kernel (forward and gradient) for causal attention without active dropout
     assert ng.attention_gemm() == "fused" and _fused_calls() == 2 * layers and _gemm_calls() == 0
     train = dict(deterministic=False, dropout_key=jax.random.key(0))
@@ -265,6 +268,50 @@ def test_fused_attention_is_bitwise_the_same_whatever_the_thread_count(tmp_path)
     assert all(np.array_equal(x, y) for x, y in zip(here, _attention_results()))
     one = _in_a_one_thread_process(tmp_path, "_attention_results")
     assert all(np.array_equal(o, x) for o, x in zip(one, here))
+
+
+def _attention_against_float64():
+    """The kernel's y and gradient on a seed003-like item set against float64: [max relative errors]."""
+    rng = np.random.default_rng(10)
+    qkv = rng.standard_normal((2, 40, 3 * 2 * 64), dtype=np.float32)
+    gy = rng.standard_normal((2, 40, 2 * 64), dtype=np.float32)
+    y64, _ = _float64_attention(qkv, 2)
+    with jax.enable_x64(True):
+        g64 = np.asarray(jax.grad(lambda x: jnp.sum(ng.causal_attention_reference(x, 2)[0] * gy))(
+            qkv.astype(np.float64)))
+    y = ng.causal_attention(qkv, 2, 16)
+    grad = jax.grad(lambda x: jnp.sum(ng.causal_attention(x, 2, 16) * gy))(qkv)
+    errors = [np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max() for a, b in ((y, y64), (grad, g64))]
+    return [np.asarray(errors), np.asarray([_native.gemm_library().cj_attention_vectorised()]),
+            np.asarray([ng.attention_gemm() == "fused"])]
+
+
+@needs_gemm
+def test_fused_attention_without_vectors(tmp_path):
+    """Built for a CPU without AVX2 (``COLLAPSE_JAX_MARCH=x86-64``): the plain-float products give the same values to
+    float32 precision, and the library does not pick the kernel by default there (it is slower than unfused)."""
+    import os
+    import platform
+    import subprocess
+    import sys
+    import textwrap
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("an x86-64 baseline build needs an x86-64 CPU")
+    here = _attention_against_float64()
+    assert here[0].max() <= 2e-6
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {os.path.dirname(__file__)!r})
+        import numpy as np
+        import test_nanogpt_gemm
+        np.savez("{tmp_path}/plain.npz", *test_nanogpt_gemm._attention_against_float64())
+    """)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu", COLLAPSE_JAX_MARCH="x86-64"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    errors, vectorised, fused_default = (np.load(tmp_path / "plain.npz")[f"arr_{i}"] for i in range(3))
+    assert errors.max() <= 2e-6 and vectorised[0] == 0 and not fused_default[0]
 
 
 def test_fused_attention_bad_input():

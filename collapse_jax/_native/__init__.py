@@ -72,7 +72,8 @@ _LIBRARIES = {
                                  "JAX/NumPy"),
     "gemm": _Library((GEMM_SOURCE,), {SGEMM_TARGET: "Sgemm", ATTENTION_TARGET: "CausalAttention",
                                       ATTENTION_GRAD_TARGET: "CausalAttentionGrad"},
-                     {"cj_gemm_set_sgemm": (None, [_PTR, _INT, _PTR])}, "XLA's dot"),
+                     {"cj_gemm_set_sgemm": (None, [_PTR, _INT, _PTR]), "cj_attention_vectorised": (_INT, [])},
+                     "XLA's dot"),
 }
 
 

@@ -1,6 +1,5 @@
 // Float32 matrix product through a BLAS sgemm found at run time (jax.ffi target "collapse_jax_sgemm"), and the
-// nanoGPT's fused causal self-attention built on it (targets "collapse_jax_causal_attention" and "..._grad",
-// below).
+// nanoGPT's fused causal self-attention (targets "collapse_jax_causal_attention" and "..._grad", below).
 //
 // c[i] = op(a[i]) @ op(b[i]) for every leading index i, op(x) = x or x^T (the attributes trans_a, trans_b), all
 // row-major float32: a (..., m, k) or (..., k, m), b (..., k, n) or (..., n, k), c (..., m, n).
@@ -23,6 +22,10 @@
 #include <cstring>
 #include <memory>
 #include <thread>
+
+#if defined(__AVX2__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "xla/ffi/api/ffi.h"
 
@@ -142,9 +145,10 @@ ffi::Error SgemmImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> a, ffi::Buffer<
 
 
 // ---- Fused causal self-attention (llm_bridge.nanogpt.causal_attention) ------------------------------------------
-// Why: the attention as separate XLA ops (two batched products, scale, mask, softmax, and their gradients) took 43 ms
-// of a seed003 train step's ~600 per layer on two cores, though its products are 6 % of the step's flops: every
-// op passes over the (batch, heads, T, T) scores in memory, and half of each product is the masked upper triangle.
+// Why: the attention as separate ops (two batched products, scale, mask, softmax, and their gradients) cost about
+// 80 ms of a 595 ms seed003 train step on two cores (against the same step without attention), though its products
+// are 6 % of the step's flops: every op passes over the (batch, heads, T, T) scores in memory, and half of each
+// product is the masked upper triangle.
 // Here one (batch row, head) pair is one work item on XLA's pool, done by one thread while its matrices sit in
 // cache: row blocks of `block` queries [r0, r1) meet only keys [0, r1), so the products skip the blocks above the
 // diagonal (5/8 of the work at T = 128, block 32), and the softmax runs row by row on the block just computed.
@@ -222,35 +226,122 @@ void CausalSoftmaxRow(float* s, int64_t t, int64_t n, float scale) {
   std::fill(s + len, s + n, 0.0f);
 }
 
+// Register-blocked products for the attention's small matrices (k <= T, n = head_dim or a block's keys; an item's
+// operands sit in L1/L2). With OpenBLAS's sgemm for the same products the kernel took 10.6-10.9 ms per seed003 layer
+// (forward + gradient, two threads, AMX Xeon), with these 9.1-9.3 ms; and they need no BLAS.
+#if defined(__AVX512F__)
+using Vec = __m512;
+constexpr int kW = 16, kTileRows = 4, kTileVecs = 4;
+inline Vec VLoad(const float* p) { return _mm512_loadu_ps(p); }
+inline void VStore(float* p, Vec v) { _mm512_storeu_ps(p, v); }
+inline Vec VSet(float x) { return _mm512_set1_ps(x); }
+inline Vec VZero() { return _mm512_setzero_ps(); }
+inline Vec VFma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+#elif defined(__AVX2__) && defined(__FMA__)
+using Vec = __m256;
+constexpr int kW = 8, kTileRows = 4, kTileVecs = 2;
+inline Vec VLoad(const float* p) { return _mm256_loadu_ps(p); }
+inline void VStore(float* p, Vec v) { _mm256_storeu_ps(p, v); }
+inline Vec VSet(float x) { return _mm256_set1_ps(x); }
+inline Vec VZero() { return _mm256_setzero_ps(); }
+inline Vec VFma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+#else  // any other CPU: plain floats (the compiler may still vectorise)
+using Vec = float;
+constexpr int kW = 1, kTileRows = 4, kTileVecs = 4;
+inline Vec VLoad(const float* p) { return *p; }
+inline void VStore(float* p, Vec v) { *p = v; }
+inline Vec VSet(float x) { return x; }
+inline Vec VZero() { return 0.0f; }
+inline Vec VFma(Vec a, Vec b, Vec c) { return a * b + c; }
+#endif
+
+// C (R x NV kW, ldc) = [C +] sum_l A(r, l) B(l, :), A(r, l) = a[r ars + l acs], B row-major with leading dim ldb.
+template <int R, int NV>
+inline void Tile(int64_t k, const float* a, int64_t ars, int64_t acs, const float* b, int64_t ldb, float* c,
+                 int64_t ldc, bool add) {
+  Vec s[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) s[r][v] = add ? VLoad(c + r * ldc + v * kW) : VZero();
+  for (int64_t l = 0; l < k; ++l) {
+    Vec bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = VLoad(b + l * ldb + v * kW);
+    for (int r = 0; r < R; ++r) {
+      const Vec x = VSet(a[r * ars + l * acs]);
+      for (int v = 0; v < NV; ++v) s[r][v] = VFma(x, bv[v], s[r][v]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) VStore(c + r * ldc + v * kW, s[r][v]);
+}
+
+template <int NV>
+void TileRows(int64_t m, int64_t k, const float* a, int64_t ars, int64_t acs, const float* b, int64_t ldb, float* c,
+              int64_t ldc, bool add) {
+  int64_t r = 0;
+  for (; r + kTileRows <= m; r += kTileRows)
+    Tile<kTileRows, NV>(k, a + r * ars, ars, acs, b, ldb, c + r * ldc, ldc, add);
+  for (; r < m; ++r) Tile<1, NV>(k, a + r * ars, ars, acs, b, ldb, c + r * ldc, ldc, add);
+}
+
+// C (m x n) = [C +] A B, A(r, l) = a[r ars + l acs] (m x k), B (k x n) row-major: column tiles of kTileVecs
+// vectors, then single vectors, then single columns; the same order of operations whatever the thread.
+void SmallGemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t ars, int64_t acs, const float* b,
+               int64_t ldb, float* c, int64_t ldc, bool add) {
+  int64_t c0 = 0;
+  for (; c0 + kTileVecs * kW <= n; c0 += kTileVecs * kW)
+    TileRows<kTileVecs>(m, k, a, ars, acs, b + c0, ldb, c + c0, ldc, add);
+  if (kTileVecs > 2 && c0 + 2 * kW <= n) {
+    TileRows<2>(m, k, a, ars, acs, b + c0, ldb, c + c0, ldc, add);
+    c0 += 2 * kW;
+  }
+  for (; c0 + kW <= n; c0 += kW) TileRows<1>(m, k, a, ars, acs, b + c0, ldb, c + c0, ldc, add);
+  for (; c0 < n; ++c0)
+    for (int64_t r = 0; r < m; ++r) {
+      float s = add ? c[r * ldc + c0] : 0.0f;
+      for (int64_t l = 0; l < k; ++l) s += a[r * ars + l * acs] * b[l * ldb + c0];
+      c[r * ldc + c0] = s;
+    }
+}
+
+// rows x cols block of a (leading dim lda) into out (cols x rows, row-major).
+void Transpose(int64_t rows, int64_t cols, const float* a, int64_t lda, float* out) {
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) out[j * rows + i] = a[i * lda + j];
+}
+
 struct Attention {
-  void* fn;
-  bool wide;
   int64_t items, t, heads, hd, dim, ld, block;  // ld = 3 dim, the row stride of qkv
   float scale;
 
   // The item's (batch row, head) offsets into qkv (and dqkv) and into y (and its gradient).
   int64_t QkvOffset(int64_t item) const { return (item / heads) * t * ld + (item % heads) * hd; }
   int64_t RowOffset(int64_t item) const { return (item / heads) * t * dim + (item % heads) * hd; }
+  // Floats of scratch per thread: k or v transposed (hd x t), a block of dP / dS (block x t), and probs (t x t)
+  // where the caller does not keep them.
+  int64_t ScratchFloats() const { return hd * t + block * t + t * t; }
 
-  // Forward of one item: probs (t, t) row-major, written whole (zeros above the diagonal).
-  void Forward(int64_t item, const float* qkv, float* y, float* probs) const {
+  // Forward of one item: probs (t, t) row-major, written whole (zeros above the diagonal); null: scratch.
+  void Forward(int64_t item, const float* qkv, float* y, float* probs, float* scratch) const {
     const float* q = qkv + QkvOffset(item);
     const float* k = q + dim;
     const float* v = q + 2 * dim;
     float* out = y + RowOffset(item);
+    float* kt = scratch;
+    if (probs == nullptr) probs = scratch + hd * t + block * t;
+    Transpose(t, hd, k, ld, kt);
     for (int64_t r0 = 0; r0 < t; r0 += block) {
       const int64_t r1 = std::min(t, r0 + block), m = r1 - r0;
       float* s = probs + r0 * t;
-      Gemm(fn, wide, kNoTrans, kTrans, m, r1, hd, q + r0 * ld, ld, k, ld, s, t);
+      SmallGemm(m, r1, hd, q + r0 * ld, ld, 1, kt, t, s, t, false);                // S = q k^T, keys [0, r1)
       for (int64_t i = 0; i < m; ++i) {
         CausalSoftmaxRow(s + i * t, r0 + i, r1, scale);
         std::fill(s + i * t + r1, s + (i + 1) * t, 0.0f);
       }
-      Gemm(fn, wide, kNoTrans, kNoTrans, m, hd, r1, s, t, v, ld, out + r0 * dim, dim);
+      SmallGemm(m, hd, r1, s, t, 1, v, ld, out + r0 * dim, dim, false);             // y = P v
     }
   }
 
-  // Gradient of one item: dq, dk, dv into dqkv (same layout as qkv); scratch holds block * t floats.
+  // Gradient of one item: dq, dk, dv into dqkv (same layout as qkv).
   void Backward(int64_t item, const float* qkv, const float* y, const float* probs, const float* gy, float* dqkv,
                 float* scratch) const {
     const int64_t off = QkvOffset(item), row = RowOffset(item);
@@ -261,30 +352,33 @@ struct Attention {
     float* dq = dqkv + off;
     float* dk = dq + dim;
     float* dv = dq + 2 * dim;
-    // The last block first: its keys [0, t) cover every row of dk and dv, which it writes (beta 0); the blocks
-    // above add to their rows [0, r1).
+    float* vt = scratch;
+    float* ds = scratch + hd * t;
+    Transpose(t, hd, v, ld, vt);
+    // The last block first: its keys [0, t) cover every row of dk and dv, which it writes; the blocks above add
+    // to their rows [0, r1).
     for (int64_t r0 = (t - 1) / block * block; r0 >= 0; r0 -= block) {
       const int64_t r1 = std::min(t, r0 + block), m = r1 - r0;
-      const float beta = r1 == t ? 0.0f : 1.0f;
+      const bool add = r1 != t;
       const float* pb = p + r0 * t;
       const float* go = gy + row + r0 * dim;
-      Gemm(fn, wide, kTrans, kNoTrans, r1, hd, m, pb, t, go, dim, dv, ld, beta);    // dv[0, r1) += P^T dy
-      Gemm(fn, wide, kNoTrans, kTrans, m, r1, hd, go, dim, v, ld, scratch, t);       // dP = dy v^T
+      SmallGemm(r1, hd, m, pb, 1, t, go, dim, dv, ld, add);                          // dv[0, r1) += P^T dy
+      SmallGemm(m, r1, hd, go, dim, 1, vt, t, ds, t, false);                         // dP = dy v^T
       for (int64_t i = 0; i < m; ++i) {
         // softmax's gradient: dS = P (dP - sum_j P dP) with sum_j P_tj dP_tj = dy_t . y_t; times the scale
         const float di = LaneDot(go + i * dim, y + row + (r0 + i) * dim, hd);
-        float* ds = scratch + i * t;
+        float* d = ds + i * t;
         const float* pr = pb + i * t;
-        for (int64_t j = 0; j < r1; ++j) ds[j] = pr[j] * (ds[j] - di) * scale;
+        for (int64_t j = 0; j < r1; ++j) d[j] = pr[j] * (d[j] - di) * scale;
       }
-      Gemm(fn, wide, kNoTrans, kNoTrans, m, hd, r1, scratch, t, k, ld, dq + r0 * ld, ld);          // dq = dS k
-      Gemm(fn, wide, kTrans, kNoTrans, r1, hd, m, scratch, t, q + r0 * ld, ld, dk, ld, beta);      // dk += dS^T q
+      SmallGemm(m, hd, r1, ds, t, 1, k, ld, dq + r0 * ld, ld, false);               // dq = dS k
+      SmallGemm(r1, hd, m, ds, 1, t, q + r0 * ld, ld, dk, ld, add);                  // dk[0, r1) += dS^T q
     }
   }
 };
 
-// Runs body(item, thread scratch) for every item on the calling thread and helpers on XLA's pool; each thread's BLAS
-// calls single-threaded; returns when every item is done.
+// Runs body(item, thread scratch) for every item on the calling thread and helpers on XLA's pool; returns when
+// every item is done.
 template <typename Body>
 void ForItems(ffi::ThreadPool& pool, int64_t items, int64_t scratch_floats, Body body) {
   struct State {
@@ -292,14 +386,11 @@ void ForItems(ffi::ThreadPool& pool, int64_t items, int64_t scratch_floats, Body
   };
   auto state = std::make_shared<State>();
   auto run = [state, items, scratch_floats, body] {
-    auto set_local = reinterpret_cast<SetThreadsLocal>(g_set_threads_local.load());
-    const int before = set_local(1);
-    std::unique_ptr<float[]> scratch(scratch_floats > 0 ? new float[scratch_floats] : nullptr);
+    std::unique_ptr<float[]> scratch(new float[scratch_floats]);
     for (int64_t i = state->next.fetch_add(1); i < items; i = state->next.fetch_add(1)) {
       body(i, scratch.get());
       state->done.fetch_add(1, std::memory_order_release);
     }
-    set_local(before);
   };
   const int64_t helpers = std::min<int64_t>(std::max<int64_t>(1, pool.num_threads()), items) - 1;
   for (int64_t h = 0; h < helpers; ++h) pool.Schedule([run] { run(); });
@@ -324,10 +415,6 @@ ffi::Error AttentionShape(ffi::Span<const int64_t> d, int64_t heads, int64_t blo
   at.items = batch * heads;
   at.block = block;
   at.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(at.hd)));
-  at.fn = g_sgemm.load();
-  at.wide = g_int_bits.load() == 64;
-  if (at.fn == nullptr || g_set_threads_local.load() == nullptr)
-    return ffi::Error::Internal("causal_attention: no BLAS sgemm was set");
   return ffi::Error::Success();
 }
 
@@ -352,8 +439,8 @@ ffi::Error CausalAttentionImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> qkv, 
   float* out = y->typed_data();
   float* pr = probs->typed_data();
   const Attention a = at;
-  ForItems(pool, at.items, keep ? 0 : at.t * at.t, [a, x, out, pr, keep](int64_t i, float* scratch) {
-    a.Forward(i, x, out, keep ? pr + i * a.t * a.t : scratch);
+  ForItems(pool, at.items, at.ScratchFloats(), [a, x, out, pr, keep](int64_t i, float* scratch) {
+    a.Forward(i, x, out, keep ? pr + i * a.t * a.t : nullptr, scratch);
   });
   return ffi::Error::Success();
 }
@@ -371,7 +458,7 @@ ffi::Error CausalAttentionGradImpl(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> q
   const float *x = qkv.typed_data(), *yy = y.typed_data(), *pr = probs.typed_data(), *g = gy.typed_data();
   float* dx = dqkv->typed_data();
   const Attention a = at;
-  ForItems(pool, at.items, at.block * at.t, [a, x, yy, pr, g, dx](int64_t i, float* scratch) {
+  ForItems(pool, at.items, at.ScratchFloats(), [a, x, yy, pr, g, dx](int64_t i, float* scratch) {
     a.Backward(i, x, yy, pr, g, dx, scratch);
   });
   return ffi::Error::Success();
@@ -383,6 +470,10 @@ extern "C" {
 
 // Sets the CBLAS sgemm (its address) that the handler calls, int_bits 64 for an ILP64 BLAS, 32 otherwise, and the
 // BLAS's openblas_set_num_threads_local.
+// 1 where the fused attention's products run on AVX2 / AVX-512 vectors; 0 where they are plain float loops (about
+// 8x slower, slower than the unfused attention: llm_bridge.nanogpt then does not pick the kernel by default).
+int cj_attention_vectorised() { return kW > 1 ? 1 : 0; }
+
 void cj_gemm_set_sgemm(void* fn, int int_bits, void* set_threads_local) {
   g_int_bits.store(int_bits);
   g_set_threads_local.store(set_threads_local);
