@@ -371,11 +371,26 @@ def _causal_attention_fwd(qkv, num_heads, block):
     return y, (qkv, y, probs)
 
 
-def _causal_attention_bwd(num_heads, block, res, gy):
-    def xla(qkv, y, probs, gy):
-        return jax.vjp(lambda x: causal_attention_reference(x, num_heads)[0], qkv)[1](gy)[0]
+def causal_attention_grad_reference(qkv, y, probs, gy, num_heads: int):
+    """The gradient of :func:`causal_attention_reference`'s y with respect to qkv, from its outputs (y, probs) and
+    y's gradient ``gy``, by XLA ops (no second forward): what the kernel's gradient computes."""
+    b, t, three_dim = qkv.shape
+    dim = three_dim // 3
+    hd = dim // num_heads
+    q, k, v = (a.reshape(b, t, num_heads, hd) for a in jnp.split(qkv, 3, axis=-1))
+    g = gy.reshape(b, t, num_heads, hd)
+    dv = jnp.einsum("bhts,bthd->bshd", probs, g)
+    dp = jnp.einsum("bthd,bshd->bhts", g, v)
+    rowdot = jnp.einsum("bthd,bthd->bht", g, y.reshape(b, t, num_heads, hd))  # sum_s P_ts dP_ts
+    ds = probs * (dp - rowdot[..., None]) * (1.0 / math.sqrt(hd))
+    dq = jnp.einsum("bhts,bshd->bthd", ds, k)
+    dk = jnp.einsum("bhts,bthd->bshd", ds, q)
+    return jnp.concatenate([a.reshape(b, t, dim) for a in (dq, dk, dv)], axis=-1)
 
-    return (_on_cpu(lambda *a: _attention_grad_kernel(*a, num_heads, block), xla, *res, gy),)
+
+def _causal_attention_bwd(num_heads, block, res, gy):
+    return (_on_cpu(lambda *a: _attention_grad_kernel(*a, num_heads, block),
+                    lambda *a: causal_attention_grad_reference(*a, num_heads), *res, gy),)
 
 
 causal_attention.defvjp(_causal_attention_fwd, _causal_attention_bwd)

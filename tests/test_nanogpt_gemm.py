@@ -232,7 +232,9 @@ def test_fused_attention_and_its_gradient_equal_float64(b, t, heads, hd, block):
             qkv.astype(np.float64)))
     grad = jax.jit(jax.grad(lambda x: jnp.sum(ng.causal_attention(x, heads, block) * gy)))(qkv)
     grad_xla = jax.grad(lambda x: jnp.sum(ng.causal_attention_reference(x, heads)[0] * gy))(qkv)
-    for got, want in ((y, y64), (grad, g64), (grad_xla, g64)):
+    # the off-CPU gradient rule, from the reference's own outputs (what runs on an accelerator)
+    grad_rule = ng.causal_attention_grad_reference(qkv, *ng.causal_attention_reference(qkv, heads), gy, heads)
+    for got, want in ((y, y64), (grad, g64), (grad_xla, g64), (grad_rule, g64)):
         scale = np.abs(want).max()
         assert np.abs(np.asarray(got, np.float64) - want).max() <= 2e-6 * scale
 
@@ -312,6 +314,27 @@ def test_fused_attention_without_vectors(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     errors, vectorised, fused_default = (np.load(tmp_path / "plain.npz")[f"arr_{i}"] for i in range(3))
     assert errors.max() <= 2e-6 and vectorised[0] == 0 and not fused_default[0]
+
+
+@needs_gemm
+def test_fused_attention_lowers_to_xla_ops_for_a_gpu():
+    """On an accelerator the same model function runs the XLA reference and its gradient rule: lowered for CUDA (no
+    GPU needed), the loss + gradient holds no CPU custom call, while the CPU lowering holds the kernel's two."""
+    from collapse_jax.multinomial_pallas import lower_for_cuda
+
+    params = ng.init_params(CFG, seed=0)
+    tokens = jnp.zeros((2, 9), jnp.int32)
+    graphdef = ng.model_graphdef(CFG)
+
+    def loss_and_grad(p):
+        return jax.value_and_grad(lambda p: ng.mean_nll_hidden(graphdef, p, tokens[:, :-1], tokens[:, 1:]))(p)
+
+    assert ng.attention_gemm() == "fused" or not _native.gemm_library().cj_attention_vectorised()
+    with ng.use_attention_gemm("fused"):
+        cuda = lower_for_cuda(loss_and_grad, params)
+        cpu = jax.jit(loss_and_grad).lower(params).as_text()
+    assert "custom_call @collapse_jax" not in cuda and "stablehlo.dot_general" in cuda
+    assert cpu.count(f"@{_native.ATTENTION_TARGET}(") == cpu.count(f"@{_native.ATTENTION_GRAD_TARGET}(") == 2
 
 
 def test_fused_attention_bad_input():
