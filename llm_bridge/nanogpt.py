@@ -309,15 +309,16 @@ ATTENTION_BLOCK_ROWS = 32  # queries per block of the fused kernel (its products
 def causal_attention_reference(qkv, num_heads: int):
     """Causal softmax attention by XLA ops: qkv (batch, T, 3 dim) as the qkv projection writes it (q, k, v side by
     side, heads inside each) -> (y (batch, T, dim), probs (batch, heads, T, T)). What :func:`causal_attention`
-    computes, and its implementation off the CPU."""
-    b, t, three_dim = qkv.shape
+    computes, and its implementation off the CPU. Any leading axes (or none) in place of batch."""
+    *lead, t, three_dim = qkv.shape
     dim = three_dim // 3
     hd = dim // num_heads
-    q, k, v = (a.reshape(b, t, num_heads, hd) for a in jnp.split(qkv, 3, axis=-1))
+    q, k, v = (a.reshape(-1, t, num_heads, hd) for a in jnp.split(qkv, 3, axis=-1))
     scores = jnp.einsum("bthd,bshd->bhts", q, k, preferred_element_type=jnp.float32) * (1.0 / math.sqrt(hd))
     scores = jnp.where(jnp.tril(jnp.ones((t, t), dtype=bool)), scores, jnp.finfo(jnp.float32).min)
     probs = jax.nn.softmax(scores, axis=-1)
-    return jnp.einsum("bhts,bshd->bthd", probs, v).reshape(b, t, dim), probs
+    y = jnp.einsum("bhts,bshd->bthd", probs, v)
+    return y.reshape(*lead, t, dim), probs.reshape(*lead, num_heads, t, t)
 
 
 def _attention_kernel(qkv, num_heads: int, keep_probs: bool, block: int):
@@ -373,19 +374,20 @@ def _causal_attention_fwd(qkv, num_heads, block):
 
 def causal_attention_grad_reference(qkv, y, probs, gy, num_heads: int):
     """The gradient of :func:`causal_attention_reference`'s y with respect to qkv, from its outputs (y, probs) and
-    y's gradient ``gy``, by XLA ops (no second forward): what the kernel's gradient computes."""
-    b, t, three_dim = qkv.shape
+    y's gradient ``gy``, by XLA ops (no second forward): what the kernel's gradient computes. Any leading axes."""
+    *lead, t, three_dim = qkv.shape
     dim = three_dim // 3
     hd = dim // num_heads
-    q, k, v = (a.reshape(b, t, num_heads, hd) for a in jnp.split(qkv, 3, axis=-1))
-    g = gy.reshape(b, t, num_heads, hd)
+    q, k, v = (a.reshape(-1, t, num_heads, hd) for a in jnp.split(qkv, 3, axis=-1))
+    g = gy.reshape(-1, t, num_heads, hd)
+    probs = probs.reshape(-1, num_heads, t, t)
     dv = jnp.einsum("bhts,bthd->bshd", probs, g)
     dp = jnp.einsum("bthd,bshd->bhts", g, v)
-    rowdot = jnp.einsum("bthd,bthd->bht", g, y.reshape(b, t, num_heads, hd))  # sum_s P_ts dP_ts
+    rowdot = jnp.einsum("bthd,bthd->bht", g, y.reshape(-1, t, num_heads, hd))  # sum_s P_ts dP_ts
     ds = probs * (dp - rowdot[..., None]) * (1.0 / math.sqrt(hd))
     dq = jnp.einsum("bhts,bshd->bthd", ds, k)
     dk = jnp.einsum("bhts,bthd->bshd", ds, q)
-    return jnp.concatenate([a.reshape(b, t, dim) for a in (dq, dk, dv)], axis=-1)
+    return jnp.concatenate([a.reshape(*lead, t, dim) for a in (dq, dk, dv)], axis=-1)
 
 
 def _causal_attention_bwd(num_heads, block, res, gy):

@@ -254,6 +254,30 @@ def test_fused_attention_vmap_and_leading_axes():
     np.testing.assert_array_equal(np.asarray(grads), loop)
 
 
+
+def test_attention_references_take_any_leading_axes():
+    """The XLA reference and its gradient rule (what runs off the CPU) take no batch axis or several, like the
+    kernel: the same values as a loop over 3-d slices."""
+    rng = np.random.default_rng(11)
+    qkv = rng.standard_normal((3, 2, 9, 12), dtype=np.float32)
+    gy = rng.standard_normal((3, 2, 9, 4), dtype=np.float32)
+    y, probs = ng.causal_attention_reference(qkv, 2)
+    grad = ng.causal_attention_grad_reference(qkv, y, probs, gy, 2)
+    assert y.shape == (3, 2, 9, 4) and probs.shape == (3, 2, 2, 9, 9) and grad.shape == qkv.shape
+    for i in range(3):
+        yi, pi = ng.causal_attention_reference(qkv[i], 2)
+        np.testing.assert_allclose(np.asarray(y[i]), np.asarray(yi), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(np.asarray(probs[i]), np.asarray(pi), rtol=1e-6, atol=1e-7)
+        gi = ng.causal_attention_grad_reference(qkv[i], yi, pi, gy[i], 2)
+        np.testing.assert_allclose(np.asarray(grad[i]), np.asarray(gi), rtol=1e-5, atol=1e-6)
+        y1, p1 = ng.causal_attention_reference(qkv[i, 0], 2)   # no batch axis
+        assert y1.shape == (9, 4) and p1.shape == (2, 9, 9)
+        np.testing.assert_allclose(np.asarray(y1), np.asarray(yi[0]), rtol=1e-6, atol=1e-7)
+        g1 = ng.causal_attention_grad_reference(qkv[i, 0], y1, p1, gy[i, 0], 2)
+        np.testing.assert_allclose(np.asarray(g1), np.asarray(gi[0]), rtol=1e-5, atol=1e-6)
+    want = jax.grad(lambda x: jnp.sum(ng.causal_attention_reference(x, 2)[0] * gy))(qkv)
+    np.testing.assert_allclose(np.asarray(grad), np.asarray(want), rtol=1e-5, atol=1e-5)
+
 def _attention_results():
     rng = np.random.default_rng(9)
     qkv = rng.standard_normal((4, 50, 3 * 4 * 16), dtype=np.float32)
