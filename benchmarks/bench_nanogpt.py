@@ -298,6 +298,9 @@ def main() -> None:
         res["generation"] = bench_generation(args)
     if args.quality:
         res["quality"] = bench_quality(args)
+    from collapse_jax import _native
+
+    res["environment"]["native"] = _native.status()  # again after the runs: the kernels they loaded (gemm, attention)
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"nanogpt-{time.strftime('%Y%m%d-%H%M%S')}.json")
     atomic_write_json(out, res)
     print(f"wrote {out}")
