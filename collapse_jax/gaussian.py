@@ -7,7 +7,10 @@ independent; groups (and, for ``accumulate``, all generations so far) are pooled
 ``accumulate-subsample`` (a fixed training budget, Kazdan et al. 2024) fits on ``n_t`` points drawn without
 replacement from all points of generations 0..t: a subsample's mean and variance need the points themselves, so this
 regime keeps a raw-sample pool of static size ``n_0 + ... + n_T`` per replicate (:func:`sized_config`) and costs
-O(pool log pool) per generation (a sort picks the subsample); it has no closed-form risk.
+O(pool log pool) per generation (a sort picks the subsample). Its risk has no closed form (it needs ``E sigma_hat``),
+but the fit's first two moments do, in every regime and for any ``alpha``: :func:`fit_moments` (``E mu_hat_t = mu``,
+``E (mu_hat_t - mu)^2``, ``E sigma_hat_t^2``, and from them a lower bound on ``E W_2^2``), checked against the fits
+that ``GaussianConfig(record="fit")`` records.
 
 Loss: ``(mu_hat - mu)^2 + (sigma_hat - sigma)^2``, the risk of seed 003 C.2, which is also ``W_2^2`` between the
 fitted and the true Gaussian (seed 004). Theory for pure synthetic data (``alpha_t = 0``, replace):
@@ -32,6 +35,7 @@ from collapse_jax.multinomial import binomial
 from collapse_jax.replicates import replicate_mesh
 
 REGIMES = ("replace", "accumulate", "accumulate-subsample")
+RECORDS = ("loss", "fit")
 
 
 @dataclass(frozen=True)
@@ -44,15 +48,20 @@ class GaussianConfig:
       max_points: accumulate-subsample only: the largest raw-sample pool allowed per replicate (time and memory).
       buffer: accumulate-subsample only: rows of each replicate's pool, a static size: None until
         :func:`sized_config` sets it for a schedule (``simulate`` does).
+      record: what each generation records: ``"loss"`` (``(mu_hat - mu)^2 + (sigma_hat - sigma)^2``) or ``"fit"``
+        (the pair ``(mu_hat, sigma_hat^2)``, the unbiased variance; the moments :func:`fit_moments` gives).
     """
 
     regime: str = "replace"
     max_points: int = 2_000_000
     buffer: int | None = None
+    record: str = "loss"
 
     def __post_init__(self):
         if self.regime not in REGIMES:
             raise ValueError(f"regime must be one of {REGIMES}, got {self.regime!r}")
+        if self.record not in RECORDS:
+            raise ValueError(f"record must be one of {RECORDS}, got {self.record!r}")
         _checks.positive_int("max_points", self.max_points)
         if self.buffer is not None:
             _checks.positive_int("buffer", self.buffer)
@@ -191,8 +200,11 @@ def step(key: jax.Array, state: State, inputs: tuple[jax.Array, jax.Array], conf
 
 
 def observe(state: State, config: GaussianConfig) -> jax.Array:
-    """``(mu_hat - mu)^2 + (sigma_hat - sigma)^2`` (= ``W_2^2`` between the fitted and the true Gaussian)."""
+    """``(mu_hat - mu)^2 + (sigma_hat - sigma)^2`` (= ``W_2^2`` between the fitted and the true Gaussian); with
+    ``config.record == "fit"`` the pair ``(mu_hat, sigma_hat^2)`` instead, shape (2,)."""
     mean, var = fit(state.data)
+    if config.record == "fit":
+        return jnp.stack([mean, var])
     return (mean - state.mu) ** 2 + (jnp.sqrt(var) - state.sigma) ** 2
 
 
@@ -214,7 +226,8 @@ def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = G
              chunk_size: int | None = None, memory_budget: int | None = None, mesh=None,
              progress: bool | None = None) -> np.ndarray:
     """Monte Carlo losses, (replicate, step) = (R, T + 1) for 1-D schedules or (grid, replicate, step) for (G, T + 1)
-    grids. Requires ``n_t >= 2``. Keywords: docs/driver.md (``backend``: "auto" or "jax", the only implementation;
+    grids; with ``config.record == "fit"`` the fits instead, a trailing axis (mu_hat, sigma_hat^2). Requires
+    ``n_t >= 2``. Keywords: docs/driver.md (``backend``: "auto" or "jax", the only implementation;
     accumulate-subsample: the default ``chunk_size`` counts each replicate's pool against ``memory_budget``).
     """
     mu = _checks.in_interval("mu", mu, -math.inf, math.inf, low_open=True, high_open=True)
@@ -269,6 +282,74 @@ def shumailov_first_order_w2(sigma: float, n) -> np.ndarray:
     return 1.5 * sigma ** 2 * np.cumsum(1.0 / n)
 
 
+class FitMoments(NamedTuple):
+    """Exact moments of the fit at t = 0..T (each (T + 1,)); ``E mu_hat_t = mu`` always."""
+
+    mean_sq_error: np.ndarray  # E (mu_hat_t - mu)^2
+    variance: np.ndarray       # E sigma_hat_t^2 (the unbiased variance)
+    w2_lower: np.ndarray       # E (mu_hat_t - mu)^2 + (sqrt(E sigma_hat_t^2) - sigma)^2 <= E W_2^2 (Jensen)
+
+
+def fit_moments(sigma: float, alpha, n, regime: str = "accumulate-subsample") -> FitMoments:
+    """Exact ``E (mu_hat_t - mu)^2`` and ``E sigma_hat_t^2`` of the refitted Gaussian, any regime and ``alpha``.
+
+    Derivation (docs/recursions.md, "Gaussian: exact moments of the fit"): with mu = 0, sigma = 1 (the process is
+    affine-equivariant) a row k of generation h is ``z_k = (1 - R_k) m_{h-1} + s_k eps_k``, ``R_k`` real with
+    probability ``alpha_h``, ``s_k^2 = R_k + (1 - R_k) v_{h-1}``; the fit ``m_t`` averages ``b_t`` rows chosen
+    uniformly from a window ``W_t`` (replace: generation t, ``b_t = n_t``; accumulate: every row, ``b_t = S_t``;
+    accumulate-subsample: every row, ``b_t = n_t``), independently of their values. Everything then closes over
+    three families of second moments: ``M[t, r] = E m_t m_r``, ``Y[s, h] = E m_s z_k`` (k in generation h) and the
+    pair moments ``Z[g, h] = E z_j z_k = (1 - alpha_g) Y[g - 1, h]`` (j != k, g >= h), with
+    ``E z_k^2 = (1 - alpha_h) M[h-1, h-1] + alpha_h + (1 - alpha_h) E v_{h-1}``. Running sums over the window
+    keep it O(T^2) time and O(T) memory. ``w2_lower`` bounds the risk from below (``E sigma_hat <= sqrt(E
+    sigma_hat^2)``); the risk itself needs ``E sigma_hat``, which has no closed form here."""
+    if regime not in REGIMES:
+        raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
+    sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
+    alpha, n = schedules.check_pair(alpha, n)
+    if alpha.ndim != 1:
+        raise ValueError(f"fit_moments takes one schedule: alpha and n of shape (T + 1,), got {alpha.shape}")
+    if np.any(n < 2):
+        raise ValueError(f"n must be >= 2 at every step (unbiased variance), got min {n.min():.0f}")
+    a = np.asarray(alpha, np.float64).copy()
+    a[0] = 1.0  # generation 0 is real data
+    nf = np.asarray(n, np.float64)
+    steps = nf.shape[0]
+    mse, var = np.empty(steps), np.empty(steps)
+    e_sq, z_diag, colsum, rowsum = (np.zeros(steps) for _ in range(4))
+    m_row = y_row = np.zeros(0)  # M[t - 1, 0..t-1] and Y[t - 1, 0..t-1]
+    v_prev = diag_sum = pool = 0.0
+    for t in range(steps):
+        at, nt = a[t], nf[t]
+        m_prev = m_row[t - 1] if t else 0.0
+        z_t = (1 - at) * np.append(y_row, (1 - at) * m_prev)  # Z[t, h], h = 0..t (Y[t - 1, t] = (1 - a_t) M[t-1, t-1])
+        e_sq[t] = (1 - at) * m_prev + at + (1 - at) * v_prev   # E z_k^2, k in generation t
+        z_diag[t] = z_t[t]
+        if regime == "replace":
+            m_tt = e_sq[t] / nt + (nt - 1) / nt * z_t[t]
+            v_t = nt / (nt - 1) * (e_sq[t] - m_tt)
+            m_cross = (1 - at) * m_row                        # M[t, r] = Y[r, t], r < t
+            y_row = z_t.copy()
+            y_row[t] += (e_sq[t] - z_t[t]) / nt
+        else:
+            colsum[:t] += nt * z_t[:t]                        # sum over the window of n_g Z[g, h]
+            colsum[t] = nf[:t + 1] @ z_t
+            diag_sum += nt * e_sq[t]
+            pool += nt
+            budget = nt if regime == "accumulate-subsample" else pool
+            pairs = nf[:t + 1] @ (colsum[:t + 1] - z_diag[:t + 1])
+            m_tt = diag_sum / (budget * pool) + (budget - 1) / (budget * pool * (pool - 1)) * pairs
+            v_t = budget / (budget - 1) * (diag_sum / pool - m_tt)
+            rowsum[:t] += nt * (1 - at) * m_row               # + n_t Y[r, t], Y[r, t] = (1 - a_t) M[r, t - 1]
+            m_cross = rowsum[:t] / pool
+            y_row = (colsum[:t + 1] + e_sq[:t + 1] - z_diag[:t + 1]) / pool
+            rowsum[t] = nf[:t + 1] @ y_row
+        m_row = np.append(m_cross, m_tt)
+        mse[t], var[t], v_prev = m_tt, v_t, v_t
+    s2 = sigma * sigma
+    return FitMoments(s2 * mse, s2 * var, s2 * (mse + (np.sqrt(var) - 1.0) ** 2))
+
+
 def validation_rows(table, *, num_replicates: int, seed: int) -> None:
     """Rows for ``collapse-jax validate``."""
     steps = 30
@@ -282,3 +363,19 @@ def validation_rows(table, *, num_replicates: int, seed: int) -> None:
                        f"sigma={sigma}, {name}, t={steps}", "exact", loss[:, steps], pure_synthetic_w2(sigma, n)[steps])
         table.add_mean("Shumailov first-order E W2^2 ~ (3/2) sigma^2 sum 1/M_i", f"sigma={sigma}, {name}, t={steps}",
                        "approximation", loss[:, steps], shumailov_first_order_w2(sigma, n)[steps])
+    # the fit's exact moments (fit_moments) in each regime with fresh data, and accumulate-subsample pure synthetic
+    n = schedules.constant_size(20, steps)
+    for regime, a in (("replace", 0.5), ("accumulate", 0.5), ("accumulate-subsample", 0.5),
+                      ("accumulate-subsample", 0.0)):
+        alpha = schedules.constant_alpha(a, steps)
+        fits = simulate(seed, 1.0, 1.5, alpha, n, GaussianConfig(regime, record="fit"), num_replicates)[:, steps]
+        theory = fit_moments(1.5, alpha, n, regime)
+        setting = f"{regime}, sigma=1.5, alpha={a}, n=20, t={steps}"
+        table.add_mean("Gaussian fit, exact recursion: E (mu_hat - mu)^2", setting, "exact", (fits[:, 0] - 1.0) ** 2,
+                       theory.mean_sq_error[steps])
+        table.add_mean("Gaussian fit, exact recursion: E sigma_hat^2 (unbiased variance)", setting, "exact",
+                       fits[:, 1], theory.variance[steps])
+        if regime == "accumulate-subsample":
+            loss = (fits[:, 0] - 1.0) ** 2 + (np.sqrt(fits[:, 1]) - 1.5) ** 2
+            table.add_mean("Gaussian E W2^2 above its lower bound E (mu_hat - mu)^2 + (sqrt(E sigma_hat^2) - sigma)^2",
+                           setting, "statement", loss, theory.w2_lower[steps], side=">")

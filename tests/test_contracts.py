@@ -40,6 +40,8 @@ def _simulators(dtype):
         "gaussian": (G, G.Params(f(0.5), f(1.3), alpha, n), G.GaussianConfig("accumulate")),
         "gaussian_subsample": (G, G.Params(f(0.5), f(1.3), alpha, n),
                                G.sized_config(G.GaussianConfig("accumulate-subsample"), n)),
+        "gaussian_subsample_fit": (G, G.Params(f(0.5), f(1.3), alpha, n),
+                                   G.sized_config(G.GaussianConfig("accumulate-subsample", record="fit"), n)),
         "linear_regression": (LR, LR.Params(f([1.0, -0.5]), f(0.7)), LR.LinearRegressionConfig(2, 5, 2)),
         "multinomial": (M, M.Params(f([0.5, 0.3, 0.2]), alpha, n, jnp.ones(3, dtype)),
                         M.MultinomialConfig("accumulate")),
