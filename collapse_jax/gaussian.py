@@ -7,8 +7,9 @@ independent; groups (and, for ``accumulate``, all generations so far) are pooled
 ``accumulate-subsample`` (a fixed training budget, Kazdan et al. 2024) fits on ``n_t`` points drawn without
 replacement from all points of generations 0..t: a subsample's mean and variance need the points themselves, so this
 regime keeps a raw-sample pool of static size ``n_0 + ... + n_T`` per replicate (:func:`sized_config`) and costs
-O(pool log pool) per generation (a sort picks the subsample). Its risk has no closed form (it needs ``E sigma_hat``),
-but the fit's first two moments do, in every regime and for any ``alpha``: :func:`fit_moments` (``E mu_hat_t = mu``,
+O(n_t) per generation (a partial Fisher-Yates shuffle picks the subsample, :func:`subsample_fit`). Its risk has no
+closed form (it needs ``E sigma_hat``), but the fit's first two moments do, in every regime and for any ``alpha``:
+:func:`fit_moments` (``E mu_hat_t = mu``,
 ``E (mu_hat_t - mu)^2``, ``E sigma_hat_t^2``, and from them a lower bound on ``E W_2^2``), checked against the fits
 that ``GaussianConfig(record="fit")`` records.
 
@@ -47,7 +48,9 @@ class GaussianConfig:
         ``"accumulate-subsample"`` (on ``n_t`` of all draws so far, chosen uniformly without replacement).
       max_points: accumulate-subsample only: the largest raw-sample pool allowed per replicate (time and memory).
       buffer: accumulate-subsample only: rows of each replicate's pool, a static size: None until
-        :func:`sized_config` sets it for a schedule (``simulate`` does).
+        :func:`sized_config` sets it for a schedule (``simulate`` does); at least ``n_0 + ... + n_T + 64``.
+      max_budget: accumulate-subsample only: the largest ``n_t`` (a static bound on the subsample's steps), set with
+        ``buffer`` by :func:`sized_config`.
       record: what each generation records: ``"loss"`` (``(mu_hat - mu)^2 + (sigma_hat - sigma)^2``) or ``"fit"``
         (the pair ``(mu_hat, sigma_hat^2)``, the unbiased variance; the moments :func:`fit_moments` gives).
     """
@@ -55,6 +58,7 @@ class GaussianConfig:
     regime: str = "replace"
     max_points: int = 2_000_000
     buffer: int | None = None
+    max_budget: int | None = None
     record: str = "loss"
 
     def __post_init__(self):
@@ -65,6 +69,8 @@ class GaussianConfig:
         _checks.positive_int("max_points", self.max_points)
         if self.buffer is not None:
             _checks.positive_int("buffer", self.buffer)
+        if self.max_budget is not None:
+            _checks.positive_int("max_budget", self.max_budget)
 
 
 class Group(NamedTuple):
@@ -89,13 +95,15 @@ class State(NamedTuple):
     """One replicate after generation t: the truth, the training data of the current fit (replace: generation
     t's draws; accumulate: all draws of generations 0..t; accumulate-subsample: ``n_t`` of those), the number of
     draws of generations 0..t and, for accumulate-subsample, those draws (the pool: its first ``total`` rows; shape
-    (0,) in the other regimes)."""
+    (0,) in the other regimes) and a permutation of the pool's rows that each generation's partial Fisher-Yates
+    shuffle continues (:func:`subsample_fit`; rows from ``total`` on are still in place)."""
 
     mu: jax.Array  # ()
     sigma: jax.Array  # ()
     data: Group
     pool: jax.Array  # (sample,) = (buffer,), or (0,)
     total: jax.Array  # ()
+    perm: jax.Array  # (sample,) int32, or (0,)
 
 
 def _group(key, size, mean, var) -> Group:
@@ -130,25 +138,51 @@ def _rows_group(x: jax.Array, chosen: jax.Array) -> Group:
     return Group(size, mean, jnp.sum(jnp.where(chosen, (x - mean) ** 2, 0.0)))
 
 
-def subsample_mask(key: jax.Array, count: jax.Array, size: jax.Array, buffer: int) -> jax.Array:
-    """A uniformly random ``size``-subset of rows ``0 .. count - 1`` of a buffer of ``buffer`` rows, as a mask.
+def subsample_fit(key: jax.Array, perm: jax.Array, pool: jax.Array, count: jax.Array, size: jax.Array,
+                  bound: int | None = None) -> tuple[jax.Array, Group]:
+    """Sufficient statistics of a uniformly random ``size``-subset of the rows ``perm[0 .. count - 1]`` of ``pool``,
+    and the permutation that chose them.
 
-    Each row gets 63 random bits (64 without float64: two 32-bit words), the rows beyond ``count`` the largest key;
-    the ``size`` rows of smallest key are kept: every subset is equally likely, up to ties of the random keys
-    (probability below ``buffer^2 / 2^64``, broken by row index). With float64 one single-key sort and a threshold
-    (5x faster on a CPU than sorting on several keys); O(buffer log buffer) either way.
+    A partial Fisher-Yates shuffle of ``perm[0 .. count - 1]``: step i swaps position i with a position drawn
+    uniformly from ``i .. count - 1`` (``jax.random.randint``, drawn for 64 steps at a time from ``fold_in(key,
+    block)``), so after ``size`` steps positions ``0 .. size - 1`` hold a uniformly random ordered ``size``-subset
+    whatever order ``perm`` was in; the chosen values are pooled as they are drawn (Welford's update). O(size) per
+    call, whatever the pool's size. ``bound``: a static number of steps >= ``size``, the steps from ``size`` on doing
+    nothing (under ``vmap`` over sizes that differ, a loop of traced length would select its whole carry, the
+    permutation, at every step).
     """
-    rows = jnp.arange(buffer, dtype=jnp.int32)
-    inside = rows < count
-    if jax.config.jax_enable_x64:
-        bits = jax.random.bits(key, (buffer,), jnp.uint64) >> 1
-        sort_key = jnp.where(inside, bits, jnp.uint64(2 ** 64 - 1))
-        threshold = jnp.sort(sort_key)[jnp.asarray(size).astype(jnp.int32) - 1]
-        ties = sort_key == threshold  # almost always the threshold row alone
-        return (sort_key < threshold) | (ties & (jnp.cumsum(ties) <= size - jnp.sum(sort_key < threshold)))
-    bits = jax.random.bits(key, (2, buffer), jnp.uint32)
-    order = jax.lax.sort(((~inside).astype(jnp.uint32), bits[0], bits[1], rows), num_keys=3)[3]
-    return jnp.zeros(buffer, jnp.int32).at[order].set(rows) < size
+    count = jnp.asarray(count).astype(jnp.int32)
+    size = jnp.asarray(size).astype(jnp.int32)
+    zero = jnp.zeros((), pool.dtype)
+    block = _FY_BLOCK
+
+    def block_body(b, carry):
+        first = b * block
+        picks = jax.random.randint(jax.random.fold_in(key, b), (block,), first + jnp.arange(block, dtype=jnp.int32),
+                                   count, jnp.int32)  # where first + r >= count the pick is first + r: no swap
+
+        def body(r, carry):
+            perm, k, mean, ss = carry
+            active = first + r < size
+            i = jnp.where(active, first + r, 0)  # a step past size swaps row 0 with itself
+            j = jnp.where(active, picks[r], 0)
+            row, here = perm[j], perm[i]
+            perm = perm.at[jnp.stack([j, i])].set(jnp.stack([here, row]))  # one scatter (two copy the array)
+            x = pool[row]
+            k_next = k + active.astype(k.dtype)
+            delta = x - mean
+            mean_next = jnp.where(active, mean + delta / jnp.maximum(k_next, 1), mean)
+            return perm, k_next, mean_next, jnp.where(active, ss + delta * (x - mean_next), ss)
+
+        return jax.lax.fori_loop(0, block, body, carry)
+
+    blocks = (size + block - 1) // block if bound is None else -(-bound // block)
+    perm, k, mean, ss = jax.lax.fori_loop(0, blocks, block_body, (perm, zero, zero, zero))
+    return perm, Group(k, mean, ss)
+
+
+_FY_BLOCK = 64  # Fisher-Yates steps per randint call
+_DRAW_CHUNK = 64  # accumulate-subsample: pool rows drawn per block (each generation draws O(n_t), not the buffer)
 
 
 def init(key: jax.Array, params: Params, config: GaussianConfig) -> State:
@@ -157,11 +191,41 @@ def init(key: jax.Array, params: Params, config: GaussianConfig) -> State:
     n0 = params.n[0]
     if config.regime != "accumulate-subsample":
         empty = jnp.zeros((0,), params.mu.dtype)
-        return State(params.mu, params.sigma, _group(key, n0, params.mu, params.sigma * params.sigma), empty, n0)
+        return State(params.mu, params.sigma, _group(key, n0, params.mu, params.sigma * params.sigma), empty, n0,
+                     jnp.zeros((0,), jnp.int32))
     buffer = _sample_buffer.require_buffer(config)
-    first = jnp.arange(buffer) < n0
-    pool = jnp.where(first, params.mu + params.sigma * jax.random.normal(key, (buffer,), params.mu.dtype), 0.0)
-    return State(params.mu, params.sigma, _rows_group(pool, first), pool, n0)
+    pool = _sample_buffer.write_draws(
+        jnp.zeros((buffer,), params.mu.dtype), key, 0, n0, _chunk(buffer),
+        lambda k, size: params.mu + params.sigma * jax.random.normal(k, (size,), params.mu.dtype))
+    rows = jnp.arange(buffer, dtype=jnp.int32)
+    return State(params.mu, params.sigma, _rows_group(pool, rows < n0), pool, n0, rows)
+
+
+def _write_rows(pool: jax.Array, key: jax.Array, offset: jax.Array, count: jax.Array, bound: int | None,
+                draw) -> jax.Array:
+    """Rows ``offset .. offset + count - 1`` of ``pool`` set to ``draw(fold_in(key, j), chunk)``, chunk j after chunk
+    (:func:`collapse_jax._sample_buffer.write_draws`'s draws). With a static ``bound >= count`` the loop runs
+    ``ceil(bound / chunk)`` times and keeps the rows beyond ``count`` as they were (under ``vmap`` over counts that
+    differ, a loop of traced length would select the whole pool at every chunk)."""
+    if bound is None:
+        return _sample_buffer.write_draws(pool, key, offset, count, _chunk(pool.shape[0]), draw)
+    chunk = _chunk(pool.shape[0])
+    offset = jnp.asarray(offset).astype(jnp.int32)
+    end = offset + jnp.asarray(count).astype(jnp.int32)
+
+    def body(j, pool):
+        start = offset + j * chunk
+        old = jax.lax.dynamic_slice_in_dim(pool, start, chunk)
+        keep = start + jnp.arange(chunk) < end  # all False once past the count (also where the start is clamped)
+        rows = jnp.where(keep, draw(jax.random.fold_in(key, j), chunk).astype(pool.dtype), old)
+        return jax.lax.dynamic_update_slice_in_dim(pool, rows, start, 0)
+
+    return jax.lax.fori_loop(0, -(-bound // chunk), body, pool)
+
+
+def _chunk(buffer: int) -> int:
+    """Rows per block of draws: :data:`_DRAW_CHUNK` (a buffer from :func:`sized_config` has that many spare rows)."""
+    return min(_DRAW_CHUNK, buffer)
 
 
 def step_inputs(params: Params, config: GaussianConfig) -> tuple[jax.Array, jax.Array]:
@@ -177,20 +241,22 @@ def step(key: jax.Array, state: State, inputs: tuple[jax.Array, jax.Array], conf
 
     Accumulate-subsample: the ``n_t`` new draws join the pool (each real with probability ``alpha_t``, the same law
     as the binomial split) and the fit reads ``n_t`` pool points chosen uniformly without replacement
-    (:func:`subsample_mask`): the budget is ``n_t``, the size of generation t's batch."""
+    (:func:`subsample_fit`): the budget is ``n_t``, the size of generation t's batch. O(n_t) per generation."""
     alpha_t, n_t = inputs
     k_split, k_real, k_syn = jax.random.split(key, 3)
     mean, var = fit(state.data)
     if config.regime == "accumulate-subsample":
-        buffer = state.pool.shape[0]
-        z = jax.random.normal(k_syn, (buffer,), mean.dtype)
-        real = jax.random.uniform(k_real, (buffer,), mean.dtype) < alpha_t
-        draws = jnp.where(real, state.mu + state.sigma * z, mean + jnp.sqrt(var) * z)
-        rows = jnp.arange(buffer)
+
+        def draw(k, size):
+            k_u, k_z = jax.random.split(k)
+            z = jax.random.normal(k_z, (size,), mean.dtype)
+            real = jax.random.uniform(k_u, (size,), mean.dtype) < alpha_t
+            return jnp.where(real, state.mu + state.sigma * z, mean + jnp.sqrt(var) * z)
+
+        pool = _write_rows(state.pool, k_syn, state.total, n_t, config.max_budget, draw)
         total = state.total + n_t
-        pool = jnp.where((rows >= state.total) & (rows < total), draws, state.pool)
-        data = _rows_group(pool, subsample_mask(k_split, total, n_t, buffer))
-        state = state._replace(data=data, pool=pool, total=total)
+        perm, data = subsample_fit(k_split, state.perm, pool, total, n_t, config.max_budget)
+        state = state._replace(data=data, pool=pool, total=total, perm=perm)
         return state, observe(state, config)
     n_real = binomial(k_split, n_t, alpha_t)
     new = _pool(_group(k_real, n_real, state.mu, state.sigma * state.sigma), _group(k_syn, n_t - n_real, mean, var))
@@ -214,11 +280,13 @@ kernel.__doc__ = """One replicate: the losses for t = 0..T, (step,) = (T + 1,) (
 
 def sized_config(config: GaussianConfig, n) -> GaussianConfig:
     """``config`` with ``buffer`` set for the schedule(s) ``n`` (accumulate-subsample: ``n_0 + ... + n_T`` rows plus
-    a spare one, :func:`collapse_jax._sample_buffer.plan`; refused beyond ``max_points``); other regimes unchanged."""
+    one block of draws, which may write past the last valid row; refused beyond ``max_points`` by
+    :func:`collapse_jax._sample_buffer.plan`); other regimes unchanged."""
     if config.regime != "accumulate-subsample":
         return config
-    buffer, _ = _sample_buffer.plan(np.asarray(n), config.regime, 1, config.max_points, "Gaussian")
-    return dataclasses.replace(config, buffer=buffer)
+    _sample_buffer.plan(np.asarray(n), config.regime, 1, config.max_points, "Gaussian")
+    need = int(np.cumsum(np.atleast_2d(n), axis=-1).max())
+    return dataclasses.replace(config, buffer=need + _DRAW_CHUNK, max_budget=int(np.max(n)))
 
 
 def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = GaussianConfig(),

@@ -204,23 +204,62 @@ def test_gaussian_matches_numpy_reference():
 
 
 @pytest.mark.parametrize("x64", [True, False])
-def test_gaussian_subsample_mask_is_uniform(x64):
-    """Each of the first ``count`` rows is chosen with probability size / count, no other row ever, and pairs of
-    rows with probability size (size - 1) / (count (count - 1)); with float64 (one 64-bit sort key) and without
-    (two 32-bit words)."""
+def test_gaussian_subsample_is_uniform(x64):
+    """The partial Fisher-Yates shuffle: each of the first ``count`` rows is chosen with probability size / count, no
+    other row ever, pairs of rows with probability size (size - 1) / (count (count - 1)), whatever order the
+    permutation starts in; the pooled statistics are those of the chosen rows; float64 and float32."""
     count, size, buffer, draws = 7, 3, 10, 20000
     jax.config.update("jax_enable_x64", x64)
     try:
+        dtype = jnp.float64 if x64 else jnp.float32
+        pool = jnp.asarray(np.random.default_rng(1).standard_normal(buffer), dtype)
+        start = jnp.asarray([4, 0, 6, 2, 1, 5, 3, 7, 8, 9], jnp.int32)  # a shuffled pool, rows from count in place
         keys = jax.random.split(jax.random.key(2), draws)
-        masks = np.asarray(jax.jit(jax.vmap(lambda k: G.subsample_mask(k, count, size, buffer)))(keys))
+        perms, groups = jax.jit(jax.vmap(lambda k: G.subsample_fit(k, start, pool, count, size)))(keys)
     finally:
         jax.config.update("jax_enable_x64", True)
+    perms = np.asarray(perms)
+    assert np.all(np.sort(perms, axis=1) == np.arange(buffer)) and np.all(perms[:, count:] == np.arange(count, buffer))
+    chosen = perms[:, :size]
+    masks = np.zeros((draws, buffer), bool)
+    np.put_along_axis(masks, chosen, True, axis=1)
     assert np.all(masks.sum(1) == size) and not masks[:, count:].any()
     freq = masks[:, :count].mean(0)
     pair = (masks[:, 0] & masks[:, 1]).mean()
     assert np.all(np.abs(freq - size / count) < 4.5 * np.sqrt(size / count * (1 - size / count) / draws))
     q = size * (size - 1) / (count * (count - 1))
     assert abs(pair - q) < 4.5 * np.sqrt(q * (1 - q) / draws)
+    # every one of the C(7, 3) = 35 subsets about equally often (chi-square)
+    codes = (masks[:, :count] * (1 << np.arange(count))).sum(1)
+    _, counts = np.unique(codes, return_counts=True)
+    assert len(counts) == 35 and stats.chisquare(counts).pvalue > 1e-3
+    # a static bound past the size (what the simulator passes) only adds steps that change nothing
+    jax.config.update("jax_enable_x64", x64)
+    try:
+        bounded = jax.jit(jax.vmap(lambda k: G.subsample_fit(k, start, pool, count, size, bound=70)))(keys[:50])
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    np.testing.assert_array_equal(np.asarray(bounded[0]), perms[:50])
+    for got, want in zip(bounded[1], groups):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want)[:50])
+    x = np.asarray(pool, np.float64)[chosen]
+    tol = 1e-12 if x64 else 1e-5
+    np.testing.assert_allclose(np.asarray(groups.size), size)
+    np.testing.assert_allclose(np.asarray(groups.mean), x.mean(1), rtol=tol, atol=tol)
+    np.testing.assert_allclose(np.asarray(groups.ss), ((x - x.mean(1, keepdims=True)) ** 2).sum(1), rtol=tol, atol=tol)
+
+
+def test_gaussian_grid_points_equal_their_schedules_alone():
+    """Grid points with different (and growing) sizes share one pool size and one static step bound, the largest:
+    each point's replicates are the same, bit for bit, as its schedule run alone (the steps and rows past its own
+    sizes change nothing)."""
+    steps = 5
+    n = np.stack([S.constant_size(4, steps), S.linear_size(3, steps)])
+    alpha = np.stack([S.constant_alpha(0.5, steps), S.constant_alpha(0.2, steps)])
+    cfg = G.GaussianConfig("accumulate-subsample", record="fit")
+    grid = G.simulate(4, 0.3, 1.1, alpha, n, cfg, 16)
+    for g in range(2):
+        np.testing.assert_array_equal(grid[g], G.simulate(4, 0.3, 1.1, alpha[g], n[g], cfg, 16))
 
 
 def test_gaussian_pool_size_is_guarded():
