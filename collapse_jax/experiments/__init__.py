@@ -9,10 +9,12 @@ through :func:`collapse_jax.cli_options.add_config`), runs the experiment into a
 * :mod:`.c2`: ``recursions-c2``, seed 003 Figure 6 / Appendix C.2 for four model classes;
 * :mod:`.linreg`, :mod:`.w2`: ``recursions-linreg`` / ``recursions-w2``, seed 004's linear regression and Gaussian
   W2 experiments.
+* :mod:`.gaussian_fit`: ``recursions-gaussian-fit``, the refitted Gaussian's exact fit moments in three regimes
+  against Monte Carlo.
 
 :mod:`.runs` holds what they share (the subcommand from the config, mean with its confidence band, finishing a run).
 """
 
 # Command modules, in the order ``collapse-jax --help`` lists them (collapse_jax.cli.COMMAND_MODULES includes them).
 COMMAND_MODULES = [f"collapse_jax.experiments.{name}" for name in ("validate_cmd", "fig2", "fig3", "c2", "linreg",
-                                                                   "w2")]
+                                                                   "w2", "gaussian_fit")]

@@ -1,0 +1,68 @@
+"""``collapse-jax recursions-gaussian-fit``: run folder, the exact fit moments against its Monte Carlo, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from collapse_jax import cli
+from collapse_jax import gaussian as G
+from collapse_jax import schedules as S
+
+ARGV = ["recursions-gaussian-fit", "--alpha", "0.3", "--size", "6", "--generations", "12", "--replicates", "20000",
+        "--mu", "0.5", "--sigma", "1.5", "--seed", "3"]
+
+
+def test_run_folder_holds_the_fits_and_their_exact_moments(tmp_path):
+    out = tmp_path / "fit"
+    assert cli.main(ARGV + ["--out", str(out), "--x64"]) == 0
+    with np.load(out / "arrays.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {"gaussian_fit.png", "arrays.npz", "arrays.json", "config.json"} <= set(manifest["files"])
+    assert arrays["squared_error"].shape == (3, 20000, 13) and arrays["exact_variance"].shape == (3, 13)
+    alpha, n = S.constant_alpha(0.3, 12), S.constant_size(6, 12)
+    for g, regime in enumerate(("replace", "accumulate", "accumulate-subsample")):
+        theory = G.fit_moments(1.5, alpha, n, regime)
+        np.testing.assert_allclose(arrays["exact_squared_error"][g], theory.mean_sq_error, rtol=1e-12)
+        np.testing.assert_allclose(arrays["w2_lower_bound"][g], theory.w2_lower, rtol=1e-12)
+        for name, exact in (("squared_error", theory.mean_sq_error), ("variance", theory.variance)):
+            x = arrays[name][g]
+            z = (x.mean(0) - exact) / (x.std(0, ddof=1) / np.sqrt(x.shape[0]))
+            assert np.all(np.abs(z) < 4.5), (regime, name)
+        assert np.all(arrays["w2"][g].mean(0) > arrays["w2_lower_bound"][g])
+        s = manifest["summary"][regime]
+        assert s["w2_below_bound_steps"] == 0 and s["max_abs_z_variance"] < 4.5
+        assert s["last_exact_variance"] == pytest.approx(theory.variance[-1], rel=1e-12)
+    # accumulate averages every point so far: its mean's error stays far below the fixed-budget regimes'
+    assert arrays["exact_squared_error"][1, -1] < 0.5 * arrays["exact_squared_error"][[0, 2], -1].min()
+
+
+def test_one_regime_and_its_default_draws_are_those_of_the_simulator(tmp_path):
+    out = tmp_path / "one"
+    argv = ["recursions-gaussian-fit", "--regimes", "accumulate-subsample", "--generations", "3", "--replicates", "8",
+            "--size", "4", "--seed", "2", "--x64"]
+    assert cli.main(argv + ["--out", str(out)]) == 0
+    with np.load(out / "arrays.npz") as data:
+        variance = data["variance"]
+    fits = G.simulate(2, 0.0, 1.0, S.constant_alpha(0.5, 3), S.constant_size(4, 3),
+                      G.GaussianConfig("accumulate-subsample", record="fit"), 8)
+    np.testing.assert_array_equal(variance[0], fits[..., 1])
+
+
+@pytest.mark.parametrize("argv, name", [
+    (["--alpha", "1.5"], "alpha"),
+    (["--size", "1"], "size"),
+    (["--generations", "0"], "generations"),
+    (["--replicates", "1"], "replicates"),
+    (["--regimes", "subsample"], "regimes"),
+    (["--regimes", "replace", "replace"], "regimes"),
+    (["--regimes"], "regimes"),
+    (["--sigma", "0"], "sigma"),
+])
+def test_bad_parameters_fail_before_compute(tmp_path, capsys, argv, name):
+    out = tmp_path / "run"
+    assert cli.main(["recursions-gaussian-fit", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert name in err and "error" in err
+    assert not out.exists()
