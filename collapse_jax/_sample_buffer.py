@@ -74,22 +74,37 @@ def require_buffer(config) -> int:
 
 
 def write_draws(buffer: Any, key: jax.Array, offset: jax.Array, count: jax.Array, chunk: int,
-                draw: Callable[[jax.Array, int], Any]) -> Any:
+                draw: Callable[[jax.Array, int], Any], bound: int | None = None) -> Any:
     """Fill rows ``offset .. offset + count - 1`` of ``buffer`` with ``draw(key_j, chunk)``, chunk ``j`` after chunk.
 
     ``draw`` returns a pytree shaped like ``buffer`` with ``chunk`` rows; chunk ``j`` uses ``fold_in(key, j)``. The
     last chunk may write past ``offset + count``: those rows are invalid (beyond the count) and later overwritten.
     Cost O(count), whatever the buffer size.
+
+    ``bound``: a static ``>= count``; the loop then runs ``ceil(bound / chunk)`` times and keeps every row beyond
+    ``offset + count`` as it was (same draws). Under ``vmap`` over counts that differ, a loop of traced length
+    selects the whole buffer at every chunk.
     """
     offset = jnp.asarray(offset).astype(jnp.int32)
     count = jnp.asarray(count).astype(jnp.int32)
 
     def body(j, buf):
+        start = offset + j * chunk
         rows = draw(jax.random.fold_in(key, j), chunk)
-        return jax.tree.map(lambda b, r: jax.lax.dynamic_update_slice_in_dim(b, r.astype(b.dtype), offset + j * chunk,
-                                                                             0), buf, rows)
+        if bound is None:
+            return jax.tree.map(lambda b, r: jax.lax.dynamic_update_slice_in_dim(b, r.astype(b.dtype), start, 0),
+                                buf, rows)
+        keep = start + jnp.arange(chunk) < offset + count  # all False past the count (also where start is clamped)
 
-    return jax.lax.fori_loop(0, (count + chunk - 1) // chunk, body, buffer)
+        def put(b, r):
+            old = jax.lax.dynamic_slice_in_dim(b, start, chunk)
+            mask = keep.reshape((chunk,) + (1,) * (old.ndim - 1))
+            return jax.lax.dynamic_update_slice_in_dim(b, jnp.where(mask, r.astype(b.dtype), old), start, 0)
+
+        return jax.tree.map(put, buf, rows)
+
+    trips = (count + chunk - 1) // chunk if bound is None else -(-bound // chunk)
+    return jax.lax.fori_loop(0, trips, body, buffer)
 
 
 def reduce_rows(fn: Callable, data: Any, count: jax.Array, chunk: int, init: Any, combine: Any = jnp.add) -> Any:

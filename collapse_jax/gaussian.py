@@ -201,28 +201,6 @@ def init(key: jax.Array, params: Params, config: GaussianConfig) -> State:
     return State(params.mu, params.sigma, _rows_group(pool, rows < n0), pool, n0, rows)
 
 
-def _write_rows(pool: jax.Array, key: jax.Array, offset: jax.Array, count: jax.Array, bound: int | None,
-                draw) -> jax.Array:
-    """Rows ``offset .. offset + count - 1`` of ``pool`` set to ``draw(fold_in(key, j), chunk)``, chunk j after chunk
-    (:func:`collapse_jax._sample_buffer.write_draws`'s draws). With a static ``bound >= count`` the loop runs
-    ``ceil(bound / chunk)`` times and keeps the rows beyond ``count`` as they were (under ``vmap`` over counts that
-    differ, a loop of traced length would select the whole pool at every chunk)."""
-    if bound is None:
-        return _sample_buffer.write_draws(pool, key, offset, count, _chunk(pool.shape[0]), draw)
-    chunk = _chunk(pool.shape[0])
-    offset = jnp.asarray(offset).astype(jnp.int32)
-    end = offset + jnp.asarray(count).astype(jnp.int32)
-
-    def body(j, pool):
-        start = offset + j * chunk
-        old = jax.lax.dynamic_slice_in_dim(pool, start, chunk)
-        keep = start + jnp.arange(chunk) < end  # all False once past the count (also where the start is clamped)
-        rows = jnp.where(keep, draw(jax.random.fold_in(key, j), chunk).astype(pool.dtype), old)
-        return jax.lax.dynamic_update_slice_in_dim(pool, rows, start, 0)
-
-    return jax.lax.fori_loop(0, -(-bound // chunk), body, pool)
-
-
 def _chunk(buffer: int) -> int:
     """Rows per block of draws: :data:`_DRAW_CHUNK` (a buffer from :func:`sized_config` has that many spare rows)."""
     return min(_DRAW_CHUNK, buffer)
@@ -253,7 +231,8 @@ def step(key: jax.Array, state: State, inputs: tuple[jax.Array, jax.Array], conf
             real = jax.random.uniform(k_u, (size,), mean.dtype) < alpha_t
             return jnp.where(real, state.mu + state.sigma * z, mean + jnp.sqrt(var) * z)
 
-        pool = _write_rows(state.pool, k_syn, state.total, n_t, config.max_budget, draw)
+        pool = _sample_buffer.write_draws(state.pool, k_syn, state.total, n_t, _chunk(state.pool.shape[0]), draw,
+                                          config.max_budget)
         total = state.total + n_t
         perm, data = subsample_fit(k_split, state.perm, pool, total, n_t, config.max_budget)
         state = state._replace(data=data, pool=pool, total=total, perm=perm)
