@@ -268,6 +268,12 @@ def sized_config(config: GaussianConfig, n) -> GaussianConfig:
     return dataclasses.replace(config, buffer=need + _DRAW_CHUNK, max_budget=int(np.max(n)))
 
 
+def _require_two(n) -> None:
+    """A ValueError naming ``n`` unless every ``n_t >= 2`` (an unbiased variance needs two points)."""
+    if np.any(n < 2):
+        raise ValueError(f"n must be >= 2 at every step (unbiased variance), got min {n.min():.0f}")
+
+
 def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = GaussianConfig(),
              num_replicates: int = 100, *, backend: str = "auto", first_replicate: int = 0,
              chunk_size: int | None = None, memory_budget: int | None = None, mesh=None,
@@ -280,8 +286,7 @@ def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = G
     mu = _checks.in_interval("mu", mu, -math.inf, math.inf, low_open=True, high_open=True)
     sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
     alpha, n = schedules.check_pair(alpha, n)
-    if np.any(n < 2):
-        raise ValueError(f"n must be >= 2 at every step (unbiased variance), got min {n.min():.0f}")
+    _require_two(n)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
     driver.check_jax_backend(backend, "Gaussian")
     config = sized_config(config, n)
@@ -356,8 +361,7 @@ def fit_moments(sigma: float, alpha, n, regime: str = "accumulate-subsample") ->
     alpha, n = schedules.check_pair(alpha, n)
     if alpha.ndim != 1:
         raise ValueError(f"fit_moments takes one schedule: alpha and n of shape (T + 1,), got {alpha.shape}")
-    if np.any(n < 2):
-        raise ValueError(f"n must be >= 2 at every step (unbiased variance), got min {n.min():.0f}")
+    _require_two(n)
     a = np.asarray(alpha, np.float64).copy()
     a[0] = 1.0  # generation 0 is real data
     nf = np.asarray(n, np.float64)
