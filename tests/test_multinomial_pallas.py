@@ -2,7 +2,6 @@
 law is the recursion's (Monte Carlo against the exact recurrences, and against the portable sampler in
 distribution), a replicate's result depends only on its key, and it lowers to Triton (checked without a GPU)."""
 
-import jax
 import jax.extend.random as jrandom
 import jax.numpy as jnp
 import numpy as np
