@@ -54,11 +54,14 @@ def mean_ci(losses):
     return losses.mean(0), half
 
 
-def band(ax, t, losses, color, label):
-    """Mean over replicates with a 95% confidence band for the mean (Student t)."""
+def band(ax, t, losses, color, label, theory=None, ls="--", lw=1.0):
+    """Mean over replicates with a 95% confidence band for the mean (Student t); ``theory`` (optional, per t): its
+    curve in the same colour, line style ``ls``, width ``lw``."""
     mean, half = mean_ci(losses)
     ax.plot(t, mean, color=color, lw=1.4, label=label)
     ax.fill_between(t, np.maximum(mean - half, 1e-300), mean + half, color=color, alpha=0.25, lw=0)
+    if theory is not None:
+        ax.plot(t, theory, color=color, ls=ls, lw=lw)
 
 
 def agreement(mc, theory):

@@ -117,11 +117,9 @@ def figure(names, losses, exact, first, mu: float, sigma: float):
     colors = plt.cm.tab10(np.arange(len(names)))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
     for g, (name, color) in enumerate(zip(names, colors)):
-        runs.band(axes[0], t, losses[g], color, name)
-        axes[0].plot(t, exact[g], color=color, ls="--", lw=0.9)
+        runs.band(axes[0], t, losses[g], color, name, exact[g], lw=0.9)
         axes[0].plot(t, first[g], color=color, ls=":", lw=1.2)
-        runs.band(axes[1], t + 1, losses[g] / first[g], color, name)
-        axes[1].plot(t + 1, exact[g] / first[g], color=color, ls="--", lw=0.9)
+        runs.band(axes[1], t + 1, losses[g] / first[g], color, name, exact[g] / first[g], lw=0.9)
         axes[1].plot(t + 1, np.median(losses[g], 0) / first[g], color=color, ls="-.", lw=0.8)
     axes[0].plot([], [], color="k", ls="--", lw=0.9, label="exact E (gaussian.pure_synthetic_w2)")
     axes[0].plot([], [], color="k", ls=":", lw=1.2, label=r"first order $\frac{3}{2}\sigma^2\sum_{i\leq t} 1/M_i$")
