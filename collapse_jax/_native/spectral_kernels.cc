@@ -39,6 +39,7 @@
 #include <vector>
 
 #if defined(__linux__)
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #endif
@@ -515,14 +516,28 @@ inline void transpose16x16_u32(const uint32_t* in, int64_t ldi, uint32_t* out, i
 //   Gram  vh, vl : tile (pair/16, feature/16): 16 row pairs x 16 features              (B operand, VNNI pairs of rows)
 //         th, tl : tile (feature/16, pair/16), the transpose of the above              (A operand: samples contiguous)
 //   inv   ivh, ivl : tile (feature/32, j/16): 16 feature pairs x 16 columns             (B operand, VNNI pairs)
+// Arrays of 4 MiB or more (a d = 384 block's rows, whitened rows, weighted rows: 30-60 MB each at n = 100 d) are
+// 2 MiB-aligned and asked for transparent huge pages: the passes over them stream through memory, and with 4 KiB pages
+// the hardware prefetcher stops at every page (a 1.5 KB row in three); 6 % of a d = 384 block's time (2026-12-04).
+constexpr size_t kHugeBytes = size_t{4} << 20, kHugeAlign = size_t{2} << 20;
 template <typename T>
 struct Aligned64 {
   using value_type = T;
   Aligned64() = default;
   template <typename U>
   Aligned64(const Aligned64<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
-  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  T* allocate(size_t n) {
+    const size_t bytes = n * sizeof(T);
+    if (bytes < kHugeBytes) return static_cast<T*>(::operator new(bytes, std::align_val_t(64)));
+    void* p = ::operator new(bytes, std::align_val_t(kHugeAlign));
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(p, bytes, MADV_HUGEPAGE);  // advice only: without THP (or with it off) the pages stay small
+#endif
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t n) {
+    ::operator delete(p, std::align_val_t(n * sizeof(T) < kHugeBytes ? 64 : kHugeAlign));
+  }
   template <typename U>
   bool operator==(const Aligned64<U>&) const { return true; }
   template <typename U>
@@ -543,7 +558,7 @@ struct BlockWorkspace {
   // Second- and third-pass statistics (pairs, row sums): whitened rows y_r = L^{-1} x_r (padded rows x dp), the
   // weighted rows sqrt(a_r) y_r split like xh / xl, their Gram, per-row results, chain position -> padded row.
   avec<float> yrows;
-  avec<uint16_t> wh, wl;
+  avec<uint16_t> wh, wl, gh, gl;    // gh, gl: the same 32 rows weighted and split (32 x dp), for the weighted Gram
   avec<double> g2, hrow, zrow;
   avec<double> pair_ring;           // the sampled pairs' rows in float64 (kPairOffsets + 1 rows of dp)
   avec<double> ex_x, ex_y, ex_t, ex_b;  // small prefixes' float64 products: (n, d), (n, d), (d, n), (d, d); n <= 1.5 d
@@ -570,6 +585,8 @@ struct BlockWorkspace {
     x1t.resize(x1.size());
     order.resize(static_cast<size_t>(n_max));
     yrows.resize(static_cast<size_t>(padded_rows * dp));
+    gh.resize(static_cast<size_t>(32 * dp));
+    gl.resize(gh.size());
     wh.resize(xh.size());
     wl.resize(xh.size());
     g2.resize(g.size());
@@ -669,18 +686,19 @@ inline void store_accumulators(float* ct) {  // the 32 x 32 float32 block, row-m
   _tile_stored(3, ct + 16 * 32 + 16, 128);
 }
 
-// g (lower 32 x 32 super-tiles) += X^T X over padded chain rows [r0, r0 + nrows) (nrows % 32 == 0).
-void gram_chunk(BlockWorkspace& w, const uint16_t* xh, const uint16_t* xl, double* g, int64_t r0, int64_t nrows) {
-  const int64_t dp = w.dp, nkt = nrows / 32, nft = dp / 16;
+// The Gram chunk's operands from 32 split rows (xh, xl: the group's first row, tile layout as BlockWorkspace::row_at),
+// group kt of a chunk of nkt groups: VNNI pairs of rows, v tile (t/16, f/16), row t%16, column f%16 =
+// (x[2t][f], x[2t+1][f]) as (lo16, hi16), and their transpose, t tile (f/16, t/16).
+void pack_gram_group(BlockWorkspace& w, const uint16_t* xh, const uint16_t* xl, int64_t kt, int64_t nkt) {
+  const int64_t dp = w.dp, nft = dp / 16;
   const __m512i idx0 = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9, 40, 8, 39, 7, 38, 6,
                                         37, 5, 36, 4, 35, 3, 34, 2, 33, 1, 32, 0);
   const __m512i idx1 = _mm512_set_epi16(63, 31, 62, 30, 61, 29, 60, 28, 59, 27, 58, 26, 57, 25, 56, 24, 55, 23, 54,
                                         22, 53, 21, 52, 20, 51, 19, 50, 18, 49, 17, 48, 16);
-  // VNNI pairs of rows: v tile (t/16, f/16), row t%16, column f%16 = (x[2t][f], x[2t+1][f]) as (lo16, hi16)
-  for (int64_t t = 0; t < nrows / 2; ++t) {
+  for (int64_t t = 0; t < 16; ++t) {
     for (int64_t f = 0; f < dp; f += 32) {
-      const size_t ra = w.row_at(r0 + 2 * t, f), rb = w.row_at(r0 + 2 * t + 1, f);
-      const size_t at = static_cast<size_t>(((t / 16) * nft + f / 16) * 256 + (t % 16) * 16);
+      const size_t ra = w.row_at(2 * t, f), rb = w.row_at(2 * t + 1, f);
+      const size_t at = static_cast<size_t>((kt * nft + f / 16) * 256 + t * 16);
       const __m512i ah = _mm512_load_si512(xh + ra), bh = _mm512_load_si512(xh + rb);
       const __m512i al = _mm512_load_si512(xl + ra), bl = _mm512_load_si512(xl + rb);
       _mm512_store_si512(w.vh.data() + at, _mm512_permutex2var_epi16(ah, idx0, bh));
@@ -689,11 +707,15 @@ void gram_chunk(BlockWorkspace& w, const uint16_t* xh, const uint16_t* xl, doubl
       _mm512_store_si512(w.vl.data() + at + 256, _mm512_permutex2var_epi16(al, idx1, bl));
     }
   }
-  for (int64_t kt = 0; kt < nkt; ++kt)
-    for (int64_t ft = 0; ft < nft; ++ft) {
-      transpose16x16_u32(w.vh.data() + (kt * nft + ft) * 256, 16, w.th.data() + (ft * nkt + kt) * 256, 16);
-      transpose16x16_u32(w.vl.data() + (kt * nft + ft) * 256, 16, w.tl.data() + (ft * nkt + kt) * 256, 16);
-    }
+  for (int64_t ft = 0; ft < nft; ++ft) {
+    transpose16x16_u32(w.vh.data() + (kt * nft + ft) * 256, 16, w.th.data() + (ft * nkt + kt) * 256, 16);
+    transpose16x16_u32(w.vl.data() + (kt * nft + ft) * 256, 16, w.tl.data() + (ft * nkt + kt) * 256, 16);
+  }
+}
+
+// g (lower 32 x 32 super-tiles) += X^T X over the nkt packed groups of the chunk (pack_gram_group).
+void gram_chunk_products(BlockWorkspace& w, double* g, int64_t nkt) {
+  const int64_t dp = w.dp, nft = dp / 16;
   const uint32_t* aops[2] = {w.th.data(), w.tl.data()};
   const uint32_t* bops[2] = {w.vh.data(), w.vl.data()};
   float* ct = w.ctile.data();
@@ -722,14 +744,26 @@ void gram_chunk(BlockWorkspace& w, const uint16_t* xh, const uint16_t* xl, doubl
   }
 }
 
+// g (lower 32 x 32 super-tiles) += X^T X over padded chain rows [r0, r0 + nrows) (nrows % 32 == 0, r0 % 32 == 0).
+void gram_chunk(BlockWorkspace& w, const uint16_t* xh, const uint16_t* xl, double* g, int64_t r0, int64_t nrows) {
+  const int64_t nkt = nrows / 32;
+  for (int64_t kt = 0; kt < nkt; ++kt) {
+    const size_t at = w.row_at(r0 + 32 * kt, 0);
+    pack_gram_group(w, xh + at, xl + at, kt, nkt);
+  }
+  gram_chunk_products(w, g, nkt);
+}
+
 // For the padded chain rows [0, nrows) (nrows % 32 == 0) of the split rows (ah, al): row_sq[r] = ||inv x_r||^2 in
 // float64 (a zero padding row gives 0), and, if y_out is given, the rows y_r = inv x_r themselves (float32, stride
 // dp; in chain order: row r goes to y_out[w.pad_chain[r]], padding rows nowhere, so that the sampled pairs read them
 // sequentially) and the weighted rows sqrt(a_r) y_r, a_r = 1 / (1 - row_sq[r]), split like xh / xl into w.wh /
 // w.wl (the leverage jackknife's weighted Gram, pair_and_row_stats), each group of 32 rows while it is still in
-// cache (a separate pass over the stored rows re-read them from memory: at n = 100 d, 59 MB per prefix).
+// cache (a separate pass over the stored rows re-read them from memory: at n = 100 d, 59 MB per prefix). If g2 is given too (with y_out), the weighted rows' Gram
+// W^T diag(a) W is added into it (lower super-tiles), each chunk of kChunk rows as soon as its last group is split:
+// the same chunks and sums as gram_chunk over w.wh / w.wl afterwards, without reading them back from memory.
 void mahalanobis_rows(BlockWorkspace& w, const uint16_t* ah, const uint16_t* al, int64_t nrows, double* row_sq,
-                      float* y_out) {
+                      float* y_out, double* g2) {
   const int64_t dp = w.dp, nfb = dp / 32, njt = dp / 16;
   const uint16_t* aops[2] = {ah, al};
   const uint32_t* bops[2] = {w.ivh.data(), w.ivl.data()};
@@ -782,7 +816,17 @@ void mahalanobis_rows(BlockWorkspace& w, const uint16_t* ah, const uint16_t* al,
           const size_t at = w.row_at(r, f);
           _mm512_store_si512(reinterpret_cast<__m512i*>(w.wh.data() + at), hi);
           _mm512_store_si512(reinterpret_cast<__m512i*>(w.wl.data() + at), lo);
+          if (g2 != nullptr) {
+            const size_t local = w.row_at(r - r0, f);
+            _mm512_store_si512(w.gh.data() + local, hi);
+            _mm512_store_si512(w.gl.data() + local, lo);
+          }
         }
+      }
+      if (g2 != nullptr) {
+        const int64_t c0 = r0 / kChunk * kChunk, nkt = std::min(kChunk, nrows - c0) / 32, kt = (r0 - c0) / 32;
+        pack_gram_group(w, w.gh.data(), w.gl.data(), kt, nkt);
+        if (kt == nkt - 1) gram_chunk_products(w, g2, nkt);
       }
     }
   }
@@ -858,8 +902,9 @@ void mahalanobis_rows_f64(BlockWorkspace& w, const float* pop, const int64_t* ch
 // as sigma_precision.numpy_prefix_block_stats): h_r = hrow[r] of the padded rows [0, padded) and the whitened rows
 // y_i = yrows[i] of the chain positions i < n are given, chain_pad[i] is the padded row of the block's i-th row.
 // Pairs (i, i + k mod n), k = 1..4, in chain order: x_ij = (y_i.y_j)^2 / ((1 - h_i)(1 - h_j)),
-// delta_ij = log(1 - x_ij). The weighted Gram W^T diag(a) W (a = 1/(1 - h)) on the tiles from the split rows
-// sqrt(a_r) y_r; its squared Frobenius norm gives the all-pairs sum; row sums
+// delta_ij = log(1 - x_ij). The weighted Gram W^T diag(a) W (a = 1/(1 - h)), formed on the tiles by
+// mahalanobis_rows from the split rows sqrt(a_r) y_r (in g2; small prefixes here, in float64); its squared Frobenius
+// norm gives the all-pairs sum; row sums
 // r_i = v_i^T (W^T diag(a) W) v_i - a_i^2 h_i^2 (v_i = sqrt(a_i) y_i) as ||U^T v_i||^2 on the tiles,
 // U U^T = W^T diag(a) W with U upper triangular (the Cholesky factor of the reversed matrix, reversed), so that U^T is
 // lower triangular like the inverse factor. Outputs: pair variance and mean, row-sum variance, covariance with
@@ -896,6 +941,10 @@ void pair_and_row_stats(BlockWorkspace& w, int64_t n, int64_t padded, double* pa
   };
   for (int k = 0; k < kPairOffsets; ++k) fill_slot(k % n, k);
   for (int64_t i = 0; i < n; ++i) {
+    {  // the rows stream from memory (59 MB at n = 100 d); the prefetcher alone stalls at page ends: -30 % time here
+      const char* ahead = reinterpret_cast<const char*>(y + ((i + kPairOffsets + 16) % n) * dp);
+      for (int64_t off = 0; off < dp * 4; off += 64) _mm_prefetch(ahead + off, _MM_HINT_T0);
+    }
     fill_slot((i + kPairOffsets) % n, static_cast<int>((i + kPairOffsets) % kRing));
     const int64_t pi = cp[i];
     const double* yi = ring + (i % kRing) * dp;
@@ -923,10 +972,11 @@ void pair_and_row_stats(BlockWorkspace& w, int64_t n, int64_t padded, double* pa
   }
   const double pairs = static_cast<double>(kPairOffsets) * n, dmean = dsum / pairs;
   *pair_var = dsq / pairs - dmean * dmean;
-  // the weighted Gram W^T diag(a) W (lower, g2): float64 from the stored rows for small prefixes, else on the tiles
+  // the weighted Gram W^T diag(a) W (lower, g2): float64 from the stored rows for small prefixes, else formed on the
+  // tiles by mahalanobis_rows already
   const bool exact = exact_rows(n, d);
-  std::fill(w.g2.begin(), w.g2.end(), 0.0);
-  if (exact) {  // g2 -= (-A^T) Y, A^T[f][i] = a_i y_i[f], one register-blocked product
+  if (exact) {
+    std::fill(w.g2.begin(), w.g2.end(), 0.0);  // g2 -= (-A^T) Y, A^T[f][i] = a_i y_i[f], one register-blocked product
     double* yt = w.ex_t.data();  // (d, n)
     double* ys = w.ex_x.data();  // (n, d): x is not needed after mahalanobis_rows_f64
     for (int64_t i = 0; i < n; ++i) {
@@ -938,9 +988,6 @@ void pair_and_row_stats(BlockWorkspace& w, int64_t n, int64_t padded, double* pa
       }
     }
     update_lower(w.g2.data(), dp, yt, n, ys, d, n, 0, d, 0, d);
-  } else {  // the weighted rows sqrt(a_r) y_r were split into wh / wl by mahalanobis_rows
-    for (int64_t r0 = 0; r0 < padded; r0 += kChunk)
-      gram_chunk(w, w.wh.data(), w.wl.data(), w.g2.data(), r0, std::min(kChunk, padded - r0));
   }
   double frob = 0.0, diag = 0.0;  // all pairs: sum_{i != j} x_ij = ||W^T diag(a) W||_F^2 - sum_i a_i^2 h_i^2
   for (int64_t i = 0; i < d; ++i) {
@@ -983,7 +1030,7 @@ void pair_and_row_stats(BlockWorkspace& w, int64_t n, int64_t padded, double* pa
     for (int64_t i = 0; i < d; ++i)
       for (int64_t j = 0; j <= i; ++j) w.inv[i * dp + j] = w.chol[(d - 1 - j) * d + (d - 1 - i)];
     pack_inverse(w);
-    mahalanobis_rows(w, w.wh.data(), w.wl.data(), padded, w.zrow.data(), nullptr);
+    mahalanobis_rows(w, w.wh.data(), w.wl.data(), padded, w.zrow.data(), nullptr, nullptr);
   }
   double rsum = 0.0;
   for (int64_t i = 0; i < n; ++i) {
@@ -1139,9 +1186,11 @@ int64_t cj_block_stats(const float* pop, int64_t num_points, int64_t d, const in
         double s1 = 0.0, s2 = 0.0, s3 = 0.0, s4 = 0.0;  // sums of M_r, M_r^2, log(1 - h_r), log(1 - h_r)^2
         if (exact_rows(n, d))
           mahalanobis_rows_f64(w, pop, bi, n, pad_start[s + 1]);
-        else
+        else {
+          if (extra) std::fill(w.g2.begin(), w.g2.end(), 0.0);  // the weighted Gram, formed on the way
           mahalanobis_rows(w, w.xh.data(), w.xl.data(), pad_start[s + 1], w.hrow.data(),
-                           extra ? w.yrows.data() : nullptr);
+                           extra ? w.yrows.data() : nullptr, extra ? w.g2.data() : nullptr);
+        }
         for (int64_t r = 0; r < pad_start[s + 1]; ++r) {  // padding rows are zero and add 0 to every sum
           const double h = w.hrow[r], mr = static_cast<double>(n) * h, l = std::log1p(-h);
           s1 += mr;
