@@ -155,6 +155,11 @@ def _tick_labels(ds, dim: str) -> list[str] | None:
     """Labels of the cells along ``dim`` where its coordinate does not say what they are: a text axis's values, or
     a zipped axis's parameters (``alpha0=0.5, n0=100``); None for a numeric axis of its own values."""
     zipped = [c for c in ds.coords if c != dim and ds[c].dims == (dim,)]
+    # in the spec's order: the store's coordinate order is not kept (xarray reads it back as a set, so it changed with
+    # PYTHONHASHSEED and the labels read "n0=50, alpha0=0.2" in some runs)
+    axis = next((a for a in json.loads(ds.attrs.get("sweep", "{}")).get("axes", []) if a.get("name") == dim), {})
+    order = list(axis.get("values", {}))
+    zipped.sort(key=lambda c: (order.index(c) if c in order else len(order), c))
     if zipped:
         return [", ".join(f"{c}={ds[c].values[i]:g}" if ds[c].dtype.kind in "fi" else f"{c}={ds[c].values[i]}"
                           for c in zipped) for i in range(ds.sizes[dim])]
