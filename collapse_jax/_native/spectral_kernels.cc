@@ -555,10 +555,11 @@ struct BlockWorkspace {
   avec<uint32_t> ivh, ivl;
   avec<double> x1, x1t;             // first segment (n_1 rows), float64: (n_1, d) and (d, n_1)
   std::vector<int64_t> order;
-  // Second- and third-pass statistics (pairs, row sums): whitened rows y_r = L^{-1} x_r (padded rows x dp), the
-  // weighted rows sqrt(a_r) y_r split like xh / xl, their Gram, per-row results, chain position -> padded row.
+  // Second- and third-pass statistics (pairs, row sums): whitened rows y_i = L^{-1} x_i (chain order, n_max x dp),
+  // 32 weighted rows sqrt(a_r) y_r split like xh / xl (32 x dp, tile layout), their Gram, per-row results (hrow by
+  // padded row, zrow by chain position), chain position -> padded row.
   avec<float> yrows;
-  avec<uint16_t> wh, wl, gh, gl;    // gh, gl: the same 32 rows weighted and split (32 x dp), for the weighted Gram
+  avec<uint16_t> gh, gl;
   avec<double> g2, hrow, zrow;
   avec<double> pair_ring;           // the sampled pairs' rows in float64 (kPairOffsets + 1 rows of dp)
   avec<double> ex_x, ex_y, ex_t, ex_b;  // small prefixes' float64 products: (n, d), (n, d), (d, n), (d, d); n <= 1.5 d
@@ -587,8 +588,6 @@ struct BlockWorkspace {
     yrows.resize(static_cast<size_t>(padded_rows * dp));
     gh.resize(static_cast<size_t>(32 * dp));
     gl.resize(gh.size());
-    wh.resize(xh.size());
-    wl.resize(xh.size());
     g2.resize(g.size());
     hrow.resize(static_cast<size_t>(padded_rows));
     zrow.resize(hrow.size());
@@ -754,14 +753,33 @@ void gram_chunk(BlockWorkspace& w, const uint16_t* xh, const uint16_t* xl, doubl
   gram_chunk_products(w, g, nkt);
 }
 
+// Row q of w.gh / w.gl (tile layout, 32 rows): sqrt(a) y split into bfloat16 hi + lo, a = 1 / (1 - h), for the
+// whitened row y (float32, dp features; nullptr: a zero padding row) and its leverage h.
+void weighted_split(BlockWorkspace& w, const float* y, double h, int q) {
+  const __m512 scale = _mm512_set1_ps(static_cast<float>(h == 0.0 ? 0.0 : std::sqrt(1.0 / (1.0 - h))));
+  alignas(64) float v[32];
+  for (int64_t f = 0; f < w.dp; f += 32) {
+    __m512i hi, lo;
+    if (y != nullptr) {
+      _mm512_store_ps(v, _mm512_mul_ps(_mm512_loadu_ps(y + f), scale));
+      _mm512_store_ps(v + 16, _mm512_mul_ps(_mm512_loadu_ps(y + f + 16), scale));
+      split32(v, 0, 32, &hi, &lo);
+    } else {
+      hi = lo = _mm512_setzero_si512();
+    }
+    const size_t at = w.row_at(q, f);
+    _mm512_store_si512(w.gh.data() + at, hi);
+    _mm512_store_si512(w.gl.data() + at, lo);
+  }
+}
+
 // For the padded chain rows [0, nrows) (nrows % 32 == 0) of the split rows (ah, al): row_sq[r] = ||inv x_r||^2 in
-// float64 (a zero padding row gives 0), and, if y_out is given, the rows y_r = inv x_r themselves (float32, stride
-// dp; in chain order: row r goes to y_out[w.pad_chain[r]], padding rows nowhere, so that the sampled pairs read them
-// sequentially) and the weighted rows sqrt(a_r) y_r, a_r = 1 / (1 - row_sq[r]), split like xh / xl into w.wh /
-// w.wl (the leverage jackknife's weighted Gram, pair_and_row_stats), each group of 32 rows while it is still in
-// cache (a separate pass over the stored rows re-read them from memory: at n = 100 d, 59 MB per prefix). If g2 is given too (with y_out), the weighted rows' Gram
-// W^T diag(a) W is added into it (lower super-tiles), each chunk of kChunk rows as soon as its last group is split:
-// the same chunks and sums as gram_chunk over w.wh / w.wl afterwards, without reading them back from memory.
+// float64 (a zero padding row gives 0), and, if y_out and g2 are given, the rows y_r = inv x_r themselves (float32,
+// stride dp; in chain order: row r goes to y_out[w.pad_chain[r]], padding rows nowhere, so that the sampled pairs
+// read them sequentially) and the weighted Gram W^T diag(a) W, a_r = 1 / (1 - row_sq[r]), added into g2 (lower
+// super-tiles): each group of 32 rows is weighted and split into w.gh / w.gl (weighted_split) while it is still in
+// cache, and each chunk of kChunk rows goes through the tiles as soon as its last group is split (the same chunks and
+// sums as gram_chunk over all the split rows afterwards, which stored and re-read them: 2 x 29 MB at n = 100 d).
 void mahalanobis_rows(BlockWorkspace& w, const uint16_t* ah, const uint16_t* al, int64_t nrows, double* row_sq,
                       float* y_out, double* g2) {
   const int64_t dp = w.dp, nfb = dp / 32, njt = dp / 16;
@@ -773,7 +791,7 @@ void mahalanobis_rows(BlockWorkspace& w, const uint16_t* ah, const uint16_t* al,
   for (int64_t r0 = 0; r0 < nrows; r0 += 32) {
     const int64_t rt = r0 / 16;
     for (int r = 0; r < 32; ++r)
-      dst[r] = y_out != nullptr && w.pad_chain[r0 + r] >= 0 ? y_out + w.pad_chain[r0 + r] * dp : nullptr;
+      dst[r] = g2 != nullptr && w.pad_chain[r0 + r] >= 0 ? y_out + w.pad_chain[r0 + r] * dp : nullptr;
     for (int i = 0; i < 32 * 16; i += 16) _mm512_store_ps(sums + i, _mm512_setzero_ps());
     for (int64_t j = 0; j < dp; j += 32) {
       zero_accumulators();
@@ -798,37 +816,27 @@ void mahalanobis_rows(BlockWorkspace& w, const uint16_t* ah, const uint16_t* al,
       }
     }
     for (int r = 0; r < 32; ++r) row_sq[r0 + r] = _mm512_reduce_add_ps(_mm512_load_ps(sums + r * 16));
-    if (y_out != nullptr) {
-      for (int64_t r = r0; r < r0 + 32; ++r) {
-        const double h = row_sq[r];
-        const __m512 scale = _mm512_set1_ps(static_cast<float>(h == 0.0 ? 0.0 : std::sqrt(1.0 / (1.0 - h))));
-        const float* row = dst[r - r0];
-        alignas(64) float v[32];
-        for (int64_t f = 0; f < dp; f += 32) {
-          __m512i hi, lo;
-          if (row != nullptr) {
-            _mm512_store_ps(v, _mm512_mul_ps(_mm512_loadu_ps(row + f), scale));
-            _mm512_store_ps(v + 16, _mm512_mul_ps(_mm512_loadu_ps(row + f + 16), scale));
-            split32(v, 0, 32, &hi, &lo);
-          } else {
-            hi = lo = _mm512_setzero_si512();  // a padding row
-          }
-          const size_t at = w.row_at(r, f);
-          _mm512_store_si512(reinterpret_cast<__m512i*>(w.wh.data() + at), hi);
-          _mm512_store_si512(reinterpret_cast<__m512i*>(w.wl.data() + at), lo);
-          if (g2 != nullptr) {
-            const size_t local = w.row_at(r - r0, f);
-            _mm512_store_si512(w.gh.data() + local, hi);
-            _mm512_store_si512(w.gl.data() + local, lo);
-          }
-        }
-      }
-      if (g2 != nullptr) {
-        const int64_t c0 = r0 / kChunk * kChunk, nkt = std::min(kChunk, nrows - c0) / 32, kt = (r0 - c0) / 32;
-        pack_gram_group(w, w.gh.data(), w.gl.data(), kt, nkt);
-        if (kt == nkt - 1) gram_chunk_products(w, g2, nkt);
-      }
+    if (g2 != nullptr) {
+      for (int r = 0; r < 32; ++r) weighted_split(w, dst[r], row_sq[r0 + r], r);
+      const int64_t c0 = r0 / kChunk * kChunk, nkt = std::min(kChunk, nrows - c0) / 32, kt = (r0 - c0) / 32;
+      pack_gram_group(w, w.gh.data(), w.gl.data(), kt, nkt);
+      if (kt == nkt - 1) gram_chunk_products(w, g2, nkt);
     }
+  }
+}
+
+// The row sums' quadratic forms: zrow[i] = ||inv v_i||^2 for the chain positions i < n, v_i = sqrt(a_i) y_i split
+// from the stored whitened rows (w.yrows, read in order; split 32 at a time into w.gh / w.gl exactly as
+// mahalanobis_rows split them for the weighted Gram), inv the factor in w.ivh / w.ivl.
+void weighted_row_norms(BlockWorkspace& w, int64_t n, double* zrow) {
+  alignas(64) double out[32];
+  for (int64_t i0 = 0; i0 < n; i0 += 32) {
+    for (int q = 0; q < 32; ++q) {
+      const int64_t i = i0 + q;
+      weighted_split(w, i < n ? w.yrows.data() + i * w.dp : nullptr, i < n ? w.hrow[w.chain_pad[i]] : 0.0, q);
+    }
+    mahalanobis_rows(w, w.gh.data(), w.gl.data(), 32, out, nullptr, nullptr);
+    for (int64_t q = 0; q < 32 && i0 + q < n; ++q) zrow[i0 + q] = out[q];
   }
 }
 
@@ -899,18 +907,19 @@ void mahalanobis_rows_f64(BlockWorkspace& w, const float* pop, const int64_t* ch
 }
 
 // The leave-two-out (pair) and row-sum statistics of one prefix of n rows (docs/sigma.md, second and third passes;
-// as sigma_precision.numpy_prefix_block_stats): h_r = hrow[r] of the padded rows [0, padded) and the whitened rows
+// as sigma_precision.numpy_prefix_block_stats): the leverages h_r = hrow[r] by padded row and the whitened rows
 // y_i = yrows[i] of the chain positions i < n are given, chain_pad[i] is the padded row of the block's i-th row.
 // Pairs (i, i + k mod n), k = 1..4, in chain order: x_ij = (y_i.y_j)^2 / ((1 - h_i)(1 - h_j)),
 // delta_ij = log(1 - x_ij). The weighted Gram W^T diag(a) W (a = 1/(1 - h)), formed on the tiles by
 // mahalanobis_rows from the split rows sqrt(a_r) y_r (in g2; small prefixes here, in float64); its squared Frobenius
 // norm gives the all-pairs sum; row sums
-// r_i = v_i^T (W^T diag(a) W) v_i - a_i^2 h_i^2 (v_i = sqrt(a_i) y_i) as ||U^T v_i||^2 on the tiles,
+// r_i = v_i^T (W^T diag(a) W) v_i - a_i^2 h_i^2 (v_i = sqrt(a_i) y_i) as ||U^T v_i||^2 on the tiles
+// (weighted_row_norms),
 // U U^T = W^T diag(a) W with U upper triangular (the Cholesky factor of the reversed matrix, reversed), so that U^T is
 // lower triangular like the inverse factor. Outputs: pair variance and mean, row-sum variance, covariance with
 // log(1 - h_i), kurtosis of log(1 - h_i); the row-sum ones NaN if the weighted Gram is not positive definite
 // (n ~ d + 1, leverages ~1).
-void pair_and_row_stats(BlockWorkspace& w, int64_t n, int64_t padded, double* pair_var, double* pair_mean,
+void pair_and_row_stats(BlockWorkspace& w, int64_t n, double* pair_var, double* pair_mean,
                         double* row_var, double* row_cov, double* kurtosis) {
   const int64_t d = w.d, dp = w.dp;
   const double* h = w.hrow.data();
@@ -1023,24 +1032,24 @@ void pair_and_row_stats(BlockWorkspace& w, int64_t n, int64_t padded, double* pa
     for (int64_t i = 0; i < n; ++i) {
       double z2 = 0.0;
       for (int64_t j = 0; j < d; ++j) z2 += z[i * d + j] * z[i * d + j];
-      w.zrow[cp[i]] = z2;
+      w.zrow[i] = z2;
     }
   } else {
     std::fill(w.inv.begin(), w.inv.end(), 0.0);
     for (int64_t i = 0; i < d; ++i)
       for (int64_t j = 0; j <= i; ++j) w.inv[i * dp + j] = w.chol[(d - 1 - j) * d + (d - 1 - i)];
     pack_inverse(w);
-    mahalanobis_rows(w, w.wh.data(), w.wl.data(), padded, w.zrow.data(), nullptr, nullptr);
+    weighted_row_norms(w, n, w.zrow.data());
   }
   double rsum = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     const double ah = h[cp[i]] / (1.0 - h[cp[i]]);
-    rsum += w.zrow[cp[i]] - ah * ah;
+    rsum += w.zrow[i] - ah * ah;
   }
   const double rmean = rsum / n;
   double rvar = 0.0, rcov = 0.0;
   for (int64_t i = 0; i < n; ++i) {
-    const double ah = h[cp[i]] / (1.0 - h[cp[i]]), r = w.zrow[cp[i]] - ah * ah - rmean;
+    const double ah = h[cp[i]] / (1.0 - h[cp[i]]), r = w.zrow[i] - ah * ah - rmean;
     rvar += r * r;
     rcov += (std::log1p(-h[cp[i]]) - lmean) * r;
   }
@@ -1203,8 +1212,7 @@ int64_t cj_block_stats(const float* pop, int64_t num_points, int64_t d, const in
         *lm_out = lmean;
         *lv_out = s4 / n - lmean * lmean;
         if (extra)
-          pair_and_row_stats(w, n, pad_start[s + 1], pair_var + at, pair_mean + at, row_var + at, row_cov + at,
-                             kurtosis + at);
+          pair_and_row_stats(w, n, pair_var + at, pair_mean + at, row_var + at, row_cov + at, kurtosis + at);
       }
     }
     _tile_release();
