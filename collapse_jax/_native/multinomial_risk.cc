@@ -392,11 +392,11 @@ template <class V>
 struct BtrsConstants {
   V a, b, c, v_r, alpha, m, r, log_r;
 };
-template <class V>
+template <class V, bool kLogR = true>
 VEC_INLINE BtrsConstants<V> btrs_constants(V n, V p) {
   const V q = 1.0 - p, spq = vsqrt(n * p * q), b = 1.15 + 2.53 * spq, inv_b = vrecip(b), r = p * vrecip(q);
   return {-0.0873 + 0.0248 * b + 0.01 * p, b, n * p + 0.5, 0.92 - 4.2 * inv_b, (2.83 + 5.1 * inv_b) * spq,
-          vfloor((n + 1.0) * p), r, vlog(r)};
+          vfloor((n + 1.0) * p), r, kLogR ? vlog(r) : V{}};
 }
 
 // stirling_tail of whole k >= 0 in every lane (lanes outside a mask may hold anything: only 0..9 read the table).
@@ -1252,7 +1252,7 @@ class RefillRun {
     }
     VEC_INLINE void start_btrs(Mask mask) {
       const double* lf = kLogFact.v;
-      const BtrsConstants<vd> s = btrs_constants(n, p);
+      const BtrsConstants<vd> s = btrs_constants<vd, false>(n, p);
       c.a = A::select(mask, s.a, c.a);
       c.b = A::select(mask, s.b, c.b);
       c.c = A::select(mask, s.c, c.c);
@@ -1260,7 +1260,7 @@ class RefillRun {
       c.alpha = A::select(mask, s.alpha, c.alpha);
       c.m = A::select(mask, s.m, c.m);
       c.r = A::select(mask, s.r, c.r);
-      c.log_r = A::select(mask, s.log_r, c.log_r);
+      c.log_r = A::select(mask, vlog_rough<A>(s.r), c.log_r);
       const Mask large = CMP(mask, n, _CMP_GE_OQ, broadcast<vd>((double)kLogFactorialSize));
       const Mask table = mask & ~large;
       big = (big & ~mask) | large;
@@ -1299,9 +1299,15 @@ class RefillRun {
         vd bound = btrs_bound(c, lead, log_fk, x);
         if (const Mask large = slow & big) bound = A::select(large, btrs_bound_stirling(c, lead, n, x), bound);
         const vd y = btrs_log_arg(c, v, w), rough = vlog_rough<A>(y);
-        accept |= CMP(slow, rough, _CMP_LE_OQ, bound - kRoughLogError);
-        if (const Mask close = CMP(slow & ~accept, rough, _CMP_LE_OQ, bound + kRoughLogError))
-          accept |= CMP(close, vlog(y), _CMP_LE_OQ, bound);
+        const vd margin = kRoughLogError + kRoughLogError * vabs(x - c.m);
+        accept |= CMP(slow, rough, _CMP_LE_OQ, bound - margin);
+        if (const Mask close = CMP(slow & ~accept, rough, _CMP_LE_OQ, bound + margin)) {
+          BtrsConstants<vd> exact = c;
+          exact.log_r = vlog(c.r);
+          vd bound_exact = btrs_bound(exact, lead, log_fk, x);
+          if (const Mask large = close & big) bound_exact = A::select(large, bound, bound_exact);
+          accept |= CMP(close, vlog(y), _CMP_LE_OQ, bound_exact);
+        }
       }
       if (iv) {  // kInversionSteps steps of the cdf walk, each after its test
         Mask walking = iv;
