@@ -47,7 +47,11 @@ extern "C" double cj_refill_thread(const double* p, int64_t K, double size, int6
   std::atomic<int64_t> next{0};
   timespec a, b;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+#if COLLAPSE_JAX_REFILL_DISPATCH
+  refill_run<double>(pr, next, R, loss);
+#else
   RefillRun<double, RefillLanes>(pr, next, R, loss).run();
+#endif
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
   return (double)(b.tv_sec - a.tv_sec) + 1e-9 * (double)(b.tv_nsec - a.tv_nsec);
 #else

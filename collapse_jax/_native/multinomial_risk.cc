@@ -1065,6 +1065,28 @@ VEC_INLINE typename A::V vlog_rough(typename A::V x) {
   return e * 6.93147180559945309417e-01 + poly;
 }
 
+// BTRS's bound for modes m below kSeriesMaxMode, n - m + 1 above kSeriesMinRest and n below kSeriesMaxCount (the
+// refill engine's "series" slots): log m! - log k! from the table (m and k are small there, so those entries stay
+// in the caches), and the other side, log (n - m)! - log (n - k)!, without the table. With M = n - m,
+// N = n - k = M + d, d = m - k, delta = d / (M + 1), Stirling's formula gives exactly
+//   log M! - log N! = -d log(M + 1) - (N + 1/2) log1p(delta) + d - (tail(N) - tail(M)),
+// so the bound is log m! - log k! + (k - m) (log(r (M + 1)) - 1) - (N + 1/2) log1p(delta) - (tail(N) - tail(M)).
+// For |delta| <= kSeriesMaxDelta = 1/50, log1p(delta) by its series to delta^5 is within |d| 6e-10 after the factor
+// N + 1/2, and tail(N) - tail(M) (about -d / (12 (M + 1)^2)) is below |d| 5e-12 for M >= 2^17, so it is left out.
+// The rough part, log(r (M + 1)) by vlog_rough (within 2.6e-7), moves the bound by at most |k - m| 2.6e-7. With the
+// rough log of the test's left side (2.6e-7) and the rounding of the bound the engines had computed (about 2e-8 from
+// the table; the Stirling bound's (n + 1) log(...) about 4e-16 n, hence n < 2^28), everything lies inside the
+// refill engine's margin 1e-6 (1 + |k - m|), outside which its decision is that bound's: the same draws.
+constexpr double kSeriesMaxMode = 1 << 16, kSeriesMinRest = 1 << 17, kSeriesMaxCount = 1 << 28,
+                 kSeriesMaxDelta = 0.02;
+template <class V>
+VEC_INLINE V series_bound(V lead_minus_log_k, V k_minus_m, V log_c, V rest, V delta) {
+  const V d2 = delta * delta;  // (Estrin's scheme: a short dependency chain)
+  const V log1p_delta =
+      delta * ((1.0 - 0.5 * delta) + d2 * ((1.0 / 3 - 0.25 * delta) + d2 * (1.0 / 5)));
+  return lead_minus_log_k + k_minus_m * log_c - (rest + 0.5) * log1p_delta;
+}
+
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
 // Eight lanes, masks in k registers (measured on a Sapphire Rapids core: 1 bank 1.05, 2 banks 1.23, 4 banks 1.27 M
 // replicate-generations/s; 2 inversion steps per pass 1.09 vs 1 step 0.98).
@@ -1155,7 +1177,7 @@ typedef Avx2Lanes RefillLanes;
 // (draw, accept, the next category's constants); kBanks banks of eight slots go through each phase in turn, so
 // that their chains overlap (measured on a Sapphire Rapids core: 1 bank 1.05, 2 banks 1.23, 4 banks 1.27 M
 // replicate-generations/s for AVX-512's eight lanes; AVX2's four lanes: Avx2Lanes).
-template <typename T, class A>
+template <typename T, class A, bool kSeries>
 class RefillRun {
  public:
   typedef typename A::V vd;
@@ -1214,7 +1236,9 @@ class RefillRun {
     Mask flip = 0, bt = 0, iv = 0, fresh = 0;
     BtrsConstants<vd> c;    // BTRS slots: constants,
     vd lead;             // the bound's lead term,
-    Mask big = 0;        // and which slots have n >= kLogFactorialSize (Stirling bound)
+    Mask big = 0;        // and which slots have n >= kLogFactorialSize (Stirling bound);
+    Mask by_series = 0;  // slots whose bound's n - k side is a series (series_bound), with
+    vd inv_m1, log_c;    // 1 / (n - m + 1) and log(r (n - m + 1)) - 1 (rough log)
     vd ui, ki, f, cdf, f0, ratio;  // inversion slots: binomial_inversion's u, k, f, cdf, f0 and ratio
     vd x;                          // this pass's draws
     Mask accept = 0, new_bt = 0, new_iv = 0;
@@ -1261,11 +1285,34 @@ class RefillRun {
       c.m = A::select(mask, s.m, c.m);
       c.r = A::select(mask, s.r, c.r);
       c.log_r = A::select(mask, vlog_rough<A>(s.r), c.log_r);
-      const Mask large = CMP(mask, n, _CMP_GE_OQ, broadcast<vd>((double)kLogFactorialSize));
-      const Mask table = mask & ~large;
+      const vd nm1 = n - s.m + 1.0;
+      const Mask series =
+          kSeries ? CMP(CMP(CMP(mask, s.m, _CMP_LT_OQ, broadcast<vd>(kSeriesMaxMode)), nm1, _CMP_GT_OQ,
+                            broadcast<vd>(kSeriesMinRest)), n, _CMP_LT_OQ, broadcast<vd>(kSeriesMaxCount))
+                  : Mask(0);
+      const Mask large = CMP(mask & ~series, n, _CMP_GE_OQ, broadcast<vd>((double)kLogFactorialSize));
+      const Mask table = mask & ~large & ~series;
       big = (big & ~mask) | large;
+      if (kSeries) by_series = (by_series & ~mask) | series;
       lead = A::select(table, A::gather(table, s.m, lf) + A::gather(table, n - s.m, lf), lead);
+      if (kSeries && series) {
+        lead = A::select(series, A::gather(series, s.m, lf), lead);
+        inv_m1 = A::select(series, vrecip(nm1), inv_m1);
+        log_c = A::select(series, vlog_rough<A>(s.r * nm1) - 1.0, log_c);
+      }
       if (large) lead = A::select(large, btrs_lead_stirling(s, n), lead);
+    }
+    // The bound as the engines before computed it (table or Stirling, exact log(p/q)), for the slots in mask: the
+    // rare slots whose fast bound cannot decide.
+    VEC_INLINE vd exact_bound(Mask mask, vd k) const {
+      const double* lf = kLogFact.v;
+      const Mask large = CMP(mask, n, _CMP_GE_OQ, broadcast<vd>((double)kLogFactorialSize)), table = mask & ~large;
+      BtrsConstants<vd> exact = c;
+      exact.log_r = vlog(c.r);
+      vd out = btrs_bound(exact, A::gather(table, c.m, lf) + A::gather(table, n - c.m, lf),
+                          A::gather(table, k, lf) + A::gather(table, n - k, lf), k);
+      if (large) out = A::select(large, btrs_bound_stirling(c, btrs_lead_stirling(c, n), n, k), out);
+      return out;
     }
     VEC_INLINE void start_inversion(Mask mask) {
       const InversionStart<vd> s = inversion_start(n, p);
@@ -1294,20 +1341,25 @@ class RefillRun {
       {  // (no branch on whether any slot is slow: some of four is, three passes in four, unpredictably)
         const Mask slow = in_range & ~accept;
         // The exact test log(y) <= bound, decided by a rough log where it is at least kRoughLogError away.
-        const Mask table = slow & ~big;
-        const vd log_fk = A::gather(table, x, lf) + A::gather(table, n - x, lf);
-        vd bound = btrs_bound(c, lead, log_fk, x);
+        // Series slots (series_bound): log m! from the table as lead, log (n - m)! - log (n - k)! by a series in
+        // delta = (m - k) / (n - m + 1) where |delta| <= kSeriesMaxDelta and k is in the table; the rest exactly.
+        const Mask series = kSeries ? slow & by_series : Mask(0);
+        Mask undecided = 0;
+        if (kSeries && series) {
+          undecided = series & (CMP(series, vabs((c.m - x) * inv_m1), _CMP_GT_OQ, broadcast<vd>(kSeriesMaxDelta)) |
+                                CMP(series, x, _CMP_GE_OQ, broadcast<vd>((double)kLogFactorialSize)));
+        }
+        const Mask table = kSeries ? slow & ~big & ~by_series : slow & ~big;
+        const vd log_k = A::gather(kSeries ? (table | series) & ~undecided : table, x, lf);
+        vd bound = btrs_bound(c, lead, log_k + A::gather(table, n - x, lf), x);
         if (const Mask large = slow & big) bound = A::select(large, btrs_bound_stirling(c, lead, n, x), bound);
+        if (kSeries && series)
+          bound = A::select(series, series_bound(lead - log_k, x - c.m, log_c, n - x, (c.m - x) * inv_m1), bound);
         const vd y = btrs_log_arg(c, v, w), rough = vlog_rough<A>(y);
         const vd margin = kRoughLogError + kRoughLogError * vabs(x - c.m);
-        accept |= CMP(slow, rough, _CMP_LE_OQ, bound - margin);
-        if (const Mask close = CMP(slow & ~accept, rough, _CMP_LE_OQ, bound + margin)) {
-          BtrsConstants<vd> exact = c;
-          exact.log_r = vlog(c.r);
-          vd bound_exact = btrs_bound(exact, lead, log_fk, x);
-          if (const Mask large = close & big) bound_exact = A::select(large, bound, bound_exact);
-          accept |= CMP(close, vlog(y), _CMP_LE_OQ, bound_exact);
-        }
+        accept |= CMP(kSeries ? slow & ~undecided : slow, rough, _CMP_LE_OQ, bound - margin);
+        if (const Mask close = CMP(slow & ~accept, rough, _CMP_LE_OQ, bound + margin) | undecided)
+          accept |= CMP(close, vlog(y), _CMP_LE_OQ, exact_bound(close, x));
       }
       if (iv) {  // kInversionSteps steps of the cdf walk, each after its test
         Mask walking = iv;
@@ -1546,6 +1598,27 @@ void parallel_for(int64_t count, int64_t num_threads, F&& work) {
   for (auto& th : pool) th.join();
 }
 
+#if COLLAPSE_JAX_REFILL
+// Which refill variant runs a problem; both draw the same numbers. The series bound (series_bound) pays where the
+// table's log (n - k)! entries would come from memory while log k! stays in the first caches: counts from 2^19 (a
+// 4 MiB span of the table) with modes n_t / K up to 2^12, and counts beyond the table (where the other variant uses
+// Stirling's bound, two exact logs per test) with modes up to 2^16. Measured on one thread of an AVX-512 Xeon
+// (docs/benchmarks.md): K = 1000, n_t = 10^6 +8 %, 10^7 +43 %; where it is not chosen it lost up to 13-15 % (K = 300,
+// n_t = 3 10^5; K = 100 and 50 at 10^6), its log k! gathers waiting on the second-level cache anyway.
+inline bool refill_series(const Problem& pr) {
+  const double most = *std::max_element(pr.n, pr.n + pr.G * pr.T1), K = (double)pr.K;
+  return (most >= (1 << 19) && most <= 4096.0 * K) || (most >= (double)kLogFactorialSize && most <= 65536.0 * K);
+}
+#define COLLAPSE_JAX_REFILL_DISPATCH 1
+template <typename T>
+void refill_run(const Problem& pr, std::atomic<int64_t>& next, int64_t end, T* out) {
+  if (refill_series(pr))
+    RefillRun<T, RefillLanes, true>(pr, next, end, out).run();
+  else
+    RefillRun<T, RefillLanes, false>(pr, next, end, out).run();
+}
+#endif
+
 template <ffi::DataType DT>
 ffi::Error MultinomialRiskImpl(ffi::Buffer<DT> p, ffi::Buffer<DT> alpha, ffi::Buffer<DT> n, ffi::Buffer<DT> kappa,
                                ffi::Buffer<ffi::U32> seeds, ffi::ResultBuffer<DT> loss, int64_t regime,
@@ -1576,7 +1649,7 @@ ffi::Error MultinomialRiskImpl(ffi::Buffer<DT> p, ffi::Buffer<DT> alpha, ffi::Bu
   if (engine != 1) {
     std::atomic<int64_t> next{0};
     parallel_for(std::min(num_threads, lanes), num_threads,
-                 [&](int64_t, int64_t) { RefillRun<T, RefillLanes>(pr, next, lanes, out).run(); });
+                 [&](int64_t, int64_t) { refill_run<T>(pr, next, lanes, out); });
     return ffi::Error::Success();
   }
 #endif
