@@ -9,8 +9,9 @@ The checksum (sum of all losses) says whether the two builds drew the same numbe
 Each case K x n_t runs the replace regime with n_t fixed for ``--generations`` generations from p = Dirichlet(1)
 (seed 0, as ``bench_multinomial.py``), alpha = 0.5, 100,000 / K replicates (at least 50). Both kernels are built as
 the library builds its own (``_native._build``: same flags, ``-march=native``, kept in the build cache) with a small
-C entry point appended that runs ``RefillRun`` on the calling thread. Needs a build with the refill engine (AVX-512
-or AVX2). Without ``--base`` only this checkout is timed.
+C entry point appended that runs the refill engine on the calling thread (``refill_run``, which picks the variant
+the library would, or ``RefillRun`` itself for revisions before that dispatch). Needs a build with the refill engine
+(AVX-512 or AVX2). Without ``--base`` only this checkout is timed.
 """
 
 from __future__ import annotations
