@@ -508,7 +508,6 @@ def test_native_engines_agree_across_paths(regime):
     np.testing.assert_array_equal(refill, group)
 
 
-
 @needs_native
 @pytest.mark.parametrize("regime", ["replace", "accumulate"])
 def test_native_engines_agree_with_the_series_bound(regime):
@@ -533,6 +532,7 @@ def test_native_engines_agree_with_the_series_bound(regime):
     group = np.asarray(M.batched_risk_native(keys, p, *args, regime, engine="group"))
     assert np.all(np.isfinite(refill)) and np.unique(refill[:, :, -1]).size > 15
     np.testing.assert_array_equal(refill, group)
+
 
 def test_the_theory_refuses_what_the_simulators_refuse():
     """An audit (2026-12-02): the exact recurrences took p off the simplex (negative risks), NaN and K = 1; with x64

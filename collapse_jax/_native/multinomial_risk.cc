@@ -1302,8 +1302,8 @@ class RefillRun {
       }
       if (large) lead = A::select(large, btrs_lead_stirling(s, n), lead);
     }
-    // The bound as the engines before computed it (table or Stirling, exact log(p/q)), for the slots in mask: the
-    // rare slots whose fast bound cannot decide.
+    // The bound as the group engine computes it (table or Stirling, exact log(p/q)), for the slots in mask: the rare
+    // slots whose fast bound cannot decide.
     VEC_INLINE vd exact_bound(Mask mask, vd k) const {
       const double* lf = kLogFact.v;
       const Mask large = CMP(mask, n, _CMP_GE_OQ, broadcast<vd>((double)kLogFactorialSize)), table = mask & ~large;
@@ -1603,8 +1603,9 @@ void parallel_for(int64_t count, int64_t num_threads, F&& work) {
 // table's log (n - k)! entries would come from memory while log k! stays in the first caches: counts from 2^19 (a
 // 4 MiB span of the table) with modes n_t / K up to 2^12, and counts beyond the table (where the other variant uses
 // Stirling's bound, two exact logs per test) with modes up to 2^16. Measured on one thread of an AVX-512 Xeon
-// (docs/benchmarks.md): K = 1000, n_t = 10^6 +8 %, 10^7 +43 %; where it is not chosen it lost up to 13-15 % (K = 300,
-// n_t = 3 10^5; K = 100 and 50 at 10^6), its log k! gathers waiting on the second-level cache anyway.
+// (docs/benchmarks.md): K = 1000, n_t = 10^6 about +10 %, 10^7 +33-43 %; forced on every problem it lost 12-22 %
+// (K = 50 at n_t = 10^4-10^6, K = 1000 at 10^5): its log k! gathers wait on the second-level cache anyway, and near
+// a chain's end |delta| often leaves the series' range.
 inline bool refill_series(const Problem& pr) {
   const double most = *std::max_element(pr.n, pr.n + pr.G * pr.T1), K = (double)pr.K;
   return (most >= (1 << 19) && most <= 4096.0 * K) || (most >= (double)kLogFactorialSize && most <= 65536.0 * K);
