@@ -1249,7 +1249,7 @@ class RefillRun {
       std::memcpy(&base, run.base_ + o, sizeof(base));
       reload(run, bank);
       c = BtrsConstants<vd>{};
-      lead = vd{};
+      lead = inv_m1 = log_c = vd{};
       ui = ki = f = cdf = f0 = ratio = vd{};
       start_btrs(bt);
       start_inversion(iv);
