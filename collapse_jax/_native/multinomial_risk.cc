@@ -1294,9 +1294,9 @@ class RefillRun {
       const Mask table = mask & ~large & ~series;
       big = (big & ~mask) | large;
       if (kSeries) by_series = (by_series & ~mask) | series;
-      lead = A::select(table, A::gather(table, s.m, lf) + A::gather(table, n - s.m, lf), lead);
+      // (series slots: log m! alone, the masked second gather adds 0)
+      lead = A::select(table | series, A::gather(table | series, s.m, lf) + A::gather(table, n - s.m, lf), lead);
       if (kSeries && series) {
-        lead = A::select(series, A::gather(series, s.m, lf), lead);
         inv_m1 = A::select(series, vrecip(nm1), inv_m1);
         log_c = A::select(series, vlog_rough<A>(s.r * nm1) - 1.0, log_c);
       }
@@ -1345,8 +1345,10 @@ class RefillRun {
         // delta = (m - k) / (n - m + 1) where |delta| <= kSeriesMaxDelta and k is in the table; the rest exactly.
         const Mask series = kSeries ? slow & by_series : Mask(0);
         Mask undecided = 0;
+        vd delta = {};
         if (kSeries && series) {
-          undecided = series & (CMP(series, vabs((c.m - x) * inv_m1), _CMP_GT_OQ, broadcast<vd>(kSeriesMaxDelta)) |
+          delta = (c.m - x) * inv_m1;
+          undecided = series & (CMP(series, vabs(delta), _CMP_GT_OQ, broadcast<vd>(kSeriesMaxDelta)) |
                                 CMP(series, x, _CMP_GE_OQ, broadcast<vd>((double)kLogFactorialSize)));
         }
         const Mask table = kSeries ? slow & ~big & ~by_series : slow & ~big;
@@ -1354,7 +1356,7 @@ class RefillRun {
         vd bound = btrs_bound(c, lead, log_k + A::gather(table, n - x, lf), x);
         if (const Mask large = slow & big) bound = A::select(large, btrs_bound_stirling(c, lead, n, x), bound);
         if (kSeries && series)
-          bound = A::select(series, series_bound(lead - log_k, x - c.m, log_c, n - x, (c.m - x) * inv_m1), bound);
+          bound = A::select(series, series_bound(lead - log_k, x - c.m, log_c, n - x, delta), bound);
         const vd y = btrs_log_arg(c, v, w), rough = vlog_rough<A>(y);
         const vd margin = kRoughLogError + kRoughLogError * vabs(x - c.m);
         accept |= CMP(kSeries ? slow & ~undecided : slow, rough, _CMP_LE_OQ, bound - margin);
