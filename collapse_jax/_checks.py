@@ -45,7 +45,10 @@ def nonnegative_int(name: str, value: Any) -> int:
 
 def in_interval(name: str, value: Any, low: float, high: float, *, low_open: bool = False,
                 high_open: bool = False) -> float:
-    """Return ``value`` as a float, or raise if it lies outside the interval [low, high] (ends as given)."""
+    """Return ``value`` as a float, or raise if it lies outside the interval [low, high] (ends as given). Booleans
+    and strings are refused (``float`` would take ``True`` as 1 and ``"0.5"`` as 0.5)."""
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -88,8 +91,12 @@ def array_in_interval(name: str, value: Any, low: float, high: float, *, low_ope
 
 
 def finite_array(name: str, value: Any, *, shape: tuple[int | None, ...] | None = None) -> np.ndarray:
-    """Return ``value`` as a float64 NumPy array; raise on NaN/inf or on a shape that does not match."""
-    arr = np.asarray(value, dtype=np.float64)
+    """Return ``value`` as a float64 NumPy array; raise on NaN/inf, on a shape that does not match, or on a value
+    that is not a rectangular array of numbers (ragged rows, strings)."""
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a rectangular array of numbers ({exc})") from None
     if shape is not None:
         ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape))
         if not ok:

@@ -440,20 +440,30 @@ def ordering_violations(text_sets: Mapping[str, Sequence[str]], **diversity_kwar
     Each set is scored with :func:`diversity` (``diversity_kwargs`` passed on; give sets of the same size, since TTR
     and distinct-n fall with corpus size) and the reports go to :func:`report_violations`.
     """
+    if not isinstance(text_sets, Mapping):
+        raise ValueError(f"text_sets must be a mapping of name -> texts (most diverse first), got "
+                         f"{type(text_sets).__name__}")
     if len(text_sets) < 2:
         raise ValueError(f"text_sets must hold at least 2 named sets to order, got {len(text_sets)}")
-    return report_violations({name: diversity(texts, **diversity_kwargs).as_dict()
-                              for name, texts in text_sets.items()})
+    sets = {name: check_texts(texts, f"text_sets[{name!r}]", allow_empty=False) for name, texts in text_sets.items()}
+    return report_violations({name: diversity(texts, **diversity_kwargs).as_dict() for name, texts in sets.items()})
 
 
 def report_violations(reports: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """One message per metric and adjacent pair of ``reports`` (name -> :meth:`DiversityReport.as_dict`, from most
     to least diverse) that the metric does not strictly order that way; an empty list means every metric agrees.
     Metrics that are None for any report are skipped."""
+    if not isinstance(reports, Mapping):
+        raise ValueError(f"reports must be a mapping of name -> report dict, got {type(reports).__name__}")
     if len(reports) < 2:
         raise ValueError(f"reports must hold at least 2 named reports to order, got {len(reports)}")
     names = list(reports)
     keys = [k for k in reports[names[0]] if k.startswith("distinct_")] + list(HIGHER_IS_DIVERSE)
+    for name in names:
+        missing = [k for k in keys if k not in reports[name]]
+        if missing:
+            raise ValueError(f"reports[{name!r}] lacks {', '.join(missing)} (reports to compare need the same "
+                             f"metrics, e.g. the same ngram_orders)")
     out = []
     for key in keys:
         vals = [reports[n][key] for n in names]

@@ -240,7 +240,9 @@ def measure_responses(responses: Sequence[Sequence[str]], encoder: Encoder | Non
         if sigma and monitor is not None:   # before embedding anything
             check_monitor(monitor, n * L, getattr(encoder, "dim", None))
         embeddings = encode_texts(encoder, [t for r in models for t in r], batch_size=batch_size).reshape(n, L, -1)
-    elif np.ndim(embeddings) != 3 or np.shape(embeddings)[:2] != (n, L):
-        raise ValueError(f"embeddings must have shape (num_models, num_samples, dim) = ({n}, {L}, dim) to match "
-                         f"responses, got {np.shape(embeddings)}")
+    else:
+        embeddings = _checks.finite_array("embeddings", embeddings)
+        if embeddings.ndim != 3 or embeddings.shape[:2] != (n, L):
+            raise ValueError(f"embeddings must have shape (num_models, num_samples, dim) = ({n}, {L}, dim) to match "
+                             f"responses, got {embeddings.shape}")
     return measure_embeddings(embeddings, sigma=sigma, monitor=monitor, mds_components=mds_components, seed=seed)

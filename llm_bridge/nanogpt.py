@@ -812,6 +812,10 @@ def score_windows(length: int, context: int, stride: int) -> list[tuple[int, int
     from the ``i - k stride`` tokens before it (at least ``context - stride`` once the text is longer than the
     context). Every token from 1 to ``length - 1`` is scored exactly once.
     """
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
+        raise ValueError(f"stride must be an integer >= 1, got {stride!r}")
+    if isinstance(context, bool) or not isinstance(context, (int, np.integer)) or context < stride:
+        raise ValueError(f"context must be an integer >= stride = {stride}, got {context!r}")
     out, scored = [], 1
     start = 0
     while scored < length:
@@ -976,13 +980,13 @@ class NanoGPT:
         a text is scored as plain text (its bytes), not as EOT.
 
         Texts longer than the context are scored in windows of ``context_length`` inputs that start every
-        ``stride`` tokens (default context / 2), each token once, from at least ``context - stride`` tokens
+        ``stride`` tokens (default context / 2, at least 1), each token once, from at least ``context - stride`` tokens
         before it (:func:`score_windows`). Windows run in fixed-shape batches of ``batch_size``.
         """
         items = check_texts(texts, allow_empty=False)
         batch_size = _checks.positive_int("batch_size", batch_size)
         c = self.context_length
-        stride = c // 2 if stride is None else _checks.positive_int("stride", stride)
+        stride = max(c // 2, 1) if stride is None else _checks.positive_int("stride", stride)
         if stride > c:
             raise ValueError(f"stride must be at most context_length = {c}, got {stride}")
         eot = self.tokenizer.eot_id

@@ -311,7 +311,29 @@ class ExtraRowEncoder:
     (lambda: dv.bigram_texts(["a b"], 3, temperature=0), r"temperature must lie in \(0.0, inf\)"),
     (lambda: dv.ordering_violations({"one": ["a"]}), "at least 2 named sets"),
     (lambda: dv.report_violations({"one": {}}), "at least 2 named reports"),
+    (lambda: dv.ordering_violations([["a b"], ["c d"]]), "text_sets must be a mapping"),
+    (lambda: dv.report_violations([{}, {}]), "reports must be a mapping"),
+    (lambda: dv.report_violations({"a": dv.diversity(["a b"]).as_dict(),
+                                   "b": dv.diversity(["a b"], ngram_orders=(3,)).as_dict()}),
+     r"reports\['b'\] lacks distinct_2"),
+    (lambda: dv.diversity(["a", "b"], embeddings=[[1.0, 2.0], [3.0]]), "embeddings must be a rectangular array"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_ordering_checks_every_set_before_scoring_any():
+    class CountingEncoder:
+        """Counts encode calls; a bad later set must be refused before the first set is embedded."""
+        dim = 4
+        calls = 0
+
+        def encode(self, texts, batch_size=64):
+            CountingEncoder.calls += 1
+            return np.ones((len(texts), 4))
+
+    with pytest.raises(ValueError, match=r"text_sets\['bad'\]\[1\] must be a str"):
+        dv.ordering_violations({"good": ["a b", "c d"], "bad": ["a b", 3]}, encoder=CountingEncoder())
+    assert CountingEncoder.calls == 0
+

@@ -209,6 +209,8 @@ def test_zero_response_refused_before_compute_only_for_sigma(emb):
     (lambda: em.measure_embeddings(np.full((2, 2, 3), np.inf)), "finite"),
     (lambda: em.measure_embeddings(np.ones((2, 2, 3)), mds_components=0), "mds_components must be an integer"),
     (lambda: em.measure_embeddings([[[1.0, 2.0]], [[3.0]]]), "rectangular array of numbers"),
+    (lambda: em.measure_responses([["a"], ["b"]], embeddings=[[[1.0, 2.0]], [[3.0]]]),
+     "embeddings must be a rectangular array of numbers"),
     (lambda: em.measure_embeddings(np.ones((2, 2, 3)), monitor="m"), "monitor must be a .*SigmaMonitor"),
     (lambda: em.measure_responses([["a"], ["b"]], "minilm"), "encoder must be an llm_bridge.encoders.Encoder"),
     (lambda: em.sigma_monitor(10, 4, block=11), "block must be at most num_points = 10"),

@@ -32,6 +32,7 @@ from collapse_jax import cli_options as opts
 from llm_bridge import nanogpt_cli
 from llm_bridge import nanogpt as ng
 from llm_bridge import nanogpt_train as nt
+from llm_bridge.bpe import byte_tokenizer
 from llm_bridge.generators import Generator, Sampling
 
 import nanogpt_reference as ref
@@ -296,6 +297,9 @@ def test_generate_bad_input(model):
         model.generate(["a"], Sampling(max_new_tokens=32))
     with pytest.raises(ValueError, match="top_p must lie in"):
         Sampling(top_p=0.0)
+    for field, value in (("temperature", True), ("temperature", "0.5"), ("top_p", True), ("top_p", "1")):
+        with pytest.raises(ValueError, match=f"{field} must be a number"):   # float() would have taken them
+            Sampling(**{field: value})
     with pytest.raises(ValueError, match="prompts must hold at least one text"):
         model.generate([], Sampling(max_new_tokens=4))
     with pytest.raises(ValueError, match="texts must hold at least one text"):
@@ -354,6 +358,23 @@ def test_a_literal_endoftext_in_prompts_and_scored_texts_is_plain_text(model):
     [ids] = model.encode_prompts([text])
     assert ids[0] == eot and eot not in ids[1:] and tok.decode(ids[1:]) == text
     assert model.perplexity([text]).tokens[0] == len(ids) - 1
+
+
+def test_score_windows_refuse_a_stride_that_never_advances():
+    with pytest.raises(ValueError, match="stride must be an integer >= 1, got 0"):
+        ng.score_windows(10, 4, 0)
+    with pytest.raises(ValueError, match="context must be an integer >= stride = 5"):
+        ng.score_windows(10, 4, 5)
+
+
+def test_perplexity_with_a_one_token_context():
+    # the default stride, context // 2, was 0 here and the windows never advanced (perplexity hung)
+    tok = byte_tokenizer()
+    model = ng.NanoGPT.create(ng.GPTConfig(vocab_size=tok.vocab_size, context_length=1, num_layers=1, num_heads=1,
+                                           dim=8), tok, seed=0)
+    res = model.perplexity(["abc"])
+    assert res.tokens.tolist() == [3]
+    np.testing.assert_array_equal(res.nll, model.perplexity(["abc"], stride=1).nll)
 
 
 def test_score_windows_cover_each_token_once():
