@@ -40,7 +40,18 @@ def tracks(g1: jnp.ndarray, n, num_points, eps: float) -> TrackValues:
     """Track I and Track II from one checkpoint's observed Gram ``G_1`` (dim, dim) of ``n`` rows out of ``N``, in
     float64 whatever ``jax_enable_x64`` (:func:`spectral.in_float64`). The gain is formed directly,
     ``log det(I + G_1 / (eps + tau))``, not as the envelope minus ``d log(eps + tau)``: both are near ``d log(N - n)``
-    (thousands) while the gain is often below 0.01, and in float32 the difference kept about three digits of it."""
+    (thousands) while the gain is often below 0.01, and in float32 the difference kept about three digits of it.
+    ``n`` and ``N`` are counts with ``1 <= n <= N``, ``eps`` in [0, inf); checked, and ``G_1`` finite unless traced."""
+    if jnp.ndim(g1) != 2 or jnp.shape(g1)[0] != jnp.shape(g1)[1]:
+        raise ValueError(f"g1 must be a square (dim, dim) Gram matrix, got shape {jnp.shape(g1)}")
+    if not _checks.is_traced((n, num_points, eps)):
+        num_points = _checks.positive_int("num_points", num_points)
+        n = _checks.positive_int("n", n)
+        if n > num_points:
+            raise ValueError(f"n must be at most num_points = {num_points}, got {n}")
+        eps = _checks.in_interval("eps", eps, 0.0, math.inf, high_open=True)
+    if not _checks.is_traced(g1) and not np.all(np.isfinite(np.asarray(g1))):
+        raise ValueError("g1 must contain only finite numbers (found NaN or inf)")
     d = g1.shape[-1]
     tau = jnp.asarray(num_points - n, g1.dtype)
     eye = jnp.eye(d, dtype=g1.dtype)
@@ -73,8 +84,9 @@ def observed_indices(key: jax.Array, num_points: int, n: int) -> np.ndarray:
 def logdet_interval(block, num_points: int, level: float = 0.95) -> spectral.Interval:
     """Leverage-jackknife interval for ``log det G`` (eps = 0) of ``N`` rows from an observed ``(n, d)`` block of them.
 
-    Raises ``ValueError`` naming ``n`` and the minimum ``d + 2`` when the block is too small for its leave-one-out
-    sub-blocks, and as :func:`spectral.block_estimates` for other bad input."""
+    Raises ``ValueError`` naming ``n`` and the minimum when the block is too small for its leave-one-out sub-blocks
+    (``d + 2``) or, beyond 128 rows, too close to ``d`` (``1.2 d``; :func:`spectral.check_jackknife_block`), and as
+    :func:`spectral.block_estimates` for other bad input."""
     block = spectral.check_embeddings("block", block)
     n, d = block.shape
     spectral.check_block_sizes(n, d, num_points)
@@ -128,7 +140,8 @@ def init(key: jax.Array, num_points: int, dim: int, config: MonitorConfig) -> Mo
 def step(state: MonitorState, embeddings, config: MonitorConfig) -> tuple[MonitorState, dict]:
     """Score one checkpoint's embeddings ``(N, d)``: Track I / Track II from the observed block's Gram (seed 002,
     Sec. 3.4), drifts against the first checkpoint, and the nominal-``level`` leverage-jackknife interval for
-    ``log det G`` of the N (normalised) rows (NaN when ``n < d + 2``). Returns the new state and the record.
+    ``log det G`` of the N (normalised) rows (NaN where it is not defined: ``n < max(d + 2, 5)``, or ``n < 1.2 d``
+    for blocks of more than 128 rows, :func:`spectral.jackknife_defined`). Returns the new state and the record.
     In float64 whatever ``jax_enable_x64`` (the Gram too: with ``n < d`` and a small ``eps``, float32 rounding in
     ``G_1``'s null space decided ``u_lln``)."""
     if len(state.indices) != config.n:
@@ -148,7 +161,7 @@ def step(state: MonitorState, embeddings, config: MonitorConfig) -> tuple[Monito
     if not all(np.isfinite(float(v)) for v in checked):
         raise ValueError("G_1 + eps I is not positive definite at this checkpoint; use a larger eps")
     base = state.history[0] if state.history else vals
-    if spectral.jackknife_min_block(state.dim) <= config.n <= state.num_points:
+    if config.n <= state.num_points and spectral.jackknife_defined(state.dim, config.n):
         iv = logdet_interval(block, state.num_points, config.level)
         interval = dict(logdet_low=float(iv.low), logdet_center=float(iv.center), logdet_high=float(iv.high))
     else:

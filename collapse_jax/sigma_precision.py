@@ -275,7 +275,7 @@ def population(family: str, dim: int) -> np.ndarray:
 # data's conditioning (a condition number of 10^3 in Sigma makes G_1 ~10^9-conditioned at n ~ d) so that float32
 # storage and the AMX kernel's 17-bit operands lose nothing measurable (tests/test_spectral.py; docs/sigma.md).
 
-LOO_FIELDS = spectral.LeaveOneOut._fields  # mean, var, pair_var, pair_mean
+LOO_FIELDS = spectral.LeaveOneOut._fields  # mean, var, pair_var, pair_mean, kurtosis, row_var, row_cov
 
 
 def mahalanobis_second_moment(m: jnp.ndarray, dim: int) -> jnp.ndarray:

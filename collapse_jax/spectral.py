@@ -104,8 +104,9 @@ def check_block_sizes(n: int, dim: int, num_points: int) -> tuple[int, int, int]
 
 
 def check_eps(eps: float, *, num_points: int | None = None, dim: int | None = None) -> float:
-    """``eps >= 0``; ``eps > 0`` is required when the Gram matrix is rank deficient (fewer points than ``dim``)."""
-    eps = _checks.in_interval("eps", eps, 0.0, math.inf)
+    """``eps`` in [0, inf); ``eps > 0`` is required when the Gram matrix is rank deficient (fewer points than
+    ``dim``)."""
+    eps = _checks.in_interval("eps", eps, 0.0, math.inf, high_open=True)
     if num_points is not None and dim is not None and num_points < dim and eps <= 0:
         raise ValueError(f"eps must be > 0 for rank-deficient input ({num_points} points in dim {dim}); got eps={eps}")
     return eps
@@ -476,13 +477,37 @@ def jackknife_min_block(dim: int) -> int:
     return max(dim + 2, PAIR_OFFSETS + 1)
 
 
+# Blocks of more than JACKKNIFE_CALIBRATION_ROWS rows take the two-step centre, whose second difference D_2 is
+# multiplied by a coefficient that grows without bound as n falls to d: there the interval needs n >= 1.2 d
+# (n / d >= JACKKNIFE_TWO_STEP_RATIO). Nearer d its centre's error SD was 20-500 nats against 2-4 for the one-step
+# centre (Gaussian and unit-norm rows, d = 130 and 384) and coverage fell to 0-87 %; from 1.15-1.2 d it covers
+# 92-100 % (docs/sigma.md, "Edges"). Smaller blocks take the calibrated one-step centre down to d + 2.
+JACKKNIFE_TWO_STEP_RATIO = 1.2
+
+
+def jackknife_defined(dim: int, n):
+    """Where :func:`jackknife_interval` gives an interval (elsewhere NaN): ``n >=`` :func:`jackknife_min_block`, and
+    either a small block (:func:`jackknife_small_block`'s rule: at most :data:`JACKKNIFE_CALIBRATION_ROWS` rows and
+    ``n < 10 d``) or ``n >= 1.2 d`` (:data:`JACKKNIFE_TWO_STEP_RATIO`). Works on traced ``n``."""
+    xp = jnp if _checks.is_traced(n) else np
+    n = xp.asarray(n)
+    small = (n <= JACKKNIFE_CALIBRATION_ROWS) & (n < 10 * dim)
+    return (n >= jackknife_min_block(dim)) & (small | (n >= JACKKNIFE_TWO_STEP_RATIO * dim - 1e-9))
+
+
 def check_jackknife_block(n: int, dim: int) -> int:
-    """Raise ``ValueError`` naming ``n`` and the minimum ``d + 2`` when a block is too small for its sub-blocks."""
+    """Raise ``ValueError`` naming ``n`` and the minimum when a block is too small for its sub-blocks (``d + 2``) or,
+    beyond :data:`JACKKNIFE_CALIBRATION_ROWS` rows, too close to ``d`` for the two-step centre (``1.2 d``)."""
     n = _checks.positive_int("n", n)
     if n < jackknife_min_block(dim):
         raise ValueError("the leverage-jackknife interval needs leave-one-out sub-blocks with more rows than "
                          f"dimensions and {PAIR_OFFSETS} distinct pair partners per row: n >= max(d + 2, "
                          f"{PAIR_OFFSETS + 1}) = {jackknife_min_block(dim)}, got n={n} (d={dim})")
+    if not jackknife_defined(dim, n):
+        least = math.ceil(JACKKNIFE_TWO_STEP_RATIO * dim - 1e-9)
+        raise ValueError(f"the leverage-jackknife interval of a block of more than {JACKKNIFE_CALIBRATION_ROWS} rows "
+                         f"needs n >= {JACKKNIFE_TWO_STEP_RATIO} d = {least} (nearer d its two-step centre is too "
+                         f"noisy: docs/sigma.md, \"Edges\"), got n={n} (d={dim})")
     return n
 
 
@@ -734,7 +759,8 @@ def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z, *, c
     of ``L_hat`` into that of the bias-corrected centre (a block holding an extreme row has a larger ``log det G_1``
     *and* a larger bias estimate; 1 without ``loo.row_var``), floored at 1: the interval is never narrower than
     the jackknife of ``L_hat`` alone (that factor is first order with ``D_2`` held, and the blocks where it fell
-    below 1, templated real text, under-covered). Needs ``n >= max(d + 2, 5)`` (NaN below;
+    below 1, templated real text, under-covered). Needs ``n >= max(d + 2, 5)``, and ``n >= 1.2 d`` for blocks of
+    more than :data:`JACKKNIFE_CALIBRATION_ROWS` rows (NaN elsewhere; :func:`jackknife_defined`,
     :func:`check_jackknife_block`).
     Exact (half-width 0) at ``n = N``. ``n`` must be concrete when ``loo.pair_var`` is given (NumPy draws) and for
     the calibration below (a traced ``n`` gets ``z`` and the two-step centre); traced statistics are calibrated as
@@ -768,10 +794,10 @@ def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z, *, c
 
 
 def _jackknife_centre_sd(l_hat, loo: LeaveOneOut, dim: int, n, num_points):
-    """Centre, standard deviation (all variance factors, no critical value) and validity ``n >= max(d + 2, 5)``
-    (:func:`jackknife_min_block`)."""
+    """Centre, standard deviation (all variance factors, no critical value) and validity
+    (:func:`jackknife_defined`)."""
     n_arr = jnp.asarray(n, jnp.result_type(float))
-    ok = n_arr >= jackknife_min_block(dim)
+    ok = jackknife_defined(dim, n_arr)
     n_safe = jnp.where(ok, n_arr, jackknife_min_block(dim))
     bias = jackknife_bias(loo, dim, n_safe, num_points)
     _, var_g = gaussian_loo_moments(dim, n_safe)
@@ -970,7 +996,7 @@ __all__ = [
     "ESTIMATORS", "gaussian_bias_step", "gaussian_insample_var", "gaussian_jackknife_quantile", "gaussian_loo_moments",
     "gaussian_pair_var", "gram", "gram_streaming", "Interval", "jackknife_bias", "jackknife_bias_coefficients",
     "jackknife_bias_ratio", "jackknife_centre_factor", "jackknife_critical_value", "jackknife_interval",
-    "jackknife_min_block", "jackknife_small_block", "satterthwaite_critical_value",
+    "jackknife_defined", "jackknife_min_block", "jackknife_small_block", "satterthwaite_critical_value",
     "jackknife_overstatement", "leave_one_out_stats", "LeaveOneOut", "leverage_statistics", "log_overestimation_ratio",
     "log_weighted_bias", "logdet", "logdet_chol", "mahalanobis_insample", "mahalanobis_moments", "MahalanobisMoments",
     "one_blas_thread", "PAIR_OFFSETS", "scaled_wishart_interval", "scaling_estimate", "second_order_bias",

@@ -38,6 +38,8 @@ def test_tracks_match_reference():
     g1 = x[:40].T @ x[:40]
     vals = sm.tracks(jnp.asarray(g1), 40, 300, 1e-3)
     g_i, u_lln, u_cov = ref.track_one(g1, 40, 300, 1e-3)
+    envelope = np.sum(np.log(np.linalg.eigvalsh(g1) + (300 - 40) + 1e-3))  # L_eps(G_1 + (N - n) I)
+    assert float(vals.envelope) == pytest.approx(envelope, rel=1e-12)
     assert float(vals.gain) == pytest.approx(g_i, rel=1e-10)
     assert float(vals.u_lln) == pytest.approx(u_lln, rel=1e-10)
     assert float(vals.u_cov) == pytest.approx(u_cov, rel=1e-10)
@@ -183,3 +185,18 @@ def test_monitor_settings_and_state_are_checked_against_each_other():
     assert float(sm.drifts(sm.values(state), -1).u_cov[-1]) == 0.0
     with pytest.raises(ValueError, match=r"baseline must be a checkpoint index in \[-2, 1\], got 5"):
         sm.drifts(sm.values(state), 5)
+
+
+@pytest.mark.parametrize("args, match", [
+    ((np.eye(3), 5, 10, -0.5), r"eps must lie in \[0.0, inf\)"),
+    ((np.eye(3), 5, 10, np.inf), r"eps must lie in \[0.0, inf\)"),
+    ((np.eye(3), 11, 10, 1e-3), "n must be at most num_points = 10"),
+    ((np.eye(3), 0, 10, 1e-3), "n must be an integer >= 1"),
+    ((np.eye(3), 2.5, 10, 1e-3), "n must be an integer >= 1"),
+    ((np.full((3, 3), np.nan), 5, 10, 1e-3), "g1 must contain only finite numbers"),
+    ((np.ones((3, 2)), 5, 10, 1e-3), r"g1 must be a square \(dim, dim\) Gram matrix"),
+])
+def test_tracks_refuse_bad_input(args, match):
+    g1, n, big_n, eps = args
+    with pytest.raises(ValueError, match=match):
+        sm.tracks(jnp.asarray(g1), n, big_n, eps)

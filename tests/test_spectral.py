@@ -871,6 +871,26 @@ def test_jackknife_small_blocks_and_exact_edge():
     assert float(whole.center) == pytest.approx(ref.logdet(ref.gram(y)), rel=1e-12)
 
 
+def test_jackknife_is_not_defined_near_d_beyond_the_small_blocks():
+    """A third audit (2026-12-04): beyond 128 rows the two-step centre near n = d had an error SD of 124-510 nats on
+    Gaussian rows (d = 130 / 384, n = d + 2) and the interval covered 0-5 %; it is now NaN below 1.2 d there, and
+    the checks name the minimum."""
+    d = 130
+    x = rng(48).standard_normal((2000, d))
+    assert not sp.jackknife_defined(d, 140) and sp.jackknife_defined(d, 156) and sp.jackknife_defined(120, 125)
+    with pytest.raises(ValueError, match=r"more than 128 rows needs n >= 1.2 d = 156 .*got n=140 \(d=130\)"):
+        sp.check_jackknife_block(140, d)
+    near = sp.block_estimates(x[:140], 2000)
+    assert np.isnan(float(near.jackknife.center)) and np.isfinite(float(near.wishart.center))
+    assert np.isfinite(float(sp.block_estimates(x[:156], 2000).jackknife.half_width))
+    from collapse_jax import sigma_monitor as sm
+
+    with pytest.raises(ValueError, match=r"needs n >= 1.2 d = 156"):
+        sm.logdet_interval(x[:140], 2000)
+    _, record = sm.SigmaMonitor(jax.random.key(0), n=140, eps=1e-6).update(x)  # the tracks, no interval
+    assert np.isnan(record["logdet_center"]) and np.isfinite(record["u_cov"])
+
+
 def test_summary_reports_the_whole_population_as_exact():
     data = spp.family_dataset(0, 0, 400, 4, "isotropic", spp.PrecisionConfig())
     ns = spp.block_sizes(4, 400, (2.0, 100.0, 200.0))
@@ -1113,8 +1133,8 @@ def test_the_jackknife_interval_is_calibrated_the_same_under_jit_and_vmap():
 def test_batched_logdet_eps_and_a_huge_n_are_checked():
     """A second audit (2026-12-02): batched_logdet took eps = NaN or -1e9 (NaN results), and block_estimates with
     N = 10^20 failed in JAX after computing the block's statistics."""
-    for eps in (float("nan"), -1e9):
-        with pytest.raises(ValueError, match=r"eps must lie in \[0\.0, inf\]"):
+    for eps in (float("nan"), -1e9, float("inf")):   # inf (a third audit, 2026-12-04) gave [inf]
+        with pytest.raises(ValueError, match=r"eps must lie in \[0\.0, inf\)"):
             sp.batched_logdet(np.eye(3)[None], eps=eps)
     with pytest.raises(ValueError, match=r"N must be at most 2\*\*53"):
         sp.block_estimates(rng(2).standard_normal((20, 3)), 10**20)
