@@ -577,6 +577,21 @@ def check_p(p) -> np.ndarray:
     return _checks.simplex_vector("p", p_arr, p_arr.shape[0])
 
 
+def check_filter_keeps(alpha: np.ndarray, n: np.ndarray, type1: float, type2: float) -> None:
+    """A ValueError unless the filter keeps something: the keep probability ``kappa_t = alpha_t (1 - type1) +
+    (1 - alpha_t) type2`` is positive at every step t >= 1, and ``P(N_t = 0) = (1 - kappa_t)^{n_t}`` stays at most
+    0.99 (checked schedules ``alpha``, ``n``, (..., T + 1))."""
+    kappa = alpha[..., 1:] * (1 - type1) + (1 - alpha[..., 1:]) * type2
+    if np.any(kappa <= 0):
+        raise ValueError("the filter keeps nothing: keep probability alpha_t (1 - type1) + (1 - alpha_t) type2 "
+                         f"is 0 at some step (type1={type1}, type2={type2})")
+    with np.errstate(under="ignore"):  # exp of a very negative number is 0, as meant
+        p_empty = np.exp(n[..., 1:] * np.log1p(-np.minimum(kappa, 1 - 1e-300)))
+    if np.any(p_empty > 0.99):
+        raise ValueError("the filter keeps nothing in more than 99% of batches at some step "
+                         f"(max P(N_t = 0) = {p_empty.max():.4g}); raise n_t or lower the filter's errors")
+
+
 def check_inputs(p, alpha, n, config: MultinomialConfig, backend: str = "auto"
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate ``p`` (simplex), ``alpha`` ([0, 1]), ``n`` (>= 1), the filter (keeps something) and, for the
@@ -585,14 +600,7 @@ def check_inputs(p, alpha, n, config: MultinomialConfig, backend: str = "auto"
     p_arr = check_p(p)
     alpha, n = schedules.check_pair(alpha, n)
     if config.regime == "filter":
-        kappa = alpha[..., 1:] * (1 - config.type1) + (1 - alpha[..., 1:]) * config.type2
-        if np.any(kappa <= 0):
-            raise ValueError("the filter keeps nothing: keep probability alpha_t (1 - type1) + (1 - alpha_t) type2 "
-                             f"is 0 at some step (type1={config.type1}, type2={config.type2})")
-        p_empty = np.exp(n[..., 1:] * np.log1p(-np.minimum(kappa, 1 - 1e-300)))
-        if np.any(p_empty > 0.99):
-            raise ValueError("the filter keeps nothing in more than 99% of batches at some step "
-                             f"(max P(N_t = 0) = {p_empty.max():.4g}); raise n_t or lower the filter's errors")
+        check_filter_keeps(alpha, n, config.type1, config.type2)
     if not jax.config.jax_enable_x64 and np.max(n) > 2 ** 24:
         raise ValueError(f"n_t up to {np.max(n):.4g} exceeds 2**24, beyond exact float32 counts; enable float64 "
                          "(collapse-jax --x64 or jax_enable_x64)")

@@ -288,6 +288,10 @@ def plot(name: str, ds, out: str | Path) -> list[Path]:
         return plot_sigma(ds, out, name)
     axes = [d for d in ds["cell_done"].dims if d != "regime"]
     if "relative_loss" in ds and len(axes) == 2:
+        short = [a for a in axes if ds.sizes[a] < 2]
+        if short:  # a heatmap with contours needs two values on each axis
+            raise ValueError(f"no phase-diagram plot: its axes need at least 2 values each, and {', '.join(short)} "
+                             "has one")
         return plot_recursions(ds, out, name)
     raise ValueError(f"no phase-diagram plot for a {ds.attrs.get('simulator')} sweep over {axes} "
                      "(two grid axes, plus regime, are plotted)")

@@ -346,9 +346,19 @@ def spec_differences(stored: dict, given: dict) -> list[str]:
     return out
 
 
+def _probe_cells(spec: SweepSpec, model: SweepModel) -> list[dict]:
+    """The first and last cells and the first cell with each value of each axis in turn (completed): enough to find
+    the longest run and the largest replicate where those depend on one axis at a time (e.g. ``steps = [3, 8, 5]``,
+    whose longest run is neither the first nor the last cell), without visiting every cell."""
+    first = spec.cell(0)
+    cells = [first, spec.cell(spec.num_cells - 1)] + [{**first, **{k: v[i] for k, v in axis.values.items()}}
+                                                      for axis in spec.axes for i in range(axis.size)]
+    return [model.complete(c) for c in cells]
+
+
 def _cell_bytes(spec: SweepSpec, model: SweepModel) -> int:
     """Host bytes of one cell's records in a chunk (its replicates' records and their copies)."""
-    each = max(model.replicate_bytes(model.complete(spec.cell(i))) for i in (0, spec.num_cells - 1))
+    each = max(model.replicate_bytes(c) for c in _probe_cells(spec, model))
     return spec.replicates * each * 4
 
 
@@ -396,8 +406,9 @@ def _pad_steps(x: np.ndarray, steps: int, fill) -> np.ndarray:
 
 def _write_block(arrays: dict, cells_range: range, spec: SweepSpec, model: SweepModel, cells: list[dict],
                  records: dict[str, np.ndarray]) -> None:
-    """One block's raw records, summaries, theory and per-cell numbers (``records``: name -> (cell, replicate,
-    step)); ``cell_done`` last."""
+    """One block's raw records, summaries, theory and per-cell numbers (``records``: name -> one (replicate, step)
+    array per cell; cells of one block may run different numbers of steps, e.g. a grid axis ``steps``: each is
+    padded to the store's steps); ``cell_done`` last."""
     first = np.unravel_index(cells_range.start, spec.shape)
     where = (*(int(i) for i in first[:-1]), slice(int(first[-1]), int(first[-1]) + len(cells_range)))
     steps = arrays["step"].shape[0]
@@ -406,16 +417,18 @@ def _write_block(arrays: dict, cells_range: range, spec: SweepSpec, model: Sweep
     for name, o in model.outputs.items():
         rec = records[name]
         if spec.keep == "replicates":
-            raw = rec.astype(np.float32) if o.kind == "real" else rec.astype(bool)
-            arrays[name][where] = _pad_steps(raw, steps, np.nan if o.kind == "real" else False)
+            fill = np.nan if o.kind == "real" else False
+            arrays[name][where] = np.stack([_pad_steps(r.astype(np.float32) if o.kind == "real" else r.astype(bool),
+                                                       steps, fill) for r in rec])
         with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # NumPy's reductions release the GIL
-            s = np.stack(list(pool.map(lambda r, kind=o.kind: summarize(r, kind, spec.quantiles), rec)))
+            s = list(pool.map(lambda r, kind=o.kind: summarize(r, kind, spec.quantiles), rec))
         for summary, row in zip(summaries, s):
             if o.kind == "real":
                 summary.update({f"{name}_{stat}": values for stat, values in zip(names, row)})
             else:
                 summary[f"{name}_fraction"] = row
-        arrays[f"{name}_stats" if o.kind == "real" else f"{name}_fraction"][where] = _pad_steps(s, steps, np.nan)
+        arrays[f"{name}_stats" if o.kind == "real" else f"{name}_fraction"][where] = np.stack(
+            [_pad_steps(row, steps, np.nan) for row in s])
     theory: dict[str, list] = {}
     for cell in cells:
         curves = model.theory(cell)
@@ -493,7 +506,7 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
             if not done[b.start: b.stop].all()]
     if cells_per_chunk is None:
         by_memory = (memory_budget or _checks.available_memory_bytes() // 4) // _cell_bytes(spec, model)
-        steps = max(model.num_steps(model.complete(spec.cell(i))) for i in (0, spec.num_cells - 1))
+        steps = max(model.num_steps(c) for c in _probe_cells(spec, model))
         cells_per_chunk = max(1, min(by_memory, CHUNK_REPLICATE_STEPS // (spec.replicates * steps)))
     per_chunk = max(1, cells_per_chunk // max(len(b) for b in todo)) if todo else 1
     per_chunk = -(-len(todo) // -(-len(todo) // per_chunk)) if todo else 1  # as many chunks, of even sizes (shapes)
@@ -515,7 +528,7 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
             pos = 0
             for b in chunk:
                 part = slice(pos, pos + len(b))
-                _write_block(arrays, b, spec, model, cells[part], {k: np.stack(v[part]) for k, v in records.items()})
+                _write_block(arrays, b, spec, model, cells[part], {k: v[part] for k, v in records.items()})
                 pos += len(b)
             replicate_steps += spec.replicates * sum(model.num_steps(c) for c in cells)
             ran += len(indices)

@@ -199,6 +199,14 @@ class MultinomialSweep(_Recursion):
         w = np.arange(1, K + 1, dtype=np.float64) ** -cell["zipf_exponent"]
         return w / w.sum()
 
+    def check_cell(self, cell):
+        super().check_cell(cell)
+        if cell["regime"] == "filter":  # as the simulator checks it, but before the sweep writes anything
+            from collapse_jax import multinomial as M
+
+            alpha, n = recursion_schedules(cell)
+            M.check_filter_keeps(alpha, n, cell["type1"], cell["type2"])
+
     def _config(self, cell):
         from collapse_jax import multinomial as M
 

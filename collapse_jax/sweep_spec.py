@@ -165,7 +165,7 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
     if models is None:
         from collapse_jax.sweep_models import MODELS as models
     simulator = raw.get("simulator")
-    if simulator not in models:
+    if not isinstance(simulator, str) or simulator not in models:
         fail("simulator", f"must be one of {sorted(models)}, got {simulator!r}")
     model = models[simulator]
     replicates = _integer(raw.get("replicates", 1000), "replicates", 1, fail, MAX_REPLICATES,
@@ -213,6 +213,8 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
         fail("zip", "must be an array of tables ([[zip]])")
     for i, table in enumerate(zips):
         where = f"zip[{i}]"
+        if not isinstance(table, dict):
+            fail(where, f"must be a table of parameter = [values] ([[zip]]), got {table!r}")
         entries = {k: v for k, v in table.items() if k != "name"}
         if not entries:
             fail(where, "names no parameter")
@@ -291,14 +293,20 @@ def _values(spec, field, fail) -> tuple:
     if kind == "range":
         if c == 0:
             fail(field, "range step must not be 0")
+        count = math.ceil((b - a) / c) if math.isfinite((b - a) / c) else math.inf
+        if count > MAX_CELLS:  # before NumPy builds it (10^14 values asked for 728 TiB)
+            fail(field, f"range {args!r} gives {count:.4g} values, more than the {MAX_CELLS:,} cells a sweep may have")
         out = np.arange(a, b, c)
         out = out.astype(int) if all(isinstance(x, int) for x in args) else out
     else:
         if not isinstance(c, int) or c < 1:
             fail(field, f"{kind} num must be an integer >= 1, got {c!r}")
+        if c > MAX_CELLS:
+            fail(field, f"{kind} num {c:,} is more than the {MAX_CELLS:,} cells a sweep may have")
         if kind == "geomspace" and (a <= 0 or b <= 0):
             fail(field, f"geomspace needs positive bounds, got {a!r}, {b!r}")
-        out = {"linspace": np.linspace, "geomspace": np.geomspace, "logspace": np.logspace}[kind](a, b, c)
+        with np.errstate(over="ignore"):  # (an overflow gives inf, refused by the parameter's check)
+            out = {"linspace": np.linspace, "geomspace": np.geomspace, "logspace": np.logspace}[kind](a, b, c)
     if out.size == 0:
         fail(field, f"{kind} {args!r} gives no value")
     return tuple(x.item() for x in out)

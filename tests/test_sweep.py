@@ -194,6 +194,40 @@ def test_an_existing_sweep_is_resumed_only_when_asked(tmp_path):
     assert sweep.run(how, tmp_path, progress=False, resume=True).cells_run == 0
 
 
+@pytest.mark.parametrize("text, message", [   # a third audit (2026-12-04): tracebacks, or 728 TiB asked for
+    ('simulator = "multinomial"\nzip = [1, 2]\n', r"zip\[0\]: must be a table"),
+    ('simulator = ["multinomial"]\n', "simulator: must be one of"),
+    ('simulator = "multinomial"\n[grid]\nn0 = { range = [1, 100000000000000, 1] }\n', "gives 1e\\+14 values"),
+    ('simulator = "multinomial"\n[grid]\nalpha0 = { linspace = [0, 1, 1000000000000] }\n',
+     "linspace num 1,000,000,000,000 is more than"),
+])
+def test_malformed_specs_get_a_message(text, message):
+    with pytest.raises(sweep_spec.SpecError, match=message):
+        sweep_spec.parse(text, name="s.toml")
+
+
+def test_a_steps_axis_pads_each_cell_and_a_one_value_axis_still_finishes_the_folder(tmp_path, capsys):
+    """Cells of one block with different steps crashed np.stack (steps as the last axis); a recursion sweep whose
+    plot axis has one value crashed in the contour after every cell was done, and manifest.json was never written."""
+    out = tmp_path / "steps"
+    spec = tmp_path / "s.toml"
+    spec.write_text('simulator = "multinomial"\nreplicates = 4\n[fixed]\ncategories = 4\n[grid]\nsteps = [3, 8, 5]\n')
+    assert cli_main(["sweep", str(spec), "--out", str(out), "--no-plots"]) == 0
+    mean = sweep.open_dataset(out)["loss_stats"].isel(statistic=0).values
+    assert np.isfinite(mean).sum(axis=1).tolist() == [4, 9, 6] and np.isnan(mean[0, 4:]).all()
+    spec.write_text('simulator = "multinomial"\nreplicates = 4\n[fixed]\nsteps = 2\ncategories = 4\n[grid]\n'
+                    'alpha_decay = [0.5]\nn_growth = [0.0, 0.5]\n')
+    out = tmp_path / "one"
+    assert cli_main(["sweep", str(spec), "--out", str(out)]) == 0
+    assert "alpha_decay has one" in capsys.readouterr().out and (out / "manifest.json").exists()
+
+
+def test_bad_process_environment_names_the_variable(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "abc")
+    assert _sweep_cli(tmp_path, SMALL, tmp_path / "o", "--process-id", "0") == 2
+    assert "the environment variable JAX_NUM_PROCESSES must be an integer >= 1, got 'abc'" in capsys.readouterr().err
+
+
 def test_bad_grids_are_refused_before_anything_runs():
     with pytest.raises(sweep_spec.SpecError, match="grid: names no parameter"):
         sweep_spec.parse('simulator = "gaussian"\nreplicates = 10\n[fixed]\nsteps = 3\n')
@@ -422,6 +456,10 @@ def _sweep_cli(tmp_path, text: str, out, *args) -> int:
     (SMALL + '[[zip]]\nname = "step"\nalpha0 = [0.1, 0.2]\n', [], "zip\\[0\\].name: 'step' names a variable"),
     (SMALL + '[[zip]]\nname = "loss_stats"\nalpha0 = [0.1, 0.2]\n', [], "'loss_stats' names a variable"),
     (SMALL, ["--memory-budget", "300"], r"memory_budget must be >= 384 bytes \(one cell's records"),
+    # a third audit (2026-12-04): a filter that keeps nothing was found only while running, after the store was made
+    (SMALL.replace("steps = 2", 'steps = 2\nregime = "filter"\nalpha0 = 0.0').replace("n0 = [10, 20]",
+                                                                                     "type2 = [0.5, 0.0]"),
+     [], r"grid.type2: the filter keeps nothing"),
 ])
 def test_bad_input_leaves_nothing_that_blocks_the_corrected_run(text, args, message, tmp_path, capsys):
     """Each of these once created dataset.zarr and then failed, and the store refused the corrected rerun."""

@@ -687,7 +687,7 @@ constexpr int64_t kMinSmall = 3;
 // AVX2-only builds: the same four at a time, by permutations from a table (AVX2 has no compress instruction).
 #if !COLLAPSE_JAX_COMPRESS && defined(__AVX2__)
 #define COLLAPSE_JAX_COMPRESS4 1
-// For each 4-bit lane mask: the set lanes first, in order. v64: as eight 32-bit indices (the doubles
+// For each 4-bit lane mask: the set lanes first, in order. v64: as eight 32-bit indices (the doubles'
 // halves, for _mm256_permutevar8x32_ps); v32: four (for _mm_permutevar_ps).
 struct CompressTables {
   alignas(32) int32_t v64[16][8];
