@@ -6,6 +6,8 @@ simulator = "multinomial"        # collapse_jax.sweep_models.MODELS
 seed = 0
 replicates = 1000                # per cell
 keep = "summary"                 # or "replicates": also store every replicate's record
+description = "..."              # optional free text (also: quantiles, cells_per_chunk, memory_budget, backend;
+                                 # docs/sweeps.md)
 
 [fixed]                          # model parameters held fixed (defaults: `collapse-jax sweep --fields multinomial`)
 categories = 50

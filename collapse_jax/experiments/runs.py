@@ -34,7 +34,7 @@ def pyplot():
 
 def at_least_two_replicates(value) -> int:
     """``value`` as an int, or a ValueError naming ``replicates`` unless it is >= 2 (a confidence band needs two)."""
-    if _checks.positive_int("replicates", value) < 2:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
         raise ValueError(f"replicates must be an integer >= 2 (a confidence band needs two), got {value!r}")
     return int(value)
 
