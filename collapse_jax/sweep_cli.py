@@ -18,7 +18,7 @@ class RunOptions:
 
     resume: bool = option(False, "continue the sweep in --out: run the cells not yet written (a folder holding "
                                  "this sweep is refused without it; an empty one starts it)")
-    cells_per_chunk: int | None = option(None, "cells per call of the simulator; results do not depend on it",
+    cells_per_chunk: int | None = option(None, "cells per call of the simulator, >= 1; results do not depend on it",
                                          default_help="by the memory budget, and at most 2e7 "
                                                       "replicate-steps of work")
     memory_budget: int | None = option(None, "bytes of records on the host one chunk of cells may hold, at least one "
@@ -60,7 +60,7 @@ class PhaseOptions:
 
     replicates: int | None = option(None, "replicates per cell",
                                     default_help="the diagram's: 1000, 200 for recursions-subsample")
-    steps: int | None = option(None, "steps / generations T", default_help="the diagram's: 200, 100 for filter")
+    steps: int | None = option(None, "steps / generations T, >= 1", default_help="the diagram's: 200, 100 for filter")
     seed: int = 0
 
 

@@ -20,7 +20,7 @@ class ValidateConfig:
 
     replicates: int = field(default=4000, metadata={"help": "Monte Carlo replicates per checked statement",
                                                     "minimum": 2})
-    steps: int = field(default=30, metadata={"help": "generations T of the multinomial checks"})
+    steps: int = field(default=30, metadata={"help": "generations T of the multinomial checks, >= 1"})
     seed: int = 0
     doc: str = field(default="", metadata={"help": "also write the table to this file (the repository's own copy: "
                                                "--doc docs/validation.md)",
