@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from collapse_jax import _checks, driver
+from collapse_jax import _checks, driver, gmm_theory
 from collapse_jax import progress as _progress
 from collapse_jax.distance import pairwise_distances, frobenius_norm
 from collapse_jax.replicates import padded_count, replicate_keys, replicate_mesh, replicate_sharding
@@ -124,6 +124,17 @@ def _as_kwargs(cfg: GMMNetworkConfig) -> dict:
     return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
 
 
+def _numbers(name: str, value) -> np.ndarray:
+    """``value`` as a float64 array, or a ValueError naming ``name`` (strings, mappings, ragged nesting)."""
+    if isinstance(value, (str, bytes, dict)):
+        raise ValueError(f"{name} must be a number or a (nested) list of numbers, got {value!r}")
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a number or a rectangular (nested) list of numbers, got {value!r} "
+                         f"({exc})") from None
+
+
 def _tuplify(x):
     arr = np.asarray(x, dtype=np.float64)
     return tuple(map(_tuplify, arr)) if arr.ndim > 1 else tuple(float(v) for v in arr)
@@ -136,14 +147,17 @@ def make_config(*, mu=((-5.0,), (5.0,)), sigma=((1.0,),), num_models=3, points_p
 
     ``mu`` may be given as (B,) for d = 1 or (B, d); ``sigma`` as a number (d = 1, variance) or (d, d).
     """
-    mu_arr = np.asarray(mu, dtype=np.float64)
+    mu_arr = _numbers("mu", mu)
     if mu_arr.ndim == 1:
         mu_arr = mu_arr[:, None]
     if mu_arr.ndim != 2 or mu_arr.shape[0] < 1 or mu_arr.shape[1] < 1:
         raise ValueError(f"mu must have shape (num_components, dim), got {np.shape(mu)}")
     mu_arr = _checks.finite_array("mu", mu_arr)
     B, dim = mu_arr.shape
-    sig = np.asarray(sigma, dtype=np.float64)
+    if B > MAX_COMPONENTS:
+        raise ValueError(f"num_components must be at most {MAX_COMPONENTS} (the alive counts are 8-bit): mu has {B} "
+                         "rows")
+    sig = _numbers("sigma", sigma)
     if sig.ndim == 0:
         sig = sig.reshape(1, 1)
     if sig.shape != (dim, dim):
@@ -177,9 +191,9 @@ def make_config(*, mu=((-5.0,), (5.0,)), sigma=((1.0,),), num_models=3, points_p
 def _schedule_arg(name, value, T, low, high, **kw):
     if value is None:
         return None
-    if np.ndim(value) == 0:
+    arr = _numbers(name, value)
+    if arr.ndim == 0:
         return _checks.in_interval(name, value, low, high, **kw)
-    arr = np.asarray(value, dtype=np.float64)
     if arr.shape != (T,):
         raise ValueError(f"{name} as a schedule must have one value per step, shape ({T},), got {arr.shape}")
     for t, v in enumerate(arr):
@@ -203,6 +217,9 @@ def paper_config(figure: int = 4, **overrides) -> GMMNetworkConfig:
 # --------------------------------------------------------------------------------------------------------------
 # The contract: static configuration, parameters, one replicate
 # --------------------------------------------------------------------------------------------------------------
+
+
+MAX_COMPONENTS = 127  # components per model: the records' alive counts are int8
 
 
 @dataclass(frozen=True)
@@ -230,6 +247,9 @@ class StaticConfig:
         for name in ("num_models", "num_components", "dim", "points_per_step", "num_steps"):
             _checks.positive_int(name, getattr(self, name))
         _checks.nonnegative_int("num_human", self.num_human)
+        if self.num_components > MAX_COMPONENTS:  # the records count live components in int8
+            raise ValueError(f"num_components must be at most {MAX_COMPONENTS} (the alive counts are 8-bit), got "
+                             f"{self.num_components}")
 
     @property
     def max_points(self) -> int:
@@ -268,7 +288,7 @@ class StepSchedule(NamedTuple):
 def step_schedule(cfg: GMMNetworkConfig) -> StepSchedule:
     """``|A(t)| = m0 + n L t``, ``k_t = floor(beta |A(t)|)`` and the coefficients alpha_t, c_t."""
     size = _num_points(cfg)
-    k = np.floor(cfg.beta * size + 1e-9).astype(np.int64)
+    k = gmm_theory.num_draws(cfg.beta, size)
     kk = np.maximum(k, 1)
     alpha = 1.0 / kk if cfg.alpha is None else np.broadcast_to(np.asarray(cfg.alpha, float), size.shape).copy()
     B = cfg.num_components
@@ -634,9 +654,8 @@ def native_records(keys: jax.Array, cfg, dtype=jnp.float32, *, params: Params | 
     if engine not in ("vector", "scalar"):
         raise ValueError(f"engine must be 'vector' or 'scalar', got {engine!r}")
     static = _static(cfg)
-    if static.pool_size * static.num_components * 16 >= 2**31:  # the kernel's gathers use 32-bit offsets
-        raise ValueError(f"the native kernel supports internets of < 2^27 / num_components points; this one holds "
-                         f"{static.pool_size} (reduce num_steps, num_models or points_per_step)")
+    if not _native_fits(static):
+        raise ValueError(_native_too_large(static))
     params = make_params(cfg) if params is None else check_params(params, static)
     dtype = jnp.dtype(dtype)
     inputs = _native_inputs(keys, cast_params(params, dtype), static)
@@ -684,6 +703,31 @@ def _native_call(weights, human, seeds, attributes: dict, config: StaticConfig, 
 
 
 BACKENDS = ("auto", "native", "jax", "pallas")
+
+
+def _native_fits(static: StaticConfig) -> bool:
+    """Whether the native kernel can run this network: its gathers use 32-bit offsets into the internet."""
+    return static.pool_size * static.num_components * 16 < 2**31
+
+
+def _native_too_large(static: StaticConfig) -> str:
+    return (f"the native kernel supports internets of < 2^27 / num_components points; this one holds "
+            f"{static.pool_size} (num_human + num_models x points_per_step x num_steps): reduce num_steps, "
+            "num_models or points_per_step, or use backend='jax'")
+
+
+def backend_for(config: "GMMNetworkConfig", backend: str = "auto") -> str:
+    """The backend that runs ``config``: :func:`resolve_backend`'s, except that an internet beyond the native
+    kernel's 32-bit offsets takes the portable JAX kernel under ``auto`` and is refused under ``native`` (a
+    ValueError naming the sizes), before anything is compiled or written."""
+    from collapse_jax import _native
+
+    resolved = resolve_backend(backend)
+    if resolved == "native" and not _native_fits(config.static):
+        if backend == "auto" and _native.preferred_backend() == "auto":  # (not: collapse-jax --backend native)
+            return "jax"
+        raise ValueError(_native_too_large(config.static))
+    return resolved
 
 
 def resolve_backend(backend: str) -> str:
@@ -766,7 +810,7 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     if not isinstance(config, GMMNetworkConfig):
         raise ValueError(f"config must be a GMMNetworkConfig (use make_config), got {type(config).__name__}")
     cells, grid = _cells(params, config)
-    backend = resolve_backend(backend)
+    backend = backend_for(config, backend)
     if backend == "pallas":
         dtype = _pallas_dtype(dtype)
     requested = dtype

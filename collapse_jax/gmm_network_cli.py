@@ -115,7 +115,7 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     paper_R = _checks.nonnegative_int("paper-replicates", options.paper_replicates)
     batch = _checks.positive_int("replicate-batch", options.replicate_batch)
     seed = _checks.random_seed("seed", options.seed)
-    backend = gn.resolve_backend(backend)
+    backend = gn.backend_for(cfg, backend)  # (an internet too large for the native kernel: jax under auto)
     dtype = "float64" if jax.config.jax_enable_x64 else "float32"
     # every batch's records come back to the host, then once more as one array: refused now, not after hours
     _checks.fits_in_memory("replicates", R, 2 * gn.record_bytes(cfg.static, dtype))

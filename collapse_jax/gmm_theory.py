@@ -21,6 +21,8 @@ Pure NumPy, float64. Names: ``num_models`` n, ``num_components`` B, ``num_steps`
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
@@ -55,6 +57,16 @@ def _per_step(name, value, default, num_steps):
                          f"{np.shape(value)}") from None
 
 
+def num_draws(beta: float, size) -> np.ndarray:
+    """``k_t = floor(beta |A(t)|)`` for the internet sizes ``size`` (int64, same shape), with ``beta`` read as the
+    shortest decimal that prints as it (``repr``), exactly: in floating point ``0.7 * 90`` is 62.99999999999999.
+    The simulator (:func:`collapse_jax.gmm_network.step_schedule`) and :func:`schedule` both use it (they once
+    disagreed at such steps: a ``1e-9`` nudge in one, none in the other)."""
+    b = Fraction(repr(float(beta)))
+    sizes = np.asarray(size)
+    return np.array([math.floor(b * int(s)) for s in sizes.reshape(-1)], np.int64).reshape(sizes.shape)
+
+
 def schedule(*, num_models: int, num_components: int, points_per_step: int, beta: float, num_steps: int,
              num_human: int = 0, alpha=None, c=None) -> Schedule:
     """``|A(t)| = m0 + n L t``, ``k_t = floor(beta |A(t)|)``; ``alpha``/``c`` None = paper's ``1/k_t``, ``1/(k_t B^2)``,
@@ -66,7 +78,7 @@ def schedule(*, num_models: int, num_components: int, points_per_step: int, beta
     _checks.nonnegative_int("num_human", num_human)
     T = _checks.nonnegative_int("num_steps", num_steps)
     size = num_human + num_models * points_per_step * np.arange(T + 1)
-    k = np.floor(beta * size[:T]).astype(np.int64)  # same expression as the reference simulator
+    k = num_draws(beta, size[:T])  # the simulator's own rule
     kk = np.maximum(k, 1).astype(np.float64)
     a = _per_step("alpha", alpha, 1.0 / kk, T)
     cc = _per_step("c", c, 1.0 / (kk * num_components**2), T)
@@ -106,15 +118,37 @@ def geometric_sums(k, alpha):
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def _check_step(k, alpha, c, B: int) -> tuple[int, float, float]:
+    """One step's ``k >= 0`` (whole), ``alpha`` in [0, 1] and ``0 <= c < 1 / B``, or a ValueError naming them."""
+    k = _checks.nonnegative_int("k", k)
+    alpha = _checks.in_interval("alpha", alpha, 0.0, 1.0)
+    c = _checks.in_interval("c", c, 0.0, 1.0 / B, high_open=True)
+    return k, alpha, c
+
+
+def _ownership(ownership, B: int) -> np.ndarray:
+    """The ownership matrix ``M`` (B, B) of assumption A1 (default I): finite, non-negative, columns summing to 1
+    (column z is how a point of component z is shared among the components), or a ValueError naming it."""
+    if ownership is None:
+        return np.eye(B)
+    M = _checks.finite_array("ownership", ownership, shape=(B, B))
+    if np.any(M < 0) or not np.allclose(M.sum(axis=0), 1.0, atol=1e-9):
+        raise ValueError(f"ownership must be a ({B}, {B}) matrix with non-negative entries and columns summing to 1, "
+                         f"got column sums {np.round(M.sum(axis=0), 12).tolist()} and minimum {M.min():.3g}")
+    return M
+
+
 def expected_update(p, f, *, k: int, alpha: float, c: float):
     """One step of Algorithm 2 in expectation over ``k`` points drawn from an internet with composition ``f``
     (well-separated ownership): ``r p + (1 - r) (f - c) / (1 - B c)``, ``r = (1 - alpha)^k``."""
-    p = np.asarray(p, np.float64)
+    p = _checks.finite_array("p", p)
     B = p.shape[-1]
+    f = _checks.finite_array("f", f, shape=(B,))
+    k, alpha, c = _check_step(k, alpha, c, B)
     if k == 0:
         return p.copy()
     r = (1.0 - alpha) ** k
-    return r * p + (1.0 - r) * (np.asarray(f, np.float64) - c) / (1.0 - B * c)
+    return r * p + (1.0 - r) * (f - c) / (1.0 - B * c)
 
 
 def mean_field(pi0, *, points_per_step: int, beta: float, num_steps: int, num_human: int = 0, pi_ref=None,
@@ -232,8 +266,9 @@ def moment_step(mom: Moments, *, points_per_step: int, k: int, alpha: float, c: 
     """
     m, S, g, G, H, N = mom
     n, B = m.shape
-    L = points_per_step
-    M = np.eye(B) if ownership is None else np.asarray(ownership, np.float64)
+    L = _checks.positive_int("points_per_step", points_per_step)
+    k, alpha, c = _check_step(k, alpha, c, B)
+    M = _ownership(ownership, B)
     ones = np.ones(B)
     if k > 0:
         r = (1.0 - alpha) ** k
@@ -321,9 +356,12 @@ def expected_pair_sq_after_step(p_i, p_j, f, *, internet_size: int, k: int, alph
         E||Pi_i' - Pi_j'||^2 = r^2 ||Pi_i - Pi_j||^2 + 2 gamma^2 kappa tr(M (diag f - f f^T) M^T),
 
     r = (1-alpha)^k, gamma = alpha/(1 - B c), kappa = S2 - (S1^2 - S2)/(N - 1)  (docs/gmm_theory.md, Eq. 3.4)."""
-    p_i, p_j, f = (np.asarray(x, np.float64) for x in (p_i, p_j, f))
+    f = _checks.finite_array("f", f, shape=(None,))
     B = f.size
-    M = np.eye(B) if ownership is None else np.asarray(ownership, np.float64)
+    p_i, p_j = (_checks.finite_array(name, x, shape=(B,)) for name, x in (("p_i", p_i), ("p_j", p_j)))
+    k, alpha, c = _check_step(k, alpha, c, B)
+    _checks.positive_int("internet_size", internet_size)
+    M = _ownership(ownership, B)
     diff2 = np.sum((p_i - p_j) ** 2)
     if k == 0:
         return diff2
@@ -385,10 +423,12 @@ def ownership_matrix(mu, sigma, weights=None, *, num_nodes: int = 80):
     """``M[b, b'] = E[o_b(u) | u ~ N(mu_b', sigma)]`` for a model with weights ``p`` (default uniform), d = 1, by
     Gauss-Hermite quadrature. ``M = I`` is the well-separated limit; ``1 - diag(M)`` is the ownership a component's
     own points leak to the others. M depends on p: that dependence is what the linearised network leaves out."""
-    mu = np.asarray(mu, np.float64).reshape(-1)
-    sd = float(np.sqrt(np.asarray(sigma, np.float64).reshape(-1)[0]))
+    mu = _checks.finite_array("mu", mu).reshape(-1)
+    sd = float(np.sqrt(_checks.in_interval("sigma", np.asarray(sigma, np.float64).reshape(-1)[0], 0.0, math.inf,
+                                           low_open=True, high_open=True)))
     B = mu.size
-    p = np.full(B, 1.0 / B) if weights is None else np.asarray(weights, np.float64)
+    p = np.full(B, 1.0 / B) if weights is None else _checks.simplex_vector("weights", weights, B)
+    num_nodes = _checks.positive_int("num_nodes", num_nodes)
     x, w = np.polynomial.hermite_e.hermegauss(num_nodes)  # nodes/weights for exp(-x^2/2)
     w = w / w.sum()
     u = mu[None, :] + sd * x[:, None]  # (nodes, b') points from component b'

@@ -6,6 +6,9 @@ simulator can be checked against it statistically.
 
 from __future__ import annotations
 
+import math
+from fractions import Fraction
+
 import numpy as np
 
 
@@ -69,7 +72,7 @@ def simulate(rng, *, num_models=3, mu=((-5.0,), (5.0,)), sigma=((1.0,),), points
             break
         posts = [draw_points(Pi[i] / Pi[i].sum(), L) for i in range(n)]
         N = len(internet)
-        k = int(np.floor(beta * N))
+        k = math.floor(Fraction(repr(float(beta))) * N)  # beta as the decimal it prints as: 0.7 * 90 = 63
         if k > 0:
             a_t = 1.0 / k if alpha is None else float(np.broadcast_to(alpha, (T,))[t])
             c_t = 1.0 / (k * B * B) if c is None else float(np.broadcast_to(c, (T,))[t])

@@ -383,11 +383,28 @@ def test_bad_params_name_the_field():
     (dict(c=0.5), "c must lie in [0.0, 0.5)"),
     (dict(alpha=[0.1, 0.2]), "alpha as a schedule must have one value per step"),
     (dict(mu=[[np.nan], [1.0]]), "mu must contain only finite numbers"),
+    # a third audit (2026-12-04): tracebacks or NumPy's messages, and int8 alive counts wrapping at B = 128
+    (dict(mu={"a": 1}), "mu must be a number or a (nested) list of numbers"),
+    (dict(mu=[[0.0, 0.0], [1.0]]), "mu must be a number or a rectangular (nested) list"),
+    (dict(sigma="abc"), "sigma must be a number or a (nested) list of numbers"),
+    (dict(alpha=[0.5, "x", 0.5]), "alpha must be a number or a rectangular (nested) list"),
+    (dict(mu=[[5.0 * b] for b in range(128)]), "num_components must be at most 127"),
 ])
 def test_bad_input_names_the_parameter(kwargs, message):
     with pytest.raises(ValueError) as err:
         gn.make_config(**kwargs)
     assert message in str(err.value)
+
+
+def test_an_internet_too_large_for_the_native_kernel():
+    """Its 32-bit offsets were checked only inside the kernel (a JaxRuntimeError after compiling, with the run folder
+    already written): auto now takes the JAX kernel, native is refused before anything runs."""
+    cfg = gn.paper_config(6, num_models=100, points_per_step=100, num_steps=1300)
+    assert gn.backend_for(cfg, "jax") == "jax"
+    if gn.resolve_backend("auto") == "native":
+        assert gn.backend_for(cfg, "auto") == "jax" and gn.backend_for(gn.paper_config(4), "auto") == "native"
+        with pytest.raises(ValueError, match="the native kernel supports internets of < 2\\^27 / num_components"):
+            gn.simulate(0, cfg, 1, backend="native")
 
 
 def test_bad_replicate_counts():

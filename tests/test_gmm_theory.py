@@ -153,6 +153,22 @@ def test_schedule_matches_spec():
         gt.schedule(num_models=3, num_components=2, points_per_step=3, beta=0.5, num_steps=5, c=0.6)
 
 
+@pytest.mark.parametrize("beta", [0.29, 0.35, 0.5, 0.7, 0.99999999999])
+def test_simulator_and_theory_draw_the_same_k(beta):
+    """A third audit (2026-12-04): beta |A(t)| one ulp below a whole number (0.7 * 90 = 62.99999999999999) gave the
+    simulator 63 (a 1e-9 nudge) and the theory 62; both now read beta as its decimal, exactly."""
+    from collapse_jax import gmm_network as gn
+
+    cfg = gn.paper_config(4, beta=beta)
+    k = gn.step_schedule(cfg).num_draws
+    s = gt.schedule(num_models=cfg.num_models, num_components=cfg.num_components, points_per_step=cfg.points_per_step,
+                    beta=beta, num_steps=cfg.num_steps, num_human=cfg.num_human)
+    np.testing.assert_array_equal(k, s.k)
+    size = np.asarray(s.internet_size[:cfg.num_steps])
+    exact = [int(round(beta * 10**11)) * int(n) // 10**11 for n in size]  # integer arithmetic on the decimal
+    np.testing.assert_array_equal(k, exact)
+
+
 def test_mean_field_dnorm_contracts_by_abar_to_the_k():
     pi0 = np.array([[0.9, 0.1], [0.3, 0.7], [0.5, 0.5]])
     T = 30
@@ -320,6 +336,21 @@ def test_asymptotic_law_values_inside_its_domain():
     t = np.array([1.0, 4.0, 200.0])
     got = gt.asymptotic_dnorm(t, num_models=3, points_per_step=3, beta=0.5, diversity=0.5)
     np.testing.assert_allclose(got, np.sqrt(2 * gt.noise_floor_constant(0.5) * 0.5 / (0.5 * 3)) / np.sqrt(t))
+
+
+@pytest.mark.parametrize("call, message", [   # a third audit (2026-12-04): these returned numbers or NaN
+    (lambda: gt.expected_update([0.5, 0.5], [0.5, 0.5], k=-1, alpha=0.1, c=0.1), "k must be an integer >= 0"),
+    (lambda: gt.expected_update([0.5, 0.5], [0.5, 0.5], k=3, alpha=2.0, c=0.1), r"alpha must lie in \[0\.0, 1\.0\]"),
+    (lambda: gt.expected_update([0.5, 0.5], [0.5, 0.5], k=3, alpha=0.1, c=0.6), r"c must lie in \[0\.0, 0\.5\)"),
+    (lambda: gt.second_moment(num_steps=3, ownership=np.ones((3, 3))), r"ownership must have shape \(2, 2\)"),
+    (lambda: gt.second_moment(num_steps=3, ownership=[[2.0, 0.0], [-1.0, 1.0]]), "columns summing to 1"),
+    (lambda: gt.ownership_matrix([-1.0, 1.0], -1.0), r"sigma must lie in \(0\.0, inf\)"),
+    (lambda: gt.ownership_matrix([-1.0, 1.0], 1.0, [0.7, 0.7]), "weights must lie on the simplex"),
+])
+def test_theory_steps_refuse_bad_input(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+    assert np.allclose(gt.ownership_matrix([-1.0, 1.0], 1.0).sum(axis=0), 1.0)  # what _ownership asks of M
 
 
 def test_median_over_rms_two_components():
