@@ -155,6 +155,7 @@ def run_replicates(kernel: Kernel, params, config, num_replicates: int, seed: in
         ``COLLAPSE_JAX_PROGRESS``).
     """
     R = _checks.positive_int("num_replicates", num_replicates)
+    _checks.replicate_range(first_replicate, R)  # (map_chunks checks it again; here before anything compiles)
     mesh = mesh or replicate_mesh()
     chunk = chunk_replicates(R, mesh, chunk_size, memory_budget,
                              lambda: max(1, 8 * replicate_bytes(kernel, params, config, grid_axes)))

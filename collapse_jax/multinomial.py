@@ -571,7 +571,7 @@ def _batched_risk_native(keys, p, alpha, n, kappa, regime: str, engine: str) -> 
 
 def check_p(p) -> np.ndarray:
     """``p`` as a float64 probability vector with K >= 2 entries, or a ValueError naming ``p``."""
-    p_arr = np.asarray(p, dtype=np.float64)
+    p_arr = _checks.finite_array("p", p)
     if p_arr.ndim != 1 or p_arr.shape[0] < 2:
         raise ValueError(f"p must be a probability vector with K >= 2 entries, got shape {p_arr.shape}")
     return _checks.simplex_vector("p", p_arr, p_arr.shape[0])
@@ -684,6 +684,8 @@ def simulate(seed: int | jax.Array, p, alpha, n, config: MultinomialConfig = Mul
     Returns:
       losses, (replicate, step) = (R, T + 1) for 1-D schedules or (grid, replicate, step) for grids (NumPy).
     """
+    if not isinstance(config, MultinomialConfig):
+        raise ValueError(f"config must be a MultinomialConfig (e.g. MultinomialConfig('accumulate')), got {config!r}")
     p_arr, alpha, n = check_inputs(p, alpha, n, config, backend)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
     backend = resolve_backend(backend, config.regime)

@@ -8,8 +8,9 @@ the theory value and whether they agree.
 
 Two kinds of rows:
 - ``exact``: an exact closed form or recurrence. Agreement means ``|MC - theory| <= z* se`` with the Bonferroni
-  critical value ``z*`` for a 5% family-wise error over all exact rows (so a correct theory fails *some* row with
-  probability 5%); the table also says whether the theory lies inside the plain 95% interval.
+  critical value ``z*`` for a 5% family-wise error over all exact and approximation rows (so a correct theory fails
+  *some* row with probability at most 5%); the table also says whether the theory lies inside the plain 95%
+  interval.
 - ``statement``: a qualitative claim without a closed form (a limit, a monotonicity, a bound). The Monte Carlo
   quantity and the claimed threshold are shown; agreement means the whole 95% interval is on the claimed side.
 - ``approximation``: an approximate formula (mean-field, first-order); judged like ``exact``, and a disagreement is

@@ -101,6 +101,8 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["gmm-network", "--replicates", "100000000000"], "replicates=100000000000 needs about .* GiB"),
     (["gmm-network", "--seed", str(2**63)], r"seed must be an integer in \[0, 2\*\*63 - 1\]"),
     (["validate", "--replicates", "1"], "replicates must be an integer >= 2"),
+    (["validate", "--replicates", "0"], "replicates must be an integer >= 2"),
+    (["validate", "--steps", "5"], "steps must be an integer >= 20"),   # (a third audit: false "no" rows at T = 2)
     (["recursions-fig3", "--replicates", "1"], "replicates must be an integer >= 2"),
     (["recursions-c2", "--replicates", "1"], "replicates must be an integer >= 2"),
     (["gmm-network", "--steps", "0"], r"--steps \(num_steps\) must be an integer >= 1"),

@@ -306,6 +306,8 @@ def test_backends_agree_in_distribution():
     (dict(p=np.r_[0.5, 0.6, -0.1]), "simplex"),
     (dict(p=np.r_[0.5, 0.4, 0.05]), "simplex"),
     (dict(config=M.MultinomialConfig("filter", 1.0 - 1e-12, 0.0), alpha=np.r_[1.0, 0.0, 0.0]), "keeps nothing"),
+    (dict(p="abc"), "p must be a rectangular array of numbers"),   # (a third audit: messages without the name)
+    (dict(config="replace"), "config must be a MultinomialConfig"),
 ])
 def test_bad_input_raises_before_compute(kwargs, match):
     args = dict(p=np.r_[0.5, 0.3, 0.2], alpha=np.r_[1.0, 0.5, 0.5], n=np.r_[5.0, 5.0, 5.0],

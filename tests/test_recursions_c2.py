@@ -12,7 +12,8 @@ from collapse_jax.cli import main
 @pytest.mark.parametrize("extra,match", [(["--models", "gmm,nope"], "models must be"),
                                          (["--models", "gmm", "--gmm-base", "2"], "n must be >= 3K"),
                                          (["--models", "logistic", "--logistic-base", "3"], r"n must be >= 2 \(d \+ 1\)"),
-                                         (["--replicates", "0"], "replicates must be")])
+                                         (["--replicates", "0"], "replicates must be"),
+                                         (["--models", "gmm,gmm"], "each at most once")])
 def test_bad_options_fail_before_compute(tmp_path, capsys, extra, match):
     out = tmp_path / "run"
     assert main(["recursions-c2", "--out", str(out)] + extra) == 2

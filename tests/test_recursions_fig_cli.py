@@ -16,6 +16,32 @@ def test_tiny_run_writes_its_folder(tmp_path, command, png):
     assert len(json.loads((out / "config.json").read_text())["config"]["p"]) == 6
 
 
+def test_fig2_checks_the_accumulate_pool_before_anything_runs(tmp_path, capsys):
+    """A third audit (2026-12-04): on the JAX path in float32 fig2 ran its whole replace grid, then refused the
+    accumulate pool (3e7 > 2^24) with its folder already written."""
+    import jax
+
+    out = tmp_path / "run"
+    x64 = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)  # the command's float32 default (the suite may run in float64)
+    try:
+        code = main(["--backend", "jax", "recursions-fig2", "--out", str(out), "--steps", "100", "--replicates", "2"])
+    finally:
+        jax.config.update("jax_enable_x64", x64)
+    assert code == 2
+    assert "accumulate pool's counts would not be exact in float32" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_rerun_with_another_precision_or_backend_is_refused(tmp_path, capsys):
+    """It was accepted as the same configuration and overwrote the arrays under the old config.json."""
+    out = tmp_path / "run"
+    args = ["recursions-fig3", "--out", str(out), "--replicates", "4", "--steps", "3", "--categories", "4"]
+    assert main(args) == 0
+    assert main(["--backend", "jax", *args]) == 2
+    assert 'backend: "auto" -> "jax"' in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["recursions-fig2", "recursions-fig3"])
 def test_bad_replicates_fail_before_the_run_folder(tmp_path, capsys, command):
     out = tmp_path / "run"

@@ -59,6 +59,8 @@ def test_one_regime_and_its_default_draws_are_those_of_the_simulator(tmp_path):
     (["--regimes", "replace", "replace"], "regimes"),
     (["--regimes"], "regimes"),
     (["--sigma", "0"], "sigma"),
+    # a third audit (2026-12-04): refused only after the other regimes ran, and its folder then blocked the rerun
+    (["--generations", "20000", "--size", "101", "--replicates", "2"], "leave out accumulate-subsample"),
 ])
 def test_bad_parameters_fail_before_compute(tmp_path, capsys, argv, name):
     out = tmp_path / "run"

@@ -83,6 +83,7 @@ def test_w2_run_folder_exact_where_tails_allow_and_first_order_parts_ways(tmp_pa
     (["recursions-w2", "--sigma", "0"], "sigma"),
     (["recursions-w2", "--generations", "0"], "generations"),
     (["recursions-w2", "--sizes", "--linear-base", "0"], "nothing to simulate"),
+    (["recursions-w2", "--sizes", "10", "10"], "each M at most once"),
 ])
 def test_bad_parameters_fail_before_compute(tmp_path, capsys, argv, name):
     out = tmp_path / "run"

@@ -46,8 +46,8 @@ class C2Config:
     seed: int = field(default=0, metadata={"help": "replicates and the multinomial p"})
 
     def __post_init__(self) -> None:
-        if not self.models or any(m not in MODELS for m in self.models):
-            raise ValueError(f"models must be a comma-separated subset of {','.join(MODELS)}, "
+        if not self.models or any(m not in MODELS for m in self.models) or len(set(self.models)) != len(self.models):
+            raise ValueError(f"models must be a comma-separated subset of {','.join(MODELS)}, each at most once, "
                              f"got {','.join(self.models)!r}")
         runs.at_least_two_replicates(self.replicates)
         for name in ("steps", "gmm_steps", "logistic_steps", "base", "gmm_base", "logistic_base",
@@ -182,7 +182,7 @@ def run(cfg: C2Config, out: str | None) -> int:
     p = np.random.default_rng(cfg.seed).dirichlet(np.ones(cfg.categories))
     runners = {m: model_runner(m, cfg, settings(steps[m], bases[m]), p) for m in models}  # all checked first
     folder = RunFolder.create("recursions-c2", out)
-    folder.start({"command": "recursions-c2", "models": models, "p": p,
+    folder.start({**runs.numerics(), "command": "recursions-c2", "models": models, "p": p,
                   "settings": {m: names(bases[m]) for m in models}, "steps": steps, "base": bases,
                   "replicates": cfg.replicates, "seed": cfg.seed, "gaussian": GAUSSIAN, "gmm": MR.SEED003_C2,
                   "gmm_max_iter": cfg.gmm_max_iter, "logistic": L.SEED003_C2})

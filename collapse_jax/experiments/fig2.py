@@ -58,9 +58,10 @@ def run(cfg: MultinomialFigureConfig, out: str | None) -> int:
     p = cfg.true_p()
     start = time.perf_counter()
     alpha, n = schedules(cfg.steps)
-    M.check_inputs(p, alpha, n, M.MultinomialConfig())
+    for regime in ("replace", "accumulate"):  # both regimes before anything runs (the accumulate pool's limit)
+        M.check_inputs(p, alpha, n, M.MultinomialConfig(regime))
     folder = RunFolder.create("recursions-fig2", out)
-    folder.start({"command": "recursions-fig2", "p": p, "alphas": ALPHAS, "sizes": SIZES,
+    folder.start({**runs.numerics(), "command": "recursions-fig2", "p": p, "alphas": ALPHAS, "sizes": SIZES,
                   "num_steps": cfg.steps, "replicates": cfg.replicates, "seed": cfg.seed})
     losses, theory = {}, {}
     for regime in ("replace", "accumulate"):

@@ -31,7 +31,7 @@ def run(cfg: MultinomialFigureConfig, out: str | None) -> int:
     mcfg = M.MultinomialConfig("accumulate")
     M.check_inputs(p, alpha, n, mcfg)
     folder = RunFolder.create("recursions-fig3", out)
-    folder.start({"command": "recursions-fig3", "p": p, "sizes": list(SIZES), "num_steps": cfg.steps,
+    folder.start({**runs.numerics(), "command": "recursions-fig3", "p": p, "sizes": list(SIZES), "num_steps": cfg.steps,
                   "replicates": cfg.replicates, "seed": cfg.seed})
     losses = M.simulate(cfg.seed, p, alpha, n, mcfg, cfg.replicates)
     theory = np.stack([M.accumulate_risk(p, a, m) for a, m in zip(alpha, n)])

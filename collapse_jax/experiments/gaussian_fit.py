@@ -57,9 +57,16 @@ def run(cfg: GaussianFitConfig, out: str | None) -> int:
     start = time.perf_counter()
     mu, sigma, regimes = float(cfg.mu), float(cfg.sigma), list(cfg.regimes)
     alpha, n = S.constant_alpha(float(cfg.alpha), cfg.generations), S.constant_size(int(cfg.size), cfg.generations)
+    for regime in regimes:  # every regime's limits before the folder exists (the subsample pool's, e.g.)
+        try:
+            G.sized_config(G.GaussianConfig(regime, record="fit"), n)
+        except ValueError as exc:
+            raise ValueError(f"{exc} (here: --generations x --size = {cfg.generations * int(cfg.size)} points; "
+                             "lower either, or leave out accumulate-subsample with --regimes)") from None
     folder = RunFolder.create("recursions-gaussian-fit", out)
-    folder.start({"command": "recursions-gaussian-fit", "alpha": float(cfg.alpha), "size": int(cfg.size),
-                  "generations": cfg.generations, "replicates": cfg.replicates, "regimes": regimes, "mu": mu,
+    folder.start({**runs.numerics(), "command": "recursions-gaussian-fit", "alpha": float(cfg.alpha),
+                  "size": int(cfg.size), "generations": cfg.generations, "replicates": cfg.replicates,
+                  "regimes": regimes, "mu": mu,
                   "sigma": sigma, "seed": cfg.seed,
                   "estimator": "sample mean, unbiased sample variance; generation 0 real data"})
     sq_err, var, w2 = [], [], []

@@ -50,7 +50,7 @@ def run(cfg: LinregConfig, out: str | None) -> int:
     start = time.perf_counter()
     w_star = np.full(d, 1.0 / np.sqrt(d))  # the error does not depend on w*; a unit vector
     folder = RunFolder.create("recursions-linreg", out)
-    folder.start({"command": "recursions-linreg", "dim": d, "num_samples": t_samples, "sigma": sigma,
+    folder.start({**runs.numerics(), "command": "recursions-linreg", "dim": d, "num_samples": t_samples, "sigma": sigma,
                   "iterations": iterations, "replicates": reps, "seed": cfg.seed, "w_star": w_star,
                   "design": "x ~ N(0, I_d); one fixed design X per replicate, drawn afresh for each replicate"})
     errors, theory = {}, {"replace": LR.replace_error(sigma, d, t_samples, iterations),

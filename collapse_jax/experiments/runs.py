@@ -12,6 +12,17 @@ from collapse_jax import _checks
 from collapse_jax import cli_options as opts
 
 
+def numerics() -> dict:
+    """What changes a run's numbers besides its options, for its run folder's configuration (a rerun with another
+    precision or backend into the same ``--out`` is refused instead of overwriting the arrays under the old
+    ``config.json``): ``x64`` and the backend asked for (``collapse-jax --backend``; ``auto`` by default)."""
+    import jax
+
+    from collapse_jax import _native
+
+    return {"x64": bool(jax.config.jax_enable_x64), "backend": _native.preferred_backend()}
+
+
 def add_command(sub, name: str, config_cls, run: Callable, what: str) -> None:
     """Subcommand ``name`` (``what`` it does, its help line): one flag per field of ``config_cls``
     (:func:`collapse_jax.cli_options.add_config`) and ``--out``; it calls ``run(config, out)`` with the checked

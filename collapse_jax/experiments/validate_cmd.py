@@ -12,6 +12,9 @@ from collapse_jax.experiments import runs
 from collapse_jax.results import RunFolder, atomic_write_text
 
 
+MIN_STEPS = 20  # below this the asymptotic rows (Cor 3.2, Props 3.4, 3.7) fail by construction
+
+
 @dataclass(frozen=True)
 class ValidateConfig:
     """``replicates`` per checked statement, ``steps`` generations of the multinomial checks, ``seed``; ``doc``: a
@@ -20,7 +23,8 @@ class ValidateConfig:
 
     replicates: int = field(default=4000, metadata={"help": "Monte Carlo replicates per checked statement",
                                                     "minimum": 2})
-    steps: int = field(default=30, metadata={"help": "generations T of the multinomial checks, >= 1"})
+    steps: int = field(default=30, metadata={"help": f"generations T of the multinomial checks, >= {MIN_STEPS} (the "
+                                                     "limit and asymptotic rows compare r_T with T -> infinity)"})
     seed: int = 0
     doc: str = field(default="", metadata={"help": "also write the table to this file (the repository's own copy: "
                                                "--doc docs/validation.md)",
@@ -28,7 +32,9 @@ class ValidateConfig:
 
     def __post_init__(self) -> None:
         runs.at_least_two_replicates(self.replicates)
-        _checks.positive_int("steps", self.steps)
+        if _checks.positive_int("steps", self.steps) < MIN_STEPS:  # at T = 2 r_T is 12 SE from r_inf: a false "no"
+            raise ValueError(f"steps must be an integer >= {MIN_STEPS} (the fixed-alpha limit and the consistency / "
+                             f"improvement rows compare r_T with its T -> infinity behaviour), got {self.steps}")
         _checks.random_seed("seed", self.seed)
         if self.doc:  # checked now, not after minutes of checks (nor created: a typo'd folder is refused)
             doc = Path(self.doc)
@@ -47,7 +53,7 @@ def run(cfg: ValidateConfig, out: str | None) -> int:
     reps, steps, seed = cfg.replicates, cfg.steps, cfg.seed
     start = time.perf_counter()
     folder = RunFolder.create("validate", out)
-    folder.start({"command": "validate", "replicates": reps, "steps": steps, "seed": seed})
+    folder.start({**runs.numerics(), "command": "validate", "replicates": reps, "steps": steps, "seed": seed})
     table = V.run_all(num_replicates=reps, num_steps=steps, seed=seed, extra=V.extra_checks(reps, seed))
     elapsed = time.perf_counter() - start
     bad = [i for i, r in enumerate(table.rows, 1) if not r.agree]

@@ -38,6 +38,8 @@ class W2Config:
         sizes = list(self.sizes)
         if any(isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 2 for m in sizes):
             raise ValueError(f"sizes: every M must be an integer >= 2 (unbiased variance), got {sizes}")
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"sizes: each M at most once (a repeat would be simulated twice), got {sizes}")
         base = _checks.nonnegative_int("linear_base", self.linear_base)
         if base == 1:
             raise ValueError("linear_base must be 0 (no growing schedule) or an integer >= 2 (M_0 = linear_base), "
@@ -74,7 +76,7 @@ def run(cfg: W2Config, out: str | None) -> int:
     names, n = schedules(list(cfg.sizes), cfg.linear_base, generations)
     alpha = S.pure_synthetic_alpha(generations)
     folder = RunFolder.create("recursions-w2", out)
-    folder.start({"command": "recursions-w2", "mu": mu, "sigma": sigma, "settings": names,
+    folder.start({**runs.numerics(), "command": "recursions-w2", "mu": mu, "sigma": sigma, "settings": names,
                   "generations": generations, "replicates": reps, "seed": cfg.seed,
                   "estimator": "sample mean, unbiased sample variance; pure synthetic (alpha_t = 0), replace"})
     losses = []
