@@ -32,17 +32,18 @@ class C2Config:
     models: tuple[str, ...] = field(default=MODELS, metadata={
         "help": "comma-separated model classes to run, among " + ",".join(MODELS), "default_help": "all"})
     replicates: int = field(default=100, metadata={"help": "Monte Carlo replicates per setting", "minimum": 2})
-    steps: int = field(default=200, metadata={"help": "generations T, multinomial and Gaussian"})
+    steps: int = field(default=200, metadata={"help": "generations T, multinomial and Gaussian, >= 1"})
     base: int = field(default=100, metadata={
-        "help": "n_0 for multinomial and Gaussian: n_t = base (fixed), base(t+1) or base(t+1)^2"})
-    categories: int = field(default=10, metadata={"help": "K of the multinomial, p ~ Dirichlet(1)"})
+        "help": "n_0 for multinomial and Gaussian: n_t = base (fixed), base(t+1) or base(t+1)^2; >= 1 "
+                "(Gaussian: >= 2)"})
+    categories: int = field(default=10, metadata={"help": "K of the multinomial, p ~ Dirichlet(1); >= 2"})
     gmm_steps: int = field(default=30, metadata={
-        "help": "generations T of the Gaussian mixture (EM reads every raw sample)"})
-    gmm_base: int = field(default=50, metadata={"help": "n_0 of the Gaussian mixture"})
-    gmm_max_iter: int = field(default=100, metadata={"help": "EM iterations at most per fit"})
+        "help": "generations T of the Gaussian mixture (EM reads every raw sample), >= 1"})
+    gmm_base: int = field(default=50, metadata={"help": "n_0 of the Gaussian mixture, >= 3 K = 9"})
+    gmm_max_iter: int = field(default=100, metadata={"help": "EM iterations at most per fit, >= 1"})
     logistic_steps: int = field(default=20, metadata={
-        "help": "generations T of logistic regression (Newton reads every raw sample)"})
-    logistic_base: int = field(default=100, metadata={"help": "n_0 of logistic regression"})
+        "help": "generations T of logistic regression (Newton reads every raw sample), >= 1"})
+    logistic_base: int = field(default=100, metadata={"help": "n_0 of logistic regression, >= 2 (d + 1) = 8"})
     seed: int = field(default=0, metadata={"help": "replicates and the multinomial p"})
 
     def __post_init__(self) -> None:

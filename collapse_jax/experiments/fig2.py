@@ -24,8 +24,8 @@ class MultinomialFigureConfig:
     replicates). Checked on creation (ValueError naming the field)."""
 
     replicates: int = field(default=100, metadata={"help": "Monte Carlo replicates per curve", "minimum": 2})
-    steps: int = field(default=200, metadata={"help": "generations T"})
-    categories: int = field(default=10, metadata={"help": "K of the multinomial, p ~ Dirichlet(1)"})
+    steps: int = field(default=200, metadata={"help": "generations T, >= 1"})
+    categories: int = field(default=10, metadata={"help": "K of the multinomial, p ~ Dirichlet(1); >= 2"})
     seed: int = field(default=0, metadata={"help": "replicates and the multinomial p"})
 
     def __post_init__(self) -> None:

@@ -27,11 +27,11 @@ class GaussianFitConfig:
     alpha: float = field(default=0.5, metadata={"help": "fraction of fresh (real) data in generations t >= 1, "
                                                         "in [0, 1]"})
     size: int = field(default=20, metadata={"help": "points per generation n_t (also the subsample's budget), >= 2"})
-    generations: int = field(default=50, metadata={"help": "generations t = 0..GENERATIONS"})
+    generations: int = field(default=50, metadata={"help": "generations t = 0..GENERATIONS, >= 1"})
     replicates: int = field(default=4000, metadata={"help": "Monte Carlo replicates per regime", "minimum": 2})
     regimes: tuple[str, ...] = field(default=REGIMES, metadata={
         "help": f"regimes to run, any of {', '.join(REGIMES)}", "nargs": "*"})
-    mu: float = field(default=0.0, metadata={"help": "true mean"})
+    mu: float = field(default=0.0, metadata={"help": "true mean, finite"})
     sigma: float = field(default=1.0, metadata={"help": "true standard deviation, > 0"})
     seed: int = 0
 

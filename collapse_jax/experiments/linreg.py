@@ -19,10 +19,10 @@ class LinregConfig:
     """d = ``dim`` features, T = ``num_samples`` per iteration, label noise ``sigma``, ``iterations`` refits,
     ``replicates`` runs (each with its own fixed design X), ``seed``. Checked on creation."""
 
-    dim: int = field(default=10, metadata={"help": "d, number of features"})
+    dim: int = field(default=10, metadata={"help": "d, number of features, >= 1"})
     num_samples: int = field(default=20, metadata={"help": "T, samples per iteration, >= d + 2"})
     sigma: float = field(default=1.0, metadata={"help": "label noise standard deviation, > 0"})
-    iterations: int = field(default=50, metadata={"help": "model-fitting iterations n"})
+    iterations: int = field(default=50, metadata={"help": "model-fitting iterations n, >= 1"})
     replicates: int = field(default=10000, metadata={"help": "Monte Carlo runs, each with its own fixed design X",
                                                      "minimum": 2})
     seed: int = 0

@@ -23,9 +23,9 @@ class W2Config:
         "help": "constant sample sizes M, each >= 2", "nargs": "*"})
     linear_base: int = field(default=10, metadata={
         "help": "also the growing schedule M_t = BASE (t + 1), BASE >= 2; 0 skips it", "metavar": "BASE"})
-    generations: int = field(default=200, metadata={"help": "generations t = 0..GENERATIONS"})
+    generations: int = field(default=200, metadata={"help": "generations t = 0..GENERATIONS, >= 1"})
     replicates: int = field(default=2000, metadata={"help": "Monte Carlo replicates per schedule", "minimum": 2})
-    mu: float = field(default=0.0, metadata={"help": "true mean"})
+    mu: float = field(default=0.0, metadata={"help": "true mean, finite"})
     sigma: float = field(default=1.0, metadata={"help": "true standard deviation, > 0"})
     seed: int = 0
 
