@@ -57,6 +57,9 @@ RETRIEVE, SAMPLE, FINETUNE = 0, 1, 2          # the last word of each step's see
 STEPS, STATE, BASE = "steps", "state", "base"
 
 
+HF_DTYPES = ("float32", "bfloat16", "float16", "float64", "auto")  # --hf-dtype (torch dtype names)
+
+
 @dataclass(frozen=True)
 class WebConfig:
     """One LLM Web Dynamics experiment; every field is validated on construction (ValueError naming it).
@@ -116,7 +119,8 @@ class WebConfig:
         "help": "Hugging Face causal LM folders (save_pretrained), one per model, instead of nanoGPTs",
         "nargs": "+", "metavar": "PATH", "default_help": "none: nanoGPTs"})
     hf_dtype: str | None = field(default=None, metadata={
-        "help": "--hf models' weight dtype (bfloat16 for large models)", "default_help": "float32"})
+        "help": "--hf models' weight dtype: float32, bfloat16 (large models), float16, float64 or auto",
+    "default_help": "float32"})
     encoder: str | None = field(default=None, metadata={
         "help": "sentence-transformers folder of the embedding model", "default_help": "the packaged all-MiniLM-L6-v2"})
     gmm_replicates: int = field(default=1000, metadata={
@@ -158,13 +162,24 @@ class WebConfig:
             raise ValueError(f"tokenizer must be 'bpe' or 'byte', got {self.tokenizer!r}")
         if _checks.positive_int("vocab_size", self.vocab_size) < 257:
             raise ValueError(f"vocab_size must be >= 257 (256 bytes + EOT), got {self.vocab_size}")
+        if self.samples < 2:
+            raise ValueError(f"samples must be at least 2 (the noise floor's spread needs two answers per model), got "
+                             f"{self.samples}")
+        if self.hf_dtype is not None and self.hf_dtype not in HF_DTYPES:
+            raise ValueError(f"hf_dtype must be one of {', '.join(HF_DTYPES)}, got {self.hf_dtype!r}")
         if self.hf:
             if len(self.hf) != self.num_models:
                 raise ValueError(f"hf must name one model folder per model: num_models = {self.num_models} but "
                                  f"{len(self.hf)} folders were given")
+            from llm_bridge.hf_causal import checkpoint_folder
+
             for p in self.hf:
                 if not Path(p).expanduser().is_dir():
                     raise ValueError(f"hf model folder {p!r} does not exist")
+                try:
+                    checkpoint_folder(p)
+                except ValueError as exc:
+                    raise ValueError(f"hf: {exc}") from None
         if self.encoder is not None and not Path(self.encoder).expanduser().is_dir():
             raise ValueError(f"encoder folder {self.encoder!r} does not exist")
         if self.proxy_components > self.num_models * self.samples:
@@ -215,6 +230,25 @@ def step_seed(cfg: WebConfig, t: int, i: int, stream: int) -> np.random.SeedSequ
     return np.random.SeedSequence([cfg.seed, t, i, stream])
 
 
+def _check_base_model(run: Path, cfg: WebConfig, i: int, text_file: Path, text: str) -> None:
+    """A ValueError unless the base nanoGPT in ``run`` (e.g. a ``base/`` folder copied from another run, as the docs
+    suggest) was trained as this configuration trains model ``i``: its architecture, tokenizer, training settings and
+    training text (``text_file`` against ``text``). Without the check a copied base of other sizes was used while the
+    report named this run's."""
+    saved = json.loads((run / "config.json").read_text())["config"]
+    want = {"spec.num_layers": cfg.model_layers, "spec.num_heads": cfg.model_heads, "spec.dim": cfg.model_dim,
+            "spec.context_length": cfg.model_context, "data.tokenizer": cfg.tokenizer,
+            "data.vocab_size": cfg.vocab_size, "train.steps": cfg.train_steps, "train.batch_size": cfg.train_batch,
+            "train.learning_rate": cfg.train_lr, "train.seed": cfg.seed + i}
+    differ = [f"{k}: {saved.get(k.split('.')[0], {}).get(k.split('.')[1])!r} (this run: {v!r})"
+              for k, v in want.items() if saved.get(k.split(".")[0], {}).get(k.split(".")[1]) != v]
+    if not text_file.is_file() or text_file.read_text(encoding="utf-8") != text:
+        differ.append(f"its training text {str(text_file)!r} (this run's differs: seed, topic or corpus)")
+    if differ:
+        raise ValueError(f"{str(run)!r} holds a base model trained otherwise than this run asks ({'; '.join(differ)});"
+                         f" remove {str(run.parent)!r} to train the base models anew, or run with their settings")
+
+
 def human_internet(cfg: WebConfig) -> list[str]:
     """``A(0)``: ``num_human`` standard-library sentences (at most 200 characters) with a word that starts with
     ``topic`` (case-insensitive: "exception" also finds "Exceptions"), drawn without replacement with ``SeedSequence([seed])``, in corpus order."""
@@ -256,6 +290,9 @@ def base_generators(cfg: WebConfig, folder: Path, *, progress: bool | None = Non
     models = []
     for i in range(cfg.num_models):
         run = base / f"model-{i}"
+        if (run / "manifest.json").is_file() or (run / "config.json").is_file():
+            parts = parts or training_parts(cfg)
+            _check_base_model(run, cfg, i, base / f"part-{i}.txt", "\n\n".join(parts[i]) + "\n")
         if (run / "manifest.json").is_file():
             models.append(NanoGPT.load(run))
         elif (run / "config.json").is_file():
@@ -447,6 +484,7 @@ def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None =
     path = out.path
     old = saved_config(path)
     if old is None:
+        human_internet(cfg)  # topic and num_human against the corpus, before anything is written
         out.write_config(cfg.as_dict())
     elif old != cfg:
         diff = "; ".join(config_differences(*(json.loads(json.dumps(c.as_dict())) for c in (old, cfg))))

@@ -161,6 +161,10 @@ def test_analyse_recomputes_outputs_without_generating(context_run, tmp_path):
     (dict(hf=("/tmp",)), "one model folder per model"), (dict(proxy_components=13), "proxy_components"),
     (dict(max_new_tokens=192), "max_new_tokens"), (dict(top_p=0.0), "top_p"), (dict(model_heads=3), "model_dim"),
     (dict(encoder="/no/such/encoder"), "encoder"), (dict(query=" "), "query"), (dict(seed=-1), "seed"),
+    # a third audit (2026-12-04): NaN noise floors at samples = 1; --hf-dtype and model-less --hf folders refused
+    # only after the encoder had embedded the human texts
+    (dict(samples=1), "samples must be at least 2"), (dict(hf_dtype="foo"), "hf_dtype must be one of"),
+    (dict(hf=("/tmp",) * 3), "hf: path '/tmp' is not a saved model folder: missing config.json"),
 ])
 def test_bad_configuration_is_refused_before_any_compute(change, match):
     with pytest.raises(ValueError, match=match):
@@ -181,6 +185,18 @@ def test_bad_runs_and_cli_errors(context_run, tmp_path, capsys):
     assert "drop --beta" in capsys.readouterr().err
     with pytest.raises(ValueError, match="num_human must be at most"):
         llm_web.human_internet(llm_web.WebConfig(**{**TINY, "num_human": 10**5}))
+
+
+def test_a_copied_base_of_other_settings_is_refused(context_run, tmp_path):
+    """A third audit (2026-12-04): a base/ folder copied from a run with other sizes was used as it was, while the
+    report named this run's sizes."""
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copytree(context_run / llm_web.BASE, other / llm_web.BASE)
+    cfg = llm_web.WebConfig(**{**TINY, "model_dim": 64, "train_steps": 30})
+    with pytest.raises(ValueError, match=r"holds a base model trained otherwise .*spec.dim: 32 \(this run: 64\)"):
+        llm_web.base_generators(cfg, other)
+    assert len(llm_web.base_generators(llm_web.WebConfig(**TINY), other)) == 3  # its own settings: reused
 
 
 def llm_web_cli_args(*argv):

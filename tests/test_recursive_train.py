@@ -260,3 +260,15 @@ def test_sigkill_at_a_random_moment_then_rerun_gives_the_uninterrupted_files(con
                 np.testing.assert_array_equal(a[k], b[k], err_msg=str(rel))
         else:
             assert (whole / rel).read_text() == (killed / rel).read_text(), rel
+
+
+def test_documents_drop_what_does_not_decode():
+    """A third audit (2026-12-04): samples cut inside a multi-byte character were decoded with U+FFFD, which the next
+    generation trained on as three tokens the model never produced."""
+    from llm_bridge.bpe import byte_tokenizer
+
+    tok = byte_tokenizer()
+    ids = tok.encode_batch(["a\u00e9b"])[0]
+    assert "\ufffd" in tok.decode(ids[:2])  # 'a' and the first byte of the two-byte character
+    assert rt.document_text(tok, ids[:2]) == "a" and rt.document_text(tok, ids) == "a\u00e9b"
+
