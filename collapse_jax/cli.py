@@ -64,8 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"collapse-jax {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"collapse-jax {args.command}: interrupted (files written so far are complete; a command that resumes "
-              "continues from them when rerun with the same options and --out)", file=sys.stderr)
+        hint = getattr(args, "interrupt_hint", None) or ("a command that resumes continues from them when rerun with "
+                                                         "the same options and --out")
+        print(f"collapse-jax {args.command}: interrupted (files written so far are complete; {hint})", file=sys.stderr)
         return 130
     return int(result or 0)
 

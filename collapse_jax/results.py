@@ -77,6 +77,38 @@ def atomic_savefig(fig, path: str | os.PathLike, **kwargs) -> None:
     _atomic_write_bytes(path, buf.getvalue())
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON document at ``path``, or a ValueError naming the file when it is missing or damaged (files here are
+    written atomically, so damage means a copy or an edit went wrong)."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{str(path)!r} is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{str(path)!r} is damaged (not valid JSON: {exc})") from None
+
+
+def read_npz(path: str | os.PathLike, *names: str) -> tuple[np.ndarray, ...]:
+    """Arrays ``names`` of the ``.npz`` file at ``path``, or a ValueError naming the file when it is missing,
+    damaged (not a zip archive, a truncated member) or lacks one of them."""
+    import zipfile
+
+    path = Path(path)
+    try:
+        with np.load(path) as z:
+            files = list(z.files)
+            arrays = {name: z[name] for name in names if name in files}
+    except FileNotFoundError:
+        raise ValueError(f"{str(path)!r} is missing") from None
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{str(path)!r} is damaged ({type(exc).__name__}: {exc})") from None
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        raise ValueError(f"{str(path)!r} lacks the array {missing[0]!r} (it holds {', '.join(files)})")
+    return tuple(arrays[name] for name in names)
+
+
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.ndarray):
         return obj.tolist()

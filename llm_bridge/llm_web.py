@@ -49,7 +49,7 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
-from collapse_jax.results import RunFolder, atomic_savez, atomic_write_json, config_differences
+from collapse_jax.results import RunFolder, atomic_savez, atomic_write_json, config_differences, read_json, read_npz
 from llm_bridge.generators import Generator, Sampling
 
 MODES = ("context", "finetune")
@@ -414,9 +414,8 @@ def completed_steps(folder: Path) -> int:
 
 def read_step(folder: Path, t: int) -> tuple[dict[str, Any], np.ndarray]:
     """(record, embeddings (n, L, dim)) of step t."""
-    record = json.loads(step_path(folder, t, "json").read_text())
-    with np.load(step_path(folder, t, "npz")) as z:
-        return record, z["embeddings"]
+    record = read_json(step_path(folder, t, "json"))  # (a damaged file: a ValueError naming it)
+    return record, read_npz(step_path(folder, t, "npz"), "embeddings")[0]
 
 
 def run_step(cfg: WebConfig, t: int, models: list[Generator], internet: list[str], encoder) -> tuple[dict, np.ndarray]:

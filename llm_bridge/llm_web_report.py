@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from collapse_jax import distance, gmm_network
-from collapse_jax.results import RunFolder, atomic_write_json
+from collapse_jax.results import RunFolder, atomic_write_json, read_npz
 from llm_bridge import web_gmm_proxy as proxy
 from llm_bridge.llm_web import WebConfig, completed_steps, read_step, saved_config, step_metrics
 
@@ -108,8 +108,7 @@ def analyse(folder: str | Path) -> dict[str, Any]:
     metrics = [step_metrics(r["responses"], e) for r, e in zip(records, emb)]
     dnorm = np.asarray([m["dnorm"] for m in metrics])
     recorded = np.asarray([r["metrics"]["dnorm"] for r in records])
-    with np.load(path / "human.npz") as z:
-        human = z["embeddings"]
+    (human,) = read_npz(path / "human.npz", "embeddings")
     with jax.enable_x64(True):
         gmm = gmm_band(cfg, T)
         prox = calibrated_proxies(cfg, emb, human)

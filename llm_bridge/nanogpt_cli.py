@@ -60,7 +60,8 @@ def _add_train(verbs) -> None:
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest checkpoint that restores, with its saved "
                         "configuration (model, data and training options must not be given)")
-    q.set_defaults(func=cmd_train)
+    q.set_defaults(func=cmd_train, interrupt_hint="continue it with `collapse-jax nanogpt train --resume --out RUN` "
+                   "(the run's saved options; give no others)")
 
 
 def _add_sample(verbs) -> None:

@@ -627,6 +627,19 @@ def saved_run_data(folder: Path, saved: dict[str, Any], tokenizer: bpe.TextToken
 
 
 @without_x64
+def _read_metrics(folder: Path) -> dict:
+    """``folder``'s metrics.json, or a ValueError naming it when it is missing or damaged."""
+    path = folder / METRICS_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{str(path)!r} is missing: the finished run's loss history is gone (the parameters are in "
+                         "its checkpoints)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{str(path)!r} is damaged ({exc}); restore it from a copy, or delete it to resume without "
+                         "the loss history") from None
+
+
 def resume(folder: str | os.PathLike, *, until: int | None = None, progress: bool | None = None) -> TrainResult:
     """Continue the run in ``folder`` from its newest checkpoint that restores, with its saved configuration
     (a fresh start when it has none yet). The final parameters equal those of an uninterrupted run. A finished run
@@ -637,7 +650,7 @@ def resume(folder: str | os.PathLike, *, until: int | None = None, progress: boo
     saved = read_run_config(folder)
     check_until(until, saved.get("train", {}).get("steps"))
     if (folder / "manifest.json").is_file():   # finished: nothing to train, nothing rewritten (unless the final
-        metrics = json.loads((folder / METRICS_FILE).read_text())           # checkpoint is damaged: replayed below)
+        metrics = _read_metrics(folder)                                     # checkpoint is damaged: replayed below)
         done = metrics["summary"]
         try:
             model = NanoGPT.load(folder, step=done["step"])
@@ -688,9 +701,13 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
         model.params, state = committed((got["params"], got["train_state"]))
         opt_state, total, elapsed_before = state["opt_state"], int(state["total_steps"]), float(state["elapsed"])
         if (folder / METRICS_FILE).exists():
-            old = json.loads((folder / METRICS_FILE).read_text())
+            old = _read_metrics(folder)
             metrics = {"train": [r for r in old["train"] if r[0] < start_step],
                        "eval": [r for r in old["eval"] if r["step"] <= start_step]}
+        elif start_step > 0:  # the parameters still end as an uninterrupted run's; the history before is gone
+            warnings.warn(f"{str(folder / METRICS_FILE)!r} is missing: resuming at step {start_step}, the loss and "
+                          f"held-out history of steps 0-{start_step - 1} is lost (metrics.json and loss.png will "
+                          "start there)", stacklevel=2)
     mngr = checkpoint_manager(folder, tc.keep_checkpoints)     # after restoring: corrupt steps are set aside
     budget = None if tc.minutes is None else tc.minutes * 60.0
 

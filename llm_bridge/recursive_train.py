@@ -57,7 +57,7 @@ import numpy as np
 from collapse_jax import _checks, multinomial, schedules
 from collapse_jax.progress import bar
 from collapse_jax.replicates import root_key
-from collapse_jax.results import RunFolder, atomic_savez, atomic_write_json
+from collapse_jax.results import RunFolder, atomic_savez, atomic_write_json, read_json, read_npz
 from llm_bridge import bpe, synthetic_filter
 from llm_bridge import nanogpt_train as nt
 from llm_bridge.generators import Sampling
@@ -315,8 +315,7 @@ def prepare_repetition(config: RecursiveConfig, docs: list[str], rep: int, folde
         path = folder / "classifier_real.npz"
         if not path.is_file():
             atomic_savez(path, {"embeddings": encoder.encode(cls_real)})
-        with np.load(path) as z:
-            emb = z["embeddings"]
+        (emb,) = read_npz(path, "embeddings")
     prompts = [" ".join(d.split()[:config.prompt_words]) for d in held[:config.prompts]]
     return Repetition(rep, folder, held, prompts, cls_real, emb, pool, tokenizer, reference)
 
@@ -367,7 +366,7 @@ class Generation:
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path)  # (a damaged file: a ValueError naming it)
 
 
 def load_generation(folder: Path, model: NanoGPT, previous: Generation | None, accumulate: bool) -> Generation:
@@ -375,8 +374,7 @@ def load_generation(folder: Path, model: NanoGPT, previous: Generation | None, a
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), model.params)
     _, params = nt.restore_params(folder, abstract)
     train = _read_json(folder / "train.json")
-    with np.load(folder / "embeddings.npz") as z:
-        emb = z["embeddings"]
+    (emb,) = read_npz(folder / "embeddings.npz", "embeddings")
     all_texts = (previous.all_texts if accumulate and previous is not None else []) + train["texts"]
     return Generation(folder, committed(params), train["texts"], train["real"], all_texts,
                       _read_json(folder / "samples.json"), emb, _read_json(folder / "metrics.json"))

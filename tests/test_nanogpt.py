@@ -391,6 +391,19 @@ def test_score_windows_cover_each_token_once():
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def test_damaged_or_missing_metrics_are_named(reference_run, tmp_path):
+    """A third audit (2026-12-04): a missing metrics.json gave a FileNotFoundError traceback, a damaged one "Invalid
+    control character", naming no file."""
+    copy = tmp_path / "copy"
+    shutil.copytree(reference_run.folder, copy)
+    (copy / "metrics.json").write_text('{"train": [\x01')
+    with pytest.raises(ValueError, match=r"metrics.json' is damaged"):
+        nt.resume(copy, progress=False)
+    (copy / "metrics.json").unlink()
+    with pytest.raises(ValueError, match=r"metrics.json' is missing"):
+        nt.resume(copy, progress=False)
+
+
 def test_run_folder_contents(reference_run):
     f = reference_run.folder
     files = {p.name for p in f.iterdir()}

@@ -1,12 +1,13 @@
 """Run folders: every saved array set is also a labelled netCDF dataset a scientist opens without this library."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from collapse_jax.results import RunFolder
+from collapse_jax.results import RunFolder, atomic_savez
 
 pytestmark = pytest.mark.fallback  # also runs in the pure-JAX pass (COLLAPSE_JAX_NATIVE=0)
 
@@ -92,3 +93,24 @@ def test_a_run_folder_holds_one_configuration(tmp_path):
     with pytest.raises(ValueError, match="is not empty and holds no run"):
         RunFolder.create("demo", foreign).start(config)
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+def test_damaged_run_files_are_named(tmp_path):
+    """A third audit (2026-12-04): a truncated step JSON or npz of a run gave "Invalid control character" or a
+    BadZipFile traceback, naming no file."""
+    from collapse_jax.results import read_json, read_npz
+
+    good = tmp_path / "a.npz"
+    atomic_savez(good, {"embeddings": np.arange(6.0).reshape(2, 3)})
+    np.testing.assert_array_equal(read_npz(good, "embeddings")[0], np.arange(6.0).reshape(2, 3))
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[:40])
+    bad_json = tmp_path / "step.json"
+    bad_json.write_text('{"responses": [\x01')
+    for call, words in ((lambda: read_npz(cut, "embeddings"), "cut.npz' is damaged"),
+                        (lambda: read_npz(good, "other"), "lacks the array 'other'"),
+                        (lambda: read_npz(tmp_path / "none.npz", "x"), "none.npz' is missing"),
+                        (lambda: read_json(bad_json), "step.json' is damaged (not valid JSON"),
+                        (lambda: read_json(tmp_path / "none.json"), "none.json' is missing")):
+        with pytest.raises(ValueError, match=re.escape(words)):
+            call()
