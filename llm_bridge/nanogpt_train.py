@@ -626,7 +626,6 @@ def saved_run_data(folder: Path, saved: dict[str, Any], tokenizer: bpe.TextToken
     return prepared
 
 
-@without_x64
 def _read_metrics(folder: Path) -> dict:
     """``folder``'s metrics.json, or a ValueError naming it when it is missing or damaged."""
     path = folder / METRICS_FILE
@@ -640,6 +639,7 @@ def _read_metrics(folder: Path) -> dict:
                          "the loss history") from None
 
 
+@without_x64
 def resume(folder: str | os.PathLike, *, until: int | None = None, progress: bool | None = None) -> TrainResult:
     """Continue the run in ``folder`` from its newest checkpoint that restores, with its saved configuration
     (a fresh start when it has none yet). The final parameters equal those of an uninterrupted run. A finished run
