@@ -66,8 +66,9 @@ def cmd_llm_web(args) -> int:
             folder = llm_web.resume(args.out, until=args.until)
         else:
             folder = llm_web.run(config_from_args(args), args.out, until=args.until)
-        if args.until is not None and not (folder / "summary.json").is_file():
-            print(f"stopped before step {args.until}; continue with --resume --out {folder}")
+        done = llm_web.completed_steps(folder)
+        if done < llm_web.saved_config(folder).num_steps + 1:  # (a summary.json may be an --analyse of a part)
+            print(f"stopped before step {done}; continue with --resume --out {folder}")
             return 0
         summary = json.loads((folder / "summary.json").read_text())
         args.analyse = str(folder)

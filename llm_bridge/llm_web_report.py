@@ -172,7 +172,9 @@ def analyse(folder: str | Path) -> dict[str, Any]:
     atomic_write_json(path / "summary.json", summary)
     plots(out, cfg, emb, metrics, llm, (dnorm, floor, signal), gmm, prox)
     out.save_text("report.md", report_markdown(cfg, summary))
-    out.finish({k: summary[k] for k in ("dnorm_t0", "dnorm_tT", "dnorm_ratio", "gmm_coverage", "proxy_coverage")})
+    if T == cfg.num_steps:  # manifest.json marks a finished run; a partial one analysed so far is not finished
+        out.finish({k: summary[k] for k in ("dnorm_t0", "dnorm_tT", "dnorm_ratio", "gmm_coverage",
+                                            "proxy_coverage")})
     return summary
 
 

@@ -117,6 +117,10 @@ def test_killed_context_run_resumes_to_the_same_result(context_run, tmp_path):
     cfg = llm_web.WebConfig(**TINY)
     llm_web.run(cfg, folder, until=2)
     assert llm_web.completed_steps(folder) == 2 and not (folder / "summary.json").exists()
+    # an --analyse of the part so far (a third audit, 2026-12-04: it wrote manifest.json, and a later --until run
+    # printed that summary as the result) is not a finished run
+    assert llm_web_cli.main(["--analyse", str(folder)]) == 0 and not (folder / "manifest.json").exists()
+    assert llm_web_cli.main(["--resume", "--out", str(folder), "--until", "2"]) == 0
     (folder / "steps" / "step-0001.json").unlink()        # killed after writing step 1's embeddings, before its record
     llm_web.run(cfg, folder, analyse_after=False)
     _assert_same_steps(context_run, folder, 4)
