@@ -42,14 +42,14 @@ def pairwise_distances(x: jnp.ndarray) -> jnp.ndarray:
 def frobenius_norm(d: jnp.ndarray) -> jnp.ndarray:
     """``||D||_F`` over the last two axes."""
     d = _rows("d", d)
-    return jnp.sqrt(jnp.sum(d * d, axis=(-2, -1)))
+    return _norm_of_square(jnp.sum(d * d, axis=(-2, -1)))  # (finite gradient at D = 0, complete collapse)
 
 
 def distance_matrix_norm(x: jnp.ndarray) -> jnp.ndarray:
     """``||D||_F`` of the pairwise distance matrix of the rows of ``x``: ``sqrt(sum_ij ||x_i - x_j||^2)``."""
     x = _rows("x", x)
     diff = x[..., :, None, :] - x[..., None, :, :]
-    return jnp.sqrt(jnp.sum(diff * diff, axis=(-3, -2, -1)))
+    return _norm_of_square(jnp.sum(diff * diff, axis=(-3, -2, -1)))
 
 
 def within_model_spread(x: jnp.ndarray) -> jnp.ndarray:

@@ -158,7 +158,11 @@ def cpu_info() -> dict[str, Any]:
         pass
     flags = set((fields.get("flags") or fields.get("Features") or "").split())
     model = fields.get("model name") or platform.processor() or platform.machine()
-    return {"cpu_model": model, "cpu_features": [f for f in SIMD_FEATURES if f in flags]}
+    # Family and model number: VMs often show one model name ("Intel(R) Xeon(R) Processor") for different CPU kinds
+    # (family 6 model 167 / 207 here), which these tell apart.
+    ident = {k: fields[f] for k, f in (("cpu_vendor", "vendor_id"), ("cpu_family", "cpu family"),
+                                       ("cpu_model_number", "model")) if f in fields}
+    return {"cpu_model": model, **ident, "cpu_features": [f for f in SIMD_FEATURES if f in flags]}
 
 
 def environment_info() -> dict[str, Any]:
@@ -180,6 +184,13 @@ def environment_info() -> dict[str, Any]:
                     x64=bool(jax.config.jax_enable_x64))
     except Exception as exc:  # noqa: BLE001 - environment info must never break a run
         info["jax_error"] = repr(exc)
+    from importlib import metadata
+
+    for package in ("flax", "optax", "torch", "transformers", "sentence-transformers"):  # as installed, unimported
+        try:
+            info[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
     try:
         from collapse_jax import _native
 

@@ -18,6 +18,7 @@ functions that need them.
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +119,30 @@ def _torch_device(device: str | None) -> str:
     return device or "cpu"
 
 
+# Any of these makes a tokenizer transformers can load; without one AutoTokenizer quietly builds a five-token
+# vocabulary and every word embeds as [UNK] (an audit: two unrelated sentences at cosine 1.0000).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
+
+
+def _check_tokenizer_files(folder: Path) -> None:
+    """A ValueError naming ``folder`` unless its transformer (the root, or a sentence-transformers folder's
+    ``Transformer`` module as ``modules.json`` names it) holds tokenizer files."""
+    where = [folder]
+    modules = folder / "modules.json"
+    if modules.is_file():
+        try:
+            entries = json.loads(modules.read_text())
+            where = [folder / m.get("path", "") for m in entries if str(m.get("type", "")).endswith("Transformer")]
+        except (json.JSONDecodeError, AttributeError, TypeError):
+            raise ValueError(f"path {str(folder)!r}: its modules.json is not a sentence-transformers module list")
+        where = where or [folder]
+    for w in where:
+        if not any((w / f).is_file() for f in TOKENIZER_FILES):
+            raise ValueError(f"path {str(folder)!r} is not a complete model folder: {str(w)!r} holds no tokenizer "
+                             f"files (one of {', '.join(TOKENIZER_FILES)}); save the tokenizer with the model "
+                             "(tokenizer.save_pretrained / SentenceTransformer.save)")
+
+
 def sentence_transformer_encoder(path: str | os.PathLike, *, normalize: bool = False, device: str | None = None,
                                  max_length: int | None = None) -> Encoder:
     """A sentence-transformers model from a local folder (as written by ``SentenceTransformer.save``).
@@ -126,6 +151,7 @@ def sentence_transformer_encoder(path: str | os.PathLike, *, normalize: bool = F
     ``normalize=True`` L2-normalises on top. ``max_length`` overrides the model's ``max_seq_length`` (tokens).
     """
     folder = model_folder("path", path, ["modules.json"])
+    _check_tokenizer_files(folder)
     require("torch")
     st = require("sentence_transformers")
     model = st.SentenceTransformer(str(folder), device=_torch_device(device), local_files_only=True)
@@ -157,6 +183,7 @@ def hf_mean_pool_encoder(path: str | os.PathLike, *, normalize: bool = False, de
     ``model_max_length`` and the model's ``max_position_embeddings``). ``normalize=True`` L2-normalises each row.
     """
     folder = model_folder("path", path, ["config.json"])
+    _check_tokenizer_files(folder)
     torch = require("torch")
     transformers = require("transformers")
     dev = _torch_device(device)

@@ -35,12 +35,11 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
-from llm_bridge.encoders import model_folder, require
+from llm_bridge.encoders import TOKENIZER_FILES, model_folder, require
 from llm_bridge.generators import PerplexityResult, Sampling, check_texts, cut_at_stop, fit_prompts
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
 
 # Streams of the seed tree: generation batch b uses (seed, GENERATE, b); fine-tuning uses (seed, FINETUNE).
 GENERATE, FINETUNE = 0, 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -32,7 +33,9 @@ def cache_dir() -> Path:
 
 def folder_hash(folder: str | os.PathLike) -> str:
     """SHA-256 over a model folder's files (relative path and bytes, sorted by path): identifies the weights."""
-    folder = Path(folder)
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():  # a missing path or a file hashed as nothing: every such "model" shared one cache key
+        raise ValueError(f"model_path must be a local model folder, got {str(folder)!r}")
     h = hashlib.sha256()
     for f in sorted(p for p in folder.rglob("*") if p.is_file()):
         h.update(f.relative_to(folder).as_posix().encode() + b"\0")
@@ -47,8 +50,10 @@ def cached_embeddings(texts, model_path: str | os.PathLike, load_encoder: Callab
                       batch_size: int = 64, progress: bool | None = None) -> tuple[np.ndarray, Path]:
     """``load_encoder().encode(texts)``, computed once and cached in ``folder`` (default :func:`cache_dir`).
 
-    The cache file ``embeddings-<key>.npz`` is keyed by the files of ``model_path`` (the encoder's folder), the
-    loader's ``options`` (e.g. ``"normalize=True"``) and the texts; the model is loaded only when the cache misses.
+    The cache file ``embeddings-<key>.npz`` is keyed by the files of ``model_path`` (the encoder's folder, which must
+    exist), the ``options`` string and the texts; the model is loaded only when the cache misses. The key knows the
+    loader's settings only through ``options``: a caller that changes them (``normalize``, ``max_length``) must say
+    so there (e.g. ``"normalize=True"``), or it gets the embeddings cached under the old settings.
     The file is written through a temporary file and a rename; one whose stored key does not match, or that cannot
     be read, is recomputed. Returns ``(embeddings float32 (num_texts, dim), cache file)``.
     """
@@ -62,8 +67,8 @@ def cached_embeddings(texts, model_path: str | os.PathLike, load_encoder: Callab
             with np.load(path) as data:
                 if str(data["key"]) == key and data["embeddings"].shape[0] == len(texts):
                     return data["embeddings"], path
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable or foreign file: recompute and overwrite
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            pass  # unreadable (truncated, empty) or foreign file: recompute and overwrite
     emb = load_encoder().encode(texts, batch_size=batch_size, progress=progress)
     atomic_savez(path, {"embeddings": emb, "key": np.str_(key), "options": np.str_(options),
                         "texts_hash": np.str_(texts_hash)})

@@ -118,3 +118,10 @@ def test_nan_complex_and_empty_input_are_not_reported_as_zero_distance():
     grad = jax.grad(lambda y: distance.frobenius_norm(distance.pairwise_distances(y)))(jnp.ones((3, 2)))
     assert np.isfinite(np.asarray(grad)).all()
     assert np.isfinite(np.asarray(jax.grad(distance.within_model_spread)(jnp.ones((4, 2))))).all()
+
+
+def test_norms_have_finite_gradients_at_complete_collapse():
+    """A third audit (2026-12-04): distance_matrix_norm and frobenius_norm took a bare sqrt, NaN gradients at D = 0."""
+    x = jnp.ones((3, 2))
+    for g in (jax.grad(distance.distance_matrix_norm)(x), jax.grad(distance.frobenius_norm)(jnp.zeros((3, 3)))):
+        assert np.all(np.isfinite(np.asarray(g)))

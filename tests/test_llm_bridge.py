@@ -196,6 +196,34 @@ def test_embedding_cache_is_written_once_and_reused(tiny_models, tmp_path):
     path.write_bytes(b"not an npz")                                # a damaged cache file is recomputed
     d, _ = populations.cached_embeddings(TEXTS, tiny_models["hf"], load, options="t", folder=tmp_path)
     assert len(loads) == 3 and np.array_equal(d, a)
+    # a third audit (2026-12-04): a truncated or empty file raised BadZipFile / EOFError instead
+    for damaged in (path.read_bytes()[:100], b""):
+        path.write_bytes(damaged)
+        e, _ = populations.cached_embeddings(TEXTS, tiny_models["hf"], load, options="t", folder=tmp_path)
+        assert np.array_equal(e, a)
+    assert len(loads) == 5
+    # and a model path that is no folder (a hub id, a file) hashed as nothing: two such paths shared one entry
+    for given in ("sentence-transformers/all-MiniLM-L6-v2", tiny_models["hf"] / "config.json"):
+        with pytest.raises(ValueError, match="model_path must be a local model folder"):
+            populations.cached_embeddings(TEXTS, given, load, options="t", folder=tmp_path)
+
+
+@needs_llm
+def test_a_model_folder_without_tokenizer_files_is_refused(tiny_models, tmp_path):
+    """A third audit (2026-12-04): without them AutoTokenizer built a five-token vocabulary and every word embedded
+    as [UNK] (two unrelated sentences at cosine 1.0)."""
+    import shutil
+
+    from llm_bridge import encoders
+
+    for kind, load in (("hf", encoders.hf_mean_pool_encoder), ("st", encoders.sentence_transformer_encoder)):
+        bare = tmp_path / kind
+        shutil.copytree(tiny_models[kind], bare)
+        for f in bare.rglob("*"):
+            if f.name in encoders.TOKENIZER_FILES:
+                f.unlink()
+        with pytest.raises(ValueError, match="holds no tokenizer files"):
+            load(bare)
 
 
 @needs_minilm
