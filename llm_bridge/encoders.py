@@ -157,7 +157,11 @@ def sentence_transformer_encoder(path: str | os.PathLike, *, normalize: bool = F
     model = st.SentenceTransformer(str(folder), device=_torch_device(device), local_files_only=True)
     model.eval()
     if max_length is not None:
-        model.max_seq_length = _checks.positive_int("max_length", max_length)
+        positions = getattr(getattr(getattr(model[0], "auto_model", None), "config", None), "max_position_embeddings",
+                            None)
+        if _checks.positive_int("max_length", max_length) > (positions or max_length):
+            raise ValueError(f"max_length must be at most the model's {positions} positions, got {max_length}")
+        model.max_seq_length = max_length
     dim_fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     dim = int(dim_fn())
 
@@ -192,6 +196,8 @@ def hf_mean_pool_encoder(path: str | os.PathLike, *, normalize: bool = False, de
     model.eval()
     limits = [int(tokenizer.model_max_length), int(getattr(model.config, "max_position_embeddings", 10**9))]
     limit = _checks.positive_int("max_length", max_length) if max_length is not None else min(limits)
+    if limit > limits[1]:  # beyond the position embeddings: a raw torch size error at encode time
+        raise ValueError(f"max_length must be at most the model's {limits[1]} positions, got {max_length}")
     dim = int(model.config.hidden_size)
 
     def embed_batch(batch: list[str]) -> np.ndarray:

@@ -224,6 +224,9 @@ def test_a_model_folder_without_tokenizer_files_is_refused(tiny_models, tmp_path
                 f.unlink()
         with pytest.raises(ValueError, match="holds no tokenizer files"):
             load(bare)
+        # and a max_length beyond the position embeddings (32 here) failed at encode time with a raw torch error
+        with pytest.raises(ValueError, match="max_length must be at most the model's 32 positions, got 100"):
+            load(tiny_models[kind], max_length=100)
 
 
 @needs_minilm
