@@ -2,8 +2,8 @@
 
 Same layers, same order, same initialisation law: token + learned position embeddings, pre-LayerNorm blocks
 (fused qkv attention with a causal mask, GELU-tanh MLP of width 4 dim), a final LayerNorm and logits tied to the token
-embedding. ``tests/test_nanogpt.py`` copies a Flax model's weights into this one and checks that both give the same
-logits, so the benchmark compares the same network. Not part of the library: benchmarks only.
+embedding. ``tests/test_nanogpt_torch_twin.py`` copies a Flax model's weights into this one and checks that both give
+the same logits, so the benchmark compares the same network. Not part of the library: benchmarks only.
 """
 
 from __future__ import annotations

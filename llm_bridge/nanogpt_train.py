@@ -285,7 +285,8 @@ def adamw_chain(grad_clip: float, beta1: float, beta2: float, weight_decay: floa
 
 def schedule(tc: TrainConfig, total_steps: int) -> optax.Schedule:
     """Linear warm-up from 0 to ``learning_rate`` over ``warmup_steps``, cosine decay to ``min_lr_ratio`` times it
-    at ``total_steps``; step s (0-based) uses the value at s + 1."""
+    at ``total_steps``; step s (0-based) uses the value at s + 1. A run no longer than its warm-up is all warm-up
+    (it ends at the peak; the trainer warns)."""
     warmup = min(tc.warmup_steps, total_steps)
     return optax.warmup_cosine_decay_schedule(0.0, tc.learning_rate, warmup, max(total_steps, warmup + 1),
                                               tc.learning_rate * tc.min_lr_ratio)
@@ -735,6 +736,9 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
         if total is None:
             total = _steps_for_budget(steps_fn, model.params, opt_state, stream, size, tc, budget - elapsed(),
                                       first["eval_s"])
+    if start_step == 0 and tc.warmup_steps >= total:  # (a --minutes budget can size a run shorter than its warm-up)
+        warnings.warn(f"the warm-up ({tc.warmup_steps} steps) covers the whole run of {total} steps: the learning "
+                      "rate rises to its peak and never decays; lower --warmup", stacklevel=2)
     lrs = np.asarray(schedule(tc, total)(np.arange(1, total + 1)), dtype=np.float32)   # lrs[s]: step s
     step, stopped_by, tokens_per_step = start_step, "steps", tc.batch_size * cfg.context_length
     pending: list[tuple[int, jax.Array, np.ndarray]] = []       # (first step, losses, learning rates) per call
