@@ -19,6 +19,8 @@ import json
 import os
 import platform
 import tempfile
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -92,8 +94,6 @@ def read_json(path: str | os.PathLike) -> Any:
 def read_npz(path: str | os.PathLike, *names: str) -> tuple[np.ndarray, ...]:
     """Arrays ``names`` of the ``.npz`` file at ``path``, or a ValueError naming the file when it is missing,
     damaged (not a zip archive, a truncated member) or lacks one of them."""
-    import zipfile
-
     path = Path(path)
     try:
         with np.load(path) as z:
@@ -369,12 +369,19 @@ class RunFolder:
         atomic_savez(self.chunk_path(index), arrays)
 
     def load_chunk(self, index: int) -> dict[str, np.ndarray] | None:
-        """A finished chunk's arrays, or None if that chunk has not been written."""
+        """A finished chunk's arrays, or None if that chunk has not been written or cannot be read (chunks are
+        written atomically, so a damaged one comes from a copy gone wrong: it is computed again, with a warning;
+        a truncated file raised BadZipFile in the middle of a resume before)."""
         path = self.chunk_path(index)
         if not path.exists():
             return None
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
+        try:
+            with np.load(path) as data:
+                return {k: data[k] for k in data.files}
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            warnings.warn(f"{str(path)!r} is damaged ({type(exc).__name__}: {exc}); computing that chunk again",
+                          stacklevel=2)
+            return None
 
     def finish(self, summary: Mapping[str, Any] | None = None) -> Path:
         """Write ``manifest.json`` last: the list of files, a summary, and the environment again, now that the run

@@ -49,6 +49,8 @@ def config_from_args(args) -> sp.PrecisionConfig:
             raise ValueError(f"--quick sets {', '.join(opts.flag_of(sp.PrecisionConfig, k) for k in QUICK)}; drop "
                              f"{', '.join(given)} or --quick")
     dims = args.dims if args.dims is not None else sp.PrecisionConfig().dims
+    if args.blocks is not None and not args.blocks:  # (an empty --blocks ran the defaults)
+        raise ValueError("blocks must name at least one count (one per dimension, or one for all)")
     cfg = opts.config_from_args(sp.PrecisionConfig, args, blocks=args.blocks or sp.PrecisionConfig.default_blocks(dims))
     if args.quick:
         cfg = replace(cfg, **QUICK)

@@ -87,14 +87,26 @@ class PrecisionConfig:
             if f in POPULATIONS and not population_available(f):
                 raise ValueError(f"family {f!r} needs the llm extra: {LLM_EXTRA_HINT}")
         _checks.positive_int("num_points", self.num_points)
+        if not self.ratios:  # (it failed later, after the run folder was written, as "no block size n")
+            raise ValueError("ratios must name at least one block size ratio n / d >= 1")
         for r in self.ratios:
             _checks.in_interval("ratios", r, 1.0, math.inf, high_open=True)
+        for name in ("dims", "families"):  # a repeat ran twice, on other data, under one table label
+            values = list(getattr(self, name))
+            if len(set(values)) != len(values):
+                raise ValueError(f"{name} must not repeat a value, got {', '.join(map(str, values))}")
         _checks.in_interval("level", self.level, 0.0, 1.0, low_open=True, high_open=True)
         _checks.random_seed("seed", self.seed)
         _checks.in_interval("t_dof", self.t_dof, 4.0, math.inf, low_open=True)
         _checks.in_interval("condition_number", self.condition_number, 1.0, math.inf)
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine == "native":  # (a RuntimeError traceback after the run folder was written, before)
+            from collapse_jax import _native
+
+            if not _native.amx_available():
+                raise ValueError("engine 'native' needs an AMX-capable x86 CPU and the native kernels (here: none); "
+                                 "use engine 'numpy' or 'auto'")
         for d in self.dims:
             if self.families and self.num_points <= d:
                 raise ValueError(f"num_points N={self.num_points} must exceed the dimension d={d}")

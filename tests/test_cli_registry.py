@@ -103,6 +103,11 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["validate", "--replicates", "1"], "replicates must be an integer >= 2"),
     (["validate", "--replicates", "0"], "replicates must be an integer >= 2"),
     (["validate", "--steps", "5"], "steps must be an integer >= 20"),   # (a third audit: false "no" rows at T = 2)
+    # a third audit (2026-12-04): an empty --ratios / --blocks, repeated dims / families
+    (["sigma-precision", "--dims", "8", "--ratios="], "ratios must name at least one block size ratio"),
+    (["sigma-precision", "--dims", "8", "--blocks="], "blocks must name at least one count"),
+    (["sigma-precision", "--dims", "8,8"], "dims must not repeat a value, got 8, 8"),
+    (["sigma-precision", "--dims", "8", "--families", "isotropic,isotropic"], "families must not repeat a value"),
     (["recursions-fig3", "--replicates", "1"], "replicates must be an integer >= 2"),
     (["recursions-c2", "--replicates", "1"], "replicates must be an integer >= 2"),
     (["gmm-network", "--steps", "0"], r"--steps \(num_steps\) must be an integer >= 1"),
