@@ -120,7 +120,7 @@ class WebConfig:
         "nargs": "+", "metavar": "PATH", "default_help": "none: nanoGPTs"})
     hf_dtype: str | None = field(default=None, metadata={
         "help": "--hf models' weight dtype: float32, bfloat16 (large models), float16, float64 or auto",
-    "default_help": "float32"})
+        "default_help": "float32"})
     encoder: str | None = field(default=None, metadata={
         "help": "sentence-transformers folder of the embedding model", "default_help": "the packaged all-MiniLM-L6-v2"})
     gmm_replicates: int = field(default=1000, metadata={
