@@ -85,13 +85,15 @@ def torch_trainer(args, stream, compiled: bool, dtype: str = "float32"):
     opt = tg.adamw(model, 3e-4)
     data = torch.from_numpy(stream.astype("int64")).to(device)
     offsets = torch.arange(args.context + 1, device=device)
-    gen = torch.Generator().manual_seed(0)
+    # The batch's starts are drawn on the device, as the Flax step draws its own: a CPU draw copied to a GPU every
+    # step (pageable memory) waits for the stream, so torch could not queue steps ahead (an audit, 2026-12-04).
+    gen = torch.Generator(device=device).manual_seed(0)
     step_model = torch.compile(model) if compiled else model
     autocast = None if dtype == "float32" else getattr(torch, dtype)
 
     def block(n):
         for _ in range(n):
-            starts = torch.randint(0, len(data) - args.context - 1, (args.batch,), generator=gen).to(device)
+            starts = torch.randint(0, len(data) - args.context - 1, (args.batch,), generator=gen, device=device)
             loss = tg.train_step(step_model, opt, data[starts[:, None] + offsets], autocast_dtype=autocast)
         float(loss)  # waits for the device
 
