@@ -107,6 +107,23 @@ def finite_array(name: str, value: Any, *, shape: tuple[int | None, ...] | None 
     return arr
 
 
+def env_int(name: str, low: int) -> int | None:
+    """The environment variable ``name`` as an integer >= ``low`` (None when unset or empty), or a ValueError naming
+    the variable (``int()``'s own message does not)."""
+    import os
+
+    text = os.environ.get(name)
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < low:
+        raise ValueError(f"the environment variable {name} must be an integer >= {low}, got {text!r}")
+    return value
+
+
 def spd_matrix(name: str, value: Any, dim: int) -> np.ndarray:
     """Return ``value`` as a (dim, dim) symmetric positive-definite float64 matrix, or raise."""
     arr = finite_array(name, value, shape=(dim, dim))

@@ -49,7 +49,7 @@ class Processes:
         if self.process_id is not None:
             if self.num_processes is None and os.environ.get("JAX_NUM_PROCESSES") is None:
                 raise ValueError("--process-id needs --num-processes (or JAX_NUM_PROCESSES)")
-            count = self.num_processes if self.num_processes is not None else _env_int("JAX_NUM_PROCESSES", 1)
+            count = self.num_processes if self.num_processes is not None else _checks.env_int("JAX_NUM_PROCESSES", 1)
             if isinstance(self.process_id, bool) or not 0 <= self.process_id < count:
                 raise ValueError(f"process_id must be in 0 .. num_processes - 1 = {count - 1}, got {self.process_id}")
 
@@ -105,27 +105,13 @@ def add_parser(sub) -> None:
     q.set_defaults(func=cmd_phase)
 
 
-def _env_int(name: str, low: int) -> int | None:
-    """The environment variable ``name`` as an integer >= ``low`` (None when unset), or a ValueError naming it."""
-    text = os.environ.get(name)
-    if text is None:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        value = None
-    if value is None or value < low:
-        raise ValueError(f"the environment variable {name} must be an integer >= {low}, got {text!r}")
-    return value
-
-
 def _process(args) -> tuple[int, int]:
     """(process index, count): from jax.distributed when asked for (flags, environment or Slurm), else (0, 1)."""
     given = cli_options.config_from_args(Processes, args)
     coordinator = given.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS")
-    count = given.num_processes if given.num_processes is not None else _env_int("JAX_NUM_PROCESSES", 1)
-    index = given.process_id if given.process_id is not None else _env_int("JAX_PROCESS_ID", 0)
-    slurm = (_env_int("SLURM_NTASKS", 1) or 1) > 1
+    count = given.num_processes if given.num_processes is not None else _checks.env_int("JAX_NUM_PROCESSES", 1)
+    index = given.process_id if given.process_id is not None else _checks.env_int("JAX_PROCESS_ID", 0)
+    slurm = (_checks.env_int("SLURM_NTASKS", 1) or 1) > 1
     if coordinator is None and count is None and not slurm:
         return 0, 1
     import jax

@@ -42,7 +42,7 @@ from collapse_jax import _checks
 from collapse_jax.cli_options import option
 from collapse_jax.progress import bar
 from collapse_jax.replicates import root_key
-from collapse_jax.results import RunFolder, atomic_write_json
+from collapse_jax.results import RunFolder, atomic_write_json, read_json
 from llm_bridge import bpe
 from llm_bridge.encoders import require
 from llm_bridge.generators import check_texts
@@ -627,19 +627,6 @@ def saved_run_data(folder: Path, saved: dict[str, Any], tokenizer: bpe.TextToken
     return prepared
 
 
-def _read_metrics(folder: Path) -> dict:
-    """``folder``'s metrics.json, or a ValueError naming it when it is missing or damaged."""
-    path = folder / METRICS_FILE
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{str(path)!r} is missing: the finished run's loss history is gone (the parameters are in "
-                         "its checkpoints)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{str(path)!r} is damaged ({exc}); restore it from a copy, or delete it to resume without "
-                         "the loss history") from None
-
-
 @without_x64
 def resume(folder: str | os.PathLike, *, until: int | None = None, progress: bool | None = None) -> TrainResult:
     """Continue the run in ``folder`` from its newest checkpoint that restores, with its saved configuration
@@ -651,7 +638,7 @@ def resume(folder: str | os.PathLike, *, until: int | None = None, progress: boo
     saved = read_run_config(folder)
     check_until(until, saved.get("train", {}).get("steps"))
     if (folder / "manifest.json").is_file():   # finished: nothing to train, nothing rewritten (unless the final
-        metrics = _read_metrics(folder)                                     # checkpoint is damaged: replayed below)
+        metrics = read_json(folder / METRICS_FILE)                          # checkpoint is damaged: replayed below)
         done = metrics["summary"]
         try:
             model = NanoGPT.load(folder, step=done["step"])
@@ -702,7 +689,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
         model.params, state = committed((got["params"], got["train_state"]))
         opt_state, total, elapsed_before = state["opt_state"], int(state["total_steps"]), float(state["elapsed"])
         if (folder / METRICS_FILE).exists():
-            old = _read_metrics(folder)
+            old = read_json(folder / METRICS_FILE)  # (missing or damaged: a ValueError naming it)
             metrics = {"train": [r for r in old["train"] if r[0] < start_step],
                        "eval": [r for r in old["eval"] if r["step"] <= start_step]}
         elif start_step > 0:  # the parameters still end as an uninterrupted run's; the history before is gone

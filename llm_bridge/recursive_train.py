@@ -365,19 +365,15 @@ class Generation:
     metrics: dict
 
 
-def _read_json(path: Path) -> Any:
-    return read_json(path)  # (a damaged file: a ValueError naming it)
-
-
 def load_generation(folder: Path, model: NanoGPT, previous: Generation | None, accumulate: bool) -> Generation:
     """A generation written by :func:`run_generation` (``metrics.json`` present)."""
     abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), model.params)
     _, params = nt.restore_params(folder, abstract)
-    train = _read_json(folder / "train.json")
+    train = read_json(folder / "train.json")
     (emb,) = read_npz(folder / "embeddings.npz", "embeddings")
     all_texts = (previous.all_texts if accumulate and previous is not None else []) + train["texts"]
     return Generation(folder, committed(params), train["texts"], train["real"], all_texts,
-                      _read_json(folder / "samples.json"), emb, _read_json(folder / "metrics.json"))
+                      read_json(folder / "samples.json"), emb, read_json(folder / "metrics.json"))
 
 
 @dataclass

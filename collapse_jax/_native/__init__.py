@@ -235,24 +235,10 @@ def cpu_threads() -> int:
     """Threads the native kernel may use per CPU device."""
     import jax
 
-    env = _env_threads()
-    if env:
-        return env
-    return max(1, _usable_cpus() // max(1, len(jax.local_devices(backend="cpu"))))
+    from collapse_jax import _checks
 
-
-def _env_threads() -> int | None:
-    """``COLLAPSE_JAX_THREADS`` as an integer >= 1 (None when unset or empty), or a ValueError naming it."""
-    text = os.environ.get("COLLAPSE_JAX_THREADS")
-    if not text:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"the environment variable COLLAPSE_JAX_THREADS must be an integer >= 1, got {text!r}")
-    return value
+    devices = max(1, len(jax.local_devices(backend="cpu")))
+    return _checks.env_int("COLLAPSE_JAX_THREADS", 1) or max(1, _usable_cpus() // devices)
 
 
 BACKENDS = ("auto", "native", "jax")
@@ -336,7 +322,9 @@ def amx_available() -> bool:
 
 def spectral_threads() -> int:
     """Threads for the spectral kernels: ``COLLAPSE_JAX_THREADS`` or the CPUs this process may run on."""
-    return _env_threads() or _usable_cpus()
+    from collapse_jax import _checks
+
+    return _checks.env_int("COLLAPSE_JAX_THREADS", 1) or _usable_cpus()
 
 
 # CBLAS sgemm symbols of an OpenBLAS and their integer width: NumPy's wheels bundle scipy-openblas64 (ILP64).
