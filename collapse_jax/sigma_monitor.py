@@ -49,7 +49,7 @@ def tracks(g1: jnp.ndarray, n, num_points, eps: float) -> TrackValues:
         n = _checks.positive_int("n", n)
         if n > num_points:
             raise ValueError(f"n must be at most num_points = {num_points}, got {n}")
-        eps = _checks.in_interval("eps", eps, 0.0, math.inf, high_open=True)
+        eps = spectral.check_eps(eps)
     if not _checks.is_traced(g1) and not np.all(np.isfinite(np.asarray(g1))):
         raise ValueError("g1 must contain only finite numbers (found NaN or inf)")
     d = g1.shape[-1]
