@@ -25,6 +25,13 @@ def run(args) -> int:
         print(json.dumps(info, indent=1, default=str))
         return 0
     nat = info["native"]
+    cached = nat.get("cached_libraries", {})
+
+    def library(loaded, name):  # --no-build loads nothing: say whether an earlier run built it
+        if loaded:
+            return loaded
+        return f"built, not loaded (--no-build): {cached[name]}" if cached.get(name) else "not built"
+
     lines = [
         f"jax {info.get('jax')} / jaxlib {info.get('jaxlib')}, backend {info.get('backend')}, "
         f"devices: {', '.join(info.get('devices', []))} ({info.get('device_kind')})",
@@ -32,12 +39,12 @@ def run(args) -> int:
         f"CPU: {info['cpu_model']}, {info['cpu_count']} logical CPUs; SIMD: {' '.join(info['cpu_features']) or 'none'}",
         f"native kernels: {'enabled' if nat['enabled'] else 'disabled (COLLAPSE_JAX_NATIVE=0)'}; compiler "
         f"{nat['compiler'] or 'none found'} ({nat['compiler_version'] or '-'}), target -march={nat['march']}",
-        f"  simulators: {nat['simulators_library'] or 'not built'}",
+        f"  simulators: {library(nat['simulators_library'], 'native')}",
     ]
     if nat.get("multinomial_engines") is not None:
         lines.append(f"    multinomial engines: {', '.join(nat['multinomial_engines'])}; GMM network lanes: "
                      f"{nat['gmm_lanes_float32']} float32 / {nat['gmm_lanes_float64']} float64")
-    lines.append(f"  spectral: {nat['spectral_library'] or 'not built'}")
+    lines.append(f"  spectral: {library(nat['spectral_library'], 'spectral_kernels')}")
     if "amx" in nat:
         lines.append(f"    AMX block-statistics engine: {'yes' if nat['amx'] else 'no (numpy engine on this CPU)'}")
     gemm = nat.get("float32_gemm")

@@ -30,6 +30,21 @@ def test_sources_compile_into_one_library_and_errors_name_the_source(tmp_path, m
     assert sorted(p.name for p in cache.iterdir()) == [path.name]  # no objects, partial or temporary files left
 
 
+@needs_compiler
+def test_cached_library_finds_an_earlier_build_without_building(tmp_path, monkeypatch):
+    """``collapse-jax info --no-build`` tells a library built by an earlier process from one never built."""
+    monkeypatch.setenv("COLLAPSE_JAX_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "one.cc"
+    src.write_text('extern "C" int cj_test_one() { return 1; }\n')
+    monkeypatch.setitem(_native._LIBRARIES, "one", _native._Library((src,), {}, {}, "nothing"))
+    assert _native.cached_library("one") is None
+    assert not (tmp_path / "cache").exists()  # looking built nothing
+    path = _native._build(CXX, (src,), "one")
+    assert _native.cached_library("one") == path
+    src.write_text('extern "C" int cj_test_one() { return 2; }\n')  # another source version: not that build
+    assert _native.cached_library("one") is None
+
+
 def test_one_cache_folder_for_builds_and_embeddings(tmp_path, monkeypatch):
     """$COLLAPSE_JAX_CACHE, else $XDG_CACHE_HOME/collapse-jax, else ~/.cache/collapse-jax, for the native builds and
     (llm extra) the embedding cache alike."""

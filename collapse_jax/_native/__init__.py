@@ -117,29 +117,44 @@ def _build(cxx: str, sources: tuple[Path, ...] = _SOURCES, name: str = "native",
     kernels use AMX where present), or for the generic target if the compiler refuses that flag.
     ``COLLAPSE_JAX_MARCH`` (e.g. ``x86-64-v3``) builds for that target instead of ``native``: how the tests run the
     AVX2 code paths on an AVX-512 machine."""
+    errors = []
+    for flags, target in _targets(cxx, sources, name, extra):
+        if target.exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-build-") as work:
+            tmp = os.path.join(work, target.name)
+            failed = _compile_and_link(cxx, flags, sources, work, tmp)
+            if failed is None:
+                os.replace(tmp, target)
+                return target
+        errors.append(f"{' '.join(flags)}:\n{failed}")
+    raise RuntimeError(f"compiling {', '.join(s.name for s in sources)} failed:\n" + "\n".join(errors))
+
+
+def _targets(cxx: str, sources: tuple[Path, ...], name: str, extra: tuple[str, ...] = ()):
+    """The (compiler flags, cache path) :func:`_build` tries in turn: ``-march`` for this CPU, then the generic
+    target. The path hashes the compiler, jaxlib, flags, CPU and sources, so any change builds anew."""
     import jax
 
     include = jax.ffi.include_dir()
     toolchain = f"{_compiler_version(cxx)} jaxlib {jax.__version__}"  # a new compiler or jaxlib rebuilds
     base = ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-fno-math-errno", "-fno-trapping-math", *extra]
     march = os.environ.get("COLLAPSE_JAX_MARCH", "native")
-    errors = []
     for flags, machine in ((base + [f"-march={march}"], _cpu_fingerprint() if march == "native" else ""), (base, "")):
         digest = hashlib.sha256(" ".join([cxx, toolchain, include, *flags, machine]).encode())
         for source in sources:
             digest.update(source.read_bytes())
-        target = _cache_dir() / f"{name}-{digest.hexdigest()[:16]}.so"
-        if target.exists():
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-build-") as work:
-            tmp = os.path.join(work, target.name)
-            failed = _compile_and_link(cxx, [*flags, f"-I{include}"], sources, work, tmp)
-            if failed is None:
-                os.replace(tmp, target)
-                return target
-        errors.append(f"{' '.join(flags)}:\n{failed}")
-    raise RuntimeError(f"compiling {', '.join(s.name for s in sources)} failed:\n" + "\n".join(errors))
+        yield [*flags, f"-I{include}"], _cache_dir() / f"{name}-{digest.hexdigest()[:16]}.so"
+
+
+def cached_library(name: str) -> Path | None:
+    """The build of library ``name`` (of :data:`_LIBRARIES`) already in the cache for this compiler, jaxlib, CPU and
+    source version, without building or loading it; None if there is none (or no compiler)."""
+    cxx = _compiler()
+    if cxx is None:
+        return None
+    return next((target for _, target in _targets(cxx, _LIBRARIES[name].sources, name) if target.exists()), None)
 
 
 def _compile_and_link(cxx: str, flags: list[str], sources: tuple[Path, ...], work: str, out: str) -> str | None:
@@ -386,6 +401,9 @@ def status(build: bool = False) -> dict:
            "preferred_backend": preferred_backend()}
     lib, spectral = _STATE.get("native"), _STATE.get("spectral_kernels")
     out["simulators_library"] = getattr(lib, "_name", None)
+    if not build:  # (not loaded in this process, but possibly built by an earlier one: say which)
+        out["cached_libraries"] = {name: str(path) if (path := cached_library(name)) else None
+                                   for name in ("native", "spectral_kernels")} if _enabled() else {}
     if lib is not None:
         out["multinomial_engines"] = list(multinomial_engines())
         out["gmm_lanes_float32"], out["gmm_lanes_float64"] = gmm_lanes(False), gmm_lanes(True)
