@@ -57,8 +57,8 @@ def _leaf_commands(parser):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    cli_options.apply_run_options(args)
     try:
+        cli_options.apply_run_options(args)
         result = args.func(args)
     except (ValueError, _checks.MissingExtraError) as exc:  # bad input, a missing extra: one clear line
         print(f"collapse-jax {args.command}: error: {exc}", file=sys.stderr)

@@ -40,22 +40,33 @@ def add_replicates(parser, default: int | None, what: str = "Monte Carlo replica
 def add_run_options(parser, *, suppress: bool = False) -> None:
     """How every command computes: ``--x64``, ``--backend``, ``--progress`` / ``--no-progress``. The top-level
     parser owns the defaults; each subcommand repeats the flags with ``suppress`` (no default of its own), so they
-    may be given before or after the command name. :func:`apply_run_options` puts them into effect."""
+    may be given before or after the command name. :func:`apply_run_options` puts them into effect.
+
+    A command for which ``--x64`` or ``--backend`` means something else sets ``run_option_notes`` (a dict from
+    ``"x64"`` / ``"backend"`` to a sentence) with ``set_defaults``: its help shows that sentence instead, and a
+    ``--backend`` other than auto is refused there (:func:`apply_run_options`), not silently ignored."""
     keep = {"default": argparse.SUPPRESS} if suppress else {}
+    notes = parser.get_default("run_option_notes") or {}
     g = parser.add_argument_group("computation (any command; before or after its name)")
-    g.add_argument("--x64", action="store_true", help="compute in float64 (default float32)", **keep)
+    g.add_argument("--x64", action="store_true", help=notes.get("x64", "compute in float64 (default float32)"),
+                   **keep)
     g.add_argument("--backend", choices=["auto", "native", "jax"], **(keep or {"default": "auto"}),
-                   help="simulator kernels: native (C++, CPU), jax (portable pure JAX, any device), or auto: native "
-                        "on a CPU where it builds (default auto; simulators with only a JAX kernel run it)")
+                   help=notes.get("backend", "simulator kernels: native (C++, CPU), jax (portable pure JAX, any "
+                                             "device), or auto: native on a CPU where it builds (default auto; "
+                                             "simulators with only a JAX kernel run it)"))
     g.add_argument("--progress", dest="progress", action="store_true", **(keep or {"default": None}),
                    help="show progress bars (default: shown unless COLLAPSE_JAX_PROGRESS=0)")
     g.add_argument("--no-progress", dest="progress", action="store_false", **keep, help="hide progress bars")
 
 
 def apply_run_options(args: argparse.Namespace) -> None:
-    """Put :func:`add_run_options`' flags into effect for this process (before anything is computed)."""
+    """Put :func:`add_run_options`' flags into effect for this process (before anything is computed). A
+    ``--backend`` the command does not use (its ``run_option_notes``) is a ValueError naming what to use instead."""
     from collapse_jax import _native, progress
 
+    notes = getattr(args, "run_option_notes", None) or {}
+    if "backend" in notes and args.backend != "auto":
+        raise ValueError(f"--backend {args.backend} does not apply here: {notes['backend']}")
     if args.x64:
         import jax
 

@@ -39,7 +39,10 @@ def add_parser(sub) -> None:
                    help=f"small sweep for a smoke test: {QUICK} (not combined with those flags: giving one with "
                         "--quick is an error)")
     opts.add_out(p, "sigma-precision")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, run_option_notes={
+        "x64": "no effect: sigma-precision turns float64 on itself (its exact log-dets); each --engine keeps its own "
+               "working precision",
+        "backend": f"sigma-precision's kernels are chosen by --engine ({', '.join(sp.ENGINES)})"})
 
 
 def config_from_args(args) -> sp.PrecisionConfig:

@@ -26,6 +26,12 @@ from llm_bridge.generators import Sampling
 CONFIGS = (nt.ModelSpec, nt.DataConfig, nt.TrainConfig)
 
 
+# The core's --x64 / --backend do nothing to the nanoGPT: its help says so and a --backend is refused (cli_options)
+NANOGPT_RUN_OPTIONS = {
+    "x64": "no effect: the nanoGPT computes in float32 (bfloat16 matmuls with --dtype bfloat16) whatever this flag",
+    "backend": "the nanoGPT has one JAX implementation, run on JAX's default device (JAX_PLATFORMS chooses it)"}
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("nanogpt", help="train, sample and evaluate the Flax nanoGPT (seed 003 Section 5.2)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,7 +66,7 @@ def _add_train(verbs) -> None:
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest checkpoint that restores, with its saved "
                         "configuration (model, data and training options must not be given)")
-    q.set_defaults(func=cmd_train, interrupt_hint="continue it with `collapse-jax nanogpt train --resume --out RUN` "
+    q.set_defaults(func=cmd_train, run_option_notes=NANOGPT_RUN_OPTIONS, interrupt_hint="continue it with `collapse-jax nanogpt train --resume --out RUN` "
                    "(the run's saved options; give no others)")
 
 
@@ -78,7 +84,7 @@ def _add_sample(verbs) -> None:
     q.add_argument("--no-cache", action="store_true", help="recompute the whole context for each token (slow)")
     _add_step(q)
     q.add_argument("--json", action="store_true", help="print a JSON list of {prompt, text} instead of text")
-    q.set_defaults(func=cmd_sample)
+    q.set_defaults(func=cmd_sample, run_option_notes=NANOGPT_RUN_OPTIONS)
 
 
 def _add_eval(verbs) -> None:
@@ -90,7 +96,7 @@ def _add_eval(verbs) -> None:
                    help="a .txt file or folder to score instead (default: the run's held-out windows)")
     q.add_argument("--batch-size", type=int, default=32, help="windows per batch (default 32)")
     _add_step(q)
-    q.set_defaults(func=cmd_eval)
+    q.set_defaults(func=cmd_eval, run_option_notes=NANOGPT_RUN_OPTIONS)
 
 
 def _add_step(q) -> None:

@@ -16,6 +16,7 @@ import sys
 
 from collapse_jax import cli_options as opts
 from llm_bridge import recursive_train as rt
+from llm_bridge.nanogpt_cli import NANOGPT_RUN_OPTIONS
 
 
 def add_parser(sub) -> None:
@@ -30,7 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--until", type=int, default=None,
                    help="stop after making this many generations in this call (rerun to continue; default: none, "
                         "make them all)")
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, run_option_notes={"backend": NANOGPT_RUN_OPTIONS["backend"]})
 
 
 def config_from_args(args) -> rt.RecursiveConfig:

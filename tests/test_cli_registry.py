@@ -29,7 +29,8 @@ def test_info_reports_devices_cpu_and_native_kernels(capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["devices"] and info["cpu_model"]
     native = info["native"]
-    assert set(native) >= {"enabled", "compiler", "cache_dir", "simulators_library", "spectral_library"}
+    assert set(native) >= {"enabled", "compiler", "cache_dir", "simulators_library", "spectral_library",
+                           "cached_libraries"}  # (--no-build: what an earlier process built)
     assert cli.main(["info"]) == 0  # builds (or reports why not) and prints the text summary
     text = capsys.readouterr().out
     assert "build cache:" in text and "native kernels:" in text
@@ -137,3 +138,21 @@ def test_a_missing_extra_and_ctrl_c_are_one_line_not_a_traceback(raised, code, m
     assert cli.main(["info"]) == code
     err = capsys.readouterr().err
     assert err.startswith(message) and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv, note", [
+    (["sigma-precision", "--backend", "native", "--quick"], "chosen by --engine"),
+    (["--backend", "jax", "sigma-precision", "--quick"], "chosen by --engine"),  # before the command name too
+    (["nanogpt", "train", "--backend", "native", "--steps", "1"], "one JAX implementation"),
+    (["recursive-train", "--backend", "jax"], "one JAX implementation"),
+])
+def test_a_backend_the_command_does_not_use_is_refused_not_ignored(argv, note, tmp_path, capsys):
+    """--backend chooses simulator kernels; where a command has none (or chooses them with its own flag), a
+    --backend other than auto was silently ignored: now an error before anything runs, and --help says so."""
+    assert cli.main([*argv, "--out", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert "does not apply here" in err and note in err and "Traceback" not in err
+    assert not (tmp_path / "never").exists()
+    with pytest.raises(SystemExit):
+        cli.main([a for a in argv if a not in ("--backend", "native", "jax", "--quick", "--steps", "1")] + ["--help"])
+    assert note in " ".join(capsys.readouterr().out.split())
