@@ -112,6 +112,9 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["recursions-fig3", "--replicates", "1"], "replicates must be an integer >= 2"),
     (["recursions-c2", "--replicates", "1"], "replicates must be an integer >= 2"),
     (["gmm-network", "--steps", "0"], r"--steps \(num_steps\) must be an integer >= 1"),
+    # 2026-12-04: a cell's per-block statistics are held in memory (720 bytes a block with the 10 default ratios)
+    (["sigma-precision", "--dims", "8", "--blocks", "1000000000"], r"blocks \(per-block statistics .*\)=1000000000 "
+                                                                   "needs about .* GiB"),
 ])
 def test_more_bad_values_are_rejected_before_anything_runs(argv, message, tmp_path, capsys, monkeypatch):
     """Found by an audit: each of these ran, or failed late with a message that named no flag."""

@@ -647,6 +647,27 @@ def test_cli_embeddings_cell_runs_and_resumes(tmp_path):
 
 
 @pytest.mark.fallback
+@pytest.mark.parametrize("defect, message", [("copy", "span fewer than d = 6 dimensions"),
+                                             ("zero", "column 2 is all zeros")])
+def test_cli_refuses_embeddings_whose_gram_is_singular(defect, message, tmp_path, capsys):
+    """Found by an audit (2026-12-04): a column that is twice another (exact in float32) ran the sweep on a singular
+    Gram matrix and reported rounding noise as +1.0 nats of bias and 0 % coverage. Now refused before any folder is
+    written; real MiniLM embeddings, whose unit-diagonal Gram has smallest eigenvalue 4e-3, pass (sentences cells)."""
+    from collapse_jax import sigma_cli
+
+    emb = np.random.default_rng(3).standard_normal((400, 6)).astype(np.float32)
+    emb[:, 2] = 2 * emb[:, 4] if defect == "copy" else 0
+    np.save(tmp_path / "emb.npy", emb)
+    argv = ["sigma-precision", "--families", "", "--dims", "", "--embeddings", str(tmp_path / "emb.npy"),
+            "--blocks", "5", "--out", str(tmp_path / "run")]
+    assert sigma_cli.main(argv) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "run").exists()
+    emb[:, 2] += np.float32(1e-3) * np.random.default_rng(4).standard_normal(400).astype(np.float32)
+    np.save(tmp_path / "emb.npy", emb)  # dependent up to a small independent part: a full-rank population
+    sigma_cli.check_full_rank("ok", emb.astype(np.float64))
+
+
+@pytest.mark.fallback
 def test_cli_sweep_of_exact_rows_only_finishes_without_plots(tmp_path):
     """Found by an audit (2026-12-02): every block size equal to N wrote the table, then matplotlib's "Data cannot
     be log-scaled" came out as a bad-input error, with no manifest."""
