@@ -117,7 +117,9 @@ class TextTokenizer:
         if tok.token_to_id(EOT) is None:
             raise ValueError(f"tokenizer file {str(path)!r} has no {EOT} token")
         merges = json.loads(tok.to_str())["model"].get("merges")
-        return cls(tok, "bpe" if merges else "byte")
+        # the byte tokenizer: no merges and EOT after the 256 bytes; a BPE trained on too little text for any merge
+        # has none either, but its EOT is id 0 (it was labelled "byte" on reloading, with other ids than bytes)
+        return cls(tok, "bpe" if merges or tok.token_to_id(EOT) != 256 else "byte")
 
 
 def byte_tokenizer() -> TextTokenizer:

@@ -68,11 +68,11 @@ class Sampling:
     stop: str | None = option(None, "cut each sample at the first occurrence of this string", default_help="none")
 
     def __post_init__(self) -> None:
-        _checks.positive_int("max_new_tokens", self.max_new_tokens)
+        object.__setattr__(self, "max_new_tokens", _checks.positive_int("max_new_tokens", self.max_new_tokens))
         t = _checks.in_interval("temperature", self.temperature, 0.0, math.inf, low_open=True, high_open=True)
         object.__setattr__(self, "temperature", t)
-        if self.top_k is not None:
-            _checks.positive_int("top_k", self.top_k)
+        if self.top_k is not None:  # stored as int: transformers refused a NumPy integer, late and misleadingly
+            object.__setattr__(self, "top_k", _checks.positive_int("top_k", self.top_k))
         object.__setattr__(self, "top_p", _checks.in_interval("top_p", self.top_p, 0.0, 1.0, low_open=True))
         if self.stop is not None and (not isinstance(self.stop, str) or not self.stop):
             raise ValueError(f"stop must be a non-empty string or None, got {self.stop!r}")

@@ -59,6 +59,16 @@ def test_save_load(tmp_path, trained):
     assert bpe.TextTokenizer.load(tmp_path / "b" / "tokenizer.json").kind == "byte"
 
 
+def test_a_bpe_without_merges_reloads_as_bpe(tmp_path):
+    """Too little text for any merge (min_frequency 2): the reloaded tokenizer was labelled "byte" (ids 0-255 the
+    bytes, EOT 256) although its ids are the BPE's (EOT 0, 'a' 65), and a saved nanoGPT said so."""
+    few = bpe.train_bpe(["ab"], vocab_size=300)
+    few.save(tmp_path)
+    back = bpe.TextTokenizer.load(tmp_path)
+    assert back.kind == few.kind == "bpe"
+    assert back.encode("ab é") == few.encode("ab é") != bpe.byte_tokenizer().encode("ab é")
+
+
 def test_bad_input(tmp_path):
     with pytest.raises(ValueError, match="vocab_size must be >= 257"):
         bpe.train_bpe(TEXTS, vocab_size=100)

@@ -190,6 +190,8 @@ def test_top_k_and_top_p_narrow_the_samples(lm):
     narrow = lm.generate(["The cat"] * 8, Sampling(max_new_tokens=8, top_p=1e-6), seed=1)
     greedy = lm.generate(["The cat"], Sampling(max_new_tokens=8, top_k=1))
     assert len(set(wide)) == 8 and set(narrow) == set(greedy)
+    # sizes from NumPy arrays (a sweep grid): transformers refused np.int64 top_k after loading, misleadingly
+    assert lm.generate(["The cat"], Sampling(max_new_tokens=np.int64(8), top_k=np.int64(1))) == greedy
 
 
 @pytest.mark.parametrize("temperature", [1e-40, 1e-46, 1e-300, 5e-324])
