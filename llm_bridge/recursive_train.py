@@ -103,52 +103,55 @@ class RecursiveConfig:
         "help": "comma-separated settings to run: " + "; ".join(
             f"{k} ({v.source}: fresh data {v.fresh}{', accumulate' if v.accumulate else ''}"
             f"{', classifier filter' if v.filtered else ''}, init {v.init})" for k, v in SETTINGS.items())})
-    generations: int = field(default=3, metadata={"help": "recursive generations after generation 0"})
+    generations: int = field(default=3, metadata={"help": "recursive generations after generation 0, >= 1"})
     repetitions: int = field(default=3, metadata={
-        "help": "repetitions (each permutes the documents anew and reseeds everything)"})
+        "help": "repetitions, >= 1 (each permutes the documents anew and reseeds everything)"})
     seed: int = field(default=0, metadata={
         "help": "splits, initialisations, batches, samples, prompt-bank responses, Sigma block"})
     source: str = field(default="stdlib", metadata={
         "help": "real text: 'stdlib' (Python standard-library documentation) or a .txt file or folder of them "
                 "(documents: blank-line separated paragraphs)"})
-    doc_words: int = field(default=48, metadata={"help": "each real document is cut to its first this many words"})
-    n0: int = field(default=400, metadata={"help": "real documents generation 0 is trained on"})
+    doc_words: int = field(default=48, metadata={
+        "help": "each real document is cut to its first this many words, >= 1"})
+    n0: int = field(default=400, metadata={"help": "real documents generation 0 is trained on, >= 1"})
     n: int = field(default=400, metadata={
-        "help": "new documents per later generation (n_t = n, or n t with --n-growth linear)"})
+        "help": "new documents per later generation, >= 1 (n_t = n, or n t with --n-growth linear)"})
     n_growth: str = field(default="constant", metadata={"help": "growth of n_t: constant or linear"})
     alpha: float = field(default=0.5, metadata={
-        "help": "fresh real fraction alpha of the fixed and filtered settings; the decaying one uses alpha t^-gamma"})
-    gamma: float = field(default=1.0, metadata={"help": "decay exponent of the decaying setting"})
+        "help": "fresh real fraction alpha in [0, 1] of the fixed and filtered settings; the decaying one uses "
+                "alpha t^-gamma"})
+    gamma: float = field(default=1.0, metadata={"help": "decay exponent of the decaying setting, >= 0"})
     held_out_docs: int = field(default=200, metadata={
-        "help": "real documents held out for perplexity (the prompt bank takes its prompts from them)"})
+        "help": "real documents held out for perplexity, >= prompts (the prompt bank takes its prompts from them)"})
     classifier_docs: int = field(default=100, metadata={
-        "help": "real documents for the filter's classifier (half fit, half measure type-I), and as many synthetic "
-                "ones (type-II)"})
+        "help": "real documents for the filter's classifier, >= 4 (half fit, half measure type-I), and as many "
+                "synthetic ones (type-II)"})
     vocab_size: int = field(default=512, metadata={
-        "help": "BPE vocabulary (trained on generation 0's documents; the multinomial K)"})
-    num_layers: int = field(default=2, metadata={"help": "transformer blocks", "flag": "layers"})
-    num_heads: int = field(default=2, metadata={"help": "attention heads", "flag": "heads"})
-    dim: int = field(default=64, metadata={"help": "embedding width"})
-    context_length: int = field(default=64, metadata={"help": "context in tokens", "flag": "context"})
+        "help": "BPE vocabulary, >= 257 (trained on generation 0's documents; the multinomial K)"})
+    num_layers: int = field(default=2, metadata={"help": "transformer blocks, >= 1", "flag": "layers"})
+    num_heads: int = field(default=2, metadata={"help": "attention heads, >= 1, dividing --dim", "flag": "heads"})
+    dim: int = field(default=64, metadata={"help": "embedding width, >= 1, a multiple of --heads"})
+    context_length: int = field(default=64, metadata={
+        "help": "context in tokens, > --sample-tokens and --response-tokens", "flag": "context"})
     dropout: float = field(default=0.0, metadata={"help": "dropout rate in [0, 1)"})
     dtype: str = field(default="float32", metadata={"help": "matmul dtype (float32, or bfloat16 on accelerators)"})
-    steps: int = field(default=200, metadata={"help": "AdamW steps per generation (warm-up then cosine)"})
-    batch_size: int = field(default=16, metadata={"help": "windows per step"})
-    learning_rate: float = field(default=2e-3, metadata={"help": "peak learning rate", "flag": "lr"})
-    warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps", "flag": "warmup"})
-    min_lr_ratio: float = field(default=0.1, metadata={"help": "final learning rate / peak"})
-    weight_decay: float = field(default=0.1, metadata={"help": "decoupled weight decay on matrices"})
+    steps: int = field(default=200, metadata={"help": "AdamW steps per generation, >= 1 (warm-up then cosine)"})
+    batch_size: int = field(default=16, metadata={"help": "windows per step, >= 1"})
+    learning_rate: float = field(default=2e-3, metadata={"help": "peak learning rate, > 0", "flag": "lr"})
+    warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps, >= 0", "flag": "warmup"})
+    min_lr_ratio: float = field(default=0.1, metadata={"help": "final learning rate / peak, in [0, 1]"})
+    weight_decay: float = field(default=0.1, metadata={"help": "decoupled weight decay on matrices, >= 0"})
     sample_tokens: int = field(default=60, metadata={
-        "help": "new tokens per synthetic document (unconditional samples, cut at EOT)"})
+        "help": "new tokens per synthetic document, in [1, context - 1] (unconditional samples, cut at EOT)"})
     temperature: float = field(default=1.0, metadata={
-        "help": "sampling temperature of synthetic documents and prompt-bank responses"})
+        "help": "sampling temperature of synthetic documents and prompt-bank responses, > 0"})
     prompts: int = field(default=16, metadata={
-        "help": "prompts in the frozen prompt bank (first words of held-out documents)"})
+        "help": "prompts in the frozen prompt bank, in [1, held-out-docs] (first words of held-out documents)"})
     responses: int = field(default=4, metadata={
-        "help": "responses per prompt (Sigma uses all prompts x responses embeddings)"})
-    prompt_words: int = field(default=4, metadata={"help": "words of a held-out document that make a prompt"})
-    response_tokens: int = field(default=32, metadata={"help": "new tokens per response"})
-    ridge: float = field(default=1.0, metadata={"help": "L2 penalty of the real-vs-synthetic logistic regression"})
+        "help": "responses per prompt, >= 1, prompts x responses >= 2 (Sigma uses all their embeddings)"})
+    prompt_words: int = field(default=4, metadata={"help": "words of a held-out document that make a prompt, >= 1"})
+    response_tokens: int = field(default=32, metadata={"help": "new tokens per response, in [1, context - 1]"})
+    ridge: float = field(default=1.0, metadata={"help": "L2 penalty of the real-vs-synthetic logistic regression, > 0"})
 
     def __post_init__(self) -> None:
         names = tuple(self.settings)
