@@ -61,9 +61,9 @@ class Sampling:
     (:func:`collapse_jax.cli_options.option`).
     """
 
-    max_new_tokens: int = option(64, "new tokens per sample")
+    max_new_tokens: int = option(64, "new tokens per sample, >= 1")
     temperature: float = option(1.0, "softmax temperature, > 0")
-    top_k: int | None = option(None, "keep the k most likely tokens (1: greedy)", default_help="all")
+    top_k: int | None = option(None, "keep the k most likely tokens, >= 1 (1: greedy)", default_help="all")
     top_p: float = option(1.0, "nucleus: smallest set reaching this probability, in (0, 1]")
     stop: str | None = option(None, "cut each sample at the first occurrence of this string", default_help="none")
 

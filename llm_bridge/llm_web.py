@@ -77,13 +77,13 @@ class WebConfig:
     dimensions of the calibrated proxy), ``proxy_components`` (B = 1..this). ``seed``: every random draw.
     """
 
-    num_models: int = field(default=3, metadata={"help": "n, models in the network (with --hf: one per folder)"})
-    samples: int = field(default=16, metadata={"help": "L, answers per model and step"})
+    num_models: int = field(default=3, metadata={"help": "n, models in the network, >= 2 (with --hf: one per folder)"})
+    samples: int = field(default=16, metadata={"help": "L, answers per model and step, >= 2"})
     beta: float = field(default=0.5, metadata={
         "help": "fraction of the internet each model retrieves per step, k_t = floor(beta |A(t)|), in (0, 1]"})
-    num_steps: int = field(default=30, metadata={"help": "T: steps t = 0..T"})
+    num_steps: int = field(default=30, metadata={"help": "T: steps t = 0..T, >= 1"})
     num_human: int = field(default=20, metadata={
-        "help": "|A(0)|: standard-library sentences about --topic in the initial internet"})
+        "help": "|A(0)|: standard-library sentences about --topic in the initial internet, >= 1"})
     topic: str = field(default="exception", metadata={"help": "word the human sentences of A(0) contain"})
     query: str = field(default="When an exception is raised", metadata={
         "help": "the fixed query; the answer is the first sentence of query + continuation"})
@@ -95,24 +95,27 @@ class WebConfig:
         "choices": MODES})
     separator: str = field(default=" ", metadata={
         "help": "string joining retrieved texts and the query in the prompt", "default_help": "' ' (a space)"})
-    max_new_tokens: int = field(default=40, metadata={"help": "new tokens per answer"})
+    max_new_tokens: int = field(default=40, metadata={
+        "help": "new tokens per answer, >= 1 (below --model-context for nanoGPTs)"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature, > 0"})
-    top_k: int | None = field(default=None, metadata={"help": "keep the k most likely tokens", "default_help": "all"})
+    top_k: int | None = field(default=None, metadata={
+        "help": "keep the k most likely tokens, >= 1", "default_help": "all"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling threshold in (0, 1]"})
-    finetune_steps: int = field(default=4, metadata={"help": "finetune mode: optimiser steps per model and step"})
-    finetune_lr: float = field(default=3e-4, metadata={"help": "finetune mode: learning rate"})
+    finetune_steps: int = field(default=4, metadata={"help": "finetune mode: optimiser steps per model and step, >= 1"})
+    finetune_lr: float = field(default=3e-4, metadata={"help": "finetune mode: learning rate, > 0"})
     finetune_batch: int = field(default=8, metadata={
-        "help": "finetune mode: windows (nanoGPT) or texts (HF) per optimiser step"})
-    model_layers: int = field(default=2, metadata={"help": "base nanoGPTs: transformer blocks"})
-    model_heads: int = field(default=4, metadata={"help": "base nanoGPTs: attention heads"})
-    model_dim: int = field(default=128, metadata={"help": "base nanoGPTs: embedding width"})
-    model_context: int = field(default=128, metadata={"help": "base nanoGPTs: context window in tokens"})
+        "help": "finetune mode: windows (nanoGPT) or texts (HF) per optimiser step, >= 1"})
+    model_layers: int = field(default=2, metadata={"help": "base nanoGPTs: transformer blocks, >= 1"})
+    model_heads: int = field(default=4, metadata={"help": "base nanoGPTs: attention heads, >= 1, dividing --model-dim"})
+    model_dim: int = field(default=128, metadata={"help": "base nanoGPTs: embedding width, >= 1"})
+    model_context: int = field(default=128, metadata={
+        "help": "base nanoGPTs: context window in tokens, > --max-new-tokens"})
     tokenizer: str = field(default="bpe", metadata={
         "help": "base nanoGPTs: bpe (trained on each model's part) or byte", "choices": ("bpe", "byte")})
-    vocab_size: int = field(default=2048, metadata={"help": "base nanoGPTs: BPE vocabulary size"})
-    train_steps: int = field(default=400, metadata={"help": "base nanoGPTs: training steps each"})
-    train_batch: int = field(default=16, metadata={"help": "base nanoGPTs: windows per training step"})
-    train_lr: float = field(default=2e-3, metadata={"help": "base nanoGPTs: peak learning rate"})
+    vocab_size: int = field(default=2048, metadata={"help": "base nanoGPTs: BPE vocabulary size, >= 257"})
+    train_steps: int = field(default=400, metadata={"help": "base nanoGPTs: training steps each, >= 1"})
+    train_batch: int = field(default=16, metadata={"help": "base nanoGPTs: windows per training step, >= 1"})
+    train_lr: float = field(default=2e-3, metadata={"help": "base nanoGPTs: peak learning rate, > 0"})
     corpus_docstrings: bool = field(default=True, metadata={
         "help": "train on (and draw A(0) from) the docstrings too; 'false': language reference topics only"})
     hf: tuple[str, ...] = field(default=(), metadata={
@@ -124,11 +127,13 @@ class WebConfig:
     encoder: str | None = field(default=None, metadata={
         "help": "sentence-transformers folder of the embedding model", "default_help": "the packaged all-MiniLM-L6-v2"})
     gmm_replicates: int = field(default=1000, metadata={
-        "help": "GMM network replicates for each band (the GMM band and every calibrated proxy)"})
+        "help": "GMM network replicates for each band, >= 1 (the GMM band and every calibrated proxy)"})
     gmm_posts: int = field(default=1, metadata={
-        "help": "points each GMM posts per step (1 matches Algorithm 1's internet; the seed's Algorithm 3 posts L)"})
-    proxy_dims: int = field(default=3, metadata={"help": "PCA dimensions of the calibrated GMM proxy"})
-    proxy_components: int = field(default=8, metadata={"help": "calibrated proxies with B = 1..this components"})
+        "help": "points each GMM posts per step, >= 1 (1 matches Algorithm 1's internet; the seed's Algorithm 3 "
+                "posts L)"})
+    proxy_dims: int = field(default=3, metadata={"help": "PCA dimensions of the calibrated GMM proxy, >= 1"})
+    proxy_components: int = field(default=8, metadata={
+        "help": "calibrated proxies with B = 1..this components, in [1, n L]"})
     seed: int = field(default=0, metadata={
         "help": "every draw (retrieval, sampling, fine-tuning, training, GMM replicates)"})
 

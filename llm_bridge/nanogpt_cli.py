@@ -66,8 +66,9 @@ def _add_train(verbs) -> None:
     g.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its newest checkpoint that restores, with its saved "
                         "configuration (model, data and training options must not be given)")
-    q.set_defaults(func=cmd_train, run_option_notes=NANOGPT_RUN_OPTIONS, interrupt_hint="continue it with `collapse-jax nanogpt train --resume --out RUN` "
-                   "(the run's saved options; give no others)")
+    q.set_defaults(func=cmd_train, run_option_notes=NANOGPT_RUN_OPTIONS,
+                   interrupt_hint="continue it with `collapse-jax nanogpt train --resume --out RUN` (the run's saved "
+                                  "options; give no others)")
 
 
 def _add_sample(verbs) -> None:
@@ -77,10 +78,10 @@ def _add_sample(verbs) -> None:
     q.add_argument("--prompt", action="append", default=None,
                    help="a prompt (repeat for several; default: one empty prompt, i.e. unconditional)")
     q.add_argument("--prompts-file", type=str, default=None, help="a file with one prompt per line (default none)")
-    q.add_argument("--count", type=int, default=1, help="samples per prompt (default 1)")
+    q.add_argument("--count", type=int, default=1, help="samples per prompt, >= 1 (default 1)")
     opts.add_config(q, Sampling)
     opts.add_seed(q, "the sampling draws")
-    q.add_argument("--batch-size", type=int, default=32, help="prompts per batch (default 32)")
+    q.add_argument("--batch-size", type=int, default=32, help="prompts per batch, >= 1 (default 32)")
     q.add_argument("--no-cache", action="store_true", help="recompute the whole context for each token (slow)")
     _add_step(q)
     q.add_argument("--json", action="store_true", help="print a JSON list of {prompt, text} instead of text")
@@ -94,7 +95,7 @@ def _add_eval(verbs) -> None:
     q.add_argument("run", help="run folder")
     q.add_argument("--texts", type=str, default=None,
                    help="a .txt file or folder to score instead (default: the run's held-out windows)")
-    q.add_argument("--batch-size", type=int, default=32, help="windows per batch (default 32)")
+    q.add_argument("--batch-size", type=int, default=32, help="windows per batch, >= 1 (default 32)")
     _add_step(q)
     q.set_defaults(func=cmd_eval, run_option_notes=NANOGPT_RUN_OPTIONS)
 

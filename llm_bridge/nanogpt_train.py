@@ -69,25 +69,25 @@ class TrainConfig:
     the time budget allows, measured before training starts); ``minutes``: stop when this much wall time has
     passed (checkpoint and final evaluation follow)."""
 
-    steps: int | None = option(5000, "optimiser steps = schedule length (with --minutes alone: as many as the budget "
-                                     "allows, measured before training)")
-    minutes: float | None = option(None, "wall-time budget: stop when it is spent, then checkpoint and evaluate",
+    steps: int | None = option(5000, "optimiser steps = schedule length, >= 1 (with --minutes alone: as many as the "
+                                     "budget allows, measured before training)")
+    minutes: float | None = option(None, "wall-time budget, > 0: stop when it is spent, then checkpoint and evaluate",
                                    default_help="none")
-    batch_size: int = option(32, "windows per step")
-    steps_per_call: int = option(8, "optimiser steps per compiled call (a lax.scan; the same numbers as one step "
+    batch_size: int = option(32, "windows per step, >= 1")
+    steps_per_call: int = option(8, "optimiser steps per compiled call, >= 1 (a lax.scan; the same numbers as one step "
                                     "per call, with fewer buffer allocations)")
-    learning_rate: float = option(1e-3, "peak learning rate", flag="lr")
-    min_lr_ratio: float = option(0.1, "final learning rate / peak, end of the cosine")
-    warmup_steps: int = option(100, "linear warm-up steps", flag="warmup")
-    weight_decay: float = option(0.1, "AdamW decoupled weight decay on matrices")
-    grad_clip: float = option(1.0, "global gradient-norm clip")
-    beta1: float = option(0.9, "Adam beta1")
-    beta2: float = option(0.95, "Adam beta2")
-    eval_every: int = option(250, "held-out loss and perplexity every this many steps")
-    eval_windows: int = option(64, "held-out windows of context+1 tokens, fixed for the run")
-    checkpoint_every: int = option(250, "Orbax checkpoint every this many steps")
+    learning_rate: float = option(1e-3, "peak learning rate, > 0", flag="lr")
+    min_lr_ratio: float = option(0.1, "final learning rate / peak, end of the cosine, in [0, 1]")
+    warmup_steps: int = option(100, "linear warm-up steps, >= 0", flag="warmup")
+    weight_decay: float = option(0.1, "AdamW decoupled weight decay on matrices, >= 0")
+    grad_clip: float = option(1.0, "global gradient-norm clip, > 0")
+    beta1: float = option(0.9, "Adam beta1, in [0, 1)")
+    beta2: float = option(0.95, "Adam beta2, in [0, 1)")
+    eval_every: int = option(250, "held-out loss and perplexity every this many steps, >= 1")
+    eval_windows: int = option(64, "held-out windows of context+1 tokens, fixed for the run, >= 1")
+    checkpoint_every: int = option(250, "Orbax checkpoint every this many steps, >= 1")
     keep_checkpoints: int = option(2, "newest checkpoints kept, >= 2")
-    held_out_fraction: float = option(0.05, "fraction of documents held out for evaluation", flag="held-out")
+    held_out_fraction: float = option(0.05, "fraction of documents held out for evaluation, in (0, 1)", flag="held-out")
     seed: int = option(0, "data split, initialisation, batches and dropout")
 
     def __post_init__(self) -> None:
@@ -146,12 +146,12 @@ class ModelSpec:
 
     preset: str = option("seed003", "model sizes to start from: " + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()),
                          choices=tuple(PRESETS))
-    num_layers: int | None = option(None, "number of transformer blocks (overrides the preset)", flag="layers",
+    num_layers: int | None = option(None, "number of transformer blocks, >= 1 (overrides the preset)", flag="layers",
                                     default_help="the preset's")
-    num_heads: int | None = option(None, "attention heads (dim must be a multiple)", flag="heads",
+    num_heads: int | None = option(None, "attention heads, >= 1 (dim must be a multiple)", flag="heads",
                                    default_help="the preset's")
-    dim: int | None = option(None, "embedding width", default_help="the preset's")
-    context_length: int | None = option(None, "context length in tokens", flag="context",
+    dim: int | None = option(None, "embedding width, >= 1", default_help="the preset's")
+    context_length: int | None = option(None, "context length in tokens, >= 1", flag="context",
                                         default_help="the preset's")
     dropout: float = option(0.0, "dropout rate in [0, 1)")
     dtype: str = option("float32", "matmul dtype; parameters stay float32 (bfloat16 for accelerators)",
