@@ -601,19 +601,26 @@ def check_inputs(p, alpha, n, config: MultinomialConfig, backend: str = "auto"
     alpha, n = schedules.check_pair(alpha, n)
     if config.regime == "filter":
         check_filter_keeps(alpha, n, config.type1, config.type2)
-    if not jax.config.jax_enable_x64 and np.max(n) > 2 ** 24:
-        raise ValueError(f"n_t up to {np.max(n):.4g} exceeds 2**24, beyond exact float32 counts; enable float64 "
-                         "(collapse-jax --x64 or jax_enable_x64)")
-    if np.max(n) > 2 ** 53:  # float64 counts: the samplers' arithmetic is exact below this, not above (an audit
-        # measured mean losses 1.1-9x the exact risk at n_t = 1e17-1e20, and 0 at 1e300)
-        raise ValueError(f"n_t up to {np.max(n):.4g} exceeds 2**53, beyond exact float64 counts")
-    backend = resolve_backend(backend, config.regime)
-    if backend == "pallas" and np.max(n) > 2 ** 24:
-        raise ValueError(f"n_t up to {np.max(n):.4g} exceeds 2**24, beyond the Pallas kernel's exact float32 counts; "
-                         "use backend='jax' with float64")
-    if config.regime in ("accumulate", "accumulate-subsample"):
-        _check_pool(float(np.max(np.cumsum(n, axis=-1))), config.regime, backend)
+    check_counts(n, config.regime, resolve_backend(backend, config.regime))
     return p_arr, alpha, n
+
+
+def check_counts(n, regime: str, backend: str) -> None:
+    """That the counts of sample sizes ``n`` (and of the accumulate regimes' pool) stay whole numbers in the
+    precision this process and the resolved ``backend`` keep them in (:func:`resolve_backend`); the sweep runner
+    checks every cell with it before it writes anything."""
+    top = float(np.max(n))
+    if not jax.config.jax_enable_x64 and top > 2 ** 24:
+        raise ValueError(f"n_t up to {top:.4g} exceeds 2**24, beyond exact float32 counts; enable float64 "
+                         "(collapse-jax --x64 or jax_enable_x64)")
+    if top > 2 ** 53:  # float64 counts: the samplers' arithmetic is exact below this, not above (an audit
+        # measured mean losses 1.1-9x the exact risk at n_t = 1e17-1e20, and 0 at 1e300)
+        raise ValueError(f"n_t up to {top:.4g} exceeds 2**53, beyond exact float64 counts")
+    if backend == "pallas" and top > 2 ** 24:
+        raise ValueError(f"n_t up to {top:.4g} exceeds 2**24, beyond the Pallas kernel's exact float32 counts; "
+                         "use backend='jax' with float64")
+    if regime in ("accumulate", "accumulate-subsample"):
+        _check_pool(float(np.max(np.cumsum(n, axis=-1))), regime, backend)
 
 
 def _check_pool(pool: float, regime: str, backend: str) -> None:

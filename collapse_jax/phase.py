@@ -244,7 +244,8 @@ def plot_recursions(ds, out: Path, name: str) -> list[Path]:
             if np.nanmin(helps) < 1 < np.nanmax(helps):
                 cs = ax.contour(gx, gy, helps, levels=[1.0], colors="black", linestyles="dotted", linewidths=2)
                 ax.clabel(cs, fmt={1.0: "theory: = replace"}, fontsize=8)
-        if (x, y) == ("alpha_decay", "n_growth") and regime in (None, "replace"):
+        # replace's boundary only (a fixed regime is None here: an audit found it drawn on accumulate-subsample)
+        if (x, y) == ("alpha_decay", "n_growth") and (fixed_regime if regime is None else regime) == "replace":
             g = np.linspace(0, min(1.0, gx.max()), 50)
             ax.plot(g, g, "r--", lw=1.5, label="consistency boundary n_growth = alpha_decay (asymptotic)")
             ax.legend(loc="upper left", fontsize=8)

@@ -382,15 +382,26 @@ def kernels(spec: SweepSpec) -> str:
 
 def check_plan(spec: SweepSpec, *, memory_budget: int | None = None) -> str:
     """What can only be checked in the process that runs the sweep, before anything is written: every cell runs
-    with the backend here, and ``memory_budget`` (or the specification's) holds one cell's records. Returns
-    :func:`kernels`."""
-    budget = memory_budget or spec.memory_budget
+    with the backend here and within the precision here (``SweepModel.check_precision``), and ``memory_budget`` (or
+    the specification's; else the memory available) holds one cell's records. Returns :func:`kernels`. (An audit
+    found the float32 count limits and an oversized cell refused only after the store was written, so that the
+    corrected command was refused in the same folder as "another sweep".)"""
+    model = MODELS[spec.simulator]
+    budget, need = memory_budget or spec.memory_budget, _cell_bytes(spec, model)
     if budget is not None:
-        need = _cell_bytes(spec, MODELS[spec.simulator])
         if _checks.positive_int("memory_budget", budget) < need:
             raise ValueError(f"memory_budget must be >= {need} bytes (one cell's records: {spec.replicates} "
                              f"replicates), got {budget}")
-    return kernels(spec)
+    else:
+        available = _checks.available_memory_bytes()
+        if available and need > 0.8 * available:
+            raise ValueError(f"replicates: one cell's records ({spec.replicates} replicates) need about "
+                             f"{need / 2**30:.1f} GiB on the host but {available / 2**30:.1f} GiB is available; use "
+                             f"at most {int(0.8 * available * spec.replicates / need)} replicates")
+    found = kernels(spec)
+    for index in range(spec.num_cells):
+        model.check_precision(model.complete(spec.cell(index)), spec.backend)
+    return found
 
 
 def _precision() -> str:

@@ -104,6 +104,11 @@ class SweepModel(abc.ABC):
     def group_key(self, cell: dict, backend: str) -> tuple:
         """Cells with equal keys run in one compiled call."""
 
+    def check_precision(self, cell: dict, backend: str) -> None:
+        """Limits that depend on this process (float32 or float64, the kernels ``backend`` resolves to here): a
+        ValueError where ``cell`` would run out of exact arithmetic. Checked by the sweep runner on every cell
+        before it writes anything (the specification's checks cannot: they hold whatever the precision)."""
+
     def kernels(self, cell: dict, backend: str) -> str:
         """The kernels ``run`` runs ``cell`` with when asked for ``backend`` (``auto`` as this process resolves it:
         the device, ``--backend``), by the simulator's own resolver; a ValueError naming the backend where the cell
@@ -211,6 +216,11 @@ class MultinomialSweep(_Recursion):
         from collapse_jax import multinomial as M
 
         return M.MultinomialConfig(cell["regime"], cell["type1"], cell["type2"])
+
+    def check_precision(self, cell, backend):
+        from collapse_jax import multinomial as M
+
+        M.check_counts(recursion_schedules(cell)[1], cell["regime"], self.kernels(cell, backend))
 
     def group_key(self, cell, backend):
         return (cell["categories"], cell["p"], cell["zipf_exponent"], cell["steps"], cell["regime"])

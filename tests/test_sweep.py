@@ -623,3 +623,41 @@ def test_heatmap_ticks_name_text_and_zipped_cells(tmp_path):
     assert phase._tick_labels(ds, "start") == ["alpha0=0.2, n0=50", "alpha0=0.5, n0=100"]
     paths = phase.plot("sweep", ds, tmp_path)
     assert paths and all(p.exists() for p in paths)
+
+
+def test_process_dependent_limits_are_refused_before_the_store_is_written(tmp_path, monkeypatch):
+    """Found by an audit (2026-12-04): float32 count limits and a cell too large for the host were refused only
+    after the store existed, and the corrected command (--x64, fewer replicates) was then refused in that folder as
+    "another sweep". Both are checked on every cell before anything is written now."""
+    import jax
+
+    spec = sweep_spec.parse('simulator = "multinomial"\nreplicates = 4\nbackend = "jax"\n[fixed]\nsteps = 2\n'
+                            'categories = 4\n[grid]\nn0 = [10, 20000000]\n')  # n_t = 2e7 > 2**24
+    with jax.enable_x64(False):
+        with pytest.raises(ValueError, match=r"n_t up to 2e\+07 exceeds 2\*\*24.*enable float64"):
+            sweep.run(spec, tmp_path / "f32", progress=False)
+    assert not (tmp_path / "f32").exists()
+    pooled = sweep_spec.parse('simulator = "multinomial"\nreplicates = 4\nbackend = "jax"\n[fixed]\nsteps = 3\n'
+                              'categories = 4\nregime = "accumulate"\n[grid]\nn0 = [10, 6000000]\n')  # pool 2.4e7
+    with jax.enable_x64(False):
+        with pytest.raises(ValueError, match=r"n_0 \+ \.\.\. \+ n_T up to 2\.4e\+07 exceeds 2\*\*24"):
+            sweep.run(pooled, tmp_path / "pool", progress=False)
+    assert not (tmp_path / "pool").exists()
+    monkeypatch.setattr(sweep._checks, "available_memory_bytes", lambda: 100)  # one cell: 384 bytes
+    with pytest.raises(ValueError, match=r"replicates: one cell's records \(4 replicates\) need about"):
+        sweep.run(spec, tmp_path / "big", progress=False)
+    assert not (tmp_path / "big").exists()
+
+
+@pytest.mark.parametrize("regime, drawn", [("replace", True), ("accumulate-subsample", False)])
+def test_replace_consistency_boundary_is_drawn_for_replace_only(regime, drawn, tmp_path, monkeypatch):
+    """Found by an audit (2026-12-04): a sweep with its regime fixed (not an axis) got the replace regime's boundary
+    n_growth = alpha_decay on its panel whatever the regime; accumulate-subsample does not follow it."""
+    spec = sweep_spec.parse(f'simulator = "multinomial"\nreplicates = 3\n[fixed]\nsteps = 3\ncategories = 4\n'
+                            f'regime = "{regime}"\n[grid]\nalpha_decay = [0.5, 1.0]\nn_growth = [0.0, 0.5]\n')
+    sweep.run(spec, tmp_path, progress=False)
+    figures = []
+    monkeypatch.setattr(phase, "_save", lambda fig, out, name: figures.append(fig) or out / f"{name}.png")
+    phase.plot_recursions(sweep.open_dataset(tmp_path), tmp_path, "x")
+    labels = [line.get_label() for ax in figures[0].axes for line in ax.get_lines()]
+    assert any("consistency boundary" in label for label in labels) == drawn
