@@ -106,12 +106,8 @@ def btrs_constants(n, p, stirling_tail=None) -> tuple:
 
 
 def btrs_proposal(n, consts: tuple, u, v, stirling_tail=None) -> tuple:
-    """One BTRS proposal from uniforms ``u`` in (-1/2, 1/2) and ``v`` in (0, 1): ``(k, accepted)``.
-
-    The acceptance bound ``log f(k) - log f(m)`` is evaluated as differences of logs plus Stirling tails (as in
-    TensorFlow's sampler), not as differences of ``lgamma`` values, so it stays accurate for n up to 1e9 in float32.
-    """
-    stirling_tail = stirling_tail or _stirling_tail
+    """One BTRS proposal from uniforms ``u`` in (-1/2, 1/2) and ``v`` in (0, 1): ``(k, accepted)``, accepted where
+    ``log(v alpha / (a / us^2 + b)) <= log f(k) - log f(m)`` (:func:`btrs_log_ratio`)."""
     a, b, c, v_r, alpha, r, m, tail_m = consts
     us = 0.5 - jnp.abs(u)
     k = jnp.floor((2 * a / us + b) * u + c)
@@ -119,11 +115,25 @@ def btrs_proposal(n, consts: tuple, u, v, stirling_tail=None) -> tuple:
     squeeze = (us >= 0.07) & (v <= v_r)
     kk = jnp.clip(k, 0, n)
     lv = jnp.log(v * alpha / (a / (us * us) + b))
-    bound = ((m + 0.5) * jnp.log((m + 1) / (r * (n - m + 1)))
-             + (n + 1) * jnp.log((n - m + 1) / (n - kk + 1))
-             + (kk + 0.5) * jnp.log(r * (n - kk + 1) / (kk + 1))
-             + tail_m - stirling_tail(kk) - stirling_tail(n - kk))
-    return kk, in_range & (squeeze | (lv <= bound))
+    return kk, in_range & (squeeze | (lv <= btrs_log_ratio(n, kk, m, r, tail_m, stirling_tail)))
+
+
+def btrs_log_ratio(n, k, m, r, tail_m, stirling_tail=None):
+    """``log f(k) - log f(m)`` of the Binomial(n, p) pmf f at ``0 <= k <= n``, mode ``m``, ``r = p / q``, ``tail_m``
+    the Stirling tails of ``m`` and ``n - m`` (:func:`btrs_constants`): with ``d = k - m``,
+
+        -(m + 1/2) log1p(d / (m + 1)) + (n - m + 1/2) log1p(d / (n - k + 1)) + d log(r (n - k + 1) / (k + 1))
+        + tail_m - tail(k) - tail(n - k),
+
+    Stirling's series for the four factorials with every difference of logs taken as a ``log1p`` of a small ratio,
+    so each term's rounding is about ``|d|`` ulps, not ``n`` ulps. (TensorFlow's grouping, used here before,
+    multiplies the float32 rounding of logs of ratios near 1 by n + 1: errors of 0.04-0.5 nats rms in the bound
+    at n = 1e6-2^24, and a biased law: the Pallas kernel's risk at n = 2^24 was 1.032 r_0, 22 sigma; an audit,
+    2026-12-04.)"""
+    stirling_tail = stirling_tail or _stirling_tail
+    d = k - m
+    return (-(m + 0.5) * jnp.log1p(d / (m + 1)) + (n - m + 0.5) * jnp.log1p(d / (n - k + 1))
+            + d * jnp.log(r * (n - k + 1) / (k + 1)) + tail_m - stirling_tail(k) - stirling_tail(n - k))
 
 
 def _binomial_btrs(key: jax.Array, n: jax.Array, p: jax.Array, active: jax.Array) -> jax.Array:

@@ -2,6 +2,7 @@
 law is the recursion's (Monte Carlo against the exact recurrences, and against the portable sampler in
 distribution), a replicate's result depends only on its key, and it lowers to Triton (checked without a GPU)."""
 
+import jax
 import jax.extend.random as jrandom
 import jax.numpy as jnp
 import numpy as np
@@ -43,6 +44,31 @@ def test_mean_loss_matches_exact_recurrence(regime, size):
     theory = mn.theory_risk(P, alpha, n, mn.MultinomialConfig(regime))
     z = (loss.mean(0) - theory) / (loss.std(0) / np.sqrt(R))
     assert np.all(np.abs(z) < 4.5), z
+
+
+def test_float32_binomials_keep_their_law_at_the_largest_counts():
+    """Found by an audit (2026-12-04): the float32 BTRS acceptance bound multiplied the rounding of logs of ratios
+    near 1 by n + 1 (0.5 nats rms at n = 2^24), so the Pallas kernel's risk at n = 2^24 was 1.032 r_0 (22 sigma) and
+    float32 binomials had variance 1.044 n p q at p = 1e-3. The bound is now within 5e-3 nats of float64 over
+    m +- 3 sd, and both laws hold."""
+    n = 2.0 ** 24
+    for prob in (0.3, 1e-3, 0.5):
+        out = {}
+        for dtype in (jnp.float32, jnp.float64):
+            a, b, c, v_r, alpha, r, m, tail_m = mn.btrs_constants(jnp.asarray(n, dtype), jnp.asarray(prob, dtype))
+            sd = np.sqrt(n * prob * (1 - prob))
+            ks = jnp.asarray(np.arange(float(m) - 3 * sd, float(m) + 3 * sd, sd / 40).round(), dtype)
+            out[dtype] = np.asarray(mn.btrs_log_ratio(jnp.asarray(n, dtype), ks, m, r, tail_m), np.float64)
+        assert np.abs(out[jnp.float32] - out[jnp.float64]).max() < 5e-3, prob
+    R, q = 2**18, np.array([0.3, 0.7])
+    with jax.enable_x64(False):
+        loss = np.asarray(mp.batched_risk_pallas(replicate_keys(7, 0, R), jnp.asarray(q, jnp.float32),
+                                                 jnp.ones(1, jnp.float32), jnp.full(1, n, jnp.float32), block=8192,
+                                                 interpret=True))[:, 0]
+        draws = np.asarray(mn.binomial(jax.random.key(3), jnp.full(200_000, n), jnp.full(200_000, 1e-3)))
+    theory = (1 - (q ** 2).sum()) / n
+    assert abs(loss.mean() - theory) < 4.5 * loss.std() / np.sqrt(R)
+    assert draws.dtype == np.float32 and abs(draws.var() / (n * 1e-3 * (1 - 1e-3)) - 1) < 5 * np.sqrt(2 / draws.size)
 
 
 def test_same_law_as_portable_sampler():
