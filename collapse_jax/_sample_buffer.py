@@ -33,7 +33,8 @@ def check_config(config, positive_floats: tuple[str, ...]) -> None:
         _checks.positive_int(name, getattr(config, name))
     if config.buffer is not None:
         _checks.positive_int("buffer", config.buffer)
-    for name in ("tol",) + positive_floats:
+    _checks.in_interval("tol", config.tol, 0.0, math.inf, low_open=True, high_open=True)  # (inf: EM never ran)
+    for name in positive_floats:
         _checks.in_interval(name, getattr(config, name), 0.0, math.inf, low_open=True)
 
 

@@ -284,7 +284,9 @@ def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = G
     accumulate-subsample: the default ``chunk_size`` counts each replicate's pool against ``memory_budget``).
     """
     mu = _checks.in_interval("mu", mu, -math.inf, math.inf, low_open=True, high_open=True)
-    sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
+    sigma = check_sigma(sigma)
+    if not isinstance(config, GaussianConfig):
+        raise ValueError(f"config must be a GaussianConfig, got {config!r}")
     alpha, n = schedules.check_pair(alpha, n)
     _require_two(n)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
@@ -316,12 +318,30 @@ def _log_c(m):
     return np.where(small, direct, series)
 
 
+# Largest sigma each precision takes: sums of squares of up to ~1e8 draws must stay finite (float32 overflows near
+# 3.4e38, float64 near 1.8e308). Larger ones gave inf / NaN losses, or an OverflowError from sigma ** 2 (an audit).
+SIGMA_MAX = {"float32": 1e15, "float64": 1e100}
+
+
+def check_sigma(sigma, precision: str | None = None) -> float:
+    """``sigma`` as a float in ``(0, SIGMA_MAX[precision]]``, or a ValueError naming it. ``precision``: "float32" /
+    "float64" (default: the simulators' working precision, float64 where ``jax_enable_x64`` is on); the model is
+    scale-equivariant, so a larger scale is a rescaling of the data away."""
+    precision = precision or ("float64" if jax.config.jax_enable_x64 else "float32")
+    limit = SIGMA_MAX[precision]
+    if isinstance(sigma, (int, float, np.number)) and not isinstance(sigma, bool) and math.isfinite(sigma) \
+            and sigma > limit:
+        raise ValueError(f"sigma must be in (0, {limit:g}] in {precision} (its square overflows beyond), got "
+                         f"{sigma!r}; the model is scale-equivariant: rescale the data")
+    return _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
+
+
 def pure_synthetic_w2(sigma: float, n) -> np.ndarray:
     """Exact ``E W_2^2`` after t = 0..T generations of pure synthetic refitting on ``n_t`` samples: ``sigma^2 sum_s
     1/n_s + 2 sigma^2 (1 - prod_s c(n_s - 1))``, the product as ``-expm1(sum log c)`` so that it keeps its precision
     for any n (``1 - c`` is about ``1/(4n)``)."""
     n = schedules.check_sizes(n)
-    _checks.in_interval("sigma", sigma, 0.0, np.inf, low_open=True, high_open=True)
+    check_sigma(sigma, "float64")
     if np.any(n < 2):
         raise ValueError(f"n must be at least 2 in every generation (a sample variance needs two points), got "
                          f"min {n.min()}")
@@ -331,6 +351,7 @@ def pure_synthetic_w2(sigma: float, n) -> np.ndarray:
 def shumailov_first_order_w2(sigma: float, n) -> np.ndarray:
     """Shumailov et al. (seed 004): ``E W_2^2 ~ (3/2) sigma^2 (1/M_0 + ... + 1/M_t)`` to first order."""
     n = schedules.check_sizes(n)
+    sigma = check_sigma(sigma, "float64")
     return 1.5 * sigma ** 2 * np.cumsum(1.0 / n)
 
 
@@ -357,7 +378,7 @@ def fit_moments(sigma: float, alpha, n, regime: str = "accumulate-subsample") ->
     sigma_hat^2)``); the risk itself needs ``E sigma_hat``, which has no closed form here."""
     if regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
-    sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
+    sigma = check_sigma(sigma, "float64")
     alpha, n = schedules.check_pair(alpha, n)
     if alpha.ndim != 1:
         raise ValueError(f"fit_moments takes one schedule: alpha and n of shape (T + 1,), got {alpha.shape}")

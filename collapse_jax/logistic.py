@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import special
 
 from collapse_jax import _checks, _linalg, _sample_buffer, driver, schedules
 
@@ -311,9 +312,13 @@ def fisher_information(beta, intercept: float, *, nodes: int = 96) -> np.ndarray
     norm = float(np.linalg.norm(b))
     u, wq = np.polynomial.hermite_e.hermegauss(nodes)
     wq = wq / math.sqrt(2 * math.pi)
-    s = 1.0 / (1.0 + np.exp(-(intercept + norm * u)))
-    w = s * (1 - s)
+    z = intercept + norm * u
+    w = special.expit(z) * special.expit(-z)  # sigmoid'(z), both factors exact (s (1 - s) lost 1 - s for z > 36)
     e0, e1, e2 = (float(np.sum(wq * w * u ** k)) for k in range(3))
+    if not e0 > 0:  # (|b_0| beyond ~745 + 9 |beta|: every sigmoid' underflows; it returned a zero matrix)
+        raise ValueError(f"intercept {intercept:g} with |beta| = {norm:g}: sigmoid'(b_0 + x . beta) underflows to 0 "
+                         "at every quadrature node, so the Fisher information is 0 in float64 (the model is "
+                         "degenerate: every label is the same to machine precision)")
     direction = b / norm if norm > 0 else np.eye(d)[0]
     info = np.zeros((d + 1, d + 1))
     info[0, 0] = e0

@@ -61,6 +61,19 @@ def test_bad_input():
         G.simulate(0, 0.0, 1.0, alpha, S.constant_size(1, T))
     with pytest.raises(ValueError, match="alpha"):
         G.simulate(0, 0.0, 1.0, alpha * 2, n)
+    # an audit (2026-12-04): sigma = 1e155 gave inf / NaN losses (and an OverflowError in the theory), a regime name
+    # where the config goes an AttributeError, a negative sigma passed the first-order formula
+    with pytest.raises(ValueError, match=r"sigma must be in \(0, 1e\+100\] in float64"):
+        G.simulate(0, 0.0, 1e155, alpha, n)
+    with pytest.raises(ValueError, match=r"sigma must be in \(0, 1e\+15\] in float32"):
+        G.check_sigma(1e20, "float32")
+    with pytest.raises(ValueError, match=r"sigma must be in \(0, 1e\+100\]"):
+        G.pure_synthetic_w2(1e155, n)
+    with pytest.raises(ValueError, match="sigma must lie in"):
+        G.shumailov_first_order_w2(-1.0, n)
+    with pytest.raises(ValueError, match="config must be a GaussianConfig, got 'accumulate'"):
+        G.simulate(0, 0.0, 1.0, alpha, n, "accumulate")
+    assert np.isfinite(G.simulate(0, 0.0, 1e90, alpha, n, num_replicates=2, progress=False)).all()
 
 
 def test_pure_synthetic_w2_keeps_its_precision_for_any_n():

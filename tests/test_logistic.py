@@ -90,6 +90,18 @@ def test_fisher_information_quadrature():
     np.testing.assert_allclose(L.fisher_information(np.zeros(3), 0.0), np.eye(4) / 4, atol=1e-14)
 
 
+def test_fisher_information_is_symmetric_in_the_intercept_and_refuses_underflow():
+    """Found by an audit (2026-12-04): sigmoid' as s (1 - s) lost 1 - s for b_0 + |beta| u > 36, so tr(I^-1) was
+    2.8x too large at b_0 = 38 and 26x at 40 (exact at -38, -40), and a zero matrix at 800. sigmoid'(z) = sigmoid'(-z)
+    and the labels' law under (b_0, beta) mirrors (-b_0, -beta): the traces must agree; an underflow is an error."""
+    b = np.array([1.0, -1.0, 0.5])
+    for b0 in (30.0, 38.0, 40.0):
+        plus, minus = (np.trace(np.linalg.inv(L.fisher_information(b, x))) for x in (b0, -b0))
+        assert plus == pytest.approx(minus, rel=1e-9)
+    with pytest.raises(ValueError, match="intercept 800 .* underflows"):
+        L.fisher_information(b, 800.0)
+
+
 @pytest.mark.parametrize("regime,alpha_value", [("replace", 0.5), ("accumulate", 0.0)])
 def test_first_order_theory_at_large_n(regime, alpha_value):
     """The first-order (delta-method) recurrence is approximate, with an O(1/n) relative error (measured with 4000

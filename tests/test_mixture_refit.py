@@ -137,7 +137,7 @@ def test_bad_input_raises_before_compute(kwargs, match):
         MR.simulate(0, args["weights"], args["means"], args["sds"], args["alpha"], args["n"], args["config"], 3)
 
 
-@pytest.mark.parametrize("kwargs", [dict(regime="filter"), dict(max_iter=0), dict(tol=0.0), dict(var_floor=-1.0),
+@pytest.mark.parametrize("kwargs", [dict(regime="filter"), dict(max_iter=0), dict(tol=0.0), dict(tol=float("inf")), dict(var_floor=-1.0),
                                     dict(chunk=0), dict(lanes=0), dict(buffer=0)])
 def test_bad_config(kwargs):
     with pytest.raises(ValueError):
