@@ -310,7 +310,7 @@ def fisher_information(beta, intercept: float, *, nodes: int = 96) -> np.ndarray
     intercept = _checks.in_interval("intercept", intercept, -math.inf, math.inf, low_open=True, high_open=True)
     d = b.shape[0]
     norm = float(np.linalg.norm(b))
-    u, wq = np.polynomial.hermite_e.hermegauss(nodes)
+    u, wq = np.polynomial.hermite_e.hermegauss(_checks.positive_int("nodes", nodes))
     wq = wq / math.sqrt(2 * math.pi)
     z = intercept + norm * u
     w = special.expit(z) * special.expit(-z)  # sigmoid'(z), both factors exact (s (1 - s) lost 1 - s for z > 36)

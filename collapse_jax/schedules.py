@@ -59,15 +59,16 @@ def pure_synthetic_alpha(num_steps: int) -> np.ndarray:
 # --- n_t: sample sizes ---------------------------------------------------------------------------------------------
 def constant_size(base: int, num_steps: int) -> np.ndarray:
     """``n_t = base``."""
-    base = _checks.positive_int("n", base)
+    base = _checks.positive_whole("n", base)  # (100.0 as array schedules take it)
     return np.full(_steps(num_steps).shape, float(base))
 
 
 def polynomial_size(base: int, power: float, num_steps: int) -> np.ndarray:
     """``n_t = round(base * (t + 1)**power)``."""
-    base = _checks.positive_int("n", base)
-    power = _checks.in_interval("power", power, 0.0, math.inf)
-    return np.round(base * (_steps(num_steps) + 1.0) ** power)
+    base = _checks.positive_whole("n", base)
+    power = _checks.in_interval("power", power, 0.0, math.inf, high_open=True)
+    with np.errstate(over="ignore"):
+        return _finite_sizes(np.round(base * (_steps(num_steps) + 1.0) ** power), "power", power)
 
 
 def linear_size(base: int, num_steps: int) -> np.ndarray:
@@ -82,15 +83,26 @@ def quadratic_size(base: int, num_steps: int) -> np.ndarray:
 
 def geometric_size(base: int, rate: float, num_steps: int) -> np.ndarray:
     """``n_t = round(base * rate**t)``."""
-    base = _checks.positive_int("n", base)
-    rate = _checks.in_interval("rate", rate, 1.0, math.inf)
-    return np.round(base * rate ** _steps(num_steps))
+    base = _checks.positive_whole("n", base)
+    rate = _checks.in_interval("rate", rate, 1.0, math.inf, high_open=True)
+    with np.errstate(over="ignore"):
+        return _finite_sizes(np.round(base * rate ** _steps(num_steps)), "rate", rate)
+
+
+def _finite_sizes(n: np.ndarray, name: str, value: float) -> np.ndarray:
+    """``n`` if every size is finite; else a ValueError naming the growth parameter (an inf size surfaced later,
+    from check_sizes, without naming it)."""
+    if not np.all(np.isfinite(n)):
+        raise ValueError(f"{name} = {value:g} makes n_t overflow float64 within {n.size - 1} steps")
+    return n
 
 
 # --- validation of user-supplied arrays ----------------------------------------------------------------------------
 def _schedule_array(name: str, value: Any, num_steps: int | None) -> np.ndarray:
     """A finite float64 copy of a schedule of shape (num_steps + 1,) or (grid, num_steps + 1), or a clear error."""
     raw = np.asarray(value)
+    if raw.dtype.kind in "US":  # (np.asarray(["0.5"]) cast to 0.5 below, where a scalar "0.5" is refused)
+        raise ValueError(f"{name} must hold numbers, got strings ({raw.dtype})")
     if raw.dtype == bool or np.iscomplexobj(raw):
         raise ValueError(f"{name} must hold real numbers, got dtype {raw.dtype}")
     arr = np.array(_checks.finite_array(name, value), dtype=np.float64)

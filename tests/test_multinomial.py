@@ -1,5 +1,7 @@
 """Multinomial recursion: sampler exactness, NumPy reference, exact recurrences, contract and bad input."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -621,3 +623,15 @@ def test_schedules_refuse_bools_mismatched_and_empty_grids():
             M.replace_risk([0.3, 0.7], a, m)
     with pytest.raises(ValueError, match="memory_budget must be an integer >= 1"):
         M.simulate(0, [0.3, 0.7], alpha, n, M.MultinomialConfig("replace"), 4, memory_budget=-5)
+
+
+def test_schedule_builders_take_whole_floats_and_refuse_strings_and_overflow():
+    """An audit (2026-12-04): constant_size(10.0, 3) was refused although array schedules take 100.0; alpha given
+    as strings passed (a scalar "0.5" is refused); power = inf and rate = 1e10 gave inf sizes named nowhere."""
+    np.testing.assert_array_equal(S.constant_size(10.0, 3), S.constant_size(10, 3))
+    with pytest.raises(ValueError, match="alpha must hold numbers, got strings"):
+        S.check_alpha(["1", "0.5"])
+    with pytest.raises(ValueError, match=r"power must lie in \[0\.0, inf\)"):
+        S.polynomial_size(2, math.inf, 3)
+    with pytest.raises(ValueError, match=r"rate = 1e\+10 makes n_t overflow float64 within 40 steps"):
+        S.geometric_size(2, 1e10, 40)
