@@ -1,18 +1,18 @@
 """The Sigma numpy engine's float32 leverage pass: the statements it replaced (six passes over the whitened rows)
 against :func:`collapse_jax.sigma_precision._leverages_and_scale` (one pass in L2-sized chunks), on the same rows,
-one thread, alternated, median of the runs; with the CPU recorded.
+one thread, alternated, median of the runs; written to --out (JSON) with the CPU, its features and the versions.
 
     PYTHONPATH=. python3 benchmarks/bench_leverage_pass.py --rows 38400 19200 3840 --repeats 8
 """
 
 import argparse
-import platform
 import time
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from collapse_jax import spectral
+from collapse_jax.results import atomic_write_json, environment_info
 from collapse_jax.sigma_precision import _leverages_and_scale
 
 
@@ -41,11 +41,13 @@ def main():
     ap.add_argument("--rows", type=int, nargs="+", default=[38400, 19200, 3840])
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--repeats", type=int, default=8)
+    ap.add_argument("--out", default="benchmarks/results/bench_leverage_pass.json")
     args = ap.parse_args()
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor())
-    print(f"CPU: {cpu}; NumPy {np.__version__}; d = {args.dim}; one thread; median of {args.repeats} alternated runs")
+    env = environment_info()
+    print(f"CPU: {env['cpu_model']} ({' '.join(env['cpu_features'])}); NumPy {np.__version__}; d = {args.dim}; one "
+          f"thread; median of {args.repeats} alternated runs")
     rng = np.random.default_rng(0)
+    rows = []
     with threadpool_limits(1):
         for n in args.rows:
             base = (rng.standard_normal((n, args.dim)) / np.sqrt(n)).astype(np.float32)  # leverages ~ d / n
@@ -62,6 +64,11 @@ def main():
             print(f"n = {n}: six passes {1e3 * np.median(times['six passes']):.1f} ms, one pass "
                   f"{1e3 * np.median(times['one pass']):.1f} ms; largest differences: h {np.max(np.abs(h0 - h1)):.1e}, "
                   f"cross {np.max(np.abs(c0 - c1)):.1e}, rows {np.max(np.abs(w0 - w1)):.1e}")
+            rows.append(dict(rows=n, six_passes_seconds=float(np.median(times["six passes"])),
+                             one_pass_seconds=float(np.median(times["one pass"])), all_seconds=times,
+                             max_diff_h=float(np.max(np.abs(h0 - h1))), max_diff_rows=float(np.max(np.abs(w0 - w1)))))
+    atomic_write_json(args.out, dict(environment=env, dim=args.dim, threads=1, repeats=args.repeats, results=rows))
+    print(f"written {args.out}")
 
 
 if __name__ == "__main__":

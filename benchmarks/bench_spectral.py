@@ -141,6 +141,12 @@ def block_kernel(args, rng):
     jax_engine_first = time.perf_counter()
     jax.block_until_ready(sigma_precision.jit_prefix_block_stats(jnp.asarray(pop[idx[0]]), ns))
     res["jax_compile_and_first_block_seconds"] = time.perf_counter() - jax_engine_first
+    warm = time.perf_counter()  # the native library's loading and first call, and NumPy's, outside the timing
+    if _native.amx_available():
+        sigma_precision.native_block_stats(pop, idx[:1], ns, threads=1)
+    with spectral.one_blas_thread():
+        sigma_precision.numpy_prefix_block_stats(pop[idx[0]], ns)
+    res["native_numpy_warm_up_seconds"] = time.perf_counter() - warm
     for name, fn in engines:
         t = timed(fn, 1)
         count = args.jax_blocks if name == "jax" else len(idx)
