@@ -291,6 +291,33 @@ def test_native_law_holds_up_to_the_largest_float64_counts():
         assert abs(loss.mean() - r0) < 4.5 * loss.std() / np.sqrt(R), (n, loss.mean() / r0)
 
 
+def test_p_within_the_simplex_tolerance_is_renormalised():
+    """An audit (2026-12-04): p summing to 1 + 1e-7 passed the check (tolerance 1e-6), the samplers drew from
+    p / sum(p), but losses and theory used the raw p: an extra (sum - 1)^2 ||p||^2, 14.8x the risk at n = 1e15."""
+    raw = np.array([0.3, 0.7 + 1e-7])
+    assert math.fsum(M.check_p(raw)) == 1.0
+    alpha, n = np.ones(2), np.full(2, 1e15)
+    R = 4000
+    loss = np.asarray(M.simulate(1, raw, alpha, n, M.MultinomialConfig("replace"), R, progress=False))[:, 0]
+    theory = M.replace_risk(raw, alpha, n)[0]
+    assert abs(loss.mean() - theory) < 4.5 * loss.std() / np.sqrt(R)
+
+
+def test_jax_multinomial_keeps_tiny_categories_after_a_large_prefix():
+    """An audit (2026-12-04): node masses as differences of a running sum (cum[mid] - cum[lo]) kept only its
+    rounding, so a category of mass 5e-17 after one of 0.5 drew nothing at n = 2^53 (0.45 expected per draw), and a
+    tiny right half's share came from 1 - ratio near 1. Now halves are summed on their own and the smaller drawn."""
+    n, draws = 2.0**53, 2000
+    keys = jax.random.split(jax.random.key(1), draws)
+    for q in ([0.5, 5e-17, 0.5 - 5e-17], [1 - 1e-15, 1e-15]):
+        q = M.check_p(np.array(q))
+        counts = np.asarray(jax.vmap(lambda k: M.sample_multinomial(k, n, jnp.asarray(q)))(keys))
+        small = int(np.argmin(q))
+        expected = draws * n * q[small]  # Poisson total over the draws
+        assert abs(counts[:, small].sum() - expected) < 5 * np.sqrt(expected), (q, counts[:, small].sum(), expected)
+        assert np.all(counts.sum(1) == n)
+
+
 @needs_native
 def test_native_engine_name_is_checked():
     p = jnp.asarray(P)
