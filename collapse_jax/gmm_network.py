@@ -140,6 +140,11 @@ def _tuplify(x):
     return tuple(map(_tuplify, arr)) if arr.ndim > 1 else tuple(float(v) for v in arr)
 
 
+# 1 - B c must be at least this: below, float32 rounds it to 0 or less for c just under 1/B (an audit: c = 0.49999999
+# with B = 2 gave NaN records from t = 2 in both kernels), and the gain alpha / (1 - B c) is past 1e6 anyway.
+C_MARGIN = 1e-6
+
+
 def make_config(*, mu=((-5.0,), (5.0,)), sigma=((1.0,),), num_models=3, points_per_step=3, beta=0.5,
                 dirichlet_a=1.0, num_steps=200, eps=0.0, num_human=0, pi_ref=None, alpha=None, c=None,
                 record_pi=False, record_d=False, initial_weights=None) -> GMMNetworkConfig:
@@ -174,6 +179,9 @@ def make_config(*, mu=((-5.0,), (5.0,)), sigma=((1.0,),), num_models=3, points_p
         pi_ref = tuple(float(v) for v in _checks.simplex_vector("pi_ref", pi_ref, B))
     alpha = _schedule_arg("alpha", alpha, T, 0.0, 1.0, low_open=True)
     c = _schedule_arg("c", c, T, 0.0, 1.0 / B, high_open=True)
+    if np.any(1.0 - B * np.asarray(c, np.float64) < C_MARGIN):  # (float32 rounded 1 - B c to 0 or below: inf / NaN)
+        raise ValueError(f"c must be below 1/B = {1.0 / B:.9g} by more than {C_MARGIN:g} / B (the update's gain "
+                         f"alpha / (1 - B c) is beyond float32 there), got max c = {float(np.max(c))!r}")
     if initial_weights is not None:
         w0 = _checks.finite_array("initial_weights", initial_weights, shape=(n, B))
         initial_weights = _tuplify([_checks.simplex_vector(f"initial_weights[{i}]", w, B) for i, w in enumerate(w0)])
@@ -448,8 +456,9 @@ def draw_points(key: jax.Array, weights: jax.Array, count: int, geometry: Geomet
 
 def ownership(p: jax.Array, feat: jax.Array) -> jax.Array:
     """Algorithm 2, line 3: ``o_b = p_b N(u; mu_b) / sum_l p_l N(u; mu_l)`` from a point's stored features."""
-    if p.shape[-1] == 2:
-        o0 = p[..., 0] / (p[..., 0] + p[..., 1] * feat[..., 0])
+    if p.shape[-1] == 2:  # (a dropped p_0 = 0 with p_1 rho underflowing to 0 gave 0 / 0: NaN weights, an audit)
+        den = p[..., 0] + p[..., 1] * feat[..., 0]
+        o0 = jnp.where(den > 0, p[..., 0] / jnp.where(den > 0, den, 1.0), 0.0)
         return jnp.stack([o0, 1 - o0], axis=-1)
     z = jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)) + feat, -jnp.inf)
     return jax.nn.softmax(z, axis=-1)

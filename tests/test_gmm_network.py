@@ -389,11 +389,23 @@ def test_bad_params_name_the_field():
     (dict(sigma="abc"), "sigma must be a number or a (nested) list of numbers"),
     (dict(alpha=[0.5, "x", 0.5]), "alpha must be a number or a rectangular (nested) list"),
     (dict(mu=[[5.0 * b] for b in range(128)]), "num_components must be at most 127"),
+    # a fourth audit (2026-12-04): float32 rounded 1 - B c to 0 and both kernels wrote NaN records from t = 2
+    (dict(mu=[[-2.5], [2.5]], c=0.49999999), "c must be below 1/B = 0.5 by more than 1e-06 / B"),
 ])
 def test_bad_input_names_the_parameter(kwargs, message):
     with pytest.raises(ValueError) as err:
         gn.make_config(**kwargs)
     assert message in str(err.value)
+
+
+def test_two_component_ownership_of_a_dropped_component_is_zero_not_nan():
+    """An audit (2026-12-04): with p_0 = 0 (dropped) and p_1 rho underflowing to 0 (eps > 0 keeps p_1 near 1/k_t,
+    rho clamped at exp(-80)), o_0 = 0 / 0 gave NaN weights in the JAX kernel from step 343 of a Figure-4-like run;
+    the native kernel treats a dropped component on its own branch."""
+    p = jnp.asarray([[0.0, 1e-20], [0.25, 0.75], [0.0, 1.0]], jnp.float32)
+    feat = jnp.asarray([[1e-30], [2.0], [0.5]], jnp.float32)
+    o = np.asarray(gn.ownership(p, feat))
+    np.testing.assert_allclose(o, [[0.0, 1.0], [0.25 / (0.25 + 1.5), 1.5 / 1.75], [0.0, 1.0]], rtol=1e-6)
 
 
 def test_an_internet_too_large_for_the_native_kernel():
