@@ -291,6 +291,19 @@ def test_native_law_holds_up_to_the_largest_float64_counts():
         assert abs(loss.mean() - r0) < 4.5 * loss.std() / np.sqrt(R), (n, loss.mean() / r0)
 
 
+@needs_native
+def test_native_chain_keeps_a_tiny_remaining_mass():
+    """An audit (2026-12-04): the chain drew an entry whose conditional r was above 1/2 with 1 - r, whose rounding is
+    absolute (~1e-16): with p = [1 - 1e-15, 1e-15], alpha = 0.5 and n_t = 2^53 the mean loss was 1.013-1.021 x the
+    exact risk (z up to 6.0 with 2e5 replicates). conditional_row now stores the complement itself."""
+    p, R, n = np.array([1 - 1e-15, 1e-15]), 200_000, 2.0**53
+    alpha, sizes = np.full(6, 0.5), np.full(6, n)
+    loss = np.asarray(M.simulate(5, p, alpha, sizes, M.MultinomialConfig("replace"), R, backend="native",
+                                 progress=False))
+    z = (loss.mean(0) - M.replace_risk(p, alpha, sizes)) / (loss.std(0) / np.sqrt(R))
+    assert np.all(np.abs(z) < 4.5), z
+
+
 def test_p_within_the_simplex_tolerance_is_renormalised():
     """An audit (2026-12-04): p summing to 1 + 1e-7 passed the check (tolerance 1e-6), the samplers drew from
     p / sum(p), but losses and theory used the raw p: an extra (sum - 1)^2 ||p||^2, 14.8x the risk at n = 1e15."""
