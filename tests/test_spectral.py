@@ -928,6 +928,36 @@ def _whitened(x):
     return np.linalg.solve(np.linalg.cholesky(x.T @ x), x.T).T
 
 
+def test_gaussian_bias_step_and_its_curvature_hold_at_large_blocks():
+    """An audit (2026-12-04): the step psi(n/2) - psi((n-d)/2) - d log(n/(n-1)) ~ d(d+1)/(2n^2) was a difference of
+    terms of size log n (absolute error ~1e-15), so the jackknife's curvature step(n) - step(n-1) ~ -d(d+1)/n^3 was
+    noise from n ~ 1e5-1e6 and the two-step centre's c1 garbage (50x the bias, wrong sign, at d = 8, n = 1e6).
+    Leading orders checked here without a high-precision library; mpmath below where installed."""
+    for dim in (2, 8, 384):
+        for n in (1e6, 1e7, 1e9):
+            step, before = (float(sp.gaussian_bias_step(dim, m)) for m in (n, n - 1))
+            lead = dim * (dim + 1) / (2 * n * n)
+            assert step == pytest.approx(lead, rel=2 * dim / n + 1e-12, abs=0)  # (approx's default abs is 1e-12)
+            assert step - before == pytest.approx(-2 * lead / n, rel=3 * dim / n + 1e-6, abs=0)
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 50
+
+    def exact_step(dim, n):
+        n = mp.mpf(n)
+        return mp.digamma(n / 2) - mp.digamma((n - dim) / 2) - dim * mp.log(n / (n - 1))
+
+    for dim, n in ((2, 103), (8, 107), (8, 108), (384, 484), (384, 4e4), (768, 1e6), (768, 2.0**40)):
+        assert float(sp.gaussian_bias_step(dim, n)) == pytest.approx(float(exact_step(dim, n)), rel=1e-12, abs=0)
+    n, N, dim = 1e6, 1e9, 8  # the two-step centre's coefficients, solved in 50 digits
+    s1, s0 = exact_step(dim, n), exact_step(dim, n - 1)
+    p1, p0 = mp.log((n - mp.mpf(0.5)) / n) * s1, mp.log((n - mp.mpf(1.5)) / n) * s0
+    c1 = float(sp.jackknife_bias_coefficients(dim, n, N)[0])
+    bias = float(sp.wishart_bias(dim, n, N))
+    target_phi = float(sp.log_weighted_bias(dim, n, N, n))
+    want = (bias * (p1 - p0) - target_phi * (s1 - s0)) / (s1 * (p1 - p0) - p1 * (s1 - s0))
+    assert c1 == pytest.approx(float(want), rel=1e-6)
+
+
 def test_centre_factor_is_the_jackknife_of_the_corrected_centre():
     # Delete each row explicitly: the centre L_hat + c1 D_1 (D_2 held at the block's value) of the n - 1 remaining
     # rows, from their own leverages, varies over the deleted row as the factor says (first order in x_ij).
