@@ -992,10 +992,15 @@ def block_estimates(x_block, num_points: int, *, level: float = 0.95) -> BlockEs
     check_block_sizes(n, dim, num_points)
     z = z_value(level)
     logdet_g1, m2, loo, pivot, top = _block_statistics(jnp.asarray(x_block, jnp.float64))  # in_float64: x64 on here
-    if not float(pivot) > SINGULAR_PIVOT or not float(top) < 1.0 - 1e-12:  # NaN fails both
+    if not float(pivot) > SINGULAR_PIVOT:  # (NaN fails too)
         raise ValueError(f"x_block: the block's Gram matrix G_1 is singular (its rows do not span {dim} dimensions: "
                          f"smallest Cholesky pivot^2 / diagonal {float(pivot):.3g}, largest leverage "
                          f"{float(top):.12g}); log det G_1 and every interval would be meaningless")
+    if not float(top) < 1.0 - 1e-12:
+        # One row alone spans a direction (leverage 1): G_1 is regular, so log det G_1 and the seed, second-order,
+        # Wishart and scaled-Wishart intervals stand; only the leave-one-out statistics are undefined (without that
+        # row G_1 is singular), so the leverage jackknife is NaN. (It was refused as "singular", an audit.)
+        loo = LeaveOneOut(*(None if v is None else jnp.full_like(v, jnp.nan) for v in loo))
     return block_estimates_from_stats(logdet_g1, m2, dim, n, num_points, z, loo)
 
 

@@ -1150,11 +1150,20 @@ def test_a_singular_block_and_complex_rows_are_refused_not_estimated():
     zero[:, 5] = 0.0
     lever[:, 0] = 0.0
     lever[7, 0] = 1.0  # row 7 alone spans the first coordinate: h_7 = 1
-    for bad in (equal, zero, lever):
+    for bad in (equal, zero):
         with pytest.raises(ValueError, match="Gram matrix G_1 is singular"):
             sp.block_estimates(bad, 1000)
         with pytest.raises(ValueError, match="Gram matrix G_1 is singular"):
             sigma_monitor.logdet_interval(bad, 1000)
+    # a fourth audit (2026-12-04): a row of leverage 1 leaves G_1 regular, so it was wrongly called singular; the
+    # intervals that need no leave-one-out block stand, the jackknife is NaN, and the monitor says why it has none
+    est = sp.block_estimates(lever, 1000)
+    assert np.isnan(est.jackknife.center) and np.isnan(est.jackknife.half_width)
+    assert np.isfinite(est.logdet_g1) and all(np.isfinite(getattr(est, f).center) and
+                                              np.isfinite(getattr(est, f).half_width)
+                                              for f in ("seed", "second_order", "wishart", "scaled_wishart"))
+    with pytest.raises(ValueError, match="leverage 1.*leverage jackknife is undefined"):
+        sigma_monitor.logdet_interval(lever, 1000)
     with pytest.raises(ValueError, match="x_block must be real numbers, got dtype complex128"):
         sp.block_estimates(x + 1j, 1000)
     assert np.isfinite(sp.block_estimates(x, 1000).jackknife.center)
