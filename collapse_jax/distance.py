@@ -29,6 +29,16 @@ def _norm_of_square(sq):
     return jnp.where(sq == 0, 0.0, jnp.sqrt(jnp.where(sq == 0, 1.0, sq)))
 
 
+def _norm(v, axis):
+    """``||v||_2`` over ``axis`` as ``s ||v / s||``, ``s = max |v|`` there: the squares of very large or very small
+    entries (1e20 or 1e-20 in float32, 1e160 / 1e-160 in float64) overflowed to inf or underflowed to 0 for norms
+    that are representable (an audit, 2026-12-04). 0 (with a finite gradient) for v = 0."""
+    scale = jnp.max(jnp.abs(v), axis=axis, keepdims=True)
+    scale = jnp.where(scale > 0, scale, 1.0)
+    w = v / scale
+    return jnp.squeeze(scale, axis=axis) * _norm_of_square(jnp.sum(w * w, axis=axis))
+
+
 def pairwise_distances(x: jnp.ndarray) -> jnp.ndarray:
     """``D_ij = ||x_i - x_j||_2`` for rows of ``x`` (..., num_models, dim) -> (..., num_models, num_models).
 
@@ -36,20 +46,20 @@ def pairwise_distances(x: jnp.ndarray) -> jnp.ndarray:
     """
     x = _rows("x", x)
     diff = x[..., :, None, :] - x[..., None, :, :]
-    return _norm_of_square(jnp.sum(diff * diff, axis=-1))
+    return _norm(diff, -1)
 
 
 def frobenius_norm(d: jnp.ndarray) -> jnp.ndarray:
     """``||D||_F`` over the last two axes."""
     d = _rows("d", d)
-    return _norm_of_square(jnp.sum(d * d, axis=(-2, -1)))  # (finite gradient at D = 0, complete collapse)
+    return _norm(d, (-2, -1))  # (finite gradient at D = 0, complete collapse)
 
 
 def distance_matrix_norm(x: jnp.ndarray) -> jnp.ndarray:
     """``||D||_F`` of the pairwise distance matrix of the rows of ``x``: ``sqrt(sum_ij ||x_i - x_j||^2)``."""
     x = _rows("x", x)
     diff = x[..., :, None, :] - x[..., None, :, :]
-    return _norm_of_square(jnp.sum(diff * diff, axis=(-3, -2, -1)))
+    return _norm(diff, (-3, -2, -1))
 
 
 def within_model_spread(x: jnp.ndarray) -> jnp.ndarray:
@@ -61,7 +71,7 @@ def within_model_spread(x: jnp.ndarray) -> jnp.ndarray:
     if x.shape[-2] == 0:
         raise ValueError(f"x must hold at least one embedding per model, got shape {x.shape}")
     centred = x - jnp.mean(x, axis=-2, keepdims=True)
-    return jnp.mean(_norm_of_square(jnp.sum(centred * centred, axis=-1)), axis=-1)
+    return jnp.mean(_norm(centred, -1), axis=-1)
 
 
 def _check_distance_matrix(d: np.ndarray) -> None:
@@ -108,10 +118,13 @@ def classical_mds(d: jnp.ndarray, num_components: int = 2) -> jnp.ndarray:
                          f"got {num_components!r}")
     if not _checks.is_traced(d):
         _check_distance_matrix(np.asarray(d))
+    scale = jnp.max(jnp.abs(d))  # (d^2 of distances near 1e20 / 1e-20 overflowed / underflowed float32: NaN or 0)
+    scale = jnp.where(scale > 0, scale, 1.0)
+    ds = d / scale
     j = jnp.eye(m, dtype=d.dtype) - 1.0 / m
-    b = -0.5 * j @ (d * d) @ j
+    b = -0.5 * j @ (ds * ds) @ j
     w, v = jnp.linalg.eigh((b + b.T) / 2)
     w, v = w[::-1][:num_components], v[:, ::-1][:, :num_components]
-    coords = v * jnp.sqrt(jnp.maximum(w, 0.0))
+    coords = v * (jnp.sqrt(jnp.maximum(w, 0.0)) * scale)
     pivot = jnp.take_along_axis(coords, jnp.argmax(jnp.abs(coords), axis=0)[None, :], axis=0)
     return coords * jnp.where(pivot < 0, -1.0, 1.0)

@@ -125,3 +125,24 @@ def test_norms_have_finite_gradients_at_complete_collapse():
     x = jnp.ones((3, 2))
     for g in (jax.grad(distance.distance_matrix_norm)(x), jax.grad(distance.frobenius_norm)(jnp.zeros((3, 3)))):
         assert np.all(np.isfinite(np.asarray(g)))
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 1e20), (np.float32, 1e-20), (np.float64, 1e160),
+                                          (np.float64, 1e-160)])
+def test_distances_and_mds_keep_very_large_and_very_small_scales(dtype, scale):
+    """An audit (2026-12-04): squares of coordinates near 1e20 / 1e-20 (float32) or 1e160 / 1e-160 (float64)
+    overflowed to inf or underflowed to 0, so representable distances came out inf or exactly 0 and classical MDS
+    NaN or all zeros. The norms are now taken of the rows divided by their largest entry, then scaled back."""
+    x = np.random.default_rng(4).standard_normal((5, 3))
+    with jax.enable_x64(dtype == np.float64):
+        xs = jnp.asarray(x * scale, dtype)
+        d = np.asarray(distance.pairwise_distances(xs), np.float64)
+        np.testing.assert_allclose(d / scale, ref.pairwise(x), rtol=1e-5)
+        assert float(distance.distance_matrix_norm(xs)) / scale == pytest.approx(
+            np.linalg.norm(ref.pairwise(x)), rel=1e-5)
+        assert float(distance.frobenius_norm(jnp.asarray(ref.pairwise(x) * scale, dtype))) / scale == pytest.approx(
+            np.linalg.norm(ref.pairwise(x)), rel=1e-5)
+        spread = float(distance.within_model_spread(xs)) / scale
+        assert spread == pytest.approx(np.mean(np.linalg.norm(x - x.mean(0), axis=1)), rel=1e-5)
+        coords = np.asarray(distance.classical_mds(jnp.asarray(ref.pairwise(x) * scale, dtype), 3), np.float64)
+        np.testing.assert_allclose(ref.pairwise(coords / scale), ref.pairwise(x), rtol=1e-3, atol=1e-4)
