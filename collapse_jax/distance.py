@@ -29,12 +29,21 @@ def _norm_of_square(sq):
     return jnp.where(sq == 0, 0.0, jnp.sqrt(jnp.where(sq == 0, 1.0, sq)))
 
 
+def _power_of_two_scale(v, axis=None):
+    """The power of two at or just above ``max |v|`` over ``axis`` (keepdims), 1 where that is 0: dividing by it is
+    exact, so scaled sums equal unscaled ones bit for bit wherever those neither overflow nor underflow (and the
+    grid and single-cell runs of a simulator stay equal, however XLA fuses the division)."""
+    top = jnp.max(jnp.abs(v), axis=axis, keepdims=True)
+    _, exponent = jnp.frexp(top)
+    return jnp.where(top > 0, jnp.ldexp(jnp.ones_like(top), exponent), 1.0)
+
+
 def _norm(v, axis):
-    """``||v||_2`` over ``axis`` as ``s ||v / s||``, ``s = max |v|`` there: the squares of very large or very small
-    entries (1e20 or 1e-20 in float32, 1e160 / 1e-160 in float64) overflowed to inf or underflowed to 0 for norms
-    that are representable (an audit, 2026-12-04). 0 (with a finite gradient) for v = 0."""
-    scale = jnp.max(jnp.abs(v), axis=axis, keepdims=True)
-    scale = jnp.where(scale > 0, scale, 1.0)
+    """``||v||_2`` over ``axis`` as ``s ||v / s||``, ``s`` a power of two near ``max |v|`` there: the squares of very
+    large or very small entries (1e20 or 1e-20 in float32, 1e160 / 1e-160 in float64) overflowed to inf or
+    underflowed to 0 for norms that are representable (an audit, 2026-12-04). 0 (with a finite gradient) for
+    v = 0."""
+    scale = _power_of_two_scale(v, axis)
     w = v / scale
     return jnp.squeeze(scale, axis=axis) * _norm_of_square(jnp.sum(w * w, axis=axis))
 
@@ -118,8 +127,7 @@ def classical_mds(d: jnp.ndarray, num_components: int = 2) -> jnp.ndarray:
                          f"got {num_components!r}")
     if not _checks.is_traced(d):
         _check_distance_matrix(np.asarray(d))
-    scale = jnp.max(jnp.abs(d))  # (d^2 of distances near 1e20 / 1e-20 overflowed / underflowed float32: NaN or 0)
-    scale = jnp.where(scale > 0, scale, 1.0)
+    scale = _power_of_two_scale(d)  # (d^2 of distances near 1e+-20 overflowed / underflowed float32: NaN or 0)
     ds = d / scale
     j = jnp.eye(m, dtype=d.dtype) - 1.0 / m
     b = -0.5 * j @ (ds * ds) @ j
