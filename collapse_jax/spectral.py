@@ -169,7 +169,8 @@ def gram_streaming(chunks: Iterable, dim: int, *, dtype=None, progress=None, thr
     pending: list = []
 
     def add(k, c):
-        accs[k] += c.T @ c
+        with np.errstate(over="ignore"):  # (an overflow is reported by _finite_gram, with its cure)
+            accs[k] += c.T @ c
 
     count = 0
     try:
@@ -192,7 +193,17 @@ def gram_streaming(chunks: Iterable, dim: int, *, dtype=None, progress=None, thr
     g = accs[0]
     for a in accs[1:]:
         g = g + a
-    return StreamedGram(g, count)
+    return StreamedGram(_finite_gram(g, np_dtype), count)
+
+
+def _finite_gram(g, dtype):
+    """``g`` if finite; else a ValueError saying the sums overflowed (every chunk was checked finite): an inf Gram
+    went on to a log-det error about NaN / inf that named neither the cause nor the cure (an audit, 2026-12-04)."""
+    if not np.all(np.isfinite(np.asarray(g))):
+        raise ValueError(f"the Gram matrix overflowed {np.dtype(dtype).name}: the embeddings are finite but their "
+                         "squares sum beyond its range; rescale them (log det G moves by 2 d log c for rows times c) "
+                         "or accumulate in float64 (dtype=jnp.float64, or --x64)")
+    return g
 
 
 def _gram_streaming_jax(chunks, dim, dtype, progress) -> StreamedGram:
@@ -206,7 +217,7 @@ def _gram_streaming_jax(chunks, dim, dtype, progress) -> StreamedGram:
             progress.update(c.shape[0])
     if count == 0:
         raise ValueError("chunks yielded no embeddings")
-    return StreamedGram(np.asarray(g), count)
+    return StreamedGram(_finite_gram(np.asarray(g), dtype), count)
 
 
 def array_chunks(x, chunk_size: int):

@@ -23,6 +23,16 @@ def rng(seed=0):
 
 
 # ---------------------------------------------------------------- vs NumPy reference
+def test_gram_streaming_names_an_overflow_and_its_cure():
+    """An audit (2026-12-04): float32 embeddings near 1e20 are finite, but their Gram overflowed to inf and the
+    log-det then failed on "NaN/inf" without saying why."""
+    x = (rng(0).standard_normal((100, 4)) * 1e20).astype(np.float32)
+    with pytest.raises(ValueError, match="the Gram matrix overflowed float32: .* rescale them .* float64"):
+        sp.gram_streaming([x[:50], x[50:]], 4, dtype=jnp.float32)
+    np.testing.assert_allclose(sp.gram_streaming([x], 4, dtype=jnp.float64).gram, x.astype(np.float64).T @ x,
+                               rtol=1e-12)
+
+
 def test_gram_streaming_matches_reference_with_uneven_chunks():
     x = rng().standard_normal((1003, 7))
     chunks = [x[:100], x[100:650], x[650:]]
