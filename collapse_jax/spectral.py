@@ -191,8 +191,9 @@ def gram_streaming(chunks: Iterable, dim: int, *, dtype=None, progress=None, thr
     if count == 0:
         raise ValueError("chunks yielded no embeddings")
     g = accs[0]
-    for a in accs[1:]:
-        g = g + a
+    with np.errstate(over="ignore", invalid="ignore"):  # (inf - inf after an overflow: _finite_gram reports it)
+        for a in accs[1:]:
+            g = g + a
     return StreamedGram(_finite_gram(g, np_dtype), count)
 
 
