@@ -329,11 +329,11 @@ def check_sigma(sigma, precision: str | None = None) -> float:
     scale-equivariant, so a larger scale is a rescaling of the data away."""
     precision = precision or ("float64" if jax.config.jax_enable_x64 else "float32")
     limit = SIGMA_MAX[precision]
-    if isinstance(sigma, (int, float, np.number)) and not isinstance(sigma, bool) and math.isfinite(sigma) \
-            and sigma > limit:
+    value = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
+    if value > limit:
         raise ValueError(f"sigma must be in (0, {limit:g}] in {precision} (its square overflows beyond), got "
                          f"{sigma!r}; the model is scale-equivariant: rescale the data")
-    return _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
+    return value
 
 
 def pure_synthetic_w2(sigma: float, n) -> np.ndarray:

@@ -80,28 +80,28 @@ def load_embeddings(path: str) -> np.ndarray:
     return x
 
 
-# Smallest eigenvalue of the population's Gram matrix scaled to unit diagonal below which its rows are taken to span
-# fewer than d dimensions. Exactly dependent float32 columns give ~1e-16 (float64 rounding), real all-MiniLM-L6-v2
-# sentence embeddings (d = 384, N = 15,910) 4.3e-3: a wide margin on both sides.
-MIN_SCALED_EIGENVALUE = 1e-10
-
-
 def check_full_rank(name: str, x: np.ndarray) -> None:
-    """Refuse rows ``x`` (N, d) whose Gram matrix is singular to float64 precision (a zero column, duplicated or
-    linearly dependent columns): log det G is then undefined, and the sweep reported rounding noise as bias and
-    coverage (+1.0 nats, 0 %, for a copy of one column in 16)."""
+    """Refuse rows ``x`` (N, d) whose Gram matrix is singular by the rule every block already follows
+    (:data:`spectral.SINGULAR_PIVOT`: a Cholesky pivot^2 below 1e-12 of its diagonal entry; a zero column, duplicated
+    or linearly dependent columns): log det G is then undefined, and the sweep reported rounding noise as bias and
+    coverage (+1.0 nats, 0 %, for a copy of one column in 16). Real all-MiniLM-L6-v2 sentence embeddings (d = 384,
+    N = 15,910) are far from it."""
+    from collapse_jax import spectral
+
     gram = x.T @ x
     diag = np.diag(gram)
     if np.any(diag == 0):
         raise ValueError(f"{name}: column {int(np.argmin(diag))} is all zeros, so the rows span fewer than d = "
                          f"{x.shape[1]} dimensions and log det G is undefined; drop it")
-    scale = 1 / np.sqrt(diag)
-    smallest = float(np.linalg.eigvalsh(gram * scale[:, None] * scale[None, :])[0])
-    if smallest < MIN_SCALED_EIGENVALUE:
+    try:
+        pivot = float(np.min(np.diag(np.linalg.cholesky(gram)) ** 2 / diag))
+    except np.linalg.LinAlgError:  # (not positive definite in float64 at all)
+        pivot = 0.0
+    if not pivot > spectral.SINGULAR_PIVOT:
         raise ValueError(f"{name}: the rows span fewer than d = {x.shape[1]} dimensions to float64 precision "
-                         f"(smallest eigenvalue of the unit-diagonal Gram matrix {smallest:.2g} < "
-                         f"{MIN_SCALED_EIGENVALUE:g}: linearly dependent columns), so log det G is undefined; drop "
-                         "the dependent columns or project onto the leading principal components")
+                         f"(smallest Cholesky pivot^2 / diagonal {pivot:.2g} <= {spectral.SINGULAR_PIVOT:g}: "
+                         "linearly dependent columns), so log det G is undefined; drop the dependent columns or "
+                         "project onto the leading principal components")
 
 
 def cells(cfg: sp.PrecisionConfig) -> list[tuple[str, int, int]]:

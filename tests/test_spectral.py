@@ -662,7 +662,7 @@ def test_cli_embeddings_cell_runs_and_resumes(tmp_path):
 def test_cli_refuses_embeddings_whose_gram_is_singular(defect, message, tmp_path, capsys):
     """Found by an audit (2026-12-04): a column that is twice another (exact in float32) ran the sweep on a singular
     Gram matrix and reported rounding noise as +1.0 nats of bias and 0 % coverage. Now refused before any folder is
-    written; real MiniLM embeddings, whose unit-diagonal Gram has smallest eigenvalue 4e-3, pass (sentences cells)."""
+    written; real MiniLM embeddings (smallest Cholesky pivot^2 / diagonal 0.044) pass (sentences cells)."""
     from collapse_jax import sigma_cli
 
     emb = np.random.default_rng(3).standard_normal((400, 6)).astype(np.float32)
