@@ -82,7 +82,8 @@ def response_distances(flat: Any, *, chunk_bytes: int = 2**26) -> jnp.ndarray:
     """``||e_a - e_b||_2`` for all rows of ``flat`` (num_points, dim) -> (num_points, num_points).
 
     :func:`collapse_jax.distance.pairwise_distances`'s formula (differences, not the Gram trick: exact zero
-    diagonal, exact symmetry), one block of rows at a time so memory stays near ``chunk_bytes`` instead of
+    diagonal, exact symmetry; each norm scaled by a power of two, so entries near 1e20 or 1e-20 in float32 neither
+    overflow nor underflow when squared), one block of rows at a time so memory stays near ``chunk_bytes`` instead of
     ``num_points^2 * dim`` numbers.
     """
     x = jnp.asarray(flat)
@@ -93,8 +94,7 @@ def response_distances(flat: Any, *, chunk_bytes: int = 2**26) -> jnp.ndarray:
 @partial(jax.jit, static_argnums=1)
 def _row_blocks(x: jnp.ndarray, rows: int) -> jnp.ndarray:
     def one_row(row):
-        diff = x - row
-        return jnp.sqrt(jnp.sum(diff * diff, axis=-1))
+        return distance._norm(x - row, -1)        # scaled by a power of two: no overflow of the squares
 
     return jax.lax.map(one_row, x, batch_size=rows)
 
@@ -113,7 +113,15 @@ def _check_embeddings(embeddings: Any) -> np.ndarray:
     if arr.shape[0] < 2:
         raise ValueError(f"embeddings must hold at least 2 models (num_models >= 2) for a distance matrix, "
                          f"got {arr.shape[0]}")
-    return _checks.finite_array("embeddings", arr)
+    arr = _checks.finite_array("embeddings", arr)
+    if not jax.config.jax_enable_x64:     # distances, spread and MDS run in float32 then
+        top, f32 = float(np.max(np.abs(arr))), np.finfo(np.float32)
+        if top > f32.max or 0 < top < f32.tiny:
+            raise ValueError(f"embeddings hold values up to |{top:.3g}|, outside float32's normal range "
+                             f"[{f32.tiny:.3g}, {f32.max:.3g}] in which distances are computed without x64: rescale "
+                             f"them (distances scale with them) or enable x64 "
+                             f"(jax.config.update('jax_enable_x64', True))")
+    return arr
 
 
 def _check_nonzero_rows(e: np.ndarray, two_d: bool) -> None:

@@ -219,3 +219,25 @@ def test_zero_response_refused_before_compute_only_for_sigma(emb):
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("scale", [1e19, 1e-23])
+def test_float32_response_distances_neither_overflow_nor_underflow(scale):
+    # an audit (2026-12-04): plain sqrt(sum(diff^2)) made every response distance inf at 1e19 and 0 at 1e-23 in
+    # float32 (the default without x64), where pairwise_distances scales by a power of two and is right
+    e = np.random.default_rng(0).normal(size=(3, 2, 4)) * scale
+    flat = e.reshape(6, 4)
+    want = np.sqrt(((flat[:, None] - flat[None]) ** 2).sum(-1))
+    with jax.enable_x64(False):
+        got = np.asarray(em.response_distances(flat.astype(np.float32)), np.float64)
+        result = em.measure_embeddings(e, sigma=False)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=0)
+    assert np.all(np.isfinite(result.mds)) and np.max(np.abs(result.mds)) > 0.1 * scale
+
+
+@pytest.mark.parametrize("scale", [1e39, 1e-39])
+def test_float32_range_refused_naming_embeddings(scale):
+    e = np.random.default_rng(0).normal(size=(3, 2, 4)) * scale
+    with jax.enable_x64(False), pytest.raises(ValueError, match="embeddings hold values .* float32"):
+        em.measure_embeddings(e, sigma=False)
+    assert np.isfinite(em.measure_embeddings(e, sigma=False).dnorm)     # with x64 (the suite's default) it is fine
