@@ -76,6 +76,12 @@ class Sampling:
         object.__setattr__(self, "top_p", _checks.in_interval("top_p", self.top_p, 0.0, 1.0, low_open=True))
         if self.stop is not None and (not isinstance(self.stop, str) or not self.stop):
             raise ValueError(f"stop must be a non-empty string or None, got {self.stop!r}")
+        if self.stop is not None:     # a lone surrogate never matched the nanoGPT's text and crashed the HF one
+            try:
+                self.stop.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(f"stop cannot be encoded as UTF-8: {self.stop[exc.start]!r} at character "
+                                 f"{exc.start} is a lone surrogate (not a Unicode character)") from None
 
 
 class PerplexityResult(NamedTuple):

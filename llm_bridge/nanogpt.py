@@ -734,9 +734,10 @@ def sample_tokens(logits, keys, temperature, top_k: int | None, top_p: float, gr
     return jnp.where(greedy, jnp.argmax(logits, axis=-1), idx).astype(jnp.int32)
 
 
-@partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p", "use_cache", "eot_id"))
+@partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p", "use_cache", "eot_id",
+                                   "vocab_limit"))
 def generate_tokens(graphdef, params, prompts, pad, keys, temperature, greedy, *, max_new_tokens: int,
-                    top_k: int | None, top_p: float, use_cache: bool, eot_id: int):
+                    top_k: int | None, top_p: float, use_cache: bool, eot_id: int, vocab_limit: int | None = None):
     """New tokens for a batch of left-padded prompts, int32 (batch, max_new_tokens).
 
     prompts: int (batch, P), row b's prompt in its last ``P - pad[b]`` columns. keys: (batch,) typed keys; the
@@ -747,6 +748,8 @@ def generate_tokens(graphdef, params, prompts, pad, keys, temperature, greedy, *
     Buffer of S = P + max_new_tokens columns; column i of row b has position ``max(i - pad[b], 0)`` and may attend
     columns ``pad[b] <= s <= i``. ``use_cache``: prefill the prompt once into a key/value cache of S slots, then one
     token per step; otherwise every step recomputes all S columns (the causal mask hides the unfilled ones).
+    ``vocab_limit``: only ids below it are drawn (the tokenizer's vocabulary when the model's is larger), the
+    softmax renormalised over them (None: every id).
     """
     cfg = nnx.merge(graphdef, params).config
     batch, p = prompts.shape
@@ -759,6 +762,8 @@ def generate_tokens(graphdef, params, prompts, pad, keys, temperature, greedy, *
 
     def draw(logits, t):
         step_keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(keys)
+        if vocab_limit is not None and vocab_limit < logits.shape[-1]:
+            logits = jnp.where(jnp.arange(logits.shape[-1]) < vocab_limit, logits, -jnp.inf)
         return sample_tokens(logits, step_keys, temperature, top_k, top_p, greedy)
 
     if use_cache:
@@ -928,6 +933,7 @@ class NanoGPT:
         warning with the count). Prompts are run shortest first in batches of ``batch_size``, left-padded to a
         multiple of 16 tokens; prompt i draws with ``fold_in(key(seed), i)``, so its text does not depend on the
         batch it ran in. ``use_cache=False`` recomputes the whole sequence for every new token (same tokens, slower).
+        A model whose ``vocab_size`` exceeds the tokenizer's draws only the tokenizer's ids (renormalised over them).
         """
         rows = self.generate_ids(prompts, sampling, seed=seed, batch_size=batch_size, progress=progress,
                                  use_cache=use_cache)
@@ -964,7 +970,8 @@ class NanoGPT:
                 toks = np.asarray(generate_tokens(
                     self.graphdef, self.params, prompt, pad, keys, np.float32(sampling.temperature),
                     np.bool_(greedy), max_new_tokens=sampling.max_new_tokens, top_k=top_k,
-                    top_p=1.0 if greedy else sampling.top_p, use_cache=use_cache, eot_id=eot))
+                    top_p=1.0 if greedy else sampling.top_p, use_cache=use_cache, eot_id=eot,
+                    vocab_limit=self.tokenizer.vocab_size))
                 for r, i in enumerate(idx):
                     row = toks[r].tolist()
                     out[i] = row[:row.index(eot)] if eot in row else row

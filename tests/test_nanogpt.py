@@ -297,6 +297,8 @@ def test_generate_bad_input(model):
         model.generate(["a"], Sampling(max_new_tokens=32))
     with pytest.raises(ValueError, match="top_p must lie in"):
         Sampling(top_p=0.0)
+    with pytest.raises(ValueError, match="stop cannot be encoded as UTF-8.*lone surrogate"):
+        Sampling(stop="a\ud800")        # never matched by the nanoGPT, a UnicodeEncodeError inside the HF adapter
     for field, value in (("temperature", True), ("temperature", "0.5"), ("top_p", True), ("top_p", "1")):
         with pytest.raises(ValueError, match=f"{field} must be a number"):   # float() would have taken them
             Sampling(**{field: value})
@@ -365,6 +367,19 @@ def test_score_windows_refuse_a_stride_that_never_advances():
         ng.score_windows(10, 4, 0)
     with pytest.raises(ValueError, match="context must be an integer >= stride = 5"):
         ng.score_windows(10, 4, 5)
+
+
+def test_model_vocabulary_larger_than_the_tokenizer_draws_only_tokenizer_ids():
+    # an audit (2026-12-04): a model with vocab_size 512 and the 257-token byte tokenizer drew ids >= 257 half the
+    # time, which decode dropped silently (texts shorter than max_new_tokens)
+    tok = byte_tokenizer()
+    model = ng.NanoGPT.create(ng.GPTConfig(vocab_size=512, context_length=16, num_layers=1, num_heads=1, dim=8),
+                              tok, seed=0)
+    for sampling in (Sampling(max_new_tokens=8), Sampling(max_new_tokens=8, top_k=1),
+                     Sampling(max_new_tokens=8, top_p=0.5, temperature=3.0)):
+        rows = model.generate_ids(["ab", "", "hello"] * 20, sampling, seed=1)
+        assert all(0 <= i < tok.vocab_size for row in rows for i in row)
+        assert max(map(len, rows)) > 0
 
 
 def test_perplexity_with_a_one_token_context():
