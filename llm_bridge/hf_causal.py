@@ -27,6 +27,7 @@ import functools
 import os
 import shutil
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -36,7 +37,8 @@ import numpy as np
 from collapse_jax import _checks
 from collapse_jax.progress import bar
 from llm_bridge.encoders import TOKENIZER_FILES, model_folder, require
-from llm_bridge.generators import PerplexityResult, Sampling, check_texts, cut_at_stop, fit_prompts
+from llm_bridge.generators import (PerplexityResult, Sampling, _caller_stacklevel, check_texts, cut_at_stop,
+                                   fit_prompts)
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                 "pytorch_model.bin.index.json")
@@ -179,6 +181,11 @@ class HFCausalLM:
         fitted = fit_prompts(full, self.context_length, sampling.max_new_tokens)
         start = len(self.prefix)
         fitted = [f if len(f) == len(p) else self.prefix + f[start:] for f, p in zip(fitted, full)]
+        emptied = sum(len(p) > start and len(f) == start for f, p in zip(fitted, full))
+        if emptied:     # the start token takes all the room: fit_prompts's "start was cut off" understates it
+            warnings.warn(f"{emptied} of {len(items)} prompts kept none of their text: beside {sampling.max_new_tokens} "
+                          f"new tokens the context ({self.context_length}) leaves room for the start token only",
+                          stacklevel=_caller_stacklevel())
 
         transformers = require("transformers")
         # temperature=1.0: transformers' own warper (logits / T) is replaced by ShiftedTemperature, applied before

@@ -301,6 +301,17 @@ def test_long_prompts_are_cut_on_the_left_with_one_warning(lm, corpus_texts):
     assert cut == [lm.decode(by_hand[0, CONTEXT - 8:].tolist(), None)]
 
 
+def test_prompts_left_with_the_start_token_only_are_named(lm):
+    # max_new_tokens = context - 1 leaves room for the start token alone: every non-empty prompt lost all its text,
+    # which "their start was cut off" understated (an audit, 2026-12-04)
+    with pytest.warns(UserWarning) as record:
+        out = lm.generate(["The cat", "", "a dog ran"], Sampling(max_new_tokens=CONTEXT - 1, top_k=1), seed=0)
+    messages = [str(w.message) for w in record]
+    assert any(m.startswith("2 of 3 prompts kept none of their text") for m in messages), messages
+    assert any(w.filename == __file__ for w in record)
+    assert out[0] == out[1] == out[2]                     # greedy from the start token alone, whatever the prompt
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda m: m.generate([]), "prompts must hold at least one text"),
     (lambda m: m.generate(["ok", 3]), r"prompts\[1\] must be a str"),
