@@ -714,24 +714,55 @@ def filter_logits(logits, top_k: int | None = None, top_p: float = 1.0):
     return logits
 
 
+def race_exponentials(key, n: int):
+    """(n,) float32 Exp(1) variables for :func:`sample_tokens`'s races, from 32 random bits each: ``-log(1 - v)``,
+    ``v = (r + 1/2) 2^-32``, so the smallest are resolved down to ~1e-10 (a float32 uniform has 23 random bits:
+    values below 1.2e-7 would come from a grid of at most a few points). ``v`` rounds to 1 for the top ~2^-25 of
+    ``r``: ``inf``, a draw that loses its race."""
+    bits = jax.random.bits(key, (n,), jnp.uint32)
+    return -jnp.log1p(-(bits.astype(jnp.float32) + 0.5) * jnp.float32(2.0 ** -32))
+
+
+def race_group_size(vocab: int) -> int:
+    """Tokens per group of the two-level race: a power of two near sqrt(vocab), at least 32."""
+    return max(32, 1 << math.ceil(math.log2(math.sqrt(vocab))))
+
+
+def _race(weights, key):
+    """``argmax_k weights_k / E_k`` over a row of non-negative weights: index k with probability ``w_k / sum w``."""
+    return jnp.argmax(jnp.where(weights > 0, weights / race_exponentials(key, weights.shape[-1]), -1.0))
+
+
 def sample_tokens(logits, keys, temperature, top_k: int | None, top_p: float, greedy=False):
     """One token per row: logits (batch, vocab), keys (batch,) typed keys. ``top_k == 1`` (static) or ``greedy``
     (a traced bool, so that greedy and sampled decoding share one compilation) take the argmax.
 
-    Inverse-CDF draw, one uniform per row: the first token whose cumulative probability reaches ``u * total`` with
-    ``u`` in (0, 1], so a token of probability 0 (filtered out) is never drawn. (``jax.random.categorical`` draws
-    a Gumbel variable per vocabulary entry: a third of a decode step's time on CPU.)
+    Two exponential races: with ``w_k = exp(scaled logit_k - max)`` (0 where filtered out) in groups of
+    :func:`race_group_size` consecutive tokens, a group is drawn with probability ``W_g / sum W`` (``W_g`` its sum)
+    and a token in it with probability ``w_k / W_g``, each as ``argmax w / E`` with Exp(1) variables
+    (:func:`race_exponentials`): token k with probability ``w_k / sum w`` up to float32's relative rounding of the
+    weights and their group sums, every probability resolved down to about 1e-9 of its group's and its group's of the
+    whole (ties share their probability). The inverse-CDF draw used before (one float32 uniform against a float32
+    cumulative sum) rounded every probability to a multiple of 2^-23 ~ 1.2e-7 and could not draw some tokens below it
+    at all (an audit, 2026-12-04: with Gaussian logits of SD 3 over 50,257 tokens, 15,308 of them), the tail that
+    model collapse is about. The races draw ``vocab / group + group`` random numbers per row, not ``vocab``, and cost
+    what the inverse-CDF draw cost (``benchmarks/bench_sampler.py``; one race over the whole vocabulary cost 23-29 %
+    more generation time on CPU).
     """
     if top_k == 1:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     # shifted so that the largest is 0 before dividing: a tiny temperature (or one that is 0 in float32) then gives
     # -inf for the others, i.e. the argmax, not inf / inf = NaN (which sampled EOT: empty texts)
     shifted = logits.astype(jnp.float32) - jnp.max(logits, axis=-1, keepdims=True).astype(jnp.float32)
-    scaled = filter_logits(jnp.where(shifted < 0, shifted / temperature, 0.0), top_k, top_p)
-    cdf = jnp.cumsum(jax.nn.softmax(scaled, axis=-1), axis=-1)
-    u = 1.0 - jax.vmap(lambda k: jax.random.uniform(k, (), jnp.float32))(keys)          # (0, 1]
-    idx = jnp.minimum(jnp.sum(cdf < (u * cdf[:, -1])[:, None], axis=-1), logits.shape[-1] - 1)
-    return jnp.where(greedy, jnp.argmax(logits, axis=-1), idx).astype(jnp.int32)
+    weights = jnp.exp(filter_logits(jnp.where(shifted < 0, shifted / temperature, 0.0), top_k, top_p))
+    batch, vocab = weights.shape
+    size = race_group_size(vocab)
+    groups = -(-vocab // size)
+    grouped = jnp.pad(weights, ((0, 0), (0, groups * size - vocab))).reshape(batch, groups, size)
+    group = jax.vmap(_race)(grouped.sum(axis=-1), jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys))
+    inner = jnp.take_along_axis(grouped, group[:, None, None], axis=1)[:, 0]
+    token = group * size + jax.vmap(_race)(inner, jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys))
+    return jnp.where(greedy, jnp.argmax(logits, axis=-1), token).astype(jnp.int32)
 
 
 @partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p", "use_cache", "eot_id",

@@ -255,6 +255,46 @@ def test_filter_logits_top_k_top_p_on_a_hand_built_distribution():
     assert abs(np.mean(draws == 1) - 0.5 / 0.8) < 0.03
 
 
+@pytest.mark.parametrize("vocab, top_k", [(64, None), (1000, None), (1000, 300)])
+def test_sampled_tokens_follow_the_tempered_softmax(vocab, top_k):
+    # groups of race_group_size tokens (1000: 32 groups of 32, the last padded), top-k zeroing whole groups
+    from scipy import stats
+
+    logits = jax.random.normal(jax.random.key(3), (1, vocab)) * 2.0
+    n = 100_000
+    keys = jax.random.split(jax.random.key(4), n)
+    draw = jax.jit(lambda l, k, t: ng.sample_tokens(l, k, t, top_k, 1.0))
+    for temperature in (0.7, 1.0, 2.5) if top_k is None else (1.0,):
+        draws = np.asarray(draw(jnp.repeat(logits, n, 0), keys, temperature))
+        z = np.asarray(logits[0], np.float64) / temperature
+        if top_k is not None:
+            z = np.where(z >= np.sort(z)[-top_k], z, -np.inf)
+        p = np.asarray(jax.nn.softmax(z))
+        counts = np.bincount(draws, minlength=vocab)
+        assert counts[p == 0].sum() == 0
+        big = p * n >= 5                                   # pool the cells too small for chi-square
+        small = (p > 0) & ~big
+        observed, expected = counts[big], p[big] * n
+        if small.any():
+            observed, expected = np.append(observed, counts[small].sum()), np.append(expected, p[small].sum() * n)
+        assert stats.chisquare(observed, expected).pvalue > 1e-3, temperature
+
+
+def test_race_exponentials_resolve_small_values():
+    # the race draws token k of probability p when its E_k is about p times the others' minimum: a rare token's rate
+    # rests on how finely the small E are resolved (float32 uniforms have 23 random bits: the E below 1e-5 came
+    # from a grid of 84 values, and a token of probability 5e-8 after a large one was never drawn; an audit,
+    # 2026-12-04)
+    e = np.asarray(jax.jit(jax.vmap(lambda k: ng.race_exponentials(k, 4096)))(
+        jax.random.split(jax.random.key(6), 4096)), np.float64)
+    small = e[e < 1e-5]
+    assert 110 <= small.size <= 230                  # 16.8 M draws: Poisson(168)
+    assert np.unique(small).size >= small.size - 3   # no grid: distinct but for birthday repeats of r < 43,000
+    assert e.min() > 0 and np.isinf(e).sum() <= 4     # inf (v rounded to 1, a lost race) for ~2^-25 of them
+    e = e[np.isfinite(e)]
+    assert abs(e.mean() - 1) < 5e-3 and abs(e.var() - 1) < 1e-2
+
+
 def test_eot_ends_a_row_and_stop_string_cuts(model):
     p = nnx.to_pure_dict(model.params)
     eot = model.tokenizer.eot_id
