@@ -431,10 +431,14 @@ def validation_rows(table, *, num_replicates: int, seed: int) -> None:
     for sigma, mu, n, name in settings:
         alpha = schedules.pure_synthetic_alpha(steps)
         loss = simulate(seed, mu, sigma, alpha, n, GaussianConfig(), num_replicates)
+        # M = 10 is read at t = 5: sigma_hat_t^2 is sigma^2 times a product of t + 1 factors chi2_9 / 9, whose log has
+        # SD 2.8 at t = 30; the mean of so heavy a tail is no Monte Carlo check (an audit, 2026-12-04: |z| > the
+        # Bonferroni value in 4.3 % of tables, the whole family's budget); at t = 5 the SD is 1.2
+        t = 5 if name == "M=10" else steps
         table.add_mean("Gaussian pure synthetic: exact E W2^2 (sample mean, unbiased variance)",
-                       f"sigma={sigma}, {name}, t={steps}", "exact", loss[:, steps], pure_synthetic_w2(sigma, n)[steps])
-        table.add_mean("Shumailov first-order E W2^2 ~ (3/2) sigma^2 sum 1/M_i", f"sigma={sigma}, {name}, t={steps}",
-                       "approximation", loss[:, steps], shumailov_first_order_w2(sigma, n)[steps])
+                       f"sigma={sigma}, {name}, t={t}", "exact", loss[:, t], pure_synthetic_w2(sigma, n)[t])
+        table.add_mean("Shumailov first-order E W2^2 ~ (3/2) sigma^2 sum 1/M_i", f"sigma={sigma}, {name}, t={t}",
+                       "approximation", loss[:, t], shumailov_first_order_w2(sigma, n)[t])
     # the fit's exact moments (fit_moments) in each regime with fresh data, and accumulate-subsample pure synthetic
     n = schedules.constant_size(20, steps)
     for regime, a in (("replace", 0.5), ("accumulate", 0.5), ("accumulate-subsample", 0.5),

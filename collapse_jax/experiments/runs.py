@@ -23,14 +23,17 @@ def numerics() -> dict:
     return {"x64": bool(jax.config.jax_enable_x64), "backend": _native.preferred_backend()}
 
 
-def add_command(sub, name: str, config_cls, run: Callable, what: str) -> None:
+def add_command(sub, name: str, config_cls, run: Callable, what: str,
+                run_option_notes: dict[str, str] | None = None) -> None:
     """Subcommand ``name`` (``what`` it does, its help line): one flag per field of ``config_cls``
     (:func:`collapse_jax.cli_options.add_config`) and ``--out``; it calls ``run(config, out)`` with the checked
-    config and the run folder's path (or None)."""
+    config and the run folder's path (or None). ``run_option_notes``: see
+    :func:`collapse_jax.cli_options.add_run_options`."""
     p = sub.add_parser(name, help=what, description=what)
     opts.add_config(p, config_cls)
     opts.add_out(p, name)
-    p.set_defaults(func=lambda args: run(opts.config_from_args(config_cls, args), args.out))
+    p.set_defaults(func=lambda args: run(opts.config_from_args(config_cls, args), args.out),
+                   **({"run_option_notes": run_option_notes} if run_option_notes else {}))
 
 
 def pyplot():

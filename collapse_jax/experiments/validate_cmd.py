@@ -57,7 +57,9 @@ def run(cfg: ValidateConfig, out: str | None) -> int:
     table = V.run_all(num_replicates=reps, num_steps=steps, seed=seed, extra=V.extra_checks(reps, seed))
     elapsed = time.perf_counter() - start
     bad = [i for i, r in enumerate(table.rows, 1) if not r.agree]
-    command = f"PYTHONPATH=. python3 -m collapse_jax.cli validate --replicates {reps} --steps {steps} --seed {seed}"
+    backend = runs.numerics()["backend"]     # named when not the default: another backend draws another table
+    command = (f"PYTHONPATH=. python3 -m collapse_jax.cli validate --replicates {reps} --steps {steps} --seed {seed}"
+               + (f" --backend {backend}" if backend != "auto" else ""))
     md = V.render(table, reps=reps, steps=steps, seed=seed, elapsed=elapsed,
                   command=command + (f" --doc {cfg.doc}" if cfg.doc else ""))
     folder.save_text("validation.md", md)
@@ -72,4 +74,5 @@ def run(cfg: ValidateConfig, out: str | None) -> int:
 
 def add_parser(sub) -> None:
     runs.add_command(sub, "validate", ValidateConfig, run,
-                     "theory vs Monte Carlo for every theorem / proposition (writes a table)")
+                     "theory vs Monte Carlo for every theorem / proposition (writes a table)",
+                     run_option_notes={"x64": "no effect: validate turns float64 on itself (its theory checks)"})
