@@ -260,7 +260,8 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
             fail(where, f"{exc}{f' (in the cell {shown})' if shown else ''}")
     if not axes:  # (the store's blocks run along the last axis)
         fail("grid", "names no parameter: a sweep needs at least one axis ([grid] or [[zip]]); for a single cell "
-                     "give one parameter a one-value list, e.g. [grid] n = [100]")
+                     "give one of the simulator's parameters a one-value list, e.g. [grid] n0 = [100] for the "
+                     "multinomial (collapse-jax sweep --fields SIMULATOR lists them)")
     return spec
 
 

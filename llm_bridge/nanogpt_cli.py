@@ -28,7 +28,8 @@ CONFIGS = (nt.ModelSpec, nt.DataConfig, nt.TrainConfig)
 
 # The core's --x64 / --backend do nothing to the nanoGPT: its help says so and a --backend is refused (cli_options)
 NANOGPT_RUN_OPTIONS = {
-    "x64": "no effect: the nanoGPT computes in float32 (bfloat16 matmuls with --dtype bfloat16) whatever this flag",
+    "x64": "no effect: the nanoGPT computes in float32 (bfloat16 matmuls with --dtype bfloat16) whatever this flag "
+           "says",
     "backend": "the nanoGPT has one JAX implementation, run on JAX's default device (JAX_PLATFORMS chooses it)"}
 
 

@@ -31,7 +31,10 @@ def add_parser(sub) -> None:
     p.add_argument("--until", type=int, default=None,
                    help="stop after making this many generations in this call (rerun to continue; default: none, "
                         "make them all)")
-    p.set_defaults(func=cmd_run, run_option_notes={"backend": NANOGPT_RUN_OPTIONS["backend"]})
+    p.set_defaults(func=cmd_run, run_option_notes={
+        "x64": "no effect: the nanoGPT computes in float32 whatever this flag says, and the theory recurrences, the "
+               "unigram proxy and the Sigma values are computed in float64 either way",
+        "backend": NANOGPT_RUN_OPTIONS["backend"]})
 
 
 def config_from_args(args) -> rt.RecursiveConfig:
@@ -60,7 +63,8 @@ def cmd_run(args) -> int:
     folder = RunFolder.create("recursive-train", None).path if args.out is None else args.out
     results = rt.run(folder, config, until=args.until)
     if results is None:
-        print(f"stopped after {args.until} generations (--until); rerun with --out {folder} to continue")
+        print(f"stopped after {args.until} generations (--until); rerun the same command without --until (same "
+              f"options, --out {folder}) to continue")
         return 0
     print("\n".join(summary_lines(results)))
     print(f"wrote {folder}")
