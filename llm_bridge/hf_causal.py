@@ -343,9 +343,16 @@ class HFCausalLM:
         """Write model and tokenizer (``save_pretrained``) to folder ``path``, which :func:`hf_causal_lm` loads.
 
         Written to a temporary folder beside ``path`` and renamed into place, so ``path`` never holds half a
-        model; an existing ``path`` is replaced.
+        model; an existing ``path`` that holds a saved model (``config.json``), or nothing, is replaced. A file, or a
+        folder holding other things, is refused before anything is written (it was moved aside and deleted, or the
+        save failed halfway with a FileExistsError).
         """
         folder = Path(path).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"path {str(folder)!r} is a file; give a folder (one holding a saved model is replaced)")
+        if folder.is_dir() and not (folder / "config.json").is_file() and any(folder.iterdir()):
+            raise ValueError(f"path {str(folder)!r} holds files but no saved model (no config.json); save to a new or "
+                             "empty folder, or to one written by save()")
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
         try:

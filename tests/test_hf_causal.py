@@ -406,6 +406,15 @@ def test_finetuned_model_learns_to_end_texts_and_saves(tiny_folder, tmp_path):
     lm.save(target)
     lm.save(target)                                              # an existing folder is replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gen1"]
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "keep.txt").write_text("mine")
+    with pytest.raises(ValueError, match="is a file; give a folder"):
+        lm.save(tmp_path / "notes.txt")
+    with pytest.raises(ValueError, match="holds files but no saved model"):
+        lm.save(tmp_path / "data")                              # a user's folder is never replaced
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "data" / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "gen1", "notes.txt"]
     back = hf_causal_lm(target)
     texts = ["The cat sat.", "A dog ran."]
     np.testing.assert_array_equal(back.perplexity(texts).nll, lm.perplexity(texts).nll)
