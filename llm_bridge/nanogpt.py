@@ -746,7 +746,7 @@ def sample_tokens(logits, keys, temperature, top_k: int | None, top_p: float, gr
     cumulative sum) rounded every probability to a multiple of 2^-23 ~ 1.2e-7 and could not draw some tokens below it
     at all (an audit, 2026-12-04: with Gaussian logits of SD 3 over 50,257 tokens, 15,308 of them), the tail that
     model collapse is about. The races draw ``vocab / group + group`` random numbers per row, not ``vocab``, and cost
-    what the inverse-CDF draw cost (``benchmarks/bench_sampler.py``; one race over the whole vocabulary cost 23-29 %
+    what the inverse-CDF draw cost (``benchmarks/bench_sampler.py``; one race over the whole vocabulary cost 25-30 %
     more generation time on CPU).
     """
     if top_k == 1:
