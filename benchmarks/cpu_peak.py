@@ -125,20 +125,23 @@ def blas_rates(dim: int, rows: int, repeats: int) -> dict[str, float]:
     linv = np.linalg.inv(chol).astype(np.float32)
     w = x.copy()
 
-    def best(f):
+    def best(f, setup=lambda: None):
         times = []
         for _ in range(repeats):
+            args = setup()          # untimed
             t0 = time.perf_counter()
-            f()
+            f(args)
             times.append(time.perf_counter() - t0)
         return min(times)
 
     macs = rows * dim * dim
     with one_blas_thread():
-        return {"strmm_whitening": macs / 2 / best(lambda: blas.strmm(1.0, linv, w.T, side=0, lower=1,
-                                                                      overwrite_b=1)) / 1e9,
-                "syrk_weighted_gram": macs / 2 / best(lambda: w.T @ w) / 1e9,
-                "sgemm": macs / best(lambda: x @ linv.T) / 1e9}
+        # strmm overwrites its operand (scaling it by ~1/sqrt(rows)): a fresh copy each repeat, or the later repeats
+        # and the Gram below ran on denormal numbers (an audit, 2026-12-04: syrk 0.4 GMAC/s at --repeats 10)
+        return {"strmm_whitening": macs / 2 / best(lambda b: blas.strmm(1.0, linv, b, side=0, lower=1, overwrite_b=1),
+                                                   setup=lambda: w.T.copy(order="F")) / 1e9,
+                "syrk_weighted_gram": macs / 2 / best(lambda _: w.T @ w) / 1e9,
+                "sgemm": macs / best(lambda _: x @ linv.T) / 1e9}
 
 
 def main(argv=None) -> int:
