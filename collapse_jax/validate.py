@@ -241,8 +241,26 @@ def extra_checks(num_replicates: int, seed: int) -> list[Callable[[Table], None]
     return out
 
 
+# Below this many replicates the exact rows' family-wise level is not reached: their per-replicate quantities are
+# skewed, so z is not t-distributed in the far tail the Bonferroni value sits in. Measured over the multinomial,
+# linear-regression and Gaussian rows (2026-12-04, independent seeds): every exact row agreed in 38 / 40 tables at
+# 4000 replicates, 57 / 60 at 1000, 83 / 100 at 100 and 67 / 100 at 10.
+FAMILY_WISE_MIN_REPLICATES = 1000
+
+
+def small_sample_warning(reps: int) -> str | None:
+    """The caveat for a table of ``reps`` replicates per setting, or None from FAMILY_WISE_MIN_REPLICATES on."""
+    if reps >= FAMILY_WISE_MIN_REPLICATES:
+        return None
+    return (f"With {reps} replicates (fewer than {FAMILY_WISE_MIN_REPLICATES}) a correct theory fails some exact row "
+            "far more often than 5 % of the time (measured: 17 % of tables at 100 replicates, 33 % at 10), and "
+            "statement rows lack the power to agree: read disagreements here as prompts to rerun with the default "
+            "4000, not as evidence.")
+
+
 def render(table: Table, *, reps: int, steps: int, seed: int, elapsed: float, command: str) -> str:
     bad = [i for i, r in enumerate(table.rows, 1) if not r.agree]
+    caveat = small_sample_warning(reps)
     kinds = {k: sum(r.kind == k for r in table.rows) for k in ("exact", "approximation", "statement")}
     return "\n".join([
         "# Validation: Monte Carlo against theory",
@@ -263,6 +281,7 @@ def render(table: Table, *, reps: int, steps: int, seed: int, elapsed: float, co
         "claimed threshold with its side (`<` or `>`) and agree when the whole 95% interval is on that side: "
         "evidence for the claim, so their power falls with fewer replicates or more steps than the defaults.",
         "",
+        *([f"**{caveat}**", ""] if caveat else []),
         table.markdown(),
         "",
         f"Disagreements: {', '.join(f'#{i}' for i in bad) if bad else 'none'}.",

@@ -33,3 +33,13 @@ def test_linear_regression_bound_row_has_the_replicates_it_needs():
     bound = [row for row in table.rows if "bounded by" in row.claim]
     assert len(bound) == 2 and all(row.replicates == 800 and "800 replicates" in row.setting for row in bound)
     assert all(row.replicates == 50 for row in table.rows if "replace" in row.claim)
+
+
+def test_tables_of_few_replicates_say_their_level_does_not_hold():
+    assert V.small_sample_warning(4000) is None and V.small_sample_warning(V.FAMILY_WISE_MIN_REPLICATES) is None
+    table = V.Table()
+    table.add_mean("claim", "setting", "exact", np.arange(10.0), theory=4.5)
+    table.judge()
+    text = V.render(table, reps=10, steps=30, seed=0, elapsed=1.0, command="validate --replicates 10")
+    assert "With 10 replicates (fewer than 1000) a correct theory fails some exact row" in text
+    assert "fewer than 1000" not in V.render(table, reps=4000, steps=30, seed=0, elapsed=1.0, command="validate")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,9 @@ def run(cfg: ValidateConfig, out: str | None) -> int:
     from collapse_jax import validate as V
 
     reps, steps, seed = cfg.replicates, cfg.steps, cfg.seed
+    caveat = V.small_sample_warning(reps)
+    if caveat:
+        print(f"warning: {caveat}", file=sys.stderr)
     start = time.perf_counter()
     folder = RunFolder.create("validate", out)
     folder.start({**runs.numerics(), "command": "validate", "replicates": reps, "steps": steps, "seed": seed})
