@@ -715,12 +715,18 @@ def filter_logits(logits, top_k: int | None = None, top_p: float = 1.0):
 
 
 def race_exponentials(key, n: int):
-    """(n,) float32 Exp(1) variables for :func:`sample_tokens`'s races, from 32 random bits each: ``-log(1 - v)``,
-    ``v = (r + 1/2) 2^-32``, so the smallest are resolved down to ~1e-10 (a float32 uniform has 23 random bits:
-    values below 1.2e-7 would come from a grid of at most a few points). ``v`` rounds to 1 for the top ~2^-25 of
-    ``r``: ``inf``, a draw that loses its race."""
+    """(n,) float32 Exp(1) variables for :func:`sample_tokens`'s races, from 32 random bits ``r`` each: ``-log(1 - v)``
+    with ``v = (r + 1/2) 2^-32``, so the smallest are resolved down to ~1e-10 (a float32 uniform has 23 random bits:
+    values below 1.2e-7 would come from a grid of at most a few points), and the largest too: for ``r >= 2^31``,
+    ``1 - v`` is formed from the complemented bits, ``(~r + 1/2) 2^-32``, so E stays finite (at most 22.9). Formed
+    as ``1 - v`` in float32, ``v`` rounded to 1 for the top 2^-25 of ``r`` and E was inf: a dominant group or token
+    then lost its race, which added ~3e-8 to the tail at each level (an audit, 2026-12-04)."""
     bits = jax.random.bits(key, (n,), jnp.uint32)
-    return -jnp.log1p(-(bits.astype(jnp.float32) + 0.5) * jnp.float32(2.0 ** -32))
+    scale = jnp.float32(2.0 ** -32)
+    low = bits < jnp.uint32(1 << 31)
+    v = (bits.astype(jnp.float32) + 0.5) * scale                      # <= 1/2 where low: log1p is exact enough
+    complement = ((~bits).astype(jnp.float32) + 0.5) * scale          # 1 - v, exactly, where not low
+    return jnp.where(low, -jnp.log1p(-v), -jnp.log(complement))
 
 
 def race_group_size(vocab: int) -> int:
@@ -746,14 +752,18 @@ def sample_tokens(logits, keys, temperature, top_k: int | None, top_p: float, gr
     cumulative sum) rounded every probability to a multiple of 2^-23 ~ 1.2e-7 and could not draw some tokens below it
     at all (an audit, 2026-12-04: with Gaussian logits of SD 3 over 50,257 tokens, 15,308 of them), the tail that
     model collapse is about. The races draw ``vocab / group + group`` random numbers per row, not ``vocab``, and cost
-    what the inverse-CDF draw cost (``benchmarks/bench_sampler.py``; one race over the whole vocabulary cost 25-30 %
+    what the inverse-CDF draw cost (``benchmarks/bench_sampler.py``; one race over the whole vocabulary cost 25-36 %
     more generation time on CPU).
     """
+    # NaN logits (a broken model) count as -inf: a NaN maximum made every weight 1, a uniform draw over the whole
+    # vocabulary that ignored the masks (an audit, 2026-12-04); a row with no finite logit draws id 0
+    logits = jnp.where(jnp.isnan(logits), -jnp.inf, logits.astype(jnp.float32))
     if top_k == 1:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     # shifted so that the largest is 0 before dividing: a tiny temperature (or one that is 0 in float32) then gives
     # -inf for the others, i.e. the argmax, not inf / inf = NaN (which sampled EOT: empty texts)
-    shifted = logits.astype(jnp.float32) - jnp.max(logits, axis=-1, keepdims=True).astype(jnp.float32)
+    top = jnp.max(logits, axis=-1, keepdims=True)
+    shifted = jnp.where(logits == -jnp.inf, -jnp.inf, logits - top)    # -inf - (-inf) would be NaN, i.e. weight 1
     weights = jnp.exp(filter_logits(jnp.where(shifted < 0, shifted / temperature, 0.0), top_k, top_p))
     batch, vocab = weights.shape
     size = race_group_size(vocab)
