@@ -38,16 +38,21 @@ def check_texts(texts: Any, name: str = "texts", *, allow_empty: bool = True) ->
     for i, t in enumerate(items):
         if not isinstance(t, str):
             raise ValueError(f"{name}[{i}] must be a str, got {type(t).__name__}")
-        if not t.isascii():
-            try:
-                t.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise ValueError(f"{name}[{i}] cannot be encoded as UTF-8: {t[exc.start]!r} at character {exc.start} "
-                                 "is a lone surrogate (not a Unicode character); decode the text with "
-                                 "errors='replace' or remove it") from None
+        check_utf8(f"{name}[{i}]", t)
     if not items and not allow_empty:
         raise ValueError(f"{name} must hold at least one text, got an empty list")
     return items
+
+
+def check_utf8(name: str, text: str) -> None:
+    """A ValueError naming ``name`` when ``text`` cannot be encoded as UTF-8 (a lone surrogate such as ``"\\ud800"``)."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"{name} cannot be encoded as UTF-8: {text[exc.start]!r} at character {exc.start} is a "
+                             "lone surrogate (not a Unicode character); decode the text with errors='replace' or "
+                             "remove it") from None
 
 
 @dataclass(frozen=True)
@@ -77,11 +82,7 @@ class Sampling:
         if self.stop is not None and (not isinstance(self.stop, str) or not self.stop):
             raise ValueError(f"stop must be a non-empty string or None, got {self.stop!r}")
         if self.stop is not None:     # a lone surrogate never matched the nanoGPT's text and crashed the HF one
-            try:
-                self.stop.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise ValueError(f"stop cannot be encoded as UTF-8: {self.stop[exc.start]!r} at character "
-                                 f"{exc.start} is a lone surrogate (not a Unicode character)") from None
+            check_utf8("stop", self.stop)
 
 
 class PerplexityResult(NamedTuple):
