@@ -24,8 +24,8 @@ stopped at its budget still reports them):
   32 cells were measured on the first GPU run, the d = 384 ones, most of the sweep's work, were not reached. The whole
   sweep is projected from the finished cells' times per d (``_sigma_projection``).
 - ``sweep``: the sweep runner on the Figure-4 GMM network, 1,000 cells x 1,000 replicates (target: under 10 minutes;
-  the cells done within the budget give the rate), JAX kernel on the GPU. Needs zarr (not in the GPU image: install
-  it from wheels carried with the checkout, ``pip install --no-index --find-links wheels zarr``).
+  the cells done within the budget give the rate), JAX kernel on the GPU. Needs zarr (not in the GPU image: ``benchmarks/gpu.sh``
+  installs it from wheels carried with the checkout; the download command is in that script).
 
 Usage (the project need not be installed: run from the repository root, or let ``benchmarks/gpu.sh`` do it)::
 
@@ -300,7 +300,7 @@ def section_nanogpt(args, clock: Clock) -> dict:
                "--batch", str(args.nano_batch), "--steps", str(args.nano_steps), "--repeats", "3",
                "--dtypes", *args.nano_flax_dtypes, "--torch-device", args.torch_device,
                "--torch-dtypes", *args.nano_torch_dtypes, "--torch-compile-dtypes", args.nano_torch_dtypes[-1],
-               "--out", str(path)]
+               "--no-flax-single-step", "--out", str(path)]  # training's default call (steps_per_call), not 1 step
         if args.no_torch_compile:
             cmd.append("--no-torch-compile")
         if preset != args.nano_presets[0]:
