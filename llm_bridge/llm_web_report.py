@@ -83,11 +83,16 @@ def calibrated_proxies(cfg: WebConfig, emb: np.ndarray, human: np.ndarray) -> di
     for B in range(1, cfg.proxy_components + 1):
         fit = proxy.fit_shared_gmm(pts0, B, seed=cfg.seed)
         pi_ref = proxy.fit_weights(human_pts, fit.means, fit.cov)
-        gcfg = gmm_network.make_config(mu=fit.means, sigma=(fit.cov + fit.cov.T) / 2, num_models=cfg.num_models,
-                                       points_per_step=cfg.gmm_posts, beta=cfg.beta, num_steps=T,
-                                       num_human=cfg.num_human, pi_ref=pi_ref)
-        weights = proxy.simulate_fixed_start(gcfg, fit.weights, cfg.gmm_replicates, seed=cfg.seed + B)
-        bands.append(proxy.band(proxy.normalised(proxy.mean_dnorm(weights, fit.means))))
+        if B == 1:  # one component shared by every model: D = 0 at every step, so its band is undefined (n/a);
+            # not simulated (its default c_t = 1 / k_t would also need k_t >= 2, i.e. beta |A(0)| >= 2: a run with
+            # fewer human texts failed here, after all its steps)
+            bands.append(proxy.band(np.full((1, T + 1), np.nan)))
+        else:
+            gcfg = gmm_network.make_config(mu=fit.means, sigma=(fit.cov + fit.cov.T) / 2,
+                                           num_models=cfg.num_models, points_per_step=cfg.gmm_posts, beta=cfg.beta,
+                                           num_steps=T, num_human=cfg.num_human, pi_ref=pi_ref)
+            weights = proxy.simulate_fixed_start(gcfg, fit.weights, cfg.gmm_replicates, seed=cfg.seed + B)
+            bands.append(proxy.band(proxy.normalised(proxy.mean_dnorm(weights, fit.means))))
         out["coverage"].append(proxy.coverage(llm, bands[-1]["low"], bands[-1]["high"]))
         out["weights0"].append(fit.weights.tolist())
         out["pi_ref"].append(pi_ref.tolist())

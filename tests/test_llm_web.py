@@ -264,6 +264,22 @@ def test_fixed_start_gmm_network_starts_from_the_given_weights():
     assert human.shape == (4, 1) and np.all(np.isfinite(np.asarray(human)))
 
 
+@pytest.mark.parametrize("num_human", [1, 3])
+def test_analysis_runs_where_one_human_text_or_none_is_retrieved_at_t0(num_human):
+    # an audit (2026-12-04): floor(beta |A(0)|) = 1 made the one-component proxy's default c_t = 1 / k_t invalid, and
+    # the analysis failed after every step had run (resume and --analyse failed the same way)
+    from llm_bridge import llm_web_report
+
+    cfg = llm_web.WebConfig(**{**TINY, "num_human": num_human, "proxy_components": 3, "gmm_replicates": 20})
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(cfg.num_steps + 1, cfg.num_models, cfg.samples, 8))
+    out = llm_web_report.calibrated_proxies(cfg, emb, rng.normal(size=(num_human, 8)))
+    assert np.isnan(out["coverage"][0]) and np.all(np.isnan(out["median"][0]))  # B = 1: n/a, as always
+    assert np.all(np.isfinite(out["coverage"][1:])) and np.all(np.isfinite(out["median"][1:]))
+    band = llm_web_report.gmm_band(cfg, cfg.num_steps)
+    assert np.all(np.isfinite(band["median"]))
+
+
 def test_coverage_and_normalisation():
     curve = np.array([2.0, 1.0, 0.5, 0.2])
     assert list(proxy.normalised(curve)) == [1.0, 0.5, 0.25, 0.1]
