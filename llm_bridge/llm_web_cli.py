@@ -37,7 +37,10 @@ def add_parser(sub) -> None:
                         "(default: none, run every step)")
     r.add_argument("--analyse", metavar="RUN", default=None,
                    help="recompute all outputs of RUN from its stored texts and embeddings, without generating")
-    p.set_defaults(func=cmd_llm_web)
+    p.set_defaults(func=cmd_llm_web, run_option_notes={
+        "x64": "no effect: the language models and the encoder compute in their own dtypes (the nanoGPTs in "
+               "float32), and the metrics, the GMM network band and the proxies are computed in float64, whatever "
+               "this flag says"})
 
 
 def config_from_args(args) -> WebConfig:

@@ -219,6 +219,11 @@ def test_cli_help_lists_every_option(capsys):
         assert "--" + f.name.replace("_", "-") in text, f.name
     for opt in ("--preset", "--out", "--resume", "--until", "--analyse"):
         assert opt in text
+    from collapse_jax import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["llm-web", "--help"])
+    assert "--x64                 no effect" in capsys.readouterr().out  # float32 models, float64 analysis anyway
     paper = llm_web_cli.config_from_args(llm_web_cli_args("--preset", "paper"))
     assert (paper.num_models, paper.samples, paper.beta, paper.num_steps) == (3, 40, 0.5, 60)
 
