@@ -133,9 +133,9 @@ def model_runner(model: str, cfg: C2Config, grid, p):
         from collapse_jax import gaussian as G
 
         mu, sigma = GAUSSIAN["mu"], GAUSSIAN["sigma"]
-        for alpha, n, regime in grid:
-            if np.any(n < 2):
-                raise ValueError("Gaussian: n must be >= 2 at every step (unbiased variance)")
+        if cfg.base < 2:  # n_t >= base at every step of every schedule
+            raise ValueError(f"base must be >= 2 with the gaussian model (n_t >= 2 for the unbiased variance), got "
+                             f"{cfg.base}")
 
         def run():
             losses = _by_regime(grid, lambda a, n, r: G.simulate(seed, mu, sigma, a, n, G.GaussianConfig(r), reps))
@@ -145,6 +145,9 @@ def model_runner(model: str, cfg: C2Config, grid, p):
 
         truth = MR.SEED003_C2
         mix = {r: MR.MixtureConfig(r, max_iter=cfg.gmm_max_iter) for r in ("replace", "accumulate")}
+        least = 3 * len(truth["weights"])
+        if cfg.gmm_base < least:  # the schedules' smallest n_t is their base
+            raise ValueError(f"gmm_base must be >= 3 K = {least} (EM fits 3 K - 1 free parameters), got {cfg.gmm_base}")
         for alpha, n, regime in grid:
             MR.check_inputs(truth["weights"], truth["means"], truth["sds"], alpha, n, mix[regime])
 
@@ -158,6 +161,9 @@ def model_runner(model: str, cfg: C2Config, grid, p):
         from collapse_jax import logistic as L
 
         beta, b0 = L.SEED003_C2["beta"], L.SEED003_C2["intercept"]
+        least = 2 * (len(beta) + 1)
+        if cfg.logistic_base < least:
+            raise ValueError(f"logistic_base must be >= 2 (d + 1) = {least}, got {cfg.logistic_base}")
         for alpha, n, regime in grid:
             L.check_inputs(beta, b0, alpha, n, L.LogisticConfig(regime))
 
