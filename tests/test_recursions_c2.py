@@ -13,7 +13,8 @@ from collapse_jax.cli import main
                                          (["--models", "gmm", "--gmm-base", "8"], r"gmm_base must be >= 3 K = 9\b"),
                                          (["--models", "logistic", "--logistic-base", "7"],
                                           r"logistic_base must be >= 2 \(d \+ 1\) = 8, got 7"),
-                                         (["--models", "gaussian", "--base", "1"], "base must be >= 2 with the gaussian"),
+                                         (["--models", "gaussian", "--base", "1"],
+                                          "base must be >= 2 with the gaussian"),
                                          (["--replicates", "0"], "replicates must be"),
                                          (["--models", "gmm,gmm"], "each at most once")])
 def test_bad_options_fail_before_compute(tmp_path, capsys, extra, match):
