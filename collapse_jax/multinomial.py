@@ -443,7 +443,9 @@ class MultinomialConfig:
 
 class Params(NamedTuple):
     """What a grid may vary: the true ``p`` (category,) = (K,) and the schedules ``alpha``, ``n``, ``kappa``
-    (step,) = (T + 1,), index 0 the real data of generation 0 (``kappa``: the filter's keep probability, else 1)."""
+    (step,) = (T + 1,), index 0 the real data of generation 0 (``kappa``: the filter's keep probability, else 1).
+    Under the filter regime ``alpha`` is the kept real weight ``alpha~_t``, not the raw share:
+    ``alpha, kappa = filter_schedules(raw_alpha, type1, type2)`` (as :func:`simulate` does)."""
 
     p: jax.Array
     alpha: jax.Array
@@ -530,8 +532,9 @@ kernel.__doc__ = """One replicate: the losses for t = 0..T, (step,) = (T + 1,) (
 
 
 def filter_schedules(alpha: np.ndarray, type1: float, type2: float) -> tuple[np.ndarray, np.ndarray]:
-    """Theorem D.2: keep probability ``kappa_t = alpha_t (1-a) + (1-alpha_t) b`` and kept real weight
-    ``alpha~_t = alpha_t (1-a) / kappa_t`` (index 0: kappa = 1, alpha~ = 1)."""
+    """Theorem D.2: returns ``(alpha~, kappa)``, the kept real weight ``alpha~_t = alpha_t (1-a) / kappa_t`` and the
+    keep probability ``kappa_t = alpha_t (1-a) + (1-alpha_t) b`` (index 0: alpha~ = 1, kappa = 1). The filter
+    kernel's :class:`Params` take ``alpha = alpha~`` and ``kappa``, not the raw ``alpha``."""
     kappa = alpha * (1 - type1) + (1 - alpha) * type2
     kappa[..., 0] = 1.0
     tilde = np.where(kappa > 0, alpha * (1 - type1) / np.where(kappa > 0, kappa, 1.0), 0.0)
@@ -629,7 +632,7 @@ def check_filter_keeps(alpha: np.ndarray, n: np.ndarray, type1: float, type2: fl
     if np.any(kappa <= 0):
         raise ValueError("the filter keeps nothing: keep probability alpha_t (1 - type1) + (1 - alpha_t) type2 "
                          f"is 0 at some step (type1={type1}, type2={type2})")
-    with np.errstate(under="ignore"):  # exp of a very negative number is 0, as meant
+    with np.errstate(under="ignore", divide="ignore"):  # kappa = 1: log1p(-1) = -inf and P(N_t = 0) = 0, as meant
         p_empty = np.exp(n[..., 1:] * np.log1p(-np.minimum(kappa, 1 - 1e-300)))
     if np.any(p_empty > 0.99):
         raise ValueError("the filter keeps nothing in more than 99% of batches at some step "
@@ -777,9 +780,13 @@ def simulate(seed: int | jax.Array, p, alpha, n, config: MultinomialConfig = Mul
 # ==================================================================================================================
 def _s(p) -> float:
     """``s = 1 - ||p||^2`` of a checked probability vector (:func:`check_p`): the theory refuses what the
-    simulators refuse (an off-simplex p gave negative risks)."""
+    simulators refuse (an off-simplex p gave negative risks). Computed as ``sum_k p_k (sum_{j != k} p_j)``, the
+    other entries' sum from prefix and suffix sums: ``1 - ||p||^2`` cancels when one entry is near 1 (p = [1 - 2e,
+    e, e] lost 8e-4 of s at e = 1e-15 and all of it at [1, 1e-17]; an audit, 2026-12-04)."""
     p = check_p(p)
-    return float(1.0 - np.sum(p * p))
+    before = np.concatenate(([0.0], np.cumsum(p)[:-1]))  # sum_{j < k} p_j
+    after = np.concatenate((np.cumsum(p[::-1])[::-1][1:], [0.0]))  # sum_{j > k} p_j
+    return float(np.sum(p * (before + after)))
 
 
 def _by_step(alpha, n) -> tuple[int, list, list]:

@@ -606,6 +606,29 @@ def test_the_theory_refuses_what_the_simulators_refuse():
             M.simulate(0, [0.3, 0.7], alpha, np.full(4, 1e17), M.MultinomialConfig("replace"), 4)
 
 
+def test_theory_keeps_its_precision_when_one_category_holds_nearly_all_mass():
+    """An audit (2026-12-04): ``s = 1 - ||p||^2`` cancelled when one entry is near 1 (p = [1 - 2e, e, e]: -8e-4 of s at
+    e = 1e-15, all of it at [1, 1e-17], where the Monte Carlo mean was 4.5e-33 and the theory 0)."""
+    from fractions import Fraction
+
+    alpha, n = S.constant_alpha(0.5, 3), S.constant_size(2**40, 3)
+    for p in ([1 - 2e-15, 1e-15, 1e-15], [1.0, 1e-17], [0.25, 0.5, 0.25], [1e-300, 1.0]):
+        exact = sum(Fraction(a) * Fraction(b) for i, a in enumerate(p) for j, b in enumerate(p) if i != j)
+        total = sum(Fraction(a) for a in p)
+        s = float(exact / (total * total)) if float(total) != 1.0 else float(exact)
+        assert M._s(np.asarray(p)) == pytest.approx(s, rel=1e-14, abs=0)
+        assert M.replace_risk(p, alpha, n)[0] == pytest.approx(s / 2**40, rel=1e-14, abs=0)
+
+
+def test_a_filter_that_keeps_everything_warns_of_nothing():
+    """kappa_t = 1 (alpha_t = 1, type1 = 0): P(N_t = 0) = 0 without a divide-by-zero warning from log1p(-1)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        M.check_filter_keeps(S.constant_alpha(1.0, 3), S.constant_size(5, 3), 0.0, 0.3)
+
+
 def test_accumulate_pool_must_hold_exact_counts_where_it_is_counted():
     """An audit: with x64 off the jax path kept the accumulate regime's pooled counts in float32, so once
     n_0 + ... + n_T passed 2**24 they were rounded (pool 3.6e7: 101 of 200 replicates' counts did not sum to it);
