@@ -427,7 +427,8 @@ class MultinomialConfig:
         ``"accumulate-subsample"`` (fit on ``n_t`` points drawn without replacement from all data so far: a fixed
         training budget, Kazdan et al. 2024; ``native`` and ``jax`` backends).
       type1: filter only: probability ``a`` that a real point is rejected, in [0, 1).
-      type2: filter only: probability ``b`` that a synthetic point is kept, in [0, 1).
+      type2: filter only: probability ``b`` that a synthetic point is kept, in [0, 1). Under the other regimes
+        both must be 0 (a ValueError otherwise: they would have no effect).
     """
 
     regime: str = "replace"
@@ -439,6 +440,9 @@ class MultinomialConfig:
             raise ValueError(f"regime must be one of {REGIMES}, got {self.regime!r}")
         _checks.in_interval("type1", self.type1, 0.0, 1.0, high_open=True)
         _checks.in_interval("type2", self.type2, 0.0, 1.0, high_open=True)
+        if self.regime != "filter" and (self.type1 != 0 or self.type2 != 0):  # they were ignored: a forgotten regime
+            raise ValueError(f"type1 and type2 apply to the filter regime only, got type1={self.type1}, "
+                             f"type2={self.type2} with regime {self.regime!r}: give regime='filter', or leave them 0")
 
 
 class Params(NamedTuple):

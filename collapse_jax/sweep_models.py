@@ -206,9 +206,10 @@ class MultinomialSweep(_Recursion):
 
     def check_cell(self, cell):
         super().check_cell(cell)
-        if cell["regime"] == "filter":  # as the simulator checks it, but before the sweep writes anything
-            from collapse_jax import multinomial as M
+        from collapse_jax import multinomial as M
 
+        M.MultinomialConfig(cell["regime"], cell["type1"], cell["type2"])  # type1 / type2 only with the filter
+        if cell["regime"] == "filter":  # as the simulator checks it, but before the sweep writes anything
             alpha, n = recursion_schedules(cell)
             M.check_filter_keeps(alpha, n, cell["type1"], cell["type2"])
 

@@ -620,6 +620,17 @@ def test_theory_keeps_its_precision_when_one_category_holds_nearly_all_mass():
         assert M.replace_risk(p, alpha, n)[0] == pytest.approx(s / 2**40, rel=1e-14, abs=0)
 
 
+def test_filter_error_rates_are_refused_under_other_regimes():
+    """A user trial (2026-12-04): MultinomialConfig("replace", 0.3, 0.2) ran plain replace, the rates ignored."""
+    for regime in ("replace", "accumulate", "accumulate-subsample"):
+        with pytest.raises(ValueError, match="type1 and type2 apply to the filter regime only"):
+            M.MultinomialConfig(regime, 0.3, 0.0)
+        with pytest.raises(ValueError, match="type1 and type2 apply to the filter regime only"):
+            M.MultinomialConfig(regime, 0.0, 0.2)
+        M.MultinomialConfig(regime, 0.0, 0.0)
+    M.MultinomialConfig("filter", 0.3, 0.2)
+
+
 def test_a_filter_that_keeps_everything_warns_of_nothing():
     """kappa_t = 1 (alpha_t = 1, type1 = 0): P(N_t = 0) = 0 without a divide-by-zero warning from log1p(-1)."""
     import warnings

@@ -460,6 +460,9 @@ def _sweep_cli(tmp_path, text: str, out, *args) -> int:
     (SMALL.replace("steps = 2", 'steps = 2\nregime = "filter"\nalpha0 = 0.0').replace("n0 = [10, 20]",
                                                                                      "type2 = [0.5, 0.0]"),
      [], r"grid.type2: the filter keeps nothing"),
+    # a user trial (2026-12-04): filter error rates under another regime were silently ignored
+    (SMALL.replace("n0 = [10, 20]", "type1 = [0.0, 0.3]"), [],
+     r"grid.type1: type1 and type2 apply to the filter regime only"),
 ])
 def test_bad_input_leaves_nothing_that_blocks_the_corrected_run(text, args, message, tmp_path, capsys):
     """Each of these once created dataset.zarr and then failed, and the store refused the corrected rerun."""
