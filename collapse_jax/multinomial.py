@@ -882,12 +882,16 @@ def filter_risk(p, alpha, n, type1: float, type2: float, *, mean_field: bool = F
 
     ``kappa_t = alpha_t (1 - a) + (1 - alpha_t) b``, ``alpha~_t = alpha_t (1 - a) / kappa_t``,
     ``N_t ~ Binomial(n_t, kappa_t) | N_t > 0``. ``mean_field=True`` uses ``E[1/N_t] ~ 1/(n_t kappa_t)`` (Remark D.3).
+    Grids of schedules (..., T + 1), as the simulators take, give one curve per row.
     """
     alpha, n = schedules.check_pair(alpha, n)
-    if alpha.ndim != 1 or n.ndim != 1:
-        raise ValueError("filter_risk takes 1-D schedules")
     a = _checks.in_interval("type1", type1, 0.0, 1.0, high_open=True)
     b = _checks.in_interval("type2", type2, 0.0, 1.0, high_open=True)
+    if alpha.ndim > 1 or n.ndim > 1:  # E[1/N_t] is a sum per (n_t, kappa_t): one row at a time
+        alpha, n = np.broadcast_arrays(alpha, n)
+        rows = [filter_risk(p, x, m, a, b, mean_field=mean_field)
+                for x, m in zip(alpha.reshape(-1, alpha.shape[-1]), n.reshape(-1, n.shape[-1]))]
+        return np.stack(rows).reshape(alpha.shape)
     s = _s(p)
     r = np.empty(n.shape)
     r[0] = s / n[0]

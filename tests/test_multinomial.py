@@ -620,6 +620,17 @@ def test_theory_keeps_its_precision_when_one_category_holds_nearly_all_mass():
         assert M.replace_risk(p, alpha, n)[0] == pytest.approx(s / 2**40, rel=1e-14, abs=0)
 
 
+def test_filter_theory_takes_grids_as_the_other_regimes_do():
+    """A user trial (2026-12-04): theory_risk took (G, T + 1) grids for every regime but the filter."""
+    p, n = np.array([0.2, 0.3, 0.5]), S.constant_size(10, 4)
+    alpha = np.stack([S.constant_alpha(0.5, 4), S.power_decay_alpha(0.5, 4)])
+    cfg = M.MultinomialConfig("filter", 0.1, 0.2)
+    grid = M.theory_risk(p, alpha, n, cfg)
+    assert grid.shape == (2, 5)
+    for row, a in zip(grid, alpha):
+        np.testing.assert_array_equal(row, M.theory_risk(p, a, n, cfg))
+
+
 def test_filter_error_rates_are_refused_under_other_regimes():
     """A user trial (2026-12-04): MultinomialConfig("replace", 0.3, 0.2) ran plain replace, the rates ignored."""
     for regime in ("replace", "accumulate", "accumulate-subsample"):
