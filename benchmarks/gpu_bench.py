@@ -24,8 +24,8 @@ stopped at its budget still reports them):
   32 cells were measured on the first GPU run, the d = 384 ones, most of the sweep's work, were not reached. The whole
   sweep is projected from the finished cells' times per d (``_sigma_projection``).
 - ``sweep``: the sweep runner on the Figure-4 GMM network, 1,000 cells x 1,000 replicates (target: under 10 minutes;
-  the cells done within the budget give the rate), JAX kernel on the GPU. Needs zarr (not in the GPU image: ``benchmarks/gpu.sh``
-  installs it from wheels carried with the checkout; the download command is in that script).
+  the cells done within the budget give the rate), JAX kernel on the GPU. Needs zarr (not in the GPU image:
+  ``benchmarks/gpu.sh`` installs it from wheels carried with the checkout; the download command is in that script).
 
 Usage (the project need not be installed: run from the repository root, or let ``benchmarks/gpu.sh`` do it)::
 

@@ -281,8 +281,9 @@ def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = G
     """Monte Carlo losses, (replicate, step) = (R, T + 1) for 1-D schedules or (grid, replicate, step) for (G, T + 1)
     grids; with ``config.record == "fit"`` the fits instead, a trailing axis (mu_hat, sigma_hat^2). Requires
     ``n_t >= 2``. Simulated about 0 and the fits shifted by ``mu`` (the model is translation-equivariant), so the
-    losses keep their precision whatever ``|mu| / sigma``; :func:`kernel` called directly draws about ``mu``. Keywords: docs/driver.md (``backend``: "auto" or "jax", the only implementation;
-    accumulate-subsample: the default ``chunk_size`` counts each replicate's pool against ``memory_budget``).
+    losses keep their precision whatever ``|mu| / sigma``; :func:`kernel` called directly draws about ``mu``.
+    Keywords: docs/driver.md (``backend``: "auto" or "jax", the only implementation; accumulate-subsample: the
+    default ``chunk_size`` counts each replicate's pool against ``memory_budget``).
     """
     mu = _checks.in_interval("mu", mu, -math.inf, math.inf, low_open=True, high_open=True)
     sigma = check_sigma(sigma)
