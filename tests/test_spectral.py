@@ -1208,3 +1208,25 @@ def test_batched_logdet_eps_and_a_huge_n_are_checked():
             sp.batched_logdet(np.eye(3)[None], eps=eps)
     with pytest.raises(ValueError, match=r"N must be at most 2\*\*53"):
         sp.block_estimates(rng(2).standard_normal((20, 3)), 10**20)
+
+
+def test_block_estimates_depend_on_the_rows_not_their_order():
+    """An audit (2026-12-04): the jackknife's sampled pairs (i, i + k) followed the block's row order, and the Sigma
+    monitor passed sorted indices into a corpus whose neighbours are similar sentences: centre ~15 nats low, 0 of 60
+    runs covered on MiniLM embeddings. On clustered rows in sorted order 61 % of 200 blocks covered, 95.5 % shuffled;
+    the rows now go through a canonical order and a fixed permutation (spectral.pair_order)."""
+    rng = np.random.default_rng(0)
+    num_points, d, n = 4000, 32, 256
+    x = np.repeat(rng.standard_normal((num_points // 8, d)), 8, axis=0) + 0.3 * rng.standard_normal((num_points, d))
+    rows = np.sort(rng.choice(num_points, n, replace=False))  # neighbours are near-copies of each other
+    ordered = sp.block_estimates(x[rows], num_points)
+    for order in (rng.permutation(n), np.arange(n)[::-1]):
+        other = sp.block_estimates(x[rows[order]], num_points)
+        for name in sp.ESTIMATORS:
+            a, b = getattr(ordered, name), getattr(other, name)
+            np.testing.assert_allclose(float(a.center), float(b.center), rtol=1e-10, err_msg=name)
+            np.testing.assert_allclose(float(a.half_width), float(b.half_width), rtol=1e-8, err_msg=name)
+    # the order that pairs the rows is a permutation, the same for the same rows in any order
+    perm = sp.pair_order(x[rows])
+    assert sorted(perm.tolist()) == list(range(n))
+    np.testing.assert_array_equal(x[rows][perm], x[rows[::-1]][sp.pair_order(x[rows[::-1]])])
