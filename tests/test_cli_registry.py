@@ -143,6 +143,33 @@ def test_a_missing_extra_and_ctrl_c_are_one_line_not_a_traceback(raised, code, m
     assert err.startswith(message) and "Traceback" not in err and len(err.splitlines()) == 1
 
 
+def test_an_interrupted_console_script_leaves_without_the_interpreter_teardown(capsys, monkeypatch):
+    """An audit (2026-12-04): after Ctrl-C a native kernel could still run in XLA's threads, and the interpreter's
+    teardown under it crashed (SIGSEGV in 1-3 of ~10 interrupted sweeps): the console script (argv None) leaves
+    through os._exit(130) after flushing; a call with argv (tests, scripts) still returns 130."""
+    import os
+    import sys
+
+    from collapse_jax import info_cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    exits = []
+
+    def fake_exit(code):
+        exits.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(info_cli, "run", interrupted)
+    monkeypatch.setattr(os, "_exit", fake_exit)
+    monkeypatch.setattr(sys, "argv", ["collapse-jax", "info"])
+    with pytest.raises(SystemExit):
+        cli.main()
+    assert exits == [130]
+    assert cli.main(["info"]) == 130 and exits == [130]
+
+
 @pytest.mark.parametrize("argv, note", [
     (["sigma-precision", "--backend", "native", "--quick"], "chosen by --engine"),
     (["--backend", "jax", "sigma-precision", "--quick"], "chosen by --engine"),  # before the command name too
