@@ -18,7 +18,8 @@ class RunOptions:
 
     resume: bool = option(False, "continue the sweep in --out: run the cells not yet written (a folder holding "
                                  "this sweep is refused without it; an empty one starts it)")
-    cells_per_chunk: int | None = option(None, "cells per call of the simulator, >= 1; results do not depend on it",
+    cells_per_chunk: int | None = option(None, "cells per call of the simulator, >= 1 (at least one block: up to "
+                                               "32 cells of the last grid axis); results do not depend on it",
                                          default_help="by the memory budget, and at most 2e7 "
                                                       "replicate-steps of work")
     memory_budget: int | None = option(None, "bytes of records on the host one chunk of cells may hold, at least one "
