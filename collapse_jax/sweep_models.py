@@ -38,8 +38,8 @@ class Field:
         if self.choices:
             allowed = f"one of {list(self.choices)}"
         else:
-            lo = "(" if self.low_open else "["
-            hi = ")" if self.high_open else "]"
+            lo = "(" if self.low_open or self.low is None else "["  # values are finite: an infinite end is open
+            hi = ")" if self.high_open or self.high is None else "]"
             allowed = f"{self.kind.__name__} in {lo}{'-inf' if self.low is None else self.low}, " \
                       f"{'inf' if self.high is None else self.high}{hi}"
         return f"{self.help} ({allowed}; default {self.default!r})"
@@ -58,8 +58,8 @@ class Field:
         lo_bad = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         hi_bad = self.high is not None and (value >= self.high if self.high_open else value > self.high)
         if lo_bad or hi_bad:
-            lo = "(" if self.low_open else "["
-            hi = ")" if self.high_open else "]"
+            lo = "(" if self.low_open or self.low is None else "["
+            hi = ")" if self.high_open or self.high is None else "]"
             return (f"must be in {lo}{'-inf' if self.low is None else self.low}, "
                     f"{'inf' if self.high is None else self.high}{hi}, got {value!r}")
         return None

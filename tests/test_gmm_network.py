@@ -398,6 +398,16 @@ def test_bad_input_names_the_parameter(kwargs, message):
     assert message in str(err.value)
 
 
+def test_a_dirichlet_a_whose_gamma_draws_underflow_is_refused():
+    """A user trial (2026-12-04): dirichlet_a = 1e-40 in float32 gave NaN dnorm at every step (all-zero gamma draws)."""
+    cfg = small_config().replace(dirichlet_a=1e-40)
+    with jax.enable_x64(False):
+        with pytest.raises(ValueError, match=r"dirichlet_a must be >= 1\.175e-38 in float32 .* use float64"):
+            gn.simulate(0, cfg, 4)
+        assert np.all(np.isfinite(gn.simulate(0, small_config().replace(dirichlet_a=2e-38), 4).dnorm))
+    assert np.all(np.isfinite(gn.simulate(0, cfg, 4, dtype=jnp.float64).dnorm))  # float64 takes it
+
+
 def test_two_component_ownership_of_a_dropped_component_is_zero_not_nan():
     """An audit (2026-12-04): with p_0 = 0 (dropped) and p_1 rho underflowing to 0 (eps > 0 keeps p_1 near 1/k_t,
     rho clamped at exp(-80)), o_0 = 0 / 0 gave NaN weights in the JAX kernel from step 343 of a Figure-4-like run;
