@@ -130,6 +130,10 @@ def _execute(spec, args, name: str) -> int:
     from collapse_jax.results import RunFolder
 
     options = cli_options.config_from_args(RunOptions, args)
+    given = getattr(args, "backend", "auto")
+    if given != "auto" and spec.backend != "auto" and given != spec.backend:  # the spec's ran, silently (an audit)
+        raise ValueError(f"--backend {given} conflicts with the specification's backend = {spec.backend!r}: give one "
+                         "(the specification's 'auto' follows --backend)")
     if options.resume and args.out is None:
         raise ValueError("--resume needs --out RUN, the sweep folder to continue")
     index, count = _process(args)

@@ -463,6 +463,9 @@ def _sweep_cli(tmp_path, text: str, out, *args) -> int:
     # a user trial (2026-12-04): filter error rates under another regime were silently ignored
     (SMALL.replace("n0 = [10, 20]", "type1 = [0.0, 0.3]"), [],
      r"grid.type1: type1 and type2 apply to the filter regime only"),
+    # a user trial (2026-12-04): the specification's backend ran, the command line's ignored without a word
+    (SMALL.replace("replicates = 4", 'replicates = 4\nbackend = "native"'), ["--backend", "jax"],
+     r"--backend jax conflicts with the specification's backend = 'native'"),
 ])
 def test_bad_input_leaves_nothing_that_blocks_the_corrected_run(text, args, message, tmp_path, capsys):
     """Each of these once created dataset.zarr and then failed, and the store refused the corrected rerun."""
