@@ -831,13 +831,11 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
         raise ValueError(f"dtype must be float32 or float64, got {requested!r}")
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("dtype float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True) or --x64)")
-    if not config.static.fixed_start:
-        tiny = float(np.finfo(dtype).tiny)
-        for cell in cells:  # Gamma(a) draws underflow to 0 below the smallest normal number: 0/0 weights, NaN dnorm
-            if float(np.min(cell.dirichlet_a)) < tiny:
-                raise ValueError(f"dirichlet_a must be >= {tiny:.4g} in {jnp.dtype(dtype).name} (the initial weights' "
-                                 f"gamma draws underflow to 0 below it), got {float(np.min(cell.dirichlet_a)):g}"
-                                 + ("; use float64 (--x64)" if dtype == jnp.float32 else ""))
+    smallest, tiny = min(float(np.min(cell.dirichlet_a)) for cell in cells), float(np.finfo(dtype).tiny)
+    if not config.static.fixed_start and smallest < tiny:  # Gamma(a) draws underflow to 0: 0/0 weights, NaN dnorm
+        raise ValueError(f"dirichlet_a must be >= {tiny:.4g} in {jnp.dtype(dtype).name} (the initial weights' gamma "
+                         f"draws underflow to 0 below it), got {smallest:g}"
+                         + ("; use float64 (--x64)" if dtype == jnp.float32 else ""))
     mesh = mesh or replicate_mesh()
     static = config.static
     _checks.fits_in_memory("num_replicates", R, len(cells) * record_bytes(static, dtype))  # all come to the host
