@@ -371,7 +371,8 @@ def _sigma_projection(folder: Path, chunks: list, cell_done_s: list) -> dict:
 def section_sweep(args, clock: Clock) -> dict:
     """The Figure-4 network over a 40 x 25 grid of (beta in [0.4, 0.6], pruning threshold eps), as far as the budget
     goes (a subprocess, stopped at the budget; the store says how many cells were done)."""
-    text = (f'simulator = "gmm-network"\nreplicates = {args.sweep_replicates}\nbackend = "jax"\n[fixed]\n'
+    backend = "jax" if args.sweep_backend == "best" else args.sweep_backend
+    text = (f'simulator = "gmm-network"\nreplicates = {args.sweep_replicates}\nbackend = "{backend}"\n[fixed]\n'
             f'num_steps = {args.gmm_steps}\n[grid]\nbeta = {{ linspace = [0.4, 0.6, {args.sweep_side[0]}] }}\n'
             f'eps = {{ geomspace = [1e-6, 1e-2, {args.sweep_side[1]}] }}\n')
     spec = Path(args.tmp) / "sweep.toml"
@@ -393,10 +394,22 @@ def section_sweep(args, clock: Clock) -> dict:
         done, status = 0, f"{status}; no store: {exc}"
     cells = args.sweep_side[0] * args.sweep_side[1]
     return dict(status=status, wall_s=wall, cells=cells, cells_done=done, replicates=args.sweep_replicates,
-                projected_full_s=wall * cells / done if done else None, command=" ".join(cmd[1:]))
+                backend=backend, projected_full_s=wall * cells / done if done else None, command=" ".join(cmd[1:]))
 
 
 # ---------------------------------------------------------------------------------------------------- driver
+
+
+def sweep_backend(choice: str, gmm: dict) -> str:
+    """The sweep section's GMM kernel: ``choice`` unless it is ``best``; then ``pallas`` where this run's gmm section
+    timed Figure 4 with the Pallas kernel at a higher rate than with the portable one (or only with Pallas)."""
+    if choice != "best":
+        return choice
+    rate = {}
+    for r in gmm.get("rows", []):
+        if r.get("figure") == 4 and "replicates_per_s" in r:
+            rate[r["backend"]] = max(rate.get(r["backend"], 0.0), r["replicates_per_s"])
+    return "pallas" if rate.get("pallas", 0.0) > rate.get("jax", 0.0) else "jax"
 
 
 def child(args) -> None:
@@ -503,7 +516,8 @@ def markdown(results: dict) -> str:
     sw = results.get("sweep", {})
     if sw.get("status"):
         projected = sw.get("projected_full_s")
-        lines += [f"sweep runner, Figure-4 GMM network: {sw.get('cells_done')}/{sw.get('cells')} cells x "
+        lines += [f"sweep runner, Figure-4 GMM network ({sw.get('backend', 'jax')} kernel): {sw.get('cells_done')}/"
+                  f"{sw.get('cells')} cells x "
                   f"{sw.get('replicates')} replicates in {sw.get('wall_s', 0):.0f} s ({sw['status'][:120]}); "
                   f"projected for all cells: {'-' if projected is None else f'{projected:.0f} s'}", ""]
     for name in SECTIONS:
@@ -518,6 +532,9 @@ def main() -> None:
     ap.add_argument("--small", action="store_true", help="tiny sizes: an end-to-end check of the script on a CPU")
     ap.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=SECTIONS)
     ap.add_argument("--budget-scale", type=float, default=1.0, help="multiply every section's time budget")
+    ap.add_argument("--section-budget", dest="budget_overrides", action="append", default=[],
+                    metavar="SECTION=SECONDS", help="one section's time budget in seconds (before --budget-scale), "
+                                                    "e.g. --section-budget sigma=150; repeatable")
     # child mode
     ap.add_argument("--section", help=argparse.SUPPRESS)
     ap.add_argument("--budget", type=float, help=argparse.SUPPRESS)
@@ -551,6 +568,10 @@ def main() -> None:
                     help="arguments of the sigma-precision sweep (default: the default sweep, largest d first)")
     ap.add_argument("--sweep-side", type=int, nargs=2, default=[40, 25], help="grid of the sweep section")
     ap.add_argument("--sweep-replicates", type=int, default=1000)
+    ap.add_argument("--sweep-backend", default="best", choices=["best", "jax", "pallas"],
+                    help="GMM kernel of the sweep section; best: pallas when this run's gmm section timed Figure 4 "
+                         "with it at a higher rate than the portable kernel (or the portable kernel did not run), "
+                         "else jax")
     args = ap.parse_args()
     if args.section:
         child(args)
@@ -581,13 +602,26 @@ def main() -> None:
             sizes.append("--no-torch-compile")
         if args.sigma_args:
             sizes += ["--sigma-args", args.sigma_args]
+    budgets = dict(BUDGETS)
+    for item in args.budget_overrides:
+        name, _, seconds = item.partition("=")
+        if name not in SECTIONS:
+            ap.error(f"--section-budget: section must be one of {', '.join(SECTIONS)}, got {name!r}")
+        try:
+            budgets[name] = float(seconds)
+        except ValueError:
+            ap.error(f"--section-budget {name}: seconds must be a number, got {seconds!r}")
+        if not budgets[name] > 0:
+            ap.error(f"--section-budget {name}: seconds must be > 0, got {seconds}")
     results = dict(environment=environment(), command=" ".join(sys.argv), small=args.small)
     print(json.dumps(results["environment"], default=str), flush=True)
     for name in args.sections:
-        budget = BUDGETS[name] * args.budget_scale
+        budget = budgets[name] * args.budget_scale
         result = tmp / f"{name}.json"
         cmd = [sys.executable, __file__, "--section", name, "--budget", str(budget), "--result", str(result),
                "--tmp", str(tmp), *sizes]
+        if name == "sweep":
+            cmd += ["--sweep-backend", sweep_backend(args.sweep_backend, results.get("gmm", {}))]
         t0 = time.perf_counter()
         print(f"== {name} (budget {budget:.0f} s)", flush=True)
         try:
