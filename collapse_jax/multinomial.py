@@ -22,9 +22,10 @@ reference or the exact recurrences in tests/):
 - ``jax`` (portable: GPU, or no C++ compiler): the simulator contract (docs/driver.md) for one replicate,
   :func:`init` and :func:`step` (the binomial-tree sampler), run by :mod:`collapse_jax.driver` (``lax.scan`` over
   generations, ``vmap`` over replicates and over a grid of schedules, the replicate axis sharded).
-- ``pallas`` (GPU default for replace and accumulate): :mod:`collapse_jax.multinomial_pallas`, one Triton kernel that
-  runs whole replicates per lane (conditional binomials across categories, as the native kernel), 17-32x the
-  ``jax`` path on an H200 (docs/benchmarks.md).
+- ``pallas`` (replace and accumulate, when asked for): :mod:`collapse_jax.multinomial_pallas`, one Triton kernel
+  that runs whole replicates per lane (conditional binomials across categories, as the native kernel), 17-32x the
+  ``jax`` path on an H200, but not the GPU default: one GPU run found its mean loss off the exact recurrence
+  (:func:`resolve_backend`; docs/benchmarks.md).
 Replicate ``i`` uses the key ``fold_in(seed, i)`` in all, so results do not depend on chunking; the backends draw
 different numbers from the same law. Theory:
 :func:`replace_risk`, :func:`accumulate_risk`, :func:`filter_risk`, :func:`accumulate_subsample_risk`,
@@ -696,11 +697,12 @@ def _check_pool(pool: float, regime: str, backend: str) -> None:
 
 
 def resolve_backend(backend: str, regime: str = "replace") -> str:
-    """``auto``: the native kernel on a CPU with a C++ compiler; on a GPU the Pallas kernel
-    (:mod:`collapse_jax.multinomial_pallas`) for the replace and accumulate regimes; else the portable ``jax`` path
-    (the filter and accumulate-subsample regimes on a GPU). ``pallas`` runs in Pallas's interpreter on
-    a CPU (slow; for tests). A preferred backend (:func:`collapse_jax._native.prefer_backend`) replaces ``auto``
-    where the regime has that backend."""
+    """``auto``: the native kernel on a CPU with a C++ compiler, else the portable ``jax`` path (a GPU).
+    ``pallas`` (:mod:`collapse_jax.multinomial_pallas`; replace and accumulate) only when asked for: on an H200 its
+    mean loss was once 8-14 % off the exact recurrence at n_t = 1000 (compiled inside a jitted call), while the same
+    replicates run on their own matched it (docs/benchmarks.md, 2026-12-04), so it is not the GPU default until a GPU
+    run shows why. ``pallas`` runs in Pallas's interpreter on a CPU (slow; for tests). A preferred backend
+    (:func:`collapse_jax._native.prefer_backend`) replaces ``auto`` where the regime has that backend."""
     from collapse_jax import _native
 
     if regime not in NATIVE_REGIMES and backend in ("auto", "native"):
@@ -713,9 +715,6 @@ def resolve_backend(backend: str, regime: str = "replace") -> str:
         if regime not in ("replace", "accumulate"):
             raise ValueError(f"backend='pallas' supports the replace and accumulate regimes, got {regime!r}")
         return backend
-    if (backend == "auto" and _native.preferred_backend() == "auto" and jax.default_backend() == "gpu"
-            and regime in ("replace", "accumulate")):
-        return "pallas"
     if backend not in ("auto", "native", "jax"):
         raise ValueError(f"backend must be 'auto', 'native', 'jax' or 'pallas', got {backend!r}")
     return _native.resolve_backend(backend)
@@ -733,7 +732,7 @@ def simulate(seed: int | jax.Array, p, alpha, n, config: MultinomialConfig = Mul
       alpha, n: schedules (step,) = (T + 1,) or grids (grid, step) (see :mod:`collapse_jax.schedules`).
       config: regime and filter errors.
       num_replicates: R.
-      backend: ``"auto"`` (native on CPU when a C++ compiler is found, Pallas on a GPU, else jax), ``"native"``,
+      backend: ``"auto"`` (native on CPU when a C++ compiler is found, else jax), ``"native"``,
         ``"jax"`` or ``"pallas"`` (see :func:`resolve_backend`).
       first_replicate, memory_budget, mesh, progress: as :func:`collapse_jax.driver.run_replicates` (``mesh`` and
         ``memory_budget``: the ``jax`` backend; the native and Pallas kernels run on the default device).
