@@ -5,7 +5,7 @@ is recorded as such and the others still run; rows whose predicted time exceeds 
 prediction recorded; the ``gmm`` and ``multinomial`` sections save their finished rows as they go, so a section
 stopped at its budget still reports them):
 
-- ``gmm``: the GMM network, Pallas kernel (``gmm_pallas``: never run on a GPU before this script; a kernel that
+- ``gmm``: the GMM network, Pallas kernel (``gmm_pallas``: first run on a GPU 2026-12-04; a kernel that
   fails is recorded and the section goes on) and portable JAX kernel, Figure 4 (B = 2) at R = 10^4, 10^5, 10^6
   replicates and Figure 6 (B = 11) at R = 10^4, 10^5: each kernel's smallest R first, then the larger ones, Pallas's
   first (a kernel's first row starts only with ``--gmm-first-call-s`` left: Triton alone took 44-48 s on a CPU for
@@ -21,15 +21,17 @@ stopped at its budget still reports them):
   (eager in each dtype, torch.compile in the last one) for the seed003 preset and the 4x larger ``seed003x4``.
 - ``sigma``: the default ``sigma-precision`` sweep with the GPU (``jax``) block engine, as far as its budget goes;
   per-cell times. The dimensions run largest first (``--dims 384,128,32,8``, the default blocks per d): the d = 8 and
-  32 cells were measured on the first GPU run, the d = 384 ones, most of the sweep's work, were not reached. The whole
-  sweep is projected from the finished cells' times per d (``_sigma_projection``).
+  32 cells were measured on the first GPU run, the four d = 384 cells and one d = 128 cell on the third (140 s). The
+  whole sweep is projected from the finished cells' times per d (``_sigma_projection``).
 - ``sweep``: the sweep runner on the Figure-4 GMM network, 1,000 cells x 1,000 replicates (target: under 10 minutes;
-  the cells done within the budget give the rate), JAX kernel on the GPU. Needs zarr (not in the GPU image:
+  the cells done within the budget give the rate), with the GMM kernel this run's ``gmm`` section found faster on
+  Figure 4 (``--sweep-backend best``; or ``jax`` / ``pallas``). Needs zarr (not in the GPU image:
   ``benchmarks/gpu.sh`` installs it from wheels carried with the checkout; the download command is in that script).
 
 Usage (the project need not be installed: run from the repository root, or let ``benchmarks/gpu.sh`` do it)::
 
-    python3 benchmarks/gpu_bench.py --out DIR            # full sizes (a GPU; about 8 minutes)
+    python3 benchmarks/gpu_bench.py --out DIR            # full sizes (a GPU; about 10 minutes)
+    python3 benchmarks/gpu_bench.py --out DIR --sections gmm sigma --section-budget sigma=300   # some, in this order
     python3 benchmarks/gpu_bench.py --out DIR --small    # tiny sizes: an end-to-end check on any machine
 
 Timing: warm calls after a first (compiling) call, ``block_until_ready`` or host copies, medians of repeats; the
@@ -233,7 +235,7 @@ def section_multinomial(args, clock: Clock) -> dict:
                     if not clock.fits(predicted):
                         rows.append(dict(row, skipped=f"predicted {predicted:.0f} s > {clock.left():.0f} s left"))
                         continue
-                sums = np.zeros(T + 1)
+                sums, sums2 = np.zeros(T + 1), np.zeros(T + 1)
 
                 def one_chunk(keys):
                     if backend == "pallas":
@@ -243,16 +245,23 @@ def section_multinomial(args, clock: Clock) -> dict:
                 def run_chunk(i):
                     loss = one_chunk(replicate_keys(0, i * chunk, chunk))
                     sums[:] += np.asarray(jnp.sum(loss, axis=0), np.float64)
+                    sums2[:] += np.asarray(jnp.sum(jnp.square(loss), axis=0), np.float64)
 
                 t = timed_chunks(run_chunk, -(-R // chunk), 1)
                 num_passes = 1 + (len(t["warm_s"]) if len(t.get("chunk_s", [])) == 0 else 0)
                 w = _median(t["warm_s"])
                 per_rg[backend, size] = w / (R * T)
                 mean = sums / (R * num_passes)  # every pass draws the same replicates: the mean is theirs
+                se = np.sqrt(np.maximum(sums2 / (R * num_passes) - mean**2, 0) / R)
                 rel = float(np.max(np.abs(mean[1:] / theory[1:] - 1)))
-                rows.append(dict(row, **t, replicate_generations_per_s=R * T / w, max_rel_dev_from_theory=rel))
+                z = (mean[1:] - theory[1:]) / se[1:]
+                worst = int(np.argmax(np.abs(z))) + 1
+                rows.append(dict(row, **t, replicate_generations_per_s=R * T / w, max_rel_dev_from_theory=rel,
+                                 max_abs_z=float(np.abs(z).max()), worst_generation=worst,
+                                 rel_dev_at={t_: float(mean[t_] / theory[t_] - 1) for t_ in sorted({1, 2, 10, T})}))
                 print(f"multinomial {backend} n={size} R={R}: {w:.2f} s warm ({R * T / w:,.0f} "
-                      f"replicate-generations/s), max |mean/theory - 1| = {rel:.2e}", flush=True)
+                      f"replicate-generations/s), max |mean/theory - 1| = {rel:.2e}, max |z| {np.abs(z).max():.1f} "
+                      f"(generation {worst})", flush=True)
     return dict(rows=rows, device=str(jax.devices()[0]))
 
 
@@ -467,15 +476,16 @@ def markdown(results: dict) -> str:
         first = next((r for r in mn["rows"] if "categories" in r), dict(categories="?", generations="?"))
         lines += [f"| multinomial (K = {first['categories']}, T = {first['generations']}) | n_t | R | warm s | "
                   "replicate-generations/s | "
-                  "max rel. dev. from theory |", "|---|---|---|---|---|---|"]
+                  "max rel. dev. from theory | max abs z |", "|---|---|---|---|---|---|---|"]
         for r in mn["rows"]:
             if "skipped" in r and "n_t" not in r:
-                lines.append(f"| {r['backend']} | | | {r['skipped']} | | |")
+                lines.append(f"| {r['backend']} | | | {r['skipped']} | | | |")
             elif "skipped" in r:
-                lines.append(f"| {r['backend']}, replace | {r['n_t']} | {r['replicates']:,} | skipped: {r['skipped']} | | |")
+                lines.append(f"| {r['backend']}, replace | {r['n_t']} | {r['replicates']:,} | skipped: {r['skipped']} | | | |")
             else:
                 lines.append(f"| {r['backend']}, replace | {r['n_t']} | {r['replicates']:,} | {_median(r['warm_s']):.2f} | "
-                             f"{r['replicate_generations_per_s']:,.0f} | {r['max_rel_dev_from_theory']:.1e} |")
+                             f"{r['replicate_generations_per_s']:,.0f} | {r['max_rel_dev_from_theory']:.1e} | "
+                             f"{r.get('max_abs_z', float('nan')):.1f} |")
         if mn.get("partial"):
             lines.append(f"\n(The section stopped early, {mn['error']}: the rows above are those it finished.)")
         lines.append("")
@@ -632,7 +642,9 @@ def main() -> None:
             results[name] = dict(error=f"killed after {budget + 60:.0f} s")
         if "error" in results[name] and partial_result(result).exists():  # the rows it finished before it stopped
             results[name].update(json.loads(partial_result(result).read_text()), partial=True)
-        results[name]["wall_s"] = time.perf_counter() - t0
+        # the section process's seconds; a section's own wall_s (its command's, in sigma and sweep) is kept
+        results[name]["process_wall_s"] = time.perf_counter() - t0
+        results[name].setdefault("wall_s", results[name]["process_wall_s"])
         (out / "gpu.json").write_text(json.dumps(results, indent=1, default=str))
         (out / "gpu.md").write_text(markdown(results))
     print(markdown(results), flush=True)

@@ -8,8 +8,15 @@
    is now (``log1p`` form), as it was on the first GPU run (TensorFlow's grouping) and with ``log1p(x)`` written as
    ``log(1 + x)``; then the whole kernel's mean loss against the recurrence with each bound, and the portable JAX
    sampler on the device.
-2. **Sigma sweep cells** on the device: the ``sigma-precision`` command on one cell at d = 128 and at d = 8 (fewer
-   blocks than the default) and at d = 384, each cell's set-up seconds (data, whitening, exact log det) apart from its blocks'.
+   First run (2026-12-04, ``benchmarks/results/gpu/gpu-diag1.json``): every binomial and every eager run of the
+   kernel matched its law, so the ``determinism`` section (first since) runs the kernel as the benchmark and
+   ``multinomial.simulate`` call it (jitted) three times, eagerly, with one warp, with 32-lane programs and through
+   ``simulate``, and counts the replicates that differ between runs (none should: a replicate depends only on its
+   key).
+2. **Sigma sweep cells** on the device: the ``sigma-precision`` command on one cell at d = 384 (with XLA's GPU
+   autotuning on and off) and d = 128 (fewer blocks than the default), each cell's set-up seconds (data, whitening,
+   exact log det) apart from its blocks' (which include compiling: the first run's d = 384 cell spent 53 s on 200
+   blocks, against 6-18 s for 1,000 blocks in the benchmark's later cells of that d).
 
     python3 benchmarks/gpu_diag.py --out DIR [--small]     # --small: tiny sizes, Pallas interpreted (any CPU)
 
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -187,24 +195,79 @@ def section_risk(args) -> dict:
     return dict(rows=out)
 
 
+def section_determinism(args) -> dict:
+    """The Pallas kernel at n_t = 1000 (the setting of the 8-14 % gap) as the benchmark and ``multinomial.simulate``
+    call it (jitted), three times, against its eager call, one warp per program, 32-lane programs and the
+    ``simulate`` path: each run's mean loss against the recurrence, and how many replicates differ from the first
+    jitted run and from the eager one. A replicate depends only on its key, so every run should be identical bit for
+    bit; runs that differ point at a race in the compiled kernel."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from collapse_jax import multinomial as mn
+    from collapse_jax import multinomial_pallas as mp
+    from collapse_jax import schedules as S
+    from collapse_jax.replicates import replicate_keys
+
+    K, T, R = 50, args.steps, args.replicates
+    p = np.random.default_rng(0).dirichlet(np.ones(K))
+    alpha, n, cfg = S.constant_alpha(0.5, T), S.constant_size(1000, T), mn.MultinomialConfig("replace")
+    theory = mn.theory_risk(p, alpha, n, cfg)
+    f32 = (jnp.asarray(p, jnp.float32), jnp.asarray(alpha, jnp.float32), jnp.asarray(n, jnp.float32))
+    keys = replicate_keys(0, 0, R)
+    jitted = lambda **kw: mp.batched_risk_pallas(keys, *f32, interpret=args.interpret, **kw)  # noqa: E731
+    runs = {}
+    for name, call in [("jit 1", jitted), ("jit 2", jitted), ("jit 3", jitted),
+                       ("eager", lambda: mp.batched_risk_pallas.__wrapped__(keys, *f32, interpret=args.interpret)),
+                       ("jit num_warps=1", lambda: jitted(num_warps=1)), ("jit block=32", lambda: jitted(block=32)),
+                       ("simulate", lambda: jnp.asarray(mn.simulate(0, p, alpha, n, cfg, R, backend="pallas",
+                                                                    progress=False)))]:
+        t0 = time.perf_counter()
+        runs[name] = call().block_until_ready()
+        runs[name + " seconds"] = time.perf_counter() - t0
+    rows = []
+    for name in [k for k in runs if not k.endswith(" seconds")]:
+        loss = runs[name]
+        m = np.asarray(jnp.mean(loss, axis=0), np.float64)
+        sd = np.asarray(jnp.std(loss, axis=0), np.float64)
+        z = (m[1:] - theory[1:]) / (sd[1:] / np.sqrt(R))
+        differ = {ref: int(jnp.sum(jnp.any(loss != runs[ref], axis=1))) for ref in ("jit 1", "eager")}
+        row = dict(run=name, seconds=runs[name + " seconds"], max_rel_dev=float(np.max(np.abs(m[1:] / theory[1:] - 1))),
+                   max_abs_z=float(np.abs(z).max()), worst_generation=int(np.argmax(np.abs(z))) + 1,
+                   replicates_differing_from=differ, nonfinite=int(jnp.sum(~jnp.isfinite(loss))))
+        rows.append(row)
+        print(f"determinism [{name}]: max |mean/theory - 1| {row['max_rel_dev']:.2e}, max |z| {row['max_abs_z']:.1f} "
+              f"(generation {row['worst_generation']}), replicates differing from jit 1 / eager: "
+              f"{differ['jit 1']} / {differ['eager']}, {row['seconds']:.1f} s", flush=True)
+    return dict(replicates=R, steps=T, rows=rows)
+
+
 def section_sigma(args) -> dict:
     out = []
-    for dim, blocks in args.sigma_cells:
-        folder = Path(args.tmp) / f"sigma-d{dim}"
+    for dim, blocks, xla_flags in args.sigma_cells:
+        folder = Path(args.tmp) / f"sigma-d{dim}{'-' + str(len(out)) if xla_flags else ''}"
         cmd = [sys.executable, "-m", "collapse_jax.cli", "sigma-precision", "--engine", "jax", "--out", str(folder),
                "--dims", str(dim), "--blocks", str(blocks), "--families", "isotropic", "--no-progress"]
         if args.sigma_points:
             cmd += ["--num-points", str(args.sigma_points)]
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.sigma_timeout)
+        env = dict(os.environ)
+        if xla_flags:  # e.g. XLA's GPU autotuning off: is the first cell's time per d compilation?
+            env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.sigma_timeout, env=env)
+            code, tail = proc.returncode, (proc.stdout + proc.stderr)[-600:]
+        except subprocess.TimeoutExpired:
+            code, tail = None, f"timed out after {args.sigma_timeout} s"
         wall = time.perf_counter() - t0
-        row = dict(dim=dim, blocks=blocks, wall_s=wall, exit=proc.returncode, tail=(proc.stdout + proc.stderr)[-600:])
+        row = dict(dim=dim, blocks=blocks, xla_flags=xla_flags, wall_s=wall, exit=code, tail=tail)
         manifest = folder / "manifest.json"
         if manifest.exists():
             summary = json.loads(manifest.read_text()).get("summary", {})
             row["cells"] = summary.get("cells_run_this_call")
         out.append(row)
-        print(f"sigma d={dim}, {blocks} blocks: wall {wall:.1f} s, exit {proc.returncode}, cells "
+        flags = f" ({xla_flags})" if xla_flags else ""
+        print(f"sigma d={dim}, {blocks} blocks{flags}: wall {wall:.1f} s, exit {code}, cells "
               f"{json.dumps(row.get('cells'), default=str)[:400]}", flush=True)
     return dict(rows=out)
 
@@ -213,17 +276,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--small", action="store_true", help="tiny sizes, Pallas interpreted: a check on any machine")
-    ap.add_argument("--sections", nargs="+", default=["binomials", "risk", "sigma"],
-                    choices=["binomials", "risk", "sigma"])
+    ap.add_argument("--sections", nargs="+", default=["determinism", "binomials", "risk", "sigma"],
+                    choices=["determinism", "binomials", "risk", "sigma"])
     args = ap.parse_args()
     import jax
 
     args.interpret = jax.default_backend() == "cpu"
     args.draws, args.replicates, args.jax_replicates, args.steps = 2**20, 10**6, 200_000, 200
-    args.sigma_cells, args.sigma_points, args.sigma_timeout = [(128, 200), (8, 1000), (384, 200)], None, 100
+    args.sigma_cells = [(384, 200, ""), (384, 200, "--xla_gpu_autotune_level=0"), (128, 200, "")]
+    args.sigma_points, args.sigma_timeout = None, 100
     if args.small:
         args.draws, args.replicates, args.jax_replicates, args.steps = 2**12, 512, 256, 10
-        args.sigma_cells, args.sigma_points = [(8, 20)], 20_000
+        args.sigma_cells, args.sigma_points = [(8, 20, ""), (8, 20, "--xla_gpu_autotune_level=0")], 20_000
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     args.tmp = str(out / "tmp")
