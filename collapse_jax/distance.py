@@ -30,12 +30,16 @@ def _norm_of_square(sq):
 
 
 def _power_of_two_scale(v, axis=None):
-    """The power of two at or just above ``max |v|`` over ``axis`` (keepdims), 1 where that is 0: dividing by it is
-    exact, so scaled sums equal unscaled ones bit for bit wherever those neither overflow nor underflow (and the
-    grid and single-cell runs of a simulator stay equal, however XLA fuses the division)."""
-    top = jnp.max(jnp.abs(v), axis=axis, keepdims=True)
+    """The power of two ``2^k`` at or just below ``max |v|`` over ``axis`` (keepdims), ``k`` clipped to [-125, 125];
+    1 where that max is 0 or not finite. ``|v| / scale < 8``, and dividing by it is exact (also as XLA computes
+    it, a product with ``1 / scale``, which the clip keeps a normal number: near 3e38, ``1 / 2^127`` was flushed to
+    0 and every scaled row with it; an audit, 2026-12-04), so scaled sums equal unscaled ones bit for bit wherever
+    those neither overflow nor underflow (and the grid and single-cell runs of a simulator stay equal, however XLA
+    fuses the division)."""
+    top = jnp.max(jnp.abs(v), axis=axis, keepdims=True, initial=0.0)  # (0 over an empty axis, not an error)
     _, exponent = jnp.frexp(top)
-    return jnp.where(top > 0, jnp.ldexp(jnp.ones_like(top), exponent), 1.0)
+    k = jnp.clip(exponent - 1, -125, 125)
+    return jnp.where((top > 0) & jnp.isfinite(top), jnp.ldexp(jnp.ones_like(top), k), 1.0)
 
 
 def _norm(v, axis):
@@ -48,14 +52,36 @@ def _norm(v, axis):
     return jnp.squeeze(scale, axis=axis) * _norm_of_square(jnp.sum(w * w, axis=axis))
 
 
+def row_mean(x: jnp.ndarray) -> jnp.ndarray:
+    """The mean of the rows of ``x`` (..., num_rows, dim) -> (..., dim), as ``s mean(x / s)`` with ``s`` a power of
+    two near ``max |x|``: equal to ``jnp.mean(x, axis=-2)`` bit for bit wherever that does not overflow, and finite
+    wherever the mean is (float32 rows near 3e38 summed to inf; an audit, 2026-12-04)."""
+    x = _rows("x", x)
+    scale = _power_of_two_scale(x, axis=(-2, -1))
+    return jnp.squeeze(scale, axis=-2) * jnp.mean(x / scale, axis=-2)
+
+
+def _differences(x):
+    """``x_i - x_j`` (..., m, m, dim) of the rows of ``x``, exactly 0 for i = j except at NaN entries (an infinite
+    entry's inf - inf was NaN there; a NaN row keeps a NaN self-distance), in units of ``scale`` (..., 1, 1, 1), a
+    power of two near ``max |x|``, so that no difference overflows."""
+    scale = _power_of_two_scale(x, axis=(-2, -1))[..., None]
+    xs = x[..., None, :] / scale
+    diff = xs - jnp.swapaxes(xs, -3, -2)
+    m = x.shape[-2]
+    return jnp.where(jnp.eye(m, dtype=bool)[:, :, None] & ~jnp.isnan(xs), 0.0, diff), scale
+
+
 def pairwise_distances(x: jnp.ndarray) -> jnp.ndarray:
     """``D_ij = ||x_i - x_j||_2`` for rows of ``x`` (..., num_models, dim) -> (..., num_models, num_models).
 
-    Computed from differences (not the Gram trick) so the diagonal is exactly zero and D exactly symmetric.
+    Computed from differences (not the Gram trick) so the diagonal is exactly zero (also for rows with an infinite
+    entry; NaN for a row with a NaN) and D exactly symmetric; finite wherever the distances are (rows are scaled by a
+    power of two first).
     """
     x = _rows("x", x)
-    diff = x[..., :, None, :] - x[..., None, :, :]
-    return _norm(diff, -1)
+    diff, scale = _differences(x)
+    return scale[..., 0] * _norm(diff, -1)
 
 
 def frobenius_norm(d: jnp.ndarray) -> jnp.ndarray:
@@ -67,8 +93,8 @@ def frobenius_norm(d: jnp.ndarray) -> jnp.ndarray:
 def distance_matrix_norm(x: jnp.ndarray) -> jnp.ndarray:
     """``||D||_F`` of the pairwise distance matrix of the rows of ``x``: ``sqrt(sum_ij ||x_i - x_j||^2)``."""
     x = _rows("x", x)
-    diff = x[..., :, None, :] - x[..., None, :, :]
-    return _norm(diff, (-3, -2, -1))
+    diff, scale = _differences(x)
+    return scale[..., 0, 0, 0] * _norm(diff, (-3, -2, -1))
 
 
 def within_model_spread(x: jnp.ndarray) -> jnp.ndarray:
@@ -79,8 +105,10 @@ def within_model_spread(x: jnp.ndarray) -> jnp.ndarray:
     x = _rows("x", x)
     if x.shape[-2] == 0:
         raise ValueError(f"x must hold at least one embedding per model, got shape {x.shape}")
-    centred = x - jnp.mean(x, axis=-2, keepdims=True)
-    return jnp.mean(_norm(centred, -1), axis=-1)
+    scale = _power_of_two_scale(x, axis=(-2, -1))  # (sums and differences of rows near 3e38 overflowed float32)
+    xs = x / scale
+    centred = xs - jnp.mean(xs, axis=-2, keepdims=True)
+    return scale[..., 0, 0] * jnp.mean(_norm(centred, -1), axis=-1)
 
 
 def _check_distance_matrix(d: np.ndarray) -> None:

@@ -93,10 +93,16 @@ def response_distances(flat: Any, *, chunk_bytes: int = 2**26) -> jnp.ndarray:
 
 @partial(jax.jit, static_argnums=1)
 def _row_blocks(x: jnp.ndarray, rows: int) -> jnp.ndarray:
-    def one_row(row):
-        return distance._norm(x - row, -1)        # scaled by a power of two: no overflow of the squares
+    scale = distance._power_of_two_scale(x)[0, 0]  # the rows in units of a power of two: no difference overflows
+    xs = x / scale
+    m = x.shape[0]
 
-    return jax.lax.map(one_row, x, batch_size=rows)
+    def one_row(args):
+        row, i = args
+        own = jnp.where(jnp.any(jnp.isnan(row)), jnp.nan, 0.0)  # (an infinite entry's inf - inf was NaN there)
+        return jnp.where(jnp.arange(m) == i, own, scale * distance._norm(xs - row, -1))
+
+    return jax.lax.map(one_row, (xs, jnp.arange(m)), batch_size=rows)
 
 
 def _check_embeddings(embeddings: Any) -> np.ndarray:
@@ -122,6 +128,16 @@ def _check_embeddings(embeddings: Any) -> np.ndarray:
                              f"them (distances scale with them) or enable x64 "
                              f"(jax.config.update('jax_enable_x64', True))")
     return arr
+
+
+def _check_mds_components(mds_components: Any, num_responses: int) -> int:
+    """``mds_components`` as an int in [1, num_responses]: classical MDS of the responses has at most that many
+    coordinates (a larger value was cut down to it without a word; an audit, 2026-12-04)."""
+    k = _checks.positive_int("mds_components", mds_components)
+    if k > num_responses:
+        raise ValueError(f"mds_components must be in [1, {num_responses}] (num_models x num_samples responses, the "
+                         f"most coordinates classical MDS of them has), got {k}")
+    return k
 
 
 def _check_nonzero_rows(e: np.ndarray, two_d: bool) -> None:
@@ -151,21 +167,21 @@ def measure_embeddings(embeddings: Any, *, sigma: bool = True, monitor: SigmaMon
     it is allowed.
     """
     e = _check_embeddings(embeddings)
-    if mds_components is not None:
-        mds_components = _checks.positive_int("mds_components", mds_components)
-    seed = _checks.random_seed("seed", seed)
     n, L, d = e.shape
+    if mds_components is not None:
+        mds_components = _check_mds_components(mds_components, n * L)
+    seed = _checks.random_seed("seed", seed)
     if sigma and monitor is not None:
         check_monitor(monitor, n * L, d)
     if sigma and (monitor is None or monitor.normalize):
         _check_nonzero_rows(e, np.ndim(embeddings) == 2)
     flat = e.reshape(n * L, d)
     x = jnp.asarray(e)
-    means = jnp.mean(x, axis=1)
+    means = distance.row_mean(x)  # (jnp.mean of float32 rows near 3e38 overflowed to inf)
     dist = distance.pairwise_distances(means)
     mds = None
     if mds_components is not None:
-        mds = np.asarray(distance.classical_mds(response_distances(flat), min(mds_components, n * L)))
+        mds = np.asarray(distance.classical_mds(response_distances(flat), mds_components))
     sigma_values = None
     if sigma:
         monitor = monitor if monitor is not None else sigma_monitor(n * L, d, seed=seed)
@@ -240,7 +256,7 @@ def measure_responses(responses: Sequence[Sequence[str]], encoder: Encoder | Non
     if (encoder is None) == (embeddings is None):
         raise ValueError("give exactly one of encoder and embeddings")
     if mds_components is not None:
-        _checks.positive_int("mds_components", mds_components)
+        _check_mds_components(mds_components, n * L)
     _checks.random_seed("seed", seed)
     if embeddings is None:
         batch_size = _checks.positive_int("batch_size", batch_size)

@@ -146,3 +146,38 @@ def test_distances_and_mds_keep_very_large_and_very_small_scales(dtype, scale):
         assert spread == pytest.approx(np.mean(np.linalg.norm(x - x.mean(0), axis=1)), rel=1e-5)
         coords = np.asarray(distance.classical_mds(jnp.asarray(ref.pairwise(x) * scale, dtype), 3), np.float64)
         np.testing.assert_allclose(ref.pairwise(coords / scale), ref.pairwise(x), rtol=1e-3, atol=1e-4)
+
+
+def test_extreme_float32_rows_empty_axes_and_infinite_entries():
+    """A fifth audit (2026-12-04): float32 rows near 3e38 gave an infinite mean (spread inf for a true 0 and 2.5e35)
+    because their sum overflowed, and so did the power of two above them (inf) by which norms were scaled, while
+    XLA's product with 1 / 2^127 flushed every scaled row to 0; empty axes raised JAX's raw 'zero-size array'
+    error; a row with an infinite entry had a NaN self-distance, so ||D||_F was NaN instead of inf."""
+    x = jnp.asarray([[[3e38], [3e38]], [[2e38], [2e38]]], jnp.float32)
+    np.testing.assert_array_equal(np.asarray(distance.row_mean(x)), np.float32([[3e38], [2e38]]))
+    np.testing.assert_array_equal(np.asarray(distance.within_model_spread(x)), [0.0, 0.0])
+    rng = np.random.default_rng(0)
+    near = (1e36 + 3e35 * rng.standard_normal((1000, 1))).astype(np.float32)
+    ref = np.mean(np.abs(near.astype(np.float64) - near.astype(np.float64).mean()))
+    assert abs(float(distance.within_model_spread(jnp.asarray(near))) / ref - 1) < 1e-5
+    pts = jnp.asarray([[1.2e38, 0.0], [0.5e38, 1.0], [-0.4e38, 0.0]], jnp.float32)
+    np.testing.assert_allclose(np.asarray(distance.pairwise_distances(pts)),
+                               [[0, 0.7e38, 1.6e38], [0.7e38, 0, 0.9e38], [1.6e38, 0.9e38, 0]], rtol=1e-6)
+    np.testing.assert_allclose(float(distance.distance_matrix_norm(pts)),
+                               np.sqrt(2 * (0.49 + 2.56 + 0.81)) * 1e38, rtol=1e-6)
+    centred = np.array([1.2, 0.5, -0.4]) - 1.3 / 3  # classical MDS: the centred line, its largest entry positive
+    np.testing.assert_allclose(np.asarray(distance.classical_mds(distance.pairwise_distances(pts[:, :1]), 1))[:, 0],
+                               -centred * 1e38, rtol=1e-5)
+    for r in (np.ones((7, 16)), 1e-3 * rng.standard_normal((5, 3, 8))):  # ordinary rows: bit for bit as before
+        r = jnp.asarray(r, jnp.float32)
+        np.testing.assert_array_equal(np.asarray(distance.row_mean(r)), np.asarray(jnp.mean(r, axis=-2)))
+        direct = jnp.sqrt(jnp.sum((r[..., :, None, :] - r[..., None, :, :]) ** 2, axis=-1))
+        np.testing.assert_array_equal(np.asarray(distance.pairwise_distances(r)), np.asarray(direct))
+    assert distance.pairwise_distances(jnp.zeros((3, 0))).shape == (3, 3)
+    assert float(distance.frobenius_norm(distance.pairwise_distances(jnp.zeros((0, 3))))) == 0.0
+    assert float(distance.distance_matrix_norm(jnp.zeros((0, 3)))) == 0.0
+    np.testing.assert_array_equal(np.asarray(distance.within_model_spread(jnp.zeros((2, 4, 0)))), [0.0, 0.0])
+    inf_row = jnp.asarray([[np.inf, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    d = np.asarray(distance.pairwise_distances(inf_row))
+    assert np.all(np.diagonal(d) == 0) and np.all(np.isinf(d[0, 1:])) and np.isclose(d[1, 2], np.sqrt(2))
+    assert np.isinf(distance.frobenius_norm(d)) and np.isinf(distance.distance_matrix_norm(inf_row))

@@ -208,6 +208,9 @@ def test_zero_response_refused_before_compute_only_for_sigma(emb):
     (lambda: em.measure_embeddings(np.ones(5)), r"shape \(num_models, num_samples, dim\)"),
     (lambda: em.measure_embeddings(np.full((2, 2, 3), np.inf)), "finite"),
     (lambda: em.measure_embeddings(np.ones((2, 2, 3)), mds_components=0), "mds_components must be an integer"),
+    (lambda: em.measure_embeddings(np.ones((2, 2, 3)), mds_components=5), r"mds_components must be in \[1, 4\]"),
+    (lambda: em.measure_responses([["a"], ["b"]], embeddings=np.ones((2, 1, 3)), mds_components=3),
+     r"mds_components must be in \[1, 2\]"),
     (lambda: em.measure_embeddings([[[1.0, 2.0]], [[3.0]]]), "rectangular array of numbers"),
     (lambda: em.measure_responses([["a"], ["b"]], embeddings=[[[1.0, 2.0]], [[3.0]]]),
      "embeddings must be a rectangular array of numbers"),
@@ -241,3 +244,19 @@ def test_float32_range_refused_naming_embeddings(scale):
     with jax.enable_x64(False), pytest.raises(ValueError, match="embeddings hold values .* float32"):
         em.measure_embeddings(e, sigma=False)
     assert np.isfinite(em.measure_embeddings(e, sigma=False).dnorm)     # with x64 (the suite's default) it is fine
+
+
+def test_float32_embeddings_near_the_top_of_the_range():
+    """An audit (2026-12-04): embeddings that float32 holds, near 3e38, gave means inf, D NaN, ||D||_F NaN and spread
+    inf (their sums and differences overflowed) without an error; a response with an infinite entry had a NaN
+    distance to itself."""
+    e = np.array([[[3e38], [3e38]], [[2e38], [2e38]]])
+    with jax.enable_x64(False):
+        m = em.measure_embeddings(e, sigma=False, mds_components=1)
+        d_inf = np.asarray(em.response_distances(np.array([[np.inf, 0.0], [0.0, 0.0]], np.float32)))
+    np.testing.assert_allclose(m.means, [[3e38], [2e38]], rtol=1e-7)
+    np.testing.assert_allclose(m.distances, [[0, 1e38], [1e38, 0]], rtol=1e-6)
+    assert m.dnorm == pytest.approx(np.sqrt(2) * 1e38, rel=1e-6)
+    np.testing.assert_array_equal(m.spread, [0.0, 0.0])
+    np.testing.assert_allclose(np.sort(np.abs(m.mds[:, 0])), [5e37] * 4, rtol=1e-5)
+    assert np.all(np.diagonal(d_inf) == 0) and np.isinf(d_inf[0, 1])
