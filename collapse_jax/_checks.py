@@ -92,9 +92,16 @@ def array_in_interval(name: str, value: Any, low: float, high: float, *, low_ope
 
 def finite_array(name: str, value: Any, *, shape: tuple[int | None, ...] | None = None) -> np.ndarray:
     """Return ``value`` as a float64 NumPy array; raise on NaN/inf, on a shape that does not match, or on a value
-    that is not a rectangular array of numbers (ragged rows, strings)."""
+    that is not a rectangular array of real numbers (ragged rows, strings, complex numbers: their imaginary part was
+    dropped with only NumPy's warning; an audit, 2026-12-04)."""
+    import warnings
+
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", np.exceptions.ComplexWarning)
+            arr = np.asarray(value, dtype=np.float64)
+    except np.exceptions.ComplexWarning:
+        raise ValueError(f"{name} must hold real numbers, got complex ones") from None
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a rectangular array of numbers ({exc})") from None
     if shape is not None:

@@ -3,8 +3,9 @@ Appendix C.5): one call, :func:`diversity`, returns them all in a :class:`Divers
 
 Tokens. Every lexical metric uses one tokenisation, the one sacrebleu's BLEU uses: the text is lower-cased, trailing
 whitespace stripped, split by sacrebleu's ``13a`` tokenizer (mteval-v13a: punctuation split off words) and then on
-whitespace. ``n``-grams never cross text boundaries. Values are fractions in [0, 1] (the seed's table prints them
-times 100).
+whitespace. ``n``-grams never cross text boundaries. TTR, distinct-n, 1 - self-BLEU and HHI are fractions in [0, 1]
+(the seed's table prints them times 100); the compression ratio is unbounded above and semantic diversity lies in
+[0, 2].
 
 * :func:`type_token_ratio`: every text cut to its first ``length`` tokens, texts with fewer tokens left out, the
   kept ones pooled: ``TTR = |distinct tokens| / (k * length)`` over the ``k`` kept texts.
@@ -334,6 +335,8 @@ def semantic_diversity(embeddings: Any) -> float | None:
     """
     e = _checks.finite_array("embeddings", embeddings, shape=(None, None))
     m = e.shape[0]
+    if m and e.shape[1] == 0:  # (reported as "m zero rows" before)
+        raise ValueError(f"embeddings must have dim >= 1 columns, got shape {e.shape}")
     u = _unit_rows(e)
     if m < 2:
         return None
@@ -499,8 +502,9 @@ def bigram_texts(texts: Sequence[str], num_texts: int, *, temperature: float = 0
     table = {}
     for a, nexts in follow.items():
         words = sorted(nexts)
-        logc = np.log([nexts[w] for w in words]) / temperature
-        p = np.exp(logc - logc.max())
+        logc = np.log([nexts[w] for w in words])
+        with np.errstate(over="ignore"):  # -inf below the most frequent word at tiny T: exp gives 0 (greedy)
+            p = np.exp((logc - logc.max()) / temperature)  # (dividing first: inf - inf = NaN at T ~ 1e-310)
         table[a] = (words, np.cumsum(p / p.sum()))
     rng = np.random.default_rng(seed)
     out = []

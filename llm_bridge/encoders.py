@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -91,27 +92,39 @@ class Encoder:
     normalize: bool
     max_length: int
     embed_batch: Callable[[list[str]], np.ndarray]
+    count_tokens: Callable[[list[str]], list[int]] | None = None  # tokens per text, special ones in, not truncated
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool | None = None) -> np.ndarray:
         """Embeddings of ``texts``, float32, shape ``(len(texts), dim)``, rows in input order.
 
         Texts are run longest first in batches of ``batch_size`` (less padding); ``progress=False`` hides the bar
-        (default: shown unless ``COLLAPSE_JAX_PROGRESS=0``).
+        (default: shown unless ``COLLAPSE_JAX_PROGRESS=0``). A text longer than ``max_length`` tokens is embedded
+        from its first ``max_length`` tokens only (the model's limit): a warning gives how many were (two long
+        texts that differ only after that were at cosine distance 0; an audit, 2026-12-04).
         """
         items = check_texts(texts)
         batch_size = _checks.positive_int("batch_size", batch_size)
         out = np.empty((len(items), self.dim), dtype=np.float32)
         order = sorted(range(len(items)), key=lambda i: (-len(items[i]), i))
+        cut = 0
         with bar(len(items), f"encoding ({self.name})", unit="text",
                  disable=None if progress is None else not progress) as b:
             for start in range(0, len(items), batch_size):
                 idx = order[start:start + batch_size]
-                emb = np.asarray(self.embed_batch([items[i] for i in idx]), dtype=np.float32)
+                batch = [items[i] for i in idx]
+                emb = np.asarray(self.embed_batch(batch), dtype=np.float32)
                 if emb.shape != (len(idx), self.dim):
                     raise RuntimeError(f"{self.name} returned shape {emb.shape} for a batch of {len(idx)}, "
                                        f"expected ({len(idx)}, {self.dim})")
+                # (a token takes at least one UTF-8 byte, beside a few special ones: shorter batches are not counted)
+                if self.count_tokens is not None and max(len(t.encode()) for t in batch) + 4 > self.max_length:
+                    cut += sum(n > self.max_length for n in self.count_tokens(batch))
                 out[idx] = emb
                 b.update(len(idx))
+        if cut:
+            warnings.warn(f"{cut} of {len(items)} texts are longer than {self.name}'s max_length of "
+                          f"{self.max_length} tokens: each was embedded from its first {self.max_length} tokens only",
+                          stacklevel=2)
         return out
 
 
@@ -169,8 +182,19 @@ def sentence_transformer_encoder(path: str | os.PathLike, *, normalize: bool = F
         return model.encode(batch, batch_size=len(batch), show_progress_bar=False, convert_to_numpy=True,
                             normalize_embeddings=normalize)
 
+    tokenizer = getattr(model, "tokenizer", None)
+    count = None if tokenizer is None else _token_counter(tokenizer)
     return Encoder(f"sentence-transformers:{folder.name}", dim, folder, normalize, int(model.max_seq_length),
-                   embed_batch)
+                   embed_batch, count)
+
+
+def _token_counter(tokenizer) -> Callable[[list[str]], list[int]]:
+    """Tokens per text with the special tokens the model adds, nothing truncated (a Hugging Face tokenizer)."""
+    def count(batch: list[str]) -> list[int]:
+        ids = tokenizer(batch, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        return [len(i) for i in ids]
+
+    return count
 
 
 def mean_pool(hidden, mask):
@@ -209,9 +233,12 @@ def hf_mean_pool_encoder(path: str | os.PathLike, *, normalize: bool = False, de
                 pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
         return pooled.float().cpu().numpy()
 
-    return Encoder(f"hf-mean:{folder.name}", dim, folder, normalize, limit, embed_batch)
+    return Encoder(f"hf-mean:{folder.name}", dim, folder, normalize, limit, embed_batch, _token_counter(tokenizer))
 
 
-def minilm_encoder(*, device: str | None = None) -> Encoder:
-    """The packaged all-MiniLM-L6-v2 (:func:`minilm_path`) as a sentence-transformers encoder (384-d, unit norm)."""
-    return sentence_transformer_encoder(minilm_path(), device=device)
+def minilm_encoder(*, device: str | None = None, max_length: int | None = None) -> Encoder:
+    """The packaged all-MiniLM-L6-v2 (:func:`minilm_path`) as a sentence-transformers encoder (384-d, unit norm).
+    It embeds a text from its first 256 word pieces (the model's ``max_seq_length``; ``max_length`` up to its 512
+    positions raises it, although the model was trained on 128); :meth:`Encoder.encode` warns how many texts were
+    longer."""
+    return sentence_transformer_encoder(minilm_path(), device=device, max_length=max_length)

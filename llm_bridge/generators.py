@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import sys
 import warnings
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, Sequence, runtime_checkable
@@ -26,11 +27,17 @@ from collapse_jax.cli_options import option
 
 
 def check_texts(texts: Any, name: str = "texts", *, allow_empty: bool = True) -> list[str]:
-    """``texts`` as a list of str; a bare string, a non-string item (``name[i]``), a string that cannot be encoded
-    as UTF-8 (a lone surrogate such as ``"\\ud800"``; ``name[i]``) or, unless ``allow_empty``, an empty list raises
-    a ValueError naming ``name``."""
+    """``texts`` as a list of str; a bare string, a set or mapping (no fixed order), a non-string item (``name[i]``),
+    a string that cannot be encoded as UTF-8 (a lone surrogate such as ``"\\ud800"``; ``name[i]``) or, unless
+    ``allow_empty``, an empty list raises a ValueError naming ``name``."""
     if isinstance(texts, (str, bytes)):
         raise ValueError(f"{name} must be a sequence of strings, got a single string; wrap it in a list")
+    if isinstance(texts, Set):  # no order: a seeded subsample of a set changed with the process's hash seed
+        raise ValueError(f"{name} must be an ordered sequence of strings (a list), got a {type(texts).__name__}, "
+                         f"whose order changes between processes; pass sorted(...) of it")
+    if isinstance(texts, Mapping):
+        raise ValueError(f"{name} must be a sequence of strings (a list), got a {type(texts).__name__} (only its keys "
+                         f"would be read); pass list(...) of its keys or values")
     try:
         items = list(texts)
     except TypeError:

@@ -317,6 +317,14 @@ class ExtraRowEncoder:
                                    "b": dv.diversity(["a b"], ngram_orders=(3,)).as_dict()}),
      r"reports\['b'\] lacks distinct_2"),
     (lambda: dv.diversity(["a", "b"], embeddings=[[1.0, 2.0], [3.0]]), "embeddings must be a rectangular array"),
+    # an audit (2026-12-04): a set gave a self-BLEU that changed with the process's hash seed, a dict its keys,
+    # complex embeddings lost their imaginary part with only NumPy's warning, zero columns read as "2 zero rows"
+    (lambda: dv.diversity({"a b", "c d"}), "texts must be an ordered sequence of strings .* got a set"),
+    (lambda: dv.self_bleu(frozenset(["a b", "c d"])), "got a frozenset"),
+    (lambda: dv.diversity({"a b": 1, "c d": 2}), "got a dict"),
+    (lambda: dv.semantic_diversity(np.array([[1 + 5j, 1], [1, 1 + 5j]])), "embeddings must hold real numbers"),
+    (lambda: dv.semantic_diversity([[1 + 5j, 1], [1, 1 + 5j]]), "embeddings must be a rectangular array"),
+    (lambda: dv.semantic_diversity(np.ones((2, 0))), r"embeddings must have dim >= 1 columns, got shape \(2, 0\)"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
@@ -337,3 +345,11 @@ def test_ordering_checks_every_set_before_scoring_any():
         dv.ordering_violations({"good": ["a b", "c d"], "bad": ["a b", 3]}, encoder=CountingEncoder())
     assert CountingEncoder.calls == 0
 
+
+
+def test_bigram_texts_greedy_at_the_smallest_temperatures():
+    """An audit (2026-12-04): at T = 1e-310 log(count) / T overflowed to inf, inf - inf = NaN, and the sampler
+    picked the rarest successor; the limit T -> 0 is the most frequent one."""
+    texts = ["a b", "a c", "a c", "a d", "a d", "a d"]
+    for t in (1e-3, 1e-300, 1e-310, 5e-324):
+        assert set(dv.bigram_texts(texts, 20, temperature=t)) == {"a d"}, t

@@ -163,6 +163,30 @@ def test_bad_paths_and_bad_input(tiny_models, tmp_path):
         enc.encode(TEXTS, batch_size=0)
     with pytest.raises(ValueError, match="max_length"):
         encoders.hf_mean_pool_encoder(tiny_models["hf"], max_length=0)
+    with pytest.raises(ValueError, match="got a set, whose order changes between processes"):
+        enc.encode(set(TEXTS))
+    with pytest.raises(ValueError, match="got a dict"):
+        enc.encode(dict.fromkeys(TEXTS))
+
+
+@needs_llm
+def test_texts_beyond_max_length_are_counted_in_a_warning(tiny_models):
+    """An audit (2026-12-04): texts are embedded from their first max_length tokens, silently: two long texts that
+    differ only after that had cosine distance 0. The encoders now warn how many texts were cut."""
+    import warnings
+
+    from llm_bridge import encoders
+
+    long = ["the cat " * 20 + "sat", "the cat " * 20 + "runs fast", "a dog " * 14 + "runs"]  # 43, 44, 31 tokens
+    for enc in (encoders.hf_mean_pool_encoder(tiny_models["hf"]),
+                encoders.sentence_transformer_encoder(tiny_models["st"])):
+        assert enc.max_length == 32
+        with pytest.warns(UserWarning, match=r"2 of 5 texts are longer than .* max_length of 32 tokens"):
+            e = enc.encode(long + TEXTS[:2], batch_size=2, progress=False)
+        assert np.array_equal(e[0], e[1])  # the cut: the two long texts differ after their first 32 tokens only
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            enc.encode(TEXTS, progress=False)
 
 
 def test_missing_dependencies_raise_an_importerror_that_says_how_to_install(monkeypatch):
