@@ -365,9 +365,10 @@ def _cell_bytes(spec: SweepSpec, model: SweepModel) -> int:
 def kernels(spec: SweepSpec) -> str:
     """The kernels the sweep's cells run with in this process, by the simulator's own resolver (the specification's
     backend; ``auto`` as the device and ``--backend`` make it): one name, or several joined by ``+`` where groups of
-    cells run different ones (on a GPU the multinomial's Pallas kernel runs two of its four regimes, JAX the
-    others). A ValueError naming the backend where some cells cannot run with it. The kernels depend on the backend
-    and on at most one parameter (the regime), so one cell per value of each axis is asked."""
+    cells run different ones (a multinomial grid mixing regimes on a GPU recorded ``jax+pallas`` until 2026-12-04,
+    when ``auto`` there chose the Pallas kernel for two regimes). A ValueError naming the backend where some cells
+    cannot run with it. The kernels depend on the backend and on at most one parameter (the regime), so one cell per
+    value of each axis is asked."""
     model = MODELS[spec.simulator]
     first = spec.cell(0)
     cells = [first] + [{**first, **{k: v[i] for k, v in axis.values.items()}}
