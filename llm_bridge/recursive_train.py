@@ -449,7 +449,11 @@ def document_text(tok, ids: Sequence[int]) -> str:
 
 
 def _token_split(ctx: Context, texts: list[str], real: list[bool]) -> dict:
-    counts = [len(i) + 1 for i in ctx.rep.tokenizer.encode_batch(texts)]      # +1: each document's EOT
+    """Tokens of ``texts`` (all, and the real ones) as the theory's ``n_t`` and ``alpha_t`` count them: without the
+    EOT that ends each document, which ``p``, ``f_t`` and ``q_t`` leave out too (they were counted until
+    2026-12-04: ``n_t`` one token per document too large, the theory's risks 1-5 % low; an audit)."""
+    eot = ctx.rep.tokenizer.eot_id
+    counts = [sum(1 for x in ids if x != eot) for ids in ctx.rep.tokenizer.encode_batch(texts)]
     return {"total": int(sum(counts)), "real": int(sum(c for c, r in zip(counts, real) if r))}
 
 
