@@ -145,6 +145,22 @@ def section_binomials(args) -> dict:
     return out
 
 
+def _benchmark_case(steps: int, size: int):
+    """The gap's setting, as ``gpu_bench.py``'s multinomial section builds it: K = 50 categories from
+    Dirichlet(1) (seed 0), alpha = 0.5, n_t = ``size`` fixed, replace: ``(p, alpha, n, config, theory, float32
+    inputs of the kernels)``."""
+    import jax.numpy as jnp
+    import numpy as np
+
+    from collapse_jax import multinomial as mn
+    from collapse_jax import schedules as S
+
+    p = np.random.default_rng(0).dirichlet(np.ones(50))
+    alpha, n, cfg = S.constant_alpha(0.5, steps), S.constant_size(size, steps), mn.MultinomialConfig("replace")
+    f32 = tuple(jnp.asarray(x, jnp.float32) for x in (p, alpha, n))
+    return p, alpha, n, cfg, mn.theory_risk(p, alpha, n, cfg), f32
+
+
 def section_risk(args) -> dict:
     import jax
     import jax.numpy as jnp
@@ -153,21 +169,16 @@ def section_risk(args) -> dict:
     from collapse_jax import driver
     from collapse_jax import multinomial as mn
     from collapse_jax import multinomial_pallas as mp
-    from collapse_jax import schedules as S
     from collapse_jax.replicates import replicate_keys
 
-    K, T = 50, args.steps
-    p = np.random.default_rng(0).dirichlet(np.ones(K))
-    alpha, cfg = S.constant_alpha(0.5, T), mn.MultinomialConfig("replace")
+    T = args.steps
     out = []
     original = mn.btrs_log_ratio
     cases = [("pallas", "log1p (now)", mn.btrs_log_ratio), ("pallas", "tf grouping (first GPU run)", _tf_log_ratio),
              ("pallas", "log(1 + x)", _log_instead_of_log1p), ("jax", "log1p (now)", mn.btrs_log_ratio)]
     try:
         for size in (1000, 100):
-            n = S.constant_size(size, T)
-            theory = mn.theory_risk(p, alpha, n, cfg)
-            f32 = (jnp.asarray(p, jnp.float32), jnp.asarray(alpha, jnp.float32), jnp.asarray(n, jnp.float32))
+            _, _, _, cfg, theory, f32 = _benchmark_case(T, size)
             for backend, name, fn in cases:
                 if size == 100 and name != "log1p (now)":
                     continue
@@ -206,14 +217,10 @@ def section_determinism(args) -> dict:
 
     from collapse_jax import multinomial as mn
     from collapse_jax import multinomial_pallas as mp
-    from collapse_jax import schedules as S
     from collapse_jax.replicates import replicate_keys
 
-    K, T, R = 50, args.steps, args.replicates
-    p = np.random.default_rng(0).dirichlet(np.ones(K))
-    alpha, n, cfg = S.constant_alpha(0.5, T), S.constant_size(1000, T), mn.MultinomialConfig("replace")
-    theory = mn.theory_risk(p, alpha, n, cfg)
-    f32 = (jnp.asarray(p, jnp.float32), jnp.asarray(alpha, jnp.float32), jnp.asarray(n, jnp.float32))
+    R = args.replicates
+    p, alpha, n, cfg, theory, f32 = _benchmark_case(args.steps, 1000)
     keys = replicate_keys(0, 0, R)
     jitted = lambda **kw: mp.batched_risk_pallas(keys, *f32, interpret=args.interpret, **kw)  # noqa: E731
     runs = {}
@@ -239,7 +246,7 @@ def section_determinism(args) -> dict:
         print(f"determinism [{name}]: max |mean/theory - 1| {row['max_rel_dev']:.2e}, max |z| {row['max_abs_z']:.1f} "
               f"(generation {row['worst_generation']}), replicates differing from jit 1 / eager: "
               f"{differ['jit 1']} / {differ['eager']}, {row['seconds']:.1f} s", flush=True)
-    return dict(replicates=R, steps=T, rows=rows)
+    return dict(replicates=R, steps=args.steps, rows=rows)
 
 
 def section_sigma(args) -> dict:

@@ -7,6 +7,7 @@ before any array is allocated or any function is compiled.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -94,8 +95,6 @@ def finite_array(name: str, value: Any, *, shape: tuple[int | None, ...] | None 
     """Return ``value`` as a float64 NumPy array; raise on NaN/inf, on a shape that does not match, or on a value
     that is not a rectangular array of real numbers (ragged rows, strings, complex numbers: their imaginary part was
     dropped with only NumPy's warning; an audit, 2026-12-04)."""
-    import warnings
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", np.exceptions.ComplexWarning)

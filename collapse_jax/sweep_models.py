@@ -34,14 +34,14 @@ class Field:
     high_open: bool = False
     choices: tuple | None = None
 
+    def interval(self) -> str:
+        """The allowed range as text, e.g. ``(0.0, 1.0]``; values are finite, so an infinite end is open."""
+        lo = "(" if self.low_open or self.low is None else "["
+        hi = ")" if self.high_open or self.high is None else "]"
+        return f"{lo}{'-inf' if self.low is None else self.low}, {'inf' if self.high is None else self.high}{hi}"
+
     def describe(self) -> str:
-        if self.choices:
-            allowed = f"one of {list(self.choices)}"
-        else:
-            lo = "(" if self.low_open or self.low is None else "["  # values are finite: an infinite end is open
-            hi = ")" if self.high_open or self.high is None else "]"
-            allowed = f"{self.kind.__name__} in {lo}{'-inf' if self.low is None else self.low}, " \
-                      f"{'inf' if self.high is None else self.high}{hi}"
+        allowed = f"one of {list(self.choices)}" if self.choices else f"{self.kind.__name__} in {self.interval()}"
         return f"{self.help} ({allowed}; default {self.default!r})"
 
     def check(self, value) -> str | None:
@@ -58,10 +58,7 @@ class Field:
         lo_bad = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         hi_bad = self.high is not None and (value >= self.high if self.high_open else value > self.high)
         if lo_bad or hi_bad:
-            lo = "(" if self.low_open or self.low is None else "["
-            hi = ")" if self.high_open or self.high is None else "]"
-            return (f"must be in {lo}{'-inf' if self.low is None else self.low}, "
-                    f"{'inf' if self.high is None else self.high}{hi}, got {value!r}")
+            return f"must be in {self.interval()}, got {value!r}"
         return None
 
 
