@@ -167,17 +167,18 @@ def write_run_config(folder: Path, config: dict[str, Any]) -> None:
     RunFolder(Path(folder)).write_config(config)
 
 
-def read_run_config(folder: str | os.PathLike) -> dict[str, Any]:
-    """``config.json``'s configuration, or a ValueError naming the folder or file that is missing or unreadable."""
+def read_run_config(folder: str | os.PathLike, what: str = "model folder") -> dict[str, Any]:
+    """``config.json``'s configuration, or a ValueError naming the folder or file that is missing or unreadable
+    (``what``: how the message calls the folder, e.g. ``"run folder"`` where a training run is resumed)."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise ValueError(f"model folder {str(folder)!r} is a file, not a model folder (a training run folder or a "
-                         "NanoGPT.save folder)")
+        kinds = " (a training run folder or a NanoGPT.save folder)" if what == "model folder" else ""
+        raise ValueError(f"{what} {str(folder)!r} is a file, not a {what}{kinds}")
     if not folder.is_dir():
-        raise ValueError(f"model folder {str(folder)!r} does not exist")
+        raise ValueError(f"{what} {str(folder)!r} does not exist")
     path = folder / CONFIG_FILE
     if not path.is_file():
-        raise ValueError(f"model folder {str(folder)!r} holds no {CONFIG_FILE}; it is not a nanoGPT run")
+        raise ValueError(f"{what} {str(folder)!r} holds no {CONFIG_FILE}; it is not a nanoGPT run")
     try:
         saved = json.loads(path.read_text())["config"]
         saved["model"]
@@ -635,7 +636,7 @@ def resume(folder: str | os.PathLike, *, until: int | None = None, progress: boo
     unless its final checkpoint does not restore: then its last steps are replayed as for an unfinished run."""
     started = time.perf_counter()
     folder = Path(folder)
-    saved = read_run_config(folder)
+    saved = read_run_config(folder, "run folder")
     check_until(until, saved.get("train", {}).get("steps"))
     if (folder / "manifest.json").is_file():   # finished: nothing to train, nothing rewritten (unless the final
         metrics = read_json(folder / METRICS_FILE)                          # checkpoint is damaged: replayed below)

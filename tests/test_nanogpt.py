@@ -908,6 +908,9 @@ def test_cli_sample_eval_and_errors(capsys, reference_run, data_dir, tmp_path):
     assert "--resume needs --out" in capsys.readouterr().err
     assert _cli("train", "--resume", "--out", run, "--steps", "5") == 2
     assert "drop --steps" in capsys.readouterr().err
+    # a missing run folder is called what it is (it was "model folder")
+    assert _cli("train", "--resume", "--out", str(tmp_path / "missing")) == 2
+    assert f"run folder '{tmp_path / 'missing'}' does not exist" in capsys.readouterr().err
     assert _cli("train", "--heads", "3", "--preset", "tiny", "--out", str(tmp_path / "x")) == 2
     assert "must be a multiple of num_heads" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()                                # no empty run folder left behind
