@@ -69,12 +69,16 @@ def minilm_path() -> Path:
     return path
 
 
-def model_folder(name: str, path: str | os.PathLike, required: Sequence[str]) -> Path:
-    """``path`` as a local model folder holding every file in ``required``, or a ValueError naming what is wrong."""
+def model_folder(name: str, path: str | os.PathLike, required: Sequence[str],
+                 saver: str = "save a model with save_pretrained / SentenceTransformer.save") -> Path:
+    """``path`` as a local model folder holding every file in ``required``, or a ValueError naming what is wrong
+    (``saver``: how to write such a folder, for the message)."""
     folder = Path(path).expanduser()
+    if str(path).strip() == "":     # Path("") is the current folder: never what an empty string meant
+        raise ValueError(f"{name} must be a local model folder, got an empty string")
     if not folder.is_dir():
         raise ValueError(f"{name} must be a local model folder (loaders here never download), got {str(path)!r}, "
-                         "which is not a directory; save a model with save_pretrained / SentenceTransformer.save")
+                         f"which is not a directory; {saver}")
     missing = [f for f in required if not (folder / f).is_file()]
     if missing:
         raise ValueError(f"{name} {str(folder)!r} is not a saved model folder: missing {', '.join(missing)}")
@@ -128,8 +132,24 @@ class Encoder:
         return out
 
 
-def _torch_device(device: str | None) -> str:
-    return device or "cpu"
+def _torch_device(device: Any) -> Any:
+    """``device`` (default ``"cpu"``) as a torch device this torch can use, or a ValueError naming it, before any
+    weights load (torch's own errors came after loading: an AssertionError for CUDA on a CPU-only build)."""
+    torch = require("torch")
+    try:
+        dev = torch.device("cpu" if device is None else device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r} ({exc})") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device {device!r}: this torch ({torch.__version__}) has no CUDA device; use 'cpu'")
+        if dev.index is not None and dev.index >= count:
+            raise ValueError(f"device {device!r}: this machine has {count} CUDA device(s), 'cuda:0' to "
+                             f"'cuda:{count - 1}'")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r}: this torch has no MPS device; use 'cpu'")
+    return dev
 
 
 # Any of these makes a tokenizer transformers can load; without one AutoTokenizer quietly builds a five-token
@@ -165,9 +185,9 @@ def sentence_transformer_encoder(path: str | os.PathLike, *, normalize: bool = F
     """
     folder = model_folder("path", path, ["modules.json"])
     _check_tokenizer_files(folder)
-    require("torch")
+    dev = _torch_device(device)
     st = require("sentence_transformers")
-    model = st.SentenceTransformer(str(folder), device=_torch_device(device), local_files_only=True)
+    model = st.SentenceTransformer(str(folder), device=str(dev), local_files_only=True)
     model.eval()
     if max_length is not None:
         positions = getattr(getattr(getattr(model[0], "auto_model", None), "config", None), "max_position_embeddings",

@@ -125,13 +125,14 @@ class Generator(Protocol):
         """One continuation per prompt (prompt not included, cut at ``sampling.stop``); deterministic per seed."""
         ...
 
-    def perplexity(self, texts: Sequence[str], *, batch_size: int = 32) -> PerplexityResult:
+    def perplexity(self, texts: Sequence[str], *, batch_size: int = 32,
+                   progress: bool | None = None) -> PerplexityResult:
         """Negative log-likelihood of each text under the model (texts longer than the context are scored in
         windows)."""
         ...
 
     def finetune(self, texts: Sequence[str], *, steps: int, learning_rate: float = 1e-4, batch_size: int = 8,
-                 seed: int = 0) -> list[float]:
+                 seed: int = 0, progress: bool | None = None) -> list[float]:
         """``steps`` optimiser steps on ``texts`` in place; returns the training loss of each step."""
         ...
 

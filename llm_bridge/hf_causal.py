@@ -24,9 +24,11 @@ torch and transformers come from the optional ``llm`` extra and are imported ins
 from __future__ import annotations
 
 import functools
+import json
 import os
+import re
 import shutil
-import tempfile
+import uuid
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +38,7 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
-from llm_bridge.encoders import TOKENIZER_FILES, model_folder, require
+from llm_bridge.encoders import TOKENIZER_FILES, _torch_device, model_folder, require
 from llm_bridge.generators import (PerplexityResult, Sampling, _caller_stacklevel, check_texts, cut_at_stop,
                                    fit_prompts)
 
@@ -53,7 +55,8 @@ def checkpoint_folder(path: str | os.PathLike) -> Path:
     if Path(path).expanduser().is_file():
         raise ValueError(f"path {str(path)!r} is a file, not a model folder; pass the folder that "
                          "model.save_pretrained / tokenizer.save_pretrained wrote")
-    folder = model_folder("path", path, ["config.json"])
+    folder = model_folder("path", path, ["config.json"],
+                          saver="write one with model.save_pretrained(path) and tokenizer.save_pretrained(path)")
     missing = []
     if not any((folder / f).is_file() for f in WEIGHT_FILES):
         missing.append(f"weights (one of {', '.join(WEIGHT_FILES)})")
@@ -252,8 +255,8 @@ class HFCausalLM:
                 return out
             begin += stride
 
-    def perplexity(self, texts: Sequence[str], *, batch_size: int = 32, stride: int | None = None
-                   ) -> PerplexityResult:
+    def perplexity(self, texts: Sequence[str], *, batch_size: int = 32, stride: int | None = None,
+                   progress: bool | None = None) -> PerplexityResult:
         """Negative log-likelihood (nats) of each text and the number of tokens predicted.
 
         A text is its tokens after the start token (see the module docstring), so a text of ``t`` tokens predicts
@@ -262,7 +265,8 @@ class HFCausalLM:
         logits in float32, summed in float64. Texts longer than the context are scored in windows that move by
         ``stride`` tokens (1 to ``context_length - 1``; default half the context; see :meth:`windows`). Windows run
         longest first, ``batch_size`` at a time, right-padded with an attention mask; the logits of a batch,
-        ``batch_size x C x vocabulary`` floats, bound the memory.
+        ``batch_size x C x vocabulary`` floats, bound the memory. ``progress``: the bar over windows (None: the
+        library's default, ``COLLAPSE_JAX_PROGRESS``).
         """
         items = check_texts(texts, allow_empty=False)
         batch_size = _checks.positive_int("batch_size", batch_size)
@@ -276,7 +280,8 @@ class HFCausalLM:
         nll = np.zeros(len(items))
         tokens = np.zeros(len(items), dtype=np.int64)
         F = self.torch.nn.functional
-        with self.torch.inference_mode():
+        with self.torch.inference_mode(), bar(len(work), f"perplexity ({self.name})", unit="window",
+                                              disable=None if progress is None else not progress) as b:
             for lo in range(0, len(work), batch_size):
                 chunk = work[lo:lo + batch_size]
                 ids, mask = self.pad([w for _, w, _ in chunk], left=False)
@@ -291,13 +296,15 @@ class HFCausalLM:
                 for r, (i, _, m) in enumerate(chunk):
                     nll[i] += row_nll[r]
                     tokens[i] += m
+                b.update(len(chunk))
         return PerplexityResult(nll, tokens)
 
     def finetune(self, texts: Sequence[str], *, steps: int, learning_rate: float = 1e-4, batch_size: int = 8,
-                 seed: int = 0, weight_decay: float = 0.01) -> list[float]:
+                 seed: int = 0, weight_decay: float = 0.01, progress: bool | None = None) -> list[float]:
         """``steps`` AdamW steps on ``texts``, in place; returns each step's mean token cross-entropy (nats).
 
-        Each text becomes start token + tokens + EOS token, cut to the context length. Step ``s`` takes
+        Each text becomes start token + tokens + EOS token, cut to the context length (its end and the EOS are
+        then not trained on: one warning gives the count of texts cut). Step ``s`` takes
         ``min(batch_size, len(texts))`` distinct texts drawn at random (NumPy generator seeded from ``seed``),
         right-pads them and masks the padding out of the loss. A fresh ``torch.optim.AdamW`` (``learning_rate``,
         ``weight_decay``) runs in train mode (dropout on, its RNG seeded from ``seed`` and the caller's RNG state
@@ -311,7 +318,13 @@ class HFCausalLM:
         batch_size = _checks.positive_int("batch_size", batch_size)
         seed = _checks.random_seed("seed", seed)
         weight_decay = _checks.in_interval("weight_decay", weight_decay, 0.0, np.inf, high_open=True)
-        docs = [(self.encode(t) + self.suffix)[:self.context_length] for t in items]
+        full = [self.encode(t) + self.suffix for t in items]
+        cut = sum(len(d) > self.context_length for d in full)
+        if cut:
+            warnings.warn(f"{cut} of {len(items)} texts are longer than the context ({self.context_length} tokens "
+                          "with the start and end tokens): each is fine-tuned on its first "
+                          f"{self.context_length} tokens only, without its end", stacklevel=_caller_stacklevel())
+        docs = [d[:self.context_length] for d in full]
         docs = [d for d in docs if len(d) >= 2]
         if not docs:
             raise ValueError("texts must give at least one text of two or more tokens to train on; all are empty")
@@ -322,7 +335,8 @@ class HFCausalLM:
         losses: list[float] = []
         self.model.train()
         try:
-            with self.seeded(seed, FINETUNE), bar(steps, f"fine-tuning ({self.name})", unit="step") as b:
+            with self.seeded(seed, FINETUNE), bar(steps, f"fine-tuning ({self.name})", unit="step",
+                                                 disable=None if progress is None else not progress) as b:
                 for _ in range(steps):
                     idx = picks.choice(len(docs), size=min(batch_size, len(docs)), replace=False)
                     ids, mask = self.pad([docs[i] for i in idx], left=False)
@@ -343,18 +357,19 @@ class HFCausalLM:
         """Write model and tokenizer (``save_pretrained``) to folder ``path``, which :func:`hf_causal_lm` loads.
 
         Written to a temporary folder beside ``path`` and renamed into place, so ``path`` never holds half a
-        model; an existing ``path`` that holds a saved model (``config.json``), or nothing, is replaced. A file, or a
-        folder holding other things, is refused before anything is written (it was moved aside and deleted, or the
-        save failed halfway with a FileExistsError).
+        model; an existing ``path`` that is empty, or that holds a saved model and nothing else (a transformers
+        ``config.json`` and files ``save_pretrained`` writes: :func:`replaceable_model_folder`), is replaced. A file,
+        or a folder holding anything else, is refused before anything is written (a folder with any ``config.json``
+        was replaced whole, deleting the user's other files). The folder gets the permissions of a new folder
+        (the process's umask), as ``save_pretrained``'s own.
         """
         folder = Path(path).expanduser()
-        if folder.exists() and not folder.is_dir():
-            raise ValueError(f"path {str(folder)!r} is a file; give a folder (one holding a saved model is replaced)")
-        if folder.is_dir() and not (folder / "config.json").is_file() and any(folder.iterdir()):
-            raise ValueError(f"path {str(folder)!r} holds files but no saved model (no config.json); save to a new or "
-                             "empty folder, or to one written by save()")
+        if str(path).strip() == "":
+            raise ValueError("path must name a folder, got an empty string")
+        replaceable_model_folder(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
+        tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:12]}.tmp"
+        tmp.mkdir()                          # mode 0o777 minus the umask (tempfile.mkdtemp's is 0o700)
         try:
             self.model.save_pretrained(str(tmp))
             self.tokenizer.save_pretrained(str(tmp))
@@ -368,6 +383,38 @@ class HFCausalLM:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return folder
+
+
+# Names of the files ``save_pretrained`` writes for a model and its tokenizer (weights, shards and their index,
+# configurations, vocabularies, chat templates): a folder holding only these may be replaced by HFCausalLM.save.
+SAVED_MODEL_FILES = re.compile(r".*\.(json|safetensors|bin|model|jinja|tiktoken|msgpack|h5)|merges\.txt|vocab\.txt")
+
+
+def replaceable_model_folder(folder: Path) -> None:
+    """A ValueError unless ``folder`` does not exist, is an empty folder, or holds a saved transformers model and
+    nothing else: a ``config.json`` naming a ``model_type`` or ``architectures``, and only plain files whose names
+    ``save_pretrained`` writes (:data:`SAVED_MODEL_FILES`)."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ValueError(f"path {str(folder)!r} is a file; give a folder (one holding a saved model is replaced)")
+    entries = sorted(folder.iterdir())
+    if not entries:
+        return
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        is_model = isinstance(config, dict) and ("model_type" in config or "architectures" in config)
+    except (OSError, ValueError):
+        is_model = False
+    if not is_model:
+        raise ValueError(f"path {str(folder)!r} holds files but no saved model (no transformers config.json); save "
+                         "to a new or empty folder, or to one written by save()")
+    other = [e.name + ("/" if e.is_dir() else "") for e in entries
+             if not (e.is_file() and SAVED_MODEL_FILES.fullmatch(e.name))]
+    if other:
+        raise ValueError(f"path {str(folder)!r} holds a saved model and {len(other)} other entries ("
+                         f"{', '.join(other[:3])}{', ...' if len(other) > 3 else ''}), which replacing it would "
+                         "delete; save to a new or empty folder, or move them out")
 
 
 @functools.cache
@@ -433,6 +480,7 @@ def hf_causal_lm(path: str | os.PathLike, *, device: str | None = None, dtype: A
     """
     folder = checkpoint_folder(path)
     torch = require("torch")
+    device = _torch_device(device)
     transformers = require("transformers")
     if dtype is None:
         dtype = torch.float32
@@ -457,4 +505,4 @@ def hf_causal_lm(path: str | os.PathLike, *, device: str | None = None, dtype: A
     if missing:  # transformers would fill them with random values and only log it
         raise ValueError(f"the weights in {str(folder)!r} lack {len(missing)} of the model's tensors (e.g. "
                          f"{', '.join(map(str, missing[:3]))}): a partial or mismatched checkpoint")
-    return HFCausalLM(model.to(device or "cpu"), tokenizer, name=f"hf:{folder.name}")
+    return HFCausalLM(model.to(device), tokenizer, name=f"hf:{folder.name}")

@@ -440,7 +440,7 @@ def run_step(cfg: WebConfig, t: int, models: list[Generator], internet: list[str
             prompt, fitted = cfg.query, 0
             losses = [] if not retrieved else model.finetune(
                 retrieved, steps=cfg.finetune_steps, learning_rate=cfg.finetune_lr, batch_size=cfg.finetune_batch,
-                seed=int(step_seed(cfg, t, i, FINETUNE).generate_state(1)[0] >> 1))
+                seed=int(step_seed(cfg, t, i, FINETUNE).generate_state(1)[0] >> 1), progress=False)
         seed = int(step_seed(cfg, t, i, SAMPLE).generate_state(1)[0] >> 1)
         continuations = model.generate([prompt] * cfg.samples, sampling, seed=seed, progress=False)
         rec["retrieved"].append(idx.tolist())

@@ -1062,9 +1062,10 @@ class NanoGPT:
 
     # --- fine-tuning --------------------------------------------------------------------------------------------
     def finetune(self, texts: Sequence[str], *, steps: int, learning_rate: float = 1e-4, batch_size: int = 8,
-                 seed: int = 0) -> list[float]:
+                 seed: int = 0, progress: bool | None = None) -> list[float]:
         """``steps`` AdamW steps on ``texts`` in place (fresh optimiser state; see
         :func:`llm_bridge.nanogpt_train.finetune`); returns each step's training loss."""
         from llm_bridge import nanogpt_train as nt
 
-        return nt.finetune(self, texts, steps=steps, learning_rate=learning_rate, batch_size=batch_size, seed=seed)
+        return nt.finetune(self, texts, steps=steps, learning_rate=learning_rate, batch_size=batch_size, seed=seed,
+                           progress=progress)

@@ -828,7 +828,7 @@ def plot_losses(run: RunFolder, metrics: dict) -> None:
 
 @without_x64
 def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate: float = 1e-4, batch_size: int = 8,
-             seed: int = 0) -> list[float]:
+             seed: int = 0, progress: bool | None = None) -> list[float]:
     """``steps`` AdamW steps (constant ``learning_rate``, betas 0.9/0.95, weight decay 0.1 on matrices, clipping
     1.0, a fresh optimiser state) on windows of ``texts``, updating ``model.params`` in place.
 
@@ -837,7 +837,8 @@ def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate:
     windows of ``min(context, len - 1) + 1`` tokens with the keys of :func:`step_keys` (``seed``, step). Returns
     the training loss of each step. The stream is zero-padded to a power of two (at least 1024 tokens) and windows are
     drawn from its real length (:func:`random_windows`' ``size``), so calls on texts of different lengths share a
-    compilation and give the same numbers as an unpadded stream.
+    compilation and give the same numbers as an unpadded stream. ``progress``: a bar over the steps (None: the
+    library's default, ``COLLAPSE_JAX_PROGRESS``).
     """
     items = check_texts(texts, allow_empty=False)
     steps = _checks.positive_int("steps", steps)
@@ -851,9 +852,14 @@ def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate:
     opt_state = committed(optimizer(tc).init(params))
     stream, size = padded_stream(stream)
     lr, losses, key = jnp.float32(tc.learning_rate), [], root_key(tc.seed)
-    for s in range(steps):
-        params, opt_state, loss = step_fn(params, opt_state, stream, key, s, lr, size)
-        losses.append(loss)
+    with bar(steps, f"fine-tuning ({model.name})", unit="step",
+             disable=None if progress is None else not progress) as b:
+        for s in range(steps):
+            params, opt_state, loss = step_fn(params, opt_state, stream, key, s, lr, size)
+            losses.append(loss)
+            if not b.disable:                 # reading the loss waits for the step: only for a bar that is drawn
+                b.set_postfix(loss=f"{float(loss):.3f}")
+            b.update(1)
     model.params = params
     model.step += steps
     return [float(v) for v in losses]

@@ -9,7 +9,9 @@ Skipped without the ``llm`` extra (torch, transformers, tokenizers).
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -108,6 +110,20 @@ def test_loads_a_saved_folder_as_a_generator(lm, tiny_folder):
     assert lm.encode("The cat") == [eos] + lm.tokenizer.encode("The cat")
 
 
+def test_both_generators_take_every_keyword_of_the_protocol():
+    """Code written against the Generator protocol runs on either model (HF's perplexity took no ``progress``)."""
+    import inspect
+
+    from llm_bridge.hf_causal import HFCausalLM
+    from llm_bridge.nanogpt import NanoGPT
+
+    for method in ("generate", "perplexity", "finetune"):
+        wanted = set(inspect.signature(getattr(Generator, method)).parameters)
+        assert "progress" in wanted
+        for cls in (NanoGPT, HFCausalLM):
+            assert wanted <= set(inspect.signature(getattr(cls, method)).parameters), (cls.__name__, method)
+
+
 def test_dtype_option(tiny_folder):
     import torch
 
@@ -153,6 +169,43 @@ def test_bad_folders(tmp_path, tiny_folder):
               metadata={"format": "pt"})
     with pytest.raises(ValueError, match=f"weights in '{bad}' lack .* tensors .*transformer.h.1"):
         hf_causal_lm(bad)
+    # an empty string was the current folder; a hub id was told to use SentenceTransformer.save
+    with pytest.raises(ValueError, match="path must be a local model folder, got an empty string"):
+        hf_causal_lm("")
+    with pytest.raises(ValueError, match=r"not a directory; write one with model.save_pretrained\(path\)"):
+        hf_causal_lm("openai-community/gpt2")
+
+
+@pytest.mark.parametrize("device, match", [
+    ("banana", "device must be a torch device such as 'cpu' or 'cuda:0', got 'banana'"),
+    (3, "device must be a torch device"),
+])
+def test_bad_devices_are_refused_before_loading(tiny_folder, device, match, monkeypatch):
+    """Torch's own errors came after the weights had loaded (an AssertionError for CUDA on a CPU-only torch)."""
+    import transformers
+
+    from llm_bridge.hf_causal import hf_causal_lm
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("loaded before the device was checked")
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", no_load)
+    with pytest.raises(ValueError, match=match):
+        hf_causal_lm(tiny_folder, device=device)
+
+
+def test_cuda_device_without_cuda_is_refused(tiny_folder, monkeypatch):
+    import torch
+
+    from llm_bridge.hf_causal import hf_causal_lm
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="device 'cuda': this torch .* has no CUDA device; use 'cpu'"):
+        hf_causal_lm(tiny_folder, device="cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"device 'cuda:1': this machine has 1 CUDA device\(s\)"):
+        hf_causal_lm(tiny_folder, device="cuda:1")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -393,6 +446,16 @@ def test_finetune_lowers_the_loss_deterministically(tiny_folder, corpus_texts):
     assert c.finetune(texts, steps=30, learning_rate=3e-3, batch_size=4, seed=8) != losses
 
 
+def test_finetune_warns_of_texts_cut_to_the_context_and_takes_progress(tiny_folder):
+    lm = fresh(tiny_folder)
+    with pytest.warns(UserWarning, match=f"1 of 2 texts are longer than the context \\({CONTEXT} tokens"):
+        lm.finetune(["word " * 200, "short"], steps=1, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lm.finetune(["short", "also short"], steps=1, progress=False)
+    assert np.isfinite(lm.perplexity(["short"], progress=False).corpus)
+
+
 def test_finetuned_model_learns_to_end_texts_and_saves(tiny_folder, tmp_path):
     """After training on one sentence + EOS, greedy generation from an empty prompt writes the sentence and stops
     (the EOS token ends the row); saving and loading keeps the weights exactly."""
@@ -415,6 +478,24 @@ def test_finetuned_model_learns_to_end_texts_and_saves(tiny_folder, tmp_path):
         lm.save(tmp_path / "data")                              # a user's folder is never replaced
     assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "data" / "keep.txt").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "gen1", "notes.txt"]
+    # a folder with a config.json and other things was replaced whole, deleting them (an audit, 2026-12-04)
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.json").write_text('{"project": "mine"}')
+    (project / "README.md").write_text("mine")
+    with pytest.raises(ValueError, match="holds files but no saved model"):
+        lm.save(project)                                        # a config.json that is not a transformers config
+    mixed = tmp_path / "mixed"
+    lm.save(mixed)
+    (mixed / "NOTES.md").write_text("mine")
+    (mixed / "runs").mkdir()
+    with pytest.raises(ValueError, match=r"holds a saved model and 2 other entries \(NOTES.md, runs/\)"):
+        lm.save(mixed)
+    assert (project / "README.md").read_text() == "mine" and (mixed / "NOTES.md").read_text() == "mine"
+    # the saved folder has a new folder's permissions (mkdtemp's 0o700 before)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (target.stat().st_mode & 0o777) == 0o777 & ~umask
     back = hf_causal_lm(target)
     texts = ["The cat sat.", "A dog ran."]
     np.testing.assert_array_equal(back.perplexity(texts).nll, lm.perplexity(texts).nll)

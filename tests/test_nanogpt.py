@@ -820,6 +820,8 @@ def test_finetune_lowers_the_loss_in_place_and_saves(tmp_path, model, reference_
     np.asarray(jax.tree.leaves(model.params)[0])                        # the shared arrays were not donated
     again = ng.NanoGPT(model.config, model.tokenizer, model.params)
     assert again.finetune(texts, steps=6, learning_rate=3e-3, batch_size=4, seed=0) == losses
+    shown = ng.NanoGPT(model.config, model.tokenizer, model.params)     # a drawn bar reads each loss: same numbers
+    assert shown.finetune(texts, steps=6, learning_rate=3e-3, batch_size=4, seed=0, progress=True) == losses
     clone.save(tmp_path / "ft")
     back = ng.NanoGPT.load(tmp_path / "ft")
     _assert_params_equal(back.params, clone.params)
