@@ -132,23 +132,37 @@ def _heatmap(ax, ds, var: str, x: str, y: str, *, log: bool = False, centre_one:
     xs, ys = np.asarray(ds[x].values), np.asarray(ds[y].values)
     positive = values[np.isfinite(values) & (values > 0)]
     norm, cmap = None, "viridis"
-    if log and positive.size and positive.min() < positive.max():
+    if log and positive.size and (positive.min() < positive.max() or centre_one):
         low, high = positive.min(), positive.max()
-        if centre_one and (decades is not None or low < 1 < high):  # a ratio: blue below 1, red above, 1 white
-            m = decades if decades is not None else max(-np.log10(low), np.log10(high))
+        if centre_one:  # a ratio: blue below 1, red above, 1 white (also when every value lies on one side of 1:
+            # a map of ratios all above 1 in viridis left 1 unmarked, under a title about "< 1")
+            m = decades if decades is not None else max(-np.log10(low), np.log10(high), 1e-3)
             low, high, cmap = 10**-m, 10**m, "RdBu_r"
         norm = LogNorm(low, high)
-    grid_x = np.arange(len(xs)) if xs.dtype.kind not in "fi" else xs
-    grid_y = np.arange(len(ys)) if ys.dtype.kind not in "fi" else ys
+    (grid_x, values_x), (grid_y, values_y) = _cell_positions(xs), _cell_positions(ys)
     mesh = ax.pcolormesh(grid_x, grid_y, values, shading="nearest", norm=norm, cmap=cmap)
     ax.figure.colorbar(mesh, ax=ax, label=var)
     ax.set_xlabel(x)
     ax.set_ylabel(y)
-    for axis, name, grid in ((ax.xaxis, x, grid_x), (ax.yaxis, y, grid_y)):
-        labels = _tick_labels(ds, name)
+    for axis, name, grid, own in ((ax.xaxis, x, grid_x, values_x), (ax.yaxis, y, grid_y, values_y)):
+        labels = _tick_labels(ds, name) or own
         if labels is not None:
             axis.set_ticks(grid, labels)
     return grid_x, grid_y
+
+
+def _cell_positions(values) -> tuple[np.ndarray, list[str] | None]:
+    """Where a heatmap draws the cells of one axis, and their tick labels: an evenly spaced numeric axis at its
+    values (None: the axis's own ticks); any other axis one unit per cell, labelled with its values (an uneven
+    grid such as L = 1, 2, 4, 8, 16, 32 on a linear axis squeezed the small values into a sliver and put ticks at
+    values that are not in the grid)."""
+    v = np.asarray(values)
+    if v.dtype.kind in "fi":
+        gaps = np.diff(v.astype(np.float64))
+        if v.size < 3 or np.allclose(gaps, gaps[0], rtol=1e-6, atol=0.0):
+            return v, None
+        return np.arange(v.size), [f"{float(a):g}" for a in v]
+    return np.arange(v.size), None
 
 
 def _tick_labels(ds, dim: str) -> list[str] | None:
@@ -187,6 +201,10 @@ def plot_gmm(ds, out: Path, name: str) -> list[Path]:
             if log:
                 ax.set_yscale("log")
         ax.set_title(var.replace("_", " "))
+        if not np.isfinite(np.asarray(ds[var].values, np.float64)).any():  # an empty panel said nothing
+            why = (": it needs two steps in [T/10, T] with ||D(t)||_F > 0" if var == "dnorm_decay_exponent" else "")
+            ax.text(0.5, 0.5, f"NaN in every cell{why}", transform=ax.transAxes, ha="center", va="center",
+                    fontsize=9, wrap=True)
     replicates = json.loads(ds.attrs["sweep"])["replicates"]
     fig.suptitle(f"{name}: {replicates} GMM networks per cell, T = {ds.sizes['step'] - 1}")
     return [_save(fig, out, name)]
@@ -245,13 +263,26 @@ def plot_recursions(ds, out: Path, name: str) -> list[Path]:
                 cs = ax.contour(gx, gy, helps, levels=[1.0], colors="black", linestyles="dotted", linewidths=2)
                 ax.clabel(cs, fmt={1.0: "theory: = replace"}, fontsize=8)
         # replace's boundary only (a fixed regime is None here: an audit found it drawn on accumulate-subsample)
-        if (x, y) == ("alpha_decay", "n_growth") and (fixed_regime if regime is None else regime) == "replace":
+        if ((x, y) == ("alpha_decay", "n_growth") and (fixed_regime if regime is None else regime) == "replace"
+                and np.array_equal(gx, ds[x].values) and np.array_equal(gy, ds[y].values)):  # value axes only
             g = np.linspace(0, min(1.0, gx.max()), 50)
             ax.plot(g, g, "r--", lw=1.5, label="consistency boundary n_growth = alpha_decay (asymptotic)")
             ax.legend(loc="upper left", fontsize=8)
         ax.set_title(f"loss(T) / loss(0){'' if regime is None else ': ' + str(regime)}")
-    fig.suptitle(f"{name}: relative loss; below 1 the recursion improves on its first fit, above it collapses")
+    fig.suptitle(f"{name}: relative loss; below 1 the recursion improves on its first fit, above it collapses\n"
+                 f"{_run_summary(ds)}", fontsize=11)
     return [_save(fig, out, name)]
+
+
+def _run_summary(ds) -> str:
+    """What was run, for a figure's title: steps, replicates per cell and the fixed settings (a T = 20 plot looked
+    the same as a T = 200 one)."""
+    sweep = json.loads(ds.attrs["sweep"])
+    fixed = {k: v for k, v in sweep.get("fixed", {}).items() if k != "steps"}
+    settings = ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{k} = {v}"
+                         for k, v in fixed.items())
+    return (f"T = {ds.sizes['step'] - 1}, {sweep['replicates']} replicates per cell, seed {sweep['seed']}"
+            + (f"; {settings}" if settings else ""))
 
 
 def plot_sigma(ds, out: Path, name: str) -> list[Path]:

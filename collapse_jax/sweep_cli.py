@@ -142,6 +142,8 @@ def _execute(spec, args, name: str) -> int:
     sweep.check_plan(spec, memory_budget=options.memory_budget)  # before any folder is made
     folder = RunFolder.create(name, args.out)
     out = folder.path
+    if args.out is None:   # the folder's name was printed only at the end: after a kill, a search through runs/
+        print(f"collapse-jax {args.command}: writing {out}", file=sys.stderr, flush=True)
     try:
         report = sweep.run(spec, out, resume=options.resume, process_index=index, process_count=count,
                            cells_per_chunk=options.cells_per_chunk, memory_budget=options.memory_budget)

@@ -671,3 +671,30 @@ def test_replace_consistency_boundary_is_drawn_for_replace_only(regime, drawn, t
     phase.plot_recursions(sweep.open_dataset(tmp_path), tmp_path, "x")
     labels = [line.get_label() for ax in figures[0].axes for line in ax.get_lines()]
     assert any("consistency boundary" in label for label in labels) == drawn
+
+
+def test_phase_plots_say_what_ran_and_draw_uneven_axes_cell_by_cell(tmp_path, monkeypatch):
+    """From a user trial (2026-12-04): an uneven numeric axis (L = 1, 2, 4, 32) was drawn to scale, its small values
+    squeezed together and ticks at values outside the grid; a ratio map with every value above 1 was drawn in
+    viridis, with 1 unmarked; the recursion plots did not say T or the replicates."""
+    spec = sweep_spec.parse('simulator = "multinomial"\nreplicates = 3\n[fixed]\nsteps = 3\ncategories = 4\n'
+                            'regime = "filter"\nalpha0 = 0.5\n[grid]\ntype1 = [0.0, 0.1, 0.5]\n'
+                            'type2 = [0.0, 0.3]\n')
+    sweep.run(spec, tmp_path, progress=False)
+    ds = sweep.open_dataset(tmp_path)
+    assert float(ds["theory_vs_replace"].min()) >= 1.0          # filtering never beats replace here
+    figures = []
+    monkeypatch.setattr(phase, "_save", lambda fig, out, name: figures.append(fig) or out / f"{name}.png")
+    phase.plot_recursions(ds, tmp_path, "x")
+    fig = figures[0]
+    assert "T = 3, 3 replicates per cell, seed 0; alpha0 = 0.5, categories = 4" in fig._suptitle.get_text()
+    ratio = next(ax for ax in fig.axes if "/ replace" in ax.get_title())
+    mesh = ratio.collections[0]
+    assert mesh.get_cmap().name == "RdBu_r" and mesh.norm.vmin == pytest.approx(1 / mesh.norm.vmax)
+    # type1 = 0, 0.1, 0.5 is uneven: one cell per value, ticks at the cells, labelled with the values
+    assert [t.get_text() for t in ratio.get_xticklabels()] == ["0", "0.1", "0.5"]
+    np.testing.assert_array_equal(ratio.get_xticks(), [0, 1, 2])
+    # an even axis keeps its values as positions
+    assert phase._cell_positions(np.array([0.0, 0.5, 1.0]))[1] is None
+    positions, labels = phase._cell_positions(np.array([1, 2, 4, 32]))
+    np.testing.assert_array_equal(positions, [0, 1, 2, 3]) and labels == ["1", "2", "4", "32"]
