@@ -32,6 +32,7 @@ Corrections that go beyond the seed (derived in ``docs/sigma.md``):
 from __future__ import annotations
 
 import math
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache, partial, wraps
 from typing import Iterable, NamedTuple
@@ -1025,9 +1026,18 @@ def block_estimates(x_block, num_points: int, *, level: float = 0.95) -> BlockEs
     z = z_value(level)
     logdet_g1, m2, loo, pivot, top = _block_statistics(jnp.asarray(x_block, jnp.float64))  # in_float64: x64 on here
     if not float(pivot) > SINGULAR_PIVOT:  # (NaN fails too)
-        raise ValueError(f"x_block: the block's Gram matrix G_1 is singular (its rows do not span {dim} dimensions: "
-                         f"smallest Cholesky pivot^2 / diagonal {float(pivot):.3g}, largest leverage "
-                         f"{float(top):.12g}); log det G_1 and every interval would be meaningless")
+        zero = np.flatnonzero(~np.any(x_block != 0, axis=0))
+        why = (f"{zero.size} of its {dim} columns are 0 in every row (column{'s' if zero.size > 1 else ''} "
+               f"{', '.join(map(str, zero[:5]))}{', ...' if zero.size > 5 else ''}; coordinates near 0 become "
+               "exactly 0 in float16 or integers)" if zero.size else
+               f"smallest Cholesky pivot^2 / diagonal {float(pivot):.3g}, largest leverage {float(top):.12g}")
+        raise SingularBlockError(f"x_block: the block's Gram matrix G_1 is singular (its rows do not span {dim} "
+                                 f"dimensions: {why}); log det G_1 and every interval would be meaningless")
+    repeated = repeated_rows(x_block)
+    if repeated:
+        warnings.warn(f"x_block: {repeated} of its {n} rows repeat another row exactly; the intervals assume "
+                      "distinct rows, and with repeats (a generator that repeats itself) they under-cover: "
+                      "docs/sigma.md, 'Repeated rows'", RepeatedRowsWarning, stacklevel=2)
     if not float(top) < 1.0 - 1e-12:
         # One row alone spans a direction (leverage 1): G_1 is regular, so log det G_1 and the seed, second-order,
         # Wishart and scaled-Wishart intervals stand; only the leave-one-out statistics are undefined (without that
@@ -1039,6 +1049,23 @@ def block_estimates(x_block, num_points: int, *, level: float = 0.95) -> BlockEs
 # A block whose Gram matrix has a Cholesky pivot below this share of its diagonal entry (squared) is refused as
 # singular: the rows are (numerically) confined to fewer than d dimensions, e.g. two equal columns.
 SINGULAR_PIVOT = 1e-12
+
+
+class SingularBlockError(ValueError):
+    """The observed block spans fewer than d dimensions (or one row alone spans a direction, so that its
+    leave-one-out sub-blocks do): no log-det interval exists for it. The Sigma monitor reports NaN intervals
+    for such a checkpoint instead of stopping."""
+
+
+class RepeatedRowsWarning(UserWarning):
+    """The observed block holds rows that repeat exactly: the intervals under-cover (docs/sigma.md)."""
+
+
+def repeated_rows(x: np.ndarray) -> int:
+    """How many rows of ``x`` (n, d) equal an earlier row exactly (bit for bit, -0.0 and 0.0 alike)."""
+    rows = np.ascontiguousarray(np.asarray(x, np.float64) + 0.0)          # + 0.0: -0.0 -> 0.0
+    return int(rows.shape[0] - np.unique(rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))),
+                                         axis=0).shape[0]) if rows.shape[0] > 1 and rows.shape[1] > 0 else 0
 
 
 @jax.jit

@@ -77,6 +77,18 @@ def test_monitor_kept_across_steps(emb):
         em.measure_embeddings(emb[..., :3], monitor=first.monitor)
 
 
+def test_models_that_repeat_a_few_texts_still_get_their_sigma_tracks():
+    """An audit (2026-12-04): 4 models repeating the same 20 sentences (embeddings spanning fewer than d
+    directions) made measure_embeddings raise "G_1 is singular" once the default block reached 1.2 d rows; with fewer
+    rows the same collapse was reported. Now the tracks come and the interval is NaN, with a warning."""
+    r = np.random.default_rng(7)
+    sentences = r.standard_normal((5, 8))
+    emb = sentences[r.integers(0, 5, (4, 30))]                  # 120 responses, rank 5 < d = 8, block 60 >= 1.2 d
+    with pytest.warns(UserWarning, match="no log-det interval"):
+        m = em.measure_embeddings(emb, seed=0)
+    assert np.isnan(m.sigma["logdet_center"]) and np.isfinite(m.sigma["u_lln"]) and np.isfinite(m.dnorm)
+
+
 def test_gmm_network_weights_give_the_simulators_dnorm():
     cfg = gmm_network.make_config(mu=((-5.0,), (0.0,), (5.0,)), num_models=4, num_steps=6, record_pi=True,
                                   record_d=True)

@@ -140,6 +140,22 @@ def test_monitor_reports_the_jackknife_interval_for_log_det_g():
         sm.SigmaMonitor(jax.random.key(1), n=30, level=1.0)
 
 
+def test_a_checkpoint_that_collapsed_below_rank_d_gets_tracks_and_a_nan_interval():
+    """An audit (2026-12-04): a checkpoint whose rows span fewer than d directions (a generator repeating 20
+    texts) stopped the monitor with "G_1 is singular", although its tracks (eps > 0) are finite: the collapse the
+    monitor exists to record. Now its record has the tracks, NaN interval bounds, and a warning says why."""
+    r = np.random.default_rng(4)
+    d, num_points = 8, 400
+    healthy = r.standard_normal((num_points, d))
+    collapsed = r.standard_normal((5, d))[r.integers(0, 5, num_points)] + 0.0   # rank 5 < d
+    mon, first = sm.SigmaMonitor(jax.random.key(2), n=200, eps=1e-3).update(healthy)
+    assert np.isfinite(first["logdet_center"])
+    with pytest.warns(UserWarning, match="checkpoint 1: no log-det interval, NaN in the record .*singular"):
+        mon, rec = mon.update(collapsed)
+    assert all(np.isnan(rec[k]) for k in ("logdet_low", "logdet_center", "logdet_high"))
+    assert np.isfinite(rec["u_lln"]) and rec["delta_u_lln"] < -20 and rec["checkpoint"] == 1
+
+
 def test_monitor_runs_in_float64_whatever_the_callers_x64():
     # JAX's default float32 lost two of the monitor's numbers: the gain as the envelope minus d log(eps + tau) (both
     # near d log(N - n), the gain below 0.01: about three digits left) and, with n < d and a small eps, u_lln, which
