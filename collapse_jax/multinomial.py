@@ -635,8 +635,13 @@ def check_filter_keeps(alpha: np.ndarray, n: np.ndarray, type1: float, type2: fl
     0.99 (checked schedules ``alpha``, ``n``, (..., T + 1))."""
     kappa = alpha[..., 1:] * (1 - type1) + (1 - alpha[..., 1:]) * type2
     if np.any(kappa <= 0):
+        t = int(np.argwhere(kappa <= 0)[0][-1]) + 1
+        a_t = float(np.reshape(alpha[..., t], -1)[np.argmax(np.reshape(kappa[..., t - 1] <= 0, -1))])
+        hint = ("with alpha_t = 1 (all fresh data) it needs type1 < 1" if a_t == 1 else
+                "with alpha_t = 0 (all synthetic data) it needs type2 > 0" if a_t == 0 else "")
         raise ValueError("the filter keeps nothing: keep probability alpha_t (1 - type1) + (1 - alpha_t) type2 "
-                         f"is 0 at some step (type1={type1}, type2={type2})")
+                         f"is 0 at step t = {t} (alpha_t = {a_t:g}, type1={type1}, type2={type2})"
+                         + (f"; {hint}" if hint else ""))
     with np.errstate(under="ignore", divide="ignore"):  # kappa = 1: log1p(-1) = -inf and P(N_t = 0) = 0, as meant
         p_empty = np.exp(n[..., 1:] * np.log1p(-np.minimum(kappa, 1 - 1e-300)))
     if np.any(p_empty > 0.99):

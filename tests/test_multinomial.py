@@ -651,6 +651,16 @@ def test_a_filter_that_keeps_everything_warns_of_nothing():
         M.check_filter_keeps(S.constant_alpha(1.0, 3), S.constant_size(5, 3), 0.0, 0.3)
 
 
+def test_a_filter_that_keeps_nothing_names_the_step_and_its_alpha():
+    """A user trial (2026-12-04): alpha0 = 0 with type2 = 0 was reported against type1 alone; the message now gives
+    the step, its alpha_t and what the filter would need."""
+    zero = np.r_[1.0, 0.0, 0.0]
+    with pytest.raises(ValueError, match=r"is 0 at step t = 1 \(alpha_t = 0, .*it needs type2 > 0"):
+        M.check_filter_keeps(zero, S.constant_size(5, 2), 0.0, 0.0)
+    with pytest.raises(ValueError, match=r"at step t = 1 \(alpha_t = 1, .*it needs type1 < 1"):
+        M.check_filter_keeps(np.r_[1.0, 1.0, 0.5], S.constant_size(5, 2), 1.0, 0.0)
+
+
 def test_accumulate_pool_must_hold_exact_counts_where_it_is_counted():
     """An audit: with x64 off the jax path kept the accumulate regime's pooled counts in float32, so once
     n_0 + ... + n_T passed 2**24 they were rounded (pool 3.6e7: 101 of 200 replicates' counts did not sum to it);
