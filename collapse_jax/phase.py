@@ -104,11 +104,44 @@ def _plt():
     return plt
 
 
-def _decades(*arrays) -> float:
-    """The largest |log10| of the positive finite values: a colour range symmetric about 1 shared by panels."""
+def _decades(*arrays) -> tuple[float, float]:
+    """How many decades the positive finite values reach below 1 and above it (each at least 1e-3): the colour
+    range about 1 shared by panels."""
     values = np.concatenate([np.ravel(np.asarray(a, np.float64)) for a in arrays])
-    values = values[np.isfinite(values) & (values > 0)]
-    return float(np.max(np.abs(np.log10(values)))) if values.size else 1.0
+    logs = np.log10(values[np.isfinite(values) & (values > 0)])
+    if not logs.size:
+        return 1.0, 1.0
+    return max(-float(logs.min()), 1e-3), max(float(logs.max()), 1e-3)
+
+
+def _ratio_norm(below: float, above: float):
+    """A colour norm for ratios: 10^-below ... 1 ... 10^above onto 0 ... 0.5 ... 1, logarithmic on each side, so
+    that white is 1 and each side uses its whole half of the map (a range symmetric about 1 set by the larger side
+    left the other side pale: five decades of improvement against one and a half of collapse)."""
+    from matplotlib.colors import FuncNorm
+
+    def forward(v):
+        logs = np.log10(np.clip(np.asarray(v, np.float64), 1e-300, None))
+        return np.where(logs < 0, logs / below, logs / above)
+
+    def inverse(y):
+        y = np.asarray(y, np.float64)
+        return np.where(y < 0, 10.0 ** (y * below), 10.0 ** (y * above))
+
+    return FuncNorm((forward, inverse), vmin=10.0 ** -below, vmax=10.0 ** above)
+
+
+def _ratio_ticks(below: float, above: float) -> list[float]:
+    """Colour-bar ticks of a ratio map: 1 and the powers of ten (every few, at most about five a side) within
+    its range."""
+    ticks = [1.0]
+    for side, sign in ((below, -1), (above, 1)):
+        whole = int(np.floor(side + 1e-9))
+        step = max(1, int(np.ceil(whole / 5)))
+        ticks += [10.0 ** (sign * k) for k in range(step, whole + 1, step)]
+        if whole == 0:
+            ticks.append(10.0 ** (sign * side))
+    return sorted(ticks)
 
 
 def _save(fig, out: Path, name: str) -> Path:
@@ -123,7 +156,7 @@ def _save(fig, out: Path, name: str) -> Path:
 
 
 def _heatmap(ax, ds, var: str, x: str, y: str, *, log: bool = False, centre_one: bool = False,
-             decades: float | None = None, **sel):
+             decades: tuple[float, float] | None = None, **sel):
     """``ds[var]`` over the axes ``x`` (horizontal) and ``y``, cells at their coordinate values."""
     from matplotlib.colors import LogNorm
 
@@ -131,17 +164,18 @@ def _heatmap(ax, ds, var: str, x: str, y: str, *, log: bool = False, centre_one:
     values = np.asarray(da.values, np.float64)
     xs, ys = np.asarray(ds[x].values), np.asarray(ds[y].values)
     positive = values[np.isfinite(values) & (values > 0)]
-    norm, cmap = None, "viridis"
-    if log and positive.size and (positive.min() < positive.max() or centre_one):
-        low, high = positive.min(), positive.max()
-        if centre_one:  # a ratio: blue below 1, red above, 1 white (also when every value lies on one side of 1:
-            # a map of ratios all above 1 in viridis left 1 unmarked, under a title about "< 1")
-            m = decades if decades is not None else max(-np.log10(low), np.log10(high), 1e-3)
-            low, high, cmap = 10**-m, 10**m, "RdBu_r"
-        norm = LogNorm(low, high)
+    norm, cmap, ticks = None, "viridis", None
+    if log and positive.size and centre_one:  # a ratio: blue below 1, red above, 1 white (also when every value
+        # lies on one side of 1: a map of ratios all above 1 in viridis left 1 unmarked, under a title about "< 1")
+        below, above = decades if decades is not None else _decades(positive)
+        norm, cmap, ticks = _ratio_norm(below, above), "RdBu_r", _ratio_ticks(below, above)
+    elif log and positive.size and positive.min() < positive.max():
+        norm = LogNorm(positive.min(), positive.max())
     (grid_x, values_x), (grid_y, values_y) = _cell_positions(xs), _cell_positions(ys)
     mesh = ax.pcolormesh(grid_x, grid_y, values, shading="nearest", norm=norm, cmap=cmap)
-    ax.figure.colorbar(mesh, ax=ax, label=var)
+    bar = ax.figure.colorbar(mesh, ax=ax, label=var)
+    if ticks is not None:
+        bar.set_ticks(ticks, labels=[f"{t:.3g}" if 1e-3 <= t <= 1e3 else f"1e{np.log10(t):+.0f}" for t in ticks])
     ax.set_xlabel(x)
     ax.set_ylabel(y)
     for axis, name, grid, own in ((ax.xaxis, x, grid_x, values_x), (ax.yaxis, y, grid_y, values_y)):

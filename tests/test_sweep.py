@@ -690,7 +690,13 @@ def test_phase_plots_say_what_ran_and_draw_uneven_axes_cell_by_cell(tmp_path, mo
     assert "T = 3, 3 replicates per cell, seed 0; alpha0 = 0.5, categories = 4" in fig._suptitle.get_text()
     ratio = next(ax for ax in fig.axes if "/ replace" in ax.get_title())
     mesh = ratio.collections[0]
-    assert mesh.get_cmap().name == "RdBu_r" and mesh.norm.vmin == pytest.approx(1 / mesh.norm.vmax)
+    assert mesh.get_cmap().name == "RdBu_r" and float(mesh.norm(1.0)) == pytest.approx(0.5)
+    top = float(ds["theory_vs_replace"].max())
+    assert float(mesh.norm(top)) == pytest.approx(1.0)                  # the red side reaches its full colour
+    # both sides use their half of the map whatever their ranges (a symmetric range left the smaller side pale)
+    norm = phase._ratio_norm(5.0, 1.5)
+    np.testing.assert_allclose(norm(np.array([1e-5, 1e-2, 1.0, 10**0.75, 10**1.5])), [0, 0.3, 0.5, 0.75, 1.0])
+    assert phase._ratio_ticks(5.0, 1.5) == [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0]
     # type1 = 0, 0.1, 0.5 is uneven: one cell per value, ticks at the cells, labelled with the values
     assert [t.get_text() for t in ratio.get_xticklabels()] == ["0", "0.1", "0.5"]
     np.testing.assert_array_equal(ratio.get_xticks(), [0, 1, 2])
