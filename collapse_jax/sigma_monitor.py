@@ -98,9 +98,10 @@ def logdet_interval(block, num_points: int, level: float = 0.95) -> spectral.Int
     spectral.check_jackknife_block(n, d)
     interval = spectral.block_estimates(block, num_points, level=level).jackknife
     if not np.isfinite(float(interval.center)):  # (block_estimates gives the other intervals and a NaN jackknife)
-        raise spectral.SingularBlockError("block: a row alone spans a direction of the block (leverage 1), so the leave-one-out "
-                         "sub-blocks are singular and the leverage jackknife is undefined; "
-                         "spectral.block_estimates still gives the Wishart and scaled-Wishart intervals")
+        raise spectral.SingularBlockError(
+            "block: a row alone spans a direction of the block (leverage 1), so the leave-one-out sub-blocks are "
+            "singular and the leverage jackknife is undefined; spectral.block_estimates still gives the Wishart and "
+            "scaled-Wishart intervals")
     return interval
 
 
