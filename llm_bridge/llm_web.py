@@ -139,14 +139,14 @@ class WebConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hf", tuple(str(p) for p in self.hf))
+        if isinstance(self.num_models, int) and not isinstance(self.num_models, bool) and self.num_models < 2:
+            raise ValueError(f"num_models must be an integer >= 2 (a distance matrix needs two models; with --hf one "
+                             f"model folder per model), got {self.num_models}")
         for name in ("num_models", "samples", "num_steps", "num_human", "max_new_tokens", "finetune_steps",
                      "finetune_batch", "model_layers", "model_heads", "model_dim", "model_context", "train_steps",
                      "train_batch", "gmm_replicates", "gmm_posts", "proxy_dims", "proxy_components"):
             _checks.positive_int(name, getattr(self, name))
         _checks.random_seed("seed", self.seed)
-        if self.num_models < 2:
-            raise ValueError(f"num_models must be at least 2 (a distance matrix needs two models), got "
-                             f"{self.num_models}")
         _checks.in_interval("beta", self.beta, 0.0, 1.0, low_open=True)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
@@ -262,6 +262,9 @@ def human_internet(cfg: WebConfig) -> list[str]:
     pattern = re.compile(rf"\b{re.escape(cfg.topic.strip())}", re.IGNORECASE)
     texts = corpus.stdlib_corpus(corpus.CorpusConfig(docstrings=cfg.corpus_docstrings)).texts
     pool = [t for t in texts if len(t) <= 200 and pattern.search(t)]
+    if not pool:
+        raise ValueError(f"topic: no standard-library sentence (of at most 200 characters) has a word starting with "
+                         f"{cfg.topic!r}; choose another topic")
     if len(pool) < cfg.num_human:
         raise ValueError(f"num_human must be at most {len(pool)}, the standard-library sentences about topic "
                          f"{cfg.topic!r}, got {cfg.num_human}")
@@ -484,11 +487,17 @@ def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None =
         raise ValueError(f"cfg must be a WebConfig, got {type(cfg).__name__}")
     if until is not None:
         _checks.nonnegative_int("until", until)
+    old = None if folder is None or not Path(folder).is_dir() else saved_config(folder)
+    if old is None:
+        human_internet(cfg)  # topic and num_human against the corpus, before any folder is made (an empty one was left)
     out = RunFolder.create("llm-web", folder)
     path = out.path
-    old = saved_config(path)
     if old is None:
-        human_internet(cfg)  # topic and num_human against the corpus, before anything is written
+        # other files are refused (the --help promise; it wrote beside them); a base/ copied from another run is
+        # how trained base models are reused (docs/llm_web.md; checked against this configuration when loaded)
+        if any(not p.name.startswith(".") and p.name != "base" for p in path.iterdir()):
+            raise ValueError(f"out: {str(path)!r} is not empty and holds no llm-web run (no config.json); choose a "
+                             "new or empty folder (or one holding only a base/ copied from another run)")
         out.write_config(cfg.as_dict())
     elif old != cfg:
         diff = "; ".join(config_differences(*(json.loads(json.dumps(c.as_dict())) for c in (old, cfg))))

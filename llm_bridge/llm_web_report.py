@@ -261,16 +261,22 @@ def plots(out: RunFolder, cfg: WebConfig, emb, metrics, llm, raw, gmm, prox) -> 
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False, sharex=True)
     for B in range(Bs):
         ax = axes[B // cols, B % cols]
-        ax.fill_between(t, prox["low"][B], prox["high"][B], color="C2", alpha=0.3)
-        ax.plot(t, prox["median"][B], color="C2", lw=1)
-        ax.plot(t, prox["llm"], "o-", color="C0", ms=2)
+        ax.fill_between(t, prox["low"][B], prox["high"][B], color="C2", alpha=0.3, label="GMM proxy 5-95 %")
+        ax.plot(t, prox["median"][B], color="C2", lw=1, label="GMM proxy median")
+        ax.plot(t, prox["llm"], "o-", color="C0", ms=2, label="LLM network")
         cov = prox["coverage"][B]
         ax.set_title(f"B = {B + 1}: " + ("undefined (D = 0)" if np.isnan(cov) else f"{cov:.0%} inside"), fontsize=9)
         ax.grid(alpha=0.3)
+        if B // cols == rows - 1 or B + cols >= Bs:
+            ax.set_xlabel("t")
+        if B % cols == 0:
+            ax.set_ylabel("||D(t)||_F / ||D(0)||_F")
+    axes[0, 0].legend(fontsize=7)
     for B in range(Bs, rows * cols):
         axes[B // cols, B % cols].axis("off")
     fig.suptitle(f"calibrated GMM proxy (PCA to {prox['explained'].size} dims, {cfg.gmm_replicates} replicates) "
-                 "vs the LLM curve, both ||D(t)||_F / ||D(0)||_F")
+                 "vs the LLM curve, both ||D(t)||_F / ||D(0)||_F", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))          # the title overlapped the panels' titles
     out.save_figure(fig, "proxy.png")
     plt.close(fig)
 

@@ -189,6 +189,19 @@ def test_bad_runs_and_cli_errors(context_run, tmp_path, capsys):
     assert "drop --beta" in capsys.readouterr().err
     with pytest.raises(ValueError, match="num_human must be at most"):
         llm_web.human_internet(llm_web.WebConfig(**{**TINY, "num_human": 10**5}))
+    # a user trial (2026-12-04): an --out folder holding other files was written into (--help says it is refused);
+    # a topic no sentence has read as "num_human must be at most 0" and left an empty --out folder behind
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="is not empty and holds no llm-web run"):
+        llm_web.run(llm_web.WebConfig(**TINY), other)
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+    with pytest.raises(ValueError, match="topic: no standard-library sentence .* 'zzqqxx'"):
+        llm_web.run(llm_web.WebConfig(**{**TINY, "topic": "zzqqxx"}), tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(ValueError, match=r"num_models must be an integer >= 2 .*got 0"):
+        llm_web.WebConfig(**{**TINY, "num_models": 0})
 
 
 def test_a_copied_base_of_other_settings_is_refused(context_run, tmp_path):
