@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -65,8 +66,7 @@ class Table:
         quantile a correct theory failed some row in 39 % of tables at 10 replicates; an audit, 2026-12-04).
         ``zcrit``: the value at the most replicates (the normal one's at the default 4000, to 3 digits)."""
         tested = [row for row in self.rows if row.kind != "statement"]
-        level = 1 - 0.05 / (2 * max(1, len(tested)))
-        critical = lambda r: float(stats.t.ppf(level, r - 1)) if r > 1 else float("inf")  # noqa: E731
+        critical = partial(t_critical, len(tested))
         for row in self.rows:
             row.in_ci = row.lo <= row.theory <= row.hi
             if row.kind == "statement":
@@ -79,12 +79,16 @@ class Table:
     def markdown(self) -> str:
         lines = ["| # | claim | setting | kind | Monte Carlo [95% CI] | theory | z | in 95% CI | agree |",
                  "|---|---|---|---|---|---|---|---|---|"]
+        def cell(text) -> str:  # a "|" in a claim ("E[1/N|N>0]") split its row into one cell too many
+            return str(text).replace("|", "\\|")
+
         for i, row in enumerate(self.rows, 1):
             theory = f"{row.side} {row.theory:.5g}" if row.kind == "statement" else f"{row.theory:.5g}"
             z = "" if row.kind == "statement" else f"{row.z:+.2f}"
             inci = "" if row.kind == "statement" else ("yes" if row.in_ci else "no")
-            lines.append(f"| {i} | {row.claim} | {row.setting} | {row.kind} | {row.mc:.5g} [{row.lo:.5g}, "
-                         f"{row.hi:.5g}] | {theory} | {z} | {inci} | {'yes' if row.agree else '**no**'} |")
+            lines.append(f"| {i} | {cell(row.claim)} | {cell(row.setting)} | {row.kind} | {row.mc:.5g} "
+                         f"[{row.lo:.5g}, {row.hi:.5g}] | {theory} | {z} | {inci} | "
+                         f"{'yes' if row.agree else '**no**'} |")
         return "\n".join(lines)
 
 
@@ -258,6 +262,20 @@ def small_sample_warning(reps: int) -> str | None:
             "4000, not as evidence.")
 
 
+def t_critical(num_tested: int, replicates: int) -> float:
+    """The two-sided Bonferroni critical value (5 % family-wise over ``num_tested`` rows) of Student's t with
+    ``replicates - 1`` degrees of freedom."""
+    level = 1 - 0.05 / (2 * max(1, num_tested))
+    return float(stats.t.ppf(level, replicates - 1)) if replicates > 1 else float("inf")
+
+
+def _critical_values(table: Table) -> str:
+    """The critical values the rows were judged by, e.g. "3.42 at 100 replicates, 3.33 at 1,600" (the header gave
+    only the one at the most replicates, which is not the one most rows use)."""
+    tested = [r.replicates for r in table.rows if r.kind != "statement"]
+    return ", ".join(f"{t_critical(len(tested), r):.2f} at {r:,} replicates" for r in sorted(set(tested)))
+
+
 def render(table: Table, *, reps: int, steps: int, seed: int, elapsed: float, command: str) -> str:
     bad = [i for i, r in enumerate(table.rows, 1) if not r.agree]
     caveat = small_sample_warning(reps)
@@ -271,9 +289,9 @@ def render(table: Table, *, reps: int, steps: int, seed: int, elapsed: float, co
         f"{kinds['statement']} qualitative statements. Monte Carlo: {reps} replicates per setting "
         f"(multinomial: T = {steps} generations, K = 20, p ~ Dirichlet(2) with seed 2024), seed {seed}.",
         "",
-        "How to read it: *exact* and *approximation* rows agree when |z| = |MC - theory| / se <= "
-        f"{table.zcrit:.2f}, the Bonferroni critical value (Student's t, replicates - 1 degrees of freedom) for a "
-        "5% family-wise error over those rows; the "
+        "How to read it: *exact* and *approximation* rows agree when |z| = |MC - theory| / se is at most the "
+        "Bonferroni critical value of Student's t with the row's replicates - 1 degrees of freedom for a 5% "
+        f"family-wise error over those rows ({_critical_values(table)}); the "
         "'in 95% CI' column says whether the theory lies in the plain 95% interval (about 1 row in 20 falls "
         "outside by chance alone). *Approximation* rows compare an approximate formula (mean-field, first-order) "
         "with the simulation: a disagreement there is the approximation's error showing, expected where it is poor "

@@ -48,3 +48,25 @@ def test_bad_replicates_fail_before_the_run_folder(tmp_path, capsys, command):
     assert main([command, "--out", str(out), "--replicates", "0"]) == 2
     assert "replicates" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_band_reaching_zero_keeps_a_log_axis_readable():
+    """A user trial (2026-12-04): a band whose lower edge was <= 0 (2 replicates, or one heavy-tailed replicate) was
+    drawn down to 1e-300, and the log axis spanned 1e-315 ... 1e13 with every curve flattened at its top."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from collapse_jax.experiments import runs
+
+    losses = np.array([[1.0, 0.5, 0.2], [3.0, 179.0, 0.4]])   # t-interval at 2 replicates reaches far below 0
+    fig, ax = plt.subplots()
+    runs.band(ax, np.arange(3), losses, "C0", "x")
+    ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    assert low > 1e-4 and high < 1e5, (low, high)
+    poly = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert poly.min() == pytest.approx(np.mean(losses, 0).min() * 1e-3)
+    plt.close(fig)

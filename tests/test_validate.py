@@ -1,6 +1,8 @@
 """collapse_jax.validate's judgement of its rows (the rows themselves are checked against theory by running the
 command, docs/validation.md)."""
 
+import re
+
 import numpy as np
 from scipy import stats
 
@@ -43,3 +45,19 @@ def test_tables_of_few_replicates_say_their_level_does_not_hold():
     text = V.render(table, reps=10, steps=30, seed=0, elapsed=1.0, command="validate --replicates 10")
     assert "With 10 replicates (fewer than 1000) a correct theory fails some exact row" in text
     assert "fewer than 1000" not in V.render(table, reps=4000, steps=30, seed=0, elapsed=1.0, command="validate")
+
+
+def test_markdown_rows_keep_their_cells_and_the_header_gives_each_critical_value():
+    """A user trial (2026-12-04): the claim "E[1/N|N>0]" split its row into one cell too many (the 'agree' column
+    showed the in-CI value), and the header gave only the critical value at the most replicates."""
+    samples = np.r_[0.0, 1.0] * np.ones((50, 1))
+    table = V.Table()
+    table.add_mean("filter (exact E[1/N|N>0]), r_T", "a|b", "exact", samples[:, 0], theory=0.0)
+    table.add_mean("other", "s", "exact", np.linspace(0.0, 1.0, 400), theory=0.5)
+    table.judge()
+    for line in table.markdown().splitlines():
+        cells = re.split(r"(?<!\\)\|", line)[1:-1]
+        assert len(cells) == 9, line
+    text = V.render(table, reps=50, steps=3, seed=0, elapsed=1.0, command="validate")
+    assert (f"({V.t_critical(2, 50):.2f} at 50 replicates, {V.t_critical(2, 400):.2f} at 400 replicates)"
+            in text)

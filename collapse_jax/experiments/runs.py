@@ -70,10 +70,15 @@ def mean_ci(losses):
 
 def band(ax, t, losses, color, label, theory=None, ls="--", lw=1.0):
     """Mean over replicates with a 95% confidence band for the mean (Student t); ``theory`` (optional, per t): its
-    curve in the same colour, line style ``ls``, width ``lw``."""
+    curve in the same colour, line style ``ls``, width ``lw``. The quantities drawn are positive, and a band whose
+    lower edge reaches 0 or below (few replicates, heavy tails) is drawn down to a thousandth of the mean: the
+    edge 1e-300 it was drawn to before stretched a log axis over 300 decades and flattened every curve on it."""
     mean, half = mean_ci(losses)
     ax.plot(t, mean, color=color, lw=1.4, label=label)
-    ax.fill_between(t, np.maximum(mean - half, 1e-300), mean + half, color=color, alpha=0.25, lw=0)
+    with np.errstate(invalid="ignore"):
+        floor = np.where(mean > 0, mean * 1e-3, np.nan)
+        lower = np.where(mean - half > floor, mean - half, floor)
+    ax.fill_between(t, lower, mean + half, color=color, alpha=0.25, lw=0)
     if theory is not None:
         ax.plot(t, theory, color=color, ls=ls, lw=lw)
 
