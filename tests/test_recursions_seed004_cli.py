@@ -91,3 +91,13 @@ def test_bad_parameters_fail_before_compute(tmp_path, capsys, argv, name):
     err = capsys.readouterr().err
     assert name in err and "error" in err
     assert not out.exists()  # refused before the run folder (and any compilation)
+
+
+def test_linreg_warns_where_its_interval_is_not_trustworthy(tmp_path, capsys):
+    """A user trial (2026-12-04): T = d + 2 or d + 3 ran silently, though the error has no finite variance there
+    (docs/recursions.md)."""
+    small = ["recursions-linreg", "--dim", "3", "--iterations", "3", "--replicates", "20"]
+    assert cli.main(small + ["--num-samples", "6", "--out", str(tmp_path / "a")]) == 0
+    assert "warning: T = 6 <= d + 3 = 6" in capsys.readouterr().err
+    assert cli.main(small + ["--num-samples", "7", "--out", str(tmp_path / "b")]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -4,6 +4,7 @@ labels, replacing versus accumulating data, beside the exact errors (and the acc
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -47,6 +48,10 @@ def run(cfg: LinregConfig, out: str | None) -> int:
     from collapse_jax.progress import bar
 
     d, t_samples, sigma, iterations, reps = cfg.dim, cfg.num_samples, float(cfg.sigma), cfg.iterations, cfg.replicates
+    if t_samples <= d + 3:  # documented (docs/recursions.md) but silent before: a user trial, 2026-12-04
+        print(f"recursions-linreg: warning: T = {t_samples} <= d + 3 = {d + 3}: the error tr (X^T X)^-1 has no "
+              "finite variance there, so the Monte Carlo mean converges slowly and its 95% interval is not "
+              "trustworthy; use --num-samples >= d + 4 for a check against theory", file=sys.stderr)
     start = time.perf_counter()
     w_star = np.full(d, 1.0 / np.sqrt(d))  # the error does not depend on w*; a unit vector
     folder = RunFolder.create("recursions-linreg", out)
