@@ -194,6 +194,15 @@ class WebConfig:
         for name in ("query_is_prefix", "corpus_docstrings"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.mode == "context" and not self.hf and self.tokenizer == "byte":
+            # known before any training with byte tokens (EOT + one per byte; fit_context raised it only after the
+            # base models had trained, and the folder kept a configuration that could never run: a user trial)
+            tokens, room = 1 + len(self.query.encode("utf-8")), self.model_context - self.max_new_tokens
+            if tokens > room:
+                raise ValueError(f"query: it alone takes {tokens} byte tokens, more than the {room} that "
+                                 f"max_new_tokens = {self.max_new_tokens} leaves of model_context = "
+                                 f"{self.model_context}; shorten the query, lower max_new_tokens or raise "
+                                 "model_context")
 
     @property
     def sampling(self) -> Sampling:

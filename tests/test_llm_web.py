@@ -169,6 +169,8 @@ def test_analyse_recomputes_outputs_without_generating(context_run, tmp_path):
     # only after the encoder had embedded the human texts
     (dict(samples=1), "samples must be at least 2"), (dict(hf_dtype="foo"), "hf_dtype must be one of"),
     (dict(hf=("/tmp",) * 3), "hf: path '/tmp' is not a saved model folder: missing config.json"),
+    # a user trial (2026-12-04): with byte tokens a query too long for the context is known before any training
+    (dict(model_context=16, max_new_tokens=4), "query: it alone takes 28 byte tokens, more than the 12"),
 ])
 def test_bad_configuration_is_refused_before_any_compute(change, match):
     with pytest.raises(ValueError, match=match):
