@@ -17,13 +17,14 @@ functions that need them.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -152,6 +153,23 @@ def _torch_device(device: Any) -> Any:
     return dev
 
 
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers' own bars ("Loading weights") off while a model loads when the library's progress bars are
+    off (``COLLAPSE_JAX_PROGRESS=0``: they printed anyway), restored afterwards."""
+    from collapse_jax.progress import enabled
+
+    logging = require("transformers").utils.logging
+    was = logging.is_progress_bar_enabled()
+    if was and not enabled():
+        logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was and not logging.is_progress_bar_enabled():
+            logging.enable_progress_bar()
+
+
 # Any of these makes a tokenizer transformers can load; without one AutoTokenizer quietly builds a five-token
 # vocabulary and every word embeds as [UNK] (an audit: two unrelated sentences at cosine 1.0000).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")
@@ -187,7 +205,8 @@ def sentence_transformer_encoder(path: str | os.PathLike, *, normalize: bool = F
     _check_tokenizer_files(folder)
     dev = _torch_device(device)
     st = require("sentence_transformers")
-    model = st.SentenceTransformer(str(folder), device=str(dev), local_files_only=True)
+    with quiet_loading():
+        model = st.SentenceTransformer(str(folder), device=str(dev), local_files_only=True)
     model.eval()
     if max_length is not None:
         positions = getattr(getattr(getattr(model[0], "auto_model", None), "config", None), "max_position_embeddings",
@@ -236,7 +255,8 @@ def hf_mean_pool_encoder(path: str | os.PathLike, *, normalize: bool = False, de
     transformers = require("transformers")
     dev = _torch_device(device)
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-    model = transformers.AutoModel.from_pretrained(str(folder), local_files_only=True).to(dev)
+    with quiet_loading():
+        model = transformers.AutoModel.from_pretrained(str(folder), local_files_only=True).to(dev)
     model.eval()
     limits = [int(tokenizer.model_max_length), int(getattr(model.config, "max_position_embeddings", 10**9))]
     limit = _checks.positive_int("max_length", max_length) if max_length is not None else min(limits)

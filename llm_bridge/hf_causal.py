@@ -38,7 +38,7 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
-from llm_bridge.encoders import TOKENIZER_FILES, _torch_device, model_folder, require
+from llm_bridge.encoders import TOKENIZER_FILES, _torch_device, model_folder, quiet_loading, require
 from llm_bridge.generators import (PerplexityResult, Sampling, _caller_stacklevel, check_texts, cut_at_stop,
                                    fit_prompts)
 
@@ -493,8 +493,9 @@ def hf_causal_lm(path: str | os.PathLike, *, device: str | None = None, dtype: A
         raise ValueError(f"dtype must be a torch dtype, its name or 'auto', got {dtype!r}")
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        model, info = transformers.AutoModelForCausalLM.from_pretrained(
-            str(folder), local_files_only=True, dtype=dtype, output_loading_info=True)
+        with quiet_loading():
+            model, info = transformers.AutoModelForCausalLM.from_pretrained(
+                str(folder), local_files_only=True, dtype=dtype, output_loading_info=True)
     except ImportError:
         raise
     except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers raise their own types

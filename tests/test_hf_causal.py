@@ -124,6 +124,23 @@ def test_both_generators_take_every_keyword_of_the_protocol():
             assert wanted <= set(inspect.signature(getattr(cls, method)).parameters), (cls.__name__, method)
 
 
+def test_transformers_loading_bar_follows_the_librarys_progress_setting(tiny_folder, capfd, monkeypatch):
+    """A user trial (2026-12-04): transformers' "Loading weights" bar printed with COLLAPSE_JAX_PROGRESS=0."""
+    from transformers.utils import logging
+
+    from llm_bridge.hf_causal import hf_causal_lm
+
+    monkeypatch.setenv("COLLAPSE_JAX_PROGRESS", "0")
+    logging.enable_progress_bar()
+    capfd.readouterr()
+    hf_causal_lm(tiny_folder)
+    assert "Loading weights" not in capfd.readouterr().err
+    assert logging.is_progress_bar_enabled()                        # the global setting is restored
+    monkeypatch.setenv("COLLAPSE_JAX_PROGRESS", "1")
+    hf_causal_lm(tiny_folder)
+    assert "Loading weights" in capfd.readouterr().err
+
+
 def test_dtype_option(tiny_folder):
     import torch
 
