@@ -302,6 +302,8 @@ def render(table: Table, *, reps: int, steps: int, seed: int, elapsed: float, co
         *([f"**{caveat}**", ""] if caveat else []),
         table.markdown(),
         "",
-        f"Disagreements: {', '.join(f'#{i}' for i in bad) if bad else 'none'}.",
+        f"Disagreements: {', '.join(f'#{i}' for i in bad) if bad else 'none'}"
+        + (f" (at {reps} replicates an agreement is weak evidence: approximation rows whose error shows at the "
+           "default 4000, such as the mean-field filter rows, can agree here)." if caveat else "."),
         "",
     ])

@@ -61,3 +61,14 @@ def test_markdown_rows_keep_their_cells_and_the_header_gives_each_critical_value
     text = V.render(table, reps=50, steps=3, seed=0, elapsed=1.0, command="validate")
     assert (f"({V.t_critical(2, 50):.2f} at 50 replicates, {V.t_critical(2, 400):.2f} at 400 replicates)"
             in text)
+
+
+def test_a_small_table_says_its_agreements_are_weak_evidence():
+    """A user trial (2026-12-04): at 100 replicates the known-wrong mean-field rows agreed and the table ended with
+    "Disagreements: none"."""
+    table = V.Table()
+    table.add_mean("claim", "s", "approximation", np.linspace(0.0, 1.0, 100), theory=0.5)
+    table.judge()
+    small = V.render(table, reps=100, steps=3, seed=0, elapsed=1.0, command="validate")
+    assert "Disagreements: none (at 100 replicates an agreement is weak evidence" in small
+    assert "Disagreements: none.\n" in V.render(table, reps=4000, steps=3, seed=0, elapsed=1.0, command="validate")
