@@ -14,6 +14,9 @@ def test_tiny_run_writes_its_folder(tmp_path, command, png):
     assert (out / png).stat().st_size > 0
     assert (out / "arrays.npz").exists() and (out / "manifest.json").exists()
     assert len(json.loads((out / "config.json").read_text())["config"]["p"]) == 6
+    # every stored array says what it is (a user trial, 2026-12-04: most descriptions were empty; fig3 lacked p)
+    meta = json.loads((out / "arrays.json").read_text())
+    assert {"p", "alpha", "n"} <= set(meta) and all(entry["description"] for entry in meta.values())
 
 
 def test_fig2_checks_the_accumulate_pool_before_anything_runs(tmp_path, capsys):

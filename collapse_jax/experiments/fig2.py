@@ -75,7 +75,13 @@ def run(cfg: MultinomialFigureConfig, out: str | None) -> int:
                         "losses_accumulate": ["setting", "replicate", "step"],
                         "theory_replace": ["setting", "step"], "theory_accumulate": ["setting", "step"],
                         "alpha": ["setting", "step"], "n": ["setting", "step"], "p": ["category"]},
-                       {"losses_replace": "||p_hat_t - p||^2, settings = alphas x sizes (row-major)"})
+                       {"losses_replace": "||p_hat_t - p||^2 per replicate, replace regime; settings = alphas x sizes "
+                                          "(row-major, config.json's alphas and sizes)",
+                        "losses_accumulate": "||p_hat_t - p||^2 per replicate, accumulate regime; same settings",
+                        "theory_replace": "exact E||p_hat_t - p||^2, replace (seed 003 Thm 3.1)",
+                        "theory_accumulate": "exact E||p_hat_t - p||^2, accumulate (seed 003 Thm A.1)",
+                        "alpha": "alpha_t, the fresh-data share of each generation (index 0: the real data)",
+                        "n": "n_t, each generation's sample size", "p": "the true distribution"})
     fig = figure(losses, theory, p, cfg.replicates)
     return runs.finish(folder, fig, "fig2.png", "recursions-fig2", start)
 
