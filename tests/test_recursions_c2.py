@@ -36,3 +36,5 @@ def test_tiny_run_all_models(tmp_path):
         assert arrays[model].shape == (8, 3, 3)
     assert (out / "c2.png").stat().st_size > 0
     assert json.loads((out / "config.json").read_text())["config"]["models"] == ["multinomial", "gaussian", "gmm", "logistic"]
+    meta = json.loads((out / "arrays.json").read_text())   # the theory curves described too (a user trial)
+    assert any("_theory_" in k for k in meta) and all(entry["description"] for entry in meta.values())

@@ -205,11 +205,16 @@ def run(cfg: C2Config, out: str | None) -> int:
         for i, curve in results[m][1].items():
             arrays[f"{m}_theory_{i + 1}"] = curve
             labels[f"{m}_theory_{i + 1}"] = ["step"]
-    folder.save_arrays(arrays, labels, {
+    descriptions = {
         "multinomial": "||p_hat_t - p||^2, p ~ Dirichlet(1) (see config)",
         "gaussian": "(mu_hat - mu)^2 + (sigma_hat - sigma)^2 = W2^2, true N(0, 1)",
         "gmm": "W1 between true and fitted mixing measures (EM refit); true mixture in config",
-        "logistic": "||theta_hat_t - theta||^2 (intercept included), NaN after a failed fit; theory first-order"})
+        "logistic": "||theta_hat_t - theta||^2 (intercept included), NaN after a failed fit; theory first-order"}
+    for m in models:   # the theory curves said nothing of themselves (a user trial, 2026-12-04)
+        for i in results[m][1]:
+            descriptions[f"{m}_theory_{i + 1}"] = (f"the {m} model's theory curve for setting {i + 1} (config.json's "
+                                                   f"settings; {results[m][2]})")
+    folder.save_arrays(arrays, labels, descriptions)
     fig = figure(results, p, bases, cfg.replicates)
     return runs.finish(folder, fig, "c2.png", "recursions-c2", start)
 
