@@ -190,7 +190,8 @@ def cmd_sweep(args) -> int:
 
     if args.fields:
         model = MODELS[args.fields]
-        print(f"{args.fields}: {type(model).__doc__.strip().splitlines()[0]}")
+        summary = " ".join(type(model).__doc__.strip().split("\n\n")[0].split())  # its first paragraph, whole
+        print(f"{args.fields}: {summary}")
         for key, field in model.fields.items():
             print(f"  {key}: {field.describe()}")
         print("records: " + "; ".join(f"{k} ({o.kind}): {o.description}" for k, o in model.outputs.items()))

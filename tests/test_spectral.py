@@ -655,6 +655,11 @@ def test_cli_embeddings_cell_runs_and_resumes(tmp_path):
     assert sigma_cli.main(argv) == 0  # resume: the chunk is reused, same table
     assert (tmp_path / "run" / "table.md").read_text() == table
     assert sigma_cli.main(argv[:-1] + [str(tmp_path / "run"), "--seed", "1"]) == 2  # different config, same folder
+    # a user trial (2026-12-04): the same path holding other embeddings resumed with the old file's results (its
+    # truth, its N); the file's content is part of the configuration now
+    np.save(tmp_path / "emb.npy", 3 * emb)
+    assert sigma_cli.main(argv) == 2
+    assert (tmp_path / "run" / "table.md").read_text() == table
 
 
 @pytest.mark.fallback

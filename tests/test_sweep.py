@@ -704,3 +704,12 @@ def test_phase_plots_say_what_ran_and_draw_uneven_axes_cell_by_cell(tmp_path, mo
     assert phase._cell_positions(np.array([0.0, 0.5, 1.0]))[1] is None
     positions, labels = phase._cell_positions(np.array([1, 2, 4, 32]))
     np.testing.assert_array_equal(positions, [0, 1, 2, 3]) and labels == ["1", "2", "4", "32"]
+
+
+@pytest.mark.parametrize("simulator", sorted(MODELS))
+def test_fields_listing_gives_each_simulators_whole_summary(simulator, capsys):
+    """A user trial (2026-12-04): `sweep --fields sigma-blocks` printed its docstring's first line, which stopped
+    mid-sentence ("...a replicate is one")."""
+    assert cli_main(["sweep", "--fields", simulator]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"{simulator}: ") and first.rstrip().endswith((".", ")")), first
