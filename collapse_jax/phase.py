@@ -187,9 +187,9 @@ def _heatmap(ax, ds, var: str, x: str, y: str, *, log: bool = False, centre_one:
 
 def _cell_positions(values) -> tuple[np.ndarray, list[str] | None]:
     """Where a heatmap draws the cells of one axis, and their tick labels: an evenly spaced numeric axis at its
-    values (ticked at them when it has at most 12; None: the axis's own ticks); any other axis one unit per cell, labelled with its values (an uneven
-    grid such as L = 1, 2, 4, 8, 16, 32 on a linear axis squeezed the small values into a sliver and put ticks at
-    values that are not in the grid)."""
+    values (ticked at them when it has at most 12; None: the axis's own ticks); any other axis one unit per cell,
+    labelled with its values (an uneven grid such as L = 1, 2, 4, 8, 16, 32 on a linear axis squeezed the small
+    values into a sliver and put ticks at values that are not in the grid)."""
     v = np.asarray(values)
     if v.dtype.kind in "fi":
         gaps = np.diff(v.astype(np.float64))

@@ -40,7 +40,8 @@ def run(cfg: MultinomialFigureConfig, out: str | None) -> int:
                         "n": ["setting", "step"], "alpha": ["setting", "step"], "p": ["category"]},
                        {"losses": "||p_hat_t - p||^2 per replicate, pure synthetic accumulation; one setting per size "
                                   "schedule (config.json's sizes)",
-                        "theory": "exact E||p_hat_t - p||^2 (seed 003 Thm A.1)", "n": "n_t, each generation's sample size",
+                        "theory": "exact E||p_hat_t - p||^2 (seed 003 Thm A.1)",
+                        "n": "n_t, each generation's sample size",
                         "alpha": "alpha_t (pure synthetic: 0 after the real data at index 0)",
                         "p": "the true distribution"})
     fig = figure(losses, theory, p, cfg.replicates)
