@@ -171,6 +171,8 @@ def make_config(*, mu=((-5.0,), (5.0,)), sigma=((1.0,),), num_models=3, points_p
     n = _checks.positive_int("num_models", num_models)
     L = _checks.positive_int("points_per_step", points_per_step)
     T = _checks.positive_int("num_steps", num_steps)
+    if T > MAX_STEPS:  # the schedules are tuples of T floats: 10^8 steps took 14 GB before any check (a user trial)
+        raise ValueError(f"num_steps must be at most {MAX_STEPS:,}, got {T:,}")
     beta = _checks.in_interval("beta", beta, 0.0, 1.0, low_open=True)
     a = _checks.in_interval("dirichlet_a", dirichlet_a, 0.0, math.inf, low_open=True, high_open=True)
     eps = _checks.in_interval("eps", eps, 0.0, 1.0)
@@ -194,6 +196,10 @@ def make_config(*, mu=((-5.0,), (5.0,)), sigma=((1.0,),), num_models=3, points_p
                            record_pi=bool(record_pi), record_d=bool(record_d), initial_weights=initial_weights)
     step_schedule(cfg)  # B c_t < 1 at every step: refused here, before a run folder or any compute
     return cfg
+
+
+# The longest horizon a configuration takes (its schedules are stored as tuples of T floats).
+MAX_STEPS = 1_000_000
 
 
 def _schedule_arg(name, value, T, low, high, **kw):

@@ -584,3 +584,10 @@ def test_gmm_network_command_shows_one_bar_and_the_time_of_a_resumed_run(tmp_pat
     finally:
         _native.prefer_backend("auto")
         progress.set_enabled(None)
+
+
+def test_a_horizon_beyond_the_limit_is_refused_at_once():
+    """A user trial (2026-12-04): --steps 100000000 built schedules of 10^8 Python floats (14 GB within a minute)
+    before any check."""
+    with pytest.raises(ValueError, match=r"num_steps must be at most 1,000,000, got 1,000,001"):
+        gn.paper_config(4, num_steps=1_000_001)
