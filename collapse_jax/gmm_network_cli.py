@@ -244,7 +244,8 @@ def make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R, dropp
             ax.plot(steps, paper.dnorm[r], lw=0.8, color="0.35", alpha=0.8,
                     label="the paper's view: single replicates" if r == 0 else None)
         styles = {"mean_field": ("tab:red", "mean field (Appendix A)"),
-                  "second_moment": ("tab:green", "second-moment recursion (rms)")}
+                  "second_moment": ("tab:green", "second-moment recursion (rms of replicates that keep every "
+                                                 "component; docs/gmm_theory.md)")}
         for name, curve in theory.items():
             color, text = styles.get(name, ("k", name))
             ax.plot(steps, curve, color=color, lw=1.5, label=text)
@@ -257,12 +258,15 @@ def make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R, dropp
             lo = max(positive.min() if positive.size else 1e-4, 1e-4)
             ax.set_ylim(lo / 2, max(summary["q95"].max(), dnorm[:paper_R].max() if paper_R else 0) * 1.5)
             ax.set_xlim(1, steps[-1])
-            ref = summary["q50"][min(50, steps[-1])] * np.sqrt(min(50, steps[-1]) / steps[1:])
-            ax.plot(steps[1:], ref, color="0.5", ls=":", label=r"$\propto t^{-1/2}$")
+            if cfg.alpha is None and cfg.c is None:  # the law of the paper's 1/k_t schedules only (a user trial:
+                # it was drawn beside a constant alpha's curve, which does not follow it)
+                ref = summary["q50"][min(50, steps[-1])] * np.sqrt(min(50, steps[-1]) / steps[1:])
+                ax.plot(steps[1:], ref, color="0.5", ls=":", label=r"$\propto t^{-1/2}$ (1/k_t schedules)")
             ax.set_title("log-log")
         else:
+            schedules = "alpha, c: 1/k_t, 1/(k_t B^2)" if cfg.alpha is None and cfg.c is None else "alpha, c: given"
             ax.set_title(f"GMM network: n={cfg.num_models}, B={cfg.num_components}, L={cfg.points_per_step}, "
-                         f"beta={cfg.beta}")
+                         f"beta={cfg.beta}, eps={cfg.eps:g}, m0={cfg.num_human}; {schedules}", fontsize=9)
         ax.legend(fontsize=8)
     paths = [folder.save_figure(fig, "dnorm.png")]
     plt.close(fig)

@@ -591,3 +591,22 @@ def test_a_horizon_beyond_the_limit_is_refused_at_once():
     before any check."""
     with pytest.raises(ValueError, match=r"num_steps must be at most 1,000,000, got 1,000,001"):
         gn.paper_config(4, num_steps=1_000_001)
+
+
+@pytest.mark.parametrize("extra, guide", [([], True), (["--alpha", "0.3", "--c", "0.01"], False)])
+def test_dnorm_plot_draws_the_t_half_guide_for_the_papers_schedules_only(extra, guide, tmp_path, monkeypatch):
+    """A user trial (2026-12-04): the t^-1/2 guide was drawn beside a constant alpha's curve, which does not follow
+    it, and the title left out eps, m0 and the schedules."""
+    from collapse_jax import cli
+    from collapse_jax.results import RunFolder
+
+    figures = []
+    monkeypatch.setattr(RunFolder, "save_figure", lambda self, fig, name: figures.append((name, fig)) or name)
+    argv = ["gmm-network", "--replicates", "4", "--paper-replicates", "1", "--steps", "6", "--models", "2",
+            "--backend", "jax", "--no-progress", "--out", str(tmp_path / "run"), *extra]
+    assert cli.main(argv) == 0
+    fig = dict(figures)["dnorm.png"]
+    labels = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+    assert any("t^{-1/2}" in label for label in labels) == guide
+    title = fig.axes[0].get_title()
+    assert "eps=0" in title and "m0=0" in title and ("1/k_t" in title) == guide
