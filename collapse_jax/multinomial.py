@@ -635,8 +635,9 @@ def check_filter_keeps(alpha: np.ndarray, n: np.ndarray, type1: float, type2: fl
     0.99 (checked schedules ``alpha``, ``n``, (..., T + 1))."""
     kappa = alpha[..., 1:] * (1 - type1) + (1 - alpha[..., 1:]) * type2
     if np.any(kappa <= 0):
-        t = int(np.argwhere(kappa <= 0)[0][-1]) + 1
-        a_t = float(np.reshape(alpha[..., t], -1)[np.argmax(np.reshape(kappa[..., t - 1] <= 0, -1))])
+        first = tuple(int(i) for i in np.argwhere(kappa <= 0)[0])   # (schedule index..., step - 1)
+        t = first[-1] + 1
+        a_t = float(alpha[first[:-1] + (t,)])
         hint = ("with alpha_t = 1 (all fresh data) it needs type1 < 1" if a_t == 1 else
                 "with alpha_t = 0 (all synthetic data) it needs type2 > 0" if a_t == 0 else "")
         raise ValueError("the filter keeps nothing: keep probability alpha_t (1 - type1) + (1 - alpha_t) type2 "

@@ -14,6 +14,7 @@ Long sweeps checkpoint finished chunks with :meth:`RunFolder.save_chunk` and pic
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import io
 import json
 import os
@@ -55,6 +56,15 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     _atomic_write_bytes(Path(path), text.encode("utf-8"))
+
+
+def hash_file(path: str | os.PathLike, digest: Any = None) -> Any:
+    """``digest`` (default a new SHA-256) updated with the bytes of the file at ``path``, read in 1 MiB pieces."""
+    digest = hashlib.sha256() if digest is None else digest
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            digest.update(piece)
+    return digest
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -7,7 +7,6 @@ statistics), ``table.md`` / ``table.csv`` (bias, SD, coverage per cell and block
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 from collapse_jax import cli_options as opts
 from collapse_jax import sigma_precision as sp
 from collapse_jax.progress import bar
-from collapse_jax.results import RunFolder
+from collapse_jax.results import RunFolder, hash_file
 
 QUICK = dict(dims=(8, 32), blocks=(200,), num_points=20_000, ratios=(1.0, 2.0, 5.0, 20.0, 100.0))
 
@@ -59,15 +58,6 @@ def config_from_args(args) -> sp.PrecisionConfig:
     if args.quick:
         cfg = replace(cfg, **QUICK)
     return cfg.validate()
-
-
-def file_sha256(path: str) -> str:
-    """The SHA-256 of a file's bytes (read in 16 MiB pieces)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for piece in iter(lambda: f.read(1 << 24), b""):
-            digest.update(piece)
-    return digest.hexdigest()
 
 
 def load_embeddings(path: str) -> np.ndarray:
@@ -162,7 +152,7 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
     emb = load_embeddings(cfg.embeddings) if cfg.embeddings else None
     # the file's content, not only its path as typed: a resumed run kept the results of a file that had changed
     # since (another N, another log det) and reported them as the new file's (a user trial, 2026-12-04)
-    folder.start({**asdict(cfg), **({"embeddings_sha256": file_sha256(cfg.embeddings)} if cfg.embeddings else {})})
+    folder.start({**asdict(cfg), **({"embeddings_sha256": hash_file(cfg.embeddings).hexdigest()} if cfg.embeddings else {})})
     t0 = time.perf_counter()
     results, rows, engines = [], [], {}
     # one float64 and one float32 buffer for all synthetic cells: fresh 3 GB arrays per cell cost seconds of page

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import numpy as np
 
 from collapse_jax import schedules
+from collapse_jax.gmm_network import MAX_STEPS
 from collapse_jax.sigma_precision import MIN_DIM
 
 
@@ -423,7 +424,7 @@ class GMMNetworkSweep(SweepModel):
         "num_models": Field(3, "models n", int, 1, 10_000),
         "points_per_step": Field(3, "points L each model posts per step", int, 1, 100_000),
         "beta": Field(0.5, "fraction of the internet each model reads per step", float, 0.0, 1.0, low_open=True),
-        "num_steps": Field(200, "steps T (records t = 0..T)", int, 1, 1_000_000),
+        "num_steps": Field(200, "steps T (records t = 0..T)", int, 1, MAX_STEPS),
         "num_components": Field(2, "mixture components B", int, 2, 1_000),
         "component_spacing": Field(10.0, "distance between neighbouring component means", float, 0.0, None,
                                    low_open=True),

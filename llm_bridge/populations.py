@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from collapse_jax.results import atomic_savez
+from collapse_jax.results import atomic_savez, hash_file
 from collapse_jax.sigma_precision import Population
 from llm_bridge import corpus as corpus_mod
 from llm_bridge import encoders
@@ -39,9 +39,7 @@ def folder_hash(folder: str | os.PathLike) -> str:
     h = hashlib.sha256()
     for f in sorted(p for p in folder.rglob("*") if p.is_file()):
         h.update(f.relative_to(folder).as_posix().encode() + b"\0")
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        hash_file(f, h)
     return h.hexdigest()
 
 
