@@ -59,10 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        cli_options.apply_run_options(args)
-        result = args.func(args)
+        with cli_options.plain_warnings(f"collapse-jax {args.command}"):
+            cli_options.apply_run_options(args)
+            result = args.func(args)
     except (ValueError, _checks.MissingExtraError) as exc:  # bad input, a missing extra: one clear line
-        print(f"collapse-jax {args.command}: error: {exc}", file=sys.stderr)
+        print(f"collapse-jax {args.command}: error: {cli_options.with_flags(str(exc), args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         hint = getattr(args, "interrupt_hint", None) or ("a command that resumes continues from them when rerun with "

@@ -4,9 +4,11 @@ flags generated from an experiment's frozen config dataclass (:func:`add_config`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import types
 import typing
+import warnings
 
 
 def _default(parser, value) -> str:
@@ -163,6 +165,10 @@ def add_config(parser, config_cls, *, exclude: tuple[str, ...] = (), presets: di
     of every preset where they differ.
     """
     hints = typing.get_type_hints(config_cls)
+    names = dict(parser.get_default("config_flags") or {})   # field -> flag, for messages (:func:`with_flags`)
+    names.update({f.name: flag_of(config_cls, f.name) for f in dataclasses.fields(config_cls)
+                  if f.name not in exclude and f.name not in COMMON})
+    parser.set_defaults(config_flags=names)
     presets = presets or {"default": {}}
     starts = {name: config_cls(**values) for name, values in presets.items()}
     first = next(iter(presets))
@@ -191,6 +197,34 @@ def add_config(parser, config_cls, *, exclude: tuple[str, ...] = (), presets: di
         extra = {"nargs": meta["nargs"]} if "nargs" in meta else {}
         parser.add_argument(flag_of(config_cls, f.name), dest=f.name, type=kind, default=None,
                             choices=meta.get("choices"), metavar=meta.get("metavar"), help=text, **extra)
+
+
+@contextlib.contextmanager
+def plain_warnings(prog: str):
+    """While the block runs, a warning prints as one line, ``PROG: warning: MESSAGE`` (without the file, line
+    number and source line of the code that raised it: a command-line user's input, not the library, is what the
+    message is about)."""
+    def one_line(message, category, filename, lineno, line=None) -> str:
+        kind = "" if category is UserWarning else f" ({category.__name__})"
+        return f"{prog}: warning{kind}: {message}\n"
+
+    saved = warnings.formatwarning
+    warnings.formatwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = saved
+
+
+def with_flags(message: str, args: argparse.Namespace) -> str:
+    """``message`` (a config's ValueError, worded for the Python API: ``learning_rate must lie in ...``) with its
+    leading field name replaced by the command's flag for it (``--lr must lie in ...``): what a user typed. The
+    command's fields are those :func:`add_config` registered on its parser; other messages are returned as given."""
+    names = getattr(args, "config_flags", None) or {}
+    field = message.split(" ", 1)[0]
+    if field in names and " " in message:
+        return names[field] + message[len(field):]
+    return message
 
 
 def config_from_args(config_cls, args: argparse.Namespace, *, presets: dict[str, dict] | None = None, **overrides):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from collapse_jax import _checks
@@ -74,7 +74,9 @@ def _add_train(verbs) -> None:
 
 def _add_sample(verbs) -> None:
     q = verbs.add_parser("sample", help="generate continuations from a trained run",
-                         description="Sample continuations of prompts from a run folder (or a NanoGPT.save folder).")
+                         description="Sample continuations of prompts from a run folder (or a NanoGPT.save folder). "
+                                     "Without --max-new-tokens a sample has 64 new tokens, or the model's context "
+                                     "length - 1 where that is fewer.")
     q.add_argument("run", help="run folder")
     q.add_argument("--prompt", action="append", default=None,
                    help="a prompt (repeat for several; default: one empty prompt, i.e. unconditional)")
@@ -175,6 +177,9 @@ def cmd_sample(args) -> int:
     sampling = opts.config_from_args(Sampling, args)
     prompts = [p for p in _prompts(args) for _ in range(count)]
     model = NanoGPT.load(args.run, step=args.step)
+    if args.max_new_tokens is None:     # the default, cut to what the model's context holds (the tiny preset's 31)
+        longest = model.config.context_length - 1
+        sampling = replace(sampling, max_new_tokens=min(sampling.max_new_tokens, longest))
     texts = model.generate(prompts, sampling, seed=args.seed, batch_size=args.batch_size,
                            use_cache=not args.no_cache)
     if args.json:
@@ -191,6 +196,8 @@ def cmd_eval(args) -> int:
     from llm_bridge.nanogpt import NanoGPT
 
     _checks.positive_int("batch_size", args.batch_size)
+    if args.texts is not None and not Path(args.texts).expanduser().exists():
+        raise ValueError(f"--texts {args.texts!r} does not exist (give a .txt file or a folder of them)")
     texts = nt.text_documents(args.texts) if args.texts else None
     if texts == []:
         raise ValueError(f"--texts {args.texts!r} holds no text (no non-blank paragraph) to score")
@@ -220,9 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     add_parser(sub)
     args = parser.parse_args(["nanogpt", *(sys.argv[1:] if argv is None else argv)])
     try:
-        return int(args.func(args) or 0)
+        with opts.plain_warnings(f"nanogpt {args.nanogpt_command}"):
+            return int(args.func(args) or 0)
     except ValueError as exc:
-        print(f"nanogpt {args.nanogpt_command}: error: {exc}", file=sys.stderr)
+        print(f"nanogpt {args.nanogpt_command}: error: {opts.with_flags(str(exc), args)}", file=sys.stderr)
         return 2
 
 

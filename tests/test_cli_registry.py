@@ -96,9 +96,9 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["sigma-precision", "--quick", "--dims", "-8"], "--quick sets --dims, .*; drop --dims or --quick"),
     (["sigma-precision", "--embeddings", "/nonexistent-file-x.npy"], "embeddings file .* does not exist"),
     # a second audit (2026-12-02): these crashed after the run folder existed, or ran into NaN results
-    (["sigma-precision", "--ratios", "1,inf"], r"ratios must lie in \[1\.0, inf\)"),
+    (["sigma-precision", "--ratios", "1,inf"], r"--ratios must lie in \[1\.0, inf\)"),
     (["sigma-precision", "--families", "", "--dims", "8"], "no cells to run"),
-    (["sigma-precision", "--num-points", "2000000000", "--dims", "384"], "num_points .* needs about .* GiB"),
+    (["sigma-precision", "--num-points", "2000000000", "--dims", "384"], "--num-points .* needs about .* GiB"),
     (["gmm-network", "--replicates", "100000000000"], "replicates=100000000000 needs about .* GiB"),
     (["gmm-network", "--seed", str(2**63)], r"seed must be an integer in \[0, 2\*\*63 - 1\]"),
     (["validate", "--replicates", "1"], "replicates must be an integer >= 2"),

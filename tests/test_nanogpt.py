@@ -905,7 +905,21 @@ def test_cli_sample_eval_and_errors(capsys, reference_run, data_dir, tmp_path):
     assert _cli("eval", run, "--texts", str(data_dir / "sub")) == 0
     assert json.loads(capsys.readouterr().out)["perplexity"] > 1
     assert _cli("sample", run, "--temperature", "0") == 2
-    assert "temperature must lie in" in capsys.readouterr().err
+    assert "--temperature must lie in" in capsys.readouterr().err
+    # the default --max-new-tokens (64) is cut to the tiny preset's context - 1 = 31: it was refused
+    assert _cli("sample", run, "--json", "--top-k", "1") == 0
+    (greedy,) = json.loads(capsys.readouterr().out)
+    model = ng.NanoGPT.load(run)
+    assert greedy["text"] == model.generate([""], Sampling(max_new_tokens=31, top_k=1))[0]
+    assert _cli("sample", run, "--max-new-tokens", "64") == 2
+    assert "--max-new-tokens must be at most context_length - 1 = 31" in capsys.readouterr().err
+    # messages name the flag typed, not the configuration field behind it
+    assert _cli("train", "--lr", "0", "--out", str(tmp_path / "lr")) == 2
+    assert "error: --lr must lie in" in capsys.readouterr().err
+    assert _cli("train", "--held-out", "1", "--out", str(tmp_path / "lr")) == 2
+    assert "error: --held-out must lie in" in capsys.readouterr().err
+    assert _cli("eval", run, "--texts", str(tmp_path / "missing.txt")) == 2
+    assert f"--texts '{tmp_path / 'missing.txt'}' does not exist" in capsys.readouterr().err
     assert _cli("train", "--resume") == 2
     assert "--resume needs --out" in capsys.readouterr().err
     assert _cli("train", "--resume", "--out", run, "--steps", "5") == 2
@@ -929,6 +943,20 @@ def test_cli_sample_eval_and_errors(capsys, reference_run, data_dir, tmp_path):
     assert f"--texts '{empty}' holds no text" in capsys.readouterr().err
     assert _cli("sample", str(empty)) == 2
     assert f"model folder '{empty}' is a file, not a model folder" in capsys.readouterr().err
+
+
+def test_cli_warnings_print_as_one_line(reference_run):
+    """A warning reaches a command-line user as ``PROG: warning: MESSAGE``, not with the library's file, line and
+    source line (``cli.py:63: UserWarning: ...`` then ``  result = args.func(args)``)."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", COLLAPSE_JAX_PROGRESS="0", PYTHONPATH=str(ROOT))
+    long = " ".join(["the quick brown fox"] * 40)
+    proc = subprocess.run([sys.executable, "-m", "collapse_jax.cli", "nanogpt", "sample", str(reference_run.folder),
+                           "--prompt", long, "--max-new-tokens", "2"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert any(line.startswith("collapse-jax nanogpt: warning: 1 of 1 prompts are longer") for line in lines), lines
+    assert not any("args.func" in line or ".py:" in line for line in lines), lines
 
 
 def test_cli_eval_and_resume_check_the_training_text(capsys, reference_run, data_dir, tmp_path, monkeypatch):

@@ -392,10 +392,10 @@ def test_sweep_command_errors_name_the_field(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--cells-per-chunk", "0"], "cells_per_chunk must be an integer >= 1, got 0"),
-    (["--memory-budget", "-5"], "memory_budget must be an integer >= 1, got -5"),
+    (["--cells-per-chunk", "0"], "--cells-per-chunk must be an integer >= 1, got 0"),
+    (["--memory-budget", "-5"], "--memory-budget must be an integer >= 1, got -5"),
     (["--process-id", "1"], "--process-id needs --num-processes"),
-    (["--num-processes", "2", "--process-id", "2"], r"process_id must be in 0 .. num_processes - 1 = 1, got 2"),
+    (["--num-processes", "2", "--process-id", "2"], r"--process-id must be in 0 .. num_processes - 1 = 1, got 2"),
 ])
 def test_sweep_run_flags_are_checked_before_anything_runs(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("JAX_NUM_PROCESSES", raising=False)
@@ -455,7 +455,7 @@ def _sweep_cli(tmp_path, text: str, out, *args) -> int:
         "steps = 2", 'steps = 2\nregime = "filter"'), [], "error: backend='pallas' supports the replace and"),
     (SMALL + '[[zip]]\nname = "step"\nalpha0 = [0.1, 0.2]\n', [], "zip\\[0\\].name: 'step' names a variable"),
     (SMALL + '[[zip]]\nname = "loss_stats"\nalpha0 = [0.1, 0.2]\n', [], "'loss_stats' names a variable"),
-    (SMALL, ["--memory-budget", "300"], r"memory_budget must be >= 384 bytes \(one cell's records"),
+    (SMALL, ["--memory-budget", "300"], r"--memory-budget must be >= 384 bytes \(one cell's records"),
     # a third audit (2026-12-04): a filter that keeps nothing was found only while running, after the store was made
     (SMALL.replace("steps = 2", 'steps = 2\nregime = "filter"\nalpha0 = 0.0').replace("n0 = [10, 20]",
                                                                                      "type2 = [0.5, 0.0]"),
