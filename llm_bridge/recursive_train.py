@@ -218,10 +218,16 @@ class RecursiveConfig:
         extra = self.classifier_docs if any(SETTINGS[s].filtered for s in self.settings) else 0
         return int(self.sizes()[1:].max()) + extra
 
+    @property
+    def reserved_classifier_docs(self) -> int:
+        """Real documents set aside for the classifier: ``classifier_docs`` when a setting filters, else none."""
+        return self.classifier_docs if any(SETTINGS[s].filtered for s in self.settings) else 0
+
     def documents_needed(self) -> int:
-        """Real documents a repetition needs: held-out, classifier and the largest fresh-pool demand."""
+        """Real documents a repetition needs: held-out, the classifier's (when a setting filters) and the largest
+        fresh-pool demand."""
         pool = max(int(self.fresh_counts(s).sum()) for s in self.settings)
-        return self.held_out_docs + self.classifier_docs + pool
+        return self.held_out_docs + self.reserved_classifier_docs + pool
 
     def gpt_config(self, vocab_size: int) -> GPTConfig:
         return GPTConfig(vocab_size=vocab_size, context_length=self.context_length, num_layers=self.num_layers,
@@ -304,7 +310,7 @@ def prepare_repetition(config: RecursiveConfig, docs: list[str], rep: int, folde
     0's ``n0`` documents, saved to ``folder/tokenizer.json``) and embed the classifier's real documents once."""
     order = np.random.default_rng(derive_seed(config.seed, rep, "split")).permutation(len(docs))
     docs = [docs[i] for i in order]
-    h, c = config.held_out_docs, config.classifier_docs
+    h, c = config.held_out_docs, config.reserved_classifier_docs
     held, cls_real, pool = docs[:h], docs[h:h + c], docs[h + c:]
     folder.mkdir(parents=True, exist_ok=True)
     if (folder / bpe.FILENAME).is_file():
@@ -549,7 +555,12 @@ def _gen_folder(rep_folder: Path, setting: str, t: int) -> Path:
 
 def check_config_matches(run: RunFolder, config: RecursiveConfig) -> None:
     """Write ``config.json`` for a new run; for an existing one, refuse a different configuration."""
-    run.start(asdict(config))
+    record = asdict(config)
+    if not config.reserved_classifier_docs:
+        # Without a filtered setting no classifier documents are set aside (before 2026-12-05 they were, so the fresh
+        # pool started classifier_docs later): recorded, so that a run begun the old way is refused, not mixed.
+        record["classifier_docs_reserved"] = 0
+    run.start(record)
 
 
 def run(folder: str | Path, config: RecursiveConfig = RecursiveConfig(), *, encoder=None, until: int | None = None,
@@ -567,8 +578,10 @@ def run(folder: str | Path, config: RecursiveConfig = RecursiveConfig(), *, enco
     docs = load_real_documents(config)
     if len(docs) < config.documents_needed():
         raise ValueError(f"the source holds {len(docs)} documents but the configuration needs "
-                         f"{config.documents_needed()} (held_out_docs + classifier_docs + the largest fresh-pool "
-                         f"demand n0 + sum alpha_t n_t); lower n0, n, alpha or generations")
+                         f"{config.documents_needed()} (held_out_docs {config.held_out_docs} + classifier_docs "
+                         f"{config.reserved_classifier_docs} + the largest fresh-pool demand n0 + sum alpha_t n_t); "
+                         "lower n0, n, alpha or generations" + (", or classifier_docs (the filtered setting's)"
+                                                                 if config.reserved_classifier_docs else ""))
     out = RunFolder.create("recursive-train", folder)
     check_config_matches(out, config)
     encoder = default_encoder() if encoder is None else encoder

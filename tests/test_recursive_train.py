@@ -202,6 +202,22 @@ def test_too_little_text_is_refused_before_any_folder_is_made(config, tmp_path):
     assert not (tmp_path / "never").exists()
 
 
+def test_classifier_documents_are_set_aside_only_when_a_setting_filters(config, tmp_path):
+    unfiltered = rt.RecursiveConfig(**{**config.__dict__, "settings": ("accumulate", "s2-carry")})
+    pool = lambda c: max(int(c.fresh_counts(s).sum()) for s in c.settings)  # noqa: E731
+    assert unfiltered.documents_needed() == config.held_out_docs + pool(unfiltered)
+    assert config.documents_needed() == config.held_out_docs + config.classifier_docs + pool(config)
+    docs = [f"document number {i} with a few words" for i in range(unfiltered.documents_needed())]
+    rep = rt.prepare_repetition(unfiltered, docs, 0, tmp_path / "rep", encoder=None)
+    assert rep.classifier_real == [] and len(rep.pool) == len(docs) - config.held_out_docs
+    # a run folder begun when the classifier's documents were set aside regardless is refused, not mixed
+    from collapse_jax.results import RunFolder
+    old = RunFolder.create("recursive-train", tmp_path / "old")
+    old.write_config(unfiltered.__dict__)
+    with pytest.raises(ValueError, match="classifier_docs_reserved"):
+        rt.run(old.path, unfiltered)
+
+
 def test_schedules_follow_seed_003_settings():
     cfg = rt.RecursiveConfig(generations=3, n0=10, n=20, alpha=0.5, gamma=1.0, n_growth="linear")
     np.testing.assert_array_equal(cfg.sizes(), [10, 20, 40, 60])
