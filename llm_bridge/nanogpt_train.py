@@ -646,8 +646,8 @@ def resume(folder: str | os.PathLike, *, until: int | None = None, progress: boo
         except ValueError:                      # (CheckpointError is one)
             pass
         else:
-            return TrainResult(model, model.step, done["held_out_loss"], done["held_out_perplexity"], None, folder,
-                               "finished", metrics)
+            loss, ppl = (math.nan if done[k] is None else done[k] for k in ("held_out_loss", "held_out_perplexity"))
+            return TrainResult(model, model.step, loss, ppl, None, folder, "finished", metrics)  # (NaN is null)
     cfg, tc = GPTConfig(**saved["model"]), TrainConfig(**saved["train"])
     tokenizer = bpe.TextTokenizer.load(folder / saved["tokenizer_file"])
     prepared = saved_run_data(folder, saved, tokenizer, "resumed exactly")
@@ -805,14 +805,16 @@ def plot_losses(run: RunFolder, metrics: dict) -> None:
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     if metrics["train"]:
-        steps, losses = np.asarray([r[0] for r in metrics["train"]]) + 1, np.asarray([r[1] for r in metrics["train"]])
+        steps = np.asarray([r[0] for r in metrics["train"]]) + 1
+        losses = np.asarray([r[1] for r in metrics["train"]], dtype=float)   # (a NaN loss read back is None)
         ax.plot(steps, losses, color="0.75", lw=0.6, label="training batch")
         k = max(1, len(losses) // 50)
         if k > 1:
             ax.plot(steps[k - 1:], np.convolve(losses, np.ones(k) / k, mode="valid"), color="C0",
                     label=f"training, mean of {k}")
     ev = metrics["eval"]
-    ax.plot([r["step"] for r in ev], [r["loss"] for r in ev], "o-", color="C3", ms=3, label="held-out")
+    ax.plot([r["step"] for r in ev], np.asarray([r["loss"] for r in ev], dtype=float), "o-", color="C3", ms=3,
+            label="held-out")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats / token)")
     ax.legend()

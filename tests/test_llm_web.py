@@ -66,7 +66,7 @@ def test_run_writes_every_artefact_with_finite_metrics(context_run):
     for key in ("dnorm_t0", "dnorm_tT", "dnorm_ratio", "gmm_median_tT"):
         assert np.isfinite(summary[key]) and summary[key] >= 0, key
     assert 0.0 <= summary["gmm_coverage"] <= 1.0
-    assert np.isnan(summary["proxy_coverage"]["1"])              # one component: D = 0, band undefined
+    assert summary["proxy_coverage"]["1"] is None                 # one component: D = 0, band undefined (null)
     assert 0.0 <= summary["proxy_coverage"]["2"] <= 1.0
     assert summary["dnorm_recorded_max_abs_diff"] == 0.0
     with np.load(context_run / "arrays.npz") as z:

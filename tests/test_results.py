@@ -68,6 +68,24 @@ def test_results_are_readable_by_others_as_the_umask_allows(tmp_path):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o666 & ~results._UMASK
 
 
+def test_json_files_are_strict_json(tmp_path):
+    """NaN and infinities (Python floats, NumPy scalars, inside arrays) are written as null: the files held bare
+    NaN, which jq and JavaScript refuse; finite values, NumPy types and nesting are kept."""
+    from collapse_jax import results
+
+    obj = {"a": float("nan"), "b": [1.5, float("inf"), -float("inf")], "c": np.float32("nan"), "d": np.float64(2.5),
+           "e": np.array([[1.0, np.nan], [np.inf, 3.0]]), "f": (np.int64(4), None, "text"), "g": {"h": np.nan}}
+    results.atomic_write_json(tmp_path / "a.json", obj)
+
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    back = json.loads((tmp_path / "a.json").read_text(), parse_constant=refuse)
+    assert back == {"a": None, "b": [1.5, None, None], "c": None, "d": 2.5, "e": [[1.0, None], [None, 3.0]],
+                    "f": [4, None, "text"], "g": {"h": None}}
+    assert results.read_json(tmp_path / "a.json") == back
+
+
 def test_a_run_folder_holds_one_configuration(tmp_path):
     """start(): a new folder gets config.json; the same configuration resumes and its old manifest is removed (an
     interruption then leaves the folder marked unfinished); another configuration names the fields that differ; a
