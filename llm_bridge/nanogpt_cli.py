@@ -75,8 +75,9 @@ def _add_train(verbs) -> None:
 def _add_sample(verbs) -> None:
     q = verbs.add_parser("sample", help="generate continuations from a trained run",
                          description="Sample continuations of prompts from a run folder (or a NanoGPT.save folder). "
-                                     "Without --max-new-tokens a sample has 64 new tokens, or the model's context "
-                                     "length - 1 where that is fewer.")
+                                     "Without --max-new-tokens a sample has 64 new tokens, or what the model's "
+                                     "context leaves beside the longest prompt where that is fewer (at least half "
+                                     "the context).")
     q.add_argument("run", help="run folder")
     q.add_argument("--prompt", action="append", default=None,
                    help="a prompt (repeat for several; default: one empty prompt, i.e. unconditional)")
@@ -177,9 +178,8 @@ def cmd_sample(args) -> int:
     sampling = opts.config_from_args(Sampling, args)
     prompts = [p for p in _prompts(args) for _ in range(count)]
     model = NanoGPT.load(args.run, step=args.step)
-    if args.max_new_tokens is None:     # the default, cut to what the model's context holds (the tiny preset's 31)
-        longest = model.config.context_length - 1
-        sampling = replace(sampling, max_new_tokens=min(sampling.max_new_tokens, longest))
+    if args.max_new_tokens is None:
+        sampling = replace(sampling, max_new_tokens=default_new_tokens(model, prompts, sampling.max_new_tokens))
     texts = model.generate(prompts, sampling, seed=args.seed, batch_size=args.batch_size,
                            use_cache=not args.no_cache)
     if args.json:
@@ -188,6 +188,15 @@ def cmd_sample(args) -> int:
         for p, t in zip(prompts, texts):
             print(f"--- {p!r}\n{p}{t}")
     return 0
+
+
+def default_new_tokens(model, prompts: list[str], default: int) -> int:
+    """``default`` (64), or what the context leaves beside the longest prompt where that is fewer, but at least
+    half the context (a longer prompt is cut, with a warning); never more than context - 1. The tiny preset's
+    32-token context refused the default 64 outright."""
+    context = model.context_length
+    beside = context - max(len(ids) for ids in model.encode_prompts(prompts))
+    return max(1, min(default, context - 1, max(beside, context // 2)))
 
 
 def cmd_eval(args) -> int:

@@ -906,11 +906,18 @@ def test_cli_sample_eval_and_errors(capsys, reference_run, data_dir, tmp_path):
     assert json.loads(capsys.readouterr().out)["perplexity"] > 1
     assert _cli("sample", run, "--temperature", "0") == 2
     assert "--temperature must lie in" in capsys.readouterr().err
-    # the default --max-new-tokens (64) is cut to the tiny preset's context - 1 = 31: it was refused
+    # the default --max-new-tokens (64) fits the tiny preset's 32-token context (it was refused): 31 beside an
+    # empty prompt, what the longest prompt leaves, at least 16 (a longer prompt is then cut)
     assert _cli("sample", run, "--json", "--top-k", "1") == 0
     (greedy,) = json.loads(capsys.readouterr().out)
     model = ng.NanoGPT.load(run)
     assert greedy["text"] == model.generate([""], Sampling(max_new_tokens=31, top_k=1))[0]
+    words = [" ".join(["the"] * k) for k in range(40)]
+    sizes = [len(ids) for ids in model.encode_prompts(words)]
+    for prompt, size in zip(words, sizes):
+        assert nanogpt_cli.default_new_tokens(model, ["", prompt], 64) == max(32 - size, 16)
+        assert nanogpt_cli.default_new_tokens(model, [prompt], 8) == min(8, max(32 - size, 16))
+    assert min(sizes) == 1 and max(sizes) > 17           # the cases cover both sides of half the context
     assert _cli("sample", run, "--max-new-tokens", "64") == 2
     assert "--max-new-tokens must be at most context_length - 1 = 31" in capsys.readouterr().err
     # messages name the flag typed, not the configuration field behind it
