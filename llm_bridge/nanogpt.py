@@ -914,11 +914,17 @@ class NanoGPT:
     @classmethod
     def load(cls, folder: str | os.PathLike, *, step: int | None = None) -> "NanoGPT":
         """A model from a training run folder (``collapse-jax nanogpt train``) or a :meth:`save` folder: its
-        ``config.json``, ``tokenizer.json`` and the latest checkpoint that restores (``step`` for a given one). A
-        path that is missing, a file, or a folder without ``config.json`` is a ValueError naming it."""
+        ``config.json``, ``tokenizer.json`` and the latest checkpoint that restores (``step`` for a given one); or
+        from a generation folder of a ``recursive-train`` run (:func:`llm_bridge.recursive_train.load_generation_model`).
+        A path that is missing, a file, or a folder without ``config.json`` is a ValueError naming it."""
         from llm_bridge import nanogpt_train as nt
 
         folder = Path(folder).expanduser()
+        if not (folder / "config.json").exists():
+            from llm_bridge import recursive_train
+
+            if recursive_train.generation_run_folder(folder) is not None:   # a recursive-train generation
+                return recursive_train.load_generation_model(folder, step=step)
         saved = nt.read_run_config(folder)
         cfg = GPTConfig(**saved["model"])
         tokenizer = TextTokenizer.load(folder / saved.get("tokenizer_file", "tokenizer.json"))

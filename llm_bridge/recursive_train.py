@@ -53,6 +53,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from collapse_jax import _checks, multinomial, schedules
 from collapse_jax.progress import bar
@@ -551,6 +552,42 @@ def default_encoder():
 
 def _gen_folder(rep_folder: Path, setting: str, t: int) -> Path:
     return rep_folder / "gen00" if t == 0 else rep_folder / setting / f"gen{t:02d}"
+
+
+def generation_run_folder(folder: str | Path) -> Path | None:
+    """The run folder of a finished generation folder of a recursive-train run (``RUN/rep<r>/gen00`` or
+    ``RUN/rep<r>/<setting>/gen<tt>``, with its ``metrics.json``), or None for any other path."""
+    folder = Path(folder).expanduser()
+    if not (folder.name.startswith("gen") and folder.name[3:].isdigit() and (folder / "metrics.json").is_file()):
+        return None
+    rep = folder.parent if folder.name == "gen00" else folder.parent.parent
+    run = rep.parent
+    if not (rep.name.startswith("rep") and rep.name[3:].isdigit() and (rep / bpe.FILENAME).is_file()
+            and (run / "config.json").is_file()):
+        return None
+    return run
+
+
+def load_generation_model(folder: str | Path, *, step: int | None = None) -> NanoGPT:
+    """The nanoGPT one generation of a recursive-train run trained (``RUN/rep<r>/gen00`` or
+    ``RUN/rep<r>/<setting>/gen<tt>``): its parameters, the run's model sizes and the repetition's tokenizer, as
+    :meth:`NanoGPT.load` gives a training run's model (``NanoGPT.load`` and ``nanogpt sample`` take such a folder
+    too). A folder that is not a finished generation is a ValueError naming it."""
+    folder = Path(folder).expanduser()
+    run = generation_run_folder(folder)
+    if run is None:
+        raise ValueError(f"{str(folder)!r} is not a finished generation of a recursive-train run (RUN/rep<r>/gen00 "
+                         "or RUN/rep<r>/<setting>/gen<tt> with its metrics.json)")
+    saved = read_json(run / "config.json")["config"]
+    rep = folder.parent if folder.name == "gen00" else folder.parent.parent
+    tokenizer = bpe.TextTokenizer.load(rep)
+    cfg = GPTConfig(vocab_size=tokenizer.vocab_size, context_length=saved["context_length"],
+                    num_layers=saved["num_layers"], num_heads=saved["num_heads"], dim=saved["dim"],
+                    dropout=saved["dropout"], dtype=saved["dtype"])
+    abstract = nnx.eval_shape(lambda: init_params(cfg))
+    got_step, params = nt.restore_params(folder, abstract, step=step)
+    where = folder.name if folder.name == "gen00" else f"{folder.parent.name}-{folder.name}"
+    return NanoGPT(cfg, tokenizer, committed(params), name=f"recursive-train:{rep.name}-{where}", step=got_step)
 
 
 def check_config_matches(run: RunFolder, config: RecursiveConfig) -> None:

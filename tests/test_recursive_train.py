@@ -16,6 +16,7 @@ import pytest
 
 from collapse_jax import cli_options as opts
 from collapse_jax import multinomial
+from llm_bridge import nanogpt as ng
 from llm_bridge import recursive_train as rt
 from llm_bridge import recursive_train_cli as cli
 from llm_bridge import synthetic_filter
@@ -147,6 +148,23 @@ def test_theory_is_the_multinomial_recurrence_of_the_token_schedules(finished, c
             tilde = alpha[1] * (1 - e["type1_mean"]) / kappa
             inv = multinomial.expected_inverse_kept(n[1], kappa)
             assert risk[1] == pytest.approx((1 - tilde) ** 2 * (1 - inv) * risk[0] + s * inv)
+
+
+def test_a_generation_folder_loads_as_the_model_that_generation_trained(finished, config):
+    """NanoGPT.load (and so ``nanogpt sample``) takes a generation folder: its perplexity on the repetition's
+    held-out documents is the one the run recorded (the folders held no config.json and were refused)."""
+    folder, _ = finished
+    docs = rt.load_real_documents(config)
+    rep = rt.prepare_repetition(config, docs, 0, folder / "rep0", encoder=None)
+    for gen in (folder / "rep0" / "gen00", folder / "rep0" / config.settings[-1] / f"gen{config.generations:02d}"):
+        model = ng.NanoGPT.load(gen)
+        recorded = json.loads((gen / "metrics.json").read_text())["held_out_perplexity"]
+        assert model.perplexity(rep.held_out, progress=False).corpus == pytest.approx(recorded, rel=1e-6)
+        assert model.context_length == config.context_length and model.tokenizer.vocab_size <= config.vocab_size
+    with pytest.raises(ValueError, match="not a finished generation"):
+        rt.load_generation_model(folder / "rep0")
+    with pytest.raises(ValueError, match="holds no config.json"):
+        ng.NanoGPT.load(folder / "rep0")
 
 
 def test_killed_and_resumed_run_equals_the_uninterrupted_one(finished, config, tmp_path):
