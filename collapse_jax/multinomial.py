@@ -248,14 +248,28 @@ def _split_down_tree(key: jax.Array, n: jax.Array, dtype, num_categories: int, h
     return counts
 
 
+# Halves whose masses differ by at most this many units of rounding (relative to the node's mass) split as an exact
+# tie, Binomial(parent, 1/2): see _binomial_split.
+TIE_ULPS = 16
+
+
 def _binomial_split(key, parent, left_mass, right_mass):
     """Left share of a multinomial node: ``Binomial(parent, Q_left / Q)``, drawn as the smaller half's share (the
     binomial's own flip, ``1 - Q_left / Q`` for a left half above 1/2, kept only the rounding of a ratio near 1 for
-    a tiny right half). The same draws as flipping inside :func:`binomial`, up to that rounding."""
+    a tiny right half). The same draws as flipping inside :func:`binomial`, up to that rounding.
+
+    Halves within ``TIE_ULPS`` units of rounding of each other split as an exact tie (ratio 1/2, no flip): which
+    half was the smaller one otherwise hung on the last bits of the masses, which change with how XLA compiles the
+    program (one replicate alone against a batch under ``vmap``, a grid axis or none: in float64 18-54 of 200
+    replicates drew differently, an audit, 2026-12-05, with p = (1/4, ...) or (0.5, 0.3, 0.2), whose root halves
+    tie). The split probability then moves by at most ``TIE_ULPS`` x 2^-53 (float64) or x 2^-24 (float32).
+    """
     node_mass = left_mass + right_mass
-    flip = left_mass > right_mass
+    safe = jnp.where(node_mass > 0, node_mass, 1.0)
+    tie = (node_mass > 0) & (jnp.abs(left_mass - right_mass) <= TIE_ULPS * jnp.finfo(safe.dtype).eps * safe)
+    flip = (left_mass > right_mass) & ~tie
     small = jnp.where(flip, right_mass, left_mass)
-    ratio = jnp.where(node_mass > 0, small / jnp.where(node_mass > 0, node_mass, 1.0), 0.0)
+    ratio = jnp.where(node_mass > 0, jnp.where(tie, 0.5, small / safe), 0.0)
     x = binomial(key, parent, jnp.clip(ratio, 0.0, 0.5))
     return jnp.where(flip, parent - x, x)
 
