@@ -49,10 +49,10 @@ from typing import Callable
 
 import numpy as np
 
-from collapse_jax import _checks
+from collapse_jax import _checks, sweep_models
 from collapse_jax.progress import bar
 from collapse_jax.results import RunFolder, config_differences
-from collapse_jax.sweep_models import MODELS, SweepModel
+from collapse_jax.sweep_models import SweepModel
 from collapse_jax.sweep_spec import SweepSpec, statistic_names
 
 STORE = "dataset.zarr"
@@ -286,7 +286,7 @@ def _open(path: Path, spec: SweepSpec, kernels: str, *, create: bool, resume: bo
             path.parent.mkdir(parents=True, exist_ok=True)
             wrote_config = not RunFolder(path.parent).start(config)
             try:
-                _create(path, spec, MODELS[spec.simulator], kernels)
+                _create(path, spec, sweep_models.get(spec.simulator), kernels)
             except BaseException:  # nothing of this sweep is left: a corrected specification can use the folder
                 if wrote_config:
                     (path.parent / "config.json").unlink(missing_ok=True)
@@ -369,7 +369,7 @@ def kernels(spec: SweepSpec) -> str:
     when ``auto`` there chose the Pallas kernel for two regimes). A ValueError naming the backend where some cells
     cannot run with it. The kernels depend on the backend and on at most one parameter (the regime), so one cell per
     value of each axis is asked."""
-    model = MODELS[spec.simulator]
+    model = sweep_models.get(spec.simulator)
     first = spec.cell(0)
     cells = [first] + [{**first, **{k: v[i] for k, v in axis.values.items()}}
                        for axis in spec.axes for i in range(axis.size)]
@@ -387,7 +387,7 @@ def check_plan(spec: SweepSpec, *, memory_budget: int | None = None) -> str:
     the specification's; else the memory available) holds one cell's records. Returns :func:`kernels`. (An audit
     found the float32 count limits and an oversized cell refused only after the store was written, so that the
     corrected command was refused in the same folder as "another sweep".)"""
-    model = MODELS[spec.simulator]
+    model = sweep_models.get(spec.simulator)
     budget, need = memory_budget or spec.memory_budget, _cell_bytes(spec, model)
     if budget is not None:
         if _checks.positive_int("memory_budget", budget) < need:
@@ -499,7 +499,7 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
 
     from collapse_jax.replicates import replicate_mesh
 
-    model = MODELS[spec.simulator]
+    model = sweep_models.get(spec.simulator)
     process_count = _checks.positive_int("process_count", process_count)
     process_index = _checks.nonnegative_int("process_index", process_index)
     if process_index >= process_count:

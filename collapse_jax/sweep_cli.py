@@ -89,8 +89,13 @@ def add_parser(sub) -> None:
                        description=__doc__ + "\n\nSpecification format: collapse_jax/sweep_spec.py; list a "
                                              "simulator's parameters with --fields SIMULATOR.")
     p.add_argument("spec", nargs="?", help="the sweep specification (TOML)")
-    p.add_argument("--fields", choices=sorted(MODELS), default=None,
-                   help="print the parameters a sweep of this simulator can set, and exit")
+    p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import this Python module first (repeatable; a dotted name, found from the current folder "
+                        "too): one that registers your own simulators with collapse_jax.sweep_models.register "
+                        "(docs/sweeps.md, 'Your own simulator'); give it again with --resume and in every process")
+    p.add_argument("--fields", default=None, metavar="SIMULATOR",
+                   help=f"print the parameters a sweep of this simulator ({', '.join(sorted(MODELS))}, or one "
+                        "--import registers) can set, and exit")
     _add_out(p, "sweep-SPEC")
     _run_options(p)
     p.set_defaults(func=cmd_sweep)
@@ -184,12 +189,26 @@ def _plottable(ds):
     return ds
 
 
-def cmd_sweep(args) -> int:
-    from collapse_jax import sweep_spec
-    from collapse_jax.sweep_models import MODELS
+def import_modules(names: list[str]) -> None:
+    """Import each module of ``--import`` (the current folder searched too, as ``python -m`` does); a ValueError
+    naming a module that does not import."""
+    import importlib
 
+    if names and "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(f"--import {name}: {exc}") from None
+
+
+def cmd_sweep(args) -> int:
+    from collapse_jax import sweep_models, sweep_spec
+
+    import_modules(args.imports)
     if args.fields:
-        model = MODELS[args.fields]
+        model = sweep_models.get(args.fields)
         summary = " ".join(type(model).__doc__.strip().split("\n\n")[0].split())  # its first paragraph, whole
         print(f"{args.fields}: {summary}")
         for key, field in model.fields.items():

@@ -168,6 +168,19 @@ class _Recursion(SweepModel):
             raise ValueError(f"n_growth {cell['n_growth']} with n0 {cell['n0']} over {cell['steps']} steps gives "
                              f"n_t = {n.max():.3g}, beyond 2^31 - 1")
 
+    def _check_raw_pool(self, cell, pooled: bool, max_points: int, what: str) -> None:
+        """A ValueError naming n0 and steps where one replicate's raw samples (``max n_t``, or ``n_0 + ... + n_T``
+        when ``pooled``) exceed the simulator's ``max_points``: refused when the specification is read, with its
+        line (the simulator refused it only once the store was written, and named its own ``max_points``, which is
+        no sweep parameter)."""
+        n = recursion_schedules(cell)[1]
+        need = int(np.cumsum(n).max()) if pooled else int(n.max())
+        if need > max_points:
+            held = "n_0 + ... + n_T" if pooled else "max n_t"
+            raise ValueError(f"n0 {cell['n0']} with steps {cell['steps']} (n_growth {cell['n_growth']}): {what} "
+                             f"keeps every raw sample, {need:,} points per replicate ({held}), above its limit of "
+                             f"{max_points:,}; lower n0, steps or n_growth")
+
     def _schedule_grid(self, cells):
         pairs = [recursion_schedules(c) for c in cells]
         return np.stack([a for a, _ in pairs]), np.stack([n for _, n in pairs])
@@ -279,6 +292,10 @@ class GaussianSweep(_Recursion):
         super().check_cell(cell)
         if cell["n0"] < 2:
             raise ValueError(f"n0 must be >= 2 for the Gaussian (unbiased variance), got {cell['n0']}")
+        if cell["regime"] == "accumulate-subsample":
+            from collapse_jax import gaussian as G
+
+            self._check_raw_pool(cell, True, G.GaussianConfig().max_points, "the Gaussian's accumulate-subsample")
 
     def group_key(self, cell, backend):
         return (cell["mu"], cell["sigma"], cell["steps"], cell["regime"])
@@ -313,6 +330,14 @@ class _RawSampleRecursion(_Recursion):
     def group_key(self, cell, backend):
         return (cell["steps"], cell["regime"])
 
+    def check_cell(self, cell):
+        super().check_cell(cell)
+        self._check_raw_pool(cell, cell["regime"] != "replace", self.max_points(), f"the {self.name} refit")
+
+    @abc.abstractmethod
+    def max_points(self) -> int:
+        """The simulator's default limit on one replicate's raw samples."""
+
 
 class LogisticSweep(_RawSampleRecursion):
     """Logistic regression with intercept refitted by Newton on its own labels (seed 003 App. C.2; truth
@@ -327,6 +352,11 @@ class LogisticSweep(_RawSampleRecursion):
         low = 2 * (len(L.SEED003_C2["beta"]) + 1)
         if cell["n0"] < low:
             raise ValueError(f"n0 must be >= {low} for the logistic model (2 (d + 1)), got {cell['n0']}")
+
+    def max_points(self):
+        from collapse_jax import logistic as L
+
+        return L.LogisticConfig().max_points
 
     def run(self, cells, num_replicates, seed, *, backend, memory_budget, mesh, first_replicate=0):
         from collapse_jax import logistic as L
@@ -351,6 +381,11 @@ class MixtureSweep(_RawSampleRecursion):
         low = 3 * len(MR.SEED003_C2["weights"])
         if cell["n0"] < low:
             raise ValueError(f"n0 must be >= {low} for the mixture (3K), got {cell['n0']}")
+
+    def max_points(self):
+        from collapse_jax import mixture_refit as MR
+
+        return MR.MixtureConfig().max_points
 
     def run(self, cells, num_replicates, seed, *, backend, memory_budget, mesh, first_replicate=0):
         import warnings
@@ -580,3 +615,37 @@ class SigmaBlockSweep(SweepModel):
 MODELS: dict[str, SweepModel] = {m.name: m for m in (GMMNetworkSweep(), MultinomialSweep(), GaussianSweep(),
                                                       LogisticSweep(), MixtureSweep(), LinearRegressionSweep(),
                                                       SigmaBlockSweep())}
+BUILT_IN = frozenset(MODELS)
+
+
+def register(model: SweepModel) -> SweepModel:
+    """Make ``model`` (an instance of a :class:`SweepModel` subclass) runnable by the sweep runner as
+    ``simulator = "<model.name>"`` (docs/sweeps.md, "Your own simulator"); returns it. Registering the same name
+    again replaces the model (a module imported twice, an edited notebook cell); a built-in name is refused. From
+    the command line, ``collapse-jax sweep SPEC --import MODULE`` imports a module that calls this."""
+    if not isinstance(model, SweepModel):
+        raise ValueError(f"model must be an instance of a SweepModel subclass, got {type(model).__name__}")
+    name = model.name
+    if not isinstance(name, str) or not name.replace("-", "_").isidentifier():
+        raise ValueError(f"model.name must be a name of letters, digits, '_' or '-', got {name!r}")
+    if name in BUILT_IN:
+        raise ValueError(f"model.name {name!r} is a built-in simulator; choose another name")
+    if not model.fields or not model.outputs:
+        raise ValueError(f"model {name!r} must define fields (its parameters) and outputs (its records)")
+    from collapse_jax.sweep_spec import _INTERNAL, dataset_names
+
+    for what, names, reserved in (("fields", model.fields, dataset_names(model)), ("outputs", model.outputs,
+                                                                               _INTERNAL)):
+        bad = sorted(set(names) & set(reserved))
+        if bad:
+            raise ValueError(f"model {name!r}: {what} may not be named {', '.join(bad)} (names of the dataset)")
+    MODELS[name] = model
+    return model
+
+
+def get(name: str) -> SweepModel:
+    """The sweep model called ``name``, or a ValueError listing those registered."""
+    if name not in MODELS:
+        raise ValueError(f"simulator {name!r} is not registered: choose one of {', '.join(sorted(MODELS))}, or "
+                         "register your own (sweep_models.register; on the command line --import MODULE)")
+    return MODELS[name]

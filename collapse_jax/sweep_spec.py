@@ -168,7 +168,8 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
         from collapse_jax.sweep_models import MODELS as models
     simulator = raw.get("simulator")
     if not isinstance(simulator, str) or simulator not in models:
-        fail("simulator", f"must be one of {sorted(models)}, got {simulator!r}")
+        fail("simulator", f"must be one of {sorted(models)}, got {simulator!r} (your own simulator: register it "
+                          "with collapse_jax.sweep_models.register; on the command line --import MODULE)")
     model = models[simulator]
     replicates = _integer(raw.get("replicates", 1000), "replicates", 1, fail, MAX_REPLICATES,
                           " (replicate indices are 32-bit)")

@@ -466,6 +466,14 @@ def _sweep_cli(tmp_path, text: str, out, *args) -> int:
     # a user trial (2026-12-04): the specification's backend ran, the command line's ignored without a word
     (SMALL.replace("replicates = 4", 'replicates = 4\nbackend = "native"'), ["--backend", "jax"],
      r"--backend jax conflicts with the specification's backend = 'native'"),
+    # a user trial (2026-12-05): a raw-sample pool beyond the simulator's max_points was refused after the store
+    # was written, naming max_points, which is no sweep parameter
+    (SMALL.replace('"multinomial"', '"gaussian"').replace("steps = 2", 'steps = 2000\nregime = "accumulate-subsample"')
+     .replace("n0 = [10, 20]", "n0 = [100, 1000]"), [],
+     r"s.toml line 7: grid.n0: n0 1000 with steps 2000 .* 2,001,000 points per replicate .* above its limit of "
+     r"2,000,000; lower n0, steps or n_growth"),
+    (SMALL.replace('"multinomial"', '"logistic"').replace("steps = 2", 'steps = 100\nregime = "accumulate"')
+     .replace("n0 = [10, 20]", "n0 = [100, 30000]"), [], r"grid.n0: n0 30000 with steps 100 .*the logistic refit"),
 ])
 def test_bad_input_leaves_nothing_that_blocks_the_corrected_run(text, args, message, tmp_path, capsys):
     """Each of these once created dataset.zarr and then failed, and the store refused the corrected rerun."""
@@ -475,6 +483,76 @@ def test_bad_input_leaves_nothing_that_blocks_the_corrected_run(text, args, mess
     assert not out.exists() or not any(out.iterdir())
     assert _sweep_cli(tmp_path, SMALL, out) == 0
     assert sweep.cells_done(out).all()
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "mean_sweep.py"
+EXAMPLE_SPEC = """simulator = "gaussian-mean"
+replicates = 20000
+seed = 0
+
+[fixed]
+steps = 12
+
+[grid]
+alpha = [0.1, 0.9]
+n = [5, 20]
+"""
+
+
+def test_your_own_simulator_runs_in_a_sweep(tmp_path, monkeypatch):
+    """docs/sweeps.md's example model, registered, runs through the sweep runner from Python and (--import) from the
+    command line, with the same dataset, within Monte Carlo error of its exact risk. A user trial (2026-12-05) found
+    no way to do it: the runner read only the built-in table (a KeyError)."""
+    import importlib.util
+
+    from collapse_jax import sweep_models
+
+    monkeypatch.setattr(sweep_models, "MODELS", dict(sweep_models.MODELS))   # registered for this test only
+    with pytest.raises(ValueError, match="simulator 'gaussian-mean' is not registered.*--import MODULE"):
+        sweep_models.get("gaussian-mean")
+    loader = importlib.util.spec_from_file_location("mean_sweep_example", EXAMPLE)
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)                                         # registers MeanSweep
+    spec = sweep_spec.parse(EXAMPLE_SPEC, name="mean.toml")
+    report = sweep.run(spec, tmp_path / "py", progress=False)
+    assert report.cells_done == 4
+    ds = sweep.open_dataset(tmp_path / "py")
+    stats, theory = ds["loss_stats"], ds["loss_theory"]
+    z = (stats.sel(statistic="mean") - theory) / stats.sel(statistic="sem")
+    assert float(np.abs(z).max()) < 4.0                                       # 52 comparisons, 20,000 replicates
+    assert float(theory.sel(alpha=0.1, n=5)[-1]) == pytest.approx(module.exact_risk(np.r_[1.0, [0.1] * 12],
+                                                                                    np.full(13, 5.0))[-1])
+    # the command line: --import a module in the current folder (a subprocess, so the registry starts empty)
+    work = tmp_path / "cli"
+    work.mkdir()
+    (work / "mean_sweep.py").write_text(EXAMPLE.read_text())
+    (work / "mean.toml").write_text(EXAMPLE_SPEC)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", COLLAPSE_JAX_PROGRESS="0", PYTHONPATH=str(Path(sweep.__file__).parents[1]))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "collapse_jax.cli", "sweep", *a], cwd=work, env=env,  # noqa: E731
+                                    capture_output=True, text=True, timeout=600)
+    got = run("mean.toml", "--out", "out", "--no-plots")
+    assert got.returncode == 2 and "simulator: must be one of" in got.stderr and "--import MODULE" in got.stderr
+    got = run("mean.toml", "--import", "mean_sweep", "--out", "out", "--no-plots", "--x64")   # (tests: float64)
+    assert got.returncode == 0, got.stderr[-2000:]
+    cli_ds = sweep.open_dataset(work / "out")
+    np.testing.assert_array_equal(cli_ds["loss_stats"].values, stats.values)
+    got = run("--import", "no_such_module_x", "--fields", "gaussian-mean")
+    assert got.returncode == 2 and "--import no_such_module_x: No module named" in got.stderr
+
+
+def test_register_refuses_what_the_runner_could_not_use(monkeypatch):
+    from collapse_jax import sweep_models
+
+    monkeypatch.setattr(sweep_models, "MODELS", dict(sweep_models.MODELS))
+    base = type(MODELS["gaussian"])
+    with pytest.raises(ValueError, match="is a built-in simulator"):
+        sweep_models.register(base())
+    with pytest.raises(ValueError, match="instance of a SweepModel subclass"):
+        sweep_models.register(base)
+    clash = type("Clash", (base,), {"name": "mine", "outputs": {"cell_done": sweep_models.Output("real", "x")}})
+    with pytest.raises(ValueError, match="outputs may not be named cell_done"):
+        sweep_models.register(clash())
+    assert sweep_models.register(type("Mine", (base,), {"name": "mine"})()) is sweep_models.get("mine")
 
 
 def test_a_failure_while_building_the_store_leaves_no_temporary_folder(tmp_path, monkeypatch):
@@ -535,7 +613,7 @@ def test_the_stored_kernels_are_the_ones_the_cells_ran(tmp_path, monkeypatch):
         raise KeyboardInterrupt          # subsample kernel would take half a minute)
 
     with monkeypatch.context() as m:
-        m.setattr(type(sweep.MODELS["multinomial"]), "run", cells_not_run)
+        m.setattr(type(MODELS["multinomial"]), "run", cells_not_run)
         with pytest.raises(KeyboardInterrupt):  # auto: the native kernel where it builds, as for the other regimes
             sweep.run(sweep_spec.parse(text), tmp_path / "auto", progress=False)
         assert zarr.open_group(str(tmp_path / "auto" / sweep.STORE)).attrs["backend"] == _native.resolve_backend("auto")
