@@ -53,9 +53,64 @@ def scan_kernel(init: Callable, step: Callable, step_inputs: Callable, observe: 
         _, records = jax.lax.scan(lambda s, x: step(x[0], s, x[1], config), state, (keys, inputs))
         if observe is None:
             return records
-        return jax.tree.map(lambda first, rest: jnp.concatenate([first[None], rest]), observe(state, config), records)
+        first = observe(state, config)
+        _check_first_record(first, records)
+        return jax.tree.map(lambda a, rest: jnp.concatenate([a[None], rest]), first, records)
 
     return kernel
+
+
+def _check_first_record(first, records) -> None:
+    """``observe(state_0)`` must give what ``step`` records at each step (same structure, shapes and dtypes): a
+    ValueError saying which differs (it was a concatenation error naming neither function)."""
+    if jax.tree.structure(first) != jax.tree.structure(records):
+        raise ValueError(f"observe(state_0, config) returned {jax.tree.structure(first)} but step records "
+                         f"{jax.tree.structure(records)}; the t = 0 record must have step's record structure")
+    for a, rest in zip(jax.tree.leaves(first), jax.tree.leaves(records)):
+        a = jnp.asarray(a)
+        if a.shape != rest.shape[1:] or a.dtype != rest.dtype:
+            raise ValueError(f"observe(state_0, config) returned a record of shape {a.shape} and dtype {a.dtype} "
+                             f"but step records shape {rest.shape[1:]} and dtype {rest.dtype} per step; the t = 0 "
+                             "record must match step's")
+
+
+class _Pair:
+    """A ``grid_axes`` entry with the part of ``params`` it governs (a leaf for JAX's tree functions)."""
+
+    def __init__(self, axis, sub):
+        self.axis, self.sub = axis, sub
+
+
+def check_grid_axes(params, grid_axes) -> int | None:
+    """The grid size G of ``params`` under ``grid_axes`` (None without a grid), or a ValueError naming the field
+    that cannot be gridded: ``grid_axes`` not a prefix of ``params``, a gridded field without a leading axis, or
+    gridded fields of different lengths (an IndexError or a broadcast error inside the kernel before)."""
+    if grid_axes is None:
+        return None
+    try:
+        pairs = jax.tree.map(_Pair, grid_axes, params, is_leaf=lambda x: x is None)
+    except ValueError as exc:
+        raise ValueError(f"grid_axes must have the structure of params (a prefix of it, 0 or None per field): "
+                         f"{exc}") from None
+    sizes = {}
+    for path, pair in jax.tree_util.tree_flatten_with_path(pairs, is_leaf=lambda x: isinstance(x, _Pair))[0]:
+        axis, sub = pair.axis, pair.sub
+        if axis is None:
+            continue
+        name = f"params{jax.tree_util.keystr(path)}"
+        if axis != 0:
+            raise ValueError(f"grid_axes entries must be 0 (gridded) or None (shared), got {axis!r} for {name}")
+        for leaf in jax.tree.leaves(sub):
+            if not jnp.shape(leaf):
+                raise ValueError(f"grid_axes marks {name} as gridded, but it is a scalar (a gridded field has the "
+                                 "grid as its leading axis)")
+            sizes[name] = jnp.shape(leaf)[0]
+    if not sizes:
+        raise ValueError("grid_axes marks no field as gridded (0); pass grid_axes=None for no grid")
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"gridded fields must have the same leading grid length, got "
+                         f"{', '.join(f'{k} {v}' for k, v in sizes.items())}")
+    return next(iter(sizes.values()))
 
 
 def _grid_point(params, grid_axes, i):
@@ -156,6 +211,7 @@ def run_replicates(kernel: Kernel, params, config, num_replicates: int, seed: in
     """
     R = _checks.positive_int("num_replicates", num_replicates)
     _checks.replicate_range(first_replicate, R)  # (map_chunks checks it again; here before anything compiles)
+    check_grid_axes(params, grid_axes)
     mesh = mesh or replicate_mesh()
     chunk = chunk_replicates(R, mesh, chunk_size, memory_budget,
                              lambda: max(1, 8 * replicate_bytes(kernel, params, config, grid_axes)))

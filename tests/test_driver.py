@@ -87,6 +87,36 @@ def test_scan_kernel_runs_init_then_steps():
 
 
 @pytest.mark.fallback
+def test_contract_violations_name_what_is_wrong():
+    """A user trial (2026-12-05): an observe record unlike step's was a concatenation error naming neither
+    function; a gridded scalar an IndexError deep in the kernel; grid lengths that differ a broadcast error."""
+    def init(key, params, config):
+        return jnp.zeros(())
+
+    def step(key, state, x, config):
+        return state + x, state
+
+    steps = lambda params, config: jnp.ones(3)  # noqa: E731
+    bad_shape = driver.scan_kernel(init, step, steps, lambda s, c: jnp.stack([s, s]))
+    with pytest.raises(ValueError, match=r"observe\(state_0, config\) returned a record of shape \(2,\) .* but "
+                                         r"step records shape \(\) .* per step"):
+        driver.run_replicates(bad_shape, PARAMS, 4, 2)
+    bad_tree = driver.scan_kernel(init, step, steps, lambda s, c: {"x": s})
+    with pytest.raises(ValueError, match="observe.* must have step's record structure"):
+        driver.run_replicates(bad_tree, PARAMS, 4, 2)
+    with pytest.raises(ValueError, match=r"grid_axes marks params\[0\] as gridded, but it is a scalar"):
+        driver.run_replicates(kernel, PARAMS, 4, 2, grid_axes=(0, None))
+    with pytest.raises(ValueError, match=r"same leading grid length, got params\[0\] 3, params\[1\] 2"):
+        driver.run_replicates(kernel, (np.ones(3), np.ones(2)), 4, 2, grid_axes=(0, 0))
+    with pytest.raises(ValueError, match="grid_axes must have the structure of params"):
+        driver.run_replicates(kernel, PARAMS, 4, 2, grid_axes=(0, None, None))
+    with pytest.raises(ValueError, match="marks no field as gridded"):
+        driver.run_replicates(kernel, PARAMS, 4, 2, grid_axes=(None, None))
+    with pytest.raises(ValueError, match="entries must be 0 .* got 1"):
+        driver.run_replicates(kernel, (np.ones((2, 3)), np.asarray(0.0)), 4, 2, grid_axes=(1, None))
+
+
+@pytest.mark.fallback
 def test_bad_input_names_the_parameter():
     with pytest.raises(ValueError, match="num_replicates"):
         driver.run_replicates(kernel, PARAMS, 4, 0)
