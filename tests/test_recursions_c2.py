@@ -10,9 +10,9 @@ from collapse_jax.cli import main
 
 
 @pytest.mark.parametrize("extra,match", [(["--models", "gmm,nope"], "models must be"),
-                                         (["--models", "gmm", "--gmm-base", "8"], r"gmm_base must be >= 3 K = 9\b"),
+                                         (["--models", "gmm", "--gmm-base", "8"], r"--gmm-base must be >= 3 K = 9\b"),
                                          (["--models", "logistic", "--logistic-base", "7"],
-                                          r"logistic_base must be >= 2 \(d \+ 1\) = 8, got 7"),
+                                          r"--logistic-base must be >= 2 \(d \+ 1\) = 8, got 7"),
                                          (["--models", "gaussian", "--base", "1"],
                                           "base must be >= 2 with the gaussian"),
                                          (["--replicates", "0"], "replicates must be"),

@@ -72,7 +72,7 @@ def test_w2_run_folder_exact_where_tails_allow_and_first_order_parts_ways(tmp_pa
 
 
 @pytest.mark.parametrize("argv, name", [
-    (["recursions-linreg", "--dim", "10", "--num-samples", "11"], "num_samples"),
+    (["recursions-linreg", "--dim", "10", "--num-samples", "11"], "--num-samples"),
     (["recursions-linreg", "--sigma", "0"], "sigma"),
     (["recursions-linreg", "--sigma", "-1"], "sigma"),
     (["recursions-linreg", "--sigma", "inf"], "sigma"),
