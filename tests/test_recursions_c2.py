@@ -29,11 +29,21 @@ def test_tiny_run_all_models(tmp_path):
     """Slow (eight compilations): every model class, 3 replicates, 2 generations."""
     out = tmp_path / "run"
     argv = ["recursions-c2", "--out", str(out), "--replicates", "3", "--steps", "2", "--base", "10",
-            "--gmm-steps", "2", "--gmm-base", "10", "--logistic-steps", "2", "--logistic-base", "10"]
+            "--gmm-steps", "2", "--gmm-base", "10", "--logistic-steps", "3", "--logistic-base", "10"]
     assert main(argv) == 0
     arrays = np.load(out / "arrays.npz")
-    for model in ("multinomial", "gaussian", "gmm", "logistic"):
+    for model in ("multinomial", "gaussian", "gmm"):
         assert arrays[model].shape == (8, 3, 3)
+    assert arrays["logistic"].shape == (8, 3, 4)
+    # each theory curve on its model's generation axis (a user trial, 2026-12-05: the logistic curves, whose T
+    # differed from the multinomial's, each got a dimension of their own, so a difference was an outer product)
+    import xarray as xr
+
+    with xr.open_dataset(out / "arrays.nc") as ds:
+        for model in ("multinomial", "gaussian", "logistic"):            # (the mixture has no closed form)
+            assert ds[f"{model}_theory_1"].dims == (ds[model].dims[-1],), model
+        assert ds["logistic"].dims[-1] == "step_logistic" and ds["multinomial"].dims[-1] == "step"
+        assert (ds["logistic"].mean("replicate") - ds["logistic_theory_1"]).shape == (8, 4)
     assert (out / "c2.png").stat().st_size > 0
     assert json.loads((out / "config.json").read_text())["config"]["models"] == ["multinomial", "gaussian", "gmm", "logistic"]
     meta = json.loads((out / "arrays.json").read_text())   # the theory curves described too (a user trial)

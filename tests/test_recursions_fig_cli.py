@@ -53,6 +53,32 @@ def test_bad_replicates_fail_before_the_run_folder(tmp_path, capsys, command):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv, flags", [
+    (["recursions-fig2", "--replicates", "1000000000"], "--replicates, --steps"),
+    (["recursions-fig2", "--steps", "100000000"], "--replicates, --steps"),
+    (["recursions-fig3", "--steps", "100000000"], "--replicates, --steps"),
+    (["recursions-w2", "--generations", "1000000000"], "--replicates, --generations"),
+    (["recursions-gaussian-fit", "--generations", "100000000"], "--replicates, --generations"),
+    (["recursions-linreg", "--iterations", "1000000000"], "--replicates, --iterations"),
+    (["recursions-linreg", "--dim", "100000", "--num-samples", "100002"], "--dim, --num-samples"),
+    (["recursions-c2", "--replicates", "1000000000"], "--replicates, --steps, --gmm-steps, --logistic-steps"),
+])
+def test_results_beyond_memory_are_refused_first(tmp_path, capsys, argv, flags):
+    """A user trial (2026-12-05): these ran until the system killed them (9.8 GB before a word for fig2's
+    --steps 1e8), or were refused after the run folder's config.json was written, which then refused the corrected
+    command as "another configuration"."""
+    out = tmp_path / "run"
+    assert main(argv + ["--out", str(out)]) == 2
+    assert f"error: {flags}: " in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_categories_have_one_allowed_range(capsys):
+    for value in ("1", "0", "-4"):
+        assert main(["recursions-fig2", "--categories", value]) == 2
+        assert f"categories must be an integer >= 2 (K of the multinomial), got {value}" in capsys.readouterr().err
+
+
 def test_a_band_reaching_zero_keeps_a_log_axis_readable():
     """A user trial (2026-12-04): a band whose lower edge was <= 0 (2 replicates, or one heavy-tailed replicate) was
     drawn down to 1e-300, and the log axis spanned 1e-315 ... 1e13 with every curve flattened at its top."""

@@ -26,6 +26,7 @@ def _mean_se(x):
 def test_linreg_run_folder_matches_exact_theory_and_reruns(tmp_path):
     out = tmp_path / "linreg"
     assert cli.main(LINREG + ["--out", str(out)]) == 0
+    assert all(e["description"] for e in json.loads((out / "arrays.json").read_text()).values())
     arrays, manifest = _load(out)
     assert {"linreg.png", "arrays.npz", "arrays.json", "config.json"} <= set(manifest["files"])
     assert (out / "linreg.png").stat().st_size > 10_000
@@ -45,9 +46,11 @@ def test_linreg_run_folder_matches_exact_theory_and_reruns(tmp_path):
     np.testing.assert_array_equal(again["errors_accumulate"], arrays["errors_accumulate"])
 
 
-def test_w2_run_folder_exact_where_tails_allow_and_first_order_parts_ways(tmp_path):
+def test_w2_run_folder_exact_where_tails_allow_and_first_order_parts_ways(tmp_path, capsys):
     out = tmp_path / "w2"
     assert cli.main(W2 + ["--out", str(out)]) == 0
+    assert "None" not in capsys.readouterr().out          # "for good from t = first order None" (a user trial)
+    assert all(e["description"] for e in json.loads((out / "arrays.json").read_text()).values())
     arrays, manifest = _load(out)
     assert {"w2.png", "arrays.npz", "arrays.json", "config.json"} <= set(manifest["files"])
     assert arrays["w2"].shape == (3, 3000, 31)

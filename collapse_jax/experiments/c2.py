@@ -185,6 +185,8 @@ def run(cfg: C2Config, out: str | None) -> int:
     models = list(cfg.models)
     steps = {m: cfg.steps_of(m) for m in models}
     bases = {m: cfg.base_of(m) for m in models}
+    runs.check_results_fit(8 * cfg.replicates * sum(steps[m] + 1 for m in models),
+                           "--replicates, --steps, --gmm-steps, --logistic-steps")
     start = time.perf_counter()
     p = np.random.default_rng(cfg.seed).dirichlet(np.ones(cfg.categories))
     runners = {m: model_runner(m, cfg, settings(steps[m], bases[m]), p) for m in models}  # all checked first
@@ -200,11 +202,15 @@ def run(cfg: C2Config, out: str | None) -> int:
         timings[m] = time.perf_counter() - t0
         print(f"recursions-c2: {m}: {timings[m]:.1f} s ({results[m][2]})")
     arrays = {m: results[m][0] for m in models}
-    labels = {m: ["setting", "replicate", "step"] for m in models}
+    # each model class its own generation axis where its T is its own (gmm, logistic), shared by its theory curves
+    # (they got one dimension each, step_logistic_theory_1, ..., so that ds.logistic - ds.logistic_theory_1 was an
+    # outer product: a user trial, 2026-12-05)
+    step_dim = {m: "step" if m in ("multinomial", "gaussian") else f"step_{m}" for m in models}
+    labels = {m: ["setting", "replicate", step_dim[m]] for m in models}
     for m in models:
         for i, curve in results[m][1].items():
             arrays[f"{m}_theory_{i + 1}"] = curve
-            labels[f"{m}_theory_{i + 1}"] = ["step"]
+            labels[f"{m}_theory_{i + 1}"] = [step_dim[m]]
     descriptions = {
         "multinomial": "||p_hat_t - p||^2, p ~ Dirichlet(1) (see config)",
         "gaussian": "(mu_hat - mu)^2 + (sigma_hat - sigma)^2 = W2^2, true N(0, 1)",

@@ -55,6 +55,7 @@ def schedules(num_steps: int):
 def run(cfg: MultinomialFigureConfig, out: str | None) -> int:
     from collapse_jax import multinomial as M
 
+    runs.check_results_fit(2 * len(ALPHAS) * len(SIZES) * cfg.replicates * (cfg.steps + 1), "--replicates, --steps")
     p = cfg.true_p()
     start = time.perf_counter()
     alpha, n = schedules(cfg.steps)

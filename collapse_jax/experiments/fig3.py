@@ -24,6 +24,7 @@ def run(cfg: MultinomialFigureConfig, out: str | None) -> int:
     from collapse_jax import multinomial as M
     from collapse_jax import schedules as S
 
+    runs.check_results_fit(len(SIZES) * cfg.replicates * (cfg.steps + 1), "--replicates, --steps")
     p = cfg.true_p()
     start = time.perf_counter()
     n = sizes(cfg.steps)

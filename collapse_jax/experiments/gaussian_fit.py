@@ -54,6 +54,8 @@ def run(cfg: GaussianFitConfig, out: str | None) -> int:
     from collapse_jax import schedules as S
     from collapse_jax.progress import bar
 
+    runs.check_results_fit(3 * len(cfg.regimes) * cfg.replicates * (cfg.generations + 1),
+                           "--replicates, --generations")
     start = time.perf_counter()
     mu, sigma, regimes = float(cfg.mu), float(cfg.sigma), list(cfg.regimes)
     alpha, n = S.constant_alpha(float(cfg.alpha), cfg.generations), S.constant_size(int(cfg.size), cfg.generations)

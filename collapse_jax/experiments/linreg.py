@@ -48,6 +48,8 @@ def run(cfg: LinregConfig, out: str | None) -> int:
     from collapse_jax.progress import bar
 
     d, t_samples, sigma, iterations, reps = cfg.dim, cfg.num_samples, float(cfg.sigma), cfg.iterations, cfg.replicates
+    runs.check_results_fit(2 * reps * iterations, "--replicates, --iterations")
+    runs.check_results_fit(4 * t_samples * d, "--dim, --num-samples", "one replicate's design X and its products")
     if t_samples <= d + 3:  # documented (docs/recursions.md) but silent before: a user trial, 2026-12-04
         print(f"recursions-linreg: warning: T = {t_samples} <= d + 3 = {d + 3}: the error tr (X^T X)^-1 has no "
               "finite variance there, so the Monte Carlo mean converges slowly and its 95% interval is not "
@@ -72,7 +74,12 @@ def run(cfg: LinregConfig, out: str | None) -> int:
                        {"errors_replace": ["replicate", "iteration"], "errors_accumulate": ["replicate", "iteration"],
                         "theory_replace": ["iteration"], "theory_accumulate": ["iteration"], "bound_accumulate": [],
                         "iteration": ["iteration"], "w_star": ["dim"]},
-                       {"errors_replace": "||w_hat_n - w*||^2, iterations n = 1..N",
+                       {"errors_replace": "||w_hat_n - w*||^2, iterations n = 1..N, replace (each fit on the labels "
+                                          "of the last)",
+                        "errors_accumulate": "||w_hat_n - w*||^2, iterations n = 1..N, accumulate (each fit on every "
+                                             "label so far)",
+                        "iteration": "the iteration n = 1..N",
+                        "w_star": "the true weights w* (a unit vector; the error does not depend on it)",
                         "theory_replace": "sigma^2 d n / (T - d - 1)",
                         "theory_accumulate": "sigma^2 d / (T - d - 1) sum_{i<=n} 1/i^2",
                         "bound_accumulate": "sigma^2 d / (T - d - 1) pi^2 / 6"})

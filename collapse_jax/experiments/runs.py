@@ -36,6 +36,21 @@ def add_command(sub, name: str, config_cls, run: Callable, what: str,
                    **({"run_option_notes": run_option_notes} if run_option_notes else {}))
 
 
+def check_results_fit(numbers: int, flags: str, what: str = "the results") -> None:
+    """A ValueError naming ``flags`` (``--replicates, --steps``) unless ``numbers`` results, with the copy a run
+    makes on its way to the host, fit in 80 % of the memory available: checked first, before the schedules are
+    built (a user trial, 2026-12-05: ``recursions-w2 --generations 1000000000`` was killed by the system with no
+    message, ``recursions-fig2 --steps 100000000`` held 9.8 GB before a word, and a refusal that came later left a
+    run folder its corrected command was refused in)."""
+    import jax
+
+    need = 2 * int(numbers) * (8 if jax.config.jax_enable_x64 else 4)
+    available = _checks.available_memory_bytes()
+    if available and need > 0.8 * available:
+        raise ValueError(f"{flags}: {what}, {int(numbers):,} numbers (about {need / 2**30:.1f} GiB with the copy "
+                         f"a run makes), do not fit in the {available / 2**30:.1f} GiB available; lower them")
+
+
 def pyplot():
     """``matplotlib.pyplot`` on the non-interactive Agg backend (imported on first use: plots only)."""
     import matplotlib
@@ -55,7 +70,7 @@ def at_least_two_replicates(value) -> int:
 
 def at_least_two_categories(value) -> int:
     """``value`` as an int, or a ValueError naming ``categories`` unless it is >= 2 (K of a multinomial)."""
-    if _checks.positive_int("categories", value) < 2:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:  # one range for 1, 0, -4
         raise ValueError(f"categories must be an integer >= 2 (K of the multinomial), got {value!r}")
     return int(value)
 

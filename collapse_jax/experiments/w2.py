@@ -72,6 +72,8 @@ def run(cfg: W2Config, out: str | None) -> int:
     from collapse_jax.progress import bar
 
     generations, reps, mu, sigma = cfg.generations, cfg.replicates, float(cfg.mu), float(cfg.sigma)
+    settings = len(cfg.sizes) + (cfg.linear_base > 0)
+    runs.check_results_fit(settings * reps * (generations + 1), "--replicates, --generations")
     start = time.perf_counter()
     names, n = schedules(list(cfg.sizes), cfg.linear_base, generations)
     alpha = S.pure_synthetic_alpha(generations)
@@ -92,7 +94,8 @@ def run(cfg: W2Config, out: str | None) -> int:
                         "first_order": ["setting", "generation"], "n": ["setting", "generation"]},
                        {"w2": "W_2^2(N(mu_hat_t, sigma_hat_t^2), N(mu, sigma^2)) = (mu_hat-mu)^2 + (sigma_hat-sigma)^2",
                         "exact": "sigma^2 sum_{i<=t} 1/M_i + 2 sigma^2 (1 - prod_{i<=t} E sqrt(chi2_{M_i-1}/(M_i-1)))",
-                        "first_order": "(3/2) sigma^2 sum_{i<=t} 1/M_i (Shumailov et al.)"})
+                        "first_order": "(3/2) sigma^2 sum_{i<=t} 1/M_i (Shumailov et al.)",
+                        "n": "M_t, the sample size of generation t in each setting (config.json's settings)"})
     summary = {}
     for g, name in enumerate(names):
         vs_first, vs_exact = runs.agreement(losses[g], first[g]), runs.agreement(losses[g], exact[g])
@@ -105,9 +108,14 @@ def run(cfg: W2Config, out: str | None) -> int:
         print(f"{name:>14}: t={generations}: Monte Carlo {s['last_mc_mean']:.4g} +- {s['last_ci_half_width']:.2g} "
               f"(median {s['last_mc_median']:.3g}), exact {s['last_exact']:.4g}, first order "
               f"{s['last_first_order']:.4g}; outside the 95% CI for good from t = first order "
-              f"{s['first_order_outside_ci_from']}, exact {s['exact_outside_ci_from']}")
+              f"{_never(s['first_order_outside_ci_from'])}, exact {_never(s['exact_outside_ci_from'])}")
     fig = figure(names, losses, exact, first, mu, sigma)
     return runs.finish(folder, fig, "w2.png", "recursions-w2", start, summary)
+
+
+def _never(t) -> str:
+    """A step of :func:`_stays_outside_from` as printed: "never" for None (it printed "None")."""
+    return "never" if t is None else str(t)
 
 
 def figure(names, losses, exact, first, mu: float, sigma: float):
