@@ -21,6 +21,13 @@ import sys
 import time
 from pathlib import Path
 
+
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1 (``--replicates 0`` was a ZeroDivisionError after the warm-up)."""
+    if not text.lstrip("-").isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return int(text)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # name -> (paper_config figure, overrides) or explicit make_config keywords; d4-B3: three components in R^4 with a
@@ -36,7 +43,7 @@ SETTINGS = {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--devices", type=int, default=2, help="XLA CPU host devices to shard replicates over")
-    ap.add_argument("--replicates", type=int, nargs="+", default=[1, 10, 100, 1000, 10_000])
+    ap.add_argument("--replicates", type=_positive, nargs="+", default=[1, 10, 100, 1000, 10_000])
     ap.add_argument("--other-replicates", type=int, nargs="+", default=[1000, 10_000],
                     help="replicate counts for the Figure 6 and d > 1 settings")
     ap.add_argument("--steps", type=int, default=200)
@@ -45,7 +52,7 @@ def main() -> None:
     ap.add_argument("--jax-max-replicates", type=int, default=1000,
                     help="largest R timed with the portable pure-JAX kernel (slow on CPU)")
     ap.add_argument("--numpy-replicates", type=int, default=3, help="replicates of the plain NumPy loop per setting")
-    ap.add_argument("--repeats", type=int, default=3, help="warm repeats per row")
+    ap.add_argument("--repeats", type=_positive, default=3, help="warm repeats per row")
     ap.add_argument("--batch", type=int, default=10_000, help="replicates per simulate call")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gmm_network.json"))
     args = ap.parse_args()

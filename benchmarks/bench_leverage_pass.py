@@ -14,6 +14,7 @@ from threadpoolctl import threadpool_limits
 from collapse_jax import spectral
 from collapse_jax.results import atomic_write_json, environment_info
 from collapse_jax.sigma_precision import _leverages_and_scale
+from collapse_jax.cli_options import positive_int
 
 
 def six_passes(w):
@@ -38,9 +39,9 @@ def one_pass(w):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, nargs="+", default=[38400, 19200, 3840])
+    ap.add_argument("--rows", type=positive_int, nargs="+", default=[38400, 19200, 3840])
     ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--repeats", type=int, default=8)
+    ap.add_argument("--repeats", type=positive_int, default=8)
     ap.add_argument("--out", default="benchmarks/results/bench_leverage_pass.json")
     args = ap.parse_args()
     env = environment_info()

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a checkout that is not installed
 
 from collapse_jax import driver  # noqa: E402
 from collapse_jax import multinomial as M  # noqa: E402
@@ -92,7 +93,18 @@ def main(argv=None):
     ap.add_argument("--regimes", nargs="+", default=["replace", "accumulate"])
     ap.add_argument("--backends", nargs="+", default=["native"], choices=["native", "native-group", "jax"])
     ap.add_argument("--jax-max-replicates", type=int, default=10000)
+    ap.add_argument("--out", default=None,
+                    help="JSON file to write (default benchmarks/results/multinomial-<time>.json)")
     args = ap.parse_args(argv)
+    for name in ("steps", "categories", "repeats"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if min(args.replicates) < 1:
+        ap.error(f"--replicates must be >= 1, got {min(args.replicates)}")
+    bad = [s for s in args.sizes if s not in ("fixed", "linear", "big") and not
+           (s.startswith("fixed:") and s[6:].isdigit() and int(s[6:]) >= 1)]
+    if bad:
+        ap.error(f"--sizes: unknown size {bad[0]!r}; use fixed, fixed:N (N >= 1), linear or big")
     T, K = args.steps, args.categories
     p = np.random.default_rng(0).dirichlet(np.ones(K))
     alpha = S.constant_alpha(0.5, T)
@@ -144,7 +156,8 @@ def main(argv=None):
                        "numpy_raw_rep_gen_per_s": args.raw_replicates * T / dt_raw}
                 print(row, flush=True)
                 results.append(row)
-    out = Path(__file__).parent / "results" / f"multinomial-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    out = Path(args.out) if args.out else (Path(__file__).parent / "results"
+                                           / f"multinomial-{dt.datetime.now():%Y%m%d-%H%M%S}.json")
     atomic_write_json(out, {"command": " ".join(["python3", "benchmarks/bench_multinomial.py"] + sys.argv[1:]),
                             "environment": environment_info(), "results": results,
                             "native_engines": list(native_engines()),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -295,6 +296,11 @@ def main() -> None:
 
     stream = np.random.default_rng(0).integers(0, args.vocab, 400_000).astype(np.int32)
     res = dict(environment=environment_info(), args=vars(args))
+    load = res["environment"].get("load_average", [0.0])[0]
+    if load > 0.5 * (os.cpu_count() or 1):   # torch's threads then fight the other jobs: 30x slower at load 4.5 on
+        print(f"bench_nanogpt: warning: the machine is busy (load average {load:.1f} on {os.cpu_count()} cores); "
+              "torch's multithreaded steps slow down far more than XLA's, so the Flax / torch ratio is not "
+              "trustworthy (the load is recorded in the JSON)", file=sys.stderr)   # 2 cores (a user trial, 2026-12-05)
     res["train"] = bench_train(args, stream)
     if not args.no_generation:
         res["generation"] = bench_generation(args)

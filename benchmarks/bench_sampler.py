@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from collapse_jax.results import atomic_write_json, environment_info
-from llm_bridge import nanogpt as ng
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a checkout that is not installed
+from collapse_jax.results import atomic_write_json, environment_info  # noqa: E402
+from collapse_jax.cli_options import positive_int  # noqa: E402
+from llm_bridge import nanogpt as ng  # noqa: E402
 
 # (name, vocab, context, layers, heads, dim): the recursive-train CPU default and the seed003 preset (BPE-4096)
 SHAPES = {"recursive-train-cpu": (512, 64, 2, 2, 64), "seed003": (4096, 128, 4, 4, 256)}
@@ -77,7 +81,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--prompt-len", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=48)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=positive_int, default=7)
     parser.add_argument("--one-race", action="store_true", help="also time one race over the whole vocabulary")
     parser.add_argument("--out", default="benchmarks/results/bench_sampler.json")
     args = parser.parse_args()

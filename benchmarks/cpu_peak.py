@@ -34,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collapse_jax.results import atomic_write_json, environment_info  # noqa: E402
+from collapse_jax.cli_options import positive_int  # noqa: E402
 
 PROBE = r"""
 #include <immintrin.h>
@@ -147,8 +148,8 @@ def blas_rates(dim: int, rows: int, repeats: int) -> dict[str, float]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dim", type=int, default=384)
-    ap.add_argument("--rows", type=int, default=38400, help="rows of the BLAS products (the sweep's largest block)")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--rows", type=positive_int, default=38400, help="rows of the BLAS products (the sweep's largest block)")
+    ap.add_argument("--repeats", type=positive_int, default=5)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "cpu_peak.json")
     args = ap.parse_args(argv)
     peaks = probe_peaks()

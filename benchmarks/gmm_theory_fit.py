@@ -21,7 +21,8 @@ import time
 
 import numpy as np
 
-from collapse_jax import gmm_theory
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # a checkout that is not installed
+from collapse_jax import gmm_theory  # noqa: E402
 
 TIMES = (1, 2, 5, 10, 20, 50, 100, 200)
 
@@ -304,7 +305,7 @@ def main(argv=None):
            "settings": [fig4, fig6]}
     runs = _load_runs(args.out) if os.path.exists(args.out) else {}
     runs[args.simulator] = run  # one entry per simulator, so the NumPy run and the JAX cross-check sit side by side
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)   # (a bare file name crashed after the run)
     tmp = args.out + ".tmp"
     with open(tmp, "w") as fh:
         json.dump({"runs": runs}, fh, indent=1)

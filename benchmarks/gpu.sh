@@ -7,9 +7,12 @@
 # nanoGPT section; zarr for the sweep section, below); no package index: the project runs from this checkout without
 # being installed.
 set -uo pipefail
-cd "$(dirname "$0")/.."
-OUTDIR=${1:-benchmarks/results/gpu}
+# OUTDIR as given, relative to the folder the command runs in (it was taken relative to the repository)
+OUTDIR=${1:-}
 shift || true
+[ -n "$OUTDIR" ] && case "$OUTDIR" in /*) ;; *) OUTDIR="$PWD/$OUTDIR" ;; esac
+cd "$(dirname "$0")/.."
+OUTDIR=${OUTDIR:-benchmarks/results/gpu}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 COLLAPSE_JAX_PROGRESS=0
 mkdir -p "$OUTDIR"
 nvidia-smi 2>&1 | head -15

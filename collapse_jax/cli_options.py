@@ -90,6 +90,18 @@ def _help(meta) -> list[str]:
     return [meta["help"]] if "help" in meta else []
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type`` of a count: an integer >= 1, else a usage error naming the value (benchmark scripts met
+    ``--repeats 0`` with a StatisticsError on an empty median)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
 def parse_bool(text: str) -> bool:
     """``true``/``1``/``yes`` or ``false``/``0``/``no`` (any case)."""
     if text.lower() in ("true", "1", "yes"):

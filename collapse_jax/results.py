@@ -211,9 +211,14 @@ def environment_info() -> dict[str, Any]:
                     x64=bool(jax.config.jax_enable_x64))
     except Exception as exc:  # noqa: BLE001 - environment info must never break a run
         info["jax_error"] = repr(exc)
+    try:   # a busy machine halves a timing (a user trial, 2026-12-05: torch's two threads at load 4.5, 30x slower)
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        pass
+    info.update(_source_revision())
     from importlib import metadata
 
-    for package in ("flax", "optax", "torch", "transformers", "sentence-transformers"):  # as installed, unimported
+    for package in ("collapse-jax", "flax", "optax", "torch", "transformers", "sentence-transformers"):
         try:
             info[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -225,6 +230,23 @@ def environment_info() -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         info["native_error"] = repr(exc)
     return info
+
+
+def _source_revision() -> dict[str, Any]:
+    """``git_commit`` (and ``git_dirty``: tracked files changed) of the checkout this package runs from, when it
+    runs from one (an editable install); nothing otherwise."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return {}
+    try:
+        run = lambda *a: subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True,  # noqa: E731
+                                        timeout=5, check=True).stdout
+        return {"git_commit": run("rev-parse", "HEAD").strip(),
+                "git_dirty": bool(run("status", "--porcelain", "--untracked-files=no").strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {}
 
 
 def labelled_dataset(arrays: Mapping[str, Any], labels: Mapping[str, Sequence[str]],
