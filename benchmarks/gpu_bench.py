@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -587,10 +588,31 @@ def main() -> None:
         child(args)
         return
 
-    out = Path(args.out)
+    budgets = dict(BUDGETS)
+    for item in args.budget_overrides:
+        name, _, seconds = item.partition("=")
+        if name not in SECTIONS:
+            ap.error(f"--section-budget: section must be one of {', '.join(SECTIONS)}, got {name!r}")
+        try:
+            budgets[name] = float(seconds)
+        except ValueError:
+            ap.error(f"--section-budget {name}: seconds must be a number, got {seconds!r}")
+        if not budgets[name] > 0:
+            ap.error(f"--section-budget {name}: seconds must be > 0, got {seconds}")
+    from collapse_jax.results import atomic_write_text   # (ROOT is on sys.path: see the end of this file)
+
+    out = Path(args.out)   # made once the options are checked; the section results' folder removed at the end
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"gpu-bench-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        _run_sections(args, out, tmp, budgets, atomic_write_text)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run_sections(args, out: Path, tmp: Path, budgets: dict, write) -> None:
+    """Each section in its own process (``--section``), gpu.json and gpu.md rewritten (atomically) after each."""
     sizes = []
     if args.small:
         sizes = ["--gmm-replicates", "16", "64", "--gmm-fig6-replicates", "16", "--gmm-steps", "20",
@@ -612,17 +634,6 @@ def main() -> None:
             sizes.append("--no-torch-compile")
         if args.sigma_args:
             sizes += ["--sigma-args", args.sigma_args]
-    budgets = dict(BUDGETS)
-    for item in args.budget_overrides:
-        name, _, seconds = item.partition("=")
-        if name not in SECTIONS:
-            ap.error(f"--section-budget: section must be one of {', '.join(SECTIONS)}, got {name!r}")
-        try:
-            budgets[name] = float(seconds)
-        except ValueError:
-            ap.error(f"--section-budget {name}: seconds must be a number, got {seconds!r}")
-        if not budgets[name] > 0:
-            ap.error(f"--section-budget {name}: seconds must be > 0, got {seconds}")
     results = dict(environment=environment(), command=" ".join(sys.argv), small=args.small)
     print(json.dumps(results["environment"], default=str), flush=True)
     for name in args.sections:
@@ -645,8 +656,8 @@ def main() -> None:
         # the section process's seconds; a section's own wall_s (its command's, in sigma and sweep) is kept
         results[name]["process_wall_s"] = time.perf_counter() - t0
         results[name].setdefault("wall_s", results[name]["process_wall_s"])
-        (out / "gpu.json").write_text(json.dumps(results, indent=1, default=str))
-        (out / "gpu.md").write_text(markdown(results))
+        write(out / "gpu.json", json.dumps(results, indent=1, default=str))
+        write(out / "gpu.md", markdown(results))
     print(markdown(results), flush=True)
 
 
