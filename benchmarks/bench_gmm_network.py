@@ -23,7 +23,8 @@ from pathlib import Path
 
 
 def _positive(text: str) -> int:
-    """argparse type: an integer >= 1 (``--replicates 0`` was a ZeroDivisionError after the warm-up)."""
+    """argparse type: an integer >= 1 (``--replicates 0`` was a ZeroDivisionError after the warm-up). Not
+    ``collapse_jax.cli_options.positive_int``: importing collapse_jax imports jax, which must wait for --devices."""
     if not text.lstrip("-").isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return int(text)

@@ -119,12 +119,6 @@ def _grid_point(params, grid_axes, i):
                         grid_axes, params, is_leaf=lambda x: x is None)
 
 
-def _grid_size(params, grid_axes) -> int:
-    sizes = jax.tree.map(lambda axis, sub: None if axis is None else jax.tree.leaves(sub)[0].shape[0],
-                         grid_axes, params, is_leaf=lambda x: x is None)
-    return jax.tree.leaves(sizes)[0]
-
-
 def batched(kernel: Kernel, config, *, grid_axes=None, mesh=None, lanes: int | None = None) -> Callable:
     """``(keys (R,), params) -> outputs`` (R, ...) or, with a grid, (G, R, ...): jitted once per kernel, config,
     grid layout, mesh and lanes (cached), the replicate axis split over the mesh.
@@ -154,7 +148,7 @@ def batched(kernel: Kernel, config, *, grid_axes=None, mesh=None, lanes: int | N
         def local(keys, params):  # one device's replicates
             if grid_axes is None:
                 return over_replicates(keys, params)
-            points = jnp.arange(_grid_size(params, grid_axes))
+            points = jnp.arange(check_grid_axes(params, grid_axes))
             return jax.lax.map(lambda i: over_replicates(keys, _grid_point(params, grid_axes, i)), points)
 
         out_spec = PartitionSpec(AXIS) if grid_axes is None else PartitionSpec(None, AXIS)

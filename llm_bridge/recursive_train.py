@@ -554,9 +554,10 @@ def _gen_folder(rep_folder: Path, setting: str, t: int) -> Path:
     return rep_folder / "gen00" if t == 0 else rep_folder / setting / f"gen{t:02d}"
 
 
-def generation_run_folder(folder: str | Path) -> Path | None:
-    """The run folder of a finished generation folder of a recursive-train run (``RUN/rep<r>/gen00`` or
-    ``RUN/rep<r>/<setting>/gen<tt>``, with its ``metrics.json``), or None for any other path."""
+def generation_run_folder(folder: str | Path) -> tuple[Path, Path] | None:
+    """(run folder, repetition folder) of a finished generation folder of a recursive-train run
+    (``RUN/rep<r>/gen00`` or ``RUN/rep<r>/<setting>/gen<tt>``, with its ``metrics.json``), or None for any other
+    path."""
     folder = Path(folder).expanduser()
     if not (folder.name.startswith("gen") and folder.name[3:].isdigit() and (folder / "metrics.json").is_file()):
         return None
@@ -565,7 +566,7 @@ def generation_run_folder(folder: str | Path) -> Path | None:
     if not (rep.name.startswith("rep") and rep.name[3:].isdigit() and (rep / bpe.FILENAME).is_file()
             and (run / "config.json").is_file()):
         return None
-    return run
+    return run, rep
 
 
 def load_generation_model(folder: str | Path, *, step: int | None = None) -> NanoGPT:
@@ -574,12 +575,12 @@ def load_generation_model(folder: str | Path, *, step: int | None = None) -> Nan
     :meth:`NanoGPT.load` gives a training run's model (``NanoGPT.load`` and ``nanogpt sample`` take such a folder
     too). A folder that is not a finished generation is a ValueError naming it."""
     folder = Path(folder).expanduser()
-    run = generation_run_folder(folder)
-    if run is None:
+    found = generation_run_folder(folder)
+    if found is None:
         raise ValueError(f"{str(folder)!r} is not a finished generation of a recursive-train run (RUN/rep<r>/gen00 "
                          "or RUN/rep<r>/<setting>/gen<tt> with its metrics.json)")
+    run, rep = found
     saved = read_json(run / "config.json")["config"]
-    rep = folder.parent if folder.name == "gen00" else folder.parent.parent
     tokenizer = bpe.TextTokenizer.load(rep)
     cfg = GPTConfig(vocab_size=tokenizer.vocab_size, context_length=saved["context_length"],
                     num_layers=saved["num_layers"], num_heads=saved["num_heads"], dim=saved["dim"],

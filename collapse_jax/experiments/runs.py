@@ -61,18 +61,22 @@ def pyplot():
     return plt
 
 
+def _at_least_two(name: str, value, why: str) -> int:
+    """``value`` as an int, or a ValueError naming ``name`` unless it is an integer >= 2 (one message for 1, 0 and
+    -4 alike), ``why`` in parentheses."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
+        raise ValueError(f"{name} must be an integer >= 2 ({why}), got {value!r}")
+    return int(value)
+
+
 def at_least_two_replicates(value) -> int:
     """``value`` as an int, or a ValueError naming ``replicates`` unless it is >= 2 (a confidence band needs two)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
-        raise ValueError(f"replicates must be an integer >= 2 (a confidence band needs two), got {value!r}")
-    return int(value)
+    return _at_least_two("replicates", value, "a confidence band needs two")
 
 
 def at_least_two_categories(value) -> int:
     """``value`` as an int, or a ValueError naming ``categories`` unless it is >= 2 (K of a multinomial)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:  # one range for 1, 0, -4
-        raise ValueError(f"categories must be an integer >= 2 (K of the multinomial), got {value!r}")
-    return int(value)
+    return _at_least_two("categories", value, "K of the multinomial")
 
 
 def mean_ci(losses):
