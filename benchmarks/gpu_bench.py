@@ -537,6 +537,15 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+# --small: an end-to-end check of the script in a minute or two on any machine (options typed beside it win)
+SMALL_SIZES = dict(gmm_replicates=[16, 64], gmm_fig6_replicates=[16], gmm_steps=20, gmm_first_call_s=0.0,
+                   mn_replicates=[64, 512], mn_chunk=128, gmm_chunk=16, mn_steps=20, logdet_count=50, logdet_dim=32,
+                   nano_presets=["tiny"], nano_steps=1, nano_batch=4, nano_flax_dtypes=["float32"],
+                   torch_device="cpu", no_torch_compile=True, nano_torch_dtypes=["float32"],
+                   sigma_args="--dims 8 --blocks 20 --num-points 20000 --families isotropic,student_t",
+                   sweep_side=[2, 2], sweep_replicates=8)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gpu"), help="folder for gpu.json/gpu.md")
@@ -551,7 +560,7 @@ def main() -> None:
     ap.add_argument("--budget", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--result", help=argparse.SUPPRESS)
     ap.add_argument("--tmp", help=argparse.SUPPRESS)
-    # sizes (set from --small in the parent and passed to children)
+    # sizes (--small sets those left at their defaults; the parent passes them to each child)
     ap.add_argument("--gmm-replicates", type=int, nargs="+", default=[10**4, 10**5, 10**6])
     ap.add_argument("--gmm-fig6-replicates", type=int, nargs="+", default=[10**4, 10**5])
     ap.add_argument("--gmm-steps", type=int, default=200)
@@ -587,6 +596,10 @@ def main() -> None:
     if args.section:
         child(args)
         return
+    if args.small:  # tiny sizes for the options left at their defaults; an option typed beside --small is kept
+        for name, value in SMALL_SIZES.items():
+            if getattr(args, name) == ap.get_default(name):
+                setattr(args, name, value)
 
     budgets = dict(BUDGETS)
     for item in args.budget_overrides:
@@ -614,26 +627,16 @@ def main() -> None:
 def _run_sections(args, out: Path, tmp: Path, budgets: dict, write) -> None:
     """Each section in its own process (``--section``), gpu.json and gpu.md rewritten (atomically) after each."""
     sizes = []
-    if args.small:
-        sizes = ["--gmm-replicates", "16", "64", "--gmm-fig6-replicates", "16", "--gmm-steps", "20",
-                 "--gmm-first-call-s", "0",
-                 "--mn-replicates", "64", "512", "--mn-chunk", "128", "--gmm-chunk", "16", "--mn-steps", "20", "--logdet-count", "50",
-                 "--logdet-dim", "32", "--nano-presets", "tiny", "--nano-steps", "1", "--nano-batch", "4",
-                 "--nano-flax-dtypes", "float32", "--torch-device", "cpu", "--no-torch-compile",
-                 "--nano-torch-dtypes", "float32",
-                 "--sigma-args", "--dims 8 --blocks 20 --num-points 20000 --families isotropic,student_t",
-                 "--sweep-side", "2", "2", "--sweep-replicates", "8"]
-    else:
-        for name in ("gmm_replicates", "gmm_fig6_replicates", "gmm_backends", "mn_replicates", "mn_sizes", "mn_backends", "nano_presets",
-                     "nano_flax_dtypes", "nano_torch_dtypes", "sweep_side"):
-            sizes += [f"--{name.replace('_', '-')}", *map(str, getattr(args, name))]
-        for name in ("gmm_steps", "gmm_chunk", "gmm_first_call_s", "mn_categories", "mn_steps", "mn_chunk",
-                     "logdet_count", "logdet_dim", "nano_batch", "nano_steps", "torch_device", "sweep_replicates"):
-            sizes += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-        if args.no_torch_compile:
-            sizes.append("--no-torch-compile")
-        if args.sigma_args:
-            sizes += ["--sigma-args", args.sigma_args]
+    for name in ("gmm_replicates", "gmm_fig6_replicates", "gmm_backends", "mn_replicates", "mn_sizes", "mn_backends",
+                 "nano_presets", "nano_flax_dtypes", "nano_torch_dtypes", "sweep_side"):
+        sizes += [f"--{name.replace('_', '-')}", *map(str, getattr(args, name))]
+    for name in ("gmm_steps", "gmm_chunk", "gmm_first_call_s", "mn_categories", "mn_steps", "mn_chunk",
+                 "logdet_count", "logdet_dim", "nano_batch", "nano_steps", "torch_device", "sweep_replicates"):
+        sizes += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    if args.no_torch_compile:
+        sizes.append("--no-torch-compile")
+    if args.sigma_args:
+        sizes += ["--sigma-args", args.sigma_args]
     results = dict(environment=environment(), command=" ".join(sys.argv), small=args.small)
     print(json.dumps(results["environment"], default=str), flush=True)
     for name in args.sections:

@@ -82,3 +82,8 @@ def train_step(model: GPT, opt: torch.optim.Optimizer, batch: torch.Tensor, clip
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
     opt.step()
     return loss.detach()
+
+
+if __name__ == "__main__":  # a module, not a script: say so instead of exiting silently
+    print(__doc__.strip())
+    print("\nRun the speed comparison with: python3 benchmarks/bench_nanogpt.py --help")
