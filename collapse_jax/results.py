@@ -20,6 +20,8 @@ import json
 import math
 import os
 import platform
+import shlex
+import sys
 import tempfile
 import warnings
 import zipfile
@@ -201,6 +203,8 @@ def environment_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         **cpu_info(),
         "numpy": np.__version__,
+        # how this process was started (a benchmark's JSON then says which command produced its figures)
+        "command": _command_line(),
     }
     try:
         import jax
@@ -230,6 +234,14 @@ def environment_info() -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001
         info["native_error"] = repr(exc)
     return info
+
+
+def _command_line() -> str:
+    """This process's command line, shell-quoted: the program as typed (an installed command by its name)."""
+    argv = list(sys.argv) or ["python"]
+    if os.path.isabs(argv[0]):
+        argv[0] = Path(argv[0]).name
+    return shlex.join(argv)
 
 
 def _source_revision() -> dict[str, Any]:

@@ -145,3 +145,13 @@ def test_a_damaged_chunk_is_computed_again(tmp_path):
     with pytest.warns(UserWarning, match="is damaged .* computing that chunk again"):
         assert folder.load_chunk(0) is None
     assert folder.load_chunk(1) is None
+
+
+def test_environment_records_the_command_line(monkeypatch):
+    """A benchmark's JSON says which command produced its figures: the program as typed, arguments shell-quoted."""
+    from collapse_jax.results import environment_info
+
+    monkeypatch.setattr("sys.argv", ["benchmarks/bench_x.py", "--out", "a b.json"])
+    assert environment_info()["command"] == "benchmarks/bench_x.py --out 'a b.json'"
+    monkeypatch.setattr("sys.argv", ["/usr/local/bin/collapse-jax", "sweep", "spec.toml"])
+    assert environment_info()["command"] == "collapse-jax sweep spec.toml"
