@@ -30,23 +30,27 @@ def _norm_of_square(sq):
 
 
 def _power_of_two_scale(v, axis=None):
-    """The power of two ``2^k`` at or just below ``max |v|`` over ``axis`` (keepdims), ``k`` clipped to [-125, 125];
-    1 where that max is 0 or not finite. ``|v| / scale < 8``, and dividing by it is exact (also as XLA computes
-    it, a product with ``1 / scale``, which the clip keeps a normal number: near 3e38, ``1 / 2^127`` was flushed to
-    0 and every scaled row with it; an audit, 2026-12-04), so scaled sums equal unscaled ones bit for bit wherever
-    those neither overflow nor underflow (and the grid and single-cell runs of a simulator stay equal, however XLA
-    fuses the division)."""
+    """The power of two ``2^k`` at or just below ``max |v|`` over ``axis`` (keepdims), ``k`` clipped to [-K, K]
+    with ``K`` = the dtype's largest exponent less 3 (125 in float32, 1021 in float64); 1 where that max is 0 or not
+    finite. ``|v| / scale < 8``, and dividing by it is exact (also as XLA computes it, a product with ``1 / scale``,
+    which the clip keeps a normal number: near 3e38, ``1 / 2^127`` was flushed to 0 and every scaled row with it; an
+    audit, 2026-12-04), so scaled sums equal unscaled ones bit for bit wherever those neither overflow nor underflow
+    (and the grid and single-cell runs of a simulator stay equal, however XLA fuses the division). (A float32 clip
+    in float64 left rows near 1e200 overflowing and distances near 1e-200 with a Frobenius norm of 0: a user trial,
+    2026-12-05.)"""
     top = jnp.max(jnp.abs(v), axis=axis, keepdims=True, initial=0.0)  # (0 over an empty axis, not an error)
     _, exponent = jnp.frexp(top)
-    k = jnp.clip(exponent - 1, -125, 125)
+    dtype = top.dtype if jnp.issubdtype(top.dtype, jnp.floating) else jnp.result_type(float)
+    limit = int(jnp.finfo(dtype).maxexp) - 3
+    k = jnp.clip(exponent - 1, -limit, limit)
     return jnp.where((top > 0) & jnp.isfinite(top), jnp.ldexp(jnp.ones_like(top), k), 1.0)
 
 
 def _norm(v, axis):
     """``||v||_2`` over ``axis`` as ``s ||v / s||``, ``s`` a power of two near ``max |v|`` there: the squares of very
     large or very small entries (1e20 or 1e-20 in float32, 1e160 / 1e-160 in float64) overflowed to inf or
-    underflowed to 0 for norms that are representable (an audit, 2026-12-04). 0 (with a finite gradient) for
-    v = 0."""
+    underflowed to 0 for norms that are representable (an audit, 2026-12-04; float64 near 1e200 / 1e-200 too,
+    2026-12-05). 0 (with a finite gradient) for v = 0."""
     scale = _power_of_two_scale(v, axis)
     w = v / scale
     return jnp.squeeze(scale, axis=axis) * _norm_of_square(jnp.sum(w * w, axis=axis))
