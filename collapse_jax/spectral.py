@@ -325,7 +325,10 @@ def theorem1_bounds(g1: jnp.ndarray, g2: jnp.ndarray) -> Theorem1Bounds:
     """Theorem 1: ``log det G_1 <= log det(G_1 + G_2) <= sum_i log(lambda_i(G_1) + lambda_max(G_2))``."""
     lam1 = _linalg.eigvalsh(g1)
     rho2 = _linalg.eigvalsh(g2)[..., -1]
-    return Theorem1Bounds(jnp.sum(jnp.log(lam1), axis=-1), jnp.sum(jnp.log(lam1 + rho2[..., None]), axis=-1))
+    # log det G_1 from its Cholesky factor, not the eigenvalues: eigvalsh's absolute error (~eps ||G_1||) turned the
+    # tiny eigenvalues of real embeddings' dead coordinates negative, a NaN bound (MiniLM; a user trial, 2026-12-05)
+    lower = _logdet_of_factor(_linalg.cholesky(g1))
+    return Theorem1Bounds(lower, jnp.sum(jnp.log(lam1 + rho2[..., None]), axis=-1))
 
 
 def scaling_estimate(logdet_g1, n, num_points, dim):
@@ -405,7 +408,13 @@ class Interval(NamedTuple):
         return self.center + self.half_width
 
     def covers(self, truth):
-        return jnp.abs(truth - self.center) <= self.half_width
+        """Whether ``truth`` lies in the interval: in float64 NumPy outside ``jit`` (JAX's float32 default rounded a
+        centre near 1e4 to ~1e-3 and missed truths just inside the interval; a user trial, 2026-12-05), in the
+        caller's precision on traced values."""
+        if _checks.is_traced((truth, self.center, self.half_width)):
+            return jnp.abs(truth - self.center) <= self.half_width
+        f64 = lambda v: np.asarray(v, np.float64)  # noqa: E731
+        return np.abs(f64(truth) - f64(self.center)) <= f64(self.half_width)
 
 
 @in_float64

@@ -326,6 +326,29 @@ def test_theorem1_upper_bound_can_be_tight_and_lower_is_not_trivially_equal():
     assert float(lo) < ref.logdet(g1 + g2) - 0.1
 
 
+def test_theorem1_lower_bound_is_finite_for_nearly_dead_coordinates():
+    """A user trial (2026-12-05): real MiniLM embeddings have three nearly dead coordinates; eigvalsh's absolute
+    error made a tiny eigenvalue of G_1 negative and the lower bound NaN. It is now log det G_1 by Cholesky."""
+    r = rng(11)
+    x = r.standard_normal((400, 24)) * np.r_[np.full(21, 30.0), np.full(3, 3e-7)]
+    g1, g2 = x[:200].T @ x[:200], x[200:].T @ x[200:]
+    lo, hi = sp.theorem1_bounds(jnp.asarray(g1), jnp.asarray(g2))
+    assert float(lo) == pytest.approx(np.linalg.slogdet(g1)[1], rel=1e-9)
+    assert float(lo) <= np.linalg.slogdet(g1 + g2)[1] <= float(hi)
+
+
+def test_interval_covers_in_float64_with_x64_off():
+    """A user trial (2026-12-05): with JAX's float32 default, ``covers`` compared a centre near 1e4 in float32 and
+    missed a truth 0.9999 half-widths from it (``low`` / ``high`` were right)."""
+    c, h = 10646.35979743116, 0.8997706957326594
+    with jax.enable_x64(True):  # as the estimators return them: float64 JAX arrays
+        interval = sp.Interval(jnp.asarray(c, jnp.float64), jnp.asarray(h, jnp.float64))
+    with jax.enable_x64(False):
+        assert bool(interval.covers(c + 0.9999 * h)) and bool(interval.covers(c - 0.9999 * h))
+        assert not bool(interval.covers(c + 1.0001 * h))
+        np.testing.assert_array_equal(interval.covers(np.array([c, c + 2 * h])), [True, False])
+
+
 def test_overestimation_ratio():
     assert float(sp.log_overestimation_ratio(jnp.ones(5))) == 0.0
     lam = np.array([4.0, 2.0, 1.0])
