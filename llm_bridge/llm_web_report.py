@@ -286,22 +286,24 @@ def _fmt(v: Any) -> str:
 
 
 def report_markdown(cfg: WebConfig, s: dict[str, Any]) -> str:
-    """``report.md``: configuration, the headline numbers and sample answers at t = 1 and t = T."""
+    """``report.md``: configuration, the headline numbers and sample answers at t = 1 and t = T (norms written with
+    ``‖``: a ``|`` inside a table cell ended the cell, and the first table rendered empty; a user trial, 2026-12-05)."""
     T = s["steps_done"] - 1
     lines = [f"# LLM Web Dynamics run ({cfg.mode} mode)", "",
              f"n = {cfg.num_models}, L = {cfg.samples}, beta = {cfg.beta}, T = {T} (steps t = 0..{T}), "
              f"|A(0)| = {cfg.num_human} sentences about {cfg.topic!r}, query {cfg.query!r}; models: "
-             + (", ".join(cfg.hf) if cfg.hf else f"nanoGPTs ({cfg.model_layers} layers, {cfg.model_dim}-d, context "
+             + (", ".join(cfg.hf) if cfg.hf else f"nanoGPTs ({cfg.model_layers} "
+                f"layer{'s' if cfg.model_layers != 1 else ''}, {cfg.model_dim}-d, context "
                 f"{cfg.model_context}, {cfg.train_steps} training steps) on {cfg.num_models} parts of the "
                 "standard-library corpus") + ".", "",
              "| quantity | value |", "|---|---|",
-             f"| ||D(0)||_F | {_fmt(s['dnorm_t0'])} |", f"| ||D(T)||_F | {_fmt(s['dnorm_tT'])} |",
-             f"| ||D(T)||_F / ||D(0)||_F | {_fmt(s['dnorm_ratio'])} (min over t: {_fmt(s['dnorm_min_ratio'])}) |",
-             f"| sampling-noise floor of ||D||_F at t = 0, T | {_fmt(s['noise_floor_t0'])}, "
+             f"| ‖D(0)‖_F | {_fmt(s['dnorm_t0'])} |", f"| ‖D(T)‖_F | {_fmt(s['dnorm_tT'])} |",
+             f"| ‖D(T)‖_F / ‖D(0)‖_F | {_fmt(s['dnorm_ratio'])} (min over t: {_fmt(s['dnorm_min_ratio'])}) |",
+             f"| sampling-noise floor of ‖D‖_F at t = 0, T | {_fmt(s['noise_floor_t0'])}, "
              f"{_fmt(s['noise_floor_tT'])} |",
-             f"| floor-corrected ||D||_F, mean over the first / last third of the steps | "
+             f"| floor-corrected ‖D‖_F, mean over the first / last third of the steps | "
              f"{_fmt(s['signal_mean_first_third'])} / {_fmt(s['signal_mean_last_third'])} |",
-             f"| recomputed vs recorded ||D||_F, max abs diff | {_fmt(s['dnorm_recorded_max_abs_diff'])} |",
+             f"| recomputed vs recorded ‖D‖_F, max abs diff | {_fmt(s['dnorm_recorded_max_abs_diff'])} |",
              f"| retrieved texts that fit the prompt, mean | {_fmt(s['mean_fitted'])} |",
              f"| GMM network median at T (normalised) | {_fmt(s['gmm_median_tT'])} |",
              f"| steps with the LLM curve inside the GMM 5-95 % band | {_fmt(s['gmm_coverage'])} |", "",

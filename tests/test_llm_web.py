@@ -73,7 +73,12 @@ def test_run_writes_every_artefact_with_finite_metrics(context_run):
         assert z["gmm_low"].shape == (4,) and z["proxy_high"].shape == (2, 4)
         assert np.all(np.isfinite(z["spread"])) and np.all(z["spread"] > 0)
         np.testing.assert_allclose(z["gmm_median"][0], 1.0)
-    assert "Sample answers at t = 1" in (context_run / "report.md").read_text()
+    report = (context_run / "report.md").read_text(encoding="utf-8")
+    assert "Sample answers at t = 1" in report
+    # every table row has its header's columns (a user trial, 2026-12-05: "| ||D(0)||_F | 1.03 |" split into five)
+    for table in report.split("\n\n"):
+        rows = [r for r in table.splitlines() if r.startswith("|")]
+        assert len({r.count("|") for r in rows}) <= 1, rows
 
 
 def test_recorded_dnorm_equals_recomputation_from_stored_embeddings(context_run):
