@@ -45,7 +45,7 @@ from jax import lax
 from collapse_jax import _checks, driver, gmm_theory
 from collapse_jax import progress as _progress
 from collapse_jax.distance import pairwise_distances, frobenius_norm
-from collapse_jax.replicates import padded_count, replicate_keys, replicate_mesh, replicate_sharding
+from collapse_jax.replicates import is_prng_key, padded_count, replicate_keys, replicate_mesh, replicate_sharding
 
 
 @dataclass(frozen=True)
@@ -630,6 +630,9 @@ def run_network(key: jax.Array, cfg: GMMNetworkConfig, *, params: Params | None 
     """Simulate one network for all steps; records for t = 0..T (leading axis T+1). Pure, jit- and vmap-able in
     ``key``; ``params`` (NumPy, default :func:`make_params` of ``cfg``) are constants."""
     backend = resolve_backend(backend)
+    if not is_prng_key(key):  # (an int gave JAX's "invalid PRNG key data"; an int dtype failed after tracing)
+        raise ValueError(f"key must be a PRNG key, e.g. jax.random.key(0), got {type(key).__name__}")
+    dtype = _check_dtype(dtype)
     params = make_params(cfg) if params is None else check_params(params, cfg)
     if backend == "native":
         return jax.tree_util.tree_map(lambda r: r[0], native_records(key[None], cfg, dtype, params=params))
@@ -639,6 +642,20 @@ def run_network(key: jax.Array, cfg: GMMNetworkConfig, *, params: Params | None 
         _pallas_dtype(dtype)
         return jax.tree_util.tree_map(lambda r: r[0], gmm_pallas.pallas_records(key[None], _static(cfg), params))
     return kernel(key, cast_params(params, dtype), _static(cfg))
+
+
+def _check_dtype(dtype) -> np.dtype:
+    """``dtype`` (None: float64 with x64 on, else float32) as float32 or float64, or a ValueError naming it."""
+    requested = dtype
+    try:
+        dtype = jnp.dtype(dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
+    except TypeError:
+        dtype = None
+    if dtype not in (jnp.float32, jnp.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {requested!r}")
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("dtype float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True) or --x64)")
+    return dtype
 
 
 def _pallas_dtype(dtype):
@@ -828,15 +845,7 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     backend = backend_for(config, backend)
     if backend == "pallas":
         dtype = _pallas_dtype(dtype)
-    requested = dtype
-    try:
-        dtype = jnp.dtype(dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32))
-    except TypeError:
-        dtype = None
-    if dtype not in (jnp.float32, jnp.float64):
-        raise ValueError(f"dtype must be float32 or float64, got {requested!r}")
-    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
-        raise ValueError("dtype float64 needs jax_enable_x64 (jax.config.update('jax_enable_x64', True) or --x64)")
+    dtype = _check_dtype(dtype)
     smallest, tiny = min(float(np.min(cell.dirichlet_a)) for cell in cells), float(np.finfo(dtype).tiny)
     if not config.static.fixed_start and smallest < tiny:  # Gamma(a) draws underflow to 0: 0/0 weights, NaN dnorm
         raise ValueError(f"dirichlet_a must be >= {tiny:.4g} in {jnp.dtype(dtype).name} (the initial weights' gamma "

@@ -423,9 +423,15 @@ def ownership_matrix(mu, sigma, weights=None, *, num_nodes: int = 80):
     """``M[b, b'] = E[o_b(u) | u ~ N(mu_b', sigma)]`` for a model with weights ``p`` (default uniform), d = 1, by
     Gauss-Hermite quadrature. ``M = I`` is the well-separated limit; ``1 - diag(M)`` is the ownership a component's
     own points leak to the others. M depends on p: that dependence is what the linearised network leaves out."""
-    mu = _checks.finite_array("mu", mu).reshape(-1)
-    sd = float(np.sqrt(_checks.in_interval("sigma", np.asarray(sigma, np.float64).reshape(-1)[0], 0.0, math.inf,
-                                           low_open=True, high_open=True)))
+    mu = _checks.finite_array("mu", mu)
+    if mu.ndim > 2 or (mu.ndim == 2 and mu.shape[1] != 1):  # d > 1 was flattened into 1-D components (a user trial)
+        raise ValueError(f"mu must hold one-dimensional means, shape (B,) or (B, 1) (d = 1 only), got shape {mu.shape}")
+    mu = mu.reshape(-1)
+    sigma = np.asarray(sigma, np.float64)
+    if sigma.size != 1:  # a (d, d) sigma had its [0, 0] entry taken without a word
+        raise ValueError(f"sigma must be one variance (d = 1 only), got shape {sigma.shape}")
+    sd = float(np.sqrt(_checks.in_interval("sigma", sigma.reshape(-1)[0], 0.0, math.inf, low_open=True,
+                                           high_open=True)))
     B = mu.size
     p = np.full(B, 1.0 / B) if weights is None else _checks.simplex_vector("weights", weights, B)
     num_nodes = _checks.positive_int("num_nodes", num_nodes)

@@ -398,6 +398,18 @@ def test_bad_input_names_the_parameter(kwargs, message):
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda cfg: gn.run_network(jax.random.key(0), cfg, dtype=jnp.int32), "dtype must be float32 or float64"),
+    (lambda cfg: gn.run_network(0, cfg), "key must be a PRNG key"),
+])
+def test_run_network_refuses_a_bad_dtype_or_key_before_tracing(call, message):
+    """A user trial (2026-12-05): an int dtype failed after tracing with JAX's "dtype argument to `uniform`" and an
+    int key with JAX's "invalid PRNG key data", neither naming run_network's parameter."""
+    cfg = gn.make_config(num_models=2, points_per_step=2, num_steps=3)
+    with pytest.raises(ValueError, match=message):
+        call(cfg)
+
+
 def test_a_dirichlet_a_whose_gamma_draws_underflow_is_refused():
     """A user trial (2026-12-04): dirichlet_a = 1e-40 in float32 gave NaN dnorm at every step (all-zero gamma draws)."""
     cfg = small_config().replace(dirichlet_a=1e-40)

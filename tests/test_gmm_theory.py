@@ -346,6 +346,9 @@ def test_asymptotic_law_values_inside_its_domain():
     (lambda: gt.second_moment(num_steps=3, ownership=[[2.0, 0.0], [-1.0, 1.0]]), "columns summing to 1"),
     (lambda: gt.ownership_matrix([-1.0, 1.0], -1.0), r"sigma must lie in \(0\.0, inf\)"),
     (lambda: gt.ownership_matrix([-1.0, 1.0], 1.0, [0.7, 0.7]), "weights must lie on the simplex"),
+    # a user trial (2026-12-05): d = 2 means were flattened into six 1-D components, a (2, 2) sigma cut to [0, 0]
+    (lambda: gt.ownership_matrix([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]], np.eye(2)), r"d = 1 only\), got shape \(3, 2\)"),
+    (lambda: gt.ownership_matrix([-5.0, 5.0], np.eye(2)), r"sigma must be one variance \(d = 1 only\)"),
 ])
 def test_theory_steps_refuse_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
