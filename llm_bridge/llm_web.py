@@ -142,6 +142,9 @@ class WebConfig:
         if isinstance(self.num_models, int) and not isinstance(self.num_models, bool) and self.num_models < 2:
             raise ValueError(f"num_models must be an integer >= 2 (a distance matrix needs two models; with --hf one "
                              f"model folder per model), got {self.num_models}")
+        if isinstance(self.samples, int) and not isinstance(self.samples, bool) and self.samples < 2:
+            raise ValueError(f"samples must be an integer >= 2 (the noise floor's spread needs two answers per model), "
+                             f"got {self.samples}")
         for name in ("num_models", "samples", "num_steps", "num_human", "max_new_tokens", "finetune_steps",
                      "finetune_batch", "model_layers", "model_heads", "model_dim", "model_context", "train_steps",
                      "train_batch", "gmm_replicates", "gmm_posts", "proxy_dims", "proxy_components"):
@@ -167,9 +170,6 @@ class WebConfig:
             raise ValueError(f"tokenizer must be 'bpe' or 'byte', got {self.tokenizer!r}")
         if _checks.positive_int("vocab_size", self.vocab_size) < 257:
             raise ValueError(f"vocab_size must be >= 257 (256 bytes + EOT), got {self.vocab_size}")
-        if self.samples < 2:
-            raise ValueError(f"samples must be at least 2 (the noise floor's spread needs two answers per model), got "
-                             f"{self.samples}")
         if self.hf_dtype is not None and self.hf_dtype not in HF_DTYPES:
             raise ValueError(f"hf_dtype must be one of {', '.join(HF_DTYPES)}, got {self.hf_dtype!r}")
         if self.hf:
@@ -187,6 +187,10 @@ class WebConfig:
                     raise ValueError(f"hf: {exc}") from None
         if self.encoder is not None and not Path(self.encoder).expanduser().is_dir():
             raise ValueError(f"encoder folder {self.encoder!r} does not exist")
+        if self.proxy_dims > self.num_models * self.samples - 1:  # was cut to that silently (config.json kept it)
+            raise ValueError(f"proxy_dims must be at most num_models * samples - 1 = "
+                             f"{self.num_models * self.samples - 1} (the PCA of the t = 0 answers has no more), got "
+                             f"{self.proxy_dims}")
         if self.proxy_components > self.num_models * self.samples:
             raise ValueError(f"proxy_components must be at most num_models * samples = "
                              f"{self.num_models * self.samples} (the t = 0 answers it is fitted to), got "

@@ -68,7 +68,16 @@ def cmd_llm_web(args) -> int:
                 raise ValueError(f"--resume uses the run's saved configuration; drop {', '.join(experiment)}")
             folder = llm_web.resume(args.out, until=args.until)
         else:
-            folder = llm_web.run(config_from_args(args), args.out, until=args.until)
+            cfg = config_from_args(args)
+            # before the folder and the training (a user trial, 2026-12-05: --samples 1e9 or --gmm-replicates 1e11
+            # started training): each step's embeddings (at least 384-d) and the GMM comparison's records
+            from collapse_jax.experiments.runs import check_results_fit
+
+            check_results_fit((cfg.num_steps + 1) * (cfg.num_models * cfg.samples * 384
+                                                     + cfg.gmm_replicates * (1 + cfg.proxy_components)),
+                              "--num-steps, --num-models, --samples, --gmm-replicates",
+                              "the embeddings and GMM records")
+            folder = llm_web.run(cfg, args.out, until=args.until)
         done = llm_web.completed_steps(folder)
         if done < llm_web.saved_config(folder).num_steps + 1:  # (a summary.json may be an --analyse of a part)
             print(f"stopped before step {done}; continue with --resume --out {folder}")

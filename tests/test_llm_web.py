@@ -172,7 +172,10 @@ def test_analyse_recomputes_outputs_without_generating(context_run, tmp_path):
     (dict(encoder="/no/such/encoder"), "encoder"), (dict(query=" "), "query"), (dict(seed=-1), "seed"),
     # a third audit (2026-12-04): NaN noise floors at samples = 1; --hf-dtype and model-less --hf folders refused
     # only after the encoder had embedded the human texts
-    (dict(samples=1), "samples must be at least 2"), (dict(hf_dtype="foo"), "hf_dtype must be one of"),
+    (dict(samples=1), "samples must be an integer >= 2"), (dict(hf_dtype="foo"), "hf_dtype must be one of"),
+    # a user trial (2026-12-05): samples = 0 read ">= 1"; proxy_dims beyond the answers' PCA was cut silently
+    (dict(samples=0), "samples must be an integer >= 2"),
+    (dict(proxy_dims=12), "proxy_dims must be at most num_models \\* samples - 1 = 11"),
     (dict(hf=("/tmp",) * 3), "hf: path '/tmp' is not a saved model folder: missing config.json"),
     # a user trial (2026-12-04): with byte tokens a query too long for the context is known before any training
     (dict(model_context=16, max_new_tokens=4), "query: it alone takes 28 byte tokens, more than the 12"),
@@ -192,6 +195,10 @@ def test_bad_runs_and_cli_errors(context_run, tmp_path, capsys):
     assert llm_web_cli.main(["--beta", "2"]) == 2
     assert "beta must lie in (0.0, 1.0]" in capsys.readouterr().err
     assert llm_web_cli.main(["--resume"]) == 2
+    # a user trial (2026-12-05): --samples 1e9 started training; now refused before the folder is made
+    assert llm_web_cli.main(["--samples", "1000000000", "--out", str(tmp_path / "huge")]) == 2
+    assert "--num-steps, --num-models, --samples, --gmm-replicates" in capsys.readouterr().err
+    assert not (tmp_path / "huge").exists()
     assert llm_web_cli.main(["--resume", "--out", str(context_run), "--beta", "0.3"]) == 2
     assert "drop --beta" in capsys.readouterr().err
     with pytest.raises(ValueError, match="num_human must be at most"):
