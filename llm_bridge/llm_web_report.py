@@ -287,7 +287,8 @@ def _fmt(v: Any) -> str:
 
 def report_markdown(cfg: WebConfig, s: dict[str, Any]) -> str:
     """``report.md``: configuration, the headline numbers and sample answers at t = 1 and t = T (norms written with
-    ``‖``: a ``|`` inside a table cell ended the cell, and the first table rendered empty; a user trial, 2026-12-05)."""
+    ``‖``: a ``|`` inside a table cell ended the cell, and the first table rendered empty; a user trial,
+    2026-12-05)."""
     T = s["steps_done"] - 1
     lines = [f"# LLM Web Dynamics run ({cfg.mode} mode)", "",
              f"n = {cfg.num_models}, L = {cfg.samples}, beta = {cfg.beta}, T = {T} (steps t = 0..{T}), "
