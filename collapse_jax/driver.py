@@ -219,14 +219,22 @@ def run_replicates(kernel: Kernel, params, config, num_replicates: int, seed: in
 
 
 def chunk_replicates(num_replicates: int, mesh, chunk_size: int | None, memory_budget: int | None,
-                     bytes_per_replicate: Callable[[], int]) -> int:
+                     bytes_per_replicate: Callable[[], int], *, strict: bool = False) -> int:
     """Replicates per call, at most ``num_replicates``: ``chunk_size``, or as many as ``memory_budget`` bytes hold
     at ``bytes_per_replicate()`` each (called only then; the budget defaults to half the default device's memory),
-    rounded down to a multiple of the mesh size (at least one per device)."""
+    rounded down to a multiple of the mesh size (at least one per device).
+
+    ``strict``: ``bytes_per_replicate`` is the kernel's own bound on a call's memory (not a first guess that
+    :func:`fit_chunk` refines), so one replicate per device above the budget is a ValueError naming
+    ``memory_budget``, as :func:`fit_chunk` raises it."""
     if chunk_size is not None:
         return min(_checks.positive_int("chunk_size", chunk_size), num_replicates)
     budget = memory_budget_bytes(memory_budget)
-    return min(max(mesh.size, budget // bytes_per_replicate() // mesh.size * mesh.size), num_replicates)
+    each = bytes_per_replicate()
+    if strict and each * mesh.size > budget:
+        raise ValueError(f"one replicate per device needs {each * mesh.size / 2 ** 20:.4g} MiB of device memory in a "
+                         f"call, more than memory_budget = {budget / 2 ** 20:.4g} MiB; pass a larger memory_budget")
+    return min(max(mesh.size, budget // each // mesh.size * mesh.size), num_replicates)
 
 
 def memory_budget_bytes(memory_budget: int | None) -> int:

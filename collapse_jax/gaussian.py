@@ -299,7 +299,7 @@ def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = G
     if config.buffer is not None and chunk_size is None:  # the pool, its draws and sort keys: ~10 numbers a row
         bytes_each = 10 * config.buffer * np.dtype(dtype).itemsize * alpha2.shape[0]
         chunk_size = driver.chunk_replicates(num_replicates, mesh or replicate_mesh(), None, memory_budget,
-                                             lambda: bytes_each)
+                                             lambda: bytes_each, strict=True)
     # The model is translation-equivariant: simulated about 0 and the fits shifted by mu afterwards, so a location
     # far from 0 against sigma costs no precision (float32, mu = 1e6, sigma = 0.01 gave 0.34x the exact loss; an audit)
     params = Params(*(np.asarray(x, dtype) for x in (0.0, sigma, alpha2, n2)))

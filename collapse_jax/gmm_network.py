@@ -855,7 +855,7 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     static = config.static
     _checks.fits_in_memory("num_replicates", R, len(cells) * record_bytes(static, dtype))  # all come to the host
     per = bytes_per_replicate(static, dtype, backend) * (1 if backend == "native" else len(cells))
-    chunk = driver.chunk_replicates(R, mesh, chunk_size, memory_budget, lambda: per)
+    chunk = driver.chunk_replicates(R, mesh, chunk_size, memory_budget, lambda: per, strict=True)
     _checks.fits_in_memory("chunk_size (replicates per call)", padded_count(chunk, mesh), per)
     show = _progress.enabled() if progress is None else progress
     if backend == "native":

@@ -74,6 +74,10 @@ def test_bad_input():
     with pytest.raises(ValueError, match="config must be a GaussianConfig, got 'accumulate'"):
         G.simulate(0, 0.0, 1.0, alpha, n, "accumulate")
     assert np.isfinite(G.simulate(0, 0.0, 1e90, alpha, n, num_replicates=2, progress=False)).all()
+    # a user trial (2026-12-05): a budget below one replicate's pool ran anyway (one replicate per device), where
+    # docs/driver.md promises a ValueError naming memory_budget
+    with pytest.raises(ValueError, match="one replicate per device needs .* more than memory_budget"):
+        G.simulate(0, 0.0, 1.0, alpha, n, G.GaussianConfig("accumulate-subsample"), 4, memory_budget=100)
 
 
 def test_pure_synthetic_w2_keeps_its_precision_for_any_n():

@@ -451,6 +451,11 @@ def test_bad_replicate_counts():
                          (dict(memory_budget=0), "memory_budget")]:
         with pytest.raises(ValueError, match=f"{name} must be an integer"):
             gn.simulate(0, cfg, 2, **kwargs)
+    # below one replicate's bound (gmm_network.bytes_per_replicate) it ran anyway, one replicate per device; docs/
+    # driver.md promises a ValueError naming memory_budget (a user trial, 2026-12-05)
+    for backend in BACKENDS_HERE:
+        with pytest.raises(ValueError, match="one replicate per device needs .* more than memory_budget"):
+            gn.simulate(0, cfg, 2, memory_budget=100, backend=backend)
     with pytest.raises(ValueError, match="config must be a GMMNetworkConfig"):
         gn.simulate(cfg, 2, 5)  # the pre-issue-10 argument order (config, num_replicates, seed)
 
