@@ -292,6 +292,10 @@ def training_parts(cfg: WebConfig) -> list[list[str]]:
 
     docs = corpus.stdlib_corpus(corpus.CorpusConfig(unit="paragraph", max_chars=4000,
                                                     docstrings=cfg.corpus_docstrings)).texts
+    if len(docs) < 2 * cfg.num_models:  # each trains on its part and holds some of it out
+        raise ValueError(f"num_models must be at most {len(docs) // 2} without --hf: each base nanoGPT trains on its "
+                         f"own part of the {len(docs)} standard-library paragraphs (corpus_docstrings = "
+                         f"{cfg.corpus_docstrings}), at least 2 each, got {cfg.num_models}")
     cuts = np.linspace(0, len(docs), cfg.num_models + 1).round().astype(int)
     return [list(docs[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
 
@@ -503,6 +507,8 @@ def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None =
     old = None if folder is None or not Path(folder).is_dir() else saved_config(folder)
     if old is None:
         human_internet(cfg)  # topic and num_human against the corpus, before any folder is made (an empty one was left)
+        if not cfg.hf:
+            training_parts(cfg)  # num_models against the corpus (a folder was left, the error naming no option)
     out = RunFolder.create("llm-web", folder)
     path = out.path
     if old is None:

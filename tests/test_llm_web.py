@@ -214,6 +214,12 @@ def test_bad_runs_and_cli_errors(context_run, tmp_path, capsys):
     with pytest.raises(ValueError, match="topic: no standard-library sentence .* 'zzqqxx'"):
         llm_web.run(llm_web.WebConfig(**{**TINY, "topic": "zzqqxx"}), tmp_path / "new")
     assert not (tmp_path / "new").exists()
+    # a user trial (2026-12-05): more base nanoGPTs than the corpus has paragraph pairs failed after the folder and
+    # the human texts' embeddings, naming no option ("the training text must hold at least 2 documents")
+    many = llm_web.WebConfig(**{**TINY, "num_models": 500})
+    with pytest.raises(ValueError, match=r"num_models must be at most \d+ without --hf: each base nanoGPT"):
+        llm_web.run(many, tmp_path / "many")
+    assert not (tmp_path / "many").exists()
     with pytest.raises(ValueError, match=r"num_models must be an integer >= 2 .*got 0"):
         llm_web.WebConfig(**{**TINY, "num_models": 0})
 
