@@ -178,8 +178,8 @@ def add_config(parser, config_cls, *, exclude: tuple[str, ...] = (), presets: di
     """
     hints = typing.get_type_hints(config_cls)
     names = dict(parser.get_default("config_flags") or {})   # field -> flag, for messages (:func:`with_flags`)
-    names.update({f.name: flag_of(config_cls, f.name) for f in dataclasses.fields(config_cls)
-                  if f.name not in exclude and f.name not in COMMON})
+    names.update({f.name: f"--{f.name}" if f.name in COMMON else flag_of(config_cls, f.name)  # (COMMON: --seed)
+                  for f in dataclasses.fields(config_cls) if f.name not in exclude})
     parser.set_defaults(config_flags=names)
     presets = presets or {"default": {}}
     starts = {name: config_cls(**values) for name, values in presets.items()}

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ValueError as exc:
-        print(f"recursive-train: error: {exc}", file=sys.stderr)
+        print(f"recursive-train: error: {opts.with_flags(str(exc), args)}", file=sys.stderr)
         return 2
 
 
