@@ -306,4 +306,6 @@ def render(table: Table, *, reps: int, steps: int, seed: int, elapsed: float, co
         + (f" (at {reps} replicates an agreement is weak evidence: approximation rows whose error shows at the "
            "default 4000, such as the mean-field filter rows, can agree here)." if caveat else "."),
         "",
+        "The command's exit status is 1 when an exact row disagrees, else 0.",
+        "",
     ])

@@ -74,3 +74,25 @@ def test_a_small_table_says_its_agreements_are_weak_evidence():
     small = V.render(table, reps=100, steps=3, seed=0, elapsed=1.0, command="validate")
     assert "Disagreements: none (at 100 replicates an agreement is weak evidence" in small
     assert "Disagreements: none.\n" in V.render(table, reps=4000, steps=3, seed=0, elapsed=1.0, command="validate")
+
+
+def _table(kind: str, agree: bool) -> V.Table:
+    samples = np.zeros(10)
+    samples[-1] = 1.0                       # mean 0.1, se 0.1
+    table = V.Table()
+    table.add_mean("claim", "setting", kind, samples, theory=0.1 if agree else 0.1 - 9 * 0.1)
+    table.judge()
+    return table
+
+
+def test_the_command_exits_1_when_an_exact_row_disagrees(monkeypatch, tmp_path, capsys):
+    """A user trial (2026-12-05): the command exited 0 whatever the table said, so no script or CI could act on a
+    disagreement; an exact row now sets exit status 1 (approximation rows may disagree by design)."""
+    from collapse_jax.experiments import validate_cmd
+
+    for kind, agree, status in [("exact", True, 0), ("exact", False, 1), ("approximation", False, 0)]:
+        monkeypatch.setattr(V, "run_all", lambda *a, _t=_table(kind, agree), **k: _t)
+        monkeypatch.setattr(V, "extra_checks", lambda *a, **k: [])
+        cfg = validate_cmd.ValidateConfig(replicates=10)
+        assert validate_cmd.run(cfg, str(tmp_path / f"{kind}-{agree}")) == status, (kind, agree)
+        assert ("exact rows that disagree: [1]" in capsys.readouterr().err) == (status == 1)

@@ -73,10 +73,16 @@ def run(cfg: ValidateConfig, out: str | None) -> int:
     print(f"\n{len(table.rows)} checks, {len(table.rows) - len(bad)} agree, disagreements: {bad or 'none'} "
           f"({elapsed:.0f} s); written to {folder.path}" + (f" and {cfg.doc}" if cfg.doc else ""))
     folder.finish({"rows": len(table.rows), "disagree": bad, "elapsed_s": elapsed})
-    return 0
+    # the exit status a script or CI reads: an exact formula the Monte Carlo rejects (approximation and statement rows
+    # may disagree for their own reasons: an approximation's error, too little power; the table says which)
+    failed = [i for i, r in enumerate(table.rows, 1) if r.kind == "exact" and not r.agree]
+    if failed:
+        print(f"exact rows that disagree: {failed}; exit status 1", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def add_parser(sub) -> None:
     runs.add_command(sub, "validate", ValidateConfig, run,
-                     "theory vs Monte Carlo for every theorem / proposition (writes a table)",
+                     "theory vs Monte Carlo for every theorem / proposition (writes a table; exit status 1 when "
+                     "an exact row disagrees)",
                      run_option_notes={"x64": "no effect: validate turns float64 on itself (its theory checks)"})
