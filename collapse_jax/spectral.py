@@ -258,13 +258,23 @@ def logdet(g, eps: float = 0.0, *, num_points: int | None = None) -> jnp.ndarray
     eps = check_eps(eps, num_points=num_points, dim=g.shape[-1])
     out = logdet_chol(jnp.asarray(g), eps)
     if not np.all(np.isfinite(np.asarray(out))):
-        if g.dtype == np.float64 and jnp.asarray(g).dtype != jnp.float64:  # JAX cast it: x64 is off
+        if g.dtype == np.float64 and jnp.asarray(g).dtype != jnp.float64 and _positive_definite(g, eps):
+            # JAX cast it (x64 is off), and in float64 it factors: the cast is to blame
             raise ValueError("Gram matrix + eps I is not positive definite in float32, the precision it was computed "
                              "in (jax_enable_x64 is off; the float64 input was cast): enable float64 "
                              "(jax.config.update('jax_enable_x64', True) or collapse-jax --x64) before adding eps, "
                              "which changes the value")
         raise ValueError("Gram matrix + eps I is not positive definite (rank deficient?); use eps > 0")
     return out
+
+
+def _positive_definite(g: np.ndarray, eps: float) -> bool:
+    """Whether every matrix of ``g + eps I`` has a Cholesky factor in float64 NumPy."""
+    try:
+        np.linalg.cholesky(g + eps * np.eye(g.shape[-1]))
+    except np.linalg.LinAlgError:
+        return False
+    return True
 
 
 def batched_logdet(grams: jnp.ndarray, eps: float = 0.0, *, backend: str = "auto") -> jnp.ndarray:

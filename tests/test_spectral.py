@@ -1266,6 +1266,18 @@ def test_batched_logdet_eps_and_a_huge_n_are_checked():
         sp.block_estimates(rng(2).standard_normal((20, 3)), 10**20)
 
 
+def test_logdet_blames_float32_only_where_float64_factors():
+    """A user trial (2026-12-05): with x64 off, a singular float64 Gram (zeros) was said to fail 'in float32, the
+    precision it was computed in', advice that cannot help; a near-singular one that float64 factors still is."""
+    near = np.array([[1.0, 1.0 - 1e-9], [1.0 - 1e-9, 1.0]])  # float32 rounds it to a singular matrix
+    with jax.enable_x64(False):
+        with pytest.raises(ValueError, match=r"not positive definite \(rank deficient\?\); use eps > 0"):
+            sp.logdet(np.zeros((3, 3)))
+        with pytest.raises(ValueError, match="not positive definite in float32"):
+            sp.logdet(near)
+    np.testing.assert_allclose(sp.logdet(near), np.log(1 - (1 - 1e-9) ** 2), rtol=1e-6)  # float64 (x64 on here)
+
+
 def test_block_estimates_depend_on_the_rows_not_their_order():
     """An audit (2026-12-04): the jackknife's sampled pairs (i, i + k) followed the block's row order, and the Sigma
     monitor passed sorted indices into a corpus whose neighbours are similar sentences: centre ~15 nats low, 0 of 60
