@@ -147,7 +147,8 @@ def classical_mds(d: jnp.ndarray, num_components: int = 2) -> jnp.ndarray:
     a real distance matrix: finite, symmetric, entries >= 0 and a zero diagonal, each to within
     ``sqrt(machine epsilon of d's dtype) * max|d|`` (3.5e-4 relative in float32); otherwise a ValueError says
     which entry fails (an asymmetric, negative or non-zero-diagonal matrix gave coordinates without a meaning).
-    ``num_components`` is an integer in [1, m].
+    ``num_components`` is an integer in [1, m]. A 16-bit float ``d`` (bfloat16, float16) is computed, and returned,
+    in float32.
     """
     d = jnp.asarray(d)
     if d.ndim != 2 or d.shape[0] != d.shape[1]:
@@ -161,6 +162,8 @@ def classical_mds(d: jnp.ndarray, num_components: int = 2) -> jnp.ndarray:
                          f"got {num_components!r}")
     if not _checks.is_traced(d):
         _check_distance_matrix(np.asarray(d))
+    if jnp.issubdtype(d.dtype, jnp.floating) and jnp.finfo(d.dtype).bits < 32:
+        d = d.astype(jnp.float32)  # the eigensolvers take no 16-bit floats (bfloat16 was a NotImplementedError)
     scale = _power_of_two_scale(d)  # (d^2 of distances near 1e+-20 overflowed / underflowed float32: NaN or 0)
     ds = d / scale
     j = jnp.eye(m, dtype=d.dtype) - 1.0 / m

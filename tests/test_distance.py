@@ -39,6 +39,17 @@ def test_classical_mds_recovers_planar_configuration():
                                y, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_classical_mds_of_16_bit_distances_runs_in_float32(dtype):
+    """A user trial (2026-12-04): bfloat16 distances (pairwise_distances of bfloat16 embeddings) failed in eigh
+    with a NotImplementedError; they are computed in float32, to the 16-bit input's precision."""
+    pts = np.random.default_rng(2).standard_normal((12, 2)) * [3.0, 1.0]
+    dist = ref.pairwise(pts)
+    y = distance.classical_mds(jnp.asarray(dist, dtype), 2)
+    assert y.dtype == jnp.float32
+    np.testing.assert_allclose(ref.pairwise(np.asarray(y, np.float64)), dist, rtol=0.02, atol=0.02)
+
+
 def test_classical_mds_of_high_dimensional_points_is_a_projection():
     x = np.random.default_rng(3).standard_normal((20, 8))
     y = np.asarray(distance.classical_mds(distance.pairwise_distances(jnp.asarray(x)), 2))
