@@ -25,12 +25,17 @@ n0 = [50, 100]
 
 Values of an axis: a list, or one of ``{ range = [start, stop, step] }`` (stop excluded, as Python's ``range``),
 ``{ linspace = [start, stop, num] }``, ``{ geomspace = [start, stop, num] }`` (log-spaced between the two values),
-``{ logspace = [start_exponent, stop_exponent, num] }`` (powers of ten).
+``{ logspace = [start_exponent, stop_exponent, num] }`` (powers of ten). A float ``range`` steps in decimal
+(``[0.1, 0.4, 0.1]`` is 0.1, 0.2, 0.3); the other generators' values are rounded to 15 significant digits (0.6, not
+linspace's 0.6000000000000001, so that ``ds.sel(alpha=0.6)`` finds it), and to the nearest integer for an integer
+parameter (``n0 = { geomspace = [10, 1000, 5] }`` is 10, 32, 100, 316, 1000). An axis's values (a zip's rows) must
+be distinct.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import math
 import re
 import tomllib
@@ -206,7 +211,7 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
     if not isinstance(grid, dict):
         fail("grid", "must be a table of parameter = values")
     for key, values in grid.items():
-        vals = _values(values, f"grid.{key}", fail)
+        vals = _values(values, f"grid.{key}", fail, integer=_is_integer(model, key))
         _check_new(key, f"grid.{key}", seen, fail)
         for v in vals:
             model.check_value(key, v, lambda msg, k=key, v=v: fail(f"grid.{k}", f"value {v!r}: {msg}"))
@@ -223,7 +228,7 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
             fail(where, "names no parameter")
         columns = {}
         for key, values in entries.items():
-            vals = _values(values, f"{where}.{key}", fail)
+            vals = _values(values, f"{where}.{key}", fail, integer=_is_integer(model, key), distinct=False)
             _check_new(key, f"{where}.{key}", seen, fail)
             for v in vals:
                 model.check_value(key, v, lambda msg, k=key, v=v: fail(f"{where}.{k}", f"value {v!r}: {msg}"))
@@ -231,6 +236,11 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
         sizes = {k: len(v) for k, v in columns.items()}
         if len(set(sizes.values())) != 1:
             fail(where, f"zipped parameters must have one length, got {sizes}")
+        rows = list(zip(*columns.values()))
+        if len(set(rows)) < len(rows):  # (two equal cells: a coordinate selecting two of them)
+            twice = next(r for i, r in enumerate(rows) if r in rows[:i])
+            fail(where, f"rows must be distinct (each is one cell of the axis), got {dict(zip(columns, twice))} "
+                        "twice")
         axis_name = table.get("name", "+".join(columns))
         if not isinstance(axis_name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_+]*", axis_name):
             fail(f"{where}.name", f"must be an identifier, got {axis_name!r}")
@@ -282,8 +292,23 @@ def _integer(value, field, low, fail, high=None, why="") -> int:
     return int(value)
 
 
-def _values(spec, field, fail) -> tuple:
-    """The values of one axis: a non-empty list, or a generator table."""
+def _is_integer(model, key: str) -> bool:
+    return key in model.fields and model.fields[key].kind is int
+
+
+def _values(spec, field, fail, *, integer: bool = False, distinct: bool = True) -> tuple:
+    """The values of one axis (``distinct``: refused if one repeats; a zip's columns check their rows instead): a
+    non-empty list, or a generator table (see the module docstring: ``range`` in exact decimal steps, the others
+    rounded to 15 significant digits, or to integers for an ``integer`` parameter)."""
+    values = _generated(spec, field, fail, integer)
+    for i, v in enumerate(values if distinct else ()):  # (a repeated value: two cells behind one coordinate, .sel gives both)
+        if any(v == w for w in values[:i]):
+            fail(field, f"values must be distinct (each is a coordinate of the dataset), got {v!r} twice"
+                        + (" (after rounding to integers)" if integer and isinstance(spec, dict) else ""))
+    return values
+
+
+def _generated(spec, field, fail, integer: bool) -> tuple:
     if isinstance(spec, list):
         if not spec:
             fail(field, "must not be empty")
@@ -300,8 +325,12 @@ def _values(spec, field, fail) -> tuple:
         count = math.ceil((b - a) / c) if math.isfinite((b - a) / c) else math.inf
         if count > MAX_CELLS:  # before NumPy builds it (10^14 values asked for 728 TiB)
             fail(field, f"range {args!r} gives {count:.4g} values, more than the {MAX_CELLS:,} cells a sweep may have")
-        out = np.arange(a, b, c)
-        out = out.astype(int) if all(isinstance(x, int) for x in args) else out
+        if all(isinstance(x, int) for x in args):
+            out = np.arange(a, b, c)
+        else:  # in decimal steps: np.arange(0.1, 0.4, 0.1) gave 4 values, the third 0.30000000000000004
+            start, stop, step = (decimal.Decimal(repr(float(x))) for x in args)
+            count = max(0, math.ceil((stop - start) / step))
+            out = np.array([float(start + i * step) for i in range(count)])
     else:
         if not isinstance(c, int) or c < 1:
             fail(field, f"{kind} num must be an integer >= 1, got {c!r}")
@@ -311,6 +340,10 @@ def _values(spec, field, fail) -> tuple:
             fail(field, f"geomspace needs positive bounds, got {a!r}, {b!r}")
         with np.errstate(over="ignore"):  # (an overflow gives inf, refused by the parameter's check)
             out = {"linspace": np.linspace, "geomspace": np.geomspace, "logspace": np.logspace}[kind](a, b, c)
+        if integer:  # (sample sizes log-spaced: geomspace [10, 1000, 5] -> 10, 32, 100, 316, 1000)
+            return tuple(int(round(x)) if math.isfinite(x) else x.item() for x in out)
+        # to 15 significant digits: a coordinate 0.6000000000000001 (linspace's rounding) needs .sel(method=...)
+        out = np.array([float(f"{x:.15g}") for x in out])
     if out.size == 0:
         fail(field, f"{kind} {args!r} gives no value")
     return tuple(x.item() for x in out)

@@ -113,6 +113,29 @@ def test_spec_grid_zip_and_generators():
                                             "alpha0": 0.4, "n0": 20}
 
 
+def test_generated_axis_values_are_the_ones_a_user_selects():
+    """A user trial (2026-12-05): range [0.1, 0.4, 0.1] gave 4 cells, the stop included and the third
+    0.30000000000000004 (ds.sel(alpha0=0.3) a KeyError); linspace's coordinates carried the same noise; geomspace /
+    logspace could not make an integer axis (n0); a repeated value made two cells behind one coordinate."""
+    def axis(values, key="alpha0"):
+        return sweep_spec.parse(f'simulator = "multinomial"\n[grid]\n{key} = {values}\n').axes[0].values[key]
+
+    assert axis("{ range = [0.1, 0.4, 0.1] }") == (0.1, 0.2, 0.3)
+    assert axis("{ range = [0.4, 0.0, -0.1] }") == (0.4, 0.3, 0.2, 0.1)
+    assert axis("{ range = [10, 20, 3] }", "n0") == (10, 13, 16, 19)
+    assert axis("{ linspace = [0.0, 1.0, 6] }") == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    assert axis("{ geomspace = [10, 1000, 5] }", "n0") == (10, 32, 100, 316, 1000)
+    assert axis("{ logspace = [1, 3, 3] }", "n0") == (10, 100, 1000)
+    for values, key, words in [("[0.5, 0.5]", "alpha0", "got 0.5 twice"),
+                               ("{ geomspace = [10, 12, 5] }", "n0", "got 10 twice \\(after rounding to integers\\)")]:
+        with pytest.raises(sweep_spec.SpecError, match=f"grid.{key}: values must be distinct .*{words}"):
+            axis(values, key)
+    zipped = 'simulator = "multinomial"\n[[zip]]\nalpha0 = [0.2, 0.2]\nn0 = [50, {}]\n'
+    assert sweep_spec.parse(zipped.format(100)).axes[0].values == {"alpha0": (0.2, 0.2), "n0": (50, 100)}
+    with pytest.raises(sweep_spec.SpecError, match=r"zip\[0\]: rows must be distinct .*'alpha0': 0.2, 'n0': 50"):
+        sweep_spec.parse(zipped.format(50))
+
+
 # --- the runner -------------------------------------------------------------------------------------------------
 def test_each_cell_equals_the_simulator_alone(tmp_path):
     import zarr
