@@ -262,7 +262,8 @@ def _source_revision() -> dict[str, Any]:
 
 
 def labelled_dataset(arrays: Mapping[str, Any], labels: Mapping[str, Sequence[str]],
-                     descriptions: Mapping[str, str] | None = None, attrs: Mapping[str, Any] | None = None):
+                     descriptions: Mapping[str, str] | None = None, attrs: Mapping[str, Any] | None = None,
+                     coords: Mapping[str, Any] | None = None):
     """An ``xarray.Dataset`` of named arrays with named dimensions (``labels[name]``: one name per axis, e.g.
     replicate, step, model), each variable's description in its ``description`` attribute and ``attrs`` (e.g. the
     run's configuration and environment, as JSON strings) on the dataset.
@@ -270,6 +271,8 @@ def labelled_dataset(arrays: Mapping[str, Any], labels: Mapping[str, Sequence[st
     A dimension name used with two sizes (e.g. ``block_size`` of cells with different block sizes) gets the
     variable's name appended for the variables where it differs from its first use, so every variable keeps its own
     axis. Types netCDF-3 lacks are widened: bool -> int8, int64 -> int32 where the values fit (else float64).
+    ``coords``: values along a dimension (e.g. ``{"components": [1, 2, 3]}``), for ``ds.sel``; a dimension without
+    one is indexed by position.
     """
     import xarray as xr
 
@@ -291,16 +294,18 @@ def labelled_dataset(arrays: Mapping[str, Any], labels: Mapping[str, Sequence[st
                 dim = f"{dim}_{key}"
             dims.append(dim)
         variables[key] = xr.Variable(dims, arr, attrs={"description": descriptions.get(key, "")})
-    return xr.Dataset(variables, attrs={k: v if isinstance(v, (str, int, float)) else json.dumps(v, default=str)
-                                        for k, v in (attrs or {}).items()})
+    return xr.Dataset(variables, coords={dim: np.asarray(v) for dim, v in (coords or {}).items()},
+                      attrs={k: v if isinstance(v, (str, int, float)) else json.dumps(v, default=str)
+                             for k, v in (attrs or {}).items()})
 
 
 def atomic_write_dataset(path: str | os.PathLike, arrays: Mapping[str, Any], labels: Mapping[str, Sequence[str]],
-                         descriptions: Mapping[str, str] | None = None, attrs: Mapping[str, Any] | None = None) -> Path:
+                         descriptions: Mapping[str, str] | None = None, attrs: Mapping[str, Any] | None = None,
+                         coords: Mapping[str, Any] | None = None) -> Path:
     """:func:`labelled_dataset` written as netCDF (scipy's netCDF-3 writer, no extra library), atomically: a
     scientist opens it with ``xarray.open_dataset`` (or any netCDF reader) without this library."""
     path = Path(path)
-    data = labelled_dataset(arrays, labels, descriptions, attrs).to_netcdf(engine="scipy")
+    data = labelled_dataset(arrays, labels, descriptions, attrs, coords).to_netcdf(engine="scipy")
     _atomic_write_bytes(path, bytes(data))
     return path
 
@@ -391,8 +396,10 @@ class RunFolder:
         return target
 
     def save_arrays(self, arrays: Mapping[str, Any], labels: Mapping[str, Sequence[str]],
-                    descriptions: Mapping[str, str] | None = None, filename: str = "arrays.npz") -> Path:
-        """Save named arrays with their axis labels (``labels[name]`` names each axis, e.g. replicate, step)."""
+                    descriptions: Mapping[str, str] | None = None, filename: str = "arrays.npz", *,
+                    coords: Mapping[str, Any] | None = None) -> Path:
+        """Save named arrays with their axis labels (``labels[name]`` names each axis, e.g. replicate, step), in
+        ``filename`` and as a netCDF dataset beside it (``coords``: see :func:`labelled_dataset`)."""
         descriptions = descriptions or {}
         meta = {}
         for key, value in arrays.items():
@@ -402,13 +409,18 @@ class RunFolder:
                 raise ValueError(f"array {key!r} has {arr.ndim} axes but {len(axes)} labels {axes}")
             meta[key] = {"axes": axes, "shape": list(arr.shape), "dtype": str(arr.dtype),
                          "description": descriptions.get(key, "")}
+        sizes = {dim: size for m in reversed(meta.values()) for dim, size in zip(m["axes"], m["shape"])}
+        for dim, values in (coords or {}).items():  # (checked before anything is written)
+            if dim not in sizes or sizes[dim] != len(values):
+                raise ValueError(f"coordinate {dim!r} has {len(values)} values, but its dimension "
+                                 + (f"has {sizes[dim]}" if dim in sizes else "labels no array"))
         target = self.path / filename
         atomic_savez(target, arrays)
         self.array_labels.update(meta)
         atomic_write_json(self.path / (Path(filename).stem + ".json"), meta)
         config = self.path / "config.json"
         atomic_write_dataset(self.path / (Path(filename).stem + ".nc"), arrays, labels, descriptions,
-                             json.loads(config.read_text()) if config.exists() else {})
+                             json.loads(config.read_text()) if config.exists() else {}, coords)
         return target
 
     def save_figure(self, fig, name: str) -> Path:

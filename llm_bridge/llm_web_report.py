@@ -149,7 +149,9 @@ def analyse(folder: str | Path) -> dict[str, Any]:
          "proxy_low": "calibrated proxy with B = index + 1 components: 5 % quantile (normalised)",
          "proxy_median": "calibrated proxy: median (normalised)",
          "proxy_high": "calibrated proxy: 95 % quantile (normalised)",
-         "proxy_coverage": "fraction of steps t = 1..T with the LLM curve inside the proxy's 5-95 % band"})
+         "proxy_coverage": "fraction of steps t = 1..T with the LLM curve inside the proxy's 5-95 % band"},
+        coords={"step": np.arange(len(dnorm)), "model": np.arange(spread.shape[1]),
+                "components": np.arange(1, len(prox["coverage"]) + 1)})  # (the proxy's B, for ds.sel)
     summary = {
         "mode": cfg.mode, "steps_done": T + 1, "num_steps": cfg.num_steps,
         "models": records[0]["models"],

@@ -73,6 +73,11 @@ def test_run_writes_every_artefact_with_finite_metrics(context_run):
         assert z["gmm_low"].shape == (4,) and z["proxy_high"].shape == (2, 4)
         assert np.all(np.isfinite(z["spread"])) and np.all(z["spread"] > 0)
         np.testing.assert_allclose(z["gmm_median"][0], 1.0)
+    import xarray as xr
+
+    with xr.open_dataset(context_run / "arrays.nc") as ds:  # coordinates, for ds.sel (none before 2026-12-05)
+        assert ds["components"].values.tolist() == [1, 2] and ds["step"].values.tolist() == [0, 1, 2, 3]
+        assert ds["proxy_high"].sel(components=2).shape == (4,) and ds["model"].values.tolist() == [0, 1, 2]
     report = (context_run / "report.md").read_text(encoding="utf-8")
     assert "Sample answers at t = 1" in report
     # every table row has its header's columns (a user trial, 2026-12-05: "| ||D(0)||_F | 1.03 |" split into five)

@@ -37,7 +37,23 @@ def test_mismatched_labels_are_refused_before_writing(tmp_path):
     folder = RunFolder.create("t", tmp_path / "run")
     with pytest.raises(ValueError, match="has 2 axes but 1 labels"):
         folder.save_arrays({"x": np.zeros((2, 2))}, {"x": ("replicate",)})
-    assert not (tmp_path / "run" / "arrays.nc").exists()
+    for coords, words in [({"step": [0, 1, 2]}, "has 3 values, but its dimension has 2"),
+                          ({"model": [0]}, "labels no array")]:
+        with pytest.raises(ValueError, match=f"coordinate .* {words}"):
+            folder.save_arrays({"x": np.zeros((2, 2))}, {"x": ("replicate", "step")}, coords=coords)
+    assert not (tmp_path / "run" / "arrays.nc").exists() and not (tmp_path / "run" / "arrays.npz").exists()
+
+
+def test_coordinates_select_by_value(tmp_path):
+    """A user trial (2026-12-05): llm-web's arrays.nc had named dimensions but no coordinates, so the proxy's
+    components (B = 1, 2, ...) were selected by position, off by one."""
+    folder = RunFolder.create("t", tmp_path / "run")
+    band = np.arange(6.0).reshape(2, 3)
+    folder.save_arrays({"band": band, "t": np.arange(3)}, {"band": ("components", "step"), "t": ("step",)},
+                       coords={"components": [1, 2], "step": [0, 1, 2]})
+    with xr.open_dataset(tmp_path / "run" / "arrays.nc") as ds:
+        np.testing.assert_array_equal(ds["band"].sel(components=2).values, band[1])
+        np.testing.assert_array_equal(ds["components"].values, [1, 2])
 
 
 def test_an_out_that_cannot_be_a_folder_is_a_clear_error(tmp_path):
