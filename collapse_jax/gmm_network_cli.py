@@ -267,7 +267,11 @@ def make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R, dropp
             schedules = "alpha, c: 1/k_t, 1/(k_t B^2)" if cfg.alpha is None and cfg.c is None else "alpha, c: given"
             ax.set_title(f"GMM network: n={cfg.num_models}, B={cfg.num_components}, L={cfg.points_per_step}, "
                          f"beta={cfg.beta}, eps={cfg.eps:g}, m0={cfg.num_human}; {schedules}", fontsize=9)
-        ax.legend(fontsize=8)
+    # one legend under both panels (a user trial, 2026-12-05: inside them it hid the band and the axis label
+    # wherever the 95 % quantile stayed high, e.g. beta = 0.3)
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     paths = [folder.save_figure(fig, "dnorm.png")]
     plt.close(fig)
 

@@ -627,3 +627,5 @@ def test_dnorm_plot_draws_the_t_half_guide_for_the_papers_schedules_only(extra, 
     assert any("t^{-1/2}" in label for label in labels) == guide
     title = fig.axes[0].get_title()
     assert "eps=0" in title and "m0=0" in title and ("1/k_t" in title) == guide
+    # one legend under the panels: inside them it hid the band and the y label where q95 stays high (2026-12-05)
+    assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)
