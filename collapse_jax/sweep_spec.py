@@ -54,9 +54,11 @@ _INTERNAL = ("step", "statistic", "replicate", "cell_done")   # dimensions and v
 
 
 def statistic_names(quantiles) -> list[str]:
-    """``mean``, ``sem`` (standard error of the mean), then ``q05``-style names of the quantiles."""
+    """``mean``, ``sem`` (standard error of the mean), then the quantiles' names: the percent, two digits before
+    an underscore for the decimals (``q05``, ``q05_1`` for 0.051, ``q99_9``), so that they sort as their values."""
     percents = [round(100 * q, 6) for q in quantiles]
-    return ["mean", "sem"] + [f"q{p:g}".replace(".", "_") if p % 1 else f"q{int(p):02d}" for p in percents]
+    return ["mean", "sem"] + [f"q{int(p):02d}" + (f"{p % 1:.6f}".rstrip("0")[1:].replace(".", "_") if p % 1 else "")
+                              for p in percents]
 
 
 def dataset_names(model) -> set[str]:

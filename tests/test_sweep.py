@@ -113,6 +113,13 @@ def test_spec_grid_zip_and_generators():
                                             "alpha0": 0.4, "n0": 20}
 
 
+def test_quantile_names_sort_as_their_values():
+    """A user trial (2026-12-05): 0.05 and 0.051 were named q05 and q5_1."""
+    names = sweep_spec.statistic_names([0.001, 0.05, 0.051, 0.5, 0.95, 0.999])
+    assert names == ["mean", "sem", "q00_1", "q05", "q05_1", "q50", "q95", "q99_9"]
+    assert names[2:] == sorted(names[2:])
+
+
 def test_generated_axis_values_are_the_ones_a_user_selects():
     """A user trial (2026-12-05): range [0.1, 0.4, 0.1] gave 4 cells, the stop included and the third
     0.30000000000000004 (ds.sel(alpha0=0.3) a KeyError); linspace's coordinates carried the same noise; geomspace /
