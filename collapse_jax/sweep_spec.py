@@ -303,7 +303,7 @@ def _values(spec, field, fail, *, integer: bool = False, distinct: bool = True) 
     non-empty list, or a generator table (see the module docstring: ``range`` in exact decimal steps, the others
     rounded to 15 significant digits, or to integers for an ``integer`` parameter)."""
     values = _generated(spec, field, fail, integer)
-    for i, v in enumerate(values if distinct else ()):  # (a repeated value: two cells behind one coordinate, .sel gives both)
+    for i, v in enumerate(values if distinct else ()):  # (repeated: two cells behind one coordinate)
         if any(v == w for w in values[:i]):
             fail(field, f"values must be distinct (each is a coordinate of the dataset), got {v!r} twice"
                         + (" (after rounding to integers)" if integer and isinstance(spec, dict) else ""))
