@@ -281,7 +281,9 @@ def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = G
     """Monte Carlo losses, (replicate, step) = (R, T + 1) for 1-D schedules or (grid, replicate, step) for (G, T + 1)
     grids; with ``config.record == "fit"`` the fits instead, a trailing axis (mu_hat, sigma_hat^2). Requires
     ``n_t >= 2``. Simulated about 0 and the fits shifted by ``mu`` (the model is translation-equivariant), so the
-    losses keep their precision whatever ``|mu| / sigma``; :func:`kernel` called directly draws about ``mu``.
+    losses keep their precision whatever ``|mu| / sigma``; so do the fits, returned in float64 when ``mu != 0``
+    (``mu + (mu_hat - mu)``: in float32, ``mu = 1e6``, ``sigma = 0.01`` would round every ``mu_hat`` to ``mu``);
+    :func:`kernel` called directly draws about ``mu``.
     Keywords: docs/driver.md (``backend``: "auto" or "jax", the only implementation; accumulate-subsample: the
     default ``chunk_size`` counts each replicate's pool against ``memory_budget``).
     """
@@ -306,9 +308,9 @@ def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = G
     out = driver.run_replicates(kernel, params, config, num_replicates, seed, grid_axes=Params(None, None, 0, 0),
                                 first_replicate=first_replicate, chunk_size=chunk_size, memory_budget=memory_budget,
                                 mesh=mesh, progress=progress, desc="gaussian replicates")
-    if config.record == "fit" and mu != 0.0:
-        out = np.array(out)  # a writable copy
-        out[..., 0] += np.asarray(mu, out.dtype)
+    if config.record == "fit" and mu != 0.0:  # in float64: mu_hat - mu survives (float32 rounded it away at mu = 1e6)
+        out = np.array(out, np.float64)
+        out[..., 0] += mu
     return out if grid else out[0]
 
 
