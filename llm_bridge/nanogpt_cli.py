@@ -89,7 +89,9 @@ def _add_sample(verbs) -> None:
     q.add_argument("--no-cache", action="store_true", help="recompute the whole context for each token (slow)")
     _add_step(q)
     q.add_argument("--json", action="store_true", help="print a JSON list of {prompt, text} instead of text")
-    q.set_defaults(func=cmd_sample, run_option_notes=NANOGPT_RUN_OPTIONS)
+    q.set_defaults(func=cmd_sample, run_option_notes=NANOGPT_RUN_OPTIONS,  # (messages name these flags too)
+                   config_flags={**q.get_default("config_flags"), "count": "--count", "seed": "--seed",
+                                 "batch_size": "--batch-size"})
 
 
 def _add_eval(verbs) -> None:
@@ -101,7 +103,7 @@ def _add_eval(verbs) -> None:
                    help="a .txt file or folder to score instead (default: the run's held-out windows)")
     q.add_argument("--batch-size", type=int, default=32, help="windows per batch, >= 1 (default 32)")
     _add_step(q)
-    q.set_defaults(func=cmd_eval, run_option_notes=NANOGPT_RUN_OPTIONS)
+    q.set_defaults(func=cmd_eval, run_option_notes=NANOGPT_RUN_OPTIONS, config_flags={"batch_size": "--batch-size"})
 
 
 def _add_step(q) -> None:

@@ -925,6 +925,12 @@ def test_cli_sample_eval_and_errors(capsys, reference_run, data_dir, tmp_path):
     assert "error: --lr must lie in" in capsys.readouterr().err
     assert _cli("train", "--held-out", "1", "--out", str(tmp_path / "lr")) == 2
     assert "error: --held-out must lie in" in capsys.readouterr().err
+    # sample's and eval's own flags too (a user trial, 2026-12-05: "count must be ...", "batch_size must be ...")
+    for args, flag in [(("sample", run, "--count", "0"), "--count"), (("sample", run, "--seed", "-1"), "--seed"),
+                       (("sample", run, "--batch-size", "0"), "--batch-size"),
+                       (("eval", run, "--batch-size", "0"), "--batch-size")]:
+        assert _cli(*args) == 2
+        assert f"error: {flag} must be an integer" in capsys.readouterr().err
     assert _cli("eval", run, "--texts", str(tmp_path / "missing.txt")) == 2
     assert f"--texts '{tmp_path / 'missing.txt'}' does not exist" in capsys.readouterr().err
     assert _cli("train", "--resume") == 2
