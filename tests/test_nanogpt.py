@@ -944,7 +944,7 @@ def test_cli_sample_eval_and_errors(capsys, reference_run, data_dir, tmp_path):
     assert "must be a multiple of num_heads" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()                                # no empty run folder left behind
     assert _cli("eval", run, "--batch-size", "0") == 2
-    assert "batch_size must be an integer >= 1" in capsys.readouterr().err
+    assert "--batch-size must be an integer >= 1" in capsys.readouterr().err
     assert _cli("sample", run, "--seed", "-1") == 2
     assert "seed must be an integer >= 0" in capsys.readouterr().err
     # empty input files are refused by name (an empty prompts file made one unconditional sample)
