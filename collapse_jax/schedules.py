@@ -33,9 +33,10 @@ def constant_alpha(value: float, num_steps: int) -> np.ndarray:
 
 
 def power_decay_alpha(gamma: float, num_steps: int, scale: float = 1.0) -> np.ndarray:
-    """``alpha_t = min(1, scale * t**-gamma)`` for ``t >= 1`` (Proposition 3.4's decaying weights)."""
+    """``alpha_t = min(1, scale * t**-gamma)`` for ``t >= 1`` (Proposition 3.4's decaying weights; a ``scale`` above
+    1 keeps ``alpha_t = 1`` until ``t = scale**(1/gamma)``)."""
     gamma = _checks.in_interval("gamma", gamma, 0.0, math.inf)
-    scale = _checks.in_interval("scale", scale, 0.0, 1.0)
+    scale = _checks.in_interval("scale", scale, 0.0, math.inf, high_open=True)
     t = np.maximum(_steps(num_steps), 1.0)
     out = np.minimum(1.0, scale * t ** (-gamma))
     out[0] = 1.0

@@ -412,6 +412,13 @@ def test_bad_schedules():
         S.constant_alpha(1.5, 4)
     with pytest.raises(ValueError, match="n must"):
         S.constant_size(0, 4)
+    with pytest.raises(ValueError, match=r"scale must lie in \[0\.0, inf\)"):
+        S.power_decay_alpha(0.5, 4, scale=math.inf)
+
+
+def test_power_decay_takes_a_scale_above_one():
+    """min(1, scale t^-gamma) is defined for any scale >= 0; an audit (2026-12-05) found scale = 2 refused."""
+    np.testing.assert_array_equal(S.power_decay_alpha(1.0, 5, scale=2.0), [1.0, 1.0, 1.0, 2 / 3, 0.5, 0.4])
 
 
 @needs_native
