@@ -633,7 +633,8 @@ def resume(folder: str | os.PathLike, *, until: int | None = None, progress: boo
     """Continue the run in ``folder`` from its newest checkpoint that restores, with its saved configuration
     (a fresh start when it has none yet). The final parameters equal those of an uninterrupted run. A finished run
     (``manifest.json``) is loaded, not run again, and nothing in it is rewritten (``stopped_by == "finished"``),
-    unless its final checkpoint does not restore: then its last steps are replayed as for an unfinished run."""
+    unless its final parameters do not restore: then its last steps are replayed as for an unfinished run. (Its
+    optimiser state is not read: nothing trains from it, so a damaged ``train_state`` there goes unnoticed.)"""
     started = time.perf_counter()
     folder = Path(folder)
     saved = read_run_config(folder, "run folder")
