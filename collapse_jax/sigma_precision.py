@@ -83,7 +83,8 @@ class PrecisionConfig:
             _checks.positive_int("blocks", b)
         for f in self.families:
             if f not in FAMILIES and f not in populations():
-                raise ValueError(f"unknown family {f!r}; choose from {', '.join(FAMILIES + tuple(POPULATIONS))}")
+                raise ValueError(f"families must be among {', '.join(FAMILIES + tuple(POPULATIONS))}; got unknown "
+                                 f"family {f!r}")
             if f in POPULATIONS and not population_available(f):
                 raise ValueError(f"family {f!r} needs the llm extra: {LLM_EXTRA_HINT}")
         _checks.positive_int("num_points", self.num_points)

@@ -109,6 +109,9 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["sigma-precision", "--dims", "8", "--blocks="], "blocks must name at least one count"),
     (["sigma-precision", "--dims", "8,8"], "dims must not repeat a value, got 8, 8"),
     (["sigma-precision", "--dims", "8", "--families", "isotropic,isotropic"], "families must not repeat a value"),
+    # 2026-12-05: an unknown family read "unknown family 'foo'; choose from ...", naming no flag
+    (["sigma-precision", "--dims", "8", "--families", "foo"], "--families must be among isotropic, .*; got unknown "
+                                                              "family 'foo'"),
     (["recursions-fig3", "--replicates", "1"], "replicates must be an integer >= 2"),
     (["recursions-c2", "--replicates", "1"], "replicates must be an integer >= 2"),
     (["gmm-network", "--steps", "0"], r"--steps \(num_steps\) must be an integer >= 1"),
