@@ -91,11 +91,13 @@ def logdet_interval(block, num_points: int, level: float = 0.95) -> spectral.Int
 
     Raises ``ValueError`` naming ``n`` and the minimum when the block is too small for its leave-one-out sub-blocks
     (``d + 2``) or, beyond 128 rows, too close to ``d`` (``1.2 d``; :func:`spectral.check_jackknife_block`), and as
-    :func:`spectral.block_estimates` for other bad input."""
+    :func:`spectral.block_estimates` for other bad input. A block of all ``N`` rows is exact: ``log det`` of its
+    Gram matrix, half-width 0."""
     block = spectral.check_embeddings("block", block)
     n, d = block.shape
     spectral.check_block_sizes(n, d, num_points)
-    spectral.check_jackknife_block(n, d)
+    if n < num_points:  # (a block that is the whole population is exact at any n > d)
+        spectral.check_jackknife_block(n, d)
     interval = spectral.block_estimates(block, num_points, level=level).jackknife
     if not np.isfinite(float(interval.center)):  # (block_estimates gives the other intervals and a NaN jackknife)
         raise spectral.SingularBlockError(

@@ -824,7 +824,7 @@ def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z, *, c
     below 1, templated real text, under-covered). Needs ``n >= max(d + 2, 5)``, and ``n >= 1.2 d`` for blocks of
     more than :data:`JACKKNIFE_CALIBRATION_ROWS` rows (NaN elsewhere; :func:`jackknife_defined`,
     :func:`check_jackknife_block`).
-    Exact (half-width 0) at ``n = N``. ``n`` must be concrete when ``loo.pair_var`` is given (NumPy draws) and for
+    Exact (centre ``L_hat``, half-width 0) at ``n = N``, whatever ``n``. ``n`` must be concrete when ``loo.pair_var`` is given (NumPy draws) and for
     the calibration below (a traced ``n`` gets ``z`` and the two-step centre); traced statistics are calibrated as
     eager ones.
 
@@ -852,7 +852,11 @@ def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z, *, c
             where = jnp.where if _checks.is_traced(crit) else np.where  # NumPy stays NumPy (float64)
             crit = where(small, jackknife_critical_value(dim, n_np, z), crit)
     nan = jnp.asarray(jnp.nan, jnp.result_type(centre, sd))
-    return Interval(jnp.where(ok, centre, nan), jnp.where(ok, crit * sd, nan))
+    centre, half_width = jnp.where(ok, centre, nan), jnp.where(ok, crit * sd, nan)
+    # a block that is the whole population is exact (L_hat = log det G), also where the jackknife is undefined
+    # (n = N = d + 1, or d + 2 <= N < 1.2 d beyond the small blocks: it gave NaN there)
+    whole = jnp.asarray(n) == jnp.asarray(num_points)
+    return Interval(jnp.where(whole, jnp.asarray(l_hat, centre.dtype), centre), jnp.where(whole, 0.0, half_width))
 
 
 def _jackknife_centre_sd(l_hat, loo: LeaveOneOut, dim: int, n, num_points):

@@ -651,7 +651,7 @@ def test_bad_input_errors_name_the_problem():
     assert np.isfinite(float(sp.logdet(x.T @ x, 1e-3, num_points=3)))
     with pytest.raises(ValueError, match="n > d"):
         sp.block_estimates(rng().standard_normal((4, 4)), 100)
-    with pytest.raises(ValueError, match="unknown family"):
+    with pytest.raises(ValueError, match="families must be among .*; got unknown family 'cauchy'"):
         spp.PrecisionConfig(families=("cauchy",)).validate()
     with pytest.raises(ValueError, match="t_dof"):
         spp.PrecisionConfig(t_dof=3.0).validate()
@@ -929,6 +929,13 @@ def test_jackknife_small_blocks_and_exact_edge():
     whole = sm.logdet_interval(y, 40)  # n = N: the block is the population; exact, half-width 0
     assert float(whole.half_width) == 0.0
     assert float(whole.center) == pytest.approx(ref.logdet(ref.gram(y)), rel=1e-12)
+    # ... also where the jackknife itself is undefined (an audit, 2026-12-05: n = N = d + 1 gave NaN, the monitor
+    # refused it; n = N = 140 at d = 128 too, below 1.2 d beyond the small blocks)
+    for n, d in ((6, 5), (140, 128)):
+        z = rng(49).standard_normal((n, d))
+        for whole in (sp.block_estimates(z, n).jackknife, sm.logdet_interval(z, n)):
+            assert float(whole.half_width) == 0.0
+            assert float(whole.center) == pytest.approx(ref.logdet(ref.gram(z)), rel=1e-10)
 
 
 def test_jackknife_is_not_defined_near_d_beyond_the_small_blocks():
