@@ -155,8 +155,8 @@ def _torch_device(device: Any) -> Any:
 
 @contextlib.contextmanager
 def quiet_loading() -> Iterator[None]:
-    """transformers' own bars ("Loading weights") off while a model loads when the library's progress bars are
-    off (``COLLAPSE_JAX_PROGRESS=0``: they printed anyway), restored afterwards."""
+    """transformers' own bars ("Loading weights", "Writing model shards") off while a model loads or is saved when
+    the library's progress bars are off (``COLLAPSE_JAX_PROGRESS=0``: they printed anyway), restored afterwards."""
     from collapse_jax.progress import enabled
 
     logging = require("transformers").utils.logging

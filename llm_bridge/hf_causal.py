@@ -371,8 +371,9 @@ class HFCausalLM:
         tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:12]}.tmp"
         tmp.mkdir()                          # mode 0o777 minus the umask (tempfile.mkdtemp's is 0o700)
         try:
-            self.model.save_pretrained(str(tmp))
-            self.tokenizer.save_pretrained(str(tmp))
+            with quiet_loading():            # (transformers' "Writing model shards" bar, as its loading bar)
+                self.model.save_pretrained(str(tmp))
+                self.tokenizer.save_pretrained(str(tmp))
             if folder.exists():
                 old = tmp.with_suffix(".old")
                 os.replace(folder, old)

@@ -141,6 +141,25 @@ def test_transformers_loading_bar_follows_the_librarys_progress_setting(tiny_fol
     assert "Loading weights" in capfd.readouterr().err
 
 
+def test_transformers_writing_bar_follows_the_librarys_progress_setting(tiny_folder, tmp_path, capfd, monkeypatch):
+    """A docs trial (2026-12-05): save() printed transformers' "Writing model shards" bar with
+    COLLAPSE_JAX_PROGRESS=0."""
+    from transformers.utils import logging
+
+    from llm_bridge.hf_causal import hf_causal_lm
+
+    lm = hf_causal_lm(tiny_folder)
+    logging.enable_progress_bar()
+    monkeypatch.setenv("COLLAPSE_JAX_PROGRESS", "0")
+    capfd.readouterr()
+    lm.save(tmp_path / "quiet")
+    assert "Writing" not in capfd.readouterr().err
+    assert logging.is_progress_bar_enabled()
+    monkeypatch.setenv("COLLAPSE_JAX_PROGRESS", "1")
+    lm.save(tmp_path / "shown")
+    assert "Writing" in capfd.readouterr().err
+
+
 def test_dtype_option(tiny_folder):
     import torch
 
