@@ -98,7 +98,7 @@ def check_block_sizes(n: int, dim: int, num_points: int) -> tuple[int, int, int]
     if num_points > 2**53:  # float64 counts: N and log(N / n) exact below this
         raise ValueError(f"total count N must be at most 2**53, got N={num_points}")
     if n <= dim:
-        raise ValueError(f"block size n must exceed the dimension d (n > d), got n={n}, d={dim}")
+        raise ValueError(f"block size n must exceed the dimension d: n >= d + 1 = {dim + 1}, got n={n} (d={dim})")
     if num_points < n:
         raise ValueError(f"total count N must be at least the block size n, got N={num_points} < n={n}")
     return n, dim, num_points

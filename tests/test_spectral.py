@@ -628,7 +628,7 @@ def test_family_dataset_does_not_depend_on_threads_and_fills_out():
 
 # ---------------------------------------------------------------- bad input
 def test_bad_input_errors_name_the_problem():
-    with pytest.raises(ValueError, match="n > d"):
+    with pytest.raises(ValueError, match=r"n >= d \+ 1 = 6, got n=5 \(d=5\)"):  # the minimum as a number
         sp.check_block_sizes(5, 5, 100)
     with pytest.raises(ValueError, match="N=10 < n=20"):
         sp.check_block_sizes(20, 5, 10)
@@ -649,7 +649,7 @@ def test_bad_input_errors_name_the_problem():
     with pytest.raises(ValueError, match="not positive definite"):
         sp.logdet(x.T @ x, 0.0)
     assert np.isfinite(float(sp.logdet(x.T @ x, 1e-3, num_points=3)))
-    with pytest.raises(ValueError, match="n > d"):
+    with pytest.raises(ValueError, match="block size n must exceed the dimension d"):
         sp.block_estimates(rng().standard_normal((4, 4)), 100)
     with pytest.raises(ValueError, match="families must be among .*; got unknown family 'cauchy'"):
         spp.PrecisionConfig(families=("cauchy",)).validate()
