@@ -93,7 +93,7 @@ class Encoder:
 
     name: str
     dim: int
-    path: Path
+    path: Path | None                 # the model's folder (None: a model in memory, e.g. NanoGPT.encoder)
     normalize: bool
     max_length: int
     embed_batch: Callable[[list[str]], np.ndarray]

@@ -38,7 +38,8 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
-from llm_bridge.encoders import TOKENIZER_FILES, _torch_device, model_folder, quiet_loading, require
+from llm_bridge.encoders import (TOKENIZER_FILES, Encoder, _torch_device, mean_pool, model_folder, quiet_loading,
+                                 require)
 from llm_bridge.generators import (PerplexityResult, Sampling, _caller_stacklevel, check_texts, cut_at_stop,
                                    fit_prompts)
 
@@ -352,6 +353,37 @@ class HFCausalLM:
         finally:
             self.model.eval()
         return losses
+
+    def encoder(self, *, normalize: bool = False) -> Encoder:
+        """This model as a sentence encoder (:class:`llm_bridge.encoders.Encoder`), for the Sigma and distance
+        estimators: a text's embedding is the mean over its tokens (after the start token, :meth:`encode`) of the
+        model's last hidden state (``hidden_states[-1]``: after the final norm in GPT-2 and Llama), in float32.
+        Texts longer than the context are embedded from their first ``context_length`` tokens (``Encoder.encode``
+        warns with the count); a text with no token (``""`` with a tokenizer that has no start token) is a
+        ``ValueError``. Batches are right-padded with an attention mask. ``normalize=True`` L2-normalises each
+        row. The encoder runs the model as it is when called (after :meth:`finetune`, the fine-tuned one)."""
+        if not isinstance(normalize, (bool, np.bool_)):
+            raise ValueError(f"normalize must be True or False, got {normalize!r}")
+        torch, c = self.torch, self.context_length
+
+        def embed_batch(batch: list[str]) -> np.ndarray:
+            rows = [self.encode(t)[:c] for t in batch]
+            if not all(rows):
+                raise ValueError(f"texts: {sum(not r for r in rows)} text(s) have no token to embed ({self.name}'s "
+                                 "tokenizer adds no start token, so an empty text is empty)")
+            ids, mask = self.pad(rows, left=False)
+            with torch.inference_mode():
+                hidden = self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
+                pooled = mean_pool(hidden.float(), mask)
+                if normalize:
+                    pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+            return pooled.cpu().numpy()
+
+        def count_tokens(batch: list[str]) -> list[int]:
+            return [len(self.encode(t)) for t in batch]
+
+        return Encoder(self.name, int(self.model.config.hidden_size), None, bool(normalize), c, embed_batch,
+                       count_tokens)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write model and tokenizer (``save_pretrained``) to folder ``path``, which :func:`hf_causal_lm` loads.

@@ -688,6 +688,16 @@ def _weighted_nll(graphdef, params, inputs, targets, weights):
     return jnp.sum(token_nll(logits, targets) * weights, axis=-1)
 
 
+@partial(jax.jit, static_argnames=("graphdef",))
+def _mean_hidden(graphdef, params, tokens, lengths):
+    """Mean of the final LayerNorm's output over each row's first ``lengths`` positions, float32 (batch, dim).
+    Positions after a row's length (padding) cannot change those before (causal attention)."""
+    model = nnx.merge(graphdef, params)
+    x, _ = model.hidden(tokens)
+    keep = (jnp.arange(tokens.shape[1])[None, :] < lengths[:, None]).astype(jnp.float32)
+    return jnp.einsum("bt,btd->bd", keep, x.astype(jnp.float32)) / lengths[:, None].astype(jnp.float32)
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Sampling
 # ----------------------------------------------------------------------------------------------------------------
@@ -1065,6 +1075,41 @@ class NanoGPT:
                 np.add.at(nll, owners[sl], got)
                 b.update(rows)
         return PerplexityResult(nll, np.asarray([len(s) - 1 for s in seqs], dtype=np.int64))
+
+    # --- embeddings ---------------------------------------------------------------------------------------------
+    def encoder(self, *, normalize: bool = False):
+        """This model as a sentence encoder (:class:`llm_bridge.encoders.Encoder`), for the Sigma and distance
+        estimators: a text's embedding is the mean of the final LayerNorm's output (:meth:`GPT.hidden`, what the
+        tied projection reads) over its positions, the text after an EOT as in training and :meth:`perplexity`
+        (a literal ``<|endoftext|>`` as plain text). Texts longer than the context are embedded from their first
+        ``context_length - 1`` tokens (``Encoder.encode`` warns with the count). ``normalize=True`` L2-normalises
+        each row. The encoder reads the model's parameters when it runs, so after :meth:`finetune` it embeds with
+        the fine-tuned model (as :meth:`HFCausalLM.encoder <llm_bridge.hf_causal.HFCausalLM.encoder>` does). Batches
+        are padded to powers of two (rows and tokens), so embeddings do not depend on the batch."""
+        from llm_bridge.encoders import Encoder
+
+        if not isinstance(normalize, (bool, np.bool_)):
+            raise ValueError(f"normalize must be True or False, got {normalize!r}")
+        graphdef, tokenizer, c = self.graphdef, self.tokenizer, self.context_length
+        eot = tokenizer.eot_id
+
+        def embed_batch(batch: list[str]) -> np.ndarray:
+            seqs = [([eot] + ids)[:c] for ids in tokenizer.encode_batch(batch, plain=True)]
+            width = min(c, max(8, 1 << (max(map(len, seqs)) - 1).bit_length()))
+            rows = 1 << (len(seqs) - 1).bit_length()
+            tokens = np.full((rows, width), eot, np.int32)
+            lengths = np.ones(rows, np.int32)
+            for i, seq in enumerate(seqs):
+                tokens[i, :len(seq)], lengths[i] = seq, len(seq)
+            out = np.asarray(_mean_hidden(graphdef, self.params, tokens, lengths), np.float32)[:len(seqs)]
+            if normalize:
+                out = out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), np.float32(1e-12))
+            return out
+
+        def count_tokens(batch: list[str]) -> list[int]:  # EOT included, as the context holds it
+            return [len(ids) + 1 for ids in tokenizer.encode_batch(batch, plain=True)]
+
+        return Encoder(self.name, self.config.dim, None, bool(normalize), c, embed_batch, count_tokens)
 
     # --- fine-tuning --------------------------------------------------------------------------------------------
     def finetune(self, texts: Sequence[str], *, steps: int, learning_rate: float = 1e-4, batch_size: int = 8,

@@ -38,15 +38,20 @@ def attention(x, p, num_heads):
     return linear(out, p["out"])
 
 
-def logits(params, tokens, num_heads):
-    """Next-token logits (T, vocab) of one sequence of token ids."""
+def hidden(params, tokens, num_heads):
+    """The final LayerNorm's output (T, dim) of one sequence of token ids."""
     p = _float64(params)
     x = p["wte"]["embedding"][tokens] + p["wpe"]["embedding"][np.arange(len(tokens))]
     for i in sorted(p["blocks"]):
         b = p["blocks"][i]
         x = x + attention(layer_norm(x, b["ln1"]), b["attn"], num_heads)
         x = x + linear(gelu_tanh(linear(layer_norm(x, b["ln2"]), b["mlp"]["fc"])), b["mlp"]["proj"])
-    return layer_norm(x, p["ln_f"]) @ p["wte"]["embedding"].T
+    return layer_norm(x, p["ln_f"])
+
+
+def logits(params, tokens, num_heads):
+    """Next-token logits (T, vocab) of one sequence of token ids."""
+    return hidden(params, tokens, num_heads) @ _float64(params)["wte"]["embedding"].T
 
 
 def _float64(tree):

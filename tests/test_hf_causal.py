@@ -160,6 +160,31 @@ def test_transformers_writing_bar_follows_the_librarys_progress_setting(tiny_fol
     assert "Writing" in capfd.readouterr().err
 
 
+def test_encoder_is_the_mean_last_hidden_state(lm):
+    """HFCausalLM.encoder against an unpadded forward pass of the GPT-2 body, one text at a time: the mean over
+    [start token] + text tokens, cut to the context, of its last hidden state (after ln_f)."""
+    import torch
+
+    from llm_bridge.hf_causal import HFCausalLM
+
+    texts = ["the cat sat on the mat.", "", "word " * (2 * CONTEXT), "def f(x):\n    return x"]
+    enc = lm.encoder()
+    assert (enc.dim, enc.max_length) == (32, CONTEXT)
+    with pytest.warns(UserWarning, match=f"1 of 4 texts are longer than .* max_length of {CONTEXT} tokens"):
+        got = enc.encode(texts, batch_size=3, progress=False)
+    with torch.inference_mode():
+        want = np.stack([lm.model.transformer(torch.tensor([lm.encode(t)[:CONTEXT]])).last_hidden_state[0].mean(0)
+                         .numpy() for t in texts])
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    unit = lm.encoder(normalize=True).encode(texts[:2], progress=False)
+    np.testing.assert_allclose(unit, got[:2] / np.linalg.norm(got[:2], axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+    bare = HFCausalLM(lm.model, lm.tokenizer)
+    bare.prefix = []                                           # a tokenizer without a start token
+    with pytest.raises(ValueError, match="1 text\\(s\\) have no token to embed"):
+        bare.encoder().encode(["a", ""], progress=False)
+
+
 def test_dtype_option(tiny_folder):
     import torch
 

@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import warnings
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -452,6 +453,42 @@ def test_model_vocabulary_larger_than_the_tokenizer_draws_only_tokenizer_ids():
         rows = model.generate_ids(["ab", "", "hello"] * 20, sampling, seed=1)
         assert all(0 <= i < tok.vocab_size for row in rows for i in row)
         assert max(map(len, rows)) > 0
+
+
+def test_encoder_is_the_mean_final_hidden_state(model):
+    """NanoGPT.encoder (the model's own embeddings for the Sigma / distance estimators) against the NumPy forward
+    pass: the mean over a text's positions, after an EOT, of the final LayerNorm's output; cut to the context."""
+    tok, eot, c = model.tokenizer, model.tokenizer.eot_id, model.context_length
+    texts = ["the cat sat on the mat.", "", " ".join(["a big dog ran under the red tree"] * 6), "a<|endoftext|>b"]
+    enc = model.encoder()
+    assert (enc.dim, enc.max_length, enc.normalize) == (model.config.dim, c, False)
+    with pytest.warns(UserWarning, match=f"1 of 4 texts are longer than .* max_length of {c} tokens"):
+        got = enc.encode(texts, batch_size=3, progress=False)
+    params = nnx.to_pure_dict(model.params)
+    want = [ref.hidden(params, ([eot] + tok.encode(t, plain=True))[:c], model.config.num_heads).mean(axis=0)
+            for t in texts]
+    assert got.shape == (4, model.config.dim) and got.dtype == np.float32
+    np.testing.assert_allclose(got, np.asarray(want), rtol=1e-4, atol=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        one = enc.encode(texts, batch_size=1, progress=False)   # other padded shapes, the same embeddings
+        unit = model.encoder(normalize=True).encode(texts, progress=False)
+    np.testing.assert_allclose(one, got, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(unit, got / np.linalg.norm(got, axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="normalize must be True or False"):
+        model.encoder(normalize="yes")
+
+
+def test_encoder_follows_the_model_through_finetuning():
+    tok = byte_tokenizer()
+    lm = ng.NanoGPT.create(ng.GPTConfig(vocab_size=tok.vocab_size, context_length=16, num_layers=1, num_heads=1,
+                                        dim=8), tok, seed=0)
+    enc = lm.encoder()
+    before = enc.encode(["abc", "hello"], progress=False)
+    lm.finetune(["abc abc abc", "hello hello"], steps=3, learning_rate=1e-2, progress=False)
+    after = enc.encode(["abc", "hello"], progress=False)
+    assert not np.allclose(after, before)
+    np.testing.assert_array_equal(after, lm.encoder().encode(["abc", "hello"], progress=False))
 
 
 def test_perplexity_with_a_one_token_context():
