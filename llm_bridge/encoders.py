@@ -248,6 +248,7 @@ def hf_mean_pool_encoder(path: str | os.PathLike, *, normalize: bool = False, de
 
     Texts longer than ``max_length`` tokens are truncated (default: the smaller of the tokenizer's
     ``model_max_length`` and the model's ``max_position_embeddings``). ``normalize=True`` L2-normalises each row.
+    A tokenizer without a padding token (GPT-2's) pads with its EOS token (the mask leaves padding out).
     """
     folder = model_folder("path", path, ["config.json"])
     _check_tokenizer_files(folder)
@@ -255,6 +256,8 @@ def hf_mean_pool_encoder(path: str | os.PathLike, *, normalize: bool = False, de
     transformers = require("transformers")
     dev = _torch_device(device)
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    if tokenizer.pad_token is None:  # GPT-2 style folders have none: batches failed at encode time ("Asking to pad")
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
     with quiet_loading():
         model = transformers.AutoModel.from_pretrained(str(folder), local_files_only=True).to(dev)
     model.eval()

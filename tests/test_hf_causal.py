@@ -185,6 +185,21 @@ def test_encoder_is_the_mean_last_hidden_state(lm):
         bare.encoder().encode(["a", ""], progress=False)
 
 
+def test_mean_pool_encoder_loads_a_causal_lm_folder(tiny_folder, lm):
+    """An audit (2026-12-05): hf_mean_pool_encoder on a GPT-2 folder failed at encode time (its tokenizer has no
+    padding token). Against an unpadded forward pass, text by text (no start token: the tokenizer adds none)."""
+    import torch
+
+    from llm_bridge.encoders import hf_mean_pool_encoder
+
+    texts = ["the cat sat on the mat.", "a", "def f(x):\n    return x"]
+    got = hf_mean_pool_encoder(tiny_folder).encode(texts, progress=False)
+    with torch.inference_mode():
+        want = np.stack([lm.model.transformer(torch.tensor([lm.tokenizer.encode(t)])).last_hidden_state[0].mean(0)
+                         .numpy() for t in texts])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_dtype_option(tiny_folder):
     import torch
 
