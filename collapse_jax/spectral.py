@@ -824,9 +824,9 @@ def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z, *, c
     below 1, templated real text, under-covered). Needs ``n >= max(d + 2, 5)``, and ``n >= 1.2 d`` for blocks of
     more than :data:`JACKKNIFE_CALIBRATION_ROWS` rows (NaN elsewhere; :func:`jackknife_defined`,
     :func:`check_jackknife_block`).
-    Exact (centre ``L_hat``, half-width 0) at ``n = N``, whatever ``n``. ``n`` must be concrete when ``loo.pair_var`` is given (NumPy draws) and for
-    the calibration below (a traced ``n`` gets ``z`` and the two-step centre); traced statistics are calibrated as
-    eager ones.
+    Exact (centre ``L_hat``, half-width 0) at ``n = N``, whatever ``n``. ``n`` must be concrete when
+    ``loo.pair_var`` is given (NumPy draws) and for the calibration below (a traced ``n`` gets ``z`` and the two-step
+    centre); traced statistics are calibrated as eager ones.
 
     Small blocks (``calibrate``; at most :data:`JACKKNIFE_CALIBRATION_ROWS` rows and n < 10 d,
     :func:`jackknife_small_block`): the second difference ``D_2`` of so few rows is too noisy to help (unit-norm rows,
