@@ -29,7 +29,7 @@ import os
 from dataclasses import asdict, dataclass
 from functools import lru_cache, partial, wraps
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +41,9 @@ from collapse_jax.progress import bar
 from collapse_jax.replicates import root_key
 from llm_bridge.bpe import TextTokenizer
 from llm_bridge.generators import PerplexityResult, Sampling, check_texts, cut_at_stop, fit_prompts
+
+if TYPE_CHECKING:
+    from llm_bridge.encoders import Encoder
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -1077,7 +1080,7 @@ class NanoGPT:
         return PerplexityResult(nll, np.asarray([len(s) - 1 for s in seqs], dtype=np.int64))
 
     # --- embeddings ---------------------------------------------------------------------------------------------
-    def encoder(self, *, normalize: bool = False):
+    def encoder(self, *, normalize: bool = False) -> Encoder:
         """This model as a sentence encoder (:class:`llm_bridge.encoders.Encoder`), for the Sigma and distance
         estimators: a text's embedding is the mean of the final LayerNorm's output (:meth:`GPT.hidden`, what the
         tied projection reads) over its positions, the text after an EOT as in training and :meth:`perplexity`
