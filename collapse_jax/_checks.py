@@ -63,6 +63,14 @@ def in_interval(name: str, value: Any, low: float, high: float, *, low_open: boo
     return x
 
 
+def flag(name: str, value: Any) -> bool:
+    """``value`` as a bool, or a ValueError naming ``name`` unless it is a Python or NumPy bool (``"no"``, 0.5 or
+    None would otherwise read as truthy or falsy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def is_traced(value: Any) -> bool:
     """Whether ``value`` (or any leaf of it) is a JAX tracer, i.e. an argument inside ``jit``/``vmap``/``grad``: its
     numbers are unknown there, so checks of values are skipped (checks of shapes still run)."""

@@ -163,7 +163,7 @@ def classical_mds(d: jnp.ndarray, num_components: int = 2) -> jnp.ndarray:
     if not _checks.is_traced(d):
         _check_distance_matrix(np.asarray(d))
     if jnp.issubdtype(d.dtype, jnp.floating) and jnp.finfo(d.dtype).bits < 32:
-        d = d.astype(jnp.float32)  # the eigensolvers take no 16-bit floats (bfloat16 was a NotImplementedError)
+        d = d.astype(jnp.float32)  # the eigensolvers take no 16-bit floats (eigh refused bfloat16 before 2026-12-05)
     scale = _power_of_two_scale(d)  # (d^2 of distances near 1e+-20 overflowed / underflowed float32: NaN or 0)
     ds = d / scale
     j = jnp.eye(m, dtype=d.dtype) - 1.0 / m

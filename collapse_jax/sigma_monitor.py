@@ -128,8 +128,7 @@ class MonitorConfig:
     def __post_init__(self):
         _checks.positive_int("n", self.n)
         _checks.in_interval("eps", self.eps, 0.0, np.inf, high_open=True)
-        if not isinstance(self.normalize, (bool, np.bool_)):
-            raise ValueError(f"normalize must be True or False, got {self.normalize!r}")
+        _checks.flag("normalize", self.normalize)
         _checks.in_interval("level", self.level, 0.0, 1.0, low_open=True, high_open=True)
 
 

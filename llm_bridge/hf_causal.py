@@ -362,8 +362,7 @@ class HFCausalLM:
         warns with the count); a text with no token (``""`` with a tokenizer that has no start token) is a
         ``ValueError``. Batches are right-padded with an attention mask. ``normalize=True`` L2-normalises each
         row. The encoder runs the model as it is when called (after :meth:`finetune`, the fine-tuned one)."""
-        if not isinstance(normalize, (bool, np.bool_)):
-            raise ValueError(f"normalize must be True or False, got {normalize!r}")
+        normalize = _checks.flag("normalize", normalize)
         torch, c = self.torch, self.context_length
 
         def embed_batch(batch: list[str]) -> np.ndarray:
@@ -382,8 +381,7 @@ class HFCausalLM:
         def count_tokens(batch: list[str]) -> list[int]:
             return [len(self.encode(t)) for t in batch]
 
-        return Encoder(self.name, int(self.model.config.hidden_size), None, bool(normalize), c, embed_batch,
-                       count_tokens)
+        return Encoder(self.name, int(self.model.config.hidden_size), None, normalize, c, embed_batch, count_tokens)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write model and tokenizer (``save_pretrained``) to folder ``path``, which :func:`hf_causal_lm` loads.

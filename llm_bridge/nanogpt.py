@@ -1091,8 +1091,7 @@ class NanoGPT:
         are padded to powers of two (rows and tokens), so embeddings do not depend on the batch."""
         from llm_bridge.encoders import Encoder
 
-        if not isinstance(normalize, (bool, np.bool_)):
-            raise ValueError(f"normalize must be True or False, got {normalize!r}")
+        normalize = _checks.flag("normalize", normalize)
         graphdef, tokenizer, c = self.graphdef, self.tokenizer, self.context_length
         eot = tokenizer.eot_id
 
@@ -1112,7 +1111,7 @@ class NanoGPT:
         def count_tokens(batch: list[str]) -> list[int]:  # EOT included, as the context holds it
             return [len(ids) + 1 for ids in tokenizer.encode_batch(batch, plain=True)]
 
-        return Encoder(self.name, self.config.dim, None, bool(normalize), c, embed_batch, count_tokens)
+        return Encoder(self.name, self.config.dim, None, normalize, c, embed_batch, count_tokens)
 
     # --- fine-tuning --------------------------------------------------------------------------------------------
     def finetune(self, texts: Sequence[str], *, steps: int, learning_rate: float = 1e-4, batch_size: int = 8,
