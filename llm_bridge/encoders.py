@@ -201,6 +201,7 @@ def sentence_transformer_encoder(path: str | os.PathLike, *, normalize: bool = F
     The folder's own modules do the pooling (and normalisation, if it has a ``Normalize`` module, as MiniLM does);
     ``normalize=True`` L2-normalises on top. ``max_length`` overrides the model's ``max_seq_length`` (tokens).
     """
+    normalize = _checks.flag("normalize", normalize)
     folder = model_folder("path", path, ["modules.json"])
     _check_tokenizer_files(folder)
     dev = _torch_device(device)
@@ -248,8 +249,10 @@ def hf_mean_pool_encoder(path: str | os.PathLike, *, normalize: bool = False, de
 
     Texts longer than ``max_length`` tokens are truncated (default: the smaller of the tokenizer's
     ``model_max_length`` and the model's ``max_position_embeddings``). ``normalize=True`` L2-normalises each row.
-    A tokenizer without a padding token (GPT-2's) pads with its EOS token (the mask leaves padding out).
+    A tokenizer without a padding token (GPT-2's) pads with its EOS token (the mask leaves padding out); with a
+    tokenizer that adds no special token (GPT-2's), an empty text has no token to pool and is a ``ValueError``.
     """
+    normalize = _checks.flag("normalize", normalize)
     folder = model_folder("path", path, ["config.json"])
     _check_tokenizer_files(folder)
     torch = require("torch")
@@ -269,6 +272,10 @@ def hf_mean_pool_encoder(path: str | os.PathLike, *, normalize: bool = False, de
 
     def embed_batch(batch: list[str]) -> np.ndarray:
         enc = tokenizer(batch, padding=True, truncation=True, max_length=limit, return_tensors="pt").to(dev)
+        empty = int((enc["attention_mask"].sum(dim=1) == 0).sum())
+        if empty:  # the mean over no token was a zero row, silently
+            raise ValueError(f"texts: {empty} text(s) have no token to embed ({folder.name}'s tokenizer adds no "
+                             "special token, so an empty text is empty)")
         with torch.inference_mode():
             hidden = model(**enc).last_hidden_state
             pooled = mean_pool(hidden, enc["attention_mask"])

@@ -198,6 +198,8 @@ def test_mean_pool_encoder_loads_a_causal_lm_folder(tiny_folder, lm):
         want = np.stack([lm.model.transformer(torch.tensor([lm.tokenizer.encode(t)])).last_hidden_state[0].mean(0)
                          .numpy() for t in texts])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="texts: 1 text.s. have no token to embed"):  # was a row of zeros
+        hf_mean_pool_encoder(tiny_folder).encode(["a", ""], progress=False)
 
 
 def test_dtype_option(tiny_folder):

@@ -167,6 +167,9 @@ def test_bad_paths_and_bad_input(tiny_models, tmp_path):
         enc.encode(set(TEXTS))
     with pytest.raises(ValueError, match="got a dict"):
         enc.encode(dict.fromkeys(TEXTS))
+    for load, folder in [(encoders.hf_mean_pool_encoder, "hf"), (encoders.sentence_transformer_encoder, "st")]:
+        with pytest.raises(ValueError, match="normalize must be True or False, got 'no'"):  # "no" read as True
+            load(tiny_models[folder], normalize="no")
 
 
 @needs_llm

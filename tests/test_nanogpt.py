@@ -469,6 +469,8 @@ def test_encoder_is_the_mean_final_hidden_state(model):
             for t in texts]
     assert got.shape == (4, model.config.dim) and got.dtype == np.float32
     np.testing.assert_allclose(got, np.asarray(want), rtol=1e-4, atol=1e-5)
+    ln_f = params["ln_f"]   # every embedding on the final LayerNorm's hyperplane (docs/llm_bridge.md)
+    np.testing.assert_allclose((got - ln_f["bias"]) @ (1 / ln_f["scale"]), 0, atol=1e-4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         one = enc.encode(texts, batch_size=1, progress=False)   # other padded shapes, the same embeddings
