@@ -128,7 +128,8 @@ class Encoder:
                 b.update(len(idx))
         if cut:
             warnings.warn(f"{cut} of {len(items)} texts are longer than {self.name}'s max_length of "
-                          f"{self.max_length} tokens: each was embedded from its first {self.max_length} tokens only",
+                          f"{self.max_length} tokens: each was embedded from its first {self.max_length} tokens only "
+                          "(counting the model's special tokens, e.g. a start token)",
                           stacklevel=2)
         return out
 
