@@ -43,7 +43,7 @@ class GmmNetworkOptions:
                                       "the options below override it", choices=sorted(PRESETS))
     replicates: int = opts.option(10_000, "R, replicates for the band and summaries")
     paper_replicates: int = opts.option(5, "replicates drawn as individual lines, as in the paper (their weights are "
-                                           "saved too)")
+                                           "saved too; at most --replicates)")
     seed: int = 0
     steps: int | None = _preset("T, number of steps", 200)
     models: int | None = _preset("n, number of GMMs", 3)
@@ -112,7 +112,8 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
 
     cfg = options.network()  # validates every parameter before anything is compiled
     R = _checks.positive_int("replicates", options.replicates)
-    paper_R = _checks.nonnegative_int("paper-replicates", options.paper_replicates)
+    # the paper's lines are among the band's replicates: more than R drew lines of replicates outside the band
+    paper_R = min(_checks.nonnegative_int("paper-replicates", options.paper_replicates), R)
     batch = _checks.positive_int("replicate-batch", options.replicate_batch)
     seed = _checks.random_seed("seed", options.seed)
     backend = gn.backend_for(cfg, backend)  # (an internet too large for the native kernel: jax under auto)

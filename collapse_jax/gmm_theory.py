@@ -410,6 +410,9 @@ def quantile_over_rms_two_components(num_models: int, q: float = 0.5) -> float:
     median ratio is ``sqrt(ln 2) = 0.833`` (Rayleigh). Ignores the spread of f over replicates."""
     from scipy.stats import chi2
 
+    if _checks.positive_int("num_models", num_models) < 2:  # a NaN came back (no spread among one model)
+        raise ValueError(f"num_models must be at least 2, got {num_models}")
+    q = _checks.in_interval("q", q, 0.0, 1.0, low_open=True, high_open=True)
     dof = num_models - 1
     return float(np.sqrt(chi2.ppf(q, dof) / dof))
 

@@ -54,7 +54,8 @@ class MixtureConfig:
       max_iter: EM iterations at most per generation (>= 1).
       tol: EM stopping tolerance on the largest parameter change (weights; means and sds relative to the sd).
       var_floor: lower bound on every fitted variance (> 0, squared data units).
-      chunk: rows per chunk of the EM passes (memory of the responsibilities: chunk x K).
+      chunk: rows per chunk of the EM passes (memory of the responsibilities: chunk x K). Each chunk of a
+        generation's draws has its own key, so a different ``chunk`` gives other draws (the same law).
       max_points: largest raw-sample buffer allowed per replicate (a guard on time and memory).
       lanes: replicates a device advances in lockstep (``vmap`` width; :func:`collapse_jax.driver.batched`):
         1 on a CPU, because EM's iteration counts are heavy-tailed (a mean of ~7 but a maximum of ~60 over 500

@@ -629,3 +629,16 @@ def test_dnorm_plot_draws_the_t_half_guide_for_the_papers_schedules_only(extra, 
     assert "eps=0" in title and "m0=0" in title and ("1/k_t" in title) == guide
     # one legend under the panels: inside them it hid the band and the y label where q95 stays high (2026-12-05)
     assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)
+
+
+def test_paper_replicates_are_capped_at_the_band_replicates(tmp_path):
+    """A user trial (2026-12-05): --paper-replicates 5 with --replicates 3 saved (and drew) the weights of two
+    replicates that are not in the band."""
+    from collapse_jax import cli
+
+    out = tmp_path / "run"
+    argv = ["gmm-network", "--replicates", "3", "--paper-replicates", "5", "--steps", "3", "--models", "2",
+            "--backend", "jax", "--no-progress", "--no-plots", "--out", str(out)]
+    assert cli.main(argv) == 0
+    arrays = np.load(out / "arrays.npz")
+    assert arrays["dnorm"].shape[0] == 3 and arrays["paper_weights"].shape[0] == 3
