@@ -103,6 +103,8 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["gmm-network", "--seed", str(2**63)], r"seed must be an integer in \[0, 2\*\*63 - 1\]"),
     (["validate", "--replicates", "1"], "replicates must be an integer >= 2"),
     (["validate", "--replicates", "0"], "replicates must be an integer >= 2"),
+    (["validate", "--replicates", "10000000000000"], r"--replicates must be at most 2\*\*32"),  # (2026-12-05: it
+    # wrote the run folder's config.json, then named first_replicate + num_replicates)
     (["validate", "--steps", "5"], "steps must be an integer >= 20"),   # (a third audit: false "no" rows at T = 2)
     # a third audit (2026-12-04): an empty --ratios / --blocks, repeated dims / families
     (["sigma-precision", "--dims", "8", "--ratios="], "ratios must name at least one block size ratio"),

@@ -32,7 +32,9 @@ class ValidateConfig:
                                        "default_help": "none: the run folder only"})
 
     def __post_init__(self) -> None:
-        runs.at_least_two_replicates(self.replicates)
+        if runs.at_least_two_replicates(self.replicates) > 2**32:  # refused only after the run folder was made
+            raise ValueError(f"replicates must be at most 2**32 = {2**32} (replicate indices are 32-bit), "
+                             f"got {self.replicates}")
         if _checks.positive_int("steps", self.steps) < MIN_STEPS:  # at T = 2 r_T is 12 SE from r_inf: a false "no"
             raise ValueError(f"steps must be an integer >= {MIN_STEPS} (the fixed-alpha limit and the consistency / "
                              f"improvement rows compare r_T with its T -> infinity behaviour), got {self.steps}")
