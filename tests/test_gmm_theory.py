@@ -359,7 +359,7 @@ def test_theory_steps_refuse_bad_input(call, message):
 def test_median_over_rms_two_components():
     assert np.isclose(gt.quantile_over_rms_two_components(3), np.sqrt(np.log(2)))
     for args, match in [((1,), "num_models must be at least 2"), ((3, 2.0), "q must lie in"),
-                        ((3, 0.0), "q must lie in")]:  # each was a NaN or an infinity (a user trial, 2026-12-05)
+                        ((3, 0.0), "q must lie in")]:  # NaN or 0 came back (a user trial, 2026-12-05)
         with pytest.raises(ValueError, match=match):
             gt.quantile_over_rms_two_components(*args)
     rng = np.random.default_rng(5)
