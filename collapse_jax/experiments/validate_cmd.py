@@ -32,7 +32,8 @@ class ValidateConfig:
                                        "default_help": "none: the run folder only"})
 
     def __post_init__(self) -> None:
-        if runs.at_least_two_replicates(self.replicates) > 2**32:  # (else the simulators refused it after the run folder existed)
+        # (beyond 2**32 the simulators refused it, but only after the run folder existed)
+        if runs.at_least_two_replicates(self.replicates) > 2**32:
             raise ValueError(f"replicates must be at most 2**32 = {2**32} (replicate indices are 32-bit), "
                              f"got {self.replicates}")
         if _checks.positive_int("steps", self.steps) < MIN_STEPS:  # at T = 2 r_T is 12 SE from r_inf: a false "no"
