@@ -168,11 +168,14 @@ def random_seed(name: str, value: Any) -> int:
     return seed
 
 
+REPLICATE_INDICES = 2**32  # replicate r's key is fold_in(key(seed), r) with a 32-bit r
+
+
 def replicate_range(first_replicate: Any, num_replicates: int) -> int:
     """``first_replicate`` as an int, or raise unless replicates ``first .. first + num_replicates - 1`` all have
     32-bit indices (replicate r's key is ``fold_in(key(seed), r)`` with a 32-bit r: beyond, keys would repeat)."""
     first = nonnegative_int("first_replicate", first_replicate)
-    if first + num_replicates > 2**32:
+    if first + num_replicates > REPLICATE_INDICES:
         raise ValueError(f"first_replicate + num_replicates must be at most 2**32 = {2**32} (replicate indices are "
                          f"32-bit), got {first} + {num_replicates}")
     return first

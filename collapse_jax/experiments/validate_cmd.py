@@ -33,9 +33,9 @@ class ValidateConfig:
 
     def __post_init__(self) -> None:
         # (beyond 2**32 the simulators refused it, but only after the run folder existed)
-        if runs.at_least_two_replicates(self.replicates) > 2**32:
-            raise ValueError(f"replicates must be at most 2**32 = {2**32} (replicate indices are 32-bit), "
-                             f"got {self.replicates}")
+        if runs.at_least_two_replicates(self.replicates) > _checks.REPLICATE_INDICES:
+            raise ValueError(f"replicates must be at most 2**32 = {_checks.REPLICATE_INDICES} (replicate indices "
+                             f"are 32-bit), got {self.replicates}")
         if _checks.positive_int("steps", self.steps) < MIN_STEPS:  # at T = 2 r_T is 12 SE from r_inf: a false "no"
             raise ValueError(f"steps must be an integer >= {MIN_STEPS} (the fixed-alpha limit and the consistency / "
                              f"improvement rows compare r_T with its T -> infinity behaviour), got {self.steps}")
