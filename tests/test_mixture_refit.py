@@ -116,6 +116,22 @@ def test_warns_when_em_stops_at_max_iter():
     assert np.all(iterations <= 2) and np.any(iterations == 2)
 
 
+def test_a_location_far_from_zero_costs_no_precision_in_float32():
+    """A user trial (2026-12-05): in float32, means near 1e7 with sds 0.5 rounded every draw to an integer (t = 0's W1
+    7 standard errors low, twice the EM iterations). EM and W1 are translation-equivariant: simulated about the
+    truth's weighted mean, the run is the one about 0."""
+    alpha, n = S.constant_alpha(0.5, 2), S.constant_size(60, 2)
+    sds = np.r_[0.5, 0.5, 0.5]
+    with jax.enable_x64(False):
+        far = MR.simulate(3, W, MEANS + 1e7, sds, alpha, n, num_replicates=40, progress=False)
+        near = MR.simulate(3, W, MEANS, sds, alpha, n, num_replicates=40, progress=False)
+        with pytest.warns(RuntimeWarning, match="enable float64"):  # a spread float32 cannot resolve is still said
+            MR.simulate(3, W, np.r_[-1e5, 0.0, 1e5], sds, alpha, n, num_replicates=2, progress=False)
+    assert far.risk.dtype == np.float32
+    np.testing.assert_allclose(far.risk, near.risk, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(far.iterations, near.iterations)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(alpha=np.r_[1.0, 0.5, 1.2]), "alpha must lie in"),
     (dict(alpha=np.r_[1.0, -0.1, 0.5]), "alpha must lie in"),
