@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import re
 import types
 import typing
 import warnings
@@ -230,12 +231,17 @@ def plain_warnings(prog: str):
 
 def with_flags(message: str, args: argparse.Namespace) -> str:
     """``message`` (a config's ValueError, worded for the Python API: ``learning_rate must lie in ...``) with its
-    leading field name replaced by the command's flag for it (``--lr must lie in ...``): what a user typed. The
-    command's fields are those :func:`add_config` registered on its parser; other messages are returned as given."""
+    leading field name replaced by the command's flag for it (``--lr must lie in ...``): what a user typed; so is
+    every other mention of a field whose name has an underscore (``lower gmm_steps`` -> ``lower --gmm-steps``: no
+    English word). The command's fields are those :func:`add_config` registered on its parser; other messages are
+    returned as given."""
     names = getattr(args, "config_flags", None) or {}
     field = message.split(" ", 1)[0]
     if field in names and " " in message:
-        return names[field] + message[len(field):]
+        message = names[field] + message[len(field):]
+    for name, flag in names.items():
+        if "_" in name:
+            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?!\w)", flag, message)
     return message
 
 

@@ -16,6 +16,19 @@ from collapse_jax.cli import main
                                          (["--models", "gaussian", "--base", "1"],
                                           "base must be >= 2 with the gaussian"),
                                          (["--replicates", "0"], "replicates must be"),
+                                         # options of a model class not selected: refused, not ignored (a user
+                                         # trial: --base was range-checked, --logistic-steps silently unused)
+                                         (["--models", "gmm", "--logistic-steps", "100000"],
+                                          "--logistic-steps applies to logistic only"),
+                                         (["--models", "gmm,logistic", "--categories", "5"],
+                                          "--categories applies to multinomial only"),
+                                         (["--models", "logistic", "--base", "50"],
+                                          "--base applies to multinomial and gaussian only"),
+                                         # a refit's raw-sample buffer named by the command's options, not by the
+                                         # API's max_points (no such flag)
+                                         (["--models", "logistic", "--logistic-steps", "100000"],
+                                          r"10,000,100 points, .* lower --logistic-steps or --logistic-base$"),
+                                         (["--models", "gmm", "--gmm-steps", "3000"], "lower --gmm-steps or --gmm-base"),
                                          (["--models", "gmm,gmm"], "each at most once")])
 def test_bad_options_fail_before_compute(tmp_path, capsys, extra, match):
     out = tmp_path / "run"
@@ -48,3 +61,13 @@ def test_tiny_run_all_models(tmp_path):
     assert json.loads((out / "config.json").read_text())["config"]["models"] == ["multinomial", "gaussian", "gmm", "logistic"]
     meta = json.loads((out / "arrays.json").read_text())   # the theory curves described too (a user trial)
     assert any("_theory_" in k for k in meta) and all(entry["description"] for entry in meta.values())
+
+
+def test_config_records_only_the_models_run(tmp_path):
+    """A user trial: config.json held the multinomial's p (and every other class's truth) when only the Gaussian ran."""
+    out = tmp_path / "run"
+    assert main(["recursions-c2", "--out", str(out), "--models", "gaussian", "--replicates", "2", "--steps", "1",
+                 "--base", "4", "--no-progress"]) == 0
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["gaussian"] == {"mu": 0.0, "sigma": 1.0}
+    assert not {"p", "gmm", "gmm_max_iter", "logistic"} & set(config)

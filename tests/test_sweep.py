@@ -425,7 +425,7 @@ def test_sweep_command_errors_name_the_field(tmp_path, capsys):
     (["--cells-per-chunk", "0"], "--cells-per-chunk must be an integer >= 1, got 0"),
     (["--memory-budget", "-5"], "--memory-budget must be an integer >= 1, got -5"),
     (["--process-id", "1"], "--process-id needs --num-processes"),
-    (["--num-processes", "2", "--process-id", "2"], r"--process-id must be in 0 .. num_processes - 1 = 1, got 2"),
+    (["--num-processes", "2", "--process-id", "2"], r"--process-id must be in 0 .. --num-processes - 1 = 1, got 2"),
 ])
 def test_sweep_run_flags_are_checked_before_anything_runs(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("JAX_NUM_PROCESSES", raising=False)

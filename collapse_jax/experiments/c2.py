@@ -24,6 +24,12 @@ YLABELS = {"multinomial": r"$\|\hat p_t - p\|^2$", "gaussian": r"$(\hat\mu-\mu)^
 GAUSSIAN = {"mu": 0.0, "sigma": 1.0}
 
 
+# The model classes each per-model option applies to (C2Config refuses one set for none of the selected models).
+APPLIES_TO = {"steps": ("multinomial", "gaussian"), "base": ("multinomial", "gaussian"), "categories": ("multinomial",),
+              "gmm_steps": ("gmm",), "gmm_base": ("gmm",), "gmm_max_iter": ("gmm",),
+              "logistic_steps": ("logistic",), "logistic_base": ("logistic",)}
+
+
 @dataclass(frozen=True)
 class C2Config:
     """Which ``models`` to run, ``replicates`` per setting, and per model class the generations T and the base size
@@ -56,6 +62,12 @@ class C2Config:
             _checks.positive_int(name, getattr(self, name))
         runs.at_least_two_categories(self.categories)
         _checks.random_seed("seed", self.seed)
+        for name, users in APPLIES_TO.items():  # an option no selected model reads would be silently ignored
+            default = type(self).__dataclass_fields__[name].default
+            if getattr(self, name) != default and not set(users) & set(self.models):
+                raise ValueError(f"{name} applies to {' and '.join(users)} only, which the models selected "
+                                 f"({','.join(self.models)}) leave out: add {' or '.join(users)} to the models or "
+                                 f"leave it at its default {default}")
 
     def steps_of(self, model: str) -> int:
         return {"gmm": self.gmm_steps, "logistic": self.logistic_steps}.get(model, self.steps)
@@ -112,6 +124,16 @@ def _tallied(simulate, flagged):
     return sim, tally
 
 
+def _check_raw_samples(model: str, grid, max_points: int, options: str) -> None:
+    """Refuse, naming the command's ``options``, settings whose refit would need more than ``max_points`` raw samples
+    per replicate (the simulator's own message names its API setting ``max_points``, which the command lacks)."""
+    for _, n, regime in grid:
+        need = int(n.max()) if regime == "replace" else int(np.sum(n))
+        if need > max_points:
+            raise ValueError(f"{model} {regime}: the refit reads every raw sample, so each replicate needs {need:,} "
+                             f"points, above the {max_points:,} allowed (time and memory grow with it); lower {options}")
+
+
 def model_runner(model: str, cfg: C2Config, grid, p):
     """Check the inputs of one model class (before any compute) and return a runner ``() -> (losses, theory, note)``.
 
@@ -148,6 +170,7 @@ def model_runner(model: str, cfg: C2Config, grid, p):
         least = 3 * len(truth["weights"])
         if cfg.gmm_base < least:  # the schedules' smallest n_t is their base
             raise ValueError(f"gmm_base must be >= 3 K = {least} (EM fits 3 K - 1 free parameters), got {cfg.gmm_base}")
+        _check_raw_samples("gmm", grid, mix["replace"].max_points, "gmm_steps or gmm_base")
         for alpha, n, regime in grid:
             MR.check_inputs(truth["weights"], truth["means"], truth["sds"], alpha, n, mix[regime])
 
@@ -164,6 +187,7 @@ def model_runner(model: str, cfg: C2Config, grid, p):
         least = 2 * (len(beta) + 1)
         if cfg.logistic_base < least:
             raise ValueError(f"logistic_base must be >= 2 (d + 1) = {least}, got {cfg.logistic_base}")
+        _check_raw_samples("logistic", grid, L.LogisticConfig().max_points, "logistic_steps or logistic_base")
         for alpha, n, regime in grid:
             L.check_inputs(beta, b0, alpha, n, L.LogisticConfig(regime))
 
@@ -191,10 +215,12 @@ def run(cfg: C2Config, out: str | None) -> int:
     p = np.random.default_rng(cfg.seed).dirichlet(np.ones(cfg.categories))
     runners = {m: model_runner(m, cfg, settings(steps[m], bases[m]), p) for m in models}  # all checked first
     folder = RunFolder.create("recursions-c2", out)
-    folder.start({**runs.numerics(), "command": "recursions-c2", "models": models, "p": p,
+    truths = {"multinomial": {"p": p}, "gaussian": {"gaussian": GAUSSIAN},
+              "gmm": {"gmm": MR.SEED003_C2, "gmm_max_iter": cfg.gmm_max_iter}, "logistic": {"logistic": L.SEED003_C2}}
+    folder.start({**runs.numerics(), "command": "recursions-c2", "models": models,
+                  **{k: v for m in models for k, v in truths[m].items()},  # the true models of the classes run
                   "settings": {m: names(bases[m]) for m in models}, "steps": steps, "base": bases,
-                  "replicates": cfg.replicates, "seed": cfg.seed, "gaussian": GAUSSIAN, "gmm": MR.SEED003_C2,
-                  "gmm_max_iter": cfg.gmm_max_iter, "logistic": L.SEED003_C2})
+                  "replicates": cfg.replicates, "seed": cfg.seed})
     results, timings = {}, {}
     for m in models:
         t0 = time.perf_counter()
