@@ -92,6 +92,16 @@ def test_sigma_recomputed_from_stored_embeddings_equals_the_recorded_drift(finis
         assert drifts[0] == 0.0
 
 
+def test_embeddings_are_of_the_responses_alone(finished, config):
+    """Seed 002 App. C embeds the responses; a user trial found prompt + response embedded (a generator answering
+    every prompt alike kept semantic diversity 0.52 from the prompts)."""
+    folder, _ = finished
+    gen = folder / "rep0" / "accumulate" / "gen02"
+    responses = [r["text"] for r in json.loads((gen / "responses.json").read_text())]
+    stored = np.load(gen / "embeddings.npz")["embeddings"]
+    np.testing.assert_allclose(stored, rt.default_encoder().encode(responses, progress=False), atol=1e-5)
+
+
 def test_training_data_follow_the_setting(finished, config):
     folder, _ = finished
     n0 = json.loads((folder / "rep0/gen00/train.json").read_text())
