@@ -86,7 +86,10 @@ def response_distances(flat: Any, *, chunk_bytes: int = 2**26) -> jnp.ndarray:
     overflow nor underflow when squared), one block of rows at a time so memory stays near ``chunk_bytes`` instead of
     ``num_points^2 * dim`` numbers.
     """
-    x = jnp.asarray(flat)
+    x = distance._rows("flat", flat)
+    if x.ndim != 2:
+        raise ValueError(f"flat must be a matrix of rows (num_points, dim), got shape {x.shape}")
+    chunk_bytes = _checks.positive_int("chunk_bytes", chunk_bytes)
     m, d = x.shape
     return _row_blocks(x, max(1, min(m, chunk_bytes // max(1, m * d * x.dtype.itemsize))))
 

@@ -27,6 +27,26 @@ def test_within_model_spread():
     np.testing.assert_allclose(np.asarray(jax.vmap(distance.within_model_spread)(jnp.asarray(x))), expect, rtol=1e-12)
 
 
+def test_within_model_spread_keeps_its_precision_far_from_the_origin():
+    """A user trial (2026-12-05): centred on a rounded mean, rows + 1e6 in float32 gave 1.62 for 0.965 and a point
+    mass 4.8e-7 (not the documented 0). Taken relative to the first row: the offset costs nothing."""
+    x = np.random.default_rng(2).standard_normal((4, 30, 16)).astype(np.float32)
+    expect = [np.mean(np.linalg.norm(xi - xi.mean(0), axis=1)) for xi in x.astype(np.float64)]
+    with jax.enable_x64(False):
+        far = np.asarray(distance.within_model_spread(x + np.float32(1e6)))
+        mass = float(distance.within_model_spread(np.full((6, 4), 3.7, np.float32)))
+        rows = distance.row_mean(x)
+    # the offset rows themselves are rounded to 1e6's spacing (0.0625): the spread of the rounded rows is exact
+    rounded = (x + np.float32(1e6)).astype(np.float64) - 1e6
+    expect_far = [np.mean(np.linalg.norm(xi - xi.mean(0), axis=1)) for xi in rounded]
+    np.testing.assert_allclose(far, expect_far, rtol=1e-5)
+    np.testing.assert_allclose(expect_far, expect, rtol=1e-2)
+    assert mass == 0.0
+    np.testing.assert_allclose(np.asarray(rows), x.mean(axis=1), rtol=1e-6)
+    with pytest.raises(ValueError, match="x must hold at least one row"):
+        distance.row_mean(np.ones((0, 3)))
+
+
 def test_classical_mds_recovers_planar_configuration():
     r = np.random.default_rng(2)
     pts = r.standard_normal((12, 2)) * [3.0, 1.0]
@@ -126,6 +146,8 @@ def test_nan_complex_and_empty_input_are_not_reported_as_zero_distance():
         distance.within_model_spread(np.zeros((0, 4)))
     with pytest.raises(ValueError, match="at least one point"):
         distance.classical_mds(np.zeros((0, 0)))
+    with pytest.raises(ValueError, match="numbers .* got dtype bool"):  # (NumPy's boolean subtract error before)
+        distance.classical_mds(~np.eye(3, dtype=bool), 1)
     grad = jax.grad(lambda y: distance.frobenius_norm(distance.pairwise_distances(y)))(jnp.ones((3, 2)))
     assert np.isfinite(np.asarray(grad)).all()
     assert np.isfinite(np.asarray(jax.grad(distance.within_model_spread)(jnp.ones((4, 2))))).all()

@@ -59,6 +59,26 @@ def test_response_distances_in_row_blocks(emb):
     small = em.response_distances(flat, chunk_bytes=1)  # one row per block
     np.testing.assert_array_equal(whole, small)
     assert np.all(np.diag(whole) == 0) and np.array_equal(whole, whole.T)
+    # the jitted pairwise_distances bit for bit (docs/diversity.md; the eager call may differ in the last bit)
+    rng = np.random.default_rng(0)
+    for shape in ((7, 5), (17, 3), (40, 384), (1, 2)):
+        for dtype in (np.float32, np.float64):
+            x = rng.normal(size=shape).astype(dtype)
+            np.testing.assert_array_equal(em.response_distances(x), jax.jit(distance.pairwise_distances)(x))
+            np.testing.assert_allclose(em.response_distances(x), distance.pairwise_distances(x),
+                                       rtol=4 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(flat=np.ones(3)), r"flat must .* got shape \(3,\)"),
+    (dict(flat=np.ones((2, 3, 4))), "flat must be a matrix of rows"),
+    (dict(flat=np.ones((2, 3)) * 1j), "flat must be real"),
+    (dict(flat=np.ones((2, 3)), chunk_bytes=-5), "chunk_bytes must be an integer"),
+    (dict(flat=np.ones((2, 3)), chunk_bytes="x"), "chunk_bytes must be an integer")])
+def test_response_distances_bad_input(kwargs, match):
+    """A user trial: 1-D / 3-D input failed unpacking the shape, chunk_bytes=-5 was accepted, "x" failed in //."""
+    with pytest.raises(ValueError, match=match):
+        em.response_distances(**kwargs)
 
 
 def test_monitor_kept_across_steps(emb):
