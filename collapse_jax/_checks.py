@@ -162,10 +162,9 @@ def simplex_vector(name: str, value: Any, size: int, *, atol: float = 1e-6) -> n
 
 def random_seed(name: str, value: Any) -> int:
     """``value`` as an int seed in [0, 2**63 - 1] (JAX keys take 64-bit seeds), or a ValueError naming ``name``."""
-    seed = nonnegative_int(name, value)
-    if seed >= 2**63:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < 2**63:
         raise ValueError(f"{name} must be an integer in [0, 2**63 - 1], got {value!r}")
-    return seed
+    return int(value)
 
 
 REPLICATE_INDICES = 2**32  # replicate r's key is fold_in(key(seed), r) with a 32-bit r

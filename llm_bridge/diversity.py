@@ -234,6 +234,9 @@ def self_bleu_scores(texts: Sequence[str], hypotheses: Sequence[int] | None = No
                          f"got {len(items)}")
     if hypotheses is None:
         idx = range(len(items))
+    elif isinstance(hypotheses, (str, bytes)):  # (iterated, "01" read as the index "0")
+        raise ValueError(f"hypotheses must be None or a sequence of indices in [0, {len(items) - 1}], "
+                         f"got the string {hypotheses!r}")
     else:
         try:
             idx = [_index("hypotheses", i, len(items)) for i in hypotheses]
@@ -314,14 +317,15 @@ def _self_bleu_on_tokens(items: list[str], tokens: list[list[str]], max_hypothes
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _unit_rows(e: np.ndarray) -> np.ndarray:
-    """The rows of ``e`` (num_texts, dim) scaled to unit norm, or a ValueError if any row is zero (it has no
-    direction). Each row is first divided by its largest ``|entry|``, so its norm neither overflows nor underflows."""
+def _unit_rows(e: np.ndarray, source: str = "embeddings has") -> np.ndarray:
+    """The rows of ``e`` (num_texts, dim) scaled to unit norm, or a ValueError (starting with ``source``) if any row
+    is zero (it has no direction). Each row is first divided by its largest ``|entry|``, so its norm neither
+    overflows nor underflows."""
     scale = np.max(np.abs(e), axis=1, initial=0.0)
     zero = np.flatnonzero(scale == 0)
     if zero.size:
-        raise ValueError(f"embeddings has {zero.size} zero rows (first: embeddings[{zero[0]}]); cosine distance "
-                         f"needs non-zero rows")
+        raise ValueError(f"{source} {zero.size} zero rows (first: row {zero[0]}); cosine distance needs non-zero "
+                         f"rows")
     e = e / scale[:, None]
     return e / np.linalg.norm(e, axis=1, keepdims=True)
 
@@ -415,14 +419,14 @@ def diversity(texts: Sequence[str], *, embeddings: Any = None, encoder: Encoder 
     if embeddings is not None:
         embeddings = _checks.finite_array("embeddings", embeddings, shape=(len(items), None))
         _unit_rows(embeddings)
-    if encoder is not None:
+    if encoder is not None:  # embedded first: a bad output is refused before the lexical metrics' work
         check_encoder(encoder)
+        embeddings = encode_texts(encoder, items)
+        _unit_rows(embeddings, f"encoder {getattr(encoder, 'name', None) or type(encoder).__name__!r} returned")
 
     tokens = [tokenize(t) for t in items]
     ttr, ttr_texts = _ttr_on_tokens(tokens, ttr_length)
     sb, sb_hyps, sb_texts = _self_bleu_on_tokens(items, tokens, self_bleu_max, seed)
-    if encoder is not None:
-        embeddings = encode_texts(encoder, items)
     return DiversityReport(
         num_texts=len(items), ttr=ttr, ttr_length=ttr_length, ttr_texts=ttr_texts,
         distinct={n: _distinct_on_tokens(tokens, n) for n in orders},

@@ -85,13 +85,13 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["validate", "--seed", "-2"], "seed must be an integer >= 0, got -2"),
+    (["validate", "--seed", "-2"], r"seed must be an integer in \[0, 2\*\*63 - 1\], got -2"),
     (["validate", "--doc", "."], "doc '.' is a folder"),
     (["validate", "--doc", "/nonexistent-folder-x/v.md"], "its folder '/nonexistent-folder-x' does not exist"),
-    (["recursions-fig2", "--seed", "-1"], "seed must be an integer >= 0, got -1"),
+    (["recursions-fig2", "--seed", "-1"], r"seed must be an integer in \[0, 2\*\*63 - 1\], got -1"),
     (["recursions-fig2", "--categories", "1"], "categories must be an integer >= 2"),
-    (["recursions-linreg", "--seed", "-1"], "seed must be an integer >= 0, got -1"),
-    (["recursions-w2", "--seed", "-1"], "seed must be an integer >= 0, got -1"),
+    (["recursions-linreg", "--seed", "-1"], r"seed must be an integer in \[0, 2\*\*63 - 1\], got -1"),
+    (["recursions-w2", "--seed", "-1"], r"seed must be an integer in \[0, 2\*\*63 - 1\], got -1"),
     (["gmm-network", "--mu", "[5]"], r"with num_components B = 1 it fails at t = 0"),
     (["sigma-precision", "--quick", "--dims", "-8"], "--quick sets --dims, .*; drop --dims or --quick"),
     (["sigma-precision", "--embeddings", "/nonexistent-file-x.npy"], "embeddings file .* does not exist"),

@@ -274,6 +274,17 @@ class ExtraRowEncoder:
         return np.arange(1.0, 1 + 6 * (len(texts) + 1)).reshape(len(texts) + 1, 6)
 
 
+class ZeroRowEncoder:
+    """An encoder that returns rows of zeros (a user trial: its error named "embeddings", not the encoder, and came
+    after the lexical metrics)."""
+
+    def encode(self, texts, batch_size=32):
+        return np.zeros((len(texts), 4))
+
+
+SEED_RANGE = r"seed must be an integer in \[0, 2\*\*63 - 1\]"
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda: dv.diversity([]), "texts must hold at least one text"),
     (lambda: dv.diversity("a text"), "single string"),
@@ -285,7 +296,7 @@ class ExtraRowEncoder:
     (lambda: dv.ngram_hhi(["a b c"], 3, 2**64 + 1), r"buckets must be None or an integer in \[1, 2\*\*64\]"),
     (lambda: dv.ngram_hhi(["a b c"], 3, 2.0), r"buckets must be None or an integer in \[1, 2\*\*64\]"),
     (lambda: dv.diversity(["a b"], self_bleu_max=0), "self_bleu_max must be an integer >= 1"),
-    (lambda: dv.diversity(["a b"], seed=-1), "seed must be an integer >= 0"),
+    (lambda: dv.diversity(["a b"], seed=-1), SEED_RANGE),
     (lambda: dv.diversity(["a", "b"], embeddings=np.ones((3, 2))), r"embeddings must have shape \(2, \?\)"),
     (lambda: dv.diversity(["a", "b"], embeddings=[[1.0, np.nan], [1.0, 1.0]]), "finite"),
     (lambda: dv.diversity(["a", "b"], embeddings=np.ones((2, 2)), encoder=object()), "not both"),
@@ -298,12 +309,15 @@ class ExtraRowEncoder:
     (lambda: dv.self_bleu_scores(["a", "b"], smooth_method="add-one"), "smooth_method must be one of"),
     (lambda: dv.self_bleu_scores(["a b", "c"], 3), r"hypotheses must be None or a sequence of indices in \[0, 1\]"),
     (lambda: dv.self_bleu(["a b"], smooth_method="bad"), "smooth_method must be one of"),
-    (lambda: dv.self_bleu(["a b", "c d", "e f"], max_hypotheses=1, seed=-1), "seed must be an integer >= 0"),
-    (lambda: dv.self_bleu(["a b", "c d", "e f"], max_hypotheses=1, seed=1.5), "seed must be an integer >= 0"),
-    (lambda: dv.self_bleu(["a b", "c d"], seed=2**63), r"seed must be an integer in \[0, 2\*\*63 - 1\]"),
-    (lambda: dv.hypothesis_sample(3, 1, seed=-1), "seed must be an integer >= 0"),
-    (lambda: dv.bigram_texts(["a b"], 2, seed=-1), "seed must be an integer >= 0"),
-    (lambda: dv.bigram_texts(["a b"], 2, seed="0"), "seed must be an integer >= 0"),
+    (lambda: dv.self_bleu_scores(["a b", "c"], "01"), r"hypotheses must be .* got the string '01'"),  # (read as 0)
+    (lambda: dv.diversity(["a b", "c d"], encoder=ZeroRowEncoder()),
+     r"encoder 'ZeroRowEncoder' returned 2 zero rows \(first: row 0\)"),
+    (lambda: dv.self_bleu(["a b", "c d", "e f"], max_hypotheses=1, seed=-1), SEED_RANGE),
+    (lambda: dv.self_bleu(["a b", "c d", "e f"], max_hypotheses=1, seed=1.5), SEED_RANGE),
+    (lambda: dv.self_bleu(["a b", "c d"], seed=2**63), SEED_RANGE),
+    (lambda: dv.hypothesis_sample(3, 1, seed=-1), SEED_RANGE),
+    (lambda: dv.bigram_texts(["a b"], 2, seed=-1), SEED_RANGE),
+    (lambda: dv.bigram_texts(["a b"], 2, seed="0"), SEED_RANGE),
     (lambda: dv.diversity(["a b", "c d"], encoder=ExtraRowEncoder()),
      r"encoder 'ExtraRowEncoder' returned shape \(3, 6\) for 2 texts; encode must return .* = \(2, dim\)"),
     (lambda: dv.type_token_ratio(["a"], length=-2), "length must be an integer >= 1"),

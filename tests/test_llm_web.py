@@ -200,7 +200,7 @@ def test_bad_runs_and_cli_errors(context_run, tmp_path, capsys):
     assert llm_web_cli.main(["--beta", "2"]) == 2
     assert "beta must lie in (0.0, 1.0]" in capsys.readouterr().err
     assert llm_web_cli.main(["--seed", "-1"]) == 2  # the shared --seed flag named too (it read "seed must ...")
-    assert "--seed must be an integer >= 0" in capsys.readouterr().err
+    assert "--seed must be an integer in [0, 2**63 - 1]" in capsys.readouterr().err
     assert llm_web_cli.main(["--resume"]) == 2
     # a user trial (2026-12-05): --samples 1e9 started training; now refused before the folder is made
     assert llm_web_cli.main(["--samples", "1000000000", "--out", str(tmp_path / "huge")]) == 2
