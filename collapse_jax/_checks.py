@@ -181,16 +181,17 @@ def replicate_range(first_replicate: Any, num_replicates: int) -> int:
 
 
 def fits_in_memory(name: str, count: int, bytes_each: int, *, available: int | None = None,
-                   fraction: float = 0.8) -> None:
-    """Raise if ``count`` items of ``bytes_each`` bytes would not fit in ``fraction`` of the available memory."""
+                   fraction: float = 0.8, remedy: str = "") -> None:
+    """Raise if ``count`` items of ``bytes_each`` bytes would not fit in ``fraction`` of the available memory; the
+    message ends with the largest count that fits and ``remedy`` (what else the caller can do, if anything)."""
     if available is None:
         available = available_memory_bytes()
     need = count * bytes_each
     if available and need > fraction * available:
         fit = int(fraction * available // max(bytes_each, 1))
         raise ValueError(
-            f"{name}={count} needs about {need / 2**30:.1f} GiB ({bytes_each} bytes each) but only "
-            f"{available / 2**30:.1f} GiB is available; use at most {fit} or run in chunks")
+            f"{name} = {count:,} needs about {need / 2**30:.1f} GiB ({bytes_each:,} bytes each) but only "
+            f"{available / 2**30:.1f} GiB is available; use at most {fit:,}" + (f" {remedy}" if remedy else ""))
 
 
 def available_memory_bytes() -> int:

@@ -299,7 +299,8 @@ def map_chunks(run: Callable[[jax.Array], Any], num_replicates: int, seed: int |
             outs.append(jax.tree.map(lambda x: np.take(np.asarray(x), np.arange(count), axis=replicate_axis), out))
             if start == 0 and count < R:  # the chunks and their concatenation all stay on the host: refused now
                 each = sum(x.nbytes for x in jax.tree.leaves(outs[0])) // count
-                _checks.fits_in_memory("num_replicates (outputs on the host)", R, 2 * each)
+                _checks.fits_in_memory("num_replicates (outputs on the host)", R, 2 * each,
+                                       remedy="per call, and run the rest with first_replicate")
             pbar.update(count)
     return jax.tree.map(lambda *xs: np.concatenate(xs, axis=replicate_axis), *outs)
 

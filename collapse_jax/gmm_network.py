@@ -63,7 +63,7 @@ class GMMNetworkConfig:
       num_steps: ``T``; ``D(t)`` is recorded for t = 0..T.
       eps: pruning threshold of Algorithm 2, in [0, 1].
       num_human: ``m0``, human points in ``A(0)`` drawn from the reference GMM with weights ``pi_ref``.
-      pi_ref: reference weights of the human data (default uniform).
+      pi_ref: reference weights of the human data (default uniform; no effect when ``num_human`` is 0).
       alpha, c: Algorithm 2's coefficients; None = the paper's ``1/k_t`` and ``1/(k_t B^2)``; a number = constant;
         a sequence = one value per step t = 0..T-1.
       record_pi, record_d: also return ``Pi(t)`` (replicate, step, model, component) and ``D(t)``.
@@ -853,7 +853,8 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
                          + ("; use float64 (--x64)" if dtype == jnp.float32 else ""))
     mesh = mesh or replicate_mesh()
     static = config.static
-    _checks.fits_in_memory("num_replicates", R, len(cells) * record_bytes(static, dtype))  # all come to the host
+    _checks.fits_in_memory("num_replicates", R, len(cells) * record_bytes(static, dtype),  # all come to the host
+                           remedy="per call, and run the rest with first_replicate")
     per = bytes_per_replicate(static, dtype, backend) * (1 if backend == "native" else len(cells))
     chunk = driver.chunk_replicates(R, mesh, chunk_size, memory_budget, lambda: per, strict=True)
     _checks.fits_in_memory("chunk_size (replicates per call)", padded_count(chunk, mesh), per)

@@ -73,6 +73,9 @@ class GmmNetworkOptions:
             points_per_step=self.points_per_step, beta=self.beta, dirichlet_a=self.dirichlet_a, eps=self.eps,
             num_human=self.human, pi_ref=self.pi_ref, alpha=self.alpha, c=self.c,
         ).items() if v is not None}
+        if self.pi_ref is not None and not self.human:  # (the presets have no human points)
+            raise ValueError("pi_ref weights the human points' GMM only, and --human is 0 (no human points): give "
+                             "--human >= 1 or leave pi_ref out")
         try:
             return gn.paper_config(PRESETS[self.preset], **overrides)
         except ValueError as exc:  # the configuration's own names for three of the flags: name the flag too
@@ -113,8 +116,8 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     cfg = options.network()  # validates every parameter before anything is compiled
     R = _checks.positive_int("replicates", options.replicates)
     # the paper's lines are among the band's replicates: more than R drew lines of replicates outside the band
-    paper_R = min(_checks.nonnegative_int("paper-replicates", options.paper_replicates), R)
-    batch = _checks.positive_int("replicate-batch", options.replicate_batch)
+    paper_R = min(_checks.nonnegative_int("paper_replicates", options.paper_replicates), R)
+    batch = _checks.positive_int("replicate_batch", options.replicate_batch)
     seed = _checks.random_seed("seed", options.seed)
     backend = gn.backend_for(cfg, backend)  # (an internet too large for the native kernel: jax under auto)
     dtype = "float64" if jax.config.jax_enable_x64 else "float32"

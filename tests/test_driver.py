@@ -189,7 +189,8 @@ def test_seeds_replicate_ranges_and_host_memory_are_checked_before_most_compute(
         calls.append(keys.shape[0])
         return np.zeros((keys.shape[0], 1000))
 
-    with pytest.raises(ValueError, match=r"num_replicates \(outputs on the host\)=100000 needs about"):
+    with pytest.raises(ValueError, match=r"num_replicates \(outputs on the host\) = 100,000 needs about .* per "
+                                         "call, and run the rest with first_replicate"):
         driver.map_chunks(run, 100_000, 0, 10)
     assert calls == [10]  # refused after the first chunk, not at the end
 

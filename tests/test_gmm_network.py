@@ -445,7 +445,7 @@ def test_bad_replicate_counts():
     cfg = small_config()
     with pytest.raises(ValueError, match="num_replicates must be an integer >= 1"):
         gn.simulate(0, cfg, 0)
-    with pytest.raises(ValueError, match="num_replicates=.* needs about .* GiB"):
+    with pytest.raises(ValueError, match="num_replicates = .* needs about .* GiB"):
         gn.simulate(0, gn.paper_config(4, num_steps=2000), 10**9)
     for kwargs, name in [(dict(chunk_size=0), "chunk_size"), (dict(first_replicate=-1), "first_replicate"),
                          (dict(memory_budget=0), "memory_budget")]:
