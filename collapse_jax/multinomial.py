@@ -441,8 +441,8 @@ class MultinomialConfig:
         ``"filter"`` (a classifier keeps each point of generation t's data before a replace fit) or
         ``"accumulate-subsample"`` (fit on ``n_t`` points drawn without replacement from all data so far: a fixed
         training budget, Kazdan et al. 2024; ``native`` and ``jax`` backends).
-      type1: filter only: probability ``a`` that a real point is rejected, in [0, 1).
-      type2: filter only: probability ``b`` that a synthetic point is kept, in [0, 1). Under the other regimes
+      type1: filter only: probability ``a`` that a real point is rejected, in [0, 1].
+      type2: filter only: probability ``b`` that a synthetic point is kept, in [0, 1]. Under the other regimes
         both must be 0 (a ValueError otherwise: they would have no effect).
     """
 
@@ -453,8 +453,8 @@ class MultinomialConfig:
     def __post_init__(self):
         if self.regime not in REGIMES:
             raise ValueError(f"regime must be one of {REGIMES}, got {self.regime!r}")
-        _checks.in_interval("type1", self.type1, 0.0, 1.0, high_open=True)
-        _checks.in_interval("type2", self.type2, 0.0, 1.0, high_open=True)
+        _checks.in_interval("type1", self.type1, 0.0, 1.0)
+        _checks.in_interval("type2", self.type2, 0.0, 1.0)
         if self.regime != "filter" and (self.type1 != 0 or self.type2 != 0):  # they were ignored: a forgotten regime
             raise ValueError(f"type1 and type2 apply to the filter regime only, got type1={self.type1}, "
                              f"type2={self.type2} with regime {self.regime!r}: give regime='filter', or leave them 0")
@@ -904,8 +904,8 @@ def filter_risk(p, alpha, n, type1: float, type2: float, *, mean_field: bool = F
     Grids of schedules (..., T + 1), as the simulators take, give one curve per row.
     """
     alpha, n = schedules.check_pair(alpha, n)
-    a = _checks.in_interval("type1", type1, 0.0, 1.0, high_open=True)
-    b = _checks.in_interval("type2", type2, 0.0, 1.0, high_open=True)
+    a = _checks.in_interval("type1", type1, 0.0, 1.0)
+    b = _checks.in_interval("type2", type2, 0.0, 1.0)
     if alpha.ndim > 1 or n.ndim > 1:  # E[1/N_t] is a sum per (n_t, kappa_t): one row at a time
         alpha, n = np.broadcast_arrays(alpha, n)
         rows = [filter_risk(p, x, m, a, b, mean_field=mean_field)

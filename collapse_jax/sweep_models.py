@@ -204,8 +204,8 @@ class MultinomialSweep(_Recursion):
         "regime": Field("replace", "training regime (accumulate-subsample: n_t points drawn without replacement "
                         "from everything accumulated)", str,
                         choices=("replace", "accumulate", "filter", "accumulate-subsample")),
-        "type1": Field(0.0, "filter: type-I error a (real data rejected)", float, 0.0, 1.0, high_open=True),
-        "type2": Field(0.0, "filter: type-II error b (synthetic data kept)", float, 0.0, 1.0, high_open=True),
+        "type1": Field(0.0, "filter: type-I error a (real data rejected)", float, 0.0, 1.0),
+        "type2": Field(0.0, "filter: type-II error b (synthetic data kept)", float, 0.0, 1.0),
     }
 
     def truth(self, cell) -> np.ndarray:

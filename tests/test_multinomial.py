@@ -172,8 +172,8 @@ def test_theory_identities():
     n = S.linear_size(3, 30)
     assert np.allclose(M.replace_risk(P, S.pure_synthetic_alpha(30), n), M.pure_synthetic_limit(P, n))
     alpha = S.power_decay_alpha(0.5, 30)
-    # a filter that keeps everything (a = 0, b = 1 - 1e-16 ~ 1) reduces to replace
-    assert np.allclose(M.filter_risk(P, alpha, n, 0.0, 1 - 1e-15), M.replace_risk(P, alpha, n), rtol=1e-9)
+    # a filter that keeps everything (a = 0, b = 1) is replace
+    assert np.allclose(M.filter_risk(P, alpha, n, 0.0, 1.0), M.replace_risk(P, alpha, n), rtol=1e-12)
     # alpha = 1 everywhere: accumulate is a single sample of size S_t
     n2 = S.constant_size(7, 5)
     assert np.allclose(M.accumulate_risk(P, np.ones(6), n2), s / np.cumsum(n2))
@@ -398,8 +398,8 @@ def test_bad_backend():
         M.simulate(0, np.r_[0.5, 0.5], np.r_[1.0, 0.5], np.r_[5.0, 5.0], M.MultinomialConfig(), 3, backend="gpu")
 
 
-@pytest.mark.parametrize("kwargs", [dict(regime="nope"), dict(regime="filter", type1=1.0),
-                                    dict(regime="filter", type2=-0.1)])
+@pytest.mark.parametrize("kwargs", [dict(regime="nope"), dict(regime="filter", type1=1.0 + 1e-9),
+                                    dict(regime="filter", type2=-0.1), dict(regime="filter", type2=1.5)])
 def test_bad_config(kwargs):
     with pytest.raises(ValueError):
         M.MultinomialConfig(**kwargs)
@@ -668,6 +668,19 @@ def test_filter_error_rates_are_refused_under_other_regimes():
             M.MultinomialConfig(regime, 0.0, 0.2)
         M.MultinomialConfig(regime, 0.0, 0.0)
     M.MultinomialConfig("filter", 0.3, 0.2)
+
+
+@pytest.mark.parametrize("backend", [NATIVE_PARAM, "jax"])
+def test_filter_error_rates_of_one_are_well_defined(backend):
+    """A user trial: type2 = 1 (every synthetic point kept) and type1 = 1 (every real one rejected) were refused,
+    though Theorem D.2 holds there (kappa_t = 1 - alpha_t a, or (1 - alpha_t) b with alpha~_t = 0). Monte Carlo
+    against the theory at both ends, 20,000 replicates."""
+    alpha, n = S.constant_alpha(0.5, 4), S.constant_size(20, 4)
+    for type1, type2 in ((0.0, 1.0), (1.0, 0.5), (1.0, 1.0)):
+        losses = M.simulate(0, P, alpha, n, M.MultinomialConfig("filter", type1, type2), 20_000, backend=backend)
+        exact = M.filter_risk(P, alpha, n, type1, type2)
+        se = losses.std(axis=0, ddof=1) / np.sqrt(losses.shape[0])
+        assert np.all(np.abs(losses.mean(axis=0) - exact) < 4.5 * se), (type1, type2)
 
 
 def test_a_filter_that_keeps_everything_warns_of_nothing():
