@@ -198,8 +198,8 @@ def make_config(*, mu=((-5.0,), (5.0,)), sigma=((1.0,),), num_models=3, points_p
     return cfg
 
 
-# The longest horizon a configuration takes (its schedules are stored as tuples of T floats).
-MAX_STEPS = 1_000_000
+# The longest horizon a configuration takes (its schedules are stored as tuples of T floats); the theory's too.
+MAX_STEPS = gmm_theory.MAX_STEPS
 
 
 def _schedule_arg(name, value, T, low, high, **kw):

@@ -67,6 +67,11 @@ def num_draws(beta: float, size) -> np.ndarray:
     return np.array([math.floor(b * int(s)) for s in sizes.reshape(-1)], np.int64).reshape(sizes.shape)
 
 
+# The longest horizon the theory takes (its schedules are built step by step in Python: num_steps = 10^9 ran for
+# hours before any check; a user trial), the simulator's too (gmm_network.MAX_STEPS).
+MAX_STEPS = 1_000_000
+
+
 def schedule(*, num_models: int, num_components: int, points_per_step: int, beta: float, num_steps: int,
              num_human: int = 0, alpha=None, c=None) -> Schedule:
     """``|A(t)| = m0 + n L t``, ``k_t = floor(beta |A(t)|)``; ``alpha``/``c`` None = paper's ``1/k_t``, ``1/(k_t B^2)``,
@@ -77,6 +82,8 @@ def schedule(*, num_models: int, num_components: int, points_per_step: int, beta
     _checks.positive_int("points_per_step", points_per_step)
     _checks.nonnegative_int("num_human", num_human)
     T = _checks.nonnegative_int("num_steps", num_steps)
+    if T > MAX_STEPS:
+        raise ValueError(f"num_steps must be at most {MAX_STEPS:,}, got {T:,}")
     size = num_human + num_models * points_per_step * np.arange(T + 1)
     k = num_draws(beta, size[:T])  # the simulator's own rule
     kk = np.maximum(k, 1).astype(np.float64)

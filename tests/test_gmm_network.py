@@ -608,6 +608,14 @@ def test_a_horizon_beyond_the_limit_is_refused_at_once():
     before any check."""
     with pytest.raises(ValueError, match=r"num_steps must be at most 1,000,000, got 1,000,001"):
         gn.paper_config(4, num_steps=1_000_001)
+    # the theory's recursions too (a user trial, 2026-12-05: second_moment_dnorm(num_steps=10**9) ran on for hours)
+    from collapse_jax import gmm_theory as th
+
+    kw = dict(num_models=3, num_components=2, points_per_step=3, beta=0.5)
+    for call in (lambda: th.schedule(num_steps=10**9, **kw),
+                 lambda: th.second_moment_dnorm(**kw, num_steps=10**9, dirichlet_a=1.0)):
+        with pytest.raises(ValueError, match=r"num_steps must be at most 1,000,000, got 1,000,000,000"):
+            call()
 
 
 @pytest.mark.parametrize("extra, guide", [([], True), (["--alpha", "0.3", "--c", "0.01"], False)])
