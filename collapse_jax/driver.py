@@ -233,8 +233,15 @@ def chunk_replicates(num_replicates: int, mesh, chunk_size: int | None, memory_b
     each = bytes_per_replicate()
     if strict and each * mesh.size > budget:
         raise ValueError(f"one replicate per device needs {each * mesh.size / 2 ** 20:.4g} MiB of device memory in a "
-                         f"call, more than memory_budget = {budget / 2 ** 20:.4g} MiB; pass a larger memory_budget")
+                         f"call, more than memory_budget = {budget / 2 ** 20:.4g} MiB{_budget_hint(memory_budget)}")
     return min(max(mesh.size, budget // each // mesh.size * mesh.size), num_replicates)
+
+
+def _budget_hint(memory_budget: int | None) -> str:
+    """What a caller refused by the memory budget can do: a smaller problem (the command-line tools have no budget
+    option and use the default, half the device's memory) or, from Python, a larger ``memory_budget``."""
+    default = " (the default: half the device's memory)" if memory_budget is None else ""
+    return f"{default}; shrink the problem, or from Python pass a larger memory_budget"
 
 
 def memory_budget_bytes(memory_budget: int | None) -> int:
@@ -265,8 +272,8 @@ def fit_chunk(lower: Callable[[jax.Array], Any], seed: int | jax.Array, chunk: i
             return chunk
         if chunk == mesh.size:
             raise ValueError(f"one replicate per device needs {need / 2 ** 20:.4g} MiB of device memory in a call "
-                             f"(XLA's memory analysis), more than memory_budget = {budget / 2 ** 20:.4g} MiB; pass a "
-                             "larger memory_budget")
+                             f"(XLA's memory analysis), more than memory_budget = {budget / 2 ** 20:.4g} MiB"
+                             + _budget_hint(budget))
         chunk = max(mesh.size, int(chunk * budget / need) // mesh.size * mesh.size)
 
 

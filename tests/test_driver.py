@@ -232,5 +232,7 @@ def test_default_chunk_fits_the_compiled_calls_working_memory(monkeypatch):
     need = driver.call_bytes(driver.batched(wide_kernel, 1024, mesh=mesh).lower(
         driver.replicate_keys(2, 0, chunks[-1]), jnp.float32(1.5)))
     assert need <= budget < 2 * need  # as large as fits, within the scaling's slack
-    with pytest.raises(ValueError, match="one replicate per device needs .* MiB .* memory_budget"):
+    # (the command-line tools have no budget flag: the message says what else to do; 2026-12-05)
+    with pytest.raises(ValueError, match="one replicate per device needs .* MiB .* memory_budget = .* MiB; shrink "
+                                         "the problem, or from Python pass a larger memory_budget$"):
         driver.run_replicates(wide_kernel, np.float32(1.5), 1024, 64, seed=2, memory_budget=2 ** 16)
