@@ -90,6 +90,30 @@ def test_fisher_information_quadrature():
     np.testing.assert_allclose(L.fisher_information(np.zeros(3), 0.0), np.eye(4) / 4, atol=1e-14)
 
 
+@pytest.mark.parametrize("norm,b0,trace", [
+    (2.0, -1.0, 26.2158996940450762950718705017),
+    (20.0, 0.0, 6250.77794708647672079445366117),
+    (50.0, 30.0, 155461.867013986677744265589775),
+    (1000.0, 3.0, 761941687.777949548302678267277),
+])
+def test_fisher_information_follows_a_steep_sigmoid(norm, b0, trace):
+    """A user trial (2026-12-05): Gauss-Hermite nodes cannot resolve sigmoid'(b_0 + |beta| u), a peak of width
+    1 / |beta|: tr I^-1 was 33 % low at beta = 20 and 18x high at beta = 50, b_0 = 30 (the simulator's own Monte
+    Carlo then sat 9 SE from first_order_risk). References: tr I^-1 = (e0 + e2) / (e0 e2 - e1^2) for d = 1, the
+    e_k = E sigmoid'(b_0 + |beta| u) u^k by mpmath.quad at 30 digits, split at the peak."""
+    got = np.trace(np.linalg.inv(L.fisher_information(np.array([norm]), b0)))
+    assert got == pytest.approx(trace, rel=1e-11)
+    # d = 3 with the same |beta|: the orthogonal directions add (d - 1) / E w to the trace
+    e0 = L.fisher_information(np.array([norm]), b0)[0, 0]
+    got3 = np.trace(np.linalg.inv(L.fisher_information(np.array([norm, 0.0, 0.0]) @ _rotation(), b0)))
+    assert got3 == pytest.approx(trace + 2 / e0, rel=1e-10)
+
+
+def _rotation():
+    q, _ = np.linalg.qr(np.random.default_rng(3).normal(size=(3, 3)))
+    return q
+
+
 def test_fisher_information_is_symmetric_in_the_intercept_and_refuses_underflow():
     """Found by an audit (2026-12-04): sigmoid' as s (1 - s) lost 1 - s for b_0 + |beta| u > 36, so tr(I^-1) was
     2.8x too large at b_0 = 38 and 26x at 40 (exact at -38, -40), and a zero matrix at 800. sigmoid'(z) = sigmoid'(-z)
