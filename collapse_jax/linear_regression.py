@@ -99,17 +99,20 @@ def simulate(seed, w_star, sigma: float, config: LinearRegressionConfig, num_rep
 
     ``w_hat_n - w*`` is linear in the noise alone (module docstring), so the errors do not depend on ``w_star``
     (checked, then) and are simulated at ``w* = 0``: with ``w*`` far from 0 the float32 labels lost the noise
-    (``w* = 1e5``, ``sigma = 0.01``: 114x the exact error; an audit). :func:`kernel` called directly uses its
-    ``w_star``."""
+    (``w* = 1e5``, ``sigma = 0.01``: 114x the exact error; an audit). Likewise the errors are ``sigma^2`` times
+    those at ``sigma = 1`` (same draws): simulated at ``sigma = 1`` and scaled in float64, returned in float64 when
+    ``sigma != 1`` (in float32 ``sigma = 1e20`` overflowed to inf and ``1e-20`` underflowed to 0; a user trial).
+    :func:`kernel` called directly uses its ``w_star`` and ``sigma``."""
     w = _checks.finite_array("w_star", w_star, shape=(config.dim,))
     sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
     driver.check_jax_backend(backend, "linear-regression")
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
-    return driver.run_replicates(kernel, Params(np.zeros(w.shape, dtype), np.asarray(sigma, dtype)), config,
-                                 num_replicates, seed, first_replicate=first_replicate, chunk_size=chunk_size,
-                                 memory_budget=memory_budget, mesh=mesh, progress=progress,
-                                 desc="linear-regression replicates")
+    out = driver.run_replicates(kernel, Params(np.zeros(w.shape, dtype), np.asarray(1.0, dtype)), config,
+                                num_replicates, seed, first_replicate=first_replicate, chunk_size=chunk_size,
+                                memory_budget=memory_budget, mesh=mesh, progress=progress,
+                                desc="linear-regression replicates")
+    return out if sigma == 1.0 else np.asarray(out, np.float64) * (sigma * sigma)
 
 
 def _error_scale(sigma: float, dim: int, num_samples: int) -> float:
@@ -120,7 +123,7 @@ def _error_scale(sigma: float, dim: int, num_samples: int) -> float:
     num_samples = _checks.positive_int("num_samples", num_samples)
     if num_samples < dim + 2:
         raise ValueError(f"num_samples T must be at least dim + 2 = {dim + 2}, got {num_samples}")
-    return sigma ** 2 * dim / (num_samples - dim - 1)
+    return sigma * sigma * dim / (num_samples - dim - 1)  # (inf beyond float64, not sigma ** 2's OverflowError)
 
 
 def replace_error(sigma: float, dim: int, num_samples: int, num_iterations: int) -> np.ndarray:

@@ -34,10 +34,14 @@ def test_contract_chunks_and_keys():
     whole = LR.simulate(1, W, 0.7, cfg, 5)
     np.testing.assert_array_equal(whole, LR.simulate(1, W, 0.7, cfg, 5, chunk_size=2))
     np.testing.assert_array_equal(whole[3:], LR.simulate(1, W, 0.7, cfg, 2, first_replicate=3))
-    # the kernel itself, through the driver (simulate runs it at w* = 0: the errors do not depend on w*)
-    zero = LR.Params(np.zeros_like(np.asarray(W)), np.asarray(0.7))
-    np.testing.assert_array_equal(whole, driver.run_replicates(LR.kernel, zero, cfg, 5, 1, chunk_size=2))
-    np.testing.assert_array_equal(whole[3:], driver.run_replicates(LR.kernel, zero, cfg, 2, 1, first_replicate=3))
+    # the kernel itself, through the driver (simulate runs it at w* = 0 and sigma = 1, then scales by sigma^2: the
+    # errors do not depend on w*)
+    zero = LR.Params(np.zeros_like(np.asarray(W)), np.asarray(1.0))
+    np.testing.assert_array_equal(whole, 0.7 * 0.7 * driver.run_replicates(LR.kernel, zero, cfg, 5, 1, chunk_size=2))
+    np.testing.assert_array_equal(whole[3:], 0.7 * 0.7 * driver.run_replicates(LR.kernel, zero, cfg, 2, 1,
+                                                                                 first_replicate=3))
+    at_sigma = driver.run_replicates(LR.kernel, zero._replace(sigma=np.asarray(0.7)), cfg, 5, 1)
+    np.testing.assert_allclose(whole, at_sigma, rtol=1e-13)  # (the kernel at sigma: the same up to rounding)
     assert not np.array_equal(whole, LR.simulate(2, W, 0.7, cfg, 5))
 
 
@@ -78,7 +82,27 @@ def test_errors_do_not_depend_on_w_star_in_float32():
     with jax.enable_x64(False):
         far = LR.simulate(0, np.full(3, 1e5), 1e-2, config, 4000)
         near = LR.simulate(0, np.zeros(3), 1e-2, config, 4000)
-    assert far.dtype == np.float32
+    assert far.dtype == np.float64  # (sigma != 1: scaled in float64)
     np.testing.assert_array_equal(far, near)
     se = far.std(axis=0, ddof=1) / np.sqrt(far.shape[0])
     assert np.all(np.abs(far.mean(axis=0) - LR.accumulate_error(1e-2, 3, 12, 10)) < 5 * se)
+
+
+@pytest.mark.parametrize("sigma", [1e20, 1e-20, 1e200])
+def test_errors_scale_as_sigma_squared_whatever_the_dtype(sigma):
+    """A user trial (2026-12-05): in float32 sigma = 1e20 gave inf errors and 1e-20 gave 0 (and the theory's
+    sigma ** 2 an OverflowError at 1e200). The errors are sigma^2 times those at sigma = 1, from the same draws."""
+    import jax
+
+    config = LR.LinearRegressionConfig(3, 9, 2, "replace")
+    with jax.enable_x64(False):
+        unit = LR.simulate(0, np.zeros(3), 1.0, config, 500)
+        scaled = LR.simulate(0, np.zeros(3), sigma, config, 500)
+    assert unit.dtype == np.float32 and scaled.dtype == np.float64
+    np.testing.assert_allclose(scaled, unit.astype(np.float64) * (sigma * sigma), rtol=1e-15)
+    if sigma < 1e100:
+        assert np.all(np.isfinite(scaled) & (scaled > 0))
+        se = scaled.std(axis=0, ddof=1) / np.sqrt(scaled.shape[0])
+        assert np.all(np.abs(scaled.mean(axis=0) - LR.replace_error(sigma, 3, 9, 2)) < 5 * se)
+    else:
+        assert np.isinf(LR.replace_error(sigma, 3, 9, 2)).all() and np.isinf(LR.accumulate_bound(sigma, 3, 9))
