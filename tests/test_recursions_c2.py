@@ -71,3 +71,26 @@ def test_config_records_only_the_models_run(tmp_path):
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["gaussian"] == {"mu": 0.0, "sigma": 1.0}
     assert not {"p", "gmm", "gmm_max_iter", "logistic"} & set(config)
+
+
+def test_failed_fits_leave_their_steps_only_out_of_the_mean():
+    """A user trial (2026-12-05): the figure dropped every replicate with a failed logistic fit from every step, so
+    the steps before the failure were biased (t = 0 of setting 1: 5.2 against 17.8 over all replicates), and the
+    title counted fits, not the replicates left out."""
+    from collapse_jax.experiments import c2, runs
+
+    rng = np.random.default_rng(0)
+    losses = rng.exponential(size=(8, 50, 4))
+    losses[:, :10, 2:] = np.nan  # ten replicates of each setting fail at t = 2 (NaN from then on)
+    losses[0, :10, :2] *= 100.0   # ... and were large before
+    mean, half = runs.mean_ci(losses[0])
+    np.testing.assert_allclose(mean[:2], losses[0, :, :2].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(mean[2:], losses[0, 10:, 2:].mean(axis=0), rtol=1e-12)
+    assert np.all(np.isfinite(half))
+    full = rng.exponential(size=(30, 4))  # no NaN: the plain formula, bit for bit
+    np.testing.assert_array_equal(runs.mean_ci(full)[0], full.mean(axis=0))
+    fig = c2.figure({"logistic": (losses, {}, "note")}, None, {"logistic": 100}, 50)
+    lines = {line.get_label(): line.get_ydata() for line in fig.axes[0].get_lines()}
+    first = next(label for label in lines if label.startswith("1 "))
+    assert first.endswith("(10 failed)")
+    np.testing.assert_allclose(lines[first][0], losses[0, :, 0].mean(), rtol=1e-12)

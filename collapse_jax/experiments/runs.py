@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -80,11 +81,20 @@ def at_least_two_categories(value) -> int:
 
 
 def mean_ci(losses):
-    """Mean over replicates (axis 0) and the half-width of its 95% confidence interval (Student t)."""
+    """Mean over replicates (axis 0) and the half-width of its 95% confidence interval (Student t). NaN entries (a
+    failed fit's risks) are left out step by step: each step's mean is over the replicates finite there (NaN where
+    fewer than 2 are)."""
     from scipy import stats
 
-    half = stats.t.ppf(0.975, losses.shape[0] - 1) * losses.std(0, ddof=1) / np.sqrt(losses.shape[0])
-    return losses.mean(0), half
+    if not np.isnan(losses).any():
+        half = stats.t.ppf(0.975, losses.shape[0] - 1) * losses.std(0, ddof=1) / np.sqrt(losses.shape[0])
+        return losses.mean(0), half
+    count = np.sum(~np.isnan(losses), axis=0)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # (steps with fewer than 2 finite values: NaN)
+        mean = np.where(count >= 2, np.nanmean(losses, axis=0), np.nan)
+        half = stats.t.ppf(0.975, count - 1) * np.nanstd(losses, axis=0, ddof=1) / np.sqrt(count)
+    return mean, np.where(count >= 2, half, np.nan)
 
 
 def band(ax, t, losses, color, label, theory=None, ls="--", lw=1.0):
