@@ -252,11 +252,15 @@ def check_inputs(beta, intercept, alpha, n, config: LogisticConfig = LogisticCon
     b = _checks.finite_array("beta", b)
     b0 = _checks.in_interval("intercept", intercept, -math.inf, math.inf, low_open=True, high_open=True)
     alpha, n = schedules.check_pair(alpha, n)
-    p = b.shape[0] + 1
-    if np.any(n < 2 * p):
-        raise ValueError(f"n must be >= 2 (d + 1) = {2 * p} at every step (below that the data are often "
-                         f"separable and the MLE does not exist), got min {n.min():.0f}")
+    _check_sizes(n, b.shape[0])
     return np.concatenate([[b0], b]), alpha, n, sized_config(config, n, b.shape[0])
+
+
+def _check_sizes(n: np.ndarray, d: int) -> None:
+    """Refuse schedules with some ``n_t < 2 (d + 1)`` (Cover 1965: below that separation is likely)."""
+    if np.any(n < 2 * (d + 1)):
+        raise ValueError(f"n must be >= 2 (d + 1) = {2 * (d + 1)} at every step (below that the data are often "
+                         f"separable and the MLE does not exist), got min {n.min():.0f}")
 
 
 def simulate(seed: int | jax.Array, beta, intercept: float, alpha, n, config: LogisticConfig = LogisticConfig(),
@@ -359,7 +363,9 @@ def first_order_risk(beta, intercept: float, alpha, n, regime: str = "replace") 
     if regime not in _sample_buffer.REGIMES:
         raise ValueError(f"regime must be one of {_sample_buffer.REGIMES}, got {regime!r}")
     alpha, n = schedules.check_pair(alpha, n)
-    c = float(np.trace(np.linalg.inv(fisher_information(beta, intercept))))
+    info = fisher_information(beta, intercept)
+    _check_sizes(n, info.shape[0] - 1)  # (as simulate: the law of a fit that mostly does not exist is no use)
+    c = float(np.trace(np.linalg.inv(info)))
     big_s = np.cumsum(n, axis=-1)
     r = np.empty(n.shape)
     r[..., 0] = c / n[..., 0]

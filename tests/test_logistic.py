@@ -200,7 +200,16 @@ def test_bad_input_raises_before_compute(kwargs, match):
 
 
 @pytest.mark.parametrize("kwargs", [dict(regime="filter"), dict(max_iter=0), dict(tol=0.0), dict(ridge=0.0),
-                                    dict(chunk=0), dict(lanes=0), dict(buffer=0)])
+                                    dict(chunk=0), dict(lanes=0), dict(buffer=0),
+                                    dict(ridge=float("inf"))])  # (a user trial: accepted, then every fit was NaN)
 def test_bad_config(kwargs):
     with pytest.raises(ValueError):
         L.LogisticConfig(**kwargs)
+
+
+def test_first_order_risk_refuses_sizes_the_simulator_refuses():
+    """A user trial (2026-12-05): first_order_risk gave a curve for n_t < 2 (d + 1), where simulate refuses (the MLE
+    mostly does not exist there)."""
+    with pytest.raises(ValueError, match=r"n must be >= 2 \(d \+ 1\) = 8 at every step"):
+        L.first_order_risk(BETA, B0, S.constant_alpha(0.5, 3), S.constant_size(7, 3))
+    assert L.first_order_risk(BETA, B0, S.constant_alpha(0.5, 3), S.constant_size(8, 3)).shape == (4,)
