@@ -241,8 +241,7 @@ def plot_gmm(ds, out: Path, name: str) -> list[Path]:
             why = (": it needs two steps in [T/10, T] with ||D(t)||_F > 0" if var == "dnorm_decay_exponent" else "")
             ax.text(0.5, 0.5, f"NaN in every cell{why}", transform=ax.transAxes, ha="center", va="center",
                     fontsize=9, wrap=True)
-    replicates = json.loads(ds.attrs["sweep"])["replicates"]
-    fig.suptitle(f"{name}: {replicates} GMM networks per cell, T = {ds.sizes['step'] - 1}")
+    fig.suptitle(f"{name}: GMM networks; {_run_summary(ds)}")  # (seed and fixed settings too: a user trial)
     return [_save(fig, out, name)]
 
 
@@ -314,7 +313,7 @@ def _run_summary(ds) -> str:
     """What was run, for a figure's title: steps, replicates per cell and the fixed settings (a T = 20 plot looked
     the same as a T = 200 one)."""
     sweep = json.loads(ds.attrs["sweep"])
-    fixed = {k: v for k, v in sweep.get("fixed", {}).items() if k != "steps"}
+    fixed = {k: v for k, v in sweep.get("fixed", {}).items() if k not in ("steps", "num_steps")}
     settings = ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{k} = {v}"
                          for k, v in fixed.items())
     return (f"T = {ds.sizes['step'] - 1}, {sweep['replicates']} replicates per cell, seed {sweep['seed']}"
@@ -342,8 +341,10 @@ def plot_sigma(ds, out: Path, name: str) -> list[Path]:
         ax.set_title("" if value is None else f"{other[0]} = {value}")
     axs[0][0].set_ylabel("coverage")
     axs[0][0].legend(fontsize=8)
-    fig.suptitle(f"{name}: interval coverage against block size ({json.loads(ds.attrs['sweep'])['replicates']} "
-                 "blocks per cell)")
+    sweep = json.loads(ds.attrs["sweep"])
+    fixed = ", ".join(f"{k} = {v}" for k, v in sweep.get("fixed", {}).items())
+    fig.suptitle(f"{name}: interval coverage against block size ({sweep['replicates']} blocks per cell, seed "
+                 f"{sweep['seed']}{'; ' + fixed if fixed else ''})")
     return [_save(fig, out, name)]
 
 
@@ -361,5 +362,6 @@ def plot(name: str, ds, out: str | Path) -> list[Path]:
             raise ValueError(f"no phase-diagram plot: its axes need at least 2 values each, and {', '.join(short)} "
                              "has one")
         return plot_recursions(ds, out, name)
-    raise ValueError(f"no phase-diagram plot for a {ds.attrs.get('simulator')} sweep over {axes} "
-                     "(two grid axes, plus regime, are plotted)")
+    raise ValueError(f"no phase-diagram plot for a {ds.attrs.get('simulator')} sweep over {axes}: plots are drawn for "
+                     "gmm-network and sigma-blocks sweeps, and for sweeps with a relative loss (multinomial, gaussian) "
+                     "over two grid axes besides regime")

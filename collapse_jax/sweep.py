@@ -402,7 +402,12 @@ def check_plan(spec: SweepSpec, *, memory_budget: int | None = None) -> str:
     found = kernels(spec)
     if type(model).check_precision is not SweepModel.check_precision:  # (every cell: ~22 us each)
         for index in range(spec.num_cells):
-            model.check_precision(model.complete(spec.cell(index)), spec.backend)
+            cell = spec.cell(index)
+            try:
+                model.check_precision(model.complete(cell), spec.backend)
+            except ValueError as exc:  # which cell: its grid values (a user trial: n0 and n_growth were not named)
+                shown = {k: v for k, v in cell.items() if k not in spec.fixed}
+                raise ValueError(f"{exc}{f' (in the cell {shown})' if shown else ''}") from None
     return found
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -229,7 +230,15 @@ def cmd_phase(args) -> int:
     if args.print_spec:
         print(text)
         return 0
-    spec = sweep_spec.parse(text, name=f"phase {args.name}")
+    try:
+        spec = sweep_spec.parse(text, name=f"phase {args.name}")
+    except sweep_spec.SpecError as exc:  # a line of the built-in text the user never saw: name the flag they gave
+        found = re.match(r"phase \S+ line \d+: (\S+): (.*)", str(exc), re.S)
+        flags = {"fixed.num_steps": "--steps", "fixed.steps": "--steps", "replicates": "--replicates", "seed": "--seed"}
+        if not found or found[1] not in flags:
+            raise
+        raise ValueError(f"{flags[found[1]]} {found[2]} (the built-in specification's {found[1]}; --print-spec "
+                         "shows it)") from None
     return _execute(spec, args, f"phase-{args.name}")
 
 

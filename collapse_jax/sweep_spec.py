@@ -324,6 +324,8 @@ def _generated(spec, field, fail, integer: bool) -> tuple:
     if kind == "range":
         if c == 0:
             fail(field, "range step must not be 0")
+        if integer and not all(isinstance(x, int) for x in args):  # (it read "value 10.0: must be an integer")
+            fail(field, f"range of an integer parameter takes integer start, stop and step, got {args!r}")
         count = math.ceil((b - a) / c) if math.isfinite((b - a) / c) else math.inf
         if count > MAX_CELLS:  # before NumPy builds it (10^14 values asked for 728 TiB)
             fail(field, f"range {args!r} gives {count:.4g} values, more than the {MAX_CELLS:,} cells a sweep may have")

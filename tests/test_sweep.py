@@ -445,6 +445,44 @@ def test_phase_command_refuses_zero_instead_of_taking_the_default(flag, tmp_path
     assert not (tmp_path / "o").exists()
 
 
+def test_messages_from_a_user_trial_name_the_flag_the_field_and_the_cell(tmp_path, capsys):
+    """A user trial (2026-12-05): phase --steps beyond the limit was reported at "line 5: fixed.num_steps" of a
+    built-in text the user never saw; a float step in an integer range read "value 10.0: must be an integer"; a
+    float32 count limit named neither the cell nor its parameters; a linear-regression sweep's no-plot reason read as
+    if its two axes would be plotted."""
+    assert cli_main(["phase", "gmm-n-B", "--steps", "2000000", "--out", str(tmp_path / "o")]) == 2
+    assert re.search(r"error: --steps must be in \[1, 1000000\], got 2000000 \(the built-in specification's "
+                     r"fixed.num_steps; --print-spec shows it\)", capsys.readouterr().err)
+    with pytest.raises(sweep_spec.SpecError, match=r"line 6: grid.n0: range of an integer parameter takes integer "
+                                                   r"start, stop and step, got \[10, 20, 2.5\]"):
+        sweep_spec.parse(SMALL.replace("n0 = [10, 20]", "n0 = { range = [10, 20, 2.5] }"))
+    import jax
+
+    with jax.enable_x64(False):
+        spec = sweep_spec.parse(SMALL.replace("[fixed]\nsteps = 2", 'backend = "jax"\n[fixed]\nsteps = 10\n'
+                                              'regime = "accumulate"').replace("n0 = [10, 20]", "n0 = [10, 2000000]"))
+        with pytest.raises(ValueError, match=r"exceeds 2\*\*24.* \(in the cell \{'n0': 2000000\}\)"):
+            sweep.check_plan(spec)
+    lr = sweep_spec.parse('simulator = "linear-regression"\nreplicates = 20\n[grid]\ndim = [2, 3]\n'
+                          'num_samples = [10, 20]\n')
+    sweep.run(lr, tmp_path / "lr", progress=False)
+    with pytest.raises(ValueError, match="no phase-diagram plot for a linear-regression sweep .*: plots are drawn for "
+                                         "gmm-network and sigma-blocks sweeps, and for sweeps with a relative loss"):
+        phase.plot("x", sweep.open_dataset(tmp_path / "lr"), tmp_path)
+
+
+def test_gmm_and_sigma_plot_titles_give_the_seed_and_the_fixed_settings(tmp_path, monkeypatch):
+    """A user trial (2026-12-05): the GMM titles gave only the replicates and T (the docs promise the seed and the
+    fixed settings, as the recursion plots give)."""
+    spec = sweep_spec.parse('simulator = "gmm-network"\nreplicates = 4\nseed = 4\n[fixed]\nnum_steps = 6\n'
+                            'num_models = 3\n[grid]\nbeta = [0.3, 0.6]\npoints_per_step = [1, 2]\n')
+    sweep.run(spec, tmp_path, progress=False)
+    figures = []
+    monkeypatch.setattr(phase, "_save", lambda fig, out, name: figures.append(fig) or out / f"{name}.png")
+    phase.plot("g", sweep.open_dataset(tmp_path), tmp_path)
+    assert "T = 6, 4 replicates per cell, seed 4; num_models = 3" in figures[0]._suptitle.get_text()
+
+
 def test_sigma_block_cells_equal_the_block_study(tmp_path):
     import jax.numpy as jnp
 
