@@ -980,7 +980,7 @@ def test_cli_sample_eval_and_errors(capsys, reference_run, data_dir, tmp_path):
     assert _cli("train", "--resume", "--out", str(tmp_path / "missing")) == 2
     assert f"run folder '{tmp_path / 'missing'}' does not exist" in capsys.readouterr().err
     assert _cli("train", "--heads", "3", "--preset", "tiny", "--out", str(tmp_path / "x")) == 2
-    assert "must be a multiple of num_heads" in capsys.readouterr().err
+    assert "--dim (32) must be a multiple of --heads (3)" in capsys.readouterr().err  # (flags, not field names)
     assert not (tmp_path / "x").exists()                                # no empty run folder left behind
     assert _cli("eval", run, "--batch-size", "0") == 2
     assert "--batch-size must be an integer >= 1" in capsys.readouterr().err

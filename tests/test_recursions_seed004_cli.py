@@ -82,7 +82,8 @@ def test_w2_run_folder_exact_where_tails_allow_and_first_order_parts_ways(tmp_pa
     (["recursions-linreg", "--iterations", "0"], "iterations"),
     (["recursions-linreg", "--replicates", "1"], "replicates"),
     (["recursions-w2", "--sizes", "1", "10"], "sizes"),
-    (["recursions-w2", "--linear-base", "1"], "linear_base"),
+    (["recursions-w2", "--linear-base", "1"], "--linear-base must be 0 (no growing schedule) or an integer >= 2 "
+                                              "(M_0 = --linear-base)"),  # (every mention a flag: 2026-12-05)
     (["recursions-w2", "--sigma", "0"], "sigma"),
     (["recursions-w2", "--generations", "0"], "generations"),
     (["recursions-w2", "--sizes", "--linear-base", "0"], "nothing to simulate"),
