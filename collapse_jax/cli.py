@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
         entry.load().add_parser(sub)
     for command in _leaf_commands(parser):
         cli_options.add_run_options(command, suppress=True)
+        # every option's own name too, for messages (cli_options.with_flags): "until must be ..." -> "--until ..."
+        names = dict(command.get_default("config_flags") or {})
+        for action in command._actions:
+            flag = "--" + action.dest.replace("_", "-")
+            if flag in action.option_strings:
+                names.setdefault(action.dest, flag)
+        command.set_defaults(config_flags=names)
     return parser
 
 

@@ -184,9 +184,11 @@ class WebConfig:
                 try:
                     checkpoint_folder(p)
                 except ValueError as exc:
-                    raise ValueError(f"hf: {exc}") from None
-        if self.encoder is not None and not Path(self.encoder).expanduser().is_dir():
-            raise ValueError(f"encoder folder {self.encoder!r} does not exist")
+                    raise ValueError(f"hf {exc}") from None
+        if self.encoder is not None:  # a saved sentence-transformers folder, checked before any run folder is made
+            from llm_bridge.encoders import model_folder
+
+            model_folder("encoder", self.encoder, ["modules.json"], "save one with SentenceTransformer.save")
         if self.proxy_dims > self.num_models * self.samples - 1:  # was cut to that silently (config.json kept it)
             raise ValueError(f"proxy_dims must be at most num_models * samples - 1 = "
                              f"{self.num_models * self.samples - 1} (the PCA of the t = 0 answers has no more), got "

@@ -309,7 +309,9 @@ def report_markdown(cfg: WebConfig, s: dict[str, Any]) -> str:
              f"| recomputed vs recorded ‖D‖_F, max abs diff | {_fmt(s['dnorm_recorded_max_abs_diff'])} |",
              f"| retrieved texts that fit the prompt, mean | {_fmt(s['mean_fitted'])} |",
              f"| GMM network median at T (normalised) | {_fmt(s['gmm_median_tT'])} |",
-             f"| steps with the LLM curve inside the GMM 5-95 % band | {_fmt(s['gmm_coverage'])} |", "",
+             # (a fraction, printed as one: the label read as a count; a user trial)
+             f"| fraction of the steps with the LLM curve inside the GMM 5-95 % band | {_fmt(s['gmm_coverage'])} |",
+             "",
              f"Calibrated proxy (PCA to {s['proxy_dims']} dims, explaining "
              f"{', '.join(f'{v:.0%}' for v in s['proxy_explained'])} of the t = 0 answers' variance; LLM curve in "
              f"that projection ends at {_fmt(s['proxy_llm_ratio'])}):", "",

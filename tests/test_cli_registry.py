@@ -106,6 +106,8 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["gmm-network", "--replicate-batch", "0"], "gmm-network: error: --replicate-batch must be"),
     (["gmm-network", "--paper-replicates", "-1"], "gmm-network: error: --paper-replicates must be"),
     (["gmm-network", "--pi-ref", "[0.5, 0.5]"], "--pi-ref weights the human points' GMM only, and --human is 0"),
+    # an option that is no config field is named as its flag too (it read "until must be ...")
+    (["llm-web", "--until", "-1"], "error: --until must be an integer >= 0, got -1"),
     (["gmm-network", "--seed", str(2**63)], r"seed must be an integer in \[0, 2\*\*63 - 1\]"),
     (["validate", "--replicates", "1"], "replicates must be an integer >= 2"),
     (["validate", "--replicates", "0"], "replicates must be an integer >= 2"),

@@ -181,7 +181,11 @@ def test_analyse_recomputes_outputs_without_generating(context_run, tmp_path):
     # a user trial (2026-12-05): samples = 0 read ">= 1"; proxy_dims beyond the answers' PCA was cut silently
     (dict(samples=0), "samples must be an integer >= 2"),
     (dict(proxy_dims=12), "proxy_dims must be at most num_models \\* samples - 1 = 11"),
-    (dict(hf=("/tmp",) * 3), "hf: path '/tmp' is not a saved model folder: missing config.json"),
+    (dict(hf=("/tmp",) * 3), "hf path '/tmp' is not a saved model folder: missing config.json"),
+    # a user trial (2026-12-05): a folder without modules.json was refused only once the run folder was written
+    # (which then refused the corrected command as another configuration); a file read "does not exist"
+    (dict(encoder="/tmp"), "encoder '/tmp' is not a saved model folder: missing modules.json"),
+    (dict(encoder=__file__), "encoder must be a local model folder .* which is not a directory"),
     # a user trial (2026-12-04): with byte tokens a query too long for the context is known before any training
     (dict(model_context=16, max_new_tokens=4), "query: it alone takes 28 byte tokens, more than the 12"),
 ])
