@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -135,7 +136,7 @@ class DataConfig:
             raise ValueError(f"vocab_size must be >= 257 (256 bytes + EOT), got {self.vocab_size}")
         if self.source != "stdlib":
             if not Path(self.source).expanduser().exists():
-                raise ValueError(f"data path {self.source!r} does not exist")
+                raise ValueError(f"source path {self.source!r} does not exist")  # (the CLI: --data path ...)
             # stored absolute, so that eval and --resume find the text from any working directory
             object.__setattr__(self, "source", str(Path(self.source).expanduser().resolve()))
 
@@ -193,8 +194,10 @@ def read_run_config(folder: str | os.PathLike, what: str = "model folder") -> di
 
 
 def text_documents(path: str | os.PathLike) -> list[str]:
-    """Blank-line separated paragraphs (whitespace collapsed) of a ``.txt`` file, or of every ``.txt`` file in a
-    folder (sorted by relative path, recursive)."""
+    """Paragraphs separated by blank lines (a line of spaces or tabs is blank too; whitespace inside a paragraph is
+    collapsed to single spaces) of a ``.txt`` file, or of every ``.txt`` file in a folder (sorted by relative path,
+    recursive). (Only an exact ``"\\n\\n"`` split before 2026-12-05: a line of spaces or Windows line ends joined
+    paragraphs into one document; a user trial.)"""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"data path {str(path)!r} does not exist")
@@ -203,7 +206,7 @@ def text_documents(path: str | os.PathLike) -> list[str]:
         raise ValueError(f"data folder {str(path)!r} holds no .txt files")
     docs = []
     for f in files:
-        for par in f.read_text(encoding="utf-8", errors="replace").split("\n\n"):
+        for par in re.split(r"\n[ \t\r\f\v]*\n", f.read_text(encoding="utf-8", errors="replace")):
             text = " ".join(par.split())
             if text:
                 docs.append(text)
@@ -656,20 +659,65 @@ def resume(folder: str | os.PathLike, *, until: int | None = None, progress: boo
                 resuming=True)
 
 
-def _steps_for_budget(steps_fn, params, opt_state, stream, size, tc: TrainConfig, seconds_left: float,
-                      seconds_per_eval: float) -> int:
+def _checkpoint_seconds(folder: Path, params, opt_state) -> float:
+    """Seconds one checkpoint of this state takes: timed by saving it, as the run does, into a scratch folder
+    beside the run's checkpoints (removed after)."""
+    import shutil
+
+    scratch = folder / ".budget-timing"
+    state = {"opt_state": opt_state, "step": np.asarray(0), "total_steps": np.asarray(0), "elapsed": np.asarray(0.0)}
+    t0 = time.perf_counter()
+    try:
+        with checkpoint_manager(scratch, 1) as mngr:
+            mngr.save(0, args=save_args({"params": params, "train_state": state}), force=True)
+        return time.perf_counter() - t0
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _call_lengths(total: int, tc: TrainConfig) -> set[int]:
+    """The step counts of the compiled calls a run of ``total`` steps makes (each call stops at an evaluation, a
+    checkpoint or the end: :func:`_run`'s loop)."""
+    lengths, step = set(), 0
+    while step < total:
+        stop = min(total, step + tc.steps_per_call, (step // tc.eval_every + 1) * tc.eval_every,
+                   (step // tc.checkpoint_every + 1) * tc.checkpoint_every)
+        lengths.add(stop - step)
+        step = stop
+    return lengths
+
+
+def _steps_for_budget(steps_fn, params, opt_state, stream, size, tc: TrainConfig, budget_left, seconds_per_eval: float,
+                      seconds_per_checkpoint: float) -> int:
     """Schedule length for a time budget: time one compiled call of ``tc.steps_per_call`` steps
-    (:func:`train_steps`) on copies, divide the time left."""
+    (:func:`train_steps`) on copies, then the largest ``total`` whose steps, evaluations, checkpoints and
+    compilations of its other call lengths (each timed as the first call's compilation) fit in what
+    ``budget_left()`` says is left once this timing is done. (The steps alone were counted before, with the
+    timing's own seconds: a 15 s budget planned 1,418 steps and ran 716, its learning rate still at half its peak;
+    a user trial.)"""
     p, o = _copy(params), _copy(opt_state)
     lrs = jnp.zeros((tc.steps_per_call,), jnp.float32)
     key = root_key(tc.seed)
-    p, o, losses = steps_fn(p, o, stream, key, 0, lrs, size)
-    losses.block_until_ready()
     t0 = time.perf_counter()
     p, o, losses = steps_fn(p, o, stream, key, 0, lrs, size)
     losses.block_until_ready()
-    per_step = (time.perf_counter() - t0) / tc.steps_per_call + seconds_per_eval / tc.eval_every
-    return max(1, int(seconds_left / per_step))
+    t1 = time.perf_counter()
+    p, o, losses = steps_fn(p, o, stream, key, 0, lrs, size)
+    losses.block_until_ready()
+    per_call = time.perf_counter() - t1
+    compile_s = max(0.0, t1 - t0 - per_call)
+    per_step = per_call / tc.steps_per_call
+    seconds = budget_left()
+
+    def cost(total: int) -> float:
+        others = len(_call_lengths(total, tc) - {tc.steps_per_call})
+        return (total * per_step + (total // tc.eval_every + 1) * seconds_per_eval
+                + (total // tc.checkpoint_every + 1) * seconds_per_checkpoint + others * compile_s)
+
+    total = max(1, int(seconds / per_step))
+    while total > 1 and cost(total) > seconds:  # (a few rounds: the cost is nearly linear in total)
+        total = max(1, min(total - 1, int(total * seconds / cost(total))))
+    return total
 
 
 def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Data, *, progress, started: float,
@@ -723,8 +771,9 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
     if start_step == 0:
         first = evaluate(0)
         if total is None:
-            total = _steps_for_budget(steps_fn, model.params, opt_state, stream, size, tc, budget - elapsed(),
-                                      first["eval_s"])
+            total = _steps_for_budget(steps_fn, model.params, opt_state, stream, size, tc,
+                                      lambda: budget - elapsed(), first["eval_s"],
+                                      _checkpoint_seconds(folder, model.params, opt_state))
     if start_step == 0 and tc.warmup_steps >= total:  # (a --minutes budget can size a run shorter than its warm-up)
         warnings.warn(f"the warm-up ({tc.warmup_steps} steps) covers the whole run of {total} steps: the learning "
                       "rate rises to its peak and never decays; lower --warmup", stacklevel=2)

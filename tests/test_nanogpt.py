@@ -785,11 +785,45 @@ def test_time_budget_stops_and_checkpoints(tmp_path, data_dir):
     assert np.isfinite(result.held_out_perplexity)
 
 
+def test_text_documents_split_at_lines_of_whitespace_too(tmp_path):
+    """A user trial (2026-12-05): only an exact blank line split paragraphs; a line of spaces or Windows line ends
+    joined three paragraphs into one document."""
+    path = tmp_path / "p.txt"
+    path.write_bytes(b"First  paragraph\nhere.\n   \nSecond paragraph here.\r\n\r\nThird.\n\t\n\n")
+    assert nt.text_documents(path) == ["First paragraph here.", "Second paragraph here.", "Third."]
+
+
+def test_time_budget_plan_counts_evaluations_checkpoints_and_compilations(monkeypatch):
+    """A user trial (2026-12-05): --minutes alone planned from the steps' time only (and not after its own timing),
+    so a 15 s budget planned 1,418 steps and ran 716, its learning rate still at half its peak. The plan on a fake
+    clock: compilation 1 s, 1 s a call of 8 steps, evaluations 0.5 s, checkpoints 0.25 s, both every 250 steps,
+    100 s left: 760 steps is the longest run that fits (95 s of steps, 4 evaluations and checkpoints, one more call
+    length compiled: 99 s; 761 steps would need two more lengths, 100.125 s)."""
+    clock = [0.0]
+    monkeypatch.setattr(nt.time, "perf_counter", lambda: clock[0])
+
+    class Done:
+        def block_until_ready(self):
+            return self
+
+    calls = []
+
+    def steps_fn(p, o, *args):
+        clock[0] += 2.0 if not calls else 1.0
+        calls.append(1)
+        return p, o, Done()
+
+    tc = nt.TrainConfig(steps=None, minutes=5.0, steps_per_call=8, eval_every=250, checkpoint_every=250)
+    assert nt._call_lengths(760, tc) == {8, 2} and nt._call_lengths(761, tc) == {8, 2, 3}
+    total = nt._steps_for_budget(steps_fn, {}, {}, None, 0, tc, lambda: 100.0, 0.5, 0.25)
+    assert total == 760
+
+
 def test_train_bad_input(tmp_path, data_dir, reference_run):
     data, tc = _configs(data_dir)
     with pytest.raises(ValueError, match="already holds a run"):
         nt.train(reference_run.folder, SPEC, data, tc)
-    with pytest.raises(ValueError, match="data path '/nonexistent' does not exist"):
+    with pytest.raises(ValueError, match="source path '/nonexistent' does not exist"):
         nt.DataConfig(source="/nonexistent")
     with pytest.raises(ValueError, match="keep_checkpoints must be >= 2"):
         nt.TrainConfig(keep_checkpoints=1)
