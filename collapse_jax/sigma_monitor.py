@@ -111,7 +111,8 @@ def normalize_rows(x: np.ndarray) -> np.ndarray:
     """Unit-norm rows (Track I's assumption); raises on a zero row."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     if np.any(norms == 0):
-        raise ValueError("an embedding has zero norm and cannot be normalised to unit norm")
+        raise ValueError(f"embeddings[{int(np.flatnonzero(norms[:, 0] == 0)[0])}] has zero norm and cannot be "
+                         "normalised to unit norm")
     return x / norms
 
 
@@ -200,7 +201,9 @@ def values(state: MonitorState) -> TrackValues:
 class SigmaMonitor:
     """:func:`init` and :func:`step` behind one immutable value, for feeding checkpoints one at a time:
     ``monitor, record = monitor.update(embeddings)``. The observed rows are drawn from ``key`` on the first update
-    (when N and d are known); ``state`` is None until then.
+    (when N and d are known); ``state`` is None until then. ``num_points`` / ``dim``, when given, are the N and d
+    every checkpoint must have, the first included (a monitor built for them, e.g. its ``eps`` from d, took other
+    shapes silently; a user trial, 2026-12-05).
     """
 
     key: jax.Array
@@ -209,9 +212,14 @@ class SigmaMonitor:
     normalize: bool = True
     level: float = 0.95
     state: MonitorState | None = None
+    num_points: int | None = None
+    dim: int | None = None
 
     def __post_init__(self):
         MonitorConfig(self.n, self.eps, self.normalize, self.level)  # checks the settings now, not at an update
+        for name in ("num_points", "dim"):
+            if getattr(self, name) is not None:
+                _checks.positive_int(name, getattr(self, name))
         if not is_prng_key(self.key):
             raise ValueError(f"key must be a PRNG key, e.g. jax.random.key(0), got {type(self.key).__name__}")
 
@@ -228,6 +236,10 @@ class SigmaMonitor:
         state = self.state
         if state is None:
             x = spectral.check_embeddings("embeddings", embeddings)
+            for name, want, got in (("num_points", self.num_points, x.shape[0]), ("dim", self.dim, x.shape[1])):
+                if want is not None and got != want:
+                    raise ValueError(f"embeddings must have {name} = {want} (this monitor was built for "
+                                     f"N = {self.num_points}, d = {self.dim}), got shape {x.shape}")
             state = init(self.key, x.shape[0], x.shape[1], self.config)
         state, record = step(state, embeddings, self.config)
         return replace(self, state=state), record

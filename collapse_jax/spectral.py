@@ -331,8 +331,11 @@ class Theorem1Bounds(NamedTuple):
     upper: jnp.ndarray  # sum_i log(lambda_i(G_1) + rho(G_2))
 
 
+@in_float64
 def theorem1_bounds(g1: jnp.ndarray, g2: jnp.ndarray) -> Theorem1Bounds:
-    """Theorem 1: ``log det G_1 <= log det(G_1 + G_2) <= sum_i log(lambda_i(G_1) + lambda_max(G_2))``."""
+    """Theorem 1: ``log det G_1 <= log det(G_1 + G_2) <= sum_i log(lambda_i(G_1) + lambda_max(G_2))``, in float64
+    whatever ``jax_enable_x64`` (:func:`in_float64`: in float32 the Cholesky of MiniLM Grams, whose dead coordinates
+    have eigenvalues near 1e-9 of the largest, failed and the lower bound was NaN; a user trial, 2026-12-05)."""
     lam1 = _linalg.eigvalsh(g1)
     rho2 = _linalg.eigvalsh(g2)[..., -1]
     # log det G_1 from its Cholesky factor, not the eigenvalues: eigvalsh's absolute error (~eps ||G_1||) turned the

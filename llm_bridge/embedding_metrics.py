@@ -75,7 +75,7 @@ def sigma_monitor(num_points: int, dim: int, *, block: int | None = None, eps: f
     eps = 0.01 / dim if eps is None else _checks.in_interval("eps", eps, 0.0, math.inf, low_open=True,
                                                              high_open=True)
     seed = _checks.random_seed("seed", seed)
-    return SigmaMonitor(root_key(seed), block, eps=eps, normalize=True)
+    return SigmaMonitor(root_key(seed), block, eps=eps, normalize=True, num_points=num_points, dim=dim)
 
 
 def response_distances(flat: Any, *, chunk_bytes: int = 2**26) -> jnp.ndarray:

@@ -250,6 +250,14 @@ def test_zero_response_refused_before_compute_only_for_sigma(emb):
     (lambda: em.measure_responses([["a"], ["b"]], "minilm"), "encoder must be an llm_bridge.encoders.Encoder"),
     (lambda: em.sigma_monitor(10, 4, block=11), "block must be at most num_points = 10"),
     (lambda: em.sigma_monitor(10, 4, eps=0.0), r"eps must lie in \(0.0, inf\)"),
+    # a user trial (2026-12-05): a monitor built for (N, d) took other shapes at its first update (eps from the
+    # wrong d; N = 100 given 50 rows reported an "exact" interval of the whole set)
+    (lambda: em.sigma_monitor(50, 16).update(np.ones((50, 8)) + np.eye(50, 8)),
+     r"embeddings must have dim = 16 \(this monitor was built for N = 50, d = 16\), got shape \(50, 8\)"),
+    (lambda: em.sigma_monitor(100, 8).update(np.ones((50, 8)) + np.eye(50, 8)),
+     "embeddings must have num_points = 100"),
+    (lambda: sigma_monitor.normalize_rows(np.eye(3)[[0, 2, 1, 2]] * np.r_[1, 1, 0, 1][:, None]),
+     r"embeddings\[2\] has zero norm"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):

@@ -335,6 +335,10 @@ def test_theorem1_lower_bound_is_finite_for_nearly_dead_coordinates():
     lo, hi = sp.theorem1_bounds(jnp.asarray(g1), jnp.asarray(g2))
     assert float(lo) == pytest.approx(np.linalg.slogdet(g1)[1], rel=1e-9)
     assert float(lo) <= np.linalg.slogdet(g1 + g2)[1] <= float(hi)
+    # with JAX's float32 default too (a second user trial: NaN there on MiniLM Grams; now computed in float64)
+    with jax.enable_x64(False):
+        lo32, hi32 = sp.theorem1_bounds(g1, g2)
+    assert lo32.dtype == jnp.float64 and float(lo32) == pytest.approx(np.linalg.slogdet(g1)[1], rel=1e-9)
 
 
 def test_interval_covers_in_float64_with_x64_off():
