@@ -19,6 +19,7 @@ import numpy as np
 
 from collapse_jax import schedules
 from collapse_jax.gmm_network import MAX_STEPS
+from collapse_jax.sigma_precision import MAX_CONDITION_NUMBER as SP_MAX_CONDITION_NUMBER
 from collapse_jax.sigma_precision import MIN_DIM
 
 
@@ -544,7 +545,8 @@ class SigmaBlockSweep(SweepModel):
         "dim": Field(32, "dimension d", int, MIN_DIM, 4096),
         "num_points": Field(100_000, "N, rows of the data set", int, 2, 10**8),
         "ratio": Field(5.0, "block size n = max(d + 1, round(ratio d)), capped at N", float, 1.0, 10**6),
-        "condition_number": Field(1e3, "condition number of Sigma (anisotropic family)", float, 1.0, None),
+        "condition_number": Field(1e3, "condition number of Sigma (anisotropic family)", float, 1.0,
+                                  SP_MAX_CONDITION_NUMBER),
         "t_dof": Field(5.0, "degrees of freedom (student_t family)", float, 4.0, None, low_open=True),
         "level": Field(0.95, "nominal coverage of the intervals", float, 0.0, 1.0, low_open=True, high_open=True),
     }

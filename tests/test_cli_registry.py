@@ -106,6 +106,8 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["gmm-network", "--replicate-batch", "0"], "gmm-network: error: --replicate-batch must be"),
     (["gmm-network", "--paper-replicates", "-1"], "gmm-network: error: --paper-replicates must be"),
     (["gmm-network", "--pi-ref", "[0.5, 0.5]"], "--pi-ref weights the human points' GMM only, and --human is 0"),
+    # 2026-12-05, a user trial: inf passed the range check, then failed as a rank-deficient Gram naming no option
+    (["sigma-precision", "--dims", "8", "--condition-number", "inf"], r"--condition-number must lie in \[1.0, "),
     # an option that is no config field is named as its flag too (it read "until must be ...")
     (["llm-web", "--until", "-1"], "error: --until must be an integer >= 0, got -1"),
     (["gmm-network", "--seed", str(2**63)], r"seed must be an integer in \[0, 2\*\*63 - 1\]"),
