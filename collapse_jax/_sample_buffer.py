@@ -35,7 +35,8 @@ def check_config(config, positive_floats: tuple[str, ...]) -> None:
         _checks.positive_int("buffer", config.buffer)
     _checks.in_interval("tol", config.tol, 0.0, math.inf, low_open=True, high_open=True)  # (inf: EM never ran)
     for name in positive_floats:
-        _checks.in_interval(name, getattr(config, name), 0.0, math.inf, low_open=True, high_open=True)  # (inf: NaN fits)
+        # (inf: every fit NaN)
+        _checks.in_interval(name, getattr(config, name), 0.0, math.inf, low_open=True, high_open=True)
 
 
 def plan(n: np.ndarray, regime: str, chunk: int, max_points: int, model: str) -> tuple[int, int]:

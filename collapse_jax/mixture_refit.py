@@ -277,8 +277,9 @@ def _warn_if_unresolved(truth: Mixture, dtype) -> None:
     spread = float(np.max(np.abs(truth.means))) + 6.0 * float(np.max(truth.sds))
     if eps * spread > 1e-3 * float(np.min(truth.sds)):
         warnings.warn(f"mixture: in {np.dtype(dtype).name} the draws round to ~{eps * spread:.2g} (means spread "
-                      f"{spread:.3g} about their weighted mean), above 1e-3 of the smallest sd {np.min(truth.sds):.3g}; "
-                      "enable float64 (jax_enable_x64, or --x64 on the command line)", RuntimeWarning, stacklevel=3)
+                      f"{spread:.3g} about their weighted mean), above 1e-3 of the smallest sd "
+                      f"{np.min(truth.sds):.3g}; enable float64 (jax_enable_x64, or --x64 on the command line)",
+                      RuntimeWarning, stacklevel=3)
 
 
 def simulate(seed: int | jax.Array, weights, means, sds, alpha, n, config: MixtureConfig = MixtureConfig(),

@@ -677,13 +677,17 @@ def _checkpoint_seconds(folder: Path, params, opt_state) -> float:
 
 def _call_lengths(total: int, tc: TrainConfig) -> set[int]:
     """The step counts of the compiled calls a run of ``total`` steps makes (each call stops at an evaluation, a
-    checkpoint or the end: :func:`_run`'s loop)."""
-    lengths, step = set(), 0
-    while step < total:
-        stop = min(total, step + tc.steps_per_call, (step // tc.eval_every + 1) * tc.eval_every,
-                   (step // tc.checkpoint_every + 1) * tc.checkpoint_every)
-        lengths.add(stop - step)
-        step = stop
+    checkpoint or the end: :func:`_run`'s loop). The calls repeat with the period ``lcm(eval_every,
+    checkpoint_every)``: one period and the last partial one are walked, not every call of a long run."""
+    period = math.lcm(tc.eval_every, tc.checkpoint_every)
+    lengths = set()
+    for start, end in ((0, min(total, period)), (total - total % period if total > period else total, total)):
+        step = start
+        while step < end:
+            stop = min(end, step + tc.steps_per_call, (step // tc.eval_every + 1) * tc.eval_every,
+                       (step // tc.checkpoint_every + 1) * tc.checkpoint_every)
+            lengths.add(stop - step)
+            step = stop
     return lengths
 
 

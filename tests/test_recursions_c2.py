@@ -28,7 +28,8 @@ from collapse_jax.cli import main
                                          # API's max_points (no such flag)
                                          (["--models", "logistic", "--logistic-steps", "100000"],
                                           r"10,000,100 points, .* lower --logistic-steps or --logistic-base$"),
-                                         (["--models", "gmm", "--gmm-steps", "3000"], "lower --gmm-steps or --gmm-base"),
+                                         (["--models", "gmm", "--gmm-steps", "3000"],
+                                          "lower --gmm-steps or --gmm-base"),
                                          (["--models", "gmm,gmm"], "each at most once")])
 def test_bad_options_fail_before_compute(tmp_path, capsys, extra, match):
     out = tmp_path / "run"
