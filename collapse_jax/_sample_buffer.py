@@ -39,6 +39,13 @@ def check_config(config, positive_floats: tuple[str, ...]) -> None:
         _checks.in_interval(name, getattr(config, name), 0.0, math.inf, low_open=True, high_open=True)
 
 
+def points_needed(n: np.ndarray, pooled: bool) -> int:
+    """Raw samples one replicate holds for the schedule(s) ``n``: ``max n_t``, or ``max_t (n_0 + ... + n_t)`` when
+    the generations are ``pooled`` (accumulate)."""
+    n = np.atleast_2d(n)
+    return int(np.cumsum(n, axis=-1).max()) if pooled else int(n.max())
+
+
 def plan(n: np.ndarray, regime: str, chunk: int, max_points: int, model: str) -> tuple[int, int]:
     """Static sizes ``(buffer, chunk)`` for a sample-size schedule (or a grid of schedules) ``n``.
 
@@ -47,7 +54,7 @@ def plan(n: np.ndarray, regime: str, chunk: int, max_points: int, model: str) ->
     ``chunk``. Raises if the rows needed exceed ``max_points`` per replicate.
     """
     n = np.atleast_2d(n)
-    need = int(n.max()) if regime == "replace" else int(np.cumsum(n, axis=-1).max())
+    need = points_needed(n, regime != "replace")
     if need > max_points:
         what = "max n_t" if regime == "replace" else "n_0 + ... + n_T"
         raise ValueError(f"{model} {regime}: the refit reads every raw sample, so each replicate needs a buffer of "

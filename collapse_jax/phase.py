@@ -313,11 +313,15 @@ def _run_summary(ds) -> str:
     """What was run, for a figure's title: steps, replicates per cell and the fixed settings (a T = 20 plot looked
     the same as a T = 200 one)."""
     sweep = json.loads(ds.attrs["sweep"])
-    fixed = {k: v for k, v in sweep.get("fixed", {}).items() if k not in ("steps", "num_steps")}
-    settings = ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{k} = {v}"
-                         for k, v in fixed.items())
+    settings = _fixed_settings(sweep, skip=("steps", "num_steps"))
     return (f"T = {ds.sizes['step'] - 1}, {sweep['replicates']} replicates per cell, seed {sweep['seed']}"
             + (f"; {settings}" if settings else ""))
+
+
+def _fixed_settings(sweep: dict, skip=()) -> str:
+    """A sweep's fixed settings for a title, ``name = value`` joined by commas (numbers as ``:g``)."""
+    return ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{k} = {v}"
+                     for k, v in sweep.get("fixed", {}).items() if k not in skip)
 
 
 def plot_sigma(ds, out: Path, name: str) -> list[Path]:
@@ -342,7 +346,7 @@ def plot_sigma(ds, out: Path, name: str) -> list[Path]:
     axs[0][0].set_ylabel("coverage")
     axs[0][0].legend(fontsize=8)
     sweep = json.loads(ds.attrs["sweep"])
-    fixed = ", ".join(f"{k} = {v}" for k, v in sweep.get("fixed", {}).items())
+    fixed = _fixed_settings(sweep)
     fig.suptitle(f"{name}: interval coverage against block size ({sweep['replicates']} blocks per cell, seed "
                  f"{sweep['seed']}{'; ' + fixed if fixed else ''})")
     return [_save(fig, out, name)]

@@ -174,8 +174,9 @@ class _Recursion(SweepModel):
         when ``pooled``) exceed the simulator's ``max_points``: refused when the specification is read, with its
         line (the simulator refused it only once the store was written, and named its own ``max_points``, which is
         no sweep parameter)."""
-        n = recursion_schedules(cell)[1]
-        need = int(np.cumsum(n).max()) if pooled else int(n.max())
+        from collapse_jax import _sample_buffer
+
+        need = _sample_buffer.points_needed(recursion_schedules(cell)[1], pooled)
         if need > max_points:
             held = "n_0 + ... + n_T" if pooled else "max n_t"
             raise ValueError(f"n0 {cell['n0']} with steps {cell['steps']} (n_growth {cell['n_growth']}): {what} "

@@ -675,6 +675,13 @@ def _checkpoint_seconds(folder: Path, params, opt_state) -> float:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _call_end(step: int, end: int, tc: TrainConfig) -> int:
+    """Where a compiled training call from ``step`` stops: after ``steps_per_call`` steps, at the next evaluation or
+    checkpoint, or at ``end``."""
+    return min(end, step + tc.steps_per_call, (step // tc.eval_every + 1) * tc.eval_every,
+               (step // tc.checkpoint_every + 1) * tc.checkpoint_every)
+
+
 def _call_lengths(total: int, tc: TrainConfig) -> set[int]:
     """The step counts of the compiled calls a run of ``total`` steps makes (each call stops at an evaluation, a
     checkpoint or the end: :func:`_run`'s loop). The calls repeat with the period ``lcm(eval_every,
@@ -684,8 +691,7 @@ def _call_lengths(total: int, tc: TrainConfig) -> set[int]:
     for start, end in ((0, min(total, period)), (total - total % period if total > period else total, total)):
         step = start
         while step < end:
-            stop = min(end, step + tc.steps_per_call, (step // tc.eval_every + 1) * tc.eval_every,
-                       (step // tc.checkpoint_every + 1) * tc.checkpoint_every)
+            stop = _call_end(step, end, tc)
             lengths.add(stop - step)
             step = stop
     return lengths
@@ -798,8 +804,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
                 break
             # one call runs up to steps_per_call steps, never past an evaluation, checkpoint, `until` or the end
             # (the numbers are those of one step per call whatever the cut: tests/test_nanogpt.py)
-            stop = min(total, step + tc.steps_per_call, (step // tc.eval_every + 1) * tc.eval_every,
-                       (step // tc.checkpoint_every + 1) * tc.checkpoint_every, total if until is None else until)
+            stop = _call_end(step, total if until is None else min(total, until), tc)
             chunk_lrs = lrs[step:stop]
             model.params, opt_state, losses = steps_fn(model.params, opt_state, stream, key, step,
                                                        jnp.asarray(chunk_lrs), size)

@@ -127,8 +127,10 @@ def _tallied(simulate, flagged):
 def _check_raw_samples(model: str, grid, max_points: int, options: str) -> None:
     """Refuse, naming the command's ``options``, settings whose refit would need more than ``max_points`` raw samples
     per replicate (the simulator's own message names its API setting ``max_points``, which the command lacks)."""
+    from collapse_jax import _sample_buffer
+
     for _, n, regime in grid:
-        need = int(n.max()) if regime == "replace" else int(np.sum(n))
+        need = _sample_buffer.points_needed(n, regime != "replace")
         if need > max_points:
             raise ValueError(f"{model} {regime}: the refit reads every raw sample, so each replicate needs {need:,} "
                              f"points, above the {max_points:,} allowed (time and memory grow with it); "
