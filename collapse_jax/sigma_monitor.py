@@ -73,6 +73,9 @@ def drifts(values: TrackValues, baseline: int = 0) -> TrackValues:
     """``Delta X(g) = X(g) - X(g0)`` for each track along the leading (checkpoint) axis; ``baseline`` indexes a
     checkpoint (negative from the end)."""
     count = jnp.shape(values.envelope)[0] if jnp.ndim(values.envelope) else 0
+    if count == 0:
+        raise ValueError(f"values must hold at least one checkpoint along a leading axis, got envelope of shape "
+                         f"{jnp.shape(values.envelope)}")
     if isinstance(baseline, bool) or not isinstance(baseline, (int, np.integer)) or not -count <= baseline < count:
         raise ValueError(f"baseline must be a checkpoint index in [{-count}, {count - 1}], got {baseline!r}")
     return TrackValues(*(v - v[baseline] for v in values))

@@ -454,6 +454,30 @@ def block_size_rule(tau, precision, z) -> jnp.ndarray:
 # --------------------------------------------------------------------------------------------------------------
 
 
+def _check_counts(dim, n, num_points=None, *, n_low: str = "d + 1"):
+    """Untraced arguments of the Wishart formulas: ``dim`` an integer >= 1, ``n`` (a number or an array) at least
+    ``d`` or ``d + 1`` (``n_low``; the digamma and trigamma terms have poles below) and at most ``N`` entrywise where
+    ``num_points`` is given; a ValueError names the first that is not (``n > N`` gave a negative variance, a NaN
+    half-width)."""
+    if _checks.is_traced((n, num_points)):
+        return
+    dim = _checks.positive_int("dim", dim)
+    low = dim + 1 if n_low == "d + 1" else dim
+    try:
+        n_arr = _checks.array_in_interval("n", n, low, math.inf)
+    except ValueError as err:
+        raise ValueError(f"{err} (n must be at least {n_low} = {low} for d = {dim})") from None
+    if num_points is None:
+        return
+    big = _checks.array_in_interval("N", num_points, low, math.inf)
+    over = n_arr > big
+    if np.any(over):
+        idx = np.argwhere(np.broadcast_to(over, np.broadcast_shapes(n_arr.shape, big.shape)))[0] if over.ndim else ()
+        n_bad, big_bad = np.broadcast_to(n_arr, over.shape)[tuple(idx)], np.broadcast_to(big, over.shape)[tuple(idx)]
+        raise ValueError(f"block size n must be at most the total count N, got n = {n_bad:g} > N = {big_bad:g}"
+                         + (f" at index {list(map(int, idx))}" if over.ndim else ""))
+
+
 def _halves(dim: int, m):
     i = jnp.arange(1, dim + 1, dtype=jnp.result_type(float))
     return (jnp.asarray(m, i.dtype)[..., None] - i + 1.0) / 2.0
@@ -461,20 +485,26 @@ def _halves(dim: int, m):
 
 @in_float64
 def wishart_logdet_bias(dim: int, m):
-    """``E[log det(G_m / m)] - log det Sigma = sum_{i=1}^d [psi((m-i+1)/2) + log(2/m)]`` for Gaussian rows."""
+    """``E[log det(G_m / m)] - log det Sigma = sum_{i=1}^d [psi((m-i+1)/2) + log(2/m)]`` for Gaussian rows; ``m``
+    (a number or an array) at least ``d`` (checked unless traced)."""
+    _check_counts(dim, m, n_low="d")
     a = _halves(dim, m)
     return jnp.sum(digamma(a), axis=-1) + dim * jnp.log(2.0 / jnp.asarray(m, a.dtype))
 
 
 @in_float64
 def wishart_bias(dim: int, n, num_points):
-    """Exact Gaussian bias ``E[log det G - L_hat] = b(N) - b(n)`` with ``b`` = :func:`wishart_logdet_bias` (> 0)."""
+    """Exact Gaussian bias ``E[log det G - L_hat] = b(N) - b(n)`` with ``b`` = :func:`wishart_logdet_bias` (> 0);
+    ``d + 1 <= n <= N`` (checked unless traced)."""
+    _check_counts(dim, n, num_points)
     return wishart_logdet_bias(dim, num_points) - wishart_logdet_bias(dim, n)
 
 
 @in_float64
 def wishart_variance(dim: int, n, num_points):
-    """Exact Gaussian ``Var(log det G - log det G_1) = sum_i psi'((n-i+1)/2) - psi'((N-i+1)/2)`` (Wilks' Lambda)."""
+    """Exact Gaussian ``Var(log det G - log det G_1) = sum_i psi'((n-i+1)/2) - psi'((N-i+1)/2)`` (Wilks' Lambda);
+    ``d + 1 <= n <= N`` (checked unless traced)."""
+    _check_counts(dim, n, num_points)
     a_n, a_big = _halves(dim, n), _halves(dim, num_points)
     return jnp.sum(polygamma(1, a_n) - polygamma(1, a_big), axis=-1)
 
@@ -868,6 +898,8 @@ def _jackknife_centre_sd(l_hat, loo: LeaveOneOut, dim: int, n, num_points):
     n_arr = jnp.asarray(n, jnp.result_type(float))
     ok = jackknife_defined(dim, n_arr)
     n_safe = jnp.where(ok, n_arr, jackknife_min_block(dim))
+    # (where the jackknife is undefined its values are dropped; there N may be below the stand-in n, as at N = d + 1)
+    num_points = jnp.where(ok, num_points, jnp.maximum(jnp.asarray(num_points, n_safe.dtype), n_safe))
     bias = jackknife_bias(loo, dim, n_safe, num_points)
     _, var_g = gaussian_loo_moments(dim, n_safe)
     var = loo.var / var_g * wishart_variance(dim, n_safe, num_points)

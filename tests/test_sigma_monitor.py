@@ -213,6 +213,9 @@ def test_monitor_settings_and_state_are_checked_against_each_other():
     assert float(sm.drifts(sm.values(state), -1).u_cov[-1]) == 0.0
     with pytest.raises(ValueError, match=r"baseline must be a checkpoint index in \[-2, 1\], got 5"):
         sm.drifts(sm.values(state), 5)
+    empty = sm.TrackValues(*(np.zeros(0) for _ in range(4)))  # said "a checkpoint index in [0, -1]"
+    with pytest.raises(ValueError, match=r"at least one checkpoint along a leading axis, got envelope of shape \(0,\)"):
+        sm.drifts(empty)
 
 
 @pytest.mark.parametrize("args, match", [

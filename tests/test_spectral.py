@@ -393,6 +393,21 @@ def test_wishart_bias_and_variance_by_monte_carlo():
     assert err.var(ddof=1) > 1.15 * 2 * d * (1 / n - 1 / big)
 
 
+@pytest.mark.parametrize("call, match", [
+    (lambda: sp.wishart_variance(10, 50, 20), r"n must be at most the total count N, got n = 50 > N = 20"),
+    (lambda: sp.wishart_bias(10, np.array([20, 300]), 100), r"got n = 300 > N = 100 at index \[1\]"),
+    (lambda: sp.wishart_interval(0.0, 10, 200, 100, 1.96), r"got n = 200 > N = 100"),
+    (lambda: sp.wishart_bias(10, 5, 100), r"n must be at least d \+ 1 = 11 for d = 10"),
+    (lambda: sp.wishart_logdet_bias(10, 9.5), r"n must be at least d = 10 for d = 10"),
+    (lambda: sp.wishart_variance(0, 5, 100), "dim must be an integer >= 1"),
+])
+def test_wishart_formulas_refuse_counts_outside_their_range(call, match):
+    """Found in session 50's review: n > N gave a negative variance (a NaN half-width), n < d a digamma pole, with
+    no error."""
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
 def test_second_order_bias_agrees_with_exact_when_d2_over_n_small():
     d, n, big = 3, 2000, 10**6
     assert float(sp.second_order_bias(d * (d + 2), d, n, big)) == pytest.approx(
