@@ -261,6 +261,23 @@ def _source_revision() -> dict[str, Any]:
         return {}
 
 
+def netcdf_array(value) -> np.ndarray:
+    """``value`` as netCDF-3 stores it (signed 8/16/32-bit integers, float32, float64): bool -> int8, uint8 ->
+    int16, uint16 -> int32, 64-bit and unsigned 32-bit integers -> int32 where the values fit, else float64 (exact
+    up to 2**53), float16 -> float32; other types unchanged."""
+    arr = np.asarray(value)
+    if arr.dtype == bool:
+        return arr.astype(np.int8)
+    if arr.dtype.kind == "u" and arr.dtype.itemsize <= 2:
+        return arr.astype(np.int16 if arr.dtype.itemsize == 1 else np.int32)
+    if arr.dtype.kind in "iu" and (arr.dtype.itemsize > 4 or arr.dtype.kind == "u"):
+        fits = arr.size == 0 or (arr.min() >= np.iinfo(np.int32).min and arr.max() <= np.iinfo(np.int32).max)
+        return arr.astype(np.int32 if fits else np.float64)
+    if arr.dtype == np.float16:
+        return arr.astype(np.float32)
+    return arr
+
+
 def labelled_dataset(arrays: Mapping[str, Any], labels: Mapping[str, Sequence[str]],
                      descriptions: Mapping[str, str] | None = None, attrs: Mapping[str, Any] | None = None,
                      coords: Mapping[str, Any] | None = None):
@@ -270,7 +287,8 @@ def labelled_dataset(arrays: Mapping[str, Any], labels: Mapping[str, Sequence[st
 
     A dimension name used with two sizes (e.g. ``block_size`` of cells with different block sizes) gets the
     variable's name appended for the variables where it differs from its first use, so every variable keeps its own
-    axis. Types netCDF-3 lacks are widened: bool -> int8, int64 -> int32 where the values fit (else float64).
+    axis. Types netCDF-3 lacks are converted (:func:`netcdf_array`: e.g. bool -> int8, int64 -> int32 where the
+    values fit, else float64).
     ``coords``: values along a dimension (e.g. ``{"components": [1, 2, 3]}``), for ``ds.sel``; a dimension without
     one is indexed by position.
     """
@@ -280,14 +298,7 @@ def labelled_dataset(arrays: Mapping[str, Any], labels: Mapping[str, Sequence[st
     sizes: dict[str, int] = {}
     variables = {}
     for key, value in arrays.items():
-        arr = np.asarray(value)
-        if arr.dtype == bool:
-            arr = arr.astype(np.int8)
-        elif arr.dtype.kind in "iu" and arr.dtype.itemsize > 4:
-            fits = arr.size == 0 or (arr.min() >= np.iinfo(np.int32).min and arr.max() <= np.iinfo(np.int32).max)
-            arr = arr.astype(np.int32 if fits else np.float64)
-        elif arr.dtype == np.float16:
-            arr = arr.astype(np.float32)
+        arr = netcdf_array(value)
         dims = []
         for dim, size in zip(labels.get(key, ()), arr.shape):
             if sizes.setdefault(dim, size) != size:
@@ -409,6 +420,9 @@ class RunFolder:
                 raise ValueError(f"array {key!r} has {arr.ndim} axes but {len(axes)} labels {axes}")
             meta[key] = {"axes": axes, "shape": list(arr.shape), "dtype": str(arr.dtype),
                          "description": descriptions.get(key, "")}
+            stored = netcdf_array(arr).dtype
+            if stored != arr.dtype:  # (the .npz keeps the type; the netCDF-3 copy cannot)
+                meta[key]["netcdf_dtype"] = str(stored)
         sizes = {dim: size for m in reversed(meta.values()) for dim, size in zip(m["axes"], m["shape"])}
         for dim, values in (coords or {}).items():  # (checked before anything is written)
             if dim not in sizes or sizes[dim] != len(values):

@@ -31,6 +31,20 @@ def test_save_arrays_writes_a_labelled_dataset(tmp_path):
     assert json.loads(ds.attrs["config"]) == {"beta": 0.5, "mu": [-5, 5]}
     assert "cpu_model" in json.loads(ds.attrs["environment"])
     ds.close()
+    meta = json.loads((tmp_path / "run" / "arrays.json").read_text())  # what netCDF-3 changed is stated
+    assert meta["ns"]["dtype"] == "int64" and meta["ns"]["netcdf_dtype"] == "int32"
+    assert meta["big"]["netcdf_dtype"] == "float64" and "netcdf_dtype" not in meta["dnorm"]
+
+
+@pytest.mark.parametrize("dtype, value, stored", [(np.uint8, 200, "int16"), (np.uint16, 40000, "int32"),
+                                                  (np.uint32, 3_000_000_000, "float64"), (np.uint32, 7, "int32")])
+def test_unsigned_arrays_keep_their_values_in_the_netcdf_copy(tmp_path, dtype, value, stored):
+    """uint8 200, uint16 40000 and uint32 3e9 (a PRNG key word) failed xarray's cast to netCDF-3's signed types."""
+    folder = RunFolder.create("t", tmp_path / "run")
+    folder.save_arrays({"u": np.array([1, value], dtype=dtype)}, {"u": ("i",)})
+    with xr.open_dataset(tmp_path / "run" / "arrays.nc") as ds:
+        assert ds["u"].dtype == stored and ds["u"].values.tolist() == [1, value]
+    assert json.loads((tmp_path / "run" / "arrays.json").read_text())["u"]["netcdf_dtype"] == stored
 
 
 def test_mismatched_labels_are_refused_before_writing(tmp_path):
