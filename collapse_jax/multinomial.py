@@ -42,7 +42,6 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats
 
 from collapse_jax import _checks, driver, schedules
 
@@ -892,6 +891,8 @@ def expected_inverse_kept(n: float, kappa: float) -> float:
         return (1 + sum((-1) ** k * m / mean ** k for k, m in enumerate(moments, start=2))) / mean
     lo, hi = max(1, int(mean - 40 * sd) - 1), min(n, int(mean + 40 * sd) + 2)
     k = np.arange(lo, hi + 1, dtype=np.float64)
+    from scipy import stats  # (imported here: scipy.stats adds 0.4 s to every start-up)
+
     pmf = stats.binom.pmf(k, n, kappa)
     return float(np.sum(pmf / k) / -np.expm1(n * np.log1p(-kappa)))
 

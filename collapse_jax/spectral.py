@@ -41,10 +41,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import digamma, polygamma
-from scipy.stats import norm as _norm
-from scipy.stats import t as _t_dist
 
 from collapse_jax import _checks, _linalg
+
+
+def _stats():
+    """``scipy.stats``, imported on first use (at import time it added about 0.4 s to every start-up)."""
+    from scipy import stats
+
+    return stats
 
 
 def _to_float64(x):
@@ -405,7 +410,7 @@ def mahalanobis_moments(m2_insample, dim, n) -> MahalanobisMoments:
 def z_value(level: float) -> float:
     """Two-sided normal quantile ``z_{1 - a/2}`` for coverage ``level = 1 - a``."""
     level = _checks.in_interval("level", level, 0.0, 1.0, low_open=True, high_open=True)
-    return float(_norm.ppf(0.5 + level / 2.0))
+    return float(_stats().norm.ppf(0.5 + level / 2.0))
 
 
 class Interval(NamedTuple):
@@ -938,7 +943,7 @@ def satterthwaite_critical_value(kurtosis, n, z: float) -> np.ndarray:
     kurtosis, n = np.asarray(kurtosis, np.float64), np.asarray(n, np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         nu = 2.0 * n / np.maximum(kurtosis - 1.0, 1e-12)
-        q = _t_dist.ppf(_norm.cdf(z), nu)
+        q = _stats().t.ppf(_stats().norm.cdf(z), nu)
     return np.where(np.isfinite(q), np.maximum(q, z), z)
 
 
@@ -1018,7 +1023,7 @@ def _gaussian_jackknife_quantile(dim: int, n: int, z: float, reps: int) -> float
         iv = jackknife_interval(jnp.asarray(stats[:, 0] + dim * math.log(big_n / n)), loo, dim, n, big_n, 1.0,
                                 calibrate=False)  # the small-block construction: one-step centre, every variance factor
     pivots = np.abs(dim * math.log(big_n) - np.asarray(iv.center)) / np.asarray(iv.half_width)
-    return float(np.quantile(pivots, 2.0 * _norm.cdf(z) - 1.0))
+    return float(np.quantile(pivots, 2.0 * _stats().norm.cdf(z) - 1.0))
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -25,7 +25,6 @@ from functools import partial
 from typing import Callable
 
 import numpy as np
-from scipy import stats
 
 from collapse_jax import multinomial as M
 from collapse_jax import schedules as S
@@ -57,7 +56,7 @@ class Table:
         r = samples.shape[0]
         mean = float(samples.mean())
         se = float(samples.std(ddof=1) / math.sqrt(r))
-        half = float(stats.t.ppf(0.975, r - 1)) * se
+        half = _t_quantile(0.975, r - 1) * se
         self.rows.append(Row(claim, setting, kind, mean, mean - half, mean + half, float(theory), se, side, r))
 
     def judge(self) -> None:
@@ -93,6 +92,14 @@ class Table:
 
 
 # ------------------------------------------------------------------------------------------------------------------
+def _t_quantile(q: float, df: int) -> float:
+    """Student-t quantile (``scipy.stats``, imported on first use: at import time it added about 0.4 s to every
+    start-up)."""
+    from scipy import stats
+
+    return float(stats.t.ppf(q, df))
+
+
 def _sched(kind: str, value, num_steps: int) -> np.ndarray:
     if kind == "const":
         return S.constant_alpha(value, num_steps)
@@ -266,7 +273,7 @@ def t_critical(num_tested: int, replicates: int) -> float:
     """The two-sided Bonferroni critical value (5 % family-wise over ``num_tested`` rows) of Student's t with
     ``replicates - 1`` degrees of freedom."""
     level = 1 - 0.05 / (2 * max(1, num_tested))
-    return float(stats.t.ppf(level, replicates - 1)) if replicates > 1 else float("inf")
+    return _t_quantile(level, replicates - 1) if replicates > 1 else float("inf")
 
 
 def _critical_values(table: Table) -> str:
