@@ -63,6 +63,21 @@ def in_interval(name: str, value: Any, low: float, high: float, *, low_open: boo
     return x
 
 
+SCALE_RANGE = (1e-150, 1e150)
+
+
+def scale(name: str, value: Any) -> float:
+    """A standard deviation of a scale-equivariant model (simulated at 1, its results rescaled in float64): a float in
+    :data:`SCALE_RANGE`, where its square is a normal float64 (beyond, the rescaled results were inf or 0), or a
+    ValueError naming it."""
+    x = in_interval(name, value, 0.0, math.inf, low_open=True, high_open=True)
+    low, high = SCALE_RANGE
+    if not low <= x <= high:
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}] (its square must be a normal float64), got {value!r}; "
+                         f"the model is scale-equivariant: rescale the data")
+    return x
+
+
 def flag(name: str, value: Any) -> bool:
     """``value`` as a bool, or a ValueError naming ``name`` unless it is a Python or NumPy bool (``"no"``, 0.5 or
     None would otherwise read as truthy or falsy)."""

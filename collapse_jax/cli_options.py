@@ -236,7 +236,7 @@ def with_flags(message: str, args: argparse.Namespace) -> str:
     English word). The command's fields are those :func:`add_config` registered on its parser; other messages are
     returned as given."""
     names = getattr(args, "config_flags", None) or {}
-    field = message.split(" ", 1)[0]
+    field = message.split(" ", 1)[0].rstrip(":,")  # ("sizes: every M must be ...": a user trial, 2026-12-05)
     if field in names and " " in message:
         message = names[field] + message[len(field):]
     for name, flag in names.items():

@@ -280,10 +280,12 @@ def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = G
              progress: bool | None = None) -> np.ndarray:
     """Monte Carlo losses, (replicate, step) = (R, T + 1) for 1-D schedules or (grid, replicate, step) for (G, T + 1)
     grids; with ``config.record == "fit"`` the fits instead, a trailing axis (mu_hat, sigma_hat^2). Requires
-    ``n_t >= 2``. Simulated about 0 and the fits shifted by ``mu`` (the model is translation-equivariant), so the
-    losses keep their precision whatever ``|mu| / sigma``; so do the fits, returned in float64 when ``mu != 0``
-    (``mu + (mu_hat - mu)``: in float32, ``mu = 1e6``, ``sigma = 0.01`` would round every ``mu_hat`` to ``mu``);
-    :func:`kernel` called directly draws about ``mu``.
+    ``n_t >= 2``. The model is location-scale equivariant, so it is simulated as ``N(0, 1)`` and the results mapped
+    back in float64: losses times ``sigma^2``, fits ``(mu + sigma m, sigma^2 v)``; returned in float64 unless
+    ``mu = 0`` and ``sigma = 1``. So the losses keep their precision whatever ``|mu| / sigma`` (in float32, ``mu =
+    1e6``, ``sigma = 0.01`` would round every ``mu_hat`` to ``mu``) and whatever the scale (float32 squares gave
+    losses of 0 at ``sigma = 1e-20`` and inf at 1e20). :func:`kernel` called directly draws from its own
+    ``mu`` and ``sigma``.
     Keywords: docs/driver.md (``backend``: "auto" or "jax", the only implementation; accumulate-subsample: the
     default ``chunk_size`` counts each replicate's pool against ``memory_budget``).
     """
@@ -302,15 +304,20 @@ def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = G
         bytes_each = 10 * config.buffer * np.dtype(dtype).itemsize * alpha2.shape[0]
         chunk_size = driver.chunk_replicates(num_replicates, mesh or replicate_mesh(), None, memory_budget,
                                              lambda: bytes_each, strict=True)
-    # The model is translation-equivariant: simulated about 0 and the fits shifted by mu afterwards, so a location
-    # far from 0 against sigma costs no precision (float32, mu = 1e6, sigma = 0.01 gave 0.34x the exact loss; an audit)
-    params = Params(*(np.asarray(x, dtype) for x in (0.0, sigma, alpha2, n2)))
+    # Location-scale equivariant: simulated as N(0, 1) and mapped back in float64, so neither a location far from 0
+    # against sigma (float32, mu = 1e6, sigma = 0.01 gave 0.34x the exact loss; an audit) nor a scale whose squares
+    # leave float32's range (sigma = 1e-20: losses of 0; a user trial) costs precision
+    params = Params(*(np.asarray(x, dtype) for x in (0.0, 1.0, alpha2, n2)))
     out = driver.run_replicates(kernel, params, config, num_replicates, seed, grid_axes=Params(None, None, 0, 0),
                                 first_replicate=first_replicate, chunk_size=chunk_size, memory_budget=memory_budget,
                                 mesh=mesh, progress=progress, desc="gaussian replicates")
-    if config.record == "fit" and mu != 0.0:  # in float64: mu_hat - mu survives (float32 rounded it away at mu = 1e6)
+    if mu != 0.0 or sigma != 1.0:  # in float64: mu_hat - mu survives (float32 rounded it away at mu = 1e6)
         out = np.array(out, np.float64)
-        out[..., 0] += mu
+        if config.record == "fit":
+            out[..., 0] = mu + sigma * out[..., 0]
+            out[..., 1] *= sigma * sigma
+        else:
+            out *= sigma * sigma
     return out if grid else out[0]
 
 
@@ -327,22 +334,12 @@ def _log_c(m):
     return np.where(small, direct, series)
 
 
-# Largest sigma each precision takes: sums of squares of up to ~1e8 draws must stay finite (float32 overflows near
-# 3.4e38, float64 near 1.8e308). Larger ones gave inf / NaN losses, or an OverflowError from sigma ** 2 (an audit).
-SIGMA_MAX = {"float32": 1e15, "float64": 1e100}
-
-
-def check_sigma(sigma, precision: str | None = None) -> float:
-    """``sigma`` as a float in ``(0, SIGMA_MAX[precision]]``, or a ValueError naming it. ``precision``: "float32" /
-    "float64" (default: the simulators' working precision, float64 where ``jax_enable_x64`` is on); the model is
-    scale-equivariant, so a larger scale is a rescaling of the data away."""
-    precision = precision or ("float64" if jax.config.jax_enable_x64 else "float32")
-    limit = SIGMA_MAX[precision]
-    value = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
-    if value > limit:
-        raise ValueError(f"sigma must be in (0, {limit:g}] in {precision} (its square overflows beyond), got "
-                         f"{sigma!r}; the model is scale-equivariant: rescale the data")
-    return value
+def check_sigma(sigma) -> float:
+    """``sigma`` as a float in :data:`collapse_jax._checks.SCALE_RANGE` (``[1e-150, 1e150]``, where ``sigma^2`` is a
+    normal float64), or a ValueError naming it. :func:`simulate` runs at ``sigma = 1`` and rescales in float64, so the
+    working precision sets no narrower range (float32 at ``sigma = 1e-20`` gave losses of 0, 1e20 inf; a user
+    trial)."""
+    return _checks.scale("sigma", sigma)
 
 
 def pure_synthetic_w2(sigma: float, n) -> np.ndarray:
@@ -350,7 +347,7 @@ def pure_synthetic_w2(sigma: float, n) -> np.ndarray:
     1/n_s + 2 sigma^2 (1 - prod_s c(n_s - 1))``, the product as ``-expm1(sum log c)`` so that it keeps its precision
     for any n (``1 - c`` is about ``1/(4n)``)."""
     n = schedules.check_sizes(n)
-    check_sigma(sigma, "float64")
+    check_sigma(sigma)
     if np.any(n < 2):
         raise ValueError(f"n must be at least 2 in every generation (a sample variance needs two points), got "
                          f"min {n.min()}")
@@ -360,7 +357,7 @@ def pure_synthetic_w2(sigma: float, n) -> np.ndarray:
 def shumailov_first_order_w2(sigma: float, n) -> np.ndarray:
     """Shumailov et al. (seed 004): ``E W_2^2 ~ (3/2) sigma^2 (1/M_0 + ... + 1/M_t)`` to first order."""
     n = schedules.check_sizes(n)
-    sigma = check_sigma(sigma, "float64")
+    sigma = check_sigma(sigma)
     return 1.5 * sigma ** 2 * np.cumsum(1.0 / n)
 
 
@@ -387,7 +384,7 @@ def fit_moments(sigma: float, alpha, n, regime: str = "accumulate-subsample") ->
     sigma_hat^2)``); the risk itself needs ``E sigma_hat``, which has no closed form here."""
     if regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
-    sigma = check_sigma(sigma, "float64")
+    sigma = check_sigma(sigma)
     alpha, n = schedules.check_pair(alpha, n)
     if alpha.ndim != 1:
         raise ValueError(f"fit_moments takes one schedule: alpha and n of shape (T + 1,), got {alpha.shape}")

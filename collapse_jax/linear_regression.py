@@ -104,7 +104,7 @@ def simulate(seed, w_star, sigma: float, config: LinearRegressionConfig, num_rep
     ``sigma != 1`` (in float32 ``sigma = 1e20`` overflowed to inf and ``1e-20`` underflowed to 0; a user trial).
     :func:`kernel` called directly uses its ``w_star`` and ``sigma``."""
     w = _checks.finite_array("w_star", w_star, shape=(config.dim,))
-    sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
+    sigma = _checks.scale("sigma", sigma)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
     driver.check_jax_backend(backend, "linear-regression")
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
@@ -117,13 +117,13 @@ def simulate(seed, w_star, sigma: float, config: LinearRegressionConfig, num_rep
 
 def _error_scale(sigma: float, dim: int, num_samples: int) -> float:
     """``sigma^2 d / (T - d - 1)``, the laws' common factor, from checked arguments (``T >= d + 2``, as the
-    simulator requires: the inverse-Wishart mean needs it)."""
-    sigma = _checks.in_interval("sigma", sigma, 0.0, math.inf, low_open=True, high_open=True)
+    simulator requires: the inverse-Wishart mean needs it; ``sigma`` in :data:`collapse_jax._checks.SCALE_RANGE`)."""
+    sigma = _checks.scale("sigma", sigma)
     dim = _checks.positive_int("dim", dim)
     num_samples = _checks.positive_int("num_samples", num_samples)
     if num_samples < dim + 2:
         raise ValueError(f"num_samples T must be at least dim + 2 = {dim + 2}, got {num_samples}")
-    return sigma * sigma * dim / (num_samples - dim - 1)  # (inf beyond float64, not sigma ** 2's OverflowError)
+    return sigma * sigma * dim / (num_samples - dim - 1)
 
 
 def replace_error(sigma: float, dim: int, num_samples: int, num_iterations: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from collapse_jax import schedules
+from collapse_jax import _checks, schedules
 from collapse_jax.gmm_network import MAX_STEPS
 from collapse_jax.sigma_precision import MAX_CONDITION_NUMBER as SP_MAX_CONDITION_NUMBER
 from collapse_jax.sigma_precision import MIN_DIM
@@ -286,7 +286,7 @@ class GaussianSweep(_Recursion):
     fields = {
         **_SCHEDULE_FIELDS,
         "mu": Field(0.0, "true mean", float),
-        "sigma": Field(1.0, "true standard deviation", float, 0.0, None, low_open=True),
+        "sigma": Field(1.0, "true standard deviation", float, *_checks.SCALE_RANGE),
         "regime": Field("replace", "training regime", str, choices=("replace", "accumulate", "accumulate-subsample")),
     }
 
@@ -413,7 +413,7 @@ class LinearRegressionSweep(SweepModel):
         "dim": Field(5, "features d", int, 1, 10_000),
         "num_samples": Field(20, "samples T per iteration (>= d + 2)", int, 3, 10**7),
         "num_iterations": Field(20, "iterations n", int, 1, 100_000),
-        "sigma": Field(1.0, "label noise standard deviation", float, 0.0, None, low_open=True),
+        "sigma": Field(1.0, "label noise standard deviation", float, *_checks.SCALE_RANGE),
         "regime": Field("replace", "training regime", str, choices=("replace", "accumulate")),
     }
     outputs = {"error": Output("real", "||w_hat_i - w*||^2 at iteration i = 1..n (step i - 1)")}

@@ -63,11 +63,11 @@ def test_bad_input():
         G.simulate(0, 0.0, 1.0, alpha * 2, n)
     # an audit (2026-12-04): sigma = 1e155 gave inf / NaN losses (and an OverflowError in the theory), a regime name
     # where the config goes an AttributeError, a negative sigma passed the first-order formula
-    with pytest.raises(ValueError, match=r"sigma must be in \(0, 1e\+100\] in float64"):
+    with pytest.raises(ValueError, match=r"sigma must be in \[1e-150, 1e\+150\] \(its square must be a normal"):
         G.simulate(0, 0.0, 1e155, alpha, n)
-    with pytest.raises(ValueError, match=r"sigma must be in \(0, 1e\+15\] in float32"):
-        G.check_sigma(1e20, "float32")
-    with pytest.raises(ValueError, match=r"sigma must be in \(0, 1e\+100\]"):
+    with pytest.raises(ValueError, match=r"sigma must be in \[1e-150, 1e\+150\]"):
+        G.simulate(0, 0.0, 1e-155, alpha, n)
+    with pytest.raises(ValueError, match=r"sigma must be in \[1e-150, 1e\+150\]"):
         G.pure_synthetic_w2(1e155, n)
     with pytest.raises(ValueError, match="sigma must lie in"):
         G.shumailov_first_order_w2(-1.0, n)
@@ -109,7 +109,7 @@ def test_a_location_far_from_zero_costs_no_precision_in_float32():
         near = G.simulate(0, 0.0, 1e-2, alpha, n, G.GaussianConfig(), 4000)
         fits = G.simulate(0, 1e6, 1e-2, alpha, n, G.GaussianConfig(record="fit"), 200)
         centred = G.simulate(0, 0.0, 1e-2, alpha, n, G.GaussianConfig(record="fit"), 200)
-    assert far.dtype == np.float32
+    assert far.dtype == np.float64  # (mapped back from N(0, 1) in float64)
     np.testing.assert_array_equal(far, near)
     exact = G.pure_synthetic_w2(1e-2, n)
     se = far.std(axis=0, ddof=1) / np.sqrt(far.shape[0])
@@ -120,3 +120,24 @@ def test_a_location_far_from_zero_costs_no_precision_in_float32():
     assert fits.dtype == np.float64
     np.testing.assert_array_equal(fits[..., 0], centred[..., 0].astype(np.float64) + 1e6)
     assert np.unique(fits[..., 0]).size > 100
+
+
+@pytest.mark.parametrize("sigma", [1e-20, 1e20, 1e-140])
+def test_any_scale_keeps_its_precision_in_float32(sigma):
+    """A user trial (2026-12-05): in float32, sigma = 1e-20 gave losses of exactly 0 (the squares underflowed) while
+    the printed exact value was 6.1e-41, and gaussian-fit's z-scores read 0. Simulated as N(0, 1) and scaled in
+    float64, the losses are sigma^2 times those at sigma = 1 and the fits follow, at any scale in range."""
+    alpha, n = S.pure_synthetic_alpha(6), S.constant_size(10, 6)
+    with jax.enable_x64(False):
+        unit = G.simulate(3, 0.0, 1.0, alpha, n, G.GaussianConfig(), 3000)
+        scaled = G.simulate(3, 0.0, sigma, alpha, n, G.GaussianConfig(), 3000)
+        fits_unit = G.simulate(3, 0.0, 1.0, alpha, n, G.GaussianConfig(record="fit"), 50)
+        fits = G.simulate(3, 2.0, sigma, alpha, n, G.GaussianConfig(record="fit"), 50)
+    assert unit.dtype == np.float32 and scaled.dtype == np.float64
+    np.testing.assert_array_equal(scaled, unit.astype(np.float64) * (sigma * sigma))
+    np.testing.assert_array_equal(fits[..., 0], 2.0 + sigma * fits_unit[..., 0].astype(np.float64))
+    np.testing.assert_array_equal(fits[..., 1], fits_unit[..., 1].astype(np.float64) * (sigma * sigma))
+    exact = G.pure_synthetic_w2(sigma, n) / sigma ** 2  # (compared in units of sigma^2: at 1e-140 the SE's squares
+    ratio = scaled / sigma ** 2                          # underflow)
+    se = ratio.std(axis=0, ddof=1) / np.sqrt(ratio.shape[0])
+    assert np.all(scaled.mean(axis=0) > 0) and np.all(np.abs(ratio.mean(axis=0) - exact) < 5 * se)

@@ -61,6 +61,9 @@ def test_one_regime_and_its_default_draws_are_those_of_the_simulator(tmp_path):
     (["--sigma", "0"], "sigma"),
     # a third audit (2026-12-04): refused only after the other regimes ran, and its folder then blocked the rerun
     (["--generations", "20000", "--size", "101", "--replicates", "2"], "leave out accumulate-subsample"),
+    # a user trial (2026-12-05): the count said --generations x --size (6e6 for 8e6) and "raise max_points", no flag
+    (["--generations", "3", "--size", "2000000"], "(--generations + 1) x --size = 8000000 points per replicate"),
+    (["--sigma", "1e-200"], "--sigma must be in [1e-150, 1e+150]"),  # (its square underflows; 1e-25 now works)
 ])
 def test_bad_parameters_fail_before_compute(tmp_path, capsys, argv, name):
     out = tmp_path / "run"

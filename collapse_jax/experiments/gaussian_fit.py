@@ -32,7 +32,7 @@ class GaussianFitConfig:
     regimes: tuple[str, ...] = field(default=REGIMES, metadata={
         "help": f"regimes to run, any of {', '.join(REGIMES)}", "nargs": "*"})
     mu: float = field(default=0.0, metadata={"help": "true mean, finite"})
-    sigma: float = field(default=1.0, metadata={"help": "true standard deviation, > 0"})
+    sigma: float = field(default=1.0, metadata={"help": "true standard deviation, in [1e-150, 1e150]"})
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -44,7 +44,7 @@ class GaussianFitConfig:
         regimes = list(self.regimes)
         if not regimes or any(r not in REGIMES for r in regimes) or len(set(regimes)) != len(regimes):
             raise ValueError(f"regimes must be distinct names among {REGIMES}, got {regimes}")
-        _checks.in_interval("sigma", self.sigma, 0.0, math.inf, low_open=True, high_open=True)
+        _checks.scale("sigma", self.sigma)
         _checks.in_interval("mu", self.mu, -math.inf, math.inf, low_open=True, high_open=True)
         _checks.random_seed("seed", self.seed)
 
@@ -62,9 +62,11 @@ def run(cfg: GaussianFitConfig, out: str | None) -> int:
     for regime in regimes:  # every regime's limits before the folder exists (the subsample pool's, e.g.)
         try:
             G.sized_config(G.GaussianConfig(regime, record="fit"), n)
-        except ValueError as exc:
-            raise ValueError(f"{exc} (here: --generations x --size = {cfg.generations * int(cfg.size)} points; "
-                             "lower either, or leave out accumulate-subsample with --regimes)") from None
+        except ValueError:  # (the core's message names max_points, which no flag sets)
+            limit = G.GaussianConfig().max_points
+            raise ValueError(f"--regimes {regime} refits on every raw sample, (--generations + 1) x --size = "
+                             f"{(cfg.generations + 1) * int(cfg.size)} points per replicate, more than the "
+                             f"{limit} it holds; lower either, or leave out {regime} with --regimes") from None
     folder = RunFolder.create("recursions-gaussian-fit", out)
     folder.start({**runs.numerics(), "command": "recursions-gaussian-fit", "alpha": float(cfg.alpha),
                   "size": int(cfg.size), "generations": cfg.generations, "replicates": cfg.replicates,

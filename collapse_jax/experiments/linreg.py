@@ -3,7 +3,6 @@ labels, replacing versus accumulating data, beside the exact errors (and the acc
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ class LinregConfig:
 
     dim: int = field(default=10, metadata={"help": "d, number of features, >= 1"})
     num_samples: int = field(default=20, metadata={"help": "T, samples per iteration, >= d + 2"})
-    sigma: float = field(default=1.0, metadata={"help": "label noise standard deviation, > 0"})
+    sigma: float = field(default=1.0, metadata={"help": "label noise standard deviation, in [1e-150, 1e150]"})
     iterations: int = field(default=50, metadata={"help": "model-fitting iterations n, >= 1"})
     replicates: int = field(default=10000, metadata={"help": "Monte Carlo runs, each with its own fixed design X",
                                                      "minimum": 2})
@@ -32,7 +31,7 @@ class LinregConfig:
         _checks.positive_int("iterations", self.iterations)
         _checks.random_seed("seed", self.seed)
         runs.at_least_two_replicates(self.replicates)
-        _checks.in_interval("sigma", self.sigma, 0.0, math.inf, low_open=True, high_open=True)
+        _checks.scale("sigma", self.sigma)
         self.regimes()  # checks dim >= 1 and num_samples >= dim + 2
 
     def regimes(self) -> dict:

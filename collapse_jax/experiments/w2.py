@@ -26,14 +26,14 @@ class W2Config:
     generations: int = field(default=200, metadata={"help": "generations t = 0..GENERATIONS, >= 1"})
     replicates: int = field(default=2000, metadata={"help": "Monte Carlo replicates per schedule", "minimum": 2})
     mu: float = field(default=0.0, metadata={"help": "true mean, finite"})
-    sigma: float = field(default=1.0, metadata={"help": "true standard deviation, > 0"})
+    sigma: float = field(default=1.0, metadata={"help": "true standard deviation, in [1e-150, 1e150]"})
     seed: int = 0
 
     def __post_init__(self) -> None:
         _checks.positive_int("generations", self.generations)
         _checks.random_seed("seed", self.seed)
         runs.at_least_two_replicates(self.replicates)
-        _checks.in_interval("sigma", self.sigma, 0.0, math.inf, low_open=True, high_open=True)
+        _checks.scale("sigma", self.sigma)
         _checks.in_interval("mu", self.mu, -math.inf, math.inf, low_open=True, high_open=True)
         sizes = list(self.sizes)
         if any(isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 2 for m in sizes):
