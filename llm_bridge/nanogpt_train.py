@@ -659,13 +659,20 @@ def resume(folder: str | os.PathLike, *, until: int | None = None, progress: boo
                 resuming=True)
 
 
+def _train_state(opt_state, step: int = 0, total_steps: int = 0, elapsed: float = 0.0) -> dict:
+    """A checkpoint's ``train_state``: the optimiser's state, the step, the run's planned steps and its seconds (the
+    same tree is the template a restore reads into)."""
+    return {"opt_state": opt_state, "step": np.asarray(step), "total_steps": np.asarray(total_steps),
+            "elapsed": np.asarray(elapsed)}
+
+
 def _checkpoint_seconds(folder: Path, params, opt_state) -> float:
     """Seconds one checkpoint of this state takes: timed by saving it, as the run does, into a scratch folder
     beside the run's checkpoints (removed after)."""
     import shutil
 
     scratch = folder / ".budget-timing"
-    state = {"opt_state": opt_state, "step": np.asarray(0), "total_steps": np.asarray(0), "elapsed": np.asarray(0.0)}
+    state = _train_state(opt_state)
     t0 = time.perf_counter()
     try:
         with checkpoint_manager(scratch, 1) as mngr:
@@ -743,9 +750,8 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
     metrics: dict[str, list] = {"train": [], "eval": []}
     start_step, total, elapsed_before = 0, tc.steps, 0.0
     if resuming and has_checkpoints(folder):
-        example = {"opt_state": opt_state, "step": np.asarray(0), "total_steps": np.asarray(0),
-                   "elapsed": np.asarray(0.0)}
-        start_step, got = restore_latest(folder, {"params": model.params, "train_state": example}, set_aside=True)
+        start_step, got = restore_latest(folder, {"params": model.params, "train_state": _train_state(opt_state)},
+                                         set_aside=True)
         model.params, state = committed((got["params"], got["train_state"]))
         opt_state, total, elapsed_before = state["opt_state"], int(state["total_steps"]), float(state["elapsed"])
         if (folder / METRICS_FILE).exists():
@@ -771,8 +777,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
         return row
 
     def checkpoint(step: int) -> None:
-        state = {"opt_state": opt_state, "step": np.asarray(step), "total_steps": np.asarray(total),
-                 "elapsed": np.asarray(elapsed())}
+        state = _train_state(opt_state, step, total, elapsed())
         # metrics first: a process killed between the two leaves rows past the newest checkpoint, which a resume
         # drops and writes again, never a checkpoint whose steps' rows are missing
         atomic_write_json(folder / METRICS_FILE, metrics)
