@@ -307,15 +307,16 @@ def step_schedule(cfg: GMMNetworkConfig) -> StepSchedule:
     alpha = 1.0 / kk if cfg.alpha is None else np.broadcast_to(np.asarray(cfg.alpha, float), size.shape).copy()
     B = cfg.num_components
     c = 1.0 / (kk * B * B) if cfg.c is None else np.broadcast_to(np.asarray(cfg.c, float), size.shape).copy()
-    if np.any(B * c >= 1):
-        t = int(np.argmax(B * c >= 1))
+    bad = (k > 0) & (B * c >= 1)  # (c_t is unused where k_t = 0, as in gmm_theory.schedule: B = 1 at t = 0 was refused)
+    if np.any(bad):
+        t = int(np.argmax(bad))
         if cfg.c is None:
             raise ValueError(f"the default c_t = 1 / (k_t B^2) needs B c_t < 1, i.e. k_t B > 1, at every step; with "
                              f"num_components B = {B} it fails at t = {t}, where k_t = floor(beta |A(t)|) = "
                              f"{int(k[t])} (beta = {cfg.beta}, |A(t)| = {int(size[t])}): raise beta, num_human (m0) "
                              "or points_per_step, use more components, or give c")
         raise ValueError(f"c must satisfy B * c < 1 at every step; B * c = {B * c[t]:.4g} at t = {t}")
-    return StepSchedule(size, k, alpha, c)
+    return StepSchedule(size, k, alpha, np.where(k > 0, c, 0.0))  # (no update's gain alpha / (1 - B c) at k_t = 0)
 
 
 class Params(NamedTuple):
@@ -804,16 +805,76 @@ def bytes_per_replicate(cfg: GMMNetworkConfig, dtype=jnp.float32, backend: str =
     item = jnp.dtype(dtype).itemsize
     n, B = cfg.num_models, cfg.num_components
     rec = record_bytes(cfg, dtype)
+    # the human points' draws (components, normals, features: XLA asked for 28 bytes a point at d = 1, a user trial)
+    human = max(cfg.num_human, 1) * (_feature_size(cfg) + 3 * cfg.dim + 4) * item
     if backend == "native":  # inputs and records; the internet lives in per-thread scratch of a few replicates
-        return rec + n * B * item + max(cfg.num_human, 1) * _feature_size(cfg) * item + 16
+        return rec + n * B * item + human + 16
     if backend == "pallas":  # records, the internet and bitmap in device memory, and the host copy of the records
         from collapse_jax import gmm_pallas
 
         return gmm_pallas.bytes_per_replicate(_static(cfg)) + rec
     pool = cfg.pool_size * _feature_size(cfg) * item
     scratch = n * (-(-max(cfg.max_points, 1) // 32)) * 4
-    # the scan keeps the pool twice (input and output buffers) in the worst case
-    return 2 * pool + rec + 2 * n * B * item + scratch
+    # the scan keeps the pool twice (input and output buffers) in the worst case; a step's posts and their features
+    # (draws, likelihoods: about 6 arrays of n L numbers, measured: 160 MB above the estimate without them at n = 3,
+    # L = 10^6) and D(t)'s pairwise differences (3 n^2 B numbers: XLA asked for 240 GB at n = 10^5, a user trial)
+    posts = 6 * n * cfg.points_per_step * max(cfg.dim, _feature_size(cfg)) * item
+    return 2 * pool + rec + 2 * n * B * item + scratch + posts + human + 3 * n * n * B * item
+
+
+def native_thread_bytes(cfg: GMMNetworkConfig, dtype=jnp.float32) -> int:
+    """Memory of one native worker thread's copy of the internet (allocated per thread, whatever the replicate
+    count): at least one vector of lanes of chains (models of its replicates), each with a value (B = 2) or a
+    32-bit index (B > 2) per stored point, and for B > 2 each replicate's likelihood pool and its logarithms. At
+    100,000 models this is 10^11 numbers: the kernel then wrote through a null pointer (a user trial)."""
+    cfg = _static(cfg)
+    item = jnp.dtype(dtype).itemsize
+    n, B, P = cfg.num_models, cfg.num_components, max(cfg.pool_size, 1)
+    lanes = 64 // item  # (the widest vector the kernel uses: AVX-512)
+    group = -(-lanes // n)  # replicates per group, at least one vector of chains
+    chains = -(-group * n // lanes) * lanes
+    if B == 2:
+        return chains * P * item
+    return chains * P * 4 + 2 * group * P * B * item
+
+
+def check_problem_size(cfg: GMMNetworkConfig, dtype=jnp.float32, backend: str = "native",
+                       num_replicates: int = 1, *, num_cells: int = 1, memory_budget: int | None = None,
+                       mesh=None) -> None:
+    """A ValueError naming the network's sizes unless it fits, raised before anything is compiled or written: the
+    native kernel's copies of the internet (one per worker thread) in 80 % of the memory available, or, for the
+    portable kernels, one replicate per device (of each of ``num_cells`` grid cells) in ``memory_budget`` (default:
+    half the device's memory, as :func:`simulate` chunks its calls). A network too large was killed by the system,
+    crashed (the native kernel at 100,000 models) or failed in XLA, after its run folder was written (a user trial)."""
+    from collapse_jax import _native
+
+    cfg = _static(cfg)
+    if backend == "native":
+        threads = min(_native.cpu_threads() * max(1, len(jax.local_devices(backend="cpu"))), num_replicates)
+        need, limit = threads * native_thread_bytes(cfg, dtype), 0.8 * _checks.available_memory_bytes()
+        what = f"the native kernel's copies of the internet (one per worker thread, {threads} here)"
+        room, also = f"only {_bytes_text(limit / 0.8)} is available", ""
+    else:
+        size = (mesh or replicate_mesh()).size
+        need = bytes_per_replicate(cfg, dtype, backend) * num_cells * size
+        limit = driver.memory_budget_bytes(memory_budget)
+        what = "one replicate per device (its internet, a step's posts, D(t)'s pairwise differences)"
+        room = f"memory_budget is {_bytes_text(limit)}" + (" (half the device's memory)" if memory_budget is None
+                                                          else "")
+        also = " (from Python, or pass a larger memory_budget)"
+    if limit and need > limit:
+        raise ValueError(f"num_models = {cfg.num_models:,} with points_per_step = {cfg.points_per_step:,}, "
+                         f"num_steps = {cfg.num_steps:,} and num_human = {cfg.num_human:,} (an internet of "
+                         f"|A(T)| = {cfg.pool_size:,} points) needs about {_bytes_text(need)} for {what}, but "
+                         f"{room}; lower num_models, points_per_step, num_steps or num_human{also}")
+
+
+def _bytes_text(count: float) -> str:
+    """``count`` bytes as GiB, or as MiB / KiB below one of the larger unit."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count / 2**10:.1f} KiB"
 
 
 def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: int, *,
@@ -855,6 +916,7 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     static = config.static
     _checks.fits_in_memory("num_replicates", R, len(cells) * record_bytes(static, dtype),  # all come to the host
                            remedy="per call, and run the rest with first_replicate")
+    check_problem_size(static, dtype, backend, R, num_cells=len(cells), memory_budget=memory_budget, mesh=mesh)
     per = bytes_per_replicate(static, dtype, backend) * (1 if backend == "native" else len(cells))
     chunk = driver.chunk_replicates(R, mesh, chunk_size, memory_budget, lambda: per, strict=True)
     _checks.fits_in_memory("chunk_size (replicates per call)", padded_count(chunk, mesh), per)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import time
 
 import numpy as np
@@ -43,7 +42,8 @@ class GmmNetworkOptions:
                                       "the options below override it", choices=sorted(PRESETS))
     replicates: int = opts.option(10_000, "R, replicates for the band and summaries")
     paper_replicates: int = opts.option(5, "replicates drawn as individual lines, as in the paper (their weights are "
-                                           "saved too; at most --replicates)")
+                                           "saved too; a larger value is cut to --replicates, and config.json "
+                                           "records the count drawn)")
     seed: int = 0
     steps: int | None = _preset("T, number of steps", 200)
     models: int | None = _preset("n, number of GMMs", 3)
@@ -76,13 +76,7 @@ class GmmNetworkOptions:
         if self.pi_ref is not None and not self.human:  # (the presets have no human points)
             raise ValueError("pi_ref weights the human points' GMM only, and --human is 0 (no human points): give "
                              "--human >= 1 or leave pi_ref out")
-        try:
-            return gn.paper_config(PRESETS[self.preset], **overrides)
-        except ValueError as exc:  # the configuration's own names for three of the flags: name the flag too
-            message = str(exc)
-            for name, flag in (("num_steps", "--steps"), ("num_models", "--models"), ("num_human", "--human")):
-                message = re.sub(rf"\b{name}\b", f"{flag} ({name})", message)
-            raise ValueError(message) from None
+        return gn.paper_config(PRESETS[self.preset], **overrides)
 
 
 def add_parser(sub) -> None:
@@ -92,6 +86,9 @@ def add_parser(sub) -> None:
         description=__doc__,
     )
     opts.add_config(p, GmmNetworkOptions)
+    # the network configuration's own names for three of the flags, in any message (cli_options.with_flags)
+    p.set_defaults(config_flags={**p.get_default("config_flags"), "num_steps": "--steps", "num_models": "--models",
+                                 "num_human": "--human"})
     opts.add_out(p, "gmm-network-<preset>")
     p.add_argument("--no-plots", action="store_true", help="skip the plots")
     p.set_defaults(func=lambda args: run(opts.config_from_args(GmmNetworkOptions, args), args.out,
@@ -123,6 +120,7 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     dtype = "float64" if jax.config.jax_enable_x64 else "float32"
     # every batch's records come back to the host, then once more as one array: refused now, not after hours
     _checks.fits_in_memory("replicates", R, 2 * gn.record_bytes(cfg.static, dtype))
+    gn.check_problem_size(cfg.static, dtype, backend, min(batch, R))  # (a user trial: --models 100000 crashed)
     folder = RunFolder.create(f"gmm-network-{options.preset}", out)
     config = dict(command="gmm-network", preset=options.preset, replicates=R, paper_replicates=paper_R,
                   seed=seed, backend=backend, replicate_batch=batch,

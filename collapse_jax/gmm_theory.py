@@ -362,7 +362,7 @@ def expected_pair_sq_after_step(p_i, p_j, f, *, internet_size: int, k: int, alph
 
         E||Pi_i' - Pi_j'||^2 = r^2 ||Pi_i - Pi_j||^2 + 2 gamma^2 kappa tr(M (diag f - f f^T) M^T),
 
-    r = (1-alpha)^k, gamma = alpha/(1 - B c), kappa = S2 - (S1^2 - S2)/(N - 1)  (docs/gmm_theory.md, Eq. 3.4)."""
+    r = (1-alpha)^k, gamma = alpha/(1 - B c), kappa = S2 - (S1^2 - S2)/(N - 1)  (docs/gmm_theory.md, Eq. 3.2)."""
     f = _checks.finite_array("f", f, shape=(None,))
     B = f.size
     p_i, p_j = (_checks.finite_array(name, x, shape=(B,)) for name, x in (("p_i", p_i), ("p_j", p_j)))

@@ -104,9 +104,10 @@ class SweepModel(abc.ABC):
         """Cells with equal keys run in one compiled call."""
 
     def check_precision(self, cell: dict, backend: str) -> None:
-        """Limits that depend on this process (float32 or float64, the kernels ``backend`` resolves to here): a
-        ValueError where ``cell`` would run out of exact arithmetic. Checked by the sweep runner on every cell
-        before it writes anything (the specification's checks cannot: they hold whatever the precision)."""
+        """Limits that depend on this process (float32 or float64, the kernels ``backend`` resolves to here, its
+        memory): a ValueError where ``cell`` would run out of exact arithmetic or of memory. Checked by the sweep
+        runner on every cell before it writes anything (the specification's checks cannot: they hold whatever the
+        precision and the machine)."""
 
     def kernels(self, cell: dict, backend: str) -> str:
         """The kernels ``run`` runs ``cell`` with when asked for ``backend`` (``auto`` as this process resolves it:
@@ -497,6 +498,15 @@ class GMMNetworkSweep(SweepModel):
 
     def check_cell(self, cell):
         self.config(cell)
+
+    def check_precision(self, cell, backend):
+        import jax
+
+        from collapse_jax import gmm_network as GN
+
+        config = self.config(cell)  # (10,000 models over 200 steps: 240 GB per native worker thread)
+        dtype = "float64" if jax.config.jax_enable_x64 else "float32"
+        GN.check_problem_size(config.static, dtype, GN.backend_for(config, backend), 2**31)
 
     def group_key(self, cell, backend):
         return self.config(cell).static  # sizes only: a grid over beta, a, eps, the means is one call

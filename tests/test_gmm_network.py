@@ -454,8 +454,8 @@ def test_bad_replicate_counts():
     # below one replicate's bound (gmm_network.bytes_per_replicate) it ran anyway, one replicate per device; docs/
     # driver.md promises a ValueError naming memory_budget (a user trial, 2026-12-05)
     for backend in BACKENDS_HERE:
-        with pytest.raises(ValueError, match="one replicate per device needs .* more than memory_budget"):
-            gn.simulate(0, cfg, 2, memory_budget=100, backend=backend)
+        with pytest.raises(ValueError, match="one replicate per device.* memory_budget"):  # (the portable kernel's
+            gn.simulate(0, cfg, 2, memory_budget=100, backend=backend)                   # names the sizes too)
     with pytest.raises(ValueError, match="config must be a GMMNetworkConfig"):
         gn.simulate(cfg, 2, 5)  # the pre-issue-10 argument order (config, num_replicates, seed)
 
@@ -650,3 +650,44 @@ def test_paper_replicates_are_capped_at_the_band_replicates(tmp_path):
     assert cli.main(argv) == 0
     arrays = np.load(out / "arrays.npz")
     assert arrays["dnorm"].shape[0] == 3 and arrays["paper_weights"].shape[0] == 3
+
+
+def test_a_network_too_large_for_the_memory_is_refused_with_its_sizes(monkeypatch):
+    """A user trial (2026-12-05): 100,000 models crashed the native kernel (a null scratch array written to); the
+    portable kernel failed in XLA asking for 240 GB; --human 1e9 likewise. Refused before any compute, naming the
+    sizes, whichever kernel would run it."""
+    from collapse_jax import _checks
+
+    monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 8 * 2**30)
+    big = gn.make_config(num_models=100_000, num_steps=3)
+    for backend, words in (("native", "native kernel's copies of the internet"), ("jax", "one replicate per device")):
+        with pytest.raises(ValueError, match=rf"num_models = 100,000 with points_per_step = 3, num_steps = 3 .* "
+                                             rf"\|A\(T\)\| = 900,000 points.*{words}"):
+            gn.check_problem_size(big.static, np.float32, backend, 1)
+    with pytest.raises(ValueError, match=r"num_human = 1,000,000,000 .* needs about .* GiB"):
+        gn.check_problem_size(gn.make_config(num_human=10**9, num_steps=3).static, np.float32, "jax", 1)
+    gn.check_problem_size(gn.paper_config(4).static, np.float32, "native", 10_000)  # Figure 4 fits in far less
+    gn.check_problem_size(gn.paper_config(6).static, np.float32, "jax", 1)
+
+
+@needs_native
+def test_the_native_kernel_reports_a_scratch_it_cannot_allocate(monkeypatch):
+    """Past the size check (skipped here), the kernel's per-thread internet of 100,000 models x 600,000 posts (240 GB)
+    cannot be allocated: an XLA error naming it, where the kernel used to write through a null pointer (exit 139)."""
+    import jax
+
+    monkeypatch.setattr(gn, "check_problem_size", lambda *args, **kwargs: None)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="out of memory for a worker thread's copy of the internet"):
+        gn.simulate(0, gn.make_config(num_models=100_000, num_steps=2), 1, backend="native", progress=False)
+
+
+def test_one_component_runs_with_the_default_coefficients():
+    """A user trial (2026-12-05): B = 1 with the default c_t = 1 / (k_t B^2) was refused "at t = 0", where k_t = 0
+    and c is never used (gmm_theory.schedule accepts it). Every model keeps its one weight, 1."""
+    cfg = gn.make_config(mu=[0.0], num_steps=4, record_pi=True)
+    assert gn.step_schedule(cfg).c[0] == 0.0 and gn.step_schedule(cfg).num_draws[0] == 0
+    for backend in BACKENDS_HERE:
+        res = gn.simulate(0, cfg, 8, backend=backend, progress=False)
+        assert np.all(res.weights == 1.0) and np.all(res.dnorm == 0.0) and np.all(res.alive == 1)
+    with pytest.raises(ValueError, match="the default c_t = 1 / \\(k_t B\\^2\\) needs B c_t < 1"):
+        gn.make_config(mu=[0.0], num_steps=4, points_per_step=1, num_models=1, beta=0.5)  # k_1 = 0, k_2 = 1: B c = 1

@@ -463,6 +463,12 @@ def test_messages_from_a_user_trial_name_the_flag_the_field_and_the_cell(tmp_pat
                                               'regime = "accumulate"').replace("n0 = [10, 20]", "n0 = [10, 2000000]"))
         with pytest.raises(ValueError, match=r"exceeds 2\*\*24.* \(in the cell \{'n0': 2000000\}\)"):
             sweep.check_plan(spec)
+    # a user trial (2026-12-05): a network too large for the memory crashed the native kernel (or failed in XLA)
+    # after the store was written; now refused by the plan, naming the cell
+    big = sweep_spec.parse('simulator = "gmm-network"\nreplicates = 10\n[grid]\nnum_models = [3, 10000]\n')
+    with pytest.raises(ValueError, match=r"num_models = 10,000 .* needs about .* GiB .* \(in the cell "
+                                         r"\{'num_models': 10000\}\)"):
+        sweep.check_plan(big)
     lr = sweep_spec.parse('simulator = "linear-regression"\nreplicates = 20\n[grid]\ndim = [2, 3]\n'
                           'num_samples = [10, 20]\n')
     sweep.run(lr, tmp_path / "lr", progress=False)
@@ -663,7 +669,7 @@ def test_an_unwritable_out_is_one_line(tmp_path, capsys, monkeypatch):
     finally:
         out.chmod(0o755)
     err = capsys.readouterr().err
-    assert err.strip() == f"collapse-jax sweep: error: out: cannot write {str(out)!r}: Permission denied"
+    assert err.strip() == f"collapse-jax sweep: error: --out: cannot write {str(out)!r}: Permission denied"
 
 
 def test_the_stored_kernels_are_the_ones_the_cells_ran(tmp_path, monkeypatch):

@@ -43,6 +43,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <new>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -376,7 +377,9 @@ void post_point(const Problem<T>& pr, const T* p, SplitMix64& rng, double* z, do
 template <typename P>
 P* aligned_array(std::unique_ptr<void, decltype(&std::free)>& holder, size_t count) {
   const size_t bytes = ((count * sizeof(P) + 63) / 64) * 64;
+  if (count > (SIZE_MAX - 63) / sizeof(P)) throw std::bad_alloc();
   holder.reset(std::aligned_alloc(64, std::max<size_t>(bytes, 64)));
+  if (!holder) throw std::bad_alloc();  // (a null scratch array was written to: a segfault at 100,000 models)
   return static_cast<P*>(holder.get());
 }
 
@@ -690,8 +693,9 @@ int64_t l2_cache_bytes() {
   return bytes;
 }
 
+// Returns false when a thread's scratch could not be allocated (the records are then incomplete).
 template <typename T, int W>
-void run_all(const Problem<T>& pr, int64_t num_threads) {
+bool run_all(const Problem<T>& pr, int64_t num_threads) {
   // Chains per group: 96 with a 2 MiB L2 (enough independent vectors to overlap latencies; tuned on a Xeon with
   // 2 MiB), in proportion with a smaller L2 (AMD Zen 3, 512 KiB: 24 chains, which took 16-18 % less CPU time there
   // than 96 for Figures 4 and 6); the group's copies of the internet within ~1.5 MB (capping them at 3/4 of the
@@ -707,11 +711,16 @@ void run_all(const Problem<T>& pr, int64_t num_threads) {
   G = std::min<int64_t>(G, pr.R);
   const int64_t groups = (pr.R + G - 1) / G;
   std::atomic<int64_t> next{0};
+  std::atomic<bool> failed{false};
   auto work = [&]() {
-    Group<T, W> group(pr, G);
-    for (int64_t g; (g = next.fetch_add(1)) < groups;) {
-      const int64_t first = g * G;
-      group.run(first, std::min(G, pr.R - first));
+    try {
+      Group<T, W> group(pr, G);
+      for (int64_t g; !failed.load(std::memory_order_relaxed) && (g = next.fetch_add(1)) < groups;) {
+        const int64_t first = g * G;
+        group.run(first, std::min(G, pr.R - first));
+      }
+    } catch (const std::bad_alloc&) {  // the scratch does not fit: every thread stops, the call reports it
+      failed.store(true);
     }
   };
   const int64_t threads = std::max<int64_t>(1, std::min(num_threads, groups));
@@ -722,6 +731,7 @@ void run_all(const Problem<T>& pr, int64_t num_threads) {
     for (int64_t t = 0; t < threads; ++t) pool.emplace_back(work);
     for (auto& th : pool) th.join();
   }
+  return !failed.load();
 }
 
 template <ffi::DataType DT>
@@ -787,10 +797,10 @@ ffi::Error GmmNetworkImpl(ffi::Buffer<DT> w0, ffi::Buffer<DT> human, ffi::Buffer
       (int64_t)distances->element_count() == pr.R * pr.T1 * pr.n * pr.n ? distances->typed_data() : nullptr;
   if (pr.R == 0) return ffi::Error::Success();
   constexpr int kLanes = kVectorBytes / (int)sizeof(T);
-  if (engine == 1)
-    run_all<T, 1>(pr, num_threads);
-  else
-    run_all<T, kLanes>(pr, num_threads);
+  const bool ok = engine == 1 ? run_all<T, 1>(pr, num_threads) : run_all<T, kLanes>(pr, num_threads);
+  if (!ok)
+    return ffi::Error(ffi::ErrorCode::kResourceExhausted,
+                      "gmm_network: out of memory for a worker thread's copy of the internet (num_models x |A(T)|)");
   return ffi::Error::Success();
 }
 
