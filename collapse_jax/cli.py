@@ -72,11 +72,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, _checks.MissingExtraError) as exc:  # bad input, a missing extra: one clear line
         print(f"collapse-jax {args.command}: error: {cli_options.with_flags(str(exc), args)}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a file that cannot be written or read (a read-only --out, a full disk): one line too
+        text = f"cannot use {str(exc.filename)!r}: {exc.strerror or exc}" if exc.filename else str(exc)
+        print(f"collapse-jax {args.command}: error: {text}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         hint = getattr(args, "interrupt_hint", None) or ("a command that resumes continues from them when rerun with "
                                                          "the same options and --out")
         print(f"collapse-jax {args.command}: interrupted (files written so far are complete; {hint})", file=sys.stderr)
         result = 130
+    finally:  # (a run folder's lock, held by an unfinished run, is not kept past the command)
+        from collapse_jax import results
+
+        results.release_folder_locks()
     if result == 130 and argv is None:  # the console script, interrupted (here or by a command's own handler)
         _leave_now(130)
     return int(result or 0)

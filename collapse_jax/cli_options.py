@@ -30,7 +30,15 @@ def add_out(parser, name: str, *, what: str = "run folder", accepts: str | None 
     accepts = accepts or ("new or empty, or holding a run of the same configuration (resumed where the command "
                           "supports it, else rerun); a folder with another configuration or with other files is "
                           "refused")
-    parser.add_argument("--out", default=None, help=f"{what} (default runs/{name}-<time>): {accepts}")
+    parser.add_argument("--out", default=None, type=folder_path, help=f"{what} (default runs/{name}-<time>): "
+                                                                    f"{accepts}")
+
+
+def folder_path(text: str) -> str:
+    """An ``--out`` value: any non-blank path (``--out ""``, an unset shell variable, wrote into the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder, got an empty path (use --out . for this folder)")
+    return text
 
 
 def add_replicates(parser, default: int | None, what: str = "Monte Carlo replicates", minimum: int = 1,

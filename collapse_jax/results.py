@@ -335,6 +335,53 @@ def _make_folder(path: Path, *, exist_ok: bool, what: str) -> None:
         raise ValueError(f"{what}: cannot create the folder {str(path)!r}: {exc.strerror or exc}") from None
 
 
+LOCK_FILE = ".run.lock"
+_held_locks: dict[str, int] = {}  # resolved folder -> descriptor of its lock file, while this process runs there
+
+
+def _lock_folder(path: Path) -> bool:
+    """Hold an exclusive lock on ``path/.run.lock`` (``flock``; the system releases it when the process ends, even
+    when killed) or raise a ValueError naming the process that holds it: two runs started at once on one folder
+    both passed its checks and wrote each other's results under one config.json (a user trial, 2026-12-05).
+    Re-entrant within a process; a no-op where ``fcntl`` is missing (Windows). Returns whether this call took it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux / macOS
+        return False
+    key = str(path.resolve())
+    if key in _held_locks:
+        return False
+    try:
+        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # (a read-only folder: the first write of the run, named as the folder)
+        raise ValueError(f"out: cannot write {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()  # (empty until the holder has written it)
+        os.close(fd)
+        raise ValueError(f"out: {str(path)!r} is in use by another run{f' (process {holder})' if holder else ''}; "
+                         "wait for it to end, or choose another folder") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    _held_locks[key] = fd
+    return True
+
+
+def _unlock_folder(path: Path) -> None:
+    """Release this process's lock on ``path`` (:func:`_lock_folder`), if it holds one."""
+    fd = _held_locks.pop(str(path.resolve()), None)
+    if fd is not None:
+        os.close(fd)  # (closing the descriptor releases the flock)
+
+
+def release_folder_locks() -> None:
+    """Release every run folder lock this process holds (the command line does after each command: an unfinished
+    run's folder is then free for a resume in another process)."""
+    for key in list(_held_locks):
+        os.close(_held_locks.pop(key))
+
+
 @dataclass
 class RunFolder:
     """One experiment's output folder.
@@ -376,9 +423,31 @@ class RunFolder:
         configuration (else a ValueError names the fields that differ), and a non-empty folder without a run is
         refused, so results of two configurations or of another program never mix. A finished run's
         ``manifest.json`` is removed: the run writes it again when it finishes, so an interruption from here on
-        leaves a folder marked unfinished."""
+        leaves a folder marked unfinished.
+
+        The folder is locked (``.run.lock``) from here until :meth:`finish` or the end of the process: another
+        process starting a run in it meanwhile is refused (a refused start leaves it unlocked)."""
         path = self.path / "config.json"
         new = json.loads(json.dumps(dict(config), default=_json_default))
+        if not path.is_file():  # (before the lock, whose file would be left in a folder that is not ours)
+            self._check_empty()
+        locked = _lock_folder(self.path)
+        try:
+            return self._start(path, config, new)
+        except BaseException:
+            if locked:
+                _unlock_folder(self.path)
+            raise
+
+    def _check_empty(self) -> None:
+        """A ValueError unless the folder holds nothing but hidden files (a run's config.json is written first, so
+        a folder with other files and none is another program's, whatever runs meanwhile)."""
+        if any(not p.name.startswith(".") for p in self.path.iterdir()):
+            raise ValueError(f"out: {str(self.path)!r} is not empty and holds no run (no config.json); choose a "
+                             "new or empty folder")
+
+    def _start(self, path: Path, config: Mapping[str, Any], new: dict) -> bool:
+        """:meth:`start` under the folder's lock."""
         if path.is_file():
             try:
                 saved = json.loads(path.read_text())["config"]
@@ -393,9 +462,7 @@ class RunFolder:
                                  "it with its own options or choose a new folder")
             (self.path / "manifest.json").unlink(missing_ok=True)
             return True
-        if any(not p.name.startswith(".") for p in self.path.iterdir()):
-            raise ValueError(f"out: {str(self.path)!r} is not empty and holds no run (no config.json); choose a "
-                             "new or empty folder")
+        self._check_empty()  # (again: another run may have written here meanwhile)
         self.write_config(config)
         return False
 
@@ -479,4 +546,5 @@ class RunFolder:
         target = self.path / "manifest.json"
         atomic_write_json(target, {"files": files, "summary": dict(summary or {}), "environment": environment_info(),
                                    "finished": _dt.datetime.now().isoformat(timespec="seconds")})
+        _unlock_folder(self.path)
         return target

@@ -152,7 +152,10 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
     emb = load_embeddings(cfg.embeddings) if cfg.embeddings else None
     # the file's content, not only its path as typed: a resumed run kept the results of a file that had changed
     # since (another N, another log det) and reported them as the new file's (a user trial, 2026-12-04)
-    folder.start({**asdict(cfg), **({"embeddings_sha256": hash_file(cfg.embeddings).hexdigest()} if cfg.embeddings else {})})
+    # and the engine "auto" resolves to here: a resume on a CPU without AMX (or without a compiler) mixed the numpy
+    # engine's cells with the native one's under one config.json (a user trial, 2026-12-05)
+    folder.start({**asdict(cfg), "engine_resolved": sp.resolve_engine(cfg.engine),
+                  **({"embeddings_sha256": hash_file(cfg.embeddings).hexdigest()} if cfg.embeddings else {})})
     t0 = time.perf_counter()
     results, rows, engines = [], [], {}
     # one float64 and one float32 buffer for all synthetic cells: fresh 3 GB arrays per cell cost seconds of page

@@ -69,6 +69,9 @@ def test_every_option_of_every_command_has_help_and_help_works(capsys):
     (["gmm-network", "--preset", "fig5"], "argument --preset: invalid choice"),
     (["gmm-network", "--backend", "gpu"], "argument --backend: invalid choice"),
     (["phase", "filter", "--cells-per-chunk", "two"], "argument --cells-per-chunk: invalid int value"),
+    # a user trial (2026-12-05): an empty --out (an unset shell variable) wrote into the current folder
+    (["recursions-w2", "--out", ""], "argument --out: must name a folder, got an empty path"),
+    (["sweep", "x.toml", "--out", " "], "argument --out: must name a folder"),
 ])
 def test_command_line_errors_name_the_flag(argv, flag, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -92,7 +95,9 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["recursions-fig2", "--categories", "1"], "categories must be an integer >= 2"),
     (["recursions-linreg", "--seed", "-1"], r"seed must be an integer in \[0, 2\*\*63 - 1\], got -1"),
     (["recursions-w2", "--seed", "-1"], r"seed must be an integer in \[0, 2\*\*63 - 1\], got -1"),
-    (["gmm-network", "--mu", "[5]"], r"with num_components B = 1 it fails at t = 0"),
+    # (B = 1 runs with the default c since 2026-12-05, c unused at k_t = 0; here k_2 = 1 gives B c = 1)
+    (["gmm-network", "--mu", "[5]", "--models", "1", "--points-per-step", "1"],
+     r"with num_components B = 1 it fails at t = 2, where k_t = floor\(beta \|A\(t\)\|\) = 1"),
     (["sigma-precision", "--quick", "--dims", "-8"], "--quick sets --dims, .*; drop --dims or --quick"),
     (["sigma-precision", "--embeddings", "/nonexistent-file-x.npy"], "embeddings file .* does not exist"),
     # a second audit (2026-12-02): these crashed after the run folder existed, or ran into NaN results
@@ -210,3 +215,18 @@ def test_a_backend_the_command_does_not_use_is_refused_not_ignored(argv, note, t
     with pytest.raises(SystemExit):
         cli.main([a for a in argv if a not in ("--backend", "native", "jax", "--quick", "--steps", "1")] + ["--help"])
     assert note in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
+    """A user trial (2026-12-05): a read-only --out gave a 30-line PermissionError traceback (exit 1) for
+    recursions-w2, sigma-precision and validate; any OSError a command meets is now one line naming the file."""
+    from collapse_jax import results
+
+    def denied(*args, **kwargs):  # (as root, permissions are not enforced: the first write fails as it would)
+        raise PermissionError(13, "Permission denied", str(tmp_path / "ro" / "config.json"))
+
+    monkeypatch.setattr(results.tempfile, "mkstemp", denied)
+    assert cli.main(["recursions-w2", "--generations", "2", "--replicates", "20", "--out", str(tmp_path / "ro")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"collapse-jax recursions-w2: error: cannot use {str(tmp_path / 'ro' / 'config.json')!r}: " \
+                  "Permission denied"

@@ -185,3 +185,37 @@ def test_environment_records_the_command_line(monkeypatch):
     assert environment_info()["command"] == "benchmarks/bench_x.py --out 'a b.json'"
     monkeypatch.setattr("sys.argv", ["/usr/local/bin/collapse-jax", "sweep", "spec.toml"])
     assert environment_info()["command"] == "collapse-jax sweep spec.toml"
+
+
+def test_a_folder_in_use_by_another_process_is_refused(tmp_path):
+    """A user trial (2026-12-05): two runs of different configurations started at once on one folder both passed
+    its checks; config.json said seed 0 while the arrays held seed 1's results (and a sweep's loser deleted the
+    winner's config.json). The folder is locked from start() to finish(), and by the process while it lives."""
+    import subprocess
+    import sys
+    import textwrap
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time
+        from collapse_jax.results import RunFolder
+        RunFolder.create("t", {str(out)!r}).start({{"seed": 0}})
+        print("started", flush=True)
+        time.sleep(60)
+        """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "started"
+        with pytest.raises(ValueError, match=rf"out: .*/run' is in use by another run \(process {holder.pid}\)"):
+            RunFolder.create("t", out).start({"seed": 1})
+    finally:
+        holder.kill()
+        holder.wait()
+    folder = RunFolder.create("t", out)  # the holder is gone (killed: the system released its lock)
+    with pytest.raises(ValueError, match=r"another configuration \(seed: 0 -> 1\)"):
+        folder.start({"seed": 1})
+    assert folder.start({"seed": 0}) is True  # the same run, resumed; again in this process (re-entrant)
+    assert folder.start({"seed": 0}) is True
+    folder.finish()  # releases the lock: another process may start here
+    probe = subprocess.run([sys.executable, "-c", f"from collapse_jax.results import RunFolder; "
+                            f"RunFolder.create('t', {str(out)!r}).start({{'seed': 0}})"], capture_output=True)
+    assert probe.returncode == 0, probe.stderr

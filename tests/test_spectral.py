@@ -1324,3 +1324,21 @@ def test_block_estimates_depend_on_the_rows_not_their_order():
     perm = sp.pair_order(x[rows])
     assert sorted(perm.tolist()) == list(range(n))
     np.testing.assert_array_equal(x[rows][perm], x[rows[::-1]][sp.pair_order(x[rows[::-1]])])
+
+
+def test_a_resumed_sweep_refuses_another_engine(tmp_path, capsys, monkeypatch):
+    """A user trial (2026-12-05): a sweep interrupted on the AMX engine and resumed where the native kernels could
+    not load (or on a CPU without AMX) ran its other cells on the numpy engine under the same config.json ("auto"),
+    up to 4.1 relative apart. The engine "auto" resolved to is part of the run's configuration."""
+    from collapse_jax import sigma_cli
+    from collapse_jax import sigma_precision as SP
+
+    argv = ["sigma-precision", "--dims", "8", "--blocks", "3", "--num-points", "200", "--ratios", "2",
+            "--families", "isotropic", "--out", str(tmp_path / "run"), "--no-progress"]
+    assert sigma_cli.main(argv) == 0
+    used = json.loads((tmp_path / "run" / "config.json").read_text())["config"]["engine_resolved"]
+    assert used == SP.resolve_engine("auto")
+    other = "numpy" if used != "numpy" else "native"
+    monkeypatch.setattr(SP, "resolve_engine", lambda engine: other)
+    assert sigma_cli.main(argv) == 2
+    assert f'engine_resolved: "{used}" -> "{other}"' in capsys.readouterr().err

@@ -211,7 +211,10 @@ def _library(name: str):
                     for fn, (restype, argtypes) in spec.signatures.items():
                         getattr(lib, fn).restype, getattr(lib, fn).argtypes = restype, argtypes
                 except (RuntimeError, OSError, AttributeError) as exc:
-                    warnings.warn(f"collapse_jax: native {name} unavailable ({exc}); using {spec.without}",
+                    what = "kernels" if name == "native" else f"{name} kernels"  # (it read "native native unavailable")
+                    cause = (f"{exc.strerror}: {exc.filename!r}" if isinstance(exc, OSError) and exc.filename
+                             and exc.strerror else str(exc))  # (the cache folder a file: "File exists", naming it)
+                    warnings.warn(f"collapse_jax: native {what} unavailable ({cause}); using {spec.without}",
                                   RuntimeWarning, stacklevel=3)
                     lib = None
         _STATE[name] = lib
