@@ -368,10 +368,13 @@ def _lock_folder(path: Path) -> bool:
     return True
 
 
-def _unlock_folder(path: Path) -> None:
-    """Release this process's lock on ``path`` (:func:`_lock_folder`), if it holds one."""
+def _unlock_folder(path: Path, *, remove: bool = False) -> None:
+    """Release this process's lock on ``path`` (:func:`_lock_folder`), if it holds one; ``remove``: delete the lock
+    file too (a run that left nothing else behind)."""
     fd = _held_locks.pop(str(path.resolve()), None)
     if fd is not None:
+        if remove:  # (while still holding it: a process that opened it meanwhile was refused)
+            (path / LOCK_FILE).unlink(missing_ok=True)
         os.close(fd)  # (closing the descriptor releases the flock)
 
 
@@ -438,6 +441,12 @@ class RunFolder:
             if locked:
                 _unlock_folder(self.path)
             raise
+
+    def abandon(self) -> None:
+        """Undo :meth:`start` of a new run that wrote nothing else: remove its ``config.json`` and the lock (a
+        corrected command may then use the folder as new)."""
+        (self.path / "config.json").unlink(missing_ok=True)
+        _unlock_folder(self.path, remove=True)
 
     def _check_empty(self) -> None:
         """A ValueError unless the folder holds nothing but hidden files (a run's config.json is written first, so

@@ -284,12 +284,13 @@ def _open(path: Path, spec: SweepSpec, kernels: str, *, create: bool, resume: bo
         config = {k: v for k, v in json.loads(json.dumps(spec.to_dict())).items() if k not in _HOW_TO_RUN}
         try:  # refuses a folder with other files, or with another sweep's config.json
             path.parent.mkdir(parents=True, exist_ok=True)
-            wrote_config = not RunFolder(path.parent).start(config)
+            folder = RunFolder(path.parent)
+            wrote_config = not folder.start(config)
             try:
                 _create(path, spec, sweep_models.get(spec.simulator), kernels)
             except BaseException:  # nothing of this sweep is left: a corrected specification can use the folder
                 if wrote_config:
-                    (path.parent / "config.json").unlink(missing_ok=True)
+                    folder.abandon()
                 raise
         except OSError as exc:
             raise ValueError(f"out: cannot write {str(path.parent)!r}: {exc.strerror or exc}") from None
