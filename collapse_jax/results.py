@@ -330,7 +330,9 @@ def _make_folder(path: Path, *, exist_ok: bool, what: str) -> None:
     except FileExistsError:
         if not exist_ok and path.is_dir():
             raise
-        raise ValueError(f"{what}: cannot create the folder {str(path)!r}: a file of that name is in the way") from None
+        why = ("a symbolic link to nothing is in the way (to " + repr(os.readlink(path)) + ")"
+               if path.is_symlink() and not path.exists() else "a file of that name is in the way")
+        raise ValueError(f"{what}: cannot create the folder {str(path)!r}: {why}") from None
     except OSError as exc:
         raise ValueError(f"{what}: cannot create the folder {str(path)!r}: {exc.strerror or exc}") from None
 

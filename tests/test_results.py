@@ -80,6 +80,9 @@ def test_an_out_that_cannot_be_a_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="the run folder: cannot create the folder"):
         RunFolder.create("t", root=afile)  # the time-stamped folder under a root that is a file
     assert RunFolder.create("t", tmp_path / "new" / "run").path.is_dir()
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")  # (a user trial, 2026-12-05: "a file ... is in the way")
+    with pytest.raises(ValueError, match=r"'.*dangling': a symbolic link to nothing is in the way \(to '.*gone'\)"):
+        RunFolder.create("t", tmp_path / "dangling")
     again = RunFolder.create("t", root=tmp_path / "runs")
     assert again.path.parent == tmp_path / "runs" and again.path.is_dir()
 
