@@ -261,21 +261,26 @@ def _source_revision() -> dict[str, Any]:
         return {}
 
 
-def netcdf_array(value) -> np.ndarray:
-    """``value`` as netCDF-3 stores it (signed 8/16/32-bit integers, float32, float64): bool -> int8, uint8 ->
+def netcdf_dtype(arr: np.ndarray) -> np.dtype:
+    """The type netCDF-3 (signed 8/16/32-bit integers, float32, float64) stores ``arr`` as: bool -> int8, uint8 ->
     int16, uint16 -> int32, 64-bit and unsigned 32-bit integers -> int32 where the values fit, else float64 (exact
     up to 2**53), float16 -> float32; other types unchanged."""
-    arr = np.asarray(value)
     if arr.dtype == bool:
-        return arr.astype(np.int8)
+        return np.dtype(np.int8)
     if arr.dtype.kind == "u" and arr.dtype.itemsize <= 2:
-        return arr.astype(np.int16 if arr.dtype.itemsize == 1 else np.int32)
+        return np.dtype(np.int16 if arr.dtype.itemsize == 1 else np.int32)
     if arr.dtype.kind in "iu" and (arr.dtype.itemsize > 4 or arr.dtype.kind == "u"):
         fits = arr.size == 0 or (arr.min() >= np.iinfo(np.int32).min and arr.max() <= np.iinfo(np.int32).max)
-        return arr.astype(np.int32 if fits else np.float64)
+        return np.dtype(np.int32 if fits else np.float64)
     if arr.dtype == np.float16:
-        return arr.astype(np.float32)
-    return arr
+        return np.dtype(np.float32)
+    return arr.dtype
+
+
+def netcdf_array(value) -> np.ndarray:
+    """``value`` as netCDF-3 stores it (:func:`netcdf_dtype`)."""
+    arr = np.asarray(value)
+    return arr.astype(netcdf_dtype(arr), copy=False)
 
 
 def labelled_dataset(arrays: Mapping[str, Any], labels: Mapping[str, Sequence[str]],
@@ -384,7 +389,7 @@ def release_folder_locks() -> None:
     """Release every run folder lock this process holds (the command line does after each command: an unfinished
     run's folder is then free for a resume in another process)."""
     for key in list(_held_locks):
-        os.close(_held_locks.pop(key))
+        _unlock_folder(Path(key))
 
 
 @dataclass
@@ -498,7 +503,7 @@ class RunFolder:
                 raise ValueError(f"array {key!r} has {arr.ndim} axes but {len(axes)} labels {axes}")
             meta[key] = {"axes": axes, "shape": list(arr.shape), "dtype": str(arr.dtype),
                          "description": descriptions.get(key, "")}
-            stored = netcdf_array(arr).dtype
+            stored = netcdf_dtype(arr)  # (the type only: the array is converted once, in the dataset)
             if stored != arr.dtype:  # (the .npz keeps the type; the netCDF-3 copy cannot)
                 meta[key]["netcdf_dtype"] = str(stored)
         sizes = {dim: size for m in reversed(meta.values()) for dim, size in zip(m["axes"], m["shape"])}

@@ -475,10 +475,10 @@ def _check_counts(dim, n, num_points=None, *, n_low: str = "d + 1"):
     if num_points is None:
         return
     big = _checks.array_in_interval("N", num_points, low, math.inf)
-    over = n_arr > big
+    over = n_arr > big  # (of the broadcast shape)
     if np.any(over):
-        idx = np.argwhere(np.broadcast_to(over, np.broadcast_shapes(n_arr.shape, big.shape)))[0] if over.ndim else ()
-        n_bad, big_bad = np.broadcast_to(n_arr, over.shape)[tuple(idx)], np.broadcast_to(big, over.shape)[tuple(idx)]
+        idx = tuple(np.argwhere(over)[0]) if over.ndim else ()
+        n_bad, big_bad = np.broadcast_to(n_arr, over.shape)[idx], np.broadcast_to(big, over.shape)[idx]
         raise ValueError(f"block size n must be at most the total count N, got n = {n_bad:g} > N = {big_bad:g}"
                          + (f" at index {list(map(int, idx))}" if over.ndim else ""))
 
