@@ -26,10 +26,10 @@ import contextlib
 import contextvars
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import lru_cache, partial, wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -41,11 +41,10 @@ from collapse_jax.progress import bar
 from collapse_jax.replicates import root_key
 from llm_bridge.bpe import TextTokenizer
 from llm_bridge.generators import PerplexityResult, Sampling, check_texts, cut_at_stop, fit_prompts
+from llm_bridge.nanogpt_config import DTYPES, PRESETS, GPTConfig, preset_config  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
     from llm_bridge.encoders import Encoder
-
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def without_x64(fn):
@@ -56,67 +55,10 @@ def without_x64(fn):
         with jax.enable_x64(False):
             return fn(*args, **kwargs)
     return wrapper
+
+
 LN_EPS = 1e-5
 INIT_STD = 0.02
-
-
-@dataclass(frozen=True)
-class GPTConfig:
-    """Model sizes. ``dim`` must be a multiple of ``num_heads``; ``dropout`` in [0, 1); ``dtype`` the matmul dtype."""
-
-    vocab_size: int
-    context_length: int
-    num_layers: int
-    num_heads: int
-    dim: int
-    dropout: float = 0.0
-    bias: bool = True
-    dtype: str = "float32"
-
-    def __post_init__(self) -> None:
-        for name in ("vocab_size", "context_length", "num_layers", "num_heads", "dim"):
-            _checks.positive_int(name, getattr(self, name))
-        if self.vocab_size < 2:
-            raise ValueError(f"vocab_size must be >= 2, got {self.vocab_size}")
-        if self.dim % self.num_heads:
-            raise ValueError(f"dim ({self.dim}) must be a multiple of num_heads ({self.num_heads})")
-        object.__setattr__(self, "dropout", _checks.in_interval("dropout", self.dropout, 0.0, 1.0, high_open=True))
-        if not isinstance(self.bias, bool):
-            raise ValueError(f"bias must be True or False, got {self.bias!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-
-    @property
-    def head_dim(self) -> int:
-        return self.dim // self.num_heads
-
-    @property
-    def compute_dtype(self):
-        return DTYPES[self.dtype]
-
-    def num_params(self) -> int:
-        """Parameter count (tied embedding counted once)."""
-        d, b = self.dim, int(self.bias)
-        per_layer = 4 * d + (3 * d * d + 3 * d * b) + (d * d + d * b) + (4 * d * d + 4 * d * b) + (4 * d * d + d * b)
-        return self.vocab_size * d + self.context_length * d + self.num_layers * per_layer + 2 * d
-
-
-# Model sizes without the vocabulary (it comes from the tokenizer). seed003: seed 003 Section 5.2.
-PRESETS: dict[str, dict[str, int]] = {
-    "seed003": dict(num_layers=4, num_heads=4, dim=256, context_length=128),
-    "tiny": dict(num_layers=2, num_heads=2, dim=32, context_length=32),
-    # four times seed003's non-embedding parameters (12.6 M: twice the width), for accelerators
-    "seed003x4": dict(num_layers=4, num_heads=8, dim=512, context_length=128),
-}
-
-
-def preset_config(name: str, vocab_size: int, **overrides: Any) -> GPTConfig:
-    """``PRESETS[name]`` with ``vocab_size``; keyword arguments that are not None override the preset."""
-    if name not in PRESETS:
-        raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {name!r}")
-    sizes = dict(PRESETS[name])
-    sizes.update({k: v for k, v in overrides.items() if v is not None})
-    return GPTConfig(vocab_size=vocab_size, **sizes)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -19,11 +19,11 @@ from pathlib import Path
 
 from collapse_jax import _checks
 from collapse_jax import cli_options as opts
-from llm_bridge import nanogpt_train as nt
+from llm_bridge import nanogpt_config as nc
 from llm_bridge.generators import Sampling
 
 # The configuration a new run takes from the flags (one flag per field, help in the field's metadata).
-CONFIGS = (nt.ModelSpec, nt.DataConfig, nt.TrainConfig)
+CONFIGS = (nc.ModelSpec, nc.DataConfig, nc.TrainConfig)
 
 
 # The core's --x64 / --backend do nothing to the nanoGPT: its help says so and a --backend is refused (cli_options)
@@ -50,14 +50,14 @@ def _add_train(verbs) -> None:
                                      "run at any moment and rerun with --resume --out RUN to continue to the same "
                                      "final parameters. Unset options take the default shown (or, with --resume, "
                                      "the run's saved value).")
-    opts.add_config(q.add_argument_group("model"), nt.ModelSpec)
+    opts.add_config(q.add_argument_group("model"), nc.ModelSpec)
     g = q.add_argument_group("data")
-    opts.add_config(g, nt.DataConfig)
+    opts.add_config(g, nc.DataConfig)
     data_fields = ("held_out_fraction",)  # a TrainConfig field (the split's seed is the run's), shown with the data
-    opts.add_config(g, nt.TrainConfig, exclude=tuple(f.name for f in fields(nt.TrainConfig)
+    opts.add_config(g, nc.TrainConfig, exclude=tuple(f.name for f in fields(nc.TrainConfig)
                                                      if f.name not in data_fields))
     g = q.add_argument_group("training")
-    opts.add_config(g, nt.TrainConfig, exclude=data_fields)
+    opts.add_config(g, nc.TrainConfig, exclude=data_fields)
     g.add_argument("--until", type=int, default=None,
                    help="stop after this step, 1 to --steps (checkpointed, the schedule still spans --steps); "
                         "--resume continues (default: none, run to the end)")
@@ -118,16 +118,17 @@ def given_config_flags(args) -> list[str]:
     return [opts.flag_of(cls, f.name) for cls in CONFIGS for f in fields(cls) if getattr(args, f.name) is not None]
 
 
-def configs_from_args(args) -> tuple[nt.ModelSpec, nt.DataConfig, nt.TrainConfig]:
+def configs_from_args(args) -> tuple[nc.ModelSpec, nc.DataConfig, nc.TrainConfig]:
     """A new run's (model, data, training) configuration: the flags given, the class defaults otherwise (the
     preset's sizes for the model sizes not given); ``--minutes`` without ``--steps`` sets no step limit."""
     no_step_limit = {"steps": None} if args.minutes is not None and args.steps is None else {}
-    return (opts.config_from_args(nt.ModelSpec, args), opts.config_from_args(nt.DataConfig, args),
-            opts.config_from_args(nt.TrainConfig, args, **no_step_limit))
+    return (opts.config_from_args(nc.ModelSpec, args), opts.config_from_args(nc.DataConfig, args),
+            opts.config_from_args(nc.TrainConfig, args, **no_step_limit))
 
 
 def cmd_train(args) -> int:
     from collapse_jax.results import RunFolder
+    from llm_bridge import nanogpt_train as nt
 
     if args.resume:
         if args.out is None:
@@ -204,6 +205,7 @@ def default_new_tokens(model, prompts: list[str], default: int) -> int:
 def cmd_eval(args) -> int:
     import math
 
+    from llm_bridge import nanogpt_train as nt
     from llm_bridge.nanogpt import NanoGPT
 
     _checks.positive_int("batch_size", args.batch_size)

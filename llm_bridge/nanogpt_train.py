@@ -40,14 +40,14 @@ import numpy as np
 import optax
 
 from collapse_jax import _checks
-from collapse_jax.cli_options import option
 from collapse_jax.progress import bar
 from collapse_jax.replicates import root_key
 from collapse_jax.results import RunFolder, atomic_write_json, read_json
 from llm_bridge import bpe
 from llm_bridge.encoders import require
 from llm_bridge.generators import check_texts
-from llm_bridge.nanogpt import PRESETS, GPTConfig, NanoGPT, committed, mean_nll_hidden, preset_config, without_x64
+from llm_bridge.nanogpt import GPTConfig, NanoGPT, committed, mean_nll_hidden, without_x64
+from llm_bridge.nanogpt_config import DataConfig, ModelSpec, TrainConfig  # noqa: F401 (re-exported)
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -57,111 +57,6 @@ DATA_KEY, DROPOUT_KEY = 0, 1          # fold_in(key(seed), .) streams; 2 initial
 
 class CheckpointError(ValueError):
     """A checkpoint step folder that does not restore (corrupt, truncated or partial)."""
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Configuration (each field's metadata holds its ``nanogpt train`` flag and help: cli_options.add_config)
-# ----------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation and bookkeeping. ``steps``: schedule length and stop (None with ``minutes``: as many steps as
-    the time budget allows, measured before training starts); ``minutes``: stop when this much wall time has
-    passed (checkpoint and final evaluation follow)."""
-
-    steps: int | None = option(5000, "optimiser steps = schedule length, >= 1 (with --minutes alone: as many as the "
-                                     "budget allows, measured before training)")
-    minutes: float | None = option(None, "wall-time budget, > 0: stop when it is spent, then checkpoint and evaluate",
-                                   default_help="none")
-    batch_size: int = option(32, "windows per step, >= 1")
-    steps_per_call: int = option(8, "optimiser steps per compiled call, >= 1 (a lax.scan; the same numbers as one step "
-                                    "per call, with fewer buffer allocations)")
-    learning_rate: float = option(1e-3, "peak learning rate, > 0", flag="lr")
-    min_lr_ratio: float = option(0.1, "final learning rate / peak, end of the cosine, in [0, 1]")
-    warmup_steps: int = option(100, "linear warm-up steps, >= 0", flag="warmup")
-    weight_decay: float = option(0.1, "AdamW decoupled weight decay on matrices, >= 0")
-    grad_clip: float = option(1.0, "global gradient-norm clip, > 0")
-    beta1: float = option(0.9, "Adam beta1, in [0, 1)")
-    beta2: float = option(0.95, "Adam beta2, in [0, 1)")
-    eval_every: int = option(250, "held-out loss and perplexity every this many steps, >= 1")
-    eval_windows: int = option(64, "held-out windows of context+1 tokens, fixed for the run, >= 1")
-    checkpoint_every: int = option(250, "Orbax checkpoint every this many steps, >= 1")
-    keep_checkpoints: int = option(2, "newest checkpoints kept, >= 2")
-    held_out_fraction: float = option(0.05, "fraction of documents held out for evaluation, in (0, 1)", flag="held-out")
-    seed: int = option(0, "data split, initialisation, batches and dropout")
-
-    def __post_init__(self) -> None:
-        if self.steps is None and self.minutes is None:
-            raise ValueError("give steps, minutes or both")
-        if self.steps is not None:
-            _checks.positive_int("steps", self.steps)
-        if self.minutes is not None:
-            _checks.in_interval("minutes", self.minutes, 0.0, math.inf, low_open=True, high_open=True)
-        for name in ("batch_size", "steps_per_call", "eval_every", "eval_windows", "checkpoint_every"):
-            _checks.positive_int(name, getattr(self, name))
-        _checks.nonnegative_int("warmup_steps", self.warmup_steps)
-        _checks.random_seed("seed", self.seed)
-        if _checks.positive_int("keep_checkpoints", self.keep_checkpoints) < 2:
-            raise ValueError(f"keep_checkpoints must be >= 2 (a corrupt latest step falls back to the previous "
-                             f"one), got {self.keep_checkpoints}")
-        _checks.in_interval("learning_rate", self.learning_rate, 0.0, math.inf, low_open=True, high_open=True)
-        _checks.in_interval("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
-        _checks.in_interval("weight_decay", self.weight_decay, 0.0, math.inf, high_open=True)
-        _checks.in_interval("grad_clip", self.grad_clip, 0.0, math.inf, low_open=True, high_open=True)
-        _checks.in_interval("beta1", self.beta1, 0.0, 1.0, high_open=True)
-        _checks.in_interval("beta2", self.beta2, 0.0, 1.0, high_open=True)
-        _checks.in_interval("held_out_fraction", self.held_out_fraction, 0.0, 1.0, low_open=True, high_open=True)
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """The training text: ``source`` is ``"stdlib"`` (:func:`llm_bridge.corpus.stdlib_corpus`, cut into ``unit``
-    s) or a ``.txt`` file or a folder of them (documents: blank-line separated paragraphs); ``tokenizer`` ``"bpe"``
-    (trained on the training documents, ``vocab_size`` tokens) or ``"byte"``."""
-
-    source: str = option("stdlib", "'stdlib' (the Python standard library's documentation) or a .txt file or folder "
-                                   "of .txt files (documents: blank-line separated paragraphs)", flag="data")
-    unit: str = option("paragraph", "document unit of the stdlib corpus", choices=("paragraph", "sentence"))
-    tokenizer: str = option("bpe", "byte-level BPE trained on the training documents, or plain bytes",
-                            choices=bpe.KINDS)
-    vocab_size: int = option(4096, "BPE vocabulary size, >= 257")
-
-    def __post_init__(self) -> None:
-        if self.unit not in ("sentence", "paragraph"):
-            raise ValueError(f"unit must be 'sentence' or 'paragraph', got {self.unit!r}")
-        if self.tokenizer not in bpe.KINDS:
-            raise ValueError(f"tokenizer must be one of {', '.join(bpe.KINDS)}, got {self.tokenizer!r}")
-        if _checks.positive_int("vocab_size", self.vocab_size) < 257:
-            raise ValueError(f"vocab_size must be >= 257 (256 bytes + EOT), got {self.vocab_size}")
-        if self.source != "stdlib":
-            if not Path(self.source).expanduser().exists():
-                raise ValueError(f"source path {self.source!r} does not exist")  # (the CLI: --data path ...)
-            # stored absolute, so that eval and --resume find the text from any working directory
-            object.__setattr__(self, "source", str(Path(self.source).expanduser().resolve()))
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """Model sizes before the vocabulary is known: a preset (:data:`llm_bridge.nanogpt.PRESETS`) and overrides."""
-
-    preset: str = option("seed003", "model sizes to start from: " + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()),
-                         choices=tuple(PRESETS))
-    num_layers: int | None = option(None, "number of transformer blocks, >= 1 (overrides the preset)", flag="layers",
-                                    default_help="the preset's")
-    num_heads: int | None = option(None, "attention heads, >= 1 (dim must be a multiple)", flag="heads",
-                                   default_help="the preset's")
-    dim: int | None = option(None, "embedding width, >= 1", default_help="the preset's")
-    context_length: int | None = option(None, "context length in tokens, >= 1", flag="context",
-                                        default_help="the preset's")
-    dropout: float = option(0.0, "dropout rate in [0, 1)")
-    dtype: str = option("float32", "matmul dtype; parameters stay float32 (bfloat16 for accelerators)",
-                        choices=("float32", "bfloat16"))
-
-    def resolve(self, vocab_size: int) -> GPTConfig:
-        return preset_config(self.preset, vocab_size, num_layers=self.num_layers, num_heads=self.num_heads,
-                             dim=self.dim, context_length=self.context_length, dropout=self.dropout,
-                             dtype=self.dtype)
 
 
 def write_run_config(folder: Path, config: dict[str, Any]) -> None:

@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from collapse_jax import cli_options as opts
-from llm_bridge import recursive_train as rt
+from llm_bridge import recursive_config as rc
 from llm_bridge.nanogpt_cli import NANOGPT_RUN_OPTIONS
 
 
@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("recursive-train", help="recursive training of the nanoGPT on its own text, beside the "
                                                "multinomial theory (seed 003 Sec. 5.2, App. D; seed 002 S1/S2)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    opts.add_config(p, rt.RecursiveConfig, presets=rt.PRESETS,
+    opts.add_config(p, rc.RecursiveConfig, presets=rc.PRESETS,
                     preset_help="starting values of every option below: cpu (all settings, a small model, a few "
                                 "generations, under 20 minutes on 2 cores) or gpu (seed 003's 4x4x256 model, 10 "
                                 "generations, 5 repetitions); given options override it")
@@ -37,8 +37,8 @@ def add_parser(sub) -> None:
         "backend": NANOGPT_RUN_OPTIONS["backend"]})
 
 
-def config_from_args(args) -> rt.RecursiveConfig:
-    return opts.config_from_args(rt.RecursiveConfig, args, presets=rt.PRESETS)
+def config_from_args(args) -> rc.RecursiveConfig:
+    return opts.config_from_args(rc.RecursiveConfig, args, presets=rc.PRESETS)
 
 
 def summary_lines(results: dict) -> list[str]:
@@ -58,6 +58,7 @@ def summary_lines(results: dict) -> list[str]:
 
 def cmd_run(args) -> int:
     from collapse_jax.results import RunFolder
+    from llm_bridge import recursive_train as rt
 
     config = config_from_args(args)
     folder = RunFolder.create("recursive-train", None).path if args.out is None else args.out

@@ -22,6 +22,19 @@ def test_registered_commands_parse(capsys):
     assert "--resume" in capsys.readouterr().out
 
 
+def test_building_the_command_line_imports_no_model_framework():
+    """``collapse-jax --help`` and every refusal of a bad flag come before Flax, Optax's models, torch or
+    transformers are imported (they cost most of a second): the LLM commands' parsers are built from flax-free
+    configuration modules and import their runs when they run."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from collapse_jax import cli; cli.build_parser(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'flax', 'orbax', 'torch', 'transformers'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_info_reports_devices_cpu_and_native_kernels(capsys):
     import json
 
