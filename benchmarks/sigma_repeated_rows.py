@@ -17,7 +17,6 @@ blocks (drawn without replacement) with `spectral.block_estimates` against the p
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         for k, ratio in enumerate(float(r) for r in args.ratios.split(",")):
             n = int(round(ratio * d))
             rng = np.random.default_rng([args.seed, k, len(name)])
-            start, centre, half, inside = time.perf_counter(), [], [], 0
+            start, centre, half = time.perf_counter(), [], []
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", spectral.RepeatedRowsWarning)
                 for _ in range(args.blocks):

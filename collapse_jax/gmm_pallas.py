@@ -252,7 +252,7 @@ def _records(keys, cells: Params, *, config: StaticConfig, block: int, num_warps
     which depend on the key only), compiled with the kernel; records (G, R, T + 1, ...) as
     :class:`collapse_jax.gmm_network.Record`."""
     weights, human, seeds = jax.vmap(lambda p: _native_inputs(keys, p, config))(cells)
-    n, B, d, T = config.num_models, config.num_components, config.dim, config.num_steps
+    n, B, T = config.num_models, config.num_components, config.num_steps
     S, T1 = _feature_size(config), T + 1
     G, R = weights.shape[:2]
     k0, k1 = seeds[0, :, 0].astype(jnp.uint32), seeds[0, :, 1].astype(jnp.uint32)
