@@ -18,6 +18,7 @@ functions that need them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import json
 import os
@@ -74,6 +75,8 @@ def model_folder(name: str, path: str | os.PathLike, required: Sequence[str],
                  saver: str = "save a model with save_pretrained / SentenceTransformer.save") -> Path:
     """``path`` as a local model folder holding every file in ``required``, or a ValueError naming what is wrong
     (``saver``: how to write such a folder, for the message)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{name} must be a local model folder (a str or path), got {type(path).__name__}")
     folder = Path(path).expanduser()
     if str(path).strip() == "":     # Path("") is the current folder: never what an empty string meant
         raise ValueError(f"{name} must be a local model folder, got an empty string")
@@ -94,7 +97,7 @@ class Encoder:
     name: str
     dim: int
     path: Path | None                 # the model's folder (None: a model in memory, e.g. NanoGPT.encoder)
-    normalize: bool
+    normalize: bool                   # every row has unit norm (the loader's normalize=True or the model's own module)
     max_length: int
     embed_batch: Callable[[list[str]], np.ndarray]
     count_tokens: Callable[[list[str]], list[int]] | None = None  # tokens per text, special ones in, not truncated
@@ -109,6 +112,8 @@ class Encoder:
         """
         items = check_texts(texts)
         batch_size = _checks.positive_int("batch_size", batch_size)
+        if progress is not None:
+            _checks.flag("progress", progress)
         out = np.empty((len(items), self.dim), dtype=np.float32)
         order = sorted(range(len(items)), key=lambda i: (-len(items[i]), i))
         cut = 0
@@ -179,15 +184,7 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt
 def _check_tokenizer_files(folder: Path) -> None:
     """A ValueError naming ``folder`` unless its transformer (the root, or a sentence-transformers folder's
     ``Transformer`` module as ``modules.json`` names it) holds tokenizer files."""
-    where = [folder]
-    modules = folder / "modules.json"
-    if modules.is_file():
-        try:
-            entries = json.loads(modules.read_text())
-            where = [folder / m.get("path", "") for m in entries if str(m.get("type", "")).endswith("Transformer")]
-        except (json.JSONDecodeError, AttributeError, TypeError):
-            raise ValueError(f"path {str(folder)!r}: its modules.json is not a sentence-transformers module list")
-        where = where or [folder]
+    where = _transformer_folders(folder) if (folder / "modules.json").is_file() else [folder]
     for w in where:
         if not any((w / f).is_file() for f in TOKENIZER_FILES):
             raise ValueError(f"path {str(folder)!r} is not a complete model folder: {str(w)!r} holds no tokenizer "
@@ -195,29 +192,114 @@ def _check_tokenizer_files(folder: Path) -> None:
                              "(tokenizer.save_pretrained / SentenceTransformer.save)")
 
 
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+def check_weight_files(folder: Path, kind: str = "model") -> None:
+    """A ValueError naming ``folder`` unless it holds weights (one of :data:`WEIGHT_FILES`), before anything loads
+    (transformers' own OSError came after the tokenizer had loaded and named no parameter)."""
+    if not any((folder / f).is_file() for f in WEIGHT_FILES):
+        raise ValueError(f"path {str(folder)!r} is not a saved {kind} folder: it has no weights (one of "
+                         f"{', '.join(WEIGHT_FILES)}); write them with model.save_pretrained(path)")
+
+
+def torch_dtype(dtype: Any) -> Any:
+    """``dtype`` as a torch dtype: None is float32, a name (``"bfloat16"``) its dtype, ``"auto"`` kept (the
+    checkpoint's own), else a ValueError naming ``dtype``."""
+    torch = require("torch")
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str) and dtype != "auto":
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise ValueError(f"dtype must be a torch dtype, its name (e.g. 'float32', 'bfloat16') or 'auto', "
+                             f"got {dtype!r}")
+        return getattr(torch, dtype)
+    if not isinstance(dtype, (str, torch.dtype)):
+        raise ValueError(f"dtype must be a torch dtype, its name or 'auto', got {dtype!r}")
+    return dtype
+
+
+def load_failure(folder: Path, what: str, exc: Exception) -> ValueError:
+    """The ValueError for ``what`` (model, tokenizer) in ``folder`` that did not load, with the cause's first line."""
+    cause = str(exc).splitlines()[0][:300] if str(exc) else ""
+    return ValueError(f"the {what} in {str(folder)!r} could not be loaded ({type(exc).__name__}: {cause}); is a file "
+                      "truncated or damaged?")
+
+
+def pretrained_model(auto_class: Any, folder: Path, dtype: Any, kind: str) -> Any:
+    """``auto_class.from_pretrained(folder)`` from local files in ``dtype``, or a ValueError naming ``folder`` when
+    the weights do not load (a truncated file) or lack some of the model's tensors, which transformers would fill
+    with random values and only log (an audit, 2026-12-05: an encoder folder missing a layer embedded, at random,
+    differently at every load). ``kind`` names what the folder should hold, for the message."""
+    try:
+        with quiet_loading():
+            model, info = auto_class.from_pretrained(str(folder), local_files_only=True, dtype=dtype,
+                                                     output_loading_info=True)
+    except ImportError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers raise their own types
+        raise load_failure(folder, "model", exc) from exc
+    missing = list(info.get("missing_keys", ())) + list(info.get("mismatched_keys", ()))
+    if missing:
+        architectures = getattr(model.config, "architectures", None) or ["unnamed"]
+        raise ValueError(f"the weights in {str(folder)!r} lack {len(missing)} of the {kind}'s tensors (e.g. "
+                         f"{', '.join(map(str, sorted(missing)[:3]))}): a partial or mismatched checkpoint, or not "
+                         f"a {kind} (its config names {', '.join(architectures)})")
+    return model
+
+
+def _transformer_folders(folder: Path) -> list[Path]:
+    """The folders of a sentence-transformers model's ``Transformer`` modules (``modules.json``), or ``[folder]``."""
+    try:
+        entries = json.loads((folder / "modules.json").read_text())
+        where = [folder / m.get("path", "") for m in entries if str(m.get("type", "")).endswith("Transformer")]
+    except (OSError, json.JSONDecodeError, AttributeError, TypeError):
+        raise ValueError(f"path {str(folder)!r}: its modules.json is not a sentence-transformers module list")
+    return where or [folder]
+
+
 def sentence_transformer_encoder(path: str | os.PathLike, *, normalize: bool = False, device: str | None = None,
-                                 max_length: int | None = None) -> Encoder:
+                                 max_length: int | None = None, dtype: Any = None) -> Encoder:
     """A sentence-transformers model from a local folder (as written by ``SentenceTransformer.save``).
 
     The folder's own modules do the pooling (and normalisation, if it has a ``Normalize`` module, as MiniLM does);
     ``normalize=True`` L2-normalises on top. ``max_length`` overrides the model's ``max_seq_length`` (tokens).
+    ``dtype``: the weights' torch dtype (or its name, or ``"auto"`` for the checkpoint's own); default float32, so
+    that a checkpoint saved in bfloat16 embeds in float32 too (it ran in bfloat16: 0.75 % errors that changed with
+    the batch size). Weights that lack some of the model's tensors are a ValueError (transformers would fill them
+    with random values and only log it), checked by loading the transformer once more (tens of milliseconds for
+    MiniLM; not for an encoder-decoder's encoder, which sentence-transformers loads alone).
     """
     normalize = _checks.flag("normalize", normalize)
+    if max_length is not None:
+        _checks.positive_int("max_length", max_length)
     folder = model_folder("path", path, ["modules.json"])
     _check_tokenizer_files(folder)
+    transformer_folders = _transformer_folders(folder)
+    for w in transformer_folders:
+        check_weight_files(w, "sentence-transformers model")
     dev = _torch_device(device)
+    dtype = torch_dtype(dtype)
+    transformers = require("transformers")
+    for w in transformer_folders:
+        if not getattr(transformers.AutoConfig.from_pretrained(str(w), local_files_only=True), "is_encoder_decoder",
+                       False):
+            pretrained_model(transformers.AutoModel, w, dtype, "encoder")   # checked, then dropped
     st = require("sentence_transformers")
     with quiet_loading():
-        model = st.SentenceTransformer(str(folder), device=str(dev), local_files_only=True)
+        model = st.SentenceTransformer(str(folder), device=str(dev), local_files_only=True,
+                                       model_kwargs={"dtype": dtype})
     model.eval()
     if max_length is not None:
         positions = getattr(getattr(getattr(model[0], "auto_model", None), "config", None), "max_position_embeddings",
                             None)
-        if _checks.positive_int("max_length", max_length) > (positions or max_length):
+        if max_length > (positions or max_length):
             raise ValueError(f"max_length must be at most the model's {positions} positions, got {max_length}")
         model.max_seq_length = max_length
     dim_fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     dim = int(dim_fn())
+    unit_rows = normalize or any(type(m).__name__ == "Normalize" for m in model)
 
     def embed_batch(batch: list[str]) -> np.ndarray:
         return model.encode(batch, batch_size=len(batch), show_progress_bar=False, convert_to_numpy=True,
@@ -225,7 +307,7 @@ def sentence_transformer_encoder(path: str | os.PathLike, *, normalize: bool = F
 
     tokenizer = getattr(model, "tokenizer", None)
     count = None if tokenizer is None else _token_counter(tokenizer)
-    return Encoder(f"sentence-transformers:{folder.name}", dim, folder, normalize, int(model.max_seq_length),
+    return Encoder(f"sentence-transformers:{folder.name}", dim, folder, unit_rows, int(model.max_seq_length),
                    embed_batch, count)
 
 
@@ -245,28 +327,40 @@ def mean_pool(hidden, mask):
 
 
 def hf_mean_pool_encoder(path: str | os.PathLike, *, normalize: bool = False, device: str | None = None,
-                         max_length: int | None = None) -> Encoder:
+                         max_length: int | None = None, dtype: Any = None) -> Encoder:
     """A Hugging Face encoder (``AutoModel`` + ``AutoTokenizer``) from a local folder, mean-pooled over the mask.
 
     Texts longer than ``max_length`` tokens are truncated (default: the smaller of the tokenizer's
     ``model_max_length`` and the model's ``max_position_embeddings``). ``normalize=True`` L2-normalises each row.
+    ``dtype``: the weights' torch dtype (or its name, or ``"auto"``); default float32 (a bfloat16 checkpoint ran,
+    and pooled, in bfloat16). The mean is taken in float32 whatever the weights' dtype.
     A tokenizer without a padding token (GPT-2's) pads with its EOS token (the mask leaves padding out); with a
     tokenizer that adds no special token (GPT-2's), an empty text has no token to pool and is a ``ValueError``.
+    A folder without weights, weights that lack some of the model's tensors, and an encoder-decoder model (whose
+    ``AutoModel`` needs decoder inputs) are ValueErrors naming the folder, raised as it loads.
     """
     normalize = _checks.flag("normalize", normalize)
+    if max_length is not None:
+        _checks.positive_int("max_length", max_length)
     folder = model_folder("path", path, ["config.json"])
     _check_tokenizer_files(folder)
+    check_weight_files(folder, "Hugging Face encoder")
     torch = require("torch")
     transformers = require("transformers")
     dev = _torch_device(device)
+    dtype = torch_dtype(dtype)
+    config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    if getattr(config, "is_encoder_decoder", False):
+        raise ValueError(f"path {str(folder)!r} holds an encoder-decoder model ({config.model_type}), whose AutoModel "
+                         "needs decoder inputs; hf_mean_pool_encoder takes encoder-only models (save its encoder "
+                         "alone, e.g. T5EncoderModel.save_pretrained)")
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     if tokenizer.pad_token is None:  # GPT-2 style folders have none: batches failed at encode time ("Asking to pad")
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
-    with quiet_loading():
-        model = transformers.AutoModel.from_pretrained(str(folder), local_files_only=True).to(dev)
+    model = pretrained_model(transformers.AutoModel, folder, dtype, "encoder").to(dev)
     model.eval()
     limits = [int(tokenizer.model_max_length), int(getattr(model.config, "max_position_embeddings", 10**9))]
-    limit = _checks.positive_int("max_length", max_length) if max_length is not None else min(limits)
+    limit = max_length if max_length is not None else min(limits)
     if limit > limits[1]:  # beyond the position embeddings: a raw torch size error at encode time
         raise ValueError(f"max_length must be at most the model's {limits[1]} positions, got {max_length}")
     dim = int(model.config.hidden_size)
@@ -279,10 +373,10 @@ def hf_mean_pool_encoder(path: str | os.PathLike, *, normalize: bool = False, de
                              "special token, so an empty text is empty)")
         with torch.inference_mode():
             hidden = model(**enc).last_hidden_state
-            pooled = mean_pool(hidden, enc["attention_mask"])
+            pooled = mean_pool(hidden.float(), enc["attention_mask"])
             if normalize:
                 pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
-        return pooled.float().cpu().numpy()
+        return pooled.cpu().numpy()
 
     return Encoder(f"hf-mean:{folder.name}", dim, folder, normalize, limit, embed_batch, _token_counter(tokenizer))
 
@@ -292,4 +386,5 @@ def minilm_encoder(*, device: str | None = None, max_length: int | None = None) 
     It embeds a text from its first 256 word pieces (the model's ``max_seq_length``; ``max_length`` up to its 512
     positions raises it, although the model was trained on 128); :meth:`Encoder.encode` warns how many texts were
     longer."""
-    return sentence_transformer_encoder(minilm_path(), device=device, max_length=max_length)
+    encoder = sentence_transformer_encoder(minilm_path(), device=device, max_length=max_length)
+    return dataclasses.replace(encoder, name="all-MiniLM-L6-v2")

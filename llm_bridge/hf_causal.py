@@ -38,13 +38,10 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
-from llm_bridge.encoders import (TOKENIZER_FILES, Encoder, _torch_device, mean_pool, model_folder, quiet_loading,
-                                 require)
+from llm_bridge.encoders import (TOKENIZER_FILES, WEIGHT_FILES, Encoder, _torch_device, load_failure, mean_pool,
+                                 model_folder, pretrained_model, quiet_loading, require, torch_dtype)
 from llm_bridge.generators import (PerplexityResult, Sampling, _caller_stacklevel, check_texts, cut_at_stop,
                                    fit_prompts)
-
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                "pytorch_model.bin.index.json")
 
 # Streams of the seed tree: generation batch b uses (seed, GENERATE, b); fine-tuning uses (seed, FINETUNE).
 GENERATE, FINETUNE = 0, 1
@@ -510,31 +507,14 @@ def hf_causal_lm(path: str | os.PathLike, *, device: str | None = None, dtype: A
     transformers would otherwise initialise at random with only a log message).
     """
     folder = checkpoint_folder(path)
-    torch = require("torch")
     device = _torch_device(device)
+    dtype = torch_dtype(dtype)
     transformers = require("transformers")
-    if dtype is None:
-        dtype = torch.float32
-    elif isinstance(dtype, str) and dtype != "auto":
-        if not isinstance(getattr(torch, dtype, None), torch.dtype):
-            raise ValueError(f"dtype must be a torch dtype, its name (e.g. 'float32', 'bfloat16') or 'auto', "
-                             f"got {dtype!r}")
-        dtype = getattr(torch, dtype)
-    elif not isinstance(dtype, (str, torch.dtype)):
-        raise ValueError(f"dtype must be a torch dtype, its name or 'auto', got {dtype!r}")
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-        with quiet_loading():
-            model, info = transformers.AutoModelForCausalLM.from_pretrained(
-                str(folder), local_files_only=True, dtype=dtype, output_loading_info=True)
     except ImportError:
         raise
-    except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers raise their own types
-        raise ValueError(f"the model in {str(folder)!r} could not be loaded ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:300] if str(exc) else ''}); is a file truncated or damaged?"
-                         ) from exc
-    missing = list(info.get("missing_keys", ())) + list(info.get("mismatched_keys", ()))
-    if missing:  # transformers would fill them with random values and only log it
-        raise ValueError(f"the weights in {str(folder)!r} lack {len(missing)} of the model's tensors (e.g. "
-                         f"{', '.join(map(str, missing[:3]))}): a partial or mismatched checkpoint")
+    except Exception as exc:  # noqa: BLE001 - tokenizers and transformers raise their own types
+        raise load_failure(folder, "tokenizer", exc) from exc
+    model = pretrained_model(transformers.AutoModelForCausalLM, folder, dtype, "causal LM")
     return HFCausalLM(model.to(device), tokenizer, name=f"hf:{folder.name}")

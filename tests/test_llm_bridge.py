@@ -161,6 +161,8 @@ def test_bad_paths_and_bad_input(tiny_models, tmp_path):
         enc.encode(["the cat", 3])
     with pytest.raises(ValueError, match="batch_size"):
         enc.encode(TEXTS, batch_size=0)
+    with pytest.raises(ValueError, match="progress must be True or False, got 'no'"):  # it showed the bar
+        enc.encode(TEXTS, progress="no")
     with pytest.raises(ValueError, match="max_length"):
         encoders.hf_mean_pool_encoder(tiny_models["hf"], max_length=0)
     with pytest.raises(ValueError, match="got a set, whose order changes between processes"):
@@ -256,6 +258,83 @@ def test_a_model_folder_without_tokenizer_files_is_refused(tiny_models, tmp_path
             load(tiny_models[kind], max_length=100)
 
 
+@needs_llm
+def test_partial_or_missing_weights_are_refused_naming_the_folder(tiny_models, tmp_path):
+    """A user trial (2026-12-05): an encoder folder missing a layer's tensors loaded, transformers filling them at
+    random and only logging it (two loads embedded differently); a folder without weights failed with transformers'
+    OSError after the tokenizer had loaded."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from llm_bridge import encoders
+
+    for kind, load in (("hf", encoders.hf_mean_pool_encoder), ("st", encoders.sentence_transformer_encoder)):
+        partial, bare = tmp_path / f"{kind}-partial", tmp_path / f"{kind}-bare"
+        shutil.copytree(tiny_models[kind], partial)
+        shutil.copytree(tiny_models[kind], bare)
+        weights = partial / "model.safetensors"
+        save_file({k: v for k, v in load_file(weights).items() if ".layer.1." not in k}, weights)
+        with pytest.raises(ValueError, match=rf"weights in '{partial}' lack 16 of the encoder's tensors .*layer\.1"):
+            load(partial)
+        (bare / "model.safetensors").unlink()
+        with pytest.raises(ValueError, match=rf"path '{bare}' is not a saved .* folder: it has no weights"):
+            load(bare)
+    with pytest.raises(ValueError, match="path must be a local model folder .*got NoneType"):
+        encoders.hf_mean_pool_encoder(None)
+
+
+@needs_llm
+def test_a_bfloat16_checkpoint_embeds_in_float32(tiny_models, tmp_path):
+    """A user trial (2026-12-05): transformers loads a checkpoint in its own dtype, so a bfloat16 folder embedded
+    (and pooled) in bfloat16: 0.75 % errors that changed with the batch size. Both loaders now default to float32:
+    the same rows as the float32 model whose weights are those bfloat16 values."""
+    import shutil
+
+    import torch
+    import transformers
+
+    from llm_bridge import encoders
+
+    bf16 = tmp_path / "bf16"
+    transformers.AutoModel.from_pretrained(str(tiny_models["hf"]), dtype=torch.bfloat16).save_pretrained(str(bf16))
+    for f in tiny_models["hf"].iterdir():
+        if f.name != "config.json" and not f.name.startswith("model"):
+            shutil.copy(f, bf16)
+    rounded = tmp_path / "rounded"       # the same weights, saved in float32
+    transformers.AutoModel.from_pretrained(str(bf16), dtype=torch.float32).save_pretrained(str(rounded))
+    for f in tiny_models["hf"].iterdir():
+        if f.name != "config.json" and not f.name.startswith("model"):
+            shutil.copy(f, rounded)
+    want = encoders.hf_mean_pool_encoder(rounded).encode(TEXTS, progress=False)
+    got = encoders.hf_mean_pool_encoder(bf16)
+    np.testing.assert_allclose(got.encode(TEXTS, progress=False), want, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got.encode(TEXTS, batch_size=1, progress=False), want, rtol=0, atol=1e-6)
+    # dtype="auto" is the checkpoint's own: bfloat16 arithmetic, visibly further off
+    auto = encoders.hf_mean_pool_encoder(bf16, dtype="auto").encode(TEXTS, progress=False)
+    assert np.abs(auto - want).max() > 1e-4
+    with pytest.raises(ValueError, match="dtype must be a torch dtype"):
+        encoders.hf_mean_pool_encoder(bf16, dtype="float33")
+
+
+@needs_llm
+def test_an_encoder_decoder_folder_is_refused_before_encoding(tmp_path, tiny_models):
+    """A user trial: a T5 folder loaded, then failed inside encode with "You must specify exactly one of input_ids
+    or inputs_embeds"."""
+    import shutil
+
+    import transformers
+
+    from llm_bridge import encoders
+
+    t5 = tmp_path / "t5"
+    transformers.T5Model(transformers.T5Config(vocab_size=40, d_model=16, d_kv=8, d_ff=32, num_layers=1,
+                                                num_heads=2)).save_pretrained(str(t5))
+    shutil.copy(tiny_models["hf"] / "vocab.txt", t5)
+    with pytest.raises(ValueError, match="holds an encoder-decoder model \\(t5\\)"):
+        encoders.hf_mean_pool_encoder(t5)
+
+
 @needs_minilm
 def test_packaged_minilm_embeds_real_sentences():
     from llm_bridge import encoders
@@ -263,6 +342,7 @@ def test_packaged_minilm_embeds_real_sentences():
     sentences = ["The cat sits on the mat.", "A cat is sitting on a rug.",
                  "Quarterly tax returns are due in April.", "Submit your tax forms before the spring deadline."]
     enc = encoders.minilm_encoder()
+    assert (enc.name, enc.normalize) == ("all-MiniLM-L6-v2", True)  # its own Normalize module: unit rows
     emb = enc.encode(sentences, batch_size=2, progress=False)
     assert emb.shape == (4, 384) and emb.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
