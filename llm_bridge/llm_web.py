@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import time
@@ -138,7 +139,11 @@ class WebConfig:
         "help": "every draw (retrieval, sampling, fine-tuning, training, GMM replicates)"})
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hf", tuple(str(p) for p in self.hf))
+        # absolute, so that --resume from another working directory finds the same folders (a relative one failed,
+        # or found another folder of that name)
+        object.__setattr__(self, "hf", tuple(_absolute(str(p)) for p in self.hf))
+        if self.encoder is not None:
+            object.__setattr__(self, "encoder", _absolute(self.encoder))
         if isinstance(self.num_models, int) and not isinstance(self.num_models, bool) and self.num_models < 2:
             raise ValueError(f"num_models must be an integer >= 2 (a distance matrix needs two models; with --hf one "
                              f"model folder per model), got {self.num_models}")
@@ -186,9 +191,16 @@ class WebConfig:
                 except ValueError as exc:
                     raise ValueError(f"hf {exc}") from None
         if self.encoder is not None:  # a saved sentence-transformers folder, checked before any run folder is made
-            from llm_bridge.encoders import model_folder
+            from llm_bridge import encoders
 
-            model_folder("encoder", self.encoder, ["modules.json"], "save one with SentenceTransformer.save")
+            folder = encoders.model_folder("encoder", self.encoder, ["modules.json"],
+                                           "save one with SentenceTransformer.save")
+            try:
+                encoders._check_tokenizer_files(folder)
+                for w in encoders._transformer_folders(folder):
+                    encoders.check_weight_files(w, "sentence-transformers model")
+            except ValueError as exc:
+                raise ValueError(f"encoder: {exc}") from None
         if self.proxy_dims > self.num_models * self.samples - 1:  # was cut to that silently (config.json kept it)
             raise ValueError(f"proxy_dims must be at most num_models * samples - 1 = "
                              f"{self.num_models * self.samples - 1} (the PCA of the t = 0 answers has no more), got "
@@ -225,6 +237,13 @@ class WebConfig:
         if unknown:
             raise ValueError(f"unknown configuration fields {unknown}")
         return cls(**{k: tuple(v) if k == "hf" else v for k, v in saved.items()})
+
+
+def _absolute(path: Any) -> Any:
+    """``path`` (a str or path) as an absolute path string, ``~`` expanded; anything else as given (refused later)."""
+    if isinstance(path, (str, os.PathLike)) and str(path).strip():
+        return str(Path(path).expanduser().absolute())
+    return path
 
 
 # Presets: the CPU default (finishes in minutes on 2 cores) and the seed's Section 4.1 network sizes.
@@ -302,9 +321,10 @@ def training_parts(cfg: WebConfig) -> list[list[str]]:
     return [list(docs[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def base_generators(cfg: WebConfig, folder: Path, *, progress: bool | None = None) -> list[Generator]:
+def base_generators(cfg: WebConfig, folder: Path | None, *, progress: bool | None = None) -> list[Generator]:
     """The models at t = 0: ``hf`` folders loaded, or nanoGPTs trained into ``folder/base/model-i`` (a finished
-    training is loaded, an interrupted one resumed, so no model is trained twice)."""
+    training is loaded, an interrupted one resumed, so no model is trained twice; ``folder`` may be None with
+    ``hf``)."""
     if cfg.hf:
         from llm_bridge.hf_causal import hf_causal_lm
 
@@ -507,10 +527,13 @@ def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None =
     if until is not None:
         _checks.nonnegative_int("until", until)
     old = None if folder is None or not Path(folder).is_dir() else saved_config(folder)
+    models = None
     if old is None:
         human_internet(cfg)  # topic and num_human against the corpus, before any folder is made (an empty one was left)
         if not cfg.hf:
             training_parts(cfg)  # num_models against the corpus (a folder was left, the error naming no option)
+        else:  # loaded before the folder is made: a folder that is no causal LM left one that could never run
+            models = base_generators(cfg, None)
     out = RunFolder.create("llm-web", folder)
     path = out.path
     if old is None:
@@ -520,15 +543,18 @@ def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None =
             raise ValueError(f"out: {str(path)!r} is not empty and holds no llm-web run (no config.json); choose a "
                              "new or empty folder (or one holding only a base/ copied from another run)")
         out.write_config(cfg.as_dict())
+        atomic_write_json(path / MODELS_FILE, model_fingerprints(cfg))
     elif old != cfg:
         diff = "; ".join(config_differences(*(json.loads(json.dumps(c.as_dict())) for c in (old, cfg))))
         raise ValueError(f"{str(path)!r} holds an llm-web run with another configuration (differs in {diff}); "
                          "resume it with its own configuration or choose a new folder")
+    else:
+        check_models_unchanged(cfg, path)
     started = time.perf_counter()
     done = min(completed_steps(path), cfg.num_steps + 1)
     stop = cfg.num_steps + 1 if until is None else min(until, cfg.num_steps + 1)
     if done < stop:
-        generate_steps(cfg, path, done, stop, progress)
+        generate_steps(cfg, path, done, stop, progress, models)
     if stop <= cfg.num_steps:
         return path
     atomic_write_json(path / "timing.json", {"last_session_seconds": time.perf_counter() - started})
@@ -539,8 +565,47 @@ def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None =
     return path
 
 
-def generate_steps(cfg: WebConfig, path: Path, done: int, stop: int, progress: bool | None) -> None:
-    """Steps ``done``..``stop - 1`` of the run in ``path`` (steps before ``done`` are stored)."""
+MODELS_FILE = "models.json"
+
+
+def model_fingerprints(cfg: WebConfig) -> dict[str, dict[str, str]]:
+    """The SHA-256 of every model folder a run reads besides its own (each ``hf`` folder, the encoder's), by the
+    option that names it: ``{"hf[0]": {"path": ..., "sha256": ...}, "encoder": {...}}``."""
+    from llm_bridge.encoders import minilm_path
+    from llm_bridge.populations import folder_hash
+
+    folders = {f"hf[{i}]": p for i, p in enumerate(cfg.hf)}
+    folders["encoder"] = cfg.encoder if cfg.encoder is not None else str(minilm_path())
+    return {name: {"path": str(p), "sha256": folder_hash(p)} for name, p in folders.items()}
+
+
+def check_models_unchanged(cfg: WebConfig, path: Path) -> None:
+    """A ValueError unless the model folders a continued run reads hold the files it started with
+    (:data:`MODELS_FILE`): a resumed run whose encoder folder had been rewritten embedded its later steps with
+    another model than its first, and said nothing (a user trial, 2026-12-05). Runs started before the file
+    existed are not checked."""
+    saved_file = path / MODELS_FILE
+    if not saved_file.is_file():
+        return
+    saved, now = read_json(saved_file), model_fingerprints(cfg)
+    for name, entry in now.items():
+        if name in saved and saved[name]["sha256"] != entry["sha256"]:
+            flag = "--encoder" if name == "encoder" else f"--hf (folder {int(name[3:-1]) + 1})"
+            raise ValueError(f"{flag}: the model folder {entry['path']!r} holds other files than when the run in "
+                             f"{str(path)!r} started (SHA-256 {entry['sha256'][:12]}, was "
+                             f"{saved[name]['sha256'][:12]}): its finished steps came from the old model; restore "
+                             "it or start a new run")
+
+
+def generate_steps(cfg: WebConfig, path: Path, done: int, stop: int, progress: bool | None,
+                   models: list[Generator] | None = None) -> None:
+    """Steps ``done``..``stop - 1`` of the run in ``path`` (steps before ``done`` are stored); ``models``: the
+    models at step ``done`` when the caller has loaded them."""
+    if models is None and cfg.mode == "finetune" and done > 0:
+        models = [load_generator(cfg, path / STATE / f"step-{done - 1:04d}" / f"model-{i}")
+                  for i in range(cfg.num_models)]
+    elif models is None:
+        models = base_generators(cfg, path, progress=progress)
     encoder = load_encoder(cfg)
     human_file = path / "human.json"
     if human_file.is_file():
@@ -552,11 +617,6 @@ def generate_steps(cfg: WebConfig, path: Path, done: int, stop: int, progress: b
     internet = list(human)
     for t in range(done):
         internet += read_step(path, t)[0]["posted"]
-    if cfg.mode == "finetune" and done > 0:
-        models = [load_generator(cfg, path / STATE / f"step-{done - 1:04d}" / f"model-{i}")
-                  for i in range(cfg.num_models)]
-    else:
-        models = base_generators(cfg, path, progress=progress)
     for i, model in enumerate(models):            # the same names whether loaded from base/ or state/
         model.name = f"hf:{cfg.hf[i]}" if cfg.hf else f"nanogpt:{BASE}/model-{i}"
     with bar(cfg.num_steps + 1, "llm-web", unit="step", disable=None if progress is None else not progress) as b:

@@ -8,6 +8,7 @@ would.
 import dataclasses
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -397,3 +398,43 @@ def test_hf_models_run_in_both_modes_and_finetune_resumes(hf_folders, tmp_path):
     llm_web.run(cfg, part, analyse_after=False)
     _assert_same_steps(whole, part, 2)
     assert all(len(losses) == 2 for losses in llm_web.read_step(whole, 1)[0]["finetune_losses"])
+
+
+def test_resume_refuses_model_folders_that_changed_and_stores_absolute_paths(hf_folders, tmp_path, monkeypatch):
+    """A user trial (2026-12-05): a run resumed after its model folder was rewritten made its later steps with
+    another model than its first, silently; and a run started with relative folder names could not be resumed from
+    another working directory (or found another folder of that name)."""
+    copy = tmp_path / "models" / "lm-1"
+    shutil.copytree(hf_folders[1], copy)
+    monkeypatch.chdir(tmp_path / "models")
+    cfg = llm_web.WebConfig(hf=(hf_folders[0], "lm-1"), num_models=2, samples=2, num_steps=1, num_human=4,
+                            max_new_tokens=8, corpus_docstrings=False, gmm_replicates=10, proxy_dims=1,
+                            proxy_components=2)
+    assert cfg.hf[1] == str(copy)
+    run = llm_web.run(cfg, tmp_path / "run", until=1)
+    saved = json.loads((run / llm_web.MODELS_FILE).read_text())
+    assert set(saved) == {"hf[0]", "hf[1]", "encoder"} and saved["hf[1]"]["path"] == str(copy)
+    monkeypatch.chdir(tmp_path)
+    (copy / "generation_config.json").write_text("{}")           # the folder's files change
+    with pytest.raises(ValueError, match=r"--hf \(folder 2\): the model folder .*lm-1' holds other files than"):
+        llm_web.resume(run)
+    assert llm_web.completed_steps(run) == 1
+
+
+def test_a_folder_that_is_no_causal_lm_is_refused_before_the_run_folder(hf_folders, tmp_path):
+    """A user trial: an encoder folder given as --hf embedded the human texts and wrote the run folder before failing
+    with "lack 6 of the model's tensors", which did not say the folder was no causal LM."""
+    import transformers
+
+    bert = tmp_path / "bert"
+    transformers.BertModel(transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+                                                   num_attention_heads=2, intermediate_size=32)).save_pretrained(bert)
+    for f in Path(hf_folders[0]).iterdir():
+        if "token" in f.name:
+            shutil.copy(f, bert)
+    cfg = llm_web.WebConfig(hf=(hf_folders[0], str(bert)), num_models=2, samples=2, num_steps=1, num_human=4,
+                            max_new_tokens=8, corpus_docstrings=False, gmm_replicates=10, proxy_dims=1,
+                            proxy_components=2)
+    with pytest.raises(ValueError, match="lack .* of the causal LM's tensors .*or not a causal LM .*BertModel"):
+        llm_web.run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
