@@ -346,7 +346,7 @@ LOCK_FILE = ".run.lock"
 _held_locks: dict[str, int] = {}  # resolved folder -> descriptor of its lock file, while this process runs there
 
 
-def _lock_folder(path: Path) -> bool:
+def lock_folder(path: Path) -> bool:
     """Hold an exclusive lock on ``path/.run.lock`` (``flock``; the system releases it when the process ends, even
     when killed) or raise a ValueError naming the process that holds it: two runs started at once on one folder
     both passed its checks and wrote each other's results under one config.json (a user trial, 2026-12-05).
@@ -376,12 +376,14 @@ def _lock_folder(path: Path) -> bool:
 
 
 def _unlock_folder(path: Path, *, remove: bool = False) -> None:
-    """Release this process's lock on ``path`` (:func:`_lock_folder`), if it holds one; ``remove``: delete the lock
+    """Release this process's lock on ``path`` (:func:`lock_folder`), if it holds one; ``remove``: delete the lock
     file too (a run that left nothing else behind)."""
     fd = _held_locks.pop(str(path.resolve()), None)
     if fd is not None:
         if remove:  # (while still holding it: a process that opened it meanwhile was refused)
             (path / LOCK_FILE).unlink(missing_ok=True)
+        else:  # the file stays (removing it would race with a process opening it), without a process id that ended
+            os.ftruncate(fd, 0)
         os.close(fd)  # (closing the descriptor releases the flock)
 
 
@@ -441,7 +443,7 @@ class RunFolder:
         new = json.loads(json.dumps(dict(config), default=_json_default))
         if not path.is_file():  # (before the lock, whose file would be left in a folder that is not ours)
             self._check_empty()
-        locked = _lock_folder(self.path)
+        locked = lock_folder(self.path)
         try:
             return self._start(path, config, new)
         except BaseException:
@@ -468,7 +470,8 @@ class RunFolder:
             try:
                 saved = json.loads(path.read_text())["config"]
             except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"out: {str(self.path)!r} has an unreadable config.json ({exc}); choose a new "
+                why = "no 'config' entry: not a collapse-jax run's" if isinstance(exc, KeyError) else exc
+                raise ValueError(f"out: {str(self.path)!r} has an unreadable config.json ({why}); choose a new "
                                  "folder") from None
             differences = config_differences(saved, new)
             if differences:

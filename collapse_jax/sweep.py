@@ -51,7 +51,7 @@ import numpy as np
 
 from collapse_jax import _checks, sweep_models
 from collapse_jax.progress import bar
-from collapse_jax.results import RunFolder, config_differences
+from collapse_jax.results import RunFolder, config_differences, lock_folder
 from collapse_jax.sweep_models import SweepModel
 from collapse_jax.sweep_spec import SweepSpec, statistic_names
 
@@ -276,10 +276,13 @@ def _open(path: Path, spec: SweepSpec, kernels: str, *, create: bool, resume: bo
     zarr = _zarr()
     if create:
         if path.exists():
-            root = zarr.open_group(str(path), mode="r+")
+            root = _open_store(zarr, path)
             _check_store(root, path, spec, kernels)
             if not resume:
                 raise SweepExists(path.parent, int(np.asarray(root["cell_done"][...]).sum()), spec.num_cells)
+            # a second single-process resume, or a fresh start racing with one, computed the same cells and
+            # overwrote them (a user trial, 2026-12-05): the folder's lock, as a new sweep takes in RunFolder.start
+            lock_folder(path.parent)
             return root
         config = {k: v for k, v in json.loads(json.dumps(spec.to_dict())).items() if k not in _HOW_TO_RUN}
         try:  # refuses a folder with other files, or with another sweep's config.json
@@ -300,14 +303,29 @@ def _open(path: Path, spec: SweepSpec, kernels: str, *, create: bool, resume: bo
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no store appeared at {path} within {_WAIT_SECONDS:.0f} s (process 0 creates it)")
             time.sleep(0.2)
-    root = zarr.open_group(str(path), mode="r+")
+    root = _open_store(zarr, path)
     _check_store(root, path, spec, kernels)
     return root
 
 
+def _open_store(zarr, path: Path):
+    """The zarr group at ``path``, or a ValueError when it is none (an empty folder of that name)."""
+    try:
+        return zarr.open_group(str(path), mode="r+")
+    except (OSError, ValueError, KeyError, TypeError, zarr.errors.BaseZarrError) as exc:
+        raise ValueError(f"out: {str(path)!r} is not a sweep's store ({type(exc).__name__}: {exc}); choose a new "
+                         "folder") from None
+
+
 def _check_store(root, path: Path, spec: SweepSpec, kernels: str) -> None:
     """Refuse a store of another sweep, precision or kernels (naming what differs)."""
-    differ = spec_differences(json.loads(root.attrs["sweep"]), spec.to_dict())
+    try:
+        stored = json.loads(root.attrs["sweep"])
+        stored["axes"], root.attrs["precision"], root["cell_done"]
+    except (KeyError, TypeError, ValueError):  # a zarr group of another program, or a damaged one
+        raise ValueError(f"out: {str(path)!r} is not a collapse-jax sweep's store (no sweep specification, precision "
+                         "or cell_done in it); choose a new folder") from None
+    differ = spec_differences(stored, spec.to_dict())
     if differ:
         raise ValueError(f"out: the store at {path} holds another sweep (its specification differs in "
                          f"{'; '.join(differ)}); use a new folder")

@@ -224,6 +224,45 @@ def test_an_existing_sweep_is_resumed_only_when_asked(tmp_path):
     assert sweep.run(how, tmp_path, progress=False, resume=True).cells_run == 0
 
 
+def test_a_resume_is_refused_while_another_process_runs_the_sweep(tmp_path):
+    """A user trial (2026-12-05): ``--resume`` skipped the folder's lock, so a second resume (or one racing with a
+    fresh start) computed the same cells as the running sweep and overwrote them. The lock is released when the
+    process ends: the same resume then runs."""
+    spec = sweep_spec.parse(MULTINOMIAL)
+    sweep.run(spec, tmp_path, progress=False)
+    from collapse_jax.results import release_folder_locks
+
+    release_folder_locks()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""\
+        import fcntl, os, sys, time
+        fd = os.open({str(tmp_path / ".run.lock")!r}, os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.pwrite(fd, b"4242\\n", 0)
+        print("locked", flush=True)
+        sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ValueError, match=r"is in use by another run \(process 4242\)"):
+            sweep.run(spec, tmp_path, progress=False, resume=True)
+    finally:
+        holder.communicate("")
+    assert sweep.run(spec, tmp_path, progress=False, resume=True).cells_run == 0
+    release_folder_locks()
+    assert (tmp_path / ".run.lock").read_text() == ""        # no process id of a run that has ended
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda store: store.mkdir(), "is not a sweep's store"),
+    (lambda store: __import__("zarr").open_group(str(store), mode="w"), "is not a collapse-jax sweep's store"),
+])
+def test_a_store_of_another_program_is_refused_with_a_message(make, message, tmp_path):
+    """A user trial: a dataset.zarr without a sweep in it failed with a KeyError traceback or zarr's own error."""
+    make(tmp_path / sweep.STORE)
+    with pytest.raises(ValueError, match=message):
+        sweep.run(sweep_spec.parse(MULTINOMIAL), tmp_path, progress=False, resume=True)
+
+
 @pytest.mark.parametrize("text, message", [   # a third audit (2026-12-04): tracebacks, or 728 TiB asked for
     ('simulator = "multinomial"\nzip = [1, 2]\n', r"zip\[0\]: must be a table"),
     ('simulator = ["multinomial"]\n', "simulator: must be one of"),
