@@ -663,17 +663,51 @@ def check_filter_keeps(alpha: np.ndarray, n: np.ndarray, type1: float, type2: fl
                          f"(max P(N_t = 0) = {p_empty.max():.4g}); raise n_t or lower the filter's errors")
 
 
-def check_inputs(p, alpha, n, config: MultinomialConfig, backend: str = "auto"
+def check_inputs(p, alpha, n, config: MultinomialConfig, backend: str = "auto", num_replicates: int | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate ``p`` (simplex), ``alpha`` ([0, 1]), ``n`` (>= 1), the filter (keeps something) and, for the
-    ``backend`` that will run (:func:`simulate`'s, resolved by :func:`resolve_backend`), that its counts stay exact,
-    before compute."""
+    ``backend`` that will run (:func:`simulate`'s, resolved by :func:`resolve_backend`), that its counts stay exact
+    and that its scratch memory for K categories fits (:func:`check_memory`; ``num_replicates``: the lanes of
+    work, default as many as there are threads), before compute."""
     p_arr = check_p(p)
     alpha, n = schedules.check_pair(alpha, n)
     if config.regime == "filter":
         check_filter_keeps(alpha, n, config.type1, config.type2)
-    check_counts(n, config.regime, resolve_backend(backend, config.regime))
+    resolved = resolve_backend(backend, config.regime)
+    check_counts(n, config.regime, resolved)
+    check_memory(p_arr.size, resolved, num_replicates)
     return p_arr, alpha, n
+
+
+# Scratch of one native worker thread per category: the refill engine's five rows of 32 interleaved replicates and
+# its categorical tables (about 170 float64 numbers; the group engine's about 50). Measured, K = 10**6, 2-core
+# Xeon: 1.57 GB peak with one thread, 2.84 GB with two.
+NATIVE_BYTES_PER_CATEGORY = 170 * 8
+# One replicate of the portable kernel per category: its counts, probabilities and splitting tree in a few
+# float32/float64 arrays (an upper bound; the driver chunks replicates by the memory budget above this).
+JAX_ARRAYS_PER_CATEGORY = 16
+
+
+def check_memory(num_categories: int, backend: str, num_replicates: int | None = None) -> None:
+    """A ValueError naming K unless the ``backend``'s (resolved) scratch for ``num_categories`` categories fits:
+    the native kernel's per-thread rows in 80 % of the memory available, one replicate of the portable kernels in
+    the memory budget (half the device's memory). ``recursions-fig3 --categories 10000000`` grew to 21 GB and was
+    killed by the system with no message, leaving a half-written run folder (a user trial, 2026-12-05)."""
+    from collapse_jax import _native
+
+    K = int(num_categories)
+    if backend == "native":
+        threads = _native.cpu_threads() * max(1, len(jax.local_devices(backend="cpu")))
+        threads = min(threads, num_replicates) if num_replicates else threads
+        need, limit = threads * K * NATIVE_BYTES_PER_CATEGORY, 0.8 * _checks.available_memory_bytes()
+        what = f"the native kernel's scratch ({threads} worker thread{'s' if threads > 1 else ''})"
+    else:
+        item = 8 if jax.config.jax_enable_x64 else 4
+        need, limit = K * item * JAX_ARRAYS_PER_CATEGORY, driver.memory_budget_bytes(None)
+        what = f"one replicate of the {backend} kernel"
+    if limit and need > limit:
+        raise ValueError(f"K = {K:,} categories (p has K entries) need about {need / 2**30:.1f} GiB for {what}, more "
+                         f"than the {limit / 2**30:.1f} GiB this machine can give them; lower K (--categories)")
 
 
 def check_counts(n, regime: str, backend: str) -> None:
@@ -762,8 +796,9 @@ def simulate(seed: int | jax.Array, p, alpha, n, config: MultinomialConfig = Mul
     """
     if not isinstance(config, MultinomialConfig):
         raise ValueError(f"config must be a MultinomialConfig (e.g. MultinomialConfig('accumulate')), got {config!r}")
-    p_arr, alpha, n = check_inputs(p, alpha, n, config, backend)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
+    rows = max(np.shape(x)[0] if np.ndim(x) == 2 else 1 for x in (alpha, n))   # lanes: replicates x grid rows
+    p_arr, alpha, n = check_inputs(p, alpha, n, config, backend, num_replicates * rows)
     backend = resolve_backend(backend, config.regime)
     if chunk_size is not None:
         chunk_size = _checks.positive_int("chunk_size", chunk_size)

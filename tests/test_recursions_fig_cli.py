@@ -99,3 +99,17 @@ def test_a_band_reaching_zero_keeps_a_log_axis_readable():
     poly = ax.collections[0].get_paths()[0].vertices[:, 1]
     assert poly.min() == pytest.approx(np.mean(losses, 0).min() * 1e-3)
     plt.close(fig)
+
+
+@pytest.mark.parametrize("command", ["recursions-fig2", "recursions-fig3"])
+def test_categories_beyond_memory_are_refused_before_the_run_folder(tmp_path, capsys, monkeypatch, command):
+    """A user trial (2026-12-05): ``recursions-fig3 --categories 10000000`` grew to 21 GB in the native kernel's
+    per-thread scratch (about 1.4 KB per category) and was killed by the system, leaving a run folder holding a
+    294 MB config.json. Here the machine is made small: 10^6 categories need more than 1 GiB on any backend."""
+    from collapse_jax import _checks
+
+    monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 2**30)
+    out = tmp_path / "run"
+    assert main([command, "--out", str(out), "--categories", "1000000", "--replicates", "2", "--steps", "1"]) == 2
+    assert "K = 1,000,000 categories (p has K entries) need about" in capsys.readouterr().err
+    assert not out.exists()
