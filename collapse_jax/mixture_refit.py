@@ -28,6 +28,7 @@ available, are refused before compute. No closed-form risk exists for this model
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -267,7 +268,22 @@ def check_inputs(weights, means, sds, alpha, n, config: MixtureConfig = MixtureC
     if np.any(n < 3 * k):
         raise ValueError(f"n must be >= 3K = {3 * k} at every step (EM fits 3K - 1 free parameters), "
                          f"got min {n.min():.0f}")
+    if isinstance(config, MixtureConfig) and config.var_floor > 1e-2 * float(np.min(s)) ** 2:
+        # a floor near the true variances biases every fit (sds ~5e-7 with the default floor 1e-6: risks 200x
+        # those of the same mixture at unit scale; a user trial, 2026-12-05)
+        raise ValueError(f"var_floor = {config.var_floor:.3g} (squared data units) must be at most 1e-2 of the "
+                         f"smallest true variance, min(sds)^2 = {float(np.min(s)) ** 2:.3g}: the floor guards fits "
+                         "collapsing onto a point; pass MixtureConfig(var_floor=...) at the scale of your data")
     return Mixture(w / w.sum(), m, s), alpha, n, sized_config(config, n)
+
+
+def unit_scale(sds) -> float:
+    """The power of two nearest the largest sd when it lies outside [2^-16, 2^16], else 1: :func:`simulate` runs the
+    mixture in this unit. EM (its tolerance relative to the sds, the floor scaled with it) and W1 are
+    scale-equivariant, and a power of two rescales draws and risks exactly; a float32 mixture at 3e19 squared
+    beyond the float32 range (NaN risks, silently; a user trial, 2026-12-05)."""
+    k = round(math.log2(float(np.max(sds))))
+    return 1.0 if abs(k) <= 16 else math.ldexp(1.0, k)
 
 
 def _warn_if_unresolved(truth: Mixture, dtype) -> None:
@@ -300,7 +316,9 @@ def simulate(seed: int | jax.Array, weights, means, sds, alpha, n, config: Mixtu
       :class:`Record` of NumPy arrays, (replicate, step) = (R, T + 1) for 1-D schedules or (grid, replicate, step)
       for grids. Warns if any EM fit stopped at ``max_iter`` before reaching ``tol``. Simulated about the truth's
       weighted mean (the risk is translation-invariant), so only the means' spread against the sds costs precision;
-      warns when the dtype cannot resolve it. :func:`kernel` called directly draws about the given means.
+      warns when the dtype cannot resolve it; and in units of :func:`unit_scale` (exactly the same law), so any
+      scale whose squares the dtype holds runs. :func:`kernel` called directly draws about the given means, in
+      data units. ``config.var_floor`` must be at most 1e-2 min(sds)^2 (:func:`check_inputs`).
     """
     truth, alpha, n, config = check_inputs(weights, means, sds, alpha, n, config)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
@@ -312,12 +330,18 @@ def simulate(seed: int | jax.Array, weights, means, sds, alpha, n, config: Mixtu
     # an integer: t = 0's W1 7 standard errors low and twice the EM iterations; a user trial)
     truth = truth._replace(means=truth.means - float(np.dot(truth.weights, truth.means)))
     _warn_if_unresolved(truth, dtype)
+    unit = unit_scale(truth.sds)
+    if unit != 1.0:
+        truth = truth._replace(means=truth.means / unit, sds=truth.sds / unit)
+        config = dataclasses.replace(config, var_floor=config.var_floor / unit ** 2)
     params = Params(Mixture(*(np.asarray(x, dtype) for x in truth)), np.asarray(alpha2, dtype),
                     np.asarray(n2, dtype))
     out = Record(*driver.run_replicates(kernel, params, config, num_replicates, seed, grid_axes=Params(None, 0, 0),
                                         first_replicate=first_replicate, chunk_size=chunk_size,
                                         memory_budget=memory_budget, mesh=mesh, lanes=config.lanes,
                                         progress=progress, desc="mixture replicates"))
+    if unit != 1.0:
+        out = out._replace(risk=out.risk * np.asarray(unit, out.risk.dtype))
     capped = int(np.sum(out.iterations >= config.max_iter))
     if capped:
         warnings.warn(f"mixture EM: {capped} of {out.iterations.size} fits stopped at max_iter={config.max_iter} "

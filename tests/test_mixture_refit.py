@@ -132,6 +132,32 @@ def test_a_location_far_from_zero_costs_no_precision_in_float32():
     np.testing.assert_array_equal(far.iterations, near.iterations)
 
 
+@pytest.mark.parametrize("scale", [2.0 ** -41, 2.0 ** 41, 3e19])
+def test_any_scale_runs_as_the_unit_scale_mixture(scale):
+    """A user trial (2026-12-05): in float32 a mixture at scale 3e19 gave NaN risks (squares beyond the float32
+    range), silently; at scale 1e-6 the absolute variance floor 1e-6 biased every fit (risks 200x). EM and W1 are
+    scale-equivariant: the run is simulated in the power-of-two unit nearest its largest sd (here 2^-42 or 2^40,
+    where the sds are 1) with the floor in that unit, so it is exactly the run of sds 1 times the unit; at 3e19 the
+    same law, in float32 rounding."""
+    alpha, n = S.constant_alpha(0.5, 2), S.constant_size(30, 2)
+    sds = np.r_[0.5, 0.5, 0.5]
+    with jax.enable_x64(False):
+        unit = MR.simulate(5, W, 2 * MEANS, 2 * sds, alpha, n, MR.MixtureConfig(var_floor=4e-6), num_replicates=20,
+                           progress=False)
+        scaled = MR.simulate(5, W, MEANS * scale, sds * scale, alpha, n, MR.MixtureConfig(var_floor=1e-6 * scale ** 2),
+                             num_replicates=20, progress=False)
+    assert MR.unit_scale(sds * scale) == (scale / 2 if scale != 3e19 else 2.0 ** 64)
+    assert scaled.risk.dtype == np.float32 and np.isfinite(scaled.risk).all()
+    if scale == 3e19:
+        np.testing.assert_allclose(scaled.risk.mean(0) / scale, unit.risk.mean(0) / 2, rtol=1e-2)
+    else:
+        np.testing.assert_array_equal(scaled.risk / (scale / 2), unit.risk)
+        np.testing.assert_array_equal(scaled.iterations, unit.iterations)
+    with pytest.raises(ValueError, match=r"var_floor = 1e-06 \(squared data units\) must be at most 1e-2 of the "
+                                         r"smallest true variance, min\(sds\)\^2 = 2.5e-13"):
+        MR.simulate(5, W, MEANS * 1e-6, sds * 1e-6, alpha, n, num_replicates=2)
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(alpha=np.r_[1.0, 0.5, 1.2]), "alpha must lie in"),
     (dict(alpha=np.r_[1.0, -0.1, 0.5]), "alpha must lie in"),
