@@ -936,7 +936,8 @@ def filter_risk(p, alpha, n, type1: float, type2: float, *, mean_field: bool = F
     """Theorem D.2: ``r_t = (1 - alpha~_t)^2 (1 - E[1/N_t]) r_{t-1} + s E[1/N_t]``.
 
     ``kappa_t = alpha_t (1 - a) + (1 - alpha_t) b``, ``alpha~_t = alpha_t (1 - a) / kappa_t``,
-    ``N_t ~ Binomial(n_t, kappa_t) | N_t > 0``. ``mean_field=True`` uses ``E[1/N_t] ~ 1/(n_t kappa_t)`` (Remark D.3).
+    ``N_t ~ Binomial(n_t, kappa_t) | N_t > 0``. ``mean_field=True`` uses ``E[1/N_t] ~ 1/(n_t kappa_t)`` (Remark D.3),
+    refused where ``n_t kappa_t < 1`` (the approximation exceeds 1 there, and the risks any loss could reach).
     Grids of schedules (..., T + 1), as the simulators take, give one curve per row.
     """
     alpha, n = schedules.check_pair(alpha, n)
@@ -955,6 +956,10 @@ def filter_risk(p, alpha, n, type1: float, type2: float, *, mean_field: bool = F
         if kappa <= 0:
             raise ValueError(f"the filter keeps nothing at step {t} (keep probability 0)")
         tilde = alpha[t] * (1 - a) / kappa
+        if mean_field and n[t] * kappa < 1:  # 1 / (n kappa) > 1 >= E[1/N_t]: risks above any loss (a user trial)
+            raise ValueError(f"mean_field=True approximates E[1/N_t] by 1/(n_t kappa_t), above 1 (impossible: "
+                             f"N_t >= 1) where n_t kappa_t < 1, as at step {t}: n_t kappa_t = {n[t] * kappa:.3g}; "
+                             "use mean_field=False (exact)")
         inv = 1 / (n[t] * kappa) if mean_field else expected_inverse_kept(n[t], kappa)
         r[t] = (1 - tilde) ** 2 * (1 - inv) * r[t - 1] + s * inv
     return r

@@ -15,6 +15,7 @@ enter :func:`collapse_jax.multinomial.filter_risk` (Theorem D.2).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +52,8 @@ def fit(real: Any, synthetic: Any, *, ridge: float = 1.0, max_iter: int = 50, to
     """Fit the classifier on ``real`` (num_real, dim) and ``synthetic`` (num_synthetic, dim) embeddings.
 
     Newton's method from zero; each step solves ``H delta = g`` with ``H = X^T diag(s (1 - s)) X + ridge I'``
-    (``I'``: identity without the intercept entry) and stops when ``max |delta| <= tol (1 + max |theta|)``.
+    (``I'``: identity without the intercept entry) and stops when ``max |delta| <= tol (1 + max |theta|)``; warns
+    (RuntimeWarning) when ``max_iter`` steps did not get there, and raises a ValueError when the fit overflowed.
     """
     real = _checks.finite_array("real", real)
     if real.ndim != 2 or real.shape[0] < 1:
@@ -66,19 +68,37 @@ def fit(real: Any, synthetic: Any, *, ridge: float = 1.0, max_iter: int = 50, to
     penalty = np.full(x.shape[1], ridge)
     penalty[0] = 0.0
     theta = np.zeros(x.shape[1])
-    for it in range(1, max_iter + 1):
-        margin = y * (x @ theta)
-        prob_wrong = 0.5 * (1.0 - np.tanh(0.5 * margin))          # sigmoid(-margin), overflow-free
-        grad = -(x.T @ (y * prob_wrong)) + penalty * theta
-        hess = (x.T * (prob_wrong * (1.0 - prob_wrong))) @ x + np.diag(penalty)
-        hess[0, 0] += 1e-12                                          # an all-one column with zero curvature
-        delta = np.linalg.solve(hess, grad)
-        theta = theta - delta
-        if np.max(np.abs(delta)) <= tol * (1.0 + np.max(np.abs(theta))):
-            break
+    converged = False
+    with np.errstate(over="ignore", invalid="ignore"):   # (overflow is reported below, naming the inputs)
+        for it in range(1, max_iter + 1):
+            margin = y * (x @ theta)
+            prob_wrong = 0.5 * (1.0 - np.tanh(0.5 * margin))          # sigmoid(-margin), overflow-free
+            grad = -(x.T @ (y * prob_wrong)) + penalty * theta
+            hess = (x.T * (prob_wrong * (1.0 - prob_wrong))) @ x + np.diag(penalty)
+            hess[0, 0] += 1e-12                                          # an all-one column with zero curvature
+            delta = np.linalg.solve(hess, grad)
+            theta = theta - delta
+            if not np.all(np.isfinite(theta)):
+                break
+            if np.max(np.abs(delta)) <= tol * (1.0 + np.max(np.abs(theta))):
+                converged = True
+                break
+    if not np.all(np.isfinite(theta)):  # weights of NaN classified nothing, silently (a user trial, 2026-12-05)
+        raise ValueError(f"the classifier's fit overflowed (embeddings up to {np.max(np.abs(x)):.3g} in magnitude); "
+                         "scale real and synthetic down (e.g. to unit norm) and fit again")
+    if not converged:
+        warnings.warn(f"synthetic_filter.fit stopped at max_iter = {max_iter} Newton steps before reaching tol = "
+                      f"{tol:g}; raise max_iter or ridge (separable data need a ridge to have a finite fit)",
+                      RuntimeWarning, stacklevel=2)
     return RealSyntheticClassifier(weights=theta[1:], intercept=float(theta[0]), ridge=ridge, iterations=it)
 
 
 def error_rates(classifier: RealSyntheticClassifier, real: Any, synthetic: Any) -> tuple[float, float]:
-    """(type-I, type-II) on held-out embeddings: real documents rejected, synthetic documents kept."""
-    return (float(np.mean(~classifier.keep(real))), float(np.mean(classifier.keep(synthetic))))
+    """(type-I, type-II) on held-out embeddings: real documents rejected, synthetic documents kept; each set must
+    hold at least one embedding (an empty one gave NaN)."""
+    kept = {}
+    for name, x in (("real", real), ("synthetic", synthetic)):
+        kept[name] = classifier.keep(x)
+        if kept[name].size == 0:
+            raise ValueError(f"{name} must hold at least one held-out embedding (its error rate is a mean over them)")
+    return float(np.mean(~kept["real"])), float(np.mean(kept["synthetic"]))

@@ -659,6 +659,16 @@ def test_filter_theory_takes_grids_as_the_other_regimes_do():
         np.testing.assert_array_equal(row, M.theory_risk(p, a, n, cfg))
 
 
+def test_mean_field_filter_theory_is_refused_where_it_exceeds_one():
+    """A user trial (2026-12-05): at n_t kappa_t = 0.04 the mean-field E[1/N_t] ~ 1/(n_t kappa_t) = 25 gave risks of
+    25 for p = (1/2, 1/2), whose loss cannot exceed 1/2; the exact form gives 0.4987."""
+    alpha, n = S.constant_alpha(0.5, 3), S.constant_size(2, 3)
+    exact = M.filter_risk([0.5, 0.5], alpha, n, 0.98, 0.0)
+    assert np.all(exact <= 0.5)
+    with pytest.raises(ValueError, match="mean_field=True .* at step 1: n_t kappa_t = 0.02; use mean_field=False"):
+        M.filter_risk([0.5, 0.5], alpha, n, 0.98, 0.0, mean_field=True)
+
+
 def test_filter_error_rates_are_refused_under_other_regimes():
     """A user trial (2026-12-04): MultinomialConfig("replace", 0.3, 0.2) ran plain replace, the rates ignored."""
     for regime in ("replace", "accumulate", "accumulate-subsample"):

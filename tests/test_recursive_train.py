@@ -269,6 +269,25 @@ def test_classifier_separates_shifted_clouds_and_measures_its_errors():
         synthetic_filter.fit(real, syn[:, :3])
 
 
+def test_classifier_fits_that_fail_say_so():
+    """A user trial (2026-12-05): a fit stopped by max_iter, or one that overflowed into NaN weights (which classify
+    nothing), came back as any other; an empty held-out set gave a NaN error rate."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    real, syn = rng.normal(3.0, 0.1, (50, 2)), rng.normal(-3.0, 0.1, (50, 2))
+    with pytest.warns(RuntimeWarning, match="stopped at max_iter = 3 Newton steps"):
+        synthetic_filter.fit(real, syn, ridge=1e-12, max_iter=3)
+    with pytest.raises(ValueError, match="the classifier's fit overflowed .*scale real and synthetic down"):
+        synthetic_filter.fit(real * 1e200, syn * 1e200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = synthetic_filter.fit(real, syn)                       # converges: no warning
+    with pytest.raises(ValueError, match="real must hold at least one held-out embedding"):
+        synthetic_filter.error_rates(clf, real[:0], syn)
+    assert synthetic_filter.error_rates(clf, real, syn) == (0.0, 0.0)
+
+
 def test_cli_help_lists_every_parameter_and_bad_input_returns_2(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(["--help"])
