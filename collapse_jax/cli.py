@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             cli_options.apply_run_options(args)
             result = args.func(args)
     except (ValueError, _checks.MissingExtraError) as exc:  # bad input, a missing extra: one clear line
-        print(f"collapse-jax {args.command}: error: {cli_options.with_flags(str(exc), args)}", file=sys.stderr)
+        text = str(exc) if getattr(exc, "verbatim", False) else cli_options.with_flags(str(exc), args)
+        print(f"collapse-jax {args.command}: error: {text}", file=sys.stderr)
         return 2
     except OSError as exc:  # a file that cannot be written or read (a read-only --out, a full disk): one line too
         text = f"cannot use {str(exc.filename)!r}: {exc.strerror or exc}" if exc.filename else str(exc)

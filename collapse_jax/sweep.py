@@ -348,6 +348,13 @@ def spec_differences(stored: dict, given: dict) -> list[str]:
     fields as ``field: old -> new``, axes by name, parameter and value (``axis a: a[1] 0.5 -> 0.25``)."""
     stored, given = (json.loads(json.dumps(d, sort_keys=True)) for d in (stored, given))
     old, new = ({a["name"]: a["values"] for a in d.pop("axes")} for d in (stored, given))
+    if stored.get("simulator") == given.get("simulator") and stored.get("simulator") in sweep_models.MODELS:
+        # a parameter set to its default is the sweep that leaves it out ("fixed.alpha0: not set -> 0.5" refused
+        # the resume of the same computation; a user trial, 2026-12-05)
+        fields = sweep_models.get(stored["simulator"]).fields
+        for d in (stored, given):
+            d["fixed"] = {k: v for k, v in d.get("fixed", {}).items()
+                          if not (k in fields and json.loads(json.dumps(fields[k].default)) == v)}
     out = config_differences({k: v for k, v in stored.items() if k not in _HOW_TO_RUN},
                              {k: v for k, v in given.items() if k not in _HOW_TO_RUN})
     if list(old) != list(new):

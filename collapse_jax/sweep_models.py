@@ -84,7 +84,11 @@ class SweepModel(abc.ABC):
 
     def check_value(self, key: str, value, fail: Callable[[str], None]) -> None:
         if key not in self.fields:
-            fail(f"unknown parameter of {self.name}; allowed: {', '.join(sorted(self.fields))}")
+            import difflib
+
+            near = difflib.get_close_matches(key, self.fields, n=1)
+            fail(f"unknown parameter of {self.name}{f' (did you mean {near[0]}?)' if near else ''}; allowed: "
+                 f"{', '.join(sorted(self.fields))}")
         elif (why := self.fields[key].check(value)) is not None:
             fail(why)
 

@@ -68,7 +68,10 @@ def dataset_names(model) -> set[str]:
 
 
 class SpecError(ValueError):
-    """A sweep specification that cannot run; the message names the file, the line and the field."""
+    """A sweep specification that cannot run; the message names the file, the line and the field (as the file spells
+    them: the command line prints it as is, without turning field names into its flags)."""
+
+    verbatim = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,6 +151,14 @@ class _Lines:
         return None
 
 
+def _description(raw: dict, fail) -> str:
+    """The specification's free-text ``description`` (a string; ``description = 5`` was stored as "5")."""
+    text = raw.get("description", "")
+    if not isinstance(text, str):
+        fail("description", f"must be a string (free text), got {text!r}")
+    return text
+
+
 def load(path: str | Path, models: dict | None = None) -> SweepSpec:
     """Read and check the sweep specification at ``path`` (:class:`SpecError` naming the field and line)."""
     path = Path(path)
@@ -213,6 +224,8 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
     if not isinstance(grid, dict):
         fail("grid", "must be a table of parameter = values")
     for key, values in grid.items():
+        if key not in model.fields:  # named before its values ("grid.n_grwth: value 0.1: unknown parameter")
+            model.check_value(key, None, lambda msg, k=key: fail(f"grid.{k}", msg))
         vals = _values(values, f"grid.{key}", fail, integer=_is_integer(model, key))
         _check_new(key, f"grid.{key}", seen, fail)
         for v in vals:
@@ -230,6 +243,8 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
             fail(where, "names no parameter")
         columns = {}
         for key, values in entries.items():
+            if key not in model.fields:
+                model.check_value(key, None, lambda msg, k=key: fail(f"{where}.{k}", msg))
             vals = _values(values, f"{where}.{key}", fail, integer=_is_integer(model, key), distinct=False)
             _check_new(key, f"{where}.{key}", seen, fail)
             for v in vals:
@@ -257,7 +272,7 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
         axes.append(Axis(axis_name, columns))
     spec = SweepSpec(simulator=simulator, fixed=dict(fixed), axes=tuple(axes), replicates=replicates, seed=seed,
                      keep=keep, quantiles=tuple(float(q) for q in quantiles), cells_per_chunk=cells_per_chunk,
-                     memory_budget=memory_budget, backend=backend, description=str(raw.get("description", "")))
+                     memory_budget=memory_budget, backend=backend, description=_description(raw, fail))
     if spec.num_cells > MAX_CELLS:
         fail("grid", f"has {spec.num_cells:,} cells, more than {MAX_CELLS:,} (each is checked, then simulated with "
                      f"{replicates} replicates); split the sweep or use fewer values per axis")

@@ -906,3 +906,32 @@ def test_fields_listing_gives_each_simulators_whole_summary(simulator, capsys):
     assert cli_main(["sweep", "--fields", simulator]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith(f"{simulator}: ") and first.rstrip().endswith((".", ")")), first
+
+
+@pytest.mark.parametrize("text, message", [
+    ('simulator = "multinomial"\ncells_per_chunk = 0\n', "line 2: cells_per_chunk: must be an integer >= 1"),
+    ('simulator = "multinomial"\nreplicats = 5\n', "allowed: backend, cells_per_chunk, description, fixed"),
+    ('simulator = "multinomial"\ndescription = 5\n', "line 2: description: must be a string (free text), got 5"),
+    ('simulator = "multinomial"\n[grid]\nn_grwth = [0.1, 0.2]\n',
+     "line 3: grid.n_grwth: unknown parameter of multinomial (did you mean n_growth?); allowed"),
+])
+def test_spec_messages_name_the_keys_as_the_file_spells_them(text, message, tmp_path, capsys):
+    """A user trial (2026-12-05): the command line rewrote spec keys into its flags ("--cells-per-chunk", a key no
+    spec has); an unknown grid key was reported against its first value ("value 0.1: unknown parameter");
+    ``description = 5`` was stored as "5"."""
+    assert _sweep_cli(tmp_path, text, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert message in err and "--cells-per-chunk" not in err and "value 0.1" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_parameter_set_to_its_default_resumes_the_same_sweep(tmp_path):
+    """A user trial: adding ``alpha0 = 0.5`` (the default) to [fixed] refused the resume of the same computation
+    ("fixed.alpha0: not set -> 0.5"); another value is still refused."""
+    spec = sweep_spec.parse(SMALL)
+    sweep.run(spec, tmp_path, progress=False)
+    explicit = sweep_spec.parse(SMALL.replace("steps = 2", "steps = 2\nalpha0 = 0.5"))
+    assert sweep.run(explicit, tmp_path, progress=False, resume=True).cells_run == 0
+    with pytest.raises(ValueError, match=r"differs in fixed.alpha0: not set -> 0.25"):
+        sweep.run(sweep_spec.parse(SMALL.replace("steps = 2", "steps = 2\nalpha0 = 0.25")), tmp_path,
+                  progress=False, resume=True)
