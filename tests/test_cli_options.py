@@ -115,3 +115,13 @@ def test_presets_set_the_starting_values_and_show_in_help():
     assert opts.config_from_args(Demo, p.parse_args([]), presets=PRESETS) == Demo()
     with pytest.raises(SystemExit):
         p.parse_args(["--preset", "huge"])
+
+
+def test_messages_name_flags_as_typed():
+    """A config's ValueError worded for the API names the command's flags: the leading field, fields with an
+    underscore anywhere, and the API's ``backend='native'`` (a user trial, 2026-12-05: a float32 refusal said
+    "or backend='native'" to a command-line user)."""
+    args = argparse.Namespace(config_flags={"gmm_steps": "--gmm-steps", "steps": "--steps"})
+    assert opts.with_flags("steps must be >= 1; lower gmm_steps", args) == "--steps must be >= 1; lower --gmm-steps"
+    assert opts.with_flags("counts beyond 2**24; use backend='native' (a CPU)", args) == \
+        "counts beyond 2**24; use --backend native (a CPU)"
