@@ -230,7 +230,7 @@ def load_failure(folder: Path, what: str, exc: Exception) -> ValueError:
 def pretrained_model(auto_class: Any, folder: Path, dtype: Any, kind: str) -> Any:
     """``auto_class.from_pretrained(folder)`` from local files in ``dtype``, or a ValueError naming ``folder`` when
     the weights do not load (a truncated file) or lack some of the model's tensors, which transformers would fill
-    with random values and only log (an audit, 2026-12-05: an encoder folder missing a layer embedded, at random,
+    with random values and only log (a user trial, 2026-12-05: an encoder folder missing a layer embedded, at random,
     differently at every load). ``kind`` names what the folder should hold, for the message."""
     try:
         with quiet_loading():
