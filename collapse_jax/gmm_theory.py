@@ -62,7 +62,7 @@ def num_draws(beta: float, size) -> np.ndarray:
     shortest decimal that prints as it (``repr``), exactly: in floating point ``0.7 * 90`` is 62.99999999999999.
     The simulator (:func:`collapse_jax.gmm_network.step_schedule`) and :func:`schedule` both use it (they once
     disagreed at such steps: a ``1e-9`` nudge in one, none in the other)."""
-    b = Fraction(repr(float(beta)))
+    b = Fraction(repr(_checks.in_interval("beta", beta, 0.0, 1.0, low_open=True)))
     sizes = np.asarray(size)
     return np.array([math.floor(b * int(s)) for s in sizes.reshape(-1)], np.int64).reshape(sizes.shape)
 
@@ -100,7 +100,17 @@ def schedule(*, num_models: int, num_components: int, points_per_step: int, beta
 
 def contraction_factor(k, alpha):
     """Per-step contraction of the mean pairwise difference, ``r_t = (1 - alpha_t)^{k_t}`` (Appendix A)."""
-    return (1.0 - np.asarray(alpha, np.float64)) ** np.asarray(k)
+    k, alpha = _k_alpha(k, alpha)
+    return (1.0 - alpha) ** k
+
+
+def _k_alpha(k, alpha) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` (whole numbers >= 0) and ``alpha`` (in [0, 1]) as float64 arrays, or a ValueError naming them (a
+    negative ``k`` or an ``alpha`` of 2 gave factors outside [0, 1], a NaN alpha NaN sums; a user trial)."""
+    k = _checks.array_in_interval("k", k, 0.0, np.inf, high_open=True)
+    if np.any(k != np.round(k)):
+        raise ValueError(f"k must hold whole numbers of draws, got {k.reshape(-1)[np.argmax(k != np.round(k))]!r}")
+    return k, _checks.array_in_interval("alpha", alpha, 0.0, 1.0)
 
 
 def geometric_sums(k, alpha):
@@ -109,8 +119,7 @@ def geometric_sums(k, alpha):
     Returns ``(S1, S2) = (sum_{j<k} abar^j, sum_{j<k} abar^{2j}) = ((1 - abar^k)/alpha, (1 - abar^{2k})/(1 - abar^2))``;
     both equal k when alpha = 0. Then ``alpha S1 = 1 - abar^k`` is the corrected geometric factor of Appendix A.
     """
-    k = np.asarray(k, np.float64)
-    a = np.asarray(alpha, np.float64)
+    k, a = _k_alpha(k, alpha)
     abar = 1.0 - a
     safe_a = np.where(a > 0, a, 1.0)
     one_m_abar2 = 1.0 - abar**2
@@ -149,13 +158,22 @@ def expected_update(p, f, *, k: int, alpha: float, c: float):
     """One step of Algorithm 2 in expectation over ``k`` points drawn from an internet with composition ``f``
     (well-separated ownership): ``r p + (1 - r) (f - c) / (1 - B c)``, ``r = (1 - alpha)^k``."""
     p = _checks.finite_array("p", p)
+    if p.ndim == 0 or p.shape[-1] < 1:
+        raise ValueError(f"p must hold mixture weights along its last axis (..., B), got shape {p.shape}")
     B = p.shape[-1]
-    f = _checks.finite_array("f", f, shape=(B,))
-    k, alpha, c = _check_step(k, alpha, c, B)
+    for i, row in enumerate(p.reshape(-1, B)):  # (p = [2, 3], f = [2, 3] gave weights off the simplex; a user trial)
+        _checks.simplex_vector("p" if p.ndim == 1 else f"p[{i}]", row, B)
+    f = _checks.simplex_vector("f", f, B)
+    return _update(p, f, *_check_step(k, alpha, c, B))
+
+
+def _update(p, f, k: int, alpha: float, c: float):
+    """:func:`expected_update` of checked values (the mean-field recursion's expectations, which the pruning term
+    ``c`` may push outside the simplex, and an empty internet's ``f`` of zeros where ``k = 0``)."""
     if k == 0:
         return p.copy()
     r = (1.0 - alpha) ** k
-    return r * p + (1.0 - r) * (f - c) / (1.0 - B * c)
+    return r * p + (1.0 - r) * (f - c) / (1.0 - p.shape[-1] * c)
 
 
 def mean_field(pi0, *, points_per_step: int, beta: float, num_steps: int, num_human: int = 0, pi_ref=None,
@@ -180,7 +198,7 @@ def mean_field(pi0, *, points_per_step: int, beta: float, num_steps: int, num_hu
     posted = num_human * ref  # sum of generator weights over the points of A(t)
     for t in range(T):
         pibar = posted / s.internet_size[t] if s.internet_size[t] > 0 else np.zeros(B)
-        out[t + 1] = expected_update(out[t], pibar, k=int(s.k[t]), alpha=s.alpha[t], c=s.c[t])
+        out[t + 1] = _update(out[t], pibar, *_check_step(int(s.k[t]), s.alpha[t], s.c[t], B))
         posted = posted + L * out[t].sum(axis=0)  # posts of step t come from Pi(t), before the update
     return out
 
@@ -231,7 +249,11 @@ def initial_moments(*, num_models: int, num_components: int, pi0=None, dirichlet
                     pi_ref=None) -> Moments:
     """Moments at t = 0: models either fixed at ``pi0`` (n, B) or i.i.d. Dirichlet(a); ``A(0)``: ``num_human`` points
     with labels i.i.d. Cat(pi_ref), independent of the models."""
-    n, B = num_models, num_components
+    n = _checks.positive_int("num_models", num_models)
+    B = _checks.positive_int("num_components", num_components)
+    num_human = _checks.nonnegative_int("num_human", num_human)
+    # S (n, n, B, B) and its update's temporaries, a few copies: 10^5 models asked for 298 GiB (a MemoryError)
+    _checks.fits_in_memory("num_models", n, 8 * n * B * B * 6, remedy=f"(the moments hold n^2 B^2 numbers, B = {B})")
     if (pi0 is None) == (dirichlet_a is None):
         raise ValueError("give exactly one of pi0 and dirichlet_a")
     if pi0 is not None:
@@ -258,7 +280,10 @@ def without_replacement_factor(k, alpha, internet_size):
     """``kappa = S2 - (S1^2 - S2)/(N - 1)``: ``Cov(X | A) = kappa (diag f - f f^T)`` for ``X = sum_s w_s e_{z_s}``, the
     weighted label counts of k draws without replacement from N points (the second term is the overlap)."""
     s1, s2 = geometric_sums(k, alpha)
-    N = np.asarray(internet_size, np.float64)
+    N = _checks.array_in_interval("internet_size", internet_size, 0.0, np.inf, high_open=True)
+    if np.any(np.asarray(k, np.float64) > N):  # k draws without replacement need k points (kappa was -14 at k = 10
+        raise ValueError(f"k must be at most internet_size (k draws without replacement from the internet), "  # N 3)
+                         f"got k = {k} and internet_size = {internet_size}")
     overlap = np.where(N > 1, (s1 * s1 - s2) / np.where(N > 1, N - 1.0, 1.0), 0.0)
     return s2 - overlap
 
@@ -275,6 +300,9 @@ def moment_step(mom: Moments, *, points_per_step: int, k: int, alpha: float, c: 
     n, B = m.shape
     L = _checks.positive_int("points_per_step", points_per_step)
     k, alpha, c = _check_step(k, alpha, c, B)
+    if k > N:  # (a pair's expected square came out negative at k = 50 from 5 points; a user trial)
+        raise ValueError(f"k must be at most the internet's size (k draws without replacement), got k = {k} and "
+                         f"{N} points")
     M = _ownership(ownership, B)
     ones = np.ones(B)
     if k > 0:
@@ -365,9 +393,12 @@ def expected_pair_sq_after_step(p_i, p_j, f, *, internet_size: int, k: int, alph
     r = (1-alpha)^k, gamma = alpha/(1 - B c), kappa = S2 - (S1^2 - S2)/(N - 1)  (docs/gmm_theory.md, Eq. 3.2)."""
     f = _checks.finite_array("f", f, shape=(None,))
     B = f.size
-    p_i, p_j = (_checks.finite_array(name, x, shape=(B,)) for name, x in (("p_i", p_i), ("p_j", p_j)))
+    f = _checks.simplex_vector("f", f, B)
+    p_i, p_j = (_checks.simplex_vector(name, x, B) for name, x in (("p_i", p_i), ("p_j", p_j)))
     k, alpha, c = _check_step(k, alpha, c, B)
-    _checks.positive_int("internet_size", internet_size)
+    if _checks.positive_int("internet_size", internet_size) < k:
+        raise ValueError(f"k must be at most internet_size (k draws without replacement from the internet), got k = "
+                         f"{k} and internet_size = {internet_size}")
     M = _ownership(ownership, B)
     diff2 = np.sum((p_i - p_j) ** 2)
     if k == 0:
@@ -429,6 +460,9 @@ def quantile_over_rms_two_components(num_models: int, q: float = 0.5) -> float:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+MAX_NODES = 1000   # Gauss-Hermite nodes of ownership_matrix (80 resolve any separation to 1e-12)
+
+
 def ownership_matrix(mu, sigma, weights=None, *, num_nodes: int = 80):
     """``M[b, b'] = E[o_b(u) | u ~ N(mu_b', sigma)]`` for a model with weights ``p`` (default uniform), d = 1, by
     Gauss-Hermite quadrature. ``M = I`` is the well-separated limit; ``1 - diag(M)`` is the ownership a component's
@@ -437,6 +471,8 @@ def ownership_matrix(mu, sigma, weights=None, *, num_nodes: int = 80):
     if mu.ndim > 2 or (mu.ndim == 2 and mu.shape[1] != 1):  # d > 1 was flattened into 1-D components (a user trial)
         raise ValueError(f"mu must hold one-dimensional means, shape (B,) or (B, 1) (d = 1 only), got shape {mu.shape}")
     mu = mu.reshape(-1)
+    if mu.size < 1:
+        raise ValueError("mu must hold at least one component's mean")
     sigma = np.asarray(sigma, np.float64)
     if sigma.size != 1:  # a (d, d) sigma had its [0, 0] entry taken without a word
         raise ValueError(f"sigma must be one variance (d = 1 only), got shape {sigma.shape}")
@@ -445,6 +481,8 @@ def ownership_matrix(mu, sigma, weights=None, *, num_nodes: int = 80):
     B = mu.size
     p = np.full(B, 1.0 / B) if weights is None else _checks.simplex_vector("weights", weights, B)
     num_nodes = _checks.positive_int("num_nodes", num_nodes)
+    if num_nodes > MAX_NODES:  # (10^7 nodes asked NumPy for 728 TiB; Gauss-Hermite is exact for far fewer)
+        raise ValueError(f"num_nodes must be at most {MAX_NODES}, got {num_nodes:,}")
     x, w = np.polynomial.hermite_e.hermegauss(num_nodes)  # nodes/weights for exp(-x^2/2)
     w = w / w.sum()
     u = mu[None, :] + sd * x[:, None]  # (nodes, b') points from component b'

@@ -349,6 +349,26 @@ def test_asymptotic_law_values_inside_its_domain():
     # a user trial (2026-12-05): d = 2 means were flattened into six 1-D components, a (2, 2) sigma cut to [0, 0]
     (lambda: gt.ownership_matrix([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]], np.eye(2)), r"d = 1 only\), got shape \(3, 2\)"),
     (lambda: gt.ownership_matrix([-5.0, 5.0], np.eye(2)), r"sigma must be one variance \(d = 1 only\)"),
+    # a user trial (2026-12-05): these returned negative "expected squares", weights off the simplex, or failed in
+    # NumPy (a ZeroDivisionError, a 728 TiB MemoryError) or in Fraction("nan")
+    (lambda: gt.expected_pair_sq_after_step([.3, .7], [.6, .4], [.5, .5], internet_size=3, k=10, alpha=.1, c=0),
+     "k must be at most internet_size"),
+    (lambda: gt.without_replacement_factor(10, 0.1, 3), "k must be at most internet_size"),
+    (lambda: gt.expected_pair_sq_after_step([.3, .7], [.6, .4], [3, -2], internet_size=30, k=10, alpha=.1, c=0),
+     "f must lie on the simplex"),
+    (lambda: gt.expected_update([2.0, 3.0], [0.5, 0.5], k=3, alpha=0.1, c=0.0), "p must lie on the simplex"),
+    (lambda: gt.moment_step(gt.initial_moments(num_models=2, num_components=2, dirichlet_a=1, num_human=5),
+                            points_per_step=1, k=50, alpha=.1, c=0), "k must be at most the internet's size"),
+    (lambda: gt.initial_moments(num_models=2, num_components=2, dirichlet_a=1, num_human=-1), "num_human must be"),
+    (lambda: gt.initial_moments(num_models=0, num_components=2, dirichlet_a=1), "num_models must be"),
+    (lambda: gt.initial_moments(num_models=2, num_components=2, dirichlet_a=1, num_human=2.5), "num_human must be"),
+    (lambda: gt.second_moment(num_models=100_000, num_steps=1), "num_models = 100,000 needs about"),
+    (lambda: gt.num_draws(-1, [10]), r"beta must lie in \(0\.0, 1\.0\]"),
+    (lambda: gt.num_draws(np.nan, [10]), "beta must"),
+    (lambda: gt.contraction_factor(3, 2.0), r"alpha must lie in \[0\.0, 1\.0\]"),
+    (lambda: gt.geometric_sums(np.nan, 0.1), "k must"),
+    (lambda: gt.ownership_matrix([], 1.0), "mu must hold at least one"),
+    (lambda: gt.ownership_matrix([-1.0, 1.0], 1.0, num_nodes=10**7), "num_nodes must be at most 1000"),
 ])
 def test_theory_steps_refuse_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
