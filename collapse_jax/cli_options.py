@@ -241,7 +241,8 @@ def with_flags(message: str, args: argparse.Namespace) -> str:
     """``message`` (a config's ValueError, worded for the Python API: ``learning_rate must lie in ...``) with its
     leading field name replaced by the command's flag for it (``--lr must lie in ...``): what a user typed; so is
     every other mention of a field whose name has an underscore (``lower gmm_steps`` -> ``lower --gmm-steps``: no
-    English word), and ``backend='native'`` is ``--backend native``. The command's fields are those
+    English word), and ``backend='native'`` is ``--backend native`` (not for ``sweep``, whose specification's
+    ``backend = "native"`` it may be). The command's fields are those
     :func:`add_config` registered on its parser; other messages are returned as given."""
     names = getattr(args, "config_flags", None) or {}
     field = message.split(" ", 1)[0].rstrip(":,")  # ("sizes: every M must be ...": a user trial, 2026-12-05)
@@ -250,7 +251,9 @@ def with_flags(message: str, args: argparse.Namespace) -> str:
     for name, flag in names.items():
         if "_" in name:
             message = re.sub(rf"(?<![\w-]){re.escape(name)}(?!\w)", flag, message)
-    # the API's backend='native' is every command's --backend native (a user trial, 2026-12-05)
+    if getattr(args, "command", None) == "sweep":  # (its specification names a backend too: as the file spells it)
+        return message
+    # the API's backend='native' is every other command's --backend native (a user trial, 2026-12-05)
     return re.sub(r"\bbackend='(auto|native|jax|pallas|numpy)'", r"--backend \1", message)
 
 

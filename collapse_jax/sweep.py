@@ -45,7 +45,7 @@ import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -236,7 +236,8 @@ def _build(tmp: Path, spec: SweepSpec, model: SweepModel, kernels: str) -> None:
     root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
     root.attrs.update({"sweep": json.dumps(spec.to_dict(), sort_keys=True), "simulator": spec.simulator,
                        "environment": json.dumps(environment_info(), sort_keys=True, default=str),
-                       "description": spec.description, "precision": _precision(), "backend": kernels})
+                       "description": spec.description, "precision": _precision(), "backend": kernels,
+                       "defaults": json.dumps(_defaults(model), sort_keys=True)})
     coordinates = []
     for axis in spec.axes:
         for param, values in axis.values.items():
@@ -325,7 +326,8 @@ def _check_store(root, path: Path, spec: SweepSpec, kernels: str) -> None:
     except (KeyError, TypeError, ValueError):  # a zarr group of another program, or a damaged one
         raise ValueError(f"out: {str(path)!r} is not a collapse-jax sweep's store (no sweep specification, precision "
                          "or cell_done in it); choose a new folder") from None
-    differ = spec_differences(stored, spec.to_dict())
+    differ = spec_differences(stored, spec.to_dict(),
+                              json.loads(root.attrs["defaults"]) if "defaults" in root.attrs else None)
     if differ:
         raise ValueError(f"out: the store at {path} holds another sweep (its specification differs in "
                          f"{'; '.join(differ)}); use a new folder")
@@ -339,22 +341,31 @@ def _check_store(root, path: Path, spec: SweepSpec, kernels: str) -> None:
                          "same kernels run (the backend of --backend and of the specification, the kind of device)")
 
 
+def _defaults(model: SweepModel) -> dict:
+    """The model's parameter defaults, JSON-ready: what the cells of a sweep that leaves a parameter out ran with."""
+    return json.loads(json.dumps({k: f.default for k, f in model.fields.items()}, default=str))
+
+
 # Specification fields that change how a sweep runs, not what it computes: a resume may change them.
 _HOW_TO_RUN = ("cells_per_chunk", "memory_budget", "description")
 
 
-def spec_differences(stored: dict, given: dict) -> list[str]:
+def spec_differences(stored: dict, given: dict, stored_defaults: dict | None = None) -> list[str]:
     """What differs between two specifications (``SweepSpec.to_dict``; the fields of ``_HOW_TO_RUN`` left out):
-    fields as ``field: old -> new``, axes by name, parameter and value (``axis a: a[1] 0.5 -> 0.25``)."""
+    fields as ``field: old -> new``, axes by name, parameter and value (``axis a: a[1] 0.5 -> 0.25``).
+
+    Parameters that no axis varies are compared by the values the cells run with: a parameter left out runs at
+    its default (``stored_defaults`` for the stored sweep, as its store recorded them; else, and for ``given``, the
+    model's now). So a parameter set to its default is the sweep that leaves it out ("fixed.alpha0: not set -> 0.5"
+    refused the resume of the same computation), and a default edited in a model of one's own between a run and its
+    resume is a difference (it mixed two models in one dataset, silently; user trials, 2026-12-05)."""
     stored, given = (json.loads(json.dumps(d, sort_keys=True)) for d in (stored, given))
     old, new = ({a["name"]: a["values"] for a in d.pop("axes")} for d in (stored, given))
     if stored.get("simulator") == given.get("simulator") and stored.get("simulator") in sweep_models.MODELS:
-        # a parameter set to its default is the sweep that leaves it out ("fixed.alpha0: not set -> 0.5" refused
-        # the resume of the same computation; a user trial, 2026-12-05)
-        fields = sweep_models.get(stored["simulator"]).fields
-        for d in (stored, given):
-            d["fixed"] = {k: v for k, v in d.get("fixed", {}).items()
-                          if not (k in fields and json.loads(json.dumps(fields[k].default)) == v)}
+        now = _defaults(sweep_models.get(stored["simulator"]))
+        varied = {p for axes in (old, new) for values in axes.values() for p in values}
+        for d, defaults in ((stored, stored_defaults or now), (given, now)):
+            d["fixed"] = {k: v for k, v in {**defaults, **d.get("fixed", {})}.items() if k not in varied}
     out = config_differences({k: v for k, v in stored.items() if k not in _HOW_TO_RUN},
                              {k: v for k, v in given.items() if k not in _HOW_TO_RUN})
     if list(old) != list(new):
@@ -448,6 +459,38 @@ def _pad_steps(x: np.ndarray, steps: int, fill) -> np.ndarray:
     return x if pad == 0 else np.concatenate([x, np.full((*x.shape[:-1], pad), fill, x.dtype)], axis=-1)
 
 
+def _checked_records(model: SweepModel, cells: list[dict], replicates: int, records: Any) -> dict[str, np.ndarray]:
+    """``records`` (what ``model.run(cells, replicates, ...)`` returned) as NumPy arrays, or a ValueError naming the
+    model and what is wrong: one array per declared output, shaped (cells, replicates, steps) with steps the most
+    ``model.num_steps`` of the cells, numbers (real) or booleans (flag). A model of one's own that returned one step
+    or one replicate short was padded with NaN or summarised over fewer replicates, silently, and other mistakes
+    failed deep in NumPy or zarr (a user trial, 2026-12-05)."""
+    where = f"sweep model {model.name!r}: run"
+    if not isinstance(records, Mapping):
+        raise ValueError(f"{where} must return a dict of output name -> array (cells, replicates, steps), got "
+                         f"{type(records).__name__}")
+    missing, extra = sorted(set(model.outputs) - set(records)), sorted(set(records) - set(model.outputs))
+    if missing or extra:
+        raise ValueError(f"{where} returned outputs {sorted(records)}; the model declares {sorted(model.outputs)}"
+                         f"{f' (missing {missing})' if missing else ''}{f' (undeclared {extra})' if extra else ''}")
+    want = (len(cells), replicates, max(model.num_steps(c) for c in cells))
+    out = {}
+    for name, values in records.items():
+        try:
+            arr = np.asarray(values)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: output {name!r} is not an array ({exc})") from None
+        if arr.shape != want:
+            raise ValueError(f"{where}: output {name!r} has shape {arr.shape}, expected (cells, replicates, steps) = "
+                             f"{want} (steps: the model's num_steps, e.g. T + 1 records for t = 0..T)")
+        kind = model.outputs[name].kind
+        if not (arr.dtype == bool or (kind == "real" and np.issubdtype(arr.dtype, np.number))):
+            what = "numbers" if kind == "real" else "booleans"
+            raise ValueError(f"{where}: output {name!r} ({kind}) must hold {what}, got dtype {arr.dtype}")
+        out[name] = arr
+    return out
+
+
 def _write_block(arrays: dict, cells_range: range, spec: SweepSpec, model: SweepModel, cells: list[dict],
                  records: dict[str, np.ndarray]) -> None:
     """One block's raw records, summaries, theory and per-cell numbers (``records``: name -> one (replicate, step)
@@ -476,13 +519,25 @@ def _write_block(arrays: dict, cells_range: range, spec: SweepSpec, model: Sweep
     theory: dict[str, list] = {}
     for cell in cells:
         curves = model.theory(cell)
+        if not isinstance(curves, Mapping) or set(curves) - set(model.outputs):
+            got = sorted(curves) if isinstance(curves, Mapping) else type(curves).__name__
+            raise ValueError(f"sweep model {model.name!r}: theory must return a dict whose names are outputs "
+                             f"({sorted(model.outputs)}), got {got}")
         for name in model.outputs:
             if f"{name}_theory" in arrays:
                 curve = np.asarray(curves[name], np.float64) if name in curves else np.full(1, np.nan)
+                if name in curves and curve.shape != (model.num_steps(cell),):
+                    raise ValueError(f"sweep model {model.name!r}: theory[{name!r}] has shape {curve.shape}, "
+                                     f"expected ({model.num_steps(cell)},), one value per step")
                 theory.setdefault(name, []).append(_pad_steps(curve, steps, np.nan))
     for name, curves in theory.items():
         arrays[f"{name}_theory"][where] = np.stack(curves)
     scalars = [model.scalars(cell, summary) for cell, summary in zip(cells, summaries)]
+    for sc in scalars:
+        if not isinstance(sc, Mapping) or set(sc) != set(model.scalar_descriptions) \
+                or any(np.ndim(v) for v in sc.values()):
+            raise ValueError(f"sweep model {model.name!r}: scalars must return one number for each of "
+                             f"scalar_descriptions ({sorted(model.scalar_descriptions)}), got {sc!r}")
     for name in model.scalar_descriptions:
         arrays[name][where] = np.asarray([sc[name] for sc in scalars], np.float64)
     arrays["cell_done"][where] = True
@@ -564,8 +619,9 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
             cells = [model.complete(spec.cell(i)) for i in indices]
             records: dict[str, list] = {name: [None] * len(cells) for name in model.outputs}
             for positions, batch in _calls(model, cells, spec.backend, max(cells_per_chunk, len(chunk[0]))):
-                out_batch = model.run(batch, spec.replicates, spec.seed, backend=spec.backend,
-                                      memory_budget=None, mesh=mesh)  # the simulator's: by the device's memory
+                out_batch = _checked_records(model, batch, spec.replicates, model.run(
+                    batch, spec.replicates, spec.seed, backend=spec.backend, memory_budget=None,
+                    mesh=mesh))  # (memory_budget: the simulator's own, by the device's memory)
                 for name, values in out_batch.items():
                     for g, pos in enumerate(positions):
                         records[name][pos] = values[g]

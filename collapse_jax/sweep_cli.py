@@ -210,7 +210,8 @@ def cmd_sweep(args) -> int:
     import_modules(args.imports)
     if args.fields:
         model = sweep_models.get(args.fields)
-        summary = " ".join(type(model).__doc__.strip().split("\n\n")[0].split())  # its first paragraph, whole
+        doc = type(model).__doc__ or "(no description: the model class has no docstring)"
+        summary = " ".join(doc.strip().split("\n\n")[0].split())  # its first paragraph, whole
         print(f"{args.fields}: {summary}")
         for key, field in model.fields.items():
             print(f"  {key}: {field.describe()}")

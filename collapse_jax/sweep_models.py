@@ -57,6 +57,8 @@ class Field:
             return f"must be a finite number, got {value!r}"
         if self.kind is bool and not isinstance(value, bool):
             return f"must be true or false, got {value!r}"
+        if self.kind is str:
+            return None if isinstance(value, str) else f"must be a string, got {value!r}"
         lo_bad = self.low is not None and (value <= self.low if self.low_open else value < self.low)
         hi_bad = self.high is not None and (value >= self.high if self.high_open else value > self.high)
         if lo_bad or hi_bad:
@@ -71,6 +73,10 @@ class Output:
 
     kind: str
     description: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("real", "flag"):  # ("boolean" failed deep in NumPy at the first summary; a user trial)
+            raise ValueError(f"Output kind must be 'real' or 'flag', got {self.kind!r}")
 
 
 class SweepModel(abc.ABC):
@@ -656,6 +662,16 @@ def register(model: SweepModel) -> SweepModel:
         bad = sorted(set(names) & set(reserved))
         if bad:
             raise ValueError(f"model {name!r}: {what} may not be named {', '.join(bad)} (names of the dataset)")
+    for key, f in model.fields.items():
+        if not isinstance(f, Field):
+            raise ValueError(f"model {name!r}: fields[{key!r}] must be a sweep_models.Field, got {type(f).__name__}")
+        if (why := f.check(f.default)) is not None:  # a default outside its range ran every cell leaving it out
+            raise ValueError(f"model {name!r}: the default of field {key!r} {why} (a spec that leaves {key} out "
+                             "runs it)")  # (NaN records and a negative theory, cell_done true; a user trial)
+    for key, o in model.outputs.items():
+        if not isinstance(o, Output):
+            raise ValueError(f"model {name!r}: outputs[{key!r}] must be a sweep_models.Output, got "
+                             f"{type(o).__name__}")
     MODELS[name] = model
     return model
 

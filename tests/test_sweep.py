@@ -668,6 +668,79 @@ def test_register_refuses_what_the_runner_could_not_use(monkeypatch):
     assert sweep_models.register(type("Mine", (base,), {"name": "mine"})()) is sweep_models.get("mine")
 
 
+def _example_model(monkeypatch):
+    """docs/sweeps.md's example model class (docs/examples/mean_sweep.py), registered for one test only."""
+    import importlib.util
+
+    from collapse_jax import sweep_models
+
+    monkeypatch.setattr(sweep_models, "MODELS", dict(sweep_models.MODELS))
+    loader = importlib.util.spec_from_file_location("mean_sweep_example", EXAMPLE)
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    return module.MeanSweep
+
+
+def test_register_refuses_a_default_outside_its_range_and_unknown_output_kinds(monkeypatch):
+    """A user trial (2026-12-05): a field default of 1.7 for a probability in [0, 1] registered, and every cell of a
+    spec that left it out ran with it (NaN records, a negative theory, cell_done true); Output("boolean") failed
+    deep in NumPy at the first summary."""
+    from collapse_jax import sweep_models
+
+    base = _example_model(monkeypatch)
+    bad = type("Bad", (base,), {"name": "bad-default",
+                                "fields": {**base.fields, "alpha": sweep_models.Field(1.7, "a", float, 0.0, 1.0)}})
+    with pytest.raises(ValueError, match=r"the default of field 'alpha' must be in \[0.0, 1.0\], got 1.7"):
+        sweep_models.register(bad())
+    with pytest.raises(ValueError, match="Output kind must be 'real' or 'flag', got 'boolean'"):
+        sweep_models.Output("boolean", "x")
+    assert sweep_models.Field("a", "label", str).check([1, 2]) == "must be a string, got [1, 2]"
+    # a model class without a docstring: --fields failed with an AttributeError
+    sweep_models.register(type("NoDoc", (base,), {"name": "no-doc", "__doc__": None})())
+    assert cli_main(["sweep", "--fields", "no-doc"]) == 0
+
+
+@pytest.mark.parametrize("mistake, message", [
+    (lambda out: {"loss": out["loss"][:, :, :-1]}, r"output 'loss' has shape \(2, 8, 4\), expected .* \(2, 8, 5\)"),
+    (lambda out: {"loss": out["loss"][:, :-1]}, r"output 'loss' has shape \(2, 7, 5\), expected"),
+    (lambda out: {**out, "extra": out["loss"]}, r"returned outputs \['extra', 'loss'\].*\(undeclared \['extra'\]\)"),
+    (lambda out: {}, r"\(missing \['loss'\]\)"),
+    (lambda out: tuple(out.values()), "must return a dict of output name -> array"),
+])
+def test_a_run_that_returns_the_wrong_records_is_refused_naming_the_model(mistake, message, tmp_path, monkeypatch):
+    """A user trial: a run one step short was padded with NaN, one replicate short summarised over fewer
+    replicates, silently; other mistakes failed deep in NumPy or zarr."""
+    from collapse_jax import sweep_models
+
+    base = _example_model(monkeypatch)
+    wrong = type("Wrong", (base,), {"name": "wrong-run",
+                                    "run": lambda self, *a, **k: mistake(base.run(self, *a, **k))})
+    sweep_models.register(wrong())
+    spec = sweep_spec.parse('simulator = "wrong-run"\nreplicates = 8\n[fixed]\nsteps = 4\n[grid]\n'
+                            'alpha = [0.1, 0.9]\n')
+    with pytest.raises(ValueError, match="sweep model 'wrong-run': run.*" + message):
+        sweep.run(spec, tmp_path, progress=False)
+    assert not sweep.cells_done(tmp_path).any()
+
+
+def test_a_resume_after_a_model_default_changed_is_refused(tmp_path, monkeypatch):
+    """A user trial: a model of one's own whose default was edited between a run and its resume left cells of both
+    models in one dataset, silently. Setting the old value in [fixed] resumes the same sweep."""
+    from collapse_jax import sweep_models
+
+    base = _example_model(monkeypatch)
+    sweep_models.register(base())
+    text = 'simulator = "gaussian-mean"\nreplicates = 8\n[grid]\nalpha = [0.1, 0.9]\n'
+    sweep.run(sweep_spec.parse(text), tmp_path, progress=False)
+    old = base.fields["steps"].default
+    edited = type("Edited", (base,), {"fields": {**base.fields, "steps": sweep_models.Field(old + 1, "T", int, 1)}})
+    sweep_models.register(edited())
+    with pytest.raises(ValueError, match=rf"differs in fixed.steps: {old} -> {old + 1}"):
+        sweep.run(sweep_spec.parse(text), tmp_path, progress=False, resume=True)
+    fixed = text.replace("[grid]", f"[fixed]\nsteps = {old}\n[grid]")
+    assert sweep.run(sweep_spec.parse(fixed), tmp_path, progress=False, resume=True).cells_run == 0
+
+
 def test_a_failure_while_building_the_store_leaves_no_temporary_folder(tmp_path, monkeypatch):
     spec = sweep_spec.parse(SMALL)
 
@@ -932,6 +1005,6 @@ def test_a_parameter_set_to_its_default_resumes_the_same_sweep(tmp_path):
     sweep.run(spec, tmp_path, progress=False)
     explicit = sweep_spec.parse(SMALL.replace("steps = 2", "steps = 2\nalpha0 = 0.5"))
     assert sweep.run(explicit, tmp_path, progress=False, resume=True).cells_run == 0
-    with pytest.raises(ValueError, match=r"differs in fixed.alpha0: not set -> 0.25"):
+    with pytest.raises(ValueError, match=r"differs in fixed.alpha0: 0.5 -> 0.25"):
         sweep.run(sweep_spec.parse(SMALL.replace("steps = 2", "steps = 2\nalpha0 = 0.25")), tmp_path,
                   progress=False, resume=True)
