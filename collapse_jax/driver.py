@@ -48,16 +48,40 @@ def scan_kernel(init: Callable, step: Callable, step_inputs: Callable, observe: 
     def kernel(key: jax.Array, params, config):
         init_key, steps_key = jax.random.split(key)
         state = init(init_key, params, config)
-        inputs = step_inputs(params, config)
+        inputs = _step_inputs(step_inputs, params, config)
         keys = jax.random.split(steps_key, jax.tree.leaves(inputs)[0].shape[0])
         _, records = jax.lax.scan(lambda s, x: step(x[0], s, x[1], config), state, (keys, inputs))
         if observe is None:
             return records
-        first = observe(state, config)
+        first = jax.tree.map(jnp.asarray, observe(state, config))  # (a Python float failed at a[None])
         _check_first_record(first, records)
         return jax.tree.map(lambda a, rest: jnp.concatenate([a[None], rest]), first, records)
 
     return kernel
+
+
+def check_config_hashable(config) -> None:
+    """A ValueError unless ``config`` can be jit's static argument (hashable): a plain ``TypeError: unhashable type``
+    from inside the driver said nothing of what to change (a user trial, 2026-12-05)."""
+    try:
+        hash(config)
+    except TypeError as exc:
+        raise ValueError(f"config must be hashable (it is a static argument of jit): a frozen dataclass whose fields "
+                         f"are hashable (tuples, not lists or arrays), or None; got {type(config).__name__} "
+                         f"({exc})") from None
+
+
+def _step_inputs(step_inputs: Callable, params, config):
+    """``step_inputs(params, config)`` as arrays with one leading step axis of one length, or a ValueError naming the
+    function (Python lists, scalars or an empty tuple failed inside the kernel with an AttributeError or an
+    IndexError; a user trial)."""
+    inputs = jax.tree.map(jnp.asarray, step_inputs(params, config))
+    leaves = jax.tree.leaves(inputs)
+    if not leaves or any(x.ndim == 0 for x in leaves) or len({x.shape[0] for x in leaves}) != 1:
+        raise ValueError(f"step_inputs(params, config) must return arrays with one leading step axis of one length "
+                         f"T (the steps t = 1..T), got shapes {[tuple(x.shape) for x in leaves]} (a Python list is a "
+                         "tree of its items to JAX: make it an array, jnp.asarray(...))")
+    return inputs
 
 
 def _check_first_record(first, records) -> None:
@@ -205,6 +229,7 @@ def run_replicates(kernel: Kernel, params, config, num_replicates: int, seed: in
     """
     R = _checks.positive_int("num_replicates", num_replicates)
     _checks.replicate_range(first_replicate, R)  # (map_chunks checks it again; here before anything compiles)
+    check_config_hashable(config)
     check_grid_axes(params, grid_axes)
     mesh = mesh or replicate_mesh()
     chunk = chunk_replicates(R, mesh, chunk_size, memory_budget,

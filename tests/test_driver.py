@@ -110,6 +110,16 @@ def test_contract_violations_name_what_is_wrong():
         driver.run_replicates(kernel, (np.ones(3), np.ones(2)), 4, 2, grid_axes=(0, 0))
     with pytest.raises(ValueError, match="grid_axes must have the structure of params"):
         driver.run_replicates(kernel, PARAMS, 4, 2, grid_axes=(0, None, None))
+    # a user trial (2026-12-05): an observe record of Python floats failed at a[None], step inputs of Python lists or
+    # none with an AttributeError or an IndexError, an unhashable config with "unhashable type" from the driver
+    floats = driver.scan_kernel(init, step, steps, lambda s, c: 0.0)
+    assert driver.run_replicates(floats, PARAMS, 4, 2).shape == (2, 4)
+    for inputs in (lambda params, config: (), lambda params, config: jnp.ones(()),
+                   lambda params, config: [1.0, 1.0, 1.0]):
+        with pytest.raises(ValueError, match="step_inputs.* must return arrays with one leading step axis"):
+            driver.run_replicates(driver.scan_kernel(init, step, inputs), PARAMS, 4, 2)
+    with pytest.raises(ValueError, match="config must be hashable .*a frozen dataclass .*got list"):
+        driver.run_replicates(kernel, PARAMS, [4], 2)
     with pytest.raises(ValueError, match="marks no field as gridded"):
         driver.run_replicates(kernel, PARAMS, 4, 2, grid_axes=(None, None))
     with pytest.raises(ValueError, match="entries must be 0 .* got 1"):
