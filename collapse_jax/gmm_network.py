@@ -364,8 +364,15 @@ def check_params(params: Params, config) -> Params:
     n, B, d, T = static.num_models, static.num_components, static.dim, static.num_steps
     shapes = Params(mu=(B, d), chol=(d, d), whitener=(d, d), num_draws=(T,), alpha=(T,), c=(T,), eps=(),
                     dirichlet_a=(), pi_ref=(B,), initial_weights=(n, B))
-    v = Params(*(_checks.finite_array(f"params.{name}", x, shape=shape)
-                 for name, x, shape in zip(Params._fields, params, shapes)))
+    try:
+        v = Params(*(_checks.finite_array(f"params.{name}", x, shape=shape)
+                     for name, x, shape in zip(Params._fields, params, shapes)))
+    except ValueError as exc:  # (params made for another configuration named a field it never set; a user trial)
+        if "shape" not in str(exc):
+            raise
+        raise ValueError(f"{exc}: params made for another configuration? this one has num_models = {n}, "
+                         f"num_components = {B}, dim = {d}, num_steps = {T} (make_params(config) builds them)"
+                         ) from None
     k = v.num_draws
     if np.any(k != np.floor(k)) or np.any(k < 0) or np.any(k > _num_points(static)):
         raise ValueError("params.num_draws must hold integers k_t with 0 <= k_t <= |A(t)| = m0 + n L t")

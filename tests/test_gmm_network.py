@@ -362,6 +362,10 @@ def test_bad_params_name_the_field():
     for given in ([], "beta"):
         with pytest.raises(ValueError, match="params must be None, a Params or a non-empty list of Params"):
             gn.simulate(0, cfg, 2, params=given)
+    # params of another configuration named a field never set (a user trial, 2026-12-05): the sizes are said too
+    with pytest.raises(ValueError, match=r"params.initial_weights must have shape \(3, 2\), got \(4, 2\): params made "
+                                         r"for another configuration\? this one has num_models = 3"):
+        gn.simulate(0, cfg, 2, params=[gn.make_params(cfg.replace(num_models=4))])
 
 
 # ---------------------------------------------------------------------------------------------------- bad input
