@@ -205,8 +205,9 @@ def fits_in_memory(name: str, count: int, bytes_each: int, *, available: int | N
     if available and need > fraction * available:
         fit = int(fraction * available // max(bytes_each, 1))
         raise ValueError(
-            f"{name} = {count:,} needs about {need / 2**30:.1f} GiB ({bytes_each:,} bytes each) but only "
-            f"{available / 2**30:.1f} GiB is available; use at most {fit:,}" + (f" {remedy}" if remedy else ""))
+            f"{name} = {count:,} needs about {need / 2**30:.1f} GiB ({bytes_each:,} bytes each), more than "
+            f"{fraction:.0%} of the {available / 2**30:.1f} GiB available (the rest is left to the system and the "
+            f"run's other arrays); use at most {fit:,}" + (f" {remedy}" if remedy else ""))
 
 
 def available_memory_bytes() -> int:

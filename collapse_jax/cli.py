@@ -32,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="collapse-jax",
         description="Monte Carlo simulators and closed-form theory for model collapse (JAX).",
     )
+    from collapse_jax import __version__
+
+    parser.add_argument("--version", action="version", version=f"collapse-jax {__version__}",
+                        help="print the version and exit (collapse-jax info: every version a bug report needs)")
     cli_options.add_run_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

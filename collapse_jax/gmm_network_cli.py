@@ -45,22 +45,22 @@ class GmmNetworkOptions:
                                            "saved too; a larger value is cut to --replicates, and config.json "
                                            "records the count drawn)")
     seed: int = 0
-    steps: int | None = _preset("T, number of steps", 200)
-    models: int | None = _preset("n, number of GMMs", 3)
+    steps: int | None = _preset("T, number of steps, in [1, 1,000,000]", 200)
+    models: int | None = _preset("n, number of GMMs, >= 1 (memory permitting)", 3)
     mu: object = _preset("component means as JSON: [m0, m1, ...] for d=1 or [[..d..], ...]", "[-5, 5]",
                          parse=_json_arg, metavar="JSON")
     sigma: object = _preset("shared covariance as JSON: a variance (d=1) or a d x d matrix", 1, parse=_json_arg,
                             metavar="JSON")
-    points_per_step: int | None = _preset("L, points each model posts per step", 3)
+    points_per_step: int | None = _preset("L, points each model posts per step, >= 1", 3)
     beta: float | None = _preset("fraction of the internet read per step, (0, 1]", 0.5)
-    dirichlet_a: float | None = _preset("a of Pi_i(0) ~ Dirichlet(a)", 1)
+    dirichlet_a: float | None = _preset("a of Pi_i(0) ~ Dirichlet(a), > 0", 1)
     eps: float | None = _preset("pruning threshold of Algorithm 2, [0, 1]", 0)
-    human: int | None = _preset("m0, human points in A(0)", 0)
+    human: int | None = _preset("m0, human points in A(0), >= 0", 0)
     pi_ref: object = _preset("JSON weights of the human data's GMM", "uniform", parse=_json_arg, metavar="JSON")
-    alpha: object = _preset("Algorithm 2's alpha: a number, or a JSON list with one value per step", "1/k_t",
+    alpha: object = _preset("Algorithm 2's alpha in (0, 1]: a number, or a JSON list with one value per step", "1/k_t",
                             parse=_json_arg, metavar="JSON")
-    c: object = _preset("Algorithm 2's c: a number, or a JSON list per step", "1/(k_t B^2)", parse=_json_arg,
-                        metavar="JSON")
+    c: object = _preset("Algorithm 2's c in [0, 1/B): a number, or a JSON list per step", "1/(k_t B^2)",
+                        parse=_json_arg, metavar="JSON")
     replicate_batch: int = opts.option(20_000, "replicates simulated per call; each finished batch is checkpointed "
                                                 "so a rerun with the same --out resumes")
 

@@ -32,10 +32,16 @@ def run(args) -> int:
             return loaded
         return f"built, not loaded (--no-build): {cached[name]}" if cached.get(name) else "not built"
 
+    commit = info.get("git_commit")
+    extras = [f"{name} {info[name]}" for name in ("flax", "optax", "torch", "transformers", "sentence-transformers")
+              if info.get(name)]  # (the text gave jax and numpy only, the JSON all of these; a user trial)
+    dirty = ", uncommitted changes" if info.get("git_dirty") else ""
     lines = [
+        f"collapse-jax {info.get('collapse-jax')}" + (f" (git {commit[:12]}{dirty})" if commit else ""),
         f"jax {info.get('jax')} / jaxlib {info.get('jaxlib')}, backend {info.get('backend')}, "
         f"devices: {', '.join(info.get('devices', []))} ({info.get('device_kind')})",
         f"python {info['python']}, numpy {info['numpy']}, {info['platform']}",
+        f"also: {', '.join(extras) or 'no optional packages found'}",
         f"CPU: {info['cpu_model']}, {info['cpu_count']} logical CPUs; SIMD: {' '.join(info['cpu_features']) or 'none'}",
         f"native kernels: {'enabled' if nat['enabled'] else 'disabled (COLLAPSE_JAX_NATIVE=0)'}; compiler "
         f"{nat['compiler'] or 'none found'} ({nat['compiler_version'] or '-'}), target -march={nat['march']}",

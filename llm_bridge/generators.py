@@ -144,11 +144,12 @@ def fit_prompts(prompts: list[list[int]], context_length: int, max_new_tokens: i
     if room < 1:
         raise ValueError(f"max_new_tokens must be at most context_length - 1 = {context_length - 1} for this model, "
                          f"got {max_new_tokens}")
-    cut = sum(len(p) > room for p in prompts)
+    distinct = {tuple(p) for p in prompts}  # (a prompt asked for several responses is one prompt: "4 of 64" were 16)
+    cut = sum(len(p) > room for p in distinct)
     if cut:
-        warnings.warn(f"{cut} of {len(prompts)} prompts are longer than the {room} tokens the context "
-                      f"({context_length}) leaves beside {max_new_tokens} new tokens; their start was cut off",
-                      stacklevel=_caller_stacklevel())
+        warnings.warn(f"{cut} of {len(distinct)} {'distinct ' if len(distinct) < len(prompts) else ''}prompts are "
+                      f"longer than the {room} tokens the context ({context_length}) leaves beside {max_new_tokens} "
+                      "new tokens; their start was cut off", stacklevel=_caller_stacklevel())
     return [p[-room:] if len(p) > room else p for p in prompts]
 
 

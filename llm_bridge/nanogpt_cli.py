@@ -84,6 +84,10 @@ def _add_sample(verbs) -> None:
     q.add_argument("--prompts-file", type=str, default=None, help="a file with one prompt per line (default none)")
     q.add_argument("--count", type=int, default=1, help="samples per prompt, >= 1 (default 1)")
     opts.add_config(q, Sampling)
+    for action in q._actions:  # its default here is the description's (the help said 64; a user trial, 2026-12-05)
+        if action.dest == "max_new_tokens":
+            action.help = ("new tokens per sample, >= 1 (default 64, or what the context leaves beside the longest "
+                           "prompt where that is fewer, at least half the context)")
     opts.add_seed(q, "the sampling draws")
     q.add_argument("--batch-size", type=int, default=32, help="prompts per batch, >= 1 (default 32)")
     q.add_argument("--no-cache", action="store_true", help="recompute the whole context for each token (slow)")

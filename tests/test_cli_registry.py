@@ -47,6 +47,11 @@ def test_info_reports_devices_cpu_and_native_kernels(capsys):
     assert cli.main(["info"]) == 0  # builds (or reports why not) and prints the text summary
     text = capsys.readouterr().out
     assert "build cache:" in text and "native kernels:" in text
+    # the versions a bug report needs, as --json gives them (the text gave jax and numpy only; a user trial)
+    assert text.startswith(f"collapse-jax {info['collapse-jax']}") and f"optax {info['optax']}" in text
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"collapse-jax {info['collapse-jax']}"
 
 
 def _commands(parser, path=()):

@@ -421,6 +421,9 @@ def test_long_prompts_are_cut_on_the_left_with_one_warning(lm, corpus_texts):
         out = lm.generate(["The cat", long], Sampling(max_new_tokens=8), seed=0)
     assert record[0].filename == __file__                              # the caller's line, not the library's
     assert len(out) == 2
+    # a prompt asked for several responses counts once (a user trial, 2026-12-05: "4 of 64 prompts" were 4 of 16)
+    with pytest.warns(UserWarning, match=r"^1 of 2 distinct prompts are longer than the 56 tokens"):
+        lm.generate(["The cat", long] * 3, Sampling(max_new_tokens=8), seed=0)
     import torch
 
     tail = lm.encode(long)[-(CONTEXT - 8 - 1):]             # the start token is kept in front of the last 55
