@@ -1090,7 +1090,8 @@ def test_cli_help_lists_every_option(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for f in fields(Sampling):
         assert opts.flag_of(Sampling, f.name) in text, f.name
-    assert "(default 64)" in text and "(default all)" in text
+    # the sample command's own default (a user trial, 2026-12-05: "(default 64)" though a short context gives less)
+    assert "(default 64, or what the context leaves beside the longest prompt" in text and "(default all)" in text
 
 
 def _parse(*argv):
