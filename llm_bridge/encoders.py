@@ -259,6 +259,18 @@ def _transformer_folders(folder: Path) -> list[Path]:
     return where or [folder]
 
 
+def sentence_transformer_folder(path: str | os.PathLike, name: str = "path") -> tuple[Path, list[Path]]:
+    """``path`` as a saved sentence-transformers folder (``modules.json``; tokenizer files and weights in its
+    transformer's folder) and that transformer's folders, or a ValueError naming ``name`` and what is missing, before
+    anything loads."""
+    folder = model_folder(name, path, ["modules.json"], "save one with SentenceTransformer.save")
+    _check_tokenizer_files(folder)
+    transformer_folders = _transformer_folders(folder)
+    for w in transformer_folders:
+        check_weight_files(w, "sentence-transformers model")
+    return folder, transformer_folders
+
+
 def sentence_transformer_encoder(path: str | os.PathLike, *, normalize: bool = False, device: str | None = None,
                                  max_length: int | None = None, dtype: Any = None) -> Encoder:
     """A sentence-transformers model from a local folder (as written by ``SentenceTransformer.save``).
@@ -274,11 +286,7 @@ def sentence_transformer_encoder(path: str | os.PathLike, *, normalize: bool = F
     normalize = _checks.flag("normalize", normalize)
     if max_length is not None:
         _checks.positive_int("max_length", max_length)
-    folder = model_folder("path", path, ["modules.json"])
-    _check_tokenizer_files(folder)
-    transformer_folders = _transformer_folders(folder)
-    for w in transformer_folders:
-        check_weight_files(w, "sentence-transformers model")
+    folder, transformer_folders = sentence_transformer_folder(path)
     dev = _torch_device(device)
     dtype = torch_dtype(dtype)
     transformers = require("transformers")

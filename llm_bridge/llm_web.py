@@ -191,16 +191,12 @@ class WebConfig:
                 except ValueError as exc:
                     raise ValueError(f"hf {exc}") from None
         if self.encoder is not None:  # a saved sentence-transformers folder, checked before any run folder is made
-            from llm_bridge import encoders
+            from llm_bridge.encoders import sentence_transformer_folder
 
-            folder = encoders.model_folder("encoder", self.encoder, ["modules.json"],
-                                           "save one with SentenceTransformer.save")
             try:
-                encoders._check_tokenizer_files(folder)
-                for w in encoders._transformer_folders(folder):
-                    encoders.check_weight_files(w, "sentence-transformers model")
-            except ValueError as exc:
-                raise ValueError(f"encoder: {exc}") from None
+                sentence_transformer_folder(self.encoder, "encoder")
+            except ValueError as exc:  # (the messages of the files inside name the folder as "path")
+                raise ValueError(str(exc) if str(exc).startswith("encoder") else f"encoder: {exc}") from None
         if self.proxy_dims > self.num_models * self.samples - 1:  # was cut to that silently (config.json kept it)
             raise ValueError(f"proxy_dims must be at most num_models * samples - 1 = "
                              f"{self.num_models * self.samples - 1} (the PCA of the t = 0 answers has no more), got "
