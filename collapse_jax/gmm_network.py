@@ -857,7 +857,7 @@ def check_problem_size(cfg: GMMNetworkConfig, dtype=jnp.float32, backend: str = 
 
     cfg = _static(cfg)
     if backend == "native":
-        threads = min(_native.cpu_threads() * max(1, len(jax.local_devices(backend="cpu"))), num_replicates)
+        threads = _native.worker_threads(num_replicates)
         need, limit = threads * native_thread_bytes(cfg, dtype), 0.8 * _checks.available_memory_bytes()
         what = f"the native kernel's copies of the internet (one per worker thread, {threads} here)"
         room, also = f"only {_bytes_text(limit / 0.8)} is available", ""

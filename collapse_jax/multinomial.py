@@ -697,8 +697,7 @@ def check_memory(num_categories: int, backend: str, num_replicates: int | None =
 
     K = int(num_categories)
     if backend == "native":
-        threads = _native.cpu_threads() * max(1, len(jax.local_devices(backend="cpu")))
-        threads = min(threads, num_replicates) if num_replicates else threads
+        threads = _native.worker_threads(num_replicates)
         need, limit = threads * K * NATIVE_BYTES_PER_CATEGORY, 0.8 * _checks.available_memory_bytes()
         what = f"the native kernel's scratch ({threads} worker thread{'s' if threads > 1 else ''})"
     else:

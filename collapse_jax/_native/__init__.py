@@ -259,6 +259,15 @@ def cpu_threads() -> int:
     return _checks.env_int("COLLAPSE_JAX_THREADS", 1) or max(1, _usable_cpus() // devices)
 
 
+def worker_threads(num_replicates: int | None = None) -> int:
+    """Worker threads the native kernels run at once over all CPU devices (at most one per replicate): how many
+    per-thread scratch copies the memory checks count."""
+    import jax
+
+    threads = cpu_threads() * max(1, len(jax.local_devices(backend="cpu")))
+    return min(threads, num_replicates) if num_replicates else threads
+
+
 BACKENDS = ("auto", "native", "jax")
 _PREFERRED: list[str] = ["auto"]
 
