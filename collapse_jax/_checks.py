@@ -70,12 +70,14 @@ def scale(name: str, value: Any) -> float:
     """A standard deviation of a scale-equivariant model (simulated at 1, its results rescaled in float64): a float in
     :data:`SCALE_RANGE`, where its square is a normal float64 (beyond, the rescaled results were inf or 0), or a
     ValueError naming it."""
-    x = in_interval(name, value, 0.0, math.inf, low_open=True, high_open=True)
     low, high = SCALE_RANGE
-    if not low <= x <= high:
-        raise ValueError(f"{name} must be in [{low:g}, {high:g}] (its square must be a normal float64), got {value!r}; "
-                         f"the model is scale-equivariant: rescale the data")
-    return x
+    try:  # one range in every message (NaN and -1 were told "(0.0, inf)", 1e-200 this range: a user trial)
+        return in_interval(name, value, low, high)
+    except ValueError as error:
+        if "must lie in" not in str(error):
+            raise
+    raise ValueError(f"{name} must be in [{low:g}, {high:g}] (a positive scale whose square is a normal float64; the "
+                     f"model is scale-equivariant: rescale data beyond it), got {value!r}")
 
 
 def flag(name: str, value: Any) -> bool:

@@ -63,14 +63,16 @@ def test_bad_input():
         G.simulate(0, 0.0, 1.0, alpha * 2, n)
     # an audit (2026-12-04): sigma = 1e155 gave inf / NaN losses (and an OverflowError in the theory), a regime name
     # where the config goes an AttributeError, a negative sigma passed the first-order formula
-    with pytest.raises(ValueError, match=r"sigma must be in \[1e-150, 1e\+150\] \(its square must be a normal"):
+    with pytest.raises(ValueError, match=r"sigma must be in \[1e-150, 1e\+150\] \(a positive scale whose square"):
         G.simulate(0, 0.0, 1e155, alpha, n)
     with pytest.raises(ValueError, match=r"sigma must be in \[1e-150, 1e\+150\]"):
         G.simulate(0, 0.0, 1e-155, alpha, n)
     with pytest.raises(ValueError, match=r"sigma must be in \[1e-150, 1e\+150\]"):
         G.pure_synthetic_w2(1e155, n)
-    with pytest.raises(ValueError, match="sigma must lie in"):
-        G.shumailov_first_order_w2(-1.0, n)
+    # a user trial (2026-12-06): NaN and -1 were told "(0.0, inf)", 1e-200 "[1e-150, 1e+150]": one range for all
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=r"sigma must be in \[1e-150, 1e\+150\]"):
+            G.shumailov_first_order_w2(bad, n)
     with pytest.raises(ValueError, match="config must be a GaussianConfig, got 'accumulate'"):
         G.simulate(0, 0.0, 1.0, alpha, n, "accumulate")
     assert np.isfinite(G.simulate(0, 0.0, 1e90, alpha, n, num_replicates=2, progress=False)).all()
@@ -95,7 +97,8 @@ def test_pure_synthetic_w2_keeps_its_precision_for_any_n():
     gammaln_form = lambda n: 1 / n + 2 * (1 - np.exp(0.5 * np.log(2 / (n - 1)) + special.gammaln(n / 2)
                                                     - special.gammaln((n - 1) / 2)))
     np.testing.assert_allclose([below[0], above[0]], [gammaln_form(64.0), gammaln_form(65.0)], rtol=1e-10)
-    for bad, message in [(dict(sigma=float("nan")), "sigma must lie in"), (dict(n=np.array([1.0, 5.0])), "at least 2")]:
+    for bad, message in [(dict(sigma=float("nan")), r"sigma must be in \[1e-150, 1e\+150\]"),
+                         (dict(n=np.array([1.0, 5.0])), "at least 2")]:
         with pytest.raises(ValueError, match=message):
             G.pure_synthetic_w2(bad.get("sigma", 1.0), bad.get("n", np.array([3.0, 5.0])))
 

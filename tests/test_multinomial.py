@@ -632,6 +632,12 @@ def test_the_theory_refuses_what_the_simulators_refuse():
     with jax.enable_x64(True):
         with pytest.raises(ValueError, match=r"exceeds 2\*\*53"):
             M.simulate(0, [0.3, 0.7], alpha, np.full(4, 1e17), M.MultinomialConfig("replace"), 4)
+    # a user trial (2026-12-06): in float32 the advice was "enable float64", which refused it next
+    with jax.enable_x64(False):
+        with pytest.raises(ValueError, match=r"exceeds 2\*\*53, beyond exact float64 counts .*lower n_t"):
+            M.simulate(0, [0.3, 0.7], alpha, np.full(4, 1e18), M.MultinomialConfig("replace"), 4)
+        with pytest.raises(ValueError, match=r"exceeds 2\*\*24.*enable float64 .*exactly up to 2\*\*53"):
+            M.simulate(0, [0.3, 0.7], alpha, np.full(4, 1e8), M.MultinomialConfig("replace"), 4)
 
 
 def test_theory_keeps_its_precision_when_one_category_holds_nearly_all_mass():

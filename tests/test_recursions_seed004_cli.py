@@ -82,6 +82,7 @@ def test_w2_run_folder_exact_where_tails_allow_and_first_order_parts_ways(tmp_pa
     # a user trial (2026-12-05): 1e300 computed inf, then failed in the plot, leaving a folder without manifest
     (["recursions-linreg", "--sigma", "1e300"], "--sigma must be in [1e-150, 1e+150]"),
     (["recursions-w2", "--sigma", "1e-200"], "--sigma must be in [1e-150, 1e+150]"),
+    (["recursions-linreg", "--sigma", "nan"], "--sigma must be in [1e-150, 1e+150]"),  # (was "(0.0, inf)")
     (["recursions-linreg", "--iterations", "0"], "iterations"),
     (["recursions-linreg", "--replicates", "1"], "replicates"),
     (["recursions-w2", "--sizes", "1", "10"], "sizes"),

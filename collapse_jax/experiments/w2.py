@@ -20,7 +20,7 @@ class W2Config:
     ``generations``, ``replicates`` each, true N(``mu``, ``sigma``^2), ``seed``. Checked on creation."""
 
     sizes: tuple[int, ...] = field(default=(10, 30, 100), metadata={
-        "help": "constant sample sizes M, each >= 2", "nargs": "*"})
+        "help": "constant sample sizes M, each >= 2 (none: only the --linear-base schedule)", "nargs": "*"})
     linear_base: int = field(default=10, metadata={
         "help": "also the growing schedule M_t = BASE (t + 1), BASE >= 2; 0 skips it", "metavar": "BASE"})
     generations: int = field(default=200, metadata={"help": "generations t = 0..GENERATIONS, >= 1"})
