@@ -62,9 +62,9 @@ __all__ += ["gaussian", "linear_regression", "logistic", "mixture_refit", "multi
 
 # Sigma spectral estimators (seed 002) and distance estimators shared with the GMM network and the LLM side.
 from collapse_jax import sigma_monitor, sigma_precision, spectral  # noqa: E402
-from collapse_jax.distance import classical_mds, within_model_spread  # noqa: E402
+from collapse_jax.distance import classical_mds, mds_of_points, within_model_spread  # noqa: E402
 from collapse_jax.sigma_monitor import SigmaMonitor  # noqa: E402
 from collapse_jax.spectral import block_estimates, gram_streaming, logdet  # noqa: E402
 
-__all__ += ["SigmaMonitor", "block_estimates", "classical_mds", "gram_streaming", "logdet", "sigma_monitor",
-            "sigma_precision", "spectral", "within_model_spread"]
+__all__ += ["SigmaMonitor", "block_estimates", "classical_mds", "gram_streaming", "logdet", "mds_of_points",
+            "sigma_monitor", "sigma_precision", "spectral", "within_model_spread"]

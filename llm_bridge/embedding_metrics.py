@@ -161,8 +161,9 @@ def measure_embeddings(embeddings: Any, *, sigma: bool = True, monitor: SigmaMon
     as one sample per model (e.g. the GMM network's weights ``Pi``).
 
     ``X_i = mean_l e_il`` (seed 000, Eq. 2); ``D = distance.pairwise_distances(X)``, ``||D||_F =
-    distance.frobenius_norm(D)`` (Eq. 4); ``distance.within_model_spread``; ``distance.classical_mds`` of the
-    distances between all responses (:func:`response_distances`), ``mds_components`` columns (None: skipped);
+    distance.frobenius_norm(D)`` (Eq. 4); ``distance.within_model_spread``; classical MDS of the distances
+    between all responses (``distance.mds_of_points``: the same coordinates as ``distance.classical_mds`` of
+    :func:`response_distances`, from the responses' principal components), ``mds_components`` columns (None: skipped);
     Sigma tracks of the flattened responses from ``monitor`` (None: :func:`sigma_monitor` with ``seed``; ``sigma``
     False: skipped). Distances and MDS in float64 when JAX runs with x64, else float32; the Sigma tracks and
     interval always in float64 (:func:`collapse_jax.spectral.in_float64`). A response with zero norm is refused,
@@ -184,7 +185,7 @@ def measure_embeddings(embeddings: Any, *, sigma: bool = True, monitor: SigmaMon
     dist = distance.pairwise_distances(means)
     mds = None
     if mds_components is not None:
-        mds = np.asarray(distance.classical_mds(response_distances(flat), mds_components))
+        mds = np.asarray(distance.mds_of_points(flat, mds_components))
     sigma_values = None
     if sigma:
         monitor = monitor if monitor is not None else sigma_monitor(n * L, d, seed=seed)

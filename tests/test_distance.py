@@ -78,6 +78,34 @@ def test_classical_mds_of_high_dimensional_points_is_a_projection():
     assert y.shape == (20, 2)
 
 
+@pytest.mark.parametrize("m, dim, k", [(40, 6, 2), (30, 5, 5), (9, 12, 3), (25, 3, 7)])
+def test_mds_of_points_equals_classical_mds_of_their_distances(m, dim, k):
+    """A user trial (2026-12-06): classical MDS of 20,000 responses (the m x m eigendecomposition) did not finish in
+    two minutes. For points, the centred rows' principal components give the same coordinates without the m x m
+    matrix; checked against the NumPy reference (double centring + eigh), signs as classical_mds fixes them.
+    Components beyond the centred rows' rank (k > dim; dim >= m) are 0 there and ~1e-7 of noise in eigh."""
+    x = np.random.default_rng(m + dim).standard_normal((m, dim)) * np.linspace(3.0, 0.5, dim)
+    y = np.asarray(distance.mds_of_points(jnp.asarray(x), k))
+    want = np.asarray(distance.classical_mds(distance.pairwise_distances(jnp.asarray(x)), k))
+    rank = min(k, dim, m - 1)
+    np.testing.assert_allclose(y[:, :rank], want[:, :rank], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(np.abs(y[:, :rank]), np.abs(ref.classical_mds(ref.pairwise(x), k)[:, :rank]),
+                               rtol=1e-9, atol=1e-9)
+    assert y.shape == (m, k) and np.all(np.abs(y[:, rank:]) < 1e-9)
+    np.testing.assert_allclose(np.asarray(jax.jit(distance.mds_of_points, static_argnums=1)(jnp.asarray(x), k)), y,
+                               rtol=1e-10, atol=1e-10)
+
+
+def test_mds_of_points_refuses_bad_input():
+    with pytest.raises(ValueError, match=r"num_components must be an integer in \[1, 3\]"):
+        distance.mds_of_points(np.ones((3, 2)), 4)
+    with pytest.raises(ValueError, match="x must contain only finite numbers"):
+        distance.mds_of_points(np.array([[0.0, np.nan], [1.0, 2.0]]), 1)
+    with pytest.raises(ValueError, match=r"x must be a matrix of rows \(num_points, dim\)"):
+        distance.mds_of_points(np.ones((2, 3, 4)), 1)
+    assert distance.mds_of_points(np.ones((4, 2), np.float16), 1).dtype == jnp.float32
+
+
 def test_bad_shapes_are_clear_errors_also_under_jit():
     for fn in (distance.pairwise_distances, distance.distance_matrix_norm, distance.within_model_spread):
         with pytest.raises(ValueError, match=r"x must hold rows, shape \(\.\.\., num_rows, dim\), got shape \(3,\)"):
