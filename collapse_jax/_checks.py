@@ -116,6 +116,18 @@ def array_in_interval(name: str, value: Any, low: float, high: float, *, low_ope
     return arr
 
 
+def host_array(value: Any) -> np.ndarray:
+    """``value`` as a NumPy array; a torch tensor detached and moved to the CPU first, a 16-bit float one as float32
+    (exactly; NumPy has no bfloat16): ``np.asarray`` of a tensor that requires grad raised torch's RuntimeError, of a
+    bfloat16 one a TypeError (a user trial, 2026-12-06). torch is never imported here."""
+    if type(value).__module__.split(".")[0] == "torch" and hasattr(value, "detach"):
+        value = value.detach().cpu()
+        if value.is_floating_point() and value.element_size() < 4:
+            value = value.float()
+        return value.numpy()
+    return np.asarray(value)
+
+
 def finite_array(name: str, value: Any, *, shape: tuple[int | None, ...] | None = None) -> np.ndarray:
     """Return ``value`` as a float64 NumPy array; raise on NaN/inf, on a shape that does not match, or on a value
     that is not a rectangular array of real numbers (ragged rows, strings, complex numbers: their imaginary part was
@@ -123,7 +135,7 @@ def finite_array(name: str, value: Any, *, shape: tuple[int | None, ...] | None 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", np.exceptions.ComplexWarning)
-            arr = np.asarray(value, dtype=np.float64)
+            arr = np.asarray(host_array(value), dtype=np.float64)
     except np.exceptions.ComplexWarning:
         raise ValueError(f"{name} must hold real numbers, got complex ones") from None
     except (TypeError, ValueError) as exc:

@@ -81,8 +81,9 @@ def in_float64(fn):
 
 def check_embeddings(name: str, x, dim: int | None = None) -> np.ndarray:
     """Return ``x`` as a finite real ``(num_points, dim)`` array (its dtype kept: float32 embeddings stay float32)
-    or raise ``ValueError`` naming the problem."""
-    arr = np.asarray(x)
+    or raise ``ValueError`` naming the problem. A torch tensor is read as :func:`collapse_jax._checks.host_array`
+    reads it."""
+    arr = _checks.host_array(x)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (rows, dim), got shape {arr.shape}")
     if dim is not None and arr.shape[1] != dim:
@@ -252,14 +253,22 @@ def _logdet_of_factor(chol):
     return 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
 
 
+def _check_gram(name: str, g) -> np.ndarray:
+    """``g`` as a NumPy array of finite real square matrices (..., dim, dim), or a ValueError naming it."""
+    g = _checks.host_array(g)
+    if g.ndim < 2 or g.shape[-1] != g.shape[-2]:
+        raise ValueError(f"{name} must be a square Gram matrix (..., dim, dim), got shape {g.shape}")
+    if not np.issubdtype(g.dtype, np.number) or np.iscomplexobj(g):
+        raise ValueError(f"{name} must hold real numbers, got dtype {g.dtype}")
+    if not np.all(np.isfinite(g)):
+        raise ValueError(f"{name} contains NaN/inf")
+    return g
+
+
 def logdet(g, eps: float = 0.0, *, num_points: int | None = None) -> jnp.ndarray:
     """Checked :func:`logdet_chol` of a (batch of) Gram matrices; ``num_points`` (rows behind G) enables the
     rank-deficiency check on ``eps``. Raises if the shifted matrix is not positive definite."""
-    g = np.asarray(g)
-    if g.ndim < 2 or g.shape[-1] != g.shape[-2]:
-        raise ValueError(f"Gram matrix must be square (..., dim, dim), got shape {g.shape}")
-    if not np.all(np.isfinite(g)):
-        raise ValueError("Gram matrix contains NaN/inf")
+    g = _check_gram("Gram matrix", g)
     eps = check_eps(eps, num_points=num_points, dim=g.shape[-1])
     out = logdet_chol(jnp.asarray(g), eps)
     if not np.all(np.isfinite(np.asarray(out))):
@@ -269,6 +278,15 @@ def logdet(g, eps: float = 0.0, *, num_points: int | None = None) -> jnp.ndarray
                              "in (jax_enable_x64 is off; the float64 input was cast): enable float64 "
                              "(jax.config.update('jax_enable_x64', True) or collapse-jax --x64) before adding eps, "
                              "which changes the value")
+        if g.dtype != np.float64:
+            # a float32 Gram: one of real embeddings lost its dead coordinates' eigenvalues (their squares
+            # underflow), and eps moves the value by hundreds of nats (MiniLM: log det -426.9 in float64, -122.5
+            # with eps = 1e-3; a user trial, 2026-12-06)
+            raise ValueError(f"Gram matrix + eps I is not positive definite in {g.dtype}: rank "
+                             "deficient, or rounded there (real embeddings' near-zero coordinates underflow when "
+                             "squared in float32): form the Gram matrix from float64 rows with float64 enabled "
+                             "(jax.config.update('jax_enable_x64', True) or collapse-jax --x64); eps > 0 changes "
+                             "the value")
         raise ValueError("Gram matrix + eps I is not positive definite (rank deficient?); use eps > 0")
     return out
 
@@ -284,7 +302,9 @@ def _positive_definite(g: np.ndarray, eps: float) -> bool:
 
 def batched_logdet(grams: jnp.ndarray, eps: float = 0.0, *, backend: str = "auto") -> jnp.ndarray:
     """Log-det :func:`logdet_chol` of a stack of Gram matrices ``(num_blocks, dim, dim)`` -> ``(num_blocks,)``
-    (NaN for a matrix that is not positive definite).
+    (NaN, with a RuntimeWarning outside ``jit``, for a matrix whose Cholesky fails in the input's precision: not
+    positive definite, or in float32 one whose smallest eigenvalues are below its rounding, as real embeddings' Grams
+    are: pass float64).
 
     ``backend``: ``"native"`` (float64 on CPU: a blocked AVX-512 Cholesky in ``collapse_jax/_native``, one matrix
     per thread, registered with jax.ffi, so it also runs under ``jit``), ``"xla"`` (``jnp.linalg.cholesky``; the
@@ -301,8 +321,24 @@ def batched_logdet(grams: jnp.ndarray, eps: float = 0.0, *, backend: str = "auto
     if backend == "native":
         if not _native_logdet_usable(grams):
             raise ValueError("backend='native' needs float64 input on a CPU device and a C++ compiler")
-        return _native_batched_logdet(grams, eps)
-    return _batched_logdet(grams, eps)
+        out = _native_batched_logdet(grams, eps)
+    else:
+        out = _batched_logdet(grams, eps)
+    if not _checks.is_traced(grams):
+        _warn_not_factored(out, grams.dtype)
+    return out
+
+
+def _warn_not_factored(out, dtype) -> None:
+    """A warning naming how many of :func:`batched_logdet`'s matrices gave NaN, and, in float32, the likely cause:
+    positive-definite real Grams whose smallest eigenvalues are below float32's rounding gave NaN without a word
+    (a user trial, 2026-12-06)."""
+    bad = int(np.count_nonzero(np.isnan(np.asarray(out))))
+    if bad:
+        hint = (" (in float32 a positive-definite Gram whose smallest eigenvalues are below about 1e-7 of its largest "
+                "fails too: pass float64 Grams with float64 enabled)") if dtype != jnp.float64 else ""
+        warnings.warn(f"batched_logdet: {bad} of {np.size(out)} matrices + eps I are not positive definite in "
+                      f"{dtype}{hint}; their log-dets are NaN", RuntimeWarning, stacklevel=3)
 
 
 # One batched Cholesky call alone (no other LAPACK call in its program): jaxlib may split it over XLA's threads, which
@@ -340,13 +376,35 @@ class Theorem1Bounds(NamedTuple):
 def theorem1_bounds(g1: jnp.ndarray, g2: jnp.ndarray) -> Theorem1Bounds:
     """Theorem 1: ``log det G_1 <= log det(G_1 + G_2) <= sum_i log(lambda_i(G_1) + lambda_max(G_2))``, in float64
     whatever ``jax_enable_x64`` (:func:`in_float64`: in float32 the Cholesky of MiniLM Grams, whose dead coordinates
-    have eigenvalues near 1e-9 of the largest, failed and the lower bound was NaN; a user trial, 2026-12-05)."""
+    have eigenvalues near 1e-9 of the largest, failed and the lower bound was NaN; a user trial, 2026-12-05).
+    Concrete input is checked: two finite square Gram matrices (batches alike) of the same shape, ``g1`` positive
+    definite (Grams of different sizes gave bounds, a singular ``g1`` a NaN lower bound, lists an AttributeError: a
+    user trial, 2026-12-06)."""
+    traced = _checks.is_traced((g1, g2))
+    if not traced:
+        g1, g2 = _check_gram("g1", g1), _check_gram("g2", g2)
+        if g1.shape != g2.shape:
+            raise ValueError(f"g1 and g2 must be Gram matrices of the same data dimension (and batch), got shapes "
+                             f"{g1.shape} and {g2.shape}")
     lam1 = _linalg.eigvalsh(g1)
     rho2 = _linalg.eigvalsh(g2)[..., -1]
     # log det G_1 from its Cholesky factor, not the eigenvalues: eigvalsh's absolute error (~eps ||G_1||) turned the
     # tiny eigenvalues of real embeddings' dead coordinates negative, a NaN bound (MiniLM; a user trial, 2026-12-05)
-    lower = _logdet_of_factor(_linalg.cholesky(g1))
+    chol = _linalg.cholesky(g1)
+    if not traced and not _regular(chol, g1):
+        raise ValueError(f"g1 is singular in float64 (a Cholesky pivot^2 at most {SINGULAR_PIVOT:g} of its "
+                         "diagonal entry: its block's rows span fewer than d dimensions), so log det G_1, "
+                         "Theorem 1's lower bound, is undefined")
+    lower = _logdet_of_factor(chol)
     return Theorem1Bounds(lower, jnp.sum(jnp.log(lam1 + rho2[..., None]), axis=-1))
+
+
+def _regular(chol, g) -> bool:
+    """Whether every Cholesky pivot^2 of ``g`` exceeds :data:`SINGULAR_PIVOT` of its diagonal entry, the rule
+    :func:`block_estimates` refuses singular blocks by (a rank-deficient Gram may factor with rounding pivots in
+    float64, and give a finite log-det of rounding noise); NaN pivots fail."""
+    pivot = np.asarray(jnp.diagonal(chol, axis1=-2, axis2=-1)) ** 2 / np.diagonal(np.asarray(g), axis1=-2, axis2=-1)
+    return bool(np.all(pivot > SINGULAR_PIVOT))
 
 
 def scaling_estimate(logdet_g1, n, num_points, dim):
@@ -365,13 +423,30 @@ def log_overestimation_ratio(sigma_eigenvalues: jnp.ndarray) -> jnp.ndarray:
 # --------------------------------------------------------------------------------------------------------------
 
 
+@in_float64
 def mahalanobis_insample(x_block: jnp.ndarray, g1: jnp.ndarray | None = None) -> jnp.ndarray:
     """In-sample ``M_i = x_i^T (G_1/n)^{-1} x_i = n h_i`` (h_i the leverages) for the block's rows (n, d) -> (n,).
 
     ``sum_i M_i = n d`` exactly, so the mean is ``d`` and ``mean(M_i^2) - d^2`` is the plug-in ``tau_hat^2``.
+    In float64 whatever ``jax_enable_x64`` (:func:`in_float64`): in float32 the Gram of 600 MiniLM rows, whose
+    dead coordinates' squares underflow, had no Cholesky factor and every ``M_i`` was NaN (a user trial,
+    2026-12-06). Concrete rows are checked (finite, n > d); a block whose Gram is singular is a ValueError.
     """
-    g1 = gram(x_block) if g1 is None else g1
-    return _mahalanobis_of_whitened(_whitened(x_block, g1)[1])
+    if _checks.is_traced((x_block, g1)):
+        return _mahalanobis_of_whitened(_whitened(x_block, gram(x_block) if g1 is None else g1)[1])
+    x_block = jnp.asarray(check_embeddings("x_block", x_block), jnp.float64)
+    n, dim = x_block.shape
+    if n <= dim:
+        raise ValueError(f"x_block must have more rows than dimensions (n >= d + 1 = {dim + 1}), got n = {n}")
+    g1 = gram(x_block) if g1 is None else jnp.asarray(_check_gram("g1", g1), jnp.float64)
+    if g1.shape != (dim, dim):
+        raise ValueError(f"g1 must be the block's ({dim}, {dim}) Gram matrix, got shape {g1.shape}")
+    chol, w = _whitened(x_block, g1)
+    if not _regular(chol, g1):
+        raise ValueError(f"x_block: the block's Gram matrix is singular in float64 (a Cholesky pivot^2 at most "
+                         f"{SINGULAR_PIVOT:g} of its diagonal entry: its rows span fewer than d = {dim} dimensions), "
+                         "so its Mahalanobis norms are undefined")
+    return _mahalanobis_of_whitened(w)
 
 
 def _whitened(x_block, g1):
@@ -1092,8 +1167,7 @@ def block_estimates(x_block, num_points: int, *, level: float = 0.95) -> BlockEs
         zero = np.flatnonzero(~np.any(x_block != 0, axis=0))
         why = (f"{zero.size} of its {dim} columns are 0 in every row (column{'s' if zero.size > 1 else ''} "
                f"{', '.join(map(str, zero[:5]))}{', ...' if zero.size > 5 else ''}; coordinates near 0 become "
-               "exactly 0 in float16 or integers)" if zero.size else
-               f"smallest Cholesky pivot^2 / diagonal {float(pivot):.3g}, largest leverage {float(top):.12g}")
+               "exactly 0 in float16 or integers)" if zero.size else _span_text(x_block, pivot))
         raise SingularBlockError(f"x_block: the block's Gram matrix G_1 is singular (its rows do not span {dim} "
                                  f"dimensions: {why}); log det G_1 and every interval would be meaningless")
     repeated = repeated_rows(x_block)
@@ -1107,6 +1181,20 @@ def block_estimates(x_block, num_points: int, *, level: float = 0.95) -> BlockEs
         # row G_1 is singular), so the leverage jackknife is NaN. (It was refused as "singular", an audit.)
         loo = LeaveOneOut(*(None if v is None else jnp.full_like(v, jnp.nan) for v in loo))
     return block_estimates_from_stats(logdet_g1, m2, dim, n, num_points, z, loo)
+
+
+def _span_text(x_block: np.ndarray, pivot) -> str:
+    """Why a block's rows do not span its dimensions, in words a user can act on: their numerical rank, and how many
+    rows are distinct when some repeat (a collapsed generator's). Only on the refusal's path: ``O(n d^2)``. (The
+    message said "smallest Cholesky pivot^2 / diagonal nan, largest leverage nan" for 500 copies of one row; a user
+    trial, 2026-12-06.)"""
+    singular = np.linalg.svd(np.asarray(x_block, np.float64), compute_uv=False)
+    rank = int(np.count_nonzero(singular**2 > SINGULAR_PIVOT * singular[0]**2))  # (the refusal's own scale)
+    distinct = len(np.unique(x_block, axis=0))
+    rows = f"; only {distinct} of its {len(x_block)} rows are distinct" if distinct < len(x_block) else ""
+    ratio = f"; smallest Cholesky pivot^2 / diagonal {float(pivot):.3g}" if np.isfinite(float(pivot)) else ""
+    return (f"they span {rank} of {x_block.shape[1]} dimensions, counting singular values whose square exceeds "
+            f"{SINGULAR_PIVOT:g} of the largest's{rows}{ratio}")
 
 
 # A block whose Gram matrix has a Cholesky pivot below this share of its diagonal entry (squared) is refused as

@@ -110,7 +110,7 @@ def _row_blocks(x: jnp.ndarray, rows: int) -> jnp.ndarray:
 
 def _check_embeddings(embeddings: Any) -> np.ndarray:
     try:
-        arr = np.asarray(embeddings, dtype=float)
+        arr = np.asarray(_checks.host_array(embeddings), dtype=float)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"embeddings must be a rectangular array of numbers, shape (num_models, num_samples, dim) "
                          f"or (num_models, dim) ({exc})") from None

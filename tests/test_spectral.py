@@ -78,7 +78,8 @@ def test_batched_logdet_native_contract():
     looped = [float(sp.batched_logdet(gs[0, k][None], backend="native")[0]) for k in range(4)]
     np.testing.assert_array_equal(np.asarray(native[0]), looped)
     bad = np.stack([np.eye(3), -np.eye(3), np.diag([1.0, 0.0, 2.0])])
-    out = np.asarray(sp.batched_logdet(jnp.asarray(bad), backend="native"))
+    with pytest.warns(RuntimeWarning, match="2 of 3 matrices"):
+        out = np.asarray(sp.batched_logdet(jnp.asarray(bad), backend="native"))
     assert out[0] == 0.0 and np.isnan(out[1]) and np.isnan(out[2])  # not positive definite -> NaN, as the xla path
     with pytest.raises(ValueError, match="backend"):
         sp.batched_logdet(gs, backend="lapack")
@@ -1236,7 +1237,7 @@ def test_a_singular_block_and_complex_rows_are_refused_not_estimated():
     # cases are a SingularBlockError, which the monitor records as a NaN interval
     with pytest.raises(sp.SingularBlockError, match=r"1 of its 8 columns are 0 in every row \(column 5;"):
         sp.block_estimates(zero, 1000)
-    with pytest.raises(sp.SingularBlockError, match="smallest Cholesky pivot"):
+    with pytest.raises(sp.SingularBlockError, match="they span 7 of 8 dimensions"):
         sp.block_estimates(equal, 1000)
     with pytest.raises(sp.SingularBlockError, match="leverage 1"):
         sigma_monitor.logdet_interval(lever, 1000)
@@ -1302,6 +1303,75 @@ def test_logdet_blames_float32_only_where_float64_factors():
         with pytest.raises(ValueError, match="not positive definite in float32"):
             sp.logdet(near)
     np.testing.assert_allclose(sp.logdet(near), np.log(1 - (1 - 1e-9) ** 2), rtol=1e-6)  # float64 (x64 on here)
+
+
+def test_unchecked_float32_paths_are_named_or_run_in_float64():
+    """A user trial (2026-12-06) on MiniLM rows, three of whose coordinates are near 1e-32 (their squares underflow
+    in float32): mahalanobis_insample gave 600 NaN, batched_logdet NaN without a word, and logdet of the float32
+    Gram advised eps > 0, which moves the value by hundreds of nats."""
+    x = rng(12).standard_normal((300, 12))
+    x[:, 3] *= 1e-33
+    m = sp.mahalanobis_insample(x.astype(np.float32))
+    assert m.dtype == jnp.float64 and np.all(np.isfinite(np.asarray(m)))
+    np.testing.assert_allclose(np.asarray(m), ref.mahalanobis(x.astype(np.float32).astype(np.float64)),
+                               rtol=1e-9)
+    with pytest.warns(RuntimeWarning, match=r"1 of 2 matrices \+ eps I are not positive definite in float32 .*pass "
+                                            r"float64"):
+        out = sp.batched_logdet(np.stack([sp.gram(x.astype(np.float32)), np.eye(12, dtype=np.float32)]))
+    assert np.isnan(out[0]) and out[1] == 0
+    with pytest.raises(ValueError, match=r"not positive definite in float32: rank deficient, or rounded there .*"
+                                         r"from float64 rows"):
+        sp.logdet(np.asarray(sp.gram(x.astype(np.float32))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sp.batched_logdet(np.eye(3)[None])                       # nothing said when every matrix factors
+
+
+def test_theorem1_bounds_and_mahalanobis_check_their_input():
+    """A user trial (2026-12-06): Grams of different sizes gave bounds (lower 0, upper 5.375), a singular g1 a NaN
+    lower bound, lists an AttributeError; a singular block gave NaN Mahalanobis norms."""
+    x = rng(13).standard_normal((40, 5))
+    with pytest.raises(ValueError, match=r"g1 and g2 must be Gram matrices of the same data dimension"):
+        sp.theorem1_bounds(np.eye(3), 5 * np.eye(7))
+    for rows in (3, 4):  # (rank 3 factored with rounding pivots, 4 did not: both refused)
+        with pytest.raises(ValueError, match=r"g1 is singular in float64 \(a Cholesky pivot\^2 at most 1e-12"):
+            sp.theorem1_bounds(x[:rows].T @ x[:rows], x.T @ x)
+    with pytest.raises(ValueError, match="g2 contains NaN/inf"):
+        sp.theorem1_bounds(np.eye(2), np.full((2, 2), np.nan))
+    with pytest.raises(ValueError, match=r"g1 must be a square Gram matrix"):
+        sp.theorem1_bounds(np.ones((2, 3)), np.eye(2))
+    lo, hi = sp.theorem1_bounds([[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.0], [0.0, 2.0]])   # lists are matrices too
+    assert float(lo) == 0.0 and float(hi) == pytest.approx(2 * np.log(3.0))
+    with pytest.raises(ValueError, match=r"x_block must have more rows than dimensions \(n >= d \+ 1 = 6\)"):
+        sp.mahalanobis_insample(x[:5])
+    with pytest.raises(ValueError, match="singular in float64 .*Mahalanobis norms are undefined"):
+        sp.mahalanobis_insample(np.c_[x[:, :4], x[:, :1]])
+    with pytest.raises(ValueError, match=r"g1 must be the block's \(5, 5\) Gram matrix"):
+        sp.mahalanobis_insample(x, np.eye(4))
+    jitted = jax.jit(sp.mahalanobis_insample)(jnp.asarray(x))             # traced: unchecked, as before
+    np.testing.assert_allclose(np.asarray(jitted), ref.mahalanobis(x), rtol=1e-9)
+
+
+def test_a_singular_block_says_what_its_rows_span():
+    """A user trial (2026-12-06): 500 copies of one row were refused with "smallest Cholesky pivot^2 / diagonal nan,
+    largest leverage nan"; the message now counts the dimensions they span and the distinct rows."""
+    x = rng(14).standard_normal((60, 6))
+    with pytest.raises(sp.SingularBlockError, match=r"they span 1 of 6 dimensions.*only 1 of its 500 rows are "
+                                                    r"distinct"):
+        sp.block_estimates(np.tile(x[:1], (500, 1)), 1000)
+    with pytest.raises(sp.SingularBlockError, match=r"they span 5 of 6 dimensions, counting singular values"):
+        sp.block_estimates(np.c_[x[:, :5], x[:, :1]], 1000)
+
+
+def test_torch_tensors_are_read_detached_and_16_bit_ones_in_float32():
+    """A user trial (2026-12-06): a tensor that requires grad gave torch's RuntimeError, a bfloat16 one "must be a
+    rectangular array of numbers (Got unsupported ScalarType BFloat16)"."""
+    torch = pytest.importorskip("torch")
+    x = rng(15).standard_normal((40, 4))
+    got = sp.block_estimates(torch.tensor(x, requires_grad=True), 400)
+    assert float(got.l_hat) == float(sp.block_estimates(x, 400).l_hat)
+    half = torch.tensor(x).bfloat16()
+    np.testing.assert_array_equal(sp.check_embeddings("x", half), half.float().numpy())
 
 
 def test_block_estimates_depend_on_the_rows_not_their_order():
