@@ -12,6 +12,7 @@ import argparse
 import importlib
 import importlib.metadata
 import os
+import shlex
 import sys
 
 from collapse_jax import _checks, cli_options, experiments
@@ -84,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         hint = getattr(args, "interrupt_hint", None) or ("a command that resumes continues from them when rerun with "
                                                          "the same options and --out")
+        if getattr(args, "out", None):  # the folder itself, not the placeholder (a user trial, 2026-12-06)
+            hint = hint.replace("--out RUN", f"--out {shlex.quote(str(args.out))}")
         print(f"collapse-jax {args.command}: interrupted (files written so far are complete; {hint})", file=sys.stderr)
         result = 130
     finally:  # (a run folder's lock, held by an unfinished run, is not kept past the command)

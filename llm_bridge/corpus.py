@@ -181,6 +181,25 @@ class Corpus:
                 f"docstrings of {self.num_files} source files); hash {self.hash[:12]}")
 
 
+def read_text_file(path: str | os.PathLike, what: str) -> str:
+    """A text file (``what`` names it in messages, e.g. ``"--data"``) decoded as UTF-8; bytes that are not UTF-8 are
+    replaced by U+FFFD with a warning that counts them and gives the first one's offset. (Training data and
+    ``--texts`` replaced them silently, a prompts file failed with the codec's message alone; a user trial,
+    2026-12-06.)"""
+    raw = Path(path).read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        import warnings
+
+        text = raw.decode("utf-8", errors="replace")
+        bad = text.count("\ufffd") - raw.count("\ufffd".encode())  # (less the file's own U+FFFD characters)
+        warnings.warn(f"{what} {str(path)!r}: {bad} invalid UTF-8 sequence{'s' if bad != 1 else ''} (the first at "
+                      f"byte {error.start}) replaced by U+FFFD; re-encode the file as UTF-8 to keep those "
+                      "characters", stacklevel=2)
+        return text
+
+
 def corpus_hash(texts: Iterable[str]) -> str:
     """SHA-256 of the texts in order (each followed by a NUL byte): identifies a corpus for caching."""
     h = hashlib.sha256()

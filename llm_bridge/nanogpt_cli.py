@@ -168,7 +168,9 @@ def _prompts(args) -> list[str]:
         path = Path(args.prompts_file)
         if not path.is_file():
             raise ValueError(f"prompts file {args.prompts_file!r} does not exist")
-        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        from llm_bridge.corpus import read_text_file
+
+        lines = [line for line in read_text_file(path, "prompts file").splitlines() if line.strip()]
         if not lines:
             raise ValueError(f"prompts file {args.prompts_file!r} holds no prompt (no non-blank line); give one "
                              "prompt per line, or leave out --prompts-file for an unconditional sample")
@@ -215,7 +217,7 @@ def cmd_eval(args) -> int:
     _checks.positive_int("batch_size", args.batch_size)
     if args.texts is not None and not Path(args.texts).expanduser().exists():
         raise ValueError(f"--texts {args.texts!r} does not exist (give a .txt file or a folder of them)")
-    texts = nt.text_documents(args.texts) if args.texts else None
+    texts = nt.text_documents(args.texts, "--texts") if args.texts else None
     if texts == []:
         raise ValueError(f"--texts {args.texts!r} holds no text (no non-blank paragraph) to score")
     model = NanoGPT.load(args.run, step=args.step)

@@ -88,20 +88,23 @@ def read_run_config(folder: str | os.PathLike, what: str = "model folder") -> di
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def text_documents(path: str | os.PathLike) -> list[str]:
+def text_documents(path: str | os.PathLike, what: str = "data path") -> list[str]:
     """Paragraphs separated by blank lines (a line of spaces or tabs is blank too; whitespace inside a paragraph is
     collapsed to single spaces) of a ``.txt`` file, or of every ``.txt`` file in a folder (sorted by relative path,
     recursive). (Only an exact ``"\\n\\n"`` split before 2026-12-05: a line of spaces or Windows line ends joined
-    paragraphs into one document; a user trial.)"""
+    paragraphs into one document; a user trial.) ``what`` names the path in messages (bytes that are not UTF-8
+    are replaced with a warning: :func:`llm_bridge.corpus.read_text_file`)."""
+    from llm_bridge.corpus import read_text_file
+
     path = Path(path)
     if not path.exists():
-        raise ValueError(f"data path {str(path)!r} does not exist")
+        raise ValueError(f"{what} {str(path)!r} does not exist")
     files = sorted(path.rglob("*.txt"), key=lambda p: p.relative_to(path).as_posix()) if path.is_dir() else [path]
     if not files:
-        raise ValueError(f"data folder {str(path)!r} holds no .txt files")
+        raise ValueError(f"{what} {str(path)!r} is a folder that holds no .txt files")
     docs = []
     for f in files:
-        for par in re.split(r"\n[ \t\r\f\v]*\n", f.read_text(encoding="utf-8", errors="replace")):
+        for par in re.split(r"\n[ \t\r\f\v]*\n", read_text_file(f, what)):
             text = " ".join(par.split())
             if text:
                 docs.append(text)
@@ -455,6 +458,9 @@ def prepare_data(data: DataConfig, tc: TrainConfig, context: int, tokenizer: bpe
     from llm_bridge.corpus import corpus_hash
 
     docs = load_documents(data)
+    if len(docs) < 2:  # (a user trial, 2026-12-06: "got 1" for one 60,000-word line, naming neither file nor unit)
+        raise ValueError(f"--data {data.source!r} must hold at least 2 documents (one to train on, one held out), "
+                         f"got {len(docs)}: a document is a paragraph, and paragraphs are separated by blank lines")
     train_docs, held_docs = split_documents(docs, tc.held_out_fraction, tc.seed)
     if tokenizer is None:
         tokenizer = bpe.make_tokenizer(data.tokenizer, train_docs, data.vocab_size)

@@ -190,6 +190,20 @@ def test_a_missing_extra_and_ctrl_c_are_one_line_not_a_traceback(raised, code, m
     assert err.startswith(message) and "Traceback" not in err and len(err.splitlines()) == 1
 
 
+def test_the_interrupt_hint_names_the_run_folder(capsys, monkeypatch, tmp_path):
+    """A user trial (2026-12-06): Ctrl-C in ``nanogpt train --out intr`` said "continue it with ... --resume --out
+    RUN"; the hint now names the folder given."""
+    from llm_bridge import nanogpt_cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nanogpt_cli, "cmd_train", interrupted)
+    out = tmp_path / "my run"
+    assert cli.main(["nanogpt", "train", "--preset", "tiny", "--out", str(out)]) == 130
+    assert f"nanogpt train --resume --out '{out}'" in capsys.readouterr().err
+
+
 def test_an_interrupted_console_script_leaves_without_the_interpreter_teardown(capsys, monkeypatch):
     """An audit (2026-12-04): after Ctrl-C a native kernel could still run in XLA's threads, and the interpreter's
     teardown under it crashed (SIGSEGV in 1-3 of ~10 interrupted sweeps): the console script (argv None) leaves

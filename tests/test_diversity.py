@@ -125,6 +125,7 @@ def test_compression_ratio_by_hand():
     raw = (CAT + "\n" + DOG).encode()  # sorted: "The cat ..." < "the dog ..." (uppercase first)
     assert dv.compression_ratio([DOG, CAT]) == pytest.approx(len(raw) / len(zlib.compress(raw, 9)))
     assert dv.compression_ratio(["", ""]) is None
+    assert dv.compression_ratio(["", "   ", "\n"]) is None  # no token, as every other metric reads it (was 0.385)
 
 
 def test_semantic_diversity_by_hand():

@@ -842,7 +842,9 @@ def test_train_bad_input(tmp_path, data_dir, reference_run):
         ng.NanoGPT.load(tmp_path / "empty")
     assert not (tmp_path / "empty" / "checkpoints").exists()
     (tmp_path / "one.txt").write_text("just one paragraph")
-    with pytest.raises(ValueError, match="at least 2 documents"):
+    # the file is named and a document explained (a user trial, 2026-12-06: one 60,000-word line was "got 1")
+    with pytest.raises(ValueError, match=r"--data '.*one.txt' must hold at least 2 documents .*got 1: a document is "
+                                         r"a paragraph, and paragraphs are separated by blank lines"):
         nt.train(tmp_path / "r", SPEC, nt.DataConfig(source=str(tmp_path / "one.txt"), tokenizer="byte"), tc)
     # a file is not a model folder (it was reported as a folder that does not exist)
     with pytest.raises(ValueError, match="'.*one.txt' is a file, not a model folder"):
@@ -1029,6 +1031,16 @@ def test_cli_sample_eval_and_errors(capsys, reference_run, data_dir, tmp_path):
     assert f"--texts '{empty}' holds no text" in capsys.readouterr().err
     assert _cli("sample", str(empty)) == 2
     assert f"model folder '{empty}' is a file, not a model folder" in capsys.readouterr().err
+    # bytes that are not UTF-8: one policy for every input file, replaced with a warning naming the file (a user
+    # trial, 2026-12-06: --data and --texts replaced them silently, a prompts file failed with the codec's message)
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"The cat \xff\xfe sat.\n\nA dog \xc3\x28 ran \xef\xbf\xbd.\n")
+    with pytest.warns(UserWarning, match=r"prompts file '.*bad.txt': 3 invalid UTF-8 sequences \(the first at byte "
+                                         r"8\) replaced by U\+FFFD"):
+        assert nanogpt_cli._prompts(argparse.Namespace(prompt=None, prompts_file=str(bad))) == [
+            "The cat \ufffd\ufffd sat.", "A dog \ufffd( ran \ufffd."]
+    with pytest.warns(UserWarning, match=r"--texts '.*bad.txt': 3 invalid UTF-8 sequences"):
+        assert nt.text_documents(bad, "--texts") == ["The cat \ufffd\ufffd sat.", "A dog \ufffd( ran \ufffd."]
 
 
 def test_cli_warnings_print_as_one_line(reference_run):
