@@ -161,12 +161,16 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     dropped = (alive < cfg.num_components).any(axis=-1).mean(axis=0)
     steps = np.arange(cfg.num_steps + 1)
     theory = theory_curves(cfg)
+    # the simulated counterpart of the second-moment curve: the rms over the replicates it describes, those in which
+    # no model ever dropped a component (a user trial, 2026-12-06: the green curve had none to be read against)
+    kept = (alive[:, -1] == cfg.num_components).all(axis=-1)
+    rms_kept = np.sqrt(np.mean(dnorm[kept] ** 2, axis=0)) if kept.any() else np.full(len(steps), np.nan)
     arrays = dict(dnorm=dnorm, alive=alive, collapsed=collapsed, paper_weights=paper.weights[:paper_R],
-                  steps=steps, fraction_dropped=dropped, fraction_collapsed=collapsed.mean(axis=0),
+                  steps=steps, fraction_dropped=dropped, fraction_collapsed=collapsed.mean(axis=0), rms_kept=rms_kept,
                   **{f"summary_{k}": v for k, v in summary.items()}, **{f"theory_{k}": v for k, v in theory.items()})
     labels = dict(dnorm=("replicate", "step"), alive=("replicate", "step", "model"),
                   collapsed=("replicate", "step"), paper_weights=("replicate", "step", "model", "component"),
-                  steps=("step",), fraction_dropped=("step",), fraction_collapsed=("step",),
+                  steps=("step",), fraction_dropped=("step",), fraction_collapsed=("step",), rms_kept=("step",),
                   **{f"summary_{k}": ("step",) for k in summary}, **{f"theory_{k}": ("step",) for k in theory})
     descriptions = dict(
         dnorm="||D(t)||_F per replicate, t = 0..T (recorded before step t's update)",
@@ -174,10 +178,12 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
         collapsed="every model one-hot on the same component",
         paper_weights="Pi(t) of the first paper_replicates replicates",
         fraction_dropped="fraction of replicates in which some model has a dropped component",
-        fraction_collapsed="fraction of replicates collapsed onto one component")
+        fraction_collapsed="fraction of replicates collapsed onto one component",
+        rms_kept="sqrt(mean ||D(t)||_F^2) over the replicates in which no model ever dropped a component (by T): "
+                 "what theory_second_moment describes")
     folder.save_arrays(arrays, labels, descriptions)
     figures = [] if not plots else make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R,
-                                                dropped, collapsed.mean(axis=0))
+                                                dropped, collapsed.mean(axis=0), (rms_kept, int(kept.sum())))
     marks = [t for t in (1, 5, 20, 50, 100, 200, cfg.num_steps) if t <= cfg.num_steps]
     table = "\n".join(f"  t={t:4d}  median {summary['q50'][t]:.4f}  mean {summary['mean'][t]:.4f}  "
                       f"5-95% [{summary['q05'][t]:.4f}, {summary['q95'][t]:.4f}]  dropped {dropped[t]:.3f}"
@@ -229,7 +235,9 @@ def theory_curves(cfg) -> dict[str, np.ndarray]:
     return {"second_moment": rms, "mean_field": rms[0] * contraction}
 
 
-def make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R, dropped, collapsed):
+def make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R, dropped, collapsed, kept=None):
+    """The run's figures; ``kept``: (rms over the replicates that keep every component, their count), drawn beside
+    the second-moment theory it is compared with."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,6 +259,9 @@ def make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R, dropp
         for name, curve in theory.items():
             color, text = styles.get(name, ("k", name))
             ax.plot(steps, curve, color=color, lw=1.5, label=text)
+        if kept is not None and kept[1] and "second_moment" in theory:
+            ax.plot(steps, kept[0], color="tab:green", lw=1.2, ls=(0, (4, 2)),
+                    label=f"simulated rms of those replicates ({kept[1]:,} of {R:,})")
         ax.set_xlabel("step t")
         ax.set_ylabel(r"$\|D(t)\|_F$")
         if logscale:

@@ -656,6 +656,26 @@ def test_paper_replicates_are_capped_at_the_band_replicates(tmp_path):
     assert arrays["dnorm"].shape[0] == 3 and arrays["paper_weights"].shape[0] == 3
 
 
+def test_the_second_moment_curve_has_its_simulated_counterpart(tmp_path, monkeypatch):
+    """A user trial (2026-12-06): the second-moment theory (the rms over replicates that keep every component) was
+    drawn with no simulated curve of that quantity; rms_kept is saved and drawn beside it."""
+    from collapse_jax import cli
+    from collapse_jax.results import RunFolder
+
+    figures = []
+    monkeypatch.setattr(RunFolder, "save_figure", lambda self, fig, name: figures.append((name, fig)) or name)
+    out = tmp_path / "run"
+    argv = ["gmm-network", "--replicates", "40", "--paper-replicates", "1", "--steps", "8", "--models", "3",
+            "--backend", "jax", "--no-progress", "--out", str(out)]
+    assert cli.main(argv) == 0
+    arrays = np.load(out / "arrays.npz")
+    kept = np.all(arrays["alive"][:, -1] == 2, axis=-1)
+    assert 0 < kept.sum() < 40                                # (this seed: some replicates drop a component)
+    np.testing.assert_allclose(arrays["rms_kept"], np.sqrt(np.mean(arrays["dnorm"][kept] ** 2, axis=0)), rtol=1e-12)
+    labels = [line.get_label() for ax in dict(figures)["dnorm.png"].axes for line in ax.get_lines()]
+    assert any(label.startswith(f"simulated rms of those replicates ({kept.sum()} of 40)") for label in labels)
+
+
 def test_a_network_too_large_for_the_memory_is_refused_with_its_sizes(monkeypatch):
     """A user trial (2026-12-05): 100,000 models crashed the native kernel (a null scratch array written to); the
     portable kernel failed in XLA asking for 240 GB; --human 1e9 likewise. Refused before any compute, naming the
