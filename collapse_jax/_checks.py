@@ -150,6 +150,24 @@ def finite_array(name: str, value: Any, *, shape: tuple[int | None, ...] | None 
     return arr
 
 
+def user_stacklevel() -> int:
+    """``warnings.warn``'s stacklevel, from the function that calls this, of the first frame outside this library
+    (``collapse_jax`` and ``llm_bridge``) and the wrappers around its functions (``functools``, ``contextlib``): the
+    user's own line, whichever wrapper (``in_float64``, ``without_x64``) or helper led to the warning (a fixed
+    stacklevel pointed at ``spectral.py``'s wrapper; a user trial, 2026-12-06)."""
+    import os
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    roots = (str(here) + os.sep, str(here.parent / "llm_bridge") + os.sep)
+    frame, level = sys._getframe(2), 2
+    while frame is not None and (frame.f_code.co_filename.startswith(roots)
+                                 or frame.f_code.co_filename.endswith(("functools.py", "contextlib.py"))):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def env_int(name: str, low: int) -> int | None:
     """The environment variable ``name`` as an integer >= ``low`` (None when unset or empty), or a ValueError naming
     the variable (``int()``'s own message does not)."""

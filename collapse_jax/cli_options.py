@@ -28,8 +28,8 @@ def add_out(parser, name: str, *, what: str = "run folder", accepts: str | None 
     """``--out``: ``what`` (default ``runs/<name>-<time>``), then which folders it ``accepts`` (by default the rule
     of :class:`collapse_jax.results.RunFolder`)."""
     accepts = accepts or ("new or empty, or holding a run of the same configuration (resumed where the command "
-                          "supports it, else rerun); a folder with another configuration or with other files is "
-                          "refused")
+                          "supports it, else rerun, leaving files of yours in it alone); a folder with another "
+                          "configuration, or with files but no run, is refused")
     parser.add_argument("--out", default=None, type=folder_path, help=f"{what} (default runs/{name}-<time>): "
                                                                     f"{accepts}")
 

@@ -295,7 +295,7 @@ def simulate(seed: int | jax.Array, beta, intercept: float, alpha, n, config: Lo
     if failed:
         warnings.warn(f"logistic: {failed} of {out.ok.size} fits failed (separable data or no convergence within "
                       f"max_iter={config.max_iter}); their risks and all later ones of the same replicate are NaN",
-                      RuntimeWarning, stacklevel=2)
+                      RuntimeWarning, stacklevel=_checks.user_stacklevel())
     return out if grid else Record(*(x[0] for x in out))
 
 

@@ -295,7 +295,7 @@ def _warn_if_unresolved(truth: Mixture, dtype) -> None:
         warnings.warn(f"mixture: in {np.dtype(dtype).name} the draws round to ~{eps * spread:.2g} (means spread "
                       f"{spread:.3g} about their weighted mean), above 1e-3 of the smallest sd "
                       f"{np.min(truth.sds):.3g}; enable float64 (jax_enable_x64, or --x64 on the command line)",
-                      RuntimeWarning, stacklevel=3)
+                      RuntimeWarning, stacklevel=_checks.user_stacklevel())
 
 
 def simulate(seed: int | jax.Array, weights, means, sds, alpha, n, config: MixtureConfig = MixtureConfig(),
@@ -345,7 +345,8 @@ def simulate(seed: int | jax.Array, weights, means, sds, alpha, n, config: Mixtu
     capped = int(np.sum(out.iterations >= config.max_iter))
     if capped:
         warnings.warn(f"mixture EM: {capped} of {out.iterations.size} fits stopped at max_iter={config.max_iter} "
-                      f"before reaching tol={config.tol} (raise max_iter or tol)", RuntimeWarning, stacklevel=2)
+                      f"before reaching tol={config.tol} (raise max_iter or tol)", RuntimeWarning,
+                      stacklevel=_checks.user_stacklevel())
     return out if grid else Record(*(x[0] for x in out))
 
 

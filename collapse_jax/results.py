@@ -552,8 +552,10 @@ class RunFolder:
             with np.load(path) as data:
                 return {k: data[k] for k in data.files}
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            from collapse_jax import _checks
+
             warnings.warn(f"{str(path)!r} is damaged ({type(exc).__name__}: {exc}); computing that chunk again",
-                          stacklevel=2)
+                          stacklevel=_checks.user_stacklevel())
             return None
 
     def finish(self, summary: Mapping[str, Any] | None = None) -> Path:

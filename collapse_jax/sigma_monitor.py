@@ -110,11 +110,13 @@ def logdet_interval(block, num_points: int, level: float = 0.95) -> spectral.Int
     return interval
 
 
-def normalize_rows(x: np.ndarray) -> np.ndarray:
-    """Unit-norm rows (Track I's assumption); raises on a zero row."""
+def normalize_rows(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Unit-norm rows (Track I's assumption); raises on a zero row, named by its index in ``rows`` (the rows of the
+    caller's embeddings that ``x`` holds; default ``0..len(x)-1``)."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     if np.any(norms == 0):
-        raise ValueError(f"embeddings[{int(np.flatnonzero(norms[:, 0] == 0)[0])}] has zero norm and cannot be "
+        first = int(np.flatnonzero(norms[:, 0] == 0)[0])
+        raise ValueError(f"embeddings[{first if rows is None else int(rows[first])}] has zero norm and cannot be "
                          "normalised to unit norm")
     return x / norms
 
@@ -166,9 +168,17 @@ def step(state: MonitorState, embeddings, config: MonitorConfig) -> tuple[Monito
     x = spectral.check_embeddings("embeddings", embeddings, state.dim)
     if x.shape[0] != state.num_points:
         raise ValueError(f"embeddings has N={x.shape[0]} rows but the run started with N={state.num_points}")
+    if config.normalize:
+        # every row, not only the observed ones: log det G of the N normalised rows, the interval's target, needs
+        # each of them (a zero row outside the block passed; one inside was named by its place in the block, not in
+        # the embeddings; a user trial, 2026-12-06)
+        zero = np.flatnonzero(np.linalg.norm(np.asarray(x, np.float64), axis=1) == 0)  # (normalize_rows's test)
+        if zero.size:
+            raise ValueError(f"embeddings[{int(zero[0])}] has zero norm ({zero.size} of the {x.shape[0]} rows do) and "
+                             "cannot be normalised to unit norm")
     block = np.asarray(x[state.indices], np.float64)
     if config.normalize:
-        block = normalize_rows(block)
+        block = normalize_rows(block, state.indices)
     with jax.enable_x64(True):
         vals = tracks(spectral.gram(jnp.asarray(block, jnp.float64)), config.n, state.num_points, config.eps)
     checked = [vals.envelope, vals.u_lln, vals.u_cov]
@@ -186,7 +196,7 @@ def step(state: MonitorState, embeddings, config: MonitorConfig) -> tuple[Monito
             # the collapse the monitor exists to record (a generator repeating a few texts): the tracks stand (eps > 0),
             # the interval is NaN; it stopped the run with this error before (an audit, 2026-12-04)
             warnings.warn(f"checkpoint {len(state.history)}: no log-det interval, NaN in the record ({exc})",
-                          stacklevel=2)
+                          stacklevel=_checks.user_stacklevel())
     record = dict(checkpoint=len(state.history), **{k: float(v) for k, v in vals._asdict().items()},
                   delta_u_lln=float(vals.u_lln) - float(base.u_lln), delta_u_cov=float(vals.u_cov) - float(base.u_cov),
                   delta_gain=float(vals.gain) - float(base.gain), **interval)

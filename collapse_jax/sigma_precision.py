@@ -63,7 +63,8 @@ class PrecisionConfig:
     level: float = field(default=0.95, metadata={"help": "nominal coverage of the intervals"})
     seed: int = field(default=0, metadata={"help": "data sets and block draws"})
     t_dof: float = field(default=5.0, metadata={
-        "help": "degrees of freedom of the student_t family (> 4: finite fourth moment)"})
+        "help": "degrees of freedom of the student_t family, in (4, inf): finite fourth moment (the isotropic "
+                "family is its limit)"})
     condition_number: float = field(default=1e3, metadata={
         "help": "condition number of Sigma in the anisotropic family (geometric spectrum), in [1, 1e12]"})
     embeddings: str | None = field(default=None, metadata={
@@ -101,7 +102,9 @@ class PrecisionConfig:
                 raise ValueError(f"{name} must not repeat a value, got {', '.join(map(str, values))}")
         _checks.in_interval("level", self.level, 0.0, 1.0, low_open=True, high_open=True)
         _checks.random_seed("seed", self.seed)
-        _checks.in_interval("t_dof", self.t_dof, 4.0, math.inf, low_open=True)
+        # (inf passed, then drew inf / inf = NaN rows mid-run after the run folder was written; a user trial,
+        # 2026-12-06: the Gaussian limit is the isotropic family)
+        _checks.in_interval("t_dof", self.t_dof, 4.0, math.inf, low_open=True, high_open=True)
         # (inf, or near 1e16, left the anisotropic data's Gram singular in float64: a late error naming no option)
         _checks.in_interval("condition_number", self.condition_number, 1.0, MAX_CONDITION_NUMBER)
         if self.engine not in ENGINES:
@@ -234,7 +237,7 @@ def populations() -> dict[str, Population]:
                 spec = entry.load()
             except Exception as exc:  # noqa: BLE001 - a broken adapter must not break the core
                 warnings.warn(f"population {entry.name!r} ({entry.value}) could not be loaded: {exc!r}",
-                              RuntimeWarning, stacklevel=2)
+                              RuntimeWarning, stacklevel=_checks.user_stacklevel())
                 continue
             POPULATIONS.setdefault(entry.name, spec)
         _REGISTRY_READ.append(True)
@@ -1013,7 +1016,7 @@ def coverage_figure(rows: list[dict], level: float):
                     ax.plot([r["n_over_d2"] for r in rr], [r[f"coverage_{name}"] for r in rr], "o-", ms=3,
                             color=c, label=f"d={d}")
             ax.axhline(level, color="k", lw=0.8, ls="--")
-            ax.set_xscale("log")
+            _log_x(ax)
             ax.set_ylim(-0.02, 1.02)
             if i == 0:
                 ax.set_title(LABELS[name], fontsize=9)
@@ -1025,6 +1028,21 @@ def coverage_figure(rows: list[dict], level: float):
     fig.suptitle(f"Coverage of nominal {level:.0%} intervals for log det G vs n/d² (dashed: nominal)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _log_x(ax) -> None:
+    """A log x axis labelled with plain numbers (0.2, 0.5, 10): where it spans less than a decade matplotlib labels
+    minor ticks in scientific notation (2×10⁻¹, 3×10⁻¹, ...), which overlapped in these narrow panels (a user trial,
+    2026-12-06)."""
+    from matplotlib import ticker
+
+    class Plain(ticker.LogFormatter):
+        def _num_to_string(self, x, vmin, vmax):
+            return f"{x:g}"
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(Plain())
+    ax.xaxis.set_minor_formatter(Plain(labelOnlyBase=False, minor_thresholds=(1, 0.4)))
 
 
 def error_figure(rows: list[dict]):
@@ -1048,7 +1066,7 @@ def error_figure(rows: list[dict]):
             ax.plot(n, [r["sd"] for r in rr], "s-", ms=3, color=c, label=f"SD d={d}")
             ax.plot(n, [abs(r["bias_scaled_wishart"]) for r in rr], ":", color=c, lw=1)
             ax.plot(n, np.sqrt(2 * d / n), color="0.6", lw=0.8)
-        ax.set_xscale("log")
+        _log_x(ax)
         ax.set_yscale("log")
         ax.set_title(fam, fontsize=10)
         ax.set_xlabel("block size n")

@@ -338,7 +338,7 @@ def _warn_not_factored(out, dtype) -> None:
         hint = (" (in float32 a positive-definite Gram whose smallest eigenvalues are below about 1e-7 of its largest "
                 "fails too: pass float64 Grams with float64 enabled)") if dtype != jnp.float64 else ""
         warnings.warn(f"batched_logdet: {bad} of {np.size(out)} matrices + eps I are not positive definite in "
-                      f"{dtype}{hint}; their log-dets are NaN", RuntimeWarning, stacklevel=3)
+                      f"{dtype}{hint}; their log-dets are NaN", RuntimeWarning, stacklevel=_checks.user_stacklevel())
 
 
 # One batched Cholesky call alone (no other LAPACK call in its program): jaxlib may split it over XLA's threads, which
@@ -1174,7 +1174,7 @@ def block_estimates(x_block, num_points: int, *, level: float = 0.95) -> BlockEs
     if repeated:
         warnings.warn(f"x_block: {repeated} of its {n} rows repeat another row exactly; the intervals assume "
                       "distinct rows, and with repeats (a generator that repeats itself) they under-cover: "
-                      "docs/sigma.md, 'Repeated rows'", RepeatedRowsWarning, stacklevel=2)
+                      "docs/sigma.md, 'Repeated rows'", RepeatedRowsWarning, stacklevel=_checks.user_stacklevel())
     if not float(top) < 1.0 - 1e-12:
         # One row alone spans a direction (leverage 1): G_1 is regular, so log det G_1 and the seed, second-order,
         # Wishart and scaled-Wishart intervals stand; only the leave-one-out statistics are undefined (without that

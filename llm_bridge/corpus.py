@@ -196,7 +196,7 @@ def read_text_file(path: str | os.PathLike, what: str) -> str:
         bad = text.count("\ufffd") - raw.count("\ufffd".encode())  # (less the file's own U+FFFD characters)
         warnings.warn(f"{what} {str(path)!r}: {bad} invalid UTF-8 sequence{'s' if bad != 1 else ''} (the first at "
                       f"byte {error.start}) replaced by U+FFFD; re-encode the file as UTF-8 to keep those "
-                      "characters", stacklevel=2)
+                      "characters", stacklevel=_checks.user_stacklevel())
         return text
 
 

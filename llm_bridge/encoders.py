@@ -135,7 +135,7 @@ class Encoder:
             warnings.warn(f"{cut} of {len(items)} texts are longer than {self.name}'s max_length of "
                           f"{self.max_length} tokens: each was embedded from its first {self.max_length} tokens only "
                           "(counting the model's special tokens, e.g. a start token)",
-                          stacklevel=2)
+                          stacklevel=_checks.user_stacklevel())
         return out
 
 

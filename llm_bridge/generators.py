@@ -13,11 +13,9 @@ from a local folder (:mod:`llm_bridge.hf_causal`) both implement :class:`Generat
 from __future__ import annotations
 
 import math
-import sys
 import warnings
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -149,19 +147,8 @@ def fit_prompts(prompts: list[list[int]], context_length: int, max_new_tokens: i
     if cut:
         warnings.warn(f"{cut} of {len(distinct)} {'distinct ' if len(distinct) < len(prompts) else ''}prompts are "
                       f"longer than the {room} tokens the context ({context_length}) leaves beside {max_new_tokens} "
-                      "new tokens; their start was cut off", stacklevel=_caller_stacklevel())
+                      "new tokens; their start was cut off", stacklevel=_checks.user_stacklevel())
     return [p[-room:] if len(p) > room else p for p in prompts]
-
-
-def _caller_stacklevel() -> int:
-    """``warnings.warn``'s stacklevel, from the function that calls this, of the first frame outside this package
-    and its decorators (``without_x64``, ``functools``): the user's line, whichever method led here."""
-    package = str(Path(__file__).parent)
-    frame, level = sys._getframe(2), 2
-    while frame is not None and (frame.f_code.co_filename.startswith(package)
-                                 or frame.f_code.co_filename.endswith(("functools.py", "contextlib.py"))):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def cut_at_stop(text: str, stop: str | None) -> str:

@@ -40,8 +40,7 @@ from collapse_jax import _checks
 from collapse_jax.progress import bar
 from llm_bridge.encoders import (TOKENIZER_FILES, WEIGHT_FILES, Encoder, _torch_device, load_failure, mean_pool,
                                  model_folder, pretrained_model, quiet_loading, require, torch_dtype)
-from llm_bridge.generators import (PerplexityResult, Sampling, _caller_stacklevel, check_texts, cut_at_stop,
-                                   fit_prompts)
+from llm_bridge.generators import PerplexityResult, Sampling, check_texts, cut_at_stop, fit_prompts
 
 # Streams of the seed tree: generation batch b uses (seed, GENERATE, b); fine-tuning uses (seed, FINETUNE).
 GENERATE, FINETUNE = 0, 1
@@ -186,7 +185,7 @@ class HFCausalLM:
         if emptied:     # the start token takes all the room: fit_prompts's "start was cut off" understates it
             warnings.warn(f"{emptied} of {len(items)} prompts kept none of their text: beside {sampling.max_new_tokens} "
                           f"new tokens the context ({self.context_length}) leaves room for the start token only",
-                          stacklevel=_caller_stacklevel())
+                          stacklevel=_checks.user_stacklevel())
 
         transformers = require("transformers")
         # temperature=1.0: transformers' own warper (logits / T) is replaced by ShiftedTemperature, applied before
@@ -321,7 +320,7 @@ class HFCausalLM:
         if cut:
             warnings.warn(f"{cut} of {len(items)} texts are longer than the context ({self.context_length} tokens "
                           "with the start and end tokens): each is fine-tuned on its first "
-                          f"{self.context_length} tokens only, without its end", stacklevel=_caller_stacklevel())
+                          f"{self.context_length} tokens only, without its end", stacklevel=_checks.user_stacklevel())
         docs = [d[:self.context_length] for d in full]
         docs = [d for d in docs if len(d) >= 2]
         if not docs:

@@ -398,7 +398,7 @@ def restore_latest(folder: Path, items: dict[str, Any], *, step: int | None = No
             try:
                 restored = _restore_step(mngr, s, items)
             except CheckpointError as exc:
-                warnings.warn(f"{exc}; using the previous checkpoint instead", stacklevel=3)
+                warnings.warn(f"{exc}; using the previous checkpoint instead", stacklevel=_checks.user_stacklevel())
                 continue
             for bad in (b for b in steps if b > s and set_aside):
                 target = folder / f"{CHECKPOINTS}-corrupt" / str(bad)
@@ -408,7 +408,8 @@ def restore_latest(folder: Path, items: dict[str, Any], *, step: int | None = No
                     target = target.with_name(f"{bad}.{copies}")
                     copies += 1
                 os.replace(mngr.directory / str(bad), target)
-                warnings.warn(f"moved the checkpoint that did not restore to {str(target)!r}", stacklevel=3)
+                warnings.warn(f"moved the checkpoint that did not restore to {str(target)!r}",
+                              stacklevel=_checks.user_stacklevel())
             return s, restored
     raise ValueError(f"{str(folder)!r} holds no checkpoint that restores (steps tried: {steps})")
 
@@ -662,7 +663,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
         elif start_step > 0:  # the parameters still end as an uninterrupted run's; the history before is gone
             warnings.warn(f"{str(folder / METRICS_FILE)!r} is missing: resuming at step {start_step}, the loss and "
                           f"held-out history of steps 0-{start_step - 1} is lost (metrics.json and loss.png will "
-                          "start there)", stacklevel=2)
+                          "start there)", stacklevel=_checks.user_stacklevel())
     mngr = checkpoint_manager(folder, tc.keep_checkpoints)     # after restoring: corrupt steps are set aside
     budget = None if tc.minutes is None else tc.minutes * 60.0
 
@@ -692,7 +693,7 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
                                       _checkpoint_seconds(folder, model.params, opt_state))
     if start_step == 0 and tc.warmup_steps >= total:  # (a --minutes budget can size a run shorter than its warm-up)
         warnings.warn(f"the warm-up ({tc.warmup_steps} steps) covers the whole run of {total} steps: the learning "
-                      "rate rises to its peak and never decays; lower --warmup", stacklevel=2)
+                      "rate rises to its peak and never decays; lower --warmup", stacklevel=_checks.user_stacklevel())
     lrs = np.asarray(schedule(tc, total)(np.arange(1, total + 1)), dtype=np.float32)   # lrs[s]: step s
     step, stopped_by, tokens_per_step = start_step, "steps", tc.batch_size * cfg.context_length
     pending: list[tuple[int, jax.Array, np.ndarray]] = []       # (first step, losses, learning rates) per call

@@ -89,7 +89,7 @@ def fit(real: Any, synthetic: Any, *, ridge: float = 1.0, max_iter: int = 50, to
     if not converged:
         warnings.warn(f"synthetic_filter.fit stopped at max_iter = {max_iter} Newton steps before reaching tol = "
                       f"{tol:g}; raise max_iter or ridge (separable data need a ridge to have a finite fit)",
-                      RuntimeWarning, stacklevel=2)
+                      RuntimeWarning, stacklevel=_checks.user_stacklevel())
     return RealSyntheticClassifier(weights=theta[1:], intercept=float(theta[0]), ridge=ridge, iterations=it)
 
 

@@ -258,6 +258,12 @@ def test_zero_response_refused_before_compute_only_for_sigma(emb):
      "embeddings must have num_points = 100"),
     (lambda: sigma_monitor.normalize_rows(np.eye(3)[[0, 2, 1, 2]] * np.r_[1, 1, 0, 1][:, None]),
      r"embeddings\[2\] has zero norm"),
+    # a user trial (2026-12-06): a zero row 5 in the observed block was named by its place there ("embeddings[4]"),
+    # one outside the block passed although the interval's target normalises every row
+    *((lambda zero=zero: sigma_monitor.SigmaMonitor(jax.random.key(0), 50).update(
+        np.r_[np.random.default_rng(0).standard_normal((zero, 8)), np.zeros((1, 8)),
+              np.random.default_rng(1).standard_normal((99 - zero, 8))]),
+       rf"embeddings\[{zero}\] has zero norm \(1 of the 100 rows do\)") for zero in range(0, 100, 7)),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):

@@ -1,6 +1,7 @@
 """Sigma spectral estimators vs the NumPy reference, vs theory (Monte Carlo, float64), contracts, bad input."""
 
 import json
+import math
 import warnings
 
 import jax
@@ -675,6 +676,9 @@ def test_bad_input_errors_name_the_problem():
         spp.PrecisionConfig(families=("cauchy",)).validate()
     with pytest.raises(ValueError, match="t_dof"):
         spp.PrecisionConfig(t_dof=3.0).validate()
+    # inf passed and drew NaN rows mid-run, after the run folder was written (a user trial, 2026-12-06)
+    with pytest.raises(ValueError, match=r"t_dof must lie in \(4\.0, inf\), got inf"):
+        spp.PrecisionConfig(t_dof=math.inf).validate()
     for d in (1, 2):  # before any compute (d = 1 and 2 crashed mid-sweep); d = 3 is the smallest that runs
         with pytest.raises(ValueError, match=f"dims: the dimension d must be at least 3, got {d}"):
             spp.PrecisionConfig(dims=(8, d), blocks=(10,)).validate()
@@ -1361,6 +1365,21 @@ def test_a_singular_block_says_what_its_rows_span():
         sp.block_estimates(np.tile(x[:1], (500, 1)), 1000)
     with pytest.raises(sp.SingularBlockError, match=r"they span 5 of 6 dimensions, counting singular values"):
         sp.block_estimates(np.c_[x[:, :5], x[:, :1]], 1000)
+
+
+def test_warnings_point_at_the_callers_line():
+    """A user trial (2026-12-06): RepeatedRowsWarning was reported at spectral.py's in_float64 wrapper, the monitor's
+    missing-interval warning at sigma_monitor.py; both now name the line that called the library."""
+    from collapse_jax import sigma_monitor as sm
+
+    x = rng(16).standard_normal((40, 4))
+    x[1] = x[0]
+    with pytest.warns(sp.RepeatedRowsWarning) as caught:
+        sp.block_estimates(x, 400)
+    assert caught[0].filename == __file__
+    with pytest.warns(UserWarning, match="no log-det interval") as caught:
+        sm.SigmaMonitor(jax.random.key(0), 30).update(np.tile(x[:3], (20, 1)))
+    assert {w.filename for w in caught} == {__file__}
 
 
 def test_torch_tensors_are_read_detached_and_16_bit_ones_in_float32():
