@@ -1,0 +1,95 @@
+"""The Gaussian refit simulator against a vectorised NumPy implementation of the same model, timed in the same run.
+
+Model (``collapse_jax/gaussian.py``, exact sufficient statistics): each generation a group of ``M`` draws from the
+current fit ``N(m, v)`` has mean ``~ N(m, v / M)`` and sum of squared deviations ``~ v chi2_{M-1}``; the refit is
+that mean and ``SS / (M - 1)``; the loss is ``W_2^2`` to ``N(0, 1)``. Pure synthetic (``alpha_t = 0`` after the first
+generation), replace, constant ``M``: NumPy needs one normal and one chi-square per replicate and generation
+(``Generator.standard_normal`` and ``Generator.chisquare``, vectorised over replicates, one thread).
+
+Reports replicate-generations per second for each (median of ``--repeats`` timed calls after one warm-up call,
+whose time, compilation included, is reported apart), their ratio, the mean loss at the last generation of both
+(they estimate the same number) and the CPU, versions and load average.
+
+Usage: ``PYTHONPATH=. python3 benchmarks/bench_gaussian.py --replicates 200000 --generations 30 --size 10``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+
+
+def numpy_losses(rng: np.random.Generator, replicates: int, generations: int, size: int) -> np.ndarray:
+    """W2^2 of the fits at generations 0..T, (replicates, T + 1): the first group from N(0, 1), then from the fit."""
+    m, v = np.zeros(replicates), np.ones(replicates)
+    out = np.empty((replicates, generations + 1))
+    for t in range(generations + 1):
+        mean = m + np.sqrt(v / size) * rng.standard_normal(replicates)
+        ss = v * rng.chisquare(size - 1, replicates)
+        m, v = mean, ss / (size - 1)
+        out[:, t] = m * m + (np.sqrt(v) - 1.0) ** 2
+    return out
+
+
+def timed(call, repeats: int) -> tuple[float, list[float], np.ndarray]:
+    start = time.perf_counter()
+    result = call()
+    first = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - start)
+    return first, times, result
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--replicates", type=int, default=200_000)
+    p.add_argument("--generations", type=int, default=30)
+    p.add_argument("--size", type=int, default=10, help="M, draws per generation (>= 2)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default=None, help="write the figures as JSON here")
+    args = p.parse_args(argv)
+
+    import jax
+
+    from collapse_jax import gaussian as G
+    from collapse_jax import schedules as S
+    from collapse_jax.results import environment_info
+
+    alpha, n = S.pure_synthetic_alpha(args.generations), S.constant_size(args.size, args.generations)
+    work = args.replicates * args.generations
+    seeds = iter(range(10**6))
+    first_lib, lib, lib_out = timed(lambda: G.simulate(next(seeds), 0.0, 1.0, alpha, n, G.GaussianConfig(),
+                                                       args.replicates, progress=False), args.repeats)
+    rng = np.random.default_rng(0)
+    first_np, ref, np_out = timed(lambda: numpy_losses(rng, args.replicates, args.generations, args.size),
+                                  args.repeats)
+    env = environment_info()
+    rate_lib, rate_np = work / statistics.median(lib), work / statistics.median(ref)
+    result = dict(replicates=args.replicates, generations=args.generations, size=args.size,
+                  collapse_jax_per_s=rate_lib, numpy_per_s=rate_np, ratio=rate_lib / rate_np,
+                  collapse_jax_first_call_s=first_lib, numpy_first_call_s=first_np, collapse_jax_s=lib, numpy_s=ref,
+                  mean_loss_last=dict(collapse_jax=float(np.mean(lib_out[:, -1])),
+                                      numpy=float(np.mean(np_out[:, -1]))),
+                  x64=bool(jax.config.jax_enable_x64), load_average=os.getloadavg(), env=env)
+    print(f"CPU: {env.get('cpu_model')} ({' '.join(env.get('cpu_features', []))}); jax {env.get('jax')}, numpy "
+          f"{np.__version__}; load average {os.getloadavg()[0]:.2f}")
+    print(f"collapse-jax: {rate_lib / 1e6:.3f} M replicate-generations/s (first call {first_lib:.1f} s); NumPy: "
+          f"{rate_np / 1e6:.3f} M/s; ratio {rate_lib / rate_np:.2f}x; mean loss at T: "
+          f"{result['mean_loss_last']['collapse_jax']:.4f} / {result['mean_loss_last']['numpy']:.4f}")
+    if args.out:
+        from collapse_jax.results import atomic_write_json
+
+        atomic_write_json(args.out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
