@@ -615,6 +615,11 @@ def batched_risk_native(keys: jax.Array, p: jax.Array, alpha: jax.Array, n: jax.
     if engine == "refill" and "refill" not in _native.multinomial_engines():
         raise ValueError("engine='refill' needs a native build with AVX-512 or AVX2 (this one has "
                          f"{_native.multinomial_engines() or 'no native kernels'}); use engine='group' or 'auto'")
+    shapes = {name: np.shape(x) for name, x in (("alpha", alpha), ("n", n), ("kappa", kappa))}
+    if len(set(shapes.values())) != 1 or len(shapes["alpha"]) != 2:  # (1-D schedules: an IndexError in the call;
+        # a user trial, 2026-12-06)
+        raise ValueError(f"alpha, n and kappa must be (G, T + 1) grids of one shape (a single schedule as one row, "
+                         f"x[None]), got shapes {shapes}")
     return _batched_risk_native(keys, p, alpha, n, kappa, regime, engine)
 
 

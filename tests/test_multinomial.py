@@ -256,6 +256,9 @@ def test_native_contract_jit_vmap_keys(regime):
     other = np.asarray(M.batched_risk_native(jax.random.split(jax.random.key(3), 4), p, alpha_j, n_j, kappa_j,
                                              regime))[0]
     assert not np.array_equal(batched, other)
+    # 1-D schedules: an IndexError inside the call before (a user trial, 2026-12-06)
+    with pytest.raises(ValueError, match=r"alpha, n and kappa must be \(G, T \+ 1\) grids of one shape"):
+        M.batched_risk_native(keys, p, alpha_j[0], n_j[0], kappa_j[0], regime)
 
 
 @needs_native
