@@ -394,6 +394,11 @@ def release_folder_locks() -> None:
         _unlock_folder(Path(key))
 
 
+# A finished run's manifest while a rerun of it is under way (hidden: not one of the run's files); finish() keeps its
+# record under the new manifest's "earlier".
+EARLIER_MANIFEST = ".manifest-earlier.json"
+
+
 @dataclass
 class RunFolder:
     """One experiment's output folder.
@@ -479,7 +484,9 @@ class RunFolder:
                                                        else "")
                 raise ValueError(f"out: {str(self.path)!r} holds a run with another configuration ({shown}); rerun "
                                  "it with its own options or choose a new folder")
-            (self.path / "manifest.json").unlink(missing_ok=True)
+            manifest = self.path / "manifest.json"
+            if manifest.exists():  # its record moves aside (a hidden file) until finish() writes the new one
+                os.replace(manifest, self.path / EARLIER_MANIFEST)
             return True
         self._check_empty()  # (again: another run may have written here meanwhile)
         self.write_config(config)
@@ -561,11 +568,24 @@ class RunFolder:
     def finish(self, summary: Mapping[str, Any] | None = None) -> Path:
         """Write ``manifest.json`` last: the list of files, a summary, and the environment again, now that the run
         has loaded the kernels it used (``config.json``'s is from before they were built). Its presence marks the
-        run complete."""
+        run complete. A rerun into a finished folder keeps the earlier manifests' ``finished`` times and
+        environments under ``earlier`` (newest last, at most 10): a rerun that only reloaded the results recorded
+        its own environment, without the kernels the run had used, in place of the run's (a user trial,
+        2026-12-06)."""
         files = sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*")
                        if p.is_file() and not p.name.startswith(".") and p.name != "manifest.json")
-        target = self.path / "manifest.json"
+        target, aside = self.path / "manifest.json", self.path / EARLIER_MANIFEST
+        earlier = []
+        try:
+            old = read_json(aside) if aside.exists() else None
+        except ValueError:  # (a damaged record is dropped; nothing to keep)
+            old = None
+        if isinstance(old, dict) and "environment" in old:
+            earlier = [*old.get("earlier", []), {"finished": old.get("finished"), "summary": old.get("summary"),
+                                                 "environment": old["environment"]}][-10:]
         atomic_write_json(target, {"files": files, "summary": dict(summary or {}), "environment": environment_info(),
-                                   "finished": _dt.datetime.now().isoformat(timespec="seconds")})
+                                   "finished": _dt.datetime.now().isoformat(timespec="seconds"),
+                                   **({"earlier": earlier} if earlier else {})})
+        aside.unlink(missing_ok=True)
         _unlock_folder(self.path)
         return target

@@ -127,10 +127,21 @@ def test_a_run_folder_holds_one_configuration(tmp_path):
     run = RunFolder.create("demo", tmp_path / "run")
     assert run.start(config) is False
     assert json.loads((run.path / "config.json").read_text())["config"] == config
-    run.finish({})
+    run.finish({"a": 1})
     assert run.complete
+    first = json.loads((run.path / "manifest.json").read_text())
     assert RunFolder.create("demo", run.path).start(dict(config)) is True
     assert not run.complete
+    # a rerun keeps the finished run's record (a user trial, 2026-12-06: a rerun that only reloaded the results
+    # replaced the run's environment with its own), hidden until it finishes, then under "earlier"
+    assert sorted(p.name for p in run.path.iterdir() if not p.name.startswith(".run")) == [
+        ".manifest-earlier.json", "config.json"]
+    run.finish({"a": 2})
+    again = json.loads((run.path / "manifest.json").read_text())
+    assert again["summary"] == {"a": 2} and again["earlier"] == [
+        {"finished": first["finished"], "summary": {"a": 1}, "environment": first["environment"]}]
+    assert not (run.path / ".manifest-earlier.json").exists() and ".manifest-earlier.json" not in again["files"]
+    assert RunFolder.create("demo", run.path).start(dict(config)) is True
     before = (run.path / "config.json").read_bytes()
     other = {**config, "seed": 7, "network": {"beta": 1.0, "mu": [-5, 5]}}
     with pytest.raises(ValueError, match=r"another configuration \(network\.beta: 0\.5 -> 1\.0; seed: 0 -> 7\)"):
