@@ -223,8 +223,14 @@ def torch_dtype(dtype: Any) -> Any:
 def load_failure(folder: Path, what: str, exc: Exception) -> ValueError:
     """The ValueError for ``what`` (model, tokenizer) in ``folder`` that did not load, with the cause's first line."""
     cause = str(exc).splitlines()[0][:300] if str(exc) else ""
-    return ValueError(f"the {what} in {str(folder)!r} could not be loaded ({type(exc).__name__}: {cause}); is a file "
-                      "truncated or damaged?")
+    text = str(exc).lower()
+    # the hint that fits the cause (it asked "is a file truncated or damaged?" of an unknown architecture and of a
+    # config whose sizes the weights do not match; a user trial, 2026-12-06)
+    hint = ("config.json names an architecture this transformers version does not know" if "does not recognize" in text
+            or "model_type" in text else
+            "config.json and the weights disagree (sizes differ): they come from different models" if "mismatch" in text
+            or "size" in text and "shape" in text else "is a file truncated or damaged?")
+    return ValueError(f"the {what} in {str(folder)!r} could not be loaded ({type(exc).__name__}: {cause}); {hint}")
 
 
 def pretrained_model(auto_class: Any, folder: Path, dtype: Any, kind: str) -> Any:

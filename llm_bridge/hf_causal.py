@@ -40,7 +40,8 @@ from collapse_jax import _checks
 from collapse_jax.progress import bar
 from llm_bridge.encoders import (TOKENIZER_FILES, WEIGHT_FILES, Encoder, _torch_device, load_failure, mean_pool,
                                  model_folder, pretrained_model, quiet_loading, require, torch_dtype)
-from llm_bridge.generators import PerplexityResult, Sampling, check_texts, cut_at_stop, fit_prompts
+from llm_bridge.generators import (PerplexityResult, Sampling, check_finite_loss, check_texts, cut_at_stop,
+                                   fit_prompts)
 
 # Streams of the seed tree: generation batch b uses (seed, GENERATE, b); fine-tuning uses (seed, FINETUNE).
 GENERATE, FINETUNE = 0, 1
@@ -324,7 +325,8 @@ class HFCausalLM:
         docs = [d[:self.context_length] for d in full]
         docs = [d for d in docs if len(d) >= 2]
         if not docs:
-            raise ValueError("texts must give at least one text of two or more tokens to train on; all are empty")
+            raise ValueError("texts must give at least one text of two or more tokens (with this tokenizer's start "
+                             "and end tokens, if it has them) to train on; every text has fewer")
 
         torch = self.torch
         picks = np.random.default_rng(np.random.SeedSequence([seed, FINETUNE]))
@@ -340,6 +342,7 @@ class HFCausalLM:
                     logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
                     targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
                     loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100)
+                    check_finite_loss(float(loss.detach()), len(losses), learning_rate, losses)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -516,4 +519,9 @@ def hf_causal_lm(path: str | os.PathLike, *, device: str | None = None, dtype: A
     except Exception as exc:  # noqa: BLE001 - tokenizers and transformers raise their own types
         raise load_failure(folder, "tokenizer", exc) from exc
     model = pretrained_model(transformers.AutoModelForCausalLM, folder, dtype, "causal LM")
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:  # (an IndexError from F.embedding at the first text with such a token, naming
+        # nothing; a user trial, 2026-12-06)
+        raise ValueError(f"model folder {str(folder)!r}: its tokenizer has {len(tokenizer):,} tokens but the model "
+                         f"embeds only {rows:,} (config vocab_size); the tokenizer belongs to another model")
     return HFCausalLM(model.to(device), tokenizer, name=f"hf:{folder.name}")

@@ -405,6 +405,9 @@ def fit_context(model: Generator, retrieved: Sequence[str], query: str, separato
     """(prompt, m): the first ``m`` retrieved texts and the query joined by ``separator``, with ``m`` as large as
     keeps prompt + ``max_new_tokens`` within the model's context window."""
     room = model.context_length - max_new_tokens
+    if room < 1:  # (it said "more than the -8 tokens that max_new_tokens = 40 leaves": a user trial, 2026-12-06)
+        raise ValueError(f"max_new_tokens must be less than {model.name}'s context ({model.context_length} tokens), "
+                         f"which must also hold the prompt; got {max_new_tokens}")
 
     def build(m: int) -> str:
         return separator.join([*retrieved[:m], query])
@@ -530,6 +533,10 @@ def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None =
             training_parts(cfg)  # num_models against the corpus (a folder was left, the error naming no option)
         else:  # loaded before the folder is made: a folder that is no causal LM left one that could never run
             models = base_generators(cfg, None)
+            if cfg.mode == "context":  # (the query against each context: refused at step 0, after the folder, the
+                # human embeddings and models.json were written; a user trial, 2026-12-06)
+                for model in models:
+                    fit_context(model, [], cfg.query, cfg.separator, cfg.max_new_tokens)
     out = RunFolder.create("llm-web", folder)
     path = out.path
     if old is None:

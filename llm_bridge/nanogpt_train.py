@@ -828,6 +828,12 @@ def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate:
             if not b.disable:                 # reading the loss waits for the step: only for a bar that is drawn
                 b.set_postfix(loss=f"{float(loss):.3f}")
             b.update(1)
+    losses = [float(v) for v in losses]
+    bad = next((s for s, v in enumerate(losses) if not math.isfinite(v)), None)
+    if bad is not None:  # (the update happens here, at the end: a diverged run leaves the model as it was)
+        shown = ", ".join(f"{v:.4g}" for v in losses[max(0, bad - 4):bad])
+        raise ValueError(f"fine-tuning diverged: the loss at step {bad + 1} is {losses[bad]} (before: "
+                         f"{shown or 'none'}); the model is unchanged: lower learning_rate (got {learning_rate:g})")
     model.params = params
     model.step += steps
-    return [float(v) for v in losses]
+    return losses

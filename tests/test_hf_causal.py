@@ -9,6 +9,7 @@ Skipped without the ``llm`` extra (torch, transformers, tokenizers).
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import warnings
@@ -252,6 +253,25 @@ def test_bad_folders(tmp_path, tiny_folder):
         hf_causal_lm("")
     with pytest.raises(ValueError, match=r"not a directory; write one with model.save_pretrained\(path\)"):
         hf_causal_lm("openai-community/gpt2")
+    # a tokenizer of more tokens than the model embeds: an IndexError from F.embedding at the first such token,
+    # naming nothing (a user trial, 2026-12-06)
+    import transformers
+
+    small = tmp_path / "small-vocab"
+    shutil.copytree(tiny_folder, small)
+    config = transformers.GPT2Config.from_pretrained(str(small))
+    config.vocab_size = 100
+    transformers.GPT2LMHeadModel(config).save_pretrained(str(small))
+    with pytest.raises(ValueError, match=r"small-vocab': its tokenizer has \d+ tokens but the model embeds only 100"):
+        hf_causal_lm(small)
+    # the hint names the cause: "is a file truncated or damaged?" was said of an unknown architecture too
+    unknown = tmp_path / "unknown"
+    shutil.copytree(tiny_folder, unknown)
+    config = json.loads((unknown / "config.json").read_text())
+    (unknown / "config.json").write_text(json.dumps({**config, "model_type": "frobnicator"}))
+    with pytest.raises(ValueError, match=r"unknown' could not be loaded .*; config.json names an architecture this "
+                                         r"transformers version does not know"):
+        hf_causal_lm(unknown)
 
 
 @pytest.mark.parametrize("device, match", [
@@ -525,6 +545,16 @@ def test_finetune_lowers_the_loss_deterministically(tiny_folder, corpus_texts):
     for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert np.array_equal(pa.numpy(), pb.numpy()), name
     assert c.finetune(texts, steps=30, learning_rate=3e-3, batch_size=4, seed=8) != losses
+
+
+def test_a_diverging_finetune_stops_at_its_first_non_finite_loss(tiny_folder):
+    """A user trial (2026-12-06): learning_rate = 1e4 gave losses 5.99, 1.2e9, nan, nan, nan and NaN weights without a
+    word; the next generate failed inside torch.multinomial. The run stops before the update of a non-finite loss."""
+    lm = fresh(tiny_folder)
+    with pytest.raises(ValueError, match=r"fine-tuning diverged: the loss at step \d+ is nan .*reload it and lower "
+                                         r"learning_rate \(got 10000\)"):
+        lm.finetune(["hello world this is text"] * 4, steps=20, learning_rate=1e4, progress=False)
+    assert not lm.model.training
 
 
 def test_finetune_warns_of_texts_cut_to_the_context_and_takes_progress(tiny_folder):

@@ -438,3 +438,16 @@ def test_a_folder_that_is_no_causal_lm_is_refused_before_the_run_folder(hf_folde
     with pytest.raises(ValueError, match="lack .* of the causal LM's tensors .*or not a causal LM .*BertModel"):
         llm_web.run(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_query_too_long_for_an_hf_context_is_refused_before_the_run_folder(hf_folders, tmp_path):
+    """A user trial (2026-12-06): --max-new-tokens 40 with a 32-token context loaded the models, embedded the human
+    texts and wrote the run folder before "more than the -8 that --max-new-tokens = 40 leaves"; the corrected command
+    was then refused in that folder. Checked for every --hf model before anything is written."""
+    base = dict(hf=hf_folders, num_models=2, samples=2, num_steps=1, num_human=4, corpus_docstrings=False,
+                gmm_replicates=10, proxy_dims=1, proxy_components=2)
+    with pytest.raises(ValueError, match=r"max_new_tokens must be less than hf:.*'s context \(128 tokens\), .*got 130"):
+        llm_web.run(llm_web.WebConfig(**base, max_new_tokens=130), tmp_path / "run")
+    with pytest.raises(ValueError, match=r"the query alone takes \d+ tokens, more than the 3 that"):
+        llm_web.run(llm_web.WebConfig(**base, max_new_tokens=125), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

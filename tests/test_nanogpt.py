@@ -947,6 +947,17 @@ def test_finetune_takes_every_seed_the_checks_accept(model):
     assert runs[2**32] != runs[0] and len({tuple(v) for v in runs.values()}) == 4
 
 
+def test_a_diverging_finetune_leaves_the_model_unchanged(model):
+    """A user trial (2026-12-06) on the Hugging Face adapter: a learning rate far too high gave NaN losses and NaN
+    weights without a word. The nanoGPT's update happens at the end, so a diverged run is refused before it."""
+    clone = ng.NanoGPT(model.config, model.tokenizer, model.params)
+    before = jax.tree.map(np.asarray, clone.params)
+    with pytest.raises(ValueError, match=r"fine-tuning diverged: the loss at step \d+ is (nan|inf) .*the model is "
+                                         r"unchanged: lower learning_rate \(got 1e\+30\)"):
+        clone.finetune(["the red bird flew over the green house."] * 4, steps=6, learning_rate=1e30, batch_size=2)
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, clone.params), before)
+
+
 def test_finetuned_on_one_text_the_model_learns_where_it_ends(model):
     """The fine-tuning stream closes with EOT: without it a model fine-tuned on one text never saw it end and ran
     every sample to max_new_tokens."""
