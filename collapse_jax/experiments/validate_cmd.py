@@ -65,7 +65,9 @@ def run(cfg: ValidateConfig, out: str | None) -> int:
     elapsed = time.perf_counter() - start
     bad = [i for i, r in enumerate(table.rows, 1) if not r.agree]
     backend = runs.numerics()["backend"]     # named when not the default: another backend draws another table
-    command = (f"PYTHONPATH=. python3 -m collapse_jax.cli validate --replicates {reps} --steps {steps} --seed {seed}"
+    # the installed command with every option that changes the table (it named a source-tree invocation the user
+    # had not typed; a user trial, 2026-12-06); manifest.json keeps the command line as typed
+    command = (f"collapse-jax validate --replicates {reps} --steps {steps} --seed {seed}"
                + (f" --backend {backend}" if backend != "auto" else ""))
     md = V.render(table, reps=reps, steps=steps, seed=seed, elapsed=elapsed,
                   command=command + (f" --doc {cfg.doc}" if cfg.doc else ""))
