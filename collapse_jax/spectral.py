@@ -391,20 +391,22 @@ def theorem1_bounds(g1: jnp.ndarray, g2: jnp.ndarray) -> Theorem1Bounds:
     # log det G_1 from its Cholesky factor, not the eigenvalues: eigvalsh's absolute error (~eps ||G_1||) turned the
     # tiny eigenvalues of real embeddings' dead coordinates negative, a NaN bound (MiniLM; a user trial, 2026-12-05)
     chol = _linalg.cholesky(g1)
-    if not traced and not _regular(chol, g1):
-        raise ValueError(f"g1 is singular in float64 (a Cholesky pivot^2 at most {SINGULAR_PIVOT:g} of its "
-                         "diagonal entry: its block's rows span fewer than d dimensions), so log det G_1, "
-                         "Theorem 1's lower bound, is undefined")
+    if not traced:
+        _check_regular(chol, g1, "g1", "log det G_1, Theorem 1's lower bound")
     lower = _logdet_of_factor(chol)
     return Theorem1Bounds(lower, jnp.sum(jnp.log(lam1 + rho2[..., None]), axis=-1))
 
 
-def _regular(chol, g) -> bool:
-    """Whether every Cholesky pivot^2 of ``g`` exceeds :data:`SINGULAR_PIVOT` of its diagonal entry, the rule
-    :func:`block_estimates` refuses singular blocks by (a rank-deficient Gram may factor with rounding pivots in
-    float64, and give a finite log-det of rounding noise); NaN pivots fail."""
+def _check_regular(chol, g, name: str, what: str) -> None:
+    """A ValueError naming ``name`` unless every Cholesky pivot^2 of ``g`` (its factor ``chol``) exceeds
+    :data:`SINGULAR_PIVOT` of its diagonal entry, the rule :func:`block_estimates` refuses singular blocks by (a
+    rank-deficient Gram may factor with rounding pivots in float64, and give a finite log-det of rounding noise; NaN
+    pivots fail): ``what`` is then undefined."""
     pivot = np.asarray(jnp.diagonal(chol, axis1=-2, axis2=-1)) ** 2 / np.diagonal(np.asarray(g), axis1=-2, axis2=-1)
-    return bool(np.all(pivot > SINGULAR_PIVOT))
+    if not np.all(pivot > SINGULAR_PIVOT):
+        raise ValueError(f"{name} is singular in float64 (a Cholesky pivot^2 at most {SINGULAR_PIVOT:g} of its "
+                         f"diagonal entry: the block's rows span fewer than d = {g.shape[-1]} dimensions), so {what} "
+                         "would be undefined")
 
 
 def scaling_estimate(logdet_g1, n, num_points, dim):
@@ -442,10 +444,7 @@ def mahalanobis_insample(x_block: jnp.ndarray, g1: jnp.ndarray | None = None) ->
     if g1.shape != (dim, dim):
         raise ValueError(f"g1 must be the block's ({dim}, {dim}) Gram matrix, got shape {g1.shape}")
     chol, w = _whitened(x_block, g1)
-    if not _regular(chol, g1):
-        raise ValueError(f"x_block: the block's Gram matrix is singular in float64 (a Cholesky pivot^2 at most "
-                         f"{SINGULAR_PIVOT:g} of its diagonal entry: its rows span fewer than d = {dim} dimensions), "
-                         "so its Mahalanobis norms are undefined")
+    _check_regular(chol, g1, "x_block: the block's Gram matrix", "its Mahalanobis norms")
     return _mahalanobis_of_whitened(w)
 
 

@@ -1348,7 +1348,7 @@ def test_theorem1_bounds_and_mahalanobis_check_their_input():
     assert float(lo) == 0.0 and float(hi) == pytest.approx(2 * np.log(3.0))
     with pytest.raises(ValueError, match=r"x_block must have more rows than dimensions \(n >= d \+ 1 = 6\)"):
         sp.mahalanobis_insample(x[:5])
-    with pytest.raises(ValueError, match="singular in float64 .*Mahalanobis norms are undefined"):
+    with pytest.raises(ValueError, match="singular in float64 .*Mahalanobis norms would be undefined"):
         sp.mahalanobis_insample(np.c_[x[:, :4], x[:, :1]])
     with pytest.raises(ValueError, match=r"g1 must be the block's \(5, 5\) Gram matrix"):
         sp.mahalanobis_insample(x, np.eye(4))
