@@ -16,7 +16,6 @@ Usage: ``PYTHONPATH=. python3 benchmarks/bench_gaussian.py --replicates 200000 -
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
