@@ -338,7 +338,7 @@ SEED_RANGE = r"seed must be an integer in \[0, 2\*\*63 - 1\]"
     (lambda: dv.self_bleu(frozenset(["a b", "c d"])), "got a frozenset"),
     (lambda: dv.diversity({"a b": 1, "c d": 2}), "got a dict"),
     (lambda: dv.semantic_diversity(np.array([[1 + 5j, 1], [1, 1 + 5j]])), "embeddings must hold real numbers"),
-    (lambda: dv.semantic_diversity([[1 + 5j, 1], [1, 1 + 5j]]), "embeddings must be a rectangular array"),
+    (lambda: dv.semantic_diversity([[1 + 5j, 1], [1, 1 + 5j]]), "embeddings must hold real numbers, got complex"),
     (lambda: dv.semantic_diversity(np.ones((2, 0))), r"embeddings must have dim >= 1 columns, got shape \(2, 0\)"),
 ])
 def test_bad_input(call, match):
