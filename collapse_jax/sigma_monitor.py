@@ -110,13 +110,11 @@ def logdet_interval(block, num_points: int, level: float = 0.95) -> spectral.Int
     return interval
 
 
-def normalize_rows(x: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-    """Unit-norm rows (Track I's assumption); raises on a zero row, named by its index in ``rows`` (the rows of the
-    caller's embeddings that ``x`` holds; default ``0..len(x)-1``)."""
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """Unit-norm rows (Track I's assumption); raises on a zero row."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     if np.any(norms == 0):
-        first = int(np.flatnonzero(norms[:, 0] == 0)[0])
-        raise ValueError(f"embeddings[{first if rows is None else int(rows[first])}] has zero norm and cannot be "
+        raise ValueError(f"embeddings[{int(np.flatnonzero(norms[:, 0] == 0)[0])}] has zero norm and cannot be "
                          "normalised to unit norm")
     return x / norms
 
@@ -178,7 +176,7 @@ def step(state: MonitorState, embeddings, config: MonitorConfig) -> tuple[Monito
                              "cannot be normalised to unit norm")
     block = np.asarray(x[state.indices], np.float64)
     if config.normalize:
-        block = normalize_rows(block, state.indices)
+        block = normalize_rows(block)  # (every row's norm was checked above)
     with jax.enable_x64(True):
         vals = tracks(spectral.gram(jnp.asarray(block, jnp.float64)), config.n, state.num_points, config.eps)
     checked = [vals.envelope, vals.u_lln, vals.u_cov]
