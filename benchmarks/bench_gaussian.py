@@ -6,9 +6,10 @@ that mean and ``SS / (M - 1)``; the loss is ``W_2^2`` to ``N(0, 1)``. Pure synth
 generation), replace, constant ``M``: NumPy needs one normal and one chi-square per replicate and generation
 (``Generator.standard_normal`` and ``Generator.chisquare``, vectorised over replicates, one thread).
 
-Reports replicate-generations per second for each (median of ``--repeats`` timed calls after one warm-up call,
-whose time, compilation included, is reported apart), their ratio, the mean loss at the last generation of both
-(they estimate the same number) and the CPU, versions and load average.
+Reports replicate-generations per second of each backend of the library (``--backends``: the native C++ kernel and
+the portable JAX path) and of NumPy (median of ``--repeats`` timed calls after one warm-up call, whose time,
+compilation included, is reported apart), their ratios to NumPy, the mean loss at the last generation of each (they
+estimate the same number) and the CPU, versions and load average.
 
 Usage: ``PYTHONPATH=. python3 benchmarks/bench_gaussian.py --replicates 200000 --generations 30 --size 10``
 """
@@ -53,6 +54,7 @@ def main(argv=None) -> int:
     p.add_argument("--generations", type=int, default=30)
     p.add_argument("--size", type=int, default=10, help="M, draws per generation (>= 2)")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--backends", nargs="+", default=["native", "jax"], choices=["native", "jax"])
     p.add_argument("--out", default=None, help="write the figures as JSON here")
     args = p.parse_args(argv)
 
@@ -65,24 +67,28 @@ def main(argv=None) -> int:
     alpha, n = S.pure_synthetic_alpha(args.generations), S.constant_size(args.size, args.generations)
     work = args.replicates * args.generations
     seeds = iter(range(10**6))
-    first_lib, lib, lib_out = timed(lambda: G.simulate(next(seeds), 0.0, 1.0, alpha, n, G.GaussianConfig(),
-                                                       args.replicates, progress=False), args.repeats)
+    lib = {}
+    for backend in args.backends:
+        lib[backend] = timed(lambda: G.simulate(next(seeds), 0.0, 1.0, alpha, n, G.GaussianConfig(),
+                                                args.replicates, backend=backend, progress=False), args.repeats)
     rng = np.random.default_rng(0)
     first_np, ref, np_out = timed(lambda: numpy_losses(rng, args.replicates, args.generations, args.size),
                                   args.repeats)
     env = environment_info()
-    rate_lib, rate_np = work / statistics.median(lib), work / statistics.median(ref)
-    result = dict(replicates=args.replicates, generations=args.generations, size=args.size,
-                  collapse_jax_per_s=rate_lib, numpy_per_s=rate_np, ratio=rate_lib / rate_np,
-                  collapse_jax_first_call_s=first_lib, numpy_first_call_s=first_np, collapse_jax_s=lib, numpy_s=ref,
-                  mean_loss_last=dict(collapse_jax=float(np.mean(lib_out[:, -1])),
-                                      numpy=float(np.mean(np_out[:, -1]))),
-                  x64=bool(jax.config.jax_enable_x64), load_average=os.getloadavg(), env=env)
+    rate_np = work / statistics.median(ref)
+    result = dict(replicates=args.replicates, generations=args.generations, size=args.size, numpy_per_s=rate_np,
+                  numpy_first_call_s=first_np, numpy_s=ref, mean_loss_last=dict(numpy=float(np.mean(np_out[:, -1]))),
+                  x64=bool(jax.config.jax_enable_x64), load_average=os.getloadavg(), env=env, backends={})
     print(f"CPU: {env.get('cpu_model')} ({' '.join(env.get('cpu_features', []))}); jax {env.get('jax')}, numpy "
           f"{np.__version__}; load average {os.getloadavg()[0]:.2f}")
-    print(f"collapse-jax: {rate_lib / 1e6:.3f} M replicate-generations/s (first call {first_lib:.1f} s); NumPy: "
-          f"{rate_np / 1e6:.3f} M/s; ratio {rate_lib / rate_np:.2f}x; mean loss at T: "
-          f"{result['mean_loss_last']['collapse_jax']:.4f} / {result['mean_loss_last']['numpy']:.4f}")
+    print(f"NumPy: {rate_np / 1e6:.3f} M replicate-generations/s; mean loss at T "
+          f"{result['mean_loss_last']['numpy']:.4f}")
+    for backend, (first, times, out) in lib.items():
+        rate = work / statistics.median(times)
+        result["backends"][backend] = dict(per_s=rate, ratio_to_numpy=rate / rate_np, first_call_s=first, times_s=times)
+        result["mean_loss_last"][backend] = float(np.mean(out[:, -1]))
+        print(f"collapse-jax {backend}: {rate / 1e6:.3f} M replicate-generations/s (first call {first:.1f} s); "
+              f"{rate / rate_np:.2f}x NumPy; mean loss at T {result['mean_loss_last'][backend]:.4f}")
     if args.out:
         from collapse_jax.results import atomic_write_json
 

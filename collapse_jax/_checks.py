@@ -80,6 +80,13 @@ def scale(name: str, value: Any) -> float:
                      f"model is scale-equivariant: rescale data beyond it), got {value!r}")
 
 
+def instance(name: str, value: Any, kind: type) -> None:
+    """A ValueError naming ``name`` unless ``value`` is a ``kind`` (another simulator's config failed deep inside
+    with an AttributeError; a user trial, 2026-12-06)."""
+    if not isinstance(value, kind):
+        raise ValueError(f"{name} must be a {kind.__name__}, got {value!r}")
+
+
 def flag(name: str, value: Any) -> bool:
     """``value`` as a bool, or a ValueError naming ``name`` unless it is a Python or NumPy bool (``"no"``, 0.5 or
     None would otherwise read as truthy or falsy)."""

@@ -13,6 +13,10 @@ closed form (it needs ``E sigma_hat``), but the fit's first two moments do, in e
 ``E (mu_hat_t - mu)^2``, ``E sigma_hat_t^2``, and from them a lower bound on ``E W_2^2``), checked against the fits
 that ``GaussianConfig(record="fit")`` records.
 
+Backends: the JAX kernel (:func:`kernel`, any device, every regime) and, for replace and accumulate on a CPU, a native
+C++ kernel (:func:`batched_native`, ``collapse_jax/_native/gaussian.cc``: the same exact laws, a SplitMix64 stream per
+replicate, only the groups that are not empty drawn), which ``backend="auto"`` picks there.
+
 Loss: ``(mu_hat - mu)^2 + (sigma_hat - sigma)^2``, the risk of seed 003 C.2, which is also ``W_2^2`` between the
 fitted and the true Gaussian (seed 004). Theory for pure synthetic data (``alpha_t = 0``, replace):
 exact ``E W_2^2 = sigma^2 sum_{i<=t} 1/M_i + 2 sigma^2 (1 - prod_{i<=t} c(M_i - 1))`` with
@@ -22,6 +26,7 @@ exact ``E W_2^2 = sigma^2 sum_{i<=t} 1/M_i + 2 sigma^2 (1 - prod_{i<=t} c(M_i - 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -348,17 +353,20 @@ def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = G
     1e6``, ``sigma = 0.01`` would round every ``mu_hat`` to ``mu``) and whatever the scale (float32 squares gave
     losses of 0 at ``sigma = 1e-20`` and inf at 1e20). :func:`kernel` called directly draws from its own
     ``mu`` and ``sigma``.
-    Keywords: docs/driver.md (``backend``: "auto" or "jax", the only implementation; accumulate-subsample: the
-    default ``chunk_size`` counts each replicate's pool against ``memory_budget``).
+    Keywords: docs/driver.md (``backend``: "auto", "native" or "jax", :func:`resolve_backend`; the native kernel,
+    :func:`batched_native`, runs replace and accumulate on the CPU, the same laws from other draws, about 2^24
+    recorded numbers per call by default and ``mesh`` unused; accumulate-subsample runs "jax", its default
+    ``chunk_size`` counting each replicate's pool against ``memory_budget``).
     """
     mu = _checks.in_interval("mu", mu, -math.inf, math.inf, low_open=True, high_open=True)
     sigma = check_sigma(sigma)
-    if not isinstance(config, GaussianConfig):
-        raise ValueError(f"config must be a GaussianConfig, got {config!r}")
+    _checks.instance("config", config, GaussianConfig)
     alpha, n = schedules.check_pair(alpha, n)
     _require_two(n)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
-    driver.check_jax_backend(backend, "Gaussian")
+    backend = resolve_backend(backend, config.regime)
+    if chunk_size is not None:
+        chunk_size = _checks.positive_int("chunk_size", chunk_size)
     config = sized_config(config, n)
     grid, alpha2, n2 = schedules.as_grid(alpha, n)
     dtype = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
@@ -370,9 +378,20 @@ def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = G
     # against sigma (float32, mu = 1e6, sigma = 0.01 gave 0.34x the exact loss; an audit) nor a scale whose squares
     # leave float32's range (sigma = 1e-20: losses of 0; a user trial) costs precision
     params = Params(*(np.asarray(x, dtype) for x in (0.0, 1.0, alpha2, n2)))
-    out = driver.run_replicates(kernel, params, config, num_replicates, seed, grid_axes=Params(None, None, 0, 0),
-                                first_replicate=first_replicate, chunk_size=chunk_size, memory_budget=memory_budget,
-                                mesh=mesh, progress=progress, desc="gaussian replicates")
+    if backend == "native":
+        if memory_budget is not None:  # checked whatever the backend (the native one does not use it)
+            _checks.positive_int("memory_budget", memory_budget)
+        out = driver.map_chunks(lambda keys: batched_native(keys, params.alpha, params.n, config.regime,
+                                                            config.record),
+                                num_replicates, seed, chunk_size or _native_chunk(num_replicates, alpha2.shape,
+                                                                                  config.record),
+                                first_replicate=first_replicate, replicate_axis=1, pad=False, progress=progress,
+                                desc="gaussian replicates")
+    else:
+        out = driver.run_replicates(kernel, params, config, num_replicates, seed, grid_axes=Params(None, None, 0, 0),
+                                    first_replicate=first_replicate, chunk_size=chunk_size,
+                                    memory_budget=memory_budget, mesh=mesh, progress=progress,
+                                    desc="gaussian replicates")
     if mu != 0.0 or sigma != 1.0:  # in float64: mu_hat - mu survives (float32 rounded it away at mu = 1e6)
         out = np.array(out, np.float64)
         if config.record == "fit":
@@ -381,6 +400,64 @@ def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = G
         else:
             out *= sigma * sigma
     return out if grid else out[0]
+
+
+def _native_chunk(num_replicates: int, grid_shape: tuple, record: str) -> int:
+    """Replicates per native call: about 2^24 recorded numbers (64 MiB in float32, a few tenths of a second of
+    work), so the progress bar moves and the host holds two copies of a chunk at most."""
+    per_replicate = int(np.prod(grid_shape)) * (2 if record == "fit" else 1)
+    return max(1, min(num_replicates, (1 << 24) // per_replicate))
+
+
+NATIVE_REGIMES = ("replace", "accumulate")  # accumulate-subsample needs the points themselves: JAX only
+
+
+def resolve_backend(backend: str, regime: str = "replace") -> str:
+    """``"auto"``: the native kernel (:func:`batched_native`) on a CPU where it builds, else ``"jax"``;
+    accumulate-subsample runs ``"jax"`` whatever is preferred (``"native"`` is refused for it)."""
+    from collapse_jax import _native
+
+    if regime not in NATIVE_REGIMES:
+        if backend == "native":
+            raise ValueError(f"backend='native' runs the Gaussian regimes {NATIVE_REGIMES}, got regime {regime!r}; "
+                             "use backend='jax' (or 'auto')")
+        driver.check_jax_backend(backend, f"Gaussian {regime}")
+        return "jax"
+    return _native.resolve_backend(backend)
+
+
+def batched_native(keys: jax.Array, alpha, n, regime: str, record: str = "loss") -> jax.Array:
+    """Native CPU kernel (``collapse_jax/_native/gaussian.cc``) for the truth ``N(0, 1)``: replicate keys (R,) and
+    schedules (G, T + 1) -> losses (G, R, T + 1), or with ``record="fit"`` fits (G, R, T + 1, 2). The same exact
+    laws as :func:`kernel` from a SplitMix64 stream per replicate (seeded from its key), so not the same draws; a
+    replicate draws the same stream for every schedule of the grid (common random numbers). Only the groups that
+    are not empty are drawn."""
+    from collapse_jax import _native
+
+    if regime not in NATIVE_REGIMES:
+        raise ValueError(f"regime must be one of {NATIVE_REGIMES} for the native kernel, got {regime!r}")
+    if record not in RECORDS:
+        raise ValueError(f"record must be one of {RECORDS}, got {record!r}")
+    if np.ndim(alpha) != 2 or np.shape(alpha) != np.shape(n):
+        raise ValueError(f"alpha and n must be (G, T + 1) grids of one shape (a single schedule as one row, x[None]), "
+                         f"got shapes {np.shape(alpha)} and {np.shape(n)}")
+    if not _native.available():
+        raise RuntimeError("the native Gaussian kernel is unavailable (no C++ compiler?); use backend='jax'")
+    return _batched_native(keys, jnp.asarray(alpha), jnp.asarray(n), regime, record)
+
+
+@functools.partial(jax.jit, static_argnames=("regime", "record"))
+def _batched_native(keys, alpha, n, regime: str, record: str) -> jax.Array:
+    from collapse_jax import _native
+    from collapse_jax.multinomial import _native_seeds
+
+    dtype = alpha.dtype if alpha.dtype in (jnp.float32, jnp.float64) else jnp.result_type(float)
+    alpha, n = alpha.astype(dtype), n.astype(dtype)
+    shape = (alpha.shape[0], keys.shape[0], alpha.shape[1]) + ((2,) if record == "fit" else ())
+    call = jax.ffi.ffi_call(_native.GAUSSIAN_TARGETS["float64" if dtype == jnp.float64 else "float32"],
+                            jax.ShapeDtypeStruct(shape, dtype), vmap_method="sequential")
+    return call(alpha, n, _native_seeds(keys), regime=np.int64(REGIMES.index(regime)),
+                record=np.int64(RECORDS.index(record)), num_threads=np.int64(_native.cpu_threads()))
 
 
 def _log_c(m):

@@ -294,6 +294,7 @@ class GaussianSweep(_Recursion):
     """The Gaussian ``N(mu, sigma^2)`` refitted by sample mean and unbiased variance (seeds 003 C.2, 004)."""
 
     name = "gaussian"
+    backends = ("auto", "native", "jax")
     fields = {
         **_SCHEDULE_FIELDS,
         "mu": Field(0.0, "true mean", float),
@@ -312,6 +313,11 @@ class GaussianSweep(_Recursion):
 
     def group_key(self, cell, backend):
         return (cell["mu"], cell["sigma"], cell["steps"], cell["regime"])
+
+    def kernels(self, cell, backend):
+        from collapse_jax import gaussian as G
+
+        return G.resolve_backend(backend, cell["regime"])  # accumulate-subsample: jax only
 
     def run(self, cells, num_replicates, seed, *, backend, memory_budget, mesh, first_replicate=0):
         from collapse_jax import gaussian as G

@@ -153,7 +153,8 @@ def test_sharded_over_four_devices_equals_one():
         mapped = driver.run_replicates(*args, grid_axes=G.Params(None, None, 0, 0), lanes=1)  # shard_map + lax.map
         np.testing.assert_allclose(mapped, one, rtol=1e-12)
         # any mu; simulate runs N(0, 1) and scales the losses by sigma^2 in float64: equal to the last bits
-        np.testing.assert_allclose(four[0], G.simulate(2, 0.5, 1.3, alpha, n, num_replicates=7), rtol=1e-13)
+        np.testing.assert_allclose(four[0], G.simulate(2, 0.5, 1.3, alpha, n, num_replicates=7, backend="jax"),
+                                   rtol=1e-13)
         print("ok")
     """)
     # the suite's XLA flags (tests/conftest.py) kept: the child compiles as fast as the tests do

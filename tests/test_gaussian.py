@@ -6,25 +6,28 @@ import pytest
 from scipy import special, stats
 
 import gaussian_reference as ref
+from native_support import BACKENDS_HERE, needs_native
 from collapse_jax import gaussian as G
 from collapse_jax import schedules as S
 
 T = 6
 
 
+@pytest.mark.parametrize("backend", BACKENDS_HERE)
 @pytest.mark.parametrize("regime", ["replace", "accumulate"])
-def test_matches_numpy_reference(regime):
+def test_matches_numpy_reference(regime, backend):
     alpha, n = S.constant_alpha(0.4, T), S.linear_size(6, T)
-    loss = G.simulate(3, 0.5, 1.3, alpha, n, G.GaussianConfig(regime), 6000)
+    loss = G.simulate(3, 0.5, 1.3, alpha, n, G.GaussianConfig(regime), 6000, backend=backend)
     np_loss = ref.simulate(np.random.default_rng(3), 0.5, 1.3, alpha, n, regime, 600)
     for t in (1, T):
         assert stats.ks_2samp(loss[:, t], np_loss[:, t]).pvalue > 1e-3, (regime, t)
 
 
-def test_pure_synthetic_exact_w2():
+@pytest.mark.parametrize("backend", BACKENDS_HERE)
+def test_pure_synthetic_exact_w2(backend):
     n = np.stack([S.constant_size(5, T), S.linear_size(3, T)])
     alpha = np.stack([S.pure_synthetic_alpha(T)] * 2)
-    loss = G.simulate(1, -1.0, 2.0, alpha, n, G.GaussianConfig(), 20000)
+    loss = G.simulate(1, -1.0, 2.0, alpha, n, G.GaussianConfig(), 20000, backend=backend)
     for g in range(2):
         exact = G.pure_synthetic_w2(2.0, n[g])
         se = loss[g].std(0, ddof=1) / np.sqrt(loss.shape[1])
@@ -34,11 +37,12 @@ def test_pure_synthetic_exact_w2():
     assert loss[0].mean(0)[-1] - G.pure_synthetic_w2(2.0, n[0])[0] > 10 * se[-1]
 
 
-def test_contract_same_key():
+@pytest.mark.parametrize("backend", BACKENDS_HERE)
+def test_contract_same_key(backend):
     alpha, n = S.constant_alpha(0.4, T), S.linear_size(6, T)
-    a = G.simulate(5, 0.0, 1.0, alpha, n, G.GaussianConfig(), 8)
-    b = G.simulate(5, 0.0, 1.0, alpha, n, G.GaussianConfig(), 8)
-    c = G.simulate(6, 0.0, 1.0, alpha, n, G.GaussianConfig(), 8)
+    a = G.simulate(5, 0.0, 1.0, alpha, n, G.GaussianConfig(), 8, backend=backend)
+    b = G.simulate(5, 0.0, 1.0, alpha, n, G.GaussianConfig(), 8, backend=backend)
+    c = G.simulate(6, 0.0, 1.0, alpha, n, G.GaussianConfig(), 8, backend=backend)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
@@ -47,9 +51,9 @@ def test_contract_same_key():
 def test_contract_jit_equals_eager():
     """Slow (minutes on 2 cores): the whole recursion without jit."""
     alpha, n = S.constant_alpha(0.4, T), S.linear_size(6, T)
-    a = G.simulate(5, 0.0, 1.0, alpha, n, G.GaussianConfig(), 8)
+    a = G.simulate(5, 0.0, 1.0, alpha, n, G.GaussianConfig(), 8, backend="jax")
     with jax.disable_jit():
-        eager = G.simulate(5, 0.0, 1.0, alpha, n, G.GaussianConfig(), 2)
+        eager = G.simulate(5, 0.0, 1.0, alpha, n, G.GaussianConfig(), 2, backend="jax")
     np.testing.assert_allclose(eager, a[:2], rtol=1e-10)
 
 
@@ -181,3 +185,98 @@ def test_chi_square_edges_and_the_acceptance_exponent():
     want = np.array([3 * (np.log1p(v) - v + v * v / 2) - v ** 3 if abs(v) >= 0.1 else
                      sum(3 * (-1) ** (k + 1) * v ** k / k for k in range(4, 30)) for v in y])
     np.testing.assert_allclose(np.asarray(G._mt_exponent(jnp.asarray(y))), want, rtol=1e-6)
+
+
+def _native_draws(kind: int, a: float, b: float, count: int, seed: int) -> np.ndarray:
+    """``count`` draws of the native kernel's own samplers: kind 0 standard normals (ziggurat), 1 chi2_a, 2
+    Binomial(a, b)."""
+    from collapse_jax import _native
+
+    out = np.empty(count)
+    _native._library("native").collapse_jax_gaussian_draws(kind, a, b, count, seed, out.ctypes.data)
+    return out
+
+
+@needs_native
+def test_native_samplers_follow_their_laws():
+    """The native kernel's samplers against scipy: the ziggurat's normals (KS on 4 million, and on the draws beyond
+    3 and beyond the ziggurat's tail edge r = 3.654, drawn by the separate tail method), chi-square for df from 1 to
+    10^12, and exact binomials by inversion (mean below 10), BTRS and the p > 1/2 reflection."""
+    x = _native_draws(0, 0, 0, 4_000_000, 1)
+    assert stats.kstest(x, "norm").pvalue > 1e-3
+    tail = np.abs(x)
+    for edge in (3.0, 3.6541528853610088):
+        beyond = tail[tail > edge]
+        assert stats.kstest(beyond, lambda t: 1 - stats.norm.sf(t) / stats.norm.sf(edge)).pvalue > 1e-3, edge
+        expected = 2 * stats.norm.sf(edge) * x.size
+        assert abs(beyond.size - expected) < 5 * np.sqrt(expected)
+        assert stats.binomtest(int(np.sum(x < -edge)), beyond.size).pvalue > 1e-3  # both tails
+    for df in (1, 2, 3, 9, 100, 10**6):
+        assert stats.kstest(_native_draws(1, df, 0, 200_000, df), "chi2", args=(df,)).pvalue > 1e-3, df
+    z = (_native_draws(1, 1e12, 0, 20_000, 7) - 1e12) / np.sqrt(2e12)
+    assert abs(z.mean()) < 5 / np.sqrt(z.size) and abs(z.std() - 1) < 0.05
+    for n, p in ((10, 0.3), (1000, 0.004), (1000, 0.3), (50, 0.999), (400, 0.97)):
+        k = _native_draws(2, n, p, 200_000, 3).astype(int)
+        expected = stats.binom.pmf(np.arange(n + 1), n, p) * k.size
+        observed = np.bincount(k, minlength=n + 1)
+        keep = expected > 5
+        chi = np.sum((observed[keep] - expected[keep]) ** 2 / expected[keep])
+        assert stats.chi2.sf(chi, keep.sum() - 1) > 1e-3, (n, p)
+    for n, p in ((1e6, 0.7), (2.0 ** 40, 0.25)):  # BTRS's bound in log1p form: right where n is far past 2^24
+        k = _native_draws(2, n, p, 100_000, 4)
+        z = (k - n * p) / np.sqrt(n * p * (1 - p))
+        assert np.all(k == np.floor(k)) and abs(z.mean()) < 5 / np.sqrt(z.size) and abs(z.var() - 1) < 0.03
+    assert np.all(_native_draws(2, 7, 0.0, 10, 1) == 0) and np.all(_native_draws(2, 7, 1.0, 10, 1) == 7)
+    assert np.all(_native_draws(1, 0, 0, 10, 1) == 0)
+
+
+@needs_native
+@pytest.mark.parametrize("regime", ["replace", "accumulate"])
+def test_native_contract_jit_vmap_keys(regime):
+    """Native kernel: batched == a loop of single-replicate calls == vmap of them == eager; keys decide the draw; a
+    replicate draws the same for every schedule of a grid (common random numbers) and whatever the chunking."""
+    import jax.numpy as jnp
+
+    alpha = np.stack([S.constant_alpha(0.4, 5), S.pure_synthetic_alpha(5)])
+    n = np.stack([S.linear_size(6, 5), S.constant_size(4, 5)]).astype(np.float64)
+    keys = jax.random.split(jax.random.key(2), 4)
+    batched = np.asarray(G.batched_native(keys, alpha, n, regime))
+    assert batched.shape == (2, 4, 6)
+    one = lambda k: G.batched_native(k[None], alpha, n, regime)[:, 0]  # noqa: E731
+    loop = np.stack([np.asarray(one(k)) for k in keys], axis=1)
+    vmapped = np.moveaxis(np.asarray(jax.vmap(one)(keys)), 0, 1)
+    with jax.disable_jit():
+        eager = np.asarray(one(keys[1]))
+    np.testing.assert_array_equal(batched, loop)
+    np.testing.assert_array_equal(batched, vmapped)
+    np.testing.assert_array_equal(batched[:, 1], eager)
+    # common random numbers: the first row alone draws what it drew on the grid; generation 0 is the same draw
+    np.testing.assert_array_equal(np.asarray(G.batched_native(keys, alpha[:1], n[:1], regime))[0], batched[0])
+    fits = np.asarray(G.batched_native(keys, alpha, n, regime, "fit"))
+    assert fits.shape == (2, 4, 6, 2)
+    np.testing.assert_allclose(batched, fits[..., 0] ** 2 + (np.sqrt(fits[..., 1]) - 1) ** 2, rtol=1e-12)
+    other = np.asarray(G.batched_native(jax.random.split(jax.random.key(3), 4), alpha, n, regime))
+    assert not np.array_equal(batched, other)
+    whole = G.simulate(4, 0.0, 1.0, alpha, n, G.GaussianConfig(regime), 50, backend="native", progress=False)
+    parts = G.simulate(4, 0.0, 1.0, alpha, n, G.GaussianConfig(regime), 50, backend="native", chunk_size=7,
+                       progress=False)
+    later = G.simulate(4, 0.0, 1.0, alpha, n, G.GaussianConfig(regime), 20, backend="native", first_replicate=30,
+                       progress=False)
+    np.testing.assert_array_equal(whole, parts)
+    np.testing.assert_array_equal(whole[:, 30:], later)
+    with pytest.raises(ValueError, match=r"alpha and n must be \(G, T \+ 1\) grids of one shape"):
+        G.batched_native(keys, alpha[0], n[0], regime)
+    assert jnp.asarray(G.batched_native(keys, alpha.astype(np.float32), n.astype(np.float32), regime)).dtype == \
+        jnp.float32
+
+
+def test_backend_names_are_checked():
+    alpha, n = S.constant_alpha(0.4, T), S.linear_size(6, T)
+    with pytest.raises(ValueError, match="backend='native' runs the Gaussian regimes"):
+        G.simulate(0, 0.0, 1.0, alpha, n, G.GaussianConfig("accumulate-subsample"), 2, backend="native")
+    with pytest.raises(ValueError, match="backend must be"):
+        G.simulate(0, 0.0, 1.0, alpha, n, G.GaussianConfig(), 2, backend="pallas")
+    with pytest.raises(ValueError, match="backend must be"):
+        G.simulate(0, 0.0, 1.0, alpha, n, G.GaussianConfig("accumulate-subsample"), 2, backend="gpu")
+    with pytest.raises(ValueError, match="chunk_size"):
+        G.simulate(0, 0.0, 1.0, alpha, n, G.GaussianConfig(), 2, chunk_size=0)

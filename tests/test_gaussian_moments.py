@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import gaussian_reference as ref
+from native_support import BACKENDS_HERE
 from collapse_jax import gaussian as G
 from collapse_jax import schedules as S
 
@@ -57,12 +58,13 @@ def _z(samples, theory):
 # where each row's real/synthetic indicator matters most for the later fits (small n, alpha 0.5 then 0)
 ALPHA2 = np.array([1.0, 0.5, 0.0, 0.0, 0.5, 0.0, 0.0])
 N2 = np.array([2, 3, 4, 2, 2, 5, 5])
-CASES = [("replace", ALPHA, N, 60_000), ("accumulate", ALPHA2, N2, 240_000),
-         ("accumulate-subsample", ALPHA, N, 60_000), ("accumulate-subsample", ALPHA2, N2, 60_000)]
+CASES = [(backend, *case) for backend in BACKENDS_HERE
+         for case in (("replace", ALPHA, N, 60_000), ("accumulate", ALPHA2, N2, 240_000))]
+CASES += [("jax", "accumulate-subsample", ALPHA, N, 60_000), ("jax", "accumulate-subsample", ALPHA2, N2, 60_000)]
 
 
-@pytest.mark.parametrize("regime,alpha,n,replicates", CASES)
-def test_simulator_fits_match_the_recursion(regime, alpha, n, replicates):
+@pytest.mark.parametrize("backend,regime,alpha,n,replicates", CASES)
+def test_simulator_fits_match_the_recursion(backend, regime, alpha, n, replicates):
     """The simulator's recorded fits: ``E mu_hat = mu``, ``E (mu_hat - mu)^2`` and ``E sigma_hat^2`` within 4.5
     standard errors at every t; the recorded loss is the loss of the recorded fit; the risk lies above its lower
     bound. Power: a first draft of the derivation, which took a row's real/synthetic indicator as independent of
@@ -70,13 +72,13 @@ def test_simulator_fits_match_the_recursion(regime, alpha, n, replicates):
     (accumulate-subsample, first and second design) on these very replicates, the recursion by at most 2.30
     (measured once, 2026-12-04)."""
     mu, sigma = 0.5, 1.3
-    fits = G.simulate(11, mu, sigma, alpha, n, G.GaussianConfig(regime, record="fit"), replicates)
+    fits = G.simulate(11, mu, sigma, alpha, n, G.GaussianConfig(regime, record="fit"), replicates, backend=backend)
     assert fits.shape == (replicates, len(n), 2) and fits.dtype == np.float64
     theory = G.fit_moments(sigma, alpha, n, regime)
     assert np.all(np.abs(_z(fits[..., 0], mu)) < 4.5)
     assert np.all(np.abs(_z((fits[..., 0] - mu) ** 2, theory.mean_sq_error)) < 4.5)
     assert np.all(np.abs(_z(fits[..., 1], theory.variance)) < 4.5)
-    loss = G.simulate(11, mu, sigma, alpha, n, G.GaussianConfig(regime), 200)
+    loss = G.simulate(11, mu, sigma, alpha, n, G.GaussianConfig(regime), 200, backend=backend)
     np.testing.assert_allclose(loss, (fits[:200, :, 0] - mu) ** 2 + (np.sqrt(fits[:200, :, 1]) - sigma) ** 2,
                                rtol=1e-12, atol=1e-15)
     w2 = (fits[..., 0] - mu) ** 2 + (np.sqrt(fits[..., 1]) - sigma) ** 2

@@ -27,15 +27,18 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-_SOURCES = (Path(__file__).with_name("gmm_network.cc"), Path(__file__).with_name("multinomial_risk.cc"))
+_SOURCES = tuple(Path(__file__).with_name(name) for name in ("gmm_network.cc", "multinomial_risk.cc", "gaussian.cc"))
+_HEADERS = (Path(__file__).with_name("common.h"),)  # included by the simulator kernels
 _LOCK = threading.Lock()
 _STATE: dict[str, object] = {}
 GMM_TARGETS = {"float32": "collapse_jax_gmm_network_f32", "float64": "collapse_jax_gmm_network_f64"}
 MULTINOMIAL_TARGETS = {"float32": "collapse_jax_multinomial_risk_f32", "float64": "collapse_jax_multinomial_risk_f64"}
 COUNTS_TARGETS = {"float32": "collapse_jax_multinomial_counts_f32", "float64": "collapse_jax_multinomial_counts_f64"}
+GAUSSIAN_TARGETS = {"float32": "collapse_jax_gaussian_risk_f32", "float64": "collapse_jax_gaussian_risk_f64"}
 _SYMBOLS = {GMM_TARGETS["float32"]: "GmmNetworkF32", GMM_TARGETS["float64"]: "GmmNetworkF64",
             MULTINOMIAL_TARGETS["float32"]: "MultinomialRiskF32", MULTINOMIAL_TARGETS["float64"]: "MultinomialRiskF64",
-            COUNTS_TARGETS["float32"]: "MultinomialCountsF32", COUNTS_TARGETS["float64"]: "MultinomialCountsF64"}
+            COUNTS_TARGETS["float32"]: "MultinomialCountsF32", COUNTS_TARGETS["float64"]: "MultinomialCountsF64",
+            GAUSSIAN_TARGETS["float32"]: "GaussianRiskF32", GAUSSIAN_TARGETS["float64"]: "GaussianRiskF64"}
 
 
 SPECTRAL_SOURCE = Path(__file__).with_name("spectral_kernels.cc")
@@ -63,7 +66,9 @@ _LIBRARIES = {
                        {"collapse_jax_multinomial_has_refill": (_INT, []), "collapse_jax_gmm_progress": (_I64, []),
                         "collapse_jax_gmm_lanes": (_INT, [_INT]),
                         "collapse_jax_multivariate_hypergeometric": (None, [_PTR, _I64, ctypes.c_double, _I64, _I64,
-                                                                            _PTR])},
+                                                                            _PTR]),
+                        "collapse_jax_gaussian_draws": (None, [_INT, ctypes.c_double, ctypes.c_double, _I64,
+                                                               ctypes.c_uint64, _PTR])},
                        "the slower pure-JAX CPU kernels"),
     "spectral_kernels": _Library((SPECTRAL_SOURCE,), {LOGDET_TARGET: "BatchedLogdet"},
                                  {"cj_amx_available": (_INT, []),
@@ -143,7 +148,7 @@ def _targets(cxx: str, sources: tuple[Path, ...], name: str, extra: tuple[str, .
     march = os.environ.get("COLLAPSE_JAX_MARCH", "native")
     for flags, machine in ((base + [f"-march={march}"], _cpu_fingerprint() if march == "native" else ""), (base, "")):
         digest = hashlib.sha256(" ".join([cxx, toolchain, include, *flags, machine]).encode())
-        for source in sources:
+        for source in (*sources, *_HEADERS):  # (a header the sources include changes their build too)
             digest.update(source.read_bytes())
         yield [*flags, f"-I{include}"], _cache_dir() / f"{name}-{digest.hexdigest()[:16]}.so"
 

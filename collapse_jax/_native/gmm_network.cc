@@ -54,6 +54,7 @@
 #include <immintrin.h>
 #endif
 
+#include "common.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -206,16 +207,6 @@ inline void mul_wide(VU x, uint32_t range, VU& hi, VU& lo) {
 }
 
 // ---- generators ----------------------------------------------------------------------------------------------
-struct SplitMix64 {
-  uint64_t s;
-  inline uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-  inline double uniform() { return (double)(next() >> 11) * 0x1.0p-53; }  // [0, 1)
-};
 
 template <typename U>
 inline U rotl32(U x, int k) { return (x << k) | (x >> (32 - k)); }
