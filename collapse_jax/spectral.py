@@ -315,6 +315,8 @@ def batched_logdet(grams: jnp.ndarray, eps: float = 0.0, *, backend: str = "auto
     if backend not in ("auto", "native", "xla"):
         raise ValueError(f"backend must be 'auto', 'native' or 'xla', got {backend!r}")
     eps = check_eps(eps)
+    if not _checks.is_traced(grams):  # (1-D input gave [nan] and "1 of 1 matrices ... not positive definite"; a
+        grams = _check_stack(grams)    # user trial, 2026-12-06)
     grams = jnp.asarray(grams)
     if backend == "auto":
         backend = "native" if _native_logdet_usable(grams) else "xla"
@@ -327,6 +329,19 @@ def batched_logdet(grams: jnp.ndarray, eps: float = 0.0, *, backend: str = "auto
     if not _checks.is_traced(grams):
         _warn_not_factored(out, grams.dtype)
     return out
+
+
+def _check_stack(grams):
+    """Concrete ``grams`` as a stack of real square matrices (..., num_blocks, dim, dim), or a ValueError naming it;
+    NaN entries pass (their log-dets are NaN, with :func:`batched_logdet`'s warning)."""
+    g = _checks.host_array(grams)
+    if g.ndim < 3 or g.shape[-1] != g.shape[-2]:
+        raise ValueError("grams must be a stack of square Gram matrices (..., num_blocks, dim, dim), got shape "
+                         f"{g.shape}"
+                         + (" (one matrix: pass g[None])" if g.ndim == 2 and g.shape[0] == g.shape[1] else ""))
+    if not np.issubdtype(g.dtype, np.number) or np.iscomplexobj(g):
+        raise ValueError(f"grams must hold real numbers, got dtype {g.dtype}")
+    return grams
 
 
 def _warn_not_factored(out, dtype) -> None:
@@ -415,7 +430,20 @@ def scaling_estimate(logdet_g1, n, num_points, dim):
 
 
 def log_overestimation_ratio(sigma_eigenvalues: jnp.ndarray) -> jnp.ndarray:
-    """Theorem 2: ``log OR = sum_i log(lambda_1(Sigma) / lambda_i(Sigma))`` (0 when Sigma is isotropic)."""
+    """Theorem 2: ``log OR = sum_i log(lambda_1(Sigma) / lambda_i(Sigma))`` (0 when Sigma is isotropic), over the
+    last axis. Concrete eigenvalues must be finite and positive (a ValueError naming ``sigma_eigenvalues``: a
+    singular Sigma has an infinite ratio, and ``eigvalsh`` of a real embeddings' Sigma returns ~-1e-17 for its dead
+    coordinates, which gave NaN without a word; a user trial, 2026-12-06)."""
+    if not _checks.is_traced(sigma_eigenvalues):
+        lam = _checks.host_array(sigma_eigenvalues)
+        if lam.ndim < 1 or lam.shape[-1] < 1 or not np.issubdtype(lam.dtype, np.number) or np.iscomplexobj(lam):
+            raise ValueError(f"sigma_eigenvalues must be a real array of eigenvalues (..., d) with d >= 1, got shape "
+                             f"{lam.shape} and dtype {lam.dtype}")
+        if not np.all(np.isfinite(lam)) or np.any(lam <= 0):
+            low = np.nanmin(np.where(np.isfinite(lam), lam, np.nan)) if np.any(np.isfinite(lam)) else np.nan
+            raise ValueError(f"sigma_eigenvalues must be finite and > 0 (Sigma positive definite; the ratio is "
+                             f"infinite for a singular Sigma), got {int(np.sum(~(lam > 0) | ~np.isfinite(lam)))} that "
+                             f"are not, smallest {low:.3g}")
     lam = jnp.asarray(sigma_eigenvalues)
     return jnp.sum(jnp.log(jnp.max(lam, axis=-1, keepdims=True) / lam), axis=-1)
 

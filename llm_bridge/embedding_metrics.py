@@ -110,10 +110,14 @@ def _row_blocks(x: jnp.ndarray, rows: int) -> jnp.ndarray:
 
 def _check_embeddings(embeddings: Any) -> np.ndarray:
     try:
-        arr = np.asarray(_checks.host_array(embeddings), dtype=float)
+        raw = _checks.host_array(embeddings)
+        complex_ = np.iscomplexobj(raw)
+        arr = None if complex_ else np.asarray(raw, dtype=float)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"embeddings must be a rectangular array of numbers, shape (num_models, num_samples, dim) "
                          f"or (num_models, dim) ({exc})") from None
+    if complex_:  # (NumPy dropped the imaginary parts with only a ComplexWarning; a user trial, 2026-12-06)
+        raise ValueError(f"embeddings must be real numbers, got dtype {raw.dtype}")
     if arr.ndim == 2:
         arr = arr[:, None, :]
     if arr.ndim != 3 or min(arr.shape) < 1:

@@ -244,6 +244,8 @@ def test_zero_response_refused_before_compute_only_for_sigma(emb):
     (lambda: em.measure_responses([["a"], ["b"]], embeddings=np.ones((2, 1, 3)), mds_components=3),
      r"mds_components must be in \[1, 2\]"),
     (lambda: em.measure_embeddings([[[1.0, 2.0]], [[3.0]]]), "rectangular array of numbers"),
+    # a user trial (2026-12-06): complex rows ran with their imaginary parts dropped (only NumPy's ComplexWarning)
+    (lambda: em.measure_embeddings(np.ones((2, 2, 3), complex)), "embeddings must be real numbers, got dtype complex"),
     (lambda: em.measure_responses([["a"], ["b"]], embeddings=[[[1.0, 2.0]], [[3.0]]]),
      "embeddings must be a rectangular array of numbers"),
     (lambda: em.measure_embeddings(np.ones((2, 2, 3)), monitor="m"), "monitor must be a .*SigmaMonitor"),

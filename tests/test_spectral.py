@@ -86,6 +86,13 @@ def test_batched_logdet_native_contract():
         sp.batched_logdet(gs, backend="lapack")
     with pytest.raises(ValueError, match="float64"):
         sp.batched_logdet(gs.astype(jnp.float32), backend="native")
+    # a user trial (2026-12-06): 1-D input gave [nan] and "1 of 1 matrices ... not positive definite"
+    for wrong, hint in [(np.ones(3), r"got shape \(3,\)$"), (np.eye(3), r"pass g\[None\]"),
+                        (np.ones((2, 3, 4)), r"\(2, 3, 4\)")]:
+        with pytest.raises(ValueError, match=r"grams must be a stack of square Gram matrices .*" + hint):
+            sp.batched_logdet(wrong)
+    with pytest.raises(ValueError, match="grams must hold real numbers"):
+        sp.batched_logdet(np.eye(3)[None].astype(complex))
 
 
 def test_mahalanobis_and_block_estimates_match_reference():
@@ -357,6 +364,12 @@ def test_interval_covers_in_float64_with_x64_off():
 
 def test_overestimation_ratio():
     assert float(sp.log_overestimation_ratio(jnp.ones(5))) == 0.0
+    # a user trial (2026-12-06): eigvalsh of real embeddings' Sigma gave -3e-17 and log OR was NaN without a word
+    for bad in ([1.0, 0.5, -3e-17], [1.0, 0.0], [1.0, np.nan]):
+        with pytest.raises(ValueError, match="sigma_eigenvalues must be finite and > 0"):
+            sp.log_overestimation_ratio(np.asarray(bad))
+    with pytest.raises(ValueError, match="sigma_eigenvalues must be a real array"):
+        sp.log_overestimation_ratio(np.float64(2.0))
     lam = np.array([4.0, 2.0, 1.0])
     assert float(sp.log_overestimation_ratio(jnp.asarray(lam))) == pytest.approx(np.log(1 * 2 * 4))
 
@@ -711,7 +724,8 @@ def test_cli_embeddings_cell_runs_and_resumes(tmp_path):
 
 @pytest.mark.fallback
 @pytest.mark.parametrize("defect, message", [("copy", "span fewer than d = 6 dimensions"),
-                                             ("zero", "column 2 is all zeros")])
+                                             ("zero", "1 column is all zeros (2)"),
+                                             ("zeros", "2 columns are all zeros (2, 5)")])
 def test_cli_refuses_embeddings_whose_gram_is_singular(defect, message, tmp_path, capsys):
     """Found by an audit (2026-12-04): a column that is twice another (exact in float32) ran the sweep on a singular
     Gram matrix and reported rounding noise as +1.0 nats of bias and 0 % coverage. Now refused before any folder is
@@ -720,14 +734,31 @@ def test_cli_refuses_embeddings_whose_gram_is_singular(defect, message, tmp_path
 
     emb = np.random.default_rng(3).standard_normal((400, 6)).astype(np.float32)
     emb[:, 2] = 2 * emb[:, 4] if defect == "copy" else 0
+    if defect == "zeros":  # every zero column named (only the first was: dropping it failed again; a user trial)
+        emb[:, 5] = 0
     np.save(tmp_path / "emb.npy", emb)
     argv = ["sigma-precision", "--families", "", "--dims", "", "--embeddings", str(tmp_path / "emb.npy"),
             "--blocks", "5", "--out", str(tmp_path / "run")]
     assert sigma_cli.main(argv) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "run").exists()
-    emb[:, 2] += np.float32(1e-3) * np.random.default_rng(4).standard_normal(400).astype(np.float32)
+    emb[:, [2, 5]] += np.float32(1e-3) * np.random.default_rng(4).standard_normal((400, 2)).astype(np.float32)
     np.save(tmp_path / "emb.npy", emb)  # dependent up to a small independent part: a full-rank population
     sigma_cli.check_full_rank("ok", emb.astype(np.float64))
+
+
+def test_cli_warns_of_repeated_embedding_rows(tmp_path):
+    """A user trial (2026-12-06): 1,500 rows plus 300 exact copies ran without a word (the API's block_estimates
+    warns), and the jackknife covered 0.50 at n = 480."""
+    from collapse_jax import sigma_cli, spectral
+
+    emb = np.random.default_rng(3).standard_normal((400, 6))
+    np.save(tmp_path / "emb.npy", np.concatenate([emb, emb[:30]]))
+    with pytest.warns(spectral.RepeatedRowsWarning, match=r"emb.npy: 30 of its 430 rows repeat another row"):
+        sigma_cli.load_embeddings(str(tmp_path / "emb.npy"))
+    np.save(tmp_path / "emb.npy", emb)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sigma_cli.load_embeddings(str(tmp_path / "emb.npy"))
 
 
 @pytest.mark.fallback
