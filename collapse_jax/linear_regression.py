@@ -103,6 +103,7 @@ def simulate(seed, w_star, sigma: float, config: LinearRegressionConfig, num_rep
     those at ``sigma = 1`` (same draws): simulated at ``sigma = 1`` and scaled in float64, returned in float64 when
     ``sigma != 1`` (in float32 ``sigma = 1e20`` overflowed to inf and ``1e-20`` underflowed to 0; a user trial).
     :func:`kernel` called directly uses its ``w_star`` and ``sigma``."""
+    _checks.instance("config", config, LinearRegressionConfig)
     w = _checks.finite_array("w_star", w_star, shape=(config.dim,))
     sigma = _checks.scale("sigma", sigma)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)

@@ -64,8 +64,9 @@ class LogisticConfig:
       chunk: rows per chunk of the passes over the data.
       max_points: largest raw-sample buffer allowed per replicate (a guard on time and memory).
       lanes: replicates a device advances in lockstep (``vmap`` width; :func:`collapse_jax.driver.batched`):
-        1 on a CPU, where Newton's loop under a wide ``vmap`` waits for its slowest lane; more on a GPU. Results do
-        not depend on it.
+        1 on a CPU, where Newton's loop under a wide ``vmap`` waits for its slowest lane; more on a GPU. The draws
+        do not depend on it; the fits only to rounding (XLA orders the solves' sums by width: up to 1.6e-15
+        relative between widths 1 and 8 in float64, a user trial, 2026-12-06).
       buffer: rows of each replicate's raw-sample buffer, a static size: None until :func:`sized_config` sets it
         (and ``chunk``) for a schedule; :func:`simulate` does so.
     """
@@ -281,6 +282,7 @@ def simulate(seed: int | jax.Array, beta, intercept: float, alpha, n, config: Lo
       :class:`Record` of NumPy arrays, (replicate, step) = (R, T + 1) for 1-D schedules or (grid, replicate, step)
       for grids; risks are NaN from a replicate's first failed fit on (warned with the count).
     """
+    _checks.instance("config", config, LogisticConfig)
     theta, alpha, n, config = check_inputs(beta, intercept, alpha, n, config)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
     driver.check_jax_backend(backend, "logistic")
@@ -341,7 +343,10 @@ def fisher_information(beta, intercept: float) -> np.ndarray:
         raise ValueError("beta must have at least one coefficient, got shape (0,)")
     intercept = _checks.in_interval("intercept", intercept, -math.inf, math.inf, low_open=True, high_open=True)
     d = b.shape[0]
-    norm = float(np.linalg.norm(b))
+    top = float(np.max(np.abs(b)))
+    norm = top * float(np.linalg.norm(b / top)) if top > 0 else 0.0  # (norm's squares overflowed: beta = (1e300,)
+    if not math.isfinite(norm):                                      # was told "|beta| = inf"; a user trial)
+        raise ValueError(f"beta's norm overflows float64 (largest |beta_i| {top:.3g})")
     e0, e1, e2 = _sigmoid_slope_moments(norm, intercept)
     if not e0 > 0:  # (|b_0| beyond ~745 + 40 |beta|: every sigmoid' underflows; it returned a zero matrix)
         raise ValueError(f"intercept {intercept:g} with |beta| = {norm:g}: sigmoid'(b_0 + x . beta) underflows to 0 "

@@ -253,6 +253,8 @@ def check_inputs(weights, means, sds, alpha, n, config: MixtureConfig = MixtureC
                  ) -> tuple[Mixture, np.ndarray, np.ndarray, MixtureConfig]:
     """Validate the true mixture, the schedules and the buffer they need before compute; returns float64 NumPy
     arrays and the config sized for the schedules (:func:`sized_config`)."""
+    if np.iscomplexobj(weights):  # (np.asarray(..., float64) dropped the imaginary parts with a ComplexWarning)
+        raise ValueError(f"weights must be real numbers, got dtype {np.asarray(weights).dtype}")
     w = np.asarray(weights, dtype=np.float64)
     if w.ndim != 1 or w.shape[0] < 1:
         raise ValueError(f"weights must be a vector of K >= 1 mixture weights, got shape {w.shape}")
@@ -262,8 +264,8 @@ def check_inputs(weights, means, sds, alpha, n, config: MixtureConfig = MixtureC
         raise ValueError(f"weights must be > 0 (a component of weight 0 is not in the mixture), got min {w.min():.3g}")
     m = _checks.finite_array("means", means, shape=(k,))
     s = _checks.finite_array("sds", sds, shape=(k,))
-    if np.any(s <= 0):
-        raise ValueError(f"sds must be > 0, got min {s.min():.3g}")
+    for sd in s:  # sds whose squares leave float64's normal range: the var_floor check below overflowed (1e200: a
+        _checks.scale("sds", float(sd))  # bare OverflowError) or no var_floor could pass (1e-200); a user trial
     alpha, n = schedules.check_pair(alpha, n)
     if np.any(n < 3 * k):
         raise ValueError(f"n must be >= 3K = {3 * k} at every step (EM fits 3K - 1 free parameters), "
@@ -320,6 +322,7 @@ def simulate(seed: int | jax.Array, weights, means, sds, alpha, n, config: Mixtu
       scale whose squares the dtype holds runs. :func:`kernel` called directly draws about the given means, in
       data units. ``config.var_floor`` must be at most 1e-2 min(sds)^2 (:func:`check_inputs`).
     """
+    _checks.instance("config", config, MixtureConfig)
     truth, alpha, n, config = check_inputs(weights, means, sds, alpha, n, config)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
     driver.check_jax_backend(backend, "mixture")

@@ -7,6 +7,7 @@ from scipy import stats
 import linear_regression_reference as ref
 from collapse_jax import driver
 from collapse_jax import linear_regression as LR
+from collapse_jax.mixture_refit import MixtureConfig
 
 W = np.linspace(-1.0, 1.0, 4)
 
@@ -54,6 +55,8 @@ def test_bad_input():
         LR.simulate(0, W, 0.0, LR.LinearRegressionConfig(4, 12, 3), 5)
     with pytest.raises(ValueError, match="w_star"):
         LR.simulate(0, W[:2], 1.0, LR.LinearRegressionConfig(4, 12, 3), 5)
+    with pytest.raises(ValueError, match="config must be a LinearRegressionConfig, got MixtureConfig"):
+        LR.simulate(0, W, 1.0, MixtureConfig(), 5)  # (an AttributeError deep inside before; a user trial)
 
 
 def test_the_laws_refuse_what_the_simulator_refuses():
@@ -71,6 +74,9 @@ def test_the_laws_refuse_what_the_simulator_refuses():
     for args, message in [((1.0, 0.0), r"beta must have shape \(\?\)"), (([1.0], float("nan")), "intercept")]:
         with pytest.raises(ValueError, match=message):
             logistic.fisher_information(*args)
+    # a user trial (2026-12-06): |beta| = 1e300 overflowed in the norm's squares and was refused as "|beta| = inf"
+    info = logistic.fisher_information([1e300, 1e300], 0.5)
+    assert np.all(np.isfinite(info)) and info[0, 0] > 0
 
 
 def test_errors_do_not_depend_on_w_star_in_float32():

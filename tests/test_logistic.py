@@ -13,6 +13,7 @@ from scipy import stats
 import logistic_reference as ref
 from collapse_jax import logistic as L
 from collapse_jax import schedules as S
+from collapse_jax.linear_regression import LinearRegressionConfig
 
 BETA, B0 = np.r_[1.0, -1.0, 0.5], 0.25
 THETA = np.r_[B0, BETA]
@@ -178,6 +179,7 @@ def test_contract_jit_equals_eager():
         np.testing.assert_allclose(np.asarray(j), np.asarray(e), rtol=1e-9)
 
 
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(alpha=np.r_[1.0, 0.5, 1.2]), "alpha must lie in"),
     (dict(alpha=np.r_[1.0, -0.1, 0.5]), "alpha must lie in"),
@@ -189,6 +191,7 @@ def test_contract_jit_equals_eager():
     (dict(intercept=np.inf), "intercept"),
     (dict(config=L.LogisticConfig("accumulate", max_points=30)), "max_points=30"),
     (dict(backend="native"), "backend must be 'auto' or 'jax'"),
+    (dict(config=LinearRegressionConfig(2, 6, 3)), "config must be a LogisticConfig, got LinearRegressionConfig"),
 ])
 def test_bad_input_raises_before_compute(kwargs, match):
     args = dict(beta=BETA, intercept=B0, alpha=np.r_[1.0, 0.5, 0.5], n=np.r_[12.0, 12.0, 12.0],

@@ -13,6 +13,7 @@ from scipy import stats
 import mixture_refit_reference as ref
 from collapse_jax import mixture_refit as MR
 from collapse_jax import schedules as S
+from collapse_jax.logistic import LogisticConfig
 
 W, MEANS, SDS = np.r_[0.3, 0.4, 0.3], np.r_[-3.0, 0.0, 3.0], np.r_[1.0, 0.8, 1.0]
 T = 2
@@ -158,6 +159,9 @@ def test_any_scale_runs_as_the_unit_scale_mixture(scale):
         MR.simulate(5, W, MEANS * 1e-6, sds * 1e-6, alpha, n, num_replicates=2)
 
 
+L_CONFIG = LogisticConfig()
+
+
 @pytest.mark.parametrize("kwargs,match", [
     (dict(alpha=np.r_[1.0, 0.5, 1.2]), "alpha must lie in"),
     (dict(alpha=np.r_[1.0, -0.1, 0.5]), "alpha must lie in"),
@@ -167,7 +171,13 @@ def test_any_scale_runs_as_the_unit_scale_mixture(scale):
     (dict(weights=np.r_[0.5, 0.6, -0.1]), "simplex"),
     (dict(weights=np.r_[0.5, 0.4, 0.05]), "simplex"),
     (dict(weights=np.r_[0.5, 0.5, 0.0]), "weights must be > 0"),
-    (dict(sds=np.r_[1.0, 0.0, 1.0]), "sds must be > 0"),
+    (dict(sds=np.r_[1.0, 0.0, 1.0]), r"sds must be in \[1e-150, 1e\+150\]"),
+    # a user trial (2026-12-06): sds 1e200 gave a bare OverflowError, 1e-200 a var_floor no value could meet; complex
+    # weights ran with their imaginary parts dropped; another simulator's config an AttributeError deep inside
+    (dict(sds=np.r_[1.0, 1e200, 1.0]), r"sds must be in \[1e-150, 1e\+150\] \(a positive scale"),
+    (dict(sds=np.r_[1.0, 1e-200, 1.0]), r"sds must be in \[1e-150, 1e\+150\]"),
+    (dict(weights=np.r_[0.5, 0.3, 0.2] + 0j), "weights must be real numbers, got dtype complex128"),
+    (dict(config=L_CONFIG), "config must be a MixtureConfig, got LogisticConfig"),
     (dict(means=np.r_[0.0, 1.0]), "means must have shape"),
     (dict(config=MR.MixtureConfig("accumulate", max_points=30)), "max_points=30"),
 ])
