@@ -182,7 +182,7 @@ def _layout(spec: SweepSpec, model: SweepModel):
     steps = max(model.num_steps(c) for c in cells)
     R = spec.replicates
     stats = statistic_names(spec.quantiles)
-    has_theory = {name for c in cells[:1] + cells[-1:] for name in model.theory(c)}
+    has_theory = set().union(*(model.theory_outputs(c) for c in cells))
     out = {}
     for name, o in model.outputs.items():
         if o.kind == "real":
@@ -523,6 +523,9 @@ def _write_block(arrays: dict, cells_range: range, spec: SweepSpec, model: Sweep
             got = sorted(curves) if isinstance(curves, Mapping) else type(curves).__name__
             raise ValueError(f"sweep model {model.name!r}: theory must return a dict whose names are outputs "
                              f"({sorted(model.outputs)}), got {got}")
+        if set(curves) - {name[:-len("_theory")] for name in arrays if name.endswith("_theory")}:
+            raise ValueError(f"sweep model {model.name!r}: theory gave {sorted(curves)} for a cell whose "
+                             f"theory_outputs are {sorted(model.theory_outputs(cell))}; they must agree")
         for name in model.outputs:
             if f"{name}_theory" in arrays:
                 curve = np.asarray(curves[name], np.float64) if name in curves else np.full(1, np.nan)

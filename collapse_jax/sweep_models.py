@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import math
 from typing import Any, Callable
 
@@ -137,6 +138,14 @@ class SweepModel(abc.ABC):
     def theory(self, cell: dict) -> dict[str, np.ndarray]:
         """Closed-form expectations of outputs, ``name -> (step,)`` (only where one exists)."""
         return {}
+
+    def theory_outputs(self, cell: dict) -> set[str]:
+        """The names :meth:`theory` gives for ``cell``, without computing them: the sweep's dataset has an
+        ``{name}_theory`` variable when some cell has one (NaN in the others). By default every output of a model
+        that defines :meth:`theory`; models with cheap exact answers override it. (The dataset's variables were
+        decided by the first and last cells alone, so a Gaussian grid with its pure-synthetic cell in the middle lost
+        its exact curve without a word; a user trial, 2026-12-06.)"""
+        return set(self.outputs) if type(self).theory is not SweepModel.theory else set()
 
     def scalars(self, cell: dict, summary: dict[str, np.ndarray]) -> dict[str, float]:
         """Per-cell numbers for phase diagrams, from the cell's summaries (``name_mean`` etc., (step,); and
@@ -268,9 +277,28 @@ class MultinomialSweep(_Recursion):
         return {"loss": M.simulate(seed, p, alpha, n, self._config(cells[0]), num_replicates, **common)}
 
     def theory(self, cell):
+        return {"loss": self._theory_risk(self._theory_key(cell))}
+
+    def theory_outputs(self, cell):
+        return {"loss"}  # exact in every regime
+
+    def _theory_key(self, cell) -> tuple:
+        """The parameters the exact risk depends on (hashable: :meth:`_theory_risk` caches it)."""
+        return tuple(cell[k] for k in ("categories", "p", "zipf_exponent", "regime", "type1", "type2", "steps",
+                                       "alpha0", "alpha_decay", "n0", "n_growth"))
+
+    @functools.lru_cache(maxsize=256)
+    def _theory_risk(self, key: tuple) -> np.ndarray:
+        """The exact risk of a cell (:meth:`_theory_key`), computed once for :meth:`theory` and :meth:`scalars`
+        (the filter's exact risk, a sum over the kept sizes' law, took half of a 240-cell sweep's time, twice per
+        cell; a user trial, 2026-12-06). Read-only."""
         from collapse_jax import multinomial as M
 
-        return {"loss": M.theory_risk(self.truth(cell), *recursion_schedules(cell), self._config(cell))}
+        cell = dict(zip(("categories", "p", "zipf_exponent", "regime", "type1", "type2", "steps", "alpha0",
+                         "alpha_decay", "n0", "n_growth"), key))
+        risk = M.theory_risk(self.truth(cell), *recursion_schedules(cell), self._config(cell))
+        risk.flags.writeable = False
+        return risk
 
     scalar_descriptions = {
         **_Recursion.scalar_descriptions,
@@ -284,7 +312,7 @@ class MultinomialSweep(_Recursion):
         from collapse_jax import multinomial as M
 
         p, (alpha, n) = self.truth(cell), recursion_schedules(cell)
-        ratio = M.theory_risk(p, alpha, n, self._config(cell))[-1] / M.replace_risk(p, alpha, n)[-1]
+        ratio = self._theory_risk(self._theory_key(cell))[-1] / M.replace_risk(p, alpha, n)[-1]
         subsample = M.accumulate_subsample_risk(p, alpha, n)
         return {**super().scalars(cell, summary), "theory_vs_replace": float(ratio),
                 "theory_relative_subsample": float(subsample[-1] / subsample[0])}
@@ -335,6 +363,9 @@ class GaussianSweep(_Recursion):
         if cell["regime"] == "replace" and np.all(alpha[1:] == 0):  # exact pure-synthetic W2 only
             return {"loss": G.pure_synthetic_w2(cell["sigma"], n)}
         return {}
+
+    def theory_outputs(self, cell):
+        return {"loss"} if cell["regime"] == "replace" and cell["alpha0"] == 0 else set()  # (alpha_1 = alpha0)
 
 
 class _RawSampleRecursion(_Recursion):
@@ -462,6 +493,9 @@ class LinearRegressionSweep(SweepModel):
 
         law = LR.replace_error if cell["regime"] == "replace" else LR.accumulate_error
         return {"error": law(cell["sigma"], cell["dim"], cell["num_samples"], cell["num_iterations"])}
+
+    def theory_outputs(self, cell):
+        return {"error"}
 
     def scalars(self, cell, summary):
         return {"final_error": float(summary["error_mean"][-1])}
