@@ -193,12 +193,22 @@ def _cell_positions(values) -> tuple[np.ndarray, list[str] | None]:
     v = np.asarray(values)
     if v.dtype.kind in "fi":
         gaps = np.diff(v.astype(np.float64))
-        labels = [f"{float(a):g}" for a in v]
+        labels = _short_labels(v)
         if v.size < 3 or np.allclose(gaps, gaps[0], rtol=1e-6, atol=0.0):
             # an even axis at its values; a short one ticked at them (mu = 0, 3 got ticks at -1, 1, 2, 4)
             return v, (labels if v.size <= 12 else None)
         return np.arange(v.size), labels
     return np.arange(v.size), None
+
+
+def _short_labels(values) -> list[str]:
+    """The values with the fewest significant digits (3 at least) that still tell them apart: ``:g``'s six gave
+    "0.214286 0.428571 ..." for ``linspace = [0.0, 1.5, 8]``, labels that ran into each other (a user trial)."""
+    for digits in range(3, 18):
+        labels = [f"{float(a):.{digits}g}" for a in values]
+        if len(set(labels)) == len(set(np.asarray(values, np.float64).tolist())):
+            return labels
+    return [repr(float(a)) for a in values]
 
 
 def _tick_labels(ds, dim: str) -> list[str] | None:
@@ -367,5 +377,5 @@ def plot(name: str, ds, out: str | Path) -> list[Path]:
                              "has one")
         return plot_recursions(ds, out, name)
     raise ValueError(f"no phase-diagram plot for a {ds.attrs.get('simulator')} sweep over {axes}: plots are drawn for "
-                     "gmm-network and sigma-blocks sweeps, and for sweeps with a relative loss (multinomial, gaussian) "
-                     "over two grid axes besides regime")
+                     "gmm-network and sigma-blocks sweeps, and for the recursions' sweeps (multinomial, gaussian, "
+                     "logistic, mixture: a relative loss) over two grid axes besides regime")

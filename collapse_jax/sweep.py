@@ -51,7 +51,7 @@ import numpy as np
 
 from collapse_jax import _checks, sweep_models
 from collapse_jax.progress import bar
-from collapse_jax.results import RunFolder, config_differences, lock_folder
+from collapse_jax.results import RunFolder, _unlock_folder, config_differences, lock_folder
 from collapse_jax.sweep_models import SweepModel
 from collapse_jax.sweep_spec import SweepSpec, statistic_names
 
@@ -279,7 +279,9 @@ def _open(path: Path, spec: SweepSpec, kernels: str, *, create: bool, resume: bo
         if path.exists():
             root = _open_store(zarr, path)
             _check_store(root, path, spec, kernels)
-            if not resume:
+            if not resume:  # another run holding the folder is said first ("continue it with --resume" was then
+                if lock_folder(path.parent):  # refused as "in use by another run"; a user trial, 2026-12-06)
+                    _unlock_folder(path.parent)
                 raise SweepExists(path.parent, int(np.asarray(root["cell_done"][...]).sum()), spec.num_cells)
             # a second single-process resume, or a fresh start racing with one, computed the same cells and
             # overwrote them (a user trial, 2026-12-05): the folder's lock, as a new sweep takes in RunFolder.start

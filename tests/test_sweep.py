@@ -250,8 +250,14 @@ def test_a_resume_is_refused_while_another_process_runs_the_sweep(tmp_path):
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(ValueError, match=r"is in use by another run \(process 4242\)"):
             sweep.run(spec, tmp_path, progress=False, resume=True)
+        # without resume too: "continue it with --resume" was said first, and then refused (a user trial, 2026-12-06)
+        with pytest.raises(ValueError, match=r"is in use by another run \(process 4242\)"):
+            sweep.run(spec, tmp_path, progress=False)
     finally:
         holder.communicate("")
+    with pytest.raises(sweep.SweepExists, match="continue it with resume=True"):
+        sweep.run(spec, tmp_path, progress=False)
+    assert (tmp_path / ".run.lock").read_text() == ""        # (the refusal let its lock go)
     assert sweep.run(spec, tmp_path, progress=False, resume=True).cells_run == 0
     release_folder_locks()
     assert (tmp_path / ".run.lock").read_text() == ""        # no process id of a run that has ended
@@ -517,7 +523,8 @@ def test_messages_from_a_user_trial_name_the_flag_the_field_and_the_cell(tmp_pat
                           'num_samples = [10, 20]\n')
     sweep.run(lr, tmp_path / "lr", progress=False)
     with pytest.raises(ValueError, match="no phase-diagram plot for a linear-regression sweep .*: plots are drawn for "
-                                         "gmm-network and sigma-blocks sweeps, and for sweeps with a relative loss"):
+                                         "gmm-network and sigma-blocks sweeps, and for the recursions' sweeps "
+                                         r"\(multinomial, gaussian, logistic, mixture: a relative loss\)"):
         phase.plot("x", sweep.open_dataset(tmp_path / "lr"), tmp_path)
 
 
@@ -975,6 +982,10 @@ def test_phase_plots_say_what_ran_and_draw_uneven_axes_cell_by_cell(tmp_path, mo
     positions, labels = phase._cell_positions(np.array([1, 2, 4, 32]))
     np.testing.assert_array_equal(positions, [0, 1, 2, 3])
     assert labels == ["1", "2", "4", "32"]
+    # a user trial (2026-12-06): linspace [0.0, 1.5, 8] was labelled "0.214286 0.428571 ...", running together
+    assert phase._cell_positions(np.linspace(0.0, 1.5, 8))[1] == ["0", "0.214", "0.429", "0.643", "0.857", "1.07",
+                                                                  "1.29", "1.5"]
+    assert phase._cell_positions(np.array([100.0, 100.5, 101.0]))[1] == ["100", "100.5", "101"]  # told apart
 
 
 @pytest.mark.parametrize("simulator", sorted(MODELS))
