@@ -160,6 +160,10 @@ def _execute(spec, args, name: str) -> int:
         print(f"collapse-jax {args.command}: interrupted; the cells written so far are kept in {out}: add {again} to "
               "the same command to run the others", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk mid-run printed "[Errno 28] No space left on device" alone (a user trial)
+        again = "--resume" if args.out is not None else f"--out {out} --resume"
+        raise ValueError(f"out: writing {str(out)!r} failed ({exc.strerror or exc}); the cells written before are "
+                         f"kept: once it can be written, add {again} to the same command to run the others") from None
     print(f"[process {index}/{count}] {report.describe()}" if count > 1 else report.describe())
     print(f"dataset: {report.path}  (xarray.open_zarr)")
     if report.cells_done < report.cells:

@@ -1024,3 +1024,27 @@ def test_a_parameter_set_to_its_default_resumes_the_same_sweep(tmp_path):
     with pytest.raises(ValueError, match=r"differs in fixed.alpha0: 0.5 -> 0.25"):
         sweep.run(sweep_spec.parse(SMALL.replace("steps = 2", "steps = 2\nalpha0 = 0.25")), tmp_path,
                   progress=False, resume=True)
+
+
+def test_a_full_disk_mid_run_names_the_folder_and_how_to_resume(tmp_path, monkeypatch, capsys):
+    """A user trial (2026-12-06): a sweep into a full tmpfs printed "[Errno 28] No space left on device" alone. The
+    store itself was fine and --resume finished it; now the message names the folder and says so."""
+    import errno
+
+    real = sweep._write_block
+    calls = []
+
+    def full(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "_write_block", full)
+    assert _sweep_cli(tmp_path, SMALL, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert (f"out: writing {str(tmp_path / 'run')!r} failed (No space left on device); the cells written before are "
+            "kept: once it can be written, add --resume to the same command") in err
+    monkeypatch.setattr(sweep, "_write_block", real)
+    assert _sweep_cli(tmp_path, SMALL, tmp_path / "run", "--resume") == 0
+    assert sweep.open_dataset(tmp_path / "run")["cell_done"].values.all()
