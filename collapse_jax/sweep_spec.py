@@ -230,7 +230,7 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
         _check_new(key, f"grid.{key}", seen, fail)
         for v in vals:
             model.check_value(key, v, lambda msg, k=key, v=v: fail(f"grid.{k}", f"value {v!r}: {msg}"))
-        axes.append(Axis(key, {key: vals}))
+        axes.append(Axis(key, {key: _as_kind(model, key, vals)}))
     zips = raw.get("zip", [])
     if not isinstance(zips, list):
         fail("zip", "must be an array of tables ([[zip]])")
@@ -249,7 +249,7 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
             _check_new(key, f"{where}.{key}", seen, fail)
             for v in vals:
                 model.check_value(key, v, lambda msg, k=key, v=v: fail(f"{where}.{k}", f"value {v!r}: {msg}"))
-            columns[key] = vals
+            columns[key] = _as_kind(model, key, vals)
         sizes = {k: len(v) for k, v in columns.items()}
         if len(set(sizes.values())) != 1:
             fail(where, f"zipped parameters must have one length, got {sizes}")
@@ -311,6 +311,13 @@ def _integer(value, field, low, fail, high=None, why="") -> int:
 
 def _is_integer(model, key: str) -> bool:
     return key in model.fields and model.fields[key].kind is int
+
+
+def _as_kind(model, key: str, values: tuple) -> tuple:
+    """A float parameter's values as floats: ``alpha0 = [0, 1]`` was stored as an int64 coordinate, ``[0, 0.5, 1]``
+    as float64 (a user trial, 2026-12-06)."""
+    field = model.fields.get(key)
+    return tuple(float(v) for v in values) if field is not None and field.kind is float else values
 
 
 def _values(spec, field, fail, *, integer: bool = False, distinct: bool = True) -> tuple:

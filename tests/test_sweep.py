@@ -111,6 +111,13 @@ def test_spec_grid_zip_and_generators():
     np.testing.assert_allclose(spec.axes[1].values["alpha_decay"], [0.1, 1.0, 10.0])
     assert spec.cell(1 * 6 + 2 * 2 + 1) == {"n_growth": 1, "alpha_decay": spec.axes[1].values["alpha_decay"][2],
                                             "alpha0": 0.4, "n0": 20}
+    # a float parameter's whole numbers are floats (alpha0 = [0, 1] was an int64 coordinate; a user trial), an
+    # integer parameter's stay integers
+    assert [type(v) for v in spec.axes[0].values["n_growth"]] == [float] * 3
+    assert [type(v) for v in spec.axes[2].values["n0"]] == [int] * 2
+    ints = sweep_spec.parse('simulator = "gaussian"\n[grid]\nalpha0 = [0, 1]\n[[zip]]\nsigma = [1, 2]\n'
+                           'n0 = [5, 6]\n')
+    assert ints.axes[0].values["alpha0"] == (0.0, 1.0) and type(ints.axes[1].values["sigma"][0]) is float
 
 
 def test_quantile_names_sort_as_their_values():
