@@ -441,6 +441,9 @@ def batched_native(keys: jax.Array, alpha, n, regime: str, record: str = "loss")
     if np.ndim(alpha) != 2 or np.shape(alpha) != np.shape(n):
         raise ValueError(f"alpha and n must be (G, T + 1) grids of one shape (a single schedule as one row, x[None]), "
                          f"got shapes {np.shape(alpha)} and {np.shape(n)}")
+    if not _checks.is_traced((alpha, n)):  # (the kernel refuses them too, with a terser message; a NaN alpha hung
+        schedules.check_pair(np.asarray(alpha), np.asarray(n))  # it before; a user trial, 2026-12-06)
+        _require_two(np.asarray(n))
     if not _native.available():
         raise RuntimeError("the native Gaussian kernel is unavailable (no C++ compiler?); use backend='jax'")
     return _batched_native(keys, jnp.asarray(alpha), jnp.asarray(n), regime, record)

@@ -266,6 +266,16 @@ def test_native_contract_jit_vmap_keys(regime):
     np.testing.assert_array_equal(whole[:, 30:], later)
     with pytest.raises(ValueError, match=r"alpha and n must be \(G, T \+ 1\) grids of one shape"):
         G.batched_native(keys, alpha[0], n[0], regime)
+    # a user trial (2026-12-06): a NaN alpha hung the kernel (its binomial's rejection loop), n = 1, 0 or 2.5 ran;
+    # refused by value, and by the kernel itself under jit
+    for bad_alpha, bad_n, message in [(np.nan, 4.0, "alpha"), (1.5, 4.0, "alpha"), (0.5, 1.0, "n must be >= 2"),
+                                      (0.5, 2.5, "n"), (0.5, np.inf, "n")]:
+        a, m = alpha.copy(), n.copy()
+        a[0, 2], m[0, 2] = bad_alpha, bad_n
+        with pytest.raises(ValueError, match=message):
+            G.batched_native(keys, a, m, regime)
+        with pytest.raises(Exception, match="every alpha must lie in|every n must be a whole number"):
+            jax.block_until_ready(jax.jit(G.batched_native, static_argnums=3)(keys, a, m, regime))
     assert jnp.asarray(G.batched_native(keys, alpha.astype(np.float32), n.astype(np.float32), regime)).dtype == \
         jnp.float32
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from collapse_jax import cli
+from native_support import NATIVE
 from collapse_jax import gaussian as G
 from collapse_jax import schedules as S
 
@@ -34,6 +35,8 @@ def test_run_folder_holds_the_fits_and_their_exact_moments(tmp_path):
         s = manifest["summary"][regime]
         assert s["w2_below_bound_steps"] == 0 and s["max_abs_z_variance"] < 4.5
         assert s["last_exact_variance"] == pytest.approx(theory.variance[-1], rel=1e-12)
+        # the kernels each regime ran on (config.json records only the backend asked for; a user trial, 2026-12-06)
+        assert s["kernel"] == ("jax" if regime == "accumulate-subsample" or not NATIVE else "native")
     # accumulate averages every point so far: its mean's error stays far below the fixed-budget regimes'
     assert arrays["exact_squared_error"][1, -1] < 0.5 * arrays["exact_squared_error"][[0, 2], -1].min()
 

@@ -224,6 +224,14 @@ ffi::Error GaussianRiskImpl(ffi::Buffer<DT> alpha, ffi::Buffer<DT> n, ffi::Buffe
   // Inputs in double whatever T: sizes beyond 2^24 stay exact and the arithmetic is float64.
   std::vector<double> al(alpha.typed_data(), alpha.typed_data() + G * T1);
   std::vector<double> nd(n.typed_data(), n.typed_data() + G * T1);
+  // Checked here too, for callers under jit or vmap (gaussian.batched_native checks concrete inputs first): a NaN
+  // alpha made the binomial's rejection loop run forever, beyond the reach of Ctrl-C (a user trial, 2026-12-06).
+  for (int64_t i = 0; i < G * T1; ++i) {
+    if (!(al[i] >= 0.0 && al[i] <= 1.0))
+      return ffi::Error::InvalidArgument("gaussian_risk: every alpha must lie in [0, 1]");
+    if (!(nd[i] >= 2.0 && nd[i] <= 9007199254740992.0 && nd[i] == std::floor(nd[i])))
+      return ffi::Error::InvalidArgument("gaussian_risk: every n must be a whole number in [2, 2^53]");
+  }
   const uint32_t* s = seeds.typed_data();
   T* o = out->typed_data();
   const int64_t blocks_per_row = (R + kBlock - 1) / kBlock;  // a block never straddles two schedules

@@ -106,7 +106,10 @@ def run(cfg: GaussianFitConfig, out: str | None) -> int:
             "last_variance": float(var[g][:, -1].mean()), "last_exact_variance": float(exact_var[g, -1]),
             "last_w2": float(w2[g][:, -1].mean()), "last_w2_lower_bound": float(lower[g, -1]),
             "max_abs_z_squared_error": float(np.max(np.abs(z[0]))), "max_abs_z_variance": float(np.max(np.abs(z[1]))),
-            "w2_below_bound_steps": int(np.sum(w2[g].mean(0) < lower[g]))}
+            "w2_below_bound_steps": int(np.sum(w2[g].mean(0) < lower[g])),
+            # the kernels this regime ran on (config.json's backend is the one asked for: accumulate-subsample runs
+            # the JAX kernel whatever it says; a user trial, 2026-12-06)
+            "kernel": G.resolve_backend("auto", regime)}
         s = summary[regime]
         print(f"{regime:>20}: t={cfg.generations}: E (mu_hat-mu)^2 {s['last_squared_error']:.4g} (exact "
               f"{s['last_exact_squared_error']:.4g}), E sigma_hat^2 {s['last_variance']:.4g} (exact "
