@@ -558,7 +558,8 @@ def fit_moments(sigma: float, alpha, n, regime: str = "accumulate-subsample") ->
             pool += nt
             budget = nt if regime == "accumulate-subsample" else pool
             pairs = nf[:t + 1] @ (colsum[:t + 1] - z_diag[:t + 1])
-            m_tt = diag_sum / (budget * pool) + (budget - 1) / (budget * pool * (pool - 1)) * pairs
+            # (divided in turn: budget * pool * (pool - 1) overflowed at n_t = 1e300, which simulate accepts)
+            m_tt = diag_sum / budget / pool + (budget - 1) / budget * (pairs / pool / (pool - 1))
             v_t = budget / (budget - 1) * (diag_sum / pool - m_tt)
             rowsum[:t] += nt * (1 - at) * m_row               # + n_t Y[r, t], Y[r, t] = (1 - a_t) M[r, t - 1]
             m_cross = rowsum[:t] / pool

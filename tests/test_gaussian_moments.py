@@ -1,6 +1,8 @@
 """The refitted Gaussian's exact fit moments (``gaussian.fit_moments``): against the pair sums written out, known
 closed forms, the simulator's recorded fits and the raw-draw NumPy reference (Monte Carlo, float64)."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -44,6 +46,12 @@ def test_known_closed_forms():
         got = G.fit_moments(2.0, real, n, regime)
         np.testing.assert_allclose(got.mean_sq_error, 4.0 / size, rtol=1e-13)
         np.testing.assert_allclose(got.variance, 4.0, rtol=1e-13)
+        # at sizes near float64's top, which simulate accepts (budget * pool * (pool - 1) overflowed; a user trial)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            huge = G.fit_moments(2.0, real[:4], np.full(4, 1e300), regime)
+        np.testing.assert_allclose(huge.mean_sq_error, 4.0 / (1e300 * (np.arange(1, 5) if regime == "accumulate"
+                                                                     else 1)), rtol=1e-13)
     # the subsample of a whole pool is the pool: a budget of S_t in every generation is accumulate
     acc = G.fit_moments(1.0, ALPHA, N, "accumulate")
     m2, v = ref.fit_moments_pairwise(ALPHA, N, "accumulate")
