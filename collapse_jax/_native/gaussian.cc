@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "common.h"
@@ -64,12 +65,28 @@ const Ziggurat kZig;
 // A replicate's stream (common.h) with standard normals by the ziggurat: one 64-bit word and a table lookup for 99 %
 // of draws.
 struct Stream : SplitMix64 {
+  // The first word's draw inline (99 % of draws), the rest out of line. The sign is set on the bits: a select of
+  // -1.0 or 1.0 on a random bit compiled to a branch that missed half the time (6.3 -> 2.6 ns a normal, the same
+  // numbers).
   inline double normal() {
+    const uint64_t bits = next();
+    const int i = (int)(bits & 0xff);
+    const uint64_t u = bits >> 12;  // 52 bits; bit 8 the sign
+    if (__builtin_expect(u < kZig.k[i], 1)) return with_sign((double)u * kZig.w[i], bits);
+    return normal_rest(bits);
+  }
+  static inline double with_sign(double x, uint64_t bits) {  // -x where bit 8 of bits is set
+    uint64_t b;
+    std::memcpy(&b, &x, sizeof b);
+    b ^= (bits & 0x100) << 55;
+    std::memcpy(&x, &b, sizeof b);
+    return x;
+  }
+  __attribute__((noinline)) double normal_rest(uint64_t bits) {
     for (;;) {
-      const uint64_t bits = next();
       const int i = (int)(bits & 0xff);
-      const uint64_t u = bits >> 12;  // 52 bits; bit 8 the sign
-      const double x = (double)u * kZig.w[i] * ((bits & 0x100) ? -1.0 : 1.0);
+      const uint64_t u = bits >> 12;
+      const double x = with_sign((double)u * kZig.w[i], bits);
       if (u < kZig.k[i]) return x;
       if (i == 0) {  // the tail beyond r
         double a, b;
@@ -77,9 +94,10 @@ struct Stream : SplitMix64 {
           a = -std::log(open_uniform()) / Ziggurat::r;
           b = -std::log(open_uniform());
         } while (b + b < a * a);
-        return (bits & 0x100) ? -(Ziggurat::r + a) : Ziggurat::r + a;
+        return with_sign(Ziggurat::r + a, bits);
       }
       if (kZig.f[i] + open_uniform() * (kZig.f[i - 1] - kZig.f[i]) < std::exp(-0.5 * x * x)) return x;
+      bits = next();
     }
   }
 };
