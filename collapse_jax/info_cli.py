@@ -48,8 +48,8 @@ def run(args) -> int:
         f"  simulators: {library(nat['simulators_library'], 'native')}",
     ]
     if nat.get("multinomial_engines") is not None:
-        lines.append(f"    multinomial engines: {', '.join(nat['multinomial_engines'])}; GMM network lanes: "
-                     f"{nat['gmm_lanes_float32']} float32 / {nat['gmm_lanes_float64']} float64")
+        lines.append(f"    GMM network ({nat['gmm_lanes_float32']} float32 / {nat['gmm_lanes_float64']} float64 lanes), "
+                     f"multinomial (engines: {', '.join(nat['multinomial_engines'])}), Gaussian (replace, accumulate)")
     lines.append(f"  spectral: {library(nat['spectral_library'], 'spectral_kernels')}")
     if "amx" in nat:
         lines.append(f"    AMX block-statistics engine: {'yes' if nat['amx'] else 'no (numpy engine on this CPU)'}")
