@@ -189,7 +189,7 @@ def test_chi_square_edges_and_the_acceptance_exponent():
 
 def _native_draws(kind: int, a: float, b: float, count: int, seed: int) -> np.ndarray:
     """``count`` draws of the native kernel's own samplers: kind 0 standard normals (ziggurat), 1 chi2_a, 2
-    Binomial(a, b)."""
+    Binomial(a, b), 3 the same through the kernel's kept inversion table."""
     from collapse_jax import _native
 
     out = np.empty(count)
@@ -226,6 +226,9 @@ def test_native_samplers_follow_their_laws():
         k = _native_draws(2, n, p, 100_000, 4)
         z = (k - n * p) / np.sqrt(n * p * (1 - p))
         assert np.all(k == np.floor(k)) and abs(z.mean()) < 5 / np.sqrt(z.size) and abs(z.var() - 1) < 0.03
+    # the kernel's inversion through its kept cdf (kind 3) draws what the walk draws, number for number
+    for n, p in ((10, 0.3), (3, 0.5), (1000, 0.004), (25, 0.39), (2, 0.9), (1e6, 3e-6), (50, 0.999)):
+        np.testing.assert_array_equal(_native_draws(3, n, p, 200_000, 6), _native_draws(2, n, p, 200_000, 6))
     assert np.all(_native_draws(2, 7, 0.0, 10, 1) == 0) and np.all(_native_draws(2, 7, 1.0, 10, 1) == 7)
     assert np.all(_native_draws(1, 0, 0, 10, 1) == 0)
 

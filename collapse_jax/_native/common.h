@@ -22,8 +22,10 @@ struct SplitMix64 {
   }
   static inline double to_uniform(uint64_t r) { return (double)(r >> 11) * 0x1.0p-53; }  // top 53 bits: [0, 1)
   inline double uniform() { return to_uniform(next()); }
-  // On (0, 1): the top 53 bits plus half a step, so neither 0 (a log) nor 1.
-  inline double open_uniform() { return ((double)(next() >> 11) + 0.5) * 0x1.0p-53; }
+  // On (0, 1): the top 53 bits plus half a step, so never 0 (a log); the top one, (2^53 - 1/2) 2^-53, rounds to 1 and
+  // is held at 1 - 2^-53, the largest double below 1 (the other 2^53 - 1 values are as they were).
+  inline double open_uniform() { return std::min(((double)(next() >> 11) + 0.5) * 0x1.0p-53, kBelowOne); }
+  static constexpr double kBelowOne = 0x1.fffffffffffffp-1;
 };
 
 // log k! - [(k + 1/2) log(k + 1) - (k + 1) + log(2 pi)/2]: table for k <= 9, series beyond (as in multinomial.py).

@@ -131,23 +131,65 @@ inline double chi_square(Stream& rng, double df) {
   }
 }
 
-// Exact Binomial(n, p) for whole n >= 0, p in [0, 1]: n - Binomial(n, 1 - p) for p > 1/2; sequential-search
-// inversion below mean 10; else BTRS (Hoermann 1993) with the bound log f(k) - log f(m) in multinomial.py's
-// btrs_log_ratio form (every difference of logs a log1p of a small ratio: accurate for n up to 2^53).
-double binomial(Stream& rng, double n, double p) {
-  if (n <= 0.0 || p <= 0.0) return 0.0;
-  if (p >= 1.0) return n;
-  if (p > 0.5) return n - binomial(rng, n, 1.0 - p);
-  const double q = 1.0 - p;
-  if (n * p < 10.0) {
-    const double u = rng.open_uniform(), ratio = p / q;
-    double k = 0.0, f = std::exp(n * std::log1p(-p)), cdf = f;
-    while (u > cdf && k < n && f > 0.0) {
+// Sequential-search inversion of Binomial(n, p), p <= 1/2, from the uniform u: the first k at which u <= cdf(k), the
+// walk also ending at k = n or where the pmf underflows to 0. The pmf by its ratio recursion from f(0) = q^n; the
+// walk resumes from (k, f, cdf).
+inline double inversion_walk(double n, double ratio, double u, double k, double f, double cdf) {
+  while (u > cdf && k < n && f > 0.0) {
+    f *= (n - k) / (k + 1.0) * ratio;
+    k += 1.0;
+    cdf += f;
+  }
+  return k;
+}
+
+// The cdf that inversion_walk forms for one (n, p), kept: the replicates of a schedule row draw Binomial(n_t, alpha_t)
+// with the same n_t, alpha_t, and the walk's divisions were two thirds of a generation with fresh data. A draw is
+// then a binary search, with the walk's very numbers (the same operations in the same order), so the same draws.
+struct InversionTable {
+  static constexpr size_t kMax = 1024;  // entries kept; a walk beyond them goes on from the last (never seen)
+  double n = -1.0, p = -1.0, ratio = 0.0, f_last = 0.0;
+  bool ends = false;  // the walk ends at the last entry whatever u (k = n, the pmf 0, or cdf >= the largest u)
+  std::vector<double> cdf;
+
+  void build(double n_, double p_) {
+    n = n_, p = p_, ratio = p / (1.0 - p);
+    cdf.clear();
+    double k = 0.0, f = std::exp(n * std::log1p(-p)), c = f;
+    for (;;) {
+      cdf.push_back(c);
+      ends = !(k < n && f > 0.0) || c >= SplitMix64::kBelowOne;
+      if (ends || cdf.size() == kMax) break;
       f *= (n - k) / (k + 1.0) * ratio;
       k += 1.0;
-      cdf += f;
+      c += f;
     }
-    return k;
+    f_last = f;
+  }
+  double draw(double n_, double p_, double u) {
+    if (n_ != n || p_ != p) build(n_, p_);
+    size_t j = 0;  // the first cdf(k) >= u, from k = 0 up as the walk goes (a binary search missed more branches)
+    while (j < cdf.size() && cdf[j] < u) ++j;
+    if (j < cdf.size()) return (double)j;
+    const double last = (double)(cdf.size() - 1);
+    return ends ? last : inversion_walk(n, ratio, u, last, f_last, cdf.back());
+  }
+};
+
+// Exact Binomial(n, p) for whole n >= 0, p in [0, 1]: n - Binomial(n, 1 - p) for p > 1/2; sequential-search
+// inversion below mean 10 (through `table` where given); else BTRS (Hoermann 1993) with the bound log f(k) - log f(m)
+// in multinomial.py's btrs_log_ratio form (every difference of logs a log1p of a small ratio: accurate for n up to
+// 2^53).
+double binomial(Stream& rng, double n, double p, InversionTable* table = nullptr) {
+  if (n <= 0.0 || p <= 0.0) return 0.0;
+  if (p >= 1.0) return n;
+  if (p > 0.5) return n - binomial(rng, n, 1.0 - p, table);
+  const double q = 1.0 - p;
+  if (n * p < 10.0) {
+    const double u = rng.open_uniform();
+    if (table != nullptr) return table->draw(n, p, u);
+    const double f = std::exp(n * std::log1p(-p));
+    return inversion_walk(n, p / q, u, 0.0, f, f);
   }
   const double spq = std::sqrt(n * p * q);
   const double b = 1.15 + 2.53 * spq, a = -0.0873 + 0.0248 * b + 0.01 * p, c = n * p + 0.5;
@@ -206,7 +248,7 @@ constexpr int kBlock = 8;
 
 template <typename T>
 void run_block(Stream* rng, int64_t lanes, const double* alpha, const double* n, int64_t T1, int64_t regime,
-               int64_t what, T* out, int64_t stride) {
+               int64_t what, T* out, int64_t stride, std::vector<InversionTable>& tables) {
   const int64_t width = what == 1 ? 2 : 1;
   Group data[kBlock];
   for (int64_t l = 0; l < lanes; ++l) {
@@ -216,7 +258,7 @@ void run_block(Stream* rng, int64_t lanes, const double* alpha, const double* n,
   for (int64_t t = 1; t < T1; ++t) {
     for (int64_t l = 0; l < lanes; ++l) {
       const double mean = data[l].mean, var = data[l].ss / (data[l].size - 1.0);
-      const double n_real = binomial(rng[l], n[t], alpha[t]);
+      const double n_real = binomial(rng[l], n[t], alpha[t], &tables[t % tables.size()]);
       const Group real = draw_group(rng[l], n_real, 0.0, 1.0);
       const Group fresh = pool(real, draw_group(rng[l], n[t] - n_real, mean, var));
       data[l] = regime == 1 ? pool(data[l], fresh) : fresh;
@@ -254,6 +296,7 @@ ffi::Error GaussianRiskImpl(ffi::Buffer<DT> alpha, ffi::Buffer<DT> n, ffi::Buffe
   T* o = out->typed_data();
   const int64_t blocks_per_row = (R + kBlock - 1) / kBlock;  // a block never straddles two schedules
   parallel_for(G * blocks_per_row, num_threads, [&](int64_t begin, int64_t end) {
+    std::vector<InversionTable> tables((size_t)std::min<int64_t>(T1, 4096));  // one per generation (t mod 4096)
     for (int64_t b = begin; b < end; ++b) {
       const int64_t g = b / blocks_per_row, r0 = (b % blocks_per_row) * kBlock;
       const int64_t lanes = std::min<int64_t>(kBlock, R - r0);
@@ -261,7 +304,7 @@ ffi::Error GaussianRiskImpl(ffi::Buffer<DT> alpha, ffi::Buffer<DT> n, ffi::Buffe
       for (int64_t l = 0; l < lanes; ++l)
         rng[l].s = ((uint64_t)s[2 * (r0 + l)] << 32) | (uint64_t)s[2 * (r0 + l) + 1];
       run_block<T>(rng, lanes, al.data() + g * T1, nd.data() + g * T1, T1, regime, what,
-                   o + (g * R + r0) * T1 * width, T1 * width);
+                   o + (g * R + r0) * T1 * width, T1 * width, tables);
     }
   });
   return ffi::Error::Success();
@@ -284,10 +327,14 @@ DEFINE_GAUSSIAN_HANDLER(GaussianRiskF32, ffi::F32)
 DEFINE_GAUSSIAN_HANDLER(GaussianRiskF64, ffi::F64)
 
 // For tests: `count` draws into out from the stream seeded with `seed`: kind 0 standard normals, 1 chi2_a, 2
-// Binomial(a, b), each by the sampler the kernel uses.
+// Binomial(a, b), each by the sampler the kernel uses; 3 Binomial(a, b) through an InversionTable (the same draws
+// as kind 2).
 extern "C" void collapse_jax_gaussian_draws(int kind, double a, double b, int64_t count, uint64_t seed, double* out) {
   Stream rng;
   rng.s = seed;
+  InversionTable table;
   for (int64_t i = 0; i < count; ++i)
-    out[i] = kind == 0 ? rng.normal() : kind == 1 ? chi_square(rng, a) : binomial(rng, a, b);
+    out[i] = kind == 0   ? rng.normal()
+             : kind == 1 ? chi_square(rng, a)
+                         : binomial(rng, a, b, kind == 3 ? &table : nullptr);
 }
