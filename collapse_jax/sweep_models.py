@@ -282,10 +282,12 @@ class MultinomialSweep(_Recursion):
     def theory_outputs(self, cell):
         return {"loss"}  # exact in every regime
 
+    _THEORY_FIELDS = ("categories", "p", "zipf_exponent", "regime", "type1", "type2", "steps", "alpha0",
+                      "alpha_decay", "n0", "n_growth")
+
     def _theory_key(self, cell) -> tuple:
         """The parameters the exact risk depends on (hashable: :meth:`_theory_risk` caches it)."""
-        return tuple(cell[k] for k in ("categories", "p", "zipf_exponent", "regime", "type1", "type2", "steps",
-                                       "alpha0", "alpha_decay", "n0", "n_growth"))
+        return tuple(cell[k] for k in self._THEORY_FIELDS)
 
     @functools.lru_cache(maxsize=256)
     def _theory_risk(self, key: tuple) -> np.ndarray:
@@ -294,8 +296,7 @@ class MultinomialSweep(_Recursion):
         cell; a user trial, 2026-12-06). Read-only."""
         from collapse_jax import multinomial as M
 
-        cell = dict(zip(("categories", "p", "zipf_exponent", "regime", "type1", "type2", "steps", "alpha0",
-                         "alpha_decay", "n0", "n_growth"), key))
+        cell = dict(zip(self._THEORY_FIELDS, key))
         risk = M.theory_risk(self.truth(cell), *recursion_schedules(cell), self._config(cell))
         risk.flags.writeable = False
         return risk

@@ -66,8 +66,8 @@ const Ziggurat kZig;
 // of draws.
 struct Stream : SplitMix64 {
   // The first word's draw inline (99 % of draws), the rest out of line. The sign is set on the bits: a select of
-  // -1.0 or 1.0 on a random bit compiled to a branch that missed half the time (6.3 -> 2.6 ns a normal, the same
-  // numbers).
+  // -1.0 or 1.0 on a random bit compiled to a branch that missed half the time (6.4 -> 2.4 ns a normal, the same
+  // numbers; docs/benchmarks.md).
   inline double normal() {
     const uint64_t bits = next();
     const int i = (int)(bits & 0xff);
@@ -144,8 +144,8 @@ inline double inversion_walk(double n, double ratio, double u, double k, double 
 }
 
 // The cdf that inversion_walk forms for one (n, p), kept: the replicates of a schedule row draw Binomial(n_t, alpha_t)
-// with the same n_t, alpha_t, and the walk's divisions were two thirds of a generation with fresh data. A draw is
-// then a binary search, with the walk's very numbers (the same operations in the same order), so the same draws.
+// with the same n_t, alpha_t, and the walk's divisions were two thirds of a generation with fresh data. A draw then
+// scans the kept numbers, which are the walk's very numbers (the same operations in the same order): the same draws.
 struct InversionTable {
   static constexpr size_t kMax = 1024;  // entries kept; a walk beyond them goes on from the last (never seen)
   double n = -1.0, p = -1.0, ratio = 0.0, f_last = 0.0;
