@@ -28,15 +28,33 @@ COMMAND_MODULES = [
 ENTRY_POINT_GROUP = "collapse_jax.commands"
 
 
+class _Version(argparse.Action):
+    """``--version``: ``collapse-jax X.Y.Z``, and for a git checkout (an editable install) its commit and whether
+    tracked files changed (a user trial: a bug report from a checkout could not say which code ran). git runs only
+    when asked: the parser is built for every command."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from collapse_jax import __version__
+        from collapse_jax.results import _source_revision
+
+        rev = _source_revision()
+        where = (f" (git {rev['git_commit'][:12]}{', with changes' if rev.get('git_dirty') else ''})"
+                 if rev.get("git_commit") else "")
+        print(f"collapse-jax {__version__}{where}")  # (on stdout, as argparse's own version action prints)
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="collapse-jax",
         description="Monte Carlo simulators and closed-form theory for model collapse (JAX).",
     )
-    from collapse_jax import __version__
-
-    parser.add_argument("--version", action="version", version=f"collapse-jax {__version__}",
-                        help="print the version and exit (collapse-jax info: every version a bug report needs)")
+    parser.add_argument("--version", action=_Version,
+                        help="print the version (and the git commit of a checkout) and exit (collapse-jax info: every "
+                             "version a bug report needs)")
     cli_options.add_run_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

@@ -51,7 +51,12 @@ def test_info_reports_devices_cpu_and_native_kernels(capsys):
     assert text.startswith(f"collapse-jax {info['collapse-jax']}") and f"optax {info['optax']}" in text
     with pytest.raises(SystemExit) as exc:
         cli.main(["--version"])
-    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"collapse-jax {info['collapse-jax']}"
+    printed = capsys.readouterr()
+    # the version, and a checkout's commit (a user trial: a bug report from an editable install could not say which
+    # code ran)
+    where = (f" (git {info['git_commit'][:12]}{', with changes' if info.get('git_dirty') else ''})"
+             if info.get("git_commit") else "")
+    assert exc.value.code == 0 and printed.out.strip() == f"collapse-jax {info['collapse-jax']}{where}"
 
 
 def _commands(parser, path=()):
