@@ -262,6 +262,13 @@ def _check_gram(name: str, g) -> np.ndarray:
         raise ValueError(f"{name} must hold real numbers, got dtype {g.dtype}")
     if not np.all(np.isfinite(g)):
         raise ValueError(f"{name} contains NaN/inf")
+    # Symmetric to its precision's rounding (the Cholesky reads one triangle: a matrix that is not symmetric got the
+    # log-det of another without a word; a user trial, 2026-12-06). Loose bounds: only real asymmetry is refused.
+    scale = float(np.max(np.abs(g))) if g.size else 0.0
+    gap = float(np.max(np.abs(g - np.swapaxes(g, -1, -2)))) if g.size else 0.0
+    if gap > (1e-8 if g.dtype == np.float64 else 1e-3) * scale:
+        raise ValueError(f"{name} must be symmetric (a Gram matrix X^T X), got entries differing from their "
+                         f"transposes by up to {gap:.3g} (largest entry {scale:.3g})")
     return g
 
 

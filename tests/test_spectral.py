@@ -1328,6 +1328,19 @@ def test_batched_logdet_eps_and_a_huge_n_are_checked():
         sp.block_estimates(rng(2).standard_normal((20, 3)), 10**20)
 
 
+def test_gram_matrices_must_be_symmetric():
+    """A user trial (2026-12-06): logdet and theorem1_bounds of a matrix that is not symmetric returned the log-det
+    of another (the Cholesky reads one triangle) without a word. Rounding-level asymmetry still passes."""
+    a = np.array([[2.0, 0.3], [0.1, 1.0]])
+    for call in (lambda: sp.logdet(a), lambda: sp.theorem1_bounds(a, np.eye(2))):
+        with pytest.raises(ValueError, match=r"must be symmetric .* up to 0\.2 \(largest entry 2\)"):
+            call()
+    x = rng(5).standard_normal((4000, 6))
+    g = x.T @ x
+    g[0, 1] *= 1 + 1e-14                     # a last-bits difference, as a product's rounding leaves
+    np.testing.assert_allclose(float(sp.logdet(g)), np.linalg.slogdet(g)[1], rtol=1e-12)
+
+
 def test_logdet_blames_float32_only_where_float64_factors():
     """A user trial (2026-12-05): with x64 off, a singular float64 Gram (zeros) was said to fail 'in float32, the
     precision it was computed in', advice that cannot help; a near-singular one that float64 factors still is."""
