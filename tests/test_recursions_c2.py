@@ -62,6 +62,9 @@ def test_tiny_run_all_models(tmp_path):
     assert json.loads((out / "config.json").read_text())["config"]["models"] == ["multinomial", "gaussian", "gmm", "logistic"]
     meta = json.loads((out / "arrays.json").read_text())   # the theory curves described too (a user trial)
     assert any("_theory_" in k for k in meta) and all(entry["description"] for entry in meta.values())
+    # the run's tallies on each risk itself (they were only on the theory curves' descriptions; a user trial)
+    assert "EM fits stopped at max_iter" in meta["gmm"]["description"]
+    assert "a fit failed in" in meta["logistic"]["description"]
 
 
 def test_config_records_only_the_models_run(tmp_path):

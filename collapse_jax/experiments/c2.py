@@ -249,6 +249,7 @@ def run(cfg: C2Config, out: str | None) -> int:
         "gmm": "W1 between true and fitted mixing measures (EM refit); true mixture in config",
         "logistic": "||theta_hat_t - theta||^2 (intercept included), NaN after a failed fit; theory first-order"}
     for m in models:   # the theory curves said nothing of themselves (a user trial, 2026-12-04)
+        descriptions[m] += f"; {results[m][2]}"  # the run's tallies on the risk itself too (failed fits, EM caps)
         for i in results[m][1]:
             descriptions[f"{m}_theory_{i + 1}"] = (f"the {m} model's theory curve for setting {i + 1} (config.json's "
                                                    f"settings; {results[m][2]})")
