@@ -151,16 +151,19 @@ def fit_prompts(prompts: list[list[int]], context_length: int, max_new_tokens: i
     return [p[-room:] if len(p) > room else p for p in prompts]
 
 
-def check_finite_loss(loss: float, step: int, learning_rate: float, losses: Sequence[float]) -> None:
+def check_finite_loss(loss: float, step: int, learning_rate: float, losses: Sequence[float], *,
+                      unchanged: bool = False) -> None:
     """A ValueError when a fine-tuning step's ``loss`` is not finite, raised before its update: the run diverged
     (``learning_rate`` too high), and going on set every weight to NaN, after which generation failed inside
     ``torch.multinomial`` and perplexities were NaN without a word (a user trial, 2026-12-06: losses 5.99, 1.2e9,
-    nan, nan, nan at ``learning_rate = 1e4``). The ``step`` updates before it have changed the weights."""
+    nan, nan, nan at ``learning_rate = 1e4``). ``losses``: the steps' before it. The ``step`` updates before it have
+    changed the weights, unless the caller applies them only at the end (``unchanged``: the nanoGPT)."""
     if not math.isfinite(loss):
         shown = ", ".join(f"{x:.4g}" for x in losses[-5:])
+        kept = ("the model is unchanged: lower" if unchanged else
+                f"the model keeps the {step} update{'s' if step != 1 else ''} before it: reload it and lower")
         raise ValueError(f"fine-tuning diverged: the loss at step {step + 1} is {loss} (before: {shown or 'none'}); "
-                         f"the model keeps the {step} update{'s' if step != 1 else ''} before it: reload it and lower "
-                         f"learning_rate (got {learning_rate:g})")
+                         f"{kept} learning_rate (got {learning_rate:g})")
 
 
 def cut_at_stop(text: str, stop: str | None) -> str:

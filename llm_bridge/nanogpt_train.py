@@ -45,7 +45,7 @@ from collapse_jax.replicates import root_key
 from collapse_jax.results import RunFolder, atomic_write_json, read_json
 from llm_bridge import bpe
 from llm_bridge.encoders import require
-from llm_bridge.generators import check_texts
+from llm_bridge.generators import check_finite_loss, check_texts
 from llm_bridge.nanogpt import GPTConfig, NanoGPT, committed, mean_nll_hidden, without_x64
 from llm_bridge.nanogpt_config import DataConfig, ModelSpec, TrainConfig  # noqa: F401 (re-exported)
 
@@ -831,9 +831,7 @@ def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate:
     losses = [float(v) for v in losses]
     bad = next((s for s, v in enumerate(losses) if not math.isfinite(v)), None)
     if bad is not None:  # (the update happens here, at the end: a diverged run leaves the model as it was)
-        shown = ", ".join(f"{v:.4g}" for v in losses[max(0, bad - 4):bad])
-        raise ValueError(f"fine-tuning diverged: the loss at step {bad + 1} is {losses[bad]} (before: "
-                         f"{shown or 'none'}); the model is unchanged: lower learning_rate (got {learning_rate:g})")
+        check_finite_loss(losses[bad], bad, learning_rate, losses[:bad], unchanged=True)
     model.params = params
     model.step += steps
     return losses
