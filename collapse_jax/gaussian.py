@@ -138,14 +138,19 @@ def _normals_and_uniforms(key, normals: int, uniforms: int, dtype):
 
 
 def chi_square(key, df):
-    """One exact draw from ``chi2_df`` for a whole number ``df >= 0`` (a scalar array; its dtype is the draw's): 0
-    for ``df = 0``, ``z^2`` for ``df = 1``, else ``2 Gamma(df / 2)`` by Marsaglia and Tsang's method (2000), with
-    :data:`CHI_SQUARE_PROPOSALS` proposals per round and more rounds (``lax.while_loop``) only while none is accepted.
-    ``jax.random.gamma`` draws one proposal per loop trip with its own key splits: the Gaussian simulator spent
-    nearly all its time there, 26x slower than NumPy (40x on a loaded machine; a user trial, 2026-12-06). The
+    """One exact draw from ``chi2_df`` for a whole number ``df >= 0`` (a scalar; a floating array's dtype is the
+    draw's, other numbers draw in the default float; NaN for a negative, infinite or NaN ``df``, whose rounds never
+    ended before, beyond the reach of Ctrl-C: a user trial, 2026-12-06): 0 for ``df = 0``, ``z^2`` for ``df = 1``,
+    else ``2 Gamma(df / 2)`` by Marsaglia and Tsang's method (2000), with :data:`CHI_SQUARE_PROPOSALS` proposals
+    per round and more rounds (``lax.while_loop``) only while none is accepted. ``jax.random.gamma`` draws one
+    proposal per loop trip with its own key splits: the Gaussian simulator spent nearly all its time there, 26x
+    slower than NumPy (40x on a loaded machine; a user trial, 2026-12-06). The
     acceptance test ``log u < x^2 / 2 + d - d v + d log v`` (``v = (1 + c x)^3``) is evaluated as ``d h(c x)`` with
     ``h(y) = 3 (log1p(y) - y + y^2 / 2) - y^3``, its series for small ``|y|``: the direct sum cancels to nothing
     when ``d`` is large (``d = 5e11`` at ``n = 10^12``; ``|h| ~ y^4``)."""
+    df = jnp.asarray(df)
+    if not jnp.issubdtype(df.dtype, jnp.floating):
+        df = df.astype(jnp.result_type(float))
     normals, uniforms = _normals_and_uniforms(key, CHI_SQUARE_PROPOSALS, CHI_SQUARE_PROPOSALS, df.dtype)
     return _chi_square(key, df, normals, uniforms)
 
@@ -158,10 +163,12 @@ def _chi_square(key, df, normals, uniforms):
     d = shape - 1.0 / 3.0
     c = jax.lax.rsqrt(9.0 * d)
 
+    bad = ~(jnp.isfinite(df) & (df >= 0.0))  # NaN, not a loop that never ends (inf or NaN: a user trial)
+
     def decide(x, u):
         y = c * x
         ok = (y > -1.0) & (jnp.log(u) < d * _mt_exponent(y))
-        return jnp.any(ok), d * (1.0 + y[jnp.argmax(ok)]) ** 3
+        return jnp.any(ok) | bad, d * (1.0 + y[jnp.argmax(ok)]) ** 3
 
     def again(state):
         accepted, value, trip = state
@@ -172,7 +179,8 @@ def _chi_square(key, df, normals, uniforms):
     accepted, value = decide(normals, uniforms)
     _, value, _ = jax.lax.while_loop(lambda state: ~state[0], again, (accepted, value, jnp.int32(1)))
     z = normals[0]
-    return jnp.where(df >= 2.0, 2.0 * value, jnp.where(df == 1.0, z * z, 0.0)).astype(dtype)
+    draw = jnp.where(df >= 2.0, 2.0 * value, jnp.where(df == 1.0, z * z, 0.0))
+    return jnp.where(bad, jnp.nan, draw).astype(dtype)
 
 
 def _mt_exponent(y):
@@ -341,6 +349,31 @@ def _require_two(n) -> None:
         raise ValueError(f"n must be >= 2 at every step (unbiased variance), got min {n.min():.0f}")
 
 
+def check_sizes(n, backend: str) -> None:
+    """That the sample sizes ``n`` run exactly with the resolved ``backend`` (:func:`resolve_backend`) in this
+    process's precision; a ValueError naming ``n`` otherwise, before any compute. Every path counts exactly up to
+    2**53 in float64; without float64 (``jax_enable_x64``) the schedules are float32, which rounds whole numbers
+    above 2**24 (2**25 + 1 ran as 2**25), and the ``jax`` kernel's float32 arithmetic cannot resolve the fit's
+    spread there either (mean losses 0.83-0.88x the exact ones at n = 1e15, 0.62x at 2**53; sizes beyond float32's
+    range became inf and the chi-square sampler's loop never ended, beyond the reach of Ctrl-C: a user trial,
+    2026-12-06). The native kernel computes in float64 whatever the precision, so it takes any float32 size."""
+    n = np.asarray(n, np.float64)
+    top = float(n.max())
+    if top > 2 ** 53:
+        raise ValueError(f"n must be at most 2**53 = {2 ** 53} at every step (exact float64 counts), got n_t up to "
+                         f"{top:.4g}")
+    if jax.config.jax_enable_x64:
+        return
+    if backend == "jax" and top > 2 ** 24:
+        raise ValueError(f"n up to {top:.4g} exceeds 2**24: the jax kernel in float32 neither counts nor resolves "
+                         "the fit exactly there; enable float64 (collapse-jax --x64 or jax_enable_x64), or use "
+                         "backend='native' (a CPU; it computes in float64)")
+    rounded = n[n.astype(np.float32).astype(np.float64) != n]
+    if rounded.size:
+        raise ValueError(f"n_t = {rounded.flat[0]:.0f} is not a float32 number (float32 rounds whole numbers above "
+                         "2**24); enable float64 (collapse-jax --x64 or jax_enable_x64) or choose sizes float32 holds")
+
+
 def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = GaussianConfig(),
              num_replicates: int = 100, *, backend: str = "auto", first_replicate: int = 0,
              chunk_size: int | None = None, memory_budget: int | None = None, mesh=None,
@@ -365,6 +398,7 @@ def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = G
     _require_two(n)
     num_replicates = _checks.positive_int("num_replicates", num_replicates)
     backend = resolve_backend(backend, config.regime)
+    check_sizes(n, backend)
     if chunk_size is not None:
         chunk_size = _checks.positive_int("chunk_size", chunk_size)
     config = sized_config(config, n)
@@ -417,6 +451,8 @@ def resolve_backend(backend: str, regime: str = "replace") -> str:
     accumulate-subsample runs ``"jax"`` whatever is preferred (``"native"`` is refused for it)."""
     from collapse_jax import _native
 
+    if regime not in REGIMES:  # ("foo" resolved to "jax": a user trial, 2026-12-06)
+        raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
     if regime not in NATIVE_REGIMES:
         if backend == "native":
             raise ValueError(f"backend='native' runs the Gaussian regimes {NATIVE_REGIMES}, got regime {regime!r}; "
@@ -436,6 +472,7 @@ def batched_native(keys: jax.Array, alpha, n, regime: str, record: str = "loss")
 
     if regime not in NATIVE_REGIMES:
         raise ValueError(f"regime must be one of {NATIVE_REGIMES} for the native kernel, got {regime!r}")
+    _checks.replicate_keys("keys", keys)
     if record not in RECORDS:
         raise ValueError(f"record must be one of {RECORDS}, got {record!r}")
     if np.ndim(alpha) != 2 or np.shape(alpha) != np.shape(n):
@@ -444,6 +481,7 @@ def batched_native(keys: jax.Array, alpha, n, regime: str, record: str = "loss")
     if not _checks.is_traced((alpha, n)):  # (the kernel refuses them too, with a terser message; a NaN alpha hung
         schedules.check_pair(np.asarray(alpha), np.asarray(n))  # it before; a user trial, 2026-12-06)
         _require_two(np.asarray(n))
+        check_sizes(n, "native")
     if not _native.available():
         raise RuntimeError("the native Gaussian kernel is unavailable (no C++ compiler?); use backend='jax'")
     return _batched_native(keys, jnp.asarray(alpha), jnp.asarray(n), regime, record)

@@ -340,6 +340,11 @@ class GaussianSweep(_Recursion):
 
             self._check_raw_pool(cell, True, G.GaussianConfig().max_points, "the Gaussian's accumulate-subsample")
 
+    def check_precision(self, cell, backend):
+        from collapse_jax import gaussian as G
+
+        G.check_sizes(recursion_schedules(cell)[1], self.kernels(cell, backend))
+
     def group_key(self, cell, backend):
         return (cell["mu"], cell["sigma"], cell["steps"], cell["regime"])
 

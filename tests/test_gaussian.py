@@ -86,6 +86,40 @@ def test_bad_input():
         G.simulate(0, 0.0, 1.0, alpha, n, G.GaussianConfig("accumulate-subsample"), 4, memory_budget=100)
 
 
+@pytest.mark.parametrize("backend", BACKENDS_HERE)
+def test_sizes_beyond_exact_counts_are_refused_before_compute(backend):
+    """A user trial (2026-12-06): n = 1e39 became inf in float32 and the JAX chi-square loop never ended (Ctrl-C
+    could not stop it); n = 1e20 reached the native kernel's own refusal as a runtime error; n = 1e15 ran on the jax
+    path in float32 at 0.83-0.88x the exact loss, 1e300 in float64 at 0.17-0.69x; 2**25 + 1 ran as 2**25."""
+    alpha = S.pure_synthetic_alpha(2)
+    for n in (1e39, 1e20, 2.0 ** 53 + 2):
+        with pytest.raises(ValueError, match=r"n must be at most 2\*\*53 = 9007199254740992 at every step"):
+            G.simulate(0, 0.0, 1.0, alpha, np.full(3, n), num_replicates=2, backend=backend, progress=False)
+    assert np.isfinite(G.simulate(0, 0.0, 1.0, alpha, np.full(3, 2.0 ** 53), num_replicates=2, backend=backend,
+                                  progress=False)).all()
+    with jax.enable_x64(False):
+        if backend == "jax":
+            with pytest.raises(ValueError, match=r"n up to 1e\+15 exceeds 2\*\*24: the jax kernel in float32"):
+                G.simulate(0, 0.0, 1.0, alpha, np.full(3, 1e15), num_replicates=2, backend="jax", progress=False)
+        else:  # the native kernel computes in float64: any size float32 holds
+            assert np.isfinite(G.simulate(0, 0.0, 1.0, alpha, np.full(3, 2.0 ** 40), num_replicates=2,
+                                          backend=backend, progress=False)).all()
+            with pytest.raises(ValueError, match=r"n_t = 33554433 is not a float32 number"):
+                G.simulate(0, 0.0, 1.0, alpha, np.full(3, 2.0 ** 25 + 1), num_replicates=2, backend=backend,
+                           progress=False)
+
+
+def test_native_entry_points_check_keys_and_regimes():
+    """A user trial (2026-12-06): one key gave an IndexError inside the native call, integer seeds a TypeError about
+    key data, and resolve_backend("auto", "foo") answered "jax"."""
+    grid = np.full((1, 3), 0.5), np.full((1, 3), 10.0)
+    for keys in (jax.random.key(0), np.arange(4)):
+        with pytest.raises(ValueError, match=r"keys must hold one key per replicate: a \(R,\) array of"):
+            G.batched_native(keys, *grid, "replace")
+    with pytest.raises(ValueError, match="regime must be one of"):
+        G.resolve_backend("auto", "foo")
+
+
 def test_pure_synthetic_w2_keeps_its_precision_for_any_n():
     """An audit (2026-12-02): 1 - prod c(n - 1) from exp(gammaln - gammaln) cancelled, so E W2^2 was 33 % off at
     n = 1e8 and negative from n = 1e9, while the simulator accepts such n. Now from the log of the product (an
@@ -175,6 +209,10 @@ def test_chi_square_edges_and_the_acceptance_exponent():
     assert float(G.chi_square(key, jnp.float64(0.0))) == 0.0
     assert float(G.chi_square(key, jnp.float32(0.0))) == 0.0
     assert G.chi_square(key, jnp.float32(4.0)).dtype == jnp.float32
+    # a user trial (2026-12-06): inf, NaN and 1e39 in float32 never returned (beyond Ctrl-C); -1 drew 0
+    for bad in (np.inf, np.nan, -1.0):
+        assert np.isnan(float(jax.jit(G.chi_square)(key, jnp.float32(bad))))
+    assert float(G.chi_square(key, 3)) == float(G.chi_square(key, jnp.float64(3.0)))  # a Python number
     # df = 10^12 in float64: mean df, SD sqrt(2 df) (the direct exponent cancelled to nothing there)
     draws = np.asarray(jax.vmap(G.chi_square, in_axes=(0, None))(jax.random.split(key, 4000), jnp.float64(1e12)))
     z = (draws - 1e12) / np.sqrt(2e12)

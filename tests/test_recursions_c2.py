@@ -75,6 +75,11 @@ def test_config_records_only_the_models_run(tmp_path):
     config = json.loads((out / "config.json").read_text())["config"]
     assert config["gaussian"] == {"mu": 0.0, "sigma": 1.0}
     assert not {"p", "gmm", "gmm_max_iter", "logistic"} & set(config)
+    from collapse_jax import gaussian as G  # the kernels that ran (config.json: the backend asked for)
+
+    kernel = G.resolve_backend("auto", "replace")
+    summary = json.loads((out / "manifest.json").read_text())["summary"]
+    assert summary["kernel"] == {"gaussian": {"replace": kernel, "accumulate": kernel}}
 
 
 def test_failed_fits_leave_their_steps_only_out_of_the_mean():

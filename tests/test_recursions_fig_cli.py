@@ -17,6 +17,11 @@ def test_tiny_run_writes_its_folder(tmp_path, command, png):
     # every stored array says what it is (a user trial, 2026-12-04: most descriptions were empty; fig3 lacked p)
     meta = json.loads((out / "arrays.json").read_text())
     assert {"p", "alpha", "n"} <= set(meta) and all(entry["description"] for entry in meta.values())
+    from collapse_jax import multinomial as M  # the kernels that ran (config.json: the backend asked for)
+
+    kernel = json.loads((out / "manifest.json").read_text())["summary"]["kernel"]
+    assert kernel == ({"replace": M.resolve_backend("auto", "replace"), "accumulate": M.resolve_backend("auto",
+                      "accumulate")} if command == "recursions-fig2" else M.resolve_backend("auto", "accumulate"))
 
 
 def test_fig2_checks_the_accumulate_pool_before_anything_runs(tmp_path, capsys):

@@ -72,6 +72,9 @@ def test_w2_run_folder_exact_where_tails_allow_and_first_order_parts_ways(tmp_pa
     assert top_share[0] > 0.4 > 0.25 > top_share[1:].max()
     assert manifest["summary"]["M=5"]["last_mc_median"] == pytest.approx(np.median(last[0]), rel=1e-12)
     assert manifest["summary"]["M_t=5(t+1)"]["exact_outside_ci_from"] is None
+    from collapse_jax import gaussian as G  # the kernel that ran (config.json: the backend asked for)
+
+    assert manifest["summary"]["kernel"] == G.resolve_backend("auto", "replace")
 
 
 @pytest.mark.parametrize("argv, name", [
@@ -92,6 +95,14 @@ def test_w2_run_folder_exact_where_tails_allow_and_first_order_parts_ways(tmp_pa
     (["recursions-w2", "--generations", "0"], "generations"),
     (["recursions-w2", "--sizes", "--linear-base", "0"], "nothing to simulate"),
     (["recursions-w2", "--sizes", "10", "10"], "each M at most once"),
+    # a user trial (2026-12-06): beyond exact counts the native kernel refused with a runtime error after the
+    # folder existed, and the jax path hung (1e41: inf in float32)
+    (["recursions-w2", "--sizes", "100000000000000000000000000000000000000000", "--linear-base", "0"],
+     "--sizes, --linear-base: n must be at most 2**53"),
+    (["recursions-w2", "--backend", "jax", "--sizes", "100000000000000000000", "--linear-base", "0"],
+     "--sizes, --linear-base: n must be at most 2**53"),
+    (["recursions-gaussian-fit", "--size", "100000000000000000"], "--size: n must be at most 2**53"),
+    (["recursions-c2", "--models", "gaussian", "--base", "100000000000000000"], "--base, --steps: n must be at most"),
 ])
 def test_bad_parameters_fail_before_compute(tmp_path, capsys, argv, name):
     out = tmp_path / "run"

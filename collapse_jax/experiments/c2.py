@@ -137,6 +137,18 @@ def _check_raw_samples(model: str, grid, max_points: int, options: str) -> None:
                              f"lower {options}")
 
 
+def kernels(model: str):
+    """The kernels ``model`` runs on here, by regime (config.json's backend is the one asked for; native and jax draw
+    differently): the EM mixture and the logistic model have JAX kernels only."""
+    if model in ("multinomial", "gaussian"):
+        from collapse_jax import gaussian as G
+        from collapse_jax import multinomial as M
+
+        resolve = M.resolve_backend if model == "multinomial" else G.resolve_backend
+        return {regime: resolve("auto", regime) for regime in ("replace", "accumulate")}
+    return "jax"
+
+
 def model_runner(model: str, cfg: C2Config, grid, p):
     """Check the inputs of one model class (before any compute) and return a runner ``() -> (losses, theory, note)``.
 
@@ -161,6 +173,8 @@ def model_runner(model: str, cfg: C2Config, grid, p):
         if cfg.base < 2:  # n_t >= base at every step of every schedule
             raise ValueError(f"base must be >= 2 with the gaussian model (n_t >= 2 for the unbiased variance), got "
                              f"{cfg.base}")
+        for _, n, regime in grid:  # exact sizes in this precision, before the folder exists (a user trial)
+            runs.flagged_sizes(lambda: G.check_sizes(n, G.resolve_backend("auto", regime)), "--base, --steps")
 
         def run():
             losses = _by_regime(grid, lambda a, n, r: G.simulate(seed, mu, sigma, a, n, G.GaussianConfig(r), reps))
@@ -255,7 +269,7 @@ def run(cfg: C2Config, out: str | None) -> int:
                                                    f"settings; {results[m][2]})")
     folder.save_arrays(arrays, labels, descriptions)
     fig = figure(results, p, bases, cfg.replicates)
-    return runs.finish(folder, fig, "c2.png", "recursions-c2", start)
+    return runs.finish(folder, fig, "c2.png", "recursions-c2", start, {"kernel": {m: kernels(m) for m in models}})
 
 
 def figure(results, p, bases, reps: int):

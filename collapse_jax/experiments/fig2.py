@@ -84,7 +84,8 @@ def run(cfg: MultinomialFigureConfig, out: str | None) -> int:
                         "alpha": "alpha_t, the fresh-data share of each generation (index 0: the real data)",
                         "n": "n_t, each generation's sample size", "p": "the true distribution"})
     fig = figure(losses, theory, p, cfg.replicates)
-    return runs.finish(folder, fig, "fig2.png", "recursions-fig2", start)
+    kernels = {regime: M.resolve_backend("auto", regime) for regime in ("replace", "accumulate")}
+    return runs.finish(folder, fig, "fig2.png", "recursions-fig2", start, {"kernel": kernels})
 
 
 def figure(losses: dict, theory: dict, p: np.ndarray, reps: int):

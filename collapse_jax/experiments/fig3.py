@@ -46,7 +46,8 @@ def run(cfg: MultinomialFigureConfig, out: str | None) -> int:
                         "alpha": "alpha_t (pure synthetic: 0 after the real data at index 0)",
                         "p": "the true distribution"})
     fig = figure(losses, theory, p, cfg.replicates)
-    return runs.finish(folder, fig, "fig3.png", "recursions-fig3", start)
+    return runs.finish(folder, fig, "fig3.png", "recursions-fig3", start,
+                       {"kernel": M.resolve_backend("auto", "accumulate")})
 
 
 def figure(losses: np.ndarray, theory: np.ndarray, p: np.ndarray, reps: int):

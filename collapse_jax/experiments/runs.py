@@ -52,6 +52,15 @@ def check_results_fit(numbers: int, flags: str, what: str = "the results") -> No
                          f"a run makes), do not fit in the {available / 2**30:.1f} GiB available; lower them")
 
 
+def flagged_sizes(check: Callable[[], None], flags: str) -> None:
+    """Run ``check`` (a sample-size check of the core, whose ValueError names ``n``) with its message under the
+    ``flags`` that set the sizes: the core's ``n`` is no option of these commands."""
+    try:
+        check()
+    except ValueError as exc:
+        raise ValueError(f"{flags}: {exc}") from None
+
+
 def pyplot():
     """``matplotlib.pyplot`` on the non-interactive Agg backend (imported on first use: plots only)."""
     import matplotlib

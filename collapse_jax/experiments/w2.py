@@ -77,6 +77,7 @@ def run(cfg: W2Config, out: str | None) -> int:
     start = time.perf_counter()
     names, n = schedules(list(cfg.sizes), cfg.linear_base, generations)
     alpha = S.pure_synthetic_alpha(generations)
+    runs.flagged_sizes(lambda: G.check_sizes(n, G.resolve_backend("auto", "replace")), "--sizes, --linear-base")
     folder = RunFolder.create("recursions-w2", out)
     folder.start({**runs.numerics(), "command": "recursions-w2", "mu": mu, "sigma": sigma, "settings": names,
                   "generations": generations, "replicates": reps, "seed": cfg.seed,
@@ -110,6 +111,8 @@ def run(cfg: W2Config, out: str | None) -> int:
               f"{s['last_first_order']:.4g}; outside the 95% CI for good from t = first order "
               f"{_never(s['first_order_outside_ci_from'])}, exact {_never(s['exact_outside_ci_from'])}")
     fig = figure(names, losses, exact, first, mu, sigma)
+    # the kernels that ran (config.json's backend is the one asked for; native and jax draw differently)
+    summary["kernel"] = G.resolve_backend("auto", "replace")
     return runs.finish(folder, fig, "w2.png", "recursions-w2", start, summary)
 
 
