@@ -324,7 +324,11 @@ def _run_summary(ds) -> str:
     the same as a T = 200 one)."""
     sweep = json.loads(ds.attrs["sweep"])
     settings = _fixed_settings(sweep, skip=("steps", "num_steps"))
-    return (f"T = {ds.sizes['step'] - 1}, {sweep['replicates']} replicates per cell, seed {sweep['seed']}"
+    # a grid of steps gives each cell its own T (the title said the longest: a user trial, 2026-12-06)
+    grid = sorted({v for axis in sweep.get("axes", []) for k, vs in axis["values"].items()
+                   if k in ("steps", "num_steps") for v in vs})
+    steps = f"T = {grid[0]:g}-{grid[-1]:g} (by cell)" if len(grid) > 1 else f"T = {ds.sizes['step'] - 1}"
+    return (f"{steps}, {sweep['replicates']} replicates per cell, seed {sweep['seed']}"
             + (f"; {settings}" if settings else ""))
 
 
@@ -343,23 +347,47 @@ def plot_sigma(ds, out: Path, name: str) -> list[Path]:
         raise ValueError(f"a sigma-blocks plot needs a ratio axis and at most one other, got {axes}")
     other = [a for a in axes if a != "ratio"]
     values = list(ds[other[0]].values) if other else [None]
-    level = json.loads(ds.attrs["sweep"])["fixed"].get("level", 0.95)
+    sweep = json.loads(ds.attrs["sweep"])
+    level = sweep["fixed"].get("level", 0.95)
     fig, axs = plt.subplots(1, len(values), figsize=(5.5 * len(values), 4.2), squeeze=False, sharey=True)
     for ax, value in zip(axs[0], values):
         sub = ds if value is None else ds.sel({other[0]: value})
+        x, notes = _block_ratios(ds, sweep, {} if value is None else {other[0]: value})
         for var in [v for v in ds.data_vars if v.startswith("coverage_")]:
-            ax.plot(ds["ratio"].values, sub[var].values, "o-", label=var.removeprefix("coverage_"))
+            ax.plot(x, sub[var].values, "o-", label=var.removeprefix("coverage_"))
         ax.axhline(level, color="k", ls="--", lw=1)
         ax.set_xscale("log")
-        ax.set_xlabel("n / d")
-        ax.set_title("" if value is None else f"{other[0]} = {value}")
+        ax.set_xlabel("n / d (the block size run)")
+        ax.set_title("\n".join(([] if value is None else [f"{other[0]} = {value}"]) + notes), fontsize=9)
     axs[0][0].set_ylabel("coverage")
     axs[0][0].legend(fontsize=8)
-    sweep = json.loads(ds.attrs["sweep"])
     fixed = _fixed_settings(sweep)
     fig.suptitle(f"{name}: interval coverage against block size ({sweep['replicates']} blocks per cell, seed "
                  f"{sweep['seed']}{'; ' + fixed if fixed else ''})")
     return [_save(fig, out, name)]
+
+
+def _block_ratios(ds, sweep: dict, panel: dict) -> tuple[np.ndarray, list[str]]:
+    """The block size ratio each ``ratio`` cell ran, ``n / d`` with ``n = max(d + 1, round(ratio d))`` capped at N,
+    and notes on ratios that ran one size and on those capped at N (exact: no interval, so no coverage point). The
+    plot drew the requested ratios: 1.0 and 1.05 at d = 8 both ran n = 9, drawn as two sizes, and the capped cells
+    were dropped without a word (a user trial, 2026-12-06)."""
+    from collapse_jax import sweep_models
+
+    model = sweep_models.get("sigma-blocks")
+    defaults = json.loads(ds.attrs["defaults"]) if "defaults" in ds.attrs else {}
+    cell = {k: panel.get(k, sweep["fixed"].get(k, defaults.get(k, model.fields[k].default)))
+            for k in ("dim", "num_points")}
+    ratios = [float(r) for r in ds["ratio"].values]
+    sizes = [model.block_size({**cell, "ratio": r}) for r in ratios]
+    notes = []
+    for n in sorted(set(sizes)):
+        same = [f"{r:g}" for r, m in zip(ratios, sizes) if m == n]
+        if n == cell["num_points"]:
+            notes.append(f"ratio {', '.join(same)}: n = N = {n}, exact (no interval)")
+        elif len(same) > 1:
+            notes.append(f"ratios {', '.join(same)} ran one block size, n = {n}")
+    return np.asarray(sizes, np.float64) / cell["dim"], notes
 
 
 def plot(name: str, ds, out: str | Path) -> list[Path]:

@@ -53,7 +53,7 @@ from collapse_jax import _checks, sweep_models
 from collapse_jax.progress import bar
 from collapse_jax.results import RunFolder, _unlock_folder, config_differences, lock_folder
 from collapse_jax.sweep_models import SweepModel
-from collapse_jax.sweep_spec import SweepSpec, statistic_names
+from collapse_jax.sweep_spec import SpecError, SweepSpec, statistic_names
 
 STORE = "dataset.zarr"
 _WAIT_SECONDS = 600.0
@@ -218,7 +218,10 @@ def _coordinate(root, name: str, values, dim: str) -> None:
 
 def _create(path: Path, spec: SweepSpec, model: SweepModel, kernels: str) -> None:
     """Create the empty store at ``path`` (built under a temporary name, renamed into place; removed if building it
-    fails)."""
+    fails). Under the folder's lock: a store half built by a killed run (SIGKILL raises nothing to remove it by) is
+    removed first (a user trial found one kept for good, and listed in manifest.json)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
         _build(tmp, spec, model, kernels)
@@ -427,11 +430,15 @@ def check_plan(spec: SweepSpec, *, memory_budget: int | None = None) -> str:
     found the float32 count limits and an oversized cell refused only after the store was written, so that the
     corrected command was refused in the same folder as "another sweep".)"""
     model = sweep_models.get(spec.simulator)
-    budget, need = memory_budget or spec.memory_budget, _cell_bytes(spec, model)
+    given = memory_budget is not None
+    budget, need = memory_budget if given else spec.memory_budget, _cell_bytes(spec, model)
     if budget is not None:
         if _checks.positive_int("memory_budget", budget) < need:
-            raise ValueError(f"memory_budget must be >= {need} bytes (one cell's records: {spec.replicates} "
-                             f"replicates), got {budget}")
+            message = f"must be >= {need} bytes (one cell's records: {spec.replicates} replicates), got {budget}"
+            if given:
+                raise ValueError(f"memory_budget {message}")
+            # as the file spells it: the command line turned it into --memory-budget, a flag never typed
+            raise SpecError(f"the specification's memory_budget {message}")
     else:
         available = _checks.available_memory_bytes()
         if available and need > 0.8 * available:
@@ -595,10 +602,12 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
     process_index = _checks.nonnegative_int("process_index", process_index)
     if process_index >= process_count:
         raise ValueError(f"process_index must be < process_count = {process_count}, got {process_index}")
-    cells_per_chunk = cells_per_chunk or spec.cells_per_chunk
+    # (0 is refused, as on the command line: `cells_per_chunk or spec's` took it for "not given"; a user trial)
+    cells_per_chunk = spec.cells_per_chunk if cells_per_chunk is None else cells_per_chunk
     if cells_per_chunk is not None:
         cells_per_chunk = _checks.positive_int("cells_per_chunk", cells_per_chunk)
-    memory_budget = memory_budget or spec.memory_budget
+    if memory_budget is not None:
+        memory_budget = _checks.positive_int("memory_budget", memory_budget)
     path = Path(out) / STORE
     start = time.perf_counter()
     kernels_here = check_plan(spec, memory_budget=memory_budget)
@@ -609,7 +618,8 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
     todo = [b for b in share(blocks(spec, block_size(spec, model)), process_index, process_count)
             if not done[b.start: b.stop].all()]
     if cells_per_chunk is None:
-        by_memory = (memory_budget or _checks.available_memory_bytes() // 4) // _cell_bytes(spec, model)
+        budget = memory_budget if memory_budget is not None else spec.memory_budget
+        by_memory = (budget or _checks.available_memory_bytes() // 4) // _cell_bytes(spec, model)
         steps = max(model.num_steps(c) for c in _probe_cells(spec, model))
         cells_per_chunk = max(1, min(by_memory, CHUNK_REPLICATE_STEPS // (spec.replicates * steps)))
     per_chunk = max(1, cells_per_chunk // max(len(b) for b in todo)) if todo else 1

@@ -535,16 +535,36 @@ def test_messages_from_a_user_trial_name_the_flag_the_field_and_the_cell(tmp_pat
         phase.plot("x", sweep.open_dataset(tmp_path / "lr"), tmp_path)
 
 
+def _plotted(spec, tmp_path, monkeypatch, plot=None) -> list:
+    """Run ``spec`` into ``tmp_path`` and draw its plot (``phase.plot``, or ``plot(ds, out, name)``): the figures,
+    unsaved."""
+    sweep.run(spec, tmp_path, progress=False)
+    figures = []
+    monkeypatch.setattr(phase, "_save", lambda fig, out, name: figures.append(fig) or out / f"{name}.png")
+    ds = sweep.open_dataset(tmp_path)
+    phase.plot("x", ds, tmp_path) if plot is None else plot(ds, tmp_path, "x")
+    return figures
+
+
 def test_gmm_and_sigma_plot_titles_give_the_seed_and_the_fixed_settings(tmp_path, monkeypatch):
     """A user trial (2026-12-05): the GMM titles gave only the replicates and T (the docs promise the seed and the
     fixed settings, as the recursion plots give)."""
     spec = sweep_spec.parse('simulator = "gmm-network"\nreplicates = 4\nseed = 4\n[fixed]\nnum_steps = 6\n'
                             'num_models = 3\n[grid]\nbeta = [0.3, 0.6]\npoints_per_step = [1, 2]\n')
-    sweep.run(spec, tmp_path, progress=False)
-    figures = []
-    monkeypatch.setattr(phase, "_save", lambda fig, out, name: figures.append(fig) or out / f"{name}.png")
-    phase.plot("g", sweep.open_dataset(tmp_path), tmp_path)
+    figures = _plotted(spec, tmp_path, monkeypatch)
     assert "T = 6, 4 replicates per cell, seed 4; num_models = 3" in figures[0]._suptitle.get_text()
+
+
+def test_sigma_plot_draws_the_block_size_each_cell_ran(tmp_path, monkeypatch):
+    """Ratios 1 and 1.05 at d = 8 both run n = 9 (n / d = 1.125), and ratios beyond N / d run the whole population:
+    the plot drew the requested ratios and dropped the capped cells without a word (a user trial, 2026-12-06)."""
+    spec = sweep_spec.parse('simulator = "sigma-blocks"\nreplicates = 10\n[fixed]\ndim = 8\nnum_points = 100\n'
+                            '[grid]\nfamily = ["isotropic", "unit_norm"]\nratio = [1.0, 1.05, 3.0, 12.5, 20.0]\n')
+    figures = _plotted(spec, tmp_path, monkeypatch)
+    for ax in figures[0].axes:
+        np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), [9 / 8, 9 / 8, 3.0, 12.5, 12.5])
+        assert "ratios 1, 1.05 ran one block size, n = 9" in ax.get_title()
+        assert "ratio 12.5, 20: n = N = 100, exact (no interval)" in ax.get_title()
 
 
 def test_sigma_block_cells_equal_the_block_study(tmp_path):
@@ -588,6 +608,9 @@ def _sweep_cli(tmp_path, text: str, out, *args) -> int:
     (SMALL + '[[zip]]\nname = "step"\nalpha0 = [0.1, 0.2]\n', [], "zip\\[0\\].name: 'step' names a variable"),
     (SMALL + '[[zip]]\nname = "loss_stats"\nalpha0 = [0.1, 0.2]\n', [], "'loss_stats' names a variable"),
     (SMALL, ["--memory-budget", "300"], r"--memory-budget must be >= 384 bytes \(one cell's records"),
+    # a user trial (2026-12-06): the specification's own was called --memory-budget, a flag never typed
+    (SMALL.replace("replicates = 4", "replicates = 4\nmemory_budget = 10"), [],
+     r"error: the specification's memory_budget must be >= 384 bytes \(one cell's records: 4 replicates\), got 10$"),
     # a third audit (2026-12-04): a filter that keeps nothing was found only while running, after the store was made
     (SMALL.replace("steps = 2", 'steps = 2\nregime = "filter"\nalpha0 = 0.0').replace("n0 = [10, 20]",
                                                                                      "type2 = [0.5, 0.0]"),
@@ -615,6 +638,47 @@ def test_bad_input_leaves_nothing_that_blocks_the_corrected_run(text, args, mess
     assert not out.exists() or not any(out.iterdir())
     assert _sweep_cli(tmp_path, SMALL, out) == 0
     assert sweep.cells_done(out).all()
+
+
+@pytest.mark.parametrize("backend", ["native", "jax"])
+def test_gaussian_sizes_float32_would_round_are_refused_before_the_store(backend, tmp_path):
+    """A user trial (2026-12-06): the Gaussian ran sizes float32 rounds (100000001 as 100000000) and, on the jax
+    path, sizes beyond 2**24, where its float32 fit is biased; the multinomial's cells were checked, the Gaussian's
+    not."""
+    import jax
+
+    from collapse_jax import _native
+
+    if backend == "native" and _native.resolve_backend("auto") != "native":
+        pytest.skip("needs the native kernels")
+    spec = sweep_spec.parse(SMALL.replace('"multinomial"', '"gaussian"').replace(
+        "replicates = 4", f'replicates = 4\nbackend = "{backend}"').replace("n0 = [10, 20]", "n0 = [10, 100000001]"))
+    want = "n_t = 100000001 is not a float32 number" if backend == "native" else "n up to 1e\\+08 exceeds 2\\*\\*24"
+    with jax.enable_x64(False), pytest.raises(ValueError, match=want):
+        sweep.check_plan(spec)
+    sweep.check_plan(spec)  # float64 counts them exactly
+
+
+@pytest.mark.parametrize("option", ["cells_per_chunk", "memory_budget"])
+def test_run_refuses_zero_chunks_and_budgets(option, tmp_path):
+    """``sweep.run(..., cells_per_chunk=0)`` ran with the specification's (``0 or spec's``), where the command line
+    refuses 0 (a user trial, 2026-12-06)."""
+    with pytest.raises(ValueError, match=f"^{option} must be an integer >= 1, got 0$"):
+        sweep.run(sweep_spec.parse(SMALL), tmp_path, progress=False, **{option: 0})
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_store_half_built_by_a_killed_run_is_removed(tmp_path):
+    """A SIGKILL while the store was built left ``.dataset.zarr.<hex>.tmp`` for good (nothing raised to remove it),
+    and manifest.json listed its files (a user trial, 2026-12-06)."""
+    out = tmp_path / "o"
+    stale = out / f".{sweep.STORE}.0123abcd.tmp"
+    stale.mkdir(parents=True)
+    (stale / "zarr.json").write_text("{}")
+    assert _sweep_cli(tmp_path, SMALL, out) == 0
+    assert not stale.exists()
+    assert sweep.cells_done(out).all()
+    assert "tmp" not in (out / "manifest.json").read_text()
 
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "mean_sweep.py"
@@ -948,12 +1012,17 @@ def test_replace_consistency_boundary_is_drawn_for_replace_only(regime, drawn, t
     n_growth = alpha_decay on its panel whatever the regime; accumulate-subsample does not follow it."""
     spec = sweep_spec.parse(f'simulator = "multinomial"\nreplicates = 3\n[fixed]\nsteps = 3\ncategories = 4\n'
                             f'regime = "{regime}"\n[grid]\nalpha_decay = [0.5, 1.0]\nn_growth = [0.0, 0.5]\n')
-    sweep.run(spec, tmp_path, progress=False)
-    figures = []
-    monkeypatch.setattr(phase, "_save", lambda fig, out, name: figures.append(fig) or out / f"{name}.png")
-    phase.plot_recursions(sweep.open_dataset(tmp_path), tmp_path, "x")
+    figures = _plotted(spec, tmp_path, monkeypatch, phase.plot_recursions)
     labels = [line.get_label() for ax in figures[0].axes for line in ax.get_lines()]
     assert any("consistency boundary" in label for label in labels) == drawn
+
+
+def test_a_grid_of_steps_is_titled_by_cell(tmp_path, monkeypatch):
+    """With steps on a grid axis the title said "T = 20" (the longest) for every row (a user trial, 2026-12-06)."""
+    spec = sweep_spec.parse('simulator = "multinomial"\nreplicates = 3\n[fixed]\ncategories = 4\n[grid]\n'
+                            'n_growth = [0.0, 1.0]\nsteps = [5, 20, 10]\n')
+    figures = _plotted(spec, tmp_path, monkeypatch, phase.plot_recursions)
+    assert "T = 5-20 (by cell), 3 replicates per cell, seed 0; categories = 4" in figures[0]._suptitle.get_text()
 
 
 def test_phase_plots_say_what_ran_and_draw_uneven_axes_cell_by_cell(tmp_path, monkeypatch):
