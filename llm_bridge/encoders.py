@@ -226,7 +226,9 @@ def load_failure(folder: Path, what: str, exc: Exception) -> ValueError:
     text = str(exc).lower()
     # the hint that fits the cause (it asked "is a file truncated or damaged?" of an unknown architecture and of a
     # config whose sizes the weights do not match; a user trial, 2026-12-06)
-    hint = ("config.json names an architecture this transformers version does not know" if "does not recognize" in text
+    hint = ("config.json's model type is not of the kind this loader takes (an encoder-decoder such as T5, say, "
+            "where a causal LM is wanted)" if "unrecognized configuration class" in text else
+            "config.json names an architecture this transformers version does not know" if "does not recognize" in text
             or "model_type" in text else
             "config.json and the weights disagree (sizes differ): they come from different models" if "mismatch" in text
             or "size" in text and "shape" in text else "is a file truncated or damaged?")

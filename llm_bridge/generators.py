@@ -139,6 +139,9 @@ def fit_prompts(prompts: list[list[int]], context_length: int, max_new_tokens: i
     """Cut each token prompt on the left so that prompt + ``max_new_tokens`` fits ``context_length``; warn once with
     the count of prompts cut. ``max_new_tokens`` must leave room for at least one prompt token."""
     room = context_length - max_new_tokens
+    if context_length < 2:  # (it asked for max_new_tokens <= 0, an option the user may never have typed)
+        raise ValueError(f"this model's context holds {context_length} token, the start token alone: it cannot "
+                         "sample (a context of at least 2 tokens can)")
     if room < 1:
         raise ValueError(f"max_new_tokens must be at most context_length - 1 = {context_length - 1} for this model, "
                          f"got {max_new_tokens}")

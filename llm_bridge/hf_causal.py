@@ -524,4 +524,29 @@ def hf_causal_lm(path: str | os.PathLike, *, device: str | None = None, dtype: A
         # nothing; a user trial, 2026-12-06)
         raise ValueError(f"model folder {str(folder)!r}: its tokenizer has {len(tokenizer):,} tokens but the model "
                          f"embeds only {rows:,} (config vocab_size); the tokenizer belongs to another model")
+    check_causal(model, folder)
     return HFCausalLM(model.to(device), tokenizer, name=f"hf:{folder.name}")
+
+
+def check_causal(model: Any, folder: Path) -> None:
+    """A ValueError naming ``folder`` unless ``model``'s prediction at a position ignores the tokens after it, tried
+    on two three-token inputs that differ in the last token only. A BERT folder (``BertForMaskedLM``) loaded
+    through ``AutoModelForCausalLM`` as a ``BertLMHeadModel`` with bidirectional attention, and only a log line of
+    transformers said so: its perplexities saw the tokens they scored (1.06 on a fine-tuned sentence) and its
+    samples came from a model that is not a language model (a user trial, 2026-12-06)."""
+    import torch
+
+    rows = model.get_input_embeddings().num_embeddings
+    if rows < 3:
+        return
+    ids = torch.tensor([[0, 1, 1], [0, 1, 2]], device=next(model.parameters()).device)
+    with torch.inference_mode():
+        first = model(input_ids=ids).logits[:, 0].float()
+    scale = 1.0 + float(first.abs().max())
+    tolerance = (1e-4 if model.dtype == torch.float32 or model.dtype == torch.float64 else 2e-2) * scale
+    if float((first[0] - first[1]).abs().max()) > tolerance:
+        architectures = getattr(model.config, "architectures", None) or [type(model).__name__]
+        raise ValueError(f"model folder {str(folder)!r} is not a causal LM: its prediction at the first position "
+                         f"changes with a later token (bidirectional attention; its config names "
+                         f"{', '.join(architectures)}); save a decoder-only model (GPT-2, Llama, ...), or for an "
+                         "encoder use llm_bridge.encoders")

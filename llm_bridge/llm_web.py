@@ -523,8 +523,11 @@ def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None =
     """
     if not isinstance(cfg, WebConfig):
         raise ValueError(f"cfg must be a WebConfig, got {type(cfg).__name__}")
-    if until is not None:
-        _checks.nonnegative_int("until", until)
+    if until is not None:  # (0 wrote a run of no steps, beyond T ran to the end: the nanoGPT's --until refuses
+        # both; a user trial, 2026-12-06)
+        if _checks.positive_int("until", until) > cfg.num_steps:
+            raise ValueError(f"until must be an integer from 1 to num_steps = {cfg.num_steps} (steps 0..until-1 run, "
+                             f"the rest left for a resume), got {until}")
     old = None if folder is None or not Path(folder).is_dir() else saved_config(folder)
     models = None
     if old is None:

@@ -274,6 +274,33 @@ def test_bad_folders(tmp_path, tiny_folder):
         hf_causal_lm(unknown)
 
 
+def test_models_that_are_not_causal_are_refused(tmp_path, tiny_folder):
+    """A user trial (2026-12-06): a BERT masked-LM folder loaded as a "causal" BertLMHeadModel with bidirectional
+    attention (its perplexity saw the tokens it scored); a T5 folder was asked whether a file was damaged."""
+    import torch
+    import transformers
+
+    from llm_bridge.hf_causal import hf_causal_lm
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(tiny_folder))
+    torch.manual_seed(0)
+    bert = tmp_path / "bert"
+    transformers.BertForMaskedLM(transformers.BertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64)).save_pretrained(str(bert))
+    tokenizer.save_pretrained(str(bert))
+    with pytest.raises(ValueError, match=r"bert' is not a causal LM: its prediction at the first position changes "
+                                         r"with a later token .*BertForMaskedLM"):
+        hf_causal_lm(bert)
+    t5 = tmp_path / "t5"
+    transformers.T5ForConditionalGeneration(transformers.T5Config(
+        vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=2)).save_pretrained(str(t5))
+    tokenizer.save_pretrained(str(t5))
+    with pytest.raises(ValueError, match=r"t5' could not be loaded .*; config.json's model type is not of the kind "
+                                         r"this loader takes"):
+        hf_causal_lm(t5)
+
+
 @pytest.mark.parametrize("device, match", [
     ("banana", "device must be a torch device such as 'cpu' or 'cuda:0', got 'banana'"),
     (3, "device must be a torch device"),

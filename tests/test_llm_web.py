@@ -123,6 +123,15 @@ def test_prompt_holds_as_many_retrieved_texts_as_the_context_allows(context_run)
         llm_web.fit_context(model, texts, "x" * 300, " ", new)
 
 
+@pytest.mark.parametrize("until", [0, -1, TINY["num_steps"] + 1])
+def test_until_outside_the_steps_is_refused_before_the_folder(until, tmp_path):
+    """A user trial (2026-12-06): until = 0 wrote a run of no steps and until beyond T ran to the end, where the
+    nanoGPT's --until refuses both."""
+    with pytest.raises(ValueError, match=r"until must be an integer"):
+        llm_web.run(llm_web.WebConfig(**TINY), tmp_path / "run", until=until)
+    assert not (tmp_path / "run").exists()
+
+
 def test_killed_context_run_resumes_to_the_same_result(context_run, tmp_path):
     folder = _with_base(context_run, tmp_path / "resumed")
     cfg = llm_web.WebConfig(**TINY)

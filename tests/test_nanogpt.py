@@ -501,6 +501,9 @@ def test_perplexity_with_a_one_token_context():
     res = model.perplexity(["abc"])
     assert res.tokens.tolist() == [3]
     np.testing.assert_array_equal(res.nll, model.perplexity(["abc"], stride=1).nll)
+    # it cannot sample: said as such, not as "max_new_tokens must be at most 0" (a user trial, 2026-12-06)
+    with pytest.raises(ValueError, match="this model's context holds 1 token, the start token alone: it cannot"):
+        model.generate(["a"], Sampling(max_new_tokens=1))
 
 
 def test_score_windows_cover_each_token_once():
