@@ -50,8 +50,9 @@ from collapse_jax.replicates import is_prng_key, padded_count, replicate_keys, r
 
 @dataclass(frozen=True)
 class GMMNetworkConfig:
-    """Everything that defines one GMM network (validated by :func:`make_config`): the sizes and flags that
-    :attr:`static` passes to the compiled kernels, and the values :func:`make_params` resolves into :class:`Params`.
+    """Everything that defines one GMM network (validated by :func:`make_config`, or when first used if built
+    directly: :func:`checked`): the sizes and flags that :attr:`static` passes to the compiled kernels, and the
+    values :func:`make_params` resolves into :class:`Params`.
 
     Attributes:
       mu: component means, ``num_components`` tuples of length ``dim``.
@@ -195,7 +196,17 @@ def make_config(*, mu=((-5.0,), (5.0,)), sigma=((1.0,),), num_models=3, points_p
                            dirichlet_a=a, num_steps=T, eps=eps, num_human=m0, pi_ref=pi_ref, alpha=alpha, c=c,
                            record_pi=bool(record_pi), record_d=bool(record_d), initial_weights=initial_weights)
     step_schedule(cfg)  # B c_t < 1 at every step: refused here, before a run folder or any compute
+    object.__setattr__(cfg, "_validated", True)  # (not a field: equality, hashing and static keys ignore it)
     return cfg
+
+
+def checked(config) -> GMMNetworkConfig:
+    """``config`` as :func:`make_config` validates it: a configuration built directly (``GMMNetworkConfig(...)``)
+    went unchecked into the kernels (a negative variance gave numpy's LinAlgError, ``mu=[-5, 5]`` a TypeError; a user
+    trial, 2026-12-06), so it is validated here once, naming the parameter."""
+    if not isinstance(config, GMMNetworkConfig):
+        raise ValueError(f"config must be a GMMNetworkConfig (use make_config), got {type(config).__name__}")
+    return config if config.__dict__.get("_validated") else make_config(**_as_kwargs(config))
 
 
 # The longest horizon a configuration takes (its schedules are stored as tuples of T floats); the theory's too.
@@ -343,8 +354,7 @@ class Params(NamedTuple):
 
 def make_params(config: GMMNetworkConfig) -> Params:
     """A configuration's values as :class:`Params` (NumPy float64, ``num_draws`` int32), resolved in float64."""
-    if not isinstance(config, GMMNetworkConfig):
-        raise ValueError(f"config must be a GMMNetworkConfig (use make_config), got {type(config).__name__}")
+    config = checked(config)
     sched = step_schedule(config)
     chol = np.linalg.cholesky(np.asarray(config.sigma, np.float64))
     B, n = config.num_components, config.num_models
@@ -637,6 +647,7 @@ def run_network(key: jax.Array, cfg: GMMNetworkConfig, *, params: Params | None 
                 backend: str = "auto") -> Record:
     """Simulate one network for all steps; records for t = 0..T (leading axis T+1). Pure, jit- and vmap-able in
     ``key``; ``params`` (NumPy, default :func:`make_params` of ``cfg``) are constants."""
+    cfg = checked(cfg)
     backend = resolve_backend(backend)
     if not is_prng_key(key):  # (an int gave JAX's "invalid PRNG key data"; an int dtype failed after tracing)
         raise ValueError(f"key must be a PRNG key, e.g. jax.random.key(0), got {type(key).__name__}")
@@ -907,8 +918,7 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     """
     R = _checks.positive_int("num_replicates", num_replicates)
     first = _checks.replicate_range(first_replicate, R)
-    if not isinstance(config, GMMNetworkConfig):
-        raise ValueError(f"config must be a GMMNetworkConfig (use make_config), got {type(config).__name__}")
+    config = checked(config)
     cells, grid = _cells(params, config)
     backend = backend_for(config, backend)
     if backend == "pallas":

@@ -64,6 +64,8 @@ def num_draws(beta: float, size) -> np.ndarray:
     disagreed at such steps: a ``1e-9`` nudge in one, none in the other)."""
     b = Fraction(repr(_checks.in_interval("beta", beta, 0.0, 1.0, low_open=True)))
     sizes = np.asarray(size)
+    if sizes.size and not (np.all(sizes >= 0) and np.all(np.floor(sizes) == sizes)):  # (-9 gave -5, 2.5 ran as 2)
+        raise ValueError(f"size must hold whole numbers >= 0 (internet sizes), got {size!r}")
     return np.array([math.floor(b * int(s)) for s in sizes.reshape(-1)], np.int64).reshape(sizes.shape)
 
 
@@ -185,6 +187,9 @@ def mean_field(pi0, *, points_per_step: int, beta: float, num_steps: int, num_hu
     ``pibar(t) = (m0 pi_ref + L sum_{t' < t} sum_i E[Pi_i(t')]) / |A(t)|`` (each point carries its generator's weights;
     human points carry ``pi_ref``). Exact for the expectation of the linearised network (``docs/gmm_theory.md``, Sec. 2).
     """
+    if np.ndim(pi0) != 2:  # ("must have shape (?, ?)": a user trial, 2026-12-06)
+        raise ValueError(f"pi0 must hold each model's mixture weights, shape (num_models, num_components), got shape "
+                         f"{np.shape(pi0)}")
     pi0 = _checks.finite_array("pi0", pi0, shape=(None, None))
     n, B = pi0.shape
     for i, row in enumerate(pi0):

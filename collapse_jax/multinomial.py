@@ -921,8 +921,10 @@ def expected_inverse_kept(n: float, kappa: float) -> float:
     while the mean ``mu = n kappa`` is below 10^6; from there (the sum's cost grows as ``sqrt(mu)``: 8.6 s and 4e7
     terms at n = 10^12) the series ``E[1/N] = (1/mu) sum_k (-1)^k m_k / mu^k`` in the central moments ``m_k`` up to
     the fifth, whose first term left out (``m_6 / mu^6 <= 15 / mu^3``) is below float64 rounding there, and
-    ``P(N = 0) <= e^-mu`` is 0."""
-    n, kappa = int(n), float(kappa)
+    ``P(N = 0) <= e^-mu`` is 0. ``n`` a whole number >= 1, ``kappa`` in (0, 1] (N > 0 must be possible; 0 gave NaN
+    with a RuntimeWarning, a NaN a ValueError naming nothing, 2.5 ran as 2: a user trial, 2026-12-06)."""
+    n = int(_checks.positive_whole("n", n))
+    kappa = _checks.in_interval("kappa", kappa, 0.0, 1.0, low_open=True)
     if kappa >= 1.0:
         return 1.0 / n
     mean, sd = n * kappa, math.sqrt(n * kappa * (1 - kappa))
@@ -1017,6 +1019,7 @@ def adaptive_alpha(p, f: Callable[[float], float], n, *, regime: str = "replace"
 
 def theory_risk(p, alpha, n, config: MultinomialConfig = MultinomialConfig()) -> np.ndarray:
     """The exact recurrence for ``config.regime`` (replace, accumulate, filter or accumulate-subsample)."""
+    _checks.instance("config", config, MultinomialConfig)  # (a regime name gave an AttributeError; a user trial)
     if config.regime == "replace":
         return replace_risk(p, alpha, n)
     if config.regime == "accumulate":

@@ -445,6 +445,19 @@ def test_an_internet_too_large_for_the_native_kernel():
             gn.simulate(0, cfg, 1, backend="native")
 
 
+def test_configs_built_directly_are_validated_when_used():
+    """A user trial (2026-12-06): ``GMMNetworkConfig(...)`` skipped make_config's checks (a negative variance gave
+    numpy's LinAlgError, ``mu=[-5, 5]`` a TypeError)."""
+    with pytest.raises(ValueError, match="sigma must be positive definite"):
+        gn.simulate(0, gn.GMMNetworkConfig(sigma=((-1.0,),), num_steps=5), 4, progress=False)
+    with pytest.raises(ValueError, match="beta must lie in"):
+        gn.make_params(gn.GMMNetworkConfig(beta=1.5, num_steps=5))
+    with pytest.raises(ValueError, match="num_models must be"):
+        gn.run_network(jax.random.key(0), gn.GMMNetworkConfig(num_models=0, num_steps=5))
+    direct = gn.simulate(0, gn.GMMNetworkConfig(mu=[-5, 5], num_steps=5), 4, progress=False)  # as make_config reads it
+    np.testing.assert_array_equal(direct.dnorm, gn.simulate(0, gn.make_config(num_steps=5), 4, progress=False).dnorm)
+
+
 def test_bad_replicate_counts():
     cfg = small_config()
     with pytest.raises(ValueError, match="num_replicates must be an integer >= 1"):

@@ -365,6 +365,11 @@ def test_asymptotic_law_values_inside_its_domain():
     (lambda: gt.second_moment(num_models=100_000, num_steps=1), "num_models = 100,000 needs about"),
     (lambda: gt.num_draws(-1, [10]), r"beta must lie in \(0\.0, 1\.0\]"),
     (lambda: gt.num_draws(np.nan, [10]), "beta must"),
+    # a user trial (2026-12-06): -9 gave -5, 2.5 ran as 2, a 1-D pi0 was told "shape (?, ?)"
+    (lambda: gt.num_draws(0.5, [-9]), "size must hold whole numbers >= 0"),
+    (lambda: gt.num_draws(0.5, [2.5]), "size must hold whole numbers >= 0"),
+    (lambda: gt.mean_field_dnorm([0.5, 0.5], points_per_step=3, beta=0.5, num_steps=5),
+     r"pi0 must hold each model's mixture weights, shape \(num_models, num_components\), got shape \(2,\)"),
     (lambda: gt.contraction_factor(3, 2.0), r"alpha must lie in \[0\.0, 1\.0\]"),
     (lambda: gt.geometric_sums(np.nan, 0.1), "k must"),
     (lambda: gt.ownership_matrix([], 1.0), "mu must hold at least one"),

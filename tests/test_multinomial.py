@@ -626,6 +626,15 @@ def test_the_theory_refuses_what_the_simulators_refuse():
     """An audit (2026-12-02): the exact recurrences took p off the simplex (negative risks), NaN and K = 1; with x64
     on, n_t above 2**53 ran (mean losses 1.1-9x the exact risk at 1e17-1e20)."""
     alpha, n = S.constant_alpha(0.5, 3), np.full(4, 10)
+    # a user trial (2026-12-06): kappa = 0 and n = 0 gave NaN, a NaN kappa a message naming nothing, n = 2.5 ran as
+    # 2, a regime name for the config an AttributeError
+    for args, message in [((10, 0.0), r"kappa must lie in \(0\.0, 1\.0\]"), ((10, np.nan), "kappa must"),
+                          ((0, 0.5), "n must be a whole number >= 1"), ((2.5, 0.5), "n must be a whole number")]:
+        with pytest.raises(ValueError, match=message):
+            M.expected_inverse_kept(*args)
+    assert M.expected_inverse_kept(10.0, 1.0) == 0.1
+    with pytest.raises(ValueError, match="config must be a MultinomialConfig, got 'replace'"):
+        M.theory_risk([0.5, 0.5], alpha, n, "replace")
     for p, message in [([0.5, 0.9], "p must lie on the simplex"), ([np.nan, 1.0], "p must contain only finite"),
                        ([1.0], "K >= 2")]:
         for fn in (lambda p: M.replace_risk(p, alpha, n), lambda p: M.accumulate_risk(p, alpha, n),
