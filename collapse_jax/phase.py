@@ -404,6 +404,7 @@ def plot(name: str, ds, out: str | Path) -> list[Path]:
             raise ValueError(f"no phase-diagram plot: its axes need at least 2 values each, and {', '.join(short)} "
                              "has one")
         return plot_recursions(ds, out, name)
-    raise ValueError(f"no phase-diagram plot for a {ds.attrs.get('simulator')} sweep over {axes}: plots are drawn for "
+    every = list(ds["cell_done"].dims)  # (regime too: it read "over ['dim']" for a regime x dim grid; a user trial)
+    raise ValueError(f"no phase-diagram plot for a {ds.attrs.get('simulator')} sweep over {every}: plots are drawn for "
                      "gmm-network and sigma-blocks sweeps, and for the recursions' sweeps (multinomial, gaussian, "
                      "logistic, mixture: a relative loss) over two grid axes besides regime")

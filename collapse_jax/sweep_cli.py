@@ -232,9 +232,8 @@ def cmd_phase(args) -> int:
 
     size = cli_options.config_from_args(PhaseOptions, args)
     text = phase.spec_text(args.name, replicates=size.replicates, steps=size.steps, seed=size.seed)
-    if args.print_spec:
-        print(text)
-        return 0
+    if args.print_spec:  # shown, then checked: a specification that cannot run is printed with its error and exit
+        print(text)     # status 2 (it was printed as if it could; a user trial, 2026-12-06)
     try:
         spec = sweep_spec.parse(text, name=f"phase {args.name}")
     except sweep_spec.SpecError as exc:  # a line of the built-in text the user never saw: name the flag they gave
@@ -244,6 +243,8 @@ def cmd_phase(args) -> int:
             raise
         raise ValueError(f"{flags[found[1]]} {found[2]} (the built-in specification's {found[1]}; --print-spec "
                          "shows it)") from None
+    if args.print_spec:
+        return 0
     return _execute(spec, args, f"phase-{args.name}")
 
 

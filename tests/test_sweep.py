@@ -510,6 +510,10 @@ def test_messages_from_a_user_trial_name_the_flag_the_field_and_the_cell(tmp_pat
     assert cli_main(["phase", "gmm-n-B", "--steps", "2000000", "--out", str(tmp_path / "o")]) == 2
     assert re.search(r"error: --steps must be in \[1, 1000000\], got 2000000 \(the built-in specification's "
                      r"fixed.num_steps; --print-spec shows it\)", capsys.readouterr().err)
+    # --print-spec printed it as if it could run (a user trial, 2026-12-06): shown, then refused
+    assert cli_main(["phase", "gmm-n-B", "--steps", "2000000", "--print-spec"]) == 2
+    shown = capsys.readouterr()
+    assert "num_steps = 2000000" in shown.out and "error: --steps must be in [1, 1000000]" in shown.err
     with pytest.raises(sweep_spec.SpecError, match=r"line 6: grid.n0: range of an integer parameter takes integer "
                                                    r"start, stop and step, got \[10, 20, 2.5\]"):
         sweep_spec.parse(SMALL.replace("n0 = [10, 20]", "n0 = { range = [10, 20, 2.5] }"))
@@ -533,6 +537,12 @@ def test_messages_from_a_user_trial_name_the_flag_the_field_and_the_cell(tmp_pat
                                          "gmm-network and sigma-blocks sweeps, and for the recursions' sweeps "
                                          r"\(multinomial, gaussian, logistic, mixture: a relative loss\)"):
         phase.plot("x", sweep.open_dataset(tmp_path / "lr"), tmp_path)
+    # every axis named, regime too (it read "over ['dim']" for a regime x dim grid; a user trial, 2026-12-06)
+    by_regime = sweep_spec.parse('simulator = "linear-regression"\nreplicates = 5\n[grid]\n'
+                                 'regime = ["replace", "accumulate"]\ndim = [2, 5]\n')
+    sweep.run(by_regime, tmp_path / "lr2", progress=False)
+    with pytest.raises(ValueError, match=r"linear-regression sweep over \['regime', 'dim'\]: plots"):
+        phase.plot("x", sweep.open_dataset(tmp_path / "lr2"), tmp_path)
 
 
 def _plotted(spec, tmp_path, monkeypatch, plot=None) -> list:
