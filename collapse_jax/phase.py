@@ -203,7 +203,11 @@ def _cell_positions(values) -> tuple[np.ndarray, list[str] | None]:
 
 def _short_labels(values) -> list[str]:
     """The values with the fewest significant digits (3 at least) that still tell them apart: ``:g``'s six gave
-    "0.214286 0.428571 ..." for ``linspace = [0.0, 1.5, 8]``, labels that ran into each other (a user trial)."""
+    "0.214286 0.428571 ..." for ``linspace = [0.0, 1.5, 8]``, labels that ran into each other (a user trial). Whole
+    numbers below a million as integers (``n0 = 1000`` read "1e+03"; a user trial, 2026-12-06)."""
+    whole = np.asarray(values, np.float64)
+    if np.all(np.isfinite(whole)) and np.all(whole == np.round(whole)) and np.all(np.abs(whole) < 1e6):
+        return [str(int(a)) for a in whole]
     for digits in range(3, 18):
         labels = [f"{float(a):.{digits}g}" for a in values]
         if len(set(labels)) == len(set(np.asarray(values, np.float64).tolist())):

@@ -1072,6 +1072,7 @@ def test_phase_plots_say_what_ran_and_draw_uneven_axes_cell_by_cell(tmp_path, mo
     assert phase._cell_positions(np.linspace(0.0, 1.5, 8))[1] == ["0", "0.214", "0.429", "0.643", "0.857", "1.07",
                                                                   "1.29", "1.5"]
     assert phase._cell_positions(np.array([100.0, 100.5, 101.0]))[1] == ["100", "100.5", "101"]  # told apart
+    assert phase._cell_positions(np.array([10, 1000, 20000]))[1] == ["10", "1000", "20000"]  # (was 1e+03, 2e+04)
 
 
 @pytest.mark.parametrize("simulator", sorted(MODELS))
