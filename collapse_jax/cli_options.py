@@ -55,16 +55,19 @@ def add_run_options(parser, *, suppress: bool = False) -> None:
 
     A command for which ``--x64`` or ``--backend`` means something else sets ``run_option_notes`` (a dict from
     ``"x64"`` / ``"backend"`` to a sentence) with ``set_defaults``: its help shows that sentence instead, and a
-    ``--backend`` other than auto is refused there (:func:`apply_run_options`), not silently ignored."""
+    ``--backend`` other than auto is refused there (:func:`apply_run_options`), not silently ignored; ``"jax_only"``
+    (a sentence) marks a command whose simulators have only JAX kernels: its help says so and ``--backend native``
+    is refused."""
     keep = {"default": argparse.SUPPRESS} if suppress else {}
     notes = parser.get_default("run_option_notes") or {}
     g = parser.add_argument_group("computation (any command; before or after its name)")
     g.add_argument("--x64", action="store_true", help=notes.get("x64", "compute in float64 (default float32)"),
                    **keep)
+    jax_only = f"{notes['jax_only']}: auto or jax runs it" if "jax_only" in notes else None
     g.add_argument("--backend", choices=["auto", "native", "jax"], **(keep or {"default": "auto"}),
-                   help=notes.get("backend", "simulator kernels: native (C++, CPU), jax (portable pure JAX, any "
-                                             "device), or auto: native on a CPU where it builds (default auto; "
-                                             "simulators with only a JAX kernel run it)"))
+                   help=notes.get("backend", jax_only or "simulator kernels: native (C++, CPU), jax (portable pure "
+                                                         "JAX, any device), or auto: native on a CPU where it builds "
+                                                         "(default auto; simulators with only a JAX kernel run it)"))
     g.add_argument("--progress", dest="progress", action="store_true", **(keep or {"default": None}),
                    help="show progress bars (default: shown unless COLLAPSE_JAX_PROGRESS=0)")
     g.add_argument("--no-progress", dest="progress", action="store_false", **keep, help="hide progress bars")
@@ -78,6 +81,9 @@ def apply_run_options(args: argparse.Namespace) -> None:
     notes = getattr(args, "run_option_notes", None) or {}
     if "backend" in notes and args.backend != "auto":
         raise ValueError(f"--backend {args.backend} does not apply here: {notes['backend']}")
+    if "jax_only" in notes and args.backend == "native":  # (it ran the JAX kernel and recorded "native" in
+        # config.json; a user trial, 2026-12-06)
+        raise ValueError(f"--backend native does not apply here: {notes['jax_only']}; --backend jax (or auto) runs it")
     if args.x64:
         import jax
 

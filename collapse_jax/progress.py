@@ -1,8 +1,9 @@
 """Progress bars for long runs (tqdm), shown per chunk of steps or replicates, never inside a kernel.
 
-Set ``COLLAPSE_JAX_PROGRESS=0`` to silence them (the tests do), or :func:`set_enabled` (the command line's
-``--progress`` / ``--no-progress``), which wins over the environment. A run made of several calls that each show a
-bar (a command's batches of replicates) shows one bar over all of them with :func:`overall`.
+Set ``COLLAPSE_JAX_PROGRESS=0`` (or ``false``, ``no``, ``off``, in any case) to silence them (the tests do), or
+:func:`set_enabled` (the command line's ``--progress`` / ``--no-progress``), which wins over the environment. A run
+made of several calls that each show a bar (a command's batches of replicates) shows one bar over all of them with
+:func:`overall`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ def set_enabled(show: bool | None) -> None:
 def enabled() -> bool:
     if _OVERRIDE[0] is not None:
         return _OVERRIDE[0]
-    return os.environ.get("COLLAPSE_JAX_PROGRESS", "1") not in ("0", "false", "no", "")
+    # any case, and "off" too ("OFF", "False" left the bars on; a user trial, 2026-12-06)
+    return os.environ.get("COLLAPSE_JAX_PROGRESS", "1").strip().lower() not in ("0", "false", "no", "off", "")
 
 
 _OVERALL: list[tuple[str, tqdm | Part]] = []  # (unit, bar) of the open :func:`overall` blocks, innermost last

@@ -125,3 +125,13 @@ def test_messages_name_flags_as_typed():
     assert opts.with_flags("steps must be >= 1; lower gmm_steps", args) == "--steps must be >= 1; lower --gmm-steps"
     assert opts.with_flags("counts beyond 2**24; use backend='native' (a CPU)", args) == \
         "counts beyond 2**24; use --backend native (a CPU)"
+
+
+@pytest.mark.parametrize("value, shown", [("0", False), ("false", False), ("FALSE", False), ("No", False),
+                                          ("off", False), (" Off ", False), ("", False), ("1", True), ("yes", True)])
+def test_the_progress_variable_reads_any_case(value, shown, monkeypatch):
+    """A user trial (2026-12-06): COLLAPSE_JAX_PROGRESS=OFF, FALSE or off left the bars on."""
+    from collapse_jax import progress
+
+    monkeypatch.setenv("COLLAPSE_JAX_PROGRESS", value)
+    assert progress.enabled() is shown

@@ -137,7 +137,7 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     # 2026-12-05, a user trial: inf passed the range check, then failed as a rank-deficient Gram naming no option
     (["sigma-precision", "--dims", "8", "--condition-number", "inf"], r"--condition-number must lie in \[1.0, "),
     # an option that is no config field is named as its flag too (it read "until must be ...")
-    (["llm-web", "--until", "-1"], "error: --until must be an integer >= 0, got -1"),
+    (["llm-web", "--until", "-1"], "error: --until must be an integer >= 1, got -1"),
     (["recursions-w2", "--sizes", "1"], "error: --sizes: every M must be"),  # (a field name then a colon: 2026-12-05)
     (["gmm-network", "--seed", str(2**63)], r"seed must be an integer in \[0, 2\*\*63 - 1\]"),
     (["validate", "--replicates", "1"], "replicates must be an integer >= 2"),
@@ -145,6 +145,11 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["validate", "--replicates", "10000000000000"], r"--replicates must be at most 2\*\*32"),  # (2026-12-05: it
     # wrote the run folder's config.json, then named first_replicate + num_replicates)
     (["validate", "--steps", "5"], "steps must be an integer >= 20"),   # (a third audit: false "no" rows at T = 2)
+    # a user trial (2026-12-06): refused after the run folder existed, as "n_t ... exceeds 2**53 ... lower n_t"
+    # a user trial (2026-12-06): it ran the JAX kernel with config.json saying "native"
+    (["recursions-linreg", "--backend", "native"], "--backend native does not apply here: the linear-regression "
+                                                   "recursion has only a JAX kernel"),
+    (["validate", "--steps", "189"], r"--steps must be at most 188 \(a check's sizes n_t = 10 \* 1.2\^t"),
     # a third audit (2026-12-04): an empty --ratios / --blocks, repeated dims / families
     (["sigma-precision", "--dims", "8", "--ratios="], "ratios must name at least one block size ratio"),
     (["sigma-precision", "--dims", "8", "--blocks="], "blocks must name at least one count"),

@@ -4,9 +4,12 @@ command, docs/validation.md)."""
 import re
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from collapse_jax import linear_regression
+from collapse_jax import multinomial as M
+from collapse_jax import schedules as S
 from collapse_jax import validate as V
 
 
@@ -131,3 +134,16 @@ def test_the_command_exits_1_when_an_exact_row_disagrees(monkeypatch, tmp_path, 
         cfg = validate_cmd.ValidateConfig(replicates=10)
         assert validate_cmd.run(cfg, str(tmp_path / f"{kind}-{agree}")) == status, (kind, agree)
         assert ("exact rows that disagree: [1]" in capsys.readouterr().err) == (status == 1)
+
+
+def test_the_command_s_step_limit_is_the_geometric_row_s():
+    """validate_cmd.MAX_STEPS is written out (its --help must not import JAX): it must be validate's, the last T at
+    which the geometric row's n_t = 10 * 1.2^t is a whole float64 number the simulator takes."""
+    from collapse_jax.experiments import validate_cmd
+
+    assert validate_cmd.MAX_STEPS == V.MAX_STEPS == 188
+    n = S.geometric_size(V.GEOMETRIC_BASE, V.GEOMETRIC_RATE, V.MAX_STEPS)
+    M.check_counts(n, "replace", "jax")
+    with pytest.raises(ValueError, match="exceeds 2"):
+        M.check_counts(S.geometric_size(V.GEOMETRIC_BASE, V.GEOMETRIC_RATE, V.MAX_STEPS + 1), "replace", "jax")
+

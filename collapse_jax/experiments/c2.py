@@ -261,7 +261,7 @@ def run(cfg: C2Config, out: str | None) -> int:
         "multinomial": "||p_hat_t - p||^2, p ~ Dirichlet(1) (see config)",
         "gaussian": "(mu_hat - mu)^2 + (sigma_hat - sigma)^2 = W2^2, true N(0, 1)",
         "gmm": "W1 between true and fitted mixing measures (EM refit); true mixture in config",
-        "logistic": "||theta_hat_t - theta||^2 (intercept included), NaN after a failed fit; theory first-order"}
+        "logistic": "||theta_hat_t - theta||^2 (intercept included), NaN after a failed fit"}
     for m in models:   # the theory curves said nothing of themselves (a user trial, 2026-12-04)
         descriptions[m] += f"; {results[m][2]}"  # the run's tallies on the risk itself too (failed fits, EM caps)
         for i in results[m][1]:

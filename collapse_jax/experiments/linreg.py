@@ -122,4 +122,5 @@ def figure(errors: dict, theory: dict, bound: float, cfg: LinregConfig):
 
 def add_parser(sub) -> None:
     runs.add_command(sub, "recursions-linreg", LinregConfig, run, "seed 004: linear regression on its own labels, "
-                                                                  "replace vs accumulate (Gerstgrasser et al. 2024)")
+                                                                  "replace vs accumulate (Gerstgrasser et al. 2024)",
+                     run_option_notes={"jax_only": "the linear-regression recursion has only a JAX kernel"})

@@ -14,6 +14,7 @@ from collapse_jax.results import RunFolder, atomic_write_text
 
 
 MIN_STEPS = 20  # below this the asymptotic rows (Cor 3.2, Props 3.4, 3.7) fail by construction
+MAX_STEPS = 188  # validate.MAX_STEPS (not imported here: the command's --help would load JAX): n_t = 10 * 1.2^t
 
 
 @dataclass(frozen=True)
@@ -24,8 +25,10 @@ class ValidateConfig:
 
     replicates: int = field(default=4000, metadata={"help": "Monte Carlo replicates per checked statement",
                                                     "minimum": 2})
-    steps: int = field(default=30, metadata={"help": f"generations T of the multinomial checks, >= {MIN_STEPS} (the "
-                                                     "limit and asymptotic rows compare r_T with T -> infinity)"})
+    steps: int = field(default=30, metadata={"help": f"generations T of the multinomial checks, {MIN_STEPS} to "
+                                                     f"{MAX_STEPS} (the limit and asymptotic rows compare r_T with T "
+                                                     "-> infinity; a row's n_t = 10 * 1.2^t stays exact to "
+                                                     f"t = {MAX_STEPS})"})
     seed: int = 0
     doc: str = field(default="", metadata={"help": "also write the table to this file (the repository's own copy: "
                                                "--doc docs/validation.md)",
@@ -39,6 +42,9 @@ class ValidateConfig:
         if _checks.positive_int("steps", self.steps) < MIN_STEPS:  # at T = 2 r_T is 12 SE from r_inf: a false "no"
             raise ValueError(f"steps must be an integer >= {MIN_STEPS} (the fixed-alpha limit and the consistency / "
                              f"improvement rows compare r_T with its T -> infinity behaviour), got {self.steps}")
+        if self.steps > MAX_STEPS:  # (found only after the run folder existed, naming n_t; a user trial)
+            raise ValueError(f"steps must be at most {MAX_STEPS} (a check's sizes n_t = 10 * 1.2^t stay whole "
+                             f"float64 numbers, <= 2**53, up to t = {MAX_STEPS}), got {self.steps}")
         _checks.random_seed("seed", self.seed)
         if self.doc:  # checked now, not after minutes of checks (nor created: a typo'd folder is refused)
             doc = Path(self.doc)
