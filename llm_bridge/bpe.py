@@ -131,13 +131,26 @@ def byte_tokenizer() -> TextTokenizer:
     return TextTokenizer(tok, "byte")
 
 
+# The largest vocabulary train_bpe takes: the tokenizers trainer allocates about 70 bytes per slot up front, so
+# vocab_size = 10**9 aborted the process ("memory allocation of 70866960400 bytes failed"; a user trial, 2026-12-06).
+MAX_VOCAB = 2**21
+
+
+def check_vocab_size(vocab_size) -> int:
+    """``vocab_size`` of a BPE vocabulary checked: an integer in [257, :data:`MAX_VOCAB`]."""
+    vocab_size = _checks.positive_int("vocab_size", vocab_size)
+    if not 257 <= vocab_size <= MAX_VOCAB:
+        raise ValueError(f"vocab_size must be in [257, {MAX_VOCAB:,}] (256 bytes + {EOT}; the trainer allocates its "
+                         f"table up front), got {vocab_size:,}")
+    return vocab_size
+
+
 def train_bpe(texts: Sequence[str], vocab_size: int = 4096) -> TextTokenizer:
     """Byte-level BPE learnt from ``texts``: ``<|endoftext|>`` (id 0), the 256 byte symbols, then merges until
-    ``vocab_size`` tokens (fewer if the texts run out of pairs). Deterministic for the same texts."""
+    ``vocab_size`` tokens (fewer if the texts run out of pairs), 257 to :data:`MAX_VOCAB`. Deterministic for the
+    same texts."""
     items = check_texts(texts, allow_empty=False)
-    vocab_size = _checks.positive_int("vocab_size", vocab_size)
-    if vocab_size < 257:
-        raise ValueError(f"vocab_size must be >= 257 (256 bytes + {EOT}), got {vocab_size}")
+    vocab_size = check_vocab_size(vocab_size)
     tk = require("tokenizers")
     tok = _byte_level(tk.models.BPE())
     trainer = tk.trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOT], show_progress=False,

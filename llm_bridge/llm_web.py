@@ -51,6 +51,7 @@ import numpy as np
 from collapse_jax import _checks
 from collapse_jax.progress import bar
 from collapse_jax.results import RunFolder, atomic_savez, atomic_write_json, config_differences, read_json, read_npz
+from llm_bridge import bpe
 from llm_bridge.generators import Generator, Sampling
 
 MODES = ("context", "finetune")
@@ -113,7 +114,8 @@ class WebConfig:
         "help": "base nanoGPTs: context window in tokens, > --max-new-tokens"})
     tokenizer: str = field(default="bpe", metadata={
         "help": "base nanoGPTs: bpe (trained on each model's part) or byte", "choices": ("bpe", "byte")})
-    vocab_size: int = field(default=2048, metadata={"help": "base nanoGPTs: BPE vocabulary size, >= 257"})
+    vocab_size: int = field(default=2048, metadata={
+        "help": f"base nanoGPTs: BPE vocabulary size, 257 to {bpe.MAX_VOCAB:,}"})
     train_steps: int = field(default=400, metadata={"help": "base nanoGPTs: training steps each, >= 1"})
     train_batch: int = field(default=16, metadata={"help": "base nanoGPTs: windows per training step, >= 1"})
     train_lr: float = field(default=2e-3, metadata={"help": "base nanoGPTs: peak learning rate, > 0"})
@@ -173,8 +175,7 @@ class WebConfig:
                              f"{self.max_new_tokens}")
         if self.tokenizer not in ("bpe", "byte"):
             raise ValueError(f"tokenizer must be 'bpe' or 'byte', got {self.tokenizer!r}")
-        if _checks.positive_int("vocab_size", self.vocab_size) < 257:
-            raise ValueError(f"vocab_size must be >= 257 (256 bytes + EOT), got {self.vocab_size}")
+        bpe.check_vocab_size(self.vocab_size)
         if self.hf_dtype is not None and self.hf_dtype not in HF_DTYPES:
             raise ValueError(f"hf_dtype must be one of {', '.join(HF_DTYPES)}, got {self.hf_dtype!r}")
         if self.hf:

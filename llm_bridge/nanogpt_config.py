@@ -145,15 +145,14 @@ class DataConfig:
     unit: str = option("paragraph", "document unit of the stdlib corpus", choices=("paragraph", "sentence"))
     tokenizer: str = option("bpe", "byte-level BPE trained on the training documents, or plain bytes",
                             choices=bpe.KINDS)
-    vocab_size: int = option(4096, "BPE vocabulary size, >= 257")
+    vocab_size: int = option(4096, f"BPE vocabulary size, 257 to {bpe.MAX_VOCAB:,}")
 
     def __post_init__(self) -> None:
         if self.unit not in ("sentence", "paragraph"):
             raise ValueError(f"unit must be 'sentence' or 'paragraph', got {self.unit!r}")
         if self.tokenizer not in bpe.KINDS:
             raise ValueError(f"tokenizer must be one of {', '.join(bpe.KINDS)}, got {self.tokenizer!r}")
-        if _checks.positive_int("vocab_size", self.vocab_size) < 257:
-            raise ValueError(f"vocab_size must be >= 257 (256 bytes + EOT), got {self.vocab_size}")
+        bpe.check_vocab_size(self.vocab_size)
         if self.source != "stdlib":
             if not Path(self.source).expanduser().exists():
                 raise ValueError(f"source path {self.source!r} does not exist")  # (the CLI: --data path ...)

@@ -9,7 +9,8 @@ For a training stream ``w_1 .. w_N`` over a vocabulary of ``V`` token ids and a 
 The held-out perplexity of a stream ``u_1 .. u_M`` is ``exp(-(1/m) sum log p(u_i | ...))`` over its predicted tokens:
 ``u_1 .. u_M`` for the unigram model, ``u_2 .. u_M`` (each given the one before) for the bigram model.
 :func:`best_k` picks ``k`` from a grid by held-out perplexity itself, which makes the baseline optimistic (harder to
-beat), never easier. Counts are sparse (sorted pair codes), so ``V`` may be large.
+beat), never easier. The pair counts are sparse (sorted pair codes); the unigram and context counts are dense
+arrays of ``V`` numbers, so ``V`` is at most :data:`MAX_VOCAB` (2^40 asked for 8 TiB; a user trial, 2026-12-06).
 """
 
 from __future__ import annotations
@@ -37,8 +38,14 @@ def _tokens(name: str, tokens, vocab_size: int, minimum: int) -> np.ndarray:
     return arr.astype(np.int64)
 
 
+MAX_VOCAB = 2**26  # the dense counts: 512 MiB of float64 each
+
+
 def _check(train_tokens, heldout_tokens, vocab_size: int, order: int, k: float):
     vocab_size = _checks.positive_int("vocab_size", vocab_size)
+    if vocab_size > MAX_VOCAB:
+        raise ValueError(f"vocab_size must be at most 2**26 = {MAX_VOCAB:,} (dense counts of V numbers), got "
+                         f"{vocab_size:,}")
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order not in (1, 2):
         raise ValueError(f"order must be 1 (unigram) or 2 (bigram), got {order!r}")
     k = _checks.in_interval("k", k, 0.0, np.inf, low_open=True, high_open=True)

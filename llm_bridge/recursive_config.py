@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from collapse_jax import _checks, schedules
+from llm_bridge import bpe
 from llm_bridge.nanogpt_config import GPTConfig, TrainConfig
 
 
@@ -79,7 +80,7 @@ class RecursiveConfig:
         "help": "real documents for the filter's classifier, >= 4 (half fit, half measure type-I), and as many "
                 "synthetic ones (type-II)"})
     vocab_size: int = field(default=512, metadata={
-        "help": "BPE vocabulary, >= 257 (trained on generation 0's documents; the multinomial K)"})
+        "help": f"BPE vocabulary, 257 to {bpe.MAX_VOCAB:,} (trained on generation 0's documents; the multinomial K)"})
     num_layers: int = field(default=2, metadata={"help": "transformer blocks, >= 1", "flag": "layers"})
     num_heads: int = field(default=2, metadata={"help": "attention heads, >= 1, dividing --dim", "flag": "heads"})
     dim: int = field(default=64, metadata={"help": "embedding width, >= 1, a multiple of --heads"})
@@ -124,8 +125,7 @@ class RecursiveConfig:
             raise ValueError(f"n_growth must be one of {', '.join(N_GROWTH)}, got {self.n_growth!r}")
         _checks.in_interval("alpha", self.alpha, 0.0, 1.0)
         _checks.in_interval("gamma", self.gamma, 0.0, math.inf, high_open=True)
-        if _checks.positive_int("vocab_size", self.vocab_size) < 257:
-            raise ValueError(f"vocab_size must be >= 257 (256 bytes + EOT), got {self.vocab_size}")
+        bpe.check_vocab_size(self.vocab_size)
         self.gpt_config(self.vocab_size)            # model sizes, dropout, dtype
         self.train_config(self.seed)                # steps, batch, learning rate, warm-up, decay, seed
         _checks.in_interval("temperature", self.temperature, 0.0, math.inf, low_open=True, high_open=True)

@@ -63,6 +63,7 @@ def fit(real: Any, synthetic: Any, *, ridge: float = 1.0, max_iter: int = 50, to
         raise ValueError("synthetic must hold at least one embedding")
     ridge = _checks.in_interval("ridge", ridge, 0.0, math.inf, low_open=True, high_open=True)
     max_iter = _checks.positive_int("max_iter", max_iter)
+    tol = _checks.in_interval("tol", tol, 0.0, math.inf, high_open=True)  # (NaN warned "before reaching tol = nan")
     x = _design(np.concatenate([real, synthetic]).astype(np.float64))
     y = np.concatenate([np.ones(len(real)), -np.ones(len(synthetic))])
     penalty = np.full(x.shape[1], ridge)

@@ -21,6 +21,7 @@ coverage is reported as NaN.
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -96,11 +97,17 @@ def fit_shared_gmm(points: Any, num_components: int, *, seed: int = 0, iteration
     r_ilb``, ``mu_b = sum_il r_ilb x_il / sum_il r_ilb``, ``Sigma = sum_ilb r_ilb (x_il - mu_b)(x_il - mu_b)^T / N
     + ridge * tr(C) / dims * I`` (C: the points' covariance; the ridge keeps Sigma positive definite). Means start
     from k-means++ (``seed``), weights uniform; stops when the mean log-likelihood gains less than ``tol``.
-    Weights are floored at :data:`WEIGHT_FLOOR` and renormalised.
+    Weights are floored at :data:`WEIGHT_FLOOR` and renormalised. ``iterations`` >= 1, ``tol`` >= 0, ``ridge`` > 0
+    and ``seed`` an integer >= 0 are checked first (0 iterations returned uniform weights with a log-likelihood of
+    -inf, a NaN ridge NaN weights, ridge 0 a bare LinAlgError; a user trial, 2026-12-06).
     """
     x = _checks.finite_array("points", points)
     if x.ndim != 3:
         raise ValueError(f"points must have shape (num_models, num_samples, dims), got {x.shape}")
+    iterations = _checks.positive_int("iterations", iterations)
+    tol = _checks.in_interval("tol", tol, 0.0, math.inf, high_open=True)
+    ridge = _checks.in_interval("ridge", ridge, 0.0, math.inf, low_open=True, high_open=True)
+    seed = _checks.random_seed("seed", seed)
     n, L, d = x.shape
     B = _checks.positive_int("num_components", num_components)
     if B > n * L:
@@ -133,8 +140,12 @@ def fit_shared_gmm(points: Any, num_components: int, *, seed: int = 0, iteration
 def fit_weights(points: Any, means: np.ndarray, cov: np.ndarray, *, iterations: int = 200) -> np.ndarray:
     """Mixture weights (B,) of ``points`` (num_points, dims) under fixed components (EM on the weights alone),
     floored at :data:`WEIGHT_FLOOR` and renormalised."""
-    x = _checks.finite_array("points", points)
-    logn = _log_gauss(x, np.asarray(means, np.float64), np.asarray(cov, np.float64))
+    x = _checks.finite_array("points", points, shape=(None, None))
+    d = x.shape[1]  # (shapes that did not fit raised NumPy's broadcasting or solve errors; a user trial)
+    means = _checks.finite_array("means", means, shape=(None, d))
+    cov = _checks.spd_matrix("cov", cov, d)
+    iterations = _checks.positive_int("iterations", iterations)
+    logn = _log_gauss(x, means, cov)
     w = np.full(logn.shape[1], 1.0 / logn.shape[1])
     for _ in range(iterations):
         logp = logn + np.log(np.maximum(w, 1e-300))
@@ -176,7 +187,10 @@ def normalised(curve: Any) -> np.ndarray:
 
 def band(curves: Any, low: float = 0.05, high: float = 0.95) -> dict[str, np.ndarray]:
     """Quantiles ``low``, 0.5, ``high`` over the replicate axis of ``curves`` (num_replicates, T+1) (NaN rows
-    ignored; all NaN gives NaN)."""
+    ignored; all NaN gives NaN); ``0 <= low <= high <= 1``."""
+    low = _checks.in_interval("low", low, 0.0, 1.0)
+    if _checks.in_interval("high", high, 0.0, 1.0) < low:  # (low 0.9, high 0.1 was taken; a user trial)
+        raise ValueError(f"high must be >= low = {low}, got {high}")
     c = np.asarray(curves, np.float64)
     if np.all(np.isnan(c)):
         nan = np.full(c.shape[1:], np.nan)

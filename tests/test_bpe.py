@@ -70,8 +70,11 @@ def test_a_bpe_without_merges_reloads_as_bpe(tmp_path):
 
 
 def test_bad_input(tmp_path):
-    with pytest.raises(ValueError, match="vocab_size must be >= 257"):
+    with pytest.raises(ValueError, match=r"vocab_size must be in \[257, 2,097,152\]"):
         bpe.train_bpe(TEXTS, vocab_size=100)
+    # a user trial (2026-12-06): 10**9 aborted the process (the trainer allocated 70 GB up front)
+    with pytest.raises(ValueError, match=r"vocab_size must be in \[257, 2,097,152\] .*got 1,000,000,000"):
+        bpe.train_bpe(TEXTS, vocab_size=10**9)
     with pytest.raises(ValueError, match="texts must hold at least one text"):
         bpe.train_bpe([], vocab_size=300)
     with pytest.raises(ValueError, match=r"texts\[1\] must be a str"):

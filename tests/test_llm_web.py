@@ -297,6 +297,19 @@ def test_shared_gmm_fit_recovers_weights_of_separated_components():
     np.testing.assert_allclose(proxy.fit_weights(pts[1], fit.means, fit.cov)[order], truth[1], atol=0.06)
     proj = proxy.pca_basis(pts.reshape(-1, 2), 1)
     assert proj.basis.shape == (2, 1) and 0.5 < proj.explained[0] <= 1.0
+    # a user trial (2026-12-06): 0 iterations gave uniform weights and a log-likelihood of -inf, a NaN ridge NaN
+    # weights, ridge 0 a bare LinAlgError, seed 1.5 a SeedSequence TypeError; fit_weights broadcast mismatched shapes
+    for kwargs, message in [(dict(iterations=0), "iterations must be an integer >= 1"),
+                            (dict(ridge=float("nan")), "ridge must lie in"), (dict(ridge=0.0), "ridge must lie in"),
+                            (dict(tol=-1.0), "tol must lie in"), (dict(seed=1.5), "seed must be an integer")]:
+        with pytest.raises(ValueError, match=message):
+            proxy.fit_shared_gmm(pts, 3, **kwargs)
+    with pytest.raises(ValueError, match=r"means must have shape \(\?, 2\)"):
+        proxy.fit_weights(pts[1], fit.means[:, :1], fit.cov)
+    with pytest.raises(ValueError, match="cov must be symmetric"):
+        proxy.fit_weights(pts[1], fit.means, np.array([[1.0, 0.5], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="high must be >= low = 0.9, got 0.1"):
+        proxy.band(np.ones((3, 4)), low=0.9, high=0.1)
 
 
 def test_fixed_start_gmm_network_starts_from_the_given_weights():

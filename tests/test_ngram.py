@@ -60,6 +60,7 @@ def test_bigram_beats_unigram_on_structured_text_and_best_k_is_best():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(vocab_size=0), "vocab_size"),
+    (dict(vocab_size=2**40), r"vocab_size must be at most 2\*\*26"),  # (8 TiB of dense counts: a user trial)
     (dict(order=3), "order"),
     (dict(k=0.0), "k must lie"),
     (dict(train_tokens=[0.5, 1.0]), "train_tokens"),

@@ -267,6 +267,9 @@ def test_classifier_separates_shifted_clouds_and_measures_its_errors():
         synthetic_filter.fit(real, syn, ridge=0.0)
     with pytest.raises(ValueError, match="synthetic"):
         synthetic_filter.fit(real, syn[:, :3])
+    for tol in (-1.0, float("nan")):  # (a NaN warned "stopped ... before reaching tol = nan"; a user trial)
+        with pytest.raises(ValueError, match="tol must lie in"):
+            synthetic_filter.fit(real, syn, tol=tol)
 
 
 def test_classifier_fits_that_fail_say_so():
