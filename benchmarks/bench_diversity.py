@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from collapse_jax.cli_options import output_file, positive_int
 from collapse_jax.results import atomic_write_json, environment_info
 from llm_bridge import corpus, diversity as dv, encoders
 
@@ -97,11 +98,14 @@ def median_length_repeated(texts):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--num-texts", type=int, default=10_000)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--encode", type=int, default=300, help="texts per set encoded with MiniLM")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_diversity.json"))
+    ap.add_argument("--num-texts", type=positive_int, default=10_000)
+    ap.add_argument("--repeats", type=positive_int, default=3)
+    ap.add_argument("--encode", type=positive_int, default=300, help="texts per set encoded with MiniLM, at most "
+                                                                     "--num-texts")
+    ap.add_argument("--out", type=output_file, default=str(Path(__file__).parent / "results" / "bench_diversity.json"))
     args = ap.parse_args(argv)
+    if args.encode > args.num_texts:  # (random.sample's "larger than population" after the model's load)
+        ap.error(f"--encode must be at most --num-texts = {args.num_texts}, got {args.encode}")
     os.environ.setdefault("COLLAPSE_JAX_PROGRESS", "0")
     load_before = os.getloadavg()
     t = time.perf_counter()

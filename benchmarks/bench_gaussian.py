@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from collapse_jax.cli_options import output_file, positive_int
+
 
 def numpy_losses(rng: np.random.Generator, replicates: int, generations: int, size: int,
                  alpha: float = 0.0) -> np.ndarray:
@@ -68,13 +70,14 @@ def timed(call, repeats: int) -> tuple[float, list[float], np.ndarray]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--replicates", type=int, default=200_000)
-    p.add_argument("--generations", type=int, default=30)
-    p.add_argument("--size", type=int, default=10, help="M, draws per generation (>= 2)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--replicates", type=positive_int, default=200_000)
+    p.add_argument("--generations", type=positive_int, default=30)
+    p.add_argument("--size", type=positive_int, default=10, help="M, draws per generation (>= 2)")
+    p.add_argument("--repeats", type=positive_int, default=3)
     p.add_argument("--alpha", type=float, default=0.0, help="fresh-data weight alpha_t for t >= 1 (0: pure synthetic)")
     p.add_argument("--backends", nargs="+", default=["native", "jax"], choices=["native", "jax"])
-    p.add_argument("--out", default=None, help="write the figures as JSON here")
+    p.add_argument("--out", type=output_file, default=None,
+                   help="write the figures as JSON here (default: none, printed only)")
     args = p.parse_args(argv)
 
     import jax

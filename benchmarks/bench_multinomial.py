@@ -39,6 +39,7 @@ from collapse_jax import multinomial as M  # noqa: E402
 from collapse_jax import schedules as S  # noqa: E402
 from collapse_jax.replicates import replicate_keys  # noqa: E402
 from collapse_jax._native import multinomial_engines as native_engines  # noqa: E402
+from collapse_jax.cli_options import output_file  # noqa: E402
 from collapse_jax.results import atomic_write_json, environment_info  # noqa: E402
 
 
@@ -90,10 +91,10 @@ def main(argv=None):
     ap.add_argument("--sizes", nargs="+", default=["fixed", "linear"],
                     help="fixed: n_t = 1000; fixed:N: n_t = N; linear: n_t = 100 (t+1); "
                          "big: n_t = 5000 (t+1) (1e6 at t = 199)")
-    ap.add_argument("--regimes", nargs="+", default=["replace", "accumulate"])
+    ap.add_argument("--regimes", nargs="+", default=["replace", "accumulate"], choices=M.REGIMES)
     ap.add_argument("--backends", nargs="+", default=["native"], choices=["native", "native-group", "jax"])
     ap.add_argument("--jax-max-replicates", type=int, default=10000)
-    ap.add_argument("--out", default=None,
+    ap.add_argument("--out", type=output_file, default=None,
                     help="JSON file to write (default benchmarks/results/multinomial-<time>.json)")
     args = ap.parse_args(argv)
     for name in ("steps", "categories", "repeats"):

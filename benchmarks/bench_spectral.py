@@ -32,6 +32,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from collapse_jax import _native, sigma_precision, spectral  # noqa: E402
+from collapse_jax.cli_options import output_file, positive_int  # noqa: E402
 from collapse_jax.results import atomic_write_json, environment_info  # noqa: E402
 
 
@@ -157,17 +158,18 @@ def block_kernel(args, rng):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--count", type=int, default=10_000, help="Gram matrices in the batched log-det")
-    p.add_argument("--xla-count", type=int, default=1000, help="matrices for XLA's batched Cholesky (slow)")
-    p.add_argument("--dim", type=int, default=384)
-    p.add_argument("--stream-n", type=int, default=1_000_000, help="embeddings streamed into one Gram")
-    p.add_argument("--chunk", type=int, default=32768, help="rows per streamed chunk")
-    p.add_argument("--kernel-blocks", type=int, default=6, help="blocks per engine in the block-kernel benchmark")
-    p.add_argument("--jax-blocks", type=int, default=1, help="blocks for the (slow on CPU) jax engine")
-    p.add_argument("--kernel-points", type=int, default=200_000, help="population rows for the block kernel")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--numpy-repeats", type=int, default=1, help="repeats of the (slow) NumPy loops")
-    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "bench_spectral.json"))
+    p.add_argument("--count", type=positive_int, default=10_000, help="Gram matrices in the batched log-det")
+    p.add_argument("--xla-count", type=positive_int, default=1000, help="matrices for XLA's batched Cholesky (slow)")
+    p.add_argument("--dim", type=positive_int, default=384)
+    p.add_argument("--stream-n", type=positive_int, default=1_000_000, help="embeddings streamed into one Gram")
+    p.add_argument("--chunk", type=positive_int, default=32768, help="rows per streamed chunk")
+    p.add_argument("--kernel-blocks", type=positive_int, default=6,
+                   help="blocks per engine in the block-kernel benchmark")
+    p.add_argument("--jax-blocks", type=positive_int, default=1, help="blocks for the (slow on CPU) jax engine")
+    p.add_argument("--kernel-points", type=positive_int, default=200_000, help="population rows for the block kernel")
+    p.add_argument("--repeats", type=positive_int, default=3)
+    p.add_argument("--numpy-repeats", type=positive_int, default=1, help="repeats of the (slow) NumPy loops")
+    p.add_argument("--out", type=output_file, default=str(Path(__file__).parent / "results" / "bench_spectral.json"))
     args = p.parse_args(argv)
     rng = np.random.default_rng(0)
     res = dict(load_average_before=os.getloadavg())

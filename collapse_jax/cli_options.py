@@ -10,6 +10,7 @@ import re
 import types
 import typing
 import warnings
+from pathlib import Path
 
 
 def _default(parser, value) -> str:
@@ -103,6 +104,18 @@ COMMON = {"seed": lambda parser, default, meta: add_seed(parser, *_help(meta), d
 
 def _help(meta) -> list[str]:
     return [meta["help"]] if "help" in meta else []
+
+
+def output_file(text: str) -> str:
+    """argparse ``type`` of a results file a benchmark writes at its end: a folder, or a path through a file, is a
+    usage error now, not an IsADirectoryError after minutes of timing (a user trial, 2026-12-06)."""
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file path, e.g. {str(path / 'result.json')!r}")
+    existing = next((p for p in path.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r}: {str(existing)!r} is a file, not a folder")
+    return text
 
 
 def positive_int(text: str) -> int:

@@ -135,3 +135,18 @@ def test_the_progress_variable_reads_any_case(value, shown, monkeypatch):
 
     monkeypatch.setenv("COLLAPSE_JAX_PROGRESS", value)
     assert progress.enabled() is shown
+
+
+def test_benchmark_outputs_are_checked_before_the_timing(tmp_path):
+    """A user trial (2026-12-06): a benchmark's --out that was a folder failed with IsADirectoryError after all its
+    timing."""
+    import argparse
+
+    from collapse_jax.cli_options import output_file
+
+    assert output_file(str(tmp_path / "new" / "r.json")) == str(tmp_path / "new" / "r.json")  # made when written
+    with pytest.raises(argparse.ArgumentTypeError, match="is a folder; give a file path"):
+        output_file(str(tmp_path))
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(argparse.ArgumentTypeError, match="is a file, not a folder"):
+        output_file(str(tmp_path / "f" / "r.json"))
