@@ -43,7 +43,9 @@ def tracks(g1: jnp.ndarray, n, num_points, eps: float) -> TrackValues:
     ``log det(I + G_1 / (eps + tau)) = sum_i log1p(lambda_i / (eps + tau))`` over the eigenvalues of ``G_1``, not as
     the envelope minus ``d log(eps + tau)``: both are near ``d log(N - n)`` (thousands) while the gain is often below
     0.01, and in float32 the difference kept about three digits of it.
-    ``n`` and ``N`` are counts with ``1 <= n <= N``, ``eps`` in [0, inf); checked, and ``G_1`` finite unless traced."""
+    ``n`` and ``N`` are counts with ``1 <= n <= N``, ``eps`` in [0, inf); checked, and ``G_1`` a real, finite,
+    symmetric, positive semi-definite matrix unless traced (a non-symmetric one was read by one triangle, ``-G``
+    gave NaN tracks and a gain of 0, a complex one complex tracks; a user trial, 2026-12-06)."""
     if jnp.ndim(g1) != 2 or jnp.shape(g1)[0] != jnp.shape(g1)[1]:
         raise ValueError(f"g1 must be a square (dim, dim) Gram matrix, got shape {jnp.shape(g1)}")
     if not _checks.is_traced((n, num_points, eps)):
@@ -52,8 +54,13 @@ def tracks(g1: jnp.ndarray, n, num_points, eps: float) -> TrackValues:
         if n > num_points:
             raise ValueError(f"n must be at most num_points = {num_points}, got {n}")
         eps = spectral.check_eps(eps)
-    if not _checks.is_traced(g1) and not np.all(np.isfinite(np.asarray(g1))):
-        raise ValueError("g1 must contain only finite numbers (found NaN or inf)")
+    if not _checks.is_traced(g1):
+        checked = spectral._check_gram("g1", g1)
+        lam = np.linalg.eigvalsh(checked.astype(np.float64))  # (loose: a rank-deficient Gram rounds below 0)
+        rounding = 1e-8 if checked.dtype == np.float64 else 1e-4
+        if lam.size and lam[0] < -rounding * max(float(np.abs(lam).max()), np.finfo(float).tiny):
+            raise ValueError(f"g1 must be positive semi-definite (a Gram matrix X^T X), got an eigenvalue of "
+                             f"{lam[0]:.4g} (largest {lam[-1]:.4g})")
     d = g1.shape[-1]
     tau = jnp.asarray(num_points - n, g1.dtype)
     eye = jnp.eye(d, dtype=g1.dtype)

@@ -96,7 +96,8 @@ class PrecisionConfig:
             raise ValueError("ratios must name at least one block size ratio n / d >= 1")
         for r in self.ratios:
             _checks.in_interval("ratios", r, 1.0, math.inf, high_open=True)
-        for name in ("dims", "families"):  # a repeat ran twice, on other data, under one table label
+        for name in ("dims", "families", "ratios"):  # a repeat ran twice, on other data, under one table label
+            # (a repeated ratio was dropped without a word where a repeated dim was refused; a user trial)
             values = list(getattr(self, name))
             if len(set(values)) != len(values):
                 raise ValueError(f"{name} must not repeat a value, got {', '.join(map(str, values))}")
@@ -931,7 +932,8 @@ def summarize_cell(res: CellResult, level: float) -> list[dict]:
     for k, n in enumerate(res.ns):
         row = dict(family=res.family, d=res.dim, n=int(n), N=res.num_points, n_over_d=float(n / res.dim),
                    n_over_d2=float(n / res.dim**2), blocks=int(err.shape[0]),
-                   bias=float(err[:, k].mean()), sd=float(err[:, k].std(ddof=1)),
+                   # (one block: NaN, without NumPy's two warnings; a user trial, 2026-12-06)
+                   bias=float(err[:, k].mean()), sd=float(err[:, k].std(ddof=1)) if len(err) > 1 else math.nan,
                    rmse=float(np.sqrt(np.mean(err[:, k] ** 2))),
                    sqrt_2d_over_n=float(np.sqrt(2 * res.dim / n)),
                    tau_hat=float(np.sqrt(np.median(tau2[:, k]))),

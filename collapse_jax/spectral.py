@@ -544,9 +544,17 @@ class Interval(NamedTuple):
         return np.abs(f64(truth) - f64(self.center)) <= f64(self.half_width)
 
 
+def _check_z(z) -> None:
+    """The intervals' ``z`` (:func:`z_value`): finite and > 0 unless traced (a negative one gave negative
+    half-widths that never cover, NaN a NaN width; a user trial, 2026-12-06)."""
+    if not _checks.is_traced(z):
+        _checks.array_in_interval("z", z, 0.0, math.inf, low_open=True, high_open=True)
+
+
 @in_float64
 def seed_interval(l_hat, tau2_plugin, n, z) -> Interval:
     """Theorem 3 as the seed states it (``N >> n``): ``L_hat +- z tau_hat / sqrt(n)``."""
+    _check_z(z)
     return Interval(l_hat, z * jnp.sqrt(tau2_plugin / n))
 
 
@@ -557,9 +565,10 @@ def block_size_rule(tau, precision, z) -> jnp.ndarray:
     finite and > 0, ``z`` (from :func:`z_value`) finite and > 0; a ValueError names the first that is not (a
     negative precision gave the block size of ``|e|``, a zero one inf). Traced values (inside ``jit`` / ``vmap``)
     are not checked."""
-    for name, value, low_open in (("tau", tau, False), ("precision", precision, True), ("z", z, True)):
+    for name, value, low_open in (("tau", tau, False), ("precision", precision, True)):
         if not _checks.is_traced(value):
             _checks.array_in_interval(name, value, 0.0, math.inf, low_open=low_open, high_open=True)
+    _check_z(z)
     return jnp.ceil((z * jnp.asarray(tau) / precision) ** 2)
 
 
@@ -632,6 +641,7 @@ def second_order_bias(m2, dim, n, num_points):
 @in_float64
 def second_order_interval(l_hat, moments: MahalanobisMoments, dim, n, num_points, z) -> Interval:
     """``L_hat + (E[M^2]-d)/2 (1/n - 1/N) +- z sqrt(tau^2 (1/n - 1/N))`` with the block's calibrated moments."""
+    _check_z(z)
     c = 1.0 / n - 1.0 / num_points
     return Interval(l_hat + second_order_bias(moments.m2, dim, n, num_points), z * jnp.sqrt(moments.tau2 * c))
 
@@ -639,6 +649,7 @@ def second_order_interval(l_hat, moments: MahalanobisMoments, dim, n, num_points
 @in_float64
 def wishart_interval(l_hat, dim: int, n, num_points, z) -> Interval:
     """Exact for zero-mean Gaussian rows: ``L_hat + wishart_bias +- z sqrt(wishart_variance)``."""
+    _check_z(z)
     return Interval(l_hat + wishart_bias(dim, n, num_points), z * jnp.sqrt(wishart_variance(dim, n, num_points)))
 
 
@@ -647,6 +658,7 @@ def scaled_wishart_interval(l_hat, moments: MahalanobisMoments, dim: int, n, num
     """Hybrid, distribution-free in its leading terms: with ``r = (E[M^2] - d) / (d (d + 1))`` (1 for Gaussian),
     centre ``L_hat + r * wishart_bias``; variance ``tau^2 (1/n - 1/N) + r^2 (wishart_variance - 2d (1/n - 1/N))``
     (the Gaussian's higher-order variance scaled like the second-order term). Exact for Gaussian data."""
+    _check_z(z)
     c = 1.0 / n - 1.0 / num_points
     r = (moments.m2 - dim) / (dim * (dim + 1.0))
     higher = jnp.maximum(wishart_variance(dim, n, num_points) - 2.0 * dim * c, 0.0)
@@ -983,6 +995,7 @@ def jackknife_interval(l_hat, loo: LeaveOneOut, dim: int, n, num_points, z, *, c
     other block takes the Student-t quantile with Satterthwaite's degrees of freedom from the block's own kurtosis
     of ``log(1 - h_i)`` (:func:`satterthwaite_critical_value`; ``z`` without ``loo.kurtosis``): heavy tails make the
     variance estimate itself noisy. ``calibrate=False``: the given statistics as they are, with ``z``."""
+    _check_z(z)
     centre, sd, ok = _jackknife_centre_sd(l_hat, loo, dim, n, num_points)
     crit = z
     try:
@@ -1101,9 +1114,12 @@ def gaussian_jackknife_quantile(dim: int, n: int, z: float, reps: int = JACKKNIF
     sweep's numpy engine's, all blocks at once (float32 rows, as in the sweep;
     :func:`collapse_jax.sigma_precision.numpy_batched_block_stats`). Deterministic: the draws are seeded by
     ``(dim, n)``; cached per process and on disk (:func:`_quantile_cache_path`; an unreadable file is recomputed and
-    rewritten atomically): about 0.1 s at d = 8 and 1 s at d = 32 per size, once per machine."""
+    rewritten atomically): about 0.1 s at d = 8 and 1 s at d = 32 per size, once per machine, 15-25 s at d = 50-120
+    (said on standard error where progress bars show: those first calls stalled without a word; a user trial)."""
     import json
+    import sys
 
+    from collapse_jax import progress
     from collapse_jax.results import atomic_write_json
 
     path = _quantile_cache_path(dim, n, z, reps)
@@ -1111,6 +1127,9 @@ def gaussian_jackknife_quantile(dim: int, n: int, z: float, reps: int = JACKKNIF
         return float(json.loads(path.read_text())["quantile"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    if progress.enabled() and dim >= 32:
+        print(f"collapse-jax: calibrating the small-block jackknife interval for d = {dim}, n = {n} (once per "
+              f"machine, seconds to tens of seconds; cached in {path.parent})", file=sys.stderr, flush=True)
     q = _gaussian_jackknife_quantile(dim, n, z, reps)
     try:
         atomic_write_json(path, dict(dim=dim, n=n, z=z, reps=reps, quantile=q))  # makes the folder
@@ -1198,6 +1217,11 @@ def block_estimates(x_block, num_points: int, *, level: float = 0.95) -> BlockEs
     z = z_value(level)
     logdet_g1, m2, loo, pivot, top = _block_statistics(jnp.asarray(x_block, jnp.float64))  # in_float64: x64 on here
     if not float(pivot) > SINGULAR_PIVOT:  # (NaN fails too)
+        size = float(np.max(np.abs(x_block)))
+        if not 1e-150 <= size <= 1e150:  # (said "they span 0 of 8 dimensions" of X * 1e-170; a user trial)
+            raise SingularBlockError(f"x_block: its entries are of order {size:.3g}, whose squares leave float64's "
+                                     "range, so its Gram matrix under- or overflows; rescale the rows (x -> c x "
+                                     "shifts log det G by 2 d log c and moves no interval's width)")
         zero = np.flatnonzero(~np.any(x_block != 0, axis=0))
         why = (f"{zero.size} of its {dim} columns are 0 in every row (column{'s' if zero.size > 1 else ''} "
                f"{', '.join(map(str, zero[:5]))}{', ...' if zero.size > 5 else ''}; coordinates near 0 become "

@@ -154,6 +154,7 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["sigma-precision", "--dims", "8", "--ratios="], "ratios must name at least one block size ratio"),
     (["sigma-precision", "--dims", "8", "--blocks="], "blocks must name at least one count"),
     (["sigma-precision", "--dims", "8,8"], "dims must not repeat a value, got 8, 8"),
+    (["sigma-precision", "--dims", "8", "--ratios", "2,2"], "ratios must not repeat a value, got 2.0, 2.0"),
     (["sigma-precision", "--dims", "8", "--families", "isotropic,isotropic"], "families must not repeat a value"),
     # 2026-12-05: an unknown family read "unknown family 'foo'; choose from ...", naming no flag
     (["sigma-precision", "--dims", "8", "--families", "foo"], "--families must be among isotropic, .*; got unknown "

@@ -120,6 +120,14 @@ def test_monitor_bad_input():
         sm.MonitorConfig(n=0)
     with pytest.raises(ValueError, match="eps"):
         sm.SigmaMonitor(jax.random.key(0), n=5, eps=-1.0)
+    # a user trial (2026-12-06): tracks read one triangle of a non-symmetric G, gave NaN tracks and a gain of 0 for
+    # -G and complex tracks for a complex G
+    x = np.random.default_rng(0).standard_normal((300, 8))
+    g = x.T @ x
+    for bad, message in [(g + 50 * np.triu(np.ones((8, 8))), "g1 must be symmetric"),
+                         (-g, "g1 must be positive semi-definite"), (g.astype(complex), "g1 must hold real numbers")]:
+        with pytest.raises(ValueError, match=message):
+            sm.tracks(bad, 100, 300, 0.0)
 
 
 def test_monitor_reports_the_jackknife_interval_for_log_det_g():
@@ -224,7 +232,7 @@ def test_monitor_settings_and_state_are_checked_against_each_other():
     ((np.eye(3), 11, 10, 1e-3), "n must be at most num_points = 10"),
     ((np.eye(3), 0, 10, 1e-3), "n must be an integer >= 1"),
     ((np.eye(3), 2.5, 10, 1e-3), "n must be an integer >= 1"),
-    ((np.full((3, 3), np.nan), 5, 10, 1e-3), "g1 must contain only finite numbers"),
+    ((np.full((3, 3), np.nan), 5, 10, 1e-3), "g1 contains NaN/inf"),
     ((np.ones((3, 2)), 5, 10, 1e-3), r"g1 must be a square \(dim, dim\) Gram matrix"),
 ])
 def test_tracks_refuse_bad_input(args, match):

@@ -471,6 +471,15 @@ def test_block_size_rule_refuses_what_has_no_block_size(tau, precision, z, messa
         sp.block_size_rule(tau, precision, z)
 
 
+@pytest.mark.parametrize("z", [-1.96, 0.0, np.nan])
+def test_intervals_refuse_a_z_that_is_not_positive(z):
+    """A user trial (2026-12-06): z = -1.96 gave negative half-widths (never covering), NaN a NaN width."""
+    with pytest.raises(ValueError, match=r"z must lie in \(0\.0, inf\)"):
+        sp.wishart_interval(0.0, 8, 10, 50, z)
+    with pytest.raises(ValueError, match=r"z must lie in \(0\.0, inf\)"):
+        sp.seed_interval(0.0, 1.0, 10, z)
+
+
 def test_block_size_rule_under_jit_and_for_arrays():
     z = sp.z_value(0.95)
     expect = np.ceil((z * np.array([0.0, 1.0, 2.0]) / 0.1) ** 2)
@@ -1276,6 +1285,11 @@ def test_a_singular_block_and_complex_rows_are_refused_not_estimated():
         sp.block_estimates(equal, 1000)
     with pytest.raises(sp.SingularBlockError, match="leverage 1"):
         sigma_monitor.logdet_interval(lever, 1000)
+    # rows whose squares leave float64's range span every dimension: said so (it read "they span 0 of 8 dimensions";
+    # a user trial, 2026-12-06)
+    for scale in (1e-170, 1e200):
+        with pytest.raises(sp.SingularBlockError, match=r"whose squares leave float64's range, .*rescale the rows"):
+            sp.block_estimates(x * scale, 1000)
 
 
 def test_repeated_rows_are_counted_and_warned_about():
@@ -1475,3 +1489,20 @@ def test_a_resumed_sweep_refuses_another_engine(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(SP, "resolve_engine", lambda engine: other)
     assert sigma_cli.main(argv) == 2
     assert f'engine_resolved: "{used}" -> "{other}"' in capsys.readouterr().err
+
+
+def test_a_slow_first_calibration_says_so(monkeypatch, tmp_path, capsys):
+    """A user trial (2026-12-06): the first block of a new small size at d = 50-120 stalled 14-23 s without a word;
+    where progress bars show, one line says what runs and where it is kept."""
+    from collapse_jax import progress
+
+    monkeypatch.setattr(sp, "_quantile_cache_path", lambda dim, n, z, reps: tmp_path / f"q-{dim}-{n}.json")
+    monkeypatch.setattr(sp, "_gaussian_jackknife_quantile", lambda dim, n, z, reps: 2.5)
+    progress.set_enabled(True)
+    try:
+        assert sp.gaussian_jackknife_quantile(97, 120, 1.2345) == 2.5
+        assert "calibrating the small-block jackknife interval for d = 97, n = 120" in capsys.readouterr().err
+        assert sp.gaussian_jackknife_quantile.__wrapped__(97, 120, 1.2345) == 2.5  # from the file: no line
+        assert capsys.readouterr().err == ""
+    finally:
+        progress.set_enabled(None)
