@@ -30,7 +30,7 @@ from jax.sharding import PartitionSpec
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
-from collapse_jax.replicates import AXIS, padded_count, replicate_keys, replicate_mesh, replicate_sharding
+from collapse_jax.replicates import AXIS, check_mesh, padded_count, replicate_keys, replicate_sharding
 
 Kernel = Callable[[jax.Array, Any, Any], Any]
 _COMPILED: dict = {}
@@ -151,7 +151,7 @@ def batched(kernel: Kernel, config, *, grid_axes=None, mesh=None, lanes: int | N
     ``lanes`` at a time (``lax.map``) and the grid one point after the other, for kernels with data-dependent loops
     (Newton, EM), whose ``while_loop`` under a wide ``vmap`` runs until its slowest lane is done.
     """
-    mesh = mesh or replicate_mesh()
+    mesh = check_mesh(mesh)
     cache_key = (kernel, config, _grid_key(grid_axes), mesh, lanes)
     if cache_key in _COMPILED:
         return _COMPILED[cache_key]
@@ -231,7 +231,7 @@ def run_replicates(kernel: Kernel, params, config, num_replicates: int, seed: in
     _checks.replicate_range(first_replicate, R)  # (map_chunks checks it again; here before anything compiles)
     check_config_hashable(config)
     check_grid_axes(params, grid_axes)
-    mesh = mesh or replicate_mesh()
+    mesh = check_mesh(mesh)
     chunk = chunk_replicates(R, mesh, chunk_size, memory_budget,
                              lambda: max(1, 8 * replicate_bytes(kernel, params, config, grid_axes)))
     chunk = padded_count(chunk, mesh)  # every call the same shape: one compilation
@@ -315,6 +315,8 @@ def map_chunks(run: Callable[[jax.Array], Any], num_replicates: int, seed: int |
     R = _checks.positive_int("num_replicates", num_replicates)
     first = _checks.replicate_range(first_replicate, R)
     chunk = _checks.positive_int("chunk_size", chunk)
+    if progress is not None:  # ("no" drew a bar; a user trial, 2026-12-06)
+        progress = _checks.flag("progress", progress)
     whole, treedef = None, None
     with bar(R, desc, "rep", disable=None if progress is None else not progress) as pbar:
         for start in range(0, R, chunk):

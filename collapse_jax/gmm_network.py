@@ -45,7 +45,7 @@ from jax import lax
 from collapse_jax import _checks, driver, gmm_theory
 from collapse_jax import progress as _progress
 from collapse_jax.distance import pairwise_distances, frobenius_norm
-from collapse_jax.replicates import is_prng_key, padded_count, replicate_keys, replicate_mesh, replicate_sharding
+from collapse_jax.replicates import check_mesh, is_prng_key, padded_count, replicate_keys, replicate_sharding
 
 
 @dataclass(frozen=True)
@@ -873,7 +873,7 @@ def check_problem_size(cfg: GMMNetworkConfig, dtype=jnp.float32, backend: str = 
         what = f"the native kernel's copies of the internet (one per worker thread, {threads} here)"
         room, also = f"only {_bytes_text(limit / 0.8)} is available", ""
     else:
-        size = (mesh or replicate_mesh()).size
+        size = check_mesh(mesh).size
         need = bytes_per_replicate(cfg, dtype, backend) * num_cells * size
         limit = driver.memory_budget_bytes(memory_budget)
         what = "one replicate per device (its internet, a step's posts, D(t)'s pairwise differences)"
@@ -929,7 +929,7 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
         raise ValueError(f"dirichlet_a must be >= {tiny:.4g} in {jnp.dtype(dtype).name} (the initial weights' gamma "
                          f"draws underflow to 0 below it), got {smallest:g}"
                          + ("; use float64 (--x64)" if dtype == jnp.float32 else ""))
-    mesh = mesh or replicate_mesh()
+    mesh = check_mesh(mesh)
     static = config.static
     _checks.fits_in_memory("num_replicates", R, len(cells) * record_bytes(static, dtype),  # all come to the host
                            remedy="per call, and run the rest with first_replicate")
@@ -937,7 +937,7 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     per = bytes_per_replicate(static, dtype, backend) * (1 if backend == "native" else len(cells))
     chunk = driver.chunk_replicates(R, mesh, chunk_size, memory_budget, lambda: per, strict=True)
     _checks.fits_in_memory("chunk_size (replicates per call)", padded_count(chunk, mesh), per)
-    show = _progress.enabled() if progress is None else progress
+    show = _progress.enabled() if progress is None else _checks.flag("progress", progress)
     if backend == "native":
         outs = [_simulate_native(seed, cell, static, first, R, chunk, dtype, mesh, show) for cell in cells]
         out = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *outs)

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from collapse_jax import _checks, driver, schedules
+from collapse_jax.replicates import check_mesh
 
 # Appended only: the native kernel receives ``REGIMES.index(regime)`` for its regimes, NATIVE_REGIMES.
 REGIMES = ("replace", "accumulate", "filter", "accumulate-subsample")
@@ -810,6 +811,7 @@ def simulate(seed: int | jax.Array, p, alpha, n, config: MultinomialConfig = Mul
         chunk_size = _checks.positive_int("chunk_size", chunk_size)
     if memory_budget is not None:  # checked whatever the backend (the native one does not use it)
         _checks.positive_int("memory_budget", memory_budget)
+    mesh = check_mesh(mesh)  # (so is mesh)
     grid, alpha2, n2 = schedules.as_grid(alpha, n)
     if config.regime == "filter":
         alpha2, kappa2 = filter_schedules(alpha2, config.type1, config.type2)

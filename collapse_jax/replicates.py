@@ -59,6 +59,26 @@ def replicate_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), (AXIS,))
 
 
+def check_mesh(mesh) -> Mesh:
+    """A simulator's ``mesh`` argument as the mesh its replicates are sharded over: None -> :func:`replicate_mesh`
+    of every device; a list or tuple of devices -> their :func:`replicate_mesh`; a one-axis ``Mesh`` whose axis is
+    named ``"replicas"`` (:data:`AXIS`) as it is. Anything else is a ValueError naming ``mesh``, before any compute
+    (a device list failed deep in JAX with "'list' object has no attribute 'size'", a mesh with another axis name
+    with "Resource axis: replicas ... not found"; the native kernels took either without a word; a user trial,
+    2026-12-06)."""
+    if mesh is None:
+        return replicate_mesh()
+    if isinstance(mesh, Mesh):
+        if tuple(mesh.axis_names) != (AXIS,):
+            raise ValueError(f"mesh must have one axis named {AXIS!r} (collapse_jax.replicates.replicate_mesh("
+                             f"devices) makes one), got axes {tuple(mesh.axis_names)}")
+        return mesh
+    if isinstance(mesh, (list, tuple)) and mesh and all(isinstance(d, jax.Device) for d in mesh):
+        return replicate_mesh(list(mesh))
+    raise ValueError(f"mesh must be a list of devices or a one-axis Mesh named {AXIS!r} "
+                     f"(collapse_jax.replicates.replicate_mesh(devices)), got {type(mesh).__name__}")
+
+
 def replicate_sharding(mesh: Mesh | None = None) -> NamedSharding:
     """Sharding that splits the leading (replicate) axis over the mesh."""
     return NamedSharding(mesh or replicate_mesh(), PartitionSpec(AXIS))

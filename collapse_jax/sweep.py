@@ -446,6 +446,13 @@ def check_plan(spec: SweepSpec, *, memory_budget: int | None = None) -> str:
                              f"{need / 2**30:.1f} GiB on the host but {available / 2**30:.1f} GiB is available; use "
                              f"at most {int(0.8 * available * spec.replicates / need)} replicates")
     found = kernels(spec)
+    for cell in _probe_cells(spec, model)[:1]:  # (a list gave "unhashable type" after the store was written)
+        key = model.group_key(cell, spec.backend)
+        try:
+            hash(key)
+        except TypeError:
+            raise ValueError(f"sweep model {model.name!r}: group_key must return a hashable value (a tuple, not a "
+                             f"list or dict), got {key!r}") from None
     if type(model).check_precision is not SweepModel.check_precision:  # (every cell: ~22 us each)
         for index in range(spec.num_cells):
             cell = spec.cell(index)

@@ -4,8 +4,10 @@ read.
 
 A sweep model is a thin adapter: ``run(cells, R, seed, ...)`` calls the simulator's own ``simulate`` once per group
 of cells that share static shapes, with the values that vary stacked on a leading grid axis (one compilation per
-group; every grid point runs the same replicate keys, so cell g equals the simulator run alone with the same seed,
-bit for bit).
+group; every grid point runs the same replicate keys, so cell g draws what the simulator run alone with the same
+seed draws: the multinomial's and the Gaussian's results bit for bit, the logistic model's and the EM mixture's to
+the last bits, whose vmapped arithmetic XLA compiles per grid width: 1e-6 relative in float32, 3e-15 in float64, a
+user trial on 2026-12-06).
 """
 
 from __future__ import annotations

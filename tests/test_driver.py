@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from collapse_jax import driver
+from collapse_jax.replicates import replicate_mesh
 
 # every test but the sharding one (the Gaussian recursion, which has no native kernel: the same run either way) also
 # runs in the pure-JAX pass (COLLAPSE_JAX_NATIVE=0)
@@ -35,7 +36,7 @@ def test_chunks_padding_and_first_replicate_are_invisible():
         jax.tree.map(np.testing.assert_array_equal, chunked, whole)
     tail = driver.run_replicates(kernel, PARAMS, 4, 3, seed=3, first_replicate=4)
     np.testing.assert_array_equal(tail["path"], whole["path"][4:])
-    three = driver.call_bytes(driver.batched(kernel, 4, mesh=driver.replicate_mesh()).lower(
+    three = driver.call_bytes(driver.batched(kernel, 4, mesh=replicate_mesh()).lower(
         driver.replicate_keys(3, 0, 3), jax.tree.map(jnp.asarray, PARAMS)))  # a budget for 3 replicates a call
     small = driver.run_replicates(kernel, PARAMS, 4, 7, seed=3, memory_budget=three)
     np.testing.assert_array_equal(small["path"], whole["path"])
@@ -239,7 +240,7 @@ def test_default_chunk_fits_the_compiled_calls_working_memory(monkeypatch):
     budget = 16 * 2 ** 20
     fitted = driver.run_replicates(wide_kernel, np.float32(1.5), 1024, 64, seed=2, memory_budget=budget)
     np.testing.assert_allclose(fitted, whole, rtol=1e-13)  # the same draws; the sum's last bits vary with width
-    mesh = driver.replicate_mesh()
+    mesh = replicate_mesh()
     assert 8 * 4 * 64 < budget and mesh.size <= chunks[-1] < 64  # the outputs alone would have allowed all 64
     need = driver.call_bytes(driver.batched(wide_kernel, 1024, mesh=mesh).lower(
         driver.replicate_keys(2, 0, chunks[-1]), jnp.float32(1.5)))
@@ -248,3 +249,39 @@ def test_default_chunk_fits_the_compiled_calls_working_memory(monkeypatch):
     with pytest.raises(ValueError, match="one replicate per device needs .* MiB .* memory_budget = .* MiB; shrink "
                                          "the problem, or from Python pass a larger memory_budget$"):
         driver.run_replicates(wide_kernel, np.float32(1.5), 1024, 64, seed=2, memory_budget=2 ** 16)
+
+
+def test_mesh_is_a_device_list_or_a_replicas_mesh():
+    """A user trial (2026-12-06): mesh=jax.devices() failed deep in JAX ("'list' object has no attribute 'size'"),
+    a mesh with another axis name with "Resource axis: replicas ... not found", and the native kernels took either
+    without a word."""
+    from jax.sharding import Mesh
+
+    from collapse_jax import gaussian as G
+    from collapse_jax import multinomial as M
+    from collapse_jax import schedules as S
+
+    alpha, n = S.constant_alpha(0.5, 3), S.constant_size(10, 3)
+    run = lambda mesh, backend: G.simulate(3, 0.0, 1.0, alpha, n, G.GaussianConfig(), 4, backend=backend,  # noqa: E731
+                                           mesh=mesh, progress=False)
+    np.testing.assert_array_equal(run(jax.devices(), "jax"), run(None, "jax"))
+    for bad, message in [(Mesh(np.asarray(jax.devices()), ("x",)), r"mesh must have one axis named 'replicas'"),
+                         ("cpu", "mesh must be a list of devices or a one-axis Mesh"),
+                         ([], "mesh must be a list of devices")]:
+        for backend in ("jax", "auto"):
+            with pytest.raises(ValueError, match=message):
+                run(bad, backend)
+        with pytest.raises(ValueError, match=message):
+            M.simulate(0, [0.5, 0.5], alpha, n, M.MultinomialConfig(), 4, mesh=bad, progress=False)
+
+
+def test_progress_is_true_false_or_none():
+    """A user trial (2026-12-06): progress="no" read as truthy and drew a bar, on every simulator."""
+    from collapse_jax import gaussian as G
+    from collapse_jax import gmm_network as gn
+    from collapse_jax import schedules as S
+
+    with pytest.raises(ValueError, match="progress must be True or False, got 'no'"):
+        G.simulate(3, 0.0, 1.0, S.constant_alpha(0.5, 3), S.constant_size(10, 3), num_replicates=2, progress="no")
+    with pytest.raises(ValueError, match="progress must be True or False, got 'no'"):
+        gn.simulate(0, gn.make_config(num_steps=3), 2, progress="no")

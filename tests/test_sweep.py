@@ -816,6 +816,20 @@ def test_a_run_that_returns_the_wrong_records_is_refused_naming_the_model(mistak
     assert not sweep.cells_done(tmp_path).any()
 
 
+def test_an_unhashable_group_key_is_refused_before_the_store(tmp_path, monkeypatch):
+    """A user trial (2026-12-06): a group_key returning a list failed with "unhashable type: 'list'" after the store
+    was written."""
+    from collapse_jax import sweep_models
+
+    base = _example_model(monkeypatch)
+    sweep_models.register(type("Listy", (base,), {"name": "listy-key",
+                                                  "group_key": lambda self, cell, backend: [cell["steps"]]})())
+    spec = sweep_spec.parse('simulator = "listy-key"\nreplicates = 8\n[fixed]\nsteps = 4\n[grid]\nalpha = [0.1, 0.9]\n')
+    with pytest.raises(ValueError, match=r"sweep model 'listy-key': group_key must return a hashable value .*\[4\]"):
+        sweep.run(spec, tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())
+
+
 def test_a_resume_after_a_model_default_changed_is_refused(tmp_path, monkeypatch):
     """A user trial: a model of one's own whose default was edited between a run and its resume left cells of both
     models in one dataset, silently. Setting the old value in [fixed] resumes the same sweep."""
