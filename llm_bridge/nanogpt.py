@@ -922,9 +922,11 @@ class NanoGPT:
     # --- generation ---------------------------------------------------------------------------------------------
     def encode_prompts(self, prompts: Sequence[str]) -> list[list[int]]:
         """EOT (as BOS) followed by each prompt's tokens (a literal ``<|endoftext|>`` in a prompt is plain text, its
-        bytes: it neither ends the prompt nor starts a new document)."""
+        bytes: it neither ends the prompt nor starts a new document). Prompts checked as ``generate`` checks them (a
+        lone surrogate raised tokenizers' unnamed TypeError; a user trial, 2026-12-06)."""
         eot = self.tokenizer.eot_id
-        return [[eot] + ids for ids in self.tokenizer.encode_batch(prompts, plain=True)]
+        items = check_texts(prompts, "prompts", allow_empty=False)
+        return [[eot] + ids for ids in self.tokenizer.encode_batch(items, plain=True)]
 
     def generate(self, prompts: Sequence[str], sampling: Sampling = Sampling(), *, seed: int = 0,
                  batch_size: int = 32, progress: bool | None = None, use_cache: bool = True) -> list[str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from collapse_jax import _checks
 from collapse_jax import cli_options as opts
 from llm_bridge import nanogpt_config as nc
-from llm_bridge.generators import Sampling
+from llm_bridge.generators import Sampling, check_texts
 
 # The configuration a new run takes from the flags (one flag per field, help in the field's metadata).
 CONFIGS = (nc.ModelSpec, nc.DataConfig, nc.TrainConfig)
@@ -186,6 +186,7 @@ def cmd_sample(args) -> int:
     _checks.positive_int("batch_size", args.batch_size)
     sampling = opts.config_from_args(Sampling, args)
     prompts = [p for p in _prompts(args) for _ in range(count)]
+    check_texts(prompts, "prompts", allow_empty=False)  # before the model loads (a user trial, 2026-12-06)
     model = NanoGPT.load(args.run, step=args.step)
     if args.max_new_tokens is None:
         sampling = replace(sampling, max_new_tokens=default_new_tokens(model, prompts, sampling.max_new_tokens))

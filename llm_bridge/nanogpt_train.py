@@ -42,7 +42,7 @@ import optax
 from collapse_jax import _checks
 from collapse_jax.progress import bar
 from collapse_jax.replicates import root_key
-from collapse_jax.results import RunFolder, atomic_write_json, read_json
+from collapse_jax.results import RunFolder, atomic_write_json, lock_folder, read_json
 from llm_bridge import bpe
 from llm_bridge.encoders import require
 from llm_bridge.generators import check_finite_loss, check_texts
@@ -554,6 +554,10 @@ def resume(folder: str | os.PathLike, *, until: int | None = None, progress: boo
         else:
             loss, ppl = (math.nan if done[k] is None else done[k] for k in ("held_out_loss", "held_out_perplexity"))
             return TrainResult(model, model.step, loss, ppl, None, folder, "finished", metrics)  # (NaN is null)
+    # another process resuming the same folder is refused (two ran to the end, racing on the checkpoints' pruning;
+    # a user trial, 2026-12-06): the lock recursive-train and the sweeps take, released when the process ends (not
+    # taken for a finished run, in which nothing is written)
+    lock_folder(folder)
     cfg, tc = GPTConfig(**saved["model"]), TrainConfig(**saved["train"])
     tokenizer = bpe.TextTokenizer.load(folder / saved["tokenizer_file"])
     prepared = saved_run_data(folder, saved, tokenizer, "resumed exactly")

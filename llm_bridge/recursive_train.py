@@ -421,8 +421,8 @@ def run(folder: str | Path, config: RecursiveConfig = RecursiveConfig(), *, enco
     """
     if not isinstance(config, RecursiveConfig):
         raise ValueError(f"config must be a RecursiveConfig, got {type(config).__name__}")
-    if until is not None:
-        _checks.nonnegative_int("until", until)
+    if until is not None:  # (0 made a run folder and stopped at once: the nanoGPT's --until refuses it; a user trial)
+        _checks.positive_int("until", until)
     docs = load_real_documents(config)
     if len(docs) < config.documents_needed():
         raise ValueError(f"the source holds {len(docs)} documents but the configuration needs "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from collapse_jax import _checks
 from collapse_jax import cli_options as opts
 from llm_bridge import recursive_config as rc
 from llm_bridge.nanogpt_cli import NANOGPT_RUN_OPTIONS
@@ -29,8 +30,8 @@ def add_parser(sub) -> None:
                                 "generations, 5 repetitions); given options override it")
     opts.add_out(p, "recursive-train")
     p.add_argument("--until", type=int, default=None,
-                   help="stop after making this many generations in this call (rerun to continue; default: none, "
-                        "make them all)")
+                   help="stop after making this many generations (>= 1) in this call (rerun to continue; default: "
+                        "none, make them all)")
     p.set_defaults(func=cmd_run, run_option_notes={
         "x64": "no effect: the nanoGPT computes in float32 whatever this flag says, and the theory recurrences, the "
                "unigram proxy and the Sigma values are computed in float64 either way",
@@ -61,6 +62,8 @@ def cmd_run(args) -> int:
     from llm_bridge import recursive_train as rt
 
     config = config_from_args(args)
+    if args.until is not None:  # before a run folder is made
+        _checks.positive_int("until", args.until)
     folder = RunFolder.create("recursive-train", None).path if args.out is None else args.out
     results = rt.run(folder, config, until=args.until)
     if results is None:

@@ -138,6 +138,8 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["sigma-precision", "--dims", "8", "--condition-number", "inf"], r"--condition-number must lie in \[1.0, "),
     # an option that is no config field is named as its flag too (it read "until must be ...")
     (["llm-web", "--until", "-1"], "error: --until must be an integer >= 1, got -1"),
+    # a user trial (2026-12-06): 0 made a run folder and stopped at once
+    (["recursive-train", "--until", "0"], "error: --until must be an integer >= 1, got 0"),
     (["recursions-w2", "--sizes", "1"], "error: --sizes: every M must be"),  # (a field name then a colon: 2026-12-05)
     (["gmm-network", "--seed", str(2**63)], r"seed must be an integer in \[0, 2\*\*63 - 1\]"),
     (["validate", "--replicates", "1"], "replicates must be an integer >= 2"),

@@ -386,6 +386,8 @@ def test_generate_bad_input(model):
         model.generate(["a", "ab\ud800"], Sampling(max_new_tokens=4))
     with pytest.raises(ValueError, match=r"texts\[0\] cannot be encoded as UTF-8"):
         model.perplexity(["\udfffx"])
+    with pytest.raises(ValueError, match=r"prompts\[0\] cannot be encoded as UTF-8"):  # (a TypeError; a user trial)
+        model.encode_prompts(["\ud800"])
     # a temperature that is 0 in float32 samples the argmax (it gave NaN probabilities: empty texts)
     greedy = model.generate(["the", "a"], Sampling(max_new_tokens=8, top_k=1))
     assert model.generate(["the", "a"], Sampling(max_new_tokens=8, temperature=1e-46)) == greedy
@@ -1036,6 +1038,9 @@ def test_cli_sample_eval_and_errors(capsys, reference_run, data_dir, tmp_path):
     assert "--batch-size must be an integer >= 1" in capsys.readouterr().err
     assert _cli("sample", run, "--seed", "-1") == 2
     assert "seed must be an integer in [0, 2**63 - 1]" in capsys.readouterr().err
+    # without --max-new-tokens a lone surrogate reached tokenizers (a TypeError traceback; a user trial, 2026-12-06)
+    assert _cli("sample", run, "--prompt", "\ud800") == 2
+    assert "prompts[0] cannot be encoded as UTF-8" in capsys.readouterr().err
     # empty input files are refused by name (an empty prompts file made one unconditional sample)
     empty = tmp_path / "empty.txt"
     empty.write_text("\n  \n")
@@ -1149,3 +1154,21 @@ def test_cli_resume_refuses_configuration_flags_by_name(capsys, tmp_path):
                 "--until", "3") == 2
     assert "drop --layers, --held-out, --seed" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_a_second_resume_of_one_folder_is_refused(reference_run, tmp_path):
+    """A user trial (2026-12-06): two `nanogpt train --resume --out C` at once both ran to the end, racing on the
+    checkpoints' pruning; the folder's lock refuses the second, as recursive-train's and the sweeps' do."""
+    run = tmp_path / "run"
+    shutil.copytree(reference_run.folder, run)
+    (run / "manifest.json").unlink()  # unfinished: a resume would train
+    code = ("import sys, time; from pathlib import Path; from collapse_jax.results import lock_folder; "
+            "lock_folder(Path(sys.argv[1])); print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(run)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ValueError, match="is in use by another run"):
+            nt.resume(run, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
