@@ -47,7 +47,7 @@ class PrecisionConfig:
     capped at ``N``. ``blocks`` gives the number of random blocks per cell for each entry of ``dims``.
     """
 
-    dims: tuple[int, ...] = field(default=DEFAULT_DIMS, metadata={"help": "dimensions d"})
+    dims: tuple[int, ...] = field(default=DEFAULT_DIMS, metadata={"help": "dimensions d, each >= 3"})
     blocks: tuple[int, ...] = field(default=DEFAULT_BLOCKS, metadata={
         "help": "random blocks per cell: one entry per dimension, or one for all",
         "default_help": f"{','.join(map(str, DEFAULT_BLOCKS))} for d = {', '.join(map(str, DEFAULT_DIMS))}; other d "

@@ -163,7 +163,8 @@ def analyse(folder: str | Path) -> dict[str, Any]:
         "signal_mean_first_third": float(signal[:max(1, (T + 1) // 3)].mean()),
         "dnorm_recorded_max_abs_diff": float(np.max(np.abs(dnorm - recorded))),
         "spread_t0": spread[0].tolist(), "spread_tT": spread[-1].tolist(),
-        "mean_fitted": float(np.mean([r["fitted"] for r in records])),
+        # (None in finetune mode, where nothing is retrieved into a prompt: "0" read as "nothing fitted"; a user trial)
+        "mean_fitted": float(np.mean([r["fitted"] for r in records])) if cfg.mode == "context" else None,
         "gmm_median_tT": float(gmm["median"][-1]), "gmm_band_tT": [float(gmm["low"][-1]), float(gmm["high"][-1])],
         "gmm_coverage": gmm_cov, "gmm_posts": cfg.gmm_posts, "gmm_replicates": cfg.gmm_replicates,
         "proxy_dims": int(prox["explained"].size), "proxy_explained": prox["explained"].tolist(),

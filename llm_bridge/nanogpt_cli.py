@@ -145,11 +145,14 @@ def cmd_train(args) -> int:
         spec, data, tc = configs_from_args(args)
         spec.resolve(257)                                     # sizes (e.g. dim / heads) checked before a folder
         nt.check_until(args.until, tc.steps)
+        existed = args.out is not None and Path(args.out).expanduser().exists()
         folder = RunFolder.create("nanogpt", args.out).path  # a bad --out fails here, not after the data
         try:
             result = nt.train(folder, spec, data, tc, until=args.until)
         except BaseException:
-            if folder.is_dir() and not any(folder.iterdir()):  # failed before writing anything: leave no folder
+            # failed before writing anything: leave no folder of ours; one the user made stays (an empty --out made
+            # beforehand was removed; a user trial, 2026-12-06)
+            if not existed and folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()
             raise
     speed = ("no step timed" if result.tokens_per_second is None

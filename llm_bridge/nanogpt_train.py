@@ -485,8 +485,12 @@ def train(folder: str | os.PathLike, spec: ModelSpec = ModelSpec(), data: DataCo
     started = time.perf_counter()
     folder = Path(folder)
     check_until(until, tc.steps)
-    if (folder / CONFIG_FILE).exists():
-        raise ValueError(f"{str(folder)!r} already holds a run; resume it or choose a new folder")
+    if (folder / CONFIG_FILE).exists():  # ("resume it" was said of finished runs too, where it runs nothing; a user
+        # trial, 2026-12-06)
+        if (folder / "manifest.json").exists():
+            raise ValueError(f"{str(folder)!r} already holds a finished run; choose a new folder")
+        raise ValueError(f"{str(folder)!r} already holds an unfinished run; continue it with resume (--resume: its "
+                         "saved configuration) or choose a new folder")
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"out: {str(folder)!r} is a file, not a folder; choose a new or empty folder")
     if folder.is_dir():     # (a tokenizer.json alone: left by a train killed before it wrote its config.json)

@@ -160,6 +160,11 @@ def test_finetune_mode_resumes_to_the_same_result(context_run, tmp_path):
     _assert_same_steps(whole, part, 2)
     rec, _ = llm_web.read_step(whole, 1)
     assert rec["fitted"] == [0, 0, 0] and all(len(losses) == 2 for losses in rec["finetune_losses"])
+    # nothing is retrieved into a prompt: n/a, not "0 fitted" (a user trial, 2026-12-06)
+    from llm_bridge import llm_web_report
+
+    assert llm_web_report.analyse(whole)["mean_fitted"] is None
+    assert "retrieved texts that fit the prompt, mean | n/a |" in (whole / "report.md").read_text()
     assert all(np.isfinite(losses).all() for losses in rec["finetune_losses"])
     assert sorted(p.name for p in (whole / "state").iterdir()) == ["step-0001"]
     # the models moved: step 1's answers differ from the context run's (other prompts, other weights)

@@ -826,8 +826,13 @@ def test_time_budget_plan_counts_evaluations_checkpoints_and_compilations(monkey
 
 def test_train_bad_input(tmp_path, data_dir, reference_run):
     data, tc = _configs(data_dir)
-    with pytest.raises(ValueError, match="already holds a run"):
+    with pytest.raises(ValueError, match="already holds a finished run; choose a new folder"):
         nt.train(reference_run.folder, SPEC, data, tc)
+    unfinished = tmp_path / "unfinished"  # (both were told "resume it", which runs nothing on a finished run)
+    shutil.copytree(reference_run.folder, unfinished)
+    (unfinished / "manifest.json").unlink()
+    with pytest.raises(ValueError, match="already holds an unfinished run; continue it with resume"):
+        nt.train(unfinished, SPEC, data, tc)
     with pytest.raises(ValueError, match="source path '/nonexistent' does not exist"):
         nt.DataConfig(source="/nonexistent")
     with pytest.raises(ValueError, match="keep_checkpoints must be >= 2"):
@@ -1050,6 +1055,15 @@ def test_cli_sample_eval_and_errors(capsys, reference_run, data_dir, tmp_path):
     assert f"--texts '{empty}' holds no text" in capsys.readouterr().err
     assert _cli("sample", str(empty)) == 2
     assert f"model folder '{empty}' is a file, not a model folder" in capsys.readouterr().err
+    # a run that fails before writing leaves an --out folder the user made (it was removed; a user trial,
+    # 2026-12-06), and removes one it made itself
+    mine, made = tmp_path / "userdir", tmp_path / "made"
+    mine.mkdir()
+    for out in (mine, made):
+        assert _cli("train", "--preset", "tiny", "--tokenizer", "byte", "--steps", "2", "--data", str(empty),
+                    "--out", str(out)) == 2
+        capsys.readouterr()
+    assert mine.is_dir() and not made.exists()
     # bytes that are not UTF-8: one policy for every input file, replaced with a warning naming the file (a user
     # trial, 2026-12-06: --data and --texts replaced them silently, a prompts file failed with the codec's message)
     bad = tmp_path / "bad.txt"

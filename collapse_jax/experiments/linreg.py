@@ -49,16 +49,17 @@ def run(cfg: LinregConfig, out: str | None) -> int:
     d, t_samples, sigma, iterations, reps = cfg.dim, cfg.num_samples, float(cfg.sigma), cfg.iterations, cfg.replicates
     runs.check_results_fit(2 * reps * iterations, "--replicates, --iterations")
     runs.check_results_fit(4 * t_samples * d, "--dim, --num-samples", "one replicate's design X and its products")
-    if t_samples <= d + 3:  # documented (docs/recursions.md) but silent before: a user trial, 2026-12-04
-        print(f"recursions-linreg: warning: T = {t_samples} <= d + 3 = {d + 3}: the error tr (X^T X)^-1 has no "
-              "finite variance there, so the Monte Carlo mean converges slowly and its 95% interval is not "
-              "trustworthy; use --num-samples >= d + 4 for a check against theory", file=sys.stderr)
     start = time.perf_counter()
     w_star = np.full(d, 1.0 / np.sqrt(d))  # the error does not depend on w*; a unit vector
     folder = RunFolder.create("recursions-linreg", out)
     folder.start({**runs.numerics(), "command": "recursions-linreg", "dim": d, "num_samples": t_samples, "sigma": sigma,
                   "iterations": iterations, "replicates": reps, "seed": cfg.seed, "w_star": w_star,
                   "design": "x ~ N(0, I_d); one fixed design X per replicate, drawn afresh for each replicate"})
+    if t_samples <= d + 3:  # documented (docs/recursions.md) but silent before: a user trial, 2026-12-04 (said once
+        # the folder is taken: before it, a refused --out printed two lines; a user trial, 2026-12-06)
+        print(f"recursions-linreg: warning: T = {t_samples} <= d + 3 = {d + 3}: the error tr (X^T X)^-1 has no "
+              "finite variance there, so the Monte Carlo mean converges slowly and its 95% interval is not "
+              "trustworthy; use --num-samples >= d + 4 for a check against theory", file=sys.stderr)
     errors, theory = {}, {"replace": LR.replace_error(sigma, d, t_samples, iterations),
                           "accumulate": LR.accumulate_error(sigma, d, t_samples, iterations)}
     with bar(2, "recursions-linreg regimes", "regime") as pbar:

@@ -61,12 +61,12 @@ def run(cfg: ValidateConfig, out: str | None) -> int:
     from collapse_jax import validate as V
 
     reps, steps, seed = cfg.replicates, cfg.steps, cfg.seed
-    caveat = V.small_sample_warning(reps)
-    if caveat:
-        print(f"warning: {caveat}", file=sys.stderr)
     start = time.perf_counter()
     folder = RunFolder.create("validate", out)
     folder.start({**runs.numerics(), "command": "validate", "replicates": reps, "steps": steps, "seed": seed})
+    caveat = V.small_sample_warning(reps)  # (once the folder is taken: before it, a refused --out got two lines)
+    if caveat:
+        print(f"warning: {caveat}", file=sys.stderr)
     table = V.run_all(num_replicates=reps, num_steps=steps, seed=seed, extra=V.extra_checks(reps, seed))
     elapsed = time.perf_counter() - start
     bad = [i for i, r in enumerate(table.rows, 1) if not r.agree]
