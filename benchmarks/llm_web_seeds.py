@@ -38,7 +38,8 @@ def run_stats(run: Path) -> dict:
     if not steps:
         raise SystemExit(f"{run}: no steps/step-*.json (not an llm-web run folder?)")
     dnorm = np.array([read_json(f)["metrics"]["dnorm"] for f in steps], float)
-    row = {k: float(summary[k]) for k in SUMMARY_KEYS}
+    row = {k: np.nan if summary[k] is None else float(summary[k]) for k in SUMMARY_KEYS}  # (mean_fitted: None in
+    # finetune mode, where nothing is retrieved into a prompt)
     row.update(steps=len(dnorm), dnorm_step_mean=float(dnorm.mean()), dnorm_step_sd=float(dnorm.std(ddof=1)),
                dnorm_last10_mean=float(dnorm[-10:].mean()))
     return row
