@@ -95,24 +95,6 @@ def flag(name: str, value: Any) -> bool:
     return bool(value)
 
 
-def replicate_keys(name: str, keys):
-    """``keys`` as one PRNG key per replicate: a (R,) array of ``jax.random.key``, or (R, 2) uint32 raw keys
-    (``jax.random.split(key, R)`` either way); a ValueError naming ``name`` otherwise (one key gave an IndexError
-    deep inside the native call, integer seeds a TypeError about key data: a user trial, 2026-12-06)."""
-    import jax
-    import jax.numpy as jnp
-
-    dtype = getattr(keys, "dtype", None)
-    shape = getattr(keys, "shape", None)
-    if dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key) and len(shape) == 1:
-        return keys
-    if dtype == np.uint32 and shape is not None and len(shape) == 2 and shape[1] == 2:
-        return keys
-    raise ValueError(f"{name} must hold one key per replicate: a (R,) array of jax.random.key or (R, 2) uint32 raw "
-                     f"keys, e.g. jax.random.split(jax.random.key(0), R); got {type(keys).__name__} of shape "
-                     f"{shape} and dtype {dtype}")
-
-
 def is_traced(value: Any) -> bool:
     """Whether ``value`` (or any leaf of it) is a JAX tracer, i.e. an argument inside ``jit``/``vmap``/``grad``: its
     numbers are unknown there, so checks of values are skipped (checks of shapes still run)."""

@@ -38,7 +38,7 @@ from scipy import special
 
 from collapse_jax import _checks, _sample_buffer, driver, schedules
 from collapse_jax.multinomial import binomial
-from collapse_jax.replicates import check_mesh
+from collapse_jax.replicates import check_mesh, check_replicate_keys
 
 REGIMES = ("replace", "accumulate", "accumulate-subsample")
 RECORDS = ("loss", "fit")
@@ -473,7 +473,7 @@ def batched_native(keys: jax.Array, alpha, n, regime: str, record: str = "loss")
 
     if regime not in NATIVE_REGIMES:
         raise ValueError(f"regime must be one of {NATIVE_REGIMES} for the native kernel, got {regime!r}")
-    _checks.replicate_keys("keys", keys)
+    check_replicate_keys("keys", keys)
     if record not in RECORDS:
         raise ValueError(f"record must be one of {RECORDS}, got {record!r}")
     if np.ndim(alpha) != 2 or np.shape(alpha) != np.shape(n):

@@ -21,6 +21,18 @@ def is_prng_key(value) -> bool:
     return isinstance(value, (jax.Array, np.ndarray)) and value.dtype == np.uint32 and value.shape[-1:] == (2,)
 
 
+def check_replicate_keys(name: str, keys):
+    """``keys`` as one PRNG key per replicate (:func:`is_prng_key`): a (R,) array of ``jax.random.key``, or (R, 2)
+    uint32 raw keys (``jax.random.split(key, R)`` either way); a ValueError naming ``name`` otherwise (one key gave
+    an IndexError deep inside the native call, integer seeds a TypeError about key data: a user trial, 2026-12-06)."""
+    typed = isinstance(keys, jax.Array) and jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
+    if is_prng_key(keys) and np.ndim(keys) == (1 if typed else 2):
+        return keys
+    raise ValueError(f"{name} must hold one key per replicate: a (R,) array of jax.random.key or (R, 2) uint32 raw "
+                     f"keys, e.g. jax.random.split(jax.random.key(0), R); got {type(keys).__name__} of shape "
+                     f"{getattr(keys, 'shape', None)} and dtype {getattr(keys, 'dtype', None)}")
+
+
 def root_key(seed: int | jax.Array) -> jax.Array:
     """A typed PRNG key from an integer seed (keys pass through unchanged; an integer JAX array, e.g. traced, goes
     to ``jax.random.key``): ``jax.random.key(seed)`` as JAX makes it with x64 on, whether x64 is on or not.
