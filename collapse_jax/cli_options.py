@@ -140,10 +140,16 @@ def parse_bool(text: str) -> bool:
 
 
 def _sequence(item: type, what: str):
-    """Parser of a comma-separated list of ``item`` (an empty string gives an empty tuple)."""
+    """Parser of a comma-separated list of ``item`` (an empty string gives an empty tuple; a blank item, as in
+    ``",gmm"`` or ``"5,,6"``, is a usage error: a user trial's ``--models ,gmm`` ran as ``gmm`` alone)."""
     def parse(text: str) -> tuple:
+        if not text.strip():
+            return ()
+        items = [t.strip() for t in text.split(",")]
+        if not all(items):
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what} without blank items, got {text!r}")
         try:
-            return tuple(item(t.strip()) for t in text.split(",") if t.strip())
+            return tuple(item(t) for t in items)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
     parse.__name__ = f"comma-separated {what}"

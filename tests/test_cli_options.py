@@ -45,7 +45,8 @@ def test_every_type_parses():
 def test_overrides_win_and_bad_values_name_the_flag(capsys):
     _, args = parse("--steps", "7")
     assert opts.config_from_args(Demo, args, steps=8).steps == 8
-    for argv in (["--sizes", "1,x"], ["--mode", "z"], ["--steps", "1.5"]):
+    for argv in (["--sizes", "1,x"], ["--mode", "z"], ["--steps", "1.5"], ["--names", ",a"], ["--sizes", "5,,6"],
+                 ["--rates", "0.5,"]):
         with pytest.raises(SystemExit):
             parse(*argv)
         assert argv[0] in capsys.readouterr().err
