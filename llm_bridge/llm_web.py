@@ -41,6 +41,7 @@ import os
 import re
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
@@ -491,6 +492,10 @@ def run_step(cfg: WebConfig, t: int, models: list[Generator], internet: list[str
         rec["continuations"].append(continuations)
         rec["responses"].append([answer(cfg, c) for c in continuations])
         rec["finetune_losses"].append(losses)
+    if cfg.mode == "context" and k > 0 and not any(rec["fitted"]):  # (read nothing, silently; a user trial)
+        warnings.warn(f"llm-web: no retrieved text fits in a prompt beside the query and max_new_tokens = "
+                      f"{cfg.max_new_tokens} (context {min(m.context_length for m in models)} tokens): the models "
+                      "read only the query; raise model_context or lower max_new_tokens", stacklevel=2)
     flat = [r for rows in rec["responses"] for r in rows]
     emb = encoder.encode(flat, batch_size=64, progress=False).reshape(cfg.num_models, cfg.samples, -1)
     rec["posted"] = [rows[0] for rows in rec["responses"]]

@@ -79,6 +79,8 @@ def cmd_llm_web(args) -> int:
                               "the embeddings and GMM records")
             folder = llm_web.run(cfg, args.out, until=args.until)
         done = llm_web.completed_steps(folder)
+        if args.until is not None and done > args.until:  # (said nothing: a user trial, 2026-12-06)
+            print(f"--until {args.until}: nothing generated, {folder} already holds steps 0..{done - 1}")
         if done < llm_web.saved_config(folder).num_steps + 1:  # (a summary.json may be an --analyse of a part)
             print(f"stopped before step {done}; continue with --resume --out {folder}")
             return 0

@@ -293,7 +293,10 @@ def report_markdown(cfg: WebConfig, s: dict[str, Any]) -> str:
     ``‖``: a ``|`` inside a table cell ended the cell, and the first table rendered empty; a user trial,
     2026-12-05)."""
     T = s["steps_done"] - 1
-    lines = [f"# LLM Web Dynamics run ({cfg.mode} mode)", "",
+    partial = T < cfg.num_steps  # (an --analyse of a run so far read as a finished run of T steps; a user trial)
+    lines = [f"# LLM Web Dynamics run ({cfg.mode} mode{', partial' if partial else ''})", "",
+             *([f"**Partial run: steps t = 0..{T} of 0..{cfg.num_steps} are stored; continue it with `collapse-jax "
+                "llm-web --resume --out RUN`.**", ""] if partial else []),
              f"n = {cfg.num_models}, L = {cfg.samples}, beta = {cfg.beta}, T = {T} (steps t = 0..{T}), "
              f"|A(0)| = {cfg.num_human} sentences about {cfg.topic!r}, query {cfg.query!r}; models: "
              + (", ".join(cfg.hf) if cfg.hf else f"nanoGPTs ({cfg.model_layers} "

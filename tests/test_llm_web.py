@@ -123,6 +123,19 @@ def test_prompt_holds_as_many_retrieved_texts_as_the_context_allows(context_run)
         llm_web.fit_context(model, texts, "x" * 300, " ", new)
 
 
+def test_a_step_that_reads_nothing_warns(context_run):
+    """A query that leaves no room for any retrieved text ran the whole experiment on the query alone, with no word
+    (a user trial, 2026-12-06)."""
+    from llm_bridge.nanogpt import NanoGPT
+
+    cfg = llm_web.WebConfig(**{**TINY, "query": "x" * 170})
+    models = [NanoGPT.load(context_run / "base" / f"model-{i}") for i in range(3)]
+    texts = json.loads((context_run / "human.json").read_text())["texts"]
+    with pytest.warns(UserWarning, match="no retrieved text fits"):
+        rec, _ = llm_web.run_step(cfg, 0, models, texts, llm_web.load_encoder(cfg))
+    assert rec["fitted"] == [0, 0, 0]
+
+
 @pytest.mark.parametrize("until", [0, -1, TINY["num_steps"] + 1])
 def test_until_outside_the_steps_is_refused_before_the_folder(until, tmp_path):
     """A user trial (2026-12-06): until = 0 wrote a run of no steps and until beyond T ran to the end, where the
@@ -132,7 +145,7 @@ def test_until_outside_the_steps_is_refused_before_the_folder(until, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_killed_context_run_resumes_to_the_same_result(context_run, tmp_path):
+def test_killed_context_run_resumes_to_the_same_result(context_run, tmp_path, capsys):
     folder = _with_base(context_run, tmp_path / "resumed")
     cfg = llm_web.WebConfig(**TINY)
     llm_web.run(cfg, folder, until=2)
@@ -140,7 +153,11 @@ def test_killed_context_run_resumes_to_the_same_result(context_run, tmp_path):
     # an --analyse of the part so far (a third audit, 2026-12-04: it wrote manifest.json, and a later --until run
     # printed that summary as the result) is not a finished run
     assert llm_web_cli.main(["--analyse", str(folder)]) == 0 and not (folder / "manifest.json").exists()
+    assert "Partial run: steps t = 0..1 of 0..3" in (folder / "report.md").read_text()
     assert llm_web_cli.main(["--resume", "--out", str(folder), "--until", "2"]) == 0
+    assert "nothing generated" not in capsys.readouterr().out
+    assert llm_web_cli.main(["--resume", "--out", str(folder), "--until", "1"]) == 0   # (said nothing; a user trial)
+    assert "--until 1: nothing generated" in capsys.readouterr().out
     (folder / "steps" / "step-0001.json").unlink()        # killed after writing step 1's embeddings, before its record
     llm_web.run(cfg, folder, analyse_after=False)
     _assert_same_steps(context_run, folder, 4)
@@ -165,6 +182,7 @@ def test_finetune_mode_resumes_to_the_same_result(context_run, tmp_path):
 
     assert llm_web_report.analyse(whole)["mean_fitted"] is None
     assert "retrieved texts that fit the prompt, mean | n/a |" in (whole / "report.md").read_text()
+    assert "Partial run" not in (whole / "report.md").read_text()
     assert all(np.isfinite(losses).all() for losses in rec["finetune_losses"])
     assert sorted(p.name for p in (whole / "state").iterdir()) == ["step-0001"]
     # the models moved: step 1's answers differ from the context run's (other prompts, other weights)
