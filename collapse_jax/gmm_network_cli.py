@@ -181,7 +181,8 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
         fraction_collapsed="fraction of replicates collapsed onto one component",
         rms_kept="sqrt(mean ||D(t)||_F^2) over the replicates in which no model ever dropped a component (by T): "
                  "what theory_second_moment describes")
-    folder.save_arrays(arrays, labels, descriptions)
+    # t as the step axis's coordinate (ds.sel(step=t); it had none, positions only: a user trial, 2026-12-06)
+    folder.save_arrays(arrays, labels, descriptions, coords={"step": steps})
     figures = [] if not plots else make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R,
                                                 dropped, collapsed.mean(axis=0), (rms_kept, int(kept.sum())))
     marks = [t for t in (1, 5, 20, 50, 100, 200, cfg.num_steps) if t <= cfg.num_steps]

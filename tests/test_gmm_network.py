@@ -667,6 +667,11 @@ def test_paper_replicates_are_capped_at_the_band_replicates(tmp_path):
     assert cli.main(argv) == 0
     arrays = np.load(out / "arrays.npz")
     assert arrays["dnorm"].shape[0] == 3 and arrays["paper_weights"].shape[0] == 3
+    import xarray as xr
+
+    with xr.open_dataset(out / "arrays.nc") as ds:  # t is the step coordinate (positions only before; a user trial)
+        assert "step" in ds.coords and ds.coords["step"].values.tolist() == [0, 1, 2, 3]
+        np.testing.assert_array_equal(ds.dnorm.sel(step=2).values, arrays["dnorm"][:, 2])
 
 
 def test_the_second_moment_curve_has_its_simulated_counterpart(tmp_path, monkeypatch):
