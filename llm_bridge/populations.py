@@ -55,7 +55,7 @@ def cached_embeddings(texts, model_path: str | os.PathLike, load_encoder: Callab
     The file is written through a temporary file and a rename; one whose stored key does not match, or that cannot
     be read, is recomputed. Returns ``(embeddings float32 (num_texts, dim), cache file)``.
     """
-    texts = encoders.check_texts(texts)
+    texts = encoders.check_texts(texts, allow_empty=False)  # (cached an empty array after loading the model)
     texts_hash = texts_hash or corpus_mod.corpus_hash(texts)
     key = hashlib.sha256(f"{folder_hash(model_path)}|{options}|{texts_hash}".encode()).hexdigest()
     path = Path(folder).expanduser() if folder is not None else cache_dir()

@@ -235,6 +235,9 @@ def test_embedding_cache_is_written_once_and_reused(tiny_models, tmp_path):
     for given in ("sentence-transformers/all-MiniLM-L6-v2", tiny_models["hf"] / "config.json"):
         with pytest.raises(ValueError, match="model_path must be a local model folder"):
             populations.cached_embeddings(TEXTS, given, load, options="t", folder=tmp_path)
+    with pytest.raises(ValueError, match="texts must hold at least one text"):   # (loaded the model to cache nothing)
+        populations.cached_embeddings([], tiny_models["hf"], load, options="t", folder=tmp_path)
+    assert len(loads) == 5
 
 
 @needs_llm
