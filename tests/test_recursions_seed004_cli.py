@@ -49,7 +49,8 @@ def test_linreg_run_folder_matches_exact_theory_and_reruns(tmp_path):
 def test_w2_run_folder_exact_where_tails_allow_and_first_order_parts_ways(tmp_path, capsys):
     out = tmp_path / "w2"
     assert cli.main(W2 + ["--out", str(out)]) == 0
-    assert "None" not in capsys.readouterr().out          # "for good from t = first order None" (a user trial)
+    printed = capsys.readouterr().out
+    assert "None" not in printed                          # "for good from t = first order None" (a user trial)
     assert all(e["description"] for e in json.loads((out / "arrays.json").read_text()).values())
     arrays, manifest = _load(out)
     assert {"w2.png", "arrays.npz", "arrays.json", "config.json"} <= set(manifest["files"])
@@ -71,6 +72,12 @@ def test_w2_run_folder_exact_where_tails_allow_and_first_order_parts_ways(tmp_pa
     assert median_over_exact[0] < 0.3 < 0.45 < median_over_exact[1:].min()
     assert top_share[0] > 0.4 > 0.25 > top_share[1:].max()
     assert manifest["summary"]["M=5"]["last_mc_median"] == pytest.approx(np.median(last[0]), rel=1e-12)
+    # and the run says so where it prints its verdict on the normal interval (a user trial, 2026-12-06: "exact
+    # outside the 95% CI for good from t = 50" at one seed, "never" at the next, the exact law being right)
+    shares = [manifest["summary"][name]["last_top1_share"] for name in ("M=5", "M=50", "M_t=5(t+1)")]
+    np.testing.assert_allclose(shares, top_share, rtol=1e-12)
+    assert [manifest["summary"][name]["ci_reliable"] for name in ("M=5", "M=50", "M_t=5(t+1)")] == [False, True, True]
+    assert printed.count("heavy tail: the largest 1% of runs hold") == 1
     assert manifest["summary"]["M_t=5(t+1)"]["exact_outside_ci_from"] is None
     from collapse_jax import gaussian as G  # the kernel that ran (config.json: the backend asked for)
 
