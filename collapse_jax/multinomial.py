@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from collapse_jax import _checks, driver, schedules
-from collapse_jax.replicates import check_mesh
+from collapse_jax.replicates import check_mesh, is_prng_key
 
 # Appended only: the native kernel receives ``REGIMES.index(regime)`` for its regimes, NATIVE_REGIMES.
 REGIMES = ("replace", "accumulate", "filter", "accumulate-subsample")
@@ -159,13 +159,43 @@ def _binomial_btrs(key: jax.Array, n: jax.Array, p: jax.Array, active: jax.Array
     return out
 
 
+def check_sampler_inputs(key, n, probs, probs_name: str, *, vector: bool) -> None:
+    """The exact samplers' arguments where they are concrete (inside ``jit``/``vmap`` their values are unknown and
+    not checked): one PRNG key, ``n`` whole numbers >= 0, ``probs`` finite and in [0, 1] (``vector``: a (K,) vector
+    of masses >= 0 with a positive sum instead). A ValueError naming the argument (a user trial, 2026-12-06:
+    ``sample_multinomial`` with n = -5 drew [0, -5, 0], n = 5.5 counts summing to 5.5, q = (1.5, -0.5) or a NaN
+    gave counts, and an integer key failed deep inside JAX)."""
+    if not _checks.is_traced(key):
+        typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        if not is_prng_key(key) or np.ndim(key) != (0 if typed else 1):
+            raise ValueError(f"key must be one PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)), got "
+                             f"{type(key).__name__} of shape {np.shape(key)}")
+    if vector and np.ndim(probs) != 1:
+        raise ValueError(f"{probs_name} must be a (K,) probability vector, got shape {np.shape(probs)}")
+    if not _checks.is_traced(n):
+        counts = _checks.host_array(n).astype(np.float64)
+        if vector and counts.ndim:
+            raise ValueError(f"n must be one total count (a scalar), got shape {counts.shape}")
+        if not np.all(np.isfinite(counts) & (counts >= 0) & (counts == np.floor(counts))):
+            raise ValueError(f"n must hold whole numbers >= 0, got {counts.ravel()[:5].tolist()}")
+    if not _checks.is_traced(probs):
+        if vector:
+            mass = _checks.array_in_interval(probs_name, probs, 0.0, math.inf, high_open=True)
+            if not mass.sum() > 0:
+                raise ValueError(f"{probs_name} must have a positive sum (it is renormalised by it), got {mass.sum()}")
+        else:
+            _checks.array_in_interval(probs_name, probs, 0.0, 1.0)
+
+
 def binomial(key: jax.Array, n: jax.Array, p: jax.Array) -> jax.Array:
     """Exact ``Binomial(n, p)`` draws, elementwise over broadcast ``n`` (whole numbers, float) and ``p`` in [0, 1].
 
     Cost O(1) in ``n``: for ``p > 1/2`` draws ``n - Binomial(n, 1 - p)``; means below 10 use inversion (at most
     ~mean + 10 sd cheap iterations), larger means use BTRS (about 1.15 proposals per draw, two uniforms each).
     Both branches run vectorised; each element's parameters are masked so the other branch exits at once.
+    Concrete arguments are checked (:func:`check_sampler_inputs`).
     """
+    check_sampler_inputs(key, n, p, "p", vector=False)
     dtype = jnp.result_type(float)
     n = jnp.asarray(n, dtype)
     p = jnp.asarray(p, dtype)
@@ -287,7 +317,9 @@ def sample_multinomial(key: jax.Array, n: jax.Array, q: jax.Array) -> jax.Array:
       q: probabilities (K,), nonnegative, summing to 1 (they are renormalised by their sum).
     Returns:
       counts (K,) summing exactly to ``n``.
+    Concrete arguments are checked (:func:`check_sampler_inputs`).
     """
+    check_sampler_inputs(key, n, q, "q", vector=True)
     q = jnp.asarray(q)
     num = q.shape[0]
 

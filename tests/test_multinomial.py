@@ -355,6 +355,36 @@ def test_jax_multinomial_keeps_tiny_categories_after_a_large_prefix():
         assert np.all(counts.sum(1) == n)
 
 
+@pytest.mark.parametrize("call, match", [
+    (lambda k, q: M.sample_multinomial(k, -5.0, q), "n must hold whole numbers >= 0"),
+    (lambda k, q: M.sample_multinomial(k, 5.5, q), "n must hold whole numbers >= 0"),
+    (lambda k, q: M.sample_multinomial(k, jnp.ones(2), q), "n must be one total count"),
+    (lambda k, q: M.sample_multinomial(k, 10.0, jnp.asarray([1.5, -0.5])), r"q must lie in \[0.0, inf\)"),
+    (lambda k, q: M.sample_multinomial(k, 10.0, jnp.asarray([jnp.nan, 0.5])), r"q must lie"),
+    (lambda k, q: M.sample_multinomial(k, 10.0, jnp.zeros(3)), "q must have a positive sum"),
+    (lambda k, q: M.sample_multinomial(k, 10.0, jnp.ones((2, 2))), r"q must be a \(K,\) probability vector"),
+    (lambda k, q: M.sample_multinomial(0, 10.0, q), "key must be one PRNG key"),
+    (lambda k, q: M.sample_multinomial(jax.random.split(k, 3), 10.0, q), "key must be one PRNG key"),
+    (lambda k, q: M.binomial(k, 10.0, 1.5), r"p must lie in \[0.0, 1.0\]"),
+    (lambda k, q: M.binomial(k, -10.0, 0.5), "n must hold whole numbers >= 0"),
+    (lambda k, q: M.binomial(k, 10.0, jnp.nan), "p must lie in"),
+])
+def test_exact_samplers_refuse_bad_concrete_arguments(call, match):
+    """A user trial (2026-12-06): n = -5 drew [0, -5, 0], n = 5.5 counts summing to 5.5, q = (1.5, -0.5) or a NaN
+    drew counts, all without a word; an integer key failed deep inside JAX."""
+    with pytest.raises(ValueError, match=match):
+        call(jax.random.key(0), jnp.asarray([0.5, 0.3, 0.2]))
+
+
+def test_exact_samplers_still_run_traced():
+    q = jnp.asarray([0.5, 0.3, 0.2])
+    key = jax.random.key(0)
+    eager = M.sample_multinomial(key, 10.0, q)
+    np.testing.assert_array_equal(jax.jit(M.sample_multinomial)(key, 10.0, q), eager)
+    assert float(eager.sum()) == 10.0
+    assert M.binomial(key, jnp.asarray([3.0, 0.0]), 0.5).shape == (2,)
+
+
 @needs_native
 def test_native_engine_name_is_checked():
     p = jnp.asarray(P)
