@@ -342,6 +342,29 @@ def _make_folder(path: Path, *, exist_ok: bool, what: str) -> None:
         raise ValueError(f"{what}: cannot create the folder {str(path)!r}: {exc.strerror or exc}") from None
 
 
+def check_folder_creatable(path: str | os.PathLike, what: str = "out") -> None:
+    """The ValueError :func:`_make_folder` would raise for ``path``, without making anything: for a command that
+    does slow checks (loading a corpus or models) before it makes its folder, so that an --out that cannot be made
+    is refused first (llm-web --out /proc/x was refused after minutes of work; a user trial, 2026-12-06)."""
+    path = Path(path)
+    if path.is_dir():
+        return
+    if path.exists() or path.is_symlink():
+        why = ("a symbolic link to nothing is in the way (to " + repr(os.readlink(path)) + ")"
+               if path.is_symlink() and not path.exists() else "a file of that name is in the way")
+        raise ValueError(f"{what}: cannot create the folder {str(path)!r}: {why}")
+    parent = path.absolute().parent
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{what}: cannot create the folder {str(path)!r}: {str(parent)!r} is not a folder")
+    try:  # (os.access says yes to root everywhere, /proc included: a folder made and removed at once is the test)
+        os.rmdir(tempfile.mkdtemp(prefix=".collapse-jax-check-", dir=parent))
+    except OSError as exc:
+        raise ValueError(f"{what}: cannot create the folder {str(path)!r}: cannot create folders in {str(parent)!r} "
+                         f"({exc.strerror or exc})") from None
+
+
 LOCK_FILE = ".run.lock"
 _held_locks: dict[str, int] = {}  # resolved folder -> descriptor of its lock file, while this process runs there
 

@@ -51,7 +51,8 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
-from collapse_jax.results import RunFolder, atomic_savez, atomic_write_json, config_differences, read_json, read_npz
+from collapse_jax.results import (RunFolder, atomic_savez, atomic_write_json, check_folder_creatable, config_differences,
+                                  read_json, read_npz)
 from llm_bridge import bpe
 from llm_bridge.generators import Generator, Sampling
 
@@ -171,12 +172,28 @@ class WebConfig:
         _checks.in_interval("train_lr", self.train_lr, 0.0, math.inf, low_open=True, high_open=True)
         if self.model_dim % self.model_heads:
             raise ValueError(f"model_dim ({self.model_dim}) must be a multiple of model_heads ({self.model_heads})")
+        bpe.check_vocab_size(self.vocab_size)
+        if not self.hf:  # the base models' sizes, steps and memory (10**30 was taken, then hung or failed in XLA
+            # after minutes; a user trial, 2026-12-06)
+            from llm_bridge import nanogpt_config as nc
+
+            for name in ("train_steps", "finetune_steps"):
+                if getattr(self, name) > nc.MAX_STEPS:
+                    raise ValueError(f"{name} must be at most {nc.MAX_STEPS:,} (int32 step counters), got "
+                                     f"{getattr(self, name)}")
+            try:
+                nc.check_training_fits(nc.GPTConfig(nc.vocab_bound(self.tokenizer, self.vocab_size),
+                                                    self.model_context, self.model_layers, self.model_heads,
+                                                    self.model_dim),
+                                       max(self.train_batch, self.finetune_batch if self.mode == "finetune" else 1))
+            except ValueError as exc:  # (named as the fields that set them)
+                raise ValueError(f"model_layers, model_dim, model_context, train_batch or finetune_batch too large: "
+                                 f"{exc}") from None
         if self.max_new_tokens >= self.model_context and not self.hf:
             raise ValueError(f"max_new_tokens must be below model_context = {self.model_context}, got "
                              f"{self.max_new_tokens}")
         if self.tokenizer not in ("bpe", "byte"):
             raise ValueError(f"tokenizer must be 'bpe' or 'byte', got {self.tokenizer!r}")
-        bpe.check_vocab_size(self.vocab_size)
         if self.hf_dtype is not None and self.hf_dtype not in HF_DTYPES:
             raise ValueError(f"hf_dtype must be one of {', '.join(HF_DTYPES)}, got {self.hf_dtype!r}")
         if self.hf:
@@ -535,6 +552,9 @@ def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None =
             raise ValueError(f"until must be an integer from 1 to num_steps = {cfg.num_steps} (steps 0..until-1 run, "
                              f"the rest left for a resume), got {until}")
     old = None if folder is None or not Path(folder).is_dir() else saved_config(folder)
+    if folder is not None and old is None:  # before the corpus and the models (refused after minutes of work)
+        check_folder_creatable(folder)
+        check_new_folder(Path(folder))
     models = None
     if old is None:
         human_internet(cfg)  # topic and num_human against the corpus, before any folder is made (an empty one was left)
@@ -549,11 +569,7 @@ def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None =
     out = RunFolder.create("llm-web", folder)
     path = out.path
     if old is None:
-        # other files are refused (the --help promise; it wrote beside them); a base/ copied from another run is
-        # how trained base models are reused (docs/llm_web.md; checked against this configuration when loaded)
-        if any(not p.name.startswith(".") and p.name != "base" for p in path.iterdir()):
-            raise ValueError(f"out: {str(path)!r} is not empty and holds no llm-web run (no config.json); choose a "
-                             "new or empty folder (or one holding only a base/ copied from another run)")
+        check_new_folder(path)
         out.write_config(cfg.as_dict())
         atomic_write_json(path / MODELS_FILE, model_fingerprints(cfg))
     elif old != cfg:
@@ -575,6 +591,15 @@ def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None =
 
         analyse(path)
     return path
+
+
+def check_new_folder(path: Path) -> None:
+    """A ValueError unless the folder ``path`` of a new run is missing, empty, or holds only a ``base/`` copied from
+    another run (how trained base models are reused: docs/llm_web.md; checked against the configuration when
+    loaded) and hidden files: other files are refused (the --help promise; it wrote beside them)."""
+    if path.is_dir() and any(not p.name.startswith(".") and p.name != "base" for p in path.iterdir()):
+        raise ValueError(f"out: {str(path)!r} is not empty and holds no llm-web run (no config.json); choose a "
+                         "new or empty folder (or one holding only a base/ copied from another run)")
 
 
 MODELS_FILE = "models.json"

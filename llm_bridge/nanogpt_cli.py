@@ -143,7 +143,8 @@ def cmd_train(args) -> int:
         result = nt.resume(args.out, until=args.until)
     else:
         spec, data, tc = configs_from_args(args)
-        spec.resolve(257)                                     # sizes (e.g. dim / heads) checked before a folder
+        # sizes (e.g. dim / heads) and their memory checked before a folder
+        nc.check_training_fits(spec.resolve(nc.vocab_bound(data.tokenizer, data.vocab_size)), tc.batch_size)
         nt.check_until(args.until, tc.steps)
         existed = args.out is not None and Path(args.out).expanduser().exists()
         folder = RunFolder.create("nanogpt", args.out).path  # a bad --out fails here, not after the data

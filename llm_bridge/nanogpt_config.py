@@ -45,6 +45,7 @@ class GPTConfig:
             raise ValueError(f"bias must be True or False, got {self.bias!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        check_model_fits(self, 4 * self.num_params(), "its float32 weights")
 
     @property
     def head_dim(self) -> int:
@@ -59,6 +60,38 @@ class GPTConfig:
         d, b = self.dim, int(self.bias)
         per_layer = 4 * d + (3 * d * d + 3 * d * b) + (d * d + d * b) + (4 * d * d + 4 * d * b) + (4 * d * d + d * b)
         return self.vocab_size * d + self.context_length * d + self.num_layers * per_layer + 2 * d
+
+
+# Optimiser steps: optax's and the schedule's step counters are int32.
+MAX_STEPS = 2**31 - 1
+
+
+def check_model_fits(cfg: GPTConfig, need: int, what: str) -> None:
+    """A ValueError naming the model's sizes unless ``need`` bytes (``what``) fit in 80 % of the memory available:
+    a user trial (2026-12-06) gave --dim or --layers 10**30, which wrote a run folder and then hung, or failed in
+    XLA after minutes."""
+    available = _checks.available_memory_bytes()
+    if available and need > 0.8 * available:
+        raise ValueError(f"the model (num_layers = {cfg.num_layers:,}, dim = {cfg.dim:,}, context_length = "
+                         f"{cfg.context_length:,}, vocab_size = {cfg.vocab_size:,}: {cfg.num_params():,} parameters) "
+                         f"needs about {need / 2**30:.3g} GiB for {what}, more than 80% of the "
+                         f"{available / 2**30:.1f} GiB available; choose smaller sizes")
+
+
+def check_training_fits(cfg: GPTConfig, batch_size: int) -> None:
+    """A ValueError (:func:`check_model_fits`) unless training ``cfg`` on ``batch_size`` windows per step fits in
+    memory, estimated as float32 weights, gradients and Adam's two moments (16 bytes a parameter) and the
+    activations a step keeps for the backward pass (per token and layer about 16 ``dim`` numbers and one attention
+    row per head, and the logits twice), in float32."""
+    per_token = cfg.num_layers * (16 * cfg.dim + 2 * cfg.num_heads * cfg.context_length) + 2 * cfg.vocab_size
+    need = 16 * cfg.num_params() + 4 * _checks.positive_int("batch_size", batch_size) * cfg.context_length * per_token
+    check_model_fits(cfg, need, f"training on batches of {batch_size:,} windows")
+
+
+def vocab_bound(tokenizer: str, vocab_size: int) -> int:
+    """The largest vocabulary a tokenizer option can give before it is trained: ``vocab_size`` for BPE, 257 (the
+    bytes and end-of-text) for bytes."""
+    return vocab_size if tokenizer == "bpe" else 257
 
 
 # Model sizes without the vocabulary (it comes from the tokenizer). seed003: seed 003 Section 5.2.
@@ -114,13 +147,14 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.steps is None and self.minutes is None:
             raise ValueError("give steps, minutes or both")
-        if self.steps is not None:
-            _checks.positive_int("steps", self.steps)
+        if self.steps is not None and _checks.positive_int("steps", self.steps) > MAX_STEPS:
+            raise ValueError(f"steps must be at most {MAX_STEPS:,} (int32 step counters), got {self.steps}")
+        if _checks.nonnegative_int("warmup_steps", self.warmup_steps) > MAX_STEPS:
+            raise ValueError(f"warmup_steps must be at most {MAX_STEPS:,}, got {self.warmup_steps}")
         if self.minutes is not None:
             _checks.in_interval("minutes", self.minutes, 0.0, math.inf, low_open=True, high_open=True)
         for name in ("batch_size", "steps_per_call", "eval_every", "eval_windows", "checkpoint_every"):
             _checks.positive_int(name, getattr(self, name))
-        _checks.nonnegative_int("warmup_steps", self.warmup_steps)
         _checks.random_seed("seed", self.seed)
         if _checks.positive_int("keep_checkpoints", self.keep_checkpoints) < 2:
             raise ValueError(f"keep_checkpoints must be >= 2 (a corrupt latest step falls back to the previous "

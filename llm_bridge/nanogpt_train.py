@@ -47,7 +47,8 @@ from llm_bridge import bpe
 from llm_bridge.encoders import require
 from llm_bridge.generators import check_finite_loss, check_texts
 from llm_bridge.nanogpt import GPTConfig, NanoGPT, committed, mean_nll_hidden, without_x64
-from llm_bridge.nanogpt_config import DataConfig, ModelSpec, TrainConfig  # noqa: F401 (re-exported)
+from llm_bridge.nanogpt_config import (DataConfig, ModelSpec, TrainConfig,  # noqa: F401 (re-exported)
+                                      check_training_fits, vocab_bound)
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
@@ -499,7 +500,8 @@ def train(folder: str | os.PathLike, spec: ModelSpec = ModelSpec(), data: DataCo
             raise ValueError(f"out: {str(folder)!r} is not empty and holds no run (no {CONFIG_FILE}; it holds "
                              f"{', '.join(other[:3])}{', ...' if len(other) > 3 else ''}); choose a new or empty "
                              "folder")
-    spec.resolve(bpe.byte_tokenizer().vocab_size)              # validate sizes before any text is read
+    # sizes and their memory checked before any text is read
+    check_training_fits(spec.resolve(vocab_bound(data.tokenizer, data.vocab_size)), tc.batch_size)
     context = spec.resolve(257).context_length
     tokenizer, prepared, text_hash = prepare_data(data, tc, context, None)
     cfg = spec.resolve(tokenizer.vocab_size)

@@ -14,7 +14,7 @@ import numpy as np
 
 from collapse_jax import _checks, schedules
 from llm_bridge import bpe
-from llm_bridge.nanogpt_config import GPTConfig, TrainConfig
+from llm_bridge.nanogpt_config import GPTConfig, TrainConfig, check_training_fits
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class RecursiveConfig:
         _checks.in_interval("alpha", self.alpha, 0.0, 1.0)
         _checks.in_interval("gamma", self.gamma, 0.0, math.inf, high_open=True)
         bpe.check_vocab_size(self.vocab_size)
-        self.gpt_config(self.vocab_size)            # model sizes, dropout, dtype
+        check_training_fits(self.gpt_config(self.vocab_size), self.batch_size)  # sizes, dropout, dtype, memory
         self.train_config(self.seed)                # steps, batch, learning rate, warm-up, decay, seed
         _checks.in_interval("temperature", self.temperature, 0.0, math.inf, low_open=True, high_open=True)
         _checks.in_interval("ridge", self.ridge, 0.0, math.inf, low_open=True, high_open=True)

@@ -221,6 +221,11 @@ def test_analyse_recomputes_outputs_without_generating(context_run, tmp_path):
     (dict(encoder=__file__), "encoder must be a local model folder .* which is not a directory"),
     # a user trial (2026-12-04): with byte tokens a query too long for the context is known before any training
     (dict(model_context=16, max_new_tokens=4), "query: it alone takes 28 byte tokens, more than the 12"),
+    # a user trial (2026-12-06): 10**30 was taken, then hung or failed in XLA after minutes, a folder written
+    (dict(model_dim=10**30), "model_layers, model_dim, .* too large: .* for its float32 weights"),
+    (dict(train_batch=10**12), "too large: .* for training on batches of 1,000,000,000,000 windows"),
+    (dict(train_steps=10**30), "train_steps must be at most 2,147,483,647"),
+    (dict(finetune_steps=2**31), "finetune_steps must be at most 2,147,483,647"),
 ])
 def test_bad_configuration_is_refused_before_any_compute(change, match):
     with pytest.raises(ValueError, match=match):

@@ -841,6 +841,14 @@ def test_train_bad_input(tmp_path, data_dir, reference_run):
         nt.TrainConfig(steps=None)
     with pytest.raises(ValueError, match="steps_per_call"):
         nt.TrainConfig(steps_per_call=0)
+    # a user trial (2026-12-06): 10**30 layers or steps were taken, a run folder written, then the run hung
+    with pytest.raises(ValueError, match="steps must be at most 2,147,483,647"):
+        nt.TrainConfig(steps=10**30)
+    with pytest.raises(ValueError, match=r"needs about .* GiB for its float32 weights"):
+        ng.GPTConfig(vocab_size=257, context_length=32, num_layers=10**30, num_heads=2, dim=32)
+    with pytest.raises(ValueError, match=r"GiB for training on batches of 1,000,000,000,000 windows"):
+        nt.train(tmp_path / "huge", SPEC, data, nt.TrainConfig(steps=2, batch_size=10**12))
+    assert not (tmp_path / "huge").exists()
     with pytest.raises(ValueError, match="does not exist"):
         ng.NanoGPT.load(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
