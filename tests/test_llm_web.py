@@ -232,6 +232,23 @@ def test_bad_configuration_is_refused_before_any_compute(change, match):
         llm_web.WebConfig(**{**TINY, **change})
 
 
+def test_an_out_that_cannot_be_used_is_refused_before_the_corpus(tmp_path, monkeypatch):
+    """A user trial (2026-12-06): --out /proc/x, a file, or a folder of other files was refused only after the
+    corpus was read (minutes)."""
+    def slow(*_):
+        raise AssertionError("the corpus was read first")
+
+    monkeypatch.setattr(llm_web, "human_internet", slow)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.md").write_text("mine")
+    for out, match in ((tmp_path / "file", "a file of that name is in the way"),
+                       ("/proc/collapse-jax-x", "cannot create folders in '/proc'"),
+                       (tmp_path / "other", "is not empty and holds no llm-web run")):
+        with pytest.raises(ValueError, match=match):
+            llm_web.run(llm_web.WebConfig(**TINY), out)
+
+
 def test_bad_runs_and_cli_errors(context_run, tmp_path, capsys):
     with pytest.raises(ValueError, match="another configuration"):
         llm_web.run(llm_web.WebConfig(**{**TINY, "beta": 0.25}), context_run)

@@ -233,3 +233,19 @@ def test_a_folder_in_use_by_another_process_is_refused(tmp_path):
     probe = subprocess.run([sys.executable, "-c", f"from collapse_jax.results import RunFolder; "
                             f"RunFolder.create('t', {str(out)!r}).start({{'seed': 0}})"], capture_output=True)
     assert probe.returncode == 0, probe.stderr
+
+
+def test_a_folder_that_cannot_be_made_is_known_without_making_it(tmp_path):
+    """check_folder_creatable: what _make_folder would refuse, refused without making anything (llm-web refused
+    --out /proc/x only after minutes of work; a user trial, 2026-12-06)."""
+    from collapse_jax.results import check_folder_creatable
+
+    (tmp_path / "file").write_text("x")
+    check_folder_creatable(tmp_path / "new" / "deeper")
+    check_folder_creatable(tmp_path)
+    for bad, match in ((tmp_path / "file", "a file of that name is in the way"),
+                       (tmp_path / "file" / "sub", "is not a folder"),
+                       ("/proc/collapse-jax-x", "cannot create folders in '/proc'")):
+        with pytest.raises(ValueError, match=match):
+            check_folder_creatable(bad, "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
