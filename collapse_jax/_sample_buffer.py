@@ -31,6 +31,9 @@ def check_config(config, positive_floats: tuple[str, ...]) -> None:
         raise ValueError(f"regime must be one of {REGIMES}, got {config.regime!r}")
     for name in ("max_iter", "chunk", "max_points", "lanes"):
         _checks.positive_int(name, getattr(config, name))
+    if config.max_iter > 2**31 - 1:  # (an int32 loop bound: 10**30 overflowed in the jitted call, after the run
+        # folder was made; a user trial, 2026-12-06)
+        raise ValueError(f"max_iter must be at most 2**31 - 1 = {2**31 - 1:,}, got {config.max_iter}")
     if config.buffer is not None:
         _checks.positive_int("buffer", config.buffer)
     _checks.in_interval("tol", config.tol, 0.0, math.inf, low_open=True, high_open=True)  # (inf: EM never ran)

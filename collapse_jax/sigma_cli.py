@@ -264,7 +264,8 @@ def run(args) -> int:
     if args.threads is not None:
         from collapse_jax import _checks
 
-        _checks.positive_int("threads", args.threads)
+        if _checks.positive_int("threads", args.threads) > 4096:  # (10**30 was taken, a folder made; a user trial)
+            raise ValueError(f"threads must be an integer from 1 to 4096, got {args.threads}")
     if cfg.embeddings:
         load_embeddings(cfg.embeddings)  # checked before a run folder is made (run_sweep reads it again)
     cells(cfg)  # a sweep without cells and one too large for memory are refused before a run folder is made

@@ -122,6 +122,8 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["gmm-network", "--mu", "[5]", "--models", "1", "--points-per-step", "1"],
      r"with num_components B = 1 it fails at t = 2, where k_t = floor\(beta \|A\(t\)\|\) = 1"),
     (["sigma-precision", "--quick", "--dims", "-8"], "--quick sets --dims, .*; drop --dims or --quick"),
+    # a user trial (2026-12-06): taken, a run folder made
+    (["sigma-precision", "--quick", "--threads", str(10**30)], "--threads must be an integer from 1 to 4096"),
     (["sigma-precision", "--embeddings", "/nonexistent-file-x.npy"], "embeddings file .* does not exist"),
     # a second audit (2026-12-02): these crashed after the run folder existed, or ran into NaN results
     (["sigma-precision", "--ratios", "1,inf"], r"--ratios must lie in \[1\.0, inf\)"),

@@ -190,7 +190,7 @@ def test_bad_input_raises_before_compute(kwargs, match):
 
 
 @pytest.mark.parametrize("kwargs", [dict(regime="filter"), dict(max_iter=0), dict(tol=0.0), dict(tol=float("inf")), dict(var_floor=-1.0),
-                                    dict(chunk=0), dict(lanes=0), dict(buffer=0)])
+                                    dict(chunk=0), dict(lanes=0), dict(buffer=0), dict(max_iter=2**31)])
 def test_bad_config(kwargs):
     with pytest.raises(ValueError):
         MR.MixtureConfig(**kwargs)

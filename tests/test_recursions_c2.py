@@ -30,7 +30,11 @@ from collapse_jax.cli import main
                                           r"10,000,100 points, .* lower --logistic-steps or --logistic-base$"),
                                          (["--models", "gmm", "--gmm-steps", "3000"],
                                           "lower --gmm-steps or --gmm-base"),
-                                         (["--models", "gmm,gmm"], "each at most once")])
+                                         (["--models", "gmm,gmm"], "each at most once"),
+                                         # an int32 loop bound: 10**30 overflowed in the jitted EM, after the
+                                         # folder was made (a user trial, 2026-12-06)
+                                         (["--models", "gmm", "--gmm-max-iter", str(10**30)],
+                                          "--gmm-max-iter must be at most 2")])
 def test_bad_options_fail_before_compute(tmp_path, capsys, extra, match):
     out = tmp_path / "run"
     assert main(["recursions-c2", "--out", str(out)] + extra) == 2

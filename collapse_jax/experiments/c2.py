@@ -60,6 +60,8 @@ class C2Config:
         for name in ("steps", "gmm_steps", "logistic_steps", "base", "gmm_base", "logistic_base",
                      "gmm_max_iter"):
             _checks.positive_int(name, getattr(self, name))
+        if self.gmm_max_iter > 2**31 - 1:  # (an int32 loop bound: overflowed in the jitted EM; a user trial)
+            raise ValueError(f"gmm_max_iter must be at most 2**31 - 1 = {2**31 - 1:,}, got {self.gmm_max_iter}")
         runs.at_least_two_categories(self.categories)
         _checks.random_seed("seed", self.seed)
         for name, users in APPLIES_TO.items():  # an option no selected model reads would be silently ignored
