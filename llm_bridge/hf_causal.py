@@ -108,6 +108,20 @@ class HFCausalLM:
         self.suffix: list[int] = self.eos_ids[:1]                         # appended to fine-tuning texts
         pad = tokenizer.pad_token_id
         self.pad_id: int = int(pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0))
+        self._check_special_ids()
+
+    def _check_special_ids(self) -> None:
+        """A ValueError unless the end-of-text, start and padding ids lie in the model's embedding table: a small
+        config built with the defaults kept GPT-2's eos_token_id = 50256 beside a 104-token vocabulary, and
+        perplexity, finetune and the encoder failed with torch's IndexError (a user trial, 2026-12-06)."""
+        size = self.model.get_input_embeddings().num_embeddings
+        for what, ids in (("end-of-text (eos_token_id)", self.eos_ids), ("start (bos_token_id)", self.prefix),
+                          ("padding (pad_token_id, else eos)", [self.pad_id])):
+            bad = [i for i in ids if not 0 <= i < size]
+            if bad:
+                raise ValueError(f"{self.name}: its {what} token id {bad[0]} is outside the model's {size}-token "
+                                 "vocabulary (from the tokenizer, config.json or generation_config.json): set it "
+                                 "to a token the tokenizer and the model share, or None")
 
     @property
     def device(self) -> Any:

@@ -264,6 +264,15 @@ def test_bad_folders(tmp_path, tiny_folder):
     transformers.GPT2LMHeadModel(config).save_pretrained(str(small))
     with pytest.raises(ValueError, match=r"small-vocab': its tokenizer has \d+ tokens but the model embeds only 100"):
         hf_causal_lm(small)
+    # a config's end-of-text id outside the vocabulary (GPT2Config's default 50256 kept beside a small tokenizer):
+    # perplexity, finetune and the encoder failed with torch's IndexError (a user trial, 2026-12-06)
+    far = tmp_path / "far-eos"
+    shutil.copytree(tiny_folder, far)
+    config = json.loads((far / "config.json").read_text())
+    (far / "config.json").write_text(json.dumps({**config, "eos_token_id": 50256}))
+    with pytest.raises(ValueError, match=r"far-eos.*end-of-text \(eos_token_id\) token id 50256 is outside the "
+                                         r"model's \d+-token vocabulary"):
+        hf_causal_lm(far)
     # the hint names the cause: "is a file truncated or damaged?" was said of an unknown architecture too
     unknown = tmp_path / "unknown"
     shutil.copytree(tiny_folder, unknown)
