@@ -85,7 +85,10 @@ def model_folder(name: str, path: str | os.PathLike, required: Sequence[str],
                          f"which is not a directory; {saver}")
     missing = [f for f in required if not (folder / f).is_file()]
     if missing:
-        raise ValueError(f"{name} {str(folder)!r} is not a saved model folder: missing {', '.join(missing)}")
+        # (the way to write one, too: a plain BERT folder given as --encoder read only "missing modules.json"; a
+        # user trial, 2026-12-06)
+        raise ValueError(f"{name} {str(folder)!r} is not a saved model folder: missing {', '.join(missing)}; "
+                         f"{saver}")
     return folder
 
 

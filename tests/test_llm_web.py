@@ -217,7 +217,8 @@ def test_analyse_recomputes_outputs_without_generating(context_run, tmp_path):
     (dict(hf=("/tmp",) * 3), "hf path '/tmp' is not a saved model folder: missing config.json"),
     # a user trial (2026-12-05): a folder without modules.json was refused only once the run folder was written
     # (which then refused the corrected command as another configuration); a file read "does not exist"
-    (dict(encoder="/tmp"), "encoder '/tmp' is not a saved model folder: missing modules.json"),
+    (dict(encoder="/tmp"), "encoder '/tmp' is not a saved model folder: missing modules.json; save one with "
+                           "SentenceTransformer.save"),
     (dict(encoder=__file__), "encoder must be a local model folder .* which is not a directory"),
     # a user trial (2026-12-04): with byte tokens a query too long for the context is known before any training
     (dict(model_context=16, max_new_tokens=4), "query: it alone takes 28 byte tokens, more than the 12"),
