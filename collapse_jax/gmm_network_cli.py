@@ -125,7 +125,13 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     config = dict(command="gmm-network", preset=options.preset, replicates=R, paper_replicates=paper_R,
                   seed=seed, backend=backend, replicate_batch=batch,
                   dtype=dtype, network=gn._as_kwargs(cfg))
-    folder.start(config)
+    # a run with no batch saved yet resumes with any batch size (one killed in a first batch too large for the
+    # memory could not be rerun with a smaller one; a user trial, 2026-12-06): the saved batch passes the check,
+    # then the new one is written under the folder's lock
+    unbatched = _batch_of_run_without_chunks(folder)
+    folder.start(config if unbatched is None else {**config, "replicate_batch": unbatched})
+    if unbatched is not None and unbatched != batch:
+        folder.write_config(config)
 
     t0 = time.perf_counter()
     batches = [(index, start, min(batch, R - start)) for index, start in enumerate(range(0, R, batch))]
@@ -201,6 +207,16 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     for figure in figures:
         print(f"plot:    {figure}")
     return 0
+
+
+def _batch_of_run_without_chunks(folder) -> int | None:
+    """The saved ``replicate_batch`` of the run in ``folder`` when it has saved no batch yet (None otherwise, and for
+    a folder without a readable run: :meth:`RunFolder.start` says why)."""
+    try:
+        saved = json.loads((folder.path / "config.json").read_text())["config"]["replicate_batch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return None if any((folder.path / "chunks").glob("chunk-*.npz")) else saved
 
 
 def timing_text(replicates: int, resumed: int, seconds: float, earlier: float | None) -> str:

@@ -674,6 +674,28 @@ def test_paper_replicates_are_capped_at_the_band_replicates(tmp_path):
         np.testing.assert_array_equal(ds.dnorm.sel(step=2).values, arrays["dnorm"][:, 2])
 
 
+def test_a_run_without_a_saved_batch_resumes_with_another_batch_size(tmp_path):
+    """A user trial (2026-12-06): a run killed in its first batch (too large for the memory) could not be rerun
+    with a smaller --replicate-batch ("another configuration"); once a batch is saved its layout is kept."""
+    import json
+
+    from collapse_jax import cli
+
+    out = tmp_path / "run"
+    argv = ["gmm-network", "--replicates", "6", "--paper-replicates", "1", "--steps", "3", "--models", "2",
+            "--backend", "jax", "--no-progress", "--no-plots", "--out", str(out)]
+    assert cli.main(argv + ["--replicate-batch", "4"]) == 0
+    whole = np.load(out / "arrays.npz")["dnorm"]
+    for chunk in (out / "chunks").iterdir():          # as if killed before its first batch was saved
+        chunk.unlink()
+    (out / "manifest.json").unlink()
+    assert cli.main(argv + ["--replicate-batch", "2"]) == 0
+    assert json.loads((out / "config.json").read_text())["config"]["replicate_batch"] == 2
+    assert len(list((out / "chunks").iterdir())) == 3
+    np.testing.assert_array_equal(np.load(out / "arrays.npz")["dnorm"], whole)
+    assert cli.main(argv + ["--replicate-batch", "3"]) == 2   # batches saved: their layout stays
+
+
 def test_the_second_moment_curve_has_its_simulated_counterpart(tmp_path, monkeypatch):
     """A user trial (2026-12-06): the second-moment theory (the rms over replicates that keep every component) was
     drawn with no simulated curve of that quantity; rms_kept is saved and drawn beside it."""
