@@ -7,6 +7,7 @@ before any array is allocated or any function is compiled.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import Any
 
@@ -250,7 +251,10 @@ def fits_in_memory(name: str, count: int, bytes_each: int, *, available: int | N
 
 
 def available_memory_bytes() -> int:
-    """Best guess of the memory available to the default JAX device (host RAM on CPU)."""
+    """Best guess of the memory available to the default JAX device: a device's own limit, else the host's available
+    RAM, lowered to what this process's limits leave (:func:`process_memory_limit`: the address-space rlimit, a
+    cgroup's memory.max; a check against the whole host passed under ``prlimit --as`` or a cluster job's memory
+    limit, and the run then died of MemoryError or was killed: a user trial, 2026-12-06)."""
     try:
         import jax
 
@@ -259,17 +263,51 @@ def available_memory_bytes() -> int:
             return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
     except Exception:  # noqa: BLE001 - memory stats are optional on some backends
         pass
+    host = 0
     try:
         import psutil
 
-        return int(psutil.virtual_memory().available)
+        host = int(psutil.virtual_memory().available)
     except Exception:  # noqa: BLE001
-        pass
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        host = int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    limit = process_memory_limit()
+    return host if limit is None else max(0, min(host, limit)) if host else limit
+
+
+def _read_int(path: str) -> int | None:
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+        with open(path) as f:
+            text = f.read().strip()
     except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def process_memory_limit() -> int | None:
+    """Bytes this process may still take under its own limits, or None without any: the soft address-space rlimit
+    less the address space in use, and a cgroup's memory limit less its usage (v2 ``memory.max``, v1
+    ``memory.limit_in_bytes``)."""
+    left = []
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/statm") as f:
+                used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            left.append(soft - used)
+    except (ImportError, OSError, ValueError):
         pass
-    return 0
+    for limit_file, usage_file in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                                   ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                    "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        limit, usage = _read_int(limit_file), _read_int(usage_file)
+        if limit is not None and usage is not None and limit < 2**60:  # (v1 says "no limit" with a huge number)
+            left.append(limit - usage)
+    return min(left) if left else None

@@ -137,15 +137,38 @@ def block_work(dim: int, num_points: int, ratios) -> float:
     return float(np.sum(sp.block_sizes(dim, num_points, ratios))) * dim * dim + 1e7
 
 
-def check_memory(cfg: sp.PrecisionConfig) -> None:
-    """Refuse, before any compute, a sweep whose data buffers (one float64 and one float32 copy of the largest
-    synthetic cell's N x d rows) or whose per-block statistics (a cell's float64 array of log det, mean M_i^2 and
-    the leave-one-out fields for each block and block size) would not fit in memory."""
-    from collapse_jax import _checks
+def block_bytes(dim: int, num_points: int, ratios) -> int:
+    """Working memory of one worker thread's blocks at dimension ``dim``: the native kernel's workspace for the
+    largest block of ``n`` rows (its rows split into bfloat16 halves and whitened in float32, 8 bytes a number; the
+    gathered rows, 4; float64 d x d matrices and small prefixes, about 100 d^2 bytes; indices, 64 bytes a row), which
+    it keeps between blocks; the numpy engine's arrays are of the same order. Against peak RSS (a user trial,
+    2026-12-06: d = 1024, N = 10^5, two threads: 3.67 GB measured, 3.8 GB estimated with the data buffers; d = 2048,
+    N = 2 10^5 passed the check without it and was killed at 12 GB)."""
+    n = int(sp.block_sizes(dim, num_points, ratios)[-1])
+    return 12 * n * dim + 100 * dim * dim + 64 * n
 
-    if cfg.families and cfg.dims:
-        _checks.fits_in_memory("num_points (rows of the largest cell, float64 + float32 copies)", cfg.num_points,
-                               12 * max(cfg.dims))
+
+def check_memory(cfg: sp.PrecisionConfig, threads: int | None = None,
+                 embeddings_shape: tuple[int, int] | None = None) -> None:
+    """Refuse, before any compute, a sweep whose data buffers (one float64 and one float32 copy of the largest
+    synthetic cell's N x d rows) and blocks' working memory (:func:`block_bytes`, per worker thread: ``threads``,
+    default every CPU this process may use) or whose per-block statistics (a cell's float64 array of log det, mean
+    M_i^2 and the leave-one-out fields for each block and block size) would not fit in memory."""
+    from collapse_jax import _checks, _native
+
+    threads = threads or _native.spectral_threads()
+    shapes = [(cfg.num_points, d) for d in cfg.dims] if cfg.families else []
+    shapes += [embeddings_shape] if embeddings_shape is not None else []
+    data = 12 * cfg.num_points * max(cfg.dims) if cfg.families and cfg.dims else 0
+    blocks = max((block_bytes(d, n, cfg.ratios) for n, d in shapes if n > d), default=0)
+    available = _checks.available_memory_bytes()
+    if available and data + threads * blocks > 0.8 * available:
+        raise ValueError(f"the sweep needs about "
+                         f"{(data + threads * blocks) / 2**30:.1f} GiB ({data / 2**30:.1f} GiB of data buffers for "
+                         f"{cfg.num_points:,} rows of the largest d, float64 + float32 copies, and "
+                         f"{blocks / 2**30:.2f} GiB of block work per thread, {threads} threads), more than 80% of the "
+                         f"{available / 2**30:.1f} GiB available; lower --num-points, the largest --dims or --ratios, "
+                         "or --threads")
     _checks.fits_in_memory("blocks (per-block statistics of the largest cell)", max(cfg.blocks, default=0),
                            8 * (2 + len(sp.LOO_FIELDS)) * len(cfg.ratios))
 
@@ -159,8 +182,8 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
     jax.config.update("jax_enable_x64", True)
     threads = _checks.positive_int("threads", threads) if threads is not None else _native.spectral_threads()
     todo = cells(cfg)
-    check_memory(cfg)
     emb = load_embeddings(cfg.embeddings) if cfg.embeddings else None
+    check_memory(cfg, threads, None if emb is None else emb.shape)
     # the file's content, not only its path as typed: a resumed run kept the results of a file that had changed
     # since (another N, another log det) and reported them as the new file's (a user trial, 2026-12-04)
     # and the engine "auto" resolves to here: a resume on a CPU without AMX (or without a compiler) mixed the numpy
@@ -266,10 +289,10 @@ def run(args) -> int:
 
         if _checks.positive_int("threads", args.threads) > 4096:  # (10**30 was taken, a folder made; a user trial)
             raise ValueError(f"threads must be an integer from 1 to 4096, got {args.threads}")
-    if cfg.embeddings:
-        load_embeddings(cfg.embeddings)  # checked before a run folder is made (run_sweep reads it again)
+    # checked before a run folder is made (run_sweep reads it again)
+    shape = load_embeddings(cfg.embeddings).shape if cfg.embeddings else None
     cells(cfg)  # a sweep without cells and one too large for memory are refused before a run folder is made
-    check_memory(cfg)
+    check_memory(cfg, args.threads, shape)
     folder = RunFolder.create("sigma-precision", args.out)
     summary = run_sweep(cfg, folder, args.threads)
     print(sp.markdown_table(summary["rows"]))

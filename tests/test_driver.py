@@ -285,3 +285,26 @@ def test_progress_is_true_false_or_none():
         G.simulate(3, 0.0, 1.0, S.constant_alpha(0.5, 3), S.constant_size(10, 3), num_replicates=2, progress="no")
     with pytest.raises(ValueError, match="progress must be True or False, got 'no'"):
         gn.simulate(0, gn.make_config(num_steps=3), 2, progress="no")
+
+
+def test_the_memory_check_knows_the_process_limits():
+    """A user trial (2026-12-06): under ``prlimit --as`` (or a cluster job's cgroup limit) the checks counted the
+    whole host's free memory, passed, and the run died of MemoryError; now the address-space rlimit counts."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import resource
+        from collapse_jax import _checks
+        before = _checks.available_memory_bytes()
+        with open("/proc/self/statm") as f:
+            used = int(f.read().split()[0]) * 4096
+        resource.setrlimit(resource.RLIMIT_AS, (used + 2**30, resource.RLIM_INFINITY))
+        limit = _checks.process_memory_limit()
+        assert limit is not None and 0 < limit <= 2**30 + 2**20, limit
+        assert _checks.available_memory_bytes() <= min(before, limit)
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "ok", done.stderr

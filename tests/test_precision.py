@@ -63,3 +63,19 @@ def test_environment_and_an_earlier_choice_are_respected():
     assert _run(first).stdout.strip() == "bfloat16"
     bad = _run("import collapse_jax", COLLAPSE_JAX_MATMUL_PRECISION="tf33")
     assert bad.returncode != 0 and "COLLAPSE_JAX_MATMUL_PRECISION must be 'default' or a value" in bad.stderr
+
+
+def test_the_memory_check_counts_the_blocks_working_memory(monkeypatch):
+    """A user trial (2026-12-06): d = 2048, N = 2 10^5 passed a check of the data buffers alone (4.9 GB) and was
+    killed at 12 GB by the blocks' working memory (std::bad_alloc, no message); d = 1024, N = 10^5 peaked at 3.67 GB
+    against 1.2 GB counted."""
+    from collapse_jax import _checks, sigma_cli
+    from collapse_jax import sigma_precision as sp
+
+    cfg = sp.PrecisionConfig(dims=(1024,), families=("isotropic",), num_points=100_000, blocks=(4,))
+    estimate = 12 * 100_000 * 1024 + 2 * sigma_cli.block_bytes(1024, 100_000, cfg.ratios)
+    assert 3.4e9 < estimate < 4.2e9                         # (against 3.67 GB measured)
+    monkeypatch.setattr(_checks, "available_memory_bytes", lambda: 4 * 2**30)
+    with pytest.raises(ValueError, match=r"GiB of block work per thread, 2 threads\), more than 80% of the 4.0 GiB"):
+        sigma_cli.check_memory(cfg, threads=2)
+    sigma_cli.check_memory(cfg, threads=1)                 # one thread's blocks fit
