@@ -84,8 +84,14 @@ class TextTokenizer:
         return [e.ids for e in tok.encode_batch(list(texts), add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int]) -> str:
-        """The text of ``ids``; EOT tokens are written as ``<|endoftext|>``."""
-        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+        """The text of ``ids``; EOT tokens are written as ``<|endoftext|>``. An id outside ``0 .. vocab_size - 1``
+        is a ValueError naming it (an unknown id was dropped silently, a negative one raised an OverflowError; a
+        user trial, 2026-12-06)."""
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(f"ids must lie in 0 .. vocab_size - 1 = {self.vocab_size - 1}, got {bad[0]}")
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
         """One int32 stream: EOT before every document, ``[EOT, doc0..., EOT, doc1..., ...]``."""

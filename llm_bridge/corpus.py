@@ -76,7 +76,10 @@ def topic_documents() -> list[str]:
 def stdlib_source_files(root: str | os.PathLike | None = None) -> list[Path]:
     """``.py`` files of the standard library's top-level modules and packages (``sys.stdlib_module_names``),
     test folders excluded, sorted by path relative to ``root`` (default: this interpreter's stdlib folder)."""
-    root = Path(root if root is not None else sysconfig.get_paths()["stdlib"])
+    if root is not None and not Path(root).expanduser().is_dir():  # (a mistyped root read no file, silently; a
+        # user trial, 2026-12-06)
+        raise ValueError(f"root must be a folder of Python sources, got {str(root)!r}, which is not a folder")
+    root = Path(root).expanduser() if root is not None else Path(sysconfig.get_paths()["stdlib"])
     files = []
     for name in sorted(sys.stdlib_module_names):
         if name in SKIP_DIRS:

@@ -33,6 +33,10 @@ def test_byte_tokenizer_ids_are_bytes():
     text = "aé😀\x00"
     assert tok.encode(text) == list(text.encode("utf-8"))
     assert tok.decode(tok.encode(text)) == text
+    # an id outside the vocabulary: dropped silently, or an OverflowError naming nothing (a user trial, 2026-12-06)
+    for bad in (257, -1, 2**40):
+        with pytest.raises(ValueError, match=rf"ids must lie in 0 .. vocab_size - 1 = 256, got {bad}"):
+            tok.decode([65, bad])
 
 
 @settings(max_examples=60, deadline=None)

@@ -366,6 +366,14 @@ def corpus():
     return cp.stdlib_corpus()
 
 
+def test_a_corpus_root_that_is_no_folder_is_refused(tmp_path):
+    """A user trial (2026-12-06): a mistyped root read no file and gave the corpus without docstrings, silently."""
+    (tmp_path / "file.py").write_text("x = 1")
+    for root in (tmp_path / "typo", tmp_path / "file.py"):
+        with pytest.raises(ValueError, match="root must be a folder of Python sources"):
+            cp.stdlib_corpus(root=root)
+
+
 def test_stdlib_corpus_counts_and_cleanliness(corpus):
     cfg = corpus.config
     assert len(corpus) == corpus.from_topics + corpus.from_docstrings
