@@ -19,8 +19,18 @@ class MissingExtraError(ImportError):
     as one line)."""
 
 
+def _integer_scalar(value: Any) -> Any:
+    """A 0-d integer array (NumPy's or a concrete JAX one) as its int, anything else unchanged: ``jnp.asarray(200)``
+    read "N must be an integer >= 1, got Array(200, ...)" (a user trial, 2026-12-06)."""
+    if getattr(value, "shape", None) == () and np.issubdtype(getattr(value, "dtype", np.float64), np.integer) \
+            and not is_traced(value):
+        return int(value)
+    return value
+
+
 def positive_int(name: str, value: Any) -> int:
-    """Return ``value`` as an int, or raise if it is not an integer >= 1."""
+    """Return ``value`` as an int, or raise if it is not an integer >= 1 (a 0-d integer array counts)."""
+    value = _integer_scalar(value)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
@@ -39,7 +49,8 @@ def positive_whole(name: str, value: Any) -> int:
 
 
 def nonnegative_int(name: str, value: Any) -> int:
-    """Return ``value`` as an int, or raise if it is not an integer >= 0."""
+    """Return ``value`` as an int, or raise if it is not an integer >= 0 (a 0-d integer array counts)."""
+    value = _integer_scalar(value)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     return int(value)
@@ -125,15 +136,18 @@ def array_in_interval(name: str, value: Any, low: float, high: float, *, low_ope
 
 
 def host_array(value: Any) -> np.ndarray:
-    """``value`` as a NumPy array; a torch tensor detached and moved to the CPU first, a 16-bit float one as float32
-    (exactly; NumPy has no bfloat16): ``np.asarray`` of a tensor that requires grad raised torch's RuntimeError, of a
-    bfloat16 one a TypeError (a user trial, 2026-12-06). torch is never imported here."""
+    """``value`` as a NumPy array, 16-bit floats (float16, bfloat16, from JAX, NumPy or torch) as float32 (exactly);
+    a torch tensor detached and moved to the CPU first: ``np.asarray`` of a tensor that requires grad raised torch's
+    RuntimeError, of a bfloat16 one a TypeError (a user trial, 2026-12-06). torch is never imported here."""
     if type(value).__module__.split(".")[0] == "torch" and hasattr(value, "detach"):
         value = value.detach().cpu()
         if value.is_floating_point() and value.element_size() < 4:
             value = value.float()
         return value.numpy()
-    return np.asarray(value)
+    arr = np.asarray(value)
+    # (NumPy has no 16-bit float arithmetic worth the name and no bfloat16 number type: a JAX bfloat16 array read
+    # "must be real numbers, got dtype bfloat16", a float16 one failed in LAPACK; a user trial, 2026-12-06)
+    return arr.astype(np.float32) if arr.dtype.name in ("float16", "bfloat16") else arr
 
 
 def finite_array(name: str, value: Any, *, shape: tuple[int | None, ...] | None = None) -> np.ndarray:

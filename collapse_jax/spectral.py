@@ -246,6 +246,9 @@ def logdet_chol(m: jnp.ndarray, eps: float = 0.0) -> jnp.ndarray:
 
 
 def _logdet_with(cholesky, m, eps):
+    m = jnp.asarray(m)
+    if m.dtype in (jnp.bfloat16, jnp.float16):  # (LAPACK has no 16-bit factor: "Unsupported dtype" from deep inside
+        m = m.astype(jnp.float32)               # jaxlib; a user trial, 2026-12-06)
     return _logdet_of_factor(cholesky(m + eps * jnp.eye(m.shape[-1], dtype=m.dtype)))
 
 

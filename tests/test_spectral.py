@@ -1506,3 +1506,17 @@ def test_a_slow_first_calibration_says_so(monkeypatch, tmp_path, capsys):
         assert capsys.readouterr().err == ""
     finally:
         progress.set_enabled(None)
+
+
+def test_sixteen_bit_inputs_and_integer_array_counts_are_read():
+    """A user trial (2026-12-06): a bfloat16 Gram read "must hold real numbers, got dtype bfloat16", a float16 one
+    failed in jaxlib ("Unsupported dtype"), and N = jnp.asarray(200) read "N must be an integer >= 1"."""
+    x = np.random.default_rng(0).normal(size=(200, 8))
+    g = x.T @ x
+    exact = float(sp.logdet(g))
+    for low in (jnp.asarray(g, jnp.bfloat16), g.astype(np.float16)):
+        assert abs(float(sp.logdet(low)) - exact) < 0.05
+        assert abs(float(sp.logdet_chol(low, 0.0)) - exact) < 0.05
+    a = sp.block_estimates(x[:100], jnp.asarray(200))
+    b = sp.block_estimates(x[:100], 200)
+    assert float(a.l_hat) == float(b.l_hat)
