@@ -1057,8 +1057,14 @@ def _compiled_native_call(static: StaticConfig, mesh, attributes: dict):
 
 
 def summarize(dnorm: np.ndarray, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> dict[str, np.ndarray]:
-    """Mean, root-mean-square and quantiles of ``||D(t)||_F`` over replicates, per step."""
+    """Mean, root-mean-square and quantiles of ``||D(t)||_F`` over replicates, per step: ``dnorm`` (replicate, step)
+    with at least one replicate, ``quantiles`` in [0, 1] (an empty array raised an IndexError, a quantile of 1.5
+    NumPy's message naming no argument; a user trial, 2026-12-06)."""
     dnorm = np.asarray(dnorm, dtype=np.float64)
+    if dnorm.ndim != 2 or dnorm.shape[0] == 0:
+        raise ValueError(f"dnorm must be a (replicate, step) array with at least one replicate, got shape "
+                         f"{dnorm.shape}")
+    _checks.array_in_interval("quantiles", np.asarray(quantiles, dtype=np.float64).reshape(-1), 0.0, 1.0)
     out = {"mean": dnorm.mean(0), "rms": np.sqrt((dnorm**2).mean(0))}
     for q in quantiles:
         out[f"q{int(round(q * 100)):02d}"] = np.quantile(dnorm, q, axis=0)

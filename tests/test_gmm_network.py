@@ -755,3 +755,14 @@ def test_one_component_runs_with_the_default_coefficients():
         assert np.all(res.weights == 1.0) and np.all(res.dnorm == 0.0) and np.all(res.alive == 1)
     with pytest.raises(ValueError, match="the default c_t = 1 / \\(k_t B\\^2\\) needs B c_t < 1"):
         gn.make_config(mu=[0.0], num_steps=4, points_per_step=1, num_models=1, beta=0.5)  # k_1 = 0, k_2 = 1: B c = 1
+
+
+def test_summarize_refuses_an_empty_run_and_quantiles_outside_0_1():
+    """A user trial (2026-12-06): no replicates raised an IndexError, a quantile of 1.5 NumPy's message."""
+    x = np.abs(np.random.default_rng(0).normal(size=(50, 4)))
+    out = gn.summarize(x)
+    np.testing.assert_allclose(out["q50"], np.median(x, axis=0))
+    with pytest.raises(ValueError, match="at least one replicate"):
+        gn.summarize(np.zeros((0, 5)))
+    with pytest.raises(ValueError, match=r"quantiles must lie in \[0.0, 1.0\]"):
+        gn.summarize(x, (1.5,))
