@@ -265,10 +265,10 @@ def fits_in_memory(name: str, count: int, bytes_each: int, *, available: int | N
 
 
 def available_memory_bytes() -> int:
-    """Best guess of the memory available to the default JAX device: a device's own limit, else the host's available
-    RAM, lowered to what this process's limits leave (:func:`process_memory_limit`: the address-space rlimit, a
-    cgroup's memory.max; a check against the whole host passed under ``prlimit --as`` or a cluster job's memory
-    limit, and the run then died of MemoryError or was killed: a user trial, 2026-12-06)."""
+    """Best guess of the memory available to the default JAX device: a device's own limit, else
+    :func:`host_memory_bytes` (which counts the process's address-space rlimit and cgroup limit: a check against
+    the whole host passed under ``prlimit --as`` or a cluster job's memory limit, and the run then died of
+    MemoryError or was killed: a user trial, 2026-12-06)."""
     try:
         import jax
 
@@ -277,6 +277,13 @@ def available_memory_bytes() -> int:
             return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
     except Exception:  # noqa: BLE001 - memory stats are optional on some backends
         pass
+    return host_memory_bytes()
+
+
+def host_memory_bytes() -> int:
+    """The host's available RAM, lowered to what this process's limits leave (:func:`process_memory_limit`), without
+    asking JAX: safe where JAX's backend must not start yet (a configuration checked at import time started it,
+    and ``jax.distributed.initialize`` then refused to run)."""
     host = 0
     try:
         import psutil

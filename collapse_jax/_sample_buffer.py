@@ -77,6 +77,15 @@ def sized(config, n: np.ndarray, model: str, numbers_per_row: int):
     return dataclasses.replace(config, buffer=buffer, chunk=chunk)
 
 
+def check_sized(config, n: np.ndarray, model: str) -> None:
+    """A ValueError unless ``config`` was sized for the schedule ``n`` (its buffer at least what :func:`plan` asks
+    for with the config's own chunk), as the kernels read it (a kernel's contract check)."""
+    buffer, _ = plan(n, config.regime, config.chunk, config.max_points, model)
+    if require_buffer(config) < buffer:
+        raise ValueError(f"{type(config).__name__}.buffer = {config.buffer} is smaller than the {buffer} rows the "
+                         "schedule n needs: size the config for it (sized_config(config, n))")
+
+
 def require_buffer(config) -> int:
     """``config.buffer``, or a ValueError if the config was not sized for a schedule (:func:`sized`)."""
     if config.buffer is None:

@@ -37,12 +37,15 @@ _COMPILED: dict = {}
 _BYTES: dict = {}
 
 
-def scan_kernel(init: Callable, step: Callable, step_inputs: Callable, observe: Callable | None = None) -> Kernel:
+def scan_kernel(init: Callable, step: Callable, step_inputs: Callable, observe: Callable | None = None,
+                check: Callable | None = None) -> Kernel:
     """The one-replicate kernel ``kernel(key, params, config) -> records`` of an ``init``/``step`` simulator.
 
     ``key`` splits into ``(init_key, steps_key)``; ``state_0 = init(init_key, params, config)``; step t = 1..T uses
     the t-th key of ``split(steps_key, T)`` and the t-th slice of ``step_inputs(params, config)`` (``lax.scan``).
     Records have a leading step axis: (T, ...), or (T + 1, ...) with ``observe(state_0, config)`` first.
+    ``check(params, config)``: the simulator's check of one grid point's concrete values (a ValueError naming what
+    is wrong), kept as ``kernel.check`` for :func:`run_replicates` (:func:`check_params`).
     """
 
     def kernel(key: jax.Array, params, config):
@@ -57,6 +60,7 @@ def scan_kernel(init: Callable, step: Callable, step_inputs: Callable, observe: 
         _check_first_record(first, records)
         return jax.tree.map(lambda a, rest: jnp.concatenate([a[None], rest]), first, records)
 
+    kernel.check = check
     return kernel
 
 
@@ -135,6 +139,22 @@ def check_grid_axes(params, grid_axes) -> int | None:
         raise ValueError(f"gridded fields must have the same leading grid length, got "
                          f"{', '.join(f'{k} {v}' for k, v in sizes.items())}")
     return next(iter(sizes.values()))
+
+
+def check_params(kernel: Kernel, params, config, grid_axes=None) -> None:
+    """The kernel's own check (``kernel.check``, :func:`scan_kernel`) of ``params`` at every grid point, where the
+    values are concrete; a ValueError naming the grid point. A user trial (2026-12-06): through
+    :func:`run_replicates`, the Gaussian ran ``n = 0`` (losses of exactly 1), ``sigma = -1`` and ``alpha = 1.5``
+    without a word, and a wrong ``grid_axes`` failed deep inside the kernel, where each ``simulate`` refuses them."""
+    check = getattr(kernel, "check", None)
+    if check is None or _checks.is_traced(params):
+        return
+    size = check_grid_axes(params, grid_axes)
+    for i in range(1) if size is None else range(size):
+        try:
+            check(params if size is None else _grid_point(params, grid_axes, i), config)
+        except ValueError as exc:
+            raise ValueError(f"params{'' if size is None else f' (grid point {i})'}: {exc}") from None
 
 
 def _grid_point(params, grid_axes, i):
@@ -231,6 +251,7 @@ def run_replicates(kernel: Kernel, params, config, num_replicates: int, seed: in
     _checks.replicate_range(first_replicate, R)  # (map_chunks checks it again; here before anything compiles)
     check_config_hashable(config)
     check_grid_axes(params, grid_axes)
+    check_params(kernel, params, config, grid_axes)
     mesh = check_mesh(mesh)
     chunk = chunk_replicates(R, mesh, chunk_size, memory_budget,
                              lambda: max(1, 8 * replicate_bytes(kernel, params, config, grid_axes)))

@@ -328,7 +328,32 @@ def observe(state: State, config: GaussianConfig) -> jax.Array:
     return (mean - state.mu) ** 2 + (jnp.sqrt(var) - state.sigma) ** 2
 
 
-kernel = driver.scan_kernel(init, step, step_inputs, observe)
+def check_params(params: Params, config: GaussianConfig) -> None:
+    """:data:`kernel`'s contract check of one grid point (:func:`driver.check_params`): ``mu`` finite, ``sigma`` a
+    scale, ``alpha`` / ``n`` one schedule with ``n_t >= 2`` counted exactly by the jax kernel in this precision, and
+    an accumulate-subsample config sized for it (:func:`sized_config`)."""
+    _checks.instance("params", params, Params)
+    _checks.instance("config", config, GaussianConfig)
+    for name in ("mu", "sigma"):
+        if np.ndim(getattr(params, name)) != 0:
+            raise ValueError(f"{name} must be a scalar, got shape {np.shape(getattr(params, name))}")
+    _checks.in_interval("mu", float(params.mu), -math.inf, math.inf, low_open=True, high_open=True)
+    check_sigma(float(params.sigma))
+    alpha, n = schedules.check_pair(_checks.host_array(params.alpha), _checks.host_array(params.n))
+    if alpha.ndim != 1 or n.ndim != 1:
+        raise ValueError(f"alpha and n must be one schedule each, (T + 1,), got shapes {alpha.shape} and {n.shape} "
+                         "(a grid goes along grid_axes)")
+    _require_two(n)
+    check_sizes(n, "jax")
+    if config.regime == "accumulate-subsample":
+        need = sized_config(dataclasses.replace(config, buffer=None, max_budget=None), n)
+        if config.buffer is None or config.buffer < need.buffer or (config.max_budget or 0) < need.max_budget:
+            raise ValueError(f"config (buffer {config.buffer}, max_budget {config.max_budget}) is not sized for the "
+                             f"schedule n (buffer {need.buffer}, max_budget {need.max_budget}): pass "
+                             "sized_config(config, n)")
+
+
+kernel = driver.scan_kernel(init, step, step_inputs, observe, check_params)
 kernel.__doc__ = """One replicate: the losses for t = 0..T, (step,) = (T + 1,) (:func:`driver.scan_kernel`)."""
 
 

@@ -637,7 +637,7 @@ def observe(state: State, config) -> Record:
     return _record(state.weights, config)
 
 
-kernel = driver.scan_kernel(init, step, step_inputs, observe)
+kernel = driver.scan_kernel(init, step, step_inputs, observe, check_params)
 kernel.__doc__ = """One replicate on the portable path: ``kernel(key, params, config)`` -> :class:`Record`, each field
 (step, ...) = (T + 1, ...) for t = 0..T (:func:`driver.scan_kernel`); ``params`` from :func:`cast_params`,
 ``config`` a :class:`StaticConfig` (or a GMMNetworkConfig, of which only the static part is read)."""

@@ -88,7 +88,18 @@ def step(key: jax.Array, state: State, i: jax.Array, config: LinearRegressionCon
     return state._replace(w_hat=w_hat, xty_sum=xty_sum), jnp.sum((w_hat - state.w_star) ** 2)
 
 
-kernel = driver.scan_kernel(init, step, step_inputs)
+def check_params(params: Params, config: LinearRegressionConfig) -> None:
+    """:data:`kernel`'s contract check of one grid point (:func:`driver.check_params`): ``w_star`` finite of
+    length ``config.dim``, ``sigma`` a scale."""
+    _checks.instance("params", params, Params)
+    _checks.instance("config", config, LinearRegressionConfig)
+    _checks.finite_array("w_star", _checks.host_array(params.w_star), shape=(config.dim,))
+    if np.ndim(params.sigma) != 0:
+        raise ValueError(f"sigma must be a scalar, got shape {np.shape(params.sigma)}")
+    _checks.scale("sigma", float(params.sigma))
+
+
+kernel = driver.scan_kernel(init, step, step_inputs, check=check_params)
 kernel.__doc__ = """One run: ``||w_hat_i - w*||^2`` for i = 1..n, (step,) = (n,) (:func:`driver.scan_kernel`)."""
 
 

@@ -239,7 +239,24 @@ def observe(state: State, config: LogisticConfig) -> Record:
     return Record(risk, state.newton_steps, state.ok)
 
 
-kernel = driver.scan_kernel(init, step, step_inputs, observe)
+def check_params(params: Params, config: LogisticConfig) -> None:
+    """:data:`kernel`'s contract check of one grid point (:func:`driver.check_params`): ``theta = (b_0, beta)``
+    finite, ``alpha`` / ``n`` one schedule with ``n_t >= 2 (d + 1)``, and the config sized for it
+    (:func:`sized_config`)."""
+    _checks.instance("params", params, Params)
+    _checks.instance("config", config, LogisticConfig)
+    theta = _checks.host_array(params.theta)
+    if theta.ndim != 1 or theta.shape[0] < 2:
+        raise ValueError(f"theta must be (b_0, beta) of d + 1 >= 2 numbers, got shape {theta.shape}")
+    _, alpha, n, _ = check_inputs(theta[1:], float(theta[0]), _checks.host_array(params.alpha),
+                                  _checks.host_array(params.n), config)
+    if alpha.ndim != 1 or n.ndim != 1:
+        raise ValueError(f"alpha and n must be one schedule each, (T + 1,), got shapes {alpha.shape} and {n.shape} "
+                         "(a grid goes along grid_axes)")
+    _sample_buffer.check_sized(config, n, "logistic")
+
+
+kernel = driver.scan_kernel(init, step, step_inputs, observe, check_params)
 kernel.__doc__ = """One replicate: :class:`Record` for t = 0..T, (step,) = (T + 1,) each (:func:`driver.scan_kernel`)."""
 
 

@@ -245,7 +245,21 @@ def observe(state: State, config: MixtureConfig) -> Record:
     return Record(mixing_w1(state.truth, state.fit), state.iterations)
 
 
-kernel = driver.scan_kernel(init, step, step_inputs, observe)
+def check_params(params: Params, config: MixtureConfig) -> None:
+    """:data:`kernel`'s contract check of one grid point (:func:`driver.check_params`): the true mixture
+    (:func:`check_inputs`), ``alpha`` / ``n`` one schedule with ``n_t >= 3K``, and the config sized for it
+    (:func:`sized_config`)."""
+    _checks.instance("params", params, Params)
+    _checks.instance("config", config, MixtureConfig)
+    truth = Mixture(*(_checks.host_array(x) for x in params.truth))
+    _, alpha, n, _ = check_inputs(*truth, _checks.host_array(params.alpha), _checks.host_array(params.n), config)
+    if alpha.ndim != 1 or n.ndim != 1:
+        raise ValueError(f"alpha and n must be one schedule each, (T + 1,), got shapes {alpha.shape} and {n.shape} "
+                         "(a grid goes along grid_axes)")
+    _sample_buffer.check_sized(config, n, "mixture")
+
+
+kernel = driver.scan_kernel(init, step, step_inputs, observe, check_params)
 kernel.__doc__ = """One replicate: :class:`Record` for t = 0..T, (step,) = (T + 1,) each (:func:`driver.scan_kernel`)."""
 
 

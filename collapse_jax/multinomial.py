@@ -578,7 +578,27 @@ def observe(state: State, config: MultinomialConfig) -> jax.Array:
     return jnp.sum((state.p_hat - state.p) ** 2)
 
 
-kernel = driver.scan_kernel(init, step, step_inputs, observe)
+def check_params(params: Params, config: MultinomialConfig) -> None:
+    """:data:`kernel`'s contract check of one grid point (:func:`driver.check_params`): ``p`` on the simplex,
+    ``alpha`` / ``n`` one schedule counted exactly by the jax kernel in this precision, ``kappa`` in [0, 1] of its
+    length."""
+    _checks.instance("params", params, Params)
+    _checks.instance("config", config, MultinomialConfig)
+    # (not check_inputs: under the filter the kernel's alpha is the kept real weight and kappa the keep
+    # probability, from filter_schedules, not the raw share check_filter_keeps reads)
+    p = check_p(_checks.host_array(params.p))
+    alpha, n = schedules.check_pair(_checks.host_array(params.alpha), _checks.host_array(params.n))
+    check_counts(n, config.regime, "jax")
+    check_memory(p.size, "jax", 1)
+    if alpha.ndim != 1 or n.ndim != 1:
+        raise ValueError(f"alpha and n must be one schedule each, (T + 1,), got shapes {alpha.shape} and {n.shape} "
+                         "(a grid goes along grid_axes)")
+    kappa = _checks.array_in_interval("kappa", _checks.host_array(params.kappa), 0.0, 1.0)
+    if kappa.shape != n.shape:
+        raise ValueError(f"kappa must have the schedule's shape {n.shape}, got {kappa.shape}")
+
+
+kernel = driver.scan_kernel(init, step, step_inputs, observe, check_params)
 kernel.__doc__ = """One replicate: the losses for t = 0..T, (step,) = (T + 1,) (:func:`driver.scan_kernel`)."""
 
 

@@ -70,7 +70,8 @@ def check_model_fits(cfg: GPTConfig, need: int, what: str) -> None:
     """A ValueError naming the model's sizes unless ``need`` bytes (``what``) fit in 80 % of the memory available:
     a user trial (2026-12-06) gave --dim or --layers 10**30, which wrote a run folder and then hung, or failed in
     XLA after minutes."""
-    available = _checks.available_memory_bytes()
+    # (the host's memory: configurations are built at import time, before JAX may start its backend)
+    available = _checks.host_memory_bytes()
     if available and need > 0.8 * available:
         raise ValueError(f"the model (num_layers = {cfg.num_layers:,}, dim = {cfg.dim:,}, context_length = "
                          f"{cfg.context_length:,}, vocab_size = {cfg.vocab_size:,}: {cfg.num_params():,} parameters) "

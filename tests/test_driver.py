@@ -308,3 +308,51 @@ def test_the_memory_check_knows_the_process_limits():
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_run_replicates_checks_each_grid_point_with_the_simulators_own_check():
+    """A user trial (2026-12-06): through run_replicates the Gaussian ran n = 0 (losses of exactly 1), sigma = -1
+    and alpha = 1.5 without a word, and a grid_axes marking the schedules of one 1-D schedule failed deep inside
+    the kernel; every simulate() refuses them. Each simulator's kernel now carries its check (kernel.check)."""
+    from collapse_jax import gaussian as G
+    from collapse_jax import linear_regression as LR
+    from collapse_jax import logistic as L
+    from collapse_jax import mixture_refit as MR
+    from collapse_jax import multinomial as M
+    from collapse_jax import schedules as S
+
+    a, n = S.constant_alpha(0.5, 5), S.constant_size(20, 5)
+    cfg = G.GaussianConfig()
+    for params, match in ((G.Params(np.asarray(0.0), np.asarray(1.0), a, n * 0), "n must be >= 1"),
+                          (G.Params(np.asarray(0.0), np.asarray(-1.0), a, n), "sigma must be in"),
+                          (G.Params(np.asarray(0.0), np.asarray(1.0), a * 3, n), r"alpha must lie in \[0, 1\]")):
+        with pytest.raises(ValueError, match=f"^params: {match}"):
+            driver.run_replicates(G.kernel, params, cfg, 4)
+    with pytest.raises(ValueError, match=r"params \(grid point 0\): alpha must be a 1-D schedule"):
+        driver.run_replicates(G.kernel, G.Params(0.0, 1.0, a, n), cfg, 4, grid_axes=G.Params(None, None, 0, 0))
+    one = np.where(np.arange(6) == 3, 1, n)
+    grid = G.Params(np.asarray(0.0), np.asarray(1.0), np.stack([a, a]), np.stack([n, one]))
+    with pytest.raises(ValueError, match=r"params \(grid point 1\): n must be >= 2 at every step"):
+        driver.run_replicates(G.kernel, grid, cfg, 4, grid_axes=G.Params(None, None, 0, 0))
+    with pytest.raises(ValueError, match="not sized for the schedule"):   # (the kernel read a None buffer)
+        driver.run_replicates(G.kernel, G.Params(np.asarray(0.0), np.asarray(1.0), a, n),
+                              G.GaussianConfig("accumulate-subsample"), 4)
+    p = np.full(4, 0.25)
+    with pytest.raises(ValueError, match=r"^params: kappa must lie in \[0.0, 1.0\]"):
+        driver.run_replicates(M.kernel, M.Params(p, a, n, np.full(6, 2.0)), M.MultinomialConfig(), 4)
+    with pytest.raises(ValueError, match="^params: p must"):
+        driver.run_replicates(M.kernel, M.Params(-p, a, n, np.ones(6)), M.MultinomialConfig(), 4)
+    with pytest.raises(ValueError, match=r"^params: sigma must be in"):
+        driver.run_replicates(LR.kernel, LR.Params(np.zeros(5), np.asarray(0.0)), LR.LinearRegressionConfig(), 4)
+    theta, n_l = np.array([0.5, 1.0, -1.0]), S.constant_size(40, 5)
+    with pytest.raises(ValueError, match=r"LogisticConfig.buffer is None"):
+        driver.run_replicates(L.kernel, L.Params(theta, a, n_l), L.LogisticConfig(), 4)
+    truth = MR.Mixture(np.array([0.5, 0.5]), np.array([-1.0, 1.0]), np.array([1.0, 1.0]))
+    with pytest.raises(ValueError, match=r"^params: weights must"):
+        driver.run_replicates(MR.kernel, MR.Params(truth._replace(weights=np.array([0.9, 0.9])), a, n),
+                              MR.sized_config(MR.MixtureConfig(), n), 4)
+    # well-formed parameters still run, and the kernels stay traceable (no check on tracers)
+    out = driver.run_replicates(G.kernel, G.Params(np.asarray(0.0), np.asarray(1.0), a, n), cfg, 4, progress=False)
+    assert out.shape == (4, 6)
+    assert jax.jit(lambda k: G.kernel(k, G.Params(jnp.asarray(0.0), jnp.asarray(1.0), jnp.asarray(a),
+                                                   jnp.asarray(n)), cfg))(jax.random.key(0)).shape == (6,)
