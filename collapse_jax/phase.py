@@ -104,14 +104,17 @@ def _plt():
     return plt
 
 
+_FLOOR = 1e-3  # decades: a side of 1 that no value reaches
+
+
 def _decades(*arrays) -> tuple[float, float]:
-    """How many decades the positive finite values reach below 1 and above it (each at least 1e-3): the colour
-    range about 1 shared by panels."""
+    """How many decades the positive finite values reach below 1 and above it (each at least :data:`_FLOOR`): the
+    colour range about 1 shared by panels."""
     values = np.concatenate([np.ravel(np.asarray(a, np.float64)) for a in arrays])
     logs = np.log10(values[np.isfinite(values) & (values > 0)])
     if not logs.size:
         return 1.0, 1.0
-    return max(-float(logs.min()), 1e-3), max(float(logs.max()), 1e-3)
+    return max(-float(logs.min()), _FLOOR), max(float(logs.max()), _FLOOR)
 
 
 def _ratio_norm(below: float, above: float):
@@ -169,6 +172,15 @@ def _heatmap(ax, ds, var: str, x: str, y: str, *, log: bool = False, centre_one:
         # lies on one side of 1: a map of ratios all above 1 in viridis left 1 unmarked, under a title about "< 1")
         below, above = decades if decades is not None else _decades(positive)
         norm, cmap, ticks = _ratio_norm(below, above), "RdBu_r", _ratio_ticks(below, above)
+        if min(below, above) <= _FLOOR:  # every ratio on one side of 1: that side's half of the map alone, from
+            # white at 1 (half the bar showed values no cell had, ticked 0.998; a user trial, 2026-12-06)
+            from matplotlib.colors import ListedColormap
+
+            up = below <= _FLOOR
+            cmap = ListedColormap(_plt().get_cmap("RdBu_r")(np.linspace(0.5, 1.0, 128) if up
+                                                             else np.linspace(0.0, 0.5, 128)))
+            norm = LogNorm(1.0, 10.0 ** above) if up else LogNorm(10.0 ** -below, 1.0)
+            ticks = [t for t in ticks if (t >= 1.0 if up else t <= 1.0)]
     elif log and positive.size and positive.min() < positive.max():
         norm = LogNorm(positive.min(), positive.max())
     (grid_x, values_x), (grid_y, values_y) = _cell_positions(xs), _cell_positions(ys)
