@@ -325,11 +325,13 @@ def make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R, dropp
                 w = paper.weights[r, t, i]
                 ax.plot(x, comps @ w, lw=1.5, label=f"model {i + 1}: weights {np.array2string(w, precision=2)}"
                         if cfg.num_components <= 3 else f"model {i + 1}")
-            ax.set_title(f"densities of the {cfg.num_models} GMMs at t = {t} (replicate {r}: of the first {paper_R}, "
-                         "the one nearest the median ||D(T)||_F)", fontsize=9)
+            ax.set_title(f"t = {t}")
             ax.set_xlabel("x")
             ax.legend(fontsize=8)
         axes[0].set_ylabel("density")
+        fig.suptitle(f"densities of the {cfg.num_models} GMMs of replicate {r} (of the first {paper_R}, the one whose "
+                     r"$\|D(T)\|_F$ is nearest the median)", fontsize=10)
+        fig.tight_layout()
         paths.append(folder.save_figure(fig, "densities.png"))
         plt.close(fig)
 
