@@ -88,6 +88,9 @@ def _leaf_commands(parser):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from collapse_jax import results
+
+    results.LAST_CREATED = None  # (this command's folder only, for the interrupt message)
     try:
         with cli_options.plain_warnings(f"collapse-jax {args.command}"):
             cli_options.apply_run_options(args)
@@ -103,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         hint = getattr(args, "interrupt_hint", None) or ("a command that resumes continues from them when rerun with "
                                                          "the same options and --out")
-        if getattr(args, "out", None):  # the folder itself, not the placeholder (a user trial, 2026-12-06)
-            hint = hint.replace("--out RUN", f"--out {shlex.quote(str(args.out))}")
+        # the folder itself, not the placeholder (a user trial, 2026-12-06), also one made with a time stamp
+        folder = getattr(args, "out", None) or results.LAST_CREATED
+        if folder:
+            hint = hint.replace("--out RUN", f"--out {shlex.quote(str(folder))}")
         print(f"collapse-jax {args.command}: interrupted (files written so far are complete; {hint})", file=sys.stderr)
         result = 130
     finally:  # (a run folder's lock, held by an unfinished run, is not kept past the command)

@@ -366,6 +366,7 @@ def check_folder_creatable(path: str | os.PathLike, what: str = "out") -> None:
 
 
 LOCK_FILE = ".run.lock"
+LAST_CREATED: Path | None = None  # the time-stamped folder RunFolder.create made last in this process
 _held_locks: dict[str, int] = {}  # resolved folder -> descriptor of its lock file, while this process runs there
 
 
@@ -435,7 +436,9 @@ class RunFolder:
     @classmethod
     def create(cls, name: str, out: str | os.PathLike | None = None, *, root: str | os.PathLike = DEFAULT_ROOT
                ) -> "RunFolder":
-        """A folder ``out`` (if given; reused for resuming) or ``root/name-YYYYmmdd-HHMMSS[-k]``."""
+        """A folder ``out`` (if given; reused for resuming) or ``root/name-YYYYmmdd-HHMMSS[-k]`` (kept in
+        :data:`LAST_CREATED`, for the command line's interrupt message)."""
+        global LAST_CREATED
         if out is not None:
             path = Path(out)
             _make_folder(path, exist_ok=True, what="out")
@@ -446,6 +449,7 @@ class RunFolder:
         while True:
             try:
                 _make_folder(path, exist_ok=False, what="the run folder")
+                LAST_CREATED = path
                 return cls(path)
             except FileExistsError:
                 k += 1

@@ -219,6 +219,28 @@ def test_the_interrupt_hint_names_the_run_folder(capsys, monkeypatch, tmp_path):
     assert f"nanogpt train --resume --out '{out}'" in capsys.readouterr().err
 
 
+def test_resumable_commands_say_how_to_resume_after_ctrl_c(capsys, monkeypatch, tmp_path):
+    """A user trial (2026-12-06): gmm-network, sigma-precision and recursive-train said only "a command that
+    resumes continues from them when rerun ..."; they now say what to run, with the folder, also a time-stamped
+    one made by the command."""
+    from collapse_jax import gmm_network_cli
+    from collapse_jax.results import RunFolder
+
+    def interrupted(options, out, **_):
+        RunFolder.create("gmm-network-fig4", out, root=tmp_path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(gmm_network_cli, "run", interrupted)
+    assert cli.main(["gmm-network", "--replicates", "10"]) == 130
+    err = capsys.readouterr().err
+    made = next(tmp_path.iterdir())
+    assert f"continue it: rerun the same command with --out {made} (its saved batches are kept)" in err, err
+    for argv in (["sigma-precision", "--help"], ["recursive-train", "--help"]):
+        parser = cli.build_parser()
+        args = parser.parse_args([argv[0]])
+        assert "rerun the same command with --out RUN" in args.interrupt_hint
+
+
 def test_an_interrupted_console_script_leaves_without_the_interpreter_teardown(capsys, monkeypatch):
     """An audit (2026-12-04): after Ctrl-C a native kernel could still run in XLA's threads, and the interpreter's
     teardown under it crashed (SIGSEGV in 1-3 of ~10 interrupted sweeps): the console script (argv None) leaves
