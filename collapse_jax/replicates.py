@@ -40,8 +40,10 @@ def root_key(seed: int | jax.Array) -> jax.Array:
     default threefry keys the two halves are placed here instead.)"""
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         seed = int(seed)
-        if not -2**63 <= seed < 2**63:
-            raise ValueError(f"seed must be an integer in [-2**63, 2**63 - 1] or a PRNG key, got {seed}")
+        if not 0 <= seed < 2**63:  # (negative seeds ran here but were refused by every command and by the
+            # language-model and metric APIs, so a run from Python could not be repeated from the command line; a
+            # user trial, 2026-12-06)
+            raise ValueError(f"seed must be an integer in [0, 2**63 - 1] or a PRNG key, got {seed}")
         if 0 <= seed < 2**32 or jax.config.jax_enable_x64:
             return jax.random.key(seed)
         if jax.config.jax_default_prng_impl != "threefry2x32":

@@ -178,15 +178,16 @@ def test_seeds_replicate_ranges_and_host_memory_are_checked_before_most_compute(
         gn.simulate(0, gn.paper_config(4), 5, first_replicate=2**32, progress=False)
     last = driver.map_chunks(lambda keys: jax.random.key_data(keys), 2, 0, 4, first_replicate=2**32 - 2)
     np.testing.assert_array_equal(last, jax.random.key_data(replicates.replicate_keys(0, 2**32 - 2, 2)))
-    for seed, message in [(2**63, r"integer in \[-2\*\*63, 2\*\*63 - 1\]"), (1.5, "integer or a PRNG key"),
-                          (True, "integer or a PRNG key")]:
+    # (negative seeds: refused as by every command and the language-model APIs; a user trial, 2026-12-06)
+    for seed, message in [(2**63, r"integer in \[0, 2\*\*63 - 1\]"), (-1, r"integer in \[0, 2\*\*63 - 1\]"),
+                          (1.5, "integer or a PRNG key"), (True, "integer or a PRNG key")]:
         with pytest.raises(ValueError, match=message):
             replicates.root_key(seed)
     key = jax.random.key(3)
     assert replicates.root_key(key) is key
     # without x64, jax.random.key keeps a seed's low 32 bits (seed 2**32 drew seed 0's numbers, an audit of the
     # sweep found): root_key gives x64 JAX's key either way
-    for seed in (0, 7, 2**32 - 1, 2**32, 2**32 + 7, 2**63 - 1, -1):
+    for seed in (0, 7, 2**32 - 1, 2**32, 2**32 + 7, 2**63 - 1):
         x64 = jax.random.key_data(replicates.root_key(seed))
         with jax.enable_x64(False):
             np.testing.assert_array_equal(jax.random.key_data(replicates.root_key(seed)), x64)
