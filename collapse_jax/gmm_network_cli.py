@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 
 import numpy as np
@@ -145,6 +146,9 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
         if done is not None and done["dnorm"].shape[0] == count:
             saved[index] = done
     resumed = sum(done["dnorm"].shape[0] for done in saved.values())
+    if resumed:  # (said only in the last line's timing; a user trial, 2026-12-06)
+        print(f"gmm-network: resuming {folder.path}: {resumed:,} of {R:,} replicates saved by an earlier run",
+              file=sys.stderr)
     # each batch records the seconds it took to simulate; batches saved before that was recorded: unknown
     earlier = (None if any("seconds" not in done for done in saved.values())
                else float(sum(float(done["seconds"]) for done in saved.values())))

@@ -7,6 +7,7 @@ statistics), ``table.md`` / ``table.csv`` (bias, SD, coverage per cell and block
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from dataclasses import asdict, replace
@@ -205,6 +206,9 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
     work = [blocks * block_work(*(emb.shape[::-1] if fam == sp.EMBEDDINGS else (d, cfg.num_points)), cfg.ratios)
             / 1e9 for fam, d, blocks in todo]  # G multiply-adds
     saved = [folder.chunk_path(idx).is_file() for idx in range(len(todo))]
+    if any(saved):  # (a resume looked like a fresh start until it ended; a user trial, 2026-12-06)
+        print(f"sigma-precision: resuming {folder.path}: {sum(saved)} of {len(todo)} cells saved by an earlier run",
+              file=sys.stderr)
     done, total = sum(w for w, was in zip(work, saved) if was), sum(work)
     with bar(round(total), "sigma-precision (cells weighted by work)", unit="GMAC", initial=round(done)) as whole:
 

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -666,6 +667,8 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
                                          set_aside=True)
         model.params, state = committed((got["params"], got["train_state"]))
         opt_state, total, elapsed_before = state["opt_state"], int(state["total_steps"]), float(state["elapsed"])
+        # (a resume looked like a fresh start until its last line; a user trial, 2026-12-06)
+        print(f"nanogpt: resuming {folder} from its checkpoint at step {start_step} of {total}", file=sys.stderr)
         if (folder / METRICS_FILE).exists():
             old = read_json(folder / METRICS_FILE)  # (missing or damaged: a ValueError naming it)
             metrics = {"train": [r for r in old["train"] if r[0] < start_step],

@@ -674,7 +674,7 @@ def test_paper_replicates_are_capped_at_the_band_replicates(tmp_path):
         np.testing.assert_array_equal(ds.dnorm.sel(step=2).values, arrays["dnorm"][:, 2])
 
 
-def test_a_run_without_a_saved_batch_resumes_with_another_batch_size(tmp_path):
+def test_a_run_without_a_saved_batch_resumes_with_another_batch_size(tmp_path, capsys):
     """A user trial (2026-12-06): a run killed in its first batch (too large for the memory) could not be rerun
     with a smaller --replicate-batch ("another configuration"); once a batch is saved its layout is kept."""
     import json
@@ -691,6 +691,10 @@ def test_a_run_without_a_saved_batch_resumes_with_another_batch_size(tmp_path):
     (out / "manifest.json").unlink()
     assert cli.main(argv + ["--replicate-batch", "2"]) == 0
     assert json.loads((out / "config.json").read_text())["config"]["replicate_batch"] == 2
+    (out / "chunks" / "chunk-000002.npz").unlink()          # a resume with batches saved says so at once
+    (out / "manifest.json").unlink()
+    assert cli.main(argv + ["--replicate-batch", "2"]) == 0
+    assert f"gmm-network: resuming {out}: 4 of 6 replicates saved by an earlier run" in capsys.readouterr().err
     assert len(list((out / "chunks").iterdir())) == 3
     np.testing.assert_array_equal(np.load(out / "arrays.npz")["dnorm"], whole)
     assert cli.main(argv + ["--replicate-batch", "3"]) == 2   # batches saved: their layout stays

@@ -555,12 +555,15 @@ def test_run_folder_contents(reference_run):
     assert loaded.step == STEPS
 
 
-def test_resume_in_process_equals_uninterrupted(tmp_path, data_dir, reference_run):
+def test_resume_in_process_equals_uninterrupted(tmp_path, data_dir, reference_run, capsys):
     data, tc = _configs(data_dir)
     half = nt.train(tmp_path / "run", SPEC, data, tc, until=STEPS // 2, progress=False)
     assert half.step == STEPS // 2 and half.stopped_by == "until"
     assert not (tmp_path / "run" / "manifest.json").exists()
+    capsys.readouterr()
     done = nt.resume(tmp_path / "run", progress=False)
+    # said at once (a resume looked like a fresh start until its last line; a user trial, 2026-12-06)
+    assert f"resuming {tmp_path / 'run'} from its checkpoint at step {STEPS // 2} of {STEPS}" in capsys.readouterr().err
     assert done.step == STEPS
     _assert_params_equal(done.model.params, reference_run.model.params)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -708,7 +708,7 @@ def test_bad_input_errors_name_the_problem():
 
 
 @pytest.mark.fallback
-def test_cli_embeddings_cell_runs_and_resumes(tmp_path):
+def test_cli_embeddings_cell_runs_and_resumes(tmp_path, capsys):
     from collapse_jax import sigma_cli
 
     emb = np.random.default_rng(9).standard_normal((500, 3))
@@ -721,8 +721,11 @@ def test_cli_embeddings_cell_runs_and_resumes(tmp_path):
     assert (tmp_path / "run" / "manifest.json").exists() and (tmp_path / "run" / "coverage.png").exists()
     chunk = np.load(tmp_path / "run" / "chunks" / "chunk-000000.npz")
     assert float(chunk["truth"]) == pytest.approx(ref.logdet(emb.T @ emb), rel=1e-12)
+    capsys.readouterr()
     assert sigma_cli.main(argv) == 0  # resume: the chunk is reused, same table
     assert (tmp_path / "run" / "table.md").read_text() == table
+    # and says it resumes, at once (a user trial, 2026-12-06)
+    assert "1 of 1 cells saved by an earlier run" in capsys.readouterr().err
     assert sigma_cli.main(argv[:-1] + [str(tmp_path / "run"), "--seed", "1"]) == 2  # different config, same folder
     # a user trial (2026-12-04): the same path holding other embeddings resumed with the old file's results (its
     # truth, its N); the file's content is part of the configuration now
