@@ -180,6 +180,22 @@ def test_each_cell_equals_the_simulator_alone(tmp_path):
                                                          n_growth=cell["n_growth"]), theory)
 
 
+def test_a_store_of_replicates_larger_than_the_free_disk_is_refused_before_it_is_made(tmp_path, monkeypatch):
+    """A user trial (2026-12-06): keep = "replicates" over a grid of about 160 GB on 66 GB free started, its bar
+    at 21 hours."""
+    import collections
+
+    spec = sweep_spec.parse('simulator = "gaussian"\nreplicates = 1000\nkeep = "replicates"\n'
+                            '[fixed]\nsteps = 9\nn0 = 4\n[grid]\nalpha0 = [0.5, 0.0]\n')
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(sweep.shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 50_000, 50_000))
+    with pytest.raises(ValueError, match=r"records need about .* GiB \(2 cells x 1,000 replicates x 10 steps\)"):
+        sweep.run(spec, tmp_path / "big", progress=False)
+    assert not (tmp_path / "big" / sweep.STORE).exists()
+    monkeypatch.setattr(sweep.shutil, "disk_usage", lambda path: usage(10**9, 0, 10**9))
+    sweep.run(spec, tmp_path / "big", progress=False)                     # 80 kB fit
+
+
 def test_gaussian_grid_cells_equal_the_simulator_alone(tmp_path):
     spec = sweep_spec.parse('simulator = "gaussian"\nseed = 1\nreplicates = 16\nkeep = "replicates"\n'
                             '[fixed]\nsteps = 5\nn0 = 4\n[grid]\nalpha0 = [0.5, 0.0, 0.3]\n')
