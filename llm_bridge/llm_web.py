@@ -442,9 +442,13 @@ def fit_context(model: Generator, retrieved: Sequence[str], query: str, separato
 
 
 def answer(cfg: WebConfig, continuation: str) -> str:
-    """The posted/embedded answer: the first sentence of query + continuation (or of the continuation alone)."""
+    """The posted/embedded answer: the first sentence of query + continuation (or of the continuation alone), without
+    U+FFFD: a byte-level model's text cut inside a multi-byte character decodes to it, and it was posted to the
+    internet the next step reads and embedded (14 of 15 posts of a byte-token run; a user trial, 2026-12-06), as
+    recursive-train's samples were before their fix (docs/recursive_train.md, "The U+FFFD fix")."""
     from llm_bridge.corpus import sentences
 
+    continuation = continuation.replace("\ufffd", "")
     text = " ".join(((cfg.query + continuation) if cfg.query_is_prefix else continuation).split())
     parts = sentences(text)
     return parts[0] if parts else (cfg.query if cfg.query_is_prefix else "")

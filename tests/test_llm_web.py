@@ -519,3 +519,12 @@ def test_a_query_too_long_for_an_hf_context_is_refused_before_the_run_folder(hf_
     with pytest.raises(ValueError, match=r"the query alone takes \d+ tokens, more than the 3 that"):
         llm_web.run(llm_web.WebConfig(**base, max_new_tokens=125), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_answers_drop_replacement_characters():
+    """A user trial (2026-12-06): a byte-level model's text cut inside a multi-byte character decoded to U+FFFD,
+    which was posted to the internet the next step reads and embedded (14 of 15 posts of a byte-token run)."""
+    cfg = llm_web.WebConfig(**TINY)
+    text = llm_web.answer(cfg, " is caught by \ufffd\ufffdthe handler\ufffd. And more")
+    assert "\ufffd" not in text
+    assert text == llm_web.answer(cfg, " is caught by the handler. And more")
