@@ -161,6 +161,8 @@ def analyse(folder: str | Path) -> dict[str, Any]:
         "signal_t0": float(signal[0]), "signal_tT": float(signal[-1]),
         "signal_mean_last_third": float(signal[-max(1, (T + 1) // 3):].mean()),
         "signal_mean_first_third": float(signal[:max(1, (T + 1) // 3)].mean()),
+        "third_steps": max(1, (T + 1) // 3),
+        "steps_above_floor": int(np.sum(dnorm > floor)),
         "dnorm_recorded_max_abs_diff": float(np.max(np.abs(dnorm - recorded))),
         "spread_t0": spread[0].tolist(), "spread_tT": spread[-1].tolist(),
         # (None in finetune mode, where nothing is retrieved into a prompt: "0" read as "nothing fitted"; a user trial)
@@ -288,12 +290,33 @@ def _fmt(v: Any) -> str:
     return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{v:.3g}"
 
 
+def report_caveats(cfg: WebConfig, s: dict[str, Any], T: int) -> list[str]:
+    """What makes a run's numbers weak, said in its report (a user trial, 2026-12-06: a run whose prompts held no
+    retrieved text, whose ‖D‖_F never rose above the noise floor, over 4 steps and 50 GMM replicates, was reported
+    with a coverage of 1 and nothing else)."""
+    out = []
+    if s.get("mean_fitted") == 0:
+        out.append("no retrieved text fitted in any prompt: the models read only the query, so the run does not "
+                   "test retrieval (raise model_context or lower max_new_tokens)")
+    if s.get("steps_above_floor") == 0:
+        out.append("‖D(t)‖_F is at or below its sampling-noise floor at every step: the differences between the "
+                   f"models are not resolved with L = {cfg.samples} answers each")
+    small = [f"{name} = {value}" for name, value, least in (("T", T, 10), ("L", cfg.samples, 8),
+                                                            ("gmm_replicates", cfg.gmm_replicates, 200))
+             if value < least]
+    if small:
+        out.append(f"a small run ({', '.join(small)}): the coverage fractions count few steps and the bands few "
+                   "replicates; read them as a smoke test")
+    return out
+
+
 def report_markdown(cfg: WebConfig, s: dict[str, Any]) -> str:
     """``report.md``: configuration, the headline numbers and sample answers at t = 1 and t = T (norms written with
     ``‖``: a ``|`` inside a table cell ended the cell, and the first table rendered empty; a user trial,
     2026-12-05)."""
     T = s["steps_done"] - 1
     partial = T < cfg.num_steps  # (an --analyse of a run so far read as a finished run of T steps; a user trial)
+    third = s.get("third_steps", max(1, (T + 1) // 3))
     lines = [f"# LLM Web Dynamics run ({cfg.mode} mode{', partial' if partial else ''})", "",
              *([f"**Partial run: steps t = 0..{T} of 0..{cfg.num_steps} are stored; continue it with `collapse-jax "
                 "llm-web --resume --out RUN`.**", ""] if partial else []),
@@ -308,7 +331,8 @@ def report_markdown(cfg: WebConfig, s: dict[str, Any]) -> str:
              f"| ‖D(T)‖_F / ‖D(0)‖_F | {_fmt(s['dnorm_ratio'])} (min over t: {_fmt(s['dnorm_min_ratio'])}) |",
              f"| sampling-noise floor of ‖D‖_F at t = 0, T | {_fmt(s['noise_floor_t0'])}, "
              f"{_fmt(s['noise_floor_tT'])} |",
-             f"| floor-corrected ‖D‖_F, mean over the first / last third of the steps | "
+             # (the steps named: at T = 4 a "third" is one step, and t = 0 against t = 4 read as a trend)
+             f"| floor-corrected ‖D‖_F, mean over t = 0..{third - 1} / t = {T - third + 1}..{T} | "
              f"{_fmt(s['signal_mean_first_third'])} / {_fmt(s['signal_mean_last_third'])} |",
              f"| recomputed vs recorded ‖D‖_F, max abs diff | {_fmt(s['dnorm_recorded_max_abs_diff'])} |",
              f"| retrieved texts that fit the prompt, mean | {_fmt(s['mean_fitted'])} |",
@@ -321,6 +345,9 @@ def report_markdown(cfg: WebConfig, s: dict[str, Any]) -> str:
              f"that projection ends at {_fmt(s['proxy_llm_ratio'])}):", "",
              "| B | fraction of steps t = 1..T inside the 5-95 % band | proxy median at T |", "|---|---|---|"]
     lines += [f"| {B} | {_fmt(c)} | {_fmt(s['proxy_median_tT'][B])} |" for B, c in s["proxy_coverage"].items()]
+    caveats = report_caveats(cfg, s, T)
+    if caveats:
+        lines[2:2] = ["**Read with care:**", *[f"- {c}" for c in caveats], ""]
     for key, when in (("samples_t1", "t = 1"), ("samples_tT", f"t = {T}")):
         lines += ["", f"## Sample answers at {when}", ""]
         for i, texts in enumerate(s[key]):

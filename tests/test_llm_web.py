@@ -183,6 +183,11 @@ def test_finetune_mode_resumes_to_the_same_result(context_run, tmp_path):
     assert llm_web_report.analyse(whole)["mean_fitted"] is None
     assert "retrieved texts that fit the prompt, mean | n/a |" in (whole / "report.md").read_text()
     assert "Partial run" not in (whole / "report.md").read_text()
+    # a weak run says so, and names the steps its "thirds" average (a user trial, 2026-12-06)
+    report = (whole / "report.md").read_text()
+    assert "**Read with care:**" in report and "a small run (T = 1, L = 4, gmm_replicates = 50)" in report
+    assert "no retrieved text fitted" not in report                      # (finetune mode retrieves into no prompt)
+    assert "mean over t = 0..0 / t = 1..1 |" in report
     assert all(np.isfinite(losses).all() for losses in rec["finetune_losses"])
     assert sorted(p.name for p in (whole / "state").iterdir()) == ["step-0001"]
     # the models moved: step 1's answers differ from the context run's (other prompts, other weights)
