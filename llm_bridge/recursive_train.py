@@ -350,6 +350,23 @@ METRIC_PATHS = {
     "semantic_diversity": ("diversity", "semantic"),
     "train_loss": ("train_loss_final",),
 }
+# What each curve is (curves.json / curves.nc; 12 of 13 had no description, so unigram_distance against its _raw
+# twin, track2_cov_drift and train_loss were unexplained: a user trial, 2026-12-06)
+METRIC_DESCRIPTIONS = {
+    "held_out_perplexity": "perplexity on the real held-out documents (exp of the mean nats per token)",
+    "unigram_distance": "||q_t - p||^2 of the samples' unigram frequencies q_t against the real p, less its "
+                        "sampling bias (1 - ||q_t||^2) / (m_t - 1) over m_t sample tokens (the unigram proxy)",
+    "unigram_distance_raw": "||q_t - p||^2 of the samples' unigram frequencies, without the bias correction",
+    "training_unigram_distance": "||f_t - p||^2 of the generation's training data's unigram frequencies f_t",
+    "track2_drift": "Sigma Track II drift (delta U_LLN) of the prompt-bank responses' embeddings against generation 0",
+    "track2_cov_drift": "Sigma Track II drift of the covariance bound (delta U_cov) against generation 0",
+    "track1_drift": "Sigma Track I drift (delta of the gain) against generation 0",
+    "distinct_2": "distinct-2 of the prompt-bank responses (distinct bigrams / bigrams)",
+    "hhi": "trigram Herfindahl-Hirschman index of the prompt-bank responses (concentration; 1 = one trigram)",
+    "self_bleu_diversity": "1 - self-BLEU of the prompt-bank responses",
+    "semantic_diversity": "semantic diversity of the prompt-bank responses (mean cosine distance of their embeddings)",
+    "train_loss": "training loss (nats per token) averaged over the generation's last tenth of steps",
+}
 
 
 @lru_cache(maxsize=1)
@@ -476,9 +493,13 @@ def run(folder: str | Path, config: RecursiveConfig = RecursiveConfig(), *, enco
     atomic_write_json(out.path / "results.json", results)
     arrays = {name: np.asarray(results["curves"][name], dtype=np.float64) for name in METRIC_PATHS}
     arrays["theory_risk"] = np.asarray(results["theory"]["risk"], dtype=np.float64)
+    shape = arrays["theory_risk"].shape
     out.save_arrays(arrays, {k: ("setting", "repetition", "generation") for k in arrays},
-                    {"theory_risk": "multinomial risk recurrence for each repetition's token schedules"},
-                    filename="curves.npz")
+                    {**METRIC_DESCRIPTIONS,
+                     "theory_risk": "multinomial risk recurrence for each repetition's token schedules"},
+                    filename="curves.npz",  # (labelled: ds.sel(setting="fixed"); positions only before)
+                    coords={"setting": list(config.settings), "repetition": np.arange(shape[1]),
+                            "generation": np.arange(shape[2])})
     plot(out, results)
     out.finish({"settings": list(config.settings), "final": results["final"]})
     return results

@@ -76,6 +76,15 @@ def test_artefacts_exist_and_metrics_are_finite(finished, config):
         assert np.all(np.isfinite(arr)), name
     assert np.all(np.asarray(results["curves"]["held_out_perplexity"]) > 1.0)
     assert np.all(np.isfinite(np.asarray(results["theory"]["risk"], dtype=float)))
+    # every curve described, and the settings as a coordinate (12 of 13 had no description and ds.sel(setting=...)
+    # was impossible; a user trial, 2026-12-06)
+    import xarray as xr
+
+    assert all(entry["description"] for entry in json.loads((folder / "curves.json").read_text()).values())
+    with xr.open_dataset(folder / "curves.nc") as ds:
+        assert ds.coords["setting"].values.tolist() == list(SETTINGS)
+        np.testing.assert_array_equal(ds.held_out_perplexity.sel(setting=SETTINGS[0]).values,
+                                      np.asarray(results["curves"]["held_out_perplexity"])[0])
 
 
 def test_sigma_recomputed_from_stored_embeddings_equals_the_recorded_drift(finished, config):
