@@ -203,10 +203,13 @@ def batched(kernel: Kernel, config, *, grid_axes=None, mesh=None, lanes: int | N
 
 
 def _grid_key(grid_axes):
-    """A hashable description of a ``grid_axes`` prefix (None entries kept)."""
+    """A hashable description of a ``grid_axes`` prefix (None entries kept, in place: dropped from the leaves, the
+    prefixes ``P(0, None)`` and ``P(None, 0)`` shared one compiled function, and the second ran the first's grid;
+    a user trial, 2026-12-06)."""
     if grid_axes is None:
         return None
-    return jax.tree.structure(grid_axes, is_leaf=lambda x: x is None), tuple(jax.tree.leaves(grid_axes))
+    is_none = lambda x: x is None  # noqa: E731
+    return jax.tree.structure(grid_axes, is_leaf=is_none), tuple(jax.tree.leaves(grid_axes, is_leaf=is_none))
 
 
 def replicate_bytes(kernel: Kernel, params, config, grid_axes=None) -> int:

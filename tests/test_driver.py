@@ -357,3 +357,22 @@ def test_run_replicates_checks_each_grid_point_with_the_simulators_own_check():
     assert out.shape == (4, 6)
     assert jax.jit(lambda k: G.kernel(k, G.Params(jnp.asarray(0.0), jnp.asarray(1.0), jnp.asarray(a),
                                                    jnp.asarray(n)), cfg))(jax.random.key(0)).shape == (6,)
+
+
+def test_two_grid_layouts_of_one_kernel_compile_apart():
+    """A user trial (2026-12-06): the compiled-function cache keyed grid_axes by its leaves without the None
+    entries, so P(0, None) and P(None, 0) shared one function, and the second call ran the first's grid."""
+    from typing import NamedTuple
+
+    class P(NamedTuple):
+        a: jax.Array
+        b: jax.Array
+
+    def kernel(key, p, config):
+        return p.a * 10 + p.b + 0 * jax.random.uniform(key)
+
+    params = P(jnp.asarray([1.0, 2.0, 3.0]), jnp.asarray([100.0, 200.0, 300.0]))
+    over_a = driver.run_replicates(kernel, params, None, 2, grid_axes=P(0, None), progress=False)
+    over_b = driver.run_replicates(kernel, params, None, 2, grid_axes=P(None, 0), progress=False)
+    np.testing.assert_allclose(over_a[:, 0], [[110, 210, 310], [120, 220, 320], [130, 230, 330]])
+    np.testing.assert_allclose(over_b[:, 0], [[110, 120, 130], [210, 220, 230], [310, 320, 330]])
