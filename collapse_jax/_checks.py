@@ -22,10 +22,13 @@ class MissingExtraError(ImportError):
 def _integer_scalar(value: Any) -> Any:
     """A 0-d integer array (NumPy's or a concrete JAX one) as its int, anything else unchanged: ``jnp.asarray(200)``
     read "N must be an integer >= 1, got Array(200, ...)" (a user trial, 2026-12-06)."""
-    if getattr(value, "shape", None) == () and np.issubdtype(getattr(value, "dtype", np.float64), np.integer) \
-            and not is_traced(value):
-        return int(value)
-    return value
+    if getattr(value, "shape", None) != () or is_traced(value):
+        return value
+    try:  # (a torch dtype or a PRNG key's is not a NumPy type: np.issubdtype raised TypeError; a user trial)
+        integer = np.issubdtype(np.dtype(value.dtype), np.integer)
+    except TypeError:
+        return value
+    return int(value) if integer else value
 
 
 def positive_int(name: str, value: Any) -> int:

@@ -150,6 +150,7 @@ def check_params(kernel: Kernel, params, config, grid_axes=None) -> None:
     if check is None or _checks.is_traced(params):
         return
     size = check_grid_axes(params, grid_axes)
+    params = jax.tree.map(_checks.host_array, params)  # (once: a JAX array indexed cell by cell cost 0.3 ms a cell)
     for i in range(1) if size is None else range(size):
         try:
             check(params if size is None else _grid_point(params, grid_axes, i), config)

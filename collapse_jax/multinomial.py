@@ -586,16 +586,21 @@ def check_params(params: Params, config: MultinomialConfig) -> None:
     _checks.instance("config", config, MultinomialConfig)
     # (not check_inputs: under the filter the kernel's alpha is the kept real weight and kappa the keep
     # probability, from filter_schedules, not the raw share check_filter_keeps reads)
-    p = check_p(_checks.host_array(params.p))
+    check_p(_checks.host_array(params.p))
     alpha, n = schedules.check_pair(_checks.host_array(params.alpha), _checks.host_array(params.n))
     check_counts(n, config.regime, "jax")
-    check_memory(p.size, "jax", 1)
     if alpha.ndim != 1 or n.ndim != 1:
         raise ValueError(f"alpha and n must be one schedule each, (T + 1,), got shapes {alpha.shape} and {n.shape} "
                          "(a grid goes along grid_axes)")
     kappa = _checks.array_in_interval("kappa", _checks.host_array(params.kappa), 0.0, 1.0)
     if kappa.shape != n.shape:
         raise ValueError(f"kappa must have the schedule's shape {n.shape}, got {kappa.shape}")
+    if config.regime == "filter":  # (kappa_t = 0 ran for ever, the kernel redrawing empty batches; a user trial)
+        with np.errstate(divide="ignore"):
+            p_empty = np.exp(n[1:] * np.log1p(-np.minimum(kappa[1:], 1 - 1e-300)))
+        if np.any(kappa[1:] <= 0) or np.any(p_empty > 0.99):
+            raise ValueError("the filter keeps nothing in more than 99% of batches at some step (keep probability "
+                             f"kappa_t down to {kappa[1:].min():.4g}); raise n_t or lower the filter's errors")
 
 
 kernel = driver.scan_kernel(init, step, step_inputs, observe, check_params)

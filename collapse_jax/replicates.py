@@ -54,6 +54,8 @@ def root_key(seed: int | jax.Array) -> jax.Array:
     if is_prng_key(seed):
         return seed
     if isinstance(seed, jax.Array) and seed.ndim == 0 and jnp.issubdtype(seed.dtype, jnp.integer):
+        if not isinstance(seed, jax.core.Tracer) and int(seed) < 0:  # (as an int: refused; a user trial)
+            raise ValueError(f"seed must be an integer in [0, 2**63 - 1] or a PRNG key, got {int(seed)}")
         return jax.random.key(seed)  # an integer array, e.g. traced inside jit: jax.random.key's own rules
     raise ValueError(f"seed must be an integer or a PRNG key (jax.random.key), got {type(seed).__name__} {seed!r}")
 

@@ -180,6 +180,7 @@ def test_seeds_replicate_ranges_and_host_memory_are_checked_before_most_compute(
     np.testing.assert_array_equal(last, jax.random.key_data(replicates.replicate_keys(0, 2**32 - 2, 2)))
     # (negative seeds: refused as by every command and the language-model APIs; a user trial, 2026-12-06)
     for seed, message in [(2**63, r"integer in \[0, 2\*\*63 - 1\]"), (-1, r"integer in \[0, 2\*\*63 - 1\]"),
+                          (jnp.asarray(-1), r"integer in \[0, 2\*\*63 - 1\]"),
                           (1.5, "integer or a PRNG key"), (True, "integer or a PRNG key")]:
         with pytest.raises(ValueError, match=message):
             replicates.root_key(seed)
@@ -343,6 +344,9 @@ def test_run_replicates_checks_each_grid_point_with_the_simulators_own_check():
         driver.run_replicates(M.kernel, M.Params(p, a, n, np.full(6, 2.0)), M.MultinomialConfig(), 4)
     with pytest.raises(ValueError, match="^params: p must"):
         driver.run_replicates(M.kernel, M.Params(-p, a, n, np.ones(6)), M.MultinomialConfig(), 4)
+    kept, kappa = M.filter_schedules(S.constant_alpha(0.0, 5), 0.1, 0.0)   # keeps nothing: the kernel ran for ever
+    with pytest.raises(ValueError, match="^params: the filter keeps nothing"):
+        driver.run_replicates(M.kernel, M.Params(p, kept, n, kappa), M.MultinomialConfig("filter", 0.1, 0.0), 4)
     with pytest.raises(ValueError, match=r"^params: sigma must be in"):
         driver.run_replicates(LR.kernel, LR.Params(np.zeros(5), np.asarray(0.0)), LR.LinearRegressionConfig(), 4)
     theta, n_l = np.array([0.5, 1.0, -1.0]), S.constant_size(40, 5)

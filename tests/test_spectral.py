@@ -1520,6 +1520,11 @@ def test_sixteen_bit_inputs_and_integer_array_counts_are_read():
     for low in (jnp.asarray(g, jnp.bfloat16), g.astype(np.float16)):
         assert abs(float(sp.logdet(low)) - exact) < 0.05
         assert abs(float(sp.logdet_chol(low, 0.0)) - exact) < 0.05
+    from collapse_jax import _checks
+
+    for odd in (jax.random.key(0), jnp.asarray(2.0)):   # (a key's dtype raised a TypeError in np.issubdtype)
+        with pytest.raises(ValueError, match="N must be an integer >= 1"):
+            _checks.positive_int("N", odd)
     a = sp.block_estimates(x[:100], jnp.asarray(200))
     b = sp.block_estimates(x[:100], 200)
     assert float(a.l_hat) == float(b.l_hat)
