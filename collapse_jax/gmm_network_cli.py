@@ -89,7 +89,8 @@ def add_parser(sub) -> None:
     opts.add_config(p, GmmNetworkOptions)
     # the network configuration's own names for three of the flags, in any message (cli_options.with_flags)
     # (a Ctrl-C said only "a command that resumes continues ..."; a user trial, 2026-12-06)
-    p.set_defaults(interrupt_hint="continue it: rerun the same command with --out RUN (its saved batches are kept)")
+    p.set_defaults(interrupt_hint="continue it: rerun the same command with --out RUN "
+                                  "(the batches finished so far are kept; the one running is lost)")
     p.set_defaults(config_flags={**p.get_default("config_flags"), "num_steps": "--steps", "num_models": "--models",
                                  "num_human": "--human"})
     opts.add_out(p, "gmm-network-<preset>")

@@ -43,7 +43,8 @@ def add_parser(sub) -> None:
                         "--quick is an error)")
     opts.add_out(p, "sigma-precision")
     # (a Ctrl-C said only "a command that resumes continues ..."; a user trial, 2026-12-06)
-    p.set_defaults(interrupt_hint="continue it: rerun the same command with --out RUN (its saved cells are kept)")
+    p.set_defaults(interrupt_hint="continue it: rerun the same command with --out RUN "
+                                  "(the cells finished so far are kept)")
     p.set_defaults(func=run, run_option_notes={
         "x64": "no effect: sigma-precision turns float64 on itself (its exact log-dets); each --engine keeps its own "
                "working precision",

@@ -33,7 +33,8 @@ def add_parser(sub) -> None:
                    help="stop after making this many generations (>= 1) in this call (rerun to continue; default: "
                         "none, make them all)")
     # (a Ctrl-C said only "a command that resumes continues ..."; a user trial, 2026-12-06)
-    p.set_defaults(interrupt_hint="continue it: rerun the same command with --out RUN (its saved generations are kept)")
+    p.set_defaults(interrupt_hint="continue it: rerun the same command with --out RUN "
+                                  "(the generations finished so far are kept)")
     p.set_defaults(func=cmd_run, run_option_notes={
         "x64": "no effect: the nanoGPT computes in float32 whatever this flag says, and the theory recurrences, the "
                "unigram proxy and the Sigma values are computed in float64 either way",
