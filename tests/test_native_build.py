@@ -58,3 +58,16 @@ def test_one_cache_folder_for_builds_and_embeddings(tmp_path, monkeypatch):
     assert _native._cache_dir() == tmp_path / "mine"
     populations = pytest.importorskip("llm_bridge.populations")
     assert populations.cache_dir() == tmp_path / "mine"
+
+
+def test_a_refused_native_backend_names_its_cause(monkeypatch):
+    """A user trial (2026-12-06): with COLLAPSE_JAX_NATIVE=0 the refusal blamed a C++ compiler the machine had."""
+    from collapse_jax import _native
+
+    monkeypatch.setattr(_native, "available", lambda: False)
+    monkeypatch.setenv("COLLAPSE_JAX_NATIVE", "0")
+    with pytest.raises(ValueError, match=r"switched off here \(COLLAPSE_JAX_NATIVE=0; unset it to use them\)"):
+        _native.resolve_backend("native")
+    monkeypatch.setenv("COLLAPSE_JAX_NATIVE", "1")
+    with pytest.raises(ValueError, match="did not build on this machine"):
+        _native.resolve_backend("native")

@@ -304,7 +304,13 @@ def resolve_backend(backend: str) -> str:
     if backend == "auto":
         return "native" if jax.default_backend() == "cpu" and available() else "jax"
     if backend == "native" and (jax.default_backend() != "cpu" or not available()):
-        raise ValueError("backend='native' needs the CPU backend and a C++ compiler; use backend='jax'")
+        # (the cause named: with COLLAPSE_JAX_NATIVE=0 it blamed a compiler the machine had; a user trial)
+        why = (f"the native kernels are switched off here (COLLAPSE_JAX_NATIVE={os.environ['COLLAPSE_JAX_NATIVE']}; "
+               "unset it to use them)" if not _enabled() else
+               f"JAX's default backend here is {jax.default_backend()!r}" if jax.default_backend() != "cpu" else
+               "they did not build on this machine (collapse-jax info says why)")
+        raise ValueError(f"backend='native' needs the CPU backend and the native kernels, and {why}; use "
+                         "backend='jax'")
     return backend
 
 
