@@ -145,7 +145,11 @@ def _execute(spec, args, name: str) -> int:
     index, count = _process(args)
     if count > 1 and args.out is None:
         raise ValueError("--out is needed with several processes (every process writes into the same folder)")
-    sweep.check_plan(spec, memory_budget=options.memory_budget)  # before any folder is made
+    found = sweep.check_plan(spec, memory_budget=options.memory_budget)  # before any folder is made
+    if "native" in (given, spec.backend) and "jax" in found.split("+"):  # (ran them on JAX without a word; a user
+        # trial, 2026-12-06)
+        print(f"collapse-jax {args.command}: backend native: the cells without a native kernel run the JAX one "
+              f"(kernels: {found})", file=sys.stderr)
     folder = RunFolder.create(name, args.out)
     out = folder.path
     if args.out is None:   # the folder's name was printed only at the end: after a kill, a search through runs/

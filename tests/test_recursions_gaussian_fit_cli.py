@@ -74,3 +74,20 @@ def test_bad_parameters_fail_before_compute(tmp_path, capsys, argv, name):
     err = capsys.readouterr().err
     assert name in err and "error" in err
     assert not out.exists()
+
+
+@pytest.mark.skipif(not NATIVE, reason="--backend native needs the native kernels")
+def test_backend_native_says_which_parts_ran_the_jax_kernel(tmp_path, capsys):
+    """A user trial (2026-12-06): under --backend native the accumulate-subsample regime (JAX only) ran the JAX
+    kernel without a word, where recursions-linreg refuses the flag."""
+    from collapse_jax import _native
+
+    argv = ["--backend", "native", "recursions-gaussian-fit", "--generations", "3", "--replicates", "8", "--size", "4"]
+    try:
+        assert cli.main(argv + ["--out", str(tmp_path / "a")]) == 0
+        assert ("recursions-gaussian-fit: --backend native: accumulate-subsample ran the JAX kernel"
+                in capsys.readouterr().err)
+        assert cli.main(argv + ["--regimes", "replace", "--out", str(tmp_path / "b")]) == 0
+        assert "ran the JAX kernel" not in capsys.readouterr().err
+    finally:
+        _native.prefer_backend("auto")

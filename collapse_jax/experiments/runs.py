@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
 from typing import Callable
@@ -133,5 +134,24 @@ def finish(run, fig, filename: str, command: str, start: float, summary: dict | 
     pyplot().close(fig)
     elapsed = time.perf_counter() - start
     run.finish({"elapsed_s": elapsed, **(summary or {})})
+    jax_parts = _jax_parts(summary or {})
+    from collapse_jax import _native
+
+    if jax_parts and _native.preferred_backend() == "native":  # (ran them on JAX without a word; a user trial)
+        print(f"{command}: --backend native: {', '.join(jax_parts)} ran the JAX kernel (no native one exists)",
+              file=sys.stderr)
     print(f"{command}: {run.path} ({elapsed:.1f} s end to end)")
     return 0
+
+
+def _jax_parts(summary: dict, name: str = "") -> list[str]:
+    """The parts of a run that ran the JAX kernel, by the ``kernel`` records in its summary (a name, or dicts of
+    names by model and regime; at the top or within a part's own entry)."""
+    def named(kernel, where: str) -> list[str]:
+        if isinstance(kernel, dict):
+            return [part for key, value in kernel.items() for part in named(value, f"{where} {key}".strip())]
+        return [where or "the simulator"] if kernel == "jax" else []
+
+    parts = named(summary["kernel"], name) if "kernel" in summary else []
+    return parts + [part for key, value in summary.items() if key != "kernel" and isinstance(value, dict)
+                    for part in _jax_parts(value, f"{name} {key}".strip())]
