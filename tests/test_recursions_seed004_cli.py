@@ -36,6 +36,7 @@ def test_linreg_run_folder_matches_exact_theory_and_reruns(tmp_path):
         theory = arrays[f"theory_{regime}"]
         assert np.all(np.abs(mean - theory) < 4 * se), regime  # exact in both regimes (averaged over X)
         assert manifest["summary"][regime]["last_mc_mean"] == pytest.approx(mean[-1], rel=1e-12)
+    assert manifest["summary"]["kernel"] == "jax"      # (the one recursion command without the record; a user trial)
     mean_acc, se_acc = _mean_se(arrays["errors_accumulate"])
     assert arrays["theory_accumulate"][-1] < arrays["bound_accumulate"]
     # power: the accumulate Monte Carlo rejects the replace law, which grows n-fold

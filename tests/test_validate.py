@@ -134,6 +134,13 @@ def test_the_command_exits_1_when_an_exact_row_disagrees(monkeypatch, tmp_path, 
         cfg = validate_cmd.ValidateConfig(replicates=10)
         assert validate_cmd.run(cfg, str(tmp_path / f"{kind}-{agree}")) == status, (kind, agree)
         assert ("exact rows that disagree: [1]" in capsys.readouterr().err) == (status == 1)
+    # the kernels that ran are recorded, as every recursion command records them (a user trial, 2026-12-06)
+    import json
+
+    from collapse_jax import multinomial as M
+
+    kernel = json.loads((tmp_path / "exact-True" / "manifest.json").read_text())["summary"]["kernel"]
+    assert kernel["multinomial"]["replace"] == M.resolve_backend("auto", "replace") and kernel["logistic"] == "jax"
 
 
 def test_the_command_s_step_limit_is_the_geometric_row_s():

@@ -91,6 +91,7 @@ def run(cfg: LinregConfig, out: str | None) -> int:
         print(f"{regime:>10}: iteration {iterations}: Monte Carlo {a['mc_mean'][-1]:.4g} +- "
               f"{a['ci_half_width'][-1]:.2g}, theory {a['theory'][-1]:.4g}; theory inside the 95% CI at "
               f"{int(a['inside'].sum())}/{iterations} iterations")
+    summary["kernel"] = "jax"  # (the only one; every other recursion command records its kernel: a user trial)
     fig = figure(errors, theory, bound, cfg)
     return runs.finish(folder, fig, "linreg.png", "recursions-linreg", start, summary)
 

@@ -83,7 +83,15 @@ def run(cfg: ValidateConfig, out: str | None) -> int:
     print(table.markdown())
     print(f"\n{len(table.rows)} checks, {len(table.rows) - len(bad)} agree, disagreements: {bad or 'none'} "
           f"({elapsed:.0f} s); written to {folder.path}" + (f" and {cfg.doc}" if cfg.doc else ""))
-    folder.finish({"rows": len(table.rows), "disagree": bad, "elapsed_s": elapsed})
+    from collapse_jax import gaussian as G
+    from collapse_jax import multinomial as M
+
+    # the kernels that ran (config.json's backend is the one asked for; native and jax draw differently: a user
+    # trial, 2026-12-06, found validate the one command without this record)
+    kernel = {"multinomial": {r: M.resolve_backend("auto", r) for r in M.REGIMES},
+              "gaussian": {r: G.resolve_backend("auto", r) for r in G.REGIMES},
+              "linear-regression": "jax", "logistic": "jax", "mixture": "jax"}
+    folder.finish({"rows": len(table.rows), "disagree": bad, "elapsed_s": elapsed, "kernel": kernel})
     # the exit status a script or CI reads: an exact formula the Monte Carlo rejects (approximation and statement rows
     # may disagree for their own reasons: an approximation's error, too little power; the table says which)
     failed = [i for i, r in enumerate(table.rows, 1) if r.kind == "exact" and not r.agree]
