@@ -184,8 +184,11 @@ def _execute(spec, args, name: str) -> int:
         except Exception as exc:  # a plot that fails must not leave a finished sweep without its manifest
             print(f"collapse-jax {args.command}: the plot failed ({type(exc).__name__}: {exc}); the dataset is "
                   "complete and the folder is finished without it", file=sys.stderr)
+    # manifest.json last, as every command's run folder: the sweep is done; with the kernels and precision that ran
+    # (config.json keeps the backend asked for, "auto" under --backend native; a user trial, 2026-12-06)
+    attrs = sweep.open_dataset(out).attrs
     folder.finish({"simulator": spec.simulator, "cells": report.cells, "replicates": spec.replicates,
-                   "seed": spec.seed})   # manifest.json last, as every command's run folder: the sweep is done
+                   "seed": spec.seed, "kernel": attrs.get("backend"), "precision": attrs.get("precision")})
     return 0
 
 

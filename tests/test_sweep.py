@@ -461,6 +461,9 @@ def test_phase_command_writes_the_dataset_and_the_diagram(tmp_path, capsys):
     assert ds["cell_done"].all() and ds.sizes["type1"] == ds.sizes["type2"] == 10
     assert "100/100 cells done" in capsys.readouterr().out
     assert (tmp_path / "manifest.json").is_file()          # finished, as every command's run folder says
+    # with the kernels and precision that ran (config.json keeps the backend asked for; a user trial, 2026-12-06)
+    summary = json.loads((tmp_path / "manifest.json").read_text())["summary"]
+    assert summary["kernel"] == ds.attrs["backend"] and summary["precision"] == ds.attrs["precision"]
 
 
 def test_chunks_are_cut_by_work_without_cells_per_chunk(tmp_path, monkeypatch):
