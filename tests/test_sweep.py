@@ -3,6 +3,7 @@ after a kill, two processes under jax.distributed, and the phase-diagram command
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
