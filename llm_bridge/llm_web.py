@@ -51,8 +51,8 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
-from collapse_jax.results import (RunFolder, atomic_savez, atomic_write_json, check_folder_creatable, config_differences,
-                                  read_json, read_npz)
+from collapse_jax.results import (RunFolder, atomic_savez, atomic_write_json, check_folder_creatable,
+                                  config_differences, read_json, read_npz)
 from llm_bridge import bpe
 from llm_bridge.generators import Generator, Sampling
 
