@@ -301,7 +301,7 @@ def host_memory_bytes() -> int:
         except OSError:
             pass
     limit = process_memory_limit()
-    return host if limit is None else max(0, min(host, limit)) if host else limit
+    return host if limit is None else max(0, min(host, limit) if host else limit)
 
 
 def _read_int(path: str) -> int | None:
