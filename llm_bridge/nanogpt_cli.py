@@ -228,7 +228,8 @@ def cmd_eval(args) -> int:
     model = NanoGPT.load(args.run, step=args.step)
     if texts is not None:
         result = model.perplexity(texts, batch_size=args.batch_size)
-        summary = {"texts": len(result.nll), "tokens": int(result.tokens.sum()),
+        summary = {"scored": f"the texts of {args.texts}", "texts": len(result.nll),
+                   "tokens": int(result.tokens.sum()),
                    "loss": float(result.nll.sum() / max(result.tokens.sum(), 1)), "perplexity": result.corpus}
     else:
         saved = nt.read_run_config(args.run)
@@ -237,8 +238,10 @@ def cmd_eval(args) -> int:
         prepared = nt.saved_run_data(Path(args.run), saved, model.tokenizer,
                                      "evaluated on its held-out text; give --texts")
         loss = nt.mean_window_nll(model, prepared.held_out_windows, args.batch_size)
-        summary = {"windows": len(prepared.held_out_windows), "loss": loss, "perplexity": math.exp(loss)}
-    summary["step"] = model.step
+        summary = {"scored": "the run's held-out windows", "windows": len(prepared.held_out_windows),
+                   "loss": loss, "perplexity": math.exp(loss)}
+    # (what was scored and in what unit: "loss" read as a bare number; a user trial, 2026-12-06)
+    summary.update(step=model.step, loss_unit="nats per predicted token")
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -1009,8 +1009,11 @@ def test_cli_sample_eval_and_errors(capsys, reference_run, data_dir, tmp_path):
     summary = json.loads(capsys.readouterr().out)
     assert summary["step"] == STEPS
     assert summary["loss"] == pytest.approx(reference_run.held_out_loss, rel=1e-6)
+    # what was scored, in what unit (a bare "loss" number; a user trial, 2026-12-06)
+    assert summary["scored"] == "the run's held-out windows" and summary["loss_unit"] == "nats per predicted token"
     assert _cli("eval", run, "--texts", str(data_dir / "sub")) == 0
-    assert json.loads(capsys.readouterr().out)["perplexity"] > 1
+    texts_summary = json.loads(capsys.readouterr().out)
+    assert texts_summary["perplexity"] > 1 and texts_summary["scored"] == f"the texts of {data_dir / 'sub'}"
     assert _cli("sample", run, "--temperature", "0") == 2
     assert "--temperature must lie in" in capsys.readouterr().err
     # the default --max-new-tokens (64) fits the tiny preset's 32-token context (it was refused): 31 beside an
