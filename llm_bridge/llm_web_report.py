@@ -202,6 +202,15 @@ def _pyplot():
     return plt
 
 
+def _integer_steps(fig) -> None:
+    """Whole-number ticks on every step axis (at small T they read 0.5, 1.5, ...; a user trial, 2026-12-06)."""
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in fig.axes:
+        if ax.get_xlabel() == "t":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def plots(out: RunFolder, cfg: WebConfig, emb, metrics, llm, raw, gmm, prox) -> None:
     """The five figures of the module docstring; ``raw`` = (||D||_F, its noise floor, the floor-corrected value)."""
     from llm_bridge.embedding_metrics import measure_embeddings
@@ -224,6 +233,7 @@ def plots(out: RunFolder, cfg: WebConfig, emb, metrics, llm, raw, gmm, prox) -> 
     b.set(xlabel="t", ylabel="embedding units", title="LLM network, raw (seed 000 Figure 2)")
     b.legend(fontsize=8)
     b.grid(alpha=0.3)
+    _integer_steps(fig)
     out.save_figure(fig, "dnorm.png")
     plt.close(fig)
 
@@ -246,6 +256,7 @@ def plots(out: RunFolder, cfg: WebConfig, emb, metrics, llm, raw, gmm, prox) -> 
     ax.set(xlabel="t", ylabel="mean distance to the model's mean embedding", title="within-model spread")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    _integer_steps(fig)
     out.save_figure(fig, "spread.png")
     plt.close(fig)
 
@@ -257,6 +268,7 @@ def plots(out: RunFolder, cfg: WebConfig, emb, metrics, llm, raw, gmm, prox) -> 
         ax.set(xlabel="t", title=title)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+    _integer_steps(fig)
     out.save_figure(fig, "diversity.png")
     plt.close(fig)
 
@@ -282,6 +294,7 @@ def plots(out: RunFolder, cfg: WebConfig, emb, metrics, llm, raw, gmm, prox) -> 
     fig.suptitle(f"calibrated GMM proxy (PCA to {prox['explained'].size} dims, {cfg.gmm_replicates} replicates) "
                  "vs the LLM curve, both ||D(t)||_F / ||D(0)||_F", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.93))          # the title overlapped the panels' titles
+    _integer_steps(fig)
     out.save_figure(fig, "proxy.png")
     plt.close(fig)
 

@@ -194,11 +194,20 @@ def test_finetune_mode_resumes_to_the_same_result(context_run, tmp_path):
     assert llm_web.read_step(context_run, 1)[0]["responses"] != rec["responses"]
 
 
-def test_analyse_recomputes_outputs_without_generating(context_run, tmp_path):
+def test_analyse_recomputes_outputs_without_generating(context_run, tmp_path, monkeypatch):
+    from collapse_jax.results import RunFolder
+
     copy = tmp_path / "copy"
     shutil.copytree(context_run, copy, ignore=shutil.ignore_patterns("base", "*.png", "summary.json", "report.md",
                                                                         "arrays.*", "manifest.json"))
+    saved = RunFolder.save_figure
+    figures = {}
+    monkeypatch.setattr(RunFolder, "save_figure", lambda self, fig, name: figures.setdefault(name, fig) and
+                        saved(self, fig, name))
     assert llm_web_cli.main(["--analyse", str(copy)]) == 0
+    # whole-number step ticks (at T = 3 they read 0.5, 1.5, ...; a user trial, 2026-12-06)
+    for ax in figures["dnorm.png"].axes + figures["spread.png"].axes:
+        assert all(float(x).is_integer() for x in ax.get_xticks()), ax.get_xticks()
     a = json.loads((context_run / "summary.json").read_text())
     b = json.loads((copy / "summary.json").read_text())
     a.pop("step_seconds"), b.pop("step_seconds")
