@@ -162,6 +162,8 @@ def _description(raw: dict, fail) -> str:
 def load(path: str | Path, models: dict | None = None) -> SweepSpec:
     """Read and check the sweep specification at ``path`` (:class:`SpecError` naming the field and line)."""
     path = Path(path)
+    if path.is_dir():  # (it said "does not exist" of a folder; a user trial, 2026-12-06)
+        raise SpecError(f"sweep specification {str(path)!r} is a folder; give the .toml file")
     if not path.is_file():
         raise SpecError(f"sweep specification {str(path)!r} does not exist")
     return parse(path.read_text(encoding="utf-8"), name=str(path), models=models)

@@ -148,6 +148,9 @@ class WebConfig:
         object.__setattr__(self, "hf", tuple(_absolute(str(p)) for p in self.hf))
         if self.encoder is not None:
             object.__setattr__(self, "encoder", _absolute(self.encoder))
+        for p in self.hf:  # (before the count: one missing folder was reported as num_models = 1; a user trial)
+            if not Path(p).expanduser().is_dir():
+                raise ValueError(f"hf model folder {p!r} does not exist")
         if isinstance(self.num_models, int) and not isinstance(self.num_models, bool) and self.num_models < 2:
             raise ValueError(f"num_models must be an integer >= 2 (a distance matrix needs two models; with --hf one "
                              f"model folder per model), got {self.num_models}")
@@ -203,8 +206,6 @@ class WebConfig:
             from llm_bridge.hf_causal import checkpoint_folder
 
             for p in self.hf:
-                if not Path(p).expanduser().is_dir():
-                    raise ValueError(f"hf model folder {p!r} does not exist")
                 try:
                     checkpoint_folder(p)
                 except ValueError as exc:

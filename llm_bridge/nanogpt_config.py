@@ -204,6 +204,8 @@ class DataConfig:
             raise ValueError(f"tokenizer must be one of {', '.join(bpe.KINDS)}, got {self.tokenizer!r}")
         bpe.check_vocab_size(self.vocab_size)
         if self.source != "stdlib":
+            if not str(self.source).strip():  # (Path("") is the working folder, read as the training text)
+                raise ValueError("source must be 'stdlib' or a .txt file or folder, got an empty string")
             if not Path(self.source).expanduser().exists():
                 raise ValueError(f"source path {self.source!r} does not exist")  # (the CLI: --data path ...)
             # stored absolute, so that eval and --resume find the text from any working directory

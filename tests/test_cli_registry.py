@@ -165,6 +165,12 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["sigma-precision", "--dims", "8", "--families", "foo"], "--families must be among isotropic, .*; got unknown "
                                                               "family 'foo'"),
     (["recursions-fig3", "--replicates", "1"], "replicates must be an integer >= 2"),
+    # a user trial (2026-12-06): a folder read "does not exist"; "" trained on the working folder's text; one
+    # missing --hf folder read "--num-models must be >= 2"
+    (["sweep", "/tmp"], "sweep specification '/tmp' is a folder; give the .toml file"),
+    (["nanogpt", "train", "--preset", "tiny", "--data", ""], "--data must be 'stdlib' or a .txt file or folder, got an "
+                                                             "empty string"),
+    (["llm-web", "--hf", "/nonexistent-model-x"], "--hf model folder '/nonexistent-model-x' does not exist"),
     (["recursions-c2", "--replicates", "1"], "replicates must be an integer >= 2"),
     (["gmm-network", "--steps", "0"], r"error: --steps must be an integer >= 1"),
     # a user trial (2026-12-05): a segfault in the native kernel at 100,000 models; --points-per-step 1e8 grew to
