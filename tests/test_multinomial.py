@@ -382,6 +382,8 @@ def test_exact_samplers_still_run_traced():
     eager = M.sample_multinomial(key, 10.0, q)
     np.testing.assert_array_equal(jax.jit(M.sample_multinomial)(key, 10.0, q), eager)
     assert float(eager.sum()) == 10.0
+    # one count in a (1,) array, as before the checks (a review, 2026-12-06)
+    np.testing.assert_array_equal(M.sample_multinomial(key, jnp.asarray([10.0]), q), eager)
     assert M.binomial(key, jnp.asarray([3.0, 0.0]), 0.5).shape == (2,)
 
 
