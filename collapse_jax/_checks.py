@@ -283,6 +283,19 @@ def available_memory_bytes() -> int:
     return host_memory_bytes()
 
 
+def started_device_memory_bytes() -> int:
+    """:func:`available_memory_bytes` once JAX's backend is up (an accelerator's own memory, where training runs),
+    else :func:`host_memory_bytes`: configurations are also built at import time, where asking JAX would start its
+    backend before ``jax.distributed.initialize`` (which then refused to run)."""
+    try:
+        from jax._src import xla_bridge
+
+        started = xla_bridge.backends_are_initialized()
+    except (ImportError, AttributeError):
+        started = False
+    return available_memory_bytes() if started else host_memory_bytes()
+
+
 def host_memory_bytes() -> int:
     """The host's available RAM, lowered to what this process's limits leave (:func:`process_memory_limit`), without
     asking JAX: safe where JAX's backend must not start yet (a configuration checked at import time started it,

@@ -596,9 +596,7 @@ def check_params(params: Params, config: MultinomialConfig) -> None:
     if kappa.shape != n.shape:
         raise ValueError(f"kappa must have the schedule's shape {n.shape}, got {kappa.shape}")
     if config.regime == "filter":  # (kappa_t = 0 ran for ever, the kernel redrawing empty batches; a user trial)
-        with np.errstate(divide="ignore"):
-            p_empty = np.exp(n[1:] * np.log1p(-np.minimum(kappa[1:], 1 - 1e-300)))
-        if np.any(kappa[1:] <= 0) or np.any(p_empty > 0.99):
+        if np.any(kappa[1:] <= 0) or np.any(empty_batch_probability(kappa[1:], n[1:]) > 0.99):
             raise ValueError("the filter keeps nothing in more than 99% of batches at some step (keep probability "
                              f"kappa_t down to {kappa[1:].min():.4g}); raise n_t or lower the filter's errors")
 
@@ -705,6 +703,12 @@ def check_p(p) -> np.ndarray:
     return p_arr if total == 1.0 else p_arr / total
 
 
+def empty_batch_probability(kappa: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """``P(N_t = 0) = (1 - kappa_t)^{n_t}``: the chance that the filter keeps none of a batch of ``n_t`` points."""
+    with np.errstate(under="ignore", divide="ignore"):  # kappa = 1: log1p(-1) = -inf and P(N_t = 0) = 0, as meant
+        return np.exp(n * np.log1p(-np.minimum(kappa, 1 - 1e-300)))
+
+
 def check_filter_keeps(alpha: np.ndarray, n: np.ndarray, type1: float, type2: float) -> None:
     """A ValueError unless the filter keeps something: the keep probability ``kappa_t = alpha_t (1 - type1) +
     (1 - alpha_t) type2`` is positive at every step t >= 1, and ``P(N_t = 0) = (1 - kappa_t)^{n_t}`` stays at most
@@ -719,8 +723,7 @@ def check_filter_keeps(alpha: np.ndarray, n: np.ndarray, type1: float, type2: fl
         raise ValueError("the filter keeps nothing: keep probability alpha_t (1 - type1) + (1 - alpha_t) type2 "
                          f"is 0 at step t = {t} (alpha_t = {a_t:g}, type1={type1}, type2={type2})"
                          + (f"; {hint}" if hint else ""))
-    with np.errstate(under="ignore", divide="ignore"):  # kappa = 1: log1p(-1) = -inf and P(N_t = 0) = 0, as meant
-        p_empty = np.exp(n[..., 1:] * np.log1p(-np.minimum(kappa, 1 - 1e-300)))
+    p_empty = empty_batch_probability(kappa, n[..., 1:])
     if np.any(p_empty > 0.99):
         raise ValueError("the filter keeps nothing in more than 99% of batches at some step "
                          f"(max P(N_t = 0) = {p_empty.max():.4g}); raise n_t or lower the filter's errors")

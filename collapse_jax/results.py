@@ -335,11 +335,16 @@ def _make_folder(path: Path, *, exist_ok: bool, what: str) -> None:
     except FileExistsError:
         if not exist_ok and path.is_dir():
             raise
-        why = ("a symbolic link to nothing is in the way (to " + repr(os.readlink(path)) + ")"
-               if path.is_symlink() and not path.exists() else "a file of that name is in the way")
-        raise ValueError(f"{what}: cannot create the folder {str(path)!r}: {why}") from None
+        raise ValueError(f"{what}: cannot create the folder {str(path)!r}: {_in_the_way(path)}") from None
     except OSError as exc:
         raise ValueError(f"{what}: cannot create the folder {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def _in_the_way(path: Path) -> str:
+    """What keeps a folder from being made at ``path``, where something already is."""
+    if path.is_symlink() and not path.exists():
+        return f"a symbolic link to nothing is in the way (to {os.readlink(path)!r})"
+    return "a file of that name is in the way"
 
 
 def check_folder_creatable(path: str | os.PathLike, what: str = "out") -> None:
@@ -350,9 +355,7 @@ def check_folder_creatable(path: str | os.PathLike, what: str = "out") -> None:
     if path.is_dir():
         return
     if path.exists() or path.is_symlink():
-        why = ("a symbolic link to nothing is in the way (to " + repr(os.readlink(path)) + ")"
-               if path.is_symlink() and not path.exists() else "a file of that name is in the way")
-        raise ValueError(f"{what}: cannot create the folder {str(path)!r}: {why}")
+        raise ValueError(f"{what}: cannot create the folder {str(path)!r}: {_in_the_way(path)}")
     parent = path.absolute().parent
     while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
         parent = parent.parent

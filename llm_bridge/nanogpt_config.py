@@ -70,25 +70,12 @@ def check_model_fits(cfg: GPTConfig, need: int, what: str) -> None:
     """A ValueError naming the model's sizes unless ``need`` bytes (``what``) fit in 80 % of the memory available:
     a user trial (2026-12-06) gave --dim or --layers 10**30, which wrote a run folder and then hung, or failed in
     XLA after minutes."""
-    available = _device_or_host_memory()
+    available = _checks.started_device_memory_bytes()
     if available and need > 0.8 * available:
         raise ValueError(f"the model (num_layers = {cfg.num_layers:,}, dim = {cfg.dim:,}, context_length = "
                          f"{cfg.context_length:,}, vocab_size = {cfg.vocab_size:,}: {cfg.num_params():,} parameters) "
                          f"needs about {need / 2**30:.3g} GiB for {what}, more than 80% of the "
                          f"{available / 2**30:.1f} GiB available; choose smaller sizes")
-
-
-def _device_or_host_memory() -> int:
-    """The default device's available memory once JAX's backend is up (an accelerator's own, where training runs),
-    else the host's: configurations are also built at import time, where asking JAX would start its backend
-    before ``jax.distributed.initialize`` (which then refused to run)."""
-    try:
-        from jax._src import xla_bridge
-
-        started = xla_bridge.backends_are_initialized()
-    except (ImportError, AttributeError):
-        started = False
-    return _checks.available_memory_bytes() if started else _checks.host_memory_bytes()
 
 
 def check_training_fits(cfg: GPTConfig, batch_size: int) -> None:
