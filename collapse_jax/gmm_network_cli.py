@@ -90,7 +90,7 @@ def add_parser(sub) -> None:
     # the network configuration's own names for three of the flags, in any message (cli_options.with_flags)
     # (a Ctrl-C said only "a command that resumes continues ..."; a user trial, 2026-12-06)
     p.set_defaults(interrupt_hint="continue it: rerun the same command with --out RUN "
-                                  "(the batches finished so far are kept; the one running is lost)")
+                                  "(the batches finished so far are kept, and the one running at a first Ctrl-C)")
     p.set_defaults(config_flags={**p.get_default("config_flags"), "num_steps": "--steps", "num_models": "--models",
                                  "num_human": "--human"})
     opts.add_out(p, "gmm-network-<preset>")
@@ -112,6 +112,7 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
 
     from collapse_jax import _checks, progress
     from collapse_jax import gmm_network as gn
+    from collapse_jax import results
     from collapse_jax.results import RunFolder
 
     cfg = options.network()  # validates every parameter before anything is compiled
@@ -158,11 +159,12 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
         for index, start, count in batches:
             done = saved.get(index)
             if done is None:
-                started = time.perf_counter()
-                res = gn.simulate(seed, cfg, count, backend=backend, first_replicate=start)
-                done = dict(dnorm=res.dnorm, alive=res.alive, collapsed=res.collapsed,
-                            seconds=np.float64(time.perf_counter() - started))
-                folder.save_chunk(index, done)
+                with results.saved_before_stopping(f"the {count:,} replicates running now"):
+                    started = time.perf_counter()
+                    res = gn.simulate(seed, cfg, count, backend=backend, first_replicate=start)
+                    done = dict(dnorm=res.dnorm, alive=res.alive, collapsed=res.collapsed,
+                                seconds=np.float64(time.perf_counter() - started))
+                    folder.save_chunk(index, done)
             pieces.append(done)
     dnorm = np.concatenate([p["dnorm"] for p in pieces])
     alive = np.concatenate([p["alive"] for p in pieces])

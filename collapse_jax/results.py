@@ -13,6 +13,7 @@ Long sweeps checkpoint finished chunks with :meth:`RunFolder.save_chunk` and pic
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import io
@@ -21,8 +22,10 @@ import math
 import os
 import platform
 import shlex
+import signal
 import sys
 import tempfile
+import threading
 import warnings
 import zipfile
 from dataclasses import dataclass, field
@@ -419,6 +422,34 @@ def release_folder_locks() -> None:
     run's folder is then free for a resume in another process)."""
     for key in list(_held_locks):
         _unlock_folder(Path(key))
+
+
+@contextlib.contextmanager
+def saved_before_stopping(what: str):
+    """Hold a first Ctrl-C until the block ends, then stop: the block computes a batch and saves it, and a compiled
+    or native computation sees the interrupt only once it has finished anyway, after which it was thrown away
+    (gmm-network's native kernel, a user trial, 2026-12-06). A second Ctrl-C stops at once, losing the batch. Only in
+    the main thread (where Python delivers signals), and only while SIGINT has Python's default handler."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    pressed = []
+
+    def hold(signum, frame):
+        if pressed:
+            raise KeyboardInterrupt
+        pressed.append(signum)
+        print(f"\ninterrupted: saving {what} first (Ctrl-C again to stop now without it)", file=sys.stderr,
+              flush=True)
+
+    signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if pressed:
+        raise KeyboardInterrupt
 
 
 # A finished run's manifest while a rerun of it is under way (hidden: not one of the run's files); finish() keeps its

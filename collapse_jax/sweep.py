@@ -51,7 +51,7 @@ import numpy as np
 
 from collapse_jax import _checks, sweep_models
 from collapse_jax.progress import bar
-from collapse_jax.results import RunFolder, _unlock_folder, config_differences, lock_folder
+from collapse_jax.results import RunFolder, _unlock_folder, config_differences, lock_folder, saved_before_stopping
 from collapse_jax.sweep_models import SweepModel
 from collapse_jax.sweep_spec import SpecError, SweepSpec, statistic_names
 
@@ -662,18 +662,20 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
             indices = [i for b in chunk for i in b]
             cells = [model.complete(spec.cell(i)) for i in indices]
             records: dict[str, list] = {name: [None] * len(cells) for name in model.outputs}
-            for positions, batch in _calls(model, cells, spec.backend, max(cells_per_chunk, len(chunk[0]))):
-                out_batch = _checked_records(model, batch, spec.replicates, model.run(
-                    batch, spec.replicates, spec.seed, backend=spec.backend, memory_budget=None,
-                    mesh=mesh))  # (memory_budget: the simulator's own, by the device's memory)
-                for name, values in out_batch.items():
-                    for g, pos in enumerate(positions):
-                        records[name][pos] = values[g]
-            pos = 0
-            for b in chunk:
-                part = slice(pos, pos + len(b))
-                _write_block(arrays, b, spec, model, cells[part], {k: v[part] for k, v in records.items()})
-                pos += len(b)
+            # (a Ctrl-C while a compiled or native call runs takes effect when it returns: its cells are written first)
+            with saved_before_stopping(f"the {len(indices)} cells running now"):
+                for positions, batch in _calls(model, cells, spec.backend, max(cells_per_chunk, len(chunk[0]))):
+                    out_batch = _checked_records(model, batch, spec.replicates, model.run(
+                        batch, spec.replicates, spec.seed, backend=spec.backend, memory_budget=None,
+                        mesh=mesh))  # (memory_budget: the simulator's own, by the device's memory)
+                    for name, values in out_batch.items():
+                        for g, pos in enumerate(positions):
+                            records[name][pos] = values[g]
+                pos = 0
+                for b in chunk:
+                    part = slice(pos, pos + len(b))
+                    _write_block(arrays, b, spec, model, cells[part], {k: v[part] for k, v in records.items()})
+                    pos += len(b)
             replicate_steps += spec.replicates * sum(model.num_steps(c) for c in cells)
             ran += len(indices)
             pbar.update(len(indices))

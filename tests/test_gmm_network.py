@@ -620,6 +620,41 @@ def test_gmm_network_command_shows_one_bar_and_the_time_of_a_resumed_run(tmp_pat
         progress.set_enabled(None)
 
 
+def test_ctrl_c_during_a_batch_keeps_it(tmp_path, monkeypatch, capsys):
+    """A user trial (2026-12-06): a Ctrl-C while the native kernel ran a batch took effect once the batch was done,
+    and the batch was lost; now it is saved first, and the rerun resumes from it."""
+    import os
+    import signal
+    import threading
+
+    from collapse_jax import cli
+    from collapse_jax import gmm_network as gn
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are delivered to the main thread only")
+    out = tmp_path / "run"
+    argv = ["gmm-network", "--replicates", "4", "--paper-replicates", "1", "--steps", "3", "--models", "2",
+            "--replicate-batch", "2", "--no-plots", "--out", str(out)]
+    real = gn.simulate
+
+    def pressed_during_the_first(*args, **kwargs):
+        if kwargs.get("first_replicate") == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gn, "simulate", pressed_during_the_first)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert cli.main(argv) == 130
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert "saving the 2 replicates running now first" in capsys.readouterr().err
+    assert [p.name for p in sorted((out / "chunks").glob("chunk-*.npz"))] == ["chunk-000000.npz"]
+    monkeypatch.setattr(gn, "simulate", real)
+    assert cli.main(argv) == 0
+    assert "2 of 4 replicates saved by an earlier run" in capsys.readouterr().err
+
+
 def test_a_horizon_beyond_the_limit_is_refused_at_once():
     """A user trial (2026-12-04): --steps 100000000 built schedules of 10^8 Python floats (14 GB within a minute)
     before any check."""

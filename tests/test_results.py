@@ -249,3 +249,49 @@ def test_a_folder_that_cannot_be_made_is_known_without_making_it(tmp_path):
         with pytest.raises(ValueError, match=match):
             check_folder_creatable(bad, "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def _with_default_sigint(body):
+    """Run ``body`` with Python's own SIGINT handler in place (a test runner may install its own)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are delivered to the main thread only")
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        body()
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_first_ctrl_c_is_held_until_the_batch_is_saved(capsys):
+    """A user trial (2026-12-06): Ctrl-C during gmm-network's native kernel waited for the batch, then threw it away."""
+    import os
+    import signal
+
+    from collapse_jax.results import saved_before_stopping
+
+    def body():
+        steps = []
+        with pytest.raises(KeyboardInterrupt):
+            with saved_before_stopping("the batch"):
+                os.kill(os.getpid(), signal.SIGINT)  # delivered at once: held, not raised here
+                steps.append("computed")
+                steps.append("saved")
+        assert steps == ["computed", "saved"]
+        assert "saving the batch first (Ctrl-C again to stop now without it)" in capsys.readouterr().err
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+        with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops at once
+            with saved_before_stopping("the batch"):
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGINT)
+                steps.append("never")
+        assert "never" not in steps and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+        with saved_before_stopping("the batch"):  # no Ctrl-C: nothing raised
+            steps.append("quiet")
+        assert steps[-1] == "quiet"
+
+    _with_default_sigint(body)

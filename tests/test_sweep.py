@@ -239,6 +239,37 @@ def test_chunking_does_not_change_the_dataset(tmp_path):
     _assert_same(_arrays(tmp_path / "a"), _arrays(tmp_path / "b"))
 
 
+def test_ctrl_c_during_a_chunk_writes_its_cells_first(tmp_path, monkeypatch):
+    """A Ctrl-C while a compiled or native call runs takes effect only when the call returns: the chunk's cells are
+    written before the sweep stops (they were thrown away), and the resume runs only the others."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are delivered to the main thread only")
+    spec = sweep_spec.parse(MULTINOMIAL)
+    model = MODELS[spec.simulator]
+    real, calls = model.run, []
+
+    def pressed_during_the_first(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(model, "run", pressed_during_the_first)
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sweep.run(spec, tmp_path / "a", progress=False, cells_per_chunk=4)
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert sweep.cells_done(tmp_path / "a").sum() == 4
+    monkeypatch.setattr(model, "run", real)
+    assert sweep.run(spec, tmp_path / "a", progress=False, resume=True).cells_run == 8
+    sweep.run(spec, tmp_path / "b", progress=False)
+    _assert_same(_arrays(tmp_path / "a"), _arrays(tmp_path / "b"))
+
+
 def test_an_existing_sweep_is_resumed_only_when_asked(tmp_path):
     spec = sweep_spec.parse(MULTINOMIAL)
     sweep.run(spec, tmp_path, progress=False)
