@@ -621,9 +621,10 @@ def plot(out: RunFolder, results: dict) -> None:
         ax.set_xlabel("generation")
         ax.grid(alpha=0.3)
     axes[0, 1].set_yscale("log")
-    axes[0, 0].legend(fontsize=7)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=len(settings), fontsize=8,
+               frameon=False)  # (under the panels: in the first it covered the curves)
     fig.suptitle(f"Recursive training of the nanoGPT: mean of {reps} repetitions, band = min-max", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     out.save_figure(fig, "recursive_train.png")
     plt.close(fig)
 
@@ -645,9 +646,11 @@ def plot(out: RunFolder, results: dict) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("generation")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=6, ncol=2)
+    # one legend under the panels (in the first it covered the curves; a user trial, 2026-12-06)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(settings), fontsize=7,
+               frameon=False)
     fig.suptitle(f"Unigram proxy against the multinomial theory (K = {results['theory']['vocab_size']} tokens)",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     out.save_figure(fig, "theory.png")
     plt.close(fig)
