@@ -434,11 +434,14 @@ def _check_regular(chol, g, name: str, what: str) -> None:
                          "would be undefined")
 
 
+@in_float64
 def scaling_estimate(logdet_g1, n, num_points, dim):
-    """Theorem 2 plug-in: ``L_hat = log det G_1 + d log(N / n)``."""
+    """Theorem 2 plug-in: ``L_hat = log det G_1 + d log(N / n)``, in float64 (:func:`in_float64`; in float32 a
+    centre near 2e4 kept four decimals; a user trial, 2026-12-06)."""
     return logdet_g1 + dim * jnp.log(jnp.asarray(num_points, jnp.result_type(float)) / n)
 
 
+@in_float64
 def log_overestimation_ratio(sigma_eigenvalues: jnp.ndarray) -> jnp.ndarray:
     """Theorem 2: ``log OR = sum_i log(lambda_1(Sigma) / lambda_i(Sigma))`` (0 when Sigma is isotropic), over the
     last axis. Concrete eigenvalues must be finite and positive (a ValueError naming ``sigma_eigenvalues``: a
@@ -499,7 +502,9 @@ def _mahalanobis_of_whitened(w):
 @in_float64
 def gaussian_insample_var(dim, n):
     """``Var(M_i)`` of in-sample Mahalanobis norms for Gaussian data: ``n h_i``, ``h_i ~ Beta(d/2, (n-d)/2)``,
-    gives ``2 d (n - d) / (n + 2)`` (vs the population ``2 d``)."""
+    gives ``2 d (n - d) / (n + 2)`` (vs the population ``2 d``); ``n >= d + 1`` (checked unless traced: below, a
+    negative variance)."""
+    _check_counts(dim, n)
     return 2.0 * dim * (n - dim) / (n + 2.0)
 
 
@@ -513,7 +518,9 @@ class MahalanobisMoments(NamedTuple):
 def mahalanobis_moments(m2_insample, dim, n) -> MahalanobisMoments:
     """From the block's in-sample ``mean(M_i^2)``: the seed's plug-in ``tau_hat^2 = mean(M_i^2) - d^2`` and a
     calibrated ``tau^2 = tau_hat^2 * 2d / (2d(n-d)/(n+2))`` (unbiased for Gaussian data: in-sample leverages shrink
-    ``Var(M)`` by ``(n-d)/(n+2)``), with ``E[M^2] = d^2 + tau^2``."""
+    ``Var(M)`` by ``(n-d)/(n+2)``), with ``E[M^2] = d^2 + tau^2``; ``n >= d + 1`` (checked unless traced: below,
+    negative or infinite moments)."""
+    _check_counts(dim, n)
     tau2_plugin = jnp.maximum(m2_insample - dim * dim, 0.0)
     tau2 = tau2_plugin * (n + 2.0) / (n - dim)
     return MahalanobisMoments(tau2_plugin, tau2, dim * dim + tau2)
@@ -556,8 +563,11 @@ def _check_z(z) -> None:
 
 @in_float64
 def seed_interval(l_hat, tau2_plugin, n, z) -> Interval:
-    """Theorem 3 as the seed states it (``N >> n``): ``L_hat +- z tau_hat / sqrt(n)``."""
+    """Theorem 3 as the seed states it (``N >> n``): ``L_hat +- z tau_hat / sqrt(n)``; ``n >= 1`` (checked unless
+    traced)."""
     _check_z(z)
+    if not _checks.is_traced(n):
+        _checks.array_in_interval("n", n, 1.0, math.inf)
     return Interval(l_hat, z * jnp.sqrt(tau2_plugin / n))
 
 
@@ -637,7 +647,9 @@ def wishart_variance(dim: int, n, num_points):
 
 @in_float64
 def second_order_bias(m2, dim, n, num_points):
-    """Distribution-free second-order bias ``(E[M^2] - d)/2 * (1/n - 1/N)`` (= ``d(d+1)/2 (1/n - 1/N)`` Gaussian)."""
+    """Distribution-free second-order bias ``(E[M^2] - d)/2 * (1/n - 1/N)`` (= ``d(d+1)/2 (1/n - 1/N)`` Gaussian);
+    ``d + 1 <= n <= N`` (checked unless traced: ``n > N`` gave a negative bias, ``n = 0`` a ZeroDivisionError)."""
+    _check_counts(dim, n, num_points)
     return 0.5 * (m2 - dim) * (1.0 / n - 1.0 / num_points)
 
 

@@ -796,6 +796,22 @@ def test_accumulate_pool_must_hold_exact_counts_where_it_is_counted():
             M.simulate(0, P, alpha, huge, acc, 4, backend=backend)
 
 
+def test_the_limits_keep_their_digits_at_huge_sizes():
+    """A user trial (2026-12-06): ``1 - (1 - alpha)^2 (1 - 1/n)`` and ``1 - prod(1 - 1/n_i)`` lost their digits at
+    token-count sizes (alpha = 0, n = 1e16: 0.56 s instead of s; n = 1e15: 8e-4 off the replace recursion)."""
+    s = 1 - np.sum(P ** 2)
+    for n in (1e12, 1e16):
+        assert M.fixed_alpha_limit(P, 0.0, n) == pytest.approx(s, rel=1e-14)
+        assert M.fixed_alpha_limit(P, 1e-12, n) == pytest.approx(s / (n * 1e-12 * (2 - 1e-12) + (1 - 1e-12) ** 2),
+                                                                 rel=1e-14)
+        sizes = np.full(5, n)
+        # 1 - (1 - 1/n)^k by the binomial theorem, without the cancellation
+        exact = [s * sum((-1) ** (j + 1) * math.comb(k, j) / n ** j for j in range(1, k + 1)) for k in range(1, 6)]
+        np.testing.assert_allclose(M.pure_synthetic_limit(P, sizes), exact, rtol=1e-13)
+        np.testing.assert_allclose(M.pure_synthetic_limit(P, sizes), M.replace_risk(P, np.zeros(5), sizes),
+                                   rtol=1e-12)
+
+
 def test_fixed_alpha_limit_takes_whole_floats_and_refuses_the_rest():
     """An audit: ``fixed_alpha_limit(p, alpha, 100.0)`` was refused (n must be an integer) while the schedules
     take whole floats as sample sizes."""

@@ -1528,3 +1528,28 @@ def test_sixteen_bit_inputs_and_integer_array_counts_are_read():
     a = sp.block_estimates(x[:100], jnp.asarray(200))
     b = sp.block_estimates(x[:100], 200)
     assert float(a.l_hat) == float(b.l_hat)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: sp.gaussian_insample_var(5, 3), r"n must be at least d \+ 1 = 6"),
+    (lambda: sp.mahalanobis_moments(40.0, 5, 3), r"n must be at least d \+ 1 = 6"),
+    (lambda: sp.mahalanobis_moments(40.0, 5, 5), r"n must be at least d \+ 1 = 6"),
+    (lambda: sp.second_order_bias(40.0, 5, 200, 100), "block size n must be at most the total count N"),
+    (lambda: sp.second_order_bias(40.0, 5, 0, 100), r"n must be at least d \+ 1 = 6"),
+    (lambda: sp.seed_interval(1.0, 10.0, 0, 1.96), r"n must lie in \[1"),
+])
+def test_theory_helpers_refuse_block_sizes_out_of_range(call, match):
+    """A user trial (2026-12-06): these returned a negative variance (-4.0), moments of -37.5 or inf, a negative
+    bias, or raised a bare ZeroDivisionError, where the Wishart formulas beside them refuse with a message."""
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_the_plug_in_and_the_overestimation_ratio_are_float64_whatever_x64():
+    """A user trial (2026-12-06): with x64 off they returned float32 (18183.171875 for 18183.171990)."""
+    with jax.enable_x64(False):
+        l_hat = sp.scaling_estimate(np.float64(12345.678901234), 500, 10**6, 768)
+        ratio = sp.log_overestimation_ratio(np.geomspace(1, 1e-6, 768))
+    assert l_hat.dtype == np.float64 and float(l_hat) == pytest.approx(12345.678901234 + 768 * np.log(2000), rel=1e-15)
+    assert ratio.dtype == np.float64
+    assert float(ratio) == pytest.approx(np.sum(np.log(1.0 / np.geomspace(1, 1e-6, 768))), rel=1e-13)
