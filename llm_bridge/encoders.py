@@ -33,8 +33,10 @@ from collapse_jax import _checks
 from collapse_jax.progress import bar
 from llm_bridge.generators import check_texts
 
-INSTALL_HINT = ('install the optional llm extra from the collapse-jax folder: '
-                'python3 -m pip install torch==2.13.0 && python3 -m pip install -e ".[llm]"')
+# (said only the source folder's `-e ".[llm]"`, which fails for a user who installed a wheel; a user trial, 2026-12-06)
+INSTALL_HINT = ('install the optional llm extra, torch first (a CPU build: see the README): in a source folder '
+                'python3 -m pip install -e ".[llm]"; from a wheel or a git URL, the same with [llm] after it, e.g. '
+                'python3 -m pip install "collapse_jax-VERSION-py3-none-any.whl[llm]"')
 
 
 def require(module: str) -> Any:
