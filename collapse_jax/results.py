@@ -249,12 +249,14 @@ def _command_line() -> str:
 
 def _source_revision() -> dict[str, Any]:
     """``git_commit`` (and ``git_dirty``: tracked files changed) of the checkout this package runs from, when it
-    runs from one (an editable install); nothing otherwise."""
+    runs from one (an editable install); for a package pip installed from a git URL or a VCS checkout, the commit
+    pip recorded (``direct_url.json``; a wheel or git install recorded no commit at all, so runs of different code
+    were told apart by nothing: a user trial, 2026-12-06); nothing otherwise."""
     import subprocess
 
     root = Path(__file__).resolve().parents[1]
     if not (root / ".git").exists():
-        return {}
+        return _installed_revision()
     try:
         run = lambda *a: subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True,  # noqa: E731
                                         timeout=5, check=True).stdout
@@ -262,6 +264,21 @@ def _source_revision() -> dict[str, Any]:
                 "git_dirty": bool(run("status", "--porcelain", "--untracked-files=no").strip())}
     except (OSError, subprocess.SubprocessError):
         return {}
+
+
+def _installed_revision() -> dict[str, Any]:
+    """The commit pip recorded when it installed this package from version control (PEP 610's ``direct_url.json``:
+    ``vcs_info.commit_id``), or nothing (a wheel file, an index)."""
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("collapse-jax")
+        if Path(str(dist.locate_file("collapse_jax"))).resolve() != Path(__file__).resolve().parent:
+            return {}  # (another copy than the one running)
+        commit = json.loads(dist.read_text("direct_url.json") or "{}").get("vcs_info", {}).get("commit_id")
+    except (metadata.PackageNotFoundError, OSError, ValueError, AttributeError):
+        return {}
+    return {"git_commit": commit} if isinstance(commit, str) and commit else {}
 
 
 def netcdf_dtype(arr: np.ndarray) -> np.dtype:

@@ -295,3 +295,34 @@ def test_a_first_ctrl_c_is_held_until_the_batch_is_saved(capsys):
         assert steps[-1] == "quiet"
 
     _with_default_sigint(body)
+
+
+def test_a_package_installed_from_git_records_the_commit_pip_saw(monkeypatch):
+    """A user trial (2026-12-06): a wheel or git install recorded no commit (manifest, config and --version said only
+    0.1.0), though pip keeps it in direct_url.json."""
+    from importlib import metadata
+    from pathlib import Path
+
+    import collapse_jax
+    from collapse_jax import results
+
+    here = Path(collapse_jax.__file__).resolve().parent
+
+    class Installed:
+        def __init__(self, where, text):
+            self.where, self.text = where, text
+
+        def locate_file(self, name):
+            return self.where / name
+
+        def read_text(self, name):
+            return self.text if name == "direct_url.json" else None
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    vcs = json.dumps({"url": "git+file:///src", "vcs_info": {"vcs": "git", "commit_id": commit}})
+    for where, text, expected in [(here.parent, vcs, {"git_commit": commit}),
+                                  (here.parent, json.dumps({"url": "file:///x.whl", "archive_info": {}}), {}),
+                                  (here.parent, None, {}),
+                                  (Path("/elsewhere"), vcs, {})]:  # another copy than the one running
+        monkeypatch.setattr(metadata, "distribution", lambda name, d=Installed(where, text): d)
+        assert results._installed_revision() == expected
