@@ -348,3 +348,12 @@ def process_memory_limit() -> int | None:
         if limit is not None and usage is not None and limit < 2**60:  # (v1 says "no limit" with a huge number)
             left.append(limit - usage)
     return min(left) if left else None
+
+
+def bytes_text(count: float) -> str:
+    """``count`` bytes as GiB, or as MiB / KiB below one of the larger unit (a small store's refusal said "needs
+    about 0.0 GiB but 0.0 GiB is free"; a user trial, 2026-12-06)."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
+        if count >= size:
+            return f"{count / size:,.1f} {unit}"
+    return f"{count / 2**10:.1f} KiB"

@@ -871,28 +871,20 @@ def check_problem_size(cfg: GMMNetworkConfig, dtype=jnp.float32, backend: str = 
         threads = _native.worker_threads(num_replicates)
         need, limit = threads * native_thread_bytes(cfg, dtype), 0.8 * _checks.available_memory_bytes()
         what = f"the native kernel's copies of the internet (one per worker thread, {threads} here)"
-        room, also = f"only {_bytes_text(limit / 0.8)} is available", ""
+        room, also = f"only {_checks.bytes_text(limit / 0.8)} is available", ""
     else:
         size = check_mesh(mesh).size
         need = bytes_per_replicate(cfg, dtype, backend) * num_cells * size
         limit = driver.memory_budget_bytes(memory_budget)
         what = "one replicate per device (its internet, a step's posts, D(t)'s pairwise differences)"
-        room = f"memory_budget is {_bytes_text(limit)}" + (" (half the device's memory)" if memory_budget is None
+        room = f"memory_budget is {_checks.bytes_text(limit)}" + (" (half the device's memory)" if memory_budget is None
                                                           else "")
         also = " (from Python, or pass a larger memory_budget)"
     if limit and need > limit:
         raise ValueError(f"num_models = {cfg.num_models:,} with points_per_step = {cfg.points_per_step:,}, "
                          f"num_steps = {cfg.num_steps:,} and num_human = {cfg.num_human:,} (an internet of "
-                         f"|A(T)| = {cfg.pool_size:,} points) needs about {_bytes_text(need)} for {what}, but "
+                         f"|A(T)| = {cfg.pool_size:,} points) needs about {_checks.bytes_text(need)} for {what}, but "
                          f"{room}; lower num_models, points_per_step, num_steps or num_human{also}")
-
-
-def _bytes_text(count: float) -> str:
-    """``count`` bytes as GiB, or as MiB / KiB below one of the larger unit."""
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
-        if count >= size:
-            return f"{count / size:.1f} {unit}"
-    return f"{count / 2**10:.1f} KiB"
 
 
 def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: int, *,

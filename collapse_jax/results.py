@@ -53,9 +53,13 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno is not None:
+            # a full disk fails in write() or fsync(), whose error names no file: the command line then said only
+            # "[Errno 28] No space left on device" (a user trial, 2026-12-06)
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
 
 

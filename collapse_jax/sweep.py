@@ -443,7 +443,7 @@ def check_plan(spec: SweepSpec, *, memory_budget: int | None = None) -> str:
         available = _checks.available_memory_bytes()
         if available and need > 0.8 * available:
             raise ValueError(f"replicates: one cell's records ({spec.replicates} replicates) need about "
-                             f"{need / 2**30:.1f} GiB on the host but {available / 2**30:.1f} GiB is available; use "
+                             f"{_checks.bytes_text(need)} on the host but {_checks.bytes_text(available)} is available; use "
                              f"at most {int(0.8 * available * spec.replicates / need)} replicates")
     found = kernels(spec)
     for cell in _probe_cells(spec, model)[:1]:  # (a list gave "unhashable type" after the store was written)
@@ -478,9 +478,9 @@ def _check_disk(spec: SweepSpec, model: SweepModel, out: Path) -> None:
         place = place.parent
     free = shutil.disk_usage(place).free
     if need > 0.95 * free:
-        raise ValueError(f"keep = \"replicates\": the store's records need about {need / 2**30:,.1f} GiB "
+        raise ValueError(f"keep = \"replicates\": the store's records need about {_checks.bytes_text(need)} "
                          f"({spec.num_cells:,} cells x {spec.replicates:,} replicates x {steps} steps) but "
-                         f"{free / 2**30:,.1f} GiB is free under {str(place)!r}; keep summaries only, or lower "
+                         f"{_checks.bytes_text(free)} is free under {str(place)!r}; keep summaries only, or lower "
                          "replicates or the grid")
 
 

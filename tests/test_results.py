@@ -326,3 +326,24 @@ def test_a_package_installed_from_git_records_the_commit_pip_saw(monkeypatch):
                                   (Path("/elsewhere"), vcs, {})]:  # another copy than the one running
         monkeypatch.setattr(metadata, "distribution", lambda name, d=Installed(where, text): d)
         assert results._installed_revision() == expected
+
+
+def test_a_failed_write_names_the_file(tmp_path, monkeypatch, capsys):
+    """A user trial (2026-12-06): on a full disk the command line said only "[Errno 28] No space left on device"."""
+    import errno
+    import os
+
+    from collapse_jax import cli, results
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        results.atomic_write_text(tmp_path / "a.txt", "x")
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(tmp_path / "a.txt")
+    assert list(tmp_path.iterdir()) == []  # (the temporary file removed)
+    out = tmp_path / "run"
+    assert cli.main(["recursions-w2", "--replicates", "20", "--generations", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: cannot use '{out}/" in err and "No space left on device" in err, err

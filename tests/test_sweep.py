@@ -190,7 +190,9 @@ def test_a_store_of_replicates_larger_than_the_free_disk_is_refused_before_it_is
                             '[fixed]\nsteps = 9\nn0 = 4\n[grid]\nalpha0 = [0.5, 0.0]\n')
     usage = collections.namedtuple("usage", "total used free")
     monkeypatch.setattr(sweep.shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 50_000, 50_000))
-    with pytest.raises(ValueError, match=r"records need about .* GiB \(2 cells x 1,000 replicates x 10 steps\)"):
+    # (in KiB: "about 0.0 GiB but 0.0 GiB is free" said nothing; a user trial, 2026-12-06)
+    with pytest.raises(ValueError, match=r"records need about 78\.1 KiB \(2 cells x 1,000 replicates x 10 steps\) "
+                                         r"but 48\.8 KiB is free"):
         sweep.run(spec, tmp_path / "big", progress=False)
     assert not (tmp_path / "big" / sweep.STORE).exists()
     monkeypatch.setattr(sweep.shutil, "disk_usage", lambda path: usage(10**9, 0, 10**9))
