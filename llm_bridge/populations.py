@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from collapse_jax import _checks
 from collapse_jax.results import atomic_savez, hash_file
 from collapse_jax.sigma_precision import Population
 from llm_bridge import corpus as corpus_mod
@@ -68,8 +70,13 @@ def cached_embeddings(texts, model_path: str | os.PathLike, load_encoder: Callab
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # unreadable (truncated, empty) or foreign file: recompute and overwrite
     emb = load_encoder().encode(texts, batch_size=batch_size, progress=progress)
-    atomic_savez(path, {"embeddings": emb, "key": np.str_(key), "options": np.str_(options),
-                        "texts_hash": np.str_(texts_hash)})
+    try:
+        atomic_savez(path, {"embeddings": emb, "key": np.str_(key), "options": np.str_(options),
+                            "texts_hash": np.str_(texts_hash)})
+    except OSError as exc:  # a read-only or full cache: the minutes of encoding were thrown away (a user trial)
+        warnings.warn(f"the embeddings could not be cached in {str(path.parent)!r} ({exc.strerror or exc}); they are "
+                      "returned, and computed again next time (COLLAPSE_JAX_CACHE or XDG_CACHE_HOME names another "
+                      "cache folder)", RuntimeWarning, stacklevel=_checks.user_stacklevel())
     return emb, path
 
 

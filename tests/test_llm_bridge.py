@@ -238,6 +238,15 @@ def test_embedding_cache_is_written_once_and_reused(tiny_models, tmp_path):
     with pytest.raises(ValueError, match="texts must hold at least one text"):   # (loaded the model to cache nothing)
         populations.cached_embeddings([], tiny_models["hf"], load, options="t", folder=tmp_path)
     assert len(loads) == 5
+    # a read-only cache folder: the encoding is returned with a warning, not lost (a user trial, 2026-12-06)
+    def read_only(path, arrays):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(populations, "atomic_savez", read_only)
+        with pytest.warns(RuntimeWarning, match="could not be cached in .*Permission denied.*COLLAPSE_JAX_CACHE"):
+            f, _ = populations.cached_embeddings(TEXTS[:2], tiny_models["hf"], load, options="t", folder=tmp_path)
+    np.testing.assert_allclose(f, a[:2], rtol=1e-5, atol=1e-6)
 
 
 @needs_llm
