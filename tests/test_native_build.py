@@ -71,3 +71,37 @@ def test_a_refused_native_backend_names_its_cause(monkeypatch):
     monkeypatch.setenv("COLLAPSE_JAX_NATIVE", "1")
     with pytest.raises(ValueError, match="did not build on this machine"):
         _native.resolve_backend("native")
+
+
+@needs_compiler
+def test_an_unwritable_cache_builds_in_a_private_folder(tmp_path, monkeypatch):
+    """A user trial (2026-12-06): with a read-only cache folder every command ran the pure-JAX kernels, about 5x
+    slower, with a warning that named no way out. Now the build goes to $TMPDIR/collapse-jax-<uid> (mode 0700)."""
+    import os
+    import tempfile
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("COLLAPSE_JAX_CACHE", str(blocker / "cache"))  # (a file in the way: root may write anywhere)
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    src = tmp_path / "one.cc"
+    src.write_text('extern "C" int cj_test_one() { return 7; }\n')
+    monkeypatch.setitem(_native._LIBRARIES, "one",
+                        _native._Library((src,), {}, {"cj_test_one": (ctypes.c_int, [])}, "nothing"))
+    monkeypatch.setattr(_native, "_STATE", {})
+    with pytest.warns(RuntimeWarning, match=r"cache folder .* cannot be written .*; building the one kernels "
+                                            r"in '.*collapse-jax-\d+' instead \(set COLLAPSE_JAX_CACHE"):
+        lib = _native._library("one")
+    assert lib.cj_test_one() == 7
+    folder = tmp_path / "tmp" / f"collapse-jax-{os.getuid()}"
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert _native.cached_library("one").parent == folder  # (collapse-jax info finds it there)
+
+
+@pytest.mark.parametrize("value, enabled", [("0", False), ("off", False), ("False", False), (" NO ", False),
+                                            ("1", True), ("yes", True)])
+def test_the_native_switch_reads_any_case(value, enabled, monkeypatch):
+    """A user trial (2026-12-06): COLLAPSE_JAX_NATIVE=off or False left the kernels on, silently."""
+    monkeypatch.setenv("COLLAPSE_JAX_NATIVE", value)
+    assert _native._enabled() is enabled

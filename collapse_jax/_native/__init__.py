@@ -21,6 +21,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import warnings
@@ -116,17 +117,24 @@ def _compiler_version(cxx: str) -> str:
     return out.splitlines()[0] if out else "unknown"
 
 
-def _build(cxx: str, sources: tuple[Path, ...] = _SOURCES, name: str = "native", extra: tuple[str, ...] = ()) -> Path:
+def _build(cxx: str, sources: tuple[Path, ...] = _SOURCES, name: str = "native", extra: tuple[str, ...] = (),
+           folder: Path | None = None) -> Path:
     """Compile ``sources`` into one library for this CPU (``-march=native``: the multinomial kernel's eight-lane
     vectors become AVX-512/AVX2 instructions, the GMM network kernel's lanes AVX-512/AVX2 vectors, the spectral
     kernels use AMX where present), or for the generic target if the compiler refuses that flag.
     ``COLLAPSE_JAX_MARCH`` (e.g. ``x86-64-v3``) builds for that target instead of ``native``: how the tests run the
-    AVX2 code paths on an AVX-512 machine."""
+    AVX2 code paths on an AVX-512 machine. ``folder``: where the build goes instead of :func:`_cache_dir`."""
     errors = []
-    for flags, target in _targets(cxx, sources, name, extra):
+    for flags, target in _targets(cxx, sources, name, extra, folder):
         if target.exists():
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
+        if not errors:  # (a first run was silent for minutes on a loaded machine; a user trial, 2026-12-06)
+            from collapse_jax import progress
+
+            if progress.enabled():
+                print(f"collapse-jax: compiling the {name.removesuffix('_kernels')} kernels for this CPU (once; about "
+                      f"a minute on two cores) into {target.parent}", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}-build-") as work:
             tmp = os.path.join(work, target.name)
             failed = _compile_and_link(cxx, flags, sources, work, tmp)
@@ -137,7 +145,8 @@ def _build(cxx: str, sources: tuple[Path, ...] = _SOURCES, name: str = "native",
     raise RuntimeError(f"compiling {', '.join(s.name for s in sources)} failed:\n" + "\n".join(errors))
 
 
-def _targets(cxx: str, sources: tuple[Path, ...], name: str, extra: tuple[str, ...] = ()):
+def _targets(cxx: str, sources: tuple[Path, ...], name: str, extra: tuple[str, ...] = (),
+             folder: Path | None = None):
     """The (compiler flags, cache path) :func:`_build` tries in turn: ``-march`` for this CPU, then the generic
     target. The path hashes the compiler, jaxlib, flags, CPU and sources, so any change builds anew."""
     import jax
@@ -150,7 +159,7 @@ def _targets(cxx: str, sources: tuple[Path, ...], name: str, extra: tuple[str, .
         digest = hashlib.sha256(" ".join([cxx, toolchain, include, *flags, machine]).encode())
         for source in (*sources, *_HEADERS):  # (a header the sources include changes their build too)
             digest.update(source.read_bytes())
-        yield [*flags, f"-I{include}"], _cache_dir() / f"{name}-{digest.hexdigest()[:16]}.so"
+        yield [*flags, f"-I{include}"], (folder or _cache_dir()) / f"{name}-{digest.hexdigest()[:16]}.so"
 
 
 def cached_library(name: str) -> Path | None:
@@ -159,7 +168,10 @@ def cached_library(name: str) -> Path | None:
     cxx = _compiler()
     if cxx is None:
         return None
-    return next((target for _, target in _targets(cxx, _LIBRARIES[name].sources, name) if target.exists()), None)
+    private = Path(tempfile.gettempdir()) / f"collapse-jax-{os.getuid()}"  # (where an unwritable cache's build went)
+    builds = (target for folder in (None, private)
+              for _, target in _targets(cxx, _LIBRARIES[name].sources, name, folder=folder))
+    return next((target for target in builds if target.exists()), None)
 
 
 def _compile_and_link(cxx: str, flags: list[str], sources: tuple[Path, ...], work: str, out: str) -> str | None:
@@ -190,7 +202,22 @@ def _usable_cpus() -> int:
 
 
 def _enabled() -> bool:
-    return os.environ.get("COLLAPSE_JAX_NATIVE", "1") not in ("0", "false", "no")
+    # any case, and "off" too, as COLLAPSE_JAX_PROGRESS ("off", "False" left the kernels on; a user trial, 2026-12-06)
+    return os.environ.get("COLLAPSE_JAX_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _private_build_folder() -> Path:
+    """A build folder for a cache that cannot be written: ``$TMPDIR/collapse-jax-<uid>``, made by and for this user
+    alone (mode 0700, checked: a library is loaded from it), or a new private temporary folder if that one is not."""
+    folder = Path(tempfile.gettempdir()) / f"collapse-jax-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        st = folder.lstat()
+        if folder.is_dir() and not folder.is_symlink() and st.st_uid == os.getuid() and st.st_mode & 0o077 == 0:
+            return folder
+    except OSError:
+        pass
+    return Path(tempfile.mkdtemp(prefix="collapse-jax-build-"))
 
 
 def _library(name: str):
@@ -210,7 +237,17 @@ def _library(name: str):
                 try:
                     import jax
 
-                    lib = ctypes.CDLL(str(_build(cxx, spec.sources, name)))
+                    try:
+                        built = _build(cxx, spec.sources, name)
+                    except OSError as exc:  # the cache cannot be written: the kernels ran 5x slower (a user trial)
+                        folder = _private_build_folder()
+                        warnings.warn(f"collapse_jax: the cache folder {str(_cache_dir())!r} cannot be written "
+                                      f"({exc.strerror or exc}); building the {name.removesuffix('_kernels')} "
+                                      f"kernels in "
+                                      f"{str(folder)!r} instead (set COLLAPSE_JAX_CACHE to a writable folder to keep "
+                                      "them there)", RuntimeWarning, stacklevel=3)
+                        built = _build(cxx, spec.sources, name, folder=folder)
+                    lib = ctypes.CDLL(str(built))
                     for target, symbol in spec.ffi_targets.items():
                         jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(lib, symbol)), platform="cpu")
                     for fn, (restype, argtypes) in spec.signatures.items():
