@@ -151,3 +151,23 @@ def test_benchmark_outputs_are_checked_before_the_timing(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(argparse.ArgumentTypeError, match="is a file, not a folder"):
         output_file(str(tmp_path / "f" / "r.json"))
+
+
+@pytest.mark.parametrize("argv", [
+    ["recursions-w2", "--replicates", "5", "--generations", "2"],
+    ["recursions-gaussian-fit", "--replicates", "5", "--generations", "2"],
+    ["recursions-c2", "--model", "gaussian", "--replicates", "5", "--steps", "2"],
+])
+def test_a_backend_refusal_is_not_blamed_on_the_size_flags(argv, tmp_path, monkeypatch, capsys):
+    """A user trial (2026-12-06): `--backend native` where the kernels did not build said "error: --sizes,
+    --linear-base: --backend native needs ...", naming flags that were never given."""
+    from collapse_jax import cli
+    from collapse_jax import gaussian as G
+
+    def refuse(backend, regime):
+        raise ValueError("backend='native' needs the CPU backend and the native kernels")
+
+    monkeypatch.setattr(G, "resolve_backend", refuse)
+    assert cli.main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"collapse-jax {argv[0]}: error: --backend native needs the CPU backend" in err, err

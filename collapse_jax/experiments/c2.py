@@ -177,7 +177,8 @@ def model_runner(model: str, cfg: C2Config, grid, p):
             raise ValueError(f"base must be >= 2 with the gaussian model (n_t >= 2 for the unbiased variance), got "
                              f"{cfg.base}")
         for _, n, regime in grid:  # exact sizes in this precision, before the folder exists (a user trial)
-            runs.flagged_sizes(lambda: G.check_sizes(n, G.resolve_backend("auto", regime)), "--base, --steps")
+            backend = G.resolve_backend("auto", regime)  # (its refusal is no size's: outside the flagged check)
+            runs.flagged_sizes(lambda: G.check_sizes(n, backend), "--base, --steps")
 
         def run():
             losses = _by_regime(grid, lambda a, n, r: G.simulate(seed, mu, sigma, a, n, G.GaussianConfig(r), reps))

@@ -67,7 +67,8 @@ def run(cfg: GaussianFitConfig, out: str | None) -> int:
             raise ValueError(f"--regimes {regime} refits on every raw sample, (--generations + 1) x --size = "
                              f"{(cfg.generations + 1) * int(cfg.size)} points per replicate, more than the "
                              f"{limit} it holds; lower either, or leave out {regime} with --regimes") from None
-        runs.flagged_sizes(lambda: G.check_sizes(n, G.resolve_backend("auto", regime)), "--size")
+        backend = G.resolve_backend("auto", regime)  # (its refusal is no size's: outside the flagged check)
+        runs.flagged_sizes(lambda: G.check_sizes(n, backend), "--size")
     folder = RunFolder.create("recursions-gaussian-fit", out)
     folder.start({**runs.numerics(), "command": "recursions-gaussian-fit", "alpha": float(cfg.alpha),
                   "size": int(cfg.size), "generations": cfg.generations, "replicates": cfg.replicates,

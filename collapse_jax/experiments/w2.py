@@ -90,7 +90,9 @@ def run(cfg: W2Config, out: str | None) -> int:
     start = time.perf_counter()
     names, n = schedules(list(cfg.sizes), cfg.linear_base, generations)
     alpha = S.pure_synthetic_alpha(generations)
-    runs.flagged_sizes(lambda: G.check_sizes(n, G.resolve_backend("auto", "replace")), "--sizes, --linear-base")
+    # (the backend's refusal, a native kernel that did not build, blamed --sizes, --linear-base; a user trial)
+    backend = G.resolve_backend("auto", "replace")
+    runs.flagged_sizes(lambda: G.check_sizes(n, backend), "--sizes, --linear-base")
     folder = RunFolder.create("recursions-w2", out)
     folder.start({**runs.numerics(), "command": "recursions-w2", "mu": mu, "sigma": sigma, "settings": names,
                   "generations": generations, "replicates": reps, "seed": cfg.seed,
