@@ -125,6 +125,8 @@ def _process(args) -> tuple[int, int]:
 
     if coordinator is None and not slurm:
         raise ValueError("--coordinator (HOST:PORT of process 0) is needed with --num-processes")
+    if count is None and not slurm:  # (JAX said "Number of processes must be defined."; a user trial, 2026-12-06)
+        raise ValueError("--coordinator needs --num-processes (or JAX_NUM_PROCESSES)")
     jax.distributed.initialize(coordinator_address=coordinator,
                                num_processes=None if count is None else int(count),
                                process_id=None if index is None else int(index))

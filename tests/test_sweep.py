@@ -535,6 +535,7 @@ def test_sweep_command_errors_name_the_field(tmp_path, capsys):
     (["--cells-per-chunk", "0"], "--cells-per-chunk must be an integer >= 1, got 0"),
     (["--memory-budget", "-5"], "--memory-budget must be an integer >= 1, got -5"),
     (["--process-id", "1"], "--process-id needs --num-processes"),
+    (["--coordinator", "localhost:1234"], r"--coordinator needs --num-processes \(or JAX_NUM_PROCESSES\)"),
     (["--num-processes", "2", "--process-id", "2"], r"--process-id must be in 0 .. --num-processes - 1 = 1, got 2"),
 ])
 def test_sweep_run_flags_are_checked_before_anything_runs(args, message, tmp_path, capsys, monkeypatch):
@@ -650,6 +651,19 @@ def test_sigma_block_cells_equal_the_block_study(tmp_path):
     np.testing.assert_array_equal(ds["covered_wishart"].values[..., 0], covered.T)
     assert ds["coverage_wishart"].values.tolist() == covered.mean(0).tolist()
     assert phase.plot("sigma", ds, tmp_path)[0].exists()
+
+
+def test_a_block_that_is_the_whole_data_set_covers_to_rounding(tmp_path):
+    """A user trial (2026-12-06): at n = N every covered_*_fraction said 0 (float32 rounding, ~3e-7, against
+    zero-width intervals) where coverage_* says exact (NaN)."""
+    spec = sweep_spec.parse('simulator = "sigma-blocks"\nreplicates = 6\n[fixed]\ndim = 8\nnum_points = 200\n'
+                            '[grid]\nratio = [2.0, 250.0]\n')
+    sweep.run(spec, tmp_path, progress=False)
+    ds = sweep.open_dataset(tmp_path)
+    for e in ("seed", "second_order", "wishart", "scaled_wishart", "jackknife"):
+        assert ds[f"covered_{e}_fraction"].sel(ratio=250.0).values.ravel().tolist() == [1.0], e
+        assert np.isnan(ds[f"coverage_{e}"].sel(ratio=250.0).values)
+    assert float(np.abs(ds["error_stats"].sel(ratio=250.0, statistic="mean")).max()) < 1e-4
 
 
 # --- checked before anything is written; the run folder; what the command says ----------------------------------
