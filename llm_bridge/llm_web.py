@@ -536,9 +536,14 @@ def saved_config(folder: str | Path) -> WebConfig | None:
     if not path.is_file():
         return None
     try:
-        return WebConfig.from_dict(json.loads(path.read_text())["config"])
+        saved = json.loads(path.read_text())["config"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"{str(path)!r} is not an llm-web configuration ({exc!r})") from None
+    try:
+        return WebConfig.from_dict(saved)
+    except (ValueError, TypeError) as exc:  # (another command's run said only "unknown configuration fields [...]")
+        what = f"a {saved['command']} run's" if isinstance(saved, dict) and "command" in saved else "another"
+        raise ValueError(f"{str(path)!r} holds {what} configuration, not an llm-web run's ({exc})") from None
 
 
 def run(cfg: WebConfig, folder: str | Path | None = None, *, until: int | None = None,

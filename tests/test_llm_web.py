@@ -542,3 +542,21 @@ def test_answers_drop_replacement_characters():
     text = llm_web.answer(cfg, " is caught by \ufffd\ufffdthe handler\ufffd. And more")
     assert "\ufffd" not in text
     assert text == llm_web.answer(cfg, " is caught by the handler. And more")
+
+
+def test_analyse_refuses_other_options_and_other_runs(tmp_path, capsys):
+    """A user trial (2026-12-06): --analyse RUN --out X ignored --out (and --preset) without a word, and a
+    gmm-network run folder as RUN said only "unknown configuration fields [...]"."""
+    from collapse_jax import cli
+    from collapse_jax.results import RunFolder
+
+    other = RunFolder.create("g", tmp_path / "gmm")
+    other.write_config({"command": "gmm-network", "replicates": 5})
+    for extra, named in ((["--out", str(tmp_path / "x")], "--out"), (["--preset", "paper"], "--preset"),
+                         (["--seed", "3"], "--seed")):
+        assert cli.main(["llm-web", "--analyse", str(tmp_path / "gmm"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"--analyse RUN takes no other options (it rewrites RUN's outputs in RUN): drop {named}" in err, err
+    assert cli.main(["llm-web", "--analyse", str(tmp_path / "gmm")]) == 2
+    assert "holds a gmm-network run's configuration, not an llm-web run's" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
