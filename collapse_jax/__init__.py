@@ -22,10 +22,13 @@ def _full_float32_products() -> None:
         return
     try:
         _jax.config.update("jax_default_matmul_precision", choice)
-    except ValueError as e:
-        raise ValueError(f"COLLAPSE_JAX_MATMUL_PRECISION must be 'default' or a value of JAX's "
-                         f"jax_default_matmul_precision (e.g. highest, tensorfloat32, bfloat16), got {choice!r}: {e}") \
-            from None
+    except ValueError as e:  # (raised at import: a traceback even for `collapse-jax --help`; a user trial, 2026-12-06)
+        import warnings
+
+        warnings.warn(f"COLLAPSE_JAX_MATMUL_PRECISION must be 'default' or a value of JAX's "
+                      f"jax_default_matmul_precision (e.g. highest, tensorfloat32, bfloat16), got {choice!r} ({e}); "
+                      "using 'highest'", RuntimeWarning, stacklevel=2)
+        _jax.config.update("jax_default_matmul_precision", "highest")
 
 
 _full_float32_products()
@@ -68,3 +71,8 @@ from collapse_jax.spectral import block_estimates, gram_streaming, logdet  # noq
 
 __all__ += ["SigmaMonitor", "block_estimates", "classical_mds", "gram_streaming", "logdet", "mds_of_points",
             "sigma_monitor", "sigma_precision", "spectral", "within_model_spread"]
+
+# The sweep runner (labelled zarr datasets over parameter grids) and the distance estimators' module.
+from collapse_jax import distance, sweep, sweep_spec  # noqa: E402
+
+__all__ += ["distance", "sweep", "sweep_spec"]

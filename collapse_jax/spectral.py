@@ -63,15 +63,25 @@ def in_float64(fn):
     whatever the caller's ``jax_enable_x64``: the jackknife's bias coefficients are differences of digamma values and
     ratios of such differences, in the thousands for small blocks, and in float32 they lost the centre (Gaussian block,
     N = 10^6: off by 0.06 nats at d = 16, n = 10 d, 1.5 nats at d = 64 and 274 nats at d = 384, against half-widths
-    near 1). Traced arguments (inside the caller's ``jit``) run as they are, in the caller's precision."""
+    near 1). Traced arguments (inside the caller's ``jit``) run as they are, in the caller's precision. Where the
+    caller's x64 is off, the 64-bit results come back as NumPy arrays: a JAX float64 array there made every
+    operation a user wrote on it warn and round to float32 (``e.jackknife.center - truth``; a user trial,
+    2026-12-06)."""
     @wraps(fn)
     def wrapper(*args, **kwargs):
         if _checks.is_traced((args, kwargs)):
             return fn(*args, **kwargs)
+        caller_x64 = bool(jax.config.jax_enable_x64)
         with jax.enable_x64(True):
             args, kwargs = jax.tree.map(_to_float64, (args, kwargs))
-            return fn(*args, **kwargs)
+            out = fn(*args, **kwargs)
+        return out if caller_x64 else jax.tree.map(_to_host_if_wide, out)
     return wrapper
+
+
+def _to_host_if_wide(x):
+    """A JAX array of a 64-bit type (float64, int64, complex128) as a NumPy array; anything else as it is."""
+    return np.asarray(x) if isinstance(x, jax.Array) and x.dtype.itemsize >= 8 else x
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -1175,6 +1185,13 @@ def _gaussian_jackknife_quantile(dim: int, n: int, z: float, reps: int) -> float
 
 
 class BlockEstimates(NamedTuple):
+    """Every estimator of ``log det G`` from one block (:func:`block_estimates`). ``logdet_g1``: ``log det G_1`` of
+    the block's Gram; ``l_hat``: the Theorem 2 plug-in ``log det G_1 + d log(N / n)``; ``moments``: the Mahalanobis
+    moments (:class:`MahalanobisMoments`); then five :class:`Interval` s, each ``(center, half_width)`` (not low,
+    high: ``.low`` / ``.high`` / ``.covers(truth)``): ``seed`` (Theorem 3 as the seed states it), ``second_order``,
+    ``wishart`` (exact for Gaussian rows), ``scaled_wishart`` and ``jackknife`` (the leverage jackknife, the one
+    that holds beyond Gaussian rows: docs/sigma.md). NumPy float64 where the caller's x64 is off."""
+
     logdet_g1: jnp.ndarray
     l_hat: jnp.ndarray
     moments: MahalanobisMoments
@@ -1224,7 +1241,8 @@ def pair_order(x: np.ndarray) -> np.ndarray:
 def block_estimates(x_block, num_points: int, *, level: float = 0.95) -> BlockEstimates:
     """Estimate ``log det G`` of an ``N``-point data set from an observed block of ``n`` rows (checked input), in
     float64 whatever ``jax_enable_x64`` (:func:`in_float64`). The result depends on the block's rows, not on their
-    order (to rounding; :func:`pair_order`)."""
+    order (to rounding; :func:`pair_order`). Returns a :class:`BlockEstimates`: the plug-in and five intervals, each
+    ``(center, half_width)``; ``level`` is their nominal coverage."""
     x_block = check_embeddings("x_block", x_block)
     n, dim = x_block.shape
     check_block_sizes(n, dim, num_points)

@@ -1553,3 +1553,18 @@ def test_the_plug_in_and_the_overestimation_ratio_are_float64_whatever_x64():
     assert l_hat.dtype == np.float64 and float(l_hat) == pytest.approx(12345.678901234 + 768 * np.log(2000), rel=1e-15)
     assert ratio.dtype == np.float64
     assert float(ratio) == pytest.approx(np.sum(np.log(1.0 / np.geomspace(1, 1e-6, 768))), rel=1e-13)
+
+
+def test_results_are_numpy_float64_where_the_callers_x64_is_off():
+    """A user trial (2026-12-06): block_estimates returned JAX float64 arrays in a float32 session, so every
+    operation on them (``e.jackknife.center - truth``) warned and rounded to float32."""
+    x = np.random.default_rng(0).standard_normal((64, 6))
+    with jax.enable_x64(False):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            e = sp.block_estimates(x, 20_000)
+            diff = e.jackknife.center - np.float64(168.94)
+    assert isinstance(e.jackknife.center, np.ndarray) and diff.dtype == np.float64
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.float64 for v in jax.tree.leaves(e))
+    with jax.enable_x64(True):  # there, JAX arrays as before
+        assert isinstance(sp.block_estimates(x, 20_000).l_hat, jax.Array)
