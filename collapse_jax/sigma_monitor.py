@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from collapse_jax import _checks, spectral
-from collapse_jax.replicates import is_prng_key
+from collapse_jax.replicates import is_prng_key, root_key
 
 
 class TrackValues(NamedTuple):
@@ -93,7 +93,7 @@ def observed_indices(key: jax.Array, num_points: int, n: int) -> np.ndarray:
     n, num_points = _checks.positive_int("n", n), _checks.positive_int("N", num_points)
     if n > num_points:
         raise ValueError(f"observed block size n={n} exceeds the number of embeddings N={num_points}")
-    return np.sort(np.asarray(jax.random.choice(key, num_points, (n,), replace=False)))
+    return np.sort(np.asarray(jax.random.choice(root_key(key), num_points, (n,), replace=False)))
 
 
 def logdet_interval(block, num_points: int, level: float = 0.95) -> spectral.Interval:
@@ -212,7 +212,9 @@ def values(state: MonitorState) -> TrackValues:
     """All checkpoints so far, stacked: each field ``(num_checkpoints,)``."""
     if state is None or not state.history:
         raise ValueError("the monitor has scored no checkpoint yet: step (or update) it with embeddings first")
-    return TrackValues(*(jnp.stack(v) for v in zip(*state.history)))
+    # (NumPy float64 where x64 is off, as each checkpoint's values: jnp.stack would round them to float32 there)
+    stack = jnp.stack if jax.config.jax_enable_x64 else (lambda v: np.stack([np.asarray(x, np.float64) for x in v]))
+    return TrackValues(*(stack(v) for v in zip(*state.history)))
 
 
 @dataclass(frozen=True)
@@ -238,8 +240,12 @@ class SigmaMonitor:
         for name in ("num_points", "dim"):
             if getattr(self, name) is not None:
                 _checks.positive_int(name, getattr(self, name))
+        # an integer seed as every simulator takes it (replicates.root_key; it was refused: a user trial, 2026-12-06)
+        if isinstance(self.key, (int, np.integer)) and not isinstance(self.key, bool):
+            object.__setattr__(self, "key", root_key(self.key))
         if not is_prng_key(self.key):
-            raise ValueError(f"key must be a PRNG key, e.g. jax.random.key(0), got {type(self.key).__name__}")
+            raise ValueError(f"key must be a PRNG key, e.g. jax.random.key(0), or an integer seed, got "
+                             f"{type(self.key).__name__}")
 
     @property
     def config(self) -> MonitorConfig:

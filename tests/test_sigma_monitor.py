@@ -214,8 +214,13 @@ def test_monitor_settings_and_state_are_checked_against_each_other():
         sm.values(state)
     with pytest.raises(ValueError, match="no checkpoint yet"):
         sm.SigmaMonitor(key, n=20).values()
-    with pytest.raises(ValueError, match="key must be a PRNG key"):
-        sm.SigmaMonitor(0, n=20)
+    with pytest.raises(ValueError, match="key must be a PRNG key, e.g. jax.random.key\(0\), or an integer seed"):
+        sm.SigmaMonitor("0", n=20)
+    # an integer seed, as the simulators take it (it was refused; a user trial, 2026-12-06): key(seed)'s draw
+    seeded, _ = sm.SigmaMonitor(0, n=20).update(x)
+    keyed, _ = sm.SigmaMonitor(jax.random.key(0), n=20).update(x)
+    np.testing.assert_array_equal(seeded.indices, keyed.indices)
+    np.testing.assert_array_equal(sm.init(0, 100, 4, sm.MonitorConfig(n=20)).indices, keyed.indices)
     state, _ = sm.step(state, x, sm.MonitorConfig(n=20))
     state, _ = sm.step(state, 2 * x, sm.MonitorConfig(n=20))
     assert float(sm.drifts(sm.values(state), -1).u_cov[-1]) == 0.0
@@ -239,3 +244,15 @@ def test_tracks_refuse_bad_input(args, match):
     g1, n, big_n, eps = args
     with pytest.raises(ValueError, match=match):
         sm.tracks(jnp.asarray(g1), n, big_n, eps)
+
+
+def test_values_stay_float64_where_x64_is_off():
+    """The checkpoints' values are NumPy float64 there (stacked by jnp.stack they became float32)."""
+    x = np.random.default_rng(2).standard_normal((200, 4))
+    with jax.enable_x64(False):
+        monitor = sm.SigmaMonitor(1, n=40, normalize=False, eps=0.0)
+        for scale in (1.0, 1.5):
+            monitor, _ = monitor.update(scale * x)
+        vals = monitor.values()
+    assert all(isinstance(v, np.ndarray) and v.dtype == np.float64 and v.shape == (2,) for v in vals)
+    assert float(sm.drifts(vals).u_cov[1]) == pytest.approx(4 * np.log(1.5**2), rel=1e-12)
