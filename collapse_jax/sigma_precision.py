@@ -373,8 +373,14 @@ class BlockConfig:
     ns: tuple[int, ...]
 
     def __post_init__(self):
-        if not self.ns or any(not isinstance(n, (int, np.integer)) for n in self.ns) or self.ns[0] < 2 \
-                or any(b <= a for a, b in zip(self.ns, self.ns[1:])):
+        ns = self.ns
+        if isinstance(ns, (list, np.ndarray, jax.Array)) and np.ndim(ns) == 1:  # (a NumPy array said "The truth
+            # value of an array with more than one element is ambiguous"; a user trial, 2026-12-06): as a tuple, the
+            # static (hashable) form
+            ns = tuple(np.asarray(ns).tolist())
+            object.__setattr__(self, "ns", ns)
+        if not isinstance(ns, tuple) or not ns or any(not isinstance(n, (int, np.integer)) for n in ns) \
+                or ns[0] < 2 or any(b <= a for a, b in zip(ns, ns[1:])):
             raise ValueError(f"ns must be increasing integers >= 2, got {self.ns!r}")
 
 

@@ -34,6 +34,11 @@ def test_sample_rows_rejects_bad_sizes():
             sp.sample_rows(jax.random.key(0), num_points, size)
     with pytest.raises(ValueError, match="ns must be increasing integers >= 2"):
         sp.BlockConfig((5, 5))
+    # a NumPy array or a list is the same tuple (an array said "The truth value of an array ... is ambiguous"; a user
+    # trial, 2026-12-06); non-integers are still refused
+    assert sp.BlockConfig(np.array([24, 32, 64])) == sp.BlockConfig([24, 32, 64]) == sp.BlockConfig((24, 32, 64))
+    with pytest.raises(ValueError, match=r"ns must be increasing integers >= 2, got \(2\.5, 3\.0\)"):
+        sp.BlockConfig(np.array([2.5, 3.0]))
 
 
 def test_blocks_through_the_driver_score_the_raw_rows():
