@@ -42,8 +42,10 @@ def bar(total: int, desc: str, unit: str = "it", *, initial: int = 0, disable: b
         return Part(_OVERALL[-1][1], total)
     if disable is None:
         disable = not enabled()
+    # unless bars were asked for (--progress, set_enabled(True)), one shows once its work has taken a second: a
+    # notebook's loop of short calls drew a bar per call (a user trial, 2026-12-06)
     return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable, file=sys.stderr,
-                dynamic_ncols=True, leave=False)
+                dynamic_ncols=True, leave=False, delay=0.0 if _OVERRIDE[0] else 1.0)
 
 
 @contextlib.contextmanager

@@ -165,14 +165,15 @@ def _torch_device(device: Any) -> Any:
 
 
 @contextlib.contextmanager
-def quiet_loading() -> Iterator[None]:
+def quiet_loading(always: bool = False) -> Iterator[None]:
     """transformers' own bars ("Loading weights", "Writing model shards") off while a model loads or is saved when
-    the library's progress bars are off (``COLLAPSE_JAX_PROGRESS=0``: they printed anyway), restored afterwards."""
+    the library's progress bars are off (``COLLAPSE_JAX_PROGRESS=0``: they printed anyway), or ``always`` (a load
+    that only checks the weights), restored afterwards."""
     from collapse_jax.progress import enabled
 
     logging = require("transformers").utils.logging
     was = logging.is_progress_bar_enabled()
-    if was and not enabled():
+    if was and (always or not enabled()):
         logging.disable_progress_bar()
     try:
         yield
@@ -306,7 +307,8 @@ def sentence_transformer_encoder(path: str | os.PathLike, *, normalize: bool = F
     for w in transformer_folders:
         if not getattr(transformers.AutoConfig.from_pretrained(str(w), local_files_only=True), "is_encoder_decoder",
                        False):
-            pretrained_model(transformers.AutoModel, w, dtype, "encoder")   # checked, then dropped
+            with quiet_loading(always=True):  # (its bar, then the real load's: two "Loading weights" bars)
+                pretrained_model(transformers.AutoModel, w, dtype, "encoder")   # checked, then dropped
     st = require("sentence_transformers")
     with quiet_loading():
         model = st.SentenceTransformer(str(folder), device=str(dev), local_files_only=True,
