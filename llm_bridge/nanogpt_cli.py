@@ -143,6 +143,9 @@ def cmd_train(args) -> int:
         result = nt.resume(args.out, until=args.until)
     else:
         spec, data, tc = configs_from_args(args)
+        if data.tokenizer == "byte" and args.vocab_size is not None:  # (recorded, never used; a user trial)
+            raise ValueError("--vocab-size sets the BPE vocabulary; --tokenizer byte has its own (the 256 bytes and "
+                             "an end-of-text token, 257): drop --vocab-size")
         # sizes (e.g. dim / heads) and their memory checked before a folder
         nc.check_training_fits(spec.resolve(nc.vocab_bound(data.tokenizer, data.vocab_size)), tc.batch_size)
         nt.check_until(args.until, tc.steps)

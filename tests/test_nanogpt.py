@@ -1200,3 +1200,12 @@ def test_a_second_resume_of_one_folder_is_refused(reference_run, tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_vocabulary_size_with_the_byte_tokenizer_is_refused(capsys, data_dir, tmp_path):
+    """A user trial (2026-12-06): --tokenizer byte --vocab-size 1000 ran, and config.json recorded a vocabulary of
+    1000 next to the model's 257."""
+    assert _cli("train", "--preset", "tiny", "--data", str(data_dir), "--tokenizer", "byte", "--vocab-size", "1000",
+                "--steps", "2", "--out", str(tmp_path / "run")) == 2
+    assert "--vocab-size sets the BPE vocabulary; --tokenizer byte has its own" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
