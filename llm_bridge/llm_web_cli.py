@@ -66,6 +66,9 @@ def cmd_llm_web(args) -> int:
 
         summary = analyse(args.analyse)
     else:
+        from llm_bridge.encoders import require_extra
+
+        require_extra()  # before a run folder (a half-made one was left behind without the llm extra)
         if args.resume:
             if args.out is None:
                 raise ValueError("--resume needs --out RUN, the run folder to continue")

@@ -16,6 +16,7 @@ import sys
 
 from collapse_jax import _checks
 from collapse_jax import cli_options as opts
+from llm_bridge import encoders
 from llm_bridge import recursive_config as rc
 from llm_bridge.nanogpt_cli import NANOGPT_RUN_OPTIONS
 
@@ -67,6 +68,7 @@ def cmd_run(args) -> int:
     config = config_from_args(args)
     if args.until is not None:  # before a run folder is made
         _checks.positive_int("until", args.until)
+    encoders.require_extra()  # (as is the llm extra)
     folder = RunFolder.create("recursive-train", None).path if args.out is None else args.out
     results = rt.run(folder, config, until=args.until)
     if results is None:

@@ -500,3 +500,19 @@ def test_sentences_population_end_to_end():
     chol_logdet = 2 * np.log(np.diag(np.linalg.cholesky(gram))).sum()
     sign, slogdet = np.linalg.slogdet(gram)
     assert sign == 1 and abs(chol_logdet - slogdet) < 1e-6 * abs(slogdet)
+
+
+@pytest.mark.parametrize("argv", [["llm-web"], ["recursive-train"]])
+def test_without_the_llm_extra_no_run_folder_is_made(argv, tmp_path, monkeypatch, capsys):
+    """A user trial (2026-12-06): in a core-only install llm-web left config.json and base/ behind, recursive-train
+    config.json, before saying the llm extra was missing."""
+    import importlib.util
+
+    from collapse_jax import cli
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sacrebleu" else real(name, *a))
+    assert cli.main([*argv, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "llm_bridge needs 'sacrebleu', which is not installed; install the optional llm extra" in err, err
+    assert not (tmp_path / "run").exists()
