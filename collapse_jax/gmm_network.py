@@ -34,6 +34,7 @@ import contextlib
 import dataclasses
 import math
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
 
@@ -195,7 +196,12 @@ def make_config(*, mu=((-5.0,), (5.0,)), sigma=((1.0,),), num_models=3, points_p
     cfg = GMMNetworkConfig(mu=_tuplify(mu_arr), sigma=_tuplify(sig), num_models=n, points_per_step=L, beta=beta,
                            dirichlet_a=a, num_steps=T, eps=eps, num_human=m0, pi_ref=pi_ref, alpha=alpha, c=c,
                            record_pi=bool(record_pi), record_d=bool(record_d), initial_weights=initial_weights)
-    step_schedule(cfg)  # B c_t < 1 at every step: refused here, before a run folder or any compute
+    sched = step_schedule(cfg)  # B c_t < 1 at every step: refused here, before a run folder or any compute
+    if T > 0 and not np.any(sched.num_draws > 0):  # (ran as a network that never moves; a user trial, 2026-12-06)
+        warnings.warn(f"beta = {beta:g} reads no point at any step: k_t = floor(beta |A(t)|) = 0 for every t < T = "
+                      f"{T} (|A(t)| <= {int(np.max(sched.num_points)):,}), so no model is ever updated; raise beta, "
+                      "num_human (m0), points_per_step or num_steps", UserWarning,
+                      stacklevel=_checks.user_stacklevel())
     object.__setattr__(cfg, "_validated", True)  # (not a field: equality, hashing and static keys ignore it)
     return cfg
 

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -805,3 +806,13 @@ def test_summarize_refuses_an_empty_run_and_quantiles_outside_0_1():
         gn.summarize(np.zeros((0, 5)))
     with pytest.raises(ValueError, match=r"quantiles must lie in \[0.0, 1.0\]"):
         gn.summarize(x, (1.5,))
+
+
+def test_a_network_that_never_reads_a_point_is_warned_about():
+    """A user trial (2026-12-06): beta = 1e-6 ran to the end with ||D|| 1.286 at t = 1 and t = 50, no model ever
+    updated, without a word."""
+    with pytest.warns(UserWarning, match=r"beta = 1e-06 reads no point at any step: k_t = floor\(beta \|A\(t\)\|\) = 0"):
+        gn.make_config(points_per_step=1, beta=1e-6, num_steps=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gn.make_config(points_per_step=1, beta=0.05, num_steps=50)  # (k_0 = 0 is fine: later steps read)
