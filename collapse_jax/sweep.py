@@ -649,8 +649,8 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
     if cells_per_chunk is None:
         budget = memory_budget if memory_budget is not None else spec.memory_budget
         by_memory = (budget or _checks.available_memory_bytes() // 4) // _cell_bytes(spec, model)
-        steps = max(model.num_steps(c) for c in _probe_cells(spec, model))
-        cells_per_chunk = max(1, min(by_memory, CHUNK_REPLICATE_STEPS // (spec.replicates * steps)))
+        work = max(model.work(c) for c in _probe_cells(spec, model))
+        cells_per_chunk = max(1, min(by_memory, int(CHUNK_REPLICATE_STEPS // (spec.replicates * work))))
     per_chunk = max(1, cells_per_chunk // max(len(b) for b in todo)) if todo else 1
     per_chunk = -(-len(todo) // -(-len(todo) // per_chunk)) if todo else 1  # as many chunks, of even sizes (shapes)
     total = sum(len(b) for b in todo)

@@ -137,6 +137,12 @@ class SweepModel(abc.ABC):
         """Host bytes of one replicate's records (sizes the chunks of cells)."""
         return 8 * len(self.outputs) * self.num_steps(cell)
 
+    def work(self, cell: dict) -> float:
+        """One replicate's cost in the units of :data:`collapse_jax.sweep.CHUNK_REPLICATE_STEPS` (a step of the
+        fastest simulators): its steps, unless a simulator costs more per step (sizes the chunks of cells, so that
+        a chunk is seconds of work, its bar moves and a kill loses little)."""
+        return float(self.num_steps(cell))
+
     def theory(self, cell: dict) -> dict[str, np.ndarray]:
         """Closed-form expectations of outputs, ``name -> (step,)`` (only where one exists)."""
         return {}
@@ -204,6 +210,13 @@ class _Recursion(SweepModel):
             raise ValueError(f"n0 {cell['n0']} with steps {cell['steps']} (n_growth {cell['n_growth']}): {what} "
                              f"keeps every raw sample, {need:,} points per replicate ({held}), above its limit of "
                              f"{max_points:,}; lower n0, steps or n_growth")
+
+    def _raw_work(self, cell, pooled: bool) -> float:
+        """:meth:`work` of a recursion that keeps raw samples: each generation also touches its raw points, ``n_t``
+        or, ``pooled``, ``n_0 + ... + n_t`` (a grid of accumulate-subsample cells with n0 = 1000 ran as one chunk of
+        150 s, the bar at 0 and a kill losing all; a user trial, 2026-12-06)."""
+        n = np.asarray(recursion_schedules(cell)[1], np.float64)
+        return float(self.num_steps(cell) + (np.cumsum(n) if pooled else n).sum())
 
     def _schedule_grid(self, cells):
         pairs = [recursion_schedules(c) for c in cells]
@@ -342,6 +355,9 @@ class GaussianSweep(_Recursion):
 
             self._check_raw_pool(cell, True, G.GaussianConfig().max_points, "the Gaussian's accumulate-subsample")
 
+    def work(self, cell):
+        return self._raw_work(cell, True) if cell["regime"] == "accumulate-subsample" else super().work(cell)
+
     def check_precision(self, cell, backend):
         from collapse_jax import gaussian as G
 
@@ -391,6 +407,9 @@ class _RawSampleRecursion(_Recursion):
     def check_cell(self, cell):
         super().check_cell(cell)
         self._check_raw_pool(cell, cell["regime"] != "replace", self.max_points(), f"the {self.name} refit")
+
+    def work(self, cell):
+        return self._raw_work(cell, cell["regime"] != "replace")
 
     @abc.abstractmethod
     def max_points(self) -> int:

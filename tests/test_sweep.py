@@ -272,6 +272,21 @@ def test_ctrl_c_during_a_chunk_writes_its_cells_first(tmp_path, monkeypatch):
     _assert_same(_arrays(tmp_path / "a"), _arrays(tmp_path / "b"))
 
 
+def test_chunks_count_the_raw_samples_a_recursion_touches(tmp_path, monkeypatch):
+    """A user trial (2026-12-06): a Gaussian grid with accumulate-subsample cells of n0 = 1000 ran as one chunk of
+    150 s (chunks counted replicate-steps alone), its bar at 0 and a kill losing every cell. Each generation's raw
+    pool counts too: the costly cells get chunks of their own."""
+    spec = sweep_spec.parse('simulator = "gaussian"\nreplicates = 10\n[fixed]\nsteps = 3\nn0 = 50\n'
+                            '[grid]\nregime = ["replace", "accumulate-subsample"]\nalpha0 = [0.0, 0.5]\n')
+    model = MODELS["gaussian"]
+    light, heavy = (model.complete(spec.cell(i)) for i in (0, spec.num_cells - 1))
+    assert model.work(light) == 4 and model.work(heavy) == 4 + 50 * (1 + 2 + 3 + 4)  # (steps 0..3, pools)
+    monkeypatch.setattr(sweep, "CHUNK_REPLICATE_STEPS", 10 * 500 * 2)
+    chunks = []
+    sweep.run(spec, tmp_path, progress=False, on_chunk=chunks.append)
+    assert [len(c) for c in chunks] == [2, 2]  # one block (a row of the last axis) each; all four in one before
+
+
 def test_an_existing_sweep_is_resumed_only_when_asked(tmp_path):
     spec = sweep_spec.parse(MULTINOMIAL)
     sweep.run(spec, tmp_path, progress=False)
