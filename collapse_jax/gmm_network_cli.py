@@ -90,7 +90,7 @@ def add_parser(sub) -> None:
     # the network configuration's own names for three of the flags, in any message (cli_options.with_flags)
     # (a Ctrl-C said only "a command that resumes continues ..."; a user trial, 2026-12-06)
     p.set_defaults(interrupt_hint="continue it: rerun the same command with --out RUN "
-                                  "(the batches finished so far are kept, and the one running at a first Ctrl-C)")
+                                  "(the batches finished so far are kept, with the one a first Ctrl-C let finish)")
     p.set_defaults(config_flags={**p.get_default("config_flags"), "num_steps": "--steps", "num_models": "--models",
                                  "num_human": "--human"})
     opts.add_out(p, "gmm-network-<preset>")

@@ -76,7 +76,7 @@ class PrecisionConfig:
 
     def validate(self) -> "PrecisionConfig":
         if len(self.dims) == 0 and self.embeddings is None:
-            raise ValueError("dims must name at least one dimension (or give embeddings)")
+            raise ValueError("dims must name at least one dimension (or give embeddings = a .npy file)")
         for d in self.dims:
             _checks.positive_int("dims", d)
             check_min_dim("dims", d)

@@ -126,6 +126,15 @@ def test_messages_name_flags_as_typed():
     assert opts.with_flags("steps must be >= 1; lower gmm_steps", args) == "--steps must be >= 1; lower --gmm-steps"
     assert opts.with_flags("counts beyond 2**24; use backend='native' (a CPU)", args) == \
         "counts beyond 2**24; use --backend native (a CPU)"
+    # a plain word in a formula is a field too, in English it is not (a user trial, 2026-12-06: "from 1 to steps =
+    # 5000", "num_models * samples = 48")
+    args = argparse.Namespace(config_flags={"until": "--until", "steps": "--steps", "samples": "--samples",
+                                            "num_models": "--num-models", "dim": "--dim"})
+    assert opts.with_flags("until must be from 1 to steps = 50, got 51", args) == \
+        "--until must be from 1 to --steps = 50, got 51"
+    assert opts.with_flags("at most num_models * samples = 48", args) == "at most --num-models * --samples = 48"
+    assert opts.with_flags("needs dim + 2 = 12 samples; more steps help", args) == \
+        "needs --dim + 2 = 12 samples; more steps help"
 
 
 @pytest.mark.parametrize("value, shown", [("0", False), ("false", False), ("FALSE", False), ("No", False),

@@ -241,8 +241,8 @@ def test_resumable_commands_say_how_to_resume_after_ctrl_c(capsys, monkeypatch, 
     assert cli.main(["gmm-network", "--replicates", "10"]) == 130
     err = capsys.readouterr().err
     made = next(tmp_path.iterdir())
-    assert (f"continue it: rerun the same command with --out {made} (the batches finished so far are kept; the one "
-            "running is lost)") in err, err
+    assert (f"continue it: rerun the same command with --out {made} (the batches finished so far are kept, with the "
+            "one a first Ctrl-C let finish)") in err, err
     for argv in (["sigma-precision", "--help"], ["recursive-train", "--help"]):
         parser = cli.build_parser()
         args = parser.parse_args([argv[0]])
