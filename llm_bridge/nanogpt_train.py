@@ -308,6 +308,7 @@ def checkpoint_manager(folder: Path, keep: int | None = None):
 
 def save_params(folder: Path, step: int, params) -> None:
     """A checkpoint of the parameters alone (what :meth:`NanoGPT.save` writes); the folder's other steps are kept."""
+    check_checkpoint_space(folder, {"params": params}, step)
     with checkpoint_manager(folder) as mngr:
         mngr.save(step, args=save_args({"params": params}), force=True)
 
@@ -326,6 +327,23 @@ def tree_digest(tree) -> str:
         h.update(f"{a.dtype}{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def check_checkpoint_space(folder: Path, items: dict[str, Any], step: int) -> None:
+    """A ValueError naming the folder where the free space is short of the checkpoint's arrays (plus a margin): a full
+    disk failed inside Orbax / TensorStore with ~200 lines of tracebacks from their threads before the one-line error
+    (a user trial, 2026-12-06)."""
+    import shutil
+
+    need = int(1.25 * sum(np.asarray(leaf).nbytes for leaf in jax.tree.leaves(items))) + 2**18
+    place = Path(folder).absolute()
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    free = shutil.disk_usage(place).free
+    if free < need:
+        raise ValueError(f"out: the checkpoint of step {step} needs about {_checks.bytes_text(need)}, but "
+                         f"{_checks.bytes_text(free)} is free under {str(place)!r}; free some space, then continue "
+                         "with --resume (the steps checkpointed before are kept)")
 
 
 def save_args(items: dict[str, Any]):
@@ -586,6 +604,7 @@ def _checkpoint_seconds(folder: Path, params, opt_state) -> float:
 
     scratch = folder / ".budget-timing"
     state = _train_state(opt_state)
+    check_checkpoint_space(folder, {"params": params, "train_state": state}, 0)
     t0 = time.perf_counter()
     try:
         with checkpoint_manager(scratch, 1) as mngr:
@@ -696,7 +715,9 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
         # metrics first: a process killed between the two leaves rows past the newest checkpoint, which a resume
         # drops and writes again, never a checkpoint whose steps' rows are missing
         atomic_write_json(folder / METRICS_FILE, metrics)
-        mngr.save(step, args=save_args({"params": model.params, "train_state": state}), force=True)
+        items = {"params": model.params, "train_state": state}
+        check_checkpoint_space(folder, items, step)
+        mngr.save(step, args=save_args(items), force=True)
 
     if start_step == 0:
         first = evaluate(0)

@@ -1209,3 +1209,19 @@ def test_a_vocabulary_size_with_the_byte_tokenizer_is_refused(capsys, data_dir, 
                 "--steps", "2", "--out", str(tmp_path / "run")) == 2
     assert "--vocab-size sets the BPE vocabulary; --tokenizer byte has its own" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_that_does_not_fit_the_disk_is_refused_with_the_folder(capsys, data_dir, tmp_path, monkeypatch):
+    """A user trial (2026-12-06): on a full disk a checkpoint failed inside Orbax / TensorStore, whose threads printed
+    ~200 lines of tracebacks before the one-line error."""
+    import collections
+    import shutil
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**6, 10**6 - 1000, 1000))
+    assert _cli("train", "--preset", "tiny", "--data", str(data_dir), "--vocab-size", "300", "--steps", "2",
+                "--warmup", "0", "--out", str(tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert "out: the checkpoint of step 2 needs about" in err and "but 1.0 KiB is free" in err, err
+    assert f"is free under '{tmp_path / 'run'}'; free some space, then continue with --resume" in err, err
+    assert "Traceback" not in err
