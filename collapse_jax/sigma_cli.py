@@ -37,7 +37,8 @@ def add_parser(sub) -> None:
             "with the same --out to continue after an interruption."))
     opts.add_config(p, sp.PrecisionConfig)
     p.add_argument("--threads", type=int, default=None,
-                   help="worker threads for data, Gram and blocks (default: the CPUs this process may use)")
+                   help="worker threads for data, Gram and blocks (default: COLLAPSE_JAX_THREADS, else the CPUs this "
+                        "process may use)")
     p.add_argument("--quick", action="store_true",
                    help=f"small sweep for a smoke test: {QUICK} (not combined with those flags: giving one with "
                         "--quick is an error)")
