@@ -42,10 +42,10 @@ def bar(total: int, desc: str, unit: str = "it", *, initial: int = 0, disable: b
         return Part(_OVERALL[-1][1], total)
     if disable is None:
         disable = not enabled()
-    # unless bars were asked for (--progress, set_enabled(True)), one shows once its work has taken a second: a
-    # notebook's loop of short calls drew a bar per call (a user trial, 2026-12-06)
+    # (drawn at once: tqdm's `delay` hid a bar until its first update, so a long first chunk looked hung; a review,
+    # 2026-12-06. COLLAPSE_JAX_PROGRESS=0 or progress=False silences a notebook's loop of short calls.)
     return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable, file=sys.stderr,
-                dynamic_ncols=True, leave=False, delay=0.0 if _OVERRIDE[0] else 1.0)
+                dynamic_ncols=True, leave=False)
 
 
 @contextlib.contextmanager

@@ -30,26 +30,3 @@ def test_calls_inside_overall_move_one_bar_from_its_initial_count():
             assert not isinstance(after, progress.Part)
     finally:
         progress.set_enabled(None)
-
-
-def test_a_bar_not_asked_for_shows_after_a_second(monkeypatch, capsys):
-    """A user trial (2026-12-06): a notebook's loop of short calls drew one bar per call. Unless bars were asked for
-    (--progress, set_enabled(True)), a bar shows only once its work has taken a second."""
-    import time
-
-    monkeypatch.setenv("COLLAPSE_JAX_PROGRESS", "1")
-    try:
-        progress.set_enabled(None)
-        with progress.bar(3, "short", "rep") as b:
-            b.update(3)
-        assert "short" not in capsys.readouterr().err
-        with progress.bar(3, "long", "rep") as b:
-            time.sleep(1.1)
-            b.update(3)
-        assert "long" in capsys.readouterr().err
-        progress.set_enabled(True)
-        with progress.bar(3, "asked", "rep") as b:
-            b.update(3)
-        assert "asked" in capsys.readouterr().err
-    finally:
-        progress.set_enabled(None)
