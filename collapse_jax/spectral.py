@@ -514,7 +514,7 @@ def gaussian_insample_var(dim, n):
     """``Var(M_i)`` of in-sample Mahalanobis norms for Gaussian data: ``n h_i``, ``h_i ~ Beta(d/2, (n-d)/2)``,
     gives ``2 d (n - d) / (n + 2)`` (vs the population ``2 d``); ``n >= d + 1`` (checked unless traced: below, a
     negative variance)."""
-    _check_counts(dim, n)
+    _check_above_dim(dim, n)
     return 2.0 * dim * (n - dim) / (n + 2.0)
 
 
@@ -530,7 +530,7 @@ def mahalanobis_moments(m2_insample, dim, n) -> MahalanobisMoments:
     calibrated ``tau^2 = tau_hat^2 * 2d / (2d(n-d)/(n+2))`` (unbiased for Gaussian data: in-sample leverages shrink
     ``Var(M)`` by ``(n-d)/(n+2)``), with ``E[M^2] = d^2 + tau^2``; ``n >= d + 1`` (checked unless traced: below,
     negative or infinite moments)."""
-    _check_counts(dim, n)
+    _check_above_dim(dim, n)
     tau2_plugin = jnp.maximum(m2_insample - dim * dim, 0.0)
     tau2 = tau2_plugin * (n + 2.0) / (n - dim)
     return MahalanobisMoments(tau2_plugin, tau2, dim * dim + tau2)
@@ -624,6 +624,25 @@ def _check_counts(dim, n, num_points=None, *, n_low: str = "d + 1"):
                          + (f" at index {list(map(int, idx))}" if over.ndim else ""))
 
 
+def _check_above_dim(dim, n, num_points=None) -> None:
+    """``d + 1 <= n`` (and ``n <= N`` where ``num_points`` is given) entrywise for the closed forms that take any
+    real ``d`` (a float, an array, traced inside ``jit`` / ``vmap``): checked only where all are concrete, unlike
+    :func:`_check_counts`, which also wants an integer ``d`` (a review, 2026-12-06: ``gaussian_insample_var(16.0,
+    160.0)`` and a vmapped ``d`` were refused)."""
+    if _checks.is_traced((dim, n, num_points)):
+        return
+    d, n_arr = np.asarray(dim, np.float64), _checks.array_in_interval("n", n, 1.0, math.inf)
+    low = np.broadcast_to(d + 1, np.broadcast_shapes(d.shape, n_arr.shape))
+    if np.any(np.broadcast_to(n_arr, low.shape) < low):
+        raise ValueError(f"n must be at least d + 1 (the in-sample moments' denominators vanish or turn negative "
+                         f"below), got n = {np.min(n_arr):g} with d = {np.max(d):g}")
+    if num_points is not None:
+        big = np.asarray(num_points, np.float64)
+        if np.any(n_arr > big):
+            raise ValueError(f"block size n must be at most the total count N, got n = {np.max(n_arr):g} > N = "
+                             f"{np.min(big):g}")
+
+
 def _halves(dim: int, m):
     i = jnp.arange(1, dim + 1, dtype=jnp.result_type(float))
     return (jnp.asarray(m, i.dtype)[..., None] - i + 1.0) / 2.0
@@ -659,7 +678,7 @@ def wishart_variance(dim: int, n, num_points):
 def second_order_bias(m2, dim, n, num_points):
     """Distribution-free second-order bias ``(E[M^2] - d)/2 * (1/n - 1/N)`` (= ``d(d+1)/2 (1/n - 1/N)`` Gaussian);
     ``d + 1 <= n <= N`` (checked unless traced: ``n > N`` gave a negative bias, ``n = 0`` a ZeroDivisionError)."""
-    _check_counts(dim, n, num_points)
+    _check_above_dim(dim, n, num_points)
     return 0.5 * (m2 - dim) * (1.0 / n - 1.0 / num_points)
 
 
