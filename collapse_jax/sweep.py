@@ -398,6 +398,18 @@ def _probe_cells(spec: SweepSpec, model: SweepModel) -> list[dict]:
     return [model.complete(c) for c in cells]
 
 
+def _max_work(spec: SweepSpec, model: SweepModel, every: int = 20_000) -> float:
+    """The costliest replicate's :meth:`SweepModel.work` over the grid: every cell up to ``every`` cells (a cost may
+    grow with several axes at once, regime x n0 x steps, which the probe cells, one axis at a time, missed by a
+    factor of 78; a review, 2026-12-06), beyond that the probes and ``every`` cells spread over the grid."""
+    if spec.num_cells <= every:
+        cells = (model.complete(spec.cell(i)) for i in range(spec.num_cells))
+    else:
+        spread = np.linspace(0, spec.num_cells - 1, every).astype(int)
+        cells = [*_probe_cells(spec, model), *(model.complete(spec.cell(int(i))) for i in spread)]
+    return max(model.work(c) for c in cells)
+
+
 def _cell_bytes(spec: SweepSpec, model: SweepModel) -> int:
     """Host bytes of one cell's records in a chunk (its replicates' records and their copies)."""
     each = max(model.replicate_bytes(c) for c in _probe_cells(spec, model))
@@ -649,7 +661,7 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
     if cells_per_chunk is None:
         budget = memory_budget if memory_budget is not None else spec.memory_budget
         by_memory = (budget or _checks.available_memory_bytes() // 4) // _cell_bytes(spec, model)
-        work = max(model.work(c) for c in _probe_cells(spec, model))
+        work = _max_work(spec, model)
         cells_per_chunk = max(1, min(by_memory, int(CHUNK_REPLICATE_STEPS // (spec.replicates * work))))
     per_chunk = max(1, cells_per_chunk // max(len(b) for b in todo)) if todo else 1
     per_chunk = -(-len(todo) // -(-len(todo) // per_chunk)) if todo else 1  # as many chunks, of even sizes (shapes)
