@@ -253,8 +253,8 @@ def _command_line() -> str:
 
 def _source_revision() -> dict[str, Any]:
     """``git_commit`` (and ``git_dirty``: tracked files changed) of the checkout this package runs from, when it
-    runs from one (an editable install); for a package pip installed from a git URL or a VCS checkout, the commit
-    pip recorded (``direct_url.json``; a wheel or git install recorded no commit at all, so runs of different code
+    runs from one (an editable install); for a package pip installed from a git URL (``git+...``), the commit pip
+    recorded (``direct_url.json``; a wheel or git install recorded no commit at all, so runs of different code
     were told apart by nothing: a user trial, 2026-12-06); nothing otherwise."""
     import subprocess
 
@@ -449,8 +449,10 @@ def release_folder_locks() -> None:
 def saved_before_stopping(what: str):
     """Hold a first Ctrl-C until the block ends, then stop: the block computes a batch and saves it, and a compiled
     or native computation sees the interrupt only once it has finished anyway, after which it was thrown away
-    (gmm-network's native kernel, a user trial, 2026-12-06). A second Ctrl-C stops at once, losing the batch. Only in
-    the main thread (where Python delivers signals), and only while SIGINT has Python's default handler."""
+    (gmm-network's native kernel, a user trial, 2026-12-06). A second Ctrl-C stops without saving, as soon as Python
+    runs again: between the steps of a Python loop, not inside a native or compiled call, which finishes first (two
+    presses during one such call count as one). Only in the main thread (where Python delivers signals), and only
+    while SIGINT has Python's default handler."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield
@@ -461,7 +463,7 @@ def saved_before_stopping(what: str):
         if pressed:
             raise KeyboardInterrupt
         pressed.append(signum)
-        print(f"\ninterrupted: saving {what} first (Ctrl-C again to stop now without it)", file=sys.stderr,
+        print(f"\ninterrupted: saving {what} first (Ctrl-C again to stop without it)", file=sys.stderr,
               flush=True)
 
     signal.signal(signal.SIGINT, hold)

@@ -241,8 +241,12 @@ class SigmaMonitor:
             if getattr(self, name) is not None:
                 _checks.positive_int(name, getattr(self, name))
         # an integer seed as every simulator takes it (replicates.root_key; it was refused: a user trial, 2026-12-06)
-        if isinstance(self.key, (int, np.integer)) and not isinstance(self.key, bool):
-            object.__setattr__(self, "key", root_key(self.key))
+        key = self.key
+        if isinstance(key, np.ndarray) and key.ndim == 0 and np.issubdtype(key.dtype, np.integer):
+            key = int(key)
+        if (isinstance(key, (int, np.integer)) and not isinstance(key, bool)
+                or isinstance(key, jax.Array) and key.ndim == 0 and jnp.issubdtype(key.dtype, jnp.integer)):
+            object.__setattr__(self, "key", root_key(key))  # (0-d integer arrays too: root_key's rules; a review)
         if not is_prng_key(self.key):
             raise ValueError(f"key must be a PRNG key, e.g. jax.random.key(0), or an integer seed, got "
                              f"{type(self.key).__name__}")

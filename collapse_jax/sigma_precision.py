@@ -374,7 +374,7 @@ class BlockConfig:
 
     def __post_init__(self):
         ns = self.ns
-        if isinstance(ns, (list, np.ndarray, jax.Array)) and np.ndim(ns) == 1:  # (a NumPy array said "The truth
+        if isinstance(ns, (list, range, np.ndarray, jax.Array)) and np.ndim(ns) == 1:  # (a NumPy array said "The truth
             # value of an array with more than one element is ambiguous"; a user trial, 2026-12-06): as a tuple, the
             # static (hashable) form
             ns = tuple(np.asarray(ns).tolist())

@@ -105,3 +105,24 @@ def test_the_native_switch_reads_any_case(value, enabled, monkeypatch):
     """A user trial (2026-12-06): COLLAPSE_JAX_NATIVE=off or False left the kernels on, silently."""
     monkeypatch.setenv("COLLAPSE_JAX_NATIVE", value)
     assert _native._enabled() is enabled
+
+
+def test_a_missing_compiler_is_not_blamed_on_the_cache(tmp_path, monkeypatch):
+    """A review (2026-12-06): CXX naming no program fell back to a private build folder, saying the (writable)
+    cache could not be written, and compiled twice before saying the kernels were unavailable."""
+    import tempfile
+    import warnings
+
+    monkeypatch.setenv("COLLAPSE_JAX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(_native, "_compiler", lambda: str(tmp_path / "no-such-compiler"))
+    src = tmp_path / "one.cc"
+    src.write_text('extern "C" int cj_test_one() { return 7; }\n')
+    monkeypatch.setitem(_native._LIBRARIES, "one", _native._Library((src,), {}, {}, "nothing"))
+    monkeypatch.setattr(_native, "_STATE", {})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert _native._library("one") is None
+    said = [str(w.message) for w in caught]
+    assert len(said) == 1 and "native one kernels unavailable" in said[0] and "no-such-compiler" in said[0], said
+    assert not any(p.name.startswith("collapse-jax-") for p in tmp_path.iterdir())

@@ -280,7 +280,7 @@ def test_a_first_ctrl_c_is_held_until_the_batch_is_saved(capsys):
                 steps.append("computed")
                 steps.append("saved")
         assert steps == ["computed", "saved"]
-        assert "saving the batch first (Ctrl-C again to stop now without it)" in capsys.readouterr().err
+        assert "saving the batch first (Ctrl-C again to stop without it)" in capsys.readouterr().err
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
 
         with pytest.raises(KeyboardInterrupt):  # a second Ctrl-C stops at once

@@ -221,6 +221,8 @@ def test_monitor_settings_and_state_are_checked_against_each_other():
     keyed, _ = sm.SigmaMonitor(jax.random.key(0), n=20).update(x)
     np.testing.assert_array_equal(seeded.indices, keyed.indices)
     np.testing.assert_array_equal(sm.init(0, 100, 4, sm.MonitorConfig(n=20)).indices, keyed.indices)
+    for zero_d in (np.array(0), jnp.int32(0)):  # 0-d integer arrays as root_key takes them (a review)
+        np.testing.assert_array_equal(sm.SigmaMonitor(zero_d, n=20).update(x)[0].indices, keyed.indices)
     state, _ = sm.step(state, x, sm.MonitorConfig(n=20))
     state, _ = sm.step(state, 2 * x, sm.MonitorConfig(n=20))
     assert float(sm.drifts(sm.values(state), -1).u_cov[-1]) == 0.0

@@ -206,6 +206,16 @@ def _enabled() -> bool:
     return os.environ.get("COLLAPSE_JAX_NATIVE", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
+def _writable(folder: Path) -> bool:
+    """Whether files can be made in ``folder`` (made if missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
+
+
 def _private_build_folder() -> Path:
     """A build folder for a cache that cannot be written: ``$TMPDIR/collapse-jax-<uid>``, made by and for this user
     alone (mode 0700, checked: a library is loaded from it), or a new private temporary folder if that one is not."""
@@ -240,6 +250,8 @@ def _library(name: str):
                     try:
                         built = _build(cxx, spec.sources, name)
                     except OSError as exc:  # the cache cannot be written: the kernels ran 5x slower (a user trial)
+                        if _writable(_cache_dir()):  # another cause (a missing compiler: a review, 2026-12-06)
+                            raise
                         folder = _private_build_folder()
                         warnings.warn(f"collapse_jax: the cache folder {str(_cache_dir())!r} cannot be written "
                                       f"({exc.strerror or exc}); building the {name.removesuffix('_kernels')} "
