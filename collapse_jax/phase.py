@@ -373,7 +373,7 @@ def plot_sigma(ds, out: Path, name: str) -> list[Path]:
             ax.plot(x, sub[var].values, "o-", label=var.removeprefix("coverage_"))
         ax.axhline(level, color="k", ls="--", lw=1)
         ax.set_xscale("log")
-        _ratio_ticks(ax, x)
+        _block_size_ticks(ax, x)
         ax.set_xlabel("n / d (the block size run)")
         ax.set_title("\n".join(([] if value is None else [f"{other[0]} = {value}"]) + notes), fontsize=9)
     axs[0][0].set_ylabel("coverage")
@@ -384,7 +384,7 @@ def plot_sigma(ds, out: Path, name: str) -> list[Path]:
     return [_save(fig, out, name)]
 
 
-def _ratio_ticks(ax, x) -> None:
+def _block_size_ticks(ax, x) -> None:
     """Ticks at the ratios run (up to eight), labelled plainly, and no minor-tick labels: over less than a decade a
     log axis labelled its minor ticks, which ran into each other ("3x10^0 4x10^0"; a user trial, 2026-12-06)."""
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
