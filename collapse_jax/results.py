@@ -201,6 +201,10 @@ def cpu_info() -> dict[str, Any]:
     return {"cpu_model": model, **ident, "cpu_features": [f for f in SIMD_FEATURES if f in flags]}
 
 
+# Environment variables recorded with every run (their prefixes): this library's, XLA's and JAX's own settings.
+_RECORDED_VARIABLES = ("COLLAPSE_JAX_", "XLA_", "JAX_", "TF_CPP_", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS")
+
+
 def environment_info() -> dict[str, Any]:
     """Versions, devices and host: recorded with every run and benchmark."""
     info: dict[str, Any] = {
@@ -212,6 +216,10 @@ def environment_info() -> dict[str, Any]:
         "numpy": np.__version__,
         # how this process was started (a benchmark's JSON then says which command produced its figures)
         "command": _command_line(),
+        # the settings that change numbers besides the command line (XLA_FLAGS moved linreg's errors by 1e-14,
+        # COLLAPSE_JAX_ATTENTION_GEMM a nanoGPT's losses by 5e-7; neither was recorded: a replay trial, 2026-12-06)
+        "environment_variables": {k: v for k, v in sorted(os.environ.items())
+                                  if k.startswith(_RECORDED_VARIABLES)},
     }
     try:
         import jax
@@ -219,7 +227,8 @@ def environment_info() -> dict[str, Any]:
 
         info.update(jax=jax.__version__, jaxlib=jaxlib.__version__, backend=jax.default_backend(),
                     devices=[str(d) for d in jax.devices()], device_kind=jax.devices()[0].device_kind,
-                    x64=bool(jax.config.jax_enable_x64))
+                    x64=bool(jax.config.jax_enable_x64),
+                    matmul_precision=jax.config.jax_default_matmul_precision)
     except Exception as exc:  # noqa: BLE001 - environment info must never break a run
         info["jax_error"] = repr(exc)
     try:   # a busy machine halves a timing (a user trial, 2026-12-05: torch's two threads at load 4.5, 30x slower)
@@ -264,8 +273,11 @@ def _source_revision() -> dict[str, Any]:
     try:
         run = lambda *a: subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True,  # noqa: E731
                                         timeout=5, check=True).stdout
-        return {"git_commit": run("rev-parse", "HEAD").strip(),
-                "git_dirty": bool(run("status", "--porcelain", "--untracked-files=no").strip())}
+        dirty = bool(run("status", "--porcelain", "--untracked-files=no").strip())
+        info = {"git_commit": run("rev-parse", "HEAD").strip(), "git_dirty": dirty}
+        if dirty:  # which changes: a bare flag told no two dirty runs apart (a replay trial, 2026-12-06)
+            info["git_diff_sha256"] = hashlib.sha256(run("diff", "HEAD").encode()).hexdigest()
+        return info
     except (OSError, subprocess.SubprocessError):
         return {}
 

@@ -347,3 +347,26 @@ def test_a_failed_write_names_the_file(tmp_path, monkeypatch, capsys):
     assert cli.main(["recursions-w2", "--replicates", "20", "--generations", "2", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"error: cannot use '{out}/" in err and "No space left on device" in err, err
+
+
+def test_settings_that_change_numbers_are_recorded(tmp_path, monkeypatch):
+    """A replay trial (2026-12-06): XLA_FLAGS and COLLAPSE_JAX_ATTENTION_GEMM changed results in the last bits and
+    were recorded nowhere; nor was which uncommitted changes a dirty checkout ran."""
+    import jax
+
+    from collapse_jax import results
+
+    monkeypatch.setenv("COLLAPSE_JAX_ATTENTION_GEMM", "xla")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=1")
+    monkeypatch.setenv("UNRELATED_SECRET", "x")
+    info = results.environment_info()
+    assert info["environment_variables"]["COLLAPSE_JAX_ATTENTION_GEMM"] == "xla"
+    assert info["environment_variables"]["XLA_FLAGS"] == "--xla_backend_optimization_level=1"
+    assert "UNRELATED_SECRET" not in info["environment_variables"]
+    assert info["matmul_precision"] == jax.config.jax_default_matmul_precision
+    if info.get("git_dirty"):
+        assert len(info["git_diff_sha256"]) == 64
+    folder = RunFolder.create("t", tmp_path / "run")
+    folder.write_config({"a": 1})
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["environment"]["environment_variables"]["COLLAPSE_JAX_ATTENTION_GEMM"] == "xla"
