@@ -277,9 +277,11 @@ def with_flags(message: str, args: argparse.Namespace) -> str:
         if "_" in name:
             message = re.sub(rf"(?<![\w-]){re.escape(name)}(?!\w)", flag, message)
         else:  # a plain word is a field where it stands in a formula: "num_models * samples = 48", "steps = 5000"
-            # (they kept the API's names; a user trial, 2026-12-06)
-            message = re.sub(rf"(?<![\w-]){re.escape(name)}(?= [*+/=<>-] )|(?<=[*+/=<>-] ){re.escape(name)}(?![\w-])",
-                             flag, message)
+            # (they kept the API's names; a user trial, 2026-12-06); "= " only before a number: a sweep's
+            # "backend = 'native'" is the specification's, as the file spells it
+            word = re.escape(name)
+            message = re.sub(rf"(?<![\w-]){word}(?= [*+/<>-] | = [\d.-])|(?<=[*+/<>-] ){word}(?![\w-])", flag,
+                             message)
     if getattr(args, "command", None) == "sweep":  # (its specification names a backend too: as the file spells it)
         return message
     # the API's backend='native' is every other command's --backend native (a user trial, 2026-12-05)
