@@ -357,3 +357,14 @@ def bytes_text(count: float) -> str:
         if count >= size:
             return f"{count / size:,.1f} {unit}"
     return f"{count / 2**10:.1f} KiB"
+
+
+def free_disk_bytes(path) -> tuple[Any, int]:
+    """``(folder, bytes free)`` for the nearest existing folder at or above ``path`` (a run folder not made yet)."""
+    import shutil
+    from pathlib import Path
+
+    place = Path(path).absolute()
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    return place, shutil.disk_usage(place).free

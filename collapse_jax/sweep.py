@@ -485,10 +485,7 @@ def _check_disk(spec: SweepSpec, model: SweepModel, out: Path) -> None:
     steps = max(model.num_steps(c) for c in _probe_cells(spec, model))
     per_value = sum(4 if o.kind == "real" else 1 for o in model.outputs.values())
     need = spec.num_cells * spec.replicates * steps * per_value
-    place = out.absolute()
-    while not place.exists() and place != place.parent:
-        place = place.parent
-    free = shutil.disk_usage(place).free
+    place, free = _checks.free_disk_bytes(out)
     if need > 0.95 * free:
         raise ValueError(f"keep = \"replicates\": the store's records need about {_checks.bytes_text(need)} "
                          f"({spec.num_cells:,} cells x {spec.replicates:,} replicates x {steps} steps) but "

@@ -333,13 +333,8 @@ def check_checkpoint_space(folder: Path, items: dict[str, Any], step: int) -> No
     """A ValueError naming the folder where the free space is short of the checkpoint's arrays (plus a margin): a full
     disk failed inside Orbax / TensorStore with ~200 lines of tracebacks from their threads before the one-line error
     (a user trial, 2026-12-06)."""
-    import shutil
-
     need = int(1.25 * sum(np.asarray(leaf).nbytes for leaf in jax.tree.leaves(items))) + 2**18
-    place = Path(folder).absolute()
-    while not place.exists() and place != place.parent:
-        place = place.parent
-    free = shutil.disk_usage(place).free
+    place, free = _checks.free_disk_bytes(folder)
     if free < need:
         raise ValueError(f"out: the checkpoint of step {step} needs about {_checks.bytes_text(need)}, but "
                          f"{_checks.bytes_text(free)} is free under {str(place)!r}; free some space, then continue "

@@ -168,8 +168,7 @@ def cached_library(name: str) -> Path | None:
     cxx = _compiler()
     if cxx is None:
         return None
-    private = Path(tempfile.gettempdir()) / f"collapse-jax-{os.getuid()}"  # (where an unwritable cache's build went)
-    builds = (target for folder in (None, private)
+    builds = (target for folder in (None, _private_folder_path())  # (where an unwritable cache's build went)
               for _, target in _targets(cxx, _LIBRARIES[name].sources, name, folder=folder))
     return next((target for target in builds if target.exists()), None)
 
@@ -216,10 +215,14 @@ def _writable(folder: Path) -> bool:
         return False
 
 
+def _private_folder_path() -> Path:
+    return Path(tempfile.gettempdir()) / f"collapse-jax-{os.getuid()}"
+
+
 def _private_build_folder() -> Path:
     """A build folder for a cache that cannot be written: ``$TMPDIR/collapse-jax-<uid>``, made by and for this user
     alone (mode 0700, checked: a library is loaded from it), or a new private temporary folder if that one is not."""
-    folder = Path(tempfile.gettempdir()) / f"collapse-jax-{os.getuid()}"
+    folder = _private_folder_path()
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
         st = folder.lstat()
@@ -255,9 +258,8 @@ def _library(name: str):
                         folder = _private_build_folder()
                         warnings.warn(f"collapse_jax: the cache folder {str(_cache_dir())!r} cannot be written "
                                       f"({exc.strerror or exc}); building the {name.removesuffix('_kernels')} "
-                                      f"kernels in "
-                                      f"{str(folder)!r} instead (set COLLAPSE_JAX_CACHE to a writable folder to keep "
-                                      "them there)", RuntimeWarning, stacklevel=3)
+                                      f"kernels in {str(folder)!r} instead (set COLLAPSE_JAX_CACHE to a writable "
+                                      "folder to keep them there)", RuntimeWarning, stacklevel=3)
                         built = _build(cxx, spec.sources, name, folder=folder)
                     lib = ctypes.CDLL(str(built))
                     for target, symbol in spec.ffi_targets.items():
