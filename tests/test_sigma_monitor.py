@@ -214,7 +214,7 @@ def test_monitor_settings_and_state_are_checked_against_each_other():
         sm.values(state)
     with pytest.raises(ValueError, match="no checkpoint yet"):
         sm.SigmaMonitor(key, n=20).values()
-    with pytest.raises(ValueError, match="key must be a PRNG key, e.g. jax.random.key\(0\), or an integer seed"):
+    with pytest.raises(ValueError, match=r"key must be a PRNG key, e.g. jax.random.key\(0\), or an integer seed"):
         sm.SigmaMonitor("0", n=20)
     # an integer seed, as the simulators take it (it was refused; a user trial, 2026-12-06): key(seed)'s draw
     seeded, _ = sm.SigmaMonitor(0, n=20).update(x)
