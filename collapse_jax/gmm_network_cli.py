@@ -112,8 +112,7 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
 
     from collapse_jax import _checks, progress
     from collapse_jax import gmm_network as gn
-    from collapse_jax import results
-    from collapse_jax.results import RunFolder
+    from collapse_jax.results import RunFolder, saved_before_stopping
 
     cfg = options.network()  # validates every parameter before anything is compiled
     R = _checks.positive_int("replicates", options.replicates)
@@ -159,7 +158,7 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
         for index, start, count in batches:
             done = saved.get(index)
             if done is None:
-                with results.saved_before_stopping(f"the {count:,} replicates running now"):
+                with saved_before_stopping(f"the {count:,} replicates running now"):
                     started = time.perf_counter()
                     res = gn.simulate(seed, cfg, count, backend=backend, first_replicate=start)
                     done = dict(dnorm=res.dnorm, alive=res.alive, collapsed=res.collapsed,

@@ -455,8 +455,8 @@ def check_plan(spec: SweepSpec, *, memory_budget: int | None = None) -> str:
         available = _checks.available_memory_bytes()
         if available and need > 0.8 * available:
             raise ValueError(f"replicates: one cell's records ({spec.replicates} replicates) need about "
-                             f"{_checks.bytes_text(need)} on the host but {_checks.bytes_text(available)} is available; use "
-                             f"at most {int(0.8 * available * spec.replicates / need)} replicates")
+                             f"{_checks.bytes_text(need)} on the host but {_checks.bytes_text(available)} is "
+                             f"available; use at most {int(0.8 * available * spec.replicates / need)} replicates")
     found = kernels(spec)
     for cell in _probe_cells(spec, model)[:1]:  # (a list gave "unhashable type" after the store was written)
         key = model.group_key(cell, spec.backend)

@@ -56,9 +56,9 @@ def cmd_llm_web(args) -> int:
     experiment = [opts.flag_of(WebConfig, f.name) for f in fields(WebConfig) if getattr(args, f.name) is not None]
     if args.analyse is not None:
         # (--out and --preset were ignored without a word: the outputs go into RUN; a user trial, 2026-12-06)
-        given = [flag for flag, on in (("--resume", args.resume), ("--until", args.until is not None),
-                                       ("--out", args.out is not None), ("--preset", args.preset != next(iter(PRESETS))))
-                 if on] + experiment
+        other = {"--resume": args.resume, "--until": args.until is not None, "--out": args.out is not None,
+                 "--preset": args.preset != next(iter(PRESETS))}
+        given = [flag for flag, on in other.items() if on] + experiment
         if given:
             raise ValueError(f"--analyse RUN takes no other options (it rewrites RUN's outputs in RUN): drop "
                              f"{', '.join(given)}")

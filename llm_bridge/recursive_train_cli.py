@@ -68,7 +68,7 @@ def cmd_run(args) -> int:
     config = config_from_args(args)
     if args.until is not None:  # before a run folder is made
         _checks.positive_int("until", args.until)
-    encoders.require_extra()  # (as is the llm extra)
+    encoders.require_extra()  # before a run folder (a half-made one was left behind without the llm extra)
     folder = RunFolder.create("recursive-train", None).path if args.out is None else args.out
     results = rt.run(folder, config, until=args.until)
     if results is None:

@@ -811,7 +811,8 @@ def test_summarize_refuses_an_empty_run_and_quantiles_outside_0_1():
 def test_a_network_that_never_reads_a_point_is_warned_about():
     """A user trial (2026-12-06): beta = 1e-6 ran to the end with ||D|| 1.286 at t = 1 and t = 50, no model ever
     updated, without a word."""
-    with pytest.warns(UserWarning, match=r"beta = 1e-06 reads no point at any step: k_t = floor\(beta \|A\(t\)\|\) = 0"):
+    with pytest.warns(UserWarning,
+                      match=r"beta = 1e-06 reads no point at any step: k_t = floor\(beta \|A\(t\)\|\) = 0"):
         gn.make_config(points_per_step=1, beta=1e-6, num_steps=50)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
