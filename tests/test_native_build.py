@@ -126,3 +126,35 @@ def test_a_missing_compiler_is_not_blamed_on_the_cache(tmp_path, monkeypatch):
     said = [str(w.message) for w in caught]
     assert len(said) == 1 and "native one kernels unavailable" in said[0] and "no-such-compiler" in said[0], said
     assert not any(p.name.startswith("collapse-jax-") for p in tmp_path.iterdir())
+
+
+@needs_compiler
+def test_a_refused_private_folder_builds_in_a_scratch_folder_removed_at_exit(tmp_path, monkeypatch):
+    """A review (2026-12-06): where $TMPDIR/collapse-jax-<uid> could not be used, each process left its build in a
+    new collapse-jax-build-* folder under $TMPDIR, never reused and never removed."""
+    import atexit
+    import os
+    import tempfile
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("COLLAPSE_JAX_CACHE", str(blocker / "cache"))
+    (tmp_path / "tmp").mkdir()
+    (tmp_path / "tmp" / f"collapse-jax-{os.getuid()}").write_text("")  # (the private folder's name taken by a file)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    at_exit = []
+    monkeypatch.setattr(atexit, "register", lambda fn, *args, **kwargs: at_exit.append((fn, args, kwargs)))
+    src = tmp_path / "one.cc"
+    src.write_text('extern "C" int cj_test_one() { return 7; }\n')
+    monkeypatch.setitem(_native._LIBRARIES, "one",
+                        _native._Library((src,), {}, {"cj_test_one": (ctypes.c_int, [])}, "nothing"))
+    monkeypatch.setattr(_native, "_STATE", {})
+    with pytest.warns(RuntimeWarning, match=r"building the one kernels in '.*collapse-jax-build-"):
+        lib = _native._library("one")
+    assert lib.cj_test_one() == 7
+    scratch = [p for p in (tmp_path / "tmp").iterdir() if p.name.startswith("collapse-jax-build-")]
+    assert len(scratch) == 1 and any(p.suffix == ".so" for p in scratch[0].iterdir())
+    for fn, args, kwargs in at_exit:
+        fn(*args, **kwargs)
+    assert not scratch[0].exists()
+    assert lib.cj_test_one() == 7  # (the loaded library outlives its file)

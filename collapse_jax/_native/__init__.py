@@ -14,6 +14,7 @@ NumPy) paths are used instead.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import hashlib
@@ -221,7 +222,8 @@ def _private_folder_path() -> Path:
 
 def _private_build_folder() -> Path:
     """A build folder for a cache that cannot be written: ``$TMPDIR/collapse-jax-<uid>``, made by and for this user
-    alone (mode 0700, checked: a library is loaded from it), or a new private temporary folder if that one is not."""
+    alone (mode 0700, checked: a library is loaded from it), or else a new private temporary folder, removed when
+    this process exits."""
     folder = _private_folder_path()
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
@@ -230,7 +232,9 @@ def _private_build_folder() -> Path:
             return folder
     except OSError:
         pass
-    return Path(tempfile.mkdtemp(prefix="collapse-jax-build-"))
+    scratch = tempfile.mkdtemp(prefix="collapse-jax-build-")  # (one per process: removed when it exits, since
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)  # a loaded library's file may go on Linux)
+    return Path(scratch)
 
 
 def _library(name: str):
