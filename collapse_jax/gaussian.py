@@ -573,17 +573,24 @@ def pure_synthetic_w2(sigma: float, n) -> np.ndarray:
     """Exact ``E W_2^2`` after t = 0..T generations of pure synthetic refitting on ``n_t`` samples: ``sigma^2 sum_s
     1/n_s + 2 sigma^2 (1 - prod_s c(n_s - 1))``, the product as ``-expm1(sum log c)`` so that it keeps its precision
     for any n (``1 - c`` is about ``1/(4n)``)."""
-    n = schedules.check_sizes(n)
+    n = _fit_sizes(n)
     check_sigma(sigma)
-    if np.any(n < 2):
-        raise ValueError(f"n must be at least 2 in every generation (a sample variance needs two points), got "
-                         f"min {n.min()}")
     return sigma ** 2 * np.cumsum(1.0 / n) - 2 * sigma ** 2 * np.expm1(np.cumsum(_log_c(n - 1)))
 
 
-def shumailov_first_order_w2(sigma: float, n) -> np.ndarray:
-    """Shumailov et al. (seed 004): ``E W_2^2 ~ (3/2) sigma^2 (1/M_0 + ... + 1/M_t)`` to first order."""
+def _fit_sizes(n) -> np.ndarray:
+    """``n`` checked as a schedule of fits' sample sizes: whole numbers >= 2 (a sample variance needs two points)."""
     n = schedules.check_sizes(n)
+    if np.any(n < 2):
+        raise ValueError(f"n must be at least 2 in every generation (a sample variance needs two points), got "
+                         f"min {n.min()}")
+    return n
+
+
+def shumailov_first_order_w2(sigma: float, n) -> np.ndarray:
+    """Shumailov et al. (seed 004): ``E W_2^2 ~ (3/2) sigma^2 (1/M_0 + ... + 1/M_t)`` to first order (``M_t >= 2``,
+    as :func:`pure_synthetic_w2`: M = 1 gave a value where the exact law refuses; a user trial, 2026-12-06)."""
+    n = _fit_sizes(n)
     sigma = check_sigma(sigma)
     return 1.5 * sigma ** 2 * np.cumsum(1.0 / n)
 

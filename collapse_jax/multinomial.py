@@ -178,6 +178,11 @@ def check_sampler_inputs(key, n, probs, probs_name: str, *, vector: bool) -> Non
             raise ValueError(f"n must be one total count (a scalar), got shape {counts.shape}")
         if not np.all(np.isfinite(counts) & (counts >= 0) & (counts == np.floor(counts))):
             raise ValueError(f"n must hold whole numbers >= 0, got {counts.ravel()[:5].tolist()}")
+        exact = 2 ** 53 if jnp.result_type(float) == jnp.float64 else 2 ** 24
+        if counts.size and counts.max() > exact:  # (float32 counts above 2**24 did not sum to n: a user trial)
+            raise ValueError(f"n = {counts.max():.17g} exceeds 2**{exact.bit_length() - 1}, beyond exact "
+                             f"{jnp.result_type(float)} counts" + ("; enable float64 (jax_enable_x64), which counts "
+                                                                  "exactly up to 2**53" if exact == 2 ** 24 else ""))
     if not _checks.is_traced(probs):
         if vector:
             mass = _checks.array_in_interval(probs_name, probs, 0.0, math.inf, high_open=True)
@@ -193,7 +198,7 @@ def binomial(key: jax.Array, n: jax.Array, p: jax.Array) -> jax.Array:
     Cost O(1) in ``n``: for ``p > 1/2`` draws ``n - Binomial(n, 1 - p)``; means below 10 use inversion (at most
     ~mean + 10 sd cheap iterations), larger means use BTRS (about 1.15 proposals per draw, two uniforms each).
     Both branches run vectorised; each element's parameters are masked so the other branch exits at once.
-    Concrete arguments are checked (:func:`check_sampler_inputs`).
+    Concrete arguments are checked (:func:`check_sampler_inputs`); traced elements that are not valid draw NaN.
     """
     check_sampler_inputs(key, n, p, "p", vector=False)
     dtype = jnp.result_type(float)
@@ -209,7 +214,8 @@ def binomial(key: jax.Array, n: jax.Array, p: jax.Array) -> jax.Array:
     x_big = _binomial_btrs(btrs_key, jnp.where(big, n, 100.0), jnp.where(big, pp, 0.5), big)
     x = jnp.where(big, x_big, x_inv)
     x = jnp.where((n <= 0) | (pp <= 0), 0.0, x)
-    return jnp.where(flip, n - x, x)
+    valid = (n >= 0) & (n == jnp.floor(n)) & (p >= 0) & (p <= 1)  # (False for NaN, inf n)
+    return jnp.where(valid, jnp.where(flip, n - x, x), jnp.nan)  # (traced bad parameters drew 0 or n: a user trial)
 
 
 
@@ -317,7 +323,8 @@ def sample_multinomial(key: jax.Array, n: jax.Array, q: jax.Array) -> jax.Array:
       q: probabilities (K,), nonnegative, summing to 1 (they are renormalised by their sum).
     Returns:
       counts (K,) summing exactly to ``n``.
-    Concrete arguments are checked (:func:`check_sampler_inputs`).
+    Concrete arguments are checked (:func:`check_sampler_inputs`); traced ones (inside ``jit``/``vmap``) that are
+    not valid give NaN counts.
     """
     check_sampler_inputs(key, n, q, "q", vector=True)
     q = jnp.asarray(q)
@@ -329,7 +336,10 @@ def sample_multinomial(key: jax.Array, n: jax.Array, q: jax.Array) -> jax.Array:
         mass = jax.ops.segment_sum(q, _halves(num)[level], num_segments=2 * len(lo) + 1)
         return mass[:len(lo)], mass[len(lo):2 * len(lo)]
 
-    return _split_down_tree(key, n, q.dtype, num, halves, _binomial_split)
+    counts = _split_down_tree(key, n, q.dtype, num, halves, _binomial_split)
+    n = jnp.asarray(n, counts.dtype).reshape(())
+    valid = (n >= 0) & (n == jnp.floor(n)) & jnp.all(q >= 0) & (jnp.sum(q) > 0) & jnp.all(jnp.isfinite(q))
+    return jnp.where(valid, counts, jnp.nan)  # (traced bad parameters drew [0, -3, 0] for n = -3: a user trial)
 
 
 # ==================================================================================================================
@@ -1050,7 +1060,8 @@ def pure_synthetic_limit(p, n) -> np.ndarray:
     n = schedules.check_sizes(n)
     # 1 - prod(1 - 1/n_i) through logs: 1 - (1 - 1/n) rounded away the digits at large n (8e-4 off replace_risk
     # at n = 1e15; a user trial, 2026-12-06)
-    return _s(p) * -np.expm1(np.cumsum(np.log1p(-1 / n), axis=-1))
+    with np.errstate(divide="ignore"):  # (n_t = 1: log 0 = -inf, exactly the limit s; NumPy's warning leaked)
+        return _s(p) * -np.expm1(np.cumsum(np.log1p(-1 / n), axis=-1))
 
 
 def adaptive_alpha(p, f: Callable[[float], float], n, *, regime: str = "replace") -> tuple[np.ndarray, np.ndarray]:
@@ -1060,6 +1071,9 @@ def adaptive_alpha(p, f: Callable[[float], float], n, *, regime: str = "replace"
     is a deterministic schedule (it depends on the expected risk, not on a replicate's draw), so the Monte Carlo
     simulator runs it as any other schedule.
     """
+    if not callable(f):  # (a number failed with "'float' object is not callable": a user trial, 2026-12-06)
+        raise ValueError(f"f must be a function of the risk giving the synthetic share in [0, 1], got "
+                         f"{type(f).__name__} {f!r}; for a constant share use schedules.constant_alpha")
     n = schedules.check_sizes(n)
     if n.ndim != 1:
         raise ValueError("adaptive_alpha takes a 1-D n schedule")

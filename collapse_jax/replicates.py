@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from collapse_jax import _checks
+
 AXIS = "replicas"
 
 
@@ -38,6 +40,7 @@ def root_key(seed: int | jax.Array) -> jax.Array:
     to ``jax.random.key``): ``jax.random.key(seed)`` as JAX makes it with x64 on, whether x64 is on or not.
     (Without x64, ``jax.random.key`` keeps a seed's low 32 bits only, so seed 2**32 drew what seed 0 draws; for the
     default threefry keys the two halves are placed here instead.)"""
+    seed = _checks._integer_scalar(seed) if isinstance(seed, np.ndarray) else seed  # (np.array(3) was refused)
     if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
         seed = int(seed)
         if not 0 <= seed < 2**63:  # (negative seeds ran here but were refused by every command and by the

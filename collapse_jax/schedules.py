@@ -20,7 +20,13 @@ from collapse_jax import _checks
 
 
 def _steps(num_steps: Any) -> np.ndarray:
-    return np.arange(_checks.positive_int("num_steps", num_steps) + 1, dtype=np.float64)
+    """``t = 0 .. num_steps`` as float64, once ``num_steps`` is checked: 2**63 gave an empty schedule or an
+    IndexError, and 2**31 asked for 16 GiB without a word (a user trial, 2026-12-06). A schedule's few float64
+    temporaries must fit in memory; the simulators that run it check their own arrays."""
+    num_steps = _checks.positive_int("num_steps", num_steps)
+    _checks.fits_in_memory("num_steps", num_steps, 4 * 8, available=_checks.host_memory_bytes(),
+                           remedy="(a schedule's float64 temporaries, in host memory)")
+    return np.arange(num_steps + 1, dtype=np.float64)
 
 
 # --- alpha_t: weight of fresh real data ----------------------------------------------------------------------------

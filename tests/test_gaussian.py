@@ -351,3 +351,11 @@ def test_float32_underflow_of_the_fits_is_warned_about():
             warnings.simplefilter("error")
             out = G.simulate(0, 0.0, 1.0, np.zeros(101), np.full(101, 2), config, 300, progress=False)
     assert np.all(out[..., 1] > 0)
+
+
+def test_first_order_w2_needs_two_points_a_fit_as_the_exact_law_does():
+    """A user trial (2026-12-06): shumailov_first_order_w2 took M = 1, which pure_synthetic_w2 refuses."""
+    for law in (G.shumailov_first_order_w2, G.pure_synthetic_w2):
+        with pytest.raises(ValueError, match="n must be at least 2 in every generation"):
+            law(1.0, [10, 1, 10])
+    np.testing.assert_allclose(G.shumailov_first_order_w2(1.0, [10, 10]), [0.15, 0.3])

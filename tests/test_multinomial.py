@@ -847,3 +847,61 @@ def test_schedule_builders_take_whole_floats_and_refuse_strings_and_overflow():
         S.polynomial_size(2, math.inf, 3)
     with pytest.raises(ValueError, match=r"rate = 1e\+10 makes n_t overflow float64 within 40 steps"):
         S.geometric_size(2, 1e10, 40)
+
+
+def test_schedules_refuse_more_steps_than_memory_holds():
+    """A user trial (2026-12-06): num_steps = 2**63 gave an empty schedule (constant_size) or an IndexError
+    (constant_alpha), and 2**31 asked for 16 GiB without a word."""
+    for make in (lambda t: S.constant_size(10, t), lambda t: S.linear_size(10, t), S.pure_synthetic_alpha,
+                 lambda t: S.power_decay_alpha(1.0, t)):
+        for steps in (2**31, 2**63):
+            with pytest.raises(ValueError, match=r"num_steps = [\d,]+ needs about .* use at most"):
+                make(steps)
+        assert make(3).shape == (4,)
+
+
+def test_float32_samplers_refuse_counts_they_cannot_hold():
+    """A user trial (2026-12-06): with x64 off, sample_multinomial's counts for n = 2**24 + 1 summed to n - 1."""
+    key = jax.random.key(0)
+    with jax.enable_x64(False):
+        for sampler, probs in ((M.sample_multinomial, [0.5, 0.3, 0.2]), (M.binomial, 0.5)):
+            with pytest.raises(ValueError, match=r"n = 16777217 exceeds 2\*\*24, beyond exact float32 counts"):
+                sampler(key, 2**24 + 1, probs)
+        assert float(M.sample_multinomial(key, 2**24, [0.5, 0.3, 0.2]).sum()) == 2**24
+    with jax.enable_x64(True):
+        assert float(M.sample_multinomial(key, 2**24 + 1, [0.5, 0.3, 0.2]).sum()) == 2**24 + 1
+
+
+def test_traced_bad_sampler_parameters_draw_nan():
+    """A user trial (2026-12-06): inside jit (no checks possible), p = NaN or 1.5 drew 0 or n, n = -3 drew
+    [0, -3, 0]: plausible numbers from impossible parameters."""
+    key = jax.random.key(0)
+    binomial, multinomial = jax.jit(M.binomial), jax.jit(M.sample_multinomial)
+    assert np.all(np.isnan([binomial(key, 10.0, jnp.nan), binomial(key, 10.0, 1.5), binomial(key, -3.0, 0.5),
+                            binomial(key, 2.5, 0.5)]))
+    q = jnp.array([0.5, 0.3, 0.2])
+    for n, probs in ((-3.0, q), (10.0, q.at[1].set(jnp.nan)), (10.0, q.at[1].set(-0.1)), (2.5, q)):
+        assert np.all(np.isnan(multinomial(key, n, probs))), (n, probs)
+    good = multinomial(key, 10.0, q)
+    assert float(good.sum()) == 10.0 and np.array_equal(good, M.sample_multinomial(key, 10.0, q))
+    assert float(binomial(key, 10.0, 0.5)) == float(M.binomial(key, 10.0, 0.5))
+
+
+def test_a_zero_d_integer_array_seed_is_the_integer():
+    """A user trial (2026-12-06): simulate(seed=np.array(3)) was refused ("got ndarray array(3)")."""
+    p, alpha, n = [0.5, 0.5], S.constant_alpha(0.5, 3), S.constant_size(10, 3)
+    cfg = M.MultinomialConfig("replace")
+    a = M.simulate(np.array(3), p, alpha, n, cfg, 4, backend="jax")
+    assert np.array_equal(a, M.simulate(3, p, alpha, n, cfg, 4, backend="jax"))
+
+
+def test_theory_helpers_name_a_bad_argument_and_keep_numpy_quiet():
+    """A user trial (2026-12-06): adaptive_alpha with a number for f failed with "'float' object is not callable",
+    and pure_synthetic_limit with n_t = 1 leaked NumPy's divide-by-zero warning (its result is right: s)."""
+    with pytest.raises(ValueError, match=r"f must be a function of the risk .* got float 0.5"):
+        M.adaptive_alpha([0.5, 0.5], 0.5, [10, 10])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(M.pure_synthetic_limit([0.5, 0.5], [20, 1, 20]), [0.025, 0.5, 0.5])
