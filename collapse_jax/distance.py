@@ -141,6 +141,14 @@ def _check_distance_matrix(d: np.ndarray) -> None:
             raise ValueError(f"d must be a distance matrix: {what} (to within {tol:.3g}), got {got}")
 
 
+def _num_components(value, m: int) -> int:
+    """``value`` as an int in [1, m] (a 0-d integer array counts), or a ValueError naming ``num_components``."""
+    value = _checks._integer_scalar(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= m:
+        raise ValueError(f"num_components must be an integer in [1, {m}] (the number of points), got {value!r}")
+    return int(value)
+
+
 def classical_mds(d: jnp.ndarray, num_components: int = 2) -> jnp.ndarray:
     """Classical (Torgerson) multidimensional scaling of a distance matrix ``d`` (m, m) -> coordinates (m, k).
 
@@ -163,10 +171,7 @@ def classical_mds(d: jnp.ndarray, num_components: int = 2) -> jnp.ndarray:
     m = d.shape[-1]
     if m == 0:
         raise ValueError("d must hold at least one point, got shape (0, 0)")
-    if isinstance(num_components, bool) or not isinstance(num_components, (int, np.integer)) \
-            or not 1 <= num_components <= m:
-        raise ValueError(f"num_components must be an integer in [1, {m}] (the number of points), "
-                         f"got {num_components!r}")
+    num_components = _num_components(num_components, m)
     if not _checks.is_traced(d):
         _check_distance_matrix(np.asarray(d))
     if jnp.issubdtype(d.dtype, jnp.floating) and jnp.finfo(d.dtype).bits < 32:
@@ -201,10 +206,7 @@ def mds_of_points(x, num_components: int = 2) -> jnp.ndarray:
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"x must be a matrix of rows (num_points, dim) with at least one row, got shape {x.shape}")
     m, dim = x.shape
-    if isinstance(num_components, bool) or not isinstance(num_components, (int, np.integer)) \
-            or not 1 <= num_components <= m:
-        raise ValueError(f"num_components must be an integer in [1, {m}] (the number of points), "
-                         f"got {num_components!r}")
+    num_components = _num_components(num_components, m)
     if not _checks.is_traced(x) and not np.all(np.isfinite(np.asarray(x))):
         raise ValueError("x must contain only finite numbers (found NaN or inf)")
     if not jnp.issubdtype(x.dtype, jnp.floating) or jnp.finfo(x.dtype).bits < 32:

@@ -92,7 +92,12 @@ def _to_host_if_wide(x):
 def check_embeddings(name: str, x, dim: int | None = None) -> np.ndarray:
     """Return ``x`` as a finite real ``(num_points, dim)`` array (its dtype kept: float32 embeddings stay float32)
     or raise ``ValueError`` naming the problem. A torch tensor is read as :func:`collapse_jax._checks.host_array`
-    reads it."""
+    reads it. Traced values (inside ``jax.jit``/``vmap``/``grad``) are refused: these estimators work on the host
+    (NumPy, the native kernels), and JAX's TracerArrayConversionError did not say so (a user trial, 2026-12-06)."""
+    if _checks.is_traced(x):
+        raise TypeError(f"{name} is a traced JAX value: this estimator runs on the host (NumPy and native kernels) "
+                        "and cannot be called inside jax.jit, vmap or grad; call it on concrete arrays, outside "
+                        "the transformed function")
     arr = _checks.host_array(x)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D array (rows, dim), got shape {arr.shape}")
@@ -175,6 +180,12 @@ def gram_streaming(chunks: Iterable, dim: int, *, dtype=None, progress=None, thr
     """
     dim = _checks.positive_int("dim", dim)
     dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    try:  # (int32 truncated every row silently, complex64 ran, "float8" failed in NumPy: a user trial, 2026-12-06)
+        real = np.dtype(dtype) in (np.float32, np.float64)
+    except TypeError:
+        real = False
+    if not real:
+        raise ValueError(f"dtype must be float32 or float64 (the Gram accumulator's precision), got {dtype!r}")
     if jax.default_backend() != "cpu":
         return _gram_streaming_jax(chunks, dim, dtype, progress)
     from collapse_jax import _native

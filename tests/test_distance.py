@@ -243,3 +243,13 @@ def test_extreme_float32_rows_empty_axes_and_infinite_entries():
     d = np.asarray(distance.pairwise_distances(inf_row))
     assert np.all(np.diagonal(d) == 0) and np.all(np.isinf(d[0, 1:])) and np.isclose(d[1, 2], np.sqrt(2))
     assert np.isinf(distance.frobenius_norm(d)) and np.isinf(distance.distance_matrix_norm(inf_row))
+
+
+def test_mds_takes_a_zero_d_integer_array_for_num_components():
+    """A user trial (2026-12-06): num_components=jnp.asarray(2) was refused ("got Array(2, ...)")."""
+    x = np.random.default_rng(0).standard_normal((6, 3))
+    assert np.array_equal(distance.mds_of_points(x, jnp.asarray(2)), distance.mds_of_points(x, 2))
+    d = distance.pairwise_distances(x)
+    assert np.array_equal(distance.classical_mds(d, np.array(2)), distance.classical_mds(d, 2))
+    with pytest.raises(ValueError, match=r"num_components must be an integer in \[1, 6\]"):
+        distance.mds_of_points(x, np.array(7))

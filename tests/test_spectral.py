@@ -1578,3 +1578,18 @@ def test_results_are_numpy_float64_where_the_callers_x64_is_off():
     assert all(isinstance(v, np.ndarray) and v.dtype == np.float64 for v in jax.tree.leaves(e))
     with jax.enable_x64(True):  # there, JAX arrays as before
         assert isinstance(sp.block_estimates(x, 20_000).l_hat, jax.Array)
+
+
+def test_host_estimators_refuse_traced_input_by_name():
+    """A user trial (2026-12-06): block_estimates inside jax.jit failed with JAX's TracerArrayConversionError."""
+    x = np.random.default_rng(0).standard_normal((40, 3))
+    with pytest.raises(TypeError, match=r"x_block is a traced JAX value: .* cannot be called inside jax.jit"):
+        jax.jit(lambda v: sp.block_estimates(v, 100).jackknife)(x)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.complex64, "float8", "float16"])
+def test_gram_streaming_refuses_a_dtype_that_is_not_float32_or_float64(dtype):
+    """A user trial (2026-12-06): dtype=np.int32 truncated every row (a Gram of 13 for 19.97), complex64 ran."""
+    with pytest.raises(ValueError, match=r"dtype must be float32 or float64"):
+        sp.gram_streaming([np.full((4, 3), 1.5)], 3, dtype=dtype)
+    assert sp.gram_streaming([np.full((4, 3), 1.5)], 3, dtype="float64").gram[0, 0] == 9.0
