@@ -36,7 +36,7 @@ import math
 import threading
 import warnings
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -195,7 +195,8 @@ def make_config(*, mu=((-5.0,), (5.0,)), sigma=((1.0,),), num_models=3, points_p
                          "(reduce num_steps, num_models or points_per_step)")
     cfg = GMMNetworkConfig(mu=_tuplify(mu_arr), sigma=_tuplify(sig), num_models=n, points_per_step=L, beta=beta,
                            dirichlet_a=a, num_steps=T, eps=eps, num_human=m0, pi_ref=pi_ref, alpha=alpha, c=c,
-                           record_pi=bool(record_pi), record_d=bool(record_d), initial_weights=initial_weights)
+                           record_pi=_checks.flag("record_pi", record_pi), record_d=_checks.flag("record_d", record_d),
+                           initial_weights=initial_weights)
     sched = step_schedule(cfg)  # B c_t < 1 at every step: refused here, before a run folder or any compute
     if T > 0 and not np.any(sched.num_draws > 0):  # (ran as a network that never moves; a user trial, 2026-12-06)
         warnings.warn(f"beta = {beta:g} reads no point at any step: k_t = floor(beta |A(t)|) = 0 for every t < T = "
@@ -909,7 +910,8 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
 
     The replicate axis is sharded over all devices of ``mesh`` (default: ``jax.devices()``); results do not depend
     on the number of devices nor on ``chunk_size`` (replicates per call; default: as many as ``memory_budget``
-    bytes hold, by :func:`bytes_per_replicate`; the budget defaults to half the device's memory). ``dtype``: float32
+    bytes hold, by :func:`bytes_per_replicate`; the budget defaults to half the device's memory; the native kernel
+    also at most :data:`NATIVE_CALL_UPDATES` point updates a call, so that a Ctrl-C stops it soon). ``dtype``: float32
     or float64 (default: float64 with x64 on). ``backend``: ``auto``, ``native``, ``jax`` or ``pallas``
     (:func:`resolve_backend`); ``pallas`` computes in float32 (the default dtype there), on the default device, every
     cell of a grid in the same call.
@@ -934,6 +936,10 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     check_problem_size(static, dtype, backend, R, num_cells=len(cells), memory_budget=memory_budget, mesh=mesh)
     per = bytes_per_replicate(static, dtype, backend) * (1 if backend == "native" else len(cells))
     chunk = driver.chunk_replicates(R, mesh, chunk_size, memory_budget, lambda: per, strict=True)
+    if backend == "native" and chunk_size is None:  # a Ctrl-C waits for the call: ~1-2 s of work a call (a user
+        # trial, 2026-12-06: the whole run in one call of 68 s, a notebook's interrupt honoured only at its end)
+        updates = max(int(np.sum(cell.num_draws)) for cell in cells) * static.num_models
+        chunk = min(chunk, max(mesh.size, NATIVE_CALL_UPDATES // max(updates, 1)))
     _checks.fits_in_memory("chunk_size (replicates per call)", padded_count(chunk, mesh), per)
     show = _progress.enabled() if progress is None else _checks.flag("progress", progress)
     if backend == "native":
@@ -981,28 +987,28 @@ def _simulate_native(seed, params: Params, static: StaticConfig, first_replicate
     call = _compiled_native_call(static, mesh, _native_attributes(params, static))
     per_replicate = int(np.sum(params.num_draws)) * static.num_models  # point updates of one replicate
     parts = []
-    for start in range(0, R, chunk):  # whole replicates run one after another in each thread: a bar in replicates
-        count = min(chunk, R - start)
-        total = padded_count(count, mesh)  # padding replicates (dropped) keep every device's shard the same size
-        keys = jax.device_put(replicate_keys(seed, first_replicate + start, total), replicate_sharding(mesh))
-        with _progress.bar(count, "gmm-network", unit="rep", disable=not show) as pbar, \
-                _follow_native_progress(pbar if show else None, per_replicate * total, per_replicate):
-            parts.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:count], call(*inputs(keys))))
+    with _progress.bar(R, "gmm-network", unit="rep", disable=not show) as pbar:  # one bar for every chunk
+        for start in range(0, R, chunk):  # whole replicates run one after another in each thread
+            count = min(chunk, R - start)
+            total = padded_count(count, mesh)  # padding replicates (dropped) keep every device's shard the same size
+            keys = jax.device_put(replicate_keys(seed, first_replicate + start, total), replicate_sharding(mesh))
+            with _follow_native_progress(pbar if show else None, count, per_replicate * total, per_replicate):
+                parts.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:count], call(*inputs(keys))))
     return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *parts)
 
 
 @contextlib.contextmanager
-def _follow_native_progress(pbar, total_updates: int, per_replicate: int, interval: float = 0.25):
-    """While the block runs, move ``pbar`` (in replicates) with the native kernel's count of point updates divided by
-    one replicate's updates (polled from a thread; the count is per process, so simultaneous simulations in threads
-    would share one bar's count)."""
+def _follow_native_progress(pbar, count: int, total_updates: int, per_replicate: int, interval: float = 0.25):
+    """While the block (``count`` replicates) runs, move ``pbar`` (in replicates) with the native kernel's count of
+    point updates divided by one replicate's updates (polled from a thread; the count is per process, so
+    simultaneous simulations in threads would share one bar's count); by the rest of ``count`` once it is done."""
     if pbar is None:
         yield
         return
     from collapse_jax import _native
 
     start, done = _native.gmm_progress(), threading.Event()
-    total = pbar.total
+    total, base = count, pbar.n
 
     def poll():
         shown = 0
@@ -1019,10 +1025,22 @@ def _follow_native_progress(pbar, total_updates: int, per_replicate: int, interv
     finally:
         done.set()
         thread.join()
-        pbar.update(max(total - pbar.n, 0))
+    pbar.update(max(base + total - pbar.n, 0))  # (not on an exception: a stopped run's bar read 100 %; a user trial)
 
 
-_COMPILED: dict = {}
+NATIVE_CALL_UPDATES = 2**29  # point updates in one native call at most (default chunks): ~1.4 s on 2 cores (2026-12-06)
+_COMPILED: dict = {}  # key -> jitted function, least recently used first
+_COMPILED_MAX = 64  # (kept for ever, a notebook's loop over 200 betas grew by 1.3 MB a value: a user trial, 2026-12-06)
+
+
+def _cached(key, build: Callable):
+    """``_COMPILED[key]``, built by ``build()`` the first time, the least recently used entries dropped beyond
+    :data:`_COMPILED_MAX` (a dropped one is compiled again if it comes back: cheap for one custom call)."""
+    fn = _COMPILED.pop(key, None)
+    _COMPILED[key] = fn = build() if fn is None else fn
+    while len(_COMPILED) > _COMPILED_MAX:
+        del _COMPILED[next(iter(_COMPILED))]
+    return fn
 
 
 START_FIELDS = ("mu", "chol", "whitener", "dirichlet_a", "pi_ref", "initial_weights")  # what :func:`initial` reads
@@ -1035,11 +1053,9 @@ def _compiled_native_inputs(static: StaticConfig, mesh, dtype, params: Params):
     values, so a grid over the schedules compiles it once."""
     key = ("inputs", static, mesh, jnp.dtype(dtype).name,
            tuple(np.asarray(getattr(params, name)).tobytes() for name in START_FIELDS))
-    if key not in _COMPILED:
-        spec = replicate_sharding(mesh).spec
-        _COMPILED[key] = jax.jit(jax.shard_map(lambda k: _native_inputs(k, cast_params(params, dtype), static),
-                                               mesh=mesh, in_specs=spec, out_specs=spec))
-    return _COMPILED[key]
+    spec = replicate_sharding(mesh).spec
+    return _cached(key, lambda: jax.jit(jax.shard_map(lambda k: _native_inputs(k, cast_params(params, dtype), static),
+                                                      mesh=mesh, in_specs=spec, out_specs=spec)))
 
 
 def _compiled_native_call(static: StaticConfig, mesh, attributes: dict):
@@ -1047,11 +1063,9 @@ def _compiled_native_call(static: StaticConfig, mesh, attributes: dict):
     per static configuration, mesh and cell (its values are the call's attributes; compiling one custom call is
     cheap)."""
     key = ("native", static, mesh, tuple((name, np.asarray(v).tobytes()) for name, v in attributes.items()))
-    if key not in _COMPILED:
-        spec = replicate_sharding(mesh).spec
-        _COMPILED[key] = jax.jit(jax.shard_map(lambda w, h, s: _native_call(w, h, s, attributes, static), mesh=mesh,
-                                               in_specs=(spec, spec, spec), out_specs=spec))
-    return _COMPILED[key]
+    spec = replicate_sharding(mesh).spec
+    return _cached(key, lambda: jax.jit(jax.shard_map(lambda w, h, s: _native_call(w, h, s, attributes, static),
+                                                      mesh=mesh, in_specs=(spec, spec, spec), out_specs=spec)))
 
 
 def summarize(dnorm: np.ndarray, quantiles: Sequence[float] = (0.05, 0.5, 0.95)) -> dict[str, np.ndarray]:

@@ -817,3 +817,61 @@ def test_a_network_that_never_reads_a_point_is_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         gn.make_config(points_per_step=1, beta=0.05, num_steps=50)  # (k_0 = 0 is fine: later steps read)
+
+
+def test_record_flags_must_be_bools():
+    """A user trial (2026-12-06): record_pi="no" recorded Pi(t) (bool("no") is True)."""
+    for name, value in (("record_pi", "no"), ("record_d", 0.0), ("record_pi", None)):
+        with pytest.raises(ValueError, match=f"{name} must be True or False"):
+            gn.paper_config(4, num_steps=5, **{name: value})
+    assert gn.paper_config(4, num_steps=5, record_pi=np.True_).record_pi is True
+
+
+def test_the_native_call_cache_keeps_the_most_recent_entries(monkeypatch):
+    """A user trial (2026-12-06): each new beta kept its compiled native call for ever (1.3 MB a value)."""
+    monkeypatch.setattr(gn, "_COMPILED", {})
+    monkeypatch.setattr(gn, "_COMPILED_MAX", 2)
+    built = []
+    fetch = lambda key: gn._cached(key, lambda: built.append(key) or key)  # noqa: E731
+    assert [fetch(k) for k in "abab"] == list("abab") and built == ["a", "b"]
+    fetch("c")  # drops a, the least recently used
+    assert list(gn._COMPILED) == ["b", "c"]
+    fetch("b")
+    fetch("a")
+    assert built == ["a", "b", "c", "a"] and list(gn._COMPILED) == ["b", "a"]
+
+
+@needs_native
+def test_native_runs_are_cut_into_calls_a_ctrl_c_can_stop_between(monkeypatch):
+    """A user trial (2026-12-06): the native kernel ran 200,000 replicates in one call of 68 s, and a notebook's
+    interrupt was honoured only when it was all done. Default chunks now hold NATIVE_CALL_UPDATES point updates at
+    most; the draws do not depend on the chunks."""
+    cfg = gn.paper_config(4, num_steps=5)
+    whole = gn.simulate(3, cfg, 40, backend="native", progress=False, chunk_size=40)
+    per = int(np.sum(gn.make_params(cfg).num_draws)) * cfg.static.num_models
+    monkeypatch.setattr(gn, "NATIVE_CALL_UPDATES", 10 * per)
+    starts = []
+    keys = gn.replicate_keys
+    monkeypatch.setattr(gn, "replicate_keys", lambda seed, first, count: starts.append(first) or keys(seed, first,
+                                                                                                      count))
+    cut = gn.simulate(3, cfg, 40, backend="native", progress=False)
+    assert starts == [0, 10, 20, 30]
+    np.testing.assert_array_equal(cut.dnorm, whole.dnorm)
+
+
+def test_a_stopped_native_block_does_not_fill_the_bar():
+    """A user trial (2026-12-06): an interrupted native run's bar read 200000/200000 100 %."""
+    class Bar:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    bar = Bar()
+    with gn._follow_native_progress(bar, 10, 100, 10):  # a block that ends normally: the bar moves by its count
+        pass
+    assert bar.n == 10
+    with pytest.raises(KeyboardInterrupt):
+        with gn._follow_native_progress(bar, 10, 100, 10):
+            raise KeyboardInterrupt
+    assert bar.n == 10
