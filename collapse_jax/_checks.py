@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from typing import Any
 
 import numpy as np
@@ -157,14 +156,16 @@ def finite_array(name: str, value: Any, *, shape: tuple[int | None, ...] | None 
     """Return ``value`` as a float64 NumPy array; raise on NaN/inf, on a shape that does not match, or on a value
     that is not a rectangular array of real numbers (ragged rows, strings, complex numbers: their imaginary part was
     dropped with only NumPy's warning; an audit, 2026-12-04)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", np.exceptions.ComplexWarning)
-            arr = np.asarray(host_array(value), dtype=np.float64)
-    except np.exceptions.ComplexWarning:
-        raise ValueError(f"{name} must hold real numbers, got complex ones") from None
+    try:  # (complex refused by its dtype, not by catching NumPy's ComplexWarning: leaving warnings.catch_warnings
+        # reset Python's once-per-line record of every warning, so a warning in a user's loop showed on every pass;
+        # a user trial, 2026-12-06)
+        raw = host_array(value)
+        complex_ = np.iscomplexobj(raw) or (raw.dtype == object and any(isinstance(v, complex) for v in raw.flat))
+        arr = None if complex_ else np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a rectangular array of numbers ({exc})") from None
+    if arr is None:
+        raise ValueError(f"{name} must hold real numbers, got complex ones")
     if shape is not None:
         ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape))
         if not ok:
@@ -262,8 +263,8 @@ def fits_in_memory(name: str, count: int, bytes_each: int, *, available: int | N
     if available and need > fraction * available:
         fit = int(fraction * available // max(bytes_each, 1))
         raise ValueError(
-            f"{name} = {count:,} needs about {need / 2**30:.1f} GiB ({bytes_each:,} bytes each), more than "
-            f"{fraction:.0%} of the {available / 2**30:.1f} GiB available (the rest is left to the system and the "
+            f"{name} = {count:,} needs about {bytes_text(need)} ({bytes_each:,} bytes each), more than "
+            f"{fraction:.0%} of the {bytes_text(available)} available (the rest is left to the system and the "
             f"run's other arrays); use at most {fit:,}" + (f" {remedy}" if remedy else ""))
 
 

@@ -196,7 +196,15 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
         fraction_dropped="fraction of replicates in which some model has a dropped component",
         fraction_collapsed="fraction of replicates collapsed onto one component",
         rms_kept="sqrt(mean ||D(t)||_F^2) over the replicates in which no model ever dropped a component (by T): "
-                 "what theory_second_moment describes")
+                 "what theory_second_moment describes",
+        # (these had empty descriptions: a user trial, 2026-12-06)
+        steps="t, the step (the step axis's coordinate)",
+        **{f"summary_{k}": f"{name} of ||D(t)||_F over all replicates (computed in float64)"
+           for k, name in (("mean", "mean"), ("rms", "root-mean-square"), ("q05", "5 % quantile"),
+                           ("q50", "median"), ("q95", "95 % quantile"))},
+        theory_second_moment="sqrt(E ||D(t)||_F^2) of the second-moment recursion, Dirichlet(a) start, no pruning "
+                             "(collapse_jax.gmm_theory.second_moment_dnorm)",
+        theory_mean_field="Appendix A's mean-field contraction prod_{s<t} (1 - alpha_s)^{k_s} times that rms at t = 0")
     # t as the step axis's coordinate (ds.sel(step=t); it had none, positions only: a user trial, 2026-12-06)
     folder.save_arrays(arrays, labels, descriptions, coords={"step": steps})
     figures = [] if not plots else make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R,
@@ -265,10 +273,9 @@ def theory_curves(cfg) -> dict[str, np.ndarray]:
 def make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R, dropped, collapsed, kept=None):
     """The run's figures; ``kept``: (rms over the replicates that keep every component, their count), drawn beside
     the second-moment theory it is compared with."""
-    import matplotlib
+    from collapse_jax.results import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     R = dnorm.shape[0]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))

@@ -38,8 +38,9 @@ def run(args) -> int:
     dirty = ", uncommitted changes" if info.get("git_dirty") else ""
     lines = [
         f"collapse-jax {info.get('collapse-jax')}" + (f" (git {commit[:12]}{dirty})" if commit else ""),
-        f"jax {info.get('jax')} / jaxlib {info.get('jaxlib')}, backend {info.get('backend')}, "
-        f"devices: {', '.join(info.get('devices', []))} ({info.get('device_kind')})",
+        f"jax {info.get('jax')} / jaxlib {info.get('jaxlib')}, "
+        + (f"backend {info.get('backend')}, devices: {', '.join(info.get('devices', []))} ({info.get('device_kind')})"
+           if "jax_error" not in info else f"no backend started: {info['jax_error']}"),
         f"python {info['python']}, numpy {info['numpy']}, {info['platform']}",
         f"also: {', '.join(extras) or 'no optional packages found'}",
         f"CPU: {info['cpu_model']}, {info['cpu_count']} logical CPUs; SIMD: {' '.join(info['cpu_features']) or 'none'}",

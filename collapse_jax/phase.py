@@ -96,12 +96,10 @@ def spec_text(name: str, *, replicates: int | None = None, steps: int | None = N
 
 
 def _plt():
-    import matplotlib
+    """``matplotlib.pyplot`` for this module's figures (:func:`collapse_jax.results.pyplot`)."""
+    from collapse_jax.results import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 _FLOOR = 1e-3  # decades: a side of 1 that no value reaches

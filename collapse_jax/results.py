@@ -115,6 +115,22 @@ def atomic_savefig(fig, path: str | os.PathLike, **kwargs) -> None:
     _atomic_write_bytes(path, buf.getvalue())
 
 
+def pyplot():
+    """``matplotlib.pyplot`` for the library's figures (each saved with :func:`atomic_savefig` and closed): on the
+    non-interactive Agg backend unless the caller has already chosen one (pyplot imported, or ``MPLBACKEND`` set, as
+    Jupyter sets it): ``matplotlib.use("Agg")`` on every plot switched a notebook's inline backend off for the
+    user's own figures too (a user trial, 2026-12-06)."""
+    import sys
+
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """The JSON document at ``path``, or a ValueError naming the file when it is missing or damaged (files here are
     written atomically, so damage means a copy or an edit went wrong)."""
@@ -225,12 +241,16 @@ def environment_info() -> dict[str, Any]:
         import jax
         import jaxlib
 
-        info.update(jax=jax.__version__, jaxlib=jaxlib.__version__, backend=jax.default_backend(),
+        info.update(jax=jax.__version__, jaxlib=jaxlib.__version__)  # (known even where no backend starts)
+        info.update(backend=jax.default_backend(),
                     devices=[str(d) for d in jax.devices()], device_kind=jax.devices()[0].device_kind,
                     x64=bool(jax.config.jax_enable_x64),
                     matmul_precision=jax.config.jax_default_matmul_precision)
     except Exception as exc:  # noqa: BLE001 - environment info must never break a run
-        info["jax_error"] = repr(exc)
+        # (JAX_PLATFORMS=cuda on a CPU machine: a bare AssertionError, and `info` printed "jax None"; a user trial)
+        platforms = os.environ.get("JAX_PLATFORMS")
+        info["jax_error"] = (f"{type(exc).__name__}: {exc}".rstrip(": ")
+                             + (f" (JAX_PLATFORMS={platforms!r})" if platforms else ""))
     try:   # a busy machine halves a timing (a user trial, 2026-12-05: torch's two threads at load 4.5, 30x slower)
         info["load_average"] = [round(x, 2) for x in os.getloadavg()]
     except (AttributeError, OSError):

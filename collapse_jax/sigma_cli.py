@@ -274,11 +274,16 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
         desc[f"{key}_loo_row_cov"] = "covariance over rows of log(1 - h_i) and r_i"
         desc[f"{key}_loo_kurtosis"] = "kurtosis over rows of log(1 - h_i)"
         desc[f"{key}_truth"] = "exact log det G of the cell's N-point data set (streamed Gram)"
+        desc[f"{key}_ns"] = "the block sizes n of this cell's block_size axis"  # (empty: a user trial, 2026-12-06)
+        for f in sp.LOO_FIELDS:  # (they differ between engines there: a user trial, 2026-12-06)
+            desc[f"{key}_loo_{f}"] += ("; not used at n = d + 1, where a block less two rows is singular (the "
+                                       "jackknife is NaN) and these ill-conditioned values differ between engines")
     folder.save_arrays(arrays, labels, desc)
     folder.save_text("table.md", sp.markdown_table(rows))
     folder.save_text("table.csv", sp.csv_table(rows))
-    import matplotlib.pyplot as plt
+    from collapse_jax.results import pyplot
 
+    plt = pyplot()
     if any(not r.get("exact") for r in rows):  # a sweep of exact rows only (n = N everywhere) has nothing to plot
         for name, fig in (("coverage.png", sp.coverage_figure(rows, cfg.level)), ("error.png", sp.error_figure(rows))):
             folder.save_figure(fig, name)

@@ -1004,10 +1004,9 @@ def _scored(rows: list[dict]) -> list[dict]:
 
 
 def coverage_figure(rows: list[dict], level: float):
-    import matplotlib
+    from collapse_jax.results import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = _scored(rows)
     families = list(dict.fromkeys(r["family"] for r in rows))
@@ -1054,10 +1053,9 @@ def _log_x(ax) -> None:
 
 
 def error_figure(rows: list[dict]):
-    import matplotlib
+    from collapse_jax.results import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = _scored(rows)
     families = list(dict.fromkeys(r["family"] for r in rows))

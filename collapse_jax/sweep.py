@@ -476,12 +476,15 @@ def check_plan(spec: SweepSpec, *, memory_budget: int | None = None) -> str:
     return found
 
 
-def _check_disk(spec: SweepSpec, model: SweepModel, out: Path) -> None:
+def check_disk(spec: SweepSpec, out) -> None:
     """A ValueError unless the disk under ``out`` holds a ``keep = "replicates"`` store's records, uncompressed (its
     compressor gains little on simulated floats): a sweep of about 160 GB on 66 GB free started, its bar at 21
-    hours (a user trial, 2026-12-06). Summaries alone are small and not checked."""
-    if spec.keep != "replicates":
+    hours (a user trial, 2026-12-06). Summaries alone are small and not checked, and so is a store that exists (a
+    resumed sweep). The command line checks it before it makes the run folder (an empty one was left)."""
+    out = Path(out)
+    if spec.keep != "replicates" or (out / STORE).exists():
         return
+    model = sweep_models.get(spec.simulator)
     steps = max(model.num_steps(c) for c in _probe_cells(spec, model))
     per_value = sum(4 if o.kind == "real" else 1 for o in model.outputs.values())
     need = spec.num_cells * spec.replicates * steps * per_value
@@ -647,8 +650,8 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
     path = Path(out) / STORE
     start = time.perf_counter()
     kernels_here = check_plan(spec, memory_budget=memory_budget)
-    if process_index == 0 and not path.exists():
-        _check_disk(spec, model, Path(out))
+    if process_index == 0:
+        check_disk(spec, out)
     root = _open(path, spec, kernels_here, create=process_index == 0, resume=resume or process_index > 0)
     arrays = {name: root[name] for name in root.array_keys()}
     done = np.asarray(arrays["cell_done"][...]).reshape(-1)

@@ -148,6 +148,8 @@ def _execute(spec, args, name: str) -> int:
     if count > 1 and args.out is None:
         raise ValueError("--out is needed with several processes (every process writes into the same folder)")
     found = sweep.check_plan(spec, memory_budget=options.memory_budget)  # before any folder is made
+    if index == 0:
+        sweep.check_disk(spec, args.out or "runs")
     if "native" in (given, spec.backend) and "jax" in found.split("+"):  # (ran them on JAX without a word; a user
         # trial, 2026-12-06)
         print(f"collapse-jax {args.command}: backend native: the cells without a native kernel run the JAX one "

@@ -194,12 +194,10 @@ def analyse(folder: str | Path) -> dict[str, Any]:
 
 
 def _pyplot():
-    import matplotlib
+    """``matplotlib.pyplot`` for this module's figures (:func:`collapse_jax.results.pyplot`)."""
+    from collapse_jax.results import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _integer_steps(fig) -> None:
@@ -280,7 +278,8 @@ def plots(out: RunFolder, cfg: WebConfig, emb, metrics, llm, raw, gmm, prox) -> 
         ax = axes[B // cols, B % cols]
         ax.fill_between(t, prox["low"][B], prox["high"][B], color="C2", alpha=0.3, label="GMM proxy 5-95 %")
         ax.plot(t, prox["median"][B], color="C2", lw=1, label="GMM proxy median")
-        ax.plot(t, prox["llm"], "o-", color="C0", ms=2, label="LLM network")
+        ax.plot(t, prox["llm"], "o-", color="C0", ms=2, label="LLM network, PCA projection")  # (not dnorm.png's
+        # full-space curve, whose label it had: a user trial, 2026-12-06)
         cov = prox["coverage"][B]
         ax.set_title(f"B = {B + 1}: " + ("undefined (D = 0)" if np.isnan(cov) else f"{cov:.0%} inside"), fontsize=9)
         ax.grid(alpha=0.3)
@@ -292,7 +291,7 @@ def plots(out: RunFolder, cfg: WebConfig, emb, metrics, llm, raw, gmm, prox) -> 
     for B in range(Bs, rows * cols):
         axes[B // cols, B % cols].axis("off")
     fig.suptitle(f"calibrated GMM proxy (PCA to {prox['explained'].size} dims, {cfg.gmm_replicates} replicates) "
-                 "vs the LLM curve, both ||D(t)||_F / ||D(0)||_F", fontsize=10)
+                 "vs the LLM curve in the same projection, both ||D(t)||_F / ||D(0)||_F", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.93))          # the title overlapped the panels' titles
     _integer_steps(fig)
     out.save_figure(fig, "proxy.png")

@@ -793,10 +793,9 @@ def _loss_rows(pending) -> list[list]:
 
 def plot_losses(run: RunFolder, metrics: dict) -> None:
     """``loss.png``: training loss per step (and its running mean) and held-out loss per evaluation."""
-    import matplotlib
+    from collapse_jax.results import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     if metrics["train"]:

@@ -605,10 +605,9 @@ def _band(ax, values: np.ndarray, color, label: str, style: str = "o-") -> None:
 def plot(out: RunFolder, results: dict) -> None:
     """``recursive_train.png`` (every per-generation metric, each setting's mean over repetitions with its
     min-max band) and ``theory.png`` (the multinomial recurrence beside the measured unigram distances)."""
-    import matplotlib
+    from collapse_jax.results import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     settings, curves = results["settings"], results["curves"]
     colors = {s: f"C{i}" for i, s in enumerate(settings)}
@@ -646,11 +645,18 @@ def plot(out: RunFolder, results: dict) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("generation")
         ax.grid(alpha=0.3)
-    # one legend under the panels (in the first it covered the curves; a user trial, 2026-12-06)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(settings), fontsize=7,
-               frameon=False)
+    # one legend under the panels (in the first it covered the curves), colours for the settings and the line
+    # styles apart ("dotted + x = training data" was read for panel 3's dotted o lines, the samples; user trials,
+    # 2026-12-06)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colors[s], lw=2, label=s) for s in settings]
+    handles += [Line2D([], [], color="0.3", ls="-", label="theory r_t"),
+                Line2D([], [], color="0.3", ls=":", marker="x", ms=4, label="training data (left)"),
+                Line2D([], [], color="0.3", ls=":", marker="o", ms=3, label="model samples (right)")]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(f"Unigram proxy against the multinomial theory (K = {results['theory']['vocab_size']} tokens)",
                  fontsize=10)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     out.save_figure(fig, "theory.png")
     plt.close(fig)

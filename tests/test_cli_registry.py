@@ -35,6 +35,22 @@ def test_building_the_command_line_imports_no_model_framework():
     assert out.strip() == "[]"
 
 
+def test_info_says_why_no_jax_backend_started(capsys, monkeypatch):
+    """A user trial (2026-12-06): with JAX_PLATFORMS=cuda on a CPU machine, `info` printed "jax None / jaxlib None,
+    backend None" (JAX raised a bare AssertionError) and dropped the reason."""
+    import jax
+
+    def fail():
+        raise AssertionError
+
+    monkeypatch.setattr(jax, "default_backend", fail)
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    assert cli.main(["info", "--no-build"]) == 0
+    text = capsys.readouterr().out
+    assert f"jax {jax.__version__} / jaxlib " in text
+    assert "no backend started: AssertionError (JAX_PLATFORMS='cuda')" in text
+
+
 def test_info_reports_devices_cpu_and_native_kernels(capsys):
     import json
 
@@ -181,6 +197,9 @@ def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     (["gmm-network", "--points-per-step", "100000000", "--steps", "3"], r"\|A\(T\)\| = 900,000,000 points.* "
                                                                       r"lower --models, --points-per-step, --steps"),
     (["gmm-network", "--human", "1000000000", "--replicates", "1"], r"--human = 1,000,000,000 .* needs about"),
+    # a user trial (2026-12-06): "do not fit ...; lower them" said not by how much
+    (["recursions-fig2", "--replicates", "100000000000"], r"--replicates, --steps: the results, [\d,]+ numbers .* "
+                                                          r"lower their product by a factor of at least [\d.e+]+$"),
     # 2026-12-04: a cell's per-block statistics are held in memory (720 bytes a block with the 10 default ratios)
     (["sigma-precision", "--dims", "8", "--blocks", "1000000000"], r"blocks \(per-block statistics .*\) = "
                                                                    "1,000,000,000 needs about .* GiB"),

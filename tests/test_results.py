@@ -370,3 +370,36 @@ def test_settings_that_change_numbers_are_recorded(tmp_path, monkeypatch):
     folder.write_config({"a": 1})
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["environment"]["environment_variables"]["COLLAPSE_JAX_ATTENTION_GEMM"] == "xla"
+
+
+def test_pyplot_keeps_a_backend_the_caller_chose(tmp_path):
+    """A user trial (2026-12-06): every figure of the library called matplotlib.use("Agg"), so a notebook's inline
+    backend was switched off for the user's own figures too. Run in a fresh interpreter: the backend is global."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib, matplotlib.pyplot as plt\n"
+            "plt.switch_backend('svg')\n"
+            "from collapse_jax.results import pyplot\n"
+            "assert pyplot() is plt and matplotlib.get_backend() == 'svg', matplotlib.get_backend()\n")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "MPLBACKEND"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    code = ("import matplotlib\nfrom collapse_jax.results import pyplot\npyplot()\n"
+            "assert matplotlib.get_backend().lower() == 'agg', matplotlib.get_backend()\n")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_input_checks_keep_a_users_warning_to_once_per_line():
+    """A user trial (2026-12-06): finite_array (behind nearly every check) left warnings.catch_warnings on each
+    call, which resets Python's once-per-line record, so a warning in a user's loop showed on every pass."""
+    import subprocess
+    import sys
+
+    code = ("import warnings\nfrom collapse_jax import _checks\n"
+            "for _ in range(3):\n    _checks.finite_array('x', [1.0])\n    warnings.warn('mine')\n")
+    run = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, check=True)
+    assert run.stderr.count("UserWarning: mine") == 1, run.stderr
+    with pytest.raises(ValueError, match="x must hold real numbers, got complex ones"):
+        from collapse_jax import _checks
+
+        _checks.finite_array("x", [1.0, 2 + 1j])

@@ -195,6 +195,11 @@ def test_a_store_of_replicates_larger_than_the_free_disk_is_refused_before_it_is
                                          r"but 48\.8 KiB is free"):
         sweep.run(spec, tmp_path / "big", progress=False)
     assert not (tmp_path / "big" / sweep.STORE).exists()
+    text = tmp_path / "big.toml"  # the command line refuses it before it makes the run folder (an empty one was
+    text.write_text('simulator = "gaussian"\nreplicates = 1000\nkeep = "replicates"\n'  # left; a user trial)
+                    '[fixed]\nsteps = 9\nn0 = 4\n[grid]\nalpha0 = [0.5, 0.0]\n')
+    assert cli_main(["sweep", str(text), "--out", str(tmp_path / "cli")]) == 2
+    assert not (tmp_path / "cli").exists()
     monkeypatch.setattr(sweep.shutil, "disk_usage", lambda path: usage(10**9, 0, 10**9))
     sweep.run(spec, tmp_path / "big", progress=False)                     # 80 kB fit
 

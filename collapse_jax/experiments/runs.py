@@ -48,9 +48,10 @@ def check_results_fit(numbers: int, flags: str, what: str = "the results") -> No
 
     need = 2 * int(numbers) * (8 if jax.config.jax_enable_x64 else 4)
     available = _checks.available_memory_bytes()
-    if available and need > 0.8 * available:
-        raise ValueError(f"{flags}: {what}, {int(numbers):,} numbers (about {need / 2**30:.1f} GiB with the copy "
-                         f"a run makes), do not fit in the {available / 2**30:.1f} GiB available; lower them")
+    if available and need > 0.8 * available:  # (it said "lower them", not by how much: a user trial, 2026-12-06)
+        raise ValueError(f"{flags}: {what}, {int(numbers):,} numbers (about {_checks.bytes_text(need)} with the "
+                         f"copy a run makes), do not fit in 80% of the {_checks.bytes_text(available)} available; "
+                         f"lower their product by a factor of at least {need / (0.8 * available):,.3g}")
 
 
 def flagged_sizes(check: Callable[[], None], flags: str) -> None:
@@ -63,13 +64,10 @@ def flagged_sizes(check: Callable[[], None], flags: str) -> None:
 
 
 def pyplot():
-    """``matplotlib.pyplot`` on the non-interactive Agg backend (imported on first use: plots only)."""
-    import matplotlib
+    """``matplotlib.pyplot`` for this module's figures (:func:`collapse_jax.results.pyplot`)."""
+    from collapse_jax.results import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _at_least_two(name: str, value, why: str) -> int:
