@@ -17,6 +17,13 @@ def test_tiny_run_writes_its_folder(tmp_path, command, png):
     # every stored array says what it is (a user trial, 2026-12-04: most descriptions were empty; fig3 lacked p)
     meta = json.loads((out / "arrays.json").read_text())
     assert {"p", "alpha", "n"} <= set(meta) and all(entry["description"] for entry in meta.values())
+    import xarray as xr  # the settings and steps as coordinates (by position only: a user trial, 2026-12-06)
+
+    with xr.open_dataset(out / "arrays.nc") as ds:
+        assert list(ds["step"].values) == list(range(6))
+        first = "alpha=0.5, n=10(t+1)" if command == "recursions-fig2" else "n=10(t+1)"
+        loss = ds["losses_replace" if command == "recursions-fig2" else "losses"]
+        assert list(ds["setting"].values)[1] == first and float(loss.sel(setting=first, step=0)[0]) >= 0
     from collapse_jax import multinomial as M  # the kernels that ran (config.json: the backend asked for)
 
     kernel = json.loads((out / "manifest.json").read_text())["summary"]["kernel"]

@@ -37,6 +37,11 @@ def test_run_folder_holds_the_fits_and_their_exact_moments(tmp_path):
         assert s["last_exact_variance"] == pytest.approx(theory.variance[-1], rel=1e-12)
         # the kernels each regime ran on (config.json records only the backend asked for; a user trial, 2026-12-06)
         assert s["kernel"] == ("jax" if regime == "accumulate-subsample" or not NATIVE else "native")
+    import xarray as xr  # regimes and generations as coordinates (by position only: a user trial, 2026-12-06)
+
+    with xr.open_dataset(out / "arrays.nc") as ds:
+        assert list(ds["regime"].values) == ["replace", "accumulate", "accumulate-subsample"]
+        np.testing.assert_array_equal(ds["w2"].sel(regime="accumulate", generation=12), arrays["w2"][1, :, 12])
     # accumulate averages every point so far: its mean's error stays far below the fixed-budget regimes'
     assert arrays["exact_squared_error"][1, -1] < 0.5 * arrays["exact_squared_error"][[0, 2], -1].min()
 

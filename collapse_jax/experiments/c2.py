@@ -271,7 +271,8 @@ def run(cfg: C2Config, out: str | None) -> int:
         for i in results[m][1]:
             descriptions[f"{m}_theory_{i + 1}"] = (f"the {m} model's theory curve for setting {i + 1} (config.json's "
                                                    f"settings; {results[m][2]})")
-    folder.save_arrays(arrays, labels, descriptions)
+    coords = {"setting": np.arange(1, 9), **{step_dim[m]: np.arange(arrays[m].shape[-1]) for m in models}}
+    folder.save_arrays(arrays, labels, descriptions, coords=coords)  # (axes by position only: a user trial)
     fig = figure(results, p, bases, cfg.replicates)
     return runs.finish(folder, fig, "c2.png", "recursions-c2", start, {"kernel": {m: kernels(m) for m in models}})
 

@@ -82,7 +82,9 @@ def run(cfg: MultinomialFigureConfig, out: str | None) -> int:
                         "theory_replace": "exact E||p_hat_t - p||^2, replace (seed 003 Thm 3.1)",
                         "theory_accumulate": "exact E||p_hat_t - p||^2, accumulate (seed 003 Thm A.1)",
                         "alpha": "alpha_t, the fresh-data share of each generation (index 0: the real data)",
-                        "n": "n_t, each generation's sample size", "p": "the true distribution"})
+                        "n": "n_t, each generation's sample size", "p": "the true distribution"},
+                       coords={"setting": [f"{a}, {s}" for a in ALPHAS for s in SIZES],  # (axes by position only:
+                               "step": np.arange(cfg.steps + 1)})  # a user trial, 2026-12-06)
     fig = figure(losses, theory, p, cfg.replicates)
     kernels = {regime: M.resolve_backend("auto", regime) for regime in ("replace", "accumulate")}
     return runs.finish(folder, fig, "fig2.png", "recursions-fig2", start, {"kernel": kernels})

@@ -44,7 +44,9 @@ def run(cfg: MultinomialFigureConfig, out: str | None) -> int:
                         "theory": "exact E||p_hat_t - p||^2 (seed 003 Thm A.1)",
                         "n": "n_t, each generation's sample size",
                         "alpha": "alpha_t (pure synthetic: 0 after the real data at index 0)",
-                        "p": "the true distribution"})
+                        "p": "the true distribution"},
+                       coords={"setting": list(SIZES), "step": np.arange(cfg.steps + 1)})  # (axes by position
+    # only: a user trial, 2026-12-06)
     fig = figure(losses, theory, p, cfg.replicates)
     return runs.finish(folder, fig, "fig3.png", "recursions-fig3", start,
                        {"kernel": M.resolve_backend("auto", "accumulate")})

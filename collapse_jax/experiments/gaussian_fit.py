@@ -99,7 +99,9 @@ def run(cfg: GaussianFitConfig, out: str | None) -> int:
          "w2": "(mu_hat_t - mu)^2 + (sigma_hat_t - sigma)^2",
          "exact_squared_error": "E (mu_hat_t - mu)^2 (gaussian.fit_moments)",
          "exact_variance": "E sigma_hat_t^2 (gaussian.fit_moments)",
-         "w2_lower_bound": "E (mu_hat_t - mu)^2 + (sqrt(E sigma_hat_t^2) - sigma)^2 <= E W_2^2"})
+         "w2_lower_bound": "E (mu_hat_t - mu)^2 + (sqrt(E sigma_hat_t^2) - sigma)^2 <= E W_2^2"},
+        coords={"regime": list(regimes), "generation": np.arange(sq_err.shape[-1])})  # (by position only: a user
+    # trial, 2026-12-06)
     summary = {}
     for g, regime in enumerate(regimes):
         z = [_z(sq_err[g], exact_sq[g]), _z(var[g], exact_var[g])]

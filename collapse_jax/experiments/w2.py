@@ -111,7 +111,9 @@ def run(cfg: W2Config, out: str | None) -> int:
                        {"w2": "W_2^2(N(mu_hat_t, sigma_hat_t^2), N(mu, sigma^2)) = (mu_hat-mu)^2 + (sigma_hat-sigma)^2",
                         "exact": "sigma^2 sum_{i<=t} 1/M_i + 2 sigma^2 (1 - prod_{i<=t} E sqrt(chi2_{M_i-1}/(M_i-1)))",
                         "first_order": "(3/2) sigma^2 sum_{i<=t} 1/M_i (Shumailov et al.)",
-                        "n": "M_t, the sample size of generation t in each setting (config.json's settings)"})
+                        "n": "M_t, the sample size of generation t in each setting (config.json's settings)"},
+                       coords={"setting": list(names), "generation": np.arange(generations + 1)})  # (axes by
+    # position only: a user trial, 2026-12-06)
     summary = {}
     for g, name in enumerate(names):
         vs_first, vs_exact = runs.agreement(losses[g], first[g]), runs.agreement(losses[g], exact[g])
