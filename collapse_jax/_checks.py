@@ -160,7 +160,8 @@ def finite_array(name: str, value: Any, *, shape: tuple[int | None, ...] | None 
         # reset Python's once-per-line record of every warning, so a warning in a user's loop showed on every pass;
         # a user trial, 2026-12-06)
         raw = host_array(value)
-        complex_ = np.iscomplexobj(raw) or (raw.dtype == object and any(isinstance(v, complex) for v in raw.flat))
+        complex_ = np.iscomplexobj(raw) or (raw.dtype == object and any(isinstance(v, (complex, np.complexfloating))
+                                                                        for v in raw.flat))
         arr = None if complex_ else np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a rectangular array of numbers ({exc})") from None

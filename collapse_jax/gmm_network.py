@@ -722,8 +722,14 @@ def native_records(keys: jax.Array, cfg, dtype=jnp.float32, *, params: Params | 
 
 def _native_inputs(keys: jax.Array, params: Params, config: StaticConfig):
     """What the native kernel takes from JAX for replicate keys (R,): ``Pi(0)`` (R, n, B), the human points'
-    features (R, max(m0, 1), S) and four seed words (R, 4) (:func:`native_records`)."""
-    weights, human, rest = jax.vmap(lambda k: initial(k, params, config))(keys)
+    features (R, max(m0, 1), S) and four seed words (R, 4) (:func:`native_records`). One replicate at a time
+    (``lax.map``): under a ``vmap`` over the call's replicates XLA's float32 code for the Dirichlet draws followed
+    the batch's shape, so a replicate's initial weights, and all after them, could differ in the last bit with the
+    number of replicates in a call (a review, 2026-12-06: 10 of 40; float64 was unaffected). Same time."""
+    def one(key):  # (a batch of one, as a run of one replicate computed it before)
+        return jax.tree.map(lambda x: x[0], jax.vmap(lambda k: initial(k, params, config))(key[None]))
+
+    weights, human, rest = jax.lax.map(one, keys)
     if config.num_human == 0:  # the kernel takes at least one (unused) human row
         human = jnp.zeros(weights.shape[:1] + (1, _feature_size(config)), weights.dtype)
     seeds = jax.vmap(lambda k: jax.random.bits(k, (4,), jnp.uint32))(rest)
@@ -936,10 +942,11 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     check_problem_size(static, dtype, backend, R, num_cells=len(cells), memory_budget=memory_budget, mesh=mesh)
     per = bytes_per_replicate(static, dtype, backend) * (1 if backend == "native" else len(cells))
     chunk = driver.chunk_replicates(R, mesh, chunk_size, memory_budget, lambda: per, strict=True)
-    if backend == "native" and chunk_size is None:  # a Ctrl-C waits for the call: ~1-2 s of work a call (a user
+    if backend == "native" and chunk_size is None:  # a Ctrl-C waits for the call: about 2 s of work a call (a user
         # trial, 2026-12-06: the whole run in one call of 68 s, a notebook's interrupt honoured only at its end)
         updates = max(int(np.sum(cell.num_draws)) for cell in cells) * static.num_models
-        chunk = min(chunk, max(mesh.size, NATIVE_CALL_UPDATES // max(updates, 1)))
+        fits = NATIVE_CALL_UPDATES // max(updates, 1)
+        chunk = min(chunk, max(mesh.size, fits - fits % mesh.size))  # (whole rounds of devices: no padding)
     _checks.fits_in_memory("chunk_size (replicates per call)", padded_count(chunk, mesh), per)
     show = _progress.enabled() if progress is None else _checks.flag("progress", progress)
     if backend == "native":
@@ -1028,7 +1035,9 @@ def _follow_native_progress(pbar, count: int, total_updates: int, per_replicate:
     pbar.update(max(base + total - pbar.n, 0))  # (not on an exception: a stopped run's bar read 100 %; a user trial)
 
 
-NATIVE_CALL_UPDATES = 2**29  # point updates in one native call at most (default chunks): ~1.4 s on 2 cores (2026-12-06)
+# Point updates in one native call at most (default chunks): about 2 s on 2 cores; Figure 4's 20,000 replicates in
+# 5 calls took 3.91-4.06 s against 3.90-3.98 s in one (2**29: 4.35-4.41 s against 4.10-4.11; 2026-12-06).
+NATIVE_CALL_UPDATES = 2**30
 _COMPILED: dict = {}  # key -> jitted function, least recently used first
 _COMPILED_MAX = 64  # (kept for ever, a notebook's loop over 200 betas grew by 1.3 MB a value: a user trial, 2026-12-06)
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -178,11 +178,13 @@ def check_sampler_inputs(key, n, probs, probs_name: str, *, vector: bool) -> Non
             raise ValueError(f"n must be one total count (a scalar), got shape {counts.shape}")
         if not np.all(np.isfinite(counts) & (counts >= 0) & (counts == np.floor(counts))):
             raise ValueError(f"n must hold whole numbers >= 0, got {counts.ravel()[:5].tolist()}")
-        exact = 2 ** 53 if jnp.result_type(float) == jnp.float64 else 2 ** 24
+        dtype = _count_dtype(probs) if vector else jnp.result_type(float)  # (the counts' type: q's for a vector)
+        exact = 2 ** 53 if dtype == jnp.float64 else 2 ** 24
         if counts.size and counts.max() > exact:  # (float32 counts above 2**24 did not sum to n: a user trial)
             raise ValueError(f"n = {counts.max():.17g} exceeds 2**{exact.bit_length() - 1}, beyond exact "
-                             f"{jnp.result_type(float)} counts" + ("; enable float64 (jax_enable_x64), which counts "
-                                                                  "exactly up to 2**53" if exact == 2 ** 24 else ""))
+                             f"{jnp.dtype(dtype).name} counts" + ("; use float64 (jax_enable_x64, and float64 "
+                                                                  "probabilities), which counts exactly up to 2**53"
+                                                                  if exact == 2 ** 24 else ""))
     if not _checks.is_traced(probs):
         if vector:
             mass = _checks.array_in_interval(probs_name, probs, 0.0, math.inf, high_open=True)
@@ -190,6 +192,13 @@ def check_sampler_inputs(key, n, probs, probs_name: str, *, vector: bool) -> Non
                 raise ValueError(f"{probs_name} must have a positive sum (it is renormalised by it), got {mass.sum()}")
         else:
             _checks.array_in_interval(probs_name, probs, 0.0, 1.0)
+
+
+def _count_dtype(q) -> Any:
+    """The type :func:`sample_multinomial` counts in: ``q``'s, a floating one (a float32 ``q`` with x64 on counts in
+    float32: 2**30 + 1 summed to 2**30; a review, 2026-12-06), else the default float."""
+    dtype = jnp.asarray(q).dtype if not isinstance(q, (list, tuple)) else jnp.result_type(float)
+    return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)
 
 
 def binomial(key: jax.Array, n: jax.Array, p: jax.Array) -> jax.Array:
@@ -214,7 +223,7 @@ def binomial(key: jax.Array, n: jax.Array, p: jax.Array) -> jax.Array:
     x_big = _binomial_btrs(btrs_key, jnp.where(big, n, 100.0), jnp.where(big, pp, 0.5), big)
     x = jnp.where(big, x_big, x_inv)
     x = jnp.where((n <= 0) | (pp <= 0), 0.0, x)
-    valid = (n >= 0) & (n == jnp.floor(n)) & (p >= 0) & (p <= 1)  # (False for NaN, inf n)
+    valid = jnp.isfinite(n) & (n >= 0) & (n == jnp.floor(n)) & (p >= 0) & (p <= 1)  # (False for NaN)
     return jnp.where(valid, jnp.where(flip, n - x, x), jnp.nan)  # (traced bad parameters drew 0 or n: a user trial)
 
 
@@ -338,7 +347,8 @@ def sample_multinomial(key: jax.Array, n: jax.Array, q: jax.Array) -> jax.Array:
 
     counts = _split_down_tree(key, n, q.dtype, num, halves, _binomial_split)
     n = jnp.asarray(n, counts.dtype).reshape(())
-    valid = (n >= 0) & (n == jnp.floor(n)) & jnp.all(q >= 0) & (jnp.sum(q) > 0) & jnp.all(jnp.isfinite(q))
+    valid = (jnp.isfinite(n) & (n >= 0) & (n == jnp.floor(n)) & jnp.all(q >= 0) & (jnp.sum(q) > 0)
+             & jnp.all(jnp.isfinite(q)))
     return jnp.where(valid, counts, jnp.nan)  # (traced bad parameters drew [0, -3, 0] for n = -3: a user trial)
 
 

@@ -875,3 +875,24 @@ def test_a_stopped_native_block_does_not_fill_the_bar():
         with gn._follow_native_progress(bar, 10, 100, 10):
             raise KeyboardInterrupt
     assert bar.n == 10
+
+
+@needs_native
+def test_native_float32_runs_do_not_depend_on_the_replicates_in_a_call():
+    """A review (2026-12-06): under a vmap over a call's replicates, XLA's float32 Dirichlet draws followed the
+    batch's shape, so 10 of 40 replicates' initial weights (and all after) differed in the last bit from the same
+    replicates run one by one; the new chunking of native calls would have made that visible in default runs. Run
+    with XLA's default code generation (the suite's cheaper flags, conftest.py, vectorise otherwise and hid it)."""
+    code = textwrap.dedent("""
+        import numpy as np
+        import collapse_jax.gmm_network as gn
+        cfg = gn.make_config(num_models=3, points_per_step=20, num_steps=6, beta=0.5, record_pi=True)
+        whole = gn.simulate(5, cfg, 40, backend="native", progress=False)
+        alone = [gn.simulate(5, cfg, 1, backend="native", progress=False, first_replicate=r) for r in range(40)]
+        assert whole.weights.dtype == np.float32
+        np.testing.assert_array_equal(np.concatenate([a.weights for a in alone]), whole.weights)
+        np.testing.assert_array_equal(np.concatenate([a.dnorm for a in alone]), whole.dnorm)
+        """)
+    env = {**os.environ, "XLA_FLAGS": "", "JAX_ENABLE_X64": "0"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]

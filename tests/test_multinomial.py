@@ -905,3 +905,15 @@ def test_theory_helpers_name_a_bad_argument_and_keep_numpy_quiet():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_allclose(M.pure_synthetic_limit([0.5, 0.5], [20, 1, 20]), [0.025, 0.5, 0.5])
+
+
+def test_the_count_limit_follows_the_probabilities_dtype_and_traced_inf_draws_nan():
+    """A review (2026-12-06): with x64 on, a float32 q counts in float32 (2**30 + 1 summed to 2**30) but passed the
+    float64 limit; a traced n = inf drew inf / [inf, nan], not NaN."""
+    key = jax.random.key(0)
+    with jax.enable_x64(True):
+        with pytest.raises(ValueError, match=r"exceeds 2\*\*24, beyond exact float32 counts"):
+            M.sample_multinomial(key, 2**30 + 1, jnp.asarray([0.5, 0.5], jnp.float32))
+        assert float(M.sample_multinomial(key, 2**30 + 1, np.array([0.5, 0.5])).sum()) == 2**30 + 1
+    assert np.isnan(jax.jit(M.binomial)(key, jnp.inf, 0.5))
+    assert np.all(np.isnan(jax.jit(M.sample_multinomial)(key, jnp.inf, jnp.array([0.5, 0.5]))))

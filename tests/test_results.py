@@ -403,3 +403,14 @@ def test_input_checks_keep_a_users_warning_to_once_per_line():
         from collapse_jax import _checks
 
         _checks.finite_array("x", [1.0, 2 + 1j])
+
+
+def test_numpy_complex_scalars_in_an_object_array_are_refused():
+    """A review (2026-12-06): the complex check without catch_warnings let np.complex64 / clongdouble values of an
+    object array through, their imaginary parts dropped."""
+    from collapse_jax import _checks
+
+    for value in (np.complex64(1 + 2j), np.clongdouble(1 + 2j), 1 + 2j):
+        with pytest.raises(ValueError, match="must hold real numbers, got complex ones"):
+            _checks.finite_array("x", np.array([1.0, value], dtype=object))
+    np.testing.assert_array_equal(_checks.finite_array("x", np.array([1, 2.5], dtype=object)), [1.0, 2.5])
