@@ -84,6 +84,21 @@ class Table:
                 row.agree = abs(row.z) <= critical(row.replicates)
         self.zcrit = critical(max((row.replicates for row in tested), default=2))
 
+    def csv(self) -> str:
+        """The rows as CSV, one per check, every number at full precision (the table's only machine-readable copy
+        was the Markdown, rounded; a user trial, 2026-12-06): ``row`` (the table's #), the :class:`Row` fields."""
+        import csv
+        import dataclasses
+        import io
+
+        out = io.StringIO()
+        names = ["row", *(f.name for f in dataclasses.fields(Row))]
+        writer = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
+        writer.writeheader()
+        for i, row in enumerate(self.rows, 1):
+            writer.writerow({"row": i, **dataclasses.asdict(row)})
+        return out.getvalue()
+
     def markdown(self) -> str:
         lines = ["| # | claim | setting | kind | Monte Carlo [95% CI] | theory | z | in 95% CI | agree |",
                  "|---|---|---|---|---|---|---|---|---|"]

@@ -141,6 +141,15 @@ def test_the_command_exits_1_when_an_exact_row_disagrees(monkeypatch, tmp_path, 
 
     kernel = json.loads((tmp_path / "exact-True" / "manifest.json").read_text())["summary"]["kernel"]
     assert kernel["multinomial"]["replace"] == M.resolve_backend("auto", "replace") and kernel["logistic"] == "jax"
+    # the rows at full precision beside the Markdown (a user trial, 2026-12-06: only the rounded table was written)
+    import csv
+
+    table = _table("exact", False)
+    with open(tmp_path / "exact-False" / "validation.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(table.rows) == 1 and rows[0]["row"] == "1" and rows[0]["kind"] == "exact"
+    assert float(rows[0]["mc"]) == table.rows[0].mc and float(rows[0]["theory"]) == table.rows[0].theory
+    assert rows[0]["agree"] == "False"
 
 
 def test_the_command_s_step_limit_is_the_geometric_row_s():

@@ -78,6 +78,7 @@ def run(cfg: ValidateConfig, out: str | None) -> int:
     md = V.render(table, reps=reps, steps=steps, seed=seed, elapsed=elapsed,
                   command=command + (f" --doc {cfg.doc}" if cfg.doc else ""))
     folder.save_text("validation.md", md)
+    folder.save_text("validation.csv", table.csv())  # (pandas.read_csv: no Markdown to parse)
     if cfg.doc:
         atomic_write_text(Path(cfg.doc), md)
     print(table.markdown())
