@@ -103,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
         text = f"cannot use {str(exc.filename)!r}: {exc.strerror or exc}" if exc.filename else str(exc)
         print(f"collapse-jax {args.command}: error: {text}", file=sys.stderr)
         return 2
+    except AssertionError as exc:  # JAX's own, where no backend starts (JAX_PLATFORMS=cuda on a CPU machine: a bare
+        if not _from_jax_backend_start(exc):  # AssertionError traceback; a user trial, 2026-12-06)
+            raise
+        platforms = os.environ.get("JAX_PLATFORMS")
+        print(f"collapse-jax {args.command}: error: JAX could not start a backend"
+              + (f" for JAX_PLATFORMS={platforms!r} (is that platform's jax plugin installed?)" if platforms else "")
+              + "; `collapse-jax info` shows what JAX finds", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         hint = getattr(args, "interrupt_hint", None) or ("a command that resumes continues from them when rerun with "
                                                          "the same options and --out")
@@ -119,6 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     if result == 130 and argv is None:  # the console script, interrupted (here or by a command's own handler)
         _leave_now(130)
     return int(result or 0)
+
+
+def _from_jax_backend_start(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while JAX started its backends (``jax._src.xla_bridge``)."""
+    import traceback
+
+    return any(frame.filename.replace("\\", "/").endswith("jax/_src/xla_bridge.py")
+               for frame in traceback.extract_tb(exc.__traceback__))
 
 
 def _leave_now(code: int) -> None:

@@ -326,3 +326,27 @@ def test_a_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypat
     err = capsys.readouterr().err.strip()
     assert err == f"collapse-jax recursions-w2: error: cannot use {str(tmp_path / 'ro' / 'config.json')!r}: " \
                   "Permission denied"
+
+
+def test_a_jax_backend_that_cannot_start_is_one_line(monkeypatch, capsys, tmp_path):
+    """A user trial (2026-12-06): JAX_PLATFORMS=cuda on a CPU machine ended every command in a bare AssertionError
+    traceback from JAX's backend start; other AssertionErrors still propagate."""
+    import jax
+
+    namespace = {}
+    exec(compile("def fail(*args, **kwargs):\n    raise AssertionError\n", "/site/jax/_src/xla_bridge.py", "exec"),
+         namespace)
+    monkeypatch.setattr(jax, "default_backend", namespace["fail"])
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda")
+    argv = ["recursions-w2", "--replicates", "10", "--generations", "3", "--out", str(tmp_path / "w2")]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        "collapse-jax recursions-w2: error: JAX could not start a backend for JAX_PLATFORMS='cuda' (is that "
+        "platform's jax plugin installed?); `collapse-jax info` shows what JAX finds")
+
+    def other(*args, **kwargs):
+        raise AssertionError("not JAX's")
+
+    monkeypatch.setattr(jax, "default_backend", other)
+    with pytest.raises(AssertionError, match="not JAX's"):
+        cli.main(argv)
