@@ -232,7 +232,8 @@ def check_weight_files(folder: Path, kind: str = "model") -> None:
 
 def torch_dtype(dtype: Any) -> Any:
     """``dtype`` as a torch dtype: None is float32, a name (``"bfloat16"``) its dtype, ``"auto"`` kept (the
-    checkpoint's own), else a ValueError naming ``dtype``."""
+    checkpoint's own), else a ValueError naming ``dtype`` (also for a type that is not floating: int8 failed in
+    transformers' loader with "is a file truncated or damaged?"; a user trial, 2026-12-06)."""
     torch = require("torch")
     if dtype is None:
         return torch.float32
@@ -240,9 +241,12 @@ def torch_dtype(dtype: Any) -> Any:
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise ValueError(f"dtype must be a torch dtype, its name (e.g. 'float32', 'bfloat16') or 'auto', "
                              f"got {dtype!r}")
-        return getattr(torch, dtype)
+        dtype = getattr(torch, dtype)
     if not isinstance(dtype, (str, torch.dtype)):
         raise ValueError(f"dtype must be a torch dtype, its name or 'auto', got {dtype!r}")
+    if isinstance(dtype, torch.dtype) and not (dtype.is_floating_point and not dtype.is_complex):
+        raise ValueError(f"dtype must be a floating type for the weights (float32, bfloat16, float16, float64), "
+                         f"got {dtype}")
     return dtype
 
 

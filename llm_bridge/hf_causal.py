@@ -147,11 +147,12 @@ class HFCausalLM:
             mask[i, cols] = 1
         return (self.torch.from_numpy(ids).to(self.device), self.torch.from_numpy(mask).to(self.device))
 
-    def decode(self, new_tokens: Sequence[int], stop: str | None) -> str:
-        """The text of generated tokens up to the first end-of-text token, cut at ``stop``."""
+    def decode(self, new_tokens: Sequence[int], stop: str | None, before: int | None = None) -> str:
+        """The text of generated tokens up to the first end-of-text token, cut at ``stop``, as it reads after the
+        prompt's last token ``before`` (:func:`decode_after`)."""
         ends = [j for j, t in enumerate(new_tokens) if t in self.eos_ids]
         kept = list(new_tokens[:ends[0]] if ends else new_tokens)
-        return cut_at_stop(self.tokenizer.decode(kept, skip_special_tokens=True), stop)
+        return cut_at_stop(decode_after(self.tokenizer, before, kept), stop)
 
     @contextmanager
     def seeded(self, *words: int) -> Iterator[None]:
@@ -223,7 +224,8 @@ class HFCausalLM:
                 with self.seeded(seed, GENERATE, k):
                     out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
                                               logits_processor=processors, stopping_criteria=stopping)
-                texts.extend(self.decode(row, sampling.stop) for row in out[:, ids.shape[1]:].tolist())
+                width = ids.shape[1]  # (left-padded: column width - 1 holds every prompt's last token)
+                texts.extend(self.decode(row[width:], sampling.stop, before=row[width - 1]) for row in out.tolist())
                 b.update(ids.shape[0])
         return texts
 
@@ -327,6 +329,16 @@ class HFCausalLM:
         steps = _checks.positive_int("steps", steps)
         learning_rate = _checks.in_interval("learning_rate", learning_rate, 0.0, np.inf, low_open=True,
                                             high_open=True)
+        weights = {p.dtype for p in self.model.parameters() if p.requires_grad}
+        if self.torch.float16 in weights:  # (AdamW's eps = 1e-8 is 0 in float16: every step 0/0, NaN weights, and
+            # the divergence message blamed the learning rate; a user trial, 2026-12-06)
+            raise ValueError("fine-tuning needs float32 (or bfloat16) weights: this model is float16, in which "
+                             "AdamW's epsilon rounds to 0 and the first step makes every weight NaN; load it with "
+                             "dtype='float32' to fine-tune")
+        if self.torch.bfloat16 in weights:  # (5 steps at 1e-5 changed 3.7 % of the entries: a user trial)
+            warnings.warn("fine-tuning bfloat16 weights: an update smaller than about 1/256 of a weight rounds away, "
+                          "so most entries may not move at small learning rates; load the model with "
+                          "dtype='float32' to fine-tune it exactly", stacklevel=_checks.user_stacklevel())
         batch_size = _checks.positive_int("batch_size", batch_size)
         seed = _checks.random_seed("seed", seed)
         weight_decay = _checks.in_interval("weight_decay", weight_decay, 0.0, np.inf, high_open=True)
@@ -486,6 +498,18 @@ def shifted_temperature_class() -> type:
     return ShiftedTemperature
 
 
+def decode_after(tokenizer: Any, before: int | None, tokens: Sequence[int]) -> str:
+    """The text of ``tokens`` as it reads after the token ``before``: SentencePiece-style tokenizers (Llama 2,
+    Mistral, Gemma: a Metaspace decoder) drop the leading space of a decode's first word, so decoding a
+    continuation alone glued it to its prompt ("The cat" + "sat on" read "The catsat on"; a user trial,
+    2026-12-06). Decoded with ``before`` and that token's own text taken off; byte-level BPE reads the same."""
+    if before is None:
+        return tokenizer.decode(list(tokens), skip_special_tokens=True)
+    head = tokenizer.decode([before], skip_special_tokens=True)
+    whole = tokenizer.decode([before, *tokens], skip_special_tokens=True)
+    return whole[len(head):] if whole.startswith(head) else tokenizer.decode(list(tokens), skip_special_tokens=True)
+
+
 @functools.cache
 def stop_in_new_text_class() -> type:
     """A ``transformers.StoppingCriteria`` class, ``(tokenizer, stop, prompt_width)``: a row is done once the text of
@@ -505,8 +529,11 @@ def stop_in_new_text_class() -> type:
             self.width = len(stop.encode("utf-8")) + 2
 
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            rows = input_ids[:, max(self.prompt_width, input_ids.shape[1] - self.width):].tolist()
-            hits = [self.stop in self.tokenizer.decode(r, skip_special_tokens=True) for r in rows]
+            start = max(self.prompt_width, input_ids.shape[1] - self.width)
+            if start == 0:
+                hits = [self.stop in decode_after(self.tokenizer, None, r) for r in input_ids.tolist()]
+            else:  # (read after the token before: decode_after)
+                hits = [self.stop in decode_after(self.tokenizer, r[0], r[1:]) for r in input_ids[:, start - 1:].tolist()]
             return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
 
     return StopInNewText

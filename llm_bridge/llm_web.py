@@ -199,6 +199,10 @@ class WebConfig:
             raise ValueError(f"tokenizer must be 'bpe' or 'byte', got {self.tokenizer!r}")
         if self.hf_dtype is not None and self.hf_dtype not in HF_DTYPES:
             raise ValueError(f"hf_dtype must be one of {', '.join(HF_DTYPES)}, got {self.hf_dtype!r}")
+        if self.hf_dtype == "float16" and self.mode == "finetune":  # (NaN weights after the first step's AdamW:
+            # refused by HFCausalLM.finetune, here before any model loads; a user trial, 2026-12-06)
+            raise ValueError("hf_dtype float16 cannot be fine-tuned (AdamW's epsilon is 0 in float16: every weight "
+                             "turns NaN at the first step); use float32 or bfloat16 with mode finetune")
         if self.hf:
             if len(self.hf) != self.num_models:
                 raise ValueError(f"hf must name one model folder per model: num_models = {self.num_models} but "

@@ -647,3 +647,63 @@ def test_finetuned_model_learns_to_end_texts_and_saves(tiny_folder, tmp_path):
     texts = ["The cat sat.", "A dog ran."]
     np.testing.assert_array_equal(back.perplexity(texts).nll, lm.perplexity(texts).nll)
     assert back.generate(["", "The"], greedy) == lm.generate(["", "The"], greedy)
+
+
+@pytest.fixture(scope="module")
+def metaspace_tokenizer(corpus_texts):
+    """A SentencePiece-style tokenizer (Llama 2, Mistral, Gemma): Metaspace pre-tokenizer and decoder, which drop
+    the leading space of a decode's first word."""
+    import transformers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="first")
+    bpe.decoder = decoders.Metaspace(prepend_scheme="first")
+    bpe.train_from_iterator(corpus_texts + ["The cat sat on the mat."], trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False))
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>",
+                                                unk_token="<unk>")
+
+
+def test_a_continuation_keeps_its_leading_space_with_a_sentencepiece_tokenizer(metaspace_tokenizer):
+    """A user trial (2026-12-06): with a Llama-2-style tokenizer `generate` returned "sat on the mat." after the
+    prompt "The cat" (prompt + text: "The catsat on the mat."), and a stop " on" was missed on the first new word."""
+    from llm_bridge.hf_causal import decode_after, stop_in_new_text_class
+
+    tok = metaspace_tokenizer
+    text = "The cat sat on the mat."
+    ids = tok.encode(text, add_special_tokens=False)
+    prompt = tok.encode("The cat", add_special_tokens=False)
+    assert ids[:len(prompt)] == prompt
+    new = ids[len(prompt):]
+    assert not tok.decode(new).startswith(" ")  # (decoded alone, the space is lost: what generate returned)
+    assert decode_after(tok, prompt[-1], new) == " sat on the mat."
+    assert decode_after(tok, None, ids) == text
+    import torch
+
+    stop = stop_in_new_text_class()(tok, " sat", len(prompt))
+    k = next(k for k in range(1, len(new) + 1) if decode_after(tok, prompt[-1], new[:k]).startswith(" sat"))
+    row = torch.tensor([prompt + new[:k]])  # (the step at which "sat" is complete)
+    assert "sat" in tok.decode(new[:k]) and bool(stop(row, None)[0])
+    assert not bool(stop_in_new_text_class()(tok, " cat", len(prompt))(row, None)[0])  # (in the prompt only)
+
+
+def test_weights_dtype_must_be_floating_and_fine_tuning_needs_float32_or_warns(tiny_folder, corpus_texts):
+    """A user trial (2026-12-06): dtype="int8" failed in transformers' loader as "is a file truncated or damaged?";
+    float16 fine-tuning made every weight NaN at any learning rate (AdamW's eps is 0 in float16) and the message
+    blamed the learning rate; bfloat16 fine-tuning silently lost most of its updates."""
+    import torch
+
+    from llm_bridge.encoders import torch_dtype
+    from llm_bridge.hf_causal import hf_causal_lm
+
+    for bad in ("int8", torch.int64, torch.bool):
+        with pytest.raises(ValueError, match="dtype must be a floating type"):
+            torch_dtype(bad)
+    half = hf_causal_lm(tiny_folder, dtype="float16")
+    before = [p.detach().clone() for p in half.model.parameters()]
+    with pytest.raises(ValueError, match=r"fine-tuning needs float32 .* this model is float16"):
+        half.finetune(corpus_texts[:4], steps=1)
+    assert all(torch.equal(a, b) for a, b in zip(before, half.model.parameters()))  # (refused before any step)
+    with pytest.warns(UserWarning, match="fine-tuning bfloat16 weights"):
+        hf_causal_lm(tiny_folder, dtype="bfloat16").finetune(corpus_texts[:4], steps=1, batch_size=2)

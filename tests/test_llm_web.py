@@ -241,6 +241,8 @@ def test_analyse_recomputes_outputs_without_generating(context_run, tmp_path, mo
     (dict(train_batch=10**12), "too large: .* for training on batches of 1,000,000,000,000 windows"),
     (dict(train_steps=10**30), "train_steps must be at most 2,147,483,647"),
     (dict(finetune_steps=2**31), "finetune_steps must be at most 2,147,483,647"),
+    # a user trial (2026-12-06): float16 fine-tuning made every weight NaN, its message blaming the learning rate
+    (dict(hf_dtype="float16", mode="finetune"), "hf_dtype float16 cannot be fine-tuned"),
 ])
 def test_bad_configuration_is_refused_before_any_compute(change, match):
     with pytest.raises(ValueError, match=match):
