@@ -942,15 +942,21 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     check_problem_size(static, dtype, backend, R, num_cells=len(cells), memory_budget=memory_budget, mesh=mesh)
     per = bytes_per_replicate(static, dtype, backend) * (1 if backend == "native" else len(cells))
     chunk = driver.chunk_replicates(R, mesh, chunk_size, memory_budget, lambda: per, strict=True)
+    equal_calls = False
     if backend == "native" and chunk_size is None:  # a Ctrl-C waits for the call: about 2 s of work a call (a user
         # trial, 2026-12-06: the whole run in one call of 68 s, a notebook's interrupt honoured only at its end)
         updates = max(int(np.sum(cell.num_draws)) for cell in cells) * static.num_models
         fits = NATIVE_CALL_UPDATES // max(updates, 1)
-        chunk = min(chunk, max(mesh.size, fits - fits % mesh.size))  # (whole rounds of devices: no padding)
+        cap = max(mesh.size, fits - fits % mesh.size)  # (whole rounds of devices: no padding)
+        if chunk > cap:  # equal calls, the last padded to the same shape: one compilation (a 10,000-replicate run
+            calls = -(-R // cap)  # cut as 8,043 + 1,957 compiled twice, +1.1 s; a timing check, 2026-12-06)
+            chunk = padded_count(-(-R // calls), mesh)
+            equal_calls = True
     _checks.fits_in_memory("chunk_size (replicates per call)", padded_count(chunk, mesh), per)
     show = _progress.enabled() if progress is None else _checks.flag("progress", progress)
     if backend == "native":
-        outs = [_simulate_native(seed, cell, static, first, R, chunk, dtype, mesh, show) for cell in cells]
+        outs = [_simulate_native(seed, cell, static, first, R, chunk, dtype, mesh, show, equal_calls)
+                for cell in cells]
         out = jax.tree_util.tree_map(lambda *xs: np.stack(xs), *outs)
     elif backend == "pallas":  # every cell in one call per chunk of replicates, on the default device
         from collapse_jax import gmm_pallas
@@ -987,9 +993,10 @@ def _cells(params, config: GMMNetworkConfig) -> tuple[list[Params], bool]:
 
 
 def _simulate_native(seed, params: Params, static: StaticConfig, first_replicate: int, R: int, chunk: int, dtype,
-                     mesh, show: bool) -> Record:
+                     mesh, show: bool, equal_calls: bool = False) -> Record:
     """One cell's replicates ``first_replicate .. first_replicate + R - 1`` in the native kernel, one sharded call
-    per chunk, padded to a multiple of the mesh size; records (R, T + 1, ...) as NumPy."""
+    per chunk, padded to a multiple of the mesh size (``equal_calls``: the last one to the chunk, so that every call
+    has one shape; a replicate's numbers do not depend on its call); records (R, T + 1, ...) as NumPy."""
     inputs = _compiled_native_inputs(static, mesh, dtype, params)
     call = _compiled_native_call(static, mesh, _native_attributes(params, static))
     per_replicate = int(np.sum(params.num_draws)) * static.num_models  # point updates of one replicate
@@ -998,6 +1005,8 @@ def _simulate_native(seed, params: Params, static: StaticConfig, first_replicate
         for start in range(0, R, chunk):  # whole replicates run one after another in each thread
             count = min(chunk, R - start)
             total = padded_count(count, mesh)  # padding replicates (dropped) keep every device's shard the same size
+            if equal_calls and first_replicate + start + chunk <= _checks.REPLICATE_INDICES:
+                total = chunk
             keys = jax.device_put(replicate_keys(seed, first_replicate + start, total), replicate_sharding(mesh))
             with _follow_native_progress(pbar if show else None, count, per_replicate * total, per_replicate):
                 parts.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:count], call(*inputs(keys))))

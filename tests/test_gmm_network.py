@@ -849,13 +849,14 @@ def test_native_runs_are_cut_into_calls_a_ctrl_c_can_stop_between(monkeypatch):
     cfg = gn.paper_config(4, num_steps=5)
     whole = gn.simulate(3, cfg, 40, backend="native", progress=False, chunk_size=40)
     per = int(np.sum(gn.make_params(cfg).num_draws)) * cfg.static.num_models
-    monkeypatch.setattr(gn, "NATIVE_CALL_UPDATES", 10 * per)
-    starts = []
+    monkeypatch.setattr(gn, "NATIVE_CALL_UPDATES", 15 * per)
+    calls = []
     keys = gn.replicate_keys
-    monkeypatch.setattr(gn, "replicate_keys", lambda seed, first, count: starts.append(first) or keys(seed, first,
-                                                                                                      count))
+    monkeypatch.setattr(gn, "replicate_keys", lambda seed, first, count: calls.append((first, count)) or keys(
+        seed, first, count))
     cut = gn.simulate(3, cfg, 40, backend="native", progress=False)
-    assert starts == [0, 10, 20, 30]
+    # at most 15 a call: three equal calls of 14, the last padded to that shape (one compilation)
+    assert calls == [(0, 14), (14, 14), (28, 14)]
     np.testing.assert_array_equal(cut.dnorm, whole.dnorm)
 
 
