@@ -725,7 +725,8 @@ def _native_inputs(keys: jax.Array, params: Params, config: StaticConfig):
     features (R, max(m0, 1), S) and four seed words (R, 4) (:func:`native_records`). One replicate at a time
     (``lax.map``): under a ``vmap`` over the call's replicates XLA's float32 code for the Dirichlet draws followed
     the batch's shape, so a replicate's initial weights, and all after them, could differ in the last bit with the
-    number of replicates in a call (a review, 2026-12-06: 10 of 40; float64 was unaffected). Same time."""
+    number of replicates in a call (a review, 2026-12-06: 10 of 40; float64 was unaffected). Figure 4's 20,000
+    starts took 0.46 s against 0.25 s (about 5 % of its run), Figure 6's 1.1 s against 2.3 s."""
     def one(key):  # (a batch of one, as a run of one replicate computed it before)
         return jax.tree.map(lambda x: x[0], jax.vmap(lambda k: initial(k, params, config))(key[None]))
 
