@@ -103,13 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         text = f"cannot use {str(exc.filename)!r}: {exc.strerror or exc}" if exc.filename else str(exc)
         print(f"collapse-jax {args.command}: error: {text}", file=sys.stderr)
         return 2
-    except AssertionError as exc:  # JAX's own, where no backend starts (JAX_PLATFORMS=cuda on a CPU machine: a bare
-        if not _from_jax_backend_start(exc):  # AssertionError traceback; a user trial, 2026-12-06)
-            raise
+    except (AssertionError, RuntimeError) as exc:  # JAX's own, where no backend starts: JAX_PLATFORMS=cuda on a CPU
+        if not _from_jax_backend_start(exc):  # machine a bare AssertionError traceback (a user trial, 2026-12-06),
+            raise  # tpu or a typo a RuntimeError one (a review)
         platforms = os.environ.get("JAX_PLATFORMS")
+        cause = str(exc).splitlines()[0] if str(exc) else ""
+        cause = cause if len(cause) <= 300 else cause[:300] + "..."
         print(f"collapse-jax {args.command}: error: JAX could not start a backend"
               + (f" for JAX_PLATFORMS={platforms!r} (is that platform's jax plugin installed?)" if platforms else "")
-              + "; `collapse-jax info` shows what JAX finds", file=sys.stderr)
+              + (f" ({cause})" if cause else "") + "; `collapse-jax info` shows what JAX finds", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         hint = getattr(args, "interrupt_hint", None) or ("a command that resumes continues from them when rerun with "

@@ -96,7 +96,10 @@ class Table:
         writer = csv.DictWriter(out, fieldnames=names, lineterminator="\n")
         writer.writeheader()
         for i, row in enumerate(self.rows, 1):
-            writer.writerow({"row": i, **dataclasses.asdict(row)})
+            fields = dataclasses.asdict(row)
+            if row.kind == "statement":  # (a bound, not an estimate: "in CI" means nothing there, blank as in the
+                fields["in_ci"] = ""  # Markdown; a review, 2026-12-06)
+            writer.writerow({"row": i, **fields})
         return out.getvalue()
 
     def markdown(self) -> str:

@@ -244,7 +244,8 @@ def torch_dtype(dtype: Any) -> Any:
         dtype = getattr(torch, dtype)
     if not isinstance(dtype, (str, torch.dtype)):
         raise ValueError(f"dtype must be a torch dtype, its name or 'auto', got {dtype!r}")
-    if isinstance(dtype, torch.dtype) and not (dtype.is_floating_point and not dtype.is_complex):
+    if isinstance(dtype, torch.dtype) and dtype not in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+        # (float8 / float4 passed is_floating_point and failed in the loader: a review, 2026-12-06)
         raise ValueError(f"dtype must be a floating type for the weights (float32, bfloat16, float16, float64), "
                          f"got {dtype}")
     return dtype

@@ -147,9 +147,9 @@ class HFCausalLM:
             mask[i, cols] = 1
         return (self.torch.from_numpy(ids).to(self.device), self.torch.from_numpy(mask).to(self.device))
 
-    def decode(self, new_tokens: Sequence[int], stop: str | None, before: int | None = None) -> str:
+    def decode(self, new_tokens: Sequence[int], stop: str | None, before: Sequence[int] | None = None) -> str:
         """The text of generated tokens up to the first end-of-text token, cut at ``stop``, as it reads after the
-        prompt's last token ``before`` (:func:`decode_after`)."""
+        prompt's last tokens ``before`` (:func:`decode_after`)."""
         ends = [j for j, t in enumerate(new_tokens) if t in self.eos_ids]
         kept = list(new_tokens[:ends[0]] if ends else new_tokens)
         return cut_at_stop(decode_after(self.tokenizer, before, kept), stop)
@@ -224,8 +224,10 @@ class HFCausalLM:
                 with self.seeded(seed, GENERATE, k):
                     out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config,
                                               logits_processor=processors, stopping_criteria=stopping)
-                width = ids.shape[1]  # (left-padded: column width - 1 holds every prompt's last token)
-                texts.extend(self.decode(row[width:], sampling.stop, before=row[width - 1]) for row in out.tolist())
+                width = ids.shape[1]  # (left-padded: a prompt's last tokens end at column width - 1; pads are
+                # special tokens, which decode skips)
+                texts.extend(self.decode(row[width:], sampling.stop, before=row[max(width - DECODE_CONTEXT, 0):width])
+                             for row in out.tolist())
                 b.update(ids.shape[0])
         return texts
 
@@ -334,7 +336,7 @@ class HFCausalLM:
             # the divergence message blamed the learning rate; a user trial, 2026-12-06)
             raise ValueError("fine-tuning needs float32 (or bfloat16) weights: this model is float16, in which "
                              "AdamW's epsilon rounds to 0 and the first step makes every weight NaN; load it with "
-                             "dtype='float32' to fine-tune")
+                             "dtype='float32' to fine-tune (llm-web: --hf-dtype float32)")
         if self.torch.bfloat16 in weights:  # (5 steps at 1e-5 changed 3.7 % of the entries: a user trial)
             warnings.warn("fine-tuning bfloat16 weights: an update smaller than about 1/256 of a weight rounds away, "
                           "so most entries may not move at small learning rates; load the model with "
@@ -498,15 +500,20 @@ def shifted_temperature_class() -> type:
     return ShiftedTemperature
 
 
-def decode_after(tokenizer: Any, before: int | None, tokens: Sequence[int]) -> str:
-    """The text of ``tokens`` as it reads after the token ``before``: SentencePiece-style tokenizers (Llama 2,
-    Mistral, Gemma: a Metaspace decoder) drop the leading space of a decode's first word, so decoding a
-    continuation alone glued it to its prompt ("The cat" + "sat on" read "The catsat on"; a user trial,
-    2026-12-06). Decoded with ``before`` and that token's own text taken off; byte-level BPE reads the same."""
-    if before is None:
+DECODE_CONTEXT = 4  # prompt tokens decoded before a continuation (decode_after)
+
+
+def decode_after(tokenizer: Any, before: Sequence[int] | None, tokens: Sequence[int]) -> str:
+    """The text of ``tokens`` as it reads after the tokens ``before`` (the prompt's last :data:`DECODE_CONTEXT`):
+    SentencePiece-style tokenizers (Llama 2, Mistral, Gemma: a Metaspace decoder) drop the leading space of a
+    decode's first word, so decoding a continuation alone glued it to its prompt ("The cat" + "sat on" read "The
+    catsat on"; a user trial, 2026-12-06). Decoded after ``before``, whose own text is then taken off; several
+    tokens, since a last one that decodes to nothing (an end-of-text or unknown token; a review) lost the space too.
+    Byte-level BPE reads the same as a plain decode."""
+    if not before:
         return tokenizer.decode(list(tokens), skip_special_tokens=True)
-    head = tokenizer.decode([before], skip_special_tokens=True)
-    whole = tokenizer.decode([before, *tokens], skip_special_tokens=True)
+    head = tokenizer.decode(list(before), skip_special_tokens=True)
+    whole = tokenizer.decode([*before, *tokens], skip_special_tokens=True)
     return whole[len(head):] if whole.startswith(head) else tokenizer.decode(list(tokens), skip_special_tokens=True)
 
 
@@ -530,10 +537,9 @@ def stop_in_new_text_class() -> type:
 
         def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
             start = max(self.prompt_width, input_ids.shape[1] - self.width)
-            if start == 0:
-                hits = [self.stop in decode_after(self.tokenizer, None, r) for r in input_ids.tolist()]
-            else:  # (read after the token before: decode_after)
-                hits = [self.stop in decode_after(self.tokenizer, r[0], r[1:]) for r in input_ids[:, start - 1:].tolist()]
+            lead = min(start, DECODE_CONTEXT)  # (read after the tokens before: decode_after)
+            hits = [self.stop in decode_after(self.tokenizer, r[:lead], r[lead:])
+                    for r in input_ids[:, start - lead:].tolist()]
             return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
 
     return StopInNewText

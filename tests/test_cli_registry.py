@@ -344,6 +344,14 @@ def test_a_jax_backend_that_cannot_start_is_one_line(monkeypatch, capsys, tmp_pa
         "collapse-jax recursions-w2: error: JAX could not start a backend for JAX_PLATFORMS='cuda' (is that "
         "platform's jax plugin installed?); `collapse-jax info` shows what JAX finds")
 
+    exec(compile("def fail(*args, **kwargs):\n    raise RuntimeError(\"Unable to initialize backend 'tpu'\")\n",
+                 "/site/jax/_src/xla_bridge.py", "exec"), namespace)  # (tpu, a typo: a RuntimeError; a review)
+    monkeypatch.setattr(jax, "default_backend", namespace["fail"])
+    monkeypatch.setenv("JAX_PLATFORMS", "tpu")
+    assert cli.main(argv) == 2
+    assert "JAX could not start a backend for JAX_PLATFORMS='tpu' (is that platform's jax plugin installed?) " \
+           "(Unable to initialize backend 'tpu')" in capsys.readouterr().err
+
     def other(*args, **kwargs):
         raise AssertionError("not JAX's")
 

@@ -677,12 +677,15 @@ def test_a_continuation_keeps_its_leading_space_with_a_sentencepiece_tokenizer(m
     assert ids[:len(prompt)] == prompt
     new = ids[len(prompt):]
     assert not tok.decode(new).startswith(" ")  # (decoded alone, the space is lost: what generate returned)
-    assert decode_after(tok, prompt[-1], new) == " sat on the mat."
+    assert decode_after(tok, prompt[-1:], new) == " sat on the mat."
     assert decode_after(tok, None, ids) == text
+    # a prompt ending in a token that decodes to nothing (here the end-of-text token; a review, 2026-12-06)
+    ended = prompt + [tok.eos_token_id]
+    assert decode_after(tok, ended[-4:], new) == " sat on the mat."
     import torch
 
     stop = stop_in_new_text_class()(tok, " sat", len(prompt))
-    k = next(k for k in range(1, len(new) + 1) if decode_after(tok, prompt[-1], new[:k]).startswith(" sat"))
+    k = next(k for k in range(1, len(new) + 1) if decode_after(tok, prompt[-1:], new[:k]).startswith(" sat"))
     row = torch.tensor([prompt + new[:k]])  # (the step at which "sat" is complete)
     assert "sat" in tok.decode(new[:k]) and bool(stop(row, None)[0])
     assert not bool(stop_in_new_text_class()(tok, " cat", len(prompt))(row, None)[0])  # (in the prompt only)
@@ -697,7 +700,7 @@ def test_weights_dtype_must_be_floating_and_fine_tuning_needs_float32_or_warns(t
     from llm_bridge.encoders import torch_dtype
     from llm_bridge.hf_causal import hf_causal_lm
 
-    for bad in ("int8", torch.int64, torch.bool):
+    for bad in ("int8", torch.int64, torch.bool, "float8_e4m3fn", torch.float8_e5m2, torch.complex64):
         with pytest.raises(ValueError, match="dtype must be a floating type"):
             torch_dtype(bad)
     half = hf_causal_lm(tiny_folder, dtype="float16")

@@ -150,6 +150,11 @@ def test_the_command_exits_1_when_an_exact_row_disagrees(monkeypatch, tmp_path, 
     assert len(rows) == len(table.rows) == 1 and rows[0]["row"] == "1" and rows[0]["kind"] == "exact"
     assert float(rows[0]["mc"]) == table.rows[0].mc and float(rows[0]["theory"]) == table.rows[0].theory
     assert rows[0]["agree"] == "False"
+    statement = V.Table()  # a statement row's theory is a bound: no "in CI", blank as in the Markdown (a review)
+    statement.add_mean("claim", "setting", "statement", np.arange(10.0), theory=100.0, side="<")
+    statement.judge()
+    row = next(csv.DictReader(statement.csv().splitlines()))
+    assert row["in_ci"] == "" and row["agree"] == "True" and row["z"] == "nan"
 
 
 def test_the_command_s_step_limit_is_the_geometric_row_s():
