@@ -1024,16 +1024,15 @@ def _follow_native_progress(pbar, count: int, total_updates: int, per_replicate:
         return
     from collapse_jax import _native
 
-    start, done = _native.gmm_progress(), threading.Event()
-    total, base = count, pbar.n
+    start, done, base = _native.gmm_progress(), threading.Event(), pbar.n
 
     def poll():
         shown = 0
         while not done.wait(interval):
             now = min(_native.gmm_progress() - start, total_updates) // per_replicate
             if now > shown:
-                pbar.update(min(now, total) - shown)
-                shown = min(now, total)
+                pbar.update(min(now, count) - shown)
+                shown = min(now, count)
 
     thread = threading.Thread(target=poll, daemon=True)
     thread.start()
@@ -1042,7 +1041,7 @@ def _follow_native_progress(pbar, count: int, total_updates: int, per_replicate:
     finally:
         done.set()
         thread.join()
-    pbar.update(max(base + total - pbar.n, 0))  # (not on an exception: a stopped run's bar read 100 %; a user trial)
+    pbar.update(max(base + count - pbar.n, 0))  # (not on an exception: a stopped run's bar read 100 %; a user trial)
 
 
 # Point updates in one native call at most (default chunks): about 2 s on 2 cores; Figure 4's 20,000 replicates in

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from collapse_jax.results import pyplot as _plt
+
 _GMM_COMMON = """
 simulator = "gmm-network"
 seed = {seed}
@@ -93,13 +95,6 @@ def spec_text(name: str, *, replicates: int | None = None, steps: int | None = N
         if not isinstance(value, int) or value < (0 if key == "seed" else 1):
             raise ValueError(f"{key} must be an integer >= {0 if key == 'seed' else 1}, got {value!r}")
     return text.format(**values).lstrip()
-
-
-def _plt():
-    """``matplotlib.pyplot`` for this module's figures (:func:`collapse_jax.results.pyplot`)."""
-    from collapse_jax.results import pyplot
-
-    return pyplot()
 
 
 _FLOOR = 1e-3  # decades: a side of 1 that no value reaches

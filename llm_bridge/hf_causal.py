@@ -525,8 +525,8 @@ def stop_in_new_text_class() -> type:
     transformers' own ``stop_strings`` also match an occurrence that starts in the prompt (a prompt ending in "t"
     and a new "," for the stop "t,"): the row stopped, though its new text, which :func:`cut_at_stop` cuts, does
     not hold the stop. Each call decodes only the new tokens that can end an occurrence, the last
-    ``len(stop.encode()) + 2`` (a token holds at least one byte; one more for tokenizers that drop a leading space
-    at the start of a decode). Built on first use, as transformers is imported lazily."""
+    ``len(stop.encode()) + 2`` (a token holds at least one byte), after the tokens before them (:func:`decode_after`).
+    Built on first use, as transformers is imported lazily."""
     transformers = require("transformers")
     torch = require("torch")
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from collapse_jax import distance, gmm_network
 from collapse_jax.results import RunFolder, atomic_write_json, read_npz
+from collapse_jax.results import pyplot as _pyplot
 from llm_bridge import web_gmm_proxy as proxy
 from llm_bridge.llm_web import WebConfig, completed_steps, read_step, saved_config, step_metrics
 
@@ -191,13 +192,6 @@ def analyse(folder: str | Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------------------
 # Plots and the report
 # ----------------------------------------------------------------------------------------------------------------
-
-
-def _pyplot():
-    """``matplotlib.pyplot`` for this module's figures (:func:`collapse_jax.results.pyplot`)."""
-    from collapse_jax.results import pyplot
-
-    return pyplot()
 
 
 def _integer_steps(fig) -> None:

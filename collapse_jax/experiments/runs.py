@@ -12,6 +12,7 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax import cli_options as opts
+from collapse_jax.results import pyplot  # noqa: F401 - the experiments' figures call runs.pyplot()
 
 
 def numerics() -> dict:
@@ -61,13 +62,6 @@ def flagged_sizes(check: Callable[[], None], flags: str) -> None:
         check()
     except ValueError as exc:
         raise ValueError(f"{flags}: {exc}") from None
-
-
-def pyplot():
-    """``matplotlib.pyplot`` for this module's figures (:func:`collapse_jax.results.pyplot`)."""
-    from collapse_jax.results import pyplot
-
-    return pyplot()
 
 
 def _at_least_two(name: str, value, why: str) -> int:
