@@ -611,19 +611,19 @@ def block_size_rule(tau, precision, z) -> jnp.ndarray:
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _check_counts(dim, n, num_points=None, *, n_low: str = "d + 1"):
-    """Untraced arguments of the Wishart formulas: ``dim`` an integer >= 1, ``n`` (a number or an array) at least
-    ``d`` or ``d + 1`` (``n_low``; the digamma and trigamma terms have poles below) and at most ``N`` entrywise where
-    ``num_points`` is given; a ValueError names the first that is not (``n > N`` gave a negative variance, a NaN
-    half-width)."""
+def _check_counts(dim, n, num_points=None, *, n_low: str = "d + 1", name: str = "n"):
+    """Untraced arguments of the Wishart formulas: ``dim`` an integer >= 1, ``n`` (a number or an array, called
+    ``name`` in messages) at least ``d`` or ``d + 1`` (``n_low``; the digamma and trigamma terms have poles below) and
+    at most ``N`` entrywise where ``num_points`` is given; a ValueError names the first that is not (``n > N`` gave a
+    negative variance, a NaN half-width)."""
     if _checks.is_traced((n, num_points)):
         return
     dim = _checks.positive_int("dim", dim)
     low = dim + 1 if n_low == "d + 1" else dim
     try:
-        n_arr = _checks.array_in_interval("n", n, low, math.inf)
+        n_arr = _checks.array_in_interval(name, n, low, math.inf)
     except ValueError as err:
-        raise ValueError(f"{err} (n must be at least {n_low} = {low} for d = {dim})") from None
+        raise ValueError(f"{err} ({name} must be at least {n_low} = {low} for d = {dim})") from None
     if num_points is None:
         return
     big = _checks.array_in_interval("N", num_points, low, math.inf)
@@ -663,7 +663,7 @@ def _halves(dim: int, m):
 def wishart_logdet_bias(dim: int, m):
     """``E[log det(G_m / m)] - log det Sigma = sum_{i=1}^d [psi((m-i+1)/2) + log(2/m)]`` for Gaussian rows; ``m``
     (a number or an array) at least ``d`` (checked unless traced)."""
-    _check_counts(dim, m, n_low="d")
+    _check_counts(dim, m, n_low="d", name="m")
     a = _halves(dim, m)
     return jnp.sum(digamma(a), axis=-1) + dim * jnp.log(2.0 / jnp.asarray(m, a.dtype))
 

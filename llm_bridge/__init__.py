@@ -19,6 +19,25 @@ Heavy dependencies (torch, transformers, sentence-transformers) come from the op
 lazily inside the functions that need them, never at import time of this package or of ``collapse_jax``.
 """
 
+import importlib as _importlib
+
 from llm_bridge import corpus, diversity, embedding_metrics, encoders, generators, ngram, populations
 
 __all__ = ["corpus", "diversity", "embedding_metrics", "encoders", "generators", "ngram", "populations"]
+
+# Modules that import flax, optax or orbax at their top: loaded on first use, so that ``import llm_bridge`` stays light
+# and ``llm_bridge.nanogpt.NanoGPT`` (as the README writes it) works after a plain ``import llm_bridge`` (a user trial,
+# 2026-12-06: AttributeError).
+_LAZY_MODULES = frozenset({"bpe", "hf_causal", "llm_web", "llm_web_cli", "llm_web_report", "nanogpt", "nanogpt_cli",
+                           "nanogpt_config", "nanogpt_train", "recursive_config", "recursive_train",
+                           "recursive_train_cli", "synthetic_filter", "web_gmm_proxy"})
+
+
+def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        return _importlib.import_module(f"llm_bridge.{name}")
+    raise AttributeError(f"module 'llm_bridge' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _LAZY_MODULES)

@@ -516,3 +516,23 @@ def test_without_the_llm_extra_no_run_folder_is_made(argv, tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert "llm_bridge needs 'sacrebleu', which is not installed; install the optional llm extra" in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_plain_import_reaches_every_submodule_lazily():
+    """A user trial (2026-12-06): the README's ``llm_bridge.nanogpt.NanoGPT`` raised AttributeError after a plain
+    ``import llm_bridge``. Every module of the package is reachable as an attribute, the Flax ones only when asked for,
+    and a misspelt name is still an AttributeError."""
+    import pathlib
+    import subprocess
+
+    import llm_bridge
+
+    names = sorted(p.stem for p in pathlib.Path(llm_bridge.__file__).parent.glob("*.py") if p.stem != "__init__")
+    code = ("import sys, llm_bridge\n"
+            "light = sorted({m.split('.')[0] for m in sys.modules} & {'flax', 'orbax', 'torch', 'transformers'})\n"
+            f"mods = [getattr(llm_bridge, n).__name__ for n in {names!r}]\n"
+            "try:\n    llm_bridge.nanogtp\nexcept AttributeError as e:\n    miss = str(e)\n"
+            "print(light, mods == ['llm_bridge.' + n for n in " + repr(names) + "], miss, "
+            "set(" + repr(names) + ") <= set(dir(llm_bridge)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[] True module 'llm_bridge' has no attribute 'nanogtp' True"

@@ -413,7 +413,7 @@ def test_wishart_bias_and_variance_by_monte_carlo():
     (lambda: sp.wishart_bias(10, np.array([20, 300]), 100), r"got n = 300 > N = 100 at index \[1\]"),
     (lambda: sp.wishart_interval(0.0, 10, 200, 100, 1.96), r"got n = 200 > N = 100"),
     (lambda: sp.wishart_bias(10, 5, 100), r"n must be at least d \+ 1 = 11 for d = 10"),
-    (lambda: sp.wishart_logdet_bias(10, 9.5), r"n must be at least d = 10 for d = 10"),
+    (lambda: sp.wishart_logdet_bias(10, 9.5), r"m must lie in \[10, inf\], got 9.5 \(m must be at least d = 10 for d = 10\)"),
     (lambda: sp.wishart_variance(0, 5, 100), "dim must be an integer >= 1"),
 ])
 def test_wishart_formulas_refuse_counts_outside_their_range(call, match):
