@@ -119,7 +119,14 @@ class GMMNetworkConfig:
         return self.static.pool_size
 
     def replace(self, **changes) -> "GMMNetworkConfig":
-        return make_config(**{**_as_kwargs(self), **changes})
+        """A copy with the named fields changed, validated again as by :func:`make_config` (e.g. a grid of
+        ``cfg.replace(beta=b)``); a name that is not a field is a TypeError naming it and the fields."""
+        fields = _as_kwargs(self)
+        unknown = sorted(set(changes) - set(fields))
+        if unknown:
+            raise TypeError(f"GMMNetworkConfig.replace() got unknown field(s) {', '.join(map(repr, unknown))}; the "
+                            f"fields are {', '.join(fields)}")
+        return make_config(**{**fields, **changes})
 
 
 def _as_kwargs(cfg: GMMNetworkConfig) -> dict:
@@ -813,13 +820,21 @@ def resolve_backend(backend: str) -> str:
 
 
 class GMMNetworkResult(NamedTuple):
-    """Per replicate and step t = 0..T (NumPy arrays, replicate axis first; with a grid, a grid axis before it)."""
+    """Per replicate and step t = 0..T (NumPy arrays, replicate axis first; with a grid, a grid axis before it).
 
-    dnorm: np.ndarray  # (num_replicates, T+1): ||D(t)||_F
-    alive: np.ndarray  # (num_replicates, T+1, num_models): components with positive weight
-    collapsed: np.ndarray  # (num_replicates, T+1): all models one-hot on the same component
-    weights: np.ndarray | None  # (num_replicates, T+1, num_models, num_components)
-    distances: np.ndarray | None  # (num_replicates, T+1, num_models, num_models)
+    Attributes:
+      dnorm: (num_replicates, T+1), ``||D(t)||_F`` of the models' pairwise weight distances.
+      alive: (num_replicates, T+1, num_models), each model's number of components with positive weight.
+      collapsed: (num_replicates, T+1), True where every model is one-hot on the same component.
+      weights: (num_replicates, T+1, num_models, num_components), ``Pi(t)``; None unless ``record_pi``.
+      distances: (num_replicates, T+1, num_models, num_models), ``D(t)``; None unless ``record_d``.
+    """
+
+    dnorm: np.ndarray
+    alive: np.ndarray
+    collapsed: np.ndarray
+    weights: np.ndarray | None
+    distances: np.ndarray | None
 
 
 def record_bytes(cfg: GMMNetworkConfig, dtype=jnp.float32) -> int:

@@ -106,7 +106,11 @@ kernel.__doc__ = """One run: ``||w_hat_i - w*||^2`` for i = 1..n, (step,) = (n,)
 def simulate(seed, w_star, sigma: float, config: LinearRegressionConfig, num_replicates: int, *,
              backend: str = "auto", first_replicate: int = 0, chunk_size: int | None = None,
              memory_budget: int | None = None, mesh=None, progress: bool | None = None) -> np.ndarray:
-    """Monte Carlo errors, (replicate, step) = (R, n). Keywords: docs/driver.md (``backend``: "auto" or "jax").
+    """Monte Carlo errors ``||w_hat_i - w*||^2``, (replicate, iteration) = (R, n): column ``k`` is iteration
+    ``k + 1``, so column 0 is the fit to the real labels (the other simulators' generation 0, which they return as
+    column 0 of T + 1). ``seed``: an integer or a PRNG key (docs/driver.md); ``config``: a
+    :class:`LinearRegressionConfig`; ``num_replicates``: R >= 1; ``w_star`` (d,) finite; ``sigma`` > 0. Keywords:
+    docs/driver.md (``backend``: "auto" or "jax").
 
     ``w_hat_n - w*`` is linear in the noise alone (module docstring), so the errors do not depend on ``w_star``
     (checked, then) and are simulated at ``w* = 0``: with ``w*`` far from 0 the float32 labels lost the noise

@@ -869,7 +869,9 @@ def simulate(seed: int | jax.Array, p, alpha, n, config: MultinomialConfig = Mul
     Args:
       seed: integer seed or key; replicate ``i`` uses ``fold_in(key, i)`` (independent of chunking).
       p: true probabilities (category,) = (K,).
-      alpha, n: schedules (step,) = (T + 1,) or grids (grid, step) (see :mod:`collapse_jax.schedules`).
+      alpha, n: schedules (step,) = (T + 1,) or grids (grid, step) (see :mod:`collapse_jax.schedules`);
+        ``alpha[0]`` is not used (generation 0 is the fit to real data alone), so a constant ``alpha`` mixes from
+        generation 1 on.
       config: regime and filter errors.
       num_replicates: R.
       backend: ``"auto"`` (native on CPU when a C++ compiler is found, else jax), ``"native"``,

@@ -647,17 +647,20 @@ class RunFolder:
         return target
 
     def save_figure(self, fig, name: str) -> Path:
+        """Save a matplotlib figure as ``name`` in the run folder (atomically); its path."""
         target = self.path / name
         atomic_savefig(fig, target)
         return target
 
     def save_text(self, name: str, text: str) -> Path:
+        """Write ``text`` to ``name`` in the run folder (atomically); its path."""
         target = self.path / name
         atomic_write_text(target, text)
         return target
 
     # --- resumable chunks -------------------------------------------------------------------------------------
     def chunk_path(self, index: int) -> Path:
+        """Where :meth:`save_chunk` keeps chunk ``index``: ``chunks/chunk-NNNNNN.npz``."""
         return self.path / "chunks" / f"chunk-{index:06d}.npz"
 
     def save_chunk(self, index: int, arrays: Mapping[str, Any]) -> None:

@@ -224,6 +224,16 @@ class SigmaMonitor:
     (when N and d are known); ``state`` is None until then. ``num_points`` / ``dim``, when given, are the N and d
     every checkpoint must have, the first included (a monitor built for them, e.g. its ``eps`` from d, took other
     shapes silently; a user trial, 2026-12-05).
+
+    Args:
+      key: a PRNG key or an integer seed (``jax.random.key(seed)``); draws the observed rows.
+      n: the observed block's size, 1 <= n <= N.
+      eps: the tracks' ridge, > 0 and finite. The default 1e-6 is not
+        :func:`llm_bridge.embedding_metrics.sigma_monitor`'s 0.01 / d, so the same rows give other track values
+        through the two (docs/diversity.md, "Sigma settings"); pass ``eps`` to compare them.
+      normalize: scale rows to unit norm first (Track I's assumption).
+      level: the log-det interval's nominal coverage, in (0, 1).
+      num_points, dim: the N and d every checkpoint must have (None: fixed by the first).
     """
 
     key: jax.Array
@@ -253,10 +263,12 @@ class SigmaMonitor:
 
     @property
     def config(self) -> MonitorConfig:
+        """The settings ``MonitorConfig(n, eps, normalize, level)``."""
         return MonitorConfig(self.n, self.eps, self.normalize, self.level)
 
     @property
     def indices(self) -> np.ndarray | None:
+        """The observed rows' indices (n,), sorted; None before the first update draws them."""
         return None if self.state is None else self.state.indices
 
     def update(self, embeddings) -> tuple[SigmaMonitor, dict]:

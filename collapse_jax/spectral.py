@@ -554,15 +554,19 @@ def z_value(level: float) -> float:
 
 
 class Interval(NamedTuple):
+    """A symmetric interval ``center +- half_width`` for ``log det G`` (arrays of the estimate's shape)."""
+
     center: jnp.ndarray
     half_width: jnp.ndarray
 
     @property
     def low(self):
+        """``center - half_width``."""
         return self.center - self.half_width
 
     @property
     def high(self):
+        """``center + half_width``."""
         return self.center + self.half_width
 
     def covers(self, truth):

@@ -104,10 +104,12 @@ class SweepSpec:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """The grid's shape: one length per axis, in the axes' order."""
         return tuple(a.size for a in self.axes)
 
     @property
     def num_cells(self) -> int:
+        """Cells in the grid (the product of :attr:`shape`; 1 with no axis)."""
         return math.prod(self.shape)
 
     def cell(self, index: int) -> dict[str, Any]:

@@ -168,7 +168,8 @@ def measure_embeddings(embeddings: Any, *, sigma: bool = True, monitor: SigmaMon
     distance.frobenius_norm(D)`` (Eq. 4); ``distance.within_model_spread``; classical MDS of the distances
     between all responses (``distance.mds_of_points``: the same coordinates as ``distance.classical_mds`` of
     :func:`response_distances`, from the responses' principal components), ``mds_components`` columns (None: skipped);
-    Sigma tracks of the flattened responses from ``monitor`` (None: :func:`sigma_monitor` with ``seed``; ``sigma``
+    Sigma tracks of the flattened responses from ``monitor`` (None: :func:`sigma_monitor` with ``seed``, whose eps
+    0.01 / d is not :class:`~collapse_jax.sigma_monitor.SigmaMonitor`'s default 1e-6; ``sigma``
     False: skipped). Distances and MDS in float64 when JAX runs with x64, else float32; the Sigma tracks and
     interval always in float64 (:func:`collapse_jax.spectral.in_float64`). A response with zero norm is refused,
     before any compute, when Sigma scales responses to unit norm (the default monitor does); with ``sigma=False``
@@ -257,7 +258,9 @@ def measure_responses(responses: Sequence[Sequence[str]], encoder: Encoder | Non
 
     The texts are embedded by ``encoder`` (all in one :meth:`Encoder.encode` call, model-major) or ``embeddings``
     (num_models, num_samples, dim) are given (exactly one of the two). Every argument is checked before the encoder
-    runs; the encoder must return ``(num_models * num_samples, dim)`` finite numbers.
+    runs; the encoder must return ``(num_models * num_samples, dim)`` finite numbers. ``batch_size``: texts per
+    encoder call (memory, not results; unused with ``embeddings``). ``sigma``, ``monitor``, ``mds_components`` and
+    ``seed`` as in :func:`measure_embeddings`.
     """
     models = check_responses(responses)
     n, L = len(models), len(models[0])

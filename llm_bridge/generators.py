@@ -101,12 +101,14 @@ class PerplexityResult(NamedTuple):
 
     @property
     def per_text(self) -> np.ndarray:
+        """(num_texts,) float64: each text's perplexity ``exp(nll / tokens)``, NaN where it predicted no token."""
         tokens = np.asarray(self.tokens)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             return np.where(tokens > 0, np.exp(np.asarray(self.nll, np.float64) / np.maximum(tokens, 1)), np.nan)
 
     @property
     def corpus(self) -> float:
+        """The corpus perplexity ``exp(sum nll / sum tokens)`` over every predicted token (NaN when there is none)."""
         total = int(np.sum(self.tokens))
         return float(np.exp(np.sum(self.nll) / total)) if total > 0 else math.nan
 

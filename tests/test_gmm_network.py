@@ -897,3 +897,15 @@ def test_native_float32_runs_do_not_depend_on_the_replicates_in_a_call():
     env = {**os.environ, "XLA_FLAGS": "", "JAX_ENABLE_X64": "0"}
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_config_replace_names_an_unknown_field():
+    """A docs trial (2026-12-06): ``cfg.replace(betta=0.3)`` failed with "make_config() got an unexpected keyword
+    argument", naming a function the user never called; a known field is still validated as by make_config."""
+    cfg = gn.make_config()
+    assert cfg.replace(beta=0.3).beta == 0.3
+    with pytest.raises(TypeError, match=r"GMMNetworkConfig.replace\(\) got unknown field\(s\) 'betta'; the fields "
+                                        r"are mu, sigma, .*beta"):
+        cfg.replace(betta=0.3)
+    with pytest.raises(ValueError, match="beta"):
+        cfg.replace(beta=1.5)
