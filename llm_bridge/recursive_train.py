@@ -634,7 +634,7 @@ def plot(out: RunFolder, results: dict) -> None:
         _band(axes[0], th, colors[s], f"{s}: theory r_t", "-")
         _band(axes[0], np.asarray(curves["training_unigram_distance"][i], dtype=float), colors[s],
               f"{s}: training data", "x:")
-        _band(axes[1], np.asarray(curves["unigram_distance"][i], dtype=float), colors[s], s)
+        _band(axes[1], np.asarray(curves["unigram_distance"][i], dtype=float), colors[s], s, "o:")
         _band(axes[2], th / th[:, :1], colors[s], f"{s}: theory", "-")
         meas = np.asarray(curves["unigram_distance"][i], dtype=float)
         _band(axes[2], meas / meas[:, :1], colors[s], f"{s}: model samples", "o:")
@@ -647,13 +647,13 @@ def plot(out: RunFolder, results: dict) -> None:
         ax.grid(alpha=0.3)
     # one legend under the panels (in the first it covered the curves), colours for the settings and the line
     # styles apart ("dotted + x = training data" was read for panel 3's dotted o lines, the samples; user trials,
-    # 2026-12-06)
+    # 2026-12-06; the middle panel's samples were solid, the legend's theory style: a figure trial, 2026-12-06)
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=colors[s], lw=2, label=s) for s in settings]
     handles += [Line2D([], [], color="0.3", ls="-", label="theory r_t"),
                 Line2D([], [], color="0.3", ls=":", marker="x", ms=4, label="training data (left)"),
-                Line2D([], [], color="0.3", ls=":", marker="o", ms=3, label="model samples (right)")]
+                Line2D([], [], color="0.3", ls=":", marker="o", ms=3, label="model samples (middle, right)")]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(f"Unigram proxy against the multinomial theory (K = {results['theory']['vocab_size']} tokens)",
                  fontsize=10)

@@ -128,3 +128,22 @@ def test_linreg_warns_where_its_interval_is_not_trustworthy(tmp_path, capsys):
     assert "warning: T = 6 <= d + 3 = 6" in capsys.readouterr().err
     assert cli.main(small + ["--num-samples", "7", "--out", str(tmp_path / "b")]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_w2_figure_marks_a_heavy_tailed_setting():
+    """A figure trial (2026-12-06): the console said "heavy tail ... the normal 95% CI of the mean is not reliable"
+    while w2.png drew that setting's band as a plain 95 % band; its legend now says so, and only for that setting."""
+    import numpy as np
+
+    from collapse_jax.experiments import w2
+
+    rng = np.random.default_rng(0)
+    light = rng.exponential(size=(2000, 4))
+    heavy = light.copy()
+    heavy[:5, -1] *= 1e4                                  # five runs of 2000 hold most of the last step's sum
+    exact = np.ones((2, 4))
+    fig = w2.figure(["M = 100", "M = 10"], np.stack([light, heavy]), exact, exact, 0.0, 1.0)
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert "M = 100" in labels
+    assert any(lab.startswith("M = 10 (heavy tail: top 1% of runs hold") and lab.endswith("at t = 3; band not "
+                                                                                          "reliable)") for lab in labels)

@@ -152,6 +152,11 @@ def figure(names, losses, exact, first, mu: float, sigma: float):
     colors = plt.cm.tab10(np.arange(len(names)))
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
     for g, (name, color) in enumerate(zip(names, colors)):
+        # (the console's heavy-tail warning was lost from the figure, whose bands a reader takes as 95 %; a figure
+        # trial, 2026-12-06)
+        share = top_share(losses[g][:, -1])
+        if share > HEAVY_TAIL_SHARE:
+            name = f"{name} (heavy tail: top 1% of runs hold {share:.0%} at t = {t[-1]}; band not reliable)"
         runs.band(axes[0], t, losses[g], color, name, exact[g], lw=0.9)
         axes[0].plot(t, first[g], color=color, ls=":", lw=1.2)
         runs.band(axes[1], t + 1, losses[g] / first[g], color, name, exact[g] / first[g], lw=0.9)
