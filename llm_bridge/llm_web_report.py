@@ -220,7 +220,14 @@ def plots(out: RunFolder, cfg: WebConfig, emb, metrics, llm, raw, gmm, prox) -> 
     a.grid(alpha=0.3)
     b.plot(t, raw[0], "o-", color="C0", ms=3, label="||D(t)||_F")
     b.plot(t, raw[1], "--", color="0.4", label="sampling-noise floor (identical models)")
-    b.plot(t, raw[2], "s-", color="C3", ms=2.5, lw=1, label="floor-corrected sqrt(||D||^2 - floor^2)")
+    # steps below the floor have no floor-corrected value above 0: drawn open at 0 and said so (drawn as measured
+    # zeros, they entered a reader's eye as data; a figure trial, 2026-12-06)
+    below = ~(np.asarray(raw[0]) > np.asarray(raw[1]))
+    b.plot(t, raw[2], "-", color="C3", lw=1)
+    b.plot(t[~below], raw[2][~below], "s", color="C3", ms=2.5, label="floor-corrected sqrt(||D||^2 - floor^2)")
+    if below.any():
+        b.plot(t[below], raw[2][below], "s", color="C3", mfc="none", ms=3.5,
+               label=f"... below the floor at {below.sum()} of {T + 1} steps: 0 (no estimate above 0)")
     b.set(xlabel="t", ylabel="embedding units", title="LLM network, raw (seed 000 Figure 2)")
     b.grid(alpha=0.3)
     for ax, ncol in ((a, 2), (b, 1)):  # under the panels: inside, they covered points (a user trial, 2026-12-06)

@@ -208,6 +208,13 @@ def test_analyse_recomputes_outputs_without_generating(context_run, tmp_path, mo
     # whole-number step ticks (at T = 3 they read 0.5, 1.5, ...; a user trial, 2026-12-06)
     for ax in figures["dnorm.png"].axes + figures["spread.png"].axes:
         assert all(float(x).is_integer() for x in ax.get_xticks()), ax.get_xticks()
+    # steps below the noise floor are drawn apart, as no estimate (a figure trial, 2026-12-06: drawn as measured 0s)
+    arrays = np.load(copy / "arrays.npz")
+    below = ~(arrays["dnorm"] > arrays["dnorm_floor"])
+    lines = {line.get_label(): line for line in figures["dnorm.png"].axes[1].get_lines()}
+    np.testing.assert_array_equal(lines["floor-corrected sqrt(||D||^2 - floor^2)"].get_xdata(), np.flatnonzero(~below))
+    opened = [line for label, line in lines.items() if label.startswith("... below the floor at")]
+    assert len(opened) == below.any() and all(list(line.get_xdata()) == list(np.flatnonzero(below)) for line in opened)
     a = json.loads((context_run / "summary.json").read_text())
     b = json.loads((copy / "summary.json").read_text())
     a.pop("step_seconds"), b.pop("step_seconds")
