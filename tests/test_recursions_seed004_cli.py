@@ -143,7 +143,8 @@ def test_w2_figure_marks_a_heavy_tailed_setting():
     heavy[:5, -1] *= 1e4                                  # five runs of 2000 hold most of the last step's sum
     exact = np.ones((2, 4))
     fig = w2.figure(["M = 100", "M = 10"], np.stack([light, heavy]), exact, exact, 0.0, 1.0)
-    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    labels = [text.get_text() for text in fig.legends[0].get_texts()]
     assert "M = 100" in labels
-    assert any(lab.startswith("M = 10 (heavy tail: top 1% of runs hold") and lab.endswith("at t = 3; band not "
-                                                                                          "reliable)") for lab in labels)
+    assert any(lab.startswith("M = 10 (heavy tail at t = 3, top 1% of runs ") and lab.endswith("% of the sum: band "
+                                                                                               "not reliable)")
+               for lab in labels)

@@ -111,9 +111,11 @@ def figure(losses: dict, theory: dict, p: np.ndarray, reps: int):
                 ax.set_xlabel("generation t")
             if col == 0:
                 ax.set_ylabel(r"$\|\hat p_t - p\|^2$")
-    axes[0, 0].legend(fontsize=8, title="mean, 95% band; -- exact", title_fontsize=8)
+    # one legend under the panels (in the first panel it hid its curves for t < 45; a figure trial, 2026-12-06)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=len(SIZES), fontsize=8,
+               title="mean, 95% band; -- exact", title_fontsize=8, frameon=False)
     fig.suptitle(f"Seed 003 Figure 2: multinomial K={p.size}, {reps} replicates (dotted: r_0 = s/n_0)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 

@@ -56,7 +56,7 @@ def figure(losses: np.ndarray, theory: np.ndarray, p: np.ndarray, reps: int):
     """One panel: a band per size schedule (``losses`` (4, R, T + 1)), Thm A.1 dashed (``theory`` (4, T + 1))."""
     plt = runs.pyplot()
     t = np.arange(losses.shape[-1])
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9.5, 4.5))
     for j, (name, color) in enumerate(zip(SIZES, COLORS)):
         runs.band(ax, t, losses[j], color, name)
         # (in its curve's colour: four black dashed lines could not be told apart; a user trial, 2026-12-06)
@@ -67,7 +67,8 @@ def figure(losses: np.ndarray, theory: np.ndarray, p: np.ndarray, reps: int):
     ax.plot([], [], color="k", ls="--", lw=1.0, label="Thm A.1 (exact), each in its curve's colour")
     ax.set_title(f"Seed 003 Figure 3: pure synthetic with accumulation (K={p.size}, {reps} replicates;\n"
                  "mean with 95% band)", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), frameon=False)  # (inside, it hid the
+    # largest schedule's curve and band from t = 105; a figure trial, 2026-12-06)
     fig.tight_layout()
     return fig
 
