@@ -151,6 +151,19 @@ def _save(fig, out: Path, name: str) -> Path:
     return path
 
 
+# Axis and colour-bar labels in the docs' notation, the field's name after it (the plots showed "num_human",
+# "type1", "relative_loss" where the docs write m0, a, loss(T) / loss(0); a figure trial, 2026-12-06)
+_NOTATION = {"num_models": "n", "points_per_step": "L", "num_human": "m0", "dirichlet_a": "a", "alpha0": "alpha_0",
+             "alpha_decay": "gamma", "n0": "n_0", "n_growth": "n_t growth exponent", "type1": "type-I error a",
+             "type2": "type-II error b", "final_dnorm": "mean ||D(T)||_F", "relative_loss": "loss(T) / loss(0)",
+             "theory_relative_subsample": "exact r_T / r_0, accumulate-subsample"}
+
+
+def _label(name: str) -> str:
+    """``name`` as the docs write it, with the field's own name in brackets (the name alone where they agree)."""
+    return f"{_NOTATION[name]} ({name})" if name in _NOTATION else name
+
+
 def _heatmap(ax, ds, var: str, x: str, y: str, *, log: bool = False, centre_one: bool = False,
              decades: tuple[float, float] | None = None, **sel):
     """``ds[var]`` over the axes ``x`` (horizontal) and ``y``, cells at their coordinate values."""
@@ -178,11 +191,11 @@ def _heatmap(ax, ds, var: str, x: str, y: str, *, log: bool = False, centre_one:
         norm = LogNorm(positive.min(), positive.max())
     (grid_x, values_x), (grid_y, values_y) = _cell_positions(xs), _cell_positions(ys)
     mesh = ax.pcolormesh(grid_x, grid_y, values, shading="nearest", norm=norm, cmap=cmap)
-    bar = ax.figure.colorbar(mesh, ax=ax, label=var)
+    bar = ax.figure.colorbar(mesh, ax=ax, label=_label(var))
     if ticks is not None:
         bar.set_ticks(ticks, labels=[f"{t:.3g}" if 1e-3 <= t <= 1e3 else f"1e{np.log10(t):+.0f}" for t in ticks])
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_xlabel(_label(x))
+    ax.set_ylabel(_label(y))
     for axis, name, grid, own in ((ax.xaxis, x, grid_x, values_x), (ax.yaxis, y, grid_y, values_y)):
         labels = _tick_labels(ds, name) or own
         if labels is not None:
@@ -249,13 +262,13 @@ def plot_gmm(ds, out: Path, name: str) -> list[Path]:
             _heatmap(ax, ds, var, axes[0], axes[1], log=log)
         else:
             ax.plot(ds[axes[0]].values, ds[var].values, "o-")
-            ax.set_xlabel(axes[0])
+            ax.set_xlabel(_label(axes[0]))
             if axes[0] == "num_human":
                 ax.set_xscale("symlog", linthresh=1)
-            ax.set_ylabel(var)
+            ax.set_ylabel(_label(var))
             if log:
                 ax.set_yscale("log")
-        ax.set_title(var.replace("_", " "))
+        ax.set_title(_label(var))
         if not np.isfinite(np.asarray(ds[var].values, np.float64)).any():  # an empty panel said nothing
             why = (": it needs two steps in [T/10, T] with ||D(t)||_F > 0" if var == "dnorm_decay_exponent" else "")
             ax.text(0.5, 0.5, f"NaN in every cell{why}", transform=ax.transAxes, ha="center", va="center",

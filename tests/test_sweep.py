@@ -1158,6 +1158,8 @@ def test_phase_plots_say_what_ran_and_draw_uneven_axes_cell_by_cell(tmp_path, mo
     fig = figures[0]
     assert "T = 3, 3 replicates per cell, seed 0; alpha0 = 0.5, categories = 4" in fig._suptitle.get_text()
     ratio = next(ax for ax in fig.axes if "/ replace" in ax.get_title())
+    # the docs' notation on the axes (a figure trial, 2026-12-06: "type1", "type2" alone)
+    assert (ratio.get_xlabel(), ratio.get_ylabel()) == ("type-I error a (type1)", "type-II error b (type2)")
     mesh = ratio.collections[0]
     import matplotlib
 
