@@ -86,6 +86,12 @@ def _leaf_commands(parser):
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # the console script: a character the console cannot encode (an --out path under
+        # PYTHONIOENCODING=ascii) printed as an escape, not an error after the run's files were written (a user trial,
+        # 2026-12-06: exit status 2, and a sweep left without its manifest)
+        for stream in (sys.stdout, sys.stderr):
+            if hasattr(stream, "reconfigure"):
+                stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     from collapse_jax import results
@@ -94,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with cli_options.plain_warnings(f"collapse-jax {args.command}"):
             cli_options.apply_run_options(args)
+            _warn_if_jit_disabled(args.command)
             result = args.func(args)
+    except BrokenPipeError:  # the reader of the output went away (`| head`): quiet, as other tools are
+        if argv is None:  # (and no second error when the interpreter flushes stdout at exit)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # (128 + SIGPIPE, what a shell reports for a tool the pipe stopped)
     except (ValueError, _checks.MissingExtraError) as exc:  # bad input, a missing extra: one clear line
         text = str(exc) if getattr(exc, "verbatim", False) else cli_options.with_flags(str(exc), args)
         print(f"collapse-jax {args.command}: error: {text}", file=sys.stderr)
@@ -129,6 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     if result == 130 and argv is None:  # the console script, interrupted (here or by a command's own handler)
         _leave_now(130)
     return int(result or 0)
+
+
+def _warn_if_jit_disabled(command: str) -> None:
+    """One line when JAX's jit is off (JAX_DISABLE_JIT=1): every simulator then runs op by op, and a run of seconds
+    sat at 0 % for minutes without a word (a user trial, 2026-12-06)."""
+    import jax
+
+    if jax.config.jax_disable_jit:
+        print(f"collapse-jax {command}: warning: JAX_DISABLE_JIT is set, so every kernel runs op by op: runs take "
+              "minutes where they took seconds (unset it unless you are debugging)", file=sys.stderr)
 
 
 def _from_jax_backend_start(exc: BaseException) -> bool:

@@ -87,7 +87,7 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("sweep", help="run a parameter grid of any simulator from a TOML specification into one "
                                      "labelled zarr dataset (resumable, multi-process)",
-                       description=__doc__ + "\n\nSpecification format: collapse_jax/sweep_spec.py; list a "
+                       description=(__doc__ or "") + "\n\nSpecification format: collapse_jax/sweep_spec.py; list a "
                                              "simulator's parameters with --fields SIMULATOR.")
     p.add_argument("spec", nargs="?", help="the sweep specification (TOML)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",

@@ -22,6 +22,7 @@ import dataclasses
 import importlib
 import json
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -257,7 +258,10 @@ def load_failure(folder: Path, what: str, exc: Exception) -> ValueError:
     text = str(exc).lower()
     # the hint that fits the cause (it asked "is a file truncated or damaged?" of an unknown architecture and of a
     # config whose sizes the weights do not match; a user trial, 2026-12-06)
-    hint = ("config.json's model type is not of the kind this loader takes (an encoder-decoder such as T5, say, "
+    hint = ("Python runs with -OO, which strips the docstrings transformers reads while it loads a model: run "
+            "without -OO" if sys.flags.optimize >= 2 and "docstring" in text else  # (not a damaged file; a trial,
+            # 2026-12-06)
+            "config.json's model type is not of the kind this loader takes (an encoder-decoder such as T5, say, "
             "where a causal LM is wanted)" if "unrecognized configuration class" in text else
             "config.json names an architecture this transformers version does not know" if "does not recognize" in text
             or "model_type" in text else

@@ -1,6 +1,8 @@
 """The command registry: core commands plus those other packages register in the entry-point group."""
 
 import argparse
+import os
+import sys
 import importlib.metadata
 
 import pytest
@@ -92,12 +94,15 @@ def test_every_option_of_every_command_has_help_and_help_works(capsys):
     missing = {path: [a.option_strings for a in p._actions if a.option_strings and not (a.help or "").strip()]
                for path, p in commands.items()}
     assert not {k: v for k, v in missing.items() if v}, missing
-    for path, p in commands.items():
+    for path, p in [((), None), *commands.items()]:  # (the top level lists every command's help, %-formatted: a
+        # percent sign in one broke `collapse-jax --help` for all; a user trial, 2026-12-06)
         with pytest.raises(SystemExit) as exc:
             cli.main([*path, "--help"])
         assert exc.value.code == 0, path
         text = capsys.readouterr().out
-        assert text.startswith(f"usage: collapse-jax {' '.join(path)}"), path
+        assert text.startswith(f"usage: collapse-jax {' '.join(path)}".rstrip()), path
+        if p is None:
+            continue
         for action in p._actions:
             for flag in action.option_strings:
                 assert flag in text, (path, flag)
@@ -358,3 +363,34 @@ def test_a_jax_backend_that_cannot_start_is_one_line(monkeypatch, capsys, tmp_pa
     monkeypatch.setattr(jax, "default_backend", other)
     with pytest.raises(AssertionError, match="not JAX's"):
         cli.main(argv)
+
+
+def test_the_console_script_survives_odd_consoles(tmp_path):
+    """A user trial (2026-12-06): ``python3 -OO`` broke every command, even ``--help`` (a module docstring is None
+    there); under PYTHONIOENCODING=ascii a finished run printed its non-ASCII --out path, failed with "'ascii' codec
+    can't encode" and exit status 2; ``| head -c 0`` gave "error: [Errno 32] Broken pipe", status 2."""
+    import subprocess
+
+    def run(*args, env=None, **kw):
+        return subprocess.run([sys.executable, *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
+                              **kw)
+
+    assert run("-OO", "-m", "collapse_jax.cli", "--help").returncode == 0
+    out = tmp_path / "résultats_日本"
+    done = run("-m", "collapse_jax.cli", "recursions-fig3", "--replicates", "5", "--steps", "2", "--no-progress",
+               "--out", str(out), env={"PYTHONIOENCODING": "ascii"})
+    assert done.returncode == 0, done.stderr
+    assert "r\\xe9sultats_\\u65e5\\u672c" in done.stdout and (out / "manifest.json").exists()
+    reader = subprocess.Popen([sys.executable, "-m", "collapse_jax.cli", "info", "--no-build"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+    reader.stdout.close()                                  # the reader of the output goes away at once
+    assert reader.wait() == 141 and reader.stderr.read() == b""
+
+
+def test_disabled_jit_is_said(capsys):
+    """A user trial (2026-12-06): with JAX_DISABLE_JIT=1 a run of seconds sat at 0 % for minutes without a word."""
+    import jax
+
+    with jax.disable_jit():
+        assert cli.main(["info", "--no-build"]) == 0
+    assert "collapse-jax info: warning: JAX_DISABLE_JIT is set, so every kernel runs op by op" in capsys.readouterr().err

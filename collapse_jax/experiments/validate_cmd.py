@@ -107,5 +107,5 @@ def add_parser(sub) -> None:
     runs.add_command(sub, "validate", ValidateConfig, run,
                      "theory vs Monte Carlo for every theorem / proposition (writes a table; exit status 1 when "
                      "an exact row disagrees, which a correct theory does in about 1 run in 20: the rows are judged "
-                     "at a 5 % family-wise level)",
+                     "at a family-wise error of 0.05)",  # (no percent sign: argparse formats the help with %)
                      run_option_notes={"x64": "no effect: validate turns float64 on itself (its theory checks)"})
