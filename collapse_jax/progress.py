@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 
 from tqdm.auto import tqdm
+
+# Where stderr is a file or a pipe (a batch job's log), a bar prints a plain line at most every LOG_INTERVAL seconds
+# and its last state when it closes: tqdm's redraws wrote carriage returns and cursor-up codes into the log (an
+# environment trial, 2026-12-06: `cat -A` of a two-bar run's log)
+LOG_INTERVAL = 30.0
+_TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 _OVERRIDE: list[bool | None] = [None]
@@ -44,8 +51,39 @@ def bar(total: int, desc: str, unit: str = "it", *, initial: int = 0, disable: b
         disable = not enabled()
     # (drawn at once: tqdm's `delay` hid a bar until its first update, so a long first chunk looked hung; a review,
     # 2026-12-06. COLLAPSE_JAX_PROGRESS=0 or progress=False silences a notebook's loop of short calls.)
+    if _to_log():
+        return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable, file=_LogLines(sys.stderr),
+                    mininterval=LOG_INTERVAL, ncols=100, leave=True)
     return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable, file=sys.stderr,
                 dynamic_ncols=True, leave=False)
+
+
+def _to_log() -> bool:
+    """Whether bars go to a log: stderr is no terminal, and no notebook draws them (tqdm.auto's widgets, or an
+    IPython kernel, whose output area handles carriage returns)."""
+    if tqdm.__module__.startswith("tqdm.notebook") or "ipykernel" in sys.modules:
+        return False
+    try:
+        return not sys.stderr.isatty()
+    except (AttributeError, ValueError):  # (a closed or replaced stream)
+        return True
+
+
+class _LogLines:
+    """The stream tqdm writes to in a log: each redraw becomes one plain line, without carriage returns, terminal
+    codes or the blank redraws that clear a bar."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        lines = [line.rstrip() for line in _TERMINAL_CODES.sub("", text).replace("\r", "\n").split("\n")]
+        lines = [line for line in lines if line.strip()]
+        if lines:
+            self.stream.write("\n".join(lines) + "\n")
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 @contextlib.contextmanager

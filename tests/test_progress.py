@@ -30,3 +30,26 @@ def test_calls_inside_overall_move_one_bar_from_its_initial_count():
             assert not isinstance(after, progress.Part)
     finally:
         progress.set_enabled(None)
+
+
+def test_bars_in_a_log_are_plain_lines(capsys, monkeypatch):
+    """An environment trial (2026-12-06): with stderr redirected to a file, tqdm's redraws wrote carriage returns
+    and cursor-up codes into the log. There a bar prints plain lines: its start, at most one per LOG_INTERVAL, and
+    its last state (nested bars too)."""
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 3600.0)
+    progress.set_enabled(True)
+    try:
+        with progress.bar(4, "outer", "step") as outer:
+            for _ in range(4):
+                with progress.bar(50, "inner", "rep") as inner:
+                    for _ in range(50):
+                        inner.update(1)
+                outer.update(1)
+    finally:
+        progress.set_enabled(None)
+    log = capsys.readouterr().err
+    assert "\r" not in log and "\x1b" not in log
+    lines = log.splitlines()
+    assert lines[0].startswith("outer:   0%") and lines[-1].startswith("outer: 100%") and "4/4" in lines[-1]
+    assert sum(line.startswith("inner: 100%") and "50/50" in line for line in lines) == 4
+    assert len(lines) == 2 + 4 * 2                                 # no redraw between start and end
