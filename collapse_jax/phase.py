@@ -153,7 +153,7 @@ def _save(fig, out: Path, name: str) -> Path:
 
 # Axis and colour-bar labels in the docs' notation, the field's name after it (the plots showed "num_human",
 # "type1", "relative_loss" where the docs write m0, a, loss(T) / loss(0); a figure trial, 2026-12-06)
-_NOTATION = {"num_models": "n", "points_per_step": "L", "num_human": "m0", "dirichlet_a": "a", "alpha0": "alpha_0",
+_NOTATION = {"num_models": "n", "num_components": "B", "points_per_step": "L", "num_human": "m0", "dirichlet_a": "a",
              "alpha_decay": "gamma", "n0": "n_0", "n_growth": "n_t growth exponent", "type1": "type-I error a",
              "type2": "type-II error b", "final_dnorm": "mean ||D(T)||_F", "relative_loss": "loss(T) / loss(0)",
              "theory_relative_subsample": "exact r_T / r_0, accumulate-subsample"}

@@ -934,5 +934,4 @@ def test_too_few_kept_replicates_draw_no_rms_check(monkeypatch):
                  if line.get_label().startswith("simulated rms of those replicates")]
         assert len(lines) == 2 and all((len(line.get_xdata()) == 5) == drawn for line in lines)
         if not drawn:
-            assert lines[0].get_label() == ("simulated rms of those replicates: not drawn, 1 of 500 kept every "
-                                            "component (fewer than 20); the green theory describes only them")
+            assert lines[0].get_label() == "simulated rms of those replicates: not drawn (1 of 500)"
