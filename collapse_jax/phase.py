@@ -156,7 +156,7 @@ def _save(fig, out: Path, name: str) -> Path:
 _NOTATION = {"num_models": "n", "num_components": "B", "points_per_step": "L", "num_human": "m0", "dirichlet_a": "a",
              "alpha_decay": "gamma", "n0": "n_0", "n_growth": "n_t growth exponent", "type1": "type-I error a",
              "type2": "type-II error b", "final_dnorm": "mean ||D(T)||_F", "relative_loss": "loss(T) / loss(0)",
-             "theory_relative_subsample": "exact r_T / r_0, accumulate-subsample"}
+             "theory_relative_subsample": "exact r_T / r_0", "theory_vs_replace": "exact r_T over replace's"}
 
 
 def _label(name: str) -> str:
