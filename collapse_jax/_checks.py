@@ -30,8 +30,19 @@ def _integer_scalar(value: Any) -> Any:
     return int(value) if integer else value
 
 
+def not_traced(name: str, value: Any) -> None:
+    """A TypeError naming ``name`` where ``value`` is a JAX tracer: the checks below read numbers on the host, and a
+    function that calls them cannot run inside ``jax.jit``, ``vmap`` or ``grad`` (the messages said "alpha must be a
+    number, got GradTracer(...)", which a tracer is; a user trial, 2026-12-06)."""
+    if is_traced(value):
+        raise TypeError(f"{name} is a traced JAX value (inside jax.jit, vmap or grad), but this function computes on "
+                        "the host (NumPy) and cannot be transformed: call it outside the transformed function, on "
+                        "concrete values")
+
+
 def positive_int(name: str, value: Any) -> int:
     """Return ``value`` as an int, or raise if it is not an integer >= 1 (a 0-d integer array counts)."""
+    not_traced(name, value)
     value = _integer_scalar(value)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -52,6 +63,7 @@ def positive_whole(name: str, value: Any) -> int:
 
 def nonnegative_int(name: str, value: Any) -> int:
     """Return ``value`` as an int, or raise if it is not an integer >= 0 (a 0-d integer array counts)."""
+    not_traced(name, value)
     value = _integer_scalar(value)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
@@ -62,6 +74,7 @@ def in_interval(name: str, value: Any, low: float, high: float, *, low_open: boo
                 high_open: bool = False) -> float:
     """Return ``value`` as a float, or raise if it lies outside the interval [low, high] (ends as given). Booleans
     and strings are refused (``float`` would take ``True`` as 1 and ``"0.5"`` as 0.5)."""
+    not_traced(name, value)
     if isinstance(value, (bool, np.bool_, str, bytes)):
         raise ValueError(f"{name} must be a number, got {value!r}")
     try:
@@ -121,6 +134,7 @@ def array_in_interval(name: str, value: Any, low: float, high: float, *, low_ope
                       high_open: bool = False) -> np.ndarray:
     """Return ``value`` as a float64 NumPy array, or raise if an entry is NaN or lies outside [low, high] (ends as
     given); the message names the first such entry. A scalar is checked (and reported) as by :func:`in_interval`."""
+    not_traced(name, value)
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -156,6 +170,7 @@ def finite_array(name: str, value: Any, *, shape: tuple[int | None, ...] | None 
     """Return ``value`` as a float64 NumPy array; raise on NaN/inf, on a shape that does not match, or on a value
     that is not a rectangular array of real numbers (ragged rows, strings, complex numbers: their imaginary part was
     dropped with only NumPy's warning; an audit, 2026-12-04)."""
+    not_traced(name, value)
     try:  # (complex refused by its dtype, not by catching NumPy's ComplexWarning: leaving warnings.catch_warnings
         # reset Python's once-per-line record of every warning, so a warning in a user's loop showed on every pass;
         # a user trial, 2026-12-06)

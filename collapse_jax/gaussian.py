@@ -313,7 +313,9 @@ def step(key: jax.Array, state: State, inputs: tuple[jax.Array, jax.Array], conf
         perm, data = subsample_fit(k_split, state.perm, pool, total, n_t, config.max_budget)
         state = state._replace(data=data, pool=pool, total=total, perm=perm)
         return state, observe(state, config)
-    n_real = binomial(k_split, n_t, alpha_t)
+    # (binomial draws in JAX's default float, float64 under x64: float32 params there changed the scan carry's type;
+    # a user trial, 2026-12-06)
+    n_real = binomial(k_split, n_t, alpha_t).astype(state.data.size.dtype)
     new = _pool(_group(k_real, n_real, state.mu, state.sigma * state.sigma), _group(k_syn, n_t - n_real, mean, var))
     state = state._replace(data=_pool(state.data, new) if config.regime == "accumulate" else new,
                            total=state.total + n_t)

@@ -107,6 +107,7 @@ def _finite_sizes(n: np.ndarray, name: str, value: float) -> np.ndarray:
 # --- validation of user-supplied arrays ----------------------------------------------------------------------------
 def _schedule_array(name: str, value: Any, num_steps: int | None) -> np.ndarray:
     """A finite float64 copy of a schedule of shape (num_steps + 1,) or (grid, num_steps + 1), or a clear error."""
+    _checks.not_traced(name, value)
     raw = np.asarray(value)
     if raw.dtype.kind in "US":  # (np.asarray(["0.5"]) cast to 0.5 below, where a scalar "0.5" is refused)
         raise ValueError(f"{name} must hold numbers, got strings ({raw.dtype})")

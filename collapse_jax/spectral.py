@@ -69,7 +69,8 @@ def in_float64(fn):
     2026-12-06)."""
     @wraps(fn)
     def wrapper(*args, **kwargs):
-        if _checks.is_traced((args, kwargs)):
+        if _checks.is_traced((args, kwargs)) or _staged():  # (concrete arguments inside a caller's jit too: their
+            # results are tracers there, which cannot come back as NumPy; a user trial, 2026-12-06)
             return fn(*args, **kwargs)
         caller_x64 = bool(jax.config.jax_enable_x64)
         with jax.enable_x64(True):
@@ -77,6 +78,12 @@ def in_float64(fn):
             out = fn(*args, **kwargs)
         return out if caller_x64 else jax.tree.map(_to_host_if_wide, out)
     return wrapper
+
+
+def _staged() -> bool:
+    """Whether JAX is staging operations on concrete values into a program now (inside a caller's ``jit``), where
+    their results are tracers."""
+    return isinstance(jnp.zeros(()) + 0, jax.core.Tracer)
 
 
 def _to_host_if_wide(x):
@@ -447,7 +454,9 @@ def _check_regular(chol, g, name: str, what: str) -> None:
     """A ValueError naming ``name`` unless every Cholesky pivot^2 of ``g`` (its factor ``chol``) exceeds
     :data:`SINGULAR_PIVOT` of its diagonal entry, the rule :func:`block_estimates` refuses singular blocks by (a
     rank-deficient Gram may factor with rounding pivots in float64, and give a finite log-det of rounding noise; NaN
-    pivots fail): ``what`` is then undefined."""
+    pivots fail): ``what`` is then undefined. Not checked where ``chol`` is traced (values unknown)."""
+    if _checks.is_traced(chol):
+        return
     pivot = np.asarray(jnp.diagonal(chol, axis1=-2, axis2=-1)) ** 2 / np.diagonal(np.asarray(g), axis1=-2, axis2=-1)
     if not np.all(pivot > SINGULAR_PIVOT):
         raise ValueError(f"{name} is singular in float64 (a Cholesky pivot^2 at most {SINGULAR_PIVOT:g} of its "

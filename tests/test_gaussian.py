@@ -359,3 +359,19 @@ def test_first_order_w2_needs_two_points_a_fit_as_the_exact_law_does():
         with pytest.raises(ValueError, match="n must be at least 2 in every generation"):
             law(1.0, [10, 1, 10])
     np.testing.assert_allclose(G.shumailov_first_order_w2(1.0, [10, 10]), [0.15, 0.3])
+
+
+def test_kernel_keeps_float32_params_under_x64():
+    """A user trial (2026-12-06): with x64 on, float32 params failed in replace and accumulate ("scan body function
+    carry input and carry output must have equal types"): the binomial split drew in the default float64."""
+    import jax
+    import jax.numpy as jnp
+
+    from collapse_jax import gaussian as G
+
+    f32 = lambda v: jnp.asarray(v, jnp.float32)  # noqa: E731
+    with jax.enable_x64(True):
+        for regime in ("replace", "accumulate"):
+            out = G.kernel(jax.random.key(0), G.Params(f32(0.0), f32(1.0), jnp.full(9, 0.5, jnp.float32),
+                                                        jnp.full(9, 50.0, jnp.float32)), G.GaussianConfig(regime))
+            assert out.dtype == jnp.float32 and out.shape == (9,) and bool(jnp.all(jnp.isfinite(out)))

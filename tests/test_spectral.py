@@ -1593,3 +1593,41 @@ def test_gram_streaming_refuses_a_dtype_that_is_not_float32_or_float64(dtype):
     with pytest.raises(ValueError, match=r"dtype must be float32 or float64"):
         sp.gram_streaming([np.full((4, 3), 1.5)], 3, dtype=dtype)
     assert sp.gram_streaming([np.full((4, 3), 1.5)], 3, dtype="float64").gram[0, 0] == 9.0
+
+
+def test_float64_functions_run_inside_a_callers_jit_with_x64_off():
+    """A user trial (2026-12-06): with x64 off (the default), the float64-forcing functions raised
+    TracerArrayConversionError inside a caller's jit when their own arguments were concrete (their results are
+    tracers there and cannot come back as NumPy); they now run in the caller's precision there, as with traced
+    arguments, and the same call outside jit still returns NumPy float64."""
+    import jax
+
+    from collapse_jax import sigma_monitor as sm
+
+    with jax.enable_x64(False):
+        inside = float(jax.jit(lambda y: y + sp.wishart_bias(6, 40, 10000))(1.0))
+        traced_n = float(jax.jit(lambda n: sp.wishart_bias(6, n, 10000))(40))
+        bounds = float(jax.jit(lambda y: y * sp.theorem1_bounds(np.eye(3) * 2, np.eye(3)).upper)(1.0))
+        gain = float(jax.jit(lambda y: y + sm.tracks(jnp.eye(4) * 3.0, 40, 1000, 1e-3).gain)(0.0))
+        outside = sp.wishart_bias(6, 40, 10000)
+        assert isinstance(outside, np.ndarray) and outside.dtype == np.float64
+    assert inside - 1.0 == pytest.approx(float(outside), rel=1e-5) and traced_n == pytest.approx(float(outside), rel=1e-5)
+    assert bounds == pytest.approx(float(sp.theorem1_bounds(np.eye(3) * 2, np.eye(3)).upper), rel=1e-6)
+    assert gain == pytest.approx(float(sm.tracks(np.eye(4) * 3.0, 40, 1000, 1e-3).gain), rel=1e-5)
+
+
+def test_host_only_theory_names_the_traced_argument():
+    """A user trial (2026-12-06): the closed forms under jax.grad / vmap said "alpha must be a number, got
+    GradTracer(...)" (a tracer is one) or raised TracerArrayConversionError; now a TypeError says why."""
+    import jax
+
+    from collapse_jax import gmm_theory, multinomial
+
+    host = r"is a traced JAX value \(inside jax.jit, vmap or grad\), but this function computes on the host"
+    with pytest.raises(TypeError, match="alpha " + host):
+        jax.grad(lambda a: multinomial.fixed_alpha_limit(np.full(10, 0.1), a, 100))(0.3)
+    with pytest.raises(TypeError, match="alpha " + host):
+        jax.grad(lambda a: multinomial.replace_risk(np.full(10, 0.1), a, np.full(21, 100.0))[-1])(jnp.full(21, 0.3))
+    with pytest.raises(TypeError, match="beta " + host):
+        jax.vmap(lambda b: gmm_theory.asymptotic_dnorm(10.0, num_models=3, points_per_step=3, beta=b,
+                                                       diversity=0.5))(jnp.array([0.3, 0.5]))
