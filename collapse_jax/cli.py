@@ -13,6 +13,7 @@ import importlib
 import importlib.metadata
 import os
 import shlex
+import signal
 import sys
 
 from collapse_jax import _checks, cli_options, experiments
@@ -86,6 +87,8 @@ def _leaf_commands(parser):
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        _stop_on_termination()
     if argv is None:  # the console script: a character the console cannot encode (an --out path under
         # PYTHONIOENCODING=ascii) printed as an escape, not an error after the run's files were written (a user trial,
         # 2026-12-06: exit status 2, and a sweep left without its manifest)
@@ -124,22 +127,52 @@ def main(argv: list[str] | None = None) -> int:
               + (f" for JAX_PLATFORMS={platforms!r} (is that platform's jax plugin installed?)" if platforms else "")
               + (f" ({cause})" if cause else "") + "; `collapse-jax info` shows what JAX finds", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         hint = getattr(args, "interrupt_hint", None) or ("a command that resumes continues from them when rerun with "
                                                          "the same options and --out")
         # the folder itself, not the placeholder (a user trial, 2026-12-06), also one made with a time stamp
         folder = getattr(args, "out", None) or results.LAST_CREATED
         if folder:
             hint = hint.replace("--out RUN", f"--out {shlex.quote(str(folder))}")
-        print(f"collapse-jax {args.command}: interrupted (files written so far are complete; {hint})", file=sys.stderr)
-        result = 130
+        how = f"stopped by {exc.name}" if isinstance(exc, Terminated) else "interrupted"
+        print(f"collapse-jax {args.command}: {how} (files written so far are complete; {hint})", file=sys.stderr)
+        result = exit_status(exc)
     finally:  # (a run folder's lock, held by an unfinished run, is not kept past the command)
         from collapse_jax import results
 
         results.release_folder_locks()
-    if result == 130 and argv is None:  # the console script, interrupted (here or by a command's own handler)
-        _leave_now(130)
+    if result in (130, *(128 + signum for signum in _TERMINATING)) and argv is None:  # the console script,
+        _leave_now(result)  # interrupted or stopped (here or by a command's own handler)
     return int(result or 0)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a batch scheduler's time limit, a closed session), raised where Python runs next, as Ctrl-C
+    raises KeyboardInterrupt: the commands stop as they do for Ctrl-C and say so (the log of a job stopped this way
+    ended at a progress line, without a word; a user trial, 2026-12-06)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum, self.name = signum, signal.Signals(signum).name
+
+
+_TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+
+
+def exit_status(exc: KeyboardInterrupt) -> int:
+    """The exit status of a command stopped by ``exc``: 128 + the signal's number (130 for Ctrl-C)."""
+    return 128 + exc.signum if isinstance(exc, Terminated) else 130
+
+
+def _stop_on_termination() -> None:
+    """SIGTERM and SIGHUP raise :class:`Terminated` in the main thread, unless something other than the default
+    action was set for them (e.g. ``nohup``'s ignored SIGHUP)."""
+    def stop(signum, frame):
+        raise Terminated(signum)
+
+    for signum in _TERMINATING:
+        if signal.getsignal(signum) is signal.SIG_DFL:
+            signal.signal(signum, stop)
 
 
 def _warn_if_jit_disabled(command: str) -> None:

@@ -163,11 +163,14 @@ def _execute(spec, args, name: str) -> int:
                            cells_per_chunk=options.cells_per_chunk, memory_budget=options.memory_budget)
     except sweep.SweepExists as exc:
         raise sweep.SweepExists(exc.out, exc.done, exc.cells, "--resume") from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from collapse_jax import cli
+
         again = "--resume" if args.out is not None else f"--out {out} --resume"
-        print(f"collapse-jax {args.command}: interrupted; the cells written so far are kept in {out}: add {again} to "
+        how = f"stopped by {exc.name}" if isinstance(exc, cli.Terminated) else "interrupted"
+        print(f"collapse-jax {args.command}: {how}; the cells written so far are kept in {out}: add {again} to "
               "the same command to run the others", file=sys.stderr)
-        return 130
+        return cli.exit_status(exc)
     except OSError as exc:  # a full disk mid-run printed "[Errno 28] No space left on device" alone (a user trial)
         again = "--resume" if args.out is not None else f"--out {out} --resume"
         raise ValueError(f"out: writing {str(out)!r} failed ({exc.strerror or exc}); the cells written before are "

@@ -394,3 +394,29 @@ def test_disabled_jit_is_said(capsys):
     with jax.disable_jit():
         assert cli.main(["info", "--no-build"]) == 0
     assert "collapse-jax info: warning: JAX_DISABLE_JIT is set, so every kernel runs op by op" in capsys.readouterr().err
+
+
+def test_a_scheduler_stop_is_said_and_resumable(tmp_path):
+    """A cluster trial (2026-12-06): SIGTERM (a batch scheduler's time limit) or SIGHUP stopped a run with no word in
+    its log, which ended at a progress line; now they stop it as Ctrl-C does, say so with the resume hint, and exit
+    128 + the signal's number."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "collapse_jax.cli", "gmm-network", "--replicates", "300000",
+                             "--replicate-batch", "1000", "--no-plots", "--progress", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        start = time.monotonic()
+        while "gmm-network replicates" not in proc.stderr.readline():    # (bars print plain lines into a pipe)
+            assert time.monotonic() - start < 120 and proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == 128 + signal.SIGTERM, err
+    finally:
+        proc.kill()
+    assert (f"collapse-jax gmm-network: stopped by SIGTERM (files written so far are complete; continue it: rerun the "
+            f"same command with --out {out}") in err, err
+    assert (out / "config.json").exists() and not (out / "manifest.json").exists()
