@@ -269,6 +269,9 @@ def replicate_range(first_replicate: Any, num_replicates: int) -> int:
     return first
 
 
+TOO_LITTLE_MEMORY = 256 * 2**20  # available memory below which no count is suggested: JAX needs more to run at all
+
+
 def fits_in_memory(name: str, count: int, bytes_each: int, *, available: int | None = None,
                    fraction: float = 0.8, remedy: str = "") -> None:
     """Raise if ``count`` items of ``bytes_each`` bytes would not fit in ``fraction`` of the available memory; the
@@ -278,10 +281,14 @@ def fits_in_memory(name: str, count: int, bytes_each: int, *, available: int | N
     need = count * bytes_each
     if available and need > fraction * available:
         fit = int(fraction * available // max(bytes_each, 1))
+        # (under `prlimit --as` with 11 MiB left it said "use at most 1,174", then refused 1,174 and XLA aborted at
+        # 200: below TOO_LITTLE_MEMORY no count is offered; a cluster trial, 2026-12-06)
+        advice = (f"use at most {fit:,}" if available >= TOO_LITTLE_MEMORY else "too little for JAX itself (a few "
+                  "hundred MiB): raise this process's memory limit (the job's memory request, ulimit -v, prlimit --as)")
         raise ValueError(
             f"{name} = {count:,} needs about {bytes_text(need)} ({bytes_each:,} bytes each), more than "
             f"{fraction:.0%} of the {bytes_text(available)} available (the rest is left to the system and the "
-            f"run's other arrays); use at most {fit:,}" + (f" {remedy}" if remedy else ""))
+            f"run's other arrays); {advice}" + (f" {remedy}" if remedy else ""))
 
 
 def available_memory_bytes() -> int:

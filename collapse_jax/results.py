@@ -228,6 +228,9 @@ def environment_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        # the CPUs this process may run on (a batch job's affinity, taskset): what the native threads default to
+        # (a cluster trial, 2026-12-06: only the machine's count was recorded)
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         **cpu_info(),
         "numpy": np.__version__,
         # how this process was started (a benchmark's JSON then says which command produced its figures)

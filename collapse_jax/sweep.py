@@ -656,8 +656,8 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
     arrays = {name: root[name] for name in root.array_keys()}
     done = np.asarray(arrays["cell_done"][...]).reshape(-1)
     mesh = mesh or replicate_mesh(jax.local_devices())
-    todo = [b for b in share(blocks(spec, block_size(spec, model)), process_index, process_count)
-            if not done[b.start: b.stop].all()]
+    mine = share(blocks(spec, block_size(spec, model)), process_index, process_count)
+    todo = [b for b in mine if not done[b.start: b.stop].all()]
     if cells_per_chunk is None:
         budget = memory_budget if memory_budget is not None else spec.memory_budget
         by_memory = (budget or _checks.available_memory_bytes() // 4) // _cell_bytes(spec, model)
@@ -666,8 +666,10 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
     per_chunk = max(1, cells_per_chunk // max(len(b) for b in todo)) if todo else 1
     per_chunk = -(-len(todo) // -(-len(todo) // per_chunk)) if todo else 1  # as many chunks, of even sizes (shapes)
     total = sum(len(b) for b in todo)
+    before = sum(len(b) for b in mine) - total  # (a resumed sweep's bar counts from the cells done before: it read
+    # "0/360" after 1440 of 1800, without a word of the resume; a cluster trial, 2026-12-06)
     ran = replicate_steps = 0
-    with _CompileCounter() as counter, bar(total, f"sweep {spec.simulator}", "cell",
+    with _CompileCounter() as counter, bar(before + total, f"sweep {spec.simulator}", "cell", initial=before,
                                            disable=None if progress is None else not progress) as pbar:
         for lo in range(0, len(todo), per_chunk):
             chunk = todo[lo: lo + per_chunk]

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from collapse_jax import driver
+from collapse_jax import _checks, driver
 from collapse_jax.replicates import replicate_mesh
 
 # every test but the sharding one (the Gaussian recursion, which has no native kernel: the same run either way) also
@@ -380,3 +380,13 @@ def test_two_grid_layouts_of_one_kernel_compile_apart():
     over_b = driver.run_replicates(kernel, params, None, 2, grid_axes=P(None, 0), progress=False)
     np.testing.assert_allclose(over_a[:, 0], [[110, 210, 310], [120, 220, 320], [130, 230, 330]])
     np.testing.assert_allclose(over_b[:, 0], [[110, 120, 130], [210, 220, 230], [310, 320, 330]])
+
+
+def test_too_little_memory_offers_no_count():
+    """A cluster trial (2026-12-06): under `prlimit --as` with 11 MiB left, the refusal offered "use at most 1,174",
+    which was refused in turn (and 200 aborted in XLA): below TOO_LITTLE_MEMORY it says to raise the limit."""
+    with pytest.raises(ValueError, match=r"replicates = 40,000 needs about .* of the 11\.3 MiB available .*; too "
+                                         r"little for JAX itself .*: raise this process's memory limit"):
+        _checks.fits_in_memory("replicates", 40_000, 1000, available=int(11.3 * 2**20))
+    with pytest.raises(ValueError, match=r"use at most 858,993$"):
+        _checks.fits_in_memory("replicates", 10**6, 1000, available=2**30)

@@ -1229,9 +1229,8 @@ def test_a_parameter_set_to_its_default_resumes_the_same_sweep(tmp_path):
                   progress=False, resume=True)
 
 
-def test_a_full_disk_mid_run_names_the_folder_and_how_to_resume(tmp_path, monkeypatch, capsys):
-    """A user trial (2026-12-06): a sweep into a full tmpfs printed "[Errno 28] No space left on device" alone. The
-    store itself was fine and --resume finished it; now the message names the folder and says so."""
+def _disk_full_at_write(monkeypatch, call: int):
+    """Make the sweep's ``call``-th block write fail as on a full disk; returns the real writer."""
     import errno
 
     real = sweep._write_block
@@ -1239,11 +1238,18 @@ def test_a_full_disk_mid_run_names_the_folder_and_how_to_resume(tmp_path, monkey
 
     def full(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 1:
+        if len(calls) == call:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(sweep, "_write_block", full)
+    return real
+
+
+def test_a_full_disk_mid_run_names_the_folder_and_how_to_resume(tmp_path, monkeypatch, capsys):
+    """A user trial (2026-12-06): a sweep into a full tmpfs printed "[Errno 28] No space left on device" alone. The
+    store itself was fine and --resume finished it; now the message names the folder and says so."""
+    real = _disk_full_at_write(monkeypatch, 1)
     assert _sweep_cli(tmp_path, SMALL, tmp_path / "run") == 2
     err = capsys.readouterr().err
     assert (f"out: writing {str(tmp_path / 'run')!r} failed (No space left on device); the cells written before are "
@@ -1251,3 +1257,25 @@ def test_a_full_disk_mid_run_names_the_folder_and_how_to_resume(tmp_path, monkey
     monkeypatch.setattr(sweep, "_write_block", real)
     assert _sweep_cli(tmp_path, SMALL, tmp_path / "run", "--resume") == 0
     assert sweep.open_dataset(tmp_path / "run")["cell_done"].values.all()
+
+
+def test_a_resume_says_how_many_cells_were_done_before(tmp_path, monkeypatch, capsys):
+    """A cluster trial (2026-12-06): a resumed sweep's bar read 0/360 after 1440 of 1800 cells, and no line said it
+    was a resume. Now the command says so first, and the bar counts from the cells done before."""
+    from collapse_jax import progress
+
+    real = _disk_full_at_write(monkeypatch, 2)
+    two_blocks = SMALL + "alpha0 = [0.3, 0.5]\n"            # blocks run along the last axis: two of two cells
+    assert _sweep_cli(tmp_path, two_blocks, tmp_path / "run", "--cells-per-chunk", "1") == 2
+    earlier = int(sweep.cells_done(tmp_path / "run").sum())
+    cells = sweep.cells_done(tmp_path / "run").size
+    assert 0 < earlier < cells
+    capsys.readouterr()
+    monkeypatch.setattr(sweep, "_write_block", real)
+    bars = []
+    real_bar = progress.bar
+    monkeypatch.setattr(sweep, "bar", lambda total, *a, **k: bars.append((total, k.get("initial"))) or
+                        real_bar(total, *a, **k))
+    assert _sweep_cli(tmp_path, two_blocks, tmp_path / "run", "--resume", "--cells-per-chunk", "1") == 0
+    assert f"resuming {tmp_path / 'run'}: {earlier} of {cells} cells done by an earlier run" in capsys.readouterr().err
+    assert bars == [(cells, earlier)]
