@@ -43,7 +43,9 @@ def run(args) -> int:
            if "jax_error" not in info else f"no backend started: {info['jax_error']}"),
         f"python {info['python']}, numpy {info['numpy']}, {info['platform']}",
         f"also: {', '.join(extras) or 'no optional packages found'}",
-        f"CPU: {info['cpu_model']}, {info['cpu_count']} logical CPUs; SIMD: {' '.join(info['cpu_features']) or 'none'}",
+        f"CPU: {info['cpu_model']}, {info['cpu_count']} logical CPUs"
+        + (f" ({info['cpus_usable']} usable by this process)" if info.get("cpus_usable") != info["cpu_count"] else "")
+        + f"; SIMD: {' '.join(info['cpu_features']) or 'none'}",
         f"native kernels: {'enabled' if nat['enabled'] else 'disabled (COLLAPSE_JAX_NATIVE=0)'}; compiler "
         f"{nat['compiler'] or 'none found'} ({nat['compiler_version'] or '-'}), target -march={nat['march']}",
         f"  simulators: {library(nat['simulators_library'], 'native')}",

@@ -59,6 +59,8 @@ def test_info_reports_devices_cpu_and_native_kernels(capsys):
     assert cli.main(["info", "--json", "--no-build"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["devices"] and info["cpu_model"]
+    # the CPUs this process may use, beside the machine's (a cluster trial, 2026-12-06: a taskset job recorded 2)
+    assert info["cpus_usable"] == len(os.sched_getaffinity(0)) and 1 <= info["cpus_usable"] <= info["cpu_count"]
     native = info["native"]
     assert set(native) >= {"enabled", "compiler", "cache_dir", "simulators_library", "spectral_library",
                            "cached_libraries"}  # (--no-build: what an earlier process built)
