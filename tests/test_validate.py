@@ -147,6 +147,9 @@ def test_the_command_exits_1_when_an_exact_row_disagrees(monkeypatch, tmp_path, 
 
     from collapse_jax import multinomial as M
 
+    for name, failed in (("exact-True", []), ("exact-False", [1]), ("approximation-False", [])):
+        summary = json.loads((tmp_path / name / "manifest.json").read_text())["summary"]
+        assert summary["exact_disagree"] == failed and summary["exit_status"] == (1 if failed else 0)
     kernel = json.loads((tmp_path / "exact-True" / "manifest.json").read_text())["summary"]["kernel"]
     assert kernel["multinomial"]["replace"] == M.resolve_backend("auto", "replace") and kernel["logistic"] == "jax"
     # the rows at full precision beside the Markdown (a user trial, 2026-12-06: only the rounded table was written)

@@ -92,10 +92,12 @@ def run(cfg: ValidateConfig, out: str | None) -> int:
     kernel = {"multinomial": {r: M.resolve_backend("auto", r) for r in M.REGIMES},
               "gaussian": {r: G.resolve_backend("auto", r) for r in G.REGIMES},
               "linear-regression": "jax", "logistic": "jax", "mixture": "jax"}
-    folder.finish({"rows": len(table.rows), "disagree": bad, "elapsed_s": elapsed, "kernel": kernel})
     # the exit status a script or CI reads: an exact formula the Monte Carlo rejects (approximation and statement rows
-    # may disagree for their own reasons: an approximation's error, too little power; the table says which)
+    # may disagree for their own reasons: an approximation's error, too little power; the table says which). Both in
+    # the manifest too ("disagree" mixes the kinds; a calibration trial, 2026-12-06)
     failed = [i for i, r in enumerate(table.rows, 1) if r.kind == "exact" and not r.agree]
+    folder.finish({"rows": len(table.rows), "disagree": bad, "exact_disagree": failed,
+                   "exit_status": 1 if failed else 0, "elapsed_s": elapsed, "kernel": kernel})
     if failed:
         chance = ("about 1 run in 20 exits 1 by chance" if cfg.replicates >= V.FAMILY_WISE_MIN_REPLICATES else
                   f"and with fewer than {V.FAMILY_WISE_MIN_REPLICATES} replicates more often than 1 run in 20 (the "
