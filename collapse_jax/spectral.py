@@ -69,21 +69,18 @@ def in_float64(fn):
     2026-12-06)."""
     @wraps(fn)
     def wrapper(*args, **kwargs):
-        if _checks.is_traced((args, kwargs)) or _staged():  # (concrete arguments inside a caller's jit too: their
-            # results are tracers there, which cannot come back as NumPy; a user trial, 2026-12-06)
+        if _checks.is_traced((args, kwargs)):
             return fn(*args, **kwargs)
         caller_x64 = bool(jax.config.jax_enable_x64)
         with jax.enable_x64(True):
-            args, kwargs = jax.tree.map(_to_float64, (args, kwargs))
-            out = fn(*args, **kwargs)
-        return out if caller_x64 else jax.tree.map(_to_host_if_wide, out)
+            out = fn(*jax.tree.map(_to_float64, args), **jax.tree.map(_to_float64, kwargs))
+        if caller_x64:
+            return out
+        if _checks.is_traced(out):  # concrete arguments inside a caller's jit: the results are tracers there, which
+            # cannot come back as NumPy (TracerArrayConversionError; a user trial, 2026-12-06): in its precision
+            return fn(*args, **kwargs)
+        return jax.tree.map(_to_host_if_wide, out)
     return wrapper
-
-
-def _staged() -> bool:
-    """Whether JAX is staging operations on concrete values into a program now (inside a caller's ``jit``), where
-    their results are tracers."""
-    return isinstance(jnp.zeros(()) + 0, jax.core.Tracer)
 
 
 def _to_host_if_wide(x):
