@@ -269,7 +269,8 @@ def replicate_range(first_replicate: Any, num_replicates: int) -> int:
     return first
 
 
-TOO_LITTLE_MEMORY = 256 * 2**20  # available memory below which no count is suggested: JAX needs more to run at all
+TOO_LITTLE_MEMORY = 2**30  # available memory below which no count is suggested: JAX and a run's other arrays need
+# more (a review, 2026-12-06: counts offered at 297 and 519 MiB under prlimit --as failed in turn)
 
 
 def fits_in_memory(name: str, count: int, bytes_each: int, *, available: int | None = None,
@@ -283,8 +284,9 @@ def fits_in_memory(name: str, count: int, bytes_each: int, *, available: int | N
         fit = int(fraction * available // max(bytes_each, 1))
         # (under `prlimit --as` with 11 MiB left it said "use at most 1,174", then refused 1,174 and XLA aborted at
         # 200: below TOO_LITTLE_MEMORY no count is offered; a cluster trial, 2026-12-06)
-        advice = (f"use at most {fit:,}" if available >= TOO_LITTLE_MEMORY else "too little for JAX itself (a few "
-                  "hundred MiB): raise this process's memory limit (the job's memory request, ulimit -v, prlimit --as)")
+        advice = (f"use at most {fit:,}" if available >= TOO_LITTLE_MEMORY else "under 1 GiB is too little for JAX "
+                  "and the run's other arrays: raise this process's memory limit (the job's memory request, ulimit -v, "
+                  "prlimit --as)")
         raise ValueError(
             f"{name} = {count:,} needs about {bytes_text(need)} ({bytes_each:,} bytes each), more than "
             f"{fraction:.0%} of the {bytes_text(available)} available (the rest is left to the system and the "

@@ -87,8 +87,6 @@ def _leaf_commands(parser):
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:
-        _stop_on_termination()
     if argv is None:  # the console script: a character the console cannot encode (an --out path under
         # PYTHONIOENCODING=ascii) printed as an escape, not an error after the run's files were written (a user trial,
         # 2026-12-06: exit status 2, and a sweep left without its manifest)
@@ -100,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     from collapse_jax import results
 
     results.LAST_CREATED = None  # (this command's folder only, for the interrupt message)
+    if argv is None:  # (here, not before the parser: a signal while it was built escaped as a traceback; a review)
+        _stop_on_termination()
     try:
         with cli_options.plain_warnings(f"collapse-jax {args.command}"):
             cli_options.apply_run_options(args)
@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         if folder:
             hint = hint.replace("--out RUN", f"--out {shlex.quote(str(folder))}")
         how = f"stopped by {exc.name}" if isinstance(exc, Terminated) else "interrupted"
+        if isinstance(exc, Terminated):  # (no batch was let finish: a review, 2026-12-06)
+            hint = hint.replace(", with the one a first Ctrl-C let finish", "")
         print(f"collapse-jax {args.command}: {how} (files written so far are complete; {hint})", file=sys.stderr)
         result = exit_status(exc)
     finally:  # (a run folder's lock, held by an unfinished run, is not kept past the command)
@@ -148,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP (a batch scheduler's time limit, a closed session), raised where Python runs next, as Ctrl-C
-    raises KeyboardInterrupt: the commands stop as they do for Ctrl-C and say so (the log of a job stopped this way
-    ended at a progress line, without a word; a user trial, 2026-12-06)."""
+    raises KeyboardInterrupt: the commands stop and say so, as for a second Ctrl-C (the batch running is not waited
+    for: a scheduler's grace period may be shorter), where the log of a job stopped this way ended at a progress line
+    without a word (a user trial, 2026-12-06)."""
 
     def __init__(self, signum: int):
         super().__init__(signum)

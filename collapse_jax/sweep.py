@@ -615,7 +615,8 @@ def _calls(model: SweepModel, cells: list[dict], backend: str, size: int):
 
 def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: bool | None = None,
         process_index: int = 0, process_count: int = 1, mesh=None, cells_per_chunk: int | None = None,
-        memory_budget: int | None = None, on_chunk: Callable[[list[int]], None] | None = None) -> SweepReport:
+        memory_budget: int | None = None, on_chunk: Callable[[list[int]], None] | None = None,
+        on_resume: Callable[[int, int], None] | None = None) -> SweepReport:
     """Run (or continue, with ``resume``) the sweep ``spec`` into ``out/dataset.zarr``.
 
     Args:
@@ -631,6 +632,8 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
         sizes); cells of a chunk that share static shapes run in one call, which the simulator cuts into calls that
         fit the device's memory. The draws never depend on them.
       on_chunk: called with the cell indices of each chunk once they are written (tests use it to kill a run).
+      on_resume: called with (cells done before, cells) once the store in ``out`` is checked, where earlier runs did
+        some (the command line says so).
     """
     import jax
 
@@ -655,6 +658,8 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
     root = _open(path, spec, kernels_here, create=process_index == 0, resume=resume or process_index > 0)
     arrays = {name: root[name] for name in root.array_keys()}
     done = np.asarray(arrays["cell_done"][...]).reshape(-1)
+    if on_resume is not None and done.any():
+        on_resume(int(done.sum()), spec.num_cells)
     mesh = mesh or replicate_mesh(jax.local_devices())
     mine = share(blocks(spec, block_size(spec, model)), process_index, process_count)
     todo = [b for b in mine if not done[b.start: b.stop].all()]

@@ -158,16 +158,13 @@ def _execute(spec, args, name: str) -> int:
     out = folder.path
     if args.out is None:   # the folder's name was printed only at the end: after a kill, a search through runs/
         print(f"collapse-jax {args.command}: writing {out}", file=sys.stderr, flush=True)
-    if options.resume and (out / sweep.STORE).exists():  # (a resume said nothing until its last line; a trial)
-        try:
-            earlier = int(sweep.cells_done(out).sum())
-        except Exception:  # noqa: BLE001 (a damaged store: sweep.run says what is wrong with it)
-            earlier = None
-        if earlier:
-            print(f"collapse-jax {args.command}: resuming {out}: {earlier:,} of {spec.num_cells:,} cells done by an "
-                  "earlier run", file=sys.stderr, flush=True)
+    def resuming(earlier: int, cells: int) -> None:  # (a resume said nothing until its last line; a cluster trial;
+        # said once the store is checked: not for a store then refused, a review)
+        print(f"collapse-jax {args.command}: resuming {out}: {earlier:,} of {cells:,} cells done by an earlier run",
+              file=sys.stderr, flush=True)
+
     try:
-        report = sweep.run(spec, out, resume=options.resume, process_index=index, process_count=count,
+        report = sweep.run(spec, out, resume=options.resume, on_resume=resuming, process_index=index, process_count=count,
                            cells_per_chunk=options.cells_per_chunk, memory_budget=options.memory_budget)
     except sweep.SweepExists as exc:
         raise sweep.SweepExists(exc.out, exc.done, exc.cells, "--resume") from None

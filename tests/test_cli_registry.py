@@ -420,5 +420,5 @@ def test_a_scheduler_stop_is_said_and_resumable(tmp_path):
     finally:
         proc.kill()
     assert (f"collapse-jax gmm-network: stopped by SIGTERM (files written so far are complete; continue it: rerun the "
-            f"same command with --out {out}") in err, err
+            f"same command with --out {out} (the batches finished so far are kept))") in err, err
     assert (out / "config.json").exists() and not (out / "manifest.json").exists()

@@ -385,8 +385,8 @@ def test_two_grid_layouts_of_one_kernel_compile_apart():
 def test_too_little_memory_offers_no_count():
     """A cluster trial (2026-12-06): under `prlimit --as` with 11 MiB left, the refusal offered "use at most 1,174",
     which was refused in turn (and 200 aborted in XLA): below TOO_LITTLE_MEMORY it says to raise the limit."""
-    with pytest.raises(ValueError, match=r"replicates = 40,000 needs about .* of the 11\.3 MiB available .*; too "
-                                         r"little for JAX itself .*: raise this process's memory limit"):
+    with pytest.raises(ValueError, match=r"replicates = 40,000 needs about .* of the 11\.3 MiB available .*; under "
+                                         r"1 GiB is too little for JAX .*: raise this process's memory limit"):
         _checks.fits_in_memory("replicates", 40_000, 1000, available=int(11.3 * 2**20))
-    with pytest.raises(ValueError, match=r"use at most 858,993$"):
-        _checks.fits_in_memory("replicates", 10**6, 1000, available=2**30)
+    with pytest.raises(ValueError, match=r"use at most 1,717,986$"):
+        _checks.fits_in_memory("replicates", 10**7, 1000, available=2**31)

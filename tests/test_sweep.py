@@ -1279,3 +1279,8 @@ def test_a_resume_says_how_many_cells_were_done_before(tmp_path, monkeypatch, ca
     assert _sweep_cli(tmp_path, two_blocks, tmp_path / "run", "--resume", "--cells-per-chunk", "1") == 0
     assert f"resuming {tmp_path / 'run'}: {earlier} of {cells} cells done by an earlier run" in capsys.readouterr().err
     assert bars == [(cells, earlier)]
+    # not for a store that is then refused (a review, 2026-12-06: "resuming" came before "holds another sweep")
+    other = two_blocks.replace("steps = 2", "steps = 3")
+    assert _sweep_cli(tmp_path, other, tmp_path / "run", "--resume", "--cells-per-chunk", "1") == 2
+    err = capsys.readouterr().err
+    assert "holds another sweep" in err and "resuming" not in err
