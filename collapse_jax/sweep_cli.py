@@ -164,7 +164,8 @@ def _execute(spec, args, name: str) -> int:
               file=sys.stderr, flush=True)
 
     try:
-        report = sweep.run(spec, out, resume=options.resume, on_resume=resuming, process_index=index, process_count=count,
+        report = sweep.run(spec, out, resume=options.resume, on_resume=resuming,
+                           process_index=index, process_count=count,
                            cells_per_chunk=options.cells_per_chunk, memory_budget=options.memory_budget)
     except sweep.SweepExists as exc:
         raise sweep.SweepExists(exc.out, exc.done, exc.cells, "--resume") from None

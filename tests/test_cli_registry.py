@@ -374,8 +374,8 @@ def test_the_console_script_survives_odd_consoles(tmp_path):
     import subprocess
 
     def run(*args, env=None, **kw):
-        return subprocess.run([sys.executable, *args], capture_output=True, text=True, env={**os.environ, **(env or {})},
-                              **kw)
+        return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                              env={**os.environ, **(env or {})}, **kw)
 
     assert run("-OO", "-m", "collapse_jax.cli", "--help").returncode == 0
     out = tmp_path / "résultats_日本"
@@ -395,7 +395,8 @@ def test_disabled_jit_is_said(capsys):
 
     with jax.disable_jit():
         assert cli.main(["info", "--no-build"]) == 0
-    assert "collapse-jax info: warning: JAX_DISABLE_JIT is set, so every kernel runs op by op" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "collapse-jax info: warning: JAX_DISABLE_JIT is set, so every kernel runs op by op" in err
 
 
 def test_a_scheduler_stop_is_said_and_resumable(tmp_path):

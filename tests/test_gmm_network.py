@@ -928,8 +928,8 @@ def test_too_few_kept_replicates_draw_no_rms_check(monkeypatch):
     paper = gn.GMMNetworkResult(dnorm[:1], None, None, np.full((1, 5, 3, 2), 0.5), None)
     for count, drawn in ((1, False), (gcli.MIN_KEPT_DRAWN, True)):
         figures.clear()
-        gcli.make_plots(RunFolder.__new__(RunFolder), cfg, steps, dnorm, summary, theory, paper, 1, np.zeros(5), np.zeros(5),
-                        kept=(dnorm[:count].mean(axis=0), count))
+        gcli.make_plots(RunFolder.__new__(RunFolder), cfg, steps, dnorm, summary, theory, paper, 1, np.zeros(5),
+                        np.zeros(5), kept=(dnorm[:count].mean(axis=0), count))
         lines = [line for ax in dict(figures)["dnorm.png"].axes for line in ax.get_lines()
                  if line.get_label().startswith("simulated rms of those replicates")]
         assert len(lines) == 2 and all((len(line.get_xdata()) == 5) == drawn for line in lines)

@@ -413,7 +413,8 @@ def test_wishart_bias_and_variance_by_monte_carlo():
     (lambda: sp.wishart_bias(10, np.array([20, 300]), 100), r"got n = 300 > N = 100 at index \[1\]"),
     (lambda: sp.wishart_interval(0.0, 10, 200, 100, 1.96), r"got n = 200 > N = 100"),
     (lambda: sp.wishart_bias(10, 5, 100), r"n must be at least d \+ 1 = 11 for d = 10"),
-    (lambda: sp.wishart_logdet_bias(10, 9.5), r"m must lie in \[10, inf\], got 9.5 \(m must be at least d = 10 for d = 10\)"),
+    (lambda: sp.wishart_logdet_bias(10, 9.5),
+     r"m must lie in \[10, inf\], got 9.5 \(m must be at least d = 10 for d = 10\)"),
     (lambda: sp.wishart_variance(0, 5, 100), "dim must be an integer >= 1"),
 ])
 def test_wishart_formulas_refuse_counts_outside_their_range(call, match):
@@ -1611,7 +1612,8 @@ def test_float64_functions_run_inside_a_callers_jit_with_x64_off():
         gain = float(jax.jit(lambda y: y + sm.tracks(jnp.eye(4) * 3.0, 40, 1000, 1e-3).gain)(0.0))
         outside = sp.wishart_bias(6, 40, 10000)
         assert isinstance(outside, np.ndarray) and outside.dtype == np.float64
-    assert inside - 1.0 == pytest.approx(float(outside), rel=1e-5) and traced_n == pytest.approx(float(outside), rel=1e-5)
+    assert inside - 1.0 == pytest.approx(float(outside), rel=1e-5)
+    assert traced_n == pytest.approx(float(outside), rel=1e-5)
     assert bounds == pytest.approx(float(sp.theorem1_bounds(np.eye(3) * 2, np.eye(3)).upper), rel=1e-6)
     assert gain == pytest.approx(float(sm.tracks(np.eye(4) * 3.0, 40, 1000, 1e-3).gain), rel=1e-5)
 
