@@ -71,16 +71,23 @@ def _to_log() -> bool:
 
 class _LogLines:
     """The stream tqdm writes to in a log: each redraw becomes one plain line, without carriage returns, terminal
-    codes or the blank redraws that clear a bar."""
+    codes, the blank redraws that clear a bar, or a repeat of the line just written (a bar redrawn unchanged when
+    another opens: a trial, 2026-12-06, saw sigma-precision's first line twice)."""
+
+    last: list[str] = [""]  # (shared: every bar of the process writes to the same log)
 
     def __init__(self, stream):
         self.stream = stream
 
     def write(self, text: str) -> None:
         lines = [line.rstrip() for line in _TERMINAL_CODES.sub("", text).replace("\r", "\n").split("\n")]
-        lines = [line for line in lines if line.strip()]
-        if lines:
-            self.stream.write("\n".join(lines) + "\n")
+        kept = []
+        for line in lines:
+            if line.strip() and line != (kept[-1] if kept else _LogLines.last[0]):
+                kept.append(line)
+        if kept:
+            _LogLines.last[0] = kept[-1]
+            self.stream.write("\n".join(kept) + "\n")
 
     def flush(self) -> None:
         self.stream.flush()

@@ -53,3 +53,14 @@ def test_bars_in_a_log_are_plain_lines(capsys, monkeypatch):
     assert lines[0].startswith("outer:   0%") and lines[-1].startswith("outer: 100%") and "4/4" in lines[-1]
     assert sum(line.startswith("inner: 100%") and "50/50" in line for line in lines) == 4
     assert len(lines) == 2 + 4 * 2                                 # no redraw between start and end
+
+
+def test_a_log_does_not_repeat_the_line_just_written(capsys):
+    """A trial (2026-12-06): sigma-precision's overall bar was redrawn unchanged when a cell's bar opened, and its
+    first line stood twice in the log."""
+    import sys
+
+    log = progress._LogLines(sys.stderr)
+    for text in ("\rrun:   0%| 0/19", "\rrun:   0%| 0/19\x1b[A", "\rcell:   0%| 0/200", "\rrun:   0%| 0/19"):
+        log.write(text)
+    assert capsys.readouterr().err.splitlines() == ["run:   0%| 0/19", "cell:   0%| 0/200", "run:   0%| 0/19"]
