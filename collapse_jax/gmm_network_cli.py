@@ -243,7 +243,7 @@ def timing_text(replicates: int, resumed: int, seconds: float, earlier: float | 
     (None: not recorded, checkpoints of an older version) and the sum."""
     if resumed == 0:
         return f"{seconds:.1f} s"
-    now = f"{seconds:.1f} s in this run, which simulated {replicates - resumed}"
+    now = f"{seconds:.1f} s in this run, which simulated {replicates - resumed or 'none (it read them back)'}"
     if earlier is None:
         return f"{now}; {resumed} more resumed from the run folder (their earlier time was not recorded)"
     return f"{seconds + earlier:.1f} s in all: {now}, and {earlier:.1f} s earlier for the {resumed} resumed " \

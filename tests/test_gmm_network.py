@@ -935,3 +935,12 @@ def test_too_few_kept_replicates_draw_no_rms_check(monkeypatch):
         assert len(lines) == 2 and all((len(line.get_xdata()) == 5) == drawn for line in lines)
         if not drawn:
             assert lines[0].get_label() == "simulated rms of those replicates: not drawn (1 of 500)"
+
+
+def test_a_rerun_that_only_reads_back_says_so():
+    """A cluster trial (2026-12-06): a rerun that only reloaded its saved batches said "which simulated 0"."""
+    from collapse_jax.gmm_network_cli import timing_text
+
+    assert timing_text(6, 6, 3.0, 10.0) == ("13.0 s in all: 3.0 s in this run, which simulated none (it read them "
+                                            "back), and 10.0 s earlier for the 6 resumed from the run folder")
+    assert timing_text(6, 4, 3.0, None).startswith("3.0 s in this run, which simulated 2; 4 more resumed")
