@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = getattr(args, "out", None) or results.LAST_CREATED
         if folder:
             hint = hint.replace("--out RUN", f"--out {shlex.quote(str(folder))}")
-        how = f"stopped by {exc.name}" if isinstance(exc, Terminated) else "interrupted"
+        how = stopped_how(exc)
         if isinstance(exc, Terminated):  # (no batch was let finish: a review, 2026-12-06)
             hint = hint.replace(", with the one a first Ctrl-C let finish", "")
         print(f"collapse-jax {args.command}: {how} (files written so far are complete; {hint})", file=sys.stderr)
@@ -160,6 +160,11 @@ class Terminated(KeyboardInterrupt):
 
 
 _TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+
+
+def stopped_how(exc: KeyboardInterrupt) -> str:
+    """How a command was stopped, as its last line says: "interrupted" (Ctrl-C) or "stopped by SIGTERM"."""
+    return f"stopped by {exc.name}" if isinstance(exc, Terminated) else "interrupted"
 
 
 def exit_status(exc: KeyboardInterrupt) -> int:

@@ -173,8 +173,7 @@ def _execute(spec, args, name: str) -> int:
         from collapse_jax import cli
 
         again = "--resume" if args.out is not None else f"--out {out} --resume"
-        how = f"stopped by {exc.name}" if isinstance(exc, cli.Terminated) else "interrupted"
-        print(f"collapse-jax {args.command}: {how}; the cells written so far are kept in {out}: add {again} to "
+        print(f"collapse-jax {args.command}: {cli.stopped_how(exc)}; the cells written so far are kept in {out}: add {again} to "
               "the same command to run the others", file=sys.stderr)
         return cli.exit_status(exc)
     except OSError as exc:  # a full disk mid-run printed "[Errno 28] No space left on device" alone (a user trial)
