@@ -373,6 +373,9 @@ def test_the_console_script_survives_odd_consoles(tmp_path):
     can't encode" and exit status 2; ``| head -c 0`` gave "error: [Errno 32] Broken pipe", status 2."""
     import subprocess
 
+    if os.environ.get("COLLAPSE_JAX_NATIVE") == "0":  # (its run compiles the JAX path there: 32 s of a 2-min pass)
+        pytest.skip("nothing here depends on the native kernels: the main pass checks it")
+
     def run(*args, env=None, **kw):
         return subprocess.run([sys.executable, *args], capture_output=True, text=True,
                               env={**os.environ, **(env or {})}, **kw)

@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 import gmm_reference
-from native_support import BACKENDS_HERE, NATIVE_PARAM, needs_native
+from native_support import BACKENDS_HERE, NATIVE_PARAM, needs_native, skip_if_built_for_avx2
 from collapse_jax import driver
 from collapse_jax import gmm_network as gn
 
@@ -204,7 +204,8 @@ def test_native_scalar_engine_is_bit_identical():
 
 
 @needs_native
-@pytest.mark.parametrize("march", ["x86-64-v3", pytest.param("x86-64", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("march", [pytest.param("x86-64-v3", marks=skip_if_built_for_avx2),
+                                   pytest.param("x86-64", marks=pytest.mark.slow)])
 def test_native_avx2_and_generic_builds_draw_the_same(march, tmp_path):
     """The kernel built for AVX2 (x86-64-v3: 8 float32 lanes) and for plain x86-64 (4 lanes) gives bit-identical
     results to this machine's build (16 lanes where it has AVX-512): draws do not depend on the CPU kind. Each
