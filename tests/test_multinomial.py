@@ -122,10 +122,11 @@ def test_simulator_matches_numpy_reference(regime, type1, type2, backend):
 
 # --- simulator vs exact recurrences (float64) ----------------------------------------------------------------------
 @pytest.mark.parametrize("cfg,backend", [  # (the jax path's accumulate in the slow tier: its replace and filter here)
-    *[pytest.param(cfg, "native", marks=needs_native) for cfg in (
-        M.MultinomialConfig("replace"), M.MultinomialConfig("accumulate"), M.MultinomialConfig("filter", 0.2, 0.3))],
-    (M.MultinomialConfig("replace"), "jax"), (M.MultinomialConfig("filter", 0.2, 0.3), "jax"),
-    pytest.param(M.MultinomialConfig("accumulate"), "jax", marks=pytest.mark.slow)])
+    *[pytest.param(M.MultinomialConfig(*cfg), "native", marks=needs_native, id=f"{cfg[0]}-native")
+      for cfg in (("replace",), ("accumulate",), ("filter", 0.2, 0.3))],
+    pytest.param(M.MultinomialConfig("replace"), "jax", id="replace-jax"),
+    pytest.param(M.MultinomialConfig("filter", 0.2, 0.3), "jax", id="filter-jax"),
+    pytest.param(M.MultinomialConfig("accumulate"), "jax", marks=pytest.mark.slow, id="accumulate-jax")])
 def test_monte_carlo_matches_exact_recurrence(cfg, backend):
     alpha, n = _grid()
     losses = M.simulate(1, P, alpha, n, cfg, R, chunk_size=CHUNK, progress=False, backend=backend)
@@ -216,9 +217,10 @@ def test_chunking_does_not_change_draws(backend):
 
 
 @pytest.mark.parametrize("regime,p", [  # (each p with one regime in CI: the other pair compiles as long, 18-22 s)
-    ("replace", (0.25, 0.25, 0.25, 0.25)), ("accumulate", (0.5, 0.3, 0.2)),
-    pytest.param("accumulate", (0.25, 0.25, 0.25, 0.25), marks=pytest.mark.slow),
-    pytest.param("replace", (0.5, 0.3, 0.2), marks=pytest.mark.slow)])
+    pytest.param("replace", (0.25, 0.25, 0.25, 0.25), id="replace-even"),
+    pytest.param("accumulate", (0.5, 0.3, 0.2), id="accumulate-uneven"),
+    pytest.param("accumulate", (0.25, 0.25, 0.25, 0.25), marks=pytest.mark.slow, id="accumulate-even"),
+    pytest.param("replace", (0.5, 0.3, 0.2), marks=pytest.mark.slow, id="replace-uneven")])
 def test_a_replicate_draws_the_same_alone_batched_and_on_a_grid(regime, p):
     """The JAX kernel's draw of replicate r does not depend on how XLA compiled it: alone (one key), in a vmapped
     batch (the driver) or on a grid axis (simulate). Both p have tied halves in the sampler's tree; in float64
