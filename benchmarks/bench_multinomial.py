@@ -3,9 +3,9 @@
 Simulators of the same recursion (K categories, T generations, replace, accumulate or accumulate-subsample, fixed
 or growing n_t):
 - native: collapse_jax.multinomial.batched_risk_native (the CPU default: C++ kernel, per-replicate exact binomials,
-  all cores; its fastest engine here, "refill" on AVX-512 CPUs);
-- native-group: the same kernel's "group" engine (any CPU: eight replicates advance category by category; same
-  numbers as refill);
+  all cores; its fastest engine here: "refill", eight lanes on AVX-512 CPUs and four on AVX2-only ones);
+- native-group: the same kernel's "group" engine (any CPU, the only one without AVX2: eight replicates advance
+  category by category; same numbers as refill);
 - jax: collapse_jax.multinomial.kernel run by driver.batched (the portable path: tree of exact binomials, vmap over
   replicates, scan over generations);
   for both, compile time is reported apart (first call), then the median of --repeats timed calls, each ending in

@@ -113,8 +113,10 @@ class PrecisionConfig:
         if self.engine == "native":  # (a RuntimeError traceback after the run folder was written, before)
             from collapse_jax import _native
 
-            if not _native.amx_available():
-                raise ValueError("engine 'native' needs an AMX-capable x86 CPU and the native kernels (here: none); "
+            if not _native.amx_available():  # (it said "(here: none)" where only AMX was missing; a user trial)
+                why = ("the native kernels are unavailable here" if _native.spectral_library() is None
+                       else "this CPU has no AMX (or the OS grants no tile state)")
+                raise ValueError(f"engine 'native' needs an AMX-capable x86 CPU and the native kernels: {why}; "
                                  "use engine 'numpy' or 'auto'")
         for d in self.dims:
             if self.families and self.num_points <= d:

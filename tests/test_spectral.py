@@ -1633,3 +1633,14 @@ def test_host_only_theory_names_the_traced_argument():
     with pytest.raises(TypeError, match="beta " + host):
         jax.vmap(lambda b: gmm_theory.asymptotic_dnorm(10.0, num_models=3, points_per_step=3, beta=b,
                                                        diversity=0.5))(jnp.array([0.3, 0.5]))
+
+
+@pytest.mark.parametrize("built", [True, False])
+def test_native_engine_refusal_says_what_is_missing(built, monkeypatch):
+    """A user trial on an AVX2-only AMD EPYC (2026-12-06): engine 'native' was refused with "(here: none)" although
+    the native spectral library was built there; only AMX was missing."""
+    monkeypatch.setattr(_native, "amx_available", lambda: False)
+    monkeypatch.setattr(_native, "spectral_library", lambda: object() if built else None)
+    want = "this CPU has no AMX" if built else "the native kernels are unavailable here"
+    with pytest.raises(ValueError, match=f"needs an AMX-capable x86 CPU and the native kernels: {want}"):
+        spp.PrecisionConfig(engine="native").validate()
