@@ -309,8 +309,10 @@ def run(args) -> int:
     folder = RunFolder.create("sigma-precision", args.out)
     summary = run_sweep(cfg, folder, args.threads)
     print(sp.markdown_table(summary["rows"]))
+    # (the engine was only in manifest.json; a user trial on a CPU without AMX, 2026-12-06)
     print(f"wrote {folder.path} ({summary['cells']} cells, {summary['wall_seconds_this_call']:.1f} s this call, "
-          f"{summary['compute_seconds_all_cells']:.1f} s cell compute in total)")
+          f"{summary['compute_seconds_all_cells']:.1f} s cell compute in total; "
+          f"{sp.resolve_engine(cfg.engine)} engine)")
     return 0
 
 

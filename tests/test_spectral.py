@@ -775,14 +775,16 @@ def test_cli_warns_of_repeated_embedding_rows(tmp_path):
 
 
 @pytest.mark.fallback
-def test_cli_sweep_of_exact_rows_only_finishes_without_plots(tmp_path):
+def test_cli_sweep_of_exact_rows_only_finishes_without_plots(tmp_path, capsys):
     """Found by an audit (2026-12-02): every block size equal to N wrote the table, then matplotlib's "Data cannot
-    be log-scaled" came out as a bad-input error, with no manifest."""
+    be log-scaled" came out as a bad-input error, with no manifest. Its last line names the engine that ran (it was
+    only in manifest.json; a user trial on a CPU without AMX, 2026-12-06)."""
     from collapse_jax import sigma_cli
 
     argv = ["sigma-precision", "--dims", "4", "--blocks", "5", "--num-points", "5", "--ratios", "1,2", "--families",
-            "isotropic", "--out", str(tmp_path / "run")]
+            "isotropic", "--engine", "numpy", "--out", str(tmp_path / "run")]
     assert sigma_cli.main(argv) == 0
+    assert capsys.readouterr().out.rstrip().endswith("; numpy engine)")
     assert "exact" in (tmp_path / "run" / "table.md").read_text() and (tmp_path / "run" / "manifest.json").exists()
     assert not (tmp_path / "run" / "coverage.png").exists()
 
