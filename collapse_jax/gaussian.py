@@ -409,11 +409,11 @@ def simulate(seed, mu: float, sigma: float, alpha, n, config: GaussianConfig = G
     """Monte Carlo losses, (replicate, step) = (R, T + 1) for 1-D schedules or (grid, replicate, step) for (G, T + 1)
     grids; with ``config.record == "fit"`` the fits instead, a trailing axis (mu_hat, sigma_hat^2). Requires
     ``n_t >= 2``; ``alpha[0]`` is not used (generation 0 is the fit to real data alone). The model is location-scale
-    equivariant, so it is simulated as ``N(0, 1)`` and the results mapped
-    back in float64: losses times ``sigma^2``, fits ``(mu + sigma m, sigma^2 v)``; returned in float64 unless
-    ``mu = 0`` and ``sigma = 1``. So the losses keep their precision whatever ``|mu| / sigma`` (in float32, ``mu =
-    1e6``, ``sigma = 0.01`` would round every ``mu_hat`` to ``mu``) and whatever the scale (float32 squares gave
-    losses of 0 at ``sigma = 1e-20`` and inf at 1e20). :func:`kernel` called directly draws from its own
+    equivariant, so it is simulated as ``N(0, 1)`` and the results mapped back in float64: losses times
+    ``sigma^2``, fits ``(mu + sigma m, sigma^2 v)``; returned in float64 unless ``mu = 0`` and ``sigma = 1``. So the
+    losses keep their precision whatever ``|mu| / sigma`` (in float32, ``mu = 1e6``, ``sigma = 0.01`` would round
+    every ``mu_hat`` to ``mu``) and whatever the scale (float32 squares gave losses of 0 at ``sigma = 1e-20`` and inf
+    at 1e20). :func:`kernel` called directly draws from its own
     ``mu`` and ``sigma``.
     Keywords: docs/driver.md (``backend``: "auto", "native" or "jax", :func:`resolve_backend`; the native kernel,
     :func:`batched_native`, runs replace and accumulate on the CPU, the same laws from other draws, about 2^24

@@ -64,9 +64,8 @@ def in_float64(fn):
     ratios of such differences, in the thousands for small blocks, and in float32 they lost the centre (Gaussian block,
     N = 10^6: off by 0.06 nats at d = 16, n = 10 d, 1.5 nats at d = 64 and 274 nats at d = 384, against half-widths
     near 1). Traced arguments (inside the caller's ``jit``) run as they are, in the caller's precision, and so do
-    concrete ones inside a caller's ``jit`` where x64 is off (traced twice there: the float64 trace is
-    dropped). Where the
-    caller's x64 is off, the 64-bit results come back as NumPy arrays: a JAX float64 array there made every
+    concrete ones inside a caller's ``jit`` where x64 is off (traced twice there: the float64 trace is dropped). Where
+    the caller's x64 is off, the 64-bit results come back as NumPy arrays: a JAX float64 array there made every
     operation a user wrote on it warn and round to float32 (``e.jackknife.center - truth``; a user trial,
     2026-12-06)."""
     @wraps(fn)

@@ -158,6 +158,8 @@ def _execute(spec, args, name: str) -> int:
     out = folder.path
     if args.out is None:   # the folder's name was printed only at the end: after a kill, a search through runs/
         print(f"collapse-jax {args.command}: writing {out}", file=sys.stderr, flush=True)
+    again = "--resume" if args.out is not None else f"--out {out} --resume"  # (what reruns it, in the messages below)
+
     def resuming(earlier: int, cells: int) -> None:  # (a resume said nothing until its last line; a cluster trial;
         # said once the store is checked: not for a store then refused, a review)
         print(f"collapse-jax {args.command}: resuming {out}: {earlier:,} of {cells:,} cells done by an earlier run",
@@ -172,12 +174,10 @@ def _execute(spec, args, name: str) -> int:
     except KeyboardInterrupt as exc:
         from collapse_jax import cli
 
-        again = "--resume" if args.out is not None else f"--out {out} --resume"
-        print(f"collapse-jax {args.command}: {cli.stopped_how(exc)}; the cells written so far are kept in {out}: add {again} to "
-              "the same command to run the others", file=sys.stderr)
+        print(f"collapse-jax {args.command}: {cli.stopped_how(exc)}; the cells written so far are kept in {out}: add "
+              f"{again} to the same command to run the others", file=sys.stderr)
         return cli.exit_status(exc)
     except OSError as exc:  # a full disk mid-run printed "[Errno 28] No space left on device" alone (a user trial)
-        again = "--resume" if args.out is not None else f"--out {out} --resume"
         raise ValueError(f"out: writing {str(out)!r} failed ({exc.strerror or exc}); the cells written before are "
                          f"kept: once it can be written, add {again} to the same command to run the others") from None
     print(f"[process {index}/{count}] {report.describe()}" if count > 1 else report.describe())

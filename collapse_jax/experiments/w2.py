@@ -141,8 +141,8 @@ def run(cfg: W2Config, out: str | None) -> int:
         s["ci_reliable"] = not heavy_tailed(s["last_top1_share"], reps)
         heavy = "" if s["ci_reliable"] else (
             f" [heavy tail: the largest {_largest(reps)} hold {s['last_top1_share']:.0%} of the sum at t = "
-            f"{generations}, "
-            "so the normal 95% CI of the mean is not reliable here: read the median, or run more replicates]")
+            f"{generations}, so the normal 95% CI of the mean is not reliable here: read the median, or run more "
+            "replicates]")
         print(f"{name:>14}: t={generations}: Monte Carlo {s['last_mc_mean']:.4g} +- {s['last_ci_half_width']:.2g} "
               f"(median {s['last_mc_median']:.3g}), exact {s['last_exact']:.4g}, first order "
               f"{s['last_first_order']:.4g}; outside the 95% CI for good from t = first order "
