@@ -2,6 +2,10 @@
 
 import json
 import math
+import os
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import jax
@@ -10,6 +14,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from native_support import skip_if_built_for_avx2
 from tests import spectral_reference as ref
 from collapse_jax import _native
 from collapse_jax import sigma_precision as spp
@@ -56,15 +61,42 @@ def test_logdet_matches_slogdet(eps):
     np.testing.assert_allclose(float(sp.logdet(g, eps)), ref.logdet(g, eps), rtol=1e-12)
 
 
-@pytest.mark.parametrize("dim", [1, 9, 17, 40, 70])
+@pytest.mark.parametrize("dim", [1, 9, 17, 40, 70, 100])
 @pytest.mark.parametrize("backend", [pytest.param("native", marks=needs_native), "xla"])
 def test_batched_logdet_equals_loop_of_slogdet(dim, backend):
-    # dims around the native kernel's 8 x 16 register tiles and 32-column blocks (masked edges)
+    # dims around the native kernel's register tiles (8 x 16 with AVX-512, 4 x 8 with AVX2) and 32-column blocks
+    # (full, half-width and ragged edges)
     xs = rng(2).standard_normal((6, 2 * dim + 3, dim)) * np.linspace(0.2, 5.0, dim)
     gs = np.einsum("bni,bnj->bij", xs, xs)
     for eps in (0.0, 0.7):
         np.testing.assert_allclose(np.asarray(sp.batched_logdet(jnp.asarray(gs), eps, backend=backend)),
                                    [ref.logdet(g, eps) for g in gs], rtol=1e-12)
+
+
+@needs_native
+@skip_if_built_for_avx2
+def test_batched_logdet_built_for_avx2_equals_slogdet():
+    """The x86-64-v3 build's Cholesky (the AVX2 register tile, 4 x 8) against slogdet, where this machine's own
+    build is the AVX-512 one (elsewhere the test above already runs the AVX2 code). One build of the spectral
+    library (~10 s) in a subprocess."""
+    if not sys.platform.startswith("linux") or os.uname().machine != "x86_64":
+        pytest.skip("x86-64 only")
+    code = textwrap.dedent("""
+        import jax, numpy as np
+        jax.config.update("jax_enable_x64", True)
+        from collapse_jax import spectral as sp
+        rng = np.random.default_rng(2)
+        for dim in (9, 17, 40, 70, 100):
+            xs = rng.standard_normal((4, 2 * dim + 3, dim)) * np.linspace(0.2, 5.0, dim)
+            gs = np.einsum("bni,bnj->bij", xs, xs)
+            for eps in (0.0, 0.7):
+                want = [np.linalg.slogdet(g + eps * np.eye(dim))[1] for g in gs]
+                got = np.asarray(sp.batched_logdet(gs, eps, backend="native"))
+                np.testing.assert_allclose(got, want, rtol=1e-12, err_msg=f"d = {dim}, eps = {eps}")
+    """)
+    env = dict(os.environ, COLLAPSE_JAX_MARCH="x86-64-v3", JAX_PLATFORMS="cpu")
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
 
 
 @needs_native
