@@ -142,6 +142,28 @@ def block_work(dim: int, num_points: int, ratios) -> float:
     return float(np.sum(sp.block_sizes(dim, num_points, ratios))) * dim * dim + 1e7
 
 
+# The numpy engine's rate in block_work units (multiply-adds): a d = 384 block of the default sweep (11.0 G) took
+# 0.70 s with two worker threads on a 2-core AMD EPYC (Zen 3, AVX2), the whole default sweep (58.7 T) 47-68 minutes
+# there: about 8 G a second per thread.
+NUMPY_GMAC_PER_THREAD_SECOND = 8.0
+
+
+def slow_engine_note(engine: str, gmac: float, threads: int) -> str | None:
+    """What to say before a sweep on the numpy engine (a CPU without AMX) expected to run over ten minutes: the
+    full default sweep runs about an hour on two cores, and a user trial on such a CPU (2026-12-06) was told nothing
+    until its first cells' progress bar, whose early rate (small d, the fixed costs) overstated it ~2.5x."""
+    if engine != "numpy":
+        return None
+    minutes = gmac / (NUMPY_GMAC_PER_THREAD_SECOND * threads) / 60
+    if minutes < 10:
+        return None
+    rate, plural = NUMPY_GMAC_PER_THREAD_SECOND, "s" * (threads != 1)
+    return (f"sigma-precision: the numpy engine (the native one needs AMX tiles) will take roughly "
+            f"{minutes:.0f} minutes for these cells ({gmac:,.0f} G multiply-adds at the ~{rate:g} G/s per thread of a "
+            f"2-core AMD EPYC, {threads} thread{plural}); --quick runs a small sweep in under a minute, and fewer "
+            "--dims or --blocks cut the time in proportion")
+
+
 def block_bytes(dim: int, num_points: int, ratios) -> int:
     """Working memory of one worker thread's blocks at dimension ``dim``: the native kernel's workspace for the
     largest block of ``n`` rows (its rows split into bfloat16 halves and whitened in float32, 8 bytes a number; the
@@ -212,6 +234,9 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
         print(f"sigma-precision: resuming {folder.path}: {sum(saved)} of {len(todo)} cells saved by an earlier run",
               file=sys.stderr)
     done, total = sum(w for w, was in zip(work, saved) if was), sum(work)
+    note = slow_engine_note(sp.resolve_engine(cfg.engine), total - done, threads)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     with bar(round(total), "sigma-precision (cells weighted by work)", unit="GMAC", initial=round(done)) as whole:
 
         def advance(gmac):  # the bar in whole units of the running float total

@@ -1529,6 +1529,32 @@ def test_a_resumed_sweep_refuses_another_engine(tmp_path, capsys, monkeypatch):
     assert f'engine_resolved: "{used}" -> "{other}"' in capsys.readouterr().err
 
 
+def test_an_hour_long_sweep_on_the_numpy_engine_says_so_first(monkeypatch, tmp_path, capsys):
+    """A user trial on a CPU without AMX (2026-12-06): the full default sweep ran about an hour on the numpy engine
+    without a word before its progress bar, whose first rate overstated the time ~2.5x. Before any cell, one line
+    gives the expected minutes where they are over ten; the default sweep's estimate is the hour it took there."""
+    import re
+
+    from collapse_jax import sigma_cli
+    from collapse_jax import sigma_precision as SP
+
+    cfg = SP.PrecisionConfig()
+    gmac = sum(blocks * sigma_cli.block_work(d, cfg.num_points, cfg.ratios) for _, d, blocks in sigma_cli.cells(cfg))
+    note = sigma_cli.slow_engine_note("numpy", gmac / 1e9, 2)
+    assert 47 <= int(re.search(r"roughly (\d+) minutes", note).group(1)) <= 68  # measured: 47-68 minutes
+    assert sigma_cli.slow_engine_note("native", gmac / 1e9, 2) is None
+    quick = SP.PrecisionConfig(**sigma_cli.QUICK)
+    small = sum(b * sigma_cli.block_work(d, quick.num_points, quick.ratios) for _, d, b in sigma_cli.cells(quick))
+    assert sigma_cli.slow_engine_note("numpy", small / 1e9, 2) is None
+    # the sweep prints it before its first cell (here a tiny one, at a rate made tiny)
+    monkeypatch.setattr(sigma_cli, "NUMPY_GMAC_PER_THREAD_SECOND", 1e-9)
+    argv = ["sigma-precision", "--dims", "8", "--blocks", "3", "--num-points", "200", "--ratios", "2",
+            "--families", "isotropic", "--engine", "numpy", "--threads", "1", "--out", str(tmp_path / "run"),
+            "--no-progress"]
+    assert sigma_cli.main(argv) == 0
+    assert re.search(r"the numpy engine .* will take roughly \d+ minutes .* 1 thread\)", capsys.readouterr().err)
+
+
 def test_a_slow_first_calibration_says_so(monkeypatch, tmp_path, capsys):
     """A user trial (2026-12-06): the first block of a new small size at d = 50-120 stalled 14-23 s without a word;
     where progress bars show, one line says what runs and where it is kept."""
