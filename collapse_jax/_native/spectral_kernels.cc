@@ -2,7 +2,7 @@
 //
 // 1. Batched Cholesky log-det, float64: L_eps(M) = 2 sum log diag chol(M + eps I) for a stack of (d, d) matrices,
 //    one matrix per thread at a time (a blocked right-looking Cholesky whose trailing update is a register-blocked
-//    AVX-512 kernel). Registered with jax.ffi as "collapse_jax_batched_logdet" (spectral.batched_logdet).
+//    AVX-512 or AVX2 kernel). Registered with jax.ffi as "collapse_jax_batched_logdet" (spectral.batched_logdet).
 //    Why native: XLA:CPU's batched Cholesky calls LAPACK once per matrix through a multithreaded BLAS; on the shared
 //    2-core machine that ran 2-29 ms per d = 384 matrix, depending on the load, against 0.4-0.6 ms here
 //    (docs/benchmarks.md).
