@@ -20,12 +20,12 @@ code generation. Subprocesses inherit the flags through the environment.
 
 Compiled programs are also kept in JAX's persistent compilation cache, in ``xla-tests`` under the project's cache
 folder (``$COLLAPSE_JAX_CACHE``, default ``~/.cache/collapse-jax``), shared by the two xdist workers, the subprocesses
-the tests start and CI's second (pure-JAX) pass: the same program is often compiled by both workers, by a CLI test's
-subprocess after an in-process test, or again by the second pass. On the 2-core AMD EPYC (2026-12-07, four runs in a row,
-each on a fresh cache) the suite took 19 min 58 s and 19 min 56 s with it, 21 min 46 s and 22 min 6 s without (2,201 and
-2,172 CPU-s against 2,390 and 2,436), every test passing (docs/benchmarks.md, "Test suite"; tried on 2026-12-01
-with a third of today's tests, it was within that VM's spread and not kept). Every program
-is kept, however short its compile (most are the eager contract checks' one-op programs, ~30 ms each); the key covers
+the tests start and CI's second (pure-JAX) pass: the same program is often compiled by both workers, by a CLI
+test's subprocess after an in-process test, or again by the second pass. On the 2-core AMD EPYC (2026-12-07, four
+runs in a row, each on a fresh cache) the suite took 19 min 58 s and 19 min 56 s with it, 21 min 46 s and 22 min 6 s
+without (2,201 and 2,172 CPU-s against 2,390 and 2,436), every test passing (docs/benchmarks.md, "Test suite"; tried
+on 2026-12-01 with a third of today's tests, it was within that VM's spread and not kept). Every program is kept,
+however short its compile (most are the eager contract checks' one-op programs, ~30 ms each); the key covers
 the program, the XLA flags, the jax version and the devices, so a hit is the program a compile would give. A set
 ``JAX_COMPILATION_CACHE_DIR`` is used instead; ``JAX_ENABLE_COMPILATION_CACHE=false pytest`` compiles everything
 afresh. The folder is pruned (oldest files first) when a run starts with it over 2 GiB. Where jaxlib cannot load
@@ -96,7 +96,7 @@ def _cache_loads_here() -> bool:
     return run.returncode == 0 and run.stdout.strip().isdigit() and int(run.stdout) > 0
 
 
-# decided once, by the controlling process; xdist workers and subprocesses inherit the decision through the environment
+# decided once, by the controlling process; xdist workers and subprocesses inherit the decision (environment)
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ and "COLLAPSE_JAX_TEST_XLA_CACHE" not in os.environ:
     os.environ["COLLAPSE_JAX_TEST_XLA_CACHE"] = "on" if _cache_loads_here() else "off"
     if os.environ["COLLAPSE_JAX_TEST_XLA_CACHE"] == "on":

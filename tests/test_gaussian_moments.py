@@ -66,7 +66,7 @@ def _z(samples, theory):
 # where each row's real/synthetic indicator matters most for the later fits (small n, alpha 0.5 then 0)
 ALPHA2 = np.array([1.0, 0.5, 0.0, 0.0, 0.5, 0.0, 0.0])
 N2 = np.array([2, 3, 4, 2, 2, 5, 5])
-# The JAX kernel's replace and accumulate cases (17 s each, a second of it the draws) run in the slow tier where the
+# The JAX kernel's replace and accumulate cases (17 s each, mostly compiling) run in the slow tier where the
 # native kernel's run here: the same law, and the JAX kernel is checked in CI by its accumulate-subsample cases
 # below and against the NumPy reference (tests/test_gaussian.py).
 CASES = [pytest.param(backend, *case, marks=pytest.mark.slow if backend == "jax" and "native" in BACKENDS_HERE else ())
