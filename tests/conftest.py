@@ -82,18 +82,42 @@ print(events.count("/jax/compilation_cache/cache_hits"))
 def _cache_loads_here() -> bool:
     """Whether this jaxlib loads back the CPU executables it writes (a child process, ~3 s): jaxlib 0.9-0.10
     rejects every one on Intel CPUs with AVX-512, whose LLVM tuning flags (+prefer-no-gather) its loader takes for
-    missing CPU features (jax-ml/jax#38445), so there the cache would only cost writes and a warning per load."""
+    missing CPU features (jax-ml/jax#38445), so there the cache would only cost writes and a warning per load.
+    The answer is kept in the cache folder for this Python, jax, jaxlib, JAX_* and XLA_FLAGS settings and CPU (a
+    run of one test file would otherwise pay the probe every time)."""
+    import hashlib
     import subprocess
     import sys
     import tempfile
+    from importlib import metadata
 
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line for line in f if line.startswith("flags")), "")
+        versions = [metadata.version(name) for name in ("jax", "jaxlib")]
+    except (OSError, metadata.PackageNotFoundError):
+        cpu, versions = "", []
+    settings = sorted((k, v) for k, v in os.environ.items() if k.startswith("JAX_") or k == "XLA_FLAGS")
+    key = hashlib.sha256(repr((sys.version, versions, settings, cpu)).encode()).hexdigest()[:16]
+    answer = _xla_cache_folder() / f"probe-{key}.txt"
+    if versions and cpu and answer.is_file() and answer.read_text() in ("on", "off"):
+        return answer.read_text() == "on"
     with tempfile.TemporaryDirectory() as folder:
         try:
             run = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=120,
                                  env=dict(os.environ, JAX_COMPILATION_CACHE_DIR=folder))
         except (OSError, subprocess.SubprocessError):
             return False
-    return run.returncode == 0 and run.stdout.strip().isdigit() and int(run.stdout) > 0
+    loads = run.returncode == 0 and run.stdout.strip().isdigit() and int(run.stdout) > 0
+    if versions and cpu:
+        try:
+            answer.parent.mkdir(parents=True, exist_ok=True)
+            scratch = answer.with_name(f".{answer.name}.{os.getpid()}")
+            scratch.write_text("on" if loads else "off")
+            os.replace(scratch, answer)
+        except OSError:
+            pass
+    return loads
 
 
 # decided once, by the controlling process; xdist workers and subprocesses inherit the decision (environment)
