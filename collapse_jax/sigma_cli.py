@@ -215,7 +215,8 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
     # since (another N, another log det) and reported them as the new file's (a user trial, 2026-12-04)
     # and the engine "auto" resolves to here: a resume on a CPU without AMX (or without a compiler) mixed the numpy
     # engine's cells with the native one's under one config.json (a user trial, 2026-12-05)
-    folder.start({**asdict(cfg), "engine_resolved": sp.resolve_engine(cfg.engine),
+    engine = sp.resolve_engine(cfg.engine)
+    folder.start({**asdict(cfg), "engine_resolved": engine,
                   **({"embeddings_sha256": hash_file(cfg.embeddings).hexdigest()} if cfg.embeddings else {})})
     t0 = time.perf_counter()
     results, rows, engines = [], [], {}
@@ -234,7 +235,7 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
         print(f"sigma-precision: resuming {folder.path}: {sum(saved)} of {len(todo)} cells saved by an earlier run",
               file=sys.stderr)
     done, total = sum(w for w, was in zip(work, saved) if was), sum(work)
-    note = slow_engine_note(sp.resolve_engine(cfg.engine), total - done, threads)
+    note = slow_engine_note(engine, total - done, threads)
     if note:
         print(note, file=sys.stderr, flush=True)
     with bar(round(total), "sigma-precision (cells weighted by work)", unit="GMAC", initial=round(done)) as whole:
