@@ -158,3 +158,33 @@ def test_a_refused_private_folder_builds_in_a_scratch_folder_removed_at_exit(tmp
         fn(*args, **kwargs)
     assert not scratch[0].exists()
     assert lib.cj_test_one() == 7  # (the loaded library outlives its file)
+
+
+def test_the_wheel_ships_the_kernel_sources_and_the_type_marker(tmp_path):
+    """A non-editable install compiles the native kernels from the sources in the wheel (without them every kernel
+    would fall back to JAX, silently slower), and type checkers read the hints only where ``py.typed`` ships
+    (setuptools packs it without a package-data entry)."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sources = sorted(p.name for p in (root / "collapse_jax" / "_native").iterdir() if p.suffix in (".cc", ".h"))
+    project = tmp_path / "project"  # a copy without build/: setuptools would pack a stale build/lib's files too
+    project.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(root / name, project / name)
+    for package in ("collapse_jax", "llm_bridge"):
+        shutil.copytree(root / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "--no-index", str(project), "-w", str(tmp_path)], check=False, capture_output=True,
+                           text=True)
+    if build.returncode != 0 and "No module named" in build.stderr:
+        pytest.skip(f"cannot build a wheel here: {build.stderr.strip().splitlines()[-1]}")
+    assert build.returncode == 0, build.stderr
+    (wheel,) = tmp_path.glob("collapse_jax-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert sources and {f"collapse_jax/_native/{name}" for name in sources} <= names
+    assert {"collapse_jax/py.typed", "llm_bridge/py.typed"} <= names
