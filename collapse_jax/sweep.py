@@ -695,9 +695,11 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
                     part = slice(pos, pos + len(b))
                     _write_block(arrays, b, spec, model, cells[part], {k: v[part] for k, v in records.items()})
                     pos += len(b)
-            replicate_steps += spec.replicates * sum(model.num_steps(c) for c in cells)
-            ran += len(indices)
-            pbar.update(len(indices))
+                # (inside the block: a Ctrl-C held during the chunk stops the sweep at its end, and the bar then
+                # read "0/1800" over the 900 cells it had just saved; a user trial, 2026-12-07)
+                replicate_steps += spec.replicates * sum(model.num_steps(c) for c in cells)
+                ran += len(indices)
+                pbar.update(len(indices))
             if on_chunk is not None:
                 on_chunk(indices)
     peak_device = None

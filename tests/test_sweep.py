@@ -246,9 +246,10 @@ def test_chunking_does_not_change_the_dataset(tmp_path):
     _assert_same(_arrays(tmp_path / "a"), _arrays(tmp_path / "b"))
 
 
-def test_ctrl_c_during_a_chunk_writes_its_cells_first(tmp_path, monkeypatch):
+def test_ctrl_c_during_a_chunk_writes_its_cells_first(tmp_path, monkeypatch, capsys):
     """A Ctrl-C while a compiled or native call runs takes effect only when the call returns: the chunk's cells are
-    written before the sweep stops (they were thrown away), and the resume runs only the others."""
+    written before the sweep stops (they were thrown away), the bar's last line counts them, and the resume runs
+    only the others."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
@@ -267,10 +268,11 @@ def test_ctrl_c_during_a_chunk_writes_its_cells_first(tmp_path, monkeypatch):
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
-            sweep.run(spec, tmp_path / "a", progress=False, cells_per_chunk=4)
+            sweep.run(spec, tmp_path / "a", progress=True, cells_per_chunk=4)
     finally:
         signal.signal(signal.SIGINT, before)
     assert sweep.cells_done(tmp_path / "a").sum() == 4
+    assert "4/12" in [line for line in capsys.readouterr().err.splitlines() if "/12" in line][-1]  # (it read 0/12)
     monkeypatch.setattr(model, "run", real)
     assert sweep.run(spec, tmp_path / "a", progress=False, resume=True).cells_run == 8
     sweep.run(spec, tmp_path / "b", progress=False)
