@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -168,8 +169,10 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     dnorm = np.concatenate([p["dnorm"] for p in pieces])
     alive = np.concatenate([p["alive"] for p in pieces])
     collapsed = np.concatenate([p["collapsed"] for p in pieces])
-    paper = gn.simulate(seed, cfg.replace(record_pi=True), max(paper_R, 1), backend=backend,
-                        progress=False)
+    with warnings.catch_warnings():  # (cfg's warnings were given once already: they printed twice)
+        warnings.simplefilter("ignore", UserWarning)
+        paper_cfg = cfg.replace(record_pi=True)
+    paper = gn.simulate(seed, paper_cfg, max(paper_R, 1), backend=backend, progress=False)
     elapsed = time.perf_counter() - t0
     timing = timing_text(R, resumed, elapsed, earlier)
 

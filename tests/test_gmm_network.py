@@ -820,6 +820,15 @@ def test_a_network_that_never_reads_a_point_is_warned_about():
         gn.make_config(points_per_step=1, beta=0.05, num_steps=50)  # (k_0 = 0 is fine: later steps read)
 
 
+def test_components_with_the_same_mean_are_warned_about():
+    """A user trial (2026-12-07): mu = [1, 1] ran 10,000 replicates without a word, ||D|| growing."""
+    with pytest.warns(UserWarning, match=r"mu: components 0 and 2 have the same mean \[1.0, 0.0\] and share sigma"):
+        gn.make_config(mu=((1.0, 0.0), (2.0, 0.0), (1.0, 0.0)), sigma=np.eye(2), num_steps=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gn.make_config(mu=((1.0, 0.0), (1.0, 1e-9)), sigma=np.eye(2), num_steps=5)
+
+
 def test_record_flags_must_be_bools():
     """A user trial (2026-12-06): record_pi="no" recorded Pi(t) (bool("no") is True)."""
     for name, value in (("record_pi", "no"), ("record_d", 0.0), ("record_pi", None)):
