@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
 import shutil
@@ -96,6 +97,15 @@ class HFCausalLM:
 
     def __init__(self, model: Any, tokenizer: Any, *, name: str | None = None) -> None:
         self.torch = require("torch")
+        # (a string or None reached model.eval() or tokenizer.eos_token_id as an AttributeError; a user trial,
+        # 2026-12-07)
+        if not isinstance(model, self.torch.nn.Module) or not all(
+                hasattr(model, attr) for attr in ("config", "generation_config", "generate")):
+            raise ValueError("model must be a loaded transformers causal LM (AutoModelForCausalLM.from_pretrained; "
+                             f"to load a folder use hf_causal_lm(path)), got {type(model).__name__}")
+        if not all(hasattr(tokenizer, attr) for attr in ("encode", "decode", "eos_token_id", "pad_token_id")):
+            raise ValueError("tokenizer must be a loaded transformers tokenizer (AutoTokenizer.from_pretrained), got "
+                             f"{type(tokenizer).__name__}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.name = name or f"hf:{type(model).__name__}"
@@ -210,7 +220,8 @@ class HFCausalLM:
             do_sample=True, temperature=1.0, top_k=sampling.top_k or 0, top_p=sampling.top_p,
             max_new_tokens=sampling.max_new_tokens, pad_token_id=self.pad_id, eos_token_id=self.eos_ids or None)
         processors = transformers.LogitsProcessorList(
-            [] if sampling.temperature == 1.0 else [shifted_temperature_class()(sampling.temperature)])
+            [finite_logits_class()(self.name)]
+            + ([] if sampling.temperature == 1.0 else [shifted_temperature_class()(sampling.temperature)]))
         texts: list[str] = []
         with bar(len(items), f"generating ({self.name})", unit="text",
                  disable=None if progress is None else not progress) as b, self.torch.inference_mode(), \
@@ -325,7 +336,9 @@ class HFCausalLM:
         right-pads them and masks the padding out of the loss. A fresh ``torch.optim.AdamW`` (``learning_rate``,
         ``weight_decay``) runs in train mode (dropout on, its RNG seeded from ``seed`` and the caller's RNG state
         restored); the model is back in eval mode afterwards, also after an error. Same texts and arguments, same
-        losses and weights.
+        losses and weights. A step whose loss is not finite (the run diverged: ``learning_rate`` too high) is a
+        ValueError, raised after the model's weights are restored to those before the call (a copy is kept on the
+        host while it runs).
         """
         items = check_texts(texts, allow_empty=False)
         steps = _checks.positive_int("steps", steps)
@@ -359,6 +372,10 @@ class HFCausalLM:
         torch = self.torch
         picks = np.random.default_rng(np.random.SeedSequence([seed, FINETUNE]))
         opt = torch.optim.AdamW(self.model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+        # a copy of the weights on the host, restored if the run diverges: the update before a non-finite loss is
+        # usually the one that broke the model (weights of 1e6 at learning_rate = 1e6; generation then failed inside
+        # torch.multinomial; a user trial, 2026-12-07), and the nanoGPT's finetune leaves its model unchanged too
+        before = {name: value.detach().to("cpu", copy=True) for name, value in self.model.state_dict().items()}
         losses: list[float] = []
         self.model.train()
         try:
@@ -370,7 +387,9 @@ class HFCausalLM:
                     logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
                     targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
                     loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100)
-                    check_finite_loss(float(loss.detach()), len(losses), learning_rate, losses)
+                    if not math.isfinite(float(loss.detach())):  # diverged: back to the weights before the call
+                        self.model.load_state_dict(before)
+                        check_finite_loss(float(loss.detach()), len(losses), learning_rate, losses, unchanged=True)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -498,6 +517,27 @@ def shifted_temperature_class() -> type:
             return torch.where(shifted < 0, shifted / self.temperature, torch.zeros_like(shifted))
 
     return ShiftedTemperature
+
+
+def finite_logits_class() -> type:
+    """A ``transformers.LogitsProcessor`` class, ``(name)``, that raises a ValueError naming the model when a step's
+    logits hold NaN or +inf (-inf is a masked token): a model whose weights are broken sampled from NaN without a
+    word at a temperature of 1e-46 and failed inside ``torch.multinomial`` at others (a user trial, 2026-12-07).
+    Built on first use, as transformers is imported lazily."""
+    transformers = require("transformers")
+    torch = require("torch")
+
+    class FiniteLogits(transformers.LogitsProcessor):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            if bool(torch.isnan(scores).any() or torch.isposinf(scores).any()):
+                raise ValueError(f"{self.name}'s logits are not finite (NaN or +inf) at a sampled token: its weights "
+                                 "are broken (a diverged fine-tune, or values beyond its dtype); reload the model")
+            return scores
+
+    return FiniteLogits
 
 
 DECODE_CONTEXT = 4  # prompt tokens decoded before a continuation (decode_after)

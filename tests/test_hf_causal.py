@@ -585,12 +585,45 @@ def test_finetune_lowers_the_loss_deterministically(tiny_folder, corpus_texts):
 
 def test_a_diverging_finetune_stops_at_its_first_non_finite_loss(tiny_folder):
     """A user trial (2026-12-06): learning_rate = 1e4 gave losses 5.99, 1.2e9, nan, nan, nan and NaN weights without a
-    word; the next generate failed inside torch.multinomial. The run stops before the update of a non-finite loss."""
+    word; the next generate failed inside torch.multinomial. The run stops at a non-finite loss and restores the
+    weights from before the call (another trial, 2026-12-07: the update it kept was the one that broke the model)."""
+    import torch
+
     lm = fresh(tiny_folder)
-    with pytest.raises(ValueError, match=r"fine-tuning diverged: the loss at step \d+ is nan .*reload it and lower "
-                                         r"learning_rate \(got 10000\)"):
+    weights = {name: value.clone() for name, value in lm.model.state_dict().items()}
+    text = lm.generate(["hello"], Sampling(max_new_tokens=4), seed=3, progress=False)
+    with pytest.raises(ValueError, match=r"fine-tuning diverged: the loss at step \d+ is nan .*the model is "
+                                         r"unchanged: lower learning_rate \(got 10000\)"):
         lm.finetune(["hello world this is text"] * 4, steps=20, learning_rate=1e4, progress=False)
     assert not lm.model.training
+    for name, value in lm.model.state_dict().items():
+        assert torch.equal(value, weights[name]), name
+    assert lm.generate(["hello"], Sampling(max_new_tokens=4), seed=3, progress=False) == text
+
+
+def test_the_constructor_names_a_wrong_model_or_tokenizer(tiny_folder):
+    """A user trial (2026-12-07): HFCausalLM("x", "y") and a None tokenizer were AttributeErrors from inside."""
+    from llm_bridge.hf_causal import HFCausalLM
+
+    lm = fresh(tiny_folder)
+    with pytest.raises(ValueError, match=r"model must be a loaded transformers causal LM .*got str"):
+        HFCausalLM("x", "y")
+    with pytest.raises(ValueError, match=r"tokenizer must be a loaded transformers tokenizer .*got NoneType"):
+        HFCausalLM(lm.model, None)
+    assert HFCausalLM(lm.model, lm.tokenizer).context_length == lm.context_length
+
+
+def test_a_model_with_broken_weights_is_refused_by_generate(tiny_folder):
+    """A user trial (2026-12-07): a model with NaN weights sampled text at temperature 1e-46 without a word and failed
+    inside torch.multinomial at others."""
+    import torch
+
+    lm = fresh(tiny_folder)
+    with torch.no_grad():
+        next(lm.model.parameters()).fill_(float("nan"))
+    for temperature in (1.0, 1e-46, 0.7):
+        with pytest.raises(ValueError, match=r"logits are not finite \(NaN or \+inf\) at a sampled token"):
+            lm.generate(["hello"], Sampling(max_new_tokens=3, temperature=temperature), progress=False)
 
 
 def test_finetune_warns_of_texts_cut_to_the_context_and_takes_progress(tiny_folder):
