@@ -78,7 +78,8 @@ class WebConfig:
     ``hf_dtype`` their weights' dtype). ``encoder``: a sentence-transformers folder (None: the packaged
     all-MiniLM-L6-v2). GMM comparison: ``gmm_replicates``, ``gmm_posts`` (points each GMM posts per step: 1 matches
     Algorithm 1's internet, which grows by n per step; the seed's Algorithm 3 posts L), ``proxy_dims`` (PCA
-    dimensions of the calibrated proxy), ``proxy_components`` (B = 1..this). ``seed``: every random draw.
+    dimensions of the calibrated proxy), ``proxy_components`` (B = 1..this; None: min(8, n L)). ``seed``: every
+    random draw.
     """
 
     num_models: int = field(default=3, metadata={"help": "n, models in the network, >= 2 (with --hf: one per folder)"})
@@ -137,8 +138,8 @@ class WebConfig:
         "help": "points each GMM posts per step, >= 1 (1 matches Algorithm 1's internet; the seed's Algorithm 3 "
                 "posts L)"})
     proxy_dims: int = field(default=3, metadata={"help": "PCA dimensions of the calibrated GMM proxy, >= 1"})
-    proxy_components: int = field(default=8, metadata={
-        "help": "calibrated proxies with B = 1..this components, in [1, n L]"})
+    proxy_components: int | None = field(default=None, metadata={
+        "help": "calibrated proxies with B = 1..this components, in [1, n L]", "default_help": "min(8, n L)"})
     seed: int = field(default=0, metadata={
         "help": "every draw (retrieval, sampling, fine-tuning, training, GMM replicates)"})
 
@@ -157,6 +158,12 @@ class WebConfig:
         if isinstance(self.samples, int) and not isinstance(self.samples, bool) and self.samples < 2:
             raise ValueError(f"samples must be an integer >= 2 (the noise floor's spread needs two answers per model), "
                              f"got {self.samples}")
+        if self.proxy_components is None and all(isinstance(getattr(self, name), int) and
+                                                 not isinstance(getattr(self, name), bool)
+                                                 for name in ("num_models", "samples")):
+            # (a fixed default of 8 refused every run with n L < 8 for a flag the user never gave; a user trial,
+            # 2026-12-07); resolved here, so config.json records the number
+            object.__setattr__(self, "proxy_components", min(8, self.num_models * self.samples))
         for name in ("num_models", "samples", "num_steps", "num_human", "max_new_tokens", "finetune_steps",
                      "finetune_batch", "model_layers", "model_heads", "model_dim", "model_context", "train_steps",
                      "train_batch", "gmm_replicates", "gmm_posts", "proxy_dims", "proxy_components"):
@@ -507,9 +514,16 @@ def run_step(cfg: WebConfig, t: int, models: list[Generator], internet: list[str
             losses = []
         else:
             prompt, fitted = cfg.query, 0
-            losses = [] if not retrieved else model.finetune(
-                retrieved, steps=cfg.finetune_steps, learning_rate=cfg.finetune_lr, batch_size=cfg.finetune_batch,
-                seed=int(step_seed(cfg, t, i, FINETUNE).generate_state(1)[0] >> 1), progress=False)
+            try:
+                losses = [] if not retrieved else model.finetune(
+                    retrieved, steps=cfg.finetune_steps, learning_rate=cfg.finetune_lr, batch_size=cfg.finetune_batch,
+                    seed=int(step_seed(cfg, t, i, FINETUNE).generate_state(1)[0] >> 1), progress=False)
+            except ValueError as exc:  # (named the generator's learning_rate, not this config's finetune_lr, which
+                # the command line shows as --finetune-lr; a user trial, 2026-12-07)
+                if not str(exc).startswith("fine-tuning diverged"):
+                    raise
+                raise ValueError(f"model {i} ({model.name}) at t = {t}: "
+                                 + re.sub(r"\blearning_rate\b", "finetune_lr", str(exc))) from None
         seed = int(step_seed(cfg, t, i, SAMPLE).generate_state(1)[0] >> 1)
         continuations = model.generate([prompt] * cfg.samples, sampling, seed=seed, progress=False)
         rec["retrieved"].append(idx.tolist())

@@ -16,6 +16,7 @@ alone: nothing is generated, so a finished (or partial) run can be re-analysed a
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,9 @@ def analyse(folder: str | Path) -> dict[str, Any]:
         "mode": cfg.mode, "steps_done": T + 1, "num_steps": cfg.num_steps,
         "models": records[0]["models"],
         "dnorm_t0": float(dnorm[0]), "dnorm_tT": float(dnorm[-1]), "dnorm_ratio": float(llm[-1]),
-        "dnorm_min_ratio": float(np.nanmin(llm)),
+        # over t = 1..T: t = 0's ratio is 1 by definition, so the minimum read 1 whenever every later step was above
+        # it (a user trial, 2026-12-07); a run with no step after t = 0 has none (NaN)
+        "dnorm_min_ratio": float(np.nanmin(llm[1:])) if T > 0 and np.isfinite(llm[1:]).any() else math.nan,
         "noise_floor_t0": float(floor[0]), "noise_floor_tT": float(floor[-1]),
         "signal_t0": float(signal[0]), "signal_tT": float(signal[-1]),
         "signal_mean_last_third": float(signal[-max(1, (T + 1) // 3):].mean()),
@@ -341,7 +344,7 @@ def report_markdown(cfg: WebConfig, s: dict[str, Any]) -> str:
                 "standard-library corpus") + ".", "",
              "| quantity | value |", "|---|---|",
              f"| ‖D(0)‖_F | {_fmt(s['dnorm_t0'])} |", f"| ‖D(T)‖_F | {_fmt(s['dnorm_tT'])} |",
-             f"| ‖D(T)‖_F / ‖D(0)‖_F | {_fmt(s['dnorm_ratio'])} (min over t: {_fmt(s['dnorm_min_ratio'])}) |",
+             f"| ‖D(T)‖_F / ‖D(0)‖_F | {_fmt(s['dnorm_ratio'])} (min over t = 1..T: {_fmt(s['dnorm_min_ratio'])}) |",
              f"| sampling-noise floor of ‖D‖_F at t = 0, T | {_fmt(s['noise_floor_t0'])}, "
              f"{_fmt(s['noise_floor_tT'])} |",
              # (the steps named: at T = 4 a "third" is one step, and t = 0 against t = 4 read as a trend)

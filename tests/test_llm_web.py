@@ -74,6 +74,8 @@ def test_run_writes_every_artefact_with_finite_metrics(context_run):
         assert z["gmm_low"].shape == (4,) and z["proxy_high"].shape == (2, 4)
         assert np.all(np.isfinite(z["spread"])) and np.all(z["spread"] > 0)
         np.testing.assert_allclose(z["gmm_median"][0], 1.0)
+        # over t = 1..T: with t = 0's ratio of 1 it read 1 whenever every later step was above D(0) (a user trial)
+        assert summary["dnorm_min_ratio"] == pytest.approx(z["dnorm_normalised"][1:].min(), rel=1e-12)
     import xarray as xr
 
     with xr.open_dataset(context_run / "arrays.nc") as ds:  # coordinates, for ds.sel (none before 2026-12-05)
@@ -569,3 +571,34 @@ def test_analyse_refuses_other_options_and_other_runs(tmp_path, capsys):
     assert cli.main(["llm-web", "--analyse", str(tmp_path / "gmm")]) == 2
     assert "holds a gmm-network run's configuration, not an llm-web run's" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_diverged_finetune_names_the_configs_learning_rate():
+    """A user trial (2026-12-07): llm-web --finetune-lr 1e6 stopped with "... lower learning_rate", the generator's
+    argument, where every other message names the flag typed (the command line maps finetune_lr to it)."""
+    from llm_bridge.generators import check_finite_loss
+
+    class Diverging:
+        name = "tiny"
+
+        def finetune(self, texts, *, learning_rate, **kwargs):
+            check_finite_loss(float("nan"), 1, learning_rate, [7.5], unchanged=True)
+
+    cfg = llm_web.WebConfig(**{**TINY, "mode": "finetune", "finetune_lr": 1e6})
+    with pytest.raises(ValueError, match=r"^model 0 \(tiny\) at t = 1: fine-tuning diverged: .* the model is "
+                                         r"unchanged: lower finetune_lr \(got 1e\+06\)$") as info:
+        llm_web.run_step(cfg, 1, [Diverging()], ["a text", "another"], encoder=None)
+    from collapse_jax import cli_options
+    from collapse_jax.cli import build_parser
+
+    shown = cli_options.with_flags(str(info.value), build_parser().parse_args(["llm-web"]))
+    assert shown.endswith("lower --finetune-lr (got 1e+06)"), shown
+
+
+def test_the_proxy_components_default_fits_small_runs():
+    """A user trial (2026-12-07): the default of 8 refused every run with n L < 8 (--samples 2 with two models)."""
+    small = {k: v for k, v in TINY.items() if k != "proxy_components"}
+    assert llm_web.WebConfig(**{**small, "num_models": 2, "samples": 2}).proxy_components == 4
+    assert llm_web.WebConfig(**small).proxy_components == 8  # n L = 12
+    with pytest.raises(ValueError, match=r"proxy_components must be at most num_models \* samples = 4"):
+        llm_web.WebConfig(**{**small, "num_models": 2, "samples": 2, "proxy_components": 5})
