@@ -898,6 +898,8 @@ class NanoGPT:
         from llm_bridge import nanogpt_train as nt
 
         folder = Path(folder)
+        if folder.exists() and not folder.is_dir():  # (FileExistsError from pathlib; a user trial, 2026-12-07)
+            raise ValueError(f"folder {str(folder)!r} is a file; give a folder")
         config = {"model": asdict(self.config), "tokenizer_file": "tokenizer.json",
                   "tokenizer_kind": self.tokenizer.kind}
         if (folder / "config.json").is_file():

@@ -925,6 +925,9 @@ def test_finetune_lowers_the_loss_in_place_and_saves(tmp_path, model, reference_
     assert back.step == clone.step
     with pytest.raises(ValueError, match="holds a training run"):
         clone.save(reference_run.folder)
+    (tmp_path / "a_file").write_text("x")  # (pathlib's FileExistsError; a user trial, 2026-12-07)
+    with pytest.raises(ValueError, match="is a file; give a folder"):
+        clone.save(tmp_path / "a_file")
     # the same step again, or another model into the folder: refused before anything is written
     before_files = {p: p.read_bytes() for p in (tmp_path / "ft").glob("*.json")}
     with pytest.raises(ValueError, match=f"already holds a checkpoint at step {clone.step}"):
