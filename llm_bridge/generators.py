@@ -156,19 +156,22 @@ def fit_prompts(prompts: list[list[int]], context_length: int, max_new_tokens: i
     return [p[-room:] if len(p) > room else p for p in prompts]
 
 
-def check_finite_loss(loss: float, step: int, learning_rate: float, losses: Sequence[float], *,
-                      unchanged: bool = False) -> None:
-    """A ValueError when a fine-tuning step's ``loss`` is not finite, raised before its update: the run diverged
-    (``learning_rate`` too high), and going on set every weight to NaN, after which generation failed inside
-    ``torch.multinomial`` and perplexities were NaN without a word (a user trial, 2026-12-06: losses 5.99, 1.2e9,
-    nan, nan, nan at ``learning_rate = 1e4``). ``losses``: the steps' before it. The ``step`` updates before it have
-    changed the weights, unless the caller applies them only at the end (``unchanged``: the nanoGPT)."""
+def check_finite_loss(loss: float, step: int, learning_rate: float, losses: Sequence[float]) -> None:
+    """A ValueError when a fine-tuning step's ``loss`` is not finite: the run diverged (``learning_rate`` too high),
+    and going on set every weight to NaN, after which generation failed inside ``torch.multinomial`` and
+    perplexities were NaN without a word (a user trial, 2026-12-06: losses 5.99, 1.2e9, nan, nan, nan at
+    ``learning_rate = 1e4``). ``step``: its index from 0; ``losses``: the steps' before it. The callers leave the
+    model as it was before the call (the nanoGPT applies its updates only at the end; the Hugging Face model's
+    weights are restored first), as the message says."""
     if not math.isfinite(loss):
         shown = ", ".join(f"{x:.4g}" for x in losses[-5:])
-        kept = ("the model is unchanged: lower" if unchanged else
-                f"the model keeps the {step} update{'s' if step != 1 else ''} before it: reload it and lower")
-        raise ValueError(f"fine-tuning diverged: the loss at step {step + 1} is {loss} (before: {shown or 'none'}); "
-                         f"{kept} learning_rate (got {learning_rate:g})")
+        raise diverged(f"the loss at step {step + 1} is {loss} (before: {shown or 'none'})", learning_rate)
+
+
+def diverged(what: str, learning_rate: float) -> ValueError:
+    """The fine-tuning divergence error: ``what`` went wrong; the model is unchanged (see :func:`check_finite_loss`)."""
+    return ValueError(f"fine-tuning diverged: {what}; the model is unchanged: lower learning_rate (got "
+                      f"{learning_rate:g})")
 
 
 def cut_at_stop(text: str, stop: str | None) -> str:

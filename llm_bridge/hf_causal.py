@@ -42,7 +42,7 @@ from collapse_jax.progress import bar
 from llm_bridge.encoders import (TOKENIZER_FILES, WEIGHT_FILES, Encoder, _torch_device, load_failure, mean_pool,
                                  model_folder, pretrained_model, quiet_loading, require, torch_dtype)
 from llm_bridge.generators import (PerplexityResult, Sampling, check_finite_loss, check_texts, cut_at_stop,
-                                   fit_prompts)
+                                   diverged, fit_prompts)
 
 # Streams of the seed tree: generation batch b uses (seed, GENERATE, b); fine-tuning uses (seed, FINETUNE).
 GENERATE, FINETUNE = 0, 1
@@ -193,7 +193,8 @@ class HFCausalLM:
         generation settings (``generation_config.json``: a repetition penalty, ``min_new_tokens``, ...) are not
         applied. Batch ``b`` is sampled from torch's RNG seeded by
         ``torch_seed(seed, GENERATE, b)``: the same prompts, sampling, seed and batch size give the same texts
-        whatever the global RNG state, which is left unchanged.
+        whatever the global RNG state, which is left unchanged. Logits holding NaN or +inf (broken weights) are a
+        ValueError naming the model (:func:`finite_logits_class`).
         """
         items = check_texts(prompts, "prompts", allow_empty=False)
         if not isinstance(sampling, Sampling):
@@ -336,9 +337,9 @@ class HFCausalLM:
         right-pads them and masks the padding out of the loss. A fresh ``torch.optim.AdamW`` (``learning_rate``,
         ``weight_decay``) runs in train mode (dropout on, its RNG seeded from ``seed`` and the caller's RNG state
         restored); the model is back in eval mode afterwards, also after an error. Same texts and arguments, same
-        losses and weights. A step whose loss is not finite (the run diverged: ``learning_rate`` too high) is a
-        ValueError, raised after the model's weights are restored to those before the call (a copy is kept on the
-        host while it runs).
+        losses and weights. A step whose loss is not finite, or weights that are not finite after the last step
+        (the run diverged: ``learning_rate`` too high), is a ValueError, raised after the trained weights are
+        restored to those before the call (a copy is kept on the host while it runs).
         """
         items = check_texts(texts, allow_empty=False)
         steps = _checks.positive_int("steps", steps)
@@ -375,7 +376,15 @@ class HFCausalLM:
         # a copy of the weights on the host, restored if the run diverges: the update before a non-finite loss is
         # usually the one that broke the model (weights of 1e6 at learning_rate = 1e6; generation then failed inside
         # torch.multinomial; a user trial, 2026-12-07), and the nanoGPT's finetune leaves its model unchanged too
-        before = {name: value.detach().to("cpu", copy=True) for name, value in self.model.state_dict().items()}
+        # (the trained parameters only, once each: parameters() skips tied copies)
+        trained = [p for p in self.model.parameters() if p.requires_grad]
+        before = [p.detach().to("cpu", copy=True) for p in trained]
+
+        def restore() -> None:
+            with torch.no_grad():
+                for p, saved in zip(trained, before):
+                    p.copy_(saved)
+
         losses: list[float] = []
         self.model.train()
         try:
@@ -388,14 +397,18 @@ class HFCausalLM:
                     targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
                     loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100)
                     if not math.isfinite(float(loss.detach())):  # diverged: back to the weights before the call
-                        self.model.load_state_dict(before)
-                        check_finite_loss(float(loss.detach()), len(losses), learning_rate, losses, unchanged=True)
+                        restore()
+                        check_finite_loss(float(loss.detach()), len(losses), learning_rate, losses)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
                     losses.append(float(loss.detach()))
                     b.set_postfix(loss=f"{losses[-1]:.3f}")
                     b.update(1)
+            if not all(bool(torch.isfinite(p).all()) for p in trained):  # the last update, whose loss no step reads
+                restore()
+                raise diverged(f"the weights after step {steps} are not finite (losses: "
+                               f"{', '.join(f'{x:.4g}' for x in losses[-5:])})", learning_rate)
         finally:
             self.model.eval()
         return losses
@@ -519,6 +532,7 @@ def shifted_temperature_class() -> type:
     return ShiftedTemperature
 
 
+@functools.cache
 def finite_logits_class() -> type:
     """A ``transformers.LogitsProcessor`` class, ``(name)``, that raises a ValueError naming the model when a step's
     logits hold NaN or +inf (-inf is a masked token): a model whose weights are broken sampled from NaN without a
@@ -532,7 +546,7 @@ def finite_logits_class() -> type:
             self.name = name
 
         def __call__(self, input_ids: Any, scores: Any) -> Any:
-            if bool(torch.isnan(scores).any() or torch.isposinf(scores).any()):
+            if bool((torch.isnan(scores) | torch.isposinf(scores)).any()):
                 raise ValueError(f"{self.name}'s logits are not finite (NaN or +inf) at a sampled token: its weights "
                                  "are broken (a diverged fine-tune, or values beyond its dtype); reload the model")
             return scores

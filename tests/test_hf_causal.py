@@ -583,7 +583,7 @@ def test_finetune_lowers_the_loss_deterministically(tiny_folder, corpus_texts):
     assert c.finetune(texts, steps=30, learning_rate=3e-3, batch_size=4, seed=8) != losses
 
 
-def test_a_diverging_finetune_stops_at_its_first_non_finite_loss(tiny_folder):
+def test_a_diverging_finetune_stops_at_its_first_non_finite_loss(tiny_folder, monkeypatch):
     """A user trial (2026-12-06): learning_rate = 1e4 gave losses 5.99, 1.2e9, nan, nan, nan and NaN weights without a
     word; the next generate failed inside torch.multinomial. The run stops at a non-finite loss and restores the
     weights from before the call (another trial, 2026-12-07: the update it kept was the one that broke the model)."""
@@ -592,13 +592,28 @@ def test_a_diverging_finetune_stops_at_its_first_non_finite_loss(tiny_folder):
     lm = fresh(tiny_folder)
     weights = {name: value.clone() for name, value in lm.model.state_dict().items()}
     text = lm.generate(["hello"], Sampling(max_new_tokens=4), seed=3, progress=False)
-    with pytest.raises(ValueError, match=r"fine-tuning diverged: the loss at step \d+ is nan .*the model is "
-                                         r"unchanged: lower learning_rate \(got 10000\)"):
+    with pytest.raises(ValueError, match=r"fine-tuning diverged: the loss at step (?:[2-9]|\d\d) is nan .*the "
+                                         r"model is unchanged: lower learning_rate \(got 10000\)"):
         lm.finetune(["hello world this is text"] * 4, steps=20, learning_rate=1e4, progress=False)
     assert not lm.model.training
     for name, value in lm.model.state_dict().items():
         assert torch.equal(value, weights[name]), name
     assert lm.generate(["hello"], Sampling(max_new_tokens=4), seed=3, progress=False) == text
+    # one step: its loss is finite, the update it makes is not (a review, 2026-12-07: only losses were checked)
+    step = torch.optim.AdamW.step
+
+    def step_to_nan(self, *args, **kwargs):
+        out = step(self, *args, **kwargs)
+        with torch.no_grad():
+            self.param_groups[0]["params"][0].fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_to_nan)
+    with pytest.raises(ValueError, match=r"fine-tuning diverged: the weights after step 1 are not finite \(losses: "
+                                         r"[\d.]+\); the model is unchanged"):
+        lm.finetune(["hello world this is text"] * 4, steps=1, learning_rate=1e-4, progress=False)
+    for name, value in lm.model.state_dict().items():
+        assert torch.equal(value, weights[name]), name
 
 
 def test_the_constructor_names_a_wrong_model_or_tokenizer(tiny_folder):

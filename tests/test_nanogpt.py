@@ -928,6 +928,8 @@ def test_finetune_lowers_the_loss_in_place_and_saves(tmp_path, model, reference_
     (tmp_path / "a_file").write_text("x")  # (pathlib's FileExistsError; a user trial, 2026-12-07)
     with pytest.raises(ValueError, match="is a file; give a folder"):
         clone.save(tmp_path / "a_file")
+    with pytest.raises(ValueError, match="a file stands in its path; give a folder"):
+        clone.save(tmp_path / "a_file" / "sub")
     # the same step again, or another model into the folder: refused before anything is written
     before_files = {p: p.read_bytes() for p in (tmp_path / "ft").glob("*.json")}
     with pytest.raises(ValueError, match=f"already holds a checkpoint at step {clone.step}"):
@@ -980,6 +982,11 @@ def test_a_diverging_finetune_leaves_the_model_unchanged(model):
     with pytest.raises(ValueError, match=r"fine-tuning diverged: the loss at step \d+ is (nan|inf) .*the model is "
                                          r"unchanged: lower learning_rate \(got 1e\+30\)"):
         clone.finetune(["the red bird flew over the green house."] * 4, steps=6, learning_rate=1e30, batch_size=2)
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, clone.params), before)
+    # one step: its loss is finite, the update it makes is not (a review, 2026-12-07: only losses were checked)
+    with pytest.raises(ValueError, match=r"fine-tuning diverged: the weights after step 1 are not finite \(losses: "
+                                         r"[\d.]+\); the model is unchanged"):
+        clone.finetune(["the red bird flew over the green house."] * 4, steps=1, learning_rate=1e39, batch_size=2)
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, clone.params), before)
 
 
