@@ -523,7 +523,7 @@ def run_step(cfg: WebConfig, t: int, models: list[Generator], internet: list[str
                 if not str(exc).startswith("fine-tuning diverged"):
                     raise
                 raise ValueError(f"model {i} ({model.name}) at t = {t}: "
-                                 + re.sub(r"\blearning_rate\b", "finetune_lr", str(exc))) from None
+                                 + re.sub(r"\blearning_rate\b", "finetune_lr", str(exc))) from exc
         seed = int(step_seed(cfg, t, i, SAMPLE).generate_state(1)[0] >> 1)
         continuations = model.generate([prompt] * cfg.samples, sampling, seed=seed, progress=False)
         rec["retrieved"].append(idx.tolist())

@@ -74,7 +74,6 @@ def test_run_writes_every_artefact_with_finite_metrics(context_run):
         assert z["gmm_low"].shape == (4,) and z["proxy_high"].shape == (2, 4)
         assert np.all(np.isfinite(z["spread"])) and np.all(z["spread"] > 0)
         np.testing.assert_allclose(z["gmm_median"][0], 1.0)
-        # over t = 1..T: with t = 0's ratio of 1 it read 1 whenever every later step was above D(0) (a user trial)
         assert summary["dnorm_min_ratio"] == pytest.approx(z["dnorm_normalised"][1:].min(), rel=1e-12)
     import xarray as xr
 
@@ -582,7 +581,7 @@ def test_a_diverged_finetune_names_the_configs_learning_rate():
         name = "tiny"
 
         def finetune(self, texts, *, learning_rate, **kwargs):
-            check_finite_loss(float("nan"), 1, learning_rate, [7.5], unchanged=True)
+            check_finite_loss(float("nan"), 1, learning_rate, [7.5])
 
     cfg = llm_web.WebConfig(**{**TINY, "mode": "finetune", "finetune_lr": 1e6})
     with pytest.raises(ValueError, match=r"^model 0 \(tiny\) at t = 1: fine-tuning diverged: .* the model is "
@@ -602,3 +601,12 @@ def test_the_proxy_components_default_fits_small_runs():
     assert llm_web.WebConfig(**small).proxy_components == 8  # n L = 12
     with pytest.raises(ValueError, match=r"proxy_components must be at most num_models \* samples = 4"):
         llm_web.WebConfig(**{**small, "num_models": 2, "samples": 2, "proxy_components": 5})
+
+
+def test_the_minimum_ratio_leaves_t0_out():
+    """A user trial (2026-12-07): "min over t: 1" with every later ratio above 1 (t = 0's is 1 by definition)."""
+    from llm_bridge.llm_web_report import min_ratio
+
+    assert min_ratio(np.array([1.0, 1.054, 1.055, 1.027])) == 1.027
+    assert min_ratio(np.array([1.0, np.nan, 0.6, 0.9])) == 0.6
+    assert np.isnan(min_ratio(np.array([1.0, np.nan])))
