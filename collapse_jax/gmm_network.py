@@ -210,13 +210,8 @@ def make_config(*, mu=((-5.0,), (5.0,)), sigma=((1.0,),), num_models=3, points_p
                       f"{T} (|A(t)| <= {int(np.max(sched.num_points)):,}), so no model is ever updated; raise beta, "
                       "num_human (m0), points_per_step or num_steps", UserWarning,
                       stacklevel=_checks.user_stacklevel())
-    if n == 1:  # (printed a table of zeros without a word; a user trial, 2026-12-07)
-        warnings.warn("num_models = 1: ||D||_F, the distance between the models' weights, is 0 at every step (there "
-                      "is no second model); the weights, the dropped components and collapse are still simulated",
-                      UserWarning, stacklevel=_checks.user_stacklevel())
-    same = [(i, j) for i in range(B) for j in range(i + 1, B) if np.array_equal(mu_arr[i], mu_arr[j])]
-    if same:  # (ran to the end without a word, ||D|| growing; a user trial, 2026-12-07)
-        i, j = same[0]
+    if len(np.unique(mu_arr, axis=0)) < B:  # (ran to the end without a word, ||D|| growing; a user trial, 2026-12-07)
+        i, j = next((i, j) for i in range(B) for j in range(i + 1, B) if np.array_equal(mu_arr[i], mu_arr[j]))
         warnings.warn(f"mu: components {i} and {j} have the same mean {mu_arr[i].tolist()} and share sigma, so they "
                       "are one Gaussian: how the models split weight between them is not identifiable from the "
                       "data, and ||D||_F then measures that drift, not collapse; give each component its own mean",

@@ -116,6 +116,11 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     from collapse_jax.results import RunFolder, saved_before_stopping
 
     cfg = options.network()  # validates every parameter before anything is compiled
+    if cfg.num_models == 1:  # (printed a table of zeros without a word; a user trial, 2026-12-07. Said here, not by
+        # make_config: a sweep's grid may hold one model as its baseline)
+        warnings.warn("--models 1: ||D||_F, the distance between the models' weights, is 0 at every step (there is "
+                      "no second model); the weights, the dropped components and collapse are still simulated",
+                      UserWarning, stacklevel=2)
     R = _checks.positive_int("replicates", options.replicates)
     # the paper's lines are among the band's replicates: more than R drew lines of replicates outside the band
     paper_R = min(_checks.nonnegative_int("paper_replicates", options.paper_replicates), R)

@@ -126,6 +126,17 @@ def test_command_line_errors_name_the_flag(argv, flag, capsys):
     assert flag in capsys.readouterr().err
 
 
+def test_a_network_of_one_model_is_warned_about(tmp_path):
+    """A user trial (2026-12-07): --models 1 printed ||D|| = 0 at every step without a word."""
+    argv = ["gmm-network", "--models", "1", "--replicates", "4", "--paper-replicates", "1", "--steps", "3",
+            "--no-plots", "--out", str(tmp_path / "one")]
+    with pytest.warns(UserWarning) as caught:
+        assert cli.main(argv) == 0
+    said = [str(w.message) for w in caught
+            if "||D||_F, the distance between the models' weights, is 0" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith("--models 1: "), said
+
+
 def test_bad_values_are_rejected_before_anything_runs(tmp_path, capsys):
     out = tmp_path / "never"
     assert cli.main(["gmm-network", "--beta", "1.5", "--out", str(out)]) == 2

@@ -829,13 +829,6 @@ def test_components_with_the_same_mean_are_warned_about():
         gn.make_config(mu=((1.0, 0.0), (1.0, 1e-9)), sigma=np.eye(2), num_steps=5)
 
 
-def test_a_network_of_one_model_is_warned_about():
-    """A user trial (2026-12-07): --models 1 printed ||D|| = 0 at every step without a word."""
-    with pytest.warns(UserWarning, match=r"num_models = 1: \|\|D\|\|_F, the distance between the models' weights, is 0"):
-        cfg = gn.make_config(num_models=1, num_steps=5)
-    assert np.all(gn.simulate(0, cfg, 4, backend="jax", progress=False).dnorm == 0.0)
-
-
 def test_record_flags_must_be_bools():
     """A user trial (2026-12-06): record_pi="no" recorded Pi(t) (bool("no") is True)."""
     for name, value in (("record_pi", "no"), ("record_d", 0.0), ("record_pi", None)):
