@@ -915,7 +915,11 @@ class NanoGPT:
         if (folder / nt.CHECKPOINTS / str(self.step)).exists():
             raise ValueError(f"{str(folder)!r} already holds a checkpoint at step {self.step}; set the model's step "
                              "or save to another folder")
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):  # (a file on the way: `a_file/sub`)
+            raise ValueError(f"folder {str(folder)!r} cannot be made: a file stands in its path; give a "
+                             "folder") from None
         self.tokenizer.save(folder)
         nt.write_run_config(folder, config)
         nt.save_params(folder, self.step, self.params)
