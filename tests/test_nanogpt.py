@@ -974,7 +974,7 @@ def test_finetune_takes_every_seed_the_checks_accept(model):
     assert runs[2**32] != runs[0] and len({tuple(v) for v in runs.values()}) == 4
 
 
-def test_a_diverging_finetune_leaves_the_model_unchanged(model):
+def test_a_diverging_finetune_leaves_the_model_unchanged(model, monkeypatch):
     """A user trial (2026-12-06) on the Hugging Face adapter: a learning rate far too high gave NaN losses and NaN
     weights without a word. The nanoGPT's update happens at the end, so a diverged run is refused before it."""
     clone = ng.NanoGPT(model.config, model.tokenizer, model.params)
@@ -984,9 +984,22 @@ def test_a_diverging_finetune_leaves_the_model_unchanged(model):
         clone.finetune(["the red bird flew over the green house."] * 4, steps=6, learning_rate=1e30, batch_size=2)
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, clone.params), before)
     # one step: its loss is finite, the update it makes is not (a review, 2026-12-07: only losses were checked)
+    from llm_bridge import nanogpt_train as nt
+
+    real = nt.train_step
+
+    def to_nan(*args, **kwargs):
+        step = real(*args, **kwargs)
+
+        def step_to_nan(params, *rest):
+            params, opt_state, loss = step(params, *rest)
+            return jax.tree.map(lambda x: x * np.nan, params), opt_state, loss
+        return step_to_nan
+
+    monkeypatch.setattr(nt, "train_step", to_nan)
     with pytest.raises(ValueError, match=r"fine-tuning diverged: the weights after step 1 are not finite \(losses: "
                                          r"[\d.]+\); the model is unchanged"):
-        clone.finetune(["the red bird flew over the green house."] * 4, steps=1, learning_rate=1e39, batch_size=2)
+        clone.finetune(["the red bird flew over the green house."] * 4, steps=1, learning_rate=1e-3, batch_size=2)
     jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, clone.params), before)
 
 
