@@ -157,7 +157,14 @@ def init(key: jax.Array, num_points: int, dim: int, config: MonitorConfig) -> Mo
     ``key`` (:func:`observed_indices`), checks ``eps`` against the block's rank."""
     dim = _checks.positive_int("dim", dim)
     spectral.check_eps(config.eps, num_points=config.n, dim=dim)
-    return MonitorState(observed_indices(key, num_points, config.n), num_points, dim, ())
+    indices = observed_indices(key, num_points, config.n)
+    if not bool(spectral.jackknife_defined(dim, config.n)):  # (every record's interval was NaN without a word; a
+        # user trial, 2026-12-07)
+        warnings.warn(f"n = {config.n} observed rows give no log-det interval at d = {dim}: it needs n >= "
+                      f"{spectral.jackknife_min_block(dim)} (max(d + 2, {spectral.PAIR_OFFSETS + 1})), and n >= 1.2 d "
+                      f"beyond {spectral.JACKKNIFE_CALIBRATION_ROWS} rows; every record's logdet_low, logdet_center "
+                      "and logdet_high will be NaN (the tracks are computed)", stacklevel=_checks.user_stacklevel())
+    return MonitorState(indices, num_points, dim, ())
 
 
 def step(state: MonitorState, embeddings, config: MonitorConfig) -> tuple[MonitorState, dict]:

@@ -22,6 +22,7 @@ every checkpoint. Keep the returned monitor and pass it to the next step's call:
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Sequence
@@ -76,6 +77,15 @@ def sigma_monitor(num_points: int, dim: int, *, block: int | None = None, eps: f
                                                              high_open=True)
     seed = _checks.random_seed("seed", seed)
     return SigmaMonitor(root_key(seed), block, eps=eps, normalize=True, num_points=num_points, dim=dim)
+
+
+def update_tracks(monitor: SigmaMonitor, flat: Any) -> tuple[SigmaMonitor, dict]:
+    """``monitor.update(flat)`` without the monitor's note that its block is too small for a log-det interval: the
+    LLM experiments report the tracks only, and their default block (half of a few dozen responses, d = 384) never
+    has one, so the note repeated on every run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"n = \d+ observed rows give no log-det interval")
+        return monitor.update(flat)
 
 
 def response_distances(flat: Any, *, chunk_bytes: int = 2**26) -> jnp.ndarray:
@@ -194,7 +204,7 @@ def measure_embeddings(embeddings: Any, *, sigma: bool = True, monitor: SigmaMon
     sigma_values = None
     if sigma:
         monitor = monitor if monitor is not None else sigma_monitor(n * L, d, seed=seed)
-        monitor, sigma_values = monitor.update(flat)
+        monitor, sigma_values = update_tracks(monitor, flat)
     else:
         monitor = None
     return NetworkMetrics(embeddings=np.asarray(x), means=np.asarray(means), distances=np.asarray(dist),

@@ -278,7 +278,7 @@ def run_generation(ctx: Context, setting: str, t: int, folder: Path, previous: G
     """Make generation ``t`` of ``setting`` in ``folder`` (see the module docstring); ``history``: the response
     embeddings of generations ``0..t-1`` of this setting (for the Sigma drift)."""
     from llm_bridge import diversity as div
-    from llm_bridge.embedding_metrics import sigma_monitor
+    from llm_bridge.embedding_metrics import sigma_monitor, update_tracks
 
     cfg, rep, tok = ctx.config, ctx.rep, ctx.rep.tokenizer
     spec = SETTINGS[setting]
@@ -313,7 +313,7 @@ def run_generation(ctx: Context, setting: str, t: int, folder: Path, previous: G
 
     monitor = sigma_monitor(len(bank), emb.shape[1], seed=derive_seed(cfg.seed, rep.index, "sigma"))
     for e in [*history, emb]:
-        monitor, sigma = monitor.update(e)
+        monitor, sigma = update_tracks(monitor, e)
     report = div.diversity(responses, embeddings=emb, ngram_orders=(2,), seed=derive_seed(cfg.seed, rep.index))
     q, m_tokens = unigram(sample_ids, tok.vocab_size, tok.eot_id)
     f, _ = unigram(tok.encode_batch(all_texts), tok.vocab_size, tok.eot_id)

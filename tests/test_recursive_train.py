@@ -20,7 +20,7 @@ from llm_bridge import nanogpt as ng
 from llm_bridge import recursive_train as rt
 from llm_bridge import recursive_train_cli as cli
 from llm_bridge import synthetic_filter
-from llm_bridge.embedding_metrics import sigma_monitor
+from llm_bridge.embedding_metrics import sigma_monitor, update_tracks
 
 SETTINGS = ("accumulate", "filtered", "s2-carry")
 
@@ -95,7 +95,7 @@ def test_sigma_recomputed_from_stored_embeddings_equals_the_recorded_drift(finis
         monitor = sigma_monitor(embs[0].shape[0], embs[0].shape[1], seed=rt.derive_seed(config.seed, 0, "sigma"))
         drifts = []
         for e in embs:
-            monitor, record = monitor.update(e)
+            monitor, record = update_tracks(monitor, e)  # (as the run does)
             drifts.append(record["delta_u_lln"])
         np.testing.assert_allclose(drifts, results["curves"]["track2_drift"][i][0], rtol=1e-10, atol=1e-10)
         assert drifts[0] == 0.0

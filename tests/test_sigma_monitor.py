@@ -264,3 +264,17 @@ def test_values_stay_float64_where_x64_is_off():
         vals = monitor.values()
     assert all(isinstance(v, np.ndarray) and v.dtype == np.float64 and v.shape == (2,) for v in vals)
     assert float(sm.drifts(vals).u_cov[1]) == pytest.approx(4 * np.log(1.5**2), rel=1e-12)
+
+
+def test_a_block_too_small_for_an_interval_is_warned_about_once():
+    """A user trial (2026-12-07): n = 3 rows at d = 8 gave NaN interval bounds at every checkpoint without a word."""
+    import warnings
+
+    x = np.random.default_rng(1).normal(size=(2000, 8))
+    with pytest.warns(UserWarning, match=r"n = 3 observed rows give no log-det interval at d = 8: it needs n >= 10 "):
+        monitor, record = sm.SigmaMonitor(0, n=3).update(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        monitor, record = monitor.update(x)  # (said once, when the monitor starts)
+        assert np.isnan(record["logdet_center"]) and np.isfinite(record["u_lln"])
+        assert np.isfinite(sm.SigmaMonitor(0, n=40).update(x)[1]["logdet_center"])
