@@ -215,5 +215,7 @@ def mds_of_points(x, num_components: int = 2) -> jnp.ndarray:
     centred = (x / scale) - jnp.mean(x / scale, axis=0, keepdims=True)
     u, s, _ = jnp.linalg.svd(centred, full_matrices=False)
     k = min(num_components, s.shape[0])
-    coords = _signed(u[:, :k] * (s[:k] * scale))
+    # (u s first, then the power of two, exactly as before wherever nothing overflows: s * scale overflowed float32
+    # for rows near +-3e38, whose coordinates fit, and gave inf and NaN; a user trial, 2026-12-07)
+    coords = _signed((u[:, :k] * s[:k]) * scale)
     return jnp.pad(coords, ((0, 0), (0, num_components - k)))  # (k > dim: B has rank <= dim, the rest are 0)

@@ -210,6 +210,15 @@ def test_distances_and_mds_keep_very_large_and_very_small_scales(dtype, scale):
         np.testing.assert_allclose(ref.pairwise(coords / scale), ref.pairwise(x), rtol=1e-3, atol=1e-4)
 
 
+def test_mds_of_points_near_the_float32_limit_stays_finite():
+    """A user trial (2026-12-07): rows at +-3e38, whose coordinates fit float32, gave -inf, inf and NaN (the singular
+    values times the scale overflowed before the product with u)."""
+    x = np.array([[3e38, 0.0], [-3e38, 0.0], [0.0, 1.0]], np.float32)
+    coords = np.asarray(distance.mds_of_points(x, 1))
+    assert np.all(np.isfinite(coords))
+    np.testing.assert_allclose(np.sort(coords[:, 0]), [-3e38, 0.0, 3e38], rtol=1e-6, atol=1e32)
+
+
 def test_extreme_float32_rows_empty_axes_and_infinite_entries():
     """A fifth audit (2026-12-04): float32 rows near 3e38 gave an infinite mean (spread inf for a true 0 and 2.5e35)
     because their sum overflowed, and so did the power of two above them (inf) by which norms were scaled, while
