@@ -1,5 +1,7 @@
 """Sigma-UB monitor: Track I is an upper envelope under unit-norm columns; Tracks vs NumPy reference; online object."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -148,7 +150,8 @@ def test_monitor_reports_the_jackknife_interval_for_log_det_g():
                for r in (sm.SigmaMonitor(jax.random.key(k), n=300).update(x)[1] for k in range(60))]
     assert sum(covered) >= 52, covered
     # too small a block for the leave-one-out sub-blocks: the tracks still come, the interval is NaN
-    _, small = sm.SigmaMonitor(jax.random.key(1), n=7).update(x)
+    with pytest.warns(UserWarning, match="n = 7 observed rows give no log-det interval at d = 6"):
+        _, small = sm.SigmaMonitor(jax.random.key(1), n=7).update(x)
     assert np.isnan(small["logdet_center"]) and np.isfinite(small["u_lln"])
     with pytest.raises(ValueError, match="level"):
         sm.SigmaMonitor(jax.random.key(1), n=30, level=1.0)
@@ -183,7 +186,9 @@ def test_monitor_runs_in_float64_whatever_the_callers_x64():
         with jax.enable_x64(x64):
             mon, recs = sm.SigmaMonitor(jax.random.key(3), n=n, eps=1e-6), []
             for x in checkpoints:
-                mon, rec = mon.update(x)
+                with warnings.catch_warnings():  # (n < d + 2: the tracks only, which this test compares)
+                    warnings.filterwarnings("ignore", message=r"n = \d+ observed rows give no log-det interval")
+                    mon, rec = mon.update(x)
                 recs.append(rec)
         records[x64] = recs
     for on, off in zip(records[True], records[False]):
@@ -268,8 +273,6 @@ def test_values_stay_float64_where_x64_is_off():
 
 def test_a_block_too_small_for_an_interval_is_warned_about_once():
     """A user trial (2026-12-07): n = 3 rows at d = 8 gave NaN interval bounds at every checkpoint without a word."""
-    import warnings
-
     x = np.random.default_rng(1).normal(size=(2000, 8))
     with pytest.warns(UserWarning, match=r"n = 3 observed rows give no log-det interval at d = 8: it needs n >= 10 "):
         monitor, record = sm.SigmaMonitor(0, n=3).update(x)
