@@ -164,14 +164,24 @@ def check_finite_loss(loss: float, step: int, learning_rate: float, losses: Sequ
     model as it was before the call (the nanoGPT applies its updates only at the end; the Hugging Face model's
     weights are restored first), as the message says."""
     if not math.isfinite(loss):
-        shown = ", ".join(f"{x:.4g}" for x in losses[-5:])
-        raise diverged(f"the loss at step {step + 1} is {loss} (before: {shown or 'none'})", learning_rate)
+        raise diverged(f"the loss at step {step + 1} is {loss} (before: {_last_losses(losses) or 'none'})",
+                       learning_rate)
+
+
+def weights_diverged(steps: int, learning_rate: float, losses: Sequence[float]) -> ValueError:
+    """The error for weights that are not finite after the last of ``steps`` steps: that update has no later loss to
+    show it (see :func:`check_finite_loss`)."""
+    return diverged(f"the weights after step {steps} are not finite (losses: {_last_losses(losses)})", learning_rate)
 
 
 def diverged(what: str, learning_rate: float) -> ValueError:
     """The fine-tuning divergence error: ``what`` went wrong; the model is unchanged (see :func:`check_finite_loss`)."""
     return ValueError(f"fine-tuning diverged: {what}; the model is unchanged: lower learning_rate (got "
                       f"{learning_rate:g})")
+
+
+def _last_losses(losses: Sequence[float]) -> str:
+    return ", ".join(f"{x:.4g}" for x in losses[-5:])
 
 
 def cut_at_stop(text: str, stop: str | None) -> str:

@@ -42,7 +42,7 @@ from collapse_jax.progress import bar
 from llm_bridge.encoders import (TOKENIZER_FILES, WEIGHT_FILES, Encoder, _torch_device, load_failure, mean_pool,
                                  model_folder, pretrained_model, quiet_loading, require, torch_dtype)
 from llm_bridge.generators import (PerplexityResult, Sampling, check_finite_loss, check_texts, cut_at_stop,
-                                   diverged, fit_prompts)
+                                   fit_prompts, weights_diverged)
 
 # Streams of the seed tree: generation batch b uses (seed, GENERATE, b); fine-tuning uses (seed, FINETUNE).
 GENERATE, FINETUNE = 0, 1
@@ -396,19 +396,19 @@ class HFCausalLM:
                     logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
                     targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
                     loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets, ignore_index=-100)
-                    if not math.isfinite(float(loss.detach())):  # diverged: back to the weights before the call
+                    value = float(loss.detach())
+                    if not math.isfinite(value):  # diverged: back to the weights before the call
                         restore()
-                        check_finite_loss(float(loss.detach()), len(losses), learning_rate, losses)
+                        check_finite_loss(value, len(losses), learning_rate, losses)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
-                    losses.append(float(loss.detach()))
+                    losses.append(value)
                     b.set_postfix(loss=f"{losses[-1]:.3f}")
                     b.update(1)
             if not all(bool(torch.isfinite(p).all()) for p in trained):  # the last update, whose loss no step reads
                 restore()
-                raise diverged(f"the weights after step {steps} are not finite (losses: "
-                               f"{', '.join(f'{x:.4g}' for x in losses[-5:])})", learning_rate)
+                raise weights_diverged(steps, learning_rate, losses)
         finally:
             self.model.eval()
         return losses

@@ -46,7 +46,7 @@ from collapse_jax.replicates import root_key
 from collapse_jax.results import RunFolder, atomic_write_json, lock_folder, read_json
 from llm_bridge import bpe
 from llm_bridge.encoders import require
-from llm_bridge.generators import check_finite_loss, check_texts, diverged
+from llm_bridge.generators import check_finite_loss, check_texts, weights_diverged
 from llm_bridge.nanogpt import GPTConfig, NanoGPT, committed, mean_nll_hidden, without_x64
 from llm_bridge.nanogpt_config import (DataConfig, ModelSpec, TrainConfig,  # noqa: F401 (re-exported)
                                       check_training_fits, vocab_bound)
@@ -862,8 +862,7 @@ def finetune(model: NanoGPT, texts: Sequence[str], *, steps: int, learning_rate:
         check_finite_loss(losses[bad], bad, learning_rate, losses[:bad])
     if not all(bool(jnp.isfinite(leaf).all()) for leaf in jax.tree.leaves(params)):  # the last step's update, whose
         # loss no step after it reads (a review, 2026-12-07)
-        raise diverged(f"the weights after step {steps} are not finite (losses: "
-                       f"{', '.join(f'{x:.4g}' for x in losses[-5:])})", learning_rate)
+        raise weights_diverged(steps, learning_rate, losses)
     model.params = params
     model.step += steps
     return losses
