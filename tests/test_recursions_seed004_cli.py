@@ -152,3 +152,21 @@ def test_w2_figure_marks_a_heavy_tailed_setting():
     few = w2.figure(["M = 100"], light[None, :10], exact[:1], exact[:1], 0.0, 1.0)
     assert [text.get_text() for text in few.legends[0].get_texts()][0] == "M = 100"
     assert w2.top_share(np.zeros(5)) != w2.top_share(np.zeros(5))          # NaN, without a warning
+
+
+def test_w2_with_too_few_runs_for_the_tail_check_says_so_where_theory_falls_outside(tmp_path, capsys):
+    """A review (2026-12-07): 20 runs of M = 10 over 200 generations printed "exact outside the 95% CI for good
+    from t = 87" (mean 5.4 +- 7, median 1.6, exact 22.1: the rare runs that carry the mean were not drawn) with no
+    word, the tail check needing 100 runs; now a note where a law is outside, and ``ci_reliable`` null (unjudged)."""
+    out = tmp_path / "few"
+    argv = ["recursions-w2", "--sizes", "10", "--linear-base", "10", "--generations", "200", "--replicates", "20",
+            "--no-progress", "--out", str(out)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "manifest.json").read_text())["summary"]
+    assert summary["M=10"]["ci_reliable"] is None and summary["M_t=10(t+1)"]["ci_reliable"] is None
+    assert summary["M=10"]["exact_outside_ci_from"] is not None          # (seed 0: from t = 87)
+    assert summary["M_t=10(t+1)"]["exact_outside_ci_from"] is None        # (inside: no note)
+    assert summary["M_t=10(t+1)"]["first_order_outside_ci_from"] is None
+    assert printed.count("[only 20 runs, too few to judge the tail (100 needed)") == 1
+    assert "heavy tail: the largest" not in printed
