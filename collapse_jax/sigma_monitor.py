@@ -158,20 +158,28 @@ def init(key: jax.Array, num_points: int, dim: int, config: MonitorConfig) -> Mo
     dim = _checks.positive_int("dim", dim)
     spectral.check_eps(config.eps, num_points=config.n, dim=dim)
     indices = observed_indices(key, num_points, config.n)
-    if not bool(spectral.jackknife_defined(dim, config.n)):  # (every record's interval was NaN without a word; a
+    if not _has_interval(config.n, num_points, dim):  # (every record's interval was NaN without a word; a
         # user trial, 2026-12-07)
         warnings.warn(f"n = {config.n} observed rows give no log-det interval at d = {dim}: it needs n >= "
                       f"{spectral.jackknife_min_block(dim)} (max(d + 2, {spectral.PAIR_OFFSETS + 1})), and n >= 1.2 d "
-                      f"beyond {spectral.JACKKNIFE_CALIBRATION_ROWS} rows; every record's logdet_low, logdet_center "
+                      f"beyond {spectral.JACKKNIFE_CALIBRATION_ROWS} rows (or all N > d rows: exact); every record's logdet_low, logdet_center "
                       "and logdet_high will be NaN (the tracks are computed)", stacklevel=_checks.user_stacklevel())
     return MonitorState(indices, num_points, dim, ())
+
+
+def _has_interval(n: int, num_points: int, dim: int) -> bool:
+    """Whether a block of ``n`` of ``num_points`` rows in dimension ``dim`` gives a log-det interval: the jackknife's
+    (:func:`spectral.jackknife_defined`), or the whole population of more than ``dim`` rows, exact at any size (a
+    monitor of 9 rows at d = 8 recorded NaN and warned that it needed 10; a review, 2026-12-07)."""
+    return n <= num_points and (n == num_points and n > dim or bool(spectral.jackknife_defined(dim, n)))
 
 
 def step(state: MonitorState, embeddings, config: MonitorConfig) -> tuple[MonitorState, dict]:
     """Score one checkpoint's embeddings ``(N, d)``: Track I / Track II from the observed block's Gram (seed 002,
     Sec. 3.4), drifts against the first checkpoint, and the nominal-``level`` leverage-jackknife interval for
     ``log det G`` of the N (normalised) rows (NaN where it is not defined: ``n < max(d + 2, 5)``, or ``n < 1.2 d``
-    for blocks of more than 128 rows, :func:`spectral.jackknife_defined`). Returns the new state and the record.
+    for blocks of more than 128 rows, :func:`spectral.jackknife_defined`, unless the block is all ``N > d`` rows:
+    then exact). Returns the new state and the record.
     In float64 whatever ``jax_enable_x64`` (the Gram too: with ``n < d`` and a small ``eps``, float32 rounding in
     ``G_1``'s null space decided ``u_lln``)."""
     if len(state.indices) != config.n:
@@ -200,7 +208,7 @@ def step(state: MonitorState, embeddings, config: MonitorConfig) -> tuple[Monito
         raise ValueError("G_1 + eps I is not positive definite at this checkpoint; use a larger eps")
     base = state.history[0] if state.history else vals
     interval = dict(logdet_low=math.nan, logdet_center=math.nan, logdet_high=math.nan)
-    if config.n <= state.num_points and spectral.jackknife_defined(state.dim, config.n):
+    if _has_interval(config.n, state.num_points, state.dim):
         try:
             iv = logdet_interval(block, state.num_points, config.level)
             interval = dict(logdet_low=float(iv.low), logdet_center=float(iv.center), logdet_high=float(iv.high))

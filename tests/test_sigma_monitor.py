@@ -281,3 +281,19 @@ def test_a_block_too_small_for_an_interval_is_warned_about_once():
         monitor, record = monitor.update(x)  # (said once, when the monitor starts)
         assert np.isnan(record["logdet_center"]) and np.isfinite(record["u_lln"])
         assert np.isfinite(sm.SigmaMonitor(0, n=40).update(x)[1]["logdet_center"])
+
+
+def test_a_block_of_the_whole_population_gives_the_exact_log_det_at_any_size():
+    """A review (2026-12-07): N = 9 rows at d = 8 observed whole were recorded as NaN with the note that the block
+    needs 10 rows, though a block of all N > d rows is exact (``logdet_interval``, docs/sigma.md "Edges")."""
+    x = np.random.default_rng(2).normal(size=(9, 8))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, record = sm.SigmaMonitor(0, n=9).update(x)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    exact = np.linalg.slogdet(unit.T @ unit)[1]
+    assert record["logdet_low"] == record["logdet_high"] == pytest.approx(exact, rel=1e-12)
+    assert record["logdet_center"] == pytest.approx(exact, rel=1e-12)
+    with pytest.warns(UserWarning, match=r"it needs n >= 10 .* \(or all N > d rows: exact\)"):
+        _, record = sm.SigmaMonitor(0, n=8).update(x[:8])  # (N = d: no interval at all)
+    assert np.isnan(record["logdet_center"])
