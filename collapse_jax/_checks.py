@@ -6,8 +6,10 @@ before any array is allocated or any function is compiled.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -208,6 +210,36 @@ def user_stacklevel() -> int:
                                  or frame.f_code.co_filename.endswith(("functools.py", "contextlib.py"))):
         frame, level = frame.f_back, level + 1
     return level
+
+
+@contextlib.contextmanager
+def ignoring_warnings(category: type[Warning] = Warning, message: str = "") -> Iterator[None]:
+    """Ignore warnings of ``category`` whose text starts with the regular expression ``message`` in this block,
+    without forgetting which warnings were already shown. ``warnings.catch_warnings`` resets Python's record of the
+    warnings each line has given (entering or leaving it counts as a change of filters), so inside a loop every
+    warning seen before showed again at each pass (a review, 2026-12-07: a fine-tune's context warning once per
+    LLM-web step, gmm_network's beta note once per proxy size). Here one "ignore" filter goes to the front of
+    ``warnings.filters`` and is taken out again in place, which Python reads at each warning; where filters are
+    per context (Python 3.14's ``context_aware_warnings``) it falls back to ``catch_warnings``."""
+    import re
+    import sys
+    import warnings
+
+    if getattr(sys.flags, "context_aware_warnings", False):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message, category)
+            yield
+        return
+    item = ("ignore", re.compile(message, re.I) if message else None, category, None, 0)
+    filters = warnings.filters  # (the list as this block starts: catch_warnings replaces it with a copy)
+    filters.insert(0, item)
+    try:
+        yield
+    finally:
+        for i, entry in enumerate(filters):
+            if entry is item:
+                del filters[i]
+                break
 
 
 def env_int(name: str, low: int) -> int | None:

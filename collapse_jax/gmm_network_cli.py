@@ -174,8 +174,7 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     dnorm = np.concatenate([p["dnorm"] for p in pieces])
     alive = np.concatenate([p["alive"] for p in pieces])
     collapsed = np.concatenate([p["collapsed"] for p in pieces])
-    with warnings.catch_warnings():  # (cfg's warnings were given once already: they printed twice)
-        warnings.simplefilter("ignore", UserWarning)
+    with _checks.ignoring_warnings(UserWarning):  # (cfg's warnings were given once already: they printed twice)
         paper_cfg = cfg.replace(record_pi=True)
     paper = gn.simulate(seed, paper_cfg, max(paper_R, 1), backend=backend, progress=False)
     elapsed = time.perf_counter() - t0

@@ -41,7 +41,6 @@ import resource
 import shutil
 import time
 import uuid
-import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -79,8 +78,7 @@ def summarize(records: np.ndarray, kind: str, quantiles) -> np.ndarray:
         sem = x.std(axis=0, ddof=1, dtype=np.float64) / np.sqrt(R) if R > 1 else np.full_like(mean, np.nan)
         qs = np.quantile(x, quantiles, axis=0)
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps stay NaN
+        with _checks.ignoring_warnings(RuntimeWarning):  # all-NaN steps stay NaN
             x = x.astype(np.float64)
             mean = np.nanmean(x, axis=0)
             sem = np.nanstd(x, axis=0, ddof=1) / np.sqrt(np.sum(~np.isnan(x), axis=0)) if R > 1 \
@@ -710,8 +708,8 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
         peak_device = None
     done = int(cells_done(out).sum())
     if done == spec.num_cells:  # finished: one metadata document, so xarray.open_zarr opens it without a warning
-        with warnings.catch_warnings():  # zarr notes that format 3 has no consolidated metadata yet; xarray reads it
-            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        # (zarr notes that format 3 has no consolidated metadata yet; xarray reads it)
+        with _checks.ignoring_warnings(UserWarning, "Consolidated metadata"):
             _zarr().consolidate_metadata(str(path))
     return SweepReport(path=path, cells=spec.num_cells, cells_run=ran, cells_done=done,
                        seconds=time.perf_counter() - start, compilations=counter.compilations,

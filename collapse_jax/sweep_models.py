@@ -465,14 +465,12 @@ class MixtureSweep(_RawSampleRecursion):
         return MR.MixtureConfig().max_points
 
     def run(self, cells, num_replicates, seed, *, backend, memory_budget, mesh, first_replicate=0):
-        import warnings
 
         from collapse_jax import mixture_refit as MR
 
         alpha, n = self._schedule_grid(cells)
         config = MR.MixtureConfig(cells[0]["regime"])
-        with warnings.catch_warnings():  # the record says which fits stopped at max_iter
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with _checks.ignoring_warnings(RuntimeWarning):  # the record says which fits stopped at max_iter
             rec = MR.simulate(seed, *(MR.SEED003_C2[k] for k in ("weights", "means", "sds")), alpha, n, config,
                               num_replicates, backend=backend, first_replicate=first_replicate,
                               memory_budget=memory_budget, mesh=mesh, progress=False)

@@ -22,7 +22,6 @@ every checkpoint. Keep the returned monitor and pass it to the next step's call:
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Sequence
@@ -83,8 +82,7 @@ def update_tracks(monitor: SigmaMonitor, flat: Any) -> tuple[SigmaMonitor, dict]
     """``monitor.update(flat)`` without the monitor's note that its block is too small for a log-det interval: the
     LLM experiments report the tracks only, and their default block (half of a few dozen responses, d = 384) never
     has one, so the note repeated on every run."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"n = \d+ observed rows give no log-det interval")
+    with _checks.ignoring_warnings(UserWarning, r"n = \d+ observed rows give no log-det interval"):
         return monitor.update(flat)
 
 

@@ -16,14 +16,13 @@ alone: nothing is generated, so a finished (or partial) run can be re-analysed a
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
-from collapse_jax import distance, gmm_network
+from collapse_jax import _checks, distance, gmm_network
 from collapse_jax.results import RunFolder, atomic_write_json, read_npz
 from collapse_jax.results import pyplot as _pyplot
 from llm_bridge import web_gmm_proxy as proxy
@@ -90,9 +89,9 @@ def calibrated_proxies(cfg: WebConfig, emb: np.ndarray, human: np.ndarray) -> di
             # fewer human texts failed here, after all its steps)
             bands.append(proxy.band(np.full((1, T + 1), np.nan)))
         else:
-            with warnings.catch_warnings():  # EM can leave two components on one point when the t = 0 answers have
-                # fewer distinct points than B: gmm_network's advice to give each its own mean is not the user's
-                warnings.filterwarnings("ignore", message=r"mu: components \d+ and \d+ have the same mean")
+            # EM can leave two components on one point when the t = 0 answers have fewer distinct points than B:
+            # gmm_network's advice to give each its own mean is not the user's
+            with _checks.ignoring_warnings(UserWarning, r"mu: components \d+ and \d+ have the same mean"):
                 gcfg = gmm_network.make_config(mu=fit.means, sigma=(fit.cov + fit.cov.T) / 2,
                                                num_models=cfg.num_models, points_per_step=cfg.gmm_posts,
                                                beta=cfg.beta, num_steps=T, num_human=cfg.num_human, pi_ref=pi_ref)

@@ -43,8 +43,8 @@ from __future__ import annotations
 
 import math
 import shutil
-import warnings
 import zlib
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -299,10 +299,9 @@ def run_generation(ctx: Context, setting: str, t: int, folder: Path, previous: G
     samples = [document_text(tok, ids) for ids in sample_ids]
     atomic_write_json(folder / "samples.json", samples)
     bank = [p for p in rep.prompts for _ in range(cfg.responses)]
-    with warnings.catch_warnings():  # the bank is frozen: its cut prompts are said at generation 0, not again at
-        # every generation (9 times in 2 minutes; a user trial, 2026-12-06)
-        if t > 0:
-            warnings.filterwarnings("ignore", message=r".*prompts are longer than the")
+    # the bank is frozen: its cut prompts are said at generation 0, not again at every generation (9 times in 2
+    # minutes; a user trial, 2026-12-06)
+    with _checks.ignoring_warnings(UserWarning, r".*prompts are longer than the") if t > 0 else nullcontext():
         responses = model.generate(bank, Sampling(cfg.response_tokens, cfg.temperature),
                                    seed=derive_seed(cfg.seed, rep.index, "bank"), progress=False)
     atomic_write_json(folder / "responses.json", [{"prompt": p, "text": r} for p, r in zip(bank, responses)])

@@ -414,3 +414,33 @@ def test_numpy_complex_scalars_in_an_object_array_are_refused():
         with pytest.raises(ValueError, match="must hold real numbers, got complex ones"):
             _checks.finite_array("x", np.array([1.0, value], dtype=object))
     np.testing.assert_array_equal(_checks.finite_array("x", np.array([1, 2.5], dtype=object)), [1.0, 2.5])
+
+
+def test_ignoring_warnings_keeps_the_record_of_warnings_already_shown():
+    """A review (2026-12-07): the blocks that silence one warning (``warnings.catch_warnings``) reset Python's record
+    of warnings shown, so in the LLM experiments' loops a fine-tune's context warning showed at every step and
+    gmm_network's beta note once per proxy size. ``_checks.ignoring_warnings`` silences without that; the LLM
+    experiments' Sigma monitor update (``update_tracks``) goes through it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings\nimport numpy as np\nfrom collapse_jax import _checks\n"
+        "from llm_bridge.embedding_metrics import sigma_monitor, update_tracks\n"
+        "x = np.random.default_rng(0).standard_normal((6, 16))\n"
+        "update_tracks(sigma_monitor(6, 16), x)\n"      # (its first call imports SciPy, which resets the record)
+        "filters = list(warnings.filters)\n"
+        "for _ in range(3):\n"
+        "    warnings.warn('mine')\n"
+        "    with _checks.ignoring_warnings(RuntimeWarning, 'sil'):\n"
+        "        warnings.warn('silenced', RuntimeWarning)\n"
+        "        warnings.warn('other', RuntimeWarning)\n"
+        "    update_tracks(sigma_monitor(6, 16), x)\n"     # (a block of 3 rows at d = 16: the note it silences)
+        "assert warnings.filters == filters\n"
+        "warnings.warn('silenced', RuntimeWarning)\n")  # (not silenced any more, and not recorded as shown)
+    run = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("UserWarning: mine") == 1, run.stderr
+    assert run.stderr.count("RuntimeWarning: other") == 1, run.stderr
+    assert run.stderr.count("RuntimeWarning: silenced") == 1, run.stderr
+    assert "observed rows give no log-det interval" not in run.stderr

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import textwrap
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -116,8 +115,7 @@ def _tallied(simulate, flagged):
     tally = [0, 0]
 
     def sim(alpha, n, regime):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with _checks.ignoring_warnings(RuntimeWarning):
             record = simulate(alpha, n, regime)
         flags = flagged(record, regime)
         tally[0] += int(np.sum(flags))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import time
-import warnings
 from typing import Callable
 
 import numpy as np
@@ -92,8 +91,8 @@ def mean_ci(losses):
         half = stats.t.ppf(0.975, losses.shape[0] - 1) * losses.std(0, ddof=1) / np.sqrt(losses.shape[0])
         return losses.mean(0), half
     count = np.sum(~np.isnan(losses), axis=0)
-    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
-        warnings.simplefilter("ignore", RuntimeWarning)  # (steps with fewer than 2 finite values: NaN)
+    # (steps with fewer than 2 finite values: NaN)
+    with _checks.ignoring_warnings(RuntimeWarning), np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(count >= 2, np.nanmean(losses, axis=0), np.nan)
         half = stats.t.ppf(0.975, count - 1) * np.nanstd(losses, axis=0, ddof=1) / np.sqrt(count)
     return mean, np.where(count >= 2, half, np.nan)
