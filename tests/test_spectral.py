@@ -1040,6 +1040,32 @@ def test_jackknife_small_blocks_and_exact_edge():
             assert float(whole.center) == pytest.approx(ref.logdet(ref.gram(z)), rel=1e-10)
 
 
+def test_a_block_of_the_whole_population_covers_the_log_det_computed_elsewhere():
+    """A user trial (2026-12-07): at n = N every interval's half-width is 0, and the centre differed from NumPy's
+    ``slogdet`` by 4e-13, so ``covers`` said False (0 % coverage where the sweep says "exact"); and the seed interval
+    (Theorem 3's formula, for N >> n) kept a width there. Now ``covers`` allows for rounding (``COVER_ROUNDING``,
+    relative), and every interval at n = N has width 0."""
+    x = rng(50).standard_normal((300, 64)) * np.geomspace(1.0, 1e-3, 64)  # (anisotropic: a ragged spectrum)
+    truth = np.linalg.slogdet(x.T @ x)[1]
+    est = sp.block_estimates(x, 300)
+    for name in ("seed", "second_order", "wishart", "scaled_wishart", "jackknife"):
+        interval = getattr(est, name)
+        assert float(interval.half_width) == 0.0, name
+        assert interval.covers(truth) and interval.covers(truth * (1 + 0.5 * sp.COVER_ROUNDING)), name
+        assert not interval.covers(truth + 1e-6), name          # (rounding only: 1e-6 nats is a miss)
+        assert bool(jax.jit(interval.covers)(truth)), name
+    assert float(sp.block_estimates(x[:200], 300).seed.half_width) > 0   # (n < N: the seed's width, unchanged)
+
+
+def test_scaling_estimate_checks_its_sizes():
+    """A user trial (2026-12-07): n > N gave a plug-in below log det G_1 and a negative n NaN, without a word."""
+    with pytest.raises(ValueError, match=r"block size n must be at most the total count N, got n = 500 > N = 100"):
+        sp.scaling_estimate(10.0, 500, 100, 32)
+    with pytest.raises(ValueError, match=r"n must lie in \[1.0, inf\], got -5"):
+        sp.scaling_estimate(10.0, -5, 100, 32)
+    assert float(sp.scaling_estimate(10.0, 50, 100, 32)) == pytest.approx(10.0 + 32 * math.log(2.0), rel=1e-15)
+
+
 def test_jackknife_is_not_defined_near_d_beyond_the_small_blocks():
     """A third audit (2026-12-04): beyond 128 rows the two-step centre near n = d had an error SD of 124-510 nats on
     Gaussian rows (d = 130 / 384, n = d + 2) and the interval covered 0-5 %; it is now NaN below 1.2 d there, and
