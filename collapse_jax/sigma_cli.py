@@ -75,9 +75,15 @@ def load_embeddings(path: str) -> np.ndarray:
     if not p.is_file():
         raise ValueError(f"embeddings file {path!r} does not exist")
     try:
-        arr = np.load(p, mmap_mode="r")
+        with open(p, "rb") as f:
+            head = f.read(6)
+        arr = np.load(p, mmap_mode="r") if head == b"\x93NUMPY" else None
     except (OSError, ValueError, EOFError) as exc:
         raise ValueError(f"embeddings file {path!r} is not a NumPy .npy array ({type(exc).__name__}: {exc})") from None
+    if arr is None:  # (np.load takes any other file for a pickle: "pickled (object) data ... load it unsafely" of a
+        # text file; a user trial, 2026-12-07)
+        what = "a .npz archive" if head.startswith(b"PK") else "not a NumPy .npy file (no .npy header)"
+        raise ValueError(f"embeddings file {path!r} is {what}; save one (N, d) array with numpy.save")
     arr = spectral.check_embeddings(f"embeddings {path}", arr)
     sp.check_min_dim(f"embeddings {path}", arr.shape[1])
     if arr.shape[0] <= arr.shape[1] + 1:

@@ -237,6 +237,21 @@ def test_more_bad_values_are_rejected_before_anything_runs(argv, message, tmp_pa
     assert not (tmp_path / "never").exists() and not (tmp_path / "runs").exists()
 
 
+def test_an_embeddings_file_that_is_no_npy_array_is_named_as_such(tmp_path, capsys):
+    """A user trial (2026-12-07): a text file was refused with NumPy's "pickled (object) data ... load it unsafely"
+    (np.load takes any file without the .npy header for a pickle)."""
+    import numpy as np
+
+    (tmp_path / "text.npy").write_text("hello\n")
+    np.savez(tmp_path / "arrays.npz", x=np.ones((30, 4)))
+    for name, what in (("text.npy", "is not a NumPy .npy file (no .npy header)"), ("arrays.npz", "is a .npz archive")):
+        argv = ["sigma-precision", "--families", "", "--dims", "", "--embeddings", str(tmp_path / name)]
+        assert cli.main([*argv, "--out", str(tmp_path / "never")]) == 2
+        err = capsys.readouterr().err
+        assert what + "; save one (N, d) array with numpy.save" in err and "pickle" not in err
+        assert not (tmp_path / "never").exists()
+
+
 @pytest.mark.parametrize("raised, code, message", [
     (_checks.MissingExtraError("llm_bridge needs 'tokenizers'; install the optional llm extra"), 2,
      "collapse-jax info: error: llm_bridge needs 'tokenizers'; install the optional llm extra\n"),
