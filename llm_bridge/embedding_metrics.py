@@ -222,6 +222,16 @@ def check_monitor(monitor: Any, num_points: int, dim: int | None) -> None:
     if state is not None and (state.num_points != num_points or (dim is not None and state.dim != dim)):
         raise ValueError(f"monitor started with N={state.num_points} rows of dimension d={state.dim}, but these "
                          f"embeddings give N={num_points} (num_models x num_samples) rows of dimension d={dim}")
+    # a fresh monitor's own sizes too (a block larger than N, or one built for other N, d, was refused by its first
+    # update, after the encoder had embedded every text: 28-45 s; a user trial, 2026-12-07)
+    if state is None and ((monitor.num_points is not None and monitor.num_points != num_points)
+                          or (None not in (monitor.dim, dim) and monitor.dim != dim)):
+        raise ValueError(f"monitor was built for N={monitor.num_points} rows of dimension d={monitor.dim}, but these "
+                         f"embeddings give N={num_points} (num_models x num_samples) rows"
+                         + (f" of dimension d={dim}" if dim is not None else ""))
+    if monitor.n > num_points:
+        raise ValueError(f"monitor observes n={monitor.n} rows, more than the N={num_points} (num_models x "
+                         "num_samples) rows of these embeddings")
 
 
 def check_responses(responses: Any) -> list[list[str]]:

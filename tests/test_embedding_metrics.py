@@ -197,6 +197,10 @@ def test_encoder_output_shape_checked():
     (dict(seed=1.5), r"seed must be an integer in \[0, 2\*\*63 - 1\]"),
     (dict(monitor="m"), "monitor must be a .*SigmaMonitor"),
     (dict(batch_size=0), "batch_size must be an integer >= 1"),
+    # a fresh monitor's own sizes (refused by its first update, after every text was embedded; a user trial)
+    (dict(monitor=sigma_monitor.SigmaMonitor(0, 3)), r"monitor observes n=3 rows, more than the N=2 \(num_models"),
+    (dict(monitor=sigma_monitor.SigmaMonitor(0, 1, num_points=10)),
+     r"monitor was built for N=10 rows of dimension d=None, but these embeddings give N=2"),
 ])
 def test_responses_arguments_checked_before_encoding(kwargs, match):
     enc = StubEncoder(lambda k: np.ones((k, 4)))
