@@ -419,6 +419,8 @@ def diversity(texts: Sequence[str], *, embeddings: Any = None, encoder: Encoder 
         raise ValueError("give embeddings or encoder, not both")
     if embeddings is not None:
         embeddings = _checks.finite_array("embeddings", embeddings, shape=(len(items), None))
+        if embeddings.shape[1] == 0:  # (reported as "3 zero rows" before; a user trial, 2026-12-07)
+            raise ValueError(f"embeddings must have dim >= 1 columns, got shape {embeddings.shape}")
         _unit_rows(embeddings)
     if encoder is not None:  # embedded first: a bad output is refused before the lexical metrics' work
         check_encoder(encoder)

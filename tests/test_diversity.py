@@ -340,6 +340,8 @@ SEED_RANGE = r"seed must be an integer in \[0, 2\*\*63 - 1\]"
     (lambda: dv.semantic_diversity(np.array([[1 + 5j, 1], [1, 1 + 5j]])), "embeddings must hold real numbers"),
     (lambda: dv.semantic_diversity([[1 + 5j, 1], [1, 1 + 5j]]), "embeddings must hold real numbers, got complex"),
     (lambda: dv.semantic_diversity(np.ones((2, 0))), r"embeddings must have dim >= 1 columns, got shape \(2, 0\)"),
+    (lambda: dv.diversity(["a b", "c d", "e f"], embeddings=np.zeros((3, 0))),
+     r"embeddings must have dim >= 1 columns, got shape \(3, 0\)"),  # (was "3 zero rows"; a user trial)
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
