@@ -89,6 +89,24 @@ def _to_host_if_wide(x):
     return np.asarray(x) if isinstance(x, jax.Array) and x.dtype.itemsize >= 8 else x
 
 
+def float64_kept(fn):
+    """Run ``fn`` in the precision of its first argument: float64 data (a NumPy float64 array, a list of Python
+    floats, a torch float64 tensor) in float64 with JAX's 64-bit types on for the call, whatever the caller's
+    ``jax_enable_x64``, the results as NumPy arrays where it is off (:func:`in_float64`'s rule); float32 data, JAX
+    arrays and traced values as they are. :func:`logdet` and :func:`batched_logdet` cast float64 Grams to float32
+    where x64 was off, then refused them (or gave NaN with the advice "pass float64 Grams") although float64 was
+    passed, while the other estimators ran in float64 (a user trial on MiniLM Grams, 2026-12-07)."""
+    @wraps(fn)
+    def wrapper(x, *args, **kwargs):
+        if (jax.config.jax_enable_x64 or isinstance(x, jax.Array) or _checks.is_traced((x, args, kwargs))
+                or _checks.host_array(x).dtype != np.float64):
+            return fn(x, *args, **kwargs)
+        with jax.enable_x64(True):
+            out = fn(_checks.host_array(x), *args, **kwargs)
+        return jax.tree.map(_to_host_if_wide, out)
+    return wrapper
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Input validation (raises before any compute)
 # --------------------------------------------------------------------------------------------------------------
@@ -301,46 +319,34 @@ def _check_gram(name: str, g) -> np.ndarray:
     return g
 
 
+@float64_kept
 def logdet(g, eps: float = 0.0, *, num_points: int | None = None) -> jnp.ndarray:
     """Checked :func:`logdet_chol` of a (batch of) Gram matrices; ``num_points`` (rows behind G) enables the
-    rank-deficiency check on ``eps``. Raises if the shifted matrix is not positive definite."""
+    rank-deficiency check on ``eps``. Raises if the shifted matrix is not positive definite. In float64 for float64
+    input whatever ``jax_enable_x64`` (:func:`float64_kept`)."""
     g = _check_gram("Gram matrix", g)
     eps = check_eps(eps, num_points=num_points, dim=g.shape[-1])
     out = logdet_chol(jnp.asarray(g), eps)
     if not np.all(np.isfinite(np.asarray(out))):
-        if g.dtype == np.float64 and jnp.asarray(g).dtype != jnp.float64 and _positive_definite(g, eps):
-            # JAX cast it (x64 is off), and in float64 it factors: the cast is to blame
-            raise ValueError("Gram matrix + eps I is not positive definite in float32, the precision it was computed "
-                             "in (jax_enable_x64 is off; the float64 input was cast): enable float64 "
-                             "(jax.config.update('jax_enable_x64', True) or collapse-jax --x64) before adding eps, "
-                             "which changes the value")
         if g.dtype != np.float64:
             # a float32 Gram: one of real embeddings lost its dead coordinates' eigenvalues (their squares
             # underflow), and eps moves the value by hundreds of nats (MiniLM: log det -426.9 in float64, -122.5
             # with eps = 1e-3; a user trial, 2026-12-06)
             raise ValueError(f"Gram matrix + eps I is not positive definite in {g.dtype}: rank "
                              "deficient, or rounded there (real embeddings' near-zero coordinates underflow when "
-                             "squared in float32): form the Gram matrix from float64 rows with float64 enabled "
-                             "(jax.config.update('jax_enable_x64', True) or collapse-jax --x64); eps > 0 changes "
-                             "the value")
+                             "squared in float32): form the Gram matrix from float64 rows and pass it as a NumPy "
+                             "float64 array (or a JAX one with float64 enabled: jax.config.update('jax_enable_x64', "
+                             "True) or collapse-jax --x64); eps > 0 changes the value")
         raise ValueError("Gram matrix + eps I is not positive definite (rank deficient?); use eps > 0")
     return out
 
 
-def _positive_definite(g: np.ndarray, eps: float) -> bool:
-    """Whether every matrix of ``g + eps I`` has a Cholesky factor in float64 NumPy."""
-    try:
-        np.linalg.cholesky(g + eps * np.eye(g.shape[-1]))
-    except np.linalg.LinAlgError:
-        return False
-    return True
-
-
+@float64_kept
 def batched_logdet(grams: jnp.ndarray, eps: float = 0.0, *, backend: str = "auto") -> jnp.ndarray:
     """Log-det :func:`logdet_chol` of a stack of Gram matrices ``(num_blocks, dim, dim)`` -> ``(num_blocks,)``
     (NaN, with a RuntimeWarning outside ``jit``, for a matrix whose Cholesky fails in the input's precision: not
     positive definite, or in float32 one whose smallest eigenvalues are below its rounding, as real embeddings' Grams
-    are: pass float64).
+    are: pass float64). In float64 for float64 input whatever ``jax_enable_x64`` (:func:`float64_kept`).
 
     ``backend``: ``"native"`` (float64 on CPU: a blocked AVX-512 Cholesky in ``collapse_jax/_native``, one matrix
     per thread, registered with jax.ffi, so it also runs under ``jit``), ``"xla"`` (``jnp.linalg.cholesky``; the
@@ -387,7 +393,7 @@ def _warn_not_factored(out, dtype) -> None:
     bad = int(np.count_nonzero(np.isnan(np.asarray(out))))
     if bad:
         hint = (" (in float32 a positive-definite Gram whose smallest eigenvalues are below about 1e-7 of its largest "
-                "fails too: pass float64 Grams with float64 enabled)") if dtype != jnp.float64 else ""
+                "fails too: pass float64 Grams formed from float64 rows)") if dtype != jnp.float64 else ""
         warnings.warn(f"batched_logdet: {bad} of {np.size(out)} matrices + eps I are not positive definite in "
                       f"{dtype}{hint}; their log-dets are NaN", RuntimeWarning, stacklevel=_checks.user_stacklevel())
 
@@ -458,8 +464,9 @@ def _check_regular(chol, g, name: str, what: str) -> None:
     pivot = np.asarray(jnp.diagonal(chol, axis1=-2, axis2=-1)) ** 2 / np.diagonal(np.asarray(g), axis1=-2, axis2=-1)
     if not np.all(pivot > SINGULAR_PIVOT):
         raise ValueError(f"{name} is singular in float64 (a Cholesky pivot^2 at most {SINGULAR_PIVOT:g} of its "
-                         f"diagonal entry: the block's rows span fewer than d = {g.shape[-1]} dimensions), so {what} "
-                         "would be undefined")
+                         f"diagonal entry: the block's rows span fewer than d = {g.shape[-1]} dimensions, or it was "
+                         "formed in float32, where real embeddings' near-zero coordinates vanish when squared: form "
+                         f"it from float64 rows), so {what} would be undefined")
 
 
 @in_float64

@@ -1419,16 +1419,29 @@ def test_gram_matrices_must_be_symmetric():
     np.testing.assert_allclose(float(sp.logdet(g)), np.linalg.slogdet(g)[1], rtol=1e-12)
 
 
-def test_logdet_blames_float32_only_where_float64_factors():
+def test_logdet_of_float64_input_is_float64_whatever_x64():
     """A user trial (2026-12-05): with x64 off, a singular float64 Gram (zeros) was said to fail 'in float32, the
-    precision it was computed in', advice that cannot help; a near-singular one that float64 factors still is."""
+    precision it was computed in', advice that cannot help. Another (2026-12-07): with x64 off, logdet and
+    batched_logdet cast float64 MiniLM Grams to float32 and refused them (or gave NaN, advising "pass float64
+    Grams"), while block_estimates and theorem1_bounds ran in float64. Float64 input now runs in float64."""
     near = np.array([[1.0, 1.0 - 1e-9], [1.0 - 1e-9, 1.0]])  # float32 rounds it to a singular matrix
+    want = np.log(1 - (1 - 1e-9) ** 2)
     with jax.enable_x64(False):
         with pytest.raises(ValueError, match=r"not positive definite \(rank deficient\?\); use eps > 0"):
             sp.logdet(np.zeros((3, 3)))
-        with pytest.raises(ValueError, match="not positive definite in float32"):
-            sp.logdet(near)
-    np.testing.assert_allclose(sp.logdet(near), np.log(1 - (1 - 1e-9) ** 2), rtol=1e-6)  # float64 (x64 on here)
+        got = sp.logdet(near)
+        assert isinstance(got, np.ndarray) and got.dtype == np.float64
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            both = sp.batched_logdet(np.stack([near, np.eye(2)]))
+        assert isinstance(both, np.ndarray) and both.dtype == np.float64
+        np.testing.assert_allclose(both, [want, 0.0], rtol=1e-6, atol=0)
+        with pytest.raises(ValueError, match="not positive definite in float32: .* from float64 rows"):
+            sp.logdet(near.astype(np.float32))           # float32 input stays float32
+        with pytest.warns(RuntimeWarning, match="1 of 1 matrices"):
+            assert sp.batched_logdet(jnp.asarray(near)[None]).dtype == jnp.float32   # (a JAX float32 array)
+    np.testing.assert_allclose(sp.logdet(near), want, rtol=1e-6)  # float64 (x64 on here)
 
 
 def test_unchecked_float32_paths_are_named_or_run_in_float64():
