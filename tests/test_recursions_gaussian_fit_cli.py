@@ -58,6 +58,26 @@ def test_one_regime_and_its_default_draws_are_those_of_the_simulator(tmp_path):
     np.testing.assert_array_equal(variance[0], fits[..., 1])
 
 
+def test_a_mean_far_from_zero_keeps_the_errors(tmp_path, capsys):
+    """A user trial (2026-12-07): with --mu 1e17 (float32) every fitted mean rounded to mu, so every error was 0, z
+    0 ("max |z| 0.00") and the line printed "E W2^2 0.037 >= bound 0.069". The fits are simulated centred now (they
+    are location-equivariant), so the errors are those of --mu 0, and a Monte Carlo that cannot vary is no pass."""
+    argv = ["recursions-gaussian-fit", "--regimes", "replace", "--generations", "4", "--replicates", "500",
+            "--seed", "1"]
+    arrays = []
+    for mu, name in (("0", "zero"), ("1e17", "far")):
+        assert cli.main(argv + ["--mu", mu, "--out", str(tmp_path / name)]) == 0
+        with np.load(tmp_path / name / "arrays.npz") as data:
+            arrays.append({k: data[k] for k in data.files})
+    for key in ("squared_error", "variance", "w2"):
+        np.testing.assert_array_equal(arrays[1][key], arrays[0][key])
+    assert capsys.readouterr().out.count("max |z| over t 0.00") == 0
+    from collapse_jax.experiments import gaussian_fit
+
+    z = gaussian_fit._z(np.zeros((10, 3)), np.array([0.0, 0.1, -0.1]))
+    np.testing.assert_array_equal(z, [0.0, -np.inf, np.inf])
+
+
 @pytest.mark.parametrize("argv, name", [
     (["--alpha", "1.5"], "alpha"),
     (["--size", "1"], "size"),
