@@ -46,6 +46,8 @@ class Processes:
     process_id: int | None = option(None, "this process, 0 .. num-processes - 1", default_help="JAX_PROCESS_ID")
 
     def __post_init__(self) -> None:
+        if self.coordinator is not None:
+            check_coordinator("coordinator", self.coordinator)
         if self.num_processes is not None:
             _checks.positive_int("num_processes", self.num_processes)
         if self.process_id is not None:
@@ -112,6 +114,19 @@ def add_parser(sub) -> None:
     q.set_defaults(func=cmd_phase)
 
 
+def check_coordinator(name: str, address: str) -> str:
+    """``HOST:PORT`` (an IPv6 host in brackets, ``[::1]:1234``) with a port from 1 to 65535, or a ValueError naming
+    ``name``: JAX took any string, then raised an IndexError ("notahost"), crashed ("localhost:abc": SIGSEGV) or
+    aborted after its timeout ("localhost:99999"; a user trial, 2026-12-07)."""
+    host, sep, port = str(address).rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]") and len(host) > 2
+    if (not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535
+            or (":" in host and not bracketed) or any(c.isspace() for c in host)):
+        raise ValueError(f"{name} must be HOST:PORT (process 0's host name or address and a port from 1 to 65535; "
+                         f"an IPv6 address in brackets, [::1]:1234), got {address!r}")
+    return address
+
+
 def _process(args) -> tuple[int, int]:
     """(process index, count): from jax.distributed when asked for (flags, environment or Slurm), else (0, 1)."""
     given = cli_options.config_from_args(Processes, args)
@@ -125,6 +140,8 @@ def _process(args) -> tuple[int, int]:
 
     if coordinator is None and not slurm:
         raise ValueError("--coordinator (HOST:PORT of process 0) is needed with --num-processes")
+    if coordinator is not None and not given.coordinator:  # (the flag's value is checked with the options)
+        check_coordinator("JAX_COORDINATOR_ADDRESS", coordinator)
     if count is None and not slurm:  # (JAX said "Number of processes must be defined."; a user trial, 2026-12-06)
         raise ValueError("--coordinator needs --num-processes (or JAX_NUM_PROCESSES)")
     jax.distributed.initialize(coordinator_address=coordinator,

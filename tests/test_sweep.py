@@ -565,6 +565,10 @@ def test_sweep_command_errors_name_the_field(tmp_path, capsys):
     (["--process-id", "1"], "--process-id needs --num-processes"),
     (["--coordinator", "localhost:1234"], r"--coordinator needs --num-processes \(or JAX_NUM_PROCESSES\)"),
     (["--num-processes", "2", "--process-id", "2"], r"--process-id must be in 0 .. --num-processes - 1 = 1, got 2"),
+    # a user trial (2026-12-07): JAX took these, then raised an IndexError, crashed (SIGSEGV) or aborted
+    *[(["--num-processes", "2", "--process-id", "0", "--coordinator", bad],
+       r"--coordinator must be HOST:PORT \(process 0's host name or address and a port from 1 to 65535")
+      for bad in ("notahost", "localhost:abc", "localhost:99999", "::1:1234", ":1234")],
 ])
 def test_sweep_run_flags_are_checked_before_anything_runs(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("JAX_NUM_PROCESSES", raising=False)
