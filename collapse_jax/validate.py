@@ -137,6 +137,16 @@ def _sched(kind: str, value, num_steps: int) -> np.ndarray:
     raise ValueError(kind)
 
 
+# The most settings one multinomial_rows call simulates at once (its replace grid): the table's largest host record
+# is this many float64 losses per replicate and step (tests/test_validate.py checks it against the calls)
+LARGEST_GRID = 13
+
+
+def host_bytes_per_replicate(num_steps: int) -> int:
+    """Bytes per replicate of the largest record the table's checks bring to the host at ``num_steps``."""
+    return LARGEST_GRID * (num_steps + 1) * 8
+
+
 def multinomial_rows(table: Table, *, num_replicates: int, num_steps: int, seed: int, num_categories: int = 20,
                      progress: bool | None = None) -> None:
     """Seed 003 multinomial checks (all regimes), grouped into one grid call per regime."""
@@ -323,7 +333,10 @@ def small_sample_warning(reps: int) -> str | None:
     return (f"With {reps} replicates (fewer than {FAMILY_WISE_MIN_REPLICATES}) a correct theory can fail some exact "
             "row more often than 5 % of the time (measured: 6 % of tables at 300 replicates, 2 % at 100, 27 % at "
             "10), and statement rows lack the power to agree: read disagreements here as prompts to rerun with the "
-            "default 4000, not as evidence.")
+            "default 4000, not as evidence."
+            + (f" Agreements are weak evidence too: an exact row agrees unless its Monte Carlo mean is off by more "
+               f"than the critical t = {t_critical(55, reps):.3g} standard errors (55 exact and approximation rows; "
+               "3.32 at the default), so a wrong theory can pass." if reps < 30 else ""))
 
 
 def t_critical(num_tested: int, replicates: int) -> float:

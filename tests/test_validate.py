@@ -85,6 +85,9 @@ def test_tables_of_few_replicates_say_their_level_does_not_hold():
     table.judge()
     text = V.render(table, reps=10, steps=30, seed=0, elapsed=1.0, command="validate --replicates 10")
     assert "With 10 replicates (fewer than 1000) a correct theory can fail some exact row" in text
+    # (and a wrong one can pass: at 2 replicates an exact row 73 standard errors off agreed; a user trial, 2026-12-07)
+    assert f"off by more than the critical t = {V.t_critical(55, 10):.3g} standard errors" in text
+    assert "so a wrong theory can pass" not in V.small_sample_warning(100)
     assert "fewer than 1000" not in V.render(table, reps=4000, steps=30, seed=0, elapsed=1.0, command="validate")
 
 
@@ -179,3 +182,26 @@ def test_the_command_s_step_limit_is_the_geometric_row_s():
     with pytest.raises(ValueError, match="exceeds 2"):
         M.check_counts(S.geometric_size(V.GEOMETRIC_BASE, V.GEOMETRIC_RATE, V.MAX_STEPS + 1), "replace", "jax")
 
+
+
+def test_replicates_that_do_not_fit_are_refused_before_the_run_folder(monkeypatch, tmp_path, capsys):
+    """A user trial (2026-12-07): --replicates 4000000000 was refused after the run folder existed, naming
+    num_replicates, and the folder then refused the corrected command. The check uses the largest record the
+    checks bring to the host, LARGEST_GRID losses per replicate and step: checked here against the calls."""
+    from collapse_jax import cli
+
+    grids = []
+    simulate = M.simulate
+
+    def spy(seed, p, alpha, n, config, num_replicates, **kwargs):
+        grids.append(np.shape(alpha)[0] if np.ndim(alpha) == 2 else 1)
+        return simulate(seed, p, alpha, n, config, num_replicates, **kwargs)
+
+    monkeypatch.setattr(M, "simulate", spy)
+    V.multinomial_rows(V.Table(), num_replicates=2, num_steps=20, seed=0, progress=False)
+    assert max(grids) == V.LARGEST_GRID
+    assert cli.main(["validate", "--replicates", "4000000000", "--out", str(tmp_path / "v")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"--replicates = 4,000,000,000 needs about .* \(3,224 bytes each\).* use at most [\d,]+ \(or "
+                     r"fewer --steps\)", err), err
+    assert not (tmp_path / "v").exists()

@@ -61,6 +61,9 @@ def run(cfg: ValidateConfig, out: str | None) -> int:
     from collapse_jax import validate as V
 
     reps, steps, seed = cfg.replicates, cfg.steps, cfg.seed
+    # before the run folder (refused after it, naming num_replicates, the folder then refused the corrected
+    # command as "another configuration"; a user trial, 2026-12-07)
+    _checks.fits_in_memory("--replicates", reps, V.host_bytes_per_replicate(steps), remedy="(or fewer --steps)")
     start = time.perf_counter()
     folder = RunFolder.create("validate", out)
     folder.start({**runs.numerics(), "command": "validate", "replicates": reps, "steps": steps, "seed": seed})
