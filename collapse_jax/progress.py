@@ -51,14 +51,14 @@ def bar(total: int, desc: str, unit: str = "it", *, initial: int = 0, disable: b
         disable = not enabled()
     # (drawn at once: tqdm's `delay` hid a bar until its first update, so a long first chunk looked hung; a review,
     # 2026-12-06. COLLAPSE_JAX_PROGRESS=0 or progress=False silences a notebook's loop of short calls.)
-    if _to_log():
-        return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable, file=_LogLines(sys.stderr),
-                    mininterval=LOG_INTERVAL, ncols=100, leave=True)
+    if to_log():
+        return _LogBar(total=total, desc=desc, unit=unit, initial=initial, disable=disable, file=_LogLines(sys.stderr),
+                       mininterval=LOG_INTERVAL, ncols=100, leave=True)
     return tqdm(total=total, desc=desc, unit=unit, initial=initial, disable=disable, file=sys.stderr,
                 dynamic_ncols=True, leave=False)
 
 
-def _to_log() -> bool:
+def to_log() -> bool:
     """Whether bars go to a log: stderr is no terminal, and no notebook draws them (tqdm.auto's widgets, or an
     IPython kernel, whose output area handles carriage returns)."""
     if tqdm.__module__.startswith("tqdm.notebook") or "ipykernel" in sys.modules:
@@ -67,6 +67,24 @@ def _to_log() -> bool:
         return not sys.stderr.isatty()
     except (AttributeError, ValueError):  # (a closed or replaced stream)
         return True
+
+
+class _LogBar(tqdm):
+    """A bar in a log: a new postfix or description shows at the next line (every LOG_INTERVAL seconds, and at the
+    end), not at once; tqdm redraws at every ``set_postfix``, so a training loop's loss wrote a line per chunk of
+    steps (10 lines in 20 s; a user trial, 2026-12-07)."""
+
+    def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_postfix_str(self, s="", refresh=True):
+        super().set_postfix_str(s, refresh=False)
+
+    def set_description(self, desc=None, refresh=True):
+        super().set_description(desc, refresh=False)
+
+    def set_description_str(self, desc=None, refresh=True):
+        super().set_description_str(desc, refresh=False)
 
 
 class _LogLines:

@@ -188,13 +188,14 @@ def _torch_device(device: Any) -> Any:
 @contextlib.contextmanager
 def quiet_loading(always: bool = False) -> Iterator[None]:
     """transformers' own bars ("Loading weights", "Writing model shards") off while a model loads or is saved when
-    the library's progress bars are off (``COLLAPSE_JAX_PROGRESS=0``: they printed anyway), or ``always`` (a load
-    that only checks the weights), restored afterwards."""
-    from collapse_jax.progress import enabled
+    the library's progress bars are off (``COLLAPSE_JAX_PROGRESS=0``: they printed anyway) or go to a log (stderr a
+    file or a pipe: their carriage returns filled it; a user trial, 2026-12-07), or ``always`` (a load that only
+    checks the weights), restored afterwards."""
+    from collapse_jax.progress import enabled, to_log
 
     logging = require("transformers").utils.logging
     was = logging.is_progress_bar_enabled()
-    if was and (always or not enabled()):
+    if was and (always or not enabled() or to_log()):
         logging.disable_progress_bar()
     try:
         yield

@@ -1,6 +1,7 @@
 """Progress bars: one bar over a run made of several calls that each show a bar (collapse_jax.progress.overall)."""
 
 import numpy as np
+import pytest
 
 from collapse_jax import driver, progress
 
@@ -55,6 +56,24 @@ def test_bars_in_a_log_are_plain_lines(capsys, monkeypatch):
     assert len(lines) == 2 + 4 * 2                                 # no redraw between start and end
 
 
+def test_a_postfix_in_a_log_waits_for_the_next_line(capsys, monkeypatch):
+    """A user trial (2026-12-07): nanoGPT training's loss (``set_postfix``) redrew the bar at every chunk of steps,
+    10 lines in 20 s of a log, past LOG_INTERVAL. The postfix now shows at the next line: here the last."""
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 3600.0)
+    progress.set_enabled(True)
+    try:
+        with progress.bar(10, "training", "step") as b:
+            for i in range(10):
+                b.update(1)
+                b.set_postfix(loss=f"{1.0 / (i + 1):.3f}")
+                b.set_description("training")
+    finally:
+        progress.set_enabled(None)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("training:   0%")
+    assert lines[-1].startswith("training: 100%") and "loss=0.100" in lines[-1]
+
+
 def test_a_log_does_not_repeat_the_line_just_written(capsys):
     """A trial (2026-12-06): sigma-precision's overall bar was redrawn unchanged when a cell's bar opened, and its
     first line stood twice in the log."""
@@ -64,3 +83,20 @@ def test_a_log_does_not_repeat_the_line_just_written(capsys):
     for text in ("\rrun:   0%| 0/19", "\rrun:   0%| 0/19\x1b[A", "\rcell:   0%| 0/200", "\rrun:   0%| 0/19"):
         log.write(text)
     assert capsys.readouterr().err.splitlines() == ["run:   0%| 0/19", "cell:   0%| 0/200", "run:   0%| 0/19"]
+
+
+def test_transformers_bars_are_off_while_ours_go_to_a_log(monkeypatch):
+    """A user trial (2026-12-07): a Hugging Face model's "Loading weights" bar wrote carriage returns into a log
+    that the library's own bars kept plain."""
+    logging = pytest.importorskip("transformers").utils.logging
+    from llm_bridge import encoders
+
+    progress.set_enabled(True)
+    try:
+        for in_log in (True, False):
+            monkeypatch.setattr(progress, "to_log", lambda: in_log)
+            with encoders.quiet_loading():
+                assert logging.is_progress_bar_enabled() is not in_log
+            assert logging.is_progress_bar_enabled()
+    finally:
+        progress.set_enabled(None)
