@@ -81,20 +81,20 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically (NumPy scalars and arrays are converted). The file is
     strict JSON: NaN and infinities are written as ``null`` (Python reads its own ``NaN`` back, but jq, JavaScript
     and most other parsers refuse the file)."""
-    text = json.dumps(_strict_json(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+    text = json.dumps(strict_json(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False)
     atomic_write_text(path, text + "\n")
 
 
-def _strict_json(obj: Any) -> Any:
+def strict_json(obj: Any) -> Any:
     """``obj`` with every non-finite float (Python, NumPy, inside arrays) replaced by None."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
-        return {k: _strict_json(v) for k, v in obj.items()}
+        return {k: strict_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_strict_json(v) for v in obj]
+        return [strict_json(v) for v in obj]
     if isinstance(obj, (np.ndarray, np.generic)):
-        return _strict_json(obj.tolist())
+        return strict_json(obj.tolist())
     return obj
 
 

@@ -94,8 +94,13 @@ def cmd_llm_web(args) -> int:
             return 0
         summary = json.loads((folder / "summary.json").read_text())
         args.analyse = str(folder)
-    print(json.dumps({k: summary[k] for k in ("dnorm_t0", "dnorm_tT", "dnorm_ratio", "gmm_coverage",
-                                              "proxy_coverage", "mean_fitted")}, indent=2))
+    from collapse_jax.results import strict_json
+
+    # (strict JSON, NaN as null, as summary.json: --analyse printed "NaN" where the first run printed null; a user
+    # trial, 2026-12-07)
+    print(json.dumps(strict_json({k: summary[k] for k in ("dnorm_t0", "dnorm_tT", "dnorm_ratio", "gmm_coverage",
+                                                          "proxy_coverage", "mean_fitted")}), indent=2,
+                     allow_nan=False))
     print(f"wrote {args.analyse}")
     return 0
 

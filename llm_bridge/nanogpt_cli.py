@@ -245,7 +245,9 @@ def cmd_eval(args) -> int:
                    "loss": loss, "perplexity": math.exp(loss)}
     # (what was scored and in what unit: "loss" read as a bare number; a user trial, 2026-12-06)
     summary.update(step=model.step, loss_unit="nats per predicted token")
-    print(json.dumps(summary, indent=2))
+    from collapse_jax.results import strict_json
+
+    print(json.dumps(strict_json(summary), indent=2, allow_nan=False))  # (strict JSON: a NaN loss as null)
     return 0
 
 

@@ -195,7 +195,7 @@ def test_finetune_mode_resumes_to_the_same_result(context_run, tmp_path):
     assert llm_web.read_step(context_run, 1)[0]["responses"] != rec["responses"]
 
 
-def test_analyse_recomputes_outputs_without_generating(context_run, tmp_path, monkeypatch):
+def test_analyse_recomputes_outputs_without_generating(context_run, tmp_path, monkeypatch, capsys):
     from collapse_jax.results import RunFolder
 
     copy = tmp_path / "copy"
@@ -205,7 +205,12 @@ def test_analyse_recomputes_outputs_without_generating(context_run, tmp_path, mo
     figures = {}
     monkeypatch.setattr(RunFolder, "save_figure", lambda self, fig, name: figures.setdefault(name, fig) and
                         saved(self, fig, name))
+    capsys.readouterr()
     assert llm_web_cli.main(["--analyse", str(copy)]) == 0
+    # its printed summary is strict JSON, NaN as null, as the run's own (it printed NaN; a user trial, 2026-12-07)
+    printed = capsys.readouterr().out
+    shown = json.loads(printed[:printed.rindex("}") + 1], parse_constant=lambda c: pytest.fail(f"printed {c}"))
+    assert set(shown) == {"dnorm_t0", "dnorm_tT", "dnorm_ratio", "gmm_coverage", "proxy_coverage", "mean_fitted"}
     # whole-number step ticks (at T = 3 they read 0.5, 1.5, ...; a user trial, 2026-12-06)
     for ax in figures["dnorm.png"].axes + figures["spread.png"].axes:
         assert all(float(x).is_integer() for x in ax.get_xticks()), ax.get_xticks()
