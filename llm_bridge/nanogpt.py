@@ -892,9 +892,10 @@ class NanoGPT:
         ``folder``, loadable with :meth:`load`.
 
         Saving again to the same folder adds a step and keeps every step saved before, for a model of the same
-        configuration and tokenizer (every step of a folder is read with its one ``config.json``). Refused before anything is written: a training
-        run's folder, a folder holding a model of another configuration or tokenizer, and a step it already
-        holds (set ``step`` or save to another folder)."""
+        configuration and tokenizer (every step of a folder is read with its one ``config.json``). Refused before
+        anything is written: a training run's folder, a folder holding a model of another configuration or
+        tokenizer, one holding other files and no model, and a step it already holds (set ``step`` or save to
+        another folder)."""
         from llm_bridge import nanogpt_train as nt
 
         folder = Path(folder)
@@ -902,6 +903,11 @@ class NanoGPT:
             raise ValueError(f"folder {str(folder)!r} is a file; give a folder")
         config = {"model": asdict(self.config), "tokenizer_file": "tokenizer.json",
                   "tokenizer_kind": self.tokenizer.kind}
+        if folder.is_dir() and not (folder / "config.json").is_file() and any(folder.iterdir()):
+            # (config.json, tokenizer.json and checkpoints/ went in beside a user's scripts; HFCausalLM.save and
+            # `nanogpt train --out` refuse such a folder; a user trial, 2026-12-07)
+            raise ValueError(f"folder {str(folder)!r} holds files but no saved model (no config.json); save to a new "
+                             "or empty folder, or to one written by save()")
         if (folder / "config.json").is_file():
             saved = nt.read_run_config(folder)
             if "train" in saved:

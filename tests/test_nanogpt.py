@@ -930,6 +930,11 @@ def test_finetune_lowers_the_loss_in_place_and_saves(tmp_path, model, reference_
         clone.save(tmp_path / "a_file")
     with pytest.raises(ValueError, match="a file stands in its path; give a folder"):
         clone.save(tmp_path / "a_file" / "sub")
+    (tmp_path / "scripts").mkdir()   # (a folder of other files: written into beside them; a user trial, 2026-12-07)
+    (tmp_path / "scripts" / "run.py").write_text("print()")
+    with pytest.raises(ValueError, match="holds files but no saved model"):
+        clone.save(tmp_path / "scripts")
+    assert [p.name for p in (tmp_path / "scripts").iterdir()] == ["run.py"]
     # the same step again, or another model into the folder: refused before anything is written
     before_files = {p: p.read_bytes() for p in (tmp_path / "ft").glob("*.json")}
     with pytest.raises(ValueError, match=f"already holds a checkpoint at step {clone.step}"):
