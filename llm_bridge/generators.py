@@ -156,6 +156,14 @@ def fit_prompts(prompts: list[list[int]], context_length: int, max_new_tokens: i
     return [p[-room:] if len(p) > room else p for p in prompts]
 
 
+def check_top_k(sampling: Sampling, vocab_size: int) -> None:
+    """A ValueError when ``sampling.top_k`` exceeds the model's ``vocab_size`` tokens (it was taken, every token
+    kept, while every other sampling setting is checked against the model; a user trial, 2026-12-07)."""
+    if sampling.top_k is not None and sampling.top_k > vocab_size:
+        raise ValueError(f"top_k must be at most the vocabulary size {vocab_size:,} of this model (None keeps every "
+                         f"token), got {sampling.top_k:,}")
+
+
 def check_finite_loss(loss: float, step: int, learning_rate: float, losses: Sequence[float]) -> None:
     """A ValueError when a fine-tuning step's ``loss`` is not finite: the run diverged (``learning_rate`` too high),
     and going on set every weight to NaN, after which generation failed inside ``torch.multinomial`` and

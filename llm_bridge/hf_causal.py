@@ -41,8 +41,8 @@ from collapse_jax import _checks
 from collapse_jax.progress import bar
 from llm_bridge.encoders import (TOKENIZER_FILES, WEIGHT_FILES, Encoder, _torch_device, load_failure, mean_pool,
                                  model_folder, pretrained_model, quiet_loading, require, torch_dtype)
-from llm_bridge.generators import (PerplexityResult, Sampling, check_finite_loss, check_texts, cut_at_stop,
-                                   fit_prompts, weights_diverged)
+from llm_bridge.generators import (PerplexityResult, Sampling, check_finite_loss, check_texts, check_top_k,
+                                   cut_at_stop, fit_prompts, weights_diverged)
 
 # Streams of the seed tree: generation batch b uses (seed, GENERATE, b); fine-tuning uses (seed, FINETUNE).
 GENERATE, FINETUNE = 0, 1
@@ -204,6 +204,8 @@ class HFCausalLM:
         if not self.prefix and any(t == "" for t in items):
             raise ValueError(f"prompts[{items.index('')}] is empty and the tokenizer has no BOS or EOS token to start "
                              "a text from; give every prompt at least one token")
+        check_top_k(sampling, self.model.get_output_embeddings().out_features
+                    if self.model.get_output_embeddings() is not None else self.model.config.vocab_size)
         full = [self.encode(t) for t in items]
         fitted = fit_prompts(full, self.context_length, sampling.max_new_tokens)
         start = len(self.prefix)

@@ -40,7 +40,8 @@ from collapse_jax import _checks
 from collapse_jax.progress import bar
 from collapse_jax.replicates import root_key
 from llm_bridge.bpe import TextTokenizer
-from llm_bridge.generators import PerplexityResult, Sampling, check_texts, cut_at_stop, fit_prompts
+from llm_bridge.generators import (PerplexityResult, Sampling, check_texts, check_top_k, cut_at_stop,
+                                   fit_prompts)
 from llm_bridge.nanogpt_config import DTYPES, PRESETS, GPTConfig, preset_config  # noqa: F401 (re-exported)
 
 if TYPE_CHECKING:
@@ -964,6 +965,7 @@ class NanoGPT:
             raise ValueError(f"sampling must be a Sampling, got {type(sampling).__name__}")
         batch_size = _checks.positive_int("batch_size", batch_size)
         seed = _checks.random_seed("seed", seed)
+        check_top_k(sampling, self.config.vocab_size)
         ids = fit_prompts(self.encode_prompts(items), self.context_length, sampling.max_new_tokens)
         eot, room = self.tokenizer.eot_id, self.context_length - sampling.max_new_tokens
         order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))

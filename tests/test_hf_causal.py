@@ -379,6 +379,10 @@ def test_top_k_and_top_p_narrow_the_samples(lm):
     assert len(set(wide)) == 8 and set(narrow) == set(greedy)
     # sizes from NumPy arrays (a sweep grid): transformers refused np.int64 top_k after loading, misleadingly
     assert lm.generate(["The cat"], Sampling(max_new_tokens=np.int64(8), top_k=np.int64(1))) == greedy
+    vocab = lm.model.config.vocab_size  # (a top_k beyond it was taken; a user trial, 2026-12-07)
+    assert len(lm.generate(["The cat"], Sampling(max_new_tokens=8, top_k=vocab), seed=1)) == 1   # (every token)
+    with pytest.raises(ValueError, match=f"top_k must be at most the vocabulary size {vocab:,} of this model"):
+        lm.generate(["The cat"], Sampling(max_new_tokens=8, top_k=vocab + 1))
 
 
 @pytest.mark.parametrize("temperature", [1e-40, 1e-46, 1e-300, 5e-324])

@@ -369,6 +369,10 @@ def test_generate_bad_input(model):
         model.generate(["a"], batch_size=0)
     with pytest.raises(ValueError, match="max_new_tokens must be at most context_length - 1 = 31"):
         model.generate(["a"], Sampling(max_new_tokens=32))
+    v = model.config.vocab_size  # (taken, every token kept; a user trial, 2026-12-07)
+    with pytest.raises(ValueError, match=f"top_k must be at most the vocabulary size {v:,} of this model .*got "
+                                         f"{v + 1:,}"):
+        model.generate(["a"], Sampling(max_new_tokens=2, top_k=v + 1))
     with pytest.raises(ValueError, match="top_p must lie in"):
         Sampling(top_p=0.0)
     with pytest.raises(ValueError, match="stop cannot be encoded as UTF-8.*lone surrogate"):
