@@ -487,12 +487,13 @@ def saved_before_stopping(what: str):
     (gmm-network's native kernel, a user trial, 2026-12-06). A second Ctrl-C stops without saving, as soon as Python
     runs again: between the steps of a Python loop, not inside a native or compiled call, which finishes first (two
     presses during one such call count as one). Only in the main thread (where Python delivers signals), and only
-    while SIGINT has Python's default handler."""
+    while SIGINT has Python's default handler. Yields a list that holds the signal once a first Ctrl-C came, for a
+    loop that stops at its next step (nanoGPT training: a checkpoint of the steps done, then the interrupt)."""
+    pressed: list[int] = []
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
+        yield pressed
         return
-    pressed = []
 
     def hold(signum, frame):
         if pressed:
@@ -503,7 +504,7 @@ def saved_before_stopping(what: str):
 
     signal.signal(signal.SIGINT, hold)
     try:
-        yield
+        yield pressed
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if pressed:

@@ -43,7 +43,7 @@ import optax
 from collapse_jax import _checks
 from collapse_jax.progress import bar
 from collapse_jax.replicates import root_key
-from collapse_jax.results import RunFolder, atomic_write_json, lock_folder, read_json
+from collapse_jax.results import RunFolder, atomic_write_json, lock_folder, read_json, saved_before_stopping
 from llm_bridge import bpe
 from llm_bridge.encoders import require
 from llm_bridge.generators import check_finite_loss, check_texts, weights_diverged
@@ -729,9 +729,15 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
     timed_steps, timed_s, mark = 0, 0.0, None       # mark: (step, time) of the last sync; None before the first
     compiled: set[int] = set()                      # call lengths compiled so far
     key = root_key(tc.seed)
-    with bar(total, f"training {folder.name}", unit="step", disable=None if progress is None else not progress) as b:
+    # a first Ctrl-C stops at the next call and checkpoints the steps done (they were lost back to the last
+    # checkpoint: 96 steps of 300 left an empty checkpoints/; a user trial, 2026-12-07); a second stops at once
+    with (bar(total, f"training {folder.name}", unit="step", disable=None if progress is None else not progress) as b,
+          saved_before_stopping("a checkpoint of the steps trained") as interrupted):
         b.update(step)
         while step < total:
+            if interrupted:
+                stopped_by = "interrupt"
+                break
             if budget is not None and step > start_step and elapsed() >= budget:  # (at least one call per session)
                 stopped_by = "minutes"
                 break
@@ -764,6 +770,11 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
                     checkpoint(step)
                 if mark is not None:                   # evaluation and checkpoint time is not training time
                     mark = (step, time.perf_counter())
+        if stopped_by == "interrupt":  # (saved_before_stopping raises KeyboardInterrupt as the block ends)
+            metrics["train"] += _loss_rows(pending)
+            if step not in mngr.all_steps():
+                checkpoint(step)
+            mngr.close()
     metrics["train"] += _loss_rows(pending)
     final = metrics["eval"][-1] if metrics["eval"] and metrics["eval"][-1]["step"] == step else evaluate(step)
     if step not in mngr.all_steps():
