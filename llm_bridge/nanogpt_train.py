@@ -102,6 +102,14 @@ def text_documents(path: str | os.PathLike, what: str = "data path") -> list[str
     if not path.exists():
         raise ValueError(f"{what} {str(path)!r} does not exist")
     files = sorted(path.rglob("*.txt"), key=lambda p: p.relative_to(path).as_posix()) if path.is_dir() else [path]
+    if path.is_dir():  # (not the checkpoints' own files, Orbax's commit_success.txt: read as training documents in
+        # a folder holding earlier runs; a user trial, 2026-12-07), nor hidden folders' (.git)
+        inner = [p.relative_to(path).parts[:-1] for p in files]
+        kept = [f for f, parts in zip(files, inner) if not any(q == CHECKPOINTS or q.startswith(".") for q in parts)]
+        if len(kept) < len(files):
+            warnings.warn(f"{what} {str(path)!r}: {len(files) - len(kept)} .txt files inside {CHECKPOINTS}/ or hidden "
+                          "folders are not read (run checkpoints' own files)", stacklevel=_checks.user_stacklevel())
+        files = kept
     if not files:
         raise ValueError(f"{what} {str(path)!r} is a folder that holds no .txt files")
     docs = []

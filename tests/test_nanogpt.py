@@ -834,6 +834,17 @@ def test_time_budget_stops_and_checkpoints(tmp_path, data_dir):
     assert np.isfinite(result.held_out_perplexity)
 
 
+def test_text_documents_of_a_folder_skip_checkpoints_and_hidden_folders(tmp_path):
+    """A user trial (2026-12-07): --data of a folder holding earlier runs read Orbax's commit_success.txt files as
+    training documents, and the held-out text was then too short, naming no file."""
+    (tmp_path / "a.txt").write_text("Kept text.")
+    for sub in ("run/checkpoints/4", ".git", "notes"):
+        (tmp_path / sub).mkdir(parents=True)
+        (tmp_path / sub / "x.txt").write_text(f"From {sub}.")
+    with pytest.warns(UserWarning, match=r"2 .txt files inside checkpoints/ or hidden folders are not read"):
+        assert nt.text_documents(tmp_path) == ["Kept text.", "From notes."]
+
+
 def test_text_documents_split_at_lines_of_whitespace_too(tmp_path):
     """A user trial (2026-12-05): only an exact blank line split paragraphs; a line of spaces or Windows line ends
     joined three paragraphs into one document."""
