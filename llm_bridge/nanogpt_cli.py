@@ -235,7 +235,9 @@ def cmd_eval(args) -> int:
                    "tokens": int(result.tokens.sum()),
                    "loss": float(result.nll.sum() / max(result.tokens.sum(), 1)), "perplexity": result.corpus}
     else:
-        saved = nt.read_run_config(args.run)
+        # (a model saved without a config.json of its own, as recursive-train's generations, loads and samples:
+        # it was refused as "not a nanoGPT run"; a user trial, 2026-12-07)
+        saved = nt.read_run_config(args.run) if (Path(args.run) / "config.json").is_file() else {}
         if "data" not in saved:
             raise ValueError(f"{args.run!r} is a saved model without training data; give --texts")
         prepared = nt.saved_run_data(Path(args.run), saved, model.tokenizer,

@@ -169,7 +169,7 @@ def test_theory_is_the_multinomial_recurrence_of_the_token_schedules(finished, c
             assert risk[1] == pytest.approx((1 - tilde) ** 2 * (1 - inv) * risk[0] + s * inv)
 
 
-def test_a_generation_folder_loads_as_the_model_that_generation_trained(finished, config):
+def test_a_generation_folder_loads_as_the_model_that_generation_trained(finished, config, capsys):
     """NanoGPT.load (and so ``nanogpt sample``) takes a generation folder: its perplexity on the repetition's
     held-out documents is the one the run recorded (the folders held no config.json and were refused)."""
     folder, _ = finished
@@ -184,6 +184,12 @@ def test_a_generation_folder_loads_as_the_model_that_generation_trained(finished
         rt.load_generation_model(folder / "rep0")
     with pytest.raises(ValueError, match="holds no config.json"):
         ng.NanoGPT.load(folder / "rep0")
+    # `nanogpt eval` of a generation asks for --texts (it said "holds no config.json; it is not a nanoGPT run" of
+    # the folder `nanogpt sample` takes; a user trial, 2026-12-07)
+    from collapse_jax import cli as main_cli
+
+    assert main_cli.main(["nanogpt", "eval", str(folder / "rep0" / "gen00")]) == 2
+    assert "is a saved model without training data; give --texts" in capsys.readouterr().err
 
 
 def test_killed_and_resumed_run_equals_the_uninterrupted_one(finished, config, tmp_path):
