@@ -67,11 +67,12 @@ def gmm_band(cfg: WebConfig, num_steps: int) -> dict[str, Any]:
     return {"curves": proxy.normalised(res.dnorm), **proxy.band(proxy.normalised(res.dnorm))}
 
 
-def calibrated_proxies(cfg: WebConfig, emb: np.ndarray, human: np.ndarray) -> dict[str, Any]:
+def calibrated_proxies(cfg: WebConfig, emb: np.ndarray, human: np.ndarray, pbar=None) -> dict[str, Any]:
     """For B = 1..proxy_components: the proxy fitted to the t = 0 answers (:mod:`llm_bridge.web_gmm_proxy`), its
     band over ``gmm_replicates`` replicates and its coverage of the LLM curve in the same projection.
 
-    ``emb``: (T+1, n, L, dim) answer embeddings; ``human``: (|A(0)|, dim) embeddings of the human texts.
+    ``emb``: (T+1, n, L, dim) answer embeddings; ``human``: (|A(0)|, dim) embeddings of the human texts; ``pbar``:
+    a progress bar moved by one for each B, or None.
     """
     T = emb.shape[0] - 1
     proj = proxy.pca_basis(emb[0].reshape(-1, emb.shape[-1]), cfg.proxy_dims)
@@ -101,6 +102,8 @@ def calibrated_proxies(cfg: WebConfig, emb: np.ndarray, human: np.ndarray) -> di
         out["weights0"].append(fit.weights.tolist())
         out["pi_ref"].append(pi_ref.tolist())
         out["log_likelihood"].append(fit.log_likelihood)
+        if pbar is not None:
+            pbar.update(1)
     for key in ("low", "median", "high"):
         out[key] = np.stack([b[key] for b in bands])
     return out
@@ -125,9 +128,15 @@ def analyse(folder: str | Path) -> dict[str, Any]:
     dnorm = np.asarray([m["dnorm"] for m in metrics])
     recorded = np.asarray([r["metrics"]["dnorm"] for r in records])
     (human,) = read_npz(path / "human.npz", "embeddings")
-    with jax.enable_x64(True):
+    from collapse_jax.progress import bar
+
+    # (a minute and more without a word after the steps' bar, or alone under --analyse; a user trial, 2026-12-07)
+    with (jax.enable_x64(True),
+          bar(1 + cfg.proxy_components, f"llm-web analysis (GMM band, proxies B = 1..{cfg.proxy_components})",
+              "fit") as pbar):
         gmm = gmm_band(cfg, T)
-        prox = calibrated_proxies(cfg, emb, human)
+        pbar.update(1)
+        prox = calibrated_proxies(cfg, emb, human, pbar)
     llm = proxy.normalised(dnorm)
     gmm_cov = proxy.coverage(llm, gmm["low"], gmm["high"])
     spread = np.asarray([m["spread"] for m in metrics])

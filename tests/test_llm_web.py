@@ -206,9 +206,16 @@ def test_analyse_recomputes_outputs_without_generating(context_run, tmp_path, mo
     monkeypatch.setattr(RunFolder, "save_figure", lambda self, fig, name: figures.setdefault(name, fig) and
                         saved(self, fig, name))
     capsys.readouterr()
-    assert llm_web_cli.main(["--analyse", str(copy)]) == 0
+    from collapse_jax import progress
+
+    progress.set_enabled(True)   # (the analysis showed no bar: a minute without a word; a user trial, 2026-12-07)
+    try:
+        assert llm_web_cli.main(["--analyse", str(copy)]) == 0
+    finally:
+        progress.set_enabled(None)
     # its printed summary is strict JSON, NaN as null, as the run's own (it printed NaN; a user trial, 2026-12-07)
-    printed = capsys.readouterr().out
+    printed, err = capsys.readouterr()
+    assert "llm-web analysis (GMM band, proxies B = 1.." in err and "100%" in err.splitlines()[-1]
     shown = json.loads(printed[:printed.rindex("}") + 1], parse_constant=lambda c: pytest.fail(f"printed {c}"))
     assert set(shown) == {"dnorm_t0", "dnorm_tT", "dnorm_ratio", "gmm_coverage", "proxy_coverage", "mean_fitted"}
     # whole-number step ticks (at T = 3 they read 0.5, 1.5, ...; a user trial, 2026-12-06)
