@@ -23,7 +23,8 @@ class ValidateConfig:
     second copy of the table ('' for none: a user's run never writes outside its run folder unless asked). Checked on
     creation."""
 
-    replicates: int = field(default=4000, metadata={"help": "Monte Carlo replicates per checked statement",
+    replicates: int = field(default=4000, metadata={"help": "Monte Carlo replicates per checked statement (the "
+                                                            "linear-regression rows run 16x as many)",
                                                     "minimum": 2})
     steps: int = field(default=30, metadata={"help": f"generations T of the multinomial checks, {MIN_STEPS} to "
                                                      f"{MAX_STEPS} (the limit and asymptotic rows compare r_T with T "
