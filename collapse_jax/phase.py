@@ -198,6 +198,8 @@ def _heatmap(ax, ds, var: str, x: str, y: str, *, log: bool = False, centre_one:
     ax.set_ylabel(_label(y))
     for axis, name, grid, own in ((ax.xaxis, x, grid_x, values_x), (ax.yaxis, y, grid_y, values_y)):
         labels = _tick_labels(ds, name) or own
+        if labels is not None and axis is ax.yaxis:  # a zipped axis's parameters one per line: side by side they ran
+            labels = [text.replace(", ", "\n") for text in labels]  # into the panel beside (a user trial, 2026-12-07)
         if labels is not None:
             axis.set_ticks(grid, labels)
     return grid_x, grid_y

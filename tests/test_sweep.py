@@ -1094,7 +1094,7 @@ def test_three_axis_gmm_sweep_says_why_there_is_no_plot(tmp_path, capsys):
             "dirichlet_a)") in capsys.readouterr().out
 
 
-def test_heatmap_ticks_name_text_and_zipped_cells(tmp_path):
+def test_heatmap_ticks_name_text_and_zipped_cells(tmp_path, monkeypatch):
     """A sweep audit: a text axis and a zipped axis were drawn on index positions with ticks -0.5 .. 1.5."""
     spec = sweep_spec.parse('simulator = "multinomial"\nreplicates = 4\n[fixed]\nsteps = 2\n[grid]\n'
                             'p = ["uniform", "zipf"]\n[[zip]]\nname = "start"\nalpha0 = [0.2, 0.5]\nn0 = [50, 100]\n')
@@ -1102,8 +1102,16 @@ def test_heatmap_ticks_name_text_and_zipped_cells(tmp_path):
     ds = sweep.open_dataset(tmp_path)
     assert phase._tick_labels(ds, "p") == ["uniform", "zipf"]
     assert phase._tick_labels(ds, "start") == ["alpha0=0.2, n0=50", "alpha0=0.5, n0=100"]
+    drawn = []
+    save = phase._save
+    monkeypatch.setattr(phase, "_save", lambda fig, out, name: drawn.append(fig) or save(fig, out, name))
     paths = phase.plot("sweep", ds, tmp_path)
     assert paths and all(p.exists() for p in paths)
+    # a zipped axis's parameters on the y axis one per line (side by side they ran into the panel beside; a user
+    # trial, 2026-12-07)
+    ticks = {tuple(t.get_text() for t in ax.get_yticklabels()) for fig in drawn for ax in fig.axes
+             if "start" in ax.get_ylabel()}
+    assert ticks == {("alpha0=0.2\nn0=50", "alpha0=0.5\nn0=100")}
 
 
 def test_process_dependent_limits_are_refused_before_the_store_is_written(tmp_path, monkeypatch):
