@@ -744,7 +744,6 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
         b.update(step)
         while step < total:
             if interrupted:
-                stopped_by = "interrupt"
                 break
             if budget is not None and step > start_step and elapsed() >= budget:  # (at least one call per session)
                 stopped_by = "minutes"
@@ -778,15 +777,17 @@ def _run(folder: Path, cfg: GPTConfig, tc: TrainConfig, tokenizer, prepared: _Da
                     checkpoint(step)
                 if mark is not None:                   # evaluation and checkpoint time is not training time
                     mark = (step, time.perf_counter())
-        if stopped_by == "interrupt":  # (saved_before_stopping raises KeyboardInterrupt as the block ends)
-            metrics["train"] += _loss_rows(pending)
-            if step not in mngr.all_steps():
-                checkpoint(step)
-            mngr.close()
-    metrics["train"] += _loss_rows(pending)
-    final = metrics["eval"][-1] if metrics["eval"] and metrics["eval"][-1]["step"] == step else evaluate(step)
-    if step not in mngr.all_steps():
-        checkpoint(step)
+        # the last evaluation and checkpoint inside the block too: a Ctrl-C during the last call, or during them,
+        # comes after both (it skipped the last checkpoint before; a review, 2026-12-07)
+        metrics["train"] += _loss_rows(pending)
+        final = None
+        if not interrupted:
+            final = (metrics["eval"][-1] if metrics["eval"] and metrics["eval"][-1]["step"] == step
+                     else evaluate(step))
+        if step not in mngr.all_steps():
+            checkpoint(step)
+        if interrupted:  # (saved_before_stopping raises KeyboardInterrupt as the block ends; resumed, the run's
+            mngr.close()  # last evaluation and manifest follow)
     mngr.close()
     tokens_per_second = tokens_per_step * timed_steps / timed_s if timed_s else None   # (JSON has no NaN)
     metrics["summary"] = {"step": step, "total_steps": total, "stopped_by": stopped_by,
