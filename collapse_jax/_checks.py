@@ -132,6 +132,14 @@ def is_traced(value: Any) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value))
 
 
+def under_trace() -> bool:
+    """Whether JAX is staging a program here (inside a caller's ``jit``): there even an operation on constants is
+    staged, so its result is a tracer. Concrete arguments do not tell (a NumPy constant inside ``jit``)."""
+    import jax.numpy as jnp
+
+    return is_traced(jnp.zeros((), jnp.int32))
+
+
 def array_in_interval(name: str, value: Any, low: float, high: float, *, low_open: bool = False,
                       high_open: bool = False) -> np.ndarray:
     """Return ``value`` as a float64 NumPy array, or raise if an entry is NaN or lies outside [low, high] (ends as

@@ -98,8 +98,10 @@ def float64_kept(fn):
     passed, while the other estimators ran in float64 (a user trial on MiniLM Grams, 2026-12-07)."""
     @wraps(fn)
     def wrapper(x, *args, **kwargs):
+        # (not inside a caller's jit, where a NumPy constant is concrete but the results would be tracers: np.asarray
+        # of them failed, and the constant, converted with x64 on, stayed float64 in JAX's cache; a review)
         if (jax.config.jax_enable_x64 or isinstance(x, jax.Array) or _checks.is_traced((x, args, kwargs))
-                or _checks.host_array(x).dtype != np.float64):
+                or _checks.host_array(x).dtype != np.float64 or _checks.under_trace()):
             return fn(x, *args, **kwargs)
         with jax.enable_x64(True):
             out = fn(_checks.host_array(x), *args, **kwargs)
@@ -602,11 +604,12 @@ class Interval(NamedTuple):
         missed truths just inside the interval; a user trial, 2026-12-05), in the caller's precision on traced
         values."""
         if _checks.is_traced((truth, self.center, self.half_width)):
-            slack = COVER_ROUNDING * jnp.maximum(1.0, jnp.abs(self.center))
+            slack = jnp.where(jnp.isfinite(self.center), COVER_ROUNDING * jnp.maximum(1.0, jnp.abs(self.center)), 0.0)
             return jnp.abs(truth - self.center) <= self.half_width + slack
         f64 = lambda v: np.asarray(v, np.float64)  # noqa: E731
         center = f64(self.center)
-        slack = COVER_ROUNDING * np.maximum(1.0, np.abs(center))
+        # (none for an infinite centre: it covered every finite truth; a review, 2026-12-07)
+        slack = np.where(np.isfinite(center), COVER_ROUNDING * np.maximum(1.0, np.abs(center)), 0.0)
         return np.abs(f64(truth) - center) <= f64(self.half_width) + slack
 
 

@@ -1054,6 +1054,9 @@ def test_a_block_of_the_whole_population_covers_the_log_det_computed_elsewhere()
         assert interval.covers(truth) and interval.covers(truth * (1 + 0.5 * sp.COVER_ROUNDING)), name
         assert not interval.covers(truth + 1e-6), name          # (rounding only: 1e-6 nats is a miss)
         assert bool(jax.jit(interval.covers)(truth)), name
+    for center in (-np.inf, np.inf, np.nan):  # (no slack for an infinite centre: it covered everything; a review)
+        assert not sp.Interval(np.float64(center), np.float64(0.0)).covers(5.0)
+        assert not bool(jax.jit(sp.Interval(jnp.float32(center), jnp.float32(0.0)).covers)(5.0))
     assert float(sp.block_estimates(x[:200], 300).seed.half_width) > 0   # (n < N: the seed's width, unchanged)
 
 
@@ -1441,6 +1444,12 @@ def test_logdet_of_float64_input_is_float64_whatever_x64():
             sp.logdet(near.astype(np.float32))           # float32 input stays float32
         with pytest.warns(RuntimeWarning, match="1 of 1 matrices"):
             assert sp.batched_logdet(jnp.asarray(near)[None]).dtype == jnp.float32   # (a JAX float32 array)
+        # inside a caller's jit, a NumPy float64 constant runs in the caller's precision (np.asarray of the tracers
+        # failed, and JAX's cache then held the constant as float64; a review, 2026-12-07)
+        stack = np.stack([np.eye(2) * 2.0, np.eye(2)])
+        jitted = jax.jit(lambda: sp.batched_logdet(stack))()
+        assert jitted.dtype == jnp.float32 and jnp.asarray(stack).dtype == jnp.float32
+        np.testing.assert_allclose(jitted, [2 * np.log(2.0), 0.0], rtol=1e-6)
     np.testing.assert_allclose(sp.logdet(near), want, rtol=1e-6)  # float64 (x64 on here)
 
 
