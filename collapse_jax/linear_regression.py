@@ -160,11 +160,17 @@ def accumulate_bound(sigma: float, dim: int, num_samples: int) -> float:
     return _error_scale(sigma, dim, num_samples) * math.pi ** 2 / 6
 
 
+# validate's linear-regression rows: this many times --replicates, each recording VALIDATION_ITERATIONS errors (the
+# command's memory check before its run folder counts them: collapse_jax.validate.host_bytes_per_replicate)
+VALIDATION_REPLICATE_FACTOR = 16
+VALIDATION_ITERATIONS = 20
+
+
 def validation_rows(table, *, num_replicates: int, seed: int) -> None:
     """Rows for ``collapse-jax validate``."""
     for d, t_samples, sigma in [(5, 20, 1.0), (10, 15, 0.5)]:
         w = np.linspace(-1, 1, d)
-        n = 20
+        n = VALIDATION_ITERATIONS
         for regime in ("replace", "accumulate"):
             cfg = LinearRegressionConfig(d, t_samples, n, regime)
             # 16x the replicates (cheap, ~50,000 per second). Accumulate: at iteration 20 the mean is only 3 % below
@@ -173,7 +179,7 @@ def validation_rows(table, *, num_replicates: int, seed: int) -> None:
             # is an inverse-Wishart quadratic form with a tail like x^-3 (its fourth moment is infinite), so small
             # runs' means sit low with a small standard error: at 500 replicates the exact rows' |z| passed the
             # Bonferroni value in 1 of 80 runs against the nominal 1 in 940 (mean z -0.3; own trial, 2026-12-05)
-            reps = num_replicates * 16
+            reps = num_replicates * VALIDATION_REPLICATE_FACTOR
             err = simulate(seed, w, sigma, cfg, reps)
             theory = (replace_error if regime == "replace" else accumulate_error)(sigma, d, t_samples, n)
             more = f", {reps} replicates" if reps != num_replicates else ""

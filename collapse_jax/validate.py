@@ -137,14 +137,19 @@ def _sched(kind: str, value, num_steps: int) -> np.ndarray:
     raise ValueError(kind)
 
 
-# The most settings one multinomial_rows call simulates at once (its replace grid): the table's largest host record
-# is this many float64 losses per replicate and step (tests/test_validate.py checks it against the calls)
+# The most settings one multinomial_rows call simulates at once (its replace grid): this many float64 losses per
+# replicate and step (tests/test_validate.py checks it against the calls)
 LARGEST_GRID = 13
 
 
 def host_bytes_per_replicate(num_steps: int) -> int:
-    """Bytes per replicate of the largest record the table's checks bring to the host at ``num_steps``."""
-    return LARGEST_GRID * (num_steps + 1) * 8
+    """Bytes per replicate (of ``--replicates``) of the largest record the table's checks bring to the host at
+    ``num_steps``: the multinomial grid's, or from about 23 steps down the linear-regression rows' (16x the
+    replicates, 20 iterations each: they were not counted; a review, 2026-12-07). The other models' records are
+    smaller (the Gaussian's 31 numbers, the mixture's 22)."""
+    from collapse_jax import linear_regression as LR
+
+    return 8 * max(LARGEST_GRID * (num_steps + 1), LR.VALIDATION_REPLICATE_FACTOR * LR.VALIDATION_ITERATIONS)
 
 
 def multinomial_rows(table: Table, *, num_replicates: int, num_steps: int, seed: int, num_categories: int = 20,

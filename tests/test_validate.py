@@ -200,6 +200,7 @@ def test_replicates_that_do_not_fit_are_refused_before_the_run_folder(monkeypatc
     monkeypatch.setattr(M, "simulate", spy)
     V.multinomial_rows(V.Table(), num_replicates=2, num_steps=20, seed=0, progress=False)
     assert max(grids) == V.LARGEST_GRID
+    assert V.host_bytes_per_replicate(20) == 8 * 16 * 20 and V.host_bytes_per_replicate(30) == 8 * 13 * 31
     assert cli.main(["validate", "--replicates", "4000000000", "--out", str(tmp_path / "v")]) == 2
     err = capsys.readouterr().err
     assert re.search(r"--replicates = 4,000,000,000 needs about .* \(3,224 bytes each\).* use at most [\d,]+ \(or "
