@@ -204,8 +204,8 @@ class HFCausalLM:
         if not self.prefix and any(t == "" for t in items):
             raise ValueError(f"prompts[{items.index('')}] is empty and the tokenizer has no BOS or EOS token to start "
                              "a text from; give every prompt at least one token")
-        check_top_k(sampling, self.model.get_output_embeddings().out_features
-                    if self.model.get_output_embeddings() is not None else self.model.config.vocab_size)
+        check_top_k(sampling, getattr(self.model.get_output_embeddings(), "out_features", None)
+                    or self.model.config.vocab_size)  # (the logits' width; a head without out_features: the config's)
         full = [self.encode(t) for t in items]
         fitted = fit_prompts(full, self.context_length, sampling.max_new_tokens)
         start = len(self.prefix)
