@@ -138,6 +138,9 @@ def test_transformers_loading_bar_follows_the_librarys_progress_setting(tiny_fol
     assert "Loading weights" not in capfd.readouterr().err
     assert logging.is_progress_bar_enabled()                        # the global setting is restored
     monkeypatch.setenv("COLLAPSE_JAX_PROGRESS", "1")
+    from collapse_jax import progress
+
+    monkeypatch.setattr(progress, "to_log", lambda: False)   # (on a terminal: in a log it is off, with our bars)
     hf_causal_lm(tiny_folder)
     assert "Loading weights" in capfd.readouterr().err
 
@@ -157,6 +160,9 @@ def test_transformers_writing_bar_follows_the_librarys_progress_setting(tiny_fol
     assert "Writing" not in capfd.readouterr().err
     assert logging.is_progress_bar_enabled()
     monkeypatch.setenv("COLLAPSE_JAX_PROGRESS", "1")
+    from collapse_jax import progress
+
+    monkeypatch.setattr(progress, "to_log", lambda: False)   # (on a terminal: in a log it is off, with our bars)
     lm.save(tmp_path / "shown")
     assert "Writing" in capfd.readouterr().err
 
@@ -573,6 +579,7 @@ def test_perplexity_windows_of_long_texts(lm, corpus_texts, stride):
 # --------------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:.*texts are longer than the context:UserWarning")
 def test_finetune_lowers_the_loss_deterministically(tiny_folder, corpus_texts):
     texts = corpus_texts[:12]
     a, b, c = fresh(tiny_folder), fresh(tiny_folder), fresh(tiny_folder)
