@@ -137,7 +137,8 @@ def _check_embeddings(embeddings: Any) -> np.ndarray:
     arr = _checks.finite_array("embeddings", arr)
     if not jax.config.jax_enable_x64:     # distances, spread and MDS run in float32 then
         top, f32 = float(np.max(np.abs(arr))), np.finfo(np.float32)
-        if top > f32.max or 0 < top < f32.tiny:
+        if top > float(f32.max) or 0 < top < float(f32.tiny):  # (in float64: a NumPy float32 bound cast 1e39 to
+            # float32 with an overflow warning beside the refusal)
             raise ValueError(f"embeddings hold values up to |{top:.3g}|, outside float32's normal range "
                              f"[{f32.tiny:.3g}, {f32.max:.3g}] in which distances are computed without x64: rescale "
                              f"them (distances scale with them) or enable x64 "
