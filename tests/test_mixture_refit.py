@@ -17,6 +17,9 @@ from collapse_jax.logistic import LogisticConfig
 
 W, MEANS, SDS = np.r_[0.3, 0.4, 0.3], np.r_[-3.0, 0.0, 3.0], np.r_[1.0, 0.8, 1.0]
 T = 2
+# EM's note that some fits stopped at max_iter is expected in these settings (the record counts them; its own test
+# asserts it): not shown in CI's output
+pytestmark = pytest.mark.filterwarnings("ignore:mixture EM.*stopped at max_iter:RuntimeWarning")
 
 
 def _truth():

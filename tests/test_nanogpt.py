@@ -829,6 +829,7 @@ def test_metrics_hold_every_step_a_checkpoint_has_passed(tmp_path, data_dir, ref
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["train"] == ref_metrics["train"]
 
 
+@pytest.mark.filterwarnings("ignore:the warm-up:UserWarning")
 def test_time_budget_stops_and_checkpoints(tmp_path, data_dir):
     data, tc = _configs(data_dir, steps=None, minutes=0.05, eval_every=1000, checkpoint_every=1000)
     result = nt.train(tmp_path / "timed", SPEC, data, tc, progress=False)
