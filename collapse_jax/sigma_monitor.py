@@ -162,8 +162,9 @@ def init(key: jax.Array, num_points: int, dim: int, config: MonitorConfig) -> Mo
         # user trial, 2026-12-07)
         warnings.warn(f"n = {config.n} observed rows give no log-det interval at d = {dim}: it needs n >= "
                       f"{spectral.jackknife_min_block(dim)} (max(d + 2, {spectral.PAIR_OFFSETS + 1})), and n >= 1.2 d "
-                      f"beyond {spectral.JACKKNIFE_CALIBRATION_ROWS} rows (or all N > d rows: exact); every record's logdet_low, logdet_center "
-                      "and logdet_high will be NaN (the tracks are computed)", stacklevel=_checks.user_stacklevel())
+                      f"beyond {spectral.JACKKNIFE_CALIBRATION_ROWS} rows (or all N > d rows: exact); every record's "
+                      "logdet_low, logdet_center and logdet_high will be NaN (the tracks are computed)",
+                      stacklevel=_checks.user_stacklevel())
     return MonitorState(indices, num_points, dim, ())
 
 
