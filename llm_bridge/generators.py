@@ -156,11 +156,12 @@ def fit_prompts(prompts: list[list[int]], context_length: int, max_new_tokens: i
     return [p[-room:] if len(p) > room else p for p in prompts]
 
 
-def check_top_k(sampling: Sampling, vocab_size: int) -> None:
-    """A ValueError when ``sampling.top_k`` exceeds the model's ``vocab_size`` tokens (it was taken, every token
-    kept, while every other sampling setting is checked against the model; a user trial, 2026-12-07)."""
+def check_top_k(sampling: Sampling, vocab_size: int, *, whose: str = "this model") -> None:
+    """A ValueError when ``sampling.top_k`` exceeds the ``vocab_size`` tokens the model can draw (it was taken, every
+    token kept, while every other sampling setting is checked against the model; a user trial, 2026-12-07).
+    ``whose`` names them in the message ("this model", or the tokenizer's where the model's rows are padded)."""
     if sampling.top_k is not None and sampling.top_k > vocab_size:
-        raise ValueError(f"top_k must be at most the vocabulary size {vocab_size:,} of this model (None keeps every "
+        raise ValueError(f"top_k must be at most the vocabulary size {vocab_size:,} of {whose} (None keeps every "
                          f"token), got {sampling.top_k:,}")
 
 

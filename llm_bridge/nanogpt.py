@@ -965,7 +965,9 @@ class NanoGPT:
             raise ValueError(f"sampling must be a Sampling, got {type(sampling).__name__}")
         batch_size = _checks.positive_int("batch_size", batch_size)
         seed = _checks.random_seed("seed", seed)
-        check_top_k(sampling, self.config.vocab_size)
+        check_top_k(sampling, self.tokenizer.vocab_size,   # only the tokenizer's ids are drawn (vocab_limit below)
+                    whose="this model's tokenizer" if self.tokenizer.vocab_size < self.config.vocab_size
+                    else "this model")
         ids = fit_prompts(self.encode_prompts(items), self.context_length, sampling.max_new_tokens)
         eot, room = self.tokenizer.eot_id, self.context_length - sampling.max_new_tokens
         order = sorted(range(len(ids)), key=lambda i: (len(ids[i]), i))

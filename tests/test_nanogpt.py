@@ -369,10 +369,16 @@ def test_generate_bad_input(model):
         model.generate(["a"], batch_size=0)
     with pytest.raises(ValueError, match="max_new_tokens must be at most context_length - 1 = 31"):
         model.generate(["a"], Sampling(max_new_tokens=32))
-    v = model.config.vocab_size  # (taken, every token kept; a user trial, 2026-12-07)
+    # (taken, every token kept; a user trial, 2026-12-07): only the tokenizer's ids are drawn, so a top_k between
+    # the tokenizer's size and the padded vocab_size kept every drawable token too (a review, 2026-12-07)
+    v = model.config.vocab_size
     with pytest.raises(ValueError, match=f"top_k must be at most the vocabulary size {v:,} of this model .*got "
                                          f"{v + 1:,}"):
         model.generate(["a"], Sampling(max_new_tokens=2, top_k=v + 1))
+    padded = ng.NanoGPT.create(ng.GPTConfig(v + 20, 32, 1, 2, 16), model.tokenizer)
+    with pytest.raises(ValueError, match=f"top_k must be at most the vocabulary size {v:,} of this model's "
+                                         f"tokenizer .*got {v + 1:,}"):
+        padded.generate(["a"], Sampling(max_new_tokens=2, top_k=v + 1))
     with pytest.raises(ValueError, match="top_p must lie in"):
         Sampling(top_p=0.0)
     with pytest.raises(ValueError, match="stop cannot be encoded as UTF-8.*lone surrogate"):
