@@ -72,7 +72,15 @@ def to_log() -> bool:
 class _LogBar(tqdm):
     """A bar in a log: a new postfix or description shows at the next line (every LOG_INTERVAL seconds, and at the
     end), not at once; tqdm redraws at every ``set_postfix``, so a training loop's loss wrote a line per chunk of
-    steps (10 lines in 20 s; a user trial, 2026-12-07)."""
+    steps (10 lines in 20 s; a user trial, 2026-12-07). The update that completes the bar prints nothing: its
+    close prints the last line, which a log showed twice when LOG_INTERVAL had passed before it (recursive-train's
+    `100% 5/5` with two rates; a user trial, 2026-12-07)."""
+
+    def update(self, n=1):
+        if self.total is not None and not self.disable and self.n + n >= self.total:
+            self.n += n  # (the count tqdm's update keeps; close draws it)
+            return False
+        return super().update(n)
 
     def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
         super().set_postfix(ordered_dict, refresh=False, **kwargs)

@@ -74,6 +74,22 @@ def test_a_postfix_in_a_log_waits_for_the_next_line(capsys, monkeypatch):
     assert lines[-1].startswith("training: 100%") and "loss=0.100" in lines[-1]
 
 
+def test_a_log_shows_a_finished_bar_once(capsys, monkeypatch):
+    """A user trial (2026-12-07): recursive-train's log held its bar's `100% 5/5` line twice, from the last update
+    (LOG_INTERVAL had passed since the line before) and from the close (with the overall rate: not the same line)."""
+    monkeypatch.setattr(progress, "LOG_INTERVAL", 0.0)                  # every update past the interval
+    progress.set_enabled(True)
+    try:
+        with progress.bar(5, "generations", "gen") as b:
+            for _ in range(5):
+                b.update(1)
+    finally:
+        progress.set_enabled(None)
+    lines = capsys.readouterr().err.splitlines()
+    assert sum("5/5" in line for line in lines) == 1 and "5/5" in lines[-1]
+    assert any("4/5" in line for line in lines)                       # the updates before the last still print
+
+
 def test_a_log_does_not_repeat_the_line_just_written(capsys):
     """A trial (2026-12-06): sigma-precision's overall bar was redrawn unchanged when a cell's bar opened, and its
     first line stood twice in the log."""
