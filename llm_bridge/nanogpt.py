@@ -904,9 +904,11 @@ class NanoGPT:
             raise ValueError(f"folder {str(folder)!r} is a file; give a folder")
         config = {"model": asdict(self.config), "tokenizer_file": "tokenizer.json",
                   "tokenizer_kind": self.tokenizer.kind}
-        if folder.is_dir() and not (folder / "config.json").is_file() and any(folder.iterdir()):
+        if (folder.is_dir() and not (folder / "config.json").is_file()
+                and any(not p.name.startswith(".") for p in folder.iterdir())):
             # (config.json, tokenizer.json and checkpoints/ went in beside a user's scripts; HFCausalLM.save and
-            # `nanogpt train --out` refuse such a folder; a user trial, 2026-12-07)
+            # `nanogpt train --out` refuse such a folder; a user trial, 2026-12-07. Hidden files, such as a
+            # .DS_Store, are left beside the model, as `nanogpt train --out` leaves them)
             raise ValueError(f"folder {str(folder)!r} holds files but no saved model (no config.json); save to a new "
                              "or empty folder, or to one written by save()")
         if (folder / "config.json").is_file():

@@ -997,6 +997,10 @@ def test_finetune_lowers_the_loss_in_place_and_saves(tmp_path, model, reference_
     with pytest.raises(ValueError, match="holds files but no saved model"):
         clone.save(tmp_path / "scripts")
     assert [p.name for p in (tmp_path / "scripts").iterdir()] == ["run.py"]
+    (tmp_path / "finder").mkdir()       # (a folder holding only hidden files is taken, as `nanogpt train --out` does)
+    (tmp_path / "finder" / ".DS_Store").write_bytes(b"\0")
+    clone.save(tmp_path / "finder")
+    _assert_params_equal(ng.NanoGPT.load(tmp_path / "finder").params, clone.params)
     # the same step again, or another model into the folder: refused before anything is written
     before_files = {p: p.read_bytes() for p in (tmp_path / "ft").glob("*.json")}
     with pytest.raises(ValueError, match=f"already holds a checkpoint at step {clone.step}"):
