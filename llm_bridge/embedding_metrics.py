@@ -293,7 +293,10 @@ def measure_responses(responses: Sequence[Sequence[str]], encoder: Encoder | Non
         check_encoder(encoder)
         if sigma and monitor is not None:   # before embedding anything
             check_monitor(monitor, n * L, getattr(encoder, "dim", None))
-        embeddings = encode_texts(encoder, [t for r in models for t in r], batch_size=batch_size).reshape(n, L, -1)
+        flat = [t for r in models for t in r]
+        if isinstance(encoder, Encoder):
+            encoder.check_embeddable(flat, lambda k: f"responses[{k // L}][{k % L}]")
+        embeddings = encode_texts(encoder, flat, batch_size=batch_size).reshape(n, L, -1)
     else:
         embeddings = _checks.finite_array("embeddings", embeddings)
         if embeddings.ndim != 3 or embeddings.shape[:2] != (n, L):

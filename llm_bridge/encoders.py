@@ -127,6 +127,17 @@ class Encoder:
     max_length: int
     embed_batch: Callable[[list[str]], np.ndarray]
     count_tokens: Callable[[list[str]], list[int]] | None = None  # tokens per text, special ones in, not truncated
+    # False where the tokenizer adds no special token (GPT-2 style), so an empty text has no token to embed
+    embeds_empty: bool = True
+
+    def check_embeddable(self, texts: list[str], names: Callable[[int], str] = "texts[{}]".format) -> None:
+        """A ValueError naming the first empty text (``names(index)``) where this encoder cannot embed one, before
+        any batch runs (it was refused inside the batch that held it: with texts run longest first, after every
+        other text was embedded; a user trial, 2026-12-07)."""
+        if not self.embeds_empty and "" in texts:
+            raise ValueError(f"{names(texts.index(''))} is empty ({texts.count('')} of {len(texts)} texts are): "
+                             f"{self.name}'s tokenizer adds no special token, so an empty text has no token to "
+                             "embed; drop or replace empty texts first")
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 32, progress: bool | None = None) -> np.ndarray:
         """Embeddings of ``texts``, float32, shape ``(len(texts), dim)``, rows in input order.
@@ -140,6 +151,7 @@ class Encoder:
         batch_size = _checks.positive_int("batch_size", batch_size)
         if progress is not None:
             _checks.flag("progress", progress)
+        self.check_embeddable(items)
         out = np.empty((len(items), self.dim), dtype=np.float32)
         order = sorted(range(len(items)), key=lambda i: (-len(items[i]), i))
         cut = 0
@@ -431,7 +443,8 @@ def hf_mean_pool_encoder(path: str | os.PathLike, *, normalize: bool = False, de
                 pooled = torch.nn.functional.normalize(pooled, p=2.0, dim=1)
         return pooled.cpu().numpy()
 
-    return Encoder(f"hf-mean:{folder.name}", dim, folder, normalize, limit, embed_batch, _token_counter(tokenizer))
+    return Encoder(f"hf-mean:{folder.name}", dim, folder, normalize, limit, embed_batch, _token_counter(tokenizer),
+                   embeds_empty=bool(tokenizer("")["input_ids"]))
 
 
 def minilm_encoder(*, device: str | None = None, max_length: int | None = None) -> Encoder:

@@ -442,7 +442,8 @@ class HFCausalLM:
         def count_tokens(batch: list[str]) -> list[int]:
             return [len(self.encode(t)) for t in batch]
 
-        return Encoder(self.name, int(self.model.config.hidden_size), None, normalize, c, embed_batch, count_tokens)
+        return Encoder(self.name, int(self.model.config.hidden_size), None, normalize, c, embed_batch, count_tokens,
+                       embeds_empty=bool(self.prefix))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write model and tokenizer (``save_pretrained``) to folder ``path``, which :func:`hf_causal_lm` loads.

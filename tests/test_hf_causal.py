@@ -188,7 +188,7 @@ def test_encoder_is_the_mean_last_hidden_state(lm):
     np.testing.assert_allclose(unit, got[:2] / np.linalg.norm(got[:2], axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
     bare = HFCausalLM(lm.model, lm.tokenizer)
     bare.prefix = []                                           # a tokenizer without a start token
-    with pytest.raises(ValueError, match="1 text\\(s\\) have no token to embed"):
+    with pytest.raises(ValueError, match="texts\\[1\\] is empty .1 of 2 texts are.*no token to embed"):
         bare.encoder().encode(["a", ""], progress=False)
 
 
@@ -205,8 +205,23 @@ def test_mean_pool_encoder_loads_a_causal_lm_folder(tiny_folder, lm):
         want = np.stack([lm.model.transformer(torch.tensor([lm.tokenizer.encode(t)])).last_hidden_state[0].mean(0)
                          .numpy() for t in texts])
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="texts: 1 text.s. have no token to embed"):  # was a row of zeros
-        hf_mean_pool_encoder(tiny_folder).encode(["a", ""], progress=False)
+    # (was a row of zeros; then refused in the batch that held it: after every longer text was embedded, and
+    # measure_responses and diversity, which embed all their texts at once, too; a user trial, 2026-12-07)
+    import dataclasses
+
+    from llm_bridge.diversity import diversity
+    from llm_bridge.embedding_metrics import measure_responses
+
+    enc, batches = hf_mean_pool_encoder(tiny_folder), []
+    counted = dataclasses.replace(enc, embed_batch=lambda b: batches.append(b) or enc.embed_batch(b))
+    assert not enc.embeds_empty
+    with pytest.raises(ValueError, match="texts\\[3\\] is empty .2 of 5 texts are.*no token to embed"):
+        counted.encode(["a", "b", "c", "", ""], batch_size=1, progress=False)
+    with pytest.raises(ValueError, match="responses\\[1\\]\\[2\\] is empty"):
+        measure_responses([["a", "b", "c"], ["d", "e", ""]], counted, batch_size=1)
+    with pytest.raises(ValueError, match="texts\\[1\\] is empty"):
+        diversity(["a b", "", "c d"], encoder=counted)
+    assert batches == []                                              # before any batch ran
 
 
 def test_dtype_option(tiny_folder):
