@@ -575,10 +575,11 @@ def check_sigma(sigma) -> float:
 def pure_synthetic_w2(sigma: float, n) -> np.ndarray:
     """Exact ``E W_2^2`` after t = 0..T generations of pure synthetic refitting on ``n_t`` samples: ``sigma^2 sum_s
     1/n_s + 2 sigma^2 (1 - prod_s c(n_s - 1))``, the product as ``-expm1(sum log c)`` so that it keeps its precision
-    for any n (``1 - c`` is about ``1/(4n)``)."""
+    for any n (``1 - c`` is about ``1/(4n)``). ``n``: a schedule (T + 1,) or a grid of them (G, T + 1), one curve per
+    row (a grid's rows were summed as one schedule; a user trial, 2026-12-07)."""
     n = _fit_sizes(n)
     check_sigma(sigma)
-    return sigma ** 2 * np.cumsum(1.0 / n) - 2 * sigma ** 2 * np.expm1(np.cumsum(_log_c(n - 1)))
+    return sigma ** 2 * np.cumsum(1.0 / n, axis=-1) - 2 * sigma ** 2 * np.expm1(np.cumsum(_log_c(n - 1), axis=-1))
 
 
 def _fit_sizes(n) -> np.ndarray:
@@ -592,10 +593,11 @@ def _fit_sizes(n) -> np.ndarray:
 
 def shumailov_first_order_w2(sigma: float, n) -> np.ndarray:
     """Shumailov et al. (seed 004): ``E W_2^2 ~ (3/2) sigma^2 (1/M_0 + ... + 1/M_t)`` to first order (``M_t >= 2``,
-    as :func:`pure_synthetic_w2`: M = 1 gave a value where the exact law refuses; a user trial, 2026-12-06)."""
+    as :func:`pure_synthetic_w2`: M = 1 gave a value where the exact law refuses; a user trial, 2026-12-06); a grid
+    ``n`` (G, T + 1) gives one curve per row."""
     n = _fit_sizes(n)
     sigma = check_sigma(sigma)
-    return 1.5 * sigma ** 2 * np.cumsum(1.0 / n)
+    return 1.5 * sigma ** 2 * np.cumsum(1.0 / n, axis=-1)
 
 
 class FitMoments(NamedTuple):

@@ -30,8 +30,12 @@ def test_pure_synthetic_exact_w2(backend):
     n = np.stack([S.constant_size(5, T), S.linear_size(3, T)])
     alpha = np.stack([S.pure_synthetic_alpha(T)] * 2)
     loss = G.simulate(1, -1.0, 2.0, alpha, n, G.GaussianConfig(), 20000, backend=backend)
+    grid = G.pure_synthetic_w2(2.0, n)     # one curve per row (the rows were summed as one schedule; a user trial)
+    assert grid.shape == n.shape
+    np.testing.assert_allclose(G.shumailov_first_order_w2(2.0, n)[1], G.shumailov_first_order_w2(2.0, n[1]))
     for g in range(2):
         exact = G.pure_synthetic_w2(2.0, n[g])
+        np.testing.assert_array_equal(grid[g], exact)
         se = loss[g].std(0, ddof=1) / np.sqrt(loss.shape[1])
         assert np.all(np.abs(loss[g].mean(0) - exact) < 4 * se)
     # power: the same Monte Carlo rejects "no drift" (the risk stays at its t = 0 value)
