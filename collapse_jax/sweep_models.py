@@ -474,7 +474,7 @@ class MixtureSweep(_RawSampleRecursion):
             rec = MR.simulate(seed, *(MR.SEED003_C2[k] for k in ("weights", "means", "sds")), alpha, n, config,
                               num_replicates, backend=backend, first_replicate=first_replicate,
                               memory_budget=memory_budget, mesh=mesh, progress=False)
-        return {"loss": rec.risk, "failed": rec.iterations >= config.max_iter}
+        return {"loss": rec.risk, "failed": ~rec.converged}
 
 
 class LinearRegressionSweep(SweepModel):

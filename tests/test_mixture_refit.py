@@ -50,7 +50,7 @@ def test_em_guards_empty_component_and_variance_floor():
     x = jnp.asarray(np.r_[np.zeros(20), np.ones(20)])  # two atoms: variance 0 in each component
     start = MR.Mixture(jnp.asarray([0.4, 0.4, 0.2]), jnp.asarray([0.0, 1.0, 1e3]), jnp.asarray([0.3, 0.3, 1.0]))
     cfg = MR.MixtureConfig(var_floor=1e-4)
-    fit, _ = MR.em_fit(x, jnp.asarray(40.0), start, cfg, 40)
+    fit, _, _ = MR.em_fit(x, jnp.asarray(40.0), start, cfg, 40)
     assert np.all(np.isfinite(np.asarray(fit.weights)))
     np.testing.assert_allclose(np.asarray(fit.weights), [0.5, 0.5, 0.0], atol=1e-12)
     np.testing.assert_allclose(np.asarray(fit.sds)[:2], 1e-2)  # floored at sqrt(var_floor)
@@ -102,7 +102,7 @@ def test_contract_jit_equals_eager():
 
     def f():
         x = MR.draw_mixed(key, 24, jnp.asarray(0.4), _truth(), _truth()._replace(means=jnp.asarray([-1.0, 0.0, 1.0])))
-        fit, it = MR.em_fit(x, jnp.asarray(20.0), _truth(), cfg, 8)
+        fit, it, _ = MR.em_fit(x, jnp.asarray(20.0), _truth(), cfg, 8)
         return x, fit, it, MR.mixing_w1(_truth(), fit)
 
     jitted = jax.jit(f)()
@@ -118,6 +118,23 @@ def test_warns_when_em_stops_at_max_iter():
         iterations = MR.simulate(7, W, MEANS, SDS, alpha, n, MR.MixtureConfig(max_iter=2), 4,
                                  progress=False).iterations
     assert np.all(iterations <= 2) and np.any(iterations == 2)
+
+
+def test_a_fit_converged_at_its_last_allowed_iteration_is_not_counted_as_stopped():
+    """A user trial (2026-12-07): with max_iter set to the iterations some fits need, those fits reached tol at their
+    last allowed iteration (the same risks as with the default cap) but were counted as stopped at max_iter."""
+    alpha, n = S.constant_alpha(0.4, 2), S.constant_size(30, 2)
+    free = MR.simulate(7, W, MEANS, SDS, alpha, n, MR.MixtureConfig(), 64, progress=False)
+    cap = int(np.median(free.iterations[:, 0]))
+    capped = MR.simulate(7, W, MEANS, SDS, alpha, n, MR.MixtureConfig(max_iter=cap), 64, progress=False)
+    exact = free.converged[:, 0] & (free.iterations[:, 0] == cap)      # (at t = 0 the two runs' data are the same)
+    assert exact.any() and (free.iterations[:, 0] > cap).any()
+    np.testing.assert_array_equal(capped.risk[exact, 0], free.risk[exact, 0])
+    assert capped.converged[exact, 0].all() and not capped.converged[free.iterations[:, 0] > cap, 0].any()
+    stopped = int((~capped.converged).sum())
+    assert stopped < int((capped.iterations >= cap).sum())
+    with pytest.warns(RuntimeWarning, match=f"mixture EM: {stopped} of {capped.risk.size} fits stopped"):
+        MR.simulate(7, W, MEANS, SDS, alpha, n, MR.MixtureConfig(max_iter=cap), 64, progress=False)
 
 
 def test_a_location_far_from_zero_costs_no_precision_in_float32():

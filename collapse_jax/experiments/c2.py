@@ -196,7 +196,7 @@ def model_runner(model: str, cfg: C2Config, grid, p):
         def run():
             sim, tally = _tallied(lambda a, n, r: MR.simulate(seed, truth["weights"], truth["means"], truth["sds"],
                                                               a, n, mix[r], reps),
-                                  lambda record, r: record.iterations >= mix[r].max_iter)
+                                  lambda record, r: ~record.converged)
             losses = _by_regime(grid, sim)
             return losses, {}, f"no closed form; {tally[0]} of {tally[1]} EM fits stopped at max_iter"
     elif model == "logistic":
