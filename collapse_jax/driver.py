@@ -30,7 +30,7 @@ from jax.sharding import PartitionSpec
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
-from collapse_jax.replicates import AXIS, check_mesh, padded_count, replicate_keys, replicate_sharding
+from collapse_jax.replicates import AXIS, check_mesh, padded_count, replicate_keys, replicate_sharding, root_key
 
 Kernel = Callable[[jax.Array, Any, Any], Any]
 _COMPILED: dict = {}
@@ -253,6 +253,7 @@ def run_replicates(kernel: Kernel, params, config, num_replicates: int, seed: in
     """
     R = _checks.positive_int("num_replicates", num_replicates)
     _checks.replicate_range(first_replicate, R)  # (map_chunks checks it again; here before anything compiles)
+    root_key(seed)                               # (the seed too)
     check_config_hashable(config)
     check_grid_axes(params, grid_axes)
     check_params(kernel, params, config, grid_axes)
@@ -342,6 +343,7 @@ def map_chunks(run: Callable[[jax.Array], Any], num_replicates: int, seed: int |
     chunk = _checks.positive_int("chunk_size", chunk)
     if progress is not None:  # ("no" drew a bar; a user trial, 2026-12-06)
         progress = _checks.flag("progress", progress)
+    root_key(seed)  # (checked before the bar opens)
     whole, treedef = None, None
     with bar(R, desc, "rep", disable=None if progress is None else not progress) as pbar:
         for start in range(0, R, chunk):

@@ -55,6 +55,10 @@ def root_key(seed: int | jax.Array) -> jax.Array:
         words = np.asarray([(seed >> 32) & 0xFFFFFFFF, seed & 0xFFFFFFFF], np.uint32)
         return jax.random.wrap_key_data(jnp.asarray(words))
     if is_prng_key(seed):
+        typed = jnp.issubdtype(seed.dtype, jax.dtypes.prng_key)
+        if seed.shape != (() if typed else (2,)):  # (a batch of keys: JAX's fold_in error; a user trial, 2026-12-07)
+            raise ValueError(f"seed must be one PRNG key, got a batch of keys of shape {seed.shape}: the run's "
+                             "replicates take their own keys from it (fold_in(key, replicate index))")
         return seed
     if isinstance(seed, jax.Array) and seed.ndim == 0 and jnp.issubdtype(seed.dtype, jnp.integer):
         if not isinstance(seed, jax.core.Tracer) and int(seed) < 0:  # (as an int: refused; a user trial)

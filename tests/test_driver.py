@@ -186,6 +186,10 @@ def test_seeds_replicate_ranges_and_host_memory_are_checked_before_most_compute(
             replicates.root_key(seed)
     key = jax.random.key(3)
     assert replicates.root_key(key) is key
+    # (a batch of keys gave JAX's fold_in error from inside the run; a user trial, 2026-12-07)
+    for batch in (jax.random.split(key, 2), jax.random.split(jax.random.PRNGKey(3), 2)):
+        with pytest.raises(ValueError, match=r"seed must be one PRNG key, got a batch of keys of shape \(2"):
+            replicates.root_key(batch)
     # without x64, jax.random.key keeps a seed's low 32 bits (seed 2**32 drew seed 0's numbers, an audit of the
     # sweep found): root_key gives x64 JAX's key either way
     for seed in (0, 7, 2**32 - 1, 2**32, 2**32 + 7, 2**63 - 1):
