@@ -108,7 +108,10 @@ def _finite_sizes(n: np.ndarray, name: str, value: float) -> np.ndarray:
 def _schedule_array(name: str, value: Any, num_steps: int | None) -> np.ndarray:
     """A finite float64 copy of a schedule of shape (num_steps + 1,) or (grid, num_steps + 1), or a clear error."""
     _checks.not_traced(name, value)
-    raw = np.asarray(value)
+    try:
+        raw = np.asarray(value)
+    except ValueError as exc:  # (ragged rows: NumPy's message without the name; a user trial, 2026-12-07)
+        raise ValueError(f"{name} must be a schedule or a grid of schedules of one length ({exc})") from None
     if raw.dtype.kind in "US":  # (np.asarray(["0.5"]) cast to 0.5 below, where a scalar "0.5" is refused)
         raise ValueError(f"{name} must hold numbers, got strings ({raw.dtype})")
     if raw.dtype == bool or np.iscomplexobj(raw):

@@ -852,6 +852,10 @@ def test_schedule_builders_take_whole_floats_and_refuse_strings_and_overflow():
     np.testing.assert_array_equal(S.constant_size(10.0, 3), S.constant_size(10, 3))
     with pytest.raises(ValueError, match="alpha must hold numbers, got strings"):
         S.check_alpha(["1", "0.5"])
+    with pytest.raises(ValueError, match="alpha must be a schedule or a grid of schedules of one length"):
+        S.check_alpha([[1, 0.5], [1]])                # (NumPy's "inhomogeneous shape", unnamed; a user trial)
+    with pytest.raises(ValueError, match="n must be a schedule or a grid of schedules of one length"):
+        S.check_sizes([[10, 10, 10], [10, 10]])
     with pytest.raises(ValueError, match=r"power must lie in \[0\.0, inf\)"):
         S.polynomial_size(2, math.inf, 3)
     with pytest.raises(ValueError, match=r"rate = 1e\+10 makes n_t overflow float64 within 40 steps"):
