@@ -262,3 +262,16 @@ def test_mds_takes_a_zero_d_integer_array_for_num_components():
     assert np.array_equal(distance.classical_mds(d, np.array(2)), distance.classical_mds(d, 2))
     with pytest.raises(ValueError, match=r"num_components must be an integer in \[1, 6\]"):
         distance.mds_of_points(x, np.array(7))
+
+
+def test_torch_tensors_that_require_grad_are_read_detached():
+    """A user trial (2026-12-07): pairwise_distances and mds_of_points raised torch's "Can't call numpy() on Tensor
+    that requires grad" where the spectral estimators and measure_embeddings read the same tensor."""
+    torch = pytest.importorskip("torch")
+    x = torch.randn(5, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64, requires_grad=True)
+    rows = x.detach().numpy()
+    np.testing.assert_array_equal(distance.pairwise_distances(x), distance.pairwise_distances(rows))
+    np.testing.assert_array_equal(distance.mds_of_points(x), distance.mds_of_points(rows))
+    d = torch.tensor(np.asarray(distance.pairwise_distances(rows)), requires_grad=True)
+    np.testing.assert_array_equal(distance.classical_mds(d), distance.classical_mds(d.detach().numpy()))
+    np.testing.assert_array_equal(distance.frobenius_norm(d), distance.frobenius_norm(d.detach().numpy()))
