@@ -339,7 +339,15 @@ def logdet(g, eps: float = 0.0, *, num_points: int | None = None) -> jnp.ndarray
                              "squared in float32): form the Gram matrix from float64 rows and pass it as a NumPy "
                              "float64 array (or a JAX one with float64 enabled: jax.config.update('jax_enable_x64', "
                              "True) or collapse-jax --x64); eps > 0 changes the value")
-        raise ValueError("Gram matrix + eps I is not positive definite (rank deficient?); use eps > 0")
+        # (said "rank deficient?; use eps > 0" also for a negative definite matrix with eps = 0.5; a user trial,
+        # 2026-12-07)
+        low = float(np.min(np.linalg.eigvalsh(g))) + float(eps)
+        if low < -1e-12 * max(float(np.max(np.abs(g))), float(eps)):
+            raise ValueError(f"Gram matrix + eps I is not positive semi-definite (smallest eigenvalue {low:.3g}, "
+                             f"eps = {float(eps):g}): not a Gram matrix X^T X, whose eigenvalues are >= 0")
+        raise ValueError(f"Gram matrix + eps I is singular (smallest eigenvalue {low:.3g}, eps = {float(eps):g}): "
+                         "rank deficient (fewer independent rows than dimensions); a ridge eps > 0 makes it "
+                         "definite and changes the value")
     return out
 
 

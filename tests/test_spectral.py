@@ -722,8 +722,12 @@ def test_bad_input_errors_name_the_problem():
         sp.logdet(x.T @ x, 0.0, num_points=3)
     with pytest.raises(ValueError, match="eps must lie in"):
         sp.logdet(x.T @ x, -1.0)
-    with pytest.raises(ValueError, match="not positive definite"):
+    with pytest.raises(ValueError, match=r"singular \(smallest eigenvalue .*, eps = 0\): rank deficient"):
         sp.logdet(x.T @ x, 0.0)
+    # (a negative definite matrix was said to be rank deficient, with eps > 0 advised where eps = 0.5 was given;
+    # a user trial, 2026-12-07)
+    with pytest.raises(ValueError, match=r"not positive semi-definite \(smallest eigenvalue -0.5, eps = 0.5\)"):
+        sp.logdet(-np.eye(3), 0.5)
     assert np.isfinite(float(sp.logdet(x.T @ x, 1e-3, num_points=3)))
     with pytest.raises(ValueError, match="block size n must exceed the dimension d"):
         sp.block_estimates(rng().standard_normal((4, 4)), 100)
@@ -1431,7 +1435,7 @@ def test_logdet_of_float64_input_is_float64_whatever_x64():
     near = np.array([[1.0, 1.0 - 1e-9], [1.0 - 1e-9, 1.0]])  # float32 rounds it to a singular matrix
     want = np.log(1 - (1 - 1e-9) ** 2)
     with jax.enable_x64(False):
-        with pytest.raises(ValueError, match=r"not positive definite \(rank deficient\?\); use eps > 0"):
+        with pytest.raises(ValueError, match=r"singular \(smallest eigenvalue 0, eps = 0\): rank deficient"):
             sp.logdet(np.zeros((3, 3)))
         got = sp.logdet(near)
         assert isinstance(got, np.ndarray) and got.dtype == np.float64
