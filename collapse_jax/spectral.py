@@ -1275,7 +1275,10 @@ class BlockEstimates(NamedTuple):
     second_order: Interval
     wishart: Interval
     scaled_wishart: Interval
-    jackknife: Interval  # NaN where n < d + 2, or where the leave-one-out statistics were not given
+    # NaN where jackknife_defined(d, n) is False (n < d + 2; or n < 1.2 d in a block of more than 128 rows, below
+    # the calibrated range: a user trial, 2026-12-07, found this comment naming only n < d + 2), or where the
+    # leave-one-out statistics were not given
+    jackknife: Interval
 
 
 @in_float64
@@ -1341,6 +1344,13 @@ def block_estimates(x_block, num_points: int, *, level: float = 0.95) -> BlockEs
                "exactly 0 in float16 or integers)" if zero.size else _span_text(x_block, pivot))
         raise SingularBlockError(f"x_block: the block's Gram matrix G_1 is singular (its rows do not span {dim} "
                                  f"dimensions: {why}); log det G_1 and every interval would be meaningless")
+    if n < num_points and not jackknife_defined(dim, n):  # (n = N: exact. NaN without a word, where the Sigma
+        # monitor warns; a user trial, 2026-12-07)
+        warnings.warn(f"x_block: the leverage-jackknife interval is NaN at n = {n} rows, d = {dim}: it needs n >= "
+                      f"{jackknife_min_block(dim)} (max(d + 2, {PAIR_OFFSETS + 1})), and n >= "
+                      f"{JACKKNIFE_TWO_STEP_RATIO:g} d = {JACKKNIFE_TWO_STEP_RATIO * dim:g} beyond "
+                      f"{JACKKNIFE_CALIBRATION_ROWS} rows (docs/sigma.md); the other intervals are computed",
+                      stacklevel=_checks.user_stacklevel())
     repeated = repeated_rows(x_block)
     if repeated:
         warnings.warn(f"x_block: {repeated} of its {n} rows repeat another row exactly; the intervals assume "

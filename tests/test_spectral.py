@@ -1024,12 +1024,14 @@ def test_jackknife_small_blocks_and_exact_edge():
     # d <= 2: the four sampled pair partners must be distinct rows (at d = 2, n = 4 the last was the row itself)
     with pytest.raises(ValueError, match=r"n >= max\(d \+ 2, 5\) = 5, got n=4 \(d=2\)"):
         sp.check_jackknife_block(4, 2)
-    assert np.isnan(float(sp.block_estimates(rng(46).standard_normal((4, 2)), 100).jackknife.center))
+    with pytest.warns(UserWarning, match="jackknife interval is NaN at n = 4 rows, d = 2"):
+        assert np.isnan(float(sp.block_estimates(rng(46).standard_normal((4, 2)), 100).jackknife.center))
     # d = 1: the pairs' Gaussian reference uses a singular 2 x 2 Wishart (it raised "df <= 0" before)
     assert np.isfinite(sp.gaussian_pair_var(1, np.array([5, 50]))).all()
     one = sp.block_estimates(rng(47).standard_normal((30, 1)), 1000).jackknife
     assert np.isfinite(float(one.center)) and float(one.half_width) > 0
-    est = sp.block_estimates(x, 100)  # block_estimates still gives the other intervals there
+    with pytest.warns(UserWarning, match="jackknife interval is NaN at n = 6 rows, d = 5"):
+        est = sp.block_estimates(x, 100)  # block_estimates still gives the other intervals there
     assert np.isnan(float(est.jackknife.center)) and np.isfinite(float(est.wishart.center))
     y = rng(45).standard_normal((40, 5))
     whole = sm.logdet_interval(y, 40)  # n = N: the block is the population; exact, half-width 0
@@ -1083,7 +1085,8 @@ def test_jackknife_is_not_defined_near_d_beyond_the_small_blocks():
     assert not sp.jackknife_defined(d, 140) and sp.jackknife_defined(d, 156) and sp.jackknife_defined(120, 125)
     with pytest.raises(ValueError, match=r"more than 128 rows needs n >= 1.2 d = 156 .*got n=140 \(d=130\)"):
         sp.check_jackknife_block(140, d)
-    near = sp.block_estimates(x[:140], 2000)
+    with pytest.warns(UserWarning, match="jackknife interval is NaN at n = 140 rows, d = 130"):
+        near = sp.block_estimates(x[:140], 2000)
     assert np.isnan(float(near.jackknife.center)) and np.isfinite(float(near.wishart.center))
     assert np.isfinite(float(sp.block_estimates(x[:156], 2000).jackknife.half_width))
     from collapse_jax import sigma_monitor as sm
@@ -1757,3 +1760,15 @@ def test_native_engine_refusal_says_what_is_missing(built, monkeypatch):
     want = "this CPU has no AMX" if built else "the native kernels are unavailable here"
     with pytest.raises(ValueError, match=f"needs an AMX-capable x86 CPU and the native kernels: {want}"):
         spp.PrecisionConfig(engine="native").validate()
+
+
+def test_block_estimates_warns_where_the_jackknife_is_nan():
+    """A user trial (2026-12-07): block_estimates of 140 rows at d = 128 gave a NaN jackknife without a word (below
+    1.2 d beyond 128 rows), where the Sigma monitor warns; the field's comment named only n < d + 2."""
+    x = np.random.default_rng(0).standard_normal((140, 128))
+    with pytest.warns(UserWarning, match=r"jackknife interval is NaN at n = 140 rows, d = 128: .*n >= 1.2 d = 153.6"):
+        est = sp.block_estimates(x, 10_000)
+    assert np.isnan(est.jackknife.center) and np.isfinite(est.wishart.center)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isfinite(sp.block_estimates(x[:, :100], 10_000).jackknife.center)    # 140 >= 1.2 x 100
