@@ -244,7 +244,8 @@ class SigmaMonitor:
     Args:
       key: a PRNG key or an integer seed (``jax.random.key(seed)``); draws the observed rows.
       n: the observed block's size, 1 <= n <= N.
-      eps: the tracks' ridge, > 0 and finite. The default 1e-6 is not
+      eps: the tracks' ridge, >= 0 and finite; 0 only where the observed block spans the d dimensions (n >= d:
+        checked here when ``dim`` is given, else at the first update). The default 1e-6 is not
         :func:`llm_bridge.embedding_metrics.sigma_monitor`'s 0.01 / d, so the same rows give other track values
         through the two (docs/diversity.md, "Sigma settings"); pass ``eps`` to compare them.
       normalize: scale rows to unit norm first (Track I's assumption).
@@ -266,6 +267,8 @@ class SigmaMonitor:
         for name in ("num_points", "dim"):
             if getattr(self, name) is not None:
                 _checks.positive_int(name, getattr(self, name))
+        if self.dim is not None:  # (eps = 0 at n < d was refused only at the first update; a user trial, 2026-12-07)
+            spectral.check_eps(self.eps, num_points=self.n, dim=self.dim)
         # an integer seed as every simulator takes it (replicates.root_key; it was refused: a user trial, 2026-12-06)
         key = self.key
         if isinstance(key, np.ndarray) and key.ndim == 0 and np.issubdtype(key.dtype, np.integer):

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from collapse_jax import _checks, distance
+from collapse_jax import _checks, distance, spectral
 from collapse_jax.replicates import root_key
 from collapse_jax.sigma_monitor import SigmaMonitor
 from llm_bridge.encoders import Encoder, check_encoder
@@ -72,8 +72,8 @@ def sigma_monitor(num_points: int, dim: int, *, block: int | None = None, eps: f
     block = math.ceil(num_points / 2) if block is None else _checks.positive_int("block", block)
     if block > num_points:
         raise ValueError(f"block must be at most num_points = {num_points}, got {block}")
-    eps = 0.01 / dim if eps is None else _checks.in_interval("eps", eps, 0.0, math.inf, low_open=True,
-                                                             high_open=True)
+    # (eps = 0 refused here, taken by SigmaMonitor: both take it where the block spans d; a user trial, 2026-12-07)
+    eps = 0.01 / dim if eps is None else spectral.check_eps(eps, num_points=block, dim=dim)
     seed = _checks.random_seed("seed", seed)
     return SigmaMonitor(root_key(seed), block, eps=eps, normalize=True, num_points=num_points, dim=dim)
 

@@ -257,7 +257,10 @@ def test_zero_response_refused_before_compute_only_for_sigma(emb):
     (lambda: em.measure_embeddings(np.ones((2, 2, 3)), monitor="m"), "monitor must be a .*SigmaMonitor"),
     (lambda: em.measure_responses([["a"], ["b"]], "minilm"), "encoder must be an llm_bridge.encoders.Encoder"),
     (lambda: em.sigma_monitor(10, 4, block=11), "block must be at most num_points = 10"),
-    (lambda: em.sigma_monitor(10, 4, eps=0.0), r"eps must lie in \(0.0, inf\)"),
+    # (eps = 0 refused here at any block, while SigmaMonitor took it; now both where the block spans d: a user
+    # trial, 2026-12-07)
+    (lambda: em.sigma_monitor(10, 16, eps=0.0), r"eps must be > 0 for rank-deficient input \(5 points in dim 16\)"),
+    (lambda: em.sigma_monitor(10, 4, eps=-1.0), r"eps must lie in \[0.0, inf\)"),
     # a user trial (2026-12-05): a monitor built for (N, d) took other shapes at its first update (eps from the
     # wrong d; N = 100 given 50 rows reported an "exact" interval of the whole set)
     (lambda: em.sigma_monitor(50, 16).update(np.ones((50, 8)) + np.eye(50, 8)),

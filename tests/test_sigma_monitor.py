@@ -116,6 +116,10 @@ def test_monitor_bad_input():
         mon.update(bad)
     with pytest.raises(ValueError, match="rank-deficient"):
         sm.SigmaMonitor(jax.random.key(0), n=2, eps=0.0).update(np.ones((50, 3)))
+    with pytest.raises(ValueError, match="rank-deficient"):   # (when dim is given: at once; a user trial)
+        sm.SigmaMonitor(jax.random.key(0), n=2, eps=0.0, dim=3)
+    from llm_bridge.embedding_metrics import sigma_monitor   # (eps = 0 where the block spans d: as SigmaMonitor)
+    assert sigma_monitor(50, 3, eps=0.0).eps == 0.0
     with pytest.raises(ValueError, match="exceeds"):
         sm.observed_indices(jax.random.key(0), 5, 10)
     with pytest.raises(ValueError, match="n must be"):
