@@ -78,9 +78,18 @@ def read_run_config(folder: str | os.PathLike, what: str = "model folder") -> di
     if not path.is_file():
         raise ValueError(f"{what} {str(folder)!r} holds no {CONFIG_FILE}; it is not a nanoGPT run")
     try:
-        saved = json.loads(path.read_text())["config"]
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{str(path)!r} is not a nanoGPT configuration ({exc!r})") from None
+    if isinstance(raw, dict) and "config" not in raw and ("model_type" in raw or "architectures" in raw):
+        # (a Hugging Face folder read "not a nanoGPT configuration (KeyError('config'))"; a user trial, 2026-12-07)
+        kind = raw.get("model_type") or "a transformers config.json"
+        raise ValueError(f"{what} {str(folder)!r} holds a Hugging Face model ({kind}), not a nanoGPT: load it with "
+                         "llm_bridge.hf_causal.hf_causal_lm (llm-web --hf)")
+    try:
+        saved = raw["config"]
         saved["model"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise ValueError(f"{str(path)!r} is not a nanoGPT configuration ({exc!r})") from None
     return saved
 

@@ -933,6 +933,13 @@ def test_train_bad_input(tmp_path, data_dir, reference_run):
     # a file is not a model folder (it was reported as a folder that does not exist)
     with pytest.raises(ValueError, match="'.*one.txt' is a file, not a model folder"):
         ng.NanoGPT.load(tmp_path / "one.txt")
+    # a Hugging Face folder is named as one (it read "not a nanoGPT configuration (KeyError('config'))"; a user
+    # trial, 2026-12-07)
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text('{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}')
+    with pytest.raises(ValueError, match=r"model folder '.*hf' holds a Hugging Face model \(gpt2\), not a nanoGPT: "
+                                         r"load it with llm_bridge.hf_causal.hf_causal_lm"):
+        ng.NanoGPT.load(tmp_path / "hf")
 
 
 def test_train_refuses_a_folder_of_other_files_before_writing(tmp_path, data_dir, capsys):
