@@ -423,6 +423,38 @@ def check_params(params: Params, config) -> Params:
     return v._replace(num_draws=k.astype(np.int32))
 
 
+def resolution_limit(dtype) -> float:
+    """The largest distance ``|C^{-1} (mu_b - mu_c)|`` between two component means, in standard deviations
+    (``Sigma = C C^T``), that ``dtype`` resolves with three components or more: ``sqrt(max) / 2``, so that a point's
+    squared distance to every mean (its own draw's noise included) stays finite."""
+    return float(np.sqrt(np.finfo(dtype).max) / 2)
+
+
+def check_resolution(params: Params, config, dtype) -> None:
+    """A ValueError naming mu and sigma unless ``dtype`` resolves the means' distances (:func:`resolution_limit`),
+    raised before any compute. With B >= 3 a point's log-likelihoods beyond it overflow to -inf, and a model whose
+    only live components are that far off owns the point 0 / 0: NaN weights and dnorm, alive counts of 0, in every
+    kernel (sigma = 1e-38 with mu = -5, 0, 5 in float32; a user trial, 2026-12-07). B = 2 stores a clamped ratio and
+    stays finite."""
+    if _static(config).num_components < 3:
+        return
+    mu, whitener = np.asarray(params.mu, np.float64), np.asarray(params.whitener, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        shift = (mu[:, None, :] - mu[None, :, :]) @ whitener.T
+        scale = np.max(np.abs(shift), axis=-1, keepdims=True)  # (a norm that does not overflow on the way)
+        dist = scale[..., 0] * np.linalg.norm(shift / np.where(scale > 0, scale, 1.0), axis=-1)
+    dist = np.where(np.isnan(dist), np.inf, dist)
+    limit = resolution_limit(dtype)
+    if np.max(dist) > limit:
+        b, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        wider = jnp.dtype(dtype) == jnp.float32 and np.max(dist) <= resolution_limit(np.float64)
+        raise ValueError(f"mu and sigma: components {b} and {c} are {float(np.max(dist)):.4g} standard deviations "
+                         f"apart (|C^-1 (mu_b - mu_c)| with Sigma = C C^T), but {jnp.dtype(dtype).name} resolves at "
+                         f"most {limit:.4g} with num_components >= 3 (beyond, a point's log-likelihoods overflow and "
+                         "its ownership is 0 / 0: NaN weights); bring the means closer or widen sigma"
+                         + (", or use float64 (--x64)" if wider else ""))
+
+
 def cast_params(params: Params, dtype) -> Params:
     """``params`` as JAX arrays, the values in ``dtype`` (the kernels compute in it), ``num_draws`` int32."""
     return Params(*(jnp.asarray(x, jnp.int32 if name == "num_draws" else dtype)
@@ -673,6 +705,7 @@ def run_network(key: jax.Array, cfg: GMMNetworkConfig, *, params: Params | None 
         raise ValueError(f"key must be a PRNG key, e.g. jax.random.key(0), got {type(key).__name__}")
     dtype = _check_dtype(dtype)
     params = make_params(cfg) if params is None else check_params(params, cfg)
+    check_resolution(params, cfg, dtype)
     if backend == "native":
         return jax.tree_util.tree_map(lambda r: r[0], native_records(key[None], cfg, dtype, params=params))
     if backend == "pallas":
@@ -729,6 +762,7 @@ def native_records(keys: jax.Array, cfg, dtype=jnp.float32, *, params: Params | 
         raise ValueError(_native_too_large(static))
     params = make_params(cfg) if params is None else check_params(params, static)
     dtype = jnp.dtype(dtype)
+    check_resolution(params, static, dtype)
     inputs = _native_inputs(keys, cast_params(params, dtype), static)
     return _native_call(*inputs, _native_attributes(params, static), static, engine)
 
@@ -957,6 +991,8 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
         raise ValueError(f"dirichlet_a must be >= {tiny:.4g} in {jnp.dtype(dtype).name} (the initial weights' gamma "
                          f"draws underflow to 0 below it), got {smallest:g}"
                          + ("; use float64 (--x64)" if dtype == jnp.float32 else ""))
+    for cell in cells:
+        check_resolution(cell, config.static, dtype)
     mesh = check_mesh(mesh)
     static = config.static
     _checks.fits_in_memory("num_replicates", R, len(cells) * record_bytes(static, dtype),  # all come to the host

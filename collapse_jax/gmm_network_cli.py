@@ -133,6 +133,7 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     # trial, 2026-12-06: 10^5 replicates, T = 200, 1.18 GB; the check counted 2x and advised twice what fits)
     _checks.fits_in_memory("replicates", R, 5 * gn.record_bytes(cfg.static, dtype))
     gn.check_problem_size(cfg.static, dtype, backend, min(batch, R))  # (a user trial: --models 100000 crashed)
+    gn.check_resolution(gn.make_params(cfg), cfg, dtype)  # (NaN records, then no summary: a user trial, 2026-12-07)
     folder = RunFolder.create(f"gmm-network-{options.preset}", out)
     config = dict(command="gmm-network", preset=options.preset, replicates=R, paper_replicates=paper_R,
                   seed=seed, backend=backend, replicate_batch=batch,

@@ -426,6 +426,40 @@ def test_a_dirichlet_a_whose_gamma_draws_underflow_is_refused():
     assert np.all(np.isfinite(gn.simulate(0, cfg, 4, dtype=jnp.float64).dnorm))  # float64 takes it
 
 
+@pytest.mark.parametrize("backend", PARAMS)
+def test_means_too_far_apart_for_the_dtype_are_refused(backend):
+    """A user trial (2026-12-07): B >= 3 with sigma = 1e-38 (float32) or means 1e20 apart gave NaN dnorm and alive
+    counts of 0 silently (log-likelihoods overflowing, ownership 0 / 0); B = 2 stays finite. Refused before any
+    compute, naming mu, sigma and the distance the dtype resolves; just inside it every record is finite."""
+    def run(mu, sigma, dtype, steps=10):
+        return gn.simulate(0, small_config(mu=mu, sigma=sigma, num_steps=steps), 20, backend=backend, dtype=dtype,
+                           progress=False)
+
+    with jax.enable_x64(True):
+        for mu, sigma in (([-5, 0, 5], 1e-38), ([-5e19, 0, 5e19], 1.0)):
+            with pytest.raises(ValueError, match=r"mu and sigma: components 0 and 2 are 1e\+20 standard deviations "
+                                                 r"apart .* float32 resolves at most 9\.223e\+18 .* use float64"):
+                run(mu, sigma, jnp.float32)
+            assert np.all(np.isfinite(run(mu, sigma, jnp.float64).dnorm))
+        with pytest.raises(ValueError, match=r"float64 resolves at most 6\.704e\+153 .*widen sigma$"):
+            run([-5, 0, 5], 1e-320, jnp.float64)
+        for dtype, spacing in ((jnp.float32, 4e18), (jnp.float64, 3e153)):  # just inside: finite, weights on the simplex
+            res = run([-spacing, 0, spacing], 1.0, dtype, steps=30)
+            assert np.all(np.isfinite(res.dnorm)) and np.all(res.alive >= 1)
+        assert np.all(np.isfinite(run([-5, 5], 1e-38, jnp.float32).dnorm))  # B = 2: a clamped ratio, finite
+
+
+def test_cli_refuses_means_too_far_apart_before_the_run_folder(tmp_path, capsys):
+    """A user trial (2026-12-07): gmm-network --mu '[-5,0,5]' --sigma 1e-38 printed 'median nan' and exited 0."""
+    from collapse_jax import cli
+
+    out = tmp_path / "run"
+    with jax.enable_x64(False):
+        assert cli.main(["gmm-network", "--mu", "[-5,0,5]", "--sigma", "1e-38", "--replicates", "4", "--steps", "3",
+                         "--no-plots", "--no-progress", "--out", str(out)]) == 2
+    assert "float32 resolves at most" in capsys.readouterr().err and not out.exists()
+
+
 def test_two_component_ownership_of_a_dropped_component_is_zero_not_nan():
     """An audit (2026-12-04): with p_0 = 0 (dropped) and p_1 rho underflowing to 0 (eps > 0 keeps p_1 near 1/k_t,
     rho clamped at exp(-80)), o_0 = 0 / 0 gave NaN weights in the JAX kernel from step 343 of a Figure-4-like run;
