@@ -369,7 +369,7 @@ class Params(NamedTuple):
     eps: Any  # (): Algorithm 2's pruning threshold
     dirichlet_a: Any  # (): a of Pi_i(0) ~ Dirichlet(a, ..., a) (unused with a fixed start)
     pi_ref: Any  # (component,): the weights of the human data's GMM
-    initial_weights: Any  # (model, component): Pi(0) with a fixed start (unused otherwise)
+    initial_weights: Any  # (model, component): Pi(0) with a fixed start; all 0 with a Dirichlet start (unused)
 
 
 def make_params(config: GMMNetworkConfig) -> Params:
@@ -379,7 +379,9 @@ def make_params(config: GMMNetworkConfig) -> Params:
     chol = np.linalg.cholesky(np.asarray(config.sigma, np.float64))
     B, n = config.num_components, config.num_models
     pi_ref = np.full(B, 1.0 / B) if config.pi_ref is None else np.asarray(config.pi_ref, np.float64)
-    start = np.full((n, B), 1.0 / B) if config.initial_weights is None else np.asarray(config.initial_weights)
+    # a Dirichlet start's (unused) initial_weights are 0, off the simplex, so that check_params tells the two kinds
+    # of start apart (Params of one kind ran silently as the other; a user trial, 2026-12-07)
+    start = np.zeros((n, B)) if config.initial_weights is None else np.asarray(config.initial_weights)
     return Params(np.asarray(config.mu, np.float64), chol, np.linalg.inv(chol), sched.num_draws.astype(np.int32),
                   sched.alpha, sched.c, np.float64(config.eps), np.float64(config.dirichlet_a), pi_ref,
                   start.astype(np.float64))
@@ -413,6 +415,15 @@ def check_params(params: Params, config) -> Params:
         for x in (values.min(), values.max()):
             _checks.in_interval(f"params.{name}", x, low, high, **kw)
     _checks.simplex_vector("params.pi_ref", v.pi_ref, B)
+    if static.fixed_start and not np.any(v.initial_weights):  # (ran from uniform weights; a user trial, 2026-12-07)
+        raise ValueError("params.initial_weights are all 0: params made for a configuration that draws Pi(0) from "
+                         "Dirichlet(a) (initial_weights=None), but this one starts every replicate from its "
+                         "initial_weights; make_params(config) builds them")
+    if not static.fixed_start and np.any(v.initial_weights):  # (dropped without a word; the same trial)
+        raise ValueError("params.initial_weights are set (params made for a configuration with initial_weights?), "
+                         "but this configuration draws Pi(0) from Dirichlet(a) and would ignore them; give the "
+                         "configuration initial_weights (config.replace(initial_weights=...)) or build the params "
+                         "with make_params(config)")
     if static.fixed_start:
         for i, w in enumerate(v.initial_weights):
             _checks.simplex_vector(f"params.initial_weights[{i}]", w, B)

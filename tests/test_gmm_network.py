@@ -370,6 +370,21 @@ def test_bad_params_name_the_field():
         gn.simulate(0, cfg, 2, params=[gn.make_params(cfg.replace(num_models=4))])
 
 
+def test_params_of_the_other_kind_of_start_are_refused():
+    """A user trial (2026-12-07): Dirichlet-start Params in a grid of a fixed-start configuration started every
+    model at (0.5, 0.5), and fixed-start Params on a Dirichlet configuration dropped initial_weights, silently."""
+    cfg = gn.paper_config(4, num_steps=20, record_pi=True)
+    fixed = cfg.replace(initial_weights=[[.9, .1], [.1, .9], [.5, .5]])
+    with pytest.raises(ValueError, match=r"params.initial_weights are all 0: params made for a configuration that "
+                                         r"draws Pi\(0\) from Dirichlet\(a\)"):
+        gn.simulate(0, fixed, 5, params=[gn.make_params(fixed), gn.make_params(cfg)])
+    with pytest.raises(ValueError, match=r"params.initial_weights are set .* draws Pi\(0\) from Dirichlet\(a\) and "
+                                         r"would ignore them"):
+        gn.simulate(0, cfg, 5, params=gn.make_params(fixed))
+    res = gn.simulate(0, fixed, 2, params=[gn.make_params(fixed)] * 2, backend="jax", progress=False)
+    np.testing.assert_array_equal(res.weights[:, :, 0], np.broadcast_to(fixed.initial_weights, (2, 2, 3, 2)))
+
+
 # ---------------------------------------------------------------------------------------------------- bad input
 
 
