@@ -46,7 +46,8 @@ from jax import lax
 from collapse_jax import _checks, driver, gmm_theory
 from collapse_jax import progress as _progress
 from collapse_jax.distance import pairwise_distances, frobenius_norm
-from collapse_jax.replicates import check_mesh, is_prng_key, padded_count, replicate_keys, replicate_sharding
+from collapse_jax.replicates import (check_mesh, is_prng_key, padded_count, replicate_keys, replicate_sharding,
+                                     root_key)
 
 
 @dataclass(frozen=True)
@@ -991,6 +992,7 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     """
     R = _checks.positive_int("num_replicates", num_replicates)
     first = _checks.replicate_range(first_replicate, R)
+    root_key(seed)  # (checked before the bar opens: seed -1 drew 'gmm-network: 0%' first; a user trial, 2026-12-07)
     config = checked(config)
     cells, grid = _cells(params, config)
     backend = backend_for(config, backend)

@@ -370,6 +370,14 @@ def test_bad_params_name_the_field():
         gn.simulate(0, cfg, 2, params=[gn.make_params(cfg.replace(num_models=4))])
 
 
+@pytest.mark.parametrize("backend", PARAMS)
+def test_a_bad_seed_is_refused_before_the_bar_opens(backend, capsys):
+    """A user trial (2026-12-07): simulate(-1, cfg, 2) drew 'gmm-network: 0%| 0/2' before the seed's error."""
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*63 - 1\]"):
+        gn.simulate(-1, small_config(num_steps=3), 2, backend=backend, progress=True)
+    assert "gmm-network" not in capsys.readouterr().err
+
+
 def test_params_of_the_other_kind_of_start_are_refused():
     """A user trial (2026-12-07): Dirichlet-start Params in a grid of a fixed-start configuration started every
     model at (0.5, 0.5), and fixed-start Params on a Dirichlet configuration dropped initial_weights, silently."""
