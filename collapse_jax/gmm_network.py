@@ -187,6 +187,9 @@ def make_config(*, mu=((-5.0,), (5.0,)), sigma=((1.0,),), num_models=3, points_p
     a = _checks.in_interval("dirichlet_a", dirichlet_a, 0.0, math.inf, low_open=True, high_open=True)
     eps = _checks.in_interval("eps", eps, 0.0, 1.0)
     m0 = _checks.nonnegative_int("num_human", num_human)
+    if pi_ref is not None and m0 == 0:  # (accepted with no effect, as the command refuses it; a user trial, 2026-12-07)
+        raise ValueError("pi_ref weights the human points' GMM only, and num_human is 0 (no human points): give "
+                         "num_human >= 1 or leave pi_ref out")
     if pi_ref is not None:
         pi_ref = tuple(float(v) for v in _checks.simplex_vector("pi_ref", pi_ref, B))
     alpha = _schedule_arg("alpha", alpha, T, 0.0, 1.0, low_open=True)

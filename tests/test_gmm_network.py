@@ -378,6 +378,19 @@ def test_a_bad_seed_is_refused_before_the_bar_opens(backend, capsys):
     assert "gmm-network" not in capsys.readouterr().err
 
 
+def test_pi_ref_without_human_points_is_refused():
+    """A user trial (2026-12-07): make_config(pi_ref=[.2, .8]) with num_human = 0, and the theory's, were accepted
+    with no effect, while the command refuses --pi-ref without --human."""
+    from collapse_jax import gmm_theory as gt
+
+    message = "pi_ref weights the human points' GMM only, and num_human is 0"
+    with pytest.raises(ValueError, match=message):
+        gn.make_config(pi_ref=[.2, .8])
+    with pytest.raises(ValueError, match=message):
+        gt.mean_field(np.full((3, 2), 0.5), points_per_step=3, beta=0.5, num_steps=4, pi_ref=[.2, .8])
+    assert gn.make_config(pi_ref=[.2, .8], num_human=5).pi_ref == (.2, .8)
+
+
 def test_params_of_the_other_kind_of_start_are_refused():
     """A user trial (2026-12-07): Dirichlet-start Params in a grid of a fixed-start configuration started every
     model at (0.5, 0.5), and fixed-start Params on a Dirichlet configuration dropped initial_weights, silently."""
@@ -406,7 +419,7 @@ def test_params_of_the_other_kind_of_start_are_refused():
     (dict(mu=((0.0, 1.0), (1.0, 0.0)), sigma=1.0), "sigma must have shape (dim, dim) = (2, 2)"),
     (dict(sigma=((1.0, 0.5), (0.4, 1.0)), mu=((0.0, 0.0), (1.0, 1.0))), "sigma must be symmetric"),
     (dict(sigma=-1.0), "sigma must be positive definite"),
-    (dict(pi_ref=(0.7, 0.7)), "pi_ref must lie on the simplex"),
+    (dict(pi_ref=(0.7, 0.7), num_human=4), "pi_ref must lie on the simplex"),
     (dict(eps=2.0), "eps must lie in [0.0, 1.0]"),
     (dict(alpha=0.0), "alpha must lie in (0.0, 1.0]"),
     (dict(c=0.5), "c must lie in [0.0, 0.5)"),
