@@ -303,6 +303,11 @@ def make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R, dropp
                                                  "component; docs/gmm_theory.md)")}
         for name, curve in theory.items():
             color, text = styles.get(name, ("k", name))
+            if name == "second_moment" and kept is not None and kept[1] == 0:  # it describes no replicate here: it
+                # was drawn above the largest ||D||_F possible with every replicate absorbed (a user trial, 2026-12-07)
+                ax.plot([], [], color=color, lw=1.5, label=f"second-moment recursion: not drawn (no replicate of "
+                                                           f"{R:,} keeps every component; docs/gmm_theory.md)")
+                continue
             ax.plot(steps, curve, color=color, lw=1.5, label=text)
         if kept is not None and kept[1] >= min(MIN_KEPT_DRAWN, R) and "second_moment" in theory:
             ax.plot(steps, kept[0], color="tab:green", lw=1.2, ls=(0, (4, 2)),

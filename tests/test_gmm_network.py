@@ -763,6 +763,24 @@ def test_dnorm_plot_draws_the_t_half_guide_for_the_papers_schedules_only(extra, 
     assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)
 
 
+def test_second_moment_curve_is_not_drawn_when_every_replicate_is_absorbed(tmp_path, monkeypatch):
+    """A user trial (2026-12-07): with --beta 0.12 every replicate dropped a component, yet dnorm.png drew the
+    second-moment curve (the rms of replicates that keep every component) up to 4.42, above the largest ||D||_F
+    possible for 3 models, sqrt(12)."""
+    from collapse_jax import cli
+    from collapse_jax.results import RunFolder
+
+    figures = []
+    monkeypatch.setattr(RunFolder, "save_figure", lambda self, fig, name: figures.append((name, fig)) or name)
+    argv = ["gmm-network", "--beta", "0.12", "--replicates", "20", "--paper-replicates", "1", "--steps", "40",
+            "--backend", "jax", "--no-progress", "--out", str(tmp_path / "run")]
+    assert cli.main(argv) == 0
+    assert np.load(tmp_path / "run" / "arrays.npz")["fraction_dropped"][-1] == 1.0
+    fig = dict(figures)["dnorm.png"]
+    drawn = [line for ax in fig.axes for line in ax.get_lines() if "second-moment" in line.get_label()]
+    assert drawn and all(len(line.get_xdata()) == 0 and "not drawn" in line.get_label() for line in drawn)
+
+
 def test_paper_replicates_are_capped_at_the_band_replicates(tmp_path):
     """A user trial (2026-12-05): --paper-replicates 5 with --replicates 3 saved (and drew) the weights of two
     replicates that are not in the band."""
