@@ -781,6 +781,22 @@ def test_second_moment_curve_is_not_drawn_when_every_replicate_is_absorbed(tmp_p
     assert drawn and all(len(line.get_xdata()) == 0 and "not drawn" in line.get_label() for line in drawn)
 
 
+@pytest.mark.parametrize("extra, said", [(["--models", "1"], "--models 1"), (["--mu", "[-5]"], "one component")])
+def test_a_network_whose_dnorm_is_always_zero_is_warned_about_and_plots_cleanly(extra, said, tmp_path):
+    """A user trial (2026-12-07): --models 1 and --mu '[-5]' leaked matplotlib's "Data has no positive values"
+    warnings and drew an empty log-log panel; B = 1 got no word that ||D|| is always 0."""
+    from collapse_jax import cli
+
+    argv = ["gmm-network", "--replicates", "4", "--paper-replicates", "1", "--steps", "4", "--backend", "jax",
+            "--no-progress", "--out", str(tmp_path / "run"), *extra]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main(argv) == 0
+    texts = [str(w.message) for w in caught]
+    assert any(said in t and "is 0 at every step" in t for t in texts), texts
+    assert not any("positive values" in t for t in texts), texts
+
+
 def test_paper_replicates_are_capped_at_the_band_replicates(tmp_path):
     """A user trial (2026-12-05): --paper-replicates 5 with --replicates 3 saved (and drew) the weights of two
     replicates that are not in the band."""
