@@ -46,7 +46,8 @@ from jax import lax
 from collapse_jax import _checks, driver, gmm_theory
 from collapse_jax import progress as _progress
 from collapse_jax.distance import pairwise_distances, frobenius_norm
-from collapse_jax.replicates import check_mesh, is_prng_key, padded_count, replicate_keys, replicate_sharding
+from collapse_jax.replicates import (check_mesh, is_prng_key, padded_count, replicate_keys, replicate_sharding,
+                                     root_key)
 
 
 @dataclass(frozen=True)
@@ -186,6 +187,9 @@ def make_config(*, mu=((-5.0,), (5.0,)), sigma=((1.0,),), num_models=3, points_p
     a = _checks.in_interval("dirichlet_a", dirichlet_a, 0.0, math.inf, low_open=True, high_open=True)
     eps = _checks.in_interval("eps", eps, 0.0, 1.0)
     m0 = _checks.nonnegative_int("num_human", num_human)
+    if pi_ref is not None and m0 == 0:  # (accepted with no effect, as the command refuses it; a user trial, 2026-12-07)
+        raise ValueError("pi_ref weights the human points' GMM only, and num_human is 0 (no human points): give "
+                         "num_human >= 1 or leave pi_ref out")
     if pi_ref is not None:
         pi_ref = tuple(float(v) for v in _checks.simplex_vector("pi_ref", pi_ref, B))
     alpha = _schedule_arg("alpha", alpha, T, 0.0, 1.0, low_open=True)
@@ -369,7 +373,7 @@ class Params(NamedTuple):
     eps: Any  # (): Algorithm 2's pruning threshold
     dirichlet_a: Any  # (): a of Pi_i(0) ~ Dirichlet(a, ..., a) (unused with a fixed start)
     pi_ref: Any  # (component,): the weights of the human data's GMM
-    initial_weights: Any  # (model, component): Pi(0) with a fixed start (unused otherwise)
+    initial_weights: Any  # (model, component): Pi(0) with a fixed start; all 0 with a Dirichlet start (unused)
 
 
 def make_params(config: GMMNetworkConfig) -> Params:
@@ -379,7 +383,9 @@ def make_params(config: GMMNetworkConfig) -> Params:
     chol = np.linalg.cholesky(np.asarray(config.sigma, np.float64))
     B, n = config.num_components, config.num_models
     pi_ref = np.full(B, 1.0 / B) if config.pi_ref is None else np.asarray(config.pi_ref, np.float64)
-    start = np.full((n, B), 1.0 / B) if config.initial_weights is None else np.asarray(config.initial_weights)
+    # a Dirichlet start's (unused) initial_weights are 0, off the simplex, so that check_params tells the two kinds
+    # of start apart (Params of one kind ran silently as the other; a user trial, 2026-12-07)
+    start = np.zeros((n, B)) if config.initial_weights is None else np.asarray(config.initial_weights)
     return Params(np.asarray(config.mu, np.float64), chol, np.linalg.inv(chol), sched.num_draws.astype(np.int32),
                   sched.alpha, sched.c, np.float64(config.eps), np.float64(config.dirichlet_a), pi_ref,
                   start.astype(np.float64))
@@ -413,6 +419,15 @@ def check_params(params: Params, config) -> Params:
         for x in (values.min(), values.max()):
             _checks.in_interval(f"params.{name}", x, low, high, **kw)
     _checks.simplex_vector("params.pi_ref", v.pi_ref, B)
+    if static.fixed_start and not np.any(v.initial_weights):  # (ran from uniform weights; a user trial, 2026-12-07)
+        raise ValueError("params.initial_weights are all 0: params made for a configuration that draws Pi(0) from "
+                         "Dirichlet(a) (initial_weights=None), but this one starts every replicate from its "
+                         "initial_weights; make_params(config) builds them")
+    if not static.fixed_start and np.any(v.initial_weights):  # (dropped without a word; the same trial)
+        raise ValueError("params.initial_weights are set (params made for a configuration with initial_weights?), "
+                         "but this configuration draws Pi(0) from Dirichlet(a) and would ignore them; give the "
+                         "configuration initial_weights (config.replace(initial_weights=...)) or build the params "
+                         "with make_params(config)")
     if static.fixed_start:
         for i, w in enumerate(v.initial_weights):
             _checks.simplex_vector(f"params.initial_weights[{i}]", w, B)
@@ -421,6 +436,38 @@ def check_params(params: Params, config) -> Params:
         raise ValueError("params.chol must be the lower Cholesky factor of Sigma (positive diagonal) and "
                          "params.whitener its inverse (see make_params)")
     return v._replace(num_draws=k.astype(np.int32))
+
+
+def resolution_limit(dtype) -> float:
+    """The largest distance ``|C^{-1} (mu_b - mu_c)|`` between two component means, in standard deviations
+    (``Sigma = C C^T``), that ``dtype`` resolves with three components or more: ``sqrt(max) / 2``, so that a point's
+    squared distance to every mean (its own draw's noise included) stays finite."""
+    return float(np.sqrt(np.finfo(dtype).max) / 2)
+
+
+def check_resolution(params: Params, config, dtype) -> None:
+    """A ValueError naming mu and sigma unless ``dtype`` resolves the means' distances (:func:`resolution_limit`),
+    raised before any compute. With B >= 3 a point's log-likelihoods beyond it overflow to -inf, and a model whose
+    only live components are that far off owns the point 0 / 0: NaN weights and dnorm, alive counts of 0, in every
+    kernel (sigma = 1e-38 with mu = -5, 0, 5 in float32; a user trial, 2026-12-07). B = 2 stores a clamped ratio and
+    stays finite."""
+    if _static(config).num_components < 3:
+        return
+    mu, whitener = np.asarray(params.mu, np.float64), np.asarray(params.whitener, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        shift = (mu[:, None, :] - mu[None, :, :]) @ whitener.T
+        scale = np.max(np.abs(shift), axis=-1, keepdims=True)  # (a norm that does not overflow on the way)
+        dist = scale[..., 0] * np.linalg.norm(shift / np.where(scale > 0, scale, 1.0), axis=-1)
+    dist = np.where(np.isnan(dist), np.inf, dist)
+    limit = resolution_limit(dtype)
+    if np.max(dist) > limit:
+        b, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        wider = jnp.dtype(dtype) == jnp.float32 and np.max(dist) <= resolution_limit(np.float64)
+        raise ValueError(f"mu and sigma: components {b} and {c} are {float(np.max(dist)):.4g} standard deviations "
+                         f"apart (|C^-1 (mu_b - mu_c)| with Sigma = C C^T), but {jnp.dtype(dtype).name} resolves at "
+                         f"most {limit:.4g} with num_components >= 3 (beyond, a point's log-likelihoods overflow and "
+                         "its ownership is 0 / 0: NaN weights); bring the means closer or widen sigma"
+                         + (", or use float64 (--x64)" if wider else ""))
 
 
 def cast_params(params: Params, dtype) -> Params:
@@ -673,6 +720,7 @@ def run_network(key: jax.Array, cfg: GMMNetworkConfig, *, params: Params | None 
         raise ValueError(f"key must be a PRNG key, e.g. jax.random.key(0), got {type(key).__name__}")
     dtype = _check_dtype(dtype)
     params = make_params(cfg) if params is None else check_params(params, cfg)
+    check_resolution(params, cfg, dtype)
     if backend == "native":
         return jax.tree_util.tree_map(lambda r: r[0], native_records(key[None], cfg, dtype, params=params))
     if backend == "pallas":
@@ -729,6 +777,7 @@ def native_records(keys: jax.Array, cfg, dtype=jnp.float32, *, params: Params | 
         raise ValueError(_native_too_large(static))
     params = make_params(cfg) if params is None else check_params(params, static)
     dtype = jnp.dtype(dtype)
+    check_resolution(params, static, dtype)
     inputs = _native_inputs(keys, cast_params(params, dtype), static)
     return _native_call(*inputs, _native_attributes(params, static), static, engine)
 
@@ -946,6 +995,7 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     """
     R = _checks.positive_int("num_replicates", num_replicates)
     first = _checks.replicate_range(first_replicate, R)
+    root_key(seed)  # (checked before the bar opens: seed -1 drew 'gmm-network: 0%' first; a user trial, 2026-12-07)
     config = checked(config)
     cells, grid = _cells(params, config)
     backend = backend_for(config, backend)
@@ -957,6 +1007,8 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
         raise ValueError(f"dirichlet_a must be >= {tiny:.4g} in {jnp.dtype(dtype).name} (the initial weights' gamma "
                          f"draws underflow to 0 below it), got {smallest:g}"
                          + ("; use float64 (--x64)" if dtype == jnp.float32 else ""))
+    for cell in cells:
+        check_resolution(cell, config.static, dtype)
     mesh = check_mesh(mesh)
     static = config.static
     _checks.fits_in_memory("num_replicates", R, len(cells) * record_bytes(static, dtype),  # all come to the host

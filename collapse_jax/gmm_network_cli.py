@@ -121,6 +121,9 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
         warnings.warn("--models 1: ||D||_F, the distance between the models' weights, is 0 at every step (there is "
                       "no second model); the weights, the dropped components and collapse are still simulated",
                       UserWarning, stacklevel=2)
+    if cfg.num_components == 1:  # (no word, unlike --models 1; a user trial, 2026-12-07)
+        warnings.warn("one component (mu has one mean): every model's weights are (1,), so ||D||_F is 0 at every "
+                      "step and nothing is ever dropped", UserWarning, stacklevel=2)
     R = _checks.positive_int("replicates", options.replicates)
     # the paper's lines are among the band's replicates: more than R drew lines of replicates outside the band
     paper_R = min(_checks.nonnegative_int("paper_replicates", options.paper_replicates), R)
@@ -133,6 +136,7 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     # trial, 2026-12-06: 10^5 replicates, T = 200, 1.18 GB; the check counted 2x and advised twice what fits)
     _checks.fits_in_memory("replicates", R, 5 * gn.record_bytes(cfg.static, dtype))
     gn.check_problem_size(cfg.static, dtype, backend, min(batch, R))  # (a user trial: --models 100000 crashed)
+    gn.check_resolution(gn.make_params(cfg), cfg, dtype)  # (NaN records, then no summary: a user trial, 2026-12-07)
     folder = RunFolder.create(f"gmm-network-{options.preset}", out)
     config = dict(command="gmm-network", preset=options.preset, replicates=R, paper_replicates=paper_R,
                   seed=seed, backend=backend, replicate_batch=batch,
@@ -302,6 +306,11 @@ def make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R, dropp
                                                  "component; docs/gmm_theory.md)")}
         for name, curve in theory.items():
             color, text = styles.get(name, ("k", name))
+            if name == "second_moment" and kept is not None and kept[1] == 0:  # it describes no replicate here: it
+                # was drawn above the largest ||D||_F possible with every replicate absorbed (a user trial, 2026-12-07)
+                ax.plot([], [], color=color, lw=1.5, label=f"second-moment recursion: not drawn (no replicate of "
+                                                           f"{R:,} keeps every component; docs/gmm_theory.md)")
+                continue
             ax.plot(steps, curve, color=color, lw=1.5, label=text)
         if kept is not None and kept[1] >= min(MIN_KEPT_DRAWN, R) and "second_moment" in theory:
             ax.plot(steps, kept[0], color="tab:green", lw=1.2, ls=(0, (4, 2)),
@@ -313,7 +322,12 @@ def make_plots(folder, cfg, steps, dnorm, summary, theory, paper, paper_R, dropp
                     label=f"simulated rms of those replicates: not drawn ({kept[1]:,} of {R:,})")
         ax.set_xlabel("step t")
         ax.set_ylabel(r"$\|D(t)\|_F$")
-        if logscale:
+        if logscale and not np.any(summary["q95"] > 0):  # (n = 1 or B = 1: matplotlib's "no positive values"
+            # warnings and an empty log-log panel; a user trial, 2026-12-07)
+            ax.text(0.5, 0.5, r"$\|D(t)\|_F = 0$ at every step: no log-log panel", transform=ax.transAxes,
+                    ha="center", va="center")
+            ax.set_title("log-log")
+        elif logscale:
             ax.set_xscale("log")
             ax.set_yscale("log")
             positive = summary["q05"][1:][summary["q05"][1:] > 0]

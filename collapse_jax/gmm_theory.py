@@ -91,8 +91,10 @@ def schedule(*, num_models: int, num_components: int, points_per_step: int, beta
     kk = np.maximum(k, 1).astype(np.float64)
     a = _per_step("alpha", alpha, 1.0 / kk, T)
     cc = _per_step("c", c, 1.0 / (kk * num_components**2), T)
-    if np.any((k > 0) & ~((a >= 0) & (a <= 1))):  # NaN fails too
-        raise ValueError("alpha_t must lie in [0, 1]")
+    # NaN fails too; alpha_t = 0 (no update) as the simulator refuses it (accepted here; a user trial, 2026-12-07)
+    bad = (k > 0) & ~((a > 0) & (a <= 1))
+    if np.any(bad):
+        raise ValueError(f"alpha_t must lie in (0, 1] (the simulator's range), got {float(a[bad][0])!r}")
     if np.any((k > 0) & ~((cc >= 0) & (cc * num_components < 1))):
         raise ValueError("c_t must satisfy 0 <= B c_t < 1")
     a = np.where(k > 0, a, 0.0)
@@ -197,7 +199,7 @@ def mean_field(pi0, *, points_per_step: int, beta: float, num_steps: int, num_hu
     L, T = points_per_step, num_steps
     s = schedule(num_models=n, num_components=B, points_per_step=L, beta=beta, num_steps=T, num_human=num_human,
                  alpha=alpha, c=c)
-    ref = np.full(B, 1.0 / B) if pi_ref is None else _checks.simplex_vector("pi_ref", pi_ref, B)
+    ref = _reference_weights(pi_ref, num_human, B)
     out = np.empty((T + 1, n, B))
     out[0] = pi0
     posted = num_human * ref  # sum of generator weights over the points of A(t)
@@ -250,6 +252,15 @@ def dirichlet_moments(a: float, num_components: int):
     return mean, second
 
 
+def _reference_weights(pi_ref, num_human: int, B: int) -> np.ndarray:
+    """The human data's weights (default uniform); ``pi_ref`` without human points is refused, as the simulator and
+    the command refuse it (it was accepted with no effect; a user trial, 2026-12-07)."""
+    if pi_ref is not None and num_human == 0:
+        raise ValueError("pi_ref weights the human points' GMM only, and num_human is 0 (no human points): give "
+                         "num_human >= 1 or leave pi_ref out")
+    return np.full(B, 1.0 / B) if pi_ref is None else _checks.simplex_vector("pi_ref", pi_ref, B)
+
+
 def initial_moments(*, num_models: int, num_components: int, pi0=None, dirichlet_a=None, num_human: int = 0,
                     pi_ref=None) -> Moments:
     """Moments at t = 0: models either fixed at ``pi0`` (n, B) or i.i.d. Dirichlet(a); ``A(0)``: ``num_human`` points
@@ -271,7 +282,7 @@ def initial_moments(*, num_models: int, num_components: int, pi0=None, dirichlet
         m = np.tile(mean, (n, 1))
         S = np.einsum("ib,jc->ijbc", m, m)
         S[np.arange(n), np.arange(n)] = second
-    ref = np.full(B, 1.0 / B) if pi_ref is None else _checks.simplex_vector("pi_ref", pi_ref, B)
+    ref = _reference_weights(pi_ref, num_human, B)
     if num_human > 0:
         g = ref.copy()
         G = np.outer(ref, ref) + (np.diag(ref) - np.outer(ref, ref)) / num_human

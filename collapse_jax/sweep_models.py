@@ -21,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from collapse_jax import _checks, schedules
-from collapse_jax.gmm_network import MAX_STEPS
+from collapse_jax.gmm_network import MAX_COMPONENTS, MAX_STEPS
 from collapse_jax.sigma_precision import MAX_CONDITION_NUMBER as SP_MAX_CONDITION_NUMBER
 from collapse_jax.sigma_precision import MIN_DIM
 
@@ -538,7 +538,7 @@ class GMMNetworkSweep(SweepModel):
         "points_per_step": Field(3, "points L each model posts per step", int, 1, 100_000),
         "beta": Field(0.5, "fraction of the internet each model reads per step", float, 0.0, 1.0, low_open=True),
         "num_steps": Field(200, "steps T (records t = 0..T)", int, 1, MAX_STEPS),
-        "num_components": Field(2, "mixture components B", int, 2, 1_000),
+        "num_components": Field(2, "mixture components B", int, 2, MAX_COMPONENTS),  # (1,000 advertised; a user trial)
         "component_spacing": Field(10.0, "distance between neighbouring component means", float, 0.0, None,
                                    low_open=True),
         "sigma": Field(1.0, "variance of every component", float, 0.0, None, low_open=True),

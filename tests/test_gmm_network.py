@@ -370,6 +370,42 @@ def test_bad_params_name_the_field():
         gn.simulate(0, cfg, 2, params=[gn.make_params(cfg.replace(num_models=4))])
 
 
+@pytest.mark.parametrize("backend", PARAMS)
+def test_a_bad_seed_is_refused_before_the_bar_opens(backend, capsys):
+    """A user trial (2026-12-07): simulate(-1, cfg, 2) drew 'gmm-network: 0%| 0/2' before the seed's error."""
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*63 - 1\]"):
+        gn.simulate(-1, small_config(num_steps=3), 2, backend=backend, progress=True)
+    assert "gmm-network" not in capsys.readouterr().err
+
+
+def test_pi_ref_without_human_points_is_refused():
+    """A user trial (2026-12-07): make_config(pi_ref=[.2, .8]) with num_human = 0, and the theory's, were accepted
+    with no effect, while the command refuses --pi-ref without --human."""
+    from collapse_jax import gmm_theory as gt
+
+    message = "pi_ref weights the human points' GMM only, and num_human is 0"
+    with pytest.raises(ValueError, match=message):
+        gn.make_config(pi_ref=[.2, .8])
+    with pytest.raises(ValueError, match=message):
+        gt.mean_field(np.full((3, 2), 0.5), points_per_step=3, beta=0.5, num_steps=4, pi_ref=[.2, .8])
+    assert gn.make_config(pi_ref=[.2, .8], num_human=5).pi_ref == (.2, .8)
+
+
+def test_params_of_the_other_kind_of_start_are_refused():
+    """A user trial (2026-12-07): Dirichlet-start Params in a grid of a fixed-start configuration started every
+    model at (0.5, 0.5), and fixed-start Params on a Dirichlet configuration dropped initial_weights, silently."""
+    cfg = gn.paper_config(4, num_steps=20, record_pi=True)
+    fixed = cfg.replace(initial_weights=[[.9, .1], [.1, .9], [.5, .5]])
+    with pytest.raises(ValueError, match=r"params.initial_weights are all 0: params made for a configuration that "
+                                         r"draws Pi\(0\) from Dirichlet\(a\)"):
+        gn.simulate(0, fixed, 5, params=[gn.make_params(fixed), gn.make_params(cfg)])
+    with pytest.raises(ValueError, match=r"params.initial_weights are set .* draws Pi\(0\) from Dirichlet\(a\) and "
+                                         r"would ignore them"):
+        gn.simulate(0, cfg, 5, params=gn.make_params(fixed))
+    res = gn.simulate(0, fixed, 2, params=[gn.make_params(fixed)] * 2, backend="jax", progress=False)
+    np.testing.assert_array_equal(res.weights[:, :, 0], np.broadcast_to(fixed.initial_weights, (2, 2, 3, 2)))
+
+
 # ---------------------------------------------------------------------------------------------------- bad input
 
 
@@ -383,7 +419,7 @@ def test_bad_params_name_the_field():
     (dict(mu=((0.0, 1.0), (1.0, 0.0)), sigma=1.0), "sigma must have shape (dim, dim) = (2, 2)"),
     (dict(sigma=((1.0, 0.5), (0.4, 1.0)), mu=((0.0, 0.0), (1.0, 1.0))), "sigma must be symmetric"),
     (dict(sigma=-1.0), "sigma must be positive definite"),
-    (dict(pi_ref=(0.7, 0.7)), "pi_ref must lie on the simplex"),
+    (dict(pi_ref=(0.7, 0.7), num_human=4), "pi_ref must lie on the simplex"),
     (dict(eps=2.0), "eps must lie in [0.0, 1.0]"),
     (dict(alpha=0.0), "alpha must lie in (0.0, 1.0]"),
     (dict(c=0.5), "c must lie in [0.0, 0.5)"),
@@ -424,6 +460,40 @@ def test_a_dirichlet_a_whose_gamma_draws_underflow_is_refused():
             gn.simulate(0, cfg, 4)
         assert np.all(np.isfinite(gn.simulate(0, small_config().replace(dirichlet_a=2e-38), 4).dnorm))
     assert np.all(np.isfinite(gn.simulate(0, cfg, 4, dtype=jnp.float64).dnorm))  # float64 takes it
+
+
+@pytest.mark.parametrize("backend", PARAMS)
+def test_means_too_far_apart_for_the_dtype_are_refused(backend):
+    """A user trial (2026-12-07): B >= 3 with sigma = 1e-38 (float32) or means 1e20 apart gave NaN dnorm and alive
+    counts of 0 silently (log-likelihoods overflowing, ownership 0 / 0); B = 2 stays finite. Refused before any
+    compute, naming mu, sigma and the distance the dtype resolves; just inside it every record is finite."""
+    def run(mu, sigma, dtype, steps=10):
+        return gn.simulate(0, small_config(mu=mu, sigma=sigma, num_steps=steps), 20, backend=backend, dtype=dtype,
+                           progress=False)
+
+    with jax.enable_x64(True):
+        for mu, sigma in (([-5, 0, 5], 1e-38), ([-5e19, 0, 5e19], 1.0)):
+            with pytest.raises(ValueError, match=r"mu and sigma: components 0 and 2 are 1e\+20 standard deviations "
+                                                 r"apart .* float32 resolves at most 9\.223e\+18 .* use float64"):
+                run(mu, sigma, jnp.float32)
+            assert np.all(np.isfinite(run(mu, sigma, jnp.float64).dnorm))
+        with pytest.raises(ValueError, match=r"float64 resolves at most 6\.704e\+153 .*widen sigma$"):
+            run([-5, 0, 5], 1e-320, jnp.float64)
+        for dtype, spacing in ((jnp.float32, 4e18), (jnp.float64, 3e153)):  # just inside: finite, weights on the simplex
+            res = run([-spacing, 0, spacing], 1.0, dtype, steps=30)
+            assert np.all(np.isfinite(res.dnorm)) and np.all(res.alive >= 1)
+        assert np.all(np.isfinite(run([-5, 5], 1e-38, jnp.float32).dnorm))  # B = 2: a clamped ratio, finite
+
+
+def test_cli_refuses_means_too_far_apart_before_the_run_folder(tmp_path, capsys):
+    """A user trial (2026-12-07): gmm-network --mu '[-5,0,5]' --sigma 1e-38 printed 'median nan' and exited 0."""
+    from collapse_jax import cli
+
+    out = tmp_path / "run"
+    with jax.enable_x64(False):
+        assert cli.main(["gmm-network", "--mu", "[-5,0,5]", "--sigma", "1e-38", "--replicates", "4", "--steps", "3",
+                         "--no-plots", "--no-progress", "--out", str(out)]) == 2
+    assert "float32 resolves at most" in capsys.readouterr().err and not out.exists()
 
 
 def test_two_component_ownership_of_a_dropped_component_is_zero_not_nan():
@@ -691,6 +761,40 @@ def test_dnorm_plot_draws_the_t_half_guide_for_the_papers_schedules_only(extra, 
     assert "eps=0" in title and "m0=0" in title and ("1/k_t" in title) == guide
     # one legend under the panels: inside them it hid the band and the y label where q95 stays high (2026-12-05)
     assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)
+
+
+def test_second_moment_curve_is_not_drawn_when_every_replicate_is_absorbed(tmp_path, monkeypatch):
+    """A user trial (2026-12-07): with --beta 0.12 every replicate dropped a component, yet dnorm.png drew the
+    second-moment curve (the rms of replicates that keep every component) up to 4.42, above the largest ||D||_F
+    possible for 3 models, sqrt(12)."""
+    from collapse_jax import cli
+    from collapse_jax.results import RunFolder
+
+    figures = []
+    monkeypatch.setattr(RunFolder, "save_figure", lambda self, fig, name: figures.append((name, fig)) or name)
+    argv = ["gmm-network", "--beta", "0.12", "--replicates", "20", "--paper-replicates", "1", "--steps", "40",
+            "--backend", "jax", "--no-progress", "--out", str(tmp_path / "run")]
+    assert cli.main(argv) == 0
+    assert np.load(tmp_path / "run" / "arrays.npz")["fraction_dropped"][-1] == 1.0
+    fig = dict(figures)["dnorm.png"]
+    drawn = [line for ax in fig.axes for line in ax.get_lines() if "second-moment" in line.get_label()]
+    assert drawn and all(len(line.get_xdata()) == 0 and "not drawn" in line.get_label() for line in drawn)
+
+
+@pytest.mark.parametrize("extra, said", [(["--models", "1"], "--models 1"), (["--mu", "[-5]"], "one component")])
+def test_a_network_whose_dnorm_is_always_zero_is_warned_about_and_plots_cleanly(extra, said, tmp_path):
+    """A user trial (2026-12-07): --models 1 and --mu '[-5]' leaked matplotlib's "Data has no positive values"
+    warnings and drew an empty log-log panel; B = 1 got no word that ||D|| is always 0."""
+    from collapse_jax import cli
+
+    argv = ["gmm-network", "--replicates", "4", "--paper-replicates", "1", "--steps", "4", "--backend", "jax",
+            "--no-progress", "--out", str(tmp_path / "run"), *extra]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert cli.main(argv) == 0
+    texts = [str(w.message) for w in caught]
+    assert any(said in t and "is 0 at every step" in t for t in texts), texts
+    assert not any("positive values" in t for t in texts), texts
 
 
 def test_paper_replicates_are_capped_at_the_band_replicates(tmp_path):

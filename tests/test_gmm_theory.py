@@ -399,7 +399,9 @@ def test_median_over_rms_two_components():
     (dict(pi0=[[0.5, 0.7], [0.5, 0.5], [0.5, 0.5]]), r"pi0\[0\] must lie on the simplex"),
     (dict(dirichlet_a=-1.0), r"dirichlet_a must lie in \(0\.0, inf\)"),
     (dict(dirichlet_a=0.0), r"dirichlet_a must lie in \(0\.0, inf\)"),
-    (dict(alpha=np.nan), r"alpha_t must lie in \[0, 1\]"),
+    (dict(alpha=np.nan), r"alpha_t must lie in \(0, 1\]"),
+    (dict(alpha=0), r"alpha_t must lie in \(0, 1\] \(the simulator's range\), got 0\.0"),  # (a user trial, 2026-12-07)
+    (dict(pi_ref=[0.2, 0.8]), "pi_ref weights the human points' GMM only, and num_human is 0"),  # (the same trial)
     (dict(c=np.nan), "c_t must satisfy"),
     (dict(points_per_step=-3), "points_per_step must be an integer >= 1"),
     (dict(num_human=-5), "num_human must be an integer >= 0"),

@@ -1299,3 +1299,12 @@ def test_a_resume_says_how_many_cells_were_done_before(tmp_path, monkeypatch, ca
     assert _sweep_cli(tmp_path, other, tmp_path / "run", "--resume", "--cells-per-chunk", "1") == 2
     err = capsys.readouterr().err
     assert "holds another sweep" in err and "resuming" not in err
+
+
+def test_gmm_network_fields_advertise_the_num_components_it_takes(capsys):
+    """A user trial (2026-12-07): `sweep --fields gmm-network` advertised num_components in [2, 1000], while the
+    network refuses more than 127 (its alive counts are 8-bit)."""
+    from collapse_jax.gmm_network import MAX_COMPONENTS
+
+    assert cli_main(["sweep", "--fields", "gmm-network"]) == 0
+    assert f"num_components: mixture components B (int in [2, {MAX_COMPONENTS}]" in capsys.readouterr().out
