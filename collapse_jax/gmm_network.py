@@ -995,8 +995,8 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     """
     R = _checks.positive_int("num_replicates", num_replicates)
     first = _checks.replicate_range(first_replicate, R)
+    config = checked(config)  # (first: its message explains the old argument order, simulate(config, R, seed))
     root_key(seed)  # (checked before the bar opens: seed -1 drew 'gmm-network: 0%' first; a user trial, 2026-12-07)
-    config = checked(config)
     cells, grid = _cells(params, config)
     backend = backend_for(config, backend)
     if backend == "pallas":
