@@ -112,6 +112,13 @@ def model_folder(name: str, path: str | os.PathLike, required: Sequence[str],
         # user trial, 2026-12-06)
         raise ValueError(f"{name} {str(folder)!r} is not a saved model folder: missing {', '.join(missing)}; "
                          f"{saver}")
+    for f in required:  # (a damaged config.json was blamed on the tokenizer, loaded first; a user trial, 2026-12-07)
+        if f.endswith(".json"):
+            try:
+                json.loads((folder / f).read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ValueError(f"{name} {str(folder)!r}: its {f} is not valid JSON ({exc}); is it truncated or "
+                                 f"damaged? {saver}") from None
     return folder
 
 

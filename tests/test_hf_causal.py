@@ -265,6 +265,11 @@ def test_bad_folders(tmp_path, tiny_folder):
     with pytest.raises(ValueError, match=f"model in '{bad}' could not be loaded .*truncated or damaged"):
         hf_causal_lm(bad)
     weights.write_bytes(full)
+    config = (bad / "config.json").read_text()     # (a damaged config.json was blamed on the tokenizer; a user
+    (bad / "config.json").write_text("{not json")  # trial, 2026-12-07)
+    with pytest.raises(ValueError, match=f"path '{bad}': its config.json is not valid JSON .*truncated or damaged"):
+        hf_causal_lm(bad)
+    (bad / "config.json").write_text(config)
     save_file({k: v for k, v in load_file(str(weights)).items() if ".h.1." not in k}, str(weights),
               metadata={"format": "pt"})
     with pytest.raises(ValueError, match=f"weights in '{bad}' lack .* tensors .*transformer.h.1"):
