@@ -354,8 +354,12 @@ def sentence_transformer_encoder(path: str | os.PathLike, *, normalize: bool = F
     dtype = torch_dtype(dtype)
     transformers = require("transformers")
     for w in transformer_folders:
-        if not getattr(transformers.AutoConfig.from_pretrained(str(w), local_files_only=True), "is_encoder_decoder",
-                       False):
+        config = transformers.AutoConfig.from_pretrained(str(w), local_files_only=True)
+        positions = getattr(config, "max_position_embeddings", None)
+        if max_length is not None and positions and max_length > positions:  # (before the weights load: it was
+            # checked after them; a user trial, 2026-12-07)
+            raise ValueError(f"max_length must be at most the model's {positions} positions, got {max_length}")
+        if not getattr(config, "is_encoder_decoder", False):
             with quiet_loading(always=True):  # (its bar, then the real load's: two "Loading weights" bars)
                 pretrained_model(transformers.AutoModel, w, dtype, "encoder")   # checked, then dropped
     st = require("sentence_transformers")
@@ -429,12 +433,13 @@ def hf_mean_pool_encoder(path: str | os.PathLike, *, normalize: bool = False, de
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
     if tokenizer.pad_token is None:  # GPT-2 style folders have none: batches failed at encode time ("Asking to pad")
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
+    limits = [int(tokenizer.model_max_length), int(getattr(config, "max_position_embeddings", None) or 10**9)]
+    limit = max_length if max_length is not None else min(limits)
+    if limit > limits[1]:  # beyond the position embeddings: a raw torch size error at encode time (checked before
+        # the weights load, from config.json; a user trial, 2026-12-07)
+        raise ValueError(f"max_length must be at most the model's {limits[1]} positions, got {max_length}")
     model = pretrained_model(transformers.AutoModel, folder, dtype, "encoder").to(dev)
     model.eval()
-    limits = [int(tokenizer.model_max_length), int(getattr(model.config, "max_position_embeddings", 10**9))]
-    limit = max_length if max_length is not None else min(limits)
-    if limit > limits[1]:  # beyond the position embeddings: a raw torch size error at encode time
-        raise ValueError(f"max_length must be at most the model's {limits[1]} positions, got {max_length}")
     dim = int(model.config.hidden_size)
 
     def embed_batch(batch: list[str]) -> np.ndarray:

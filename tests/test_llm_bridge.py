@@ -268,6 +268,14 @@ def test_a_model_folder_without_tokenizer_files_is_refused(tiny_models, tmp_path
         # and a max_length beyond the position embeddings (32 here) failed at encode time with a raw torch error
         with pytest.raises(ValueError, match="max_length must be at most the model's 32 positions, got 100"):
             load(tiny_models[kind], max_length=100)
+        # ... before any weights load (it came after them; a user trial, 2026-12-07)
+        def no_weights(*args, **kwargs):
+            raise AssertionError("weights loaded before max_length was checked")
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(encoders, "pretrained_model", no_weights)
+            with pytest.raises(ValueError, match="max_length must be at most the model's 32 positions, got 100"):
+                load(tiny_models[kind], max_length=100)
 
 
 @needs_llm
