@@ -438,22 +438,14 @@ def test_a_scheduler_stop_is_said_and_resumable(tmp_path):
     its log, which ended at a progress line; now they stop it as Ctrl-C does, say so with the resume hint, and exit
     128 + the signal's number."""
     import signal
-    import subprocess
-    import time
+
+    from process_support import signal_once_started
 
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "collapse_jax.cli", "gmm-network", "--replicates", "300000",
-                             "--replicate-batch", "1000", "--no-plots", "--progress", "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        start = time.monotonic()
-        while "gmm-network replicates" not in proc.stderr.readline():    # (bars print plain lines into a pipe)
-            assert time.monotonic() - start < 120 and proc.poll() is None, proc.stderr.read()
-        proc.send_signal(signal.SIGTERM)
-        err = proc.stderr.read()
-        assert proc.wait(timeout=120) == 128 + signal.SIGTERM, err
-    finally:
-        proc.kill()
+    status, err = signal_once_started([sys.executable, "-m", "collapse_jax.cli", "gmm-network", "--replicates",
+                                       "300000", "--replicate-batch", "1000", "--no-plots", "--progress", "--out",
+                                       str(out)], "gmm-network replicates", signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM, err
     assert (f"collapse-jax gmm-network: stopped by SIGTERM (files written so far are complete; continue it: rerun the "
             f"same command with --out {out} (the batches finished so far are kept))") in err, err
     assert (out / "config.json").exists() and not (out / "manifest.json").exists()

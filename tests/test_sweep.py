@@ -26,6 +26,7 @@ from collapse_jax import multinomial as M
 from collapse_jax import phase, sweep, sweep_spec
 from collapse_jax.cli import main as cli_main
 from collapse_jax.sweep_models import MODELS, recursion_schedules
+from process_support import signal_once_started
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -1299,3 +1300,19 @@ def test_a_resume_says_how_many_cells_were_done_before(tmp_path, monkeypatch, ca
     assert _sweep_cli(tmp_path, other, tmp_path / "run", "--resume", "--cells-per-chunk", "1") == 2
     err = capsys.readouterr().err
     assert "holds another sweep" in err and "resuming" not in err
+
+
+def test_sigterm_to_a_sweep_run_as_python_m_collapse_jax_cli_says_so_and_exits_143(tmp_path):
+    """A user trial (2026-12-07): run as ``python3 -m collapse_jax.cli sweep`` (the launch the docs use), SIGTERM was
+    reported as a Ctrl-C ("interrupted", exit status 130): cli.py ran as ``__main__``, a second copy of the module
+    whose Terminated the sweep's handler (which imports collapse_jax.cli) did not recognise."""
+    spec = tmp_path / "long.toml"
+    spec.write_text('simulator = "multinomial"\nreplicates = 400\n[fixed]\ncategories = 50\nsteps = 200\n'
+                    '[grid]\nn0 = { linspace = [10, 1000, 200] }\n')
+    out = tmp_path / "o"
+    status, err = signal_once_started([sys.executable, "-m", "collapse_jax.cli", "sweep", str(spec), "--out", str(out),
+                                       "--no-plots", "--cells-per-chunk", "1", "--progress"], "sweep multinomial",
+                                      signal.SIGTERM, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert status == 128 + signal.SIGTERM, err
+    assert (f"collapse-jax sweep: stopped by SIGTERM; the cells written so far are kept in {out}: add --resume to the "
+            "same command to run the others") in err, err
