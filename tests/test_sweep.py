@@ -536,10 +536,46 @@ def test_chunks_are_cut_by_work_without_cells_per_chunk(tmp_path, monkeypatch):
     spec = sweep_spec.parse(MULTINOMIAL)  # 12 cells in blocks of 2, 40 replicates x 9 records each
     whole_run, cut_run = [], []
     sweep.run(spec, tmp_path / "one", progress=False, on_chunk=whole_run.append)
-    monkeypatch.setattr(sweep, "CHUNK_REPLICATE_STEPS", 2 * 40 * 9)
+    monkeypatch.setattr(sweep, "CHUNK_REPLICATE_STEPS", 2 * 40 * 9 * (1 + 6 / 4))  # (K = 6 categories)
     sweep.run(spec, tmp_path / "cut", progress=False, on_chunk=cut_run.append)
     assert len(whole_run) == 1 and [len(c) for c in cut_run] == [2] * 6
     _assert_same(_arrays(tmp_path / "one"), _arrays(tmp_path / "cut"))
+
+
+def test_multinomial_chunks_count_the_categories(tmp_path, monkeypatch):
+    """A user trial (2026-12-07): chunks counted replicate-steps whatever K, so K = 10^6 made a chunk of hours that
+    no signal stopped. A generation costs O(K): with K = 4000 each chunk here is one block (it was all four), and
+    the numbers are the same."""
+    spec = sweep_spec.parse('simulator = "multinomial"\nreplicates = 4\n[fixed]\ncategories = 4000\nsteps = 10\n'
+                            '[grid]\nn0 = [10, 20, 30, 40]\nn_growth = [0.0, 1.0]\n')
+    assert MODELS["multinomial"].work(MODELS["multinomial"].complete(spec.cell(0))) == 11 * 1001
+    whole_run, cut_run = [], []
+    sweep.run(spec, tmp_path / "one", progress=False, on_chunk=whole_run.append)
+    monkeypatch.setattr(sweep, "CHUNK_REPLICATE_STEPS", 2 * 4 * 11 * 1001)
+    sweep.run(spec, tmp_path / "cut", progress=False, on_chunk=cut_run.append)
+    assert len(whole_run) == 1 and [len(c) for c in cut_run] == [2] * 4
+    _assert_same(_arrays(tmp_path / "one"), _arrays(tmp_path / "cut"))
+
+
+def test_a_cell_no_signal_can_stop_for_minutes_is_warned_of_before_it_runs(tmp_path, monkeypatch):
+    """A user trial (2026-12-07): one multinomial cell of K = 10^6, 50 replicates of 10^5 steps ran 12 minutes past
+    a SIGTERM without a word; a chunk holds whole cells, so the sweep now says so, with an estimate, before it
+    runs."""
+    spec = sweep_spec.parse('simulator = "multinomial"\nreplicates = 50\n[fixed]\ncategories = 1000000\n'
+                            'steps = 100000\n[grid]\nn0 = [10]\n')
+
+    def not_run(*args, **kwargs):  # (the warning comes first; the cell would take hours)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(type(MODELS["multinomial"]), "run", not_run)
+        with pytest.warns(UserWarning, match=r"the costliest cell is one call of about 1.3e\+12 steps' work \(50 "
+                          r"replicates\), roughly 34.7 hours at 10,000,000 a second, that neither SIGTERM nor Ctrl-C"):
+            with pytest.raises(KeyboardInterrupt):
+                sweep.run(spec, tmp_path / "big", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (none for a cell of seconds)
+        sweep.run(sweep_spec.parse(SMALL), tmp_path / "small", progress=False)
 
 
 def test_phase_command_keeps_each_diagrams_own_replicates(capsys):
