@@ -1352,3 +1352,20 @@ def test_sigterm_to_a_sweep_run_as_python_m_collapse_jax_cli_says_so_and_exits_1
     assert status == 128 + signal.SIGTERM, err
     assert (f"collapse-jax sweep: stopped by SIGTERM; the cells written so far are kept in {out}: add --resume to the "
             "same command to run the others") in err, err
+
+
+def test_a_log_colour_bar_over_less_than_a_decade_labels_its_ticks_plainly():
+    """A user trial (2026-12-07): ratios from 1 to 7.05 had their colour bar ticked "2x10^0 3x10^0 4x10^0 6x10^0"
+    beside a top label "7.05" in another style."""
+    plt = phase._plt()
+    ds = xr.Dataset({"relative_loss": (("b", "a"), np.array([[1.0, 2.5], [4.0, 7.05]]))},
+                    coords={"a": [0.0, 1.0], "b": [0.0, 1.0]})
+    fig, ax = plt.subplots()
+    try:
+        phase._heatmap(ax, ds, "relative_loss", "a", "b", log=True, centre_one=True)
+        fig.canvas.draw()
+        bar = fig.axes[-1]
+        labels = [t.get_text() for t in bar.get_yticklabels()] + [t.get_text() for t in bar.get_yticklabels(minor=True)]
+    finally:
+        plt.close(fig)
+    assert {"1", "7.05", "2", "3", "4", "6"} <= set(labels) and not any("10^" in t or "times" in t for t in labels)
