@@ -87,6 +87,10 @@ def _assert_same(a, b):
     ('simulator = "linear-regression"\n[grid]\ndim = [5, 30]\n', "grid.dim", 3,
      "num_samples must be >= dim + 2 = 32, got 20 (in the cell {'dim': 30})"),
     ('simulator = "multinomial"\n[[zip]]\nalpha0 = [0.1, 0.2]\nn0 = [10]\n', "zip[0]", 2, "one length"),
+    # a user trial (2026-12-07): the default name 'alpha0+n0' was documented nowhere, and ds.sel(alpha0+n0=...) fails
+    ('simulator = "multinomial"\n[[zip]]\nname = "start 1"\nalpha0 = [0.1, 0.2]\n', "zip[0].name", 3,
+     "must be an identifier (letters, digits and _; without a name the dimension is its parameters joined by +, "
+     "e.g. 'alpha0+n0', which ds.sel takes as a dict, not as a keyword), got 'start 1'"),
     ('simulator = "gaussian"\n[fixed]\nn0 = 1\n', "fixed.n0", 3, "n0 must be >= 2"),
     ('simulator = "gmm-network"\nbackend = "triton"\n', "backend", 2, "must be one of"),
 ])
@@ -1369,3 +1373,12 @@ def test_a_log_colour_bar_over_less_than_a_decade_labels_its_ticks_plainly():
     finally:
         plt.close(fig)
     assert {"1", "7.05", "2", "3", "4", "6"} <= set(labels) and not any("10^" in t or "times" in t for t in labels)
+
+
+def test_sweep_help_states_a_zips_default_dimension_name(capsys):
+    """A user trial (2026-12-07): a [[zip]] without name is the dimension 'alpha0+n0', said nowhere; xarray's
+    .sel takes it as a dict only."""
+    with pytest.raises(SystemExit):
+        cli_main(["sweep", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "A [[zip]] without name is the dimension of its parameters joined by + ('alpha0+n0')" in out, out
