@@ -12,8 +12,28 @@ way); on GPUs float32 products run on the FP32 units, as PyTorch's default does 
 """
 
 import os as _os
+import sys as _sys
 
-import jax as _jax
+
+def _one_line_for_an_early_interrupt() -> None:
+    """The command line (``python -m collapse_jax[.cli]``, the ``collapse-jax`` script): a Ctrl-C that stops it
+    before a command's own handler runs, e.g. while JAX imports, prints one line, not a traceback ending inside
+    importlib (a user trial, 2026-12-07). A library user's interpreter keeps its own hook."""
+    if _sys.argv[:1] != ["-m"] and _os.path.basename(_sys.argv[0] if _sys.argv else "") != "collapse-jax":
+        return  # (argv[0] is "-m" while `python -m` imports the package; the module's path later)
+    default = _sys.excepthook
+
+    def one_line(kind, value, tb):
+        if not issubclass(kind, KeyboardInterrupt):
+            return default(kind, value, tb)
+        print("collapse-jax: interrupted while starting (nothing was run or written)", file=_sys.stderr)
+
+    _sys.excepthook = one_line
+
+
+_one_line_for_an_early_interrupt()
+
+import jax as _jax  # noqa: E402
 
 
 def _full_float32_products() -> None:

@@ -211,5 +211,9 @@ def _leave_now(code: int) -> None:
     os._exit(code)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # `python -m collapse_jax.cli` (the launch the docs use) runs this file as __main__, a
+    # second copy beside the collapse_jax.cli the commands import: a sweep's SIGTERM, this copy's Terminated, was not
+    # theirs and was reported as a Ctrl-C with exit status 130 (a user trial, 2026-12-07). The imported module runs.
+    from collapse_jax.cli import main as _main
+
+    sys.exit(_main())

@@ -194,6 +194,14 @@ def _heatmap(ax, ds, var: str, x: str, y: str, *, log: bool = False, centre_one:
     bar = ax.figure.colorbar(mesh, ax=ax, label=_label(var))
     if ticks is not None:
         bar.set_ticks(ticks, labels=[f"{t:.3g}" if 1e-3 <= t <= 1e3 else f"1e{np.log10(t):+.0f}" for t in ticks])
+    if isinstance(norm, LogNorm):  # plain numbers: over less than a decade matplotlib's own labelled the minor ticks
+        # "2x10^0 3x10^0 ..." beside a plain "7.05" (a user trial, 2026-12-07); the same ticks are labelled, and the
+        # decades of a wider bar (no minor labels) keep their 10^k
+        from matplotlib.ticker import LogFormatter
+
+        bar.ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))
+        if ticks is None and np.log10(norm.vmax / norm.vmin) <= 1:
+            bar.ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
     ax.set_xlabel(_label(x))
     ax.set_ylabel(_label(y))
     for axis, name, grid, own in ((ax.xaxis, x, grid_x, values_x), (ax.yaxis, y, grid_y, values_y)):

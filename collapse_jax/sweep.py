@@ -41,6 +41,7 @@ import resource
 import shutil
 import time
 import uuid
+import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -142,6 +143,10 @@ _BLOCK_BYTES = 2**28
 # Without cells_per_chunk, a chunk also holds at most about this many replicate-steps (seconds of work for the
 # fastest simulators, under a minute for the slowest per step), so that the bar moves and a kill loses little.
 CHUNK_REPLICATE_STEPS = 2 * 10**7
+# Units of SweepModel.work a second, roughly (the Gaussian's native kernel on 2 cores: 1.4e7), and the estimated
+# seconds of one cell's call above which the sweep warns before it runs: no signal stops a call before it returns.
+WORK_PER_SECOND = 10**7
+LONG_CALL_SECONDS = 60
 
 
 def block_size(spec: SweepSpec, model: SweepModel) -> int:
@@ -408,6 +413,20 @@ def _max_work(spec: SweepSpec, model: SweepModel, every: int = 20_000) -> float:
     return max(model.work(c) for c in cells)
 
 
+def _warn_if_one_call_is_long(spec: SweepSpec, work: float) -> None:
+    """A warning, before anything runs, where the costliest cell (``work`` a replicate, every replicate in one call:
+    a chunk holds whole cells) would run longer than :data:`LONG_CALL_SECONDS`: the call cannot be stopped, and a
+    multinomial cell of K = 10^6 ran 12 minutes past a SIGTERM without a word (a user trial, 2026-12-07)."""
+    seconds = spec.replicates * work / WORK_PER_SECOND
+    if seconds <= LONG_CALL_SECONDS:
+        return
+    took = (f"{seconds / 3600:.3g} hours" if seconds >= 3600 else f"{seconds / 60:.3g} minutes")
+    warnings.warn(f"the costliest cell is one call of about {spec.replicates * work:.2g} steps' work "
+                  f"({spec.replicates:,} replicates), roughly {took} at {WORK_PER_SECOND:,} a second, that neither "
+                  "SIGTERM nor Ctrl-C stops before it returns (its cells are written as it ends): fewer replicates, "
+                  "steps or (multinomial) categories make it shorter", stacklevel=3)
+
+
 def _cell_bytes(spec: SweepSpec, model: SweepModel) -> int:
     """Host bytes of one cell's records in a chunk (its replicates' records and their copies)."""
     each = max(model.replicate_bytes(c) for c in _probe_cells(spec, model))
@@ -661,10 +680,12 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
     mesh = mesh or replicate_mesh(jax.local_devices())
     mine = share(blocks(spec, block_size(spec, model)), process_index, process_count)
     todo = [b for b in mine if not done[b.start: b.stop].all()]
+    work = _max_work(spec, model)
+    if todo:
+        _warn_if_one_call_is_long(spec, work)
     if cells_per_chunk is None:
         budget = memory_budget if memory_budget is not None else spec.memory_budget
         by_memory = (budget or _checks.available_memory_bytes() // 4) // _cell_bytes(spec, model)
-        work = _max_work(spec, model)
         cells_per_chunk = max(1, min(by_memory, int(CHUNK_REPLICATE_STEPS // (spec.replicates * work))))
     per_chunk = max(1, cells_per_chunk // max(len(b) for b in todo)) if todo else 1
     per_chunk = -(-len(todo) // -(-len(todo) // per_chunk)) if todo else 1  # as many chunks, of even sizes (shapes)

@@ -89,8 +89,11 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("sweep", help="run a parameter grid of any simulator from a TOML specification into one "
                                      "labelled zarr dataset (resumable, multi-process)",
-                       description=(__doc__ or "") + "\n\nSpecification format: collapse_jax/sweep_spec.py; list a "
-                                             "simulator's parameters with --fields SIMULATOR.")
+                       description=(__doc__ or "") + "\n\nSpecification format: collapse_jax/sweep_spec.py and "
+                                             "docs/sweeps.md; list a simulator's parameters with --fields SIMULATOR. "
+                                             "A [[zip]] without name is the dimension of its parameters joined by + "
+                                             "('alpha0+n0'): xarray's ds.sel takes it as a dict, not as a keyword "
+                                             "(name = \"start\" for ds.sel(start=...)).")
     p.add_argument("spec", nargs="?", help="the sweep specification (TOML)")
     p.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import this Python module first (repeatable; a dotted name, found from the current folder "

@@ -29,7 +29,9 @@ Values of an axis: a list, or one of ``{ range = [start, stop, step] }`` (stop e
 (``[0.1, 0.4, 0.1]`` is 0.1, 0.2, 0.3); the other generators' values are rounded to 15 significant digits (0.6, not
 linspace's 0.6000000000000001, so that ``ds.sel(alpha=0.6)`` finds it), and to the nearest integer for an integer
 parameter (``n0 = { geomspace = [10, 1000, 5] }`` is 10, 32, 100, 316, 1000). An axis's values (a zip's rows) must
-be distinct.
+be distinct. A zip without ``name`` is the dimension of its parameters joined by ``+`` (``alpha0+n0``), which
+``ds.sel`` takes as a dict (``ds.sel({"alpha0+n0": ...})``), not as a keyword: a ``name`` makes ``ds.sel(schedule=...)``
+(the default is kept: stores written with it resume under it).
 """
 
 from __future__ import annotations
@@ -264,7 +266,9 @@ def parse(text: str, *, name: str = "<spec>", models: dict | None = None) -> Swe
                         "twice")
         axis_name = table.get("name", "+".join(columns))
         if not isinstance(axis_name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_+]*", axis_name):
-            fail(f"{where}.name", f"must be an identifier, got {axis_name!r}")
+            fail(f"{where}.name", "must be an identifier (letters, digits and _; without a name the dimension is its "
+                                  "parameters joined by +, e.g. 'alpha0+n0', which ds.sel takes as a dict, not as a "
+                                  f"keyword), got {axis_name!r}")
         if axis_name in grid or any(a.name == axis_name for a in axes):
             fail(f"{where}.name", f"dimension {axis_name!r} is already used")
         if axis_name in model.fields and axis_name not in columns:  # its coordinate would be indices, not values

@@ -433,27 +433,37 @@ def test_disabled_jit_is_said(capsys):
     assert "collapse-jax info: warning: JAX_DISABLE_JIT is set, so every kernel runs op by op" in err
 
 
+def test_a_ctrl_c_while_jax_imports_is_one_line(tmp_path):
+    """A user trial (2026-12-07): a Ctrl-C during start-up (``python -m collapse_jax.cli sweep ...``), before any
+    handler of the command line was installed, ended in a traceback raised inside importlib; now one line and exit
+    status 130. The press lands, every time, as ``import jax`` starts (sitecustomize adds a finder that raises)."""
+    import subprocess
+    from pathlib import Path
+
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n\n\nclass Pressed:\n    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'jax':\n            raise KeyboardInterrupt\n\n\nsys.meta_path.insert(0, Pressed())\n")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "collapse_jax.cli", "sweep", "s.toml", "--out", "o"], cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{root}"}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.stderr == "collapse-jax: interrupted while starting (nothing was run or written)\n", done.stderr
+    assert done.returncode in (130, -2) and not (tmp_path / "o").exists()
+
+
 def test_a_scheduler_stop_is_said_and_resumable(tmp_path):
     """A cluster trial (2026-12-06): SIGTERM (a batch scheduler's time limit) or SIGHUP stopped a run with no word in
     its log, which ended at a progress line; now they stop it as Ctrl-C does, say so with the resume hint, and exit
     128 + the signal's number."""
     import signal
-    import subprocess
-    import time
+
+    from process_support import signal_once_started
 
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "collapse_jax.cli", "gmm-network", "--replicates", "300000",
-                             "--replicate-batch", "1000", "--no-plots", "--progress", "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        start = time.monotonic()
-        while "gmm-network replicates" not in proc.stderr.readline():    # (bars print plain lines into a pipe)
-            assert time.monotonic() - start < 120 and proc.poll() is None, proc.stderr.read()
-        proc.send_signal(signal.SIGTERM)
-        err = proc.stderr.read()
-        assert proc.wait(timeout=120) == 128 + signal.SIGTERM, err
-    finally:
-        proc.kill()
+    status, err = signal_once_started([sys.executable, "-m", "collapse_jax.cli", "gmm-network", "--replicates",
+                                       "300000", "--replicate-batch", "1000", "--no-plots", "--progress", "--out",
+                                       str(out)], "gmm-network replicates", signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM, err
     assert (f"collapse-jax gmm-network: stopped by SIGTERM (files written so far are complete; continue it: rerun the "
             f"same command with --out {out} (the batches finished so far are kept))") in err, err
     assert (out / "config.json").exists() and not (out / "manifest.json").exists()

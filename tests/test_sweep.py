@@ -26,6 +26,7 @@ from collapse_jax import multinomial as M
 from collapse_jax import phase, sweep, sweep_spec
 from collapse_jax.cli import main as cli_main
 from collapse_jax.sweep_models import MODELS, recursion_schedules
+from process_support import signal_once_started
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,6 +87,10 @@ def _assert_same(a, b):
     ('simulator = "linear-regression"\n[grid]\ndim = [5, 30]\n', "grid.dim", 3,
      "num_samples must be >= dim + 2 = 32, got 20 (in the cell {'dim': 30})"),
     ('simulator = "multinomial"\n[[zip]]\nalpha0 = [0.1, 0.2]\nn0 = [10]\n', "zip[0]", 2, "one length"),
+    # a user trial (2026-12-07): the default name 'alpha0+n0' was documented nowhere, and ds.sel(alpha0+n0=...) fails
+    ('simulator = "multinomial"\n[[zip]]\nname = "start 1"\nalpha0 = [0.1, 0.2]\n', "zip[0].name", 3,
+     "must be an identifier (letters, digits and _; without a name the dimension is its parameters joined by +, "
+     "e.g. 'alpha0+n0', which ds.sel takes as a dict, not as a keyword), got 'start 1'"),
     ('simulator = "gaussian"\n[fixed]\nn0 = 1\n', "fixed.n0", 3, "n0 must be >= 2"),
     ('simulator = "gmm-network"\nbackend = "triton"\n', "backend", 2, "must be one of"),
 ])
@@ -535,10 +540,46 @@ def test_chunks_are_cut_by_work_without_cells_per_chunk(tmp_path, monkeypatch):
     spec = sweep_spec.parse(MULTINOMIAL)  # 12 cells in blocks of 2, 40 replicates x 9 records each
     whole_run, cut_run = [], []
     sweep.run(spec, tmp_path / "one", progress=False, on_chunk=whole_run.append)
-    monkeypatch.setattr(sweep, "CHUNK_REPLICATE_STEPS", 2 * 40 * 9)
+    monkeypatch.setattr(sweep, "CHUNK_REPLICATE_STEPS", 2 * 40 * 9 * (1 + 6 / 4))  # (K = 6 categories)
     sweep.run(spec, tmp_path / "cut", progress=False, on_chunk=cut_run.append)
     assert len(whole_run) == 1 and [len(c) for c in cut_run] == [2] * 6
     _assert_same(_arrays(tmp_path / "one"), _arrays(tmp_path / "cut"))
+
+
+def test_multinomial_chunks_count_the_categories(tmp_path, monkeypatch):
+    """A user trial (2026-12-07): chunks counted replicate-steps whatever K, so K = 10^6 made a chunk of hours that
+    no signal stopped. A generation costs O(K): with K = 4000 each chunk here is one block (it was all four), and
+    the numbers are the same."""
+    spec = sweep_spec.parse('simulator = "multinomial"\nreplicates = 4\n[fixed]\ncategories = 4000\nsteps = 10\n'
+                            '[grid]\nn0 = [10, 20, 30, 40]\nn_growth = [0.0, 1.0]\n')
+    assert MODELS["multinomial"].work(MODELS["multinomial"].complete(spec.cell(0))) == 11 * 1001
+    whole_run, cut_run = [], []
+    sweep.run(spec, tmp_path / "one", progress=False, on_chunk=whole_run.append)
+    monkeypatch.setattr(sweep, "CHUNK_REPLICATE_STEPS", 2 * 4 * 11 * 1001)
+    sweep.run(spec, tmp_path / "cut", progress=False, on_chunk=cut_run.append)
+    assert len(whole_run) == 1 and [len(c) for c in cut_run] == [2] * 4
+    _assert_same(_arrays(tmp_path / "one"), _arrays(tmp_path / "cut"))
+
+
+def test_a_cell_no_signal_can_stop_for_minutes_is_warned_of_before_it_runs(tmp_path, monkeypatch):
+    """A user trial (2026-12-07): one multinomial cell of K = 10^6, 50 replicates of 10^5 steps ran 12 minutes past
+    a SIGTERM without a word; a chunk holds whole cells, so the sweep now says so, with an estimate, before it
+    runs."""
+    spec = sweep_spec.parse('simulator = "multinomial"\nreplicates = 50\n[fixed]\ncategories = 1000000\n'
+                            'steps = 100000\n[grid]\nn0 = [10]\n')
+
+    def not_run(*args, **kwargs):  # (the warning comes first; the cell would take hours)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(type(MODELS["multinomial"]), "run", not_run)
+        with pytest.warns(UserWarning, match=r"the costliest cell is one call of about 1.3e\+12 steps' work \(50 "
+                          r"replicates\), roughly 34.7 hours at 10,000,000 a second, that neither SIGTERM nor Ctrl-C"):
+            with pytest.raises(KeyboardInterrupt):
+                sweep.run(spec, tmp_path / "big", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # (none for a cell of seconds)
+        sweep.run(sweep_spec.parse(SMALL), tmp_path / "small", progress=False)
 
 
 def test_phase_command_keeps_each_diagrams_own_replicates(capsys):
@@ -1308,3 +1349,45 @@ def test_gmm_network_fields_advertise_the_num_components_it_takes(capsys):
 
     assert cli_main(["sweep", "--fields", "gmm-network"]) == 0
     assert f"num_components: mixture components B (int in [2, {MAX_COMPONENTS}]" in capsys.readouterr().out
+
+
+def test_sigterm_to_a_sweep_run_as_python_m_collapse_jax_cli_says_so_and_exits_143(tmp_path):
+    """A user trial (2026-12-07): run as ``python3 -m collapse_jax.cli sweep`` (the launch the docs use), SIGTERM was
+    reported as a Ctrl-C ("interrupted", exit status 130): cli.py ran as ``__main__``, a second copy of the module
+    whose Terminated the sweep's handler (which imports collapse_jax.cli) did not recognise."""
+    spec = tmp_path / "long.toml"
+    spec.write_text('simulator = "multinomial"\nreplicates = 400\n[fixed]\ncategories = 50\nsteps = 200\n'
+                    '[grid]\nn0 = { linspace = [10, 1000, 200] }\n')
+    out = tmp_path / "o"
+    status, err = signal_once_started([sys.executable, "-m", "collapse_jax.cli", "sweep", str(spec), "--out", str(out),
+                                       "--no-plots", "--cells-per-chunk", "1", "--progress"], "sweep multinomial",
+                                      signal.SIGTERM, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert status == 128 + signal.SIGTERM, err
+    assert (f"collapse-jax sweep: stopped by SIGTERM; the cells written so far are kept in {out}: add --resume to the "
+            "same command to run the others") in err, err
+
+
+def test_a_log_colour_bar_over_less_than_a_decade_labels_its_ticks_plainly():
+    """A user trial (2026-12-07): ratios from 1 to 7.05 had their colour bar ticked "2x10^0 3x10^0 4x10^0 6x10^0"
+    beside a top label "7.05" in another style."""
+    plt = phase._plt()
+    ds = xr.Dataset({"relative_loss": (("b", "a"), np.array([[1.0, 2.5], [4.0, 7.05]]))},
+                    coords={"a": [0.0, 1.0], "b": [0.0, 1.0]})
+    fig, ax = plt.subplots()
+    try:
+        phase._heatmap(ax, ds, "relative_loss", "a", "b", log=True, centre_one=True)
+        fig.canvas.draw()
+        bar = fig.axes[-1]
+        labels = [t.get_text() for t in bar.get_yticklabels()] + [t.get_text() for t in bar.get_yticklabels(minor=True)]
+    finally:
+        plt.close(fig)
+    assert {"1", "7.05", "2", "3", "4", "6"} <= set(labels) and not any("10^" in t or "times" in t for t in labels)
+
+
+def test_sweep_help_states_a_zips_default_dimension_name(capsys):
+    """A user trial (2026-12-07): a [[zip]] without name is the dimension 'alpha0+n0', said nowhere; xarray's
+    .sel takes it as a dict only."""
+    with pytest.raises(SystemExit):
+        cli_main(["sweep", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "A [[zip]] without name is the dimension of its parameters joined by + ('alpha0+n0')" in out, out
