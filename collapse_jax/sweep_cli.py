@@ -194,8 +194,16 @@ def _execute(spec, args, name: str) -> int:
     except KeyboardInterrupt as exc:
         from collapse_jax import cli
 
-        print(f"collapse-jax {args.command}: {cli.stopped_how(exc)}; the cells written so far are kept in {out}: add "
-              f"{again} to the same command to run the others", file=sys.stderr)
+        try:
+            finished = bool(sweep.cells_done(out).all())
+        except Exception:  # noqa: BLE001 - no store yet (stopped while it was made), or one being written
+            finished = False
+        if finished:  # (it said "to run the others" with 25/25 cells done; a user trial, 2026-12-07)
+            print(f"collapse-jax {args.command}: {cli.stopped_how(exc)}; every cell was written before it (in "
+                  f"{out}): add {again} to the same command to write the plots and manifest.json", file=sys.stderr)
+        else:
+            print(f"collapse-jax {args.command}: {cli.stopped_how(exc)}; the cells written so far are kept in {out}: "
+                  f"add {again} to the same command to run the others", file=sys.stderr)
         return cli.exit_status(exc)
     except OSError as exc:  # a full disk mid-run printed "[Errno 28] No space left on device" alone (a user trial)
         raise ValueError(f"out: writing {str(out)!r} failed ({exc.strerror or exc}); the cells written before are "

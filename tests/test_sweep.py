@@ -1121,8 +1121,14 @@ def test_the_command_says_what_continues_a_sweep(tmp_path, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sweep, "run", interrupted)
-    assert _sweep_cli(tmp_path, SMALL, out, "--resume") == 130
+    assert _sweep_cli(tmp_path, SMALL, tmp_path / "new") == 130
     assert "add --resume to the same command to run the others" in capsys.readouterr().err
+    # every cell written before the interrupt: what is left is the plots (it said "to run the others" of 25/25
+    # cells; a user trial, 2026-12-07)
+    assert _sweep_cli(tmp_path, SMALL, out, "--resume") == 130
+    err = capsys.readouterr().err
+    assert ("every cell was written before it (in " in err and "add --resume to the same command to write the plots "
+            "and manifest.json" in err and "run the others" not in err), err
 
 
 def test_three_axis_gmm_sweep_says_why_there_is_no_plot(tmp_path, capsys):
