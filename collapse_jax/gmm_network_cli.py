@@ -230,7 +230,12 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
                        seconds_this_run=elapsed, replicates_resumed=resumed, seconds_resumed=earlier,
                        median_final=float(summary["q50"][-1]), mean_final=float(summary["mean"][-1]),
                        fraction_dropped_final=float(dropped[-1])))
-    print(f"gmm-network ({options.preset}): {R} replicates x {cfg.num_steps} steps in {timing} ({backend})")
+    # (a run with --mu and --sigma of its own was labelled "(fig4)" alone; a user trial, 2026-12-07)
+    network = {"mu", "sigma", "models", "points_per_step", "beta", "dirichlet_a", "eps", "human", "pi_ref", "alpha",
+               "c"}
+    changed = [f"--{k.replace('_', '-')}" for k in sorted(network) if getattr(options, k) is not None]
+    label = options.preset + (f" with {', '.join(changed)} of its own" if changed else "")
+    print(f"gmm-network ({label}): {R} replicates x {cfg.num_steps} steps in {timing} ({backend})")
     print(table)
     print(f"results: {folder.path}/  (arrays.nc, arrays.npz, arrays.json, config.json, summary.txt)")
     for figure in figures:

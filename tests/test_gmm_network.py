@@ -658,6 +658,8 @@ def test_gmm_network_command_shows_one_bar_and_the_time_of_a_resumed_run(tmp_pat
         assert summary["replicates_resumed"] == 0 and summary["seconds_resumed"] == 0
         assert summary["seconds"] == summary["seconds_this_run"] > 0
         assert re.search(r"6 replicates x 3 steps in \d+\.\d s \(native\)", printed), printed
+        # the preset with the network options given (it said "(fig4)" alone; a user trial, 2026-12-07)
+        assert "gmm-network (fig4 with --models of its own): 6 replicates" in printed, printed
 
         # an interrupted run: the last batch (replicates 4-5) never saved; the first took (say) 1000 s
         (out / "chunks" / "chunk-000002.npz").unlink()
