@@ -154,8 +154,11 @@ def check_params(kernel: Kernel, params, config, grid_axes=None) -> None:
     for i in range(1) if size is None else range(size):
         try:
             check(params if size is None else _grid_point(params, grid_axes, i), config)
-        except ValueError as exc:
-            raise ValueError(f"params{'' if size is None else f' (grid point {i})'}: {exc}") from None
+        except ValueError as exc:  # (the grid's part said: "alpha must be a 1-D schedule, got shape ()" of a 1-D
+            # schedule marked as gridded read as a grid of scalars; a user trial, 2026-12-07)
+            where = "" if size is None else (f" (grid point {i} of {size}: grid_axes takes the leading axis of every "
+                                             "field it marks 0 as the grid, and gives the kernel the rest)")
+            raise ValueError(f"params{where}: {exc}") from None
 
 
 def _grid_point(params, grid_axes, i):

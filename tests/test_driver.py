@@ -334,11 +334,13 @@ def test_run_replicates_checks_each_grid_point_with_the_simulators_own_check():
                           (G.Params(np.asarray(0.0), np.asarray(1.0), a * 3, n), r"alpha must lie in \[0, 1\]")):
         with pytest.raises(ValueError, match=f"^params: {match}"):
             driver.run_replicates(G.kernel, params, cfg, 4)
-    with pytest.raises(ValueError, match=r"params \(grid point 0\): alpha must be a 1-D schedule"):
+    # (a 1-D schedule marked as gridded: the grid's part is said; a user trial, 2026-12-07)
+    with pytest.raises(ValueError, match=r"params \(grid point 0 of 6: grid_axes takes the leading axis of every "
+                                         r"field it marks 0 as the grid.*\): alpha must be a 1-D schedule"):
         driver.run_replicates(G.kernel, G.Params(0.0, 1.0, a, n), cfg, 4, grid_axes=G.Params(None, None, 0, 0))
     one = np.where(np.arange(6) == 3, 1, n)
     grid = G.Params(np.asarray(0.0), np.asarray(1.0), np.stack([a, a]), np.stack([n, one]))
-    with pytest.raises(ValueError, match=r"params \(grid point 1\): n must be >= 2 at every step"):
+    with pytest.raises(ValueError, match=r"params \(grid point 1 of 2: .*\): n must be >= 2 at every step"):
         driver.run_replicates(G.kernel, grid, cfg, 4, grid_axes=G.Params(None, None, 0, 0))
     with pytest.raises(ValueError, match="not sized for the schedule"):   # (the kernel read a None buffer)
         driver.run_replicates(G.kernel, G.Params(np.asarray(0.0), np.asarray(1.0), a, n),
