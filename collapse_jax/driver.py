@@ -21,6 +21,7 @@ shards and chunks.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable
 
 import jax
@@ -353,7 +354,7 @@ def map_chunks(run: Callable[[jax.Array], Any], num_replicates: int, seed: int |
             count = min(chunk, R - start)
             keys = replicate_keys(seed, first + start, chunk if pad else count)
             try:
-                out = run(keys)
+                out = wait_ready(run(keys))
             except jax.errors.JaxRuntimeError as exc:  # a chunk_size given or a budget beyond what the device has
                 if "RESOURCE_EXHAUSTED" not in str(exc):  # left: say what to change
                     raise
@@ -379,6 +380,30 @@ def map_chunks(run: Callable[[jax.Array], Any], num_replicates: int, seed: int |
                 dest[index + (slice(start, start + count),)] = x[index + (slice(0, count),)]
             pbar.update(count)
     return jax.tree.unflatten(treedef, whole)
+
+
+def wait_ready(tree) -> Any:
+    """``tree`` once its JAX arrays are computed, waiting so that a signal's Python handler runs meanwhile (SIGTERM,
+    SIGHUP, Ctrl-C): ``np.asarray`` of a running computation blocks in C, where Python handles no signal, so a long
+    kernel call ran past a scheduler's SIGTERM for hours (a user trial, 2026-12-07: a one-replicate GMM network of
+    10^5 steps). A handler that raises leaves the computation running in the background (its result unused); errors
+    of the computation itself are raised here, in the caller's thread, as before."""
+    leaves = [x for x in jax.tree.leaves(tree) if isinstance(x, jax.Array)]
+    if not all(x.is_ready() for x in leaves):
+        done = threading.Event()
+
+        def wait() -> None:
+            try:
+                jax.block_until_ready(leaves)
+            except Exception:  # noqa: BLE001 - raised again below, in the caller's thread
+                pass
+            finally:
+                done.set()
+
+        threading.Thread(target=wait, name="collapse-jax wait_ready", daemon=True).start()
+        done.wait()  # (a lock wait: interrupted by a signal whose handler raises)
+    jax.block_until_ready(leaves)
+    return tree
 
 
 def stack_cells(cells) -> tuple[Any, Any]:

@@ -1083,7 +1083,8 @@ def _simulate_native(seed, params: Params, static: StaticConfig, first_replicate
                 total = chunk
             keys = jax.device_put(replicate_keys(seed, first_replicate + start, total), replicate_sharding(mesh))
             with _follow_native_progress(pbar if show else None, count, per_replicate * total, per_replicate):
-                parts.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:count], call(*inputs(keys))))
+                out = driver.wait_ready(call(*inputs(keys)))  # (a signal is handled while it runs)
+                parts.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:count], out))
     return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs), *parts)
 
 

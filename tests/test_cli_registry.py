@@ -451,6 +451,31 @@ def test_a_ctrl_c_while_jax_imports_is_one_line(tmp_path):
     assert done.returncode in (130, -2) and not (tmp_path / "o").exists()
 
 
+def test_a_scheduler_stop_ends_a_long_kernel_call(tmp_path):
+    """A user trial (2026-12-07): `gmm-network --replicates 1 --steps 100000`, one native call of hours, ran on past
+    SIGTERM until a SIGKILL (Python handles a signal only between calls, and np.asarray of the running call blocked
+    in C). The wait for a call now lets the handler run: the command stops at once, says so and exits 143."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "collapse_jax.cli", "gmm-network", "--replicates", "1", "--steps",
+                             "100000", "--no-plots", "--progress", "--backend", "native", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        start = time.monotonic()
+        while "gmm-network" not in proc.stderr.readline():  # (the bar's first line: the call is about to start)
+            assert time.monotonic() - start < 120 and proc.poll() is None, proc.stderr.read()
+        time.sleep(3)                                        # (inside the call, which runs for hours)
+        proc.send_signal(signal.SIGTERM)
+        status, err = proc.wait(timeout=60), proc.stderr.read()
+    finally:
+        proc.kill()
+    assert status == 128 + signal.SIGTERM, err
+    assert "collapse-jax gmm-network: stopped by SIGTERM" in err, err
+
+
 def test_a_scheduler_stop_is_said_and_resumable(tmp_path):
     """A cluster trial (2026-12-06): SIGTERM (a batch scheduler's time limit) or SIGHUP stopped a run with no word in
     its log, which ended at a progress line; now they stop it as Ctrl-C does, say so with the resume hint, and exit
