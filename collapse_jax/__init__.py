@@ -19,8 +19,14 @@ def _one_line_for_an_early_interrupt() -> None:
     """The command line (``python -m collapse_jax[.cli]``, the ``collapse-jax`` script): a Ctrl-C that stops it
     before a command's own handler runs, e.g. while JAX imports, prints one line, not a traceback ending inside
     importlib (a user trial, 2026-12-07). A library user's interpreter keeps its own hook."""
-    if _sys.argv[:1] != ["-m"] and _os.path.basename(_sys.argv[0] if _sys.argv else "") != "collapse-jax":
-        return  # (argv[0] is "-m" while `python -m` imports the package; the module's path later)
+    # Only where the command line itself runs: `python -m collapse_jax[.cli]` (the module given after -m, not any
+    # package that imports this one: a review, 2026-12-07) or the console script; cli.main puts the previous hook
+    # back once its own handlers are in place (`restore_excepthook`), so no later interrupt reads "while starting".
+    argv = list(getattr(_sys, "orig_argv", ()))
+    target = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else None
+    script = _os.path.basename(_sys.argv[0] if _sys.argv else "") == "collapse-jax"
+    if target not in ("collapse_jax", "collapse_jax.cli") and not script:
+        return
     default = _sys.excepthook
 
     def one_line(kind, value, tb):
@@ -28,7 +34,17 @@ def _one_line_for_an_early_interrupt() -> None:
             return default(kind, value, tb)
         print("collapse-jax: interrupted while starting (nothing was run or written)", file=_sys.stderr)
 
+    _EARLY_HOOK.extend([one_line, default])
     _sys.excepthook = one_line
+
+
+_EARLY_HOOK: list = []  # (the early hook, the hook it replaced) where installed
+
+
+def restore_excepthook() -> None:
+    """Put back the hook that :func:`_one_line_for_an_early_interrupt` replaced, if it is still the one in place."""
+    if _EARLY_HOOK and _sys.excepthook is _EARLY_HOOK[0]:
+        _sys.excepthook = _EARLY_HOOK[1]
 
 
 _one_line_for_an_early_interrupt()

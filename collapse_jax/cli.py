@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     results.LAST_CREATED = None  # (this command's folder only, for the interrupt message)
     if argv is None:  # (here, not before the parser: a signal while it was built escaped as a traceback; a review)
         _stop_on_termination()
+    import collapse_jax
+
+    collapse_jax.restore_excepthook()  # (the command's own handlers from here: a later interrupt is not "starting")
     try:
         with cli_options.plain_warnings(f"collapse-jax {args.command}"):
             cli_options.apply_run_options(args)

@@ -451,6 +451,35 @@ def test_a_ctrl_c_while_jax_imports_is_one_line(tmp_path):
     assert done.returncode in (130, -2) and not (tmp_path / "o").exists()
 
 
+def test_the_early_interrupt_hook_is_the_command_lines_alone(tmp_path, monkeypatch, capsys):
+    """A review (2026-12-07): the one-line hook for a Ctrl-C while the command line starts was installed for any
+    ``python -m pkg.mod`` whose package imports collapse_jax, and stayed: a user's later Ctrl-C read "interrupted
+    while starting (nothing was run or written)" without its traceback. Now only for ``-m collapse_jax[.cli]`` and
+    the console script, and cli.main puts the previous hook back once its handlers are in place."""
+    import subprocess
+    from pathlib import Path
+
+    import collapse_jax
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("import collapse_jax\n")
+    (tmp_path / "mypkg" / "train.py").write_text("raise KeyboardInterrupt\n")
+    done = subprocess.run([sys.executable, "-m", "mypkg.train"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{root}"}, timeout=120)
+    assert "Traceback" in done.stderr and "while starting" not in done.stderr, done.stderr
+
+    def early(*args):
+        raise AssertionError("the early hook")
+
+    before = sys.excepthook
+    monkeypatch.setattr(collapse_jax, "_EARLY_HOOK", [early, before])
+    monkeypatch.setattr(sys, "excepthook", early)
+    assert cli.main(["sweep", "--fields", "gaussian"]) == 0
+    assert sys.excepthook is before
+    capsys.readouterr()
+
+
 def test_a_scheduler_stop_ends_a_long_kernel_call(tmp_path):
     """A user trial (2026-12-07): `gmm-network --replicates 1 --steps 100000`, one native call of hours, ran on past
     SIGTERM until a SIGKILL (Python handles a signal only between calls, and np.asarray of the running call blocked
