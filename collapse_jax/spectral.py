@@ -341,8 +341,12 @@ def logdet(g, eps: float = 0.0, *, num_points: int | None = None) -> jnp.ndarray
                              "True) or collapse-jax --x64); eps > 0 changes the value")
         # (said "rank deficient?; use eps > 0" also for a negative definite matrix with eps = 0.5; a user trial,
         # 2026-12-07)
-        low = float(np.min(np.linalg.eigvalsh(g))) + float(eps)
-        if low < -1e-12 * max(float(np.max(np.abs(g))), float(eps)):
+        # (the first failing matrix alone, and a tolerance of its rounding: d = 4096 Grams of embedding-like rows
+        # have eigenvalues of -1.9e-12 x the largest entry; a review, 2026-12-07)
+        first = int(np.flatnonzero(~np.isfinite(np.asarray(out)).reshape(-1))[0])
+        eig = np.linalg.eigvalsh(g.reshape(-1, *g.shape[-2:])[first])
+        low = float(eig.min()) + float(eps)
+        if low < -10 * g.shape[-1] * np.finfo(np.float64).eps * max(float(np.abs(eig).max()), float(eps)):
             raise ValueError(f"Gram matrix + eps I is not positive semi-definite (smallest eigenvalue {low:.3g}, "
                              f"eps = {float(eps):g}): not a Gram matrix X^T X, whose eigenvalues are >= 0")
         raise ValueError(f"Gram matrix + eps I is singular (smallest eigenvalue {low:.3g}, eps = {float(eps):g}): "

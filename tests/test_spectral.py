@@ -728,6 +728,13 @@ def test_bad_input_errors_name_the_problem():
     # a user trial, 2026-12-07)
     with pytest.raises(ValueError, match=r"not positive semi-definite \(smallest eigenvalue -0.5, eps = 0.5\)"):
         sp.logdet(-np.eye(3), 0.5)
+    # ... while a singular Gram whose smallest eigenvalue is negative by rounding (d eps of the largest) is singular
+    # (a review, 2026-12-07: at d = 4096 embedding-like Grams read "not a Gram matrix")
+    d = 50
+    q = np.linalg.qr(np.column_stack([np.ones(d), rng().standard_normal((d, d - 1))]))[0]
+    g = (q * np.concatenate([[1e6], np.linspace(1.0, 10.0, d - 2), [-5e-8]])) @ q.T
+    with pytest.raises(ValueError, match=r"singular \(smallest eigenvalue -5e-08, eps = 0\): rank deficient"):
+        sp.logdet((g + g.T) / 2, 0.0)
     assert np.isfinite(float(sp.logdet(x.T @ x, 1e-3, num_points=3)))
     with pytest.raises(ValueError, match="block size n must exceed the dimension d"):
         sp.block_estimates(rng().standard_normal((4, 4)), 100)
