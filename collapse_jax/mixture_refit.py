@@ -198,7 +198,7 @@ class State(NamedTuple):
     total: jax.Array  # ()
     fit: Mixture
     iterations: jax.Array  # () int32
-    converged: jax.Array  # () bool: False where EM stopped at max_iter before reaching tol
+    converged: jax.Array  # () bool: False where EM stopped at max_iter before reaching tol, or at a non-finite update
 
 
 class Record(NamedTuple):
@@ -365,9 +365,10 @@ def simulate(seed: int | jax.Array, weights, means, sds, alpha, n, config: Mixtu
         out = out._replace(risk=out.risk * np.asarray(unit, out.risk.dtype))
     capped = int(np.sum(~out.converged))
     if capped:
-        warnings.warn(f"mixture EM: {capped} of {out.iterations.size} fits stopped at max_iter={config.max_iter} "
-                      f"before reaching tol={config.tol} (raise max_iter or tol)", RuntimeWarning,
-                      stacklevel=_checks.user_stacklevel())
+        # (a fit whose update was not finite stops early, unconverged: counted too, so said; a review, 2026-12-07)
+        warnings.warn(f"mixture EM: {capped} of {out.iterations.size} fits did not reach tol={config.tol}: they "
+                      f"stopped at max_iter={config.max_iter} (raise max_iter or tol) or at an update that was not "
+                      "finite", RuntimeWarning, stacklevel=_checks.user_stacklevel())
     return out if grid else Record(*(x[0] for x in out))
 
 

@@ -133,7 +133,7 @@ def test_a_fit_converged_at_its_last_allowed_iteration_is_not_counted_as_stopped
     assert capped.converged[exact, 0].all() and not capped.converged[free.iterations[:, 0] > cap, 0].any()
     stopped = int((~capped.converged).sum())
     assert stopped < int((capped.iterations >= cap).sum())
-    with pytest.warns(RuntimeWarning, match=f"mixture EM: {stopped} of {capped.risk.size} fits stopped"):
+    with pytest.warns(RuntimeWarning, match=f"mixture EM: {stopped} of {capped.risk.size} fits did not reach tol"):
         MR.simulate(7, W, MEANS, SDS, alpha, n, MR.MixtureConfig(max_iter=cap), 64, progress=False)
 
 
