@@ -199,8 +199,9 @@ def _execute(spec, args, name: str) -> int:
         except Exception:  # noqa: BLE001 - no store yet (stopped while it was made), or one being written
             finished = False
         if finished:  # (it said "to run the others" with 25/25 cells done; a user trial, 2026-12-07)
+            left = "manifest.json" if getattr(args, "no_plots", False) else "the plots and manifest.json"
             print(f"collapse-jax {args.command}: {cli.stopped_how(exc)}; every cell was written before it (in "
-                  f"{out}): add {again} to the same command to write the plots and manifest.json", file=sys.stderr)
+                  f"{out}): add {again} to the same command to write {left}", file=sys.stderr)
         else:
             print(f"collapse-jax {args.command}: {cli.stopped_how(exc)}; the cells written so far are kept in {out}: "
                   f"add {again} to the same command to run the others", file=sys.stderr)

@@ -1125,10 +1125,12 @@ def test_the_command_says_what_continues_a_sweep(tmp_path, capsys, monkeypatch):
     assert "add --resume to the same command to run the others" in capsys.readouterr().err
     # every cell written before the interrupt: what is left is the plots (it said "to run the others" of 25/25
     # cells; a user trial, 2026-12-07)
-    assert _sweep_cli(tmp_path, SMALL, out, "--resume") == 130
+    assert cli_main(["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--resume"]) == 130
     err = capsys.readouterr().err
     assert ("every cell was written before it (in " in err and "add --resume to the same command to write the plots "
             "and manifest.json" in err and "run the others" not in err), err
+    assert _sweep_cli(tmp_path, SMALL, out, "--resume") == 130      # (--no-plots: no plots to write; a review)
+    assert "add --resume to the same command to write manifest.json" in capsys.readouterr().err
 
 
 def test_three_axis_gmm_sweep_says_why_there_is_no_plot(tmp_path, capsys):
