@@ -414,17 +414,19 @@ def _max_work(spec: SweepSpec, model: SweepModel, every: int = 20_000) -> float:
 
 
 def _warn_if_one_call_is_long(spec: SweepSpec, work: float) -> None:
-    """A warning, before anything runs, where the costliest cell (``work`` a replicate, every replicate in one call:
-    a chunk holds whole cells) would run longer than :data:`LONG_CALL_SECONDS`: the call cannot be stopped, and a
-    multinomial cell of K = 10^6 ran 12 minutes past a SIGTERM without a word (a user trial, 2026-12-07)."""
+    """A warning, before anything runs, where the costliest call (``work`` a replicate, every replicate of its cells
+    in one call: a chunk holds whole cells) would run longer than :data:`LONG_CALL_SECONDS`: a multinomial cell of
+    K = 10^6 ran 12 minutes past a SIGTERM without a word (a user trial, 2026-12-07). Since then a native call is
+    waited for so that a signal stops it (:func:`collapse_jax.driver.wait_ready`), but the warning keeps its point:
+    the call's cells are written only as it ends."""
     seconds = spec.replicates * work / WORK_PER_SECOND
     if seconds <= LONG_CALL_SECONDS:
         return
     took = (f"{seconds / 3600:.3g} hours" if seconds >= 3600 else f"{seconds / 60:.3g} minutes")
-    warnings.warn(f"the costliest cell is one call of about {spec.replicates * work:.2g} steps' work "
-                  f"({spec.replicates:,} replicates), roughly {took} at {WORK_PER_SECOND:,} a second, that neither "
-                  "SIGTERM nor Ctrl-C stops before it returns (its cells are written as it ends): fewer replicates, "
-                  "steps or (multinomial) categories make it shorter", stacklevel=3)
+    warnings.warn(f"the costliest call is about {spec.replicates * work:.2g} steps' work ({spec.replicates:,} "
+                  f"replicates of each of its cells), roughly {took} at {WORK_PER_SECOND:,} a second, whose cells are "
+                  "written only as it ends (a first Ctrl-C waits for it, SIGTERM loses it): fewer replicates, steps, "
+                  "cells per chunk or (multinomial) categories make it shorter", stacklevel=3)
 
 
 def _cell_bytes(spec: SweepSpec, model: SweepModel) -> int:
@@ -681,8 +683,11 @@ def run(spec: SweepSpec, out: str | Path, *, resume: bool = False, progress: boo
     mine = share(blocks(spec, block_size(spec, model)), process_index, process_count)
     todo = [b for b in mine if not done[b.start: b.stop].all()]
     work = _max_work(spec, model)
-    if todo:
-        _warn_if_one_call_is_long(spec, work)
+    if todo:  # the cells left (a resumed sweep whose costly cells are done warned of them; a review, 2026-12-07),
+        # and a call of cells_per_chunk such cells where that is given
+        pending = [i for b in todo for i in b if not done[i]]
+        left = (max(model.work(model.complete(spec.cell(i))) for i in pending) if len(pending) <= 20_000 else work)
+        _warn_if_one_call_is_long(spec, left * (cells_per_chunk or 1))
     if cells_per_chunk is None:
         budget = memory_budget if memory_budget is not None else spec.memory_budget
         by_memory = (budget or _checks.available_memory_bytes() // 4) // _cell_bytes(spec, model)

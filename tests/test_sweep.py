@@ -573,10 +573,17 @@ def test_a_cell_no_signal_can_stop_for_minutes_is_warned_of_before_it_runs(tmp_p
 
     with monkeypatch.context() as m:
         m.setattr(type(MODELS["multinomial"]), "run", not_run)
-        with pytest.warns(UserWarning, match=r"the costliest cell is one call of about 1.3e\+12 steps' work \(50 "
-                          r"replicates\), roughly 34.7 hours at 10,000,000 a second, that neither SIGTERM nor Ctrl-C"):
+        with pytest.warns(UserWarning, match=r"the costliest call is about 1.3e\+12 steps' work \(50 replicates of "
+                          r"each of its cells\), roughly 34.7 hours at 10,000,000 a second, whose cells are written "
+                          r"only as it ends"):
             with pytest.raises(KeyboardInterrupt):
                 sweep.run(spec, tmp_path / "big", progress=False)
+        # a call of several such cells where cells_per_chunk is given (a review, 2026-12-07)
+        two = sweep_spec.parse('simulator = "multinomial"\nreplicates = 50\n[fixed]\ncategories = 1000000\n'
+                               'steps = 100000\n[grid]\nn0 = [10, 20]\n')
+        with pytest.warns(UserWarning, match=r"about 2.5e\+12 steps' work"):
+            with pytest.raises(KeyboardInterrupt):
+                sweep.run(two, tmp_path / "big2", progress=False, cells_per_chunk=2)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # (none for a cell of seconds)
         sweep.run(sweep_spec.parse(SMALL), tmp_path / "small", progress=False)
