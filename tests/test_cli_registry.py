@@ -8,6 +8,7 @@ import importlib.metadata
 import pytest
 
 from collapse_jax import _checks, cli
+from native_support import needs_native
 
 pytestmark = pytest.mark.fallback  # also runs in the pure-JAX pass (COLLAPSE_JAX_NATIVE=0)
 
@@ -480,6 +481,7 @@ def test_the_early_interrupt_hook_is_the_command_lines_alone(tmp_path, monkeypat
     capsys.readouterr()
 
 
+@needs_native  # (the native kernel's one long call; the pure-JAX pass runs the program on the calling thread)
 def test_a_scheduler_stop_ends_a_long_kernel_call(tmp_path):
     """A user trial (2026-12-07): `gmm-network --replicates 1 --steps 100000`, one native call of hours, ran on past
     SIGTERM until a SIGKILL (Python handles a signal only between calls, and np.asarray of the running call blocked
