@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         if folder:
             hint = hint.replace("--out RUN", f"--out {shlex.quote(str(folder))}")
         how = stopped_how(exc)
-        if isinstance(exc, Terminated):  # (no batch was let finish: a review, 2026-12-06)
+        if isinstance(exc, Terminated) or str(exc) == results.SECOND_PRESS:  # (no batch was let finish: a review,
+            # 2026-12-06; a second Ctrl-C now stops inside a native call too, 2026-12-07)
             hint = hint.replace(", with the one a first Ctrl-C let finish", "")
         print(f"collapse-jax {args.command}: {how} (files written so far are complete; {hint})", file=sys.stderr)
         result = exit_status(exc)

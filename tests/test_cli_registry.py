@@ -507,6 +507,36 @@ def test_a_scheduler_stop_ends_a_long_kernel_call(tmp_path):
     assert "collapse-jax gmm-network: stopped by SIGTERM" in err, err
 
 
+@needs_native
+def test_a_second_ctrl_c_ends_a_long_kernel_call(tmp_path):
+    """The same long native call and Ctrl-C (2026-12-07): the first press says at once that the batch is saved first
+    (it was said only when the call ended), and a second press stops inside the call, without the hint's "with the
+    one a first Ctrl-C let finish" (none was)."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "collapse_jax.cli", "gmm-network", "--replicates", "1", "--steps",
+                             "100000", "--no-plots", "--progress", "--backend", "native", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        start = time.monotonic()
+        while "gmm-network" not in proc.stderr.readline():
+            assert time.monotonic() - start < 120 and proc.poll() is None, proc.stderr.read()
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        status, err = proc.wait(timeout=60), proc.stderr.read()
+    finally:
+        proc.kill()
+    assert status == 130, err
+    assert "interrupted: saving the 1 replicates running now first (Ctrl-C again to stop without it)" in err, err
+    assert "collapse-jax gmm-network: interrupted (files written so far are complete; continue it" in err, err
+    assert "let finish" not in err, err
+
+
 def test_a_scheduler_stop_is_said_and_resumable(tmp_path):
     """A cluster trial (2026-12-06): SIGTERM (a batch scheduler's time limit) or SIGHUP stopped a run with no word in
     its log, which ended at a progress line; now they stop it as Ctrl-C does, say so with the resume hint, and exit
