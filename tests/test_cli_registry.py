@@ -482,10 +482,13 @@ def test_the_early_interrupt_hook_is_the_command_lines_alone(tmp_path, monkeypat
 
 
 @needs_native  # (the native kernel's one long call; the pure-JAX pass runs the program on the calling thread)
-def test_a_scheduler_stop_ends_a_long_kernel_call(tmp_path):
+@pytest.mark.parametrize("how", ["SIGTERM", "two Ctrl-C"])
+def test_a_long_kernel_call_is_stopped_at_once(tmp_path, how):
     """A user trial (2026-12-07): `gmm-network --replicates 1 --steps 100000`, one native call of hours, ran on past
     SIGTERM until a SIGKILL (Python handles a signal only between calls, and np.asarray of the running call blocked
-    in C). The wait for a call now lets the handler run: the command stops at once, says so and exits 143."""
+    in C). The wait for a call now lets the handler run: SIGTERM stops the command at once (says so, exits 143); a
+    first Ctrl-C says at once that the batch is saved first, and a second stops inside the call, without the hint's
+    "with the one a first Ctrl-C let finish" (none was)."""
     import signal
     import subprocess
     import time
@@ -499,42 +502,23 @@ def test_a_scheduler_stop_ends_a_long_kernel_call(tmp_path):
         while "gmm-network" not in proc.stderr.readline():  # (the bar's first line: the call is about to start)
             assert time.monotonic() - start < 120 and proc.poll() is None, proc.stderr.read()
         time.sleep(3)                                        # (inside the call, which runs for hours)
-        proc.send_signal(signal.SIGTERM)
+        if how == "SIGTERM":
+            proc.send_signal(signal.SIGTERM)
+        else:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(2)
+            proc.send_signal(signal.SIGINT)
         status, err = proc.wait(timeout=60), proc.stderr.read()
     finally:
         proc.kill()
-    assert status == 128 + signal.SIGTERM, err
-    assert "collapse-jax gmm-network: stopped by SIGTERM" in err, err
-
-
-@needs_native
-def test_a_second_ctrl_c_ends_a_long_kernel_call(tmp_path):
-    """The same long native call and Ctrl-C (2026-12-07): the first press says at once that the batch is saved first
-    (it was said only when the call ended), and a second press stops inside the call, without the hint's "with the
-    one a first Ctrl-C let finish" (none was)."""
-    import signal
-    import subprocess
-    import time
-
-    out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "collapse_jax.cli", "gmm-network", "--replicates", "1", "--steps",
-                             "100000", "--no-plots", "--progress", "--backend", "native", "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        start = time.monotonic()
-        while "gmm-network" not in proc.stderr.readline():
-            assert time.monotonic() - start < 120 and proc.poll() is None, proc.stderr.read()
-        time.sleep(3)
-        proc.send_signal(signal.SIGINT)
-        time.sleep(2)
-        proc.send_signal(signal.SIGINT)
-        status, err = proc.wait(timeout=60), proc.stderr.read()
-    finally:
-        proc.kill()
-    assert status == 130, err
-    assert "interrupted: saving the 1 replicates running now first (Ctrl-C again to stop without it)" in err, err
-    assert "collapse-jax gmm-network: interrupted (files written so far are complete; continue it" in err, err
-    assert "let finish" not in err, err
+    if how == "SIGTERM":
+        assert status == 128 + signal.SIGTERM, err
+        assert "collapse-jax gmm-network: stopped by SIGTERM" in err, err
+    else:
+        assert status == 130, err
+        assert "interrupted: saving the 1 replicates running now first (Ctrl-C again to stop without it)" in err, err
+        assert "collapse-jax gmm-network: interrupted (files written so far are complete; continue it" in err, err
+        assert "let finish" not in err, err
 
 
 def test_a_scheduler_stop_is_said_and_resumable(tmp_path):
