@@ -367,11 +367,7 @@ def sentence_transformer_encoder(path: str | os.PathLike, *, normalize: bool = F
         model = st.SentenceTransformer(str(folder), device=str(dev), local_files_only=True,
                                        model_kwargs={"dtype": dtype})
     model.eval()
-    if max_length is not None:
-        positions = getattr(getattr(getattr(model[0], "auto_model", None), "config", None), "max_position_embeddings",
-                            None)
-        if max_length > (positions or max_length):
-            raise ValueError(f"max_length must be at most the model's {positions} positions, got {max_length}")
+    if max_length is not None:  # (checked against every Transformer module's config.json above, before the load)
         model.max_seq_length = max_length
     dim_fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     dim = int(dim_fn())
