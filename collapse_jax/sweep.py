@@ -484,6 +484,9 @@ def check_plan(spec: SweepSpec, *, memory_budget: int | None = None) -> str:
         except TypeError:
             raise ValueError(f"sweep model {model.name!r}: group_key must return a hashable value (a tuple, not a "
                              f"list or dict), got {key!r}") from None
+        curves = model.theory(cell)  # (closed forms are cheap; the runner checks every cell's as it writes it)
+        if isinstance(curves, Mapping):
+            _check_theory_names(model, cell, curves)
     if type(model).check_precision is not SweepModel.check_precision:  # (every cell: ~22 us each)
         for index in range(spec.num_cells):
             cell = spec.cell(index)
@@ -590,9 +593,7 @@ def _write_block(arrays: dict, cells_range: range, spec: SweepSpec, model: Sweep
             got = sorted(curves) if isinstance(curves, Mapping) else type(curves).__name__
             raise ValueError(f"sweep model {model.name!r}: theory must return a dict whose names are outputs "
                              f"({sorted(model.outputs)}), got {got}")
-        if set(curves) - {name[:-len("_theory")] for name in arrays if name.endswith("_theory")}:
-            raise ValueError(f"sweep model {model.name!r}: theory gave {sorted(curves)} for a cell whose "
-                             f"theory_outputs are {sorted(model.theory_outputs(cell))}; they must agree")
+        _check_theory_names(model, cell, curves)
         for name in model.outputs:
             if f"{name}_theory" in arrays:
                 curve = np.asarray(curves[name], np.float64) if name in curves else np.full(1, np.nan)
@@ -611,6 +612,19 @@ def _write_block(arrays: dict, cells_range: range, spec: SweepSpec, model: Sweep
     for name in model.scalar_descriptions:
         arrays[name][where] = np.asarray([sc[name] for sc in scalars], np.float64)
     arrays["cell_done"][where] = True
+
+
+def _check_theory_names(model: SweepModel, cell: dict, curves) -> None:
+    """A ValueError unless :meth:`SweepModel.theory` gave ``cell`` exactly the names ``theory_outputs(cell)`` says:
+    a model whose theory covered one of its two outputs, keeping the default ``theory_outputs`` (every output), got
+    an all-NaN theory variable for the other without a word (noticed in a user trial, 2026-12-07)."""
+    said = set(model.theory_outputs(cell))
+    if set(curves) != said:
+        missing = sorted(said - set(curves))
+        hint = (f"; override theory_outputs(cell) to return only the names theory gives (it says {missing} too)"
+                if missing and not set(curves) - said else "")
+        raise ValueError(f"sweep model {model.name!r}: theory gave {sorted(curves)} for a cell whose "
+                         f"theory_outputs are {sorted(said)}; they must agree{hint}")
 
 
 def cells_done(out: str | Path) -> np.ndarray:

@@ -150,9 +150,10 @@ class SweepModel(abc.ABC):
     def theory_outputs(self, cell: dict) -> set[str]:
         """The names :meth:`theory` gives for ``cell``, without computing them: the sweep's dataset has an
         ``{name}_theory`` variable when some cell has one (NaN in the others). By default every output of a model
-        that defines :meth:`theory`; models with cheap exact answers override it. (The dataset's variables were
-        decided by the first and last cells alone, so a Gaussian grid with its pure-synthetic cell in the middle lost
-        its exact curve without a word; a user trial, 2026-12-06.)"""
+        that defines :meth:`theory`; models with cheap exact answers override it, and a model whose theory covers
+        only some outputs must (the runner refuses a cell whose :meth:`theory` gives other names). (The dataset's
+        variables were decided by the first and last cells alone, so a Gaussian grid with its pure-synthetic cell in
+        the middle lost its exact curve without a word; a user trial, 2026-12-06.)"""
         return set(self.outputs) if type(self).theory is not SweepModel.theory else set()
 
     def scalars(self, cell: dict, summary: dict[str, np.ndarray]) -> dict[str, float]:

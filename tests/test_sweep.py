@@ -978,6 +978,33 @@ def test_an_unhashable_group_key_is_refused_before_the_store(tmp_path, monkeypat
     assert not any(tmp_path.iterdir())
 
 
+def test_theory_that_leaves_out_an_output_is_refused_before_the_store(tmp_path, monkeypatch):
+    """Noticed in a user trial (2026-12-07): a model with two outputs whose theory covered one, keeping the default
+    theory_outputs (every output), got an all-NaN theory variable for the other without a word. Overriding
+    theory_outputs runs it."""
+    from collapse_jax import sweep_models
+
+    base = _example_model(monkeypatch)
+    outputs = {**base.outputs, "twice": sweep_models.Output("real", "2 (mu_hat_t - mu)^2")}
+
+    def run(self, *a, **k):
+        loss = base.run(self, *a, **k)["loss"]
+        return {"loss": loss, "twice": 2 * loss}
+
+    partial = type("Partial", (base,), {"name": "partial-theory", "outputs": outputs, "run": run})
+    sweep_models.register(partial())
+    spec = sweep_spec.parse('simulator = "partial-theory"\nreplicates = 8\n[fixed]\nsteps = 4\n[grid]\n'
+                            'alpha = [0.1, 0.9]\n')
+    with pytest.raises(ValueError, match=r"sweep model 'partial-theory': theory gave \['loss'\] for a cell whose "
+                                         r"theory_outputs are \['loss', 'twice'\].*override theory_outputs"):
+        sweep.run(spec, tmp_path, progress=False)
+    assert not any(tmp_path.iterdir())
+    sweep_models.register(type("Declared", (partial,), {"theory_outputs": lambda self, cell: {"loss"}})())
+    sweep.run(spec, tmp_path, progress=False)
+    ds = sweep.open_dataset(tmp_path)
+    assert "loss_theory" in ds and "twice_theory" not in ds and not np.isnan(ds["loss_theory"].values).any()
+
+
 def test_a_resume_after_a_model_default_changed_is_refused(tmp_path, monkeypatch):
     """A user trial: a model of one's own whose default was edited between a run and its resume left cells of both
     models in one dataset, silently. Setting the old value in [fixed] resumes the same sweep."""
