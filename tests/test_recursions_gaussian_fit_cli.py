@@ -58,6 +58,23 @@ def test_one_regime_and_its_default_draws_are_those_of_the_simulator(tmp_path):
     np.testing.assert_array_equal(variance[0], fits[..., 1])
 
 
+def test_pure_synthetic_fits_are_marked_heavy_tailed(tmp_path, capsys):
+    """A user trial (2026-12-07): --alpha 0 printed "max |z| 25.31 / 29757563428.33; E W2^2 7.984 < (below) bound
+    40.2" of an exact law, without the heavy-tail note recursions-w2 gives (the median variance was 3e-24, the
+    largest 1 % of runs held nearly all of its sum). With fresh data (the test above) nothing is marked."""
+    argv = ["recursions-gaussian-fit", "--alpha", "0", "--size", "5", "--generations", "60", "--replicates", "2000",
+            "--regimes", "replace", "--seed", "1", "--x64", "--out", str(tmp_path / "pure")]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "[heavy tail: the largest 1% of runs hold" in out and "sum of sigma_hat^2 at t = 60" in out
+    summary = json.loads((tmp_path / "pure" / "manifest.json").read_text())["summary"]["replace"]
+    assert summary["ci_reliable"] is False and summary["last_top1_share"]["variance"] > 0.25
+    assert cli.main(ARGV + ["--generations", "4", "--replicates", "2000", "--out", str(tmp_path / "fresh")]) == 0
+    assert "heavy tail" not in capsys.readouterr().out
+    summary = json.loads((tmp_path / "fresh" / "manifest.json").read_text())["summary"]
+    assert all(summary[r]["ci_reliable"] for r in ("replace", "accumulate", "accumulate-subsample"))
+
+
 def test_a_mean_far_from_zero_keeps_the_errors(tmp_path, capsys):
     """A user trial (2026-12-07): with --mu 1e17 (float32) every fitted mean rounded to mu, so every error was 0, z
     0 ("max |z| 0.00") and the line printed "E W2^2 0.037 >= bound 0.069". The fits are simulated centred now (they

@@ -143,8 +143,8 @@ def run(cfg: W2Config, out: str | None) -> int:
         s["ci_reliable"] = None if reps < HEAVY_TAIL_MIN_RUNS else not heavy_tailed(s["last_top1_share"], reps)
         heavy = ""
         if s["ci_reliable"] is False:
-            heavy = (f" [heavy tail: the largest {_largest(reps)} hold {s['last_top1_share']:.0%} of the sum at t = "
-                     f"{generations}, so the normal 95% CI of the mean is not reliable here: read the median, or run "
+            heavy = (f" [heavy tail: the largest {largest_runs(reps)} hold {s['last_top1_share']:.0%} of the sum at "
+                     f"t = {generations}, so the normal 95% CI of the mean is not reliable here: read the median, or run "
                      "more replicates]")
         elif s["ci_reliable"] is None and (s["exact_outside_ci_from"] is not None
                                            or s["first_order_outside_ci_from"] is not None):
@@ -161,7 +161,7 @@ def run(cfg: W2Config, out: str | None) -> int:
     return runs.finish(folder, fig, "w2.png", "recursions-w2", start, summary)
 
 
-def _largest(num_runs: int) -> str:
+def largest_runs(num_runs: int) -> str:
     """The runs :func:`top_share` sums, in words: "1% of runs", or their count where that is not 1 % (fewer than 100
     runs: "1% of runs" was one run of 10; a review, 2026-12-06)."""
     k = top_count(num_runs)
@@ -186,8 +186,8 @@ def figure(names, losses, exact, first, mu: float, sigma: float):
         # trial, 2026-12-06)
         share = top_share(losses[g][:, -1])
         if heavy_tailed(share, losses.shape[1]):
-            name = (f"{name} (heavy tail at t = {t[-1]}, the largest {_largest(losses.shape[1])} {share:.0%} of the "
-                    "sum: band not reliable)")
+            name = (f"{name} (heavy tail at t = {t[-1]}, the largest {largest_runs(losses.shape[1])} {share:.0%} of "
+                    "the sum: band not reliable)")
         runs.band(axes[0], t, losses[g], color, name, exact[g], lw=0.9)
         axes[0].plot(t, first[g], color=color, ls=":", lw=1.2)
         runs.band(axes[1], t + 1, losses[g] / first[g], color, name, exact[g] / first[g], lw=0.9)
