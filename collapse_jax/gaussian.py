@@ -372,9 +372,17 @@ def sized_config(config: GaussianConfig, n) -> GaussianConfig:
 
 
 def _require_two(n) -> None:
-    """A ValueError naming ``n`` unless every ``n_t >= 2`` (an unbiased variance needs two points)."""
+    """A ValueError naming ``n`` unless every ``n_t >= 2``: an unbiased variance needs two points, and every regime's
+    kernels draw each generation's own spread from its ``n_t`` points (accumulate's pool would have two points from
+    n_0 on, but its kernels draw a generation's sum of squares as a chi-square with ``n_t - 1`` degrees of freedom,
+    so its ``n_t = 1`` was refused with the others' reason alone; a user trial, 2026-12-07)."""
+    n = np.asarray(n)
     if np.any(n < 2):
-        raise ValueError(f"n must be >= 2 at every step (unbiased variance), got min {n.min():.0f}")
+        where = np.argwhere(n < 2)[0]
+        at = f"n[{', '.join(str(int(i)) for i in where)}]"
+        raise ValueError(f"n must be >= 2 at every step (an unbiased variance needs two points, and the kernels "
+                         "draw each generation's sum of squares from its own n_t points, in accumulate too), got "
+                         f"{at} = {n[tuple(where)]:.0f}")
 
 
 def check_sizes(n, backend: str) -> None:
@@ -559,8 +567,8 @@ def _log_c(m):
     m = np.asarray(m, dtype=np.float64)
     small = m < 64
     direct = 0.5 * np.log(2.0 / m) + special.gammaln((m + 1) / 2) - special.gammaln(m / 2)
-    big = np.where(small, 64.0, m)
-    series = -1 / (4 * big) + 1 / (24 * big ** 3) - 1 / (20 * big ** 5) + 17 / (112 * big ** 7)
+    u = 1 / np.where(small, 64.0, m)  # (in powers of 1/m: big ** 7 overflowed from m ~ 1e44 with a warning)
+    series = u * (-1 / 4 + u ** 2 * (1 / 24 + u ** 2 * (-1 / 20 + u ** 2 * 17 / 112)))
     return np.where(small, direct, series)
 
 
@@ -608,8 +616,10 @@ class FitMoments(NamedTuple):
     w2_lower: np.ndarray       # E (mu_hat_t - mu)^2 + (sqrt(E sigma_hat_t^2) - sigma)^2 <= E W_2^2 (Jensen)
 
 
-def fit_moments(sigma: float, alpha, n, regime: str = "accumulate-subsample") -> FitMoments:
+def fit_moments(sigma: float, alpha, n, regime: str) -> FitMoments:
     """Exact ``E (mu_hat_t - mu)^2`` and ``E sigma_hat_t^2`` of the refitted Gaussian, any regime and ``alpha``.
+    ``regime`` has no default: it defaulted to accumulate-subsample while :class:`GaussianConfig` defaults to replace,
+    so the two calls with their defaults compared different regimes (a user trial, 2026-12-07).
 
     Derivation (docs/recursions.md, "Gaussian: exact moments of the fit"): with mu = 0, sigma = 1 (the process is
     affine-equivariant) a row k of generation h is ``z_k = (1 - R_k) m_{h-1} + s_k eps_k``, ``R_k`` real with
@@ -655,7 +665,7 @@ def fit_moments(sigma: float, alpha, n, regime: str = "accumulate-subsample") ->
             pool += nt
             budget = nt if regime == "accumulate-subsample" else pool
             pairs = nf[:t + 1] @ (colsum[:t + 1] - z_diag[:t + 1])
-            # (divided in turn: budget * pool * (pool - 1) overflowed at n_t = 1e300, which simulate accepts)
+            # (divided in turn: budget * pool * (pool - 1) overflowed at n_t = 1e300, which fit_moments takes)
             m_tt = diag_sum / budget / pool + (budget - 1) / budget * (pairs / pool / (pool - 1))
             v_t = budget / (budget - 1) * (diag_sum / pool - m_tt)
             rowsum[:t] += nt * (1 - at) * m_row               # + n_t Y[r, t], Y[r, t] = (1 - a_t) M[r, t - 1]

@@ -141,6 +141,9 @@ def test_pure_synthetic_w2_keeps_its_precision_for_any_n():
     gammaln_form = lambda n: 1 / n + 2 * (1 - np.exp(0.5 * np.log(2 / (n - 1)) + special.gammaln(n / 2)
                                                     - special.gammaln((n - 1) / 2)))
     np.testing.assert_allclose([below[0], above[0]], [gammaln_form(64.0), gammaln_form(65.0)], rtol=1e-10)
+    with warnings.catch_warnings():  # (the series' m ** 7 overflowed from m ~ 1e44 with a warning; a user trial)
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(G.pure_synthetic_w2(1.0, np.full(2, 1e300)), [1.5e-300, 3e-300], rtol=1e-12)
     for bad, message in [(dict(sigma=float("nan")), r"sigma must be in \[1e-150, 1e\+150\]"),
                          (dict(n=np.array([1.0, 5.0])), "at least 2")]:
         with pytest.raises(ValueError, match=message):

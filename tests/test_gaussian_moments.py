@@ -115,10 +115,12 @@ def test_bad_input():
     with pytest.raises(ValueError, match="regime"):
         G.fit_moments(1.0, ALPHA, N, "subsample")
     with pytest.raises(ValueError, match="sigma"):
-        G.fit_moments(0.0, ALPHA, N)
-    with pytest.raises(ValueError, match="n must be >= 2"):
-        G.fit_moments(1.0, ALPHA, np.maximum(N - 2, 1))
+        G.fit_moments(0.0, ALPHA, N, "replace")
+    with pytest.raises(ValueError, match=r"n must be >= 2 .* in accumulate too\), got n\[\d+\] = 1"):
+        G.fit_moments(1.0, ALPHA, np.maximum(N - 2, 1), "accumulate")
     with pytest.raises(ValueError, match="one schedule"):
-        G.fit_moments(1.0, np.stack([ALPHA, ALPHA]), np.stack([N, N]))
+        G.fit_moments(1.0, np.stack([ALPHA, ALPHA]), np.stack([N, N]), "replace")
     with pytest.raises(ValueError, match="record"):
         G.GaussianConfig(record="moments")
+    with pytest.raises(TypeError, match="regime"):  # no default (it differed from GaussianConfig's; a user trial)
+        G.fit_moments(1.0, ALPHA, N)
