@@ -48,6 +48,43 @@ def test_fig2_checks_the_accumulate_pool_before_anything_runs(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("argv, most", [
+    (["recursions-fig2", "--steps", "310"], "--steps: n_t up to 1.706e+07 exceeds 2**24"),
+    (["recursions-fig3", "--steps", "310"], "--steps: n_t up to"),
+    (["recursions-c2", "--models", "multinomial", "--base", "10000", "--steps", "200"], "--base, --steps: n_t up to"),
+    (["recursions-c2", "--models", "gaussian", "--base", "10000", "--steps", "200"], "--base, --steps: n_t = "),
+])
+def test_sizes_beyond_float32_name_the_flags_and_the_most_steps(tmp_path, capsys, argv, most):
+    """A user trial (2026-12-07): these read "n_t up to 1.706e+07 exceeds 2**24", a size no option sets, and --help
+    gives no limit; the flags that set the sizes and the most steps that hold them exactly are named now."""
+    import jax
+
+    out = tmp_path / "run"
+    x64 = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", False)  # the commands' float32 default (the suite runs in float64)
+    try:
+        code = main(argv + ["--replicates", "2", "--out", str(out)])
+    finally:
+        jax.config.update("jax_enable_x64", x64)
+    err = capsys.readouterr().err
+    assert code == 2 and f"error: {most}" in err and "(at most --steps " in err, err
+    assert not out.exists()
+
+
+def test_flagged_steps_names_the_most_steps_that_pass():
+    from collapse_jax.experiments import runs
+
+    def check(T):
+        if T > 42:
+            raise ValueError(f"n_t up to {T} is too large")
+
+    runs.flagged_steps(check, 42, "--steps")
+    with pytest.raises(ValueError, match=r"^--steps: n_t up to 1000 is too large \(at most --steps 42 here\)$"):
+        runs.flagged_steps(check, 1000, "--steps")
+    with pytest.raises(ValueError, match=r"^--base: n_t up to 47 is too large$"):  # none passes: no bound named
+        runs.flagged_steps(lambda T: check(T + 42), 5, "--base")
+
+
 def test_a_rerun_with_another_precision_or_backend_is_refused(tmp_path, capsys):
     """It was accepted as the same configuration and overwrote the arrays under the old config.json."""
     out = tmp_path / "run"

@@ -160,6 +160,11 @@ def model_runner(model: str, cfg: C2Config, grid, p):
     if model == "multinomial":
         from collapse_jax import multinomial as M
 
+        def counts(T):  # every setting's sizes, so that the most steps named hold for all (a user trial, 2026-12-07)
+            for _, n, regime in settings(T, cfg.base_of(model)):
+                M.check_counts(n, regime, M.resolve_backend("auto", regime))
+
+        runs.flagged_steps(counts, cfg.steps_of(model), "--base, --steps")
         for alpha, n, regime in grid:
             M.check_inputs(p, alpha, n, M.MultinomialConfig(regime))
 
@@ -174,9 +179,14 @@ def model_runner(model: str, cfg: C2Config, grid, p):
         if cfg.base < 2:  # n_t >= base at every step of every schedule
             raise ValueError(f"base must be >= 2 with the gaussian model (n_t >= 2 for the unbiased variance), got "
                              f"{cfg.base}")
-        for _, n, regime in grid:  # exact sizes in this precision, before the folder exists (a user trial)
-            backend = G.resolve_backend("auto", regime)  # (its refusal is no size's: outside the flagged check)
-            runs.flagged_sizes(lambda: G.check_sizes(n, backend), "--base, --steps")
+        backends = {regime: G.resolve_backend("auto", regime) for _, _, regime in grid}  # (its refusal is no
+        # size's: outside the flagged check)
+
+        def sizes(T):  # exact sizes in this precision, before the folder exists (a user trial)
+            for _, n, regime in settings(T, cfg.base_of(model)):
+                G.check_sizes(n, backends[regime])
+
+        runs.flagged_steps(sizes, cfg.steps_of(model), "--base, --steps")
 
         def run():
             losses = _by_regime(grid, lambda a, n, r: G.simulate(seed, mu, sigma, a, n, G.GaussianConfig(r), reps))

@@ -59,7 +59,10 @@ def run(cfg: MultinomialFigureConfig, out: str | None) -> int:
     p = cfg.true_p()
     start = time.perf_counter()
     alpha, n = schedules(cfg.steps)
-    for regime in ("replace", "accumulate"):  # both regimes before anything runs (the accumulate pool's limit)
+    regimes = ("replace", "accumulate")  # both before anything runs (the accumulate pool's limit)
+    runs.flagged_steps(lambda steps: [M.check_counts(schedules(steps)[1], r, M.resolve_backend("auto", r))
+                                      for r in regimes], cfg.steps, "--steps")  # (named: a user trial, 2026-12-07)
+    for regime in regimes:
         M.check_inputs(p, alpha, n, M.MultinomialConfig(regime))
     folder = RunFolder.create("recursions-fig2", out)
     folder.start({**runs.numerics(), "command": "recursions-fig2", "p": p, "alphas": ALPHAS, "sizes": SIZES,

@@ -30,6 +30,8 @@ def run(cfg: MultinomialFigureConfig, out: str | None) -> int:
     n = sizes(cfg.steps)
     alpha = np.stack([S.pure_synthetic_alpha(cfg.steps)] * 4)
     mcfg = M.MultinomialConfig("accumulate")
+    backend = M.resolve_backend("auto", "accumulate")
+    runs.flagged_steps(lambda steps: M.check_counts(sizes(steps), "accumulate", backend), cfg.steps, "--steps")
     M.check_inputs(p, alpha, n, mcfg)
     folder = RunFolder.create("recursions-fig3", out)
     folder.start({**runs.numerics(), "command": "recursions-fig3", "p": p, "sizes": list(SIZES), "num_steps": cfg.steps,

@@ -63,6 +63,26 @@ def flagged_sizes(check: Callable[[], None], flags: str) -> None:
         raise ValueError(f"{flags}: {exc}") from None
 
 
+def flagged_steps(check_at: Callable[[int], None], steps: int, flags: str) -> None:
+    """:func:`flagged_sizes` of ``check_at(steps)`` (a check of the sample sizes a command's schedules reach in
+    ``steps`` generations), naming where it fails the most steps that pass: recursions-fig2 --steps 310 read
+    "n_t up to 1.706e+07 exceeds 2**24", a size no option sets (a user trial, 2026-12-07). The sizes grow with
+    the steps, so the most that pass are found by bisection."""
+    try:
+        check_at(steps)
+    except ValueError as exc:
+        passes, fails = 0, steps
+        while fails - passes > 1:
+            mid = (passes + fails) // 2
+            try:
+                check_at(mid)
+                passes = mid
+            except ValueError:
+                fails = mid
+        most = f" (at most --steps {passes} here)" if passes else ""
+        raise ValueError(f"{flags}: {exc}{most}") from None
+
+
 def _at_least_two(name: str, value, why: str) -> int:
     """``value`` as an int, or a ValueError naming ``name`` unless it is an integer >= 2 (one message for 1, 0 and
     -4 alike), ``why`` in parentheses."""
