@@ -144,8 +144,8 @@ def run(cfg: W2Config, out: str | None) -> int:
         heavy = ""
         if s["ci_reliable"] is False:
             heavy = (f" [heavy tail: the largest {largest_runs(reps)} hold {s['last_top1_share']:.0%} of the sum at "
-                     f"t = {generations}, so the normal 95% CI of the mean is not reliable here: read the median, or run "
-                     "more replicates]")
+                     f"t = {generations}, so the normal 95% CI of the mean is not reliable here: read the median, or "
+                     "run more replicates]")
         elif s["ci_reliable"] is None and (s["exact_outside_ci_from"] is not None
                                            or s["first_order_outside_ci_from"] is not None):
             heavy = (f" [only {reps} runs, too few to judge the tail ({HEAVY_TAIL_MIN_RUNS} needed): once t is "
