@@ -53,7 +53,9 @@ def tracks(g1: jnp.ndarray, n, num_points, eps: float) -> TrackValues:
         n = _checks.positive_int("n", n)
         if n > num_points:
             raise ValueError(f"n must be at most num_points = {num_points}, got {n}")
-        eps = spectral.check_eps(eps)
+        # (fewer rows than dim with eps = 0 gave NaN u_lln and u_cov without a word, where the monitor and logdet
+        # refuse it; a user trial, 2026-12-07)
+        eps = spectral.check_eps(eps, num_points=n, dim=jnp.shape(g1)[0])
     if not _checks.is_traced(g1):
         checked = spectral._check_gram("g1", g1)
         lam = np.linalg.eigvalsh(checked.astype(np.float64))  # (loose: a rank-deficient Gram rounds below 0)

@@ -126,6 +126,8 @@ def test_compression_ratio_by_hand():
     assert dv.compression_ratio([DOG, CAT]) == pytest.approx(len(raw) / len(zlib.compress(raw, 9)))
     assert dv.compression_ratio(["", ""]) is None
     assert dv.compression_ratio(["", "   ", "\n"]) is None  # no token, as every other metric reads it (was 0.385)
+    assert dv.compression_ratio(["<skipped>"]) is None  # 13a erases it: no token for distinct-n either (was 0.529)
+    assert dv.distinct_n(["<skipped>"], 1) is None
 
 
 def test_semantic_diversity_by_hand():

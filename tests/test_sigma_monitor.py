@@ -256,6 +256,8 @@ def test_monitor_settings_and_state_are_checked_against_each_other():
     ((np.eye(3), 2.5, 10, 1e-3), "n must be an integer >= 1"),
     ((np.full((3, 3), np.nan), 5, 10, 1e-3), "g1 contains NaN/inf"),
     ((np.ones((3, 2)), 5, 10, 1e-3), r"g1 must be a square \(dim, dim\) Gram matrix"),
+    # fewer rows than dim with eps = 0: NaN u_lln and u_cov without a word (a user trial, 2026-12-07)
+    ((np.eye(3)[:2].T @ np.eye(3)[:2], 2, 10, 0.0), r"eps must be > 0 for rank-deficient input \(2 points in dim 3\)"),
 ])
 def test_tracks_refuse_bad_input(args, match):
     g1, n, big_n, eps = args
