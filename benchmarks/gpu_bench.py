@@ -514,9 +514,10 @@ def markdown(results: dict) -> str:
         lines.append("")
     sg = results.get("sigma", {})
     if sg.get("status"):
+        done = sg.get("cell_done_s") or []  # (none: "finished at  s" was printed)
         lines += [f"sigma-precision (jax engine): {sg['status']}, wall {sg.get('wall_s', 0):.0f} s, "
-                  f"cells saved: {len(sg.get('cells_saved') or [])}, finished at "
-                  f"{', '.join(f'{t:.0f}' for t in sg.get('cell_done_s') or [])} s", ""]
+                  f"cells saved: {len(sg.get('cells_saved') or [])}"
+                  + (f", finished at {', '.join(f'{t:.0f}' for t in done)} s" if done else ""), ""]
         by_d = sg.get("cell_wall_s_by_d") or {}
         if by_d:
             full = sg.get("projected_full_s")
@@ -529,7 +530,8 @@ def markdown(results: dict) -> str:
         projected = sw.get("projected_full_s")
         lines += [f"sweep runner, Figure-4 GMM network ({sw.get('backend', 'jax')} kernel): {sw.get('cells_done')}/"
                   f"{sw.get('cells')} cells x "
-                  f"{sw.get('replicates')} replicates in {sw.get('wall_s', 0):.0f} s ({sw['status'][:120]}); "
+                  f"{sw.get('replicates')} replicates in {sw.get('wall_s', 0):.0f} s "
+                  f"({sw['status'].splitlines()[0][:120]}); "  # (its second line, the dataset's path, was cut)
                   f"projected for all cells: {'-' if projected is None else f'{projected:.0f} s'}", ""]
     for name in SECTIONS:
         if "error" in results.get(name, {}) and name != "nanogpt":
