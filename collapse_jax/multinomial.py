@@ -878,8 +878,8 @@ def simulate(seed: int | jax.Array, p, alpha, n, config: MultinomialConfig = Mul
         ``"jax"`` or ``"pallas"`` (see :func:`resolve_backend`).
       first_replicate, memory_budget, mesh, progress: as :func:`collapse_jax.driver.run_replicates` (``mesh`` and
         ``memory_budget``: the ``jax`` backend; the native and Pallas kernels run on the default device).
-      chunk_size: replicates per call (default: by ``memory_budget`` for ``jax``, 10,000 for ``native``,
-        2,000,000 for ``pallas``).
+      chunk_size: replicates per call (default: by ``memory_budget`` for ``jax``, 10,000 for ``native`` or fewer,
+        so that a call records at most about 2^24 numbers, and 2,000,000 for ``pallas``).
     Returns:
       losses, (replicate, step) = (R, T + 1) for 1-D schedules or (grid, replicate, step) for grids (NumPy).
     """
@@ -907,8 +907,11 @@ def simulate(seed: int | jax.Array, p, alpha, n, config: MultinomialConfig = Mul
                                     grid_axes=Params(None, 0, 0, 0), chunk_size=chunk_size,
                                     memory_budget=memory_budget, mesh=mesh, **common)
     elif backend == "native":
+        # (10,000 replicates a call whatever the grid: 8 schedules of 2,000 steps made calls of 1.6e8 numbers, 640 MB,
+        # where docs/driver.md says about 2^24; an audit, 2026-12-07; the draws do not depend on the chunks)
+        per_call = chunk_size or max(1, min(10_000, 2 ** 24 // int(np.prod(alpha2.shape))))
         out = driver.map_chunks(lambda keys: batched_risk_native(keys, *params, config.regime), num_replicates, seed,
-                                min(chunk_size or 10_000, num_replicates), replicate_axis=1, pad=False, **common)
+                                min(per_call, num_replicates), replicate_axis=1, pad=False, **common)
     else:
         from collapse_jax import multinomial_pallas
 

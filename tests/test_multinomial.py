@@ -216,6 +216,31 @@ def test_chunking_does_not_change_draws(backend):
         np.testing.assert_array_equal(whole, small)
 
 
+@needs_native
+def test_native_calls_record_at_most_about_2_24_numbers(monkeypatch):
+    """An audit (2026-12-07): the native kernel took 10,000 replicates a call whatever the grid, so 8 schedules of
+    2,000 steps made calls of 1.6e8 recorded numbers (640 MB) where docs/driver.md says about 2^24."""
+    from collapse_jax import driver
+
+    seen = []
+
+    def spy(run, num_replicates, seed, chunk, **kwargs):
+        seen.append(chunk)
+        raise KeyboardInterrupt  # (stop before any compute)
+
+    monkeypatch.setattr(driver, "map_chunks", spy)
+    T = 2000
+    alpha, n = np.stack([S.constant_alpha(0.5, T)] * 8), np.stack([S.constant_size(100, T)] * 8)
+    for R, want in ((20_000, 2 ** 24 // (8 * (T + 1))), (500, 500)):
+        with pytest.raises(KeyboardInterrupt):
+            M.simulate(0, P, alpha, n, M.MultinomialConfig(), R, backend="native", progress=False)
+        assert seen[-1] == want
+    with pytest.raises(KeyboardInterrupt):  # small grids keep 10,000 a call
+        M.simulate(0, P, S.constant_alpha(0.5, 50), S.constant_size(100, 50), M.MultinomialConfig(), 20_000,
+                   backend="native", progress=False)
+    assert seen[-1] == 10_000
+
+
 @pytest.mark.parametrize("regime,p", [  # (each p with one regime in CI: the other pair compiles as long, 18-22 s)
     pytest.param("replace", (0.25, 0.25, 0.25, 0.25), id="replace-even"),
     pytest.param("accumulate", (0.5, 0.3, 0.2), id="accumulate-uneven"),
