@@ -43,9 +43,10 @@ class GmmNetworkOptions:
     preset: str = opts.option("fig4", "paper setting to start from (fig4: B=2, mu=-5,5; fig6: B=11, mu_b=5(b-5)); "
                                       "the options below override it", choices=sorted(PRESETS))
     replicates: int = opts.option(10_000, "R, replicates for the band and summaries")
-    paper_replicates: int = opts.option(5, "replicates drawn as individual lines, as in the paper (their weights are "
-                                           "saved too; a larger value is cut to --replicates, and config.json "
-                                           "records the count drawn)")
+    paper_replicates: int = opts.option(5, "replicates drawn as individual lines, as in the paper, the one nearest "
+                                           "the median also in densities.png (d = 1); their weights are saved too. "
+                                           "0 draws none and writes no densities.png; a larger value is cut to "
+                                           "--replicates, and config.json records the count drawn")
     seed: int = 0
     steps: int | None = _preset("T, number of steps, in [1, 1,000,000]", 200)
     models: int | None = _preset("n, number of GMMs, >= 1 (memory permitting)", 3)
