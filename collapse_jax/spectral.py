@@ -131,8 +131,11 @@ def check_embeddings(name: str, x, dim: int | None = None) -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise ValueError(f"{name} must be real numbers, got dtype {arr.dtype}")
     if not np.all(np.isfinite(arr)):
-        bad = int(np.count_nonzero(~np.isfinite(arr)))
-        raise ValueError(f"{name} contains {bad} NaN/inf entries; embeddings must be finite")
+        bad = ~np.isfinite(arr)
+        rows = np.flatnonzero(bad.any(axis=1))  # (which rows: the monitor's zero-norm message names its row; an audit)
+        at = f"row {rows[0]}" if rows.size == 1 else f"{rows.size} rows, the first {rows[0]}"
+        raise ValueError(f"{name} contains {int(np.count_nonzero(bad))} NaN/inf entries ({at}); embeddings must be "
+                         "finite")
     return arr
 
 
@@ -1358,8 +1361,9 @@ def block_estimates(x_block, num_points: int, *, level: float = 0.95) -> BlockEs
     repeated = repeated_rows(x_block)
     if repeated:
         warnings.warn(f"x_block: {repeated} of its {n} rows repeat another row exactly; the intervals assume "
-                      "distinct rows, and with repeats (a generator that repeats itself) they under-cover: "
-                      "docs/sigma.md, 'Repeated rows'", RepeatedRowsWarning, stacklevel=_checks.user_stacklevel())
+                      "distinct rows, and with repeats (a generator that repeats itself) they under-cover, the "
+                      "leverage jackknife's width falling towards 0 with many: docs/sigma.md, 'Repeated rows'",
+                      RepeatedRowsWarning, stacklevel=_checks.user_stacklevel())
     if not float(top) < 1.0 - 1e-12:
         # One row alone spans a direction (leverage 1): G_1 is regular, so log det G_1 and the seed, second-order,
         # Wishart and scaled-Wishart intervals stand; only the leave-one-out statistics are undefined (without that
