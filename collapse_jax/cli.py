@@ -180,7 +180,10 @@ def _stop_on_termination() -> None:
     """SIGTERM and SIGHUP raise :class:`Terminated` in the main thread, unless something other than the default
     action was set for them (e.g. ``nohup``'s ignored SIGHUP)."""
     def stop(signum, frame):
-        raise Terminated(signum)
+        from collapse_jax.results import raised_in_vain
+
+        if not raised_in_vain(signum, frame):  # (inside a gc callback the exception was dropped: sent again)
+            raise Terminated(signum)
 
     for signum in _TERMINATING:
         if signal.getsignal(signum) is signal.SIG_DFL:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import gc
 import hashlib
 import io
 import json
@@ -480,6 +481,23 @@ def release_folder_locks() -> None:
         _unlock_folder(Path(key))
 
 
+def raised_in_vain(signum: int, frame) -> bool:
+    """Whether a signal handler called on ``frame`` runs inside a :data:`gc.callbacks` function (JAX's
+    ``_xla_gc_callback``), where Python prints and drops any exception, so that raising there would lose the stop:
+    a SIGTERM during a sweep's plots was printed as "Exception ignored in: <function _xla_gc_callback>" and the run
+    went on to exit 0 (2 of 10 tries; an audit, 2026-12-07). If so the signal is sent again shortly, from a timer
+    thread, to be handled once the callback has returned; the handler then returns without raising."""
+    codes = {getattr(getattr(cb, "__func__", cb), "__code__", None) for cb in gc.callbacks} - {None}
+    while frame is not None and codes:
+        if frame.f_code in codes:
+            timer = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+            timer.daemon = True
+            timer.start()
+            return True
+        frame = frame.f_back
+    return False
+
+
 SECOND_PRESS = "a second Ctrl-C: stopped without saving"  # (the KeyboardInterrupt's text: nothing was let finish)
 
 
@@ -500,6 +518,8 @@ def saved_before_stopping(what: str):
 
     def hold(signum, frame):
         if pressed:
+            if raised_in_vain(signum, frame):
+                return
             raise KeyboardInterrupt(SECOND_PRESS)
         pressed.append(signum)
         print(f"\ninterrupted: saving {what} first (Ctrl-C again to stop without it)", file=sys.stderr,

@@ -1,6 +1,7 @@
 """Run folders: every saved array set is also a labelled netCDF dataset a scientist opens without this library."""
 
 import json
+import os
 import re
 
 import numpy as np
@@ -444,3 +445,39 @@ def test_ignoring_warnings_keeps_the_record_of_warnings_already_shown():
     assert run.stderr.count("RuntimeWarning: other") == 1, run.stderr
     assert run.stderr.count("RuntimeWarning: silenced") == 1, run.stderr
     assert "observed rows give no log-det interval" not in run.stderr
+
+
+def test_a_stop_signal_inside_a_gc_callback_is_not_lost():
+    """An audit (2026-12-07): a SIGTERM that arrived while JAX's _xla_gc_callback ran was raised there, where Python
+    prints and drops exceptions ("Exception ignored in: <function _xla_gc_callback>"), and the sweep went on to exit
+    0. The handler now sends the signal again once the callback has returned."""
+    import gc
+    import signal
+    import time
+
+    from collapse_jax import cli
+
+    before = signal.getsignal(signal.SIGTERM)
+    sent = []
+
+    def callback(phase, info):
+        if phase == "start" and not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(1000):  # the handler runs here, inside the callback
+                pass
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        cli._stop_on_termination()
+        gc.callbacks.append(callback)
+        with pytest.raises(cli.Terminated):
+            gc.collect()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+    finally:
+        if callback in gc.callbacks:
+            gc.callbacks.remove(callback)
+        signal.signal(signal.SIGTERM, before)
+    assert sent
