@@ -718,8 +718,10 @@ class RunFolder:
         environments under ``earlier`` (newest last, at most 10): a rerun that only reloaded the results recorded
         its own environment, without the kernels the run had used, in place of the run's (a user trial,
         2026-12-06)."""
+        # (not zarr's temporary chunk files, "<chunk>.<uuid>.partial", which a killed write leaves; an audit)
         files = sorted(str(p.relative_to(self.path)) for p in self.path.rglob("*")
-                       if p.is_file() and not p.name.startswith(".") and p.name != "manifest.json")
+                       if p.is_file() and not p.name.startswith(".") and p.name != "manifest.json"
+                       and not p.name.endswith(".partial"))
         target, aside = self.path / "manifest.json", self.path / EARLIER_MANIFEST
         earlier = []
         try:

@@ -292,6 +292,7 @@ def _open(path: Path, spec: SweepSpec, kernels: str, *, create: bool, resume: bo
             # a second single-process resume, or a fresh start racing with one, computed the same cells and
             # overwrote them (a user trial, 2026-12-05): the folder's lock, as a new sweep takes in RunFolder.start
             lock_folder(path.parent)
+            _remove_partial_chunks(path)
             return root
         config = {k: v for k, v in json.loads(json.dumps(spec.to_dict())).items() if k not in _HOW_TO_RUN}
         try:  # refuses a folder with other files, or with another sweep's config.json
@@ -315,6 +316,23 @@ def _open(path: Path, spec: SweepSpec, kernels: str, *, create: bool, resume: bo
     root = _open_store(zarr, path)
     _check_store(root, path, spec, kernels)
     return root
+
+
+PARTIAL_AGE_SECONDS = 60.0
+
+
+def _remove_partial_chunks(path: Path) -> None:
+    """Remove zarr's temporary chunk files (``<chunk>.<uuid>.partial``, written and then renamed into place) that a
+    killed run left in the store: a SIGKILL between the write and the rename kept one for good, and the manifest
+    listed it (an audit, 2026-12-07). Only files older than :data:`PARTIAL_AGE_SECONDS`, so that another process of
+    a multi-process sweep, writing as this one resumes, keeps its own."""
+    now = time.time()
+    for partial in path.rglob("*.partial"):
+        try:
+            if now - partial.stat().st_mtime > PARTIAL_AGE_SECONDS:
+                partial.unlink()
+        except OSError:  # (gone meanwhile: renamed into place by its writer)
+            pass
 
 
 def _open_store(zarr, path: Path):

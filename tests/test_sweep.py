@@ -1038,6 +1038,26 @@ def test_a_failure_while_building_the_store_leaves_no_temporary_folder(tmp_path,
     assert sweep.run(other, tmp_path / "o", progress=False).cells_done == 2
 
 
+def test_a_resume_removes_chunk_files_a_killed_write_left(tmp_path):
+    """An audit (2026-12-07): a SIGKILL between zarr's chunk write and its rename left "<chunk>.<uuid>.partial" in
+    the store for good, and manifest.json listed it as one of the run's files. A resume removes such files once
+    they are older than a minute (another process of the sweep may be writing its own), and no manifest lists one."""
+    import os
+    import time
+
+    out = tmp_path / "o"
+    assert _sweep_cli(tmp_path, SMALL, out) == 0
+    chunks = [p for p in (out / sweep.STORE).rglob("*") if p.is_file() and p.parent.name == "c"]
+    old, fresh = (c.parent / f"{c.name}.0123456789abcdef0123456789abcdef.partial" for c in chunks[:2])
+    for partial in (old, fresh):
+        partial.write_bytes(b"half a chunk")
+    os.utime(old, (time.time() - 120, time.time() - 120))
+    assert _sweep_cli(tmp_path, SMALL, out, "--resume") == 0
+    assert not old.exists() and fresh.exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not any(name.endswith(".partial") for name in manifest["files"])
+
+
 def test_a_folder_with_other_files_is_refused(tmp_path, capsys):
     out = tmp_path / "o"
     out.mkdir()
