@@ -295,6 +295,7 @@ def _open(path: Path, spec: SweepSpec, kernels: str, *, create: bool, resume: bo
             _remove_partial_chunks(path)
             return root
         config = {k: v for k, v in json.loads(json.dumps(spec.to_dict())).items() if k not in _HOW_TO_RUN}
+        config = _as_stored(path.parent, config)
         try:  # refuses a folder with other files, or with another sweep's config.json
             path.parent.mkdir(parents=True, exist_ok=True)
             folder = RunFolder(path.parent)
@@ -316,6 +317,19 @@ def _open(path: Path, spec: SweepSpec, kernels: str, *, create: bool, resume: bo
     root = _open_store(zarr, path)
     _check_store(root, path, spec, kernels)
     return root
+
+
+def _as_stored(folder: Path, config: dict) -> dict:
+    """The ``config.json`` already in ``folder`` where it is the same sweep as ``config`` by
+    :func:`spec_differences` (a parameter set to its default is the sweep that leaves it out), else ``config``: a
+    run killed while it built its store leaves ``config.json`` alone, and its resume with a default written out was
+    refused as "another configuration" by the run folder's strict comparison, where a resume of a built store takes
+    it (an audit, 2026-12-07)."""
+    try:
+        stored = json.loads((folder / "config.json").read_text())["config"]  # (RunFolder.start's record)
+        return stored if isinstance(stored, dict) and not spec_differences(stored, config) else config
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # none, or not a sweep's: start() decides
+        return config
 
 
 PARTIAL_AGE_SECONDS = 60.0

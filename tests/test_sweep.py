@@ -1364,6 +1364,25 @@ def _disk_full_at_write(monkeypatch, call: int):
     return real
 
 
+def test_a_default_written_out_resumes_a_run_killed_while_building_its_store(tmp_path):
+    """An audit (2026-12-07): a SIGKILL while the store was built leaves config.json alone; the resume with a
+    parameter set to its default was refused as "another configuration (fixed.zipf_exponent: not set -> 1.0)",
+    where the resume of a built store takes it. Another value is still refused."""
+    from collapse_jax.results import RunFolder
+
+    spec = sweep_spec.parse(SMALL)
+    config = {k: v for k, v in json.loads(json.dumps(spec.to_dict())).items() if k not in sweep._HOW_TO_RUN}
+    RunFolder(tmp_path).start(config)  # what the killed run left
+    explicit = sweep_spec.parse(SMALL.replace("steps = 2", "steps = 2\nalpha0 = 0.5"))
+    assert sweep.run(explicit, tmp_path, progress=False, resume=True).cells_done == 2
+    other = tmp_path / "other"
+    other.mkdir()
+    RunFolder(other).start(config)
+    with pytest.raises(ValueError, match="another configuration"):
+        sweep.run(sweep_spec.parse(SMALL.replace("steps = 2", "steps = 2\nalpha0 = 0.25")), other,
+                  progress=False, resume=True)
+
+
 def test_a_full_disk_mid_run_names_the_folder_and_how_to_resume(tmp_path, monkeypatch, capsys):
     """A user trial (2026-12-06): a sweep into a full tmpfs printed "[Errno 28] No space left on device" alone. The
     store itself was fine and --resume finished it; now the message names the folder and says so."""
