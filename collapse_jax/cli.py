@@ -178,7 +178,10 @@ def exit_status(exc: KeyboardInterrupt) -> int:
 
 def _stop_on_termination() -> None:
     """SIGTERM and SIGHUP raise :class:`Terminated` in the main thread, unless something other than the default
-    action was set for them (e.g. ``nohup``'s ignored SIGHUP)."""
+    action was set for them (e.g. ``nohup``'s ignored SIGHUP); Ctrl-C raises KeyboardInterrupt as Python's own
+    handler does, but none of the three is lost inside a gc callback (:func:`collapse_jax.results.raised_in_vain`)."""
+    from collapse_jax.results import interrupt
+
     def stop(signum, frame):
         from collapse_jax.results import raised_in_vain
 
@@ -188,6 +191,8 @@ def _stop_on_termination() -> None:
     for signum in _TERMINATING:
         if signal.getsignal(signum) is signal.SIG_DFL:
             signal.signal(signum, stop)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupt)
 
 
 def _warn_if_jit_disabled(command: str) -> None:

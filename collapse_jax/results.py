@@ -486,11 +486,19 @@ def raised_in_vain(signum: int, frame) -> bool:
     ``_xla_gc_callback``), where Python prints and drops any exception, so that raising there would lose the stop:
     a SIGTERM during a sweep's plots was printed as "Exception ignored in: <function _xla_gc_callback>" and the run
     went on to exit 0 (2 of 10 tries; an audit, 2026-12-07). If so the signal is sent again shortly, from a timer
-    thread, to be handled once the callback has returned; the handler then returns without raising."""
+    thread, to be handled once the callback has returned, and only while the handler that deferred it is still
+    installed (one restored meanwhile, after the program stopped for another reason, gets no second signal; a
+    review); the handler then returns without raising."""
     codes = {getattr(getattr(cb, "__func__", cb), "__code__", None) for cb in gc.callbacks} - {None}
     while frame is not None and codes:
         if frame.f_code in codes:
-            timer = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+            handler = signal.getsignal(signum)
+
+            def again() -> None:
+                if signal.getsignal(signum) is handler:
+                    os.kill(os.getpid(), signum)
+
+            timer = threading.Timer(0.05, again)
             timer.daemon = True
             timer.start()
             return True
@@ -498,23 +506,31 @@ def raised_in_vain(signum: int, frame) -> bool:
     return False
 
 
+def interrupt(signum, frame):
+    """Python's default SIGINT handler (a KeyboardInterrupt), except inside a gc callback, where that exception would
+    be dropped and the Ctrl-C lost: it is sent again there (:func:`raised_in_vain`). The command line's."""
+    if not raised_in_vain(signum, frame):
+        raise KeyboardInterrupt
+
+
 SECOND_PRESS = "a second Ctrl-C: stopped without saving"  # (the KeyboardInterrupt's text: nothing was let finish)
 
 
 @contextlib.contextmanager
 def saved_before_stopping(what: str):
-    """Hold a first Ctrl-C until the block ends, then stop: the block computes a batch and saves it, and a compiled
-    or native computation would otherwise be thrown away (gmm-network's native kernel, a user trial, 2026-12-06).
-    A second Ctrl-C stops without saving (:data:`SECOND_PRESS`), as soon as Python runs again: also inside a native
-    call that the simulators wait for (:func:`collapse_jax.driver.wait_ready`; a pure-JAX program that JAX runs on
-    the calling thread finishes first). Only in the main thread (where Python delivers signals), and only while
-    SIGINT has Python's default handler. Yields a list that holds the signal once a first Ctrl-C came, for a loop
-    that stops at its next step (nanoGPT training: a checkpoint of the steps done, then the interrupt)."""
+    """Hold a first Ctrl-C until the block ends, then stop: the block computes a batch and saves it, and a compiled or
+    native computation would otherwise be thrown away (gmm-network's native kernel, a user trial, 2026-12-06). A second
+    Ctrl-C stops without saving (:data:`SECOND_PRESS`), as soon as Python runs again: also inside a native call that the
+    simulators wait for (:func:`collapse_jax.driver.wait_ready`; a pure-JAX program that JAX runs on the calling thread
+    finishes first). Only in the main thread (where Python delivers signals), and only while SIGINT has Python's default
+    handler (or the command line's :func:`interrupt`). Yields a list that holds the signal once a first Ctrl-C came, for
+    a loop that stops at its next step (nanoGPT training: a checkpoint of the steps done, then the interrupt)."""
     pressed: list[int] = []
     if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            or signal.getsignal(signal.SIGINT) not in (signal.default_int_handler, interrupt)):
         yield pressed
         return
+    before = signal.getsignal(signal.SIGINT)
 
     def hold(signum, frame):
         if pressed:
@@ -529,7 +545,7 @@ def saved_before_stopping(what: str):
     try:
         yield pressed
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, before)
     if pressed:
         raise KeyboardInterrupt
 

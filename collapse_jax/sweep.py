@@ -516,7 +516,8 @@ def check_plan(spec: SweepSpec, *, memory_budget: int | None = None) -> str:
         except TypeError:
             raise ValueError(f"sweep model {model.name!r}: group_key must return a hashable value (a tuple, not a "
                              f"list or dict), got {key!r}") from None
-        curves = model.theory(cell)  # (closed forms are cheap; the runner checks every cell's as it writes it)
+    for cell in _probe_cells(spec, model):  # (closed forms are cheap; the runner checks every cell's as it writes)
+        curves = model.theory(cell)
         if isinstance(curves, Mapping):
             _check_theory_names(model, cell, curves)
     if type(model).check_precision is not SweepModel.check_precision:  # (every cell: ~22 us each)

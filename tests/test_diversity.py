@@ -130,6 +130,20 @@ def test_compression_ratio_by_hand():
     assert dv.distinct_n(["<skipped>"], 1) is None
 
 
+def test_compression_ratio_needs_no_sacrebleu(monkeypatch):
+    """A review (2026-12-07): reading tokens made compression_ratio, zlib alone before, need the llm extra's
+    sacrebleu; without it, texts with no character but whitespace still read None."""
+    from collapse_jax import _checks
+
+    def missing(text):
+        raise _checks.MissingExtraError("llm_bridge needs 'sacrebleu.metrics'")
+
+    monkeypatch.setattr(dv, "tokenize", missing)
+    raw = (CAT + "\n" + DOG).encode()
+    assert dv.compression_ratio([DOG, CAT]) == pytest.approx(len(raw) / len(zlib.compress(raw, 9)))
+    assert dv.compression_ratio([" ", "\n"]) is None
+
+
 def test_semantic_diversity_by_hand():
     # cos: (e1, e2) = 0, (e1, e3) = (e2, e3) = 1/sqrt 2 -> distances 1, 1 - 1/sqrt 2 twice
     e = [[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]]

@@ -53,6 +53,7 @@ def test_fig2_checks_the_accumulate_pool_before_anything_runs(tmp_path, capsys):
     (["recursions-fig3", "--steps", "310"], "--steps: n_t up to"),
     (["recursions-c2", "--models", "multinomial", "--base", "10000", "--steps", "200"], "--base, --steps: n_t up to"),
     (["recursions-c2", "--models", "gaussian", "--base", "10000", "--steps", "200"], "--base, --steps: n_t = "),
+    (["recursions-w2", "--linear-base", "100001", "--generations", "200"], "--sizes, --linear-base: n_t = "),
 ])
 def test_sizes_beyond_float32_name_the_flags_and_the_most_steps(tmp_path, capsys, argv, most):
     """A user trial (2026-12-07): these read "n_t up to 1.706e+07 exceeds 2**24", a size no option sets, and --help
@@ -67,7 +68,8 @@ def test_sizes_beyond_float32_name_the_flags_and_the_most_steps(tmp_path, capsys
     finally:
         jax.config.update("jax_enable_x64", x64)
     err = capsys.readouterr().err
-    assert code == 2 and f"error: {most}" in err and "(at most --steps " in err, err
+    bound = "(at most --generations " if argv[0] == "recursions-w2" else "(at most --steps "
+    assert code == 2 and f"error: {most}" in err and bound in err, err
     assert not out.exists()
 
 

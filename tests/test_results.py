@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -447,31 +448,36 @@ def test_ignoring_warnings_keeps_the_record_of_warnings_already_shown():
     assert "observed rows give no log-det interval" not in run.stderr
 
 
-def test_a_stop_signal_inside_a_gc_callback_is_not_lost():
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_inside_a_gc_callback_is_not_lost(name):
     """An audit (2026-12-07): a SIGTERM that arrived while JAX's _xla_gc_callback ran was raised there, where Python
     prints and drops exceptions ("Exception ignored in: <function _xla_gc_callback>"), and the sweep went on to exit
-    0. The handler now sends the signal again once the callback has returned."""
+    0 (Python's own Ctrl-C handler loses it there alike). The command line's handlers send the signal again once the
+    callback has returned."""
     import gc
     import signal
     import time
 
     from collapse_jax import cli
 
-    before = signal.getsignal(signal.SIGTERM)
+    signum = getattr(signal, name)
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     sent = []
 
     def callback(phase, info):
         if phase == "start" and not sent:
             sent.append(True)
-            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signum)
             for _ in range(1000):  # the handler runs here, inside the callback
                 pass
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         cli._stop_on_termination()
         gc.callbacks.append(callback)
-        with pytest.raises(cli.Terminated):
+        with pytest.raises(cli.Terminated if name == "SIGTERM" else KeyboardInterrupt):
             gc.collect()
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
@@ -479,5 +485,42 @@ def test_a_stop_signal_inside_a_gc_callback_is_not_lost():
     finally:
         if callback in gc.callbacks:
             gc.callbacks.remove(callback)
-        signal.signal(signal.SIGTERM, before)
+        for s, handler in before.items():
+            signal.signal(s, handler)
     assert sent
+
+
+def test_a_deferred_signal_is_not_sent_again_once_its_handler_is_gone():
+    """A review (2026-12-07): the timer re-sent the signal whatever handler was installed by then, so a program that
+    had stopped for another reason and restored its handlers got a second KeyboardInterrupt (or SIGTERM's default
+    action) 50 ms later."""
+    import gc
+    import signal
+    import time
+
+    from collapse_jax import results
+
+    got = []
+
+    def handler(signum, frame):
+        got.append(signum)
+
+    deferred = []
+
+    def callback(phase, info):
+        if phase == "start" and not deferred:
+            deferred.append(results.raised_in_vain(signal.SIGUSR1, sys._getframe()))
+            signal.signal(signal.SIGUSR1, handler)  # another handler before the timer fires
+
+    before = signal.signal(signal.SIGUSR1, lambda signum, frame: None)  # the handler that defers
+    gc.callbacks.append(callback)
+    try:
+        gc.collect()
+        gc.callbacks.remove(callback)
+        assert deferred == [True]
+        time.sleep(0.3)
+        assert got == []
+    finally:
+        if callback in gc.callbacks:
+            gc.callbacks.remove(callback)
+        signal.signal(signal.SIGUSR1, before)

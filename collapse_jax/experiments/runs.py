@@ -63,7 +63,7 @@ def flagged_sizes(check: Callable[[], None], flags: str) -> None:
         raise ValueError(f"{flags}: {exc}") from None
 
 
-def flagged_steps(check_at: Callable[[int], None], steps: int, flags: str) -> None:
+def flagged_steps(check_at: Callable[[int], None], steps: int, flags: str, steps_flag: str = "--steps") -> None:
     """:func:`flagged_sizes` of ``check_at(steps)`` (a check of the sample sizes a command's schedules reach in
     ``steps`` generations), naming where it fails the most steps that pass: recursions-fig2 --steps 310 read
     "n_t up to 1.706e+07 exceeds 2**24", a size no option sets (a user trial, 2026-12-07). The sizes grow with
@@ -79,7 +79,7 @@ def flagged_steps(check_at: Callable[[int], None], steps: int, flags: str) -> No
                 passes = mid
             except ValueError:
                 fails = mid
-        most = f" (at most --steps {passes} here)" if passes else ""
+        most = f" (at most {steps_flag} {passes} here)" if passes else ""
         raise ValueError(f"{flags}: {exc}{most}") from None
 
 

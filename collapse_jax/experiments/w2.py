@@ -106,7 +106,8 @@ def run(cfg: W2Config, out: str | None) -> int:
     alpha = S.pure_synthetic_alpha(generations)
     # (the backend's refusal, a native kernel that did not build, blamed --sizes, --linear-base; a user trial)
     backend = G.resolve_backend("auto", "replace")
-    runs.flagged_sizes(lambda: G.check_sizes(n, backend), "--sizes, --linear-base")
+    runs.flagged_steps(lambda T: G.check_sizes(schedules(list(cfg.sizes), cfg.linear_base, T)[1], backend),
+                       generations, "--sizes, --linear-base", "--generations")
     folder = RunFolder.create("recursions-w2", out)
     folder.start({**runs.numerics(), "command": "recursions-w2", "mu": mu, "sigma": sigma, "settings": names,
                   "generations": generations, "replicates": reps, "seed": cfg.seed,
