@@ -34,6 +34,7 @@ from collapse_jax import _native  # noqa: E402
 from collapse_jax.results import atomic_write_json, environment_info  # noqa: E402
 
 KERNEL = "collapse_jax/_native/multinomial_risk.cc"
+HEADER = "collapse_jax/_native/common.h"
 
 # Appended to the kernel source (inside its file, so its anonymous namespace is visible).
 ENTRY = r"""
@@ -61,11 +62,15 @@ extern "C" double cj_refill_thread(const double* p, int64_t K, double size, int6
 """
 
 
-def kernel_library(source: str, name: str):
-    """The kernel source plus the entry point, built by ``_native._build`` (the hash covers the whole text)."""
+def kernel_library(source: str, name: str, header: str | None = None):
+    """The kernel source plus the entry point, built by ``_native._build`` (the hash covers the whole text), beside
+    ``header``, the ``common.h`` it includes (the kernel has included it since 3cf5505, and the copy alone failed to
+    compile with "common.h: No such file or directory"; an audit, 2026-12-07)."""
     work = Path(tempfile.mkdtemp(prefix="refill-thread-"))
     path = work / f"{name}.cc"
     path.write_text(source + ENTRY)
+    if header is not None:
+        (work / "common.h").write_text(header)
     lib = ctypes.CDLL(str(_native._build(_native._compiler(), (path,), name)))
     lib.cj_refill_thread.restype = ctypes.c_double
     lib.cj_refill_thread.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int64,
@@ -95,11 +100,16 @@ def main() -> None:
     args = ap.parse_args()
     if args.rounds < 2:
         ap.error("--rounds must be at least 2")
-    builds = {"this": kernel_library((ROOT / KERNEL).read_text(), "refill_thread")}
+    builds = {"this": kernel_library((ROOT / KERNEL).read_text(), "refill_thread", (ROOT / HEADER).read_text())}
     if args.base:
-        base = subprocess.run(["git", "show", f"{args.base}:{KERNEL}"], cwd=ROOT, check=True, capture_output=True,
-                              text=True).stdout
-        builds["base"] = kernel_library(base, "refill_thread_base")
+        def show(path: str) -> str | None:
+            got = subprocess.run(["git", "show", f"{args.base}:{path}"], cwd=ROOT, capture_output=True, text=True)
+            return got.stdout if got.returncode == 0 else None  # (no common.h before 3cf5505)
+
+        base = show(KERNEL)
+        if base is None:
+            raise SystemExit(f"--base {args.base}: no {KERNEL} there")
+        builds["base"] = kernel_library(base, "refill_thread_base", show(HEADER))
     T1 = args.generations + 1
     rows = []
     for K, n in args.cases:
@@ -107,6 +117,8 @@ def main() -> None:
         p = np.random.default_rng(0).dirichlet(np.ones(K))
         loss = {name: np.zeros(R * T1) for name in builds}
         rates: dict[str, list[float]] = {name: [] for name in builds}
+        for name in builds:  # an untimed warm-up call each (page faults, caches, frequency: the first round counted)
+            builds[name].cj_refill_thread(p.ctypes.data, K, float(n), T1, R, loss[name].ctypes.data)
         for r in range(args.rounds):
             for name in (list(builds) if r % 2 == 0 else list(builds)[::-1]):
                 seconds = builds[name].cj_refill_thread(p.ctypes.data, K, float(n), T1, R, loss[name].ctypes.data)
