@@ -125,9 +125,16 @@ def main(argv=None) -> int:
         subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
         trees = {args.base: Path(tmp), "this checkout": here}
         sys.path.insert(0, str(here))
+        import platform
+
+        import jax
+        import numpy as np
+
         from collapse_jax.results import cpu_info
 
-        print(f"CPU: {cpu_info()}; load average before: {os.getloadavg()}", flush=True)
+        # (versions too: only the CPU was recorded; an audit of the benchmark scripts, 2026-12-07)
+        print(f"CPU: {cpu_info()}; jax {jax.__version__}, numpy {np.__version__}, python "
+              f"{platform.python_version()}; load average before: {os.getloadavg()}", flush=True)
         for case in args.cases:
             runs: dict = {name: [] for name in trees}
             for _ in range(args.rounds):

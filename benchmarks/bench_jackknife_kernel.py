@@ -65,11 +65,16 @@ def main(argv=None) -> int:
         print(f"{name}: min {min(t):.3f}, median {statistics.median(t):.3f} CPU-s per block "
               f"(all: {', '.join(f'{v:.3f}' for v in t)})")
     ratio = best["this checkout"] / best[args.base]
-    print(f"ratio (minima): {ratio:.3f}; load average after: {os.getloadavg()}")
+    medians = statistics.median(times["this checkout"]) / statistics.median(times[args.base])
+    environment = environment_info()  # (printed too: without --out no CPU or version was recorded; an audit)
+    print(f"ratio (minima): {ratio:.3f}, (medians): {medians:.3f}; load average after: {os.getloadavg()}")
+    print(f"CPU: {environment.get('cpu_model')} (family {environment.get('cpu_family')} model "
+          f"{environment.get('cpu_model_number')}), features {environment.get('cpu_features')}; jax "
+          f"{environment.get('jax')}, numpy {environment.get('numpy')}, python {environment.get('python')}")
     if args.out:
         atomic_write_json(args.out, {"command": " ".join(sys.argv), "base": args.base, "dim": args.dim, "sizes": ns,
-                                     "cpu_seconds": times, "ratio_of_minima": ratio, "load_before": load_before,
-                                     "environment": environment_info()})
+                                     "cpu_seconds": times, "ratio_of_minima": ratio, "ratio_of_medians": medians,
+                                     "load_before": load_before, "environment": environment})
     return 0
 
 

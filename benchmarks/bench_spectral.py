@@ -71,6 +71,7 @@ def batched_logdet(args, rng):
 
     res = dict(count=passes * per, dim=d, threads=_native.spectral_threads(), native_first_call_seconds=first)
     res["native"] = timed(native, args.repeats)
+    np.linalg.slogdet(grams[0])  # (NumPy's first call, its BLAS threads started, outside the loops' timing; an audit)
     res["numpy_slogdet_loop"] = timed(numpy_loop, args.numpy_repeats)
     with spectral.one_blas_thread():
         res["numpy_slogdet_loop_one_blas_thread"] = timed(numpy_loop, args.numpy_repeats)

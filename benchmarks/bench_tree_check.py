@@ -24,7 +24,11 @@ def _per_call(fn, number: int, repeat: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    tree = Path(sys.argv[1] if len(sys.argv) > 1 else ".").resolve()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tree", nargs="?", default=".", help="the checkout whose collapse_jax is timed (default: .)")
+    tree = Path(parser.parse_args().tree).resolve()  # (--help was read as a tree; an audit, 2026-12-07)
     sys.path.insert(0, str(tree))
     import numpy as np
 
