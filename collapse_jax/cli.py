@@ -178,21 +178,17 @@ def exit_status(exc: KeyboardInterrupt) -> int:
 
 def _stop_on_termination() -> None:
     """SIGTERM and SIGHUP raise :class:`Terminated` in the main thread, unless something other than the default
-    action was set for them (e.g. ``nohup``'s ignored SIGHUP); Ctrl-C raises KeyboardInterrupt as Python's own
-    handler does, but none of the three is lost inside a gc callback (:func:`collapse_jax.results.raised_in_vain`)."""
-    from collapse_jax.results import interrupt
+    action was set for them (e.g. ``nohup``'s ignored SIGHUP); a stop that Python drops (raised while a finalizer or
+    a gc callback runs) is sent again (:func:`collapse_jax.results.resend_dropped_stops`)."""
+    from collapse_jax.results import resend_dropped_stops
 
     def stop(signum, frame):
-        from collapse_jax.results import raised_in_vain
-
-        if not raised_in_vain(signum, frame):  # (inside a gc callback the exception was dropped: sent again)
-            raise Terminated(signum)
+        raise Terminated(signum)
 
     for signum in _TERMINATING:
         if signal.getsignal(signum) is signal.SIG_DFL:
             signal.signal(signum, stop)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, interrupt)
+    resend_dropped_stops()
 
 
 def _warn_if_jit_disabled(command: str) -> None:

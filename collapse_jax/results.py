@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import gc
 import hashlib
 import io
 import json
@@ -481,36 +480,40 @@ def release_folder_locks() -> None:
         _unlock_folder(Path(key))
 
 
-def raised_in_vain(signum: int, frame) -> bool:
-    """Whether a signal handler called on ``frame`` runs inside a :data:`gc.callbacks` function (JAX's
-    ``_xla_gc_callback``), where Python prints and drops any exception, so that raising there would lose the stop:
-    a SIGTERM during a sweep's plots was printed as "Exception ignored in: <function _xla_gc_callback>" and the run
-    went on to exit 0 (2 of 10 tries; an audit, 2026-12-07). If so the signal is sent again shortly, from a timer
-    thread, to be handled once the callback has returned, and only while the handler that deferred it is still
-    installed (one restored meanwhile, after the program stopped for another reason, gets no second signal; a
-    review); the handler then returns without raising."""
-    codes = {getattr(getattr(cb, "__func__", cb), "__code__", None) for cb in gc.callbacks} - {None}
-    while frame is not None and codes:
-        if frame.f_code in codes:
-            handler = signal.getsignal(signum)
+def resend_later(signum: int, delay: float = 0.05) -> None:
+    """Send ``signum`` to this process again after ``delay`` seconds, from a timer thread, if the handler installed
+    now is still installed then (one restored meanwhile, after the program stopped for another reason, gets no second
+    signal; a review, 2026-12-07)."""
+    handler = signal.getsignal(signum)
 
-            def again() -> None:
-                if signal.getsignal(signum) is handler:
-                    os.kill(os.getpid(), signum)
+    def again() -> None:
+        if signal.getsignal(signum) is handler:
+            os.kill(os.getpid(), signum)
 
-            timer = threading.Timer(0.05, again)
-            timer.daemon = True
-            timer.start()
-            return True
-        frame = frame.f_back
-    return False
+    timer = threading.Timer(delay, again)
+    timer.daemon = True
+    timer.start()
 
 
-def interrupt(signum, frame):
-    """Python's default SIGINT handler (a KeyboardInterrupt), except inside a gc callback, where that exception would
-    be dropped and the Ctrl-C lost: it is sent again there (:func:`raised_in_vain`). The command line's."""
-    if not raised_in_vain(signum, frame):
-        raise KeyboardInterrupt
+def resend_dropped_stops() -> None:
+    """Install a :data:`sys.unraisablehook` that sends a stop again when Python drops it: a signal handler's
+    exception (a KeyboardInterrupt, or the command line's SIGTERM / SIGHUP one, a subclass) raised while a finalizer,
+    a weakref callback or a gc callback runs (JAX's ``_xla_gc_callback``, tqdm's ``__del__``) is printed as "Exception
+    ignored in ..." and lost, and a sweep that got SIGTERM during its plots went on to exit 0 (2 of 10 tries; an
+    audit, 2026-12-07). The signal is sent again (:func:`resend_later`), to be raised where the program runs next;
+    other unraisable exceptions go to the hook that was in place. The command line's; once per process."""
+    previous = sys.unraisablehook
+    if getattr(previous, "resends_stops", False):
+        return
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            resend_later(getattr(unraisable.exc_value, "signum", signal.SIGINT))
+            return
+        previous(unraisable)
+
+    hook.resends_stops = True
+    sys.unraisablehook = hook
 
 
 SECOND_PRESS = "a second Ctrl-C: stopped without saving"  # (the KeyboardInterrupt's text: nothing was let finish)
@@ -523,19 +526,17 @@ def saved_before_stopping(what: str):
     Ctrl-C stops without saving (:data:`SECOND_PRESS`), as soon as Python runs again: also inside a native call that the
     simulators wait for (:func:`collapse_jax.driver.wait_ready`; a pure-JAX program that JAX runs on the calling thread
     finishes first). Only in the main thread (where Python delivers signals), and only while SIGINT has Python's default
-    handler (or the command line's :func:`interrupt`). Yields a list that holds the signal once a first Ctrl-C came, for
+    handler. Yields a list that holds the signal once a first Ctrl-C came, for
     a loop that stops at its next step (nanoGPT training: a checkpoint of the steps done, then the interrupt)."""
     pressed: list[int] = []
     if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) not in (signal.default_int_handler, interrupt)):
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield pressed
         return
     before = signal.getsignal(signal.SIGINT)
 
     def hold(signum, frame):
         if pressed:
-            if raised_in_vain(signum, frame):
-                return
             raise KeyboardInterrupt(SECOND_PRESS)
         pressed.append(signum)
         print(f"\ninterrupted: saving {what} first (Ctrl-C again to stop without it)", file=sys.stderr,

@@ -448,12 +448,13 @@ def test_ignoring_warnings_keeps_the_record_of_warnings_already_shown():
     assert "observed rows give no log-det interval" not in run.stderr
 
 
+@pytest.mark.parametrize("where", ["gc-callback", "finalizer"])
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
-def test_a_stop_signal_inside_a_gc_callback_is_not_lost(name):
+def test_a_stop_signal_python_drops_is_sent_again(name, where):
     """An audit (2026-12-07): a SIGTERM that arrived while JAX's _xla_gc_callback ran was raised there, where Python
     prints and drops exceptions ("Exception ignored in: <function _xla_gc_callback>"), and the sweep went on to exit
-    0 (Python's own Ctrl-C handler loses it there alike). The command line's handlers send the signal again once the
-    callback has returned."""
+    0; a finalizer (tqdm's __del__) or a weakref callback drops it alike, and so Ctrl-C. The command line's
+    sys.unraisablehook sends the signal again, to be raised where the program runs next."""
     import gc
     import signal
     import time
@@ -462,23 +463,34 @@ def test_a_stop_signal_inside_a_gc_callback_is_not_lost(name):
 
     signum = getattr(signal, name)
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
+    hook = sys.unraisablehook
     sent = []
+
+    def send():
+        sent.append(True)
+        os.kill(os.getpid(), signum)
+        for _ in range(1000):  # the handler runs here, inside the callback or finalizer
+            pass
 
     def callback(phase, info):
         if phase == "start" and not sent:
-            sent.append(True)
-            os.kill(os.getpid(), signum)
-            for _ in range(1000):  # the handler runs here, inside the callback
-                pass
+            send()
+
+    class Finalized:
+        def __del__(self):
+            send()
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         cli._stop_on_termination()
-        gc.callbacks.append(callback)
         with pytest.raises(cli.Terminated if name == "SIGTERM" else KeyboardInterrupt):
-            gc.collect()
+            if where == "gc-callback":
+                gc.callbacks.append(callback)
+                gc.collect()
+            else:
+                Finalized()  # (dropped at once: its __del__ runs here)
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -487,40 +499,28 @@ def test_a_stop_signal_inside_a_gc_callback_is_not_lost(name):
             gc.callbacks.remove(callback)
         for s, handler in before.items():
             signal.signal(s, handler)
+        sys.unraisablehook = hook
     assert sent
 
 
-def test_a_deferred_signal_is_not_sent_again_once_its_handler_is_gone():
-    """A review (2026-12-07): the timer re-sent the signal whatever handler was installed by then, so a program that
-    had stopped for another reason and restored its handlers got a second KeyboardInterrupt (or SIGTERM's default
-    action) 50 ms later."""
-    import gc
+def test_a_signal_is_not_sent_again_once_its_handler_is_gone():
+    """A review (2026-12-07): a resent signal went to whatever handler was installed by then, so a program that had
+    stopped for another reason and restored its handlers got a second KeyboardInterrupt (or SIGTERM's default action)
+    50 ms later."""
     import signal
     import time
 
     from collapse_jax import results
 
-    got = []
-
-    def handler(signum, frame):
-        got.append(signum)
-
-    deferred = []
-
-    def callback(phase, info):
-        if phase == "start" and not deferred:
-            deferred.append(results.raised_in_vain(signal.SIGUSR1, sys._getframe()))
-            signal.signal(signal.SIGUSR1, handler)  # another handler before the timer fires
-
-    before = signal.signal(signal.SIGUSR1, lambda signum, frame: None)  # the handler that defers
-    gc.callbacks.append(callback)
+    got = {"first": [], "second": []}
+    before = signal.signal(signal.SIGUSR1, lambda signum, frame: got["first"].append(signum))
     try:
-        gc.collect()
-        gc.callbacks.remove(callback)
-        assert deferred == [True]
+        results.resend_later(signal.SIGUSR1)
         time.sleep(0.3)
-        assert got == []
+        assert got["first"] == [signal.SIGUSR1]  # sent to the handler still in place
+        results.resend_later(signal.SIGUSR1)
+        signal.signal(signal.SIGUSR1, lambda signum, frame: got["second"].append(signum))
+        time.sleep(0.3)
+        assert got["second"] == []
     finally:
-        if callback in gc.callbacks:
-            gc.callbacks.remove(callback)
         signal.signal(signal.SIGUSR1, before)
