@@ -521,13 +521,13 @@ SECOND_PRESS = "a second Ctrl-C: stopped without saving"  # (the KeyboardInterru
 
 @contextlib.contextmanager
 def saved_before_stopping(what: str):
-    """Hold a first Ctrl-C until the block ends, then stop: the block computes a batch and saves it, and a compiled or
-    native computation would otherwise be thrown away (gmm-network's native kernel, a user trial, 2026-12-06). A second
-    Ctrl-C stops without saving (:data:`SECOND_PRESS`), as soon as Python runs again: also inside a native call that the
-    simulators wait for (:func:`collapse_jax.driver.wait_ready`; a pure-JAX program that JAX runs on the calling thread
-    finishes first). Only in the main thread (where Python delivers signals), and only while SIGINT has Python's default
-    handler. Yields a list that holds the signal once a first Ctrl-C came, for
-    a loop that stops at its next step (nanoGPT training: a checkpoint of the steps done, then the interrupt)."""
+    """Hold a first Ctrl-C until the block ends, then stop: the block computes a batch and saves it, and a compiled
+    or native computation would otherwise be thrown away (gmm-network's native kernel, a user trial, 2026-12-06).
+    A second Ctrl-C stops without saving (:data:`SECOND_PRESS`), as soon as Python runs again: also inside a native
+    call that the simulators wait for (:func:`collapse_jax.driver.wait_ready`; a pure-JAX program that JAX runs on
+    the calling thread finishes first). Only in the main thread (where Python delivers signals), and only while
+    SIGINT has Python's default handler. Yields a list that holds the signal once a first Ctrl-C came, for a loop
+    that stops at its next step (nanoGPT training: a checkpoint of the steps done, then the interrupt)."""
     pressed: list[int] = []
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
