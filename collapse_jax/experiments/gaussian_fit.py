@@ -13,7 +13,7 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax.experiments import runs
-from collapse_jax.experiments.w2 import HEAVY_TAIL_MIN_RUNS, heavy_tailed, largest_runs, top_share
+from collapse_jax.experiments.runs import HEAVY_TAIL_MIN_RUNS, heavy_tailed, largest_runs, top_share
 from collapse_jax.results import RunFolder
 
 REGIMES = ("replace", "accumulate", "accumulate-subsample")
@@ -139,7 +139,8 @@ def run(cfg: GaussianFitConfig, out: str | None) -> int:
               f"{s['max_abs_z_variance']:.2f}; E W2^2 {s['last_w2']:.4g} "
               f"{'>=' if s['last_w2'] >= s['last_w2_lower_bound'] else '< (below)'} bound "
               f"{s['last_w2_lower_bound']:.4g}{note}")  # (">=" was printed of 0.037 and 0.069; a user trial)
-    fig = figure(regimes, sq_err, var, w2, exact_sq, exact_var, lower, cfg)
+    fig = figure(regimes, sq_err, var, w2, exact_sq, exact_var, lower, cfg,
+                 heavy={r for r in regimes if summary[r]['ci_reliable'] is False})
     return runs.finish(folder, fig, "gaussian_fit.png", "recursions-gaussian-fit", start, summary)
 
 
@@ -152,16 +153,17 @@ def _z(samples, exact):
     return np.where(se > 0, diff / np.where(se > 0, se, 1.0), flat)
 
 
-def figure(regimes, sq_err, var, w2, exact_sq, exact_var, lower, cfg: GaussianFitConfig):
+def figure(regimes, sq_err, var, w2, exact_sq, exact_var, lower, cfg: GaussianFitConfig, heavy=frozenset()):
     """Three panels over t, one colour per regime: the Monte Carlo mean with its 95% band and the exact value
-    (dashed) of ``(mu_hat - mu)^2`` and of ``sigma_hat^2``; the risk ``W_2^2`` with its lower bound (dotted)."""
+    (dashed) of ``(mu_hat - mu)^2`` and of ``sigma_hat^2``; the risk ``W_2^2`` with its lower bound (dotted). The
+    regimes in ``heavy`` (the run's heavy-tail verdict) are labelled so."""
     plt = runs.pyplot()
     t = np.arange(sq_err.shape[-1])
     colors = plt.cm.tab10(np.arange(len(regimes)))
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     for g, (regime, color) in enumerate(zip(regimes, colors)):
         label = regime  # (the console's heavy-tail note, on the figure too, as recursions-w2 marks it)
-        if any(heavy_tailed(top_share(x[g][:, -1]), x.shape[1]) for x in (sq_err, var)):
+        if regime in heavy:
             label = f"{regime} (heavy tail at t = {t[-1]}: bands not reliable)"
         runs.band(axes[0], t, sq_err[g], color, label, exact_sq[g])
         runs.band(axes[1], t, var[g], color, label, exact_var[g])

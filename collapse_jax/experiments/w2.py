@@ -11,6 +11,7 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax.experiments import runs
+from collapse_jax.experiments.runs import HEAVY_TAIL_MIN_RUNS, heavy_tailed, largest_runs, top_share
 from collapse_jax.results import RunFolder
 
 
@@ -65,32 +66,6 @@ def _stays_outside_from(inside) -> int | None:
         return None
     back_inside = np.flatnonzero(inside)
     return int(back_inside[-1] + 1) if back_inside.size else 0
-
-
-# Above this share of the Monte Carlo sum held by the largest 1 % of runs, the normal interval of the mean is not
-# trusted (measured at the last generation: 0.10-0.17 where the exact law sits inside it, 0.42-0.68 at M = 5-10
-# after 30-50 generations, where it fell outside at one seed and inside at the next; a user trial, 2026-12-06)
-HEAVY_TAIL_SHARE = 0.25
-HEAVY_TAIL_MIN_RUNS = 100  # below, the top 1 % is one run, which holds more than 0.25 of light-tailed sums too (the
-# largest of 10 exponentials: about 0.3; a review, 2026-12-06): no verdict
-
-
-def heavy_tailed(share: float, num_runs: int) -> bool:
-    """Whether the normal interval of the mean is not trusted: :func:`top_share` above HEAVY_TAIL_SHARE, judged from
-    HEAVY_TAIL_MIN_RUNS runs on."""
-    return num_runs >= HEAVY_TAIL_MIN_RUNS and share > HEAVY_TAIL_SHARE
-
-
-def top_count(num_runs: int, fraction: float = 0.01) -> int:
-    """How many runs :func:`top_share` sums: the largest ``fraction`` of them, at least one."""
-    return max(1, int(num_runs * fraction))
-
-
-def top_share(values, fraction: float = 0.01) -> float:
-    """Share of ``sum(values)`` held by the largest ``fraction`` of them (at least one; NaN when they sum to 0)."""
-    values = np.sort(np.asarray(values, dtype=np.float64))[::-1]
-    total = values.sum()
-    return float(values[:top_count(len(values), fraction)].sum() / total) if total else math.nan
 
 
 def run(cfg: W2Config, out: str | None) -> int:
@@ -160,13 +135,6 @@ def run(cfg: W2Config, out: str | None) -> int:
     # the kernels that ran (config.json's backend is the one asked for; native and jax draw differently)
     summary["kernel"] = G.resolve_backend("auto", "replace")
     return runs.finish(folder, fig, "w2.png", "recursions-w2", start, summary)
-
-
-def largest_runs(num_runs: int) -> str:
-    """The runs :func:`top_share` sums, in words: "1% of runs", or their count where that is not 1 % (fewer than 100
-    runs: "1% of runs" was one run of 10; a review, 2026-12-06)."""
-    k = top_count(num_runs)
-    return "1% of runs" if k == num_runs / 100 else f"{k} of {num_runs} runs"
 
 
 def _never(t) -> str:
