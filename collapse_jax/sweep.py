@@ -366,19 +366,35 @@ def _check_store(root, path: Path, spec: SweepSpec, kernels: str) -> None:
     except (KeyError, TypeError, ValueError):  # a zarr group of another program, or a damaged one
         raise ValueError(f"out: {str(path)!r} is not a collapse-jax sweep's store (no sweep specification, precision "
                          "or cell_done in it); choose a new folder") from None
+    recorded = root.attrs.get("backend")  # the kernels the cells ran (stores written before 2026-12-02 have none)
     differ = spec_differences(stored, spec.to_dict(),
-                              json.loads(root.attrs["defaults"]) if "defaults" in root.attrs else None)
+                              json.loads(root.attrs["defaults"]) if "defaults" in root.attrs else None,
+                              by_kernels=recorded is not None)
     if differ:
         raise ValueError(f"out: the store at {path} holds another sweep (its specification differs in "
                          f"{'; '.join(differ)}); use a new folder")
     if root.attrs["precision"] != _precision():
         raise ValueError(f"out: the sweep at {path} was computed in {root.attrs['precision']}, this process computes "
                          f"in {_precision()}; resume it with the same precision (--x64 or not)")
-    stored = root.attrs.get("backend")
-    if stored is not None and stored != kernels:   # (stores written before 2026-12-02 have none)
-        raise ValueError(f"out: the sweep at {path} was computed with the {stored} kernels, this process would use "
-                         f"{kernels} (their draws differ, so the cells would not be one sweep); resume it where the "
-                         "same kernels run (the backend of --backend and of the specification, the kind of device)")
+    if recorded is not None and recorded != kernels:
+        raise ValueError(f"out: the sweep at {path} was computed with the {recorded} kernels (backend = "
+                         f"{stored.get('backend', 'auto')!r}), this process would use {kernels} "
+                         f"({_backend_here(spec.backend)}): their draws differ, so the cells would not be one sweep; "
+                         "resume it where the same kernels run (the backend of the specification and of --backend, "
+                         "COLLAPSE_JAX_NATIVE, the kind of device)")
+
+
+def _backend_here(backend: str) -> str:
+    """How this process resolves the specification's ``backend``, for a message: ``--backend`` where it sets what
+    ``auto`` means, and ``COLLAPSE_JAX_NATIVE`` where it is set."""
+    from collapse_jax import _native
+
+    said = [f"backend = {backend!r}"]
+    if backend == "auto" and _native.preferred_backend() != "auto":
+        said.append(f"--backend {_native.preferred_backend()}")
+    if "COLLAPSE_JAX_NATIVE" in os.environ:
+        said.append(f"COLLAPSE_JAX_NATIVE={os.environ['COLLAPSE_JAX_NATIVE']}")
+    return ", ".join(said)
 
 
 def _defaults(model: SweepModel) -> dict:
@@ -390,9 +406,15 @@ def _defaults(model: SweepModel) -> dict:
 _HOW_TO_RUN = ("cells_per_chunk", "memory_budget", "description")
 
 
-def spec_differences(stored: dict, given: dict, stored_defaults: dict | None = None) -> list[str]:
+def spec_differences(stored: dict, given: dict, stored_defaults: dict | None = None, *,
+                     by_kernels: bool = True) -> list[str]:
     """What differs between two specifications (``SweepSpec.to_dict``; the fields of ``_HOW_TO_RUN`` left out):
     fields as ``field: old -> new``, axes by name, parameter and value (``axis a: a[1] 0.5 -> 0.25``).
+
+    ``by_kernels``: the ``backend`` field is left out too, its kernels compared instead (the store's ``backend``
+    attribute, by the caller): ``auto`` that resolved to the native kernels runs what ``native`` runs, and the
+    resume of one with the other was refused as "another sweep" (2026-12-07). False for a store that recorded no
+    kernels (written before 2026-12-02): the backend as written is all there is to compare.
 
     Parameters that no axis varies are compared by the values the cells run with: a parameter left out runs at
     its default (``stored_defaults`` for the stored sweep, as its store recorded them; else, and for ``given``, the
@@ -406,8 +428,9 @@ def spec_differences(stored: dict, given: dict, stored_defaults: dict | None = N
         varied = {p for axes in (old, new) for values in axes.values() for p in values}
         for d, defaults in ((stored, stored_defaults or now), (given, now)):
             d["fixed"] = {k: v for k, v in {**defaults, **d.get("fixed", {})}.items() if k not in varied}
-    out = config_differences({k: v for k, v in stored.items() if k not in _HOW_TO_RUN},
-                             {k: v for k, v in given.items() if k not in _HOW_TO_RUN})
+    skip = (*_HOW_TO_RUN, "backend") if by_kernels else _HOW_TO_RUN
+    out = config_differences({k: v for k, v in stored.items() if k not in skip},
+                             {k: v for k, v in given.items() if k not in skip})
     if list(old) != list(new):
         out.append(f"axes: {list(old)} -> {list(new)}")
     for name in [a for a in old if a in new]:

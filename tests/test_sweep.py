@@ -493,8 +493,72 @@ def test_resume_needs_the_same_kernels(tmp_path):
             sweep.run(spec, tmp_path, progress=False, cells_per_chunk=2, on_chunk=stop)
     finally:
         _native.prefer_backend("auto")
-    with pytest.raises(ValueError, match="computed with the jax kernels, this process would use native"):
+    with pytest.raises(ValueError, match=r"computed with the jax kernels \(backend = 'auto'\), this process would "
+                                         "use native"):
         sweep.run(spec, tmp_path, progress=False, resume=True)
+
+
+def _two_blocks(backend: str):
+    """SMALL in two blocks of one cell (a chunk each), its backend written out."""
+    return sweep_spec.parse(SMALL.replace("replicates = 4", f'replicates = 4\nbackend = "{backend}"')
+                            .replace("n0 = [10, 20]", "n0 = [10, 20]\nalpha0 = [0.5]"))
+
+
+def _stop_after_a_chunk(spec, out) -> None:
+    def stop(indices):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run(spec, out, progress=False, cells_per_chunk=1, on_chunk=stop)
+    assert sweep.cells_done(out).sum() == 1
+
+
+@pytest.mark.parametrize("first, then", [("auto", "native"), ("native", "auto")])
+def test_a_backend_that_runs_the_same_kernels_resumes(tmp_path, first, then):
+    """``backend = "auto"``, which resolves to the native kernels here, runs what ``"native"`` runs: a sweep begun
+    with one and resumed with the other was refused as another sweep ("its specification differs in backend: "auto"
+    -> "native""; 2026-12-07). It continues, and equals an uninterrupted run."""
+    from collapse_jax import _native
+
+    if _native.resolve_backend("auto") != "native":
+        pytest.skip("needs the native kernels (auto resolves to jax here)")
+    _stop_after_a_chunk(_two_blocks(first), tmp_path / "cut")
+    report = sweep.run(_two_blocks(then), tmp_path / "cut", progress=False, resume=True)
+    assert (report.cells_run, report.cells_done) == (1, 2)
+    sweep.run(_two_blocks(then), tmp_path / "whole", progress=False)
+    _assert_same(_arrays(tmp_path / "whole"), _arrays(tmp_path / "cut"))
+
+
+def test_a_backend_that_runs_other_kernels_is_refused_on_resume(tmp_path, monkeypatch):
+    """Other kernels draw other numbers: a sweep whose ``auto`` ran the native kernels is not resumed with
+    ``backend = "jax"``, ``--backend jax`` or the native kernels switched off (COLLAPSE_JAX_NATIVE=0), and the message
+    says what each run asked for. A store without recorded kernels (before 2026-12-02) compares the backend as
+    written."""
+    import zarr
+
+    from collapse_jax import _native
+
+    if _native.resolve_backend("auto") != "native":
+        pytest.skip("needs the native kernels (auto resolves to jax here)")
+    out = tmp_path / "cut"
+    _stop_after_a_chunk(_two_blocks("auto"), out)
+    refused = r"computed with the native kernels \(backend = 'auto'\), this process would use jax \({}\)"
+    with pytest.raises(ValueError, match=refused.format("backend = 'jax'")):
+        sweep.run(_two_blocks("jax"), out, progress=False, resume=True)
+    with monkeypatch.context() as m:
+        m.setattr(_native, "_PREFERRED", ["jax"])
+        with pytest.raises(ValueError, match=refused.format("backend = 'auto', --backend jax")):
+            sweep.run(_two_blocks("auto"), out, progress=False, resume=True)
+    with monkeypatch.context() as m:
+        m.setenv("COLLAPSE_JAX_NATIVE", "0")
+        m.setattr(_native, "available", lambda: False)  # (this process built them before)
+        with pytest.raises(ValueError, match=refused.format("backend = 'auto', COLLAPSE_JAX_NATIVE=0")):
+            sweep.run(_two_blocks("auto"), out, progress=False, resume=True)
+    root = zarr.open_group(str(out / sweep.STORE), mode="r+")
+    del root.attrs["backend"]
+    with pytest.raises(ValueError, match='differs in backend: "auto" -> "native"'):
+        sweep.run(_two_blocks("native"), out, progress=False, resume=True)
+    assert sweep.run(_two_blocks("auto"), out, progress=False, resume=True).cells_done == 2
 
 
 def _free_port() -> int:
