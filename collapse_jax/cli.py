@@ -86,8 +86,16 @@ def _leaf_commands(parser):
                     yield command
 
 
-def main(argv: list[str] | None = None) -> int:
-    if argv is None:  # the console script: a character the console cannot encode (an --out path under
+def main(argv: list[str] | None = None, *, launched: bool | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status.
+
+    ``launched``: whether this call is the process's own command line (the console script, ``python -m``), which
+    installs the handlers a process needs (SIGTERM and SIGHUP stop the command with its results kept, output that
+    cannot be encoded is escaped) and leaves through ``os._exit`` once stopped; by default, where ``argv`` is None.
+    A launcher that puts words in front of the arguments (``python -m collapse_jax.sweep_cli``: ``sweep``) passes
+    True: SIGTERM killed it without a word or a resumable ending (2026-12-07)."""
+    launched = argv is None if launched is None else launched
+    if launched:  # the console script: a character the console cannot encode (an --out path under
         # PYTHONIOENCODING=ascii) printed as an escape, not an error after the run's files were written (a user trial,
         # 2026-12-06: exit status 2, and a sweep left without its manifest)
         for stream in (sys.stdout, sys.stderr):
@@ -98,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from collapse_jax import results
 
     results.LAST_CREATED = None  # (this command's folder only, for the interrupt message)
-    if argv is None:  # (here, not before the parser: a signal while it was built escaped as a traceback; a review)
+    if launched:  # (here, not before the parser: a signal while it was built escaped as a traceback; a review)
         _stop_on_termination()
     import collapse_jax
 
@@ -109,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             _warn_if_jit_disabled(args.command)
             result = args.func(args)
     except BrokenPipeError:  # the reader of the output went away (`| head`): quiet, as other tools are
-        if argv is None:  # (and no second error when the interpreter flushes stdout at exit)
+        if launched:  # (and no second error when the interpreter flushes stdout at exit)
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # (128 + SIGPIPE, what a shell reports for a tool the pipe stopped)
     except (ValueError, _checks.MissingExtraError) as exc:  # bad input, a missing extra: one clear line
@@ -147,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         from collapse_jax import results
 
         results.release_folder_locks()
-    if result in (130, *(128 + signum for signum in _TERMINATING)) and argv is None:  # the console script,
+    if result in (130, *(128 + signum for signum in _TERMINATING)) and launched:  # the console script,
         _leave_now(result)  # interrupted or stopped (here or by a command's own handler)
     return int(result or 0)
 

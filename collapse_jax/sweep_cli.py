@@ -297,9 +297,10 @@ def cmd_phase(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python3 -m collapse_jax.sweep_cli SPEC.toml ...``: the same as ``collapse-jax sweep SPEC.toml ...``."""
     from collapse_jax.cli import main as cli_main
 
-    return cli_main(["sweep", *(argv if argv is not None else sys.argv[1:])])
+    return cli_main(["sweep", *(argv if argv is not None else sys.argv[1:])], launched=argv is None)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,22 @@
 
 import subprocess
 import time
+from typing import Callable
 
 
-def signal_once_started(args: list[str], started: str, signum: int, env: dict | None = None) -> tuple[int, str]:
+def signal_once_started(args: list[str], started: str, signum: int, env: dict | None = None,
+                        until: Callable[[], bool] | None = None) -> tuple[int, str]:
     """Run ``args``, send ``signum`` once a line of its stderr contains ``started`` (a progress bar's first line:
-    bars print plain lines into a pipe), and return its exit status and the rest of its stderr."""
+    bars print plain lines into a pipe) and then ``until()`` holds (e.g. its first cells are written), and return
+    its exit status and the rest of its stderr."""
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         start = time.monotonic()
         while started not in proc.stderr.readline():
             assert time.monotonic() - start < 120 and proc.poll() is None, proc.stderr.read()
+        while until is not None and not until():
+            assert time.monotonic() - start < 120 and proc.poll() is None, proc.stderr.read()
+            time.sleep(0.02)
         proc.send_signal(signum)
         err = proc.stderr.read()
         return proc.wait(timeout=120), err

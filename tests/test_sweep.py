@@ -1512,6 +1512,37 @@ def test_sigterm_to_a_sweep_run_as_python_m_collapse_jax_cli_says_so_and_exits_1
             "same command to run the others") in err, err
 
 
+def _some_cells_done(out) -> bool:
+    try:
+        return bool(sweep.cells_done(out).any())
+    except Exception:  # noqa: BLE001 - no store yet
+        return False
+
+
+@pytest.mark.parametrize("launch", [["-m", "collapse_jax.sweep_cli"], ["-m", "collapse_jax", "sweep"]])
+def test_sigterm_stops_a_sweep_from_every_launcher_and_its_resume_finishes_it(tmp_path, launch):
+    """``python3 -m collapse_jax.sweep_cli`` gave cli.main its arguments with ``sweep`` in front, which turned off
+    what the command line installs for a process (2026-12-07): SIGTERM killed it without a word (exit status -15).
+    Now every launcher stops with its cells kept, says so and exits 143, and a resume finishes the sweep."""
+    spec = tmp_path / "s.toml"
+    spec.write_text('simulator = "multinomial"\nreplicates = 200\n[fixed]\ncategories = 50\nsteps = 200\n'
+                    '[grid]\nn0 = { linspace = [10, 1000, 12] }\nalpha_decay = [0.0]\n')  # blocks of one cell
+    out = tmp_path / "o"
+    command = [sys.executable, *launch, str(spec), "--out", str(out), "--no-plots", "--cells-per-chunk", "1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    status, err = signal_once_started([*command, "--progress"], "sweep multinomial", signal.SIGTERM, env=env,
+                                      until=lambda: _some_cells_done(out))
+    assert status == 128 + signal.SIGTERM, err
+    assert (f"collapse-jax sweep: stopped by SIGTERM; the cells written so far are kept in {out}: add --resume to the "
+            "same command to run the others") in err, err
+    kept = int(sweep.cells_done(out).sum())
+    assert kept >= 1
+    resumed = subprocess.run([*command, "--resume"], env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{kept} of 12 cells done by an earlier run" in resumed.stderr
+    assert sweep.cells_done(out).all() and (out / "manifest.json").is_file()
+
+
 def test_a_log_colour_bar_over_less_than_a_decade_labels_its_ticks_plainly():
     """A user trial (2026-12-07): ratios from 1 to 7.05 had their colour bar ticked "2x10^0 3x10^0 4x10^0 6x10^0"
     beside a top label "7.05" in another style."""
