@@ -529,6 +529,20 @@ def test_a_backend_that_runs_the_same_kernels_resumes(tmp_path, first, then):
     _assert_same(_arrays(tmp_path / "whole"), _arrays(tmp_path / "cut"))
 
 
+def test_a_backend_that_runs_the_same_kernels_resumes_a_run_killed_while_building_its_store(tmp_path):
+    """A SIGKILL while the store was built leaves config.json alone (no kernels recorded, none ran): its resume
+    with ``native`` where ``auto`` was written was refused as "another configuration (backend: ...)"."""
+    from collapse_jax import _native
+    from collapse_jax.results import RunFolder
+
+    if _native.resolve_backend("auto") != "native":
+        pytest.skip("needs the native kernels (auto resolves to jax here)")
+    spec = _two_blocks("auto")
+    RunFolder(tmp_path).start({k: v for k, v in json.loads(json.dumps(spec.to_dict())).items()
+                               if k not in sweep._HOW_TO_RUN})  # what the killed run left
+    assert sweep.run(_two_blocks("native"), tmp_path, progress=False, resume=True).cells_done == 2
+
+
 def test_a_backend_that_runs_other_kernels_is_refused_on_resume(tmp_path, monkeypatch):
     """Other kernels draw other numbers: a sweep whose ``auto`` ran the native kernels is not resumed with
     ``backend = "jax"``, ``--backend jax`` or the native kernels switched off (COLLAPSE_JAX_NATIVE=0), and the message
