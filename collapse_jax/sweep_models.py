@@ -125,7 +125,9 @@ class SweepModel(abc.ABC):
     def kernels(self, cell: dict, backend: str) -> str:
         """The kernels ``run`` runs ``cell`` with when asked for ``backend`` (``auto`` as this process resolves it:
         the device, ``--backend``), by the simulator's own resolver; a ValueError naming the backend where the cell
-        cannot run with it. The portable JAX path, unless the simulator has others."""
+        cannot run with it. The portable JAX path, unless the simulator has others: a model with several paths must
+        say here which one runs, since a resume compares these names, not the backend as written (``auto`` and
+        ``native`` resume each other where they run the same kernels)."""
         return "jax"
 
     @abc.abstractmethod
