@@ -644,13 +644,18 @@ class RunFolder:
                                                        else "")
                 raise ValueError(f"out: {str(self.path)!r} holds a run with another configuration ({shown}); rerun "
                                  "it with its own options or choose a new folder")
-            manifest = self.path / "manifest.json"
-            if manifest.exists():  # its record moves aside (a hidden file) until finish() writes the new one
-                os.replace(manifest, self.path / EARLIER_MANIFEST)
+            self.set_manifest_aside()
             return True
         self._check_empty()  # (again: another run may have written here meanwhile)
         self.write_config(config)
         return False
+
+    def set_manifest_aside(self) -> None:
+        """A finished run's ``manifest.json`` moves aside (a hidden file) until :meth:`finish` writes the new one,
+        which keeps its record under ``earlier``."""
+        manifest = self.path / "manifest.json"
+        if manifest.exists():
+            os.replace(manifest, self.path / EARLIER_MANIFEST)
 
     def write_config(self, config: Mapping[str, Any]) -> Path:
         """Write the full configuration with environment info to ``config.json``."""

@@ -227,9 +227,14 @@ def _execute(spec, args, name: str) -> int:
                   "complete and the folder is finished without it", file=sys.stderr)
     # manifest.json last, as every command's run folder: the sweep is done; with the kernels and precision that ran
     # (config.json keeps the backend asked for, "auto" under --backend native; a user trial, 2026-12-06)
+    # cells_run: what this process computed; and the finished run's manifest kept under "earlier": a --resume that
+    # found every cell done (a requeued batch job) replaced it with its own, with no word that it computed nothing
+    # (an audit, 2026-12-07)
     attrs = sweep.open_dataset(out).attrs
-    folder.finish({"simulator": spec.simulator, "cells": report.cells, "replicates": spec.replicates,
-                   "seed": spec.seed, "kernel": attrs.get("backend"), "precision": attrs.get("precision")})
+    folder.set_manifest_aside()
+    folder.finish({"simulator": spec.simulator, "cells": report.cells, "cells_run": report.cells_run,
+                   "replicates": spec.replicates, "seed": spec.seed, "kernel": attrs.get("backend"),
+                   "precision": attrs.get("precision")})
     return 0
 
 

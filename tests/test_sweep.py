@@ -1225,6 +1225,20 @@ def test_the_last_process_to_finish_writes_the_manifest(tmp_path, monkeypatch, c
     assert sweep.cells_done(out).all() and (out / "manifest.json").is_file()
 
 
+def test_a_resume_that_ran_nothing_says_so_in_the_manifest(tmp_path):
+    """A --resume of a finished sweep (a requeued batch job) wrote its own environment and time at the top of
+    manifest.json with nothing saying it computed no cell (an audit, 2026-12-07): the summary counts the cells this
+    run computed, and the run that computed them stays under ``earlier``."""
+    out = tmp_path / "o"
+    assert _sweep_cli(tmp_path, SMALL, out) == 0
+    first = json.loads((out / "manifest.json").read_text())
+    assert first["summary"]["cells_run"] == first["summary"]["cells"] == 2
+    assert _sweep_cli(tmp_path, SMALL, out, "--resume") == 0
+    again = json.loads((out / "manifest.json").read_text())
+    assert again["summary"]["cells_run"] == 0
+    assert [e["summary"]["cells_run"] for e in again["earlier"]] == [2]
+
+
 def test_another_specification_says_which_axis_values_differ(tmp_path):
     text = SMALL.replace("n0 = [10, 20]", "alpha_decay = { linspace = [0.0, 1.0, 3] }\nn0 = [10, 20]")
     sweep.run(sweep_spec.parse(text), tmp_path, progress=False)
