@@ -22,6 +22,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+import _checkout  # noqa: F401  (this checkout first on sys.path: benchmarks/_checkout.py)
+
 from collapse_jax import sigma_precision as spp
 from collapse_jax.results import atomic_write_json, environment_info
 

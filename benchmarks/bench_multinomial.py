@@ -31,8 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a checkout that is not installed
+from _checkout import ROOT  # (this checkout first on sys.path: benchmarks/_checkout.py)
+
+sys.path.insert(0, str(ROOT / "tests"))
 
 from collapse_jax import driver  # noqa: E402
 from collapse_jax import multinomial as M  # noqa: E402

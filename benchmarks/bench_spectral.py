@@ -31,6 +31,8 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
+import _checkout  # noqa: F401  (this checkout first on sys.path: benchmarks/_checkout.py)
+
 from collapse_jax import _native, sigma_precision, spectral  # noqa: E402
 from collapse_jax.cli_options import output_file, positive_int  # noqa: E402
 from collapse_jax.results import atomic_write_json, environment_info  # noqa: E402

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+import _checkout  # noqa: F401  (this checkout first on sys.path: benchmarks/_checkout.py)
+
 from collapse_jax import gmm_network as GN
 from collapse_jax import multinomial as M
 from collapse_jax import sweep, sweep_spec

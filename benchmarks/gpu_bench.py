@@ -49,7 +49,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _checkout import ROOT  # (this checkout first on sys.path: benchmarks/_checkout.py)
 SECTIONS = ("gmm", "multinomial", "logdet", "nanogpt", "sigma", "sweep")
 BUDGETS = {"gmm": 150, "multinomial": 120, "logdet": 25, "nanogpt": 150, "sigma": 50, "sweep": 120}  # s, full sizes
 
@@ -614,7 +614,7 @@ def main() -> None:
             ap.error(f"--section-budget {name}: seconds must be a number, got {seconds!r}")
         if not budgets[name] > 0:
             ap.error(f"--section-budget {name}: seconds must be > 0, got {seconds}")
-    from collapse_jax.results import atomic_write_text   # (ROOT is on sys.path: see the end of this file)
+    from collapse_jax.results import atomic_write_text   # (ROOT is on sys.path: _checkout, above)
 
     out = Path(args.out)   # made once the options are checked; the section results' folder removed at the end
     out.mkdir(parents=True, exist_ok=True)
@@ -667,5 +667,4 @@ def _run_sections(args, out: Path, tmp: Path, budgets: dict, write) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main()
