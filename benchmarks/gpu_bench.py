@@ -451,8 +451,30 @@ def environment() -> dict:
     return env
 
 
+def environment_lines(env: dict, command: str | None) -> list[str]:
+    """The machine, device, versions and command of gpu.json's ``environment``, for gpu.md's head (it had the
+    nvidia-smi line only: an audit, 2026-12-07)."""
+    commit = env.get("git_commit")
+    devices = (f"JAX backend {env.get('backend')}: {', '.join(env.get('devices') or [])} ({env.get('device_kind')})"
+               if "jax_error" not in env else f"no JAX backend started: {env['jax_error']}")
+    names = ("python", "jax", "jaxlib", "numpy", "flax", "optax", "torch")
+    versions = ", ".join(f"{name} {env[name]}" for name in names if env.get(name))
+    lines = [f"- CPU: {env.get('cpu_model')}, {env.get('cpu_count')} logical CPUs "
+             f"({env.get('cpus_usable')} usable); SIMD: {' '.join(env.get('cpu_features') or []) or 'none'}; "
+             f"load average {env.get('load_average')}",
+             f"- device: {devices}; x64 {env.get('x64')}",
+             f"- versions: {versions}; collapse-jax {env.get('collapse-jax')}"
+             + (f" (git {commit[:12]}{', uncommitted changes' if env.get('git_dirty') else ''})" if commit else ""),
+             f"- platform: {env.get('platform')}"]
+    if command:
+        lines.append(f"- command: `{command}`")
+    return lines + [""]
+
+
 def markdown(results: dict) -> str:
-    lines = [f"# GPU benchmarks ({results['environment'].get('nvidia_smi') or 'no GPU'})", ""]
+    env = results["environment"]
+    lines = [f"# GPU benchmarks ({env.get('nvidia_smi') or 'no GPU'})", "",
+             *environment_lines(env, results.get("command"))]
     gmm = results.get("gmm", {})
     if gmm.get("rows"):
         lines += ["| GMM network | kernel | R | warm s | replicates/s | compile s | mean Frobenius norm of D(T) |",
