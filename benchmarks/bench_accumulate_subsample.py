@@ -17,6 +17,8 @@ import time
 import jax
 import numpy as np
 
+import _checkout  # noqa: F401  (this checkout first on sys.path: benchmarks/_checkout.py)
+
 from collapse_jax import gaussian as G
 from collapse_jax import multinomial as M
 from collapse_jax import schedules as S

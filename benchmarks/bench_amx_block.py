@@ -24,11 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _checkout import ROOT  # (this checkout first on sys.path: benchmarks/_checkout.py)
 
 from collapse_jax import _native, sigma_precision as spp  # noqa: E402
-from collapse_jax.results import atomic_write_json, environment_info  # noqa: E402
+from collapse_jax.results import atomic_write_json, cpu_info, environment_info  # noqa: E402
 
 
 def library_at(rev: str, *, pre_jackknife: bool = False):
@@ -91,9 +90,17 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="JSON file for the figures")
     args = ap.parse_args()
 
+    # before any build (this checkout's, --base's, --issue-base's): a CPU without AMX cannot run the kernel timed here
+    cpu = cpu_info()
+    if "amx_tile" not in cpu["cpu_features"]:
+        raise SystemExit(f"this benchmark needs an x86 CPU with AMX; {cpu['cpu_model']} has none (its SIMD "
+                         f"features: {' '.join(cpu['cpu_features']) or 'none'}): nothing was built or timed")
     libs = {"this checkout": _native.spectral_library()}
     if libs["this checkout"] is None:
         raise SystemExit("native code is off or could not be built")
+    if not libs["this checkout"].cj_amx_available():  # (the flag is there, but the kernel or the OS refuses it)
+        raise SystemExit(f"{cpu['cpu_model']} lists AMX, but this checkout's kernel cannot use it (a build without "
+                         "AMX, or tile state not granted by the OS): nothing was timed")
     if args.base:
         libs[f"at {args.base}"] = library_at(args.base)
     if args.issue_base:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+import _checkout  # noqa: F401  (this checkout first on sys.path: benchmarks/_checkout.py)
+
 from collapse_jax.cli_options import output_file, positive_int
 from collapse_jax.results import atomic_write_json, environment_info
 from llm_bridge import corpus, diversity as dv, encoders

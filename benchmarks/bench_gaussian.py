@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+import _checkout  # noqa: F401  (this checkout first on sys.path: benchmarks/_checkout.py)
+
 from collapse_jax.cli_options import output_file, positive_int
 
 

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from _checkout import ROOT  # (this checkout first on sys.path: benchmarks/_checkout.py)
+
 
 def _positive(text: str) -> int:
     """argparse type: an integer >= 1 (``--replicates 0`` was a ZeroDivisionError after the warm-up). Not
@@ -28,8 +30,6 @@ def _positive(text: str) -> int:
     if not text.lstrip("-").isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
     return int(text)
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # name -> (paper_config figure, overrides) or explicit make_config keywords; d4-B3: three components in R^4 with a
 # full covariance (the generic B > 2 path of the native kernel)
@@ -60,7 +60,6 @@ def main() -> None:
     if args.devices > 1:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                    + f" --xla_force_host_platform_device_count={args.devices}")
-    sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(ROOT / "tests"))
     import numpy as np
 

@@ -22,6 +22,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+import _checkout  # (this checkout first on sys.path: benchmarks/_checkout.py)
+
 from collapse_jax import sigma_precision as spp
 from collapse_jax.results import atomic_write_json, environment_info
 
@@ -29,7 +31,7 @@ from collapse_jax.results import atomic_write_json, environment_info
 def kernel_at(ref: str):
     """``numpy_prefix_block_stats`` as defined at git revision ``ref`` (it needs only NumPy and SciPy)."""
     src = subprocess.run(["git", "show", f"{ref}:collapse_jax/sigma_precision.py"], check=True, capture_output=True,
-                         text=True).stdout
+                         text=True, cwd=_checkout.ROOT).stdout   # (the folder it was run in was asked: an audit)
     text = src[src.index("def numpy_prefix_block_stats"):src.index("def native_block_stats")]
     namespace = {"np": np, "spectral": spp.spectral}
     exec(text, namespace)  # noqa: S102 - our own repository's source at a named revision

@@ -11,6 +11,8 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+import _checkout  # noqa: F401  (this checkout first on sys.path: benchmarks/_checkout.py)
+
 from collapse_jax import spectral
 from collapse_jax.results import atomic_write_json, environment_info
 from collapse_jax.sigma_precision import _leverages_and_scale

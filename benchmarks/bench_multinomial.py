@@ -9,7 +9,8 @@ or growing n_t):
 - jax: collapse_jax.multinomial.kernel run by driver.batched (the portable path: tree of exact binomials, vmap over
   replicates, scan over generations);
   for both, compile time is reported apart (first call), then the median of --repeats timed calls, each ending in
-  block_until_ready; wall seconds and the process's CPU seconds (all threads) are both recorded, as for NumPy;
+  block_until_ready; wall seconds and the process's CPU seconds (all threads) are both recorded, as for NumPy, and
+  every timed call's (the *_all keys);
 - numpy-vectorised: Generator.multinomial with one probability row per replicate, a Python loop over generations
   (accumulate-subsample: Generator.multivariate_hypergeometric, one call per replicate and generation);
 - numpy-raw: the test reference that draws every raw token (tests/multinomial_reference.py), on a few replicates.
@@ -31,8 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a checkout that is not installed
+from _checkout import ROOT  # (this checkout first on sys.path: benchmarks/_checkout.py)
+
+sys.path.insert(0, str(ROOT / "tests"))
 
 from collapse_jax import driver  # noqa: E402
 from collapse_jax import multinomial as M  # noqa: E402
@@ -65,9 +67,9 @@ def numpy_vectorised(rng, p, alpha, n, regime, reps):
 
 
 def _time(run, repeats):
-    """First call (compilation included), then the medians of ``repeats`` further calls: wall seconds and this
-    process's CPU seconds (all its threads; on a machine shared with other jobs, work per CPU second is the figure
-    that other jobs disturb least)."""
+    """First call (compilation included), then ``repeats`` further calls: the first call's wall seconds, then the
+    warm calls' wall seconds and this process's CPU seconds (all its threads; on a machine shared with other jobs,
+    work per CPU second is the figure that other jobs disturb least), every call's."""
     t0 = time.perf_counter()
     run().block_until_ready()
     first = time.perf_counter() - t0
@@ -77,7 +79,7 @@ def _time(run, repeats):
         run().block_until_ready()
         walls.append(time.perf_counter() - t0)
         cpus.append(time.process_time() - c0)
-    return first, statistics.median(walls), statistics.median(cpus)
+    return first, walls, cpus
 
 
 def main(argv=None):
@@ -128,11 +130,14 @@ def main(argv=None):
                 for backend in args.backends:
                     if backend == "jax" and reps > args.jax_max_replicates:
                         continue
-                    first, med, cpu = _time(runners[backend], args.repeats)
+                    first, walls, cpus = _time(runners[backend], args.repeats)
+                    med, cpu = statistics.median(walls), statistics.median(cpus)
                     row.update({f"{backend}_first_call_s": first,
                                 f"{backend}_compile_s_estimate": max(first - med, 0.0),
                                 f"{backend}_run_s": med, f"{backend}_rep_gen_per_s": reps * T / med,
-                                f"{backend}_cpu_s": cpu, f"{backend}_rep_gen_per_cpu_s": reps * T / cpu})
+                                f"{backend}_cpu_s": cpu, f"{backend}_rep_gen_per_cpu_s": reps * T / cpu,
+                                # every warm call, not only the medians above (an audit)
+                                f"{backend}_run_s_all": walls, f"{backend}_cpu_s_all": cpus})
                 if reps <= args.numpy_max_replicates:
                     walls, cpus = [], []
                     for r in range(args.repeats):
@@ -143,7 +148,8 @@ def main(argv=None):
                     row.update(numpy_vec_run_s=statistics.median(walls),
                                numpy_vec_rep_gen_per_s=reps * T / statistics.median(walls),
                                numpy_vec_cpu_s=statistics.median(cpus),
-                               numpy_vec_rep_gen_per_cpu_s=reps * T / statistics.median(cpus))
+                               numpy_vec_rep_gen_per_cpu_s=reps * T / statistics.median(cpus),
+                               numpy_vec_run_s_all=walls, numpy_vec_cpu_s_all=cpus)
                 print(row, flush=True)
                 results.append(row)
             if args.raw_replicates:

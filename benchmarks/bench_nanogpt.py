@@ -24,8 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _checkout import ROOT  # (this checkout first on sys.path: benchmarks/_checkout.py)
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 

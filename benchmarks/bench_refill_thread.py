@@ -27,8 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _checkout import ROOT  # (this checkout first on sys.path: benchmarks/_checkout.py)
 
 from collapse_jax import _native  # noqa: E402
 from collapse_jax.results import atomic_write_json, environment_info  # noqa: E402

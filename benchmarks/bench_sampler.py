@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a checkout that is not installed
+import _checkout  # noqa: F401  (this checkout first on sys.path: benchmarks/_checkout.py)
 from collapse_jax.results import atomic_write_json, environment_info  # noqa: E402
 from collapse_jax.cli_options import positive_int  # noqa: E402
 from llm_bridge import nanogpt as ng  # noqa: E402

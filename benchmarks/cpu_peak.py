@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _checkout  # noqa: F401  (this checkout first on sys.path: benchmarks/_checkout.py)
 
 from collapse_jax.results import atomic_write_json, environment_info  # noqa: E402
 from collapse_jax.cli_options import positive_int  # noqa: E402

@@ -21,8 +21,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # a checkout that is not installed
+import _checkout  # noqa: F401  (this checkout first on sys.path: benchmarks/_checkout.py)
 from collapse_jax import gmm_theory  # noqa: E402
+from collapse_jax.results import environment_info  # noqa: E402
 
 TIMES = (1, 2, 5, 10, 20, 50, 100, 200)
 
@@ -301,6 +302,8 @@ def main(argv=None):
            "simulator": ("vectorised NumPy (benchmarks/gmm_theory_fit.py:simulate_numpy)" if args.simulator == "numpy"
                          else "collapse_jax.gmm_network.simulate, float64"),
            "python": platform.python_version(), "numpy": np.__version__, "machine": platform.machine(),
+           # the CPU model and features, JAX's device and versions, as every benchmark records them (an audit)
+           "environment": environment_info(),
            "fig6_ownership_leak_uniform_weights": float(1.0 - own[5, 5]),
            "settings": [fig4, fig6]}
     runs = _load_runs(args.out) if os.path.exists(args.out) else {}

@@ -49,7 +49,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from _checkout import ROOT  # (this checkout first on sys.path: benchmarks/_checkout.py)
 SECTIONS = ("gmm", "multinomial", "logdet", "nanogpt", "sigma", "sweep")
 BUDGETS = {"gmm": 150, "multinomial": 120, "logdet": 25, "nanogpt": 150, "sigma": 50, "sweep": 120}  # s, full sizes
 
@@ -451,8 +451,30 @@ def environment() -> dict:
     return env
 
 
+def environment_lines(env: dict, command: str | None) -> list[str]:
+    """The machine, device, versions and command of gpu.json's ``environment``, for gpu.md's head (it had the
+    nvidia-smi line only: an audit, 2026-12-07)."""
+    commit = env.get("git_commit")
+    devices = (f"JAX backend {env.get('backend')}: {', '.join(env.get('devices') or [])} ({env.get('device_kind')})"
+               if "jax_error" not in env else f"no JAX backend started: {env['jax_error']}")
+    names = ("python", "jax", "jaxlib", "numpy", "flax", "optax", "torch")
+    versions = ", ".join(f"{name} {env[name]}" for name in names if env.get(name))
+    lines = [f"- CPU: {env.get('cpu_model')}, {env.get('cpu_count')} logical CPUs "
+             f"({env.get('cpus_usable')} usable); SIMD: {' '.join(env.get('cpu_features') or []) or 'none'}; "
+             f"load average {env.get('load_average')}",
+             f"- device: {devices}; x64 {env.get('x64')}",
+             f"- versions: {versions}; collapse-jax {env.get('collapse-jax')}"
+             + (f" (git {commit[:12]}{', uncommitted changes' if env.get('git_dirty') else ''})" if commit else ""),
+             f"- platform: {env.get('platform')}"]
+    if command:
+        lines.append(f"- command: `{command}`")
+    return lines + [""]
+
+
 def markdown(results: dict) -> str:
-    lines = [f"# GPU benchmarks ({results['environment'].get('nvidia_smi') or 'no GPU'})", ""]
+    env = results["environment"]
+    lines = [f"# GPU benchmarks ({env.get('nvidia_smi') or 'no GPU'})", "",
+             *environment_lines(env, results.get("command"))]
     gmm = results.get("gmm", {})
     if gmm.get("rows"):
         lines += ["| GMM network | kernel | R | warm s | replicates/s | compile s | mean Frobenius norm of D(T) |",
@@ -614,7 +636,7 @@ def main() -> None:
             ap.error(f"--section-budget {name}: seconds must be a number, got {seconds!r}")
         if not budgets[name] > 0:
             ap.error(f"--section-budget {name}: seconds must be > 0, got {seconds}")
-    from collapse_jax.results import atomic_write_text   # (ROOT is on sys.path: see the end of this file)
+    from collapse_jax.results import atomic_write_text   # (ROOT is on sys.path: _checkout, above)
 
     out = Path(args.out)   # made once the options are checked; the section results' folder removed at the end
     out.mkdir(parents=True, exist_ok=True)
@@ -667,5 +689,4 @@ def _run_sections(args, out: Path, tmp: Path, budgets: dict, write) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main()

@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import _checkout  # noqa: F401  (this checkout first on sys.path: benchmarks/_checkout.py)
 
 
 def _tf_log_ratio(n, k, m, r, tail_m, stirling_tail=None):
@@ -313,5 +313,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     main()

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+import _checkout  # noqa: F401  (this checkout first on sys.path: benchmarks/_checkout.py)
+
 from collapse_jax.results import atomic_write_json, environment_info, read_json
 
 # summary.json keys reported per run (see docs/llm_web.md for their meaning)

@@ -33,6 +33,8 @@ from pathlib import Path
 import jax
 import numpy as np
 
+import _checkout  # noqa: F401  (this checkout first on sys.path: benchmarks/_checkout.py)
+
 from collapse_jax.results import atomic_write_json, environment_info, read_json
 from llm_bridge import nanogpt_train as nt
 from llm_bridge import recursive_train as rt

@@ -24,6 +24,8 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
+import _checkout  # noqa: F401  (this checkout first on sys.path: benchmarks/_checkout.py)
+
 from collapse_jax import sigma_precision as spp  # noqa: E402
 from collapse_jax import spectral as sp  # noqa: E402
 

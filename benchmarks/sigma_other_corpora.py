@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+import _checkout  # noqa: F401  (this checkout first on sys.path: benchmarks/_checkout.py)
+
 MAN1 = Path("/usr/share/man/man1")
 _OVERSTRIKE = re.compile(r".\x08")
 

@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import _checkout  # noqa: F401  (this checkout first on sys.path: benchmarks/_checkout.py)
+
 
 def capture(out: Path) -> None:
     import jax
