@@ -358,6 +358,24 @@ def _critical_values(table: Table) -> str:
     return ", ".join(f"{t_critical(len(tested), r):.2f} at {r:,} replicates" for r in sorted(set(tested)))
 
 
+def _shared_samples(table: Table) -> str:
+    """A sentence on the tested rows that judge a second formula on another row's samples (Cor 3.6's closed form
+    beside Thm 3.1's recurrence, accumulate at its first iteration, where it is replace, an approximation beside the
+    exact formula): one chance excursion shows in both, and the Bonferroni count of every tested row is a little
+    conservative (an audit, 2026-12-07: 10 of the 55 default rows)."""
+    seen, shared = set(), 0
+    for r in table.rows:
+        if r.kind != "statement":
+            key = (r.mc, r.se, r.replicates)
+            shared += key in seen
+            seen.add(key)
+    if not shared:
+        return ""
+    return (f" {shared} of these rows test a second formula on the samples of another row (so one chance excursion "
+            f"shows in both): {len(seen)} distinct samples, and the correction over every row is a little "
+            "conservative.")
+
+
 def render(table: Table, *, reps: int, steps: int, seed: int, elapsed: float, command: str) -> str:
     bad = [i for i, r in enumerate(table.rows, 1) if not r.agree]
     caveat = small_sample_warning(reps)
@@ -376,7 +394,7 @@ def render(table: Table, *, reps: int, steps: int, seed: int, elapsed: float, co
         f"family-wise error over those rows ({_critical_values(table)}); z is (MC - theory) / se corrected for "
         "the skew of the per-replicate values (Hall's transformation of Johnson's t: squared errors and fitted "
         "variances are skewed, and the plain t's far tail was several times too heavy on one side at a few hundred "
-        "replicates). The "
+        f"replicates).{_shared_samples(table)} The "
         "'in 95% CI' column says whether the theory lies in the plain 95% interval (about 1 row in 20 falls "
         "outside by chance alone). *Approximation* rows compare an approximate formula (mean-field, first-order) "
         "with the simulation: a disagreement there is the approximation's error showing, expected where it is poor "

@@ -107,6 +107,23 @@ def test_markdown_rows_keep_their_cells_and_the_header_gives_each_critical_value
             in text)
 
 
+def test_rows_that_share_samples_are_counted():
+    """An audit (2026-12-07): five exact rows judge a second formula on another row's samples (Cor 3.6 beside Thm
+    3.1; accumulate at iteration 1), so "47 exact formulas" were 42 distinct samples; the header says so."""
+    samples = np.linspace(0.0, 1.0, 100)
+    table = V.Table()
+    table.add_mean("recurrence", "s", "exact", samples, theory=0.5)
+    table.add_mean("closed form", "s", "exact", samples, theory=0.5)
+    table.add_mean("statement", "s", "statement", samples, theory=2.0, side="<")
+    table.add_mean("other", "s", "approximation", samples[::-1] ** 2, theory=0.3)
+    table.judge()
+    text = V.render(table, reps=100, steps=3, seed=0, elapsed=1.0, command="validate")
+    assert "1 of these rows test a second formula on the samples of another row" in text
+    assert ": 2 distinct samples" in text
+    table.rows.pop(1)
+    assert "second formula" not in V.render(table, reps=100, steps=3, seed=0, elapsed=1.0, command="validate")
+
+
 def test_a_small_table_says_its_agreements_are_weak_evidence():
     """A user trial (2026-12-04): at 100 replicates the known-wrong mean-field rows agreed and the table ended with
     "Disagreements: none"."""
