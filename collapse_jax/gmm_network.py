@@ -334,10 +334,14 @@ class StepSchedule(NamedTuple):
     c: np.ndarray
 
 
-def step_schedule(cfg: GMMNetworkConfig) -> StepSchedule:
-    """``|A(t)| = m0 + n L t``, ``k_t = floor(beta |A(t)|)`` and the coefficients alpha_t, c_t."""
+def step_schedule(cfg: GMMNetworkConfig, num_draws=None) -> StepSchedule:
+    """``|A(t)| = m0 + n L t``, ``k_t = floor(beta |A(t)|)`` and the coefficients alpha_t, c_t.
+
+    ``num_draws``: the k_t of the steps t = 0..T-1 in place of ``floor(beta |A(t)|)`` (integers in [0, |A(t)|]; the
+    default coefficients then follow them), e.g. the texts an LLM network's models actually read
+    (:mod:`llm_bridge.llm_web_report`)."""
     size = _num_points(cfg)
-    k = gmm_theory.num_draws(cfg.beta, size)
+    k = gmm_theory.num_draws(cfg.beta, size) if num_draws is None else _given_draws(num_draws, size)
     kk = np.maximum(k, 1)
     alpha = 1.0 / kk if cfg.alpha is None else np.broadcast_to(np.asarray(cfg.alpha, float), size.shape).copy()
     B = cfg.num_components
@@ -352,6 +356,18 @@ def step_schedule(cfg: GMMNetworkConfig) -> StepSchedule:
                              "or points_per_step, use more components, or give c")
         raise ValueError(f"c must satisfy B * c < 1 at every step; B * c = {B * c[t]:.4g} at t = {t}")
     return StepSchedule(size, k, alpha, np.where(k > 0, c, 0.0))  # (no update's gain alpha / (1 - B c) at k_t = 0)
+
+
+def _given_draws(num_draws, size: np.ndarray) -> np.ndarray:
+    """``num_draws`` as int64 k_t, or a ValueError naming it and the allowed range."""
+    k = _numbers("num_draws", num_draws)
+    if k.shape != size.shape:
+        raise ValueError(f"num_draws must hold one k_t per step t = 0..T-1 ({size.size} values), got shape {k.shape}")
+    if np.any(k != np.floor(k)) or np.any(k < 0) or np.any(k > size):
+        t = int(np.argmax((k != np.floor(k)) | (k < 0) | (k > size)))
+        raise ValueError(f"num_draws must hold integers k_t in [0, |A(t)|], |A(t)| = m0 + n L t; got {k[t]:g} at "
+                         f"t = {t}, where |A(t)| = {int(size[t])}")
+    return k.astype(np.int64)
 
 
 class Params(NamedTuple):
@@ -376,10 +392,11 @@ class Params(NamedTuple):
     initial_weights: Any  # (model, component): Pi(0) with a fixed start; all 0 with a Dirichlet start (unused)
 
 
-def make_params(config: GMMNetworkConfig) -> Params:
-    """A configuration's values as :class:`Params` (NumPy float64, ``num_draws`` int32), resolved in float64."""
+def make_params(config: GMMNetworkConfig, *, num_draws=None) -> Params:
+    """A configuration's values as :class:`Params` (NumPy float64, ``num_draws`` int32), resolved in float64;
+    ``num_draws``: k_t per step in place of ``floor(beta |A(t)|)`` (:func:`step_schedule`)."""
     config = checked(config)
-    sched = step_schedule(config)
+    sched = step_schedule(config, num_draws)
     chol = np.linalg.cholesky(np.asarray(config.sigma, np.float64))
     B, n = config.num_components, config.num_models
     pi_ref = np.full(B, 1.0 / B) if config.pi_ref is None else np.asarray(config.pi_ref, np.float64)

@@ -5,8 +5,8 @@ alone: nothing is generated, so a finished (or partial) run can be re-analysed a
 
 * ``arrays.npz`` / ``arrays.json``: ||D(t)||_F (recomputed and as recorded), normalised to t = 0, X-spread, the GMM
   bands, the calibrated proxies' bands and the LLM curve in the proxy's projection;
-* ``dnorm.png``: ||D(t)||_F / ||D(0)||_F of the LLMs with the GMM network's 5-95 % band and median (same n, beta,
-  |A(0)|; the seed's Figure 4 components), and the raw ||D(t)||_F (seed 000 Figure 2) with its sampling-noise floor
+* ``dnorm.png``: ||D(t)||_F / ||D(0)||_F of the LLMs, raw and floor-corrected, with the GMM network's 5-95 % band
+  and median (same n, beta, |A(0)|, texts read per step; the seed's Figure 4 components), and the raw ||D(t)||_F (seed 000 Figure 2) with its sampling-noise floor
   (:func:`noise_floor`) and the floor-corrected value;
 * ``mds.png``: classical MDS of all answers at t = 1 and t = T (Figure 3); ``spread.png``: within-model spread;
   ``diversity.png``: each model's diversity metrics over t; ``proxy.png``: the calibrated proxy's band for each
@@ -58,23 +58,59 @@ def noise_floor(emb: np.ndarray) -> np.ndarray:
     return np.sqrt(2 * (n - 1) * v.sum(-1) / L)
 
 
-def gmm_band(cfg: WebConfig, num_steps: int) -> dict[str, Any]:
+def llm_reads(cfg: WebConfig, records: list[dict[str, Any]]) -> np.ndarray:
+    """The texts the LLMs read at each step t = 0..T, (T+1,) int64: in context mode those that fitted the prompt
+    (the mean over the models, rounded: 3-4 of the 10-55 retrieved at the CPU defaults), in finetune mode every one
+    of the ``k_t = floor(beta |A(t)|)`` retrieved. The GMM network's draws follow them (:func:`gmm_band`)."""
+    if cfg.mode == "context":
+        return np.rint([np.mean(r["fitted"]) for r in records]).astype(np.int64)
+    return np.asarray([r["k"] for r in records], np.int64)
+
+
+def _aligned_params(gcfg, reads: np.ndarray, first_reads: bool = True):
+    """The GMM network's Params for steps s = 0..T (``gcfg.num_steps`` = T + 1) that read ``reads[s]`` points of
+    A(s), as the LLMs read at t = s; with ``first_reads=False`` step 0 reads none (its start is already the models
+    after reading A(0)). k_t = 0 where a step read nothing (no update)."""
+    k = np.minimum(reads, gmm_network.step_schedule(gcfg).num_points)  # (a literal --gmm-posts L internet is larger)
+    if not first_reads:
+        k = np.r_[0, k[1:]]
+    return gmm_network.make_params(gcfg, num_draws=k)
+
+
+def gmm_band(cfg: WebConfig, reads: Any) -> dict[str, Any]:
     """The GMM network with the run's n, beta and |A(0)| (components of the seed's Figure 4, Dirichlet(1) starts),
-    ``gmm_replicates`` replicates: ||D(t)||_F / ||D(0)||_F per replicate, summarised."""
+    ``gmm_replicates`` replicates: ||D(t)||_F / ||D(1)||_F per replicate, summarised, for t = 1..T+1.
+
+    Aligned with the LLMs (an audit, 2026-12-07): step s reads ``reads[s]`` points of A(s), what the LLMs read at
+    t = s (:func:`llm_reads`; it read floor(beta |A(t)|), 10-55 points, where the LLMs fitted 3-4 into their
+    prompts), and the record after it, Pi(s + 1), stands beside the LLMs' t = s, whose answers come after reading
+    A(s) (the band's t = 0 was the Dirichlet start, before any reading)."""
+    reads = np.asarray(reads)
     gcfg = gmm_network.paper_config(4, num_models=cfg.num_models, points_per_step=cfg.gmm_posts, beta=cfg.beta,
-                                    num_steps=num_steps, num_human=cfg.num_human)
-    res = gmm_network.simulate(cfg.seed, gcfg, cfg.gmm_replicates, dtype=jnp.float64, progress=False)
-    return {"curves": proxy.normalised(res.dnorm), **proxy.band(proxy.normalised(res.dnorm))}
+                                    num_steps=reads.size, num_human=cfg.num_human)
+    res = gmm_network.simulate(cfg.seed, gcfg, cfg.gmm_replicates, params=_aligned_params(gcfg, reads),
+                               dtype=jnp.float64, progress=False)
+    curves = proxy.normalised(np.asarray(res.dnorm)[:, 1:])
+    return {"curves": curves, **proxy.band(curves)}
 
 
-def calibrated_proxies(cfg: WebConfig, emb: np.ndarray, human: np.ndarray, pbar=None) -> dict[str, Any]:
+def calibrated_proxies(cfg: WebConfig, emb: np.ndarray, human: np.ndarray, reads: Any = None,
+                       pbar=None) -> dict[str, Any]:
     """For B = 1..proxy_components: the proxy fitted to the t = 0 answers (:mod:`llm_bridge.web_gmm_proxy`), its
     band over ``gmm_replicates`` replicates and its coverage of the LLM curve in the same projection.
 
-    ``emb``: (T+1, n, L, dim) answer embeddings; ``human``: (|A(0)|, dim) embeddings of the human texts; ``pbar``:
-    a progress bar moved by one for each B, or None.
+    ``emb``: (T+1, n, L, dim) answer embeddings; ``human``: (|A(0)|, dim) embeddings of the human texts; ``reads``:
+    the texts the LLMs read at each step (:func:`llm_reads`; None: floor(beta |A(t)|)); ``pbar``: a progress bar
+    moved by one for each B, or None.
+
+    The proxy starts from the weights fitted to the answers given after reading A(0); its step s >= 1 reads
+    ``reads[s]`` points of A(s), which holds the posts of steps before s, as the LLMs' t = s does (it read A(0)
+    again at its first step, one step behind: an audit, 2026-12-07). Each model's ``X_i`` is the mean of L draws
+    from its GMM, as the LLMs' is the mean of L answers (:func:`web_gmm_proxy.sampled_dnorm`; it was the mixture's
+    mean, without the sampling noise that gives the LLM curve its floor).
     """
     T = emb.shape[0] - 1
+    L = emb.shape[2]
     proj = proxy.pca_basis(emb[0].reshape(-1, emb.shape[-1]), cfg.proxy_dims)
     pts0 = proj(emb[0])
     llm = proxy.normalised(np.asarray(distance.distance_matrix_norm(proj(emb.mean(axis=2)))))
@@ -92,12 +128,17 @@ def calibrated_proxies(cfg: WebConfig, emb: np.ndarray, human: np.ndarray, pbar=
         else:
             # EM can leave two components on one point when the t = 0 answers have fewer distinct points than B:
             # gmm_network's advice to give each its own mean is not the user's
+            cov = (fit.cov + fit.cov.T) / 2
             with _checks.ignoring_warnings(UserWarning, r"mu: components \d+ and \d+ have the same mean"):
-                gcfg = gmm_network.make_config(mu=fit.means, sigma=(fit.cov + fit.cov.T) / 2,
-                                               num_models=cfg.num_models, points_per_step=cfg.gmm_posts,
-                                               beta=cfg.beta, num_steps=T, num_human=cfg.num_human, pi_ref=pi_ref)
-                weights = proxy.simulate_fixed_start(gcfg, fit.weights, cfg.gmm_replicates, seed=cfg.seed + B)
-            bands.append(proxy.band(proxy.normalised(proxy.mean_dnorm(weights, fit.means))))
+                gcfg = gmm_network.make_config(mu=fit.means, sigma=cov, num_models=cfg.num_models,
+                                               points_per_step=cfg.gmm_posts, beta=cfg.beta, num_steps=T + 1,
+                                               num_human=cfg.num_human, pi_ref=pi_ref)
+                given = gmm_network.step_schedule(gcfg).num_draws if reads is None else np.asarray(reads)
+                params = _aligned_params(gcfg.replace(initial_weights=fit.weights), given, first_reads=False)
+                weights = proxy.simulate_fixed_start(gcfg, fit.weights, cfg.gmm_replicates, seed=cfg.seed + B,
+                                                     params=params)[:, 1:]
+            curves = proxy.sampled_dnorm(weights, fit.means, cov, L, seed=cfg.seed + B)
+            bands.append(proxy.band(proxy.normalised(curves)))
         out["coverage"].append(proxy.coverage(llm, bands[-1]["low"], bands[-1]["high"]))
         out["weights0"].append(fit.weights.tolist())
         out["pi_ref"].append(pi_ref.tolist())
@@ -134,24 +175,30 @@ def analyse(folder: str | Path) -> dict[str, Any]:
     with (jax.enable_x64(True),
           bar(1 + cfg.proxy_components, f"llm-web analysis (GMM band, proxies B = 1..{cfg.proxy_components})",
               "fit") as pbar):
-        gmm = gmm_band(cfg, T)
+        reads = llm_reads(cfg, records)
+        gmm = gmm_band(cfg, reads)
         pbar.update(1)
-        prox = calibrated_proxies(cfg, emb, human, pbar)
+        prox = calibrated_proxies(cfg, emb, human, reads, pbar)
     llm = proxy.normalised(dnorm)
-    gmm_cov = proxy.coverage(llm, gmm["low"], gmm["high"])
     spread = np.asarray([m["spread"] for m in metrics])
     floor = noise_floor(emb)
     signal = np.sqrt(np.maximum(dnorm**2 - floor**2, 0.0))
+    # the band is of population weights, without the sampling noise of L answers: it is set against the
+    # floor-corrected curve (the raw one has a floor of 0.66-0.98 of its t = 0 value in the documented runs, above
+    # most of the band; an audit, 2026-12-07)
+    signal_normalised = proxy.normalised(signal)
+    gmm_cov = proxy.coverage(signal_normalised, gmm["low"], gmm["high"])
 
     out = RunFolder(path)
     out.save_arrays(
         {"dnorm": dnorm, "dnorm_recorded": recorded, "dnorm_normalised": llm, "dnorm_floor": floor,
-         "dnorm_signal": signal, "spread": spread,
+         "dnorm_signal": signal, "dnorm_signal_normalised": signal_normalised, "spread": spread, "reads": reads,
          "fitted": np.asarray([r["fitted"] for r in records]), "gmm_low": gmm["low"], "gmm_median": gmm["median"],
          "gmm_high": gmm["high"], "proxy_llm": prox["llm"], "proxy_low": prox["low"],
          "proxy_median": prox["median"], "proxy_high": prox["high"], "proxy_coverage": np.asarray(prox["coverage"])},
         {"dnorm": ["step"], "dnorm_recorded": ["step"], "dnorm_normalised": ["step"], "dnorm_floor": ["step"],
-         "dnorm_signal": ["step"], "spread": ["step", "model"],
+         "dnorm_signal": ["step"], "dnorm_signal_normalised": ["step"], "spread": ["step", "model"],
+         "reads": ["step"],
          "fitted": ["step", "model"], "gmm_low": ["step"], "gmm_median": ["step"], "gmm_high": ["step"],
          "proxy_llm": ["step"], "proxy_low": ["components", "step"], "proxy_median": ["components", "step"],
          "proxy_high": ["components", "step"], "proxy_coverage": ["components"]},
@@ -160,13 +207,17 @@ def analyse(folder: str | Path) -> dict[str, Any]:
          "dnorm_normalised": "dnorm / dnorm[0]",
          "dnorm_floor": "||D||_F expected from sampling noise alone (identical models, L answers each)",
          "dnorm_signal": "sqrt(max(dnorm^2 - dnorm_floor^2, 0)): estimate of the population ||D||_F",
+         "dnorm_signal_normalised": "dnorm_signal / dnorm_signal[0] (what the GMM band is set against)",
+         "reads": "texts the models read at step t (context mode: mean of fitted, rounded); the GMM's k_t",
          "spread": "mean distance of a model's L answer embeddings to their mean",
          "fitted": "retrieved texts that fitted in the prompt (context mode; 0 in finetune mode)",
-         "gmm_low": "GMM network (n, beta, |A(0)| of the run; Figure 4 components): 5 % quantile of ||D||_F/||D(0)||_F",
+         "gmm_low": "GMM network (n, beta, |A(0)|, reads of the run; Figure 4 components): 5 % quantile of "
+                    "||D||_F / ||D(0)||_F (its Pi(t + 1), after reading A(t), at step t)",
          "gmm_median": "GMM network: median of ||D(t)||_F / ||D(0)||_F",
          "gmm_high": "GMM network: 95 % quantile of ||D(t)||_F / ||D(0)||_F",
          "proxy_llm": "LLM ||D(t)||_F / ||D(0)||_F in the proxy's PCA projection",
-         "proxy_low": "calibrated proxy with B = index + 1 components: 5 % quantile (normalised)",
+         "proxy_low": "calibrated proxy with B = index + 1 components, X_i the mean of L draws: 5 % quantile "
+                      "(normalised)",
          "proxy_median": "calibrated proxy: median (normalised)",
          "proxy_high": "calibrated proxy: 95 % quantile (normalised)",
          "proxy_coverage": "fraction of steps t = 1..T with the LLM curve inside the proxy's 5-95 % band"},
@@ -188,7 +239,11 @@ def analyse(folder: str | Path) -> dict[str, Any]:
         # (None in finetune mode, where nothing is retrieved into a prompt: "0" read as "nothing fitted"; a user trial)
         "mean_fitted": float(np.mean([r["fitted"] for r in records])) if cfg.mode == "context" else None,
         "gmm_median_tT": float(gmm["median"][-1]), "gmm_band_tT": [float(gmm["low"][-1]), float(gmm["high"][-1])],
-        "gmm_coverage": gmm_cov, "gmm_posts": cfg.gmm_posts, "gmm_replicates": cfg.gmm_replicates,
+        # (against the floor-corrected curve; the raw one beside it, for comparison with runs analysed before
+        # 2026-12-07, whose gmm_coverage was of the raw curve and a band that read floor(beta |A(t)|) points)
+        "gmm_coverage": gmm_cov, "gmm_coverage_raw": proxy.coverage(llm, gmm["low"], gmm["high"]),
+        "mean_reads": float(np.mean(reads)),
+        "gmm_posts": cfg.gmm_posts, "gmm_replicates": cfg.gmm_replicates,
         "proxy_dims": int(prox["explained"].size), "proxy_explained": prox["explained"].tolist(),
         "proxy_coverage": {str(B + 1): c for B, c in enumerate(prox["coverage"])},
         "proxy_llm_ratio": float(prox["llm"][-1]),
@@ -200,7 +255,7 @@ def analyse(folder: str | Path) -> dict[str, Any]:
         "step_seconds": float(np.sum([r.get("seconds", 0.0) for r in records])),
     }
     atomic_write_json(path / "summary.json", summary)
-    plots(out, cfg, emb, metrics, llm, (dnorm, floor, signal), gmm, prox)
+    plots(out, cfg, emb, metrics, (llm, signal_normalised), (dnorm, floor, signal), gmm, prox)
     out.save_text("report.md", report_markdown(cfg, summary))
     if T == cfg.num_steps:  # manifest.json marks a finished run; a partial one analysed so far is not finished
         out.finish({k: summary[k] for k in ("dnorm_t0", "dnorm_tT", "dnorm_ratio", "gmm_coverage",
@@ -223,7 +278,8 @@ def _integer_steps(fig) -> None:
 
 
 def plots(out: RunFolder, cfg: WebConfig, emb, metrics, llm, raw, gmm, prox) -> None:
-    """The five figures of the module docstring; ``raw`` = (||D||_F, its noise floor, the floor-corrected value)."""
+    """The five figures of the module docstring; ``llm`` = (||D||_F / ||D(0)||_F, the floor-corrected value over its
+    t = 0 value), ``raw`` = (||D||_F, its noise floor, the floor-corrected value)."""
     from llm_bridge.embedding_metrics import measure_embeddings
 
     plt = _pyplot()
@@ -234,7 +290,8 @@ def plots(out: RunFolder, cfg: WebConfig, emb, metrics, llm, raw, gmm, prox) -> 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     a.fill_between(t, gmm["low"], gmm["high"], color="C1", alpha=0.25, label="GMM network 5-95 %")
     a.plot(t, gmm["median"], color="C1", lw=1.2, label="GMM network median")
-    a.plot(t, llm, "o-", color="C0", ms=3, label="LLM network")
+    a.plot(t, llm[0], "o-", color="C0", ms=3, label="LLM network")
+    a.plot(t, llm[1], "s-", color="C3", ms=2.5, lw=1, label="LLM, floor-corrected (set against the band)")
     a.set(xlabel="t", ylabel="||D(t)||_F / ||D(0)||_F", title=f"normalised to t = 0 ({label})")
     a.grid(alpha=0.3)
     b.plot(t, raw[0], "o-", color="C0", ms=3, label="||D(t)||_F")
@@ -369,9 +426,11 @@ def report_markdown(cfg: WebConfig, s: dict[str, Any]) -> str:
              f"{_fmt(s['signal_mean_first_third'])} / {_fmt(s['signal_mean_last_third'])} |",
              f"| recomputed vs recorded ‖D‖_F, max abs diff | {_fmt(s['dnorm_recorded_max_abs_diff'])} |",
              f"| retrieved texts that fit the prompt, mean | {_fmt(s['mean_fitted'])} |",
-             f"| GMM network median at T (normalised) | {_fmt(s['gmm_median_tT'])} |",
+             f"| GMM network median at T (normalised; its k_t = the texts the LLMs read, mean "
+             f"{_fmt(s['mean_reads'])}) | {_fmt(s['gmm_median_tT'])} |",
              # (a fraction, printed as one: the label read as a count; a user trial)
-             f"| fraction of the steps with the LLM curve inside the GMM 5-95 % band | {_fmt(s['gmm_coverage'])} |",
+             f"| fraction of the steps with the floor-corrected LLM curve inside the GMM 5-95 % band (the raw "
+             f"curve: {_fmt(s['gmm_coverage_raw'])}) | {_fmt(s['gmm_coverage'])} |",
              "",
              f"Calibrated proxy (PCA to {s['proxy_dims']} dims, explaining "
              f"{', '.join(f'{v:.0%}' for v in s['proxy_explained'])} of the t = 0 answers' variance; LLM curve in "

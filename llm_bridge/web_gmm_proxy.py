@@ -156,19 +156,40 @@ def fit_weights(points: Any, means: np.ndarray, cov: np.ndarray, *, iterations: 
 
 
 def simulate_fixed_start(cfg: gmm_network.GMMNetworkConfig, initial_weights: Any, num_replicates: int,
-                         seed: int = 0) -> np.ndarray:
+                         seed: int = 0, *, params: gmm_network.Params | None = None) -> np.ndarray:
     """``Pi(t)`` for t = 0..T of ``num_replicates`` GMM networks that all start from ``initial_weights``
     (num_models, B): (num_replicates, T+1, num_models, B), float64.
 
     :func:`collapse_jax.gmm_network.simulate` (native kernel on CPU) with ``initial_weights`` in place of the
     Dirichlet draws; replicate r's human points and draws come from ``fold_in(key(seed), r)``. Runs with x64 on.
+    ``params``: the configuration's values with that start (:func:`gmm_network.make_params`, e.g. with other k_t);
+    None: those of ``cfg``.
     """
     if not isinstance(cfg, gmm_network.GMMNetworkConfig):
         raise ValueError(f"cfg must be a GMMNetworkConfig (use gmm_network.make_config), got {type(cfg).__name__}")
     cfg = cfg.replace(initial_weights=initial_weights, record_pi=True)
     with jax.enable_x64(True):
-        res = gmm_network.simulate(seed, cfg, num_replicates, dtype=jnp.float64, progress=False)
+        res = gmm_network.simulate(seed, cfg, num_replicates, params=params, dtype=jnp.float64, progress=False)
     return np.asarray(res.weights, dtype=np.float64)
+
+
+def sampled_dnorm(weights: Any, means: Any, cov: Any, samples: int, seed: int = 0) -> np.ndarray:
+    """``||D||_F`` with ``X_i`` the mean of ``samples`` draws from model i's GMM (weights ``Pi_i``, the shared
+    ``means`` (B, dims) and covariance ``cov``), as an LLM's ``X_i`` is the mean of its L answers' embeddings:
+    weights (..., num_models, B) -> (...), float64, deterministic per ``seed``.
+
+    Exactly in law: the draws' component counts are Multinomial(samples, Pi_i) and their Gaussian parts average to
+    N(0, cov / samples), so ``X_i = counts @ means / samples + chol(cov) z / sqrt(samples)``. Its expectation
+    exceeds :func:`mean_dnorm`'s by the sampling-noise floor the LLM curve has too."""
+    samples = _checks.positive_int("samples", samples)
+    w = np.asarray(weights, np.float64)
+    means = np.asarray(means, np.float64)
+    rng = np.random.default_rng(seed)
+    w = np.clip(w, 0.0, None)
+    counts = rng.multinomial(samples, w / w.sum(-1, keepdims=True))
+    noise = rng.standard_normal((*w.shape[:-1], means.shape[1])) @ np.linalg.cholesky(np.asarray(cov, np.float64)).T
+    x = counts @ means / samples + noise / np.sqrt(samples)
+    return np.asarray(distance.distance_matrix_norm(x))
 
 
 def mean_dnorm(weights: Any, means: Any) -> np.ndarray:

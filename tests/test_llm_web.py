@@ -430,8 +430,74 @@ def test_analysis_runs_where_one_human_text_or_none_is_retrieved_at_t0(num_human
     out = llm_web_report.calibrated_proxies(cfg, emb, rng.normal(size=(num_human, 8)))
     assert np.isnan(out["coverage"][0]) and np.all(np.isnan(out["median"][0]))  # B = 1: n/a, as always
     assert np.all(np.isfinite(out["coverage"][1:])) and np.all(np.isfinite(out["median"][1:]))
-    band = llm_web_report.gmm_band(cfg, cfg.num_steps)
+    reads = np.floor(cfg.beta * (num_human + cfg.num_models * np.arange(cfg.num_steps + 1))).astype(int)
+    band = llm_web_report.gmm_band(cfg, reads)
     assert np.all(np.isfinite(band["median"]))
+
+
+def test_the_gmm_band_reads_what_the_llms_read_and_starts_after_reading():
+    """An audit (2026-12-07): the band's models read floor(beta |A(t)|) points (10-55 at the defaults) where the
+    LLMs fitted 3-4 texts into their prompts, and its t = 0 was the Dirichlet start, where the LLMs' t = 0 comes
+    after reading A(0). The band follows the reads given, one record on: models that read nothing never move."""
+    from llm_bridge import llm_web_report
+
+    cfg = llm_web.WebConfig(**{**TINY, "gmm_replicates": 200})
+    band = llm_web_report.gmm_band(cfg, np.zeros(cfg.num_steps + 1, int))
+    assert band["curves"].shape == (200, cfg.num_steps + 1) and np.all(band["curves"] == 1.0)
+    # curves[:, t] is Pi(t + 1), after step t's reading: nothing read at t = 1, one point at t = 2 and 3
+    # (a replicate whose models all moved onto one component at t = 0 has D = 0 there: NaN, left out of the band)
+    few = llm_web_report.gmm_band(cfg, np.r_[2, 0, 2, 2])["curves"]
+    few = few[np.isfinite(few[:, 0])]
+    assert len(few) > 100 and np.all(few[:, 1] == 1.0) and not np.all(few[:, 2] == 1.0)
+    records = [{"fitted": [3, 4, 4], "k": 9}, {"fitted": [0, 1, 0], "k": 10}]
+    assert list(llm_web_report.llm_reads(cfg, records)) == [4, 0]
+    finetune = llm_web.WebConfig(**{**TINY, "mode": "finetune"})
+    assert list(llm_web_report.llm_reads(finetune, records)) == [9, 10]
+
+
+def test_the_gmm_network_takes_other_reads_per_step():
+    cfg = gmm_network.make_config(num_steps=4, num_human=6, beta=0.5)
+    default = gmm_network.make_params(cfg)
+    same = gmm_network.make_params(cfg, num_draws=default.num_draws)
+    assert all(np.array_equal(a, b) for a, b in zip(default, same))
+    given = gmm_network.make_params(cfg, num_draws=[0, 1, 2, 3])
+    assert list(given.num_draws) == [0, 1, 2, 3] and np.allclose(given.alpha[1:], [1, 1 / 2, 1 / 3])
+    for bad, message in (([1, 2, 3], r"one k_t per step t = 0..T-1 \(4 values\)"),
+                         ([0, 1, 2, 1000], r"integers k_t in \[0, \|A\(t\)\|\].*1000 at t = 3"),
+                         ([0, -1, 2, 3], "-1 at t = 1"), ([0, 1.5, 2, 3], "1.5 at t = 1")):
+        with pytest.raises(ValueError, match=message):
+            gmm_network.make_params(cfg, num_draws=bad)
+
+
+def test_the_proxy_is_measured_like_the_llms():
+    """An audit (2026-12-07): the proxy's X_i was its mixture's mean, without the sampling noise of the L answers
+    that gives the LLM curve its floor. X_i is now the mean of L draws: E ||D||_F^2 = ||D_pop||_F^2 + 2 (n - 1)
+    sum_i v_i / L, v_i the trace of model i's covariance (the mixture's: the shared one plus the means' spread)."""
+    rng = np.random.default_rng(1)
+    means, cov = np.array([[0.0, 0.0], [3.0, 1.0], [-1.0, 2.0]]), np.array([[1.0, 0.3], [0.3, 0.5]])
+    w = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [1 / 3, 1 / 3, 1 / 3]])
+    L, R = 5, 40_000
+    d2 = proxy.sampled_dnorm(np.broadcast_to(w, (R, 3, 3)), means, cov, L, seed=2) ** 2
+    m = w @ means
+    v = np.trace(cov) + np.einsum("ib,ib->i", w, ((means[None] - m[:, None]) ** 2).sum(-1))
+    exact = proxy.mean_dnorm(w, means) ** 2 + 2 * 2 * v.sum() / L
+    assert abs(d2.mean() - exact) < 4 * d2.std() / np.sqrt(R)
+    assert np.array_equal(proxy.sampled_dnorm(w, means, cov, L, seed=3), proxy.sampled_dnorm(w, means, cov, L, seed=3))
+    del rng
+
+
+def test_a_proxy_whose_models_start_alike_has_a_finite_band():
+    """An audit (2026-12-07): when EM gave every model nearly the same weights, the proxy's ||D(0)|| was about 0
+    and its normalised band ran from 96 to 898 ("proxy median at T = 413"). Measured with the answers' sampling
+    noise, its t = 0 value is that noise, as the LLM curve's is."""
+    from llm_bridge import llm_web_report
+
+    cfg = llm_web.WebConfig(**{**TINY, "num_steps": 6, "gmm_replicates": 100})
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(cfg.num_steps + 1, cfg.num_models, cfg.samples, 8))
+    emb[0] = emb[0, :1] + 1e-4 * emb[0]  # every model's t = 0 answers nearly the same points: nearly equal weights
+    out = llm_web_report.calibrated_proxies(cfg, emb, rng.normal(size=(cfg.num_human, 8)))
+    assert np.all(out["high"][1] < 10) and np.all(out["median"][1] > 0.1)
 
 
 def test_coverage_and_normalisation():
