@@ -136,7 +136,8 @@ def load_documents(data: DataConfig) -> list[str]:
         from llm_bridge import corpus
 
         return list(corpus.stdlib_corpus(corpus.CorpusConfig(unit=data.unit, max_chars=4000)).texts)
-    return text_documents(data.source)
+    return text_documents(data.source, "source path")  # (named as DataConfig names it: "data path" did not say
+    # which option; an audit, 2026-12-07)
 
 
 def split_documents(docs: Sequence[str], held_out_fraction: float, seed: int) -> tuple[list[str], list[str]]:

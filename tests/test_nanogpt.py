@@ -901,6 +901,9 @@ def test_train_bad_input(tmp_path, data_dir, reference_run):
         nt.train(unfinished, SPEC, data, tc)
     with pytest.raises(ValueError, match="source path '/nonexistent' does not exist"):
         nt.DataConfig(source="/nonexistent")
+    (tmp_path / "no-texts").mkdir()  # (named "data path", not the option; an audit, 2026-12-07)
+    with pytest.raises(ValueError, match="source path '.*no-texts' is a folder that holds no .txt files"):
+        nt.load_documents(nt.DataConfig(source=str(tmp_path / "no-texts")))
     with pytest.raises(ValueError, match="keep_checkpoints must be >= 2"):
         nt.TrainConfig(keep_checkpoints=1)
     with pytest.raises(ValueError, match="give steps, minutes or both"):
