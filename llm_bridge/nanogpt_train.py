@@ -427,11 +427,15 @@ def restore_latest(folder: Path, items: dict[str, Any], *, step: int | None = No
             if step not in steps:
                 raise ValueError(f"{str(folder / CHECKPOINTS)!r} has no checkpoint at step {step}; it has {steps}")
             return step, _restore_step(mngr, step, items)
+        failures = []
         for s in steps:
             try:
                 restored = _restore_step(mngr, s, items)
             except CheckpointError as exc:
-                warnings.warn(f"{exc}; using the previous checkpoint instead", stacklevel=_checks.user_stacklevel())
+                failures.append(f"step {s}: {exc}")
+                if s != steps[-1]:  # (it said "using the previous checkpoint" of the last one too; an audit)
+                    warnings.warn(f"{exc}; using the previous checkpoint instead",
+                                  stacklevel=_checks.user_stacklevel())
                 continue
             for bad in (b for b in steps if b > s and set_aside):
                 target = folder / f"{CHECKPOINTS}-corrupt" / str(bad)
@@ -444,7 +448,9 @@ def restore_latest(folder: Path, items: dict[str, Any], *, step: int | None = No
                 warnings.warn(f"moved the checkpoint that did not restore to {str(target)!r}",
                               stacklevel=_checks.user_stacklevel())
             return s, restored
-    raise ValueError(f"{str(folder)!r} holds no checkpoint that restores (steps tried: {steps})")
+    # (why each failed, here: the reason was only in a warning before; an audit, 2026-12-07)
+    raise ValueError(f"{str(folder)!r} holds no checkpoint that restores (steps tried: {steps}; "
+                     f"{'; '.join(failures) or 'none'})")
 
 
 def has_checkpoints(folder: Path) -> bool:

@@ -798,6 +798,16 @@ def test_a_digest_deleted_from_a_checkpoint_marks_it_damaged(tmp_path, reference
     del meta["item_handlers"][nt.DIGEST]
     (latest / nt.STEP_METADATA).write_text(json.dumps(meta))
     _assert_params_equal(ng.NanoGPT.load(run, step=STEPS).params, reference_run.model.params)
+    # none restores: the error says why each step failed (only the warnings did; an audit, 2026-12-07)
+    none = tmp_path / "none"
+    shutil.copytree(reference_run.folder, none)
+    steps = sorted(int(p.name) for p in (none / "checkpoints").iterdir() if p.name.isdigit())
+    for s in steps:
+        shutil.rmtree(none / "checkpoints" / str(s) / nt.DIGEST)
+    with pytest.warns(UserWarning) as warned, pytest.raises(ValueError, match=(
+            rf"holds no checkpoint that restores \(steps tried: .*; step {steps[0]}: .*digest/.* is missing")):
+        ng.NanoGPT.load(none)
+    assert sum("using the previous checkpoint" in str(w.message) for w in warned) == len(steps) - 1
 
 
 class _Killed(BaseException):
