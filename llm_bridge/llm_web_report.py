@@ -390,6 +390,9 @@ def report_caveats(cfg: WebConfig, s: dict[str, Any], T: int) -> list[str]:
     if s.get("steps_above_floor") == 0:
         out.append("‖D(t)‖_F is at or below its sampling-noise floor at every step: the differences between the "
                    f"models are not resolved with L = {cfg.samples} answers each")
+    elif s.get("signal_t0") == 0:
+        out.append("‖D(0)‖_F is at or below its sampling-noise floor, so the floor-corrected curve has no t = 0 "
+                   "value to divide by: the GMM band's coverage is n/a (the raw curve's is given beside it)")
     small = [f"{name} = {value}" for name, value, least in (("T", T, 10), ("L", cfg.samples, 8),
                                                             ("gmm_replicates", cfg.gmm_replicates, 200))
              if value < least]

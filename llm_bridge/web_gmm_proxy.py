@@ -221,8 +221,10 @@ def band(curves: Any, low: float = 0.05, high: float = 0.95) -> dict[str, np.nda
 
 
 def coverage(curve: Any, low: Any, high: Any) -> float:
-    """Fraction of steps t = 1..T with ``low[t] <= curve[t] <= high[t]`` (NaN if the band is undefined)."""
+    """Fraction of steps t = 1..T with ``low[t] <= curve[t] <= high[t]`` (NaN if the band is undefined, or the
+    curve at t = 0: a curve normalised by a t = 0 value of 0, such as a floor-corrected one below its floor there,
+    counted 0 % inside)."""
     c, lo, hi = (np.asarray(a, np.float64)[1:] for a in (curve, low, high))
-    if c.size == 0 or np.any(np.isnan(lo)) or np.any(np.isnan(hi)):
+    if c.size == 0 or np.isnan(np.asarray(curve, np.float64)[0]) or np.any(np.isnan(lo)) or np.any(np.isnan(hi)):
         return float("nan")
     return float(np.mean((lo <= c) & (c <= hi)))

@@ -455,6 +455,16 @@ def test_the_gmm_band_reads_what_the_llms_read_and_starts_after_reading():
     assert list(llm_web_report.llm_reads(finetune, records)) == [9, 10]
 
 
+def test_a_run_below_its_floor_at_t0_says_why_the_band_coverage_is_na():
+    from llm_bridge import llm_web_report
+
+    cfg = llm_web.WebConfig(**{**TINY, "samples": 8, "gmm_replicates": 200})
+    said = llm_web_report.report_caveats(cfg, {"steps_above_floor": 3, "signal_t0": 0.0}, 20)
+    assert said == ["‖D(0)‖_F is at or below its sampling-noise floor, so the floor-corrected curve has no t = 0 "
+                    "value to divide by: the GMM band's coverage is n/a (the raw curve's is given beside it)"]
+    assert llm_web_report.report_caveats(cfg, {"steps_above_floor": 3, "signal_t0": 0.1}, 20) == []
+
+
 def test_the_gmm_network_takes_other_reads_per_step():
     cfg = gmm_network.make_config(num_steps=4, num_human=6, beta=0.5)
     default = gmm_network.make_params(cfg)
@@ -505,6 +515,8 @@ def test_coverage_and_normalisation():
     assert list(proxy.normalised(curve)) == [1.0, 0.5, 0.25, 0.1]
     assert proxy.coverage(proxy.normalised(curve), np.full(4, 0.2), np.full(4, 0.6)) == pytest.approx(2 / 3)
     assert np.isnan(proxy.coverage(curve, np.full(4, np.nan), np.ones(4)))
+    # a curve normalised by 0 at t = 0 (floor-corrected below its floor there) is undefined, not 0 % inside
+    assert np.isnan(proxy.coverage(proxy.normalised(np.r_[0.0, curve]), np.zeros(5), np.ones(5)))
     assert np.all(np.isnan(proxy.normalised(np.zeros((2, 3)))))
 
 
