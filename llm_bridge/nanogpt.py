@@ -720,7 +720,11 @@ def sample_tokens(logits, keys, temperature, top_k: int | None, top_p: float, gr
     # -inf for the others, i.e. the argmax, not inf / inf = NaN (which sampled EOT: empty texts)
     top = jnp.max(logits, axis=-1, keepdims=True)
     shifted = jnp.where(logits == -jnp.inf, -jnp.inf, logits - top)    # -inf - (-inf) would be NaN, i.e. weight 1
-    weights = jnp.exp(filter_logits(jnp.where(shifted < 0, shifted / temperature, 0.0), top_k, top_p))
+    # a masked logit stays -inf at any temperature: XLA divides by a constant temperature (an eager call) as
+    # shifted * (1 / temperature), and above 2^126 (8.5e37) 1 / temperature is subnormal, flushed to 0 on the CPU:
+    # -inf * 0 = NaN spoilt the group's sum and no token of that group was drawn (an audit, 2026-12-07)
+    scaled = jnp.where(shifted == -jnp.inf, -jnp.inf, jnp.where(shifted < 0, shifted / temperature, 0.0))
+    weights = jnp.exp(filter_logits(scaled, top_k, top_p))
     batch, vocab = weights.shape
     size = race_group_size(vocab)
     groups = -(-vocab // size)
