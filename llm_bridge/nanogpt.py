@@ -40,6 +40,7 @@ from collapse_jax import _checks
 from collapse_jax.progress import bar
 from collapse_jax.replicates import root_key
 from llm_bridge.bpe import TextTokenizer
+from llm_bridge.encoders import local_path
 from llm_bridge.generators import (PerplexityResult, Sampling, check_texts, check_top_k, cut_at_stop,
                                    fit_prompts)
 from llm_bridge.nanogpt_config import DTYPES, PRESETS, GPTConfig, preset_config  # noqa: F401 (re-exported)
@@ -879,7 +880,7 @@ class NanoGPT:
         A path that is missing, a file, or a folder without ``config.json`` is a ValueError naming it."""
         from llm_bridge import nanogpt_train as nt
 
-        folder = Path(folder).expanduser()
+        folder = local_path("folder", folder)
         if not (folder / "config.json").exists():
             from llm_bridge import recursive_train
 
@@ -903,7 +904,7 @@ class NanoGPT:
         another folder)."""
         from llm_bridge import nanogpt_train as nt
 
-        folder = Path(folder)
+        folder = local_path("folder", folder)
         if folder.exists() and not folder.is_dir():  # (FileExistsError from pathlib; a user trial, 2026-12-07)
             raise ValueError(f"folder {str(folder)!r} is a file; give a folder")
         config = {"model": asdict(self.config), "tokenizer_file": "tokenizer.json",

@@ -1050,6 +1050,18 @@ def test_finetune_lowers_the_loss_in_place_and_saves(tmp_path, model, reference_
         clone.finetune(texts, steps=0)
 
 
+def test_a_folder_that_is_not_a_str_or_path_is_named(model):
+    # an audit (2026-12-07): Path(None) raised a bare TypeError ("expected str, bytes or os.PathLike object")
+    from llm_bridge.recursive_train import load_generation_model
+
+    for bad, kind in ((None, "NoneType"), (3, "int")):
+        for call in (lambda: ng.NanoGPT.load(bad), lambda: model.save(bad), lambda: load_generation_model(bad)):
+            with pytest.raises(ValueError, match=rf"folder must be a local model folder \(a str or path\), got {kind}"):
+                call()
+    with pytest.raises(ValueError, match="folder must be a local model folder, got an empty string"):  # (not ".")
+        ng.NanoGPT.load("")
+
+
 def test_saving_again_keeps_every_earlier_step(tmp_path, model):
     """Three steps saved into one folder all load (Orbax's manager kept only the newest two)."""
     clone = ng.NanoGPT(model.config, model.tokenizer, model.params)
