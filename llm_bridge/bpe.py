@@ -86,8 +86,10 @@ class TextTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         """The text of ``ids``; EOT tokens are written as ``<|endoftext|>``. An id outside ``0 .. vocab_size - 1``
         is a ValueError naming it (an unknown id was dropped silently, a negative one raised an OverflowError; a
-        user trial, 2026-12-06)."""
-        ids = [int(i) for i in ids]
+        user trial, 2026-12-06); so is an id that is not an integer (a bool, a float, a string: ``int()`` read True as
+        1 and cut 2.9 to 2; an audit, 2026-12-07). Python and NumPy integers and 1-d integer arrays (NumPy, JAX) are
+        taken."""
+        ids = _token_ids(ids)
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
             raise ValueError(f"ids must lie in 0 .. vocab_size - 1 = {self.vocab_size - 1}, got {bad[0]}")
@@ -126,6 +128,31 @@ class TextTokenizer:
         # the byte tokenizer: no merges and EOT after the 256 bytes; a BPE trained on too little text for any merge
         # has none either, but its EOT is id 0 (it was labelled "byte" on reloading, with other ids than bytes)
         return cls(tok, "bpe" if merges or tok.token_to_id(EOT) != 256 else "byte")
+
+
+def _token_ids(ids: Any) -> list[int]:
+    """``ids`` as a list of int, or a ValueError naming ``ids`` (``ids[i]`` for an item that is not an integer)."""
+    if hasattr(ids, "dtype") and hasattr(ids, "shape"):      # a NumPy, JAX or torch array: its dtype decides
+        array = np.asarray(ids)
+        if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
+            raise ValueError(f"ids must be a 1-d array of integer token ids, got {array.dtype} of shape {array.shape}")
+        return [int(i) for i in array.tolist()]
+    if isinstance(ids, (str, bytes)):
+        raise ValueError(f"ids must be a sequence of integer token ids, got a {type(ids).__name__}")
+    try:
+        items = list(ids)
+    except TypeError:
+        raise ValueError(f"ids must be a sequence of integer token ids, got {type(ids).__name__}") from None
+    if all(type(i) is int for i in items):                  # the common case (generate's rows), checked fast
+        return items
+    out = []
+    for k, item in enumerate(items):
+        # a 0-d array (an item of a JAX or torch array) as its NumPy scalar
+        i = np.asarray(item)[()] if getattr(item, "shape", None) == () else item
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise ValueError(f"ids[{k}] must be an integer token id, got {item!r}")
+        out.append(int(i))
+    return out
 
 
 def byte_tokenizer() -> TextTokenizer:
