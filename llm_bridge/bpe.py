@@ -27,7 +27,7 @@ import numpy as np
 
 from collapse_jax import _checks
 from llm_bridge.encoders import require
-from llm_bridge.generators import check_texts
+from llm_bridge.generators import check_texts, check_utf8
 
 EOT = "<|endoftext|>"
 FILENAME = "tokenizer.json"
@@ -75,13 +75,19 @@ class TextTokenizer:
 
     def encode(self, text: str, *, plain: bool = False) -> list[int]:
         """Token ids of one text (no EOT added). A literal ``<|endoftext|>`` in ``text`` is EOT, or with ``plain``
-        its plain bytes."""
+        its plain bytes. A ``text`` that is not a str, or not encodable as UTF-8 (a lone surrogate), is a ValueError
+        naming it (``tokenizers`` raised "TextInputSequence must be str", naming nothing; an audit, 2026-12-07)."""
+        if not isinstance(text, str):
+            raise ValueError(f"text must be a str, got {type(text).__name__}")
+        check_utf8("text", text)
         return (self._plain if plain else self.tokenizer).encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str], *, plain: bool = False) -> list[list[int]]:
-        """Token ids of each text (no EOT added), in parallel inside ``tokenizers``; ``plain`` as in :meth:`encode`."""
+        """Token ids of each text (no EOT added), in parallel inside ``tokenizers``; ``plain`` as in :meth:`encode`.
+        ``texts`` is checked as :func:`llm_bridge.generators.check_texts` checks it (a ValueError naming
+        ``texts[i]`` for an item that is not a str or not UTF-8; a bare string is refused)."""
         tok = self._plain if plain else self.tokenizer
-        return [e.ids for e in tok.encode_batch(list(texts), add_special_tokens=False)]
+        return [e.ids for e in tok.encode_batch(check_texts(texts), add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int]) -> str:
         """The text of ``ids``; EOT tokens are written as ``<|endoftext|>``. An id outside ``0 .. vocab_size - 1``
@@ -96,7 +102,8 @@ class TextTokenizer:
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        """One int32 stream: EOT before every document, ``[EOT, doc0..., EOT, doc1..., ...]``."""
+        """One int32 stream: EOT before every document, ``[EOT, doc0..., EOT, doc1..., ...]``; ``texts`` checked as
+        in :meth:`encode_batch`."""
         eot = self.eot_id
         pieces = [np.asarray([eot] + ids, dtype=np.int32) for ids in self.encode_batch(texts)]
         return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)

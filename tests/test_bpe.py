@@ -59,6 +59,23 @@ def test_decode_refuses_ids_that_are_not_integers():
     assert tok.decode([]) == "" and tok.decode(np.zeros(0, np.int32)) == ""
 
 
+def test_encode_methods_name_a_text_that_is_not_a_string_or_not_utf8():
+    # an audit (2026-12-07): tokenizers raised "TextInputSequence must be str" for a lone surrogate, naming nothing
+    tok = bpe.byte_tokenizer()
+    with pytest.raises(ValueError, match=r"text cannot be encoded as UTF-8: '\\ud800' at character 1 is a lone"):
+        tok.encode("a\ud800")
+    with pytest.raises(ValueError, match="text must be a str, got int"):
+        tok.encode(3)
+    for method in (tok.encode_batch, tok.encode_documents):
+        with pytest.raises(ValueError, match=r"texts\[1\] cannot be encoded as UTF-8"):
+            method(["a", "b\udfff"])
+        with pytest.raises(ValueError, match=r"texts\[0\] must be a str, got int"):
+            method([3])
+        with pytest.raises(ValueError, match="got a single string"):   # (encode_batch encoded each character)
+            method("ab")
+    assert tok.encode_batch(("a", "é")) == [[97], [195, 169]] and tok.encode("é", plain=True) == [195, 169]
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.text(max_size=60))
 def test_any_unicode_round_trips(text):
