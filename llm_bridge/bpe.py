@@ -27,7 +27,7 @@ import numpy as np
 
 from collapse_jax import _checks
 from llm_bridge.encoders import require
-from llm_bridge.generators import check_texts
+from llm_bridge.generators import check_texts, check_utf8
 
 EOT = "<|endoftext|>"
 FILENAME = "tokenizer.json"
@@ -75,26 +75,35 @@ class TextTokenizer:
 
     def encode(self, text: str, *, plain: bool = False) -> list[int]:
         """Token ids of one text (no EOT added). A literal ``<|endoftext|>`` in ``text`` is EOT, or with ``plain``
-        its plain bytes."""
+        its plain bytes. A ``text`` that is not a str, or not encodable as UTF-8 (a lone surrogate), is a ValueError
+        naming it (``tokenizers`` raised "TextInputSequence must be str", naming nothing; an audit, 2026-12-07)."""
+        if not isinstance(text, str):
+            raise ValueError(f"text must be a str, got {type(text).__name__}")
+        check_utf8("text", text)
         return (self._plain if plain else self.tokenizer).encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: Sequence[str], *, plain: bool = False) -> list[list[int]]:
-        """Token ids of each text (no EOT added), in parallel inside ``tokenizers``; ``plain`` as in :meth:`encode`."""
+        """Token ids of each text (no EOT added), in parallel inside ``tokenizers``; ``plain`` as in :meth:`encode`.
+        ``texts`` is checked as :func:`llm_bridge.generators.check_texts` checks it (a ValueError naming
+        ``texts[i]`` for an item that is not a str or not UTF-8; a bare string is refused)."""
         tok = self._plain if plain else self.tokenizer
-        return [e.ids for e in tok.encode_batch(list(texts), add_special_tokens=False)]
+        return [e.ids for e in tok.encode_batch(check_texts(texts), add_special_tokens=False)]
 
     def decode(self, ids: Sequence[int]) -> str:
         """The text of ``ids``; EOT tokens are written as ``<|endoftext|>``. An id outside ``0 .. vocab_size - 1``
         is a ValueError naming it (an unknown id was dropped silently, a negative one raised an OverflowError; a
-        user trial, 2026-12-06)."""
-        ids = [int(i) for i in ids]
+        user trial, 2026-12-06); so is an id that is not an integer (a bool, a float, a string: ``int()`` read True as
+        1 and cut 2.9 to 2; an audit, 2026-12-07). Python and NumPy integers and 1-d integer arrays (NumPy, JAX) are
+        taken."""
+        ids = _token_ids(ids)
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
             raise ValueError(f"ids must lie in 0 .. vocab_size - 1 = {self.vocab_size - 1}, got {bad[0]}")
         return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def encode_documents(self, texts: Sequence[str]) -> np.ndarray:
-        """One int32 stream: EOT before every document, ``[EOT, doc0..., EOT, doc1..., ...]``."""
+        """One int32 stream: EOT before every document, ``[EOT, doc0..., EOT, doc1..., ...]``; ``texts`` checked as
+        in :meth:`encode_batch`."""
         eot = self.eot_id
         pieces = [np.asarray([eot] + ids, dtype=np.int32) for ids in self.encode_batch(texts)]
         return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int32)
@@ -126,6 +135,31 @@ class TextTokenizer:
         # the byte tokenizer: no merges and EOT after the 256 bytes; a BPE trained on too little text for any merge
         # has none either, but its EOT is id 0 (it was labelled "byte" on reloading, with other ids than bytes)
         return cls(tok, "bpe" if merges or tok.token_to_id(EOT) != 256 else "byte")
+
+
+def _token_ids(ids: Any) -> list[int]:
+    """``ids`` as a list of int, or a ValueError naming ``ids`` (``ids[i]`` for an item that is not an integer)."""
+    if hasattr(ids, "dtype") and hasattr(ids, "shape"):      # a NumPy, JAX or torch array: its dtype decides
+        array = np.asarray(ids)
+        if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
+            raise ValueError(f"ids must be a 1-d array of integer token ids, got {array.dtype} of shape {array.shape}")
+        return [int(i) for i in array.tolist()]
+    if isinstance(ids, (str, bytes)):
+        raise ValueError(f"ids must be a sequence of integer token ids, got a {type(ids).__name__}")
+    try:
+        items = list(ids)
+    except TypeError:
+        raise ValueError(f"ids must be a sequence of integer token ids, got {type(ids).__name__}") from None
+    if all(type(i) is int for i in items):                  # the common case (generate's rows), checked fast
+        return items
+    out = []
+    for k, item in enumerate(items):
+        # a 0-d array (an item of a JAX or torch array) as its NumPy scalar
+        i = np.asarray(item)[()] if getattr(item, "shape", None) == () else item
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+            raise ValueError(f"ids[{k}] must be an integer token id, got {item!r}")
+        out.append(int(i))
+    return out
 
 
 def byte_tokenizer() -> TextTokenizer:

@@ -94,15 +94,21 @@ def minilm_path() -> Path:
     return path
 
 
+def local_path(name: str, path: str | os.PathLike) -> Path:
+    """``path`` as a ``Path`` with ``~`` expanded, or a ValueError naming ``name`` unless it is a non-empty str or
+    ``os.PathLike`` (``Path(None)`` raised a bare TypeError naming no parameter; an audit, 2026-12-07)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"{name} must be a local model folder (a str or path), got {type(path).__name__}")
+    if str(path).strip() == "":     # Path("") is the current folder: never what an empty string meant
+        raise ValueError(f"{name} must be a local model folder, got an empty string")
+    return Path(path).expanduser()
+
+
 def model_folder(name: str, path: str | os.PathLike, required: Sequence[str],
                  saver: str = "save a model with save_pretrained / SentenceTransformer.save") -> Path:
     """``path`` as a local model folder holding every file in ``required``, or a ValueError naming what is wrong
     (``saver``: how to write such a folder, for the message)."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise ValueError(f"{name} must be a local model folder (a str or path), got {type(path).__name__}")
-    folder = Path(path).expanduser()
-    if str(path).strip() == "":     # Path("") is the current folder: never what an empty string meant
-        raise ValueError(f"{name} must be a local model folder, got an empty string")
+    folder = local_path(name, path)
     if not folder.is_dir():
         raise ValueError(f"{name} must be a local model folder (loaders here never download), got {str(path)!r}, "
                          f"which is not a directory; {saver}")

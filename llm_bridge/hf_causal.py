@@ -39,8 +39,8 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
-from llm_bridge.encoders import (TOKENIZER_FILES, WEIGHT_FILES, Encoder, _torch_device, load_failure, mean_pool,
-                                 model_folder, pretrained_model, quiet_loading, require, torch_dtype)
+from llm_bridge.encoders import (TOKENIZER_FILES, WEIGHT_FILES, Encoder, _torch_device, load_failure, local_path,
+                                 mean_pool, model_folder, pretrained_model, quiet_loading, require, torch_dtype)
 from llm_bridge.generators import (PerplexityResult, Sampling, check_finite_loss, check_texts, check_top_k,
                                    cut_at_stop, fit_prompts, weights_diverged)
 
@@ -51,7 +51,7 @@ GENERATE, FINETUNE = 0, 1
 def checkpoint_folder(path: str | os.PathLike) -> Path:
     """``path`` as a folder holding ``config.json``, weights and tokenizer files, or a ValueError naming the path and
     what is missing (weights: one of :data:`WEIGHT_FILES`; tokenizer: one of :data:`TOKENIZER_FILES`)."""
-    if Path(path).expanduser().is_file():
+    if local_path("path", path).is_file():   # (before it, Path(None) raised a bare TypeError; an audit)
         raise ValueError(f"path {str(path)!r} is a file, not a model folder; pass the folder that "
                          "model.save_pretrained / tokenizer.save_pretrained wrote")
     folder = model_folder("path", path, ["config.json"],
@@ -455,9 +455,7 @@ class HFCausalLM:
         was replaced whole, deleting the user's other files). The folder gets the permissions of a new folder
         (the process's umask), as ``save_pretrained``'s own.
         """
-        folder = Path(path).expanduser()
-        if str(path).strip() == "":
-            raise ValueError("path must name a folder, got an empty string")
+        folder = local_path("path", path)
         replaceable_model_folder(folder)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.parent / f".{folder.name}.{uuid.uuid4().hex[:12]}.tmp"

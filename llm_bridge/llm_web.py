@@ -102,7 +102,7 @@ class WebConfig:
         "help": "string joining retrieved texts and the query in the prompt", "default_help": "' ' (a space)"})
     max_new_tokens: int = field(default=40, metadata={
         "help": "new tokens per answer, >= 1 (below --model-context for nanoGPTs)"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature, > 0"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature, in (0, 3.4e38]"})
     top_k: int | None = field(default=None, metadata={
         "help": "keep the k most likely tokens, >= 1", "default_help": "all"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling threshold in (0, 1]"})

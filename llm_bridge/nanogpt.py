@@ -40,6 +40,7 @@ from collapse_jax import _checks
 from collapse_jax.progress import bar
 from collapse_jax.replicates import root_key
 from llm_bridge.bpe import TextTokenizer
+from llm_bridge.encoders import local_path
 from llm_bridge.generators import (PerplexityResult, Sampling, check_texts, check_top_k, cut_at_stop,
                                    fit_prompts)
 from llm_bridge.nanogpt_config import DTYPES, PRESETS, GPTConfig, preset_config  # noqa: F401 (re-exported)
@@ -720,7 +721,11 @@ def sample_tokens(logits, keys, temperature, top_k: int | None, top_p: float, gr
     # -inf for the others, i.e. the argmax, not inf / inf = NaN (which sampled EOT: empty texts)
     top = jnp.max(logits, axis=-1, keepdims=True)
     shifted = jnp.where(logits == -jnp.inf, -jnp.inf, logits - top)    # -inf - (-inf) would be NaN, i.e. weight 1
-    weights = jnp.exp(filter_logits(jnp.where(shifted < 0, shifted / temperature, 0.0), top_k, top_p))
+    # a masked logit stays -inf at any temperature: XLA divides by a constant temperature (an eager call) as
+    # shifted * (1 / temperature), and above 2^126 (8.5e37) 1 / temperature is subnormal, flushed to 0 on the CPU:
+    # -inf * 0 = NaN spoilt the group's sum and no token of that group was drawn (an audit, 2026-12-07)
+    scaled = jnp.where(shifted == -jnp.inf, -jnp.inf, jnp.where(shifted < 0, shifted / temperature, 0.0))
+    weights = jnp.exp(filter_logits(scaled, top_k, top_p))
     batch, vocab = weights.shape
     size = race_group_size(vocab)
     groups = -(-vocab // size)
@@ -875,7 +880,7 @@ class NanoGPT:
         A path that is missing, a file, or a folder without ``config.json`` is a ValueError naming it."""
         from llm_bridge import nanogpt_train as nt
 
-        folder = Path(folder).expanduser()
+        folder = local_path("folder", folder)
         if not (folder / "config.json").exists():
             from llm_bridge import recursive_train
 
@@ -899,7 +904,7 @@ class NanoGPT:
         another folder)."""
         from llm_bridge import nanogpt_train as nt
 
-        folder = Path(folder)
+        folder = local_path("folder", folder)
         if folder.exists() and not folder.is_dir():  # (FileExistsError from pathlib; a user trial, 2026-12-07)
             raise ValueError(f"folder {str(folder)!r} is a file; give a folder")
         config = {"model": asdict(self.config), "tokenizer_file": "tokenizer.json",

@@ -14,6 +14,7 @@ import numpy as np
 
 from collapse_jax import _checks, schedules
 from llm_bridge import bpe
+from llm_bridge.generators import check_temperature
 from llm_bridge.nanogpt_config import GPTConfig, TrainConfig, check_training_fits
 
 
@@ -97,7 +98,7 @@ class RecursiveConfig:
     sample_tokens: int = field(default=60, metadata={
         "help": "new tokens per synthetic document, in [1, context - 1] (unconditional samples, cut at EOT)"})
     temperature: float = field(default=1.0, metadata={
-        "help": "sampling temperature of synthetic documents and prompt-bank responses, > 0"})
+        "help": "sampling temperature of synthetic documents and prompt-bank responses, in (0, 3.4e38]"})
     prompts: int = field(default=16, metadata={
         "help": "prompts in the frozen prompt bank, in [1, held-out-docs] (first words of held-out documents)"})
     responses: int = field(default=4, metadata={
@@ -128,7 +129,7 @@ class RecursiveConfig:
         bpe.check_vocab_size(self.vocab_size)
         check_training_fits(self.gpt_config(self.vocab_size), self.batch_size)  # sizes, dropout, dtype, memory
         self.train_config(self.seed)                # steps, batch, learning rate, warm-up, decay, seed
-        _checks.in_interval("temperature", self.temperature, 0.0, math.inf, low_open=True, high_open=True)
+        check_temperature(self.temperature)         # Sampling's range, checked before any training
         _checks.in_interval("ridge", self.ridge, 0.0, math.inf, low_open=True, high_open=True)
         for name in ("sample_tokens", "response_tokens"):
             if getattr(self, name) > self.context_length - 1:

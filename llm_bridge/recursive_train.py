@@ -61,6 +61,7 @@ from collapse_jax.replicates import root_key
 from collapse_jax.results import RunFolder, atomic_savez, atomic_write_json, read_json, read_npz
 from llm_bridge import bpe, synthetic_filter
 from llm_bridge import nanogpt_train as nt
+from llm_bridge.encoders import local_path
 from llm_bridge.generators import Sampling
 from llm_bridge.nanogpt import GPTConfig, NanoGPT, committed, init_params, without_x64
 from llm_bridge.recursive_config import (  # noqa: F401 (re-exported)
@@ -405,7 +406,7 @@ def load_generation_model(folder: str | Path, *, step: int | None = None) -> Nan
     ``RUN/rep<r>/<setting>/gen<tt>``): its parameters, the run's model sizes and the repetition's tokenizer, as
     :meth:`NanoGPT.load` gives a training run's model (``NanoGPT.load`` and ``nanogpt sample`` take such a folder
     too). A folder that is not a finished generation is a ValueError naming it."""
-    folder = Path(folder).expanduser()
+    folder = local_path("folder", folder)
     found = generation_run_folder(folder)
     if found is None:
         raise ValueError(f"{str(folder)!r} is not a finished generation of a recursive-train run (RUN/rep<r>/gen00 "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,6 +38,42 @@ def test_byte_tokenizer_ids_are_bytes():
     for bad in (257, -1, 2**40):
         with pytest.raises(ValueError, match=rf"ids must lie in 0 .. vocab_size - 1 = 256, got {bad}"):
             tok.decode([65, bad])
+
+
+def test_decode_refuses_ids_that_are_not_integers():
+    # an audit (2026-12-07): int() read True as 1 and cut 2.9 to 2 ('\x01\x02'), and 'a' raised int()'s own error
+    import jax.numpy as jnp
+
+    tok = bpe.byte_tokenizer()
+    for ids, bad in (([True, 2.9], "ids[0] must be an integer token id, got True"),
+                     ([65, 1.5], "ids[1] must be an integer token id, got 1.5"), ([1.0], "ids[0] .* got 1.0"),
+                     (["a"], "ids[0] .* got 'a'"), ([np.bool_(True)], "ids[0]"), ([jnp.float32(1)], "ids[0]"),
+                     (np.array([1.0]), "ids must be a 1-d array of integer token ids, got float64"),
+                     (np.array([[65]]), "ids must be a 1-d array"), ("AB", "ids must be a sequence")):
+        with pytest.raises(ValueError, match=bad.replace("[", r"\[").replace("]", r"\]")):
+            tok.decode(ids)
+    # integers of every kind callers pass: lists of Python or NumPy ints, integer NumPy and JAX arrays, their items
+    for ids in ([65, 66], (65, 66), np.array([65, 66], np.int32), np.array([65, 66], np.uint8), jnp.array([65, 66]),
+                list(jnp.array([65, 66])), [np.int32(65), np.int64(66)]):
+        assert tok.decode(ids) == "AB"
+    assert tok.decode([]) == "" and tok.decode(np.zeros(0, np.int32)) == ""
+
+
+def test_encode_methods_name_a_text_that_is_not_a_string_or_not_utf8():
+    # an audit (2026-12-07): tokenizers raised "TextInputSequence must be str" for a lone surrogate, naming nothing
+    tok = bpe.byte_tokenizer()
+    with pytest.raises(ValueError, match=r"text cannot be encoded as UTF-8: '\\ud800' at character 1 is a lone"):
+        tok.encode("a\ud800")
+    with pytest.raises(ValueError, match="text must be a str, got int"):
+        tok.encode(3)
+    for method in (tok.encode_batch, tok.encode_documents):
+        with pytest.raises(ValueError, match=r"texts\[1\] cannot be encoded as UTF-8"):
+            method(["a", "b\udfff"])
+        with pytest.raises(ValueError, match=r"texts\[0\] must be a str, got int"):
+            method([3])
+        with pytest.raises(ValueError, match="got a single string"):   # (encode_batch encoded each character)
+            method("ab")
+    assert tok.encode_batch(("a", "é")) == [[97], [195, 169]] and tok.encode("é", plain=True) == [195, 169]
 
 
 @settings(max_examples=60, deadline=None)

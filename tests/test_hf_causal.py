@@ -234,6 +234,16 @@ def test_dtype_option(tiny_folder):
     assert np.isfinite(half.perplexity(["The cat sat on the mat."]).corpus)
 
 
+@pytest.mark.parametrize("bad, kind", [(None, "NoneType"), (3, "int")])
+def test_a_path_that_is_not_a_str_or_path_is_named(lm, bad, kind):
+    # an audit (2026-12-07): Path(None) raised a bare TypeError ("expected str, bytes or os.PathLike object")
+    from llm_bridge.hf_causal import hf_causal_lm
+
+    for call in (lambda: hf_causal_lm(bad), lambda: lm.save(bad)):
+        with pytest.raises(ValueError, match=rf"path must be a local model folder \(a str or path\), got {kind}"):
+            call()
+
+
 def test_bad_folders(tmp_path, tiny_folder):
     from llm_bridge.hf_causal import hf_causal_lm
 

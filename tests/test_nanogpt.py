@@ -329,6 +329,28 @@ def test_nan_logits_count_as_minus_infinity():
     assert int(ng.sample_tokens(jnp.asarray(logits)[None], jax.random.split(jax.random.key(2), 1), 1.0, 1, 1.0)[0]) == 0
 
 
+def test_a_temperature_beyond_float32_is_refused_and_the_largest_draws_every_token(capsys):
+    # an audit (2026-12-07): the sampler divides in float32, where 1e39 is inf; a masked logit's -inf / inf was NaN,
+    # which spoilt its group's sum, and that group of 32 tokens was never drawn (0 EOTs in 5,140 uniform draws)
+    from llm_bridge.generators import MAX_TEMPERATURE
+
+    for t in (1e39, float(np.nextafter(MAX_TEMPERATURE, np.inf))):
+        with pytest.raises(ValueError, match=r"temperature must lie in \(0, 3.4028234663852886e\+38\] \(the largest "
+                                             r"float32"):
+            Sampling(temperature=t)
+    assert _cli("sample", "no-such-run", "--temperature", "1e39") == 2   # refused before the run is read
+    assert "--temperature must lie in (0, 3.4028234663852886e+38] (the largest float32" in capsys.readouterr().err
+    # the largest temperature left: a uniform draw over the unmasked ids, EOT's group too (a constant temperature
+    # above 2^126 was applied as a multiplication by 1 / temperature, flushed to 0: -inf * 0 = NaN, EOT never drawn)
+    logits = np.zeros(300, np.float32)
+    logits[257:] = -np.inf                                   # the rows beyond a byte tokenizer's 257 ids
+    n = 2570
+    draws = np.asarray(ng.sample_tokens(jnp.repeat(jnp.asarray(logits)[None], n, 0),
+                                        jax.random.split(jax.random.key(5), n), MAX_TEMPERATURE, None, 1.0))
+    assert draws.max() == 256 and 2 <= np.sum(draws == 256) <= 25          # Poisson(10)
+    assert np.sum(draws >= 224) > 100                                       # EOT's group of 32 (0 at inf)
+
+
 def test_eot_ends_a_row_and_stop_string_cuts(model):
     p = nnx.to_pure_dict(model.params)
     eot = model.tokenizer.eot_id
@@ -1039,6 +1061,18 @@ def test_finetune_lowers_the_loss_in_place_and_saves(tmp_path, model, reference_
         clone.finetune([], steps=1)
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         clone.finetune(texts, steps=0)
+
+
+def test_a_folder_that_is_not_a_str_or_path_is_named(model):
+    # an audit (2026-12-07): Path(None) raised a bare TypeError ("expected str, bytes or os.PathLike object")
+    from llm_bridge.recursive_train import load_generation_model
+
+    for bad, kind in ((None, "NoneType"), (3, "int")):
+        for call in (lambda: ng.NanoGPT.load(bad), lambda: model.save(bad), lambda: load_generation_model(bad)):
+            with pytest.raises(ValueError, match=rf"folder must be a local model folder \(a str or path\), got {kind}"):
+                call()
+    with pytest.raises(ValueError, match="folder must be a local model folder, got an empty string"):  # (not ".")
+        ng.NanoGPT.load("")
 
 
 def test_saving_again_keeps_every_earlier_step(tmp_path, model):

@@ -232,6 +232,7 @@ def test_a_folder_with_another_configuration_is_refused(finished, config):
     (dict(n_growth="cubic"), "n_growth"),
     (dict(source="/no/such/file.txt"), "/no/such/file.txt"),
     (dict(temperature=0.0), "temperature"),
+    (dict(temperature=1e39), r"temperature must lie in \(0, 3.40.*\] \(the largest float32"),  # (refused at sampling)
 ])
 def test_bad_configuration_is_refused(config, overrides, match):
     with pytest.raises(ValueError, match=match):
