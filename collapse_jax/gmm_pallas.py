@@ -46,8 +46,10 @@ INTERPRET_BLOCK = 512  # the same in Pallas's interpreter (a CPU): its programs 
 def _ownership(p, feat):
     """Algorithm 2's ownership ``o_b = p_b N(u; mu_b) / sum_l p_l N(u; mu_l)`` from a point's stored features:
     B = 2: one feature, the likelihood ratio ``N_1 / N_0``; B > 2: log-likelihoods relative to their maximum."""
-    if len(p) == 2:
-        o0 = p[0] / (p[0] + p[1] * feat[0])
+    if len(p) == 2:  # (a dropped p_0 = 0 with p_1 rho underflowing to 0 gave 0 / 0: NaN weights, as the portable
+        # kernel did until 2026-12-04; this kernel kept it until an audit, 2026-12-07)
+        den = p[0] + p[1] * feat[0]
+        o0 = jnp.where(den > 0, p[0] / jnp.where(den > 0, den, 1.0), 0.0)
         return [o0, 1 - o0]
     z = [jnp.where(pb > 0, jnp.log(jnp.where(pb > 0, pb, 1.0)) + f, -jnp.inf) for pb, f in zip(p, feat)]
     top = functools.reduce(jnp.maximum, z)

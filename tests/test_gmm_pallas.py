@@ -121,3 +121,20 @@ def test_bad_input():
         gn.simulate(0, gn.make_config(mu=[[float(b)] for b in range(33)], num_steps=3), 4, backend="pallas")
     with pytest.raises(ValueError, match="block must be a power of two"):
         gp.pallas_records(replicate_keys(0, 0, 4), cfg.static, gn.make_params(cfg), block=24)
+
+
+@pytest.mark.xdist_group("gmm-pallas")  # shares compiles with tests/test_gmm_network.py
+def test_two_component_ownership_of_a_dropped_component_is_zero_not_nan():
+    """An audit (2026-12-07): the portable kernel's 0 / 0 fix (2026-12-04, p_0 = 0 dropped and p_1 rho underflowing
+    to 0) had not reached this kernel, whose NaN weights then spread to D and the alive counts: 52 of 64 replicates
+    of the run below (mu = +-20, eps = 1, alpha = 1e-4), where the native and portable kernels gave none."""
+    p = np.asarray([[0.0, 1e-20], [0.25, 0.75], [0.0, 1.0]], np.float32)
+    feat = np.asarray([1e-30, 2.0, 0.5], np.float32)
+    o = np.stack([np.asarray(x) for x in gp._ownership([jnp.asarray(p[:, 0]), jnp.asarray(p[:, 1])],
+                                                       [jnp.asarray(feat)])], axis=-1)
+    np.testing.assert_allclose(o, [[0.0, 1.0], [0.25 / (0.25 + 1.5), 1.5 / 1.75], [0.0, 1.0]], rtol=1e-6)
+    cfg = gn.make_config(mu=(-20.0, 20.0), sigma=1.0, num_models=2, points_per_step=10, beta=1.0, num_steps=4,
+                         initial_weights=((1e-5, 1 - 1e-5), (0.5, 0.5)), alpha=1e-4, c=0.2, eps=1.0, record_pi=True)
+    out = gn.simulate(0, cfg, 16, backend="pallas", progress=False)
+    assert np.all(np.isfinite(np.asarray(out.weights))) and np.all(np.isfinite(np.asarray(out.dnorm)))
+    assert np.mean(np.asarray(out.weights)[:, -1, 0, 0] == 0) > 0.5  # model 0 dropped component 0, as elsewhere
