@@ -294,8 +294,8 @@ def _open(path: Path, spec: SweepSpec, kernels: str, *, create: bool, resume: bo
             lock_folder(path.parent)
             _remove_partial_chunks(path)
             return root
-        config = {k: v for k, v in json.loads(json.dumps(spec.to_dict())).items() if k not in _HOW_TO_RUN}
-        config = _as_stored(path.parent, config)
+        given = {k: v for k, v in json.loads(json.dumps(spec.to_dict())).items() if k not in _HOW_TO_RUN}
+        config = _as_stored(path.parent, given)
         try:  # refuses a folder with other files, or with another sweep's config.json
             path.parent.mkdir(parents=True, exist_ok=True)
             folder = RunFolder(path.parent)
@@ -306,6 +306,9 @@ def _open(path: Path, spec: SweepSpec, kernels: str, *, create: bool, resume: bo
                 if wrote_config:
                     folder.abandon()
                 raise
+            if config is not given:  # nothing ran under the killed run's record (its backend as written may
+                # differ): the store now holds this specification, and config.json says so too (a review)
+                folder.write_config(given)
         except OSError as exc:
             raise ValueError(f"out: cannot write {str(path.parent)!r}: {exc.strerror or exc}") from None
     else:  # another process creates it
@@ -327,7 +330,8 @@ def _as_stored(folder: Path, config: dict) -> dict:
     it (an audit, 2026-12-07)."""
     try:
         stored = json.loads((folder / "config.json").read_text())["config"]  # (RunFolder.start's record)
-        return stored if isinstance(stored, dict) and not spec_differences(stored, config) else config
+        same = isinstance(stored, dict) and not spec_differences(stored, config, by_kernels=True)
+        return stored if same else config  # (the backend as another spelling of the same kernels: _check_store)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):  # none, or not a sweep's: start() decides
         return config
 
@@ -407,14 +411,15 @@ _HOW_TO_RUN = ("cells_per_chunk", "memory_budget", "description")
 
 
 def spec_differences(stored: dict, given: dict, stored_defaults: dict | None = None, *,
-                     by_kernels: bool = True) -> list[str]:
+                     by_kernels: bool = False) -> list[str]:
     """What differs between two specifications (``SweepSpec.to_dict``; the fields of ``_HOW_TO_RUN`` left out):
     fields as ``field: old -> new``, axes by name, parameter and value (``axis a: a[1] 0.5 -> 0.25``).
 
     ``by_kernels``: the ``backend`` field is left out too, its kernels compared instead (the store's ``backend``
     attribute, by the caller): ``auto`` that resolved to the native kernels runs what ``native`` runs, and the
-    resume of one with the other was refused as "another sweep" (2026-12-07). False for a store that recorded no
-    kernels (written before 2026-12-02): the backend as written is all there is to compare.
+    resume of one with the other was refused as "another sweep" (2026-12-07). Only where the caller compares the
+    kernels itself, or where nothing ran under the stored specification; by default (and for a store that recorded
+    no kernels, written before 2026-12-02) the backend as written is compared.
 
     Parameters that no axis varies are compared by the values the cells run with: a parameter left out runs at
     its default (``stored_defaults`` for the stored sweep, as its store recorded them; else, and for ``given``, the

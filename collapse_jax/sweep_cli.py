@@ -216,6 +216,11 @@ def _execute(spec, args, name: str) -> int:
               "finish writes the plots and manifest.json), or run the same command again with --resume")
         return 0
     # every cell is done: this process finished the last one (or a --resume found them done) and finishes the folder
+    if report.cells_run == 0 and index != 0:  # a resume that found every cell done: process 0 finishes the folder
+        # (each process set the manifest aside and wrote it again, and the record of the run that computed the cells
+        # could be lost between them; a review, 2026-12-07)
+        print("every cell was done before this run: process 0 writes the plots and manifest.json")
+        return 0
     if not args.no_plots:
         try:
             for path in phase.plot(name, _plottable(sweep.open_dataset(out)), out):
