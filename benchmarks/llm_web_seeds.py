@@ -30,7 +30,8 @@ from collapse_jax.results import atomic_write_json, environment_info, read_json
 # summary.json keys reported per run (see docs/llm_web.md for their meaning)
 SUMMARY_KEYS = ("dnorm_t0", "dnorm_tT", "dnorm_ratio", "dnorm_min_ratio", "noise_floor_t0", "noise_floor_tT",
                 "signal_mean_first_third", "signal_mean_last_third", "mean_fitted", "gmm_coverage",
-                "gmm_median_tT")
+                "gmm_median_tT", "gmm_coverage_raw", "mean_reads")  # (the last two, and gmm_coverage's meaning, since
+# 2026-12-07: the band reads what the LLMs read and is set against the floor-corrected curve; docs/llm_web.md)
 
 
 def run_stats(run: Path) -> dict:
@@ -40,7 +41,7 @@ def run_stats(run: Path) -> dict:
     if not steps:
         raise SystemExit(f"{run}: no steps/step-*.json (not an llm-web run folder?)")
     dnorm = np.array([read_json(f)["metrics"]["dnorm"] for f in steps], float)
-    row = {k: np.nan if summary[k] is None else float(summary[k]) for k in SUMMARY_KEYS}  # (mean_fitted: None in
+    row = {k: np.nan if summary.get(k) is None else float(summary[k]) for k in SUMMARY_KEYS}  # (mean_fitted: None in
     # finetune mode, where nothing is retrieved into a prompt)
     row.update(steps=len(dnorm), dnorm_step_mean=float(dnorm.mean()), dnorm_step_sd=float(dnorm.std(ddof=1)),
                dnorm_last10_mean=float(dnorm[-10:].mean()))

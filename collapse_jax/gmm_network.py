@@ -349,6 +349,10 @@ def step_schedule(cfg: GMMNetworkConfig, num_draws=None) -> StepSchedule:
     bad = (k > 0) & (B * c >= 1)  # (c_t is unused where k_t = 0, as in gmm_theory.schedule: B = 1 at t = 0 was refused)
     if np.any(bad):
         t = int(np.argmax(bad))
+        if cfg.c is None and num_draws is not None:  # (it said k_t = floor(beta |A(t)|); a review)
+            raise ValueError(f"the default c_t = 1 / (k_t B^2) needs B c_t < 1, i.e. k_t B > 1, at every step; with "
+                             f"num_components B = {B} it fails at t = {t}, where k_t = num_draws[{t}] = {int(k[t])}: "
+                             "give more draws there (or none), use more components, or give c")
         if cfg.c is None:
             raise ValueError(f"the default c_t = 1 / (k_t B^2) needs B c_t < 1, i.e. k_t B > 1, at every step; with "
                              f"num_components B = {B} it fails at t = {t}, where k_t = floor(beta |A(t)|) = "

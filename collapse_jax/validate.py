@@ -371,7 +371,8 @@ def _shared_samples(table: Table) -> str:
             seen.add(key)
     if not shared:
         return ""
-    return (f" {shared} of these rows test a second formula on the samples of another row (so one chance excursion "
+    return (f" {shared} of these rows {'tests' if shared == 1 else 'test'} a second formula on the samples of "
+            "another row (so one chance excursion "
             f"shows in both): {len(seen)} distinct samples, and the correction over every row is a little "
             "conservative.")
 

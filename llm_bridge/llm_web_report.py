@@ -5,9 +5,9 @@ alone: nothing is generated, so a finished (or partial) run can be re-analysed a
 
 * ``arrays.npz`` / ``arrays.json``: ||D(t)||_F (recomputed and as recorded), normalised to t = 0, X-spread, the GMM
   bands, the calibrated proxies' bands and the LLM curve in the proxy's projection;
-* ``dnorm.png``: ||D(t)||_F / ||D(0)||_F of the LLMs, raw and floor-corrected, with the GMM network's 5-95 % band
-  and median (same n, beta, |A(0)|, texts read per step; the seed's Figure 4 components), and the raw ||D(t)||_F (seed 000 Figure 2) with its sampling-noise floor
-  (:func:`noise_floor`) and the floor-corrected value;
+* ``dnorm.png``: ||D(t)||_F / ||D(0)||_F of the LLMs, raw and floor-corrected, with the GMM network's 5-95 %
+  band and median (same n, beta, |A(0)|, texts read per step; the seed's Figure 4 components), and the raw
+  ||D(t)||_F (seed 000 Figure 2) with its sampling-noise floor (:func:`noise_floor`) and the floor-corrected value;
 * ``mds.png``: classical MDS of all answers at t = 1 and t = T (Figure 3); ``spread.png``: within-model spread;
   ``diversity.png``: each model's diversity metrics over t; ``proxy.png``: the calibrated proxy's band for each
   B = 1..proxy_components against the LLM curve in the same projection, with the coverage;
@@ -60,18 +60,32 @@ def noise_floor(emb: np.ndarray) -> np.ndarray:
 
 def llm_reads(cfg: WebConfig, records: list[dict[str, Any]]) -> np.ndarray:
     """The texts the LLMs read at each step t = 0..T, (T+1,) int64: in context mode those that fitted the prompt
-    (the mean over the models, rounded: 3-4 of the 10-55 retrieved at the CPU defaults), in finetune mode every one
+    (the mean over the models, to the nearest integer, halves to even: 3-4 of the 10-55 retrieved at the CPU
+    defaults), in finetune mode every one
     of the ``k_t = floor(beta |A(t)|)`` retrieved. The GMM network's draws follow them (:func:`gmm_band`)."""
     if cfg.mode == "context":
         return np.rint([np.mean(r["fitted"]) for r in records]).astype(np.int64)
     return np.asarray([r["k"] for r in records], np.int64)
 
 
+def _checked_reads(reads: Any) -> np.ndarray:
+    """``reads`` as (T+1,) int64, or a ValueError naming it: whole numbers >= 0, at least two steps (an old call
+    ``gmm_band(cfg, 30)`` ran a one-step band silently; a review, 2026-12-07)."""
+    r = np.asarray(reads)
+    if r.ndim != 1 or r.size < 2 or not (np.issubdtype(r.dtype, np.integer) or np.issubdtype(r.dtype, np.floating)):
+        raise ValueError(f"reads must be a 1-d array of the texts read at each step t = 0..T (T >= 1), got "
+                         f"{np.shape(reads)} {r.dtype}")
+    if not np.all(np.isfinite(r)) or np.any(r < 0) or np.any(r != np.floor(r)):
+        raise ValueError(f"reads must hold whole numbers >= 0, got {r.tolist()}")
+    return r.astype(np.int64)
+
+
 def _aligned_params(gcfg, reads: np.ndarray, first_reads: bool = True):
     """The GMM network's Params for steps s = 0..T (``gcfg.num_steps`` = T + 1) that read ``reads[s]`` points of
     A(s), as the LLMs read at t = s; with ``first_reads=False`` step 0 reads none (its start is already the models
-    after reading A(0)). k_t = 0 where a step read nothing (no update)."""
-    k = np.minimum(reads, gmm_network.step_schedule(gcfg).num_points)  # (a literal --gmm-posts L internet is larger)
+    after reading A(0)). k_t = 0 where a step read nothing (no update). The GMM internet holds at least as many
+    points as the LLMs' (``gmm_posts >= 1``), so it has the texts they read."""
+    k = _checked_reads(reads)
     if not first_reads:
         k = np.r_[0, k[1:]]
     return gmm_network.make_params(gcfg, num_draws=k)
@@ -84,8 +98,10 @@ def gmm_band(cfg: WebConfig, reads: Any) -> dict[str, Any]:
     Aligned with the LLMs (an audit, 2026-12-07): step s reads ``reads[s]`` points of A(s), what the LLMs read at
     t = s (:func:`llm_reads`; it read floor(beta |A(t)|), 10-55 points, where the LLMs fitted 3-4 into their
     prompts), and the record after it, Pi(s + 1), stands beside the LLMs' t = s, whose answers come after reading
-    A(s) (the band's t = 0 was the Dirichlet start, before any reading)."""
-    reads = np.asarray(reads)
+    A(s) (the band's t = 0 was the Dirichlet start, before any reading). The internets differ in what a step posts:
+    a GMM model posts from its weights before it reads at that step (step 0 from the Dirichlet start), an LLM after
+    (Algorithm 3 against Algorithm 1)."""
+    reads = _checked_reads(reads)
     gcfg = gmm_network.paper_config(4, num_models=cfg.num_models, points_per_step=cfg.gmm_posts, beta=cfg.beta,
                                     num_steps=reads.size, num_human=cfg.num_human)
     res = gmm_network.simulate(cfg.seed, gcfg, cfg.gmm_replicates, params=_aligned_params(gcfg, reads),
@@ -94,7 +110,7 @@ def gmm_band(cfg: WebConfig, reads: Any) -> dict[str, Any]:
     return {"curves": curves, **proxy.band(curves)}
 
 
-def calibrated_proxies(cfg: WebConfig, emb: np.ndarray, human: np.ndarray, reads: Any = None,
+def calibrated_proxies(cfg: WebConfig, emb: np.ndarray, human: np.ndarray, *, reads: Any = None,
                        pbar=None) -> dict[str, Any]:
     """For B = 1..proxy_components: the proxy fitted to the t = 0 answers (:mod:`llm_bridge.web_gmm_proxy`), its
     band over ``gmm_replicates`` replicates and its coverage of the LLM curve in the same projection.
@@ -104,8 +120,9 @@ def calibrated_proxies(cfg: WebConfig, emb: np.ndarray, human: np.ndarray, reads
     moved by one for each B, or None.
 
     The proxy starts from the weights fitted to the answers given after reading A(0); its step s >= 1 reads
-    ``reads[s]`` points of A(s), which holds the posts of steps before s, as the LLMs' t = s does (it read A(0)
-    again at its first step, one step behind: an audit, 2026-12-07). Each model's ``X_i`` is the mean of L draws
+    ``reads[s]`` points of A(s), an internet of the LLMs' size at t = s (it read A(0) again at its first step, one
+    step behind: an audit, 2026-12-07); its posts differ, as :func:`gmm_band` says (steps 0 and 1 both post from
+    the fitted start, step s from the weights before reading A(s)). Each model's ``X_i`` is the mean of L draws
     from its GMM, as the LLMs' is the mean of L answers (:func:`web_gmm_proxy.sampled_dnorm`; it was the mixture's
     mean, without the sampling noise that gives the LLM curve its floor).
     """
@@ -178,7 +195,7 @@ def analyse(folder: str | Path) -> dict[str, Any]:
         reads = llm_reads(cfg, records)
         gmm = gmm_band(cfg, reads)
         pbar.update(1)
-        prox = calibrated_proxies(cfg, emb, human, reads, pbar)
+        prox = calibrated_proxies(cfg, emb, human, reads=reads, pbar=pbar)
     llm = proxy.normalised(dnorm)
     spread = np.asarray([m["spread"] for m in metrics])
     floor = noise_floor(emb)
@@ -390,7 +407,7 @@ def report_caveats(cfg: WebConfig, s: dict[str, Any], T: int) -> list[str]:
     if s.get("steps_above_floor") == 0:
         out.append("‖D(t)‖_F is at or below its sampling-noise floor at every step: the differences between the "
                    f"models are not resolved with L = {cfg.samples} answers each")
-    elif s.get("signal_t0") == 0:
+    if s.get("signal_t0") == 0:
         out.append("‖D(0)‖_F is at or below its sampling-noise floor, so the floor-corrected curve has no t = 0 "
                    "value to divide by: the GMM band's coverage is n/a (the raw curve's is given beside it)")
     small = [f"{name} = {value}" for name, value, least in (("T", T, 10), ("L", cfg.samples, 8),

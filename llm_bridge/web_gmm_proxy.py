@@ -189,7 +189,8 @@ def sampled_dnorm(weights: Any, means: Any, cov: Any, samples: int, seed: int = 
     counts = rng.multinomial(samples, w / w.sum(-1, keepdims=True))
     noise = rng.standard_normal((*w.shape[:-1], means.shape[1])) @ np.linalg.cholesky(np.asarray(cov, np.float64)).T
     x = counts @ means / samples + noise / np.sqrt(samples)
-    return np.asarray(distance.distance_matrix_norm(x))
+    # (in NumPy float64, whatever JAX's precision: distance_matrix_norm was float32 outside enable_x64; a review)
+    return np.sqrt(np.sum((x[..., :, None, :] - x[..., None, :, :]) ** 2, axis=(-3, -2, -1)))
 
 
 def mean_dnorm(weights: Any, means: Any) -> np.ndarray:
@@ -223,7 +224,7 @@ def band(curves: Any, low: float = 0.05, high: float = 0.95) -> dict[str, np.nda
 def coverage(curve: Any, low: Any, high: Any) -> float:
     """Fraction of steps t = 1..T with ``low[t] <= curve[t] <= high[t]`` (NaN if the band is undefined, or the
     curve at t = 0: a curve normalised by a t = 0 value of 0, such as a floor-corrected one below its floor there,
-    counted 0 % inside)."""
+    was counted 0 % inside until 2026-12-07)."""
     c, lo, hi = (np.asarray(a, np.float64)[1:] for a in (curve, low, high))
     if c.size == 0 or np.isnan(np.asarray(curve, np.float64)[0]) or np.any(np.isnan(lo)) or np.any(np.isnan(hi)):
         return float("nan")

@@ -66,7 +66,9 @@ def test_run_writes_every_artefact_with_finite_metrics(context_run):
     summary = json.loads((context_run / "summary.json").read_text())
     for key in ("dnorm_t0", "dnorm_tT", "dnorm_ratio", "gmm_median_tT"):
         assert np.isfinite(summary[key]) and summary[key] >= 0, key
-    assert 0.0 <= summary["gmm_coverage"] <= 1.0
+    # (None where the floor-corrected curve has no t = 0 value: below its floor there)
+    assert summary["gmm_coverage"] is None or 0.0 <= summary["gmm_coverage"] <= 1.0
+    assert 0.0 <= summary["gmm_coverage_raw"] <= 1.0
     assert summary["proxy_coverage"]["1"] is None                 # one component: D = 0, band undefined (null)
     assert 0.0 <= summary["proxy_coverage"]["2"] <= 1.0
     assert summary["dnorm_recorded_max_abs_diff"] == 0.0
@@ -449,6 +451,12 @@ def test_the_gmm_band_reads_what_the_llms_read_and_starts_after_reading():
     few = llm_web_report.gmm_band(cfg, np.r_[2, 0, 2, 2])["curves"]
     few = few[np.isfinite(few[:, 0])]
     assert len(few) > 100 and np.all(few[:, 1] == 1.0) and not np.all(few[:, 2] == 1.0)
+    for bad in (30, [4], [[1, 2], [3, 4]], [1, -1], [1.5, 2], ["a", "b"]):  # (30: an old call, a one-step band)
+        with pytest.raises(ValueError, match="reads must"):
+            llm_web_report.gmm_band(cfg, bad)
+    # the proxy's first step reads nothing: its start is already the models after reading A(0)
+    gcfg = gmm_network.make_config(num_steps=cfg.num_steps + 1, num_human=cfg.num_human, beta=cfg.beta)
+    assert list(llm_web_report._aligned_params(gcfg, [3, 2, 4, 1], first_reads=False).num_draws) == [0, 2, 4, 1]
     records = [{"fitted": [3, 4, 4], "k": 9}, {"fitted": [0, 1, 0], "k": 10}]
     assert list(llm_web_report.llm_reads(cfg, records)) == [4, 0]
     finetune = llm_web.WebConfig(**{**TINY, "mode": "finetune"})
@@ -477,13 +485,15 @@ def test_the_gmm_network_takes_other_reads_per_step():
                          ([0, -1, 2, 3], "-1 at t = 1"), ([0, 1.5, 2, 3], "1.5 at t = 1")):
         with pytest.raises(ValueError, match=message):
             gmm_network.make_params(cfg, num_draws=bad)
+    one = gmm_network.make_config(mu=((0.0,),), sigma=((1.0,),), num_steps=3, num_human=10, beta=0.5)
+    with pytest.raises(ValueError, match=r"k_t = num_draws\[1\] = 1: give more draws"):  # (not floor(beta |A|))
+        gmm_network.make_params(one, num_draws=[2, 1, 2])
 
 
 def test_the_proxy_is_measured_like_the_llms():
     """An audit (2026-12-07): the proxy's X_i was its mixture's mean, without the sampling noise of the L answers
     that gives the LLM curve its floor. X_i is now the mean of L draws: E ||D||_F^2 = ||D_pop||_F^2 + 2 (n - 1)
     sum_i v_i / L, v_i the trace of model i's covariance (the mixture's: the shared one plus the means' spread)."""
-    rng = np.random.default_rng(1)
     means, cov = np.array([[0.0, 0.0], [3.0, 1.0], [-1.0, 2.0]]), np.array([[1.0, 0.3], [0.3, 0.5]])
     w = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8], [1 / 3, 1 / 3, 1 / 3]])
     L, R = 5, 40_000
@@ -493,7 +503,7 @@ def test_the_proxy_is_measured_like_the_llms():
     exact = proxy.mean_dnorm(w, means) ** 2 + 2 * 2 * v.sum() / L
     assert abs(d2.mean() - exact) < 4 * d2.std() / np.sqrt(R)
     assert np.array_equal(proxy.sampled_dnorm(w, means, cov, L, seed=3), proxy.sampled_dnorm(w, means, cov, L, seed=3))
-    del rng
+    assert d2.dtype == np.float64
 
 
 def test_a_proxy_whose_models_start_alike_has_a_finite_band():

@@ -118,7 +118,7 @@ def test_rows_that_share_samples_are_counted():
     table.add_mean("other", "s", "approximation", samples[::-1] ** 2, theory=0.3)
     table.judge()
     text = V.render(table, reps=100, steps=3, seed=0, elapsed=1.0, command="validate")
-    assert "1 of these rows test a second formula on the samples of another row" in text
+    assert "1 of these rows tests a second formula on the samples of another row" in text
     assert ": 2 distinct samples" in text
     table.rows.pop(1)
     assert "second formula" not in V.render(table, reps=100, steps=3, seed=0, elapsed=1.0, command="validate")
