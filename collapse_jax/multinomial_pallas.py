@@ -132,8 +132,8 @@ def _binomial(n, p, k0, k1, ctr):
     return jnp.where(flip, n - x, x), ctr
 
 
-def _kernel(k0_ref, k1_ref, p_ref, alpha_ref, n_ref, loss_ref, phat_ref, counts_ref, *, num_categories: int,
-            num_generations: int, accumulate: bool):
+def _kernel(k0_ref, k1_ref, p_ref, alpha_ref, n_ref, loss_ref, phat_ref, counts_ref, tail_ref, *,
+            num_categories: int, num_generations: int, accumulate: bool):
     k0, k1 = k0_ref[...], k1_ref[...]
     zeros = jnp.zeros_like(k0, dtype=jnp.float32)
     phat_ref[...] = jnp.zeros(phat_ref.shape, jnp.float32)
@@ -142,14 +142,24 @@ def _kernel(k0_ref, k1_ref, p_ref, alpha_ref, n_ref, loss_ref, phat_ref, counts_
     def generation(t, carry):
         ctr, total = carry
         a, nt = alpha_ref[t], n_ref[t]  # alpha_0 = 1: generation 0 draws from p itself
+
+        def tail(j, acc):  # tail_ref[k] = q_k + ... + q_{K-1}, summed from the end: the mass a category's binomial
+            # divides by (a running 1 - q_0 - q_1 - ... cancelled: a tail of mass m after a prefix near 1 was off by
+            # up to 6e-8 / m relative, p = (1 - 2e-6, 1e-6, 1e-6) split its tail 0.4934 : 0.5066; an audit)
+            k = num_categories - 1 - j
+            acc = acc + (a * p_ref[k] + (1 - a) * phat_ref[k, :])
+            tail_ref[k, :] = acc
+            return acc
+
+        lax.fori_loop(0, num_categories, tail, zeros)
         total = total + nt if accumulate else nt
 
         def category(k, c):
-            rem_n, rem_mass, loss, ctr = c
+            rem_n, loss, ctr = c
             pk = p_ref[k]
             qk = a * pk + (1 - a) * phat_ref[k, :]
             last = k == num_categories - 1
-            prob = jnp.clip(qk / jnp.maximum(rem_mass, 1e-30), 0.0, 1.0)
+            prob = jnp.clip(qk / jnp.maximum(tail_ref[k, :], 1e-30), 0.0, 1.0)
             x, ctr = _binomial(jnp.where(last, 0.0, rem_n), prob, k0, k1, ctr)
             x = jnp.where(last, rem_n, x)
             if accumulate:
@@ -159,9 +169,9 @@ def _kernel(k0_ref, k1_ref, p_ref, alpha_ref, n_ref, loss_ref, phat_ref, counts_
             else:
                 new = x / nt
             phat_ref[k, :] = new
-            return rem_n - x, rem_mass - qk, loss + (new - pk) ** 2, ctr
+            return rem_n - x, loss + (new - pk) ** 2, ctr
 
-        _, _, loss, ctr = lax.fori_loop(0, num_categories, category, (zeros + nt, zeros + 1.0, zeros, ctr))
+        _, loss, ctr = lax.fori_loop(0, num_categories, category, (zeros + nt, zeros, ctr))
         loss_ref[t, :] = loss
         return ctr, total
 
@@ -172,14 +182,15 @@ def _pow2(x: int) -> int:
     return 1 << max(0, int(x - 1).bit_length())
 
 
-@functools.partial(jax.jit, static_argnames=("regime", "block", "num_warps", "interpret"))
+@functools.partial(jax.jit, static_argnames=("regime", "block", "num_warps", "interpret", "fits"))
 def batched_risk_pallas(keys: jax.Array, p: jax.Array, alpha: jax.Array, n: jax.Array, *, regime: str = "replace",
-                        block: int = 128, num_warps: int = 4, interpret: bool = False) -> jax.Array:
+                        block: int = 128, num_warps: int = 4, interpret: bool = False, fits: bool = False):
     """Losses ``||p_hat_t - p||^2`` (R, T + 1) for replicate keys (R,) and schedules ``alpha``, ``n`` (T + 1,)
     (float32; index 0 is the initial fit on ``n_0`` draws from ``p``; ``alpha[0]`` is ignored).
 
     ``regime``: ``replace`` or ``accumulate``. ``block``: lanes (replicates) per Pallas program, a power of two.
-    ``num_warps``: Triton warps per program. ``interpret``: run the kernel in Pallas's interpreter (any backend; for tests on a CPU).
+    ``num_warps``: Triton warps per program. ``interpret``: run the kernel in Pallas's interpreter (any backend; for
+    tests on a CPU). ``fits``: also return the last generation's fits ``p_hat_T`` (R, K), as ``(loss, fits)``.
     """
     if regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES} for the Pallas kernel, got {regime!r}")
@@ -201,15 +212,15 @@ def batched_risk_pallas(keys: jax.Array, p: jax.Array, alpha: jax.Array, n: jax.
     whole_k = pl.BlockSpec((Kp,), lambda i: (0,))
     whole_t = pl.BlockSpec((Tp,), lambda i: (0,))
     kernel = functools.partial(_kernel, num_categories=K, num_generations=T1, accumulate=regime == "accumulate")
-    loss, _, _ = pl.pallas_call(
+    per_category = jax.ShapeDtypeStruct((Kp, Rp), jnp.float32)
+    loss, phat, _, _ = pl.pallas_call(
         kernel,
-        out_shape=(jax.ShapeDtypeStruct((Tp, Rp), jnp.float32), jax.ShapeDtypeStruct((Kp, Rp), jnp.float32),
-                   jax.ShapeDtypeStruct((Kp, Rp), jnp.float32)),
+        out_shape=(jax.ShapeDtypeStruct((Tp, Rp), jnp.float32), per_category, per_category, per_category),
         grid=(Rp // block,),
         in_specs=[lanes, lanes, whole_k, whole_t, whole_t],
-        out_specs=(pl.BlockSpec((Tp, block), lambda i: (0, i)), pl.BlockSpec((Kp, block), lambda i: (0, i)),
-                   pl.BlockSpec((Kp, block), lambda i: (0, i))),
+        out_specs=(pl.BlockSpec((Tp, block), lambda i: (0, i)),
+                   *(pl.BlockSpec((Kp, block), lambda i: (0, i)) for _ in range(3))),
         interpret=interpret,
         compiler_params=pltriton.CompilerParams(num_warps=num_warps, num_stages=1),
     )(k0, k1, p32, alpha32, n32)
-    return loss[:T1, :R].T
+    return (loss[:T1, :R].T, phat[:K, :R].T) if fits else loss[:T1, :R].T
