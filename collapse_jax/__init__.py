@@ -15,8 +15,13 @@ import os as _os
 import sys as _sys
 
 
+# The modules that run the command line with ``python -m`` (each goes through cli.main, which restores the hook)
+_LAUNCHERS = ("collapse_jax", "collapse_jax.cli", "collapse_jax.sweep_cli", "collapse_jax.sigma_cli",
+              "collapse_jax.recursions_cli")
+
+
 def _one_line_for_an_early_interrupt() -> None:
-    """The command line (``python -m collapse_jax[.cli]``, the ``collapse-jax`` script): a Ctrl-C that stops it
+    """The command line (``python -m`` of :data:`_LAUNCHERS`, the ``collapse-jax`` script): a Ctrl-C that stops it
     before a command's own handler runs, e.g. while JAX imports, prints one line, not a traceback ending inside
     importlib (a user trial, 2026-12-07). A library user's interpreter keeps its own hook."""
     # Only where the command line itself runs: `python -m collapse_jax[.cli]` (the module given after -m, not any
@@ -25,7 +30,7 @@ def _one_line_for_an_early_interrupt() -> None:
     argv = list(getattr(_sys, "orig_argv", ()))
     target = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else None
     script = _os.path.basename(_sys.argv[0] if _sys.argv else "") == "collapse-jax"
-    if target not in ("collapse_jax", "collapse_jax.cli") and not script:
+    if target not in _LAUNCHERS and not script:
         return
     default = _sys.excepthook
 

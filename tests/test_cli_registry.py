@@ -434,10 +434,12 @@ def test_disabled_jit_is_said(capsys):
     assert "collapse-jax info: warning: JAX_DISABLE_JIT is set, so every kernel runs op by op" in err
 
 
-def test_a_ctrl_c_while_jax_imports_is_one_line(tmp_path):
+@pytest.mark.parametrize("launch", [["collapse_jax.cli", "sweep"], ["collapse_jax.sweep_cli"]])
+def test_a_ctrl_c_while_jax_imports_is_one_line(tmp_path, launch):
     """A user trial (2026-12-07): a Ctrl-C during start-up (``python -m collapse_jax.cli sweep ...``), before any
     handler of the command line was installed, ended in a traceback raised inside importlib; now one line and exit
-    status 130. The press lands, every time, as ``import jax`` starts (sitecustomize adds a finder that raises)."""
+    status 130. The press lands, every time, as ``import jax`` starts (sitecustomize adds a finder that raises).
+    Also from the launchers of single commands (``python -m collapse_jax.sweep_cli``: a traceback until a review)."""
     import subprocess
     from pathlib import Path
 
@@ -445,7 +447,7 @@ def test_a_ctrl_c_while_jax_imports_is_one_line(tmp_path):
         "import sys\n\n\nclass Pressed:\n    def find_spec(self, name, path=None, target=None):\n"
         "        if name == 'jax':\n            raise KeyboardInterrupt\n\n\nsys.meta_path.insert(0, Pressed())\n")
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-m", "collapse_jax.cli", "sweep", "s.toml", "--out", "o"], cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-m", *launch, "s.toml", "--out", "o"], cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{root}"}, capture_output=True,
                           text=True, timeout=120)
     assert done.stderr == "collapse-jax: interrupted while starting (nothing was run or written)\n", done.stderr
