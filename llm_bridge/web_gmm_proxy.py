@@ -189,8 +189,8 @@ def sampled_dnorm(weights: Any, means: Any, cov: Any, samples: int, seed: int = 
     counts = rng.multinomial(samples, w / w.sum(-1, keepdims=True))
     noise = rng.standard_normal((*w.shape[:-1], means.shape[1])) @ np.linalg.cholesky(np.asarray(cov, np.float64)).T
     x = counts @ means / samples + noise / np.sqrt(samples)
-    # (in NumPy float64, whatever JAX's precision: distance_matrix_norm was float32 outside enable_x64; a review)
-    return np.sqrt(np.sum((x[..., :, None, :] - x[..., None, :, :]) ** 2, axis=(-3, -2, -1)))
+    with jax.enable_x64(True):  # (float64 whatever the caller's precision: float32 outside it; a review)
+        return np.asarray(distance.distance_matrix_norm(jnp.asarray(x)), np.float64)
 
 
 def mean_dnorm(weights: Any, means: Any) -> np.ndarray:
