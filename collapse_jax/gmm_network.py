@@ -1056,7 +1056,7 @@ def simulate(seed: int | jax.Array, config: GMMNetworkConfig, num_replicates: in
     elif backend == "pallas":  # every cell in one call per chunk of replicates, on the default device
         from collapse_jax import gmm_pallas
 
-        gmm_pallas.check_sizes(static, chunk, gmm_pallas.DEFAULT_BLOCK)  # before any compute
+        gmm_pallas.check_sizes(static, chunk, gmm_pallas.DEFAULT_BLOCK, cells)  # before any compute
         out = driver.map_chunks(lambda keys: gmm_pallas.pallas_records(keys, static, cells), R, seed, chunk,
                                 first_replicate=first, replicate_axis=1, progress=show,
                                 desc="gmm-network replicates")

@@ -317,10 +317,36 @@ MAX_COMPONENTS = 32
 MAX_FEATURE_TERMS = 8192  # B^2 d
 
 
-def check_sizes(config: StaticConfig, replicates: int, block: int) -> None:
+def _harmonic(m: np.ndarray) -> np.ndarray:
+    """H(m) = 1 + 1/2 + ... + 1/m (H(0) = 0), float64: exact sums below 64, the asymptotic series above (error
+    under 1e-12)."""
+    m = np.asarray(m, np.float64)
+    exact = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, 64))])
+    big = np.maximum(m, 64.0)
+    series = np.log(big) + np.euler_gamma + 1 / (2 * big) - 1 / (12 * big**2) + 1 / (120 * big**4)
+    return np.where(m < 64, exact[np.clip(m, 0, 63).astype(np.int64)], series)
+
+
+def counter_words(config: StaticConfig, num_draws) -> float:
+    """Expected Threefry counter words one replicate uses (its lane's uint32 counter): per step, the posts'
+    ``n L (1 + ceil(d / 2))`` and the updates' ``n s (H(s) - H(s - k))`` (draws of ``k = k_t`` distinct points of
+    ``s = |A(t)|`` with repeats redrawn; Lemire's rare rejections left out)."""
+    n, L, d = config.num_models, config.points_per_step, config.dim
+    size = config.num_human + n * L * np.arange(config.num_steps, dtype=np.float64)
+    k = np.minimum(np.asarray(num_draws, np.float64), size)
+    draws = np.where(k > 0, size * (_harmonic(size) - _harmonic(size - k)), 0.0)
+    return float(config.num_steps * n * L * (1 + (d + 1) // 2) + n * np.sum(draws))
+
+
+MAX_COUNTER_WORDS = 0.9 * 2.0**32  # a lane's counter is uint32; the draws' count varies by far less than 10 %
+
+
+def check_sizes(config: StaticConfig, replicates: int, block: int, cells=None) -> None:
     """The kernel's limits, checked before any compute: ``block`` a power of two; at most :data:`MAX_MODELS`
     models, :data:`MAX_COMPONENTS` components and ``B^2 d <=`` :data:`MAX_FEATURE_TERMS` (its unrolled code); at
-    most 2^31 internet rows per lane (a draw's row index is int32). Larger networks: ``backend="jax"``."""
+    most 2^31 internet rows per lane (a draw's row index is int32); with ``cells`` (Params or a list), at most
+    :data:`MAX_COUNTER_WORDS` random words expected per replicate (:func:`counter_words`: a lane's counter is
+    uint32, and a counter that wrapped would repeat its draws). Larger networks: ``backend="jax"``."""
     if block < 1 or block & (block - 1):
         raise ValueError(f"block must be a power of two, got {block}")
     _checks.positive_int("replicates", replicates)
@@ -334,6 +360,14 @@ def check_sizes(config: StaticConfig, replicates: int, block: int) -> None:
         raise ValueError(f"the Pallas GMM kernel indexes a replicate's internet with int32 rows; this one has "
                          f"{config.pool_size} points x {_feature_size(config)} features (reduce num_steps, "
                          "num_models or points_per_step)")
+    if cells is None:
+        return
+    for cell in [cells] if isinstance(cells, Params) else cells:
+        words = counter_words(config, cell.num_draws)
+        if words > MAX_COUNTER_WORDS:  # (unchecked before 2026-12-07; about 1.4e10 at n = 64, L = 10, T = 1000)
+            raise ValueError(f"the Pallas GMM kernel counts each replicate's random words in 32 bits; this network "
+                             f"needs about {words:.3g} per replicate (at most {MAX_COUNTER_WORDS:.3g}): reduce "
+                             "num_steps, num_models, points_per_step or beta, or use backend='native' or 'jax'")
 
 
 def pallas_records(keys: jax.Array, config: StaticConfig, params: Params | list[Params], *,
@@ -353,7 +387,7 @@ def pallas_records(keys: jax.Array, config: StaticConfig, params: Params | list[
         interpret = jax.default_backend() == "cpu"
     if block is None:
         block = INTERPRET_BLOCK if interpret else DEFAULT_BLOCK
-    check_sizes(config, keys.shape[0], block)
+    check_sizes(config, keys.shape[0], block, params)
     grid = not isinstance(params, Params)  # (Params is itself a tuple)
     cells = list(params) if grid else [params]
     R = keys.shape[0]

@@ -138,3 +138,35 @@ def test_two_component_ownership_of_a_dropped_component_is_zero_not_nan():
     out = gn.simulate(0, cfg, 16, backend="pallas", progress=False)
     assert np.all(np.isfinite(np.asarray(out.weights))) and np.all(np.isfinite(np.asarray(out.dnorm)))
     assert np.mean(np.asarray(out.weights)[:, -1, 0, 0] == 0) > 0.5  # model 0 dropped component 0, as elsewhere
+
+
+def test_counter_words_is_the_expected_count_of_a_replicates_draws():
+    """gp.counter_words against a plain simulation of what a lane draws: per step n L (1 + ceil(d / 2)) words for the
+    posts, then per model uniform indices of A(t) until k_t distinct ones (repeats drawn again)."""
+    cfg = gn.make_config(mu=THREE_2D["mu"], sigma=THREE_2D["sigma"], num_models=2, points_per_step=3, beta=0.6,
+                         num_steps=6, num_human=4)
+    static, k = cfg.static, gn.make_params(cfg).num_draws
+    rng = np.random.default_rng(0)
+    totals = []
+    for _ in range(4000):
+        words = 0
+        for t in range(static.num_steps):
+            size = static.num_human + static.num_models * static.points_per_step * t
+            words += static.num_models * static.points_per_step * (1 + (static.dim + 1) // 2)
+            for _m in range(static.num_models):
+                seen = set()
+                while len(seen) < min(k[t], size):
+                    words += 1
+                    seen.add(int(rng.integers(size)))
+        totals.append(words)
+    se = np.std(totals) / np.sqrt(len(totals))
+    assert abs(np.mean(totals) - gp.counter_words(static, k)) < 4 * se
+
+
+def test_a_network_past_the_lanes_32_bit_counter_is_refused_before_any_compute():
+    big = gn.paper_config(4, num_models=64, points_per_step=10, num_steps=1000)  # about 1.4e10 words a replicate
+    with pytest.raises(ValueError, match=r"32 bits; this network needs about 1.42e\+10 per replicate"):
+        gn.simulate(0, big, 4, backend="pallas")
+    with pytest.raises(ValueError, match="use backend='native' or 'jax'"):
+        gp.pallas_records(replicate_keys(0, 0, 4), big.static, gn.make_params(big))
+    assert gp.counter_words(gn.paper_config(4).static, gn.make_params(gn.paper_config(4)).num_draws) < 4e5
