@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -127,6 +128,8 @@ def flag(name: str, value: Any) -> bool:
 def is_traced(value: Any) -> bool:
     """Whether ``value`` (or any leaf of it) is a JAX tracer, i.e. an argument inside ``jit``/``vmap``/``grad``: its
     numbers are unknown there, so checks of values are skipped (checks of shapes still run)."""
+    if "jax" not in sys.modules:  # (no value is a tracer before JAX is imported: no import for a parser's defaults)
+        return False
     import jax
 
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value))
@@ -353,12 +356,14 @@ def started_device_memory_bytes() -> int:
     """:func:`available_memory_bytes` once JAX's backend is up (an accelerator's own memory, where training runs),
     else :func:`host_memory_bytes`: configurations are also built at import time, where asking JAX would start its
     backend before ``jax.distributed.initialize`` (which then refused to run)."""
-    try:
-        from jax._src import xla_bridge
+    started = False  # (and JAX not imported: no backend, and no import for a parser's defaults)
+    if "jax" in sys.modules:
+        try:
+            from jax._src import xla_bridge
 
-        started = xla_bridge.backends_are_initialized()
-    except (ImportError, AttributeError):
-        started = False
+            started = xla_bridge.backends_are_initialized()
+        except (ImportError, AttributeError):
+            started = False
     return available_memory_bytes() if started else host_memory_bytes()
 
 

@@ -103,13 +103,14 @@ def main(argv: list[str] | None = None, *, launched: bool | None = None) -> int:
                 stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
+    import collapse_jax
+
+    collapse_jax.import_numerical_core()  # (deferred by the command line: --help and --version run without JAX)
     from collapse_jax import results
 
     results.LAST_CREATED = None  # (this command's folder only, for the interrupt message)
     if launched:  # (here, not before the parser: a signal while it was built escaped as a traceback; a review)
         _stop_on_termination()
-    import collapse_jax
-
     collapse_jax.restore_excepthook()  # (the command's own handlers from here: a later interrupt is not "starting")
     try:
         with cli_options.plain_warnings(f"collapse-jax {args.command}"):

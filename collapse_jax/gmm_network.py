@@ -268,7 +268,7 @@ def paper_config(figure: int = 4, **overrides) -> GMMNetworkConfig:
 # --------------------------------------------------------------------------------------------------------------
 
 
-MAX_COMPONENTS = 127  # components per model: the records' alive counts are int8
+MAX_COMPONENTS = gmm_theory.MAX_COMPONENTS  # components per model: the records' alive counts are int8
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,9 @@ def num_draws(beta: float, size) -> np.ndarray:
 # The longest horizon the theory takes (its schedules are built step by step in Python: num_steps = 10^9 ran for
 # hours before any check; a user trial), the simulator's too (gmm_network.MAX_STEPS).
 MAX_STEPS = 1_000_000
+# Components per model the simulator takes (gmm_network.MAX_COMPONENTS): its records' alive counts are int8. Here,
+# without JAX, for the sweep's parser (collapse-jax --help must not import JAX).
+MAX_COMPONENTS = 127
 
 
 def schedule(*, num_models: int, num_components: int, points_per_step: int, beta: float, num_steps: int,

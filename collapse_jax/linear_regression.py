@@ -14,7 +14,6 @@ The simulator fits by least squares on the generated labels (it does not use the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
@@ -22,25 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from collapse_jax import _checks, _linalg, driver
-
-
-@dataclass(frozen=True)
-class LinearRegressionConfig:
-    """Static configuration: ``dim`` d, ``num_samples`` T (>= d + 2), ``num_iterations`` n, ``regime``."""
-
-    dim: int = 5
-    num_samples: int = 20
-    num_iterations: int = 20
-    regime: str = "replace"
-
-    def __post_init__(self):
-        _checks.positive_int("dim", self.dim)
-        _checks.positive_int("num_iterations", self.num_iterations)
-        if _checks.positive_int("num_samples", self.num_samples) < self.dim + 2:
-            raise ValueError(f"num_samples must be >= dim + 2 = {self.dim + 2} (finite error), "
-                             f"got {self.num_samples}")
-        if self.regime not in ("replace", "accumulate"):
-            raise ValueError(f"regime must be 'replace' or 'accumulate', got {self.regime!r}")
+from collapse_jax.linear_regression_config import LinearRegressionConfig
 
 
 class Params(NamedTuple):

@@ -17,7 +17,7 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax import cli_options as opts
-from collapse_jax import sigma_precision as sp
+from collapse_jax import sigma_precision_config as spc  # (no JAX: the parser; sigma_precision when run)
 from collapse_jax.progress import bar
 from collapse_jax.results import RunFolder, hash_file
 
@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
             "L_hat +- z tau_hat/sqrt(n) and of the corrected intervals (second-order, exact Wishart, scaled "
             "Wishart, leverage jackknife). A block size equal to N is exact and reported as such. Resumable: rerun "
             "with the same --out to continue after an interruption."))
-    opts.add_config(p, sp.PrecisionConfig)
+    opts.add_config(p, spc.PrecisionConfig)
     p.add_argument("--threads", type=int, default=None,
                    help="worker threads for data, Gram and blocks (default: COLLAPSE_JAX_THREADS, else the CPUs this "
                         "process may use)")
@@ -49,19 +49,20 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run, run_option_notes={
         "x64": "no effect: sigma-precision turns float64 on itself (its exact log-dets); each --engine keeps its own "
                "working precision",
-        "backend": f"sigma-precision's kernels are chosen by --engine ({', '.join(sp.ENGINES)})"})
+        "backend": f"sigma-precision's kernels are chosen by --engine ({', '.join(spc.ENGINES)})"})
 
 
-def config_from_args(args) -> sp.PrecisionConfig:
+def config_from_args(args) -> spc.PrecisionConfig:
     if args.quick:  # --quick sets these: given as well, they were silently dropped (unchecked, even invalid ones)
-        given = [opts.flag_of(sp.PrecisionConfig, k) for k in QUICK if getattr(args, k, None) is not None]
+        given = [opts.flag_of(spc.PrecisionConfig, k) for k in QUICK if getattr(args, k, None) is not None]
         if given:
-            raise ValueError(f"--quick sets {', '.join(opts.flag_of(sp.PrecisionConfig, k) for k in QUICK)}; drop "
+            raise ValueError(f"--quick sets {', '.join(opts.flag_of(spc.PrecisionConfig, k) for k in QUICK)}; drop "
                              f"{', '.join(given)} or --quick")
-    dims = args.dims if args.dims is not None else sp.PrecisionConfig().dims
+    dims = args.dims if args.dims is not None else spc.PrecisionConfig().dims
     if args.blocks is not None and not args.blocks:  # (an empty --blocks ran the defaults)
         raise ValueError("blocks must name at least one count (one per dimension, or one for all)")
-    cfg = opts.config_from_args(sp.PrecisionConfig, args, blocks=args.blocks or sp.PrecisionConfig.default_blocks(dims))
+    cfg = opts.config_from_args(spc.PrecisionConfig, args,
+                                blocks=args.blocks or spc.PrecisionConfig.default_blocks(dims))
     if args.quick:
         cfg = replace(cfg, **QUICK)
     return cfg.validate()
@@ -85,7 +86,7 @@ def load_embeddings(path: str) -> np.ndarray:
         what = "a .npz archive" if head.startswith(b"PK") else "not a NumPy .npy file (no .npy header)"
         raise ValueError(f"embeddings file {path!r} is {what}; save one (N, d) array with numpy.save")
     arr = spectral.check_embeddings(f"embeddings {path}", arr)
-    sp.check_min_dim(f"embeddings {path}", arr.shape[1])
+    spc.check_min_dim(f"embeddings {path}", arr.shape[1])
     if arr.shape[0] <= arr.shape[1] + 1:
         raise ValueError(f"embeddings {path}: need more rows than dim + 1 (N > n > d), got shape {arr.shape}")
     x = np.asarray(arr, dtype=np.float64)
@@ -126,10 +127,12 @@ def check_full_rank(name: str, x: np.ndarray) -> None:
                          "project onto the leading principal components")
 
 
-def cells(cfg: sp.PrecisionConfig) -> list[tuple[str, int, int]]:
+def cells(cfg: spc.PrecisionConfig) -> list[tuple[str, int, int]]:
     """(family, d, num_blocks) of every cell, in run order; the embeddings cell (if any) last with d = -1."""
+    from collapse_jax import sigma_precision as sp
+
     out = [(fam, d, cfg.blocks_for(i)) for i, d in enumerate(cfg.dims) for fam in cfg.families
-           if sp.family_has_dim(fam, d)]
+           if spc.family_has_dim(fam, d)]
     if cfg.embeddings:
         out.append((sp.EMBEDDINGS, -1, max(cfg.blocks)))
     if not out:
@@ -145,6 +148,8 @@ def block_work(dim: int, num_points: int, ratios) -> float:
     128, 384, two workers) it is 1.1x, 0.3x, 0.6x and 1.0x of their ratios to the d = 384 time, right where the time
     goes: so the bar's remaining time means something, where counting cells (a d = 8 cell takes seconds, a d = 384
     one a quarter of an hour) did not."""
+    from collapse_jax import sigma_precision as sp
+
     return float(np.sum(sp.block_sizes(dim, num_points, ratios))) * dim * dim + 1e7
 
 
@@ -177,17 +182,20 @@ def block_bytes(dim: int, num_points: int, ratios) -> int:
     it keeps between blocks; the numpy engine's arrays are of the same order. Against peak RSS (a user trial,
     2026-12-06: d = 1024, N = 10^5, two threads: 3.67 GB measured, 3.8 GB estimated with the data buffers; d = 2048,
     N = 2 10^5 passed the check without it and was killed at 12 GB)."""
+    from collapse_jax import sigma_precision as sp
+
     n = int(sp.block_sizes(dim, num_points, ratios)[-1])
     return 12 * n * dim + 100 * dim * dim + 64 * n
 
 
-def check_memory(cfg: sp.PrecisionConfig, threads: int | None = None,
+def check_memory(cfg: spc.PrecisionConfig, threads: int | None = None,
                  embeddings_shape: tuple[int, int] | None = None) -> None:
     """Refuse, before any compute, a sweep whose data buffers (one float64 and one float32 copy of the largest
     synthetic cell's N x d rows) and blocks' working memory (:func:`block_bytes`, per worker thread: ``threads``,
     default every CPU this process may use) or whose per-block statistics (a cell's float64 array of log det, mean
     M_i^2 and the leave-one-out fields for each block and block size) would not fit in memory."""
     from collapse_jax import _checks, _native
+    from collapse_jax import sigma_precision as sp
 
     threads = threads or _native.spectral_threads()
     shapes = [(cfg.num_points, d) for d in cfg.dims] if cfg.families else []
@@ -206,11 +214,12 @@ def check_memory(cfg: sp.PrecisionConfig, threads: int | None = None,
                            8 * (2 + len(sp.LOO_FIELDS)) * len(cfg.ratios))
 
 
-def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = None) -> dict:
+def run_sweep(cfg: spc.PrecisionConfig, folder: RunFolder, threads: int | None = None) -> dict:
     """Run (or resume) every cell, then write arrays, tables and plots. Returns the summary."""
     import jax
 
     from collapse_jax import _checks, _native
+    from collapse_jax import sigma_precision as sp
 
     jax.config.update("jax_enable_x64", True)
     threads = _checks.positive_int("threads", threads) if threads is not None else _native.spectral_threads()
@@ -328,6 +337,8 @@ def run_sweep(cfg: sp.PrecisionConfig, folder: RunFolder, threads: int | None = 
 
 
 def run(args) -> int:
+    from collapse_jax import sigma_precision as sp
+
     cfg = config_from_args(args)
     if args.threads is not None:
         from collapse_jax import _checks

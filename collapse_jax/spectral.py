@@ -43,6 +43,7 @@ import numpy as np
 from jax.scipy.special import digamma, polygamma
 
 from collapse_jax import _checks, _linalg
+from collapse_jax.sigma_precision_config import PAIR_OFFSETS
 
 
 def _stats():
@@ -849,7 +850,7 @@ class LeaveOneOut(NamedTuple):
     kurtosis: jnp.ndarray | None = None
 
 
-PAIR_OFFSETS = 4  # row pairs (i, i + k mod n), k = 1..4: 4 n pairs per block, 4 n d multiply-adds
+# PAIR_OFFSETS: row pairs (i, i + k mod n), k = 1..4 (collapse_jax.sigma_precision_config, without JAX)
 
 
 def leave_one_out_stats(h, h_cross=None, pair_sum=None, row_sums=None) -> LeaveOneOut:

@@ -21,9 +21,11 @@ from typing import Any, Callable
 import numpy as np
 
 from collapse_jax import _checks, schedules
-from collapse_jax.gmm_network import MAX_COMPONENTS, MAX_STEPS
-from collapse_jax.sigma_precision import MAX_CONDITION_NUMBER as SP_MAX_CONDITION_NUMBER
-from collapse_jax.sigma_precision import MIN_DIM
+# (the simulators' limits from modules without JAX: `collapse-jax sweep --help` lists the models; gmm_network and
+# sigma_precision re-export them)
+from collapse_jax.gmm_theory import MAX_COMPONENTS, MAX_STEPS
+from collapse_jax.sigma_precision_config import MAX_CONDITION_NUMBER as SP_MAX_CONDITION_NUMBER
+from collapse_jax.sigma_precision_config import MIN_DIM
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,15 +21,14 @@ lazily inside the functions that need them, never at import time of this package
 
 import importlib as _importlib
 
-from llm_bridge import corpus, diversity, embedding_metrics, encoders, generators, ngram, populations
-
 __all__ = ["corpus", "diversity", "embedding_metrics", "encoders", "generators", "ngram", "populations"]
 
-# Modules that import flax, optax or orbax at their top: loaded on first use, so that ``import llm_bridge`` stays light
-# and ``llm_bridge.nanogpt.NanoGPT`` (as the README writes it) works after a plain ``import llm_bridge`` (a user trial,
-# 2026-12-06: AttributeError).
-_LAZY_MODULES = frozenset({"bpe", "hf_causal", "llm_web", "llm_web_cli", "llm_web_report", "nanogpt", "nanogpt_cli",
-                           "nanogpt_config", "nanogpt_train", "recursive_config", "recursive_train",
+# Every module is loaded on first use: those that import flax, optax or orbax at their top, so that ``import
+# llm_bridge`` stays light and ``llm_bridge.nanogpt.NanoGPT`` (as the README writes it) works after a plain ``import
+# llm_bridge`` (a user trial, 2026-12-06: AttributeError); and those of __all__, which import JAX, so that the
+# commands this package registers build their parsers without it (`collapse-jax --help` must not import JAX).
+_LAZY_MODULES = frozenset({*__all__, "bpe", "hf_causal", "llm_web", "llm_web_cli", "llm_web_report", "nanogpt",
+                           "nanogpt_cli", "nanogpt_config", "nanogpt_train", "recursive_config", "recursive_train",
                            "recursive_train_cli", "synthetic_filter", "web_gmm_proxy"})
 
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jax.numpy as jnp
-
 from collapse_jax import _checks
 from collapse_jax.cli_options import option
 from llm_bridge import bpe
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# The matmul dtypes, by name (jax.numpy's dtypes of these names: GPTConfig.compute_dtype); names, not jax.numpy's
+# objects, so that this module imports no JAX (the nanogpt commands' parsers: `collapse-jax --help`)
+DTYPES = ("float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,9 @@ class GPTConfig:
 
     @property
     def compute_dtype(self):
-        return DTYPES[self.dtype]
+        import jax.numpy as jnp
+
+        return getattr(jnp, self.dtype)
 
     def num_params(self) -> int:
         """Parameter count (tied embedding counted once)."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from collapse_jax import _checks
 from collapse_jax.results import atomic_savez, hash_file
-from collapse_jax.sigma_precision import Population
+from collapse_jax.sigma_precision_config import Population  # (no JAX: sigma-precision --help reads the registry)
 from llm_bridge import corpus as corpus_mod
 from llm_bridge import encoders
 

@@ -36,9 +36,9 @@ class LinregConfig:
 
     def regimes(self) -> dict:
         """``{regime: LinearRegressionConfig}`` for replace and accumulate."""
-        from collapse_jax import linear_regression as LR
+        from collapse_jax.linear_regression_config import LinearRegressionConfig  # (no JAX: --help builds one)
 
-        return {r: LR.LinearRegressionConfig(self.dim, self.num_samples, self.iterations, r)
+        return {r: LinearRegressionConfig(self.dim, self.num_samples, self.iterations, r)
                 for r in ("replace", "accumulate")}
 
 
