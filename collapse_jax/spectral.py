@@ -1202,14 +1202,14 @@ def jackknife_critical_value(dim: int, n, z: float) -> np.ndarray:
 def _quantile_cache_path(dim: int, n: int, z: float, reps: int):
     """Where :func:`gaussian_jackknife_quantile` keeps a computed quantile: in the native build cache's folder
     (``$COLLAPSE_JAX_CACHE``, default ``~/.cache/collapse-jax``), named by the arguments and by a digest of the code
-    that computes it (this module and the numpy engine's) and NumPy's version, so an edit never reads a stale value."""
+    that computes it (this module, the numpy engine's and its constants') and NumPy's version, so an edit never reads a stale value."""
     import hashlib
     from pathlib import Path
 
-    from collapse_jax import _native, sigma_precision
+    from collapse_jax import _native, sigma_precision, sigma_precision_config
 
     digest = hashlib.sha256(np.__version__.encode())
-    for module_file in (__file__, sigma_precision.__file__):
+    for module_file in (__file__, sigma_precision.__file__, sigma_precision_config.__file__):  # (PAIR_OFFSETS there)
         digest.update(Path(module_file).read_bytes())
     return _native._cache_dir() / "jackknife-quantiles" / f"{dim}-{n}-{z!r}-{reps}-{digest.hexdigest()[:16]}.json"
 
