@@ -1202,7 +1202,8 @@ def jackknife_critical_value(dim: int, n, z: float) -> np.ndarray:
 def _quantile_cache_path(dim: int, n: int, z: float, reps: int):
     """Where :func:`gaussian_jackknife_quantile` keeps a computed quantile: in the native build cache's folder
     (``$COLLAPSE_JAX_CACHE``, default ``~/.cache/collapse-jax``), named by the arguments and by a digest of the code
-    that computes it (this module, the numpy engine's and its constants') and NumPy's version, so an edit never reads a stale value."""
+    that computes it (this module, the numpy engine's and its constants') and NumPy's version, so an edit never
+    reads a stale value."""
     import hashlib
     from pathlib import Path
 
