@@ -224,9 +224,17 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     marks = [t for t in (1, 5, 20, 50, 100, 200, cfg.num_steps) if t <= cfg.num_steps]
     table = "\n".join(f"  t={t:4d}  median {summary['q50'][t]:.4f}  mean {summary['mean'][t]:.4f}  "
                       f"5-95% [{summary['q05'][t]:.4f}, {summary['q95'][t]:.4f}]  dropped {dropped[t]:.3f}"
+                      f"  collapsed {collapsed.mean(axis=0)[t]:.3f}"
                       for t in sorted(set(marks)))
+    # the theory beside what it describes (summary.txt had no theory and no collapse, which the plots and arrays
+    # hold: a user audit, 2026-12-07)
+    theory_table = (f"theory (no pruning) against the rms of the {int(kept.sum())} of {R} replicates that keep every "
+                    "component, and Appendix A's mean field:\n" + "\n".join(
+                        f"  t={t:4d}  rms kept {rms_kept[t]:.4f}  second-moment recursion "
+                        f"{theory['second_moment'][t]:.4f}  mean field {theory['mean_field'][t]:.4g}"
+                        for t in sorted(set(marks))))
     folder.save_text("summary.txt", f"||D(t)||_F over {R} replicates ({backend} backend, {timing})\n"
-                     + table + "\n")
+                     + table + "\n" + theory_table + "\n")
     folder.finish(dict(replicates=R, seconds=None if earlier is None else elapsed + earlier,
                        seconds_this_run=elapsed, replicates_resumed=resumed, seconds_resumed=earlier,
                        median_final=float(summary["q50"][-1]), mean_final=float(summary["mean"][-1]),
@@ -238,6 +246,7 @@ def run(options: GmmNetworkOptions, out: str | None = None, *, backend: str = "a
     label = options.preset + (f" with {', '.join(changed)} of its own" if changed else "")
     print(f"gmm-network ({label}): {R} replicates x {cfg.num_steps} steps in {timing} ({backend})")
     print(table)
+    print(theory_table)
     print(f"results: {folder.path}/  (arrays.nc, arrays.npz, arrays.json, config.json, summary.txt)")
     for figure in figures:
         print(f"plot:    {figure}")

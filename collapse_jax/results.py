@@ -278,7 +278,14 @@ def environment_info() -> dict[str, Any]:
 def _command_line() -> str:
     """This process's command line, shell-quoted: the program as typed (an installed command by its name)."""
     argv = list(sys.argv) or ["python"]
-    if os.path.isabs(argv[0]):
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name and argv[0] == getattr(main, "__file__", None):
+        # python -m MODULE: argv[0] is the module's file, so "cli.py gmm-network ..." was recorded, which no shell
+        # runs (a user audit, 2026-12-07); record the interpreter as typed and the module instead
+        python = Path((getattr(sys, "orig_argv", None) or [sys.executable])[0]).name
+        argv[0:1] = [python, "-m", spec.name.removesuffix(".__main__")]
+    elif os.path.isabs(argv[0]):
         argv[0] = Path(argv[0]).name
     return shlex.join(argv)
 

@@ -617,6 +617,16 @@ def test_gmm_network_command_runs_resumes_and_takes_the_shared_flags_anywhere(tm
         assert native["simulators_library"] and native["preferred_backend"] == "native"
         first = np.load(out / "arrays.npz")["dnorm"]
         assert first.shape == (6, 5)
+        # summary.txt has the theory and the collapse the arrays hold, not the simulation's columns alone (a user
+        # audit, 2026-12-07)
+        arrays, text = np.load(out / "arrays.npz"), (out / "summary.txt").read_text()
+        kept = int((arrays["alive"][:, -1] == 3).all(axis=-1).sum())
+        assert f"rms of the {kept} of 6 replicates that keep every component" in text, text
+        for t in (1, 4):
+            assert (f"t={t:4d}  rms kept {arrays['rms_kept'][t]:.4f}  second-moment recursion "
+                    f"{arrays['theory_second_moment'][t]:.4f}  mean field {arrays['theory_mean_field'][t]:.4g}"
+                    in text), text
+            assert f"collapsed {arrays['fraction_collapsed'][t]:.3f}" in text, text
         # mark the first saved batch (replicates 0-3): a rerun must take it from disk, not simulate it again
         batch = dict(np.load(out / "chunks" / "chunk-000000.npz"))
         batch["dnorm"] = np.full_like(batch["dnorm"], -1.0)

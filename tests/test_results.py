@@ -203,6 +203,24 @@ def test_environment_records_the_command_line(monkeypatch):
     assert environment_info()["command"] == "collapse-jax sweep spec.toml"
 
 
+def test_environment_records_python_m_as_typed(monkeypatch):
+    """``python3 -m collapse_jax.cli gmm-network`` was recorded as ``cli.py gmm-network`` (argv[0] is the module's
+    file), a command no shell runs (a user audit, 2026-12-07): the interpreter and ``-m MODULE`` are recorded."""
+    import importlib.machinery
+    import types
+
+    from collapse_jax.results import environment_info
+
+    for module, typed in [("collapse_jax.cli", "collapse_jax.cli"), ("collapse_jax.__main__", "collapse_jax")]:
+        main = types.ModuleType("__main__")
+        main.__spec__ = importlib.machinery.ModuleSpec(module, None)
+        main.__file__ = "/src/collapse_jax/" + module.split(".")[-1] + ".py"
+        monkeypatch.setitem(sys.modules, "__main__", main)
+        monkeypatch.setattr("sys.argv", [main.__file__, "gmm-network", "--out", "a b"])
+        monkeypatch.setattr("sys.orig_argv", ["python3", "-m", typed, "gmm-network", "--out", "a b"])
+        assert environment_info()["command"] == f"python3 -m {typed} gmm-network --out 'a b'"
+
+
 def test_a_folder_in_use_by_another_process_is_refused(tmp_path):
     """A user trial (2026-12-05): two runs of different configurations started at once on one folder both passed
     its checks; config.json said seed 0 while the arrays held seed 1's results (and a sweep's loser deleted the
