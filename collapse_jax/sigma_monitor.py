@@ -120,7 +120,9 @@ def logdet_interval(block, num_points: int, level: float = 0.95) -> spectral.Int
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
-    """Unit-norm rows (Track I's assumption); raises on a zero row."""
+    """Unit-norm rows (Track I's assumption) of a finite real ``(num_points, dim)`` array; raises on a zero row.
+    (A 1-D array raised NumPy's AxisError and NaN rows came back as NaN without a word; an audit, 2026-12-07.)"""
+    x = spectral.check_embeddings("embeddings", x)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     if np.any(norms == 0):
         raise ValueError(f"embeddings[{int(np.flatnonzero(norms[:, 0] == 0)[0])}] has zero norm and cannot be "
@@ -269,6 +271,9 @@ class SigmaMonitor:
         for name in ("num_points", "dim"):
             if getattr(self, name) is not None:
                 _checks.positive_int(name, getattr(self, name))
+        if self.num_points is not None and self.n > self.num_points:  # (refused only by the first update, after an
+            # encoder had embedded every text; an audit, 2026-12-07)
+            raise ValueError(f"n must be at most num_points = {self.num_points}, got {self.n}")
         if self.dim is not None:  # (eps = 0 at n < d was refused only at the first update; a user trial, 2026-12-07)
             spectral.check_eps(self.eps, num_points=self.n, dim=self.dim)
         # an integer seed as every simulator takes it (replicates.root_key; it was refused: a user trial, 2026-12-06)

@@ -303,3 +303,17 @@ def test_a_block_of_the_whole_population_gives_the_exact_log_det_at_any_size():
     with pytest.warns(UserWarning, match=r"it needs n >= 10 .* \(or all N > d rows: exact\)"):
         _, record = sm.SigmaMonitor(0, n=8).update(x[:8])  # (N = d: no interval at all)
     assert np.isnan(record["logdet_center"])
+
+
+def test_monitor_and_normalize_rows_refuse_bad_sizes_before_any_compute():
+    """An audit (2026-12-07): a SigmaMonitor built for N = 60 rows took n = 100 and refused it only at its first
+    update (in the LLM experiments, after the encoder had embedded every text); normalize_rows raised NumPy's
+    AxisError for a 1-D array and returned NaN rows without a word."""
+    with pytest.raises(ValueError, match="n must be at most num_points = 60, got 100"):
+        sm.SigmaMonitor(0, 100, num_points=60)
+    assert sm.SigmaMonitor(0, 60, num_points=60).n == 60
+    with pytest.raises(ValueError, match=r"embeddings must be a 2-D array \(rows, dim\), got shape \(3,\)"):
+        sm.normalize_rows(np.ones(3))
+    with pytest.raises(ValueError, match=r"embeddings contains 3 NaN/inf entries \(row 1\)"):
+        sm.normalize_rows(np.array([[1.0, 0, 0], [np.nan] * 3]))
+    np.testing.assert_allclose(sm.normalize_rows(np.array([[3.0, 4.0]])), [[0.6, 0.8]])
