@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
@@ -1083,14 +1084,20 @@ def expected_inverse_kept(n: float, kappa: float) -> float:
     ``P(N = 0) <= e^-mu`` is 0. ``n`` a whole number >= 1, ``kappa`` in (0, 1] (N > 0 must be possible; 0 gave NaN
     with a RuntimeWarning, a NaN a ValueError naming nothing, 2.5 ran as 2: a user trial, 2026-12-06)."""
     n = int(_checks.positive_whole("n", n))
+    if n > sys.float_info.max:  # (an int beyond float64 raised a bare OverflowError)
+        raise ValueError(f"n must be at most {sys.float_info.max:.6g} (float64's largest number), got an integer of "
+                         f"{len(str(n))} digits")
     kappa = _checks.in_interval("kappa", kappa, 0.0, 1.0, low_open=True)
     if kappa >= 1.0:
         return 1.0 / n
     mean, sd = n * kappa, math.sqrt(n * kappa * (1 - kappa))
     if mean >= 1e6:
-        v, skew, flat = sd * sd, 1 - 2 * kappa, 1 - 6 * kappa * (1 - kappa)
-        moments = (v, v * skew, 3 * v * v + v * flat, 10 * v * v * skew + v * skew * (1 - 12 * kappa * (1 - kappa)))
-        return (1 + sum((-1) ** k * m / mean ** k for k, m in enumerate(moments, start=2))) / mean
+        # m_k / mu^k in powers of x = 1 / mu and q = 1 - kappa (v = mu q): mean ** k overflowed float64 from
+        # mu ~ 1e62 on (n = 1e300 raised a bare OverflowError; an audit, 2026-12-07)
+        x, q, skew, flat = 1.0 / mean, 1.0 - kappa, 1 - 2 * kappa, 1 - 6 * kappa * (1 - kappa)
+        terms = (q * x, q * skew * x * x, 3 * q * q * x * x + q * flat * x ** 3,
+                 10 * q * q * skew * x ** 3 + q * skew * (1 - 12 * kappa * q) * x ** 4)
+        return (1 + sum((-1) ** k * t for k, t in enumerate(terms, start=2))) * x
     lo, hi = max(1, int(mean - 40 * sd) - 1), min(n, int(mean + 40 * sd) + 2)
     k = np.arange(lo, hi + 1, dtype=np.float64)
     from scipy import stats  # (imported here: scipy.stats adds 0.4 s to every start-up)

@@ -194,6 +194,12 @@ def test_theory_identities():
                                                                     rel=1e-14)
     huge = 2 ** 53
     assert M.expected_inverse_kept(huge, 0.3) == pytest.approx(1 / (0.3 * huge), rel=1e-14, abs=0)
+    # sizes near float64's top: mean ** 5 overflowed (a bare OverflowError at n = 1e300; an audit, 2026-12-07)
+    assert M.expected_inverse_kept(1e300, 0.5) == pytest.approx(2e-300, rel=1e-14, abs=0)
+    risk = M.filter_risk(P, S.constant_alpha(0.5, 2), S.constant_size(1e300, 2), 0.1, 0.1)
+    assert np.all(np.isfinite(risk)) and np.all(risk > 0)
+    with pytest.raises(ValueError, match="n must be at most 1.79769e"):
+        M.expected_inverse_kept(10 ** 400, 0.5)
 
 
 def test_adaptive_alpha_is_a_recurrence_fixed_point():
