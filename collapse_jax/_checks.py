@@ -195,6 +195,10 @@ def finite_array(name: str, value: Any, *, shape: tuple[int | None, ...] | None 
         raise ValueError(f"{name} must be a rectangular array of numbers ({exc})") from None
     if arr is None:
         raise ValueError(f"{name} must hold real numbers, got complex ones")
+    if raw.dtype.kind in "USb" or (raw.dtype == object and any(isinstance(v, (str, bytes)) for v in raw.flat)):
+        # (["1", "2"] were read as 1.0 and 2.0, where a scalar "0.5" is refused: an audit, 2026-12-07)
+        raise ValueError(f"{name} must hold numbers, got {'booleans' if raw.dtype.kind == 'b' else 'strings'} "
+                         f"(dtype {raw.dtype})")
     if shape is not None:
         ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape))
         if not ok:

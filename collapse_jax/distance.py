@@ -6,24 +6,35 @@ The same functions take a GMM network's weight vectors ``Pi`` (num_models, num_c
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from collapse_jax import _checks
 
 
-def _array(x) -> jnp.ndarray:
+def _array(name: str, x) -> jnp.ndarray:
     """``x`` as a JAX array; a torch tensor read as :func:`_checks.host_array` reads it (detached: one that requires
-    grad raised torch's RuntimeError here, while the spectral estimators took it; a user trial, 2026-12-07)."""
+    grad raised torch's RuntimeError here, while the spectral estimators took it; a user trial, 2026-12-07). Ragged
+    lists and strings are a ValueError naming ``name`` (NumPy's "inhomogeneous shape" and JAX's "not a valid JAX
+    array type" named nothing; an audit, 2026-12-07)."""
     if type(x).__module__.split(".")[0] == "torch":
         x = _checks.host_array(x)
+    if not isinstance(x, jax.Array):
+        try:
+            kind = np.asarray(x).dtype.kind
+        except ValueError as exc:
+            raise ValueError(f"{name} must be a rectangular array of numbers ({exc})") from None
+        if kind in "USO":
+            raise ValueError(f"{name} must be an array of numbers, got {type(x).__name__} of dtype "
+                             f"{np.asarray(x).dtype}")
     return jnp.asarray(x)
 
 
 def _rows(name: str, x) -> jnp.ndarray:
     """``x`` as an array of rows (..., m, dim); a clear error for fewer than two axes (shapes are static, so this
     check also runs under ``jit``)."""
-    x = _array(x)
+    x = _array(name, x)
     if x.ndim < 2:
         raise ValueError(f"{name} must hold rows, shape (..., num_rows, dim), got shape {x.shape}")
     if jnp.iscomplexobj(x):
@@ -172,7 +183,7 @@ def classical_mds(d: jnp.ndarray, num_components: int = 2) -> jnp.ndarray:
     ``num_components`` is an integer in [1, m]. A 16-bit float ``d`` (bfloat16, float16) is computed, and returned,
     in float32.
     """
-    d = _array(d)
+    d = _array("d", d)
     if d.ndim != 2 or d.shape[0] != d.shape[1]:
         raise ValueError(f"d must be a square distance matrix (m, m), got shape {d.shape}")
     if d.dtype == bool:  # (static: also under jit; NumPy's boolean subtract failed in the checks)

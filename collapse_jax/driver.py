@@ -31,7 +31,8 @@ from jax.sharding import PartitionSpec
 
 from collapse_jax import _checks
 from collapse_jax.progress import bar
-from collapse_jax.replicates import AXIS, check_mesh, padded_count, replicate_keys, replicate_sharding, root_key
+from collapse_jax.replicates import (AXIS, check_mesh, chunk_keys, padded_count, replicate_keys, replicate_sharding,
+                                     root_key)
 
 Kernel = Callable[[jax.Array, Any, Any], Any]
 _COMPILED: dict = {}
@@ -352,7 +353,7 @@ def map_chunks(run: Callable[[jax.Array], Any], num_replicates: int, seed: int |
     with bar(R, desc, "rep", disable=None if progress is None else not progress) as pbar:
         for start in range(0, R, chunk):
             count = min(chunk, R - start)
-            keys = replicate_keys(seed, first + start, chunk if pad else count)
+            keys = chunk_keys(seed, first + start, chunk if pad else count)
             try:
                 out = wait_ready(run(keys))
             except jax.errors.JaxRuntimeError as exc:  # a chunk_size given or a budget beyond what the device has

@@ -46,7 +46,7 @@ from jax import lax
 from collapse_jax import _checks, driver, gmm_theory
 from collapse_jax import progress as _progress
 from collapse_jax.distance import pairwise_distances, frobenius_norm
-from collapse_jax.replicates import (check_mesh, is_prng_key, padded_count, replicate_keys, replicate_sharding,
+from collapse_jax.replicates import (check_mesh, chunk_keys, is_prng_key, padded_count, replicate_sharding,
                                      root_key)
 
 
@@ -1102,7 +1102,7 @@ def _simulate_native(seed, params: Params, static: StaticConfig, first_replicate
             total = padded_count(count, mesh)  # padding replicates (dropped) keep every device's shard the same size
             if equal_calls and first_replicate + start + chunk <= _checks.REPLICATE_INDICES:
                 total = chunk
-            keys = jax.device_put(replicate_keys(seed, first_replicate + start, total), replicate_sharding(mesh))
+            keys = jax.device_put(chunk_keys(seed, first_replicate + start, total), replicate_sharding(mesh))
             with _follow_native_progress(pbar if show else None, count, per_replicate * total, per_replicate):
                 out = driver.wait_ready(call(*inputs(keys)))  # (a signal is handled while it runs)
                 parts.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:count], out))

@@ -64,7 +64,8 @@ def num_draws(beta: float, size) -> np.ndarray:
     disagreed at such steps: a ``1e-9`` nudge in one, none in the other)."""
     b = Fraction(repr(_checks.in_interval("beta", beta, 0.0, 1.0, low_open=True)))
     sizes = np.asarray(size)
-    if sizes.size and not (np.all(sizes >= 0) and np.all(np.floor(sizes) == sizes)):  # (-9 gave -5, 2.5 ran as 2)
+    if sizes.dtype.kind not in "iuf" or sizes.size and not (np.all(np.isfinite(sizes)) and np.all(sizes >= 0) and np.all(np.floor(sizes) == sizes)):
+        # (-9 gave -5, 2.5 ran as 2; inf raised int()'s OverflowError: an audit, 2026-12-07)
         raise ValueError(f"size must hold whole numbers >= 0 (internet sizes), got {size!r}")
     return np.array([math.floor(b * int(s)) for s in sizes.reshape(-1)], np.int64).reshape(sizes.shape)
 
@@ -369,7 +370,9 @@ def second_moment(*, num_models: int = 3, num_components: int = 2, points_per_st
     initial weights (Dirichlet(1) if neither is given); ``ownership`` is the matrix M of assumption A1 (default I).
     Returns a dict of arrays over t:
     ``dnorm2`` (T+1,) = E||D(t)||_F^2; ``pair_sq`` (T+1, n, n); ``mean`` (T+1, n, B) = E[Pi_i(t)];
-    ``composition_mean`` (T+1, B) = E[f(t)]; ``diversity`` (T+1,) = E[1 - ||f(t)||^2]; ``k`` (T,)."""
+    ``composition_mean`` (T+1, B) = E[f(t)]; ``diversity`` (T+1,) = E[1 - ||f(t)||^2]; ``k`` (T,). While the
+    internet is empty (t = 0 without human data: ``|A(0)| = 0``) ``f(t)`` is undefined: ``diversity`` is NaN and
+    ``composition_mean`` 0 there."""
     n, B, T = num_models, num_components, _checks.nonnegative_int("num_steps", num_steps)
     if pi0 is None and dirichlet_a is None:
         dirichlet_a = 1.0

@@ -267,10 +267,9 @@ def check_inputs(beta, intercept, alpha, n, config: LogisticConfig = LogisticCon
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, LogisticConfig]:
     """Validate ``beta`` (d,), ``intercept``, the schedules and the buffer they need before compute; returns
     ``theta = (b_0, beta)``, ``alpha``, ``n`` and the config sized for them (:func:`sized_config`)."""
-    b = np.asarray(beta, dtype=np.float64)
+    b = _checks.finite_array("beta", beta)  # (complex coefficients: float()'s TypeError naming nothing; an audit)
     if b.ndim != 1 or b.shape[0] < 1:
         raise ValueError(f"beta must be a vector of d >= 1 coefficients, got shape {b.shape}")
-    b = _checks.finite_array("beta", b)
     b0 = _checks.in_interval("intercept", intercept, -math.inf, math.inf, low_open=True, high_open=True)
     alpha, n = schedules.check_pair(alpha, n)
     _check_sizes(n, b.shape[0])

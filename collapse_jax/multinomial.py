@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import functools
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
@@ -165,11 +166,7 @@ def check_sampler_inputs(key, n, probs, probs_name: str, *, vector: bool) -> Non
     of masses >= 0 with a positive sum instead). A ValueError naming the argument (a user trial, 2026-12-06:
     ``sample_multinomial`` with n = -5 drew [0, -5, 0], n = 5.5 counts summing to 5.5, q = (1.5, -0.5) or a NaN
     gave counts, and an integer key failed deep inside JAX)."""
-    if not _checks.is_traced(key):
-        typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-        if not is_prng_key(key) or np.ndim(key) != (0 if typed else 1):
-            raise ValueError(f"key must be one PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)), got "
-                             f"{type(key).__name__} of shape {np.shape(key)}")
+    _check_one_key(key)
     if vector and np.ndim(probs) != 1:
         raise ValueError(f"{probs_name} must be a (K,) probability vector, got shape {np.shape(probs)}")
     if not _checks.is_traced(n):
@@ -192,6 +189,61 @@ def check_sampler_inputs(key, n, probs, probs_name: str, *, vector: bool) -> Non
                 raise ValueError(f"{probs_name} must have a positive sum (it is renormalised by it), got {mass.sum()}")
         else:
             _checks.array_in_interval(probs_name, probs, 0.0, 1.0)
+
+
+def check_hypergeometric_inputs(key, draws, good, total) -> None:
+    """:func:`hypergeometric`'s arguments where they are concrete (inside ``jit``/``vmap`` their values are unknown
+    and not checked): one PRNG key, ``draws``, ``good``, ``total`` broadcastable whole numbers >= 0 with ``draws <=
+    total`` and ``good <= total``, counted exactly in the default float. A ValueError naming the argument (an audit,
+    2026-12-07: ``draws = 11`` of ``total = 10`` drew 3 every time, ``draws = -1`` drew 0, and ``good = 3.5`` or a
+    NaN never returned, a while loop inside XLA that Ctrl-C does not stop)."""
+    _check_one_key(key)
+    try:
+        np.broadcast_shapes(*(np.shape(x) for x in (draws, good, total)))
+    except ValueError:
+        raise ValueError(f"draws, good and total must broadcast together, got shapes {np.shape(draws)}, "
+                         f"{np.shape(good)} and {np.shape(total)}") from None
+    values = {name: _whole_counts(name, value) for name, value in (("draws", draws), ("good", good),
+                                                                   ("total", total)) if not _checks.is_traced(value)}
+    if "total" in values:
+        for name in ("draws", "good"):
+            if name in values:
+                _at_most(name, values[name], "total", values["total"])
+
+
+def _whole_counts(name: str, value) -> np.ndarray:
+    """``value`` as float64 whole numbers >= 0 that the default float counts exactly, or a ValueError naming it."""
+    arr = _checks.host_array(value)
+    if arr.dtype == bool or np.iscomplexobj(arr) or arr.dtype.kind in "USO":
+        raise ValueError(f"{name} must hold whole numbers >= 0, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    bad = ~(np.isfinite(arr) & (arr >= 0) & (arr == np.floor(arr)))
+    if np.any(bad):
+        raise ValueError(f"{name} must hold whole numbers >= 0, got {arr[bad].ravel()[:5].tolist()}")
+    dtype = jnp.dtype(jnp.result_type(float))
+    exact = 2 ** 53 if dtype == jnp.float64 else 2 ** 24
+    if arr.size and arr.max() > exact:
+        raise ValueError(f"{name} = {arr.max():.17g} exceeds 2**{exact.bit_length() - 1}, beyond exact {dtype.name} "
+                         "counts" + ("; enable float64 (jax_enable_x64), which counts exactly up to 2**53"
+                                     if exact == 2 ** 24 else ""))
+    return arr
+
+
+def _at_most(name: str, value: np.ndarray, bound_name: str, bound: np.ndarray) -> None:
+    """A ValueError naming ``name`` where an entry of ``value`` exceeds ``bound`` (broadcast)."""
+    a, b = np.broadcast_arrays(value, bound)
+    if np.any(a > b):
+        i = tuple(np.argwhere(a > b)[0])
+        raise ValueError(f"{name} must be at most {bound_name}, got {name} = {a[i]:.17g} > {bound_name} = {b[i]:.17g}")
+
+
+def _check_one_key(key) -> None:
+    """A ValueError unless ``key`` (when concrete) is one PRNG key, typed or raw."""
+    if not _checks.is_traced(key):
+        typed = isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        if not is_prng_key(key) or np.ndim(key) != (0 if typed else 1):
+            raise ValueError(f"key must be one PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)), got "
+                             f"{type(key).__name__} of shape {np.shape(key)}")
 
 
 def _count_dtype(q) -> Any:
@@ -449,9 +501,16 @@ def hypergeometric(key: jax.Array, draws: jax.Array, good: jax.Array, total: jax
     uniforms sampler (:func:`_hypergeometric_hrua`, acceptance 0.4-0.7 per proposal of two uniforms) serves every mean,
     small or large. Its acceptance test evaluates the pmf ratio from logs of ratios
     (:func:`hypergeometric_log_pmf_ratio`), accurate in float32 up to the 2**24 counts float32 holds exactly.
+    Concrete arguments are checked (:func:`check_hypergeometric_inputs`); traced elements that are not valid draw
+    NaN (without the mask their sampler's loop never ended).
     """
+    check_hypergeometric_inputs(key, draws, good, total)
     dtype = jnp.result_type(float)
     draws, good, total = jnp.broadcast_arrays(*(jnp.asarray(x, dtype) for x in (draws, good, total)))
+    valid = jnp.isfinite(total) & (total == jnp.floor(total))  # (False for NaN)
+    for x in (draws, good):
+        valid &= jnp.isfinite(x) & (x >= 0) & (x == jnp.floor(x)) & (x <= total)
+    draws, good, total = (jnp.where(valid, x, 0.0) for x in (draws, good, total))
     flip_draws = 2 * draws > total
     m1 = jnp.where(flip_draws, total - draws, draws)
     flip_good = 2 * good > total
@@ -463,7 +522,7 @@ def hypergeometric(key: jax.Array, draws: jax.Array, good: jax.Array, total: jax
                                 jnp.where(active, total, 2.0), active)
     base = jnp.where(active, base, 0.0)
     x = jnp.where(flip_good, m1 - base, base)  # good items among m1 draws
-    return jnp.where(flip_draws, good - x, x)  # good items among the draws
+    return jnp.where(valid, jnp.where(flip_draws, good - x, x), jnp.nan)  # good items among the draws
 
 
 def sample_multivariate_hypergeometric(key: jax.Array, m: jax.Array, counts: jax.Array) -> jax.Array:
@@ -474,7 +533,21 @@ def sample_multivariate_hypergeometric(key: jax.Array, m: jax.Array, counts: jax
     The draw is split down the same balanced binary tree as :func:`sample_multinomial`: a node whose pool holds
     ``N`` items, ``N_left`` of them in its left half, sends ``Hypergeometric(c; N_left, N)`` of its ``c`` draws to
     the left (:func:`hypergeometric`), an exact conditional of the multivariate hypergeometric law.
+    Concrete arguments are checked: ``m`` one whole number in [0, sum(counts)], ``counts`` (K,) whole numbers >= 0
+    (``m`` beyond the pool drew the whole pool, ``m = 2.5`` never returned: an audit, 2026-12-07).
     """
+    _check_one_key(key)
+    if np.ndim(counts) != 1:
+        raise ValueError(f"counts must be a (K,) vector of pool counts, got shape {np.shape(counts)}")
+    if not _checks.is_traced(m) and np.size(m) != 1:
+        raise ValueError(f"m must be one number of items to draw (a scalar), got shape {np.shape(m)}")
+    if not _checks.is_traced(counts):
+        pool = _whole_counts("counts", counts).sum()
+        _whole_counts("sum(counts)", pool)
+        if not _checks.is_traced(m):
+            _at_most("m", _whole_counts("m", m), "sum(counts)", pool)
+    elif not _checks.is_traced(m):
+        _whole_counts("m", m)
     counts = jnp.asarray(counts)
     cum = jnp.concatenate([jnp.zeros((1,), counts.dtype), jnp.cumsum(counts)])  # whole numbers: exact differences
     return _split_down_tree(key, m, counts.dtype, counts.shape[0],
@@ -1011,14 +1084,20 @@ def expected_inverse_kept(n: float, kappa: float) -> float:
     ``P(N = 0) <= e^-mu`` is 0. ``n`` a whole number >= 1, ``kappa`` in (0, 1] (N > 0 must be possible; 0 gave NaN
     with a RuntimeWarning, a NaN a ValueError naming nothing, 2.5 ran as 2: a user trial, 2026-12-06)."""
     n = int(_checks.positive_whole("n", n))
+    if n > sys.float_info.max:  # (an int beyond float64 raised a bare OverflowError)
+        raise ValueError(f"n must be at most {sys.float_info.max:.6g} (float64's largest number), got an integer of "
+                         f"{len(str(n))} digits")
     kappa = _checks.in_interval("kappa", kappa, 0.0, 1.0, low_open=True)
     if kappa >= 1.0:
         return 1.0 / n
     mean, sd = n * kappa, math.sqrt(n * kappa * (1 - kappa))
     if mean >= 1e6:
-        v, skew, flat = sd * sd, 1 - 2 * kappa, 1 - 6 * kappa * (1 - kappa)
-        moments = (v, v * skew, 3 * v * v + v * flat, 10 * v * v * skew + v * skew * (1 - 12 * kappa * (1 - kappa)))
-        return (1 + sum((-1) ** k * m / mean ** k for k, m in enumerate(moments, start=2))) / mean
+        # m_k / mu^k in powers of x = 1 / mu and q = 1 - kappa (v = mu q): mean ** k overflowed float64 from
+        # mu ~ 1e62 on (n = 1e300 raised a bare OverflowError; an audit, 2026-12-07)
+        x, q, skew, flat = 1.0 / mean, 1.0 - kappa, 1 - 2 * kappa, 1 - 6 * kappa * (1 - kappa)
+        terms = (q * x, q * skew * x * x, 3 * q * q * x * x + q * flat * x ** 3,
+                 10 * q * q * skew * x ** 3 + q * skew * (1 - 12 * kappa * q) * x ** 4)
+        return (1 + sum((-1) ** k * t for k, t in enumerate(terms, start=2))) * x
     lo, hi = max(1, int(mean - 40 * sd) - 1), min(n, int(mean + 40 * sd) + 2)
     k = np.arange(lo, hi + 1, dtype=np.float64)
     from scipy import stats  # (imported here: scipy.stats adds 0.4 s to every start-up)

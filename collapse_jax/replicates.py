@@ -68,7 +68,21 @@ def root_key(seed: int | jax.Array) -> jax.Array:
 
 
 def replicate_keys(seed: int | jax.Array, start: int, count: int) -> jax.Array:
-    """Keys of replicates ``start .. start+count-1``: ``fold_in(root_key(seed), index)``."""
+    """Keys of replicates ``start .. start+count-1``: ``fold_in(root_key(seed), index)``. ``start`` and ``count``
+    are integers >= 0 with ``start + count <= 2**32`` (replicate indices are 32-bit), else a ValueError naming them
+    (an audit, 2026-12-07: ``start = 2**32`` gave replicate 0's keys again, ``count = -5`` no keys and ``count =
+    2.5`` three, all without a word)."""
+    start = _checks.nonnegative_int("start", start)
+    count = _checks.nonnegative_int("count", count)
+    if start + count > _checks.REPLICATE_INDICES:
+        raise ValueError(f"start + count must be at most 2**32 = {2**32} (replicate indices are 32-bit: beyond, "
+                         f"keys would repeat), got {start} + {count}")
+    return chunk_keys(seed, start, count)
+
+
+def chunk_keys(seed: int | jax.Array, start: int, count: int) -> jax.Array:
+    """:func:`replicate_keys` unchecked, for the runners' chunks: a padded chunk's indices may run past 2**32 - 1
+    and wrap (the runners drop those replicates)."""
     root = root_key(seed)
     # a padded chunk may run past 2**32 - 1: its indices wrap (those replicates are dropped, and
     # _checks.replicate_range keeps the others below 2**32)
@@ -104,10 +118,12 @@ def check_mesh(mesh) -> Mesh:
 
 def replicate_sharding(mesh: Mesh | None = None) -> NamedSharding:
     """Sharding that splits the leading (replicate) axis over the mesh."""
-    return NamedSharding(mesh or replicate_mesh(), PartitionSpec(AXIS))
+    return NamedSharding(check_mesh(mesh), PartitionSpec(AXIS))  # ("x" failed with an AttributeError; 0 or [] ran
+    # as every device: an audit, 2026-12-07)
 
 
 def padded_count(count: int, mesh: Mesh | None = None) -> int:
     """``count`` rounded up to a multiple of the number of devices in the mesh."""
-    size = (mesh or replicate_mesh()).size
+    count = _checks.nonnegative_int("count", count)  # (-3 gave -3, 2.5 gave 3.0: an audit, 2026-12-07)
+    size = check_mesh(mesh).size
     return -(-count // size) * size

@@ -563,6 +563,16 @@ def saved_before_stopping(what: str):
 EARLIER_MANIFEST = ".manifest-earlier.json"
 
 
+def _file_name(what: str, name: Any) -> str:
+    """``name`` if it is a plain file name (a non-empty string without a folder: no ``/``, no ``..``), else a
+    ValueError naming ``what``: ``save_text("../x.txt", ...)`` or an absolute path wrote outside the run folder,
+    which ``Path / name`` allows (an audit, 2026-12-07)."""
+    if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise ValueError(f"{what} must be a plain file name inside the run folder (no folder part, not '..'), "
+                         f"got {name!r}")
+    return name
+
+
 @dataclass
 class RunFolder:
     """One experiment's output folder.
@@ -583,6 +593,7 @@ class RunFolder:
             path = Path(out)
             _make_folder(path, exist_ok=True, what="out")
             return cls(path)
+        _file_name("name", name)  # ("../x" made its folder beside root: an audit, 2026-12-07)
         stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         base = Path(root) / f"{name}-{stamp}"
         path, k = base, 1
@@ -676,6 +687,7 @@ class RunFolder:
                     coords: Mapping[str, Any] | None = None) -> Path:
         """Save named arrays with their axis labels (``labels[name]`` names each axis, e.g. replicate, step), in
         ``filename`` and as a netCDF dataset beside it (``coords``: see :func:`labelled_dataset`)."""
+        _file_name("filename", filename)
         descriptions = descriptions or {}
         meta = {}
         for key, value in arrays.items():
@@ -704,19 +716,22 @@ class RunFolder:
 
     def save_figure(self, fig, name: str) -> Path:
         """Save a matplotlib figure as ``name`` in the run folder (atomically); its path."""
-        target = self.path / name
+        target = self.path / _file_name("name", name)
         atomic_savefig(fig, target)
         return target
 
     def save_text(self, name: str, text: str) -> Path:
         """Write ``text`` to ``name`` in the run folder (atomically); its path."""
-        target = self.path / name
+        target = self.path / _file_name("name", name)
         atomic_write_text(target, text)
         return target
 
     # --- resumable chunks -------------------------------------------------------------------------------------
     def chunk_path(self, index: int) -> Path:
         """Where :meth:`save_chunk` keeps chunk ``index``: ``chunks/chunk-NNNNNN.npz``."""
+        from collapse_jax import _checks
+
+        index = _checks.nonnegative_int("index", index)  # (-1 wrote chunk--00001.npz: an audit, 2026-12-07)
         return self.path / "chunks" / f"chunk-{index:06d}.npz"
 
     def save_chunk(self, index: int, arrays: Mapping[str, Any]) -> None:

@@ -1232,6 +1232,11 @@ def gaussian_jackknife_quantile(dim: int, n: int, z: float, reps: int = JACKKNIF
     from collapse_jax import progress
     from collapse_jax.results import atomic_write_json
 
+    # (n = d computed NaN and cached it on disk, for every later call: an audit, 2026-12-07)
+    dim = _checks.positive_int("dim", dim)
+    n = check_jackknife_block(n, dim)
+    z = _checks.in_interval("z", z, 0.0, math.inf, low_open=True, high_open=True)
+    reps = _checks.positive_int("reps", reps)
     path = _quantile_cache_path(dim, n, z, reps)
     try:
         return float(json.loads(path.read_text())["quantile"])

@@ -305,3 +305,19 @@ def test_torch_tensors_that_require_grad_are_read_detached():
     d = torch.tensor(np.asarray(distance.pairwise_distances(rows)), requires_grad=True)
     np.testing.assert_array_equal(distance.classical_mds(d), distance.classical_mds(d.detach().numpy()))
     np.testing.assert_array_equal(distance.frobenius_norm(d), distance.frobenius_norm(d.detach().numpy()))
+
+
+def test_ragged_rows_and_strings_are_refused_by_name():
+    """An audit (2026-12-07): ragged rows failed with NumPy's "inhomogeneous shape" and strings with JAX's "not a
+    valid JAX array type", neither naming the argument."""
+    from collapse_jax import distance as dist
+
+    for fn in (dist.pairwise_distances, dist.distance_matrix_norm, dist.within_model_spread, dist.row_mean,
+               dist.mds_of_points):
+        with pytest.raises(ValueError, match="x must be a rectangular array of numbers"):
+            fn([[1.0, 2.0], [3.0]])
+        with pytest.raises(ValueError, match="x must be an array of numbers"):
+            fn([["a", "b"], ["c", "d"]])
+    with pytest.raises(ValueError, match="d must be an array of numbers"):
+        dist.classical_mds([["0", "1"], ["1", "0"]])
+    assert dist.pairwise_distances([[0.0, 0.0], [3.0, 4.0]])[0, 1] == 5.0

@@ -396,3 +396,26 @@ def test_too_little_memory_offers_no_count():
         _checks.fits_in_memory("replicates", 40_000, 1000, available=int(11.3 * 2**20))
     with pytest.raises(ValueError, match=r"use at most 1,717,986$"):
         _checks.fits_in_memory("replicates", 10**7, 1000, available=2**31)
+
+
+def test_replicate_keys_refuse_indices_that_wrap_or_are_not_counts():
+    """An audit (2026-12-07): ``replicate_keys(0, 2**32, 2)`` gave replicates 0 and 1's keys again, ``count = -5``
+    no keys and ``count = 2.5`` three, without a word; ``replicate_sharding("x")`` failed with an AttributeError and
+    ``padded_count(-3)`` gave -3."""
+    from collapse_jax import replicates
+
+    for args, match in [((0, 2**32, 2), r"start \+ count must be at most 2\*\*32"),
+                        ((0, 2**32 - 1, 2), r"start \+ count must be at most 2\*\*32"),
+                        ((0, -1, 3), "start must be an integer >= 0"), ((0, 1.5, 2), "start must be an integer"),
+                        ((0, 0, -5), "count must be an integer >= 0"), ((0, 0, 2.5), "count must be an integer"),
+                        ((0, 0, True), "count must be an integer")]:
+        with pytest.raises(ValueError, match=match):
+            replicates.replicate_keys(*args)
+    last = jax.random.key_data(replicates.replicate_keys(0, 2**32 - 1, 1))
+    np.testing.assert_array_equal(last, jax.random.key_data(jax.random.fold_in(jax.random.key(0), 2**32 - 1))[None])
+    assert replicates.replicate_keys(0, 5, 0).shape == (0,)
+    for mesh in ("x", 0, []):
+        with pytest.raises(ValueError, match="mesh must be"):
+            replicates.replicate_sharding(mesh)
+    with pytest.raises(ValueError, match="count must be an integer >= 0"):
+        replicates.padded_count(-3)

@@ -977,8 +977,8 @@ def test_native_runs_are_cut_into_calls_a_ctrl_c_can_stop_between(monkeypatch):
     per = int(np.sum(gn.make_params(cfg).num_draws)) * cfg.static.num_models
     monkeypatch.setattr(gn, "NATIVE_CALL_UPDATES", 15 * per)
     calls = []
-    keys = gn.replicate_keys
-    monkeypatch.setattr(gn, "replicate_keys", lambda seed, first, count: calls.append((first, count)) or keys(
+    keys = gn.chunk_keys
+    monkeypatch.setattr(gn, "chunk_keys", lambda seed, first, count: calls.append((first, count)) or keys(
         seed, first, count))
     cut = gn.simulate(3, cfg, 40, backend="native", progress=False)
     # at most 15 a call: three equal calls of 14, the last padded to that shape (one compilation)

@@ -367,6 +367,8 @@ def test_asymptotic_law_values_inside_its_domain():
     (lambda: gt.num_draws(np.nan, [10]), "beta must"),
     # a user trial (2026-12-06): -9 gave -5, 2.5 ran as 2, a 1-D pi0 was told "shape (?, ?)"
     (lambda: gt.num_draws(0.5, [-9]), "size must hold whole numbers >= 0"),
+    (lambda: gt.num_draws(0.5, [np.inf]), "size must hold whole numbers >= 0"),
+    (lambda: gt.num_draws(0.5, "ab"), "size must hold whole numbers >= 0"),
     (lambda: gt.num_draws(0.5, [2.5]), "size must hold whole numbers >= 0"),
     (lambda: gt.mean_field_dnorm([0.5, 0.5], points_per_step=3, beta=0.5, num_steps=5),
      r"pi0 must hold each model's mixture weights, shape \(num_models, num_components\), got shape \(2,\)"),

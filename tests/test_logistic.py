@@ -216,3 +216,19 @@ def test_first_order_risk_refuses_sizes_the_simulator_refuses():
     with pytest.raises(ValueError, match=r"n must be >= 2 \(d \+ 1\) = 8 at every step"):
         L.first_order_risk(BETA, B0, S.constant_alpha(0.5, 3), S.constant_size(7, 3))
     assert L.first_order_risk(BETA, B0, S.constant_alpha(0.5, 3), S.constant_size(8, 3)).shape == (4,)
+
+
+def test_beta_of_strings_or_complex_numbers_is_refused_by_name():
+    """An audit (2026-12-07): beta = [1 + 2j] raised float()'s TypeError naming nothing, and beta = ["1"] (or a
+    mixture's means = ["-1", "1"]) ran as numbers, where a scalar "0.5" is refused."""
+    from collapse_jax import mixture_refit
+
+    alpha, n = S.constant_alpha(0.5, 2), S.constant_size(40, 2)
+    with pytest.raises(ValueError, match="beta must hold real numbers"):
+        L.check_inputs([1 + 2j], 0.0, alpha, n)
+    with pytest.raises(ValueError, match="beta must hold numbers, got strings"):
+        L.check_inputs(["1"], 0.0, alpha, n)
+    with pytest.raises(ValueError, match="means must hold numbers, got strings"):
+        mixture_refit.check_inputs([0.5, 0.5], ["-1", "1"], [1.0, 1.0], alpha, n)
+    with pytest.raises(ValueError, match="beta must hold numbers, got booleans"):
+        L.check_inputs(np.array([True]), 0.0, alpha, n)

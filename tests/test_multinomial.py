@@ -194,6 +194,12 @@ def test_theory_identities():
                                                                     rel=1e-14)
     huge = 2 ** 53
     assert M.expected_inverse_kept(huge, 0.3) == pytest.approx(1 / (0.3 * huge), rel=1e-14, abs=0)
+    # sizes near float64's top: mean ** 5 overflowed (a bare OverflowError at n = 1e300; an audit, 2026-12-07)
+    assert M.expected_inverse_kept(1e300, 0.5) == pytest.approx(2e-300, rel=1e-14, abs=0)
+    risk = M.filter_risk(P, S.constant_alpha(0.5, 2), S.constant_size(1e300, 2), 0.1, 0.1)
+    assert np.all(np.isfinite(risk)) and np.all(risk > 0)
+    with pytest.raises(ValueError, match="n must be at most 1.79769e"):
+        M.expected_inverse_kept(10 ** 400, 0.5)
 
 
 def test_adaptive_alpha_is_a_recurrence_fixed_point():
@@ -405,6 +411,37 @@ def test_exact_samplers_refuse_bad_concrete_arguments(call, match):
     drew counts, all without a word; an integer key failed deep inside JAX."""
     with pytest.raises(ValueError, match=match):
         call(jax.random.key(0), jnp.asarray([0.5, 0.3, 0.2]))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda k: M.hypergeometric(k, 11.0, 3.0, 10.0), "draws must be at most total"),
+    (lambda k: M.hypergeometric(k, 5.0, 11.0, 10.0), "good must be at most total"),
+    (lambda k: M.hypergeometric(k, -1.0, 3.0, 10.0), "draws must hold whole numbers >= 0"),
+    (lambda k: M.hypergeometric(k, 5.0, 3.5, 10.0), "good must hold whole numbers >= 0"),
+    (lambda k: M.hypergeometric(k, 5.0, 3.0, jnp.nan), "total must hold whole numbers >= 0"),
+    (lambda k: M.hypergeometric(0, 5.0, 3.0, 10.0), "key must be one PRNG key"),
+    (lambda k: M.hypergeometric(k, jnp.ones(2), jnp.ones(3), 10.0), "must broadcast together"),
+    (lambda k: M.sample_multivariate_hypergeometric(k, 8.0, jnp.asarray([3.0, 4.0])), "m must be at most sum"),
+    (lambda k: M.sample_multivariate_hypergeometric(k, 2.5, jnp.asarray([3.0, 4.0])), "m must hold whole"),
+    (lambda k: M.sample_multivariate_hypergeometric(k, 2.0, jnp.asarray([3.0, -1.0])), "counts must hold whole"),
+    (lambda k: M.sample_multivariate_hypergeometric(k, 2.0, jnp.ones((1, 2))), r"counts must be a \(K,\)"),
+])
+def test_hypergeometric_samplers_refuse_bad_concrete_arguments(call, match):
+    """An audit (2026-12-07): draws = 11 of total = 10 drew 3 every time and draws = -1 drew 0, without a word;
+    good = 3.5 or a NaN total never returned (a while loop inside XLA, beyond Ctrl-C)."""
+    with pytest.raises(ValueError, match=match):
+        call(jax.random.key(0))
+
+
+def test_hypergeometric_draws_nan_for_bad_traced_arguments():
+    """Traced, the values are unknown to the checks: bad lanes draw NaN (good = 3.5 hung the loop), good ones the
+    same draws as eagerly."""
+    key = jax.random.key(0)
+    run = jax.jit(M.hypergeometric)
+    out = np.asarray(run(key, jnp.asarray([5.0, 5.0, 11.0, 5.0]), jnp.asarray([3.5, 3.0, 3.0, jnp.nan]), 10.0))
+    assert np.isnan(out[[0, 2, 3]]).all() and out[1] == float(M.hypergeometric(key, jnp.full(4, 5.0),
+                                                                                  3.0, 10.0)[1])
+    assert np.isnan(np.asarray(jax.jit(M.sample_multivariate_hypergeometric)(key, 8.0, jnp.asarray([3.0, 4.0])))).all()
 
 
 def test_exact_samplers_still_run_traced():

@@ -542,3 +542,20 @@ def test_a_signal_is_not_sent_again_once_its_handler_is_gone():
         assert got["second"] == []
     finally:
         signal.signal(signal.SIGUSR1, before)
+
+
+def test_file_names_must_stay_inside_the_run_folder(tmp_path):
+    """An audit (2026-12-07): ``save_text("../evil.txt", ...)``, an absolute path or ``create("../x")`` wrote
+    outside the run folder (``Path / name`` allows it), and ``chunk_path(-1)`` named ``chunk--00001.npz``."""
+    run = RunFolder.create("t", root=tmp_path / "runs")
+    for name in ("../evil.txt", str(tmp_path / "abs.txt"), "sub/x.txt", "", ".."):
+        with pytest.raises(ValueError, match="must be a plain file name inside the run folder"):
+            run.save_text(name, "x")
+    with pytest.raises(ValueError, match="filename must be a plain file name"):
+        run.save_arrays({"x": np.ones(2)}, {"x": ["a"]}, filename="../arrays.npz")
+    with pytest.raises(ValueError, match="name must be a plain file name"):
+        RunFolder.create("../x", root=tmp_path / "runs")
+    with pytest.raises(ValueError, match="index must be an integer >= 0"):
+        run.chunk_path(-1)
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "abs.txt").exists()
+    assert run.save_text("summary.txt", "ok").read_text() == "ok"

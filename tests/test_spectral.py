@@ -1255,6 +1255,18 @@ def test_small_block_quantile_is_kept_on_disk_and_a_bad_file_recomputed(tmp_path
     sp.gaussian_jackknife_quantile.cache_clear()
 
 
+def test_small_block_quantile_refuses_blocks_it_is_not_defined_for(tmp_path, monkeypatch):
+    """An audit (2026-12-07): n = d computed NaN and cached it on disk for every later call."""
+    monkeypatch.setenv("COLLAPSE_JAX_CACHE", str(tmp_path))
+    sp.gaussian_jackknife_quantile.cache_clear()
+    for args, match in [((4, 4, 1.96), "needs leave-one-out sub-blocks"), ((4, 8, -1.0), "z must lie in"),
+                        ((0, 8, 1.96), "dim must be an integer >= 1"), ((4, 8, 1.96, 0), "reps must be")]:
+        with pytest.raises(ValueError, match=match):
+            sp.gaussian_jackknife_quantile(*args)
+    assert not any(tmp_path.rglob("*.json"))
+    sp.gaussian_jackknife_quantile.cache_clear()
+
+
 def test_small_blocks_take_the_one_step_centre_and_its_calibrated_critical_value():
     # <= 128 rows and n < 10 d: the second difference is left out of the centre (too noisy with few rows) and the
     # critical value is the Gaussian-calibrated one of that construction; from 10 d the two-step centre is back.
