@@ -389,7 +389,8 @@ def wait_ready(tree) -> Any:
     kernel call ran past a scheduler's SIGTERM for hours (a user trial, 2026-12-07: a one-replicate GMM network of
     10^5 steps). A handler that raises leaves the computation running in the background (its result unused); errors
     of the computation itself are raised here, in the caller's thread, as before."""
-    leaves = [x for x in jax.tree.leaves(tree) if isinstance(x, jax.Array)]
+    leaves = [jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+              for x in jax.tree.leaves(tree) if isinstance(x, jax.Array)]  # (typed keys have no is_ready: an audit)
     if not all(x.is_ready() for x in leaves):
         done = threading.Event()
 

@@ -64,7 +64,9 @@ def num_draws(beta: float, size) -> np.ndarray:
     disagreed at such steps: a ``1e-9`` nudge in one, none in the other)."""
     b = Fraction(repr(_checks.in_interval("beta", beta, 0.0, 1.0, low_open=True)))
     sizes = np.asarray(size)
-    if sizes.dtype.kind not in "iuf" or sizes.size and not (np.all(np.isfinite(sizes)) and np.all(sizes >= 0) and np.all(np.floor(sizes) == sizes)):
+    whole = sizes.dtype.kind in "iuf" and (not sizes.size or bool(
+        np.all(np.isfinite(sizes)) and np.all(sizes >= 0) and np.all(np.floor(sizes) == sizes)))
+    if not whole:
         # (-9 gave -5, 2.5 ran as 2; inf raised int()'s OverflowError: an audit, 2026-12-07)
         raise ValueError(f"size must hold whole numbers >= 0 (internet sizes), got {size!r}")
     return np.array([math.floor(b * int(s)) for s in sizes.reshape(-1)], np.int64).reshape(sizes.shape)

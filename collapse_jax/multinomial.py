@@ -170,7 +170,10 @@ def check_sampler_inputs(key, n, probs, probs_name: str, *, vector: bool) -> Non
     if vector and np.ndim(probs) != 1:
         raise ValueError(f"{probs_name} must be a (K,) probability vector, got shape {np.shape(probs)}")
     if not _checks.is_traced(n):
-        counts = _checks.host_array(n).astype(np.float64)
+        counts = _checks.host_array(n)
+        if counts.dtype == bool:  # (True drew one item: an audit, 2026-12-07)
+            raise ValueError(f"n must hold whole numbers >= 0, got booleans {counts.ravel()[:5].tolist()}")
+        counts = counts.astype(np.float64)
         if vector and counts.size != 1:  # (one count of any shape, e.g. (1,), as the sampler took it before)
             raise ValueError(f"n must be one total count (a scalar), got shape {counts.shape}")
         if not np.all(np.isfinite(counts) & (counts >= 0) & (counts == np.floor(counts))):

@@ -207,6 +207,8 @@ def gram_streaming(chunks: Iterable, dim: int, *, dtype=None, progress=None, thr
     ``k mod threads`` so the result does not depend on timing; elsewhere (GPU) in one jitted JAX accumulate per
     chunk (chunks of equal size share one compilation).
     """
+    if not isinstance(chunks, Iterable):  # ("'int' object is not iterable" named nothing: an audit, 2026-12-07)
+        raise ValueError(f"chunks must be an iterable of (rows, dim) arrays, got {type(chunks).__name__}")
     dim = _checks.positive_int("dim", dim)
     dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
     try:  # (int32 truncated every row silently, complex64 ran, "float8" failed in NumPy: a user trial, 2026-12-06)
@@ -462,7 +464,13 @@ def theorem1_bounds(g1: jnp.ndarray, g2: jnp.ndarray) -> Theorem1Bounds:
             raise ValueError(f"g1 and g2 must be Gram matrices of the same data dimension (and batch), got shapes "
                              f"{g1.shape} and {g2.shape}")
     lam1 = _linalg.eigvalsh(g1)
-    rho2 = _linalg.eigvalsh(g2)[..., -1]
+    lam2 = _linalg.eigvalsh(g2)
+    if not traced:  # (g2 = -I gave a NaN upper bound without a word: an audit, 2026-12-07)
+        low, top = float(jnp.min(lam2)), float(jnp.max(jnp.abs(lam2)))
+        if low < -1e-6 * top:
+            raise ValueError(f"g2 must be positive semidefinite (a Gram matrix X^T X), got an eigenvalue {low:.3g} "
+                             f"(largest magnitude {top:.3g})")
+    rho2 = lam2[..., -1]
     # log det G_1 from its Cholesky factor, not the eigenvalues: eigvalsh's absolute error (~eps ||G_1||) turned the
     # tiny eigenvalues of real embeddings' dead coordinates negative, a NaN bound (MiniLM; a user trial, 2026-12-05)
     chol = _linalg.cholesky(g1)

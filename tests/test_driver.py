@@ -419,3 +419,10 @@ def test_replicate_keys_refuse_indices_that_wrap_or_are_not_counts():
             replicates.replicate_sharding(mesh)
     with pytest.raises(ValueError, match="count must be an integer >= 0"):
         replicates.padded_count(-3)
+
+
+def test_a_kernel_returning_typed_keys_gets_jaxs_own_advice():
+    """An audit (2026-12-07): the wait for a chunk read ``is_ready`` of every output, which typed PRNG keys lack (an
+    AttributeError from inside the driver); JAX's TypeError now says what to return instead."""
+    with pytest.raises(TypeError, match="key_data"):
+        driver.run_replicates(lambda k, p, c: k, None, None, 4, 0, progress=False)

@@ -1791,3 +1791,15 @@ def test_block_estimates_warns_where_the_jackknife_is_nan():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert np.isfinite(sp.block_estimates(x[:, :100], 10_000).jackknife.center)    # 140 >= 1.2 x 100
+
+
+def test_gram_streaming_and_theorem1_name_bad_arguments():
+    """An audit (2026-12-07): gram_streaming(5, 4) raised "'int' object is not iterable", naming nothing, and
+    theorem1_bounds with a g2 that is no Gram matrix (-I) returned a NaN bound without a word."""
+    with pytest.raises(ValueError, match="chunks must be an iterable of"):
+        sp.gram_streaming(5, 4)
+    with pytest.raises(ValueError, match="g2 must be positive semidefinite"):
+        sp.theorem1_bounds(jnp.eye(3), -jnp.eye(3))
+    g = np.diag([3.0, 2.0, 1.0])
+    bounds = sp.theorem1_bounds(g, np.zeros((3, 3)))  # G_2 = 0: both bounds are log det G_1
+    np.testing.assert_allclose([float(bounds.lower), float(bounds.upper)], [np.log(6.0)] * 2, rtol=1e-12)
