@@ -26,8 +26,12 @@ _LAUNCHERS = ("collapse_jax", "collapse_jax.cli", "collapse_jax.sweep_cli", "col
 def _command_line() -> bool:
     """Whether this process is the command line itself: `python -m collapse_jax[.cli]` (the module given after -m,
     not any package that imports this one: a review, 2026-12-07) or the console script."""
+    # The interpreter's -m only: while it imports the module's packages, sys.argv[0] is "-m" (a later "-m", as in
+    # `python3 script.py -m collapse_jax` or `pytest -m collapse_jax`, is the script's argument: a library user's
+    # process, which then ran without the core and its float32 product precision; a review, 2026-12-07)
     argv = list(getattr(_sys, "orig_argv", ()))
-    target = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else None
+    located = _sys.argv[:1] == ["-m"]
+    target = argv[argv.index("-m") + 1] if located and "-m" in argv[:-1] else None
     script = _os.path.basename(_sys.argv[0] if _sys.argv else "") == "collapse-jax"
     return target in _LAUNCHERS or script
 

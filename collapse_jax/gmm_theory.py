@@ -157,6 +157,8 @@ def _ownership(ownership, B: int) -> np.ndarray:
     (column z is how a point of component z is shared among the components), or a ValueError naming it."""
     if ownership is None:
         return np.eye(B)
+    if np.asarray(ownership).dtype == bool:  # (a 0/1 matrix, e.g. a permutation, is an ownership: finite_array
+        ownership = np.asarray(ownership, np.float64)  # refuses booleans elsewhere; a review, 2026-12-07)
     M = _checks.finite_array("ownership", ownership, shape=(B, B))
     if np.any(M < 0) or not np.allclose(M.sum(axis=0), 1.0, atol=1e-9):
         raise ValueError(f"ownership must be a ({B}, {B}) matrix with non-negative entries and columns summing to 1, "

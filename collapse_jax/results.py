@@ -566,7 +566,10 @@ EARLIER_MANIFEST = ".manifest-earlier.json"
 def _file_name(what: str, name: Any) -> str:
     """``name`` if it is a plain file name (a non-empty string without a folder: no ``/``, no ``..``), else a
     ValueError naming ``what``: ``save_text("../x.txt", ...)`` or an absolute path wrote outside the run folder,
-    which ``Path / name`` allows (an audit, 2026-12-07)."""
+    which ``Path / name`` allows (an audit, 2026-12-07). A ``Path`` is read as its string (as ``Path / name`` took
+    it before: a review, 2026-12-07)."""
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
     if not isinstance(name, str) or not name or name in (".", "..") or Path(name).name != name or "\\" in name:
         raise ValueError(f"{what} must be a plain file name inside the run folder (no folder part, not '..'), "
                          f"got {name!r}")

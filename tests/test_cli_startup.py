@@ -116,3 +116,21 @@ def test_a_library_import_still_imports_the_core():
                    "sorted(set(collapse_jax.__all__) - set(vars(collapse_jax))))")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True collapse_jax.gmm_network []"
+
+
+def test_a_scripts_own_dash_m_argument_is_not_the_command_line(tmp_path):
+    """A review (2026-12-07): ``-m collapse_jax`` among a script's own arguments (``python3 script.py -m
+    collapse_jax``, ``pytest -m collapse_jax``) made ``import collapse_jax`` defer the core as the command line does:
+    the script ran without the float32 product precision and without ``collapse_jax.results`` and the rest."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = tmp_path / "script.py"
+    script.write_text("import collapse_jax, jax\n"
+                      "print(jax.config.jax_default_matmul_precision, hasattr(collapse_jax, 'results'))\n")
+    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "COLLAPSE_JAX_MATMUL_PRECISION": "highest"}
+    for args in (["-m", "collapse_jax"], ["-m", "collapse_jax.cli"]):
+        done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env,
+                              timeout=300)
+        assert done.stdout.split() == ["highest", "True"], (args, done.stdout, done.stderr)

@@ -416,3 +416,12 @@ def test_the_moment_recursion_refuses_what_the_simulator_refuses(kwargs, message
     from a silently reshaped pi0, a truncated T, or NumPy's own broadcast errors."""
     with pytest.raises(ValueError, match=message):
         gt.second_moment(num_steps=kwargs.pop("num_steps", 5), **kwargs)
+
+
+def test_a_boolean_ownership_matrix_is_its_zero_one_matrix():
+    """A review (2026-12-07): ``_checks.finite_array`` began refusing booleans, and with it a 0/1 ownership matrix
+    (the identity or a permutation as ``dtype=bool``), which ran as its float matrix before."""
+    for M in (np.eye(2, dtype=bool), np.array([[False, True], [True, False]])):
+        got = gt.second_moment(num_steps=3, ownership=M)
+        want = gt.second_moment(num_steps=3, ownership=M.astype(float))
+        np.testing.assert_array_equal(got["dnorm2"], want["dnorm2"])

@@ -559,3 +559,16 @@ def test_file_names_must_stay_inside_the_run_folder(tmp_path):
         run.chunk_path(-1)
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "abs.txt").exists()
     assert run.save_text("summary.txt", "ok").read_text() == "ok"
+
+
+def test_a_path_file_name_is_read_as_its_string(tmp_path):
+    """A review (2026-12-07): the plain-name check refused a ``pathlib.Path`` file name, which ``Path / name`` took
+    before; a Path with a folder part is still refused."""
+    from pathlib import Path
+
+    run = RunFolder.create("t", root=tmp_path / "runs")
+    assert run.save_text(Path("summary.txt"), "ok").read_text() == "ok"
+    run.save_arrays({"x": np.ones(2)}, {"x": ["a"]}, filename=Path("more.npz"))
+    assert (run.path / "more.npz").exists()
+    with pytest.raises(ValueError, match="must be a plain file name inside the run folder"):
+        run.save_text(Path("..") / "evil.txt", "x")
