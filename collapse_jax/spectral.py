@@ -463,14 +463,15 @@ def theorem1_bounds(g1: jnp.ndarray, g2: jnp.ndarray) -> Theorem1Bounds:
         if g1.shape != g2.shape:
             raise ValueError(f"g1 and g2 must be Gram matrices of the same data dimension (and batch), got shapes "
                              f"{g1.shape} and {g2.shape}")
-    lam1 = _linalg.eigvalsh(g1)
-    lam2 = _linalg.eigvalsh(g2)
-    if not traced:  # (g2 = -I gave a NaN upper bound without a word: an audit, 2026-12-07)
-        low, top = float(jnp.min(lam2)), float(jnp.max(jnp.abs(lam2)))
+    if not traced:  # (g2 = -I gave a NaN upper bound without a word: an audit, 2026-12-07; in NumPy, on the host:
+        # inside a caller's jit JAX's results are tracers even for concrete arguments)
+        lam = np.linalg.eigvalsh(np.asarray(g2, np.float64))
+        low, top = (float(lam.min()), float(np.abs(lam).max())) if lam.size else (0.0, 0.0)
         if low < -1e-6 * top:
             raise ValueError(f"g2 must be positive semidefinite (a Gram matrix X^T X), got an eigenvalue {low:.3g} "
                              f"(largest magnitude {top:.3g})")
-    rho2 = lam2[..., -1]
+    lam1 = _linalg.eigvalsh(g1)
+    rho2 = _linalg.eigvalsh(g2)[..., -1]
     # log det G_1 from its Cholesky factor, not the eigenvalues: eigvalsh's absolute error (~eps ||G_1||) turned the
     # tiny eigenvalues of real embeddings' dead coordinates negative, a NaN bound (MiniLM; a user trial, 2026-12-05)
     chol = _linalg.cholesky(g1)
