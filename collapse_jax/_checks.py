@@ -306,12 +306,14 @@ def random_seed(name: str, value: Any) -> int:
 REPLICATE_INDICES = 2**32  # replicate r's key is fold_in(key(seed), r) with a 32-bit r
 
 
-def replicate_range(first_replicate: Any, num_replicates: int) -> int:
+def replicate_range(first_replicate: Any, num_replicates: int, *,
+                    names: tuple[str, str] = ("first_replicate", "num_replicates")) -> int:
     """``first_replicate`` as an int, or raise unless replicates ``first .. first + num_replicates - 1`` all have
-    32-bit indices (replicate r's key is ``fold_in(key(seed), r)`` with a 32-bit r: beyond, keys would repeat)."""
-    first = nonnegative_int("first_replicate", first_replicate)
+    32-bit indices (replicate r's key is ``fold_in(key(seed), r)`` with a 32-bit r: beyond, keys would repeat);
+    ``names``: the two arguments' names in the messages."""
+    first = nonnegative_int(names[0], first_replicate)
     if first + num_replicates > REPLICATE_INDICES:
-        raise ValueError(f"first_replicate + num_replicates must be at most 2**32 = {2**32} (replicate indices are "
+        raise ValueError(f"{names[0]} + {names[1]} must be at most 2**32 = {2**32} (replicate indices are "
                          f"32-bit), got {first} + {num_replicates}")
     return first
 

@@ -317,24 +317,16 @@ MAX_COMPONENTS = 32
 MAX_FEATURE_TERMS = 8192  # B^2 d
 
 
-def _harmonic(m: np.ndarray) -> np.ndarray:
-    """H(m) = 1 + 1/2 + ... + 1/m (H(0) = 0), float64: exact sums below 64, the asymptotic series above (error
-    under 1e-12)."""
-    m = np.asarray(m, np.float64)
-    exact = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, 64))])
-    big = np.maximum(m, 64.0)
-    series = np.log(big) + np.euler_gamma + 1 / (2 * big) - 1 / (12 * big**2) + 1 / (120 * big**4)
-    return np.where(m < 64, exact[np.clip(m, 0, 63).astype(np.int64)], series)
-
-
 def counter_words(config: StaticConfig, num_draws) -> float:
     """Expected Threefry counter words one replicate uses (its lane's uint32 counter): per step, the posts'
     ``n L (1 + ceil(d / 2))`` and the updates' ``n s (H(s) - H(s - k))`` (draws of ``k = k_t`` distinct points of
     ``s = |A(t)|`` with repeats redrawn; Lemire's rare rejections left out)."""
+    from scipy.special import digamma  # (H(m) = digamma(m + 1) + gamma; imported here, as scipy.stats elsewhere)
+
     n, L, d = config.num_models, config.points_per_step, config.dim
     size = config.num_human + n * L * np.arange(config.num_steps, dtype=np.float64)
     k = np.minimum(np.asarray(num_draws, np.float64), size)
-    draws = np.where(k > 0, size * (_harmonic(size) - _harmonic(size - k)), 0.0)
+    draws = np.where(k > 0, size * (digamma(size + 1) - digamma(size - k + 1)), 0.0)
     return float(config.num_steps * n * L * (1 + (d + 1) // 2) + n * np.sum(draws))
 
 

@@ -72,12 +72,8 @@ def replicate_keys(seed: int | jax.Array, start: int, count: int) -> jax.Array:
     are integers >= 0 with ``start + count <= 2**32`` (replicate indices are 32-bit), else a ValueError naming them
     (an audit, 2026-12-07: ``start = 2**32`` gave replicate 0's keys again, ``count = -5`` no keys and ``count =
     2.5`` three, all without a word)."""
-    start = _checks.nonnegative_int("start", start)
     count = _checks.nonnegative_int("count", count)
-    if start + count > _checks.REPLICATE_INDICES:
-        raise ValueError(f"start + count must be at most 2**32 = {2**32} (replicate indices are 32-bit: beyond, "
-                         f"keys would repeat), got {start} + {count}")
-    return chunk_keys(seed, start, count)
+    return chunk_keys(seed, _checks.replicate_range(start, count, names=("start", "count")), count)
 
 
 def chunk_keys(seed: int | jax.Array, start: int, count: int) -> jax.Array:
