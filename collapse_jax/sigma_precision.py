@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from collapse_jax import _checks, _linalg, spectral
+from collapse_jax import _blas, _checks, _linalg, spectral
 # the configuration and what its checks need, in a module without JAX (the commands' --help); re-exported here
 from collapse_jax.sigma_precision_config import (  # noqa: F401
     DEFAULT_BLOCKS, DEFAULT_DIMS, DEFAULT_RATIOS, ENGINES, FAMILIES, LLM_EXTRA_HINT, MAX_CONDITION_NUMBER, MIN_DIM,
@@ -329,14 +329,7 @@ def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
     leverages of the sampled pairs (relative error ~3e-7, below the ~1e-6 of the float32 whitened rows themselves,
     and far below any Monte Carlo error). Portable CPU fallback when the AMX kernel is unavailable; run one block per
     thread."""
-    from scipy.linalg import blas, lapack
-
-    def cholesky(a):  # lower factor; np.linalg.cholesky's error on a matrix that is not positive definite
-        c, info = lapack.dpotrf(a, lower=1, clean=1)
-        if info != 0:
-            raise np.linalg.LinAlgError("Matrix is not positive definite")
-        return c
-
+    cholesky = _blas.cholesky_lower  # np.linalg.cholesky's error on a matrix that is not positive definite
     d = x.shape[1]
     first = np.asarray(x[:ns[0]], np.float64)
     g = first.T @ first
@@ -353,13 +346,13 @@ def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
         prev = max(prev, n)
         chol = cholesky(g)
         lds.append(2.0 * np.sum(np.log(np.diag(chol))))
-        linv = lapack.dtrtri(chol, lower=1)[0]  # the factor of a positive definite matrix: never singular
+        linv = _blas.inverse_lower(chol)  # the factor of a positive definite matrix: never singular
         w = w_rows[:n]
         if exact:  # leverages near 1 amplify float32 rounding: d = 8, n = 10 gave a row-sum variance of 840, not 0.14
             w[...] = np.asarray(x[:n], np.float64) @ linv.T
         else:
             w[...] = x[:n]
-            blas.strmm(1.0, linv.astype(np.float32), w.T, side=0, lower=1, overwrite_b=1)  # W^T := L^{-1} W^T
+            _blas.trmm_right(np.ascontiguousarray(linv, np.float32), w, trans=True)  # W := W L^{-T}
         h_cross = np.empty((spectral.PAIR_OFFSETS, n))  # h_{i, i+k mod n}, without copying rolled rows
         for k in range(1, spectral.PAIR_OFFSETS + 1):  # the pairs that wrap round, before any row is scaled
             h_cross[k - 1, n - k:] = np.einsum("ij,ij->i", w[n - k:], w[:k])
@@ -393,7 +386,7 @@ def numpy_prefix_block_stats(x: np.ndarray, ns) -> tuple[np.ndarray, ...]:
             if exact:
                 row_sums = np.sum((wa @ chol_a) ** 2, axis=1) - (h / (1.0 - h)) ** 2
             else:
-                blas.strmm(1.0, chol_a.astype(np.float32), w.T, side=0, lower=1, trans_a=1, overwrite_b=1)
+                _blas.trmm_right(np.ascontiguousarray(chol_a, np.float32), w, trans=False)  # W := W C
                 row_sums = np.einsum("ij,ij->i", w, w).astype(np.float64) - (h / (1.0 - h)) ** 2
         loo_means.append(lg.mean())
         loo_vars.append(lg.var())
@@ -747,6 +740,8 @@ def run_cell(data: np.ndarray, family: str, ns: np.ndarray, num_blocks: int, *, 
                 progress(b1 - b0)
     stats[0] += truth  # log det G_1 = log det(W_1^T W_1) + log det G
     timings["blocks_seconds"] = time.perf_counter() - t0 - timings["prepare_seconds"]
+    if engine == "numpy":  # whether its BLAS / LAPACK calls ran without Python's lock (collapse_jax/_blas.py)
+        timings["blas_without_lock"] = all(_blas.library().values())
     return CellResult(family, dim, num_points, np.asarray(ns), truth, *stats, time.perf_counter() - t0,
                       extra=dict(engine=engine, threads=threads, **timings))
 
