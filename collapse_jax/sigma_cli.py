@@ -153,25 +153,51 @@ def block_work(dim: int, num_points: int, ratios) -> float:
     return float(np.sum(sp.block_sizes(dim, num_points, ratios))) * dim * dim + 1e7
 
 
-# The numpy engine's rate in block_work units (multiply-adds): a d = 384 block of the default sweep (11.0 G) took
-# 0.70 s with two worker threads on a 2-core AMD EPYC (Zen 3, AVX2), the whole default sweep (58.7 T) 47-68 minutes
-# there: about 8 G a second per thread.
-NUMPY_GMAC_PER_THREAD_SECOND = 8.0
+# The numpy engine's rate in block_work units (multiply-adds) per worker thread, as a share of one core's rate on its
+# triangular product (numpy_probe_gmac): a block's block_work is sum(ns) d^2, its products about 1.75 times that, and
+# the leverage passes, factorisations and calls come on top. Measured 2026-12-07 on a 2-core AMD EPYC Zen 4: the whole
+# default synthetic sweep, 47,677 G of block_work in 1,435 s of cell compute on two threads, 16.6 G/s per thread, with
+# the probe at 50.2 G/s. (A Zen 3's probe, about 33 G/s, gives 11 G/s: it ran 8 G/s per thread before the engine's
+# BLAS calls released Python's lock on 2026-12-07.)
+NUMPY_RATE_PER_PROBE = 0.33
+NUMPY_SLOWEST_RATE = 4.0  # G block_work a second per thread: half the slowest measured (a Zen 3 before 2026-12-07)
 
 
-def slow_engine_note(engine: str, gmac: float, threads: int) -> str | None:
+def numpy_probe_gmac() -> float:
+    """This CPU's float32 triangular-product rate in G multiply-adds a second, one thread: the numpy engine's
+    whitening (``_blas.trmm_right``) of 2048 rows at d = 384, best of 5 calls of about 3 ms. The rate the engine's
+    products run at differs 1.5x between the CPUs it runs on (OpenBLAS at 33 G/s on a Zen 3, 50 on a Zen 4), so an
+    estimate of a sweep's time from one CPU's figure misled on another."""
+    from collapse_jax import _blas
+    from collapse_jax.spectral import one_blas_thread
+
+    rng = np.random.default_rng(0)
+    a = (np.tril(rng.standard_normal((384, 384))) / 20 + np.eye(384)).astype(np.float32)
+    b = rng.standard_normal((2048, 384)).astype(np.float32)
+    best = np.inf
+    with one_blas_thread():
+        for _ in range(5):
+            start = time.perf_counter()
+            _blas.trmm_right(a, b, trans=True)
+            best = min(best, time.perf_counter() - start)
+    return 2048 * 384 * 384 / 2 / best / 1e9
+
+
+def slow_engine_note(engine: str, gmac: float, threads: int, rate: float | None = None) -> str | None:
     """What to say before a sweep on the numpy engine (a CPU without AMX) expected to run over ten minutes: the
-    full default sweep runs about an hour on two cores, and a user trial on such a CPU (2026-12-06) was told nothing
-    until its first cells' progress bar, whose early rate (small d, the fixed costs) overstated it ~2.5x."""
-    if engine != "numpy":
+    full default sweep runs half an hour to an hour on two cores, and a user trial on such a CPU (2026-12-06) was told
+    nothing until its first cells' progress bar, whose early rate (small d, the fixed costs) overstated it ~2.5x.
+    ``rate``: G block_work a second per thread (default: :data:`NUMPY_RATE_PER_PROBE` x :func:`numpy_probe_gmac`)."""
+    if engine != "numpy" or gmac / (NUMPY_SLOWEST_RATE * threads) / 60 < 10:  # (no probe where it cannot matter)
         return None
-    minutes = gmac / (NUMPY_GMAC_PER_THREAD_SECOND * threads) / 60
+    rate = NUMPY_RATE_PER_PROBE * numpy_probe_gmac() if rate is None else rate
+    minutes = gmac / (rate * threads) / 60
     if minutes < 10:
         return None
-    rate, plural = NUMPY_GMAC_PER_THREAD_SECOND, "s" * (threads != 1)
+    plural = "s" * (threads != 1)
     return (f"sigma-precision: the numpy engine (the native one needs AMX tiles) will take roughly "
-            f"{minutes:.0f} minutes for these cells ({gmac:,.0f} G multiply-adds at the ~{rate:g} G/s per thread of a "
-            f"2-core AMD EPYC, {threads} thread{plural}); --quick runs a small sweep in under a minute, and fewer "
+            f"{minutes:.0f} minutes for these cells ({gmac:,.0f} G multiply-adds at ~{rate:.0f} G/s per thread on "
+            f"this CPU, {threads} thread{plural}); --quick runs a small sweep in under a minute, and fewer "
             "--dims or --blocks cut the time in proportion")
 
 
