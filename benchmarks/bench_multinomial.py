@@ -139,6 +139,9 @@ def main(argv=None):
                                 # every warm call, not only the medians above (an audit)
                                 f"{backend}_run_s_all": walls, f"{backend}_cpu_s_all": cpus})
                 if reps <= args.numpy_max_replicates:
+                    # warm-up, not timed (as every backend's first call above): the generator's first draws and
+                    # NumPy's first allocations of these shapes
+                    numpy_vectorised(np.random.default_rng(args.repeats), p, alpha, n, regime, min(reps, 100))
                     walls, cpus = [], []
                     for r in range(args.repeats):
                         t0, c0 = time.perf_counter(), time.process_time()
