@@ -139,8 +139,8 @@ def main(argv=None):
                                 # every warm call, not only the medians above (an audit)
                                 f"{backend}_run_s_all": walls, f"{backend}_cpu_s_all": cpus})
                 if reps <= args.numpy_max_replicates:
-                    # warm-up, not timed (as every backend's first call above): the generator's first draws and
-                    # NumPy's first allocations of these shapes
+                    # warm-up, not timed (as every backend's first call above): the generator's and the loop's
+                    # first calls, on at most 100 replicates (the allocations of larger sizes stay in the timing)
                     numpy_vectorised(np.random.default_rng(args.repeats), p, alpha, n, regime, min(reps, 100))
                     walls, cpus = [], []
                     for r in range(args.repeats):

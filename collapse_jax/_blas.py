@@ -7,10 +7,10 @@ thread at a time: two workers gave 1.3x one on a 2-core AMD EPYC, where two proc
 (docs/benchmarks.md). A function called through ``ctypes.CDLL`` releases the lock, so this module calls the loaded
 library's ``cblas_strmm``, ``LAPACKE_dpotrf`` and ``LAPACKE_dtrtri`` directly.
 
-The library is found through ``threadpoolctl`` (the BLAS libraries loaded in this process: SciPy's and NumPy's wheels
-each bundle an OpenBLAS whose symbols carry a ``scipy_`` prefix, NumPy's with a ``64_`` suffix for 64-bit integers),
-NumPy's own first (the one ``np.matmul`` runs in), whatever the order the libraries were loaded in. Each function is
-checked once against SciPy's wrapper on a small problem (equal to rounding: OpenBLAS's own results differ in the last
+The library is found through ``threadpoolctl`` (the OpenBLAS libraries loaded in this process: SciPy's and NumPy's
+wheels each bundle one whose symbols carry a ``scipy_`` prefix, NumPy's with a ``64_`` suffix for 64-bit integers;
+the integer width is read from the library's own configuration string), NumPy's own first (the one ``np.matmul``
+runs in), whatever the order the libraries were loaded in. Each function is checked once against SciPy's wrapper on a small problem (equal to rounding: OpenBLAS's own results differ in the last
 bits between its versions, and its Cholesky factor between one thread and several); where none agrees, the calls
 below go through SciPy's wrappers as before (the lock held). :func:`library` says which library runs each call.
 """
@@ -30,8 +30,11 @@ _NO_TRANS, _TRANS, _LOWER, _NON_UNIT, _RIGHT = 111, 112, 122, 131, 142
 
 
 def _loaded(name: str):
-    """``(library path, function, integer type)`` for each function ``name`` (e.g. ``cblas_strmm``) in the BLAS
-    libraries loaded in this process, under the names their wheels give it."""
+    """``(library path, function, integer type)`` for each function ``name`` (e.g. ``cblas_strmm``) in the OpenBLAS
+    libraries loaded in this process, under the names their wheels give it. The integer width is OpenBLAS's own
+    word (``USE64BITINT`` in its ``openblas_get_config`` under the same naming), never guessed from a name: a 64-bit
+    library called with 32-bit integers crashes the process, and a comparison of results cannot catch that first.
+    Other BLAS libraries (MKL, BLIS, Accelerate) are left to SciPy's wrappers."""
     try:
         import scipy.linalg  # noqa: F401 - loads SciPy's BLAS, so that threadpoolctl lists it
         from threadpoolctl import threadpool_info
@@ -42,16 +45,21 @@ def _loaded(name: str):
     def numpy_first(info):
         return not os.path.realpath(info["filepath"]).startswith((numpy_dir + os.sep, numpy_dir + ".libs" + os.sep))
 
-    for info in sorted((i for i in threadpool_info() if i.get("user_api") == "blas"), key=numpy_first):
+    openblas = (i for i in threadpool_info() if i.get("user_api") == "blas" and i.get("internal_api") == "openblas")
+    for info in sorted(openblas, key=numpy_first):
         try:
             lib = ctypes.CDLL(info["filepath"])
         except OSError:  # pragma: no cover - listed but not loadable by its path
             continue
         for prefix in ("scipy_", ""):
-            for suffix, int_type in (("", ctypes.c_int32), ("64_", ctypes.c_int64), ("_64", ctypes.c_int64)):
-                fn = getattr(lib, f"{prefix}{name}{suffix}", None)
-                if fn is not None:
-                    yield info["filepath"], fn, int_type
+            for suffix in ("", "64_", "_64"):
+                fn, config = (getattr(lib, f"{prefix}{base}{suffix}", None) for base in (name, "openblas_get_config"))
+                if fn is None or config is None:
+                    continue
+                config.restype = ctypes.c_char_p
+                config.argtypes = []
+                wide = b"USE64BITINT" in (config() or b"")
+                yield info["filepath"], fn, ctypes.c_int64 if wide else ctypes.c_int32
 
 
 def _trmm_binding(fn, int_type):
