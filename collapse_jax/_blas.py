@@ -8,11 +8,12 @@ thread at a time: two workers gave 1.3x one on a 2-core AMD EPYC, where two proc
 library's ``cblas_strmm``, ``LAPACKE_dpotrf`` and ``LAPACKE_dtrtri`` directly.
 
 The library is found through ``threadpoolctl`` (the OpenBLAS libraries loaded in this process: SciPy's and NumPy's
-wheels each bundle one whose symbols carry a ``scipy_`` prefix, NumPy's with a ``64_`` suffix for 64-bit integers;
-the integer width is read from the library's own configuration string), NumPy's own first (the one ``np.matmul``
-runs in), whatever the order the libraries were loaded in. Each function is checked once against SciPy's wrapper on a small problem (equal to rounding: OpenBLAS's own results differ in the last
-bits between its versions, and its Cholesky factor between one thread and several); where none agrees, the calls
-below go through SciPy's wrappers as before (the lock held). :func:`library` says which library runs each call.
+wheels each bundle one whose symbols carry a ``scipy_`` prefix, NumPy's with a ``64_`` suffix for 64-bit integers; the
+integer width is read from the library's own configuration string), NumPy's own first (the one ``np.matmul`` runs in),
+whatever the order the libraries were loaded in. Each function is checked once against SciPy's wrapper on a small
+problem (equal to rounding: OpenBLAS's own results differ in the last bits between its versions, and its Cholesky factor
+between one thread and several); where none agrees, the calls below go through SciPy's wrappers as before (the lock
+held). :func:`library` says which library runs each call.
 """
 
 from __future__ import annotations
