@@ -498,7 +498,8 @@ def test_a_long_kernel_call_is_stopped_at_once(tmp_path, how):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "collapse_jax.cli", "gmm-network", "--replicates", "1", "--steps",
                              "100000", "--no-plots", "--progress", "--backend", "native", "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # (tracebacks on SIGABRT, below)
     try:
         start = time.monotonic()
         while "gmm-network" not in proc.stderr.readline():  # (the bar's first line: the call is about to start)
@@ -510,7 +511,13 @@ def test_a_long_kernel_call_is_stopped_at_once(tmp_path, how):
             proc.send_signal(signal.SIGINT)
             time.sleep(2)
             proc.send_signal(signal.SIGINT)
-        status, err = proc.wait(timeout=60), proc.stderr.read()
+        try:
+            status = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # (once in a CI run under load, 2026-12-07, with no word of where it was:
+            proc.send_signal(signal.SIGABRT)  # every thread's traceback now, from the fault handler)
+            proc.wait(timeout=30)
+            pytest.fail(f"still running 60 s after the signals; its stderr and threads:\n{proc.stderr.read()}")
+        err = proc.stderr.read()
     finally:
         proc.kill()
     if how == "SIGTERM":
