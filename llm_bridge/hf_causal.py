@@ -194,7 +194,8 @@ class HFCausalLM:
         applied. Batch ``b`` is sampled from torch's RNG seeded by
         ``torch_seed(seed, GENERATE, b)``: the same prompts, sampling, seed and batch size give the same texts
         whatever the global RNG state, which is left unchanged. Logits holding NaN or +inf (broken weights) are a
-        ValueError naming the model (:func:`finite_logits_class`).
+        ValueError naming the model (:func:`finite_logits_class`). Only ids the tokenizer has are drawn (a model padded
+        beyond it: :func:`vocab_limit_class`).
         """
         items = check_texts(prompts, "prompts", allow_empty=False)
         if not isinstance(sampling, Sampling):
@@ -204,8 +205,12 @@ class HFCausalLM:
         if not self.prefix and any(t == "" for t in items):
             raise ValueError(f"prompts[{items.index('')}] is empty and the tokenizer has no BOS or EOS token to start "
                              "a text from; give every prompt at least one token")
-        check_top_k(sampling, getattr(self.model.get_output_embeddings(), "out_features", None)
-                    or self.model.config.vocab_size)  # (the logits' width; a head without out_features: the config's)
+        rows = (getattr(self.model.get_output_embeddings(), "out_features", None)
+                or self.model.config.vocab_size)  # (the logits' width; a head without out_features: the config's)
+        # only the tokenizer's ids are drawn: a model padded beyond it (Pythia, Phi-2, Qwen2) drew ids that decode to
+        # nothing, so tokens vanished from the text (an audit, 2026-12-07); as the nanoGPT's vocab_limit
+        drawable = min(rows, len(self.tokenizer))
+        check_top_k(sampling, drawable, whose="this model's tokenizer" if drawable < rows else "this model")
         full = [self.encode(t) for t in items]
         fitted = fit_prompts(full, self.context_length, sampling.max_new_tokens)
         start = len(self.prefix)
@@ -224,6 +229,7 @@ class HFCausalLM:
             max_new_tokens=sampling.max_new_tokens, pad_token_id=self.pad_id, eos_token_id=self.eos_ids or None)
         processors = transformers.LogitsProcessorList(
             [finite_logits_class()(self.name)]
+            + ([vocab_limit_class()(drawable)] if drawable < rows else [])
             + ([] if sampling.temperature == 1.0 else [shifted_temperature_class()(sampling.temperature)]))
         texts: list[str] = []
         with bar(len(items), f"generating ({self.name})", unit="text",
@@ -553,6 +559,26 @@ def finite_logits_class() -> type:
             return scores
 
     return FiniteLogits
+
+
+@functools.cache
+def vocab_limit_class() -> type:
+    """A ``transformers.LogitsProcessor`` class, ``(limit)``: the logits of ids ``>= limit`` set to -inf, so that a
+    model whose output rows outnumber its tokenizer's tokens (a vocabulary padded to a multiple of 64 or 128) draws
+    only ids the tokenizer decodes, renormalised over them (:meth:`HFCausalLM.generate`). Built on first use, as
+    transformers is imported lazily."""
+    transformers = require("transformers")
+
+    class VocabLimit(transformers.LogitsProcessor):
+        def __init__(self, limit: int) -> None:
+            self.limit = limit
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            scores = scores.clone()
+            scores[:, self.limit:] = -float("inf")
+            return scores
+
+    return VocabLimit
 
 
 DECODE_CONTEXT = 4  # prompt tokens decoded before a continuation (decode_after)

@@ -429,6 +429,36 @@ def test_a_vanishing_temperature_samples_the_argmax_like_the_nanogpt(lm, tempera
     assert lm.generate(PROMPTS, Sampling(max_new_tokens=8, temperature=temperature), seed=2) == greedy
 
 
+def test_a_model_with_more_rows_than_its_tokenizer_draws_only_the_tokenizers_ids(lm, monkeypatch):
+    """A model whose embedding is padded beyond its tokenizer (Pythia, Phi-2, Qwen2 pad to a multiple of 64 or 128)
+    drew the padded ids, which decode to nothing: tokens vanished from the text while the model went on from them
+    (an audit, 2026-12-07: 97 of 160 draws here). As the nanoGPT does, only the tokenizer's ids are drawn now."""
+    import torch
+    import transformers
+
+    from llm_bridge.hf_causal import HFCausalLM
+
+    size = len(lm.tokenizer)
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=size + 600, n_positions=CONTEXT, n_embd=32, n_layer=2, n_head=2,
+                                     bos_token_id=lm.tokenizer.eos_token_id, eos_token_id=lm.tokenizer.eos_token_id)
+    padded = HFCausalLM(transformers.GPT2LMHeadModel(config), lm.tokenizer)
+    drawn = []
+    generate = padded.model.generate
+
+    def spy(*args, **kwargs):
+        out = generate(*args, **kwargs)
+        drawn.append(out[:, kwargs["input_ids"].shape[1]:])
+        return out
+
+    monkeypatch.setattr(padded.model, "generate", spy)
+    for sampling in (Sampling(max_new_tokens=20), Sampling(max_new_tokens=20, temperature=3.0, top_p=0.99)):
+        padded.generate(["The cat"] * 8, sampling, seed=0)
+    assert all(int(d.max()) < size for d in drawn)
+    with pytest.raises(ValueError, match=f"top_k must be at most the vocabulary size {size:,} of this model's tok"):
+        padded.generate(["The cat"], Sampling(max_new_tokens=4, top_k=size + 1))
+
+
 def test_shifted_temperature_is_transformers_softmax_without_the_overflow():
     import torch
 
