@@ -28,6 +28,15 @@ from collapse_jax.sigma_precision_config import MAX_CONDITION_NUMBER as SP_MAX_C
 from collapse_jax.sigma_precision_config import MIN_DIM
 
 
+def finite(x) -> bool:
+    """``math.isfinite(x)``, False for an integer beyond float's range (``mu = 999...9``, 400 digits, in a TOML
+    file: isfinite raised OverflowError, a traceback instead of the field's error)."""
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
 @dataclasses.dataclass(frozen=True)
 class Field:
     """One parameter of a sweep model: its default, help, type and allowed values."""
@@ -58,7 +67,7 @@ class Field:
         if self.kind is int and (not isinstance(value, int) or isinstance(value, bool)):
             return f"must be an integer, got {value!r}"
         if self.kind is float and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                   or not math.isfinite(value)):
+                                   or not finite(value)):
             return f"must be a finite number, got {value!r}"
         if self.kind is bool and not isinstance(value, bool):
             return f"must be true or false, got {value!r}"

@@ -308,7 +308,9 @@ def _check_new(key, where, seen, fail):
 
 
 def _real(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    from collapse_jax.sweep_models import finite  # (an integer beyond float's range: OverflowError, a traceback)
+
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and finite(x)
 
 
 def _integer(value, field, low, fail, high=None, why="") -> int:

@@ -102,6 +102,19 @@ def test_spec_errors_name_the_field_and_the_line(text, field, line, words):
     assert words in message
 
 
+@pytest.mark.parametrize("body, field", [
+    ('simulator = "gaussian"\n[grid]\nmu = [1{zeros}]\n', "grid.mu"),
+    ('simulator = "gaussian"\n[fixed]\nsigma = 1{zeros}\n[grid]\nn0 = [5]\n', "fixed.sigma"),
+    ('simulator = "multinomial"\nquantiles = [1{zeros}]\n[grid]\nn0 = [5]\n', "quantiles"),
+    ('simulator = "multinomial"\n[grid]\nalpha0 = {{ linspace = [0, 1{zeros}, 3] }}\n', "grid.alpha0"),
+])
+def test_spec_integer_beyond_float_range_is_a_spec_error(body, field):
+    """An integer of 400 digits (TOML integers are unbounded) for a real field: math.isfinite raised OverflowError,
+    a traceback on the command line instead of the field's error."""
+    with pytest.raises(sweep_spec.SpecError, match=re.escape(field)):
+        sweep_spec.parse(body.format(zeros="0" * 400))
+
+
 def test_spec_grid_zip_and_generators():
     spec = sweep_spec.parse(textwrap.dedent("""\
         simulator = "multinomial"
