@@ -483,6 +483,16 @@ def test_the_early_interrupt_hook_is_the_command_lines_alone(tmp_path, monkeypat
     capsys.readouterr()
 
 
+def _sigint_as_at_a_terminal() -> None:
+    """In a child before it starts: SIGINT's default action, unblocked, whatever the test worker left (an ignored or
+    blocked signal is inherited across exec: in two full CI runs, 2026-12-07, a child of a worker that had run many
+    tests took no notice of either Ctrl-C, while the test alone, or its file under xdist, passed)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 @needs_native  # (the native kernel's one long call; the pure-JAX pass runs the program on the calling thread)
 @pytest.mark.parametrize("how", ["SIGTERM", "two Ctrl-C"])
 def test_a_long_kernel_call_is_stopped_at_once(tmp_path, how):
@@ -499,12 +509,15 @@ def test_a_long_kernel_call_is_stopped_at_once(tmp_path, how):
     proc = subprocess.Popen([sys.executable, "-m", "collapse_jax.cli", "gmm-network", "--replicates", "1", "--steps",
                              "100000", "--no-plots", "--progress", "--backend", "native", "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # (tracebacks on SIGABRT, below)
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # (tracebacks on SIGABRT, below)
+                            preexec_fn=_sigint_as_at_a_terminal)
     try:
         start = time.monotonic()
         while "gmm-network" not in proc.stderr.readline():  # (the bar's first line: the call is about to start)
             assert time.monotonic() - start < 120 and proc.poll() is None, proc.stderr.read()
         time.sleep(3)                                        # (inside the call, which runs for hours)
+        with open(f"/proc/{proc.pid}/status") as f:  # (the child's signal masks, for the message below)
+            masks = [line.strip() for line in f if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
         if how == "SIGTERM":
             proc.send_signal(signal.SIGTERM)
         else:
@@ -516,7 +529,8 @@ def test_a_long_kernel_call_is_stopped_at_once(tmp_path, how):
         except subprocess.TimeoutExpired:  # (once in a CI run under load, 2026-12-07, with no word of where it was:
             proc.send_signal(signal.SIGABRT)  # every thread's traceback now, from the fault handler)
             proc.wait(timeout=30)
-            pytest.fail(f"still running 60 s after the signals; its stderr and threads:\n{proc.stderr.read()}")
+            pytest.fail(f"still running 60 s after the signals ({masks}); its stderr and threads:\n"
+                        f"{proc.stderr.read()}")
         err = proc.stderr.read()
     finally:
         proc.kill()
