@@ -126,39 +126,47 @@ def _bound() -> dict:
         return _find()
 
 
+def _first(name: str, bind, agrees):
+    """``(library path, call)`` of the first loaded ``name`` whose binding (``bind(fn, int_type)``) ``agrees`` with
+    SciPy's wrapper on the test problem, or None."""
+    for path, fn, int_type in _loaded(name):
+        call = bind(fn, int_type)
+        try:
+            if agrees(call):
+                return path, call
+        except (OSError, ctypes.ArgumentError):  # pragma: no cover - a foreign ABI
+            continue
+    return None
+
+
 @functools.cache
 def _find() -> dict:
     a, b, spd = _test_problem()
-    found = {}
-    for path, fn, int_type in _loaded("cblas_strmm"):
-        trmm = _trmm_binding(fn, int_type)
-        ok = True
+
+    def trmm_agrees(trmm) -> bool:
         for trans in (False, True):
             want, got = b.copy(), b.copy()
             _scipy_trmm(a, want, trans)
-            try:
-                trmm(a, got, trans)
-            except (OSError, ctypes.ArgumentError):  # pragma: no cover - a foreign ABI
-                ok = False
-            ok = ok and np.allclose(got, want, rtol=1e-5, atol=1e-5)
-        if ok:
-            found["trmm"] = path, trmm
-            break
+            trmm(a, got, trans)
+            if not np.allclose(got, want, rtol=1e-5, atol=1e-5):
+                return False
+        return True
+
+    def lapack_agrees(source, want):
+        def agrees(call) -> bool:
+            got = np.array(source, order="F")
+            return call(got) == 0 and np.allclose(np.tril(got), want, rtol=1e-12, atol=1e-12)
+
+        return agrees
+
     want_c, _ = _scipy_cholesky(spd)
     want_inv, _ = _scipy_inverse(want_c)
-    for key, name, chars, source, want in (("cholesky", "LAPACKE_dpotrf", (b"L",), spd, want_c),
-                                           ("inverse", "LAPACKE_dtrtri", (b"L", b"N"), want_c, want_inv)):
-        for path, fn, int_type in _loaded(name):
-            call = _lapack_binding(fn, int_type, *chars)
-            got = np.array(source, order="F")
-            try:
-                info = call(got)
-            except (OSError, ctypes.ArgumentError):  # pragma: no cover - a foreign ABI
-                continue
-            if info == 0 and np.allclose(np.tril(got), want, rtol=1e-12, atol=1e-12):
-                found[key] = path, call
-                break
-    return found
+    found = {"trmm": _first("cblas_strmm", _trmm_binding, trmm_agrees),
+             "cholesky": _first("LAPACKE_dpotrf", lambda fn, it: _lapack_binding(fn, it, b"L"),
+                                lapack_agrees(spd, want_c)),
+             "inverse": _first("LAPACKE_dtrtri", lambda fn, it: _lapack_binding(fn, it, b"L", b"N"),
+                               lapack_agrees(want_c, want_inv))}
+    return {key: value for key, value in found.items() if value is not None}
 
 
 def library() -> dict:

@@ -1,8 +1,17 @@
 """Commands run in a child process and stopped by a signal, as a batch scheduler or a closed terminal stops them."""
 
+import signal
 import subprocess
 import time
 from typing import Callable
+
+
+def sigint_as_at_a_terminal() -> None:
+    """A ``preexec_fn``: in a child before it starts, SIGINT's default action, unblocked, whatever the test worker left
+    (an ignored or blocked signal is inherited across exec: in two full CI runs, 2026-12-07, a child of a worker that
+    had run many tests took no notice of either Ctrl-C, while the test alone, or its file under xdist, passed)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def signal_once_started(args: list[str], started: str, signum: int, env: dict | None = None,

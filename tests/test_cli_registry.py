@@ -483,16 +483,6 @@ def test_the_early_interrupt_hook_is_the_command_lines_alone(tmp_path, monkeypat
     capsys.readouterr()
 
 
-def _sigint_as_at_a_terminal() -> None:
-    """In a child before it starts: SIGINT's default action, unblocked, whatever the test worker left (an ignored or
-    blocked signal is inherited across exec: in two full CI runs, 2026-12-07, a child of a worker that had run many
-    tests took no notice of either Ctrl-C, while the test alone, or its file under xdist, passed)."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
 @needs_native  # (the native kernel's one long call; the pure-JAX pass runs the program on the calling thread)
 @pytest.mark.parametrize("how", ["SIGTERM", "two Ctrl-C"])
 # (preexec_fn forks: JAX warns of a deadlock, which needs the child to take a lock JAX's threads held; it only resets
@@ -508,12 +498,14 @@ def test_a_long_kernel_call_is_stopped_at_once(tmp_path, how):
     import subprocess
     import time
 
+    from process_support import sigint_as_at_a_terminal
+
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "collapse_jax.cli", "gmm-network", "--replicates", "1", "--steps",
                              "100000", "--no-plots", "--progress", "--backend", "native", "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # (tracebacks on SIGABRT, below)
-                            preexec_fn=_sigint_as_at_a_terminal)
+                            preexec_fn=sigint_as_at_a_terminal)
     try:
         start = time.monotonic()
         while "gmm-network" not in proc.stderr.readline():  # (the bar's first line: the call is about to start)
